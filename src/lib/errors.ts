@@ -1,0 +1,95 @@
+/**
+ * One error model for the whole project. Every failure a user can see is a VirtnodeError with a stable code;
+ * the CLI maps codes to exit codes and the API (later) to HTTP statuses, in exactly one place each (below).
+ */
+export type ErrorCode =
+  | 'INVALID'
+  | 'NOT_FOUND'
+  | 'CONFLICT'
+  | 'INVALID_STATE'
+  | 'BUSY'
+  | 'TIMEOUT'
+  | 'QMP_TIMEOUT'
+  | 'QMP_COMMAND'
+  | 'QMP_DISCONNECTED'
+  | 'QMP_PROTOCOL'
+  | 'COMMAND_FAILED'
+  | 'MISSING_PROGRAM'
+  | 'HOST_UNSUPPORTED'
+  | 'PERMISSION'
+  | 'INTERNAL';
+
+export interface VirtnodeErrorOptions {
+  /** What the user can do about it, one line. */
+  hint?: string;
+  /** The input field at fault, when there is one (`--memory`, `name`). */
+  field?: string;
+  cause?: unknown;
+}
+
+export class VirtnodeError extends Error {
+  readonly code: ErrorCode;
+  readonly hint: string | undefined;
+  readonly field: string | undefined;
+
+  constructor(code: ErrorCode, message: string, options: VirtnodeErrorOptions = {}) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.name = 'VirtnodeError';
+    this.code = code;
+    this.hint = options.hint;
+    this.field = options.field;
+  }
+}
+
+export function invalid(field: string, message: string, hint?: string): VirtnodeError {
+  return new VirtnodeError('INVALID', `${field}: ${message}`, hint === undefined ? { field } : { field, hint });
+}
+
+export function isVirtnodeError(e: unknown, code?: ErrorCode): e is VirtnodeError {
+  return e instanceof VirtnodeError && (code === undefined || e.code === code);
+}
+
+/** Anything thrown becomes a VirtnodeError; unknown errors are INTERNAL and keep their cause. */
+export function toVirtnodeError(e: unknown): VirtnodeError {
+  if (e instanceof VirtnodeError) return e;
+  const message = e instanceof Error ? e.message : String(e);
+  return new VirtnodeError('INTERNAL', message, { cause: e });
+}
+
+/** CLI exit codes: stable, documented in the README. */
+export const EXIT_CODE: Record<ErrorCode, number> = {
+  INVALID: 2,
+  NOT_FOUND: 3,
+  CONFLICT: 4,
+  INVALID_STATE: 5,
+  BUSY: 6,
+  TIMEOUT: 7,
+  QMP_TIMEOUT: 8,
+  QMP_COMMAND: 8,
+  QMP_DISCONNECTED: 8,
+  QMP_PROTOCOL: 8,
+  COMMAND_FAILED: 9,
+  MISSING_PROGRAM: 10,
+  HOST_UNSUPPORTED: 11,
+  PERMISSION: 12,
+  INTERNAL: 1,
+};
+
+/** HTTP statuses for the REST API. */
+export const HTTP_STATUS: Record<ErrorCode, number> = {
+  INVALID: 400,
+  NOT_FOUND: 404,
+  CONFLICT: 409,
+  INVALID_STATE: 409,
+  BUSY: 423,
+  TIMEOUT: 504,
+  QMP_TIMEOUT: 504,
+  QMP_COMMAND: 502,
+  QMP_DISCONNECTED: 502,
+  QMP_PROTOCOL: 502,
+  COMMAND_FAILED: 500,
+  MISSING_PROGRAM: 500,
+  HOST_UNSUPPORTED: 501,
+  PERMISSION: 403,
+  INTERNAL: 500,
+};
