@@ -1,0 +1,4 @@
+# Sourced by the scripts: puts the pinned Node 24 first on PATH and builds native addons against it.
+VIRTNODE_ROOT=${VIRTNODE_ROOT:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)}
+export PATH="$VIRTNODE_ROOT/.tools/node24/bin:$VIRTNODE_ROOT/node_modules/.bin:$PATH"
+export npm_config_nodedir="$VIRTNODE_ROOT/.tools/node24"
