@@ -1,0 +1,136 @@
+import { readFile } from 'node:fs/promises';
+import { release } from 'node:os';
+import { VirtnodeError } from '../lib/errors.ts';
+import { chooseAccelerator } from './accelerator.ts';
+import {
+  checkCgroups,
+  checkCpuVendor,
+  checkHardwareVirt,
+  checkIommu,
+  checkKvmAccess,
+  checkKvmDevice,
+  checkKvmFunctional,
+  checkLongMode,
+  checkOvmf,
+  checkQemu,
+  checkQemuImg,
+  checkSeabios,
+  checkTun,
+  checkVhostNet,
+  worstStatus,
+} from './checks.ts';
+import type { CheckStatus, HostCheck } from './checks.ts';
+import { parseCpuinfo } from './cpuinfo.ts';
+import type { CpuInfo } from './cpuinfo.ts';
+import { cgroupFacts, deviceFacts, firmwareFacts, iommuFacts } from './host-facts.ts';
+import { DEFAULT_PROBE_TIMEOUT_MS, KVM_DEVICE, QEMU_SYSTEM, probeKvm } from './kvm-probe.ts';
+import type { Accel, KvmProbe } from './kvm-probe.ts';
+import { programVersion } from './programs.ts';
+
+const PROC_CPUINFO = '/proc/cpuinfo';
+
+export interface HostReport {
+  /** The worst status of all checks. */
+  status: CheckStatus;
+  checks: HostCheck[];
+  cpu: CpuInfo & { source: string };
+  accelerator: { chosen: Accel; reason: string };
+  kvm: KvmProbe;
+  qemu: { version?: string; path?: string; imgVersion?: string };
+  kernel: { release: string };
+  firmware: { seabios: string[]; ovmf: string[] };
+  durationMs: number;
+}
+
+export interface CheckHostOptions {
+  /** Judge the CPU from this captured cpuinfo file instead of /proc/cpuinfo; device checks still describe this host. */
+  cpuinfoPath?: string;
+  /** Where the probe verdict and program versions are cached. */
+  cacheDir: string;
+  signal?: AbortSignal;
+  probeTimeoutMs?: number;
+  /** Boot the KVM test guest again and re-read program versions, ignoring the cache. */
+  refreshProbe?: boolean;
+}
+
+async function readCpuinfo(path: string | undefined): Promise<string> {
+  try {
+    return await readFile(path ?? PROC_CPUINFO, 'utf8');
+  } catch (e) {
+    if (path === undefined) {
+      throw new VirtnodeError('HOST_UNSUPPORTED', `cannot read ${PROC_CPUINFO}`, { hint: 'mount /proc', cause: e });
+    }
+    throw new VirtnodeError('NOT_FOUND', `cannot read cpuinfo file ${path}`, {
+      field: '--cpuinfo',
+      hint: 'give a readable file captured from /proc/cpuinfo',
+      cause: e,
+    });
+  }
+}
+
+/** The whole host check, in the spirit of virt-host-validate. Never throws for a missing feature: it reports it. */
+export async function checkHost(options: CheckHostOptions): Promise<HostReport> {
+  const started = performance.now();
+  const signalOption = options.signal === undefined ? {} : { signal: options.signal };
+  const refresh = options.refreshProbe === true;
+  const cpuText = await readCpuinfo(options.cpuinfoPath);
+  const cpu = parseCpuinfo(cpuText);
+  const source = options.cpuinfoPath;
+
+  // Program versions first and one after the other: they share one cache file.
+  const qemu = await programVersion(QEMU_SYSTEM, { cacheDir: options.cacheDir, refresh, ...signalOption });
+  const qemuImg = await programVersion('qemu-img', { cacheDir: options.cacheDir, refresh, ...signalOption });
+
+  const [kvmDev, tun, vhost, cgroups, iommu, firmware, kvm] = await Promise.all([
+    deviceFacts(KVM_DEVICE),
+    deviceFacts('/dev/net/tun'),
+    deviceFacts('/dev/vhost-net'),
+    cgroupFacts(),
+    iommuFacts(),
+    firmwareFacts(),
+    probeKvm({
+      cacheDir: options.cacheDir,
+      timeoutMs: options.probeTimeoutMs ?? DEFAULT_PROBE_TIMEOUT_MS,
+      refresh,
+      ...signalOption,
+    }),
+  ]);
+
+  const checks: HostCheck[] = [
+    checkCpuVendor(cpu, source),
+    checkLongMode(cpu, source),
+    checkHardwareVirt(cpu, source),
+    checkKvmDevice(kvmDev),
+    checkKvmAccess(kvmDev),
+    checkKvmFunctional(kvm),
+    checkTun(tun),
+    checkVhostNet(vhost),
+    checkCgroups(cgroups),
+    // The IOMMU hint names a kernel parameter for this host's vendor, so it reads this host's cpuinfo.
+    checkIommu(iommu, source === undefined ? cpu.vendor : parseCpuinfo(await readCpuinfo(undefined)).vendor),
+    checkQemu(qemu),
+    checkQemuImg(qemuImg),
+    checkSeabios(firmware.seabios),
+    checkOvmf(firmware.ovmf),
+  ];
+
+  const choice = chooseAccelerator('auto', kvm);
+  const qemuInfo: HostReport['qemu'] = {};
+  if (qemu.state === 'ok') {
+    qemuInfo.version = qemu.version;
+    qemuInfo.path = qemu.path;
+  }
+  if (qemuImg.state === 'ok') qemuInfo.imgVersion = qemuImg.version;
+
+  return {
+    status: worstStatus(checks),
+    checks,
+    cpu: { ...cpu, source: source ?? PROC_CPUINFO },
+    accelerator: { chosen: choice.accel, reason: choice.reason },
+    kvm,
+    qemu: qemuInfo,
+    kernel: { release: release() },
+    firmware,
+    durationMs: Math.round(performance.now() - started),
+  };
+}

@@ -1,0 +1,11 @@
+export { checkHost } from './check-host.ts';
+export type { CheckHostOptions, HostReport } from './check-host.ts';
+export { worstStatus } from './checks.ts';
+export type { CheckStatus, HostCheck } from './checks.ts';
+export { formatHostReport, countByStatus } from './report.ts';
+export { chooseAccelerator, resolveAccelerator } from './accelerator.ts';
+export type { AccelRequest, AcceleratorChoice } from './accelerator.ts';
+export { hasFlag, hardwareVirtualization, parseCpuinfo } from './cpuinfo.ts';
+export type { CpuInfo } from './cpuinfo.ts';
+export { DEFAULT_PROBE_TIMEOUT_MS, probeKvm, runProbeGuest } from './kvm-probe.ts';
+export type { Accel, GuestProbe, KvmProbe, ProbeVerdict } from './kvm-probe.ts';
