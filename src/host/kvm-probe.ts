@@ -11,6 +11,10 @@ import { programVersion } from './programs.ts';
  * The functional accelerator probe. A /dev/kvm node proves nothing (on some hosts KVM_CREATE_VM succeeds and
  * guests still never run), so boot a real tiny guest under the accelerator with a deadline and see whether it
  * executes its code: it exits QEMU through isa-debug-exit with a status only a completed run can produce.
+ *
+ * Measured on the development hosts (QEMU 7.2, SeaBIOS 1.16): the guest finishes in about 0.1 s under TCG, and
+ * under their broken KVM in about 5.1 s (SeaBIOS and real-mode code crawl there; real guests never get through
+ * early boot). The 3 s deadline separates the two with room on both sides; a working KVM needs well under 1 s.
  */
 
 export type Accel = 'kvm' | 'tcg';
