@@ -1,0 +1,41 @@
+#!/usr/bin/env node
+import { Command, CommanderError } from 'commander';
+import { EXIT_CODE, toVirtnodeError } from '../lib/errors.ts';
+import { registerConsoleCommands } from './commands/console.ts';
+import { registerHostCommands } from './commands/host.ts';
+import { registerInstanceCommands } from './commands/instances.ts';
+
+const program = new Command('virtnode')
+  .description('Turn this Linux machine into a virtualization host: VMs on QEMU, driven over QMP.')
+  .version('0.1.0')
+  .option('--debug', 'on errors, print the chain of causes')
+  .showHelpAfterError('(run with --help for usage)')
+  .exitOverride();
+
+// Command modules only declare their commands; each action imports what it needs when it runs.
+registerInstanceCommands(program);
+registerConsoleCommands(program);
+registerHostCommands(program);
+
+function printError(e: unknown): number {
+  if (e instanceof CommanderError) return e.exitCode === 0 ? 0 : 2;
+  const error = toVirtnodeError(e);
+  process.stderr.write(`error: ${error.message}\n`);
+  if (error.hint !== undefined) process.stderr.write(`hint: ${error.hint}\n`);
+  if (program.opts()['debug']) {
+    let cause: unknown = error;
+    while (cause instanceof Error) {
+      process.stderr.write(`  ${cause.stack ?? cause.message}\n`);
+      cause = cause.cause;
+    }
+  } else if (error.code === 'INTERNAL') {
+    process.stderr.write('(run with --debug for details)\n');
+  }
+  return EXIT_CODE[error.code];
+}
+
+try {
+  await program.parseAsync(process.argv);
+} catch (e) {
+  process.exitCode = printError(e);
+}

@@ -1,0 +1,65 @@
+/** States an instance moves through; the transitional ones (creating, starting, stopping, deleting) are
+ * always held under the instance's lock, so a transitional state with no live lock owner means a crash. */
+export type InstanceState =
+  | 'creating'
+  | 'defined'
+  | 'starting'
+  | 'running'
+  | 'paused'
+  | 'stopping'
+  | 'stopped'
+  | 'crashed'
+  | 'deleting';
+
+export const TRANSITIONAL_STATES: ReadonlySet<InstanceState> = new Set(['creating', 'starting', 'stopping', 'deleting']);
+/** States in which a QEMU process is expected to exist. */
+export const ACTIVE_STATES: ReadonlySet<InstanceState> = new Set(['starting', 'running', 'paused', 'stopping']);
+
+export type Accel = 'kvm' | 'tcg';
+export type AccelRequest = Accel | 'auto';
+export type DiskFormat = 'qcow2' | 'raw';
+
+export interface DiskSpec {
+  id: string;
+  path: string;
+  format: DiskFormat;
+  /** Created by virtnode inside the instance directory, deleted with the instance. */
+  owned: boolean;
+  readonly?: boolean;
+}
+
+export interface KernelBoot {
+  kernel: string;
+  initrd?: string;
+  cmdline?: string;
+}
+
+export interface InstanceSpec {
+  cpus: number;
+  memoryMiB: number;
+  accel: AccelRequest;
+  disks: DiskSpec[];
+  boot?: KernelBoot;
+}
+
+export type NicNetwork = 'user' | 'none';
+
+export interface Nic {
+  index: number;
+  mac: string;
+  network: NicNetwork;
+}
+
+export interface Instance {
+  name: string;
+  uuid: string;
+  smbiosUuid: string;
+  state: InstanceState;
+  stateReason: string | undefined;
+  spec: InstanceSpec;
+  nics: Nic[];
+  pid: number | undefined;
+  pidStart: string | undefined;
+  createdAt: string;
+  updatedAt: string;
+}

@@ -1,0 +1,76 @@
+import { VirtnodeError } from '../lib/errors.ts';
+import { isOurQemu, lastLogLine, killQemu } from '../qemu/process.ts';
+import { QmpConnection } from '../qmp/connection.ts';
+import { acquireLock } from '../store/locks.ts';
+import type { Instance } from './model.ts';
+import { removeRuntimeFiles, runtimePaths } from './runtime.ts';
+import type { InstanceService } from './service.ts';
+
+const QUERY_TIMEOUT_MS = 1_000;
+
+/**
+ * Brings a recorded state in line with reality: a running/paused instance whose QEMU is gone has crashed; one
+ * whose guest powered itself off (QEMU kept alive by -no-shutdown) is stopped and its QEMU told to quit.
+ * Uses the query monitor, so a long operation holding the main monitor never blocks it.
+ */
+export async function observeInstance(service: InstanceService, instance: Instance): Promise<Instance> {
+  if (instance.state !== 'running' && instance.state !== 'paused') return instance;
+  const identity = { pid: instance.pid ?? -1, start: instance.pidStart ?? '' };
+  const dir = service.paths.instanceDir(instance.name);
+  if (!isOurQemu(identity, instance.uuid)) {
+    const log = lastLogLine(runtimePaths(dir).qemuLog);
+    const reason = `QEMU (pid ${identity.pid}) exited without a guest shutdown: it was killed or crashed${log === 'no message' ? '' : ` (last QEMU message: ${log})`}`;
+    if (service.repo.compareAndSetState(instance.name, instance.state, instance.pid, 'crashed', reason)) {
+      service.repo.setProcess(instance.name, undefined, undefined);
+      removeRuntimeFiles(dir);
+    }
+    return service.repo.get(instance.name) ?? instance;
+  }
+  const status = await queryStatus(runtimePaths(dir).qmpQuery);
+  if (status === undefined) return instance;
+  if (status === 'shutdown' || status === 'guest-panicked') {
+    const reason = status === 'shutdown' ? 'the guest powered itself off' : 'the guest kernel panicked';
+    await settleEndedGuest(service, instance, status === 'shutdown' ? 'stopped' : 'crashed', reason);
+    return service.repo.get(instance.name) ?? instance;
+  }
+  const observed = status === 'running' ? 'running' : 'paused';
+  if (observed !== instance.state) {
+    service.repo.compareAndSetState(instance.name, instance.state, instance.pid, observed, status === 'running' ? undefined : `QEMU reports ${status}`);
+    return service.repo.get(instance.name) ?? instance;
+  }
+  return instance;
+}
+
+async function queryStatus(socket: string): Promise<string | undefined> {
+  let qmp: QmpConnection | undefined;
+  try {
+    qmp = await QmpConnection.connect(socket, { timeoutMs: QUERY_TIMEOUT_MS });
+    const reply = (await qmp.execute('query-status', undefined, { timeoutMs: QUERY_TIMEOUT_MS })) as { status: string };
+    return reply.status;
+  } catch (e) {
+    if (e instanceof VirtnodeError) return undefined; // busy or going away: keep the recorded state
+    throw e;
+  } finally {
+    qmp?.close();
+  }
+}
+
+/** The guest ended on its own: end its QEMU and record why, if no operation is under way on it. */
+async function settleEndedGuest(service: InstanceService, instance: Instance, state: 'stopped' | 'crashed', reason: string): Promise<void> {
+  let release: (() => void) | undefined;
+  try {
+    release = await acquireLock(service.db, instance.name, 'settle', { waitMs: 0 });
+  } catch {
+    return; // the lock holder is this process or another operation: it will see the same thing
+  }
+  try {
+    const current = service.repo.get(instance.name);
+    if (current?.state !== instance.state || current.pid !== instance.pid) return;
+    await killQemu({ pid: instance.pid!, start: instance.pidStart! });
+    removeRuntimeFiles(service.paths.instanceDir(instance.name));
+    service.repo.setProcess(instance.name, undefined, undefined);
+    service.repo.setState(instance.name, state, reason);
+  } finally {
+    release();
+  }
+}

@@ -1,0 +1,137 @@
+import { readdirSync, readFileSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { processCmdline, processStartTime } from '../lib/proc.ts';
+import { isOurQemu, killQemu, readPidfile } from '../qemu/process.ts';
+import { QmpConnection } from '../qmp/connection.ts';
+import { acquireLock, lockOwner } from '../store/locks.ts';
+import { type Instance, TRANSITIONAL_STATES } from './model.ts';
+import { removeRuntimeFiles, runtimePaths } from './runtime.ts';
+import type { InstanceService } from './service.ts';
+
+export interface ReconcileReport {
+  repaired: string[];
+}
+
+/**
+ * Makes the database and the machine agree after a crash of any virtnode process:
+ * - an operation left half done (state creating/starting/stopping/deleting, owner gone) is finished or undone;
+ * - an instance directory with no record is removed, and a QEMU with no record is killed;
+ * a QEMU that is running a guest is adopted, never killed because a state write was lost.
+ */
+export async function reconcile(service: InstanceService, options: { deep?: boolean } = {}): Promise<ReconcileReport> {
+  const report: ReconcileReport = { repaired: [] };
+  for (const instance of service.repo.list()) {
+    if (!TRANSITIONAL_STATES.has(instance.state) || lockOwner(service.db, instance.name) !== undefined) continue;
+    const action = await repairInterrupted(service, instance);
+    if (action !== undefined) report.repaired.push(`${instance.name}: ${action}`);
+  }
+  const known = new Set(service.repo.list().map((i) => i.name));
+  let strays = false;
+  for (const entry of readdirSync(service.paths.instances)) {
+    if (known.has(entry) || lockOwner(service.db, entry) !== undefined) continue;
+    strays = true;
+    const dir = join(service.paths.instances, entry);
+    const pid = readPidfile(runtimePaths(dir).pidfile);
+    if (pid !== undefined) await killIfQemuOf(pid, dir);
+    rmSync(dir, { recursive: true, force: true });
+    report.repaired.push(`${entry}: removed a directory with no instance record`);
+  }
+  if (options.deep || strays || report.repaired.length > 0) {
+    for (const orphan of findUnrecordedQemus(service.paths.instances, known)) {
+      await killIfQemuOf(orphan.pid, orphan.dir);
+      report.repaired.push(`killed QEMU ${orphan.pid} of ${orphan.dir}, which had no instance record`);
+    }
+  }
+  return report;
+}
+
+async function repairInterrupted(service: InstanceService, instance: Instance): Promise<string | undefined> {
+  let release: () => void;
+  try {
+    release = await acquireLock(service.db, instance.name, 'repair', { waitMs: 0 });
+  } catch {
+    return undefined; // someone else is repairing it right now
+  }
+  try {
+    const current = service.repo.get(instance.name);
+    if (current === undefined || current.state !== instance.state) return undefined;
+    const dir = service.paths.instanceDir(current.name);
+    const qemu = liveQemu(current, dir);
+    switch (current.state) {
+      case 'creating':
+      case 'deleting':
+        await service.destroyLocked({ ...current, ...(qemu ?? {}) });
+        return `finished an interrupted ${current.state === 'creating' ? 'create (undone)' : 'delete'}`;
+      case 'starting':
+      case 'stopping': {
+        if (qemu !== undefined && (await guestRunning(dir))) {
+          service.repo.setProcess(current.name, qemu.pid, qemu.pidStart);
+          service.repo.setState(current.name, 'running', `adopted after an interrupted ${current.state === 'starting' ? 'start' : 'stop'}`);
+          return 'adopted its running QEMU';
+        }
+        if (qemu !== undefined) await killQemu({ pid: qemu.pid, start: qemu.pidStart });
+        removeRuntimeFiles(dir);
+        service.repo.setProcess(current.name, undefined, undefined);
+        service.repo.setState(current.name, 'stopped', `an interrupted ${current.state === 'starting' ? 'start' : 'stop'} was rolled back`);
+        return `rolled back an interrupted ${current.state}`;
+      }
+      default:
+        return undefined;
+    }
+  } finally {
+    release();
+  }
+}
+
+/** The instance's QEMU, from the record or (if the crash came before the record) from its pidfile. */
+function liveQemu(instance: Instance, dir: string): { pid: number; pidStart: string } | undefined {
+  const candidates = [instance.pid, readPidfile(runtimePaths(dir).pidfile)].filter((p): p is number => p !== undefined);
+  for (const pid of candidates) {
+    const start = processStartTime(pid);
+    if (start !== undefined && isOurQemu({ pid, start }, instance.uuid)) return { pid, pidStart: start };
+  }
+  return undefined;
+}
+
+async function guestRunning(dir: string): Promise<boolean> {
+  try {
+    const qmp = await QmpConnection.connect(runtimePaths(dir).qmpQuery, { timeoutMs: 2_000 });
+    try {
+      const status = (await qmp.execute('query-status')) as { running: boolean };
+      return status.running;
+    } finally {
+      qmp.close();
+    }
+  } catch {
+    return false;
+  }
+}
+
+async function killIfQemuOf(pid: number, dir: string): Promise<void> {
+  const start = processStartTime(pid);
+  if (start === undefined) return;
+  const cmdline = processCmdline(pid);
+  const pidfileAt = cmdline.indexOf('-pidfile');
+  if (pidfileAt >= 0 && cmdline[pidfileAt + 1] === runtimePaths(dir).pidfile) await killQemu({ pid, start });
+}
+
+/** QEMU processes whose pidfile lies in our instances directory but whose instance has no record. */
+function findUnrecordedQemus(instancesDir: string, known: Set<string>): Array<{ pid: number; dir: string }> {
+  const found: Array<{ pid: number; dir: string }> = [];
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    let comm: string;
+    try {
+      comm = readFileSync(`/proc/${entry}/comm`, 'utf8');
+    } catch {
+      continue;
+    }
+    if (!comm.startsWith('qemu-system')) continue;
+    const cmdline = processCmdline(Number(entry));
+    const pidfile = cmdline[cmdline.indexOf('-pidfile') + 1];
+    if (pidfile === undefined || !pidfile.startsWith(`${instancesDir}/`)) continue;
+    const name = pidfile.slice(instancesDir.length + 1).split('/')[0]!;
+    if (!known.has(name)) found.push({ pid: Number(entry), dir: join(instancesDir, name) });
+  }
+  return found;
+}

@@ -1,0 +1,344 @@
+import { mkdirSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { VirtnodeError } from '../lib/errors.ts';
+import { failpoint } from '../lib/failpoint.ts';
+import { newMac, newUuid } from '../lib/ids.ts';
+import type { StatePaths } from '../lib/paths.ts';
+import { isAlive, type ProcessIdentity } from '../lib/proc.ts';
+import { Reverter } from '../lib/reverter.ts';
+import { resolveAccelerator } from '../host/index.ts';
+import { createImage, imageInfo } from '../qemu/img.ts';
+import { isOurQemu, killQemu, spawnQemu, waitForExit } from '../qemu/process.ts';
+import { QmpConnection } from '../qmp/connection.ts';
+import type { Db } from '../store/db.ts';
+import { transaction } from '../store/db.ts';
+import { InstanceRepository } from '../store/instances.ts';
+import { acquireLock } from '../store/locks.ts';
+import type { DiskFormat, Instance, InstanceSpec, InstanceState } from './model.ts';
+import { toQemuSpec } from './qemu-spec.ts';
+import { observeInstance } from './observe.ts';
+import { reconcile } from './reconcile.ts';
+import { removeRuntimeFiles, runtimePaths } from './runtime.ts';
+import { type CreateRequest, type HostLimits, hostLimits, validateCreate } from './validate.ts';
+
+export const DEFAULT_STOP_TIMEOUT_MS = 60_000;
+const QMP_CONNECT_TIMEOUT_MS = 5_000;
+const QUIT_TIMEOUT_MS = 10_000;
+
+export interface OperationOptions {
+  signal?: AbortSignal;
+  /** How long to wait for another operation on the same instance to finish. */
+  lockWaitMs?: number;
+}
+
+export interface StopOptions extends OperationOptions {
+  force?: boolean;
+  timeoutMs?: number;
+}
+
+export interface StopResult {
+  instance: Instance;
+  /** How the guest went down: its own ACPI shutdown, or forced. */
+  method: 'acpi' | 'forced' | 'forced-after-timeout';
+}
+
+function notFound(name: string): VirtnodeError {
+  return new VirtnodeError('NOT_FOUND', `instance ${name} does not exist`, { hint: 'see `virtnode list` for the instances there are' });
+}
+
+function wrongState(instance: Instance, operation: string, allowed: InstanceState[], hint?: string): VirtnodeError {
+  return new VirtnodeError(
+    'INVALID_STATE',
+    `cannot ${operation} instance ${instance.name}: it is ${instance.state} (${operation} needs ${allowed.join(' or ')})`,
+    hint === undefined ? {} : { hint },
+  );
+}
+
+/**
+ * The instance lifecycle: the one place that creates, starts, stops and deletes VMs. The CLI, the API and the
+ * web UI all call this. Every operation takes the instance's lock, so operations on one instance are serialized
+ * while different instances proceed in parallel.
+ */
+export class InstanceService {
+  readonly paths: StatePaths;
+  readonly db: Db;
+  readonly repo: InstanceRepository;
+  private readonly limits: HostLimits;
+  private reconciled = false;
+
+  constructor(paths: StatePaths, db: Db, limits: HostLimits = hostLimits()) {
+    this.paths = paths;
+    this.db = db;
+    this.repo = new InstanceRepository(db);
+    this.limits = limits;
+    mkdirSync(paths.instances, { recursive: true, mode: 0o700 });
+  }
+
+  /** Repairs what a crashed virtnode process left behind; cheap, so every entry point calls it once. */
+  async ensureReconciled(): Promise<void> {
+    if (this.reconciled) return;
+    this.reconciled = true;
+    await reconcile(this);
+  }
+
+  private async locked<T>(name: string, operation: string, options: OperationOptions, fn: () => Promise<T>): Promise<T> {
+    await this.ensureReconciled();
+    const release = await acquireLock(this.db, name, operation, {
+      waitMs: options.lockWaitMs ?? DEFAULT_STOP_TIMEOUT_MS * 2,
+      ...(options.signal === undefined ? {} : { signal: options.signal }),
+    });
+    try {
+      return await fn();
+    } finally {
+      release();
+    }
+  }
+
+  private mustGet(name: string): Instance {
+    const instance = this.repo.get(name);
+    if (instance === undefined) throw notFound(name);
+    return instance;
+  }
+
+  async list(): Promise<Instance[]> {
+    await this.ensureReconciled();
+    return Promise.all(this.repo.list().map((i) => observeInstance(this, i)));
+  }
+
+  async get(name: string): Promise<Instance> {
+    await this.ensureReconciled();
+    return observeInstance(this, this.mustGet(name));
+  }
+
+  async create(request: CreateRequest, options: OperationOptions = {}): Promise<Instance> {
+    const valid = validateCreate(request, this.limits);
+    return this.locked(valid.name, 'create', { ...options, lockWaitMs: 0 }, async () => {
+      if (this.repo.get(valid.name) !== undefined) {
+        throw new VirtnodeError('CONFLICT', `instance ${valid.name} already exists`, { field: 'name', hint: 'choose another name, or delete it first' });
+      }
+      const dir = this.paths.instanceDir(valid.name);
+      const reverter = new Reverter();
+      try {
+        const spec: InstanceSpec = { cpus: valid.cpus, memoryMiB: valid.memoryMiB, accel: valid.accel, disks: [] };
+        if (valid.boot !== undefined) spec.boot = valid.boot;
+        transaction(this.db, () => {
+          this.repo.insert({
+            name: valid.name,
+            uuid: newUuid(),
+            smbiosUuid: newUuid(),
+            state: 'creating',
+            stateReason: undefined,
+            spec,
+            nics: valid.network === 'none' ? [] : [{ index: 0, mac: this.uniqueMac(), network: valid.network }],
+          });
+        });
+        reverter.add('remove the instance record', () => this.repo.delete(valid.name));
+        rmSync(dir, { recursive: true, force: true });
+        mkdirSync(dir, { mode: 0o700 });
+        reverter.add('remove the instance directory', () => rmSync(dir, { recursive: true, force: true }));
+        failpoint('create.after-mkdir');
+
+        if (valid.disk !== undefined && 'sizeBytes' in valid.disk) {
+          const path = join(dir, 'disk0.qcow2');
+          await createImage(path, { format: 'qcow2', sizeBytes: valid.disk.sizeBytes, ...(options.signal ? { signal: options.signal } : {}) });
+          spec.disks.push({ id: 'disk0', path, format: 'qcow2', owned: true });
+        } else if (valid.disk !== undefined) {
+          const info = await imageInfo(valid.disk.path);
+          if (info.format !== 'qcow2' && info.format !== 'raw') {
+            throw new VirtnodeError('INVALID', `--disk: ${valid.disk.path} is a ${info.format} image`, {
+              field: '--disk',
+              hint: 'convert it first: qemu-img convert -O qcow2 SRC DST',
+            });
+          }
+          this.assertDiskUnused(valid.disk.path);
+          spec.disks.push({ id: 'disk0', path: valid.disk.path, format: info.format as DiskFormat, owned: false });
+        }
+        failpoint('create.after-disk');
+        this.repo.updateSpec(valid.name, spec);
+        this.repo.setState(valid.name, 'defined');
+        reverter.success();
+        return this.mustGet(valid.name);
+      } catch (e) {
+        await reverter.revert();
+        throw e;
+      }
+    });
+  }
+
+  private uniqueMac(): string {
+    for (let attempt = 0; attempt < 100; attempt++) {
+      const mac = newMac();
+      if (!this.repo.macInUse(mac)) return mac;
+    }
+    throw new VirtnodeError('INTERNAL', 'could not find a free MAC address');
+  }
+
+  private assertDiskUnused(path: string): void {
+    const user = this.repo.list().find((i) => i.spec.disks.some((d) => d.path === path && !d.readonly));
+    if (user !== undefined) {
+      throw new VirtnodeError('CONFLICT', `--disk: ${path} is already the disk of instance ${user.name}`, {
+        field: '--disk',
+        hint: 'two VMs writing one disk corrupt it; give each its own copy',
+      });
+    }
+  }
+
+  async start(name: string, options: OperationOptions = {}): Promise<Instance> {
+    return this.locked(name, 'start', options, async () => {
+      const instance = await observeInstance(this, this.mustGet(name));
+      const startable: InstanceState[] = ['defined', 'stopped', 'crashed'];
+      if (!startable.includes(instance.state)) throw wrongState(instance, 'start', startable);
+      await this.startLocked(instance, options);
+      return this.mustGet(name);
+    });
+  }
+
+  private async startLocked(instance: Instance, options: OperationOptions): Promise<void> {
+    const { accel } = await resolveAccelerator(instance.spec.accel, { cacheDir: this.paths.cache, ...(options.signal ? { signal: options.signal } : {}) });
+    const dir = this.paths.instanceDir(instance.name);
+    const paths = runtimePaths(dir);
+    removeRuntimeFiles(dir);
+    const previous = instance.state;
+    this.repo.setState(instance.name, 'starting');
+    let spawned: { identity: ProcessIdentity; qmp: QmpConnection } | undefined;
+    try {
+      spawned = await spawnQemu(toQemuSpec(instance, dir, accel), { logPath: paths.qemuLog, ...(options.signal ? { signal: options.signal } : {}) });
+      failpoint('start.after-spawn');
+      this.repo.setProcess(instance.name, spawned.identity.pid, spawned.identity.start);
+      await spawned.qmp.execute('cont');
+      failpoint('start.after-cont');
+      this.repo.setState(instance.name, 'running', `started with ${accel}`);
+    } catch (e) {
+      if (spawned !== undefined) await killQemu(spawned.identity).catch(() => {});
+      removeRuntimeFiles(dir);
+      this.repo.setProcess(instance.name, undefined, undefined);
+      this.repo.setState(instance.name, previous, `start failed: ${e instanceof Error ? e.message : String(e)}`);
+      throw e;
+    } finally {
+      spawned?.qmp.close();
+    }
+  }
+
+  async stop(name: string, options: StopOptions = {}): Promise<StopResult> {
+    return this.locked(name, 'stop', options, async () => {
+      const instance = await observeInstance(this, this.mustGet(name));
+      const stoppable: InstanceState[] = ['running', 'paused'];
+      if (!stoppable.includes(instance.state)) throw wrongState(instance, 'stop', stoppable);
+      const method = await this.stopLocked(instance, options);
+      return { instance: this.mustGet(name), method };
+    });
+  }
+
+  private async stopLocked(instance: Instance, options: StopOptions): Promise<StopResult['method']> {
+    const identity = { pid: instance.pid!, start: instance.pidStart! };
+    const dir = this.paths.instanceDir(instance.name);
+    this.repo.setState(instance.name, 'stopping');
+    let method: StopResult['method'] = options.force ? 'forced' : 'acpi';
+    let qmp: QmpConnection | undefined;
+    try {
+      qmp = await QmpConnection.connect(runtimePaths(dir).qmp, { timeoutMs: QMP_CONNECT_TIMEOUT_MS });
+    } catch {
+      method = options.force ? 'forced' : 'forced-after-timeout'; // an unresponsive QEMU can only be killed
+    }
+    try {
+      if (qmp !== undefined && method === 'acpi') {
+        const poweredOff = await this.powerDown(qmp, instance, options.timeoutMs ?? DEFAULT_STOP_TIMEOUT_MS);
+        if (!poweredOff) method = 'forced-after-timeout';
+      }
+      if (qmp !== undefined) await qmp.execute('quit').catch(() => {});
+      if (!(await waitForExit(identity, QUIT_TIMEOUT_MS))) await killQemu(identity);
+    } finally {
+      qmp?.close();
+    }
+    removeRuntimeFiles(dir);
+    this.repo.setProcess(instance.name, undefined, undefined);
+    const reasons = { acpi: 'guest powered off (ACPI shutdown)', forced: 'stopped by force', 'forced-after-timeout': 'forced off: the guest did not power off in time' };
+    this.repo.setState(instance.name, 'stopped', reasons[method]);
+    return method;
+  }
+
+  /** ACPI power button, then wait for the guest's own SHUTDOWN. Returns false if it did not come in time. */
+  private async powerDown(qmp: QmpConnection, instance: Instance, timeoutMs: number): Promise<boolean> {
+    const status = (await qmp.execute('query-status')) as { status: string };
+    if (status.status === 'shutdown') return true;
+    const shutdown = qmp.waitForEvent(['SHUTDOWN'], { timeoutMs });
+    shutdown.catch(() => {});
+    if (instance.state === 'paused') await qmp.execute('cont'); // a paused guest cannot see the power button
+    await qmp.execute('system_powerdown');
+    try {
+      await shutdown;
+      return true;
+    } catch (e) {
+      if (e instanceof VirtnodeError && (e.code === 'QMP_TIMEOUT' || e.code === 'TIMEOUT')) return false;
+      throw e;
+    }
+  }
+
+  async restart(name: string, options: StopOptions = {}): Promise<Instance> {
+    return this.locked(name, 'restart', options, async () => {
+      const instance = await observeInstance(this, this.mustGet(name));
+      const allowed: InstanceState[] = ['running', 'paused'];
+      if (!allowed.includes(instance.state)) throw wrongState(instance, 'restart', allowed, 'use `virtnode start` for a stopped instance');
+      await this.stopLocked(instance, options);
+      await this.startLocked(this.mustGet(name), options);
+      return this.mustGet(name);
+    });
+  }
+
+  async pause(name: string, options: OperationOptions = {}): Promise<Instance> {
+    return this.qmpTransition(name, 'pause', 'running', 'stop', 'paused', options);
+  }
+
+  async resume(name: string, options: OperationOptions = {}): Promise<Instance> {
+    return this.qmpTransition(name, 'resume', 'paused', 'cont', 'running', options);
+  }
+
+  private async qmpTransition(
+    name: string,
+    operation: string,
+    from: InstanceState,
+    command: string,
+    to: InstanceState,
+    options: OperationOptions,
+  ): Promise<Instance> {
+    return this.locked(name, operation, options, async () => {
+      const instance = await observeInstance(this, this.mustGet(name));
+      if (instance.state !== from) throw wrongState(instance, operation, [from]);
+      const qmp = await QmpConnection.connect(runtimePaths(this.paths.instanceDir(name)).qmp, { timeoutMs: QMP_CONNECT_TIMEOUT_MS });
+      try {
+        await qmp.execute(command);
+      } finally {
+        qmp.close();
+      }
+      this.repo.setState(name, to);
+      return this.mustGet(name);
+    });
+  }
+
+  async delete(name: string, options: OperationOptions & { force?: boolean } = {}): Promise<void> {
+    await this.locked(name, 'delete', options, async () => {
+      const instance = await observeInstance(this, this.mustGet(name));
+      if (['running', 'paused'].includes(instance.state) && !options.force) {
+        throw wrongState(instance, 'delete', ['defined', 'stopped', 'crashed'], `stop it first, or use --force to kill it`);
+      }
+      this.repo.setState(name, 'deleting');
+      failpoint('delete.after-mark');
+      await this.destroyLocked(instance);
+    });
+  }
+
+  /** Kills any QEMU of the instance, removes its directory and finally its record (used by delete and repair). */
+  async destroyLocked(instance: Instance): Promise<void> {
+    if (instance.pid !== undefined && instance.pidStart !== undefined) {
+      const identity = { pid: instance.pid, start: instance.pidStart };
+      if (isOurQemu(identity, instance.uuid)) await killQemu(identity);
+    }
+    rmSync(this.paths.instanceDir(instance.name), { recursive: true, force: true });
+    this.repo.delete(instance.name);
+  }
+
+  /** For tests and reconciliation: is the recorded QEMU of this instance alive? */
+  qemuAlive(instance: Instance): boolean {
+    return instance.pid !== undefined && instance.pidStart !== undefined && isAlive({ pid: instance.pid, start: instance.pidStart });
+  }
+}

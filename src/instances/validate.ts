@@ -1,0 +1,105 @@
+import { accessSync, constants, statSync } from 'node:fs';
+import { cpus, totalmem } from 'node:os';
+import { isAbsolute, resolve } from 'node:path';
+import { invalid } from '../lib/errors.ts';
+import { validateName } from '../lib/ids.ts';
+import { MIB, formatSize, parseSize } from '../lib/units.ts';
+import type { AccelRequest } from './model.ts';
+
+/** What a user asks for; strings as typed on the command line or sent over the API. */
+export interface CreateRequest {
+  name: string;
+  cpus?: number | string;
+  memory?: string;
+  disk?: string;
+  diskSize?: string;
+  kernel?: string;
+  initrd?: string;
+  cmdline?: string;
+  accel?: string;
+  network?: string;
+}
+
+export interface ValidCreate {
+  name: string;
+  cpus: number;
+  memoryMiB: number;
+  accel: AccelRequest;
+  disk?: { path: string } | { sizeBytes: number };
+  boot?: { kernel: string; initrd?: string; cmdline?: string };
+  network: 'user' | 'none';
+}
+
+export interface HostLimits {
+  cpus: number;
+  memoryBytes: number;
+}
+
+export function hostLimits(): HostLimits {
+  return { cpus: cpus().length, memoryBytes: totalmem() };
+}
+
+const MIN_MEMORY_MIB = 16;
+const ACCELS: readonly AccelRequest[] = ['auto', 'kvm', 'tcg'];
+const NETWORKS = ['user', 'none'] as const;
+
+function existingFile(field: string, path: string): string {
+  const absolute = isAbsolute(path) ? path : resolve(path);
+  let ok = false;
+  try {
+    ok = statSync(absolute).isFile();
+    accessSync(absolute, constants.R_OK);
+  } catch {
+    ok = false;
+  }
+  if (!ok) throw invalid(field, `${path} does not exist or is not a readable file`);
+  return absolute;
+}
+
+/** Checks every field before anything is created; the first problem is reported with its field. */
+export function validateCreate(request: CreateRequest, limits: HostLimits = hostLimits()): ValidCreate {
+  const name = validateName('name', request.name);
+
+  const cpuText = String(request.cpus ?? '1');
+  const cpuCount = /^\d+$/.test(cpuText) ? Number(cpuText) : Number.NaN;
+  if (!Number.isInteger(cpuCount) || cpuCount < 1 || cpuCount > limits.cpus) {
+    throw invalid('--cpus', `"${cpuText}" is not valid`, `use a whole number from 1 to ${limits.cpus} (this host's logical CPUs)`);
+  }
+
+  const memoryBytes = parseSize('--memory', request.memory ?? '512M', 'M');
+  const memoryMiB = Math.floor(memoryBytes / MIB);
+  if (memoryMiB < MIN_MEMORY_MIB || memoryBytes > limits.memoryBytes) {
+    throw invalid('--memory', `${request.memory} is out of range`, `use ${MIN_MEMORY_MIB}M to ${formatSize(limits.memoryBytes)} (this host's memory)`);
+  }
+
+  const accel = (request.accel ?? 'auto') as AccelRequest;
+  if (!ACCELS.includes(accel)) throw invalid('--accel', `"${request.accel}" is not valid`, 'use auto, kvm or tcg');
+
+  const network = (request.network ?? 'user') as ValidCreate['network'];
+  if (!NETWORKS.includes(network)) throw invalid('--network', `"${request.network}" is not valid`, 'use user or none');
+
+  if (request.disk !== undefined && request.diskSize !== undefined) {
+    throw invalid('--disk', 'give either --disk PATH (an existing image) or --disk-size SIZE (a new empty disk), not both');
+  }
+  let disk: ValidCreate['disk'];
+  if (request.disk !== undefined) disk = { path: existingFile('--disk', request.disk) };
+  if (request.diskSize !== undefined) disk = { sizeBytes: parseSize('--disk-size', request.diskSize) };
+
+  if (request.kernel === undefined && (request.initrd !== undefined || request.cmdline !== undefined)) {
+    throw invalid('--kernel', '--initrd and --cmdline need --kernel');
+  }
+  let boot: ValidCreate['boot'];
+  if (request.kernel !== undefined) {
+    boot = { kernel: existingFile('--kernel', request.kernel) };
+    if (request.initrd !== undefined) boot.initrd = existingFile('--initrd', request.initrd);
+    if (request.cmdline !== undefined) boot.cmdline = request.cmdline;
+  }
+  if (disk === undefined && boot === undefined) {
+    throw invalid('--disk', 'an instance needs something to boot', 'give --disk PATH, --disk-size SIZE or --kernel FILE');
+  }
+
+  const valid: ValidCreate = { name, cpus: cpuCount, memoryMiB, accel, network };
+  if (disk !== undefined) valid.disk = disk;
+  if (boot !== undefined) valid.boot = boot;
+  return valid;
+}

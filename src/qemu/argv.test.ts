@@ -1,0 +1,66 @@
+import { readFileSync, writeFileSync } from 'node:fs';
+import { describe, expect, it } from 'vitest';
+import { buildArgv, escapeOptionValue } from './argv.ts';
+import type { QemuSpec } from './spec.ts';
+
+const dir = '/var/lib/virtnode/instances/web1';
+const base: QemuSpec = {
+  name: 'web1',
+  uuid: '0b6f4a1e-8c4d-4e4f-9a55-2f1f0c7d3e11',
+  smbiosUuid: '6d1c2f0a-3b4e-4c5d-8e9f-a0b1c2d3e4f5',
+  accel: 'tcg',
+  cpus: 2,
+  memoryMiB: 1024,
+  disks: [{ id: 'disk0', path: `${dir}/disk0.qcow2`, format: 'qcow2', readonly: false, bootIndex: 1 }],
+  nics: [{ id: 'net0', mac: '52:54:00:12:34:56', backend: { kind: 'user' } }],
+  paths: {
+    qmp: `${dir}/qmp.sock`,
+    qmpQuery: `${dir}/qmp-query.sock`,
+    serial: `${dir}/serial.sock`,
+    serialLog: `${dir}/console.log`,
+    guestAgent: `${dir}/qga.sock`,
+    vnc: `${dir}/vnc.sock`,
+    pidfile: `${dir}/qemu.pid`,
+  },
+};
+
+function golden(name: string, argv: string[]): void {
+  const path = new URL(`./testdata/${name}.argv`, import.meta.url);
+  const text = `${argv.join('\n')}\n`;
+  if (process.env['UPDATE_GOLDEN'] === '1') writeFileSync(path, text);
+  expect(text).toBe(readFileSync(path, 'utf8'));
+}
+
+describe('buildArgv', () => {
+  it('builds a q35 VM with a disk and a user-mode NIC (golden)', () => {
+    golden('disk-user-nic', buildArgv(base));
+  });
+
+  it('boots a kernel directly, without disks or NICs (golden)', () => {
+    golden(
+      'kernel-boot',
+      buildArgv({ ...base, disks: [], nics: [], cpus: 1, memoryMiB: 256, kernel: { path: '/k/vmlinuz', initrd: '/k/initrd.img', cmdline: 'console=ttyS0 quiet' } }),
+    );
+  });
+
+  it('uses the host CPU model under KVM', () => {
+    const argv = buildArgv({ ...base, accel: 'kvm' });
+    expect(argv[argv.indexOf('-cpu') + 1]).toBe('host');
+    expect(argv[argv.indexOf('-machine') + 1]).toBe('q35,accel=kvm');
+  });
+
+  it('escapes commas in paths so they cannot inject options', () => {
+    const argv = buildArgv({ ...base, disks: [{ ...base.disks[0]!, path: '/tmp/a,format=raw' }] });
+    expect(argv).toContain('driver=file,node-name=disk0-file,filename=/tmp/a,,format=raw,read-only=off');
+    expect(escapeOptionValue('a,b,,c')).toBe('a,,b,,,,c');
+  });
+
+  it('starts paused, without defaults, with QMP, serial log, guest agent and VNC on UNIX sockets', () => {
+    const argv = buildArgv(base);
+    for (const flag of ['-S', '-nodefaults', '-no-user-config', '-no-shutdown']) expect(argv).toContain(flag);
+    expect(argv.join(' ')).toContain(`socket,id=serial0,path=${dir}/serial.sock,server=on,wait=off,logfile=${dir}/console.log,logappend=on`);
+    expect(argv.join(' ')).toContain('name=org.qemu.guest_agent.0');
+    expect(argv[argv.indexOf('-vnc') + 1]).toBe(`unix:${dir}/vnc.sock`);
+    expect(argv.some((a) => /^\d+$/.test(a) && a === '5900')).toBe(false);
+  });
+});

@@ -1,0 +1,76 @@
+import type { QemuSpec } from './spec.ts';
+
+/** QEMU's option syntax uses commas as separators; a literal comma inside a value is written twice. */
+export function escapeOptionValue(value: string): string {
+  return value.replaceAll(',', ',,');
+}
+
+function options(head: string, props: Record<string, string | number | boolean | undefined>): string {
+  const parts = [head];
+  for (const [key, value] of Object.entries(props)) {
+    if (value === undefined) continue;
+    const text = typeof value === 'boolean' ? (value ? 'on' : 'off') : String(value);
+    parts.push(`${key}=${escapeOptionValue(text)}`);
+  }
+  return parts.join(',');
+}
+
+function unixSocketChardev(id: string, path: string, extra: Record<string, string | boolean> = {}): string[] {
+  return ['-chardev', options('socket', { id, path, server: true, wait: false, ...extra })];
+}
+
+/**
+ * Turns a VM spec into QEMU's argument vector. Pure: same spec, same argv (pinned by golden files).
+ * QEMU starts paused (-S); the caller finishes over QMP and sends `cont`. `-no-shutdown` keeps the process
+ * when the guest powers off, so whoever attaches next can tell a clean power-off from a crash.
+ */
+export function buildArgv(spec: QemuSpec): string[] {
+  const { paths } = spec;
+  const argv: string[] = [
+    '-name', options(`guest=${escapeOptionValue(spec.name)}`, { 'debug-threads': true }),
+    '-uuid', spec.uuid,
+    '-smbios', options('type=1', { uuid: spec.smbiosUuid, manufacturer: 'virtnode', product: 'virtnode VM' }),
+    '-machine', options('q35', { accel: spec.accel }),
+    '-cpu', spec.accel === 'kvm' ? 'host' : 'max',
+    '-smp', String(spec.cpus),
+    '-m', `${spec.memoryMiB}M`,
+    '-nodefaults',
+    '-no-user-config',
+    '-S',
+    '-no-shutdown',
+    '-msg', 'timestamp=on',
+    '-display', 'none',
+    '-pidfile', paths.pidfile,
+    ...unixSocketChardev('qmp', paths.qmp),
+    '-mon', 'chardev=qmp,mode=control',
+    ...unixSocketChardev('qmp-query', paths.qmpQuery),
+    '-mon', 'chardev=qmp-query,mode=control',
+    ...unixSocketChardev('serial0', paths.serial, { logfile: paths.serialLog, logappend: true }),
+    '-serial', 'chardev:serial0',
+    '-device', 'virtio-serial-pci,id=virtio-serial0',
+    ...unixSocketChardev('qga0', paths.guestAgent),
+    '-device', 'virtserialport,bus=virtio-serial0.0,chardev=qga0,name=org.qemu.guest_agent.0',
+    '-device', 'VGA,id=video0',
+    '-vnc', `unix:${escapeOptionValue(paths.vnc)}`,
+    '-device', 'virtio-rng-pci,id=rng0',
+  ];
+  for (const disk of spec.disks) {
+    argv.push(
+      '-blockdev',
+      options('driver=file', { 'node-name': `${disk.id}-file`, filename: disk.path, 'read-only': disk.readonly }),
+      '-blockdev',
+      options(`driver=${disk.format}`, { 'node-name': disk.id, file: `${disk.id}-file`, 'read-only': disk.readonly }),
+      '-device',
+      options('virtio-blk-pci', { id: `${disk.id}-dev`, drive: disk.id, bootindex: disk.bootIndex }),
+    );
+  }
+  for (const nic of spec.nics) {
+    argv.push('-netdev', options('user', { id: nic.id }), '-device', options('virtio-net-pci', { id: `${nic.id}-dev`, netdev: nic.id, mac: nic.mac }));
+  }
+  if (spec.kernel !== undefined) {
+    argv.push('-kernel', spec.kernel.path);
+    if (spec.kernel.initrd !== undefined) argv.push('-initrd', spec.kernel.initrd);
+    if (spec.kernel.cmdline !== undefined) argv.push('-append', spec.kernel.cmdline);
+  }
+  return argv;
+}

@@ -1,0 +1,31 @@
+import { run } from '../exec/run.ts';
+import { VirtnodeError } from '../lib/errors.ts';
+import type { DiskFormat } from '../instances/model.ts';
+
+const QEMU_IMG_TIMEOUT_MS = 120_000;
+
+export interface ImageInfo {
+  format: string;
+  virtualSize: number;
+  actualSize: number | undefined;
+  backingFile: string | undefined;
+}
+
+/** `qemu-img info --output=json`; `-U` so an image held open by a running QEMU can still be inspected. */
+export async function imageInfo(path: string, options: { signal?: AbortSignal } = {}): Promise<ImageInfo> {
+  const { stdout } = await run(['qemu-img', 'info', '-U', '--output=json', path], { timeoutMs: QEMU_IMG_TIMEOUT_MS, ...options });
+  const info = JSON.parse(stdout) as { format: string; 'virtual-size': number; 'actual-size'?: number; 'backing-filename'?: string };
+  return { format: info.format, virtualSize: info['virtual-size'], actualSize: info['actual-size'], backingFile: info['backing-filename'] };
+}
+
+export async function createImage(
+  path: string,
+  options: { format: DiskFormat; sizeBytes?: number; backing?: { path: string; format: DiskFormat }; signal?: AbortSignal },
+): Promise<void> {
+  const argv = ['qemu-img', 'create', '-q', '-f', options.format];
+  if (options.backing !== undefined) argv.push('-b', options.backing.path, '-F', options.backing.format);
+  argv.push(path);
+  if (options.sizeBytes !== undefined) argv.push(String(options.sizeBytes));
+  else if (options.backing === undefined) throw new VirtnodeError('INTERNAL', 'createImage needs a size or a backing image');
+  await run(argv, options.signal === undefined ? { timeoutMs: QEMU_IMG_TIMEOUT_MS } : { timeoutMs: QEMU_IMG_TIMEOUT_MS, signal: options.signal });
+}

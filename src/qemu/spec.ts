@@ -1,0 +1,42 @@
+import type { Accel, DiskFormat } from '../instances/model.ts';
+
+/** Files through which virtnode talks to one QEMU process; all live in the instance's directory. */
+export interface RuntimePaths {
+  /** QMP for operations (held under the instance lock). */
+  qmp: string;
+  /** A second QMP monitor for quick status queries, so a long operation never blocks `list`. */
+  qmpQuery: string;
+  serial: string;
+  serialLog: string;
+  guestAgent: string;
+  vnc: string;
+  pidfile: string;
+}
+
+export interface QemuDisk {
+  id: string;
+  path: string;
+  format: DiskFormat;
+  readonly: boolean;
+  bootIndex?: number;
+}
+
+export interface QemuNic {
+  id: string;
+  mac: string;
+  backend: { kind: 'user' };
+}
+
+/** Everything needed to start one VM, already validated and resolved (accelerator chosen, paths absolute). */
+export interface QemuSpec {
+  name: string;
+  uuid: string;
+  smbiosUuid: string;
+  accel: Accel;
+  cpus: number;
+  memoryMiB: number;
+  disks: QemuDisk[];
+  nics: QemuNic[];
+  kernel?: { path: string; initrd?: string; cmdline?: string };
+  paths: RuntimePaths;
+}

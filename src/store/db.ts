@@ -1,0 +1,57 @@
+import { chmodSync, mkdirSync } from 'node:fs';
+import { dirname } from 'node:path';
+import { DatabaseSync } from 'node:sqlite';
+import { VirtnodeError } from '../lib/errors.ts';
+import { MIGRATIONS } from './migrations.ts';
+
+const BUSY_TIMEOUT_MS = 10_000;
+
+export type Db = DatabaseSync;
+
+/** Opens (creating if needed) the state database and brings its schema up to date. */
+export function openDb(path: string): Db {
+  mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
+  let db: DatabaseSync;
+  try {
+    db = new DatabaseSync(path, { timeout: BUSY_TIMEOUT_MS });
+  } catch (e) {
+    throw new VirtnodeError('PERMISSION', `cannot open the state database ${path}`, {
+      cause: e,
+      hint: 'check the permissions of the state directory, or set VIRTNODE_HOME',
+    });
+  }
+  chmodSync(path, 0o600);
+  // WAL: readers never block the writer, and a crash mid-transaction loses nothing committed.
+  db.exec('PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;');
+  migrate(db);
+  return db;
+}
+
+function migrate(db: Db): void {
+  db.exec('CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)');
+  const row = db.prepare('SELECT COALESCE(MAX(version), 0) AS v FROM schema_migrations').get() as { v: number };
+  const pending = MIGRATIONS.filter((m) => m.version > row.v);
+  if (pending.length === 0) return;
+  transaction(db, () => {
+    // Another process may have migrated between our read and our write lock.
+    const again = db.prepare('SELECT COALESCE(MAX(version), 0) AS v FROM schema_migrations').get() as { v: number };
+    for (const m of pending) {
+      if (m.version <= again.v) continue;
+      db.exec(m.sql);
+      db.prepare('INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)').run(m.version, new Date().toISOString());
+    }
+  });
+}
+
+/** Runs `fn` in an IMMEDIATE transaction (takes the write lock up front, so read-then-write is atomic). */
+export function transaction<T>(db: Db, fn: () => T): T {
+  db.exec('BEGIN IMMEDIATE');
+  try {
+    const result = fn();
+    db.exec('COMMIT');
+    return result;
+  } catch (e) {
+    db.exec('ROLLBACK');
+    throw e;
+  }
+}

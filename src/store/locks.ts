@@ -1,0 +1,60 @@
+import { setTimeout as sleep } from 'node:timers/promises';
+import { VirtnodeError } from '../lib/errors.ts';
+import { isAlive, selfIdentity } from '../lib/proc.ts';
+import { type Db, transaction } from './db.ts';
+
+export interface LockOwner {
+  name: string;
+  pid: number;
+  pid_start: string;
+  operation: string;
+  acquired_at: string;
+}
+
+const POLL_MS = 20;
+
+/**
+ * Per-instance locks shared by every virtnode process (CLI calls, daemon): a row in the database written in an
+ * IMMEDIATE transaction. A lock whose owner process is gone (crash, kill -9) is stale and taken over.
+ * Operations on one instance are serialized; different instances never wait on each other.
+ */
+export async function acquireLock(
+  db: Db,
+  name: string,
+  operation: string,
+  options: { waitMs?: number; signal?: AbortSignal } = {},
+): Promise<() => void> {
+  const me = selfIdentity();
+  const deadline = Date.now() + (options.waitMs ?? 120_000);
+  for (;;) {
+    const holder = transaction(db, () => {
+      const row = db.prepare('SELECT * FROM locks WHERE name = ?').get(name) as LockOwner | undefined;
+      if (row !== undefined && isAlive({ pid: row.pid, start: row.pid_start })) return row;
+      db.prepare('INSERT OR REPLACE INTO locks (name, pid, pid_start, operation, acquired_at) VALUES (?, ?, ?, ?, ?)').run(
+        name,
+        me.pid,
+        me.start,
+        operation,
+        new Date().toISOString(),
+      );
+      return undefined;
+    });
+    if (holder === undefined) {
+      return () => {
+        db.prepare('DELETE FROM locks WHERE name = ? AND pid = ? AND pid_start = ?').run(name, me.pid, me.start);
+      };
+    }
+    if (Date.now() >= deadline || options.signal?.aborted) {
+      throw new VirtnodeError('BUSY', `instance ${name} is busy: ${holder.operation} by process ${holder.pid} since ${holder.acquired_at}`, {
+        hint: 'wait for that operation to finish and retry',
+      });
+    }
+    await sleep(POLL_MS);
+  }
+}
+
+/** The live owner of a lock, if any (used by reconciliation to tell an interrupted operation from a running one). */
+export function lockOwner(db: Db, name: string): LockOwner | undefined {
+  const row = db.prepare('SELECT * FROM locks WHERE name = ?').get(name) as LockOwner | undefined;
+  return row !== undefined && isAlive({ pid: row.pid, start: row.pid_start }) ? row : undefined;
+}

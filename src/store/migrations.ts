@@ -1,0 +1,34 @@
+/** Schema migrations, applied in order and never edited once released: add a new one instead. */
+export const MIGRATIONS: ReadonlyArray<{ version: number; sql: string }> = [
+  {
+    version: 1,
+    sql: `
+      CREATE TABLE instances (
+        name         TEXT PRIMARY KEY,
+        uuid         TEXT NOT NULL UNIQUE,
+        smbios_uuid  TEXT NOT NULL UNIQUE,
+        state        TEXT NOT NULL,
+        state_reason TEXT,
+        spec         TEXT NOT NULL,
+        pid          INTEGER,
+        pid_start    TEXT,
+        created_at   TEXT NOT NULL,
+        updated_at   TEXT NOT NULL
+      );
+      CREATE TABLE nics (
+        instance TEXT NOT NULL REFERENCES instances(name) ON DELETE CASCADE,
+        idx      INTEGER NOT NULL,
+        mac      TEXT NOT NULL UNIQUE,
+        network  TEXT NOT NULL,
+        PRIMARY KEY (instance, idx)
+      );
+      CREATE TABLE locks (
+        name        TEXT PRIMARY KEY,
+        pid         INTEGER NOT NULL,
+        pid_start   TEXT NOT NULL,
+        operation   TEXT NOT NULL,
+        acquired_at TEXT NOT NULL
+      );
+    `,
+  },
+];

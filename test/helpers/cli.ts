@@ -1,0 +1,107 @@
+import { spawn } from 'node:child_process';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export const REPO_ROOT = fileURLToPath(new URL('../..', import.meta.url));
+export const VIRTNODE_BIN = join(REPO_ROOT, 'bin', 'virtnode');
+
+export interface CliResult {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs the real `virtnode` command (the built CLI, as users run it) as a separate process. */
+export function virtnode(
+  home: string,
+  args: string[],
+  options: { env?: Record<string, string>; input?: string; timeoutMs?: number } = {},
+): Promise<CliResult> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(VIRTNODE_BIN, args, {
+      env: { ...process.env, VIRTNODE_HOME: home, ...options.env },
+      stdio: ['pipe', 'pipe', 'pipe'],
+    });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    const timer = setTimeout(() => child.kill('SIGKILL'), options.timeoutMs ?? 120_000);
+    child.on('error', reject);
+    child.on('close', (code, signal) => {
+      clearTimeout(timer);
+      resolve({ code, signal, stdout, stderr });
+    });
+    child.stdin.end(options.input ?? '');
+  });
+}
+
+/** A private state directory (VIRTNODE_HOME) for one test file; `cleanup` kills its QEMUs and removes it. */
+export function tempHome(prefix = 'virtnode-test-'): { home: string; cleanup: () => void } {
+  const home = mkdtempSync(join(tmpdir(), prefix));
+  return {
+    home,
+    cleanup: () => {
+      killQemusUnder(home);
+      rmSync(home, { recursive: true, force: true });
+    },
+  };
+}
+
+/** Kills every QEMU whose pidfile lies under `dir` (what a test started, whatever state it ended in). */
+export function killQemusUnder(dir: string): number[] {
+  const killed: number[] = [];
+  for (const pid of qemuPidsUnder(dir)) {
+    try {
+      process.kill(pid, 'SIGKILL');
+      killed.push(pid);
+    } catch {
+      /* already gone */
+    }
+  }
+  return killed;
+}
+
+export function qemuPidsUnder(dir: string): number[] {
+  const pids: number[] = [];
+  for (const entry of readdirSafe('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    let cmdline: string[];
+    try {
+      if (readFileSync(`/proc/${entry}/stat`, 'utf8').split(') ')[1]?.startsWith('Z')) continue;
+      cmdline = readFileSync(`/proc/${entry}/cmdline`, 'utf8').split('\0');
+    } catch {
+      continue;
+    }
+    if (!(cmdline[0] ?? '').includes('qemu-system')) continue;
+    if (cmdline.some((a) => a.startsWith(`${dir}/`))) pids.push(Number(entry));
+  }
+  return pids;
+}
+
+function readdirSafe(path: string): string[] {
+  try {
+    return readdirSync(path);
+  } catch {
+    return [];
+  }
+}
+
+/** Waits until `text` appears in a file (the serial console log), polling; returns the file's content. */
+export async function waitForText(path: string, text: string, timeoutMs: number): Promise<string> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    let content = '';
+    try {
+      content = readFileSync(path, 'utf8');
+    } catch {
+      /* not yet created */
+    }
+    if (content.includes(text)) return content;
+    if (Date.now() > deadline) throw new Error(`"${text}" did not appear in ${path} within ${timeoutMs} ms; it holds:\n${content.slice(-2000)}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
