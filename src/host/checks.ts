@@ -113,7 +113,7 @@ export function checkKvmFunctional(probe: KvmProbe): HostCheck {
     'WARN',
     `${what}: ${probe.detail}${cachedNote}; TCG (software emulation, slower) will be used`,
     probe.verdict === 'hangs'
-      ? 'nothing to do for TCG; for KVM fix virtualization on the outer hypervisor, then refresh the probe'
+      ? 'nothing to do for TCG; for KVM fix virtualization on the outer hypervisor, then run `virtnode host check --refresh`'
       : 'check the QEMU message above and the kvm module (dmesg); TCG works meanwhile',
   );
 }
