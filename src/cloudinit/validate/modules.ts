@@ -140,15 +140,33 @@ const sshKeys = obj({}, {
 
 // ---------------------------------------------------------------------------------------------- write_files
 
+/** write_files permissions: an octal string. YAML 1.1 turns a bare 0644 into the integer 420, hence the hint. */
+function octalMode(): Spec {
+  const base = str({ pattern: /^(0o?)?[0-7]{3,4}$/, patternDescribe: "an octal mode like '0644'" });
+  return {
+    describe: "an octal mode string like '0644'",
+    kinds: ['string'],
+    check(value, path, ctx) {
+      if (typeof value === 'number' && Number.isInteger(value)) {
+        const hint = /^[0-7]{3,4}$/.test(String(value))
+          ? `quote it: permissions: '${String(value).padStart(4, '0')}'`
+          : value >= 0 && value <= 0o7777
+            ? `YAML reads a bare 0${value.toString(8)} as the number ${value}; quote it: permissions: '${value.toString(8).padStart(4, '0')}'`
+            : "quote the mode: permissions: '0644'";
+        ctx.issues.push({ severity: 'error', path, message: `expected an octal mode string like '0644', got integer ${value}`, hint });
+        return;
+      }
+      base.check(value, path, ctx);
+    },
+  };
+}
+
 const writeFile = obj(
   {
     path: str({ nonEmpty: true }),
     content: str(),
     owner: str(),
-    permissions: str({
-      pattern: /^0?o?[0-7]{3,4}$/,
-      patternDescribe: "an octal mode like '0644'",
-    }),
+    permissions: octalMode(),
     encoding: str({ enum: ['gz', 'gzip', 'gz+base64', 'gzip+base64', 'gz+b64', 'gzip+b64', 'b64', 'base64', 'text/plain'] }),
     append: bool(),
     defer: bool(),
