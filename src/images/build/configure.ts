@@ -1,0 +1,200 @@
+import { chmod, lstat, mkdir, readdir, readFile, rm, symlink, truncate, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { run } from '../../exec/run.ts';
+import { VirtnodeError } from '../../lib/errors.ts';
+import type { ImageRecipe } from './recipes.ts';
+
+const CHROOT_TIMEOUT_MS = 10 * 60_000;
+
+/** The kernel and initrd that debootstrap installed, as paths inside the root (`/boot/...`). */
+export interface InstalledKernel {
+  version: string;
+  kernel: string;
+  initrd: string;
+}
+
+export interface ConfigureOptions {
+  signal?: AbortSignal;
+}
+
+function chrootRun(root: string, argv: readonly string[], signal: AbortSignal | undefined): Promise<unknown> {
+  const env = { PATH: '/usr/sbin:/usr/bin:/sbin:/bin', LANG: 'C.UTF-8', DEBIAN_FRONTEND: 'noninteractive', HOME: '/root' };
+  return run(['chroot', root, ...argv], signal === undefined ? { timeoutMs: CHROOT_TIMEOUT_MS, env } : { timeoutMs: CHROOT_TIMEOUT_MS, env, signal });
+}
+
+export async function findKernel(root: string): Promise<InstalledKernel> {
+  const boot = await readdir(join(root, 'boot'));
+  const versions = boot
+    .filter((f) => f.startsWith('vmlinuz-'))
+    .map((f) => f.slice('vmlinuz-'.length))
+    .sort();
+  const version = versions.at(-1);
+  if (version === undefined) throw new VirtnodeError('INTERNAL', 'debootstrap installed no kernel in /boot');
+  return { version, kernel: `/boot/vmlinuz-${version}`, initrd: `/boot/initrd.img-${version}` };
+}
+
+async function exists(path: string): Promise<boolean> {
+  try {
+    await lstat(path);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Turns a debootstrapped tree into a bootable cloud image: module index, initramfs, fstab by label, NoCloud
+ * datasource, serial console, locale, EXTLINUX configuration.
+ */
+export async function configureRoot(root: string, recipe: ImageRecipe, options: ConfigureOptions = {}): Promise<InstalledKernel> {
+  const { signal } = options;
+  const k = await findKernel(root);
+  // Module index for the installed kernel: without it modprobe finds neither isofs nor virtio drivers.
+  await chrootRun(root, ['depmod', '-a', k.version], signal);
+  if (!(await exists(join(root, k.initrd)))) {
+    await chrootRun(root, ['update-initramfs', '-c', '-k', k.version], signal);
+  }
+
+  await writeFile(join(root, 'etc/fstab'), 'LABEL=root / ext4 defaults,errors=remount-ro 0 1\n');
+  await writeFile(join(root, 'etc/hostname'), 'localhost\n');
+  await writeFile(
+    join(root, 'etc/hosts'),
+    '127.0.0.1 localhost\n::1 localhost ip6-localhost ip6-loopback\nff02::1 ip6-allnodes\nff02::2 ip6-allrouters\n',
+  );
+  // debootstrap copies the build host's resolver configuration; the guest gets its own from DHCP.
+  await rm(join(root, 'etc/resolv.conf'), { force: true });
+  await writeFile(join(root, 'etc/resolv.conf'), '');
+
+  // ifupdown: cloud-init writes /etc/network/interfaces.d/50-cloud-init; make sure it is sourced.
+  await mkdir(join(root, 'etc/network/interfaces.d'), { recursive: true });
+  await writeFile(
+    join(root, 'etc/network/interfaces'),
+    '# Managed by cloud-init: see /etc/network/interfaces.d/\nsource /etc/network/interfaces.d/*\n\nauto lo\niface lo inet loopback\n',
+  );
+
+  await mkdir(join(root, 'etc/cloud/cloud.cfg.d'), { recursive: true });
+  await writeFile(
+    join(root, 'etc/cloud/cloud.cfg.d/90-virtnode.cfg'),
+    [
+      '# virtnode: identity comes from a NoCloud seed (cidata volume); without one, boot with no datasource.',
+      'datasource_list: [NoCloud, None]',
+      'datasource:',
+      '  NoCloud:',
+      '    fs_label: cidata',
+      '',
+    ].join('\n'),
+  );
+
+  // Serial console: a getty on ttyS0 even when the kernel console is elsewhere.
+  const wants = join(root, 'etc/systemd/system/getty.target.wants');
+  await mkdir(wants, { recursive: true });
+  const serialGetty = join(wants, 'serial-getty@ttyS0.service');
+  if (!(await exists(serialGetty))) await symlink('/lib/systemd/system/serial-getty@.service', serialGetty);
+
+  // A UTF-8 locale is generated up front so cloud-init's locale module has nothing to build at first boot.
+  await writeFile(join(root, 'etc/locale.gen'), 'en_US.UTF-8 UTF-8\n');
+  await chrootRun(root, ['locale-gen'], signal);
+  await writeFile(join(root, 'etc/default/locale'), 'LANG=en_US.UTF-8\n');
+
+  await mkdir(join(root, 'boot/extlinux'), { recursive: true });
+  await writeFile(
+    join(root, 'boot/extlinux/extlinux.conf'),
+    [
+      'DEFAULT linux',
+      'TIMEOUT 0',
+      'PROMPT 0',
+      'LABEL linux',
+      `  LINUX ${k.kernel}`,
+      `  INITRD ${k.initrd}`,
+      `  APPEND root=LABEL=root ${recipe.kernelArgs.join(' ')}`,
+      '',
+    ].join('\n'),
+  );
+  await chrootRun(root, ['apt-get', 'clean'], signal);
+  return k;
+}
+
+/** Files removed by sealing, relative to the root; globs are expanded by hand (no shell). */
+const SEAL_REMOVE = [
+  'var/lib/dbus/machine-id',
+  'var/lib/cloud',
+  'var/lib/systemd/random-seed',
+  'var/cache/debconf/config.dat-old',
+  'var/cache/debconf/templates.dat-old',
+  'etc/ssh/ssh_host_*',
+  'var/lib/dhcp/*',
+  'var/lib/apt/lists/*',
+  'var/cache/apt/*.bin',
+  'var/cache/apt/archives/*.deb',
+  'root/.bash_history',
+  'root/.lesshst',
+  'root/.viminfo',
+  'home/*/.bash_history',
+  'tmp/*',
+  'var/tmp/*',
+] as const;
+
+async function expand(root: string, pattern: string): Promise<string[]> {
+  const star = pattern.indexOf('*');
+  if (star < 0) return [join(root, pattern)];
+  const slash = pattern.lastIndexOf('/', star);
+  const dir = pattern.slice(0, slash);
+  const end = pattern.indexOf('/', star);
+  const segment = end < 0 ? pattern.slice(slash + 1) : pattern.slice(slash + 1, end);
+  const rest = end < 0 ? '' : pattern.slice(end);
+  const re = new RegExp(`^${segment.split('*').map((s) => s.replace(/[.+?^${}()|[\]\\]/g, '\\$&')).join('.*')}$`);
+  let names: string[];
+  try {
+    names = await readdir(join(root, dir));
+  } catch {
+    return [];
+  }
+  const out: string[] = [];
+  for (const name of names.filter((n) => re.test(n))) out.push(...(await expand(root, `${dir}/${name}${rest}`)));
+  return out;
+}
+
+/** Empties every regular file below `dir` (logs), keeping directories so packages' log dirs stay valid. */
+async function removeFilesBelow(dir: string): Promise<void> {
+  let entries;
+  try {
+    entries = await readdir(dir, { withFileTypes: true });
+  } catch {
+    return;
+  }
+  for (const e of entries) {
+    const p = join(dir, e.name);
+    if (e.isDirectory()) await removeFilesBelow(p);
+    else await rm(p, { force: true });
+  }
+}
+
+/**
+ * Makes the tree generic: every clone must get its own machine-id, SSH host keys, cloud-init state and DHCP
+ * lease, and none may carry the build's logs, histories or package lists.
+ */
+export async function sealRoot(root: string): Promise<void> {
+  // Exists and is empty: systemd fills it at first boot (and treats the boot as a first boot).
+  await rm(join(root, 'etc/machine-id'), { force: true });
+  await writeFile(join(root, 'etc/machine-id'), '');
+  await chmod(join(root, 'etc/machine-id'), 0o444);
+  for (const pattern of SEAL_REMOVE) {
+    for (const path of await expand(root, pattern)) await rm(path, { recursive: true, force: true });
+  }
+  await removeFilesBelow(join(root, 'var/log'));
+  await mkdir(join(root, 'var/lib/apt/lists/partial'), { recursive: true });
+  await truncateIfExists(join(root, 'etc/resolv.conf'));
+}
+
+async function truncateIfExists(path: string): Promise<void> {
+  if (await exists(path)) await truncate(path, 0);
+}
+
+/** Reads a file inside the root, or undefined. */
+export async function readRootFile(root: string, path: string): Promise<string | undefined> {
+  try {
+    return await readFile(join(root, path), 'utf8');
+  } catch {
+    return undefined;
+  }
+}
