@@ -165,6 +165,11 @@ function duplicateKeys(doc: Document, lc: LineCounter, out: ValidationIssue[]): 
   walk(doc.contents, []);
 }
 
+/** The parser's first line, without the position it repeats (we report that separately). */
+function yamlMessage(message: string): string {
+  return (message.split('\n')[0] ?? message).replace(/ at line \d+, column \d+:?\s*$/, '');
+}
+
 function finish(issues: ValidationIssue[], config?: Record<string, unknown>): ValidationResult {
   issues.sort((a, b) => (a.line ?? 0) - (b.line ?? 0) || (a.column ?? 0) - (b.column ?? 0));
   const ok = !issues.some((i) => i.severity === 'error');
@@ -182,13 +187,13 @@ export function validateCloudConfig(text: string, options: { source?: string } =
   if (header !== undefined) return finish([header]);
 
   const lineCounter = new LineCounter();
-  const doc = parseDocument(text, { version: '1.1', lineCounter, uniqueKeys: false, prettyErrors: false, keepSourceTokens: false });
+  const doc = parseDocument(text, { version: '1.1', lineCounter, uniqueKeys: false, prettyErrors: true });
   for (const e of doc.errors) {
     const pos = e.linePos?.[0];
     issues.push({
       severity: 'error',
       path: '',
-      message: `YAML: ${e.message.split('\n')[0] ?? e.message}`,
+      message: `YAML: ${yamlMessage(e.message)}`,
       ...(pos === undefined ? {} : { line: pos.line, column: pos.col }),
       hint: /tab/i.test(e.message) ? 'indent with spaces, never tabs' : 'check indentation, quotes and colons around this position',
     });
@@ -196,7 +201,7 @@ export function validateCloudConfig(text: string, options: { source?: string } =
   if (doc.errors.length > 0) return finish(issues);
   for (const w of doc.warnings) {
     const pos = w.linePos?.[0];
-    issues.push({ severity: 'warning', path: '', message: `YAML: ${w.message.split('\n')[0] ?? w.message}`, ...(pos === undefined ? {} : { line: pos.line, column: pos.col }) });
+    issues.push({ severity: 'warning', path: '', message: `YAML: ${yamlMessage(w.message)}`, ...(pos === undefined ? {} : { line: pos.line, column: pos.col }) });
   }
 
   let value: unknown;

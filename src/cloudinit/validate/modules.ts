@@ -8,6 +8,7 @@ import {
   bool,
   deprecated,
   int,
+  isMapping,
   literal,
   nul,
   obj,
@@ -130,6 +131,7 @@ const SSH_KEY_NAME = /^(dsa|ecdsa|ed25519|rsa)_(public|private|certificate)$/;
 const sshKeys = obj({}, {
   patterns: [[SSH_KEY_NAME, str()]],
   unknown: 'error',
+  unknownHint: 'host key names are <type>_<part>: type rsa, ecdsa or ed25519; part private, public or certificate',
   describe: 'a mapping of host keys (rsa_private, ed25519_public, ...)',
   extra(m, path, ctx) {
     for (const k of Object.keys(m)) {
@@ -148,11 +150,13 @@ function octalMode(): Spec {
     kinds: ['string'],
     check(value, path, ctx) {
       if (typeof value === 'number' && Number.isInteger(value)) {
-        const hint = /^[0-7]{3,4}$/.test(String(value))
-          ? `quote it: permissions: '${String(value).padStart(4, '0')}'`
-          : value >= 0 && value <= 0o7777
-            ? `YAML reads a bare 0${value.toString(8)} as the number ${value}; quote it: permissions: '${value.toString(8).padStart(4, '0')}'`
-            : "quote the mode: permissions: '0644'";
+        // A bare 0644 arrives as 420 (≤ 0o777); a bare 644 as 644 (> 0o777, all digits octal).
+        const hint =
+          value >= 0 && value <= 0o777
+            ? `YAML reads a bare 0${value.toString(8)} as the number ${value}; quote it: permissions: '0${value.toString(8)}'`
+            : /^[0-7]{3,4}$/.test(String(value))
+              ? `quote it: permissions: '${String(value).padStart(4, '0')}'`
+              : "quote the mode: permissions: '0644'";
         ctx.issues.push({ severity: 'error', path, message: `expected an octal mode string like '0644', got integer ${value}`, hint });
         return;
       }
@@ -184,7 +188,26 @@ const writeFile = obj(
 
 // ---------------------------------------------------------------------------------------------- commands
 
-const command = oneOf([str(), arr(str())], 'a command string or a list of arguments');
+/** A runcmd/bootcmd entry; a mapping there is nearly always an unquoted ": " inside a shell command. */
+function command(allowNull: boolean): Spec {
+  const inner = oneOf([str(), arr(str()), ...(allowNull ? [nul()] : [])], 'a command string or a list of arguments');
+  return {
+    describe: inner.describe,
+    kinds: inner.kinds,
+    check(value, path, ctx) {
+      if (isMapping(value)) {
+        ctx.issues.push({
+          severity: 'error',
+          path,
+          message: 'expected a command string or a list of arguments, got a mapping',
+          hint: 'an unquoted ": " in the command made YAML read a mapping; quote the whole command',
+        });
+        return;
+      }
+      inner.check(value, path, ctx);
+    },
+  };
+}
 
 // ---------------------------------------------------------------------------------------------- chpasswd
 
@@ -333,8 +356,8 @@ export const MODULES: Readonly<Record<string, Spec>> = {
   timezone: str({ nonEmpty: true }),
   locale: str(),
   write_files: arr(writeFile, { minItems: 1 }),
-  runcmd: arr(oneOf([str(), arr(str()), nul()], 'a command string or a list of arguments'), { minItems: 1 }),
-  bootcmd: arr(command, { minItems: 1 }),
+  runcmd: arr(command(true), { minItems: 1, describe: 'a list of commands' }),
+  bootcmd: arr(command(false), { minItems: 1, describe: 'a list of commands' }),
   packages: arr(
     oneOf([str(), arr(str(), { minItems: 2, maxItems: 2, describe: 'a [name, version] pair' })], 'a package name or a [name, version] pair'),
     { minItems: 1 },

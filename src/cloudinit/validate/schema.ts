@@ -232,6 +232,8 @@ export interface ObjectOptions {
   /** Keys accepted but deprecated: key → hint. */
   deprecated?: Readonly<Record<string, string>>;
   describe?: string;
+  /** Hint for an unknown key with no close match (default: the list of known keys). */
+  unknownHint?: string;
   /** Cross-field checks run after the per-key ones, when the value is a mapping. */
   extra?: (obj: Record<string, unknown>, path: Path, ctx: Ctx) => void;
 }
@@ -257,7 +259,8 @@ export function obj(props: Readonly<Record<string, Spec>>, options: ObjectOption
           if (mode === 'allow') continue;
           const near = closest(key, known);
           const msg = `unknown key "${key}"`;
-          const hint = near === undefined ? `known keys: ${known.join(', ')}` : `did you mean "${near}"?`;
+          const hint =
+            near !== undefined ? `did you mean "${near}"?` : (options.unknownHint ?? (known.length > 0 ? `known keys: ${known.join(', ')}` : undefined));
           if (mode === 'error') err(ctx, at, msg, hint, 'key');
           else warn(ctx, at, msg, hint, 'key');
           continue;
@@ -363,6 +366,8 @@ export function closest(word: string, candidates: readonly string[], maxDistance
   for (const c of candidates) {
     if (c === word) continue;
     const d = norm(c) === norm(word) ? 0.5 : editDistance(norm(word), norm(c));
+    // "ab" is 2 edits away from everything short: only suggest when most of the word survives.
+    if (d >= Math.min(word.length, c.length) / 2 && d >= 1) continue;
     if (d < bestD) {
       best = c;
       bestD = d;
