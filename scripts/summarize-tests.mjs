@@ -11,7 +11,11 @@ try {
   process.exit(0);
 }
 const passed = report.numPassedTests ?? 0;
-// Files that failed to load count as failures too, so a broken import cannot look green.
-const failedSuites = (report.testResults ?? []).filter((f) => f.status === 'failed' && (f.assertionResults ?? []).length === 0).length;
-const failed = (report.numFailedTests ?? 0) + failedSuites;
+// A file that failed without a failed test (it did not load, or its beforeAll threw) counts as one failure,
+// so a broken prerequisite can never look green.
+const brokenFiles = (report.testResults ?? []).filter(
+  (f) => f.status === 'failed' && !(f.assertionResults ?? []).some((a) => a.status === 'failed'),
+);
+for (const f of brokenFiles) console.log(`failed file: ${f.name}: ${(f.message ?? '').split('\n')[0]}`);
+const failed = (report.numFailedTests ?? 0) + brokenFiles.length;
 console.log(`${passed} passed, ${failed} failed`);

@@ -194,7 +194,7 @@ export class InstanceService {
   }
 
   private async startLocked(instance: Instance, options: OperationOptions): Promise<void> {
-    const { accel } = await resolveAccelerator(instance.spec.accel, { cacheDir: this.paths.cache, ...(options.signal ? { signal: options.signal } : {}) });
+    const { accel } = await resolveAccelerator(instance.spec.accel, { cacheDir: this.paths.hostCache, ...(options.signal ? { signal: options.signal } : {}) });
     const dir = this.paths.instanceDir(instance.name);
     const paths = runtimePaths(dir);
     removeRuntimeFiles(dir);

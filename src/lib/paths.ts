@@ -27,6 +27,11 @@ export interface StatePaths {
   db: string;
   instances: string;
   cache: string;
+  /**
+   * Facts about this host that hold until reboot (the KVM probe verdict), shared by every state directory:
+   * /run/virtnode for root (tmpfs, emptied at boot), else the state directory's cache.
+   */
+  hostCache: string;
   instanceDir(name: string): string;
 }
 
@@ -36,6 +41,7 @@ export function statePaths(root: string = stateDir()): StatePaths {
     db: join(root, 'virtnode.db'),
     instances: join(root, 'instances'),
     cache: join(root, 'cache'),
+    hostCache: process.env['VIRTNODE_HOST_CACHE'] || (process.getuid?.() === 0 ? '/run/virtnode' : join(root, 'cache')),
     instanceDir: (name) => within(join(root, 'instances'), validateName('name', name)),
   };
 }

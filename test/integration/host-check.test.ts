@@ -39,6 +39,20 @@ async function probeQemus(): Promise<number[]> {
   return pids;
 }
 
+/**
+ * Other test files may run a probe of their own at the same time (each ends within its deadline), so "nothing
+ * left behind" means: gone once every probe in flight has had time to end.
+ */
+async function settled<T>(read: () => Promise<T>, expected: T, withinMs = 8_000): Promise<T> {
+  const deadline = Date.now() + withinMs;
+  let value = await read();
+  while (JSON.stringify(value) !== JSON.stringify(expected) && Date.now() < deadline) {
+    await new Promise((r) => setTimeout(r, 100));
+    value = await read();
+  }
+  return value;
+}
+
 function median(values: number[]): number {
   const sorted = [...values].sort((a, b) => a - b);
   return sorted[Math.floor(sorted.length / 2)] ?? Number.NaN;
@@ -75,7 +89,7 @@ describe('host check on this machine', () => {
   it('a deadline too short for any boot is reported as hangs, not as working', async () => {
     const probe = await runProbeGuest('tcg', { timeoutMs: 1 });
     expect(probe.verdict).toBe('hangs');
-    expect(await probeQemus()).toEqual([]);
+    expect(await settled(probeQemus, [])).toEqual([]);
   });
 
   it('KVM here is present but does not run the guest within the deadline', async () => {
@@ -96,7 +110,7 @@ describe('host check on this machine', () => {
     expect(cache.key['bootId']).toBe((await readFile('/proc/sys/kernel/random/boot_id', 'utf8')).trim());
     expect(cache.key['qemuVersion']).toMatch(/^\d+\.\d+/);
     // QEMU was killed at the deadline and nothing is left behind.
-    expect(await probeQemus()).toEqual([]);
+    expect(await settled(probeQemus, [])).toEqual([]);
   });
 
   it('a cancelled probe stops QEMU at once', async () => {
@@ -112,8 +126,7 @@ describe('host check on this machine', () => {
     expect(isVirtnodeError(caught, 'TIMEOUT')).toBe(true);
     expect(performance.now() - started).toBeLessThan(2_000);
     // run() settles on abort before QEMU has exited; give the kernel a moment to reap it.
-    for (let i = 0; i < 20 && (await probeQemus()).length > 0; i++) await new Promise((r) => setTimeout(r, 50));
-    expect(await probeQemus()).toEqual([]);
+    expect(await settled(probeQemus, [])).toEqual([]);
   });
 
   it('checkHost chooses TCG and says why, with KVM present but not running guests', async () => {
@@ -209,6 +222,6 @@ describe('host check on this machine', () => {
   });
 
   it('leaves no probe temp dirs behind', async () => {
-    expect(await probeDirs()).toEqual(dirsBefore);
+    expect(await settled(probeDirs, dirsBefore)).toEqual(dirsBefore);
   });
 });

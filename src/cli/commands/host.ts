@@ -12,7 +12,7 @@ export function registerHostCommands(program: Command): void {
       const { checkHost, formatHostReport } = await import('../../host/index.ts');
       const { statePaths } = await import('../../lib/paths.ts');
       const report = await checkHost({
-        cacheDir: statePaths().cache,
+        cacheDir: statePaths().hostCache,
         refreshProbe: o.refresh === true,
         ...(o.cpuinfo === undefined ? {} : { cpuinfoPath: o.cpuinfo }),
       });
