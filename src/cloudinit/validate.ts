@@ -178,10 +178,10 @@ function finish(issues: ValidationIssue[], config?: Record<string, unknown>): Va
 
 /**
  * Validate cloud-config user-data. Never throws for bad input: everything wrong is an issue.
- * `options.source` names the file in YAML parser messages (for formatIssues, pass it again).
+ * `options.source` (the file name) is accepted for symmetry with formatIssues, which prints it; the result
+ * itself carries no file name so it can be cached or sent over the API as is.
  */
-export function validateCloudConfig(text: string, options: { source?: string } = {}): ValidationResult {
-  void options;
+export function validateCloudConfig(text: string, _options: { source?: string } = {}): ValidationResult {
   const issues: ValidationIssue[] = [];
   const header = headerIssue(text);
   if (header !== undefined) return finish([header]);
