@@ -1,4 +1,3 @@
-import { stringify } from 'yaml';
 import { invalid } from '../lib/errors.ts';
 
 export type OutputFormat = 'table' | 'json' | 'yaml';
@@ -11,8 +10,10 @@ export function parseFormat(value: string | undefined): OutputFormat {
 }
 
 /** Structured data as JSON or YAML; `table` is handled by the caller with `table()`. */
-export function structured(data: unknown, format: 'json' | 'yaml'): string {
-  return format === 'json' ? `${JSON.stringify(data, null, 2)}\n` : stringify(data);
+export async function structured(data: unknown, format: 'json' | 'yaml'): Promise<string> {
+  if (format === 'json') return `${JSON.stringify(data, null, 2)}\n`;
+  const { stringify } = await import('yaml'); // loaded only when asked for: it is the heaviest import
+  return stringify(data);
 }
 
 /** A plain aligned table; no box drawing, so it greps and pipes well. */

@@ -37,10 +37,10 @@ export function instanceView(i: Instance) {
   };
 }
 
-function printInstance(i: Instance, format: string | undefined): void {
+async function printInstance(i: Instance, format: string | undefined): Promise<void> {
   const f = parseFormat(format);
   if (f !== 'table') {
-    process.stdout.write(structured(instanceView(i), f));
+    process.stdout.write(await structured(instanceView(i), f));
     return;
   }
   process.stdout.write(
@@ -87,7 +87,7 @@ export function registerInstanceCommands(program: Command): void {
       }
       let instance = await s.create(request as unknown as Parameters<typeof s.create>[0]);
       if (o['start']) instance = await s.start(name);
-      if (o['format'] !== undefined) printInstance(instance, o['format'] as string);
+      if (o['format'] !== undefined) await printInstance(instance, o['format'] as string);
       else process.stdout.write(`Created instance ${instance.name}${o['start'] ? ', running' : ''} (uuid ${instance.uuid})\n`);
     });
 
@@ -164,7 +164,7 @@ export function registerInstanceCommands(program: Command): void {
       const format = parseFormat(o.format);
       const all = await (await service()).list();
       if (format !== 'table') {
-        process.stdout.write(structured(all.map(instanceView), format));
+        process.stdout.write(await structured(all.map(instanceView), format));
         return;
       }
       const rows = all.map((i) => [
@@ -184,7 +184,7 @@ export function registerInstanceCommands(program: Command): void {
     .argument('<name>')
     .option('--format <format>', 'table, json or yaml', 'table')
     .action(async (name: string, o: { format?: string }) => {
-      printInstance(await (await service()).get(name), o.format);
+      await printInstance(await (await service()).get(name), o.format);
     });
 
   program
