@@ -6,7 +6,7 @@ import { run, type RunOptions } from '../../exec/run.ts';
 import { VirtnodeError } from '../../lib/errors.ts';
 import { Reverter } from '../../lib/reverter.ts';
 import { configureRoot, sealRoot } from './configure.ts';
-import { unmountAllUnder } from './mounts.ts';
+import { killProcessesRootedUnder, unmountAllUnder } from './mounts.ts';
 import { DEFAULT_DEBIAN_MIRROR, RECIPES, isImageName, type ImageName, type ImageRecipe } from './recipes.ts';
 
 /** Bumped whenever the builder's output changes for the same recipe; part of the recipe key. */
@@ -177,6 +177,7 @@ export async function buildImage(name: string, options: BuildImageOptions): Prom
   const work = await mkdtemp(join(options.outDir, `.build-${name}-`));
   const reverter = new Reverter();
   reverter.add('remove the build directory', async () => {
+    await killProcessesRootedUnder(work);
     await unmountAllUnder(work); // throws rather than let rm reach a host bind mount
     await rm(work, { recursive: true, force: true });
   });

@@ -1,4 +1,4 @@
-import { chmod, lstat, mkdir, readdir, readFile, rm, symlink, truncate, writeFile } from 'node:fs/promises';
+import { chmod, lstat, mkdir, readdir, rm, symlink, truncate, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { run } from '../../exec/run.ts';
 import { VirtnodeError } from '../../lib/errors.ts';
@@ -188,13 +188,4 @@ export async function sealRoot(root: string): Promise<void> {
 
 async function truncateIfExists(path: string): Promise<void> {
   if (await exists(path)) await truncate(path, 0);
-}
-
-/** Reads a file inside the root, or undefined. */
-export async function readRootFile(root: string, path: string): Promise<string | undefined> {
-  try {
-    return await readFile(join(root, path), 'utf8');
-  } catch {
-    return undefined;
-  }
 }

@@ -1,4 +1,4 @@
-import { readFile } from 'node:fs/promises';
+import { readdir, readFile, readlink } from 'node:fs/promises';
 import { run } from '../../exec/run.ts';
 
 const UMOUNT_TIMEOUT_MS = 30_000;
@@ -39,4 +39,33 @@ export async function unmountAllUnder(dir: string): Promise<void> {
   }
   const left = await mountsUnder(dir);
   if (left.length > 0) throw new Error(`still mounted under ${dir}: ${left.join(', ')}`);
+}
+
+const KILL_SETTLE_MS = 200;
+
+/**
+ * Kills every process whose root directory is at or below `dir`: killing debootstrap (a shell script) on abort
+ * leaves its dpkg and maintainer scripts running inside the chroot, holding mounts and writing into the tree.
+ */
+export async function killProcessesRootedUnder(dir: string): Promise<number> {
+  const prefix = dir.endsWith('/') ? dir : `${dir}/`;
+  let killed = 0;
+  for (let pass = 0; pass < 5; pass++) {
+    let found = 0;
+    for (const entry of await readdir('/proc')) {
+      if (!/^\d+$/.test(entry)) continue;
+      const root = await readlink(`/proc/${entry}/root`).catch(() => undefined);
+      if (root === undefined || (root !== dir && !root.startsWith(prefix))) continue;
+      try {
+        process.kill(Number(entry), 'SIGKILL');
+        found++;
+      } catch {
+        // already gone
+      }
+    }
+    if (found === 0) break;
+    killed += found;
+    await new Promise((r) => setTimeout(r, KILL_SETTLE_MS));
+  }
+  return killed;
 }
