@@ -26,7 +26,7 @@ echo
 virtnode info "$name"
 echo
 echo "Its console so far:"
-virtnode logs "$name" | tail -n 5
+virtnode logs "$name" | tail -n 5 | sed "s/\x1b\[6n//g"
 cat <<MSG
 
 Reach it:   virtnode console $name      (a shell on its serial console; Ctrl-] detaches)

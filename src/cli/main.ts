@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 import { Command, CommanderError } from 'commander';
 import { EXIT_CODE, toVirtnodeError } from '../lib/errors.ts';
+import { registerCloudInitCommands } from './commands/cloud-init.ts';
 import { registerConsoleCommands } from './commands/console.ts';
 import { registerHostCommands } from './commands/host.ts';
 import { registerInstanceCommands } from './commands/instances.ts';
@@ -16,6 +17,7 @@ const program = new Command('virtnode')
 registerInstanceCommands(program);
 registerConsoleCommands(program);
 registerHostCommands(program);
+registerCloudInitCommands(program);
 
 function printError(e: unknown): number {
   if (e instanceof CommanderError) return e.exitCode === 0 ? 0 : 2;
