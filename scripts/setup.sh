@@ -56,6 +56,10 @@ npm run --silent build
 step "tiny test guest"
 ./scripts/build-test-guest.sh
 
+step "default image: Debian 12 with cloud-init (debootstrap; minutes the first time, then cached)"
+mkdir -p "$VIRTNODE_IMAGE_DIR"
+./scripts/build-image.sh
+
 ln -sf "$root/bin/virtnode" /usr/local/bin/virtnode
 step "virtnode is ready: $(command -v virtnode)"
 
