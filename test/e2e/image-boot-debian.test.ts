@@ -160,6 +160,7 @@ describe('Debian 12 image, firmware boot with a NoCloud seed', () => {
     const log = await serial();
     expect(log).toMatch(/Linux version/);
     expect(log).toMatch(/root=LABEL=root/);
+    expect(log).toMatch(/login:/); // serial getty on ttyS0
   });
 
   it('took its hostname from the seed', async () => {
@@ -188,6 +189,13 @@ describe('Debian 12 image, firmware boot with a NoCloud seed', () => {
     expect((await ssh('readlink /etc/localtime')).stdout).toMatch(/Europe\/Berlin/);
     expect((await ssh('cat /etc/default/locale')).stdout).toMatch(/en_US\.UTF-8/);
     expect((await ssh('sudo -n id -u')).stdout.trim()).toBe('0');
+  });
+
+  it('booted with no failed units; sshd active; qemu-ga installed (it starts when a guest-agent port exists)', async () => {
+    const failed = await ssh('systemctl --failed --no-legend --plain');
+    expect(failed.stdout.trim()).toBe('');
+    expect((await ssh('systemctl is-active ssh')).stdout.trim()).toBe('active');
+    expect((await ssh('command -v qemu-ga')).stdout.trim()).toMatch(/qemu-ga$/);
   });
 
   it('brought the virtio NIC up with DHCP', async () => {
