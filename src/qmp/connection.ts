@@ -1,12 +1,16 @@
-import { connect, type Socket } from 'node:net';
-import { setTimeout as sleep } from 'node:timers/promises';
+import { connect as netConnect, type Socket } from 'node:net';
 import { VirtnodeError } from '../lib/errors.ts';
+import { cancelled, sleep, withSignal } from './abortable.ts';
 import { LineFramer } from './framing.ts';
 
 export const QMP_CONNECT_TIMEOUT_MS = 10_000;
 export const QMP_COMMAND_TIMEOUT_MS = 30_000;
 const CONNECT_RETRY_START_MS = 2;
 const CONNECT_RETRY_MAX_MS = 50;
+/** setTimeout fires at once for delays above this; longer waits are treated as "no timeout". */
+const MAX_TIMER_MS = 2 ** 31 - 1;
+/** Socket errors meaning "QEMU is not listening yet": retried until the deadline. */
+const NOT_YET_LISTENING = new Set(['ENOENT', 'ECONNREFUSED', 'EAGAIN']);
 
 export interface QmpEvent {
   event: string;
@@ -14,17 +18,45 @@ export interface QmpEvent {
   timestamp?: { seconds: number; microseconds: number };
 }
 
+export interface QmpVersion {
+  qemu: { major: number; minor: number; micro: number };
+  package: string;
+}
+
 export interface QmpGreeting {
-  version: { qemu: { major: number; minor: number; micro: number }; package: string };
+  version: QmpVersion;
   capabilities: string[];
 }
 
-/** A QMP `error` reply: QEMU understood the command and refused it. */
+export interface QmpConnectOptions {
+  /** Overall budget: waiting for the socket, the greeting and capability negotiation. */
+  timeoutMs?: number;
+  signal?: AbortSignal;
+}
+
+export interface QmpExecuteOptions {
+  timeoutMs?: number;
+  signal?: AbortSignal;
+}
+
+export interface QmpWaitForEventOptions {
+  timeoutMs: number;
+  signal?: AbortSignal;
+}
+
+export type QmpEventListener = (event: QmpEvent) => void;
+
+/** A QMP `error` reply: QEMU (or the guest agent) understood the command and refused it. */
 export class QmpCommandError extends VirtnodeError {
+  readonly command: string;
+  /** The QMP error class, e.g. `CommandNotFound`, `GenericError`, `DeviceNotFound`. */
   readonly qmpClass: string;
+  /** QEMU's own description. */
   readonly desc: string;
-  constructor(command: string, qmpClass: string, desc: string) {
-    super('QMP_COMMAND', `QEMU refused ${command}: ${desc} (${qmpClass})`);
+
+  constructor(command: string, qmpClass: string, desc: string, options: { peer?: string; hint?: string } = {}) {
+    super('QMP_COMMAND', `${options.peer ?? 'QEMU'} refused ${command}: ${desc} (${qmpClass})`, options.hint === undefined ? {} : { hint: options.hint });
+    this.command = command;
     this.qmpClass = qmpClass;
     this.desc = desc;
   }
@@ -34,216 +66,334 @@ interface Pending {
   command: string;
   resolve: (value: unknown) => void;
   reject: (error: VirtnodeError) => void;
-  timer: NodeJS.Timeout;
+  /** Clears the timer and the abort listener. */
+  settle: () => void;
 }
 
-type EventListener = (event: QmpEvent) => void;
+type State = 'greeting' | 'open' | 'failed';
 
 /**
  * One QMP session over a UNIX socket: greeting, capability negotiation, commands matched to replies by id,
  * per-command timeouts, events. A garbled message or a closed socket fails every pending command at once
- * (QMP_PROTOCOL / QMP_DISCONNECTED) and the connection is unusable afterwards.
+ * (QMP_PROTOCOL / QMP_DISCONNECTED), closes the socket, and the connection is unusable afterwards.
+ *
+ * QEMU may send an event before the reply to the command that caused it (`quit` sends SHUTDOWN first): call
+ * `waitForEvent` before `execute`, then await both.
  */
 export class QmpConnection {
-  readonly greeting: QmpGreeting;
-  /** Resolves when the socket has closed, for whatever reason. */
+  readonly path: string;
+  /** Resolves when the socket has closed, for whatever reason. Never rejects. */
   readonly closed: Promise<void>;
   private readonly socket: Socket;
+  private readonly framer = new LineFramer();
   private readonly pending = new Map<string, Pending>();
-  private readonly listeners = new Set<EventListener>();
-  private nextId = 1;
+  private readonly listeners = new Set<QmpEventListener>();
+  /** Told once when the connection fails, so waiters do not outlive it. */
+  private readonly failureHooks = new Set<(error: VirtnodeError) => void>();
+  private state: State = 'greeting';
+  private greetingValue: QmpGreeting | undefined;
+  /** Set while connect() waits for the greeting. */
+  private greetedHook: (() => void) | undefined;
   private failure: VirtnodeError | undefined;
+  private nextId = 1;
 
-  private constructor(socket: Socket, greeting: QmpGreeting, framer: LineFramer, leftover: string[]) {
+  private constructor(path: string, socket: Socket) {
+    this.path = path;
     this.socket = socket;
-    this.greeting = greeting;
     this.closed = new Promise((resolve) => socket.once('close', () => resolve()));
-    socket.on('data', (chunk: string) => {
-      for (const line of framer.push(chunk)) this.handleLine(line);
-    });
-    socket.on('close', () => this.fail(new VirtnodeError('QMP_DISCONNECTED', 'QEMU closed the QMP connection (did it exit?)')));
-    socket.on('error', (e) => this.fail(new VirtnodeError('QMP_DISCONNECTED', `QMP connection failed: ${e.message}`, { cause: e })));
-    for (const line of leftover) this.handleLine(line);
+    socket.on('data', (chunk: Buffer) => this.onData(chunk));
+    socket.on('close', () => this.fail(new VirtnodeError('QMP_DISCONNECTED', `QEMU closed the QMP connection at ${path} (did it exit?)`)));
+    socket.on('error', (e) => this.fail(new VirtnodeError('QMP_DISCONNECTED', `the QMP connection at ${path} failed: ${e.message}`, { cause: e })));
   }
 
   /**
    * Connects, retrying while the socket does not exist or refuses (QEMU may still be starting), reads the
-   * greeting and negotiates capabilities. A monitor that accepts but never greets is held by another client: BUSY.
+   * greeting and negotiates capabilities, all within `timeoutMs`. QEMU's monitor serves one client at a time:
+   * a monitor that accepts but never greets is held by another client, which is BUSY (not QMP_TIMEOUT).
    */
-  static async connect(path: string, options: { timeoutMs?: number; signal?: AbortSignal } = {}): Promise<QmpConnection> {
+  static async connect(path: string, options: QmpConnectOptions = {}): Promise<QmpConnection> {
     const timeoutMs = options.timeoutMs ?? QMP_CONNECT_TIMEOUT_MS;
     const deadline = Date.now() + timeoutMs;
-    let delay = CONNECT_RETRY_START_MS;
-    let socket: Socket;
-    for (;;) {
-      try {
-        socket = await openSocket(path);
-        break;
-      } catch (e) {
-        const code = (e as NodeJS.ErrnoException).code;
-        if ((code !== 'ENOENT' && code !== 'ECONNREFUSED') || Date.now() + delay > deadline || options.signal?.aborted) {
-          throw new VirtnodeError('QMP_TIMEOUT', `cannot connect to QMP at ${path}: ${(e as Error).message}`, { cause: e });
-        }
-        await sleep(delay);
-        delay = Math.min(delay * 2, CONNECT_RETRY_MAX_MS);
-      }
-    }
-    socket.setEncoding('utf8');
-    const framer = new LineFramer();
+    const socket = await openWithRetry(path, deadline, timeoutMs, options.signal);
+    const connection = new QmpConnection(path, socket);
     try {
-      const lines = await readUntil(socket, framer, Math.max(deadline - Date.now(), 1), (line) => 'QMP' in line, () =>
-        new VirtnodeError('BUSY', `QMP monitor at ${path} did not greet: another client may hold it`, {
-          hint: 'another virtnode operation may be using this instance; retry when it finishes',
-        }),
-      );
-      const greetingLine = lines.shift()!;
-      const connection = new QmpConnection(socket, (greetingLine as { QMP: QmpGreeting }).QMP, framer, lines.map((l) => JSON.stringify(l)));
-      await connection.execute('qmp_capabilities', undefined, { timeoutMs: Math.max(deadline - Date.now(), 1_000) });
+      await connection.awaitGreeting(deadline, options.signal);
+      await connection.execute('qmp_capabilities', undefined, withSignal({ timeoutMs: Math.max(deadline - Date.now(), 1) }, options.signal));
       return connection;
     } catch (e) {
-      socket.destroy();
-      throw e;
+      const reason = connection.failure; // a garbled greeting or a hang-up explains more than its consequence
+      connection.close();
+      throw reason ?? e;
     }
   }
 
-  execute<T = unknown>(command: string, args?: Record<string, unknown>, options: { timeoutMs?: number } = {}): Promise<T> {
-    if (this.failure !== undefined) return Promise.reject(this.failure);
+  /** What QEMU said when we connected: its version and the capabilities it offered. */
+  get greeting(): QmpGreeting {
+    if (this.greetingValue === undefined) throw new VirtnodeError('INTERNAL', 'QMP greeting read before it arrived');
+    return this.greetingValue;
+  }
+
+  /** Why the connection is unusable, once it is. */
+  get error(): VirtnodeError | undefined {
+    return this.failure;
+  }
+
+  /**
+   * Runs a QMP command and resolves with its `return` value. Rejects with QMP_COMMAND (a QmpCommandError
+   * carrying QEMU's class and description) when QEMU refuses, QMP_TIMEOUT when it does not answer in time
+   * (a late answer is then ignored), QMP_DISCONNECTED when the connection is or becomes closed.
+   */
+  execute<T = unknown>(command: string, args?: Record<string, unknown>, options: QmpExecuteOptions = {}): Promise<T> {
+    if (this.failure !== undefined) {
+      return Promise.reject(
+        new VirtnodeError('QMP_DISCONNECTED', `cannot run ${command}: the QMP connection at ${this.path} is closed (${this.failure.message})`, { cause: this.failure }),
+      );
+    }
+    if (options.signal?.aborted) return Promise.reject(cancelled(command, options.signal));
     const id = `vn-${this.nextId++}`;
     const timeoutMs = options.timeoutMs ?? QMP_COMMAND_TIMEOUT_MS;
     return new Promise<T>((resolve, reject) => {
-      const timer = setTimeout(() => {
+      const signal = options.signal;
+      const onAbort = () => {
+        entry.settle();
         this.pending.delete(id);
-        reject(new VirtnodeError('QMP_TIMEOUT', `QEMU did not answer ${command} within ${timeoutMs} ms`));
-      }, timeoutMs);
-      this.pending.set(id, { command, resolve: resolve as (v: unknown) => void, reject, timer });
+        reject(cancelled(command, signal));
+      };
+      const timer =
+        timeoutMs > MAX_TIMER_MS
+          ? undefined
+          : setTimeout(() => {
+              entry.settle();
+              this.pending.delete(id);
+              reject(new VirtnodeError('QMP_TIMEOUT', `QEMU did not answer ${command} within ${timeoutMs} ms`, { hint: 'QEMU may be hung or overloaded' }));
+            }, timeoutMs);
+      const entry: Pending = {
+        command,
+        resolve: resolve as (value: unknown) => void,
+        reject,
+        settle: () => {
+          clearTimeout(timer);
+          signal?.removeEventListener('abort', onAbort);
+        },
+      };
+      signal?.addEventListener('abort', onAbort, { once: true });
+      this.pending.set(id, entry);
       this.socket.write(`${JSON.stringify({ execute: command, ...(args === undefined ? {} : { arguments: args }), id })}\n`);
     });
   }
 
-  onEvent(listener: EventListener): () => void {
+  /** Calls `listener` for every event from now on; returns the unsubscribe function. */
+  onEvent(listener: QmpEventListener): () => void {
     this.listeners.add(listener);
-    return () => this.listeners.delete(listener);
+    return () => {
+      this.listeners.delete(listener);
+    };
   }
 
-  /** Resolves with the first matching event after this call; QMP_TIMEOUT if none comes in time. */
-  waitForEvent(match: string[] | ((event: QmpEvent) => boolean), options: { timeoutMs: number; signal?: AbortSignal }): Promise<QmpEvent> {
+  /**
+   * Resolves with the first event after this call whose name is in `match` (or that `match` accepts).
+   * QMP_TIMEOUT if none comes in time, QMP_DISCONNECTED if the connection is or becomes closed.
+   */
+  waitForEvent(match: readonly string[] | ((event: QmpEvent) => boolean), options: QmpWaitForEventOptions): Promise<QmpEvent> {
+    const what = typeof match === 'function' ? 'matching' : match.join('/');
+    if (this.failure !== undefined) {
+      return Promise.reject(new VirtnodeError('QMP_DISCONNECTED', `cannot wait for a ${what} event: the QMP connection at ${this.path} is closed`, { cause: this.failure }));
+    }
+    if (options.signal?.aborted) return Promise.reject(cancelled(`a ${what} event`, options.signal));
     const predicate = typeof match === 'function' ? match : (e: QmpEvent) => match.includes(e.event);
     return new Promise((resolve, reject) => {
-      const done = (finish: () => void) => {
+      const signal = options.signal;
+      const finish = (outcome: () => void) => {
         clearTimeout(timer);
         unsubscribe();
-        this.socket.off('close', onClose);
-        options.signal?.removeEventListener('abort', onAbort);
-        finish();
+        this.failureHooks.delete(onFailure);
+        signal?.removeEventListener('abort', onAbort);
+        outcome();
       };
       const unsubscribe = this.onEvent((event) => {
-        if (predicate(event)) done(() => resolve(event));
+        if (predicate(event)) finish(() => resolve(event));
       });
-      const timer = setTimeout(
-        () => done(() => reject(new VirtnodeError('QMP_TIMEOUT', `no ${typeof match === 'function' ? 'matching' : match.join('/')} event within ${options.timeoutMs} ms`))),
-        options.timeoutMs,
-      );
-      const onClose = () => done(() => reject(this.failure ?? new VirtnodeError('QMP_DISCONNECTED', 'QMP connection closed while waiting for an event')));
-      const onAbort = () => done(() => reject(new VirtnodeError('TIMEOUT', 'cancelled while waiting for a QMP event')));
-      this.socket.once('close', onClose);
-      options.signal?.addEventListener('abort', onAbort, { once: true });
+      const onFailure = (error: VirtnodeError) =>
+        finish(() => reject(new VirtnodeError('QMP_DISCONNECTED', `the QMP connection closed while waiting for a ${what} event: ${error.message}`, { cause: error })));
+      const onAbort = () => finish(() => reject(cancelled(`a ${what} event`, signal)));
+      const timer =
+        options.timeoutMs > MAX_TIMER_MS
+          ? undefined
+          : setTimeout(() => finish(() => reject(new VirtnodeError('QMP_TIMEOUT', `no ${what} event from QEMU within ${options.timeoutMs} ms`))), options.timeoutMs);
+      this.failureHooks.add(onFailure);
+      signal?.addEventListener('abort', onAbort, { once: true });
     });
   }
 
+  /** Closes the connection; pending commands and event waits reject with QMP_DISCONNECTED. Idempotent. */
   close(): void {
-    this.fail(new VirtnodeError('QMP_DISCONNECTED', 'the QMP connection was closed'));
-    this.socket.destroy();
+    this.fail(new VirtnodeError('QMP_DISCONNECTED', `the QMP connection at ${this.path} was closed`));
   }
 
-  private handleLine(line: string): void {
-    let message: Record<string, unknown>;
-    try {
-      message = JSON.parse(line) as Record<string, unknown>;
-      if (typeof message !== 'object' || message === null) throw new Error('not an object');
-    } catch {
-      this.fail(new VirtnodeError('QMP_PROTOCOL', `QEMU sent a message that is not JSON: ${line.slice(0, 120)}`));
-      this.socket.destroy();
-      return;
-    }
-    if (typeof message['event'] === 'string') {
-      for (const listener of [...this.listeners]) listener(message as unknown as QmpEvent);
-      return;
-    }
-    const id = typeof message['id'] === 'string' ? message['id'] : undefined;
-    const pending = id === undefined ? undefined : this.pending.get(id);
-    if (pending === undefined) return; // a reply to a command that already timed out
-    this.pending.delete(id!);
-    clearTimeout(pending.timer);
-    if ('return' in message) {
-      pending.resolve(message['return']);
-    } else {
-      const error = (message['error'] ?? {}) as { class?: string; desc?: string };
-      pending.reject(new QmpCommandError(pending.command, error.class ?? 'GenericError', error.desc ?? 'unknown error'));
-    }
-  }
-
-  private fail(error: VirtnodeError): void {
-    if (this.failure === undefined) this.failure = error;
-    for (const [id, pending] of this.pending) {
-      clearTimeout(pending.timer);
-      pending.reject(error);
-      this.pending.delete(id);
-    }
-  }
-}
-
-function openSocket(path: string): Promise<Socket> {
-  return new Promise((resolve, reject) => {
-    const socket = connect(path);
-    socket.once('connect', () => {
-      socket.off('error', reject);
-      resolve(socket);
+  private awaitGreeting(deadline: number, signal: AbortSignal | undefined): Promise<void> {
+    if (this.failure !== undefined) return Promise.reject(this.failure);
+    if (this.greetingValue !== undefined) return Promise.resolve();
+    return new Promise((resolve, reject) => {
+      const finish = (outcome: () => void) => {
+        clearTimeout(timer);
+        this.failureHooks.delete(onFailure);
+        signal?.removeEventListener('abort', onAbort);
+        outcome();
+      };
+      const onFailure = (error: VirtnodeError) => finish(() => reject(error));
+      const onAbort = () => finish(() => reject(cancelled(`connecting to QMP at ${this.path}`, signal)));
+      const timer = setTimeout(
+        () =>
+          finish(() =>
+            reject(
+              new VirtnodeError('BUSY', `QMP monitor at ${this.path} did not greet: another client may hold it`, {
+                hint: 'QEMU serves one QMP client at a time; retry when the other operation on this instance finishes',
+              }),
+            ),
+          ),
+        Math.max(deadline - Date.now(), 0),
+      );
+      this.greetedHook = () => finish(resolve);
+      this.failureHooks.add(onFailure);
+      if (signal?.aborted) onAbort();
+      else signal?.addEventListener('abort', onAbort, { once: true });
     });
-    socket.once('error', reject);
-  });
-}
+  }
 
-/** Reads messages until one matches; returns it first, followed by any that came with it. */
-function readUntil(
-  socket: Socket,
-  framer: LineFramer,
-  timeoutMs: number,
-  match: (message: Record<string, unknown>) => boolean,
-  onTimeout: () => VirtnodeError,
-): Promise<Array<Record<string, unknown>>> {
-  return new Promise((resolve, reject) => {
-    const cleanup = () => {
-      clearTimeout(timer);
-      socket.off('data', onData);
-      socket.off('close', onClose);
-    };
-    const timer = setTimeout(() => {
-      cleanup();
-      reject(onTimeout());
-    }, timeoutMs);
-    const onClose = () => {
-      cleanup();
-      reject(new VirtnodeError('QMP_DISCONNECTED', 'QEMU closed the QMP connection before greeting'));
-    };
-    const onData = (chunk: string) => {
-      const lines = framer.push(chunk);
-      for (let i = 0; i < lines.length; i++) {
-        let message: Record<string, unknown>;
+  private onData(chunk: Buffer): void {
+    const lines = this.framer.push(chunk);
+    if (lines === undefined) {
+      this.fail(new VirtnodeError('QMP_PROTOCOL', `QEMU sent a message of more than ${this.framer.pendingBytes} bytes without a line end on ${this.path}`));
+      return;
+    }
+    for (const line of lines) {
+      if (this.state === 'failed') return; // a bad line earlier in this chunk ended the session
+      this.onLine(line);
+    }
+  }
+
+  private onLine(line: string): void {
+    let message: unknown;
+    try {
+      message = JSON.parse(line);
+    } catch {
+      message = undefined;
+    }
+    if (typeof message !== 'object' || message === null || Array.isArray(message)) {
+      this.fail(new VirtnodeError('QMP_PROTOCOL', `QEMU sent a message that is not a JSON object on ${this.path}: ${line.slice(0, 120)}`));
+      return;
+    }
+    const m = message as Record<string, unknown>;
+    if (this.state === 'greeting') {
+      if (typeof m['QMP'] !== 'object' || m['QMP'] === null) {
+        this.fail(new VirtnodeError('QMP_PROTOCOL', `expected a QMP greeting on ${this.path}, got: ${line.slice(0, 120)}`, { hint: 'is this socket a QMP monitor?' }));
+        return;
+      }
+      this.greetingValue = m['QMP'] as QmpGreeting;
+      this.state = 'open';
+      this.greetedHook?.();
+      this.greetedHook = undefined;
+      return;
+    }
+    if (typeof m['event'] === 'string') {
+      for (const listener of [...this.listeners]) {
         try {
-          message = JSON.parse(lines[i]!) as Record<string, unknown>;
+          listener(m as unknown as QmpEvent);
         } catch {
-          cleanup();
-          reject(new VirtnodeError('QMP_PROTOCOL', `expected a QMP greeting, got: ${lines[i]!.slice(0, 120)}`));
-          return;
-        }
-        if (match(message)) {
-          cleanup();
-          resolve([message, ...lines.slice(i + 1).map((l) => JSON.parse(l) as Record<string, unknown>)]);
-          return;
+          // A faulty listener must not break the session or starve the other listeners.
         }
       }
+      return;
+    }
+    const id = m['id'];
+    const pending = typeof id === 'string' ? this.pending.get(id) : undefined;
+    if (pending === undefined || typeof id !== 'string') return; // the answer to a command that timed out or was cancelled
+    this.pending.delete(id);
+    pending.settle();
+    if ('return' in m) {
+      pending.resolve(m['return']);
+      return;
+    }
+    const error = (typeof m['error'] === 'object' && m['error'] !== null ? m['error'] : {}) as { class?: unknown; desc?: unknown };
+    pending.reject(
+      new QmpCommandError(pending.command, typeof error.class === 'string' ? error.class : 'GenericError', typeof error.desc === 'string' ? error.desc : 'no description'),
+    );
+  }
+
+  /** Ends the session once: rejects everything pending with `error`, tells the waiters, closes the socket. */
+  private fail(error: VirtnodeError): void {
+    if (this.failure !== undefined) return;
+    this.failure = error;
+    this.state = 'failed';
+    this.greetedHook = undefined;
+    for (const pending of this.pending.values()) {
+      pending.settle();
+      pending.reject(error);
+    }
+    this.pending.clear();
+    for (const hook of [...this.failureHooks]) hook(error);
+    this.failureHooks.clear();
+    this.listeners.clear();
+    this.socket.destroy();
+  }
+}
+
+/** Opens the UNIX socket, retrying with a short backoff while QEMU is not listening yet. */
+async function openWithRetry(path: string, deadline: number, timeoutMs: number, signal: AbortSignal | undefined): Promise<Socket> {
+  let delayMs = CONNECT_RETRY_START_MS;
+  for (;;) {
+    if (signal?.aborted) throw cancelled(`connecting to QMP at ${path}`, signal);
+    let lastError: NodeJS.ErrnoException;
+    try {
+      return await openSocket(path, signal);
+    } catch (e) {
+      if (e instanceof VirtnodeError) throw e;
+      lastError = e as NodeJS.ErrnoException;
+    }
+    const code = lastError.code ?? '';
+    if (code === 'EACCES' || code === 'EPERM') {
+      throw new VirtnodeError('PERMISSION', `not allowed to connect to QMP at ${path}: ${lastError.message}`, { cause: lastError, hint: 'run as the user that started QEMU' });
+    }
+    if (!NOT_YET_LISTENING.has(code)) {
+      throw new VirtnodeError('QMP_DISCONNECTED', `cannot connect to QMP at ${path}: ${lastError.message}`, { cause: lastError });
+    }
+    const remainingMs = deadline - Date.now();
+    if (remainingMs <= 0) {
+      throw new VirtnodeError(
+        'QMP_TIMEOUT',
+        `QMP at ${path} did not accept a connection within ${timeoutMs} ms (${code === 'ENOENT' ? 'no socket' : 'connection refused'})`,
+        { cause: lastError, hint: 'is QEMU running? its log may say why it exited' },
+      );
+    }
+    await sleep(Math.min(delayMs, remainingMs), signal, 'waiting for QMP');
+    delayMs = Math.min(delayMs * 2, CONNECT_RETRY_MAX_MS);
+  }
+}
+
+function openSocket(path: string, signal: AbortSignal | undefined): Promise<Socket> {
+  return new Promise((resolve, reject) => {
+    const socket = netConnect(path);
+    const finish = () => {
+      socket.off('connect', onConnect);
+      socket.off('error', onError);
+      signal?.removeEventListener('abort', onAbort);
     };
-    socket.on('data', onData);
-    socket.once('close', onClose);
+    const onConnect = () => {
+      finish();
+      resolve(socket);
+    };
+    const onError = (e: Error) => {
+      finish();
+      socket.destroy();
+      reject(e);
+    };
+    const onAbort = () => {
+      finish();
+      socket.destroy();
+      reject(cancelled(`connecting to QMP at ${path}`, signal));
+    };
+    socket.once('connect', onConnect);
+    socket.once('error', onError);
+    signal?.addEventListener('abort', onAbort, { once: true });
   });
 }

@@ -1,0 +1,220 @@
+/**
+ * The QMP vocabulary virtnode uses: wire names verbatim in one table, and small typed helpers over a
+ * connection. Reply types keep QEMU's field names (kebab-case and all) so they can be checked against QEMU's
+ * QAPI schema; only the fields virtnode reads are typed.
+ */
+import { isVirtnodeError } from '../lib/errors.ts';
+import type { QmpConnection, QmpExecuteOptions, QmpVersion } from './connection.ts';
+
+/** QMP command names, verbatim. */
+export const QMP_COMMANDS = {
+  capabilities: 'qmp_capabilities',
+  queryStatus: 'query-status',
+  cont: 'cont',
+  stop: 'stop',
+  systemPowerdown: 'system_powerdown',
+  systemReset: 'system_reset',
+  quit: 'quit',
+  queryVersion: 'query-version',
+  queryKvm: 'query-kvm',
+  queryCpusFast: 'query-cpus-fast',
+  queryBlock: 'query-block',
+  queryBlockstats: 'query-blockstats',
+  queryChardev: 'query-chardev',
+  humanMonitorCommand: 'human-monitor-command',
+} as const;
+
+/** QMP event names, verbatim. */
+export const QMP_EVENTS = {
+  shutdown: 'SHUTDOWN',
+  powerdown: 'POWERDOWN',
+  reset: 'RESET',
+  stop: 'STOP',
+  resume: 'RESUME',
+  suspend: 'SUSPEND',
+  wakeup: 'WAKEUP',
+  guestPanicked: 'GUEST_PANICKED',
+  deviceDeleted: 'DEVICE_DELETED',
+  jobStatusChange: 'JOB_STATUS_CHANGE',
+  blockJobCompleted: 'BLOCK_JOB_COMPLETED',
+} as const;
+
+/** qemu-guest-agent command names, verbatim (the agent speaks the same framing, without a greeting). */
+export const GUEST_AGENT_COMMANDS = {
+  syncDelimited: 'guest-sync-delimited',
+  ping: 'guest-ping',
+  info: 'guest-info',
+  networkGetInterfaces: 'guest-network-get-interfaces',
+  exec: 'guest-exec',
+  execStatus: 'guest-exec-status',
+  fsfreezeFreeze: 'guest-fsfreeze-freeze',
+  fsfreezeThaw: 'guest-fsfreeze-thaw',
+  fsfreezeStatus: 'guest-fsfreeze-status',
+  shutdown: 'guest-shutdown',
+} as const;
+
+export type QmpCommandName = (typeof QMP_COMMANDS)[keyof typeof QMP_COMMANDS];
+export type QmpEventName = (typeof QMP_EVENTS)[keyof typeof QMP_EVENTS];
+
+/** QEMU's RunState. */
+export type RunState =
+  | 'debug'
+  | 'inmigrate'
+  | 'internal-error'
+  | 'io-error'
+  | 'paused'
+  | 'postmigrate'
+  | 'prelaunch'
+  | 'finish-migrate'
+  | 'restore-vm'
+  | 'running'
+  | 'save-vm'
+  | 'shutdown'
+  | 'suspended'
+  | 'watchdog'
+  | 'guest-panicked'
+  | 'colo';
+
+export interface StatusInfo {
+  running: boolean;
+  status: RunState;
+}
+
+export interface KvmInfo {
+  enabled: boolean;
+  present: boolean;
+}
+
+export interface CpuInfoFast {
+  'cpu-index': number;
+  'qom-path': string;
+  'thread-id': number;
+  target: string;
+  props?: { 'node-id'?: number; 'socket-id'?: number; 'die-id'?: number; 'core-id'?: number; 'thread-id'?: number };
+}
+
+export interface BlockImageInfo {
+  filename: string;
+  format: string;
+  'virtual-size': number;
+  'actual-size'?: number;
+  'backing-filename'?: string;
+  'backing-image'?: BlockImageInfo;
+}
+
+export interface BlockDeviceInfo {
+  file: string;
+  'node-name'?: string;
+  ro: boolean;
+  drv: string;
+  'backing_file'?: string;
+  encrypted: boolean;
+  image: BlockImageInfo;
+}
+
+export interface BlockInfo {
+  device: string;
+  qdev?: string;
+  type?: string;
+  removable: boolean;
+  locked: boolean;
+  'tray_open'?: boolean;
+  'io-status'?: 'ok' | 'failed' | 'nospace';
+  inserted?: BlockDeviceInfo;
+}
+
+export interface BlockDeviceStats {
+  rd_bytes: number;
+  wr_bytes: number;
+  rd_operations: number;
+  wr_operations: number;
+  flush_operations: number;
+  rd_total_time_ns: number;
+  wr_total_time_ns: number;
+  flush_total_time_ns: number;
+  wr_highest_offset: number;
+  failed_rd_operations: number;
+  failed_wr_operations: number;
+}
+
+export interface BlockStats {
+  device?: string;
+  'node-name'?: string;
+  qdev?: string;
+  stats: BlockDeviceStats;
+  parent?: BlockStats;
+  backing?: BlockStats;
+}
+
+export interface ChardevInfo {
+  label: string;
+  filename: string;
+  'frontend-open': boolean;
+}
+
+export async function queryStatus(qmp: QmpConnection, options: QmpExecuteOptions = {}): Promise<StatusInfo> {
+  const reply = await qmp.execute<StatusInfo>(QMP_COMMANDS.queryStatus, undefined, options);
+  return { running: reply.running, status: reply.status };
+}
+
+/** Starts or resumes the vCPUs (a RESUME event follows). */
+export async function cont(qmp: QmpConnection, options: QmpExecuteOptions = {}): Promise<void> {
+  await qmp.execute(QMP_COMMANDS.cont, undefined, options);
+}
+
+/** Pauses the vCPUs (a STOP event follows). */
+export async function stop(qmp: QmpConnection, options: QmpExecuteOptions = {}): Promise<void> {
+  await qmp.execute(QMP_COMMANDS.stop, undefined, options);
+}
+
+/** Presses the ACPI power button; the guest decides what to do (POWERDOWN now, SHUTDOWN if it complies). */
+export async function systemPowerdown(qmp: QmpConnection, options: QmpExecuteOptions = {}): Promise<void> {
+  await qmp.execute(QMP_COMMANDS.systemPowerdown, undefined, options);
+}
+
+/** Hard reset of the machine (a RESET event follows). */
+export async function systemReset(qmp: QmpConnection, options: QmpExecuteOptions = {}): Promise<void> {
+  await qmp.execute(QMP_COMMANDS.systemReset, undefined, options);
+}
+
+/**
+ * Makes QEMU exit (a SHUTDOWN event comes first, then the reply, then the socket closes). QEMU may exit
+ * before its reply is read, so a connection lost during `quit` counts as success.
+ */
+export async function quit(qmp: QmpConnection, options: QmpExecuteOptions = {}): Promise<void> {
+  const wasOpen = qmp.error === undefined;
+  try {
+    await qmp.execute(QMP_COMMANDS.quit, undefined, options);
+  } catch (e) {
+    if (!wasOpen || !isVirtnodeError(e, 'QMP_DISCONNECTED')) throw e;
+  }
+}
+
+export function queryVersion(qmp: QmpConnection, options: QmpExecuteOptions = {}): Promise<QmpVersion> {
+  return qmp.execute<QmpVersion>(QMP_COMMANDS.queryVersion, undefined, options);
+}
+
+export function queryKvm(qmp: QmpConnection, options: QmpExecuteOptions = {}): Promise<KvmInfo> {
+  return qmp.execute<KvmInfo>(QMP_COMMANDS.queryKvm, undefined, options);
+}
+
+export function queryCpusFast(qmp: QmpConnection, options: QmpExecuteOptions = {}): Promise<CpuInfoFast[]> {
+  return qmp.execute<CpuInfoFast[]>(QMP_COMMANDS.queryCpusFast, undefined, options);
+}
+
+export function queryBlock(qmp: QmpConnection, options: QmpExecuteOptions = {}): Promise<BlockInfo[]> {
+  return qmp.execute<BlockInfo[]>(QMP_COMMANDS.queryBlock, undefined, options);
+}
+
+export function queryBlockstats(qmp: QmpConnection, options: QmpExecuteOptions = {}): Promise<BlockStats[]> {
+  return qmp.execute<BlockStats[]>(QMP_COMMANDS.queryBlockstats, undefined, options);
+}
+
+export function queryChardev(qmp: QmpConnection, options: QmpExecuteOptions = {}): Promise<ChardevInfo[]> {
+  return qmp.execute<ChardevInfo[]>(QMP_COMMANDS.queryChardev, undefined, options);
+}
+
+/** Runs a human monitor (HMP) command line and returns its text output. For diagnostics only. */
+export function humanMonitorCommand(qmp: QmpConnection, commandLine: string, options: QmpExecuteOptions = {}): Promise<string> {
+  return qmp.execute<string>(QMP_COMMANDS.humanMonitorCommand, { 'command-line': commandLine }, options);
+}
