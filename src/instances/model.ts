@@ -34,12 +34,37 @@ export interface KernelBoot {
   cmdline?: string;
 }
 
+/** Where a launched instance came from; its disk is a qcow2 overlay on this image. */
+export interface ImageRef {
+  name: string;
+  sha256: string;
+  path: string;
+}
+
+/** How virtnode reaches a launched guest over SSH (user-mode networking: a forwarded loopback port). */
+export interface SshAccess {
+  user: string;
+  /** virtnode's own client key, always authorized in the guest, so `shell` and `exec` work. */
+  identityFile: string;
+  guestPort: number;
+  /** Allocated at each start; the known_hosts entry follows it. */
+  hostPort?: number;
+  hostKeyFingerprints: string[];
+  hostPublicKeys: string[];
+}
+
 export interface InstanceSpec {
   cpus: number;
   memoryMiB: number;
   accel: AccelRequest;
   disks: DiskSpec[];
   boot?: KernelBoot;
+  image?: ImageRef;
+  ssh?: SshAccess;
+  /** The cloud-init instance-id: fresh per instance, stable across restarts. */
+  instanceId?: string;
+  /** The last readiness result recorded by launch (cloud-init's own verdict included). */
+  readiness?: { phase: string; detail: string; at: string };
 }
 
 export type NicNetwork = 'user' | 'none';

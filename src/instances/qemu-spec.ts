@@ -1,6 +1,12 @@
-import type { QemuSpec } from '../qemu/spec.ts';
+import type { PortForward, QemuSpec } from '../qemu/spec.ts';
 import type { Accel, Instance } from './model.ts';
 import { runtimePaths } from './runtime.ts';
+
+function sshForward(instance: Instance): { forwards?: PortForward[] } {
+  const ssh = instance.spec.ssh;
+  if (ssh?.hostPort === undefined) return {};
+  return { forwards: [{ protocol: 'tcp', hostAddress: '127.0.0.1', hostPort: ssh.hostPort, guestPort: ssh.guestPort }] };
+}
 
 /** Resolves a stored instance into the QEMU spec for this start (accelerator already chosen). */
 export function toQemuSpec(instance: Instance, dir: string, accel: Accel): QemuSpec {
@@ -18,7 +24,9 @@ export function toQemuSpec(instance: Instance, dir: string, accel: Accel): QemuS
       readonly: d.readonly ?? false,
       ...(i === 0 && instance.spec.boot === undefined ? { bootIndex: 1 } : {}),
     })),
-    nics: instance.nics.filter((n) => n.network === 'user').map((n) => ({ id: `net${n.index}`, mac: n.mac, backend: { kind: 'user' } })),
+    nics: instance.nics
+      .filter((n) => n.network === 'user')
+      .map((n) => ({ id: `net${n.index}`, mac: n.mac, backend: { kind: 'user' as const, ...(n.index === 0 ? sshForward(instance) : {}) } })),
     paths: runtimePaths(dir),
   };
   const boot = instance.spec.boot;

@@ -16,6 +16,8 @@ import { InstanceRepository } from '../store/instances.ts';
 import { acquireLock } from '../store/locks.ts';
 import type { DiskFormat, Instance, InstanceSpec, InstanceState } from './model.ts';
 import { toQemuSpec } from './qemu-spec.ts';
+import { freeLoopbackPort } from '../lib/ports.ts';
+import { removeHost, setHostKeys } from '../cloudinit/known-hosts.ts';
 import { observeInstance } from './observe.ts';
 import { reconcile } from './reconcile.ts';
 import { removeRuntimeFiles, runtimePaths } from './runtime.ts';
@@ -112,52 +114,68 @@ export class InstanceService {
 
   async create(request: CreateRequest, options: OperationOptions = {}): Promise<Instance> {
     const valid = validateCreate(request, this.limits);
-    return this.locked(valid.name, 'create', { ...options, lockWaitMs: 0 }, async () => {
-      if (this.repo.get(valid.name) !== undefined) {
-        throw new VirtnodeError('CONFLICT', `instance ${valid.name} already exists`, { field: 'name', hint: 'choose another name, or delete it first' });
+    const spec: InstanceSpec = { cpus: valid.cpus, memoryMiB: valid.memoryMiB, accel: valid.accel, disks: [] };
+    if (valid.boot !== undefined) spec.boot = valid.boot;
+    return this.define(valid.name, spec, { network: valid.network, ...options }, async (dir) => {
+      if (valid.disk !== undefined && 'sizeBytes' in valid.disk) {
+        const path = join(dir, 'disk0.qcow2');
+        await createImage(path, { format: 'qcow2', sizeBytes: valid.disk.sizeBytes, ...(options.signal ? { signal: options.signal } : {}) });
+        spec.disks.push({ id: 'disk0', path, format: 'qcow2', owned: true });
+      } else if (valid.disk !== undefined) {
+        const info = await imageInfo(valid.disk.path);
+        if (info.format !== 'qcow2' && info.format !== 'raw') {
+          throw new VirtnodeError('INVALID', `--disk: ${valid.disk.path} is a ${info.format} image`, {
+            field: '--disk',
+            hint: 'convert it first: qemu-img convert -O qcow2 SRC DST',
+          });
+        }
+        this.assertDiskUnused(valid.disk.path);
+        spec.disks.push({ id: 'disk0', path: valid.disk.path, format: info.format as DiskFormat, owned: false });
       }
-      const dir = this.paths.instanceDir(valid.name);
+      return spec;
+    });
+  }
+
+  /**
+   * Defines an instance: record (state creating) → its directory → `build` makes disks and files in it and
+   * returns the final spec → state defined. Any failure, or a crash (repaired by reconcile), undoes it all.
+   */
+  async define(
+    name: string,
+    draft: InstanceSpec,
+    options: OperationOptions & { network?: 'user' | 'none' },
+    build: (dir: string, reverter: Reverter) => Promise<InstanceSpec>,
+  ): Promise<Instance> {
+    return this.locked(name, 'create', { ...options, lockWaitMs: 0 }, async () => {
+      if (this.repo.get(name) !== undefined) {
+        throw new VirtnodeError('CONFLICT', `instance ${name} already exists`, { field: 'name', hint: 'choose another name, or delete it first' });
+      }
+      const dir = this.paths.instanceDir(name);
       const reverter = new Reverter();
       try {
-        const spec: InstanceSpec = { cpus: valid.cpus, memoryMiB: valid.memoryMiB, accel: valid.accel, disks: [] };
-        if (valid.boot !== undefined) spec.boot = valid.boot;
+        const network = options.network ?? 'user';
         transaction(this.db, () => {
           this.repo.insert({
-            name: valid.name,
+            name,
             uuid: newUuid(),
             smbiosUuid: newUuid(),
             state: 'creating',
             stateReason: undefined,
-            spec,
-            nics: valid.network === 'none' ? [] : [{ index: 0, mac: this.uniqueMac(), network: valid.network }],
+            spec: draft,
+            nics: network === 'none' ? [] : [{ index: 0, mac: this.uniqueMac(), network }],
           });
         });
-        reverter.add('remove the instance record', () => this.repo.delete(valid.name));
+        reverter.add('remove the instance record', () => this.repo.delete(name));
         rmSync(dir, { recursive: true, force: true });
         mkdirSync(dir, { mode: 0o700 });
         reverter.add('remove the instance directory', () => rmSync(dir, { recursive: true, force: true }));
         failpoint('create.after-mkdir');
-
-        if (valid.disk !== undefined && 'sizeBytes' in valid.disk) {
-          const path = join(dir, 'disk0.qcow2');
-          await createImage(path, { format: 'qcow2', sizeBytes: valid.disk.sizeBytes, ...(options.signal ? { signal: options.signal } : {}) });
-          spec.disks.push({ id: 'disk0', path, format: 'qcow2', owned: true });
-        } else if (valid.disk !== undefined) {
-          const info = await imageInfo(valid.disk.path);
-          if (info.format !== 'qcow2' && info.format !== 'raw') {
-            throw new VirtnodeError('INVALID', `--disk: ${valid.disk.path} is a ${info.format} image`, {
-              field: '--disk',
-              hint: 'convert it first: qemu-img convert -O qcow2 SRC DST',
-            });
-          }
-          this.assertDiskUnused(valid.disk.path);
-          spec.disks.push({ id: 'disk0', path: valid.disk.path, format: info.format as DiskFormat, owned: false });
-        }
+        const spec = await build(dir, reverter);
         failpoint('create.after-disk');
-        this.repo.updateSpec(valid.name, spec);
-        this.repo.setState(valid.name, 'defined');
+        this.repo.updateSpec(name, spec);
+        this.repo.setState(name, 'defined');
         reverter.success();
-        return this.mustGet(valid.name);
+        return this.mustGet(name);
       } catch (e) {
         await reverter.revert();
         throw e;
@@ -199,6 +217,7 @@ export class InstanceService {
     const paths = runtimePaths(dir);
     removeRuntimeFiles(dir);
     const previous = instance.state;
+    if (instance.spec.ssh !== undefined) instance = await this.prepareSshForward(instance);
     this.repo.setState(instance.name, 'starting');
     let spawned: { identity: ProcessIdentity; qmp: QmpConnection } | undefined;
     try {
@@ -217,6 +236,16 @@ export class InstanceService {
     } finally {
       spawned?.qmp.close();
     }
+  }
+
+  /** A free loopback port for the guest's SSH, and the known_hosts entry that follows it. */
+  private async prepareSshForward(instance: Instance): Promise<Instance> {
+    const ssh = instance.spec.ssh!;
+    const hostPort = await freeLoopbackPort();
+    const spec: InstanceSpec = { ...instance.spec, ssh: { ...ssh, hostPort } };
+    this.repo.updateSpec(instance.name, spec);
+    await setHostKeys(this.paths.knownHosts, [`[127.0.0.1]:${hostPort}`], ssh.hostPublicKeys, { marker: instance.name });
+    return { ...instance, spec };
   }
 
   async stop(name: string, options: StopOptions = {}): Promise<StopResult> {
@@ -334,7 +363,15 @@ export class InstanceService {
       if (isOurQemu(identity, instance.uuid)) await killQemu(identity);
     }
     rmSync(this.paths.instanceDir(instance.name), { recursive: true, force: true });
+    if (instance.spec.ssh !== undefined) await removeHost(this.paths.knownHosts, instance.name);
     this.repo.delete(instance.name);
+  }
+
+  /** Keeps the last readiness verdict (cloud-init's result) with the instance, for `info`. */
+  recordReadiness(name: string, phase: string, detail: string): void {
+    const instance = this.repo.get(name);
+    if (instance === undefined) return;
+    this.repo.updateSpec(name, { ...instance.spec, readiness: { phase, detail, at: new Date().toISOString() } });
   }
 
   /** For tests and reconciliation: is the recorded QEMU of this instance alive? */

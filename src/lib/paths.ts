@@ -27,6 +27,11 @@ export interface StatePaths {
   db: string;
   instances: string;
   cache: string;
+  /** virtnode's own known_hosts: the host keys it generated for its instances. */
+  knownHosts: string;
+  /** virtnode's own SSH client key (authorized in every launched guest). */
+  sshDir: string;
+  images: string;
   /**
    * Facts about this host that hold until reboot (the KVM probe verdict), shared by every state directory:
    * /run/virtnode for root (tmpfs, emptied at boot), else the state directory's cache.
@@ -41,6 +46,9 @@ export function statePaths(root: string = stateDir()): StatePaths {
     db: join(root, 'virtnode.db'),
     instances: join(root, 'instances'),
     cache: join(root, 'cache'),
+    knownHosts: join(root, 'ssh', 'known_hosts'),
+    sshDir: join(root, 'ssh'),
+    images: join(root, 'images'),
     hostCache: process.env['VIRTNODE_HOST_CACHE'] || (process.getuid?.() === 0 ? '/run/virtnode' : join(root, 'cache')),
     instanceDir: (name) => within(join(root, 'instances'), validateName('name', name)),
   };

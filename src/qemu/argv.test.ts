@@ -43,6 +43,17 @@ describe('buildArgv', () => {
     );
   });
 
+  it('forwards host ports on loopback to the guest (user-mode networking)', () => {
+    const argv = buildArgv({
+      ...base,
+      nics: [{ id: 'net0', mac: '52:54:00:12:34:56', backend: { kind: 'user', forwards: [
+        { protocol: 'tcp', hostAddress: '127.0.0.1', hostPort: 2222, guestPort: 22 },
+        { protocol: 'udp', hostAddress: '127.0.0.1', hostPort: 5353, guestPort: 53 },
+      ] } }],
+    });
+    expect(argv[argv.indexOf('-netdev') + 1]).toBe('user,id=net0,hostfwd=tcp:127.0.0.1:2222-:22,hostfwd=udp:127.0.0.1:5353-:53');
+  });
+
   it('uses the host CPU model under KVM', () => {
     const argv = buildArgv({ ...base, accel: 'kvm' });
     expect(argv[argv.indexOf('-cpu') + 1]).toBe('host');

@@ -65,7 +65,15 @@ export function buildArgv(spec: QemuSpec): string[] {
     );
   }
   for (const nic of spec.nics) {
-    argv.push('-netdev', options('user', { id: nic.id }), '-device', options('virtio-net-pci', { id: `${nic.id}-dev`, netdev: nic.id, mac: nic.mac }));
+    const forwards = (nic.backend.forwards ?? []).map(
+      (f) => `hostfwd=${escapeOptionValue(`${f.protocol}:${f.hostAddress}:${f.hostPort}-:${f.guestPort}`)}`,
+    );
+    argv.push(
+      '-netdev',
+      [options('user', { id: nic.id }), ...forwards].join(','),
+      '-device',
+      options('virtio-net-pci', { id: `${nic.id}-dev`, netdev: nic.id, mac: nic.mac }),
+    );
   }
   if (spec.kernel !== undefined) {
     argv.push('-kernel', spec.kernel.path);

@@ -21,10 +21,17 @@ export interface QemuDisk {
   bootIndex?: number;
 }
 
+export interface PortForward {
+  protocol: 'tcp' | 'udp';
+  hostAddress: string;
+  hostPort: number;
+  guestPort: number;
+}
+
 export interface QemuNic {
   id: string;
   mac: string;
-  backend: { kind: 'user' };
+  backend: { kind: 'user'; forwards?: PortForward[] };
 }
 
 /** Everything needed to start one VM, already validated and resolved (accelerator chosen, paths absolute). */

@@ -1,0 +1,147 @@
+import { existsSync, readFileSync, statSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { parse } from 'yaml';
+import { invalid, VirtnodeError } from '../lib/errors.ts';
+import { validateName } from '../lib/ids.ts';
+import { formatIssues, userDataKind, validateCloudConfig } from '../cloudinit/validate.ts';
+import type { ValidationIssue } from '../cloudinit/validate.ts';
+import { type HostLimits, hostLimits, validateCreate } from './validate.ts';
+
+export interface LaunchRequest {
+  image: string;
+  name?: string;
+  cpus?: string;
+  memory?: string;
+  diskSize?: string;
+  sshKeys?: string[];
+  userData?: string;
+  networkConfig?: string;
+  timezone?: string;
+  passwordHash?: string;
+  user?: string;
+  accel?: string;
+  seed?: string;
+}
+
+export interface ValidLaunch {
+  image: string;
+  name: string;
+  cpus: number;
+  memoryMiB: number;
+  accel: 'auto' | 'kvm' | 'tcg';
+  diskSizeBytes: number | undefined;
+  sshAuthorizedKeys: string[];
+  userData: string | undefined;
+  /** Warnings from the cloud-config check, for the caller to show. */
+  userDataWarnings: ValidationIssue[];
+  networkConfig: string | undefined;
+  timezone: string | undefined;
+  passwordHash: string | undefined;
+  user: string;
+  seedFormat: 'iso' | 'vfat';
+}
+
+const USER_DATA_LIMIT_BYTES = 1024 * 1024;
+const PUBLIC_KEY_LINE = /^(ssh-(ed25519|rsa|dss)|ecdsa-sha2-nistp(256|384|521)|sk-(ssh-ed25519|ecdsa-sha2-nistp256)@openssh\.com) [A-Za-z0-9+/]+={0,3}( .*)?$/;
+const CRYPT_HASH = /^\$(1|5|6|y|2[aby])\$[^\s:]+$/;
+const TIMEZONE = /^[A-Za-z0-9_+-]+(\/[A-Za-z0-9_+-]+)*$/;
+const USER_NAME = /^[a-z_][a-z0-9_-]{0,31}$/;
+
+function readText(field: string, path: string, limit = USER_DATA_LIMIT_BYTES): string {
+  let size: number;
+  try {
+    size = statSync(path).size;
+  } catch {
+    throw invalid(field, `${path} does not exist or cannot be read`);
+  }
+  if (size > limit) throw invalid(field, `${path} is ${size} bytes; the limit is ${limit}`);
+  return readFileSync(path, 'utf8');
+}
+
+/** A default name: the image's name plus a random suffix, always a valid DNS label. */
+export function defaultInstanceName(image: string): string {
+  const base = (image.split('/').pop() ?? 'vm').replace(/\.(qcow2|raw|img)$/, '').toLowerCase().replace(/[^a-z0-9-]+/g, '-').replace(/^-+|-+$/g, '').slice(0, 50) || 'vm';
+  return `${base}-${randomBytes(2).toString('hex')}`;
+}
+
+/** Checks every launch input before anything is made; errors name the flag and what would be valid. */
+export function validateLaunch(request: LaunchRequest, limits: HostLimits = hostLimits()): ValidLaunch {
+  if (typeof request.image !== 'string' || request.image === '') throw invalid('IMAGE', 'an image is required', 'see `virtnode image ls`');
+  const name = validateName('--name', request.name ?? defaultInstanceName(request.image));
+  // CPU, memory and accelerator rules are those of `create`; a placeholder disk size satisfies its boot check.
+  const base = validateCreate(
+    { name, diskSize: '1G', ...(request.cpus ? { cpus: request.cpus } : {}), ...(request.memory ? { memory: request.memory } : { memory: '1G' }), ...(request.accel ? { accel: request.accel } : {}) },
+    limits,
+  );
+  const diskSizeBytes = request.diskSize === undefined ? undefined : (validateCreate({ name, diskSize: request.diskSize }, limits).disk as { sizeBytes: number }).sizeBytes;
+
+  const sshAuthorizedKeys: string[] = [];
+  for (const file of request.sshKeys ?? []) {
+    const lines = readText('--ssh-key', file, 64 * 1024).split('\n').map((l) => l.trim()).filter((l) => l !== '' && !l.startsWith('#'));
+    if (lines.length === 0 || lines.some((l) => !PUBLIC_KEY_LINE.test(l))) {
+      throw invalid('--ssh-key', `${file} is not an OpenSSH public key file`, 'give the .pub file, e.g. ~/.ssh/id_ed25519.pub (never the private key)');
+    }
+    sshAuthorizedKeys.push(...lines);
+  }
+
+  let userData: string | undefined;
+  let userDataWarnings: ValidationIssue[] = [];
+  if (request.userData !== undefined) {
+    userData = readText('--user-data', request.userData);
+    const kind = userDataKind(userData);
+    if (kind === 'cloud-config') {
+      const result = validateCloudConfig(userData, { source: request.userData });
+      if (!result.ok) {
+        throw new VirtnodeError('INVALID', `--user-data: ${request.userData} is not a valid cloud-config:\n${formatIssues(result, request.userData)}`, {
+          field: '--user-data',
+          hint: `check it alone with: virtnode cloud-init validate ${request.userData}`,
+        });
+      }
+      userDataWarnings = result.issues;
+    } else if (kind === 'unknown' || kind === 'jinja') {
+      throw invalid('--user-data', `${request.userData} is not user-data cloud-init understands`, 'start it with #cloud-config (or #! for a script, #include for URLs)');
+    }
+  }
+
+  let networkConfig: string | undefined;
+  if (request.networkConfig !== undefined) {
+    networkConfig = readText('--network-config', request.networkConfig);
+    let parsed: unknown;
+    try {
+      parsed = parse(networkConfig);
+    } catch (e) {
+      throw invalid('--network-config', `${request.networkConfig}: ${(e as Error).message.split('\n')[0]}`);
+    }
+    const root = (parsed as { network?: unknown } | null)?.network ?? parsed;
+    const version = (root as { version?: unknown } | null)?.version;
+    if (version !== 1 && version !== 2) throw invalid('--network-config', `${request.networkConfig} needs "version: 1" or "version: 2"`, 'see cloud-init\'s network-config format v2');
+  }
+
+  if (request.timezone !== undefined && (!TIMEZONE.test(request.timezone) || request.timezone.includes('..') || !existsSync(`/usr/share/zoneinfo/${request.timezone}`))) {
+    throw invalid('--timezone', `"${request.timezone}" is not a known time zone`, 'use a name like Europe/Paris or UTC (see /usr/share/zoneinfo)');
+  }
+  if (request.passwordHash !== undefined && !CRYPT_HASH.test(request.passwordHash)) {
+    throw invalid('--password-hash', 'that is not a crypt(3) hash', "make one with: openssl passwd -6 (never pass a plain password)");
+  }
+  const user = request.user ?? 'virtnode';
+  if (!USER_NAME.test(user)) throw invalid('--user', `"${user}" is not a valid user name`, 'lowercase letters, digits, _ and -, starting with a letter');
+  const seed = request.seed ?? 'iso';
+  if (seed !== 'iso' && seed !== 'vfat') throw invalid('--seed', `"${seed}" is not valid`, 'use iso (default) or vfat');
+
+  return {
+    image: request.image,
+    name,
+    cpus: base.cpus,
+    memoryMiB: base.memoryMiB,
+    accel: base.accel,
+    diskSizeBytes,
+    sshAuthorizedKeys,
+    userData,
+    userDataWarnings,
+    networkConfig,
+    timezone: request.timezone,
+    passwordHash: request.passwordHash,
+    user,
+    seedFormat: seed,
+  };
+}

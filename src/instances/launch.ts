@@ -1,0 +1,151 @@
+import { existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { buildSeed } from '../cloudinit/seed.ts';
+import { renderMetaData, renderNetworkConfig, renderUserData } from '../cloudinit/render.ts';
+import { generateHostKeys, generateUserKey } from '../cloudinit/ssh-host-keys.ts';
+import { VirtnodeError } from '../lib/errors.ts';
+import { createImage } from '../qemu/img.ts';
+import type { DiskFormat, ImageRef, Instance, InstanceSpec } from './model.ts';
+import { type LaunchRequest, type ValidLaunch, validateLaunch } from './launch-validate.ts';
+import { type CloudInitResult, guestAddress, type Phase, type PhaseListener, waitForCloudInit, waitForSshBanner } from './readiness.ts';
+import type { InstanceService } from './service.ts';
+
+export const DEFAULT_READY_TIMEOUT_MS = 15 * 60_000;
+const SSH_GUEST_PORT = 22;
+
+export interface ResolvedImage extends ImageRef {
+  format: DiskFormat;
+}
+
+export type ImageResolver = (nameOrPath: string) => Promise<ResolvedImage>;
+
+export interface LaunchOptions {
+  onPhase?: PhaseListener;
+  /** Return once QEMU runs, without waiting for SSH and cloud-init. */
+  noWait?: boolean;
+  timeoutMs?: number;
+  signal?: AbortSignal;
+}
+
+export interface LaunchResult {
+  instance: Instance;
+  valid: ValidLaunch;
+  address: string | undefined;
+  cloudInit: CloudInitResult | undefined;
+}
+
+/** virtnode's own SSH client key, made once per state directory and authorized in every launched guest. */
+async function clientKey(service: InstanceService): Promise<{ identityFile: string; publicKey: string }> {
+  const dir = service.paths.sshDir;
+  const identityFile = join(dir, 'id_ed25519');
+  if (!existsSync(identityFile)) {
+    mkdirSync(dir, { recursive: true, mode: 0o700 });
+    await generateUserKey(dir);
+  }
+  return { identityFile, publicKey: readFileSync(`${identityFile}.pub`, 'utf8').trim() };
+}
+
+/**
+ * Launch: image → linked-clone disk → identity (instance-id, host keys) → NoCloud seed → boot → IP → SSH →
+ * cloud-init finished, each phase reported with its elapsed time. Everything before the boot is undone on failure.
+ */
+export async function launch(service: InstanceService, resolveImage: ImageResolver, request: LaunchRequest, options: LaunchOptions = {}): Promise<LaunchResult> {
+  const started = Date.now();
+  const phase = (p: Phase, detail: string) => options.onPhase?.(p, detail, Date.now() - started);
+  const valid = validateLaunch(request);
+  const image = await resolveImage(valid.image);
+  phase('image', `${image.name} (${image.format}, sha256 ${image.sha256.slice(0, 12)})`);
+  const key = await clientKey(service);
+
+  const draft: InstanceSpec = { cpus: valid.cpus, memoryMiB: valid.memoryMiB, accel: valid.accel, disks: [], image: { name: image.name, sha256: image.sha256, path: image.path } };
+  const defined = await service.define(valid.name, draft, { network: 'user', ...(options.signal ? { signal: options.signal } : {}) }, async (dir) => {
+    const disk = join(dir, 'disk0.qcow2');
+    // A linked clone: constant time whatever the image size; the image itself is never written.
+    await createImage(disk, { format: 'qcow2', backing: { path: image.path, format: image.format }, ...(valid.diskSizeBytes === undefined ? {} : { sizeBytes: valid.diskSizeBytes }) });
+    phase('disk', `${disk} (overlay on ${image.name}${valid.diskSizeBytes === undefined ? '' : `, ${valid.diskSizeBytes} bytes`})`);
+
+    const instanceId = `i-${crypto.randomUUID()}`;
+    const hostKeys = await generateHostKeys(join(dir, 'ssh'), { comment: `${valid.name} host key (virtnode)` });
+    const current = service.repo.get(valid.name)!;
+    const seedRequest = {
+      instanceId,
+      hostname: valid.name,
+      defaultUser: {
+        name: valid.user,
+        sshAuthorizedKeys: [key.publicKey, ...valid.sshAuthorizedKeys],
+        sudo: true,
+        ...(valid.passwordHash === undefined ? {} : { passwordHash: valid.passwordHash }),
+      },
+      ...(valid.timezone === undefined ? {} : { timezone: valid.timezone }),
+      hostKeys: hostKeys.map((k) => ({ type: k.type, privateKey: k.privateKey, publicKey: k.publicKey })),
+      ...(valid.userData === undefined ? {} : { userData: valid.userData }),
+      network:
+        valid.networkConfig !== undefined
+          ? { kind: 'user-config' as const, text: valid.networkConfig }
+          : { kind: 'dhcp' as const, macs: current.nics.map((n) => n.mac) },
+    };
+    const seedPath = join(dir, valid.seedFormat === 'iso' ? 'seed.iso' : 'seed.img');
+    await buildSeed(
+      seedPath,
+      { 'meta-data': renderMetaData(seedRequest), 'user-data': renderUserData(seedRequest).text, 'network-config': renderNetworkConfig(seedRequest) },
+      { format: valid.seedFormat },
+    );
+    phase('seed', `NoCloud ${valid.seedFormat} (instance-id ${instanceId})`);
+    return {
+      ...draft,
+      instanceId,
+      disks: [
+        { id: 'disk0', path: disk, format: 'qcow2', owned: true },
+        { id: 'seed', path: seedPath, format: 'raw', owned: true, readonly: true },
+      ],
+      ssh: {
+        user: valid.user,
+        identityFile: key.identityFile,
+        guestPort: SSH_GUEST_PORT,
+        hostKeyFingerprints: hostKeys.map((k) => k.fingerprint),
+        hostPublicKeys: hostKeys.map((k) => k.publicKey),
+      },
+    };
+  });
+
+  let instance = await service.start(defined.name, options.signal ? { signal: options.signal } : {});
+  phase('booting', `QEMU pid ${instance.pid}`);
+  if (options.noWait) return { instance, valid, address: undefined, cloudInit: undefined };
+
+  const deadline = started + (options.timeoutMs ?? DEFAULT_READY_TIMEOUT_MS);
+  const port = instance.spec.ssh!.hostPort!;
+  let address: string | undefined;
+  const addressWatch = (async () => {
+    while (address === undefined && Date.now() < deadline) {
+      address = await guestAddress(service.paths, instance);
+      if (address !== undefined) phase('ip', address);
+      else await new Promise((r) => setTimeout(r, 2_000));
+    }
+  })();
+  try {
+    await waitForSshBanner(port, deadline, options.signal);
+    phase('ssh', `127.0.0.1:${port}`);
+    instance = await service.get(defined.name);
+    const cloudInit = await waitForCloudInit(service.paths, instance, Math.max(deadline - Date.now(), 1_000));
+    const detail = `${cloudInit.status}${cloudInit.datasource ? ` (datasource ${cloudInit.datasource})` : ''}${cloudInit.detail ? `: ${cloudInit.detail}` : ''}`;
+    phase('cloud-init', detail);
+    service.recordReadiness(defined.name, 'cloud-init', detail);
+    if (cloudInit.datasource !== undefined && cloudInit.datasource !== 'NoCloud') {
+      throw new VirtnodeError('COMMAND_FAILED', `cloud-init in ${defined.name} used DataSource${cloudInit.datasource}, not NoCloud: the seed was ignored`, {
+        hint: 'the image may lack the isofs/vfat driver or have datasource_list set; see `virtnode logs NAME`',
+      });
+    }
+    phase('ready', `ssh: virtnode shell ${defined.name}`);
+    return { instance: await service.get(defined.name), valid, address, cloudInit };
+  } catch (e) {
+    if (e instanceof VirtnodeError && e.code === 'TIMEOUT') {
+      throw new VirtnodeError('TIMEOUT', `${defined.name} is still provisioning after ${Math.round((Date.now() - started) / 1000)} s (it has not failed)`, {
+        hint: `follow it with \`virtnode logs --follow ${defined.name}\`, then \`virtnode shell ${defined.name}\``,
+      });
+    }
+    throw e;
+  } finally {
+    address ??= '';
+    await addressWatch.catch(() => {});
+  }
+}

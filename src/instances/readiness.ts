@@ -1,0 +1,83 @@
+import { connect } from 'node:net';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { run } from '../exec/run.ts';
+import { VirtnodeError } from '../lib/errors.ts';
+import type { StatePaths } from '../lib/paths.ts';
+import { GuestAgent } from '../qmp/guest-agent.ts';
+import type { Instance } from './model.ts';
+import { runtimePaths } from './runtime.ts';
+import { sshArgv } from './ssh.ts';
+
+export type Phase = 'image' | 'disk' | 'seed' | 'booting' | 'ip' | 'ssh' | 'cloud-init' | 'ready';
+export type PhaseListener = (phase: Phase, detail: string, elapsedMs: number) => void;
+
+export interface CloudInitResult {
+  status: 'done' | 'error' | 'running' | 'unknown';
+  datasource: string | undefined;
+  detail: string;
+}
+
+/** Resolves when the forwarded port answers with an SSH banner (slirp accepts TCP before the guest listens). */
+export async function waitForSshBanner(port: number, deadline: number, signal?: AbortSignal): Promise<void> {
+  while (Date.now() < deadline) {
+    if (signal?.aborted) throw new VirtnodeError('TIMEOUT', 'cancelled');
+    const banner = await new Promise<string>((resolve) => {
+      const socket = connect(port, '127.0.0.1');
+      let data = '';
+      const done = () => {
+        socket.destroy();
+        resolve(data);
+      };
+      socket.setTimeout(3_000, done);
+      socket.on('data', (d) => {
+        data += d.toString('latin1');
+        if (data.includes('\n')) done();
+      });
+      socket.on('error', done);
+      socket.on('close', done);
+    });
+    if (banner.startsWith('SSH-')) return;
+    await sleep(1_000);
+  }
+  throw new VirtnodeError('TIMEOUT', 'SSH did not answer yet');
+}
+
+/** The guest's first IPv4 address on a non-loopback interface, from the guest agent, when it answers. */
+export async function guestAddress(paths: StatePaths, instance: Instance): Promise<string | undefined> {
+  let agent: GuestAgent | undefined;
+  try {
+    agent = await GuestAgent.connect(runtimePaths(paths.instanceDir(instance.name)).guestAgent, { timeoutMs: 2_000 });
+    const interfaces = await agent.networkGetInterfaces();
+    for (const i of interfaces) {
+      if (i.name === 'lo') continue;
+      const v4 = i.ipAddresses.find((a) => a.type === 'ipv4');
+      if (v4 !== undefined) return v4.address;
+    }
+    return undefined;
+  } catch {
+    return undefined;
+  } finally {
+    agent?.close();
+  }
+}
+
+/** Asks cloud-init in the guest, over verified SSH, to wait until it has finished, and returns its verdict. */
+export async function waitForCloudInit(paths: StatePaths, instance: Instance, timeoutMs: number): Promise<CloudInitResult> {
+  const argv = sshArgv(paths, instance, ['cloud-init', 'status', '--wait', '--long'], { tty: false });
+  // cloud-init status exits 1 on error (and 2 on recoverable errors in newer releases): still a verdict.
+  const { stdout } = await run(argv, { timeoutMs, okCodes: [0, 1, 2] });
+  return parseCloudInitStatus(stdout);
+}
+
+export function parseCloudInitStatus(text: string): CloudInitResult {
+  const field = (name: string) => new RegExp(`^${name}:\\s*(.*)$`, 'm').exec(text)?.[1]?.trim();
+  const status = field('status');
+  const detail = field('detail') ?? '';
+  const errors = /^errors:\s*\n((?:\s+- .*\n?)*)/m.exec(text)?.[1]?.trim();
+  const datasource = /DataSource(\w+)/.exec(detail)?.[1];
+  return {
+    status: status === 'done' || status === 'error' || status === 'running' ? status : 'unknown',
+    datasource,
+    detail: [detail, errors].filter(Boolean).join('; '),
+  };
+}
