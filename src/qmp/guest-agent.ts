@@ -1,202 +1,415 @@
 import { randomInt } from 'node:crypto';
-import { connect, type Socket } from 'node:net';
-import { setTimeout as sleep } from 'node:timers/promises';
-import { VirtnodeError } from '../lib/errors.ts';
+import { connect as netConnect, type Socket } from 'node:net';
+import { isVirtnodeError, VirtnodeError } from '../lib/errors.ts';
+import { GUEST_AGENT_COMMANDS as GA } from './commands.ts';
+import { QmpCommandError } from './connection.ts';
+import { cancelled, sleep, withSignal } from './abortable.ts';
 import { LineFramer } from './framing.ts';
 
 export const GUEST_AGENT_TIMEOUT_MS = 10_000;
-const EXEC_POLL_MS = 50;
-/** The agent writes this byte before the reply to guest-sync-delimited, so stale output before it can be skipped. */
-const SYNC_SENTINEL = '\xff';
+export const GUEST_EXEC_TIMEOUT_MS = 60_000;
+export const GUEST_FSFREEZE_TIMEOUT_MS = 60_000;
+/** guest-shutdown sends no reply on success; an error reply comes within this grace period, or not at all. */
+export const GUEST_SHUTDOWN_GRACE_MS = 1_000;
+const EXEC_POLL_START_MS = 5;
+const EXEC_POLL_MAX_MS = 100;
+/** The agent writes this byte before its reply to guest-sync-delimited; a client sends it to flush a stale partial request. */
+const SYNC_SENTINEL = 0xff;
+const MAX_SYNC_ID = 2 ** 31 - 1;
+const NOT_AGENT_HINT = 'the guest may still be booting, or may not run qemu-guest-agent';
 
-export interface GuestInterface {
+export interface GuestAgentOptions {
+  timeoutMs?: number;
+  signal?: AbortSignal;
+}
+
+export interface GuestAgentCommandInfo {
+  name: string;
+  enabled: boolean;
+  /** False for commands that do not answer on success (guest-shutdown, guest-suspend-*). */
+  successResponse: boolean;
+}
+
+export interface GuestAgentInfo {
+  version: string;
+  commands: GuestAgentCommandInfo[];
+}
+
+export interface GuestIpAddress {
+  type: 'ipv4' | 'ipv6';
+  address: string;
+  prefix: number;
+}
+
+export interface GuestNetworkInterface {
   name: string;
   hardwareAddress: string | undefined;
-  addresses: Array<{ type: 'ipv4' | 'ipv6'; address: string; prefix: number }>;
+  ipAddresses: GuestIpAddress[];
 }
 
 export interface GuestExecResult {
+  /** The exit code, or 128 + the signal number when the program was killed by a signal (as shells report it). */
   exitCode: number;
   stdout: string;
   stderr: string;
+  /** The signal that killed the program, if one did. */
+  signal?: number;
+  /** The agent caps captured output (16 MiB in QEMU 7.2); true when some was dropped. */
+  truncated?: boolean;
 }
 
-function agentSilent(command: string, timeoutMs: number): VirtnodeError {
-  return new VirtnodeError('TIMEOUT', `the guest agent did not answer ${command} within ${timeoutMs} ms`, {
-    hint: 'the guest may still be booting, or may not run qemu-guest-agent',
-  });
+export interface GuestExecOptions extends GuestAgentOptions {
+  /** Written to the program's standard input, which is then closed. */
+  input?: string | Buffer;
+  /** The whole environment of the program, as `NAME=value` strings. */
+  env?: readonly string[];
+}
+
+export type GuestFsfreezeStatus = 'thawed' | 'frozen';
+
+/** Wire shapes (QEMU's qga/qapi-schema.json), only the fields used here. */
+interface WireInfo {
+  version: string;
+  supported_commands: Array<{ name: string; enabled: boolean; 'success-response': boolean }>;
+}
+interface WireInterface {
+  name: string;
+  'hardware-address'?: string;
+  'ip-addresses'?: Array<{ 'ip-address-type': 'ipv4' | 'ipv6'; 'ip-address': string; prefix: number }>;
+}
+interface WireExecStatus {
+  exited: boolean;
+  exitcode?: number;
+  signal?: number;
+  'out-data'?: string;
+  'err-data'?: string;
+  'out-truncated'?: boolean;
+  'err-truncated'?: boolean;
 }
 
 /**
- * Client for qemu-guest-agent, reached through the virtio-serial port QEMU exposes as a UNIX socket. The agent
- * has no greeting and the channel may hold stale bytes from an earlier session, so every session starts with
- * guest-sync-delimited: a random id, answered after a 0xFF sentinel; anything before it is discarded.
+ * Client for qemu-guest-agent, reached through the virtio-serial port `org.qemu.guest_agent.0` that QEMU exposes
+ * as a chardev UNIX socket. The agent has no greeting, no request ids of its own choosing, and the channel may
+ * hold stale output from an earlier session, so a session starts with guest-sync-delimited: a 0xFF byte (the
+ * agent drops any partial request), then a random id, answered after a 0xFF sentinel; everything before the
+ * sentinel, and any answer with another id, is discarded. Requests run one at a time; after a timeout the
+ * next request resyncs first, so a late answer is never taken for the next one.
  */
 export class GuestAgent {
+  readonly path: string;
+  /** Resolves when the socket has closed. Never rejects. */
+  readonly closed: Promise<void>;
   private readonly socket: Socket;
   private readonly framer = new LineFramer();
-  private synced = false;
-  private waiting: { resolve: (line: string) => void; reject: (e: VirtnodeError) => void } | undefined;
-  private closedError: VirtnodeError | undefined;
+  /** True while bytes are being discarded up to the next 0xFF sentinel. */
+  private skipping = false;
+  private consumer: ((line: string) => void) | undefined;
+  private readonly failureHooks = new Set<(error: VirtnodeError) => void>();
+  private failure: VirtnodeError | undefined;
+  private queue: Promise<unknown> = Promise.resolve();
+  private needsSync = true;
+  private nextId = 1;
 
-  private constructor(socket: Socket) {
+  private constructor(path: string, socket: Socket) {
+    this.path = path;
     this.socket = socket;
-    socket.setEncoding('latin1'); // byte-transparent, so the 0xFF sentinel survives decoding
-    socket.on('data', (chunk: string) => this.onData(chunk));
-    const onGone = () => {
-      this.closedError = new VirtnodeError('QMP_DISCONNECTED', 'the guest agent channel closed');
-      this.waiting?.reject(this.closedError);
-      this.waiting = undefined;
-    };
-    socket.on('close', onGone);
-    socket.on('error', onGone);
+    this.closed = new Promise((resolve) => socket.once('close', () => resolve()));
+    socket.on('data', (chunk: Buffer) => this.onData(chunk));
+    socket.on('close', () => this.fail(new VirtnodeError('QMP_DISCONNECTED', `the guest agent channel at ${path} closed`)));
+    socket.on('error', (e) => this.fail(new VirtnodeError('QMP_DISCONNECTED', `the guest agent channel at ${path} failed: ${e.message}`, { cause: e })));
   }
 
-  static async connect(path: string, options: { timeoutMs?: number } = {}): Promise<GuestAgent> {
-    const socket = await new Promise<Socket>((resolve, reject) => {
-      const s = connect(path);
-      s.once('connect', () => resolve(s));
-      s.once('error', (e) =>
-        reject(new VirtnodeError('QMP_DISCONNECTED', `cannot reach the guest agent socket ${path}: ${e.message}`, { cause: e })),
-      );
-    });
-    const agent = new GuestAgent(socket);
+  /** Connects to the agent's socket and synchronises with it (TIMEOUT if the agent does not answer). */
+  static async connect(path: string, options: GuestAgentOptions = {}): Promise<GuestAgent> {
+    const socket = await openSocket(path, options.signal);
+    const agent = new GuestAgent(path, socket);
     try {
-      await agent.sync(options.timeoutMs ?? GUEST_AGENT_TIMEOUT_MS);
+      await agent.sync(options);
+      return agent;
     } catch (e) {
       agent.close();
       throw e;
     }
-    return agent;
   }
 
-  private onData(chunk: string): void {
-    let text = chunk;
-    if (!this.synced) {
-      const at = text.lastIndexOf(SYNC_SENTINEL);
-      if (at < 0) return; // stale output from before our sync: drop it
-      text = text.slice(at + 1);
-      this.synced = true;
-    }
-    for (const line of this.framer.push(text)) {
-      const waiting = this.waiting;
-      this.waiting = undefined;
-      waiting?.resolve(Buffer.from(line, 'latin1').toString('utf8'));
-    }
+  /** Resynchronises: discards whatever the channel holds until the agent echoes a fresh random id. */
+  sync(options: GuestAgentOptions = {}): Promise<void> {
+    return this.serialize(() => this.doSync(options.timeoutMs ?? GUEST_AGENT_TIMEOUT_MS, options.signal));
   }
 
-  private async request(command: string, args: Record<string, unknown> | undefined, timeoutMs: number): Promise<unknown> {
-    if (this.closedError !== undefined) throw this.closedError;
-    const line = await new Promise<string>((resolve, reject) => {
-      const timer = setTimeout(() => {
-        this.waiting = undefined;
-        reject(agentSilent(command, timeoutMs));
-      }, timeoutMs);
-      this.waiting = {
-        resolve: (l) => {
-          clearTimeout(timer);
-          resolve(l);
-        },
-        reject: (e) => {
-          clearTimeout(timer);
-          reject(e);
-        },
-      };
-      this.socket.write(`${JSON.stringify({ execute: command, ...(args === undefined ? {} : { arguments: args }) })}\n`);
-    });
-    let message: { return?: unknown; error?: { class?: string; desc?: string } };
-    try {
-      message = JSON.parse(line) as typeof message;
-    } catch {
-      throw new VirtnodeError('QMP_PROTOCOL', `the guest agent sent something that is not JSON: ${line.slice(0, 120)}`);
-    }
-    if (message.error !== undefined) {
-      throw new VirtnodeError('QMP_COMMAND', `the guest agent refused ${command}: ${message.error.desc ?? 'unknown error'} (${message.error.class ?? 'GenericError'})`);
-    }
-    return message.return;
+  async ping(options: GuestAgentOptions = {}): Promise<void> {
+    await this.call(GA.ping, undefined, options);
   }
 
-  private async sync(timeoutMs: number): Promise<void> {
-    const id = randomInt(1, 2 ** 31);
-    this.synced = false;
-    // A leading 0xFF makes an agent that was mid-way through parsing a stale request discard it.
-    this.socket.write(Buffer.from([0xff]));
-    const got = await this.request('guest-sync-delimited', { id }, timeoutMs);
-    if (got !== id) throw new VirtnodeError('QMP_PROTOCOL', `guest agent sync answered ${String(got)}, expected ${id}`);
-  }
-
-  async ping(options: { timeoutMs?: number } = {}): Promise<void> {
-    await this.request('guest-ping', undefined, options.timeoutMs ?? GUEST_AGENT_TIMEOUT_MS);
-  }
-
-  async info(): Promise<{ version: string; commands: string[] }> {
-    const info = (await this.request('guest-info', undefined, GUEST_AGENT_TIMEOUT_MS)) as {
-      version: string;
-      supported_commands: Array<{ name: string; enabled: boolean }>;
+  async info(options: GuestAgentOptions = {}): Promise<GuestAgentInfo> {
+    const info = await this.call<WireInfo>(GA.info, undefined, options);
+    return {
+      version: info.version,
+      commands: info.supported_commands.map((c) => ({ name: c.name, enabled: c.enabled, successResponse: c['success-response'] })),
     };
-    return { version: info.version, commands: info.supported_commands.filter((c) => c.enabled).map((c) => c.name) };
   }
 
-  async networkInterfaces(): Promise<GuestInterface[]> {
-    const raw = (await this.request('guest-network-get-interfaces', undefined, GUEST_AGENT_TIMEOUT_MS)) as Array<{
-      name: string;
-      'hardware-address'?: string;
-      'ip-addresses'?: Array<{ 'ip-address-type': 'ipv4' | 'ipv6'; 'ip-address': string; prefix: number }>;
-    }>;
+  async networkGetInterfaces(options: GuestAgentOptions = {}): Promise<GuestNetworkInterface[]> {
+    const raw = await this.call<WireInterface[]>(GA.networkGetInterfaces, undefined, options);
     return raw.map((i) => ({
       name: i.name,
       hardwareAddress: i['hardware-address'],
-      addresses: (i['ip-addresses'] ?? []).map((a) => ({ type: a['ip-address-type'], address: a['ip-address'], prefix: a.prefix })),
+      ipAddresses: (i['ip-addresses'] ?? []).map((a) => ({ type: a['ip-address-type'], address: a['ip-address'], prefix: a.prefix })),
     }));
   }
 
-  /** Runs a program in the guest (no shell unless you run one) and waits for it to exit. */
-  async exec(path: string, args: string[] = [], options: { input?: string; timeoutMs?: number } = {}): Promise<GuestExecResult> {
-    const timeoutMs = options.timeoutMs ?? 60_000;
-    const started = (await this.request(
-      'guest-exec',
+  /**
+   * Runs a program in the guest (no shell unless you run one) and waits for it to exit, polling
+   * guest-exec-status. TIMEOUT if it runs longer than `timeoutMs` (it keeps running in the guest).
+   */
+  async exec(path: string, args: readonly string[] = [], options: GuestExecOptions = {}): Promise<GuestExecResult> {
+    const timeoutMs = options.timeoutMs ?? GUEST_EXEC_TIMEOUT_MS;
+    const deadline = Date.now() + timeoutMs;
+    const step = (): GuestAgentOptions => withSignal({ timeoutMs: Math.max(Math.min(GUEST_AGENT_TIMEOUT_MS, deadline - Date.now()), 1) }, options.signal);
+    const { pid } = await this.call<{ pid: number }>(
+      GA.exec,
       {
         path,
-        arg: args,
+        arg: [...args],
         'capture-output': true,
         ...(options.input === undefined ? {} : { 'input-data': Buffer.from(options.input).toString('base64') }),
+        ...(options.env === undefined ? {} : { env: [...options.env] }),
       },
-      GUEST_AGENT_TIMEOUT_MS,
-    )) as { pid: number };
-    const deadline = Date.now() + timeoutMs;
-    for (;;) {
-      const status = (await this.request('guest-exec-status', { pid: started.pid }, GUEST_AGENT_TIMEOUT_MS)) as {
-        exited: boolean;
-        exitcode?: number;
-        signal?: number;
-        'out-data'?: string;
-        'err-data'?: string;
-      };
+      step(),
+    );
+    for (let pollMs = EXEC_POLL_START_MS; ; pollMs = Math.min(pollMs * 2, EXEC_POLL_MAX_MS)) {
+      const status = await this.call<WireExecStatus>(GA.execStatus, { pid }, step());
       if (status.exited) {
-        return {
+        const result: GuestExecResult = {
           exitCode: status.exitcode ?? 128 + (status.signal ?? 0),
           stdout: Buffer.from(status['out-data'] ?? '', 'base64').toString('utf8'),
           stderr: Buffer.from(status['err-data'] ?? '', 'base64').toString('utf8'),
         };
+        if (status.signal !== undefined) result.signal = status.signal;
+        if (status['out-truncated'] === true || status['err-truncated'] === true) result.truncated = true;
+        return result;
       }
-      if (Date.now() > deadline) throw new VirtnodeError('TIMEOUT', `${path} did not finish in the guest within ${timeoutMs} ms`);
-      await sleep(EXEC_POLL_MS);
+      const remainingMs = deadline - Date.now();
+      if (remainingMs <= 0) {
+        throw new VirtnodeError('TIMEOUT', `${path} did not finish in the guest within ${timeoutMs} ms (guest pid ${pid})`, {
+          hint: 'it is still running in the guest; raise the timeout or run it in the background',
+        });
+      }
+      await sleep(Math.min(pollMs, remainingMs), options.signal, 'waiting for the guest');
     }
   }
 
-  async fsfreezeFreeze(): Promise<number> {
-    return (await this.request('guest-fsfreeze-freeze', undefined, 60_000)) as number;
+  /** Freezes the guest's filesystems (for a consistent disk snapshot); returns how many were frozen. */
+  fsfreezeFreeze(options: GuestAgentOptions = {}): Promise<number> {
+    return this.call<number>(GA.fsfreezeFreeze, undefined, { timeoutMs: GUEST_FSFREEZE_TIMEOUT_MS, ...options });
   }
 
-  async fsfreezeThaw(): Promise<number> {
-    return (await this.request('guest-fsfreeze-thaw', undefined, 60_000)) as number;
+  /** Thaws them; returns how many were thawed. */
+  fsfreezeThaw(options: GuestAgentOptions = {}): Promise<number> {
+    return this.call<number>(GA.fsfreezeThaw, undefined, { timeoutMs: GUEST_FSFREEZE_TIMEOUT_MS, ...options });
   }
 
-  async fsfreezeStatus(): Promise<'thawed' | 'frozen'> {
-    return (await this.request('guest-fsfreeze-status', undefined, GUEST_AGENT_TIMEOUT_MS)) as 'thawed' | 'frozen';
+  fsfreezeStatus(options: GuestAgentOptions = {}): Promise<GuestFsfreezeStatus> {
+    return this.call<GuestFsfreezeStatus>(GA.fsfreezeStatus, undefined, options);
   }
 
+  /**
+   * Asks the guest OS to power down (or halt, or reboot). The agent does not answer on success, so this
+   * resolves when no error has come back within `graceMs`; confirm with QMP (a SHUTDOWN event).
+   */
+  shutdown(options: { mode?: 'powerdown' | 'halt' | 'reboot'; graceMs?: number; signal?: AbortSignal } = {}): Promise<void> {
+    return this.serialize(async () => {
+      if (this.needsSync) await this.doSync(GUEST_AGENT_TIMEOUT_MS, options.signal);
+      try {
+        await this.doRequest(GA.shutdown, { mode: options.mode ?? 'powerdown' }, options.graceMs ?? GUEST_SHUTDOWN_GRACE_MS, options.signal);
+      } catch (e) {
+        const noAnswer = isVirtnodeError(e, 'TIMEOUT') && options.signal?.aborted !== true;
+        if (!noAnswer && !isVirtnodeError(e, 'QMP_DISCONNECTED')) throw e;
+      } finally {
+        this.needsSync = true;
+      }
+    });
+  }
+
+  /** Closes the socket; a request in flight rejects with QMP_DISCONNECTED. Idempotent. */
   close(): void {
+    this.fail(new VirtnodeError('QMP_DISCONNECTED', `the guest agent channel at ${this.path} was closed`));
+  }
+
+  /** One request, in turn, resyncing first when an earlier request left the channel in doubt. */
+  private call<T>(command: string, args: Record<string, unknown> | undefined, options: GuestAgentOptions): Promise<T> {
+    return this.serialize(async () => {
+      const timeoutMs = options.timeoutMs ?? GUEST_AGENT_TIMEOUT_MS;
+      if (this.needsSync) await this.doSync(timeoutMs, options.signal);
+      return (await this.doRequest(command, args, timeoutMs, options.signal)) as T;
+    });
+  }
+
+  private serialize<T>(task: () => Promise<T>): Promise<T> {
+    const run = this.queue.then(task, task);
+    this.queue = run.catch(() => undefined);
+    return run;
+  }
+
+  private async doSync(timeoutMs: number, signal: AbortSignal | undefined): Promise<void> {
+    const id = randomInt(1, MAX_SYNC_ID);
+    this.needsSync = true;
+    this.skipping = true;
+    this.framer.reset();
+    const request = `${JSON.stringify({ execute: GA.syncDelimited, arguments: { id } })}\n`;
+    await this.exchange(GA.syncDelimited, Buffer.concat([Buffer.from([SYNC_SENTINEL]), Buffer.from(request)]), timeoutMs, signal, (message, settle) => {
+      if (message !== undefined && message['return'] === id) {
+        settle({ ok: true, value: undefined });
+      } else {
+        // Not our sync (an older sync's answer, or noise after a stray 0xFF): wait for the next sentinel.
+        this.skipping = true;
+        this.framer.reset();
+      }
+    });
+    this.needsSync = false;
+  }
+
+  private doRequest(command: string, args: Record<string, unknown> | undefined, timeoutMs: number, signal: AbortSignal | undefined): Promise<unknown> {
+    const id = this.nextId++;
+    const line = `${JSON.stringify({ execute: command, ...(args === undefined ? {} : { arguments: args }), id })}\n`;
+    return this.exchange(command, Buffer.from(line), timeoutMs, signal, (message, settle, raw) => {
+      if (message === undefined) {
+        this.needsSync = true;
+        settle({ ok: false, error: new VirtnodeError('QMP_PROTOCOL', `the guest agent answered ${command} with something that is not JSON: ${raw.slice(0, 120)}`) });
+        return;
+      }
+      // The agent echoes our id; an answer carrying another id belongs to an earlier request.
+      if ('id' in message && message['id'] !== id) return;
+      if ('return' in message) {
+        settle({ ok: true, value: message['return'] });
+        return;
+      }
+      const error = (typeof message['error'] === 'object' && message['error'] !== null ? message['error'] : {}) as { class?: unknown; desc?: unknown };
+      settle({
+        ok: false,
+        error: new QmpCommandError(command, typeof error.class === 'string' ? error.class : 'GenericError', typeof error.desc === 'string' ? error.desc : 'no description', {
+          peer: 'the guest agent',
+        }),
+      });
+    });
+  }
+
+  /**
+   * Writes `bytes` and feeds each line that comes back to `onMessage` until it settles. A timeout or an abort
+   * leaves the channel in doubt (an answer may still come), so the next request resyncs.
+   */
+  private exchange(
+    command: string,
+    bytes: Buffer,
+    timeoutMs: number,
+    signal: AbortSignal | undefined,
+    onMessage: (message: Record<string, unknown> | undefined, settle: (outcome: Outcome) => void, raw: string) => void,
+  ): Promise<unknown> {
+    if (this.failure !== undefined) {
+      return Promise.reject(new VirtnodeError('QMP_DISCONNECTED', `cannot run ${command}: ${this.failure.message}`, { cause: this.failure }));
+    }
+    if (signal?.aborted) return Promise.reject(cancelled(command, signal));
+    return new Promise((resolve, reject) => {
+      const settle = (outcome: Outcome) => {
+        clearTimeout(timer);
+        signal?.removeEventListener('abort', onAbort);
+        this.failureHooks.delete(onFailure);
+        this.consumer = undefined;
+        if (outcome.ok) resolve(outcome.value);
+        else reject(outcome.error);
+      };
+      const onFailure = (error: VirtnodeError) => settle({ ok: false, error });
+      const onAbort = () => {
+        this.needsSync = true;
+        settle({ ok: false, error: cancelled(command, signal) });
+      };
+      const timer = setTimeout(() => {
+        this.needsSync = true;
+        settle({ ok: false, error: new VirtnodeError('TIMEOUT', `the guest agent did not answer ${command} within ${timeoutMs} ms`, { hint: NOT_AGENT_HINT }) });
+      }, timeoutMs);
+      this.consumer = (line) => {
+        let message: Record<string, unknown> | undefined;
+        try {
+          const parsed: unknown = JSON.parse(line);
+          message = typeof parsed === 'object' && parsed !== null && !Array.isArray(parsed) ? (parsed as Record<string, unknown>) : undefined;
+        } catch {
+          message = undefined;
+        }
+        onMessage(message, settle, line);
+      };
+      this.failureHooks.add(onFailure);
+      signal?.addEventListener('abort', onAbort, { once: true });
+      this.socket.write(bytes);
+    });
+  }
+
+  private onData(chunk: Buffer): void {
+    let rest = chunk;
+    while (rest.length > 0 && this.failure === undefined) {
+      if (this.skipping) {
+        const at = rest.indexOf(SYNC_SENTINEL);
+        if (at < 0) return; // stale output from before our sync: drop it
+        rest = rest.subarray(at + 1);
+        this.skipping = false;
+        this.framer.reset();
+        continue;
+      }
+      // One line at a time: handling a line may switch back to skipping for the bytes after it.
+      const nl = rest.indexOf(0x0a);
+      const piece = nl < 0 ? rest : rest.subarray(0, nl + 1);
+      rest = nl < 0 ? rest.subarray(rest.length) : rest.subarray(nl + 1);
+      const lines = this.framer.push(piece);
+      if (lines === undefined) {
+        this.fail(new VirtnodeError('QMP_PROTOCOL', `the guest agent at ${this.path} sent an endless line`));
+        return;
+      }
+      for (const line of lines) this.consumer?.(line); // nobody asked: a late answer, dropped
+    }
+  }
+
+  private fail(error: VirtnodeError): void {
+    if (this.failure !== undefined) return;
+    this.failure = error;
+    this.consumer = undefined;
+    for (const hook of [...this.failureHooks]) hook(error);
+    this.failureHooks.clear();
     this.socket.destroy();
   }
+}
+
+type Outcome = { ok: true; value: unknown } | { ok: false; error: VirtnodeError };
+
+function openSocket(path: string, signal: AbortSignal | undefined): Promise<Socket> {
+  if (signal?.aborted) return Promise.reject(cancelled(`connecting to the guest agent at ${path}`, signal));
+  return new Promise((resolve, reject) => {
+    const socket = netConnect(path);
+    const finish = () => {
+      socket.off('connect', onConnect);
+      socket.off('error', onError);
+      signal?.removeEventListener('abort', onAbort);
+    };
+    const onConnect = () => {
+      finish();
+      resolve(socket);
+    };
+    const onError = (e: NodeJS.ErrnoException) => {
+      finish();
+      socket.destroy();
+      if (e.code === 'ENOENT') {
+        reject(new VirtnodeError('NOT_FOUND', `no guest agent socket at ${path}`, { cause: e, hint: 'is the instance running with a guest agent channel?' }));
+      } else if (e.code === 'EACCES' || e.code === 'EPERM') {
+        reject(new VirtnodeError('PERMISSION', `not allowed to connect to the guest agent at ${path}`, { cause: e }));
+      } else {
+        reject(new VirtnodeError('QMP_DISCONNECTED', `cannot reach the guest agent at ${path}: ${e.message}`, { cause: e }));
+      }
+    };
+    const onAbort = () => {
+      finish();
+      socket.destroy();
+      reject(cancelled(`connecting to the guest agent at ${path}`, signal));
+    };
+    socket.once('connect', onConnect);
+    socket.once('error', onError);
+    signal?.addEventListener('abort', onAbort, { once: true });
+  });
 }
