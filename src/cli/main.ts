@@ -5,6 +5,7 @@ import { registerCloudInitCommands } from './commands/cloud-init.ts';
 import { registerConsoleCommands } from './commands/console.ts';
 import { registerHostCommands } from './commands/host.ts';
 import { registerInstanceCommands } from './commands/instances.ts';
+import { registerLaunchCommands } from './commands/launch.ts';
 
 const program = new Command('virtnode')
   .description('Turn this Linux machine into a virtualization host: VMs on QEMU, driven over QMP.')
@@ -15,6 +16,7 @@ const program = new Command('virtnode')
 
 // Command modules only declare their commands; each action imports what it needs when it runs.
 registerInstanceCommands(program);
+registerLaunchCommands(program);
 registerConsoleCommands(program);
 registerHostCommands(program);
 registerCloudInitCommands(program);

@@ -31,5 +31,5 @@ export function table(headers: string[], rows: string[][]): string {
 export function keyValues(pairs: Array<[string, string | number | undefined]>): string {
   const shown = pairs.filter((p): p is [string, string | number] => p[1] !== undefined && p[1] !== '');
   const width = Math.max(...shown.map(([k]) => k.length));
-  return shown.map(([k, v]) => `${`${k}:`.padEnd(width + 2)}${v}`).join('\n') + '\n';
+  return shown.map(([k, v]) => `${(k === '' ? '' : `${k}:`).padEnd(width + 2)}${v}`).join('\n') + '\n';
 }

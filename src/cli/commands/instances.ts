@@ -31,6 +31,18 @@ export function instanceView(i: Instance) {
     disks: i.spec.disks.map((d) => ({ id: d.id, path: d.path, format: d.format })),
     nics: i.nics.map((n) => ({ index: n.index, mac: n.mac, network: n.network })),
     ...(i.spec.boot === undefined ? {} : { boot: i.spec.boot }),
+    ...(i.spec.image === undefined ? {} : { image: { name: i.spec.image.name, sha256: i.spec.image.sha256 } }),
+    ...(i.spec.instanceId === undefined ? {} : { instanceId: i.spec.instanceId }),
+    ...(i.spec.ssh === undefined
+      ? {}
+      : {
+          ssh: {
+            user: i.spec.ssh.user,
+            ...(i.spec.ssh.hostPort === undefined ? {} : { address: `127.0.0.1:${i.spec.ssh.hostPort}` }),
+            hostKeyFingerprints: i.spec.ssh.hostKeyFingerprints,
+          },
+        }),
+    ...(i.spec.readiness === undefined ? {} : { readiness: i.spec.readiness }),
     ...(i.pid === undefined ? {} : { pid: i.pid }),
     createdAt: i.createdAt,
     updatedAt: i.updatedAt,
@@ -54,6 +66,11 @@ async function printInstance(i: Instance, format: string | undefined): Promise<v
       ['Accelerator', i.spec.accel],
       ...i.spec.disks.map((d): [string, string] => [`Disk ${d.id}`, `${d.path} (${d.format})`]),
       ...i.nics.map((n): [string, string] => [`NIC ${n.index}`, `${n.mac} (${n.network})`]),
+      ['Image', i.spec.image === undefined ? undefined : `${i.spec.image.name} (sha256 ${i.spec.image.sha256.slice(0, 16)}…)`],
+      ['Instance-id', i.spec.instanceId],
+      ['SSH', i.spec.ssh?.hostPort === undefined ? undefined : `${i.spec.ssh.user}@127.0.0.1 port ${i.spec.ssh.hostPort} (virtnode shell ${i.name})`],
+      ...(i.spec.ssh?.hostKeyFingerprints ?? []).map((f, n): [string, string] => [n === 0 ? 'Host keys' : '', f]),
+      ['Cloud-init', i.spec.readiness === undefined ? undefined : `${i.spec.readiness.detail} (at ${i.spec.readiness.at})`],
       ['Kernel', i.spec.boot?.kernel],
       ['Cmdline', i.spec.boot?.cmdline],
       ['QEMU pid', i.pid],

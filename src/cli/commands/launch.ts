@@ -1,0 +1,93 @@
+import type { Command } from 'commander';
+
+async function service() {
+  const { instances } = await import('../context.ts');
+  return instances();
+}
+
+function collect(value: string, previous: string[] = []): string[] {
+  return [...previous, value];
+}
+
+export function registerLaunchCommands(program: Command): void {
+  program
+    .command('launch')
+    .description('create and boot a VM from an image, with its own identity through cloud-init, and wait until it is ready')
+    .argument('<image>', 'an image name (see `virtnode image ls`)')
+    .option('--name <name>', 'instance name (default: the image name and a random suffix)')
+    .option('--cpus <n>', 'virtual CPUs', '1')
+    .option('--memory <size>', 'memory, e.g. 1G', '1G')
+    .option('--disk-size <size>', 'grow the disk to this size, e.g. 10G (default: the image size)')
+    .option('--ssh-key <file>', 'an OpenSSH public key to authorize (repeatable)', collect)
+    .option('--user <name>', 'the default user', 'virtnode')
+    .option('--user-data <file>', 'cloud-init user-data (#cloud-config, or a script); checked before anything is made')
+    .option('--network-config <file>', 'cloud-init network-config (version 1 or 2)')
+    .option('--timezone <tz>', 'e.g. Europe/Paris')
+    .option('--password-hash <hash>', 'crypt(3) hash for the default user (openssl passwd -6)')
+    .option('--seed <format>', 'NoCloud seed as iso (default) or vfat', 'iso')
+    .option('--accel <accel>', 'auto, kvm or tcg', 'auto')
+    .option('--timeout <seconds>', 'how long to follow readiness before saying it is still provisioning', '900')
+    .option('--no-wait', 'return as soon as the VM boots')
+    .action(async (image: string, o: Record<string, unknown>) => {
+      const { launch } = await import('../../instances/launch.ts');
+      const { imageResolver } = await import('../image-resolver.ts');
+      const s = await service();
+      const out = process.stderr;
+      const request = {
+        image,
+        ...(typeof o['name'] === 'string' ? { name: o['name'] } : {}),
+        cpus: o['cpus'] as string,
+        memory: o['memory'] as string,
+        ...(typeof o['diskSize'] === 'string' ? { diskSize: o['diskSize'] } : {}),
+        sshKeys: (o['sshKey'] as string[] | undefined) ?? [],
+        user: o['user'] as string,
+        ...(typeof o['userData'] === 'string' ? { userData: o['userData'] } : {}),
+        ...(typeof o['networkConfig'] === 'string' ? { networkConfig: o['networkConfig'] } : {}),
+        ...(typeof o['timezone'] === 'string' ? { timezone: o['timezone'] } : {}),
+        ...(typeof o['passwordHash'] === 'string' ? { passwordHash: o['passwordHash'] } : {}),
+        seed: o['seed'] as string,
+        accel: o['accel'] as string,
+      };
+      const timeoutS = Number(o['timeout']);
+      const result = await launch(s, imageResolver(s), request, {
+        noWait: o['wait'] === false,
+        timeoutMs: (Number.isFinite(timeoutS) && timeoutS > 0 ? timeoutS : 900) * 1000,
+        onPhase: (phase, detail, ms) => out.write(`[${(ms / 1000).toFixed(1).padStart(6)} s] ${phase.padEnd(10)} ${detail}\n`),
+      });
+      for (const w of result.valid.userDataWarnings) out.write(`warning: user-data: ${w.path}: ${w.message}\n`);
+      const i = result.instance;
+      const ssh = i.spec.ssh!;
+      process.stdout.write(
+        [
+          `${i.name} is ${result.cloudInit === undefined ? 'booting' : 'ready'}.`,
+          `  address:     ${result.address ?? '10.0.2.15 (user-mode network)'}; SSH forwarded at 127.0.0.1:${ssh.hostPort}`,
+          `  shell:       virtnode shell ${i.name}`,
+          `  ssh:         ssh -i ${ssh.identityFile} -o UserKnownHostsFile=${s.paths.knownHosts} -p ${ssh.hostPort} ${ssh.user}@127.0.0.1`,
+          ...ssh.hostKeyFingerprints.map((f, n) => `  ${n === 0 ? 'host keys:  ' : '            '} ${f}`),
+          ...(result.cloudInit === undefined ? [] : [`  cloud-init:  ${result.cloudInit.status}${result.cloudInit.datasource ? ` (${result.cloudInit.datasource})` : ''}`]),
+          '',
+        ].join('\n'),
+      );
+    });
+
+  program
+    .command('shell')
+    .description('open an SSH session in a launched VM (host key verified strictly)')
+    .argument('<name>')
+    .action(async (name: string) => {
+      const { runInteractive } = await import('../ssh-session.ts');
+      const s = await service();
+      process.exitCode = await runInteractive(s, name, [], { tty: true });
+    });
+
+  program
+    .command('exec')
+    .description('run a command in a launched VM over SSH and return its exit code')
+    .argument('<name>')
+    .argument('<command...>', 'the command and its arguments (put -- before it)')
+    .action(async (name: string, command: string[]) => {
+      const { runInteractive } = await import('../ssh-session.ts');
+      const s = await service();
+      process.exitCode = await runInteractive(s, name, command, { tty: false });
+    });
+}

@@ -1,0 +1,21 @@
+import { existsSync } from 'node:fs';
+import { basename } from 'node:path';
+import { VirtnodeError } from '../lib/errors.ts';
+import type { ImageResolver } from '../instances/launch.ts';
+import type { InstanceService } from '../instances/service.ts';
+
+/** Resolves an image name through the image store. */
+export function imageResolver(service: InstanceService): ImageResolver {
+  return async (nameOrPath) => {
+    const { ImageStore } = await import('../images/store/index.ts');
+    const store = new ImageStore(service.paths, service.db);
+    if (existsSync(nameOrPath)) {
+      throw new VirtnodeError('INVALID', `IMAGE: ${nameOrPath} is a file, not an image name`, {
+        field: 'IMAGE',
+        hint: `import it first: virtnode image import ${nameOrPath} --name ${basename(nameOrPath).split('.')[0]}`,
+      });
+    }
+    const image = await store.resolve(nameOrPath);
+    return { name: image.name, sha256: image.sha256, path: image.path, format: image.format };
+  };
+}

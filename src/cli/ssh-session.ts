@@ -1,0 +1,18 @@
+import { spawn } from 'node:child_process';
+import { VirtnodeError } from '../lib/errors.ts';
+import { installHint } from '../exec/run.ts';
+import type { InstanceService } from '../instances/service.ts';
+import { sshArgv } from '../instances/ssh.ts';
+
+/** Runs the system ssh attached to this terminal (interactive shells need it); returns the remote exit code. */
+export async function runInteractive(service: InstanceService, name: string, command: string[], options: { tty: boolean }): Promise<number> {
+  const instance = await service.get(name);
+  const [program, ...args] = sshArgv(service.paths, instance, command, { tty: options.tty && process.stdin.isTTY === true });
+  return new Promise((resolve, reject) => {
+    const child = spawn(program!, args, { stdio: 'inherit' });
+    child.on('error', (e: NodeJS.ErrnoException) =>
+      reject(e.code === 'ENOENT' ? new VirtnodeError('MISSING_PROGRAM', 'ssh is not installed', { hint: installHint('ssh') }) : e),
+    );
+    child.on('close', (code, signal) => resolve(code ?? (signal ? 128 : 1)));
+  });
+}

@@ -1,0 +1,159 @@
+/**
+ * End to end on the Debian image virtnode builds, under TCG, with real cloud-init: launch through the CLI,
+ * verify over SSH with strict host key checking, identity per instance, and a restart that keeps identity.
+ */
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { tempHome, virtnode } from '../helpers/cli.ts';
+import { debianImage } from '../helpers/debian-image.ts';
+
+const LAUNCH_TIMEOUT_MS = 600_000;
+
+interface Info {
+  name: string;
+  state: string;
+  instanceId: string;
+  nics: Array<{ mac: string }>;
+  ssh: { user: string; address: string; hostKeyFingerprints: string[] };
+  readiness?: { detail: string };
+}
+
+const USER_DATA = `#cloud-config
+users:
+  - name: ada
+    groups: [adm]
+    shell: /bin/bash
+    sudo: ALL=(ALL) NOPASSWD:ALL
+    lock_passwd: true
+    ssh_authorized_keys:
+      - SSH_KEY
+write_files:
+  - path: /etc/virtnode-test/greeting
+    content: "hello from cloud-init\\n"
+    permissions: '0640'
+    owner: root:adm
+bootcmd:
+  - [sh, -c, "echo boot >> /var/tmp/bootcmd-runs"]
+runcmd:
+  - [sh, -c, "echo run >> /var/tmp/runcmd-runs"]
+mounts:
+  - [tmpfs, /mnt/scratch, tmpfs, "size=16m", "0", "0"]
+`;
+
+describe('virtnode launch on the real Debian image', () => {
+  const { home, cleanup } = tempHome('virtnode-e2e-');
+  const work = mkdtempSync(join(tmpdir(), 'virtnode-e2e-work-'));
+  const userKey = join(work, 'id_ed25519');
+  let infoA: Info;
+  let infoB: Info;
+
+  const info = async (name: string): Promise<Info> => JSON.parse((await virtnode(home, ['info', name, '--format', 'json'])).stdout) as Info;
+  /** Runs a command as `ada` with the user's own key and virtnode's known_hosts, strictly verified. */
+  const sshAsAda = (i: Info, command: string): string => {
+    const [host, port] = i.ssh.address.split(':') as [string, string];
+    return execFileSync(
+      'ssh',
+      ['-i', userKey, '-o', 'IdentitiesOnly=yes', '-o', 'StrictHostKeyChecking=yes', '-o', `UserKnownHostsFile=${join(home, 'ssh', 'known_hosts')}`, '-o', 'GlobalKnownHostsFile=/dev/null', '-o', 'BatchMode=yes', '-p', port, `ada@${host}`, command],
+      { encoding: 'utf8', timeout: 60_000 },
+    );
+  };
+  const vexec = async (name: string, ...command: string[]) => {
+    const r = await virtnode(home, ['exec', name, '--', ...command]);
+    expect(r.code, r.stderr).toBe(0);
+    return r.stdout;
+  };
+
+  beforeAll(async () => {
+    const image = debianImage();
+    execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', 'ada@test', '-f', userKey]);
+    writeFileSync(join(work, 'user-data.yaml'), USER_DATA.replace('SSH_KEY', readFileSync(`${userKey}.pub`, 'utf8').trim()));
+    const imported = await virtnode(home, ['image', 'import', image, '--name', 'debian-12']);
+    expect(imported.code, imported.stderr).toBe(0);
+    // Two launches at once, from the same image.
+    const common = ['debian-12', '--memory', '1G', '--cpus', '1', '--ssh-key', `${userKey}.pub`, '--user-data', join(work, 'user-data.yaml'), '--timezone', 'Europe/Paris'];
+    const [a, b] = await Promise.all([
+      virtnode(home, ['launch', ...common, '--name', 'alpha'], { timeoutMs: LAUNCH_TIMEOUT_MS }),
+      virtnode(home, ['launch', ...common, '--name', 'beta', '--seed', 'vfat'], { timeoutMs: LAUNCH_TIMEOUT_MS }),
+    ]);
+    for (const r of [a, b]) {
+      expect(r.code, `${r.stdout}\n${r.stderr}`).toBe(0);
+      for (const phase of ['image', 'disk', 'seed', 'booting', 'ssh', 'cloud-init', 'ready']) expect(r.stderr).toMatch(new RegExp(`\\] ${phase} `));
+    }
+    infoA = await info('alpha');
+    infoB = await info('beta');
+  }, LAUNCH_TIMEOUT_MS + 60_000);
+
+  afterAll(async () => {
+    for (const name of ['alpha', 'beta']) await virtnode(home, ['delete', '--force', name]);
+    cleanup();
+    rmSync(work, { recursive: true, force: true });
+  });
+
+  it('cloud-init applied the user-data: user and sudo, hostname, timezone, files, runcmd, bootcmd, mounts', () => {
+    expect(sshAsAda(infoA, 'hostname').trim()).toBe('alpha');
+    expect(sshAsAda(infoA, 'id -nG').split(/\s+/)).toContain('adm');
+    expect(sshAsAda(infoA, 'sudo -n id -u').trim()).toBe('0');
+    expect(sshAsAda(infoA, 'cat /etc/timezone').trim()).toBe('Europe/Paris');
+    expect(sshAsAda(infoA, 'sudo -n cat /etc/virtnode-test/greeting')).toBe('hello from cloud-init\n');
+    expect(sshAsAda(infoA, 'stat -c "%a %U:%G" /etc/virtnode-test/greeting').trim()).toBe('640 root:adm');
+    expect(sshAsAda(infoA, 'cat /var/tmp/runcmd-runs')).toBe('run\n');
+    expect(sshAsAda(infoA, 'cat /var/tmp/bootcmd-runs')).toBe('boot\n');
+    expect(sshAsAda(infoA, 'findmnt -n -o FSTYPE /mnt/scratch').trim()).toBe('tmpfs');
+  });
+
+  it('cloud-init finished without errors, from the NoCloud seed (ISO and vfat)', async () => {
+    for (const name of ['alpha', 'beta']) {
+      const status = await vexec(name, 'cloud-init', 'status', '--long');
+      expect(status).toMatch(/^status: done$/m);
+      expect(status).toMatch(/DataSourceNoCloud/);
+      expect(status).not.toMatch(/^errors:\s*\n\s+-/m);
+    }
+    expect(infoA.readiness?.detail).toMatch(/^done \(datasource NoCloud\)/);
+  });
+
+  it("the guest's SSH host key is the one virtnode generated (strict checking already proved the match)", async () => {
+    const fingerprint = (await vexec('alpha', 'ssh-keygen', '-l', '-E', 'sha256', '-f', '/etc/ssh/ssh_host_ed25519_key.pub')).split(' ')[1];
+    expect(infoA.ssh.hostKeyFingerprints).toContain(fingerprint);
+  });
+
+  it('two instances from one image have different identities', async () => {
+    const machineIds = await Promise.all(['alpha', 'beta'].map((n) => vexec(n, 'cat', '/etc/machine-id')));
+    for (const id of machineIds) expect(id.trim()).toMatch(/^[0-9a-f]{32}$/);
+    expect(machineIds[0]).not.toBe(machineIds[1]);
+    expect(infoA.ssh.hostKeyFingerprints).not.toEqual(infoB.ssh.hostKeyFingerprints);
+    expect(infoA.nics[0]!.mac).not.toBe(infoB.nics[0]!.mac);
+    expect(infoA.instanceId).not.toBe(infoB.instanceId);
+    expect((await vexec('beta', 'hostname')).trim()).toBe('beta');
+    const guestInstanceIds = await Promise.all(['alpha', 'beta'].map((n) => vexec(n, 'cat', '/run/cloud-init/.instance-id')));
+    expect(guestInstanceIds.map((s) => s.trim())).toEqual([infoA.instanceId, infoB.instanceId]);
+  });
+
+  it('exec returns the remote exit code; shell-quoting keeps arguments intact', async () => {
+    const r = await virtnode(home, ['exec', 'alpha', '--', 'sh', '-c', 'exit 7']);
+    expect(r.code).toBe(7);
+    expect(await vexec('alpha', 'printf', '%s|', 'a b', "it's", '$HOME')).toBe("a b|it's|$HOME|");
+  });
+
+  it('a restart keeps the identity and does not re-run per-instance modules', async () => {
+    const before = { machineId: await vexec('alpha', 'cat', '/etc/machine-id') };
+    const restarted = await virtnode(home, ['restart', 'alpha'], { timeoutMs: 180_000 });
+    expect(restarted.code, restarted.stderr).toBe(0);
+    // Wait for SSH on the new forwarded port, verified against the same host key.
+    const after = await info('alpha');
+    const deadline = Date.now() + 300_000;
+    for (;;) {
+      const r = await virtnode(home, ['exec', 'alpha', '--', 'cloud-init', 'status', '--wait']);
+      if (r.code === 0) break;
+      if (Date.now() > deadline) throw new Error(`alpha did not come back: ${r.stderr}`);
+      await new Promise((res) => setTimeout(res, 3_000));
+    }
+    expect(await vexec('alpha', 'cat', '/etc/machine-id')).toBe(before.machineId);
+    expect(after.instanceId).toBe(infoA.instanceId);
+    expect(after.ssh.hostKeyFingerprints).toEqual(infoA.ssh.hostKeyFingerprints);
+    expect(await vexec('alpha', 'cat', '/var/tmp/runcmd-runs')).toBe('run\n'); // per instance: once
+    expect(await vexec('alpha', 'cat', '/var/tmp/bootcmd-runs')).toBe('boot\nboot\n'); // per boot: twice
+  }, 600_000);
+});
