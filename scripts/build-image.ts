@@ -1,4 +1,5 @@
-// Builds the default test image (debian-12) into <repo>/.cache/images and points debian-12.qcow2 at it.
+// Builds the default image (debian-12) into $VIRTNODE_IMAGE_DIR (scripts/env.sh: /var/cache/virtnode/images;
+// <repo>/.cache/images when unset) and points debian-12.qcow2 at it.
 // Needs root and the network (debootstrap): run it before the test suite enters its network namespace.
 //   node scripts/build-image.ts [--size-gib N] [--package NAME ...] [--out DIR]
 import { rename, rm, symlink } from 'node:fs/promises';
