@@ -6,7 +6,7 @@ import { LineFramer } from './framing.ts';
 export const QMP_CONNECT_TIMEOUT_MS = 10_000;
 export const QMP_COMMAND_TIMEOUT_MS = 30_000;
 const CONNECT_RETRY_START_MS = 2;
-const CONNECT_RETRY_MAX_MS = 50;
+const CONNECT_RETRY_MAX_MS = 5;
 /** setTimeout fires at once for delays above this; longer waits are treated as "no timeout". */
 const MAX_TIMER_MS = 2 ** 31 - 1;
 /** Socket errors meaning "QEMU is not listening yet": retried until the deadline. */
