@@ -4,6 +4,7 @@ import { EXIT_CODE, toVirtnodeError } from '../lib/errors.ts';
 import { registerCloudInitCommands } from './commands/cloud-init.ts';
 import { registerConsoleCommands } from './commands/console.ts';
 import { registerHostCommands } from './commands/host.ts';
+import { registerImageCommands } from './commands/image.ts';
 import { registerInstanceCommands } from './commands/instances.ts';
 import { registerLaunchCommands } from './commands/launch.ts';
 
@@ -20,6 +21,7 @@ registerLaunchCommands(program);
 registerConsoleCommands(program);
 registerHostCommands(program);
 registerCloudInitCommands(program);
+registerImageCommands(program);
 
 function printError(e: unknown): number {
   if (e instanceof CommanderError) return e.exitCode === 0 ? 0 : 2;

@@ -31,4 +31,21 @@ export const MIGRATIONS: ReadonlyArray<{ version: number; sql: string }> = [
       );
     `,
   },
+  {
+    version: 2,
+    sql: `
+      CREATE TABLE images (
+        name          TEXT PRIMARY KEY,
+        sha256        TEXT NOT NULL,
+        format        TEXT NOT NULL CHECK (format IN ('qcow2', 'raw')),
+        virtual_size  INTEGER NOT NULL,
+        file_size     INTEGER NOT NULL,
+        source        TEXT NOT NULL,
+        source_sha256 TEXT NOT NULL,
+        verified_by   TEXT,
+        created_at    TEXT NOT NULL
+      );
+      CREATE INDEX images_sha256 ON images (sha256);
+    `,
+  },
 ];

@@ -1,0 +1,225 @@
+import { createHash } from 'node:crypto';
+import { createReadStream } from 'node:fs';
+import { open, readFile, rm, stat, truncate, writeFile } from 'node:fs/promises';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { VirtnodeError } from '../../lib/errors.ts';
+import { formatSize } from '../../lib/units.ts';
+import type { DownloadProgress } from './progress.ts';
+import { requestError, statusError } from './http.ts';
+
+/** Retries of an interrupted transfer within one call, each resuming where the last stopped. */
+const DEFAULT_RETRIES = 3;
+const RETRY_DELAY_MS = 500;
+/** A transfer that receives nothing for this long is cut and retried. */
+const STALL_TIMEOUT_MS = 60_000;
+
+/** What is kept beside a partial download so a later attempt can resume it safely. */
+interface PartialMeta {
+  url: string;
+  /** Strong ETag or Last-Modified of the response the partial came from, sent back as If-Range. */
+  validator: string | undefined;
+  total: number | undefined;
+}
+
+export interface DownloadResult {
+  sha256: string;
+  bytes: number;
+  /** Bytes that were already on disk from an earlier, interrupted attempt. */
+  resumedFrom: number;
+}
+
+export interface DownloadOptions {
+  onProgress?: (p: DownloadProgress) => void;
+  signal?: AbortSignal;
+  retries?: number;
+}
+
+/** A transfer cut short after some bytes arrived: worth resuming at once. */
+class CutOff extends VirtnodeError {}
+
+export function metaPath(partial: string): string {
+  return `${partial}.json`;
+}
+
+export async function discardPartial(partial: string): Promise<void> {
+  await rm(partial, { force: true });
+  await rm(metaPath(partial), { force: true });
+}
+
+async function readMeta(partial: string): Promise<PartialMeta | undefined> {
+  try {
+    return JSON.parse(await readFile(metaPath(partial), 'utf8')) as PartialMeta;
+  } catch {
+    return undefined;
+  }
+}
+
+async function sizeOf(path: string): Promise<number> {
+  try {
+    return (await stat(path)).size;
+  } catch {
+    return 0;
+  }
+}
+
+/** If-Range needs a strong ETag; a weak one (W/"...") cannot guarantee the bytes match, so use the date. */
+function validatorOf(response: Response): string | undefined {
+  const etag = response.headers.get('etag');
+  if (etag !== null && !etag.startsWith('W/')) return etag;
+  return response.headers.get('last-modified') ?? undefined;
+}
+
+function contentRange(header: string | null): { start: number; total: number | undefined } | undefined {
+  const match = /^bytes (\d+)-\d+\/(\d+|\*)$/.exec(header ?? '');
+  if (match === null) return undefined;
+  return { start: Number(match[1]), total: match[2] === '*' ? undefined : Number(match[2]) };
+}
+
+async function hashPrefix(path: string, bytes: number, hash: ReturnType<typeof createHash>): Promise<void> {
+  if (bytes === 0) return;
+  for await (const chunk of createReadStream(path, { start: 0, end: bytes - 1 })) hash.update(chunk as Buffer);
+}
+
+/**
+ * Downloads `url` into `partial`, resuming what an earlier attempt left there when the server allows it
+ * (Range + If-Range on the ETag or Last-Modified it sent then; a 200 answer means start again from zero).
+ * Connection failures after some progress are retried at once, resuming. On abort the partial file stays.
+ */
+export async function download(url: string, partial: string, options: DownloadOptions = {}): Promise<DownloadResult> {
+  const retries = options.retries ?? DEFAULT_RETRIES;
+  for (let attempt = 0; ; attempt++) {
+    try {
+      return await downloadOnce(url, partial, options);
+    } catch (e) {
+      if (!(e instanceof CutOff) || attempt >= retries || options.signal?.aborted === true) throw e;
+      await sleep(RETRY_DELAY_MS * (attempt + 1), undefined, options.signal === undefined ? {} : { signal: options.signal }).catch(() => {});
+    }
+  }
+}
+
+async function downloadOnce(url: string, partial: string, options: DownloadOptions): Promise<DownloadResult> {
+  const meta = await readMeta(partial);
+  let have = await sizeOf(partial);
+  const canResume = have > 0 && meta !== undefined && meta.url === url && meta.validator !== undefined;
+  if (!canResume && have > 0) {
+    await discardPartial(partial);
+    have = 0;
+  }
+
+  const stall = new AbortController();
+  let stallTimer: NodeJS.Timeout | undefined;
+  const armStall = () => {
+    clearTimeout(stallTimer);
+    stallTimer = setTimeout(() => stall.abort(), STALL_TIMEOUT_MS);
+  };
+  const signal = options.signal === undefined ? stall.signal : AbortSignal.any([options.signal, stall.signal]);
+  const headers: Record<string, string> = { 'accept-encoding': 'identity' };
+  if (canResume) {
+    headers['range'] = `bytes=${have}-`;
+    headers['if-range'] = meta.validator!;
+  }
+
+  armStall();
+  let response: Response;
+  try {
+    response = await fetch(url, { headers, signal, redirect: 'follow' });
+  } catch (e) {
+    clearTimeout(stallTimer);
+    if (options.signal?.aborted === true) throw interrupted(url, have, meta?.total);
+    throw requestError(url, e);
+  }
+
+  let offset: number;
+  let total: number | undefined;
+  if (response.status === 206 && canResume) {
+    const range = contentRange(response.headers.get('content-range'));
+    if (range === undefined || range.start !== have) {
+      // Not the range we asked for: start over rather than guess.
+      await response.body?.cancel();
+      clearTimeout(stallTimer);
+      await discardPartial(partial);
+      return downloadOnce(url, partial, options);
+    }
+    offset = have;
+    total = range.total ?? meta.total;
+  } else if (response.status === 416 && canResume) {
+    await response.body?.cancel();
+    clearTimeout(stallTimer);
+    const range = /^bytes \*\/(\d+)$/.exec(response.headers.get('content-range') ?? '');
+    if (range !== null && Number(range[1]) === have) {
+      // The earlier attempt had everything; only the hash is missing.
+      const hash = createHash('sha256');
+      await hashPrefix(partial, have, hash);
+      return { sha256: hash.digest('hex'), bytes: have, resumedFrom: have };
+    }
+    await discardPartial(partial);
+    return downloadOnce(url, partial, options);
+  } else if (response.status === 200) {
+    offset = 0;
+    const length = response.headers.get('content-length');
+    total = length === null ? undefined : Number(length);
+  } else {
+    await response.body?.cancel();
+    clearTimeout(stallTimer);
+    throw statusError(url, response);
+  }
+
+  const resumable = response.headers.get('accept-ranges') === 'bytes' || response.status === 206;
+  const next: PartialMeta = { url, validator: resumable ? validatorOf(response) : undefined, total };
+  await writeFile(metaPath(partial), JSON.stringify(next), { mode: 0o600 });
+  if (offset === 0) await writeFile(partial, '', { mode: 0o600 });
+  else await truncate(partial, offset);
+
+  const hash = createHash('sha256');
+  await hashPrefix(partial, offset, hash);
+
+  const started = Date.now();
+  let received = offset;
+  const report = (done: boolean) => {
+    if (options.onProgress === undefined) return;
+    const seconds = (Date.now() - started) / 1000;
+    const bytesPerSecond = seconds > 0 ? (received - offset) / seconds : 0;
+    const etaSeconds = total !== undefined && bytesPerSecond > 0 ? (total - received) / bytesPerSecond : undefined;
+    options.onProgress({ received, total, resumedFrom: offset, bytesPerSecond, etaSeconds, done });
+  };
+  report(false);
+
+  const file = await open(partial, 'a');
+  try {
+    if (response.body === null) throw new VirtnodeError('COMMAND_FAILED', `cannot download ${url}: the response has no body`);
+    for await (const chunk of response.body) {
+      armStall();
+      await file.write(chunk);
+      hash.update(chunk);
+      received += chunk.length;
+      report(false);
+    }
+    await file.datasync();
+  } catch (e) {
+    if (options.signal?.aborted === true) throw interrupted(url, received, total);
+    if (e instanceof VirtnodeError) throw e;
+    throw cutOff(url, received, total, received > offset, e);
+  } finally {
+    clearTimeout(stallTimer);
+    await file.close();
+  }
+  if (total !== undefined && received !== total) throw cutOff(url, received, total, received > offset, undefined);
+  report(true);
+  return { sha256: hash.digest('hex'), bytes: received, resumedFrom: offset };
+}
+
+function shownBytes(received: number, total: number | undefined): string {
+  return total === undefined ? formatSize(received) : `${formatSize(received)} of ${formatSize(total)}`;
+}
+
+function interrupted(url: string, received: number, total: number | undefined): VirtnodeError {
+  return new VirtnodeError('TIMEOUT', `download of ${url} was interrupted after ${shownBytes(received, total)}`, {
+    hint: 'run the same command again to resume it',
+  });
+}
+
+function cutOff(url: string, received: number, total: number | undefined, progressed: boolean, cause: unknown): VirtnodeError {
+  const message = `download of ${url} was cut off after ${shownBytes(received, total)}`;
+  const options = { hint: 'run the same command again to resume it', ...(cause === undefined ? {} : { cause }) };
+  return progressed ? new CutOff('COMMAND_FAILED', message, options) : new VirtnodeError('COMMAND_FAILED', message, options);
+}

@@ -1,0 +1,86 @@
+import { formatSize } from '../../lib/units.ts';
+
+/** One progress report over a whole transfer: bytes already on disk from an earlier attempt count too. */
+export interface DownloadProgress {
+  /** Bytes of the file held so far, including any resumed part. */
+  received: number;
+  /** The whole file's size, when the server says. */
+  total: number | undefined;
+  /** Bytes that were already there when this transfer began (resume). */
+  resumedFrom: number;
+  /** Rate of this transfer, bytes per second. */
+  bytesPerSecond: number;
+  etaSeconds: number | undefined;
+  done: boolean;
+}
+
+const BAR_WIDTH_CHARS = 24;
+const TTY_REDRAW_INTERVAL_MS = 100;
+const UNKNOWN_TOTAL_LINE_STEP_BYTES = 16 * 1024 * 1024;
+
+function formatDuration(seconds: number): string {
+  const s = Math.max(0, Math.round(seconds));
+  const h = Math.floor(s / 3600);
+  const m = Math.floor((s % 3600) / 60);
+  const rest = String(s % 60).padStart(2, '0');
+  return h > 0 ? `${h}:${String(m).padStart(2, '0')}:${rest}` : `${m}:${rest}`;
+}
+
+export function percentOf(p: DownloadProgress): number | undefined {
+  if (p.total === undefined || p.total === 0) return p.done ? 100 : undefined;
+  return Math.min(100, Math.floor((p.received / p.total) * 100));
+}
+
+/** One line: percentage and bar (when the size is known), bytes, rate, ETA. */
+export function formatProgress(p: DownloadProgress, options: { bar?: boolean } = {}): string {
+  const percent = percentOf(p);
+  const parts: string[] = [];
+  if (percent !== undefined) {
+    parts.push(`${String(percent).padStart(3)}%`);
+    if (options.bar !== false) {
+      const filled = Math.round((percent / 100) * BAR_WIDTH_CHARS);
+      parts.push(`[${'#'.repeat(filled)}${' '.repeat(BAR_WIDTH_CHARS - filled)}]`);
+    }
+  }
+  parts.push(p.total === undefined ? formatSize(p.received) : `${formatSize(p.received)} / ${formatSize(p.total)}`);
+  parts.push(`${formatSize(Math.round(p.bytesPerSecond))}/s`);
+  if (p.done) parts.push('done');
+  else if (p.etaSeconds !== undefined) parts.push(`ETA ${formatDuration(p.etaSeconds)}`);
+  if (p.resumedFrom > 0) parts.push(`(resumed at ${formatSize(p.resumedFrom)})`);
+  return parts.join('  ');
+}
+
+export interface ProgressOutput {
+  write(text: string): unknown;
+  isTTY?: boolean;
+}
+
+/**
+ * Renders progress for people: on a terminal one line redrawn in place (at most every 100 ms); otherwise
+ * (logs, pipes) a plain line each time another 10% is done, so a log shows the transfer without flooding.
+ */
+export function progressReporter(out: ProgressOutput, label: string): (p: DownloadProgress) => void {
+  let lastDraw = 0;
+  let lastStep = -1;
+  let lastBytesLine = 0;
+  return (p) => {
+    if (out.isTTY === true) {
+      const now = Date.now();
+      if (!p.done && now - lastDraw < TTY_REDRAW_INTERVAL_MS) return;
+      lastDraw = now;
+      out.write(`\r\x1b[K${label} ${formatProgress(p)}${p.done ? '\n' : ''}`);
+      return;
+    }
+    const percent = percentOf(p);
+    if (percent === undefined) {
+      if (p.received - lastBytesLine < UNKNOWN_TOTAL_LINE_STEP_BYTES && !p.done) return;
+      lastBytesLine = p.received;
+    } else {
+      const step = Math.floor(percent / 10);
+      if (step === lastStep && !p.done) return;
+      if (p.done && step === lastStep && lastStep === 10) return;
+      lastStep = step;
+    }
+    out.write(`${label} ${formatProgress(p, { bar: false })}\n`);
+  };
+}

@@ -1,0 +1,390 @@
+import { createHash } from 'node:crypto';
+import { accessSync, chmodSync, closeSync, constants, existsSync, fsyncSync, openSync, renameSync, statSync, unlinkSync } from 'node:fs';
+import { mkdir, mkdtemp, rename, rm } from 'node:fs/promises';
+import { basename, isAbsolute, join, resolve } from 'node:path';
+import { VirtnodeError, invalid } from '../../lib/errors.ts';
+import { validateName } from '../../lib/ids.ts';
+import type { StatePaths } from '../../lib/paths.ts';
+import { Reverter } from '../../lib/reverter.ts';
+import { imageInfo } from '../../qemu/img.ts';
+import { transaction } from '../../store/db.ts';
+import type { Db } from '../../store/db.ts';
+import { ImageRepository } from '../../store/images.ts';
+import type { ImageFormat, ImageRow, ImageVerification } from '../../store/images.ts';
+import { download, discardPartial, metaPath } from '../pull/download.ts';
+import { fetchChecksum, parseHttpUrl, urlFileName } from '../pull/http.ts';
+import type { DownloadProgress } from '../pull/progress.ts';
+import { copyAndHash, decompress, defaultImageName, detectCompression, sha256File } from './files.ts';
+
+export type { ImageFormat, ImageVerification } from '../../store/images.ts';
+
+/** A named image and where its (read-only, content-addressed) file lies. */
+export interface ImageRecord extends ImageRow {
+  path: string;
+}
+
+/** What an instance needs of a stored image. */
+export interface ResolvedImage {
+  path: string;
+  format: ImageFormat;
+  sha256: string;
+  name: string;
+}
+
+/**
+ * stored: a new file; deduplicated: the content was already stored (under `sharedWith`), only the name is new;
+ * already-present: this name already holds exactly this content, nothing changed.
+ */
+export type StoreOutcome = 'stored' | 'deduplicated' | 'already-present';
+
+export interface StoreResult {
+  image: ImageRecord;
+  outcome: StoreOutcome;
+  sharedWith: string[];
+}
+
+export interface PullResult extends StoreResult {
+  /** How the download was checked; undefined: not at all (the computed hash is recorded). */
+  verifiedBy: ImageVerification | undefined;
+  downloadSha256: string;
+  bytes: number;
+  resumedFrom: number;
+}
+
+export interface RemoveResult {
+  image: ImageRecord;
+  fileDeleted: boolean;
+  /** Why the file stayed: other names for the same content, instances still using it (--force). */
+  keptFor: { names: string[]; instances: string[] };
+}
+
+export interface PullOptions {
+  name?: string;
+  sha256?: string;
+  checksumsUrl?: string;
+  onProgress?: (p: DownloadProgress) => void;
+  signal?: AbortSignal;
+  retries?: number;
+}
+
+const FORMATS: readonly string[] = ['qcow2', 'raw'];
+const SHA256_PATTERN = /^[0-9a-fA-F]{64}$/;
+
+interface Ingested {
+  path: string;
+  sha256: string;
+  format: ImageFormat;
+  virtualSize: number;
+}
+
+function signalOption(signal: AbortSignal | undefined): { signal?: AbortSignal } {
+  return signal === undefined ? {} : { signal };
+}
+
+function fsyncFile(path: string): void {
+  const fd = openSync(path, 'r');
+  try {
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/**
+ * The image store: files under `<state>/images/<sha256>.<format>`, read-only and never modified (instances
+ * put a qcow2 overlay on top), and a name → image table. Identical content is stored once, whatever its names.
+ */
+export class ImageStore {
+  readonly dir: string;
+  private readonly db: Db;
+  private readonly repo: ImageRepository;
+
+  constructor(paths: StatePaths, db: Db) {
+    this.dir = join(paths.root, 'images');
+    this.db = db;
+    this.repo = new ImageRepository(db);
+  }
+
+  private get scratchDir(): string {
+    return join(this.dir, '.tmp');
+  }
+
+  private get partialDir(): string {
+    return join(this.dir, '.partial');
+  }
+
+  pathOf(image: Pick<ImageRow, 'sha256' | 'format'>): string {
+    return join(this.dir, `${image.sha256}.${image.format}`);
+  }
+
+  /** Partial downloads are named by a hash of their URL, so a second pull of the same URL resumes. */
+  partialPathOf(url: string): string {
+    return join(this.partialDir, createHash('sha256').update(url).digest('hex').slice(0, 32));
+  }
+
+  private record(row: ImageRow): ImageRecord {
+    return { ...row, path: this.pathOf(row) };
+  }
+
+  list(): ImageRecord[] {
+    return this.repo.list().map((r) => this.record(r));
+  }
+
+  get(name: string): ImageRecord {
+    const row = this.repo.get(name);
+    if (row === undefined) {
+      throw new VirtnodeError('NOT_FOUND', `image ${name} does not exist`, {
+        hint: 'see `virtnode image ls`; add one with `virtnode image import FILE` or `virtnode image pull URL`',
+      });
+    }
+    return this.record(row);
+  }
+
+  /**
+   * A stored image by name, or by the path of its file in the store. Any other file is refused with a hint to
+   * import it: instances are made only from stored, read-only, content-addressed images.
+   */
+  resolve(nameOrPath: string): ResolvedImage {
+    const looksLikePath = nameOrPath.includes('/') || nameOrPath.startsWith('.');
+    if (!looksLikePath) {
+      const image = this.get(nameOrPath);
+      return { path: image.path, format: image.format, sha256: image.sha256, name: image.name };
+    }
+    const path = isAbsolute(nameOrPath) ? nameOrPath : resolve(nameOrPath);
+    const stored = /^([0-9a-f]{64})\.(qcow2|raw)$/.exec(basename(path));
+    if (stored !== null && resolve(path, '..') === this.dir) {
+      const names = this.repo.namesWithSha256(stored[1]!);
+      const row = names[0] === undefined ? undefined : this.repo.get(names[0]);
+      if (row !== undefined && row.format === stored[2]) return { path: this.pathOf(row), format: row.format, sha256: row.sha256, name: row.name };
+    }
+    let isFile = false;
+    try {
+      isFile = statSync(path).isFile();
+    } catch {
+      isFile = false;
+    }
+    if (!isFile) throw invalid('image', `${nameOrPath} does not exist`, 'give an image name (see `virtnode image ls`)');
+    throw invalid('image', `${nameOrPath} is a file, not a stored image`, `import it first: virtnode image import ${nameOrPath} --name NAME`);
+  }
+
+  /** Adds a local qcow2 or raw file (or an .xz/.gz of one) under `name` (default: from the file name). */
+  async import(file: string, options: { name?: string; signal?: AbortSignal } = {}): Promise<StoreResult> {
+    const source = isAbsolute(file) ? file : resolve(file);
+    let readable = false;
+    try {
+      readable = statSync(source).isFile();
+      accessSync(source, constants.R_OK);
+    } catch {
+      readable = false;
+    }
+    const name = this.nameFor(options.name, basename(source));
+    if (!readable) throw invalid('FILE', `${file} does not exist or is not a readable file`);
+
+    await this.ensureDirs();
+    const scratch = await mkdtemp(join(this.scratchDir, 'import-'));
+    try {
+      const compression = await detectCompression(source);
+      let ingested: Ingested;
+      let sourceSha256: string;
+      if (compression === undefined) {
+        await this.inspect(source, 'FILE', file, options.signal); // refuse early, before copying
+        const copy = join(scratch, 'image');
+        sourceSha256 = await copyAndHash(source, copy, signalOption(options.signal));
+        ingested = await this.ingestPlain(copy, sourceSha256, 'FILE', file, options.signal);
+      } else {
+        sourceSha256 = await sha256File(source, signalOption(options.signal));
+        ingested = await this.ingestCompressed(source, compression, scratch, 'FILE', file, options.signal);
+      }
+      return await this.commit(name, ingested, { source, sourceSha256, verifiedBy: undefined });
+    } finally {
+      await rm(scratch, { recursive: true, force: true });
+    }
+  }
+
+  /**
+   * Downloads an image over HTTP(S), resuming an earlier interrupted pull of the same URL, and verifies its
+   * sha256 (given, or from a SHA256SUMS file) before it is stored. A mismatch deletes the download and records
+   * nothing; an abort keeps the partial file for the next attempt but records nothing.
+   */
+  async pull(urlText: string, options: PullOptions = {}): Promise<PullResult> {
+    const url = parseHttpUrl('URL', urlText).href;
+    let expected: string | undefined;
+    if (options.sha256 !== undefined) {
+      if (!SHA256_PATTERN.test(options.sha256)) throw invalid('--sha256', `"${options.sha256}" is not a sha256`, 'give 64 hexadecimal digits');
+      expected = options.sha256.toLowerCase();
+    }
+    if (options.checksumsUrl !== undefined) {
+      if (expected !== undefined) throw invalid('--checksums', 'give either --sha256 or --checksums, not both');
+      parseHttpUrl('--checksums', options.checksumsUrl);
+    }
+    const fileName = urlFileName(new URL(url));
+    const name = this.nameFor(options.name, fileName || new URL(url).hostname);
+    const existing = this.repo.get(name);
+    if (existing !== undefined) {
+      if (expected !== undefined && (existing.sourceSha256 === expected || existing.sha256 === expected)) {
+        return { image: this.record(existing), outcome: 'already-present', sharedWith: [], verifiedBy: existing.verifiedBy, downloadSha256: existing.sourceSha256, bytes: 0, resumedFrom: 0 };
+      }
+      throw this.nameTaken(name);
+    }
+
+    let verifiedBy: ImageVerification | undefined;
+    if (expected !== undefined) verifiedBy = 'sha256';
+    else if (options.checksumsUrl !== undefined) {
+      expected = await fetchChecksum(options.checksumsUrl, fileName, signalOption(options.signal));
+      verifiedBy = 'checksums';
+    }
+
+    await this.ensureDirs();
+    const partial = this.partialPathOf(url);
+    const downloadOptions = {
+      ...signalOption(options.signal),
+      ...(options.onProgress === undefined ? {} : { onProgress: options.onProgress }),
+      ...(options.retries === undefined ? {} : { retries: options.retries }),
+    };
+    const result = await download(url, partial, downloadOptions);
+    if (expected !== undefined && result.sha256 !== expected) {
+      await discardPartial(partial);
+      throw invalid(
+        verifiedBy === 'checksums' ? '--checksums' : '--sha256',
+        `the download of ${url} does not match its checksum: expected sha256 ${expected}, got ${result.sha256}`,
+        'the file was corrupted in transit or changed on the server; the download was deleted, check the checksum and pull again',
+      );
+    }
+
+    const scratch = await mkdtemp(join(this.scratchDir, 'pull-'));
+    try {
+      const downloaded = join(scratch, 'download');
+      await rename(partial, downloaded);
+      await rm(metaPath(partial), { force: true });
+      const compression = await detectCompression(downloaded);
+      const ingested =
+        compression === undefined
+          ? await this.ingestPlain(downloaded, result.sha256, 'URL', url, options.signal)
+          : await this.ingestCompressed(downloaded, compression, scratch, 'URL', url, options.signal);
+      const stored = await this.commit(name, ingested, { source: url, sourceSha256: result.sha256, verifiedBy });
+      return { ...stored, verifiedBy, downloadSha256: result.sha256, bytes: result.bytes, resumedFrom: result.resumedFrom };
+    } finally {
+      await rm(scratch, { recursive: true, force: true });
+    }
+  }
+
+  /**
+   * Removes a name. Refused while instances use the image unless `force`; the file itself is deleted only when
+   * no other name and no instance uses it (a forced removal never pulls a disk's backing file from under it).
+   */
+  remove(name: string, options: { force?: boolean; usersOf: (imagePath: string) => string[] }): RemoveResult {
+    const image = this.get(name);
+    const instances = options.usersOf(image.path);
+    if (instances.length > 0 && options.force !== true) {
+      throw new VirtnodeError('CONFLICT', `image ${name} is used by instance${instances.length > 1 ? 's' : ''} ${instances.join(', ')}`, {
+        hint: 'delete those instances first, or remove the name anyway with --force (the file stays while instances use it)',
+      });
+    }
+    return transaction(this.db, () => {
+      this.repo.delete(name);
+      const names = this.repo.namesWithSha256(image.sha256);
+      let fileDeleted = false;
+      if (names.length === 0 && instances.length === 0) {
+        try {
+          unlinkSync(image.path);
+        } catch (e) {
+          if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+        }
+        fileDeleted = true;
+      }
+      return { image, fileDeleted, keptFor: { names, instances } };
+    });
+  }
+
+  private nameFor(given: string | undefined, fileName: string): string {
+    if (given !== undefined) return validateName('--name', given);
+    const derived = defaultImageName(fileName);
+    try {
+      return validateName('--name', derived);
+    } catch {
+      throw invalid('--name', `cannot make an image name from "${fileName}"`, 'give one with --name (a DNS label: lowercase letters, digits, hyphens)');
+    }
+  }
+
+  private nameTaken(name: string): VirtnodeError {
+    return new VirtnodeError('CONFLICT', `image ${name} already exists`, {
+      hint: `choose another name with --name, or remove it first with \`virtnode image rm ${name}\``,
+    });
+  }
+
+  private async ensureDirs(): Promise<void> {
+    await mkdir(this.dir, { recursive: true, mode: 0o700 });
+    await mkdir(this.scratchDir, { recursive: true, mode: 0o700 });
+    await mkdir(this.partialDir, { recursive: true, mode: 0o700 });
+  }
+
+  /** qemu-img's view of a file; only self-contained qcow2 and raw images are accepted. */
+  private async inspect(path: string, field: string, shown: string, signal: AbortSignal | undefined): Promise<{ format: ImageFormat; virtualSize: number }> {
+    const info = await imageInfo(path, signalOption(signal));
+    if (!FORMATS.includes(info.format)) {
+      throw invalid(field, `${shown} is a ${info.format} image; only qcow2 and raw images can be stored`, `convert it first: qemu-img convert -O qcow2 FILE NEW.qcow2`);
+    }
+    if (info.backingFile !== undefined) {
+      throw invalid(field, `${shown} is a qcow2 image with a backing file (${info.backingFile}); stored images must be self-contained`, 'flatten it first: qemu-img convert -O qcow2 FILE NEW.qcow2');
+    }
+    if (info.virtualSize <= 0) throw invalid(field, `${shown} is empty`);
+    return { format: info.format as ImageFormat, virtualSize: info.virtualSize };
+  }
+
+  private async ingestPlain(path: string, sha256: string, field: string, shown: string, signal: AbortSignal | undefined): Promise<Ingested> {
+    const info = await this.inspect(path, field, shown, signal);
+    return { path, sha256, ...info };
+  }
+
+  private async ingestCompressed(source: string, compression: 'xz' | 'gzip', scratch: string, field: string, shown: string, signal: AbortSignal | undefined): Promise<Ingested> {
+    let out: { path: string; sha256: string };
+    try {
+      out = await decompress(source, compression, scratch, signalOption(signal));
+    } catch (e) {
+      if (signal?.aborted === true) throw e;
+      throw invalid(field, `${shown} looks ${compression}-compressed but cannot be decompressed: ${e instanceof Error ? e.message : String(e)}`);
+    }
+    const info = await this.inspect(out.path, field, `${shown} (decompressed)`, signal);
+    return { path: out.path, sha256: out.sha256, ...info };
+  }
+
+  /** Moves the file into place (unless that content is already stored) and records the name, atomically. */
+  private async commit(name: string, ingested: Ingested, origin: { source: string; sourceSha256: string; verifiedBy: ImageVerification | undefined }): Promise<StoreResult> {
+    const target = this.pathOf(ingested);
+    const reverter = new Reverter();
+    try {
+      const result = transaction(this.db, (): StoreResult => {
+        const existing = this.repo.get(name);
+        if (existing !== undefined) {
+          if (existing.sha256 === ingested.sha256) return { image: this.record(existing), outcome: 'already-present', sharedWith: [] };
+          throw this.nameTaken(name);
+        }
+        const sharedWith = this.repo.namesWithSha256(ingested.sha256);
+        let created = false;
+        if (!existsSync(target)) {
+          chmodSync(ingested.path, 0o444);
+          fsyncFile(ingested.path);
+          renameSync(ingested.path, target);
+          created = true;
+          reverter.add(`remove ${target}`, () => unlinkSync(target));
+        }
+        const row = this.repo.insert({
+          name,
+          sha256: ingested.sha256,
+          format: ingested.format,
+          virtualSize: ingested.virtualSize,
+          fileSize: statSync(target).size,
+          source: origin.source,
+          sourceSha256: origin.sourceSha256,
+          verifiedBy: origin.verifiedBy,
+        });
+        return { image: this.record(row), outcome: created ? 'stored' : 'deduplicated', sharedWith };
+      });
+      reverter.success();
+      return result;
+    } catch (e) {
+      await reverter.revert();
+      throw e;
+    }
+  }
+}

@@ -1,0 +1,14 @@
+import type { Db } from '../../store/db.ts';
+import { InstanceRepository } from '../../store/instances.ts';
+
+/**
+ * Instances that use an image file: those `launch` recorded with `spec.image.path`, and any whose disk is the
+ * file itself. (Overlays made by launch name the image as their backing file and record it in spec.image.)
+ */
+export function instancesUsingImage(db: Db): (imagePath: string) => string[] {
+  return (imagePath) =>
+    new InstanceRepository(db)
+      .list()
+      .filter((i) => (i.spec as { image?: { path?: string } }).image?.path === imagePath || i.spec.disks.some((d) => d.path === imagePath))
+      .map((i) => i.name);
+}
