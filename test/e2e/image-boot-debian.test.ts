@@ -1,158 +1,49 @@
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
-import { createServer } from 'node:net';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { buildSeed } from '../../src/cloudinit/seed.ts';
-import { run, type RunResult } from '../../src/exec/run.ts';
-import { debianImage } from '../helpers/debian-image.ts';
+import { BOOT_USER, bootDebianImage, type BootedGuest } from '../helpers/debian-image.ts';
 
 /**
  * Firmware boot of the built image under TCG: SeaBIOS → EXTLINUX → Debian kernel → systemd → cloud-init reading a
  * NoCloud ISO seed, then SSH in over user-mode networking (inside the suite's network namespace) and look around.
  */
-const CLOUD_INIT_DEADLINE_MS = 300_000;
-const SSH_DEADLINE_MS = 120_000;
-const POLL_MS = 1_000;
 const HOSTNAME = 'vn-test';
-const USER = 'vn';
+const BOOT_DEADLINE_MS = 300_000 + 120_000 + 60_000;
 
-let dir = '';
-let key = '';
-let port = 0;
-let serialLog = '';
-const qemu = new AbortController();
-let qemuExit: Promise<unknown> | undefined;
-const timings: Record<string, number> = {};
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      server.close(() => (typeof address === 'object' && address !== null ? resolve(address.port) : reject(new Error('no port'))));
-    });
-  });
-}
-
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
-
-async function serial(): Promise<string> {
-  return readFile(serialLog, 'utf8').catch(() => '');
-}
-
-function ssh(command: string, timeoutMs = 30_000): Promise<RunResult> {
-  return run(
-    [
-      'ssh',
-      '-o', 'StrictHostKeyChecking=no',
-      '-o', 'UserKnownHostsFile=/dev/null',
-      '-o', 'BatchMode=yes',
-      '-o', 'ConnectTimeout=10',
-      '-o', 'LogLevel=ERROR',
-      '-i', key,
-      '-p', String(port),
-      `${USER}@127.0.0.1`,
-      command,
-    ],
-    { timeoutMs },
-  );
-}
+let guest: BootedGuest | undefined;
+const ssh = (command: string): ReturnType<BootedGuest['ssh']> => {
+  if (guest === undefined) throw new Error('guest did not boot');
+  return guest.ssh(command);
+};
+const serial = (): Promise<string> => guest?.serial() ?? Promise.resolve('');
 
 beforeAll(async () => {
-  const image = debianImage();
-  dir = await mkdtemp(join(tmpdir(), 'virtnode-image-boot-'));
-  key = join(dir, 'id_ed25519');
-  await run(['ssh-keygen', '-q', '-t', 'ed25519', '-N', '', '-C', 'virtnode-e2e', '-f', key], { timeoutMs: 10_000 });
-  const publicKey = (await readFile(`${key}.pub`, 'utf8')).trim();
-  const seed = join(dir, 'seed.iso');
-  await buildSeed(
-    seed,
-    {
-      'meta-data': `instance-id: iid-${Date.now()}\nlocal-hostname: ${HOSTNAME}\n`,
-      'user-data': [
-        '#cloud-config',
-        'users:',
-        `  - name: ${USER}`,
-        '    groups: [sudo]',
-        '    shell: /bin/bash',
-        '    sudo: "ALL=(ALL) NOPASSWD:ALL"',
-        '    lock_passwd: true',
-        `    ssh_authorized_keys: ["${publicKey}"]`,
-        'timezone: Europe/Berlin',
-        'locale: en_US.UTF-8',
-        'write_files:',
-        '  - path: /etc/vn-marker',
-        '    content: "write-files-ok\\n"',
-        "    permissions: '0644'",
-        'runcmd:',
-        "  - [sh, -c, 'echo runcmd-ok > /var/tmp/vn-runcmd']",
-        '',
-      ].join('\n'),
-    },
-    { format: 'iso' },
-  );
-  const overlay = join(dir, 'overlay.qcow2');
-  await run(['qemu-img', 'create', '-q', '-f', 'qcow2', '-F', 'qcow2', '-b', image, overlay], { timeoutMs: 10_000 });
-  port = await freePort();
-  serialLog = join(dir, 'serial.log');
-  const started = Date.now();
-  qemuExit = run(
-    [
-      'qemu-system-x86_64',
-      '-machine', 'q35',
-      '-accel', 'tcg',
-      '-m', '1024',
-      '-smp', '2',
-      '-nodefaults',
-      '-no-user-config',
-      '-display', 'none',
-      '-drive', `file=${overlay},if=none,id=d0,format=qcow2`,
-      '-device', 'virtio-blk-pci,drive=d0,bootindex=0',
-      '-drive', `file=${seed},if=none,id=s0,format=raw,readonly=on`,
-      '-device', 'virtio-blk-pci,drive=s0',
-      '-netdev', `user,id=n0,hostfwd=tcp:127.0.0.1:${port}-:22`,
-      '-device', 'virtio-net-pci,netdev=n0',
-      '-chardev', `socket,id=s,path=${join(dir, 'serial.sock')},server=on,wait=off,logfile=${serialLog}`,
-      '-serial', 'chardev:s',
-    ],
-    { signal: qemu.signal, timeoutMs: CLOUD_INIT_DEADLINE_MS + SSH_DEADLINE_MS + 120_000 },
-  ).then(
-    (r) => ({ exited: r }),
-    (e: unknown) => ({ error: e }),
-  );
-
-  let exited: unknown;
-  void qemuExit.then((r) => (exited = r));
-  const deadline = started + CLOUD_INIT_DEADLINE_MS;
-  for (;;) {
-    const log = await serial();
-    if (timings['kernelMs'] === undefined && /Linux version/.test(log)) timings['kernelMs'] = Date.now() - started;
-    if (/Cloud-init v\. \S+ finished at/.test(log)) break;
-    if (exited !== undefined) throw new Error(`QEMU exited early: ${JSON.stringify(exited)}\n${log.slice(-3000)}`);
-    if (Date.now() > deadline) throw new Error(`cloud-init did not finish within ${CLOUD_INIT_DEADLINE_MS} ms:\n${log.slice(-3000)}`);
-    await sleep(POLL_MS);
-  }
-  timings['cloudInitDoneMs'] = Date.now() - started;
-  const sshDeadline = Date.now() + SSH_DEADLINE_MS;
-  for (;;) {
-    try {
-      await ssh('true');
-      break;
-    } catch (error) {
-      if (Date.now() > sshDeadline) throw error;
-      await sleep(2_000);
-    }
-  }
-  timings['sshMs'] = Date.now() - started;
-  console.log(`image-boot-debian timings (ms since QEMU start): ${JSON.stringify(timings)}`);
-}, CLOUD_INIT_DEADLINE_MS + SSH_DEADLINE_MS + 60_000);
+  guest = await bootDebianImage({
+    seedFormat: 'iso',
+    hostname: HOSTNAME,
+    userData: [
+      '#cloud-config',
+      'users:',
+      `  - name: ${BOOT_USER}`,
+      '    groups: [sudo]',
+      '    shell: /bin/bash',
+      '    sudo: "ALL=(ALL) NOPASSWD:ALL"',
+      '    lock_passwd: true',
+      '    ssh_authorized_keys: ["{{SSH_KEY}}"]',
+      'timezone: Europe/Berlin',
+      'locale: en_US.UTF-8',
+      'write_files:',
+      '  - path: /etc/vn-marker',
+      '    content: "write-files-ok\\n"',
+      "    permissions: '0644'",
+      'runcmd:',
+      "  - [sh, -c, 'echo runcmd-ok > /var/tmp/vn-runcmd']",
+      '',
+    ].join('\n'),
+  });
+  console.log(`image-boot-debian (ISO seed) timings, ms since QEMU start: ${JSON.stringify(guest.timings)}`);
+}, BOOT_DEADLINE_MS);
 
 afterAll(async () => {
-  qemu.abort();
-  await qemuExit;
-  if (dir !== '') await rm(dir, { recursive: true, force: true });
+  await guest?.stop();
 });
 
 describe('Debian 12 image, firmware boot with a NoCloud seed', () => {
