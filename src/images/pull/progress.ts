@@ -77,8 +77,8 @@ export function progressReporter(out: ProgressOutput, label: string): (p: Downlo
       lastBytesLine = p.received;
     } else {
       const step = Math.floor(percent / 10);
-      if (step === lastStep && !p.done) return;
-      if (p.done && step === lastStep && lastStep === 10) return;
+      // 100% is shown once, by the final report (with "done" instead of an ETA).
+      if (!p.done && (step === lastStep || percent === 100)) return;
       lastStep = step;
     }
     out.write(`${label} ${formatProgress(p, { bar: false })}\n`);
