@@ -61,6 +61,15 @@ async function byHand(dir: string): Promise<number> {
   return elapsed;
 }
 
+function timeProcess(program: string, args: string[]): Promise<number> {
+  const t0 = performance.now();
+  return new Promise((resolve, reject) => {
+    const child = spawn(program, args, { stdio: 'ignore' });
+    child.on('error', reject);
+    child.on('exit', () => resolve(performance.now() - t0));
+  });
+}
+
 async function main(): Promise<void> {
   const root = mkdtempSync(join(tmpdir(), 'virtnode-bench-'));
   const floorDir = join(root, 'floor');
@@ -77,11 +86,13 @@ async function main(): Promise<void> {
   await virtnode(cliHome, ['create', 'warm', '--kernel', guest.kernel, '--initrd', guest.initrd, '--memory', '128M', '--start']);
   await virtnode(cliHome, ['delete', '--force', 'warm']);
 
+  const nodeStart: number[] = [];
   const floor: number[] = [];
   const library: number[] = [];
   const cli: number[] = [];
   for (let i = 0; i < runs; i++) {
     floor.push(await byHand(floorDir));
+    nodeStart.push(await timeProcess(process.execPath, ['-e', '0']));
     let t0 = performance.now();
     await service.create({ name: `b${i}`, ...boot });
     await service.start(`b${i}`);
@@ -100,9 +111,13 @@ async function main(): Promise<void> {
     benchmark: 'create+start to QMP ready (guest running)',
     runs,
     at: new Date().toISOString(),
-    medianMs: { floorByHand: median(floor), virtnodeLibrary: median(library), virtnodeCli: median(cli) },
-    ratioToFloor: { virtnodeLibrary: median(library) / median(floor), virtnodeCli: median(cli) / median(floor) },
-    samplesMs: { floorByHand: floor, virtnodeLibrary: library, virtnodeCli: cli },
+    medianMs: { floorByHand: median(floor), virtnodeLibrary: median(library), virtnodeCli: median(cli), bareNodeStart: median(nodeStart) },
+    ratioToFloor: {
+      virtnodeLibrary: median(library) / median(floor),
+      virtnodeCli: median(cli) / median(floor),
+      virtnodeCliWithoutNodeStart: (median(cli) - median(nodeStart)) / median(floor),
+    },
+    samplesMs: { floorByHand: floor, virtnodeLibrary: library, virtnodeCli: cli, bareNodeStart: nodeStart },
     notes: 'virtnodeLibrary: InstanceService.create+start in-process (what the daemon does); virtnodeCli: one `virtnode create --start` process, including Node start-up.',
   };
   mkdirSync('bench/results', { recursive: true });
