@@ -11,6 +11,8 @@ export interface ServedFile {
   lastModified?: string;
   /** Advertise and honour byte ranges (default true). */
   ranges?: boolean;
+  /** Content-Type (default application/octet-stream). */
+  contentType?: string;
 }
 
 export interface ServedRequest {
@@ -120,7 +122,7 @@ export class TestHttpServer {
     }
     const ranges = file.ranges !== false;
     const etag = file.etag ?? `"${sha256(file.body).slice(0, 16)}"`;
-    const headers: Record<string, string> = { 'content-type': 'application/octet-stream', etag };
+    const headers: Record<string, string> = { 'content-type': file.contentType ?? 'application/octet-stream', etag };
     if (file.lastModified !== undefined) headers['last-modified'] = file.lastModified;
     if (ranges) headers['accept-ranges'] = 'bytes';
 

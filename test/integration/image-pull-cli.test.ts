@@ -35,10 +35,10 @@ describe('virtnode image pull', () => {
   };
   const storedFiles = () => (existsSync(imagesDir) ? readdirSync(imagesDir).filter((f) => !f.startsWith('.')).sort() : []);
   const partials = () => (existsSync(partialDir) ? readdirSync(partialDir) : []);
-  const partialImage = () => partials().find((f) => !f.endsWith('.json'));
+  const partialImage = () => partials().find((f) => /^[0-9a-f]{32}$/.test(f));
 
   /** The CLI as a child we can interrupt, like a user pressing Ctrl-C once the download is under way. */
-  const pullInterrupted = (args: string[]): Promise<CliResult & { partialBytes: number }> =>
+  const pullInterrupted = (args: string[], whileRunning?: () => Promise<void>): Promise<CliResult & { partialBytes: number }> =>
     new Promise((resolve, reject) => {
       const child = spawn(VIRTNODE_BIN, ['image', 'pull', ...args], { env: { ...process.env, VIRTNODE_HOME: home }, stdio: ['ignore', 'pipe', 'pipe'] });
       let stdout = '';
@@ -49,7 +49,7 @@ describe('virtnode image pull', () => {
         const name = partialImage();
         if (name !== undefined && statSync(join(partialDir, name)).size > 64 * 1024) {
           clearInterval(poll);
-          child.kill('SIGINT');
+          void (whileRunning ?? (async () => {}))().finally(() => child.kill('SIGINT'));
         }
       }, 20);
       const timer = setTimeout(() => child.kill('SIGKILL'), 60_000);
@@ -74,6 +74,8 @@ describe('virtnode image pull', () => {
     server.serve('/img/cut.qcow2', body);
     server.serve('/img/ctrl-c.qcow2', body);
     server.serve('/img/changed.qcow2', body);
+    server.serve('/img/busy.qcow2', body);
+    server.serve('/img/portal.qcow2', { body: Buffer.from('<html><body>Please log in</body></html>'), contentType: 'text/html; charset=utf-8' });
     server.serve('/img/no-ranges.qcow2', { body, ranges: false });
     server.serve('/img/unverified.qcow2', body);
     corrupt = Buffer.concat([body.subarray(0, body.length - 1), Buffer.from([body[body.length - 1]! ^ 0xff])]);
@@ -231,6 +233,27 @@ describe('virtnode image pull', () => {
     const last = server.requestsFor('/img/changed.qcow2').at(-1)!;
     expect(last).toMatchObject({ status: 200, range: `bytes=${interrupted.partialBytes}-`, bytesSent: body.length });
     expect(again.stderr).not.toMatch(/resumed/);
+  });
+
+  it('a second pull of the same URL while one runs is refused (BUSY), not interleaved', async () => {
+    server.throttle(128 * 1024);
+    let second: CliResult | undefined;
+    const first = await pullInterrupted([server.url('/img/busy.qcow2')], async () => {
+      second = await virtnode(home, ['image', 'pull', server.url('/img/busy.qcow2'), '--name', 'busy-two']);
+    });
+    server.throttle(undefined);
+    expect(second!.stderr).toMatch(/^error: another pull of .*\/img\/busy.qcow2 is under way \(pid \d+\)\nhint: wait for it to finish/);
+    expect(second!.code).toBe(6);
+    expect(first.code).toBe(7);
+    expect(server.requestsFor('/img/busy.qcow2')).toHaveLength(1);
+    expect(partials().filter((f) => f.endsWith('.lock'))).toEqual([]);
+  });
+
+  it('a web page instead of an image (a captive portal, a wrong link) is refused', async () => {
+    const r = await virtnode(home, ['image', 'pull', server.url('/img/portal.qcow2')]);
+    expect(r.stderr).toMatch(/^error: URL: .*\/img\/portal.qcow2 returned a web page \(text\/html; charset=utf-8\), not an image\n/);
+    expect(r.code).toBe(2);
+    expect((await list()).map((i) => i.name)).not.toContain('portal');
   });
 
   it('a server without byte ranges: a cut transfer starts again from zero and still completes', async () => {

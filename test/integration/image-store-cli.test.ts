@@ -1,4 +1,4 @@
-import { copyFileSync, existsSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -83,8 +83,12 @@ describe('virtnode image import / ls / info / rm', () => {
     expect(scratchLeft()).toEqual([]);
   });
 
-  it('imports a raw image with --name', async () => {
+  it('imports a raw image with --name, clearing scratch space a killed import left behind', async () => {
+    const stale = join(imagesDir, '.tmp', 'import-999999999-1-abcdef');
+    mkdirSync(stale);
+    writeFileSync(join(stale, 'image'), 'half a copy');
     const r = await virtnode(home, ['image', 'import', raw, '--name', 'disk']);
+    expect(existsSync(stale)).toBe(false);
     expect(r.code).toBe(0);
     const disk = (await list()).find((i) => i.name === 'disk');
     expect(disk).toMatchObject({ format: 'raw', virtualSize: 2 * MIB, fileSize: 2 * MIB, sha256: sha256(readFileSync(raw)) });

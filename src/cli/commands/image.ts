@@ -44,10 +44,13 @@ function stored(result: StoreResult, verb: string): string {
   return `${verb} image ${i.name} (${what})${shared}\n`;
 }
 
-/** Ctrl-C aborts the operation cleanly (a pull keeps its partial file for the next attempt). */
+/** Ctrl-C aborts the operation cleanly (a pull keeps its partial file for the next attempt); a second one exits. */
 function interruptible(): { signal: AbortSignal; done: () => void } {
   const controller = new AbortController();
-  const onSignal = () => controller.abort();
+  const onSignal = () => {
+    if (controller.signal.aborted) process.exit(130); // a second Ctrl-C: stop waiting for the clean-up
+    controller.abort();
+  };
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
   return {

@@ -1,8 +1,9 @@
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { open, readFile, rm, stat, truncate, writeFile } from 'node:fs/promises';
+import { open, readFile, rm, stat, statfs, truncate, writeFile } from 'node:fs/promises';
+import { dirname } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { VirtnodeError } from '../../lib/errors.ts';
+import { VirtnodeError, invalid } from '../../lib/errors.ts';
 import { formatSize } from '../../lib/units.ts';
 import type { DownloadProgress } from './progress.ts';
 import { requestError, statusError } from './http.ts';
@@ -162,6 +163,24 @@ async function downloadOnce(url: string, partial: string, options: DownloadOptio
     await response.body?.cancel();
     clearTimeout(stallTimer);
     throw statusError(url, response);
+  }
+
+  const contentType = response.headers.get('content-type') ?? '';
+  if (/^text\/html\b/i.test(contentType)) {
+    await response.body?.cancel();
+    clearTimeout(stallTimer);
+    throw invalid('URL', `${url} returned a web page (${contentType}), not an image`, 'check the URL: it must point at the image file itself');
+  }
+  if (total !== undefined) {
+    const fs = await statfs(dirname(partial));
+    const free = fs.bavail * fs.bsize;
+    if (free < total - offset) {
+      await response.body?.cancel();
+      clearTimeout(stallTimer);
+      throw new VirtnodeError('INVALID_STATE', `not enough space in ${dirname(partial)} to download ${url}: it needs ${formatSize(total - offset)}, ${formatSize(free)} is free`, {
+        hint: 'free some space (`virtnode image rm` unused images), then pull again',
+      });
+    }
   }
 
   const resumable = response.headers.get('accept-ranges') === 'bytes' || response.status === 206;

@@ -1,10 +1,11 @@
 import { createHash } from 'node:crypto';
 import { accessSync, chmodSync, closeSync, constants, existsSync, fsyncSync, openSync, renameSync, statSync, unlinkSync } from 'node:fs';
-import { mkdir, mkdtemp, rename, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, rename, rm } from 'node:fs/promises';
 import { basename, isAbsolute, join, resolve } from 'node:path';
 import { VirtnodeError, invalid } from '../../lib/errors.ts';
 import { validateName } from '../../lib/ids.ts';
 import type { StatePaths } from '../../lib/paths.ts';
+import { isAlive, selfIdentity } from '../../lib/proc.ts';
 import { Reverter } from '../../lib/reverter.ts';
 import { imageInfo } from '../../qemu/img.ts';
 import { transaction } from '../../store/db.ts';
@@ -12,6 +13,7 @@ import type { Db } from '../../store/db.ts';
 import { ImageRepository } from '../../store/images.ts';
 import type { ImageFormat, ImageRow, ImageVerification } from '../../store/images.ts';
 import { download, discardPartial, metaPath } from '../pull/download.ts';
+import { lockPartial } from '../pull/lock.ts';
 import { fetchChecksum, parseHttpUrl, urlFileName } from '../pull/http.ts';
 import type { DownloadProgress } from '../pull/progress.ts';
 import { copyAndHash, decompress, defaultImageName, detectCompression, sha256File } from './files.ts';
@@ -181,7 +183,7 @@ export class ImageStore {
     if (!readable) throw invalid('FILE', `${file} does not exist or is not a readable file`);
 
     await this.ensureDirs();
-    const scratch = await mkdtemp(join(this.scratchDir, 'import-'));
+    const scratch = await this.newScratch('import');
     try {
       const compression = await detectCompression(source);
       let ingested: Ingested;
@@ -236,6 +238,22 @@ export class ImageStore {
 
     await this.ensureDirs();
     const partial = this.partialPathOf(url);
+    const unlock = await lockPartial(partial, url);
+    try {
+      return await this.pullLocked(url, partial, name, expected, verifiedBy, options);
+    } finally {
+      await unlock();
+    }
+  }
+
+  private async pullLocked(
+    url: string,
+    partial: string,
+    name: string,
+    expected: string | undefined,
+    verifiedBy: ImageVerification | undefined,
+    options: PullOptions,
+  ): Promise<PullResult> {
     const downloadOptions = {
       ...signalOption(options.signal),
       ...(options.onProgress === undefined ? {} : { onProgress: options.onProgress }),
@@ -251,7 +269,7 @@ export class ImageStore {
       );
     }
 
-    const scratch = await mkdtemp(join(this.scratchDir, 'pull-'));
+    const scratch = await this.newScratch('pull');
     try {
       const downloaded = join(scratch, 'download');
       await rename(partial, downloaded);
@@ -316,6 +334,22 @@ export class ImageStore {
     await mkdir(this.dir, { recursive: true, mode: 0o700 });
     await mkdir(this.scratchDir, { recursive: true, mode: 0o700 });
     await mkdir(this.partialDir, { recursive: true, mode: 0o700 });
+    await this.removeStaleScratch();
+  }
+
+  /** A private scratch directory named after this process, so leftovers of a killed one can be recognised. */
+  private newScratch(kind: 'import' | 'pull'): Promise<string> {
+    const self = selfIdentity();
+    return mkdtemp(join(this.scratchDir, `${kind}-${self.pid}-${self.start}-`));
+  }
+
+  /** Scratch directories whose process is gone (killed mid-import) are deleted. */
+  private async removeStaleScratch(): Promise<void> {
+    for (const entry of await readdir(this.scratchDir)) {
+      const owner = /^(?:import|pull)-(\d+)-(\d*)-/.exec(entry);
+      if (owner === null || isAlive({ pid: Number(owner[1]), start: owner[2]! })) continue;
+      await rm(join(this.scratchDir, entry), { recursive: true, force: true });
+    }
   }
 
   /** qemu-img's view of a file; only self-contained qcow2 and raw images are accepted. */
