@@ -1,0 +1,107 @@
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ImageStore } from '../../src/images/store/index.ts';
+import type { DownloadProgress } from '../../src/images/pull/progress.ts';
+import { isVirtnodeError } from '../../src/lib/errors.ts';
+import { statePaths } from '../../src/lib/paths.ts';
+import { openDb } from '../../src/store/db.ts';
+import type { Db } from '../../src/store/db.ts';
+import { TestHttpServer, createTestImages, sha256 } from '../helpers/http-server.ts';
+import type { TestImages } from '../helpers/http-server.ts';
+
+async function failure(p: Promise<unknown> | (() => unknown)): Promise<unknown> {
+  try {
+    await (typeof p === 'function' ? p() : p);
+  } catch (e) {
+    return e;
+  }
+  throw new Error('expected a failure');
+}
+
+describe('ImageStore (the service launch and the API use)', () => {
+  let root = '';
+  let db: Db;
+  let store: ImageStore;
+  let images: TestImages;
+  let qcow2Sha = '';
+  let server: TestHttpServer;
+
+  beforeAll(async () => {
+    root = await mkdtemp(join(tmpdir(), 'virtnode-image-api-'));
+    images = await createTestImages(await mkdtemp(join(root, 'fixtures-')));
+    qcow2Sha = sha256(readFileSync(images.qcow2));
+    const paths = statePaths(join(root, 'state'));
+    db = openDb(paths.db);
+    store = new ImageStore(paths, db);
+    server = await TestHttpServer.start();
+    server.serve('/base.qcow2', readFileSync(images.qcow2));
+  });
+
+  afterAll(async () => {
+    await server?.close();
+    db?.close();
+    if (root !== '') await rm(root, { recursive: true, force: true });
+  });
+
+  it('two imports of the same content at once both succeed and share one file', async () => {
+    const [a, b] = await Promise.all([store.import(images.qcow2, { name: 'one' }), store.import(images.qcow2Xz, { name: 'two' })]);
+    expect(a.image.sha256).toBe(qcow2Sha);
+    expect(b.image.sha256).toBe(qcow2Sha);
+    expect([a.outcome, b.outcome].sort()).toEqual(['deduplicated', 'stored']);
+    expect(readdirSync(store.dir).filter((f) => !f.startsWith('.'))).toEqual([`${qcow2Sha}.qcow2`]);
+  });
+
+  it('resolve() gives name, sha256, path and format of a stored image, by name or by its stored path', async () => {
+    const byName = store.resolve('one');
+    expect(byName).toEqual({ name: 'one', sha256: qcow2Sha, format: 'qcow2', path: join(store.dir, `${qcow2Sha}.qcow2`) });
+    expect(store.resolve(byName.path)).toEqual({ ...byName, name: 'one' });
+  });
+
+  it('resolve() refuses unknown names and files outside the store, with hints', async () => {
+    const unknown = await failure(() => store.resolve('ghost'));
+    expect(isVirtnodeError(unknown, 'NOT_FOUND') && unknown.hint).toMatch(/virtnode image ls/);
+    const file = await failure(() => store.resolve(images.qcow2));
+    expect(isVirtnodeError(file, 'INVALID') && file.message).toMatch(/is a file, not a stored image/);
+    expect(isVirtnodeError(file) && file.hint).toBe(`import it first: virtnode image import ${images.qcow2} --name NAME`);
+    const missing = await failure(() => store.resolve('./nowhere.qcow2'));
+    expect(isVirtnodeError(missing, 'INVALID') && missing.message).toMatch(/does not exist/);
+  });
+
+  it('an import cancelled through its signal records nothing and leaves no scratch files', async () => {
+    const controller = new AbortController();
+    controller.abort();
+    const e = await failure(store.import(images.qcow2, { name: 'cancelled', signal: controller.signal }));
+    expect(e).toBeInstanceOf(Error);
+    expect(store.list().map((i) => i.name)).toEqual(['one', 'two']);
+    expect(readdirSync(join(store.dir, '.tmp'))).toEqual([]);
+  });
+
+  it('pull() reports progress over the whole transfer, ending with done at the full size', async () => {
+    const reports: DownloadProgress[] = [];
+    const result = await store.pull(server.url('/base.qcow2'), { name: 'pulled', sha256: qcow2Sha, onProgress: (p) => reports.push({ ...p }) });
+    expect(result).toMatchObject({ outcome: 'deduplicated', verifiedBy: 'sha256', downloadSha256: qcow2Sha, resumedFrom: 0 });
+    const size = readFileSync(images.qcow2).length;
+    expect(reports[0]).toMatchObject({ received: 0, total: size, done: false });
+    expect(reports.at(-1)).toMatchObject({ received: size, total: size, done: true });
+    const received = reports.map((r) => r.received);
+    expect(received).toEqual([...received].sort((a, b) => a - b));
+  });
+
+  it('remove() asks usersOf about the image file and deletes it with the last name', async () => {
+    const asked: string[] = [];
+    const usersOf = (path: string) => {
+      asked.push(path);
+      return [];
+    };
+    const path = join(store.dir, `${qcow2Sha}.qcow2`);
+    expect(store.remove('one', { usersOf })).toMatchObject({ fileDeleted: false, keptFor: { names: ['pulled', 'two'], instances: [] } });
+    expect(store.remove('two', { usersOf }).fileDeleted).toBe(false);
+    expect(store.remove('pulled', { usersOf }).fileDeleted).toBe(true);
+    expect(asked).toEqual([path, path, path]);
+    expect(existsSync(path)).toBe(false);
+    expect(store.list()).toEqual([]);
+  });
+});
