@@ -107,6 +107,7 @@ function expectInvalid(fn: () => unknown, field: string): Error {
 
 /** cloud-init's own user-data processor (the guest's code): each part's resolved type, file name and payload. */
 async function cloudInitParts(userData: string, options: { process: boolean } = { process: true }): Promise<Array<{ type: string; filename: string | null; payload: string }>> {
+  requireCloudInit();
   const script = [
     'import json, sys',
     'from cloudinit import helpers, user_data',
@@ -124,15 +125,45 @@ async function cloudInitParts(userData: string, options: { process: boolean } = 
   return JSON.parse(stdout) as Array<{ type: string; filename: string | null; payload: string }>;
 }
 
-/** The cloud-config parts of rendered user-data, as text. */
-async function cloudConfigParts(userData: string): Promise<string[]> {
+/** The config cloud-init makes of user-data: its own part handler merging every cloud-config part in order. */
+async function cloudInitMerged(userData: string): Promise<Record<string, unknown>> {
+  requireCloudInit();
+  const script = [
+    'import json, sys',
+    'from cloudinit import handlers, helpers, user_data',
+    'from cloudinit.handlers.cloud_config import CloudConfigPartHandler',
+    'msg = user_data.UserDataProcessor(helpers.Paths({})).process(sys.stdin.read())',
+    'h = CloudConfigPartHandler(helpers.Paths({}))',
+    'h.handle_part(None, handlers.CONTENT_START, None, None, None, None)',
+    'for part in msg.walk():',
+    '    if part.get_content_type() != "text/cloud-config": continue',
+    '    h.handle_part(None, part.get_content_type(), part.get_filename() or "", part.get_payload(decode=True).decode(), 0, dict(part))',
+    'print(json.dumps(h.cloud_buf))',
+  ].join('\n');
+  const { stdout, stderr } = await run(['/usr/bin/python3', '-c', script], { input: userData, timeoutMs: 30_000 });
+  expect(stderr).not.toMatch(/Failed at merging/);
+  return JSON.parse(stdout) as Record<string, unknown>;
+}
+
+/** The cloud-config parts of rendered user-data, as text (virtnode's own parts are 7bit). */
+function cloudConfigParts(userData: string): string[] {
   if (userData.startsWith('#cloud-config\n')) return [userData];
-  return (await cloudInitParts(userData)).filter((p) => p.type === 'text/cloud-config').map((p) => p.payload);
+  const boundary = /^Content-Type: multipart\/mixed; boundary="([^"]+)"\n/.exec(userData)?.[1];
+  if (boundary === undefined) throw new Error('not a multipart/mixed message');
+  const sections = userData.split(`--${boundary}`).slice(1, -1);
+  return sections
+    .map((section) => section.slice(1, -1)) // the line breaks around each delimiter belong to it
+    .map((part) => {
+      const blank = part.indexOf('\n\n');
+      return { headers: part.slice(0, blank), body: part.slice(blank + 2) };
+    })
+    .filter((p) => p.headers.startsWith('Content-Type: text/cloud-config;'))
+    .map((p) => p.body);
 }
 
 function requireCloudInit(): void {
   if (!existsSync('/usr/bin/cloud-init')) {
-    throw new Error('cloud-init is not installed; this test runs its schema check: install it with: apt-get install cloud-init');
+    throw new Error('cloud-init is not installed; these tests check the output with cloud-init itself: install it with: apt-get install cloud-init');
   }
 }
 
@@ -249,17 +280,19 @@ describe('renderUserData: merging the user cloud-config', () => {
 });
 
 describe('renderUserData: other user-data kinds become MIME multipart', () => {
-  it('packs a shell script after the base cloud-config (golden), as cloud-init reads it', async () => {
+  it('packs a shell script with the base cloud-config (golden), as cloud-init reads it', async () => {
     const { text, kind } = renderUserData({ ...minimal, userData: SCRIPT });
     expect(kind).toBe('mime');
     golden('script.user-data', text);
     const parts = await cloudInitParts(text);
     expect(parts.map((p) => [p.type, p.filename])).toEqual([
-      ['text/cloud-config', 'virtnode.cfg'],
       ['text/x-shellscript', 'user-script'],
+      ['text/cloud-config', 'virtnode.cfg'],
+      ['text/cloud-config', 'virtnode-host-keys.cfg'],
     ]);
-    expect(parts[0]?.payload).toBe(renderUserData(minimal).text);
-    expect(parts[1]?.payload).toBe(SCRIPT);
+    expect(parts[0]?.payload).toBe(SCRIPT);
+    // What cloud-init finally applies is exactly virtnode's base.
+    expect(await cloudInitMerged(text)).toEqual(yaml11(renderUserData(minimal).text));
   });
 
   it('derives the boundary from the instance-id', () => {
@@ -272,15 +305,15 @@ describe('renderUserData: other user-data kinds become MIME multipart', () => {
 
   it('gives #include, boothook and jinja their content types; non-ASCII text goes base64', async () => {
     const include = await cloudInitParts(renderUserData({ ...minimal, userData: '#include\nhttps://example.org/a\n' }).text, { process: false });
-    expect(include[1]?.type).toBe('text/x-include-url');
+    expect(include[0]?.type).toBe('text/x-include-url');
     const boothook = await cloudInitParts(renderUserData({ ...minimal, userData: '#cloud-boothook\necho hi\n' }).text);
-    expect(boothook[1]?.type).toBe('text/cloud-boothook');
+    expect(boothook[0]?.type).toBe('text/cloud-boothook');
     expect(userDataContentType('## template: jinja\n#cloud-config\n')).toBe('text/jinja2');
     expect(userDataContentType('#include-once\nhttps://x\n')).toBe('text/x-include-once-url');
     const utf8 = '#!/bin/sh\necho "grüße" > /run/hi\n';
     const rendered = renderUserData({ ...minimal, userData: utf8 }).text;
     expect(rendered).toContain('Content-Transfer-Encoding: base64');
-    expect((await cloudInitParts(rendered))[1]?.payload).toBe(utf8);
+    expect((await cloudInitParts(rendered))[0]?.payload).toBe(utf8);
   });
 
   it("nests the user's own MIME multipart whole", async () => {
@@ -298,7 +331,10 @@ describe('renderUserData: other user-data kinds become MIME multipart', () => {
       'Content-Type: text/cloud-config; charset="us-ascii"',
       '',
       '#cloud-config',
+      'hostname: theirs',
+      'users: [default, {name: bob}]',
       'runcmd: [touch /run/two]',
+      'ssh_keys: {ed25519_public: ssh-ed25519 AAAAnotours}',
       '',
       '--USERBOUNDARY--',
       '',
@@ -307,8 +343,15 @@ describe('renderUserData: other user-data kinds become MIME multipart', () => {
     expect(kind).toBe('mime');
     golden('mime.user-data', text);
     const parts = await cloudInitParts(text);
-    expect(parts.map((p) => p.type)).toEqual(['text/cloud-config', 'text/x-shellscript', 'text/cloud-config']);
-    expect(parts[1]?.payload).toBe('#!/bin/sh\necho one\n');
+    expect(parts.map((p) => p.type)).toEqual(['text/x-shellscript', 'text/cloud-config', 'text/cloud-config', 'text/cloud-config']);
+    expect(parts[0]?.payload).toBe('#!/bin/sh\necho one\n');
+    // cloud-init's own merge of the parts gives what merging the same cloud-config directly gives.
+    const direct = '#cloud-config\nhostname: theirs\nusers: [default, {name: bob}]\nruncmd: [touch /run/two]\nssh_keys: {ed25519_public: ssh-ed25519 AAAAnotours}\n';
+    const merged = await cloudInitMerged(text);
+    expect(merged).toEqual(yaml11(renderUserData({ ...minimal, userData: direct }).text));
+    expect(merged['hostname']).toBe('theirs');
+    expect(merged['users']).toEqual(['default', { name: 'bob' }, expect.objectContaining({ name: 'virtnode' })]);
+    expect(merged['ssh_keys']).toEqual({ ed25519_private: ED25519_PRIVATE, ed25519_public: ED25519_PUBLIC });
   });
 });
 
@@ -321,9 +364,9 @@ describe('rendered cloud-config is valid', () => {
     ['no sudo', { ...minimal, defaultUser: { name: 'virtnode', sshAuthorizedKeys: [], sudo: false } }],
   ];
 
-  it('for virtnode validateCloudConfig (no errors, no warnings)', async () => {
+  it('for virtnode validateCloudConfig (no errors, no warnings)', () => {
     for (const [name, req] of requests) {
-      for (const part of await cloudConfigParts(renderUserData(req).text)) {
+      for (const part of cloudConfigParts(renderUserData(req).text)) {
         const result = validateCloudConfig(part);
         expect(result.issues, `${name}: ${JSON.stringify(result.issues)}`).toEqual([]);
         expect(result.ok).toBe(true);
@@ -335,7 +378,7 @@ describe('rendered cloud-config is valid', () => {
     requireCloudInit();
     const dir = tempDir();
     for (const [name, req] of requests) {
-      const parts = await cloudConfigParts(renderUserData(req).text);
+      const parts = cloudConfigParts(renderUserData(req).text);
       expect(parts.length).toBeGreaterThan(0);
       for (const [i, part] of parts.entries()) {
         const file = join(dir, `${name.replace(/\W/g, '-')}-${i}.cfg`);

@@ -21,9 +21,11 @@
  *   Output order: virtnode's keys the user did not set (in the order above), then the user's keys in the user's
  *   order; the user's comments, quoting and anchors are kept (the user's document is edited, not re-serialized
  *   from values).
- * - Any other kind (script, #include, boothook, jinja, MIME, ...): a MIME multipart/mixed with virtnode's base as
- *   `text/cloud-config` first and the user's text second with its own content type; a user's MIME message is
- *   nested whole (cloud-init walks nested multiparts). The boundary is derived from the instance-id.
+ * - Any other kind (script, #include, boothook, jinja, MIME, ...): a MIME multipart/mixed: the user's text first
+ *   with its own content type (a user's MIME message nested whole; cloud-init walks nested multiparts), then
+ *   virtnode's base as `text/cloud-config` with a `Merge-Type` that keeps the user's values and appends to the
+ *   user's lists, then virtnode's `ssh_keys` alone, replacing any. Both apply, with the rules above, even when the
+ *   user's MIME carries cloud-config parts of its own. The boundary is derived from the instance-id.
  *
  * Deliberate differences from a naive reading of cloud-init's docs:
  * - `ssh_genkeytypes` is not written: cloud-init (cc_ssh) generates no key at all when `ssh_keys` is present, and
@@ -245,8 +247,9 @@ function mergeUsers(doc: Document, value: unknown, user: DefaultUser): unknown {
   throw invalid('userData', '`users` must be a list, a mapping or a comma-separated string');
 }
 
-function renderBaseCloudConfig(req: SeedRequest): string {
-  const doc = new Document(Object.fromEntries(baseEntries(req)), { version: '1.1' });
+/** virtnode's base cloud-config, or only some of its keys. */
+function renderBaseCloudConfig(req: SeedRequest, include: (key: string) => boolean = () => true): string {
+  const doc = new Document(Object.fromEntries(baseEntries(req).filter(([key]) => include(key))), { version: '1.1' });
   return `${CLOUD_CONFIG_HEADER_LINE}\n${doc.toString(STRINGIFY)}`;
 }
 
@@ -322,6 +325,8 @@ const USER_PART_FILENAMES: Record<string, string> = {
 interface MimePart {
   contentType: string;
   filename?: string;
+  /** cloud-init's `Merge-Type` header: how this cloud-config part merges into the parts before it. */
+  mergeType?: string;
   body: string;
 }
 
@@ -339,7 +344,10 @@ function isPlain7bit(text: string): boolean {
 
 function mimePart(part: MimePart): string {
   const headers: string[] = [];
-  const disposition = part.filename === undefined ? [] : [`Content-Disposition: attachment; filename="${part.filename}"`];
+  const disposition = [
+    ...(part.mergeType === undefined ? [] : [`Merge-Type: ${part.mergeType}`]),
+    ...(part.filename === undefined ? [] : [`Content-Disposition: attachment; filename="${part.filename}"`]),
+  ];
   if (isPlain7bit(part.body)) {
     headers.push(`Content-Type: ${part.contentType}; charset="us-ascii"`, 'MIME-Version: 1.0', 'Content-Transfer-Encoding: 7bit', ...disposition);
     return `${headers.join('\n')}\n\n${part.body}`;
@@ -350,11 +358,24 @@ function mimePart(part: MimePart): string {
   return `${headers.join('\n')}\n\n${lines.join('\n')}\n`;
 }
 
-function renderMime(instanceId: string, base: string, userText: string): string {
-  const userIsMime = userDataKind(userText) === 'mime';
-  const boundary = mimeBoundary(instanceId, [base, userText]);
-  const parts = [mimePart({ contentType: 'text/cloud-config', filename: 'virtnode.cfg', body: base })];
-  if (userIsMime) {
+/**
+ * Merges virtnode's part into whatever cloud-config the user's parts hold without replacing any of the user's
+ * values, appending to the user's lists (`users` gets virtnode's user) and filling nested mappings.
+ */
+export const MIME_BASE_MERGE_TYPE = 'dict(no_replace,recurse_array)+list(append)+str()';
+
+/**
+ * The user's part first, then virtnode's base merged under the user's values (MIME_BASE_MERGE_TYPE), then
+ * virtnode's `ssh_keys` alone with cloud-init's default merge (replace), so the host keys are virtnode's even when
+ * a cloud-config part of the user's sets some. This gives the same result as merging a plain cloud-config, except
+ * that a user already named in the user's `users` gets virtnode's entry too (cloud-init applies it to that user).
+ */
+function renderMime(req: SeedRequest, userText: string): string {
+  const base = renderBaseCloudConfig(req, (key) => key !== 'ssh_keys');
+  const hostKeys = renderBaseCloudConfig(req, (key) => key === 'ssh_keys');
+  const boundary = mimeBoundary(req.instanceId, [base, hostKeys, userText]);
+  const parts: string[] = [];
+  if (userDataKind(userText) === 'mime') {
     // A whole MIME entity (its headers, a blank line, its body) nests as is.
     parts.push(userText.replace(/^\uFEFF/, ''));
   } else {
@@ -362,6 +383,10 @@ function renderMime(instanceId: string, base: string, userText: string): string 
     const filename = USER_PART_FILENAMES[contentType];
     parts.push(mimePart(filename === undefined ? { contentType, body: userText } : { contentType, filename, body: userText }));
   }
+  parts.push(
+    mimePart({ contentType: 'text/cloud-config', filename: 'virtnode.cfg', mergeType: MIME_BASE_MERGE_TYPE, body: base }),
+    mimePart({ contentType: 'text/cloud-config', filename: 'virtnode-host-keys.cfg', body: hostKeys }),
+  );
   // The line break before each delimiter belongs to the delimiter (RFC 2046), so bodies keep their last newline.
   const head = `Content-Type: multipart/mixed; boundary="${boundary}"\nMIME-Version: 1.0\n\n`;
   return `${head}${parts.map((p) => `--${boundary}\n${p}\n`).join('')}--${boundary}--\n`;
@@ -376,7 +401,7 @@ export function renderUserData(req: SeedRequest): RenderedUserData {
   const userText = req.userData;
   if (userText === undefined || userText.trim() === '') return { text: renderBaseCloudConfig(req), kind: 'cloud-config' };
   if (userDataKind(userText) === 'cloud-config') return { text: mergeCloudConfig(req, userText), kind: 'cloud-config' };
-  return { text: renderMime(req.instanceId, renderBaseCloudConfig(req), userText), kind: 'mime' };
+  return { text: renderMime(req, userText), kind: 'mime' };
 }
 
 // ------------------------------------------------------------------------------------------------ network-config
