@@ -226,6 +226,7 @@ describe('renderUserData: virtnode base', () => {
     expectInvalid(() => renderUserData({ ...minimal, hostname: 'web_1' }), 'hostname');
     expectInvalid(() => renderUserData({ ...minimal, fqdn: 'web1' }), 'fqdn');
     expectInvalid(() => renderUserData({ ...minimal, timezone: 'UTC\nruncmd: [reboot]' }), 'timezone');
+    expectInvalid(() => renderUserData({ ...minimal, defaultUser: { ...minimal.defaultUser, name: 'Bad User' } }), 'defaultUser.name');
     expectInvalid(() => renderUserData({ ...minimal, hostKeys: [minimal.hostKeys[0]!, minimal.hostKeys[0]!] }), 'hostKeys[1].type');
   });
 
@@ -270,6 +271,17 @@ describe('renderUserData: merging the user cloud-config', () => {
     const users = yaml11(renderUserData({ ...minimal, userData: '#cloud-config\nusers: default, bob\n' }).text)['users'] as unknown[];
     expect(users.slice(0, 2)).toEqual(['default', 'bob']);
     expect(users[2]).toMatchObject({ name: 'virtnode' });
+  });
+
+  it('adds the default user to the mapping form and to a list behind an alias', () => {
+    const mapped = yaml11(renderUserData({ ...minimal, userData: '#cloud-config\nusers:\n  bob: {shell: /bin/sh}\n' }).text)['users'] as Record<string, unknown>;
+    expect(Object.keys(mapped)).toEqual(['bob', 'virtnode']);
+    expect(mapped['virtnode']).toMatchObject({ sudo: 'ALL=(ALL) NOPASSWD:ALL', ssh_authorized_keys: [CLIENT_KEY] });
+    expect(mapped['virtnode']).not.toHaveProperty('name');
+    const aliased = yaml11(renderUserData({ ...minimal, userData: '#cloud-config\nx-people: &people [default, bob]\nusers: *people\n' }).text);
+    expect(aliased['x-people']).toEqual(['default', 'bob']);
+    expect((aliased['users'] as unknown[]).slice(0, 2)).toEqual(['default', 'bob']);
+    expect((aliased['users'] as unknown[])[2]).toMatchObject({ name: 'virtnode' });
   });
 
   it('accepts an empty user cloud-config and YAML 1.1 scalars the user wrote', () => {

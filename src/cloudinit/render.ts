@@ -92,6 +92,8 @@ export const DEFAULT_USER_SHELL = '/bin/bash';
 
 const DNS_LABEL = /^(?!-)[a-z0-9-]{1,63}(?<!-)$/i;
 const FQDN_MAX_CHARS = 253;
+/** Portable Linux user names (like adduser's default NAME_REGEX), at most 32 characters. */
+const USER_NAME = /^[a-z_][a-z0-9_-]{0,31}$/;
 const MAC = /^[0-9a-f]{2}(?::[0-9a-f]{2}){5}$/i;
 /** crypt(3): $1$ md5, $2b$ bcrypt, $5$ sha256, $6$ sha512, $y$ yescrypt, $gy$ gost-yescrypt, $7$ scrypt. */
 const CRYPT_HASH = /^\$(?:1|2[abxy]|5|6|y|gy|7)\$[^\s:]+$/;
@@ -118,7 +120,9 @@ function checkRequest(req: SeedRequest): void {
       throw invalid('fqdn', `${JSON.stringify(req.fqdn)} is not a fully qualified domain name`, 'e.g. web1.example.org');
     }
   }
-  checkSingleLine('defaultUser.name', req.defaultUser.name);
+  if (!USER_NAME.test(req.defaultUser.name)) {
+    throw invalid('defaultUser.name', `${JSON.stringify(req.defaultUser.name)} is not a Linux user name`, 'use lower-case letters, digits, "_" and "-", starting with a letter or "_", at most 32 characters');
+  }
   req.defaultUser.sshAuthorizedKeys.forEach((k, i) => checkSingleLine(`defaultUser.sshAuthorizedKeys[${i}]`, k));
   const hash = req.defaultUser.passwordHash;
   if (hash !== undefined && !CRYPT_HASH.test(hash)) {
