@@ -1,7 +1,8 @@
 // Builds the default image (debian-12) into $VIRTNODE_IMAGE_DIR (scripts/env.sh: /var/cache/virtnode/images;
 // <repo>/.cache/images when unset) and points debian-12.qcow2 at it.
 // Needs root and the network (debootstrap): run it before the test suite enters its network namespace.
-//   node scripts/build-image.ts [--size-gib N] [--package NAME ...] [--out DIR]
+//   node scripts/build-image.ts [--size-gib N] [--package NAME ...] [--out DIR] [--cache DIR]
+// --cache: where debootstrap package tarballs are kept (default <out>/cache).
 import { rename, rm, symlink } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -10,6 +11,7 @@ import { buildImage } from '../src/images/build/index.ts';
 const repo = fileURLToPath(new URL('..', import.meta.url));
 const args = process.argv.slice(2);
 let outDir = process.env['VIRTNODE_IMAGE_DIR'] || join(repo, '.cache/images');
+let cacheDir: string | undefined;
 let sizeBytes: number | undefined;
 const extraPackages: string[] = [];
 for (let i = 0; i < args.length; i++) {
@@ -21,11 +23,14 @@ for (let i = 0; i < args.length; i++) {
   } else if (a === '--package' && v !== undefined) {
     extraPackages.push(v);
     i++;
+  } else if (a === '--cache' && v !== undefined) {
+    cacheDir = v;
+    i++;
   } else if (a === '--out' && v !== undefined) {
     outDir = v;
     i++;
   } else {
-    console.error(`usage: node scripts/build-image.ts [--size-gib N] [--package NAME ...] [--out DIR]`);
+    console.error(`usage: node scripts/build-image.ts [--size-gib N] [--package NAME ...] [--out DIR] [--cache DIR]`);
     process.exit(2);
   }
 }
@@ -37,7 +42,7 @@ process.once('SIGTERM', () => controller.abort());
 try {
   const image = await buildImage('debian-12', {
     outDir,
-    cacheDir: join(outDir, 'cache'),
+    cacheDir: cacheDir ?? join(outDir, 'cache'),
     extraPackages,
     ...(sizeBytes === undefined ? {} : { sizeBytes }),
     signal: controller.signal,

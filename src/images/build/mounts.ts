@@ -44,18 +44,22 @@ export async function unmountAllUnder(dir: string): Promise<void> {
 const KILL_SETTLE_MS = 200;
 
 /**
- * Kills every process whose root directory is at or below `dir`: killing debootstrap (a shell script) on abort
- * leaves its dpkg and maintainer scripts running inside the chroot, holding mounts and writing into the tree.
+ * Kills every process that works in `dir`: its root directory or working directory is at or below it, or its
+ * command line names a path inside it. Killing debootstrap (a shell script) on abort leaves its wget downloads,
+ * dpkg and maintainer scripts running, writing into the tree and holding mounts. Never this process itself.
  */
 export async function killProcessesRootedUnder(dir: string): Promise<number> {
   const prefix = dir.endsWith('/') ? dir : `${dir}/`;
+  const inside = (p: string | undefined): boolean => p !== undefined && (p === dir || p.startsWith(prefix));
   let killed = 0;
   for (let pass = 0; pass < 5; pass++) {
     let found = 0;
     for (const entry of await readdir('/proc')) {
-      if (!/^\d+$/.test(entry)) continue;
+      if (!/^\d+$/.test(entry) || Number(entry) === process.pid) continue;
       const root = await readlink(`/proc/${entry}/root`).catch(() => undefined);
-      if (root === undefined || (root !== dir && !root.startsWith(prefix))) continue;
+      const cwd = await readlink(`/proc/${entry}/cwd`).catch(() => undefined);
+      const cmdline = await readFile(`/proc/${entry}/cmdline`, 'utf8').catch(() => '');
+      if (!inside(root) && !inside(cwd) && !cmdline.split('\0').some((arg) => arg.includes(prefix) || arg === dir)) continue;
       try {
         process.kill(Number(entry), 'SIGKILL');
         found++;
