@@ -1,4 +1,4 @@
-import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { mkdtempSync, readFileSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -76,6 +76,10 @@ describe('generateHostKeys', () => {
     const [first] = await generateHostKeys(dir, { types: ['ed25519'], comment: 'x' });
     const before = readFileSync(first!.privatePath, 'utf8');
     await expect(generateHostKeys(dir, { types: ['ed25519'], comment: 'x' })).rejects.toSatisfy((e: unknown) => isVirtnodeError(e, 'CONFLICT'));
+    expect(readFileSync(first!.privatePath, 'utf8')).toBe(before);
+    // All or nothing: the ecdsa key made alongside the refused one is removed again.
+    await expect(generateHostKeys(dir, { types: ['ecdsa', 'ed25519'], comment: 'x' })).rejects.toSatisfy((e: unknown) => isVirtnodeError(e, 'CONFLICT'));
+    expect(readdirSync(dir).sort()).toEqual(['ssh_host_ed25519_key', 'ssh_host_ed25519_key.pub']);
     expect(readFileSync(first!.privatePath, 'utf8')).toBe(before);
   });
 

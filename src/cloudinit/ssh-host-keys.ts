@@ -119,17 +119,17 @@ export async function generateHostKeys(dir: string, options: GenerateHostKeysOpt
   checkComment(options.comment);
   options.signal?.throwIfAborted();
   await mkdir(dir, { recursive: true, mode: KEY_DIR_MODE });
-  const made: GeneratedKey[] = [];
-  try {
-    for (const type of types) made.push(await generateKey(type, join(dir, hostKeyFileName(type)), options.comment, options.signal));
-    return made;
-  } catch (error) {
-    for (const key of made) {
-      await rm(key.privatePath, { force: true });
-      await rm(key.publicPath, { force: true });
+  // In parallel: launch waits on this.
+  const results = await Promise.allSettled(types.map((type) => generateKey(type, join(dir, hostKeyFileName(type)), options.comment, options.signal)));
+  const failed = results.find((r) => r.status === 'rejected');
+  if (failed === undefined) return results.map((r) => (r as PromiseFulfilledResult<GeneratedKey>).value);
+  for (const r of results) {
+    if (r.status === 'fulfilled') {
+      await rm(r.value.privatePath, { force: true });
+      await rm(r.value.publicPath, { force: true });
     }
-    throw error;
   }
+  throw failed.reason;
 }
 
 /**
