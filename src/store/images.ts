@@ -68,6 +68,12 @@ export class ImageRepository {
     return (this.db.prepare('SELECT name FROM images WHERE sha256 = ? ORDER BY name').all(sha256) as Array<{ name: string }>).map((r) => r.name);
   }
 
+  /** An image made from exactly these bytes (the file imported or downloaded), if any. */
+  findBySourceSha256(sha256: string): ImageRow | undefined {
+    const row = this.db.prepare('SELECT * FROM images WHERE source_sha256 = ? ORDER BY created_at LIMIT 1').get(sha256) as Row | undefined;
+    return row === undefined ? undefined : toImage(row);
+  }
+
   insert(image: Omit<ImageRow, 'createdAt'>): ImageRow {
     const createdAt = new Date().toISOString();
     this.db

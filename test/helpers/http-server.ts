@@ -180,12 +180,20 @@ export interface TestImages {
   qcow2Xz: string;
 }
 
+/** A small qcow2 (64 MiB virtual) with 256 KiB of `pattern` written in it: same size, distinct content per pattern. */
+export async function createQcow2(path: string, pattern = 0x5a): Promise<Buffer> {
+  const { run } = await import('../../src/exec/run.ts');
+  const { readFile } = await import('node:fs/promises');
+  await run(['qemu-img', 'create', '-q', '-f', 'qcow2', path, '64M'], { timeoutMs: 30_000 });
+  await run(['qemu-io', '-f', 'qcow2', '-c', `write -P ${pattern} 1M 256k`, path], { timeoutMs: 30_000 });
+  return readFile(path);
+}
+
 /** Builds the small test images that the image store and pull tests serve and import. */
 export async function createTestImages(dir: string): Promise<TestImages> {
   const { run } = await import('../../src/exec/run.ts');
   const qcow2 = `${dir}/test.qcow2`;
-  await run(['qemu-img', 'create', '-q', '-f', 'qcow2', qcow2, '64M'], { timeoutMs: 30_000 });
-  await run(['qemu-io', '-f', 'qcow2', '-c', 'write -P 0x5a 1M 256k', qcow2], { timeoutMs: 30_000 });
+  await createQcow2(qcow2);
   await run(['xz', '-k', '-f', qcow2], { timeoutMs: 30_000 });
   return { dir, qcow2, qcow2Xz: `${qcow2}.xz` };
 }

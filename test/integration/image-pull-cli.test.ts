@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { VIRTNODE_BIN, tempHome, virtnode } from '../helpers/cli.ts';
 import type { CliResult } from '../helpers/cli.ts';
-import { TestHttpServer, createTestImages, sha256, sha256sums } from '../helpers/http-server.ts';
+import { TestHttpServer, createQcow2, createTestImages, sha256, sha256sums } from '../helpers/http-server.ts';
 
 interface ImageJson {
   name: string;
@@ -27,6 +27,9 @@ describe('virtnode image pull', () => {
   let bodySha = '';
   let xzBody: Buffer;
   let corrupt: Buffer;
+  let published: Buffer;
+  /** Distinct content per resume test, so no pull can reuse bytes another one already stored. */
+  const variants: Record<'cut' | 'ctrlC' | 'changed' | 'noRanges', { body: Buffer; sha: string }> = {} as never;
 
   const list = async (): Promise<ImageJson[]> => {
     const r = await virtnode(home, ['image', 'ls', '--format', 'json']);
@@ -71,17 +74,22 @@ describe('virtnode image pull', () => {
     server = await TestHttpServer.start();
     server.serve('/img/test.qcow2', body);
     server.serve('/img/again.qcow2', body);
-    server.serve('/img/cut.qcow2', body);
-    server.serve('/img/ctrl-c.qcow2', body);
-    server.serve('/img/changed.qcow2', body);
+    for (const [i, key] of (['cut', 'ctrlC', 'changed', 'noRanges'] as const).entries()) {
+      const variant = await createQcow2(join(fixtures, `${key}.qcow2`), 0x10 + i);
+      variants[key] = { body: variant, sha: sha256(variant) };
+    }
+    server.serve('/img/cut.qcow2', variants.cut.body);
+    server.serve('/img/ctrl-c.qcow2', variants.ctrlC.body);
+    server.serve('/img/changed.qcow2', variants.changed.body);
     server.serve('/img/busy.qcow2', body);
     server.serve('/img/portal.qcow2', { body: Buffer.from('<html><body>Please log in</body></html>'), contentType: 'text/html; charset=utf-8' });
-    server.serve('/img/no-ranges.qcow2', { body, ranges: false });
+    server.serve('/img/no-ranges.qcow2', { body: variants.noRanges.body, ranges: false });
     server.serve('/img/unverified.qcow2', body);
+    published = Buffer.from('the image as its publisher released it');
     corrupt = Buffer.concat([body.subarray(0, body.length - 1), Buffer.from([body[body.length - 1]! ^ 0xff])]);
     server.serve('/img/corrupt.qcow2', corrupt);
     server.serve('/img/cloud.qcow2.xz', xzBody);
-    server.serve('/img/SHA256SUMS', sha256sums({ 'cloud.qcow2.xz': xzBody, 'test.qcow2': body, 'corrupt.qcow2': body }));
+    server.serve('/img/SHA256SUMS', sha256sums({ 'cloud.qcow2.xz': xzBody, 'test.qcow2': body, 'corrupt.qcow2': published }));
   });
 
   afterAll(async () => {
@@ -131,7 +139,7 @@ describe('virtnode image pull', () => {
     const before = { list: await list(), files: storedFiles() };
     const r = await virtnode(home, ['image', 'pull', server.url('/img/corrupt.qcow2'), '--checksums', server.url('/img/SHA256SUMS')]);
     expect(r.code).toBe(2);
-    expect(r.stderr).toMatch(new RegExp(`\\nerror: --checksums: the download of ${server.url('/img/corrupt.qcow2')} does not match its checksum: expected sha256 ${bodySha}, got ${sha256(corrupt)}\\nhint: .*the download was deleted`));
+    expect(r.stderr).toMatch(new RegExp(`\\nerror: --checksums: the download of ${server.url('/img/corrupt.qcow2')} does not match its checksum: expected sha256 ${sha256(published)}, got ${sha256(corrupt)}\\nhint: .*the download was deleted`));
     expect(r.stderr).not.toContain(`got ${bodySha}`);
     expect(r.stdout).toBe('');
     expect({ list: await list(), files: storedFiles() }).toEqual(before);
@@ -190,34 +198,34 @@ describe('virtnode image pull', () => {
 
   it('a connection cut mid-transfer is resumed with a Range request that fetches only the rest', async () => {
     server.cutNextAfter(200_000);
-    const r = await virtnode(home, ['image', 'pull', server.url('/img/cut.qcow2'), '--sha256', bodySha]);
+    const r = await virtnode(home, ['image', 'pull', server.url('/img/cut.qcow2'), '--sha256', variants.cut.sha]);
     expect(r.stderr).not.toMatch(/error/);
     expect(r.code).toBe(0);
     const [first, second, ...more] = server.requestsFor('/img/cut.qcow2');
     expect(more).toEqual([]);
     expect(first).toMatchObject({ status: 200, range: undefined, bytesSent: 200_000 });
-    expect(second).toMatchObject({ status: 206, range: 'bytes=200000-', ifRange: expect.stringMatching(/^"/), bytesSent: body.length - 200_000 });
-    expect(server.bytesServed('/img/cut.qcow2')).toBe(body.length);
+    expect(second).toMatchObject({ status: 206, range: 'bytes=200000-', ifRange: expect.stringMatching(/^"/), bytesSent: variants.cut.body.length - 200_000 });
+    expect(server.bytesServed('/img/cut.qcow2')).toBe(variants.cut.body.length);
     expect(r.stderr).toMatch(/resumed at 195\.3 KiB/);
-    expect((await list()).find((i) => i.name === 'cut')).toMatchObject({ sha256: bodySha, verifiedBy: 'sha256' });
+    expect((await list()).find((i) => i.name === 'cut')).toMatchObject({ sha256: variants.cut.sha, verifiedBy: 'sha256' });
   });
 
   it('Ctrl-C keeps the partial download but records nothing; the next pull downloads only the rest', async () => {
     server.throttle(256 * 1024);
-    const interrupted = await pullInterrupted([server.url('/img/ctrl-c.qcow2'), '--sha256', bodySha]);
+    const interrupted = await pullInterrupted([server.url('/img/ctrl-c.qcow2'), '--sha256', variants.ctrlC.sha]);
     server.throttle(undefined);
     expect(interrupted.stderr).toMatch(/error: download of .*\/img\/ctrl-c.qcow2 was interrupted after .* of 576 KiB\nhint: run the same command again to resume it\n$/);
     expect(interrupted.code).toBe(7);
     expect(interrupted.partialBytes).toBeGreaterThan(64 * 1024);
-    expect(interrupted.partialBytes).toBeLessThan(body.length);
+    expect(interrupted.partialBytes).toBeLessThan(variants.ctrlC.body.length);
     expect((await list()).map((i) => i.name)).not.toContain('ctrl-c');
-    expect(storedFiles()).toEqual([`${bodySha}.qcow2`]);
+    expect(storedFiles()).not.toContain(`${variants.ctrlC.sha}.qcow2`);
 
-    const again = await virtnode(home, ['image', 'pull', server.url('/img/ctrl-c.qcow2'), '--sha256', bodySha]);
+    const again = await virtnode(home, ['image', 'pull', server.url('/img/ctrl-c.qcow2'), '--sha256', variants.ctrlC.sha]);
     expect(again.code).toBe(0);
     const last = server.requestsFor('/img/ctrl-c.qcow2').at(-1)!;
-    expect(last).toMatchObject({ status: 206, range: `bytes=${interrupted.partialBytes}-`, bytesSent: body.length - interrupted.partialBytes });
-    expect((await list()).find((i) => i.name === 'ctrl-c')).toMatchObject({ sha256: bodySha });
+    expect(last).toMatchObject({ status: 206, range: `bytes=${interrupted.partialBytes}-`, bytesSent: variants.ctrlC.body.length - interrupted.partialBytes });
+    expect((await list()).find((i) => i.name === 'ctrl-c')).toMatchObject({ sha256: variants.ctrlC.sha });
     expect(partials()).toEqual([]);
   });
 
@@ -228,10 +236,10 @@ describe('virtnode image pull', () => {
     expect(interrupted.code).toBe(7);
     expect(interrupted.partialBytes).toBeGreaterThan(0);
     server.update('/img/changed.qcow2', { etag: '"replaced"' });
-    const again = await virtnode(home, ['image', 'pull', server.url('/img/changed.qcow2'), '--sha256', bodySha]);
+    const again = await virtnode(home, ['image', 'pull', server.url('/img/changed.qcow2'), '--sha256', variants.changed.sha]);
     expect(again.code).toBe(0);
     const last = server.requestsFor('/img/changed.qcow2').at(-1)!;
-    expect(last).toMatchObject({ status: 200, range: `bytes=${interrupted.partialBytes}-`, bytesSent: body.length });
+    expect(last).toMatchObject({ status: 200, range: `bytes=${interrupted.partialBytes}-`, bytesSent: variants.changed.body.length });
     expect(again.stderr).not.toMatch(/resumed/);
   });
 
@@ -258,12 +266,21 @@ describe('virtnode image pull', () => {
 
   it('a server without byte ranges: a cut transfer starts again from zero and still completes', async () => {
     server.cutNextAfter(100_000);
-    const r = await virtnode(home, ['image', 'pull', server.url('/img/no-ranges.qcow2'), '--sha256', bodySha]);
+    const r = await virtnode(home, ['image', 'pull', server.url('/img/no-ranges.qcow2'), '--sha256', variants.noRanges.sha]);
     expect(r.code).toBe(0);
     const requests = server.requestsFor('/img/no-ranges.qcow2');
     expect(requests.map((q) => [q.status, q.range, q.bytesSent])).toEqual([
       [200, undefined, 100_000],
-      [200, undefined, body.length],
+      [200, undefined, variants.noRanges.body.length],
     ]);
+  });
+
+  it('bytes already stored under a verified sha256 are named again without downloading', async () => {
+    const requests = server.requests.length;
+    const r = await virtnode(home, ['image', 'pull', server.url('/img/again.qcow2'), '--sha256', bodySha]);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(/^Pulled image again .*; same content as image cloud, plain, test, stored once\n$/);
+    expect(server.requests.length).toBe(requests);
+    expect((await list()).find((i) => i.name === 'again')).toMatchObject({ sha256: bodySha, source: server.url('/img/again.qcow2'), verifiedBy: 'sha256' });
   });
 });

@@ -9,7 +9,7 @@ import { isVirtnodeError } from '../../src/lib/errors.ts';
 import { statePaths } from '../../src/lib/paths.ts';
 import { openDb } from '../../src/store/db.ts';
 import type { Db } from '../../src/store/db.ts';
-import { TestHttpServer, createTestImages, sha256 } from '../helpers/http-server.ts';
+import { TestHttpServer, createQcow2, createTestImages, sha256 } from '../helpers/http-server.ts';
 import type { TestImages } from '../helpers/http-server.ts';
 
 async function failure(p: Promise<unknown> | (() => unknown)): Promise<unknown> {
@@ -28,6 +28,7 @@ describe('ImageStore (the service launch and the API use)', () => {
   let images: TestImages;
   let qcow2Sha = '';
   let server: TestHttpServer;
+  let other: Buffer;
 
   beforeAll(async () => {
     root = await mkdtemp(join(tmpdir(), 'virtnode-image-api-'));
@@ -37,7 +38,8 @@ describe('ImageStore (the service launch and the API use)', () => {
     db = openDb(paths.db);
     store = new ImageStore(paths, db);
     server = await TestHttpServer.start();
-    server.serve('/base.qcow2', readFileSync(images.qcow2));
+    other = await createQcow2(join(root, 'other.qcow2'), 0x33);
+    server.serve('/other.qcow2', other);
   });
 
   afterAll(async () => {
@@ -81,13 +83,20 @@ describe('ImageStore (the service launch and the API use)', () => {
 
   it('pull() reports progress over the whole transfer, ending with done at the full size', async () => {
     const reports: DownloadProgress[] = [];
-    const result = await store.pull(server.url('/base.qcow2'), { name: 'pulled', sha256: qcow2Sha, onProgress: (p) => reports.push({ ...p }) });
-    expect(result).toMatchObject({ outcome: 'deduplicated', verifiedBy: 'sha256', downloadSha256: qcow2Sha, resumedFrom: 0 });
-    const size = readFileSync(images.qcow2).length;
-    expect(reports[0]).toMatchObject({ received: 0, total: size, done: false });
-    expect(reports.at(-1)).toMatchObject({ received: size, total: size, done: true });
+    const otherSha = sha256(other);
+    const result = await store.pull(server.url('/other.qcow2'), { name: 'pulled', sha256: otherSha, onProgress: (p) => reports.push({ ...p }) });
+    expect(result).toMatchObject({ outcome: 'stored', verifiedBy: 'sha256', downloadSha256: otherSha, resumedFrom: 0, bytes: other.length });
+    expect(reports[0]).toMatchObject({ received: 0, total: other.length, done: false });
+    expect(reports.at(-1)).toMatchObject({ received: other.length, total: other.length, done: true });
     const received = reports.map((r) => r.received);
     expect(received).toEqual([...received].sort((a, b) => a - b));
+
+    // The same bytes again (by their verified hash) are named without a second download.
+    const requests = server.requests.length;
+    const again = await store.pull(server.url('/other.qcow2?mirror=2'), { name: 'pulled-again', sha256: otherSha });
+    expect(again).toMatchObject({ outcome: 'deduplicated', sharedWith: ['pulled'], bytes: 0 });
+    expect(server.requests.length).toBe(requests);
+    expect(store.remove('pulled-again', { usersOf: () => [] }).fileDeleted).toBe(false);
   });
 
   it('remove() asks usersOf about the image file and deletes it with the last name', async () => {
@@ -97,11 +106,11 @@ describe('ImageStore (the service launch and the API use)', () => {
       return [];
     };
     const path = join(store.dir, `${qcow2Sha}.qcow2`);
-    expect(store.remove('one', { usersOf })).toMatchObject({ fileDeleted: false, keptFor: { names: ['pulled', 'two'], instances: [] } });
-    expect(store.remove('two', { usersOf }).fileDeleted).toBe(false);
-    expect(store.remove('pulled', { usersOf }).fileDeleted).toBe(true);
-    expect(asked).toEqual([path, path, path]);
+    expect(store.remove('one', { usersOf })).toMatchObject({ fileDeleted: false, keptFor: { names: ['two'], instances: [] } });
+    expect(store.remove('two', { usersOf }).fileDeleted).toBe(true);
+    expect(asked).toEqual([path, path]);
     expect(existsSync(path)).toBe(false);
+    expect(store.remove('pulled', { usersOf }).fileDeleted).toBe(true);
     expect(store.list()).toEqual([]);
   });
 });

@@ -222,12 +222,7 @@ export class ImageStore {
     const fileName = urlFileName(new URL(url));
     const name = this.nameFor(options.name, fileName || new URL(url).hostname);
     const existing = this.repo.get(name);
-    if (existing !== undefined) {
-      if (expected !== undefined && (existing.sourceSha256 === expected || existing.sha256 === expected)) {
-        return { image: this.record(existing), outcome: 'already-present', sharedWith: [], verifiedBy: existing.verifiedBy, downloadSha256: existing.sourceSha256, bytes: 0, resumedFrom: 0 };
-      }
-      throw this.nameTaken(name);
-    }
+    if (existing !== undefined && expected === undefined && options.checksumsUrl === undefined) throw this.nameTaken(name);
 
     let verifiedBy: ImageVerification | undefined;
     if (expected !== undefined) verifiedBy = 'sha256';
@@ -235,7 +230,12 @@ export class ImageStore {
       expected = await fetchChecksum(options.checksumsUrl, fileName, signalOption(options.signal));
       verifiedBy = 'checksums';
     }
-
+    if (existing !== undefined) {
+      if (existing.sourceSha256 === expected || existing.sha256 === expected) {
+        return { image: this.record(existing), outcome: 'already-present', sharedWith: [], verifiedBy: existing.verifiedBy, downloadSha256: existing.sourceSha256, bytes: 0, resumedFrom: 0 };
+      }
+      throw this.nameTaken(name);
+    }
     await this.ensureDirs();
     const partial = this.partialPathOf(url);
     const unlock = await lockPartial(partial, url);
@@ -254,6 +254,21 @@ export class ImageStore {
     verifiedBy: ImageVerification | undefined,
     options: PullOptions,
   ): Promise<PullResult> {
+    if (expected !== undefined) {
+      // The same bytes were fetched or imported before: name them without downloading again (and drop any
+      // half-finished download of this URL).
+      const known = this.repo.findBySourceSha256(expected);
+      if (known !== undefined && existsSync(this.pathOf(known))) {
+        await discardPartial(partial);
+        const stored = await this.commit(
+          name,
+          { path: this.pathOf(known), sha256: known.sha256, format: known.format, virtualSize: known.virtualSize },
+          { source: url, sourceSha256: expected, verifiedBy },
+        );
+        return { ...stored, verifiedBy, downloadSha256: expected, bytes: 0, resumedFrom: 0 };
+      }
+    }
+
     const downloadOptions = {
       ...signalOption(options.signal),
       ...(options.onProgress === undefined ? {} : { onProgress: options.onProgress }),
