@@ -4,6 +4,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { run } from '../../src/exec/run.ts';
 import { VIRTNODE_BIN, tempHome, virtnode } from '../helpers/cli.ts';
 import type { CliResult } from '../helpers/cli.ts';
 import { TestHttpServer, createQcow2, createTestImages, sha256, sha256sums } from '../helpers/http-server.ts';
@@ -82,6 +83,8 @@ describe('virtnode image pull', () => {
     server.serve('/img/ctrl-c.qcow2', variants.ctrlC.body);
     server.serve('/img/changed.qcow2', variants.changed.body);
     server.serve('/img/busy.qcow2', body);
+    await run(['qemu-img', 'create', '-q', '-f', 'vmdk', join(fixtures, 'disk.vmdk'), '16M'], { timeoutMs: 30_000 });
+    server.serve('/img/disk.vmdk', readFileSync(join(fixtures, 'disk.vmdk')));
     server.serve('/img/portal.qcow2', { body: Buffer.from('<html><body>Please log in</body></html>'), contentType: 'text/html; charset=utf-8' });
     server.serve('/img/no-ranges.qcow2', { body: variants.noRanges.body, ranges: false });
     server.serve('/img/unverified.qcow2', body);
@@ -262,6 +265,15 @@ describe('virtnode image pull', () => {
     expect(r.stderr).toMatch(/^error: URL: .*\/img\/portal.qcow2 returned a web page \(text\/html; charset=utf-8\), not an image\n/);
     expect(r.code).toBe(2);
     expect((await list()).map((i) => i.name)).not.toContain('portal');
+  });
+
+  it('a download in a format other than qcow2 or raw is refused after the transfer and nothing is kept', async () => {
+    const before = { list: await list(), files: storedFiles(), partials: partials() };
+    const r = await virtnode(home, ['image', 'pull', server.url('/img/disk.vmdk')]);
+    expect(r.stderr).toMatch(/\nerror: URL: .*\/img\/disk.vmdk is a vmdk image; only qcow2 and raw images can be stored\n/);
+    expect(r.code).toBe(2);
+    expect({ list: await list(), files: storedFiles(), partials: partials() }).toEqual(before);
+    expect(readdirSync(join(imagesDir, '.tmp'))).toEqual([]);
   });
 
   it('a server without byte ranges: a cut transfer starts again from zero and still completes', async () => {

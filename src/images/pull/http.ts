@@ -76,6 +76,7 @@ export async function fetchChecksum(checksumsUrl: string, fileName: string, opti
   try {
     response = await fetch(checksumsUrl, { headers: { 'accept-encoding': 'identity' }, ...(options.signal === undefined ? {} : { signal: options.signal }) });
   } catch (e) {
+    if (options.signal?.aborted === true) throw new VirtnodeError('TIMEOUT', `fetching ${checksumsUrl} was interrupted`, { cause: e });
     throw requestError(checksumsUrl, e);
   }
   if (!response.ok) throw statusError(checksumsUrl, response);

@@ -185,22 +185,31 @@ export class ImageStore {
     await this.ensureDirs();
     const scratch = await this.newScratch('import');
     try {
-      const compression = await detectCompression(source);
-      let ingested: Ingested;
-      let sourceSha256: string;
-      if (compression === undefined) {
-        await this.inspect(source, 'FILE', file, options.signal); // refuse early, before copying
-        const copy = join(scratch, 'image');
-        sourceSha256 = await copyAndHash(source, copy, signalOption(options.signal));
-        ingested = await this.ingestPlain(copy, sourceSha256, 'FILE', file, options.signal);
-      } else {
-        sourceSha256 = await sha256File(source, signalOption(options.signal));
-        ingested = await this.ingestCompressed(source, compression, scratch, 'FILE', file, options.signal);
+      return await this.importInto(scratch, source, file, name, options.signal);
+    } catch (e) {
+      if (options.signal?.aborted === true) {
+        throw new VirtnodeError('TIMEOUT', `import of ${file} was interrupted; nothing was stored`, { cause: e });
       }
-      return await this.commit(name, ingested, { source, sourceSha256, verifiedBy: undefined });
+      throw e;
     } finally {
       await rm(scratch, { recursive: true, force: true });
     }
+  }
+
+  private async importInto(scratch: string, source: string, file: string, name: string, signal: AbortSignal | undefined): Promise<StoreResult> {
+    const compression = await detectCompression(source);
+    let ingested: Ingested;
+    let sourceSha256: string;
+    if (compression === undefined) {
+      await this.inspect(source, 'FILE', file, signal); // refuse early, before copying
+      const copy = join(scratch, 'image');
+      sourceSha256 = await copyAndHash(source, copy, signalOption(signal));
+      ingested = await this.ingestPlain(copy, sourceSha256, 'FILE', file, signal);
+    } else {
+      sourceSha256 = await sha256File(source, signalOption(signal));
+      ingested = await this.ingestCompressed(source, compression, scratch, 'FILE', file, signal);
+    }
+    return this.commit(name, ingested, { source, sourceSha256, verifiedBy: undefined });
   }
 
   /**
@@ -285,17 +294,28 @@ export class ImageStore {
     }
 
     const scratch = await this.newScratch('pull');
+    const downloaded = join(scratch, 'download');
     try {
-      const downloaded = join(scratch, 'download');
       await rename(partial, downloaded);
-      await rm(metaPath(partial), { force: true });
       const compression = await detectCompression(downloaded);
       const ingested =
         compression === undefined
           ? await this.ingestPlain(downloaded, result.sha256, 'URL', url, options.signal)
           : await this.ingestCompressed(downloaded, compression, scratch, 'URL', url, options.signal);
       const stored = await this.commit(name, ingested, { source: url, sourceSha256: result.sha256, verifiedBy });
+      await rm(metaPath(partial), { force: true });
       return { ...stored, verifiedBy, downloadSha256: result.sha256, bytes: result.bytes, resumedFrom: result.resumedFrom };
+    } catch (e) {
+      if (options.signal?.aborted === true) {
+        // Interrupted while unpacking: keep the complete download, so the next pull only checks it.
+        await rename(downloaded, partial).catch(() => {});
+        throw new VirtnodeError('TIMEOUT', `pull of ${url} was interrupted after the download; nothing was stored`, {
+          cause: e,
+          hint: 'run the same command again: the download is kept',
+        });
+      }
+      await discardPartial(partial);
+      throw e;
     } finally {
       await rm(scratch, { recursive: true, force: true });
     }
