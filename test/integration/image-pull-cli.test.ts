@@ -29,6 +29,7 @@ describe('virtnode image pull', () => {
   let xzBody: Buffer;
   let corrupt: Buffer;
   let published: Buffer;
+  let tty: Buffer;
   /** Distinct content per resume test, so no pull can reuse bytes another one already stored. */
   const variants: Record<'cut' | 'ctrlC' | 'changed' | 'noRanges', { body: Buffer; sha: string }> = {} as never;
 
@@ -83,6 +84,8 @@ describe('virtnode image pull', () => {
     server.serve('/img/ctrl-c.qcow2', variants.ctrlC.body);
     server.serve('/img/changed.qcow2', variants.changed.body);
     server.serve('/img/busy.qcow2', body);
+    tty = await createQcow2(join(fixtures, 'tty.qcow2'), 0x44);
+    server.serve('/img/tty.qcow2', tty);
     await run(['qemu-img', 'create', '-q', '-f', 'vmdk', join(fixtures, 'disk.vmdk'), '16M'], { timeoutMs: 30_000 });
     server.serve('/img/disk.vmdk', readFileSync(join(fixtures, 'disk.vmdk')));
     server.serve('/img/portal.qcow2', { body: Buffer.from('<html><body>Please log in</body></html>'), contentType: 'text/html; charset=utf-8' });
@@ -121,6 +124,27 @@ describe('virtnode image pull', () => {
     expect(partials()).toEqual([]);
   });
 
+  it('on a terminal the progress is one line redrawn in place', async () => {
+    server.throttle(1024 * 1024);
+    // util-linux `script` gives the CLI a pseudo-terminal; the command line is built from fixed, quoted parts.
+    const command = [VIRTNODE_BIN, 'image', 'pull', server.url('/img/tty.qcow2'), '--sha256', sha256(tty)].map((a) => `'${a}'`).join(' ');
+    const r = await new Promise<{ code: number | null; out: string }>((resolve, reject) => {
+      const child = spawn('script', ['-q', '-e', '-c', command, '/dev/null'], { env: { ...process.env, VIRTNODE_HOME: home }, stdio: ['ignore', 'pipe', 'pipe'] });
+      let out = '';
+      child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+      child.on('error', reject);
+      child.on('close', (code) => resolve({ code, out }));
+    });
+    server.throttle(undefined);
+    expect(r.code).toBe(0);
+    const progress = r.out.slice(0, r.out.indexOf('Pulled image tty'));
+    const draws = progress.split('\r\x1b[K').filter((d) => d !== '');
+    expect(draws.length).toBeGreaterThanOrEqual(2);
+    for (const draw of draws.slice(0, -1)) expect(draw).toMatch(/^Downloading +\d+% {2}\[[# ]{24}\] .* ([\d.]+ (B|KiB|MiB)\/s)( {2}ETA \d+:\d\d)?$/);
+    expect(draws.at(-1)).toMatch(/^Downloading 100% {2}\[#{24}\] {2}576 KiB \/ 576 KiB {2}.* {2}done\r?\n$/);
+    expect(r.out).toMatch(/Pulled image tty /);
+  });
+
   it('verifies with --checksums (SHA256SUMS) and decompresses an .xz download', async () => {
     const r = await virtnode(home, ['image', 'pull', server.url('/img/cloud.qcow2.xz'), '--checksums', server.url('/img/SHA256SUMS')]);
     expect(r.stderr).not.toMatch(/warning|error/);
@@ -128,7 +152,7 @@ describe('virtnode image pull', () => {
     expect(r.stdout).toMatch(/^Pulled image cloud .*same content as image test, stored once/);
     const image = (await list()).find((i) => i.name === 'cloud');
     expect(image).toMatchObject({ format: 'qcow2', sha256: bodySha, sourceSha256: sha256(xzBody), verifiedBy: 'checksums' });
-    expect(storedFiles()).toEqual([`${bodySha}.qcow2`]);
+    expect(storedFiles()).toEqual([`${bodySha}.qcow2`, `${sha256(tty)}.qcow2`].sort());
   });
 
   it('without a checksum warns that the download is unverified and records the sha256 it computed', async () => {
