@@ -1,4 +1,4 @@
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -97,6 +97,22 @@ describe('ImageStore (the service launch and the API use)', () => {
     expect(again).toMatchObject({ outcome: 'deduplicated', sharedWith: ['pulled'], bytes: 0 });
     expect(server.requests.length).toBe(requests);
     expect(store.remove('pulled-again', { usersOf: () => [] }).fileDeleted).toBe(false);
+  });
+
+  it('partial downloads abandoned for a week are cleared, recent ones are kept for resuming', async () => {
+    const old = store.partialPathOf('http://example.invalid/old.qcow2');
+    const recent = store.partialPathOf('http://example.invalid/recent.qcow2');
+    writeFileSync(old, 'stale bytes');
+    writeFileSync(`${old}.json`, '{}');
+    writeFileSync(recent, 'fresh bytes');
+    const eightDaysAgo = new Date(Date.now() - 8 * 24 * 3600_000);
+    utimesSync(old, eightDaysAgo, eightDaysAgo);
+    await store.import(images.qcow2, { name: 'trigger' });
+    expect(existsSync(old)).toBe(false);
+    expect(existsSync(`${old}.json`)).toBe(false);
+    expect(existsSync(recent)).toBe(true);
+    rmSync(recent);
+    store.remove('trigger', { usersOf: () => [] });
   });
 
   it('remove() asks usersOf about the image file and deletes it with the last name', async () => {

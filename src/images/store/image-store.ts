@@ -71,6 +71,7 @@ export interface PullOptions {
 
 const FORMATS: readonly string[] = ['qcow2', 'raw'];
 const SHA256_PATTERN = /^[0-9a-fA-F]{64}$/;
+const ABANDONED_PARTIAL_AGE_MS = 7 * 24 * 60 * 60_000;
 
 interface Ingested {
   path: string;
@@ -370,6 +371,24 @@ export class ImageStore {
     await mkdir(this.scratchDir, { recursive: true, mode: 0o700 });
     await mkdir(this.partialDir, { recursive: true, mode: 0o700 });
     await this.removeStaleScratch();
+    await this.removeAbandonedPartials();
+  }
+
+  /** Partial downloads nobody resumed for a week are deleted (unless a pull holds their lock right now). */
+  private async removeAbandonedPartials(): Promise<void> {
+    const now = Date.now();
+    for (const entry of await readdir(this.partialDir)) {
+      if (!/^[0-9a-f]{32}$/.test(entry)) continue;
+      const partial = join(this.partialDir, entry);
+      let modified: number;
+      try {
+        modified = statSync(partial).mtimeMs;
+      } catch {
+        continue;
+      }
+      if (now - modified < ABANDONED_PARTIAL_AGE_MS || existsSync(`${partial}.lock`)) continue;
+      await discardPartial(partial);
+    }
   }
 
   /** A private scratch directory named after this process, so leftovers of a killed one can be recognised. */
