@@ -99,6 +99,20 @@ describe('ImageStore (the service launch and the API use)', () => {
     expect(store.remove('pulled-again', { usersOf: () => [] }).fileDeleted).toBe(false);
   });
 
+  it('a partial download that is already complete (interrupted while unpacking) is only checked, not fetched again', async () => {
+    const body = await createQcow2(join(root, 'complete.qcow2'), 0x66);
+    server.serve('/complete.qcow2', body);
+    const url = server.url('/complete.qcow2');
+    const partial = store.partialPathOf(url);
+    writeFileSync(partial, body);
+    writeFileSync(`${partial}.json`, JSON.stringify({ url, validator: `"${sha256(body).slice(0, 16)}"`, total: body.length }));
+    const result = await store.pull(url, { name: 'complete', sha256: sha256(body) });
+    expect(result).toMatchObject({ outcome: 'stored', resumedFrom: body.length, bytes: body.length });
+    expect(server.requestsFor('/complete.qcow2')).toEqual([expect.objectContaining({ status: 416, range: `bytes=${body.length}-`, bytesSent: 0 })]);
+    expect(existsSync(partial)).toBe(false);
+    store.remove('complete', { usersOf: () => [] });
+  });
+
   it('partial downloads abandoned for a week are cleared, recent ones are kept for resuming', async () => {
     const old = store.partialPathOf('http://example.invalid/old.qcow2');
     const recent = store.partialPathOf('http://example.invalid/recent.qcow2');

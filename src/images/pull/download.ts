@@ -107,6 +107,14 @@ async function downloadOnce(url: string, partial: string, options: DownloadOptio
     have = 0;
   }
 
+  // Hash what is already there before asking for the rest: on a slow disk this can take a while, and the
+  // server's connection should not sit idle meanwhile. (If the server answers 200, the hash starts afresh.)
+  let prefixHash: ReturnType<typeof createHash> | undefined;
+  if (canResume) {
+    prefixHash = createHash('sha256');
+    await hashPrefix(partial, have, prefixHash);
+  }
+
   const stall = new AbortController();
   let stallTimer: NodeJS.Timeout | undefined;
   const armStall = () => {
@@ -149,9 +157,7 @@ async function downloadOnce(url: string, partial: string, options: DownloadOptio
     const range = /^bytes \*\/(\d+)$/.exec(response.headers.get('content-range') ?? '');
     if (range !== null && Number(range[1]) === have) {
       // The earlier attempt had everything; only the hash is missing.
-      const hash = createHash('sha256');
-      await hashPrefix(partial, have, hash);
-      return { sha256: hash.digest('hex'), bytes: have, resumedFrom: have };
+      return { sha256: prefixHash!.digest('hex'), bytes: have, resumedFrom: have };
     }
     await discardPartial(partial);
     return downloadOnce(url, partial, options);
@@ -189,8 +195,7 @@ async function downloadOnce(url: string, partial: string, options: DownloadOptio
   if (offset === 0) await writeFile(partial, '', { mode: 0o600 });
   else await truncate(partial, offset);
 
-  const hash = createHash('sha256');
-  await hashPrefix(partial, offset, hash);
+  const hash = offset > 0 && prefixHash !== undefined ? prefixHash : createHash('sha256');
 
   const started = Date.now();
   let received = offset;
