@@ -166,8 +166,8 @@ export class ImageStore {
     } catch {
       isFile = false;
     }
-    if (!isFile) throw invalid('image', `${nameOrPath} does not exist`, 'give an image name (see `virtnode image ls`)');
-    throw invalid('image', `${nameOrPath} is a file, not a stored image`, `import it first: virtnode image import ${nameOrPath} --name NAME`);
+    if (!isFile) throw invalid('IMAGE', `${nameOrPath} does not exist`, 'give an image name (see `virtnode image ls`)');
+    throw invalid('IMAGE', `${nameOrPath} is a file, not a stored image`, `import it first: virtnode image import ${nameOrPath} --name NAME`);
   }
 
   /** Adds a local qcow2 or raw file (or an .xz/.gz of one) under `name` (default: from the file name). */
