@@ -72,6 +72,22 @@ describe('ImageStore (the service launch and the API use)', () => {
     expect(isVirtnodeError(missing, 'INVALID') && missing.message).toMatch(/does not exist/);
   });
 
+  it('import() reports the progress of copying, or of unpacking an .xz, ending with one done report', async () => {
+    const size = readFileSync(images.qcow2).length;
+    for (const [file, name] of [
+      [images.qcow2, 'progress-plain'],
+      [images.qcow2Xz, 'progress-xz'],
+    ] as const) {
+      const reports: DownloadProgress[] = [];
+      await store.import(file, { name, onProgress: (p) => reports.push({ ...p }) });
+      expect(reports.filter((r) => r.done)).toHaveLength(1);
+      expect(reports.at(-1)).toMatchObject({ done: true, received: size, total: size });
+      const received = reports.map((r) => r.received);
+      expect(received).toEqual([...received].sort((a, b) => a - b));
+      store.remove(name, { usersOf: () => [] });
+    }
+  });
+
   it('an import cancelled through its signal records nothing and leaves no scratch files', async () => {
     const controller = new AbortController();
     controller.abort();

@@ -74,7 +74,9 @@ export function registerImageCommands(program: Command): void {
       const { store } = await context();
       const { signal, done } = interruptible();
       try {
-        const result = await store.import(file, { ...(o.name === undefined ? {} : { name: o.name }), signal });
+        // Imports are local and usually quick: progress only for someone watching a terminal.
+        const onProgress = process.stderr.isTTY ? (await import('../../images/pull/progress.ts')).progressReporter(process.stderr, 'Importing') : undefined;
+        const result = await store.import(file, { ...(o.name === undefined ? {} : { name: o.name }), ...(onProgress === undefined ? {} : { onProgress }), signal });
         process.stdout.write(stored(result, 'Imported'));
       } finally {
         done();

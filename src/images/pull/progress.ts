@@ -84,3 +84,28 @@ export function progressReporter(out: ProgressOutput, label: string): (p: Downlo
     out.write(`${label} ${formatProgress(p, { bar: false })}\n`);
   };
 }
+
+/**
+ * Turns "bytes done of a total" callbacks (copying, unpacking) into DownloadProgress reports with a rate and
+ * an ETA; `finish` sends the final, done report.
+ */
+export function transferTracker(onProgress: (p: DownloadProgress) => void): {
+  update: (done: number, total: number | undefined) => void;
+  finish: () => void;
+} {
+  const started = Date.now();
+  let last: { done: number; total: number | undefined } = { done: 0, total: undefined };
+  const report = (done: number, total: number | undefined, finished: boolean) => {
+    const seconds = (Date.now() - started) / 1000;
+    const bytesPerSecond = seconds > 0 ? done / seconds : 0;
+    const etaSeconds = total !== undefined && bytesPerSecond > 0 ? Math.max(0, total - done) / bytesPerSecond : undefined;
+    onProgress({ received: done, total, resumedFrom: 0, bytesPerSecond, etaSeconds, done: finished });
+  };
+  return {
+    update: (done, total) => {
+      last = { done, total };
+      report(done, total, false);
+    },
+    finish: () => report(last.total ?? last.done, last.total ?? last.done, true),
+  };
+}

@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
-import { open, rm, symlink } from 'node:fs/promises';
+import { open, rm, stat, symlink } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import { Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -28,53 +28,121 @@ export async function detectCompression(path: string): Promise<Compression | und
   }
 }
 
-function hashing(hash: ReturnType<typeof createHash>): Transform {
+/** Reports bytes done of a whole (`total` undefined when unknown). */
+export type FileProgress = (done: number, total: number | undefined) => void;
+
+export interface FileOptions {
+  signal?: AbortSignal;
+  onProgress?: FileProgress;
+}
+
+const XZ_POLL_INTERVAL_MS = 250;
+
+/** A pass-through stream that hashes what flows through it and, optionally, counts it. */
+function tap(hash: ReturnType<typeof createHash>, onBytes?: (done: number) => void): Transform {
+  let done = 0;
   return new Transform({
     transform(chunk: Buffer, _encoding, callback) {
       hash.update(chunk);
+      done += chunk.length;
+      onBytes?.(done);
       callback(null, chunk);
     },
   });
 }
 
-export async function sha256File(path: string, options: { signal?: AbortSignal } = {}): Promise<string> {
+function pipelineOptions(options: FileOptions): { signal?: AbortSignal } {
+  return options.signal === undefined ? {} : { signal: options.signal };
+}
+
+async function sizeOf(path: string): Promise<number | undefined> {
+  try {
+    return (await stat(path)).size;
+  } catch {
+    return undefined;
+  }
+}
+
+export async function sha256File(path: string, options: FileOptions = {}): Promise<string> {
   const hash = createHash('sha256');
-  const stream = createReadStream(path);
-  await pipeline(stream, hashing(hash), async function* (source) {
-    for await (const _ of source) {
-      /* drain */
-    }
-  }, options.signal === undefined ? {} : { signal: options.signal });
+  const total = await sizeOf(path);
+  const onBytes = options.onProgress === undefined ? undefined : (done: number) => options.onProgress!(done, total);
+  await pipeline(
+    createReadStream(path),
+    tap(hash, onBytes),
+    async function* (source) {
+      for await (const _ of source) {
+        /* drain */
+      }
+    },
+    pipelineOptions(options),
+  );
   return hash.digest('hex');
 }
 
 /** Copies `from` to a new file `to` (mode 0600), hashing in the same pass; returns the sha256. */
-export async function copyAndHash(from: string, to: string, options: { signal?: AbortSignal } = {}): Promise<string> {
+export async function copyAndHash(from: string, to: string, options: FileOptions = {}): Promise<string> {
   const hash = createHash('sha256');
-  await pipeline(createReadStream(from), hashing(hash), createWriteStream(to, { flags: 'wx', mode: 0o600 }), options.signal === undefined ? {} : { signal: options.signal });
+  const total = await sizeOf(from);
+  const onBytes = options.onProgress === undefined ? undefined : (done: number) => options.onProgress!(done, total);
+  await pipeline(createReadStream(from), tap(hash, onBytes), createWriteStream(to, { flags: 'wx', mode: 0o600 }), pipelineOptions(options));
   return hash.digest('hex');
 }
 
+/** The uncompressed size an .xz file declares in its index (`xz --robot --list`), if it can be read. */
+async function xzUncompressedSize(path: string, options: FileOptions): Promise<number | undefined> {
+  try {
+    const { stdout } = await run(['xz', '--robot', '--list', path], { timeoutMs: 60_000, ...pipelineOptions(options) });
+    const totals = stdout.split('\n').find((l) => l.startsWith('totals\t'))?.split('\t');
+    const size = Number(totals?.[4]);
+    return Number.isSafeInteger(size) && size > 0 ? size : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 /**
- * Decompresses `from` into `dir` (a private scratch directory) and returns the output path and its sha256.
- * gzip is done in-process; xz through the `xz` program, fed a symlink so its output lands in `dir`.
+ * Decompresses `from` into `dir` (a private scratch directory) and returns the output path, its sha256 and the
+ * sha256 of the compressed input. gzip is done in-process in one pass; xz through the `xz` program, fed a
+ * symlink so its output lands in `dir`, with progress read from the output's growing size.
  */
-export async function decompress(from: string, compression: Compression, dir: string, options: { signal?: AbortSignal } = {}): Promise<{ path: string; sha256: string }> {
+export async function decompress(
+  from: string,
+  compression: Compression,
+  dir: string,
+  options: FileOptions = {},
+): Promise<{ path: string; sha256: string; sourceSha256: string }> {
   const out = join(dir, 'decompressed');
   if (compression === 'gzip') {
+    const sourceHash = createHash('sha256');
     const hash = createHash('sha256');
-    await pipeline(createReadStream(from), createGunzip(), hashing(hash), createWriteStream(out, { flags: 'wx', mode: 0o600 }), options.signal === undefined ? {} : { signal: options.signal });
-    return { path: out, sha256: hash.digest('hex') };
+    const total = await sizeOf(from);
+    const onBytes = options.onProgress === undefined ? undefined : (done: number) => options.onProgress!(done, total);
+    await pipeline(createReadStream(from), tap(sourceHash, onBytes), createGunzip(), tap(hash), createWriteStream(out, { flags: 'wx', mode: 0o600 }), pipelineOptions(options));
+    return { path: out, sha256: hash.digest('hex'), sourceSha256: sourceHash.digest('hex') };
   }
+  const sourceSha256 = await sha256File(from, pipelineOptions(options));
+  const total = options.onProgress === undefined ? undefined : await xzUncompressedSize(from, options);
   const link = `${out}.xz`;
   await symlink(from, link);
+  const poll =
+    options.onProgress === undefined
+      ? undefined
+      : setInterval(() => {
+          void sizeOf(out).then((size) => {
+            if (size !== undefined) options.onProgress!(size, total);
+          });
+        }, XZ_POLL_INTERVAL_MS);
   try {
     // -f: follow the symlink; -k: leave it (and so the user's file) alone; output is `link` without ".xz".
-    await run(['xz', '-d', '-k', '-f', '-q', link], { timeoutMs: XZ_TIMEOUT_MS, ...(options.signal === undefined ? {} : { signal: options.signal }) });
+    await run(['xz', '-d', '-k', '-f', '-q', link], { timeoutMs: XZ_TIMEOUT_MS, ...pipelineOptions(options) });
   } finally {
+    clearInterval(poll);
     await rm(link, { force: true });
   }
-  return { path: out, sha256: await sha256File(out, options) };
+  const size = await sizeOf(out);
+  if (size !== undefined) options.onProgress?.(size, total ?? size);
+  return { path: out, sha256: await sha256File(out, pipelineOptions(options)), sourceSha256 };
 }
 
 /** The file's name without compression and image extensions, made into a DNS label where possible. */

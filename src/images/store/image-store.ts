@@ -15,8 +15,10 @@ import type { ImageFormat, ImageRow, ImageVerification } from '../../store/image
 import { download, discardPartial, metaPath } from '../pull/download.ts';
 import { lockPartial } from '../pull/lock.ts';
 import { fetchChecksum, parseHttpUrl, urlFileName } from '../pull/http.ts';
+import { transferTracker } from '../pull/progress.ts';
 import type { DownloadProgress } from '../pull/progress.ts';
-import { copyAndHash, decompress, defaultImageName, detectCompression, sha256File } from './files.ts';
+import { copyAndHash, decompress, defaultImageName, detectCompression } from './files.ts';
+import type { Compression, FileOptions } from './files.ts';
 
 export type { ImageFormat, ImageVerification } from '../../store/images.ts';
 
@@ -58,6 +60,13 @@ export interface RemoveResult {
   fileDeleted: boolean;
   /** Why the file stayed: other names for the same content, instances still using it (--force). */
   keptFor: { names: string[]; instances: string[] };
+}
+
+export interface ImportOptions {
+  name?: string;
+  /** Progress of copying or unpacking the file. */
+  onProgress?: (p: DownloadProgress) => void;
+  signal?: AbortSignal;
 }
 
 export interface PullOptions {
@@ -171,7 +180,7 @@ export class ImageStore {
   }
 
   /** Adds a local qcow2 or raw file (or an .xz/.gz of one) under `name` (default: from the file name). */
-  async import(file: string, options: { name?: string; signal?: AbortSignal } = {}): Promise<StoreResult> {
+  async import(file: string, options: ImportOptions = {}): Promise<StoreResult> {
     const source = isAbsolute(file) ? file : resolve(file);
     let readable = false;
     try {
@@ -186,7 +195,7 @@ export class ImageStore {
     await this.ensureDirs();
     const scratch = await this.newScratch('import');
     try {
-      return await this.importInto(scratch, source, file, name, options.signal);
+      return await this.importInto(scratch, source, file, name, options);
     } catch (e) {
       if (options.signal?.aborted === true) {
         throw new VirtnodeError('TIMEOUT', `import of ${file} was interrupted; nothing was stored`, { cause: e });
@@ -197,18 +206,24 @@ export class ImageStore {
     }
   }
 
-  private async importInto(scratch: string, source: string, file: string, name: string, signal: AbortSignal | undefined): Promise<StoreResult> {
+  private async importInto(scratch: string, source: string, file: string, name: string, options: ImportOptions): Promise<StoreResult> {
+    const { signal } = options;
+    const tracker = options.onProgress === undefined ? undefined : transferTracker(options.onProgress);
+    const fileOptions = { ...signalOption(signal), ...(tracker === undefined ? {} : { onProgress: tracker.update }) };
     const compression = await detectCompression(source);
     let ingested: Ingested;
     let sourceSha256: string;
     if (compression === undefined) {
       await this.inspect(source, 'FILE', file, signal); // refuse early, before copying
       const copy = join(scratch, 'image');
-      sourceSha256 = await copyAndHash(source, copy, signalOption(signal));
+      sourceSha256 = await copyAndHash(source, copy, fileOptions);
+      tracker?.finish();
       ingested = await this.ingestPlain(copy, sourceSha256, 'FILE', file, signal);
     } else {
-      sourceSha256 = await sha256File(source, signalOption(signal));
-      ingested = await this.ingestCompressed(source, compression, scratch, 'FILE', file, signal);
+      const unpacked = await this.ingestCompressed(source, compression, scratch, 'FILE', file, fileOptions);
+      tracker?.finish();
+      sourceSha256 = unpacked.sourceSha256;
+      ingested = unpacked;
     }
     return this.commit(name, ingested, { source, sourceSha256, verifiedBy: undefined });
   }
@@ -302,7 +317,7 @@ export class ImageStore {
       const ingested =
         compression === undefined
           ? await this.ingestPlain(downloaded, result.sha256, 'URL', url, options.signal)
-          : await this.ingestCompressed(downloaded, compression, scratch, 'URL', url, options.signal);
+          : await this.ingestCompressed(downloaded, compression, scratch, 'URL', url, signalOption(options.signal));
       const stored = await this.commit(name, ingested, { source: url, sourceSha256: result.sha256, verifiedBy });
       await rm(metaPath(partial), { force: true });
       return { ...stored, verifiedBy, downloadSha256: result.sha256, bytes: result.bytes, resumedFrom: result.resumedFrom };
@@ -424,16 +439,23 @@ export class ImageStore {
     return { path, sha256, ...info };
   }
 
-  private async ingestCompressed(source: string, compression: 'xz' | 'gzip', scratch: string, field: string, shown: string, signal: AbortSignal | undefined): Promise<Ingested> {
-    let out: { path: string; sha256: string };
+  private async ingestCompressed(
+    source: string,
+    compression: Compression,
+    scratch: string,
+    field: string,
+    shown: string,
+    options: FileOptions,
+  ): Promise<Ingested & { sourceSha256: string }> {
+    let out: { path: string; sha256: string; sourceSha256: string };
     try {
-      out = await decompress(source, compression, scratch, signalOption(signal));
+      out = await decompress(source, compression, scratch, options);
     } catch (e) {
-      if (signal?.aborted === true) throw e;
+      if (options.signal?.aborted === true) throw e;
       throw invalid(field, `${shown} looks ${compression}-compressed but cannot be decompressed: ${e instanceof Error ? e.message : String(e)}`);
     }
-    const info = await this.inspect(out.path, field, `${shown} (decompressed)`, signal);
-    return { path: out.path, sha256: out.sha256, ...info };
+    const info = await this.inspect(out.path, field, `${shown} (decompressed)`, options.signal);
+    return { ...out, ...info };
   }
 
   /** Moves the file into place (unless that content is already stored) and records the name, atomically. */
