@@ -76,9 +76,12 @@ function contentRange(header: string | null): { start: number; total: number | u
   return { start: Number(match[1]), total: match[2] === '*' ? undefined : Number(match[2]) };
 }
 
-async function hashPrefix(path: string, bytes: number, hash: ReturnType<typeof createHash>): Promise<void> {
+async function hashPrefix(path: string, bytes: number, hash: ReturnType<typeof createHash>, signal: AbortSignal | undefined): Promise<void> {
   if (bytes === 0) return;
-  for await (const chunk of createReadStream(path, { start: 0, end: bytes - 1 })) hash.update(chunk as Buffer);
+  for await (const chunk of createReadStream(path, { start: 0, end: bytes - 1 })) {
+    signal?.throwIfAborted();
+    hash.update(chunk as Buffer);
+  }
 }
 
 /**
@@ -112,7 +115,12 @@ async function downloadOnce(url: string, partial: string, options: DownloadOptio
   let prefixHash: ReturnType<typeof createHash> | undefined;
   if (canResume) {
     prefixHash = createHash('sha256');
-    await hashPrefix(partial, have, prefixHash);
+    try {
+      await hashPrefix(partial, have, prefixHash, options.signal);
+    } catch (e) {
+      if (options.signal?.aborted === true) throw interrupted(url, have, meta?.total);
+      throw e;
+    }
   }
 
   const stall = new AbortController();
@@ -135,6 +143,9 @@ async function downloadOnce(url: string, partial: string, options: DownloadOptio
   } catch (e) {
     clearTimeout(stallTimer);
     if (options.signal?.aborted === true) throw interrupted(url, have, meta?.total);
+    if (stall.signal.aborted) {
+      throw new VirtnodeError('TIMEOUT', `cannot download ${url}: no answer within ${STALL_TIMEOUT_MS / 1000} s`, { cause: e });
+    }
     throw requestError(url, e);
   }
 
