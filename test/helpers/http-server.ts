@@ -13,6 +13,10 @@ export interface ServedFile {
   ranges?: boolean;
   /** Content-Type (default application/octet-stream). */
   contentType?: string;
+  /** Never answer (headers included): a server that accepted the connection and hangs. */
+  hang?: boolean;
+  /** Send this many body bytes, then go silent (the connection stays open). */
+  stallAfter?: number;
 }
 
 export interface ServedRequest {
@@ -120,6 +124,7 @@ export class TestHttpServer {
       res.writeHead(404, { 'content-type': 'text/plain' }).end('not found\n');
       return;
     }
+    if (file.hang === true) return; // the socket is destroyed by close()
     const ranges = file.ranges !== false;
     const etag = file.etag ?? `"${sha256(file.body).slice(0, 16)}"`;
     const headers: Record<string, string> = { 'content-type': file.contentType ?? 'application/octet-stream', etag };
@@ -147,11 +152,17 @@ export class TestHttpServer {
 
     const cut = this.cutAfter;
     this.cutAfter = undefined;
+    const stallAfter = file.stallAfter;
+    if (stallAfter !== undefined) {
+      const { stallAfter: _once, ...rest } = file; // only the first response stalls
+      this.files.set(path, rest);
+    }
     let offset = start;
     while (offset < size) {
       if (res.destroyed) return;
       let end = Math.min(size, offset + CHUNK_BYTES);
       if (cut !== undefined) end = Math.min(end, start + cut);
+      if (stallAfter !== undefined) end = Math.min(end, start + stallAfter);
       const chunk = file.body.subarray(offset, end);
       if (chunk.length > 0) {
         const drained = res.write(chunk);
@@ -159,6 +170,7 @@ export class TestHttpServer {
         offset = end;
         if (!drained) await new Promise((resolve) => res.once('drain', resolve));
       }
+      if (stallAfter !== undefined && offset - start >= stallAfter) return; // silent, connection left open
       if (cut !== undefined && offset - start >= cut) {
         // Let the bytes written so far reach the client, then drop the connection mid-body.
         await sleep(50);

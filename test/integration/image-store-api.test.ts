@@ -129,6 +129,22 @@ describe('ImageStore (the service launch and the API use)', () => {
     store.remove('complete', { usersOf: () => [] });
   });
 
+  it('a server that never answers is a TIMEOUT naming the URL; one that goes silent mid-transfer is resumed', async () => {
+    server.serve('/hang.qcow2', { body: Buffer.from('never sent'), hang: true });
+    const hung = await failure(store.pull(server.url('/hang.qcow2'), { name: 'hung', stallTimeoutMs: 300 }));
+    expect(isVirtnodeError(hung, 'TIMEOUT') && hung.message).toBe(`cannot download ${server.url('/hang.qcow2')}: no answer within 0.3 s`);
+
+    const body = await createQcow2(join(root, 'stall.qcow2'), 0x77);
+    server.serve('/stall.qcow2', { body, stallAfter: 100_000 });
+    const result = await store.pull(server.url('/stall.qcow2'), { name: 'stalled', sha256: sha256(body), stallTimeoutMs: 300 });
+    expect(result).toMatchObject({ outcome: 'stored', resumedFrom: 100_000 });
+    expect(server.requestsFor('/stall.qcow2').map((r) => [r.status, r.range, r.bytesSent])).toEqual([
+      [200, undefined, 100_000],
+      [206, 'bytes=100000-', body.length - 100_000],
+    ]);
+    store.remove('stalled', { usersOf: () => [] });
+  });
+
   it('partial downloads abandoned for a week are cleared, recent ones are kept for resuming', async () => {
     const old = store.partialPathOf('http://example.invalid/old.qcow2');
     const recent = store.partialPathOf('http://example.invalid/recent.qcow2');

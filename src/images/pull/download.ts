@@ -12,7 +12,7 @@ import { requestError, statusError } from './http.ts';
 const DEFAULT_RETRIES = 3;
 const RETRY_DELAY_MS = 500;
 /** A transfer that receives nothing for this long is cut and retried. */
-const STALL_TIMEOUT_MS = 60_000;
+const DEFAULT_STALL_TIMEOUT_MS = 60_000;
 
 /** What is kept beside a partial download so a later attempt can resume it safely. */
 interface PartialMeta {
@@ -33,6 +33,8 @@ export interface DownloadOptions {
   onProgress?: (p: DownloadProgress) => void;
   signal?: AbortSignal;
   retries?: number;
+  /** A transfer that receives nothing for this long is cut (and retried if it had made progress). */
+  stallTimeoutMs?: number;
 }
 
 /** A transfer cut short after some bytes arrived: worth resuming at once. */
@@ -123,11 +125,12 @@ async function downloadOnce(url: string, partial: string, options: DownloadOptio
     }
   }
 
+  const stallTimeoutMs = options.stallTimeoutMs ?? DEFAULT_STALL_TIMEOUT_MS;
   const stall = new AbortController();
   let stallTimer: NodeJS.Timeout | undefined;
   const armStall = () => {
     clearTimeout(stallTimer);
-    stallTimer = setTimeout(() => stall.abort(), STALL_TIMEOUT_MS);
+    stallTimer = setTimeout(() => stall.abort(), stallTimeoutMs);
   };
   const signal = options.signal === undefined ? stall.signal : AbortSignal.any([options.signal, stall.signal]);
   const headers: Record<string, string> = { 'accept-encoding': 'identity' };
@@ -144,7 +147,7 @@ async function downloadOnce(url: string, partial: string, options: DownloadOptio
     clearTimeout(stallTimer);
     if (options.signal?.aborted === true) throw interrupted(url, have, meta?.total);
     if (stall.signal.aborted) {
-      throw new VirtnodeError('TIMEOUT', `cannot download ${url}: no answer within ${STALL_TIMEOUT_MS / 1000} s`, { cause: e });
+      throw new VirtnodeError('TIMEOUT', `cannot download ${url}: no answer within ${stallTimeoutMs / 1000} s`, { cause: e });
     }
     throw requestError(url, e);
   }

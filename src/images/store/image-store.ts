@@ -75,7 +75,10 @@ export interface PullOptions {
   checksumsUrl?: string;
   onProgress?: (p: DownloadProgress) => void;
   signal?: AbortSignal;
+  /** Immediate retries of a transfer cut after some progress (default 3). */
   retries?: number;
+  /** How long a transfer may receive nothing before it is cut (default 60 s). */
+  stallTimeoutMs?: number;
 }
 
 const FORMATS: readonly string[] = ['qcow2', 'raw'];
@@ -298,6 +301,7 @@ export class ImageStore {
       ...signalOption(options.signal),
       ...(options.onProgress === undefined ? {} : { onProgress: options.onProgress }),
       ...(options.retries === undefined ? {} : { retries: options.retries }),
+      ...(options.stallTimeoutMs === undefined ? {} : { stallTimeoutMs: options.stallTimeoutMs }),
     };
     const result = await download(url, partial, downloadOptions);
     if (expected !== undefined && result.sha256 !== expected) {
