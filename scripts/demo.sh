@@ -8,7 +8,7 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 name=${1:-demo}
 
 if ! virtnode image info debian-12 >/dev/null 2>&1; then
-  virtnode image import "$VIRTNODE_IMAGE_DIR/debian-12.qcow2" --name debian-12
+  virtnode image build debian-12      # instant when setup has built it already (cached by recipe)
 fi
 if virtnode info "$name" >/dev/null 2>&1; then
   echo "An instance called $name exists already; replacing it."

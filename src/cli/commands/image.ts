@@ -84,6 +84,42 @@ export function registerImageCommands(program: Command): void {
     });
 
   image
+    .command('build')
+    .description('build a generic cloud image from Debian packages (debootstrap; cached by recipe) and store it')
+    .argument('<recipe>', 'debian-12')
+    .option('--name <name>', 'image name in the store (default: the recipe)')
+    .option('--size <size>', 'virtual disk size', '4G')
+    .option('--packages <list>', 'extra Debian packages, comma-separated')
+    .action(async (recipe: string, o: { name?: string; size?: string; packages?: string }) => {
+      const { buildImage, isImageName, IMAGE_NAMES } = await import('../../images/build/index.ts');
+      const { parseSize } = await import('../../lib/units.ts');
+      const { invalid } = await import('../../lib/errors.ts');
+      if (!isImageName(recipe)) throw invalid('<recipe>', `"${recipe}" is not a recipe virtnode knows`, `use ${IMAGE_NAMES.join(', ')}`);
+      const sizeBytes = parseSize('--size', o.size ?? '4G');
+      const extraPackages = (o.packages ?? '').split(',').map((p) => p.trim()).filter((p) => p !== '');
+      for (const p of extraPackages) if (!/^[a-z0-9][a-z0-9+.-]+$/.test(p)) throw invalid('--packages', `"${p}" is not a Debian package name`);
+      const { store } = await context();
+      const { signal, done } = interruptible();
+      const outDir = process.env['VIRTNODE_IMAGE_DIR'] || '/var/cache/virtnode/images';
+      const started = Date.now();
+      try {
+        const built = await buildImage(recipe, {
+          outDir,
+          cacheDir: `${outDir}/cache`,
+          sizeBytes,
+          extraPackages,
+          signal,
+          onProgress: (phase, detail) => process.stderr.write(`[${((Date.now() - started) / 1000).toFixed(1).padStart(6)} s] ${phase}${detail === undefined ? '' : ` ${detail}`}\n`),
+        });
+        process.stderr.write(built.cached ? `Reusing the cached build ${built.path}\n` : `Built ${built.path}\n`);
+        const result = await store.import(built.path, { name: o.name ?? recipe, signal });
+        process.stdout.write(stored(result, 'Stored'));
+      } finally {
+        done();
+      }
+    });
+
+  image
     .command('pull')
     .description('download an image over HTTP(S), resumable, verified by sha256 before use')
     .argument('<url>', 'http:// or https:// URL of a qcow2 or raw image (or an .xz/.gz of one)')
