@@ -1,10 +1,11 @@
-import { existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { buildSeed } from '../cloudinit/seed.ts';
 import { renderMetaData, renderNetworkConfig, renderUserData } from '../cloudinit/render.ts';
 import { generateHostKeys, generateUserKey } from '../cloudinit/ssh-host-keys.ts';
 import { VirtnodeError } from '../lib/errors.ts';
 import { createImage } from '../qemu/img.ts';
+import { acquireLock } from '../store/locks.ts';
 import type { DiskFormat, ImageRef, Instance, InstanceSpec } from './model.ts';
 import { type LaunchRequest, type ValidLaunch, validateLaunch } from './launch-validate.ts';
 import { type CloudInitResult, guestAddress, type Phase, type PhaseListener, waitForCloudInit, waitForSshBanner } from './readiness.ts';
@@ -38,9 +39,18 @@ export interface LaunchResult {
 async function clientKey(service: InstanceService): Promise<{ identityFile: string; publicKey: string }> {
   const dir = service.paths.sshDir;
   const identityFile = join(dir, 'id_ed25519');
-  if (!existsSync(identityFile)) {
-    mkdirSync(dir, { recursive: true, mode: 0o700 });
-    await generateUserKey(dir);
+  if (!existsSync(`${identityFile}.pub`)) {
+    // Parallel first launches must not both make it: the lock name cannot clash with an instance (not a DNS label).
+    const release = await acquireLock(service.db, '#ssh-client-key', 'generate the SSH client key', { waitMs: 60_000 });
+    try {
+      if (!existsSync(`${identityFile}.pub`)) {
+        mkdirSync(dir, { recursive: true, mode: 0o700 });
+        rmSync(identityFile, { force: true }); // a half-made key from a crash
+        await generateUserKey(dir);
+      }
+    } finally {
+      release();
+    }
   }
   return { identityFile, publicKey: readFileSync(`${identityFile}.pub`, 'utf8').trim() };
 }

@@ -25,17 +25,30 @@ export async function reconcile(service: InstanceService, options: { deep?: bool
     const action = await repairInterrupted(service, instance);
     if (action !== undefined) report.repaired.push(`${instance.name}: ${action}`);
   }
-  const known = new Set(service.repo.list().map((i) => i.name));
   let strays = false;
   for (const entry of readdirSync(service.paths.instances)) {
-    if (known.has(entry) || lockOwner(service.db, entry) !== undefined) continue;
-    strays = true;
-    const dir = join(service.paths.instances, entry);
-    const pid = readPidfile(runtimePaths(dir).pidfile);
-    if (pid !== undefined) await killIfQemuOf(pid, dir);
-    rmSync(dir, { recursive: true, force: true });
-    report.repaired.push(`${entry}: removed a directory with no instance record`);
+    if (service.repo.get(entry) !== undefined || lockOwner(service.db, entry) !== undefined) continue;
+    // Decide again under the instance's lock: a concurrent create may have made its record and directory
+    // between the two reads above, and released its lock between create and start.
+    let release: () => void;
+    try {
+      release = await acquireLock(service.db, entry, 'repair', { waitMs: 0 });
+    } catch {
+      continue;
+    }
+    try {
+      if (service.repo.get(entry) !== undefined) continue;
+      strays = true;
+      const dir = join(service.paths.instances, entry);
+      const pid = readPidfile(runtimePaths(dir).pidfile);
+      if (pid !== undefined) await killIfQemuOf(pid, dir);
+      rmSync(dir, { recursive: true, force: true });
+      report.repaired.push(`${entry}: removed a directory with no instance record`);
+    } finally {
+      release();
+    }
   }
+  const known = new Set(service.repo.list().map((i) => i.name));
   if (options.deep || strays || report.repaired.length > 0) {
     for (const orphan of findUnrecordedQemus(service.paths.instances, known)) {
       await killIfQemuOf(orphan.pid, orphan.dir);

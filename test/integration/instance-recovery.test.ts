@@ -87,7 +87,7 @@ describe('crash safety and concurrency', () => {
     const codes = [a.code, b.code].sort();
     expect(codes).toEqual([0, 5]);
     expect([a.stderr, b.stderr].join('')).toContain('it is stopped');
-    const [after] = await list();
+    const after = (await list()).find((i) => i.name === 'twice');
     expect(after).toMatchObject({ name: 'twice', state: 'stopped', reason: 'guest powered off (ACPI shutdown)' });
     expect(after!.pid).toBeUndefined();
     expect(qemuPidsUnder(home)).toEqual([]);
