@@ -38,7 +38,7 @@ export interface ValidLaunch {
   timezone: string | undefined;
   passwordHash: string | undefined;
   user: string;
-  seedFormat: 'iso' | 'vfat';
+  seedFormat: 'iso' | 'vfat' | 'http';
 }
 
 const USER_DATA_LIMIT_BYTES = 1024 * 1024;
@@ -126,7 +126,7 @@ export function validateLaunch(request: LaunchRequest, limits: HostLimits = host
   const user = request.user ?? 'virtnode';
   if (!USER_NAME.test(user)) throw invalid('--user', `"${user}" is not a valid user name`, 'lowercase letters, digits, _ and -, starting with a letter');
   const seed = request.seed ?? 'iso';
-  if (seed !== 'iso' && seed !== 'vfat') throw invalid('--seed', `"${seed}" is not valid`, 'use iso (default) or vfat');
+  if (seed !== 'iso' && seed !== 'vfat' && seed !== 'http') throw invalid('--seed', `"${seed}" is not valid`, 'use iso (default), vfat, or http');
 
   return {
     image: request.image,

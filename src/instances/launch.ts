@@ -1,4 +1,4 @@
-import { existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { buildSeed } from '../cloudinit/seed.ts';
 import { renderMetaData, renderNetworkConfig, renderUserData } from '../cloudinit/render.ts';
@@ -94,20 +94,24 @@ export async function launch(service: InstanceService, resolveImage: ImageResolv
           ? { kind: 'user-config' as const, text: valid.networkConfig }
           : { kind: 'dhcp' as const, macs: current.nics.map((n) => n.mac) },
     };
-    const seedPath = join(dir, valid.seedFormat === 'iso' ? 'seed.iso' : 'seed.img');
-    await buildSeed(
-      seedPath,
-      { 'meta-data': renderMetaData(seedRequest), 'user-data': renderUserData(seedRequest).text, 'network-config': renderNetworkConfig(seedRequest) },
-      { format: valid.seedFormat },
-    );
-    phase('seed', `NoCloud ${valid.seedFormat} (instance-id ${instanceId})`);
+    const seedFiles = { 'meta-data': renderMetaData(seedRequest), 'user-data': renderUserData(seedRequest).text, 'network-config': renderNetworkConfig(seedRequest) };
+    const disks: InstanceSpec['disks'] = [{ id: 'disk0', path: disk, format: 'qcow2', owned: true }];
+    let httpSeedDir: string | undefined;
+    if (valid.seedFormat === 'http') {
+      httpSeedDir = join(dir, 'seed');
+      mkdirSync(httpSeedDir, { mode: 0o700 });
+      for (const [file, text] of Object.entries(seedFiles)) writeFileSync(join(httpSeedDir, file), text, { mode: 0o600 });
+    } else {
+      const seedPath = join(dir, valid.seedFormat === 'iso' ? 'seed.iso' : 'seed.img');
+      await buildSeed(seedPath, seedFiles, { format: valid.seedFormat });
+      disks.push({ id: 'seed', path: seedPath, format: 'raw', owned: true, readonly: true });
+    }
+    phase('seed', `NoCloud ${valid.seedFormat === 'http' ? 'over HTTP, for this guest only' : valid.seedFormat} (instance-id ${instanceId})`);
     return {
       ...draft,
       instanceId,
-      disks: [
-        { id: 'disk0', path: disk, format: 'qcow2', owned: true },
-        { id: 'seed', path: seedPath, format: 'raw', owned: true, readonly: true },
-      ],
+      disks,
+      ...(httpSeedDir === undefined ? {} : { httpSeedDir }),
       ssh: {
         user: valid.user,
         identityFile: key.identityFile,
@@ -140,7 +144,7 @@ export async function launch(service: InstanceService, resolveImage: ImageResolv
     const detail = `${cloudInit.status}${cloudInit.datasource ? ` (datasource ${cloudInit.datasource})` : ''}${cloudInit.detail ? `: ${cloudInit.detail}` : ''}`;
     phase('cloud-init', detail);
     service.recordReadiness(defined.name, 'cloud-init', detail);
-    if (cloudInit.datasource !== undefined && cloudInit.datasource !== 'NoCloud') {
+    if (cloudInit.datasource !== undefined && !cloudInit.datasource.startsWith('NoCloud')) {
       throw new VirtnodeError('COMMAND_FAILED', `cloud-init in ${defined.name} used DataSource${cloudInit.datasource}, not NoCloud: the seed was ignored`, {
         hint: 'the image may lack the isofs/vfat driver or have datasource_list set; see `virtnode logs NAME`',
       });

@@ -61,6 +61,8 @@ export interface InstanceSpec {
   boot?: KernelBoot;
   image?: ImageRef;
   ssh?: SshAccess;
+  /** NoCloud over HTTP: the seed files live here and are served to this guest only (no seed disk). */
+  httpSeedDir?: string;
   /** The cloud-init instance-id: fresh per instance, stable across restarts. */
   instanceId?: string;
   /** The last readiness result recorded by launch (cloud-init's own verdict included). */

@@ -1,11 +1,27 @@
-import type { PortForward, QemuSpec } from '../qemu/spec.ts';
+import { fileURLToPath } from 'node:url';
+import type { GuestForward, PortForward, QemuSpec } from '../qemu/spec.ts';
 import type { Accel, Instance } from './model.ts';
 import { runtimePaths } from './runtime.ts';
 
-function sshForward(instance: Instance): { forwards?: PortForward[] } {
+/** Where the guest finds its metadata when the seed is served over HTTP (inside its user-mode network). */
+export const METADATA_ADDRESS = '10.0.2.100';
+
+function responderPath(): string {
+  // dist/ runs the compiled .js; tests run the sources, which Node 24 executes directly.
+  const extension = import.meta.url.endsWith('.ts') ? '.ts' : '.js';
+  return fileURLToPath(new URL(`../cloudinit/metadata-responder${extension}`, import.meta.url));
+}
+
+function userNetworkExtras(instance: Instance): { forwards?: PortForward[]; guestForwards?: GuestForward[] } {
+  const extras: { forwards?: PortForward[]; guestForwards?: GuestForward[] } = {};
   const ssh = instance.spec.ssh;
-  if (ssh?.hostPort === undefined) return {};
-  return { forwards: [{ protocol: 'tcp', hostAddress: '127.0.0.1', hostPort: ssh.hostPort, guestPort: ssh.guestPort }] };
+  if (ssh?.hostPort !== undefined) {
+    extras.forwards = [{ protocol: 'tcp', hostAddress: '127.0.0.1', hostPort: ssh.hostPort, guestPort: ssh.guestPort }];
+  }
+  if (instance.spec.httpSeedDir !== undefined) {
+    extras.guestForwards = [{ address: METADATA_ADDRESS, port: 80, command: [process.execPath, responderPath(), instance.spec.httpSeedDir] }];
+  }
+  return extras;
 }
 
 /** Resolves a stored instance into the QEMU spec for this start (accelerator already chosen). */
@@ -26,9 +42,10 @@ export function toQemuSpec(instance: Instance, dir: string, accel: Accel): QemuS
     })),
     nics: instance.nics
       .filter((n) => n.network === 'user')
-      .map((n) => ({ id: `net${n.index}`, mac: n.mac, backend: { kind: 'user' as const, ...(n.index === 0 ? sshForward(instance) : {}) } })),
+      .map((n) => ({ id: `net${n.index}`, mac: n.mac, backend: { kind: 'user' as const, ...(n.index === 0 ? userNetworkExtras(instance) : {}) } })),
     paths: runtimePaths(dir),
   };
+  if (instance.spec.httpSeedDir !== undefined) spec.smbiosSerial = `ds=nocloud-net;s=http://${METADATA_ADDRESS}/`;
   const boot = instance.spec.boot;
   if (boot !== undefined) {
     spec.kernel = { path: boot.kernel };

@@ -54,6 +54,22 @@ describe('buildArgv', () => {
     expect(argv[argv.indexOf('-netdev') + 1]).toBe('user,id=net0,hostfwd=tcp:127.0.0.1:2222-:22,hostfwd=udp:127.0.0.1:5353-:53');
   });
 
+  it('serves guest-only metadata through guestfwd and points cloud-init at it by SMBIOS serial', () => {
+    const argv = buildArgv({
+      ...base,
+      smbiosSerial: 'ds=nocloud-net;s=http://10.0.2.100/',
+      nics: [{ id: 'net0', mac: '52:54:00:12:34:56', backend: { kind: 'user', guestForwards: [
+        { address: '10.0.2.100', port: 80, command: ['/usr/bin/node', '/opt/vn/responder.js', "/var/lib/it's,here/seed"] },
+      ] } }],
+    });
+    expect(argv[argv.indexOf('-netdev') + 1]).toBe(
+      "user,id=net0,guestfwd=tcp:10.0.2.100:80-cmd:'/usr/bin/node' '/opt/vn/responder.js' '/var/lib/it'\\''s,,here/seed'",
+    );
+    expect(argv[argv.indexOf('-smbios') + 1]).toBe(
+      `type=1,uuid=${base.smbiosUuid},manufacturer=virtnode,product=virtnode VM,serial=ds=nocloud-net;s=http://10.0.2.100/`,
+    );
+  });
+
   it('uses the host CPU model under KVM', () => {
     const argv = buildArgv({ ...base, accel: 'kvm' });
     expect(argv[argv.indexOf('-cpu') + 1]).toBe('host');

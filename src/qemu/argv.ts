@@ -5,6 +5,11 @@ export function escapeOptionValue(value: string): string {
   return value.replaceAll(',', ',,');
 }
 
+/** QEMU splits a guestfwd command with GLib's shell-style parser (no shell runs); single quotes keep words whole. */
+function glibShellQuote(word: string): string {
+  return `'${word.replaceAll("'", `'\\''`)}'`;
+}
+
 function options(head: string, props: Record<string, string | number | boolean | undefined>): string {
   const parts = [head];
   for (const [key, value] of Object.entries(props)) {
@@ -29,7 +34,7 @@ export function buildArgv(spec: QemuSpec): string[] {
   const argv: string[] = [
     '-name', options(`guest=${escapeOptionValue(spec.name)}`, { 'debug-threads': true }),
     '-uuid', spec.uuid,
-    '-smbios', options('type=1', { uuid: spec.smbiosUuid, manufacturer: 'virtnode', product: 'virtnode VM' }),
+    '-smbios', options('type=1', { uuid: spec.smbiosUuid, manufacturer: 'virtnode', product: 'virtnode VM', serial: spec.smbiosSerial }),
     '-machine', options('q35', { accel: spec.accel }),
     '-cpu', spec.accel === 'kvm' ? 'host' : 'max',
     '-smp', String(spec.cpus),
@@ -68,9 +73,12 @@ export function buildArgv(spec: QemuSpec): string[] {
     const forwards = (nic.backend.forwards ?? []).map(
       (f) => `hostfwd=${escapeOptionValue(`${f.protocol}:${f.hostAddress}:${f.hostPort}-:${f.guestPort}`)}`,
     );
+    const guestForwards = (nic.backend.guestForwards ?? []).map(
+      (g) => `guestfwd=${escapeOptionValue(`tcp:${g.address}:${g.port}-cmd:${g.command.map(glibShellQuote).join(' ')}`)}`,
+    );
     argv.push(
       '-netdev',
-      [options('user', { id: nic.id }), ...forwards].join(','),
+      [options('user', { id: nic.id }), ...forwards, ...guestForwards].join(','),
       '-device',
       options('virtio-net-pci', { id: `${nic.id}-dev`, netdev: nic.id, mac: nic.mac }),
     );

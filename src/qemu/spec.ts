@@ -28,10 +28,17 @@ export interface PortForward {
   guestPort: number;
 }
 
+/** A guest-only service: the guest's connections to address:port are handed to a program QEMU runs for each. */
+export interface GuestForward {
+  address: string;
+  port: number;
+  command: string[];
+}
+
 export interface QemuNic {
   id: string;
   mac: string;
-  backend: { kind: 'user'; forwards?: PortForward[] };
+  backend: { kind: 'user'; forwards?: PortForward[]; guestForwards?: GuestForward[] };
 }
 
 /** Everything needed to start one VM, already validated and resolved (accelerator chosen, paths absolute). */
@@ -45,5 +52,7 @@ export interface QemuSpec {
   disks: QemuDisk[];
   nics: QemuNic[];
   kernel?: { path: string; initrd?: string; cmdline?: string };
+  /** SMBIOS system serial; cloud-init reads `ds=nocloud-net;s=URL` from it. */
+  smbiosSerial?: string;
   paths: RuntimePaths;
 }

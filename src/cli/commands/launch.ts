@@ -24,7 +24,7 @@ export function registerLaunchCommands(program: Command): void {
     .option('--network-config <file>', 'cloud-init network-config (version 1 or 2)')
     .option('--timezone <tz>', 'e.g. Europe/Paris')
     .option('--password-hash <hash>', 'crypt(3) hash for the default user (openssl passwd -6)')
-    .option('--seed <format>', 'NoCloud seed as iso (default) or vfat', 'iso')
+    .option('--seed <format>', 'NoCloud seed: iso (default), vfat, or http (served to this guest only, no seed disk)', 'iso')
     .option('--accel <accel>', 'auto, kvm or tcg', 'auto')
     .option('--timeout <seconds>', 'how long to follow readiness before saying it is still provisioning', '900')
     .option('--no-wait', 'return as soon as the VM boots')
