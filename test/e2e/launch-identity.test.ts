@@ -76,7 +76,7 @@ describe('virtnode launch on the real Debian image', () => {
     const common = ['debian-12', '--memory', '1G', '--cpus', '1', '--ssh-key', `${userKey}.pub`, '--user-data', join(work, 'user-data.yaml'), '--timezone', 'Europe/Paris'];
     const [a, b] = await Promise.all([
       virtnode(home, ['launch', ...common, '--name', 'alpha'], { timeoutMs: LAUNCH_TIMEOUT_MS }),
-      virtnode(home, ['launch', ...common, '--name', 'beta', '--seed', 'vfat'], { timeoutMs: LAUNCH_TIMEOUT_MS }),
+      virtnode(home, ['launch', ...common, '--name', 'beta', '--seed', 'http'], { timeoutMs: LAUNCH_TIMEOUT_MS }),
     ]);
     for (const r of [a, b]) {
       expect(r.code, `${r.stdout}\n${r.stderr}`).toBe(0);
@@ -104,14 +104,18 @@ describe('virtnode launch on the real Debian image', () => {
     expect(sshAsAda(infoA, 'findmnt -n -o FSTYPE /mnt/scratch').trim()).toBe('tmpfs');
   });
 
-  it('cloud-init finished without errors, from the NoCloud seed (ISO and vfat)', async () => {
-    for (const name of ['alpha', 'beta']) {
+  it('cloud-init finished without errors, from the NoCloud seed: an ISO disk, and HTTP for this guest only', async () => {
+    const expected = { alpha: /DataSourceNoCloud \[seed=\/dev\/vd/, beta: /DataSourceNoCloudNet \[seed=dmi,http:\/\/10\.0\.2\.100\// };
+    for (const [name, datasource] of Object.entries(expected)) {
       const status = await vexec(name, 'cloud-init', 'status', '--long');
       expect(status).toMatch(/^status: done$/m);
-      expect(status).toMatch(/DataSourceNoCloud/);
+      expect(status).toMatch(datasource);
       expect(status).not.toMatch(/^errors:\s*\n\s+-/m);
     }
     expect(infoA.readiness?.detail).toMatch(/^done \(datasource NoCloud\)/);
+    expect(infoB.readiness?.detail).toMatch(/^done \(datasource NoCloudNet\)/);
+    // The HTTP seed has no disk: beta has only its own.
+    expect((await vexec('beta', 'ls', '/sys/block')).split(/\s+/).filter((d) => d.startsWith('vd'))).toEqual(['vda']);
   });
 
   // cloud-init 22.4 writes injected public host keys 0600, hence sudo.
