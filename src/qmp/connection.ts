@@ -1,6 +1,6 @@
-import { connect as netConnect, type Socket } from 'node:net';
+import type { Socket } from 'node:net';
 import { VirtnodeError } from '../lib/errors.ts';
-import { cancelled, sleep, withSignal } from './abortable.ts';
+import { cancelled, openUnixSocket, sleep, withSignal } from './abortable.ts';
 import { LineFramer } from './framing.ts';
 
 export const QMP_CONNECT_TIMEOUT_MS = 10_000;
@@ -345,7 +345,7 @@ async function openWithRetry(path: string, deadline: number, timeoutMs: number, 
     if (signal?.aborted) throw cancelled(`connecting to QMP at ${path}`, signal);
     let lastError: NodeJS.ErrnoException;
     try {
-      return await openSocket(path, signal);
+      return await openUnixSocket(path, signal, 'QMP');
     } catch (e) {
       if (e instanceof VirtnodeError) throw e;
       lastError = e as NodeJS.ErrnoException;
@@ -370,30 +370,3 @@ async function openWithRetry(path: string, deadline: number, timeoutMs: number, 
   }
 }
 
-function openSocket(path: string, signal: AbortSignal | undefined): Promise<Socket> {
-  return new Promise((resolve, reject) => {
-    const socket = netConnect(path);
-    const finish = () => {
-      socket.off('connect', onConnect);
-      socket.off('error', onError);
-      signal?.removeEventListener('abort', onAbort);
-    };
-    const onConnect = () => {
-      finish();
-      resolve(socket);
-    };
-    const onError = (e: Error) => {
-      finish();
-      socket.destroy();
-      reject(e);
-    };
-    const onAbort = () => {
-      finish();
-      socket.destroy();
-      reject(cancelled(`connecting to QMP at ${path}`, signal));
-    };
-    socket.once('connect', onConnect);
-    socket.once('error', onError);
-    signal?.addEventListener('abort', onAbort, { once: true });
-  });
-}

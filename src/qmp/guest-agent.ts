@@ -1,9 +1,9 @@
 import { randomInt } from 'node:crypto';
-import { connect as netConnect, type Socket } from 'node:net';
+import type { Socket } from 'node:net';
 import { isVirtnodeError, VirtnodeError } from '../lib/errors.ts';
 import { GUEST_AGENT_COMMANDS as GA } from './commands.ts';
 import { QmpCommandError } from './connection.ts';
-import { cancelled, sleep, withSignal } from './abortable.ts';
+import { cancelled, openUnixSocket, sleep, withSignal } from './abortable.ts';
 import { LineFramer } from './framing.ts';
 
 export const GUEST_AGENT_TIMEOUT_MS = 10_000;
@@ -379,37 +379,18 @@ export class GuestAgent {
 
 type Outcome = { ok: true; value: unknown } | { ok: false; error: VirtnodeError };
 
-function openSocket(path: string, signal: AbortSignal | undefined): Promise<Socket> {
-  if (signal?.aborted) return Promise.reject(cancelled(`connecting to the guest agent at ${path}`, signal));
-  return new Promise((resolve, reject) => {
-    const socket = netConnect(path);
-    const finish = () => {
-      socket.off('connect', onConnect);
-      socket.off('error', onError);
-      signal?.removeEventListener('abort', onAbort);
-    };
-    const onConnect = () => {
-      finish();
-      resolve(socket);
-    };
-    const onError = (e: NodeJS.ErrnoException) => {
-      finish();
-      socket.destroy();
-      if (e.code === 'ENOENT') {
-        reject(new VirtnodeError('NOT_FOUND', `no guest agent socket at ${path}`, { cause: e, hint: 'is the instance running with a guest agent channel?' }));
-      } else if (e.code === 'EACCES' || e.code === 'EPERM') {
-        reject(new VirtnodeError('PERMISSION', `not allowed to connect to the guest agent at ${path}`, { cause: e }));
-      } else {
-        reject(new VirtnodeError('QMP_DISCONNECTED', `cannot reach the guest agent at ${path}: ${e.message}`, { cause: e }));
-      }
-    };
-    const onAbort = () => {
-      finish();
-      socket.destroy();
-      reject(cancelled(`connecting to the guest agent at ${path}`, signal));
-    };
-    socket.once('connect', onConnect);
-    socket.once('error', onError);
-    signal?.addEventListener('abort', onAbort, { once: true });
-  });
+async function openSocket(path: string, signal: AbortSignal | undefined): Promise<Socket> {
+  try {
+    return await openUnixSocket(path, signal, 'the guest agent');
+  } catch (error) {
+    if (error instanceof VirtnodeError) throw error;
+    const e = error as NodeJS.ErrnoException;
+    if (e.code === 'ENOENT') {
+      throw new VirtnodeError('NOT_FOUND', `no guest agent socket at ${path}`, { cause: e, hint: 'is the instance running with a guest agent channel?' });
+    }
+    if (e.code === 'EACCES' || e.code === 'EPERM') {
+      throw new VirtnodeError('PERMISSION', `not allowed to connect to the guest agent at ${path}`, { cause: e });
+    }
+    throw new VirtnodeError('QMP_DISCONNECTED', `cannot reach the guest agent at ${path}: ${e.message}`, { cause: e });
+  }
 }

@@ -1,6 +1,6 @@
 import { existsSync, realpathSync } from 'node:fs';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
-import { createServer } from 'node:net';
+import { freeLoopbackPort } from '../../src/lib/ports.ts';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -54,16 +54,6 @@ export const BOOT_USER = 'vn';
 const SSH_DEADLINE_MS = 120_000;
 const POLL_MS = 1_000;
 
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      server.close(() => (typeof address === 'object' && address !== null ? resolve(address.port) : reject(new Error('no port'))));
-    });
-  });
-}
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
@@ -124,7 +114,7 @@ export async function bootDebianImage(options: BootOptions): Promise<BootedGuest
       ],
       { timeoutMs: 10_000 },
     );
-    port = await freePort();
+    port = await freeLoopbackPort();
     const deadlineMs = options.cloudInitDeadlineMs ?? 300_000;
     const started = Date.now();
     let exited: unknown;
