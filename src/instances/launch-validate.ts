@@ -5,7 +5,8 @@ import { invalid, VirtnodeError } from '../lib/errors.ts';
 import { validateName } from '../lib/ids.ts';
 import { formatIssues, userDataKind, validateCloudConfig } from '../cloudinit/validate.ts';
 import type { ValidationIssue } from '../cloudinit/validate.ts';
-import { type HostLimits, hostLimits, validateCreate } from './validate.ts';
+import { parseSize } from '../lib/units.ts';
+import { type HostLimits, hostLimits, validateAccel, validateCpus, validateMemory } from './validate.ts';
 
 export interface LaunchRequest {
   image: string;
@@ -68,12 +69,11 @@ export function defaultInstanceName(image: string): string {
 export function validateLaunch(request: LaunchRequest, limits: HostLimits = hostLimits()): ValidLaunch {
   if (typeof request.image !== 'string' || request.image === '') throw invalid('IMAGE', 'an image is required', 'see `virtnode image ls`');
   const name = validateName('--name', request.name ?? defaultInstanceName(request.image));
-  // CPU, memory and accelerator rules are those of `create`; a placeholder disk size satisfies its boot check.
-  const base = validateCreate(
-    { name, diskSize: '1G', ...(request.cpus ? { cpus: request.cpus } : {}), ...(request.memory ? { memory: request.memory } : { memory: '1G' }), ...(request.accel ? { accel: request.accel } : {}) },
-    limits,
-  );
-  const diskSizeBytes = request.diskSize === undefined ? undefined : (validateCreate({ name, diskSize: request.diskSize }, limits).disk as { sizeBytes: number }).sizeBytes;
+  // CPU, memory and accelerator follow the rules of `create`.
+  const cpus = validateCpus(request.cpus, limits);
+  const memoryMiB = validateMemory(request.memory ?? '1G', limits);
+  const accel = validateAccel(request.accel);
+  const diskSizeBytes = request.diskSize === undefined ? undefined : parseSize('--disk-size', request.diskSize);
 
   const sshAuthorizedKeys: string[] = [];
   for (const file of request.sshKeys ?? []) {
@@ -131,9 +131,9 @@ export function validateLaunch(request: LaunchRequest, limits: HostLimits = host
   return {
     image: request.image,
     name,
-    cpus: base.cpus,
-    memoryMiB: base.memoryMiB,
-    accel: base.accel,
+    cpus,
+    memoryMiB,
+    accel,
     diskSizeBytes,
     sshAuthorizedKeys,
     userData,

@@ -129,8 +129,9 @@ export async function launch(service: InstanceService, resolveImage: ImageResolv
   const deadline = started + (options.timeoutMs ?? DEFAULT_READY_TIMEOUT_MS);
   const port = instance.spec.ssh!.hostPort!;
   let address: string | undefined;
+  let watching = true;
   const addressWatch = (async () => {
-    while (address === undefined && Date.now() < deadline) {
+    while (watching && address === undefined && Date.now() < deadline) {
       address = await guestAddress(service.paths, instance);
       if (address !== undefined) phase('ip', address);
       else await new Promise((r) => setTimeout(r, 2_000));
@@ -159,7 +160,7 @@ export async function launch(service: InstanceService, resolveImage: ImageResolv
     }
     throw e;
   } finally {
-    address ??= '';
+    watching = false;
     await addressWatch.catch(() => {});
   }
 }

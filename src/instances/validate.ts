@@ -56,24 +56,38 @@ function existingFile(field: string, path: string): string {
   return absolute;
 }
 
-/** Checks every field before anything is created; the first problem is reported with its field. */
-export function validateCreate(request: CreateRequest, limits: HostLimits = hostLimits()): ValidCreate {
-  const name = validateName('name', request.name);
-
-  const cpuText = String(request.cpus ?? '1');
+export function validateCpus(value: number | string | undefined, limits: HostLimits): number {
+  const cpuText = String(value ?? '1');
   const cpuCount = /^\d+$/.test(cpuText) ? Number(cpuText) : Number.NaN;
   if (!Number.isInteger(cpuCount) || cpuCount < 1 || cpuCount > limits.cpus) {
     throw invalid('--cpus', `"${cpuText}" is not valid`, `use a whole number from 1 to ${limits.cpus} (this host's logical CPUs)`);
   }
+  return cpuCount;
+}
 
-  const memoryBytes = parseSize('--memory', request.memory ?? '512M', 'M');
+/** Memory in MiB; a bare number means MiB. */
+export function validateMemory(text: string, limits: HostLimits): number {
+  const memoryBytes = parseSize('--memory', text, 'M');
   const memoryMiB = Math.floor(memoryBytes / MIB);
   if (memoryMiB < MIN_MEMORY_MIB || memoryBytes > limits.memoryBytes) {
-    throw invalid('--memory', `${request.memory} is out of range`, `use ${MIN_MEMORY_MIB}M to ${formatSize(limits.memoryBytes)} (this host's memory)`);
+    throw invalid('--memory', `${text} is out of range`, `use ${MIN_MEMORY_MIB}M to ${formatSize(limits.memoryBytes)} (this host's memory)`);
   }
+  return memoryMiB;
+}
 
-  const accel = (request.accel ?? 'auto') as AccelRequest;
-  if (!ACCELS.includes(accel)) throw invalid('--accel', `"${request.accel}" is not valid`, 'use auto, kvm or tcg');
+export function validateAccel(value: string | undefined): AccelRequest {
+  const accel = (value ?? 'auto') as AccelRequest;
+  if (!ACCELS.includes(accel)) throw invalid('--accel', `"${value}" is not valid`, 'use auto, kvm or tcg');
+  return accel;
+}
+
+/** Checks every field before anything is created; the first problem is reported with its field. */
+export function validateCreate(request: CreateRequest, limits: HostLimits = hostLimits()): ValidCreate {
+  const name = validateName('name', request.name);
+
+  const cpuCount = validateCpus(request.cpus, limits);
+  const memoryMiB = validateMemory(request.memory ?? '512M', limits);
+  const accel = validateAccel(request.accel);
 
   const network = (request.network ?? 'user') as ValidCreate['network'];
   if (!NETWORKS.includes(network)) throw invalid('--network', `"${request.network}" is not valid`, 'use user or none');

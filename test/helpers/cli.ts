@@ -3,6 +3,7 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { shellQuote } from '../../src/instances/ssh.ts';
 
 export const REPO_ROOT = fileURLToPath(new URL('../..', import.meta.url));
 export const VIRTNODE_BIN = join(REPO_ROOT, 'bin', 'virtnode');
@@ -104,4 +105,19 @@ export async function waitForText(path: string, text: string, timeoutMs: number)
     if (Date.now() > deadline) throw new Error(`"${text}" did not appear in ${path} within ${timeoutMs} ms; it holds:\n${content.slice(-2000)}`);
     await new Promise((r) => setTimeout(r, 100));
   }
+}
+
+/**
+ * Runs `virtnode` on a pseudo-terminal (util-linux `script`), for output meant for people at a terminal
+ * (progress lines redrawn in place). `script -c` hands the command line to a shell, so every word is quoted.
+ */
+export function virtnodeOnTerminal(home: string, args: string[]): Promise<{ code: number | null; out: string }> {
+  const command = [VIRTNODE_BIN, ...args].map(shellQuote).join(' ');
+  return new Promise((resolve, reject) => {
+    const child = spawn('script', ['-q', '-e', '-c', command, '/dev/null'], { env: { ...process.env, VIRTNODE_HOME: home }, stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    child.on('error', reject);
+    child.on('close', (code) => resolve({ code, out }));
+  });
 }

@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { run } from '../../src/exec/run.ts';
-import { VIRTNODE_BIN, tempHome, virtnode } from '../helpers/cli.ts';
+import { VIRTNODE_BIN, tempHome, virtnode, virtnodeOnTerminal } from '../helpers/cli.ts';
 import type { CliResult } from '../helpers/cli.ts';
 import { TestHttpServer, createQcow2, createTestImages, sha256, sha256sums } from '../helpers/http-server.ts';
 
@@ -126,15 +126,7 @@ describe('virtnode image pull', () => {
 
   it('on a terminal the progress is one line redrawn in place', async () => {
     server.throttle(1024 * 1024);
-    // util-linux `script` gives the CLI a pseudo-terminal; the command line is built from fixed, quoted parts.
-    const command = [VIRTNODE_BIN, 'image', 'pull', server.url('/img/tty.qcow2'), '--sha256', sha256(tty)].map((a) => `'${a}'`).join(' ');
-    const r = await new Promise<{ code: number | null; out: string }>((resolve, reject) => {
-      const child = spawn('script', ['-q', '-e', '-c', command, '/dev/null'], { env: { ...process.env, VIRTNODE_HOME: home }, stdio: ['ignore', 'pipe', 'pipe'] });
-      let out = '';
-      child.stdout.on('data', (d: Buffer) => (out += d.toString()));
-      child.on('error', reject);
-      child.on('close', (code) => resolve({ code, out }));
-    });
+    const r = await virtnodeOnTerminal(home, ['image', 'pull', server.url('/img/tty.qcow2'), '--sha256', sha256(tty)]);
     server.throttle(undefined);
     expect(r.code).toBe(0);
     const progress = r.out.slice(0, r.out.indexOf('Pulled image tty'));

@@ -1,4 +1,3 @@
-import { spawn } from 'node:child_process';
 import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -7,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { run } from '../../src/exec/run.ts';
 import { openDb } from '../../src/store/db.ts';
 import { InstanceRepository } from '../../src/store/instances.ts';
-import { VIRTNODE_BIN, tempHome, virtnode } from '../helpers/cli.ts';
+import { tempHome, virtnode, virtnodeOnTerminal } from '../helpers/cli.ts';
 import { createTestImages, sha256 } from '../helpers/http-server.ts';
 import type { TestImages } from '../helpers/http-server.ts';
 
@@ -117,15 +116,7 @@ describe('virtnode image import / ls / info / rm', () => {
   });
 
   it('on a terminal an import shows its progress on one redrawn line (elsewhere it stays quiet)', async () => {
-    // util-linux `script` gives the CLI a pseudo-terminal; the command line is built from fixed, quoted parts.
-    const command = [VIRTNODE_BIN, 'image', 'import', images.qcow2Xz, '--name', 'on-a-tty'].map((a) => `'${a}'`).join(' ');
-    const r = await new Promise<{ code: number | null; out: string }>((resolve, reject) => {
-      const child = spawn('script', ['-q', '-e', '-c', command, '/dev/null'], { env: { ...process.env, VIRTNODE_HOME: home }, stdio: ['ignore', 'pipe', 'pipe'] });
-      let out = '';
-      child.stdout.on('data', (d: Buffer) => (out += d.toString()));
-      child.on('error', reject);
-      child.on('close', (code) => resolve({ code, out }));
-    });
+    const r = await virtnodeOnTerminal(home, ['image', 'import', images.qcow2Xz, '--name', 'on-a-tty']);
     expect(r.code).toBe(0);
     expect(r.out).toMatch(/\r\x1b\[KImporting 100% {2}\[#{24}\] {2}576 KiB \/ 576 KiB {2}.* {2}done\r?\nImported image on-a-tty /);
     expect((await virtnode(home, ['image', 'rm', 'on-a-tty'])).code).toBe(0);

@@ -1,9 +1,5 @@
 import type { Command } from 'commander';
-
-async function service() {
-  const { instances } = await import('../context.ts');
-  return instances();
-}
+import { loadInstanceService as service } from '../load-service.ts';
 
 export function registerConsoleCommands(program: Command): void {
   program

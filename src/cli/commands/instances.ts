@@ -3,11 +3,7 @@ import type { Instance } from '../../instances/model.ts';
 import { invalid } from '../../lib/errors.ts';
 import { formatSize, MIB } from '../../lib/units.ts';
 import { keyValues, parseFormat, structured, table } from '../output.ts';
-
-async function service() {
-  const { instances } = await import('../context.ts');
-  return instances();
-}
+import { loadInstanceService as service } from '../load-service.ts';
 
 function parseTimeout(text: string | undefined): number | undefined {
   if (text === undefined) return undefined;

@@ -1,9 +1,5 @@
 import type { Command } from 'commander';
-
-async function service() {
-  const { instances } = await import('../context.ts');
-  return instances();
-}
+import { loadInstanceService as service } from '../load-service.ts';
 
 function collect(value: string, previous: string[] = []): string[] {
   return [...previous, value];

@@ -309,16 +309,7 @@ export function oneOf(alternatives: readonly Spec[], describe?: string): Spec {
 
 /** Accepted, but with a warning (deprecated forms that cloud-init still honours). */
 export function deprecated(spec: Spec, message: string, hint?: string): Spec {
-  return {
-    describe: spec.describe,
-    kinds: spec.kinds,
-    check(value, path, ctx) {
-      const sub: Ctx = { issues: [] };
-      spec.check(value, path, sub);
-      ctx.issues.push(...sub.issues);
-      if (!sub.issues.some((i) => i.severity === 'error')) warn(ctx, path, message, hint);
-    },
-  };
+  return refine(spec, (_value, path, ctx) => warn(ctx, path, message, hint));
 }
 
 /** Run `spec`, then `more` when the value passed it without errors. */
