@@ -20,6 +20,16 @@ function options(head: string, props: Record<string, string | number | boolean |
   return parts.join(',');
 }
 
+/**
+ * Empty PCIe root ports, one hot-plugged device each (q35 cannot hot-plug onto its root bus). Disks and NICs
+ * added live go to the first free port: `device_add ... bus=hotplugPortId(i)`.
+ */
+export const HOTPLUG_PORTS = 4;
+
+export function hotplugPortId(index: number): string {
+  return `hotplug${index}`;
+}
+
 function unixSocketChardev(id: string, path: string, extra: Record<string, string | boolean> = {}): string[] {
   return ['-chardev', options('socket', { id, path, server: true, wait: false, ...extra })];
 }
@@ -59,6 +69,9 @@ export function buildArgv(spec: QemuSpec): string[] {
     '-vnc', `unix:${escapeOptionValue(paths.vnc)}`,
     '-device', 'virtio-rng-pci,id=rng0',
   ];
+  for (let i = 0; i < HOTPLUG_PORTS; i++) {
+    argv.push('-device', options('pcie-root-port', { id: hotplugPortId(i), chassis: i + 1 }));
+  }
   for (const disk of spec.disks) {
     argv.push(
       '-blockdev',

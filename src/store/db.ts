@@ -29,14 +29,15 @@ export function openDb(path: string): Db {
 
 function migrate(db: Db): void {
   db.exec('CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)');
-  const row = db.prepare('SELECT COALESCE(MAX(version), 0) AS v FROM schema_migrations').get() as { v: number };
-  const pending = MIGRATIONS.filter((m) => m.version > row.v);
-  if (pending.length === 0) return;
+  // Applied by set difference, not "above the highest": features developed side by side may land in any order.
+  const applied = (): Set<number> =>
+    new Set((db.prepare('SELECT version FROM schema_migrations').all() as Array<{ version: number }>).map((r) => r.version));
+  if (MIGRATIONS.every((m) => applied().has(m.version))) return;
   transaction(db, () => {
     // Another process may have migrated between our read and our write lock.
-    const again = db.prepare('SELECT COALESCE(MAX(version), 0) AS v FROM schema_migrations').get() as { v: number };
-    for (const m of pending) {
-      if (m.version <= again.v) continue;
+    const done = applied();
+    for (const m of MIGRATIONS) {
+      if (done.has(m.version)) continue;
       db.exec(m.sql);
       db.prepare('INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)').run(m.version, new Date().toISOString());
     }
