@@ -35,6 +35,7 @@ export function renderDnsmasqConfig(network: Network, files: DnsmasqFiles): stri
   const lines = [
     `# virtnode network ${network.name} (${network.mode}); written by virtnode, do not edit`,
     `pid-file=${files.pidfile}`,
+    `log-facility=${files.log}`,
     'user=root',
     'strict-order',
     'bind-interfaces',
