@@ -88,7 +88,8 @@ export class InstanceService {
     await reconcile(this);
   }
 
-  private async locked<T>(name: string, operation: string, options: OperationOptions, fn: () => Promise<T>): Promise<T> {
+  /** Runs `fn` under the instance's lock (after reconciling once); for operations defined outside this class. */
+  async locked<T>(name: string, operation: string, options: OperationOptions, fn: () => Promise<T>): Promise<T> {
     await this.ensureReconciled();
     const release = await acquireLock(this.db, name, operation, {
       waitMs: options.lockWaitMs ?? DEFAULT_STOP_TIMEOUT_MS * 2,
@@ -101,7 +102,7 @@ export class InstanceService {
     }
   }
 
-  private mustGet(name: string): Instance {
+  mustGet(name: string): Instance {
     const instance = this.repo.get(name);
     if (instance === undefined) throw notFound(name);
     return instance;

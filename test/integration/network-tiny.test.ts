@@ -50,6 +50,9 @@ describe('managed networks on real QEMU (tiny guest)', () => {
   beforeAll(async () => {
     execFileSync('ip', ['route', 'add', 'blackhole', ROUTED]);
     outside = await createOutside({ hostAddress: '10.93.0.1', outsideAddress: '10.93.0.2', prefix: 24 });
+    // A way back to the guests' subnets, so that only virtnode's isolation (not a missing route) can keep an
+    // isolated guest from the outside.
+    execFileSync('ip', ['-n', outside.netns, 'route', 'add', '10.91.0.0/16', 'via', '10.93.0.1']);
   });
   afterAll(async () => {
     for (const s of shells) s.close();
@@ -136,14 +139,41 @@ describe('managed networks on real QEMU (tiny guest)', () => {
     const httpGet = (shell: SerialShell) => shell.run(`printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 5 ${outside!.address} ${outside!.port}`, 30_000);
     expect((await httpGet(vm1)).output).toContain(outside!.body);
 
-    // Isolated: a hot-added NIC on it; the peer yes, the outside no.
+    // Isolated: a NIC hot-added on each guest; the peer yes, the outside no.
     await run(['network', 'create', 'quiet', '--isolated', '--subnet', '10.91.1.0/24']);
     networkIds.push((await networkInfo('quiet')).id);
+    expect((await run(['nic', 'attach', 'vm1', 'quiet'])).stdout).toMatch(/Attached NIC 1 \(52:54:00:[0-9a-f:]+\) on quiet, address 10.91.1.2 to vm1/);
+    await run(['nic', 'attach', 'vm2', 'quiet', '--ip', '10.91.1.20']);
+    for (const shell of [vm1, vm2]) {
+      const seen = await shell.run('for i in 1 2 3 4 5 6 7 8 9 10; do [ -e /sys/class/net/eth1 ] && break; sleep 1; done; ls /sys/class/net');
+      expect(seen.output).toContain('eth1');
+      const dhcp = await shell.run('ip link set eth1 up && udhcpc -i eth1 -n -q -t 10 -T 3 -s /tmp/udhcpc.sh', 60_000);
+      expect(dhcp.status, dhcp.output).toBe(0);
+    }
+    expect((await vm1.run('ip -4 addr show eth1')).output).toContain('inet 10.91.1.2/24');
+    const peer = await vm1.run('ping -c 1 -W 5 10.91.1.20');
+    expect(peer.status, peer.output).toBe(0);
+    // vm2 sends everything through the isolated network's gateway: virtnode's table must drop it.
+    await vm2.run('ip route del default; ip route add default via 10.91.1.1 dev eth1');
+    expect((await httpGet(vm2)).output).not.toContain(outside!.body);
+    const isolatedNic = (JSON.parse((await run(['info', 'vm1', '--format', 'json'])).stdout) as { nics: Array<{ index: number; network: string; lease?: string }> }).nics.find((n) => n.network === 'quiet');
+    expect(isolatedNic).toMatchObject({ index: 1, lease: '10.91.1.2' });
+
+    // Live detach: the guest lets go of the hot-plugged NIC; the tap goes with it.
+    await run(['nic', 'detach', 'vm1', '1']);
+    expect((await vm1.run('sleep 1; ls /sys/class/net')).output).not.toContain('eth1');
+    const rootBus = await virtnode(home, ['nic', 'detach', 'vm1', '0']);
+    expect(rootBus.code).toBe(5);
+    expect(rootBus.stderr).toContain('cannot be unplugged live');
+
     await run(['stop', '--force', 'vm2']);
     const rm = await virtnode(home, ['network', 'rm', 'lab']);
     expect(rm.code).toBe(5);
     expect(rm.stderr).toContain('network lab is used by instance vm1, instance vm2');
-
+    // Offline detach; the tap of a stopped instance is gone already.
+    await run(['nic', 'detach', 'vm2', '1']);
+    // Left now: the two bridges and vm1's tap on lab (its tap on quiet went with the live detach).
+    expect(networkLeftovers(home, []).links.filter((l) => l.startsWith('vnt'))).toHaveLength(1);
     // Clean up and check that nothing of virtnode remains on the host.
     await run(['delete', '--force', 'vm1']);
     await run(['delete', '--force', 'vm2']);
