@@ -28,7 +28,7 @@ interface NetworkJson {
   instances?: string[];
 }
 
-describe('managed networks on real QEMU (tiny guest)', () => {
+describe('managed networks on real QEMU (tiny guest)', { timeout: 300_000 }, () => {
   const { home, cleanup } = tempHome('virtnode-net-');
   const shells: SerialShell[] = [];
   const networkIds: string[] = [];
@@ -182,5 +182,49 @@ describe('managed networks on real QEMU (tiny guest)', () => {
     expect(networkLeftovers(home, networkIds)).toEqual({ links: [], nftTables: [], dnsmasq: [] });
     expect(existsSync(join(home, 'networks', 'lab'))).toBe(false);
     expect(existsSync(join(home, 'networks', 'quiet'))).toBe(false);
+  });
+});
+
+describe('managed networks come back; stale taps go', { timeout: 180_000 }, () => {
+  const { home, cleanup } = tempHome('virtnode-net-reboot-');
+  afterAll(async () => {
+    await virtnode(home, ['delete', '--force', 'vm']).catch(() => {});
+    await virtnode(home, ['network', 'rm', 'boot']).catch(() => {});
+    cleanup();
+  });
+
+  it('after a "reboot" (bridge, nft table and dnsmasq gone) any command brings the network back; a killed QEMU leaves no tap', async () => {
+    const run = async (args: string[]) => {
+      const r = await virtnode(home, args);
+      expect(r.code, `virtnode ${args.join(' ')}\n${r.stderr}`).toBe(0);
+      return r;
+    };
+    await run(['network', 'create', 'boot', '--subnet', '10.91.2.0/24']);
+    const net = JSON.parse((await run(['network', 'info', 'boot', '--format', 'json'])).stdout) as NetworkJson & { dnsmasqPid: number };
+    // What a host reboot does to it.
+    process.kill(net.dnsmasqPid, 'SIGKILL');
+    execFileSync('ip', ['link', 'del', net.bridge]);
+    execFileSync('nft', ['delete', 'table', 'ip', `virtnode_${net.id}`]);
+    expect(networkLeftovers(home, [net.id])).toEqual({ links: [], nftTables: [], dnsmasq: [] });
+    expect((await run(['reconcile'])).stdout).toContain('network boot: brought up again');
+    const back = JSON.parse((await run(['network', 'info', 'boot', '--format', 'json'])).stdout) as NetworkJson;
+    expect(back.up).toBe(true);
+    expect(networkLeftovers(home, [net.id]).nftTables).toEqual([`virtnode_${net.id}`]);
+
+    // An instance's tap exists while it runs; killing its QEMU behind virtnode's back leaves a stale one.
+    await run(['create', 'vm', ...bootArgs, '--network', 'boot', '--start']);
+    const taps = () => networkLeftovers(home, []).links.filter((l) => l.startsWith('vnt'));
+    expect(taps()).toHaveLength(1);
+    const pid = (JSON.parse((await run(['info', 'vm', '--format', 'json'])).stdout) as { pid: number }).pid;
+    process.kill(pid, 'SIGKILL');
+    await new Promise((r) => setTimeout(r, 500));
+    expect((JSON.parse((await run(['list', '--format', 'json'])).stdout) as Array<{ state: string }>)[0]?.state).toBe('crashed');
+    expect(taps()).toEqual([]);
+    // Started again: network ensured, tap made again.
+    await run(['start', 'vm']);
+    expect(taps()).toHaveLength(1);
+    await run(['delete', '--force', 'vm']);
+    await run(['network', 'rm', 'boot']);
+    expect(networkLeftovers(home, [net.id])).toEqual({ links: [], nftTables: [], dnsmasq: [] });
   });
 });
