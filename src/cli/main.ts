@@ -7,6 +7,7 @@ import { registerHostCommands } from './commands/host.ts';
 import { registerImageCommands } from './commands/image.ts';
 import { registerInstanceCommands } from './commands/instances.ts';
 import { registerLaunchCommands } from './commands/launch.ts';
+import { registerStorageCommands } from './commands/storage.ts';
 
 const program = new Command('virtnode')
   .description('Turn this Linux machine into a virtualization host: VMs on QEMU, driven over QMP.')
@@ -22,6 +23,7 @@ registerConsoleCommands(program);
 registerHostCommands(program);
 registerCloudInitCommands(program);
 registerImageCommands(program);
+registerStorageCommands(program);
 
 function printError(e: unknown): number {
   if (e instanceof CommanderError) return e.exitCode === 0 ? 0 : 2;
