@@ -7,6 +7,7 @@ import { registerHostCommands } from './commands/host.ts';
 import { registerImageCommands } from './commands/image.ts';
 import { registerInstanceCommands } from './commands/instances.ts';
 import { registerLaunchCommands } from './commands/launch.ts';
+import { registerSnapshotCommands } from './commands/snapshot.ts';
 import { registerStorageCommands } from './commands/storage.ts';
 
 const program = new Command('virtnode')
@@ -24,6 +25,7 @@ registerHostCommands(program);
 registerCloudInitCommands(program);
 registerImageCommands(program);
 registerStorageCommands(program);
+registerSnapshotCommands(program);
 
 function printError(e: unknown): number {
   if (e instanceof CommanderError) return e.exitCode === 0 ? 0 : 2;
