@@ -14,6 +14,7 @@ import { join } from 'node:path';
 import type { DiskSpec, Instance, InstanceSpec } from '../instances/model.ts';
 import { runtimePaths } from '../instances/runtime.ts';
 import { invalid, VirtnodeError } from '../lib/errors.ts';
+import { failpoint } from '../lib/failpoint.ts';
 import { validateName } from '../lib/ids.ts';
 import { GuestAgent } from '../qmp/guest-agent.ts';
 import type { QmpConnection } from '../qmp/connection.ts';
@@ -153,6 +154,7 @@ export async function createSnapshot(storage: StorageService, request: CreateSna
       };
       if (request.quiesce) await quiesced(storage, instance, notes, take);
       else await take();
+      failpoint('snapshot.after-take');
     } catch (e) {
       for (const d of snapshotDisks) if (d.overlay !== undefined) rmSync(d.overlay, { force: true });
       storage.repo.deleteSnapshot(instance.name, name);
@@ -312,6 +314,7 @@ async function revertExternalOffline(storage: StorageService, instanceName: stri
     await createOverlay(path, { path: d.file, format: d.format });
     tops.set(d.id, { path, format: 'qcow2' });
   }
+  failpoint('revert.after-overlay');
   const before = storage.instances.repo.get(instanceName)!;
   storage.instances.repo.updateSpec(instanceName, withTops(before.spec, tops));
   removeUnreferencedOverlays(storage, instanceName, new Set());
@@ -364,6 +367,7 @@ async function deleteLocked(storage: StorageService, instance: Instance, snapsho
     // Decide for every disk before changing any.
     const plans = await Promise.all(snapshot.disks.map((d) => mergePlan(storage, instance, snapshot, d)));
     storage.repo.setSnapshotState(instance.name, snapshot.name, 'deleting');
+    failpoint('snapshot-rm.after-mark');
     for (const plan of plans) await merge(storage, instance, plan, live, notes);
   } else {
     storage.repo.setSnapshotState(instance.name, snapshot.name, 'deleting');

@@ -2,6 +2,7 @@ import { existsSync, renameSync, rmSync, statSync } from 'node:fs';
 import { basename, dirname, extname, join, resolve } from 'node:path';
 import type { DiskFormat, Instance } from '../instances/model.ts';
 import { invalid, VirtnodeError } from '../lib/errors.ts';
+import { failpoint } from '../lib/failpoint.ts';
 import { validateName } from '../lib/ids.ts';
 import { within } from '../lib/paths.ts';
 import { formatSize, parseSize } from '../lib/units.ts';
@@ -56,6 +57,7 @@ async function makeVolume(storage: StorageService, name: string, pool: string, p
     storage.repo.insertVolume({ name, pool, path, format, state: 'creating' });
     try {
       await make();
+      failpoint('volume.after-file');
       storage.repo.updateVolume(name, { state: 'ready' });
     } catch (e) {
       rmSync(path, { force: true });
@@ -257,7 +259,7 @@ export async function importVolume(
   try {
     link = await imageLink(source);
   } catch (e) {
-    throw invalid('FILE', `${file} is not an image qemu-img can read`, undefined);
+    throw new VirtnodeError('INVALID', `FILE: ${file} is not an image qemu-img can read`, { field: 'FILE', cause: e });
   }
   const format: DiskFormat = requested ?? (link.format === 'raw' ? 'raw' : 'qcow2');
   const path = volumePath(pool.path, name, format);
