@@ -10,6 +10,8 @@ import { registerLaunchCommands } from './commands/launch.ts';
 import { registerNetworkCommands } from './commands/network.ts';
 import { registerNicCommands } from './commands/nic.ts';
 import { registerPortCommands } from './commands/port.ts';
+import { registerSnapshotCommands } from './commands/snapshot.ts';
+import { registerStorageCommands } from './commands/storage.ts';
 
 const program = new Command('virtnode')
   .description('Turn this Linux machine into a virtualization host: VMs on QEMU, driven over QMP.')
@@ -28,6 +30,8 @@ registerImageCommands(program);
 registerNetworkCommands(program);
 registerNicCommands(program);
 registerPortCommands(program);
+registerStorageCommands(program);
+registerSnapshotCommands(program);
 
 function printError(e: unknown): number {
   if (e instanceof CommanderError) return e.exitCode === 0 ? 0 : 2;

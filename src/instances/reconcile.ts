@@ -48,6 +48,8 @@ export async function reconcile(service: InstanceService, options: { deep?: bool
       release();
     }
   }
+  const { storageNeedsRepair, repairStorage } = await import('../storage/repair.ts');
+  if (storageNeedsRepair(service)) report.repaired.push(...(await repairStorage(service)));
   const known = new Set(service.repo.list().map((i) => i.name));
   if (options.deep || strays || report.repaired.length > 0) {
     for (const orphan of findUnrecordedQemus(service.paths.instances, known)) {

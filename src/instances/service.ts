@@ -102,6 +102,11 @@ export class InstanceService {
     }
   }
 
+  /** Runs `fn` under the instance's lock (for other modules' per-instance operations: disks, snapshots). */
+  async withLock<T>(name: string, operation: string, options: OperationOptions, fn: () => Promise<T>): Promise<T> {
+    return this.locked(name, operation, options, fn);
+  }
+
   mustGet(name: string): Instance {
     const instance = this.repo.get(name);
     if (instance === undefined) throw notFound(name);
@@ -216,7 +221,8 @@ export class InstanceService {
     });
   }
 
-  private async startLocked(instance: Instance, options: OperationOptions): Promise<void> {
+  /** Starts a stopped instance; the caller holds its lock. */
+  async startLocked(instance: Instance, options: OperationOptions): Promise<void> {
     const { accel } = await resolveAccelerator(instance.spec.accel, { cacheDir: this.paths.hostCache, ...(options.signal ? { signal: options.signal } : {}) });
     const dir = this.paths.instanceDir(instance.name);
     const paths = runtimePaths(dir);
@@ -265,7 +271,8 @@ export class InstanceService {
     });
   }
 
-  private async stopLocked(instance: Instance, options: StopOptions): Promise<StopResult['method']> {
+  /** Stops a running instance; the caller holds its lock. */
+  async stopLocked(instance: Instance, options: StopOptions): Promise<StopResult['method']> {
     const identity = { pid: instance.pid!, start: instance.pidStart! };
     const dir = this.paths.instanceDir(instance.name);
     this.repo.setState(instance.name, 'stopping');
