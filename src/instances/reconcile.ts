@@ -7,6 +7,7 @@ import { acquireLock, lockOwner } from '../store/locks.ts';
 import { type Instance, TRANSITIONAL_STATES } from './model.ts';
 import { removeRuntimeFiles, runtimePaths } from './runtime.ts';
 import type { InstanceService } from './service.ts';
+import { reconcileTemplatesAndBases } from '../templates/reconcile.ts';
 
 export interface ReconcileReport {
   repaired: string[];
@@ -55,6 +56,7 @@ export async function reconcile(service: InstanceService, options: { deep?: bool
       report.repaired.push(`killed QEMU ${orphan.pid} of ${orphan.dir}, which had no instance record`);
     }
   }
+  report.repaired.push(...(await reconcileTemplatesAndBases(service)));
   return report;
 }
 
