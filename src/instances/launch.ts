@@ -39,7 +39,7 @@ export interface LaunchResult {
 }
 
 /** virtnode's own SSH client key, made once per state directory and authorized in every launched guest. */
-async function clientKey(service: InstanceService): Promise<{ identityFile: string; publicKey: string }> {
+export async function clientKey(service: InstanceService): Promise<{ identityFile: string; publicKey: string }> {
   const dir = service.paths.sshDir;
   const identityFile = join(dir, 'id_ed25519');
   if (!existsSync(`${identityFile}.pub`)) {

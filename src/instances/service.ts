@@ -23,6 +23,7 @@ import { freeLoopbackPort } from '../lib/ports.ts';
 import { removeHost, setHostKeys } from '../cloudinit/known-hosts.ts';
 import { observeInstance } from './observe.ts';
 import { reconcile } from './reconcile.ts';
+import { TemplateRepository } from '../templates/repository.ts';
 import { removeRuntimeFiles, runtimePaths } from './runtime.ts';
 import { type CreateRequest, type HostLimits, hostLimits, validateCreate } from './validate.ts';
 
@@ -109,8 +110,13 @@ export class InstanceService {
 
   mustGet(name: string): Instance {
     const instance = this.repo.get(name);
-    if (instance === undefined) throw notFound(name);
-    return instance;
+    if (instance !== undefined) return instance;
+    if (new TemplateRepository(this.db).get(name) !== undefined) {
+      throw new VirtnodeError('INVALID_STATE', `${name} is a template: a template never starts or changes (its disk is the read-only base of its clones)`, {
+        hint: `make an instance of it: virtnode launch ${name}, or virtnode clone ${name} NEW --linked`,
+      });
+    }
+    throw notFound(name);
   }
 
   async list(): Promise<Instance[]> {
@@ -160,6 +166,9 @@ export class InstanceService {
     return this.locked(name, 'create', { ...options, lockWaitMs: 0 }, async () => {
       if (this.repo.get(name) !== undefined) {
         throw new VirtnodeError('CONFLICT', `instance ${name} already exists`, { field: 'name', hint: 'choose another name, or delete it first' });
+      }
+      if (new TemplateRepository(this.db).get(name) !== undefined) {
+        throw new VirtnodeError('CONFLICT', `${name} is the name of a template`, { field: 'name', hint: 'templates and instances share one namespace: choose another name' });
       }
       const dir = this.paths.instanceDir(name);
       const reverter = new Reverter();
@@ -271,7 +280,7 @@ export class InstanceService {
     });
   }
 
-  /** Stops a running instance; the caller holds its lock. */
+  /** Stops a running instance; the caller holds its lock (stop, restart, template create). */
   async stopLocked(instance: Instance, options: StopOptions): Promise<StopResult['method']> {
     const identity = { pid: instance.pid!, start: instance.pidStart! };
     const dir = this.paths.instanceDir(instance.name);

@@ -91,4 +91,20 @@ export const MIGRATIONS: ReadonlyArray<{ version: number; sql: string }> = [
       );
     `,
   },
+  {
+    version: 5,
+    sql: `
+      CREATE TABLE templates (
+        name         TEXT PRIMARY KEY,
+        disk_path    TEXT NOT NULL UNIQUE,
+        format       TEXT NOT NULL CHECK (format IN ('qcow2', 'raw')),
+        virtual_size INTEGER NOT NULL,
+        sha256       TEXT NOT NULL,
+        source       TEXT NOT NULL,
+        seal_method  TEXT NOT NULL CHECK (seal_method IN ('guest-agent', 'offline')),
+        details      TEXT NOT NULL,
+        created_at   TEXT NOT NULL
+      );
+    `,
+  },
 ];
