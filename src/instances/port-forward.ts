@@ -92,12 +92,12 @@ function userNicId(instance: Instance): string {
   return `net${nic.index}`;
 }
 
-async function hmp(service: InstanceService, instance: Instance, line: string): Promise<void> {
+/** HMP reports failures as text, not as a QMP error: `succeeded` tells its success message from an error. */
+async function hmp(service: InstanceService, instance: Instance, line: string, succeeded: (out: string) => boolean): Promise<void> {
   const qmp = await QmpConnection.connect(runtimePaths(service.paths.instanceDir(instance.name)).qmp, { timeoutMs: 5_000 });
   try {
     const out = (await humanMonitorCommand(qmp, line)).trim();
-    // HMP reports failures as text, not as a QMP error.
-    if (out !== '') throw new VirtnodeError('QMP_COMMAND', `QEMU refused "${line}": ${out}`);
+    if (!succeeded(out)) throw new VirtnodeError('QMP_COMMAND', `QEMU refused "${line}": ${out}`);
   } finally {
     qmp.close();
   }
@@ -111,7 +111,7 @@ export async function addPortForward(service: InstanceService, name: string, tex
     const netdev = userNicId(instance);
     await checkFree(service, instance, forward);
     if (instance.state === 'running' || instance.state === 'paused') {
-      await hmp(service, instance, `hostfwd_add ${netdev} ${forward.protocol}:${forward.hostAddress}:${forward.hostPort}-:${forward.guestPort}`);
+      await hmp(service, instance, `hostfwd_add ${netdev} ${forward.protocol}:${forward.hostAddress}:${forward.hostPort}-:${forward.guestPort}`, (out) => out === '');
     }
     service.repo.updateSpec(name, { ...instance.spec, portForwards: [...(instance.spec.portForwards ?? []), forward] });
     return forward;
@@ -132,7 +132,7 @@ export async function removePortForward(service: InstanceService, name: string, 
       throw new VirtnodeError('NOT_FOUND', `instance ${name} forwards no host port ${hostPort}/${protocol}`, { field: 'ports', hint: `see \`virtnode port ls ${name}\`` });
     }
     if (instance.state === 'running' || instance.state === 'paused') {
-      await hmp(service, instance, `hostfwd_remove ${userNicId(instance)} ${forward.protocol}:${forward.hostAddress}:${forward.hostPort}`);
+      await hmp(service, instance, `hostfwd_remove ${userNicId(instance)} ${forward.protocol}:${forward.hostAddress}:${forward.hostPort}`, (out) => out === '' || /removed/.test(out));
     }
     service.repo.updateSpec(name, { ...instance.spec, portForwards: forwards.filter((f) => f !== forward) });
     return forward;

@@ -31,7 +31,8 @@ export class SerialShell {
     const n = ++this.counter;
     const start = this.read().length;
     const tag = `VN${process.pid}X${n}`;
-    this.socket.write(`${command}; echo "${tag.slice(0, 2)}""${tag.slice(2)} $?"\n`);
+    // On a line of its own, so a command ending in `&` works too.
+    this.socket.write(`${command}\necho "${tag.slice(0, 2)}""${tag.slice(2)} $?"\n`);
     const deadline = Date.now() + timeoutMs;
     const done = new RegExp(`${tag} (\\d+)`);
     for (;;) {
