@@ -495,6 +495,7 @@ export async function repairSnapshots(storage: StorageService, instance: Instanc
   const inUse = new Set<string>();
   const pending = storage.repo.snapshots(instance.name).some((s) => s.state !== 'ready');
   if (live && pending) {
+    await thawAfterCrash(storage, instance, repaired);
     try {
       await storage.withQmp(instance, async (qmp) => {
         await finishLeftoverJobs(qmp);
@@ -549,6 +550,25 @@ export async function repairSnapshots(storage: StorageService, instance: Instanc
   }
   for (const path of removeUnreferencedOverlays(storage, instance.name, inUse)) repaired.push(`${instance.name}: removed orphan overlay ${path}`);
   return repaired;
+}
+
+/**
+ * A process killed during a --quiesce snapshot leaves the guest's filesystems frozen: thaw them if an agent
+ * answers (thawing a thawed guest is harmless).
+ */
+async function thawAfterCrash(storage: StorageService, instance: Instance, repaired: string[]): Promise<void> {
+  let agent: GuestAgent | undefined;
+  try {
+    agent = await GuestAgent.connect(runtimePaths(storage.paths.instanceDir(instance.name)).guestAgent, { timeoutMs: 2_000 });
+    if ((await agent.fsfreezeStatus({ timeoutMs: 2_000 })) === 'frozen') {
+      await agent.fsfreezeThaw();
+      repaired.push(`${instance.name}: thawed the guest's filesystems, left frozen by an interrupted --quiesce snapshot`);
+    }
+  } catch {
+    /* no agent: nothing can have been frozen */
+  } finally {
+    agent?.close();
+  }
 }
 
 /** Block jobs of ours that a crashed process left in QEMU: an active commit waiting at READY is completed. */

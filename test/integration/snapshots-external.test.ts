@@ -14,7 +14,7 @@ interface InfoJson {
   disks: Array<{ id: string; path: string; format: string }>;
 }
 
-describe('external (overlay) snapshots: create live and offline, revert, delete with merge, crash repair (tiny guest, TCG)', () => {
+describe('external (overlay) snapshots: create live and offline, revert, delete with merge, crash repair (tiny guest, TCG)', { timeout: 300_000 }, () => {
   const { home, cleanup } = tempHome('virtnode-snap-ext-');
   afterAll(cleanup);
   const base = join(home, 'instances', 'se', 'disk0.qcow2');
