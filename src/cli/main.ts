@@ -1,12 +1,16 @@
 #!/usr/bin/env node
 import { Command, CommanderError } from 'commander';
 import { EXIT_CODE, toVirtnodeError } from '../lib/errors.ts';
+import { registerCloneCommands } from './commands/clone.ts';
 import { registerCloudInitCommands } from './commands/cloud-init.ts';
 import { registerConsoleCommands } from './commands/console.ts';
 import { registerHostCommands } from './commands/host.ts';
 import { registerImageCommands } from './commands/image.ts';
 import { registerInstanceCommands } from './commands/instances.ts';
 import { registerLaunchCommands } from './commands/launch.ts';
+import { registerNetworkCommands } from './commands/network.ts';
+import { registerNicCommands } from './commands/nic.ts';
+import { registerPortCommands } from './commands/port.ts';
 import { registerSnapshotCommands } from './commands/snapshot.ts';
 import { registerStorageCommands } from './commands/storage.ts';
 
@@ -24,8 +28,12 @@ registerConsoleCommands(program);
 registerHostCommands(program);
 registerCloudInitCommands(program);
 registerImageCommands(program);
+registerNetworkCommands(program);
+registerNicCommands(program);
+registerPortCommands(program);
 registerStorageCommands(program);
 registerSnapshotCommands(program);
+registerCloneCommands(program);
 
 function printError(e: unknown): number {
   if (e instanceof CommanderError) return e.exitCode === 0 ? 0 : 2;
