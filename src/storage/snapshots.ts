@@ -272,29 +272,11 @@ export async function revertSnapshot(storage: StorageService, instanceName: stri
     assertSameDisks(instance, snapshot);
     const notes: string[] = [];
     storage.repo.setSnapshotState(instance.name, name, 'reverting');
-    const live = isLive(instance);
-    if (snapshot.kind === 'internal' && snapshot.memory && live) {
-      await storage.withQmp(instance, async (qmp) => {
-        const nodes = await topNodes(qmp, snapshot.disks);
-        const id = jobId('load');
-        await runJob(qmp, id, () => qmp.execute(QMP_BLOCK_COMMANDS.snapshotLoad, { 'job-id': id, tag: name, vmstate: nodes[0], devices: nodes }));
-      });
-      notes.push('memory and disks restored: the guest continues from the moment of the snapshot');
-      // snapshot-load resumes the guest as it was before the load; the recorded state follows QEMU.
-      await storage.instance(instance.name);
-    } else {
-      if (live) {
-        await storage.instances.stopLocked(instance, { force: true });
-        notes.push('the instance was restarted: a snapshot without memory state can only be reverted from a stopped guest');
-      } else if (snapshot.memory) {
-        notes.push('disks restored; the memory state is not loaded into a stopped instance: it boots from the snapshot\'s disks');
-      }
-      if (snapshot.kind === 'internal') {
-        for (const d of snapshot.disks) await internalSnapshot('apply', d.file, name);
-      } else {
-        await revertExternalOffline(storage, instance.name, snapshot);
-      }
-      if (live) await storage.instances.startLocked(storage.instances.repo.get(instance.name)!, {});
+    try {
+      await revertLocked(storage, instance, snapshot, notes);
+    } catch (e) {
+      storage.repo.setSnapshotState(instance.name, name, 'ready'); // failed before changing anything for good
+      throw e;
     }
     transaction(storage.instances.db, () => {
       storage.repo.setSnapshotState(instance.name, name, 'ready');
@@ -302,6 +284,34 @@ export async function revertSnapshot(storage: StorageService, instanceName: stri
     });
     return { snapshot: storage.repo.snapshot(instance.name, name)!, notes };
   });
+}
+
+async function revertLocked(storage: StorageService, instance: Instance, snapshot: Snapshot, notes: string[]): Promise<void> {
+  const name = snapshot.name;
+  const live = isLive(instance);
+  if (snapshot.kind === 'internal' && snapshot.memory && live) {
+    await storage.withQmp(instance, async (qmp) => {
+      const nodes = await topNodes(qmp, snapshot.disks);
+      const id = jobId('load');
+      await runJob(qmp, id, () => qmp.execute(QMP_BLOCK_COMMANDS.snapshotLoad, { 'job-id': id, tag: name, vmstate: nodes[0], devices: nodes }));
+    });
+    notes.push('memory and disks restored: the guest continues from the moment of the snapshot');
+    // snapshot-load resumes the guest as it was before the load; the recorded state follows QEMU.
+    await storage.instance(instance.name);
+  } else {
+    if (live) {
+      await storage.instances.stopLocked(instance, { force: true });
+      notes.push('the instance was restarted: a snapshot without memory state can only be reverted from a stopped guest');
+    } else if (snapshot.memory) {
+      notes.push('disks restored; the memory state is not loaded into a stopped instance: it boots from the snapshot\'s disks');
+    }
+    if (snapshot.kind === 'internal') {
+      for (const d of snapshot.disks) await internalSnapshot('apply', d.file, name);
+    } else {
+      await revertExternalOffline(storage, instance.name, snapshot);
+    }
+    if (live) await storage.instances.startLocked(storage.instances.repo.get(instance.name)!, {});
+  }
 }
 
 /** A new overlay on each disk's snapshot file becomes the disk; the discarded tops are removed after. */
@@ -368,7 +378,13 @@ async function deleteLocked(storage: StorageService, instance: Instance, snapsho
     const plans = await Promise.all(snapshot.disks.map((d) => mergePlan(storage, instance, snapshot, d)));
     storage.repo.setSnapshotState(instance.name, snapshot.name, 'deleting');
     failpoint('snapshot-rm.after-mark');
-    for (const plan of plans) await merge(storage, instance, plan, live, notes);
+    try {
+      for (const plan of plans) await merge(storage, instance, plan, live, notes);
+    } catch (e) {
+      // A failed merge (job error, full disk) left the chain as it was: the snapshot stays, usable.
+      storage.repo.setSnapshotState(instance.name, snapshot.name, 'ready');
+      throw e;
+    }
   } else {
     storage.repo.setSnapshotState(instance.name, snapshot.name, 'deleting');
     if (live) {
@@ -495,6 +511,7 @@ export async function repairSnapshots(storage: StorageService, instance: Instanc
   const inUse = new Set<string>();
   const pending = storage.repo.snapshots(instance.name).some((s) => s.state !== 'ready');
   if (live && pending) {
+    await thawAfterCrash(storage, instance, repaired);
     try {
       await storage.withQmp(instance, async (qmp) => {
         await finishLeftoverJobs(qmp);
@@ -549,6 +566,25 @@ export async function repairSnapshots(storage: StorageService, instance: Instanc
   }
   for (const path of removeUnreferencedOverlays(storage, instance.name, inUse)) repaired.push(`${instance.name}: removed orphan overlay ${path}`);
   return repaired;
+}
+
+/**
+ * A process killed during a --quiesce snapshot leaves the guest's filesystems frozen: thaw them if an agent
+ * answers (thawing a thawed guest is harmless).
+ */
+async function thawAfterCrash(storage: StorageService, instance: Instance, repaired: string[]): Promise<void> {
+  let agent: GuestAgent | undefined;
+  try {
+    agent = await GuestAgent.connect(runtimePaths(storage.paths.instanceDir(instance.name)).guestAgent, { timeoutMs: 2_000 });
+    if ((await agent.fsfreezeStatus({ timeoutMs: 2_000 })) === 'frozen') {
+      await agent.fsfreezeThaw();
+      repaired.push(`${instance.name}: thawed the guest's filesystems, left frozen by an interrupted --quiesce snapshot`);
+    }
+  } catch {
+    /* no agent: nothing can have been frozen */
+  } finally {
+    agent?.close();
+  }
 }
 
 /** Block jobs of ours that a crashed process left in QEMU: an active commit waiting at READY is completed. */

@@ -10,7 +10,7 @@ import { testGuest } from '../helpers/test-guest.ts';
 const guest = testGuest();
 const bootArgs = ['--memory', '256M', '--kernel', guest.kernel, '--initrd', guest.initrd, '--cmdline', guest.cmdline];
 
-describe('internal snapshots: with memory while running, disk-only while stopped (tiny guest, TCG)', () => {
+describe('internal snapshots: with memory while running, disk-only while stopped (tiny guest, TCG)', { timeout: 300_000 }, () => {
   const { home, cleanup } = tempHome('virtnode-snap-int-');
   afterAll(cleanup);
   const disk = join(home, 'instances', 'si', 'disk0.qcow2');

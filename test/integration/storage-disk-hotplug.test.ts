@@ -19,7 +19,7 @@ function firstBytes(path: string, n: number): string {
   }
 }
 
-describe('disk attach/detach of volumes, live and stopped (tiny guest, TCG)', () => {
+describe('disk attach/detach of volumes, live and stopped (tiny guest, TCG)', { timeout: 300_000 }, () => {
   const { home, cleanup } = tempHome('virtnode-hotplug-');
   afterAll(cleanup);
   const ok = async (args: string[]) => {
