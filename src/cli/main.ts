@@ -8,6 +8,9 @@ import { registerHostCommands } from './commands/host.ts';
 import { registerImageCommands } from './commands/image.ts';
 import { registerInstanceCommands } from './commands/instances.ts';
 import { registerLaunchCommands } from './commands/launch.ts';
+import { registerNetworkCommands } from './commands/network.ts';
+import { registerNicCommands } from './commands/nic.ts';
+import { registerPortCommands } from './commands/port.ts';
 
 const program = new Command('virtnode')
   .description('Turn this Linux machine into a virtualization host: VMs on QEMU, driven over QMP.')
@@ -24,6 +27,9 @@ registerHostCommands(program);
 registerCloudInitCommands(program);
 registerImageCommands(program);
 registerCloneCommands(program);
+registerNetworkCommands(program);
+registerNicCommands(program);
+registerPortCommands(program);
 
 function printError(e: unknown): number {
   if (e instanceof CommanderError) return e.exitCode === 0 ? 0 : 2;

@@ -49,6 +49,19 @@ export const MIGRATIONS: ReadonlyArray<{ version: number; sql: string }> = [
     `,
   },
   {
+    version: 3,
+    sql: `
+      CREATE TABLE networks (
+        name       TEXT PRIMARY KEY,
+        id         TEXT NOT NULL UNIQUE,
+        spec       TEXT NOT NULL,
+        created_at TEXT NOT NULL
+      );
+      ALTER TABLE nics ADD COLUMN address TEXT;
+      ALTER TABLE nics ADD COLUMN static_address INTEGER NOT NULL DEFAULT 0;
+    `,
+  },
+  {
     version: 5,
     sql: `
       CREATE TABLE templates (

@@ -1,9 +1,14 @@
 import type { Command } from 'commander';
+import type { NicAddresses } from '../../instances/addresses.ts';
 import type { Instance } from '../../instances/model.ts';
 import { invalid } from '../../lib/errors.ts';
 import { formatSize, MIB } from '../../lib/units.ts';
 import { keyValues, parseFormat, structured, table } from '../output.ts';
 import { loadInstanceService as service } from '../load-service.ts';
+
+function collect(value: string, previous: string[] = []): string[] {
+  return [...previous, value];
+}
 
 function parseTimeout(text: string | undefined): number | undefined {
   if (text === undefined) return undefined;
@@ -14,7 +19,7 @@ function parseTimeout(text: string | undefined): number | undefined {
 }
 
 /** The stable, documented view of an instance (JSON/YAML output and, later, the API). */
-export function instanceView(i: Instance) {
+export function instanceView(i: Instance, addresses?: NicAddresses[]) {
   return {
     name: i.name,
     state: i.state,
@@ -25,7 +30,18 @@ export function instanceView(i: Instance) {
     memoryMiB: i.spec.memoryMiB,
     accel: i.spec.accel,
     disks: i.spec.disks.map((d) => ({ id: d.id, path: d.path, format: d.format })),
-    nics: i.nics.map((n) => ({ index: n.index, mac: n.mac, network: n.network })),
+    nics: i.nics.map((n) => {
+      const a = addresses?.find((x) => x.index === n.index);
+      return {
+        index: n.index,
+        mac: n.mac,
+        network: n.network,
+        ...(n.address === undefined ? {} : { address: n.address, staticAddress: n.staticAddress ?? false }),
+        ...(a?.lease === undefined ? {} : { lease: a.lease }),
+        ...(a?.guest === undefined ? {} : { guestAddresses: a.guest }),
+      };
+    }),
+    ...((i.spec.portForwards ?? []).length === 0 ? {} : { portForwards: i.spec.portForwards }),
     ...(i.spec.boot === undefined ? {} : { boot: i.spec.boot }),
     ...(i.spec.image === undefined ? {} : { image: { name: i.spec.image.name, sha256: i.spec.image.sha256 } }),
     ...(i.spec.instanceId === undefined ? {} : { instanceId: i.spec.instanceId }),
@@ -45,10 +61,18 @@ export function instanceView(i: Instance) {
   };
 }
 
-async function printInstance(i: Instance, format: string | undefined): Promise<void> {
+function nicLine(n: Instance['nics'][number], a: NicAddresses | undefined): string {
+  const parts = [`${n.mac} (${n.network})`];
+  if (n.address !== undefined) parts.push(`${n.staticAddress ? 'static' : 'reserved'} ${n.address}`);
+  if (a?.lease !== undefined) parts.push(`lease ${a.lease}`);
+  if (a?.guest !== undefined && a.guest.length > 0) parts.push(`guest ${a.guest.join(' ')}`);
+  return parts.join(', ');
+}
+
+async function printInstance(i: Instance, format: string | undefined, addresses: NicAddresses[]): Promise<void> {
   const f = parseFormat(format);
   if (f !== 'table') {
-    process.stdout.write(await structured(instanceView(i), f));
+    process.stdout.write(await structured(instanceView(i, addresses), f));
     return;
   }
   process.stdout.write(
@@ -61,7 +85,8 @@ async function printInstance(i: Instance, format: string | undefined): Promise<v
       ['Memory', formatSize(i.spec.memoryMiB * MIB)],
       ['Accelerator', i.spec.accel],
       ...i.spec.disks.map((d): [string, string] => [`Disk ${d.id}`, `${d.path} (${d.format})`]),
-      ...i.nics.map((n): [string, string] => [`NIC ${n.index}`, `${n.mac} (${n.network})`]),
+      ...i.nics.map((n): [string, string] => [`NIC ${n.index}`, nicLine(n, addresses.find((a) => a.index === n.index))]),
+      ...(i.spec.portForwards ?? []).map((p, k): [string, string] => [k === 0 ? 'Ports' : '', `${p.hostAddress}:${p.hostPort} -> ${p.guestPort}/${p.protocol}`]),
       ['Image', i.spec.image === undefined ? undefined : `${i.spec.image.name} (sha256 ${i.spec.image.sha256.slice(0, 16)}…)`],
       ['Instance-id', i.spec.instanceId],
       ['SSH', i.spec.ssh?.hostPort === undefined ? undefined : `${i.spec.ssh.user}@127.0.0.1 port ${i.spec.ssh.hostPort} (virtnode shell ${i.name})`],
@@ -88,19 +113,21 @@ export function registerInstanceCommands(program: Command): void {
     .option('--initrd <file>', 'initramfs for --kernel')
     .option('--cmdline <text>', 'kernel command line for --kernel')
     .option('--accel <accel>', 'auto, kvm or tcg', 'auto')
-    .option('--network <mode>', 'user (NAT through QEMU, no root needed) or none', 'user')
+    .option('--network <name>', 'user (NAT through QEMU, no root needed, the default), none, or a managed network; repeatable, one NIC each', collect)
+    .option('--ip <address>', 'static address on the i-th managed --network (repeatable; auto = DHCP)', collect)
     .option('--start', 'start it right away')
     .option('--format <format>', 'table, json or yaml')
-    .action(async (name: string, o: Record<string, string | boolean | undefined>) => {
+    .action(async (name: string, o: Record<string, string | string[] | boolean | undefined>) => {
       if (o['format'] !== undefined) parseFormat(o['format'] as string); // bad input is refused before anything is made
       const s = await service();
       const request = { name } as Record<string, string>;
-      for (const key of ['cpus', 'memory', 'disk', 'diskSize', 'kernel', 'initrd', 'cmdline', 'accel', 'network']) {
+      for (const key of ['cpus', 'memory', 'disk', 'diskSize', 'kernel', 'initrd', 'cmdline', 'accel']) {
         if (typeof o[key] === 'string') request[key] = o[key];
       }
-      let instance = await s.create(request as unknown as Parameters<typeof s.create>[0]);
+      const nics = { ...(o['network'] === undefined ? {} : { network: o['network'] as unknown as string[] }), ...(o['ip'] === undefined ? {} : { ip: o['ip'] as unknown as string[] }) };
+      let instance = await s.create({ ...(request as unknown as Parameters<typeof s.create>[0]), ...nics });
       if (o['start']) instance = await s.start(name);
-      if (o['format'] !== undefined) await printInstance(instance, o['format'] as string);
+      if (o['format'] !== undefined) await printInstance(instance, o['format'] as string, []);
       else process.stdout.write(`Created instance ${instance.name}${o['start'] ? ', running' : ''} (uuid ${instance.uuid})\n`);
     });
 
@@ -175,20 +202,24 @@ export function registerInstanceCommands(program: Command): void {
     .option('--format <format>', 'table, json or yaml', 'table')
     .action(async (o: { format?: string }) => {
       const format = parseFormat(o.format);
-      const all = await (await service()).list();
+      const s = await service();
+      const all = await s.list();
+      const { nicAddresses, shownAddress } = await import('../../instances/addresses.ts');
+      const addresses = await Promise.all(all.map((i) => nicAddresses(s, i)));
       if (format !== 'table') {
-        process.stdout.write(await structured(all.map(instanceView), format));
+        process.stdout.write(await structured(all.map((i, k) => instanceView(i, addresses[k])), format));
         return;
       }
-      const rows = all.map((i) => [
+      const rows = all.map((i, k) => [
         i.name,
         i.state,
         String(i.spec.cpus),
         formatSize(i.spec.memoryMiB * MIB),
         i.nics.map((n) => n.mac).join(',') || '-',
+        addresses[k]!.map((a) => shownAddress(a)).filter((a) => a !== undefined).join(',') || '-',
         i.stateReason ?? '',
       ]);
-      process.stdout.write(table(['NAME', 'STATE', 'CPUS', 'MEMORY', 'MAC', 'REASON'], rows));
+      process.stdout.write(table(['NAME', 'STATE', 'CPUS', 'MEMORY', 'MAC', 'ADDRESSES', 'REASON'], rows));
     });
 
   program
@@ -197,7 +228,10 @@ export function registerInstanceCommands(program: Command): void {
     .argument('<name>')
     .option('--format <format>', 'table, json or yaml', 'table')
     .action(async (name: string, o: { format?: string }) => {
-      await printInstance(await (await service()).get(name), o.format);
+      const s = await service();
+      const instance = await s.get(name);
+      const { nicAddresses } = await import('../../instances/addresses.ts');
+      await printInstance(instance, o.format, await nicAddresses(s, instance, { agent: true }));
     });
 
   program
