@@ -1,4 +1,3 @@
-import type { NicRequest } from '../instances/nic-request.ts';
 import { chmodSync, linkSync, mkdirSync, renameSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { run } from '../exec/run.ts';
@@ -154,14 +153,16 @@ async function cloneFrom(
   const { template, source, disk, linked } = from;
   const signal = options.signal === undefined ? {} : { signal: options.signal };
   const backing = !linked ? undefined : template !== undefined ? { path: template.diskPath, format: template.format } : { path: await makeReadOnlyBase(service, source!, disk), format: 'qcow2' as const };
-  const defaults = template?.defaults ?? { ...source!.spec, network: source!.nics[0]?.network ?? 'none' };
+  const defaults = template?.defaults ?? { ...source!.spec, networks: source!.nics.map((n) => n.network) };
   const draft = inheritedSpec(defaults);
   // A linked clone still sits on the source's image, which must then stay (image rm checks spec.image).
   const image = !linked ? undefined : template !== undefined ? template.image : source!.spec.image;
   if (image !== undefined) draft.image = image;
   const user = template !== undefined ? template.defaults.user : source!.spec.ssh?.user;
   let seal: SealResult | undefined;
-  const instance = await service.define(name, draft, { nics: cloneNics(template, source), ...signal }, async (dir) => {
+  // One NIC on each of the source's networks, each with a new MAC and (managed networks) a new DHCP address.
+  const nics = defaults.networks.map((network) => ({ network }));
+  const instance = await service.define(name, draft, { nics, ...signal }, async (dir) => {
     const path = join(dir, 'disk0.qcow2');
     if (backing !== undefined) await createImage(path, { format: 'qcow2', backing, ...signal });
     else await copyDisk(disk, path, options);
@@ -181,8 +182,3 @@ async function cloneFrom(
   };
 }
 
-/** The clone joins the source's networks with new MACs; static addresses are not copied (they would collide). */
-function cloneNics(template: Template | undefined, source: Instance | undefined): NicRequest[] {
-  if (source !== undefined) return source.nics.map((n) => ({ network: n.network }));
-  return template!.defaults.network === 'none' ? [] : [{ network: template!.defaults.network }];
-}

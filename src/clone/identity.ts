@@ -2,7 +2,7 @@ import { join } from 'node:path';
 import { renderMetaData, renderNetworkConfig, renderUserData } from '../cloudinit/render.ts';
 import { buildSeed } from '../cloudinit/seed.ts';
 import { generateHostKeys } from '../cloudinit/ssh-host-keys.ts';
-import { clientKey } from '../instances/launch.ts';
+import { clientKey, seedNetwork } from '../instances/launch.ts';
 import type { DiskSpec, InstanceSpec, SshAccess } from '../instances/model.ts';
 import type { InstanceService } from '../instances/service.ts';
 
@@ -18,7 +18,8 @@ export interface CloneIdentity {
  * A clone's own identity, made by virtnode as `launch` makes it: a new cloud-init instance-id, the hostname (its
  * name), new SSH host keys (injected through the seed, so its known_hosts entry is right before first contact)
  * and DHCP on its own MACs. The MACs, UUID and SMBIOS UUID come from `define`. With a new instance-id, cloud-init
- * runs its per-instance modules again on the sealed disk; systemd fills the emptied machine-id.
+ * runs its per-instance modules again on the sealed disk; systemd fills the emptied machine-id. The network-config
+ * is what `launch` writes for the same NICs (DHCP on managed networks, where the clone's new MAC has its own lease).
  */
 export async function makeCloneIdentity(
   service: InstanceService,
@@ -36,7 +37,7 @@ export async function makeCloneIdentity(
     hostname: name,
     defaultUser: { name: user, sshAuthorizedKeys: [key.publicKey], sudo: true },
     hostKeys: hostKeys.map((k) => ({ type: k.type, privateKey: k.privateKey, publicKey: k.publicKey })),
-    network: { kind: 'dhcp' as const, macs: current.nics.map((n) => n.mac) },
+    network: seedNetwork(service, current, undefined),
   };
   const seedPath = join(dir, 'seed.iso');
   await buildSeed(seedPath, { 'meta-data': renderMetaData(request), 'user-data': renderUserData(request).text, 'network-config': renderNetworkConfig(request) }, { format: 'iso' });

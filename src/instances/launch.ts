@@ -62,7 +62,7 @@ export async function clientKey(service: InstanceService): Promise<{ identityFil
  * The guest's network-config. With managed networks, the user-mode NIC (SSH only) gets its fixed slirp address
  * without a gateway, so the default route and DNS come from the managed network; a `--ip` NIC is static.
  */
-function seedNetwork(service: InstanceService, instance: Instance, userConfig: string | undefined): NetworkRequest {
+export function seedNetwork(service: InstanceService, instance: Instance, userConfig: string | undefined): NetworkRequest {
   if (userConfig !== undefined) return { kind: 'user-config', text: userConfig };
   if (instance.nics.every((n) => n.network === USER_NETWORK)) return { kind: 'dhcp', macs: instance.nics.map((n) => n.mac) };
   return {

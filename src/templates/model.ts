@@ -10,7 +10,8 @@ export interface TemplateDefaults {
   boot?: KernelBoot;
   /** The default user of a launched instance (its SSH login), when the source had one. */
   user?: string;
-  network: 'user' | 'none';
+  /** The networks of its NICs, in order (`user` or a managed network's name); clones get one NIC on each. */
+  networks: string[];
 }
 
 /**

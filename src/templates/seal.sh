@@ -37,8 +37,9 @@ if [ "$MODE" = offline ]; then
   # /run is a tmpfs while the guest runs; on the disk it should be empty.
   remove "$R"/run/* "$R"/run/.[!.]*
 fi
-# Logs: journal files removed (journald keeps writing to the unlinked file until power-off), rotated logs removed,
-# the others emptied so their owners and modes stay.
+# Logs: the journal's per-machine directories removed (named by the old machine-id; journald keeps writing to the
+# unlinked files until power-off), rotated logs removed, the others emptied so their owners and modes stay.
+remove "$R"/var/log/journal/*
 if [ -d "$R/var/log" ]; then
   find "$R/var/log" -type f 2>/dev/null | while IFS= read -r f; do
     case "$f" in

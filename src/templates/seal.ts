@@ -81,9 +81,27 @@ export async function sealOffline(paths: StatePaths, disk: { path: string; forma
   return { method: 'offline', root, changes, summary: `offline (sealing appliance, root ${root}): ${changes.length} changes` };
 }
 
+/** Where the guest keeps the sealing script until it powers off (/run is a tmpfs). */
+const GUEST_SCRIPT = '/run/virtnode-seal.sh';
+
 /**
- * Seals a running guest through qemu-guest-agent: runs the sealing script there as root. The caller powers the
- * guest off right after. Returns undefined when no agent answers (the caller then seals offline).
+ * Runs the sealing script once more at the very end of the guest's shutdown, after the services that write
+ * identity on their way down have stopped: ifupdown's dhclient (its lease), systemd-random-seed (the seed) and
+ * systemd-update-utmp (wtmp). systemd stops units in the reverse order of their start ordering, so a unit
+ * ordered Before= those is stopped after them; DefaultDependencies=no avoids the cycle through sysinit.target.
+ */
+const LATE_SEAL_UNIT = [
+  '--unit=virtnode-seal-at-shutdown', '--quiet', '--service-type=oneshot', '--property=RemainAfterExit=yes',
+  '--property=DefaultDependencies=no', '--property=Conflicts=shutdown.target', '--property=Before=shutdown.target',
+  '--property=After=local-fs.target',
+  '--property=Before=networking.service systemd-networkd.service NetworkManager.service systemd-random-seed.service systemd-update-utmp.service',
+  `--property=ExecStop=/bin/sh ${GUEST_SCRIPT} / live`, '/bin/true',
+];
+
+/**
+ * Seals a running guest through qemu-guest-agent: runs the sealing script there as root, and again at the end of
+ * its shutdown (through a transient systemd unit, when the guest runs systemd). The caller powers the guest off
+ * right after. Returns undefined when no agent answers (the caller then seals offline).
  */
 export async function sealThroughAgent(agentSocket: string, options: { signal?: AbortSignal } = {}): Promise<SealResult | undefined> {
   const signal = options.signal === undefined ? {} : { signal: options.signal };
@@ -95,13 +113,20 @@ export async function sealThroughAgent(agentSocket: string, options: { signal?: 
     throw e;
   }
   try {
-    const result = await agent.exec('/bin/sh', ['-s', '/', 'live'], { input: sealScript(), timeoutMs: AGENT_SEAL_TIMEOUT_MS, ...signal });
-    const lines = result.stdout.split('\n');
-    if (result.exitCode !== 0 || !lines.includes('SEAL-OK')) {
-      throw new VirtnodeError('COMMAND_FAILED', `the sealing script failed in the guest (exit code ${result.exitCode}): ${result.stderr.trim().split('\n').slice(-3).join(' | ')}`);
-    }
+    const step = async (what: string, args: string[], input?: string) => {
+      const r = await agent.exec('/bin/sh', args, { timeoutMs: AGENT_SEAL_TIMEOUT_MS, ...(input === undefined ? {} : { input }), ...signal });
+      if (r.exitCode !== 0) {
+        throw new VirtnodeError('COMMAND_FAILED', `sealing through the guest agent: ${what} failed in the guest (exit code ${r.exitCode}): ${r.stderr.trim().split('\n').slice(-3).join(' | ')}`);
+      }
+      return r.stdout;
+    };
+    await step('writing the sealing script', ['-c', `umask 077 && cat > ${GUEST_SCRIPT}`], sealScript());
+    const lines = (await step('the sealing script', [GUEST_SCRIPT, '/', 'live'])).split('\n');
+    if (!lines.includes('SEAL-OK')) throw new VirtnodeError('COMMAND_FAILED', 'sealing through the guest agent: the script did not finish');
+    const late = await step('scheduling the last pass', ['-c', 'if command -v systemd-run >/dev/null; then exec systemd-run "$@"; else echo no-systemd; fi', 'sh', ...LATE_SEAL_UNIT]);
     const changes = changesOf(lines);
-    return { method: 'guest-agent', root: '/', changes, summary: `through the guest agent (in the running guest, then powered off): ${changes.length} changes` };
+    const when = late.includes('no-systemd') ? 'in the running guest, then powered off' : 'in the running guest and again at the end of its shutdown';
+    return { method: 'guest-agent', root: '/', changes, summary: `through the guest agent (${when}): ${changes.length} changes` };
   } finally {
     agent.close();
   }

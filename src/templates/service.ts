@@ -162,7 +162,7 @@ export class TemplateService {
         accel: instance.spec.accel,
         ...(instance.spec.boot === undefined ? {} : { boot: instance.spec.boot }),
         ...(instance.spec.ssh === undefined ? {} : { user: instance.spec.ssh.user }),
-        network: instance.nics[0]?.network === 'user' ? 'user' : 'none',
+        networks: instance.nics.map((n) => n.network),
       },
       sealMethod: seal.method,
       sealReport: [seal.summary, ...seal.changes],

@@ -130,7 +130,7 @@ export function registerCloneCommands(program: Command): void {
             ['SHA256', x.sha256],
             ['Verified', verified === undefined ? undefined : verified.unchanged ? 'unchanged' : `CHANGED: now ${verified.sha256}`],
             ['Image', x.image === undefined ? undefined : `${x.image.name} (sha256 ${x.image.sha256.slice(0, 16)}…)`],
-            ['Defaults', `${x.defaults.cpus} CPU, ${formatSize(x.defaults.memoryMiB * 1024 * 1024)}, network ${x.defaults.network}${x.defaults.user ? `, user ${x.defaults.user}` : ''}`],
+            ['Defaults', `${x.defaults.cpus} CPU, ${formatSize(x.defaults.memoryMiB * 1024 * 1024)}, network ${x.defaults.networks.join(', ') || 'none'}${x.defaults.user ? `, user ${x.defaults.user}` : ''}`],
             ['Sealed', x.sealReport[0] ?? x.sealMethod],
             ['Clones', clones.join(', ') || 'none'],
             ['Created', x.createdAt],
