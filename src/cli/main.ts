@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 import { Command, CommanderError } from 'commander';
 import { EXIT_CODE, toVirtnodeError } from '../lib/errors.ts';
+import { registerCloneCommands } from './commands/clone.ts';
 import { registerCloudInitCommands } from './commands/cloud-init.ts';
 import { registerConsoleCommands } from './commands/console.ts';
 import { registerHostCommands } from './commands/host.ts';
@@ -10,6 +11,8 @@ import { registerLaunchCommands } from './commands/launch.ts';
 import { registerNetworkCommands } from './commands/network.ts';
 import { registerNicCommands } from './commands/nic.ts';
 import { registerPortCommands } from './commands/port.ts';
+import { registerSnapshotCommands } from './commands/snapshot.ts';
+import { registerStorageCommands } from './commands/storage.ts';
 
 const program = new Command('virtnode')
   .description('Turn this Linux machine into a virtualization host: VMs on QEMU, driven over QMP.')
@@ -28,6 +31,9 @@ registerImageCommands(program);
 registerNetworkCommands(program);
 registerNicCommands(program);
 registerPortCommands(program);
+registerStorageCommands(program);
+registerSnapshotCommands(program);
+registerCloneCommands(program);
 
 function printError(e: unknown): number {
   if (e instanceof CommanderError) return e.exitCode === 0 ? 0 : 2;

@@ -39,7 +39,7 @@ export interface LaunchResult {
 }
 
 /** virtnode's own SSH client key, made once per state directory and authorized in every launched guest. */
-async function clientKey(service: InstanceService): Promise<{ identityFile: string; publicKey: string }> {
+export async function clientKey(service: InstanceService): Promise<{ identityFile: string; publicKey: string }> {
   const dir = service.paths.sshDir;
   const identityFile = join(dir, 'id_ed25519');
   if (!existsSync(`${identityFile}.pub`)) {
@@ -62,7 +62,7 @@ async function clientKey(service: InstanceService): Promise<{ identityFile: stri
  * The guest's network-config. With managed networks, the user-mode NIC (SSH only) gets its fixed slirp address
  * without a gateway, so the default route and DNS come from the managed network; a `--ip` NIC is static.
  */
-function seedNetwork(service: InstanceService, instance: Instance, userConfig: string | undefined): NetworkRequest {
+export function seedNetwork(service: InstanceService, instance: Instance, userConfig: string | undefined): NetworkRequest {
   if (userConfig !== undefined) return { kind: 'user-config', text: userConfig };
   if (instance.nics.every((n) => n.network === USER_NETWORK)) return { kind: 'dhcp', macs: instance.nics.map((n) => n.mac) };
   return {

@@ -7,6 +7,7 @@ import { acquireLock, lockOwner } from '../store/locks.ts';
 import { ACTIVE_STATES, type Instance, TRANSITIONAL_STATES } from './model.ts';
 import { removeRuntimeFiles, runtimePaths } from './runtime.ts';
 import type { InstanceService } from './service.ts';
+import { reconcileTemplatesAndBases } from '../templates/reconcile.ts';
 
 export interface ReconcileReport {
   repaired: string[];
@@ -48,6 +49,8 @@ export async function reconcile(service: InstanceService, options: { deep?: bool
       release();
     }
   }
+  const { storageNeedsRepair, repairStorage } = await import('../storage/repair.ts');
+  if (storageNeedsRepair(service)) report.repaired.push(...(await repairStorage(service)));
   const known = new Set(service.repo.list().map((i) => i.name));
   if (options.deep || strays || report.repaired.length > 0) {
     for (const orphan of findUnrecordedQemus(service.paths.instances, known)) {
@@ -56,6 +59,7 @@ export async function reconcile(service: InstanceService, options: { deep?: bool
     }
   }
   if (process.getuid?.() === 0) await reconcileNetworks(service, report);
+  report.repaired.push(...(await reconcileTemplatesAndBases(service)));
   return report;
 }
 

@@ -23,6 +23,7 @@ import { freeLoopbackPort } from '../lib/ports.ts';
 import { removeHost, setHostKeys } from '../cloudinit/known-hosts.ts';
 import { observeInstance } from './observe.ts';
 import { reconcile } from './reconcile.ts';
+import { TemplateRepository } from '../templates/repository.ts';
 import { removeRuntimeFiles, runtimePaths } from './runtime.ts';
 import { type CreateRequest, type HostLimits, hostLimits, validateCreate } from './validate.ts';
 
@@ -102,10 +103,20 @@ export class InstanceService {
     }
   }
 
+  /** Runs `fn` under the instance's lock (for other modules' per-instance operations: disks, snapshots). */
+  async withLock<T>(name: string, operation: string, options: OperationOptions, fn: () => Promise<T>): Promise<T> {
+    return this.locked(name, operation, options, fn);
+  }
+
   mustGet(name: string): Instance {
     const instance = this.repo.get(name);
-    if (instance === undefined) throw notFound(name);
-    return instance;
+    if (instance !== undefined) return instance;
+    if (new TemplateRepository(this.db).get(name) !== undefined) {
+      throw new VirtnodeError('INVALID_STATE', `${name} is a template: a template never starts or changes (its disk is the read-only base of its clones)`, {
+        hint: `make an instance of it: virtnode launch ${name}, or virtnode clone ${name} NEW --linked`,
+      });
+    }
+    throw notFound(name);
   }
 
   async list(): Promise<Instance[]> {
@@ -155,6 +166,9 @@ export class InstanceService {
     return this.locked(name, 'create', { ...options, lockWaitMs: 0 }, async () => {
       if (this.repo.get(name) !== undefined) {
         throw new VirtnodeError('CONFLICT', `instance ${name} already exists`, { field: 'name', hint: 'choose another name, or delete it first' });
+      }
+      if (new TemplateRepository(this.db).get(name) !== undefined) {
+        throw new VirtnodeError('CONFLICT', `${name} is the name of a template`, { field: 'name', hint: 'templates and instances share one namespace: choose another name' });
       }
       const dir = this.paths.instanceDir(name);
       const reverter = new Reverter();
@@ -216,7 +230,8 @@ export class InstanceService {
     });
   }
 
-  private async startLocked(instance: Instance, options: OperationOptions): Promise<void> {
+  /** Starts a stopped instance; the caller holds its lock. */
+  async startLocked(instance: Instance, options: OperationOptions): Promise<void> {
     const { accel } = await resolveAccelerator(instance.spec.accel, { cacheDir: this.paths.hostCache, ...(options.signal ? { signal: options.signal } : {}) });
     const dir = this.paths.instanceDir(instance.name);
     const paths = runtimePaths(dir);
@@ -265,7 +280,8 @@ export class InstanceService {
     });
   }
 
-  private async stopLocked(instance: Instance, options: StopOptions): Promise<StopResult['method']> {
+  /** Stops a running instance; the caller holds its lock (stop, restart, template create). */
+  async stopLocked(instance: Instance, options: StopOptions): Promise<StopResult['method']> {
     const identity = { pid: instance.pid!, start: instance.pidStart! };
     const dir = this.paths.instanceDir(instance.name);
     this.repo.setState(instance.name, 'stopping');
