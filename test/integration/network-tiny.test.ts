@@ -3,7 +3,7 @@ import { existsSync } from 'node:fs';
 import { Resolver } from 'node:dns/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { tempHome, virtnode, waitForText } from '../helpers/cli.ts';
+import { REPO_ROOT, tempHome, virtnode, waitForText } from '../helpers/cli.ts';
 import { createOutside, networkLeftovers, type Outside } from '../helpers/outside-ns.ts';
 import { SerialShell, UDHCPC_SCRIPT_SETUP } from '../helpers/serial-shell.ts';
 import { TEST_GUEST_READY_MARKER, testGuest } from '../helpers/test-guest.ts';
@@ -226,5 +226,30 @@ describe('managed networks come back; stale taps go', { timeout: 180_000 }, () =
     await run(['delete', '--force', 'vm']);
     await run(['network', 'rm', 'boot']);
     expect(networkLeftovers(home, [net.id])).toEqual({ links: [], nftTables: [], dnsmasq: [] });
+  });
+});
+
+describe('a FORWARD chain that drops by default in another table (Docker-like)', () => {
+  const { home, cleanup } = tempHome('virtnode-net-fwd-');
+  afterAll(cleanup);
+
+  it('is detected and explained by network create and network info, and left untouched by network rm', () => {
+    // In a namespace of its own: a drop policy here would break the other test files' networks.
+    const script = [
+      'set -e',
+      'exec 2>&1',
+      'ip link set lo up',
+      'nft add table ip dockerish',
+      "nft 'add chain ip dockerish FORWARD { type filter hook forward priority 0; policy drop; }'",
+      `"$1" network create lab --subnet 10.91.3.0/24`,
+      `"$1" network info lab`,
+      `"$1" network rm lab`,
+      'nft list table ip dockerish',
+    ].join('\n');
+    const out = execFileSync('unshare', ['-n', '--', 'bash', '-c', script, '_', join(REPO_ROOT, 'bin', 'virtnode')], { encoding: 'utf8', env: { ...process.env, VIRTNODE_HOME: home } });
+    expect(out).toMatch(/warning: the forward chain\(s\) ip dockerish FORWARD drop forwarded packets by default \(Docker does this\)/);
+    expect(out).toMatch(/Warning:\s+the forward chain\(s\) ip dockerish FORWARD/);
+    expect(out).toContain('Removed network lab');
+    expect(out).toMatch(/chain FORWARD \{\s+type filter hook forward priority filter; policy drop;/);
   });
 });
