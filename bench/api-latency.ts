@@ -17,7 +17,7 @@ import { startDaemon } from '../test/helpers/daemon.ts';
 import { testGuest } from '../test/helpers/test-guest.ts';
 
 const count = Number(process.argv[2] ?? 1000);
-const clients = Number(process.argv[3] ?? 50);
+const concurrency = Number(process.argv[3] ?? 50);
 const guest = testGuest();
 
 const percentile = (xs: number[], p: number) => {
@@ -40,7 +40,7 @@ function get(agent: Agent, socket: string, path: string): Promise<number> {
 }
 
 /** `clients` loops, each doing `perClient` requests one after the other; returns every latency and the wall time. */
-async function load(socket: string, perClient: number, path: (client: number, n: number) => string): Promise<{ latencies: number[]; wallMs: number }> {
+async function load(socket: string, perClient: number, path: (client: number, n: number) => string, clients = concurrency): Promise<{ latencies: number[]; wallMs: number }> {
   const agent = new Agent({ keepAlive: true, maxSockets: clients });
   const latencies: number[] = [];
   const t0 = performance.now();
@@ -83,6 +83,9 @@ async function main(): Promise<void> {
     await load(daemon.socket, 2, () => '/instances'); // warm-up
     const list = await load(daemon.socket, 4, () => '/instances');
     const info = await load(daemon.socket, 40, (c, n) => `/instances/${names[(c * 40 + n) * 7919 % count]}`);
+    // One client alone: the API's own cost per request, against the in-process floor.
+    const listAlone = await load(daemon.socket, 20, () => '/instances', 1);
+    const infoAlone = await load(daemon.socket, 500, (_c, n) => `/instances/${names[(n * 7919) % count]}`, 1);
     const loadedRssKiB = rssKiB(pid);
     const peakRssKiB = rssKiB(pid, 'VmHWM');
     await daemon.stop('SIGTERM');
@@ -96,12 +99,24 @@ async function main(): Promise<void> {
       date: new Date().toISOString(),
       host: { load1: Number(readFileSync('/proc/loadavg', 'utf8').split(' ')[0]) },
       instances: count,
-      clients,
+      clients: concurrency,
       defineAllMs: Math.round(defineMs),
-      list: { api: listApi, inProcess: listFloor, requestsPerSecond: +((list.latencies.length / list.wallMs) * 1000).toFixed(1), p50Ratio: +(listApi.p50Ms / listFloor.p50Ms).toFixed(2) },
-      info: { api: infoApi, inProcess: infoFloor, requestsPerSecond: +((info.latencies.length / info.wallMs) * 1000).toFixed(1), p50Ratio: +(infoApi.p50Ms / infoFloor.p50Ms).toFixed(2) },
+      list: {
+        api: listApi,
+        requestsPerSecond: +((list.latencies.length / list.wallMs) * 1000).toFixed(1),
+        oneClient: summary(listAlone.latencies),
+        inProcess: listFloor,
+        oneClientToInProcessP50: +(percentile(listAlone.latencies, 50) / listFloor.p50Ms).toFixed(2),
+      },
+      info: {
+        api: infoApi,
+        requestsPerSecond: +((info.latencies.length / info.wallMs) * 1000).toFixed(1),
+        oneClient: summary(infoAlone.latencies),
+        inProcess: infoFloor,
+        oneClientToInProcessP50: +(percentile(infoAlone.latencies, 50) / infoFloor.p50Ms).toFixed(2),
+      },
       daemonMemory: { idleRssMiB: +(idleRssKiB / 1024).toFixed(1), afterLoadRssMiB: +(loadedRssKiB / 1024).toFixed(1), peakRssMiB: +(peakRssKiB / 1024).toFixed(1) },
-      note: 'p50/p99 under 50 concurrent clients include queueing behind the other clients: the daemon serves one request at a time on one thread; inProcess is sequential',
+      note: 'api: 50 concurrent clients, so p50/p99 include queueing behind the others (one thread serves them); oneClient: the same requests one at a time; inProcess: the core called directly, one at a time',
     };
     mkdirSync('bench/results', { recursive: true });
     writeFileSync('bench/results/api-latency.json', `${JSON.stringify(result, null, 2)}\n`);
