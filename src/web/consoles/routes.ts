@@ -1,0 +1,127 @@
+import type { FastifyInstance, FastifyRequest } from 'fastify';
+import type { WebSocket } from 'ws';
+import { VirtnodeError, invalid } from '../../lib/errors.ts';
+import { validateName } from '../../lib/ids.ts';
+import { runtimePaths } from '../../instances/runtime.ts';
+import { SerialHubs } from './serial-hub.ts';
+import { CONSOLE_KINDS, type ConsoleKind, ConsoleTickets } from './tickets.ts';
+import { bridgeVnc } from './vnc-bridge.ts';
+
+/** What the console routes need from the core: an instance's state and its directory. */
+export interface ConsoleCore {
+  instances: {
+    get(name: string): Promise<{ name: string; state: string }>;
+    paths: { instanceDir(name: string): string };
+  };
+}
+
+export interface ConsoleRoutesOptions {
+  tickets?: ConsoleTickets;
+  hubs?: SerialHubs;
+}
+
+/** Output a serial viewer has not taken yet; past this it is dropped rather than buffered without end. */
+const MAX_SERIAL_BACKLOG_BYTES = 8 * 1024 * 1024;
+const LIVE_STATES = new Set(['running', 'paused']);
+
+/** Route config marking routes authorized by a console ticket instead of the bearer token (see README). */
+export const TICKET_AUTH = { auth: 'console-ticket' } as const;
+
+export function consoleUrl(name: string, kind: ConsoleKind, ticket: string): string {
+  return `/instances/${encodeURIComponent(name)}/console/${kind}?ticket=${encodeURIComponent(ticket)}`;
+}
+
+async function liveInstance(core: ConsoleCore, name: string): Promise<string> {
+  const valid = validateName('name', name);
+  const instance = await core.instances.get(valid);
+  if (!LIVE_STATES.has(instance.state)) {
+    throw new VirtnodeError('INVALID_STATE', `instance ${valid} is ${instance.state}: its consoles exist only while it runs`, {
+      hint: 'start it first',
+    });
+  }
+  return valid;
+}
+
+function parseKind(value: unknown): ConsoleKind {
+  if (typeof value !== 'string' || !CONSOLE_KINDS.includes(value as ConsoleKind)) {
+    throw invalid('kind', `${JSON.stringify(value)} is not a console kind`, `use ${CONSOLE_KINDS.join(' or ')}`);
+  }
+  return value as ConsoleKind;
+}
+
+/**
+ * POST /instances/:name/console-tickets {kind} → {ticket, expiresAt, url} (behind the API's normal auth), and the
+ * WebSockets GET /instances/:name/console/serial|vnc?ticket=… that spend the ticket before the upgrade.
+ */
+export async function consoleRoutes(app: FastifyInstance, core: ConsoleCore, options: ConsoleRoutesOptions = {}): Promise<void> {
+  const tickets = options.tickets ?? new ConsoleTickets();
+  const hubs = options.hubs ?? new SerialHubs();
+
+  app.post<{ Params: { name: string }; Body: { kind: string } }>(
+    '/instances/:name/console-tickets',
+    {
+      schema: {
+        params: { type: 'object', properties: { name: { type: 'string', maxLength: 63 } }, required: ['name'] },
+        body: {
+          type: 'object',
+          additionalProperties: false,
+          properties: { kind: { type: 'string', enum: [...CONSOLE_KINDS] } },
+          required: ['kind'],
+        },
+        response: {
+          201: {
+            type: 'object',
+            additionalProperties: false,
+            properties: { ticket: { type: 'string' }, expiresAt: { type: 'string', format: 'date-time' }, url: { type: 'string' } },
+            required: ['ticket', 'expiresAt', 'url'],
+          },
+        },
+      },
+    },
+    async (request, reply) => {
+      const kind = parseKind(request.body.kind);
+      const name = await liveInstance(core, request.params.name);
+      const issued = tickets.issue(name, kind);
+      return reply.code(201).send({ ...issued, url: consoleUrl(name, kind, issued.ticket) });
+    },
+  );
+
+  const spendTicket = async (request: FastifyRequest<{ Params: { name: string; kind: string }; Querystring: { ticket?: string } }>) => {
+    const kind = parseKind(request.params.kind);
+    const name = validateName('name', request.params.name);
+    if (!tickets.redeem(request.query.ticket ?? '', name, kind)) {
+      // Before the upgrade: the browser sees a failed handshake, nothing is opened.
+      throw new VirtnodeError('PERMISSION', `console ${kind} of ${name}: the ticket is missing, used, expired or for another console`, {
+        hint: 'ask for a new one: POST /instances/{name}/console-tickets',
+      });
+    }
+    await liveInstance(core, name);
+  };
+
+  app.get<{ Params: { name: string; kind: string }; Querystring: { ticket?: string } }>(
+    '/instances/:name/console/:kind',
+    { websocket: true, config: TICKET_AUTH, preValidation: spendTicket },
+    (socket: WebSocket, request) => {
+      const name = request.params.name;
+      const paths = runtimePaths(core.instances.paths.instanceDir(name));
+      if (request.params.kind === 'vnc') {
+        bridgeVnc(socket, paths.vnc);
+        return;
+      }
+      const session = hubs.join(name, { socket: paths.serial, log: paths.serialLog }, {
+        output: (data) => {
+          if (socket.readyState !== socket.OPEN || data.length === 0) return;
+          if (socket.bufferedAmount > MAX_SERIAL_BACKLOG_BYTES) {
+            socket.close(1008, 'the viewer does not keep up with the console output');
+            return;
+          }
+          socket.send(data, { binary: true });
+        },
+        closed: (reason) => socket.close(1000, reason.slice(0, 120)),
+      });
+      socket.on('message', (data: Buffer) => session.input(Buffer.from(data)));
+      socket.on('close', () => session.leave());
+      socket.on('error', () => session.leave());
+    },
+  );
+}
