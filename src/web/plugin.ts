@@ -1,7 +1,7 @@
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import type { FastifyInstance, FastifyPluginAsync } from 'fastify';
-import { type ConsoleCore, type ConsoleRoutesOptions, consoleRoutes } from './consoles/routes.ts';
+import { type ConsoleCore, type ConsoleRoutesOptions, consoleRoutes, TICKET_AUTH } from './consoles/routes.ts';
 
 export { TICKET_AUTH } from './consoles/routes.ts';
 export type { ConsoleCore } from './consoles/routes.ts';
@@ -55,6 +55,10 @@ export function webUiPlugin(core: ConsoleCore, options: WebUiOptions = {}): Fast
 
     const dir = options.assetsDir ?? DEFAULT_ASSETS_DIR;
     await app.register(async (ui) => {
+      // The page and its assets load without a token: it is the page that asks for one (over TCP).
+      ui.addHook('onRoute', (route) => {
+        route.config = { ...(route.config ?? {}), ...TICKET_AUTH };
+      });
       ui.addHook('onSend', async (request, reply, payload) => {
         reply.header('content-security-policy', CONTENT_SECURITY_POLICY);
         reply.header('x-content-type-options', 'nosniff');
@@ -72,7 +76,7 @@ export function webUiPlugin(core: ConsoleCore, options: WebUiOptions = {}): Fast
         ui.get(`${UI_PREFIX}*`, async (_request, reply) => reply.code(503).type('text/html').send(uiNotBuilt(dir)));
       }
       ui.get('/ui', async (_request, reply) => reply.redirect(UI_PREFIX));
+      ui.get('/', async (_request, reply) => reply.redirect(UI_PREFIX));
     });
-    app.get('/', async (_request, reply) => reply.redirect(UI_PREFIX));
   };
 }

@@ -15,13 +15,19 @@ export interface ConsoleTicket {
 }
 
 interface Entry {
-  instance: string;
-  kind: ConsoleKind;
+  scope: string;
   expiresAtMs: number;
 }
 
+/** What a ticket opens: one console of one instance, or the events stream. */
+export function consoleScope(instance: string, kind: ConsoleKind): string {
+  return `${kind}:${instance}`;
+}
+export const EVENTS_SCOPE = 'events';
+
 /**
- * Short-lived, single-use tickets that authorize one console WebSocket of one kind for one instance. A browser
+ * Short-lived, single-use tickets that authorize one WebSocket: a console of one kind for one instance, or the
+ * events stream. A browser
  * cannot put an Authorization header on a WebSocket, and a bearer token in a URL ends up in logs and history; a
  * ticket asked for with the token (POST) and spent on the upgrade is worth nothing afterwards.
  */
@@ -35,7 +41,7 @@ export class ConsoleTickets {
     this.now = options.now ?? Date.now;
   }
 
-  issue(instance: string, kind: ConsoleKind): ConsoleTicket {
+  issue(scope: string): ConsoleTicket {
     this.purgeExpired();
     if (this.entries.size >= MAX_OUTSTANDING) {
       // The oldest ticket goes first (Map keeps insertion order).
@@ -44,18 +50,18 @@ export class ConsoleTickets {
     }
     const ticket = randomBytes(32).toString('base64url');
     const expiresAtMs = this.now() + this.ttlMs;
-    this.entries.set(ticket, { instance, kind, expiresAtMs });
+    this.entries.set(ticket, { scope, expiresAtMs });
     return { ticket, expiresAt: new Date(expiresAtMs).toISOString() };
   }
 
-  /** Spends a ticket: true only once, only before it expires, only for the instance and kind it was issued for. */
-  redeem(ticket: string, instance: string, kind: ConsoleKind): boolean {
+  /** Spends a ticket: true only once, only before it expires, only for the scope it was issued for. */
+  redeem(ticket: string, scope: string): boolean {
     if (typeof ticket !== 'string' || ticket.length !== 43) return false;
     // 256 random bits: a hash lookup leaks nothing useful about tickets that cannot be guessed anyway.
     const entry = this.entries.get(ticket);
     if (entry === undefined) return false;
     this.entries.delete(ticket);
-    return entry.instance === instance && entry.kind === kind && this.now() < entry.expiresAtMs;
+    return entry.scope === scope && this.now() < entry.expiresAtMs;
   }
 
   get size(): number {
