@@ -3,6 +3,7 @@ import { Command, CommanderError } from 'commander';
 import { EXIT_CODE, toVirtnodeError } from '../lib/errors.ts';
 import { registerCloudInitCommands } from './commands/cloud-init.ts';
 import { registerConsoleCommands } from './commands/console.ts';
+import { registerDaemonCommands } from './commands/daemon.ts';
 import { registerHostCommands } from './commands/host.ts';
 import { registerImageCommands } from './commands/image.ts';
 import { registerInstanceCommands } from './commands/instances.ts';
@@ -12,6 +13,7 @@ const program = new Command('virtnode')
   .description('Turn this Linux machine into a virtualization host: VMs on QEMU, driven over QMP.')
   .version('0.1.0')
   .option('--debug', 'on errors, print the chain of causes')
+  .option('--remote <url>', 'use the virtnode daemon at this https:// URL (token in VIRTNODE_TOKEN, CA in VIRTNODE_CA)')
   .showHelpAfterError('(run with --help for usage)')
   .exitOverride();
 
@@ -22,6 +24,11 @@ registerConsoleCommands(program);
 registerHostCommands(program);
 registerCloudInitCommands(program);
 registerImageCommands(program);
+registerDaemonCommands(program);
+program.hook('preAction', async () => {
+  const remote = program.opts()['remote'] as string | undefined;
+  if (remote !== undefined) (await import('./backend.ts')).setRemote(remote);
+});
 
 function printError(e: unknown): number {
   if (e instanceof CommanderError) return e.exitCode === 0 ? 0 : 2;
