@@ -2,6 +2,8 @@ import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import type { FastifyInstance, FastifyPluginAsync } from 'fastify';
 import { type ConsoleCore, type ConsoleRoutesOptions, consoleRoutes, TICKET_AUTH } from './consoles/routes.ts';
+import { SerialHubs } from './consoles/serial-hub.ts';
+import { ConsoleTickets } from './consoles/tickets.ts';
 
 export { TICKET_AUTH } from './consoles/routes.ts';
 export type { ConsoleCore } from './consoles/routes.ts';
@@ -36,6 +38,8 @@ export interface WebUiOptions extends ConsoleRoutesOptions {
   registerWebsocket?: boolean;
 }
 
+const SHARED = new WeakMap<ConsoleCore, { tickets: ConsoleTickets; hubs: SerialHubs }>();
+
 function uiNotBuilt(dir: string): string {
   return `<!doctype html><title>virtnode</title><p>The web UI is not built (${dir} is missing): run <code>npm run build</code>.</p>`;
 }
@@ -45,13 +49,21 @@ function uiNotBuilt(dir: string): string {
  * Content-Security-Policy, console tickets and the console WebSockets. Fastify and the UI load only in the daemon.
  */
 export function webUiPlugin(core: ConsoleCore, options: WebUiOptions = {}): FastifyPluginAsync {
+  // The daemon builds one app per listener (UNIX socket, TCP) over one core: they share the serial hubs (QEMU's
+  // serial socket takes one client) and the tickets.
+  let shared = SHARED.get(core);
+  if (shared === undefined) {
+    shared = { tickets: new ConsoleTickets(), hubs: new SerialHubs() };
+    SHARED.set(core, shared);
+  }
+  const consoles: ConsoleRoutesOptions = { tickets: options.tickets ?? shared.tickets, hubs: options.hubs ?? shared.hubs };
   return async (app: FastifyInstance) => {
     const register = options.registerWebsocket ?? !app.hasDecorator('websocketServer');
     if (register) {
       const websocket = (await import('@fastify/websocket')).default;
       await app.register(websocket, { options: { maxPayload: MAX_WS_MESSAGE_BYTES } });
     }
-    await consoleRoutes(app, core, options);
+    await consoleRoutes(app, core, consoles);
 
     const dir = options.assetsDir ?? DEFAULT_ASSETS_DIR;
     await app.register(async (ui) => {
