@@ -62,6 +62,22 @@ export function instanceView(i: Instance, policy?: InstancePolicy): InstanceView
   };
 }
 
+const INSTANCE_VIEW_ORDER: ReadonlyArray<keyof InstanceView> = [
+  'name', 'state', 'reason', 'uuid', 'smbiosUuid', 'cpus', 'memoryMiB', 'accel', 'disks', 'nics', 'boot', 'image', 'instanceId', 'ssh',
+  'readiness', 'autostart', 'restartPolicy', 'pid', 'createdAt', 'updatedAt',
+];
+
+/** The view with its fields in the documented order (JSON serializers may reorder them; printed output must not). */
+export function orderedInstanceView(view: InstanceView): InstanceView {
+  const ordered: Record<string, unknown> = {};
+  for (const key of INSTANCE_VIEW_ORDER) if (view[key] !== undefined) ordered[key] = view[key];
+  if (view.ssh !== undefined) {
+    const { user, address, hostKeyFingerprints } = view.ssh;
+    ordered['ssh'] = { user, ...(address === undefined ? {} : { address }), hostKeyFingerprints };
+  }
+  return ordered as unknown as InstanceView;
+}
+
 /** The SSH port on loopback of a launched instance, from its view. */
 export function sshPort(view: InstanceView): number | undefined {
   const port = view.ssh?.address?.split(':')[1];

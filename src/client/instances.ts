@@ -1,4 +1,4 @@
-import type { InstanceView } from '../api/views.ts';
+import { orderedInstanceView as ordered, type InstanceView } from '../api/views.ts';
 import type { OperationView } from '../api/views.ts';
 import type { CreateRequest } from '../instances/validate.ts';
 import type { LaunchRequest } from '../instances/launch-validate.ts';
@@ -50,38 +50,38 @@ export class RemoteInstances implements InstanceApi {
   }
 
   async list(): Promise<InstanceView[]> {
-    return (await this.client.request<InstanceView[]>('GET', '/instances')).body;
+    return (await this.client.request<InstanceView[]>('GET', '/instances')).body.map(ordered);
   }
 
   async get(name: string): Promise<InstanceView> {
-    return (await this.client.request<InstanceView>('GET', `/instances/${enc(name)}`)).body;
+    return ordered((await this.client.request<InstanceView>('GET', `/instances/${enc(name)}`)).body);
   }
 
   async create(request: CreateRequest, options: { start?: boolean }): Promise<InstanceView> {
     const body: Record<string, unknown> = { ...request, ...(options.start ? { start: true } : {}) };
     if (typeof body['cpus'] === 'string' && /^\d+$/.test(body['cpus'])) body['cpus'] = Number(body['cpus']);
-    return (await this.client.request<InstanceView>('POST', '/instances', body)).body;
+    return ordered((await this.client.request<InstanceView>('POST', '/instances', body)).body);
   }
 
   async start(name: string): Promise<InstanceView> {
-    return (await this.client.request<InstanceView>('POST', `/instances/${enc(name)}/start`)).body;
+    return ordered((await this.client.request<InstanceView>('POST', `/instances/${enc(name)}/start`)).body);
   }
 
   async stop(name: string, request: StopRequest): Promise<{ instance: InstanceView; method: string }> {
-    const op = await this.operation('POST', `/instances/${enc(name)}/stop`, stopBody(request));
-    return op as { instance: InstanceView; method: string };
+    const op = (await this.operation('POST', `/instances/${enc(name)}/stop`, stopBody(request))) as { instance: InstanceView; method: string };
+    return { instance: ordered(op.instance), method: op.method };
   }
 
   async restart(name: string, request: StopRequest): Promise<InstanceView> {
-    return ((await this.operation('POST', `/instances/${enc(name)}/restart`, stopBody(request))) as { instance: InstanceView }).instance;
+    return ordered(((await this.operation('POST', `/instances/${enc(name)}/restart`, stopBody(request))) as { instance: InstanceView }).instance);
   }
 
   async pause(name: string): Promise<InstanceView> {
-    return (await this.client.request<InstanceView>('POST', `/instances/${enc(name)}/pause`)).body;
+    return ordered((await this.client.request<InstanceView>('POST', `/instances/${enc(name)}/pause`)).body);
   }
 
   async resume(name: string): Promise<InstanceView> {
-    return (await this.client.request<InstanceView>('POST', `/instances/${enc(name)}/resume`)).body;
+    return ordered((await this.client.request<InstanceView>('POST', `/instances/${enc(name)}/resume`)).body);
   }
 
   async delete(name: string, options: { force?: boolean }): Promise<void> {
@@ -89,7 +89,7 @@ export class RemoteInstances implements InstanceApi {
   }
 
   async setPolicy(name: string, policy: { autostart?: boolean; restartPolicy?: RestartPolicy }): Promise<InstanceView> {
-    return (await this.client.request<InstanceView>('PATCH', `/instances/${enc(name)}`, policy)).body;
+    return ordered((await this.client.request<InstanceView>('PATCH', `/instances/${enc(name)}`, policy)).body);
   }
 
   async launch(request: LaunchRequest, options: { noWait?: boolean; timeoutMs?: number; onPhase?: (phase: string, detail: string, elapsedMs: number) => void }): Promise<LaunchOutcome> {
@@ -110,7 +110,8 @@ export class RemoteInstances implements InstanceApi {
       wait: options.noWait !== true,
       ...(options.timeoutMs === undefined ? {} : { timeoutSeconds: Math.max(1, Math.round(options.timeoutMs / 1000)) }),
     };
-    return (await this.operation('POST', '/instances/launch', body, options.onPhase)) as LaunchOutcome;
+    const outcome = (await this.operation('POST', '/instances/launch', body, options.onPhase)) as LaunchOutcome;
+    return { ...outcome, instance: ordered(outcome.instance) };
   }
 
   /** Starts an operation and follows it to its end (long-polling), reporting its progress entries. */

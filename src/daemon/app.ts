@@ -57,8 +57,8 @@ export async function buildApp(core: DaemonCore, options: AppOptions): Promise<F
 
   // Bodies are checked strictly (a string is not a number, unknown fields are refused, never dropped);
   // query strings and path parameters are text, so they are converted to the declared types.
-  const strict = new Ajv({ coerceTypes: false, removeAdditional: false, useDefaults: true, strict: false });
-  const coercing = new Ajv({ coerceTypes: true, removeAdditional: false, useDefaults: true, strict: false });
+  const strict = new Ajv({ coerceTypes: false, removeAdditional: false, useDefaults: true, strict: false, verbose: true });
+  const coercing = new Ajv({ coerceTypes: true, removeAdditional: false, useDefaults: true, strict: false, verbose: true });
   app.setValidatorCompiler(({ schema, httpPart }) => (httpPart === 'body' ? strict : coercing).compile(schema));
   app.setErrorHandler(errorHandler(bodyLimit));
   app.setNotFoundHandler((request, reply) => {

@@ -1,6 +1,7 @@
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
 import { HTTP_STATUS, toVirtnodeError, VirtnodeError } from '../lib/errors.ts';
-import type { ErrorBodyType } from '../api/schemas.ts';
+import { NAME_PATTERN, type ErrorBodyType } from '../api/schemas.ts';
+import { validateName } from '../lib/ids.ts';
 
 export function errorBody(error: VirtnodeError): ErrorBodyType {
   return {
@@ -19,6 +20,15 @@ function fromFramework(e: FastifyError, bodyLimit: number): { status: number; er
     const first = e.validation[0];
     const where = `${e.validationContext ?? 'request'}${first?.instancePath ?? ''}`;
     let message = first?.message ?? e.message;
+    if (first?.keyword === 'pattern' && (first.params as { pattern?: string }).pattern === NAME_PATTERN) {
+      // The CLI's message for a bad name, so both fronts say the same thing.
+      const field = (first.instancePath.split('/').pop() || 'name');
+      try {
+        validateName(field, (first as { data?: unknown }).data);
+      } catch (nameError) {
+        if (nameError instanceof VirtnodeError) return { status: 400, error: nameError };
+      }
+    }
     if (first?.keyword === 'additionalProperties') message = `unknown field "${(first.params as { additionalProperty: string }).additionalProperty}"`;
     if (first?.keyword === 'enum' || first?.keyword === 'const' || first?.keyword === 'anyOf') message = `${message}: see the OpenAPI document at /openapi.json`;
     return { status: 400, error: new VirtnodeError('INVALID', `${where}: ${message}`, { field: where }) };

@@ -54,15 +54,16 @@ export async function runDaemon(options: DaemonOptions): Promise<void> {
   const core = createCore(paths, log);
   const report = await core.supervisor.start({ autostartMarkerDir: paths.cache });
 
+  // TCP first: once the socket answers, the daemon is fully up (the CLI and tests wait for the socket).
   const servers: FastifyInstance[] = [];
-  const local = await buildApp(core, { auth: 'none', plugins: DAEMON_PLUGINS });
-  await listenUnix(local, socket, gid);
-  servers.push(local);
   if (tcp !== undefined) {
     const remote = await buildApp(core, { auth: 'token', https: { cert: tcp.cert, key: tcp.key }, plugins: DAEMON_PLUGINS });
     await remote.listen({ host: tcp.host, port: tcp.port });
     servers.push(remote);
   }
+  const local = await buildApp(core, { auth: 'none', plugins: DAEMON_PLUGINS });
+  await listenUnix(local, socket, gid);
+  servers.push(local);
   log.info({ socket, tcp: tcp === undefined ? undefined : `${tcp.host}:${tcp.port}`, stateDir: paths.root, adopted: report.adopted.length, startupMs: report.durationMs }, 'virtnode daemon ready');
 
   let shuttingDown = false;
