@@ -1,3 +1,5 @@
+import { request } from 'node:https';
+import type { IncomingHttpHeaders } from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { BrowserContext, Page } from 'playwright-core';
 import { qemuPidsUnder, tempHome } from '../helpers/cli.ts';
@@ -10,6 +12,18 @@ const guest = testGuest();
  * last console= stays ttyS0, where /init runs its shell. */
 const CMDLINE = `console=tty0 ${guest.cmdline.replace(/\bquiet\b/, '')}`.replace(/\s+/g, ' ').trim();
 const BOOT_TIMEOUT_MS = 90_000;
+
+/** A GET to the daemon's TLS port (its certificate is self-signed). */
+function get(url: string): Promise<{ status: number; headers: IncomingHttpHeaders }> {
+  return new Promise((resolve, reject) => {
+    const req = request(url, { rejectUnauthorized: false }, (res) => {
+      res.resume();
+      resolve({ status: res.statusCode ?? 0, headers: res.headers });
+    });
+    req.on('error', reject);
+    req.end();
+  });
+}
 
 /** Text of the xterm.js screen (its DOM renderer's rows). */
 const terminalText = (page: Page) => page.locator('.xterm-rows').innerText();
@@ -43,13 +57,13 @@ describe('web UI in Chromium against the daemon: launch, live state, serial and 
   });
 
   it('serves the UI with a strict Content-Security-Policy and asks for a token over TCP', async () => {
-    const response = await fetch(`${daemon.url}/ui/`);
+    const response = await get(`${daemon.url}/ui/`);
     expect(response.status).toBe(200);
-    const csp = response.headers.get('content-security-policy') ?? '';
+    const csp = String(response.headers['content-security-policy'] ?? '');
     expect(csp).toContain("script-src 'self'");
     expect(csp).toContain("frame-ancestors 'none'");
     expect(csp).not.toMatch(/script-src[^;]*unsafe/);
-    expect((await fetch(`${daemon.url}/instances`)).status).toBe(401);
+    expect((await get(`${daemon.url}/instances`)).status).toBe(401);
 
     const page = await browser.context.newPage();
     const problems = pageProblems(page);

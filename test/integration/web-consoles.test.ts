@@ -4,11 +4,12 @@ import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
-import { InstanceService } from '../../src/instances/service.ts';
+import { pino } from 'pino';
+import { buildApp } from '../../src/daemon/app.ts';
+import { createCore } from '../../src/daemon/core.ts';
+import { DAEMON_PLUGINS } from '../../src/daemon/plugins.ts';
 import { statePaths } from '../../src/lib/paths.ts';
-import { openDb } from '../../src/store/db.ts';
 import { killQemusUnder, waitForText } from '../helpers/cli.ts';
-import { consoleTestApp } from '../helpers/web-app.ts';
 import { TEST_GUEST_READY_MARKER, testGuest } from '../helpers/test-guest.ts';
 
 const guest = testGuest();
@@ -47,7 +48,8 @@ function open(url: string): Promise<WebSocket & { rx: Received }> {
 
 describe('browser consoles: WebSocket bridges to the serial and VNC sockets of a real QEMU', () => {
   const home = mkdtempSync(join(tmpdir(), 'virtnode-web-consoles-'));
-  const service = new InstanceService(statePaths(home), openDb(join(home, 'virtnode.db')));
+  const core = createCore(statePaths(home), pino({ level: 'silent' }));
+  const service = core.instances;
   let app: FastifyInstance;
   let base: string;
 
@@ -60,7 +62,8 @@ describe('browser consoles: WebSocket bridges to the serial and VNC sockets of a
     await service.create({ name: 'con', memory: '128M', kernel: guest.kernel, initrd: guest.initrd, cmdline: guest.cmdline });
     await service.start('con');
     await waitForText(join(home, 'instances', 'con', 'console.log'), TEST_GUEST_READY_MARKER, BOOT_TIMEOUT_MS);
-    app = await consoleTestApp({ instances: service });
+    // The daemon's app as it serves the UNIX socket, with the web UI plugin the daemon adds.
+    app = await buildApp(core, { auth: 'none', logger: false, plugins: DAEMON_PLUGINS });
     await app.listen({ host: '127.0.0.1', port: 0 });
     const address = app.server.address();
     base = `ws://127.0.0.1:${typeof address === 'object' && address !== null ? address.port : 0}`;

@@ -1,49 +1,35 @@
-import { type ChildProcess, spawn } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
-import { fileURLToPath } from 'node:url';
+import { execFileSync } from 'node:child_process';
+import { join } from 'node:path';
 import { freeLoopbackPort } from '../../../src/lib/ports.ts';
+import { virtnode } from '../../helpers/cli.ts';
+import { type RunningDaemon, startDaemon } from '../../helpers/daemon.ts';
 
 export interface UiDaemon {
+  /** https://127.0.0.1:PORT (a self-signed certificate). */
   url: string;
   token: string;
+  daemon: RunningDaemon;
   stop: () => Promise<void>;
 }
 
-/** Starts the daemon serving the web UI on loopback TCP (a token required) for one state directory. */
+/**
+ * Runs `virtnode daemon` as a real process serving the web UI on loopback TCP with TLS (a self-signed
+ * certificate made here) and a token made with `virtnode token create`, as a user would set it up.
+ */
 export async function startUiDaemon(home: string): Promise<UiDaemon> {
+  const cert = join(home, 'tls.crt');
+  const key = join(home, 'tls.key');
+  execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-keyout', key, '-out', cert, '-days', '1', '-subj', '/CN=localhost', '-addext', 'subjectAltName=DNS:localhost,IP:127.0.0.1'], { stdio: 'ignore' });
+  const created = await virtnode(home, ['token', 'create', 'browser']);
+  if (created.code !== 0) throw new Error(`virtnode token create failed: ${created.stderr}`);
   const port = await freeLoopbackPort();
-  const token = randomBytes(24).toString('base64url');
-  const script = fileURLToPath(new URL('./stand-in-daemon.ts', import.meta.url));
-  const child: ChildProcess = spawn(process.execPath, [script, String(port), token], {
-    env: { ...process.env, VIRTNODE_HOME: home },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let output = '';
-  const url = await new Promise<string>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`the daemon did not start in 20 s:\n${output}`)), 20_000);
-    child.stdout!.on('data', (d: Buffer) => {
-      output += d.toString();
-      const match = /listening (\S+)/.exec(output);
-      if (match !== null) {
-        clearTimeout(timer);
-        resolve(match[1]!);
-      }
-    });
-    child.stderr!.on('data', (d: Buffer) => (output += d.toString()));
-    child.on('exit', (code) => {
-      clearTimeout(timer);
-      reject(new Error(`the daemon exited with ${code}:\n${output}`));
-    });
-  });
+  const daemon = await startDaemon(home, ['--listen', `127.0.0.1:${port}`, '--tls-cert', cert, '--tls-key', key, '--log-level', 'warn']);
   return {
-    url,
-    token,
+    url: `https://127.0.0.1:${port}`,
+    token: created.stdout.trim(),
+    daemon,
     stop: async () => {
-      if (child.exitCode !== null) return;
-      const exited = new Promise((resolve) => child.once('exit', resolve));
-      child.kill('SIGTERM');
-      await Promise.race([exited, new Promise((r) => setTimeout(r, 5_000))]);
-      if (child.exitCode === null) child.kill('SIGKILL');
+      await daemon.stop();
     },
   };
 }
