@@ -2,7 +2,9 @@ import { request } from 'node:https';
 import type { IncomingHttpHeaders } from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { BrowserContext, Page } from 'playwright-core';
-import { qemuPidsUnder, tempHome } from '../helpers/cli.ts';
+import { join } from 'node:path';
+import { qemuPidsUnder, tempHome, virtnode } from '../helpers/cli.ts';
+import { createQcow2 } from '../helpers/http-server.ts';
 import { TEST_GUEST_READY_MARKER, testGuest } from '../helpers/test-guest.ts';
 import { launchBrowser, pageProblems, screenshot } from './helpers/browser.ts';
 import { startUiDaemon, type UiDaemon } from './helpers/ui-daemon.ts';
@@ -80,6 +82,39 @@ describe('web UI in Chromium against the daemon: launch, live state, serial and 
     await page.close();
   });
 
+  it('the launch form checks the cloud-config as it is typed, with line numbers, and refuses to launch a broken one', { timeout: 120_000 }, async () => {
+    const image = join(home, 'tiny.qcow2');
+    await createQcow2(image);
+    const imported = await virtnode(home, ['image', 'import', image, '--name', 'tiny']);
+    expect(imported.code, imported.stderr).toBe(0);
+
+    const page = await browser.context.newPage();
+    const problems = pageProblems(page);
+    await page.addInitScript(`sessionStorage.setItem('virtnode.token', ${JSON.stringify(daemon.token)})`);
+    await page.goto(`${daemon.url}/ui/#/launch`);
+    await expect.poll(() => page.locator('select[name=image]').inputValue()).toBe('tiny');
+    const editor = page.getByLabel('cloud-config');
+    const status = page.getByTestId('cloud-config-status');
+    const launch = page.getByRole('button', { name: 'Launch' });
+
+    await editor.fill('#cloud-config\npackages: [nginx\n');
+    await expect.poll(() => status.innerText()).toMatch(/line \d+:\d+/);
+    expect(await editor.getAttribute('aria-invalid')).toBe('true');
+    expect(await launch.isDisabled()).toBe(true);
+    await screenshot(page, '08-cloud-config-invalid');
+
+    await editor.fill('#cloud-config\nusers:\n  - name: ada\n    sudo: 42\n');
+    await expect.poll(() => status.innerText()).toMatch(/line 4:\d+ users\[0\]\.sudo/);
+    expect(await launch.isDisabled()).toBe(true);
+
+    await editor.fill('#cloud-config\npackages: [nginx]\n');
+    await expect.poll(() => status.innerText()).toBe('valid cloud-config');
+    expect(await editor.getAttribute('aria-invalid')).toBe('false');
+    expect(await launch.isDisabled()).toBe(false);
+    expect(problems).toEqual([]);
+    await page.close();
+  });
+
   it('launch from the form, watch the state live, type in the serial console, see the VNC screen, stop, delete', { timeout: 300_000 }, async () => {
     const watcher = await browser.context.newPage(); // a second tab on the list: it must follow without reloads
     const page = await browser.context.newPage();
@@ -126,6 +161,12 @@ describe('web UI in Chromium against the daemon: launch, live state, serial and 
     await expect.poll(() => canvasColours(page), { timeout: 30_000, interval: 500 }).toBeGreaterThan(1);
     await screenshot(page, '05-vnc-console');
 
+    // Charts from the daemon's /metrics: CPU (a rate, after two samples) and memory of the QEMU process.
+    await page.getByRole('tab', { name: 'Metrics' }).click();
+    await expect.poll(() => page.getByTestId('chart-cpu').locator('strong').innerText(), { timeout: 20_000 }).toMatch(/^\d+ %$/);
+    await expect.poll(() => page.getByTestId('chart-memory-rss-').locator('strong').innerText(), { timeout: 20_000 }).toMatch(/MiB$/);
+    await screenshot(page, '06-metrics');
+
     // Stop (ACPI: the guest powers itself off); both tabs follow.
     await page.getByRole('button', { name: 'Stop', exact: true }).click();
     await expect.poll(() => page.getByTestId('instance-state').innerText(), { timeout: 60_000 }).toBe('stopped');
@@ -136,7 +177,7 @@ describe('web UI in Chromium against the daemon: launch, live state, serial and 
     await page.getByRole('button', { name: 'Delete' }).click();
     await page.waitForURL(/#\/$/);
     await expect.poll(() => row.count(), { timeout: 10_000 }).toBe(0);
-    await screenshot(watcher, '06-deleted');
+    await screenshot(watcher, '07-deleted');
     } catch (e) {
       await screenshot(page, 'failure-page');
       await screenshot(watcher, 'failure-watcher');

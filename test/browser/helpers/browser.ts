@@ -32,6 +32,8 @@ export async function launchBrowser(options: { ignoreHTTPSErrors?: boolean } = {
     viewport: { width: 1280, height: 900 },
     ignoreHTTPSErrors: options.ignoreHTTPSErrors ?? false,
   });
+  // playwright-core waits forever by default; a step that cannot happen should fail and say which.
+  context.setDefaultTimeout(30_000);
   return {
     context,
     close: async () => {

@@ -129,7 +129,7 @@ export function Launch({ onLaunched }: { onLaunched: (name: string) => void }) {
               SSH public keys (one a line)
               <textarea {...field('sshKeys')} rows={3} placeholder="ssh-ed25519 AAAA… you@laptop" />
             </label>
-            <label>Cloud-config (user-data)</label>
+            <span class="field-label">Cloud-config (user-data), checked as you type</span>
             <CloudConfigEditor value={userData} onInput={setUserData} />
           </>
         )}
