@@ -16,7 +16,9 @@ export function parsePrometheus(text: string): Sample[] {
     if (match === null) continue;
     const labels: Record<string, string> = {};
     for (const label of (match[3] ?? '').matchAll(LABEL)) labels[label[1]!] = label[2]!.replace(/\\(.)/g, (_m, c: string) => (c === 'n' ? '\n' : c));
-    samples.push({ name: match[1]!, labels, value: Number(match[4]) });
+    const value = Number(match[4]);
+    if (Number.isNaN(value) && match[4] !== 'NaN') continue; // not a sample line
+    samples.push({ name: match[1]!, labels, value });
   }
   return samples;
 }

@@ -79,6 +79,8 @@ export async function consoleRoutes(app: FastifyInstance, core: ConsoleCore, opt
     '/instances/:name/console-tickets',
     {
       schema: {
+        tags: ['consoles'],
+        summary: 'a ticket for one console WebSocket of this instance: single use, valid 30 s (opens `url`)',
         params: { type: 'object', properties: { name: { type: 'string', maxLength: 63 } }, required: ['name'] },
         body: {
           type: 'object',
@@ -111,7 +113,17 @@ export async function consoleRoutes(app: FastifyInstance, core: ConsoleCore, opt
 
   app.get<{ Params: { name: string; kind: string }; Querystring: { ticket?: string } }>(
     '/instances/:name/console/:kind',
-    { websocket: true, config: TICKET_AUTH, preValidation: spendTicket },
+    {
+      websocket: true,
+      config: TICKET_AUTH,
+      preValidation: spendTicket,
+      schema: {
+        tags: ['consoles'],
+        summary: 'WebSocket (binary frames): the serial console (scroll-back, then live) or VNC (RFB, for noVNC); authorized by ?ticket=',
+        params: { type: 'object', properties: { name: { type: 'string', maxLength: 63 }, kind: { type: 'string', enum: [...CONSOLE_KINDS] } }, required: ['name', 'kind'] },
+        querystring: { type: 'object', properties: { ticket: { type: 'string', maxLength: 64 } } },
+      },
+    },
     (socket: WebSocket, request) => {
       const name = request.params.name;
       const paths = runtimePaths(core.instances.paths.instanceDir(name));
@@ -145,7 +157,7 @@ export async function consoleRoutes(app: FastifyInstance, core: ConsoleCore, opt
  * POST /ui/event-tickets (behind the token) → a ticket for the WebSocket GET /ui/events?ticket=….
  */
 function eventStreamRoutes(app: FastifyInstance, core: ConsoleCore, events: NonNullable<ConsoleCore['events']>, tickets: ConsoleTickets): void {
-  app.post('/ui/event-tickets', { schema: { response: { 201: TICKET_RESPONSE } } }, async (_request, reply) => {
+  app.post('/ui/event-tickets', { schema: { tags: ['events'], summary: 'a ticket for the events WebSocket at /ui/events (for browsers)', response: { 201: TICKET_RESPONSE } } }, async (_request, reply) => {
     const issued = tickets.issue(EVENTS_SCOPE);
     return reply.code(201).send({ ...issued, url: `${EVENTS_URL}?ticket=${encodeURIComponent(issued.ticket)}` });
   });
@@ -154,6 +166,7 @@ function eventStreamRoutes(app: FastifyInstance, core: ConsoleCore, events: NonN
     {
       websocket: true,
       config: TICKET_AUTH,
+      schema: { tags: ['events'], summary: 'WebSocket: the events of /events, authorized by ?ticket= instead of the bearer token', querystring: { type: 'object', properties: { ticket: { type: 'string', maxLength: 64 } } } },
       preValidation: async (request) => {
         if (!tickets.redeem(request.query.ticket ?? '', EVENTS_SCOPE)) {
           throw new VirtnodeError('PERMISSION', 'events: the ticket is missing, used or expired', { hint: 'ask for a new one: POST /ui/event-tickets' });
