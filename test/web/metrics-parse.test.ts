@@ -17,7 +17,7 @@ describe('the web UI reading /metrics', () => {
 
   it('parses samples with labels (escapes included) and skips comments and junk', () => {
     const samples = parsePrometheus(text);
-    expect(samples).toHaveLength(7);
+    expect(samples).toHaveLength(6);
     expect(samples.find((s) => s.name === 'virtnode_instance_state')?.labels).toEqual({ instance: 'we"b', state: 'running' });
     expect(samples.find((s) => s.name === 'virtnode_host_cpus')).toEqual({ name: 'virtnode_host_cpus', labels: {}, value: 2 });
   });
