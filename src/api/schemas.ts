@@ -8,6 +8,14 @@ import Type, { type Static, type TSchema } from 'typebox';
 /** The rule of src/lib/ids.ts validateName: a DNS label (so no `/`, `.` or `..` can reach a path). */
 export const NAME_PATTERN = '^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$';
 
+/**
+ * A string from a fixed set. Plain `enum` rather than a union of literals: fast-json-stringify serializes a
+ * union (anyOf) by validating every branch, which made listing 1,000 instances several times slower.
+ */
+export function StringEnum<const T extends readonly string[]>(values: T, options: Record<string, unknown> = {}) {
+  return Type.Unsafe<T[number]>({ type: 'string', enum: [...values], ...options });
+}
+
 export const Name = Type.String({ pattern: NAME_PATTERN, minLength: 1, maxLength: 63, description: 'a DNS label: 1-63 lowercase letters, digits and hyphens' });
 export const NameParams = Type.Object({ name: Name }, { additionalProperties: false });
 
@@ -27,10 +35,8 @@ export const ErrorBody = Type.Object(
 );
 export type ErrorBodyType = Static<typeof ErrorBody>;
 
-const InstanceState = Type.Union(
-  ['creating', 'defined', 'starting', 'running', 'paused', 'stopping', 'stopped', 'crashed', 'deleting'].map((s) => Type.Literal(s)),
-);
-export const RestartPolicy = Type.Union([Type.Literal('no'), Type.Literal('on-failure'), Type.Literal('always')]);
+const InstanceState = StringEnum(['creating', 'defined', 'starting', 'running', 'paused', 'stopping', 'stopped', 'crashed', 'deleting']);
+export const RestartPolicy = StringEnum(['no', 'on-failure', 'always']);
 
 export const Instance = Type.Object(
   {
@@ -76,8 +82,8 @@ export const CreateInstanceBody = Type.Object(
     kernel: Type.Optional(Type.String({ maxLength: 4096 })),
     initrd: Type.Optional(Type.String({ maxLength: 4096 })),
     cmdline: Type.Optional(Type.String({ maxLength: 4096 })),
-    accel: Type.Optional(Type.Union([Type.Literal('auto'), Type.Literal('kvm'), Type.Literal('tcg')])),
-    network: Type.Optional(Type.Union([Type.Literal('user'), Type.Literal('none')])),
+    accel: Type.Optional(StringEnum(['auto', 'kvm', 'tcg'])),
+    network: Type.Optional(StringEnum(['user', 'none'])),
     start: Type.Optional(Type.Boolean({ description: 'start it right away' })),
     autostart: Type.Optional(Type.Boolean()),
     restartPolicy: Type.Optional(RestartPolicy),
@@ -100,8 +106,8 @@ export const LaunchBody = Type.Object(
     timezone: Type.Optional(Type.String({ maxLength: 64 })),
     passwordHash: Type.Optional(Type.String({ maxLength: 512 })),
     user: Type.Optional(Type.String({ maxLength: 32 })),
-    accel: Type.Optional(Type.Union([Type.Literal('auto'), Type.Literal('kvm'), Type.Literal('tcg')])),
-    seed: Type.Optional(Type.Union([Type.Literal('iso'), Type.Literal('vfat'), Type.Literal('http')])),
+    accel: Type.Optional(StringEnum(['auto', 'kvm', 'tcg'])),
+    seed: Type.Optional(StringEnum(['iso', 'vfat', 'http'])),
     wait: Type.Optional(Type.Boolean({ description: 'follow readiness up to SSH and cloud-init (default true)' })),
     timeoutSeconds: Type.Optional(Type.Integer({ minimum: 1, maximum: 86_400 })),
   },
@@ -136,7 +142,7 @@ export const Image = Type.Object(
     path: Type.String(),
     source: Type.String(),
     sourceSha256: Type.String(),
-    verifiedBy: Type.Union([Type.String(), Type.Null()]),
+    verifiedBy: Type.Unsafe<string | null>({ type: 'string', nullable: true }),
     createdAt: Type.String(),
   },
   { additionalProperties: false },
@@ -167,7 +173,7 @@ export const Operation = Type.Object(
     id: Type.String(),
     kind: Type.String({ description: 'launch, stop, restart, image-pull, image-import, ...' }),
     target: Type.Optional(Type.String({ description: 'the resource it works on, e.g. instances/web' })),
-    status: Type.Union([Type.Literal('running'), Type.Literal('succeeded'), Type.Literal('failed'), Type.Literal('cancelled')]),
+    status: StringEnum(['running', 'succeeded', 'failed', 'cancelled']),
     progress: Type.Object(
       {
         phase: Type.Optional(Type.String()),

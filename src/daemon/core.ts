@@ -6,7 +6,7 @@ import { type Db, openDb } from '../store/db.ts';
 import { PolicyRepository } from '../store/policies.ts';
 import { TokenRepository } from '../store/tokens.ts';
 import { EventBus } from './events.ts';
-import { MetricsCollector } from './metrics.ts';
+import type { MetricsCollector } from './metrics.ts';
 import { OperationManager } from './operations.ts';
 import { Supervisor } from './supervisor.ts';
 
@@ -23,7 +23,8 @@ export interface DaemonCore {
   tokens: TokenRepository;
   events: EventBus;
   operations: OperationManager;
-  metrics: MetricsCollector;
+  /** Loaded on the first scrape (prom-client stays off the start-up path, which re-adoption waits for). */
+  metrics: () => Promise<MetricsCollector>;
   supervisor: Supervisor;
   log: Logger;
   version: string;
@@ -41,6 +42,7 @@ export function createCore(paths: StatePaths, log: Logger): DaemonCore {
       supervisor.poke();
     },
   });
+  let metrics: Promise<MetricsCollector> | undefined;
   return {
     paths,
     db,
@@ -50,7 +52,7 @@ export function createCore(paths: StatePaths, log: Logger): DaemonCore {
     tokens: new TokenRepository(db),
     events,
     operations,
-    metrics: new MetricsCollector(instances),
+    metrics: () => (metrics ??= import('./metrics.ts').then((m) => new m.MetricsCollector(instances))),
     supervisor,
     log,
     version: '0.1.0',

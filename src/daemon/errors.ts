@@ -30,7 +30,8 @@ function fromFramework(e: FastifyError, bodyLimit: number): { status: number; er
       }
     }
     if (first?.keyword === 'additionalProperties') message = `unknown field "${(first.params as { additionalProperty: string }).additionalProperty}"`;
-    if (first?.keyword === 'enum' || first?.keyword === 'const' || first?.keyword === 'anyOf') message = `${message}: see the OpenAPI document at /openapi.json`;
+    if (first?.keyword === 'enum') message = `"${String((first as { data?: unknown }).data)}" is not valid: use ${((first.params as { allowedValues: unknown[] }).allowedValues ?? []).join(', ')}`;
+    if (first?.keyword === 'const' || first?.keyword === 'anyOf') message = `${message}: see the OpenAPI document at /openapi.json`;
     return { status: 400, error: new VirtnodeError('INVALID', `${where}: ${message}`, { field: where }) };
   }
   if (e.code === 'FST_ERR_CTP_BODY_TOO_LARGE') {

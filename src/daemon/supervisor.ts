@@ -116,8 +116,16 @@ export class Supervisor {
   }
 
   private async tick(): Promise<void> {
-    const rows = this.service.repo.list();
-    const current = await Promise.all(rows.map((i) => (i.state === 'running' || i.state === 'paused' ? observeInstance(this.service, i).catch(() => i) : i)));
+    // States only (cheap with thousands of instances); full records just for the ones with a QEMU to observe.
+    const rows = this.service.db.prepare('SELECT name, state, state_reason FROM instances').all() as Array<{ name: string; state: InstanceState; state_reason: string | null }>;
+    const current = await Promise.all(
+      rows.map(async (row): Promise<Pick<Instance, 'name' | 'state' | 'stateReason'>> => {
+        const brief = { name: row.name, state: row.state, stateReason: row.state_reason ?? undefined };
+        if (row.state !== 'running' && row.state !== 'paused') return brief;
+        const instance = this.service.repo.get(row.name);
+        return instance === undefined ? brief : observeInstance(this.service, instance).catch(() => instance);
+      }),
+    );
     const seen = new Set<string>();
     for (const instance of current) {
       seen.add(instance.name);
@@ -135,7 +143,7 @@ export class Supervisor {
     }
   }
 
-  private applyRestartPolicy(instance: Instance): void {
+  private applyRestartPolicy(instance: Pick<Instance, 'name' | 'state' | 'stateReason'>): void {
     const policy = this.policies.get(instance.name);
     const crashed = instance.state === 'crashed';
     const poweredOff = instance.state === 'stopped' && instance.stateReason === GUEST_POWERED_OFF;
@@ -161,7 +169,7 @@ export class Supervisor {
     }
   }
 
-  private publish(instance: Instance, previous: InstanceState | undefined): void {
+  private publish(instance: Pick<Instance, 'name' | 'state' | 'stateReason'>, previous: InstanceState | undefined): void {
     this.events.publish({
       type: 'instance',
       name: instance.name,

@@ -13,8 +13,9 @@ export async function metricsRoutes(app: FastifyInstance, core: DaemonCore): Pro
       },
     },
     async (_request, reply) => {
-      const text = await core.metrics.text();
-      return reply.type(core.metrics.contentType).send(text);
+      const metrics = await core.metrics();
+      const text = await metrics.text();
+      return reply.type(metrics.contentType).send(text);
     },
   );
 }
