@@ -4,6 +4,7 @@ import { EXIT_CODE, toVirtnodeError } from '../lib/errors.ts';
 import { registerCloneCommands } from './commands/clone.ts';
 import { registerCloudInitCommands } from './commands/cloud-init.ts';
 import { registerConsoleCommands } from './commands/console.ts';
+import { registerDaemonCommands } from './commands/daemon.ts';
 import { registerHostCommands } from './commands/host.ts';
 import { registerImageCommands } from './commands/image.ts';
 import { registerInstanceCommands } from './commands/instances.ts';
@@ -18,6 +19,7 @@ const program = new Command('virtnode')
   .description('Turn this Linux machine into a virtualization host: VMs on QEMU, driven over QMP.')
   .version('0.1.0')
   .option('--debug', 'on errors, print the chain of causes')
+  .option('--remote <url>', 'use the virtnode daemon at this https:// URL (token in VIRTNODE_TOKEN, CA in VIRTNODE_CA)')
   .showHelpAfterError('(run with --help for usage)')
   .exitOverride();
 
@@ -34,6 +36,11 @@ registerPortCommands(program);
 registerStorageCommands(program);
 registerSnapshotCommands(program);
 registerCloneCommands(program);
+registerDaemonCommands(program);
+program.hook('preAction', async () => {
+  const remote = program.opts()['remote'] as string | undefined;
+  if (remote !== undefined) (await import('./backend.ts')).setRemote(remote);
+});
 
 function printError(e: unknown): number {
   if (e instanceof CommanderError) return e.exitCode === 0 ? 0 : 2;

@@ -107,4 +107,21 @@ export const MIGRATIONS: ReadonlyArray<{ version: number; sql: string }> = [
       );
     `,
   },
+  {
+    // The daemon: per-instance autostart and restart policy, and API tokens (only their sha256 is kept).
+    version: 6,
+    sql: `
+      CREATE TABLE instance_policies (
+        instance       TEXT PRIMARY KEY REFERENCES instances(name) ON DELETE CASCADE,
+        autostart      INTEGER NOT NULL DEFAULT 0 CHECK (autostart IN (0, 1)),
+        restart_policy TEXT NOT NULL DEFAULT 'no' CHECK (restart_policy IN ('no', 'on-failure', 'always'))
+      );
+      CREATE TABLE api_tokens (
+        name         TEXT PRIMARY KEY,
+        sha256       TEXT NOT NULL UNIQUE,
+        created_at   TEXT NOT NULL,
+        last_used_at TEXT
+      );
+    `,
+  },
 ];
