@@ -78,7 +78,22 @@ export async function formatNodeOf(qmp: QmpConnection, path: string): Promise<st
 
 interface PciDevice {
   qdev_id: string;
+  slot: number;
   pci_bridge?: { devices?: PciDevice[] };
+}
+
+/** Where each device sits on the PCI buses ("pcie.0:3", "hotplug0:0"), by QEMU device id. */
+export async function deviceSlots(qmp: QmpConnection): Promise<Map<string, string>> {
+  const buses = await qmp.execute<Array<{ devices: PciDevice[] }>>(QMP_BLOCK_COMMANDS.queryPci);
+  const slots = new Map<string, string>();
+  const walk = (devices: PciDevice[], bus: string) => {
+    for (const d of devices) {
+      if (d.qdev_id !== '') slots.set(d.qdev_id, `${bus}:${d.slot}`);
+      if (d.pci_bridge?.devices !== undefined) walk(d.pci_bridge.devices, d.qdev_id);
+    }
+  };
+  for (const b of buses) walk(b.devices, 'pcie.0');
+  return slots;
 }
 
 /** The first empty PCIe root port for hot-plugging, or undefined when all are taken. */

@@ -1,18 +1,8 @@
-import { existsSync } from 'node:fs';
-import { join } from 'node:path';
 import type { InstanceService } from '../instances/service.ts';
 import { acquireLock, lockOwner } from '../store/locks.ts';
 import { StorageService } from './service.ts';
 import { repairSnapshots } from './snapshots.ts';
 import { repairVolumes } from './volumes.ts';
-
-/** Is there anything storage-related a crash may have left? Cheap: one query and a stat per instance. */
-export function storageNeedsRepair(service: InstanceService): boolean {
-  const pending = service.db
-    .prepare("SELECT 1 FROM snapshots WHERE state != 'ready' UNION ALL SELECT 1 FROM volumes WHERE state != 'ready' LIMIT 1")
-    .get();
-  return pending !== undefined || service.repo.list().some((i) => existsSync(join(service.paths.instanceDir(i.name), 'overlays')));
-}
 
 /** Volumes and snapshots left half done by a crashed process; each instance is repaired under its lock. */
 export async function repairStorage(service: InstanceService): Promise<string[]> {

@@ -21,7 +21,7 @@ import type { QmpConnection } from '../qmp/connection.ts';
 import { transaction } from '../store/db.ts';
 import type { Snapshot, SnapshotDisk } from '../store/storage.ts';
 import { commitImage, createOverlay, imageLink, internalSnapshot, rebaseImage } from './qemu-img.ts';
-import { addBlockNode, diskNode, formatNodeOf, newNodeName, QMP_BLOCK_COMMANDS, runBlockJob, runJob } from './qmp-block.ts';
+import { addBlockNode, deviceId, deviceSlots, diskNode, formatNodeOf, newNodeName, QMP_BLOCK_COMMANDS, runBlockJob, runJob } from './qmp-block.ts';
 import { isLive, type StorageService } from './service.ts';
 
 const AGENT_TIMEOUT_MS = 5_000;
@@ -165,6 +165,7 @@ export async function createSnapshot(storage: StorageService, request: CreateSna
         const fresh = storage.instances.repo.get(instance.name)!;
         storage.instances.repo.updateSpec(instance.name, withTops(fresh.spec, new Map(snapshotDisks.map((d) => [d.id, { path: d.overlay!, format: 'qcow2' }]))));
       }
+      if (memory) storage.repo.setSnapshotDisks(instance.name, name, snapshotDisks); // with the devices' slots
       storage.repo.setSnapshotState(instance.name, name, 'ready');
       storage.repo.setCurrentSnapshot(instance.name, name);
     });
@@ -200,6 +201,11 @@ async function takeInternal(storage: StorageService, instance: Instance, name: s
   if (memory) {
     await storage.withQmp(instance, async (qmp) => {
       const nodes = await topNodes(qmp, disks);
+      const slots = await deviceSlots(qmp);
+      for (const d of disks) {
+        const slot = slots.get(deviceId(d.id));
+        if (slot !== undefined) d.slot = slot;
+      }
       const id = jobId('save');
       await runJob(qmp, id, () => qmp.execute(QMP_BLOCK_COMMANDS.snapshotSave, { 'job-id': id, tag: name, vmstate: nodes[0], devices: nodes }));
     });
@@ -292,8 +298,22 @@ async function revertLocked(storage: StorageService, instance: Instance, snapsho
   if (snapshot.kind === 'internal' && snapshot.memory && live) {
     await storage.withQmp(instance, async (qmp) => {
       const nodes = await topNodes(qmp, snapshot.disks);
+      const slots = await deviceSlots(qmp);
+      const moved = snapshot.disks.find((d) => d.slot !== undefined && slots.get(deviceId(d.id)) !== d.slot);
+      if (moved !== undefined) {
+        throw new VirtnodeError('INVALID_STATE', `cannot load the memory state of snapshot ${name} into ${instance.name}: disk ${moved.id} sat at PCI ${moved.slot} when it was saved and sits at ${slots.get(deviceId(moved.id)) ?? 'no slot'} now (hot-plugged, then restarted), so QEMU cannot take the state`, {
+          hint: `stop ${instance.name} and revert then: its disks go back to the snapshot and it boots from them (virtnode stop ${instance.name}; virtnode snapshot revert ${instance.name} ${name})`,
+        });
+      }
       const id = jobId('load');
-      await runJob(qmp, id, () => qmp.execute(QMP_BLOCK_COMMANDS.snapshotLoad, { 'job-id': id, tag: name, vmstate: nodes[0], devices: nodes }));
+      try {
+        await runJob(qmp, id, () => qmp.execute(QMP_BLOCK_COMMANDS.snapshotLoad, { 'job-id': id, tag: name, vmstate: nodes[0], devices: nodes }));
+      } catch (e) {
+        throw new VirtnodeError('QMP_COMMAND', `QEMU could not load snapshot ${name} into ${instance.name}: ${e instanceof Error ? e.message : String(e)}`, {
+          cause: e,
+          hint: `the guest's memory may be half loaded: restart it (virtnode restart --force ${instance.name}), or stop it and revert then (disks only)`,
+        });
+      }
     });
     notes.push('memory and disks restored: the guest continues from the moment of the snapshot');
     // snapshot-load resumes the guest as it was before the load; the recorded state follows QEMU.

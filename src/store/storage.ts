@@ -29,6 +29,8 @@ export interface SnapshotDisk {
   file: string;
   format: string;
   overlay?: string;
+  /** Memory snapshots: the PCI slot of the disk's device when the state was saved (it must match to load). */
+  slot?: string;
 }
 
 export interface Snapshot {

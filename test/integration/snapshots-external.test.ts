@@ -82,6 +82,8 @@ describe('external (overlay) snapshots: create live and offline, revert, delete 
     // The volume is now written through an overlay: operations on it alone are refused with the way out.
     await refused(['volume', 'resize', 'vol', '--size', '32M'], 5, 'writes it through an external snapshot overlay', 'snapshot rm se');
     await refused(['disk', 'detach', 'se', 'vol'], 5, 'snapshots of se include it (e1)');
+    // Deleting the instance would lose the volume's writes kept in the overlay in its directory.
+    await refused(['delete', '--force', 'se'], 5, 'cannot delete se: volume vol (', 'virtnode snapshot rm se SNAP');
     await refused(['snapshot', 'create', 'se', 'i1'], 5, 'cannot take an internal snapshot of se: it has external snapshots (e1)', '--disk-only');
 
     await write('E1', 'V1');

@@ -127,6 +127,23 @@ describe('internal snapshots: with memory while running, disk-only while stopped
     await refused(['snapshot', 'revert', 'si', 'c'], 3, 'instance si has no snapshot c');
     await refused(['snapshot', 'create', 'si', 'Bad_Name'], 2, 'snapshot: "Bad_Name" is not a valid name');
     await refused(['snapshot', 'ls', 'nope'], 3, 'instance nope does not exist');
-    await ok(['delete', '--force', 'si']);
+  });
+
+  it('memory state saved with a hot-plugged disk is not loaded after a restart moved the disk; stopped, the disks revert', async () => {
+    await ok(['volume', 'create', 'hot', '--size', '8M']);
+    await ok(['disk', 'attach', 'si', 'hot']);
+    await ok(['snapshot', 'create', 'si', 'h']);
+    await ok(['restart', '--force', 'si']);
+    await booted();
+    await refused(['snapshot', 'revert', 'si', 'h'], 5, 'disk disk1 sat at PCI hotplug', 'stop si and revert then');
+    expect(JSON.parse(await ok(['info', 'si', '--format', 'json'])).state).toBe('running');
+    expect(await sh('echo alive')).toBe('alive');
+    await ok(['stop', '--force', 'si']);
+    expect(await ok(['snapshot', 'revert', 'si', 'h'])).toContain('the memory state is not loaded into a stopped instance');
+    await ok(['snapshot', 'rm', 'si', 'h']);
+    expectImageClean(disk);
+    await ok(['disk', 'detach', 'si', 'hot']);
+    await ok(['delete', 'si']);
+    await ok(['volume', 'rm', 'hot']);
   });
 });
