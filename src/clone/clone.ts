@@ -1,3 +1,4 @@
+import { assertNoSnapshots } from './snapshot-guard.ts';
 import { chmodSync, linkSync, mkdirSync, renameSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { run } from '../exec/run.ts';
@@ -133,6 +134,7 @@ export async function cloneInstance(service: InstanceService, request: CloneRequ
         });
       }
     }
+    if (source !== undefined) assertNoSnapshots(service.db, sourceName, 'clone');
     const disk = template === undefined ? source!.spec.disks[0] : { id: 'disk0', path: template.diskPath, format: template.format, owned: true };
     if (disk === undefined) throw invalid('SRC', `instance ${sourceName} has no disk to clone`);
     if (request.linked === true && source !== undefined && (!disk.owned || disk.format !== 'qcow2')) {

@@ -1,3 +1,4 @@
+import { assertNoSnapshots } from '../clone/snapshot-guard.ts';
 import { createHash } from 'node:crypto';
 import { createReadStream, chmodSync, linkSync, mkdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
@@ -109,6 +110,7 @@ export class TemplateService {
       if (!OFFLINE.includes(instance.state) && !ONLINE.includes(instance.state)) {
         throw new VirtnodeError('INVALID_STATE', `cannot make a template of ${source}: it is ${instance.state}`, { hint: 'wait for the operation under way to finish' });
       }
+      assertNoSnapshots(this.instances.db, source, 'make a template of');
       const disk = instance.spec.disks[0];
       if (disk === undefined || !disk.owned || disk.format !== 'qcow2') {
         throw invalid('INSTANCE', `${source} has no qcow2 disk made by virtnode`, 'a template is made of a launched, cloned or `create --disk-size` instance');

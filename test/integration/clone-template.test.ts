@@ -150,6 +150,20 @@ describe('clones and templates (tiny guest, TCG)', () => {
     await ok(['stop', '--force', 'full1']);
   });
 
+  it('an instance with snapshots is neither cloned nor made a template: refused with a hint, nothing made', async () => {
+    expect((await info('src')).state).toBe('stopped');
+    await ok(['snapshot', 'create', 'src', 'before']);
+    for (const args of [['clone', 'src', 'snapped'], ['clone', 'src', 'snapped', '--linked'], ['template', 'create', 'src', 'snapped']]) {
+      const r = await virtnode(home, args);
+      expect(r.code, args.join(' ')).toBe(5);
+      expect(r.stderr).toMatch(/cannot (clone|make a template of) src: it has snapshots \(before\)/);
+      expect(r.stderr).toContain('hint: delete them first (virtnode snapshot rm src SNAP');
+    }
+    expect(await names()).not.toContain('snapped');
+    expect((await info('src')).state).toBe('stopped');
+    await ok(['snapshot', 'rm', 'src', 'before']);
+  });
+
   it('a linked clone of a stopped instance: its disk becomes a read-only base under both, and both boot at once', async () => {
     const before = (await info('src')).disks[0]!.path;
     const r = await ok(['clone', 'src', 'linked1', '--linked', '--format', 'json']);
