@@ -81,6 +81,7 @@ describe('browser consoles: WebSocket bridges to the serial and VNC sockets of a
     const ws = await open(base + issued.body.url);
     const first = ws.rx;
     await until(() => first.text().includes(TEST_GUEST_READY_MARKER), 'the scroll-back');
+    expect(first.frames()[0]).toContain(TEST_GUEST_READY_MARKER); // the first frame is the whole scroll-back
     ws.send('echo answer-$((6*7))\n');
     await until(() => first.text().includes('answer-42'), 'the guest to answer');
 
