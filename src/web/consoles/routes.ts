@@ -30,7 +30,7 @@ export interface ConsoleRoutesOptions {
   hubs?: SerialHubs;
 }
 
-/** Output a serial viewer has not taken yet; past this it is dropped rather than buffered without end. */
+/** Output a serial viewer has not taken yet; past this the viewer is disconnected rather than buffered without end. */
 const MAX_SERIAL_BACKLOG_BYTES = 8 * 1024 * 1024;
 const LIVE_STATES = new Set(['running', 'paused']);
 
