@@ -83,7 +83,7 @@ describe('web UI in Chromium against the daemon: launch, live state, serial and 
     await page.close();
   });
 
-  it('the launch form checks the cloud-config as it is typed, with line numbers, and refuses to launch a broken one', { timeout: 120_000 }, async () => {
+  it('launch from an image: the cloud-config is checked as it is typed (line numbers, a broken one refused), then the launch operation shows its phases and the host keys', { timeout: 120_000 }, async () => {
     const image = join(home, 'tiny.qcow2');
     await createQcow2(image);
     const imported = await virtnode(home, ['image', 'import', image, '--name', 'tiny']);
@@ -112,6 +112,23 @@ describe('web UI in Chromium against the daemon: launch, live state, serial and 
     await expect.poll(() => status.innerText()).toBe('valid cloud-config');
     expect(await editor.getAttribute('aria-invalid')).toBe('false');
     expect(await launch.isDisabled()).toBe(false);
+
+    // Launch it (an operation): its phases appear on the instance page as the daemon reports them. The image is
+    // an empty disk, so the guest never gets an address; the instance is then deleted, launch or not.
+    await page.getByLabel('Name').fill('img1');
+    await page.getByLabel('Memory').fill('128M');
+    await page.getByLabel('SSH public keys').fill('ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHVpdGVzdGtleWZvcnRoZXdlYnVpdGVzdHNvbmx5MDAw ui@test');
+    await launch.click();
+    await page.waitForURL(/#\/instances\/img1/);
+    const operation = page.getByTestId('operation');
+    await expect.poll(() => operation.innerText(), { timeout: 60_000 }).toMatch(/launch running[\s\S]*image tiny[\s\S]*disk [\s\S]*seed NoCloud[\s\S]*booting QEMU pid \d+/);
+    // Identity: the fingerprints of the SSH host keys virtnode made for it.
+    await expect.poll(() => page.locator('code', { hasText: /^SHA256:/ }).count(), { timeout: 15_000 }).toBeGreaterThan(0);
+    await screenshot(page, '09-launch-operation');
+    page.once('dialog', (dialog) => void dialog.accept());
+    await page.getByRole('button', { name: 'Delete' }).click();
+    await page.waitForURL(/#\/$/);
+    await expect.poll(() => qemuPidsUnder(home).length, { timeout: 20_000 }).toBe(0);
     expect(problems).toEqual([]);
     await page.close();
   });

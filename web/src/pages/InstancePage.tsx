@@ -37,7 +37,9 @@ function Overview({ instance, operations }: { instance: Instance; operations: Op
             {instance.cpus} / {instance.memoryMiB} MiB ({instance.accel})
           </Row>
           <Row label="Source">{instance.image !== undefined ? `image ${instance.image.name}` : instance.boot !== undefined ? `kernel ${instance.boot.kernel}` : '–'}</Row>
-          <Row label="SSH">{instance.ssh?.address !== undefined ? `${instance.ssh.user}@ ${instance.ssh.address} (virtnode shell ${instance.name})` : '–'}</Row>
+          <Row label="SSH">
+            {instance.ssh?.address !== undefined ? `${instance.ssh.user}@${instance.ssh.address.replace(/:(\d+)$/, ' port $1')} (virtnode shell ${instance.name})` : '–'}
+          </Row>
           <Row label="MAC addresses">{instance.nics.map((n) => `${n.mac} (${n.network})`).join(', ') || 'no network'}</Row>
           <Row label="UUID">{instance.uuid}</Row>
           <Row label="SMBIOS UUID">{instance.smbiosUuid}</Row>
