@@ -56,6 +56,9 @@ npm run --silent build
 step "tiny test guest"
 ./scripts/build-test-guest.sh
 
+step "sealing appliance (seals template and clone disks offline)"
+./scripts/build-seal-appliance.sh /var/cache/virtnode/seal-appliance
+
 step "default image: Debian 12 with cloud-init (debootstrap; minutes the first time, then cached)"
 mkdir -p "$VIRTNODE_IMAGE_DIR"
 ./scripts/build-image.sh

@@ -49,7 +49,25 @@ export const Instance = Type.Object(
     memoryMiB: Type.Integer(),
     accel: Type.String(),
     disks: Type.Array(Type.Object({ id: Type.String(), path: Type.String(), format: Type.String() }, { additionalProperties: false })),
-    nics: Type.Array(Type.Object({ index: Type.Integer(), mac: Type.String(), network: Type.String() }, { additionalProperties: false })),
+    nics: Type.Array(
+      Type.Object(
+        {
+          index: Type.Integer(),
+          mac: Type.String(),
+          network: Type.String(),
+          address: Type.Optional(Type.String()),
+          staticAddress: Type.Optional(Type.Boolean()),
+          lease: Type.Optional(Type.String()),
+          guestAddresses: Type.Optional(Type.Array(Type.String())),
+        },
+        { additionalProperties: false },
+      ),
+    ),
+    portForwards: Type.Optional(
+      Type.Array(
+        Type.Object({ protocol: StringEnum(['tcp', 'udp']), hostAddress: Type.String(), hostPort: Type.Integer(), guestPort: Type.Integer() }, { additionalProperties: false }),
+      ),
+    ),
     boot: Type.Optional(
       Type.Object({ kernel: Type.String(), initrd: Type.Optional(Type.String()), cmdline: Type.Optional(Type.String()) }, { additionalProperties: false }),
     ),
@@ -83,7 +101,10 @@ export const CreateInstanceBody = Type.Object(
     initrd: Type.Optional(Type.String({ maxLength: 4096 })),
     cmdline: Type.Optional(Type.String({ maxLength: 4096 })),
     accel: Type.Optional(StringEnum(['auto', 'kvm', 'tcg'])),
-    network: Type.Optional(StringEnum(['user', 'none'])),
+    network: Type.Optional(
+      Type.Array(Type.String({ pattern: NAME_PATTERN, maxLength: 63 }), { minItems: 1, maxItems: 8, description: 'one NIC each: user, none, or a managed network' }),
+    ),
+    ip: Type.Optional(Type.Array(Type.String({ maxLength: 64 }), { maxItems: 8, description: 'static address on the i-th managed network (auto = DHCP)' })),
     start: Type.Optional(Type.Boolean({ description: 'start it right away' })),
     autostart: Type.Optional(Type.Boolean()),
     restartPolicy: Type.Optional(RestartPolicy),
@@ -108,6 +129,8 @@ export const LaunchBody = Type.Object(
     user: Type.Optional(Type.String({ maxLength: 32 })),
     accel: Type.Optional(StringEnum(['auto', 'kvm', 'tcg'])),
     seed: Type.Optional(StringEnum(['iso', 'vfat', 'http'])),
+    networks: Type.Optional(Type.Array(Type.String({ pattern: NAME_PATTERN, maxLength: 63 }), { maxItems: 8, description: 'managed networks for NICs after NIC 0 (user-mode, for SSH)' })),
+    ips: Type.Optional(Type.Array(Type.String({ maxLength: 64 }), { maxItems: 8, description: 'static address on the i-th network (auto = DHCP)' })),
     wait: Type.Optional(Type.Boolean({ description: 'follow readiness up to SSH and cloud-init (default true)' })),
     timeoutSeconds: Type.Optional(Type.Integer({ minimum: 1, maximum: 86_400 })),
   },

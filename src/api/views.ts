@@ -5,6 +5,7 @@
  */
 import type { Instance, InstanceState } from '../instances/model.ts';
 import type { ImageRecord } from '../images/store/index.ts';
+import type { NicAddresses } from '../instances/addresses.ts';
 import type { InstancePolicy, RestartPolicy } from '../store/policies.ts';
 
 export interface InstanceView {
@@ -17,7 +18,8 @@ export interface InstanceView {
   memoryMiB: number;
   accel: string;
   disks: Array<{ id: string; path: string; format: string }>;
-  nics: Array<{ index: number; mac: string; network: string }>;
+  nics: Array<{ index: number; mac: string; network: string; address?: string; staticAddress?: boolean; lease?: string; guestAddresses?: string[] }>;
+  portForwards?: Array<{ protocol: 'tcp' | 'udp'; hostAddress: string; hostPort: number; guestPort: number }>;
   boot?: { kernel: string; initrd?: string; cmdline?: string };
   image?: { name: string; sha256: string };
   instanceId?: string;
@@ -30,7 +32,11 @@ export interface InstanceView {
   updatedAt: string;
 }
 
-export function instanceView(i: Instance, policy?: InstancePolicy): InstanceView {
+/**
+ * `policy`: autostart and restart policy (shown when given); `addresses`: what is known of each NIC's addresses
+ * (reservation, DHCP lease, guest agent), from src/instances/addresses.ts.
+ */
+export function instanceView(i: Instance, policy?: InstancePolicy, addresses?: NicAddresses[]): InstanceView {
   return {
     name: i.name,
     state: i.state,
@@ -41,7 +47,18 @@ export function instanceView(i: Instance, policy?: InstancePolicy): InstanceView
     memoryMiB: i.spec.memoryMiB,
     accel: i.spec.accel,
     disks: i.spec.disks.map((d) => ({ id: d.id, path: d.path, format: d.format })),
-    nics: i.nics.map((n) => ({ index: n.index, mac: n.mac, network: n.network })),
+    nics: i.nics.map((n) => {
+      const a = addresses?.find((x) => x.index === n.index);
+      return {
+        index: n.index,
+        mac: n.mac,
+        network: n.network,
+        ...(n.address === undefined ? {} : { address: n.address, staticAddress: n.staticAddress ?? false }),
+        ...(a?.lease === undefined ? {} : { lease: a.lease }),
+        ...(a?.guest === undefined ? {} : { guestAddresses: a.guest }),
+      };
+    }),
+    ...((i.spec.portForwards ?? []).length === 0 ? {} : { portForwards: i.spec.portForwards! }),
     ...(i.spec.boot === undefined ? {} : { boot: i.spec.boot }),
     ...(i.spec.image === undefined ? {} : { image: { name: i.spec.image.name, sha256: i.spec.image.sha256 } }),
     ...(i.spec.instanceId === undefined ? {} : { instanceId: i.spec.instanceId }),
@@ -63,7 +80,7 @@ export function instanceView(i: Instance, policy?: InstancePolicy): InstanceView
 }
 
 const INSTANCE_VIEW_ORDER: ReadonlyArray<keyof InstanceView> = [
-  'name', 'state', 'reason', 'uuid', 'smbiosUuid', 'cpus', 'memoryMiB', 'accel', 'disks', 'nics', 'boot', 'image', 'instanceId', 'ssh',
+  'name', 'state', 'reason', 'uuid', 'smbiosUuid', 'cpus', 'memoryMiB', 'accel', 'disks', 'nics', 'portForwards', 'boot', 'image', 'instanceId', 'ssh',
   'readiness', 'autostart', 'restartPolicy', 'pid', 'createdAt', 'updatedAt',
 ];
 
@@ -76,6 +93,11 @@ export function orderedInstanceView(view: InstanceView): InstanceView {
     ordered['ssh'] = { user, ...(address === undefined ? {} : { address }), hostKeyFingerprints };
   }
   return ordered as unknown as InstanceView;
+}
+
+/** The best-known address of a NIC for a one-line display (as src/instances/addresses.ts shownAddress). */
+export function shownNicAddress(n: InstanceView['nics'][number]): string | undefined {
+  return n.guestAddresses?.[0]?.split('/')[0] ?? n.lease ?? n.address;
 }
 
 /** The SSH port on loopback of a launched instance, from its view. */

@@ -4,9 +4,12 @@ import { VirtnodeError } from '../lib/errors.ts';
 import type { ImageResolver } from '../instances/launch.ts';
 import type { InstanceService } from '../instances/service.ts';
 
-/** Resolves an image name through the image store. */
+/** Resolves an image name: a template (its sealed disk, a linked clone of it) or an image in the image store. */
 export function imageResolver(service: InstanceService): ImageResolver {
   return async (nameOrPath) => {
+    const { TemplateRepository } = await import('../templates/repository.ts');
+    const template = new TemplateRepository(service.db).get(nameOrPath);
+    if (template !== undefined) return { name: template.name, sha256: template.sha256, path: template.diskPath, format: template.format };
     const { ImageStore } = await import('../images/store/index.ts');
     const store = new ImageStore(service.paths, service.db);
     if (existsSync(nameOrPath)) {

@@ -23,11 +23,16 @@ export class LocalInstances implements InstanceApi {
 
   async list(): Promise<InstanceView[]> {
     const policies = this.policies.all();
-    return (await this.service.list()).map((i) => instanceView(i, policies.get(i.name) ?? { autostart: false, restart: 'no' }));
+    const all = await this.service.list();
+    const { nicAddresses } = await import('../instances/addresses.ts');
+    const addresses = await Promise.all(all.map((i) => nicAddresses(this.service, i)));
+    return all.map((i, k) => instanceView(i, policies.get(i.name) ?? { autostart: false, restart: 'no' }, addresses[k]));
   }
 
   async get(name: string): Promise<InstanceView> {
-    return this.view(await this.service.get(name));
+    const instance = await this.service.get(name);
+    const { nicAddresses } = await import('../instances/addresses.ts');
+    return instanceView(instance, this.policies.get(name), await nicAddresses(this.service, instance, { agent: true }));
   }
 
   async create(request: CreateRequest, options: { start?: boolean }): Promise<InstanceView> {

@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 import { Command, CommanderError } from 'commander';
 import { EXIT_CODE, toVirtnodeError } from '../lib/errors.ts';
+import { registerCloneCommands } from './commands/clone.ts';
 import { registerCloudInitCommands } from './commands/cloud-init.ts';
 import { registerConsoleCommands } from './commands/console.ts';
 import { registerDaemonCommands } from './commands/daemon.ts';
@@ -8,6 +9,11 @@ import { registerHostCommands } from './commands/host.ts';
 import { registerImageCommands } from './commands/image.ts';
 import { registerInstanceCommands } from './commands/instances.ts';
 import { registerLaunchCommands } from './commands/launch.ts';
+import { registerNetworkCommands } from './commands/network.ts';
+import { registerNicCommands } from './commands/nic.ts';
+import { registerPortCommands } from './commands/port.ts';
+import { registerSnapshotCommands } from './commands/snapshot.ts';
+import { registerStorageCommands } from './commands/storage.ts';
 
 const program = new Command('virtnode')
   .description('Turn this Linux machine into a virtualization host: VMs on QEMU, driven over QMP.')
@@ -24,6 +30,12 @@ registerConsoleCommands(program);
 registerHostCommands(program);
 registerCloudInitCommands(program);
 registerImageCommands(program);
+registerNetworkCommands(program);
+registerNicCommands(program);
+registerPortCommands(program);
+registerStorageCommands(program);
+registerSnapshotCommands(program);
+registerCloneCommands(program);
 registerDaemonCommands(program);
 program.hook('preAction', async () => {
   const remote = program.opts()['remote'] as string | undefined;

@@ -107,6 +107,8 @@ export class RemoteInstances implements InstanceApi {
       ...(request.user === undefined ? {} : { user: request.user }),
       ...(request.accel === undefined ? {} : { accel: request.accel }),
       ...(request.seed === undefined ? {} : { seed: request.seed }),
+      ...(request.networks === undefined ? {} : { networks: request.networks }),
+      ...(request.ips === undefined ? {} : { ips: request.ips }),
       wait: options.noWait !== true,
       ...(options.timeoutMs === undefined ? {} : { timeoutSeconds: Math.max(1, Math.round(options.timeoutMs / 1000)) }),
     };

@@ -458,6 +458,27 @@ describe('renderNetworkConfig', () => {
     expect(networkd).toContain('DNS=192.168.50.1 9.9.9.9');
   }, 60_000);
 
+  it('configures each NIC of a managed network: a management NIC without gateway, DHCP, a static address (golden)', async () => {
+    const text = renderNetworkConfig({
+      ...minimal,
+      network: {
+        kind: 'nics',
+        nics: [
+          { mac: '52:54:00:00:00:01', address: '10.0.2.15/24' },
+          { mac: '52:54:00:00:00:02', dhcp: true },
+          { mac: '52:54:00:00:00:03', address: '10.77.0.50/24', gateway: '10.77.0.1', dns: ['10.77.0.1'], search: ['lab.internal'] },
+        ],
+      },
+    });
+    golden('managed-nics.network-config', text);
+    const networkd = await toNetworkd(text);
+    expect(networkd).toContain('Address=10.0.2.15/24');
+    expect(networkd).toContain('Address=10.77.0.50/24');
+    expect(networkd).toContain('Gateway=10.77.0.1');
+    expect(networkd).toMatch(/DHCP=(ipv4|yes)/);
+    expect(() => renderNetworkConfig({ ...minimal, network: { kind: 'nics', nics: [{ mac: '52:54:00:00:00:01', address: '10.0.2.15' }] } })).toThrow(/network.nics\[0\].address/);
+  });
+
   it("passes the user's own network-config through untouched (golden)", () => {
     const own = 'version: 2\nethernets:\n  lan:\n    match: {macaddress: "52:54:00:12:34:56"}\n    addresses: [10.1.2.3/16]\n';
     const text = renderNetworkConfig({ ...minimal, network: { kind: 'user-config', text: own } });

@@ -63,7 +63,13 @@ export interface DefaultUser {
 export type NetworkRequest =
   | { kind: 'dhcp'; macs: string[] }
   | { kind: 'static'; mac: string; /** CIDR, e.g. 10.0.0.5/24 */ address: string; gateway?: string; dns?: string[] }
-  | { kind: 'user-config'; text: string };
+  | { kind: 'user-config'; text: string }
+  /** One entry per NIC, in NIC order (named eth0, eth1, ...): DHCP, or a static address with optional gateway and DNS. */
+  | { kind: 'nics'; nics: NicNetworkConfig[] };
+
+export type NicNetworkConfig =
+  | { mac: string; dhcp: true }
+  | { mac: string; dhcp?: false; /** CIDR, e.g. 10.77.0.50/24 */ address: string; gateway?: string; dns?: string[]; search?: string[] };
 
 export interface SeedRequest {
   /** Fresh per instance, e.g. `i-<uuid>`; a new one makes cloud-init run its per-instance modules again. */
@@ -450,6 +456,33 @@ export function renderNetworkConfig(req: SeedRequest): string {
     if (new Set(macs).size !== macs.length) throw invalid('network.macs', 'the same MAC address appears twice');
     macs.forEach((macaddress, i) => {
       ethernets[`eth${i}`] = { match: { macaddress }, 'set-name': `eth${i}`, dhcp4: true, 'dhcp-identifier': 'mac' };
+    });
+  } else if (net.kind === 'nics') {
+    if (net.nics.length === 0) throw invalid('network.nics', 'at least one NIC is needed');
+    const macs = net.nics.map((n, i) => checkMac(`network.nics[${i}].mac`, n.mac));
+    if (new Set(macs).size !== macs.length) throw invalid('network.nics', 'the same MAC address appears twice');
+    net.nics.forEach((nic, i) => {
+      const eth: Record<string, unknown> = { match: { macaddress: macs[i] }, 'set-name': `eth${i}` };
+      if (nic.dhcp === true) {
+        Object.assign(eth, { dhcp4: true, 'dhcp-identifier': 'mac' });
+      } else {
+        const family = checkCidr(`network.nics[${i}].address`, nic.address);
+        eth['addresses'] = [nic.address];
+        if (nic.gateway !== undefined) {
+          if (checkIp(`network.nics[${i}].gateway`, nic.gateway) !== family) throw invalid(`network.nics[${i}].gateway`, 'must be of the same family as the address');
+          // gateway4/6, not routes: cloud-init's ifupdown renderer turns routes into `route add` (net-tools, absent
+          // from minimal images) but gateway4 into ifupdown's own `gateway`.
+          eth[family === 4 ? 'gateway4' : 'gateway6'] = nic.gateway;
+        }
+        const nameservers: Record<string, unknown> = {};
+        if (nic.dns !== undefined && nic.dns.length > 0) {
+          nic.dns.forEach((d, j) => checkIp(`network.nics[${i}].dns[${j}]`, d));
+          nameservers['addresses'] = [...nic.dns];
+        }
+        if (nic.search !== undefined && nic.search.length > 0) nameservers['search'] = [...nic.search];
+        if (Object.keys(nameservers).length > 0) eth['nameservers'] = nameservers;
+      }
+      ethernets[`eth${i}`] = eth;
     });
   } else {
     const macaddress = checkMac('network.mac', net.mac);

@@ -36,6 +36,8 @@ export interface RunOptions {
   cwd?: string;
   /** Exit codes that count as success (default [0]). */
   okCodes?: number[];
+  /** Sees the child's standard output as it comes (progress); it is still collected as well. */
+  onStdout?: (chunk: string) => void;
 }
 
 export interface RunResult {
@@ -90,6 +92,7 @@ export function run(argv: readonly string[], options: RunOptions = {}): Promise<
       if (size <= OUTPUT_LIMIT_BYTES) into.push(chunk);
     };
     child.stdout.on('data', collect(out));
+    if (options.onStdout !== undefined) child.stdout.on('data', (chunk: Buffer) => options.onStdout!(chunk.toString('utf8')));
     child.stderr.on('data', collect(err));
     child.stdin.on('error', () => {}); // the child may exit before reading its input
     child.stdin.end(options.input ?? '');

@@ -6,6 +6,7 @@ import { validateName } from '../lib/ids.ts';
 import { formatIssues, userDataKind, validateCloudConfig } from '../cloudinit/validate.ts';
 import type { ValidationIssue } from '../cloudinit/validate.ts';
 import { parseSize } from '../lib/units.ts';
+import { type NicRequest, validateNicRequests } from './nic-request.ts';
 import { type HostLimits, hostLimits, validateAccel, validateCpus, validateMemory } from './validate.ts';
 
 export interface LaunchRequest {
@@ -26,6 +27,9 @@ export interface LaunchRequest {
   user?: string;
   accel?: string;
   seed?: string;
+  /** Managed networks for NICs after the management NIC (user-mode, carries SSH). */
+  networks?: string[];
+  ips?: string[];
 }
 
 export interface ValidLaunch {
@@ -44,6 +48,8 @@ export interface ValidLaunch {
   passwordHash: string | undefined;
   user: string;
   seedFormat: 'iso' | 'vfat' | 'http';
+  /** NIC 0 is always user-mode (virtnode reaches SSH through it); these follow it. */
+  nics: NicRequest[];
 }
 
 const USER_DATA_LIMIT_BYTES = 1024 * 1024;
@@ -139,7 +145,11 @@ export function validateLaunch(request: LaunchRequest, limits: HostLimits = host
   const seed = request.seed ?? 'iso';
   if (seed !== 'iso' && seed !== 'vfat' && seed !== 'http') throw invalid('--seed', `"${seed}" is not valid`, 'use iso (default), vfat, or http');
 
+  const extra = validateNicRequests(request.networks, request.ips, []);
+  if (extra.some((n) => n.network === 'user')) throw invalid('--network', 'launch always gives NIC 0 the user-mode network (for SSH); name managed networks only');
+  if (extra.length > 0 && networkConfig !== undefined) throw invalid('--network-config', 'cannot be combined with --network: virtnode writes the network-config for managed networks');
   return {
+    nics: [{ network: 'user' }, ...extra],
     image: request.image,
     name,
     cpus,

@@ -6,13 +6,16 @@ import { generateHostKeys, generateUserKey } from '../cloudinit/ssh-host-keys.ts
 import { VirtnodeError } from '../lib/errors.ts';
 import { createImage } from '../qemu/img.ts';
 import { acquireLock } from '../store/locks.ts';
-import type { DiskFormat, ImageRef, Instance, InstanceSpec } from './model.ts';
+import { type DiskFormat, type ImageRef, type Instance, type InstanceSpec, USER_NETWORK } from './model.ts';
+import type { NetworkRequest, NicNetworkConfig } from '../cloudinit/render.ts';
 import { type LaunchRequest, type ValidLaunch, validateLaunch } from './launch-validate.ts';
 import { type CloudInitResult, guestAddress, type Phase, type PhaseListener, waitForCloudInit, waitForSshBanner } from './readiness.ts';
 import type { InstanceService } from './service.ts';
 
 export const DEFAULT_READY_TIMEOUT_MS = 15 * 60_000;
 const SSH_GUEST_PORT = 22;
+/** QEMU's user-mode network gives the guest this address (and 10.0.2.2 as its gateway). */
+const USER_MODE_GUEST_ADDRESS = '10.0.2.15';
 
 export interface ResolvedImage extends ImageRef {
   format: DiskFormat;
@@ -36,7 +39,7 @@ export interface LaunchResult {
 }
 
 /** virtnode's own SSH client key, made once per state directory and authorized in every launched guest. */
-async function clientKey(service: InstanceService): Promise<{ identityFile: string; publicKey: string }> {
+export async function clientKey(service: InstanceService): Promise<{ identityFile: string; publicKey: string }> {
   const dir = service.paths.sshDir;
   const identityFile = join(dir, 'id_ed25519');
   if (!existsSync(`${identityFile}.pub`)) {
@@ -56,6 +59,31 @@ async function clientKey(service: InstanceService): Promise<{ identityFile: stri
 }
 
 /**
+ * The guest's network-config. With managed networks, the user-mode NIC (SSH only) gets its fixed slirp address
+ * without a gateway, so the default route and DNS come from the managed network; a `--ip` NIC is static.
+ */
+export function seedNetwork(service: InstanceService, instance: Instance, userConfig: string | undefined): NetworkRequest {
+  if (userConfig !== undefined) return { kind: 'user-config', text: userConfig };
+  if (instance.nics.every((n) => n.network === USER_NETWORK)) return { kind: 'dhcp', macs: instance.nics.map((n) => n.mac) };
+  return {
+    kind: 'nics',
+    nics: instance.nics.map((nic): NicNetworkConfig => {
+      if (nic.network === USER_NETWORK) return { mac: nic.mac, address: `${USER_MODE_GUEST_ADDRESS}/24` };
+      const network = service.networks.mustGet(nic.network);
+      if (!nic.staticAddress || network.ipv4 === undefined) return { mac: nic.mac, dhcp: true };
+      const prefix = network.ipv4.subnet.split('/')[1];
+      return {
+        mac: nic.mac,
+        address: `${nic.address}/${prefix}`,
+        ...(network.mode === 'nat' ? { gateway: network.ipv4.gateway } : {}),
+        dns: [network.ipv4.gateway],
+        search: [network.domain!],
+      };
+    }),
+  };
+}
+
+/**
  * Launch: image → linked-clone disk → identity (instance-id, host keys) → NoCloud seed → boot → IP → SSH →
  * cloud-init finished, each phase reported with its elapsed time. Everything before the boot is undone on failure.
  */
@@ -68,7 +96,7 @@ export async function launch(service: InstanceService, resolveImage: ImageResolv
   const key = await clientKey(service);
 
   const draft: InstanceSpec = { cpus: valid.cpus, memoryMiB: valid.memoryMiB, accel: valid.accel, disks: [], image: { name: image.name, sha256: image.sha256, path: image.path } };
-  const defined = await service.define(valid.name, draft, { network: 'user', ...(options.signal ? { signal: options.signal } : {}) }, async (dir) => {
+  const defined = await service.define(valid.name, draft, { nics: valid.nics, ...(options.signal ? { signal: options.signal } : {}) }, async (dir) => {
     const disk = join(dir, 'disk0.qcow2');
     // A linked clone: constant time whatever the image size; the image itself is never written.
     await createImage(disk, { format: 'qcow2', backing: { path: image.path, format: image.format }, ...(valid.diskSizeBytes === undefined ? {} : { sizeBytes: valid.diskSizeBytes }) });
@@ -89,10 +117,7 @@ export async function launch(service: InstanceService, resolveImage: ImageResolv
       ...(valid.timezone === undefined ? {} : { timezone: valid.timezone }),
       hostKeys: hostKeys.map((k) => ({ type: k.type, privateKey: k.privateKey, publicKey: k.publicKey })),
       ...(valid.userData === undefined ? {} : { userData: valid.userData }),
-      network:
-        valid.networkConfig !== undefined
-          ? { kind: 'user-config' as const, text: valid.networkConfig }
-          : { kind: 'dhcp' as const, macs: current.nics.map((n) => n.mac) },
+      network: seedNetwork(service, current, valid.networkConfig),
     };
     const seedFiles = { 'meta-data': renderMetaData(seedRequest), 'user-data': renderUserData(seedRequest).text, 'network-config': renderNetworkConfig(seedRequest) };
     const disks: InstanceSpec['disks'] = [{ id: 'disk0', path: disk, format: 'qcow2', owned: true }];

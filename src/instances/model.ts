@@ -26,6 +26,8 @@ export interface DiskSpec {
   /** Created by virtnode inside the instance directory, deleted with the instance. */
   owned: boolean;
   readonly?: boolean;
+  /** The storage volume this disk is (`virtnode disk attach`); `path` is the volume's file or an overlay on it. */
+  volume?: string;
 }
 
 export interface KernelBoot {
@@ -67,14 +69,31 @@ export interface InstanceSpec {
   instanceId?: string;
   /** The last readiness result recorded by launch (cloud-init's own verdict included). */
   readiness?: { phase: string; detail: string; at: string };
+  /** User-mode port forwards (`virtnode port add`), on the first user-mode NIC. */
+  portForwards?: PortForwardSpec[];
 }
 
-export type NicNetwork = 'user' | 'none';
+/** `user` (QEMU's user-mode NAT, no root needed) or the name of a managed network (`virtnode network ls`). */
+export type NicNetwork = string;
+
+export const USER_NETWORK = 'user';
 
 export interface Nic {
   index: number;
   mac: string;
   network: NicNetwork;
+  /** Managed nat/isolated networks: the address reserved for this NIC in the network's DHCP (and DNS). */
+  address?: string;
+  /** The address was asked for (--ip) and is configured statically through cloud-init network-config. */
+  staticAddress?: boolean;
+}
+
+/** User-mode port forwards kept with the instance, applied at every start and live through QMP. */
+export interface PortForwardSpec {
+  protocol: 'tcp' | 'udp';
+  hostAddress: string;
+  hostPort: number;
+  guestPort: number;
 }
 
 export interface Instance {

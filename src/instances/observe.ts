@@ -23,6 +23,7 @@ export async function observeInstance(service: InstanceService, instance: Instan
     if (service.repo.compareAndSetState(instance.name, instance.state, instance.pid, 'crashed', reason)) {
       service.repo.setProcess(instance.name, undefined, undefined);
       removeRuntimeFiles(dir);
+      await service.networks.releaseInstance(instance).catch(() => {}); // reconcile retries stale taps
     }
     return service.repo.get(instance.name) ?? instance;
   }
@@ -68,6 +69,7 @@ async function settleEndedGuest(service: InstanceService, instance: Instance, st
     if (current?.state !== instance.state || current.pid !== instance.pid) return;
     await killQemu({ pid: instance.pid!, start: instance.pidStart! });
     removeRuntimeFiles(service.paths.instanceDir(instance.name));
+    await service.networks.releaseInstance(instance).catch(() => {});
     service.repo.setProcess(instance.name, undefined, undefined);
     service.repo.setState(instance.name, state, reason);
   } finally {

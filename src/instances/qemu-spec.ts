@@ -1,6 +1,7 @@
 import { fileURLToPath } from 'node:url';
-import type { GuestForward, PortForward, QemuSpec } from '../qemu/spec.ts';
-import type { Accel, Instance } from './model.ts';
+import { tapName } from '../network/names.ts';
+import type { GuestForward, PortForward, QemuNic, QemuSpec } from '../qemu/spec.ts';
+import { type Accel, type Instance, type Nic, USER_NETWORK } from './model.ts';
 import { runtimePaths } from './runtime.ts';
 
 /** Where the guest finds its metadata when the seed is served over HTTP (inside its user-mode network). */
@@ -15,13 +16,22 @@ function responderPath(): string {
 function userNetworkExtras(instance: Instance): { forwards?: PortForward[]; guestForwards?: GuestForward[] } {
   const extras: { forwards?: PortForward[]; guestForwards?: GuestForward[] } = {};
   const ssh = instance.spec.ssh;
-  if (ssh?.hostPort !== undefined) {
-    extras.forwards = [{ protocol: 'tcp', hostAddress: '127.0.0.1', hostPort: ssh.hostPort, guestPort: ssh.guestPort }];
-  }
+  const forwards: PortForward[] = [];
+  if (ssh?.hostPort !== undefined) forwards.push({ protocol: 'tcp', hostAddress: '127.0.0.1', hostPort: ssh.hostPort, guestPort: ssh.guestPort });
+  for (const f of instance.spec.portForwards ?? []) forwards.push({ ...f });
+  if (forwards.length > 0) extras.forwards = forwards;
   if (instance.spec.httpSeedDir !== undefined) {
     extras.guestForwards = [{ address: METADATA_ADDRESS, port: 80, command: [process.execPath, responderPath(), instance.spec.httpSeedDir] }];
   }
   return extras;
+}
+
+/** The first user-mode NIC carries the SSH forward, the port forwards and the HTTP seed. */
+export function toQemuNic(instance: Instance, nic: Nic): QemuNic {
+  const id = `net${nic.index}`;
+  if (nic.network !== USER_NETWORK) return { id, mac: nic.mac, backend: { kind: 'tap', ifname: tapName(instance.uuid, nic.index) } };
+  const first = instance.nics.find((n) => n.network === USER_NETWORK);
+  return { id, mac: nic.mac, backend: { kind: 'user', ...(first?.index === nic.index ? userNetworkExtras(instance) : {}) } };
 }
 
 /** Resolves a stored instance into the QEMU spec for this start (accelerator already chosen). */
@@ -40,9 +50,7 @@ export function toQemuSpec(instance: Instance, dir: string, accel: Accel): QemuS
       readonly: d.readonly ?? false,
       ...(i === 0 && instance.spec.boot === undefined ? { bootIndex: 1 } : {}),
     })),
-    nics: instance.nics
-      .filter((n) => n.network === 'user')
-      .map((n) => ({ id: `net${n.index}`, mac: n.mac, backend: { kind: 'user' as const, ...(n.index === 0 ? userNetworkExtras(instance) : {}) } })),
+    nics: instance.nics.map((n) => toQemuNic(instance, n)),
     paths: runtimePaths(dir),
   };
   if (instance.spec.httpSeedDir !== undefined) spec.smbiosSerial = `ds=nocloud-net;s=http://${METADATA_ADDRESS}/`;

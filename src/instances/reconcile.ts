@@ -4,9 +4,11 @@ import { processCmdline, processStartTime } from '../lib/proc.ts';
 import { isOurQemu, killQemu, readPidfile } from '../qemu/process.ts';
 import { QmpConnection } from '../qmp/connection.ts';
 import { acquireLock, lockOwner } from '../store/locks.ts';
-import { type Instance, TRANSITIONAL_STATES } from './model.ts';
+import { ACTIVE_STATES, type Instance, TRANSITIONAL_STATES } from './model.ts';
 import { removeRuntimeFiles, runtimePaths } from './runtime.ts';
+import { storageNeedsRepair } from '../storage/needs-repair.ts';
 import type { InstanceService } from './service.ts';
+import { reconcileTemplatesAndBases } from '../templates/reconcile.ts';
 
 export interface ReconcileReport {
   repaired: string[];
@@ -48,6 +50,7 @@ export async function reconcile(service: InstanceService, options: { deep?: bool
       release();
     }
   }
+  if (storageNeedsRepair(service)) report.repaired.push(...(await (await import('../storage/repair.ts')).repairStorage(service)));
   const known = new Set(service.repo.list().map((i) => i.name));
   if (options.deep || strays || report.repaired.length > 0) {
     for (const orphan of findUnrecordedQemus(service.paths.instances, known)) {
@@ -55,7 +58,26 @@ export async function reconcile(service: InstanceService, options: { deep?: bool
       report.repaired.push(`killed QEMU ${orphan.pid} of ${orphan.dir}, which had no instance record`);
     }
   }
+  if (process.getuid?.() === 0) await reconcileNetworks(service, report);
+  report.repaired.push(...(await reconcileTemplatesAndBases(service)));
   return report;
+}
+
+/** Managed networks up again (after a host reboot nothing of them exists), and no tap of a stopped instance left. */
+async function reconcileNetworks(service: InstanceService, report: ReconcileReport): Promise<void> {
+  const networks = service.networks.list();
+  if (networks.length === 0) return;
+  for (const network of networks) {
+    if (await service.networks.isUp(network)) continue;
+    try {
+      await service.networks.ensureUp(network);
+      report.repaired.push(`network ${network.name}: brought up again`);
+    } catch (e) {
+      report.repaired.push(`network ${network.name}: could not be brought up (${e instanceof Error ? e.message : String(e)})`);
+    }
+  }
+  const active = new Set(service.repo.list().filter((i) => ACTIVE_STATES.has(i.state)).map((i) => i.name));
+  for (const tap of await service.networks.removeStaleTaps((name) => active.has(name))) report.repaired.push(`removed stale tap ${tap}`);
 }
 
 async function repairInterrupted(service: InstanceService, instance: Instance): Promise<string | undefined> {
@@ -84,6 +106,7 @@ async function repairInterrupted(service: InstanceService, instance: Instance): 
         }
         if (qemu !== undefined) await killQemu({ pid: qemu.pid, start: qemu.pidStart });
         removeRuntimeFiles(dir);
+        await service.networks.releaseInstance(current);
         service.repo.setProcess(current.name, undefined, undefined);
         service.repo.setState(current.name, 'stopped', `an interrupted ${current.state === 'starting' ? 'start' : 'stop'} was rolled back`);
         return `rolled back an interrupted ${current.state}`;

@@ -14,12 +14,17 @@ import type { Db } from '../store/db.ts';
 import { transaction } from '../store/db.ts';
 import { InstanceRepository } from '../store/instances.ts';
 import { acquireLock } from '../store/locks.ts';
-import type { DiskFormat, Instance, InstanceSpec, InstanceState } from './model.ts';
+import { type DiskFormat, type Instance, type InstanceSpec, type InstanceState, type Nic, USER_NETWORK } from './model.ts';
+import { NetworkService } from '../network/service.ts';
+import { resolveNic } from './nic-addresses.ts';
+import type { NicRequest } from './nic-request.ts';
 import { toQemuSpec } from './qemu-spec.ts';
 import { freeLoopbackPort } from '../lib/ports.ts';
 import { removeHost, setHostKeys } from '../cloudinit/known-hosts.ts';
 import { observeInstance } from './observe.ts';
 import { reconcile } from './reconcile.ts';
+import { volumeOverlays } from '../storage/volume-overlays.ts';
+import { TemplateRepository } from '../templates/repository.ts';
 import { removeRuntimeFiles, runtimePaths } from './runtime.ts';
 import { type CreateRequest, type HostLimits, hostLimits, validateCreate } from './validate.ts';
 
@@ -65,6 +70,7 @@ export class InstanceService {
   readonly paths: StatePaths;
   readonly db: Db;
   readonly repo: InstanceRepository;
+  readonly networks: NetworkService;
   private readonly limits: HostLimits;
   private reconciled = false;
 
@@ -72,6 +78,7 @@ export class InstanceService {
     this.paths = paths;
     this.db = db;
     this.repo = new InstanceRepository(db);
+    this.networks = new NetworkService(paths, db);
     this.limits = limits;
     mkdirSync(paths.instances, { recursive: true, mode: 0o700 });
   }
@@ -83,7 +90,8 @@ export class InstanceService {
     await reconcile(this);
   }
 
-  private async locked<T>(name: string, operation: string, options: OperationOptions, fn: () => Promise<T>): Promise<T> {
+  /** Runs `fn` under the instance's lock (after reconciling once); for operations defined outside this class. */
+  async locked<T>(name: string, operation: string, options: OperationOptions, fn: () => Promise<T>): Promise<T> {
     await this.ensureReconciled();
     const release = await acquireLock(this.db, name, operation, {
       waitMs: options.lockWaitMs ?? DEFAULT_STOP_TIMEOUT_MS * 2,
@@ -96,10 +104,20 @@ export class InstanceService {
     }
   }
 
-  private mustGet(name: string): Instance {
+  /** Runs `fn` under the instance's lock (for other modules' per-instance operations: disks, snapshots). */
+  async withLock<T>(name: string, operation: string, options: OperationOptions, fn: () => Promise<T>): Promise<T> {
+    return this.locked(name, operation, options, fn);
+  }
+
+  mustGet(name: string): Instance {
     const instance = this.repo.get(name);
-    if (instance === undefined) throw notFound(name);
-    return instance;
+    if (instance !== undefined) return instance;
+    if (new TemplateRepository(this.db).get(name) !== undefined) {
+      throw new VirtnodeError('INVALID_STATE', `${name} is a template: a template never starts or changes (its disk is the read-only base of its clones)`, {
+        hint: `make an instance of it: virtnode launch ${name}, or virtnode clone ${name} NEW --linked`,
+      });
+    }
+    throw notFound(name);
   }
 
   async list(): Promise<Instance[]> {
@@ -116,7 +134,7 @@ export class InstanceService {
     const valid = validateCreate(request, this.limits);
     const spec: InstanceSpec = { cpus: valid.cpus, memoryMiB: valid.memoryMiB, accel: valid.accel, disks: [] };
     if (valid.boot !== undefined) spec.boot = valid.boot;
-    return this.define(valid.name, spec, { network: valid.network, ...options }, async (dir) => {
+    return this.define(valid.name, spec, { nics: valid.nics, ...options }, async (dir) => {
       if (valid.disk !== undefined && 'sizeBytes' in valid.disk) {
         const path = join(dir, 'disk0.qcow2');
         await createImage(path, { format: 'qcow2', sizeBytes: valid.disk.sizeBytes, ...(options.signal ? { signal: options.signal } : {}) });
@@ -143,29 +161,31 @@ export class InstanceService {
   async define(
     name: string,
     draft: InstanceSpec,
-    options: OperationOptions & { network?: 'user' | 'none' },
+    options: OperationOptions & { nics?: NicRequest[] },
     build: (dir: string, reverter: Reverter) => Promise<InstanceSpec>,
   ): Promise<Instance> {
     return this.locked(name, 'create', { ...options, lockWaitMs: 0 }, async () => {
       if (this.repo.get(name) !== undefined) {
         throw new VirtnodeError('CONFLICT', `instance ${name} already exists`, { field: 'name', hint: 'choose another name, or delete it first' });
       }
+      if (new TemplateRepository(this.db).get(name) !== undefined) {
+        throw new VirtnodeError('CONFLICT', `${name} is the name of a template`, { field: 'name', hint: 'templates and instances share one namespace: choose another name' });
+      }
       const dir = this.paths.instanceDir(name);
       const reverter = new Reverter();
       try {
-        const network = options.network ?? 'user';
+        const requests = options.nics ?? [{ network: USER_NETWORK }];
         transaction(this.db, () => {
-          this.repo.insert({
-            name,
-            uuid: newUuid(),
-            smbiosUuid: newUuid(),
-            state: 'creating',
-            stateReason: undefined,
-            spec: draft,
-            nics: network === 'none' ? [] : [{ index: 0, mac: this.uniqueMac(), network }],
-          });
+          const nics: Nic[] = [];
+          for (const [index, request] of requests.entries()) {
+            nics.push(resolveNic(this.repo, this.networks, request, { index, mac: this.uniqueMac(nics) }, `instance ${name}`, nics));
+          }
+          this.repo.insert({ name, uuid: newUuid(), smbiosUuid: newUuid(), state: 'creating', stateReason: undefined, spec: draft, nics });
         });
+        const networkNames = requests.map((r) => r.network);
+        reverter.add('drop its address reservations', () => this.syncNetworks(networkNames));
         reverter.add('remove the instance record', () => this.repo.delete(name));
+        await this.syncNetworks(networkNames);
         rmSync(dir, { recursive: true, force: true });
         mkdirSync(dir, { mode: 0o700 });
         reverter.add('remove the instance directory', () => rmSync(dir, { recursive: true, force: true }));
@@ -183,10 +203,10 @@ export class InstanceService {
     });
   }
 
-  private uniqueMac(): string {
+  uniqueMac(pending: Nic[] = []): string {
     for (let attempt = 0; attempt < 100; attempt++) {
       const mac = newMac();
-      if (!this.repo.macInUse(mac)) return mac;
+      if (!this.repo.macInUse(mac) && !pending.some((n) => n.mac === mac)) return mac;
     }
     throw new VirtnodeError('INTERNAL', 'could not find a free MAC address');
   }
@@ -211,7 +231,8 @@ export class InstanceService {
     });
   }
 
-  private async startLocked(instance: Instance, options: OperationOptions): Promise<void> {
+  /** Starts a stopped instance; the caller holds its lock. */
+  async startLocked(instance: Instance, options: OperationOptions): Promise<void> {
     const { accel } = await resolveAccelerator(instance.spec.accel, { cacheDir: this.paths.hostCache, ...(options.signal ? { signal: options.signal } : {}) });
     const dir = this.paths.instanceDir(instance.name);
     const paths = runtimePaths(dir);
@@ -221,6 +242,7 @@ export class InstanceService {
     this.repo.setState(instance.name, 'starting');
     let spawned: { identity: ProcessIdentity; qmp: QmpConnection } | undefined;
     try {
+      await this.networks.prepareInstance(instance);
       spawned = await spawnQemu(toQemuSpec(instance, dir, accel), { logPath: paths.qemuLog, ...(options.signal ? { signal: options.signal } : {}) });
       failpoint('start.after-spawn');
       this.repo.setProcess(instance.name, spawned.identity.pid, spawned.identity.start);
@@ -229,6 +251,7 @@ export class InstanceService {
       this.repo.setState(instance.name, 'running', `started with ${accel}`);
     } catch (e) {
       if (spawned !== undefined) await killQemu(spawned.identity).catch(() => {});
+      await this.networks.releaseInstance(instance).catch(() => {});
       removeRuntimeFiles(dir);
       this.repo.setProcess(instance.name, undefined, undefined);
       this.repo.setState(instance.name, previous, `start failed: ${e instanceof Error ? e.message : String(e)}`);
@@ -241,7 +264,10 @@ export class InstanceService {
   /** A free loopback port for the guest's SSH, and the known_hosts entry that follows it. */
   private async prepareSshForward(instance: Instance): Promise<Instance> {
     const ssh = instance.spec.ssh!;
-    const hostPort = await freeLoopbackPort();
+    // Free now, and not a port another instance forwards while stopped (it would claim it at its next start).
+    const forwarded = new Set(this.repo.list().flatMap((i) => (i.spec.portForwards ?? []).map((f) => f.hostPort)));
+    let hostPort = await freeLoopbackPort();
+    for (let attempt = 0; attempt < 20 && forwarded.has(hostPort); attempt++) hostPort = await freeLoopbackPort();
     const spec: InstanceSpec = { ...instance.spec, ssh: { ...ssh, hostPort } };
     this.repo.updateSpec(instance.name, spec);
     await setHostKeys(this.paths.knownHosts, [`[127.0.0.1]:${hostPort}`], ssh.hostPublicKeys, { marker: instance.name });
@@ -258,7 +284,8 @@ export class InstanceService {
     });
   }
 
-  private async stopLocked(instance: Instance, options: StopOptions): Promise<StopResult['method']> {
+  /** Stops a running instance; the caller holds its lock (stop, restart, template create). */
+  async stopLocked(instance: Instance, options: StopOptions): Promise<StopResult['method']> {
     const identity = { pid: instance.pid!, start: instance.pidStart! };
     const dir = this.paths.instanceDir(instance.name);
     this.repo.setState(instance.name, 'stopping');
@@ -280,6 +307,7 @@ export class InstanceService {
       qmp?.close();
     }
     removeRuntimeFiles(dir);
+    await this.networks.releaseInstance(instance);
     this.repo.setProcess(instance.name, undefined, undefined);
     const reasons = { acpi: 'guest powered off (ACPI shutdown)', forced: 'stopped by force', 'forced-after-timeout': 'forced off: the guest did not power off in time' };
     this.repo.setState(instance.name, 'stopped', reasons[method]);
@@ -350,6 +378,12 @@ export class InstanceService {
       if (['running', 'paused'].includes(instance.state) && !options.force) {
         throw wrongState(instance, 'delete', ['defined', 'stopped', 'crashed'], `stop it first, or use --force to kill it`);
       }
+      const overlaid = volumeOverlays(instance, this.paths.instanceDir(name));
+      if (overlaid.length > 0) {
+        throw new VirtnodeError('INVALID_STATE', `cannot delete ${name}: volume ${overlaid.join(', ')} holds its writes since an external snapshot in the instance's directory`, {
+          hint: `merge them into the volume first: virtnode snapshot rm ${name} SNAP (see virtnode snapshot ls ${name})`,
+        });
+      }
       this.repo.setState(name, 'deleting');
       failpoint('delete.after-mark');
       await this.destroyLocked(instance);
@@ -362,9 +396,20 @@ export class InstanceService {
       const identity = { pid: instance.pid, start: instance.pidStart };
       if (isOurQemu(identity, instance.uuid)) await killQemu(identity);
     }
+    await this.networks.releaseInstance(instance);
     rmSync(this.paths.instanceDir(instance.name), { recursive: true, force: true });
     if (instance.spec.ssh !== undefined) await removeHost(this.paths.knownHosts, instance.name);
     this.repo.delete(instance.name);
+    await this.syncNetworks(instance.nics.map((n) => n.network));
+  }
+
+  /** Rewrites the DHCP reservations and DNS records of these managed networks (after NICs came or went). */
+  async syncNetworks(names: string[]): Promise<void> {
+    for (const name of new Set(names)) {
+      if (name === USER_NETWORK) continue;
+      const network = this.networks.repo.get(name);
+      if (network !== undefined) await this.networks.syncReservations(network);
+    }
   }
 
   /** Keeps the last readiness verdict (cloud-init's result) with the instance, for `info`. */

@@ -5,6 +5,7 @@ import { invalid } from '../lib/errors.ts';
 import { validateName } from '../lib/ids.ts';
 import { MIB, formatSize, parseSize } from '../lib/units.ts';
 import type { AccelRequest } from './model.ts';
+import { type NicRequest, validateNicRequests } from './nic-request.ts';
 
 /** What a user asks for; strings as typed on the command line or sent over the API. */
 export interface CreateRequest {
@@ -17,7 +18,9 @@ export interface CreateRequest {
   initrd?: string;
   cmdline?: string;
   accel?: string;
-  network?: string;
+  /** One or more: `user`, `none`, or managed network names. */
+  network?: string | string[];
+  ip?: string | string[];
 }
 
 export interface ValidCreate {
@@ -27,7 +30,7 @@ export interface ValidCreate {
   accel: AccelRequest;
   disk?: { path: string } | { sizeBytes: number };
   boot?: { kernel: string; initrd?: string; cmdline?: string };
-  network: 'user' | 'none';
+  nics: NicRequest[];
 }
 
 export interface HostLimits {
@@ -41,7 +44,6 @@ export function hostLimits(): HostLimits {
 
 const MIN_MEMORY_MIB = 16;
 const ACCELS: readonly AccelRequest[] = ['auto', 'kvm', 'tcg'];
-const NETWORKS = ['user', 'none'] as const;
 
 function existingFile(field: string, path: string): string {
   const absolute = isAbsolute(path) ? path : resolve(path);
@@ -89,8 +91,7 @@ export function validateCreate(request: CreateRequest, limits: HostLimits = host
   const memoryMiB = validateMemory(request.memory ?? '512M', limits);
   const accel = validateAccel(request.accel);
 
-  const network = (request.network ?? 'user') as ValidCreate['network'];
-  if (!NETWORKS.includes(network)) throw invalid('--network', `"${request.network}" is not valid`, 'use user or none');
+  const nics = validateNicRequests(request.network, request.ip);
 
   if (request.disk !== undefined && request.diskSize !== undefined) {
     throw invalid('--disk', 'give either --disk PATH (an existing image) or --disk-size SIZE (a new empty disk), not both');
@@ -112,7 +113,7 @@ export function validateCreate(request: CreateRequest, limits: HostLimits = host
     throw invalid('--disk', 'an instance needs something to boot', 'give --disk PATH, --disk-size SIZE or --kernel FILE');
   }
 
-  const valid: ValidCreate = { name, cpus: cpuCount, memoryMiB, accel, network };
+  const valid: ValidCreate = { name, cpus: cpuCount, memoryMiB, accel, nics };
   if (disk !== undefined) valid.disk = disk;
   if (boot !== undefined) valid.boot = boot;
   return valid;

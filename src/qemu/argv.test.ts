@@ -36,6 +36,19 @@ describe('buildArgv', () => {
     golden('disk-user-nic', buildArgv(base));
   });
 
+  it('gives a NIC on a managed network a tap virtnode made, next to a user-mode NIC (golden)', () => {
+    golden(
+      'tap-nics',
+      buildArgv({
+        ...base,
+        nics: [
+          { id: 'net0', mac: '52:54:00:12:34:56', backend: { kind: 'user', forwards: [{ protocol: 'udp', hostAddress: '127.0.0.1', hostPort: 5353, guestPort: 53 }] } },
+          { id: 'net1', mac: '52:54:00:12:34:57', backend: { kind: 'tap', ifname: 'vnt0123456789' } },
+        ],
+      }),
+    );
+  });
+
   it('boots a kernel directly, without disks or NICs (golden)', () => {
     golden(
       'kernel-boot',

@@ -1,4 +1,4 @@
-import type { QemuSpec } from './spec.ts';
+import type { QemuNic, QemuSpec } from './spec.ts';
 
 /** QEMU's option syntax uses commas as separators; a literal comma inside a value is written twice. */
 export function escapeOptionValue(value: string): string {
@@ -28,6 +28,19 @@ export const HOTPLUG_PORTS = 4;
 
 export function hotplugPortId(index: number): string {
   return `hotplug${index}`;
+}
+
+/** The `-netdev` value of a NIC (also what `netdev_add` takes for a hot-plugged one, as an object). */
+export function netdevOption(nic: QemuNic): string {
+  const backend = nic.backend;
+  if (backend.kind === 'tap') return options('tap', { id: nic.id, ifname: backend.ifname, script: 'no', downscript: 'no' });
+  const forwards = (backend.forwards ?? []).map(
+    (f) => `hostfwd=${escapeOptionValue(`${f.protocol}:${f.hostAddress}:${f.hostPort}-:${f.guestPort}`)}`,
+  );
+  const guestForwards = (backend.guestForwards ?? []).map(
+    (g) => `guestfwd=${escapeOptionValue(`tcp:${g.address}:${g.port}-cmd:${g.command.map(glibShellQuote).join(' ')}`)}`,
+  );
+  return [options('user', { id: nic.id }), ...forwards, ...guestForwards].join(',');
 }
 
 function unixSocketChardev(id: string, path: string, extra: Record<string, string | boolean> = {}): string[] {
@@ -82,20 +95,7 @@ export function buildArgv(spec: QemuSpec): string[] {
       options('virtio-blk-pci', { id: `${disk.id}-dev`, drive: disk.id, bootindex: disk.bootIndex }),
     );
   }
-  for (const nic of spec.nics) {
-    const forwards = (nic.backend.forwards ?? []).map(
-      (f) => `hostfwd=${escapeOptionValue(`${f.protocol}:${f.hostAddress}:${f.hostPort}-:${f.guestPort}`)}`,
-    );
-    const guestForwards = (nic.backend.guestForwards ?? []).map(
-      (g) => `guestfwd=${escapeOptionValue(`tcp:${g.address}:${g.port}-cmd:${g.command.map(glibShellQuote).join(' ')}`)}`,
-    );
-    argv.push(
-      '-netdev',
-      [options('user', { id: nic.id }), ...forwards, ...guestForwards].join(','),
-      '-device',
-      options('virtio-net-pci', { id: `${nic.id}-dev`, netdev: nic.id, mac: nic.mac }),
-    );
-  }
+  for (const nic of spec.nics) argv.push('-netdev', netdevOption(nic), '-device', options('virtio-net-pci', { id: `${nic.id}-dev`, netdev: nic.id, mac: nic.mac }));
   if (spec.kernel !== undefined) {
     argv.push('-kernel', spec.kernel.path);
     if (spec.kernel.initrd !== undefined) argv.push('-initrd', spec.kernel.initrd);

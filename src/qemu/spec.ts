@@ -38,7 +38,10 @@ export interface GuestForward {
 export interface QemuNic {
   id: string;
   mac: string;
-  backend: { kind: 'user'; forwards?: PortForward[]; guestForwards?: GuestForward[] };
+  backend:
+    | { kind: 'user'; forwards?: PortForward[]; guestForwards?: GuestForward[] }
+    /** A tap virtnode created and enslaved to a bridge beforehand; QEMU only opens it (no scripts run). */
+    | { kind: 'tap'; ifname: string };
 }
 
 /** Everything needed to start one VM, already validated and resolved (accelerator chosen, paths absolute). */

@@ -22,6 +22,10 @@ export const QMP_COMMANDS = {
   queryBlockstats: 'query-blockstats',
   queryChardev: 'query-chardev',
   humanMonitorCommand: 'human-monitor-command',
+  netdevAdd: 'netdev_add',
+  netdevDel: 'netdev_del',
+  deviceAdd: 'device_add',
+  deviceDel: 'device_del',
 } as const;
 
 /** QMP event names, verbatim. */

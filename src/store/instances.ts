@@ -19,6 +19,8 @@ interface NicRow {
   idx: number;
   mac: string;
   network: NicNetwork;
+  address: string | null;
+  static_address: number;
 }
 
 function toInstance(row: InstanceRow, nics: NicRow[]): Instance {
@@ -29,7 +31,7 @@ function toInstance(row: InstanceRow, nics: NicRow[]): Instance {
     state: row.state,
     stateReason: row.state_reason ?? undefined,
     spec: JSON.parse(row.spec) as InstanceSpec,
-    nics: nics.map((n) => ({ index: n.idx, mac: n.mac, network: n.network })),
+    nics: nics.map((n) => ({ index: n.idx, mac: n.mac, network: n.network, ...(n.address === null ? {} : { address: n.address, staticAddress: n.static_address === 1 }) })),
     pid: row.pid ?? undefined,
     pidStart: row.pid_start ?? undefined,
     createdAt: row.created_at,
@@ -66,8 +68,23 @@ export class InstanceRepository {
          VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
       )
       .run(instance.name, instance.uuid, instance.smbiosUuid, instance.state, instance.stateReason ?? null, JSON.stringify(instance.spec), now, now);
-    const insertNic = this.db.prepare('INSERT INTO nics (instance, idx, mac, network) VALUES (?, ?, ?, ?)');
-    for (const nic of instance.nics) insertNic.run(instance.name, nic.index, nic.mac, nic.network);
+    for (const nic of instance.nics) this.insertNic(instance.name, nic);
+  }
+
+  insertNic(instance: string, nic: Nic): void {
+    this.db
+      .prepare('INSERT INTO nics (instance, idx, mac, network, address, static_address) VALUES (?, ?, ?, ?, ?, ?)')
+      .run(instance, nic.index, nic.mac, nic.network, nic.address ?? null, nic.staticAddress ? 1 : 0);
+  }
+
+  deleteNic(instance: string, index: number): void {
+    this.db.prepare('DELETE FROM nics WHERE instance = ? AND idx = ?').run(instance, index);
+  }
+
+  /** Every NIC on a network, with its instance: reservations, address allocation, `network rm` refusal. */
+  nicsOn(network: string): Array<Nic & { instance: string }> {
+    const rows = this.db.prepare('SELECT * FROM nics WHERE network = ? ORDER BY instance, idx').all(network) as unknown as NicRow[];
+    return rows.map((n) => ({ instance: n.instance, index: n.idx, mac: n.mac, network: n.network, ...(n.address === null ? {} : { address: n.address, staticAddress: n.static_address === 1 }) }));
   }
 
   updateSpec(name: string, spec: InstanceSpec): void {

@@ -49,6 +49,65 @@ export const MIGRATIONS: ReadonlyArray<{ version: number; sql: string }> = [
     `,
   },
   {
+    version: 3,
+    sql: `
+      CREATE TABLE networks (
+        name       TEXT PRIMARY KEY,
+        id         TEXT NOT NULL UNIQUE,
+        spec       TEXT NOT NULL,
+        created_at TEXT NOT NULL
+      );
+      ALTER TABLE nics ADD COLUMN address TEXT;
+      ALTER TABLE nics ADD COLUMN static_address INTEGER NOT NULL DEFAULT 0;
+    `,
+  },
+  {
+    version: 4,
+    sql: `
+      CREATE TABLE pools (
+        name       TEXT PRIMARY KEY,
+        path       TEXT NOT NULL UNIQUE,
+        created_at TEXT NOT NULL
+      );
+      CREATE TABLE volumes (
+        name       TEXT PRIMARY KEY,
+        pool       TEXT NOT NULL REFERENCES pools(name),
+        path       TEXT NOT NULL UNIQUE,
+        format     TEXT NOT NULL CHECK (format IN ('qcow2', 'raw')),
+        state      TEXT NOT NULL,
+        created_at TEXT NOT NULL
+      );
+      CREATE TABLE snapshots (
+        instance   TEXT NOT NULL REFERENCES instances(name) ON DELETE CASCADE,
+        name       TEXT NOT NULL,
+        kind       TEXT NOT NULL CHECK (kind IN ('internal', 'external')),
+        memory     INTEGER NOT NULL,
+        parent     TEXT,
+        state      TEXT NOT NULL,
+        is_current INTEGER NOT NULL DEFAULT 0,
+        disks      TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        PRIMARY KEY (instance, name)
+      );
+    `,
+  },
+  {
+    version: 5,
+    sql: `
+      CREATE TABLE templates (
+        name         TEXT PRIMARY KEY,
+        disk_path    TEXT NOT NULL UNIQUE,
+        format       TEXT NOT NULL CHECK (format IN ('qcow2', 'raw')),
+        virtual_size INTEGER NOT NULL,
+        sha256       TEXT NOT NULL,
+        source       TEXT NOT NULL,
+        seal_method  TEXT NOT NULL CHECK (seal_method IN ('guest-agent', 'offline')),
+        details      TEXT NOT NULL,
+        created_at   TEXT NOT NULL
+      );
+    `,
+  },
+  {
     // The daemon: per-instance autostart and restart policy, and API tokens (only their sha256 is kept).
     version: 6,
     sql: `

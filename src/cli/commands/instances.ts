@@ -1,10 +1,14 @@
 import type { Command } from 'commander';
-import { sshPort, type InstanceView } from '../../api/views.ts';
+import { shownNicAddress, sshPort, type InstanceView } from '../../api/views.ts';
 import { invalid } from '../../lib/errors.ts';
 import { formatSize, MIB } from '../../lib/units.ts';
 import { keyValues, parseFormat, structured, table } from '../output.ts';
 import { instanceApi as api } from '../backend.ts';
 import { loadInstanceService as service } from '../load-service.ts';
+
+function collect(value: string, previous: string[] = []): string[] {
+  return [...previous, value];
+}
 
 function parseTimeout(text: string | undefined): number | undefined {
   if (text === undefined) return undefined;
@@ -15,6 +19,14 @@ function parseTimeout(text: string | undefined): number | undefined {
 }
 
 export { instanceView } from '../../api/views.ts';
+
+function nicLine(n: InstanceView['nics'][number]): string {
+  const parts = [`${n.mac} (${n.network})`];
+  if (n.address !== undefined) parts.push(`${n.staticAddress ? 'static' : 'reserved'} ${n.address}`);
+  if (n.lease !== undefined) parts.push(`lease ${n.lease}`);
+  if (n.guestAddresses !== undefined && n.guestAddresses.length > 0) parts.push(`guest ${n.guestAddresses.join(' ')}`);
+  return parts.join(', ');
+}
 
 async function printInstance(i: InstanceView, format: string | undefined): Promise<void> {
   const f = parseFormat(format);
@@ -33,7 +45,8 @@ async function printInstance(i: InstanceView, format: string | undefined): Promi
       ['Memory', formatSize(i.memoryMiB * MIB)],
       ['Accelerator', i.accel],
       ...i.disks.map((d): [string, string] => [`Disk ${d.id}`, `${d.path} (${d.format})`]),
-      ...i.nics.map((n): [string, string] => [`NIC ${n.index}`, `${n.mac} (${n.network})`]),
+      ...i.nics.map((n): [string, string] => [`NIC ${n.index}`, nicLine(n)]),
+      ...(i.portForwards ?? []).map((p, k): [string, string] => [k === 0 ? 'Ports' : '', `${p.hostAddress}:${p.hostPort} -> ${p.guestPort}/${p.protocol}`]),
       ['Image', i.image === undefined ? undefined : `${i.image.name} (sha256 ${i.image.sha256.slice(0, 16)}…)`],
       ['Instance-id', i.instanceId],
       ['SSH', port === undefined ? undefined : `${i.ssh!.user}@127.0.0.1 port ${port} (virtnode shell ${i.name})`],
@@ -62,19 +75,21 @@ export function registerInstanceCommands(program: Command): void {
     .option('--initrd <file>', 'initramfs for --kernel')
     .option('--cmdline <text>', 'kernel command line for --kernel')
     .option('--accel <accel>', 'auto, kvm or tcg', 'auto')
-    .option('--network <mode>', 'user (NAT through QEMU, no root needed) or none', 'user')
+    .option('--network <name>', 'user (NAT through QEMU, no root needed, the default), none, or a managed network; repeatable, one NIC each', collect)
+    .option('--ip <address>', 'static address on the i-th managed --network (repeatable; auto = DHCP)', collect)
     .option('--start', 'start it right away')
     .option('--format <format>', 'table, json or yaml')
-    .action(async (name: string, o: Record<string, string | boolean | undefined>) => {
+    .action(async (name: string, o: Record<string, string | string[] | boolean | undefined>) => {
       if (o['format'] !== undefined) parseFormat(o['format'] as string); // bad input is refused before anything is made
       const { resolve } = await import('node:path');
       const request = { name } as Record<string, string>;
-      for (const key of ['cpus', 'memory', 'disk', 'diskSize', 'kernel', 'initrd', 'cmdline', 'accel', 'network']) {
+      for (const key of ['cpus', 'memory', 'disk', 'diskSize', 'kernel', 'initrd', 'cmdline', 'accel']) {
         if (typeof o[key] === 'string') request[key] = o[key];
       }
       // Paths mean this shell's directory, also when the daemon does the work.
       for (const key of ['disk', 'kernel', 'initrd']) if (request[key] !== undefined) request[key] = resolve(request[key]);
-      const instance = await (await api()).create(request as unknown as { name: string }, { start: o['start'] === true });
+      const nics = { ...(o['network'] === undefined ? {} : { network: o['network'] as string[] }), ...(o['ip'] === undefined ? {} : { ip: o['ip'] as string[] }) };
+      const instance = await (await api()).create({ ...(request as unknown as { name: string }), ...nics }, { start: o['start'] === true });
       if (o['format'] !== undefined) await printInstance(instance, o['format'] as string);
       else process.stdout.write(`Created instance ${instance.name}${o['start'] ? ', running' : ''} (uuid ${instance.uuid})\n`);
     });
@@ -152,8 +167,16 @@ export function registerInstanceCommands(program: Command): void {
         process.stdout.write(await structured(all, format));
         return;
       }
-      const rows = all.map((i) => [i.name, i.state, String(i.cpus), formatSize(i.memoryMiB * MIB), i.nics.map((n) => n.mac).join(',') || '-', i.reason ?? '']);
-      process.stdout.write(table(['NAME', 'STATE', 'CPUS', 'MEMORY', 'MAC', 'REASON'], rows));
+      const rows = all.map((i) => [
+        i.name,
+        i.state,
+        String(i.cpus),
+        formatSize(i.memoryMiB * MIB),
+        i.nics.map((n) => n.mac).join(',') || '-',
+        i.nics.map(shownNicAddress).filter((a) => a !== undefined).join(',') || '-',
+        i.reason ?? '',
+      ]);
+      process.stdout.write(table(['NAME', 'STATE', 'CPUS', 'MEMORY', 'MAC', 'ADDRESSES', 'REASON'], rows));
     });
 
   program

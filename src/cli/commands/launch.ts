@@ -18,6 +18,8 @@ export function registerLaunchCommands(program: Command): void {
     .option('--user <name>', 'the default user', 'virtnode')
     .option('--user-data <file>', 'cloud-init user-data (#cloud-config, or a script); checked before anything is made')
     .option('--network-config <file>', 'cloud-init network-config (version 1 or 2)')
+    .option('--network <name>', 'a managed network for one more NIC (repeatable); NIC 0 stays user-mode for SSH', collect)
+    .option('--ip <address>', 'static address on the i-th --network (repeatable; auto = DHCP)', collect)
     .option('--timezone <tz>', 'e.g. Europe/Paris')
     .option('--password-hash <hash>', 'crypt(3) hash for the default user (openssl passwd -6)')
     .option('--seed <format>', 'NoCloud seed: iso (default), vfat, or http (served to this guest only, no seed disk)', 'iso')
@@ -42,6 +44,8 @@ export function registerLaunchCommands(program: Command): void {
         ...(typeof o['timezone'] === 'string' ? { timezone: o['timezone'] } : {}),
         ...(typeof o['passwordHash'] === 'string' ? { passwordHash: o['passwordHash'] } : {}),
         seed: o['seed'] as string,
+        ...(o['network'] === undefined ? {} : { networks: o['network'] as string[] }),
+        ...(o['ip'] === undefined ? {} : { ips: o['ip'] as string[] }),
         accel: o['accel'] as string,
       };
       let sent: import('../../instances/launch-validate.ts').LaunchRequest = request;

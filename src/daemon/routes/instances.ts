@@ -17,6 +17,7 @@ import {
   withErrors,
 } from '../../api/schemas.ts';
 import { instanceView } from '../../api/views.ts';
+import { nicAddresses } from '../../instances/addresses.ts';
 import type { Instance as InstanceModel } from '../../instances/model.ts';
 import { invalid } from '../../lib/errors.ts';
 import { validateName } from '../../lib/ids.ts';
@@ -41,12 +42,15 @@ export async function instanceRoutes(app: FastifyInstance, core: DaemonCore): Pr
 
   app.get('/instances', { schema: { tags, summary: 'instances and their observed states', response: withErrors({ 200: Type.Array(Instance) }) } }, async () => {
     const policies = core.policies.all();
-    return (await service.list()).map((i) => instanceView(i, policies.get(i.name) ?? { autostart: false, restart: 'no' }));
+    const all = await service.list();
+    const addresses = await Promise.all(all.map((i) => nicAddresses(service, i)));
+    return all.map((i, k) => instanceView(i, policies.get(i.name) ?? { autostart: false, restart: 'no' }, addresses[k]));
   });
 
-  app.get<NameRequest>('/instances/:name', { schema: { tags, summary: 'one instance', params: NameParams, response: withErrors({ 200: Instance }) } }, async (request) =>
-    view(await service.get(request.params.name)),
-  );
+  app.get<NameRequest>('/instances/:name', { schema: { tags, summary: 'one instance (with the addresses its guest agent reports)', params: NameParams, response: withErrors({ 200: Instance }) } }, async (request) => {
+    const instance = await service.get(request.params.name);
+    return instanceView(instance, core.policies.get(instance.name), await nicAddresses(service, instance, { agent: true }));
+  });
 
   app.post<{ Body: CreateInstanceBodyType }>(
     '/instances',
@@ -91,6 +95,8 @@ export async function instanceRoutes(app: FastifyInstance, core: DaemonCore): Pr
         ...(b.user === undefined ? {} : { user: b.user }),
         ...(b.accel === undefined ? {} : { accel: b.accel }),
         ...(b.seed === undefined ? {} : { seed: b.seed }),
+        ...(b.networks === undefined ? {} : { networks: b.networks }),
+        ...(b.ips === undefined ? {} : { ips: b.ips }),
       };
       // Bad input is answered 400 now, not as a failed operation; the name is fixed here so the client knows it.
       const valid = validateLaunch(launchRequest);

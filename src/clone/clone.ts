@@ -1,0 +1,184 @@
+import { chmodSync, linkSync, mkdirSync, renameSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { run } from '../exec/run.ts';
+import { VirtnodeError, invalid } from '../lib/errors.ts';
+import { failpoint } from '../lib/failpoint.ts';
+import { validateName } from '../lib/ids.ts';
+import type { DiskFormat, DiskSpec, Instance, InstanceSpec, InstanceState } from '../instances/model.ts';
+import { observeInstance } from '../instances/observe.ts';
+import type { InstanceService } from '../instances/service.ts';
+import { createImage, imageInfo } from '../qemu/img.ts';
+import { acquireLock } from '../store/locks.ts';
+import type { Template } from '../templates/model.ts';
+import { BASES_LOCK, basesDir } from '../templates/paths.ts';
+import { TemplateRepository } from '../templates/repository.ts';
+import { type SealResult, sealOffline } from '../templates/seal.ts';
+import { inheritedSpec, makeCloneIdentity } from './identity.ts';
+
+const CONVERT_TIMEOUT_MS = 6 * 60 * 60_000;
+const SOURCE_LOCK_WAIT_MS = 10_000;
+const CLONABLE: InstanceState[] = ['defined', 'stopped', 'crashed'];
+
+export interface CloneRequest {
+  source: string;
+  name: string;
+  linked?: boolean;
+}
+
+export interface CloneOptions {
+  signal?: AbortSignal;
+  /** Bytes copied of the source's virtual size (full clones). */
+  onProgress?: (done: number, total: number) => void;
+}
+
+export interface CloneResult {
+  instance: Instance;
+  mode: 'full' | 'linked';
+  from: 'instance' | 'template';
+  /** The read-only base both the source and the clone now sit on (linked clone of an instance). */
+  base?: string;
+  /** Undefined when the source is a template (already sealed). */
+  seal: SealResult | undefined;
+}
+
+/** "(45.01/100%)" as qemu-img convert -p prints it, redrawn with \r. */
+function lastPercent(text: string): number | undefined {
+  const all = [...text.matchAll(/\((\d+(?:\.\d+)?)\/100%\)/g)];
+  const last = all.at(-1)?.[1];
+  return last === undefined ? undefined : Number(last);
+}
+
+/** A full, independent copy (no backing file), with progress. */
+export async function copyDisk(source: { path: string; format: DiskFormat }, target: string, options: CloneOptions = {}): Promise<void> {
+  const total = (await imageInfo(source.path)).virtualSize;
+  const partial = `${target}.partial`;
+  rmSync(partial, { force: true });
+  try {
+    await run(['qemu-img', 'convert', '-p', '-f', source.format, '-O', 'qcow2', source.path, partial], {
+      timeoutMs: CONVERT_TIMEOUT_MS,
+      ...(options.signal === undefined ? {} : { signal: options.signal }),
+      onStdout: (chunk) => {
+        const percent = lastPercent(chunk);
+        if (percent !== undefined) options.onProgress?.(Math.round((percent / 100) * total), total);
+      },
+    });
+    renameSync(partial, target);
+    options.onProgress?.(total, total);
+  } finally {
+    rmSync(partial, { force: true });
+  }
+}
+
+/**
+ * Turns a stopped instance's current disk into a read-only base in `<state>/bases` and gives the instance a new
+ * overlay on it, so linked clones can share the base while neither side ever writes it. Crash-safe without a
+ * state change: the base is a hard link of the disk and the overlay replaces the disk by one rename; a base that
+ * no disk ends up on is removed by reconciliation.
+ */
+async function makeReadOnlyBase(service: InstanceService, instance: Instance, disk: DiskSpec): Promise<string> {
+  const release = await acquireLock(service.db, BASES_LOCK, 'make a read-only base', { waitMs: 60_000 });
+  try {
+    const dir = basesDir(service.paths);
+    mkdirSync(dir, { recursive: true, mode: 0o700 });
+    const base = join(dir, `${instance.name}-${crypto.randomUUID().slice(0, 8)}.qcow2`);
+    linkSync(disk.path, base);
+    chmodSync(base, 0o444);
+    failpoint('clone.after-base');
+    const overlay = `${disk.path}.rebase`;
+    rmSync(overlay, { force: true });
+    await createImage(overlay, { format: 'qcow2', backing: { path: base, format: 'qcow2' } });
+    renameSync(overlay, disk.path);
+    return base;
+  } finally {
+    release();
+  }
+}
+
+function sourceNotFound(name: string): VirtnodeError {
+  return new VirtnodeError('NOT_FOUND', `SRC: there is no instance or template named ${name}`, {
+    field: 'SRC',
+    hint: 'see `virtnode list` and `virtnode template ls`',
+  });
+}
+
+/**
+ * `virtnode clone SRC NEW [--linked]`: a new instance with the source's disk (a full copy, or a linked overlay)
+ * and an identity of its own. A source instance must be stopped (a disk in use is never copied); its copy is
+ * sealed offline, since it carries the source's machine-id, host keys and leases. A template is sealed already.
+ * NEW goes through the `creating` state like `create`, so an interrupted clone leaves nothing behind.
+ */
+export async function cloneInstance(service: InstanceService, request: CloneRequest, options: CloneOptions = {}): Promise<CloneResult> {
+  const sourceName = validateName('SRC', request.source);
+  const name = validateName('NEW', request.name);
+  if (sourceName === name) throw invalid('NEW', `"${name}" is the source's own name`, 'give the clone a new name');
+  await service.ensureReconciled();
+  const templates = new TemplateRepository(service.db);
+  if (templates.get(sourceName) === undefined && service.repo.get(sourceName) === undefined) throw sourceNotFound(sourceName);
+  if (templates.get(name) !== undefined || service.repo.get(name) !== undefined) {
+    throw new VirtnodeError('CONFLICT', `NEW: ${name} already exists`, { field: 'NEW', hint: 'choose another name' });
+  }
+  const signal = options.signal === undefined ? {} : { signal: options.signal };
+  // Held for the whole clone: the source cannot start, be deleted or (a template) be removed meanwhile.
+  const release = await acquireLock(service.db, sourceName, 'clone', { waitMs: SOURCE_LOCK_WAIT_MS, ...signal });
+  try {
+    const template = templates.get(sourceName);
+    let source: Instance | undefined;
+    if (template === undefined) {
+      const recorded = service.repo.get(sourceName);
+      if (recorded === undefined) throw sourceNotFound(sourceName);
+      source = await observeInstance(service, recorded);
+      if (!CLONABLE.includes(source.state)) {
+        throw new VirtnodeError('INVALID_STATE', `cannot clone instance ${sourceName}: it is ${source.state} (clone needs ${CLONABLE.join(', ')})`, {
+          hint: `a disk in use is never copied: stop it first (virtnode stop ${sourceName}), or make it a template (virtnode template create ${sourceName})`,
+        });
+      }
+    }
+    const disk = template === undefined ? source!.spec.disks[0] : { id: 'disk0', path: template.diskPath, format: template.format, owned: true };
+    if (disk === undefined) throw invalid('SRC', `instance ${sourceName} has no disk to clone`);
+    if (request.linked === true && source !== undefined && (!disk.owned || disk.format !== 'qcow2')) {
+      throw invalid('--linked', `the disk of ${sourceName} (${disk.path}) is not a qcow2 disk virtnode made`, 'make a full clone instead (without --linked)');
+    }
+    return await cloneFrom(service, name, { template, source, disk, linked: request.linked === true }, options);
+  } finally {
+    release();
+  }
+}
+
+async function cloneFrom(
+  service: InstanceService,
+  name: string,
+  from: { template: Template | undefined; source: Instance | undefined; disk: DiskSpec; linked: boolean },
+  options: CloneOptions,
+): Promise<CloneResult> {
+  const { template, source, disk, linked } = from;
+  const signal = options.signal === undefined ? {} : { signal: options.signal };
+  const backing = !linked ? undefined : template !== undefined ? { path: template.diskPath, format: template.format } : { path: await makeReadOnlyBase(service, source!, disk), format: 'qcow2' as const };
+  const defaults = template?.defaults ?? { ...source!.spec, networks: source!.nics.map((n) => n.network) };
+  const draft = inheritedSpec(defaults);
+  // A linked clone still sits on the source's image, which must then stay (image rm checks spec.image).
+  const image = !linked ? undefined : template !== undefined ? template.image : source!.spec.image;
+  if (image !== undefined) draft.image = image;
+  const user = template !== undefined ? template.defaults.user : source!.spec.ssh?.user;
+  let seal: SealResult | undefined;
+  // One NIC on each of the source's networks, each with a new MAC and (managed networks) a new DHCP address.
+  const nics = defaults.networks.map((network) => ({ network }));
+  const instance = await service.define(name, draft, { nics, ...signal }, async (dir) => {
+    const path = join(dir, 'disk0.qcow2');
+    if (backing !== undefined) await createImage(path, { format: 'qcow2', backing, ...signal });
+    else await copyDisk(disk, path, options);
+    failpoint('clone.after-disk');
+    if (template === undefined) seal = await sealOffline(service.paths, { path, format: 'qcow2' }, signal);
+    const identity = await makeCloneIdentity(service, dir, name, { user, ...signal });
+    const spec: InstanceSpec = { ...draft, instanceId: identity.instanceId, disks: [{ id: 'disk0', path, format: 'qcow2', owned: true }, identity.seedDisk] };
+    if (identity.ssh !== undefined) spec.ssh = identity.ssh;
+    return spec;
+  });
+  return {
+    instance,
+    mode: linked ? 'linked' : 'full',
+    from: template === undefined ? 'instance' : 'template',
+    ...(linked && template === undefined && backing !== undefined ? { base: backing.path } : {}),
+    seal,
+  };
+}
+

@@ -1,0 +1,63 @@
+import { run } from '../exec/run.ts';
+import { isVirtnodeError } from '../lib/errors.ts';
+
+const IP_TIMEOUT_MS = 10_000;
+
+function ip(args: string[]): Promise<{ stdout: string }> {
+  return run(['ip', ...args], { timeoutMs: IP_TIMEOUT_MS });
+}
+
+export interface Link {
+  ifname: string;
+  alias: string | undefined;
+  master: string | undefined;
+  /** `bridge`, `tun`, `veth`, ... (undefined for plain devices). */
+  kind: string | undefined;
+}
+
+/**
+ * The links of the current network namespace. Read through `ip`, never /sys/class/net: sysfs shows the namespace
+ * it was mounted in, which is not ours inside `unshare -n` or `ip netns exec` without a remount.
+ */
+export async function listLinks(): Promise<Link[]> {
+  const { stdout } = await ip(['-json', '-details', 'link', 'show']);
+  const entries = JSON.parse(stdout === '' ? '[]' : stdout) as Array<{ ifname: string; ifalias?: string; master?: string; linkinfo?: { info_kind?: string } }>;
+  return entries.map((e) => ({ ifname: e.ifname, alias: e.ifalias, master: e.master, kind: e.linkinfo?.info_kind }));
+}
+
+export async function linkExists(name: string): Promise<boolean> {
+  return (await listLinks()).some((l) => l.ifname === name);
+}
+
+export async function bridgeExists(name: string): Promise<boolean> {
+  return (await listLinks()).some((l) => l.ifname === name && l.kind === 'bridge');
+}
+
+/** A bridge with the gateway address, up. Idempotent: an existing bridge is kept and completed. */
+export async function ensureBridge(name: string, alias: string, addressCidr: string): Promise<void> {
+  if (!(await bridgeExists(name))) {
+    await ip(['link', 'add', 'name', name, 'type', 'bridge', 'stp_state', '0']);
+  }
+  await ip(['link', 'set', 'dev', name, 'alias', alias]);
+  await ip(['addr', 'replace', addressCidr, 'dev', name]);
+  await ip(['link', 'set', 'dev', name, 'up']);
+}
+
+/** A persistent tap enslaved to `bridge`, up; QEMU opens it by name (`-netdev tap,ifname=...`). */
+export async function ensureTap(name: string, alias: string, bridge: string): Promise<void> {
+  if (!(await linkExists(name))) await ip(['tuntap', 'add', 'dev', name, 'mode', 'tap']);
+  await ip(['link', 'set', 'dev', name, 'alias', alias]);
+  await ip(['link', 'set', 'dev', name, 'master', bridge]);
+  await ip(['link', 'set', 'dev', name, 'up']);
+}
+
+/** Removes a link if it exists (taps, virtnode's own bridges); a link already gone is fine. */
+export async function deleteLink(name: string): Promise<void> {
+  if (!(await linkExists(name))) return;
+  try {
+    await ip(['link', 'del', 'dev', name]);
+  } catch (e) {
+    if (isVirtnodeError(e) && !(await linkExists(name))) return;
+    throw e;
+  }
+}

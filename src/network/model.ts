@@ -1,0 +1,23 @@
+export type NetworkMode = 'nat' | 'isolated' | 'bridge';
+
+/** A managed network. Host-wide names (bridge, nft table) derive from `id`, never from the name. */
+export interface Network {
+  name: string;
+  id: string;
+  mode: NetworkMode;
+  /** The Linux bridge: virtnode's own (nat, isolated) or the existing one NICs join (bridge). */
+  bridge: string;
+  /** nat and isolated only: virtnode runs DHCP and DNS (dnsmasq) for them. */
+  ipv4?: {
+    subnet: string;
+    gateway: string;
+    dhcpStart: string;
+    dhcpEnd: string;
+  };
+  domain?: string;
+  createdAt: string;
+}
+
+export function isManagedBridge(network: Network): boolean {
+  return network.mode !== 'bridge';
+}

@@ -1,0 +1,42 @@
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { validateName } from '../lib/ids.ts';
+import { type StatePaths, within } from '../lib/paths.ts';
+
+/** `<state>/templates/NAME/`: a template's sealed disk, mode 0444, never written again. */
+export function templatesDir(paths: StatePaths): string {
+  return join(paths.root, 'templates');
+}
+
+export function templateDir(paths: StatePaths, name: string): string {
+  return within(templatesDir(paths), validateName('template', name));
+}
+
+export const TEMPLATE_DISK_FILE = 'disk.qcow2';
+
+/**
+ * `<state>/bases/`: read-only disks that linked clones of an instance share. When an instance is cloned linked,
+ * its current disk becomes one of these and the instance gets a new overlay on it; a base with no disk left on
+ * top of it is removed by reconciliation.
+ */
+export function basesDir(paths: StatePaths): string {
+  return join(paths.root, 'bases');
+}
+
+/**
+ * Where the sealing appliance is built: VIRTNODE_APPLIANCE_DIR, else /var/cache/virtnode/seal-appliance for root
+ * (shared by every state directory on the machine), else the state directory's cache.
+ */
+export function applianceDir(paths: StatePaths, env: NodeJS.ProcessEnv = process.env): string {
+  const override = env['VIRTNODE_APPLIANCE_DIR'];
+  if (override !== undefined && override !== '') return override;
+  return process.getuid?.() === 0 ? '/var/cache/virtnode/seal-appliance' : join(paths.cache, 'seal-appliance');
+}
+
+/** A file shipped with virtnode's sources (the same from src/ under Node's type stripping and from dist/). */
+export function repoFile(relative: string): string {
+  return fileURLToPath(new URL(`../../${relative}`, import.meta.url));
+}
+
+/** The lock held while a base is made or bases are collected (not an instance name: it is no DNS label). */
+export const BASES_LOCK = '#bases';

@@ -1,0 +1,60 @@
+import { existsSync, readdirSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { backingChain } from '../clone/backing.ts';
+import type { InstanceService } from '../instances/service.ts';
+import { acquireLock, lockOwner } from '../store/locks.ts';
+import { BASES_LOCK, basesDir, templatesDir } from './paths.ts';
+import { TemplateRepository } from './repository.ts';
+
+
+/**
+ * The templates' and clones' part of reconciliation: a template directory with no record (a `template create`
+ * interrupted before it recorded the template, or a `template rm` after) is removed, and so is a read-only base
+ * that no instance or template disk sits on any more (its last linked clone was deleted, or a linked clone was
+ * interrupted before the source moved onto it).
+ */
+export async function reconcileTemplatesAndBases(service: InstanceService): Promise<string[]> {
+  const repaired: string[] = [];
+  const templates = new TemplateRepository(service.db);
+  const tdir = templatesDir(service.paths);
+  for (const entry of existsSync(tdir) ? readdirSync(tdir) : []) {
+    if (templates.get(entry) !== undefined || lockOwner(service.db, entry) !== undefined) continue;
+    let release: () => void;
+    try {
+      release = await acquireLock(service.db, entry, 'repair', { waitMs: 0 });
+    } catch {
+      continue;
+    }
+    try {
+      if (templates.get(entry) !== undefined) continue;
+      rmSync(join(tdir, entry), { recursive: true, force: true });
+      repaired.push(`template ${entry}: removed a directory with no template record`);
+    } finally {
+      release();
+    }
+  }
+
+  const bdir = basesDir(service.paths);
+  const bases = existsSync(bdir) ? readdirSync(bdir) : [];
+  if (bases.length === 0) return repaired;
+  let release: () => void;
+  try {
+    release = await acquireLock(service.db, BASES_LOCK, 'repair', { waitMs: 0 });
+  } catch {
+    return repaired; // a linked clone is making a base right now
+  }
+  try {
+    const inUse = new Set<string>();
+    const tops = [...service.repo.list().flatMap((i) => i.spec.disks.map((d) => d.path)), ...templates.list().map((t) => t.diskPath)];
+    for (const top of tops) for (const file of backingChain(top)) inUse.add(file);
+    for (const base of bases) {
+      const path = join(bdir, base);
+      if (inUse.has(path)) continue;
+      rmSync(path, { force: true });
+      repaired.push(`removed the read-only base ${base}: no disk sits on it any more`);
+    }
+  } finally {
+    release();
+  }
+  return repaired;
+}

@@ -1,0 +1,200 @@
+import { createHash } from 'node:crypto';
+import { createReadStream, chmodSync, linkSync, mkdirSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { pipeline } from 'node:stream/promises';
+import { backingChain } from '../clone/backing.ts';
+import { VirtnodeError, invalid } from '../lib/errors.ts';
+import { failpoint } from '../lib/failpoint.ts';
+import { validateName } from '../lib/ids.ts';
+import type { DiskFormat, Instance, InstanceState } from '../instances/model.ts';
+import { observeInstance } from '../instances/observe.ts';
+import { runtimePaths } from '../instances/runtime.ts';
+import type { InstanceService } from '../instances/service.ts';
+import { imageInfo } from '../qemu/img.ts';
+import { transaction } from '../store/db.ts';
+import { acquireLock } from '../store/locks.ts';
+import type { Template } from './model.ts';
+import { TEMPLATE_DISK_FILE, templateDir, templatesDir } from './paths.ts';
+import { TemplateRepository } from './repository.ts';
+import { type SealResult, sealOffline, sealThroughAgent } from './seal.ts';
+
+const LOCK_WAIT_MS = 10_000;
+const STOP_TIMEOUT_MS = 120_000;
+const OFFLINE: InstanceState[] = ['defined', 'stopped', 'crashed'];
+const ONLINE: InstanceState[] = ['running', 'paused'];
+
+export interface CreateTemplateOptions {
+  signal?: AbortSignal;
+  onPhase?: (phase: 'stop' | 'seal' | 'store', detail: string) => void;
+}
+
+export interface CreateTemplateResult {
+  template: Template;
+  seal: SealResult;
+}
+
+export async function sha256OfFile(path: string, signal?: AbortSignal): Promise<string> {
+  const hash = createHash('sha256');
+  await pipeline(createReadStream(path), hash, signal === undefined ? {} : { signal });
+  return hash.digest('hex');
+}
+
+function notATemplate(name: string): VirtnodeError {
+  return new VirtnodeError('NOT_FOUND', `template ${name} does not exist`, { hint: 'see `virtnode template ls`' });
+}
+
+/** Templates: sealed, read-only disks that clones and launches sit on. */
+export class TemplateService {
+  readonly instances: InstanceService;
+  readonly repo: TemplateRepository;
+
+  constructor(instances: InstanceService) {
+    this.instances = instances;
+    this.repo = new TemplateRepository(instances.db);
+  }
+
+  async list(): Promise<Template[]> {
+    await this.instances.ensureReconciled();
+    return this.repo.list();
+  }
+
+  async get(name: string): Promise<Template> {
+    await this.instances.ensureReconciled();
+    const template = this.repo.get(validateName('NAME', name));
+    if (template === undefined) throw notATemplate(name);
+    return template;
+  }
+
+  /** The instances whose disks sit on the template's disk (directly, or through bases of linked clones). */
+  dependents(template: Template): string[] {
+    return this.instances.repo
+      .list()
+      .filter((i) => i.spec.disks.some((d) => d.path === template.diskPath || backingChain(d.path).includes(template.diskPath)))
+      .map((i) => i.name);
+  }
+
+  /** Recomputes the disk's checksum: a template's disk is never written again. */
+  async verify(name: string, signal?: AbortSignal): Promise<{ template: Template; sha256: string; unchanged: boolean }> {
+    const template = await this.get(name);
+    const sha256 = await sha256OfFile(template.diskPath, signal);
+    return { template, sha256, unchanged: sha256 === template.sha256 };
+  }
+
+  /**
+   * Turns an instance into a template: stops it, seals its disk (through the guest agent while it runs, else
+   * offline in the sealing appliance), moves the disk to `<state>/templates/NAME/` read-only and removes the
+   * instance. Crash-safe: until the template is recorded the instance is intact (its disk at worst sealed), and
+   * a template directory with no record is removed by reconciliation; once it is recorded, the instance is in
+   * `deleting`, which reconciliation finishes.
+   */
+  async create(instanceName: string, templateName: string | undefined, options: CreateTemplateOptions = {}): Promise<CreateTemplateResult> {
+    const source = validateName('INSTANCE', instanceName);
+    const name = validateName('NAME', templateName ?? source);
+    await this.instances.ensureReconciled();
+    if (this.repo.get(name) !== undefined) throw new VirtnodeError('CONFLICT', `NAME: template ${name} already exists`, { field: 'NAME', hint: 'choose another name, or remove it first (virtnode template rm)' });
+    if (name !== source && this.instances.repo.get(name) !== undefined) {
+      throw new VirtnodeError('CONFLICT', `NAME: ${name} is the name of an instance`, { field: 'NAME', hint: 'templates and instances share one namespace: choose another name' });
+    }
+    if (this.instances.repo.get(source) === undefined) {
+      throw new VirtnodeError('NOT_FOUND', `instance ${source} does not exist`, { hint: 'see `virtnode list` for the instances there are' });
+    }
+    const signal = options.signal === undefined ? {} : { signal: options.signal };
+    const releases: Array<() => void> = [];
+    try {
+      releases.push(await acquireLock(this.instances.db, source, 'template create', { waitMs: LOCK_WAIT_MS, ...signal }));
+      if (name !== source) releases.push(await acquireLock(this.instances.db, name, 'template create', { waitMs: 0 }));
+      const recorded = this.instances.repo.get(source);
+      if (recorded === undefined) throw new VirtnodeError('NOT_FOUND', `instance ${source} does not exist`);
+      const instance = await observeInstance(this.instances, recorded);
+      if (!OFFLINE.includes(instance.state) && !ONLINE.includes(instance.state)) {
+        throw new VirtnodeError('INVALID_STATE', `cannot make a template of ${source}: it is ${instance.state}`, { hint: 'wait for the operation under way to finish' });
+      }
+      const disk = instance.spec.disks[0];
+      if (disk === undefined || !disk.owned || disk.format !== 'qcow2') {
+        throw invalid('INSTANCE', `${source} has no qcow2 disk made by virtnode`, 'a template is made of a launched, cloned or `create --disk-size` instance');
+      }
+      const seal = await this.stopAndSeal(instance, disk, options);
+      options.onPhase?.('seal', seal.summary);
+      return { template: await this.store(instance, name, seal, options), seal };
+    } finally {
+      for (const release of releases.reverse()) release();
+    }
+  }
+
+  private async stopAndSeal(instance: Instance, disk: { path: string; format: DiskFormat }, options: CreateTemplateOptions): Promise<SealResult> {
+    const signal = options.signal === undefined ? {} : { signal: options.signal };
+    let note = '';
+    if (ONLINE.includes(instance.state)) {
+      const live = instance.state === 'running' ? await sealThroughAgent(runtimePaths(this.instances.paths.instanceDir(instance.name)).guestAgent, signal) : undefined;
+      const method = await this.instances.stopLocked(instance, { timeoutMs: STOP_TIMEOUT_MS });
+      options.onPhase?.('stop', `${instance.name} stopped (${method})`);
+      if (live !== undefined) return live;
+      note = instance.state === 'running' ? ' (no guest agent answered)' : ' (it was paused)';
+    }
+    const offline = await sealOffline(this.instances.paths, disk, signal);
+    return { ...offline, summary: `${offline.summary}${note}` };
+  }
+
+  private async store(instance: Instance, name: string, seal: SealResult, options: CreateTemplateOptions): Promise<Template> {
+    const disk = instance.spec.disks[0]!;
+    const dir = templateDir(this.instances.paths, name);
+    mkdirSync(templatesDir(this.instances.paths), { recursive: true, mode: 0o700 });
+    rmSync(dir, { recursive: true, force: true });
+    mkdirSync(dir, { mode: 0o700 });
+    const diskPath = join(dir, TEMPLATE_DISK_FILE);
+    // A hard link: the same file, so nothing is copied, and the instance's disk stays whole until it is removed.
+    linkSync(disk.path, diskPath);
+    chmodSync(diskPath, 0o444);
+    failpoint('template.after-link');
+    const [sha256, info] = await Promise.all([sha256OfFile(diskPath, options.signal), imageInfo(diskPath)]);
+    options.onPhase?.('store', `${diskPath} (sha256 ${sha256.slice(0, 16)}…)`);
+    const template: Omit<Template, 'createdAt'> = {
+      name,
+      diskPath,
+      format: 'qcow2',
+      virtualSize: info.virtualSize,
+      sha256,
+      source: instance.name,
+      ...(instance.spec.image === undefined ? {} : { image: instance.spec.image }),
+      defaults: {
+        cpus: instance.spec.cpus,
+        memoryMiB: instance.spec.memoryMiB,
+        accel: instance.spec.accel,
+        ...(instance.spec.boot === undefined ? {} : { boot: instance.spec.boot }),
+        ...(instance.spec.ssh === undefined ? {} : { user: instance.spec.ssh.user }),
+        networks: instance.nics.map((n) => n.network),
+      },
+      sealMethod: seal.method,
+      sealReport: [seal.summary, ...seal.changes],
+    };
+    transaction(this.instances.db, () => {
+      this.repo.insert(template);
+      this.instances.repo.setState(instance.name, 'deleting', `became template ${name}`);
+    });
+    failpoint('template.after-record');
+    await this.instances.destroyLocked(this.instances.repo.get(instance.name)!);
+    return this.repo.get(name)!;
+  }
+
+  /** Removes a template, refused while instances sit on its disk. */
+  async remove(name: string, options: { signal?: AbortSignal } = {}): Promise<void> {
+    validateName('NAME', name);
+    await this.instances.ensureReconciled();
+    if (this.repo.get(name) === undefined) throw notATemplate(name);
+    const release = await acquireLock(this.instances.db, name, 'template rm', { waitMs: LOCK_WAIT_MS, ...(options.signal ? { signal: options.signal } : {}) });
+    try {
+      const template = this.repo.get(name);
+      if (template === undefined) throw notATemplate(name);
+      const users = this.dependents(template);
+      if (users.length > 0) {
+        throw new VirtnodeError('CONFLICT', `template ${name} is the base of ${users.length} instance${users.length === 1 ? '' : 's'}: ${users.join(', ')}`, {
+          hint: `their disks are overlays on it: delete them first (virtnode delete ${users[0]})`,
+        });
+      }
+      this.repo.delete(name);
+      rmSync(templateDir(this.instances.paths, name), { recursive: true, force: true });
+    } finally {
+      release();
+    }
+  }
+}
