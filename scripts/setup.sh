@@ -11,7 +11,7 @@ DEBIAN_PACKAGES=(
   xorriso genisoimage dosfstools mtools
   debootstrap linux-image-amd64 busybox-static cpio kmod
   extlinux syslinux-common e2fsprogs fdisk
-  dnsmasq-base nftables iproute2 openssh-client
+  dnsmasq-base nftables iproute2 openssh-client openssl
   cloud-init chromium
 )
 demo=0

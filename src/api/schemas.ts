@@ -265,6 +265,40 @@ export const HostReport = Type.Object(
 );
 export const HostCheckQuery = Type.Object({ refresh: Type.Optional(Type.Boolean()) }, { additionalProperties: false });
 
+export const Network = Type.Object(
+  {
+    name: Type.String(),
+    mode: Type.String(),
+    bridge: Type.String(),
+    subnet: Type.Optional(Type.String()),
+    gateway: Type.Optional(Type.String()),
+    dhcpRange: Type.Optional(Type.String()),
+    domain: Type.Optional(Type.String()),
+    id: Type.String(),
+    up: Type.Optional(Type.Boolean()),
+    dnsmasqPid: Type.Optional(Type.Integer()),
+    nftTable: Type.Optional(Type.String()),
+    instances: Type.Optional(Type.Array(Type.String())),
+    warnings: Type.Optional(Type.Array(Type.String())),
+    createdAt: Type.String(),
+  },
+  { additionalProperties: false },
+);
+
+/** POST /networks: the fields of `virtnode network create`. */
+export const CreateNetworkBody = Type.Object(
+  {
+    name: Name,
+    mode: Type.Optional(StringEnum(['nat', 'isolated', 'bridge'])),
+    subnet: Type.Optional(Type.String({ maxLength: 64 })),
+    dhcpRange: Type.Optional(Type.String({ maxLength: 64 })),
+    domain: Type.Optional(Type.String({ maxLength: 253 })),
+    bridge: Type.Optional(Type.String({ maxLength: 15, description: 'bridge mode: the existing bridge NICs join' })),
+  },
+  { additionalProperties: false },
+);
+export type CreateNetworkBodyType = Static<typeof CreateNetworkBody>;
+
 /** Every route declares its error responses with this one shape. */
 export function withErrors<T extends Record<number | string, TSchema>>(ok: T): T & { '4xx': typeof ErrorBody; '5xx': typeof ErrorBody } {
   return { ...ok, '4xx': ErrorBody, '5xx': ErrorBody };

@@ -6,6 +6,8 @@
 import type { Instance, InstanceState } from '../instances/model.ts';
 import type { ImageRecord } from '../images/store/index.ts';
 import type { NicAddresses } from '../instances/addresses.ts';
+import type { Network } from '../network/model.ts';
+import type { NetworkStatus } from '../network/service.ts';
 import type { InstancePolicy, RestartPolicy } from '../store/policies.ts';
 
 export interface InstanceView {
@@ -153,4 +155,26 @@ export interface OperationView {
   error?: { code: string; message: string; hint?: string };
   createdAt: string;
   finishedAt?: string;
+}
+
+/** The stable view of a network (JSON/YAML output and the API); `status` adds what runs on the host. */
+export function networkView(n: Network, status?: NetworkStatus) {
+  return {
+    name: n.name,
+    mode: n.mode,
+    bridge: n.bridge,
+    ...(n.ipv4 === undefined ? {} : { subnet: n.ipv4.subnet, gateway: n.ipv4.gateway, dhcpRange: `${n.ipv4.dhcpStart}-${n.ipv4.dhcpEnd}` }),
+    ...(n.domain === undefined ? {} : { domain: n.domain }),
+    id: n.id,
+    ...(status === undefined
+      ? {}
+      : {
+          up: status.bridge && (n.mode === 'bridge' || (status.dnsmasqPid !== undefined && status.nftTable)),
+          dnsmasqPid: status.dnsmasqPid,
+          nftTable: n.mode === 'bridge' ? undefined : `ip virtnode_${n.id}`,
+          instances: status.instances,
+          warnings: status.warnings,
+        }),
+    createdAt: n.createdAt,
+  };
 }

@@ -4,10 +4,8 @@ import { pino } from 'pino';
 import { invalid, toVirtnodeError } from '../lib/errors.ts';
 import { statePaths } from '../lib/paths.ts';
 import { defaultSocketPath } from '../lib/socket-path.ts';
-import { buildApp } from './app.ts';
 import { createCore } from './core.ts';
 import { groupId, listenUnix, parseListen } from './listen.ts';
-import { DAEMON_PLUGINS } from './plugins.ts';
 
 export interface DaemonOptions {
   socket?: string;
@@ -51,8 +49,12 @@ export async function runDaemon(options: DaemonOptions): Promise<void> {
 
   const log = pino({ level: options.logLevel ?? process.env['VIRTNODE_LOG_LEVEL'] ?? 'info', base: { pid: process.pid, service: 'virtnode' } });
   const paths = statePaths();
+  // The HTTP stack loads while the supervisor re-adopts the running guests: adoption needs none of it.
+  const http = Promise.all([import('./app.ts'), import('./plugins.ts')]);
+  http.catch(() => {});
   const core = createCore(paths, log);
   const report = await core.supervisor.start({ autostartMarkerDir: paths.cache });
+  const [{ buildApp }, { DAEMON_PLUGINS }] = await http;
 
   // TCP first: once the socket answers, the daemon is fully up (the CLI and tests wait for the socket).
   const servers: FastifyInstance[] = [];

@@ -76,7 +76,8 @@ export class Supervisor {
     for (const i of observed) {
       if (i.state !== before.find((b) => b.name === i.name)?.state) this.publish(i, before.find((b) => b.name === i.name)?.state);
     }
-    this.log.info({ adopted: report.adopted, crashed: report.crashed, durationMs: Date.now() - started }, 'instances re-adopted');
+    // sinceProcessStartMs: from the start of this process (Node's own start-up included) to every guest adopted.
+    this.log.info({ adopted: report.adopted, crashed: report.crashed, durationMs: Date.now() - started, sinceProcessStartMs: Math.round(process.uptime() * 1000) }, 'instances re-adopted');
     // Starting takes a while under TCG: do it in the background, the API is already useful.
     void Promise.all(
       toStart.map(async ({ name, why }) => {

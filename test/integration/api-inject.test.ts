@@ -21,6 +21,7 @@ describe('REST API through inject(): every route, bad input refused with the err
     mkdirSync(files);
   });
   afterAll(async () => {
+    await api?.call('DELETE', '/networks/apinet').catch(() => {}); // if the network test failed half-way
     await api?.close();
     await http?.close();
     cleanup();
@@ -112,6 +113,12 @@ describe('REST API through inject(): every route, bad input refused with the err
       ['GET', '/operations/00000000-0000-0000-0000-000000000000/wait?timeout=1', undefined, 404, /does not exist/],
       ['DELETE', '/operations/00000000-0000-0000-0000-000000000000', undefined, 404, /does not exist/],
       ['GET', '/no/such/route', undefined, 404, /no route GET \/no\/such\/route/],
+      ['GET', '/networks/nope', undefined, 404, /nope/],
+      ['GET', '/networks/..%2Fx', undefined, 400, /not a valid name/],
+      ['POST', '/networks', { name: 'n1', mode: 'mesh' }, 400, /"mesh" is not valid: use nat, isolated, bridge/],
+      ['POST', '/networks', { name: 'n1', vlan: 4 }, 400, /unknown field "vlan"/],
+      ['POST', '/networks', { name: 'n1', subnet: 'not-a-cidr' }, 400, /subnet/],
+      ['DELETE', '/networks/nope', undefined, 404, /nope/],
     ];
     for (const [method, url, body, status, message] of cases) {
       const r = await api.call(method, url, body);
@@ -205,6 +212,17 @@ describe('REST API through inject(): every route, bad input refused with the err
     expect(messages).toContainEqual(expect.objectContaining({ type: 'instance', name: 'evented', state: 'running' }));
     ws.terminate();
     expect((await api.call('DELETE', '/instances/evented?force=true')).status).toBe(200);
+  });
+
+  it('networks: create an isolated network, list it, see its host side, remove it', async () => {
+    const created = await api.call('POST', '/networks', { name: 'apinet', mode: 'isolated', subnet: '10.231.77.0/24' });
+    expect(created.status, JSON.stringify(created.body)).toBe(201);
+    expect(created.body).toMatchObject({ name: 'apinet', mode: 'isolated', subnet: '10.231.77.0/24', up: true, instances: [] });
+    expect((await api.call('POST', '/networks', { name: 'apinet', mode: 'isolated', subnet: '10.231.78.0/24' })).status).toBe(409);
+    expect((await api.call('GET', '/networks')).body.map((n: { name: string }) => n.name)).toEqual(['apinet']);
+    expect((await api.call('GET', '/networks/apinet')).body).toMatchObject({ name: 'apinet', gateway: '10.231.77.1', dnsmasqPid: expect.any(Number) });
+    expect((await api.call('DELETE', '/networks/apinet')).body).toEqual({ name: 'apinet', deleted: true });
+    expect((await api.call('GET', '/networks/apinet')).status).toBe(404);
   });
 
   it('/metrics answers in the Prometheus text format', async () => {

@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -66,12 +67,16 @@ describe('daemon recovery: kill -9 and restart re-adopts running guests; restart
     const t0 = performance.now();
     daemon = await startDaemon(home);
     const after = await instances();
-    const adoptedMs = performance.now() - t0;
+    const apiMs = performance.now() - t0;
     for (const name of ['keep-a', 'keep-b', 'boot-me']) {
       expect(after.find((i) => i.name === name)).toMatchObject({ state: 'running', pid: before.get(name) });
     }
+    // The daemon's own measure: from its process start (Node's start-up included) to every guest adopted.
+    const adoption = daemon.logLines().find((l) => l['msg'] === 'instances re-adopted')!;
+    expect(adoption['adopted']).toEqual(['boot-me', 'keep-a', 'keep-b']);
+    const adoptedMs = adoption['sinceProcessStartMs'] as number;
+    console.log(`re-adopted 3 running instances ${adoptedMs} ms after the daemon process started; API answering with them after ${apiMs.toFixed(0)} ms (load ${readFileSync('/proc/loadavg', 'utf8').split(' ')[0]})`);
     expect(adoptedMs).toBeLessThan(2_000);
-    console.log(`re-adopted ${after.length - 1} running instances ${adoptedMs.toFixed(0)} ms after the daemon was started again`);
 
     const crashLog = daemon.logLines().find((l) => l['msg'] === 'instance crashed while the daemon was down' && l['instance'] === 'fragile');
     expect(crashLog?.['reason']).toMatch(/QEMU \(pid \d+\) exited without a guest shutdown: it was killed or crashed/);

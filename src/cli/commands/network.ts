@@ -1,6 +1,5 @@
 import type { Command } from 'commander';
-import type { Network } from '../../network/model.ts';
-import type { NetworkStatus } from '../../network/service.ts';
+import { networkView } from '../../api/views.ts';
 import { invalid } from '../../lib/errors.ts';
 import { keyValues, parseFormat, structured, table } from '../output.ts';
 import { loadInstanceService } from '../load-service.ts';
@@ -11,27 +10,7 @@ async function networks() {
   return s.networks;
 }
 
-/** The stable view of a network (JSON/YAML output and, later, the API). */
-export function networkView(n: Network, status?: NetworkStatus) {
-  return {
-    name: n.name,
-    mode: n.mode,
-    bridge: n.bridge,
-    ...(n.ipv4 === undefined ? {} : { subnet: n.ipv4.subnet, gateway: n.ipv4.gateway, dhcpRange: `${n.ipv4.dhcpStart}-${n.ipv4.dhcpEnd}` }),
-    ...(n.domain === undefined ? {} : { domain: n.domain }),
-    id: n.id,
-    ...(status === undefined
-      ? {}
-      : {
-          up: status.bridge && (n.mode === 'bridge' || (status.dnsmasqPid !== undefined && status.nftTable)),
-          dnsmasqPid: status.dnsmasqPid,
-          nftTable: n.mode === 'bridge' ? undefined : `ip virtnode_${n.id}`,
-          instances: status.instances,
-          warnings: status.warnings,
-        }),
-    createdAt: n.createdAt,
-  };
-}
+export { networkView } from '../../api/views.ts';
 
 export function registerNetworkCommands(program: Command): void {
   const network = program.command('network').description('managed networks: NAT or isolated (bridge + DHCP + DNS), or an existing bridge (root)');

@@ -5,21 +5,22 @@ import { hostRoutes } from './host.ts';
 import { imageRoutes } from './images.ts';
 import { instanceRoutes } from './instances.ts';
 import { metricsRoutes } from './metrics.ts';
+import { networkRoutes } from './networks.ts';
 import { operationRoutes } from './operations.ts';
 
 export type RouteModule = (app: FastifyInstance, core: DaemonCore) => Promise<void>;
 
 /**
- * One module per resource. Storage (pools, volumes, snapshots, clones, templates) and networks are being built
- * on their own branches: each adds `routes/storage.ts` / `routes/networks.ts` in this style (typebox schemas
- * from src/api/schemas.ts, `withErrors`, long work through `core.operations.start`) and one line here.
+ * One module per resource. Storage (pools, volumes, snapshots) and clones/templates come next: each adds
+ * `routes/storage.ts`, `routes/snapshots.ts`, `routes/templates.ts` in this style (typebox schemas from
+ * src/api/schemas.ts, `withErrors`, long work through `core.operations.start`) and one line here.
  */
 export const ROUTE_MODULES: readonly RouteModule[] = [
   hostRoutes,
   imageRoutes,
   instanceRoutes,
-  // storageRoutes,
-  // networkRoutes,
+  networkRoutes,
+  // storageRoutes, snapshotRoutes, templateRoutes,
   operationRoutes,
   eventRoutes,
   metricsRoutes,
