@@ -158,68 +158,69 @@ describe('web UI in Chromium against the daemon: launch, live state, serial and 
     await page.getByRole('button', { name: 'Launch' }).click();
     try {
       await page.waitForURL(/#\/instances\/ui1/);
-    await expect.poll(() => page.getByTestId('instance-state').innerText(), { timeout: 30_000 }).toBe('running');
+      await expect.poll(() => page.getByTestId('instance-state').innerText(), { timeout: 30_000 }).toBe('running');
+      await expect.poll(() => page.getByTestId('addresses').innerText()).toMatch(/^user 52:54:00(:[0-9a-f]{2}){3}/);
 
-    const row = watcher.getByTestId('instance-ui1');
-    await expect.poll(() => row.getByTestId('state').innerText(), { timeout: 30_000 }).toBe('running');
-    await screenshot(watcher, '03-list-running');
+      const row = watcher.getByTestId('instance-ui1');
+      await expect.poll(() => row.getByTestId('state').innerText(), { timeout: 30_000 }).toBe('running');
+      await screenshot(watcher, '03-list-running');
 
-    // Serial console: scroll-back from the console log, then a live shell.
-    await page.getByRole('tab', { name: 'Serial console' }).click();
-    await expect.poll(() => page.getByTestId('serial-status').innerText(), { timeout: 15_000 }).toBe('connected');
-    await expect.poll(() => terminalText(page), { timeout: BOOT_TIMEOUT_MS, interval: 500 }).toContain(TEST_GUEST_READY_MARKER);
-    await page.getByTestId('serial-terminal').click();
-    await page.keyboard.type('echo answer-$((6*7))\n');
-    await expect.poll(() => terminalText(page), { timeout: 20_000 }).toMatch(/^answer-42$/m);
-    await screenshot(page, '04-serial-console');
+      // Serial console: scroll-back from the console log, then a live shell.
+      await page.getByRole('tab', { name: 'Serial console' }).click();
+      await expect.poll(() => page.getByTestId('serial-status').innerText(), { timeout: 15_000 }).toBe('connected');
+      await expect.poll(() => terminalText(page), { timeout: BOOT_TIMEOUT_MS, interval: 500 }).toContain(TEST_GUEST_READY_MARKER);
+      await page.getByTestId('serial-terminal').click();
+      await page.keyboard.type('echo answer-$((6*7))\n');
+      await expect.poll(() => terminalText(page), { timeout: 20_000 }).toMatch(/^answer-42$/m);
+      await screenshot(page, '04-serial-console');
 
-    // Graphical console: noVNC draws the guest's VGA screen (kernel messages on tty0): not one flat colour.
-    await page.getByRole('tab', { name: 'Graphical console' }).click();
-    await expect.poll(() => page.getByTestId('vnc-status').innerText(), { timeout: 15_000 }).toBe('connected');
-    await expect.poll(() => canvasColours(page), { timeout: 30_000, interval: 500 }).toBeGreaterThan(1);
-    await screenshot(page, '05-vnc-console');
+      // Graphical console: noVNC draws the guest's VGA screen (kernel messages on tty0): not one flat colour.
+      await page.getByRole('tab', { name: 'Graphical console' }).click();
+      await expect.poll(() => page.getByTestId('vnc-status').innerText(), { timeout: 15_000 }).toBe('connected');
+      await expect.poll(() => canvasColours(page), { timeout: 30_000, interval: 500 }).toBeGreaterThan(1);
+      await screenshot(page, '05-vnc-console');
 
-    // Charts from the daemon's /metrics: CPU (a rate, after two samples) and memory of the QEMU process.
-    await page.getByRole('tab', { name: 'Metrics' }).click();
-    await expect.poll(() => page.getByTestId('chart-cpu').locator('strong').innerText(), { timeout: 20_000 }).toMatch(/^\d+ %$/);
-    await expect.poll(() => page.getByTestId('chart-memory-rss-').locator('strong').innerText(), { timeout: 20_000 }).toMatch(/MiB$/);
-    await screenshot(page, '06-metrics');
+      // Charts from the daemon's /metrics: CPU (a rate, after two samples) and memory of the QEMU process.
+      await page.getByRole('tab', { name: 'Metrics' }).click();
+      await expect.poll(() => page.getByTestId('chart-cpu').locator('strong').innerText(), { timeout: 20_000 }).toMatch(/^\d+ %$/);
+      await expect.poll(() => page.getByTestId('chart-memory-rss-').locator('strong').innerText(), { timeout: 20_000 }).toMatch(/MiB$/);
+      await screenshot(page, '06-metrics');
 
-    // Pause and resume; then restart (an operation): a new QEMU, the serial console reconnects to the new boot.
-    await page.getByRole('button', { name: 'Pause' }).click();
-    await expect.poll(() => row.getByTestId('state').innerText(), { timeout: 15_000 }).toBe('paused');
-    await page.getByRole('button', { name: 'Resume' }).click();
-    await expect.poll(() => page.getByTestId('instance-state').innerText(), { timeout: 15_000 }).toBe('running');
-    const [firstPid] = qemuPidsUnder(home);
-    const markers = () => readFileSync(join(home, 'instances', 'ui1', 'console.log'), 'utf8').split(TEST_GUEST_READY_MARKER).length - 1;
-    await page.getByRole('tab', { name: 'Serial console' }).click();
-    await expect.poll(() => page.getByTestId('serial-status').innerText(), { timeout: 15_000 }).toBe('connected');
-    await page.getByRole('button', { name: 'Restart' }).click();
-    await expect.poll(() => qemuPidsUnder(home).filter((pid) => pid !== firstPid).length, { timeout: 60_000 }).toBe(1);
-    // The new boot is up when its marker is in the console log a second time (acpid runs, so Stop works later).
-    await expect.poll(() => markers(), { timeout: BOOT_TIMEOUT_MS, interval: 500 }).toBe(2);
-    await expect.poll(() => page.getByTestId('instance-state').innerText(), { timeout: 30_000 }).toBe('running');
-    // The old console closed with the old QEMU: the tab either offers to reconnect or (if it saw the instance
-    // leave `running`) opened a new one by itself.
-    const reconnect = page.getByRole('button', { name: 'Reconnect' });
-    if (await reconnect.isVisible()) await reconnect.click();
-    await expect.poll(() => page.getByTestId('serial-status').innerText(), { timeout: 15_000 }).toBe('connected');
-    await page.getByTestId('serial-terminal').click();
-    await page.keyboard.type('echo second-$((1+1))\n');
-    await expect.poll(() => terminalText(page), { timeout: 20_000 }).toMatch(/^second-2$/m);
-    await page.getByRole('tab', { name: 'Overview' }).click();
+      // Pause and resume; then restart (an operation): a new QEMU, the serial console reconnects to the new boot.
+      await page.getByRole('button', { name: 'Pause' }).click();
+      await expect.poll(() => row.getByTestId('state').innerText(), { timeout: 15_000 }).toBe('paused');
+      await page.getByRole('button', { name: 'Resume' }).click();
+      await expect.poll(() => page.getByTestId('instance-state').innerText(), { timeout: 15_000 }).toBe('running');
+      const [firstPid] = qemuPidsUnder(home);
+      const markers = () => readFileSync(join(home, 'instances', 'ui1', 'console.log'), 'utf8').split(TEST_GUEST_READY_MARKER).length - 1;
+      await page.getByRole('tab', { name: 'Serial console' }).click();
+      await expect.poll(() => page.getByTestId('serial-status').innerText(), { timeout: 15_000 }).toBe('connected');
+      await page.getByRole('button', { name: 'Restart' }).click();
+      await expect.poll(() => qemuPidsUnder(home).filter((pid) => pid !== firstPid).length, { timeout: 60_000 }).toBe(1);
+      // The new boot is up when its marker is in the console log a second time (acpid runs, so Stop works later).
+      await expect.poll(() => markers(), { timeout: BOOT_TIMEOUT_MS, interval: 500 }).toBe(2);
+      await expect.poll(() => page.getByTestId('instance-state').innerText(), { timeout: 30_000 }).toBe('running');
+      // The old console closed with the old QEMU: the tab either offers to reconnect or (if it saw the instance
+      // leave `running`) opened a new one by itself.
+      const reconnect = page.getByRole('button', { name: 'Reconnect' });
+      if (await reconnect.isVisible()) await reconnect.click();
+      await expect.poll(() => page.getByTestId('serial-status').innerText(), { timeout: 15_000 }).toBe('connected');
+      await page.getByTestId('serial-terminal').click();
+      await page.keyboard.type('echo second-$((1+1))\n');
+      await expect.poll(() => terminalText(page), { timeout: 20_000 }).toMatch(/^second-2$/m);
+      await page.getByRole('tab', { name: 'Overview' }).click();
 
-    // Stop (ACPI: the guest powers itself off); both tabs follow.
-    await page.getByRole('button', { name: 'Stop', exact: true }).click();
-    await expect.poll(() => page.getByTestId('instance-state').innerText(), { timeout: 60_000 }).toBe('stopped');
-    await expect.poll(() => row.getByTestId('state').innerText(), { timeout: 10_000 }).toBe('stopped');
-    expect(qemuPidsUnder(home)).toEqual([]);
+      // Stop (ACPI: the guest powers itself off); both tabs follow.
+      await page.getByRole('button', { name: 'Stop', exact: true }).click();
+      await expect.poll(() => page.getByTestId('instance-state').innerText(), { timeout: 60_000 }).toBe('stopped');
+      await expect.poll(() => row.getByTestId('state').innerText(), { timeout: 10_000 }).toBe('stopped');
+      expect(qemuPidsUnder(home)).toEqual([]);
 
-    page.once('dialog', (dialog) => void dialog.accept());
-    await page.getByRole('button', { name: 'Delete' }).click();
-    await page.waitForURL(/#\/$/);
-    await expect.poll(() => row.count(), { timeout: 10_000 }).toBe(0);
-    await screenshot(watcher, '07-deleted');
+      page.once('dialog', (dialog) => void dialog.accept());
+      await page.getByRole('button', { name: 'Delete' }).click();
+      await page.waitForURL(/#\/$/);
+      await expect.poll(() => row.count(), { timeout: 10_000 }).toBe(0);
+      await screenshot(watcher, '07-deleted');
     } catch (e) {
       await screenshot(page, 'failure-page');
       await screenshot(watcher, 'failure-watcher');
