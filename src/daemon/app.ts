@@ -14,7 +14,7 @@
  * listed in routes/index.ts).
  */
 import { Ajv } from 'ajv';
-import Fastify, { type FastifyInstance } from 'fastify';
+import Fastify, { type FastifyInstance, LogController } from 'fastify';
 import type { Logger } from 'pino';
 import { VirtnodeError } from '../lib/errors.ts';
 import { validateName } from '../lib/ids.ts';
@@ -54,7 +54,7 @@ export async function buildApp(core: DaemonCore, options: AppOptions): Promise<F
     routerOptions: { maxParamLength: 253 },
     genReqId: () => crypto.randomUUID(),
     // One JSON line per request (below) instead of fastify's two.
-    disableRequestLogging: true,
+    logController: new LogController({ disableRequestLogging: true }),
   }) as unknown as FastifyInstance;
   app.addHook('onResponse', async (request, reply) => {
     request.log.info({ req: { method: request.method, url: request.url }, status: reply.statusCode, ms: Math.round(reply.elapsedTime * 10) / 10 }, 'request');
