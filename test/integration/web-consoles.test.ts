@@ -16,11 +16,11 @@ const guest = testGuest();
 const BOOT_TIMEOUT_MS = 90_000;
 
 /** Collects what a WebSocket receives, as text (serial) or raw bytes (VNC). */
-function collect(ws: WebSocket): { text: () => string; bytes: () => Buffer; closed: Promise<{ code: number; reason: string }> } {
+function collect(ws: WebSocket): { text: () => string; bytes: () => Buffer; frames: () => string[]; closed: Promise<{ code: number; reason: string }> } {
   const chunks: Buffer[] = [];
   ws.on('message', (data: Buffer) => chunks.push(data));
   const closed = new Promise<{ code: number; reason: string }>((resolve) => ws.on('close', (code, reason) => resolve({ code, reason: reason.toString() })));
-  return { text: () => Buffer.concat(chunks).toString(), bytes: () => Buffer.concat(chunks), closed };
+  return { text: () => Buffer.concat(chunks).toString(), bytes: () => Buffer.concat(chunks), frames: () => chunks.map((c) => c.toString()), closed };
 }
 
 async function until<T>(check: () => T | undefined | false, what: string | (() => string), timeoutMs = 20_000): Promise<T> {
@@ -81,6 +81,7 @@ describe('browser consoles: WebSocket bridges to the serial and VNC sockets of a
     const ws = await open(base + issued.body.url);
     const first = ws.rx;
     await until(() => first.text().includes(TEST_GUEST_READY_MARKER), 'the scroll-back');
+    expect(first.frames()[0]).toContain(TEST_GUEST_READY_MARKER); // the first frame is the whole scroll-back
     ws.send('echo answer-$((6*7))\n');
     await until(() => first.text().includes('answer-42'), 'the guest to answer');
 
@@ -138,6 +139,21 @@ describe('browser consoles: WebSocket bridges to the serial and VNC sockets of a
     expect(b.ws.readyState).toBe(WebSocket.OPEN);
     a.ws.close();
     b.ws.close();
+  });
+
+  it('events for browsers: a ticketed WebSocket with a hello listing the instances, then state changes', async () => {
+    const issued = await app.inject({ method: 'POST', url: '/ui/event-tickets' });
+    expect(issued.statusCode).toBe(201);
+    const { url } = issued.json() as { url: string };
+    const ws = await open(base + url);
+    const messages = () => ws.rx.frames().map((m) => JSON.parse(m) as { type: string; instances?: Array<{ name: string; state: string }>; name?: string; state?: string });
+    const hello = await until(() => messages().find((m) => m.type === 'hello'), 'the hello');
+    expect(hello.instances).toEqual([expect.objectContaining({ name: 'con', state: 'running' })]);
+    core.events.publish({ type: 'instance', name: 'con', state: 'paused', previous: 'running', at: new Date().toISOString() });
+    await until(() => messages().find((m) => m.type === 'instance' && m.state === 'paused'), 'the published event');
+    ws.close();
+    await expect(open(base + url)).rejects.toThrow('HTTP 403'); // spent
+    await expect(open(`${base}/ui/events`)).rejects.toThrow('HTTP 403');
   });
 
   it('stopping the instance closes its consoles; a stopped instance has none', async () => {

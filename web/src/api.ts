@@ -12,7 +12,8 @@ export interface Instance {
   memoryMiB: number;
   accel: string;
   disks: Array<{ id: string; path: string; format: string }>;
-  nics: Array<{ index: number; mac: string; network: string }>;
+  nics: Array<{ index: number; mac: string; network: string; address?: string; staticAddress?: boolean; lease?: string; guestAddresses?: string[] }>;
+  portForwards?: Array<{ protocol: 'tcp' | 'udp'; hostAddress: string; hostPort: number; guestPort: number }>;
   boot?: { kernel: string; initrd?: string; cmdline?: string };
   image?: { name: string; sha256: string };
   instanceId?: string;

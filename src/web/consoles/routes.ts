@@ -30,7 +30,7 @@ export interface ConsoleRoutesOptions {
   hubs?: SerialHubs;
 }
 
-/** Output a serial viewer has not taken yet; past this it is dropped rather than buffered without end. */
+/** Output a serial viewer has not taken yet; past this the viewer is disconnected rather than buffered without end. */
 const MAX_SERIAL_BACKLOG_BYTES = 8 * 1024 * 1024;
 const LIVE_STATES = new Set(['running', 'paused']);
 
@@ -131,9 +131,13 @@ export async function consoleRoutes(app: FastifyInstance, core: ConsoleCore, opt
         bridgeVnc(socket, paths.vnc);
         return;
       }
+      // The first frame is always the scroll-back (possibly empty), so the terminal can replay it without
+      // answering the queries in it (a stale `ESC [6n` would otherwise type a cursor report into the shell).
+      let first = true;
       const session = hubs.join(name, { socket: paths.serial, log: paths.serialLog }, {
         output: (data) => {
-          if (socket.readyState !== socket.OPEN || data.length === 0) return;
+          if (socket.readyState !== socket.OPEN || (data.length === 0 && !first)) return;
+          first = false;
           if (socket.bufferedAmount > MAX_SERIAL_BACKLOG_BYTES) {
             socket.close(1008, 'the viewer does not keep up with the console output');
             return;

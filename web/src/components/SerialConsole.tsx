@@ -19,17 +19,30 @@ export function SerialConsole({ name }: { name: string }) {
     let ws: WebSocket | undefined;
     let disposed = false;
     const encoder = new TextEncoder();
+    // The first frame is the scroll-back from the console log: it is replayed without sending the terminal's
+    // answers to the queries in it (they were meant for a shell that may be gone).
+    let replaying = true;
     setStatus('connecting…');
     api.consoleTicket(name, 'serial').then(
       ({ url }) => {
         if (disposed) return;
         ws = new WebSocket(wsUrl(url));
         ws.binaryType = 'arraybuffer';
-        ws.onopen = () => {
-          setStatus('connected');
-          term.focus();
+        ws.onopen = () => setStatus('loading the scroll-back…');
+        let first = true;
+        ws.onmessage = (message) => {
+          const data = new Uint8Array(message.data as ArrayBuffer);
+          if (!first) {
+            term.write(data);
+            return;
+          }
+          first = false;
+          term.write(data, () => {
+            replaying = false;
+            setStatus('connected');
+            term.focus();
+          });
         };
-        ws.onmessage = (message) => term.write(new Uint8Array(message.data as ArrayBuffer));
         ws.onclose = (event) => {
           if (!disposed) setStatus(`disconnected${event.reason ? `: ${event.reason}` : ''}`);
         };
@@ -37,6 +50,7 @@ export function SerialConsole({ name }: { name: string }) {
       (e: Error) => setStatus(`cannot connect: ${e.message}`),
     );
     const input = term.onData((data) => {
+      if (replaying) return;
       if (ws?.readyState === WebSocket.OPEN) ws.send(encoder.encode(data));
     });
     const resize = () => fit.fit();
@@ -54,7 +68,7 @@ export function SerialConsole({ name }: { name: string }) {
     <div class="console">
       <div class="console-bar">
         <span data-testid="serial-status">{status}</span>
-        {status !== 'connected' && status !== 'connecting…' && (
+        {(status.startsWith('disconnected') || status.startsWith('cannot')) && (
           <button type="button" onClick={() => setAttempt((n) => n + 1)}>
             Reconnect
           </button>

@@ -25,6 +25,15 @@ function Row({ label, children }: { label: string; children: preact.ComponentChi
   );
 }
 
+/** What is known of a NIC's addresses: seen in the guest (agent), leased (DHCP), or reserved. */
+function nicAddresses(n: Instance['nics'][number]): string {
+  const parts: string[] = [];
+  if (n.guestAddresses !== undefined && n.guestAddresses.length > 0) parts.push(n.guestAddresses.join(', '));
+  else if (n.lease !== undefined) parts.push(`${n.lease} (DHCP lease)`);
+  if (n.address !== undefined && parts.length === 0) parts.push(`${n.address} (${n.staticAddress ? 'static' : 'reserved'})`);
+  return parts.length === 0 ? '' : ` — ${parts.join(' ')}`;
+}
+
 function Overview({ instance, operations }: { instance: Instance; operations: Operation[] }) {
   return (
     <div class="overview">
@@ -37,8 +46,26 @@ function Overview({ instance, operations }: { instance: Instance; operations: Op
             {instance.cpus} / {instance.memoryMiB} MiB ({instance.accel})
           </Row>
           <Row label="Source">{instance.image !== undefined ? `image ${instance.image.name}` : instance.boot !== undefined ? `kernel ${instance.boot.kernel}` : '–'}</Row>
-          <Row label="SSH">{instance.ssh?.address !== undefined ? `${instance.ssh.user}@ ${instance.ssh.address} (virtnode shell ${instance.name})` : '–'}</Row>
-          <Row label="MAC addresses">{instance.nics.map((n) => `${n.mac} (${n.network})`).join(', ') || 'no network'}</Row>
+          <Row label="SSH">
+            {instance.ssh?.address !== undefined ? `${instance.ssh.user}@${instance.ssh.address.replace(/:(\d+)$/, ' port $1')} (virtnode shell ${instance.name})` : '–'}
+          </Row>
+          <Row label="Addresses">
+            {instance.nics.length === 0 ? (
+              'no network'
+            ) : (
+              <ul class="plain" data-testid="addresses">
+                {instance.nics.map((n) => (
+                  <li>
+                    {n.network} {n.mac}
+                    {nicAddresses(n)}
+                  </li>
+                ))}
+              </ul>
+            )}
+          </Row>
+          {instance.portForwards !== undefined && instance.portForwards.length > 0 && (
+            <Row label="Port forwards">{instance.portForwards.map((f) => `${f.hostAddress}:${f.hostPort} → ${f.guestPort}/${f.protocol}`).join(', ')}</Row>
+          )}
           <Row label="UUID">{instance.uuid}</Row>
           <Row label="SMBIOS UUID">{instance.smbiosUuid}</Row>
           <Row label="Instance-id">{instance.instanceId ?? '–'}</Row>
