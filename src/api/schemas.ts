@@ -299,6 +299,134 @@ export const CreateNetworkBody = Type.Object(
 );
 export type CreateNetworkBodyType = Static<typeof CreateNetworkBody>;
 
+export const SnapshotParams = Type.Object({ name: Name, snap: Name }, { additionalProperties: false });
+
+/** A snapshot of an instance; `parent` is the snapshot it was taken from (the list is flat, oldest first). */
+export const Snapshot = Type.Object(
+  {
+    name: Type.String(),
+    kind: StringEnum(['internal', 'external']),
+    memory: Type.Boolean({ description: 'holds the guest\'s memory state (taken while it ran)' }),
+    current: Type.Boolean({ description: 'the instance\'s present state descends from it' }),
+    state: StringEnum(['creating', 'ready', 'deleting', 'reverting']),
+    parent: Type.Unsafe<string | null>({ type: 'string', nullable: true }),
+    disks: Type.Array(Type.Object({ id: Type.String(), file: Type.String(), format: Type.String() }, { additionalProperties: false })),
+    createdAt: Type.String(),
+  },
+  { additionalProperties: false },
+);
+
+/** POST /instances/{name}/snapshots: the options of `virtnode snapshot create`. */
+export const CreateSnapshotBody = Type.Object(
+  {
+    name: Type.Optional(Name),
+    diskOnly: Type.Optional(Type.Boolean({ description: 'running instance: an external snapshot of the disks, no memory state' })),
+    external: Type.Optional(Type.Boolean({ description: 'stopped instance: an external snapshot (overlays) instead of an internal one' })),
+    quiesce: Type.Optional(Type.Boolean({ description: 'freeze the guest\'s filesystems through its agent during a diskOnly snapshot' })),
+  },
+  { additionalProperties: false },
+);
+export type CreateSnapshotBodyType = Static<typeof CreateSnapshotBody>;
+
+export const Pool = Type.Object(
+  {
+    name: Type.String(),
+    path: Type.String(),
+    volumes: Type.Integer(),
+    volumeAllocation: Type.Integer({ description: 'bytes the pool\'s volumes take on the host' }),
+    capacity: Type.Integer({ description: 'of the filesystem holding the pool' }),
+    allocation: Type.Integer({ description: 'used on that filesystem (by anything)' }),
+    available: Type.Integer(),
+    volumeNames: Type.Optional(Type.Array(Type.String())),
+    otherFiles: Type.Optional(Type.Integer({ description: 'files in the directory that are no volume' })),
+    createdAt: Type.String(),
+  },
+  { additionalProperties: false },
+);
+
+const ChainLink = Type.Object(
+  { path: Type.String(), format: Type.String(), virtualSize: Type.Integer(), allocation: Type.Integer(), backing: Type.Optional(Type.String()) },
+  { additionalProperties: false },
+);
+
+export const Volume = Type.Object(
+  {
+    name: Type.String(),
+    pool: Type.String(),
+    path: Type.String(),
+    format: StringEnum(['qcow2', 'raw']),
+    state: StringEnum(['creating', 'ready', 'deleting']),
+    virtualSize: Type.Optional(Type.Integer()),
+    allocation: Type.Optional(Type.Integer()),
+    attachedTo: Type.Optional(Type.String({ description: 'the instance using it as a disk' })),
+    overlay: Type.Optional(Type.String({ description: 'the snapshot overlay its instance writes through' })),
+    problem: Type.Optional(Type.String()),
+    chain: Type.Optional(Type.Array(ChainLink, { description: 'the file and its backing files, top first' })),
+    createdAt: Type.String(),
+  },
+  { additionalProperties: false },
+);
+
+export const VolumesQuery = Type.Object({ pool: Type.Optional(Name) }, { additionalProperties: false });
+
+/** POST /volumes: the fields of `virtnode volume create`. */
+export const CreateVolumeBody = Type.Object(
+  {
+    name: Name,
+    size: Type.String({ minLength: 1, maxLength: 32, description: 'virtual size: 512M, 10G, 1T' }),
+    format: Type.Optional(StringEnum(['qcow2', 'raw'])),
+    preallocate: Type.Optional(Type.Boolean({ description: 'reserve the space on the host now' })),
+    pool: Type.Optional(Name),
+  },
+  { additionalProperties: false },
+);
+export type CreateVolumeBodyType = Static<typeof CreateVolumeBody>;
+
+export const Template = Type.Object(
+  {
+    name: Type.String(),
+    source: Type.String({ description: 'the instance it was made of' }),
+    disk: Type.String(),
+    format: Type.String(),
+    virtualSize: Type.Integer(),
+    sha256: Type.String(),
+    image: Type.Optional(Type.Object({ name: Type.String(), sha256: Type.String() }, { additionalProperties: false })),
+    defaults: Type.Object(
+      {
+        cpus: Type.Integer(),
+        memoryMiB: Type.Integer(),
+        accel: Type.String(),
+        boot: Type.Optional(Type.Object({ kernel: Type.String(), initrd: Type.Optional(Type.String()), cmdline: Type.Optional(Type.String()) }, { additionalProperties: false })),
+        user: Type.Optional(Type.String()),
+        networks: Type.Array(Type.String()),
+      },
+      { additionalProperties: false },
+    ),
+    sealMethod: StringEnum(['guest-agent', 'offline']),
+    sealReport: Type.Array(Type.String()),
+    clones: Type.Array(Type.String({ description: 'instances whose disks sit on it' })),
+    createdAt: Type.String(),
+  },
+  { additionalProperties: false },
+);
+
+/** POST /templates: `virtnode template create INSTANCE [NAME]`. */
+export const CreateTemplateBody = Type.Object(
+  { instance: Name, name: Type.Optional(Name) },
+  { additionalProperties: false },
+);
+export type CreateTemplateBodyType = Static<typeof CreateTemplateBody>;
+
+/** POST /instances/{name}/clone: `virtnode clone NAME NEW [--linked]`. */
+export const CloneBody = Type.Object(
+  {
+    name: Name,
+    linked: Type.Optional(Type.Boolean({ description: 'a qcow2 overlay on the source disk (constant time) instead of a full copy' })),
+  },
+  { additionalProperties: false },
+);
+export type CloneBodyType = Static<typeof CloneBody>;
+
 /** Every route declares its error responses with this one shape. */
 export function withErrors<T extends Record<number | string, TSchema>>(ok: T): T & { '4xx': typeof ErrorBody; '5xx': typeof ErrorBody } {
   return { ...ok, '4xx': ErrorBody, '5xx': ErrorBody };

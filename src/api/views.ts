@@ -9,6 +9,11 @@ import type { NicAddresses } from '../instances/addresses.ts';
 import type { Network } from '../network/model.ts';
 import type { NetworkStatus } from '../network/service.ts';
 import type { InstancePolicy, RestartPolicy } from '../store/policies.ts';
+import type { Snapshot } from '../store/storage.ts';
+import type { PoolUsage } from '../storage/pools.ts';
+import type { ChainLink } from '../storage/qemu-img.ts';
+import type { VolumeView } from '../storage/volumes.ts';
+import type { Template } from '../templates/model.ts';
 
 export interface InstanceView {
   name: string;
@@ -176,5 +181,72 @@ export function networkView(n: Network, status?: NetworkStatus) {
           warnings: status.warnings,
         }),
     createdAt: n.createdAt,
+  };
+}
+
+/** A snapshot of an instance (GET /instances/{name}/snapshots lists them flat, each naming its parent). */
+export function snapshotView(s: Snapshot) {
+  return {
+    name: s.name,
+    kind: s.kind,
+    memory: s.memory,
+    current: s.current,
+    state: s.state,
+    parent: s.parent ?? null,
+    disks: s.disks.map((d) => ({ id: d.id, file: d.file, format: d.format })),
+    createdAt: s.createdAt,
+  };
+}
+
+export function poolView(p: PoolUsage & { volumeNames?: string[]; otherFiles?: number }) {
+  return {
+    name: p.name,
+    path: p.path,
+    volumes: p.volumes,
+    volumeAllocation: p.volumeAllocation,
+    capacity: p.capacity,
+    allocation: p.allocation,
+    available: p.available,
+    ...(p.volumeNames === undefined ? {} : { volumeNames: p.volumeNames }),
+    ...(p.otherFiles === undefined ? {} : { otherFiles: p.otherFiles }),
+    createdAt: p.createdAt,
+  };
+}
+
+/** A volume; `chain` (GET /volumes/{name}) is its file and backing files, top first. */
+export function volumeView(v: VolumeView & { chain?: ChainLink[] }) {
+  return {
+    name: v.name,
+    pool: v.pool,
+    path: v.path,
+    format: v.format,
+    state: v.state,
+    ...(v.virtualSize === undefined ? {} : { virtualSize: v.virtualSize }),
+    ...(v.allocation === undefined ? {} : { allocation: v.allocation }),
+    ...(v.attachedTo === undefined ? {} : { attachedTo: v.attachedTo }),
+    ...(v.overlay === undefined ? {} : { overlay: v.overlay }),
+    ...(v.problem === undefined ? {} : { problem: v.problem }),
+    ...(v.chain === undefined
+      ? {}
+      : { chain: v.chain.map((l) => ({ path: l.path, format: l.format, virtualSize: l.virtualSize, allocation: l.allocation, ...(l.backing === undefined ? {} : { backing: l.backing }) })) }),
+    createdAt: v.createdAt,
+  };
+}
+
+/** A template, with the instances whose disks sit on it (the same view as `template ls --format json`). */
+export function templateView(t: Template, clones: string[]) {
+  return {
+    name: t.name,
+    source: t.source,
+    disk: t.diskPath,
+    format: t.format,
+    virtualSize: t.virtualSize,
+    sha256: t.sha256,
+    ...(t.image === undefined ? {} : { image: { name: t.image.name, sha256: t.image.sha256 } }),
+    defaults: t.defaults,
+    sealMethod: t.sealMethod,
+    sealReport: t.sealReport,
+    clones,
+    createdAt: t.createdAt,
   };
 }

@@ -7,20 +7,24 @@ import { instanceRoutes } from './instances.ts';
 import { metricsRoutes } from './metrics.ts';
 import { networkRoutes } from './networks.ts';
 import { operationRoutes } from './operations.ts';
+import { snapshotRoutes } from './snapshots.ts';
+import { storageRoutes } from './storage.ts';
+import { templateRoutes } from './templates.ts';
 
 export type RouteModule = (app: FastifyInstance, core: DaemonCore) => Promise<void>;
 
 /**
- * One module per resource. Storage (pools, volumes, snapshots) and clones/templates come next: each adds
- * `routes/storage.ts`, `routes/snapshots.ts`, `routes/templates.ts` in this style (typebox schemas from
- * src/api/schemas.ts, `withErrors`, long work through `core.operations.start`) and one line here.
+ * One module per resource, each in this style: typebox schemas from src/api/schemas.ts, `withErrors`, long work
+ * through `core.operations.start`, and one line here.
  */
 export const ROUTE_MODULES: readonly RouteModule[] = [
   hostRoutes,
   imageRoutes,
   instanceRoutes,
   networkRoutes,
-  // storageRoutes, snapshotRoutes, templateRoutes,
+  storageRoutes,
+  snapshotRoutes,
+  templateRoutes,
   operationRoutes,
   eventRoutes,
   metricsRoutes,
