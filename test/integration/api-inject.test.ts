@@ -22,6 +22,7 @@ describe('REST API through inject(): every route, bad input refused with the err
   });
   afterAll(async () => {
     await api?.call('DELETE', '/networks/apinet').catch(() => {}); // if the network test failed half-way
+    for (const name of ['cloned', 'snappy']) await api?.call('DELETE', `/instances/${name}?force=true`).catch(() => {});
     await api?.close();
     await http?.close();
     cleanup();
@@ -30,6 +31,8 @@ describe('REST API through inject(): every route, bad input refused with the err
   const snapshot = async () => ({
     instances: (await api.call('GET', '/instances')).body,
     images: (await api.call('GET', '/images')).body,
+    volumes: (await api.call('GET', '/volumes')).body,
+    templates: (await api.call('GET', '/templates')).body,
     dirs: readdirSync(join(home, 'instances')).sort(),
   });
 
@@ -119,6 +122,35 @@ describe('REST API through inject(): every route, bad input refused with the err
       ['POST', '/networks', { name: 'n1', vlan: 4 }, 400, /unknown field "vlan"/],
       ['POST', '/networks', { name: 'n1', subnet: 'not-a-cidr' }, 400, /subnet/],
       ['DELETE', '/networks/nope', undefined, 404, /nope/],
+      ['GET', '/instances/nope/snapshots', undefined, 404, /instance nope does not exist/],
+      ['GET', '/instances/..%2F..%2Fetc/snapshots', undefined, 400, /not a valid name/],
+      ['POST', '/instances/nope/snapshots', { name: 's1' }, 404, /instance nope does not exist/],
+      ['POST', '/instances/nope/snapshots', { name: '../s1' }, 400, /name/],
+      ['POST', '/instances/nope/snapshots', { name: 's1', memory: true }, 400, /unknown field "memory"/],
+      ['POST', '/instances/nope/snapshots/s1/revert', undefined, 404, /instance nope does not exist/],
+      ['POST', '/instances/nope/snapshots/..%2F..%2Fx/revert', undefined, 400, /not a valid name/],
+      ['DELETE', '/instances/nope/snapshots/s1', undefined, 404, /instance nope does not exist/],
+      ['DELETE', '/instances/nope/snapshots/S1', undefined, 400, /snap/],
+      ['GET', '/pools/nope', undefined, 404, /pool nope does not exist/],
+      ['GET', '/pools/..%2Fx', undefined, 400, /not a valid name/],
+      ['GET', '/volumes?pool=nope', undefined, 404, /pool nope does not exist/],
+      ['GET', '/volumes?pool=..%2Fx', undefined, 400, /pool/],
+      ['GET', '/volumes/nope', undefined, 404, /volume nope does not exist/],
+      ['POST', '/volumes', { name: 'v1', size: '16M', color: 'red' }, 400, /unknown field "color"/],
+      ['POST', '/volumes', { name: '../../v1', size: '16M' }, 400, /name/],
+      ['POST', '/volumes', { name: 'v1', size: 'huge' }, 400, /"huge" is not a size/],
+      ['POST', '/volumes', { name: 'v1', size: '16M', format: 'vmdk' }, 400, /format/],
+      ['POST', '/volumes', { name: 'v1', size: '16M', pool: 'nope' }, 404, /pool nope does not exist/],
+      ['DELETE', '/volumes/nope', undefined, 404, /volume nope does not exist/],
+      ['GET', '/templates/nope', undefined, 404, /template nope does not exist/],
+      ['GET', '/templates/..%2Fx', undefined, 400, /not a valid name/],
+      ['POST', '/templates', { instance: 'nope' }, 404, /instance nope does not exist/],
+      ['POST', '/templates', { instance: '../../etc' }, 400, /instance/],
+      ['POST', '/templates', { instance: 'nope', seal: false }, 400, /unknown field "seal"/],
+      ['DELETE', '/templates/nope', undefined, 404, /template nope does not exist/],
+      ['POST', '/instances/nope/clone', { name: 'c1' }, 404, /instance nope does not exist/],
+      ['POST', '/instances/nope/clone', { name: '../c1' }, 400, /name/],
+      ['POST', '/instances/nope/clone', { name: 'c1', start: true }, 400, /unknown field "start"/],
     ];
     for (const [method, url, body, status, message] of cases) {
       const r = await api.call(method, url, body);
@@ -224,6 +256,78 @@ describe('REST API through inject(): every route, bad input refused with the err
     expect((await api.call('DELETE', '/networks/apinet')).body).toEqual({ name: 'apinet', deleted: true });
     expect((await api.call('GET', '/networks/apinet')).status).toBe(404);
   });
+
+  it('pools and volumes: list, info, create a volume, delete it', async () => {
+    const pools = await api.call('GET', '/pools');
+    expect(pools.status).toBe(200);
+    expect(pools.body).toContainEqual(expect.objectContaining({ name: 'default', path: join(home, 'pools', 'default'), volumes: 0 }));
+    const created = await api.call('POST', '/volumes', { name: 'apivol', size: '16M' });
+    expect(created.status, JSON.stringify(created.body)).toBe(201);
+    expect(created.body).toMatchObject({ name: 'apivol', pool: 'default', format: 'qcow2', state: 'ready', virtualSize: 16 * 1024 * 1024 });
+    expect((await api.call('POST', '/volumes', { name: 'apivol', size: '16M' })).status).toBe(409);
+    expect((await api.call('GET', '/volumes?pool=default')).body.map((v: { name: string }) => v.name)).toEqual(['apivol']);
+    const info = await api.call('GET', '/volumes/apivol');
+    expect(info.body.chain).toEqual([expect.objectContaining({ path: created.body.path, format: 'qcow2' })]);
+    expect((await api.call('GET', '/pools/default')).body).toMatchObject({ volumes: 1, volumeNames: ['apivol'] });
+    expect((await api.call('DELETE', '/volumes/apivol')).body).toEqual({ name: 'apivol', deleted: true });
+    expect((await api.call('GET', '/volumes/apivol')).status).toBe(404);
+    expect(readdirSync(join(home, 'pools', 'default'))).toEqual([]);
+  });
+
+  it('snapshots of a stopped instance (operations), then a template of it and a linked clone of the template', async () => {
+    const wait = async (id: string) => (await api.call('GET', `/operations/${id}?wait=600`)).body;
+    const created = await api.call('POST', '/instances', { ...tinyVm('snappy'), diskSize: '64M' });
+    expect(created.status, JSON.stringify(created.body)).toBe(201);
+
+    for (const name of ['first', 'second']) {
+      const r = await api.call('POST', '/instances/snappy/snapshots', { name });
+      expect(r.status, JSON.stringify(r.body)).toBe(202);
+      expect(r.body).toMatchObject({ kind: 'snapshot-create', target: 'instances/snappy' });
+      expect(await wait(r.body.id)).toMatchObject({ status: 'succeeded', result: { snapshot: { name, kind: 'internal', memory: false } } });
+    }
+    expect((await api.call('POST', '/instances/snappy/snapshots', { name: 'first' })).status).toBe(409);
+    const listed = await api.call('GET', '/instances/snappy/snapshots');
+    expect(listed.body).toMatchObject([
+      { name: 'first', parent: null, current: false },
+      { name: 'second', parent: 'first', current: true },
+    ]);
+    // A template refuses an instance with snapshots, before any operation starts.
+    expect((await api.call('POST', '/templates', { instance: 'snappy' })).status).toBe(409);
+    const revert = await api.call('POST', '/instances/snappy/snapshots/first/revert');
+    expect(revert.status).toBe(202);
+    expect(await wait(revert.body.id)).toMatchObject({ status: 'succeeded', kind: 'snapshot-revert', result: { snapshot: { name: 'first' } } });
+    for (const name of ['second', 'first']) {
+      const r = await api.call('DELETE', `/instances/snappy/snapshots/${name}`);
+      expect(r.status).toBe(202);
+      expect(await wait(r.body.id)).toMatchObject({ status: 'succeeded', kind: 'snapshot-delete' });
+    }
+    expect((await api.call('GET', '/instances/snappy/snapshots')).body).toEqual([]);
+    expect((await api.call('DELETE', '/instances/snappy/snapshots/first')).status).toBe(404);
+
+    const made = await api.call('POST', '/templates', { instance: 'snappy', name: 'snaptpl' });
+    expect(made.status, JSON.stringify(made.body)).toBe(202);
+    const templated = await wait(made.body.id);
+    expect(templated, JSON.stringify(templated)).toMatchObject({ status: 'succeeded', result: { template: { name: 'snaptpl', source: 'snappy', sealMethod: 'offline', clones: [] } } });
+    expect((await api.call('GET', '/instances/snappy')).status).toBe(404);
+    expect((await api.call('GET', '/templates')).body.map((t: { name: string }) => t.name)).toEqual(['snaptpl']);
+    expect((await api.call('GET', '/templates/snaptpl')).body).toMatchObject({ name: 'snaptpl', format: 'qcow2', defaults: { memoryMiB: 128 } });
+    expect((await api.call('POST', '/templates', { instance: 'nope', name: 'snaptpl' })).status).toBe(404);
+
+    expect((await api.call('POST', '/instances/snaptpl/clone', { name: 'snaptpl' })).status).toBe(400);
+    const clone = await api.call('POST', '/instances/snaptpl/clone', { name: 'cloned', linked: true });
+    expect(clone.status, JSON.stringify(clone.body)).toBe(202);
+    expect(await wait(clone.body.id)).toMatchObject({
+      status: 'succeeded',
+      target: 'instances/cloned',
+      result: { instance: { name: 'cloned', state: 'defined' }, clone: { source: 'snaptpl', from: 'template', mode: 'linked', seal: null } },
+    });
+    expect((await api.call('POST', '/instances/snaptpl/clone', { name: 'cloned' })).status).toBe(409);
+    expect((await api.call('GET', '/templates/snaptpl')).body.clones).toEqual(['cloned']);
+    expect((await api.call('DELETE', '/templates/snaptpl')).status).toBe(409); // the clone sits on it
+    expect((await api.call('DELETE', '/instances/cloned')).status).toBe(200);
+    expect((await api.call('DELETE', '/templates/snaptpl')).body).toEqual({ name: 'snaptpl', deleted: true });
+    expect((await api.call('GET', '/templates')).body).toEqual([]);
+  }, 600_000);
 
   it('/metrics answers in the Prometheus text format', async () => {
     const r = await api.call('GET', '/metrics');
