@@ -301,6 +301,12 @@ describe('REST API through inject(): every route, bad input refused with the err
       expect(r.status).toBe(202);
       expect(await wait(r.body.id)).toMatchObject({ status: 'succeeded', kind: 'snapshot-delete' });
     }
+    // No body: a default name, as `virtnode snapshot create INSTANCE`.
+    const unnamed = await api.call('POST', '/instances/snappy/snapshots');
+    expect(unnamed.status, JSON.stringify(unnamed.body)).toBe(202);
+    const named = (await wait(unnamed.body.id)).result.snapshot.name;
+    expect(named).toMatch(/^snap-\d{8}-\d{6}$/);
+    expect((await wait((await api.call('DELETE', `/instances/snappy/snapshots/${named}`)).body.id)).status).toBe('succeeded');
     expect((await api.call('GET', '/instances/snappy/snapshots')).body).toEqual([]);
     expect((await api.call('DELETE', '/instances/snappy/snapshots/first')).status).toBe(404);
 
