@@ -1,5 +1,4 @@
 import type { Command } from 'commander';
-import type { Template } from '../../templates/model.ts';
 import { formatSize } from '../../lib/units.ts';
 import { keyValues, parseFormat, structured, table } from '../output.ts';
 import { loadInstanceService as service } from '../load-service.ts';
@@ -9,23 +8,7 @@ async function templates() {
   return new TemplateService(await service());
 }
 
-/** The stable, documented view of a template (JSON/YAML output and, later, the API). */
-export function templateView(t: Template, clones: string[]) {
-  return {
-    name: t.name,
-    source: t.source,
-    disk: t.diskPath,
-    format: t.format,
-    virtualSize: t.virtualSize,
-    sha256: t.sha256,
-    ...(t.image === undefined ? {} : { image: { name: t.image.name, sha256: t.image.sha256 } }),
-    defaults: t.defaults,
-    sealMethod: t.sealMethod,
-    sealReport: t.sealReport,
-    clones,
-    createdAt: t.createdAt,
-  };
-}
+import { templateView } from '../../api/views.ts';
 
 const LINKED_HELP = [
   'a linked clone: a qcow2 overlay on the source disk, made in constant time whatever the size. The disk under it',
