@@ -65,11 +65,14 @@ export class TemplateService {
     return template;
   }
 
-  /** The instances whose disks sit on the template's disk (directly, or through bases of linked clones). */
+  /**
+   * The instances whose disks sit on the template's disk (directly, or through bases of linked clones), and those
+   * being launched from it (their draft names it before their disk exists).
+   */
   dependents(template: Template): string[] {
     return this.instances.repo
       .list()
-      .filter((i) => i.spec.disks.some((d) => d.path === template.diskPath || backingChain(d.path).includes(template.diskPath)))
+      .filter((i) => i.spec.image?.path === template.diskPath || i.spec.disks.some((d) => d.path === template.diskPath || backingChain(d.path).includes(template.diskPath)))
       .map((i) => i.name);
   }
 
