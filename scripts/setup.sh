@@ -12,7 +12,7 @@ DEBIAN_PACKAGES=(
   debootstrap linux-image-amd64 busybox-static cpio kmod
   extlinux syslinux-common e2fsprogs fdisk
   dnsmasq-base nftables iproute2 openssh-client
-  cloud-init
+  cloud-init chromium
 )
 demo=0
 for arg in "$@"; do

@@ -4,6 +4,7 @@ import { EXIT_CODE, toVirtnodeError } from '../lib/errors.ts';
 import { registerCloneCommands } from './commands/clone.ts';
 import { registerCloudInitCommands } from './commands/cloud-init.ts';
 import { registerConsoleCommands } from './commands/console.ts';
+import { registerDaemonCommands } from './commands/daemon.ts';
 import { registerHostCommands } from './commands/host.ts';
 import { registerImageCommands } from './commands/image.ts';
 import { registerInstanceCommands } from './commands/instances.ts';
@@ -11,11 +12,14 @@ import { registerLaunchCommands } from './commands/launch.ts';
 import { registerNetworkCommands } from './commands/network.ts';
 import { registerNicCommands } from './commands/nic.ts';
 import { registerPortCommands } from './commands/port.ts';
+import { registerSnapshotCommands } from './commands/snapshot.ts';
+import { registerStorageCommands } from './commands/storage.ts';
 
 const program = new Command('virtnode')
   .description('Turn this Linux machine into a virtualization host: VMs on QEMU, driven over QMP.')
   .version('0.1.0')
   .option('--debug', 'on errors, print the chain of causes')
+  .option('--remote <url>', 'use the virtnode daemon at this https:// URL (token in VIRTNODE_TOKEN, CA in VIRTNODE_CA)')
   .showHelpAfterError('(run with --help for usage)')
   .exitOverride();
 
@@ -26,10 +30,17 @@ registerConsoleCommands(program);
 registerHostCommands(program);
 registerCloudInitCommands(program);
 registerImageCommands(program);
-registerCloneCommands(program);
 registerNetworkCommands(program);
 registerNicCommands(program);
 registerPortCommands(program);
+registerStorageCommands(program);
+registerSnapshotCommands(program);
+registerCloneCommands(program);
+registerDaemonCommands(program);
+program.hook('preAction', async () => {
+  const remote = program.opts()['remote'] as string | undefined;
+  if (remote !== undefined) (await import('./backend.ts')).setRemote(remote);
+});
 
 function printError(e: unknown): number {
   if (e instanceof CommanderError) return e.exitCode === 0 ? 0 : 2;

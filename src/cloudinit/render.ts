@@ -470,7 +470,9 @@ export function renderNetworkConfig(req: SeedRequest): string {
         eth['addresses'] = [nic.address];
         if (nic.gateway !== undefined) {
           if (checkIp(`network.nics[${i}].gateway`, nic.gateway) !== family) throw invalid(`network.nics[${i}].gateway`, 'must be of the same family as the address');
-          eth['routes'] = [{ to: family === 4 ? '0.0.0.0/0' : '::/0', via: nic.gateway }];
+          // gateway4/6, not routes: cloud-init's ifupdown renderer turns routes into `route add` (net-tools, absent
+          // from minimal images) but gateway4 into ifupdown's own `gateway`.
+          eth[family === 4 ? 'gateway4' : 'gateway6'] = nic.gateway;
         }
         const nameservers: Record<string, unknown> = {};
         if (nic.dns !== undefined && nic.dns.length > 0) {

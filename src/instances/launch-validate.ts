@@ -18,6 +18,10 @@ export interface LaunchRequest {
   sshKeys?: string[];
   userData?: string;
   networkConfig?: string;
+  /** The API's way (no files on the daemon's host): key lines, user-data and network-config as text. */
+  sshAuthorizedKeys?: string[];
+  userDataText?: string;
+  networkConfigText?: string;
   timezone?: string;
   passwordHash?: string;
   user?: string;
@@ -54,7 +58,7 @@ const CRYPT_HASH = /^\$(1|5|6|y|2[aby])\$[^\s:]+$/;
 const TIMEZONE = /^[A-Za-z0-9_+-]+(\/[A-Za-z0-9_+-]+)*$/;
 const USER_NAME = /^[a-z_][a-z0-9_-]{0,31}$/;
 
-function readText(field: string, path: string, limit = USER_DATA_LIMIT_BYTES): string {
+export function readText(field: string, path: string, limit = USER_DATA_LIMIT_BYTES): string {
   let size: number;
   try {
     size = statSync(path).size;
@@ -89,38 +93,45 @@ export function validateLaunch(request: LaunchRequest, limits: HostLimits = host
     }
     sshAuthorizedKeys.push(...lines);
   }
+  for (const line of request.sshAuthorizedKeys ?? []) {
+    if (!PUBLIC_KEY_LINE.test(line.trim())) throw invalid('sshAuthorizedKeys', `"${line.slice(0, 40)}…" is not an OpenSSH public key line`, 'give the content of a .pub file, e.g. ~/.ssh/id_ed25519.pub');
+    sshAuthorizedKeys.push(line.trim());
+  }
 
   let userData: string | undefined;
   let userDataWarnings: ValidationIssue[] = [];
-  if (request.userData !== undefined) {
-    userData = readText('--user-data', request.userData);
+  const userDataSource = request.userData ?? (request.userDataText === undefined ? undefined : 'userData');
+  if (userDataSource !== undefined) {
+    userData = request.userDataText ?? readText('--user-data', userDataSource);
+    if (userData.length > USER_DATA_LIMIT_BYTES) throw invalid('userData', `it is ${userData.length} bytes; the limit is ${USER_DATA_LIMIT_BYTES}`);
     const kind = userDataKind(userData);
     if (kind === 'cloud-config') {
-      const result = validateCloudConfig(userData, { source: request.userData });
+      const result = validateCloudConfig(userData, { source: userDataSource });
       if (!result.ok) {
-        throw new VirtnodeError('INVALID', `--user-data: ${request.userData} is not a valid cloud-config:\n${formatIssues(result, request.userData)}`, {
+        throw new VirtnodeError('INVALID', `--user-data: ${userDataSource} is not a valid cloud-config:\n${formatIssues(result, userDataSource)}`, {
           field: '--user-data',
-          hint: `check it alone with: virtnode cloud-init validate ${request.userData}`,
+          hint: `check it alone with: virtnode cloud-init validate ${userDataSource}`,
         });
       }
       userDataWarnings = result.issues;
     } else if (kind === 'unknown' || kind === 'jinja') {
-      throw invalid('--user-data', `${request.userData} is not user-data cloud-init understands`, 'start it with #cloud-config (or #! for a script, #include for URLs)');
+      throw invalid('--user-data', `${userDataSource} is not user-data cloud-init understands`, 'start it with #cloud-config (or #! for a script, #include for URLs)');
     }
   }
 
   let networkConfig: string | undefined;
-  if (request.networkConfig !== undefined) {
-    networkConfig = readText('--network-config', request.networkConfig);
+  const networkConfigSource = request.networkConfig ?? (request.networkConfigText === undefined ? undefined : 'networkConfig');
+  if (networkConfigSource !== undefined) {
+    networkConfig = request.networkConfigText ?? readText('--network-config', networkConfigSource);
     let parsed: unknown;
     try {
       parsed = parse(networkConfig);
     } catch (e) {
-      throw invalid('--network-config', `${request.networkConfig}: ${(e as Error).message.split('\n')[0]}`);
+      throw invalid('--network-config', `${networkConfigSource}: ${(e as Error).message.split('\n')[0]}`);
     }
     const root = (parsed as { network?: unknown } | null)?.network ?? parsed;
     const version = (root as { version?: unknown } | null)?.version;
-    if (version !== 1 && version !== 2) throw invalid('--network-config', `${request.networkConfig} needs "version: 1" or "version: 2"`, 'see cloud-init\'s network-config format v2');
+    if (version !== 1 && version !== 2) throw invalid('--network-config', `${networkConfigSource} needs "version: 1" or "version: 2"`, 'see cloud-init\'s network-config format v2');
   }
 
   if (request.timezone !== undefined && (!TIMEZONE.test(request.timezone) || request.timezone.includes('..') || !existsSync(`/usr/share/zoneinfo/${request.timezone}`))) {

@@ -26,6 +26,8 @@ export interface DiskSpec {
   /** Created by virtnode inside the instance directory, deleted with the instance. */
   owned: boolean;
   readonly?: boolean;
+  /** The storage volume this disk is (`virtnode disk attach`); `path` is the volume's file or an overlay on it. */
+  volume?: string;
 }
 
 export interface KernelBoot {

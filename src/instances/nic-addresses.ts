@@ -15,6 +15,12 @@ import type { NicRequest } from './nic-request.ts';
 export function resolveNic(repo: InstanceRepository, networks: NetworkService, request: NicRequest, nic: { index: number; mac: string }, owner: string, pending: Nic[]): Nic {
   if (request.network === USER_NETWORK) return { ...nic, network: USER_NETWORK };
   const network = networks.mustGet(request.network);
+  if (process.getuid?.() !== 0) {
+    throw new VirtnodeError('PERMISSION', `--network ${network.name}: NICs on managed networks need root (taps, bridges)`, {
+      field: '--network',
+      hint: 'run it with sudo, or leave --network out for the user-mode network',
+    });
+  }
   if (network.ipv4 === undefined) {
     if (request.ip !== undefined) validateStaticAddress('--ip', network, request.ip, new Map()); // explains why not
     return { ...nic, network: network.name };

@@ -6,6 +6,7 @@ import { QmpConnection } from '../qmp/connection.ts';
 import { acquireLock, lockOwner } from '../store/locks.ts';
 import { ACTIVE_STATES, type Instance, TRANSITIONAL_STATES } from './model.ts';
 import { removeRuntimeFiles, runtimePaths } from './runtime.ts';
+import { storageNeedsRepair } from '../storage/needs-repair.ts';
 import type { InstanceService } from './service.ts';
 import { reconcileTemplatesAndBases } from '../templates/reconcile.ts';
 
@@ -49,6 +50,7 @@ export async function reconcile(service: InstanceService, options: { deep?: bool
       release();
     }
   }
+  if (storageNeedsRepair(service)) report.repaired.push(...(await (await import('../storage/repair.ts')).repairStorage(service)));
   const known = new Set(service.repo.list().map((i) => i.name));
   if (options.deep || strays || report.repaired.length > 0) {
     for (const orphan of findUnrecordedQemus(service.paths.instances, known)) {

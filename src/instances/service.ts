@@ -23,6 +23,7 @@ import { freeLoopbackPort } from '../lib/ports.ts';
 import { removeHost, setHostKeys } from '../cloudinit/known-hosts.ts';
 import { observeInstance } from './observe.ts';
 import { reconcile } from './reconcile.ts';
+import { volumeOverlays } from '../storage/volume-overlays.ts';
 import { TemplateRepository } from '../templates/repository.ts';
 import { removeRuntimeFiles, runtimePaths } from './runtime.ts';
 import { type CreateRequest, type HostLimits, hostLimits, validateCreate } from './validate.ts';
@@ -101,6 +102,11 @@ export class InstanceService {
     } finally {
       release();
     }
+  }
+
+  /** Runs `fn` under the instance's lock (for other modules' per-instance operations: disks, snapshots). */
+  async withLock<T>(name: string, operation: string, options: OperationOptions, fn: () => Promise<T>): Promise<T> {
+    return this.locked(name, operation, options, fn);
   }
 
   mustGet(name: string): Instance {
@@ -225,7 +231,8 @@ export class InstanceService {
     });
   }
 
-  private async startLocked(instance: Instance, options: OperationOptions): Promise<void> {
+  /** Starts a stopped instance; the caller holds its lock. */
+  async startLocked(instance: Instance, options: OperationOptions): Promise<void> {
     const { accel } = await resolveAccelerator(instance.spec.accel, { cacheDir: this.paths.hostCache, ...(options.signal ? { signal: options.signal } : {}) });
     const dir = this.paths.instanceDir(instance.name);
     const paths = runtimePaths(dir);
@@ -367,6 +374,12 @@ export class InstanceService {
       const instance = await observeInstance(this, this.mustGet(name));
       if (['running', 'paused'].includes(instance.state) && !options.force) {
         throw wrongState(instance, 'delete', ['defined', 'stopped', 'crashed'], `stop it first, or use --force to kill it`);
+      }
+      const overlaid = volumeOverlays(instance, this.paths.instanceDir(name));
+      if (overlaid.length > 0) {
+        throw new VirtnodeError('INVALID_STATE', `cannot delete ${name}: volume ${overlaid.join(', ')} holds its writes since an external snapshot in the instance's directory`, {
+          hint: `merge them into the volume first: virtnode snapshot rm ${name} SNAP (see virtnode snapshot ls ${name})`,
+        });
       }
       this.repo.setState(name, 'deleting');
       failpoint('delete.after-mark');

@@ -17,6 +17,7 @@ export type ErrorCode =
   | 'MISSING_PROGRAM'
   | 'HOST_UNSUPPORTED'
   | 'PERMISSION'
+  | 'UNAUTHORIZED'
   | 'INTERNAL';
 
 export interface VirtnodeErrorOptions {
@@ -72,6 +73,7 @@ export const EXIT_CODE: Record<ErrorCode, number> = {
   MISSING_PROGRAM: 10,
   HOST_UNSUPPORTED: 11,
   PERMISSION: 12,
+  UNAUTHORIZED: 13,
   INTERNAL: 1,
 };
 
@@ -91,5 +93,6 @@ export const HTTP_STATUS: Record<ErrorCode, number> = {
   MISSING_PROGRAM: 500,
   HOST_UNSUPPORTED: 501,
   PERMISSION: 403,
+  UNAUTHORIZED: 401,
   INTERNAL: 500,
 };

@@ -62,6 +62,36 @@ export const MIGRATIONS: ReadonlyArray<{ version: number; sql: string }> = [
     `,
   },
   {
+    version: 4,
+    sql: `
+      CREATE TABLE pools (
+        name       TEXT PRIMARY KEY,
+        path       TEXT NOT NULL UNIQUE,
+        created_at TEXT NOT NULL
+      );
+      CREATE TABLE volumes (
+        name       TEXT PRIMARY KEY,
+        pool       TEXT NOT NULL REFERENCES pools(name),
+        path       TEXT NOT NULL UNIQUE,
+        format     TEXT NOT NULL CHECK (format IN ('qcow2', 'raw')),
+        state      TEXT NOT NULL,
+        created_at TEXT NOT NULL
+      );
+      CREATE TABLE snapshots (
+        instance   TEXT NOT NULL REFERENCES instances(name) ON DELETE CASCADE,
+        name       TEXT NOT NULL,
+        kind       TEXT NOT NULL CHECK (kind IN ('internal', 'external')),
+        memory     INTEGER NOT NULL,
+        parent     TEXT,
+        state      TEXT NOT NULL,
+        is_current INTEGER NOT NULL DEFAULT 0,
+        disks      TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        PRIMARY KEY (instance, name)
+      );
+    `,
+  },
+  {
     version: 5,
     sql: `
       CREATE TABLE templates (
@@ -74,6 +104,23 @@ export const MIGRATIONS: ReadonlyArray<{ version: number; sql: string }> = [
         seal_method  TEXT NOT NULL CHECK (seal_method IN ('guest-agent', 'offline')),
         details      TEXT NOT NULL,
         created_at   TEXT NOT NULL
+      );
+    `,
+  },
+  {
+    // The daemon: per-instance autostart and restart policy, and API tokens (only their sha256 is kept).
+    version: 6,
+    sql: `
+      CREATE TABLE instance_policies (
+        instance       TEXT PRIMARY KEY REFERENCES instances(name) ON DELETE CASCADE,
+        autostart      INTEGER NOT NULL DEFAULT 0 CHECK (autostart IN (0, 1)),
+        restart_policy TEXT NOT NULL DEFAULT 'no' CHECK (restart_policy IN ('no', 'on-failure', 'always'))
+      );
+      CREATE TABLE api_tokens (
+        name         TEXT PRIMARY KEY,
+        sha256       TEXT NOT NULL UNIQUE,
+        created_at   TEXT NOT NULL,
+        last_used_at TEXT
       );
     `,
   },

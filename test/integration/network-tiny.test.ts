@@ -3,7 +3,7 @@ import { existsSync } from 'node:fs';
 import { Resolver } from 'node:dns/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { tempHome, virtnode, waitForText } from '../helpers/cli.ts';
+import { REPO_ROOT, tempHome, virtnode, waitForText } from '../helpers/cli.ts';
 import { createOutside, networkLeftovers, type Outside } from '../helpers/outside-ns.ts';
 import { SerialShell, UDHCPC_SCRIPT_SETUP } from '../helpers/serial-shell.ts';
 import { TEST_GUEST_READY_MARKER, testGuest } from '../helpers/test-guest.ts';
@@ -28,7 +28,7 @@ interface NetworkJson {
   instances?: string[];
 }
 
-describe('managed networks on real QEMU (tiny guest)', () => {
+describe('managed networks on real QEMU (tiny guest)', { timeout: 300_000 }, () => {
   const { home, cleanup } = tempHome('virtnode-net-');
   const shells: SerialShell[] = [];
   const networkIds: string[] = [];
@@ -182,5 +182,74 @@ describe('managed networks on real QEMU (tiny guest)', () => {
     expect(networkLeftovers(home, networkIds)).toEqual({ links: [], nftTables: [], dnsmasq: [] });
     expect(existsSync(join(home, 'networks', 'lab'))).toBe(false);
     expect(existsSync(join(home, 'networks', 'quiet'))).toBe(false);
+  });
+});
+
+describe('managed networks come back; stale taps go', { timeout: 180_000 }, () => {
+  const { home, cleanup } = tempHome('virtnode-net-reboot-');
+  afterAll(async () => {
+    await virtnode(home, ['delete', '--force', 'vm']).catch(() => {});
+    await virtnode(home, ['network', 'rm', 'boot']).catch(() => {});
+    cleanup();
+  });
+
+  it('after a "reboot" (bridge, nft table and dnsmasq gone) any command brings the network back; a killed QEMU leaves no tap', async () => {
+    const run = async (args: string[]) => {
+      const r = await virtnode(home, args);
+      expect(r.code, `virtnode ${args.join(' ')}\n${r.stderr}`).toBe(0);
+      return r;
+    };
+    await run(['network', 'create', 'boot', '--subnet', '10.91.2.0/24']);
+    const net = JSON.parse((await run(['network', 'info', 'boot', '--format', 'json'])).stdout) as NetworkJson & { dnsmasqPid: number };
+    // What a host reboot does to it.
+    process.kill(net.dnsmasqPid, 'SIGKILL');
+    execFileSync('ip', ['link', 'del', net.bridge]);
+    execFileSync('nft', ['delete', 'table', 'ip', `virtnode_${net.id}`]);
+    expect(networkLeftovers(home, [net.id])).toEqual({ links: [], nftTables: [], dnsmasq: [] });
+    expect((await run(['reconcile'])).stdout).toContain('network boot: brought up again');
+    const back = JSON.parse((await run(['network', 'info', 'boot', '--format', 'json'])).stdout) as NetworkJson;
+    expect(back.up).toBe(true);
+    expect(networkLeftovers(home, [net.id]).nftTables).toEqual([`virtnode_${net.id}`]);
+
+    // An instance's tap exists while it runs; killing its QEMU behind virtnode's back leaves a stale one.
+    await run(['create', 'vm', ...bootArgs, '--network', 'boot', '--start']);
+    const taps = () => networkLeftovers(home, []).links.filter((l) => l.startsWith('vnt'));
+    expect(taps()).toHaveLength(1);
+    const pid = (JSON.parse((await run(['info', 'vm', '--format', 'json'])).stdout) as { pid: number }).pid;
+    process.kill(pid, 'SIGKILL');
+    await new Promise((r) => setTimeout(r, 500));
+    expect((JSON.parse((await run(['list', '--format', 'json'])).stdout) as Array<{ state: string }>)[0]?.state).toBe('crashed');
+    expect(taps()).toEqual([]);
+    // Started again: network ensured, tap made again.
+    await run(['start', 'vm']);
+    expect(taps()).toHaveLength(1);
+    await run(['delete', '--force', 'vm']);
+    await run(['network', 'rm', 'boot']);
+    expect(networkLeftovers(home, [net.id])).toEqual({ links: [], nftTables: [], dnsmasq: [] });
+  });
+});
+
+describe('a FORWARD chain that drops by default in another table (Docker-like)', () => {
+  const { home, cleanup } = tempHome('virtnode-net-fwd-');
+  afterAll(cleanup);
+
+  it('is detected and explained by network create and network info, and left untouched by network rm', () => {
+    // In a namespace of its own: a drop policy here would break the other test files' networks.
+    const script = [
+      'set -e',
+      'exec 2>&1',
+      'ip link set lo up',
+      'nft add table ip dockerish',
+      "nft 'add chain ip dockerish FORWARD { type filter hook forward priority 0; policy drop; }'",
+      `"$1" network create lab --subnet 10.91.3.0/24`,
+      `"$1" network info lab`,
+      `"$1" network rm lab`,
+      'nft list table ip dockerish',
+    ].join('\n');
+    const out = execFileSync('unshare', ['-n', '--', 'bash', '-c', script, '_', join(REPO_ROOT, 'bin', 'virtnode')], { encoding: 'utf8', env: { ...process.env, VIRTNODE_HOME: home } });
+    expect(out).toMatch(/warning: the forward chain\(s\) ip dockerish FORWARD drop forwarded packets by default \(Docker does this\)/);
+    expect(out).toMatch(/Warning:\s+the forward chain\(s\) ip dockerish FORWARD/);
+    expect(out).toContain('Removed network lab');
+    expect(out).toMatch(/chain FORWARD \{\s+type filter hook forward priority filter; policy drop;/);
   });
 });

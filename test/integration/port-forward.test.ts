@@ -22,7 +22,7 @@ function readFrom(port: number): Promise<string> {
   });
 }
 
-describe('user-mode port forwards (tiny guest)', () => {
+describe('user-mode port forwards (tiny guest)', { timeout: 180_000 }, () => {
   const { home, cleanup } = tempHome('virtnode-ports-');
   let shell: SerialShell | undefined;
   let blocker: Server | undefined;

@@ -1,6 +1,7 @@
 import type { Command } from 'commander';
 import type { ImageRecord, ImageStore, StoreResult } from '../../images/store/index.ts';
 import { formatSize } from '../../lib/units.ts';
+import { imageView } from '../../api/views.ts';
 import { keyValues, parseFormat, structured, table } from '../output.ts';
 
 async function context(): Promise<{ store: ImageStore; usersOf: (imagePath: string) => string[] }> {
@@ -14,21 +15,7 @@ async function context(): Promise<{ store: ImageStore; usersOf: (imagePath: stri
   return { store: new ImageStore(paths, db), usersOf: instancesUsingImage(db) };
 }
 
-/** The stable, documented view of an image (JSON/YAML output and, later, the API). */
-export function imageView(i: ImageRecord) {
-  return {
-    name: i.name,
-    format: i.format,
-    sha256: i.sha256,
-    virtualSize: i.virtualSize,
-    fileSize: i.fileSize,
-    path: i.path,
-    source: i.source,
-    sourceSha256: i.sourceSha256,
-    verifiedBy: i.verifiedBy ?? null,
-    createdAt: i.createdAt,
-  };
-}
+export { imageView } from '../../api/views.ts';
 
 function verification(i: ImageRecord): string {
   if (i.verifiedBy === 'sha256') return 'yes (sha256 given with --sha256)';

@@ -1,9 +1,9 @@
 import type { Command } from 'commander';
-import type { NicAddresses } from '../../instances/addresses.ts';
-import type { Instance } from '../../instances/model.ts';
+import { shownNicAddress, sshPort, type InstanceView } from '../../api/views.ts';
 import { invalid } from '../../lib/errors.ts';
 import { formatSize, MIB } from '../../lib/units.ts';
 import { keyValues, parseFormat, structured, table } from '../output.ts';
+import { instanceApi as api } from '../backend.ts';
 import { loadInstanceService as service } from '../load-service.ts';
 
 function collect(value: string, previous: string[] = []): string[] {
@@ -18,82 +18,44 @@ function parseTimeout(text: string | undefined): number | undefined {
   return Number(match[1]) * factor;
 }
 
-/** The stable, documented view of an instance (JSON/YAML output and, later, the API). */
-export function instanceView(i: Instance, addresses?: NicAddresses[]) {
-  return {
-    name: i.name,
-    state: i.state,
-    ...(i.stateReason === undefined ? {} : { reason: i.stateReason }),
-    uuid: i.uuid,
-    smbiosUuid: i.smbiosUuid,
-    cpus: i.spec.cpus,
-    memoryMiB: i.spec.memoryMiB,
-    accel: i.spec.accel,
-    disks: i.spec.disks.map((d) => ({ id: d.id, path: d.path, format: d.format })),
-    nics: i.nics.map((n) => {
-      const a = addresses?.find((x) => x.index === n.index);
-      return {
-        index: n.index,
-        mac: n.mac,
-        network: n.network,
-        ...(n.address === undefined ? {} : { address: n.address, staticAddress: n.staticAddress ?? false }),
-        ...(a?.lease === undefined ? {} : { lease: a.lease }),
-        ...(a?.guest === undefined ? {} : { guestAddresses: a.guest }),
-      };
-    }),
-    ...((i.spec.portForwards ?? []).length === 0 ? {} : { portForwards: i.spec.portForwards }),
-    ...(i.spec.boot === undefined ? {} : { boot: i.spec.boot }),
-    ...(i.spec.image === undefined ? {} : { image: { name: i.spec.image.name, sha256: i.spec.image.sha256 } }),
-    ...(i.spec.instanceId === undefined ? {} : { instanceId: i.spec.instanceId }),
-    ...(i.spec.ssh === undefined
-      ? {}
-      : {
-          ssh: {
-            user: i.spec.ssh.user,
-            ...(i.spec.ssh.hostPort === undefined ? {} : { address: `127.0.0.1:${i.spec.ssh.hostPort}` }),
-            hostKeyFingerprints: i.spec.ssh.hostKeyFingerprints,
-          },
-        }),
-    ...(i.spec.readiness === undefined ? {} : { readiness: i.spec.readiness }),
-    ...(i.pid === undefined ? {} : { pid: i.pid }),
-    createdAt: i.createdAt,
-    updatedAt: i.updatedAt,
-  };
-}
+export { instanceView } from '../../api/views.ts';
 
-function nicLine(n: Instance['nics'][number], a: NicAddresses | undefined): string {
+function nicLine(n: InstanceView['nics'][number]): string {
   const parts = [`${n.mac} (${n.network})`];
   if (n.address !== undefined) parts.push(`${n.staticAddress ? 'static' : 'reserved'} ${n.address}`);
-  if (a?.lease !== undefined) parts.push(`lease ${a.lease}`);
-  if (a?.guest !== undefined && a.guest.length > 0) parts.push(`guest ${a.guest.join(' ')}`);
+  if (n.lease !== undefined) parts.push(`lease ${n.lease}`);
+  if (n.guestAddresses !== undefined && n.guestAddresses.length > 0) parts.push(`guest ${n.guestAddresses.join(' ')}`);
   return parts.join(', ');
 }
 
-async function printInstance(i: Instance, format: string | undefined, addresses: NicAddresses[]): Promise<void> {
+async function printInstance(i: InstanceView, format: string | undefined): Promise<void> {
   const f = parseFormat(format);
   if (f !== 'table') {
-    process.stdout.write(await structured(instanceView(i, addresses), f));
+    process.stdout.write(await structured(i, f));
     return;
   }
+  const port = sshPort(i);
   process.stdout.write(
     keyValues([
       ['Name', i.name],
-      ['State', i.stateReason === undefined ? i.state : `${i.state} (${i.stateReason})`],
+      ['State', i.reason === undefined ? i.state : `${i.state} (${i.reason})`],
       ['UUID', i.uuid],
       ['SMBIOS UUID', i.smbiosUuid],
-      ['CPUs', i.spec.cpus],
-      ['Memory', formatSize(i.spec.memoryMiB * MIB)],
-      ['Accelerator', i.spec.accel],
-      ...i.spec.disks.map((d): [string, string] => [`Disk ${d.id}`, `${d.path} (${d.format})`]),
-      ...i.nics.map((n): [string, string] => [`NIC ${n.index}`, nicLine(n, addresses.find((a) => a.index === n.index))]),
-      ...(i.spec.portForwards ?? []).map((p, k): [string, string] => [k === 0 ? 'Ports' : '', `${p.hostAddress}:${p.hostPort} -> ${p.guestPort}/${p.protocol}`]),
-      ['Image', i.spec.image === undefined ? undefined : `${i.spec.image.name} (sha256 ${i.spec.image.sha256.slice(0, 16)}…)`],
-      ['Instance-id', i.spec.instanceId],
-      ['SSH', i.spec.ssh?.hostPort === undefined ? undefined : `${i.spec.ssh.user}@127.0.0.1 port ${i.spec.ssh.hostPort} (virtnode shell ${i.name})`],
-      ...(i.spec.ssh?.hostKeyFingerprints ?? []).map((f, n): [string, string] => [n === 0 ? 'Host keys' : '', f]),
-      ['Cloud-init', i.spec.readiness === undefined ? undefined : `${i.spec.readiness.detail} (at ${i.spec.readiness.at})`],
-      ['Kernel', i.spec.boot?.kernel],
-      ['Cmdline', i.spec.boot?.cmdline],
+      ['CPUs', i.cpus],
+      ['Memory', formatSize(i.memoryMiB * MIB)],
+      ['Accelerator', i.accel],
+      ...i.disks.map((d): [string, string] => [`Disk ${d.id}`, `${d.path} (${d.format})`]),
+      ...i.nics.map((n): [string, string] => [`NIC ${n.index}`, nicLine(n)]),
+      ...(i.portForwards ?? []).map((p, k): [string, string] => [k === 0 ? 'Ports' : '', `${p.hostAddress}:${p.hostPort} -> ${p.guestPort}/${p.protocol}`]),
+      ['Image', i.image === undefined ? undefined : `${i.image.name} (sha256 ${i.image.sha256.slice(0, 16)}…)`],
+      ['Instance-id', i.instanceId],
+      ['SSH', port === undefined ? undefined : `${i.ssh!.user}@127.0.0.1 port ${port} (virtnode shell ${i.name})`],
+      ...(i.ssh?.hostKeyFingerprints ?? []).map((f, n): [string, string] => [n === 0 ? 'Host keys' : '', f]),
+      ['Cloud-init', i.readiness === undefined ? undefined : `${i.readiness.detail} (at ${i.readiness.at})`],
+      ['Kernel', i.boot?.kernel],
+      ['Cmdline', i.boot?.cmdline],
+      ['Autostart', i.autostart === true ? 'yes' : undefined],
+      ['Restart', i.restartPolicy === undefined || i.restartPolicy === 'no' ? undefined : i.restartPolicy],
       ['QEMU pid', i.pid],
       ['Created', i.createdAt],
     ]),
@@ -119,15 +81,16 @@ export function registerInstanceCommands(program: Command): void {
     .option('--format <format>', 'table, json or yaml')
     .action(async (name: string, o: Record<string, string | string[] | boolean | undefined>) => {
       if (o['format'] !== undefined) parseFormat(o['format'] as string); // bad input is refused before anything is made
-      const s = await service();
+      const { resolve } = await import('node:path');
       const request = { name } as Record<string, string>;
       for (const key of ['cpus', 'memory', 'disk', 'diskSize', 'kernel', 'initrd', 'cmdline', 'accel']) {
         if (typeof o[key] === 'string') request[key] = o[key];
       }
-      const nics = { ...(o['network'] === undefined ? {} : { network: o['network'] as unknown as string[] }), ...(o['ip'] === undefined ? {} : { ip: o['ip'] as unknown as string[] }) };
-      let instance = await s.create({ ...(request as unknown as Parameters<typeof s.create>[0]), ...nics });
-      if (o['start']) instance = await s.start(name);
-      if (o['format'] !== undefined) await printInstance(instance, o['format'] as string, []);
+      // Paths mean this shell's directory, also when the daemon does the work.
+      for (const key of ['disk', 'kernel', 'initrd']) if (request[key] !== undefined) request[key] = resolve(request[key]);
+      const nics = { ...(o['network'] === undefined ? {} : { network: o['network'] as string[] }), ...(o['ip'] === undefined ? {} : { ip: o['ip'] as string[] }) };
+      const instance = await (await api()).create({ ...(request as unknown as { name: string }), ...nics }, { start: o['start'] === true });
+      if (o['format'] !== undefined) await printInstance(instance, o['format'] as string);
       else process.stdout.write(`Created instance ${instance.name}${o['start'] ? ', running' : ''} (uuid ${instance.uuid})\n`);
     });
 
@@ -136,9 +99,8 @@ export function registerInstanceCommands(program: Command): void {
     .description('start a VM')
     .argument('<name>')
     .action(async (name: string) => {
-      const s = await service();
-      const i = await s.start(name);
-      process.stdout.write(`Started ${i.name} (pid ${i.pid}${i.stateReason ? `, ${i.stateReason}` : ''})\n`);
+      const i = await (await api()).start(name);
+      process.stdout.write(`Started ${i.name} (pid ${i.pid}${i.reason ? `, ${i.reason}` : ''})\n`);
     });
 
   program
@@ -148,10 +110,9 @@ export function registerInstanceCommands(program: Command): void {
     .option('--timeout <duration>', 'how long the guest gets to power off (seconds, or 90s, 2m)', '60')
     .option('-f, --force', 'power off at once, like pulling the plug')
     .action(async (name: string, o: { timeout?: string; force?: boolean }) => {
-      const s = await service();
       const timeoutMs = parseTimeout(o.timeout);
-      const result = await s.stop(name, { force: o.force === true, ...(timeoutMs === undefined ? {} : { timeoutMs }) });
-      process.stdout.write(`Stopped ${name}: ${result.instance.stateReason}\n`);
+      const result = await (await api()).stop(name, { force: o.force === true, ...(timeoutMs === undefined ? {} : { timeoutMs }) });
+      process.stdout.write(`Stopped ${name}: ${result.instance.reason}\n`);
     });
 
   program
@@ -161,9 +122,8 @@ export function registerInstanceCommands(program: Command): void {
     .option('--timeout <duration>', 'how long the guest gets to power off', '60')
     .option('-f, --force', 'power off at once instead of asking the guest')
     .action(async (name: string, o: { timeout?: string; force?: boolean }) => {
-      const s = await service();
       const timeoutMs = parseTimeout(o.timeout);
-      const i = await s.restart(name, { force: o.force === true, ...(timeoutMs === undefined ? {} : { timeoutMs }) });
+      const i = await (await api()).restart(name, { force: o.force === true, ...(timeoutMs === undefined ? {} : { timeoutMs }) });
       process.stdout.write(`Restarted ${i.name} (pid ${i.pid})\n`);
     });
 
@@ -172,7 +132,7 @@ export function registerInstanceCommands(program: Command): void {
     .description('freeze a running VM (its CPUs stop; memory stays)')
     .argument('<name>')
     .action(async (name: string) => {
-      await (await service()).pause(name);
+      await (await api()).pause(name);
       process.stdout.write(`Paused ${name}\n`);
     });
 
@@ -181,7 +141,7 @@ export function registerInstanceCommands(program: Command): void {
     .description('continue a paused VM')
     .argument('<name>')
     .action(async (name: string) => {
-      await (await service()).resume(name);
+      await (await api()).resume(name);
       process.stdout.write(`Resumed ${name}\n`);
     });
 
@@ -191,7 +151,7 @@ export function registerInstanceCommands(program: Command): void {
     .argument('<name>')
     .option('-f, --force', 'kill it first if it is running')
     .action(async (name: string, o: { force?: boolean }) => {
-      await (await service()).delete(name, { force: o.force === true });
+      await (await api()).delete(name, { force: o.force === true });
       process.stdout.write(`Deleted ${name}\n`);
     });
 
@@ -202,22 +162,19 @@ export function registerInstanceCommands(program: Command): void {
     .option('--format <format>', 'table, json or yaml', 'table')
     .action(async (o: { format?: string }) => {
       const format = parseFormat(o.format);
-      const s = await service();
-      const all = await s.list();
-      const { nicAddresses, shownAddress } = await import('../../instances/addresses.ts');
-      const addresses = await Promise.all(all.map((i) => nicAddresses(s, i)));
+      const all = await (await api()).list();
       if (format !== 'table') {
-        process.stdout.write(await structured(all.map((i, k) => instanceView(i, addresses[k])), format));
+        process.stdout.write(await structured(all, format));
         return;
       }
-      const rows = all.map((i, k) => [
+      const rows = all.map((i) => [
         i.name,
         i.state,
-        String(i.spec.cpus),
-        formatSize(i.spec.memoryMiB * MIB),
+        String(i.cpus),
+        formatSize(i.memoryMiB * MIB),
         i.nics.map((n) => n.mac).join(',') || '-',
-        addresses[k]!.map((a) => shownAddress(a)).filter((a) => a !== undefined).join(',') || '-',
-        i.stateReason ?? '',
+        i.nics.map(shownNicAddress).filter((a) => a !== undefined).join(',') || '-',
+        i.reason ?? '',
       ]);
       process.stdout.write(table(['NAME', 'STATE', 'CPUS', 'MEMORY', 'MAC', 'ADDRESSES', 'REASON'], rows));
     });
@@ -228,10 +185,25 @@ export function registerInstanceCommands(program: Command): void {
     .argument('<name>')
     .option('--format <format>', 'table, json or yaml', 'table')
     .action(async (name: string, o: { format?: string }) => {
-      const s = await service();
-      const instance = await s.get(name);
-      const { nicAddresses } = await import('../../instances/addresses.ts');
-      await printInstance(instance, o.format, await nicAddresses(s, instance, { agent: true }));
+      await printInstance(await (await api()).get(name), o.format);
+    });
+
+  program
+    .command('set')
+    .description('set what the daemon does with a VM on its own: autostart=true|false restart=no|on-failure|always')
+    .argument('<name>')
+    .argument('<settings...>', 'KEY=VALUE pairs: autostart=true|false, restart=no|on-failure|always')
+    .action(async (name: string, settings: string[]) => {
+      const policy: { autostart?: boolean; restartPolicy?: 'no' | 'on-failure' | 'always' } = {};
+      for (const setting of settings) {
+        const [key, value, ...rest] = setting.split('=');
+        if (key === 'autostart' && (value === 'true' || value === 'false') && rest.length === 0) policy.autostart = value === 'true';
+        else if (key === 'restart' && (value === 'no' || value === 'on-failure' || value === 'always') && rest.length === 0) policy.restartPolicy = value;
+        else if (key === 'autostart' || key === 'restart') throw invalid(key, `"${value}" is not valid`, key === 'autostart' ? 'use autostart=true or autostart=false' : 'use restart=no, restart=on-failure or restart=always');
+        else throw invalid('<settings>', `"${setting}" is not a setting virtnode knows`, 'use autostart=true|false and restart=no|on-failure|always');
+      }
+      const i = await (await api()).setPolicy(name, policy);
+      process.stdout.write(`${i.name}: autostart ${i.autostart ? 'on' : 'off'}, restart ${i.restartPolicy ?? 'no'}\n`);
     });
 
   program

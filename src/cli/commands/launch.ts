@@ -27,9 +27,9 @@ export function registerLaunchCommands(program: Command): void {
     .option('--timeout <seconds>', 'how long to follow readiness before saying it is still provisioning', '900')
     .option('--no-wait', 'return as soon as the VM boots')
     .action(async (image: string, o: Record<string, unknown>) => {
-      const { launch } = await import('../../instances/launch.ts');
-      const { imageResolver } = await import('../image-resolver.ts');
-      const s = await service();
+      const { instanceApi } = await import('../backend.ts');
+      const { sshPort } = await import('../../api/views.ts');
+      const backend = await instanceApi();
       const out = process.stderr;
       const request = {
         image,
@@ -48,23 +48,39 @@ export function registerLaunchCommands(program: Command): void {
         ...(o['ip'] === undefined ? {} : { ips: o['ip'] as string[] }),
         accel: o['accel'] as string,
       };
+      let sent: import('../../instances/launch-validate.ts').LaunchRequest = request;
+      if (backend.via === 'daemon') {
+        // Files are read here (they are this user's files), checked with the same messages as a local launch,
+        // and their contents sent.
+        const { validateLaunch } = await import('../../instances/launch-validate.ts');
+        const valid = validateLaunch(request);
+        const { sshKeys: _keys, userData: _userData, networkConfig: _networkConfig, ...rest } = request;
+        sent = {
+          ...rest,
+          name: valid.name,
+          sshAuthorizedKeys: valid.sshAuthorizedKeys,
+          ...(valid.userData === undefined ? {} : { userDataText: valid.userData }),
+          ...(valid.networkConfig === undefined ? {} : { networkConfigText: valid.networkConfig }),
+        };
+      }
       const timeoutS = Number(o['timeout']);
-      const result = await launch(s, imageResolver(s), request, {
+      const result = await backend.launch(sent, {
         noWait: o['wait'] === false,
         timeoutMs: (Number.isFinite(timeoutS) && timeoutS > 0 ? timeoutS : 900) * 1000,
         onPhase: (phase, detail, ms) => out.write(`[${(ms / 1000).toFixed(1).padStart(6)} s] ${phase.padEnd(10)} ${detail}\n`),
       });
-      for (const w of result.valid.userDataWarnings) out.write(`warning: user-data: ${w.path}: ${w.message}\n`);
+      for (const w of result.warnings) out.write(`warning: user-data: ${w}\n`);
       const i = result.instance;
-      const ssh = i.spec.ssh!;
+      const ssh = i.ssh!;
+      const port = sshPort(i);
       process.stdout.write(
         [
-          `${i.name} is ${result.cloudInit === undefined ? 'booting' : 'ready'}.`,
-          `  address:     ${result.address ?? '10.0.2.15 (user-mode network)'}; SSH forwarded at 127.0.0.1:${ssh.hostPort}`,
+          `${i.name} is ${result.cloudInit === null ? 'booting' : 'ready'}.`,
+          `  address:     ${result.address ?? '10.0.2.15 (user-mode network)'}; SSH forwarded at 127.0.0.1:${port}`,
           `  shell:       virtnode shell ${i.name}`,
-          `  ssh:         ssh -i ${ssh.identityFile} -o UserKnownHostsFile=${s.paths.knownHosts} -p ${ssh.hostPort} ${ssh.user}@127.0.0.1`,
+          `  ssh:         ssh -i ${result.ssh.identityFile} -o UserKnownHostsFile=${result.ssh.knownHosts} -p ${port} ${ssh.user}@127.0.0.1`,
           ...ssh.hostKeyFingerprints.map((f, n) => `  ${n === 0 ? 'host keys:  ' : '            '} ${f}`),
-          ...(result.cloudInit === undefined ? [] : [`  cloud-init:  ${result.cloudInit.status}${result.cloudInit.datasource ? ` (${result.cloudInit.datasource})` : ''}`]),
+          ...(result.cloudInit === null ? [] : [`  cloud-init:  ${result.cloudInit.status}${result.cloudInit.datasource ? ` (${result.cloudInit.datasource})` : ''}`]),
           '',
         ].join('\n'),
       );

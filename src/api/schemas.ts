@@ -1,0 +1,271 @@
+/**
+ * JSON Schemas (typebox) of the REST API: request validation, response serialization and the OpenAPI document
+ * come from these. The shapes match src/api/views.ts; the API tests validate every response against them.
+ * Imported by the daemon only (typebox stays out of the CLI's start-up).
+ */
+import Type, { type Static, type TSchema } from 'typebox';
+
+/** The rule of src/lib/ids.ts validateName: a DNS label (so no `/`, `.` or `..` can reach a path). */
+export const NAME_PATTERN = '^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$';
+
+/**
+ * A string from a fixed set. Plain `enum` rather than a union of literals: fast-json-stringify serializes a
+ * union (anyOf) by validating every branch, which made listing 1,000 instances several times slower.
+ */
+export function StringEnum<const T extends readonly string[]>(values: T, options: Record<string, unknown> = {}) {
+  return Type.Unsafe<T[number]>({ type: 'string', enum: [...values], ...options });
+}
+
+export const Name = Type.String({ pattern: NAME_PATTERN, minLength: 1, maxLength: 63, description: 'a DNS label: 1-63 lowercase letters, digits and hyphens' });
+export const NameParams = Type.Object({ name: Name }, { additionalProperties: false });
+
+export const ErrorBody = Type.Object(
+  {
+    error: Type.Object(
+      {
+        code: Type.String({ description: 'stable error code (INVALID, NOT_FOUND, CONFLICT, INVALID_STATE, BUSY, ...)' }),
+        message: Type.String(),
+        hint: Type.Optional(Type.String()),
+        field: Type.Optional(Type.String()),
+      },
+      { additionalProperties: false },
+    ),
+  },
+  { additionalProperties: false },
+);
+export type ErrorBodyType = Static<typeof ErrorBody>;
+
+const InstanceState = StringEnum(['creating', 'defined', 'starting', 'running', 'paused', 'stopping', 'stopped', 'crashed', 'deleting']);
+export const RestartPolicy = StringEnum(['no', 'on-failure', 'always']);
+
+export const Instance = Type.Object(
+  {
+    name: Type.String(),
+    state: InstanceState,
+    reason: Type.Optional(Type.String()),
+    uuid: Type.String(),
+    smbiosUuid: Type.String(),
+    cpus: Type.Integer(),
+    memoryMiB: Type.Integer(),
+    accel: Type.String(),
+    disks: Type.Array(Type.Object({ id: Type.String(), path: Type.String(), format: Type.String() }, { additionalProperties: false })),
+    nics: Type.Array(
+      Type.Object(
+        {
+          index: Type.Integer(),
+          mac: Type.String(),
+          network: Type.String(),
+          address: Type.Optional(Type.String()),
+          staticAddress: Type.Optional(Type.Boolean()),
+          lease: Type.Optional(Type.String()),
+          guestAddresses: Type.Optional(Type.Array(Type.String())),
+        },
+        { additionalProperties: false },
+      ),
+    ),
+    portForwards: Type.Optional(
+      Type.Array(
+        Type.Object({ protocol: StringEnum(['tcp', 'udp']), hostAddress: Type.String(), hostPort: Type.Integer(), guestPort: Type.Integer() }, { additionalProperties: false }),
+      ),
+    ),
+    boot: Type.Optional(
+      Type.Object({ kernel: Type.String(), initrd: Type.Optional(Type.String()), cmdline: Type.Optional(Type.String()) }, { additionalProperties: false }),
+    ),
+    image: Type.Optional(Type.Object({ name: Type.String(), sha256: Type.String() }, { additionalProperties: false })),
+    instanceId: Type.Optional(Type.String()),
+    ssh: Type.Optional(
+      Type.Object(
+        { user: Type.String(), address: Type.Optional(Type.String()), hostKeyFingerprints: Type.Array(Type.String()) },
+        { additionalProperties: false },
+      ),
+    ),
+    readiness: Type.Optional(Type.Object({ phase: Type.String(), detail: Type.String(), at: Type.String() }, { additionalProperties: false })),
+    autostart: Type.Optional(Type.Boolean()),
+    restartPolicy: Type.Optional(RestartPolicy),
+    pid: Type.Optional(Type.Integer()),
+    createdAt: Type.String(),
+    updatedAt: Type.String(),
+  },
+  { additionalProperties: false },
+);
+
+/** POST /instances: the fields of `virtnode create` (paths are paths on the daemon's host). */
+export const CreateInstanceBody = Type.Object(
+  {
+    name: Name,
+    cpus: Type.Optional(Type.Integer({ minimum: 1, maximum: 1024 })),
+    memory: Type.Optional(Type.String({ maxLength: 32, description: 'e.g. 512M, 2G; a bare number is MiB' })),
+    disk: Type.Optional(Type.String({ maxLength: 4096, description: 'an existing qcow2 or raw image on the host' })),
+    diskSize: Type.Optional(Type.String({ maxLength: 32, description: 'a new empty qcow2 disk of this size' })),
+    kernel: Type.Optional(Type.String({ maxLength: 4096 })),
+    initrd: Type.Optional(Type.String({ maxLength: 4096 })),
+    cmdline: Type.Optional(Type.String({ maxLength: 4096 })),
+    accel: Type.Optional(StringEnum(['auto', 'kvm', 'tcg'])),
+    network: Type.Optional(
+      Type.Array(Type.String({ pattern: NAME_PATTERN, maxLength: 63 }), { minItems: 1, maxItems: 8, description: 'one NIC each: user, none, or a managed network' }),
+    ),
+    ip: Type.Optional(Type.Array(Type.String({ maxLength: 64 }), { maxItems: 8, description: 'static address on the i-th managed network (auto = DHCP)' })),
+    start: Type.Optional(Type.Boolean({ description: 'start it right away' })),
+    autostart: Type.Optional(Type.Boolean()),
+    restartPolicy: Type.Optional(RestartPolicy),
+  },
+  { additionalProperties: false },
+);
+export type CreateInstanceBodyType = Static<typeof CreateInstanceBody>;
+
+/** POST /instances/launch: the fields of `virtnode launch`, with file contents instead of file names. */
+export const LaunchBody = Type.Object(
+  {
+    image: Name,
+    name: Type.Optional(Name),
+    cpus: Type.Optional(Type.Integer({ minimum: 1, maximum: 1024 })),
+    memory: Type.Optional(Type.String({ maxLength: 32 })),
+    diskSize: Type.Optional(Type.String({ maxLength: 32 })),
+    sshAuthorizedKeys: Type.Optional(Type.Array(Type.String({ maxLength: 16_384 }), { maxItems: 64 })),
+    userData: Type.Optional(Type.String({ maxLength: 1024 * 1024, description: 'cloud-init user-data (#cloud-config or a script)' })),
+    networkConfig: Type.Optional(Type.String({ maxLength: 1024 * 1024 })),
+    timezone: Type.Optional(Type.String({ maxLength: 64 })),
+    passwordHash: Type.Optional(Type.String({ maxLength: 512 })),
+    user: Type.Optional(Type.String({ maxLength: 32 })),
+    accel: Type.Optional(StringEnum(['auto', 'kvm', 'tcg'])),
+    seed: Type.Optional(StringEnum(['iso', 'vfat', 'http'])),
+    networks: Type.Optional(Type.Array(Type.String({ pattern: NAME_PATTERN, maxLength: 63 }), { maxItems: 8, description: 'managed networks for NICs after NIC 0 (user-mode, for SSH)' })),
+    ips: Type.Optional(Type.Array(Type.String({ maxLength: 64 }), { maxItems: 8, description: 'static address on the i-th network (auto = DHCP)' })),
+    wait: Type.Optional(Type.Boolean({ description: 'follow readiness up to SSH and cloud-init (default true)' })),
+    timeoutSeconds: Type.Optional(Type.Integer({ minimum: 1, maximum: 86_400 })),
+  },
+  { additionalProperties: false },
+);
+export type LaunchBodyType = Static<typeof LaunchBody>;
+
+export const StopBody = Type.Object(
+  {
+    force: Type.Optional(Type.Boolean({ description: 'power off at once, like pulling the plug' })),
+    timeoutSeconds: Type.Optional(Type.Integer({ minimum: 0, maximum: 86_400, description: 'how long the guest gets to power off (default 60)' })),
+  },
+  { additionalProperties: false },
+);
+export type StopBodyType = Static<typeof StopBody>;
+
+export const DeleteQuery = Type.Object({ force: Type.Optional(Type.Boolean()) }, { additionalProperties: false });
+
+export const PolicyBody = Type.Object(
+  { autostart: Type.Optional(Type.Boolean()), restartPolicy: Type.Optional(RestartPolicy) },
+  { additionalProperties: false, minProperties: 1 },
+);
+export type PolicyBodyType = Static<typeof PolicyBody>;
+
+export const Image = Type.Object(
+  {
+    name: Type.String(),
+    format: Type.String(),
+    sha256: Type.String(),
+    virtualSize: Type.Integer(),
+    fileSize: Type.Integer(),
+    path: Type.String(),
+    source: Type.String(),
+    sourceSha256: Type.String(),
+    verifiedBy: Type.Unsafe<string | null>({ type: 'string', nullable: true }),
+    createdAt: Type.String(),
+  },
+  { additionalProperties: false },
+);
+
+export const ImportBody = Type.Object(
+  { file: Type.String({ minLength: 1, maxLength: 4096, description: 'a qcow2 or raw image (or .xz/.gz of one) on the daemon host' }), name: Type.Optional(Name) },
+  { additionalProperties: false },
+);
+export const PullBody = Type.Object(
+  {
+    url: Type.String({ minLength: 1, maxLength: 8192, pattern: '^https?://' }),
+    name: Type.Optional(Name),
+    sha256: Type.Optional(Type.String({ pattern: '^[0-9a-fA-F]{64}$' })),
+    checksumsUrl: Type.Optional(Type.String({ maxLength: 8192, pattern: '^https?://' })),
+  },
+  { additionalProperties: false },
+);
+export const RemoveImageQuery = Type.Object({ force: Type.Optional(Type.Boolean()) }, { additionalProperties: false });
+
+export const OperationError = Type.Object(
+  { code: Type.String(), message: Type.String(), hint: Type.Optional(Type.String()) },
+  { additionalProperties: false },
+);
+
+export const Operation = Type.Object(
+  {
+    id: Type.String(),
+    kind: Type.String({ description: 'launch, stop, restart, image-pull, image-import, ...' }),
+    target: Type.Optional(Type.String({ description: 'the resource it works on, e.g. instances/web' })),
+    status: StringEnum(['running', 'succeeded', 'failed', 'cancelled']),
+    progress: Type.Object(
+      {
+        phase: Type.Optional(Type.String()),
+        detail: Type.Optional(Type.String()),
+        percent: Type.Optional(Type.Number()),
+        bytes: Type.Optional(Type.Number()),
+        totalBytes: Type.Optional(Type.Number()),
+        entries: Type.Array(Type.Object({ phase: Type.String(), detail: Type.String(), elapsedMs: Type.Number() }, { additionalProperties: false })),
+      },
+      { additionalProperties: false },
+    ),
+    result: Type.Optional(Type.Unknown()),
+    error: Type.Optional(OperationError),
+    createdAt: Type.String(),
+    finishedAt: Type.Optional(Type.String()),
+  },
+  { additionalProperties: false },
+);
+export type OperationType = Static<typeof Operation>;
+
+export const WaitQuery = Type.Object(
+  {
+    timeout: Type.Optional(Type.Number({ minimum: 0, maximum: 3600, description: 'seconds to wait at most' })),
+    progressAfter: Type.Optional(Type.Integer({ minimum: 0, description: 'also return when there are more progress entries than this' })),
+  },
+  { additionalProperties: false },
+);
+export const GetOperationQuery = Type.Object(
+  { wait: Type.Optional(Type.Number({ minimum: 0, maximum: 3600, description: 'wait up to this many seconds for it to finish' })) },
+  { additionalProperties: false },
+);
+export const OperationParams = Type.Object({ id: Type.String({ pattern: '^[0-9a-f-]{36}$' }) }, { additionalProperties: false });
+
+export const HostCheck = Type.Object(
+  { id: Type.String(), title: Type.String(), status: Type.String(), detail: Type.String(), hint: Type.Optional(Type.String()) },
+  { additionalProperties: false },
+);
+export const HostSummary = Type.Object(
+  {
+    hostname: Type.String(),
+    kernel: Type.String(),
+    cpus: Type.Integer(),
+    memoryBytes: Type.Integer(),
+    memoryAvailableBytes: Type.Integer(),
+    loadAverage: Type.Array(Type.Number()),
+    uptimeSeconds: Type.Number(),
+    stateDir: Type.String(),
+    version: Type.String(),
+    instances: Type.Record(Type.String(), Type.Integer()),
+  },
+  { additionalProperties: false },
+);
+export const HostReport = Type.Object(
+  {
+    status: Type.String(),
+    checks: Type.Array(HostCheck),
+    accelerator: Type.Object({ chosen: Type.String(), reason: Type.String() }, { additionalProperties: false }),
+    cpu: Type.Object({}, { additionalProperties: true }),
+    kvm: Type.Object({}, { additionalProperties: true }),
+    qemu: Type.Object({}, { additionalProperties: true }),
+    kernel: Type.Object({ release: Type.String() }, { additionalProperties: false }),
+    firmware: Type.Object({}, { additionalProperties: true }),
+    durationMs: Type.Number(),
+  },
+  { additionalProperties: false },
+);
+export const HostCheckQuery = Type.Object({ refresh: Type.Optional(Type.Boolean()) }, { additionalProperties: false });
+
+/** Every route declares its error responses with this one shape. */
+export function withErrors<T extends Record<number | string, TSchema>>(ok: T): T & { '4xx': typeof ErrorBody; '5xx': typeof ErrorBody } {
+  return { ...ok, '4xx': ErrorBody, '5xx': ErrorBody };
+}

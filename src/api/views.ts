@@ -1,0 +1,156 @@
+/**
+ * The stable, documented views of virtnode's resources: what `--format json|yaml` prints and what the REST API
+ * returns (src/api/schemas.ts describes the same shapes as JSON Schema). Plain functions, no heavy imports: the
+ * CLI, the daemon, the client and the web UI all use them.
+ */
+import type { Instance, InstanceState } from '../instances/model.ts';
+import type { ImageRecord } from '../images/store/index.ts';
+import type { NicAddresses } from '../instances/addresses.ts';
+import type { InstancePolicy, RestartPolicy } from '../store/policies.ts';
+
+export interface InstanceView {
+  name: string;
+  state: InstanceState;
+  reason?: string;
+  uuid: string;
+  smbiosUuid: string;
+  cpus: number;
+  memoryMiB: number;
+  accel: string;
+  disks: Array<{ id: string; path: string; format: string }>;
+  nics: Array<{ index: number; mac: string; network: string; address?: string; staticAddress?: boolean; lease?: string; guestAddresses?: string[] }>;
+  portForwards?: Array<{ protocol: 'tcp' | 'udp'; hostAddress: string; hostPort: number; guestPort: number }>;
+  boot?: { kernel: string; initrd?: string; cmdline?: string };
+  image?: { name: string; sha256: string };
+  instanceId?: string;
+  ssh?: { user: string; address?: string; hostKeyFingerprints: string[] };
+  readiness?: { phase: string; detail: string; at: string };
+  autostart?: boolean;
+  restartPolicy?: RestartPolicy;
+  pid?: number;
+  createdAt: string;
+  updatedAt: string;
+}
+
+/**
+ * `policy`: autostart and restart policy (shown when given); `addresses`: what is known of each NIC's addresses
+ * (reservation, DHCP lease, guest agent), from src/instances/addresses.ts.
+ */
+export function instanceView(i: Instance, policy?: InstancePolicy, addresses?: NicAddresses[]): InstanceView {
+  return {
+    name: i.name,
+    state: i.state,
+    ...(i.stateReason === undefined ? {} : { reason: i.stateReason }),
+    uuid: i.uuid,
+    smbiosUuid: i.smbiosUuid,
+    cpus: i.spec.cpus,
+    memoryMiB: i.spec.memoryMiB,
+    accel: i.spec.accel,
+    disks: i.spec.disks.map((d) => ({ id: d.id, path: d.path, format: d.format })),
+    nics: i.nics.map((n) => {
+      const a = addresses?.find((x) => x.index === n.index);
+      return {
+        index: n.index,
+        mac: n.mac,
+        network: n.network,
+        ...(n.address === undefined ? {} : { address: n.address, staticAddress: n.staticAddress ?? false }),
+        ...(a?.lease === undefined ? {} : { lease: a.lease }),
+        ...(a?.guest === undefined ? {} : { guestAddresses: a.guest }),
+      };
+    }),
+    ...((i.spec.portForwards ?? []).length === 0 ? {} : { portForwards: i.spec.portForwards! }),
+    ...(i.spec.boot === undefined ? {} : { boot: i.spec.boot }),
+    ...(i.spec.image === undefined ? {} : { image: { name: i.spec.image.name, sha256: i.spec.image.sha256 } }),
+    ...(i.spec.instanceId === undefined ? {} : { instanceId: i.spec.instanceId }),
+    ...(i.spec.ssh === undefined
+      ? {}
+      : {
+          ssh: {
+            user: i.spec.ssh.user,
+            ...(i.spec.ssh.hostPort === undefined ? {} : { address: `127.0.0.1:${i.spec.ssh.hostPort}` }),
+            hostKeyFingerprints: i.spec.ssh.hostKeyFingerprints,
+          },
+        }),
+    ...(i.spec.readiness === undefined ? {} : { readiness: i.spec.readiness }),
+    ...(policy === undefined ? {} : { autostart: policy.autostart, restartPolicy: policy.restart }),
+    ...(i.pid === undefined ? {} : { pid: i.pid }),
+    createdAt: i.createdAt,
+    updatedAt: i.updatedAt,
+  };
+}
+
+const INSTANCE_VIEW_ORDER: ReadonlyArray<keyof InstanceView> = [
+  'name', 'state', 'reason', 'uuid', 'smbiosUuid', 'cpus', 'memoryMiB', 'accel', 'disks', 'nics', 'portForwards', 'boot', 'image', 'instanceId', 'ssh',
+  'readiness', 'autostart', 'restartPolicy', 'pid', 'createdAt', 'updatedAt',
+];
+
+/** The view with its fields in the documented order (JSON serializers may reorder them; printed output must not). */
+export function orderedInstanceView(view: InstanceView): InstanceView {
+  const ordered: Record<string, unknown> = {};
+  for (const key of INSTANCE_VIEW_ORDER) if (view[key] !== undefined) ordered[key] = view[key];
+  if (view.ssh !== undefined) {
+    const { user, address, hostKeyFingerprints } = view.ssh;
+    ordered['ssh'] = { user, ...(address === undefined ? {} : { address }), hostKeyFingerprints };
+  }
+  return ordered as unknown as InstanceView;
+}
+
+/** The best-known address of a NIC for a one-line display (as src/instances/addresses.ts shownAddress). */
+export function shownNicAddress(n: InstanceView['nics'][number]): string | undefined {
+  return n.guestAddresses?.[0]?.split('/')[0] ?? n.lease ?? n.address;
+}
+
+/** The SSH port on loopback of a launched instance, from its view. */
+export function sshPort(view: InstanceView): number | undefined {
+  const port = view.ssh?.address?.split(':')[1];
+  return port === undefined ? undefined : Number(port);
+}
+
+export interface ImageView {
+  name: string;
+  format: string;
+  sha256: string;
+  virtualSize: number;
+  fileSize: number;
+  path: string;
+  source: string;
+  sourceSha256: string;
+  verifiedBy: string | null;
+  createdAt: string;
+}
+
+export function imageView(i: ImageRecord): ImageView {
+  return {
+    name: i.name,
+    format: i.format,
+    sha256: i.sha256,
+    virtualSize: i.virtualSize,
+    fileSize: i.fileSize,
+    path: i.path,
+    source: i.source,
+    sourceSha256: i.sourceSha256,
+    verifiedBy: i.verifiedBy ?? null,
+    createdAt: i.createdAt,
+  };
+}
+
+/** A long operation of the API (launch, stop, image pull...): GET /operations/{id}. */
+export type OperationStatus = 'running' | 'succeeded' | 'failed' | 'cancelled';
+
+export interface ProgressEntry {
+  phase: string;
+  detail: string;
+  elapsedMs: number;
+}
+
+export interface OperationView {
+  id: string;
+  kind: string;
+  target?: string;
+  status: OperationStatus;
+  progress: { phase?: string; detail?: string; percent?: number; bytes?: number; totalBytes?: number; entries: ProgressEntry[] };
+  result?: unknown;
+  error?: { code: string; message: string; hint?: string };
+  createdAt: string;
+  finishedAt?: string;
+}

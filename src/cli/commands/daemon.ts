@@ -1,0 +1,75 @@
+import type { Command } from 'commander';
+import { parseFormat, structured, table } from '../output.ts';
+
+async function tokens() {
+  const [{ statePaths }, { openDb }, { TokenRepository }] = await Promise.all([import('../../lib/paths.ts'), import('../../store/db.ts'), import('../../store/tokens.ts')]);
+  return new TokenRepository(openDb(statePaths().db));
+}
+
+export function registerDaemonCommands(program: Command): void {
+  program
+    .command('daemon')
+    .description('run the REST API (UNIX socket; TCP only with TLS and tokens) and watch instances: re-adopt, autostart, restart policies')
+    .option('--socket <path>', 'UNIX socket (default: /run/virtnode/virtnode.sock for root, else in the state directory)')
+    .option('--group <group>', 'group allowed to use the socket (mode 0660)')
+    .option('--listen <host:port>', 'also serve HTTPS on TCP; every request then needs a token (`virtnode token create`)')
+    .option('--tls-cert <file>', 'TLS certificate (PEM) for --listen')
+    .option('--tls-key <file>', 'TLS private key (PEM) for --listen')
+    .option('--stop-guests-on-shutdown', 'on SIGTERM, power guests off (ACPI, then forced) instead of leaving them running')
+    .option('--shutdown-timeout <seconds>', 'with --stop-guests-on-shutdown: how long guests get to power off', '120')
+    .option('--log-level <level>', 'fatal, error, warn, info, debug or trace (JSON lines on stdout)', 'info')
+    .action(async (o: Record<string, string | boolean | undefined>) => {
+      const { invalid } = await import('../../lib/errors.ts');
+      const timeout = Number(o['shutdownTimeout']);
+      if (!Number.isInteger(timeout) || timeout < 0) throw invalid('--shutdown-timeout', `"${o['shutdownTimeout']}" is not a number of seconds`);
+      const levels = ['fatal', 'error', 'warn', 'info', 'debug', 'trace'];
+      if (!levels.includes(String(o['logLevel']))) throw invalid('--log-level', `"${o['logLevel']}" is not valid`, `use ${levels.join(', ')}`);
+      const { runDaemon } = await import('../../daemon/main.ts');
+      const pick = (k: string) => (typeof o[k] === 'string' ? { [k]: o[k] as string } : {});
+      await runDaemon({
+        ...pick('socket'),
+        ...pick('group'),
+        ...pick('listen'),
+        ...pick('tlsCert'),
+        ...pick('tlsKey'),
+        stopGuestsOnShutdown: o['stopGuestsOnShutdown'] === true,
+        shutdownTimeoutMs: timeout * 1000,
+        logLevel: String(o['logLevel']),
+      });
+    });
+
+  const token = program.command('token').description('bearer tokens for the API over TCP (stored hashed; shown once)');
+  token
+    .command('create')
+    .description('make a token and print it (only this once)')
+    .argument('<name>', 'what the token is for, a DNS label (e.g. ci, grafana)')
+    .action(async (name: string) => {
+      const { validateName } = await import('../../lib/ids.ts');
+      validateName('name', name);
+      const { token: secret } = (await tokens()).create(name);
+      process.stdout.write(`${secret}\n`);
+      process.stderr.write(`Created token ${name}. It is shown only now: keep it (e.g. VIRTNODE_TOKEN=...); revoke it with \`virtnode token revoke ${name}\`.\n`);
+    });
+  token
+    .command('ls')
+    .alias('list')
+    .description('list tokens (names and dates; the tokens themselves are not stored)')
+    .option('--format <format>', 'table, json or yaml', 'table')
+    .action(async (o: { format?: string }) => {
+      const format = parseFormat(o.format);
+      const all = (await tokens()).list();
+      if (format !== 'table') {
+        process.stdout.write(await structured(all.map((t) => ({ name: t.name, createdAt: t.createdAt, lastUsedAt: t.lastUsedAt ?? null })), format));
+        return;
+      }
+      process.stdout.write(table(['NAME', 'CREATED', 'LAST USED'], all.map((t) => [t.name, t.createdAt, t.lastUsedAt ?? '-'])));
+    });
+  token
+    .command('revoke')
+    .description('revoke a token: requests with it are refused from now on')
+    .argument('<name>')
+    .action(async (name: string) => {
+      (await tokens()).revoke(name);
+      process.stdout.write(`Revoked token ${name}\n`);
+    });
+}

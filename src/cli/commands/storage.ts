@@ -1,0 +1,241 @@
+import type { Command } from 'commander';
+import { formatSize } from '../../lib/units.ts';
+import { loadStorageService as storage } from '../load-storage.ts';
+import { keyValues, parseFormat, structured, table } from '../output.ts';
+
+const size = (n: number | undefined) => (n === undefined ? '-' : formatSize(n));
+
+async function print(format: string | undefined, data: unknown, text: () => string): Promise<void> {
+  const f = parseFormat(format);
+  process.stdout.write(f === 'table' ? text() : await structured(data, f));
+}
+
+export function registerStorageCommands(program: Command): void {
+  const pool = program.command('pool').description('storage pools: directories that hold volumes');
+
+  pool
+    .command('create')
+    .description('register an existing directory as a pool')
+    .argument('<name>', 'pool name (a DNS label)')
+    .requiredOption('--path <dir>', 'absolute path of an existing directory')
+    .action(async (name: string, o: { path: string }) => {
+      const { createPool } = await import('../../storage/pools.ts');
+      const p = createPool(await storage(), name, o.path);
+      process.stdout.write(`Created pool ${p.name} at ${p.path}\n`);
+    });
+
+  pool
+    .command('ls')
+    .description('pools with the size, use and free space of the filesystem holding each')
+    .option('--format <format>', 'table, json or yaml', 'table')
+    .action(async (o: { format?: string }) => {
+      parseFormat(o.format);
+      const { listPools } = await import('../../storage/pools.ts');
+      const pools = listPools(await storage());
+      await print(o.format, pools, () =>
+        table(
+          ['NAME', 'PATH', 'VOLUMES', 'VOLUME ALLOC', 'FS CAPACITY', 'FS ALLOCATION', 'FS AVAILABLE'],
+          pools.map((p) => [p.name, p.path, String(p.volumes), formatSize(p.volumeAllocation), formatSize(p.capacity), formatSize(p.allocation), formatSize(p.available)]),
+        ) +
+          'FS columns are of the filesystem holding the pool (shared with anything else on it). Instance disks made by\n' +
+          'create/launch live in their instance directories, not in a pool: see `virtnode volume ls --all`.\n',
+      );
+    });
+
+  pool
+    .command('info')
+    .description('one pool in detail')
+    .argument('<name>')
+    .option('--format <format>', 'table, json or yaml', 'table')
+    .action(async (name: string, o: { format?: string }) => {
+      parseFormat(o.format);
+      const { poolInfo } = await import('../../storage/pools.ts');
+      const p = poolInfo(await storage(), name);
+      await print(o.format, p, () =>
+        keyValues([
+          ['Name', p.name],
+          ['Path', p.path],
+          ['Volumes', p.volumeNames.length === 0 ? '0' : `${p.volumeNames.length} (${p.volumeNames.join(', ')})`],
+          ['Volume allocation', formatSize(p.volumeAllocation)],
+          ['Other files', p.otherFiles],
+          ['FS capacity', formatSize(p.capacity)],
+          ['FS allocation', formatSize(p.allocation)],
+          ['FS available', formatSize(p.available)],
+          ['Created', p.createdAt],
+        ]),
+      );
+    });
+
+  pool
+    .command('rm')
+    .description('forget a pool (its directory stays); refused while it holds volumes')
+    .argument('<name>')
+    .action(async (name: string) => {
+      const { removePool } = await import('../../storage/pools.ts');
+      removePool(await storage(), name);
+      process.stdout.write(`Removed pool ${name}\n`);
+    });
+
+  const volume = program.command('volume').description('volumes: disk images in pools, attachable to instances');
+
+  volume
+    .command('create')
+    .description('a new empty disk image')
+    .argument('<name>', 'volume name (a DNS label)')
+    .requiredOption('--size <size>', 'virtual size: 512M, 10G, 1T')
+    .option('--format <format>', 'qcow2 (sparse, snapshots) or raw', 'qcow2')
+    .option('--preallocate', 'reserve the space on the host now')
+    .option('--pool <pool>', 'pool to create it in', 'default')
+    .action(async (name: string, o: { size: string; format: string; preallocate?: boolean; pool: string }) => {
+      const { createVolume } = await import('../../storage/volumes.ts');
+      const v = await createVolume(await storage(), { name, size: o.size, format: o.format, preallocate: o.preallocate === true, pool: o.pool });
+      process.stdout.write(`Created volume ${v.name} (${v.format}, ${formatSize((await import('../../storage/volumes.ts')).parseDiskSize('--size', o.size))}) in pool ${v.pool}: ${v.path}\n`);
+    });
+
+  volume
+    .command('ls')
+    .description('volumes, with virtual size, allocation and the instance using each')
+    .option('--pool <pool>', 'only this pool')
+    .option('--all', 'also the instances\' own disks (made by create/launch in their directories)')
+    .option('--format <format>', 'table, json or yaml', 'table')
+    .action(async (o: { pool?: string; all?: boolean; format?: string }) => {
+      parseFormat(o.format);
+      const { listVolumes, listInstanceDisks } = await import('../../storage/volumes.ts');
+      const s = await storage();
+      const volumes = await listVolumes(s, o.pool === undefined ? {} : { pool: o.pool });
+      const disks = o.all ? await listInstanceDisks(s) : [];
+      const rows = [
+        ...volumes.map((v) => [v.name, v.pool, v.format, size(v.virtualSize), size(v.allocation), v.attachedTo ?? '-', v.problem ?? (v.overlay ? 'written through a snapshot overlay' : '')]),
+        ...disks.map((d) => [`${d.instance}/${d.id}`, '(instance)', d.format, size(d.virtualSize), size(d.allocation), d.instance, d.path]),
+      ];
+      await print(o.format, o.all ? { volumes, instanceDisks: disks } : volumes, () => table(['NAME', 'POOL', 'FORMAT', 'SIZE', 'ALLOCATION', 'ATTACHED TO', 'NOTE'], rows));
+    });
+
+  volume
+    .command('info')
+    .description('one volume: virtual size, allocation, format, backing chain')
+    .argument('<name>')
+    .option('--format <format>', 'table, json or yaml', 'table')
+    .action(async (name: string, o: { format?: string }) => {
+      parseFormat(o.format);
+      const { volumeInfo } = await import('../../storage/volumes.ts');
+      const v = await volumeInfo(await storage(), name);
+      await print(o.format, v, () =>
+        keyValues([
+          ['Name', v.name],
+          ['Pool', v.pool],
+          ['Path', v.path],
+          ['Format', v.format],
+          ['Virtual size', size(v.virtualSize)],
+          ['Allocation', size(v.allocation)],
+          ['Attached to', v.attachedTo],
+          ['Overlay', v.overlay],
+          ...v.chain.slice(1).map((l, i): [string, string] => [i === 0 ? 'Backing chain' : '', `${l.path} (${l.format})`]),
+          ...(v.activeChain ?? []).map((l, i): [string, string] => [i === 0 ? 'Active chain' : '', `${l.path} (${l.format})`]),
+          ...(v.chain[0]?.snapshots ?? []).map((s, i): [string, string] => [i === 0 ? 'Internal snapshots' : '', `${s.name} (${s.date}${s.vmStateSize > 0 ? ', with memory' : ''})`]),
+          ['Created', v.createdAt],
+        ]),
+      );
+    });
+
+  volume
+    .command('resize')
+    .description('grow a volume (live when its instance runs); shrinking needs --allow-shrink')
+    .argument('<name>')
+    .requiredOption('--size <size>', 'new virtual size')
+    .option('--allow-shrink', 'allow a smaller size (data past the end is lost)')
+    .action(async (name: string, o: { size: string; allowShrink?: boolean }) => {
+      const { resizeVolume } = await import('../../storage/volumes.ts');
+      const r = await resizeVolume(await storage(), name, o.size, { allowShrink: o.allowShrink === true });
+      process.stdout.write(r.from === r.to ? `Volume ${name} is already ${formatSize(r.to)}\n` : `Resized volume ${name} from ${formatSize(r.from)} to ${formatSize(r.to)}${r.live ? ' (live)' : ''}\n`);
+    });
+
+  volume
+    .command('convert')
+    .description('rewrite a volume in another format (not while attached)')
+    .argument('<name>')
+    .requiredOption('--format <format>', 'qcow2 or raw')
+    .action(async (name: string, o: { format: string }) => {
+      const { convertVolume } = await import('../../storage/volumes.ts');
+      const v = await convertVolume(await storage(), name, o.format);
+      process.stdout.write(`Converted volume ${name} to ${v.format}: ${v.path}\n`);
+    });
+
+  volume
+    .command('check')
+    .description('check a volume for consistency (qemu-img check)')
+    .argument('<name>')
+    .option('--format <format>', 'table, json or yaml', 'table')
+    .action(async (name: string, o: { format?: string }) => {
+      parseFormat(o.format);
+      const { checkVolume } = await import('../../storage/volumes.ts');
+      const r = await checkVolume(await storage(), name);
+      await print(o.format, r, () =>
+        !r.supported
+          ? `Volume ${name}: raw images have no metadata to check\n`
+          : r.clean
+            ? `Volume ${name}: no errors found\n`
+            : `Volume ${name}: ${r.corruptions} corruption(s), ${r.leaks} leaked cluster(s), ${r.checkErrors} check error(s)\n`,
+      );
+      if (r.corruptions > 0 || r.checkErrors > 0) process.exitCode = 9;
+    });
+
+  volume
+    .command('import')
+    .description('copy an image file into a new volume (backing chain flattened)')
+    .argument('<file>')
+    .option('--name <name>', 'volume name (default: from the file name)')
+    .option('--pool <pool>', 'pool', 'default')
+    .option('--format <format>', 'qcow2 or raw (default: raw stays raw, anything else becomes qcow2)')
+    .action(async (file: string, o: { name?: string; pool: string; format?: string }) => {
+      const { importVolume } = await import('../../storage/volumes.ts');
+      const v = await importVolume(await storage(), file, { pool: o.pool, ...(o.name === undefined ? {} : { name: o.name }), ...(o.format === undefined ? {} : { format: o.format }) });
+      process.stdout.write(`Imported ${file} as volume ${v.name} (${v.format}) in pool ${v.pool}\n`);
+    });
+
+  volume
+    .command('export')
+    .description('copy a volume out to a new file')
+    .argument('<name>')
+    .argument('<file>')
+    .option('--format <format>', 'qcow2 or raw (default: the volume\'s)')
+    .action(async (name: string, file: string, o: { format?: string }) => {
+      const { exportVolume } = await import('../../storage/volumes.ts');
+      const r = await exportVolume(await storage(), name, file, o.format === undefined ? {} : { format: o.format });
+      process.stdout.write(`Exported volume ${name} to ${r.path} (${r.format})\n`);
+    });
+
+  volume
+    .command('rm')
+    .description('delete a volume and its file; refused while attached')
+    .argument('<name>')
+    .action(async (name: string) => {
+      const { removeVolume } = await import('../../storage/volumes.ts');
+      await removeVolume(await storage(), name);
+      process.stdout.write(`Removed volume ${name}\n`);
+    });
+
+  const disk = program.command('disk').description('attach volumes to instances as virtio disks (live or stopped)');
+
+  disk
+    .command('attach')
+    .description('attach a volume (hot-plugged if the instance runs; kept for next start)')
+    .argument('<instance>')
+    .argument('<volume>')
+    .action(async (instance: string, vol: string) => {
+      const { attachDisk } = await import('../../storage/disks.ts');
+      const r = await attachDisk(await storage(), instance, vol);
+      process.stdout.write(`Attached volume ${vol} to ${instance} as ${r.diskId}${r.live ? ' (hot-plugged)' : ' (from next start)'}\n`);
+    });
+
+  disk
+    .command('detach')
+    .description('detach a volume (live: waits until the guest has released it)')
+    .argument('<instance>')
+    .argument('<volume>')
+    .action(async (instance: string, vol: string) => {
+      const { detachDisk } = await import('../../storage/disks.ts');
+      const r = await detachDisk(await storage(), instance, vol);
+      process.stdout.write(`Detached volume ${vol} from ${instance}${r.live ? ' (the guest released it)' : ''}\n`);
+    });
+}

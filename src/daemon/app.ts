@@ -1,0 +1,113 @@
+/**
+ * The REST API as a fastify instance: `buildApp(core, options)`. The daemon builds one per listener (the UNIX
+ * socket without tokens, TCP with TLS and tokens) over one shared core; tests call `inject()` on it.
+ *
+ * Extending it (the web UI, later resources): pass `plugins` — each is called with the app and the core after
+ * the built-in routes, so it can add routes, static files, WebSocket endpoints or hooks:
+ *
+ *   const webUi: DaemonPlugin = async (app, core) => { app.get('/ui', ...) };
+ *   buildApp(core, { auth: 'none', plugins: [webUi] });
+ *
+ * The daemon's own list is DAEMON_PLUGINS in src/daemon/plugins.ts. Every route gets the error shape, token
+ * checking (skipped for a route declared with `config: { public: true }`, e.g. a login page), and appears in the
+ * OpenAPI document if it declares a schema. Resource routes live in src/daemon/routes/ (one module per resource,
+ * listed in routes/index.ts).
+ */
+import { Ajv } from 'ajv';
+import Fastify, { type FastifyInstance } from 'fastify';
+import type { Logger } from 'pino';
+import { VirtnodeError } from '../lib/errors.ts';
+import { validateName } from '../lib/ids.ts';
+import type { DaemonCore } from './core.ts';
+import { errorBody, errorHandler } from './errors.ts';
+import { ROUTE_MODULES } from './routes/index.ts';
+
+export const DEFAULT_BODY_LIMIT = 2 * 1024 * 1024;
+
+export type DaemonPlugin = (app: FastifyInstance, core: DaemonCore) => Promise<void>;
+
+export interface AppOptions {
+  /** `token`: every request needs `Authorization: Bearer TOKEN` (TCP). `none`: the UNIX socket, guarded by its mode. */
+  auth: 'none' | 'token';
+  https?: { cert: string | Buffer; key: string | Buffer };
+  /** A pino logger (JSON lines); default: the core's. `false`: silent (tests). */
+  logger?: Logger | false;
+  bodyLimit?: number;
+  plugins?: DaemonPlugin[];
+}
+
+declare module 'fastify' {
+  interface FastifyContextConfig {
+    /** Served without a token even on TCP (a login page, static assets). */
+    public?: boolean;
+  }
+}
+
+export async function buildApp(core: DaemonCore, options: AppOptions): Promise<FastifyInstance> {
+  const bodyLimit = options.bodyLimit ?? DEFAULT_BODY_LIMIT;
+  const logger = options.logger === undefined ? core.log : options.logger;
+  const app: FastifyInstance = Fastify({
+    ...(logger === false ? { logger: false } : { loggerInstance: logger }),
+    bodyLimit,
+    ...(options.https === undefined ? {} : { https: options.https }),
+    // Names are DNS labels: no route needs more, and a long URL is refused early.
+    routerOptions: { maxParamLength: 253 },
+    genReqId: () => crypto.randomUUID(),
+    // One JSON line per request (below) instead of fastify's two.
+    disableRequestLogging: true,
+  }) as unknown as FastifyInstance;
+  app.addHook('onResponse', async (request, reply) => {
+    request.log.info({ req: { method: request.method, url: request.url }, status: reply.statusCode, ms: Math.round(reply.elapsedTime * 10) / 10 }, 'request');
+  });
+
+  // Bodies are checked strictly (a string is not a number, unknown fields are refused, never dropped);
+  // query strings and path parameters are text, so they are converted to the declared types.
+  const strict = new Ajv({ coerceTypes: false, removeAdditional: false, useDefaults: true, strict: false, verbose: true });
+  const coercing = new Ajv({ coerceTypes: true, removeAdditional: false, useDefaults: true, strict: false, verbose: true });
+  app.setValidatorCompiler(({ schema, httpPart }) => (httpPart === 'body' ? strict : coercing).compile(schema));
+  app.setErrorHandler(errorHandler(bodyLimit));
+  app.setNotFoundHandler((request, reply) => {
+    void reply.status(404).send(errorBody(new VirtnodeError('NOT_FOUND', `no route ${request.method} ${request.url.split('?')[0]}`, { hint: 'see /openapi.json or /docs' })));
+  });
+
+  if (options.auth === 'token') {
+    app.addHook('onRequest', async (request) => {
+      if (request.routeOptions.config.public === true) return;
+      const header = request.headers.authorization ?? '';
+      const match = /^Bearer (\S+)$/.exec(header);
+      const name = match === null ? undefined : core.tokens.verify(match[1]!);
+      if (name === undefined) {
+        throw new VirtnodeError('UNAUTHORIZED', match === null ? 'this API needs a bearer token' : 'the bearer token is not valid (unknown or revoked)', {
+          hint: 'make one on the host with `virtnode token create NAME`, then send Authorization: Bearer TOKEN (VIRTNODE_TOKEN for the CLI)',
+        });
+      }
+      request.log = request.log.child({ token: name });
+    });
+  }
+
+  // The same name rule (and message) as the CLI, before the schema's pattern: `..`, `/` or `%2F` never reach a path.
+  app.addHook('preValidation', async (request) => {
+    const params = request.params as Record<string, unknown> | undefined;
+    if (params !== undefined && typeof params['name'] === 'string') validateName('name', params['name']);
+  });
+
+  const { default: swagger } = await import('@fastify/swagger');
+  await app.register(swagger, {
+    openapi: {
+      openapi: '3.0.3',
+      info: { title: 'virtnode API', version: core.version, description: 'VMs on QEMU over QMP: instances, images, operations, events, metrics.' },
+      components: options.auth === 'token' ? { securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } } } : {},
+      ...(options.auth === 'token' ? { security: [{ bearer: [] }] } : {}),
+    },
+  });
+  const { default: websocket } = await import('@fastify/websocket');
+  await app.register(websocket, { options: { maxPayload: 64 * 1024 } });
+
+  for (const routes of ROUTE_MODULES) await routes(app, core);
+  app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
+  const { default: swaggerUi } = await import('@fastify/swagger-ui');
+  await app.register(swaggerUi, { routePrefix: '/docs' });
+
+  for (const plugin of options.plugins ?? []) await plugin(app, core);
+  return app;
+}

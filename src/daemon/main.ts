@@ -1,0 +1,98 @@
+import { readFileSync } from 'node:fs';
+import type { FastifyInstance } from 'fastify';
+import { pino } from 'pino';
+import { invalid, toVirtnodeError } from '../lib/errors.ts';
+import { statePaths } from '../lib/paths.ts';
+import { defaultSocketPath } from '../lib/socket-path.ts';
+import { buildApp } from './app.ts';
+import { createCore } from './core.ts';
+import { groupId, listenUnix, parseListen } from './listen.ts';
+import { DAEMON_PLUGINS } from './plugins.ts';
+
+export interface DaemonOptions {
+  socket?: string;
+  group?: string;
+  listen?: string;
+  tlsCert?: string;
+  tlsKey?: string;
+  stopGuestsOnShutdown?: boolean;
+  /** How long each guest gets to power off with --stop-guests-on-shutdown. */
+  shutdownTimeoutMs?: number;
+  logLevel?: string;
+}
+
+function readPem(field: string, path: string): string {
+  try {
+    return readFileSync(path, 'utf8');
+  } catch (e) {
+    throw invalid(field, `cannot read ${path}: ${(e as NodeJS.ErrnoException).code ?? String(e)}`);
+  }
+}
+
+/**
+ * `virtnode daemon`: the REST API on a UNIX socket (and on TCP with TLS and tokens when asked), the supervisor
+ * that re-adopts and watches instances, metrics. Guests outlive it: SIGTERM stops the daemon and leaves them
+ * running, unless --stop-guests-on-shutdown (then they are powered off like libvirt-guests does).
+ */
+export async function runDaemon(options: DaemonOptions): Promise<void> {
+  // Every option is checked before anything happens.
+  const socket = options.socket ?? defaultSocketPath();
+  const gid = options.group === undefined ? undefined : groupId(options.group);
+  let tcp: { host: string; port: number; cert: string; key: string } | undefined;
+  if (options.listen !== undefined) {
+    const address = parseListen(options.listen);
+    if (options.tlsCert === undefined || options.tlsKey === undefined) {
+      throw invalid('--listen', 'TCP needs TLS: give --tls-cert FILE and --tls-key FILE', 'tokens must never cross a network in clear text; for local use the UNIX socket needs neither');
+    }
+    tcp = { ...address, cert: readPem('--tls-cert', options.tlsCert), key: readPem('--tls-key', options.tlsKey) };
+  } else if (options.tlsCert !== undefined || options.tlsKey !== undefined) {
+    throw invalid('--tls-cert', '--tls-cert and --tls-key are for --listen', 'add --listen HOST:PORT');
+  }
+
+  const log = pino({ level: options.logLevel ?? process.env['VIRTNODE_LOG_LEVEL'] ?? 'info', base: { pid: process.pid, service: 'virtnode' } });
+  const paths = statePaths();
+  const core = createCore(paths, log);
+  const report = await core.supervisor.start({ autostartMarkerDir: paths.cache });
+
+  // TCP first: once the socket answers, the daemon is fully up (the CLI and tests wait for the socket).
+  const servers: FastifyInstance[] = [];
+  if (tcp !== undefined) {
+    const remote = await buildApp(core, { auth: 'token', https: { cert: tcp.cert, key: tcp.key }, plugins: DAEMON_PLUGINS });
+    await remote.listen({ host: tcp.host, port: tcp.port });
+    servers.push(remote);
+  }
+  const local = await buildApp(core, { auth: 'none', plugins: DAEMON_PLUGINS });
+  await listenUnix(local, socket, gid);
+  servers.push(local);
+  log.info({ socket, tcp: tcp === undefined ? undefined : `${tcp.host}:${tcp.port}`, stateDir: paths.root, adopted: report.adopted.length, startupMs: report.durationMs }, 'virtnode daemon ready');
+
+  let shuttingDown = false;
+  const shutdown = async (signal: string) => {
+    if (shuttingDown) return;
+    shuttingDown = true;
+    log.info({ signal, stopGuests: options.stopGuestsOnShutdown === true }, 'daemon stopping');
+    await core.supervisor.stop();
+    await Promise.allSettled(servers.map((s) => s.close()));
+    await core.operations.shutdown();
+    if (options.stopGuestsOnShutdown) await stopGuests(core.instances, options.shutdownTimeoutMs ?? 120_000, log);
+    log.info('daemon stopped');
+    process.exit(0);
+  };
+  process.on('SIGTERM', () => void shutdown('SIGTERM'));
+  process.on('SIGINT', () => void shutdown('SIGINT'));
+}
+
+/** Powers every running guest off at once (ACPI, forced after the timeout), like libvirt-guests at host shutdown. */
+async function stopGuests(service: import('../instances/service.ts').InstanceService, timeoutMs: number, log: import('pino').Logger): Promise<void> {
+  const running = (await service.list()).filter((i) => i.state === 'running' || i.state === 'paused');
+  await Promise.all(
+    running.map(async (i) => {
+      try {
+        const result = await service.stop(i.name, { timeoutMs });
+        log.info({ instance: i.name, method: result.method }, 'guest stopped for shutdown');
+      } catch (e) {
+        log.error({ instance: i.name, err: toVirtnodeError(e) }, 'could not stop guest');
+      }
+    }),
+  );
+}

@@ -1,0 +1,163 @@
+import { readFileSync } from 'node:fs';
+import { cpus, freemem, loadavg, totalmem } from 'node:os';
+import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
+import type { Instance } from '../instances/model.ts';
+import { runtimePaths } from '../instances/runtime.ts';
+import type { InstanceService } from '../instances/service.ts';
+import { MIB } from '../lib/units.ts';
+import { QmpConnection } from '../qmp/connection.ts';
+
+export const METRICS_CACHE_MS = 2_000;
+const QMP_TIMEOUT_MS = 1_000;
+/** USER_HZ: the unit of utime/stime in /proc/PID/stat; 100 on every Linux architecture virtnode runs on. */
+const CLOCK_TICKS_PER_SECOND = 100;
+
+interface BlockStats {
+  device: string;
+  rdBytes: number;
+  wrBytes: number;
+  rdOps: number;
+  wrOps: number;
+}
+
+interface InstanceSample {
+  name: string;
+  state: string;
+  memoryConfiguredBytes: number;
+  cpuSeconds?: number;
+  rssBytes?: number;
+  block: BlockStats[];
+}
+
+/** CPU seconds (user + system, all QEMU threads) and RSS of a process, from /proc. */
+export function processUsage(pid: number): { cpuSeconds: number; rssBytes: number } | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    const ticks = Number(fields[11]) + Number(fields[12]); // utime, stime (fields 14 and 15 of the line)
+    const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+    const rssKiB = Number(/^VmRSS:\s+(\d+) kB/m.exec(status)?.[1] ?? 0);
+    return { cpuSeconds: ticks / CLOCK_TICKS_PER_SECOND, rssBytes: rssKiB * 1024 };
+  } catch {
+    return undefined; // it ended between the listing and now
+  }
+}
+
+async function blockStats(socket: string): Promise<BlockStats[]> {
+  let qmp: QmpConnection | undefined;
+  try {
+    qmp = await QmpConnection.connect(socket, { timeoutMs: QMP_TIMEOUT_MS });
+    const reply = (await qmp.execute('query-blockstats', { 'query-nodes': false }, { timeoutMs: QMP_TIMEOUT_MS })) as Array<{
+      device: string;
+      'node-name'?: string;
+      qdev?: string;
+      stats: { rd_bytes: number; wr_bytes: number; rd_operations: number; wr_operations: number };
+    }>;
+    return reply.map((b) => ({
+      // qdev is /machine/peripheral/<id>/virtio-backend; the id is `<disk id>-dev` (src/qemu/argv.ts).
+      device: b['node-name'] || /peripheral\/([^/]+)-dev/.exec(b.qdev ?? '')?.[1] || b.device || 'unknown',
+      rdBytes: b.stats.rd_bytes,
+      wrBytes: b.stats.wr_bytes,
+      rdOps: b.stats.rd_operations,
+      wrOps: b.stats.wr_operations,
+    }));
+  } catch {
+    return []; // busy or going away: no block numbers this round
+  } finally {
+    qmp?.close();
+  }
+}
+
+/**
+ * Prometheus metrics of the host and its instances, collected at most every METRICS_CACHE_MS (a scrape is
+ * cheap whatever the scraper's rate). Measured: CPU seconds and RSS of each QEMU (/proc), block bytes and
+ * operations (QMP query-blockstats), state, configured memory; host CPUs, memory, load, instances by state.
+ * Not measured: balloon (instances have no balloon device yet) and network counters (user-mode networking
+ * runs inside QEMU, which exposes no counters for it; tap NICs will be read from /sys/class/net when the
+ * network work lands).
+ */
+export class MetricsCollector {
+  readonly registry = new Registry();
+  private readonly service: InstanceService;
+  private cached: { at: number; text: Promise<string> } | undefined;
+  private readonly g;
+
+  constructor(service: InstanceService) {
+    this.service = service;
+    const r = [this.registry];
+    const instanceLabel = ['instance'] as const;
+    this.g = {
+      state: new Gauge({ name: 'virtnode_instance_state', help: 'The instance state: 1 for the current state', labelNames: ['instance', 'state'], registers: r }),
+      cpu: new Counter({ name: 'virtnode_instance_cpu_seconds_total', help: 'CPU time used by the instance QEMU process (user + system)', labelNames: instanceLabel, registers: r }),
+      rss: new Gauge({ name: 'virtnode_instance_memory_rss_bytes', help: 'Resident memory of the instance QEMU process', labelNames: instanceLabel, registers: r }),
+      memory: new Gauge({ name: 'virtnode_instance_memory_configured_bytes', help: 'Memory given to the guest', labelNames: instanceLabel, registers: r }),
+      rdBytes: new Counter({ name: 'virtnode_instance_block_read_bytes_total', help: 'Bytes read by the guest from a disk', labelNames: ['instance', 'device'], registers: r }),
+      wrBytes: new Counter({ name: 'virtnode_instance_block_write_bytes_total', help: 'Bytes written by the guest to a disk', labelNames: ['instance', 'device'], registers: r }),
+      rdOps: new Counter({ name: 'virtnode_instance_block_read_ops_total', help: 'Read operations of the guest on a disk', labelNames: ['instance', 'device'], registers: r }),
+      wrOps: new Counter({ name: 'virtnode_instance_block_write_ops_total', help: 'Write operations of the guest on a disk', labelNames: ['instance', 'device'], registers: r }),
+      hostCpus: new Gauge({ name: 'virtnode_host_cpus', help: 'Logical CPUs of the host', registers: r }),
+      hostMemory: new Gauge({ name: 'virtnode_host_memory_bytes', help: 'Memory of the host', registers: r }),
+      hostMemoryFree: new Gauge({ name: 'virtnode_host_memory_free_bytes', help: 'Free memory of the host', registers: r }),
+      hostLoad: new Gauge({ name: 'virtnode_host_load1', help: 'One-minute load average of the host', registers: r }),
+      instances: new Gauge({ name: 'virtnode_instances', help: 'Instances by state', labelNames: ['state'], registers: r }),
+      scrape: new Gauge({ name: 'virtnode_metrics_collect_seconds', help: 'How long the last collection took', registers: r }),
+    };
+    collectDefaultMetrics({ register: this.registry, prefix: 'virtnode_daemon_' });
+  }
+
+  get contentType(): string {
+    return this.registry.contentType;
+  }
+
+  /** The exposition text, collected anew only when the cached one is older than METRICS_CACHE_MS. */
+  text(): Promise<string> {
+    const now = Date.now();
+    if (this.cached === undefined || now - this.cached.at > METRICS_CACHE_MS) {
+      const text = this.collect().then(() => this.registry.metrics());
+      text.catch(() => (this.cached = undefined));
+      this.cached = { at: now, text };
+    }
+    return this.cached.text;
+  }
+
+  private async sample(instance: Instance): Promise<InstanceSample> {
+    const sample: InstanceSample = { name: instance.name, state: instance.state, memoryConfiguredBytes: instance.spec.memoryMiB * MIB, block: [] };
+    if (instance.pid === undefined || !['running', 'paused', 'starting', 'stopping'].includes(instance.state)) return sample;
+    const usage = processUsage(instance.pid);
+    if (usage !== undefined) {
+      sample.cpuSeconds = usage.cpuSeconds;
+      sample.rssBytes = usage.rssBytes;
+    }
+    sample.block = await blockStats(runtimePaths(this.service.paths.instanceDir(instance.name)).qmpQuery);
+    return sample;
+  }
+
+  private async collect(): Promise<void> {
+    const started = performance.now();
+    const samples = await Promise.all(this.service.repo.list().map((i) => this.sample(i)));
+    const g = this.g;
+    for (const metric of Object.values(g)) metric.reset();
+    const byState = new Map<string, number>();
+    for (const s of samples) {
+      const l = { instance: s.name };
+      byState.set(s.state, (byState.get(s.state) ?? 0) + 1);
+      g.state.set({ instance: s.name, state: s.state }, 1);
+      g.memory.set(l, s.memoryConfiguredBytes);
+      if (s.cpuSeconds !== undefined) g.cpu.inc(l, s.cpuSeconds);
+      if (s.rssBytes !== undefined) g.rss.set(l, s.rssBytes);
+      for (const b of s.block) {
+        const bl = { instance: s.name, device: b.device };
+        g.rdBytes.inc(bl, b.rdBytes);
+        g.wrBytes.inc(bl, b.wrBytes);
+        g.rdOps.inc(bl, b.rdOps);
+        g.wrOps.inc(bl, b.wrOps);
+      }
+    }
+    for (const [state, count] of byState) g.instances.set({ state }, count);
+    g.hostCpus.set(cpus().length);
+    g.hostMemory.set(totalmem());
+    g.hostMemoryFree.set(freemem());
+    g.hostLoad.set(loadavg()[0]!);
+    g.scrape.set((performance.now() - started) / 1000);
+  }
+}

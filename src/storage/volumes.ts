@@ -1,0 +1,319 @@
+import { existsSync, renameSync, rmSync, statSync } from 'node:fs';
+import { basename, dirname, extname, join, resolve } from 'node:path';
+import type { DiskFormat, Instance } from '../instances/model.ts';
+import { invalid, VirtnodeError } from '../lib/errors.ts';
+import { failpoint } from '../lib/failpoint.ts';
+import { validateName } from '../lib/ids.ts';
+import { within } from '../lib/paths.ts';
+import { formatSize, parseSize } from '../lib/units.ts';
+import type { Volume } from '../store/storage.ts';
+import { mustGetPool, DEFAULT_POOL } from './pools.ts';
+import { backingChain, type ChainLink, checkImage, type CheckResult, convertImage, createVolumeImage, imageLink, resizeImage } from './qemu-img.ts';
+import { diskNode, QMP_BLOCK_COMMANDS } from './qmp-block.ts';
+import { isLive, type StorageService } from './service.ts';
+
+const FORMATS: readonly DiskFormat[] = ['qcow2', 'raw'];
+
+export function parseFormat(field: string, text: string | undefined, fallback: DiskFormat): DiskFormat {
+  if (text === undefined) return fallback;
+  if (!FORMATS.includes(text as DiskFormat)) throw invalid(field, `"${text}" is not a disk format`, 'use qcow2 or raw');
+  return text as DiskFormat;
+}
+
+/** A disk size: K/M/G/T (binary), a whole number of 512-byte sectors. */
+export function parseDiskSize(field: string, text: string): number {
+  if (!/^\s*\d+(\.\d+)?\s*([KMGT](i?B)?|B)?\s*$/i.test(text)) {
+    throw invalid(field, `"${text}" is not a size`, 'use a number with a unit: 512M, 10G, 1T (K, M, G, T; binary)');
+  }
+  const bytes = parseSize(field, text);
+  if (bytes % 512 !== 0) throw invalid(field, `"${text}" is ${bytes} bytes, not a multiple of 512`, 'use whole K, M, G or T');
+  return bytes;
+}
+
+function volumePath(poolPath: string, name: string, format: DiskFormat): string {
+  return within(poolPath, `${name}.${format}`);
+}
+
+export function mustGetVolume(storage: StorageService, name: string): Volume {
+  validateName('volume', name);
+  const volume = storage.repo.volume(name);
+  if (volume === undefined || volume.state === 'creating') {
+    throw new VirtnodeError('NOT_FOUND', `volume ${name} does not exist`, { field: 'volume', hint: 'see `virtnode volume ls` for the volumes there are' });
+  }
+  return volume;
+}
+
+function assertNewVolume(storage: StorageService, name: string, path: string): void {
+  if (storage.repo.volume(name) !== undefined) throw new VirtnodeError('CONFLICT', `volume ${name} already exists`, { field: 'name', hint: 'choose another name' });
+  if (existsSync(path)) {
+    throw new VirtnodeError('CONFLICT', `${path} already exists and is no volume of virtnode`, { field: 'name', hint: 'choose another name, or import it: virtnode volume import FILE' });
+  }
+}
+
+/** Records the volume as `creating`, makes its file with `make`, then marks it ready; a failure undoes both. */
+async function makeVolume(storage: StorageService, name: string, pool: string, path: string, format: DiskFormat, make: () => Promise<void>): Promise<Volume> {
+  return storage.withVolumeLock(name, 'create', { lockWaitMs: 0 }, async () => {
+    assertNewVolume(storage, name, path);
+    storage.repo.insertVolume({ name, pool, path, format, state: 'creating' });
+    try {
+      await make();
+      failpoint('volume.after-file');
+      storage.repo.updateVolume(name, { state: 'ready' });
+    } catch (e) {
+      rmSync(path, { force: true });
+      storage.repo.deleteVolume(name);
+      throw e;
+    }
+    return storage.repo.volume(name)!;
+  });
+}
+
+export interface CreateVolumeRequest {
+  name: string;
+  size: string | undefined;
+  format?: string;
+  preallocate?: boolean;
+  pool?: string;
+}
+
+export async function createVolume(storage: StorageService, request: CreateVolumeRequest): Promise<Volume> {
+  const name = validateName('name', request.name);
+  if (request.size === undefined) throw invalid('--size', 'is required', 'e.g. --size 10G');
+  const sizeBytes = parseDiskSize('--size', request.size);
+  const format = parseFormat('--format', request.format, 'qcow2');
+  const pool = mustGetPool(storage, request.pool ?? DEFAULT_POOL);
+  const path = volumePath(pool.path, name, format);
+  return makeVolume(storage, name, pool.name, path, format, () => createVolumeImage(path, { format, sizeBytes, preallocate: request.preallocate === true }));
+}
+
+export interface VolumeView extends Volume {
+  virtualSize: number | undefined;
+  allocation: number | undefined;
+  /** Instance using it as a disk. */
+  attachedTo: string | undefined;
+  /** Present state lives in an overlay on the volume (an external snapshot of that instance). */
+  overlay: string | undefined;
+  problem: string | undefined;
+}
+
+async function view(storage: StorageService, volume: Volume): Promise<VolumeView> {
+  const user = storage.attachedTo(volume.name);
+  const disk = user?.spec.disks.find((d) => d.volume === volume.name);
+  const base: VolumeView = {
+    ...volume,
+    virtualSize: undefined,
+    allocation: undefined,
+    attachedTo: user?.name,
+    overlay: disk !== undefined && disk.path !== volume.path ? disk.path : undefined,
+    problem: undefined,
+  };
+  try {
+    const link = await imageLink(volume.path);
+    return { ...base, virtualSize: link.virtualSize, allocation: link.allocation };
+  } catch (e) {
+    return { ...base, problem: existsSync(volume.path) ? `unreadable: ${e instanceof Error ? e.message : String(e)}` : 'file missing' };
+  }
+}
+
+/** An instance's own disk (made by create/launch in its directory); not a volume, shown by `volume ls --all`. */
+export interface InstanceDiskView {
+  instance: string;
+  id: string;
+  path: string;
+  format: string;
+  virtualSize: number | undefined;
+  allocation: number | undefined;
+}
+
+export async function listVolumes(storage: StorageService, options: { pool?: string } = {}): Promise<VolumeView[]> {
+  if (options.pool !== undefined) mustGetPool(storage, options.pool);
+  else mustGetPool(storage, DEFAULT_POOL);
+  const volumes = storage.repo.volumes(options.pool).filter((v) => v.state !== 'creating');
+  return Promise.all(volumes.map((v) => view(storage, v)));
+}
+
+export async function listInstanceDisks(storage: StorageService): Promise<InstanceDiskView[]> {
+  const out: InstanceDiskView[] = [];
+  for (const instance of storage.instances.repo.list()) {
+    for (const disk of instance.spec.disks) {
+      if (disk.volume !== undefined) continue;
+      let link: ChainLink | undefined;
+      try {
+        link = await imageLink(disk.path);
+      } catch {
+        link = undefined;
+      }
+      out.push({ instance: instance.name, id: disk.id, path: disk.path, format: disk.format, virtualSize: link?.virtualSize, allocation: link?.allocation });
+    }
+  }
+  return out;
+}
+
+export async function volumeInfo(storage: StorageService, name: string): Promise<VolumeView & { chain: ChainLink[]; activeChain: ChainLink[] | undefined }> {
+  const volume = mustGetVolume(storage, name);
+  const v = await view(storage, volume);
+  const chain = await backingChain(volume.path);
+  const activeChain = v.overlay === undefined ? undefined : await backingChain(v.overlay);
+  return { ...v, chain, activeChain };
+}
+
+/** A volume's instance and disk id, if it is attached; refuses when snapshot overlays sit on it. */
+function attachment(storage: StorageService, volume: Volume, operation: string): { instance: Instance; diskId: string } | undefined {
+  const user = storage.attachedTo(volume.name);
+  if (user === undefined) return undefined;
+  const disk = user.spec.disks.find((d) => d.volume === volume.name)!;
+  if (disk.path !== volume.path) {
+    throw new VirtnodeError('INVALID_STATE', `cannot ${operation} volume ${volume.name}: instance ${user.name} writes it through an external snapshot overlay (${disk.path})`, {
+      hint: `delete ${user.name}'s external snapshots first (virtnode snapshot rm ${user.name} SNAP), which merges the overlay back`,
+    });
+  }
+  return { instance: user, diskId: disk.id };
+}
+
+export interface ResizeResult {
+  volume: Volume;
+  from: number;
+  to: number;
+  live: boolean;
+}
+
+export async function resizeVolume(storage: StorageService, name: string, sizeText: string, options: { allowShrink?: boolean } = {}): Promise<ResizeResult> {
+  const sizeBytes = parseDiskSize('--size', sizeText);
+  const volume = mustGetVolume(storage, name);
+  const att = attachment(storage, volume, 'resize');
+  const resizeUnder = async (): Promise<ResizeResult> => {
+    const current = await imageLink(volume.path);
+    if (sizeBytes < current.virtualSize && !options.allowShrink) {
+      throw invalid('--size', `${formatSize(sizeBytes)} is smaller than volume ${name} (${formatSize(current.virtualSize)}): shrinking cuts off the data at the end`, 'shrink the filesystem inside first, then repeat with --allow-shrink');
+    }
+    const instance = att === undefined ? undefined : await storage.instance(att.instance.name);
+    if (instance !== undefined && isLive(instance)) {
+      if (sizeBytes < current.virtualSize) throw new VirtnodeError('INVALID_STATE', `cannot shrink volume ${name} while ${instance.name} runs`, { hint: `stop ${instance.name} first` });
+      await storage.withQmp(instance, async (qmp) => {
+        const node = await diskNode(qmp, att!.diskId);
+        if (node === undefined) throw new VirtnodeError('INTERNAL', `QEMU of ${instance.name} has no device for disk ${att!.diskId}`);
+        await qmp.execute(QMP_BLOCK_COMMANDS.blockResize, { 'node-name': node.node, size: sizeBytes });
+      });
+      return { volume, from: current.virtualSize, to: sizeBytes, live: true };
+    }
+    if (sizeBytes !== current.virtualSize) await resizeImage(volume.path, volume.format, sizeBytes, { shrink: sizeBytes < current.virtualSize });
+    return { volume, from: current.virtualSize, to: sizeBytes, live: false };
+  };
+  return att === undefined
+    ? storage.withVolumeLock(name, 'resize', {}, resizeUnder)
+    : storage.instances.withLock(att.instance.name, 'volume resize', {}, () => storage.withVolumeLock(name, 'resize', {}, resizeUnder));
+}
+
+function assertDetached(storage: StorageService, volume: Volume, operation: string): void {
+  const user = storage.attachedTo(volume.name);
+  if (user !== undefined) {
+    throw new VirtnodeError('CONFLICT', `cannot ${operation} volume ${volume.name}: it is attached to instance ${user.name}`, {
+      hint: `detach it first: virtnode disk detach ${user.name} ${volume.name}`,
+    });
+  }
+}
+
+/** Rewrites the volume in another format (copy, then swap the files); refused while attached. */
+export async function convertVolume(storage: StorageService, name: string, formatText: string | undefined): Promise<Volume> {
+  if (formatText === undefined) throw invalid('--format', 'is required', 'use qcow2 or raw');
+  const format = parseFormat('--format', formatText, 'qcow2');
+  const volume = mustGetVolume(storage, name);
+  assertDetached(storage, volume, 'convert');
+  if (volume.format === format) throw invalid('--format', `volume ${name} is already ${format}`);
+  const pool = mustGetPool(storage, volume.pool);
+  return storage.withVolumeLock(name, 'convert', {}, async () => {
+    assertDetached(storage, volume, 'convert');
+    const target = volumePath(pool.path, name, format);
+    if (existsSync(target)) throw new VirtnodeError('CONFLICT', `${target} already exists`, { hint: 'move it away first' });
+    const partial = within(pool.path, `.${name}.${format}.partial`);
+    try {
+      await convertImage(volume.path, partial, format, { sourceFormat: volume.format });
+      renameSync(partial, target);
+    } catch (e) {
+      rmSync(partial, { force: true });
+      throw e;
+    }
+    storage.repo.updateVolume(name, { path: target, format });
+    rmSync(volume.path, { force: true });
+    return storage.repo.volume(name)!;
+  });
+}
+
+export async function checkVolume(storage: StorageService, name: string): Promise<CheckResult> {
+  const volume = mustGetVolume(storage, name);
+  return checkImage(volume.path, volume.format);
+}
+
+/** Copies an image file (any format qemu-img reads, backing chain flattened) into a new volume. */
+export async function importVolume(
+  storage: StorageService,
+  file: string,
+  request: { name?: string; pool?: string; format?: string },
+): Promise<Volume> {
+  const source = resolve(file);
+  if (!existsSync(source) || !statSync(source).isFile()) throw invalid('FILE', `${file} is not an existing file`);
+  const name = validateName('--name', request.name ?? basename(source, extname(source)));
+  const requested = request.format === undefined ? undefined : parseFormat('--format', request.format, 'qcow2');
+  const pool = mustGetPool(storage, request.pool ?? DEFAULT_POOL);
+  let link: ChainLink;
+  try {
+    link = await imageLink(source);
+  } catch (e) {
+    throw new VirtnodeError('INVALID', `FILE: ${file} is not an image qemu-img can read`, { field: 'FILE', cause: e });
+  }
+  const format: DiskFormat = requested ?? (link.format === 'raw' ? 'raw' : 'qcow2');
+  const path = volumePath(pool.path, name, format);
+  return makeVolume(storage, name, pool.name, path, format, () => convertImage(source, path, format, { sourceFormat: link.format }));
+}
+
+/** Copies a volume out to a new file (never overwrites); refused while a running instance writes it. */
+export async function exportVolume(storage: StorageService, name: string, file: string, request: { format?: string } = {}): Promise<{ path: string; format: DiskFormat }> {
+  const volume = mustGetVolume(storage, name);
+  const format = parseFormat('--format', request.format, volume.format);
+  const target = resolve(file);
+  if (existsSync(target)) throw new VirtnodeError('CONFLICT', `FILE: ${file} already exists`, { field: 'FILE', hint: 'choose a new file name; export never overwrites' });
+  if (!existsSync(dirname(target))) throw invalid('FILE', `the directory ${dirname(target)} does not exist`);
+  return storage.withVolumeLock(name, 'export', {}, async () => {
+    const user = storage.attachedTo(name);
+    if (user !== undefined && isLive(await storage.instance(user.name))) {
+      throw new VirtnodeError('INVALID_STATE', `cannot export volume ${name} while instance ${user.name} runs and writes it`, {
+        hint: `stop ${user.name} first, or detach the volume`,
+      });
+    }
+    const disk = user?.spec.disks.find((d) => d.volume === name);
+    // The present state: through the overlay of an external snapshot, if there is one.
+    const sourcePath = disk?.path ?? volume.path;
+    const partial = join(dirname(target), `.${basename(target)}.partial`);
+    try {
+      await convertImage(sourcePath, partial, format);
+      renameSync(partial, target);
+    } catch (e) {
+      rmSync(partial, { force: true });
+      throw e;
+    }
+    return { path: target, format };
+  });
+}
+
+export async function removeVolume(storage: StorageService, name: string): Promise<void> {
+  const volume = mustGetVolume(storage, name);
+  assertDetached(storage, volume, 'remove');
+  await storage.withVolumeLock(name, 'remove', {}, async () => {
+    assertDetached(storage, volume, 'remove');
+    storage.repo.updateVolume(name, { state: 'deleting' });
+    rmSync(volume.path, { force: true });
+    storage.repo.deleteVolume(name);
+  });
+}
+
+/** Volumes left `creating`/`deleting` by a crashed process: the half-made file and record go. */
+export function repairVolumes(storage: StorageService, ownerAlive: (lockName: string) => boolean): string[] {
+  const repaired: string[] = [];
+  for (const v of storage.repo.volumes()) {
+    if (v.state === 'ready' || ownerAlive(`volume/${v.name}`)) continue;
+    rmSync(v.path, { force: true });
+    storage.repo.deleteVolume(v.name);
+    repaired.push(`volume ${v.name}: removed after an interrupted ${v.state === 'creating' ? 'create' : 'remove'}`);
+  }
+  return repaired;
+}

@@ -1,0 +1,122 @@
+/** The daemon's REST API as the browser sees it (same origin). Shapes follow src/api/views.ts. */
+
+export type InstanceState = 'creating' | 'defined' | 'starting' | 'running' | 'paused' | 'stopping' | 'stopped' | 'crashed' | 'deleting';
+
+export interface Instance {
+  name: string;
+  state: InstanceState;
+  reason?: string;
+  uuid: string;
+  smbiosUuid: string;
+  cpus: number;
+  memoryMiB: number;
+  accel: string;
+  disks: Array<{ id: string; path: string; format: string }>;
+  nics: Array<{ index: number; mac: string; network: string }>;
+  boot?: { kernel: string; initrd?: string; cmdline?: string };
+  image?: { name: string; sha256: string };
+  instanceId?: string;
+  ssh?: { user: string; address?: string; hostKeyFingerprints: string[] };
+  readiness?: { phase: string; detail: string; at: string };
+  autostart?: boolean;
+  restartPolicy?: string;
+  pid?: number;
+  createdAt: string;
+  updatedAt: string;
+}
+
+export interface Image {
+  name: string;
+  format: string;
+  virtualSize: number;
+}
+
+export interface Operation {
+  id: string;
+  kind: string;
+  target?: string;
+  status: 'running' | 'succeeded' | 'failed' | 'cancelled';
+  progress: { phase?: string; detail?: string; percent?: number; entries: Array<{ phase: string; detail: string; elapsedMs: number }> };
+  result?: unknown;
+  error?: { code: string; message: string; hint?: string };
+}
+
+export interface Ticket {
+  ticket: string;
+  expiresAt: string;
+  url: string;
+}
+
+export class ApiError extends Error {
+  readonly status: number;
+  readonly code: string;
+  readonly hint: string | undefined;
+  constructor(status: number, code: string, message: string, hint?: string) {
+    super(message);
+    this.status = status;
+    this.code = code;
+    this.hint = hint;
+  }
+}
+
+const TOKEN_KEY = 'virtnode.token';
+
+/** The bearer token lives in this tab's session storage only (gone when the tab closes). */
+export const token = {
+  get: (): string | null => sessionStorage.getItem(TOKEN_KEY),
+  set: (value: string) => sessionStorage.setItem(TOKEN_KEY, value),
+  clear: () => sessionStorage.removeItem(TOKEN_KEY),
+};
+
+type Listener = () => void;
+const unauthorizedListeners = new Set<Listener>();
+/** Called when the daemon answers 401: the page shows the login form. */
+export function onUnauthorized(listener: Listener): () => void {
+  unauthorizedListeners.add(listener);
+  return () => unauthorizedListeners.delete(listener);
+}
+
+export async function request<T>(method: string, path: string, body?: unknown): Promise<T> {
+  const headers: Record<string, string> = { accept: 'application/json' };
+  const bearer = token.get();
+  if (bearer !== null) headers['authorization'] = `Bearer ${bearer}`;
+  if (body !== undefined) headers['content-type'] = 'application/json';
+  const response = await fetch(path, { method, headers, ...(body === undefined ? {} : { body: JSON.stringify(body) }) });
+  const text = await response.text();
+  const data: unknown = text === '' ? undefined : JSON.parse(text);
+  if (!response.ok) {
+    const error = (data as { error?: { code?: string; message?: string; hint?: string } } | undefined)?.error;
+    if (response.status === 401) for (const listener of unauthorizedListeners) listener();
+    throw new ApiError(response.status, error?.code ?? 'HTTP', error?.message ?? `${method} ${path}: HTTP ${response.status}`, error?.hint);
+  }
+  return data as T;
+}
+
+export const api = {
+  instances: () => request<Instance[]>('GET', '/instances'),
+  instance: (name: string) => request<Instance>('GET', `/instances/${encodeURIComponent(name)}`),
+  images: () => request<Image[]>('GET', '/images'),
+  create: (body: Record<string, unknown>) => request<Instance>('POST', '/instances', body),
+  launch: (body: Record<string, unknown>) => request<Operation>('POST', '/instances/launch', body),
+  /** start/pause/resume answer with the instance; stop/restart with an operation (202). */
+  action: (name: string, action: 'start' | 'stop' | 'restart' | 'pause' | 'resume', body?: unknown) =>
+    request<Instance | Operation>('POST', `/instances/${encodeURIComponent(name)}/${action}`, body),
+  remove: (name: string, force: boolean) => request<{ deleted: boolean }>('DELETE', `/instances/${encodeURIComponent(name)}${force ? '?force=true' : ''}`),
+  operation: (id: string, waitSeconds = 0) => request<Operation>('GET', `/operations/${id}?wait=${waitSeconds}`),
+  consoleTicket: (name: string, kind: 'serial' | 'vnc') => request<Ticket>('POST', `/instances/${encodeURIComponent(name)}/console-tickets`, { kind }),
+  eventTicket: () => request<Ticket>('POST', '/ui/event-tickets'),
+  snapshots: (name: string) => request<Array<Record<string, unknown>>>('GET', `/instances/${encodeURIComponent(name)}/snapshots`),
+  metrics: async (): Promise<string> => {
+    const headers: Record<string, string> = {};
+    const bearer = token.get();
+    if (bearer !== null) headers['authorization'] = `Bearer ${bearer}`;
+    const response = await fetch('/metrics', { headers });
+    if (!response.ok) throw new ApiError(response.status, 'HTTP', `/metrics: HTTP ${response.status}`);
+    return response.text();
+  },
+};
+
+/** ws:// or wss:// for a path on this origin. */
+export function wsUrl(path: string): string {
+  return `${location.protocol === 'https:' ? 'wss:' : 'ws:'}//${location.host}${path}`;
+}

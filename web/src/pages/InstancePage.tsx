@@ -1,0 +1,142 @@
+import { useEffect, useState } from 'preact/hooks';
+import { api, type Instance, type Operation } from '../api.ts';
+import { Actions } from '../components/Actions.tsx';
+import { Metrics } from '../components/Metrics.tsx';
+import { SerialConsole } from '../components/SerialConsole.tsx';
+import { VncConsole } from '../components/VncConsole.tsx';
+import type { Live } from '../store.ts';
+
+export type Tab = 'overview' | 'metrics' | 'serial' | 'vnc' | 'snapshots';
+const TABS: Array<[Tab, string]> = [
+  ['overview', 'Overview'],
+  ['metrics', 'Metrics'],
+  ['serial', 'Serial console'],
+  ['vnc', 'Graphical console'],
+  ['snapshots', 'Snapshots'],
+];
+const LIVE = ['running', 'paused'];
+
+function Row({ label, children }: { label: string; children: preact.ComponentChildren }) {
+  return (
+    <tr>
+      <th>{label}</th>
+      <td>{children}</td>
+    </tr>
+  );
+}
+
+function Overview({ instance, operations }: { instance: Instance; operations: Operation[] }) {
+  return (
+    <div class="overview">
+      <table class="facts">
+        <tbody>
+          <Row label="State">
+            <span class={`state state-${instance.state}`}>{instance.state}</span> {instance.reason ?? ''}
+          </Row>
+          <Row label="CPUs / memory">
+            {instance.cpus} / {instance.memoryMiB} MiB ({instance.accel})
+          </Row>
+          <Row label="Source">{instance.image !== undefined ? `image ${instance.image.name}` : instance.boot !== undefined ? `kernel ${instance.boot.kernel}` : '–'}</Row>
+          <Row label="SSH">{instance.ssh?.address !== undefined ? `${instance.ssh.user}@ ${instance.ssh.address} (virtnode shell ${instance.name})` : '–'}</Row>
+          <Row label="MAC addresses">{instance.nics.map((n) => `${n.mac} (${n.network})`).join(', ') || 'no network'}</Row>
+          <Row label="UUID">{instance.uuid}</Row>
+          <Row label="SMBIOS UUID">{instance.smbiosUuid}</Row>
+          <Row label="Instance-id">{instance.instanceId ?? '–'}</Row>
+          <Row label="Host keys">
+            {instance.ssh?.hostKeyFingerprints.length ? (
+              <ul class="plain">
+                {instance.ssh.hostKeyFingerprints.map((f) => (
+                  <li>
+                    <code>{f}</code>
+                  </li>
+                ))}
+              </ul>
+            ) : (
+              '–'
+            )}
+          </Row>
+          <Row label="Cloud-init">{instance.readiness !== undefined ? `${instance.readiness.phase}: ${instance.readiness.detail} (${instance.readiness.at})` : '–'}</Row>
+          <Row label="Disks">{instance.disks.map((d) => `${d.id} ${d.format} ${d.path}`).join(', ') || '–'}</Row>
+          <Row label="QEMU pid">{instance.pid ?? '–'}</Row>
+        </tbody>
+      </table>
+      {operations.length > 0 && (
+        <div class="operations">
+          <h2>Operations</h2>
+          {operations.map((op) => (
+            <div class={`operation op-${op.status}`} data-testid="operation">
+              <strong>{op.kind}</strong> {op.status}
+              {op.error !== undefined && <span class="error"> {op.error.message}</span>}
+              <ol>
+                {op.progress.entries.map((e) => (
+                  <li>
+                    {e.phase} {e.detail} <span class="muted">{(e.elapsedMs / 1000).toFixed(1)} s</span>
+                  </li>
+                ))}
+              </ol>
+            </div>
+          ))}
+        </div>
+      )}
+    </div>
+  );
+}
+
+function Snapshots({ name }: { name: string }) {
+  const [snapshots, setSnapshots] = useState<Array<Record<string, unknown>> | undefined>();
+  const [error, setError] = useState<string | undefined>();
+  useEffect(() => {
+    api.snapshots(name).then(setSnapshots, (e: Error & { status?: number }) =>
+      setError(e.status === 404 ? 'Snapshots are not available from this daemon yet.' : e.message),
+    );
+  }, [name]);
+  if (error !== undefined) return <p class="muted">{error}</p>;
+  if (snapshots === undefined) return <p class="muted">loading…</p>;
+  if (snapshots.length === 0) return <p class="muted">No snapshots.</p>;
+  return (
+    <table>
+      <tbody>
+        {snapshots.map((s) => (
+          <tr>
+            <td>{String(s['name'] ?? '')}</td>
+            <td>{String(s['createdAt'] ?? '')}</td>
+          </tr>
+        ))}
+      </tbody>
+    </table>
+  );
+}
+
+export function InstancePage({ live, name, tab, onError }: { live: Live; name: string; tab: Tab; onError: (m: string) => void }) {
+  const instance = live.instances.get(name);
+  if (instance === undefined) {
+    return <p class="muted">{live.loaded ? `Instance ${name} does not exist (or was deleted).` : 'loading…'}</p>;
+  }
+  const operations = [...live.operations.values()].filter((op) => op.target === `instances/${name}`).reverse();
+  const running = LIVE.includes(instance.state);
+  return (
+    <section>
+      <header class="page-header">
+        <h1>
+          {name}{' '}
+          <span class={`state state-${instance.state}`} data-testid="instance-state">
+            {instance.state}
+          </span>
+        </h1>
+        <Actions instance={instance} onError={onError} onDeleted={() => (location.hash = '#/')} />
+      </header>
+      <nav class="tabs" role="tablist">
+        {TABS.map(([id, label]) => (
+          <a role="tab" aria-selected={tab === id} class={tab === id ? 'active' : ''} href={`#/instances/${name}/${id}`}>
+            {label}
+          </a>
+        ))}
+      </nav>
+      {tab === 'overview' && <Overview instance={instance} operations={operations} />}
+      {tab === 'metrics' && <Metrics name={name} />}
+      {tab === 'serial' && (running ? <SerialConsole name={name} /> : <p class="muted">The console exists while the instance runs.</p>)}
+      {tab === 'vnc' && (running ? <VncConsole name={name} /> : <p class="muted">The console exists while the instance runs.</p>)}
+      {tab === 'snapshots' && <Snapshots name={name} />}
+    </section>
+  );
+}

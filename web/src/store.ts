@@ -1,0 +1,63 @@
+import { useEffect, useState } from 'preact/hooks';
+import { api, type Instance, type InstanceState, type Operation } from './api.ts';
+import { subscribe } from './events.ts';
+
+/** The page's view of the instances, kept current by the events stream (no reloads, no polling). */
+export interface Live {
+  instances: Map<string, Instance>;
+  operations: Map<string, Operation>;
+  loaded: boolean;
+  error: string | undefined;
+}
+
+export function useLive(): Live {
+  const [live, setLive] = useState<Live>({ instances: new Map(), operations: new Map(), loaded: false, error: undefined });
+
+  useEffect(() => {
+    let stopped = false;
+    const refreshAll = () =>
+      api.instances().then(
+        (list) => !stopped && setLive((l) => ({ ...l, instances: new Map(list.map((i) => [i.name, i])), loaded: true, error: undefined })),
+        (e: Error) => !stopped && setLive((l) => ({ ...l, loaded: true, error: e.message })),
+      );
+    const refreshOne = (name: string) =>
+      api.instance(name).then(
+        (instance) => !stopped && setLive((l) => ({ ...l, instances: new Map(l.instances).set(name, instance) })),
+        () => {},
+      );
+    const setState = (name: string, state: InstanceState, reason: string | undefined) =>
+      setLive((l) => {
+        const current = l.instances.get(name);
+        if (current === undefined) return l;
+        const next: Instance = { ...current, state };
+        if (reason === undefined) delete next.reason;
+        else next.reason = reason;
+        return { ...l, instances: new Map(l.instances).set(name, next) };
+      });
+
+    void refreshAll();
+    const unsubscribe = subscribe((event) => {
+      if (event.type === 'hello') {
+        void refreshAll(); // after a reconnect, catch up on anything missed
+      } else if (event.type === 'instance') {
+        if (event.state === 'deleted') {
+          setLive((l) => {
+            const instances = new Map(l.instances);
+            instances.delete(event.name);
+            return { ...l, instances };
+          });
+        } else {
+          setState(event.name, event.state, event.reason);
+          void refreshOne(event.name); // addresses, pid, readiness may have changed with the state
+        }
+      } else if (event.type === 'operation') {
+        setLive((l) => ({ ...l, operations: new Map(l.operations).set(event.operation.id, event.operation) }));
+      }
+    });
+    return () => {
+      stopped = true;
+      unsubscribe();
+    };
+  }, []);
+  return live;
+}
