@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { createReadStream, chmodSync, linkSync, mkdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
-import { backingChain } from '../clone/backing.ts';
+import { backingChain, chainInside } from '../clone/backing.ts';
 import { VirtnodeError, invalid } from '../lib/errors.ts';
 import { failpoint } from '../lib/failpoint.ts';
 import { validateName } from '../lib/ids.ts';
@@ -115,6 +115,9 @@ export class TemplateService {
       const disk = instance.spec.disks[0];
       if (disk === undefined || !disk.owned || disk.format !== 'qcow2') {
         throw invalid('INSTANCE', `${source} has no qcow2 disk made by virtnode`, 'a template is made of a launched, cloned or `create --disk-size` instance');
+      }
+      if (chainInside(disk.path, this.instances.paths.instanceDir(source)).length > 0) {
+        throw invalid('INSTANCE', `the disk of ${source} sits on external snapshots in its own directory`, `delete (merge) its snapshots first: virtnode snapshot ls ${source}`);
       }
       const seal = await this.stopAndSeal(instance, disk, options);
       options.onPhase?.('seal', seal.summary);
