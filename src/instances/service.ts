@@ -264,7 +264,10 @@ export class InstanceService {
   /** A free loopback port for the guest's SSH, and the known_hosts entry that follows it. */
   private async prepareSshForward(instance: Instance): Promise<Instance> {
     const ssh = instance.spec.ssh!;
-    const hostPort = await freeLoopbackPort();
+    // Free now, and not a port another instance forwards while stopped (it would claim it at its next start).
+    const forwarded = new Set(this.repo.list().flatMap((i) => (i.spec.portForwards ?? []).map((f) => f.hostPort)));
+    let hostPort = await freeLoopbackPort();
+    for (let attempt = 0; attempt < 20 && forwarded.has(hostPort); attempt++) hostPort = await freeLoopbackPort();
     const spec: InstanceSpec = { ...instance.spec, ssh: { ...ssh, hostPort } };
     this.repo.updateSpec(instance.name, spec);
     await setHostKeys(this.paths.knownHosts, [`[127.0.0.1]:${hostPort}`], ssh.hostPublicKeys, { marker: instance.name });

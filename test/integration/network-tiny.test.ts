@@ -253,3 +253,38 @@ describe('a FORWARD chain that drops by default in another table (Docker-like)',
     expect(out).toMatch(/chain FORWARD \{\s+type filter hook forward priority filter; policy drop;/);
   });
 });
+
+describe('bridged network', { timeout: 180_000 }, () => {
+  const { home, cleanup } = tempHome('virtnode-net-br-');
+  const bridge = `vnxbr${process.pid.toString(36)}`.slice(0, 15);
+  afterAll(async () => {
+    await virtnode(home, ['delete', '--force', 'vm']).catch(() => {});
+    await virtnode(home, ['network', 'rm', 'lan']).catch(() => {});
+    try {
+      execFileSync('ip', ['link', 'del', bridge]);
+    } catch {
+      /* not made */
+    }
+    cleanup();
+  });
+
+  it("puts the NIC's tap on the existing bridge and leaves the bridge alone on rm", async () => {
+    const run = async (args: string[], code = 0) => {
+      const r = await virtnode(home, args);
+      expect(r.code, `virtnode ${args.join(' ')}\n${r.stderr}`).toBe(code);
+      return r;
+    };
+    execFileSync('ip', ['link', 'add', bridge, 'type', 'bridge']);
+    await run(['network', 'create', 'lan', '--bridge', bridge]);
+    expect(JSON.parse((await run(['network', 'info', 'lan', '--format', 'json'])).stdout)).toMatchObject({ mode: 'bridge', bridge, up: true });
+    const ip = await run(['create', 'vmx', ...bootArgs, '--network', 'lan', '--ip', '10.1.2.3'], 2);
+    expect(ip.stderr).toContain(`--ip: network lan is bridged to ${bridge}`);
+    await run(['create', 'vm', ...bootArgs, '--network', 'lan', '--start']);
+    const links = JSON.parse(execFileSync('ip', ['-json', 'link', 'show', 'master', bridge], { encoding: 'utf8' })) as Array<{ ifname: string }>;
+    expect(links.map((l) => l.ifname)).toEqual([expect.stringMatching(/^vnt[0-9a-f]{10}$/)]);
+    await run(['delete', '--force', 'vm']);
+    await run(['network', 'rm', 'lan']);
+    expect(JSON.parse(execFileSync('ip', ['-json', 'link', 'show', 'master', bridge], { encoding: 'utf8' }) || '[]')).toEqual([]);
+    expect(JSON.parse(execFileSync('ip', ['-json', 'link', 'show', bridge], { encoding: 'utf8' }))).toHaveLength(1);
+  });
+});
