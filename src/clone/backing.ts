@@ -39,3 +39,11 @@ export function backingChain(path: string): string[] {
   }
   return chain;
 }
+
+/**
+ * Files of `disk`'s backing chain that lie in `dir` (an instance's directory, e.g. the disk under an external
+ * snapshot): they go with the instance, so that disk cannot become a template's or a shared base.
+ */
+export function chainInside(disk: string, dir: string): string[] {
+  return backingChain(disk).filter((f) => f.startsWith(`${dir}/`));
+}

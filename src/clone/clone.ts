@@ -14,6 +14,7 @@ import type { Template } from '../templates/model.ts';
 import { BASES_LOCK, basesDir } from '../templates/paths.ts';
 import { TemplateRepository } from '../templates/repository.ts';
 import { type SealResult, sealOffline } from '../templates/seal.ts';
+import { chainInside } from './backing.ts';
 import { inheritedSpec, makeCloneIdentity } from './identity.ts';
 
 const CONVERT_TIMEOUT_MS = 6 * 60 * 60_000;
@@ -139,6 +140,9 @@ export async function cloneInstance(service: InstanceService, request: CloneRequ
     if (disk === undefined) throw invalid('SRC', `instance ${sourceName} has no disk to clone`);
     if (request.linked === true && source !== undefined && (!disk.owned || disk.format !== 'qcow2')) {
       throw invalid('--linked', `the disk of ${sourceName} (${disk.path}) is not a qcow2 disk virtnode made`, 'make a full clone instead (without --linked)');
+    }
+    if (request.linked === true && source !== undefined && chainInside(disk.path, service.paths.instanceDir(sourceName)).length > 0) {
+      throw invalid('--linked', `the disk of ${sourceName} sits on external snapshots in its own directory`, 'delete (merge) its external snapshots first, or make a full clone');
     }
     return await cloneFrom(service, name, { template, source, disk, linked: request.linked === true }, options);
   } finally {

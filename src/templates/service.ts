@@ -3,7 +3,7 @@ import { createHash } from 'node:crypto';
 import { createReadStream, chmodSync, linkSync, mkdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
-import { backingChain } from '../clone/backing.ts';
+import { backingChain, chainInside } from '../clone/backing.ts';
 import { VirtnodeError, invalid } from '../lib/errors.ts';
 import { failpoint } from '../lib/failpoint.ts';
 import { validateName } from '../lib/ids.ts';
@@ -66,11 +66,14 @@ export class TemplateService {
     return template;
   }
 
-  /** The instances whose disks sit on the template's disk (directly, or through bases of linked clones). */
+  /**
+   * The instances whose disks sit on the template's disk (directly, or through bases of linked clones), and those
+   * being launched from it (their draft names it before their disk exists).
+   */
   dependents(template: Template): string[] {
     return this.instances.repo
       .list()
-      .filter((i) => i.spec.disks.some((d) => d.path === template.diskPath || backingChain(d.path).includes(template.diskPath)))
+      .filter((i) => i.spec.image?.path === template.diskPath || i.spec.disks.some((d) => d.path === template.diskPath || backingChain(d.path).includes(template.diskPath)))
       .map((i) => i.name);
   }
 
@@ -114,6 +117,9 @@ export class TemplateService {
       const disk = instance.spec.disks[0];
       if (disk === undefined || !disk.owned || disk.format !== 'qcow2') {
         throw invalid('INSTANCE', `${source} has no qcow2 disk made by virtnode`, 'a template is made of a launched, cloned or `create --disk-size` instance');
+      }
+      if (chainInside(disk.path, this.instances.paths.instanceDir(source)).length > 0) {
+        throw invalid('INSTANCE', `the disk of ${source} sits on external snapshots in its own directory`, `delete (merge) its snapshots first: virtnode snapshot ls ${source}`);
       }
       const seal = await this.stopAndSeal(instance, disk, options);
       options.onPhase?.('seal', seal.summary);

@@ -284,6 +284,23 @@ describe('clones and templates (tiny guest, TCG)', () => {
     expect(qemuPidsUnder(home)).toEqual([]);
   });
 
+  it('a disk on external snapshots in its instance directory never becomes a base or a template (those files go with the instance)', async () => {
+    await ok(['create', 'snapped', '--disk-size', '16M', ...bootArgs]);
+    await ok(['snapshot', 'create', 'snapped', 's1', '--external']);
+    const linked = await virtnode(home, ['clone', 'snapped', 'snapped-l', '--linked']);
+    expect(linked.code).toBe(2);
+    expect(linked.stderr).toContain('--linked: the disk of snapped sits on external snapshots in its own directory');
+    const templ = await virtnode(home, ['template', 'create', 'snapped']);
+    expect(templ.code).toBe(2);
+    expect(templ.stderr).toContain('hint: delete (merge) its snapshots first');
+    expect(await names()).not.toContain('snapped-l');
+    // A full copy flattens the chain, so it is allowed.
+    const full = JSON.parse((await ok(['clone', 'snapped', 'snapped-f', '--format', 'json'])).stdout) as InstanceJson;
+    expect(backing(full.disks[0]!.path)).toBeUndefined();
+    await ok(['delete', 'snapped-f']);
+    await ok(['delete', 'snapped']);
+  }, 120_000);
+
   it('bad input is refused and changes nothing', async () => {
     await ok(['create', 'bad-src', '--disk-size', '16M', ...bootArgs]);
     const cases: Array<[string[], number, string]> = [
