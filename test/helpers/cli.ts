@@ -40,13 +40,17 @@ export function virtnode(
   });
 }
 
-/** A private state directory (VIRTNODE_HOME) for one test file; `cleanup` kills its QEMUs and removes it. */
+/**
+ * A private state directory (VIRTNODE_HOME) for one test file; `cleanup` kills its QEMUs and any other process
+ * still working on it (a network's dnsmasq, a daemon) when the test could not remove them, then removes it.
+ */
 export function tempHome(prefix = 'virtnode-test-'): { home: string; cleanup: () => void } {
   const home = mkdtempSync(join(tmpdir(), prefix));
   return {
     home,
     cleanup: () => {
       killQemusUnder(home);
+      killProcessesUnder(home);
       rmSync(home, { recursive: true, force: true });
     },
   };
@@ -64,6 +68,19 @@ export function killQemusUnder(dir: string): number[] {
     }
   }
   return killed;
+}
+
+/** Kills every process whose command line names a path under `dir`. */
+function killProcessesUnder(dir: string): void {
+  for (const entry of readdirSafe('/proc')) {
+    if (!/^\d+$/.test(entry) || Number(entry) === process.pid) continue;
+    try {
+      const args = readFileSync(`/proc/${entry}/cmdline`, 'utf8').split('\0');
+      if (args.some((a) => a.includes(`${dir}/`))) process.kill(Number(entry), 'SIGKILL');
+    } catch {
+      /* gone meanwhile */
+    }
+  }
 }
 
 export function qemuPidsUnder(dir: string): number[] {

@@ -182,7 +182,7 @@ describe('managed networks on real QEMU (tiny guest)', { timeout: 300_000 }, () 
     expect(networkLeftovers(home, networkIds)).toEqual({ links: [], nftTables: [], dnsmasq: [] });
     expect(existsSync(join(home, 'networks', 'lab'))).toBe(false);
     expect(existsSync(join(home, 'networks', 'quiet'))).toBe(false);
-  });
+  }, 240_000);
 });
 
 describe('managed networks come back; stale taps go', { timeout: 180_000 }, () => {
@@ -226,7 +226,7 @@ describe('managed networks come back; stale taps go', { timeout: 180_000 }, () =
     await run(['delete', '--force', 'vm']);
     await run(['network', 'rm', 'boot']);
     expect(networkLeftovers(home, [net.id])).toEqual({ links: [], nftTables: [], dnsmasq: [] });
-  });
+  }, 240_000);
 });
 
 describe('a FORWARD chain that drops by default in another table (Docker-like)', () => {
