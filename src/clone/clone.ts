@@ -135,7 +135,6 @@ export async function cloneInstance(service: InstanceService, request: CloneRequ
         });
       }
     }
-    if (source !== undefined) assertNoSnapshots(service.db, sourceName, 'clone');
     const disk = template === undefined ? source!.spec.disks[0] : { id: 'disk0', path: template.diskPath, format: template.format, owned: true };
     if (disk === undefined) throw invalid('SRC', `instance ${sourceName} has no disk to clone`);
     if (request.linked === true && source !== undefined && (!disk.owned || disk.format !== 'qcow2')) {
@@ -144,6 +143,8 @@ export async function cloneInstance(service: InstanceService, request: CloneRequ
     if (request.linked === true && source !== undefined && chainInside(disk.path, service.paths.instanceDir(sourceName)).length > 0) {
       throw invalid('--linked', `the disk of ${sourceName} sits on external snapshots in its own directory`, 'delete (merge) its external snapshots first, or make a full clone');
     }
+    // A full copy takes the current state only; a linked clone would strand the source's snapshots on its base.
+    if (request.linked === true && source !== undefined) assertNoSnapshots(service.db, sourceName, 'make a linked clone of');
     return await cloneFrom(service, name, { template, source, disk, linked: request.linked === true }, options);
   } finally {
     release();

@@ -3,8 +3,8 @@ import type { Db } from '../store/db.ts';
 import { StorageRepository } from '../store/storage.ts';
 
 /**
- * Clones and templates copy or seal the instance's current disk file only: snapshots (internal ones inside that
- * file, external ones as a chain of overlays) would be carried along half, or lose their base. Refused instead.
+ * A template seals the current disk file in place (internal snapshots inside it would keep unsealed data and
+ * memory), and a linked clone turns it into a shared base (the snapshots would stay behind on it): refused.
  */
 export function assertNoSnapshots(db: Db, instance: string, action: string): void {
   const snapshots = new StorageRepository(db).snapshots(instance);

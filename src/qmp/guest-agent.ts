@@ -177,8 +177,20 @@ export class GuestAgent {
       },
       step(),
     );
+    const timedOut = (cause?: unknown) =>
+      new VirtnodeError('TIMEOUT', `${path} did not finish in the guest within ${timeoutMs} ms (guest pid ${pid})`, {
+        hint: 'it is still running in the guest; raise the timeout or run it in the background',
+        ...(cause === undefined ? {} : { cause }),
+      });
     for (let pollMs = EXEC_POLL_START_MS; ; pollMs = Math.min(pollMs * 2, EXEC_POLL_MAX_MS)) {
-      const status = await this.call<WireExecStatus>(GA.execStatus, { pid }, step());
+      let status: WireExecStatus;
+      try {
+        status = await this.call<WireExecStatus>(GA.execStatus, { pid }, step());
+      } catch (e) {
+        // A status request cut short by the exec's own deadline is that deadline, not an agent that went silent.
+        if (e instanceof VirtnodeError && e.code === 'TIMEOUT' && Date.now() >= deadline) throw timedOut(e);
+        throw e;
+      }
       if (status.exited) {
         const result: GuestExecResult = {
           exitCode: status.exitcode ?? 128 + (status.signal ?? 0),
@@ -190,11 +202,7 @@ export class GuestAgent {
         return result;
       }
       const remainingMs = deadline - Date.now();
-      if (remainingMs <= 0) {
-        throw new VirtnodeError('TIMEOUT', `${path} did not finish in the guest within ${timeoutMs} ms (guest pid ${pid})`, {
-          hint: 'it is still running in the guest; raise the timeout or run it in the background',
-        });
-      }
+      if (remainingMs <= 0) throw timedOut();
       await sleep(Math.min(pollMs, remainingMs), options.signal, 'waiting for the guest');
     }
   }

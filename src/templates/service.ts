@@ -113,7 +113,6 @@ export class TemplateService {
       if (!OFFLINE.includes(instance.state) && !ONLINE.includes(instance.state)) {
         throw new VirtnodeError('INVALID_STATE', `cannot make a template of ${source}: it is ${instance.state}`, { hint: 'wait for the operation under way to finish' });
       }
-      assertNoSnapshots(this.instances.db, source, 'make a template of');
       const disk = instance.spec.disks[0];
       if (disk === undefined || !disk.owned || disk.format !== 'qcow2') {
         throw invalid('INSTANCE', `${source} has no qcow2 disk made by virtnode`, 'a template is made of a launched, cloned or `create --disk-size` instance');
@@ -121,6 +120,7 @@ export class TemplateService {
       if (chainInside(disk.path, this.instances.paths.instanceDir(source)).length > 0) {
         throw invalid('INSTANCE', `the disk of ${source} sits on external snapshots in its own directory`, `delete (merge) its snapshots first: virtnode snapshot ls ${source}`);
       }
+      assertNoSnapshots(this.instances.db, source, 'make a template of');
       const seal = await this.stopAndSeal(instance, disk, options);
       options.onPhase?.('seal', seal.summary);
       return { template: await this.store(instance, name, seal, options), seal };

@@ -23,7 +23,9 @@ const TYPES = new Set(['counter', 'gauge', 'histogram', 'summary', 'untyped']);
 const SUFFIXES: Record<string, string[]> = { histogram: ['_bucket', '_sum', '_count'], summary: ['_sum', '_count', ''] };
 
 function parseValue(text: string, line: number): number {
-  if (text === 'NaN') return Number.NaN;
+  // Values are Go ParseFloat syntax, where NaN is case-insensitive (prom-client writes "Nan", e.g. for an
+  // event-loop lag not yet measured right after the daemon starts); the infinities are kept to the spec's spelling.
+  if (/^nan$/i.test(text)) return Number.NaN;
   if (text === '+Inf') return Number.POSITIVE_INFINITY;
   if (text === '-Inf') return Number.NEGATIVE_INFINITY;
   if (!/^[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$/.test(text)) throw new Error(`line ${line}: "${text}" is not a sample value`);
