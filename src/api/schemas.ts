@@ -184,6 +184,56 @@ export const PullBody = Type.Object(
   },
   { additionalProperties: false },
 );
+/** POST /images/build: the arguments of `virtnode image build`. */
+export const BuildImageBody = Type.Object(
+  {
+    recipe: Type.String({ minLength: 1, maxLength: 63, description: 'a recipe virtnode knows: debian-12' }),
+    name: Type.Optional(Name),
+    size: Type.Optional(Type.String({ minLength: 1, maxLength: 32, description: 'virtual disk size, e.g. 4G (default)' })),
+    packages: Type.Optional(Type.Array(Type.String({ pattern: '^[a-z0-9][a-z0-9+.-]+$', maxLength: 100 }), { maxItems: 200, description: 'extra Debian packages' })),
+  },
+  { additionalProperties: false },
+);
+
+/** An instance's NIC with its addresses (`virtnode nic ls`). */
+export const InstanceNic = Type.Object(
+  {
+    index: Type.Integer(),
+    mac: Type.String(),
+    network: Type.String(),
+    reserved: Type.Optional(Type.String()),
+    staticAddress: Type.Optional(Type.Boolean()),
+    lease: Type.Optional(Type.String()),
+    guest: Type.Optional(Type.Array(Type.String())),
+  },
+  { additionalProperties: false },
+);
+export const AttachNicBody = Type.Object(
+  {
+    network: Type.String({ minLength: 1, maxLength: 63, description: 'a managed network, or user' }),
+    ip: Type.Optional(Type.String({ minLength: 1, maxLength: 64, description: 'static address on a nat/isolated network' })),
+  },
+  { additionalProperties: false },
+);
+export const NicParams = Type.Object({ name: Name, nic: Type.String({ minLength: 1, maxLength: 32, description: 'MAC address or NIC index' }) }, { additionalProperties: false });
+
+export const PortForward = Type.Object(
+  { protocol: StringEnum(['tcp', 'udp']), hostAddress: Type.String(), hostPort: Type.Integer(), guestPort: Type.Integer(), owner: Type.Optional(StringEnum(['user', 'ssh'])) },
+  { additionalProperties: false },
+);
+export const AddPortBody = Type.Object(
+  {
+    ports: Type.String({ minLength: 1, maxLength: 32, description: 'HOST:GUEST[/tcp|udp], e.g. 8080:80' }),
+    address: Type.Optional(Type.String({ minLength: 1, maxLength: 64, description: 'host address to bind (default 127.0.0.1)' })),
+  },
+  { additionalProperties: false },
+);
+export const PortParams = Type.Object({ name: Name, port: Type.String({ minLength: 1, maxLength: 16, description: 'HOST[/tcp|udp], e.g. 8080 or 5353/udp' }) }, { additionalProperties: false });
+
+export const DiskChange = Type.Object({ instance: Type.String(), volume: Type.String(), diskId: Type.String(), live: Type.Boolean() }, { additionalProperties: false });
+export const AttachDiskBody = Type.Object({ volume: Name }, { additionalProperties: false });
+export const DiskParams = Type.Object({ name: Name, volume: Name }, { additionalProperties: false });
+
 export const RemoveImageQuery = Type.Object({ force: Type.Optional(Type.Boolean()) }, { additionalProperties: false });
 
 export const OperationError = Type.Object(

@@ -1,11 +1,13 @@
 import { readFileSync } from 'node:fs';
 import { cpus, freemem, loadavg, totalmem } from 'node:os';
 import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
-import type { Instance } from '../instances/model.ts';
+import { type Instance, USER_NETWORK } from '../instances/model.ts';
 import { runtimePaths } from '../instances/runtime.ts';
 import type { InstanceService } from '../instances/service.ts';
 import { MIB } from '../lib/units.ts';
+import { tapName } from '../network/names.ts';
 import { QmpConnection } from '../qmp/connection.ts';
+import { type NicCounters, readTapCounters, SYS_CLASS_NET } from './net-stats.ts';
 
 export const METRICS_CACHE_MS = 2_000;
 const QMP_TIMEOUT_MS = 1_000;
@@ -27,6 +29,7 @@ interface InstanceSample {
   cpuSeconds?: number;
   rssBytes?: number;
   block: BlockStats[];
+  nics: Array<NicCounters & { index: number; network: string }>;
 }
 
 /** CPU seconds (user + system, all QEMU threads) and RSS of a process, from /proc. */
@@ -72,9 +75,9 @@ async function blockStats(socket: string): Promise<BlockStats[]> {
  * Prometheus metrics of the host and its instances, collected at most every METRICS_CACHE_MS (a scrape is
  * cheap whatever the scraper's rate). Measured: CPU seconds and RSS of each QEMU (/proc), block bytes and
  * operations (QMP query-blockstats), state, configured memory; host CPUs, memory, load, instances by state.
- * Not measured: balloon (instances have no balloon device yet) and network counters (user-mode networking
- * runs inside QEMU, which exposes no counters for it; tap NICs will be read from /sys/class/net when the
- * network work lands).
+ * Network bytes and packets of tap NICs on managed networks, from the tap's counters in /sys/class/net (seen
+ * from the guest: receive is what the tap sent). Not measured: balloon (instances have no balloon device yet)
+ * and user-mode NICs (that networking runs inside QEMU, which exposes no counters for it).
  */
 export class MetricsCollector {
   readonly registry = new Registry();
@@ -82,8 +85,12 @@ export class MetricsCollector {
   private cached: { at: number; text: Promise<string> } | undefined;
   private readonly g;
 
-  constructor(service: InstanceService) {
+  private readonly sysfsNet: string;
+
+  constructor(service: InstanceService, options: { sysfsNet?: string } = {}) {
     this.service = service;
+    this.sysfsNet = options.sysfsNet ?? SYS_CLASS_NET;
+    const nicLabels = ['instance', 'nic', 'network'] as const;
     const r = [this.registry];
     const instanceLabel = ['instance'] as const;
     this.g = {
@@ -95,6 +102,10 @@ export class MetricsCollector {
       wrBytes: new Counter({ name: 'virtnode_instance_block_write_bytes_total', help: 'Bytes written by the guest to a disk', labelNames: ['instance', 'device'], registers: r }),
       rdOps: new Counter({ name: 'virtnode_instance_block_read_ops_total', help: 'Read operations of the guest on a disk', labelNames: ['instance', 'device'], registers: r }),
       wrOps: new Counter({ name: 'virtnode_instance_block_write_ops_total', help: 'Write operations of the guest on a disk', labelNames: ['instance', 'device'], registers: r }),
+      netRxBytes: new Counter({ name: 'virtnode_instance_network_receive_bytes_total', help: 'Bytes received by the guest on a tap NIC', labelNames: nicLabels, registers: r }),
+      netTxBytes: new Counter({ name: 'virtnode_instance_network_transmit_bytes_total', help: 'Bytes sent by the guest on a tap NIC', labelNames: nicLabels, registers: r }),
+      netRxPackets: new Counter({ name: 'virtnode_instance_network_receive_packets_total', help: 'Packets received by the guest on a tap NIC', labelNames: nicLabels, registers: r }),
+      netTxPackets: new Counter({ name: 'virtnode_instance_network_transmit_packets_total', help: 'Packets sent by the guest on a tap NIC', labelNames: nicLabels, registers: r }),
       hostCpus: new Gauge({ name: 'virtnode_host_cpus', help: 'Logical CPUs of the host', registers: r }),
       hostMemory: new Gauge({ name: 'virtnode_host_memory_bytes', help: 'Memory of the host', registers: r }),
       hostMemoryFree: new Gauge({ name: 'virtnode_host_memory_free_bytes', help: 'Free memory of the host', registers: r }),
@@ -121,12 +132,17 @@ export class MetricsCollector {
   }
 
   private async sample(instance: Instance): Promise<InstanceSample> {
-    const sample: InstanceSample = { name: instance.name, state: instance.state, memoryConfiguredBytes: instance.spec.memoryMiB * MIB, block: [] };
+    const sample: InstanceSample = { name: instance.name, state: instance.state, memoryConfiguredBytes: instance.spec.memoryMiB * MIB, block: [], nics: [] };
     if (instance.pid === undefined || !['running', 'paused', 'starting', 'stopping'].includes(instance.state)) return sample;
     const usage = processUsage(instance.pid);
     if (usage !== undefined) {
       sample.cpuSeconds = usage.cpuSeconds;
       sample.rssBytes = usage.rssBytes;
+    }
+    for (const nic of instance.nics) {
+      if (nic.network === USER_NETWORK) continue;
+      const counters = readTapCounters(tapName(instance.uuid, nic.index), this.sysfsNet);
+      if (counters !== undefined) sample.nics.push({ ...counters, index: nic.index, network: nic.network });
     }
     sample.block = await blockStats(runtimePaths(this.service.paths.instanceDir(instance.name)).qmpQuery);
     return sample;
@@ -151,6 +167,13 @@ export class MetricsCollector {
         g.wrBytes.inc(bl, b.wrBytes);
         g.rdOps.inc(bl, b.rdOps);
         g.wrOps.inc(bl, b.wrOps);
+      }
+      for (const n of s.nics) {
+        const nl = { instance: s.name, nic: String(n.index), network: n.network };
+        g.netRxBytes.inc(nl, n.rxBytes);
+        g.netTxBytes.inc(nl, n.txBytes);
+        g.netRxPackets.inc(nl, n.rxPackets);
+        g.netTxPackets.inc(nl, n.txPackets);
       }
     }
     for (const [state, count] of byState) g.instances.set({ state }, count);

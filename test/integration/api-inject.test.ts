@@ -151,6 +151,24 @@ describe('REST API through inject(): every route, bad input refused with the err
       ['POST', '/instances/nope/clone', { name: 'c1' }, 404, /instance nope does not exist/],
       ['POST', '/instances/nope/clone', { name: '../c1' }, 400, /name/],
       ['POST', '/instances/nope/clone', { name: 'c1', start: true }, 400, /unknown field "start"/],
+      ['POST', '/images/build', { recipe: 'debian-99' }, 400, /"debian-99" is not a recipe virtnode knows/],
+      ['POST', '/images/build', { recipe: 'debian-12', size: '10M' }, 400, /at least 1 GiB/],
+      ['POST', '/images/build', { recipe: 'debian-12', size: 'huge' }, 400, /"huge" is not a size/],
+      ['POST', '/images/build', { recipe: 'debian-12', packages: ['Bad Pkg'] }, 400, /packages/],
+      ['POST', '/images/build', { recipe: 'debian-12', name: '../x' }, 400, /name/],
+      ['POST', '/images/build', { recipe: 'debian-12', mirror: 'http://x' }, 400, /unknown field "mirror"/],
+      ['GET', '/instances/nope/nics', undefined, 404, /instance nope does not exist/],
+      ['POST', '/instances/nope/nics', { network: 'user' }, 404, /instance nope does not exist/],
+      ['POST', '/instances/nope/nics', { network: 'user', model: 'e1000' }, 400, /unknown field "model"/],
+      ['DELETE', '/instances/nope/nics/0', undefined, 404, /instance nope does not exist/],
+      ['GET', '/instances/nope/ports', undefined, 404, /instance nope does not exist/],
+      ['POST', '/instances/nope/ports', { ports: '8080:80' }, 404, /instance nope does not exist/],
+      ['POST', '/instances/nope/ports', { ports: '8080-80' }, 400, /ports/],
+      ['DELETE', '/instances/nope/ports/8080', undefined, 404, /instance nope does not exist/],
+      ['POST', '/instances/nope/disks', { volume: 'v1' }, 404, /volume v1 does not exist|instance nope does not exist/],
+      ['POST', '/instances/nope/disks', { volume: '../v1' }, 400, /volume/],
+      ['DELETE', '/instances/nope/disks/v1', undefined, 404, /does not exist/],
+      ['DELETE', '/instances/..%2Fx/disks/v1', undefined, 400, /not a valid name/],
     ];
     for (const [method, url, body, status, message] of cases) {
       const r = await api.call(method, url, body);
@@ -334,6 +352,81 @@ describe('REST API through inject(): every route, bad input refused with the err
     expect((await api.call('DELETE', '/templates/snaptpl')).body).toEqual({ name: 'snaptpl', deleted: true });
     expect((await api.call('GET', '/templates')).body).toEqual([]);
   }, 600_000);
+
+  it('NICs, port forwards and disks of a stopped instance: list, add, remove; bad input changes nothing', async () => {
+    const net = await api.call('POST', '/networks', { name: 'apidevnet', mode: 'isolated', subnet: '10.231.79.0/24' });
+    expect(net.status, JSON.stringify(net.body)).toBe(201);
+    try {
+      expect((await api.call('POST', '/instances', { ...tinyVm('devvm'), diskSize: '64M' })).status).toBe(201);
+      expect((await api.call('POST', '/volumes', { name: 'devvol', size: '16M' })).status).toBe(201);
+      const before = (await api.call('GET', '/instances/devvm')).body;
+
+      const bad: Array<[string, string, unknown, number, RegExp]> = [
+        ['POST', '/instances/devvm/nics', { network: 'nonet' }, 404, /nonet/],
+        ['POST', '/instances/devvm/nics', { network: 'apidevnet', ip: '192.168.1.5' }, 400, /192\.168\.1\.5/],
+        ['DELETE', '/instances/devvm/nics/52:54:00:00:00:99', undefined, 404, /52:54:00:00:00:99/],
+        ['POST', '/instances/devvm/ports', { ports: '99999:80' }, 400, /99999|port/],
+        ['POST', '/instances/devvm/ports', { ports: '8080:80', address: 'not-an-address' }, 400, /address/],
+        ['DELETE', '/instances/devvm/ports/8080', undefined, 404, /8080/],
+        ['DELETE', '/instances/devvm/ports/x', undefined, 400, /ports/],
+        ['POST', '/instances/devvm/disks', { volume: 'novol' }, 404, /novol/],
+        ['DELETE', '/instances/devvm/disks/devvol', undefined, 4, /devvol/],
+      ];
+      for (const [method, url, body, status, message] of bad) {
+        const r = await api.call(method, url, body);
+        if (status === 4) expect(r.status, `${method} ${url} → ${JSON.stringify(r.body)}`).toBeGreaterThanOrEqual(400);
+        else expect(r.status, `${method} ${url} ${JSON.stringify(body)} → ${JSON.stringify(r.body)}`).toBe(status);
+        expect(r.status).toBeLessThan(500);
+        expect(r.body.error.message, `${method} ${url}`).toMatch(message);
+      }
+      expect((await api.call('GET', '/instances/devvm')).body).toEqual(before);
+
+      const nicsBefore = (await api.call('GET', '/instances/devvm/nics')).body;
+      const attached = await api.call('POST', '/instances/devvm/nics', { network: 'apidevnet' });
+      expect(attached.status, JSON.stringify(attached.body)).toBe(201);
+      expect(attached.body).toMatchObject({ network: 'apidevnet', mac: expect.stringMatching(/^52:54:00:/), reserved: expect.stringMatching(/^10\.231\.79\./) });
+      const nics = (await api.call('GET', '/instances/devvm/nics')).body;
+      expect(nics).toHaveLength(nicsBefore.length + 1);
+      expect(nics).toContainEqual(expect.objectContaining({ mac: attached.body.mac, network: 'apidevnet' }));
+      const detached = await api.call('DELETE', `/instances/devvm/nics/${attached.body.mac}`);
+      expect(detached.status, JSON.stringify(detached.body)).toBe(200);
+      expect(detached.body).toMatchObject({ mac: attached.body.mac });
+      expect((await api.call('GET', '/instances/devvm/nics')).body).toEqual(nicsBefore);
+
+      const added = await api.call('POST', '/instances/devvm/ports', { ports: '18080:80' });
+      expect(added.status, JSON.stringify(added.body)).toBe(201);
+      expect(added.body).toEqual({ protocol: 'tcp', hostAddress: '127.0.0.1', hostPort: 18080, guestPort: 80 });
+      expect((await api.call('POST', '/instances/devvm/ports', { ports: '18080:81' })).status).toBeGreaterThanOrEqual(400);
+      expect((await api.call('GET', '/instances/devvm/ports')).body).toContainEqual({ protocol: 'tcp', hostAddress: '127.0.0.1', hostPort: 18080, guestPort: 80, owner: 'user' });
+      expect((await api.call('DELETE', '/instances/devvm/ports/18080%2Ftcp')).body).toMatchObject({ hostPort: 18080 });
+      expect((await api.call('GET', '/instances/devvm/ports')).body.filter((f: { owner: string }) => f.owner === 'user')).toEqual([]);
+
+      const disk = await api.call('POST', '/instances/devvm/disks', { volume: 'devvol' });
+      expect(disk.status, JSON.stringify(disk.body)).toBe(201);
+      expect(disk.body).toMatchObject({ instance: 'devvm', volume: 'devvol', live: false });
+      expect((await api.call('GET', '/volumes/devvol')).body).toMatchObject({ attachedTo: 'devvm' });
+      expect((await api.call('DELETE', '/volumes/devvol')).status).toBe(409);
+      const undisk = await api.call('DELETE', '/instances/devvm/disks/devvol');
+      expect(undisk.status, JSON.stringify(undisk.body)).toBe(200);
+      expect((await api.call('GET', '/instances/devvm')).body.disks).toEqual(before.disks);
+    } finally {
+      await api.call('DELETE', '/instances/devvm?force=true').catch(() => {});
+      await api.call('DELETE', '/volumes/devvol').catch(() => {});
+      await api.call('DELETE', '/networks/apidevnet').catch(() => {});
+    }
+  }, 120_000);
+
+  it('images: build from the cached debian-12 build is an operation with its phases', async () => {
+    const started = Date.now();
+    const r = await api.call('POST', '/images/build', { recipe: 'debian-12', name: 'built' });
+    expect(r.status, JSON.stringify(r.body)).toBe(202);
+    expect(r.body).toMatchObject({ kind: 'image-build', target: 'images/built' });
+    const done = await waitOp(r.body.id);
+    expect(done, JSON.stringify(done)).toMatchObject({ status: 'succeeded', result: { image: { name: 'built' }, cached: true } });
+    expect(done.progress.entries.map((e: { phase: string }) => e.phase)).toContain('cached');
+    console.log(`image build from the cache: ${Date.now() - started} ms`);
+    expect((await api.call('DELETE', '/images/built')).status).toBe(200);
+  }, 180_000);
 
   it('/metrics answers in the Prometheus text format', async () => {
     const r = await api.call('GET', '/metrics');

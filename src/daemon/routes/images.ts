@@ -1,8 +1,9 @@
 import type { FastifyInstance } from 'fastify';
 import Type from 'typebox';
-import { Image, ImportBody, NameParams, Operation, PullBody, RemoveImageQuery, withErrors } from '../../api/schemas.ts';
+import { BuildImageBody, Image, ImportBody, NameParams, Operation, PullBody, RemoveImageQuery, withErrors } from '../../api/schemas.ts';
 import { imageView } from '../../api/views.ts';
 import { instancesUsingImage, type StoreResult } from '../../images/store/index.ts';
+import { invalid } from '../../lib/errors.ts';
 import type { DaemonCore } from '../core.ts';
 
 const StoreResultSchema = Type.Object(
@@ -50,6 +51,40 @@ export async function imageRoutes(app: FastifyInstance, core: DaemonCore): Promi
           onProgress: (p) => ctx.transfer(p.received, p.total),
         });
         return { ...storeResult(result), verifiedBy: result.verifiedBy ?? null, downloadSha256: result.downloadSha256 };
+      });
+      return reply.status(202).send(op);
+    },
+  );
+
+  app.post<{ Body: { recipe: string; name?: string; size?: string; packages?: string[] } }>(
+    '/images/build',
+    {
+      schema: {
+        tags,
+        summary: 'build a generic cloud image from Debian packages (debootstrap; cached by recipe under VIRTNODE_IMAGE_DIR) and store it (an operation; progress entries are the build phases; result: the stored image)',
+        body: BuildImageBody,
+        response: withErrors({ 202: Operation }),
+      },
+    },
+    async (request, reply) => {
+      const { buildImage, isImageName, validateBuild, IMAGE_NAMES } = await import('../../images/build/index.ts');
+      const { parseSize } = await import('../../lib/units.ts');
+      const { recipe, name, size, packages } = request.body;
+      if (!isImageName(recipe)) throw invalid('recipe', `"${recipe}" is not a recipe virtnode knows`, `use ${IMAGE_NAMES.join(', ')}`);
+      const sizeBytes = parseSize('size', size ?? '4G');
+      validateBuild(recipe, sizeBytes, packages ?? []);
+      const outDir = process.env['VIRTNODE_IMAGE_DIR'] || '/var/cache/virtnode/images';
+      const op = core.operations.start('image-build', `images/${name ?? recipe}`, async (ctx) => {
+        const built = await buildImage(recipe, {
+          outDir,
+          cacheDir: `${outDir}/cache`,
+          sizeBytes,
+          extraPackages: packages ?? [],
+          signal: ctx.signal,
+          onProgress: (phase, detail) => ctx.phase(phase, detail ?? ''),
+        });
+        const result = await core.images.import(built.path, { name: name ?? recipe, signal: ctx.signal, onProgress: (p) => ctx.transfer(p.received, p.total) });
+        return { ...storeResult(result), cached: built.cached, recipeKey: built.recipeKey };
       });
       return reply.status(202).send(op);
     },

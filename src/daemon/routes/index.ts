@@ -1,5 +1,6 @@
 import type { FastifyInstance } from 'fastify';
 import type { DaemonCore } from '../core.ts';
+import { deviceRoutes } from './devices.ts';
 import { eventRoutes } from './events.ts';
 import { hostRoutes } from './host.ts';
 import { imageRoutes } from './images.ts';
@@ -23,6 +24,7 @@ export const ROUTE_MODULES: readonly RouteModule[] = [
   instanceRoutes,
   networkRoutes,
   storageRoutes,
+  deviceRoutes,
   snapshotRoutes,
   templateRoutes,
   operationRoutes,

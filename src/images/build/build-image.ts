@@ -145,6 +145,11 @@ function validate(name: string, sizeBytes: number, extra: readonly string[]): as
  * syslinux's MBR boot code, then qcow2. Cached by recipe key: a second call with the same inputs returns the
  * existing image at once. Needs root (debootstrap, chroot, loop devices).
  */
+/** The checks buildImage makes before its first side effect, for callers that answer bad input before starting it. */
+export function validateBuild(name: string, sizeBytes: number, extra: readonly string[]): void {
+  validate(name, sizeBytes, extra);
+}
+
 export async function buildImage(name: string, options: BuildImageOptions): Promise<BuiltImage> {
   const sizeBytes = options.sizeBytes ?? DEFAULT_IMAGE_SIZE_BYTES;
   const extra = options.extraPackages ?? [];

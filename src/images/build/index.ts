@@ -3,6 +3,7 @@ export {
   DEFAULT_IMAGE_SIZE_BYTES,
   PARTITION_OFFSET_BYTES,
   buildImage,
+  validateBuild,
   imageFileName,
   recipeKey,
   sha256File,
