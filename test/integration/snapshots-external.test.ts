@@ -1,6 +1,7 @@
 import { existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
+import { cliChecks } from '../helpers/cli-checks.ts';
 import { tempHome, virtnode } from '../helpers/cli.ts';
 import { guestRun, readSector, waitForBoot, writeSector } from '../helpers/guest-shell.ts';
 import { chainOf, expectImageClean, shape, type SnapshotTreeJson } from '../helpers/snapshots.ts';
@@ -21,16 +22,7 @@ describe('external (overlay) snapshots: create live and offline, revert, delete 
   const volumeFile = join(home, 'pools', 'default', 'vol.raw');
   const overlays = join(home, 'instances', 'se', 'overlays');
   let boots = 0;
-  const ok = async (args: string[], env: Record<string, string> = {}) => {
-    const r = await virtnode(home, args, { env });
-    expect(r.code, `${args.join(' ')}: ${r.stderr}`).toBe(0);
-    return r.stdout;
-  };
-  const refused = async (args: string[], code: number, ...messages: string[]) => {
-    const r = await virtnode(home, args);
-    expect(r.code, `${args.join(' ')}: ${r.stdout}${r.stderr}`).toBe(code);
-    for (const m of messages) expect(r.stderr).toContain(m);
-  };
+  const { ok, refused } = cliChecks(home);
   const sh = (command: string) => guestRun(home, 'se', command);
   const info = async () => JSON.parse(await ok(['info', 'se', '--format', 'json'])) as InfoJson;
   const tops = async () => Object.fromEntries((await info()).disks.map((d) => [d.id, d.path]));

@@ -2,7 +2,8 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { acquireLock } from '../../src/store/locks.ts';
 import { openDb } from '../../src/store/db.ts';
-import { tempHome, virtnode } from '../helpers/cli.ts';
+import { cliChecks } from '../helpers/cli-checks.ts';
+import { tempHome } from '../helpers/cli.ts';
 import { guestRun, readSector, waitForBoot, writeSector } from '../helpers/guest-shell.ts';
 import { expectImageClean, internalTags, shape, type SnapshotTreeJson } from '../helpers/snapshots.ts';
 import { testGuest } from '../helpers/test-guest.ts';
@@ -15,16 +16,7 @@ describe('internal snapshots: with memory while running, disk-only while stopped
   afterAll(cleanup);
   const disk = join(home, 'instances', 'si', 'disk0.qcow2');
   let boots = 0;
-  const ok = async (args: string[]) => {
-    const r = await virtnode(home, args);
-    expect(r.code, `${args.join(' ')}: ${r.stderr}`).toBe(0);
-    return r.stdout;
-  };
-  const refused = async (args: string[], code: number, ...messages: string[]) => {
-    const r = await virtnode(home, args);
-    expect(r.code, `${args.join(' ')}: ${r.stdout}${r.stderr}`).toBe(code);
-    for (const m of messages) expect(r.stderr).toContain(m);
-  };
+  const { ok, refused } = cliChecks(home);
   const sh = (command: string) => guestRun(home, 'si', command);
   const tree = async () => JSON.parse(await ok(['snapshot', 'ls', 'si', '--json'])) as SnapshotTreeJson[];
   const booted = async () => waitForBoot(home, 'si', ++boots);

@@ -17,6 +17,7 @@ import type { Nic, PortForwardSpec } from '../../instances/model.ts';
 import { validateName } from '../../lib/ids.ts';
 import type { StorageService } from '../../storage/service.ts';
 import type { DaemonCore } from '../core.ts';
+import { lazyStorageService } from './storage-service.ts';
 
 type NameRequest = { Params: { name: string } };
 
@@ -29,13 +30,7 @@ function nicView(n: Nic) {
  * QMP when it runs, recorded for the next start when it is stopped; each takes the instance lock.
  */
 export async function deviceRoutes(app: FastifyInstance, core: DaemonCore): Promise<void> {
-  let service: StorageService | undefined;
-  const storage = async () => {
-    const { StorageService } = await import('../../storage/service.ts');
-    service ??= new StorageService(core.instances);
-    await core.instances.ensureReconciled();
-    return service;
-  };
+  const storage = lazyStorageService(core);
   const done = <T>(value: T): T => {
     core.supervisor.poke();
     return value;

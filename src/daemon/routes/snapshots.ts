@@ -7,19 +7,14 @@ import { validateName } from '../../lib/ids.ts';
 import type { SnapshotResult } from '../../storage/snapshots.ts';
 import type { StorageService } from '../../storage/service.ts';
 import type { DaemonCore } from '../core.ts';
+import { lazyStorageService } from './storage-service.ts';
 
 type SnapRequest = { Params: { name: string; snap: string } };
 
 /** Instance snapshots (`virtnode snapshot ...`): create, revert and delete are operations on the instance. */
 export async function snapshotRoutes(app: FastifyInstance, core: DaemonCore): Promise<void> {
   const tags = ['snapshots'];
-  let service: StorageService | undefined;
-  const storage = async () => {
-    const { StorageService } = await import('../../storage/service.ts');
-    service ??= new StorageService(core.instances);
-    await core.instances.ensureReconciled();
-    return service;
-  };
+  const storage = lazyStorageService(core);
   const snapshots = () => import('../../storage/snapshots.ts');
   const result = (r: SnapshotResult) => ({ snapshot: snapshotView(r.snapshot), notes: r.notes });
   const done = <T>(value: T): T => {

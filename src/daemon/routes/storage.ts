@@ -5,19 +5,14 @@ import { poolView, volumeView } from '../../api/views.ts';
 import { validateName } from '../../lib/ids.ts';
 import type { StorageService } from '../../storage/service.ts';
 import type { DaemonCore } from '../core.ts';
+import { lazyStorageService } from './storage-service.ts';
 
 type NameRequest = { Params: { name: string } };
 
 /** Pools and volumes (`virtnode pool ...`, `virtnode volume ...`). */
 export async function storageRoutes(app: FastifyInstance, core: DaemonCore): Promise<void> {
   const tags = ['storage'];
-  let service: StorageService | undefined;
-  const storage = async () => {
-    const { StorageService } = await import('../../storage/service.ts');
-    service ??= new StorageService(core.instances);
-    await core.instances.ensureReconciled();
-    return service;
-  };
+  const storage = lazyStorageService(core);
 
   app.get('/pools', { schema: { tags, summary: 'pools with the size, use and free space of the filesystem holding each', response: withErrors({ 200: Type.Array(Pool) }) } }, async () => {
     const { listPools } = await import('../../storage/pools.ts');
