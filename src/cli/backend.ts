@@ -1,7 +1,6 @@
 import { existsSync } from 'node:fs';
+import type { ApiClient } from '../client/http.ts';
 import type { InstanceApi } from '../client/instances.ts';
-
-let chosen: Promise<InstanceApi> | undefined;
 
 /** The global --remote option (or VIRTNODE_REMOTE): the daemon over HTTPS, with VIRTNODE_TOKEN. */
 let remoteUrl: string | undefined;
@@ -9,49 +8,69 @@ export function setRemote(url: string | undefined): void {
   remoteUrl = url;
 }
 
+type Connection = { kind: 'remote' | 'socket'; client: ApiClient } | { kind: 'local' };
+let connection: Promise<Connection> | undefined;
+
+/** Where this CLI call's work goes: --remote, else a daemon's local socket if one exists, else this process. */
+function connect(): Promise<Connection> {
+  connection ??= (async (): Promise<Connection> => {
+    const remote = remoteUrl ?? process.env['VIRTNODE_REMOTE'];
+    if (remote !== undefined && remote !== '') {
+      const { ApiClient } = await import('../client/http.ts');
+      return { kind: 'remote', client: ApiClient.https(remote, process.env['VIRTNODE_TOKEN'], process.env['VIRTNODE_CA'] || undefined) };
+    }
+    if (process.env['VIRTNODE_NO_DAEMON'] === '1') return { kind: 'local' };
+    const { defaultSocketPath } = await import('../lib/socket-path.ts');
+    const socket = defaultSocketPath();
+    if (!existsSync(socket)) return { kind: 'local' };
+    const { ApiClient } = await import('../client/http.ts');
+    return { kind: 'socket', client: new ApiClient({ kind: 'unix', socket }) };
+  })();
+  return connection;
+}
+
 /**
- * The instance API for this CLI call: the daemon when one answers on the local socket (or --remote was given),
- * else the core in this process. VIRTNODE_NO_DAEMON=1 forces the latter. A daemon that is not there to take a
- * request is detected at connect time (nothing was done), and the call falls back to local.
+ * One command group's API for this CLI call: the daemon when one answers on the local socket (or --remote was
+ * given), else the core in this process. VIRTNODE_NO_DAEMON=1 forces the latter. Both sides return the same
+ * views (src/api/views.ts), so the commands format the same output either way.
+ *
+ * A daemon that is not there to take a request (a socket left by a crash) is detected at connect time, before
+ * anything was done; that call and every later one then run locally.
  */
-export function instanceApi(): Promise<InstanceApi> {
-  chosen ??= choose();
-  return chosen;
-}
-
-async function local(): Promise<InstanceApi> {
-  const [{ LocalInstances }, { loadInstanceService }] = await Promise.all([import('./local-instances.ts'), import('./load-service.ts')]);
-  return new LocalInstances(await loadInstanceService());
-}
-
-async function choose(): Promise<InstanceApi> {
-  const remote = remoteUrl ?? process.env['VIRTNODE_REMOTE'];
-  if (remote !== undefined && remote !== '') {
-    const [{ ApiClient }, { RemoteInstances }] = await Promise.all([import('../client/http.ts'), import('../client/instances.ts')]);
-    return new RemoteInstances(ApiClient.https(remote, process.env['VIRTNODE_TOKEN'], process.env['VIRTNODE_CA'] || undefined));
-  }
-  if (process.env['VIRTNODE_NO_DAEMON'] === '1') return local();
-  const { defaultSocketPath } = await import('../lib/socket-path.ts');
-  const socket = defaultSocketPath();
-  if (!existsSync(socket)) return local();
-  const [{ ApiClient, DaemonUnreachable }, { RemoteInstances }] = await Promise.all([import('../client/http.ts'), import('../client/instances.ts')]);
-  const remoteApi = new RemoteInstances(new ApiClient({ kind: 'unix', socket }));
-  let fallback: Promise<InstanceApi> | undefined;
-  // Each call goes to the daemon; if the daemon is gone (a stale socket), it and every later call run locally.
+export async function chooseBackend<T extends object>(makeLocal: () => Promise<T>, makeRemote: (client: ApiClient) => T | Promise<T>): Promise<T> {
+  const c = await connect();
+  if (c.kind === 'local') return makeLocal();
+  const remoteApi = await makeRemote(c.client);
+  if (c.kind === 'remote') return remoteApi;
+  const { DaemonUnreachable } = await import('../client/http.ts');
+  let fallback: Promise<T> | undefined;
+  const call = async (api: Promise<T> | T, property: string | symbol, args: unknown[]) => ((await api) as Record<string | symbol, (...a: unknown[]) => unknown>)[property]!(...args);
   return new Proxy(remoteApi, {
     get(target, property, receiver) {
       const value = Reflect.get(target, property, receiver) as unknown;
       if (typeof value !== 'function') return value;
       return async (...args: unknown[]) => {
-        if (fallback !== undefined) return ((await fallback) as unknown as Record<string | symbol, (...a: unknown[]) => unknown>)[property]!(...args);
+        if (fallback !== undefined) return call(fallback, property, args);
         try {
           return await (value as (...a: unknown[]) => unknown).apply(target, args);
         } catch (e) {
           if (!(e instanceof DaemonUnreachable)) throw e;
-          fallback = local();
-          return ((await fallback) as unknown as Record<string | symbol, (...a: unknown[]) => unknown>)[property]!(...args);
+          fallback = makeLocal();
+          return call(fallback, property, args);
         }
       };
     },
   });
+}
+
+let instances: Promise<InstanceApi> | undefined;
+export function instanceApi(): Promise<InstanceApi> {
+  instances ??= chooseBackend<InstanceApi>(
+    async () => {
+      const [{ LocalInstances }, { loadInstanceService }] = await Promise.all([import('./local-instances.ts'), import('./load-service.ts')]);
+      return new LocalInstances(await loadInstanceService());
+    },
+    async (client) => new (await import('../client/instances.ts')).RemoteInstances(client),
+  );
+  return instances;
 }
