@@ -1,10 +1,9 @@
 import { orderedInstanceView as ordered, type InstanceView } from '../api/views.ts';
-import type { OperationView } from '../api/views.ts';
 import type { CreateRequest } from '../instances/validate.ts';
 import type { LaunchRequest } from '../instances/launch-validate.ts';
 import type { RestartPolicy } from '../store/policies.ts';
-import { VirtnodeError, type ErrorCode } from '../lib/errors.ts';
 import type { ApiClient } from './http.ts';
+import { followOperation, type PhaseListener } from './operations.ts';
 
 export interface StopRequest {
   force?: boolean;
@@ -35,7 +34,7 @@ export interface InstanceApi {
   resume(name: string): Promise<InstanceView>;
   delete(name: string, options: { force?: boolean }): Promise<void>;
   setPolicy(name: string, policy: { autostart?: boolean; restartPolicy?: RestartPolicy }): Promise<InstanceView>;
-  launch(request: LaunchRequest, options: { noWait?: boolean; timeoutMs?: number; onPhase?: (phase: string, detail: string, elapsedMs: number) => void }): Promise<LaunchOutcome>;
+  launch(request: LaunchRequest, options: { noWait?: boolean; timeoutMs?: number; onPhase?: PhaseListener }): Promise<LaunchOutcome>;
 }
 
 const enc = encodeURIComponent;
@@ -68,12 +67,12 @@ export class RemoteInstances implements InstanceApi {
   }
 
   async stop(name: string, request: StopRequest): Promise<{ instance: InstanceView; method: string }> {
-    const op = (await this.operation('POST', `/instances/${enc(name)}/stop`, stopBody(request))) as { instance: InstanceView; method: string };
+    const op = (await followOperation(this.client, 'POST', `/instances/${enc(name)}/stop`, stopBody(request))) as { instance: InstanceView; method: string };
     return { instance: ordered(op.instance), method: op.method };
   }
 
   async restart(name: string, request: StopRequest): Promise<InstanceView> {
-    return ordered(((await this.operation('POST', `/instances/${enc(name)}/restart`, stopBody(request))) as { instance: InstanceView }).instance);
+    return ordered(((await followOperation(this.client, 'POST', `/instances/${enc(name)}/restart`, stopBody(request))) as { instance: InstanceView }).instance);
   }
 
   async pause(name: string): Promise<InstanceView> {
@@ -92,7 +91,7 @@ export class RemoteInstances implements InstanceApi {
     return ordered((await this.client.request<InstanceView>('PATCH', `/instances/${enc(name)}`, policy)).body);
   }
 
-  async launch(request: LaunchRequest, options: { noWait?: boolean; timeoutMs?: number; onPhase?: (phase: string, detail: string, elapsedMs: number) => void }): Promise<LaunchOutcome> {
+  async launch(request: LaunchRequest, options: { noWait?: boolean; timeoutMs?: number; onPhase?: PhaseListener }): Promise<LaunchOutcome> {
     const body = {
       image: request.image,
       ...(request.name === undefined ? {} : { name: request.name }),
@@ -112,23 +111,8 @@ export class RemoteInstances implements InstanceApi {
       wait: options.noWait !== true,
       ...(options.timeoutMs === undefined ? {} : { timeoutSeconds: Math.max(1, Math.round(options.timeoutMs / 1000)) }),
     };
-    const outcome = (await this.operation('POST', '/instances/launch', body, options.onPhase)) as LaunchOutcome;
+    const outcome = (await followOperation(this.client, 'POST', '/instances/launch', body, options.onPhase)) as LaunchOutcome;
     return { ...outcome, instance: ordered(outcome.instance) };
-  }
-
-  /** Starts an operation and follows it to its end (long-polling), reporting its progress entries. */
-  private async operation(method: string, path: string, body: unknown, onPhase?: (phase: string, detail: string, elapsedMs: number) => void): Promise<unknown> {
-    let op = (await this.client.request<OperationView>(method, path, body)).body;
-    let shown = 0;
-    for (;;) {
-      for (const entry of op.progress.entries.slice(shown)) onPhase?.(entry.phase, entry.detail, entry.elapsedMs);
-      shown = op.progress.entries.length;
-      if (op.status !== 'running') break;
-      op = (await this.client.request<OperationView>('GET', `/operations/${op.id}/wait?timeout=30&progressAfter=${shown}`)).body;
-    }
-    if (op.status === 'succeeded') return op.result;
-    const error = op.error ?? { code: 'INTERNAL', message: `operation ${op.id} ${op.status}` };
-    throw new VirtnodeError(error.code as ErrorCode, error.message, error.hint === undefined ? {} : { hint: error.hint });
   }
 }
 
