@@ -1,6 +1,8 @@
-import { mkdirSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { freeLoopbackPort } from '../../src/lib/ports.ts';
 import { tempHome, virtnode, waitForText } from '../helpers/cli.ts';
 import { requestsTo } from '../helpers/cli-modes.ts';
 import { type RunningDaemon, startDaemon } from '../helpers/daemon.ts';
@@ -254,5 +256,48 @@ describe('pool, volume, disk and snapshot commands through the daemon and withou
     expect(requestsTo(d, 'GET', /^\/operations\/[0-9a-f-]+\/wait/)).toBeGreaterThan(0);
     expect(requestsTo(bystander!, 'GET', /^\/(pools|volumes|instance-disks|instances\/vm\/snapshots)/)).toBe(0);
     expect(requestsTo(bystander!, 'POST', /^\/(pools|volumes|instances)/)).toBe(0);
+  });
+
+  it('works over --remote (HTTPS and a token): a relative path is made absolute by the CLI before it is sent', async () => {
+    const remote = tempHome('virtnode-clsr-');
+    let tls: RunningDaemon | undefined;
+    try {
+      const cert = join(remote.home, 'cert.pem');
+      const key = join(remote.home, 'key.pem');
+      execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-keyout', key, '-out', cert, '-days', '1', '-subj', '/CN=localhost', '-addext', 'subjectAltName=DNS:localhost,IP:127.0.0.1'], { stdio: 'ignore' });
+      const port = await freeLoopbackPort();
+      tls = await startDaemon(remote.home, ['--listen', `127.0.0.1:${port}`, '--tls-cert', cert, '--tls-key', key]);
+      const token = (await virtnode(remote.home, ['token', 'create', 'cli'])).stdout.trim();
+      // The client has no state directory of its own and works in another directory than the daemon.
+      const client = join(remote.home, 'client');
+      mkdirSync(client);
+      const env = { VIRTNODE_TOKEN: token, VIRTNODE_CA: cert, VIRTNODE_HOME: join(remote.home, 'elsewhere') };
+      const run = (...args: string[]) => virtnode(remote.home, ['--remote', `https://localhost:${port}`, ...args], { env, cwd: client });
+
+      const created = await run('volume', 'create', 'r1', '--size', '16M');
+      expect(created.code, created.stderr).toBe(0);
+      expect(created.stdout).toBe(`Created volume r1 (qcow2, 16 MiB) in pool default: ${join(remote.home, 'pools', 'default', 'r1.qcow2')}\n`);
+      const exported = await run('volume', 'export', 'r1', 'out.qcow2');
+      expect(exported.code, exported.stderr).toBe(0);
+      expect(exported.stdout).toBe(`Exported volume r1 to ${join(client, 'out.qcow2')} (qcow2)\n`);
+      expect(existsSync(join(client, 'out.qcow2'))).toBe(true);
+      const imported = await run('volume', 'import', 'out.qcow2', '--name', 'r2');
+      expect(imported.code, imported.stderr).toBe(0);
+      expect(imported.stdout).toBe('Imported out.qcow2 as volume r2 (qcow2) in pool default\n');
+      const listed = await run('volume', 'ls', '--format', 'json');
+      expect((JSON.parse(listed.stdout) as Array<{ name: string }>).map((v) => v.name)).toEqual(['r1', 'r2']);
+      const missing = await run('snapshot', 'ls', 'nope');
+      expect(missing.code).toBe(NOT_FOUND);
+      expect(missing.stderr).toBe('error: instance nope does not exist\nhint: see `virtnode list` for the instances there are\n');
+      const relative = await run('pool', 'create', 'p', '--path', 'relative/dir');
+      expect(relative.code).toBe(INVALID);
+      expect(relative.stderr).toContain('--path: "relative/dir" is not an absolute path');
+      expect(requestsTo(tls, 'POST', '/volumes/r1/export')).toBe(1);
+      expect(requestsTo(tls, 'POST', '/volumes/import')).toBe(1);
+      expect(requestsTo(tls, 'POST', '/pools')).toBe(1);
+    } finally {
+      await tls?.stop();
+      remote.cleanup();
+    }
   });
 });
