@@ -67,9 +67,10 @@ function mustGetSnapshot(storage: StorageService, instance: string, name: string
   return s;
 }
 
+const SETTLED = ['defined', 'stopped', 'crashed', 'running', 'paused'];
+
 function assertSettled(instance: Instance, operation: string): void {
-  const ok = ['defined', 'stopped', 'crashed', 'running', 'paused'];
-  if (!ok.includes(instance.state)) {
+  if (!SETTLED.includes(instance.state)) {
     throw new VirtnodeError('INVALID_STATE', `cannot ${operation} of ${instance.name}: it is ${instance.state}`, { hint: 'wait for the operation in progress to end' });
   }
 }
@@ -146,7 +147,10 @@ function planSnapshot(storage: StorageService, instance: Instance, name: string,
 export async function checkSnapshotCreate(storage: StorageService, request: CreateSnapshotRequest): Promise<void> {
   const instanceName = validateName('instance', request.instance);
   const name = validateName('snapshot', request.name ?? defaultName());
-  planSnapshot(storage, await storage.instance(instanceName), name, request);
+  const instance = await storage.instance(instanceName);
+  // Another operation holds it now (starting, stopping...): createSnapshot decides once it has the lock.
+  if (!SETTLED.includes(instance.state)) return;
+  planSnapshot(storage, instance, name, request);
 }
 
 /** The checks of revertSnapshot and deleteSnapshot before the lock (names, instance, snapshot), for the API. */
