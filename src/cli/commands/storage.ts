@@ -1,10 +1,9 @@
+import { resolve } from 'node:path';
 import type { Command } from 'commander';
 import { formatSize } from '../../lib/units.ts';
 import { keyValues, parseFormat, structured, table } from '../output.ts';
 
 const api = async () => (await import('../api/storage.ts')).storageApi();
-/** A file the daemon reads or writes: named by its absolute path, since the daemon has another working directory. */
-const absolute = async (file: string) => (await import('node:path')).resolve(file);
 
 const size = (n: number | undefined) => (n === undefined ? '-' : formatSize(n));
 
@@ -173,6 +172,7 @@ export function registerStorageCommands(program: Command): void {
       if (r.corruptions > 0 || r.checkErrors > 0) process.exitCode = 9;
     });
 
+  // Files to import or export are sent by their absolute path: the daemon has another working directory.
   volume
     .command('import')
     .description('copy an image file into a new volume (backing chain flattened)')
@@ -181,7 +181,7 @@ export function registerStorageCommands(program: Command): void {
     .option('--pool <pool>', 'pool', 'default')
     .option('--format <format>', 'qcow2 or raw (default: raw stays raw, anything else becomes qcow2)')
     .action(async (file: string, o: { name?: string; pool: string; format?: string }) => {
-      const v = await (await api()).importVolume(await absolute(file), { pool: o.pool, ...(o.name === undefined ? {} : { name: o.name }), ...(o.format === undefined ? {} : { format: o.format }) });
+      const v = await (await api()).importVolume(resolve(file), { pool: o.pool, ...(o.name === undefined ? {} : { name: o.name }), ...(o.format === undefined ? {} : { format: o.format }) });
       process.stdout.write(`Imported ${file} as volume ${v.name} (${v.format}) in pool ${v.pool}\n`);
     });
 
@@ -192,7 +192,7 @@ export function registerStorageCommands(program: Command): void {
     .argument('<file>', 'a new file (with --remote: on the daemon\'s host)')
     .option('--format <format>', 'qcow2 or raw (default: the volume\'s)')
     .action(async (name: string, file: string, o: { format?: string }) => {
-      const r = await (await api()).exportVolume(name, await absolute(file), o.format === undefined ? {} : { format: o.format });
+      const r = await (await api()).exportVolume(name, resolve(file), o.format === undefined ? {} : { format: o.format });
       process.stdout.write(`Exported volume ${name} to ${r.path} (${r.format})\n`);
     });
 
