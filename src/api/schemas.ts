@@ -214,12 +214,12 @@ export const InstanceNic = Type.Object(
 );
 export const AttachNicBody = Type.Object(
   {
-    network: Type.String({ minLength: 1, maxLength: 256, description: 'a managed network, or user' }),
-    ip: Type.Optional(Type.String({ minLength: 1, maxLength: 256, description: 'static address on a nat/isolated network' })),
+    network: Type.String({ maxLength: 256, description: 'a managed network, or user' }),
+    ip: Type.Optional(Type.String({ maxLength: 256, description: 'static address on a nat/isolated network' })),
   },
   { additionalProperties: false },
 );
-export const NicParams = Type.Object({ name: Name, nic: Type.String({ minLength: 1, maxLength: 256, description: 'MAC address or NIC index' }) }, { additionalProperties: false });
+export const NicParams = Type.Object({ name: Name, nic: Type.String({ maxLength: 256, description: 'MAC address or NIC index' }) }, { additionalProperties: false });
 
 export const PortForward = Type.Object(
   { protocol: StringEnum(['tcp', 'udp']), hostAddress: Type.String(), hostPort: Type.Integer(), guestPort: Type.Integer(), owner: Type.Optional(StringEnum(['user', 'ssh'])) },
@@ -227,12 +227,12 @@ export const PortForward = Type.Object(
 );
 export const AddPortBody = Type.Object(
   {
-    ports: Type.String({ minLength: 1, maxLength: 256, description: 'HOST:GUEST[/tcp|udp], e.g. 8080:80' }),
-    address: Type.Optional(Type.String({ minLength: 1, maxLength: 256, description: 'host address to bind (default 127.0.0.1)' })),
+    ports: Type.String({ maxLength: 256, description: 'HOST:GUEST[/tcp|udp], e.g. 8080:80' }),
+    address: Type.Optional(Type.String({ maxLength: 256, description: 'host address to bind (default 127.0.0.1)' })),
   },
   { additionalProperties: false },
 );
-export const PortParams = Type.Object({ name: Name, port: Type.String({ minLength: 1, maxLength: 256, description: 'HOST[/tcp|udp], e.g. 8080 or 5353/udp' }) }, { additionalProperties: false });
+export const PortParams = Type.Object({ name: Name, port: Type.String({ maxLength: 256, description: 'HOST[/tcp|udp], e.g. 8080 or 5353/udp' }) }, { additionalProperties: false });
 
 export const DiskChange = Type.Object({ instance: Type.String(), volume: Type.String(), diskId: Type.String(), live: Type.Boolean() }, { additionalProperties: false });
 export const AttachDiskBody = Type.Object({ volume: Name }, { additionalProperties: false });

@@ -29,7 +29,8 @@ function normalize(text: string): string {
     .replace(/vnb[0-9a-f]{8}/g, 'vnbID')
     .replace(/virtnode_[0-9a-f]{8}/g, 'virtnode_ID')
     .replace(/vnt[0-9a-f]{10}/g, 'vntTAP')
-    .replace(/("id": "|^\s*id: "?)[0-9a-f]{8}/gm, '$1ID')
+    .replace(/"id": "[0-9a-f]{8}"/g, '"id": "ID"')
+    .replace(/^(\s*id: )"?[0-9a-f]{8}"?$/gm, '$1ID') // YAML quotes an id of digits only
     .replace(/52:54:00(:[0-9a-f]{2}){3}/g, 'MAC')
     .replace(/\d{4}-\d\d-\d\dT[\d:.]+Z/g, 'DATE')
     .replace(/pid \d+/g, 'pid N')
@@ -118,6 +119,7 @@ describe('network, nic and port commands: the same through the daemon as without
       fails(2, 'network', 'create', 'cn-bad', '--subnet', '10.148.9.0/33'),
       fails(2, 'network', 'create', 'cn-bad', '--subnet', '10.148.9.7/24'),
       fails(2, 'network', 'create', 'cn-bad', '--subnet', longText),
+      fails(2, 'network', 'create', 'cn-bad', '--subnet', ''),
       fails(4, 'network', 'create', 'cn-bad', '--subnet', '10.148.1.0/25'),
       fails(2, 'network', 'create', 'cn-bad', '--subnet', '10.148.9.0/24', '--dhcp-range', '10.148.8.5-10.148.8.9'),
       fails(2, 'network', 'create', 'cn-bad', '--subnet', '10.148.9.0/24', '--dhcp-range', 'lots'),
@@ -126,6 +128,7 @@ describe('network, nic and port commands: the same through the daemon as without
       fails(3, 'network', 'create', 'cn-bad', '--bridge', 'nosuchbr0'),
       fails(2, 'network', 'create', 'cn-bad', '--bridge', 'way-too-long-bridge'),
       fails(2, 'network', 'create', 'cn-bad', '--bridge', 'br/0'),
+      fails(2, 'network', 'create', 'cn-bad', '--bridge', ''),
       fails(2, 'network', 'create', 'cn-bad', '--bridge', BRIDGE, '--subnet', '10.148.9.0/24'),
       fails(2, 'network', 'create', 'Bad_Name', '--subnet', '10.148.9.0/24'),
       fails(2, 'network', 'create', 'x'.repeat(64), '--subnet', '10.148.9.0/24'),
@@ -135,6 +138,7 @@ describe('network, nic and port commands: the same through the daemon as without
       fails(2, 'network', 'ls', '--format', 'xml'),
       fails(3, 'network', 'info', 'nope'),
       fails(2, 'network', 'info', 'Bad_Name'),
+      fails(2, 'network', 'info', ''),
       fails(2, 'network', 'info', 'cn-nat', '--format', 'xml'),
       fails(3, 'network', 'rm', 'nope'),
       fails(2, 'network', 'rm', '../x'),
@@ -188,6 +192,7 @@ describe('network, nic and port commands: the same through the daemon as without
       fails(2, 'nic', 'attach', 'cn-vm', 'cn-lan', '--ip', '192.168.1.5'),
       fails(2, 'nic', 'attach', 'cn-vm', 'cn-lan', '--ip', 'not-an-ip'),
       fails(2, 'nic', 'attach', 'cn-vm', 'Bad_Net'),
+      fails(2, 'nic', 'attach', 'cn-vm', ''),
       fails(2, 'nic', 'attach', 'cn-vm', 'n'.repeat(70)),
       fails(2, 'nic', 'attach', 'cn-vm', 'cn-lan', '--ip', '1'.repeat(70)),
       fails(3, 'nic', 'attach', 'nope', 'cn-lan'),
@@ -195,6 +200,7 @@ describe('network, nic and port commands: the same through the daemon as without
       fails(3, 'nic', 'detach', 'cn-vm', '52:54:00:00:00:99'),
       fails(3, 'nic', 'detach', 'cn-vm', '9'),
       fails(3, 'nic', 'detach', 'cn-vm', 'x'.repeat(40)),
+      fails(3, 'nic', 'detach', 'cn-vm', ''),
       fails(3, 'nic', 'detach', 'nope', '0'),
       fails(3, 'nic', 'ls', 'nope'),
       fails(2, 'nic', 'ls', 'cn-vm', '--format', 'xml'),
@@ -210,12 +216,15 @@ describe('network, nic and port commands: the same through the daemon as without
       fails(4, 'port', 'add', 'cn-vm', `${busy}:80`),
       fails(2, 'port', 'add', 'cn-vm', '99999:80'),
       fails(2, 'port', 'add', 'cn-vm', '8080-80'),
+      fails(2, 'port', 'add', 'cn-vm', ''),
+      fails(2, 'port', 'add', 'cn-vm', '18080:80', '--address', ''),
       fails(2, 'port', 'add', 'cn-vm', `${'8'.repeat(40)}:80`),
       fails(2, 'port', 'add', 'cn-vm', '18080:80', '--address', 'not-an-address'),
       fails(5, 'port', 'add', 'cn-bare', '18080:80'),
       fails(3, 'port', 'add', 'nope', '18080:80'),
       fails(3, 'port', 'rm', 'cn-vm', '18080'),
       fails(2, 'port', 'rm', 'cn-vm', 'x'),
+      fails(2, 'port', 'rm', 'cn-vm', ''),
       fails(2, 'port', 'rm', 'cn-vm', '1'.repeat(20)),
       fails(3, 'port', 'ls', 'nope'),
       fails(2, 'port', 'ls', 'Bad_Name'),
@@ -271,7 +280,7 @@ describe('network, nic and port commands: the same through the daemon as without
     ];
     const local = await transcript('local', steps('local'));
     expect(viaDaemon).toEqual(local);
-    expect(counts).toEqual([10, 2, 10, 2]);
+    expect(counts).toEqual([11, 2, 12, 2]);
     expect(daemonWork()).toBe(worked);
     // the lease was really there, with its instance
     const leases = JSON.parse(viaDaemon.find((s) => s.args.join(' ') === 'network leases cn-lan --format json')!.stdout) as Array<{ address: string; instance?: string }>;
