@@ -327,4 +327,26 @@ describe('network, nic and port commands: the same through the daemon as without
     await must('daemon', ['network', 'rm', 'cn-nat']);
     expect(networkLeftovers(home, [...networkIds])).toEqual({ links: [], nftTables: [], dnsmasq: [] });
   });
+
+  it('a socket left by a crashed daemon: the commands work in-process, as without a daemon', async () => {
+    const stale = tempHome('virtnode-clinet-stale-');
+    try {
+      // a UNIX socket nobody listens on (bound, never listening: connect is refused)
+      execFileSync('python3', ['-c', 'import socket,sys; socket.socket(socket.AF_UNIX).bind(sys.argv[1])', join(stale.home, 'virtnode.sock')]);
+      const steps = [['network', 'ls', '--format', 'json'], ['network', 'info', 'nope'], ['nic', 'ls', 'nope'], ['port', 'ls', 'nope']];
+      const out = [];
+      for (const args of steps) {
+        const r = await virtnode(stale.home, args);
+        out.push({ code: r.code, stdout: r.stdout, stderr: r.stderr });
+      }
+      expect(out).toEqual([
+        { code: 0, stdout: '[]\n', stderr: '' },
+        { code: 3, stdout: '', stderr: 'error: network nope does not exist\nhint: see `virtnode network ls`; create one with `virtnode network create NAME`\n' },
+        { code: 3, stdout: '', stderr: 'error: instance nope does not exist\nhint: see `virtnode list` for the instances there are\n' },
+        { code: 3, stdout: '', stderr: 'error: instance nope does not exist\nhint: see `virtnode list` for the instances there are\n' },
+      ]);
+    } finally {
+      stale.cleanup();
+    }
+  });
 });
