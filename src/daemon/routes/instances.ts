@@ -24,6 +24,7 @@ import { validateName } from '../../lib/ids.ts';
 import type { InstancePolicy } from '../../store/policies.ts';
 import type { DaemonCore } from '../core.ts';
 import { ResponseCache } from '../list-cache.ts';
+import { launchSource } from '../../templates/launch-source.ts';
 
 /** Lease-derived addresses in the cached list are at most this old (state changes show at once). */
 const LIST_MAX_AGE_MS = 2_000;
@@ -111,11 +112,8 @@ export async function instanceRoutes(app: FastifyInstance, core: DaemonCore): Pr
       };
       // Bad input is answered 400 now, not as a failed operation; the name is fixed here so the client knows it.
       const valid = validateLaunch(launchRequest);
-      core.images.get(valid.image);
-      const resolveImage = async (name: string) => {
-        const image = core.images.resolve(name);
-        return { name: image.name, sha256: image.sha256, path: image.path, format: image.format };
-      };
+      const resolveImage = launchSource(service);
+      await resolveImage(valid.image);
       const op = core.operations.start('launch', `instances/${valid.name}`, async (ctx) => {
         const result = await launch(service, resolveImage, { ...launchRequest, name: valid.name }, {
           noWait: b.wait === false,
