@@ -50,6 +50,7 @@ export class OperationManager {
   private readonly log: Logger | undefined;
   private readonly onFinish: ((view: OperationView) => void) | undefined;
   private readonly owner = selfIdentity();
+  private stopping = false;
 
   constructor(events: EventBus, repo: OperationRepository, options: { onFinish?: (view: OperationView) => void; log?: Logger } = {}) {
     this.events = events;
@@ -101,7 +102,8 @@ export class OperationManager {
         view.result = await work(ctx);
         view.status = 'succeeded';
       } catch (e) {
-        const error = controller.signal.aborted ? new VirtnodeError('INVALID_STATE', `operation ${id} was cancelled`, { cause: e }) : toVirtnodeError(e);
+        const why = this.stopping ? ' because the daemon stopped (SIGTERM): run it again once the daemon is back' : '';
+        const error = controller.signal.aborted ? new VirtnodeError('INVALID_STATE', `operation ${id} was cancelled${why}`, { cause: e }) : toVirtnodeError(e);
         view.status = controller.signal.aborted ? 'cancelled' : 'failed';
         view.error = { code: error.code, message: error.message, ...(error.hint === undefined ? {} : { hint: error.hint }) };
       }
@@ -188,6 +190,7 @@ export class OperationManager {
 
   /** Aborts everything still running (daemon shutdown) and waits for it to settle. */
   async shutdown(): Promise<void> {
+    this.stopping = true;
     const running = [...this.running.values()];
     for (const op of running) op.controller.abort();
     await Promise.allSettled(running.map((o) => o.done));

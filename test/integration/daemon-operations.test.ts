@@ -217,4 +217,13 @@ describe('daemon operations: kept in SQLite across restarts, interrupted ones fa
     expect(await wait(stop.body.id)).toMatchObject({ status: 'succeeded', result: { method: 'forced' } });
     expect((await listed('opvm'))?.state).toBe('stopped');
   }, 60_000);
+
+  it('SIGTERM cancels what runs and says why; the next daemon shows it so', async () => {
+    const hanging = await call<OperationView>('POST', '/images/pull', { url: http!.url('/hang.qcow2'), name: 'hang2' });
+    expect(hanging.status).toBe(202);
+    expect(await daemon!.stop('SIGTERM')).toBe(0);
+    daemon = await startDaemon(home);
+    expect(await operation(hanging.body.id)).toMatchObject({ status: 'cancelled', error: { code: 'INVALID_STATE', message: expect.stringMatching(/cancelled because the daemon stopped/) } });
+    expect(daemon.logLines().some((l) => l['msg'] === 'operation interrupted by a daemon stop: marked failed')).toBe(false);
+  }, 60_000);
 });
