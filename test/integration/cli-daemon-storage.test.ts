@@ -45,6 +45,8 @@ function steps(home: string): Step[] {
     s(NOT_FOUND, 'pool', 'info', 'nope'),
     s(INVALID, 'pool', 'info', 'Bad!'),
     s(INVALID, 'pool', 'ls', '--format', 'xml'),
+    s(INVALID, 'pool', 'info', ''),
+    s(INVALID, 'pool', 'create', 'p', '--path', ''),
 
     s(OK, 'volume', 'create', 'data', '--size', '64M'),
     s(OK, 'volume', 'create', 'onfast', '--size', '16M', '--pool', 'fast', '--format', 'raw'),
@@ -55,6 +57,11 @@ function steps(home: string): Step[] {
     s(INVALID, 'volume', 'create', 'x', '--size', '1G', '--format', 'vmdk'),
     s(NOT_FOUND, 'volume', 'create', 'x', '--size', '1G', '--pool', 'nope'),
     s(NOT_FOUND, 'volume', 'create', 'x', '--size', '1G', '--pool', 'Bad!'),
+    s(INVALID, 'volume', 'create', '', '--size', '1G'),
+    s(INVALID, 'volume', 'create', 'x', '--size', ''),
+    s(INVALID, 'volume', 'create', 'x', '--size', '1'.repeat(40)),
+    s(INVALID, 'volume', 'info', ''),
+    s(INVALID, 'volume', 'ls', '--pool', ''),
     s(OK, 'volume', 'ls'),
     s(OK, 'volume', 'ls', '--pool', 'fast', '--format', 'json'),
     s(NOT_FOUND, 'volume', 'ls', '--pool', 'nope'),
@@ -109,6 +116,7 @@ function steps(home: string): Step[] {
     s(NOT_FOUND, 'disk', 'attach', 'vm', 'nope'),
     s(INVALID, 'disk', 'attach', 'Bad!', 'data'),
     s(INVALID, 'disk', 'attach', 'vm', 'Bad!'),
+    s(INVALID, 'disk', 'attach', 'vm', ''),
     s(OK, 'volume', 'ls', '--all'),
     s(OK, 'volume', 'ls', '--all', '--format', 'json'),
     s(CONFLICT, 'volume', 'rm', 'data'),
@@ -117,6 +125,8 @@ function steps(home: string): Step[] {
     s(OK, 'snapshot', 'create', 'vm', 's1'),
     s(CONFLICT, 'snapshot', 'create', 'vm', 's1'),
     s(INVALID, 'snapshot', 'create', 'vm', 'Bad_Snap'),
+    s(INVALID, 'snapshot', 'create', 'vm', ''),
+    s(INVALID, 'snapshot', 'revert', 'vm', ''),
     s(INVALID, 'snapshot', 'create', 'Bad!', 's2'),
     s(NOT_FOUND, 'snapshot', 'create', 'nope', 's2'),
     s(INVALID, 'snapshot', 'create', 'vm', 's2', '--quiesce'),
@@ -243,15 +253,15 @@ describe('pool, volume, disk and snapshot commands through the daemon and withou
 
     // The daemon of the first run did the work (copies and snapshots as operations), the second run's daemon none.
     const d = daemon!;
-    expect(requestsTo(d, 'POST', '/pools')).toBe(8);
+    expect(requestsTo(d, 'POST', '/pools')).toBe(9);
     expect(requestsTo(d, 'POST', '/volumes/data/convert')).toBe(5);
     expect(requestsTo(d, 'POST', '/volumes/import')).toBe(8);
     expect(requestsTo(d, 'POST', '/volumes/data/export')).toBe(6);
     expect(requestsTo(d, 'POST', '/volumes/data/resize')).toBe(6);
     expect(requestsTo(d, 'GET', '/instance-disks')).toBe(3);
-    expect(requestsTo(d, 'POST', '/instances/vm/disks')).toBe(5);
+    expect(requestsTo(d, 'POST', '/instances/vm/disks')).toBe(6);
     expect(requestsTo(d, 'DELETE', '/instances/vm/disks/data')).toBe(4);
-    expect(requestsTo(d, 'POST', '/instances/vm/snapshots')).toBe(8);
+    expect(requestsTo(d, 'POST', '/instances/vm/snapshots')).toBe(9);
     expect(requestsTo(d, 'POST', '/instances/vm/snapshots/live1/revert')).toBe(1);
     expect(requestsTo(d, 'GET', /^\/operations\/[0-9a-f-]+\/wait/)).toBeGreaterThan(0);
     expect(requestsTo(bystander!, 'GET', /^\/(pools|volumes|instance-disks|instances\/vm\/snapshots)/)).toBe(0);
