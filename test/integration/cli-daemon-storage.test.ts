@@ -310,4 +310,27 @@ describe('pool, volume, disk and snapshot commands through the daemon and withou
       remote.cleanup();
     }
   });
+
+  it('with the socket a killed daemon left, the commands run in-process and answer as without a daemon', async () => {
+    const stale = tempHome('virtnode-clss-');
+    let dead: RunningDaemon | undefined;
+    try {
+      dead = await startDaemon(stale.home);
+      await dead.stop('SIGKILL');
+      expect(existsSync(dead.socket)).toBe(true);
+      const run = async (env: Record<string, string>, ...args: string[]) => {
+        const r = await virtnode(stale.home, args, { env, cwd: stale.home });
+        return { code: r.code, stdout: r.stdout, stderr: r.stderr };
+      };
+      const created = await run({}, 'volume', 'create', 'v1', '--size', '16M');
+      expect(created).toEqual({ code: 0, stdout: `Created volume v1 (qcow2, 16 MiB) in pool default: ${join(stale.home, 'pools', 'default', 'v1.qcow2')}\n`, stderr: '' });
+      for (const args of [['volume', 'ls'], ['volume', 'info', 'v1', '--format', 'json'], ['snapshot', 'ls', 'nope'], ['disk', 'attach', 'nope', 'v1']]) {
+        expect(await run({}, ...args)).toEqual(await run({ VIRTNODE_NO_DAEMON: '1' }, ...args));
+      }
+      expect((await run({}, 'volume', 'rm', 'v1')).code).toBe(0);
+    } finally {
+      await dead?.stop();
+      stale.cleanup();
+    }
+  });
 });
