@@ -28,6 +28,7 @@ interface InstanceSample {
   memoryConfiguredBytes: number;
   cpuSeconds?: number;
   rssBytes?: number;
+  balloonBytes?: number;
   block: BlockStats[];
   nics: Array<NicCounters & { index: number; network: string }>;
 }
@@ -46,26 +47,38 @@ export function processUsage(pid: number): { cpuSeconds: number; rssBytes: numbe
   }
 }
 
-async function blockStats(socket: string): Promise<BlockStats[]> {
-  let qmp: QmpConnection | undefined;
-  try {
-    qmp = await QmpConnection.connect(socket, { timeoutMs: QMP_TIMEOUT_MS });
-    const reply = (await qmp.execute('query-blockstats', { 'query-nodes': false }, { timeoutMs: QMP_TIMEOUT_MS })) as Array<{
+function blockStatsOf(reply: unknown): BlockStats[] {
+  return (
+    reply as Array<{
       device: string;
       'node-name'?: string;
       qdev?: string;
       stats: { rd_bytes: number; wr_bytes: number; rd_operations: number; wr_operations: number };
-    }>;
-    return reply.map((b) => ({
-      // qdev is /machine/peripheral/<id>/virtio-backend; the id is `<disk id>-dev` (src/qemu/argv.ts).
-      device: b['node-name'] || /peripheral\/([^/]+)-dev/.exec(b.qdev ?? '')?.[1] || b.device || 'unknown',
-      rdBytes: b.stats.rd_bytes,
-      wrBytes: b.stats.wr_bytes,
-      rdOps: b.stats.rd_operations,
-      wrOps: b.stats.wr_operations,
-    }));
+    }>
+  ).map((b) => ({
+    // qdev is /machine/peripheral/<id>/virtio-backend; the id is `<disk id>-dev` (src/qemu/argv.ts).
+    device: b['node-name'] || /peripheral\/([^/]+)-dev/.exec(b.qdev ?? '')?.[1] || b.device || 'unknown',
+    rdBytes: b.stats.rd_bytes,
+    wrBytes: b.stats.wr_bytes,
+    rdOps: b.stats.rd_operations,
+    wrOps: b.stats.wr_operations,
+  }));
+}
+
+/** Block statistics and the balloon's size over one QMP connection (the query monitor, never the control one). */
+async function qmpStats(socket: string): Promise<{ block: BlockStats[]; balloonBytes?: number }> {
+  let qmp: QmpConnection | undefined;
+  try {
+    qmp = await QmpConnection.connect(socket, { timeoutMs: QMP_TIMEOUT_MS });
+    const block = blockStatsOf(await qmp.execute('query-blockstats', { 'query-nodes': false }, { timeoutMs: QMP_TIMEOUT_MS }));
+    try {
+      const balloon = (await qmp.execute('query-balloon', {}, { timeoutMs: QMP_TIMEOUT_MS })) as { actual?: number };
+      return typeof balloon.actual === 'number' ? { block, balloonBytes: balloon.actual } : { block };
+    } catch {
+      return { block }; // a QEMU started before instances had a balloon: "No balloon device has been activated"
+    }
   } catch {
-    return []; // busy or going away: no block numbers this round
+    return { block: [] }; // busy or going away: no QMP numbers this round
   } finally {
     qmp?.close();
   }
@@ -74,10 +87,11 @@ async function blockStats(socket: string): Promise<BlockStats[]> {
 /**
  * Prometheus metrics of the host and its instances, collected at most every METRICS_CACHE_MS (a scrape is
  * cheap whatever the scraper's rate). Measured: CPU seconds and RSS of each QEMU (/proc), block bytes and
- * operations (QMP query-blockstats), state, configured memory; host CPUs, memory, load, instances by state.
+ * operations (QMP query-blockstats), the balloon's size (QMP query-balloon), state, configured memory; host CPUs,
+ * memory, load, instances by state.
  * Network bytes and packets of tap NICs on managed networks, from the tap's counters in /sys/class/net (seen
- * from the guest: receive is what the tap sent). Not measured: balloon (instances have no balloon device yet)
- * and user-mode NICs (that networking runs inside QEMU, which exposes no counters for it).
+ * from the guest: receive is what the tap sent). Not measured: user-mode NICs (that networking runs inside QEMU,
+ * which exposes no counters for it).
  */
 export class MetricsCollector {
   readonly registry = new Registry();
@@ -97,6 +111,7 @@ export class MetricsCollector {
       state: new Gauge({ name: 'virtnode_instance_state', help: 'The instance state: 1 for the current state', labelNames: ['instance', 'state'], registers: r }),
       cpu: new Counter({ name: 'virtnode_instance_cpu_seconds_total', help: 'CPU time used by the instance QEMU process (user + system)', labelNames: instanceLabel, registers: r }),
       rss: new Gauge({ name: 'virtnode_instance_memory_rss_bytes', help: 'Resident memory of the instance QEMU process', labelNames: instanceLabel, registers: r }),
+      balloon: new Gauge({ name: 'virtnode_instance_memory_balloon_bytes', help: 'Memory the guest has, as its virtio balloon reports it (QMP query-balloon); the configured memory unless the balloon was inflated', labelNames: instanceLabel, registers: r }),
       memory: new Gauge({ name: 'virtnode_instance_memory_configured_bytes', help: 'Memory given to the guest', labelNames: instanceLabel, registers: r }),
       rdBytes: new Counter({ name: 'virtnode_instance_block_read_bytes_total', help: 'Bytes read by the guest from a disk', labelNames: ['instance', 'device'], registers: r }),
       wrBytes: new Counter({ name: 'virtnode_instance_block_write_bytes_total', help: 'Bytes written by the guest to a disk', labelNames: ['instance', 'device'], registers: r }),
@@ -144,7 +159,9 @@ export class MetricsCollector {
       const counters = readTapCounters(tapName(instance.uuid, nic.index), this.sysfsNet);
       if (counters !== undefined) sample.nics.push({ ...counters, index: nic.index, network: nic.network });
     }
-    sample.block = await blockStats(runtimePaths(this.service.paths.instanceDir(instance.name)).qmpQuery);
+    const qmp = await qmpStats(runtimePaths(this.service.paths.instanceDir(instance.name)).qmpQuery);
+    sample.block = qmp.block;
+    if (qmp.balloonBytes !== undefined) sample.balloonBytes = qmp.balloonBytes;
     return sample;
   }
 
@@ -161,6 +178,7 @@ export class MetricsCollector {
       g.memory.set(l, s.memoryConfiguredBytes);
       if (s.cpuSeconds !== undefined) g.cpu.inc(l, s.cpuSeconds);
       if (s.rssBytes !== undefined) g.rss.set(l, s.rssBytes);
+      if (s.balloonBytes !== undefined) g.balloon.set(l, s.balloonBytes);
       for (const b of s.block) {
         const bl = { instance: s.name, device: b.device };
         g.rdBytes.inc(bl, b.rdBytes);
