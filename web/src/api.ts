@@ -105,7 +105,7 @@ export const api = {
   remove: (name: string, force: boolean) => request<{ deleted: boolean }>('DELETE', `/instances/${encodeURIComponent(name)}${force ? '?force=true' : ''}`),
   operation: (id: string, waitSeconds = 0) => request<Operation>('GET', `/operations/${id}?wait=${waitSeconds}`),
   consoleTicket: (name: string, kind: 'serial' | 'vnc') => request<Ticket>('POST', `/instances/${encodeURIComponent(name)}/console-tickets`, { kind }),
-  eventTicket: () => request<Ticket>('POST', '/ui/event-tickets'),
+  eventTicket: () => request<Ticket>('POST', '/events/tickets'),
   snapshots: (name: string) => request<Array<Record<string, unknown>>>('GET', `/instances/${encodeURIComponent(name)}/snapshots`),
   metrics: async (): Promise<string> => {
     const headers: Record<string, string> = {};
