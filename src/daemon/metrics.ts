@@ -7,10 +7,17 @@ import type { InstanceService } from '../instances/service.ts';
 import { MIB } from '../lib/units.ts';
 import { tapName } from '../network/names.ts';
 import { QmpConnection } from '../qmp/connection.ts';
+import { GuestAgent } from '../qmp/guest-agent.ts';
 import { type NicCounters, readTapCounters, SYS_CLASS_NET } from './net-stats.ts';
 
 export const METRICS_CACHE_MS = 2_000;
 const QMP_TIMEOUT_MS = 1_000;
+const AGENT_TIMEOUT_MS = 1_000;
+/** A guest whose agent did not answer is not asked again for this long, so it does not slow every scrape. */
+const AGENT_RETRY_MS = 60_000;
+
+/** Where a NIC's counters come from: the host's tap, or the guest's own kernel through its agent (user-mode NICs). */
+type NicSource = 'tap' | 'guest-agent';
 /** USER_HZ: the unit of utime/stime in /proc/PID/stat; 100 on every Linux architecture virtnode runs on. */
 const CLOCK_TICKS_PER_SECOND = 100;
 
@@ -30,7 +37,7 @@ interface InstanceSample {
   rssBytes?: number;
   balloonBytes?: number;
   block: BlockStats[];
-  nics: Array<NicCounters & { index: number; network: string }>;
+  nics: Array<NicCounters & { index: number; network: string; source: NicSource }>;
 }
 
 /** CPU seconds (user + system, all QEMU threads) and RSS of a process, from /proc. */
@@ -84,14 +91,32 @@ async function qmpStats(socket: string): Promise<{ block: BlockStats[]; balloonB
   }
 }
 
+/** The guest's interface counters by MAC, from its agent (guest-network-get-interfaces); undefined if it does not answer. */
+async function agentNicCounters(socket: string): Promise<Map<string, NicCounters> | undefined> {
+  let agent: GuestAgent | undefined;
+  try {
+    agent = await GuestAgent.connect(socket, { timeoutMs: AGENT_TIMEOUT_MS });
+    const counters = new Map<string, NicCounters>();
+    for (const i of await agent.networkGetInterfaces({ timeoutMs: AGENT_TIMEOUT_MS })) {
+      if (i.hardwareAddress !== undefined && i.statistics !== undefined) counters.set(i.hardwareAddress.toLowerCase(), i.statistics);
+    }
+    return counters;
+  } catch {
+    return undefined; // no agent in this guest, not up yet, or paused
+  } finally {
+    agent?.close();
+  }
+}
+
 /**
  * Prometheus metrics of the host and its instances, collected at most every METRICS_CACHE_MS (a scrape is
  * cheap whatever the scraper's rate). Measured: CPU seconds and RSS of each QEMU (/proc), block bytes and
  * operations (QMP query-blockstats), the balloon's size (QMP query-balloon), state, configured memory; host CPUs,
  * memory, load, instances by state.
  * Network bytes and packets of tap NICs on managed networks, from the tap's counters in /sys/class/net (seen
- * from the guest: receive is what the tap sent). Not measured: user-mode NICs (that networking runs inside QEMU,
- * which exposes no counters for it).
+ * from the guest: receive is what the tap sent), label source="tap". User-mode NICs (that networking runs inside
+ * QEMU, which exposes no counters for it): the guest kernel's counters through its agent, when one answers, label
+ * source="guest-agent" (the guest's own numbers, so a guest could misreport them).
  */
 export class MetricsCollector {
   readonly registry = new Registry();
@@ -100,11 +125,13 @@ export class MetricsCollector {
   private readonly g;
 
   private readonly sysfsNet: string;
+  /** Instances whose agent did not answer, and until when it is not asked again. */
+  private readonly agentSilentUntil = new Map<string, number>();
 
   constructor(service: InstanceService, options: { sysfsNet?: string } = {}) {
     this.service = service;
     this.sysfsNet = options.sysfsNet ?? SYS_CLASS_NET;
-    const nicLabels = ['instance', 'nic', 'network'] as const;
+    const nicLabels = ['instance', 'nic', 'network', 'source'] as const;
     const r = [this.registry];
     const instanceLabel = ['instance'] as const;
     this.g = {
@@ -117,10 +144,10 @@ export class MetricsCollector {
       wrBytes: new Counter({ name: 'virtnode_instance_block_write_bytes_total', help: 'Bytes written by the guest to a disk', labelNames: ['instance', 'device'], registers: r }),
       rdOps: new Counter({ name: 'virtnode_instance_block_read_ops_total', help: 'Read operations of the guest on a disk', labelNames: ['instance', 'device'], registers: r }),
       wrOps: new Counter({ name: 'virtnode_instance_block_write_ops_total', help: 'Write operations of the guest on a disk', labelNames: ['instance', 'device'], registers: r }),
-      netRxBytes: new Counter({ name: 'virtnode_instance_network_receive_bytes_total', help: 'Bytes received by the guest on a tap NIC', labelNames: nicLabels, registers: r }),
-      netTxBytes: new Counter({ name: 'virtnode_instance_network_transmit_bytes_total', help: 'Bytes sent by the guest on a tap NIC', labelNames: nicLabels, registers: r }),
-      netRxPackets: new Counter({ name: 'virtnode_instance_network_receive_packets_total', help: 'Packets received by the guest on a tap NIC', labelNames: nicLabels, registers: r }),
-      netTxPackets: new Counter({ name: 'virtnode_instance_network_transmit_packets_total', help: 'Packets sent by the guest on a tap NIC', labelNames: nicLabels, registers: r }),
+      netRxBytes: new Counter({ name: 'virtnode_instance_network_receive_bytes_total', help: 'Bytes received by the guest on a NIC (source: the tap, or the guest agent for user-mode NICs)', labelNames: nicLabels, registers: r }),
+      netTxBytes: new Counter({ name: 'virtnode_instance_network_transmit_bytes_total', help: 'Bytes sent by the guest on a NIC (source: the tap, or the guest agent for user-mode NICs)', labelNames: nicLabels, registers: r }),
+      netRxPackets: new Counter({ name: 'virtnode_instance_network_receive_packets_total', help: 'Packets received by the guest on a NIC (source: the tap, or the guest agent for user-mode NICs)', labelNames: nicLabels, registers: r }),
+      netTxPackets: new Counter({ name: 'virtnode_instance_network_transmit_packets_total', help: 'Packets sent by the guest on a NIC (source: the tap, or the guest agent for user-mode NICs)', labelNames: nicLabels, registers: r }),
       hostCpus: new Gauge({ name: 'virtnode_host_cpus', help: 'Logical CPUs of the host', registers: r }),
       hostMemory: new Gauge({ name: 'virtnode_host_memory_bytes', help: 'Memory of the host', registers: r }),
       hostMemoryFree: new Gauge({ name: 'virtnode_host_memory_free_bytes', help: 'Free memory of the host', registers: r }),
@@ -157,12 +184,26 @@ export class MetricsCollector {
     for (const nic of instance.nics) {
       if (nic.network === USER_NETWORK) continue;
       const counters = readTapCounters(tapName(instance.uuid, nic.index), this.sysfsNet);
-      if (counters !== undefined) sample.nics.push({ ...counters, index: nic.index, network: nic.network });
+      if (counters !== undefined) sample.nics.push({ ...counters, index: nic.index, network: nic.network, source: 'tap' });
     }
-    const qmp = await qmpStats(runtimePaths(this.service.paths.instanceDir(instance.name)).qmpQuery);
+    const paths = runtimePaths(this.service.paths.instanceDir(instance.name));
+    const userNics = instance.nics.filter((n) => n.network === USER_NETWORK);
+    const [qmp, fromAgent] = await Promise.all([qmpStats(paths.qmpQuery), userNics.length > 0 ? this.agentCounters(instance.uuid, paths.guestAgent) : undefined]);
+    for (const nic of userNics) {
+      const counters = fromAgent?.get(nic.mac.toLowerCase());
+      if (counters !== undefined) sample.nics.push({ ...counters, index: nic.index, network: nic.network, source: 'guest-agent' });
+    }
     sample.block = qmp.block;
     if (qmp.balloonBytes !== undefined) sample.balloonBytes = qmp.balloonBytes;
     return sample;
+  }
+
+  private async agentCounters(key: string, socket: string): Promise<Map<string, NicCounters> | undefined> {
+    if ((this.agentSilentUntil.get(key) ?? 0) > Date.now()) return undefined;
+    const counters = await agentNicCounters(socket);
+    if (counters === undefined) this.agentSilentUntil.set(key, Date.now() + AGENT_RETRY_MS);
+    else this.agentSilentUntil.delete(key);
+    return counters;
   }
 
   private async collect(): Promise<void> {
@@ -187,7 +228,7 @@ export class MetricsCollector {
         g.wrOps.inc(bl, b.wrOps);
       }
       for (const n of s.nics) {
-        const nl = { instance: s.name, nic: String(n.index), network: n.network };
+        const nl = { instance: s.name, nic: String(n.index), network: n.network, source: n.source };
         g.netRxBytes.inc(nl, n.rxBytes);
         g.netTxBytes.inc(nl, n.txBytes);
         g.netRxPackets.inc(nl, n.rxPackets);
