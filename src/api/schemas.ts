@@ -278,6 +278,13 @@ export const GetOperationQuery = Type.Object(
   { wait: Type.Optional(Type.Number({ minimum: 0, maximum: 3600, description: 'wait up to this many seconds for it to finish' })) },
   { additionalProperties: false },
 );
+export const ListOperationsQuery = Type.Object(
+  {
+    limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000, description: 'at most this many, newest first (default 100)' })),
+    status: Type.Optional(StringEnum(['running', 'succeeded', 'failed', 'cancelled'])),
+  },
+  { additionalProperties: false },
+);
 export const OperationParams = Type.Object({ id: Type.String({ pattern: '^[0-9a-f-]{36}$' }) }, { additionalProperties: false });
 
 export const HostCheck = Type.Object(

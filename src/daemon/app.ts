@@ -60,6 +60,14 @@ export async function buildApp(core: DaemonCore, options: AppOptions): Promise<F
     // One JSON line per request (below) instead of fastify's two.
     logController: new LogController({ disableRequestLogging: true }),
   }) as unknown as FastifyInstance;
+  // The request that started an operation (202) names it in its log line, like every line of the work does.
+  app.addHook('preSerialization', async (request, reply, payload) => {
+    const op = payload as { id?: unknown; kind?: unknown } | null;
+    if (reply.statusCode === 202 && typeof op === 'object' && op !== null && typeof op.id === 'string' && typeof op.kind === 'string') {
+      request.log = request.log.child({ operation: op.id });
+    }
+    return payload;
+  });
   app.addHook('onResponse', async (request, reply) => {
     request.log.info({ req: { method: request.method, url: request.url }, status: reply.statusCode, ms: Math.round(reply.elapsedTime * 10) / 10 }, 'request');
   });

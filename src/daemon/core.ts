@@ -4,6 +4,7 @@ import { InstanceService } from '../instances/service.ts';
 import type { StatePaths } from '../lib/paths.ts';
 import { type Db, openDb } from '../store/db.ts';
 import { PolicyRepository } from '../store/policies.ts';
+import { OperationRepository } from '../store/operations.ts';
 import { TokenRepository } from '../store/tokens.ts';
 import { ConsoleTickets } from '../web/consoles/tickets.ts';
 import { EventBus } from './events.ts';
@@ -39,7 +40,8 @@ export function createCore(paths: StatePaths, log: Logger): DaemonCore {
   const events = new EventBus();
   const policies = new PolicyRepository(db);
   const supervisor = new Supervisor(instances, policies, events, log.child({ component: 'supervisor' }));
-  const operations = new OperationManager(events, {
+  const operations = new OperationManager(events, new OperationRepository(db), {
+    log: log.child({ component: 'operations' }),
     onFinish: (op) => {
       log.info({ operation: op.id, kind: op.kind, target: op.target, status: op.status, error: op.error }, 'operation finished');
       supervisor.poke();

@@ -115,6 +115,9 @@ describe('REST API through inject(): every route, bad input refused with the err
       ['GET', '/operations/00000000-0000-0000-0000-000000000000', undefined, 404, /does not exist/],
       ['GET', '/operations/00000000-0000-0000-0000-000000000000/wait?timeout=1', undefined, 404, /does not exist/],
       ['DELETE', '/operations/00000000-0000-0000-0000-000000000000', undefined, 404, /does not exist/],
+      ['GET', '/operations?status=done', undefined, 400, /"done" is not valid: use running, succeeded, failed, cancelled/],
+      ['GET', '/operations?limit=0', undefined, 400, /limit/],
+      ['GET', '/operations?limit=ten', undefined, 400, /limit/],
       ['GET', '/no/such/route', undefined, 404, /no route GET \/no\/such\/route/],
       ['GET', '/networks/nope', undefined, 404, /nope/],
       ['GET', '/networks/..%2Fx', undefined, 400, /not a valid name/],
@@ -203,8 +206,13 @@ describe('REST API through inject(): every route, bad input refused with the err
     const stopped = await waitOp(stop.body.id);
     expect(stopped).toMatchObject({ status: 'succeeded', result: { method: 'acpi', instance: { state: 'stopped' } }, finishedAt: expect.any(String) });
     expect((await api.call('GET', '/operations')).body.map((o: { id: string }) => o.id)).toContain(stop.body.id);
+    const recent = await api.call('GET', '/operations?status=succeeded&limit=1');
+    expect(recent.body.map((o: { id: string }) => o.id)).toEqual([stop.body.id]); // newest first
+    // The list follows each lifecycle call at once (it is cached between changes).
+    expect((await api.call('GET', '/instances')).body[0]).toMatchObject({ name: 'api-vm', state: 'stopped' });
 
     expect((await api.call('POST', '/instances/api-vm/start')).body.state).toBe('running');
+    expect((await api.call('GET', '/instances')).body[0]).toMatchObject({ name: 'api-vm', state: 'running' });
     const restart = await api.call('POST', '/instances/api-vm/restart', { force: true });
     expect(restart.status).toBe(202);
     const waited = await api.call('GET', `/operations/${restart.body.id}/wait?timeout=60`);
