@@ -233,6 +233,29 @@ describe('consoles: WebSocket bridges to the serial and VNC sockets of a real QE
     }
   });
 
+  it('`virtnode console` through the daemon on a terminal: raw keys reach the guest, Ctrl-] detaches, the terminal is restored', async () => {
+    // util-linux `script` gives the CLI a pseudo-terminal; `stty -a` afterwards shows the mode it was left in.
+    const child = spawn('script', ['-q', '-e', '-c', `${VIRTNODE_BIN} console con; stty -a`, '/dev/null'], { env: { ...process.env, VIRTNODE_HOME: home } });
+    let out = '';
+    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+    try {
+      await until(() => out.includes('Press Ctrl-] to detach.'), () => `the CLI to attach (got ${JSON.stringify(out)})`);
+      await new Promise((r) => setTimeout(r, 300)); // raw mode is set right after the banner
+      child.stdin.write('echo tty-$((7*6))\r'); // Enter on a raw terminal is CR
+      await until(() => /tty-42\r+\n/.test(out), () => `the guest to answer (got ${JSON.stringify(out.slice(-300))})`);
+      child.stdin.write(Buffer.from([0x1d]));
+      await until(() => /Detached from con\.[\s\S]*speed \d+ baud/.test(out), () => `the CLI to detach and stty to report (got ${JSON.stringify(out.slice(-600))})`);
+      expect(await exited).toBe(0);
+      const modes = out.slice(out.lastIndexOf('speed '));
+      expect(modes).toMatch(/(^|\s)icanon(\s|$)/); // cooked again, not -icanon
+      expect(modes).toMatch(/(^|\s)echo(\s|$)/);
+      expect(logRequests).toContain('GET /instances/con/console/serial?scrollback=0');
+    } finally {
+      child.kill('SIGKILL');
+    }
+  });
+
   it('`virtnode console` over --remote with a bearer token, piped input; the same lines as locally', async () => {
     const browser = await open(base + (await ticket('con', 'serial')).body.url);
     try {
