@@ -125,6 +125,10 @@ describe('REST API through inject(): every route, bad input refused with the err
       ['POST', '/networks', { name: 'n1', vlan: 4 }, 400, /unknown field "vlan"/],
       ['POST', '/networks', { name: 'n1', subnet: 'not-a-cidr' }, 400, /subnet/],
       ['DELETE', '/networks/nope', undefined, 404, /nope/],
+      ['GET', '/networks/nope/leases', undefined, 404, /network nope does not exist/],
+      ['GET', '/networks/Bad_Name/leases', undefined, 400, /name: "Bad_Name" is not a valid name/],
+      ['POST', '/networks', { name: 'x'.repeat(64) }, 400, /name: "x+" is not a valid name/],
+      ['POST', '/networks', { name: 'n1', mode: 'bridge', bridge: 'way-too-long-bridge' }, 400, /--bridge: "way-too-long-bridge" is longer than 15 characters/],
       ['GET', '/instances/nope/snapshots', undefined, 404, /instance nope does not exist/],
       ['GET', '/instances/..%2F..%2Fetc/snapshots', undefined, 400, /not a valid name/],
       ['POST', '/instances/nope/snapshots', { name: 's1' }, 404, /instance nope does not exist/],
@@ -290,7 +294,8 @@ describe('REST API through inject(): every route, bad input refused with the err
     expect(created.status, JSON.stringify(created.body)).toBe(201);
     expect(created.body).toMatchObject({ name: 'apinet', mode: 'isolated', subnet: '10.231.77.0/24', up: true, instances: [] });
     expect((await api.call('POST', '/networks', { name: 'apinet', mode: 'isolated', subnet: '10.231.78.0/24' })).status).toBe(409);
-    expect((await api.call('GET', '/networks')).body.map((n: { name: string }) => n.name)).toEqual(['apinet']);
+    expect((await api.call('GET', '/networks')).body.map((n: { name: string; instances: string[] }) => [n.name, n.instances])).toEqual([['apinet', []]]);
+    expect(await api.call('GET', '/networks/apinet/leases')).toMatchObject({ status: 200, body: [] });
     expect((await api.call('GET', '/networks/apinet')).body).toMatchObject({ name: 'apinet', gateway: '10.231.77.1', dnsmasqPid: expect.any(Number) });
     expect((await api.call('DELETE', '/networks/apinet')).body).toEqual({ name: 'apinet', deleted: true });
     expect((await api.call('GET', '/networks/apinet')).status).toBe(404);
@@ -414,6 +419,8 @@ describe('REST API through inject(): every route, bad input refused with the err
       expect(attached.body).toMatchObject({ network: 'apidevnet', mac: expect.stringMatching(/^52:54:00:/), reserved: expect.stringMatching(/^10\.231\.79\./) });
       const nics = (await api.call('GET', '/instances/devvm/nics')).body;
       expect(nics).toHaveLength(nicsBefore.length + 1);
+      expect((await api.call('GET', '/networks')).body.find((n: { name: string }) => n.name === 'apidevnet')).toMatchObject({ instances: ['devvm'] });
+      expect((await api.call('GET', '/networks/apidevnet')).body).toMatchObject({ instances: ['devvm'], bridgeExists: true, nftTableExists: true });
       expect(nics).toContainEqual(expect.objectContaining({ mac: attached.body.mac, network: 'apidevnet' }));
       const detached = await api.call('DELETE', `/instances/devvm/nics/${attached.body.mac}`);
       expect(detached.status, JSON.stringify(detached.body)).toBe(200);
