@@ -131,6 +131,21 @@ export const api = {
   },
 };
 
+/**
+ * A console ticket, asked again for a while when the daemon answers 409: right after a start or restart the
+ * page may see the instance running a moment before its console can be opened.
+ */
+export async function consoleTicketWhenReady(name: string, kind: 'serial' | 'vnc', gaveUp: () => boolean, attempts = 10): Promise<Ticket> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await api.consoleTicket(name, kind);
+    } catch (e) {
+      if (!(e instanceof ApiError) || e.status !== 409 || attempt >= attempts || gaveUp()) throw e;
+      await new Promise((resolve) => setTimeout(resolve, 1_000));
+    }
+  }
+}
+
 /** ws:// or wss:// for a path on this origin. */
 export function wsUrl(path: string): string {
   return `${location.protocol === 'https:' ? 'wss:' : 'ws:'}//${location.host}${path}`;
