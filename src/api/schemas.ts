@@ -587,3 +587,10 @@ export type CloneBodyType = Static<typeof CloneBody>;
 export function withErrors<T extends Record<number | string, TSchema>>(ok: T): T & { '4xx': typeof ErrorBody; '5xx': typeof ErrorBody } {
   return { ...ok, '4xx': ErrorBody, '5xx': ErrorBody };
 }
+
+/** A single-use ticket for one WebSocket (a browser cannot send the bearer token on one): open `url` within 30 s. */
+export const WebSocketTicket = Type.Object(
+  { ticket: Type.String(), expiresAt: Type.String({ format: 'date-time' }), url: Type.String({ description: 'the WebSocket path with the ticket' }) },
+  { additionalProperties: false },
+);
+export const TicketQuery = Type.Object({ ticket: Type.Optional(Type.String({ maxLength: 64 })) }, { additionalProperties: false });

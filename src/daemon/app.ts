@@ -43,6 +43,10 @@ declare module 'fastify' {
     /** The route's core function validates its `:name` (and names the field itself); the generic check stays out. */
     nameCheckedByCore?: boolean;
   }
+  interface FastifyRequest {
+    /** `socket` (the UNIX socket) or `token:NAME` (a valid bearer token); undefined on a public route reached without either. */
+    authenticatedAs: string | undefined;
+  }
 }
 
 export async function buildApp(core: DaemonCore, options: AppOptions): Promise<FastifyInstance> {
@@ -80,20 +84,28 @@ export async function buildApp(core: DaemonCore, options: AppOptions): Promise<F
     void reply.status(404).send(errorBody(new VirtnodeError('NOT_FOUND', `no route ${request.method} ${request.url.split('?')[0]}`, { hint: 'see /openapi.json or /docs' })));
   });
 
-  if (options.auth === 'token') {
-    app.addHook('onRequest', async (request) => {
-      if (request.routeOptions.config.public === true) return;
-      const header = request.headers.authorization ?? '';
-      const match = /^Bearer (\S+)$/.exec(header);
-      const name = match === null ? undefined : core.tokens.verify(match[1]!);
-      if (name === undefined) {
-        throw new VirtnodeError('UNAUTHORIZED', match === null ? 'this API needs a bearer token' : 'the bearer token is not valid (unknown or revoked)', {
-          hint: 'make one on the host with `virtnode token create NAME`, then send Authorization: Bearer TOKEN (VIRTNODE_TOKEN for the CLI)',
-        });
-      }
+  // Who sent the request: the UNIX socket (its file mode is the authentication) or a valid bearer token. Routes
+  // declared `public` are reached without either; a WebSocket among them (events, consoles) then asks for a
+  // ticket instead (see src/daemon/ws-auth.ts).
+  app.decorateRequest('authenticatedAs', undefined);
+  app.addHook('onRequest', async (request) => {
+    if (options.auth === 'none') {
+      request.authenticatedAs = 'socket';
+      return;
+    }
+    const header = request.headers.authorization;
+    const match = /^Bearer (\S+)$/.exec(header ?? '');
+    const name = match === null ? undefined : core.tokens.verify(match[1]!);
+    if (name !== undefined) {
+      request.authenticatedAs = `token:${name}`;
       request.log = request.log.child({ token: name });
+      return;
+    }
+    if (request.routeOptions.config.public === true) return;
+    throw new VirtnodeError('UNAUTHORIZED', match === null ? 'this API needs a bearer token' : 'the bearer token is not valid (unknown or revoked)', {
+      hint: 'make one on the host with `virtnode token create NAME`, then send Authorization: Bearer TOKEN (VIRTNODE_TOKEN for the CLI)',
     });
-  }
+  });
 
   // The same name rule (and message) as the CLI, before the schema's pattern: `..`, `/` or `%2F` never reach a path.
   // Routes whose core function validates its names itself (naming the field as the CLI does: `volume`, `instance`)

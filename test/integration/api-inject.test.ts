@@ -291,8 +291,21 @@ describe('REST API through inject(): every route, bad input refused with the err
     expect(messages[0]).toMatchObject({ type: 'hello' });
     expect(messages).toContainEqual(expect.objectContaining({ type: 'instance', name: 'evented', state: 'running' }));
     ws.terminate();
+    // Browsers open /events with a ticket (they cannot send the token on a WebSocket).
+    const ticket = await api.call('POST', '/events/tickets');
+    expect(ticket.status).toBe(201);
+    expect(ticket.body.url).toBe(`/events?ticket=${ticket.body.ticket}`);
+    // The console log (`virtnode logs` through the daemon): what the guest printed so far.
+    await waitForText(join(home, 'instances', 'evented', 'console.log'), TEST_GUEST_READY_MARKER, 60_000);
+    const log = await api.call('GET', '/instances/evented/console-log');
+    expect(log.status).toBe(200);
+    expect(String(log.headers['content-type'])).toBe('application/octet-stream');
+    expect(log.body).toContain(TEST_GUEST_READY_MARKER);
+    expect((await api.call('GET', '/instances/nope/console-log')).status).toBe(404);
+    expect((await api.call('GET', '/instances/evented/console-log?follow=perhaps')).status).toBe(400);
+    expect((await api.call('GET', '/instances/..%2Fetc/console-log')).status).toBe(400);
     expect((await api.call('DELETE', '/instances/evented?force=true')).status).toBe(200);
-  });
+  }, 90_000);
 
   it('networks: create an isolated network, list it, see its host side, remove it', async () => {
     const created = await api.call('POST', '/networks', { name: 'apinet', mode: 'isolated', subnet: '10.231.77.0/24' });
