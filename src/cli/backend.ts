@@ -1,11 +1,39 @@
 import { existsSync } from 'node:fs';
 import type { ApiClient } from '../client/http.ts';
 import type { InstanceApi } from '../client/instances.ts';
+import { VirtnodeError } from '../lib/errors.ts';
 
 /** The global --remote option (or VIRTNODE_REMOTE): the daemon over HTTPS, with VIRTNODE_TOKEN. */
 let remoteUrl: string | undefined;
 export function setRemote(url: string | undefined): void {
   remoteUrl = url;
+}
+
+function remoteTarget(): string | undefined {
+  const remote = remoteUrl ?? process.env['VIRTNODE_REMOTE'];
+  return remote === undefined || remote === '' ? undefined : remote;
+}
+
+/** Commands that work on this machine itself, and why they cannot go to a remote daemon. */
+const HOST_ONLY: Record<string, string> = {
+  shell: 'it runs ssh from this machine to the port QEMU forwards on the loopback of the daemon\'s host',
+  exec: 'it runs ssh from this machine to the port QEMU forwards on the loopback of the daemon\'s host',
+  reconcile: 'a daemon reconciles its own host when it starts and whenever it acts',
+  daemon: 'it starts a daemon on this machine',
+  'token create': 'tokens are made where the daemon runs, by whoever may read its state directory',
+  'token ls': 'tokens are listed where the daemon runs',
+  'token revoke': 'tokens are revoked where the daemon runs',
+};
+
+/** Refuses a host-only command when --remote (or VIRTNODE_REMOTE) points at another daemon, before anything runs. */
+export function refuseRemote(command: string): void {
+  const remote = remoteTarget();
+  const why = HOST_ONLY[command];
+  if (remote === undefined || why === undefined) return;
+  throw new VirtnodeError('INVALID', `--remote: \`virtnode ${command}\` cannot go to the daemon at ${remote}: ${why}`, {
+    field: '--remote',
+    hint: `run it on that host (e.g. ssh HOST virtnode ${command} ...), or leave out --remote and VIRTNODE_REMOTE`,
+  });
 }
 
 type Connection = { kind: 'remote' | 'socket'; client: ApiClient } | { kind: 'local' };
@@ -14,8 +42,8 @@ let connection: Promise<Connection> | undefined;
 /** Where this CLI call's work goes: --remote, else a daemon's local socket if one exists, else this process. */
 function connect(): Promise<Connection> {
   connection ??= (async (): Promise<Connection> => {
-    const remote = remoteUrl ?? process.env['VIRTNODE_REMOTE'];
-    if (remote !== undefined && remote !== '') {
+    const remote = remoteTarget();
+    if (remote !== undefined) {
       const { ApiClient } = await import('../client/http.ts');
       return { kind: 'remote', client: ApiClient.https(remote, process.env['VIRTNODE_TOKEN'], process.env['VIRTNODE_CA'] || undefined) };
     }

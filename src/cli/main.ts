@@ -39,9 +39,12 @@ registerSnapshotCommands(program);
 registerCloneCommands(program);
 registerDaemonCommands(program);
 registerOperationCommands(program);
-program.hook('preAction', async () => {
+program.hook('preAction', async (_program, action) => {
   const remote = program.opts()['remote'] as string | undefined;
-  if (remote !== undefined) (await import('./backend.ts')).setRemote(remote);
+  const { refuseRemote, setRemote } = await import('./backend.ts');
+  if (remote !== undefined) setRemote(remote);
+  const path = [action.parent === program ? undefined : action.parent?.name(), action.name()].filter(Boolean).join(' ');
+  refuseRemote(path);
 });
 
 function printError(e: unknown): number {

@@ -116,6 +116,12 @@ describe('virtnode daemon as a process: socket, TLS and tokens, events, the CLI 
     const remote = await virtnode(home, ['--remote', `https://localhost:${port}`, 'list', '--format', 'json'], { env });
     expect(remote.code, remote.stderr).toBe(0);
     expect(JSON.parse(remote.stdout)).toEqual([]);
+    // Commands that work on this host itself are refused over --remote, naming why, before anything runs.
+    for (const args of [['shell', 'x'], ['exec', 'x', '--', 'true'], ['reconcile'], ['token', 'create', 'y']]) {
+      const refused = await virtnode(home, ['--remote', `https://localhost:${port}`, ...args], { env });
+      expect(refused.code, refused.stderr).toBe(2);
+      expect(refused.stderr).toContain(`error: --remote: \`virtnode ${args.slice(0, args[0] === 'token' ? 2 : 1).join(' ')}\` cannot go to the daemon at https://localhost:${port}`);
+    }
     const listed = await virtnode(home, ['token', 'ls', '--format', 'json']);
     expect(JSON.parse(listed.stdout)).toEqual([{ name: 'ci', createdAt: expect.any(String), lastUsedAt: expect.any(String) }]);
     expect((await virtnode(home, ['token', 'revoke', 'ci'])).code).toBe(0);
