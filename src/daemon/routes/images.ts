@@ -5,6 +5,7 @@ import { imageView } from '../../api/views.ts';
 import { instancesUsingImage, type StoreResult } from '../../images/store/index.ts';
 import { invalid } from '../../lib/errors.ts';
 import type { DaemonCore } from '../core.ts';
+import { transferProgress } from '../transfer-progress.ts';
 
 const StoreResultSchema = Type.Object(
   { image: Image, outcome: Type.String(), sharedWith: Type.Array(Type.String()) },
@@ -31,7 +32,7 @@ export async function imageRoutes(app: FastifyInstance, core: DaemonCore): Promi
     async (request, reply) => {
       const { file, name } = request.body;
       const op = core.operations.start('image-import', name === undefined ? undefined : `images/${name}`, async (ctx) =>
-        storeResult(await core.images.import(file, { ...(name === undefined ? {} : { name }), signal: ctx.signal, onProgress: (p) => ctx.transfer(p.received, p.total) })),
+        storeResult(await core.images.import(file, { ...(name === undefined ? {} : { name }), signal: ctx.signal, onProgress: transferProgress(ctx, 'Importing') })),
       );
       return reply.status(202).send(op);
     },
@@ -48,7 +49,7 @@ export async function imageRoutes(app: FastifyInstance, core: DaemonCore): Promi
           ...(sha256 === undefined ? {} : { sha256 }),
           ...(checksumsUrl === undefined ? {} : { checksumsUrl }),
           signal: ctx.signal,
-          onProgress: (p) => ctx.transfer(p.received, p.total),
+          onProgress: transferProgress(ctx, 'Downloading'),
         });
         return { ...storeResult(result), verifiedBy: result.verifiedBy ?? null, downloadSha256: result.downloadSha256 };
       });
@@ -84,7 +85,7 @@ export async function imageRoutes(app: FastifyInstance, core: DaemonCore): Promi
           onProgress: (phase, detail) => ctx.phase(phase, detail ?? ''),
         });
         const result = await core.images.import(built.path, { name: name ?? recipe, signal: ctx.signal, onProgress: (p) => ctx.transfer(p.received, p.total) });
-        return { ...storeResult(result), cached: built.cached, recipeKey: built.recipeKey };
+        return { ...storeResult(result), cached: built.cached, recipeKey: built.recipeKey, path: built.path };
       });
       return reply.status(202).send(op);
     },
