@@ -64,9 +64,14 @@ export interface ImageApi {
 
 const enc = encodeURIComponent;
 
-/** Prints an operation's transfer entries (label, line) as the CLI prints them off a terminal. */
+/**
+ * Prints an operation's transfer entries (label, line): off a terminal exactly as a local transfer prints them;
+ * on a terminal redrawn on one line (the daemon sends a line each 10%, not every 100 ms).
+ */
 export function progressLines(progress: ProgressSink | undefined): PhaseListener | undefined {
-  return progress === undefined ? undefined : (phase, detail) => progress.write(`${phase} ${detail}\n`);
+  if (progress === undefined) return undefined;
+  if (progress.isTTY !== true) return (phase, detail) => progress.write(`${phase} ${detail}\n`);
+  return (phase, detail) => progress.write(`\r\x1b[K${phase} ${detail}${/ done$/.test(detail) ? '\n' : ''}`);
 }
 
 const IMAGE_VIEW_ORDER: ReadonlyArray<keyof ImageView> = ['name', 'format', 'sha256', 'virtualSize', 'fileSize', 'path', 'source', 'sourceSha256', 'verifiedBy', 'createdAt'];

@@ -4,10 +4,12 @@
  * VIRTNODE_NO_DAEMON=1 on the same directory (each run leaves it as it found it), and the transcripts are
  * compared. The daemon's request log shows it did the work in the first run and saw nothing of the second.
  */
+import { execFileSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { freeLoopbackPort } from '../../src/lib/ports.ts';
 import { REPO_ROOT, tempHome, virtnode, waitForText } from '../helpers/cli.ts';
 import { requestsTo, runIn, transcript, type CliMode, type StepResult } from '../helpers/cli-modes.ts';
 import { startDaemon, type RunningDaemon } from '../helpers/daemon.ts';
@@ -24,6 +26,7 @@ describe('image, template, clone and host commands through the daemon and withou
   let daemon: RunningDaemon | undefined;
   let server: TestHttpServer | undefined;
   let pulledSha = '';
+  let port = 0;
 
   /** What differs between two runs of the same steps: dates, ids, rates, elapsed times. */
   const normalize = (text: string) =>
@@ -70,7 +73,10 @@ describe('image, template, clone and host commands through the daemon and withou
     server = await TestHttpServer.start();
     server.serve('/img/pulled.qcow2', pulled);
     server.serve('/img/other.qcow2', await createQcow2(join(fixtures, 'other.qcow2'), 0x63));
-    daemon = await startDaemon(home);
+    // TLS on loopback too, so the same commands can run over --remote with a token.
+    execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-keyout', join(fixtures, 'key.pem'), '-out', join(fixtures, 'cert.pem'), '-days', '1', '-subj', '/CN=localhost', '-addext', 'subjectAltName=DNS:localhost,IP:127.0.0.1'], { stdio: 'ignore' });
+    port = await freeLoopbackPort();
+    daemon = await startDaemon(home, ['--listen', `127.0.0.1:${port}`, '--tls-cert', join(fixtures, 'cert.pem'), '--tls-key', join(fixtures, 'key.pem')]);
   }, 60_000);
 
   afterAll(async () => {
@@ -201,13 +207,13 @@ describe('image, template, clone and host commands through the daemon and withou
       const out = await transcript(mode, home, steps.slice(0, 9), normalize);
       await waitForText(join(home, 'instances', 'c-run', 'console.log'), TEST_GUEST_READY_MARKER, 60_000);
       out.push(...(await transcript(mode, home, steps.slice(9), normalize)));
+      keep(`template-clone-${mode}`, out);
       const end = await teardown(mode);
       out.push(...end.map((r) => ({ ...r, stdout: normalize(r.stdout), stderr: normalize(r.stderr) })));
       return { out, requests: count() - before };
     };
     const viaDaemon = await run('daemon');
     const local = await run('local');
-    keep('template-clone', viaDaemon.out);
     expect(viaDaemon.out).toEqual(local.out);
     expect(viaDaemon.out.map((s) => s.code)).toEqual([0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 3, 2, 4, 2, 2, 5, 3, 4, 4, 2, 3, 2, 3, 4, 2, 0, 0]);
     const [made, , , , verified, full, linked, fromInstance, started] = viaDaemon.out;
@@ -235,5 +241,37 @@ describe('image, template, clone and host commands through the daemon and withou
     expect(viaDaemon[2]!.stdout).toMatch(/^PASS {2}Hardware virtualization: vmx \(Intel VT-x\) \(from .*intel-xeon-vmx.txt\)$/m);
     expect(daemonRequests).toBe(4);
     expect(localRequests).toBe(0);
+  }, 120_000);
+
+  it('over --remote with a token: the same output and errors as locally', async () => {
+    const created = await runIn('local', home, ['token', 'create', 'images-ci']);
+    expect(created.code, created.stderr).toBe(0);
+    const env = { VIRTNODE_TOKEN: created.stdout.trim(), VIRTNODE_CA: join(fixtures, 'cert.pem'), VIRTNODE_HOME: join(fixtures, 'elsewhere') };
+    const disk = relative(process.cwd(), join(fixtures, 'disk.qcow2'));
+    const steps = [
+      ['image', 'import', disk, '--name', 'rdisk'],
+      ['image', 'pull', server!.url('/img/pulled.qcow2'), '--sha256', pulledSha, '--name', 'rpull'],
+      ['image', 'ls'],
+      ['image', 'info', 'rdisk', '--format', 'json'],
+      ['image', 'info', 'nope'],
+      ['image', 'rm', 'rdisk'],
+      ['image', 'rm', 'rpull'],
+      ['template', 'ls', '--format', 'json'],
+      ['template', 'info', 'nope'],
+      ['clone', 'nosuch', 'x'],
+      ['host', 'check', '--json'],
+    ];
+    const before = requestsTo(daemon!, 'POST', '/images/import');
+    const remote: StepResult[] = [];
+    for (const step of steps) {
+      const r = await virtnode(home, ['--remote', `https://localhost:${port}`, ...step], { env });
+      remote.push({ args: step, code: r.code, stdout: normalize(r.stdout), stderr: normalize(r.stderr) });
+    }
+    const local = await transcript('local', home, steps, normalize);
+    expect(withoutProgress(remote, 'Downloading')).toEqual(withoutProgress(local, 'Downloading'));
+    expect(remote.map((s) => s.code)).toEqual([0, 0, 0, 0, 3, 0, 0, 0, 3, 3, 0]);
+    expect(progressLines(remote, 'Downloading').at(-1)).toMatch(/^Downloading 100% .* done$/);
+    expect(requestsTo(daemon!, 'POST', '/images/import') - before).toBe(1);
+    expect((await runIn('local', home, ['token', 'revoke', 'images-ci'])).code).toBe(0);
   }, 120_000);
 });
