@@ -4,8 +4,6 @@ import type { StoredImage } from '../../client/images.ts';
 import { formatSize } from '../../lib/units.ts';
 import { keyValues, parseFormat, structured, table } from '../output.ts';
 
-export { imageView } from '../../api/views.ts';
-
 async function images() {
   return (await import('../api/images.ts')).imageApi();
 }
