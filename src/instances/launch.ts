@@ -6,7 +6,7 @@ import { generateHostKeys, generateUserKey } from '../cloudinit/ssh-host-keys.ts
 import { VirtnodeError } from '../lib/errors.ts';
 import { createImage } from '../qemu/img.ts';
 import { acquireLock } from '../store/locks.ts';
-import { type DiskFormat, type ImageRef, type Instance, type InstanceSpec, USER_NETWORK } from './model.ts';
+import { type DiskFormat, type ImageRef, type Instance, type InstanceSpec, type KernelBoot, USER_NETWORK } from './model.ts';
 import type { NetworkRequest, NicNetworkConfig } from '../cloudinit/render.ts';
 import { type LaunchRequest, type ValidLaunch, validateLaunch } from './launch-validate.ts';
 import { type CloudInitResult, guestAddress, type Phase, type PhaseListener, waitForCloudInit, waitForSshBanner } from './readiness.ts';
@@ -19,6 +19,8 @@ const USER_MODE_GUEST_ADDRESS = '10.0.2.15';
 
 export interface ResolvedImage extends ImageRef {
   format: DiskFormat;
+  /** A template made from a kernel-booted instance boots the same kernel. */
+  boot?: KernelBoot;
 }
 
 export type ImageResolver = (nameOrPath: string) => Promise<ResolvedImage>;
@@ -95,7 +97,14 @@ export async function launch(service: InstanceService, resolveImage: ImageResolv
   phase('image', `${image.name} (${image.format}, sha256 ${image.sha256.slice(0, 12)})`);
   const key = await clientKey(service);
 
-  const draft: InstanceSpec = { cpus: valid.cpus, memoryMiB: valid.memoryMiB, accel: valid.accel, disks: [], image: { name: image.name, sha256: image.sha256, path: image.path } };
+  const draft: InstanceSpec = {
+    cpus: valid.cpus,
+    memoryMiB: valid.memoryMiB,
+    accel: valid.accel,
+    disks: [],
+    image: { name: image.name, sha256: image.sha256, path: image.path },
+    ...(image.boot === undefined ? {} : { boot: image.boot }),
+  };
   const defined = await service.define(valid.name, draft, { nics: valid.nics, ...(options.signal ? { signal: options.signal } : {}) }, async (dir) => {
     const disk = join(dir, 'disk0.qcow2');
     // A linked clone: constant time whatever the image size; the image itself is never written.

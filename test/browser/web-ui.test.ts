@@ -154,6 +154,7 @@ describe('web UI in Chromium against the daemon: launch, live state, serial and 
     await page.getByLabel('Initrd').fill(guest.initrd);
     await page.getByLabel('Kernel command line').fill(CMDLINE);
     await page.getByLabel('Memory').fill('256M');
+    await page.getByLabel('Disk size').fill('64M'); // a qcow2 disk, so the instance can be snapshotted
     await screenshot(page, '02-launch-form');
     await page.getByRole('button', { name: 'Launch' }).click();
     try {
@@ -186,6 +187,17 @@ describe('web UI in Chromium against the daemon: launch, live state, serial and 
       await expect.poll(() => page.getByTestId('chart-memory-rss-').locator('strong').innerText(), { timeout: 20_000 }).toMatch(/MiB$/);
       await screenshot(page, '06-metrics');
 
+      // Snapshots: one with the memory of the running guest, named in the form; the table shows it.
+      await page.getByRole('tab', { name: 'Snapshots' }).click();
+      await page.getByText('No snapshots.').waitFor();
+      await page.getByLabel('Name').fill('s1');
+      await page.getByRole('button', { name: 'Take snapshot' }).click();
+      const s1 = page.locator('tr[data-snapshot="s1"]');
+      await expect.poll(() => s1.count(), { timeout: 60_000 }).toBe(1);
+      expect(await s1.innerText()).toContain('internal, with memory');
+      await expect.poll(() => page.getByTestId('snapshot-busy').count(), { timeout: 10_000 }).toBe(0);
+      await screenshot(page, '06b-snapshot');
+
       // Pause and resume; then restart (an operation): a new QEMU, the serial console reconnects to the new boot.
       await page.getByRole('button', { name: 'Pause' }).click();
       await expect.poll(() => row.getByTestId('state').innerText(), { timeout: 15_000 }).toBe('paused');
@@ -216,8 +228,20 @@ describe('web UI in Chromium against the daemon: launch, live state, serial and 
       await expect.poll(() => row.getByTestId('state').innerText(), { timeout: 10_000 }).toBe('stopped');
       expect(qemuPidsUnder(home)).toEqual([]);
 
+      // Revert the stopped instance to s1 (its disks; the notes say the memory state is not used), then delete s1.
+      await page.getByRole('tab', { name: 'Snapshots' }).click();
       page.once('dialog', (dialog) => void dialog.accept());
-      await page.getByRole('button', { name: 'Delete' }).click();
+      await s1.getByRole('button', { name: 'Revert' }).click();
+      await expect.poll(() => page.getByTestId('snapshot-busy').count(), { timeout: 60_000 }).toBe(0);
+      await page.getByText('disks restored; the memory state is not loaded into a stopped instance', { exact: false }).waitFor({ timeout: 10_000 });
+      expect(await s1.innerText()).toContain('(current)');
+      page.once('dialog', (dialog) => void dialog.accept());
+      await s1.getByRole('button', { name: 'Delete' }).click();
+      await page.getByText('No snapshots.').waitFor({ timeout: 60_000 });
+      expect(await page.getByTestId('instance-state').innerText()).toBe('stopped');
+
+      page.once('dialog', (dialog) => void dialog.accept());
+      await page.getByRole('button', { name: 'Delete', exact: true }).click();
       await page.waitForURL(/#\/$/);
       await expect.poll(() => row.count(), { timeout: 10_000 }).toBe(0);
       await screenshot(watcher, '07-deleted');

@@ -22,7 +22,7 @@ describe('REST API through inject(): every route, bad input refused with the err
   });
   afterAll(async () => {
     await api?.call('DELETE', '/networks/apinet').catch(() => {}); // if the network test failed half-way
-    for (const name of ['cloned', 'snappy']) await api?.call('DELETE', `/instances/${name}?force=true`).catch(() => {});
+    for (const name of ['cloned', 'tpllaunch', 'snappy']) await api?.call('DELETE', `/instances/${name}?force=true`).catch(() => {});
     await api?.close();
     await http?.close();
     cleanup();
@@ -355,6 +355,12 @@ describe('REST API through inject(): every route, bad input refused with the err
       result: { instance: { name: 'cloned', state: 'defined' }, clone: { source: 'snaptpl', from: 'template', mode: 'linked', seal: null } },
     });
     expect((await api.call('POST', '/instances/snaptpl/clone', { name: 'cloned' })).status).toBe(409);
+    // launch TEMPLATE: the same launch source as the CLI's (an overlay on the template's disk, its kernel boot)
+    const fromTemplate = await api.call('POST', '/instances/launch', { image: 'snaptpl', name: 'tpllaunch', memory: '128M', wait: false, seed: 'http' });
+    expect(fromTemplate.status, JSON.stringify(fromTemplate.body)).toBe(202);
+    expect(await wait(fromTemplate.body.id)).toMatchObject({ status: 'succeeded', result: { instance: { name: 'tpllaunch', state: 'running', image: { name: 'snaptpl' }, boot: { kernel: expect.any(String) } } } });
+    expect((await api.call('GET', '/templates/snaptpl')).body.clones).toEqual(['cloned', 'tpllaunch']);
+    expect((await api.call('DELETE', '/instances/tpllaunch?force=true')).status).toBe(200);
     expect((await api.call('GET', '/templates/snaptpl')).body.clones).toEqual(['cloned']);
     expect((await api.call('DELETE', '/templates/snaptpl')).status).toBe(409); // the clone sits on it
     expect((await api.call('DELETE', '/instances/cloned')).status).toBe(200);

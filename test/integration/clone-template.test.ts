@@ -16,6 +16,7 @@ const bootArgs = ['--memory', '128M', '--kernel', guest.kernel, '--initrd', gues
 const BOOT_TIMEOUT_MS = 90_000;
 
 interface InstanceJson {
+  boot?: { kernel: string; initrd?: string; cmdline?: string };
   name: string;
   state: string;
   uuid: string;
@@ -224,6 +225,14 @@ describe('clones and templates (tiny guest, TCG)', () => {
       expect(log).toContain(`uuid=${clones[i]!.smbiosUuid}`);
       expect(log).toContain(`macs=${clones[i]!.nics[0]!.mac}`);
     });
+    // launch TEMPLATE boots what the template's instance booted (here a kernel on the host), on an overlay of its disk.
+    await ok(['launch', 'golden', '--name', 'gl', '--memory', '128M', '--seed', 'http', '--no-wait']);
+    const gl = await info('gl');
+    expect(gl.boot).toMatchObject({ kernel: guest.kernel, initrd: guest.initrd });
+    expect(backing(gl.disks[0]!.path)).toBe(t.disk);
+    expect(await waitForText(consoleLog('gl'), TEST_GUEST_READY_MARKER, BOOT_TIMEOUT_MS)).toContain(`uuid=${gl.smbiosUuid}`);
+    await ok(['delete', '--force', 'gl']);
+
     // A full clone of a template is not sealed again (it is sealed already).
     const full = JSON.parse((await ok(['clone', 'golden', 'gfull', '--format', 'json'])).stdout) as InstanceJson;
     expect(full.clone).toMatchObject({ from: 'template', mode: 'full', seal: null });

@@ -42,6 +42,16 @@ export interface Operation {
   error?: { code: string; message: string; hint?: string };
 }
 
+export interface Snapshot {
+  name: string;
+  kind: 'internal' | 'external';
+  memory: boolean;
+  current: boolean;
+  state: 'creating' | 'ready' | 'deleting' | 'reverting';
+  parent: string | null;
+  createdAt: string;
+}
+
 export interface Ticket {
   ticket: string;
   expiresAt: string;
@@ -106,7 +116,11 @@ export const api = {
   operation: (id: string, waitSeconds = 0) => request<Operation>('GET', `/operations/${id}?wait=${waitSeconds}`),
   consoleTicket: (name: string, kind: 'serial' | 'vnc') => request<Ticket>('POST', `/instances/${encodeURIComponent(name)}/console-tickets`, { kind }),
   eventTicket: () => request<Ticket>('POST', '/ui/event-tickets'),
-  snapshots: (name: string) => request<Array<Record<string, unknown>>>('GET', `/instances/${encodeURIComponent(name)}/snapshots`),
+  snapshots: (name: string) => request<Snapshot[]>('GET', `/instances/${encodeURIComponent(name)}/snapshots`),
+  /** create, revert and delete answer with an operation (202); its result has notes on what happened. */
+  createSnapshot: (name: string, body: Record<string, unknown>) => request<Operation>('POST', `/instances/${encodeURIComponent(name)}/snapshots`, body),
+  revertSnapshot: (name: string, snap: string) => request<Operation>('POST', `/instances/${encodeURIComponent(name)}/snapshots/${encodeURIComponent(snap)}/revert`),
+  deleteSnapshot: (name: string, snap: string) => request<Operation>('DELETE', `/instances/${encodeURIComponent(name)}/snapshots/${encodeURIComponent(snap)}`),
   metrics: async (): Promise<string> => {
     const headers: Record<string, string> = {};
     const bearer = token.get();

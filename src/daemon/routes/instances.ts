@@ -23,6 +23,7 @@ import { invalid } from '../../lib/errors.ts';
 import { validateName } from '../../lib/ids.ts';
 import type { InstancePolicy } from '../../store/policies.ts';
 import type { DaemonCore } from '../core.ts';
+import { launchSource } from '../../templates/launch-source.ts';
 
 type NameRequest = { Params: { name: string } };
 
@@ -100,11 +101,8 @@ export async function instanceRoutes(app: FastifyInstance, core: DaemonCore): Pr
       };
       // Bad input is answered 400 now, not as a failed operation; the name is fixed here so the client knows it.
       const valid = validateLaunch(launchRequest);
-      core.images.get(valid.image);
-      const resolveImage = async (name: string) => {
-        const image = core.images.resolve(name);
-        return { name: image.name, sha256: image.sha256, path: image.path, format: image.format };
-      };
+      const resolveImage = launchSource(service);
+      await resolveImage(valid.image);
       const op = core.operations.start('launch', `instances/${valid.name}`, async (ctx) => {
         const result = await launch(service, resolveImage, { ...launchRequest, name: valid.name }, {
           noWait: b.wait === false,

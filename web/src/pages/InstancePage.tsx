@@ -1,7 +1,7 @@
-import { useEffect, useState } from 'preact/hooks';
 import { api, type Instance, type Operation } from '../api.ts';
 import { Actions } from '../components/Actions.tsx';
 import { Metrics } from '../components/Metrics.tsx';
+import { Snapshots } from '../components/Snapshots.tsx';
 import { SerialConsole } from '../components/SerialConsole.tsx';
 import { VncConsole } from '../components/VncConsole.tsx';
 import type { Live } from '../store.ts';
@@ -109,31 +109,6 @@ function Overview({ instance, operations }: { instance: Instance; operations: Op
   );
 }
 
-function Snapshots({ name }: { name: string }) {
-  const [snapshots, setSnapshots] = useState<Array<Record<string, unknown>> | undefined>();
-  const [error, setError] = useState<string | undefined>();
-  useEffect(() => {
-    api.snapshots(name).then(setSnapshots, (e: Error & { status?: number }) =>
-      setError(e.status === 404 ? 'Snapshots are not available from this daemon yet.' : e.message),
-    );
-  }, [name]);
-  if (error !== undefined) return <p class="muted">{error}</p>;
-  if (snapshots === undefined) return <p class="muted">loading…</p>;
-  if (snapshots.length === 0) return <p class="muted">No snapshots.</p>;
-  return (
-    <table>
-      <tbody>
-        {snapshots.map((s) => (
-          <tr>
-            <td>{String(s['name'] ?? '')}</td>
-            <td>{String(s['createdAt'] ?? '')}</td>
-          </tr>
-        ))}
-      </tbody>
-    </table>
-  );
-}
-
 export function InstancePage({ live, name, tab, onError }: { live: Live; name: string; tab: Tab; onError: (m: string) => void }) {
   const instance = live.instances.get(name);
   if (instance === undefined) {
@@ -163,7 +138,7 @@ export function InstancePage({ live, name, tab, onError }: { live: Live; name: s
       {tab === 'metrics' && <Metrics name={name} />}
       {tab === 'serial' && (running ? <SerialConsole name={name} /> : <p class="muted">The console exists while the instance runs.</p>)}
       {tab === 'vnc' && (running ? <VncConsole name={name} /> : <p class="muted">The console exists while the instance runs.</p>)}
-      {tab === 'snapshots' && <Snapshots name={name} />}
+      {tab === 'snapshots' && <Snapshots instance={instance} onError={onError} />}
     </section>
   );
 }

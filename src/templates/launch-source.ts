@@ -4,12 +4,17 @@ import { VirtnodeError } from '../lib/errors.ts';
 import type { ImageResolver } from '../instances/launch.ts';
 import type { InstanceService } from '../instances/service.ts';
 
-/** Resolves an image name: a template (its sealed disk, a linked clone of it) or an image in the image store. */
-export function imageResolver(service: InstanceService): ImageResolver {
+/**
+ * What `launch NAME` boots from, for the CLI and the daemon alike: a template (its sealed disk, and the kernel
+ * it booted with, if any) or an image in the image store.
+ */
+export function launchSource(service: InstanceService): ImageResolver {
   return async (nameOrPath) => {
-    const { TemplateRepository } = await import('../templates/repository.ts');
+    const { TemplateRepository } = await import('./repository.ts');
     const template = new TemplateRepository(service.db).get(nameOrPath);
-    if (template !== undefined) return { name: template.name, sha256: template.sha256, path: template.diskPath, format: template.format };
+    if (template !== undefined) {
+      return { name: template.name, sha256: template.sha256, path: template.diskPath, format: template.format, ...(template.defaults.boot === undefined ? {} : { boot: template.defaults.boot }) };
+    }
     const { ImageStore } = await import('../images/store/index.ts');
     const store = new ImageStore(service.paths, service.db);
     if (existsSync(nameOrPath)) {

@@ -1,0 +1,125 @@
+import { useEffect, useState } from 'preact/hooks';
+import { api, type Instance, type Operation, type Snapshot } from '../api.ts';
+
+/** Follows an operation to its end; a failed one throws the daemon's message. */
+async function finished(op: Operation): Promise<Operation> {
+  let current = op;
+  while (current.status === 'running') current = await api.operation(current.id, 30);
+  if (current.status !== 'succeeded') throw new Error(current.error?.message ?? `${current.kind} ${current.status}`);
+  return current;
+}
+
+function describe(s: Snapshot): string {
+  if (s.kind === 'external') return 'external (overlays)';
+  return s.memory ? 'internal, with memory' : 'internal, disks';
+}
+
+/**
+ * An instance's snapshots: take one (running → with memory, or disks only; stopped → internal or external),
+ * revert to one, delete one. The daemon decides what is possible and says why when it refuses.
+ */
+export function Snapshots({ instance, onError }: { instance: Instance; onError: (message: string) => void }) {
+  const name = instance.name;
+  const [snapshots, setSnapshots] = useState<Snapshot[] | undefined>();
+  const [busy, setBusy] = useState<string | undefined>();
+  const [notes, setNotes] = useState<string[]>([]);
+  const [newName, setNewName] = useState('');
+  const [variant, setVariant] = useState<'default' | 'diskOnly' | 'external'>('default');
+  const running = ['running', 'paused'].includes(instance.state);
+
+  const refresh = () => api.snapshots(name).then(setSnapshots, (e: Error) => onError(e.message));
+  useEffect(() => void refresh(), [name]);
+
+  const run = async (what: string, start: () => Promise<Operation>) => {
+    setBusy(what);
+    setNotes([]);
+    try {
+      const done = await finished(await start());
+      setNotes(((done.result as { notes?: string[] } | undefined)?.notes ?? []).slice());
+    } catch (e) {
+      onError(e instanceof Error ? e.message : String(e));
+    } finally {
+      setBusy(undefined);
+      await refresh();
+    }
+  };
+
+  const create = (event: Event) => {
+    event.preventDefault();
+    const body: Record<string, unknown> = {};
+    if (newName.trim() !== '') body['name'] = newName.trim();
+    if (variant === 'diskOnly' && running) body['diskOnly'] = true;
+    if (variant === 'external' && !running) body['external'] = true;
+    void run('create', () => api.createSnapshot(name, body)).then(() => setNewName(''));
+  };
+  const revert = (snap: string) => {
+    const question = running ? `Revert ${name} to ${snap}? Everything since is lost, and the instance may restart.` : `Revert ${name} to ${snap}? Everything since is lost.`;
+    if (window.confirm(question)) void run(`revert ${snap}`, () => api.revertSnapshot(name, snap));
+  };
+  const remove = (snap: string) => {
+    if (window.confirm(`Delete snapshot ${snap} of ${name}?`)) void run(`delete ${snap}`, () => api.deleteSnapshot(name, snap));
+  };
+
+  return (
+    <div class="snapshots">
+      <form class="snapshot-form" onSubmit={create} aria-label="take a snapshot">
+        <label>
+          Name <input name="snapshot-name" value={newName} placeholder="(automatic)" onInput={(e) => setNewName((e.target as HTMLInputElement).value)} />
+        </label>
+        <label>
+          Kind{' '}
+          <select name="snapshot-kind" value={variant} onChange={(e) => setVariant((e.target as HTMLSelectElement).value as typeof variant)}>
+            <option value="default">{running ? 'with memory (internal)' : 'disks (internal)'}</option>
+            {running ? <option value="diskOnly">disks only (external, guest keeps running)</option> : <option value="external">disks (external overlays)</option>}
+          </select>
+        </label>
+        <button type="submit" disabled={busy !== undefined}>
+          Take snapshot
+        </button>
+        {busy !== undefined && <span class="muted" data-testid="snapshot-busy">{busy}…</span>}
+      </form>
+      {notes.map((n) => (
+        <p class="muted">{n}</p>
+      ))}
+      {snapshots === undefined ? (
+        <p class="muted">loading…</p>
+      ) : snapshots.length === 0 ? (
+        <p class="muted">No snapshots.</p>
+      ) : (
+        <table data-testid="snapshot-table">
+          <thead>
+            <tr>
+              <th>Name</th>
+              <th>Kind</th>
+              <th>Parent</th>
+              <th>Taken</th>
+              <th />
+            </tr>
+          </thead>
+          <tbody>
+            {snapshots.map((s) => (
+              <tr data-snapshot={s.name}>
+                <td>
+                  {s.name}
+                  {s.current ? ' (current)' : ''}
+                  {s.state === 'ready' ? '' : ` — ${s.state}`}
+                </td>
+                <td>{describe(s)}</td>
+                <td>{s.parent ?? '-'}</td>
+                <td>{s.createdAt}</td>
+                <td class="actions">
+                  <button type="button" disabled={busy !== undefined || s.state !== 'ready'} onClick={() => revert(s.name)}>
+                    Revert
+                  </button>
+                  <button type="button" class="danger" disabled={busy !== undefined || s.state !== 'ready'} onClick={() => remove(s.name)}>
+                    Delete
+                  </button>
+                </td>
+              </tr>
+            ))}
+          </tbody>
+        </table>
+      )}
+    </div>
+  );
+}
