@@ -344,7 +344,10 @@ describe('REST API through inject(): every route, bad input refused with the err
     const template = (await api.call('GET', '/templates/snaptpl')).body;
     expect(template).toMatchObject({ name: 'snaptpl', format: 'qcow2', defaults: { memoryMiB: 128 } });
     expect((await api.call('POST', '/templates/snaptpl/verify')).body).toEqual({ name: 'snaptpl', sha256: template.sha256, unchanged: true });
-    expect((await api.call('POST', '/templates', { instance: 'nope', name: 'snaptpl' })).status).toBe(404);
+    // The core's checks in the CLI's order: the name taken is refused first, as `template create nope snaptpl` says.
+    const taken = await api.call('POST', '/templates', { instance: 'nope', name: 'snaptpl' });
+    expect(taken.status).toBe(409);
+    expect(taken.body.error.message).toBe('NAME: template snaptpl already exists');
 
     expect((await api.call('POST', '/instances/snaptpl/clone', { name: 'snaptpl' })).status).toBe(400);
     const clone = await api.call('POST', '/instances/snaptpl/clone', { name: 'cloned', linked: true });

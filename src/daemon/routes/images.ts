@@ -28,7 +28,7 @@ export async function imageRoutes(app: FastifyInstance, core: DaemonCore): Promi
 
   app.post<{ Body: { file: string; name?: string } }>(
     '/images/import',
-    { schema: { tags, summary: 'import a file on the daemon host (an operation; result: the stored image)', body: ImportBody, response: withErrors({ 202: Operation }) } },
+    { schema: { tags, summary: 'import a file on the daemon host (an operation; progress entries are the lines `image import` prints, each 10%; result: the stored image)', body: ImportBody, response: withErrors({ 202: Operation }) } },
     async (request, reply) => {
       const { file, name } = request.body;
       const op = core.operations.start('image-import', name === undefined ? undefined : `images/${name}`, async (ctx) =>
@@ -40,7 +40,7 @@ export async function imageRoutes(app: FastifyInstance, core: DaemonCore): Promi
 
   app.post<{ Body: { url: string; name?: string; sha256?: string; checksumsUrl?: string } }>(
     '/images/pull',
-    { schema: { tags, summary: 'download an image, resumable, verified by sha256 (an operation)', body: PullBody, response: withErrors({ 202: Operation }) } },
+    { schema: { tags, summary: 'download an image, resumable, verified by sha256 (an operation; progress entries are the lines `image pull` prints, each 10%)', body: PullBody, response: withErrors({ 202: Operation }) } },
     async (request, reply) => {
       const { url, name, sha256, checksumsUrl } = request.body;
       const op = core.operations.start('image-pull', name === undefined ? undefined : `images/${name}`, async (ctx) => {

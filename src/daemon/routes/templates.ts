@@ -101,7 +101,7 @@ export async function templateRoutes(app: FastifyInstance, core: DaemonCore): Pr
       schema: {
         tags: ['instances', ...tags],
         summary:
-          'a new instance from a stopped instance (its copy sealed offline) or a template, with an identity of its own; linked: a qcow2 overlay instead of a full copy (an operation; result: {instance, clone})',
+          'a new instance from a stopped instance (its copy sealed offline) or a template, with an identity of its own; linked: a qcow2 overlay instead of a full copy (an operation; progress entries are the lines of the copy, each 10%; result: {instance, clone})',
         params: NameParams,
         body: CloneBody,
         response: withErrors({ 202: Operation }),
