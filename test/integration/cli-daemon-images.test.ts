@@ -4,13 +4,13 @@
  * VIRTNODE_NO_DAEMON=1 on the same directory (each run leaves it as it found it), and the transcripts are
  * compared. The daemon's request log shows it did the work in the first run and saw nothing of the second.
  */
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { freeLoopbackPort } from '../../src/lib/ports.ts';
-import { REPO_ROOT, tempHome, virtnode, waitForText } from '../helpers/cli.ts';
+import { REPO_ROOT, VIRTNODE_BIN, tempHome, virtnode, waitForText } from '../helpers/cli.ts';
 import { requestsTo, runIn, transcript, type CliMode, type StepResult } from '../helpers/cli-modes.ts';
 import { startDaemon, type RunningDaemon } from '../helpers/daemon.ts';
 import { debianImage } from '../helpers/debian-image.ts';
@@ -73,6 +73,8 @@ describe('image, template, clone and host commands through the daemon and withou
     server = await TestHttpServer.start();
     server.serve('/img/pulled.qcow2', pulled);
     server.serve('/img/other.qcow2', await createQcow2(join(fixtures, 'other.qcow2'), 0x63));
+    server.serve('/img/ctrl-c-daemon.qcow2', await createQcow2(join(fixtures, 'ctrl-c-daemon.qcow2'), 0x64));
+    server.serve('/img/ctrl-c-local.qcow2', await createQcow2(join(fixtures, 'ctrl-c-local.qcow2'), 0x65));
     // TLS on loopback too, so the same commands can run over --remote with a token.
     execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-keyout', join(fixtures, 'key.pem'), '-out', join(fixtures, 'cert.pem'), '-days', '1', '-subj', '/CN=localhost', '-addext', 'subjectAltName=DNS:localhost,IP:127.0.0.1'], { stdio: 'ignore' });
     port = await freeLoopbackPort();
@@ -273,5 +275,46 @@ describe('image, template, clone and host commands through the daemon and withou
     expect(progressLines(remote, 'Downloading').at(-1)).toMatch(/^Downloading 100% .* done$/);
     expect(requestsTo(daemon!, 'POST', '/images/import') - before).toBe(1);
     expect((await runIn('local', home, ['token', 'revoke', 'images-ci'])).code).toBe(0);
+  }, 120_000);
+
+  it('Ctrl-C stops a pull the same way: through the daemon it cancels the operation, and both say what was kept', async () => {
+    /** The CLI as a child we can interrupt once the download is under way (its first progress line after 0%). */
+    const interrupted = (mode: CliMode, url: string) =>
+      new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve, reject) => {
+        const child = spawn(VIRTNODE_BIN, ['image', 'pull', url], { env: { ...process.env, VIRTNODE_HOME: home, ...(mode === 'local' ? { VIRTNODE_NO_DAEMON: '1' } : {}) }, stdio: ['ignore', 'pipe', 'pipe'] });
+        let stdout = '';
+        let stderr = '';
+        let sent = false;
+        child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+        child.stderr.on('data', (d: Buffer) => {
+          stderr += d.toString();
+          if (!sent && /^Downloading +[1-9]\d*%/m.test(stderr)) {
+            sent = true;
+            child.kill('SIGINT');
+          }
+        });
+        const timer = setTimeout(() => child.kill('SIGKILL'), 60_000);
+        child.on('error', reject);
+        child.on('close', (code) => {
+          clearTimeout(timer);
+          resolve({ code, stdout, stderr });
+        });
+      });
+    server!.throttle(128 * 1024);
+    const cancels = requestsTo(daemon!, 'DELETE', /^\/operations\//);
+    try {
+      const results = [];
+      for (const mode of ['daemon', 'local'] as const) {
+        const r = await interrupted(mode, server!.url(`/img/ctrl-c-${mode}.qcow2`));
+        const error = r.stderr.split('\n').filter((l) => !l.startsWith('Downloading ')).join('\n');
+        results.push({ code: r.code, stdout: r.stdout, error: error.replaceAll(`ctrl-c-${mode}`, 'ctrl-c').replace(/after [\d.]+ KiB/, 'after N KiB') });
+      }
+      expect(results[0]).toEqual(results[1]);
+      expect(results[0]).toEqual({ code: 7, stdout: '', error: `error: download of ${server!.url('/img/ctrl-c.qcow2')} was interrupted after N KiB of 576 KiB\nhint: run the same command again to resume it\n` });
+      expect((await runIn('local', home, ['image', 'ls', '--format', 'json'])).stdout).toBe('[]\n');
+      expect(requestsTo(daemon!, 'DELETE', /^\/operations\//) - cancels).toBe(1); // the daemon-mode Ctrl-C cancelled its operation
+    } finally {
+      server!.throttle(undefined);
+    }
   }, 120_000);
 });
