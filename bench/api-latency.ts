@@ -2,7 +2,8 @@
  * Benchmark: REST API latency (p50/p99) of `GET /instances` and `GET /instances/{name}` with 1,000 defined
  * (not running) instances and 50 concurrent clients on the daemon's UNIX socket, side by side with the same
  * calls made in-process on the core (the floor: what the API adds is HTTP, JSON and scheduling), plus the
- * daemon's memory (RSS) with 1,000 instances defined. Writes bench/results/api-latency.json.
+ * daemon's memory (RSS) with 1,000 instances defined, and a list right after a change (the daemon caches the
+ * serialized list between changes, so this is the rebuild). Writes bench/results/api-latency.json.
  * Usage: node bench/api-latency.ts [instances=1000] [clients=50]
  */
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -36,6 +37,18 @@ function get(agent: Agent, socket: string, path: string): Promise<number> {
     });
     req.on('error', reject);
     req.end();
+  });
+}
+
+function patch(socket: string, path: string, body: unknown): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const payload = Buffer.from(JSON.stringify(body));
+    const req = request({ socketPath: socket, path, method: 'PATCH', headers: { 'content-type': 'application/json', 'content-length': payload.length } }, (res) => {
+      res.resume();
+      res.on('end', () => (res.statusCode === 200 ? resolve() : reject(new Error(`PATCH ${path}: ${res.statusCode}`))));
+    });
+    req.on('error', reject);
+    req.end(payload);
   });
 }
 
@@ -86,6 +99,14 @@ async function main(): Promise<void> {
     // One client alone: the API's own cost per request, against the in-process floor.
     const listAlone = await load(daemon.socket, 20, () => '/instances', 1);
     const infoAlone = await load(daemon.socket, 500, (_c, n) => `/instances/${names[(n * 7919) % count]}`, 1);
+    // The list is served from a cache between changes: this is its cost right after one (a policy change).
+    const afterChange: number[] = [];
+    const listAgent = new Agent({ keepAlive: true, maxSockets: 1 });
+    for (let n = 0; n < 20; n++) {
+      await patch(daemon.socket, `/instances/${names[n]}`, { autostart: n % 2 === 0 });
+      afterChange.push(await get(listAgent, daemon.socket, '/instances'));
+    }
+    listAgent.destroy();
     const loadedRssKiB = rssKiB(pid);
     const peakRssKiB = rssKiB(pid, 'VmHWM');
     await daemon.stop('SIGTERM');
@@ -105,6 +126,7 @@ async function main(): Promise<void> {
         api: listApi,
         requestsPerSecond: +((list.latencies.length / list.wallMs) * 1000).toFixed(1),
         oneClient: summary(listAlone.latencies),
+        oneClientRightAfterAChange: summary(afterChange),
         inProcess: listFloor,
         oneClientToInProcessP50: +(percentile(listAlone.latencies, 50) / listFloor.p50Ms).toFixed(2),
       },
@@ -116,7 +138,7 @@ async function main(): Promise<void> {
         oneClientToInProcessP50: +(percentile(infoAlone.latencies, 50) / infoFloor.p50Ms).toFixed(2),
       },
       daemonMemory: { idleRssMiB: +(idleRssKiB / 1024).toFixed(1), afterLoadRssMiB: +(loadedRssKiB / 1024).toFixed(1), peakRssMiB: +(peakRssKiB / 1024).toFixed(1) },
-      note: 'api: 50 concurrent clients, so p50/p99 include queueing behind the others (one thread serves them); oneClient: the same requests one at a time; inProcess: the core called directly, one at a time',
+      note: 'api: 50 concurrent clients, so p50/p99 include queueing behind the others (one thread serves them); oneClient: the same requests one at a time; list.oneClientRightAfterAChange: a list asked for right after a PATCH, so the daemon rebuilds it (the list is cached between changes); inProcess: the core called directly, one at a time (list: service.list() only, no views or JSON)',
     };
     mkdirSync('bench/results', { recursive: true });
     writeFileSync('bench/results/api-latency.json', `${JSON.stringify(result, null, 2)}\n`);

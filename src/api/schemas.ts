@@ -16,7 +16,9 @@ export function StringEnum<const T extends readonly string[]>(values: T, options
   return Type.Unsafe<T[number]>({ type: 'string', enum: [...values], ...options });
 }
 
-export const Name = Type.String({ pattern: NAME_PATTERN, minLength: 1, maxLength: 63, description: 'a DNS label: 1-63 lowercase letters, digits and hyphens' });
+// No minLength/maxLength: the pattern allows 1-63 characters already, and a length keyword failing first would
+// answer fastify's message instead of the CLI's (src/daemon/errors.ts maps a pattern failure to validateName's).
+export const Name = Type.String({ pattern: NAME_PATTERN, description: 'a DNS label: 1-63 lowercase letters, digits and hyphens' });
 export const NameParams = Type.Object({ name: Name }, { additionalProperties: false });
 
 export const ErrorBody = Type.Object(
@@ -196,6 +198,8 @@ export const BuildImageBody = Type.Object(
 );
 
 /** An instance's NIC with its addresses (`virtnode nic ls`). */
+// The NIC and port strings below have loose lengths on purpose: the core parses them and names the field the way
+// the CLI does, so a bad value gets the same message through the daemon as without it.
 export const InstanceNic = Type.Object(
   {
     index: Type.Integer(),
@@ -210,12 +214,12 @@ export const InstanceNic = Type.Object(
 );
 export const AttachNicBody = Type.Object(
   {
-    network: Type.String({ minLength: 1, maxLength: 63, description: 'a managed network, or user' }),
-    ip: Type.Optional(Type.String({ minLength: 1, maxLength: 64, description: 'static address on a nat/isolated network' })),
+    network: Type.String({ maxLength: 256, description: 'a managed network, or user' }),
+    ip: Type.Optional(Type.String({ maxLength: 256, description: 'static address on a nat/isolated network' })),
   },
   { additionalProperties: false },
 );
-export const NicParams = Type.Object({ name: Name, nic: Type.String({ minLength: 1, maxLength: 32, description: 'MAC address or NIC index' }) }, { additionalProperties: false });
+export const NicParams = Type.Object({ name: Name, nic: Type.String({ maxLength: 256, description: 'MAC address or NIC index' }) }, { additionalProperties: false });
 
 export const PortForward = Type.Object(
   { protocol: StringEnum(['tcp', 'udp']), hostAddress: Type.String(), hostPort: Type.Integer(), guestPort: Type.Integer(), owner: Type.Optional(StringEnum(['user', 'ssh'])) },
@@ -223,12 +227,12 @@ export const PortForward = Type.Object(
 );
 export const AddPortBody = Type.Object(
   {
-    ports: Type.String({ minLength: 1, maxLength: 32, description: 'HOST:GUEST[/tcp|udp], e.g. 8080:80' }),
-    address: Type.Optional(Type.String({ minLength: 1, maxLength: 64, description: 'host address to bind (default 127.0.0.1)' })),
+    ports: Type.String({ maxLength: 256, description: 'HOST:GUEST[/tcp|udp], e.g. 8080:80' }),
+    address: Type.Optional(Type.String({ maxLength: 256, description: 'host address to bind (default 127.0.0.1)' })),
   },
   { additionalProperties: false },
 );
-export const PortParams = Type.Object({ name: Name, port: Type.String({ minLength: 1, maxLength: 16, description: 'HOST[/tcp|udp], e.g. 8080 or 5353/udp' }) }, { additionalProperties: false });
+export const PortParams = Type.Object({ name: Name, port: Type.String({ maxLength: 256, description: 'HOST[/tcp|udp], e.g. 8080 or 5353/udp' }) }, { additionalProperties: false });
 
 export const DiskChange = Type.Object({ instance: Type.String(), volume: Type.String(), diskId: Type.String(), live: Type.Boolean() }, { additionalProperties: false });
 export const AttachDiskBody = Type.Object({ volume: Name }, { additionalProperties: false });
@@ -276,6 +280,13 @@ export const WaitQuery = Type.Object(
 );
 export const GetOperationQuery = Type.Object(
   { wait: Type.Optional(Type.Number({ minimum: 0, maximum: 3600, description: 'wait up to this many seconds for it to finish' })) },
+  { additionalProperties: false },
+);
+export const ListOperationsQuery = Type.Object(
+  {
+    limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000, description: 'at most this many, newest first (default 100)' })),
+    status: Type.Optional(StringEnum(['running', 'succeeded', 'failed', 'cancelled'])),
+  },
   { additionalProperties: false },
 );
 export const OperationParams = Type.Object({ id: Type.String({ pattern: '^[0-9a-f-]{36}$' }) }, { additionalProperties: false });
@@ -332,9 +343,11 @@ export const Network = Type.Object(
     domain: Type.Optional(Type.String()),
     id: Type.String(),
     up: Type.Optional(Type.Boolean()),
+    bridgeExists: Type.Optional(Type.Boolean({ description: 'the Linux bridge exists on the host' })),
     dnsmasqPid: Type.Optional(Type.Integer()),
     nftTable: Type.Optional(Type.String()),
-    instances: Type.Optional(Type.Array(Type.String())),
+    nftTableExists: Type.Optional(Type.Boolean({ description: "virtnode's nftables table of the network exists (nat, isolated)" })),
+    instances: Type.Optional(Type.Array(Type.String(), { description: 'instances with a NIC on the network' })),
     warnings: Type.Optional(Type.Array(Type.String())),
     createdAt: Type.String(),
   },
@@ -346,14 +359,27 @@ export const CreateNetworkBody = Type.Object(
   {
     name: Name,
     mode: Type.Optional(StringEnum(['nat', 'isolated', 'bridge'])),
-    subnet: Type.Optional(Type.String({ maxLength: 64 })),
-    dhcpRange: Type.Optional(Type.String({ maxLength: 64 })),
-    domain: Type.Optional(Type.String({ maxLength: 253 })),
-    bridge: Type.Optional(Type.String({ maxLength: 15, description: 'bridge mode: the existing bridge NICs join' })),
+    // Loose lengths: the core checks each value and names the field the way the CLI does (the body limit caps them).
+    subnet: Type.Optional(Type.String({ maxLength: 1024, description: 'IPv4 CIDR, e.g. 10.77.0.0/24' })),
+    dhcpRange: Type.Optional(Type.String({ maxLength: 1024, description: 'FIRST-LAST inside the subnet' })),
+    domain: Type.Optional(Type.String({ maxLength: 1024, description: 'DNS domain (at most 253 characters)' })),
+    bridge: Type.Optional(Type.String({ maxLength: 1024, description: 'bridge mode: the existing bridge NICs join (at most 15 characters)' })),
   },
   { additionalProperties: false },
 );
 export type CreateNetworkBodyType = Static<typeof CreateNetworkBody>;
+
+/** A DHCP lease of a nat/isolated network (`virtnode network leases`), with the instance whose NIC has the MAC. */
+export const NetworkLease = Type.Object(
+  {
+    mac: Type.String(),
+    address: Type.String(),
+    hostname: Type.Optional(Type.String()),
+    instance: Type.Optional(Type.String()),
+    expires: Type.Optional(Type.String({ description: 'ISO 8601; absent for a lease that never expires' })),
+  },
+  { additionalProperties: false },
+);
 
 export const SnapshotParams = Type.Object({ name: Name, snap: Name }, { additionalProperties: false });
 
@@ -487,3 +513,10 @@ export type CloneBodyType = Static<typeof CloneBody>;
 export function withErrors<T extends Record<number | string, TSchema>>(ok: T): T & { '4xx': typeof ErrorBody; '5xx': typeof ErrorBody } {
   return { ...ok, '4xx': ErrorBody, '5xx': ErrorBody };
 }
+
+/** A single-use ticket for one WebSocket (a browser cannot send the bearer token on one): open `url` within 30 s. */
+export const WebSocketTicket = Type.Object(
+  { ticket: Type.String(), expiresAt: Type.String({ format: 'date-time' }), url: Type.String({ description: 'the WebSocket path with the ticket' }) },
+  { additionalProperties: false },
+);
+export const TicketQuery = Type.Object({ ticket: Type.Optional(Type.String({ maxLength: 64 })) }, { additionalProperties: false });

@@ -3,7 +3,8 @@
  * returns (src/api/schemas.ts describes the same shapes as JSON Schema). Plain functions, no heavy imports: the
  * CLI, the daemon, the client and the web UI all use them.
  */
-import type { Instance, InstanceState } from '../instances/model.ts';
+import type { Instance, InstanceState, Nic, PortForwardSpec } from '../instances/model.ts';
+import type { Lease } from '../network/dnsmasq-config.ts';
 import type { ImageRecord } from '../images/store/index.ts';
 import type { NicAddresses } from '../instances/addresses.ts';
 import type { Network } from '../network/model.ts';
@@ -163,9 +164,37 @@ export interface OperationView {
   finishedAt?: string;
 }
 
-/** The stable view of a network (JSON/YAML output and the API); `status` adds what runs on the host. */
-export function networkView(n: Network, status?: NetworkStatus) {
-  return {
+export interface NetworkView {
+  name: string;
+  mode: string;
+  bridge: string;
+  subnet?: string;
+  gateway?: string;
+  dhcpRange?: string;
+  domain?: string;
+  id: string;
+  up?: boolean;
+  /** With the host side: does the bridge exist, does virtnode's nftables table exist (nat/isolated). */
+  bridgeExists?: boolean;
+  dnsmasqPid?: number;
+  nftTable?: string;
+  nftTableExists?: boolean;
+  /** Instances with a NIC on the network (the list and the host-side view both carry it). */
+  instances?: string[];
+  warnings?: string[];
+  createdAt: string;
+}
+
+const NETWORK_VIEW_ORDER: ReadonlyArray<keyof NetworkView> = [
+  'name', 'mode', 'bridge', 'subnet', 'gateway', 'dhcpRange', 'domain', 'id', 'up', 'bridgeExists', 'dnsmasqPid', 'nftTable', 'nftTableExists', 'instances', 'warnings', 'createdAt',
+];
+
+/**
+ * The stable view of a network (JSON/YAML output and the API); `status` adds what runs on the host, `instances`
+ * (for lists, without the host side) the instances with a NIC on it.
+ */
+export function networkView(n: Network, status?: NetworkStatus, instances?: string[]): NetworkView {
+  const view: NetworkView = {
     name: n.name,
     mode: n.mode,
     bridge: n.bridge,
@@ -176,13 +205,75 @@ export function networkView(n: Network, status?: NetworkStatus) {
       ? {}
       : {
           up: status.bridge && (n.mode === 'bridge' || (status.dnsmasqPid !== undefined && status.nftTable)),
-          dnsmasqPid: status.dnsmasqPid,
-          nftTable: n.mode === 'bridge' ? undefined : `ip virtnode_${n.id}`,
-          instances: status.instances,
+          bridgeExists: status.bridge,
+          ...(status.dnsmasqPid === undefined ? {} : { dnsmasqPid: status.dnsmasqPid }),
+          ...(n.mode === 'bridge' ? {} : { nftTable: `ip virtnode_${n.id}`, nftTableExists: status.nftTable }),
           warnings: status.warnings,
         }),
     createdAt: n.createdAt,
   };
+  const names = status?.instances ?? instances;
+  return orderedNetworkView(names === undefined ? view : { ...view, instances: names });
+}
+
+/** The view with its fields in the documented order (JSON serializers may reorder them; printed output must not). */
+export function orderedNetworkView(view: NetworkView): NetworkView {
+  const ordered: Record<string, unknown> = {};
+  for (const key of NETWORK_VIEW_ORDER) if (view[key] !== undefined) ordered[key] = view[key];
+  return ordered as unknown as NetworkView;
+}
+
+/** One DHCP lease of a managed network, with the instance whose NIC has that MAC. */
+export interface NetworkLeaseView {
+  mac: string;
+  address: string;
+  hostname?: string;
+  instance?: string;
+  expires?: string;
+}
+
+export function networkLeaseView(lease: Lease, instance: string | undefined): NetworkLeaseView {
+  return {
+    mac: lease.mac,
+    address: lease.address,
+    ...(lease.hostname === undefined ? {} : { hostname: lease.hostname }),
+    ...(instance === undefined ? {} : { instance }),
+    ...(lease.expires === undefined ? {} : { expires: lease.expires.toISOString() }),
+  };
+}
+
+/** A NIC as attach and detach report it (GET .../nics adds the lease and the guest's addresses). */
+export interface AttachedNicView {
+  index: number;
+  mac: string;
+  network: string;
+  reserved?: string;
+  staticAddress?: boolean;
+}
+
+export function attachedNicView(n: Nic): AttachedNicView {
+  return { index: n.index, mac: n.mac, network: n.network, ...(n.address === undefined ? {} : { reserved: n.address }), ...(n.staticAddress ? { staticAddress: true } : {}) };
+}
+
+/** A user-mode port forward; `owner: ssh` is the SSH forward virtnode made for the instance. */
+export interface PortForwardView {
+  protocol: 'tcp' | 'udp';
+  hostAddress: string;
+  hostPort: number;
+  guestPort: number;
+  owner?: 'user' | 'ssh';
+}
+
+export function portForwardView(f: PortForwardSpec, owner?: 'user' | 'ssh'): PortForwardView {
+  return { protocol: f.protocol, hostAddress: f.hostAddress, hostPort: f.hostPort, guestPort: f.guestPort, ...(owner === undefined ? {} : { owner }) };
+}
+
+/** An instance's port forwards (`virtnode port ls`): virtnode's SSH forward first, then the user's. */
+export function portForwardViews(i: Instance): PortForwardView[] {
+  const rows = (i.spec.portForwards ?? []).map((f) => portForwardView(f, 'user'));
+  const ssh = i.spec.ssh;
+  if (ssh?.hostPort !== undefined) rows.unshift(portForwardView({ protocol: 'tcp', hostAddress: '127.0.0.1', hostPort: ssh.hostPort, guestPort: ssh.guestPort }, 'ssh'));
+  return rows;
 }
 
 /** A snapshot of an instance (GET /instances/{name}/snapshots lists them flat, each naming its parent). */

@@ -1,26 +1,114 @@
-import { createReadStream, existsSync, statSync, watch } from 'node:fs';
 import { connect } from 'node:net';
 import { VirtnodeError } from '../lib/errors.ts';
+import type { ApiClient } from '../client/http.ts';
+import { readConsoleLog } from '../instances/console-log.ts';
 import type { InstanceService } from '../instances/service.ts';
 import { runtimePaths } from '../instances/runtime.ts';
+import { chooseBackend } from './backend.ts';
 
 const DETACH_BYTE = 0x1d; // Ctrl-]
 /** With piped input (`echo cmd | virtnode console vm`): detach once the guest has been quiet this long. */
 const PIPED_IDLE_DETACH_MS = 1_500;
 
-/** Interactive serial console: raw terminal in, guest output out, Ctrl-] detaches. */
-export async function attachConsole(service: InstanceService, name: string): Promise<void> {
-  const instance = await service.get(name);
-  if (instance.state !== 'running' && instance.state !== 'paused') {
-    throw new VirtnodeError('INVALID_STATE', `instance ${name} is ${instance.state}: its console exists only while it runs`, {
-      hint: `start it with \`virtnode start ${name}\`, or read the past output with \`virtnode logs ${name}\``,
-    });
-  }
-  const socket = connect(runtimePaths(service.paths.instanceDir(name)).serial);
-  await new Promise<void>((resolve, reject) => {
-    socket.once('connect', () => resolve());
-    socket.once('error', (e) => reject(new VirtnodeError('COMMAND_FAILED', `cannot open the console of ${name}: ${e.message}`, { cause: e })));
+/** A connection to a guest's serial console: QEMU's socket, or the daemon's serial hub over a WebSocket. */
+export interface ConsoleChannel {
+  write(data: Buffer): void;
+  onData(listener: (data: Buffer) => void): void;
+  /** The console went away (the instance stopped, the daemon closed it). */
+  onClose(listener: () => void): void;
+  close(): void;
+}
+
+/**
+ * `virtnode console` and `virtnode logs`, in this process or through the daemon. Through the daemon the console
+ * is its serial hub, shared with every browser watching (QEMU's serial socket takes one client).
+ */
+export interface ConsoleApi {
+  open(name: string): Promise<ConsoleChannel>;
+  log(name: string, options: { follow: boolean; onData: (chunk: Buffer) => void; signal: AbortSignal }): Promise<void>;
+}
+
+export function consoleNotRunning(name: string, state: string): VirtnodeError {
+  return new VirtnodeError('INVALID_STATE', `instance ${name} is ${state}: its console exists only while it runs`, {
+    hint: `start it with \`virtnode start ${name}\`, or read the past output with \`virtnode logs ${name}\``,
   });
+}
+
+const consoleLive = (state: string) => state === 'running' || state === 'paused';
+
+class LocalConsoles implements ConsoleApi {
+  private readonly service: InstanceService;
+
+  constructor(service: InstanceService) {
+    this.service = service;
+  }
+
+  async open(name: string): Promise<ConsoleChannel> {
+    const instance = await this.service.get(name);
+    if (!consoleLive(instance.state)) throw consoleNotRunning(name, instance.state);
+    const socket = connect(runtimePaths(this.service.paths.instanceDir(name)).serial);
+    await new Promise<void>((resolve, reject) => {
+      socket.once('connect', () => resolve());
+      socket.once('error', (e) => reject(new VirtnodeError('COMMAND_FAILED', `cannot open the console of ${name}: ${e.message}`, { cause: e })));
+    });
+    return {
+      write: (data) => socket.write(data),
+      onData: (listener) => socket.on('data', listener),
+      onClose: (listener) => {
+        socket.on('close', listener);
+        socket.on('error', listener);
+      },
+      close: () => socket.destroy(),
+    };
+  }
+
+  async log(name: string, options: { follow: boolean; onData: (chunk: Buffer) => void; signal: AbortSignal }): Promise<void> {
+    await this.service.get(name); // NOT_FOUND for unknown instances
+    await readConsoleLog(runtimePaths(this.service.paths.instanceDir(name)).serialLog, options);
+  }
+}
+
+const enc = encodeURIComponent;
+
+class RemoteConsoles implements ConsoleApi {
+  private readonly client: ApiClient;
+
+  constructor(client: ApiClient) {
+    this.client = client;
+  }
+
+  async open(name: string): Promise<ConsoleChannel> {
+    const instance = (await this.client.request<{ state: string }>('GET', `/instances/${enc(name)}`)).body;
+    if (!consoleLive(instance.state)) throw consoleNotRunning(name, instance.state);
+    const { openWebSocket } = await import('../client/websocket.ts');
+    // No scroll-back: the console shows what comes next, as QEMU's socket does (`virtnode logs` has the past).
+    const ws = await openWebSocket(this.client, `/instances/${enc(name)}/console/serial?scrollback=0`);
+    return {
+      write: (data) => ws.send(data, { binary: true }),
+      onData: (listener) => ws.on('message', (data: Buffer) => listener(data)),
+      onClose: (listener) => {
+        ws.on('close', listener);
+        ws.on('error', listener);
+      },
+      close: () => ws.close(),
+    };
+  }
+
+  async log(name: string, options: { follow: boolean; onData: (chunk: Buffer) => void; signal: AbortSignal }): Promise<void> {
+    await this.client.stream(`/instances/${enc(name)}/console-log${options.follow ? '?follow=true' : ''}`, options.onData, options.signal);
+  }
+}
+
+export function consoleApi(): Promise<ConsoleApi> {
+  return chooseBackend<ConsoleApi>(
+    async () => new LocalConsoles(await (await import('./load-service.ts')).loadInstanceService()),
+    (client) => new RemoteConsoles(client),
+  );
+}
+
+/** Interactive serial console: raw terminal in, guest output out, Ctrl-] detaches; the terminal is restored. */
+export async function attachConsole(api: ConsoleApi, name: string): Promise<void> {
+  const channel = await api.open(name);
   const stdin = process.stdin;
   const tty = stdin.isTTY === true;
   process.stderr.write(`Connected to the console of ${name}. Press Ctrl-] to detach.\n`);
@@ -32,17 +120,18 @@ export async function attachConsole(service: InstanceService, name: string): Pro
       done = true;
       if (tty) stdin.setRawMode(false);
       stdin.pause();
-      socket.destroy();
+      stdin.unref(); // a pipe still open (Ctrl-] typed into it) must not keep the process alive
+      channel.close();
       resolve();
     };
     stdin.on('data', (chunk: Buffer) => {
       const detach = chunk.indexOf(DETACH_BYTE);
       if (detach >= 0) {
-        if (detach > 0) socket.write(chunk.subarray(0, detach));
+        if (detach > 0) channel.write(chunk.subarray(0, detach));
         finish();
         return;
       }
-      socket.write(chunk);
+      channel.write(chunk);
     });
     let idle: NodeJS.Timeout | undefined;
     let inputEnded = false;
@@ -54,52 +143,27 @@ export async function attachConsole(service: InstanceService, name: string): Pro
       inputEnded = true;
       armIdle();
     });
-    socket.on('data', (chunk) => {
+    channel.onData((chunk) => {
       process.stdout.write(chunk);
       armIdle();
     });
-    socket.on('close', () => {
+    channel.onClose(() => {
       clearTimeout(idle);
       finish();
     });
-    socket.on('error', finish);
     stdin.resume();
   });
   process.stderr.write(`\nDetached from ${name}.\n`);
 }
 
-/** Prints the persistent console log; with `follow`, keeps printing what the guest writes next. */
-export async function printConsoleLog(service: InstanceService, name: string, options: { follow: boolean }): Promise<void> {
-  await service.get(name); // NOT_FOUND for unknown instances
-  const path = runtimePaths(service.paths.instanceDir(name)).serialLog;
-  if (!existsSync(path)) {
-    if (!options.follow) return;
+/** Prints the persistent console log; with `follow`, keeps printing what the guest writes next until Ctrl-C. */
+export async function printConsoleLog(api: ConsoleApi, name: string, options: { follow: boolean }): Promise<void> {
+  const stop = new AbortController();
+  const interrupted = () => stop.abort();
+  process.once('SIGINT', interrupted);
+  try {
+    await api.log(name, { follow: options.follow, signal: stop.signal, onData: (chunk) => process.stdout.write(chunk) });
+  } finally {
+    process.off('SIGINT', interrupted);
   }
-  let offset = 0;
-  const pump = async () => {
-    if (!existsSync(path)) return;
-    const size = statSync(path).size;
-    if (size < offset) offset = 0; // the log was truncated
-    if (size === offset) return;
-    await new Promise<void>((resolve, reject) => {
-      const stream = createReadStream(path, { start: offset, end: size - 1 });
-      stream.on('data', (chunk) => process.stdout.write(chunk));
-      stream.on('end', resolve);
-      stream.on('error', reject);
-    });
-    offset = size;
-  };
-  await pump();
-  if (!options.follow) return;
-  const dir = runtimePaths(service.paths.instanceDir(name)).serialLog.replace(/\/[^/]+$/, '');
-  let busy = Promise.resolve();
-  const watcher = watch(dir, () => {
-    busy = busy.then(pump, pump);
-  });
-  await new Promise<void>((resolve) => {
-    process.once('SIGINT', () => {
-      watcher.close();
-      resolve();
-    });
-  });
 }

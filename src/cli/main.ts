@@ -11,6 +11,7 @@ import { registerInstanceCommands } from './commands/instances.ts';
 import { registerLaunchCommands } from './commands/launch.ts';
 import { registerNetworkCommands } from './commands/network.ts';
 import { registerNicCommands } from './commands/nic.ts';
+import { registerOperationCommands } from './commands/operation.ts';
 import { registerPortCommands } from './commands/port.ts';
 import { registerSnapshotCommands } from './commands/snapshot.ts';
 import { registerStorageCommands } from './commands/storage.ts';
@@ -37,6 +38,7 @@ registerStorageCommands(program);
 registerSnapshotCommands(program);
 registerCloneCommands(program);
 registerDaemonCommands(program);
+registerOperationCommands(program);
 program.hook('preAction', async () => {
   const remote = program.opts()['remote'] as string | undefined;
   if (remote !== undefined) (await import('./backend.ts')).setRemote(remote);

@@ -45,17 +45,7 @@ export class ApiClient {
       headers['content-type'] = 'application/json';
       headers['content-length'] = payload.length;
     }
-    let opts: RequestOptions;
-    let send: typeof httpRequest;
-    if (this.endpoint.kind === 'unix') {
-      opts = { socketPath: this.endpoint.socket, path, method, headers };
-      send = httpRequest;
-    } else {
-      const base = this.endpoint.url;
-      headers['authorization'] = `Bearer ${this.endpoint.token}`;
-      opts = { host: base.hostname.replace(/^\[|\]$/g, ''), port: base.port || 443, path: `${base.pathname.replace(/\/$/, '')}${path}`, method, headers, ...(this.endpoint.ca === undefined ? {} : { ca: this.endpoint.ca }) } as RequestOptions;
-      send = httpsRequest as unknown as typeof httpRequest;
-    }
+    const { opts, send } = this.requestOptions(method, path, headers);
     const response = await new Promise<{ status: number; text: string }>((resolve, reject) => {
       const req = send(opts, (res: IncomingMessage) => {
         const chunks: Buffer[] = [];
@@ -66,9 +56,7 @@ export class ApiClient {
       req.setTimeout(options.timeoutMs ?? REQUEST_TIMEOUT_MS, () => req.destroy(new VirtnodeError('TIMEOUT', `the daemon did not answer ${method} ${path} in time`)));
       req.on('error', (e: NodeJS.ErrnoException) => {
         if (e instanceof VirtnodeError) return reject(e);
-        // Refused before the request was sent: nothing happened, so the caller may do the work itself.
-        const unreachable = e.syscall === 'connect' && ['ENOENT', 'ECONNREFUSED', 'EACCES', 'ENOTSOCK'].includes(e.code ?? '');
-        reject(new (unreachable ? DaemonUnreachable : VirtnodeError)('COMMAND_FAILED', `cannot reach the virtnode daemon (${this.describe()}): ${e.message}`, { cause: e }));
+        reject(this.connectError(e));
       });
       req.end(payload);
     });
@@ -78,19 +66,68 @@ export class ApiClient {
     } catch {
       parsed = response.text;
     }
-    if (response.status >= 400) {
-      const error = (parsed as { error?: { code?: string; message?: string; hint?: string; field?: string } } | undefined)?.error;
-      throw new VirtnodeError((error?.code ?? 'INTERNAL') as ErrorCode, error?.message ?? `the daemon answered ${response.status}`, {
-        ...(error?.hint === undefined ? {} : { hint: error.hint }),
-        ...(error?.field === undefined ? {} : { field: error.field }),
-      });
-    }
+    if (response.status >= 400) throw errorFromBody(response.status, response.text);
     return { status: response.status, body: parsed as T };
+  }
+
+  /**
+   * A GET whose body is passed on as it arrives (a log, possibly followed without end): resolves when the daemon
+   * ends it, or when `signal` aborts it. An error status comes back as the daemon's VirtnodeError.
+   */
+  async stream(path: string, onData: (chunk: Buffer) => void, signal?: AbortSignal): Promise<void> {
+    const { opts, send } = this.requestOptions('GET', path, { accept: '*/*' });
+    await new Promise<void>((resolve, reject) => {
+      const req = send({ ...opts, ...(signal === undefined ? {} : { signal }) }, (res: IncomingMessage) => {
+        const status = res.statusCode ?? 0;
+        if (status >= 400) {
+          const chunks: Buffer[] = [];
+          res.on('data', (c: Buffer) => chunks.push(c));
+          res.on('end', () => reject(errorFromBody(status, Buffer.concat(chunks).toString('utf8'))));
+          return;
+        }
+        res.on('data', onData);
+        res.on('end', resolve);
+        res.on('error', (e) => (signal?.aborted ? resolve() : reject(e)));
+        res.on('close', () => resolve());
+      });
+      req.on('error', (e: NodeJS.ErrnoException) => (signal?.aborted ? resolve() : reject(e instanceof VirtnodeError ? e : this.connectError(e))));
+      req.end();
+    });
+  }
+
+  private requestOptions(method: string, path: string, headers: Record<string, string | number>): { opts: RequestOptions; send: typeof httpRequest } {
+    if (this.endpoint.kind === 'unix') return { opts: { socketPath: this.endpoint.socket, path, method, headers }, send: httpRequest };
+    const base = this.endpoint.url;
+    headers['authorization'] = `Bearer ${this.endpoint.token}`;
+    return {
+      opts: { host: base.hostname.replace(/^\[|\]$/g, ''), port: base.port || 443, path: `${base.pathname.replace(/\/$/, '')}${path}`, method, headers, ...(this.endpoint.ca === undefined ? {} : { ca: this.endpoint.ca }) } as RequestOptions,
+      send: httpsRequest as unknown as typeof httpRequest,
+    };
+  }
+
+  /** Refused before the request was sent: nothing happened, so the caller may do the work itself. */
+  private connectError(e: NodeJS.ErrnoException): VirtnodeError {
+    const unreachable = e.syscall === 'connect' && ['ENOENT', 'ECONNREFUSED', 'EACCES', 'ENOTSOCK'].includes(e.code ?? '');
+    return new (unreachable ? DaemonUnreachable : VirtnodeError)('COMMAND_FAILED', `cannot reach the virtnode daemon (${this.describe()}): ${e.message}`, { cause: e });
   }
 
   describe(): string {
     return this.endpoint.kind === 'unix' ? this.endpoint.socket : this.endpoint.url.toString();
   }
+}
+
+/** The daemon's error answer (the API's error shape) as the VirtnodeError it raised. */
+export function errorFromBody(status: number, text: string): VirtnodeError {
+  let error: { code?: string; message?: string; hint?: string; field?: string } | undefined;
+  try {
+    error = (JSON.parse(text) as { error?: typeof error } | undefined)?.error;
+  } catch {
+    /* not the error shape */
+  }
+  return new VirtnodeError((error?.code ?? 'INTERNAL') as ErrorCode, error?.message ?? `the daemon answered ${status}`, {
+    ...(error?.hint === undefined ? {} : { hint: error.hint }),
+    ...(error?.field === undefined ? {} : { field: error.field }),
+  });
 }
 
 /** The daemon was not there to take the request (nothing was done). */

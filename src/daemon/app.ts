@@ -41,6 +41,10 @@ declare module 'fastify' {
     /** Served without a token even on TCP (a login page, static assets). */
     public?: boolean;
   }
+  interface FastifyRequest {
+    /** `socket` (the UNIX socket) or `token:NAME` (a valid bearer token); undefined on a public route reached without either. */
+    authenticatedAs: string | undefined;
+  }
 }
 
 export async function buildApp(core: DaemonCore, options: AppOptions): Promise<FastifyInstance> {
@@ -56,6 +60,14 @@ export async function buildApp(core: DaemonCore, options: AppOptions): Promise<F
     // One JSON line per request (below) instead of fastify's two.
     logController: new LogController({ disableRequestLogging: true }),
   }) as unknown as FastifyInstance;
+  // The request that started an operation (202) names it in its log line, like every line of the work does.
+  app.addHook('preSerialization', async (request, reply, payload) => {
+    const op = payload as { id?: unknown; kind?: unknown } | null;
+    if (reply.statusCode === 202 && typeof op === 'object' && op !== null && typeof op.id === 'string' && typeof op.kind === 'string') {
+      request.log = request.log.child({ operation: op.id });
+    }
+    return payload;
+  });
   app.addHook('onResponse', async (request, reply) => {
     request.log.info({ req: { method: request.method, url: request.url }, status: reply.statusCode, ms: Math.round(reply.elapsedTime * 10) / 10 }, 'request');
   });
@@ -70,20 +82,28 @@ export async function buildApp(core: DaemonCore, options: AppOptions): Promise<F
     void reply.status(404).send(errorBody(new VirtnodeError('NOT_FOUND', `no route ${request.method} ${request.url.split('?')[0]}`, { hint: 'see /openapi.json or /docs' })));
   });
 
-  if (options.auth === 'token') {
-    app.addHook('onRequest', async (request) => {
-      if (request.routeOptions.config.public === true) return;
-      const header = request.headers.authorization ?? '';
-      const match = /^Bearer (\S+)$/.exec(header);
-      const name = match === null ? undefined : core.tokens.verify(match[1]!);
-      if (name === undefined) {
-        throw new VirtnodeError('UNAUTHORIZED', match === null ? 'this API needs a bearer token' : 'the bearer token is not valid (unknown or revoked)', {
-          hint: 'make one on the host with `virtnode token create NAME`, then send Authorization: Bearer TOKEN (VIRTNODE_TOKEN for the CLI)',
-        });
-      }
+  // Who sent the request: the UNIX socket (its file mode is the authentication) or a valid bearer token. Routes
+  // declared `public` are reached without either; a WebSocket among them (events, consoles) then asks for a
+  // ticket instead (see src/daemon/ws-auth.ts).
+  app.decorateRequest('authenticatedAs', undefined);
+  app.addHook('onRequest', async (request) => {
+    if (options.auth === 'none') {
+      request.authenticatedAs = 'socket';
+      return;
+    }
+    const header = request.headers.authorization;
+    const match = /^Bearer (\S+)$/.exec(header ?? '');
+    const name = match === null ? undefined : core.tokens.verify(match[1]!);
+    if (name !== undefined) {
+      request.authenticatedAs = `token:${name}`;
       request.log = request.log.child({ token: name });
+      return;
+    }
+    if (request.routeOptions.config.public === true) return;
+    throw new VirtnodeError('UNAUTHORIZED', match === null ? 'this API needs a bearer token' : 'the bearer token is not valid (unknown or revoked)', {
+      hint: 'make one on the host with `virtnode token create NAME`, then send Authorization: Bearer TOKEN (VIRTNODE_TOKEN for the CLI)',
     });
-  }
+  });
 
   // The same name rule (and message) as the CLI, before the schema's pattern: `..`, `/` or `%2F` never reach a path.
   app.addHook('preValidation', async (request) => {

@@ -4,7 +4,9 @@ import { InstanceService } from '../instances/service.ts';
 import type { StatePaths } from '../lib/paths.ts';
 import { type Db, openDb } from '../store/db.ts';
 import { PolicyRepository } from '../store/policies.ts';
+import { OperationRepository } from '../store/operations.ts';
 import { TokenRepository } from '../store/tokens.ts';
+import { ConsoleTickets } from '../web/consoles/tickets.ts';
 import { EventBus } from './events.ts';
 import type { MetricsCollector } from './metrics.ts';
 import { OperationManager } from './operations.ts';
@@ -22,6 +24,8 @@ export interface DaemonCore {
   policies: PolicyRepository;
   tokens: TokenRepository;
   events: EventBus;
+  /** Single-use tickets for the WebSockets a browser opens (events, consoles), shared by every listener. */
+  tickets: ConsoleTickets;
   operations: OperationManager;
   /** Loaded on the first scrape (prom-client stays off the start-up path, which re-adoption waits for). */
   metrics: () => Promise<MetricsCollector>;
@@ -36,7 +40,8 @@ export function createCore(paths: StatePaths, log: Logger): DaemonCore {
   const events = new EventBus();
   const policies = new PolicyRepository(db);
   const supervisor = new Supervisor(instances, policies, events, log.child({ component: 'supervisor' }));
-  const operations = new OperationManager(events, {
+  const operations = new OperationManager(events, new OperationRepository(db), {
+    log: log.child({ component: 'operations' }),
     onFinish: (op) => {
       log.info({ operation: op.id, kind: op.kind, target: op.target, status: op.status, error: op.error }, 'operation finished');
       supervisor.poke();
@@ -51,6 +56,7 @@ export function createCore(paths: StatePaths, log: Logger): DaemonCore {
     policies,
     tokens: new TokenRepository(db),
     events,
+    tickets: new ConsoleTickets(),
     operations,
     metrics: () => (metrics ??= import('./metrics.ts').then((m) => new m.MetricsCollector(instances))),
     supervisor,

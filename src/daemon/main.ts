@@ -6,6 +6,7 @@ import { statePaths } from '../lib/paths.ts';
 import { defaultSocketPath } from '../lib/socket-path.ts';
 import { createCore } from './core.ts';
 import { groupId, listenUnix, parseListen } from './listen.ts';
+import { operationLogFields } from './operation-scope.ts';
 
 export interface DaemonOptions {
   socket?: string;
@@ -47,13 +48,16 @@ export async function runDaemon(options: DaemonOptions): Promise<void> {
     throw invalid('--tls-cert', '--tls-cert and --tls-key are for --listen', 'add --listen HOST:PORT');
   }
 
-  const log = pino({ level: options.logLevel ?? process.env['VIRTNODE_LOG_LEVEL'] ?? 'info', base: { pid: process.pid, service: 'virtnode' } });
+  // Lines logged while an operation's work runs carry its id (`operation`), wherever they come from.
+  const log = pino({ level: options.logLevel ?? process.env['VIRTNODE_LOG_LEVEL'] ?? 'info', base: { pid: process.pid, service: 'virtnode' }, mixin: operationLogFields });
   const paths = statePaths();
   // The HTTP stack loads while the supervisor re-adopts the running guests: adoption needs none of it.
   const http = Promise.all([import('./app.ts'), import('./plugins.ts')]);
   http.catch(() => {});
   const core = createCore(paths, log);
   const report = await core.supervisor.start({ autostartMarkerDir: paths.cache });
+  // After reconcile: what a killed daemon left running is failed now, its instance already repaired.
+  const interrupted = core.operations.recoverInterrupted();
   const [{ buildApp }, { DAEMON_PLUGINS }] = await http;
 
   // TCP first: once the socket answers, the daemon is fully up (the CLI and tests wait for the socket).
@@ -66,7 +70,7 @@ export async function runDaemon(options: DaemonOptions): Promise<void> {
   const local = await buildApp(core, { auth: 'none', plugins: DAEMON_PLUGINS });
   await listenUnix(local, socket, gid);
   servers.push(local);
-  log.info({ socket, tcp: tcp === undefined ? undefined : `${tcp.host}:${tcp.port}`, stateDir: paths.root, adopted: report.adopted.length, startupMs: report.durationMs }, 'virtnode daemon ready');
+  log.info({ socket, tcp: tcp === undefined ? undefined : `${tcp.host}:${tcp.port}`, stateDir: paths.root, adopted: report.adopted.length, interruptedOperations: interrupted.length, startupMs: report.durationMs }, 'virtnode daemon ready');
 
   let shuttingDown = false;
   const shutdown = async (signal: string) => {

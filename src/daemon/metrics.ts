@@ -7,10 +7,17 @@ import type { InstanceService } from '../instances/service.ts';
 import { MIB } from '../lib/units.ts';
 import { tapName } from '../network/names.ts';
 import { QmpConnection } from '../qmp/connection.ts';
+import { GuestAgent } from '../qmp/guest-agent.ts';
 import { type NicCounters, readTapCounters, SYS_CLASS_NET } from './net-stats.ts';
 
 export const METRICS_CACHE_MS = 2_000;
 const QMP_TIMEOUT_MS = 1_000;
+const AGENT_TIMEOUT_MS = 1_000;
+/** A guest whose agent did not answer is not asked again for this long, so it does not slow every scrape. */
+const AGENT_RETRY_MS = 60_000;
+
+/** Where a NIC's counters come from: the host's tap, or the guest's own kernel through its agent (user-mode NICs). */
+type NicSource = 'tap' | 'guest-agent';
 /** USER_HZ: the unit of utime/stime in /proc/PID/stat; 100 on every Linux architecture virtnode runs on. */
 const CLOCK_TICKS_PER_SECOND = 100;
 
@@ -28,8 +35,9 @@ interface InstanceSample {
   memoryConfiguredBytes: number;
   cpuSeconds?: number;
   rssBytes?: number;
+  balloonBytes?: number;
   block: BlockStats[];
-  nics: Array<NicCounters & { index: number; network: string }>;
+  nics: Array<NicCounters & { index: number; network: string; source: NicSource }>;
 }
 
 /** CPU seconds (user + system, all QEMU threads) and RSS of a process, from /proc. */
@@ -46,38 +54,69 @@ export function processUsage(pid: number): { cpuSeconds: number; rssBytes: numbe
   }
 }
 
-async function blockStats(socket: string): Promise<BlockStats[]> {
-  let qmp: QmpConnection | undefined;
-  try {
-    qmp = await QmpConnection.connect(socket, { timeoutMs: QMP_TIMEOUT_MS });
-    const reply = (await qmp.execute('query-blockstats', { 'query-nodes': false }, { timeoutMs: QMP_TIMEOUT_MS })) as Array<{
+function blockStatsOf(reply: unknown): BlockStats[] {
+  return (
+    reply as Array<{
       device: string;
       'node-name'?: string;
       qdev?: string;
       stats: { rd_bytes: number; wr_bytes: number; rd_operations: number; wr_operations: number };
-    }>;
-    return reply.map((b) => ({
-      // qdev is /machine/peripheral/<id>/virtio-backend; the id is `<disk id>-dev` (src/qemu/argv.ts).
-      device: b['node-name'] || /peripheral\/([^/]+)-dev/.exec(b.qdev ?? '')?.[1] || b.device || 'unknown',
-      rdBytes: b.stats.rd_bytes,
-      wrBytes: b.stats.wr_bytes,
-      rdOps: b.stats.rd_operations,
-      wrOps: b.stats.wr_operations,
-    }));
+    }>
+  ).map((b) => ({
+    // qdev is /machine/peripheral/<id>/virtio-backend; the id is `<disk id>-dev` (src/qemu/argv.ts).
+    device: b['node-name'] || /peripheral\/([^/]+)-dev/.exec(b.qdev ?? '')?.[1] || b.device || 'unknown',
+    rdBytes: b.stats.rd_bytes,
+    wrBytes: b.stats.wr_bytes,
+    rdOps: b.stats.rd_operations,
+    wrOps: b.stats.wr_operations,
+  }));
+}
+
+/** Block statistics and the balloon's size over one QMP connection (the query monitor, never the control one). */
+async function qmpStats(socket: string): Promise<{ block: BlockStats[]; balloonBytes?: number }> {
+  let qmp: QmpConnection | undefined;
+  try {
+    qmp = await QmpConnection.connect(socket, { timeoutMs: QMP_TIMEOUT_MS });
+    const block = blockStatsOf(await qmp.execute('query-blockstats', { 'query-nodes': false }, { timeoutMs: QMP_TIMEOUT_MS }));
+    try {
+      const balloon = (await qmp.execute('query-balloon', {}, { timeoutMs: QMP_TIMEOUT_MS })) as { actual?: number };
+      return typeof balloon.actual === 'number' ? { block, balloonBytes: balloon.actual } : { block };
+    } catch {
+      return { block }; // a QEMU started before instances had a balloon: "No balloon device has been activated"
+    }
   } catch {
-    return []; // busy or going away: no block numbers this round
+    return { block: [] }; // busy or going away: no QMP numbers this round
   } finally {
     qmp?.close();
+  }
+}
+
+/** The guest's interface counters by MAC, from its agent (guest-network-get-interfaces); undefined if it does not answer. */
+async function agentNicCounters(socket: string): Promise<Map<string, NicCounters> | undefined> {
+  let agent: GuestAgent | undefined;
+  try {
+    agent = await GuestAgent.connect(socket, { timeoutMs: AGENT_TIMEOUT_MS });
+    const counters = new Map<string, NicCounters>();
+    for (const i of await agent.networkGetInterfaces({ timeoutMs: AGENT_TIMEOUT_MS })) {
+      if (i.hardwareAddress !== undefined && i.statistics !== undefined) counters.set(i.hardwareAddress.toLowerCase(), i.statistics);
+    }
+    return counters;
+  } catch {
+    return undefined; // no agent in this guest, not up yet, or paused
+  } finally {
+    agent?.close();
   }
 }
 
 /**
  * Prometheus metrics of the host and its instances, collected at most every METRICS_CACHE_MS (a scrape is
  * cheap whatever the scraper's rate). Measured: CPU seconds and RSS of each QEMU (/proc), block bytes and
- * operations (QMP query-blockstats), state, configured memory; host CPUs, memory, load, instances by state.
+ * operations (QMP query-blockstats), the balloon's size (QMP query-balloon), state, configured memory; host CPUs,
+ * memory, load, instances by state.
  * Network bytes and packets of tap NICs on managed networks, from the tap's counters in /sys/class/net (seen
- * from the guest: receive is what the tap sent). Not measured: balloon (instances have no balloon device yet)
- * and user-mode NICs (that networking runs inside QEMU, which exposes no counters for it).
+ * from the guest: receive is what the tap sent), label source="tap". User-mode NICs (that networking runs inside
+ * QEMU, which exposes no counters for it): the guest kernel's counters through its agent, when one answers, label
+ * source="guest-agent" (the guest's own numbers, so a guest could misreport them).
  */
 export class MetricsCollector {
   readonly registry = new Registry();
@@ -86,26 +125,29 @@ export class MetricsCollector {
   private readonly g;
 
   private readonly sysfsNet: string;
+  /** Instances whose agent did not answer, and until when it is not asked again. */
+  private readonly agentSilentUntil = new Map<string, number>();
 
   constructor(service: InstanceService, options: { sysfsNet?: string } = {}) {
     this.service = service;
     this.sysfsNet = options.sysfsNet ?? SYS_CLASS_NET;
-    const nicLabels = ['instance', 'nic', 'network'] as const;
+    const nicLabels = ['instance', 'nic', 'network', 'source'] as const;
     const r = [this.registry];
     const instanceLabel = ['instance'] as const;
     this.g = {
       state: new Gauge({ name: 'virtnode_instance_state', help: 'The instance state: 1 for the current state', labelNames: ['instance', 'state'], registers: r }),
       cpu: new Counter({ name: 'virtnode_instance_cpu_seconds_total', help: 'CPU time used by the instance QEMU process (user + system)', labelNames: instanceLabel, registers: r }),
       rss: new Gauge({ name: 'virtnode_instance_memory_rss_bytes', help: 'Resident memory of the instance QEMU process', labelNames: instanceLabel, registers: r }),
+      balloon: new Gauge({ name: 'virtnode_instance_memory_balloon_bytes', help: 'Memory the guest has, as its virtio balloon reports it (QMP query-balloon); the configured memory unless the balloon was inflated', labelNames: instanceLabel, registers: r }),
       memory: new Gauge({ name: 'virtnode_instance_memory_configured_bytes', help: 'Memory given to the guest', labelNames: instanceLabel, registers: r }),
       rdBytes: new Counter({ name: 'virtnode_instance_block_read_bytes_total', help: 'Bytes read by the guest from a disk', labelNames: ['instance', 'device'], registers: r }),
       wrBytes: new Counter({ name: 'virtnode_instance_block_write_bytes_total', help: 'Bytes written by the guest to a disk', labelNames: ['instance', 'device'], registers: r }),
       rdOps: new Counter({ name: 'virtnode_instance_block_read_ops_total', help: 'Read operations of the guest on a disk', labelNames: ['instance', 'device'], registers: r }),
       wrOps: new Counter({ name: 'virtnode_instance_block_write_ops_total', help: 'Write operations of the guest on a disk', labelNames: ['instance', 'device'], registers: r }),
-      netRxBytes: new Counter({ name: 'virtnode_instance_network_receive_bytes_total', help: 'Bytes received by the guest on a tap NIC', labelNames: nicLabels, registers: r }),
-      netTxBytes: new Counter({ name: 'virtnode_instance_network_transmit_bytes_total', help: 'Bytes sent by the guest on a tap NIC', labelNames: nicLabels, registers: r }),
-      netRxPackets: new Counter({ name: 'virtnode_instance_network_receive_packets_total', help: 'Packets received by the guest on a tap NIC', labelNames: nicLabels, registers: r }),
-      netTxPackets: new Counter({ name: 'virtnode_instance_network_transmit_packets_total', help: 'Packets sent by the guest on a tap NIC', labelNames: nicLabels, registers: r }),
+      netRxBytes: new Counter({ name: 'virtnode_instance_network_receive_bytes_total', help: 'Bytes received by the guest on a NIC (source: the tap, or the guest agent for user-mode NICs)', labelNames: nicLabels, registers: r }),
+      netTxBytes: new Counter({ name: 'virtnode_instance_network_transmit_bytes_total', help: 'Bytes sent by the guest on a NIC (source: the tap, or the guest agent for user-mode NICs)', labelNames: nicLabels, registers: r }),
+      netRxPackets: new Counter({ name: 'virtnode_instance_network_receive_packets_total', help: 'Packets received by the guest on a NIC (source: the tap, or the guest agent for user-mode NICs)', labelNames: nicLabels, registers: r }),
+      netTxPackets: new Counter({ name: 'virtnode_instance_network_transmit_packets_total', help: 'Packets sent by the guest on a NIC (source: the tap, or the guest agent for user-mode NICs)', labelNames: nicLabels, registers: r }),
       hostCpus: new Gauge({ name: 'virtnode_host_cpus', help: 'Logical CPUs of the host', registers: r }),
       hostMemory: new Gauge({ name: 'virtnode_host_memory_bytes', help: 'Memory of the host', registers: r }),
       hostMemoryFree: new Gauge({ name: 'virtnode_host_memory_free_bytes', help: 'Free memory of the host', registers: r }),
@@ -142,10 +184,26 @@ export class MetricsCollector {
     for (const nic of instance.nics) {
       if (nic.network === USER_NETWORK) continue;
       const counters = readTapCounters(tapName(instance.uuid, nic.index), this.sysfsNet);
-      if (counters !== undefined) sample.nics.push({ ...counters, index: nic.index, network: nic.network });
+      if (counters !== undefined) sample.nics.push({ ...counters, index: nic.index, network: nic.network, source: 'tap' });
     }
-    sample.block = await blockStats(runtimePaths(this.service.paths.instanceDir(instance.name)).qmpQuery);
+    const paths = runtimePaths(this.service.paths.instanceDir(instance.name));
+    const userNics = instance.nics.filter((n) => n.network === USER_NETWORK);
+    const [qmp, fromAgent] = await Promise.all([qmpStats(paths.qmpQuery), userNics.length > 0 ? this.agentCounters(instance.uuid, paths.guestAgent) : undefined]);
+    for (const nic of userNics) {
+      const counters = fromAgent?.get(nic.mac.toLowerCase());
+      if (counters !== undefined) sample.nics.push({ ...counters, index: nic.index, network: nic.network, source: 'guest-agent' });
+    }
+    sample.block = qmp.block;
+    if (qmp.balloonBytes !== undefined) sample.balloonBytes = qmp.balloonBytes;
     return sample;
+  }
+
+  private async agentCounters(key: string, socket: string): Promise<Map<string, NicCounters> | undefined> {
+    if ((this.agentSilentUntil.get(key) ?? 0) > Date.now()) return undefined;
+    const counters = await agentNicCounters(socket);
+    if (counters === undefined) this.agentSilentUntil.set(key, Date.now() + AGENT_RETRY_MS);
+    else this.agentSilentUntil.delete(key);
+    return counters;
   }
 
   private async collect(): Promise<void> {
@@ -161,6 +219,7 @@ export class MetricsCollector {
       g.memory.set(l, s.memoryConfiguredBytes);
       if (s.cpuSeconds !== undefined) g.cpu.inc(l, s.cpuSeconds);
       if (s.rssBytes !== undefined) g.rss.set(l, s.rssBytes);
+      if (s.balloonBytes !== undefined) g.balloon.set(l, s.balloonBytes);
       for (const b of s.block) {
         const bl = { instance: s.name, device: b.device };
         g.rdBytes.inc(bl, b.rdBytes);
@@ -169,7 +228,7 @@ export class MetricsCollector {
         g.wrOps.inc(bl, b.wrOps);
       }
       for (const n of s.nics) {
-        const nl = { instance: s.name, nic: String(n.index), network: n.network };
+        const nl = { instance: s.name, nic: String(n.index), network: n.network, source: n.source };
         g.netRxBytes.inc(nl, n.rxBytes);
         g.netTxBytes.inc(nl, n.txBytes);
         g.netRxPackets.inc(nl, n.rxPackets);

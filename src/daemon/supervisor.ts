@@ -7,6 +7,7 @@ import type { InstanceService } from '../instances/service.ts';
 import { toVirtnodeError } from '../lib/errors.ts';
 import type { PolicyRepository } from '../store/policies.ts';
 import type { EventBus } from './events.ts';
+import { operationScope } from './operation-scope.ts';
 
 export const WATCH_INTERVAL_MS = 1_000;
 /** A guest that keeps dying is left alone after this many restarts within RESTART_WINDOW_MS. */
@@ -99,7 +100,9 @@ export class Supervisor {
       this.again = true;
       return;
     }
-    this.ticking = this.tick()
+    // Not part of the operation that poked it: its lines must not carry that operation's id.
+    this.ticking = operationScope
+      .exit(() => this.tick())
       .catch((e) => this.log.error({ err: toVirtnodeError(e) }, 'watching instances failed'))
       .finally(() => {
         this.ticking = undefined;

@@ -20,12 +20,24 @@ export interface NicAddresses {
 
 const AGENT_TIMEOUT_MS = 1_500;
 
-/** Addresses of each NIC from the reservation and dnsmasq's leases; with `agent`, also from the guest agent. */
-export async function nicAddresses(service: InstanceService, instance: Instance, options: { agent?: boolean } = {}): Promise<NicAddresses[]> {
+/**
+ * Addresses of each NIC from the reservation and dnsmasq's leases; with `agent`, also from the guest agent.
+ * `leaseMemo` (one Map shared by the calls of one list) reads each network's leases once, not once per instance.
+ */
+export async function nicAddresses(
+  service: InstanceService,
+  instance: Instance,
+  options: { agent?: boolean; leaseMemo?: Map<string, ReadonlyArray<{ mac: string; address: string }>> } = {},
+): Promise<NicAddresses[]> {
   const leases = new Map<string, string>();
   for (const name of new Set(instance.nics.map((n) => n.network))) {
-    if (name === USER_NETWORK || service.networks.repo.get(name)?.ipv4 === undefined) continue;
-    for (const lease of service.networks.leases(name)) leases.set(lease.mac, lease.address);
+    if (name === USER_NETWORK) continue;
+    let known = options.leaseMemo?.get(name);
+    if (known === undefined) {
+      known = service.networks.repo.get(name)?.ipv4 === undefined ? [] : service.networks.leases(name);
+      options.leaseMemo?.set(name, known);
+    }
+    for (const lease of known) leases.set(lease.mac, lease.address);
   }
   const fromAgent = options.agent && (instance.state === 'running' || instance.state === 'paused') ? await agentAddresses(service, instance) : new Map<string, string[]>();
   return instance.nics.map((n) => ({

@@ -18,6 +18,8 @@ export type ErrorCode =
   | 'HOST_UNSUPPORTED'
   | 'PERMISSION'
   | 'UNAUTHORIZED'
+  /** The work stopped half-way because the process doing it ended (a daemon killed while an operation ran). */
+  | 'INTERRUPTED'
   | 'INTERNAL';
 
 export interface VirtnodeErrorOptions {
@@ -74,6 +76,7 @@ export const EXIT_CODE: Record<ErrorCode, number> = {
   HOST_UNSUPPORTED: 11,
   PERMISSION: 12,
   UNAUTHORIZED: 13,
+  INTERRUPTED: 14,
   INTERNAL: 1,
 };
 
@@ -94,5 +97,6 @@ export const HTTP_STATUS: Record<ErrorCode, number> = {
   HOST_UNSUPPORTED: 501,
   PERMISSION: 403,
   UNAUTHORIZED: 401,
+  INTERRUPTED: 500,
   INTERNAL: 500,
 };

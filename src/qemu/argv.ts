@@ -96,6 +96,9 @@ export function buildArgv(spec: QemuSpec): string[] {
     );
   }
   for (const nic of spec.nics) argv.push('-netdev', netdevOption(nic), '-device', options('virtio-net-pci', { id: `${nic.id}-dev`, netdev: nic.id, mac: nic.mac }));
+  // The balloon reports the guest's memory size (query-balloon, for /metrics). On the root bus, after every other
+  // device, so it takes no hot-plug port and moves no existing device to another PCI address.
+  argv.push('-device', 'virtio-balloon-pci,id=balloon0');
   if (spec.kernel !== undefined) {
     argv.push('-kernel', spec.kernel.path);
     if (spec.kernel.initrd !== undefined) argv.push('-initrd', spec.kernel.initrd);

@@ -272,6 +272,7 @@ describe('GuestAgent requests', () => {
         { name: 'lo', 'hardware-address': '00:00:00:00:00:00', 'ip-addresses': [{ 'ip-address-type': 'ipv4', 'ip-address': '127.0.0.1', prefix: 8 }] },
         { name: 'eth0', 'hardware-address': '52:54:00:12:34:56', 'ip-addresses': [{ 'ip-address-type': 'ipv6', 'ip-address': 'fe80::1', prefix: 64 }], statistics: {} },
         { name: 'dummy0' },
+        { name: 'enp0s2', 'hardware-address': '52:54:00:ab:cd:ef', statistics: { 'rx-bytes': 1500, 'rx-packets': 3, 'rx-errs': 0, 'rx-dropped': 0, 'tx-bytes': 700, 'tx-packets': 2, 'tx-errs': 0, 'tx-dropped': 0 } },
       ]);
     });
     const agent = await connect(fake.path);
@@ -279,6 +280,7 @@ describe('GuestAgent requests', () => {
       { name: 'lo', hardwareAddress: '00:00:00:00:00:00', ipAddresses: [{ type: 'ipv4', address: '127.0.0.1', prefix: 8 }] },
       { name: 'eth0', hardwareAddress: '52:54:00:12:34:56', ipAddresses: [{ type: 'ipv6', address: 'fe80::1', prefix: 64 }] },
       { name: 'dummy0', hardwareAddress: undefined, ipAddresses: [] },
+      { name: 'enp0s2', hardwareAddress: '52:54:00:ab:cd:ef', ipAddresses: [], statistics: { rxBytes: 1500, rxPackets: 3, txBytes: 700, txPackets: 2 } },
     ]);
   });
 

@@ -45,6 +45,8 @@ export interface GuestNetworkInterface {
   name: string;
   hardwareAddress: string | undefined;
   ipAddresses: GuestIpAddress[];
+  /** The guest kernel's counters of the interface (agents since QEMU 2.11 report them). */
+  statistics?: { rxBytes: number; rxPackets: number; txBytes: number; txPackets: number };
 }
 
 export interface GuestExecResult {
@@ -76,7 +78,15 @@ interface WireInterface {
   name: string;
   'hardware-address'?: string;
   'ip-addresses'?: Array<{ 'ip-address-type': 'ipv4' | 'ipv6'; 'ip-address': string; prefix: number }>;
+  statistics?: { 'rx-bytes'?: number; 'rx-packets'?: number; 'tx-bytes'?: number; 'tx-packets'?: number };
 }
+function wireStatistics(s: WireInterface['statistics']): { statistics: NonNullable<GuestNetworkInterface['statistics']> } | undefined {
+  const counters = [s?.['rx-bytes'], s?.['rx-packets'], s?.['tx-bytes'], s?.['tx-packets']];
+  if (!counters.every((c) => typeof c === 'number' && Number.isSafeInteger(c) && c >= 0)) return undefined;
+  const [rxBytes, rxPackets, txBytes, txPackets] = counters as number[];
+  return { statistics: { rxBytes: rxBytes!, rxPackets: rxPackets!, txBytes: txBytes!, txPackets: txPackets! } };
+}
+
 interface WireExecStatus {
   exited: boolean;
   exitcode?: number;
@@ -155,6 +165,7 @@ export class GuestAgent {
       name: i.name,
       hardwareAddress: i['hardware-address'],
       ipAddresses: (i['ip-addresses'] ?? []).map((a) => ({ type: a['ip-address-type'], address: a['ip-address'], prefix: a.prefix })),
+      ...(wireStatistics(i.statistics) ?? {}),
     }));
   }
 

@@ -124,4 +124,26 @@ export const MIGRATIONS: ReadonlyArray<{ version: number; sql: string }> = [
       );
     `,
   },
+  {
+    // Operations of the daemon outlive it: progress and outcome are kept as they happen; `owner_pid`/`owner_start`
+    // name the daemon that runs a `running` one, so the next daemon can tell it was interrupted.
+    version: 7,
+    sql: `
+      CREATE TABLE operations (
+        id          TEXT PRIMARY KEY,
+        kind        TEXT NOT NULL,
+        target      TEXT,
+        status      TEXT NOT NULL CHECK (status IN ('running', 'succeeded', 'failed', 'cancelled')),
+        progress    TEXT NOT NULL,
+        result      TEXT,
+        error       TEXT,
+        owner_pid   INTEGER NOT NULL,
+        owner_start TEXT NOT NULL,
+        created_at  TEXT NOT NULL,
+        finished_at TEXT
+      );
+      CREATE INDEX operations_created ON operations (created_at);
+      CREATE INDEX operations_status ON operations (status, created_at);
+    `,
+  },
 ];

@@ -53,7 +53,7 @@ export function webUiPlugin(core: ConsoleCore, options: WebUiOptions = {}): Fast
   // serial socket takes one client) and the tickets.
   let shared = SHARED.get(core);
   if (shared === undefined) {
-    shared = { tickets: new ConsoleTickets(), hubs: new SerialHubs() };
+    shared = { tickets: core.tickets ?? new ConsoleTickets(), hubs: new SerialHubs() };
     SHARED.set(core, shared);
   }
   const consoles: ConsoleRoutesOptions = { tickets: options.tickets ?? shared.tickets, hubs: options.hubs ?? shared.hubs };

@@ -7,8 +7,12 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { pino } from 'pino';
+import { createCore } from '../../src/daemon/core.ts';
+import { statePaths } from '../../src/lib/paths.ts';
 import { tempHome, virtnode } from '../helpers/cli.ts';
 import { debianImage } from '../helpers/debian-image.ts';
+import { parsePrometheusText, sampleValue } from '../helpers/prometheus.ts';
 
 const LAUNCH_TIMEOUT_MS = 600_000;
 
@@ -140,6 +144,27 @@ describe('virtnode launch on the real Debian image', () => {
     const r = await virtnode(home, ['exec', 'alpha', '--', 'sh', '-c', 'exit 7']);
     expect(r.code).toBe(7);
     expect(await vexec('alpha', 'printf', '%s|', 'a b', "it's", '$HOME')).toBe("a b|it's|$HOME|");
+  });
+
+  it('/metrics has the network counters of user-mode NICs from the guest agent (source="guest-agent"), and they move', async () => {
+    const core = createCore(statePaths(home), pino({ level: 'silent' }));
+    try {
+      const metrics = await core.metrics();
+      const scrape = async () => parsePrometheusText(await metrics.text());
+      const labels = { instance: 'beta', nic: '0', network: 'user', source: 'guest-agent' };
+      const first = await scrape();
+      const rx = sampleValue(first, 'virtnode_instance_network_receive_bytes_total', labels);
+      const tx = sampleValue(first, 'virtnode_instance_network_transmit_bytes_total', labels);
+      expect(rx).toBeGreaterThan(0); // the seed over HTTP and SSH sessions already went through it
+      expect(tx).toBeGreaterThan(0);
+      expect(sampleValue(first, 'virtnode_instance_network_receive_packets_total', labels)).toBeGreaterThan(0);
+      await vexec('beta', 'sh', '-c', 'head -c 150000 /dev/urandom | base64'); // ~200 kB back over SSH
+      await new Promise((r) => setTimeout(r, 2_100)); // past the collection cache
+      const second = await scrape();
+      expect(sampleValue(second, 'virtnode_instance_network_transmit_bytes_total', labels)! - tx!).toBeGreaterThan(200_000);
+    } finally {
+      core.db.close();
+    }
   });
 
   it('a restart keeps the identity and does not re-run per-instance modules', async () => {

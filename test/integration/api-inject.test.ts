@@ -120,6 +120,9 @@ describe('REST API through inject(): every route, bad input refused with the err
       ['GET', '/operations/00000000-0000-0000-0000-000000000000', undefined, 404, /does not exist/],
       ['GET', '/operations/00000000-0000-0000-0000-000000000000/wait?timeout=1', undefined, 404, /does not exist/],
       ['DELETE', '/operations/00000000-0000-0000-0000-000000000000', undefined, 404, /does not exist/],
+      ['GET', '/operations?status=done', undefined, 400, /"done" is not valid: use running, succeeded, failed, cancelled/],
+      ['GET', '/operations?limit=0', undefined, 400, /limit/],
+      ['GET', '/operations?limit=ten', undefined, 400, /limit/],
       ['GET', '/no/such/route', undefined, 404, /no route GET \/no\/such\/route/],
       ['GET', '/networks/nope', undefined, 404, /nope/],
       ['GET', '/networks/..%2Fx', undefined, 400, /not a valid name/],
@@ -127,6 +130,10 @@ describe('REST API through inject(): every route, bad input refused with the err
       ['POST', '/networks', { name: 'n1', vlan: 4 }, 400, /unknown field "vlan"/],
       ['POST', '/networks', { name: 'n1', subnet: 'not-a-cidr' }, 400, /subnet/],
       ['DELETE', '/networks/nope', undefined, 404, /nope/],
+      ['GET', '/networks/nope/leases', undefined, 404, /network nope does not exist/],
+      ['GET', '/networks/Bad_Name/leases', undefined, 400, /name: "Bad_Name" is not a valid name/],
+      ['POST', '/networks', { name: 'x'.repeat(64) }, 400, /name: "x+" is not a valid name/],
+      ['POST', '/networks', { name: 'n1', mode: 'bridge', bridge: 'way-too-long-bridge' }, 400, /--bridge: "way-too-long-bridge" is longer than 15 characters/],
       ['GET', '/instances/nope/snapshots', undefined, 404, /instance nope does not exist/],
       ['GET', '/instances/..%2F..%2Fetc/snapshots', undefined, 400, /not a valid name/],
       ['POST', '/instances/nope/snapshots', { name: 's1' }, 404, /instance nope does not exist/],
@@ -210,8 +217,13 @@ describe('REST API through inject(): every route, bad input refused with the err
     const stopped = await waitOp(stop.body.id);
     expect(stopped).toMatchObject({ status: 'succeeded', result: { method: 'acpi', instance: { state: 'stopped' } }, finishedAt: expect.any(String) });
     expect((await api.call('GET', '/operations')).body.map((o: { id: string }) => o.id)).toContain(stop.body.id);
+    const recent = await api.call('GET', '/operations?status=succeeded&limit=1');
+    expect(recent.body.map((o: { id: string }) => o.id)).toEqual([stop.body.id]); // newest first
+    // The list follows each lifecycle call at once (it is cached between changes).
+    expect((await api.call('GET', '/instances')).body[0]).toMatchObject({ name: 'api-vm', state: 'stopped' });
 
     expect((await api.call('POST', '/instances/api-vm/start')).body.state).toBe('running');
+    expect((await api.call('GET', '/instances')).body[0]).toMatchObject({ name: 'api-vm', state: 'running' });
     const restart = await api.call('POST', '/instances/api-vm/restart', { force: true });
     expect(restart.status).toBe(202);
     const waited = await api.call('GET', `/operations/${restart.body.id}/wait?timeout=60`);
@@ -269,15 +281,29 @@ describe('REST API through inject(): every route, bad input refused with the err
     expect(messages[0]).toMatchObject({ type: 'hello' });
     expect(messages).toContainEqual(expect.objectContaining({ type: 'instance', name: 'evented', state: 'running' }));
     ws.terminate();
+    // Browsers open /events with a ticket (they cannot send the token on a WebSocket).
+    const ticket = await api.call('POST', '/events/tickets');
+    expect(ticket.status).toBe(201);
+    expect(ticket.body.url).toBe(`/events?ticket=${ticket.body.ticket}`);
+    // The console log (`virtnode logs` through the daemon): what the guest printed so far.
+    await waitForText(join(home, 'instances', 'evented', 'console.log'), TEST_GUEST_READY_MARKER, 60_000);
+    const log = await api.call('GET', '/instances/evented/console-log');
+    expect(log.status).toBe(200);
+    expect(String(log.headers['content-type'])).toBe('application/octet-stream');
+    expect(log.body).toContain(TEST_GUEST_READY_MARKER);
+    expect((await api.call('GET', '/instances/nope/console-log')).status).toBe(404);
+    expect((await api.call('GET', '/instances/evented/console-log?follow=perhaps')).status).toBe(400);
+    expect((await api.call('GET', '/instances/..%2Fetc/console-log')).status).toBe(400);
     expect((await api.call('DELETE', '/instances/evented?force=true')).status).toBe(200);
-  });
+  }, 90_000);
 
   it('networks: create an isolated network, list it, see its host side, remove it', async () => {
     const created = await api.call('POST', '/networks', { name: 'apinet', mode: 'isolated', subnet: '10.231.77.0/24' });
     expect(created.status, JSON.stringify(created.body)).toBe(201);
     expect(created.body).toMatchObject({ name: 'apinet', mode: 'isolated', subnet: '10.231.77.0/24', up: true, instances: [] });
     expect((await api.call('POST', '/networks', { name: 'apinet', mode: 'isolated', subnet: '10.231.78.0/24' })).status).toBe(409);
-    expect((await api.call('GET', '/networks')).body.map((n: { name: string }) => n.name)).toEqual(['apinet']);
+    expect((await api.call('GET', '/networks')).body.map((n: { name: string; instances: string[] }) => [n.name, n.instances])).toEqual([['apinet', []]]);
+    expect(await api.call('GET', '/networks/apinet/leases')).toMatchObject({ status: 200, body: [] });
     expect((await api.call('GET', '/networks/apinet')).body).toMatchObject({ name: 'apinet', gateway: '10.231.77.1', dnsmasqPid: expect.any(Number) });
     expect((await api.call('DELETE', '/networks/apinet')).body).toEqual({ name: 'apinet', deleted: true });
     expect((await api.call('GET', '/networks/apinet')).status).toBe(404);
@@ -406,6 +432,8 @@ describe('REST API through inject(): every route, bad input refused with the err
       expect(attached.body).toMatchObject({ network: 'apidevnet', mac: expect.stringMatching(/^52:54:00:/), reserved: expect.stringMatching(/^10\.231\.79\./) });
       const nics = (await api.call('GET', '/instances/devvm/nics')).body;
       expect(nics).toHaveLength(nicsBefore.length + 1);
+      expect((await api.call('GET', '/networks')).body.find((n: { name: string }) => n.name === 'apidevnet')).toMatchObject({ instances: ['devvm'] });
+      expect((await api.call('GET', '/networks/apidevnet')).body).toMatchObject({ instances: ['devvm'], bridgeExists: true, nftTableExists: true });
       expect(nics).toContainEqual(expect.objectContaining({ mac: attached.body.mac, network: 'apidevnet' }));
       const detached = await api.call('DELETE', `/instances/devvm/nics/${attached.body.mac}`);
       expect(detached.status, JSON.stringify(detached.body)).toBe(200);

@@ -121,7 +121,7 @@ describe('daemon recovery: kill -9 and restart re-adopts running guests; restart
     expect(await byName('boot-me')).toMatchObject({ state: 'stopped' });
   });
 
-  it('/metrics parses as Prometheus text, and block counters move when the guest writes to its disk', async () => {
+  it('/metrics parses as Prometheus text, the balloon reports the configured memory, and block counters move when the guest writes to its disk', async () => {
     const created = await virtnode(home, ['create', 'io', ...bootArgs, '--disk-size', '64M', '--start']);
     expect(created.code, created.stderr).toBe(0);
     await waitForText(consoleLog('io'), TEST_GUEST_READY_MARKER, 90_000);
@@ -136,6 +136,9 @@ describe('daemon recovery: kill -9 and restart re-adopts running guests; restart
     expect(sampleValue(first, 'virtnode_instance_state', { instance: 'io', state: 'running' })).toBe(1);
     expect(sampleValue(first, 'virtnode_instance_cpu_seconds_total', { instance: 'io' })).toBeGreaterThan(0);
     expect(sampleValue(first, 'virtnode_instance_memory_rss_bytes', { instance: 'io' })).toBeGreaterThan(10 * 1024 * 1024);
+    // Every VM has a virtio balloon; nobody inflated it, so it reports the configured memory.
+    expect(sampleValue(first, 'virtnode_instance_memory_balloon_bytes', { instance: 'io' })).toBe(128 * 1024 * 1024);
+    expect(sampleValue(first, 'virtnode_instance_memory_configured_bytes', { instance: 'io' })).toBe(128 * 1024 * 1024);
     expect(sampleValue(first, 'virtnode_host_cpus', {})).toBeGreaterThan(0);
     expect(sampleValue(first, 'virtnode_instance_state', { instance: 'keep-a', state: 'crashed' })).toBe(1);
 

@@ -115,7 +115,7 @@ export const api = {
   remove: (name: string, force: boolean) => request<{ deleted: boolean }>('DELETE', `/instances/${encodeURIComponent(name)}${force ? '?force=true' : ''}`),
   operation: (id: string, waitSeconds = 0) => request<Operation>('GET', `/operations/${id}?wait=${waitSeconds}`),
   consoleTicket: (name: string, kind: 'serial' | 'vnc') => request<Ticket>('POST', `/instances/${encodeURIComponent(name)}/console-tickets`, { kind }),
-  eventTicket: () => request<Ticket>('POST', '/ui/event-tickets'),
+  eventTicket: () => request<Ticket>('POST', '/events/tickets'),
   snapshots: (name: string) => request<Snapshot[]>('GET', `/instances/${encodeURIComponent(name)}/snapshots`),
   /** create, revert and delete answer with an operation (202); its result has notes on what happened. */
   createSnapshot: (name: string, body: Record<string, unknown>) => request<Operation>('POST', `/instances/${encodeURIComponent(name)}/snapshots`, body),
@@ -130,6 +130,21 @@ export const api = {
     return response.text();
   },
 };
+
+/**
+ * A console ticket, asked again for a while when the daemon answers 409: right after a start or restart the
+ * page may see the instance running a moment before its console can be opened.
+ */
+export async function consoleTicketWhenReady(name: string, kind: 'serial' | 'vnc', gaveUp: () => boolean, attempts = 10): Promise<Ticket> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await api.consoleTicket(name, kind);
+    } catch (e) {
+      if (!(e instanceof ApiError) || e.status !== 409 || attempt >= attempts || gaveUp()) throw e;
+      await new Promise((resolve) => setTimeout(resolve, 1_000));
+    }
+  }
+}
 
 /** ws:// or wss:// for a path on this origin. */
 export function wsUrl(path: string): string {

@@ -1,15 +1,13 @@
 import type { Command } from 'commander';
-import { loadInstanceService as service } from '../load-service.ts';
 
 export function registerConsoleCommands(program: Command): void {
   program
     .command('console')
-    .description("attach to a VM's serial console (Ctrl-] detaches)")
+    .description("attach to a VM's serial console (Ctrl-] detaches); through the daemon when one runs, shared with the web UI")
     .argument('<name>')
     .action(async (name: string) => {
-      const { attachConsole } = await import('../console.ts');
-      const s = await service();
-      await attachConsole(s, name);
+      const { attachConsole, consoleApi } = await import('../console.ts');
+      await attachConsole(await consoleApi(), name);
     });
 
   program
@@ -18,8 +16,7 @@ export function registerConsoleCommands(program: Command): void {
     .argument('<name>')
     .option('-f, --follow', 'keep printing new output')
     .action(async (name: string, o: { follow?: boolean }) => {
-      const { printConsoleLog } = await import('../console.ts');
-      const s = await service();
-      await printConsoleLog(s, name, { follow: o.follow === true });
+      const { consoleApi, printConsoleLog } = await import('../console.ts');
+      await printConsoleLog(await consoleApi(), name, { follow: o.follow === true });
     });
 }

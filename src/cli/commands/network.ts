@@ -1,16 +1,7 @@
 import type { Command } from 'commander';
-import { networkView } from '../../api/views.ts';
 import { invalid } from '../../lib/errors.ts';
+import { networkApi } from '../api/networks.ts';
 import { keyValues, parseFormat, structured, table } from '../output.ts';
-import { loadInstanceService } from '../load-service.ts';
-
-async function networks() {
-  const s = await loadInstanceService();
-  await s.ensureReconciled();
-  return s.networks;
-}
-
-export { networkView } from '../../api/views.ts';
 
 export function registerNetworkCommands(program: Command): void {
   const network = program.command('network').description('managed networks: NAT or isolated (bridge + DHCP + DNS), or an existing bridge (root)');
@@ -31,21 +22,20 @@ export function registerNetworkCommands(program: Command): void {
       const modes = [o['nat'] && 'nat', o['isolated'] && 'isolated', o['bridge'] !== undefined && 'bridge'].filter(Boolean) as string[];
       if (modes.length > 1) throw invalid('mode', `--${modes.join(' and --')} exclude each other`, 'give one of --nat, --isolated, --bridge BRIDGE');
       const mode = modes[0] ?? 'nat';
-      const service = await networks();
-      const { network: created, warnings } = await service.create({
+      const created = await (await networkApi()).create({
         name,
-        mode,
+        mode: mode as 'nat' | 'isolated' | 'bridge',
         ...(typeof o['subnet'] === 'string' ? { subnet: o['subnet'] } : {}),
         ...(typeof o['dhcpRange'] === 'string' ? { dhcpRange: o['dhcpRange'] } : {}),
         ...(typeof o['domain'] === 'string' ? { domain: o['domain'] } : {}),
         ...(typeof o['bridge'] === 'string' ? { bridge: o['bridge'] } : {}),
       });
-      for (const w of warnings) process.stderr.write(`warning: ${w}\n`);
+      for (const w of created.warnings ?? []) process.stderr.write(`warning: ${w}\n`);
       if (o['format'] !== undefined && o['format'] !== 'table') {
-        process.stdout.write(await structured(networkView(created), parseFormat(o['format'] as string) as 'json' | 'yaml'));
+        process.stdout.write(await structured(created, parseFormat(o['format'] as string) as 'json' | 'yaml'));
         return;
       }
-      const detail = created.ipv4 === undefined ? `bridge ${created.bridge}` : `${created.ipv4.subnet} on bridge ${created.bridge}, DHCP ${created.ipv4.dhcpStart}-${created.ipv4.dhcpEnd}, domain ${created.domain}`;
+      const detail = created.subnet === undefined ? `bridge ${created.bridge}` : `${created.subnet} on bridge ${created.bridge}, DHCP ${created.dhcpRange}, domain ${created.domain}`;
       process.stdout.write(`Created network ${created.name} (${created.mode}: ${detail})\n`);
     });
 
@@ -56,13 +46,12 @@ export function registerNetworkCommands(program: Command): void {
     .option('--format <format>', 'table, json or yaml', 'table')
     .action(async (o: { format?: string }) => {
       const format = parseFormat(o.format);
-      const service = await networks();
-      const all = service.list();
+      const all = await (await networkApi()).list();
       if (format !== 'table') {
-        process.stdout.write(await structured(all.map((n) => networkView(n)), format));
+        process.stdout.write(await structured(all, format));
         return;
       }
-      const rows = all.map((n) => [n.name, n.mode, n.ipv4?.subnet ?? '-', n.bridge, n.domain ?? '-', String(new Set(service.instances.nicsOn(n.name).map((x) => x.instance)).size)]);
+      const rows = all.map((n) => [n.name, n.mode, n.subnet ?? '-', n.bridge, n.domain ?? '-', String(n.instances?.length ?? 0)]);
       process.stdout.write(table(['NAME', 'MODE', 'SUBNET', 'BRIDGE', 'DOMAIN', 'INSTANCES'], rows));
     });
 
@@ -73,26 +62,24 @@ export function registerNetworkCommands(program: Command): void {
     .option('--format <format>', 'table, json or yaml', 'table')
     .action(async (name: string, o: { format?: string }) => {
       const format = parseFormat(o.format);
-      const service = await networks();
-      const n = service.mustGet(name);
-      const status = await service.status(n);
+      const n = await (await networkApi()).get(name);
       if (format !== 'table') {
-        process.stdout.write(await structured(networkView(n, status), format));
+        process.stdout.write(await structured(n, format));
         return;
       }
       process.stdout.write(
         keyValues([
           ['Name', n.name],
           ['Mode', n.mode],
-          ['Bridge', `${n.bridge}${status.bridge ? '' : ' (missing)'}`],
-          ['Subnet', n.ipv4?.subnet],
-          ['Gateway', n.ipv4?.gateway],
-          ['DHCP range', n.ipv4 === undefined ? undefined : `${n.ipv4.dhcpStart}-${n.ipv4.dhcpEnd}`],
+          ['Bridge', `${n.bridge}${n.bridgeExists ? '' : ' (missing)'}`],
+          ['Subnet', n.subnet],
+          ['Gateway', n.gateway],
+          ['DHCP range', n.dhcpRange],
           ['Domain', n.domain],
-          ['dnsmasq', n.mode === 'bridge' ? undefined : status.dnsmasqPid === undefined ? 'not running' : `pid ${status.dnsmasqPid}`],
-          ['nftables', n.mode === 'bridge' ? undefined : `table ip virtnode_${n.id}${status.nftTable ? '' : ' (missing)'}`],
-          ['Instances', status.instances.join(', ') || '-'],
-          ...status.warnings.map((w, k): [string, string] => [k === 0 ? 'Warning' : '', w]),
+          ['dnsmasq', n.mode === 'bridge' ? undefined : n.dnsmasqPid === undefined ? 'not running' : `pid ${n.dnsmasqPid}`],
+          ['nftables', n.nftTable === undefined ? undefined : `table ${n.nftTable}${n.nftTableExists ? '' : ' (missing)'}`],
+          ['Instances', n.instances?.join(', ') || '-'],
+          ...(n.warnings ?? []).map((w, k): [string, string] => [k === 0 ? 'Warning' : '', w]),
           ['Created', n.createdAt],
         ]),
       );
@@ -104,7 +91,7 @@ export function registerNetworkCommands(program: Command): void {
     .description('remove a network and everything of it on the host (refused while instances use it)')
     .argument('<name>')
     .action(async (name: string) => {
-      await (await networks()).remove(name);
+      await (await networkApi()).remove(name);
       process.stdout.write(`Removed network ${name}\n`);
     });
 
@@ -115,15 +102,7 @@ export function registerNetworkCommands(program: Command): void {
     .option('--format <format>', 'table, json or yaml', 'table')
     .action(async (name: string, o: { format?: string }) => {
       const format = parseFormat(o.format);
-      const service = await networks();
-      const byMac = new Map(service.instances.nicsOn(name).map((n) => [n.mac, n.instance]));
-      const leases = service.leases(name).map((l) => ({
-        mac: l.mac,
-        address: l.address,
-        hostname: l.hostname,
-        instance: byMac.get(l.mac),
-        expires: l.expires?.toISOString(),
-      }));
+      const leases = await (await networkApi()).leases(name);
       if (format !== 'table') {
         process.stdout.write(await structured(leases, format));
         return;

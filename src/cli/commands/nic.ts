@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import { parseFormat, structured, table } from '../output.ts';
-import { loadInstanceService as service } from '../load-service.ts';
+import { nicApi } from '../api/nics.ts';
 
 export function registerNicCommands(program: Command): void {
   const nic = program.command('nic').description("an instance's network interfaces: attach and detach, live or offline");
@@ -12,9 +12,8 @@ export function registerNicCommands(program: Command): void {
     .argument('<network>', 'a managed network (see `virtnode network ls`), or user')
     .option('--ip <address>', 'static address on a nat/isolated network (default: a free one from its DHCP range)')
     .action(async (name: string, network: string, o: { ip?: string }) => {
-      const { attachNic } = await import('../../instances/nics.ts');
-      const attached = await attachNic(await service(), name, network, o.ip);
-      process.stdout.write(`Attached NIC ${attached.index} (${attached.mac}) on ${attached.network}${attached.address === undefined ? '' : `, address ${attached.address}`} to ${name}\n`);
+      const attached = await (await nicApi()).attach(name, network, o.ip);
+      process.stdout.write(`Attached NIC ${attached.index} (${attached.mac}) on ${attached.network}${attached.reserved === undefined ? '' : `, address ${attached.reserved}`} to ${name}\n`);
     });
 
   nic
@@ -23,8 +22,7 @@ export function registerNicCommands(program: Command): void {
     .argument('<name>', 'instance')
     .argument('<nic>', 'MAC address or NIC index (see `virtnode nic ls NAME`)')
     .action(async (name: string, which: string) => {
-      const { detachNic } = await import('../../instances/nics.ts');
-      const detached = await detachNic(await service(), name, which);
+      const detached = await (await nicApi()).detach(name, which);
       process.stdout.write(`Detached NIC ${detached.index} (${detached.mac}) from ${name}\n`);
     });
 
@@ -35,9 +33,7 @@ export function registerNicCommands(program: Command): void {
     .option('--format <format>', 'table, json or yaml', 'table')
     .action(async (name: string, o: { format?: string }) => {
       const format = parseFormat(o.format);
-      const s = await service();
-      const { nicAddresses } = await import('../../instances/addresses.ts');
-      const addresses = await nicAddresses(s, await s.get(name), { agent: true });
+      const addresses = await (await nicApi()).list(name);
       if (format !== 'table') {
         process.stdout.write(await structured(addresses, format));
         return;

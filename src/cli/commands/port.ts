@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import { parseFormat, structured, table } from '../output.ts';
-import { loadInstanceService as service } from '../load-service.ts';
+import { portApi } from '../api/ports.ts';
 
 export function registerPortCommands(program: Command): void {
   const port = program.command('port').description('user-mode port forwards: host port → guest port (live, and kept for later starts)');
@@ -12,8 +12,7 @@ export function registerPortCommands(program: Command): void {
     .argument('<ports>', 'HOST:GUEST[/tcp|udp], e.g. 8080:80')
     .option('--address <address>', 'host address to bind, e.g. 0.0.0.0 for every address', '127.0.0.1')
     .action(async (name: string, ports: string, o: { address?: string }) => {
-      const { addPortForward } = await import('../../instances/port-forward.ts');
-      const f = await addPortForward(await service(), name, ports, o.address);
+      const f = await (await portApi()).add(name, ports, o.address);
       process.stdout.write(`Forwarding ${f.hostAddress}:${f.hostPort}/${f.protocol} to ${name} port ${f.guestPort}\n`);
     });
 
@@ -24,14 +23,12 @@ export function registerPortCommands(program: Command): void {
     .option('--format <format>', 'table, json or yaml', 'table')
     .action(async (name: string, o: { format?: string }) => {
       const format = parseFormat(o.format);
-      const instance = await (await service()).get(name);
-      const rows = (instance.spec.portForwards ?? []).map((f) => ({ ...f, owner: 'user' }));
-      if (instance.spec.ssh?.hostPort !== undefined) rows.unshift({ protocol: 'tcp', hostAddress: '127.0.0.1', hostPort: instance.spec.ssh.hostPort, guestPort: instance.spec.ssh.guestPort, owner: 'ssh (virtnode)' });
+      const rows = await (await portApi()).list(name);
       if (format !== 'table') {
         process.stdout.write(await structured(rows, format));
         return;
       }
-      process.stdout.write(table(['HOST', 'GUEST', 'PROTOCOL', 'BY'], rows.map((f) => [`${f.hostAddress}:${f.hostPort}`, String(f.guestPort), f.protocol, f.owner])));
+      process.stdout.write(table(['HOST', 'GUEST', 'PROTOCOL', 'BY'], rows.map((f) => [`${f.hostAddress}:${f.hostPort}`, String(f.guestPort), f.protocol, f.owner === 'ssh' ? 'ssh (virtnode)' : (f.owner ?? 'user')])));
     });
 
   port
@@ -40,8 +37,7 @@ export function registerPortCommands(program: Command): void {
     .argument('<name>', 'instance')
     .argument('<port>', 'HOST[/tcp|udp], e.g. 8080')
     .action(async (name: string, which: string) => {
-      const { removePortForward } = await import('../../instances/port-forward.ts');
-      const f = await removePortForward(await service(), name, which);
+      const f = await (await portApi()).remove(name, which);
       process.stdout.write(`Removed ${f.hostAddress}:${f.hostPort}/${f.protocol} from ${name}\n`);
     });
 }

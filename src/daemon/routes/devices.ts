@@ -13,17 +13,13 @@ import {
   PortParams,
   withErrors,
 } from '../../api/schemas.ts';
-import type { Nic, PortForwardSpec } from '../../instances/model.ts';
+import { attachedNicView as nicView, portForwardView, portForwardViews } from '../../api/views.ts';
 import { validateName } from '../../lib/ids.ts';
 import type { StorageService } from '../../storage/service.ts';
 import type { DaemonCore } from '../core.ts';
 import { lazyStorageService } from './storage-service.ts';
 
 type NameRequest = { Params: { name: string } };
-
-function nicView(n: Nic) {
-  return { index: n.index, mac: n.mac, network: n.network, ...(n.address === undefined ? {} : { reserved: n.address }), ...(n.staticAddress ? { staticAddress: true } : {}) };
-}
 
 /**
  * An instance's NICs, port forwards and disks (`virtnode nic ...`, `port ...`, `disk attach|detach`): live through
@@ -80,10 +76,7 @@ export async function deviceRoutes(app: FastifyInstance, core: DaemonCore): Prom
     { schema: { tags: ['ports'], summary: "an instance's user-mode port forwards, with the SSH forward virtnode made (owner: ssh)", params: NameParams, response: withErrors({ 200: Type.Array(PortForward) }) } },
     async (request) => {
       const instance = await core.instances.get(validateName('name', request.params.name));
-      const rows: Array<PortForwardSpec & { owner: 'user' | 'ssh' }> = (instance.spec.portForwards ?? []).map((f) => ({ ...f, owner: 'user' }));
-      const ssh = instance.spec.ssh;
-      if (ssh?.hostPort !== undefined) rows.unshift({ protocol: 'tcp', hostAddress: '127.0.0.1', hostPort: ssh.hostPort, guestPort: ssh.guestPort, owner: 'ssh' });
-      return rows;
+      return portForwardViews(instance);
     },
   );
 
@@ -102,7 +95,7 @@ export async function deviceRoutes(app: FastifyInstance, core: DaemonCore): Prom
       const { addPortForward } = await import('../../instances/port-forward.ts');
       const name = validateName('name', request.params.name);
       const forward = await addPortForward(core.instances, name, request.body.ports, request.body.address ?? '127.0.0.1');
-      return reply.status(201).send(done(forward));
+      return reply.status(201).send(done(portForwardView(forward)));
     },
   );
 
@@ -112,7 +105,7 @@ export async function deviceRoutes(app: FastifyInstance, core: DaemonCore): Prom
     async (request) => {
       const { removePortForward } = await import('../../instances/port-forward.ts');
       const name = validateName('name', request.params.name);
-      return done(await removePortForward(core.instances, name, request.params.port));
+      return done(portForwardView(await removePortForward(core.instances, name, request.params.port)));
     },
   );
 

@@ -1,20 +1,49 @@
 import type { FastifyInstance } from 'fastify';
+import { TicketQuery, WebSocketTicket, withErrors } from '../../api/schemas.ts';
+import { EVENTS_SCOPE } from '../../web/consoles/tickets.ts';
 import type { DaemonCore } from '../core.ts';
+import { authorizeWebSocket, TICKET_AUTH } from '../ws-auth.ts';
+
+export const EVENTS_URL = '/events';
+export const EVENT_TICKETS_URL = '/events/tickets';
 
 /**
  * GET /events (WebSocket): one JSON message per event, `{type: "instance", name, state, previous, reason, at}`
  * or `{type: "operation", operation, at}`. The first message is `{type: "hello", instances: [...]}` with every
- * instance's current state, so a client needs no separate list call to start from.
+ * instance's current state, so a client needs no separate list call to start from. Open to the UNIX socket, a
+ * bearer token, or (browsers) a ticket from POST /events/tickets.
  */
 export async function eventRoutes(app: FastifyInstance, core: DaemonCore): Promise<void> {
-  app.get('/events', { websocket: true, schema: { tags: ['events'], summary: 'WebSocket: instance state changes and operation progress as JSON messages' } }, (socket, request) => {
-    const instances = core.instances.repo.list().map((i) => ({ name: i.name, state: i.state, ...(i.stateReason === undefined ? {} : { reason: i.stateReason }) }));
-    socket.send(JSON.stringify({ type: 'hello', instances, at: new Date().toISOString() }));
-    const unsubscribe = core.events.subscribe((event) => {
-      if (socket.readyState === socket.OPEN) socket.send(JSON.stringify(event));
-    });
-    socket.on('close', unsubscribe);
-    socket.on('error', (e: Error) => request.log.info({ err: e }, 'events client went away'));
-    socket.on('message', () => {}); // clients have nothing to say; messages are ignored
-  });
+  app.post(
+    EVENT_TICKETS_URL,
+    { schema: { tags: ['events'], summary: 'a single-use ticket (valid 30 s) for the events WebSocket, for clients that cannot send the bearer token on it (browsers)', response: withErrors({ 201: WebSocketTicket }) } },
+    async (_request, reply) => {
+      const issued = core.tickets.issue(EVENTS_SCOPE);
+      return reply.code(201).send({ ...issued, url: `${EVENTS_URL}?ticket=${encodeURIComponent(issued.ticket)}` });
+    },
+  );
+
+  app.get<{ Querystring: { ticket?: string } }>(
+    EVENTS_URL,
+    {
+      websocket: true,
+      config: TICKET_AUTH,
+      preValidation: async (request) => authorizeWebSocket(request, core.tickets, EVENTS_SCOPE, 'the events stream', EVENT_TICKETS_URL),
+      schema: {
+        tags: ['events'],
+        summary: 'WebSocket: instance state changes and operation progress as JSON messages (bearer token, UNIX socket or ?ticket=)',
+        querystring: TicketQuery,
+      },
+    },
+    (socket, request) => {
+      const instances = core.instances.repo.list().map((i) => ({ name: i.name, state: i.state, ...(i.stateReason === undefined ? {} : { reason: i.stateReason }) }));
+      socket.send(JSON.stringify({ type: 'hello', instances, at: new Date().toISOString() }));
+      const unsubscribe = core.events.subscribe((event) => {
+        if (socket.readyState === socket.OPEN) socket.send(JSON.stringify(event));
+      });
+      socket.on('close', unsubscribe);
+      socket.on('error', (e: Error) => request.log.info({ err: e }, 'events client went away'));
+      socket.on('message', () => {}); // clients have nothing to say; messages are ignored
+    },
+  );
 }

@@ -1,5 +1,6 @@
 import type { FastifyInstance } from 'fastify';
 import type { DaemonCore } from '../core.ts';
+import { consoleLogRoutes } from './console-log.ts';
 import { deviceRoutes } from './devices.ts';
 import { eventRoutes } from './events.ts';
 import { hostRoutes } from './host.ts';
@@ -22,6 +23,7 @@ export const ROUTE_MODULES: readonly RouteModule[] = [
   hostRoutes,
   imageRoutes,
   instanceRoutes,
+  consoleLogRoutes,
   networkRoutes,
   storageRoutes,
   deviceRoutes,

@@ -23,7 +23,11 @@ import { invalid } from '../../lib/errors.ts';
 import { validateName } from '../../lib/ids.ts';
 import type { InstancePolicy } from '../../store/policies.ts';
 import type { DaemonCore } from '../core.ts';
+import { ResponseCache } from '../list-cache.ts';
 import { launchSource } from '../../templates/launch-source.ts';
+
+/** Lease-derived addresses in the cached list are at most this old (state changes show at once). */
+const LIST_MAX_AGE_MS = 2_000;
 
 type NameRequest = { Params: { name: string } };
 
@@ -41,11 +45,18 @@ export async function instanceRoutes(app: FastifyInstance, core: DaemonCore): Pr
     return value;
   };
 
-  app.get('/instances', { schema: { tags, summary: 'instances and their observed states', response: withErrors({ 200: Type.Array(Instance) }) } }, async () => {
-    const policies = core.policies.all();
-    const all = await service.list();
-    const addresses = await Promise.all(all.map((i) => nicAddresses(service, i)));
-    return all.map((i, k) => instanceView(i, policies.get(i.name) ?? { autostart: false, restart: 'no' }, addresses[k]));
+  // Many clients listing many instances share one serialized list until something changes (see list-cache.ts).
+  const listCache = new ResponseCache(core.db, core.events, { maxAgeMs: LIST_MAX_AGE_MS });
+  app.get('/instances', { schema: { tags, summary: 'instances and their observed states', response: withErrors({ 200: Type.Array(Instance) }) } }, async (_request, reply) => {
+    const body = await listCache.get(async () => {
+      const policies = core.policies.all();
+      const all = await service.list();
+      const leaseMemo = new Map<string, ReadonlyArray<{ mac: string; address: string }>>();
+      const addresses = await Promise.all(all.map((i) => nicAddresses(service, i, { leaseMemo })));
+      // The route's own serializer (from the schema), once per build rather than once per request.
+      return Buffer.from(reply.serialize(all.map((i, k) => instanceView(i, policies.get(i.name) ?? { autostart: false, restart: 'no' }, addresses[k]))) as string);
+    });
+    return reply.type('application/json; charset=utf-8').send(body);
   });
 
   app.get<NameRequest>('/instances/:name', { schema: { tags, summary: 'one instance (with the addresses its guest agent reports)', params: NameParams, response: withErrors({ 200: Instance }) } }, async (request) => {

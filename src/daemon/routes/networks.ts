@@ -1,7 +1,7 @@
 import type { FastifyInstance } from 'fastify';
 import Type from 'typebox';
-import { CreateNetworkBody, type CreateNetworkBodyType, NameParams, Network, withErrors } from '../../api/schemas.ts';
-import { networkView } from '../../api/views.ts';
+import { CreateNetworkBody, type CreateNetworkBodyType, NameParams, Network, NetworkLease, withErrors } from '../../api/schemas.ts';
+import { networkLeaseView, networkView } from '../../api/views.ts';
 import type { DaemonCore } from '../core.ts';
 
 /** Managed networks (`virtnode network ...`): NAT or isolated bridges with DHCP and DNS, or an existing bridge. */
@@ -9,9 +9,13 @@ export async function networkRoutes(app: FastifyInstance, core: DaemonCore): Pro
   const tags = ['networks'];
   const networks = () => core.instances.networks;
 
-  app.get('/networks', { schema: { tags, summary: 'managed networks', response: withErrors({ 200: Type.Array(Network) }) } }, async () => {
+  const instancesOn = (name: string) => [...new Set(networks().instances.nicsOn(name).map((x) => x.instance))];
+
+  app.get('/networks', { schema: { tags, summary: 'managed networks, each with the instances that have a NIC on it', response: withErrors({ 200: Type.Array(Network) }) } }, async () => {
     await core.instances.ensureReconciled();
-    return networks().list().map((n) => networkView(n));
+    return networks()
+      .list()
+      .map((n) => networkView(n, undefined, instancesOn(n.name)));
   });
 
   app.get<{ Params: { name: string } }>(
@@ -30,6 +34,17 @@ export async function networkRoutes(app: FastifyInstance, core: DaemonCore): Pro
       await core.instances.ensureReconciled();
       const { network } = await networks().create(request.body);
       return reply.status(201).send(networkView(network, await networks().status(network)));
+    },
+  );
+
+  app.get<{ Params: { name: string } }>(
+    '/networks/:name/leases',
+    { schema: { tags, summary: "the network's DHCP leases, with the instance each belongs to (nat and isolated networks)", params: NameParams, response: withErrors({ 200: Type.Array(NetworkLease) }) } },
+    async (request) => {
+      const byMac = new Map(networks().instances.nicsOn(request.params.name).map((n) => [n.mac, n.instance]));
+      return networks()
+        .leases(request.params.name)
+        .map((l) => networkLeaseView(l, byMac.get(l.mac)));
     },
   );
 

@@ -1,12 +1,22 @@
 import type { FastifyInstance } from 'fastify';
 import Type from 'typebox';
-import { GetOperationQuery, Operation, OperationParams, WaitQuery, withErrors } from '../../api/schemas.ts';
+import { GetOperationQuery, ListOperationsQuery, Operation, OperationParams, WaitQuery, withErrors } from '../../api/schemas.ts';
+import type { OperationStatus } from '../../api/views.ts';
 import type { DaemonCore } from '../core.ts';
 
 export async function operationRoutes(app: FastifyInstance, core: DaemonCore): Promise<void> {
   const ops = core.operations;
-  app.get('/operations', { schema: { tags: ['operations'], summary: 'operations of this daemon (kept an hour after they end)', response: withErrors({ 200: Type.Array(Operation) }) } }, async () =>
-    ops.list(),
+  app.get<{ Querystring: { limit?: number; status?: OperationStatus } }>(
+    '/operations',
+    {
+      schema: {
+        tags: ['operations'],
+        summary: 'recent operations, newest first (kept across daemon restarts: the last 1,000, for 7 days); ?status=running|succeeded|failed|cancelled, ?limit=N (default 100)',
+        querystring: ListOperationsQuery,
+        response: withErrors({ 200: Type.Array(Operation) }),
+      },
+    },
+    async (request) => ops.list({ ...(request.query.limit === undefined ? {} : { limit: request.query.limit }), ...(request.query.status === undefined ? {} : { status: request.query.status }) }),
   );
 
   app.get<{ Params: { id: string }; Querystring: { wait?: number } }>(

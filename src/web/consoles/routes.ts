@@ -3,8 +3,9 @@ import type { WebSocket } from 'ws';
 import { VirtnodeError, invalid } from '../../lib/errors.ts';
 import { validateName } from '../../lib/ids.ts';
 import { runtimePaths } from '../../instances/runtime.ts';
-import { SerialHubs } from './serial-hub.ts';
-import { CONSOLE_KINDS, type ConsoleKind, ConsoleTickets, consoleScope, EVENTS_SCOPE } from './tickets.ts';
+import { SCROLLBACK_BYTES, SerialHubs } from './serial-hub.ts';
+import { authorizeWebSocket, TICKET_AUTH } from '../../daemon/ws-auth.ts';
+import { CONSOLE_KINDS, type ConsoleKind, ConsoleTickets, consoleScope } from './tickets.ts';
 import { bridgeVnc } from './vnc-bridge.ts';
 
 /** What the console routes need from the core (the daemon's DaemonCore has all of it). */
@@ -14,15 +15,8 @@ export interface ConsoleCore {
     list(): Promise<Array<{ name: string; state: string; stateReason?: string | undefined }>>;
     paths: { instanceDir(name: string): string };
   };
-  /** The daemon's event bus; without it there is no ticketed events stream. */
-  events?: { subscribe(listener: (event: unknown) => void): () => void };
-}
-
-declare module 'fastify' {
-  interface FastifyContextConfig {
-    /** Served without the bearer token even on TCP (the daemon's auth hook skips it); see TICKET_AUTH. */
-    public?: boolean;
-  }
+  /** The daemon's tickets (shared by every listener); without them the console routes keep their own. */
+  tickets?: ConsoleTickets;
 }
 
 export interface ConsoleRoutesOptions {
@@ -41,9 +35,7 @@ const TICKET_RESPONSE = {
   required: ['ticket', 'expiresAt', 'url'],
 } as const;
 
-/** Route config of the WebSockets a ticket authorizes: no bearer token (a browser cannot send one on a WebSocket). */
-export const TICKET_AUTH = { public: true } as const;
-export const EVENTS_URL = '/ui/events';
+export { TICKET_AUTH };
 
 export function consoleUrl(name: string, kind: ConsoleKind, ticket: string): string {
   return `/instances/${encodeURIComponent(name)}/console/${kind}?ticket=${encodeURIComponent(ticket)}`;
@@ -69,7 +61,8 @@ function parseKind(value: unknown): ConsoleKind {
 
 /**
  * POST /instances/:name/console-tickets {kind} → {ticket, expiresAt, url} (behind the API's normal auth), and the
- * WebSockets GET /instances/:name/console/serial|vnc?ticket=… that spend the ticket before the upgrade.
+ * WebSockets GET /instances/:name/console/serial|vnc (the UNIX socket or a bearer token, or ?ticket=… spent before the
+ * upgrade). The serial one takes ?scrollback=BYTES (0: live output only, as `virtnode console` shows it).
  */
 export async function consoleRoutes(app: FastifyInstance, core: ConsoleCore, options: ConsoleRoutesOptions = {}): Promise<void> {
   const tickets = options.tickets ?? new ConsoleTickets();
@@ -99,29 +92,31 @@ export async function consoleRoutes(app: FastifyInstance, core: ConsoleCore, opt
     },
   );
 
-  const spendTicket = async (request: FastifyRequest<{ Params: { name: string; kind: string }; Querystring: { ticket?: string } }>) => {
+  // The UNIX socket and a bearer token (the CLI) need no ticket; a browser spends one here, before the upgrade.
+  const authorize = async (request: FastifyRequest<{ Params: { name: string; kind: string }; Querystring: { ticket?: string; scrollback?: number } }>) => {
     const kind = parseKind(request.params.kind);
     const name = validateName('name', request.params.name);
-    if (!tickets.redeem(request.query.ticket ?? '', consoleScope(name, kind))) {
-      // Before the upgrade: the browser sees a failed handshake, nothing is opened.
-      throw new VirtnodeError('PERMISSION', `console ${kind} of ${name}: the ticket is missing, used, expired or for another console`, {
-        hint: 'ask for a new one: POST /instances/{name}/console-tickets',
-      });
-    }
+    authorizeWebSocket(request, tickets, consoleScope(name, kind), `console ${kind} of ${name}`, `/instances/${name}/console-tickets`);
     await liveInstance(core, name);
   };
 
-  app.get<{ Params: { name: string; kind: string }; Querystring: { ticket?: string } }>(
+  app.get<{ Params: { name: string; kind: string }; Querystring: { ticket?: string; scrollback?: number } }>(
     '/instances/:name/console/:kind',
     {
       websocket: true,
       config: TICKET_AUTH,
-      preValidation: spendTicket,
+      preValidation: authorize,
       schema: {
         tags: ['consoles'],
-        summary: 'WebSocket (binary frames): the serial console (scroll-back, then live) or VNC (RFB, for noVNC); authorized by ?ticket=',
+        summary: 'WebSocket (binary frames): the serial console (scroll-back, then live) or VNC (RFB, for noVNC); UNIX socket, bearer token or ?ticket=',
         params: { type: 'object', properties: { name: { type: 'string', maxLength: 63 }, kind: { type: 'string', enum: [...CONSOLE_KINDS] } }, required: ['name', 'kind'] },
-        querystring: { type: 'object', properties: { ticket: { type: 'string', maxLength: 64 } } },
+        querystring: {
+          type: 'object',
+          properties: {
+            ticket: { type: 'string', maxLength: 64 },
+            scrollback: { type: 'integer', minimum: 0, maximum: SCROLLBACK_BYTES, description: `serial: bytes of the console log sent first (default ${SCROLLBACK_BYTES})` },
+          },
+        },
       },
     },
     (socket: WebSocket, request) => {
@@ -134,7 +129,7 @@ export async function consoleRoutes(app: FastifyInstance, core: ConsoleCore, opt
       // The first frame is always the scroll-back (possibly empty), so the terminal can replay it without
       // answering the queries in it (a stale `ESC [6n` would otherwise type a cursor report into the shell).
       let first = true;
-      const session = hubs.join(name, { socket: paths.serial, log: paths.serialLog }, {
+      const session = hubs.join(name, { socket: paths.serial, log: paths.serialLog }, request.query.scrollback ?? SCROLLBACK_BYTES, {
         output: (data) => {
           if (socket.readyState !== socket.OPEN || (data.length === 0 && !first)) return;
           first = false;
@@ -152,50 +147,4 @@ export async function consoleRoutes(app: FastifyInstance, core: ConsoleCore, opt
     },
   );
 
-  const events = core.events;
-  if (events !== undefined) eventStreamRoutes(app, core, events, tickets);
-}
-
-/**
- * The daemon's events (as on /events, starting with a `hello` listing every instance's state) for a browser:
- * POST /ui/event-tickets (behind the token) → a ticket for the WebSocket GET /ui/events?ticket=….
- */
-function eventStreamRoutes(app: FastifyInstance, core: ConsoleCore, events: NonNullable<ConsoleCore['events']>, tickets: ConsoleTickets): void {
-  app.post('/ui/event-tickets', { schema: { tags: ['events'], summary: 'a ticket for the events WebSocket at /ui/events (for browsers)', response: { 201: TICKET_RESPONSE } } }, async (_request, reply) => {
-    const issued = tickets.issue(EVENTS_SCOPE);
-    return reply.code(201).send({ ...issued, url: `${EVENTS_URL}?ticket=${encodeURIComponent(issued.ticket)}` });
-  });
-  app.get<{ Querystring: { ticket?: string } }>(
-    EVENTS_URL,
-    {
-      websocket: true,
-      config: TICKET_AUTH,
-      schema: { tags: ['events'], summary: 'WebSocket: the events of /events, authorized by ?ticket= instead of the bearer token', querystring: { type: 'object', properties: { ticket: { type: 'string', maxLength: 64 } } } },
-      preValidation: async (request) => {
-        if (!tickets.redeem(request.query.ticket ?? '', EVENTS_SCOPE)) {
-          throw new VirtnodeError('PERMISSION', 'events: the ticket is missing, used or expired', { hint: 'ask for a new one: POST /ui/event-tickets' });
-        }
-      },
-    },
-    (socket: WebSocket) => {
-      // Subscribe first, so nothing that happens while the list is read is missed.
-      const pending: unknown[] = [];
-      let ready = false;
-      const send = (event: unknown) => {
-        if (socket.readyState === socket.OPEN) socket.send(JSON.stringify(event));
-      };
-      const unsubscribe = events.subscribe((event) => (ready ? send(event) : pending.push(event)));
-      socket.on('close', unsubscribe);
-      socket.on('error', unsubscribe);
-      void core.instances.list().then(
-        (list) => {
-          const instances = list.map((i) => ({ name: i.name, state: i.state, ...(i.stateReason === undefined ? {} : { reason: i.stateReason }) }));
-          send({ type: 'hello', instances, at: new Date().toISOString() });
-          ready = true;
-          for (const event of pending.splice(0)) send(event);
-        },
-        () => socket.close(1011, 'cannot list the instances'),
-      );
-    },
-  );
 }

@@ -3,7 +3,7 @@ import { createServer, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { SerialHub, SerialHubs, type SerialViewer } from './serial-hub.ts';
+import { SCROLLBACK_BYTES, SerialHub, SerialHubs, type SerialViewer } from './serial-hub.ts';
 
 /** Plays QEMU's serial chardev: one client at a time, output written to the socket and then to the log. */
 class FakeSerial {
@@ -104,7 +104,7 @@ describe('serial hub', () => {
   it('tells its viewers when the console goes away (the instance stopped)', async () => {
     const hubs = new SerialHubs();
     const viewer = new Recorder();
-    hubs.join('vm', { socket: serial.socketPath, log: serial.logPath }, viewer);
+    hubs.join('vm', { socket: serial.socketPath, log: serial.logPath }, SCROLLBACK_BYTES, viewer);
     await until(() => serial.client !== undefined, 'the hub to connect');
     serial.print('bye\n');
     serial.client!.destroy();
@@ -117,7 +117,7 @@ describe('serial hub', () => {
   it('closes at once when there is no console to connect to', async () => {
     const hubs = new SerialHubs();
     const viewer = new Recorder();
-    hubs.join('vm', { socket: join(dir, 'missing.sock'), log: join(dir, 'missing.log') }, viewer);
+    hubs.join('vm', { socket: join(dir, 'missing.sock'), log: join(dir, 'missing.log') }, SCROLLBACK_BYTES, viewer);
     await until(() => viewer.closedWith !== undefined, 'the close');
     expect(viewer.text).toBe('');
     expect(hubs.size).toBe(0);

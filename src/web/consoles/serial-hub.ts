@@ -170,7 +170,7 @@ export class SerialHub {
 export class SerialHubs {
   private readonly hubs = new Map<string, SerialHub>();
 
-  join(instance: string, paths: SerialPaths, viewer: SerialViewer): SerialSession {
+  join(instance: string, paths: SerialPaths, scrollbackBytes: number, viewer: SerialViewer): SerialSession {
     let hub = this.hubs.get(instance);
     if (hub === undefined) {
       const created: SerialHub = new SerialHub(paths, () => {
@@ -179,7 +179,7 @@ export class SerialHubs {
       hub = created;
       this.hubs.set(instance, hub);
     }
-    return hub.join(viewer);
+    return hub.join(viewer, scrollbackBytes);
   }
 
   get size(): number {

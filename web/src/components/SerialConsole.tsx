@@ -2,7 +2,7 @@ import { FitAddon } from '@xterm/addon-fit';
 import { Terminal } from '@xterm/xterm';
 import '@xterm/xterm/css/xterm.css';
 import { useEffect, useRef, useState } from 'preact/hooks';
-import { api, wsUrl } from '../api.ts';
+import { consoleTicketWhenReady, wsUrl } from '../api.ts';
 
 /** The instance's serial console in xterm.js: the scroll-back from its console log, then live. */
 export function SerialConsole({ name }: { name: string }) {
@@ -23,7 +23,7 @@ export function SerialConsole({ name }: { name: string }) {
     // answers to the queries in it (they were meant for a shell that may be gone).
     let replaying = true;
     setStatus('connecting…');
-    api.consoleTicket(name, 'serial').then(
+    consoleTicketWhenReady(name, 'serial', () => disposed).then(
       ({ url }) => {
         if (disposed) return;
         ws = new WebSocket(wsUrl(url));

@@ -1,6 +1,6 @@
 import RFB from '@novnc/novnc';
 import { useEffect, useRef, useState } from 'preact/hooks';
-import { api, wsUrl } from '../api.ts';
+import { consoleTicketWhenReady, wsUrl } from '../api.ts';
 
 /** The graphical console in noVNC: a shared session (other viewers stay connected), over a ticketed WebSocket. */
 export function VncConsole({ name }: { name: string }) {
@@ -12,7 +12,7 @@ export function VncConsole({ name }: { name: string }) {
   useEffect(() => {
     let disposed = false;
     setStatus('connecting…');
-    api.consoleTicket(name, 'vnc').then(
+    consoleTicketWhenReady(name, 'vnc', () => disposed).then(
       ({ url }) => {
         if (disposed) return;
         const rfb = new RFB(ref.current!, wsUrl(url), { shared: true });

@@ -1,0 +1,115 @@
+import type { Command } from 'commander';
+import type { OperationStatus, OperationView } from '../../api/views.ts';
+import { invalid, VirtnodeError } from '../../lib/errors.ts';
+import { keyValues, parseFormat, structured, table } from '../output.ts';
+
+const ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+const STATUSES: readonly OperationStatus[] = ['running', 'succeeded', 'failed', 'cancelled'];
+
+function checkId(id: string): string {
+  if (!ID.test(id)) throw invalid('id', `"${id}" is not an operation id`, 'ids look like 3f2b8c1e-...-...: see `virtnode operation ls`');
+  return id;
+}
+
+function parseDuration(field: string, text: string): number {
+  const match = /^(\d+)(ms|s|m|h)?$/.exec(text);
+  if (match === null) throw invalid(field, `"${text}" is not a duration`, 'use seconds (60), or 90s, 10m, 1h');
+  return Number(match[1]) * { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }[(match[2] ?? 's') as 'ms' | 's' | 'm' | 'h'];
+}
+
+function progressText(op: OperationView): string {
+  const p = op.progress;
+  const parts = [p.phase, p.percent === undefined ? undefined : `${p.percent}%`].filter((x) => x !== undefined);
+  return parts.length === 0 ? '-' : parts.join(' ');
+}
+
+async function api() {
+  const { operationApi } = await import('../api/operations.ts');
+  return operationApi();
+}
+
+async function printOperation(op: OperationView, format: string | undefined): Promise<void> {
+  const f = parseFormat(format);
+  if (f !== 'table') {
+    process.stdout.write(await structured(op, f));
+    return;
+  }
+  process.stdout.write(
+    keyValues([
+      ['ID', op.id],
+      ['Kind', op.kind],
+      ['Target', op.target],
+      ['Status', op.status],
+      ['Progress', op.progress.detail === undefined ? progressText(op) : `${progressText(op)}: ${op.progress.detail}`],
+      ...op.progress.entries.map((e, n): [string, string] => [n === 0 ? 'Phases' : '', `${(e.elapsedMs / 1000).toFixed(1)}s ${e.phase}: ${e.detail}`]),
+      ['Error', op.error === undefined ? undefined : `${op.error.code}: ${op.error.message}`],
+      ['Hint', op.error?.hint],
+      ['Result', op.result === undefined ? undefined : JSON.stringify(op.result)],
+      ['Created', op.createdAt],
+      ['Finished', op.finishedAt],
+    ]),
+  );
+}
+
+export function registerOperationCommands(program: Command): void {
+  const operation = program
+    .command('operation')
+    .alias('op')
+    .description("the daemon's long operations (launch, stop, pull...): kept across daemon restarts, the last 1,000 for 7 days");
+
+  operation
+    .command('ls')
+    .alias('list')
+    .description('recent operations, newest first')
+    .option('--status <status>', 'only running, succeeded, failed or cancelled ones')
+    .option('--limit <n>', 'at most this many (1-1000)', '50')
+    .option('--format <format>', 'table, json or yaml', 'table')
+    .action(async (o: { status?: string; limit: string; format?: string }) => {
+      const format = parseFormat(o.format);
+      if (o.status !== undefined && !STATUSES.includes(o.status as OperationStatus)) throw invalid('--status', `"${o.status}" is not valid`, `use ${STATUSES.join(', ')}`);
+      if (!/^\d+$/.test(o.limit) || Number(o.limit) < 1 || Number(o.limit) > 1000) throw invalid('--limit', `"${o.limit}" is not valid`, 'use a whole number from 1 to 1000');
+      const ops = await (await api()).list({ limit: Number(o.limit), ...(o.status === undefined ? {} : { status: o.status as OperationStatus }) });
+      if (format !== 'table') {
+        process.stdout.write(await structured(ops, format));
+        return;
+      }
+      const rows = ops.map((op) => [op.id, op.kind, op.target ?? '-', op.status, op.status === 'running' ? progressText(op) : (op.error?.code ?? '-'), op.createdAt]);
+      process.stdout.write(table(['ID', 'KIND', 'TARGET', 'STATUS', 'PROGRESS/ERROR', 'CREATED'], rows));
+    });
+
+  operation
+    .command('info')
+    .description('one operation: status, phases, result or error')
+    .argument('<id>')
+    .option('--format <format>', 'table, json or yaml', 'table')
+    .action(async (id: string, o: { format?: string }) => {
+      parseFormat(o.format);
+      await printOperation(await (await api()).get(checkId(id)), o.format);
+    });
+
+  operation
+    .command('wait')
+    .description('wait for an operation to end; exits non-zero with its error if it failed or was cancelled')
+    .argument('<id>')
+    .option('--timeout <duration>', 'give up after this long (seconds, or 90s, 10m, 1h)', '10m')
+    .option('--format <format>', 'table, json or yaml', 'table')
+    .action(async (id: string, o: { timeout: string; format?: string }) => {
+      parseFormat(o.format);
+      const timeoutMs = parseDuration('--timeout', o.timeout);
+      const op = await (await api()).wait(checkId(id), timeoutMs);
+      if (op.status === 'running') throw new VirtnodeError('TIMEOUT', `operation ${op.id} is still running after ${o.timeout}`, { hint: 'wait again, or cancel it with `virtnode operation cancel ID`' });
+      await printOperation(op, o.format);
+      const { operationError } = await import('../../client/operations.ts');
+      const error = operationError(op);
+      if (error !== undefined) throw error;
+    });
+
+  operation
+    .command('cancel')
+    .description('ask a running operation to stop (the work honours it at its next step); see it end with `operation wait`')
+    .argument('<id>')
+    .action(async (id: string) => {
+      const op = await (await api()).cancel(checkId(id));
+      process.stdout.write(`Cancelling operation ${op.id} (${op.kind}${op.target === undefined ? '' : ` ${op.target}`})\n`);
+    });
+}

@@ -1,0 +1,27 @@
+import type { FastifyRequest } from 'fastify';
+import { VirtnodeError } from '../lib/errors.ts';
+import type { ConsoleTickets } from '../web/consoles/tickets.ts';
+
+/**
+ * Route config of a WebSocket that a browser opens: the token hook lets it through without a bearer token (a
+ * browser cannot put an Authorization header on a WebSocket), and the route calls `authorizeWebSocket` itself.
+ */
+export const TICKET_AUTH = { public: true } as const;
+
+/**
+ * A WebSocket is allowed to whoever may use the API (the UNIX socket, or a valid bearer token, as the CLI sends
+ * it) and otherwise to the holder of a single-use ticket for this scope (`?ticket=`), spent here, before the
+ * upgrade: a refused client sees a failed handshake and nothing is opened.
+ */
+export function authorizeWebSocket(request: FastifyRequest, tickets: ConsoleTickets, scope: string, what: string, ticketRoute: string): void {
+  if (request.authenticatedAs !== undefined) return;
+  const ticket = (request.query as { ticket?: unknown } | undefined)?.ticket;
+  if (typeof ticket === 'string' && ticket !== '') {
+    if (tickets.redeem(ticket, scope)) return;
+    throw new VirtnodeError('PERMISSION', `${what}: the ticket is used, expired or for something else`, { hint: `ask for a new one: POST ${ticketRoute}` });
+  }
+  const header = request.headers.authorization;
+  throw new VirtnodeError('UNAUTHORIZED', header === undefined ? `${what} needs a bearer token or a ticket` : 'the bearer token is not valid (unknown or revoked)', {
+    hint: `send Authorization: Bearer TOKEN, or (from a browser) ask for a ticket with POST ${ticketRoute} and add ?ticket=`,
+  });
+}
