@@ -21,6 +21,12 @@ export function StringEnum<const T extends readonly string[]>(values: T, options
 export const Name = Type.String({ pattern: NAME_PATTERN, description: 'a DNS label: 1-63 lowercase letters, digits and hyphens' });
 export const NameParams = Type.Object({ name: Name }, { additionalProperties: false });
 
+/**
+ * A name in a path or body that the core validates itself (as a DNS label), so the error names the field as the
+ * CLI does (`volume: "X" is not a valid name`); a schema pattern would name the URL parameter instead.
+ */
+export const CheckedName = Type.String({ description: 'a DNS label (1-63 lowercase letters, digits and hyphens), checked by virtnode' });
+
 export const ErrorBody = Type.Object(
   {
     error: Type.Object(
@@ -235,8 +241,8 @@ export const AddPortBody = Type.Object(
 export const PortParams = Type.Object({ name: Name, port: Type.String({ maxLength: 256, description: 'HOST[/tcp|udp], e.g. 8080 or 5353/udp' }) }, { additionalProperties: false });
 
 export const DiskChange = Type.Object({ instance: Type.String(), volume: Type.String(), diskId: Type.String(), live: Type.Boolean() }, { additionalProperties: false });
-export const AttachDiskBody = Type.Object({ volume: Name }, { additionalProperties: false });
-export const DiskParams = Type.Object({ name: Name, volume: Name }, { additionalProperties: false });
+export const AttachDiskBody = Type.Object({ volume: CheckedName }, { additionalProperties: false });
+export const DiskParams = Type.Object({ name: CheckedName, volume: CheckedName }, { additionalProperties: false });
 
 export const RemoveImageQuery = Type.Object({ force: Type.Optional(Type.Boolean()) }, { additionalProperties: false });
 
@@ -381,7 +387,7 @@ export const NetworkLease = Type.Object(
   { additionalProperties: false },
 );
 
-export const SnapshotParams = Type.Object({ name: Name, snap: Name }, { additionalProperties: false });
+export const SnapshotParams = Type.Object({ name: CheckedName, snap: CheckedName }, { additionalProperties: false });
 
 /** A snapshot of an instance; `parent` is the snapshot it was taken from (the list is flat, oldest first). */
 export const Snapshot = Type.Object(
@@ -401,7 +407,7 @@ export const Snapshot = Type.Object(
 /** POST /instances/{name}/snapshots: the options of `virtnode snapshot create`. */
 export const CreateSnapshotBody = Type.Object(
   {
-    name: Type.Optional(Name),
+    name: Type.Optional(CheckedName),
     diskOnly: Type.Optional(Type.Boolean({ description: 'running instance: an external snapshot of the disks, no memory state' })),
     external: Type.Optional(Type.Boolean({ description: 'stopped instance: an external snapshot (overlays) instead of an internal one' })),
     quiesce: Type.Optional(Type.Boolean({ description: 'freeze the guest\'s filesystems through its agent during a diskOnly snapshot' })),
@@ -426,8 +432,20 @@ export const Pool = Type.Object(
   { additionalProperties: false },
 );
 
+const InternalSnapshotInfo = Type.Object(
+  { id: Type.String(), name: Type.String(), vmStateSize: Type.Integer({ description: 'bytes of memory state (0: disks only)' }), date: Type.String() },
+  { additionalProperties: false },
+);
+
 const ChainLink = Type.Object(
-  { path: Type.String(), format: Type.String(), virtualSize: Type.Integer(), allocation: Type.Integer(), backing: Type.Optional(Type.String()) },
+  {
+    path: Type.String(),
+    format: Type.String(),
+    virtualSize: Type.Integer(),
+    allocation: Type.Integer(),
+    backing: Type.Optional(Type.String()),
+    snapshots: Type.Optional(Type.Array(InternalSnapshotInfo, { description: 'internal (qcow2) snapshots inside this file' })),
+  },
   { additionalProperties: false },
 );
 
@@ -444,21 +462,83 @@ export const Volume = Type.Object(
     overlay: Type.Optional(Type.String({ description: 'the snapshot overlay its instance writes through' })),
     problem: Type.Optional(Type.String()),
     chain: Type.Optional(Type.Array(ChainLink, { description: 'the file and its backing files, top first' })),
+    activeChain: Type.Optional(Type.Array(ChainLink, { description: 'the chain its instance writes through (from the snapshot overlay down)' })),
     createdAt: Type.String(),
   },
   { additionalProperties: false },
 );
 
-export const VolumesQuery = Type.Object({ pool: Type.Optional(Name) }, { additionalProperties: false });
+export const VolumesQuery = Type.Object({ pool: Type.Optional(CheckedName) }, { additionalProperties: false });
+export const CheckedNameParams = Type.Object({ name: CheckedName }, { additionalProperties: false });
+
+/** POST /pools: `virtnode pool create NAME --path DIR`. */
+export const CreatePoolBody = Type.Object(
+  { name: Name, path: Type.String({ description: 'absolute path of an existing directory on the daemon\'s host' }) },
+  { additionalProperties: false },
+);
+
+/** An instance's own disk (made by create/launch in its directory; not a volume). */
+export const InstanceDisk = Type.Object(
+  {
+    instance: Type.String(),
+    id: Type.String(),
+    path: Type.String(),
+    format: Type.String(),
+    virtualSize: Type.Optional(Type.Integer()),
+    allocation: Type.Optional(Type.Integer()),
+  },
+  { additionalProperties: false },
+);
+
+export const ResizeVolumeBody = Type.Object(
+  {
+    size: Type.String({ description: 'new virtual size: 512M, 10G, 1T' }),
+    allowShrink: Type.Optional(Type.Boolean({ description: 'allow a smaller size (data past the end is lost)' })),
+  },
+  { additionalProperties: false },
+);
+export const VolumeResize = Type.Object(
+  { volume: Type.String(), from: Type.Integer(), to: Type.Integer(), live: Type.Boolean({ description: 'resized in the running instance (block_resize)' }) },
+  { additionalProperties: false },
+);
+export const ConvertVolumeBody = Type.Object({ format: Type.String({ description: 'qcow2 or raw' }) }, { additionalProperties: false });
+export const VolumeCheck = Type.Object(
+  {
+    clean: Type.Boolean(),
+    supported: Type.Boolean({ description: 'false for raw images (no metadata to check)' }),
+    exitCode: Type.Integer({ description: 'qemu-img check: 0 clean, 1 check failed, 2 corruptions, 3 leaked clusters only' }),
+    corruptions: Type.Integer(),
+    leaks: Type.Integer(),
+    checkErrors: Type.Integer(),
+  },
+  { additionalProperties: false },
+);
+export const ImportVolumeBody = Type.Object(
+  {
+    file: Type.String({ description: 'absolute path of an image file on the daemon\'s host' }),
+    name: Type.Optional(Type.String({ description: 'volume name (default: from the file name)' })),
+    pool: Type.Optional(Type.String()),
+    format: Type.Optional(Type.String({ description: 'qcow2 or raw (default: raw stays raw, anything else becomes qcow2)' })),
+  },
+  { additionalProperties: false },
+);
+export const ExportVolumeBody = Type.Object(
+  {
+    file: Type.String({ description: 'absolute path of a new file on the daemon\'s host (never overwritten)' }),
+    format: Type.Optional(Type.String({ description: 'qcow2 or raw (default: the volume\'s)' })),
+  },
+  { additionalProperties: false },
+);
+export const VolumeExport = Type.Object({ path: Type.String(), format: StringEnum(['qcow2', 'raw']) }, { additionalProperties: false });
 
 /** POST /volumes: the fields of `virtnode volume create`. */
 export const CreateVolumeBody = Type.Object(
   {
     name: Name,
-    size: Type.String({ minLength: 1, maxLength: 32, description: 'virtual size: 512M, 10G, 1T' }),
-    format: Type.Optional(StringEnum(['qcow2', 'raw'])),
+    size: Type.String({ description: 'virtual size: 512M, 10G, 1T (checked by virtnode, which names the field as the CLI does)' }),
+    format: Type.Optional(Type.String({ description: 'qcow2 (default) or raw' })),
     preallocate: Type.Optional(Type.Boolean({ description: 'reserve the space on the host now' })),
-    pool: Type.Optional(Name),
+    pool: Type.Optional(CheckedName),
   },
   { additionalProperties: false },
 );

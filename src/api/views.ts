@@ -12,8 +12,8 @@ import type { NetworkStatus } from '../network/service.ts';
 import type { InstancePolicy, RestartPolicy } from '../store/policies.ts';
 import type { Snapshot } from '../store/storage.ts';
 import type { PoolUsage } from '../storage/pools.ts';
-import type { ChainLink } from '../storage/qemu-img.ts';
-import type { VolumeView } from '../storage/volumes.ts';
+import type { ChainLink, CheckResult } from '../storage/qemu-img.ts';
+import type { InstanceDiskView, VolumeView } from '../storage/volumes.ts';
 import type { Template } from '../templates/model.ts';
 import type { SealResult } from '../templates/seal.ts';
 
@@ -305,8 +305,23 @@ export function poolView(p: PoolUsage & { volumeNames?: string[]; otherFiles?: n
   };
 }
 
-/** A volume; `chain` (GET /volumes/{name}) is its file and backing files, top first. */
-export function volumeView(v: VolumeView & { chain?: ChainLink[] }) {
+function chainLinkView(l: ChainLink) {
+  return {
+    path: l.path,
+    format: l.format,
+    virtualSize: l.virtualSize,
+    allocation: l.allocation,
+    ...(l.backing === undefined ? {} : { backing: l.backing }),
+    ...(l.snapshots.length === 0 ? {} : { snapshots: l.snapshots.map((s) => ({ id: s.id, name: s.name, vmStateSize: s.vmStateSize, date: s.date })) }),
+  };
+}
+
+/**
+ * A volume; `chain` (GET /volumes/{name}) is its file and backing files, top first (with the internal snapshots
+ * inside each file); `activeChain` is the chain its instance writes through when an external snapshot overlay
+ * sits on it.
+ */
+export function volumeView(v: VolumeView & { chain?: ChainLink[]; activeChain?: ChainLink[] | undefined }) {
   return {
     name: v.name,
     pool: v.pool,
@@ -318,11 +333,46 @@ export function volumeView(v: VolumeView & { chain?: ChainLink[] }) {
     ...(v.attachedTo === undefined ? {} : { attachedTo: v.attachedTo }),
     ...(v.overlay === undefined ? {} : { overlay: v.overlay }),
     ...(v.problem === undefined ? {} : { problem: v.problem }),
-    ...(v.chain === undefined
-      ? {}
-      : { chain: v.chain.map((l) => ({ path: l.path, format: l.format, virtualSize: l.virtualSize, allocation: l.allocation, ...(l.backing === undefined ? {} : { backing: l.backing }) })) }),
+    ...(v.chain === undefined ? {} : { chain: v.chain.map(chainLinkView) }),
+    ...(v.activeChain === undefined ? {} : { activeChain: v.activeChain.map(chainLinkView) }),
     createdAt: v.createdAt,
   };
+}
+export type VolumeApiView = ReturnType<typeof volumeView>;
+export type PoolApiView = ReturnType<typeof poolView>;
+
+/** An instance's own disk (made by create/launch in its directory, not a volume): `volume ls --all`. */
+export function instanceDiskView(d: InstanceDiskView) {
+  return {
+    instance: d.instance,
+    id: d.id,
+    path: d.path,
+    format: d.format,
+    ...(d.virtualSize === undefined ? {} : { virtualSize: d.virtualSize }),
+    ...(d.allocation === undefined ? {} : { allocation: d.allocation }),
+  };
+}
+export type InstanceDiskApiView = ReturnType<typeof instanceDiskView>;
+
+/** The result of `qemu-img check` on a volume (raw images have nothing to check: supported false). */
+export function volumeCheckView(r: CheckResult) {
+  return { clean: r.clean, supported: r.supported, exitCode: r.exitCode, corruptions: r.corruptions, leaks: r.leaks, checkErrors: r.checkErrors };
+}
+export type VolumeCheckView = ReturnType<typeof volumeCheckView>;
+
+export type SnapshotApiView = ReturnType<typeof snapshotView>;
+
+/** An instance's snapshot tree as the API lists it: flat, oldest first, each naming its parent. */
+export function snapshotList<T extends Snapshot & { children: T[] }>(tree: T[]): SnapshotApiView[] {
+  const flat: SnapshotApiView[] = [];
+  const walk = (nodes: T[]) => {
+    for (const n of nodes) {
+      flat.push(snapshotView(n));
+      walk(n.children);
+    }
+  };
+  walk(tree);
+  return flat.sort((a, b) => a.createdAt.localeCompare(b.createdAt));
 }
 
 /** A template, with the instances whose disks sit on it (the same view as `template ls --format json`). */
@@ -371,4 +421,37 @@ export interface SealView {
 
 export function sealView(s: SealResult): SealView {
   return { method: s.method, root: s.root ?? null, changes: s.changes, summary: s.summary };
+}
+
+/**
+ * The daemon's serializer writes required fields before optional ones; printed output must keep the order of the
+ * view functions above, so the client puts the fields of a view it received back in that order.
+ */
+function inOrder<T extends object>(value: T, keys: readonly string[]): T {
+  const source = value as Record<string, unknown>;
+  const ordered: Record<string, unknown> = {};
+  for (const key of keys) if (source[key] !== undefined) ordered[key] = source[key];
+  return ordered as T;
+}
+
+const POOL_VIEW_ORDER = ['name', 'path', 'volumes', 'volumeAllocation', 'capacity', 'allocation', 'available', 'volumeNames', 'otherFiles', 'createdAt'];
+const VOLUME_VIEW_ORDER = ['name', 'pool', 'path', 'format', 'state', 'virtualSize', 'allocation', 'attachedTo', 'overlay', 'problem', 'chain', 'activeChain', 'createdAt'];
+const CHAIN_LINK_ORDER = ['path', 'format', 'virtualSize', 'allocation', 'backing', 'snapshots'];
+const INSTANCE_DISK_ORDER = ['instance', 'id', 'path', 'format', 'virtualSize', 'allocation'];
+
+export function orderedPoolView(p: PoolApiView): PoolApiView {
+  return inOrder(p, POOL_VIEW_ORDER);
+}
+
+export function orderedVolumeView(v: VolumeApiView): VolumeApiView {
+  const ordered = inOrder(v, VOLUME_VIEW_ORDER) as Record<string, unknown>;
+  for (const key of ['chain', 'activeChain']) {
+    const chain = ordered[key] as object[] | undefined;
+    if (chain !== undefined) ordered[key] = chain.map((l) => inOrder(l, CHAIN_LINK_ORDER));
+  }
+  return ordered as VolumeApiView;
+}
+
+export function orderedInstanceDiskView(d: InstanceDiskApiView): InstanceDiskApiView {
+  return inOrder(d, INSTANCE_DISK_ORDER);
 }

@@ -40,6 +40,8 @@ declare module 'fastify' {
   interface FastifyContextConfig {
     /** Served without a token even on TCP (a login page, static assets). */
     public?: boolean;
+    /** The route's core function validates its `:name` (and names the field itself); the generic check stays out. */
+    nameCheckedByCore?: boolean;
   }
   interface FastifyRequest {
     /** `socket` (the UNIX socket) or `token:NAME` (a valid bearer token); undefined on a public route reached without either. */
@@ -106,7 +108,10 @@ export async function buildApp(core: DaemonCore, options: AppOptions): Promise<F
   });
 
   // The same name rule (and message) as the CLI, before the schema's pattern: `..`, `/` or `%2F` never reach a path.
+  // Routes whose core function validates its names itself (naming the field as the CLI does: `volume`, `instance`)
+  // say so with `config: { nameCheckedByCore: true }`.
   app.addHook('preValidation', async (request) => {
+    if (request.routeOptions.config.nameCheckedByCore === true) return;
     const params = request.params as Record<string, unknown> | undefined;
     if (params !== undefined && typeof params['name'] === 'string') validateName('name', params['name']);
   });

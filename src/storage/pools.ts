@@ -94,7 +94,7 @@ export function listPools(storage: StorageService): PoolUsage[] {
 }
 
 export function poolInfo(storage: StorageService, name: string): PoolUsage & { volumeNames: string[]; otherFiles: number } {
-  const pool = mustGetPool(storage, name);
+  const pool = mustGetPool(storage, validateName('name', name));
   const volumes = storage.repo.volumes(name);
   const known = new Set(volumes.map((v) => v.path));
   const otherFiles = readdirSync(pool.path).filter((f) => !known.has(join(pool.path, f))).length;
@@ -103,7 +103,7 @@ export function poolInfo(storage: StorageService, name: string): PoolUsage & { v
 
 /** Forgets a pool; its directory stays as it is. Refused while it holds volumes. */
 export function removePool(storage: StorageService, name: string): void {
-  mustGetPool(storage, name);
+  mustGetPool(storage, validateName('name', name));
   const volumes = storage.repo.volumes(name);
   if (volumes.length > 0) {
     throw new VirtnodeError('CONFLICT', `pool ${name} holds ${volumes.length} volume(s): ${volumes.map((v) => v.name).join(', ')}`, {

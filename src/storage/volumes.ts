@@ -6,7 +6,7 @@ import { failpoint } from '../lib/failpoint.ts';
 import { validateName } from '../lib/ids.ts';
 import { within } from '../lib/paths.ts';
 import { formatSize, parseSize } from '../lib/units.ts';
-import type { Volume } from '../store/storage.ts';
+import type { Pool, Volume } from '../store/storage.ts';
 import { mustGetPool, DEFAULT_POOL } from './pools.ts';
 import { backingChain, type ChainLink, checkImage, type CheckResult, convertImage, createVolumeImage, imageLink, resizeImage } from './qemu-img.ts';
 import { diskNode, QMP_BLOCK_COMMANDS } from './qmp-block.ts';
@@ -126,7 +126,7 @@ export interface InstanceDiskView {
 }
 
 export async function listVolumes(storage: StorageService, options: { pool?: string } = {}): Promise<VolumeView[]> {
-  if (options.pool !== undefined) mustGetPool(storage, options.pool);
+  if (options.pool !== undefined) mustGetPool(storage, validateName('--pool', options.pool));
   else mustGetPool(storage, DEFAULT_POOL);
   const volumes = storage.repo.volumes(options.pool).filter((v) => v.state !== 'creating');
   return Promise.all(volumes.map((v) => view(storage, v)));
@@ -213,14 +213,19 @@ function assertDetached(storage: StorageService, volume: Volume, operation: stri
   }
 }
 
-/** Rewrites the volume in another format (copy, then swap the files); refused while attached. */
-export async function convertVolume(storage: StorageService, name: string, formatText: string | undefined): Promise<Volume> {
+/** The checks of convertVolume before it changes anything (the API answers them at once). */
+export function checkConvert(storage: StorageService, name: string, formatText: string | undefined): { volume: Volume; format: DiskFormat; pool: Pool } {
   if (formatText === undefined) throw invalid('--format', 'is required', 'use qcow2 or raw');
   const format = parseFormat('--format', formatText, 'qcow2');
   const volume = mustGetVolume(storage, name);
   assertDetached(storage, volume, 'convert');
   if (volume.format === format) throw invalid('--format', `volume ${name} is already ${format}`);
-  const pool = mustGetPool(storage, volume.pool);
+  return { volume, format, pool: mustGetPool(storage, volume.pool) };
+}
+
+/** Rewrites the volume in another format (copy, then swap the files); refused while attached. */
+export async function convertVolume(storage: StorageService, name: string, formatText: string | undefined): Promise<Volume> {
+  const { volume, format, pool } = checkConvert(storage, name, formatText);
   return storage.withVolumeLock(name, 'convert', {}, async () => {
     assertDetached(storage, volume, 'convert');
     const target = volumePath(pool.path, name, format);
@@ -244,17 +249,23 @@ export async function checkVolume(storage: StorageService, name: string): Promis
   return checkImage(volume.path, volume.format);
 }
 
+/** The checks of importVolume before it reads the file with qemu-img (the API answers them at once). */
+export function checkImport(storage: StorageService, file: string, request: { name?: string; pool?: string; format?: string }) {
+  const source = resolve(file);
+  if (!existsSync(source) || !statSync(source).isFile()) throw invalid('FILE', `${file} is not an existing file`);
+  const name = validateName('--name', request.name ?? basename(source, extname(source)));
+  const requested = request.format === undefined ? undefined : parseFormat('--format', request.format, 'qcow2');
+  const pool = mustGetPool(storage, request.pool ?? DEFAULT_POOL);
+  return { source, name, requested, pool };
+}
+
 /** Copies an image file (any format qemu-img reads, backing chain flattened) into a new volume. */
 export async function importVolume(
   storage: StorageService,
   file: string,
   request: { name?: string; pool?: string; format?: string },
 ): Promise<Volume> {
-  const source = resolve(file);
-  if (!existsSync(source) || !statSync(source).isFile()) throw invalid('FILE', `${file} is not an existing file`);
-  const name = validateName('--name', request.name ?? basename(source, extname(source)));
-  const requested = request.format === undefined ? undefined : parseFormat('--format', request.format, 'qcow2');
-  const pool = mustGetPool(storage, request.pool ?? DEFAULT_POOL);
+  const { source, name, requested, pool } = checkImport(storage, file, request);
   let link: ChainLink;
   try {
     link = await imageLink(source);
@@ -266,13 +277,19 @@ export async function importVolume(
   return makeVolume(storage, name, pool.name, path, format, () => convertImage(source, path, format, { sourceFormat: link.format }));
 }
 
-/** Copies a volume out to a new file (never overwrites); refused while a running instance writes it. */
-export async function exportVolume(storage: StorageService, name: string, file: string, request: { format?: string } = {}): Promise<{ path: string; format: DiskFormat }> {
+/** The checks of exportVolume before it takes the volume's lock (the API answers them at once). */
+export function checkExport(storage: StorageService, name: string, file: string, request: { format?: string } = {}): { volume: Volume; format: DiskFormat; target: string } {
   const volume = mustGetVolume(storage, name);
   const format = parseFormat('--format', request.format, volume.format);
   const target = resolve(file);
   if (existsSync(target)) throw new VirtnodeError('CONFLICT', `FILE: ${file} already exists`, { field: 'FILE', hint: 'choose a new file name; export never overwrites' });
   if (!existsSync(dirname(target))) throw invalid('FILE', `the directory ${dirname(target)} does not exist`);
+  return { volume, format, target };
+}
+
+/** Copies a volume out to a new file (never overwrites); refused while a running instance writes it. */
+export async function exportVolume(storage: StorageService, name: string, file: string, request: { format?: string } = {}): Promise<{ path: string; format: DiskFormat }> {
+  const { volume, format, target } = checkExport(storage, name, file, request);
   return storage.withVolumeLock(name, 'export', {}, async () => {
     const user = storage.attachedTo(name);
     if (user !== undefined && isLive(await storage.instance(user.name))) {

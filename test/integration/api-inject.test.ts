@@ -154,6 +154,24 @@ describe('REST API through inject(): every route, bad input refused with the err
       ['POST', '/volumes', { name: 'v1', size: '16M', format: 'vmdk' }, 400, /format/],
       ['POST', '/volumes', { name: 'v1', size: '16M', pool: 'nope' }, 404, /pool nope does not exist/],
       ['DELETE', '/volumes/nope', undefined, 404, /volume nope does not exist/],
+      ['DELETE', '/volumes/..%2Fx', undefined, 400, /volume: "\.\.\/x" is not a valid name/],
+      ['POST', '/pools', { name: 'p1', path: 'relative/dir' }, 400, /--path: "relative\/dir" is not an absolute path/],
+      ['POST', '/pools', { name: '../p1', path: '/tmp' }, 400, /name: "\.\.\/p1" is not a valid name/],
+      ['POST', '/pools', { name: 'p1', path: '/tmp', color: 'red' }, 400, /unknown field "color"/],
+      ['DELETE', '/pools/nope', undefined, 404, /pool nope does not exist/],
+      ['DELETE', '/pools/..%2Fx', undefined, 400, /not a valid name/],
+      ['POST', '/volumes/nope/resize', { size: '1G' }, 404, /volume nope does not exist/],
+      ['POST', '/volumes/nope/resize', { size: 'huge' }, 400, /"huge" is not a size/],
+      ['POST', '/volumes/..%2Fx/resize', { size: '1G' }, 400, /volume: "\.\.\/x" is not a valid name/],
+      ['POST', '/volumes/nope/resize', { size: '1G', shrink: true }, 400, /unknown field "shrink"/],
+      ['POST', '/volumes/nope/convert', { format: 'raw' }, 404, /volume nope does not exist/],
+      ['POST', '/volumes/nope/convert', { format: 'vmdk' }, 400, /--format: "vmdk" is not a disk format/],
+      ['GET', '/volumes/nope/check', undefined, 404, /volume nope does not exist/],
+      ['POST', '/volumes/import', { file: 'relative.img' }, 400, /file: "relative.img" is not an absolute path/],
+      ['POST', '/volumes/import', { file: '/no/such/file.img' }, 400, /is not an existing file/],
+      ['POST', '/volumes/import', { file: '/no/such/file.img', pool: 'nope', extra: 1 }, 400, /unknown field "extra"/],
+      ['POST', '/volumes/nope/export', { file: '/tmp/nope.raw' }, 404, /volume nope does not exist/],
+      ['POST', '/volumes/nope/export', { file: 'nope.raw' }, 400, /file: "nope.raw" is not an absolute path/],
       ['GET', '/templates/nope', undefined, 404, /template nope does not exist/],
       ['GET', '/templates/..%2Fx', undefined, 400, /not a valid name/],
       ['POST', '/templates', { instance: 'nope' }, 404, /instance nope does not exist/],
@@ -309,7 +327,7 @@ describe('REST API through inject(): every route, bad input refused with the err
     expect((await api.call('GET', '/networks/apinet')).status).toBe(404);
   });
 
-  it('pools and volumes: list, info, create a volume, delete it', async () => {
+  it('pools and volumes: list, info, create, resize, check, convert, export, import, delete; a pool created and removed', async () => {
     const pools = await api.call('GET', '/pools');
     expect(pools.status).toBe(200);
     expect(pools.body).toContainEqual(expect.objectContaining({ name: 'default', path: join(home, 'pools', 'default'), volumes: 0 }));
@@ -321,6 +339,26 @@ describe('REST API through inject(): every route, bad input refused with the err
     const info = await api.call('GET', '/volumes/apivol');
     expect(info.body.chain).toEqual([expect.objectContaining({ path: created.body.path, format: 'qcow2' })]);
     expect((await api.call('GET', '/pools/default')).body).toMatchObject({ volumes: 1, volumeNames: ['apivol'] });
+    expect((await api.call('POST', '/volumes/apivol/resize', { size: '32M' })).body).toEqual({ volume: 'apivol', from: 16 * 2 ** 20, to: 32 * 2 ** 20, live: false });
+    expect((await api.call('GET', '/volumes/apivol/check')).body).toMatchObject({ clean: true, supported: true, corruptions: 0 });
+    const convert = await api.call('POST', '/volumes/apivol/convert', { format: 'raw' });
+    expect(convert.status).toBe(202);
+    expect(await waitOp(convert.body.id)).toMatchObject({ status: 'succeeded', kind: 'volume-convert', result: { name: 'apivol', format: 'raw', virtualSize: 32 * 2 ** 20 } });
+    const exportedFile = join(files, 'apivol-export.qcow2');
+    const exported = await api.call('POST', '/volumes/apivol/export', { file: exportedFile, format: 'qcow2' });
+    expect(exported.status).toBe(202);
+    expect(await waitOp(exported.body.id)).toMatchObject({ status: 'succeeded', kind: 'volume-export', result: { path: exportedFile, format: 'qcow2' } });
+    const imported = await api.call('POST', '/volumes/import', { file: exportedFile, name: 'apicopy' });
+    expect(imported.status).toBe(202);
+    expect(await waitOp(imported.body.id)).toMatchObject({ status: 'succeeded', kind: 'volume-import', result: { name: 'apicopy', format: 'qcow2', virtualSize: 32 * 2 ** 20 } });
+    expect((await api.call('GET', '/instance-disks')).status).toBe(200);
+    const poolDir = join(files, 'apipool');
+    mkdirSync(poolDir);
+    const pool = await api.call('POST', '/pools', { name: 'apipool', path: poolDir });
+    expect(pool.status, JSON.stringify(pool.body)).toBe(201);
+    expect(pool.body).toMatchObject({ name: 'apipool', path: poolDir, volumes: 0, volumeNames: [] });
+    expect((await api.call('DELETE', '/pools/apipool')).body).toEqual({ name: 'apipool', deleted: true });
+    expect((await api.call('DELETE', '/volumes/apicopy')).body).toEqual({ name: 'apicopy', deleted: true });
     expect((await api.call('DELETE', '/volumes/apivol')).body).toEqual({ name: 'apivol', deleted: true });
     expect((await api.call('GET', '/volumes/apivol')).status).toBe(404);
     expect(readdirSync(join(home, 'pools', 'default'))).toEqual([]);

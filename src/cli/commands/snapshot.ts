@@ -1,9 +1,26 @@
 import type { Command } from 'commander';
-import type { SnapshotNode } from '../../storage/snapshots.ts';
-import { loadStorageService as storage } from '../load-storage.ts';
+import type { SnapshotApiView } from '../../api/views.ts';
 import { table } from '../output.ts';
 
-/** The stable view of a snapshot tree (--json and, later, the API). */
+const api = async () => (await import('../api/snapshots.ts')).snapshotApi();
+
+interface SnapshotNode extends SnapshotApiView {
+  children: SnapshotNode[];
+}
+
+/** The flat list (oldest first, each naming its parent) as a tree, each snapshot under the one it was taken from. */
+function snapshotTree(flat: SnapshotApiView[]): SnapshotNode[] {
+  const nodes = new Map(flat.map((s) => [s.name, { ...s, children: [] as SnapshotNode[] }]));
+  const roots: SnapshotNode[] = [];
+  for (const node of nodes.values()) {
+    const parent = node.parent === null ? undefined : nodes.get(node.parent);
+    if (parent === undefined) roots.push(node);
+    else parent.children.push(node);
+  }
+  return roots;
+}
+
+/** The stable view of a snapshot tree (`snapshot ls --json`). */
 function snapshotView(n: SnapshotNode): unknown {
   return {
     name: n.name,
@@ -49,9 +66,7 @@ export function registerSnapshotCommands(program: Command): void {
     .option('--external', 'stopped instance: an external snapshot (qcow2 overlays) instead of an internal one')
     .option('--quiesce', 'freeze the guest\'s filesystems through its guest agent during a --disk-only snapshot')
     .action(async (instance: string, name: string | undefined, o: { diskOnly?: boolean; external?: boolean; quiesce?: boolean }) => {
-      const { createSnapshot } = await import('../../storage/snapshots.ts');
-      const r = await createSnapshot(await storage(), {
-        instance,
+      const r = await (await api()).create(instance, {
         ...(name === undefined ? {} : { name }),
         diskOnly: o.diskOnly === true,
         external: o.external === true,
@@ -68,8 +83,7 @@ export function registerSnapshotCommands(program: Command): void {
     .argument('<instance>')
     .option('--json', 'as JSON')
     .action(async (instance: string, o: { json?: boolean }) => {
-      const { listSnapshots } = await import('../../storage/snapshots.ts');
-      const tree = await listSnapshots(await storage(), instance);
+      const tree = snapshotTree(await (await api()).list(instance));
       if (o.json) {
         process.stdout.write(`${JSON.stringify(tree.map(snapshotView), null, 2)}\n`);
         return;
@@ -87,8 +101,7 @@ export function registerSnapshotCommands(program: Command): void {
     .argument('<instance>')
     .argument('<snapshot>')
     .action(async (instance: string, name: string) => {
-      const { revertSnapshot } = await import('../../storage/snapshots.ts');
-      const r = await revertSnapshot(await storage(), instance, name);
+      const r = await (await api()).revert(instance, name);
       process.stdout.write(`Reverted ${instance} to snapshot ${name}\n`);
       printNotes(r.notes);
     });
@@ -99,8 +112,7 @@ export function registerSnapshotCommands(program: Command): void {
     .argument('<instance>')
     .argument('<snapshot>')
     .action(async (instance: string, name: string) => {
-      const { deleteSnapshot } = await import('../../storage/snapshots.ts');
-      const r = await deleteSnapshot(await storage(), instance, name);
+      const r = await (await api()).remove(instance, name);
       process.stdout.write(`Deleted snapshot ${name} of ${instance}\n`);
       printNotes(r.notes);
     });

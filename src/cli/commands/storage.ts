@@ -1,7 +1,9 @@
+import { resolve } from 'node:path';
 import type { Command } from 'commander';
 import { formatSize } from '../../lib/units.ts';
-import { loadStorageService as storage } from '../load-storage.ts';
 import { keyValues, parseFormat, structured, table } from '../output.ts';
+
+const api = async () => (await import('../api/storage.ts')).storageApi();
 
 const size = (n: number | undefined) => (n === undefined ? '-' : formatSize(n));
 
@@ -17,10 +19,9 @@ export function registerStorageCommands(program: Command): void {
     .command('create')
     .description('register an existing directory as a pool')
     .argument('<name>', 'pool name (a DNS label)')
-    .requiredOption('--path <dir>', 'absolute path of an existing directory')
+    .requiredOption('--path <dir>', 'absolute path of an existing directory (with --remote: on the daemon\'s host)')
     .action(async (name: string, o: { path: string }) => {
-      const { createPool } = await import('../../storage/pools.ts');
-      const p = createPool(await storage(), name, o.path);
+      const p = await (await api()).createPool(name, o.path);
       process.stdout.write(`Created pool ${p.name} at ${p.path}\n`);
     });
 
@@ -30,8 +31,7 @@ export function registerStorageCommands(program: Command): void {
     .option('--format <format>', 'table, json or yaml', 'table')
     .action(async (o: { format?: string }) => {
       parseFormat(o.format);
-      const { listPools } = await import('../../storage/pools.ts');
-      const pools = listPools(await storage());
+      const pools = await (await api()).listPools();
       await print(o.format, pools, () =>
         table(
           ['NAME', 'PATH', 'VOLUMES', 'VOLUME ALLOC', 'FS CAPACITY', 'FS ALLOCATION', 'FS AVAILABLE'],
@@ -49,13 +49,12 @@ export function registerStorageCommands(program: Command): void {
     .option('--format <format>', 'table, json or yaml', 'table')
     .action(async (name: string, o: { format?: string }) => {
       parseFormat(o.format);
-      const { poolInfo } = await import('../../storage/pools.ts');
-      const p = poolInfo(await storage(), name);
+      const p = await (await api()).getPool(name);
       await print(o.format, p, () =>
         keyValues([
           ['Name', p.name],
           ['Path', p.path],
-          ['Volumes', p.volumeNames.length === 0 ? '0' : `${p.volumeNames.length} (${p.volumeNames.join(', ')})`],
+          ['Volumes', (p.volumeNames ?? []).length === 0 ? '0' : `${p.volumeNames!.length} (${p.volumeNames!.join(', ')})`],
           ['Volume allocation', formatSize(p.volumeAllocation)],
           ['Other files', p.otherFiles],
           ['FS capacity', formatSize(p.capacity)],
@@ -71,8 +70,7 @@ export function registerStorageCommands(program: Command): void {
     .description('forget a pool (its directory stays); refused while it holds volumes')
     .argument('<name>')
     .action(async (name: string) => {
-      const { removePool } = await import('../../storage/pools.ts');
-      removePool(await storage(), name);
+      await (await api()).removePool(name);
       process.stdout.write(`Removed pool ${name}\n`);
     });
 
@@ -87,9 +85,8 @@ export function registerStorageCommands(program: Command): void {
     .option('--preallocate', 'reserve the space on the host now')
     .option('--pool <pool>', 'pool to create it in', 'default')
     .action(async (name: string, o: { size: string; format: string; preallocate?: boolean; pool: string }) => {
-      const { createVolume } = await import('../../storage/volumes.ts');
-      const v = await createVolume(await storage(), { name, size: o.size, format: o.format, preallocate: o.preallocate === true, pool: o.pool });
-      process.stdout.write(`Created volume ${v.name} (${v.format}, ${formatSize((await import('../../storage/volumes.ts')).parseDiskSize('--size', o.size))}) in pool ${v.pool}: ${v.path}\n`);
+      const v = await (await api()).createVolume({ name, size: o.size, format: o.format, preallocate: o.preallocate === true, pool: o.pool });
+      process.stdout.write(`Created volume ${v.name} (${v.format}, ${size(v.virtualSize)}) in pool ${v.pool}: ${v.path}\n`);
     });
 
   volume
@@ -100,10 +97,9 @@ export function registerStorageCommands(program: Command): void {
     .option('--format <format>', 'table, json or yaml', 'table')
     .action(async (o: { pool?: string; all?: boolean; format?: string }) => {
       parseFormat(o.format);
-      const { listVolumes, listInstanceDisks } = await import('../../storage/volumes.ts');
-      const s = await storage();
-      const volumes = await listVolumes(s, o.pool === undefined ? {} : { pool: o.pool });
-      const disks = o.all ? await listInstanceDisks(s) : [];
+      const storage = await api();
+      const volumes = await storage.listVolumes(o.pool === undefined ? {} : { pool: o.pool });
+      const disks = o.all ? await storage.listInstanceDisks() : [];
       const rows = [
         ...volumes.map((v) => [v.name, v.pool, v.format, size(v.virtualSize), size(v.allocation), v.attachedTo ?? '-', v.problem ?? (v.overlay ? 'written through a snapshot overlay' : '')]),
         ...disks.map((d) => [`${d.instance}/${d.id}`, '(instance)', d.format, size(d.virtualSize), size(d.allocation), d.instance, d.path]),
@@ -118,8 +114,7 @@ export function registerStorageCommands(program: Command): void {
     .option('--format <format>', 'table, json or yaml', 'table')
     .action(async (name: string, o: { format?: string }) => {
       parseFormat(o.format);
-      const { volumeInfo } = await import('../../storage/volumes.ts');
-      const v = await volumeInfo(await storage(), name);
+      const v = await (await api()).getVolume(name);
       await print(o.format, v, () =>
         keyValues([
           ['Name', v.name],
@@ -130,9 +125,9 @@ export function registerStorageCommands(program: Command): void {
           ['Allocation', size(v.allocation)],
           ['Attached to', v.attachedTo],
           ['Overlay', v.overlay],
-          ...v.chain.slice(1).map((l, i): [string, string] => [i === 0 ? 'Backing chain' : '', `${l.path} (${l.format})`]),
+          ...(v.chain ?? []).slice(1).map((l, i): [string, string] => [i === 0 ? 'Backing chain' : '', `${l.path} (${l.format})`]),
           ...(v.activeChain ?? []).map((l, i): [string, string] => [i === 0 ? 'Active chain' : '', `${l.path} (${l.format})`]),
-          ...(v.chain[0]?.snapshots ?? []).map((s, i): [string, string] => [i === 0 ? 'Internal snapshots' : '', `${s.name} (${s.date}${s.vmStateSize > 0 ? ', with memory' : ''})`]),
+          ...(v.chain?.[0]?.snapshots ?? []).map((s, i): [string, string] => [i === 0 ? 'Internal snapshots' : '', `${s.name} (${s.date}${s.vmStateSize > 0 ? ', with memory' : ''})`]),
           ['Created', v.createdAt],
         ]),
       );
@@ -145,8 +140,7 @@ export function registerStorageCommands(program: Command): void {
     .requiredOption('--size <size>', 'new virtual size')
     .option('--allow-shrink', 'allow a smaller size (data past the end is lost)')
     .action(async (name: string, o: { size: string; allowShrink?: boolean }) => {
-      const { resizeVolume } = await import('../../storage/volumes.ts');
-      const r = await resizeVolume(await storage(), name, o.size, { allowShrink: o.allowShrink === true });
+      const r = await (await api()).resizeVolume(name, o.size, { allowShrink: o.allowShrink === true });
       process.stdout.write(r.from === r.to ? `Volume ${name} is already ${formatSize(r.to)}\n` : `Resized volume ${name} from ${formatSize(r.from)} to ${formatSize(r.to)}${r.live ? ' (live)' : ''}\n`);
     });
 
@@ -156,8 +150,7 @@ export function registerStorageCommands(program: Command): void {
     .argument('<name>')
     .requiredOption('--format <format>', 'qcow2 or raw')
     .action(async (name: string, o: { format: string }) => {
-      const { convertVolume } = await import('../../storage/volumes.ts');
-      const v = await convertVolume(await storage(), name, o.format);
+      const v = await (await api()).convertVolume(name, o.format);
       process.stdout.write(`Converted volume ${name} to ${v.format}: ${v.path}\n`);
     });
 
@@ -168,8 +161,7 @@ export function registerStorageCommands(program: Command): void {
     .option('--format <format>', 'table, json or yaml', 'table')
     .action(async (name: string, o: { format?: string }) => {
       parseFormat(o.format);
-      const { checkVolume } = await import('../../storage/volumes.ts');
-      const r = await checkVolume(await storage(), name);
+      const r = await (await api()).checkVolume(name);
       await print(o.format, r, () =>
         !r.supported
           ? `Volume ${name}: raw images have no metadata to check\n`
@@ -180,16 +172,16 @@ export function registerStorageCommands(program: Command): void {
       if (r.corruptions > 0 || r.checkErrors > 0) process.exitCode = 9;
     });
 
+  // Files to import or export are sent by their absolute path: the daemon has another working directory.
   volume
     .command('import')
     .description('copy an image file into a new volume (backing chain flattened)')
-    .argument('<file>')
+    .argument('<file>', 'the image file (with --remote: a file on the daemon\'s host)')
     .option('--name <name>', 'volume name (default: from the file name)')
     .option('--pool <pool>', 'pool', 'default')
     .option('--format <format>', 'qcow2 or raw (default: raw stays raw, anything else becomes qcow2)')
     .action(async (file: string, o: { name?: string; pool: string; format?: string }) => {
-      const { importVolume } = await import('../../storage/volumes.ts');
-      const v = await importVolume(await storage(), file, { pool: o.pool, ...(o.name === undefined ? {} : { name: o.name }), ...(o.format === undefined ? {} : { format: o.format }) });
+      const v = await (await api()).importVolume(resolve(file), { pool: o.pool, ...(o.name === undefined ? {} : { name: o.name }), ...(o.format === undefined ? {} : { format: o.format }) });
       process.stdout.write(`Imported ${file} as volume ${v.name} (${v.format}) in pool ${v.pool}\n`);
     });
 
@@ -197,11 +189,10 @@ export function registerStorageCommands(program: Command): void {
     .command('export')
     .description('copy a volume out to a new file')
     .argument('<name>')
-    .argument('<file>')
+    .argument('<file>', 'a new file (with --remote: on the daemon\'s host)')
     .option('--format <format>', 'qcow2 or raw (default: the volume\'s)')
     .action(async (name: string, file: string, o: { format?: string }) => {
-      const { exportVolume } = await import('../../storage/volumes.ts');
-      const r = await exportVolume(await storage(), name, file, o.format === undefined ? {} : { format: o.format });
+      const r = await (await api()).exportVolume(name, resolve(file), o.format === undefined ? {} : { format: o.format });
       process.stdout.write(`Exported volume ${name} to ${r.path} (${r.format})\n`);
     });
 
@@ -210,8 +201,7 @@ export function registerStorageCommands(program: Command): void {
     .description('delete a volume and its file; refused while attached')
     .argument('<name>')
     .action(async (name: string) => {
-      const { removeVolume } = await import('../../storage/volumes.ts');
-      await removeVolume(await storage(), name);
+      await (await api()).removeVolume(name);
       process.stdout.write(`Removed volume ${name}\n`);
     });
 
@@ -223,8 +213,7 @@ export function registerStorageCommands(program: Command): void {
     .argument('<instance>')
     .argument('<volume>')
     .action(async (instance: string, vol: string) => {
-      const { attachDisk } = await import('../../storage/disks.ts');
-      const r = await attachDisk(await storage(), instance, vol);
+      const r = await (await api()).attachDisk(instance, vol);
       process.stdout.write(`Attached volume ${vol} to ${instance} as ${r.diskId}${r.live ? ' (hot-plugged)' : ' (from next start)'}\n`);
     });
 
@@ -234,8 +223,7 @@ export function registerStorageCommands(program: Command): void {
     .argument('<instance>')
     .argument('<volume>')
     .action(async (instance: string, vol: string) => {
-      const { detachDisk } = await import('../../storage/disks.ts');
-      const r = await detachDisk(await storage(), instance, vol);
+      const r = await (await api()).detachDisk(instance, vol);
       process.stdout.write(`Detached volume ${vol} from ${instance}${r.live ? ' (the guest released it)' : ''}\n`);
     });
 }

@@ -4,6 +4,7 @@ import {
   AddPortBody,
   AttachDiskBody,
   AttachNicBody,
+  CheckedNameParams,
   DiskChange,
   DiskParams,
   InstanceNic,
@@ -20,6 +21,9 @@ import type { DaemonCore } from '../core.ts';
 import { lazyStorageService } from './storage-service.ts';
 
 type NameRequest = { Params: { name: string } };
+
+/** Routes whose core function checks the names itself (as the CLI does, naming the field: volume, instance). */
+const checked = { nameCheckedByCore: true };
 
 /**
  * An instance's NICs, port forwards and disks (`virtnode nic ...`, `port ...`, `disk attach|detach`): live through
@@ -112,28 +116,27 @@ export async function deviceRoutes(app: FastifyInstance, core: DaemonCore): Prom
   app.post<NameRequest & { Body: { volume: string } }>(
     '/instances/:name/disks',
     {
+      config: checked,
       schema: {
         tags: ['storage'],
         summary: 'attach a volume as a virtio disk (hot-plugged if the instance runs; kept for the next start)',
-        params: NameParams,
+        params: CheckedNameParams,
         body: AttachDiskBody,
         response: withErrors({ 201: DiskChange }),
       },
     },
     async (request, reply) => {
       const { attachDisk } = await import('../../storage/disks.ts');
-      const name = validateName('name', request.params.name);
-      return reply.status(201).send(done(await attachDisk(await storage(), name, validateName('volume', request.body.volume))));
+      return reply.status(201).send(done(await attachDisk(await storage(), request.params.name, request.body.volume)));
     },
   );
 
   app.delete<{ Params: { name: string; volume: string } }>(
     '/instances/:name/disks/:volume',
-    { schema: { tags: ['storage'], summary: 'detach a volume (live: waits until the guest has released it)', params: DiskParams, response: withErrors({ 200: DiskChange }) } },
+    { config: checked, schema: { tags: ['storage'], summary: 'detach a volume (live: waits until the guest has released it)', params: DiskParams, response: withErrors({ 200: DiskChange }) } },
     async (request) => {
       const { detachDisk } = await import('../../storage/disks.ts');
-      const name = validateName('name', request.params.name);
-      return done(await detachDisk(await storage(), name, validateName('volume', request.params.volume)));
+      return done(await detachDisk(await storage(), request.params.name, request.params.volume));
     },
   );
 }

@@ -1,15 +1,15 @@
 import type { FastifyInstance } from 'fastify';
 import Type from 'typebox';
-import { CreateSnapshotBody, type CreateSnapshotBodyType, NameParams, Operation, Snapshot, SnapshotParams, withErrors } from '../../api/schemas.ts';
-import { snapshotView } from '../../api/views.ts';
-import { VirtnodeError } from '../../lib/errors.ts';
-import { validateName } from '../../lib/ids.ts';
+import { CheckedNameParams, CreateSnapshotBody, type CreateSnapshotBodyType, Operation, Snapshot, SnapshotParams, withErrors } from '../../api/schemas.ts';
+import { snapshotList, snapshotView } from '../../api/views.ts';
 import type { SnapshotResult } from '../../storage/snapshots.ts';
-import type { StorageService } from '../../storage/service.ts';
 import type { DaemonCore } from '../core.ts';
 import { lazyStorageService } from './storage-service.ts';
 
 type SnapRequest = { Params: { name: string; snap: string } };
+
+/** Routes whose core function checks the names itself (as the CLI does, naming the field: volume, instance). */
+const checked = { nameCheckedByCore: true };
 
 /** Instance snapshots (`virtnode snapshot ...`): create, revert and delete are operations on the instance. */
 export async function snapshotRoutes(app: FastifyInstance, core: DaemonCore): Promise<void> {
@@ -21,62 +21,41 @@ export async function snapshotRoutes(app: FastifyInstance, core: DaemonCore): Pr
     core.supervisor.poke();
     return value;
   };
-  /** Bad input and a missing instance or snapshot are answered now (4xx), not as a failed operation. */
-  const mustGetSnapshot = async (s: StorageService, instance: string, snap: string) => {
-    await core.instances.get(validateName('name', instance));
-    const found = s.repo.snapshot(instance, validateName('snap', snap));
-    if (found === undefined || found.state === 'creating') {
-      throw new VirtnodeError('NOT_FOUND', `instance ${instance} has no snapshot ${snap}`, { hint: `see them with: GET /instances/${instance}/snapshots` });
-    }
-  };
-
   app.get<{ Params: { name: string } }>(
     '/instances/:name/snapshots',
-    { schema: { tags, summary: 'an instance\'s snapshots, oldest first; each names the snapshot it was taken from (parent)', params: NameParams, response: withErrors({ 200: Type.Array(Snapshot) }) } },
+    { config: checked, schema: { tags, summary: 'an instance\'s snapshots, oldest first; each names the snapshot it was taken from (parent)', params: CheckedNameParams, response: withErrors({ 200: Type.Array(Snapshot) }) } },
     async (request) => {
       const { listSnapshots } = await snapshots();
-      const flat: ReturnType<typeof snapshotView>[] = [];
-      const walk = (nodes: Awaited<ReturnType<typeof listSnapshots>>) => {
-        for (const n of nodes) {
-          flat.push(snapshotView(n));
-          walk(n.children);
-        }
-      };
-      walk(await listSnapshots(await storage(), validateName('name', request.params.name)));
-      return flat.sort((a, b) => a.createdAt.localeCompare(b.createdAt));
+      return snapshotList(await listSnapshots(await storage(), request.params.name));
     },
   );
 
   app.post<{ Params: { name: string }; Body: CreateSnapshotBodyType | undefined }>(
     '/instances/:name/snapshots',
     {
+      config: checked,
       schema: {
         tags,
         summary: 'snapshot an instance: running → with memory (internal) or diskOnly (external); stopped → disks, internal or external (an operation; result: {snapshot, notes})',
-        params: NameParams,
+        params: CheckedNameParams,
         body: Type.Union([CreateSnapshotBody, Type.Null()]),
         response: withErrors({ 202: Operation }),
       },
     },
     async (request, reply) => {
-      const { createSnapshot } = await snapshots();
+      const { checkSnapshotCreate, createSnapshot } = await snapshots();
       const s = await storage();
-      const instance = await core.instances.get(validateName('name', request.params.name));
       const b = request.body ?? {};
-      if (b.name !== undefined && s.repo.snapshot(instance.name, b.name) !== undefined) {
-        throw new VirtnodeError('CONFLICT', `name: instance ${instance.name} already has a snapshot ${b.name}`, { field: 'name', hint: 'choose another name' });
-      }
-      const op = core.operations.start('snapshot-create', `instances/${instance.name}`, async () =>
-        result(
-          await createSnapshot(s, {
-            instance: instance.name,
-            ...(b.name === undefined ? {} : { name: b.name }),
-            diskOnly: b.diskOnly === true,
-            external: b.external === true,
-            quiesce: b.quiesce === true,
-          }),
-        ),
-      );
+      const snapshotRequest = {
+        instance: request.params.name,
+        ...(b.name === undefined ? {} : { name: b.name }),
+        diskOnly: b.diskOnly === true,
+        external: b.external === true,
+        quiesce: b.quiesce === true,
+      };
+      // Bad input, a missing instance, a taken name, a wrong state: answered now (4xx), not as a failed operation.
+      await checkSnapshotCreate(s, snapshotRequest);
+      const op = core.operations.start('snapshot-create', `instances/${request.params.name}`, async () => result(await createSnapshot(s, snapshotRequest)));
       return reply.status(202).send(done(op));
     },
   );
@@ -84,6 +63,7 @@ export async function snapshotRoutes(app: FastifyInstance, core: DaemonCore): Pr
   app.post<SnapRequest>(
     '/instances/:name/snapshots/:snap/revert',
     {
+      config: checked,
       schema: {
         tags,
         summary: 'return to a snapshot, discarding everything since (may restart a running instance; the notes say so) (an operation)',
@@ -92,10 +72,10 @@ export async function snapshotRoutes(app: FastifyInstance, core: DaemonCore): Pr
       },
     },
     async (request, reply) => {
-      const { revertSnapshot } = await snapshots();
+      const { checkSnapshotExists, revertSnapshot } = await snapshots();
       const s = await storage();
       const { name, snap } = request.params;
-      await mustGetSnapshot(s, name, snap);
+      await checkSnapshotExists(s, name, snap);
       const op = core.operations.start('snapshot-revert', `instances/${name}`, async () => result(await revertSnapshot(s, name, snap)));
       return reply.status(202).send(done(op));
     },
@@ -104,6 +84,7 @@ export async function snapshotRoutes(app: FastifyInstance, core: DaemonCore): Pr
   app.delete<SnapRequest>(
     '/instances/:name/snapshots/:snap',
     {
+      config: checked,
       schema: {
         tags,
         summary: 'delete a snapshot (an external one is merged into the file above it) (an operation)',
@@ -112,10 +93,10 @@ export async function snapshotRoutes(app: FastifyInstance, core: DaemonCore): Pr
       },
     },
     async (request, reply) => {
-      const { deleteSnapshot } = await snapshots();
+      const { checkSnapshotExists, deleteSnapshot } = await snapshots();
       const s = await storage();
       const { name, snap } = request.params;
-      await mustGetSnapshot(s, name, snap);
+      await checkSnapshotExists(s, name, snap);
       const op = core.operations.start('snapshot-delete', `instances/${name}`, async () => result(await deleteSnapshot(s, name, snap)));
       return reply.status(202).send(done(op));
     },
