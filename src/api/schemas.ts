@@ -330,7 +330,13 @@ export const HostReport = Type.Object(
   },
   { additionalProperties: false },
 );
-export const HostCheckQuery = Type.Object({ refresh: Type.Optional(Type.Boolean()) }, { additionalProperties: false });
+export const HostCheckQuery = Type.Object(
+  {
+    refresh: Type.Optional(Type.Boolean()),
+    cpuinfo: Type.Optional(Type.String({ minLength: 1, maxLength: 4096, description: 'judge the CPU from this captured /proc/cpuinfo (a file on the daemon host)' })),
+  },
+  { additionalProperties: false },
+);
 
 export const Network = Type.Object(
   {

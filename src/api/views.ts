@@ -15,6 +15,7 @@ import type { PoolUsage } from '../storage/pools.ts';
 import type { ChainLink, CheckResult } from '../storage/qemu-img.ts';
 import type { InstanceDiskView, VolumeView } from '../storage/volumes.ts';
 import type { Template } from '../templates/model.ts';
+import type { SealResult } from '../templates/seal.ts';
 
 export interface InstanceView {
   name: string;
@@ -375,6 +376,7 @@ export function snapshotList<T extends Snapshot & { children: T[] }>(tree: T[]):
 }
 
 /** A template, with the instances whose disks sit on it (the same view as `template ls --format json`). */
+/** The view of a template, its fields (and its defaults') in the documented order. */
 export function templateView(t: Template, clones: string[]) {
   return {
     name: t.name,
@@ -384,12 +386,41 @@ export function templateView(t: Template, clones: string[]) {
     virtualSize: t.virtualSize,
     sha256: t.sha256,
     ...(t.image === undefined ? {} : { image: { name: t.image.name, sha256: t.image.sha256 } }),
-    defaults: t.defaults,
+    defaults: {
+      cpus: t.defaults.cpus,
+      memoryMiB: t.defaults.memoryMiB,
+      accel: t.defaults.accel,
+      ...(t.defaults.boot === undefined
+        ? {}
+        : {
+            boot: {
+              kernel: t.defaults.boot.kernel,
+              ...(t.defaults.boot.initrd === undefined ? {} : { initrd: t.defaults.boot.initrd }),
+              ...(t.defaults.boot.cmdline === undefined ? {} : { cmdline: t.defaults.boot.cmdline }),
+            },
+          }),
+      ...(t.defaults.user === undefined ? {} : { user: t.defaults.user }),
+      networks: t.defaults.networks,
+    },
     sealMethod: t.sealMethod,
     sealReport: t.sealReport,
     clones,
     createdAt: t.createdAt,
   };
+}
+
+export type TemplateView = ReturnType<typeof templateView>;
+
+/** What sealing did (template create, clone of an instance). */
+export interface SealView {
+  method: string;
+  root: string | null;
+  changes: string[];
+  summary: string;
+}
+
+export function sealView(s: SealResult): SealView {
+  return { method: s.method, root: s.root ?? null, changes: s.changes, summary: s.summary };
 }
 
 /**

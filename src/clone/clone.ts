@@ -103,13 +103,8 @@ function sourceNotFound(name: string): VirtnodeError {
   });
 }
 
-/**
- * `virtnode clone SRC NEW [--linked]`: a new instance with the source's disk (a full copy, or a linked overlay)
- * and an identity of its own. A source instance must be stopped (a disk in use is never copied); its copy is
- * sealed offline, since it carries the source's machine-id, host keys and leases. A template is sealed already.
- * NEW goes through the `creating` state like `create`, so an interrupted clone leaves nothing behind.
- */
-export async function cloneInstance(service: InstanceService, request: CloneRequest, options: CloneOptions = {}): Promise<CloneResult> {
+/** The names of a clone, checked before anything is done (the daemon checks them before it starts the operation). */
+export async function checkClone(service: InstanceService, request: CloneRequest): Promise<{ sourceName: string; name: string }> {
   const sourceName = validateName('SRC', request.source);
   const name = validateName('NEW', request.name);
   if (sourceName === name) throw invalid('NEW', `"${name}" is the source's own name`, 'give the clone a new name');
@@ -119,6 +114,18 @@ export async function cloneInstance(service: InstanceService, request: CloneRequ
   if (templates.get(name) !== undefined || service.repo.get(name) !== undefined) {
     throw new VirtnodeError('CONFLICT', `NEW: ${name} already exists`, { field: 'NEW', hint: 'choose another name' });
   }
+  return { sourceName, name };
+}
+
+/**
+ * `virtnode clone SRC NEW [--linked]`: a new instance with the source's disk (a full copy, or a linked overlay)
+ * and an identity of its own. A source instance must be stopped (a disk in use is never copied); its copy is
+ * sealed offline, since it carries the source's machine-id, host keys and leases. A template is sealed already.
+ * NEW goes through the `creating` state like `create`, so an interrupted clone leaves nothing behind.
+ */
+export async function cloneInstance(service: InstanceService, request: CloneRequest, options: CloneOptions = {}): Promise<CloneResult> {
+  const { sourceName, name } = await checkClone(service, request);
+  const templates = new TemplateRepository(service.db);
   const signal = options.signal === undefined ? {} : { signal: options.signal };
   // Held for the whole clone: the source cannot start, be deleted or (a template) be removed meanwhile.
   const release = await acquireLock(service.db, sourceName, 'clone', { waitMs: SOURCE_LOCK_WAIT_MS, ...signal });

@@ -102,8 +102,13 @@ export class OperationManager {
         view.result = await work(ctx);
         view.status = 'succeeded';
       } catch (e) {
+        // The core's own account of an interruption (code TIMEOUT, e.g. "download of URL was interrupted after
+        // 192 KiB of 576 KiB", with how to resume) says more than "cancelled", and is what the CLI prints when
+        // Ctrl-C stops the same work in-process; the CLI through the daemon then prints it too. A daemon that
+        // stops says so instead.
         const why = this.stopping ? ' because the daemon stopped (SIGTERM): run it again once the daemon is back' : '';
-        const error = controller.signal.aborted ? new VirtnodeError('INVALID_STATE', `operation ${id} was cancelled${why}`, { cause: e }) : toVirtnodeError(e);
+        const interrupted = e instanceof VirtnodeError && e.code === 'TIMEOUT' && !this.stopping;
+        const error = controller.signal.aborted && !interrupted ? new VirtnodeError('INVALID_STATE', `operation ${id} was cancelled${why}`, { cause: e }) : toVirtnodeError(e);
         view.status = controller.signal.aborted ? 'cancelled' : 'failed';
         view.error = { code: error.code, message: error.message, ...(error.hint === undefined ? {} : { hint: error.hint }) };
       }

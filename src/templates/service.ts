@@ -84,14 +84,8 @@ export class TemplateService {
     return { template, sha256, unchanged: sha256 === template.sha256 };
   }
 
-  /**
-   * Turns an instance into a template: stops it, seals its disk (through the guest agent while it runs, else
-   * offline in the sealing appliance), moves the disk to `<state>/templates/NAME/` read-only and removes the
-   * instance. Crash-safe: until the template is recorded the instance is intact (its disk at worst sealed), and
-   * a template directory with no record is removed by reconciliation; once it is recorded, the instance is in
-   * `deleting`, which reconciliation finishes.
-   */
-  async create(instanceName: string, templateName: string | undefined, options: CreateTemplateOptions = {}): Promise<CreateTemplateResult> {
+  /** The names of a `create`, checked before anything is done (the daemon checks them before it starts the operation). */
+  async checkCreate(instanceName: string, templateName: string | undefined): Promise<{ source: string; name: string }> {
     const source = validateName('INSTANCE', instanceName);
     const name = validateName('NAME', templateName ?? source);
     await this.instances.ensureReconciled();
@@ -102,6 +96,18 @@ export class TemplateService {
     if (this.instances.repo.get(source) === undefined) {
       throw new VirtnodeError('NOT_FOUND', `instance ${source} does not exist`, { hint: 'see `virtnode list` for the instances there are' });
     }
+    return { source, name };
+  }
+
+  /**
+   * Turns an instance into a template: stops it, seals its disk (through the guest agent while it runs, else
+   * offline in the sealing appliance), moves the disk to `<state>/templates/NAME/` read-only and removes the
+   * instance. Crash-safe: until the template is recorded the instance is intact (its disk at worst sealed), and
+   * a template directory with no record is removed by reconciliation; once it is recorded, the instance is in
+   * `deleting`, which reconciliation finishes.
+   */
+  async create(instanceName: string, templateName: string | undefined, options: CreateTemplateOptions = {}): Promise<CreateTemplateResult> {
+    const { source, name } = await this.checkCreate(instanceName, templateName);
     const signal = options.signal === undefined ? {} : { signal: options.signal };
     const releases: Array<() => void> = [];
     try {

@@ -2,7 +2,7 @@ import { mkdirSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ApiHarness } from '../helpers/api.ts';
-import { tempHome, waitForText } from '../helpers/cli.ts';
+import { REPO_ROOT, tempHome, waitForText } from '../helpers/cli.ts';
 import { createQcow2, TestHttpServer } from '../helpers/http-server.ts';
 import { TEST_GUEST_READY_MARKER, testGuest } from '../helpers/test-guest.ts';
 
@@ -69,6 +69,11 @@ describe('REST API through inject(): every route, bad input refused with the err
     const check = await api.call('GET', '/host/check');
     expect(check.status).toBe(200);
     expect(check.body.checks.length).toBeGreaterThan(5);
+    const capture = await api.call('GET', `/host/check?cpuinfo=${encodeURIComponent(join(REPO_ROOT, 'test/fixtures/cpuinfo/intel-xeon-vmx.txt'))}`);
+    expect(capture.body.checks).toContainEqual(expect.objectContaining({ id: 'cpu.hwvirt', status: 'PASS', detail: expect.stringContaining('vmx') }));
+    const missing = await api.call('GET', '/host/check?cpuinfo=%2Fnonexistent%2Fcpuinfo');
+    expect(missing.status).toBe(404);
+    expect(missing.body.error.message).toBe('cannot read cpuinfo file /nonexistent/cpuinfo');
   }, 120_000);
 
   it('bad input is answered 4xx with the error shape, and nothing changes', async () => {
@@ -173,7 +178,9 @@ describe('REST API through inject(): every route, bad input refused with the err
       ['POST', '/templates', { instance: '../../etc' }, 400, /instance/],
       ['POST', '/templates', { instance: 'nope', seal: false }, 400, /unknown field "seal"/],
       ['DELETE', '/templates/nope', undefined, 404, /template nope does not exist/],
-      ['POST', '/instances/nope/clone', { name: 'c1' }, 404, /instance nope does not exist/],
+      ['POST', '/templates/nope/verify', undefined, 404, /template nope does not exist/],
+      ['POST', '/templates/..%2Fx/verify', undefined, 400, /not a valid name/],
+      ['POST', '/instances/nope/clone', { name: 'c1' }, 404, /SRC: there is no instance or template named nope/],
       ['POST', '/instances/nope/clone', { name: '../c1' }, 400, /name/],
       ['POST', '/instances/nope/clone', { name: 'c1', start: true }, 400, /unknown field "start"/],
       ['POST', '/images/build', { recipe: 'debian-99' }, 400, /"debian-99" is not a recipe virtnode knows/],
@@ -266,7 +273,8 @@ describe('REST API through inject(): every route, bad input refused with the err
     const hanging = await api.call('POST', '/images/pull', { url: http.url('/hang.qcow2'), name: 'hang' });
     const cancel = await api.call('DELETE', `/operations/${hanging.body.id}`);
     expect(cancel.status).toBe(202);
-    expect(await waitOp(hanging.body.id)).toMatchObject({ status: 'cancelled', error: { code: 'INVALID_STATE' } });
+    // Its error is the core's account of the interruption (what a local pull says on Ctrl-C).
+    expect(await waitOp(hanging.body.id)).toMatchObject({ status: 'cancelled', error: { code: 'TIMEOUT', message: expect.stringMatching(/^download of .*hang.qcow2 was interrupted after/) } });
     expect((await api.call('DELETE', `/operations/${hanging.body.id}`)).status).toBe(409);
 
     const launched = await api.call('POST', '/instances/launch', { image: 'blank', name: 'launched', memory: '128M', wait: false, seed: 'http' });
@@ -398,8 +406,13 @@ describe('REST API through inject(): every route, bad input refused with the err
     expect(templated, JSON.stringify(templated)).toMatchObject({ status: 'succeeded', result: { template: { name: 'snaptpl', source: 'snappy', sealMethod: 'offline', clones: [] } } });
     expect((await api.call('GET', '/instances/snappy')).status).toBe(404);
     expect((await api.call('GET', '/templates')).body.map((t: { name: string }) => t.name)).toEqual(['snaptpl']);
-    expect((await api.call('GET', '/templates/snaptpl')).body).toMatchObject({ name: 'snaptpl', format: 'qcow2', defaults: { memoryMiB: 128 } });
-    expect((await api.call('POST', '/templates', { instance: 'nope', name: 'snaptpl' })).status).toBe(404);
+    const template = (await api.call('GET', '/templates/snaptpl')).body;
+    expect(template).toMatchObject({ name: 'snaptpl', format: 'qcow2', defaults: { memoryMiB: 128 } });
+    expect((await api.call('POST', '/templates/snaptpl/verify')).body).toEqual({ name: 'snaptpl', sha256: template.sha256, unchanged: true });
+    // The core's checks in the CLI's order: the name taken is refused first, as `template create nope snaptpl` says.
+    const taken = await api.call('POST', '/templates', { instance: 'nope', name: 'snaptpl' });
+    expect(taken.status).toBe(409);
+    expect(taken.body.error.message).toBe('NAME: template snaptpl already exists');
 
     expect((await api.call('POST', '/instances/snaptpl/clone', { name: 'snaptpl' })).status).toBe(400);
     const clone = await api.call('POST', '/instances/snaptpl/clone', { name: 'cloned', linked: true });

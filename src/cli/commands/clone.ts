@@ -1,14 +1,15 @@
 import type { Command } from 'commander';
 import { formatSize } from '../../lib/units.ts';
 import { keyValues, parseFormat, structured, table } from '../output.ts';
-import { loadInstanceService as service } from '../load-service.ts';
 
 async function templates() {
-  const { TemplateService } = await import('../../templates/service.ts');
-  return new TemplateService(await service());
+  return (await import('../api/templates.ts')).templateApi();
 }
 
-import { templateView } from '../../api/views.ts';
+/** A name argument, checked before it is sent anywhere (the same message with or without a daemon). */
+async function checkedName(field: string, name: string): Promise<string> {
+  return (await import('../../lib/ids.ts')).validateName(field, name);
+}
 
 const LINKED_HELP = [
   'a linked clone: a qcow2 overlay on the source disk, made in constant time whatever the size. The disk under it',
@@ -29,17 +30,22 @@ export function registerCloneCommands(program: Command): void {
     .addHelpText('after', '\nA running instance is never cloned (its disk is in use): stop it first, or make it a template.')
     .action(async (src: string, name: string, o: { linked?: boolean; start?: boolean; format?: string }) => {
       if (o.format !== undefined) parseFormat(o.format);
-      const [{ cloneInstance }, { progressReporter, transferTracker }] = await Promise.all([import('../../clone/clone.ts'), import('../../images/pull/progress.ts')]);
-      const s = await service();
-      const tracker = transferTracker(progressReporter(process.stderr, 'copying'));
-      const result = await cloneInstance(s, { source: src, name, linked: o.linked === true }, { onProgress: (done, total) => tracker.update(done, total) });
-      if (result.mode === 'full') tracker.finish();
-      let instance = result.instance;
-      if (o.start) instance = await s.start(name);
+      const { invalid } = await import('../../lib/errors.ts');
+      await checkedName('SRC', src);
+      await checkedName('NEW', name);
+      if (src === name) throw invalid('NEW', `"${name}" is the source's own name`, 'give the clone a new name');
+      const { interruptible } = await import('./image.ts');
+      const api = await templates();
+      const { signal, done } = interruptible();
+      let outcome;
+      try {
+        outcome = await api.clone(src, name, { linked: o.linked === true, start: o.start === true, progress: process.stderr, signal });
+      } finally {
+        done();
+      }
+      const { instance, clone: result } = outcome;
       if (o.format !== undefined && o.format !== 'table') {
-        const { instanceView } = await import('./instances.ts');
-        const view = { ...instanceView(instance), clone: { source: src, from: result.from, mode: result.mode, ...(result.base === undefined ? {} : { base: result.base }), seal: result.seal ?? null } };
-        process.stdout.write(await structured(view, parseFormat(o.format) as 'json' | 'yaml'));
+        process.stdout.write(await structured({ ...instance, clone: result }, parseFormat(o.format) as 'json' | 'yaml'));
         return;
       }
       const how = result.mode === 'linked' ? `linked clone (overlay on ${result.base ?? `template ${src}`})` : 'full copy';
@@ -48,8 +54,8 @@ export function registerCloneCommands(program: Command): void {
           `Cloned ${result.from} ${src} into ${instance.name}${o.start ? ', running' : ''}: ${how}`,
           `  uuid:        ${instance.uuid} (SMBIOS ${instance.smbiosUuid})`,
           `  mac:         ${instance.nics.map((n) => n.mac).join(', ') || '-'}`,
-          `  instance-id: ${instance.spec.instanceId}`,
-          `  sealed:      ${result.seal === undefined ? `no need (template ${src} is sealed)` : result.seal.summary}`,
+          `  instance-id: ${instance.instanceId}`,
+          `  sealed:      ${result.seal === null ? `no need (template ${src} is sealed)` : result.seal.summary}`,
           ...(o.start ? [] : [`  start it:    virtnode start ${instance.name}`]),
           '',
         ].join('\n'),
@@ -64,12 +70,20 @@ export function registerCloneCommands(program: Command): void {
     .argument('<instance>')
     .argument('[name]', 'the template name (default: the instance name)')
     .action(async (instance: string, name: string | undefined) => {
-      const t = await templates();
-      const started = Date.now();
-      const result = await t.create(instance, name, {
-        onPhase: (phase, detail) => process.stderr.write(`[${((Date.now() - started) / 1000).toFixed(1).padStart(6)} s] ${phase.padEnd(6)} ${detail}\n`),
-      });
-      process.stdout.write(`Template ${result.template.name} made of ${instance}; sealed ${result.seal.summary}\n`);
+      await checkedName('INSTANCE', instance);
+      if (name !== undefined) await checkedName('NAME', name);
+      const { interruptible } = await import('./image.ts');
+      const api = await templates();
+      const { signal, done } = interruptible();
+      try {
+        const result = await api.create(instance, name, {
+          signal,
+          onPhase: (phase, detail, elapsedMs) => process.stderr.write(`[${(elapsedMs / 1000).toFixed(1).padStart(6)} s] ${phase.padEnd(6)} ${detail}\n`),
+        });
+        process.stdout.write(`Template ${result.template.name} made of ${instance}; sealed ${result.seal.summary}\n`);
+      } finally {
+        done();
+      }
     });
 
   template
@@ -79,13 +93,12 @@ export function registerCloneCommands(program: Command): void {
     .option('--format <format>', 'table, json or yaml', 'table')
     .action(async (o: { format?: string }) => {
       const format = parseFormat(o.format);
-      const t = await templates();
-      const all = (await t.list()).map((x) => ({ t: x, clones: t.dependents(x) }));
+      const all = await (await templates()).list();
       if (format !== 'table') {
-        process.stdout.write(await structured(all.map((x) => templateView(x.t, x.clones)), format));
+        process.stdout.write(await structured(all, format));
         return;
       }
-      const rows = all.map(({ t: x, clones }) => [x.name, x.source, formatSize(x.virtualSize), x.sealMethod, String(clones.length), x.createdAt]);
+      const rows = all.map((x) => [x.name, x.source, formatSize(x.virtualSize), x.sealMethod, String(x.clones.length), x.createdAt]);
       process.stdout.write(table(['NAME', 'SOURCE', 'SIZE', 'SEALED', 'CLONES', 'CREATED'], rows));
     });
 
@@ -98,24 +111,23 @@ export function registerCloneCommands(program: Command): void {
     .action(async (name: string, o: { format?: string; verify?: boolean }) => {
       const format = parseFormat(o.format);
       const t = await templates();
-      const x = await t.get(name);
+      const x = await t.get(await checkedName('NAME', name));
       const verified = o.verify ? await t.verify(name) : undefined;
-      const clones = t.dependents(x);
       if (format !== 'table') {
-        const view = { ...templateView(x, clones), ...(verified === undefined ? {} : { verified: { sha256: verified.sha256, unchanged: verified.unchanged } }) };
+        const view = { ...x, ...(verified === undefined ? {} : { verified: { sha256: verified.sha256, unchanged: verified.unchanged } }) };
         process.stdout.write(await structured(view, format));
       } else {
         process.stdout.write(
           keyValues([
             ['Name', x.name],
             ['Source', x.source],
-            ['Disk', `${x.diskPath} (${x.format}, ${formatSize(x.virtualSize)}, read-only)`],
+            ['Disk', `${x.disk} (${x.format}, ${formatSize(x.virtualSize)}, read-only)`],
             ['SHA256', x.sha256],
             ['Verified', verified === undefined ? undefined : verified.unchanged ? 'unchanged' : `CHANGED: now ${verified.sha256}`],
             ['Image', x.image === undefined ? undefined : `${x.image.name} (sha256 ${x.image.sha256.slice(0, 16)}…)`],
             ['Defaults', `${x.defaults.cpus} CPU, ${formatSize(x.defaults.memoryMiB * 1024 * 1024)}, network ${x.defaults.networks.join(', ') || 'none'}${x.defaults.user ? `, user ${x.defaults.user}` : ''}`],
             ['Sealed', x.sealReport[0] ?? x.sealMethod],
-            ['Clones', clones.join(', ') || 'none'],
+            ['Clones', x.clones.join(', ') || 'none'],
             ['Created', x.createdAt],
           ]),
         );
@@ -129,7 +141,7 @@ export function registerCloneCommands(program: Command): void {
     .description('remove a template (refused while instances sit on it)')
     .argument('<name>')
     .action(async (name: string) => {
-      await (await templates()).remove(name);
+      await (await templates()).remove(await checkedName('NAME', name));
       process.stdout.write(`Removed template ${name}\n`);
     });
 }

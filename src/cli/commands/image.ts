@@ -1,29 +1,25 @@
 import type { Command } from 'commander';
-import type { ImageRecord, ImageStore, StoreResult } from '../../images/store/index.ts';
+import type { ImageView } from '../../api/views.ts';
+import type { StoredImage } from '../../client/images.ts';
 import { formatSize } from '../../lib/units.ts';
-import { imageView } from '../../api/views.ts';
 import { keyValues, parseFormat, structured, table } from '../output.ts';
 
-async function context(): Promise<{ store: ImageStore; usersOf: (imagePath: string) => string[] }> {
-  const [{ statePaths }, { openDb }, { ImageStore, instancesUsingImage }] = await Promise.all([
-    import('../../lib/paths.ts'),
-    import('../../store/db.ts'),
-    import('../../images/store/index.ts'),
-  ]);
-  const paths = statePaths();
-  const db = openDb(paths.db);
-  return { store: new ImageStore(paths, db), usersOf: instancesUsingImage(db) };
+async function images() {
+  return (await import('../api/images.ts')).imageApi();
 }
 
-export { imageView } from '../../api/views.ts';
+/** A name argument, checked before it is sent anywhere (the same message with or without a daemon). */
+async function checkedName(field: string, name: string): Promise<string> {
+  return (await import('../../lib/ids.ts')).validateName(field, name);
+}
 
-function verification(i: ImageRecord): string {
+function verification(i: ImageView): string {
   if (i.verifiedBy === 'sha256') return 'yes (sha256 given with --sha256)';
   if (i.verifiedBy === 'checksums') return 'yes (sha256 from a SHA256SUMS file)';
   return /^https?:/.test(i.source) ? 'no (downloaded without a checksum)' : 'local file';
 }
 
-function stored(result: StoreResult, verb: string): string {
+function stored(result: StoredImage, verb: string): string {
   const i = result.image;
   const what = `${i.format}, ${formatSize(i.virtualSize)} virtual, ${formatSize(i.fileSize)} on disk, sha256 ${i.sha256}`;
   if (result.outcome === 'already-present') return `Image ${i.name} already holds this content (${what})\n`;
@@ -32,7 +28,7 @@ function stored(result: StoreResult, verb: string): string {
 }
 
 /** Ctrl-C aborts the operation cleanly (a pull keeps its partial file for the next attempt); a second one exits. */
-function interruptible(): { signal: AbortSignal; done: () => void } {
+export function interruptible(): { signal: AbortSignal; done: () => void } {
   const controller = new AbortController();
   const onSignal = () => {
     if (controller.signal.aborted) process.exit(130); // a second Ctrl-C: stop waiting for the clean-up
@@ -58,12 +54,14 @@ export function registerImageCommands(program: Command): void {
     .argument('<file>', 'the image file')
     .option('--name <name>', 'image name (default: from the file name)')
     .action(async (file: string, o: { name?: string }) => {
-      const { store } = await context();
+      if (o.name !== undefined) await checkedName('--name', o.name);
+      // The daemon has another working directory (and over --remote, the path names a file on its host).
+      const { resolve } = await import('node:path');
+      const api = await images();
       const { signal, done } = interruptible();
       try {
         // Imports are local and usually quick: progress only for someone watching a terminal.
-        const onProgress = process.stderr.isTTY ? (await import('../../images/pull/progress.ts')).progressReporter(process.stderr, 'Importing') : undefined;
-        const result = await store.import(file, { ...(o.name === undefined ? {} : { name: o.name }), ...(onProgress === undefined ? {} : { onProgress }), signal });
+        const result = await api.import(resolve(file), { ...(o.name === undefined ? {} : { name: o.name }), ...(process.stderr.isTTY ? { progress: process.stderr } : {}), signal });
         process.stdout.write(stored(result, 'Imported'));
       } finally {
         done();
@@ -82,25 +80,19 @@ export function registerImageCommands(program: Command): void {
       const { parseSize } = await import('../../lib/units.ts');
       const { invalid } = await import('../../lib/errors.ts');
       if (!isImageName(recipe)) throw invalid('<recipe>', `"${recipe}" is not a recipe virtnode knows`, `use ${IMAGE_NAMES.join(', ')}`);
-      const sizeBytes = parseSize('--size', o.size ?? '4G');
+      parseSize('--size', o.size ?? '4G');
       const extraPackages = (o.packages ?? '').split(',').map((p) => p.trim()).filter((p) => p !== '');
       for (const p of extraPackages) if (!/^[a-z0-9][a-z0-9+.-]+$/.test(p)) throw invalid('--packages', `"${p}" is not a Debian package name`);
-      const { store } = await context();
+      if (o.name !== undefined) await checkedName('--name', o.name);
+      const api = await images();
       const { signal, done } = interruptible();
-      const outDir = process.env['VIRTNODE_IMAGE_DIR'] || '/var/cache/virtnode/images';
-      const started = Date.now();
       try {
-        const built = await buildImage(recipe, {
-          outDir,
-          cacheDir: `${outDir}/cache`,
-          sizeBytes,
-          extraPackages,
-          signal,
-          onProgress: (phase, detail) => process.stderr.write(`[${((Date.now() - started) / 1000).toFixed(1).padStart(6)} s] ${phase}${detail === undefined ? '' : ` ${detail}`}\n`),
-        });
+        const built = await api.build(
+          { recipe, ...(o.name === undefined ? {} : { name: o.name }), size: o.size ?? '4G', ...(extraPackages.length === 0 ? {} : { packages: extraPackages }) },
+          { signal, onPhase: (phase, detail, elapsedMs) => process.stderr.write(`[${(elapsedMs / 1000).toFixed(1).padStart(6)} s] ${phase}${detail === '' ? '' : ` ${detail}`}\n`) },
+        );
         process.stderr.write(built.cached ? `Reusing the cached build ${built.path}\n` : `Built ${built.path}\n`);
-        const result = await store.import(built.path, { name: o.name ?? recipe, signal });
-        process.stdout.write(stored(result, 'Stored'));
+        process.stdout.write(stored(built, 'Stored'));
       } finally {
         done();
       }
@@ -114,18 +106,16 @@ export function registerImageCommands(program: Command): void {
     .option('--sha256 <hex>', 'the sha256 the download must have')
     .option('--checksums <url>', 'a SHA256SUMS file listing the download by its file name')
     .action(async (url: string, o: { name?: string; sha256?: string; checksums?: string }) => {
-      const { store } = await context();
-      const { progressReporter } = await import('../../images/pull/progress.ts');
+      const { checkPullArguments } = await import('../../images/store/index.ts');
+      checkPullArguments(url, { ...(o.name === undefined ? {} : { name: o.name }), ...(o.sha256 === undefined ? {} : { sha256: o.sha256 }), ...(o.checksums === undefined ? {} : { checksumsUrl: o.checksums }) });
+      const api = await images();
       const { signal, done } = interruptible();
       try {
-        const result = await store.pull(url, {
-          ...(o.name === undefined ? {} : { name: o.name }),
-          ...(o.sha256 === undefined ? {} : { sha256: o.sha256 }),
-          ...(o.checksums === undefined ? {} : { checksumsUrl: o.checksums }),
-          onProgress: progressReporter(process.stderr, 'Downloading'),
-          signal,
-        });
-        if (result.verifiedBy === undefined && result.outcome !== 'already-present') {
+        const result = await api.pull(
+          { url, ...(o.name === undefined ? {} : { name: o.name }), ...(o.sha256 === undefined ? {} : { sha256: o.sha256 }), ...(o.checksums === undefined ? {} : { checksumsUrl: o.checksums }) },
+          { progress: process.stderr, signal },
+        );
+        if (result.verifiedBy === null && result.outcome !== 'already-present') {
           process.stderr.write(`warning: the download is unverified (no --sha256 or --checksums); its sha256 is ${result.downloadSha256}\n`);
         }
         process.stdout.write(stored(result, 'Pulled'));
@@ -141,12 +131,12 @@ export function registerImageCommands(program: Command): void {
     .option('--format <format>', 'table, json or yaml', 'table')
     .action(async (o: { format?: string }) => {
       const format = parseFormat(o.format);
-      const images = (await context()).store.list();
+      const all = await (await images()).list();
       if (format !== 'table') {
-        process.stdout.write(await structured(images.map(imageView), format));
+        process.stdout.write(await structured(all, format));
         return;
       }
-      const rows = images.map((i) => [i.name, i.format, formatSize(i.virtualSize), formatSize(i.fileSize), i.sha256.slice(0, 12), i.source]);
+      const rows = all.map((i) => [i.name, i.format, formatSize(i.virtualSize), formatSize(i.fileSize), i.sha256.slice(0, 12), i.source]);
       process.stdout.write(table(['NAME', 'FORMAT', 'VIRTUAL', 'SIZE', 'SHA256', 'SOURCE'], rows));
     });
 
@@ -157,9 +147,9 @@ export function registerImageCommands(program: Command): void {
     .option('--format <format>', 'table, json or yaml', 'table')
     .action(async (name: string, o: { format?: string }) => {
       const format = parseFormat(o.format);
-      const i = (await context()).store.get(name);
+      const i = await (await images()).get(await checkedName('NAME', name));
       if (format !== 'table') {
-        process.stdout.write(await structured(imageView(i), format));
+        process.stdout.write(await structured(i, format));
         return;
       }
       process.stdout.write(
@@ -185,8 +175,7 @@ export function registerImageCommands(program: Command): void {
     .argument('<name>')
     .option('-f, --force', 'remove the name even if instances use it (their file stays until they are gone)')
     .action(async (name: string, o: { force?: boolean }) => {
-      const { store, usersOf } = await context();
-      const result = store.remove(name, { force: o.force === true, usersOf });
+      const result = await (await images()).remove(await checkedName('NAME', name), { force: o.force === true });
       const kept: string[] = [];
       if (result.keptFor.instances.length > 0) kept.push(`used by instance ${result.keptFor.instances.join(', ')}`);
       if (result.keptFor.names.length > 0) kept.push(`same content as image ${result.keptFor.names.join(', ')}`);

@@ -21,12 +21,13 @@ export async function hostRoutes(app: FastifyInstance, core: DaemonCore): Promis
     };
   });
 
-  app.get<{ Querystring: { refresh?: boolean } }>(
+  app.get<{ Querystring: { refresh?: boolean; cpuinfo?: string } }>(
     '/host/check',
     { schema: { tags: ['host'], summary: 'the host check (`virtnode host check`)', querystring: HostCheckQuery, response: withErrors({ 200: HostReport }) } },
     async (request) => {
       const { checkHost } = await import('../../host/index.ts');
-      return checkHost({ cacheDir: core.paths.hostCache, refreshProbe: request.query.refresh === true });
+      const { cpuinfo } = request.query;
+      return checkHost({ cacheDir: core.paths.hostCache, refreshProbe: request.query.refresh === true, ...(cpuinfo === undefined ? {} : { cpuinfoPath: cpuinfo }) });
     },
   );
 }

@@ -5,6 +5,7 @@ import { imageView } from '../../api/views.ts';
 import { instancesUsingImage, type StoreResult } from '../../images/store/index.ts';
 import { invalid } from '../../lib/errors.ts';
 import type { DaemonCore } from '../core.ts';
+import { transferProgress } from '../transfer-progress.ts';
 
 const StoreResultSchema = Type.Object(
   { image: Image, outcome: Type.String(), sharedWith: Type.Array(Type.String()) },
@@ -27,11 +28,11 @@ export async function imageRoutes(app: FastifyInstance, core: DaemonCore): Promi
 
   app.post<{ Body: { file: string; name?: string } }>(
     '/images/import',
-    { schema: { tags, summary: 'import a file on the daemon host (an operation; result: the stored image)', body: ImportBody, response: withErrors({ 202: Operation }) } },
+    { schema: { tags, summary: 'import a file on the daemon host (an operation; progress entries are the lines `image import` prints, each 10%; result: the stored image)', body: ImportBody, response: withErrors({ 202: Operation }) } },
     async (request, reply) => {
       const { file, name } = request.body;
       const op = core.operations.start('image-import', name === undefined ? undefined : `images/${name}`, async (ctx) =>
-        storeResult(await core.images.import(file, { ...(name === undefined ? {} : { name }), signal: ctx.signal, onProgress: (p) => ctx.transfer(p.received, p.total) })),
+        storeResult(await core.images.import(file, { ...(name === undefined ? {} : { name }), signal: ctx.signal, onProgress: transferProgress(ctx, 'Importing') })),
       );
       return reply.status(202).send(op);
     },
@@ -39,7 +40,7 @@ export async function imageRoutes(app: FastifyInstance, core: DaemonCore): Promi
 
   app.post<{ Body: { url: string; name?: string; sha256?: string; checksumsUrl?: string } }>(
     '/images/pull',
-    { schema: { tags, summary: 'download an image, resumable, verified by sha256 (an operation)', body: PullBody, response: withErrors({ 202: Operation }) } },
+    { schema: { tags, summary: 'download an image, resumable, verified by sha256 (an operation; progress entries are the lines `image pull` prints, each 10%)', body: PullBody, response: withErrors({ 202: Operation }) } },
     async (request, reply) => {
       const { url, name, sha256, checksumsUrl } = request.body;
       const op = core.operations.start('image-pull', name === undefined ? undefined : `images/${name}`, async (ctx) => {
@@ -48,7 +49,7 @@ export async function imageRoutes(app: FastifyInstance, core: DaemonCore): Promi
           ...(sha256 === undefined ? {} : { sha256 }),
           ...(checksumsUrl === undefined ? {} : { checksumsUrl }),
           signal: ctx.signal,
-          onProgress: (p) => ctx.transfer(p.received, p.total),
+          onProgress: transferProgress(ctx, 'Downloading'),
         });
         return { ...storeResult(result), verifiedBy: result.verifiedBy ?? null, downloadSha256: result.downloadSha256 };
       });
@@ -84,7 +85,7 @@ export async function imageRoutes(app: FastifyInstance, core: DaemonCore): Promi
           onProgress: (phase, detail) => ctx.phase(phase, detail ?? ''),
         });
         const result = await core.images.import(built.path, { name: name ?? recipe, signal: ctx.signal, onProgress: (p) => ctx.transfer(p.received, p.total) });
-        return { ...storeResult(result), cached: built.cached, recipeKey: built.recipeKey };
+        return { ...storeResult(result), cached: built.cached, recipeKey: built.recipeKey, path: built.path };
       });
       return reply.status(202).send(op);
     },

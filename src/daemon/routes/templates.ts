@@ -1,16 +1,13 @@
 import type { FastifyInstance } from 'fastify';
 import Type from 'typebox';
 import { CloneBody, type CloneBodyType, CreateTemplateBody, type CreateTemplateBodyType, NameParams, Operation, Template, withErrors } from '../../api/schemas.ts';
-import { instanceView, templateView } from '../../api/views.ts';
-import { invalid, VirtnodeError } from '../../lib/errors.ts';
+import { instanceView, sealView, templateView } from '../../api/views.ts';
 import { validateName } from '../../lib/ids.ts';
-import type { SealResult } from '../../templates/seal.ts';
 import type { TemplateService } from '../../templates/service.ts';
 import type { DaemonCore } from '../core.ts';
+import { transferProgress } from '../transfer-progress.ts';
 
 type NameRequest = { Params: { name: string } };
-
-const sealView = (s: SealResult) => ({ method: s.method, root: s.root ?? null, changes: s.changes, summary: s.summary });
 
 /** Templates (`virtnode template ...`) and clones (`virtnode clone`): long work, so operations. */
 export async function templateRoutes(app: FastifyInstance, core: DaemonCore): Promise<void> {
@@ -31,11 +28,6 @@ export async function templateRoutes(app: FastifyInstance, core: DaemonCore): Pr
     core.supervisor.poke();
     return value;
   };
-  /** Templates and instances share one namespace. */
-  const assertFree = (t: TemplateService, field: string, name: string) => {
-    if (t.repo.get(name) !== undefined) throw new VirtnodeError('CONFLICT', `${field}: template ${name} already exists`, { field, hint: 'choose another name' });
-    if (core.instances.repo.get(name) !== undefined) throw new VirtnodeError('CONFLICT', `${field}: instance ${name} already exists`, { field, hint: 'templates and instances share one namespace: choose another name' });
-  };
 
   app.get('/templates', { schema: { tags, summary: 'templates, with the instances whose disks sit on each', response: withErrors({ 200: Type.Array(Template) }) } }, async () => {
     const t = await templates();
@@ -44,6 +36,22 @@ export async function templateRoutes(app: FastifyInstance, core: DaemonCore): Pr
 
   app.get<NameRequest>('/templates/:name', { schema: { tags, summary: 'one template', params: NameParams, response: withErrors({ 200: Template }) } }, async (request) =>
     view(validateName('name', request.params.name)),
+  );
+
+  app.post<NameRequest>(
+    '/templates/:name/verify',
+    {
+      schema: {
+        tags,
+        summary: 'recompute the checksum of the template\'s disk (`template info --verify`): unchanged, or its sha256 now',
+        params: NameParams,
+        response: withErrors({ 200: Type.Object({ name: Type.String(), sha256: Type.String(), unchanged: Type.Boolean() }, { additionalProperties: false }) }),
+      },
+    },
+    async (request) => {
+      const verified = await (await templates()).verify(validateName('name', request.params.name));
+      return { name: verified.template.name, sha256: verified.sha256, unchanged: verified.unchanged };
+    },
   );
 
   app.post<{ Body: CreateTemplateBodyType }>(
@@ -59,11 +67,8 @@ export async function templateRoutes(app: FastifyInstance, core: DaemonCore): Pr
     async (request, reply) => {
       const t = await templates();
       const { assertNoSnapshots } = await import('../../clone/snapshot-guard.ts');
-      const source = validateName('instance', request.body.instance);
-      const name = validateName('name', request.body.name ?? source);
-      await core.instances.get(source); // a missing instance is a 404 now, not a failed operation
-      if (t.repo.get(name) !== undefined) throw new VirtnodeError('CONFLICT', `name: template ${name} already exists`, { field: 'name', hint: 'choose another name, or remove it first' });
-      if (name !== source) assertFree(t, 'name', name);
+      // The core's own checks (and messages), so a refusal is a 4xx now, not a failed operation.
+      const { source, name } = await t.checkCreate(request.body.instance, request.body.name);
       assertNoSnapshots(core.db, source, 'make a template of');
       const op = core.operations.start('template-create', `instances/${source}`, async (ctx) => {
         const r = await t.create(source, name, { signal: ctx.signal, onPhase: (phase, detail) => ctx.phase(phase, detail) });
@@ -96,23 +101,23 @@ export async function templateRoutes(app: FastifyInstance, core: DaemonCore): Pr
       schema: {
         tags: ['instances', ...tags],
         summary:
-          'a new instance from a stopped instance (its copy sealed offline) or a template, with an identity of its own; linked: a qcow2 overlay instead of a full copy (an operation; result: {instance, clone})',
+          'a new instance from a stopped instance (its copy sealed offline) or a template, with an identity of its own; linked: a qcow2 overlay instead of a full copy (an operation; progress entries are the lines of the copy, each 10%; result: {instance, clone})',
         params: NameParams,
         body: CloneBody,
         response: withErrors({ 202: Operation }),
       },
     },
     async (request, reply) => {
-      const t = await templates();
-      const { cloneInstance } = await import('../../clone/clone.ts');
-      const source = validateName('name', request.params.name);
-      const name = validateName('name', request.body.name);
-      if (t.repo.get(source) === undefined) await core.instances.get(source); // 404 now when it is neither
-      if (name === source) throw invalid('name', `"${name}" is the source's own name`, 'give the clone a new name');
-      assertFree(t, 'name', name);
+      await templates();
+      const [{ checkClone, cloneInstance }, { transferTracker }] = await Promise.all([import('../../clone/clone.ts'), import('../../images/pull/progress.ts')]);
+      // The core's own checks (and messages), so a refusal is a 4xx now, not a failed operation.
+      const { sourceName: source, name } = await checkClone(core.instances, { source: request.params.name, name: request.body.name });
       const linked = request.body.linked === true;
       const op = core.operations.start('clone', `instances/${name}`, async (ctx) => {
-        const r = await cloneInstance(core.instances, { source, name, linked }, { signal: ctx.signal, onProgress: (bytes, total) => ctx.transfer(bytes, total) });
+        // Copy progress as the CLI prints it (a line each 10%), so a CLI following the operation shows the same.
+        const tracker = transferTracker(transferProgress(ctx, 'copying'));
+        const r = await cloneInstance(core.instances, { source, name, linked }, { signal: ctx.signal, onProgress: (bytes, total) => tracker.update(bytes, total) });
+        if (r.mode === 'full') tracker.finish();
         return {
           instance: instanceView(r.instance, core.policies.get(r.instance.name)),
           clone: { source, from: r.from, mode: r.mode, ...(r.base === undefined ? {} : { base: r.base }), seal: r.seal === undefined ? null : sealView(r.seal) },

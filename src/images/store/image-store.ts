@@ -55,6 +55,25 @@ export interface PullResult extends StoreResult {
   resumedFrom: number;
 }
 
+/**
+ * The arguments of a pull, checked before anything is fetched (the CLI checks them too before it sends them to
+ * a daemon, so both say the same): the URL, --sha256, --checksums and --name.
+ */
+export function checkPullArguments(urlText: string, options: { name?: string; sha256?: string; checksumsUrl?: string }): { url: string; sha256: string | undefined } {
+  const url = parseHttpUrl('URL', urlText).href;
+  let expected: string | undefined;
+  if (options.sha256 !== undefined) {
+    if (!SHA256_PATTERN.test(options.sha256)) throw invalid('--sha256', `"${options.sha256}" is not a sha256`, 'give 64 hexadecimal digits');
+    expected = options.sha256.toLowerCase();
+  }
+  if (options.checksumsUrl !== undefined) {
+    if (expected !== undefined) throw invalid('--checksums', 'give either --sha256 or --checksums, not both');
+    parseHttpUrl('--checksums', options.checksumsUrl);
+  }
+  if (options.name !== undefined) validateName('--name', options.name);
+  return { url, sha256: expected };
+}
+
 export interface RemoveResult {
   image: ImageRecord;
   fileDeleted: boolean;
@@ -237,16 +256,9 @@ export class ImageStore {
    * nothing; an abort keeps the partial file for the next attempt but records nothing.
    */
   async pull(urlText: string, options: PullOptions = {}): Promise<PullResult> {
-    const url = parseHttpUrl('URL', urlText).href;
-    let expected: string | undefined;
-    if (options.sha256 !== undefined) {
-      if (!SHA256_PATTERN.test(options.sha256)) throw invalid('--sha256', `"${options.sha256}" is not a sha256`, 'give 64 hexadecimal digits');
-      expected = options.sha256.toLowerCase();
-    }
-    if (options.checksumsUrl !== undefined) {
-      if (expected !== undefined) throw invalid('--checksums', 'give either --sha256 or --checksums, not both');
-      parseHttpUrl('--checksums', options.checksumsUrl);
-    }
+    const checked = checkPullArguments(urlText, options);
+    const url = checked.url;
+    let expected = checked.sha256;
     const fileName = urlFileName(new URL(url));
     const name = this.nameFor(options.name, fileName || new URL(url).hostname);
     const existing = this.repo.get(name);
