@@ -116,7 +116,7 @@ describe('daemon operations: kept in SQLite across restarts, interrupted ones fa
     const cancelled = await virtnode(home, ['operation', 'cancel', hanging.body.id]);
     expect(cancelled.code, cancelled.stderr).toBe(0);
     expect(cancelled.stdout).toContain(`Cancelling operation ${hanging.body.id} (image-pull images/hang)`);
-    expect(await wait(hanging.body.id)).toMatchObject({ status: 'cancelled', error: { code: 'INVALID_STATE', message: expect.stringMatching(/cancelled/) } });
+    expect(await wait(hanging.body.id)).toMatchObject({ status: 'cancelled', error: { code: 'TIMEOUT', message: expect.stringMatching(/^download of .*hang.qcow2 was interrupted after/) } });
     const again = await virtnode(home, ['op', 'cancel', hanging.body.id]);
     expect(again.code).toBe(5);
     expect(again.stderr).toContain('is already cancelled');
