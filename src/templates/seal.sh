@@ -37,8 +37,12 @@ if [ "$MODE" = offline ]; then
   # /run is a tmpfs while the guest runs; on the disk it should be empty.
   remove "$R"/run/* "$R"/run/.[!.]*
 fi
-# Logs: the journal's per-machine directories removed (named by the old machine-id; journald keeps writing to the
-# unlinked files until power-off), rotated logs removed, the others emptied so their owners and modes stay.
+# Logs: the journal's per-machine directories removed (named by the old machine-id), rotated logs removed, the
+# others emptied so their owners and modes stay. In the running guest (ROOT=/) journald would notice its file was
+# deleted and start a new one there within seconds, so it is first told to write to /run (a tmpfs) until power-off.
+if [ "$MODE" = live ] && [ -z "$R" ] && command -v journalctl >/dev/null 2>&1; then
+  journalctl --relinquish-var >/dev/null 2>&1 || true
+fi
 remove "$R"/var/log/journal/*
 if [ -d "$R/var/log" ]; then
   find "$R/var/log" -type f 2>/dev/null | while IFS= read -r f; do
