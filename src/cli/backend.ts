@@ -1,6 +1,5 @@
 import { existsSync } from 'node:fs';
 import type { ApiClient } from '../client/http.ts';
-import type { InstanceApi } from '../client/instances.ts';
 import { VirtnodeError } from '../lib/errors.ts';
 
 /** The global --remote option (or VIRTNODE_REMOTE): the daemon over HTTPS, with VIRTNODE_TOKEN. */
@@ -91,14 +90,8 @@ export async function chooseBackend<T extends object>(makeLocal: () => Promise<T
   });
 }
 
-let instances: Promise<InstanceApi> | undefined;
-export function instanceApi(): Promise<InstanceApi> {
-  instances ??= chooseBackend<InstanceApi>(
-    async () => {
-      const [{ LocalInstances }, { loadInstanceService }] = await Promise.all([import('./local-instances.ts'), import('./load-service.ts')]);
-      return new LocalInstances(await loadInstanceService());
-    },
-    async (client) => new (await import('../client/instances.ts')).RemoteInstances(client),
-  );
-  return instances;
+/** An accessor for one command group's API: chosen on first use, then the same object for the rest of the call. */
+export function backendAccessor<T extends object>(makeLocal: () => Promise<T>, makeRemote: (client: ApiClient) => T | Promise<T>): () => Promise<T> {
+  let chosen: Promise<T> | undefined;
+  return () => (chosen ??= chooseBackend(makeLocal, makeRemote));
 }

@@ -3,7 +3,7 @@ import { formatSize } from '../../lib/units.ts';
 import { keyValues, parseFormat, structured, table } from '../output.ts';
 
 async function templates() {
-  return (await import('../api/templates.ts')).templateApi();
+  return (await import('../apis.ts')).templateApi();
 }
 
 /** A name argument, checked before it is sent anywhere (the same message with or without a daemon). */

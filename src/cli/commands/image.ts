@@ -5,7 +5,7 @@ import { formatSize } from '../../lib/units.ts';
 import { keyValues, parseFormat, structured, table } from '../output.ts';
 
 async function images() {
-  return (await import('../api/images.ts')).imageApi();
+  return (await import('../apis.ts')).imageApi();
 }
 
 /** A name argument, checked before it is sent anywhere (the same message with or without a daemon). */

@@ -3,7 +3,7 @@ import { shownNicAddress, sshPort, type InstanceView } from '../../api/views.ts'
 import { invalid } from '../../lib/errors.ts';
 import { formatSize, MIB } from '../../lib/units.ts';
 import { keyValues, parseFormat, structured, table } from '../output.ts';
-import { instanceApi as api } from '../backend.ts';
+import { instanceApi as api } from '../apis.ts';
 import { loadInstanceService as service } from '../load-service.ts';
 
 function collect(value: string, previous: string[] = []): string[] {

@@ -27,7 +27,7 @@ export function registerLaunchCommands(program: Command): void {
     .option('--timeout <seconds>', 'how long to follow readiness before saying it is still provisioning', '900')
     .option('--no-wait', 'return as soon as the VM boots')
     .action(async (image: string, o: Record<string, unknown>) => {
-      const { instanceApi } = await import('../backend.ts');
+      const { instanceApi } = await import('../apis.ts');
       const { sshPort } = await import('../../api/views.ts');
       const backend = await instanceApi();
       const out = process.stderr;

@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import { invalid } from '../../lib/errors.ts';
-import { networkApi } from '../api/networks.ts';
+import { networkApi } from '../apis.ts';
 import { keyValues, parseFormat, structured, table } from '../output.ts';
 
 export function registerNetworkCommands(program: Command): void {

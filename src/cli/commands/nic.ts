@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import { parseFormat, structured, table } from '../output.ts';
-import { nicApi } from '../api/nics.ts';
+import { nicApi } from '../apis.ts';
 
 export function registerNicCommands(program: Command): void {
   const nic = program.command('nic').description("an instance's network interfaces: attach and detach, live or offline");

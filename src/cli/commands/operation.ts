@@ -24,7 +24,7 @@ function progressText(op: OperationView): string {
 }
 
 async function api() {
-  const { operationApi } = await import('../api/operations.ts');
+  const { operationApi } = await import('../apis.ts');
   return operationApi();
 }
 

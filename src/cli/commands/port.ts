@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import { parseFormat, structured, table } from '../output.ts';
-import { portApi } from '../api/ports.ts';
+import { portApi } from '../apis.ts';
 
 export function registerPortCommands(program: Command): void {
   const port = program.command('port').description('user-mode port forwards: host port → guest port (live, and kept for later starts)');

@@ -2,7 +2,7 @@ import type { Command } from 'commander';
 import type { SnapshotApiView } from '../../api/views.ts';
 import { table } from '../output.ts';
 
-const api = async () => (await import('../api/snapshots.ts')).snapshotApi();
+const api = async () => (await import('../apis.ts')).snapshotApi();
 
 interface SnapshotNode extends SnapshotApiView {
   children: SnapshotNode[];

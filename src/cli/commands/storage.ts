@@ -3,7 +3,7 @@ import type { Command } from 'commander';
 import { formatSize } from '../../lib/units.ts';
 import { keyValues, parseFormat, structured, table } from '../output.ts';
 
-const api = async () => (await import('../api/storage.ts')).storageApi();
+const api = async () => (await import('../apis.ts')).storageApi();
 
 const size = (n: number | undefined) => (n === undefined ? '-' : formatSize(n));
 

@@ -1,10 +1,10 @@
-import { instanceView, type InstanceView } from '../api/views.ts';
-import type { InstanceApi, LaunchOutcome, StopRequest } from '../client/instances.ts';
-import type { Instance } from '../instances/model.ts';
-import type { InstanceService } from '../instances/service.ts';
-import type { CreateRequest } from '../instances/validate.ts';
-import type { LaunchRequest } from '../instances/launch-validate.ts';
-import { PolicyRepository, type RestartPolicy } from '../store/policies.ts';
+import { instanceView, type InstanceView } from '../../api/views.ts';
+import type { InstanceApi, LaunchOutcome, StopRequest } from '../../client/instances.ts';
+import type { Instance } from '../../instances/model.ts';
+import type { InstanceService } from '../../instances/service.ts';
+import type { CreateRequest } from '../../instances/validate.ts';
+import type { LaunchRequest } from '../../instances/launch-validate.ts';
+import { PolicyRepository, type RestartPolicy } from '../../store/policies.ts';
 
 /** The instance API in this process: the core called directly (no daemon running, or not reachable). */
 export class LocalInstances implements InstanceApi {
@@ -24,14 +24,14 @@ export class LocalInstances implements InstanceApi {
   async list(): Promise<InstanceView[]> {
     const policies = this.policies.all();
     const all = await this.service.list();
-    const { nicAddresses } = await import('../instances/addresses.ts');
+    const { nicAddresses } = await import('../../instances/addresses.ts');
     const addresses = await Promise.all(all.map((i) => nicAddresses(this.service, i)));
     return all.map((i, k) => instanceView(i, policies.get(i.name) ?? { autostart: false, restart: 'no' }, addresses[k]));
   }
 
   async get(name: string): Promise<InstanceView> {
     const instance = await this.service.get(name);
-    const { nicAddresses } = await import('../instances/addresses.ts');
+    const { nicAddresses } = await import('../../instances/addresses.ts');
     return instanceView(instance, this.policies.get(name), await nicAddresses(this.service, instance, { agent: true }));
   }
 
@@ -74,8 +74,8 @@ export class LocalInstances implements InstanceApi {
   }
 
   async launch(request: LaunchRequest, options: { noWait?: boolean; timeoutMs?: number; onPhase?: (phase: string, detail: string, elapsedMs: number) => void }): Promise<LaunchOutcome> {
-    const { launch } = await import('../instances/launch.ts');
-    const { launchSource } = await import('../templates/launch-source.ts');
+    const { launch } = await import('../../instances/launch.ts');
+    const { launchSource } = await import('../../templates/launch-source.ts');
     const result = await launch(this.service, launchSource(this.service), request, {
       ...(options.noWait === undefined ? {} : { noWait: options.noWait }),
       ...(options.timeoutMs === undefined ? {} : { timeoutMs: options.timeoutMs }),
