@@ -7,6 +7,7 @@ import { REPO_ROOT, tempHome, virtnode, waitForText } from '../helpers/cli.ts';
 import { createOutside, networkLeftovers, type Outside } from '../helpers/outside-ns.ts';
 import { SerialShell, UDHCPC_SCRIPT_SETUP } from '../helpers/serial-shell.ts';
 import { TEST_GUEST_READY_MARKER, testGuest } from '../helpers/test-guest.ts';
+import type { NetworkView } from '../../src/api/views.ts';
 
 const guest = testGuest();
 const bootArgs = ['--memory', '256M', '--kernel', guest.kernel, '--initrd', guest.initrd, '--cmdline', guest.cmdline];
@@ -15,18 +16,8 @@ const BOOT_TIMEOUT_MS = 90_000;
 const SUBNET = '10.91.0.0/24';
 const ROUTED = '10.92.0.0/24';
 
-interface NetworkJson {
-  name: string;
-  id: string;
-  mode: string;
-  bridge: string;
-  subnet?: string;
-  gateway?: string;
-  dhcpRange?: string;
-  domain?: string;
-  up?: boolean;
-  instances?: string[];
-}
+/** What `network info --format json` prints: the API's network view. */
+type NetworkJson = NetworkView;
 
 describe('managed networks on real QEMU (tiny guest)', { timeout: 300_000 }, () => {
   const { home, cleanup } = tempHome('virtnode-net-');
