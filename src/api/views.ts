@@ -3,43 +3,23 @@
  * returns (src/api/schemas.ts describes the same shapes as JSON Schema). Plain functions, no heavy imports: the
  * CLI, the daemon, the client and the web UI all use them.
  */
-import type { Instance, InstanceState, Nic, PortForwardSpec } from '../instances/model.ts';
+import type { Instance, Nic, PortForwardSpec } from '../instances/model.ts';
 import type { Lease } from '../network/dnsmasq-config.ts';
 import type { ImageRecord } from '../images/store/index.ts';
 import type { NicAddresses } from '../instances/addresses.ts';
 import type { Network } from '../network/model.ts';
 import type { NetworkStatus } from '../network/service.ts';
-import type { InstancePolicy, RestartPolicy } from '../store/policies.ts';
+import type { InstancePolicy } from '../store/policies.ts';
 import type { Snapshot } from '../store/storage.ts';
 import type { PoolUsage } from '../storage/pools.ts';
 import type { ChainLink, CheckResult } from '../storage/qemu-img.ts';
 import type { InstanceDiskView, VolumeView } from '../storage/volumes.ts';
 import type { Template } from '../templates/model.ts';
 import type { SealResult } from '../templates/seal.ts';
+import type { InstanceView } from './wire.ts';
 
-export interface InstanceView {
-  name: string;
-  state: InstanceState;
-  reason?: string;
-  uuid: string;
-  smbiosUuid: string;
-  cpus: number;
-  memoryMiB: number;
-  accel: string;
-  disks: Array<{ id: string; path: string; format: string }>;
-  nics: Array<{ index: number; mac: string; network: string; address?: string; staticAddress?: boolean; lease?: string; guestAddresses?: string[] }>;
-  portForwards?: Array<{ protocol: 'tcp' | 'udp'; hostAddress: string; hostPort: number; guestPort: number }>;
-  boot?: { kernel: string; initrd?: string; cmdline?: string };
-  image?: { name: string; sha256: string };
-  instanceId?: string;
-  ssh?: { user: string; address?: string; hostKeyFingerprints: string[] };
-  readiness?: { phase: string; detail: string; at: string };
-  autostart?: boolean;
-  restartPolicy?: RestartPolicy;
-  pid?: number;
-  createdAt: string;
-  updatedAt: string;
-}
+export type { InstanceView, OperationStatus, OperationView, ProgressEntry } from './wire.ts';
+
 
 /**
  * `policy`: autostart and restart policy (shown when given); `addresses`: what is known of each NIC's addresses
@@ -144,25 +124,6 @@ export function imageView(i: ImageRecord): ImageView {
 }
 
 /** A long operation of the API (launch, stop, image pull...): GET /operations/{id}. */
-export type OperationStatus = 'running' | 'succeeded' | 'failed' | 'cancelled';
-
-export interface ProgressEntry {
-  phase: string;
-  detail: string;
-  elapsedMs: number;
-}
-
-export interface OperationView {
-  id: string;
-  kind: string;
-  target?: string;
-  status: OperationStatus;
-  progress: { phase?: string; detail?: string; percent?: number; bytes?: number; totalBytes?: number; entries: ProgressEntry[] };
-  result?: unknown;
-  error?: { code: string; message: string; hint?: string };
-  createdAt: string;
-  finishedAt?: string;
-}
 
 export interface NetworkView {
   name: string;

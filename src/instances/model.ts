@@ -1,3 +1,6 @@
+/** What the daemon does when an instance's guest stops or crashes on its own. */
+export type RestartPolicy = 'no' | 'on-failure' | 'always';
+
 /** States an instance moves through; the transitional ones (creating, starting, stopping, deleting) are
  * always held under the instance's lock, so a transitional state with no live lock owner means a crash. */
 export type InstanceState =

@@ -1,6 +1,8 @@
+import type { RestartPolicy } from '../instances/model.ts';
 import type { Db } from './db.ts';
 
-export type RestartPolicy = 'no' | 'on-failure' | 'always';
+export type { RestartPolicy } from '../instances/model.ts';
+
 export const RESTART_POLICIES: readonly RestartPolicy[] = ['no', 'on-failure', 'always'];
 
 /** What the daemon does with an instance on its own: start it at boot, restart it when it ends. */

@@ -1,45 +1,14 @@
 /** The daemon's REST API as the browser sees it (same origin). Shapes follow src/api/views.ts. */
+import type { InstanceView as Instance, OperationView as Operation } from '../../src/api/wire.ts';
 
-export type InstanceState = 'creating' | 'defined' | 'starting' | 'running' | 'paused' | 'stopping' | 'stopped' | 'crashed' | 'deleting';
-
-export interface Instance {
-  name: string;
-  state: InstanceState;
-  reason?: string;
-  uuid: string;
-  smbiosUuid: string;
-  cpus: number;
-  memoryMiB: number;
-  accel: string;
-  disks: Array<{ id: string; path: string; format: string }>;
-  nics: Array<{ index: number; mac: string; network: string; address?: string; staticAddress?: boolean; lease?: string; guestAddresses?: string[] }>;
-  portForwards?: Array<{ protocol: 'tcp' | 'udp'; hostAddress: string; hostPort: number; guestPort: number }>;
-  boot?: { kernel: string; initrd?: string; cmdline?: string };
-  image?: { name: string; sha256: string };
-  instanceId?: string;
-  ssh?: { user: string; address?: string; hostKeyFingerprints: string[] };
-  readiness?: { phase: string; detail: string; at: string };
-  autostart?: boolean;
-  restartPolicy?: string;
-  pid?: number;
-  createdAt: string;
-  updatedAt: string;
-}
+// The wire types the daemon, the CLI and this UI share (src/api/wire.ts imports no Node module).
+export type { InstanceView as Instance, OperationView as Operation } from '../../src/api/wire.ts';
+export type { InstanceState } from '../../src/instances/model.ts';
 
 export interface Image {
   name: string;
   format: string;
   virtualSize: number;
-}
-
-export interface Operation {
-  id: string;
-  kind: string;
-  target?: string;
-  status: 'running' | 'succeeded' | 'failed' | 'cancelled';
-  progress: { phase?: string; detail?: string; percent?: number; entries: Array<{ phase: string; detail: string; elapsedMs: number }> };
-  result?: unknown;
-  error?: { code: string; message: string; hint?: string };
 }
 
 export interface Snapshot {
