@@ -120,6 +120,7 @@ export const CreateInstanceBody = Type.Object(
   { additionalProperties: false },
 );
 export type CreateInstanceBodyType = Static<typeof CreateInstanceBody>;
+export type InstanceView = Static<typeof Instance>;
 
 /** POST /instances/launch: the fields of `virtnode launch`, with file contents instead of file names. */
 export const LaunchBody = Type.Object(
@@ -275,7 +276,9 @@ export const Operation = Type.Object(
   },
   { additionalProperties: false },
 );
-export type OperationType = Static<typeof Operation>;
+export type OperationView = Static<typeof Operation>;
+export type OperationStatus = OperationView['status'];
+export type ProgressEntry = OperationView['progress']['entries'][number];
 
 export const WaitQuery = Type.Object(
   {

@@ -16,9 +16,9 @@ import type { ChainLink, CheckResult } from '../storage/qemu-img.ts';
 import type { InstanceDiskView, VolumeView } from '../storage/volumes.ts';
 import type { Template } from '../templates/model.ts';
 import type { SealResult } from '../templates/seal.ts';
-import type { InstanceView } from './wire.ts';
+import type { InstanceView } from './schemas.ts';
 
-export type { InstanceView, OperationStatus, OperationView, ProgressEntry } from './wire.ts';
+export type { InstanceView, OperationStatus, OperationView, ProgressEntry } from './schemas.ts';
 
 
 /**

@@ -5,7 +5,6 @@
  */
 import type { HostApi } from '../client/host.ts';
 import type { ImageApi } from '../client/images.ts';
-import type { InstanceApi } from '../client/instances.ts';
 import type { NetworkApi } from '../client/networks.ts';
 import type { NicApi } from '../client/nics.ts';
 import type { OperationApi } from '../client/operations.ts';
@@ -22,11 +21,6 @@ const stateDb = async () => {
   const paths = statePaths();
   return { paths, db: openDb(paths.db) };
 };
-
-export const instanceApi = backendAccessor<InstanceApi>(
-  async () => new (await import('./local/instances.ts')).LocalInstances(await instanceService()),
-  async (client) => new (await import('../client/instances.ts')).RemoteInstances(client),
-);
 
 export const networkApi = backendAccessor<NetworkApi>(
   async () => new (await import('./local/networks.ts')).LocalNetworks(await instanceService()),

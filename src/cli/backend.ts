@@ -39,7 +39,7 @@ type Connection = { kind: 'remote' | 'socket'; client: ApiClient } | { kind: 'lo
 let connection: Promise<Connection> | undefined;
 
 /** Where this CLI call's work goes: --remote, else a daemon's local socket if one exists, else this process. */
-function connect(): Promise<Connection> {
+export function connect(): Promise<Connection> {
   connection ??= (async (): Promise<Connection> => {
     const remote = remoteTarget();
     if (remote !== undefined) {

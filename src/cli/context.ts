@@ -1,14 +1,16 @@
+import { type AppCore, createAppCore } from '../app/context.ts';
+import type { InstanceService } from '../instances/service.ts';
 import { statePaths } from '../lib/paths.ts';
-import { openDb } from '../store/db.ts';
-import { InstanceService } from '../instances/service.ts';
 
-let service: InstanceService | undefined;
+let core: AppCore | undefined;
 
-/** Opens the state directory once per CLI process. */
+/** The application core over the state directory, made once per CLI process. */
+export function appCore(): AppCore {
+  core ??= createAppCore(statePaths());
+  return core;
+}
+
+/** The instance service of that core (the host-only commands: shell, exec, reconcile). */
 export function instances(): InstanceService {
-  if (service === undefined) {
-    const paths = statePaths();
-    service = new InstanceService(paths, openDb(paths.db));
-  }
-  return service;
+  return appCore().instances;
 }

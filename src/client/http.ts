@@ -7,6 +7,7 @@ import { readFileSync } from 'node:fs';
 import { request as httpRequest, type IncomingMessage, type RequestOptions } from 'node:http';
 import { request as httpsRequest } from 'node:https';
 import { VirtnodeError, type ErrorCode } from '../lib/errors.ts';
+import type { Transport } from './contract-client.ts';
 
 export type Endpoint = { kind: 'unix'; socket: string } | { kind: 'https'; url: URL; token: string; ca?: string };
 
@@ -109,6 +110,11 @@ export class ApiClient {
   private connectError(e: NodeJS.ErrnoException): VirtnodeError {
     const unreachable = e.syscall === 'connect' && ['ENOENT', 'ECONNREFUSED', 'EACCES', 'ENOTSOCK'].includes(e.code ?? '');
     return new (unreachable ? DaemonUnreachable : VirtnodeError)('COMMAND_FAILED', `cannot reach the virtnode daemon (${this.describe()}): ${e.message}`, { cause: e });
+  }
+
+  /** This client as the contract client's transport. */
+  transport(): Transport {
+    return { request: async (method, path, body) => (await this.request(method, path, body)).body };
   }
 
   describe(): string {

@@ -1,9 +1,6 @@
 import type { Logger } from 'pino';
-import { ImageStore } from '../images/store/index.ts';
-import { InstanceService } from '../instances/service.ts';
+import { type AppCore, createAppCore } from '../app/context.ts';
 import type { StatePaths } from '../lib/paths.ts';
-import { type Db, openDb } from '../store/db.ts';
-import { PolicyRepository } from '../store/policies.ts';
 import { OperationRepository } from '../store/operations.ts';
 import { TokenRepository } from '../store/tokens.ts';
 import { ConsoleTickets } from '../web/consoles/tickets.ts';
@@ -16,12 +13,7 @@ import { Supervisor } from './supervisor.ts';
  * Everything the routes work with: the one core shared by the UNIX-socket and the TCP servers (and by any
  * plugin a later module registers, such as the web UI).
  */
-export interface DaemonCore {
-  paths: StatePaths;
-  db: Db;
-  instances: InstanceService;
-  images: ImageStore;
-  policies: PolicyRepository;
+export interface DaemonCore extends AppCore {
   tokens: TokenRepository;
   events: EventBus;
   /** Single-use tickets for the WebSockets a browser opens (events, consoles), shared by every listener. */
@@ -35,11 +27,13 @@ export interface DaemonCore {
 }
 
 export function createCore(paths: StatePaths, log: Logger): DaemonCore {
-  const db = openDb(paths.db);
-  const instances = new InstanceService(paths, db);
+  // The application layer's changes wake the supervisor, which is made over the same core.
+  let wake = () => {};
+  const app = createAppCore(paths, { changed: () => wake() });
+  const { db, instances, policies } = app;
   const events = new EventBus();
-  const policies = new PolicyRepository(db);
   const supervisor = new Supervisor(instances, policies, events, log.child({ component: 'supervisor' }));
+  wake = () => supervisor.poke();
   const operations = new OperationManager(events, new OperationRepository(db), {
     log: log.child({ component: 'operations' }),
     onFinish: (op) => {
@@ -49,11 +43,7 @@ export function createCore(paths: StatePaths, log: Logger): DaemonCore {
   });
   let metrics: Promise<MetricsCollector> | undefined;
   return {
-    paths,
-    db,
-    instances,
-    images: new ImageStore(paths, db),
-    policies,
+    ...app,
     tokens: new TokenRepository(db),
     events,
     tickets: new ConsoleTickets(),

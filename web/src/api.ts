@@ -1,8 +1,13 @@
-/** The daemon's REST API as the browser sees it (same origin). Shapes follow src/api/views.ts. */
-import type { InstanceView as Instance, OperationView as Operation } from '../../src/api/wire.ts';
+/**
+ * The daemon's REST API as the browser sees it (same origin): the one API client (src/client/contract-client.ts)
+ * over `fetch`, with the types of the API's schemas.
+ */
+import { API } from '../../src/api/contracts/index.ts';
+import type { Input } from '../../src/api/endpoint.ts';
+import type { OperationView as Operation } from '../../src/api/schemas.ts';
+import { remoteApi, startOperation, type Transport } from '../../src/client/contract-client.ts';
 
-// The wire types the daemon, the CLI and this UI share (src/api/wire.ts imports no Node module).
-export type { InstanceView as Instance, OperationView as Operation } from '../../src/api/wire.ts';
+export type { InstanceView as Instance, OperationView as Operation } from '../../src/api/schemas.ts';
 export type { InstanceState } from '../../src/instances/model.ts';
 
 export interface Image {
@@ -72,16 +77,25 @@ export async function request<T>(method: string, path: string, body?: unknown): 
   return data as T;
 }
 
+const transport: Transport = { request: (method, path, body) => request<unknown>(method, path, body) };
+
+/** The API's calls (long work is followed to its end). */
+export const client = remoteApi(transport);
+
+export type LaunchInput = Input<typeof API.instances.launch>;
+export type CreateInput = Input<typeof API.instances.create>;
+
 export const api = {
-  instances: () => request<Instance[]>('GET', '/instances'),
-  instance: (name: string) => request<Instance>('GET', `/instances/${encodeURIComponent(name)}`),
+  instances: () => client.instances.list(),
+  instance: (name: string) => client.instances.get({ name }),
   images: () => request<Image[]>('GET', '/images'),
-  create: (body: Record<string, unknown>) => request<Instance>('POST', '/instances', body),
-  launch: (body: Record<string, unknown>) => request<Operation>('POST', '/instances/launch', body),
-  /** start/pause/resume answer with the instance; stop/restart with an operation (202). */
-  action: (name: string, action: 'start' | 'stop' | 'restart' | 'pause' | 'resume', body?: unknown) =>
-    request<Instance | Operation>('POST', `/instances/${encodeURIComponent(name)}/${action}`, body),
-  remove: (name: string, force: boolean) => request<{ deleted: boolean }>('DELETE', `/instances/${encodeURIComponent(name)}${force ? '?force=true' : ''}`),
+  create: (body: CreateInput) => client.instances.create(body),
+  /** Starts the launch and answers with its operation; the page follows the instance through the events. */
+  launch: (body: LaunchInput): Promise<Operation> => startOperation(transport, API.instances.launch, body),
+  /** start/pause/resume answer when done; stop/restart are started and answer with their operation. */
+  action: (name: string, action: 'start' | 'stop' | 'restart' | 'pause' | 'resume', body: { force?: boolean } = {}): Promise<unknown> =>
+    action === 'stop' || action === 'restart' ? startOperation(transport, API.instances[action], { name, ...body }) : client.instances[action]({ name }),
+  remove: (name: string, force: boolean) => client.instances.delete({ name, force }),
   operation: (id: string, waitSeconds = 0) => request<Operation>('GET', `/operations/${id}?wait=${waitSeconds}`),
   consoleTicket: (name: string, kind: 'serial' | 'vnc') => request<Ticket>('POST', `/instances/${encodeURIComponent(name)}/console-tickets`, { kind }),
   eventTicket: () => request<Ticket>('POST', '/events/tickets'),

@@ -3,11 +3,22 @@ import { shownNicAddress, sshPort, type InstanceView } from '../../api/views.ts'
 import { invalid } from '../../lib/errors.ts';
 import { formatSize, MIB } from '../../lib/units.ts';
 import { keyValues, parseFormat, structured, table } from '../output.ts';
-import { instanceApi as api } from '../apis.ts';
-import { loadInstanceService as service } from '../load-service.ts';
+import { api } from '../api.ts';
+import { cpusInput } from '../inputs.ts';
+import { instances as service } from '../context.ts';
 
 function collect(value: string, previous: string[] = []): string[] {
   return [...previous, value];
+}
+
+/** The API's whole seconds for a --timeout (a started second counts). */
+function timeoutInput(timeoutMs: number | undefined): { timeoutSeconds?: number } {
+  return timeoutMs === undefined ? {} : { timeoutSeconds: Math.ceil(timeoutMs / 1000) };
+}
+
+/** Leaves out the options not given (the API's optional fields are absent, never undefined). */
+function definedOnly<T extends Record<string, unknown>>(fields: T): { [K in keyof T]?: Exclude<T[K], undefined> } {
+  return Object.fromEntries(Object.entries(fields).filter(([, v]) => v !== undefined)) as { [K in keyof T]?: Exclude<T[K], undefined> };
 }
 
 function parseTimeout(text: string | undefined): number | undefined {
@@ -82,14 +93,23 @@ export function registerInstanceCommands(program: Command): void {
     .action(async (name: string, o: Record<string, string | string[] | boolean | undefined>) => {
       if (o['format'] !== undefined) parseFormat(o['format'] as string); // bad input is refused before anything is made
       const { resolve } = await import('node:path');
-      const request = { name } as Record<string, string>;
-      for (const key of ['cpus', 'memory', 'disk', 'diskSize', 'kernel', 'initrd', 'cmdline', 'accel']) {
-        if (typeof o[key] === 'string') request[key] = o[key];
-      }
+      const text = (key: string) => (typeof o[key] === 'string' ? (o[key] as string) : undefined);
       // Paths mean this shell's directory, also when the daemon does the work.
-      for (const key of ['disk', 'kernel', 'initrd']) if (request[key] !== undefined) request[key] = resolve(request[key]);
-      const nics = { ...(o['network'] === undefined ? {} : { network: o['network'] as string[] }), ...(o['ip'] === undefined ? {} : { ip: o['ip'] as string[] }) };
-      const instance = await (await api()).create({ ...(request as unknown as { name: string }), ...nics }, { start: o['start'] === true });
+      const path = (key: string) => (text(key) === undefined ? undefined : resolve(text(key)!));
+      const fields = {
+        cpus: cpusInput(text('cpus')),
+        memory: text('memory'),
+        disk: path('disk'),
+        diskSize: text('diskSize'),
+        kernel: path('kernel'),
+        initrd: path('initrd'),
+        cmdline: text('cmdline'),
+        accel: text('accel') as 'auto' | 'kvm' | 'tcg' | undefined,
+        network: o['network'] as string[] | undefined,
+        ip: o['ip'] as string[] | undefined,
+        start: o['start'] === true ? true : undefined,
+      };
+      const instance = await (await api()).instances.create({ name, ...definedOnly(fields) });
       if (o['format'] !== undefined) await printInstance(instance, o['format'] as string);
       else process.stdout.write(`Created instance ${instance.name}${o['start'] ? ', running' : ''} (uuid ${instance.uuid})\n`);
     });
@@ -99,7 +119,7 @@ export function registerInstanceCommands(program: Command): void {
     .description('start a VM')
     .argument('<name>')
     .action(async (name: string) => {
-      const i = await (await api()).start(name);
+      const i = await (await api()).instances.start({ name });
       process.stdout.write(`Started ${i.name} (pid ${i.pid}${i.reason ? `, ${i.reason}` : ''})\n`);
     });
 
@@ -111,7 +131,7 @@ export function registerInstanceCommands(program: Command): void {
     .option('-f, --force', 'power off at once, like pulling the plug')
     .action(async (name: string, o: { timeout?: string; force?: boolean }) => {
       const timeoutMs = parseTimeout(o.timeout);
-      const result = await (await api()).stop(name, { force: o.force === true, ...(timeoutMs === undefined ? {} : { timeoutMs }) });
+      const result = await (await api()).instances.stop({ name, force: o.force === true, ...timeoutInput(timeoutMs) });
       process.stdout.write(`Stopped ${name}: ${result.instance.reason}\n`);
     });
 
@@ -123,7 +143,7 @@ export function registerInstanceCommands(program: Command): void {
     .option('-f, --force', 'power off at once instead of asking the guest')
     .action(async (name: string, o: { timeout?: string; force?: boolean }) => {
       const timeoutMs = parseTimeout(o.timeout);
-      const i = await (await api()).restart(name, { force: o.force === true, ...(timeoutMs === undefined ? {} : { timeoutMs }) });
+      const { instance: i } = await (await api()).instances.restart({ name, force: o.force === true, ...timeoutInput(timeoutMs) });
       process.stdout.write(`Restarted ${i.name} (pid ${i.pid})\n`);
     });
 
@@ -132,7 +152,7 @@ export function registerInstanceCommands(program: Command): void {
     .description('freeze a running VM (its CPUs stop; memory stays)')
     .argument('<name>')
     .action(async (name: string) => {
-      await (await api()).pause(name);
+      await (await api()).instances.pause({ name });
       process.stdout.write(`Paused ${name}\n`);
     });
 
@@ -141,7 +161,7 @@ export function registerInstanceCommands(program: Command): void {
     .description('continue a paused VM')
     .argument('<name>')
     .action(async (name: string) => {
-      await (await api()).resume(name);
+      await (await api()).instances.resume({ name });
       process.stdout.write(`Resumed ${name}\n`);
     });
 
@@ -151,7 +171,7 @@ export function registerInstanceCommands(program: Command): void {
     .argument('<name>')
     .option('-f, --force', 'kill it first if it is running')
     .action(async (name: string, o: { force?: boolean }) => {
-      await (await api()).delete(name, { force: o.force === true });
+      await (await api()).instances.delete({ name, force: o.force === true });
       process.stdout.write(`Deleted ${name}\n`);
     });
 
@@ -162,7 +182,7 @@ export function registerInstanceCommands(program: Command): void {
     .option('--format <format>', 'table, json or yaml', 'table')
     .action(async (o: { format?: string }) => {
       const format = parseFormat(o.format);
-      const all = await (await api()).list();
+      const all = await (await api()).instances.list();
       if (format !== 'table') {
         process.stdout.write(await structured(all, format));
         return;
@@ -185,7 +205,7 @@ export function registerInstanceCommands(program: Command): void {
     .argument('<name>')
     .option('--format <format>', 'table, json or yaml', 'table')
     .action(async (name: string, o: { format?: string }) => {
-      await printInstance(await (await api()).get(name), o.format);
+      await printInstance(await (await api()).instances.get({ name }), o.format);
     });
 
   program
@@ -202,7 +222,7 @@ export function registerInstanceCommands(program: Command): void {
         else if (key === 'autostart' || key === 'restart') throw invalid(key, `"${value}" is not valid`, key === 'autostart' ? 'use autostart=true or autostart=false' : 'use restart=no, restart=on-failure or restart=always');
         else throw invalid('<settings>', `"${setting}" is not a setting virtnode knows`, 'use autostart=true|false and restart=no|on-failure|always');
       }
-      const i = await (await api()).setPolicy(name, policy);
+      const i = await (await api()).instances.setPolicy({ name, ...policy });
       process.stdout.write(`${i.name}: autostart ${i.autostart ? 'on' : 'off'}, restart ${i.restartPolicy ?? 'no'}\n`);
     });
 
@@ -210,9 +230,8 @@ export function registerInstanceCommands(program: Command): void {
     .command('reconcile')
     .description('repair what an interrupted virtnode left behind (also done automatically)')
     .action(async () => {
-      const s = await service();
       const { reconcile } = await import('../../instances/reconcile.ts');
-      const report = await reconcile(s, { deep: true });
+      const report = await reconcile(service(), { deep: true });
       process.stdout.write(report.repaired.length === 0 ? 'Nothing to repair\n' : `${report.repaired.join('\n')}\n`);
     });
 }

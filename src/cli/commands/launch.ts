@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { loadInstanceService as service } from '../load-service.ts';
+import { instances as service } from '../context.ts';
 
 function collect(value: string, previous: string[] = []): string[] {
   return [...previous, value];
@@ -27,48 +27,51 @@ export function registerLaunchCommands(program: Command): void {
     .option('--timeout <seconds>', 'how long to follow readiness before saying it is still provisioning', '900')
     .option('--no-wait', 'return as soon as the VM boots')
     .action(async (image: string, o: Record<string, unknown>) => {
-      const { instanceApi } = await import('../apis.ts');
-      const { sshPort } = await import('../../api/views.ts');
-      const backend = await instanceApi();
+      const [{ api }, { sshPort }, { validateLaunch }] = await Promise.all([import('../api.ts'), import('../../api/views.ts'), import('../../instances/launch-validate.ts')]);
       const out = process.stderr;
-      const request = {
+      const text = (key: string) => (typeof o[key] === 'string' ? (o[key] as string) : undefined);
+      // Files are read here (they are this user's files) and checked, with the same messages whoever does the
+      // work; their contents are sent. The name is fixed here, so a default name is known before the work starts.
+      const valid = validateLaunch({
         image,
-        ...(typeof o['name'] === 'string' ? { name: o['name'] } : {}),
+        ...(text('name') === undefined ? {} : { name: text('name')! }),
         cpus: o['cpus'] as string,
         memory: o['memory'] as string,
-        ...(typeof o['diskSize'] === 'string' ? { diskSize: o['diskSize'] } : {}),
+        ...(text('diskSize') === undefined ? {} : { diskSize: text('diskSize')! }),
         sshKeys: (o['sshKey'] as string[] | undefined) ?? [],
         user: o['user'] as string,
-        ...(typeof o['userData'] === 'string' ? { userData: o['userData'] } : {}),
-        ...(typeof o['networkConfig'] === 'string' ? { networkConfig: o['networkConfig'] } : {}),
-        ...(typeof o['timezone'] === 'string' ? { timezone: o['timezone'] } : {}),
-        ...(typeof o['passwordHash'] === 'string' ? { passwordHash: o['passwordHash'] } : {}),
+        ...(text('userData') === undefined ? {} : { userData: text('userData')! }),
+        ...(text('networkConfig') === undefined ? {} : { networkConfig: text('networkConfig')! }),
+        ...(text('timezone') === undefined ? {} : { timezone: text('timezone')! }),
+        ...(text('passwordHash') === undefined ? {} : { passwordHash: text('passwordHash')! }),
         seed: o['seed'] as string,
         ...(o['network'] === undefined ? {} : { networks: o['network'] as string[] }),
         ...(o['ip'] === undefined ? {} : { ips: o['ip'] as string[] }),
         accel: o['accel'] as string,
-      };
-      let sent: import('../../instances/launch-validate.ts').LaunchRequest = request;
-      if (backend.via === 'daemon') {
-        // Files are read here (they are this user's files), checked with the same messages as a local launch,
-        // and their contents sent.
-        const { validateLaunch } = await import('../../instances/launch-validate.ts');
-        const valid = validateLaunch(request);
-        const { sshKeys: _keys, userData: _userData, networkConfig: _networkConfig, ...rest } = request;
-        sent = {
-          ...rest,
-          name: valid.name,
-          sshAuthorizedKeys: valid.sshAuthorizedKeys,
-          ...(valid.userData === undefined ? {} : { userDataText: valid.userData }),
-          ...(valid.networkConfig === undefined ? {} : { networkConfigText: valid.networkConfig }),
-        };
-      }
-      const timeoutS = Number(o['timeout']);
-      const result = await backend.launch(sent, {
-        noWait: o['wait'] === false,
-        timeoutMs: (Number.isFinite(timeoutS) && timeoutS > 0 ? timeoutS : 900) * 1000,
-        onPhase: (phase, detail, ms) => out.write(`[${(ms / 1000).toFixed(1).padStart(6)} s] ${phase.padEnd(10)} ${detail}\n`),
       });
+      const timeoutS = Number(o['timeout']);
+      const result = await (await api()).instances.launch(
+        {
+          image: valid.image,
+          name: valid.name,
+          cpus: valid.cpus,
+          memory: o['memory'] as string,
+          ...(text('diskSize') === undefined ? {} : { diskSize: text('diskSize')! }),
+          sshAuthorizedKeys: valid.sshAuthorizedKeys,
+          ...(valid.userData === undefined ? {} : { userData: valid.userData }),
+          ...(valid.networkConfig === undefined ? {} : { networkConfig: valid.networkConfig }),
+          ...(valid.timezone === undefined ? {} : { timezone: valid.timezone }),
+          ...(valid.passwordHash === undefined ? {} : { passwordHash: valid.passwordHash }),
+          user: valid.user,
+          accel: valid.accel,
+          seed: valid.seedFormat,
+          ...(o['network'] === undefined ? {} : { networks: o['network'] as string[] }),
+          ...(o['ip'] === undefined ? {} : { ips: o['ip'] as string[] }),
+          wait: o['wait'] !== false,
+          timeoutSeconds: Number.isFinite(timeoutS) && timeoutS > 0 ? Math.ceil(timeoutS) : 900,
+        },
+        { onPhase: (phase, detail, ms) => out.write(`[${(ms / 1000).toFixed(1).padStart(6)} s] ${phase.padEnd(10)} ${detail}\n`) },
+      );
       for (const w of result.warnings) out.write(`warning: user-data: ${w}\n`);
       const i = result.instance;
       const ssh = i.ssh!;
@@ -92,8 +95,7 @@ export function registerLaunchCommands(program: Command): void {
     .argument('<name>')
     .action(async (name: string) => {
       const { runInteractive } = await import('../ssh-session.ts');
-      const s = await service();
-      process.exitCode = await runInteractive(s, name, [], { tty: true });
+      process.exitCode = await runInteractive(service(), name, [], { tty: true });
     });
 
   program
@@ -103,7 +105,6 @@ export function registerLaunchCommands(program: Command): void {
     .argument('<command...>', 'the command and its arguments (put -- before it)')
     .action(async (name: string, command: string[]) => {
       const { runInteractive } = await import('../ssh-session.ts');
-      const s = await service();
-      process.exitCode = await runInteractive(s, name, command, { tty: false });
+      process.exitCode = await runInteractive(service(), name, command, { tty: false });
     });
 }

@@ -1,11 +1,13 @@
 import type { FastifyInstance } from 'fastify';
+import { RESOURCES } from '../../app/index.ts';
+import type { Resource } from '../../app/resource.ts';
 import type { DaemonCore } from '../core.ts';
+import { mountResource } from '../route-table.ts';
 import { consoleLogRoutes } from './console-log.ts';
 import { deviceRoutes } from './devices.ts';
 import { eventRoutes } from './events.ts';
 import { hostRoutes } from './host.ts';
 import { imageRoutes } from './images.ts';
-import { instanceRoutes } from './instances.ts';
 import { metricsRoutes } from './metrics.ts';
 import { networkRoutes } from './networks.ts';
 import { operationRoutes } from './operations.ts';
@@ -15,6 +17,11 @@ import { templateRoutes } from './templates.ts';
 
 export type RouteModule = (app: FastifyInstance, core: DaemonCore) => Promise<void>;
 
+/** The routes of every resource of the application layer (src/app), from their endpoint tables. */
+const applicationRoutes: RouteModule = async (app, core) => {
+  for (const res of Object.values(RESOURCES) as Resource[]) mountResource(app, core, res);
+};
+
 /**
  * One module per resource, each in this style: typebox schemas from src/api/schemas.ts, `withErrors`, long work
  * through `core.operations.start`, and one line here.
@@ -22,7 +29,7 @@ export type RouteModule = (app: FastifyInstance, core: DaemonCore) => Promise<vo
 export const ROUTE_MODULES: readonly RouteModule[] = [
   hostRoutes,
   imageRoutes,
-  instanceRoutes,
+  applicationRoutes,
   consoleLogRoutes,
   networkRoutes,
   storageRoutes,

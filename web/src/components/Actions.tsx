@@ -24,8 +24,8 @@ export function Actions({ instance, onDeleted, onError }: { instance: Instance; 
     }
   };
   const name = instance.name;
-  const button = (action: 'start' | 'stop' | 'restart' | 'pause' | 'resume', label: string, body?: unknown) => (
-    <button type="button" disabled={busy || !CAN[action]!(instance)} onClick={() => void run(() => api.action(name, action, body))}>
+  const button = (action: 'start' | 'stop' | 'restart' | 'pause' | 'resume', label: string, body?: { force?: boolean }) => (
+    <button type="button" disabled={busy || !CAN[action]!(instance)} onClick={() => void run(() => api.action(name, action, body ?? {}))}>
       {label}
     </button>
   );

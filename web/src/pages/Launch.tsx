@@ -1,5 +1,5 @@
 import { useEffect, useState } from 'preact/hooks';
-import { api, type Image } from '../api.ts';
+import { api, type CreateInput, type Image, type LaunchInput } from '../api.ts';
 import { CloudConfigEditor, checkUserData } from '../components/CloudConfigEditor.tsx';
 
 type Source = 'image' | 'kernel';
@@ -49,7 +49,7 @@ export function Launch({ onLaunched }: { onLaunched: (name: string) => void }) {
           sshAuthorizedKeys: keys.length > 0 ? keys : undefined,
           userData: optional(userData),
         };
-        const op = await api.launch(JSON.parse(JSON.stringify(body)) as Record<string, unknown>);
+        const op = await api.launch(JSON.parse(JSON.stringify(body)) as LaunchInput);
         onLaunched(op.target?.replace(/^instances\//, '') ?? form.name);
       } else {
         const body = {
@@ -62,7 +62,7 @@ export function Launch({ onLaunched }: { onLaunched: (name: string) => void }) {
           cmdline: optional(form.cmdline),
           start: true,
         };
-        const created = await api.create(JSON.parse(JSON.stringify(body)) as Record<string, unknown>);
+        const created = await api.create(JSON.parse(JSON.stringify(body)) as CreateInput);
         onLaunched(created.name);
       }
     } catch (err) {

@@ -1,0 +1,95 @@
+/** The instance lifecycle: `virtnode create/launch/start/stop/...`, `/instances` in the REST API. */
+import Type from 'typebox';
+import { endpoints, type Contract } from '../endpoint.ts';
+import { CreateInstanceBody, DeleteQuery, Instance, LaunchBody, NameParams, PolicyBody, StopBody } from '../schemas.ts';
+
+const nullable = <T>(schema: object) => Type.Unsafe<T | null>({ ...schema, nullable: true });
+
+export const LaunchResult = Type.Object(
+  {
+    instance: Instance,
+    address: nullable<string>({ type: 'string', description: 'where SSH answers (host:port), once known' }),
+    cloudInit: nullable<{ status: string; datasource?: string | undefined; detail?: string | undefined }>({
+      type: 'object',
+      properties: { status: { type: 'string' }, datasource: { type: 'string' }, detail: { type: 'string' } },
+      required: ['status'],
+      additionalProperties: false,
+      description: "cloud-init's own result, when the launch waited for it",
+    }),
+    warnings: Type.Array(Type.String(), { description: 'what the user-data check found that does not stop the launch' }),
+    ssh: Type.Object(
+      { identityFile: nullable<string>({ type: 'string' }), knownHosts: Type.String() },
+      { additionalProperties: false, description: 'how to reach it: virtnode\'s key and known_hosts (the host keys are known before first contact)' },
+    ),
+  },
+  { additionalProperties: false },
+);
+
+export const StopResult = Type.Object(
+  { instance: Instance, method: Type.String({ description: 'acpi, forced or forced-after-timeout' }) },
+  { additionalProperties: false },
+);
+export const RestartResult = Type.Object({ instance: Instance }, { additionalProperties: false });
+export const Deleted = Type.Object({ name: Type.String(), deleted: Type.Boolean() }, { additionalProperties: false });
+
+export const instanceEndpoints = endpoints({
+  list: { method: 'GET', path: '/instances', summary: 'instances and their observed states', response: Type.Array(Instance), shared: true },
+  get: { method: 'GET', path: '/instances/:name', summary: 'one instance (with the addresses its guest agent reports)', params: NameParams, response: Instance },
+  create: {
+    method: 'POST',
+    path: '/instances',
+    summary: 'define an instance (`virtnode create`); `start: true` starts it too',
+    body: CreateInstanceBody,
+    response: Instance,
+    status: 201,
+  },
+  launch: {
+    method: 'POST',
+    path: '/instances/launch',
+    summary: 'create and boot an instance from an image with its own cloud-init identity (an operation; progress entries are the readiness phases)',
+    body: LaunchBody,
+    response: LaunchResult,
+    operation: true,
+  },
+  start: { method: 'POST', path: '/instances/:name/start', summary: 'start an instance', params: NameParams, response: Instance },
+  stop: {
+    method: 'POST',
+    path: '/instances/:name/stop',
+    summary: 'shut down through the ACPI power button, forced after timeoutSeconds (an operation; result: {instance, method})',
+    params: NameParams,
+    body: StopBody,
+    bodyOptional: true,
+    response: StopResult,
+    operation: true,
+  },
+  restart: {
+    method: 'POST',
+    path: '/instances/:name/restart',
+    summary: 'stop and start again (an operation; result: {instance})',
+    params: NameParams,
+    body: StopBody,
+    bodyOptional: true,
+    response: RestartResult,
+    operation: true,
+  },
+  pause: { method: 'POST', path: '/instances/:name/pause', summary: 'freeze a running instance', params: NameParams, response: Instance },
+  resume: { method: 'POST', path: '/instances/:name/resume', summary: 'continue a paused instance', params: NameParams, response: Instance },
+  setPolicy: {
+    method: 'PATCH',
+    path: '/instances/:name',
+    summary: 'set autostart and the restart policy (`virtnode set`)',
+    params: NameParams,
+    body: PolicyBody,
+    response: Instance,
+  },
+  delete: {
+    method: 'DELETE',
+    path: '/instances/:name',
+    summary: 'delete an instance and the disks virtnode made for it (?force=true kills it first)',
+    params: NameParams,
+    query: DeleteQuery,
+    response: Deleted,
+  },
+});
+
+export type InstanceContract = Contract<typeof instanceEndpoints>;

@@ -1,0 +1,46 @@
+/**
+ * The core the application layer works on: built once per process (the daemon, or a CLI call without a daemon)
+ * over the state directory, and shared by every resource's implementation.
+ */
+import { ImageStore } from '../images/store/index.ts';
+import { InstanceService } from '../instances/service.ts';
+import type { StatePaths } from '../lib/paths.ts';
+import { type Db, openDb } from '../store/db.ts';
+import { PolicyRepository } from '../store/policies.ts';
+import type { StorageService } from '../storage/service.ts';
+
+export interface AppCore {
+  paths: StatePaths;
+  db: Db;
+  instances: InstanceService;
+  images: ImageStore;
+  policies: PolicyRepository;
+  /** The storage service (pools, volumes, disks, snapshots), made on first use. */
+  storage(): Promise<StorageService>;
+  /**
+   * Something changed that whoever watches the instances may act on (a start, a new restart policy): the daemon's
+   * supervisor looks again. In a CLI process nothing watches.
+   */
+  changed(): void;
+}
+
+export function createAppCore(paths: StatePaths, options: { db?: Db; changed?: () => void } = {}): AppCore {
+  const db = options.db ?? openDb(paths.db);
+  const instances = new InstanceService(paths, db);
+  let storage: Promise<StorageService> | undefined;
+  return {
+    paths,
+    db,
+    instances,
+    images: new ImageStore(paths, db),
+    policies: new PolicyRepository(db),
+    storage: () =>
+      (storage ??= (async () => {
+        const { StorageService } = await import('../storage/service.ts');
+        const service = new StorageService(instances);
+        await instances.ensureReconciled();
+        return service;
+      })()),
+    changed: options.changed ?? (() => {}),
+  };
+}

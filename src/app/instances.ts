@@ -1,0 +1,139 @@
+/** The instance contract, implemented once over the core (the daemon's routes and the CLI both call this). */
+import { isAbsolute } from 'node:path';
+import { instanceEndpoints } from '../api/contracts/instances.ts';
+import type { InstanceView } from '../api/schemas.ts';
+import { instanceView } from '../api/views.ts';
+import { nicAddresses } from '../instances/addresses.ts';
+import { launch } from '../instances/launch.ts';
+import { type LaunchRequest, validateLaunch } from '../instances/launch-validate.ts';
+import type { Instance } from '../instances/model.ts';
+import { invalid } from '../lib/errors.ts';
+import { validateName } from '../lib/ids.ts';
+import { DEFAULT_POLICY } from '../store/policies.ts';
+import { launchSource } from '../templates/launch-source.ts';
+import type { AppCore } from './context.ts';
+import { job } from './operations.ts';
+import { resource } from './resource.ts';
+
+/** Paths in a request are paths on the host doing the work; relative ones would depend on its directory. */
+function absolute(field: string, path: string | undefined): void {
+  if (path !== undefined && !isAbsolute(path)) throw invalid(field, `"${path}" is not an absolute path`, 'paths sent to virtnode must be absolute');
+}
+
+export const instances = resource('instances', instanceEndpoints, (core: AppCore) => {
+  const service = core.instances;
+  const view = (i: Instance): InstanceView => instanceView(i, core.policies.get(i.name));
+  const changed = <T>(value: T): T => {
+    core.changed();
+    return value;
+  };
+  const stopOptions = (input: { force?: boolean; timeoutSeconds?: number }) => ({
+    force: input.force === true,
+    ...(input.timeoutSeconds === undefined ? {} : { timeoutMs: input.timeoutSeconds * 1000 }),
+  });
+
+  return {
+    async list() {
+      const policies = core.policies.all();
+      const all = await service.list();
+      const leaseMemo = new Map<string, ReadonlyArray<{ mac: string; address: string }>>();
+      const addresses = await Promise.all(all.map((i) => nicAddresses(service, i, { leaseMemo })));
+      return all.map((i, k) => instanceView(i, policies.get(i.name) ?? DEFAULT_POLICY, addresses[k]));
+    },
+
+    async get({ name }) {
+      const instance = await service.get(name);
+      return instanceView(instance, core.policies.get(instance.name), await nicAddresses(service, instance, { agent: true }));
+    },
+
+    async create({ start, autostart, restartPolicy, ...fields }) {
+      for (const f of ['disk', 'kernel', 'initrd'] as const) absolute(f, fields[f]);
+      let instance = await service.create(fields);
+      if (autostart !== undefined || restartPolicy !== undefined) {
+        core.policies.set(instance.name, { autostart: autostart ?? false, restart: restartPolicy ?? 'no' });
+      }
+      if (start === true) instance = await service.start(instance.name);
+      return changed(view(instance));
+    },
+
+    async launch(input) {
+      const request: LaunchRequest = {
+        image: input.image,
+        ...(input.name === undefined ? {} : { name: input.name }),
+        ...(input.cpus === undefined ? {} : { cpus: String(input.cpus) }),
+        ...(input.memory === undefined ? {} : { memory: input.memory }),
+        ...(input.diskSize === undefined ? {} : { diskSize: input.diskSize }),
+        ...(input.sshAuthorizedKeys === undefined ? {} : { sshAuthorizedKeys: input.sshAuthorizedKeys }),
+        ...(input.userData === undefined ? {} : { userDataText: input.userData }),
+        ...(input.networkConfig === undefined ? {} : { networkConfigText: input.networkConfig }),
+        ...(input.timezone === undefined ? {} : { timezone: input.timezone }),
+        ...(input.passwordHash === undefined ? {} : { passwordHash: input.passwordHash }),
+        ...(input.user === undefined ? {} : { user: input.user }),
+        ...(input.accel === undefined ? {} : { accel: input.accel }),
+        ...(input.seed === undefined ? {} : { seed: input.seed }),
+        ...(input.networks === undefined ? {} : { networks: input.networks }),
+        ...(input.ips === undefined ? {} : { ips: input.ips }),
+      };
+      // Bad input is refused now, not as a failed operation; the name is fixed here so the caller knows it.
+      const valid = validateLaunch(request);
+      const resolveImage = launchSource(service);
+      await resolveImage(valid.image);
+      return job('launch', `instances/${valid.name}`, async (ctx) => {
+        const result = await launch(service, resolveImage, { ...request, name: valid.name }, {
+          noWait: input.wait === false,
+          ...(input.timeoutSeconds === undefined ? {} : { timeoutMs: input.timeoutSeconds * 1000 }),
+          signal: ctx.signal,
+          onPhase: (phase, detail) => {
+            ctx.phase(phase, detail);
+            core.changed();
+          },
+        });
+        return {
+          instance: view(result.instance),
+          address: result.address ?? null,
+          cloudInit: result.cloudInit ?? null,
+          warnings: result.valid.userDataWarnings.map((w) => `${w.path}: ${w.message}`),
+          ssh: { identityFile: result.instance.spec.ssh?.identityFile ?? null, knownHosts: service.paths.knownHosts },
+        };
+      });
+    },
+
+    async start({ name }) {
+      return changed(view(await service.start(name)));
+    },
+
+    async stop(input) {
+      const instance = await service.get(input.name); // a missing instance is refused now, not as a failed operation
+      return job('stop', `instances/${instance.name}`, async (ctx) => {
+        const result = await service.stop(input.name, { ...stopOptions(input), signal: ctx.signal });
+        return { instance: view(result.instance), method: result.method };
+      });
+    },
+
+    async restart(input) {
+      const instance = await service.get(input.name);
+      return job('restart', `instances/${instance.name}`, async (ctx) => ({ instance: view(await service.restart(input.name, { ...stopOptions(input), signal: ctx.signal })) }));
+    },
+
+    async pause({ name }) {
+      return changed(view(await service.pause(name)));
+    },
+
+    async resume({ name }) {
+      return changed(view(await service.resume(name)));
+    },
+
+    async setPolicy({ name, autostart, restartPolicy }) {
+      const instance = await service.get(name);
+      const current = core.policies.get(instance.name);
+      core.policies.set(instance.name, { autostart: autostart ?? current.autostart, restart: restartPolicy ?? current.restart });
+      return changed(view(instance));
+    },
+
+    async delete({ name, force }) {
+      validateName('name', name);
+      await service.delete(name, { force: force === true });
+      return changed({ name, deleted: true });
+    },
+  };
+});
