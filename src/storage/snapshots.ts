@@ -17,11 +17,12 @@ import { invalid, VirtnodeError } from '../lib/errors.ts';
 import { failpoint } from '../lib/failpoint.ts';
 import { validateName } from '../lib/ids.ts';
 import { GuestAgent } from '../qmp/guest-agent.ts';
+import { blockCommit, blockdevDel, jobComplete, QMP_COMMANDS, queryBlockJobs, snapshotDelete, snapshotLoad, snapshotSave, transaction as qmpTransaction, type TransactionAction } from '../qmp/commands.ts';
 import type { QmpConnection } from '../qmp/connection.ts';
 import { transaction } from '../store/db.ts';
 import type { Snapshot, SnapshotDisk } from '../store/storage.ts';
 import { commitImage, createOverlay, imageLink, internalSnapshot, rebaseImage } from './qemu-img.ts';
-import { addBlockNode, deviceId, deviceSlots, diskNode, formatNodeOf, newNodeName, QMP_BLOCK_COMMANDS, runBlockJob, runJob } from './qmp-block.ts';
+import { addBlockNode, deviceId, deviceSlots, diskNode, formatNodeOf, newNodeName, runBlockJob, runJob } from './qmp-block.ts';
 import { isLive, type StorageService } from './service.ts';
 
 const AGENT_TIMEOUT_MS = 5_000;
@@ -235,7 +236,7 @@ async function takeInternal(storage: StorageService, instance: Instance, name: s
         if (slot !== undefined) d.slot = slot;
       }
       const id = jobId('save');
-      await runJob(qmp, id, () => qmp.execute(QMP_BLOCK_COMMANDS.snapshotSave, { 'job-id': id, tag: name, vmstate: nodes[0], devices: nodes }));
+      await runJob(qmp, id, () => snapshotSave(qmp, { 'job-id': id, tag: name, vmstate: nodes[0]!, devices: nodes }));
     });
     return;
   }
@@ -259,7 +260,7 @@ async function takeExternal(storage: StorageService, instance: Instance, disks: 
   await storage.withQmp(instance, async (qmp) => {
     const added: string[] = [];
     try {
-      const actions: unknown[] = [];
+      const actions: TransactionAction[] = [];
       for (const d of disks) {
         const top = await diskNode(qmp, d.id);
         if (top === undefined) throw new VirtnodeError('INTERNAL', `QEMU has no device for disk ${d.id}`);
@@ -268,12 +269,12 @@ async function takeExternal(storage: StorageService, instance: Instance, disks: 
         const node = newNodeName(d.id);
         await addBlockNode(qmp, node, d.overlay!, 'qcow2', { backing: null });
         added.push(node);
-        actions.push({ type: 'blockdev-snapshot', data: { node: top.node, overlay: node } });
+        actions.push({ type: QMP_COMMANDS.blockdevSnapshot, data: { node: top.node, overlay: node } });
       }
       // All disks switch at the same instant, or none does.
-      await qmp.execute(QMP_BLOCK_COMMANDS.transaction, { actions });
+      await qmpTransaction(qmp, { actions });
     } catch (e) {
-      for (const node of added) await qmp.execute(QMP_BLOCK_COMMANDS.blockdevDel, { 'node-name': node }).catch(() => {});
+      for (const node of added) await blockdevDel(qmp, { 'node-name': node }).catch(() => {});
       throw e;
     }
   });
@@ -335,7 +336,7 @@ async function revertLocked(storage: StorageService, instance: Instance, snapsho
       }
       const id = jobId('load');
       try {
-        await runJob(qmp, id, () => qmp.execute(QMP_BLOCK_COMMANDS.snapshotLoad, { 'job-id': id, tag: name, vmstate: nodes[0], devices: nodes }));
+        await runJob(qmp, id, () => snapshotLoad(qmp, { 'job-id': id, tag: name, vmstate: nodes[0]!, devices: nodes }));
       } catch (e) {
         throw new VirtnodeError('QMP_COMMAND', `QEMU could not load snapshot ${name} into ${instance.name}: ${e instanceof Error ? e.message : String(e)}`, {
           cause: e,
@@ -439,7 +440,7 @@ async function deleteLocked(storage: StorageService, instance: Instance, snapsho
       await storage.withQmp(instance, async (qmp) => {
         const nodes = await topNodes(qmp, snapshot.disks);
         const id = jobId('delete');
-        await runJob(qmp, id, () => qmp.execute(QMP_BLOCK_COMMANDS.snapshotDelete, { 'job-id': id, tag: snapshot.name, devices: nodes }));
+        await runJob(qmp, id, () => snapshotDelete(qmp, { 'job-id': id, tag: snapshot.name, devices: nodes }));
       });
     } else {
       for (const d of snapshot.disks) {
@@ -503,7 +504,7 @@ async function merge(storage: StorageService, instance: Instance, plan: MergePla
       if (topNode === undefined || baseNode === undefined) throw new VirtnodeError('INTERNAL', `QEMU has no node for ${child} or ${base.file}`);
       const id = jobId('commit');
       await runBlockJob(qmp, id, () =>
-        qmp.execute(QMP_BLOCK_COMMANDS.blockCommit, { 'job-id': id, device: node.node, 'top-node': topNode, 'base-node': baseNode, 'auto-dismiss': true }),
+        blockCommit(qmp, { 'job-id': id, device: node.node, 'top-node': topNode, 'base-node': baseNode, 'auto-dismiss': true }),
       );
       notes.push(`disk ${plan.diskId}: merged ${child} into ${base.file} live (block-commit)`);
       return true;
@@ -637,11 +638,11 @@ async function thawAfterCrash(storage: StorageService, instance: Instance, repai
 
 /** Block jobs of ours that a crashed process left in QEMU: an active commit waiting at READY is completed. */
 async function finishLeftoverJobs(qmp: QmpConnection): Promise<void> {
-  const jobs = await qmp.execute<Array<{ device: string; ready: boolean }>>(QMP_BLOCK_COMMANDS.queryBlockJobs);
+  const jobs = await queryBlockJobs(qmp);
   for (const job of jobs.filter((j) => j.device.startsWith('vn-'))) {
     const done = qmp.waitForEvent((e) => e.data?.['device'] === job.device && (e.event === 'BLOCK_JOB_COMPLETED' || e.event === 'BLOCK_JOB_CANCELLED'), { timeoutMs: 60_000 });
     done.catch(() => {});
-    if (job.ready) await qmp.execute(QMP_BLOCK_COMMANDS.jobComplete, { id: job.device });
+    if (job.ready) await jobComplete(qmp, { id: job.device });
     await done;
   }
 }
