@@ -6,7 +6,7 @@ import { type Db, openDb } from '../store/db.ts';
 import { PolicyRepository } from '../store/policies.ts';
 import { OperationRepository } from '../store/operations.ts';
 import { TokenRepository } from '../store/tokens.ts';
-import { ConsoleTickets } from '../web/consoles/tickets.ts';
+import { ConsoleTickets } from './consoles/tickets.ts';
 import { EventBus } from './events.ts';
 import type { MetricsCollector } from './metrics.ts';
 import { OperationManager } from './operations.ts';
