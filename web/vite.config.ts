@@ -1,7 +1,7 @@
 import { fileURLToPath } from 'node:url';
 import { defineConfig } from 'vite';
 
-/** The browser UI: served by the daemon from dist/web-ui under /ui/ (src/web/plugin.ts). */
+/** The browser UI: served by the daemon from dist/web-ui under /ui/ (src/daemon/web-ui-plugin.ts). */
 export default defineConfig({
   root: fileURLToPath(new URL('.', import.meta.url)),
   base: '/ui/',

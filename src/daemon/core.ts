@@ -3,7 +3,7 @@ import { type AppCore, createAppCore } from '../app/context.ts';
 import type { StatePaths } from '../lib/paths.ts';
 import { OperationRepository } from '../store/operations.ts';
 import { TokenRepository } from '../store/tokens.ts';
-import { ConsoleTickets } from '../web/consoles/tickets.ts';
+import { ConsoleTickets } from './consoles/tickets.ts';
 import { EventBus } from './events.ts';
 import type { MetricsCollector } from './metrics.ts';
 import { OperationManager } from './operations.ts';

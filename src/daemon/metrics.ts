@@ -6,6 +6,7 @@ import { runtimePaths } from '../instances/runtime.ts';
 import type { InstanceService } from '../instances/service.ts';
 import { MIB } from '../lib/units.ts';
 import { tapName } from '../network/names.ts';
+import { type BlockStats as QmpBlockStats, queryBalloon, queryBlockstats } from '../qmp/commands.ts';
 import { QmpConnection } from '../qmp/connection.ts';
 import { GuestAgent } from '../qmp/guest-agent.ts';
 import { type NicCounters, readTapCounters, SYS_CLASS_NET } from './net-stats.ts';
@@ -54,15 +55,8 @@ export function processUsage(pid: number): { cpuSeconds: number; rssBytes: numbe
   }
 }
 
-function blockStatsOf(reply: unknown): BlockStats[] {
-  return (
-    reply as Array<{
-      device: string;
-      'node-name'?: string;
-      qdev?: string;
-      stats: { rd_bytes: number; wr_bytes: number; rd_operations: number; wr_operations: number };
-    }>
-  ).map((b) => ({
+function blockStatsOf(reply: QmpBlockStats[]): BlockStats[] {
+  return reply.map((b) => ({
     // qdev is /machine/peripheral/<id>/virtio-backend; the id is `<disk id>-dev` (src/qemu/argv.ts).
     device: b['node-name'] || /peripheral\/([^/]+)-dev/.exec(b.qdev ?? '')?.[1] || b.device || 'unknown',
     rdBytes: b.stats.rd_bytes,
@@ -77,9 +71,9 @@ async function qmpStats(socket: string): Promise<{ block: BlockStats[]; balloonB
   let qmp: QmpConnection | undefined;
   try {
     qmp = await QmpConnection.connect(socket, { timeoutMs: QMP_TIMEOUT_MS });
-    const block = blockStatsOf(await qmp.execute('query-blockstats', { 'query-nodes': false }, { timeoutMs: QMP_TIMEOUT_MS }));
+    const block = blockStatsOf(await queryBlockstats(qmp, { timeoutMs: QMP_TIMEOUT_MS }));
     try {
-      const balloon = (await qmp.execute('query-balloon', {}, { timeoutMs: QMP_TIMEOUT_MS })) as { actual?: number };
+      const balloon = await queryBalloon(qmp, { timeoutMs: QMP_TIMEOUT_MS });
       return typeof balloon.actual === 'number' ? { block, balloonBytes: balloon.actual } : { block };
     } catch {
       return { block }; // a QEMU started before instances had a balloon: "No balloon device has been activated"

@@ -7,7 +7,7 @@ import type { DaemonPlugin } from './app.ts';
 export const DAEMON_PLUGINS: DaemonPlugin[] = [
   // The web UI under /ui/, console tickets and the console WebSockets (loaded only by the daemon).
   async (app, core) => {
-    const { webUiPlugin } = await import('../web/plugin.ts');
+    const { webUiPlugin } = await import('./web-ui-plugin.ts');
     await app.register(webUiPlugin(core));
   },
 ];

@@ -1,6 +1,6 @@
 import type { FastifyRequest } from 'fastify';
 import { VirtnodeError } from '../lib/errors.ts';
-import type { ConsoleTickets } from '../web/consoles/tickets.ts';
+import type { ConsoleTickets } from './consoles/tickets.ts';
 
 /**
  * Route config of a WebSocket that a browser opens: the token hook lets it through without a bearer token (a

@@ -1,6 +1,6 @@
 import { VirtnodeError, invalid } from '../lib/errors.ts';
 import { HOTPLUG_PORTS, hotplugPortId } from '../qemu/argv.ts';
-import { QMP_COMMANDS, QMP_EVENTS } from '../qmp/commands.ts';
+import { deviceAdd, deviceDel, netdevAdd, netdevDel, QMP_EVENTS } from '../qmp/commands.ts';
 import { QmpConnection } from '../qmp/connection.ts';
 import { transaction } from '../store/db.ts';
 import { deleteLink } from '../network/links.ts';
@@ -68,17 +68,17 @@ async function hotplug(service: InstanceService, instance: Instance, nic: Nic): 
   const qemuNic = toQemuNic(instance, nic);
   try {
     await withQmp(service, instance, async (qmp) => {
-      await qmp.execute(QMP_COMMANDS.netdevAdd, { type: 'tap', id: qemuNic.id, ifname: tapName(instance.uuid, nic.index), script: 'no', downscript: 'no' });
+      await netdevAdd(qmp, { type: 'tap', id: qemuNic.id, ifname: tapName(instance.uuid, nic.index), script: 'no', downscript: 'no' });
       let lastError: unknown;
       for (let port = 0; port < HOTPLUG_PORTS; port++) {
         try {
-          await qmp.execute(QMP_COMMANDS.deviceAdd, { driver: 'virtio-net-pci', id: `${qemuNic.id}-dev`, netdev: qemuNic.id, mac: nic.mac, bus: hotplugPortId(port) });
+          await deviceAdd(qmp, { driver: 'virtio-net-pci', id: `${qemuNic.id}-dev`, netdev: qemuNic.id, mac: nic.mac, bus: hotplugPortId(port) });
           return;
         } catch (e) {
           lastError = e; // that root port holds another hot-plugged device: try the next
         }
       }
-      await qmp.execute(QMP_COMMANDS.netdevDel, { id: qemuNic.id }).catch(() => {});
+      await netdevDel(qmp, { id: qemuNic.id }).catch(() => {});
       throw new VirtnodeError('CONFLICT', `${instance.name} has no free hot-plug slot (${HOTPLUG_PORTS} PCIe root ports, all used)`, {
         cause: lastError,
         hint: 'detach a hot-plugged device, or stop the instance and attach the NIC offline',
@@ -119,7 +119,7 @@ export async function detachNic(service: InstanceService, name: string, which: s
         const deleted = qmp.waitForEvent((e) => e.event === QMP_EVENTS.deviceDeleted && e.data?.['device'] === `${id}-dev`, { timeoutMs: DEVICE_DELETED_TIMEOUT_MS });
         deleted.catch(() => {});
         try {
-          await qmp.execute(QMP_COMMANDS.deviceDel, { id: `${id}-dev` });
+          await deviceDel(qmp, { id: `${id}-dev` });
         } catch (e) {
           throw new VirtnodeError('INVALID_STATE', `NIC ${nic.index} of ${name} cannot be unplugged live (NICs present at start sit on the root bus)`, {
             cause: e,
@@ -134,7 +134,7 @@ export async function detachNic(service: InstanceService, name: string, which: s
             hint: 'a guest without PCIe hot-plug support ignores the request; stop it and detach offline',
           });
         }
-        await qmp.execute(QMP_COMMANDS.netdevDel, { id });
+        await netdevDel(qmp, { id });
       });
       if (nic.network !== USER_NETWORK) await deleteLink(tapName(instance.uuid, nic.index));
     }

@@ -1,5 +1,6 @@
 import { VirtnodeError } from '../lib/errors.ts';
 import { isOurQemu, lastLogLine, killQemu } from '../qemu/process.ts';
+import { queryStatus as queryRunState } from '../qmp/commands.ts';
 import { QmpConnection } from '../qmp/connection.ts';
 import { acquireLock } from '../store/locks.ts';
 import type { Instance } from './model.ts';
@@ -46,7 +47,7 @@ async function queryStatus(socket: string): Promise<string | undefined> {
   let qmp: QmpConnection | undefined;
   try {
     qmp = await QmpConnection.connect(socket, { timeoutMs: QUERY_TIMEOUT_MS });
-    const reply = (await qmp.execute('query-status', undefined, { timeoutMs: QUERY_TIMEOUT_MS })) as { status: string };
+    const reply = await queryRunState(qmp, { timeoutMs: QUERY_TIMEOUT_MS });
     return reply.status;
   } catch (e) {
     if (e instanceof VirtnodeError) return undefined; // busy or going away: keep the recorded state

@@ -2,6 +2,7 @@ import { readdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { processCmdline, processStartTime } from '../lib/proc.ts';
 import { isOurQemu, killQemu, readPidfile } from '../qemu/process.ts';
+import { queryStatus } from '../qmp/commands.ts';
 import { QmpConnection } from '../qmp/connection.ts';
 import { acquireLock, lockOwner } from '../store/locks.ts';
 import { ACTIVE_STATES, type Instance, TRANSITIONAL_STATES } from './model.ts';
@@ -133,7 +134,7 @@ async function guestRunning(dir: string): Promise<boolean> {
   try {
     const qmp = await QmpConnection.connect(runtimePaths(dir).qmpQuery, { timeoutMs: 2_000 });
     try {
-      const status = (await qmp.execute('query-status')) as { running: boolean };
+      const status = await queryStatus(qmp);
       return status.running;
     } finally {
       qmp.close();

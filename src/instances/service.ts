@@ -9,6 +9,7 @@ import { Reverter } from '../lib/reverter.ts';
 import { resolveAccelerator } from '../host/index.ts';
 import { createImage, imageInfo } from '../qemu/img.ts';
 import { isOurQemu, killQemu, spawnQemu, waitForExit } from '../qemu/process.ts';
+import * as qmpCommand from '../qmp/commands.ts';
 import { QmpConnection } from '../qmp/connection.ts';
 import type { Db } from '../store/db.ts';
 import { transaction } from '../store/db.ts';
@@ -246,7 +247,7 @@ export class InstanceService {
       spawned = await spawnQemu(toQemuSpec(instance, dir, accel), { logPath: paths.qemuLog, ...(options.signal ? { signal: options.signal } : {}) });
       failpoint('start.after-spawn');
       this.repo.setProcess(instance.name, spawned.identity.pid, spawned.identity.start);
-      await spawned.qmp.execute('cont');
+      await qmpCommand.cont(spawned.qmp);
       failpoint('start.after-cont');
       this.repo.setState(instance.name, 'running', `started with ${accel}`);
     } catch (e) {
@@ -301,7 +302,7 @@ export class InstanceService {
         const poweredOff = await this.powerDown(qmp, instance, options.timeoutMs ?? DEFAULT_STOP_TIMEOUT_MS);
         if (!poweredOff) method = 'forced-after-timeout';
       }
-      if (qmp !== undefined) await qmp.execute('quit').catch(() => {});
+      if (qmp !== undefined) await qmpCommand.quit(qmp).catch(() => {});
       if (!(await waitForExit(identity, QUIT_TIMEOUT_MS))) await killQemu(identity);
     } finally {
       qmp?.close();
@@ -316,12 +317,12 @@ export class InstanceService {
 
   /** ACPI power button, then wait for the guest's own SHUTDOWN. Returns false if it did not come in time. */
   private async powerDown(qmp: QmpConnection, instance: Instance, timeoutMs: number): Promise<boolean> {
-    const status = (await qmp.execute('query-status')) as { status: string };
+    const status = await qmpCommand.queryStatus(qmp);
     if (status.status === 'shutdown') return true;
     const shutdown = qmp.waitForEvent(['SHUTDOWN'], { timeoutMs });
     shutdown.catch(() => {});
-    if (instance.state === 'paused') await qmp.execute('cont'); // a paused guest cannot see the power button
-    await qmp.execute('system_powerdown');
+    if (instance.state === 'paused') await qmpCommand.cont(qmp); // a paused guest cannot see the power button
+    await qmpCommand.systemPowerdown(qmp);
     try {
       await shutdown;
       return true;
@@ -343,18 +344,18 @@ export class InstanceService {
   }
 
   async pause(name: string, options: OperationOptions = {}): Promise<Instance> {
-    return this.qmpTransition(name, 'pause', 'running', 'stop', 'paused', options);
+    return this.qmpTransition(name, 'pause', 'running', qmpCommand.stop, 'paused', options);
   }
 
   async resume(name: string, options: OperationOptions = {}): Promise<Instance> {
-    return this.qmpTransition(name, 'resume', 'paused', 'cont', 'running', options);
+    return this.qmpTransition(name, 'resume', 'paused', qmpCommand.cont, 'running', options);
   }
 
   private async qmpTransition(
     name: string,
     operation: string,
     from: InstanceState,
-    command: string,
+    command: (qmp: QmpConnection) => Promise<void>,
     to: InstanceState,
     options: OperationOptions,
   ): Promise<Instance> {
@@ -363,7 +364,7 @@ export class InstanceService {
       if (instance.state !== from) throw wrongState(instance, operation, [from]);
       const qmp = await QmpConnection.connect(runtimePaths(this.paths.instanceDir(name)).qmp, { timeoutMs: QMP_CONNECT_TIMEOUT_MS });
       try {
-        await qmp.execute(command);
+        await command(qmp);
       } finally {
         qmp.close();
       }

@@ -21,11 +21,27 @@ export const QMP_COMMANDS = {
   queryBlock: 'query-block',
   queryBlockstats: 'query-blockstats',
   queryChardev: 'query-chardev',
+  queryBalloon: 'query-balloon',
+  queryPci: 'query-pci',
+  queryNamedBlockNodes: 'query-named-block-nodes',
+  queryJobs: 'query-jobs',
+  queryBlockJobs: 'query-block-jobs',
   humanMonitorCommand: 'human-monitor-command',
   netdevAdd: 'netdev_add',
   netdevDel: 'netdev_del',
   deviceAdd: 'device_add',
   deviceDel: 'device_del',
+  blockdevAdd: 'blockdev-add',
+  blockdevDel: 'blockdev-del',
+  blockdevSnapshot: 'blockdev-snapshot',
+  blockResize: 'block_resize',
+  blockCommit: 'block-commit',
+  jobComplete: 'job-complete',
+  jobDismiss: 'job-dismiss',
+  snapshotSave: 'snapshot-save',
+  snapshotLoad: 'snapshot-load',
+  snapshotDelete: 'snapshot-delete',
+  transaction: 'transaction',
 } as const;
 
 /** QMP event names, verbatim. */
@@ -156,6 +172,93 @@ export interface ChardevInfo {
   'frontend-open': boolean;
 }
 
+export interface BalloonInfo {
+  actual: number;
+}
+
+export interface PciDeviceInfo {
+  qdev_id: string;
+  slot: number;
+  pci_bridge?: { devices?: PciDeviceInfo[] };
+}
+
+export interface PciInfo {
+  bus: number;
+  devices: PciDeviceInfo[];
+}
+
+export interface BlockDeviceInfoFlat {
+  'node-name': string;
+  drv: string;
+  file: string;
+  ro: boolean;
+}
+
+export interface JobInfo {
+  id: string;
+  type: string;
+  status: string;
+  error?: string;
+}
+
+export interface BlockJobInfo {
+  type: string;
+  device: string;
+  ready: boolean;
+}
+
+/** A block node reference: a node name, null (blockdev-add's `backing: null`: none), or a node defined inline. */
+export type BlockdevRef = string | null | BlockdevOptions;
+
+/** blockdev-add's options, as virtnode uses them: a format or protocol driver and its node. */
+export type BlockdevOptions = {
+  driver: string;
+  'node-name'?: string;
+  'read-only'?: boolean;
+  filename?: string;
+  file?: BlockdevRef;
+  backing?: BlockdevRef;
+};
+
+/** device_add: the driver, its id and bus, and the driver's own properties (drive, netdev, mac...). */
+export interface DeviceAddArgs {
+  driver: string;
+  id?: string;
+  bus?: string;
+  [property: string]: string | number | boolean | undefined;
+}
+
+/** netdev_add: the backend type, its id, and the backend's own options (ifname, script...). */
+export interface NetdevAddArgs {
+  type: string;
+  id: string;
+  [option: string]: string | number | boolean | undefined;
+}
+
+export type BlockCommitArgs = {
+  'job-id'?: string;
+  device: string;
+  'top-node'?: string;
+  'base-node'?: string;
+  'auto-dismiss'?: boolean;
+};
+
+export type SnapshotSaveArgs = {
+  'job-id': string;
+  tag: string;
+  vmstate: string;
+  devices: string[];
+};
+
+export type SnapshotDeleteArgs = {
+  'job-id': string;
+  tag: string;
+  devices: string[];
+};
+
+/** The transaction actions virtnode uses. */
+export type TransactionAction = { type: typeof QMP_COMMANDS.blockdevSnapshot; data: { node: string; overlay: string } };
+
 export async function queryStatus(qmp: QmpConnection, options: QmpExecuteOptions = {}): Promise<StatusInfo> {
   const reply = await qmp.execute<StatusInfo>(QMP_COMMANDS.queryStatus, undefined, options);
   return { running: reply.running, status: reply.status };
@@ -221,4 +324,85 @@ export function queryChardev(qmp: QmpConnection, options: QmpExecuteOptions = {}
 /** Runs a human monitor (HMP) command line and returns its text output. For diagnostics only. */
 export function humanMonitorCommand(qmp: QmpConnection, commandLine: string, options: QmpExecuteOptions = {}): Promise<string> {
   return qmp.execute<string>(QMP_COMMANDS.humanMonitorCommand, { 'command-line': commandLine }, options);
+}
+
+/** The balloon's current size in bytes; fails when the machine has no balloon device. */
+export function queryBalloon(qmp: QmpConnection, options: QmpExecuteOptions = {}): Promise<BalloonInfo> {
+  return qmp.execute<BalloonInfo>(QMP_COMMANDS.queryBalloon, undefined, options);
+}
+
+export function queryPci(qmp: QmpConnection, options: QmpExecuteOptions = {}): Promise<PciInfo[]> {
+  return qmp.execute<PciInfo[]>(QMP_COMMANDS.queryPci, undefined, options);
+}
+
+export function queryNamedBlockNodes(qmp: QmpConnection, args: { flat?: boolean } = {}, options: QmpExecuteOptions = {}): Promise<BlockDeviceInfoFlat[]> {
+  return qmp.execute<BlockDeviceInfoFlat[]>(QMP_COMMANDS.queryNamedBlockNodes, args, options);
+}
+
+export function queryJobs(qmp: QmpConnection, options: QmpExecuteOptions = {}): Promise<JobInfo[]> {
+  return qmp.execute<JobInfo[]>(QMP_COMMANDS.queryJobs, undefined, options);
+}
+
+export function queryBlockJobs(qmp: QmpConnection, options: QmpExecuteOptions = {}): Promise<BlockJobInfo[]> {
+  return qmp.execute<BlockJobInfo[]>(QMP_COMMANDS.queryBlockJobs, undefined, options);
+}
+
+export async function netdevAdd(qmp: QmpConnection, args: NetdevAddArgs, options: QmpExecuteOptions = {}): Promise<void> {
+  await qmp.execute(QMP_COMMANDS.netdevAdd, args, options);
+}
+
+export async function netdevDel(qmp: QmpConnection, args: { id: string }, options: QmpExecuteOptions = {}): Promise<void> {
+  await qmp.execute(QMP_COMMANDS.netdevDel, args, options);
+}
+
+export async function deviceAdd(qmp: QmpConnection, args: DeviceAddArgs, options: QmpExecuteOptions = {}): Promise<void> {
+  await qmp.execute(QMP_COMMANDS.deviceAdd, args, options);
+}
+
+/** Asks for a device's removal; it is gone only at DEVICE_DELETED (the guest must let go of it first). */
+export async function deviceDel(qmp: QmpConnection, args: { id: string }, options: QmpExecuteOptions = {}): Promise<void> {
+  await qmp.execute(QMP_COMMANDS.deviceDel, args, options);
+}
+
+export async function blockdevAdd(qmp: QmpConnection, args: BlockdevOptions, options: QmpExecuteOptions = {}): Promise<void> {
+  await qmp.execute(QMP_COMMANDS.blockdevAdd, args, options);
+}
+
+export async function blockdevDel(qmp: QmpConnection, args: { 'node-name': string }, options: QmpExecuteOptions = {}): Promise<void> {
+  await qmp.execute(QMP_COMMANDS.blockdevDel, args, options);
+}
+
+export async function blockResize(qmp: QmpConnection, args: { 'node-name': string; size: number }, options: QmpExecuteOptions = {}): Promise<void> {
+  await qmp.execute(QMP_COMMANDS.blockResize, args, options);
+}
+
+/** Starts a block-commit job (BLOCK_JOB_READY/COMPLETED follow, keyed by its job id as `device`). */
+export async function blockCommit(qmp: QmpConnection, args: BlockCommitArgs, options: QmpExecuteOptions = {}): Promise<void> {
+  await qmp.execute(QMP_COMMANDS.blockCommit, args, options);
+}
+
+export async function jobComplete(qmp: QmpConnection, args: { id: string }, options: QmpExecuteOptions = {}): Promise<void> {
+  await qmp.execute(QMP_COMMANDS.jobComplete, args, options);
+}
+
+export async function jobDismiss(qmp: QmpConnection, args: { id: string }, options: QmpExecuteOptions = {}): Promise<void> {
+  await qmp.execute(QMP_COMMANDS.jobDismiss, args, options);
+}
+
+/** Starts a snapshot-save job: an internal snapshot of `devices` with the memory state in `vmstate`. */
+export async function snapshotSave(qmp: QmpConnection, args: SnapshotSaveArgs, options: QmpExecuteOptions = {}): Promise<void> {
+  await qmp.execute(QMP_COMMANDS.snapshotSave, args, options);
+}
+
+export async function snapshotLoad(qmp: QmpConnection, args: SnapshotSaveArgs, options: QmpExecuteOptions = {}): Promise<void> {
+  await qmp.execute(QMP_COMMANDS.snapshotLoad, args, options);
+}
+
+export async function snapshotDelete(qmp: QmpConnection, args: SnapshotDeleteArgs, options: QmpExecuteOptions = {}): Promise<void> {
+  await qmp.execute(QMP_COMMANDS.snapshotDelete, args, options);
+}
+
+/** Runs the actions atomically: all of them take effect, or none does. */
+export async function transaction(qmp: QmpConnection, args: { actions: TransactionAction[] }, options: QmpExecuteOptions = {}): Promise<void> {
+  await qmp.execute(QMP_COMMANDS.transaction, args, options);
 }

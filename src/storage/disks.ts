@@ -2,7 +2,8 @@ import type { DiskSpec, Instance, InstanceState } from '../instances/model.ts';
 import { VirtnodeError } from '../lib/errors.ts';
 import { validateName } from '../lib/ids.ts';
 import { isVirtnodeError } from '../lib/errors.ts';
-import { addBlockNode, deviceId, freeHotplugPort, QMP_BLOCK_COMMANDS, removeDevice } from './qmp-block.ts';
+import { blockdevDel, deviceAdd } from '../qmp/commands.ts';
+import { addBlockNode, deviceId, freeHotplugPort, removeDevice } from './qmp-block.ts';
 import { isLive, type StorageService } from './service.ts';
 import { mustGetVolume } from './volumes.ts';
 
@@ -58,9 +59,9 @@ export async function attachDisk(storage: StorageService, instanceName: string, 
         }
         await addBlockNode(qmp, disk.id, disk.path, disk.format);
         try {
-          await qmp.execute(QMP_BLOCK_COMMANDS.deviceAdd, { driver: 'virtio-blk-pci', id: deviceId(disk.id), drive: disk.id, bus: port });
+          await deviceAdd(qmp, { driver: 'virtio-blk-pci', id: deviceId(disk.id), drive: disk.id, bus: port });
         } catch (e) {
-          await qmp.execute(QMP_BLOCK_COMMANDS.blockdevDel, { 'node-name': disk.id }).catch(() => {});
+          await blockdevDel(qmp, { 'node-name': disk.id }).catch(() => {});
           throw e;
         }
       });
@@ -95,9 +96,9 @@ export async function detachDisk(storage: StorageService, instanceName: string, 
     if (live) {
       await storage.withQmp(instance, async (qmp) => {
         await removeDevice(qmp, deviceId(disk.id));
-        await qmp.execute(QMP_BLOCK_COMMANDS.blockdevDel, { 'node-name': disk.id });
+        await blockdevDel(qmp, { 'node-name': disk.id });
         // Attached at start (-blockdev), the file node is a node of its own.
-        await qmp.execute(QMP_BLOCK_COMMANDS.blockdevDel, { 'node-name': `${disk.id}-file` }).catch((e: unknown) => {
+        await blockdevDel(qmp, { 'node-name': `${disk.id}-file` }).catch((e: unknown) => {
           if (!isVirtnodeError(e, 'QMP_COMMAND')) throw e;
         });
       });

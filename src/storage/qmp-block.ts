@@ -1,35 +1,13 @@
 /**
- * Block-layer vocabulary over QMP for live storage operations: which node a disk's device uses, free hotplug
+ * Block-layer helpers over QMP for live storage operations: which node a disk's device uses, free hotplug
  * ports, hot-plugging a disk, and running jobs (snapshot-save/load/delete, block-commit/stream) to completion
  * by their events.
  */
 import { randomBytes } from 'node:crypto';
 import { VirtnodeError } from '../lib/errors.ts';
 import { HOTPLUG_PORTS, hotplugPortId } from '../qemu/argv.ts';
-import { type BlockInfo, queryBlock } from '../qmp/commands.ts';
+import { blockdevAdd, type BlockInfo, deviceDel, jobComplete, jobDismiss, type PciDeviceInfo, queryBlock, queryJobs, queryNamedBlockNodes, queryPci } from '../qmp/commands.ts';
 import type { QmpConnection, QmpEvent } from '../qmp/connection.ts';
-
-/** Wire names of the block commands used here, verbatim. */
-export const QMP_BLOCK_COMMANDS = {
-  blockdevAdd: 'blockdev-add',
-  blockdevDel: 'blockdev-del',
-  blockdevSnapshot: 'blockdev-snapshot',
-  blockResize: 'block_resize',
-  blockCommit: 'block-commit',
-  blockStream: 'block-stream',
-  deviceAdd: 'device_add',
-  deviceDel: 'device_del',
-  jobComplete: 'job-complete',
-  jobDismiss: 'job-dismiss',
-  queryJobs: 'query-jobs',
-  queryBlockJobs: 'query-block-jobs',
-  queryPci: 'query-pci',
-  queryNamedBlockNodes: 'query-named-block-nodes',
-  snapshotSave: 'snapshot-save',
-  snapshotLoad: 'snapshot-load',
-  snapshotDelete: 'snapshot-delete',
-  transaction: 'transaction',
-} as const;
 
 export const DEVICE_DELETE_TIMEOUT_MS = 60_000;
 export const JOB_TIMEOUT_MS = 30 * 60_000;
@@ -63,30 +41,17 @@ export async function diskNode(qmp: QmpConnection, diskId: string): Promise<Disk
   return { node: inserted['node-name'], files, info: block };
 }
 
-export interface NamedNode {
-  'node-name': string;
-  drv: string;
-  file: string;
-  ro: boolean;
-}
-
 /** The format node (not the protocol node) that has `path` open. */
 export async function formatNodeOf(qmp: QmpConnection, path: string): Promise<string | undefined> {
-  const nodes = await qmp.execute<NamedNode[]>(QMP_BLOCK_COMMANDS.queryNamedBlockNodes, { flat: true });
+  const nodes = await queryNamedBlockNodes(qmp, { flat: true });
   return nodes.find((n) => n.file === path && n.drv !== 'file')?.['node-name'];
-}
-
-interface PciDevice {
-  qdev_id: string;
-  slot: number;
-  pci_bridge?: { devices?: PciDevice[] };
 }
 
 /** Where each device sits on the PCI buses ("pcie.0:3", "hotplug0:0"), by QEMU device id. */
 export async function deviceSlots(qmp: QmpConnection): Promise<Map<string, string>> {
-  const buses = await qmp.execute<Array<{ devices: PciDevice[] }>>(QMP_BLOCK_COMMANDS.queryPci);
+  const buses = await queryPci(qmp);
   const slots = new Map<string, string>();
-  const walk = (devices: PciDevice[], bus: string) => {
+  const walk = (devices: PciDeviceInfo[], bus: string) => {
     for (const d of devices) {
       if (d.qdev_id !== '') slots.set(d.qdev_id, `${bus}:${d.slot}`);
       if (d.pci_bridge?.devices !== undefined) walk(d.pci_bridge.devices, d.qdev_id);
@@ -98,7 +63,7 @@ export async function deviceSlots(qmp: QmpConnection): Promise<Map<string, strin
 
 /** The first empty PCIe root port for hot-plugging, or undefined when all are taken. */
 export async function freeHotplugPort(qmp: QmpConnection): Promise<string | undefined> {
-  const buses = await qmp.execute<Array<{ devices: PciDevice[] }>>(QMP_BLOCK_COMMANDS.queryPci);
+  const buses = await queryPci(qmp);
   const ports = new Map(buses.flatMap((b) => b.devices).map((d) => [d.qdev_id, d]));
   for (let i = 0; i < HOTPLUG_PORTS; i++) {
     const port = ports.get(hotplugPortId(i));
@@ -115,7 +80,7 @@ export async function addBlockNode(
   format: string,
   options: { backing?: string | null; readOnly?: boolean } = {},
 ): Promise<void> {
-  await qmp.execute(QMP_BLOCK_COMMANDS.blockdevAdd, {
+  await blockdevAdd(qmp, {
     driver: format,
     'node-name': node,
     file: { driver: 'file', filename: path, 'node-name': `${node}-file`, 'read-only': options.readOnly ?? false },
@@ -131,7 +96,7 @@ export async function addBlockNode(
 export async function removeDevice(qmp: QmpConnection, id: string, timeoutMs = DEVICE_DELETE_TIMEOUT_MS): Promise<void> {
   const deleted = qmp.waitForEvent((e) => e.event === 'DEVICE_DELETED' && e.data?.['device'] === id, { timeoutMs });
   deleted.catch(() => {});
-  await qmp.execute(QMP_BLOCK_COMMANDS.deviceDel, { id });
+  await deviceDel(qmp, { id });
   try {
     await deleted;
   } catch (e) {
@@ -140,13 +105,6 @@ export async function removeDevice(qmp: QmpConnection, id: string, timeoutMs = D
       hint: 'the guest may lack PCIe hotplug support or be busy; stop the instance and detach it offline',
     });
   }
-}
-
-interface JobInfo {
-  id: string;
-  type: string;
-  status: string;
-  error?: string;
 }
 
 /**
@@ -160,8 +118,8 @@ export async function runJob(qmp: QmpConnection, jobId: string, start: () => Pro
   concluded.catch(() => {});
   await start();
   await concluded;
-  const job = (await qmp.execute<JobInfo[]>(QMP_BLOCK_COMMANDS.queryJobs)).find((j) => j.id === jobId);
-  await qmp.execute(QMP_BLOCK_COMMANDS.jobDismiss, { id: jobId }).catch(() => {});
+  const job = (await queryJobs(qmp)).find((j) => j.id === jobId);
+  await jobDismiss(qmp, { id: jobId }).catch(() => {});
   if (job?.error !== undefined) throw new VirtnodeError('QMP_COMMAND', `QEMU job ${jobId} failed: ${job.error}`);
 }
 
@@ -187,7 +145,7 @@ export async function runBlockJob(qmp: QmpConnection, jobId: string, start: () =
         timeoutMs,
       });
       completed.catch(() => {});
-      await qmp.execute(QMP_BLOCK_COMMANDS.jobComplete, { id: jobId });
+      await jobComplete(qmp, { id: jobId });
       event = await completed;
     }
     if (event.event === 'BLOCK_JOB_CANCELLED') throw new VirtnodeError('QMP_COMMAND', `block job ${jobId} was cancelled`);

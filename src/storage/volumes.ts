@@ -9,7 +9,8 @@ import { formatSize, parseSize } from '../lib/units.ts';
 import type { Pool, Volume } from '../store/storage.ts';
 import { mustGetPool, DEFAULT_POOL } from './pools.ts';
 import { backingChain, type ChainLink, checkImage, type CheckResult, convertImage, createVolumeImage, imageLink, resizeImage } from './qemu-img.ts';
-import { diskNode, QMP_BLOCK_COMMANDS } from './qmp-block.ts';
+import { blockResize } from '../qmp/commands.ts';
+import { diskNode } from './qmp-block.ts';
 import { isLive, type StorageService } from './service.ts';
 
 const FORMATS: readonly DiskFormat[] = ['qcow2', 'raw'];
@@ -192,7 +193,7 @@ export async function resizeVolume(storage: StorageService, name: string, sizeTe
       await storage.withQmp(instance, async (qmp) => {
         const node = await diskNode(qmp, att!.diskId);
         if (node === undefined) throw new VirtnodeError('INTERNAL', `QEMU of ${instance.name} has no device for disk ${att!.diskId}`);
-        await qmp.execute(QMP_BLOCK_COMMANDS.blockResize, { 'node-name': node.node, size: sizeBytes });
+        await blockResize(qmp, { 'node-name': node.node, size: sizeBytes });
       });
       return { volume, from: current.virtualSize, to: sizeBytes, live: true };
     }

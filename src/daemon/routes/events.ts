@@ -1,6 +1,6 @@
 import type { FastifyInstance } from 'fastify';
 import { TicketQuery, WebSocketTicket, withErrors } from '../../api/schemas.ts';
-import { EVENTS_SCOPE } from '../../web/consoles/tickets.ts';
+import { EVENTS_SCOPE } from '../consoles/tickets.ts';
 import type { DaemonCore } from '../core.ts';
 import { authorizeWebSocket, TICKET_AUTH } from '../ws-auth.ts';
 

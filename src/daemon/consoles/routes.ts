@@ -4,7 +4,7 @@ import { VirtnodeError, invalid } from '../../lib/errors.ts';
 import { validateName } from '../../lib/ids.ts';
 import { runtimePaths } from '../../instances/runtime.ts';
 import { SCROLLBACK_BYTES, SerialHubs } from './serial-hub.ts';
-import { authorizeWebSocket, TICKET_AUTH } from '../../daemon/ws-auth.ts';
+import { authorizeWebSocket, TICKET_AUTH } from '../ws-auth.ts';
 import { CONSOLE_KINDS, type ConsoleKind, ConsoleTickets, consoleScope } from './tickets.ts';
 import { bridgeVnc } from './vnc-bridge.ts';
 

@@ -8,7 +8,7 @@ import { ConsoleTickets } from './consoles/tickets.ts';
 export { TICKET_AUTH } from './consoles/routes.ts';
 export type { ConsoleCore } from './consoles/routes.ts';
 
-/** Where `npm run build` puts the web UI (dist/web-ui, from the sources or from dist/web/). */
+/** Where `npm run build` puts the web UI (dist/web-ui, from the sources or from dist/daemon/). */
 export const DEFAULT_ASSETS_DIR = fileURLToPath(new URL('../../dist/web-ui/', import.meta.url));
 export const UI_PREFIX = '/ui/';
 
