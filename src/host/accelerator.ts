@@ -1,6 +1,6 @@
 import { VirtnodeError } from '../lib/errors.ts';
 import { DEFAULT_PROBE_TIMEOUT_MS, KVM_DEVICE, formatSeconds, probeKvm } from './kvm-probe.ts';
-import type { Accel, KvmProbe } from './kvm-probe.ts';
+import type { Accel, KvmProbe, KvmProbeTarget } from './kvm-probe.ts';
 
 export type AccelRequest = 'auto' | Accel;
 
@@ -54,12 +54,14 @@ export function chooseAccelerator(
  */
 export async function resolveAccelerator(
   requested: AccelRequest,
-  options: { cacheDir: string; signal?: AbortSignal; probeTimeoutMs?: number },
+  options: { cacheDir: string; signal?: AbortSignal; probeTimeoutMs?: number } & KvmProbeTarget,
 ): Promise<AcceleratorChoice> {
   if (requested === 'tcg') return chooseAccelerator('tcg', undefined);
   const probe = await probeKvm({
     cacheDir: options.cacheDir,
     timeoutMs: options.probeTimeoutMs ?? DEFAULT_PROBE_TIMEOUT_MS,
+    ...(options.kvmDevice === undefined ? {} : { kvmDevice: options.kvmDevice }),
+    ...(options.qemu === undefined ? {} : { qemu: options.qemu }),
     ...(options.signal === undefined ? {} : { signal: options.signal }),
   });
   return chooseAccelerator(requested, probe);

@@ -24,7 +24,7 @@ import { parseCpuinfo } from './cpuinfo.ts';
 import type { CpuInfo } from './cpuinfo.ts';
 import { cgroupFacts, deviceFacts, firmwareFacts, iommuFacts } from './host-facts.ts';
 import { DEFAULT_PROBE_TIMEOUT_MS, KVM_DEVICE, QEMU_SYSTEM, probeKvm } from './kvm-probe.ts';
-import type { Accel, KvmProbe } from './kvm-probe.ts';
+import type { Accel, KvmProbe, KvmProbeTarget } from './kvm-probe.ts';
 import { programVersion } from './programs.ts';
 
 const PROC_CPUINFO = '/proc/cpuinfo';
@@ -42,7 +42,8 @@ export interface HostReport {
   durationMs: number;
 }
 
-export interface CheckHostOptions {
+/** `kvmDevice` and `qemu` (tests only) stand in for /dev/kvm and QEMU in the KVM, QEMU and probe checks. */
+export interface CheckHostOptions extends KvmProbeTarget {
   /** Judge the CPU from this captured cpuinfo file instead of /proc/cpuinfo; device checks still describe this host. */
   cpuinfoPath?: string;
   /** Where the probe verdict and program versions are cached. */
@@ -78,11 +79,11 @@ export async function checkHost(options: CheckHostOptions): Promise<HostReport> 
   const source = options.cpuinfoPath;
 
   // Program versions first and one after the other: they share one cache file.
-  const qemu = await programVersion(QEMU_SYSTEM, { cacheDir: options.cacheDir, refresh, ...signalOption });
+  const qemu = await programVersion(options.qemu ?? QEMU_SYSTEM, { cacheDir: options.cacheDir, refresh, ...signalOption });
   const qemuImg = await programVersion('qemu-img', { cacheDir: options.cacheDir, refresh, ...signalOption });
 
   const [kvmDev, tun, vhost, cgroups, iommu, firmware, kvm] = await Promise.all([
-    deviceFacts(KVM_DEVICE),
+    deviceFacts(options.kvmDevice ?? KVM_DEVICE),
     deviceFacts('/dev/net/tun'),
     deviceFacts('/dev/vhost-net'),
     cgroupFacts(),
@@ -92,6 +93,8 @@ export async function checkHost(options: CheckHostOptions): Promise<HostReport> 
       cacheDir: options.cacheDir,
       timeoutMs: options.probeTimeoutMs ?? DEFAULT_PROBE_TIMEOUT_MS,
       refresh,
+      ...(options.kvmDevice === undefined ? {} : { kvmDevice: options.kvmDevice }),
+      ...(options.qemu === undefined ? {} : { qemu: options.qemu }),
       ...signalOption,
     }),
   ]);

@@ -95,7 +95,7 @@ describe('device, cgroup and IOMMU checks', () => {
     expect(checkVhostNet({ path: '/dev/vhost-net', exists: true, openError: 'EACCES' }).status).toBe('WARN');
   });
 
-  it('cgroups: v1 controllers with an empty cgroup2 (this host), v2 only, and missing ones', () => {
+  it('cgroups: v1 controllers with an empty cgroup2 (a hybrid host), v2 only, and missing ones', () => {
     const here = checkCgroups({
       v1Controllers: ['blkio', 'cpu', 'cpuacct', 'memory', 'pids'],
       v2Mount: '/sys/fs/cgroup/unified',

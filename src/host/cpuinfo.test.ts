@@ -7,7 +7,7 @@ const FIXTURES = join(import.meta.dirname, '../../test/fixtures/cpuinfo');
 const fixture = (name: string): string => readFileSync(join(FIXTURES, name), 'utf8');
 
 describe('parseCpuinfo', () => {
-  it('reads this host as captured: AMD EPYC, 2 CPUs, lm but no vmx/svm', () => {
+  it('reads a captured AMD EPYC guest CPU: 2 CPUs, lm but no vmx/svm', () => {
     const cpu = parseCpuinfo(fixture('host-amd-epyc-no-svm.txt'));
     expect(cpu.vendor).toBe('AuthenticAMD');
     expect(cpu.model).toBe('AMD EPYC');
@@ -15,7 +15,7 @@ describe('parseCpuinfo', () => {
     expect(hasFlag(cpu, 'lm')).toBe(true);
     expect(hasFlag(cpu, 'hypervisor')).toBe(true);
     expect(hardwareVirtualization(cpu)).toBeUndefined();
-    // lahf_lm is on this host's flags line; it must not be mistaken for anything else.
+    // lahf_lm is on the captured flags line; it must not be mistaken for anything else.
     expect(hasFlag(cpu, 'lahf_lm')).toBe(true);
     expect(cpu.flags).toHaveLength(new Set(cpu.flags).size);
   });

@@ -8,4 +8,4 @@ export type { AccelRequest, AcceleratorChoice } from './accelerator.ts';
 export { hasFlag, hardwareVirtualization, parseCpuinfo } from './cpuinfo.ts';
 export type { CpuInfo } from './cpuinfo.ts';
 export { DEFAULT_PROBE_TIMEOUT_MS, probeKvm, runProbeGuest } from './kvm-probe.ts';
-export type { Accel, GuestProbe, KvmProbe, ProbeVerdict } from './kvm-probe.ts';
+export type { Accel, GuestProbe, KvmProbe, KvmProbeTarget, ProbeVerdict } from './kvm-probe.ts';

@@ -68,7 +68,7 @@ describe('probeKvm without a device', () => {
   it('says absent without starting QEMU or writing a cache', async () => {
     dir = await mkdtemp(join(tmpdir(), 'virtnode-kvm-probe-test-'));
     const started = performance.now();
-    const p = await probeKvm({ cacheDir: join(dir, 'cache'), device: join(dir, 'no-kvm') });
+    const p = await probeKvm({ cacheDir: join(dir, 'cache'), kvmDevice: join(dir, 'no-kvm') });
     expect(performance.now() - started).toBeLessThan(500);
     expect(p.verdict).toBe('absent');
     expect(p.detail).toBe(`${join(dir, 'no-kvm')} is absent`);

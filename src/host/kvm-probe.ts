@@ -192,13 +192,22 @@ function sameKey(a: CacheKey, b: CacheKey): boolean {
   );
 }
 
-export interface ProbeKvmOptions {
+/**
+ * What the probe looks at. Both default to the real host; tests point them at a stand-in device node and a stub
+ * QEMU that finishes, hangs or fails like a working, hanging or broken KVM would.
+ */
+export interface KvmProbeTarget {
+  /** The KVM device node (default /dev/kvm). */
+  kvmDevice?: string;
+  /** The QEMU that boots the test guest: a name looked up on PATH or a path (default qemu-system-x86_64). */
+  qemu?: string;
+}
+
+export interface ProbeKvmOptions extends KvmProbeTarget {
   cacheDir: string;
   timeoutMs?: number;
   /** Ignore the cached verdict and boot the test guest again. */
   refresh?: boolean;
-  /** The KVM device node (tests point it elsewhere). */
-  device?: string;
   signal?: AbortSignal;
 }
 
@@ -209,19 +218,20 @@ export interface ProbeKvmOptions {
  * often fixed by the user (permissions, a module load) without a reboot.
  */
 export async function probeKvm(options: ProbeKvmOptions): Promise<KvmProbe> {
-  const device = options.device ?? KVM_DEVICE;
+  const device = options.kvmDevice ?? KVM_DEVICE;
+  const qemuName = options.qemu ?? QEMU_SYSTEM;
   const timeoutMs = options.timeoutMs ?? DEFAULT_PROBE_TIMEOUT_MS;
   const now = (): string => new Date().toISOString();
   if (!(await isCharDevice(device))) {
     return { verdict: 'absent', detail: `${device} is absent`, elapsedMs: 0, timeoutMs, cached: false, probedAt: now() };
   }
   const signalOption = options.signal === undefined ? {} : { signal: options.signal };
-  const qemu = await programVersion(QEMU_SYSTEM, { cacheDir: options.cacheDir, ...signalOption });
+  const qemu = await programVersion(qemuName, { cacheDir: options.cacheDir, ...signalOption });
   if (qemu.state !== 'ok') {
     const detail =
       qemu.state === 'missing'
-        ? `${QEMU_SYSTEM} is not installed (apt-get install qemu-system-x86)`
-        : `${QEMU_SYSTEM} does not run: ${qemu.detail}`;
+        ? `${qemuName} is not installed (apt-get install qemu-system-x86)`
+        : `${qemuName} does not run: ${qemu.detail}`;
     return { verdict: 'fails', detail, elapsedMs: 0, timeoutMs, cached: false, probedAt: now() };
   }
 
@@ -234,8 +244,8 @@ export async function probeKvm(options: ProbeKvmOptions): Promise<KvmProbe> {
     }
   }
 
-  if (device !== KVM_DEVICE) {
-    // QEMU always opens /dev/kvm; a probe of another node cannot be run honestly.
+  if (device !== KVM_DEVICE && options.qemu === undefined) {
+    // A real QEMU always opens /dev/kvm: a probe of another node is honest only with a stand-in QEMU for it.
     throw new VirtnodeError('INVALID', `cannot boot a test guest on ${device}: QEMU only uses ${KVM_DEVICE}`);
   }
   const probedAt = now();
