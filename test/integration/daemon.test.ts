@@ -165,6 +165,12 @@ describe('virtnode daemon as a process: socket, TLS and tokens, events, the CLI 
         ['list', '--format', 'json'],
         ['stop', name, '--timeout', '30'],
         ['delete', name],
+        // the daemon's and the in-process create both record autostart and the restart policy
+        ['create', name, ...bootArgs, '--autostart', '--restart', 'on-failure'],
+        ['info', name],
+        ['info', name, '--format', 'json'],
+        ['delete', name],
+        ['create', 'x', '--restart', 'sometimes', '--disk-size', '1G'],
         ['info', 'nope'],
         ['create', 'Bad_Name', '--disk-size', '1G'],
         ['create', 'x', '--memory', 'lots', '--disk-size', '1G'],
@@ -189,7 +195,12 @@ describe('virtnode daemon as a process: socket, TLS and tokens, events, the CLI 
     const viaDaemon = await transcript('daemon');
     const local = await transcript('local');
     expect(viaDaemon).toEqual(local);
-    expect(viaDaemon.map((r) => r.code)).toEqual([0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 3, 2, 2, 3, 3, 3, 3]);
+    expect(viaDaemon.map((r) => r.code)).toEqual([0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2, 3, 2, 2, 3, 3, 3, 3]);
+    const policyInfo = viaDaemon[11]!.stdout;
+    expect(policyInfo).toMatch(/Autostart:\s+yes/);
+    expect(policyInfo).toMatch(/Restart:\s+on-failure/);
+    expect(JSON.parse(viaDaemon[12]!.stdout)).toMatchObject({ autostart: true, restartPolicy: 'on-failure' });
+    expect(viaDaemon[14]!.stderr).toContain('--restart');
     // and the daemon really did the work in the first run, not in the second
     expect(requestsTo('/instances/cmp-dmn/stop')).toBe(2);
     expect(requestsTo('/instances/cmp-loc/stop')).toBe(0);

@@ -4,7 +4,7 @@ import { invalid } from '../../lib/errors.ts';
 import { formatSize, MIB } from '../../lib/units.ts';
 import { keyValues, parseFormat, structured, table } from '../output.ts';
 import { api } from '../api.ts';
-import { cpusInput } from '../inputs.ts';
+import { cpusInput, restartPolicyInput } from '../inputs.ts';
 import { instances as service } from '../context.ts';
 
 function collect(value: string, previous: string[] = []): string[] {
@@ -89,6 +89,8 @@ export function registerInstanceCommands(program: Command): void {
     .option('--network <name>', 'user (NAT through QEMU, no root needed, the default), none, or a managed network; repeatable, one NIC each', collect)
     .option('--ip <address>', 'static address on the i-th managed --network (repeatable; auto = DHCP)', collect)
     .option('--start', 'start it right away')
+    .option('--autostart', 'the daemon starts it when it starts (see `virtnode set`)')
+    .option('--restart <policy>', 'what the daemon does when it ends: no, on-failure or always')
     .option('--format <format>', 'table, json or yaml')
     .action(async (name: string, o: Record<string, string | string[] | boolean | undefined>) => {
       if (o['format'] !== undefined) parseFormat(o['format'] as string); // bad input is refused before anything is made
@@ -108,6 +110,8 @@ export function registerInstanceCommands(program: Command): void {
         network: o['network'] as string[] | undefined,
         ip: o['ip'] as string[] | undefined,
         start: o['start'] === true ? true : undefined,
+        autostart: o['autostart'] === true ? true : undefined,
+        restartPolicy: restartPolicyInput(text('restart')),
       };
       const instance = await (await api()).instances.create({ name, ...definedOnly(fields) });
       if (o['format'] !== undefined) await printInstance(instance, o['format'] as string);
