@@ -1,4 +1,4 @@
-import { assertNoSnapshots } from './snapshot-guard.ts';
+import { assertNoSnapshots } from '../storage/snapshot-guard.ts';
 import { chmodSync, linkSync, mkdirSync, renameSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { run } from '../exec/run.ts';
@@ -12,9 +12,9 @@ import { createImage, imageInfo } from '../qemu/img.ts';
 import { acquireLock } from '../store/locks.ts';
 import type { Template } from '../templates/model.ts';
 import { BASES_LOCK, basesDir } from '../templates/paths.ts';
-import { TemplateRepository } from '../templates/repository.ts';
+import { TemplateRepository } from '../store/templates.ts';
 import { type SealResult, sealOffline } from '../templates/seal.ts';
-import { chainInside } from './backing.ts';
+import { chainInside } from '../storage/backing.ts';
 import { inheritedSpec, makeCloneIdentity } from './identity.ts';
 
 const CONVERT_TIMEOUT_MS = 6 * 60 * 60_000;

@@ -23,10 +23,11 @@ import { freeLoopbackPort } from '../lib/ports.ts';
 import { removeHost, setHostKeys } from '../cloudinit/known-hosts.ts';
 import { observeInstance } from './observe.ts';
 import { reconcile } from './reconcile.ts';
-import { volumeOverlays } from '../storage/volume-overlays.ts';
-import { TemplateRepository } from '../templates/repository.ts';
+import { volumeOverlays } from './volume-overlays.ts';
+import { TemplateRepository } from '../store/templates.ts';
 import { removeRuntimeFiles, runtimePaths } from './runtime.ts';
-import { type CreateRequest, type HostLimits, hostLimits, validateCreate } from './validate.ts';
+import { type HostLimits, hostLimits } from '../host/limits.ts';
+import { type CreateRequest, validateCreate } from './validate.ts';
 
 export const DEFAULT_STOP_TIMEOUT_MS = 60_000;
 const QMP_CONNECT_TIMEOUT_MS = 5_000;

@@ -10,7 +10,7 @@ import type { InstanceService } from '../instances/service.ts';
  */
 export function launchSource(service: InstanceService): ImageResolver {
   return async (nameOrPath) => {
-    const { TemplateRepository } = await import('./repository.ts');
+    const { TemplateRepository } = await import('../store/templates.ts');
     const template = new TemplateRepository(service.db).get(nameOrPath);
     if (template !== undefined) {
       return { name: template.name, sha256: template.sha256, path: template.diskPath, format: template.format, ...(template.defaults.boot === undefined ? {} : { boot: template.defaults.boot }) };

@@ -1,10 +1,10 @@
 import { existsSync, readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { backingChain } from '../clone/backing.ts';
+import { backingChain } from '../storage/backing.ts';
 import type { InstanceService } from '../instances/service.ts';
 import { acquireLock, lockOwner } from '../store/locks.ts';
 import { BASES_LOCK, basesDir, templatesDir } from './paths.ts';
-import { TemplateRepository } from './repository.ts';
+import { TemplateRepository } from '../store/templates.ts';
 
 
 /**

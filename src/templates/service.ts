@@ -1,9 +1,9 @@
-import { assertNoSnapshots } from '../clone/snapshot-guard.ts';
+import { assertNoSnapshots } from '../storage/snapshot-guard.ts';
 import { createHash } from 'node:crypto';
 import { createReadStream, chmodSync, linkSync, mkdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
-import { backingChain, chainInside } from '../clone/backing.ts';
+import { backingChain, chainInside } from '../storage/backing.ts';
 import { VirtnodeError, invalid } from '../lib/errors.ts';
 import { failpoint } from '../lib/failpoint.ts';
 import { validateName } from '../lib/ids.ts';
@@ -16,7 +16,7 @@ import { transaction } from '../store/db.ts';
 import { acquireLock } from '../store/locks.ts';
 import type { Template } from './model.ts';
 import { TEMPLATE_DISK_FILE, templateDir, templatesDir } from './paths.ts';
-import { TemplateRepository } from './repository.ts';
+import { TemplateRepository } from '../store/templates.ts';
 import { type SealResult, sealOffline, sealThroughAgent } from './seal.ts';
 
 const LOCK_WAIT_MS = 10_000;

@@ -66,7 +66,7 @@ export async function templateRoutes(app: FastifyInstance, core: DaemonCore): Pr
     },
     async (request, reply) => {
       const t = await templates();
-      const { assertNoSnapshots } = await import('../../clone/snapshot-guard.ts');
+      const { assertNoSnapshots } = await import('../../storage/snapshot-guard.ts');
       // The core's own checks (and messages), so a refusal is a 4xx now, not a failed operation.
       const { source, name } = await t.checkCreate(request.body.instance, request.body.name);
       assertNoSnapshots(core.db, source, 'make a template of');
