@@ -1,5 +1,6 @@
+import { reconcile } from '../app/reconcile.ts';
+import { createCoreContext } from '../core/context.ts';
 import { statePaths } from '../lib/paths.ts';
-import { openDb } from '../store/db.ts';
 import { InstanceService } from '../instances/service.ts';
 
 let service: InstanceService | undefined;
@@ -7,8 +8,7 @@ let service: InstanceService | undefined;
 /** Opens the state directory once per CLI process. */
 export function instances(): InstanceService {
   if (service === undefined) {
-    const paths = statePaths();
-    service = new InstanceService(paths, openDb(paths.db));
+    service = new InstanceService(createCoreContext(statePaths(), { reconcile }));
   }
   return service;
 }

@@ -1,8 +1,10 @@
 import type { Logger } from 'pino';
+import { reconcile } from '../app/reconcile.ts';
+import { createCoreContext } from '../core/context.ts';
 import { ImageStore } from '../images/store/index.ts';
 import { InstanceService } from '../instances/service.ts';
 import type { StatePaths } from '../lib/paths.ts';
-import { type Db, openDb } from '../store/db.ts';
+import type { Db } from '../store/db.ts';
 import { PolicyRepository } from '../store/policies.ts';
 import { OperationRepository } from '../store/operations.ts';
 import { TokenRepository } from '../store/tokens.ts';
@@ -35,8 +37,8 @@ export interface DaemonCore {
 }
 
 export function createCore(paths: StatePaths, log: Logger): DaemonCore {
-  const db = openDb(paths.db);
-  const instances = new InstanceService(paths, db);
+  const instances = new InstanceService(createCoreContext(paths, { reconcile }));
+  const db = instances.db;
   const events = new EventBus();
   const policies = new PolicyRepository(db);
   const supervisor = new Supervisor(instances, policies, events, log.child({ component: 'supervisor' }));

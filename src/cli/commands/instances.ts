@@ -211,8 +211,8 @@ export function registerInstanceCommands(program: Command): void {
     .description('repair what an interrupted virtnode left behind (also done automatically)')
     .action(async () => {
       const s = await service();
-      const { reconcile } = await import('../../instances/reconcile.ts');
-      const report = await reconcile(s, { deep: true });
+      const { reconcile } = await import('../../app/reconcile.ts');
+      const report = await reconcile(s.core, { deep: true });
       process.stdout.write(report.repaired.length === 0 ? 'Nothing to repair\n' : `${report.repaired.join('\n')}\n`);
     });
 }

@@ -76,7 +76,7 @@ export class LocalInstances implements InstanceApi {
   async launch(request: LaunchRequest, options: { noWait?: boolean; timeoutMs?: number; onPhase?: (phase: string, detail: string, elapsedMs: number) => void }): Promise<LaunchOutcome> {
     const { launch } = await import('../../instances/launch.ts');
     const { launchSource } = await import('../../templates/launch-source.ts');
-    const result = await launch(this.service, launchSource(this.service), request, {
+    const result = await launch(this.service, launchSource(this.service.core), request, {
       ...(options.noWait === undefined ? {} : { noWait: options.noWait }),
       ...(options.timeoutMs === undefined ? {} : { timeoutMs: options.timeoutMs }),
       ...(options.onPhase === undefined ? {} : { onPhase: options.onPhase }),

@@ -112,7 +112,7 @@ export async function instanceRoutes(app: FastifyInstance, core: DaemonCore): Pr
       };
       // Bad input is answered 400 now, not as a failed operation; the name is fixed here so the client knows it.
       const valid = validateLaunch(launchRequest);
-      const resolveImage = launchSource(service);
+      const resolveImage = launchSource(service.core);
       await resolveImage(valid.image);
       const op = core.operations.start('launch', `instances/${valid.name}`, async (ctx) => {
         const result = await launch(service, resolveImage, { ...launchRequest, name: valid.name }, {
