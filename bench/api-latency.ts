@@ -12,7 +12,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { statePaths } from '../src/lib/paths.ts';
-import { openDb } from '../src/store/db.ts';
+import { reconcile } from '../src/app/reconcile.ts';
+import { createCoreContext } from '../src/core/context.ts';
 import { InstanceService } from '../src/instances/service.ts';
 import { startDaemon } from '../test/helpers/daemon.ts';
 import { testGuest } from '../test/helpers/test-guest.ts';
@@ -70,7 +71,7 @@ async function main(): Promise<void> {
   const home = mkdtempSync(join(tmpdir(), 'virtnode-bench-api-'));
   try {
     const paths = statePaths(home);
-    const service = new InstanceService(paths, openDb(paths.db));
+    const service = new InstanceService(createCoreContext(paths, { reconcile }));
     const names = Array.from({ length: count }, (_, i) => `vm-${String(i).padStart(4, '0')}`);
     const t0 = performance.now();
     for (const name of names) await service.create({ name, memory: '128M', kernel: guest.kernel, initrd: guest.initrd, cmdline: guest.cmdline });

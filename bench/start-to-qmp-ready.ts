@@ -11,7 +11,8 @@ import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { buildArgv } from '../src/qemu/argv.ts';
 import { statePaths } from '../src/lib/paths.ts';
-import { openDb } from '../src/store/db.ts';
+import { reconcile } from '../src/app/reconcile.ts';
+import { createCoreContext } from '../src/core/context.ts';
 import { InstanceService } from '../src/instances/service.ts';
 import { runtimePaths } from '../src/instances/runtime.ts';
 import { testGuest } from '../test/helpers/test-guest.ts';
@@ -76,7 +77,7 @@ async function main(): Promise<void> {
   mkdirSync(floorDir);
   const libHome = join(root, 'lib');
   const cliHome = join(root, 'cli');
-  const service = new InstanceService(statePaths(libHome), openDb(statePaths(libHome).db));
+  const service = new InstanceService(createCoreContext(statePaths(libHome), { reconcile }));
   const boot = { kernel: guest.kernel, initrd: guest.initrd, cmdline: guest.cmdline, memory: '128M' };
   // Warm up: page cache, the cached KVM probe verdict, the CLI's first start.
   await byHand(floorDir);

@@ -2,14 +2,18 @@
  * The core the application layer works on: built once per process (the daemon, or a CLI call without a daemon)
  * over the state directory, and shared by every resource's implementation.
  */
+import { type CoreContext, createCoreContext } from '../core/context.ts';
 import { ImageStore } from '../images/store/index.ts';
 import { InstanceService } from '../instances/service.ts';
 import type { StatePaths } from '../lib/paths.ts';
-import { type Db, openDb } from '../store/db.ts';
-import { PolicyRepository } from '../store/policies.ts';
+import type { Db } from '../store/db.ts';
+import type { PolicyRepository } from '../store/policies.ts';
 import type { StorageService } from '../storage/service.ts';
+import { reconcile } from './reconcile.ts';
 
 export interface AppCore {
+  /** What the core's services share (paths, database, repositories, locks, the reconcile gate). */
+  core: CoreContext;
   paths: StatePaths;
   db: Db;
   instances: InstanceService;
@@ -25,19 +29,21 @@ export interface AppCore {
 }
 
 export function createAppCore(paths: StatePaths, options: { db?: Db; changed?: () => void } = {}): AppCore {
-  const db = options.db ?? openDb(paths.db);
-  const instances = new InstanceService(paths, db);
+  const core = createCoreContext(paths, { reconcile, ...(options.db === undefined ? {} : { db: options.db }) });
+  const db = core.db;
+  const instances = new InstanceService(core);
   let storage: Promise<StorageService> | undefined;
   return {
+    core,
     paths,
     db,
     instances,
     images: new ImageStore(paths, db),
-    policies: new PolicyRepository(db),
+    policies: core.repos.policies,
     storage: () =>
       (storage ??= (async () => {
         const { StorageService } = await import('../storage/service.ts');
-        const service = new StorageService(instances);
+        const service = new StorageService(core);
         await instances.ensureReconciled();
         return service;
       })()),

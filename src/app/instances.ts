@@ -76,7 +76,7 @@ export const instances = resource('instances', instanceEndpoints, (core: AppCore
       };
       // Bad input is refused now, not as a failed operation; the name is fixed here so the caller knows it.
       const valid = validateLaunch(request);
-      const resolveImage = launchSource(service);
+      const resolveImage = launchSource(core.core);
       await resolveImage(valid.image);
       return job('launch', `instances/${valid.name}`, async (ctx) => {
         const result = await launch(service, resolveImage, { ...request, name: valid.name }, {

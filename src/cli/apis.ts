@@ -58,7 +58,7 @@ export const imageApi = backendAccessor<ImageApi>(
 export const templateApi = backendAccessor<TemplateApi>(
   async () => {
     const [{ LocalTemplates }, { TemplateService }, instances] = await Promise.all([import('./local/templates.ts'), import('../templates/service.ts'), instanceService()]);
-    return new LocalTemplates(new TemplateService(instances), instances);
+    return new LocalTemplates(new TemplateService(instances.core), instances);
   },
   async (client) => new (await import('../client/templates.ts')).RemoteTemplates(client),
 );

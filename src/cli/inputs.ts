@@ -1,5 +1,6 @@
 /** Turning command-line text into the API's typed input, with the messages the core gives for the same mistakes. */
-import { hostLimits, validateCpus } from '../instances/validate.ts';
+import { hostLimits } from '../host/limits.ts';
+import { validateCpus } from '../instances/validate.ts';
 import type { RestartPolicy } from '../instances/model.ts';
 import { invalid } from '../lib/errors.ts';
 import { RESTART_POLICIES } from '../store/policies.ts';

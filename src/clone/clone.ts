@@ -1,20 +1,20 @@
-import { assertNoSnapshots } from './snapshot-guard.ts';
+import { assertNoSnapshots } from '../storage/snapshot-guard.ts';
 import { chmodSync, linkSync, mkdirSync, renameSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { run } from '../exec/run.ts';
+import type { CoreContext } from '../core/context.ts';
 import { VirtnodeError, invalid } from '../lib/errors.ts';
 import { failpoint } from '../lib/failpoint.ts';
 import { validateName } from '../lib/ids.ts';
 import type { DiskFormat, DiskSpec, Instance, InstanceSpec, InstanceState } from '../instances/model.ts';
 import { observeInstance } from '../instances/observe.ts';
-import type { InstanceService } from '../instances/service.ts';
+import { InstanceService } from '../instances/service.ts';
 import { createImage, imageInfo } from '../qemu/img.ts';
 import { acquireLock } from '../store/locks.ts';
 import type { Template } from '../templates/model.ts';
 import { BASES_LOCK, basesDir } from '../templates/paths.ts';
-import { TemplateRepository } from '../templates/repository.ts';
 import { type SealResult, sealOffline } from '../templates/seal.ts';
-import { chainInside } from './backing.ts';
+import { chainInside } from '../storage/backing.ts';
 import { inheritedSpec, makeCloneIdentity } from './identity.ts';
 
 const CONVERT_TIMEOUT_MS = 6 * 60 * 60_000;
@@ -77,10 +77,10 @@ export async function copyDisk(source: { path: string; format: DiskFormat }, tar
  * state change: the base is a hard link of the disk and the overlay replaces the disk by one rename; a base that
  * no disk ends up on is removed by reconciliation.
  */
-async function makeReadOnlyBase(service: InstanceService, instance: Instance, disk: DiskSpec): Promise<string> {
-  const release = await acquireLock(service.db, BASES_LOCK, 'make a read-only base', { waitMs: 60_000 });
+async function makeReadOnlyBase(core: CoreContext, instance: Instance, disk: DiskSpec): Promise<string> {
+  const release = await acquireLock(core.db, BASES_LOCK, 'make a read-only base', { waitMs: 60_000 });
   try {
-    const dir = basesDir(service.paths);
+    const dir = basesDir(core.paths);
     mkdirSync(dir, { recursive: true, mode: 0o700 });
     const base = join(dir, `${instance.name}-${crypto.randomUUID().slice(0, 8)}.qcow2`);
     linkSync(disk.path, base);
@@ -104,14 +104,14 @@ function sourceNotFound(name: string): VirtnodeError {
 }
 
 /** The names of a clone, checked before anything is done (the daemon checks them before it starts the operation). */
-export async function checkClone(service: InstanceService, request: CloneRequest): Promise<{ sourceName: string; name: string }> {
+export async function checkClone(core: CoreContext, request: CloneRequest): Promise<{ sourceName: string; name: string }> {
   const sourceName = validateName('SRC', request.source);
   const name = validateName('NEW', request.name);
   if (sourceName === name) throw invalid('NEW', `"${name}" is the source's own name`, 'give the clone a new name');
-  await service.ensureReconciled();
-  const templates = new TemplateRepository(service.db);
-  if (templates.get(sourceName) === undefined && service.repo.get(sourceName) === undefined) throw sourceNotFound(sourceName);
-  if (templates.get(name) !== undefined || service.repo.get(name) !== undefined) {
+  await core.ensureReconciled();
+  const templates = core.repos.templates;
+  if (templates.get(sourceName) === undefined && core.repos.instances.get(sourceName) === undefined) throw sourceNotFound(sourceName);
+  if (templates.get(name) !== undefined || core.repos.instances.get(name) !== undefined) {
     throw new VirtnodeError('CONFLICT', `NEW: ${name} already exists`, { field: 'NEW', hint: 'choose another name' });
   }
   return { sourceName, name };
@@ -123,19 +123,19 @@ export async function checkClone(service: InstanceService, request: CloneRequest
  * sealed offline, since it carries the source's machine-id, host keys and leases. A template is sealed already.
  * NEW goes through the `creating` state like `create`, so an interrupted clone leaves nothing behind.
  */
-export async function cloneInstance(service: InstanceService, request: CloneRequest, options: CloneOptions = {}): Promise<CloneResult> {
-  const { sourceName, name } = await checkClone(service, request);
-  const templates = new TemplateRepository(service.db);
+export async function cloneInstance(core: CoreContext, request: CloneRequest, options: CloneOptions = {}): Promise<CloneResult> {
+  const { sourceName, name } = await checkClone(core, request);
+  const templates = core.repos.templates;
   const signal = options.signal === undefined ? {} : { signal: options.signal };
   // Held for the whole clone: the source cannot start, be deleted or (a template) be removed meanwhile.
-  const release = await acquireLock(service.db, sourceName, 'clone', { waitMs: SOURCE_LOCK_WAIT_MS, ...signal });
+  const release = await acquireLock(core.db, sourceName, 'clone', { waitMs: SOURCE_LOCK_WAIT_MS, ...signal });
   try {
     const template = templates.get(sourceName);
     let source: Instance | undefined;
     if (template === undefined) {
-      const recorded = service.repo.get(sourceName);
+      const recorded = core.repos.instances.get(sourceName);
       if (recorded === undefined) throw sourceNotFound(sourceName);
-      source = await observeInstance(service, recorded);
+      source = await observeInstance(core, recorded);
       if (!CLONABLE.includes(source.state)) {
         throw new VirtnodeError('INVALID_STATE', `cannot clone instance ${sourceName}: it is ${source.state} (clone needs ${CLONABLE.join(', ')})`, {
           hint: `a disk in use is never copied: stop it first (virtnode stop ${sourceName}), or make it a template (virtnode template create ${sourceName})`,
@@ -147,26 +147,26 @@ export async function cloneInstance(service: InstanceService, request: CloneRequ
     if (request.linked === true && source !== undefined && (!disk.owned || disk.format !== 'qcow2')) {
       throw invalid('--linked', `the disk of ${sourceName} (${disk.path}) is not a qcow2 disk virtnode made`, 'make a full clone instead (without --linked)');
     }
-    if (request.linked === true && source !== undefined && chainInside(disk.path, service.paths.instanceDir(sourceName)).length > 0) {
+    if (request.linked === true && source !== undefined && chainInside(disk.path, core.paths.instanceDir(sourceName)).length > 0) {
       throw invalid('--linked', `the disk of ${sourceName} sits on external snapshots in its own directory`, 'delete (merge) its external snapshots first, or make a full clone');
     }
     // A full copy takes the current state only; a linked clone would strand the source's snapshots on its base.
-    if (request.linked === true && source !== undefined) assertNoSnapshots(service.db, sourceName, 'make a linked clone of');
-    return await cloneFrom(service, name, { template, source, disk, linked: request.linked === true }, options);
+    if (request.linked === true && source !== undefined) assertNoSnapshots(core.db, sourceName, 'make a linked clone of');
+    return await cloneFrom(core, name, { template, source, disk, linked: request.linked === true }, options);
   } finally {
     release();
   }
 }
 
 async function cloneFrom(
-  service: InstanceService,
+  core: CoreContext,
   name: string,
   from: { template: Template | undefined; source: Instance | undefined; disk: DiskSpec; linked: boolean },
   options: CloneOptions,
 ): Promise<CloneResult> {
   const { template, source, disk, linked } = from;
   const signal = options.signal === undefined ? {} : { signal: options.signal };
-  const backing = !linked ? undefined : template !== undefined ? { path: template.diskPath, format: template.format } : { path: await makeReadOnlyBase(service, source!, disk), format: 'qcow2' as const };
+  const backing = !linked ? undefined : template !== undefined ? { path: template.diskPath, format: template.format } : { path: await makeReadOnlyBase(core, source!, disk), format: 'qcow2' as const };
   const defaults = template?.defaults ?? { ...source!.spec, networks: source!.nics.map((n) => n.network) };
   const draft = inheritedSpec(defaults);
   // A linked clone still sits on the source's image, which must then stay (image rm checks spec.image).
@@ -176,13 +176,13 @@ async function cloneFrom(
   let seal: SealResult | undefined;
   // One NIC on each of the source's networks, each with a new MAC and (managed networks) a new DHCP address.
   const nics = defaults.networks.map((network) => ({ network }));
-  const instance = await service.define(name, draft, { nics, ...signal }, async (dir) => {
+  const instance = await new InstanceService(core).define(name, draft, { nics, ...signal }, async (dir) => {
     const path = join(dir, 'disk0.qcow2');
     if (backing !== undefined) await createImage(path, { format: 'qcow2', backing, ...signal });
     else await copyDisk(disk, path, options);
     failpoint('clone.after-disk');
-    if (template === undefined) seal = await sealOffline(service.paths, { path, format: 'qcow2' }, signal);
-    const identity = await makeCloneIdentity(service, dir, name, { user, ...signal });
+    if (template === undefined) seal = await sealOffline(core.paths, { path, format: 'qcow2' }, signal);
+    const identity = await makeCloneIdentity(core, dir, name, { user, ...signal });
     const spec: InstanceSpec = { ...draft, instanceId: identity.instanceId, disks: [{ id: 'disk0', path, format: 'qcow2', owned: true }, identity.seedDisk] };
     if (identity.ssh !== undefined) spec.ssh = identity.ssh;
     return spec;

@@ -1,10 +1,10 @@
 import { join } from 'node:path';
+import type { CoreContext } from '../core/context.ts';
 import { renderMetaData, renderNetworkConfig, renderUserData } from '../cloudinit/render.ts';
 import { buildSeed } from '../cloudinit/seed.ts';
 import { generateHostKeys } from '../cloudinit/ssh-host-keys.ts';
 import { clientKey, seedNetwork } from '../instances/launch.ts';
 import type { DiskSpec, InstanceSpec, SshAccess } from '../instances/model.ts';
-import type { InstanceService } from '../instances/service.ts';
 
 const SSH_GUEST_PORT = 22;
 
@@ -22,22 +22,22 @@ export interface CloneIdentity {
  * is what `launch` writes for the same NICs (DHCP on managed networks, where the clone's new MAC has its own lease).
  */
 export async function makeCloneIdentity(
-  service: InstanceService,
+  core: CoreContext,
   dir: string,
   name: string,
   options: { user: string | undefined; signal?: AbortSignal },
 ): Promise<CloneIdentity> {
   const instanceId = `i-${crypto.randomUUID()}`;
   const hostKeys = await generateHostKeys(join(dir, 'ssh'), { comment: `${name} host key (virtnode)`, ...(options.signal ? { signal: options.signal } : {}) });
-  const current = service.repo.get(name)!;
+  const current = core.repos.instances.get(name)!;
   const user = options.user ?? 'virtnode';
-  const key = await clientKey(service);
+  const key = await clientKey(core);
   const request = {
     instanceId,
     hostname: name,
     defaultUser: { name: user, sshAuthorizedKeys: [key.publicKey], sudo: true },
     hostKeys: hostKeys.map((k) => ({ type: k.type, privateKey: k.privateKey, publicKey: k.publicKey })),
-    network: seedNetwork(service, current, undefined),
+    network: seedNetwork(core, current, undefined),
   };
   const seedPath = join(dir, 'seed.iso');
   await buildSeed(seedPath, { 'meta-data': renderMetaData(request), 'user-data': renderUserData(request).text, 'network-config': renderNetworkConfig(request) }, { format: 'iso' });

@@ -57,7 +57,7 @@ export class Supervisor {
     const report: SupervisorReport = { adopted: [], crashed: [], restarted: [], autostarted: [], durationMs: 0 };
     await this.service.ensureReconciled();
     const before = this.service.repo.list();
-    const observed = await Promise.all(before.map((i) => observeInstance(this.service, i).catch(() => i)));
+    const observed = await Promise.all(before.map((i) => observeInstance(this.service.core, i).catch(() => i)));
     const firstSinceBoot = this.claimAutostart(options.autostartMarkerDir);
     const policies = this.policies.all();
     const toStart: Array<{ name: string; why: 'restart' | 'autostart' }> = [];
@@ -127,7 +127,7 @@ export class Supervisor {
         const brief = { name: row.name, state: row.state, stateReason: row.state_reason ?? undefined };
         if (row.state !== 'running' && row.state !== 'paused') return brief;
         const instance = this.service.repo.get(row.name);
-        return instance === undefined ? brief : observeInstance(this.service, instance).catch(() => instance);
+        return instance === undefined ? brief : observeInstance(this.service.core, instance).catch(() => instance);
       }),
     );
     const seen = new Set<string>();

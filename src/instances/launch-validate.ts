@@ -7,7 +7,8 @@ import { formatIssues, userDataKind, validateCloudConfig } from '../cloudinit/va
 import type { ValidationIssue } from '../cloudinit/validate.ts';
 import { parseSize } from '../lib/units.ts';
 import { type NicRequest, validateNicRequests } from './nic-request.ts';
-import { type HostLimits, hostLimits, validateAccel, validateCpus, validateMemory } from './validate.ts';
+import { type HostLimits, hostLimits } from '../host/limits.ts';
+import { validateAccel, validateCpus, validateMemory } from './validate.ts';
 
 export interface LaunchRequest {
   image: string;

@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import { buildSeed } from '../cloudinit/seed.ts';
 import { renderMetaData, renderNetworkConfig, renderUserData } from '../cloudinit/render.ts';
 import { generateHostKeys, generateUserKey } from '../cloudinit/ssh-host-keys.ts';
+import type { CoreContext } from '../core/context.ts';
 import { VirtnodeError } from '../lib/errors.ts';
 import { createImage } from '../qemu/img.ts';
 import { acquireLock } from '../store/locks.ts';
@@ -41,12 +42,12 @@ export interface LaunchResult {
 }
 
 /** virtnode's own SSH client key, made once per state directory and authorized in every launched guest. */
-export async function clientKey(service: InstanceService): Promise<{ identityFile: string; publicKey: string }> {
-  const dir = service.paths.sshDir;
+export async function clientKey(core: CoreContext): Promise<{ identityFile: string; publicKey: string }> {
+  const dir = core.paths.sshDir;
   const identityFile = join(dir, 'id_ed25519');
   if (!existsSync(`${identityFile}.pub`)) {
     // Parallel first launches must not both make it: the lock name cannot clash with an instance (not a DNS label).
-    const release = await acquireLock(service.db, '#ssh-client-key', 'generate the SSH client key', { waitMs: 60_000 });
+    const release = await acquireLock(core.db, '#ssh-client-key', 'generate the SSH client key', { waitMs: 60_000 });
     try {
       if (!existsSync(`${identityFile}.pub`)) {
         mkdirSync(dir, { recursive: true, mode: 0o700 });
@@ -64,14 +65,14 @@ export async function clientKey(service: InstanceService): Promise<{ identityFil
  * The guest's network-config. With managed networks, the user-mode NIC (SSH only) gets its fixed slirp address
  * without a gateway, so the default route and DNS come from the managed network; a `--ip` NIC is static.
  */
-export function seedNetwork(service: InstanceService, instance: Instance, userConfig: string | undefined): NetworkRequest {
+export function seedNetwork(core: CoreContext, instance: Instance, userConfig: string | undefined): NetworkRequest {
   if (userConfig !== undefined) return { kind: 'user-config', text: userConfig };
   if (instance.nics.every((n) => n.network === USER_NETWORK)) return { kind: 'dhcp', macs: instance.nics.map((n) => n.mac) };
   return {
     kind: 'nics',
     nics: instance.nics.map((nic): NicNetworkConfig => {
       if (nic.network === USER_NETWORK) return { mac: nic.mac, address: `${USER_MODE_GUEST_ADDRESS}/24` };
-      const network = service.networks.mustGet(nic.network);
+      const network = core.networks.mustGet(nic.network);
       if (!nic.staticAddress || network.ipv4 === undefined) return { mac: nic.mac, dhcp: true };
       const prefix = network.ipv4.subnet.split('/')[1];
       return {
@@ -95,7 +96,7 @@ export async function launch(service: InstanceService, resolveImage: ImageResolv
   const valid = validateLaunch(request);
   const image = await resolveImage(valid.image);
   phase('image', `${image.name} (${image.format}, sha256 ${image.sha256.slice(0, 12)})`);
-  const key = await clientKey(service);
+  const key = await clientKey(service.core);
 
   const draft: InstanceSpec = {
     cpus: valid.cpus,
@@ -126,7 +127,7 @@ export async function launch(service: InstanceService, resolveImage: ImageResolv
       ...(valid.timezone === undefined ? {} : { timezone: valid.timezone }),
       hostKeys: hostKeys.map((k) => ({ type: k.type, privateKey: k.privateKey, publicKey: k.publicKey })),
       ...(valid.userData === undefined ? {} : { userData: valid.userData }),
-      network: seedNetwork(service, current, valid.networkConfig),
+      network: seedNetwork(service.core, current, valid.networkConfig),
     };
     const seedFiles = { 'meta-data': renderMetaData(seedRequest), 'user-data': renderUserData(seedRequest).text, 'network-config': renderNetworkConfig(seedRequest) };
     const disks: InstanceSpec['disks'] = [{ id: 'disk0', path: disk, format: 'qcow2', owned: true }];

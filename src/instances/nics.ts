@@ -38,7 +38,7 @@ export async function attachNic(service: InstanceService, name: string, network:
   const [request] = validateNicRequests([network], ip === undefined ? undefined : [ip], []);
   if (request === undefined) throw invalid('network', '"none" is not a network to attach to');
   return service.locked(name, 'nic attach', options, async () => {
-    const instance = await observeInstance(service, service.mustGet(name));
+    const instance = await observeInstance(service.core, service.mustGet(name));
     if (['creating', 'deleting', 'starting', 'stopping'].includes(instance.state)) {
       throw new VirtnodeError('INVALID_STATE', `cannot attach a NIC to ${name}: it is ${instance.state}`);
     }
@@ -108,7 +108,7 @@ export function findNic(instance: Instance, which: string): Nic {
  */
 export async function detachNic(service: InstanceService, name: string, which: string, options: OperationOptions = {}): Promise<Nic> {
   return service.locked(name, 'nic detach', options, async () => {
-    const instance = await observeInstance(service, service.mustGet(name));
+    const instance = await observeInstance(service.core, service.mustGet(name));
     const nic = findNic(instance, which);
     if (['creating', 'deleting', 'starting', 'stopping'].includes(instance.state)) {
       throw new VirtnodeError('INVALID_STATE', `cannot detach a NIC from ${name}: it is ${instance.state}`);

@@ -107,7 +107,7 @@ async function hmp(service: InstanceService, instance: Instance, line: string, s
 export async function addPortForward(service: InstanceService, name: string, text: string, address: string | undefined, options: OperationOptions = {}): Promise<PortForwardSpec> {
   const forward = parsePortForward(text, address);
   return service.locked(name, 'port add', options, async () => {
-    const instance = await observeInstance(service, service.mustGet(name));
+    const instance = await observeInstance(service.core, service.mustGet(name));
     const netdev = userNicId(instance);
     await checkFree(service, instance, forward);
     if (instance.state === 'running' || instance.state === 'paused') {
@@ -125,7 +125,7 @@ export async function removePortForward(service: InstanceService, name: string, 
   const hostPort = Number(match[1]);
   const protocol = match[2] ?? 'tcp';
   return service.locked(name, 'port rm', options, async () => {
-    const instance = await observeInstance(service, service.mustGet(name));
+    const instance = await observeInstance(service.core, service.mustGet(name));
     const forwards = instance.spec.portForwards ?? [];
     const forward = forwards.find((f) => f.hostPort === hostPort && f.protocol === protocol);
     if (forward === undefined) {

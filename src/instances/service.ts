@@ -11,33 +11,26 @@ import { createImage, imageInfo } from '../qemu/img.ts';
 import { isOurQemu, killQemu, spawnQemu, waitForExit } from '../qemu/process.ts';
 import * as qmpCommand from '../qmp/commands.ts';
 import { QmpConnection } from '../qmp/connection.ts';
-import type { Db } from '../store/db.ts';
-import { transaction } from '../store/db.ts';
-import { InstanceRepository } from '../store/instances.ts';
-import { acquireLock } from '../store/locks.ts';
+import type { CoreContext, LockOptions } from '../core/context.ts';
+import { type Db, transaction } from '../store/db.ts';
+import type { InstanceRepository } from '../store/instances.ts';
 import { type DiskFormat, type Instance, type InstanceSpec, type InstanceState, type Nic, USER_NETWORK } from './model.ts';
-import { NetworkService } from '../network/service.ts';
+import type { NetworkService } from '../network/service.ts';
 import { resolveNic } from './nic-addresses.ts';
 import type { NicRequest } from './nic-request.ts';
 import { toQemuSpec } from './qemu-spec.ts';
 import { freeLoopbackPort } from '../lib/ports.ts';
 import { removeHost, setHostKeys } from '../cloudinit/known-hosts.ts';
 import { observeInstance } from './observe.ts';
-import { reconcile } from './reconcile.ts';
-import { volumeOverlays } from '../storage/volume-overlays.ts';
-import { TemplateRepository } from '../templates/repository.ts';
+import { volumeOverlays } from './volume-overlays.ts';
 import { removeRuntimeFiles, runtimePaths } from './runtime.ts';
-import { type CreateRequest, type HostLimits, hostLimits, validateCreate } from './validate.ts';
+import { type CreateRequest, validateCreate } from './validate.ts';
 
 export const DEFAULT_STOP_TIMEOUT_MS = 60_000;
 const QMP_CONNECT_TIMEOUT_MS = 5_000;
 const QUIT_TIMEOUT_MS = 10_000;
 
-export interface OperationOptions {
-  signal?: AbortSignal;
-  /** How long to wait for another operation on the same instance to finish. */
-  lockWaitMs?: number;
-}
+export type OperationOptions = LockOptions;
 
 export interface StopOptions extends OperationOptions {
   force?: boolean;
@@ -68,52 +61,48 @@ function wrongState(instance: Instance, operation: string, allowed: InstanceStat
  * while different instances proceed in parallel.
  */
 export class InstanceService {
-  readonly paths: StatePaths;
-  readonly db: Db;
-  readonly repo: InstanceRepository;
-  readonly networks: NetworkService;
-  private readonly limits: HostLimits;
-  private reconciled = false;
+  readonly core: CoreContext;
 
-  constructor(paths: StatePaths, db: Db, limits: HostLimits = hostLimits()) {
-    this.paths = paths;
-    this.db = db;
-    this.repo = new InstanceRepository(db);
-    this.networks = new NetworkService(paths, db);
-    this.limits = limits;
-    mkdirSync(paths.instances, { recursive: true, mode: 0o700 });
+  /** Cheap: every piece of state lives in the core context, so any module may make one over it. */
+  constructor(core: CoreContext) {
+    this.core = core;
   }
 
-  /** Repairs what a crashed virtnode process left behind; cheap, so every entry point calls it once. */
-  async ensureReconciled(): Promise<void> {
-    if (this.reconciled) return;
-    this.reconciled = true;
-    await reconcile(this);
+  // Shorthands for the core context's, for the fronts that still reach the core through this service.
+  get paths(): StatePaths {
+    return this.core.paths;
   }
 
-  /** Runs `fn` under the instance's lock (after reconciling once); for operations defined outside this class. */
-  async locked<T>(name: string, operation: string, options: OperationOptions, fn: () => Promise<T>): Promise<T> {
-    await this.ensureReconciled();
-    const release = await acquireLock(this.db, name, operation, {
-      waitMs: options.lockWaitMs ?? DEFAULT_STOP_TIMEOUT_MS * 2,
-      ...(options.signal === undefined ? {} : { signal: options.signal }),
-    });
-    try {
-      return await fn();
-    } finally {
-      release();
-    }
+  get db(): Db {
+    return this.core.db;
+  }
+
+  get repo(): InstanceRepository {
+    return this.core.repos.instances;
+  }
+
+  get networks(): NetworkService {
+    return this.core.networks;
+  }
+
+  ensureReconciled(): Promise<void> {
+    return this.core.ensureReconciled();
+  }
+
+  /** Runs `fn` under the instance's lock (after reconciling once). */
+  locked<T>(name: string, operation: string, options: OperationOptions, fn: () => Promise<T>): Promise<T> {
+    return this.core.withLock(name, operation, options, fn);
   }
 
   /** Runs `fn` under the instance's lock (for other modules' per-instance operations: disks, snapshots). */
-  async withLock<T>(name: string, operation: string, options: OperationOptions, fn: () => Promise<T>): Promise<T> {
-    return this.locked(name, operation, options, fn);
+  withLock<T>(name: string, operation: string, options: OperationOptions, fn: () => Promise<T>): Promise<T> {
+    return this.core.withLock(name, operation, options, fn);
   }
 
   mustGet(name: string): Instance {
     const instance = this.repo.get(name);
     if (instance !== undefined) return instance;
-    if (new TemplateRepository(this.db).get(name) !== undefined) {
+    if (this.core.repos.templates.get(name) !== undefined) {
       throw new VirtnodeError('INVALID_STATE', `${name} is a template: a template never starts or changes (its disk is the read-only base of its clones)`, {
         hint: `make an instance of it: virtnode launch ${name}, or virtnode clone ${name} NEW --linked`,
       });
@@ -123,16 +112,16 @@ export class InstanceService {
 
   async list(): Promise<Instance[]> {
     await this.ensureReconciled();
-    return Promise.all(this.repo.list().map((i) => observeInstance(this, i)));
+    return Promise.all(this.repo.list().map((i) => observeInstance(this.core, i)));
   }
 
   async get(name: string): Promise<Instance> {
     await this.ensureReconciled();
-    return observeInstance(this, this.mustGet(name));
+    return observeInstance(this.core, this.mustGet(name));
   }
 
   async create(request: CreateRequest, options: OperationOptions = {}): Promise<Instance> {
-    const valid = validateCreate(request, this.limits);
+    const valid = validateCreate(request, this.core.limits);
     const spec: InstanceSpec = { cpus: valid.cpus, memoryMiB: valid.memoryMiB, accel: valid.accel, disks: [] };
     if (valid.boot !== undefined) spec.boot = valid.boot;
     return this.define(valid.name, spec, { nics: valid.nics, ...options }, async (dir) => {
@@ -169,7 +158,7 @@ export class InstanceService {
       if (this.repo.get(name) !== undefined) {
         throw new VirtnodeError('CONFLICT', `instance ${name} already exists`, { field: 'name', hint: 'choose another name, or delete it first' });
       }
-      if (new TemplateRepository(this.db).get(name) !== undefined) {
+      if (this.core.repos.templates.get(name) !== undefined) {
         throw new VirtnodeError('CONFLICT', `${name} is the name of a template`, { field: 'name', hint: 'templates and instances share one namespace: choose another name' });
       }
       const dir = this.paths.instanceDir(name);
@@ -224,7 +213,7 @@ export class InstanceService {
 
   async start(name: string, options: OperationOptions = {}): Promise<Instance> {
     return this.locked(name, 'start', options, async () => {
-      const instance = await observeInstance(this, this.mustGet(name));
+      const instance = await observeInstance(this.core, this.mustGet(name));
       const startable: InstanceState[] = ['defined', 'stopped', 'crashed'];
       if (!startable.includes(instance.state)) throw wrongState(instance, 'start', startable);
       await this.startLocked(instance, options);
@@ -277,7 +266,7 @@ export class InstanceService {
 
   async stop(name: string, options: StopOptions = {}): Promise<StopResult> {
     return this.locked(name, 'stop', options, async () => {
-      const instance = await observeInstance(this, this.mustGet(name));
+      const instance = await observeInstance(this.core, this.mustGet(name));
       const stoppable: InstanceState[] = ['running', 'paused'];
       if (!stoppable.includes(instance.state)) throw wrongState(instance, 'stop', stoppable);
       const method = await this.stopLocked(instance, options);
@@ -334,7 +323,7 @@ export class InstanceService {
 
   async restart(name: string, options: StopOptions = {}): Promise<Instance> {
     return this.locked(name, 'restart', options, async () => {
-      const instance = await observeInstance(this, this.mustGet(name));
+      const instance = await observeInstance(this.core, this.mustGet(name));
       const allowed: InstanceState[] = ['running', 'paused'];
       if (!allowed.includes(instance.state)) throw wrongState(instance, 'restart', allowed, 'use `virtnode start` for a stopped instance');
       await this.stopLocked(instance, options);
@@ -360,7 +349,7 @@ export class InstanceService {
     options: OperationOptions,
   ): Promise<Instance> {
     return this.locked(name, operation, options, async () => {
-      const instance = await observeInstance(this, this.mustGet(name));
+      const instance = await observeInstance(this.core, this.mustGet(name));
       if (instance.state !== from) throw wrongState(instance, operation, [from]);
       const qmp = await QmpConnection.connect(runtimePaths(this.paths.instanceDir(name)).qmp, { timeoutMs: QMP_CONNECT_TIMEOUT_MS });
       try {
@@ -375,7 +364,7 @@ export class InstanceService {
 
   async delete(name: string, options: OperationOptions & { force?: boolean } = {}): Promise<void> {
     await this.locked(name, 'delete', options, async () => {
-      const instance = await observeInstance(this, this.mustGet(name));
+      const instance = await observeInstance(this.core, this.mustGet(name));
       if (['running', 'paused'].includes(instance.state) && !options.force) {
         throw wrongState(instance, 'delete', ['defined', 'stopped', 'crashed'], `stop it first, or use --force to kill it`);
       }

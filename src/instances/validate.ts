@@ -1,6 +1,6 @@
 import { accessSync, constants, statSync } from 'node:fs';
-import { cpus, totalmem } from 'node:os';
 import { isAbsolute, resolve } from 'node:path';
+import { type HostLimits, hostLimits } from '../host/limits.ts';
 import { invalid } from '../lib/errors.ts';
 import { validateName } from '../lib/ids.ts';
 import { MIB, formatSize, parseSize } from '../lib/units.ts';
@@ -31,15 +31,6 @@ export interface ValidCreate {
   disk?: { path: string } | { sizeBytes: number };
   boot?: { kernel: string; initrd?: string; cmdline?: string };
   nics: NicRequest[];
-}
-
-export interface HostLimits {
-  cpus: number;
-  memoryBytes: number;
-}
-
-export function hostLimits(): HostLimits {
-  return { cpus: cpus().length, memoryBytes: totalmem() };
 }
 
 const MIN_MEMORY_MIB = 16;

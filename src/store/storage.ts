@@ -182,4 +182,10 @@ export class StorageRepository {
     if (s.current) this.setCurrentSnapshot(instance, s.parent);
     this.db.prepare('DELETE FROM snapshots WHERE instance = ? AND name = ?').run(instance, name);
   }
+
+  /** Is any volume or snapshot in the middle of a change (`creating`, `deleting`, `reverting`)? One query. */
+  anyUnfinished(): boolean {
+    const row = this.db.prepare("SELECT 1 FROM snapshots WHERE state != 'ready' UNION ALL SELECT 1 FROM volumes WHERE state != 'ready' LIMIT 1").get();
+    return row !== undefined;
+  }
 }

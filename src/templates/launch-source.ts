@@ -1,22 +1,21 @@
 import { existsSync } from 'node:fs';
 import { basename } from 'node:path';
+import type { CoreContext } from '../core/context.ts';
 import { VirtnodeError } from '../lib/errors.ts';
 import type { ImageResolver } from '../instances/launch.ts';
-import type { InstanceService } from '../instances/service.ts';
 
 /**
  * What `launch NAME` boots from, for the CLI and the daemon alike: a template (its sealed disk, and the kernel
  * it booted with, if any) or an image in the image store.
  */
-export function launchSource(service: InstanceService): ImageResolver {
+export function launchSource(core: CoreContext): ImageResolver {
   return async (nameOrPath) => {
-    const { TemplateRepository } = await import('./repository.ts');
-    const template = new TemplateRepository(service.db).get(nameOrPath);
+    const template = core.repos.templates.get(nameOrPath);
     if (template !== undefined) {
       return { name: template.name, sha256: template.sha256, path: template.diskPath, format: template.format, ...(template.defaults.boot === undefined ? {} : { boot: template.defaults.boot }) };
     }
     const { ImageStore } = await import('../images/store/index.ts');
-    const store = new ImageStore(service.paths, service.db);
+    const store = new ImageStore(core.paths, core.db);
     if (existsSync(nameOrPath)) {
       throw new VirtnodeError('INVALID', `IMAGE: ${nameOrPath} is a file, not an image name`, {
         field: 'IMAGE',

@@ -1,11 +1,9 @@
 import { existsSync, readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { backingChain } from '../clone/backing.ts';
-import type { InstanceService } from '../instances/service.ts';
+import type { CoreContext } from '../core/context.ts';
+import { backingChain } from '../storage/backing.ts';
 import { acquireLock, lockOwner } from '../store/locks.ts';
 import { BASES_LOCK, basesDir, templatesDir } from './paths.ts';
-import { TemplateRepository } from './repository.ts';
-
 
 /**
  * The templates' and clones' part of reconciliation: a template directory with no record (a `template create`
@@ -13,15 +11,15 @@ import { TemplateRepository } from './repository.ts';
  * that no instance or template disk sits on any more (its last linked clone was deleted, or a linked clone was
  * interrupted before the source moved onto it).
  */
-export async function reconcileTemplatesAndBases(service: InstanceService): Promise<string[]> {
+export async function reconcileTemplatesAndBases(core: CoreContext): Promise<string[]> {
   const repaired: string[] = [];
-  const templates = new TemplateRepository(service.db);
-  const tdir = templatesDir(service.paths);
+  const templates = core.repos.templates;
+  const tdir = templatesDir(core.paths);
   for (const entry of existsSync(tdir) ? readdirSync(tdir) : []) {
-    if (templates.get(entry) !== undefined || lockOwner(service.db, entry) !== undefined) continue;
+    if (templates.get(entry) !== undefined || lockOwner(core.db, entry) !== undefined) continue;
     let release: () => void;
     try {
-      release = await acquireLock(service.db, entry, 'repair', { waitMs: 0 });
+      release = await acquireLock(core.db, entry, 'repair', { waitMs: 0 });
     } catch {
       continue;
     }
@@ -34,18 +32,18 @@ export async function reconcileTemplatesAndBases(service: InstanceService): Prom
     }
   }
 
-  const bdir = basesDir(service.paths);
+  const bdir = basesDir(core.paths);
   const bases = existsSync(bdir) ? readdirSync(bdir) : [];
   if (bases.length === 0) return repaired;
   let release: () => void;
   try {
-    release = await acquireLock(service.db, BASES_LOCK, 'repair', { waitMs: 0 });
+    release = await acquireLock(core.db, BASES_LOCK, 'repair', { waitMs: 0 });
   } catch {
     return repaired; // a linked clone is making a base right now
   }
   try {
     const inUse = new Set<string>();
-    const tops = [...service.repo.list().flatMap((i) => i.spec.disks.map((d) => d.path)), ...templates.list().map((t) => t.diskPath)];
+    const tops = [...core.repos.instances.list().flatMap((i) => i.spec.disks.map((d) => d.path)), ...templates.list().map((t) => t.diskPath)];
     for (const top of tops) for (const file of backingChain(top)) inUse.add(file);
     for (const base of bases) {
       const path = join(bdir, base);

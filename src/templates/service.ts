@@ -1,22 +1,23 @@
-import { assertNoSnapshots } from '../clone/snapshot-guard.ts';
+import { assertNoSnapshots } from '../storage/snapshot-guard.ts';
 import { createHash } from 'node:crypto';
 import { createReadStream, chmodSync, linkSync, mkdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
-import { backingChain, chainInside } from '../clone/backing.ts';
+import { backingChain, chainInside } from '../storage/backing.ts';
+import type { CoreContext } from '../core/context.ts';
 import { VirtnodeError, invalid } from '../lib/errors.ts';
 import { failpoint } from '../lib/failpoint.ts';
 import { validateName } from '../lib/ids.ts';
 import type { DiskFormat, Instance, InstanceState } from '../instances/model.ts';
 import { observeInstance } from '../instances/observe.ts';
 import { runtimePaths } from '../instances/runtime.ts';
-import type { InstanceService } from '../instances/service.ts';
+import { InstanceService } from '../instances/service.ts';
 import { imageInfo } from '../qemu/img.ts';
 import { transaction } from '../store/db.ts';
 import { acquireLock } from '../store/locks.ts';
 import type { Template } from './model.ts';
 import { TEMPLATE_DISK_FILE, templateDir, templatesDir } from './paths.ts';
-import { TemplateRepository } from './repository.ts';
+import type { TemplateRepository } from '../store/templates.ts';
 import { type SealResult, sealOffline, sealThroughAgent } from './seal.ts';
 
 const LOCK_WAIT_MS = 10_000;
@@ -46,21 +47,24 @@ function notATemplate(name: string): VirtnodeError {
 
 /** Templates: sealed, read-only disks that clones and launches sit on. */
 export class TemplateService {
-  readonly instances: InstanceService;
+  readonly core: CoreContext;
   readonly repo: TemplateRepository;
+  /** The instance lifecycle: making a template stops its source and finally removes it. */
+  private readonly instances: InstanceService;
 
-  constructor(instances: InstanceService) {
-    this.instances = instances;
-    this.repo = new TemplateRepository(instances.db);
+  constructor(core: CoreContext) {
+    this.core = core;
+    this.repo = core.repos.templates;
+    this.instances = new InstanceService(core);
   }
 
   async list(): Promise<Template[]> {
-    await this.instances.ensureReconciled();
+    await this.core.ensureReconciled();
     return this.repo.list();
   }
 
   async get(name: string): Promise<Template> {
-    await this.instances.ensureReconciled();
+    await this.core.ensureReconciled();
     const template = this.repo.get(validateName('NAME', name));
     if (template === undefined) throw notATemplate(name);
     return template;
@@ -71,7 +75,7 @@ export class TemplateService {
    * being launched from it (their draft names it before their disk exists).
    */
   dependents(template: Template): string[] {
-    return this.instances.repo
+    return this.core.repos.instances
       .list()
       .filter((i) => i.spec.image?.path === template.diskPath || i.spec.disks.some((d) => d.path === template.diskPath || backingChain(d.path).includes(template.diskPath)))
       .map((i) => i.name);
@@ -88,12 +92,12 @@ export class TemplateService {
   async checkCreate(instanceName: string, templateName: string | undefined): Promise<{ source: string; name: string }> {
     const source = validateName('INSTANCE', instanceName);
     const name = validateName('NAME', templateName ?? source);
-    await this.instances.ensureReconciled();
+    await this.core.ensureReconciled();
     if (this.repo.get(name) !== undefined) throw new VirtnodeError('CONFLICT', `NAME: template ${name} already exists`, { field: 'NAME', hint: 'choose another name, or remove it first (virtnode template rm)' });
-    if (name !== source && this.instances.repo.get(name) !== undefined) {
+    if (name !== source && this.core.repos.instances.get(name) !== undefined) {
       throw new VirtnodeError('CONFLICT', `NAME: ${name} is the name of an instance`, { field: 'NAME', hint: 'templates and instances share one namespace: choose another name' });
     }
-    if (this.instances.repo.get(source) === undefined) {
+    if (this.core.repos.instances.get(source) === undefined) {
       throw new VirtnodeError('NOT_FOUND', `instance ${source} does not exist`, { hint: 'see `virtnode list` for the instances there are' });
     }
     return { source, name };
@@ -111,11 +115,11 @@ export class TemplateService {
     const signal = options.signal === undefined ? {} : { signal: options.signal };
     const releases: Array<() => void> = [];
     try {
-      releases.push(await acquireLock(this.instances.db, source, 'template create', { waitMs: LOCK_WAIT_MS, ...signal }));
-      if (name !== source) releases.push(await acquireLock(this.instances.db, name, 'template create', { waitMs: 0 }));
-      const recorded = this.instances.repo.get(source);
+      releases.push(await acquireLock(this.core.db, source, 'template create', { waitMs: LOCK_WAIT_MS, ...signal }));
+      if (name !== source) releases.push(await acquireLock(this.core.db, name, 'template create', { waitMs: 0 }));
+      const recorded = this.core.repos.instances.get(source);
       if (recorded === undefined) throw new VirtnodeError('NOT_FOUND', `instance ${source} does not exist`);
-      const instance = await observeInstance(this.instances, recorded);
+      const instance = await observeInstance(this.core, recorded);
       if (!OFFLINE.includes(instance.state) && !ONLINE.includes(instance.state)) {
         throw new VirtnodeError('INVALID_STATE', `cannot make a template of ${source}: it is ${instance.state}`, { hint: 'wait for the operation under way to finish' });
       }
@@ -123,10 +127,10 @@ export class TemplateService {
       if (disk === undefined || !disk.owned || disk.format !== 'qcow2') {
         throw invalid('INSTANCE', `${source} has no qcow2 disk made by virtnode`, 'a template is made of a launched, cloned or `create --disk-size` instance');
       }
-      if (chainInside(disk.path, this.instances.paths.instanceDir(source)).length > 0) {
+      if (chainInside(disk.path, this.core.paths.instanceDir(source)).length > 0) {
         throw invalid('INSTANCE', `the disk of ${source} sits on external snapshots in its own directory`, `delete (merge) its snapshots first: virtnode snapshot ls ${source}`);
       }
-      assertNoSnapshots(this.instances.db, source, 'make a template of');
+      assertNoSnapshots(this.core.db, source, 'make a template of');
       const seal = await this.stopAndSeal(instance, disk, options);
       options.onPhase?.('seal', seal.summary);
       return { template: await this.store(instance, name, seal, options), seal };
@@ -139,20 +143,20 @@ export class TemplateService {
     const signal = options.signal === undefined ? {} : { signal: options.signal };
     let note = '';
     if (ONLINE.includes(instance.state)) {
-      const live = instance.state === 'running' ? await sealThroughAgent(runtimePaths(this.instances.paths.instanceDir(instance.name)).guestAgent, signal) : undefined;
+      const live = instance.state === 'running' ? await sealThroughAgent(runtimePaths(this.core.paths.instanceDir(instance.name)).guestAgent, signal) : undefined;
       const method = await this.instances.stopLocked(instance, { timeoutMs: STOP_TIMEOUT_MS });
       options.onPhase?.('stop', `${instance.name} stopped (${method})`);
       if (live !== undefined) return live;
       note = instance.state === 'running' ? ' (no guest agent answered)' : ' (it was paused)';
     }
-    const offline = await sealOffline(this.instances.paths, disk, signal);
+    const offline = await sealOffline(this.core.paths, disk, signal);
     return { ...offline, summary: `${offline.summary}${note}` };
   }
 
   private async store(instance: Instance, name: string, seal: SealResult, options: CreateTemplateOptions): Promise<Template> {
     const disk = instance.spec.disks[0]!;
-    const dir = templateDir(this.instances.paths, name);
-    mkdirSync(templatesDir(this.instances.paths), { recursive: true, mode: 0o700 });
+    const dir = templateDir(this.core.paths, name);
+    mkdirSync(templatesDir(this.core.paths), { recursive: true, mode: 0o700 });
     rmSync(dir, { recursive: true, force: true });
     mkdirSync(dir, { mode: 0o700 });
     const diskPath = join(dir, TEMPLATE_DISK_FILE);
@@ -181,21 +185,21 @@ export class TemplateService {
       sealMethod: seal.method,
       sealReport: [seal.summary, ...seal.changes],
     };
-    transaction(this.instances.db, () => {
+    transaction(this.core.db, () => {
       this.repo.insert(template);
-      this.instances.repo.setState(instance.name, 'deleting', `became template ${name}`);
+      this.core.repos.instances.setState(instance.name, 'deleting', `became template ${name}`);
     });
     failpoint('template.after-record');
-    await this.instances.destroyLocked(this.instances.repo.get(instance.name)!);
+    await this.instances.destroyLocked(this.core.repos.instances.get(instance.name)!);
     return this.repo.get(name)!;
   }
 
   /** Removes a template, refused while instances sit on its disk. */
   async remove(name: string, options: { signal?: AbortSignal } = {}): Promise<void> {
     validateName('NAME', name);
-    await this.instances.ensureReconciled();
+    await this.core.ensureReconciled();
     if (this.repo.get(name) === undefined) throw notATemplate(name);
-    const release = await acquireLock(this.instances.db, name, 'template rm', { waitMs: LOCK_WAIT_MS, ...(options.signal ? { signal: options.signal } : {}) });
+    const release = await acquireLock(this.core.db, name, 'template rm', { waitMs: LOCK_WAIT_MS, ...(options.signal ? { signal: options.signal } : {}) });
     try {
       const template = this.repo.get(name);
       if (template === undefined) throw notATemplate(name);
@@ -206,7 +210,7 @@ export class TemplateService {
         });
       }
       this.repo.delete(name);
-      rmSync(templateDir(this.instances.paths, name), { recursive: true, force: true });
+      rmSync(templateDir(this.core.paths, name), { recursive: true, force: true });
     } finally {
       release();
     }

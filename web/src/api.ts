@@ -4,11 +4,11 @@
  */
 import { API } from '../../src/api/contracts/index.ts';
 import type { Input } from '../../src/api/endpoint.ts';
-import type { OperationView as Operation } from '../../src/api/schemas.ts';
+import type { InstanceView, OperationView as Operation } from '../../src/api/schemas.ts';
 import { remoteApi, startOperation, type Transport } from '../../src/client/contract-client.ts';
 
 export type { InstanceView as Instance, OperationView as Operation } from '../../src/api/schemas.ts';
-export type { InstanceState } from '../../src/instances/model.ts';
+export type InstanceState = InstanceView['state'];
 
 export interface Image {
   name: string;

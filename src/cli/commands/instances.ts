@@ -234,8 +234,8 @@ export function registerInstanceCommands(program: Command): void {
     .command('reconcile')
     .description('repair what an interrupted virtnode left behind (also done automatically)')
     .action(async () => {
-      const { reconcile } = await import('../../instances/reconcile.ts');
-      const report = await reconcile(service(), { deep: true });
+      const { reconcile } = await import('../../app/reconcile.ts');
+      const report = await reconcile(service().core, { deep: true });
       process.stdout.write(report.repaired.length === 0 ? 'Nothing to repair\n' : `${report.repaired.join('\n')}\n`);
     });
 }

@@ -47,7 +47,7 @@ export class LocalTemplates implements TemplateApi {
     const [{ cloneInstance }, { progressReporter, transferTracker }] = await Promise.all([import('../../clone/clone.ts'), import('../../images/pull/progress.ts')]);
     const tracker = options.progress === undefined ? undefined : transferTracker(progressReporter(options.progress, 'copying'));
     const r = await cloneInstance(
-      this.instances,
+      this.instances.core,
       { source, name, linked: options.linked === true },
       { ...(options.signal === undefined ? {} : { signal: options.signal }), ...(tracker === undefined ? {} : { onProgress: (done: number, total: number) => tracker.update(done, total) }) },
     );

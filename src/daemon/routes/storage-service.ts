@@ -6,7 +6,7 @@ export function lazyStorageService(core: DaemonCore): () => Promise<StorageServi
   let service: StorageService | undefined;
   return async () => {
     const { StorageService } = await import('../../storage/service.ts');
-    service ??= new StorageService(core.instances);
+    service ??= new StorageService(core.instances.core);
     await core.instances.ensureReconciled();
     return service;
   };

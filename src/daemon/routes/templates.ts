@@ -15,7 +15,7 @@ export async function templateRoutes(app: FastifyInstance, core: DaemonCore): Pr
   let service: TemplateService | undefined;
   const templates = async () => {
     const { TemplateService } = await import('../../templates/service.ts');
-    service ??= new TemplateService(core.instances);
+    service ??= new TemplateService(core.instances.core);
     await core.instances.ensureReconciled();
     return service;
   };
@@ -66,7 +66,7 @@ export async function templateRoutes(app: FastifyInstance, core: DaemonCore): Pr
     },
     async (request, reply) => {
       const t = await templates();
-      const { assertNoSnapshots } = await import('../../clone/snapshot-guard.ts');
+      const { assertNoSnapshots } = await import('../../storage/snapshot-guard.ts');
       // The core's own checks (and messages), so a refusal is a 4xx now, not a failed operation.
       const { source, name } = await t.checkCreate(request.body.instance, request.body.name);
       assertNoSnapshots(core.db, source, 'make a template of');
@@ -111,12 +111,12 @@ export async function templateRoutes(app: FastifyInstance, core: DaemonCore): Pr
       await templates();
       const [{ checkClone, cloneInstance }, { transferTracker }] = await Promise.all([import('../../clone/clone.ts'), import('../../images/pull/progress.ts')]);
       // The core's own checks (and messages), so a refusal is a 4xx now, not a failed operation.
-      const { sourceName: source, name } = await checkClone(core.instances, { source: request.params.name, name: request.body.name });
+      const { sourceName: source, name } = await checkClone(core.instances.core, { source: request.params.name, name: request.body.name });
       const linked = request.body.linked === true;
       const op = core.operations.start('clone', `instances/${name}`, async (ctx) => {
         // Copy progress as the CLI prints it (a line each 10%), so a CLI following the operation shows the same.
         const tracker = transferTracker(transferProgress(ctx, 'copying'));
-        const r = await cloneInstance(core.instances, { source, name, linked }, { signal: ctx.signal, onProgress: (bytes, total) => tracker.update(bytes, total) });
+        const r = await cloneInstance(core.instances.core, { source, name, linked }, { signal: ctx.signal, onProgress: (bytes, total) => tracker.update(bytes, total) });
         if (r.mode === 'full') tracker.finish();
         return {
           instance: instanceView(r.instance, core.policies.get(r.instance.name)),

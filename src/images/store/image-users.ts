@@ -1,6 +1,6 @@
 import type { Db } from '../../store/db.ts';
 import { InstanceRepository } from '../../store/instances.ts';
-import { TemplateRepository } from '../../templates/repository.ts';
+import { TemplateRepository } from '../../store/templates.ts';
 
 /**
  * Instances and templates that use an image file: those `launch` recorded with `spec.image.path`, and any whose disk is the

@@ -1,5 +1,6 @@
 import { readdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
+import type { CoreContext } from '../core/context.ts';
 import { processCmdline, processStartTime } from '../lib/proc.ts';
 import { isOurQemu, killQemu, readPidfile } from '../qemu/process.ts';
 import { queryStatus } from '../qmp/commands.ts';
@@ -7,78 +8,76 @@ import { QmpConnection } from '../qmp/connection.ts';
 import { acquireLock, lockOwner } from '../store/locks.ts';
 import { ACTIVE_STATES, type Instance, TRANSITIONAL_STATES } from './model.ts';
 import { removeRuntimeFiles, runtimePaths } from './runtime.ts';
-import { storageNeedsRepair } from '../storage/needs-repair.ts';
-import type { InstanceService } from './service.ts';
-import { reconcileTemplatesAndBases } from '../templates/reconcile.ts';
-
-export interface ReconcileReport {
-  repaired: string[];
-}
+import { InstanceService } from './service.ts';
 
 /**
- * Makes the database and the machine agree after a crash of any virtnode process:
- * - an operation left half done (state creating/starting/stopping/deleting, owner gone) is finished or undone;
- * - an instance directory with no record is removed, and a QEMU with no record is killed;
- * a QEMU that is running a guest is adopted, never killed because a state write was lost.
+ * The instances' part of reconciliation (src/app/reconcile.ts runs all of it): an operation left half done
+ * (state creating/starting/stopping/deleting, owner gone) is finished or undone, and an instance directory with
+ * no record is removed. A QEMU that is running a guest is adopted, never killed because a state write was lost.
+ * `strays` tells whether a directory with no record was found (its QEMU may still run somewhere).
  */
-export async function reconcile(service: InstanceService, options: { deep?: boolean } = {}): Promise<ReconcileReport> {
-  const report: ReconcileReport = { repaired: [] };
-  for (const instance of service.repo.list()) {
-    if (!TRANSITIONAL_STATES.has(instance.state) || lockOwner(service.db, instance.name) !== undefined) continue;
+export async function repairInstances(core: CoreContext): Promise<{ repaired: string[]; strays: boolean }> {
+  const repaired: string[] = [];
+  const service = new InstanceService(core);
+  for (const instance of core.repos.instances.list()) {
+    if (!TRANSITIONAL_STATES.has(instance.state) || lockOwner(core.db, instance.name) !== undefined) continue;
     const action = await repairInterrupted(service, instance);
-    if (action !== undefined) report.repaired.push(`${instance.name}: ${action}`);
+    if (action !== undefined) repaired.push(`${instance.name}: ${action}`);
   }
   let strays = false;
-  for (const entry of readdirSync(service.paths.instances)) {
-    if (service.repo.get(entry) !== undefined || lockOwner(service.db, entry) !== undefined) continue;
+  for (const entry of readdirSync(core.paths.instances)) {
+    if (core.repos.instances.get(entry) !== undefined || lockOwner(core.db, entry) !== undefined) continue;
     // Decide again under the instance's lock: a concurrent create may have made its record and directory
     // between the two reads above, and released its lock between create and start.
     let release: () => void;
     try {
-      release = await acquireLock(service.db, entry, 'repair', { waitMs: 0 });
+      release = await acquireLock(core.db, entry, 'repair', { waitMs: 0 });
     } catch {
       continue;
     }
     try {
-      if (service.repo.get(entry) !== undefined) continue;
+      if (core.repos.instances.get(entry) !== undefined) continue;
       strays = true;
-      const dir = join(service.paths.instances, entry);
+      const dir = join(core.paths.instances, entry);
       const pid = readPidfile(runtimePaths(dir).pidfile);
       if (pid !== undefined) await killIfQemuOf(pid, dir);
       rmSync(dir, { recursive: true, force: true });
-      report.repaired.push(`${entry}: removed a directory with no instance record`);
+      repaired.push(`${entry}: removed a directory with no instance record`);
     } finally {
       release();
     }
   }
-  if (storageNeedsRepair(service)) report.repaired.push(...(await (await import('../storage/repair.ts')).repairStorage(service)));
-  const known = new Set(service.repo.list().map((i) => i.name));
-  if (options.deep || strays || report.repaired.length > 0) {
-    for (const orphan of findUnrecordedQemus(service.paths.instances, known)) {
-      await killIfQemuOf(orphan.pid, orphan.dir);
-      report.repaired.push(`killed QEMU ${orphan.pid} of ${orphan.dir}, which had no instance record`);
-    }
+  return { repaired, strays };
+}
+
+/** Kills QEMU processes whose pidfile lies in our instances directory but whose instance has no record. */
+export async function killUnrecordedQemus(core: CoreContext): Promise<string[]> {
+  const repaired: string[] = [];
+  const known = new Set(core.repos.instances.list().map((i) => i.name));
+  for (const orphan of findUnrecordedQemus(core.paths.instances, known)) {
+    await killIfQemuOf(orphan.pid, orphan.dir);
+    repaired.push(`killed QEMU ${orphan.pid} of ${orphan.dir}, which had no instance record`);
   }
-  if (process.getuid?.() === 0) await reconcileNetworks(service, report);
-  report.repaired.push(...(await reconcileTemplatesAndBases(service)));
-  return report;
+  return repaired;
 }
 
 /** Managed networks up again (after a host reboot nothing of them exists), and no tap of a stopped instance left. */
-async function reconcileNetworks(service: InstanceService, report: ReconcileReport): Promise<void> {
-  const networks = service.networks.list();
-  if (networks.length === 0) return;
+export async function repairNetworks(core: CoreContext): Promise<string[]> {
+  const repaired: string[] = [];
+  const networks = core.networks.list();
+  if (networks.length === 0) return repaired;
   for (const network of networks) {
-    if (await service.networks.isUp(network)) continue;
+    if (await core.networks.isUp(network)) continue;
     try {
-      await service.networks.ensureUp(network);
-      report.repaired.push(`network ${network.name}: brought up again`);
+      await core.networks.ensureUp(network);
+      repaired.push(`network ${network.name}: brought up again`);
     } catch (e) {
-      report.repaired.push(`network ${network.name}: could not be brought up (${e instanceof Error ? e.message : String(e)})`);
+      repaired.push(`network ${network.name}: could not be brought up (${e instanceof Error ? e.message : String(e)})`);
     }
   }
-  const active = new Set(service.repo.list().filter((i) => ACTIVE_STATES.has(i.state)).map((i) => i.name));
-  for (const tap of await service.networks.removeStaleTaps((name) => active.has(name))) report.repaired.push(`removed stale tap ${tap}`);
+  const active = new Set(core.repos.instances.list().filter((i) => ACTIVE_STATES.has(i.state)).map((i) => i.name));
+  for (const tap of await core.networks.removeStaleTaps((name) => active.has(name))) repaired.push(`removed stale tap ${tap}`);
+  return repaired;
 }
 
 async function repairInterrupted(service: InstanceService, instance: Instance): Promise<string | undefined> {

@@ -1,5 +1,5 @@
-import type { Db } from '../store/db.ts';
-import type { Template } from './model.ts';
+import type { Db } from './db.ts';
+import type { Template } from '../templates/model.ts';
 
 interface TemplateRow {
   name: string;
