@@ -363,6 +363,8 @@ export const Network = Type.Object(
   { additionalProperties: false },
 );
 
+export type NetworkView = Static<typeof Network>;
+
 /** POST /networks: the fields of `virtnode network create`. */
 export const CreateNetworkBody = Type.Object(
   {
@@ -389,6 +391,7 @@ export const NetworkLease = Type.Object(
   },
   { additionalProperties: false },
 );
+export type NetworkLeaseView = Static<typeof NetworkLease>;
 
 export const SnapshotParams = Type.Object({ name: CheckedName, snap: CheckedName }, { additionalProperties: false });
 

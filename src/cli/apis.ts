@@ -5,7 +5,6 @@
  */
 import type { HostApi } from '../client/host.ts';
 import type { ImageApi } from '../client/images.ts';
-import type { NetworkApi } from '../client/networks.ts';
 import type { NicApi } from '../client/nics.ts';
 import type { OperationApi } from '../client/operations.ts';
 import type { PortApi } from '../client/ports.ts';
@@ -21,11 +20,6 @@ const stateDb = async () => {
   const paths = statePaths();
   return { paths, db: openDb(paths.db) };
 };
-
-export const networkApi = backendAccessor<NetworkApi>(
-  async () => new (await import('./local/networks.ts')).LocalNetworks(await instanceService()),
-  async (client) => new (await import('../client/networks.ts')).RemoteNetworks(client),
-);
 
 export const nicApi = backendAccessor<NicApi>(
   async () => new (await import('./local/nics.ts')).LocalNics(await instanceService()),

@@ -4,9 +4,11 @@
  */
 import type { Contract } from '../endpoint.ts';
 import { instanceEndpoints } from './instances.ts';
+import { networkEndpoints } from './networks.ts';
 
 export const API = {
   instances: instanceEndpoints,
+  networks: networkEndpoints,
 };
 
 export type ApiTables = typeof API;
