@@ -226,6 +226,8 @@ export const AttachNicBody = Type.Object(
   },
   { additionalProperties: false },
 );
+/** A NIC as listed (attach and detach answer without `lease` and `guest`). */
+export type NicView = Static<typeof InstanceNic>;
 export const NicParams = Type.Object({ name: Name, nic: Type.String({ maxLength: 256, description: 'MAC address or NIC index' }) }, { additionalProperties: false });
 
 export const PortForward = Type.Object(

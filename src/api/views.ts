@@ -16,9 +16,9 @@ import type { ChainLink, CheckResult } from '../storage/qemu-img.ts';
 import type { InstanceDiskView, VolumeView } from '../storage/volumes.ts';
 import type { Template } from '../templates/model.ts';
 import type { SealResult } from '../templates/seal.ts';
-import type { InstanceView, NetworkLeaseView, NetworkView } from './schemas.ts';
+import type { InstanceView, NetworkLeaseView, NetworkView, NicView } from './schemas.ts';
 
-export type { InstanceView, NetworkLeaseView, NetworkView, OperationStatus, OperationView, ProgressEntry } from './schemas.ts';
+export type { InstanceView, NetworkLeaseView, NetworkView, NicView, OperationStatus, OperationView, ProgressEntry } from './schemas.ts';
 
 
 /**
@@ -164,15 +164,7 @@ export function networkLeaseView(lease: Lease, instance: string | undefined): Ne
 }
 
 /** A NIC as attach and detach report it (GET .../nics adds the lease and the guest's addresses). */
-export interface AttachedNicView {
-  index: number;
-  mac: string;
-  network: string;
-  reserved?: string;
-  staticAddress?: boolean;
-}
-
-export function attachedNicView(n: Nic): AttachedNicView {
+export function attachedNicView(n: Nic): NicView {
   return { index: n.index, mac: n.mac, network: n.network, ...(n.address === undefined ? {} : { reserved: n.address }), ...(n.staticAddress ? { staticAddress: true } : {}) };
 }
 

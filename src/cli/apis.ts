@@ -5,7 +5,6 @@
  */
 import type { HostApi } from '../client/host.ts';
 import type { ImageApi } from '../client/images.ts';
-import type { NicApi } from '../client/nics.ts';
 import type { OperationApi } from '../client/operations.ts';
 import type { PortApi } from '../client/ports.ts';
 import type { SnapshotApi } from '../client/snapshots.ts';
@@ -20,11 +19,6 @@ const stateDb = async () => {
   const paths = statePaths();
   return { paths, db: openDb(paths.db) };
 };
-
-export const nicApi = backendAccessor<NicApi>(
-  async () => new (await import('./local/nics.ts')).LocalNics(await instanceService()),
-  async (client) => new (await import('../client/nics.ts')).RemoteNics(client),
-);
 
 export const portApi = backendAccessor<PortApi>(
   async () => new (await import('./local/ports.ts')).LocalPorts(await instanceService()),

@@ -5,10 +5,12 @@
 import type { Contract } from '../endpoint.ts';
 import { instanceEndpoints } from './instances.ts';
 import { networkEndpoints } from './networks.ts';
+import { nicEndpoints } from './nics.ts';
 
 export const API = {
   instances: instanceEndpoints,
   networks: networkEndpoints,
+  nics: nicEndpoints,
 };
 
 export type ApiTables = typeof API;

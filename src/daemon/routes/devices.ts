@@ -3,18 +3,15 @@ import Type from 'typebox';
 import {
   AddPortBody,
   AttachDiskBody,
-  AttachNicBody,
   CheckedNameParams,
   DiskChange,
   DiskParams,
-  InstanceNic,
   NameParams,
-  NicParams,
   PortForward,
   PortParams,
   withErrors,
 } from '../../api/schemas.ts';
-import { attachedNicView as nicView, portForwardView, portForwardViews } from '../../api/views.ts';
+import { portForwardView, portForwardViews } from '../../api/views.ts';
 import { validateName } from '../../lib/ids.ts';
 import type { StorageService } from '../../storage/service.ts';
 import type { DaemonCore } from '../core.ts';
@@ -26,7 +23,7 @@ type NameRequest = { Params: { name: string } };
 const checked = { nameCheckedByCore: true };
 
 /**
- * An instance's NICs, port forwards and disks (`virtnode nic ...`, `port ...`, `disk attach|detach`): live through
+ * An instance's port forwards and disks (`virtnode port ...`, `disk attach|detach`): live through
  * QMP when it runs, recorded for the next start when it is stopped; each takes the instance lock.
  */
 export async function deviceRoutes(app: FastifyInstance, core: DaemonCore): Promise<void> {
@@ -35,45 +32,6 @@ export async function deviceRoutes(app: FastifyInstance, core: DaemonCore): Prom
     core.supervisor.poke();
     return value;
   };
-
-  app.get<NameRequest>(
-    '/instances/:name/nics',
-    { schema: { tags: ['nics'], summary: "an instance's NICs with their addresses (reservation, DHCP lease, guest agent)", params: NameParams, response: withErrors({ 200: Type.Array(InstanceNic) }) } },
-    async (request) => {
-      const { nicAddresses } = await import('../../instances/addresses.ts');
-      const instance = await core.instances.get(validateName('name', request.params.name));
-      return nicAddresses(core.instances, instance, { agent: true });
-    },
-  );
-
-  app.post<NameRequest & { Body: { network: string; ip?: string } }>(
-    '/instances/:name/nics',
-    {
-      schema: {
-        tags: ['nics'],
-        summary: 'add a NIC on a managed network or user (hot-plugged when the instance runs; `ip`: a static address on a nat/isolated network)',
-        params: NameParams,
-        body: AttachNicBody,
-        response: withErrors({ 201: InstanceNic }),
-      },
-    },
-    async (request, reply) => {
-      const { attachNic } = await import('../../instances/nics.ts');
-      const name = validateName('name', request.params.name);
-      const nic = await attachNic(core.instances, name, request.body.network, request.body.ip);
-      return reply.status(201).send(done(nicView(nic)));
-    },
-  );
-
-  app.delete<{ Params: { name: string; nic: string } }>(
-    '/instances/:name/nics/:nic',
-    { schema: { tags: ['nics'], summary: 'remove a NIC by MAC or index (live: waits until the guest released it)', params: NicParams, response: withErrors({ 200: InstanceNic }) } },
-    async (request) => {
-      const { detachNic } = await import('../../instances/nics.ts');
-      const name = validateName('name', request.params.name);
-      return done(nicView(await detachNic(core.instances, name, request.params.nic)));
-    },
-  );
 
   app.get<NameRequest>(
     '/instances/:name/ports',
