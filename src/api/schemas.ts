@@ -234,6 +234,8 @@ export const PortForward = Type.Object(
   { protocol: StringEnum(['tcp', 'udp']), hostAddress: Type.String(), hostPort: Type.Integer(), guestPort: Type.Integer(), owner: Type.Optional(StringEnum(['user', 'ssh'])) },
   { additionalProperties: false },
 );
+/** A user-mode port forward; `owner: ssh` is the SSH forward virtnode made for the instance. */
+export type PortForwardView = Static<typeof PortForward>;
 export const AddPortBody = Type.Object(
   {
     ports: Type.String({ maxLength: 256, description: 'HOST:GUEST[/tcp|udp], e.g. 8080:80' }),

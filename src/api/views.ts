@@ -16,9 +16,9 @@ import type { ChainLink, CheckResult } from '../storage/qemu-img.ts';
 import type { InstanceDiskView, VolumeView } from '../storage/volumes.ts';
 import type { Template } from '../templates/model.ts';
 import type { SealResult } from '../templates/seal.ts';
-import type { InstanceView, NetworkLeaseView, NetworkView, NicView } from './schemas.ts';
+import type { InstanceView, NetworkLeaseView, NetworkView, NicView, PortForwardView } from './schemas.ts';
 
-export type { InstanceView, NetworkLeaseView, NetworkView, NicView, OperationStatus, OperationView, ProgressEntry } from './schemas.ts';
+export type { InstanceView, NetworkLeaseView, NetworkView, NicView, OperationStatus, OperationView, PortForwardView, ProgressEntry } from './schemas.ts';
 
 
 /**
@@ -166,15 +166,6 @@ export function networkLeaseView(lease: Lease, instance: string | undefined): Ne
 /** A NIC as attach and detach report it (GET .../nics adds the lease and the guest's addresses). */
 export function attachedNicView(n: Nic): NicView {
   return { index: n.index, mac: n.mac, network: n.network, ...(n.address === undefined ? {} : { reserved: n.address }), ...(n.staticAddress ? { staticAddress: true } : {}) };
-}
-
-/** A user-mode port forward; `owner: ssh` is the SSH forward virtnode made for the instance. */
-export interface PortForwardView {
-  protocol: 'tcp' | 'udp';
-  hostAddress: string;
-  hostPort: number;
-  guestPort: number;
-  owner?: 'user' | 'ssh';
 }
 
 export function portForwardView(f: PortForwardSpec, owner?: 'user' | 'ssh'): PortForwardView {

@@ -3,10 +3,12 @@ import type { ApiTables } from '../api/contracts/index.ts';
 import { instances } from './instances.ts';
 import { networks } from './networks.ts';
 import { nics } from './nics.ts';
+import { ports } from './ports.ts';
 import type { Resource } from './resource.ts';
 
 export const RESOURCES: { [K in keyof ApiTables]: Resource<ApiTables[K]> } = {
   instances,
   networks,
   nics,
+  ports,
 };
