@@ -226,12 +226,16 @@ export const AttachNicBody = Type.Object(
   },
   { additionalProperties: false },
 );
+/** A NIC as listed (attach and detach answer without `lease` and `guest`). */
+export type NicView = Static<typeof InstanceNic>;
 export const NicParams = Type.Object({ name: Name, nic: Type.String({ maxLength: 256, description: 'MAC address or NIC index' }) }, { additionalProperties: false });
 
 export const PortForward = Type.Object(
   { protocol: StringEnum(['tcp', 'udp']), hostAddress: Type.String(), hostPort: Type.Integer(), guestPort: Type.Integer(), owner: Type.Optional(StringEnum(['user', 'ssh'])) },
   { additionalProperties: false },
 );
+/** A user-mode port forward; `owner: ssh` is the SSH forward virtnode made for the instance. */
+export type PortForwardView = Static<typeof PortForward>;
 export const AddPortBody = Type.Object(
   {
     ports: Type.String({ maxLength: 256, description: 'HOST:GUEST[/tcp|udp], e.g. 8080:80' }),
@@ -363,6 +367,8 @@ export const Network = Type.Object(
   { additionalProperties: false },
 );
 
+export type NetworkView = Static<typeof Network>;
+
 /** POST /networks: the fields of `virtnode network create`. */
 export const CreateNetworkBody = Type.Object(
   {
@@ -389,6 +395,7 @@ export const NetworkLease = Type.Object(
   },
   { additionalProperties: false },
 );
+export type NetworkLeaseView = Static<typeof NetworkLease>;
 
 export const SnapshotParams = Type.Object({ name: CheckedName, snap: CheckedName }, { additionalProperties: false });
 

@@ -16,9 +16,9 @@ import type { ChainLink, CheckResult } from '../storage/qemu-img.ts';
 import type { InstanceDiskView, VolumeView } from '../storage/volumes.ts';
 import type { Template } from '../templates/model.ts';
 import type { SealResult } from '../templates/seal.ts';
-import type { InstanceView } from './schemas.ts';
+import type { InstanceView, NetworkLeaseView, NetworkView, NicView, PortForwardView } from './schemas.ts';
 
-export type { InstanceView, OperationStatus, OperationView, ProgressEntry } from './schemas.ts';
+export type { InstanceView, NetworkLeaseView, NetworkView, NicView, OperationStatus, OperationView, PortForwardView, ProgressEntry } from './schemas.ts';
 
 
 /**
@@ -125,37 +125,13 @@ export function imageView(i: ImageRecord): ImageView {
 
 /** A long operation of the API (launch, stop, image pull...): GET /operations/{id}. */
 
-export interface NetworkView {
-  name: string;
-  mode: string;
-  bridge: string;
-  subnet?: string;
-  gateway?: string;
-  dhcpRange?: string;
-  domain?: string;
-  id: string;
-  up?: boolean;
-  /** With the host side: does the bridge exist, does virtnode's nftables table exist (nat/isolated). */
-  bridgeExists?: boolean;
-  dnsmasqPid?: number;
-  nftTable?: string;
-  nftTableExists?: boolean;
-  /** Instances with a NIC on the network (the list and the host-side view both carry it). */
-  instances?: string[];
-  warnings?: string[];
-  createdAt: string;
-}
-
-const NETWORK_VIEW_ORDER: ReadonlyArray<keyof NetworkView> = [
-  'name', 'mode', 'bridge', 'subnet', 'gateway', 'dhcpRange', 'domain', 'id', 'up', 'bridgeExists', 'dnsmasqPid', 'nftTable', 'nftTableExists', 'instances', 'warnings', 'createdAt',
-];
-
 /**
  * The stable view of a network (JSON/YAML output and the API); `status` adds what runs on the host, `instances`
  * (for lists, without the host side) the instances with a NIC on it.
  */
 export function networkView(n: Network, status?: NetworkStatus, instances?: string[]): NetworkView {
-  const view: NetworkView = {
+  const names = status?.instances ?? instances;
+  return {
     name: n.name,
     mode: n.mode,
     bridge: n.bridge,
@@ -169,30 +145,14 @@ export function networkView(n: Network, status?: NetworkStatus, instances?: stri
           bridgeExists: status.bridge,
           ...(status.dnsmasqPid === undefined ? {} : { dnsmasqPid: status.dnsmasqPid }),
           ...(n.mode === 'bridge' ? {} : { nftTable: `ip virtnode_${n.id}`, nftTableExists: status.nftTable }),
-          warnings: status.warnings,
         }),
+    ...(names === undefined ? {} : { instances: names }),
+    ...(status === undefined ? {} : { warnings: status.warnings }),
     createdAt: n.createdAt,
   };
-  const names = status?.instances ?? instances;
-  return orderedNetworkView(names === undefined ? view : { ...view, instances: names });
-}
-
-/** The view with its fields in the documented order (JSON serializers may reorder them; printed output must not). */
-export function orderedNetworkView(view: NetworkView): NetworkView {
-  const ordered: Record<string, unknown> = {};
-  for (const key of NETWORK_VIEW_ORDER) if (view[key] !== undefined) ordered[key] = view[key];
-  return ordered as unknown as NetworkView;
 }
 
 /** One DHCP lease of a managed network, with the instance whose NIC has that MAC. */
-export interface NetworkLeaseView {
-  mac: string;
-  address: string;
-  hostname?: string;
-  instance?: string;
-  expires?: string;
-}
-
 export function networkLeaseView(lease: Lease, instance: string | undefined): NetworkLeaseView {
   return {
     mac: lease.mac,
@@ -204,25 +164,8 @@ export function networkLeaseView(lease: Lease, instance: string | undefined): Ne
 }
 
 /** A NIC as attach and detach report it (GET .../nics adds the lease and the guest's addresses). */
-export interface AttachedNicView {
-  index: number;
-  mac: string;
-  network: string;
-  reserved?: string;
-  staticAddress?: boolean;
-}
-
-export function attachedNicView(n: Nic): AttachedNicView {
+export function attachedNicView(n: Nic): NicView {
   return { index: n.index, mac: n.mac, network: n.network, ...(n.address === undefined ? {} : { reserved: n.address }), ...(n.staticAddress ? { staticAddress: true } : {}) };
-}
-
-/** A user-mode port forward; `owner: ssh` is the SSH forward virtnode made for the instance. */
-export interface PortForwardView {
-  protocol: 'tcp' | 'udp';
-  hostAddress: string;
-  hostPort: number;
-  guestPort: number;
-  owner?: 'user' | 'ssh';
 }
 
 export function portForwardView(f: PortForwardSpec, owner?: 'user' | 'ssh'): PortForwardView {

@@ -1,8 +1,14 @@
 /** The application layer: one implementation per resource of the API (src/api/contracts/index.ts). */
 import type { ApiTables } from '../api/contracts/index.ts';
 import { instances } from './instances.ts';
+import { networks } from './networks.ts';
+import { nics } from './nics.ts';
+import { ports } from './ports.ts';
 import type { Resource } from './resource.ts';
 
 export const RESOURCES: { [K in keyof ApiTables]: Resource<ApiTables[K]> } = {
   instances,
+  networks,
+  nics,
+  ports,
 };

@@ -5,10 +5,7 @@
  */
 import type { HostApi } from '../client/host.ts';
 import type { ImageApi } from '../client/images.ts';
-import type { NetworkApi } from '../client/networks.ts';
-import type { NicApi } from '../client/nics.ts';
 import type { OperationApi } from '../client/operations.ts';
-import type { PortApi } from '../client/ports.ts';
 import type { SnapshotApi } from '../client/snapshots.ts';
 import type { StorageApi } from '../client/storage.ts';
 import type { TemplateApi } from '../client/templates.ts';
@@ -21,21 +18,6 @@ const stateDb = async () => {
   const paths = statePaths();
   return { paths, db: openDb(paths.db) };
 };
-
-export const networkApi = backendAccessor<NetworkApi>(
-  async () => new (await import('./local/networks.ts')).LocalNetworks(await instanceService()),
-  async (client) => new (await import('../client/networks.ts')).RemoteNetworks(client),
-);
-
-export const nicApi = backendAccessor<NicApi>(
-  async () => new (await import('./local/nics.ts')).LocalNics(await instanceService()),
-  async (client) => new (await import('../client/nics.ts')).RemoteNics(client),
-);
-
-export const portApi = backendAccessor<PortApi>(
-  async () => new (await import('./local/ports.ts')).LocalPorts(await instanceService()),
-  async (client) => new (await import('../client/ports.ts')).RemotePorts(client),
-);
 
 export const storageApi = backendAccessor<StorageApi>(
   async () => new (await import('./local/storage.ts')).LocalStorage(await storageService()),

@@ -4,9 +4,15 @@
  */
 import type { Contract } from '../endpoint.ts';
 import { instanceEndpoints } from './instances.ts';
+import { networkEndpoints } from './networks.ts';
+import { nicEndpoints } from './nics.ts';
+import { portEndpoints } from './ports.ts';
 
 export const API = {
   instances: instanceEndpoints,
+  networks: networkEndpoints,
+  nics: nicEndpoints,
+  ports: portEndpoints,
 };
 
 export type ApiTables = typeof API;

@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import { invalid } from '../../lib/errors.ts';
-import { networkApi } from '../apis.ts';
+import { api } from '../api.ts';
 import { keyValues, parseFormat, structured, table } from '../output.ts';
 
 export function registerNetworkCommands(program: Command): void {
@@ -22,7 +22,7 @@ export function registerNetworkCommands(program: Command): void {
       const modes = [o['nat'] && 'nat', o['isolated'] && 'isolated', o['bridge'] !== undefined && 'bridge'].filter(Boolean) as string[];
       if (modes.length > 1) throw invalid('mode', `--${modes.join(' and --')} exclude each other`, 'give one of --nat, --isolated, --bridge BRIDGE');
       const mode = modes[0] ?? 'nat';
-      const created = await (await networkApi()).create({
+      const created = await (await api()).networks.create({
         name,
         mode: mode as 'nat' | 'isolated' | 'bridge',
         ...(typeof o['subnet'] === 'string' ? { subnet: o['subnet'] } : {}),
@@ -46,7 +46,7 @@ export function registerNetworkCommands(program: Command): void {
     .option('--format <format>', 'table, json or yaml', 'table')
     .action(async (o: { format?: string }) => {
       const format = parseFormat(o.format);
-      const all = await (await networkApi()).list();
+      const all = await (await api()).networks.list();
       if (format !== 'table') {
         process.stdout.write(await structured(all, format));
         return;
@@ -62,7 +62,7 @@ export function registerNetworkCommands(program: Command): void {
     .option('--format <format>', 'table, json or yaml', 'table')
     .action(async (name: string, o: { format?: string }) => {
       const format = parseFormat(o.format);
-      const n = await (await networkApi()).get(name);
+      const n = await (await api()).networks.get({ name });
       if (format !== 'table') {
         process.stdout.write(await structured(n, format));
         return;
@@ -91,7 +91,7 @@ export function registerNetworkCommands(program: Command): void {
     .description('remove a network and everything of it on the host (refused while instances use it)')
     .argument('<name>')
     .action(async (name: string) => {
-      await (await networkApi()).remove(name);
+      await (await api()).networks.delete({ name });
       process.stdout.write(`Removed network ${name}\n`);
     });
 
@@ -102,7 +102,7 @@ export function registerNetworkCommands(program: Command): void {
     .option('--format <format>', 'table, json or yaml', 'table')
     .action(async (name: string, o: { format?: string }) => {
       const format = parseFormat(o.format);
-      const leases = await (await networkApi()).leases(name);
+      const leases = await (await api()).networks.leases({ name });
       if (format !== 'table') {
         process.stdout.write(await structured(leases, format));
         return;

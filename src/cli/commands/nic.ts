@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import { parseFormat, structured, table } from '../output.ts';
-import { nicApi } from '../apis.ts';
+import { api } from '../api.ts';
 
 export function registerNicCommands(program: Command): void {
   const nic = program.command('nic').description("an instance's network interfaces: attach and detach, live or offline");
@@ -12,7 +12,7 @@ export function registerNicCommands(program: Command): void {
     .argument('<network>', 'a managed network (see `virtnode network ls`), or user')
     .option('--ip <address>', 'static address on a nat/isolated network (default: a free one from its DHCP range)')
     .action(async (name: string, network: string, o: { ip?: string }) => {
-      const attached = await (await nicApi()).attach(name, network, o.ip);
+      const attached = await (await api()).nics.attach({ name, network, ...(o.ip === undefined ? {} : { ip: o.ip }) });
       process.stdout.write(`Attached NIC ${attached.index} (${attached.mac}) on ${attached.network}${attached.reserved === undefined ? '' : `, address ${attached.reserved}`} to ${name}\n`);
     });
 
@@ -22,7 +22,7 @@ export function registerNicCommands(program: Command): void {
     .argument('<name>', 'instance')
     .argument('<nic>', 'MAC address or NIC index (see `virtnode nic ls NAME`)')
     .action(async (name: string, which: string) => {
-      const detached = await (await nicApi()).detach(name, which);
+      const detached = await (await api()).nics.detach({ name, nic: which });
       process.stdout.write(`Detached NIC ${detached.index} (${detached.mac}) from ${name}\n`);
     });
 
@@ -33,7 +33,7 @@ export function registerNicCommands(program: Command): void {
     .option('--format <format>', 'table, json or yaml', 'table')
     .action(async (name: string, o: { format?: string }) => {
       const format = parseFormat(o.format);
-      const addresses = await (await nicApi()).list(name);
+      const addresses = await (await api()).nics.list({ name });
       if (format !== 'table') {
         process.stdout.write(await structured(addresses, format));
         return;

@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import { parseFormat, structured, table } from '../output.ts';
-import { portApi } from '../apis.ts';
+import { api } from '../api.ts';
 
 export function registerPortCommands(program: Command): void {
   const port = program.command('port').description('user-mode port forwards: host port → guest port (live, and kept for later starts)');
@@ -12,7 +12,7 @@ export function registerPortCommands(program: Command): void {
     .argument('<ports>', 'HOST:GUEST[/tcp|udp], e.g. 8080:80')
     .option('--address <address>', 'host address to bind, e.g. 0.0.0.0 for every address', '127.0.0.1')
     .action(async (name: string, ports: string, o: { address?: string }) => {
-      const f = await (await portApi()).add(name, ports, o.address);
+      const f = await (await api()).ports.add({ name, ports, ...(o.address === undefined ? {} : { address: o.address }) });
       process.stdout.write(`Forwarding ${f.hostAddress}:${f.hostPort}/${f.protocol} to ${name} port ${f.guestPort}\n`);
     });
 
@@ -23,7 +23,7 @@ export function registerPortCommands(program: Command): void {
     .option('--format <format>', 'table, json or yaml', 'table')
     .action(async (name: string, o: { format?: string }) => {
       const format = parseFormat(o.format);
-      const rows = await (await portApi()).list(name);
+      const rows = await (await api()).ports.list({ name });
       if (format !== 'table') {
         process.stdout.write(await structured(rows, format));
         return;
@@ -37,7 +37,7 @@ export function registerPortCommands(program: Command): void {
     .argument('<name>', 'instance')
     .argument('<port>', 'HOST[/tcp|udp], e.g. 8080')
     .action(async (name: string, which: string) => {
-      const f = await (await portApi()).remove(name, which);
+      const f = await (await api()).ports.remove({ name, port: which });
       process.stdout.write(`Removed ${f.hostAddress}:${f.hostPort}/${f.protocol} from ${name}\n`);
     });
 }

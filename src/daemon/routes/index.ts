@@ -9,7 +9,6 @@ import { eventRoutes } from './events.ts';
 import { hostRoutes } from './host.ts';
 import { imageRoutes } from './images.ts';
 import { metricsRoutes } from './metrics.ts';
-import { networkRoutes } from './networks.ts';
 import { operationRoutes } from './operations.ts';
 import { snapshotRoutes } from './snapshots.ts';
 import { storageRoutes } from './storage.ts';
@@ -31,7 +30,6 @@ export const ROUTE_MODULES: readonly RouteModule[] = [
   imageRoutes,
   applicationRoutes,
   consoleLogRoutes,
-  networkRoutes,
   storageRoutes,
   deviceRoutes,
   snapshotRoutes,

@@ -1,0 +1,46 @@
+/** The network contract, implemented once over the core (the daemon's routes and the CLI both call this). */
+import { networkEndpoints } from '../api/contracts/networks.ts';
+import { networkLeaseView, networkView } from '../api/views.ts';
+import { validateName } from '../lib/ids.ts';
+import type { NetworkService } from '../network/service.ts';
+import type { AppCore } from './context.ts';
+import { resource } from './resource.ts';
+
+export const networks = resource('networks', networkEndpoints, (core: AppCore) => {
+  /** The network service after reconcile, which brings networks back after a reboot. */
+  const service = async (): Promise<NetworkService> => {
+    await core.instances.ensureReconciled();
+    return core.instances.networks;
+  };
+  const instancesOn = (s: NetworkService, name: string) => [...new Set(s.instances.nicsOn(name).map((x) => x.instance))];
+
+  return {
+    async list() {
+      const s = await service();
+      return s.list().map((n) => networkView(n, undefined, instancesOn(s, n.name)));
+    },
+
+    async get({ name }) {
+      const s = await service();
+      const n = s.mustGet(validateName('name', name));
+      return networkView(n, await s.status(n));
+    },
+
+    async create(request) {
+      const s = await service();
+      const { network } = await s.create(request);
+      return networkView(network, await s.status(network));
+    },
+
+    async leases({ name }) {
+      const s = await service();
+      const byMac = new Map(s.instances.nicsOn(validateName('name', name)).map((n) => [n.mac, n.instance]));
+      return s.leases(name).map((l) => networkLeaseView(l, byMac.get(l.mac)));
+    },
+
+    async delete({ name }) {
+      await (await service()).remove(validateName('name', name));
+      return { name, deleted: true };
+    },
+  };
+});
