@@ -80,7 +80,6 @@ const TEMPORARY_ALLOWED: Array<{ from: string; to: string[] }> = [
   },
   // Per-resource REST clients; replaced by one generic client over the route table.
   { from: 'src/client/host.ts', to: ['src/host/check-host.ts'] },
-  { from: 'src/client/nics.ts', to: ['src/instances/addresses.ts'] },
 ];
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
