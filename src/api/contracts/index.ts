@@ -4,9 +4,11 @@
  */
 import type { Contract } from '../endpoint.ts';
 import { instanceEndpoints } from './instances.ts';
+import { templateEndpoints } from './templates.ts';
 
 export const API = {
   instances: instanceEndpoints,
+  templates: templateEndpoints,
 };
 
 export type ApiTables = typeof API;

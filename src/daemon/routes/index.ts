@@ -13,7 +13,6 @@ import { networkRoutes } from './networks.ts';
 import { operationRoutes } from './operations.ts';
 import { snapshotRoutes } from './snapshots.ts';
 import { storageRoutes } from './storage.ts';
-import { templateRoutes } from './templates.ts';
 
 export type RouteModule = (app: FastifyInstance, core: DaemonCore) => Promise<void>;
 
@@ -35,7 +34,6 @@ export const ROUTE_MODULES: readonly RouteModule[] = [
   storageRoutes,
   deviceRoutes,
   snapshotRoutes,
-  templateRoutes,
   operationRoutes,
   eventRoutes,
   metricsRoutes,
