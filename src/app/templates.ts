@@ -2,7 +2,6 @@
 import { templateEndpoints } from '../api/contracts/templates.ts';
 import { instanceView, sealView, templateView } from '../api/views.ts';
 import { checkClone, cloneInstance } from '../clone/clone.ts';
-import { assertNoSnapshots } from '../clone/snapshot-guard.ts';
 import { transferTracker } from '../images/pull/progress.ts';
 import { validateName } from '../lib/ids.ts';
 import type { Template } from '../templates/model.ts';
@@ -41,7 +40,6 @@ export const templates = resource('templates', templateEndpoints, (core: AppCore
       const t = await templateService();
       // The core's own checks (and messages), so a refusal comes now, not as a failed operation.
       const { source, name } = await t.checkCreate(input.instance, input.name);
-      assertNoSnapshots(core.db, source, 'make a template of');
       return job('template-create', `instances/${source}`, async (ctx) => {
         const r = await t.create(source, name, { signal: ctx.signal, onPhase: (phase, detail) => ctx.phase(phase, detail) });
         return { template: view(t, r.template), seal: sealView(r.seal) };
