@@ -581,6 +581,7 @@ export const Template = Type.Object(
   },
   { additionalProperties: false },
 );
+export type TemplateView = Static<typeof Template>;
 
 /** POST /templates: `virtnode template create INSTANCE [NAME]`. */
 export const CreateTemplateBody = Type.Object(

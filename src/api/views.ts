@@ -16,7 +16,8 @@ import type { ChainLink, CheckResult } from '../storage/qemu-img.ts';
 import type { InstanceDiskView, VolumeView } from '../storage/volumes.ts';
 import type { Template } from '../templates/model.ts';
 import type { SealResult } from '../templates/seal.ts';
-import type { InstanceView, NetworkLeaseView, NetworkView, NicView, PortForwardView } from './schemas.ts';
+import type { SealView } from './contracts/templates.ts';
+import type { InstanceView, NetworkLeaseView, NetworkView, NicView, PortForwardView, TemplateView } from './schemas.ts';
 
 export type { InstanceView, NetworkLeaseView, NetworkView, NicView, OperationStatus, OperationView, PortForwardView, ProgressEntry } from './schemas.ts';
 
@@ -280,8 +281,7 @@ export function snapshotList<T extends Snapshot & { children: T[] }>(tree: T[]):
 }
 
 /** A template, with the instances whose disks sit on it (the same view as `template ls --format json`). */
-/** The view of a template, its fields (and its defaults') in the documented order. */
-export function templateView(t: Template, clones: string[]) {
+export function templateView(t: Template, clones: string[]): TemplateView {
   return {
     name: t.name,
     source: t.source,
@@ -313,16 +313,7 @@ export function templateView(t: Template, clones: string[]) {
   };
 }
 
-export type TemplateView = ReturnType<typeof templateView>;
-
 /** What sealing did (template create, clone of an instance). */
-export interface SealView {
-  method: string;
-  root: string | null;
-  changes: string[];
-  summary: string;
-}
-
 export function sealView(s: SealResult): SealView {
   return { method: s.method, root: s.root ?? null, changes: s.changes, summary: s.summary };
 }

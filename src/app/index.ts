@@ -5,10 +5,12 @@ import { networks } from './networks.ts';
 import { nics } from './nics.ts';
 import { ports } from './ports.ts';
 import type { Resource } from './resource.ts';
+import { templates } from './templates.ts';
 
 export const RESOURCES: { [K in keyof ApiTables]: Resource<ApiTables[K]> } = {
   instances,
   networks,
   nics,
   ports,
+  templates,
 };

@@ -8,7 +8,6 @@ import type { ImageApi } from '../client/images.ts';
 import type { OperationApi } from '../client/operations.ts';
 import type { SnapshotApi } from '../client/snapshots.ts';
 import type { StorageApi } from '../client/storage.ts';
-import type { TemplateApi } from '../client/templates.ts';
 import { backendAccessor } from './backend.ts';
 
 const instanceService = async () => (await import('./load-service.ts')).loadInstanceService();
@@ -35,14 +34,6 @@ export const imageApi = backendAccessor<ImageApi>(
     return new LocalImages(new ImageStore(paths, db), instancesUsingImage(db));
   },
   async (client) => new (await import('../client/images.ts')).RemoteImages(client),
-);
-
-export const templateApi = backendAccessor<TemplateApi>(
-  async () => {
-    const [{ LocalTemplates }, { TemplateService }, instances] = await Promise.all([import('./local/templates.ts'), import('../templates/service.ts'), instanceService()]);
-    return new LocalTemplates(new TemplateService(instances.core), instances);
-  },
-  async (client) => new (await import('../client/templates.ts')).RemoteTemplates(client),
 );
 
 /** Without a daemon, operations (which run only in one) are read from its table. */

@@ -8,7 +8,7 @@ import type { CoreContext } from '../core/context.ts';
 import { VirtnodeError, invalid } from '../lib/errors.ts';
 import { failpoint } from '../lib/failpoint.ts';
 import { validateName } from '../lib/ids.ts';
-import type { DiskFormat, Instance, InstanceState } from '../instances/model.ts';
+import type { DiskFormat, DiskSpec, Instance, InstanceState } from '../instances/model.ts';
 import { observeInstance } from '../instances/observe.ts';
 import { runtimePaths } from '../instances/runtime.ts';
 import { InstanceService } from '../instances/service.ts';
@@ -88,7 +88,10 @@ export class TemplateService {
     return { template, sha256, unchanged: sha256 === template.sha256 };
   }
 
-  /** The names of a `create`, checked before anything is done (the daemon checks them before it starts the operation). */
+  /**
+   * The names of a `create` and the source's disk, checked before anything is done (so a refusal comes before the
+   * operation starts); `create` checks the disk again under the lock.
+   */
   async checkCreate(instanceName: string, templateName: string | undefined): Promise<{ source: string; name: string }> {
     const source = validateName('INSTANCE', instanceName);
     const name = validateName('NAME', templateName ?? source);
@@ -97,10 +100,26 @@ export class TemplateService {
     if (name !== source && this.core.repos.instances.get(name) !== undefined) {
       throw new VirtnodeError('CONFLICT', `NAME: ${name} is the name of an instance`, { field: 'NAME', hint: 'templates and instances share one namespace: choose another name' });
     }
-    if (this.core.repos.instances.get(source) === undefined) {
+    const recorded = this.core.repos.instances.get(source);
+    if (recorded === undefined) {
       throw new VirtnodeError('NOT_FOUND', `instance ${source} does not exist`, { hint: 'see `virtnode list` for the instances there are' });
     }
+    this.templateDisk(recorded);
     return { source, name };
+  }
+
+  /** The disk a template is made of: a qcow2 disk virtnode made, on no snapshots (they would stay behind). */
+  private templateDisk(instance: Instance): DiskSpec {
+    const source = instance.name;
+    const disk = instance.spec.disks[0];
+    if (disk === undefined || !disk.owned || disk.format !== 'qcow2') {
+      throw invalid('INSTANCE', `${source} has no qcow2 disk made by virtnode`, 'a template is made of a launched, cloned or `create --disk-size` instance');
+    }
+    if (chainInside(disk.path, this.core.paths.instanceDir(source)).length > 0) {
+      throw invalid('INSTANCE', `the disk of ${source} sits on external snapshots in its own directory`, `delete (merge) its snapshots first: virtnode snapshot ls ${source}`);
+    }
+    assertNoSnapshots(this.core.db, source, 'make a template of');
+    return disk;
   }
 
   /**
@@ -123,14 +142,7 @@ export class TemplateService {
       if (!OFFLINE.includes(instance.state) && !ONLINE.includes(instance.state)) {
         throw new VirtnodeError('INVALID_STATE', `cannot make a template of ${source}: it is ${instance.state}`, { hint: 'wait for the operation under way to finish' });
       }
-      const disk = instance.spec.disks[0];
-      if (disk === undefined || !disk.owned || disk.format !== 'qcow2') {
-        throw invalid('INSTANCE', `${source} has no qcow2 disk made by virtnode`, 'a template is made of a launched, cloned or `create --disk-size` instance');
-      }
-      if (chainInside(disk.path, this.core.paths.instanceDir(source)).length > 0) {
-        throw invalid('INSTANCE', `the disk of ${source} sits on external snapshots in its own directory`, `delete (merge) its snapshots first: virtnode snapshot ls ${source}`);
-      }
-      assertNoSnapshots(this.core.db, source, 'make a template of');
+      const disk = this.templateDisk(instance);
       const seal = await this.stopAndSeal(instance, disk, options);
       options.onPhase?.('seal', seal.summary);
       return { template: await this.store(instance, name, seal, options), seal };

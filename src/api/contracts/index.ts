@@ -7,12 +7,14 @@ import { instanceEndpoints } from './instances.ts';
 import { networkEndpoints } from './networks.ts';
 import { nicEndpoints } from './nics.ts';
 import { portEndpoints } from './ports.ts';
+import { templateEndpoints } from './templates.ts';
 
 export const API = {
   instances: instanceEndpoints,
   networks: networkEndpoints,
   nics: nicEndpoints,
   ports: portEndpoints,
+  templates: templateEndpoints,
 };
 
 export type ApiTables = typeof API;

@@ -1,9 +1,10 @@
 import type { Command } from 'commander';
 import { formatSize } from '../../lib/units.ts';
+import { api } from '../api.ts';
 import { keyValues, parseFormat, structured, table } from '../output.ts';
 
 async function templates() {
-  return (await import('../apis.ts')).templateApi();
+  return (await api()).templates;
 }
 
 /** A name argument, checked before it is sent anywhere (the same message with or without a daemon). */
@@ -34,12 +35,12 @@ export function registerCloneCommands(program: Command): void {
       await checkedName('SRC', src);
       await checkedName('NEW', name);
       if (src === name) throw invalid('NEW', `"${name}" is the source's own name`, 'give the clone a new name');
-      const { interruptible } = await import('./image.ts');
-      const api = await templates();
+      const [{ interruptible }, { cloneAndStart }, { transferLines }] = await Promise.all([import('./image.ts'), import('../../app/clone-and-start.ts'), import('../progress.ts')]);
+      const client = await api();
       const { signal, done } = interruptible();
       let outcome;
       try {
-        outcome = await api.clone(src, name, { linked: o.linked === true, start: o.start === true, progress: process.stderr, signal });
+        outcome = await cloneAndStart(client, { source: src, name, linked: o.linked === true, start: o.start === true }, { onPhase: transferLines(process.stderr), signal });
       } finally {
         done();
       }
@@ -73,10 +74,10 @@ export function registerCloneCommands(program: Command): void {
       await checkedName('INSTANCE', instance);
       if (name !== undefined) await checkedName('NAME', name);
       const { interruptible } = await import('./image.ts');
-      const api = await templates();
+      const t = await templates();
       const { signal, done } = interruptible();
       try {
-        const result = await api.create(instance, name, {
+        const result = await t.create({ instance, ...(name === undefined ? {} : { name }) }, {
           signal,
           onPhase: (phase, detail, elapsedMs) => process.stderr.write(`[${(elapsedMs / 1000).toFixed(1).padStart(6)} s] ${phase.padEnd(6)} ${detail}\n`),
         });
@@ -111,8 +112,8 @@ export function registerCloneCommands(program: Command): void {
     .action(async (name: string, o: { format?: string; verify?: boolean }) => {
       const format = parseFormat(o.format);
       const t = await templates();
-      const x = await t.get(await checkedName('NAME', name));
-      const verified = o.verify ? await t.verify(name) : undefined;
+      const x = await t.get({ name: await checkedName('NAME', name) });
+      const verified = o.verify ? await t.verify({ name }) : undefined;
       if (format !== 'table') {
         const view = { ...x, ...(verified === undefined ? {} : { verified: { sha256: verified.sha256, unchanged: verified.unchanged } }) };
         process.stdout.write(await structured(view, format));
@@ -141,7 +142,7 @@ export function registerCloneCommands(program: Command): void {
     .description('remove a template (refused while instances sit on it)')
     .argument('<name>')
     .action(async (name: string) => {
-      await (await templates()).remove(await checkedName('NAME', name));
+      await (await templates()).delete({ name: await checkedName('NAME', name) });
       process.stdout.write(`Removed template ${name}\n`);
     });
 }

@@ -12,7 +12,6 @@ import { metricsRoutes } from './metrics.ts';
 import { operationRoutes } from './operations.ts';
 import { snapshotRoutes } from './snapshots.ts';
 import { storageRoutes } from './storage.ts';
-import { templateRoutes } from './templates.ts';
 
 export type RouteModule = (app: FastifyInstance, core: DaemonCore) => Promise<void>;
 
@@ -33,7 +32,6 @@ export const ROUTE_MODULES: readonly RouteModule[] = [
   storageRoutes,
   deviceRoutes,
   snapshotRoutes,
-  templateRoutes,
   operationRoutes,
   eventRoutes,
   metricsRoutes,
