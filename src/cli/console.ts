@@ -3,7 +3,6 @@ import { VirtnodeError } from '../lib/errors.ts';
 import type { ApiClient } from '../client/http.ts';
 import { readConsoleLog } from '../instances/console-log.ts';
 import type { InstanceService } from '../instances/service.ts';
-import { runtimePaths } from '../instances/runtime.ts';
 import { chooseBackend } from './backend.ts';
 
 const DETACH_BYTE = 0x1d; // Ctrl-]
@@ -46,7 +45,7 @@ class LocalConsoles implements ConsoleApi {
   async open(name: string): Promise<ConsoleChannel> {
     const instance = await this.service.get(name);
     if (!consoleLive(instance.state)) throw consoleNotRunning(name, instance.state);
-    const socket = connect(runtimePaths(this.service.paths.instanceDir(name)).serial);
+    const socket = connect(this.service.driver(instance).consoles(instance).serial);
     await new Promise<void>((resolve, reject) => {
       socket.once('connect', () => resolve());
       socket.once('error', (e) => reject(new VirtnodeError('COMMAND_FAILED', `cannot open the console of ${name}: ${e.message}`, { cause: e })));
@@ -63,8 +62,8 @@ class LocalConsoles implements ConsoleApi {
   }
 
   async log(name: string, options: { follow: boolean; onData: (chunk: Buffer) => void; signal: AbortSignal }): Promise<void> {
-    await this.service.get(name); // NOT_FOUND for unknown instances
-    await readConsoleLog(runtimePaths(this.service.paths.instanceDir(name)).serialLog, options);
+    const instance = await this.service.get(name); // NOT_FOUND for unknown instances
+    await readConsoleLog(this.service.driver(instance).consoles(instance).serialLog, options);
   }
 }
 

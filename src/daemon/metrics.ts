@@ -1,34 +1,18 @@
-import { readFileSync } from 'node:fs';
 import { cpus, freemem, loadavg, totalmem } from 'node:os';
 import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
+import type { BlockCounters, NicCounters } from '../instances/driver.ts';
 import { type Instance, USER_NETWORK } from '../instances/model.ts';
-import { runtimePaths } from '../instances/runtime.ts';
 import type { InstanceService } from '../instances/service.ts';
 import { MIB } from '../lib/units.ts';
 import { tapName } from '../network/names.ts';
-import { type BlockStats as QmpBlockStats, queryBalloon, queryBlockstats } from '../qmp/commands.ts';
-import { QmpConnection } from '../qmp/connection.ts';
-import { GuestAgent } from '../qmp/guest-agent.ts';
-import { type NicCounters, readTapCounters, SYS_CLASS_NET } from './net-stats.ts';
+import { readTapCounters, SYS_CLASS_NET } from './net-stats.ts';
 
 export const METRICS_CACHE_MS = 2_000;
-const QMP_TIMEOUT_MS = 1_000;
-const AGENT_TIMEOUT_MS = 1_000;
 /** A guest whose agent did not answer is not asked again for this long, so it does not slow every scrape. */
 const AGENT_RETRY_MS = 60_000;
 
 /** Where a NIC's counters come from: the host's tap, or the guest's own kernel through its agent (user-mode NICs). */
 type NicSource = 'tap' | 'guest-agent';
-/** USER_HZ: the unit of utime/stime in /proc/PID/stat; 100 on every Linux architecture virtnode runs on. */
-const CLOCK_TICKS_PER_SECOND = 100;
-
-interface BlockStats {
-  device: string;
-  rdBytes: number;
-  wrBytes: number;
-  rdOps: number;
-  wrOps: number;
-}
 
 interface InstanceSample {
   name: string;
@@ -37,76 +21,15 @@ interface InstanceSample {
   cpuSeconds?: number;
   rssBytes?: number;
   balloonBytes?: number;
-  block: BlockStats[];
+  block: BlockCounters[];
   nics: Array<NicCounters & { index: number; network: string; source: NicSource }>;
-}
-
-/** CPU seconds (user + system, all QEMU threads) and RSS of a process, from /proc. */
-export function processUsage(pid: number): { cpuSeconds: number; rssBytes: number } | undefined {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    const ticks = Number(fields[11]) + Number(fields[12]); // utime, stime (fields 14 and 15 of the line)
-    const status = readFileSync(`/proc/${pid}/status`, 'utf8');
-    const rssKiB = Number(/^VmRSS:\s+(\d+) kB/m.exec(status)?.[1] ?? 0);
-    return { cpuSeconds: ticks / CLOCK_TICKS_PER_SECOND, rssBytes: rssKiB * 1024 };
-  } catch {
-    return undefined; // it ended between the listing and now
-  }
-}
-
-function blockStatsOf(reply: QmpBlockStats[]): BlockStats[] {
-  return reply.map((b) => ({
-    // qdev is /machine/peripheral/<id>/virtio-backend; the id is `<disk id>-dev` (src/qemu/argv.ts).
-    device: b['node-name'] || /peripheral\/([^/]+)-dev/.exec(b.qdev ?? '')?.[1] || b.device || 'unknown',
-    rdBytes: b.stats.rd_bytes,
-    wrBytes: b.stats.wr_bytes,
-    rdOps: b.stats.rd_operations,
-    wrOps: b.stats.wr_operations,
-  }));
-}
-
-/** Block statistics and the balloon's size over one QMP connection (the query monitor, never the control one). */
-async function qmpStats(socket: string): Promise<{ block: BlockStats[]; balloonBytes?: number }> {
-  let qmp: QmpConnection | undefined;
-  try {
-    qmp = await QmpConnection.connect(socket, { timeoutMs: QMP_TIMEOUT_MS });
-    const block = blockStatsOf(await queryBlockstats(qmp, { timeoutMs: QMP_TIMEOUT_MS }));
-    try {
-      const balloon = await queryBalloon(qmp, { timeoutMs: QMP_TIMEOUT_MS });
-      return typeof balloon.actual === 'number' ? { block, balloonBytes: balloon.actual } : { block };
-    } catch {
-      return { block }; // a QEMU started before instances had a balloon: "No balloon device has been activated"
-    }
-  } catch {
-    return { block: [] }; // busy or going away: no QMP numbers this round
-  } finally {
-    qmp?.close();
-  }
-}
-
-/** The guest's interface counters by MAC, from its agent (guest-network-get-interfaces); undefined if it does not answer. */
-async function agentNicCounters(socket: string): Promise<Map<string, NicCounters> | undefined> {
-  let agent: GuestAgent | undefined;
-  try {
-    agent = await GuestAgent.connect(socket, { timeoutMs: AGENT_TIMEOUT_MS });
-    const counters = new Map<string, NicCounters>();
-    for (const i of await agent.networkGetInterfaces({ timeoutMs: AGENT_TIMEOUT_MS })) {
-      if (i.hardwareAddress !== undefined && i.statistics !== undefined) counters.set(i.hardwareAddress.toLowerCase(), i.statistics);
-    }
-    return counters;
-  } catch {
-    return undefined; // no agent in this guest, not up yet, or paused
-  } finally {
-    agent?.close();
-  }
 }
 
 /**
  * Prometheus metrics of the host and its instances, collected at most every METRICS_CACHE_MS (a scrape is
- * cheap whatever the scraper's rate). Measured: CPU seconds and RSS of each QEMU (/proc), block bytes and
- * operations (QMP query-blockstats), the balloon's size (QMP query-balloon), state, configured memory; host CPUs,
- * memory, load, instances by state.
+ * cheap whatever the scraper's rate). Measured by each instance's driver: CPU seconds and RSS of each QEMU (/proc),
+ * block bytes and operations (QMP query-blockstats), the balloon's size (QMP query-balloon); recorded: state,
+ * configured memory; host CPUs, memory, load, instances by state.
  * Network bytes and packets of tap NICs on managed networks, from the tap's counters in /sys/class/net (seen
  * from the guest: receive is what the tap sent), label source="tap". User-mode NICs (that networking runs inside
  * QEMU, which exposes no counters for it): the guest kernel's counters through its agent, when one answers, label
@@ -170,34 +93,25 @@ export class MetricsCollector {
   private async sample(instance: Instance): Promise<InstanceSample> {
     const sample: InstanceSample = { name: instance.name, state: instance.state, memoryConfiguredBytes: instance.spec.memoryMiB * MIB, block: [], nics: [] };
     if (instance.pid === undefined || !['running', 'paused', 'starting', 'stopping'].includes(instance.state)) return sample;
-    const usage = processUsage(instance.pid);
-    if (usage !== undefined) {
-      sample.cpuSeconds = usage.cpuSeconds;
-      sample.rssBytes = usage.rssBytes;
-    }
     for (const nic of instance.nics) {
       if (nic.network === USER_NETWORK) continue;
       const counters = readTapCounters(tapName(instance.uuid, nic.index), this.sysfsNet);
       if (counters !== undefined) sample.nics.push({ ...counters, index: nic.index, network: nic.network, source: 'tap' });
     }
-    const paths = runtimePaths(this.service.paths.instanceDir(instance.name));
     const userNics = instance.nics.filter((n) => n.network === USER_NETWORK);
-    const [qmp, fromAgent] = await Promise.all([qmpStats(paths.qmpQuery), userNics.length > 0 ? this.agentCounters(instance.uuid, paths.guestAgent) : undefined]);
+    const askGuest = userNics.length > 0 && (this.agentSilentUntil.get(instance.uuid) ?? 0) <= Date.now();
+    const measured = await this.service.driver(instance).sample(instance, { guestNics: askGuest });
+    if (askGuest && measured.guestNics === undefined) this.agentSilentUntil.set(instance.uuid, Date.now() + AGENT_RETRY_MS);
+    else if (askGuest) this.agentSilentUntil.delete(instance.uuid);
     for (const nic of userNics) {
-      const counters = fromAgent?.get(nic.mac.toLowerCase());
+      const counters = measured.guestNics?.get(nic.mac.toLowerCase());
       if (counters !== undefined) sample.nics.push({ ...counters, index: nic.index, network: nic.network, source: 'guest-agent' });
     }
-    sample.block = qmp.block;
-    if (qmp.balloonBytes !== undefined) sample.balloonBytes = qmp.balloonBytes;
+    if (measured.cpuSeconds !== undefined) sample.cpuSeconds = measured.cpuSeconds;
+    if (measured.rssBytes !== undefined) sample.rssBytes = measured.rssBytes;
+    sample.block = measured.block;
+    if (measured.balloonBytes !== undefined) sample.balloonBytes = measured.balloonBytes;
     return sample;
-  }
-
-  private async agentCounters(key: string, socket: string): Promise<Map<string, NicCounters> | undefined> {
-    if ((this.agentSilentUntil.get(key) ?? 0) > Date.now()) return undefined;
-    const counters = await agentNicCounters(socket);
-    if (counters === undefined) this.agentSilentUntil.set(key, Date.now() + AGENT_RETRY_MS);
-    else this.agentSilentUntil.delete(key);
-    return counters;
   }
 
   private async collect(): Promise<void> {

@@ -1,15 +1,11 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import type { NicCounters } from '../instances/driver.ts';
 
 export const SYS_CLASS_NET = '/sys/class/net';
 
 /** Traffic of a guest NIC, seen from the guest. */
-export interface NicCounters {
-  rxBytes: number;
-  txBytes: number;
-  rxPackets: number;
-  txPackets: number;
-}
+export type { NicCounters };
 
 function counter(dir: string, file: string): number {
   const value = Number(readFileSync(join(dir, file), 'utf8').trim());

@@ -1,20 +1,16 @@
-import { readdirSync, readFileSync, rmSync } from 'node:fs';
+import { readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import type { CoreContext } from '../core/context.ts';
-import { processCmdline, processStartTime } from '../lib/proc.ts';
-import { isOurQemu, killQemu, readPidfile } from '../qemu/process.ts';
-import { queryStatus } from '../qmp/commands.ts';
-import { QmpConnection } from '../qmp/connection.ts';
 import { acquireLock, lockOwner } from '../store/locks.ts';
+import { allDrivers } from './drivers/index.ts';
 import { ACTIVE_STATES, type Instance, TRANSITIONAL_STATES } from './model.ts';
-import { removeRuntimeFiles, runtimePaths } from './runtime.ts';
 import { InstanceService } from './service.ts';
 
 /**
  * The instances' part of reconciliation (src/app/reconcile.ts runs all of it): an operation left half done
  * (state creating/starting/stopping/deleting, owner gone) is finished or undone, and an instance directory with
- * no record is removed. A QEMU that is running a guest is adopted, never killed because a state write was lost.
- * `strays` tells whether a directory with no record was found (its QEMU may still run somewhere).
+ * no record is removed. A process that is running a guest is adopted, never killed because a state write was lost.
+ * `strays` tells whether a directory with no record was found (its process may still run somewhere).
  */
 export async function repairInstances(core: CoreContext): Promise<{ repaired: string[]; strays: boolean }> {
   const repaired: string[] = [];
@@ -39,8 +35,7 @@ export async function repairInstances(core: CoreContext): Promise<{ repaired: st
       if (core.repos.instances.get(entry) !== undefined) continue;
       strays = true;
       const dir = join(core.paths.instances, entry);
-      const pid = readPidfile(runtimePaths(dir).pidfile);
-      if (pid !== undefined) await killIfQemuOf(pid, dir);
+      for (const driver of allDrivers(core.paths)) await driver.killOrphan(dir);
       rmSync(dir, { recursive: true, force: true });
       repaired.push(`${entry}: removed a directory with no instance record`);
     } finally {
@@ -50,13 +45,15 @@ export async function repairInstances(core: CoreContext): Promise<{ repaired: st
   return { repaired, strays };
 }
 
-/** Kills QEMU processes whose pidfile lies in our instances directory but whose instance has no record. */
+/** Kills the processes (QEMU) whose runtime files lie in our instances directory but whose instance has no record. */
 export async function killUnrecordedQemus(core: CoreContext): Promise<string[]> {
   const repaired: string[] = [];
   const known = new Set(core.repos.instances.list().map((i) => i.name));
-  for (const orphan of findUnrecordedQemus(core.paths.instances, known)) {
-    await killIfQemuOf(orphan.pid, orphan.dir);
-    repaired.push(`killed QEMU ${orphan.pid} of ${orphan.dir}, which had no instance record`);
+  for (const driver of allDrivers(core.paths)) {
+    for (const orphan of driver.findOrphans(core.paths.instances, known)) {
+      await driver.killOrphan(orphan.dir, orphan.pid);
+      repaired.push(`killed QEMU ${orphan.pid} of ${orphan.dir}, which had no instance record`);
+    }
   }
   return repaired;
 }
@@ -90,22 +87,24 @@ async function repairInterrupted(service: InstanceService, instance: Instance): 
   try {
     const current = service.repo.get(instance.name);
     if (current === undefined || current.state !== instance.state) return undefined;
-    const dir = service.paths.instanceDir(current.name);
-    const qemu = liveQemu(current, dir);
+    const driver = service.driver(current);
+    const found = driver.find(current);
+    // The record with the process found (a crash may have come before the process was recorded).
+    const live = found === undefined ? current : { ...current, pid: found.pid, pidStart: found.start };
     switch (current.state) {
       case 'creating':
       case 'deleting':
-        await service.destroyLocked({ ...current, ...(qemu ?? {}) });
+        await service.destroyLocked(live);
         return `finished an interrupted ${current.state === 'creating' ? 'create (undone)' : 'delete'}`;
       case 'starting':
       case 'stopping': {
-        if (qemu !== undefined && (await guestRunning(dir))) {
-          service.repo.setProcess(current.name, qemu.pid, qemu.pidStart);
+        if (found !== undefined && (await driver.guestRunning(live))) {
+          service.repo.setProcess(current.name, found.pid, found.start);
           service.repo.setState(current.name, 'running', `adopted after an interrupted ${current.state === 'starting' ? 'start' : 'stop'}`);
           return 'adopted its running QEMU';
         }
-        if (qemu !== undefined) await killQemu({ pid: qemu.pid, start: qemu.pidStart });
-        removeRuntimeFiles(dir);
+        if (found !== undefined) await driver.kill(live);
+        driver.clearRuntime(current);
         await service.networks.releaseInstance(current);
         service.repo.setProcess(current.name, undefined, undefined);
         service.repo.setState(current.name, 'stopped', `an interrupted ${current.state === 'starting' ? 'start' : 'stop'} was rolled back`);
@@ -119,55 +118,3 @@ async function repairInterrupted(service: InstanceService, instance: Instance): 
   }
 }
 
-/** The instance's QEMU, from the record or (if the crash came before the record) from its pidfile. */
-function liveQemu(instance: Instance, dir: string): { pid: number; pidStart: string } | undefined {
-  const candidates = [instance.pid, readPidfile(runtimePaths(dir).pidfile)].filter((p): p is number => p !== undefined);
-  for (const pid of candidates) {
-    const start = processStartTime(pid);
-    if (start !== undefined && isOurQemu({ pid, start }, instance.uuid)) return { pid, pidStart: start };
-  }
-  return undefined;
-}
-
-async function guestRunning(dir: string): Promise<boolean> {
-  try {
-    const qmp = await QmpConnection.connect(runtimePaths(dir).qmpQuery, { timeoutMs: 2_000 });
-    try {
-      const status = await queryStatus(qmp);
-      return status.running;
-    } finally {
-      qmp.close();
-    }
-  } catch {
-    return false;
-  }
-}
-
-async function killIfQemuOf(pid: number, dir: string): Promise<void> {
-  const start = processStartTime(pid);
-  if (start === undefined) return;
-  const cmdline = processCmdline(pid);
-  const pidfileAt = cmdline.indexOf('-pidfile');
-  if (pidfileAt >= 0 && cmdline[pidfileAt + 1] === runtimePaths(dir).pidfile) await killQemu({ pid, start });
-}
-
-/** QEMU processes whose pidfile lies in our instances directory but whose instance has no record. */
-function findUnrecordedQemus(instancesDir: string, known: Set<string>): Array<{ pid: number; dir: string }> {
-  const found: Array<{ pid: number; dir: string }> = [];
-  for (const entry of readdirSync('/proc')) {
-    if (!/^\d+$/.test(entry)) continue;
-    let comm: string;
-    try {
-      comm = readFileSync(`/proc/${entry}/comm`, 'utf8');
-    } catch {
-      continue;
-    }
-    if (!comm.startsWith('qemu-system')) continue;
-    const cmdline = processCmdline(Number(entry));
-    const pidfile = cmdline[cmdline.indexOf('-pidfile') + 1];
-    if (pidfile === undefined || !pidfile.startsWith(`${instancesDir}/`)) continue;
-    const name = pidfile.slice(instancesDir.length + 1).split('/')[0]!;
-    if (!known.has(name)) found.push({ pid: Number(entry), dir: join(instancesDir, name) });
-  }
-  return found;
-}

@@ -4,31 +4,24 @@ import { VirtnodeError } from '../lib/errors.ts';
 import { failpoint } from '../lib/failpoint.ts';
 import { newMac, newUuid } from '../lib/ids.ts';
 import type { StatePaths } from '../lib/paths.ts';
-import { isAlive, type ProcessIdentity } from '../lib/proc.ts';
 import { Reverter } from '../lib/reverter.ts';
-import { resolveAccelerator } from '../host/index.ts';
 import { createImage, imageInfo } from '../qemu/img.ts';
-import { isOurQemu, killQemu, spawnQemu, waitForExit } from '../qemu/process.ts';
-import * as qmpCommand from '../qmp/commands.ts';
-import { QmpConnection } from '../qmp/connection.ts';
 import type { CoreContext, LockOptions } from '../core/context.ts';
 import { type Db, transaction } from '../store/db.ts';
 import type { InstanceRepository } from '../store/instances.ts';
 import { type DiskFormat, type Instance, type InstanceSpec, type InstanceState, type Nic, USER_NETWORK } from './model.ts';
 import type { NetworkService } from '../network/service.ts';
+import type { ConsoleEndpoints, InstanceDriver, StopMethod } from './driver.ts';
+import { driverFor } from './drivers/index.ts';
 import { resolveNic } from './nic-addresses.ts';
 import type { NicRequest } from './nic-request.ts';
-import { toQemuSpec } from './qemu-spec.ts';
 import { freeLoopbackPort } from '../lib/ports.ts';
 import { removeHost, setHostKeys } from '../cloudinit/known-hosts.ts';
 import { observeInstance } from './observe.ts';
 import { volumeOverlays } from './volume-overlays.ts';
-import { removeRuntimeFiles, runtimePaths } from './runtime.ts';
 import { type CreateRequest, validateCreate } from './validate.ts';
 
 export const DEFAULT_STOP_TIMEOUT_MS = 60_000;
-const QMP_CONNECT_TIMEOUT_MS = 5_000;
-const QUIT_TIMEOUT_MS = 10_000;
 
 export type OperationOptions = LockOptions;
 
@@ -39,8 +32,7 @@ export interface StopOptions extends OperationOptions {
 
 export interface StopResult {
   instance: Instance;
-  /** How the guest went down: its own ACPI shutdown, or forced. */
-  method: 'acpi' | 'forced' | 'forced-after-timeout';
+  method: StopMethod;
 }
 
 function notFound(name: string): VirtnodeError {
@@ -56,9 +48,10 @@ function wrongState(instance: Instance, operation: string, allowed: InstanceStat
 }
 
 /**
- * The instance lifecycle: the one place that creates, starts, stops and deletes VMs. The CLI, the API and the
- * web UI all call this. Every operation takes the instance's lock, so operations on one instance are serialized
- * while different instances proceed in parallel.
+ * The instance lifecycle: the one place that creates, starts, stops and deletes instances. The CLI, the API and
+ * the web UI all call this. Every operation takes the instance's lock, so operations on one instance are
+ * serialized while different instances proceed in parallel. The states, locks, records and networks are kept
+ * here; the process that runs an instance is its driver's (driver.ts).
  */
 export class InstanceService {
   readonly core: CoreContext;
@@ -97,6 +90,17 @@ export class InstanceService {
   /** Runs `fn` under the instance's lock (for other modules' per-instance operations: disks, snapshots). */
   withLock<T>(name: string, operation: string, options: OperationOptions, fn: () => Promise<T>): Promise<T> {
     return this.core.withLock(name, operation, options, fn);
+  }
+
+  /** The driver that runs this instance (drivers/index.ts). */
+  driver(instance: Instance): InstanceDriver {
+    return driverFor(this.paths, instance);
+  }
+
+  /** Where a recorded instance's consoles are (they exist while it runs). */
+  consoles(name: string): ConsoleEndpoints {
+    const instance = this.mustGet(name);
+    return this.driver(instance).consoles(instance);
   }
 
   mustGet(name: string): Instance {
@@ -223,31 +227,30 @@ export class InstanceService {
 
   /** Starts a stopped instance; the caller holds its lock. */
   async startLocked(instance: Instance, options: OperationOptions): Promise<void> {
-    const { accel } = await resolveAccelerator(instance.spec.accel, { cacheDir: this.paths.hostCache, ...(options.signal ? { signal: options.signal } : {}) });
-    const dir = this.paths.instanceDir(instance.name);
-    const paths = runtimePaths(dir);
-    removeRuntimeFiles(dir);
+    const driver = this.driver(instance);
+    const signal = options.signal ? { signal: options.signal } : {};
+    const start = await driver.prepareStart(instance, signal);
+    driver.clearRuntime(instance);
     const previous = instance.state;
     if (instance.spec.ssh !== undefined) instance = await this.prepareSshForward(instance);
     this.repo.setState(instance.name, 'starting');
-    let spawned: { identity: ProcessIdentity; qmp: QmpConnection } | undefined;
     try {
       await this.networks.prepareInstance(instance);
-      spawned = await spawnQemu(toQemuSpec(instance, dir, accel), { logPath: paths.qemuLog, ...(options.signal ? { signal: options.signal } : {}) });
-      failpoint('start.after-spawn');
-      this.repo.setProcess(instance.name, spawned.identity.pid, spawned.identity.start);
-      await qmpCommand.cont(spawned.qmp);
+      await start.run(instance, {
+        ...signal,
+        onProcess: (process) => {
+          failpoint('start.after-spawn');
+          this.repo.setProcess(instance.name, process.pid, process.start);
+        },
+      });
       failpoint('start.after-cont');
-      this.repo.setState(instance.name, 'running', `started with ${accel}`);
+      this.repo.setState(instance.name, 'running', start.reason);
     } catch (e) {
-      if (spawned !== undefined) await killQemu(spawned.identity).catch(() => {});
       await this.networks.releaseInstance(instance).catch(() => {});
-      removeRuntimeFiles(dir);
+      driver.clearRuntime(instance);
       this.repo.setProcess(instance.name, undefined, undefined);
       this.repo.setState(instance.name, previous, `start failed: ${e instanceof Error ? e.message : String(e)}`);
       throw e;
-    } finally {
-      spawned?.qmp.close();
     }
   }
 
@@ -275,50 +278,16 @@ export class InstanceService {
   }
 
   /** Stops a running instance; the caller holds its lock (stop, restart, template create). */
-  async stopLocked(instance: Instance, options: StopOptions): Promise<StopResult['method']> {
-    const identity = { pid: instance.pid!, start: instance.pidStart! };
-    const dir = this.paths.instanceDir(instance.name);
+  async stopLocked(instance: Instance, options: StopOptions): Promise<StopMethod> {
+    const driver = this.driver(instance);
     this.repo.setState(instance.name, 'stopping');
-    let method: StopResult['method'] = options.force ? 'forced' : 'acpi';
-    let qmp: QmpConnection | undefined;
-    try {
-      qmp = await QmpConnection.connect(runtimePaths(dir).qmp, { timeoutMs: QMP_CONNECT_TIMEOUT_MS });
-    } catch {
-      method = options.force ? 'forced' : 'forced-after-timeout'; // an unresponsive QEMU can only be killed
-    }
-    try {
-      if (qmp !== undefined && method === 'acpi') {
-        const poweredOff = await this.powerDown(qmp, instance, options.timeoutMs ?? DEFAULT_STOP_TIMEOUT_MS);
-        if (!poweredOff) method = 'forced-after-timeout';
-      }
-      if (qmp !== undefined) await qmpCommand.quit(qmp).catch(() => {});
-      if (!(await waitForExit(identity, QUIT_TIMEOUT_MS))) await killQemu(identity);
-    } finally {
-      qmp?.close();
-    }
-    removeRuntimeFiles(dir);
+    const method = await driver.stop(instance, { force: options.force ?? false, timeoutMs: options.timeoutMs ?? DEFAULT_STOP_TIMEOUT_MS });
+    driver.clearRuntime(instance);
     await this.networks.releaseInstance(instance);
     this.repo.setProcess(instance.name, undefined, undefined);
     const reasons = { acpi: 'guest powered off (ACPI shutdown)', forced: 'stopped by force', 'forced-after-timeout': 'forced off: the guest did not power off in time' };
     this.repo.setState(instance.name, 'stopped', reasons[method]);
     return method;
-  }
-
-  /** ACPI power button, then wait for the guest's own SHUTDOWN. Returns false if it did not come in time. */
-  private async powerDown(qmp: QmpConnection, instance: Instance, timeoutMs: number): Promise<boolean> {
-    const status = await qmpCommand.queryStatus(qmp);
-    if (status.status === 'shutdown') return true;
-    const shutdown = qmp.waitForEvent(['SHUTDOWN'], { timeoutMs });
-    shutdown.catch(() => {});
-    if (instance.state === 'paused') await qmpCommand.cont(qmp); // a paused guest cannot see the power button
-    await qmpCommand.systemPowerdown(qmp);
-    try {
-      await shutdown;
-      return true;
-    } catch (e) {
-      if (e instanceof VirtnodeError && (e.code === 'QMP_TIMEOUT' || e.code === 'TIMEOUT')) return false;
-      throw e;
-    }
   }
 
   async restart(name: string, options: StopOptions = {}): Promise<Instance> {
@@ -333,30 +302,25 @@ export class InstanceService {
   }
 
   async pause(name: string, options: OperationOptions = {}): Promise<Instance> {
-    return this.qmpTransition(name, 'pause', 'running', qmpCommand.stop, 'paused', options);
+    return this.transition(name, 'pause', 'running', (driver, instance) => driver.pause(instance), 'paused', options);
   }
 
   async resume(name: string, options: OperationOptions = {}): Promise<Instance> {
-    return this.qmpTransition(name, 'resume', 'paused', qmpCommand.cont, 'running', options);
+    return this.transition(name, 'resume', 'paused', (driver, instance) => driver.resume(instance), 'running', options);
   }
 
-  private async qmpTransition(
+  private async transition(
     name: string,
     operation: string,
     from: InstanceState,
-    command: (qmp: QmpConnection) => Promise<void>,
+    command: (driver: InstanceDriver, instance: Instance) => Promise<void>,
     to: InstanceState,
     options: OperationOptions,
   ): Promise<Instance> {
     return this.locked(name, operation, options, async () => {
       const instance = await observeInstance(this.core, this.mustGet(name));
       if (instance.state !== from) throw wrongState(instance, operation, [from]);
-      const qmp = await QmpConnection.connect(runtimePaths(this.paths.instanceDir(name)).qmp, { timeoutMs: QMP_CONNECT_TIMEOUT_MS });
-      try {
-        await command(qmp);
-      } finally {
-        qmp.close();
-      }
+      await command(this.driver(instance), instance);
       this.repo.setState(name, to);
       return this.mustGet(name);
     });
@@ -380,12 +344,9 @@ export class InstanceService {
     });
   }
 
-  /** Kills any QEMU of the instance, removes its directory and finally its record (used by delete and repair). */
+  /** Kills any process of the instance, removes its directory and finally its record (used by delete and repair). */
   async destroyLocked(instance: Instance): Promise<void> {
-    if (instance.pid !== undefined && instance.pidStart !== undefined) {
-      const identity = { pid: instance.pid, start: instance.pidStart };
-      if (isOurQemu(identity, instance.uuid)) await killQemu(identity);
-    }
+    await this.driver(instance).kill(instance);
     await this.networks.releaseInstance(instance);
     rmSync(this.paths.instanceDir(instance.name), { recursive: true, force: true });
     if (instance.spec.ssh !== undefined) await removeHost(this.paths.knownHosts, instance.name);
@@ -407,10 +368,5 @@ export class InstanceService {
     const instance = this.repo.get(name);
     if (instance === undefined) return;
     this.repo.updateSpec(name, { ...instance.spec, readiness: { phase, detail, at: new Date().toISOString() } });
-  }
-
-  /** For tests and reconciliation: is the recorded QEMU of this instance alive? */
-  qemuAlive(instance: Instance): boolean {
-    return instance.pid !== undefined && instance.pidStart !== undefined && isAlive({ pid: instance.pid, start: instance.pidStart });
   }
 }

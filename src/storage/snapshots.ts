@@ -5,6 +5,9 @@
  * snapshot's state. Revert puts a fresh overlay on it; delete merges the one file above it down into it
  * (block-commit live, qemu-img commit offline). One kind per instance at a time, so neither can strand the other.
  *
+ * All of it is QEMU's block layer (qcow2 files, QMP transactions and block jobs): an instance driver offers it
+ * through its `snapshots` capability (src/instances/driver.ts), checked when a snapshot is planned.
+ *
  * Crash safety: a snapshot row is written first in a transitional state and the spec changes in the same
  * transaction that makes it ready; reconcile (repairSnapshots) finishes or undoes what a crash left.
  */

@@ -2,7 +2,7 @@ import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { WebSocket } from 'ws';
 import { VirtnodeError, invalid } from '../../lib/errors.ts';
 import { validateName } from '../../lib/ids.ts';
-import { runtimePaths } from '../../instances/runtime.ts';
+import type { ConsoleEndpoints } from '../../instances/driver.ts';
 import { SCROLLBACK_BYTES, SerialHubs } from './serial-hub.ts';
 import { authorizeWebSocket, TICKET_AUTH } from '../ws-auth.ts';
 import { CONSOLE_KINDS, type ConsoleKind, ConsoleTickets, consoleScope } from './tickets.ts';
@@ -13,7 +13,8 @@ export interface ConsoleCore {
   instances: {
     get(name: string): Promise<{ name: string; state: string }>;
     list(): Promise<Array<{ name: string; state: string; stateReason?: string | undefined }>>;
-    paths: { instanceDir(name: string): string };
+    /** Where the instance's consoles are (its driver's sockets). */
+    consoles(name: string): ConsoleEndpoints;
   };
   /** The daemon's tickets (shared by every listener); without them the console routes keep their own. */
   tickets?: ConsoleTickets;
@@ -121,15 +122,21 @@ export async function consoleRoutes(app: FastifyInstance, core: ConsoleCore, opt
     },
     (socket: WebSocket, request) => {
       const name = request.params.name;
-      const paths = runtimePaths(core.instances.paths.instanceDir(name));
+      let endpoints: ConsoleEndpoints;
+      try {
+        endpoints = core.instances.consoles(name);
+      } catch (e) {
+        socket.close(1011, (e instanceof Error ? e.message : String(e)).slice(0, 120)); // deleted since the upgrade was authorized
+        return;
+      }
       if (request.params.kind === 'vnc') {
-        bridgeVnc(socket, paths.vnc);
+        bridgeVnc(socket, endpoints.vnc);
         return;
       }
       // The first frame is always the scroll-back (possibly empty), so the terminal can replay it without
       // answering the queries in it (a stale `ESC [6n` would otherwise type a cursor report into the shell).
       let first = true;
-      const session = hubs.join(name, { socket: paths.serial, log: paths.serialLog }, request.query.scrollback ?? SCROLLBACK_BYTES, {
+      const session = hubs.join(name, { socket: endpoints.serial, log: endpoints.serialLog }, request.query.scrollback ?? SCROLLBACK_BYTES, {
         output: (data) => {
           if (socket.readyState !== socket.OPEN || (data.length === 0 && !first)) return;
           first = false;

@@ -1,4 +1,5 @@
 /** The checks of a create request: what it will do (kind, memory), or the error it would end in. */
+import { driverFor } from '../../instances/drivers/index.ts';
 import type { DiskSpec, Instance } from '../../instances/model.ts';
 import { invalid, VirtnodeError } from '../../lib/errors.ts';
 import { validateName } from '../../lib/ids.ts';
@@ -26,6 +27,8 @@ function describeDisk(d: DiskSpec): string {
 
 /** What a create request will do, or the error it would end in: checked again under the lock by createSnapshot. */
 export function planSnapshot(storage: StorageService, instance: Instance, name: string, request: CreateSnapshotRequest) {
+  const driver = driverFor(storage.paths, instance);
+  if (!driver.capabilities.snapshots) throw new VirtnodeError('INVALID_STATE', `instance ${instance.name} cannot have snapshots: its driver (${driver.name}) does not offer them`);
   assertSettled(instance, 'snapshot');
   const live = isLive(instance);
   if (request.external && live && !request.diskOnly) throw invalid('--external', 'for a running instance, use --disk-only (external snapshots hold no memory state)');

@@ -1,0 +1,115 @@
+import type { ProcessIdentity } from '../lib/proc.ts';
+import type { Instance } from './model.ts';
+
+/**
+ * The seam between the instance lifecycle (InstanceService: states, locks, networks, records) and the program
+ * that runs an instance. QEMU runs VMs today (drivers/qemu); a system-container driver (LXC) is a second
+ * implementation and one entry in drivers/index.ts. Nothing above the drivers branches on the instance type.
+ */
+export interface InstanceDriver {
+  readonly name: DriverName;
+  readonly capabilities: DriverCapabilities;
+
+  /**
+   * Host checks and choices for a start (e.g. the accelerator), made before anything changes: a failure here
+   * leaves the instance's state as it was.
+   */
+  prepareStart(instance: Instance, options: { signal?: AbortSignal }): Promise<PreparedStart>;
+  /**
+   * Graceful stop (the guest's own shutdown, up to `timeoutMs`), or forced with `force` or when the guest cannot
+   * be asked. Returns once the process is gone; the caller records the state.
+   */
+  stop(instance: Instance, options: { force: boolean; timeoutMs: number }): Promise<StopMethod>;
+  pause(instance: Instance): Promise<void>;
+  resume(instance: Instance): Promise<void>;
+  /** Ends the instance's recorded process at once, if it is still this instance's (a reused pid is never killed). */
+  kill(instance: Instance): Promise<void>;
+  /** Removes the sockets and pid files a process leaves behind, so a stale one is never taken for a live one. */
+  clearRuntime(instance: Instance): void;
+
+  /** What the recorded process of a running or paused instance is doing, asked without waiting on a busy monitor. */
+  observe(instance: Instance): Promise<Observation>;
+  /** The instance's live process, from the record or (a crash came before the record) from its runtime files. */
+  find(instance: Instance): ProcessIdentity | undefined;
+  /** Whether its guest runs (not paused, not shut down): a process found after a crash is adopted only then. */
+  guestRunning(instance: Instance): Promise<boolean>;
+  /**
+   * Ends the process of a directory that has no instance record: `pid` (from findOrphans) or the one its runtime
+   * files name, and only if that process really is this directory's.
+   */
+  killOrphan(dir: string, pid?: number): Promise<void>;
+  /** Processes of this driver whose instance directory (under `instancesDir`) has no record in `known`. */
+  findOrphans(instancesDir: string, known: ReadonlySet<string>): Array<{ pid: number; dir: string }>;
+
+  /** Where the instance's consoles are, while it runs. */
+  consoles(instance: Instance): ConsoleEndpoints;
+  /** Usage counters of a running instance; a part the instance does not answer for this round is left out. */
+  sample(instance: Instance, options: { guestNics: boolean }): Promise<DriverSample>;
+}
+
+export type DriverName = 'qemu';
+
+export interface DriverCapabilities {
+  /**
+   * Disk snapshots (storage/snapshots): written for QEMU's block layer (qcow2 internal snapshots and overlays,
+   * QMP transactions and block jobs); a driver without them gets a clear error there.
+   */
+  snapshots: boolean;
+}
+
+export interface PreparedStart {
+  /** The reason recorded with the state `running`, e.g. "started with kvm". */
+  readonly reason: string;
+  /**
+   * Starts the instance. `onProcess` records the new process before the guest runs, so a crash after it never
+   * loses a running guest; if anything fails (`onProcess` included), the process is ended before the error returns.
+   */
+  run(instance: Instance, options: { signal?: AbortSignal; onProcess: (process: ProcessIdentity) => void }): Promise<void>;
+}
+
+/** How the guest went down: its own (ACPI) shutdown, or forced. */
+export type StopMethod = 'acpi' | 'forced' | 'forced-after-timeout';
+
+export type Observation =
+  /** The process ended without the guest shutting down. */
+  | { state: 'gone'; reason: string }
+  /** The process is busy or going away: keep the recorded state. */
+  | { state: 'unknown' }
+  | { state: 'running' }
+  | { state: 'paused'; reason: string }
+  /** The guest ended on its own; its process is still there until `kill`. */
+  | { state: 'stopped' | 'crashed'; reason: string };
+
+export interface ConsoleEndpoints {
+  /** The serial console's stream socket (one client at a time). */
+  serial: string;
+  /** Everything the serial console printed, across restarts. */
+  serialLog: string;
+  /** The graphical console (an RFB server on a UNIX socket). */
+  vnc: string;
+}
+
+export interface NicCounters {
+  rxBytes: number;
+  txBytes: number;
+  rxPackets: number;
+  txPackets: number;
+}
+
+export interface BlockCounters {
+  device: string;
+  rdBytes: number;
+  wrBytes: number;
+  rdOps: number;
+  wrOps: number;
+}
+
+export interface DriverSample {
+  cpuSeconds?: number;
+  rssBytes?: number;
+  /** Memory the guest has, as its balloon reports it. */
+  balloonBytes?: number;
+  block: BlockCounters[];
+  /** The guest's own NIC counters by MAC (asked only with `guestNics`); absent when the guest did not answer. */
+  guestNics?: Map<string, NicCounters>;
+}

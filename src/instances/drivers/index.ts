@@ -1,0 +1,23 @@
+import type { StatePaths } from '../../lib/paths.ts';
+import type { DriverName, InstanceDriver } from '../driver.ts';
+import type { Instance } from '../model.ts';
+import { QemuDriver } from './qemu/driver.ts';
+
+/** Every driver, by name: a second instance type (LXC system containers) is one more entry. */
+const DRIVERS: { readonly [N in DriverName]: (paths: StatePaths) => InstanceDriver } = {
+  qemu: (paths) => new QemuDriver(paths),
+};
+
+/** Which driver runs an instance. Every instance is a QEMU VM so far; a second type will be recorded with the instance. */
+export function driverName(_instance: Instance): DriverName {
+  return 'qemu';
+}
+
+export function driverFor(paths: StatePaths, instance: Instance): InstanceDriver {
+  return DRIVERS[driverName(instance)](paths);
+}
+
+/** All drivers (reconciliation asks each for the processes of instances that have no record). */
+export function allDrivers(paths: StatePaths): InstanceDriver[] {
+  return Object.values(DRIVERS).map((make) => make(paths));
+}

@@ -1,0 +1,216 @@
+import { readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { resolveAccelerator } from '../../../host/index.ts';
+import { VirtnodeError } from '../../../lib/errors.ts';
+import type { StatePaths } from '../../../lib/paths.ts';
+import { processCmdline, processStartTime, type ProcessIdentity } from '../../../lib/proc.ts';
+import { isOurQemu, killQemu, lastLogLine, readPidfile, spawnQemu, waitForExit } from '../../../qemu/process.ts';
+import * as qmpCommand from '../../../qmp/commands.ts';
+import { QmpConnection } from '../../../qmp/connection.ts';
+import type { ConsoleEndpoints, DriverSample, InstanceDriver, Observation, PreparedStart, StopMethod } from '../../driver.ts';
+import type { Accel, Instance } from '../../model.ts';
+import { toQemuSpec } from '../../qemu-spec.ts';
+import { removeRuntimeFiles, runtimePaths } from '../../runtime.ts';
+import { sampleQemu } from './metrics.ts';
+
+const QMP_CONNECT_TIMEOUT_MS = 5_000;
+const QUIT_TIMEOUT_MS = 10_000;
+/** Observation uses the query monitor with a short timeout, so a long operation holding the main one never blocks it. */
+const QUERY_TIMEOUT_MS = 1_000;
+const ADOPT_CONNECT_TIMEOUT_MS = 2_000;
+
+/**
+ * VMs: one detached QEMU process per running instance (started paused with -S, then `cont`), driven over its
+ * QMP monitors (qmp.sock for operations, qmp-query.sock for observation) and re-attached by any later process.
+ */
+export class QemuDriver implements InstanceDriver {
+  readonly name = 'qemu';
+  readonly capabilities = { snapshots: true };
+  private readonly paths: StatePaths;
+
+  constructor(paths: StatePaths) {
+    this.paths = paths;
+  }
+
+  private runtime(instance: Instance): ReturnType<typeof runtimePaths> {
+    return runtimePaths(this.paths.instanceDir(instance.name));
+  }
+
+  async prepareStart(instance: Instance, options: { signal?: AbortSignal }): Promise<PreparedStart> {
+    const { accel } = await resolveAccelerator(instance.spec.accel, { cacheDir: this.paths.hostCache, ...(options.signal ? { signal: options.signal } : {}) });
+    return { reason: `started with ${accel}`, run: (ready, runOptions) => this.run(ready, accel, runOptions) };
+  }
+
+  private async run(instance: Instance, accel: Accel, options: { signal?: AbortSignal; onProcess: (process: ProcessIdentity) => void }): Promise<void> {
+    const dir = this.paths.instanceDir(instance.name);
+    let spawned: Awaited<ReturnType<typeof spawnQemu>> | undefined;
+    try {
+      spawned = await spawnQemu(toQemuSpec(instance, dir, accel), { logPath: runtimePaths(dir).qemuLog, ...(options.signal ? { signal: options.signal } : {}) });
+      options.onProcess(spawned.identity);
+      await qmpCommand.cont(spawned.qmp);
+    } catch (e) {
+      if (spawned !== undefined) await killQemu(spawned.identity).catch(() => {});
+      throw e;
+    } finally {
+      spawned?.qmp.close();
+    }
+  }
+
+  async stop(instance: Instance, options: { force: boolean; timeoutMs: number }): Promise<StopMethod> {
+    const identity = { pid: instance.pid!, start: instance.pidStart! };
+    let method: StopMethod = options.force ? 'forced' : 'acpi';
+    let qmp: QmpConnection | undefined;
+    try {
+      qmp = await QmpConnection.connect(this.runtime(instance).qmp, { timeoutMs: QMP_CONNECT_TIMEOUT_MS });
+    } catch {
+      method = options.force ? 'forced' : 'forced-after-timeout'; // an unresponsive QEMU can only be killed
+    }
+    try {
+      if (qmp !== undefined && method === 'acpi') {
+        const poweredOff = await powerDown(qmp, instance, options.timeoutMs);
+        if (!poweredOff) method = 'forced-after-timeout';
+      }
+      if (qmp !== undefined) await qmpCommand.quit(qmp).catch(() => {});
+      if (!(await waitForExit(identity, QUIT_TIMEOUT_MS))) await killQemu(identity);
+    } finally {
+      qmp?.close();
+    }
+    return method;
+  }
+
+  pause(instance: Instance): Promise<void> {
+    return this.withMonitor(instance, qmpCommand.stop);
+  }
+
+  resume(instance: Instance): Promise<void> {
+    return this.withMonitor(instance, qmpCommand.cont);
+  }
+
+  private async withMonitor(instance: Instance, command: (qmp: QmpConnection) => Promise<void>): Promise<void> {
+    const qmp = await QmpConnection.connect(this.runtime(instance).qmp, { timeoutMs: QMP_CONNECT_TIMEOUT_MS });
+    try {
+      await command(qmp);
+    } finally {
+      qmp.close();
+    }
+  }
+
+  async kill(instance: Instance): Promise<void> {
+    if (instance.pid === undefined || instance.pidStart === undefined) return;
+    const identity = { pid: instance.pid, start: instance.pidStart };
+    if (isOurQemu(identity, instance.uuid)) await killQemu(identity);
+  }
+
+  clearRuntime(instance: Instance): void {
+    removeRuntimeFiles(this.paths.instanceDir(instance.name));
+  }
+
+  async observe(instance: Instance): Promise<Observation> {
+    const identity = { pid: instance.pid ?? -1, start: instance.pidStart ?? '' };
+    const paths = this.runtime(instance);
+    if (!isOurQemu(identity, instance.uuid)) {
+      const log = lastLogLine(paths.qemuLog);
+      return { state: 'gone', reason: `QEMU (pid ${identity.pid}) exited without a guest shutdown: it was killed or crashed${log === 'no message' ? '' : ` (last QEMU message: ${log})`}` };
+    }
+    const status = await queryRunState(paths.qmpQuery, QUERY_TIMEOUT_MS);
+    if (status === undefined) return { state: 'unknown' };
+    if (status.status === 'shutdown') return { state: 'stopped', reason: 'the guest powered itself off' };
+    if (status.status === 'guest-panicked') return { state: 'crashed', reason: 'the guest kernel panicked' };
+    return status.status === 'running' ? { state: 'running' } : { state: 'paused', reason: `QEMU reports ${status.status}` };
+  }
+
+  find(instance: Instance): ProcessIdentity | undefined {
+    const candidates = [instance.pid, readPidfile(this.runtime(instance).pidfile)].filter((p): p is number => p !== undefined);
+    for (const pid of candidates) {
+      const start = processStartTime(pid);
+      if (start !== undefined && isOurQemu({ pid, start }, instance.uuid)) return { pid, start };
+    }
+    return undefined;
+  }
+
+  async guestRunning(instance: Instance): Promise<boolean> {
+    try {
+      const qmp = await QmpConnection.connect(this.runtime(instance).qmpQuery, { timeoutMs: ADOPT_CONNECT_TIMEOUT_MS });
+      try {
+        return (await qmpCommand.queryStatus(qmp)).running;
+      } finally {
+        qmp.close();
+      }
+    } catch {
+      return false;
+    }
+  }
+
+  async killOrphan(dir: string, pid = readPidfile(runtimePaths(dir).pidfile)): Promise<void> {
+    if (pid !== undefined) await killIfQemuOf(pid, dir);
+  }
+
+  findOrphans(instancesDir: string, known: ReadonlySet<string>): Array<{ pid: number; dir: string }> {
+    const found: Array<{ pid: number; dir: string }> = [];
+    for (const entry of readdirSync('/proc')) {
+      if (!/^\d+$/.test(entry)) continue;
+      let comm: string;
+      try {
+        comm = readFileSync(`/proc/${entry}/comm`, 'utf8');
+      } catch {
+        continue;
+      }
+      if (!comm.startsWith('qemu-system')) continue;
+      const cmdline = processCmdline(Number(entry));
+      const pidfile = cmdline[cmdline.indexOf('-pidfile') + 1];
+      if (pidfile === undefined || !pidfile.startsWith(`${instancesDir}/`)) continue;
+      const name = pidfile.slice(instancesDir.length + 1).split('/')[0]!;
+      if (!known.has(name)) found.push({ pid: Number(entry), dir: join(instancesDir, name) });
+    }
+    return found;
+  }
+
+  consoles(instance: Instance): ConsoleEndpoints {
+    const paths = this.runtime(instance);
+    return { serial: paths.serial, serialLog: paths.serialLog, vnc: paths.vnc };
+  }
+
+  sample(instance: Instance, options: { guestNics: boolean }): Promise<DriverSample> {
+    return sampleQemu(instance, this.runtime(instance), options);
+  }
+}
+
+/** ACPI power button, then wait for the guest's own SHUTDOWN. Returns false if it did not come in time. */
+async function powerDown(qmp: QmpConnection, instance: Instance, timeoutMs: number): Promise<boolean> {
+  const status = await qmpCommand.queryStatus(qmp);
+  if (status.status === 'shutdown') return true;
+  const shutdown = qmp.waitForEvent(['SHUTDOWN'], { timeoutMs });
+  shutdown.catch(() => {});
+  if (instance.state === 'paused') await qmpCommand.cont(qmp); // a paused guest cannot see the power button
+  await qmpCommand.systemPowerdown(qmp);
+  try {
+    await shutdown;
+    return true;
+  } catch (e) {
+    if (e instanceof VirtnodeError && (e.code === 'QMP_TIMEOUT' || e.code === 'TIMEOUT')) return false;
+    throw e;
+  }
+}
+
+/** query-status on a monitor socket; undefined when QEMU is busy or going away (a VirtnodeError). */
+async function queryRunState(socket: string, timeoutMs: number): Promise<qmpCommand.StatusInfo | undefined> {
+  let qmp: QmpConnection | undefined;
+  try {
+    qmp = await QmpConnection.connect(socket, { timeoutMs });
+    return await qmpCommand.queryStatus(qmp, { timeoutMs });
+  } catch (e) {
+    if (e instanceof VirtnodeError) return undefined;
+    throw e;
+  } finally {
+    qmp?.close();
+  }
+}
+
+/** Kills `pid` only if it is a QEMU whose pidfile is this directory's (never an unrelated process). */
+async function killIfQemuOf(pid: number, dir: string): Promise<void> {
+  const start = processStartTime(pid);
+  if (start === undefined) return;
+  const cmdline = processCmdline(pid);
+  const pidfileAt = cmdline.indexOf('-pidfile');
+  if (pidfileAt >= 0 && cmdline[pidfileAt + 1] === runtimePaths(dir).pidfile) await killQemu({ pid, start });
+}

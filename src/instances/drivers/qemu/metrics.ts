@@ -1,0 +1,93 @@
+import { readFileSync } from 'node:fs';
+import type { RuntimePaths } from '../../../qemu/spec.ts';
+import { type BlockStats, queryBalloon, queryBlockstats } from '../../../qmp/commands.ts';
+import { QmpConnection } from '../../../qmp/connection.ts';
+import { GuestAgent } from '../../../qmp/guest-agent.ts';
+import type { BlockCounters, DriverSample, NicCounters } from '../../driver.ts';
+import type { Instance } from '../../model.ts';
+
+const QMP_TIMEOUT_MS = 1_000;
+const AGENT_TIMEOUT_MS = 1_000;
+/** USER_HZ: the unit of utime/stime in /proc/PID/stat; 100 on every Linux architecture virtnode runs on. */
+const CLOCK_TICKS_PER_SECOND = 100;
+
+/**
+ * A QEMU's counters: CPU seconds and RSS of the process (/proc), block bytes and operations (QMP
+ * query-blockstats) and the balloon's size (query-balloon) over the query monitor, never the control one, and,
+ * when asked, the guest's own NIC counters through its agent (user-mode networking runs inside QEMU, which
+ * exposes no counters for it).
+ */
+export async function sampleQemu(instance: Instance, paths: RuntimePaths, options: { guestNics: boolean }): Promise<DriverSample> {
+  const sample: DriverSample = { block: [] };
+  const usage = instance.pid === undefined ? undefined : processUsage(instance.pid);
+  if (usage !== undefined) {
+    sample.cpuSeconds = usage.cpuSeconds;
+    sample.rssBytes = usage.rssBytes;
+  }
+  const [qmp, guestNics] = await Promise.all([qmpStats(paths.qmpQuery), options.guestNics ? agentNicCounters(paths.guestAgent) : undefined]);
+  sample.block = qmp.block;
+  if (qmp.balloonBytes !== undefined) sample.balloonBytes = qmp.balloonBytes;
+  if (guestNics !== undefined) sample.guestNics = guestNics;
+  return sample;
+}
+
+/** CPU seconds (user + system, all QEMU threads) and RSS of a process, from /proc. */
+function processUsage(pid: number): { cpuSeconds: number; rssBytes: number } | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    const ticks = Number(fields[11]) + Number(fields[12]); // utime, stime (fields 14 and 15 of the line)
+    const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+    const rssKiB = Number(/^VmRSS:\s+(\d+) kB/m.exec(status)?.[1] ?? 0);
+    return { cpuSeconds: ticks / CLOCK_TICKS_PER_SECOND, rssBytes: rssKiB * 1024 };
+  } catch {
+    return undefined; // it ended between the listing and now
+  }
+}
+
+function blockCountersOf(reply: BlockStats[]): BlockCounters[] {
+  return reply.map((b) => ({
+    // qdev is /machine/peripheral/<id>/virtio-backend; the id is `<disk id>-dev` (src/qemu/argv.ts).
+    device: b['node-name'] || /peripheral\/([^/]+)-dev/.exec(b.qdev ?? '')?.[1] || b.device || 'unknown',
+    rdBytes: b.stats.rd_bytes,
+    wrBytes: b.stats.wr_bytes,
+    rdOps: b.stats.rd_operations,
+    wrOps: b.stats.wr_operations,
+  }));
+}
+
+/** Block statistics and the balloon's size over one QMP connection. */
+async function qmpStats(socket: string): Promise<{ block: BlockCounters[]; balloonBytes?: number }> {
+  let qmp: QmpConnection | undefined;
+  try {
+    qmp = await QmpConnection.connect(socket, { timeoutMs: QMP_TIMEOUT_MS });
+    const block = blockCountersOf(await queryBlockstats(qmp, { timeoutMs: QMP_TIMEOUT_MS }));
+    try {
+      const balloon = await queryBalloon(qmp, { timeoutMs: QMP_TIMEOUT_MS });
+      return typeof balloon.actual === 'number' ? { block, balloonBytes: balloon.actual } : { block };
+    } catch {
+      return { block }; // a QEMU started before instances had a balloon: "No balloon device has been activated"
+    }
+  } catch {
+    return { block: [] }; // busy or going away: no QMP numbers this round
+  } finally {
+    qmp?.close();
+  }
+}
+
+/** The guest's interface counters by MAC, from its agent (guest-network-get-interfaces); undefined if it does not answer. */
+async function agentNicCounters(socket: string): Promise<Map<string, NicCounters> | undefined> {
+  let agent: GuestAgent | undefined;
+  try {
+    agent = await GuestAgent.connect(socket, { timeoutMs: AGENT_TIMEOUT_MS });
+    const counters = new Map<string, NicCounters>();
+    for (const i of await agent.networkGetInterfaces({ timeoutMs: AGENT_TIMEOUT_MS })) {
+      if (i.hardwareAddress !== undefined && i.statistics !== undefined) counters.set(i.hardwareAddress.toLowerCase(), i.statistics);
+    }
+    return counters;
+  } catch {
+    return undefined; // no agent in this guest, not up yet, or paused
+  } finally {
+    agent?.close();
+  }
+}
