@@ -2,7 +2,9 @@
 import type { ApiTables } from '../api/contracts/index.ts';
 import { instances } from './instances.ts';
 import type { Resource } from './resource.ts';
+import { storageResources } from './storage.ts';
 
 export const RESOURCES: { [K in keyof ApiTables]: Resource<ApiTables[K]> } = {
   instances,
+  ...storageResources,
 };

@@ -9,13 +9,10 @@ import type { NetworkApi } from '../client/networks.ts';
 import type { NicApi } from '../client/nics.ts';
 import type { OperationApi } from '../client/operations.ts';
 import type { PortApi } from '../client/ports.ts';
-import type { SnapshotApi } from '../client/snapshots.ts';
-import type { StorageApi } from '../client/storage.ts';
 import type { TemplateApi } from '../client/templates.ts';
 import { backendAccessor } from './backend.ts';
 
 const instanceService = async () => (await import('./load-service.ts')).loadInstanceService();
-const storageService = async () => (await import('./load-storage.ts')).loadStorageService();
 const stateDb = async () => {
   const [{ statePaths }, { openDb }] = await Promise.all([import('../lib/paths.ts'), import('../store/db.ts')]);
   const paths = statePaths();
@@ -35,16 +32,6 @@ export const nicApi = backendAccessor<NicApi>(
 export const portApi = backendAccessor<PortApi>(
   async () => new (await import('./local/ports.ts')).LocalPorts(await instanceService()),
   async (client) => new (await import('../client/ports.ts')).RemotePorts(client),
-);
-
-export const storageApi = backendAccessor<StorageApi>(
-  async () => new (await import('./local/storage.ts')).LocalStorage(await storageService()),
-  async (client) => new (await import('../client/storage.ts')).RemoteStorage(client),
-);
-
-export const snapshotApi = backendAccessor<SnapshotApi>(
-  async () => new (await import('./local/snapshots.ts')).LocalSnapshots(await storageService()),
-  async (client) => new (await import('../client/snapshots.ts')).RemoteSnapshots(client),
 );
 
 export const imageApi = backendAccessor<ImageApi>(

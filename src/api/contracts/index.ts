@@ -4,9 +4,11 @@
  */
 import type { Contract } from '../endpoint.ts';
 import { instanceEndpoints } from './instances.ts';
+import { storageEndpoints } from './storage.ts';
 
 export const API = {
   instances: instanceEndpoints,
+  ...storageEndpoints,
 };
 
 export type ApiTables = typeof API;

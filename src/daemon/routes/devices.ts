@@ -2,11 +2,7 @@ import type { FastifyInstance } from 'fastify';
 import Type from 'typebox';
 import {
   AddPortBody,
-  AttachDiskBody,
   AttachNicBody,
-  CheckedNameParams,
-  DiskChange,
-  DiskParams,
   InstanceNic,
   NameParams,
   NicParams,
@@ -16,21 +12,15 @@ import {
 } from '../../api/schemas.ts';
 import { attachedNicView as nicView, portForwardView, portForwardViews } from '../../api/views.ts';
 import { validateName } from '../../lib/ids.ts';
-import type { StorageService } from '../../storage/service.ts';
 import type { DaemonCore } from '../core.ts';
-import { lazyStorageService } from './storage-service.ts';
 
 type NameRequest = { Params: { name: string } };
 
-/** Routes whose core function checks the names itself (as the CLI does, naming the field: volume, instance). */
-const checked = { nameCheckedByCore: true };
-
 /**
- * An instance's NICs, port forwards and disks (`virtnode nic ...`, `port ...`, `disk attach|detach`): live through
- * QMP when it runs, recorded for the next start when it is stopped; each takes the instance lock.
+ * An instance's NICs and port forwards (`virtnode nic ...`, `port ...`): live through QMP when it runs, recorded
+ * for the next start when it is stopped; each takes the instance lock. (Disks: src/app/storage.ts.)
  */
 export async function deviceRoutes(app: FastifyInstance, core: DaemonCore): Promise<void> {
-  const storage = lazyStorageService(core);
   const done = <T>(value: T): T => {
     core.supervisor.poke();
     return value;
@@ -110,33 +100,6 @@ export async function deviceRoutes(app: FastifyInstance, core: DaemonCore): Prom
       const { removePortForward } = await import('../../instances/port-forward.ts');
       const name = validateName('name', request.params.name);
       return done(portForwardView(await removePortForward(core.instances, name, request.params.port)));
-    },
-  );
-
-  app.post<NameRequest & { Body: { volume: string } }>(
-    '/instances/:name/disks',
-    {
-      config: checked,
-      schema: {
-        tags: ['storage'],
-        summary: 'attach a volume as a virtio disk (hot-plugged if the instance runs; kept for the next start)',
-        params: CheckedNameParams,
-        body: AttachDiskBody,
-        response: withErrors({ 201: DiskChange }),
-      },
-    },
-    async (request, reply) => {
-      const { attachDisk } = await import('../../storage/disks.ts');
-      return reply.status(201).send(done(await attachDisk(await storage(), request.params.name, request.body.volume)));
-    },
-  );
-
-  app.delete<{ Params: { name: string; volume: string } }>(
-    '/instances/:name/disks/:volume',
-    { config: checked, schema: { tags: ['storage'], summary: 'detach a volume (live: waits until the guest has released it)', params: DiskParams, response: withErrors({ 200: DiskChange }) } },
-    async (request) => {
-      const { detachDisk } = await import('../../storage/disks.ts');
-      return done(await detachDisk(await storage(), request.params.name, request.params.volume));
     },
   );
 }

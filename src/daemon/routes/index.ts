@@ -11,8 +11,6 @@ import { imageRoutes } from './images.ts';
 import { metricsRoutes } from './metrics.ts';
 import { networkRoutes } from './networks.ts';
 import { operationRoutes } from './operations.ts';
-import { snapshotRoutes } from './snapshots.ts';
-import { storageRoutes } from './storage.ts';
 import { templateRoutes } from './templates.ts';
 
 export type RouteModule = (app: FastifyInstance, core: DaemonCore) => Promise<void>;
@@ -32,9 +30,7 @@ export const ROUTE_MODULES: readonly RouteModule[] = [
   applicationRoutes,
   consoleLogRoutes,
   networkRoutes,
-  storageRoutes,
   deviceRoutes,
-  snapshotRoutes,
   templateRoutes,
   operationRoutes,
   eventRoutes,
