@@ -397,8 +397,6 @@ export const NetworkLease = Type.Object(
 );
 export type NetworkLeaseView = Static<typeof NetworkLease>;
 
-export const SnapshotParams = Type.Object({ name: CheckedName, snap: CheckedName }, { additionalProperties: false });
-
 /** A snapshot of an instance; `parent` is the snapshot it was taken from (the list is flat, oldest first). */
 export const Snapshot = Type.Object(
   {
@@ -413,6 +411,7 @@ export const Snapshot = Type.Object(
   },
   { additionalProperties: false },
 );
+export type SnapshotApiView = Static<typeof Snapshot>;
 
 /** POST /instances/{name}/snapshots: the options of `virtnode snapshot create`. */
 export const CreateSnapshotBody = Type.Object(
@@ -424,7 +423,6 @@ export const CreateSnapshotBody = Type.Object(
   },
   { additionalProperties: false },
 );
-export type CreateSnapshotBodyType = Static<typeof CreateSnapshotBody>;
 
 export const Pool = Type.Object(
   {
@@ -441,6 +439,7 @@ export const Pool = Type.Object(
   },
   { additionalProperties: false },
 );
+export type PoolApiView = Static<typeof Pool>;
 
 const InternalSnapshotInfo = Type.Object(
   { id: Type.String(), name: Type.String(), vmStateSize: Type.Integer({ description: 'bytes of memory state (0: disks only)' }), date: Type.String() },
@@ -477,6 +476,7 @@ export const Volume = Type.Object(
   },
   { additionalProperties: false },
 );
+export type VolumeApiView = Static<typeof Volume>;
 
 export const VolumesQuery = Type.Object({ pool: Type.Optional(CheckedName) }, { additionalProperties: false });
 export const CheckedNameParams = Type.Object({ name: CheckedName }, { additionalProperties: false });
@@ -499,6 +499,7 @@ export const InstanceDisk = Type.Object(
   },
   { additionalProperties: false },
 );
+export type InstanceDiskApiView = Static<typeof InstanceDisk>;
 
 export const ResizeVolumeBody = Type.Object(
   {
@@ -523,6 +524,7 @@ export const VolumeCheck = Type.Object(
   },
   { additionalProperties: false },
 );
+export type VolumeCheckView = Static<typeof VolumeCheck>;
 export const ImportVolumeBody = Type.Object(
   {
     file: Type.String({ description: 'absolute path of an image file on the daemon\'s host' }),
@@ -552,7 +554,6 @@ export const CreateVolumeBody = Type.Object(
   },
   { additionalProperties: false },
 );
-export type CreateVolumeBodyType = Static<typeof CreateVolumeBody>;
 
 export const Template = Type.Object(
   {

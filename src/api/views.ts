@@ -17,7 +17,7 @@ import type { InstanceDiskView, VolumeView } from '../storage/volumes.ts';
 import type { Template } from '../templates/model.ts';
 import type { SealResult } from '../templates/seal.ts';
 import type { SealView } from './contracts/templates.ts';
-import type { InstanceView, NetworkLeaseView, NetworkView, NicView, PortForwardView, TemplateView } from './schemas.ts';
+import type { InstanceDiskApiView, InstanceView, NetworkLeaseView, NetworkView, NicView, PoolApiView, PortForwardView, SnapshotApiView, TemplateView, VolumeApiView, VolumeCheckView } from './schemas.ts';
 
 export type { InstanceView, NetworkLeaseView, NetworkView, NicView, OperationStatus, OperationView, PortForwardView, ProgressEntry } from './schemas.ts';
 
@@ -182,7 +182,7 @@ export function portForwardViews(i: Instance): PortForwardView[] {
 }
 
 /** A snapshot of an instance (GET /instances/{name}/snapshots lists them flat, each naming its parent). */
-export function snapshotView(s: Snapshot) {
+export function snapshotView(s: Snapshot): SnapshotApiView {
   return {
     name: s.name,
     kind: s.kind,
@@ -195,7 +195,7 @@ export function snapshotView(s: Snapshot) {
   };
 }
 
-export function poolView(p: PoolUsage & { volumeNames?: string[]; otherFiles?: number }) {
+export function poolView(p: PoolUsage & { volumeNames?: string[]; otherFiles?: number }): PoolApiView {
   return {
     name: p.name,
     path: p.path,
@@ -226,7 +226,7 @@ function chainLinkView(l: ChainLink) {
  * inside each file); `activeChain` is the chain its instance writes through when an external snapshot overlay
  * sits on it.
  */
-export function volumeView(v: VolumeView & { chain?: ChainLink[]; activeChain?: ChainLink[] | undefined }) {
+export function volumeView(v: VolumeView & { chain?: ChainLink[]; activeChain?: ChainLink[] | undefined }): VolumeApiView {
   return {
     name: v.name,
     pool: v.pool,
@@ -243,11 +243,9 @@ export function volumeView(v: VolumeView & { chain?: ChainLink[]; activeChain?: 
     createdAt: v.createdAt,
   };
 }
-export type VolumeApiView = ReturnType<typeof volumeView>;
-export type PoolApiView = ReturnType<typeof poolView>;
 
 /** An instance's own disk (made by create/launch in its directory, not a volume): `volume ls --all`. */
-export function instanceDiskView(d: InstanceDiskView) {
+export function instanceDiskView(d: InstanceDiskView): InstanceDiskApiView {
   return {
     instance: d.instance,
     id: d.id,
@@ -257,15 +255,11 @@ export function instanceDiskView(d: InstanceDiskView) {
     ...(d.allocation === undefined ? {} : { allocation: d.allocation }),
   };
 }
-export type InstanceDiskApiView = ReturnType<typeof instanceDiskView>;
 
 /** The result of `qemu-img check` on a volume (raw images have nothing to check: supported false). */
-export function volumeCheckView(r: CheckResult) {
+export function volumeCheckView(r: CheckResult): VolumeCheckView {
   return { clean: r.clean, supported: r.supported, exitCode: r.exitCode, corruptions: r.corruptions, leaks: r.leaks, checkErrors: r.checkErrors };
 }
-export type VolumeCheckView = ReturnType<typeof volumeCheckView>;
-
-export type SnapshotApiView = ReturnType<typeof snapshotView>;
 
 /** An instance's snapshot tree as the API lists it: flat, oldest first, each naming its parent. */
 export function snapshotList<T extends Snapshot & { children: T[] }>(tree: T[]): SnapshotApiView[] {
@@ -316,37 +310,4 @@ export function templateView(t: Template, clones: string[]): TemplateView {
 /** What sealing did (template create, clone of an instance). */
 export function sealView(s: SealResult): SealView {
   return { method: s.method, root: s.root ?? null, changes: s.changes, summary: s.summary };
-}
-
-/**
- * The daemon's serializer writes required fields before optional ones; printed output must keep the order of the
- * view functions above, so the client puts the fields of a view it received back in that order.
- */
-function inOrder<T extends object>(value: T, keys: readonly string[]): T {
-  const source = value as Record<string, unknown>;
-  const ordered: Record<string, unknown> = {};
-  for (const key of keys) if (source[key] !== undefined) ordered[key] = source[key];
-  return ordered as T;
-}
-
-const POOL_VIEW_ORDER = ['name', 'path', 'volumes', 'volumeAllocation', 'capacity', 'allocation', 'available', 'volumeNames', 'otherFiles', 'createdAt'];
-const VOLUME_VIEW_ORDER = ['name', 'pool', 'path', 'format', 'state', 'virtualSize', 'allocation', 'attachedTo', 'overlay', 'problem', 'chain', 'activeChain', 'createdAt'];
-const CHAIN_LINK_ORDER = ['path', 'format', 'virtualSize', 'allocation', 'backing', 'snapshots'];
-const INSTANCE_DISK_ORDER = ['instance', 'id', 'path', 'format', 'virtualSize', 'allocation'];
-
-export function orderedPoolView(p: PoolApiView): PoolApiView {
-  return inOrder(p, POOL_VIEW_ORDER);
-}
-
-export function orderedVolumeView(v: VolumeApiView): VolumeApiView {
-  const ordered = inOrder(v, VOLUME_VIEW_ORDER) as Record<string, unknown>;
-  for (const key of ['chain', 'activeChain']) {
-    const chain = ordered[key] as object[] | undefined;
-    if (chain !== undefined) ordered[key] = chain.map((l) => inOrder(l, CHAIN_LINK_ORDER));
-  }
-  return ordered as VolumeApiView;
-}
-
-export function orderedInstanceDiskView(d: InstanceDiskApiView): InstanceDiskApiView {
-  return inOrder(d, INSTANCE_DISK_ORDER);
 }

@@ -5,6 +5,7 @@ import { networks } from './networks.ts';
 import { nics } from './nics.ts';
 import { ports } from './ports.ts';
 import type { Resource } from './resource.ts';
+import { storageResources } from './storage.ts';
 import { templates } from './templates.ts';
 
 export const RESOURCES: { [K in keyof ApiTables]: Resource<ApiTables[K]> } = {
@@ -13,4 +14,5 @@ export const RESOURCES: { [K in keyof ApiTables]: Resource<ApiTables[K]> } = {
   nics,
   ports,
   templates,
+  ...storageResources,
 };

@@ -6,27 +6,13 @@
 import type { HostApi } from '../client/host.ts';
 import type { ImageApi } from '../client/images.ts';
 import type { OperationApi } from '../client/operations.ts';
-import type { SnapshotApi } from '../client/snapshots.ts';
-import type { StorageApi } from '../client/storage.ts';
 import { backendAccessor } from './backend.ts';
 
-const instanceService = async () => (await import('./load-service.ts')).loadInstanceService();
-const storageService = async () => (await import('./load-storage.ts')).loadStorageService();
 const stateDb = async () => {
   const [{ statePaths }, { openDb }] = await Promise.all([import('../lib/paths.ts'), import('../store/db.ts')]);
   const paths = statePaths();
   return { paths, db: openDb(paths.db) };
 };
-
-export const storageApi = backendAccessor<StorageApi>(
-  async () => new (await import('./local/storage.ts')).LocalStorage(await storageService()),
-  async (client) => new (await import('../client/storage.ts')).RemoteStorage(client),
-);
-
-export const snapshotApi = backendAccessor<SnapshotApi>(
-  async () => new (await import('./local/snapshots.ts')).LocalSnapshots(await storageService()),
-  async (client) => new (await import('../client/snapshots.ts')).RemoteSnapshots(client),
-);
 
 export const imageApi = backendAccessor<ImageApi>(
   async () => {

@@ -100,7 +100,7 @@ class RemoteConsoles implements ConsoleApi {
 
 export function consoleApi(): Promise<ConsoleApi> {
   return chooseBackend<ConsoleApi>(
-    async () => new LocalConsoles(await (await import('./load-service.ts')).loadInstanceService()),
+    async () => new LocalConsoles((await import('./context.ts')).instances()),
     (client) => new RemoteConsoles(client),
   );
 }

@@ -9,7 +9,7 @@ import { validateName } from '../lib/ids.ts';
 import type { DiskFormat, DiskSpec, Instance, InstanceSpec, InstanceState } from '../instances/model.ts';
 import { observeInstance } from '../instances/observe.ts';
 import { InstanceService } from '../instances/service.ts';
-import { createImage, imageInfo } from '../qemu/img.ts';
+import { convertPercent, createImage, imageInfo } from '../qemu/img.ts';
 import { acquireLock } from '../store/locks.ts';
 import type { Template } from '../templates/model.ts';
 import { BASES_LOCK, basesDir } from '../templates/paths.ts';
@@ -43,13 +43,6 @@ export interface CloneResult {
   seal: SealResult | undefined;
 }
 
-/** "(45.01/100%)" as qemu-img convert -p prints it, redrawn with \r. */
-function lastPercent(text: string): number | undefined {
-  const all = [...text.matchAll(/\((\d+(?:\.\d+)?)\/100%\)/g)];
-  const last = all.at(-1)?.[1];
-  return last === undefined ? undefined : Number(last);
-}
-
 /** A full, independent copy (no backing file), with progress. */
 export async function copyDisk(source: { path: string; format: DiskFormat }, target: string, options: CloneOptions = {}): Promise<void> {
   const total = (await imageInfo(source.path)).virtualSize;
@@ -60,7 +53,7 @@ export async function copyDisk(source: { path: string; format: DiskFormat }, tar
       timeoutMs: CONVERT_TIMEOUT_MS,
       ...(options.signal === undefined ? {} : { signal: options.signal }),
       onStdout: (chunk) => {
-        const percent = lastPercent(chunk);
+        const percent = convertPercent(chunk);
         if (percent !== undefined) options.onProgress?.(Math.round((percent / 100) * total), total);
       },
     });

@@ -29,3 +29,9 @@ export async function createImage(
   else if (options.backing === undefined) throw new VirtnodeError('INTERNAL', 'createImage needs a size or a backing image');
   await run(argv, options.signal === undefined ? { timeoutMs: QEMU_IMG_TIMEOUT_MS } : { timeoutMs: QEMU_IMG_TIMEOUT_MS, signal: options.signal });
 }
+
+/** The last "(45.01/100%)" in output of `qemu-img convert -p` (redrawn with \r), as a percentage. */
+export function convertPercent(text: string): number | undefined {
+  const last = [...text.matchAll(/\((\d+(?:\.\d+)?)\/100%\)/g)].at(-1)?.[1];
+  return last === undefined ? undefined : Number(last);
+}

@@ -4,6 +4,7 @@
  */
 import { run } from '../exec/run.ts';
 import type { DiskFormat } from '../instances/model.ts';
+import { convertPercent } from '../qemu/img.ts';
 
 const QEMU_IMG_TIMEOUT_MS = 120_000;
 /** Copies (convert, import, export, commit, rebase) take as long as the data takes. */
@@ -104,17 +105,33 @@ export async function resizeImage(path: string, format: string, sizeBytes: numbe
   await run(argv, opts(options.signal));
 }
 
-/** Copies an image into a new file of `format` (all backing files flattened into it). */
+/** Progress of a copy: bytes done of the source's virtual size. */
+export type CopyProgress = (bytes: number, totalBytes: number) => void;
+
+/** Copies an image into a new file of `format` (all backing files flattened into it), reporting progress. */
 export async function convertImage(
   source: string,
   target: string,
   format: DiskFormat,
-  options: { sourceFormat?: string; signal?: AbortSignal } = {},
+  options: { sourceFormat?: string; signal?: AbortSignal; onProgress?: CopyProgress } = {},
 ): Promise<void> {
-  const argv = ['qemu-img', 'convert', '-q'];
+  const { onProgress } = options;
+  const total = onProgress === undefined ? 0 : (await imageLink(source, options.signal === undefined ? {} : { signal: options.signal })).virtualSize;
+  const argv = ['qemu-img', 'convert', onProgress === undefined ? '-q' : '-p'];
   if (options.sourceFormat !== undefined) argv.push('-f', options.sourceFormat);
   argv.push('-O', format, source, target);
-  await run(argv, opts(options.signal, QEMU_IMG_COPY_TIMEOUT_MS));
+  await run(argv, {
+    ...opts(options.signal, QEMU_IMG_COPY_TIMEOUT_MS),
+    ...(onProgress === undefined
+      ? {}
+      : {
+          onStdout: (chunk: string) => {
+            const percent = convertPercent(chunk);
+            if (percent !== undefined) onProgress(Math.round((percent / 100) * total), total);
+          },
+        }),
+  });
+  onProgress?.(total, total);
 }
 
 export interface CheckResult {

@@ -8,7 +8,7 @@ import { within } from '../lib/paths.ts';
 import { formatSize, parseSize } from '../lib/units.ts';
 import type { Pool, Volume } from '../store/storage.ts';
 import { mustGetPool, DEFAULT_POOL } from './pools.ts';
-import { backingChain, type ChainLink, checkImage, type CheckResult, convertImage, createVolumeImage, imageLink, resizeImage } from './qemu-img.ts';
+import { backingChain, type ChainLink, checkImage, type CheckResult, convertImage, type CopyProgress, createVolumeImage, imageLink, resizeImage } from './qemu-img.ts';
 import { blockResize } from '../qmp/commands.ts';
 import { diskNode } from './qmp-block.ts';
 import { isLive, type StorageService } from './service.ts';
@@ -224,16 +224,22 @@ export function checkConvert(storage: StorageService, name: string, formatText: 
   return { volume, format, pool: mustGetPool(storage, volume.pool) };
 }
 
+/** Copies (convert, import, export) can be cancelled and report the bytes copied. */
+export interface CopyOptions {
+  signal?: AbortSignal;
+  onProgress?: CopyProgress;
+}
+
 /** Rewrites the volume in another format (copy, then swap the files); refused while attached. */
-export async function convertVolume(storage: StorageService, name: string, formatText: string | undefined): Promise<Volume> {
+export async function convertVolume(storage: StorageService, name: string, formatText: string | undefined, options: CopyOptions = {}): Promise<Volume> {
   const { volume, format, pool } = checkConvert(storage, name, formatText);
-  return storage.withVolumeLock(name, 'convert', {}, async () => {
+  return storage.withVolumeLock(name, 'convert', options, async () => {
     assertDetached(storage, volume, 'convert');
     const target = volumePath(pool.path, name, format);
     if (existsSync(target)) throw new VirtnodeError('CONFLICT', `${target} already exists`, { hint: 'move it away first' });
     const partial = within(pool.path, `.${name}.${format}.partial`);
     try {
-      await convertImage(volume.path, partial, format, { sourceFormat: volume.format });
+      await convertImage(volume.path, partial, format, { ...options, sourceFormat: volume.format });
       renameSync(partial, target);
     } catch (e) {
       rmSync(partial, { force: true });
@@ -265,6 +271,7 @@ export async function importVolume(
   storage: StorageService,
   file: string,
   request: { name?: string; pool?: string; format?: string },
+  options: CopyOptions = {},
 ): Promise<Volume> {
   const { source, name, requested, pool } = checkImport(storage, file, request);
   let link: ChainLink;
@@ -275,7 +282,7 @@ export async function importVolume(
   }
   const format: DiskFormat = requested ?? (link.format === 'raw' ? 'raw' : 'qcow2');
   const path = volumePath(pool.path, name, format);
-  return makeVolume(storage, name, pool.name, path, format, () => convertImage(source, path, format, { sourceFormat: link.format }));
+  return makeVolume(storage, name, pool.name, path, format, () => convertImage(source, path, format, { ...options, sourceFormat: link.format }));
 }
 
 /** The checks of exportVolume before it takes the volume's lock (the API answers them at once). */
@@ -289,9 +296,15 @@ export function checkExport(storage: StorageService, name: string, file: string,
 }
 
 /** Copies a volume out to a new file (never overwrites); refused while a running instance writes it. */
-export async function exportVolume(storage: StorageService, name: string, file: string, request: { format?: string } = {}): Promise<{ path: string; format: DiskFormat }> {
+export async function exportVolume(
+  storage: StorageService,
+  name: string,
+  file: string,
+  request: { format?: string } = {},
+  options: CopyOptions = {},
+): Promise<{ path: string; format: DiskFormat }> {
   const { volume, format, target } = checkExport(storage, name, file, request);
-  return storage.withVolumeLock(name, 'export', {}, async () => {
+  return storage.withVolumeLock(name, 'export', options, async () => {
     const user = storage.attachedTo(name);
     if (user !== undefined && isLive(await storage.instance(user.name))) {
       throw new VirtnodeError('INVALID_STATE', `cannot export volume ${name} while instance ${user.name} runs and writes it`, {
@@ -303,7 +316,7 @@ export async function exportVolume(storage: StorageService, name: string, file: 
     const sourcePath = disk?.path ?? volume.path;
     const partial = join(dirname(target), `.${basename(target)}.partial`);
     try {
-      await convertImage(sourcePath, partial, format);
+      await convertImage(sourcePath, partial, format, options);
       renameSync(partial, target);
     } catch (e) {
       rmSync(partial, { force: true });

@@ -7,23 +7,13 @@ import type { Input } from '../../src/api/endpoint.ts';
 import type { InstanceView, OperationView as Operation } from '../../src/api/schemas.ts';
 import { remoteApi, startOperation, type Transport } from '../../src/client/contract-client.ts';
 
-export type { InstanceView as Instance, OperationView as Operation } from '../../src/api/schemas.ts';
+export type { InstanceView as Instance, OperationView as Operation, SnapshotApiView as Snapshot } from '../../src/api/schemas.ts';
 export type InstanceState = InstanceView['state'];
 
 export interface Image {
   name: string;
   format: string;
   virtualSize: number;
-}
-
-export interface Snapshot {
-  name: string;
-  kind: 'internal' | 'external';
-  memory: boolean;
-  current: boolean;
-  state: 'creating' | 'ready' | 'deleting' | 'reverting';
-  parent: string | null;
-  createdAt: string;
 }
 
 export interface Ticket {
@@ -84,6 +74,7 @@ export const client = remoteApi(transport);
 
 export type LaunchInput = Input<typeof API.instances.launch>;
 export type CreateInput = Input<typeof API.instances.create>;
+export type SnapshotInput = Input<typeof API.snapshots.create>;
 
 export const api = {
   instances: () => client.instances.list(),
@@ -96,14 +87,13 @@ export const api = {
   action: (name: string, action: 'start' | 'stop' | 'restart' | 'pause' | 'resume', body: { force?: boolean } = {}): Promise<unknown> =>
     action === 'stop' || action === 'restart' ? startOperation(transport, API.instances[action], { name, ...body }) : client.instances[action]({ name }),
   remove: (name: string, force: boolean) => client.instances.delete({ name, force }),
-  operation: (id: string, waitSeconds = 0) => request<Operation>('GET', `/operations/${id}?wait=${waitSeconds}`),
   consoleTicket: (name: string, kind: 'serial' | 'vnc') => request<Ticket>('POST', `/instances/${encodeURIComponent(name)}/console-tickets`, { kind }),
   eventTicket: () => request<Ticket>('POST', '/events/tickets'),
-  snapshots: (name: string) => request<Snapshot[]>('GET', `/instances/${encodeURIComponent(name)}/snapshots`),
-  /** create, revert and delete answer with an operation (202); its result has notes on what happened. */
-  createSnapshot: (name: string, body: Record<string, unknown>) => request<Operation>('POST', `/instances/${encodeURIComponent(name)}/snapshots`, body),
-  revertSnapshot: (name: string, snap: string) => request<Operation>('POST', `/instances/${encodeURIComponent(name)}/snapshots/${encodeURIComponent(snap)}/revert`),
-  deleteSnapshot: (name: string, snap: string) => request<Operation>('DELETE', `/instances/${encodeURIComponent(name)}/snapshots/${encodeURIComponent(snap)}`),
+  snapshots: (instance: string) => client.snapshots.list({ instance }),
+  /** create, revert and delete are operations, followed to their end: the outcome has notes on what happened. */
+  createSnapshot: (body: SnapshotInput) => client.snapshots.create(body),
+  revertSnapshot: (instance: string, snap: string) => client.snapshots.revert({ instance, snap }),
+  deleteSnapshot: (instance: string, snap: string) => client.snapshots.delete({ instance, snap }),
   metrics: async (): Promise<string> => {
     const headers: Record<string, string> = {};
     const bearer = token.get();

@@ -7,6 +7,7 @@ import { instanceEndpoints } from './instances.ts';
 import { networkEndpoints } from './networks.ts';
 import { nicEndpoints } from './nics.ts';
 import { portEndpoints } from './ports.ts';
+import { storageEndpoints } from './storage.ts';
 import { templateEndpoints } from './templates.ts';
 
 export const API = {
@@ -15,6 +16,7 @@ export const API = {
   nics: nicEndpoints,
   ports: portEndpoints,
   templates: templateEndpoints,
+  ...storageEndpoints,
 };
 
 export type ApiTables = typeof API;

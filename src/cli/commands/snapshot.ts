@@ -1,8 +1,7 @@
 import type { Command } from 'commander';
-import type { SnapshotApiView } from '../../api/views.ts';
+import type { SnapshotApiView } from '../../api/schemas.ts';
+import { api } from '../api.ts';
 import { table } from '../output.ts';
-
-const api = async () => (await import('../apis.ts')).snapshotApi();
 
 interface SnapshotNode extends SnapshotApiView {
   children: SnapshotNode[];
@@ -66,12 +65,7 @@ export function registerSnapshotCommands(program: Command): void {
     .option('--external', 'stopped instance: an external snapshot (qcow2 overlays) instead of an internal one')
     .option('--quiesce', 'freeze the guest\'s filesystems through its guest agent during a --disk-only snapshot')
     .action(async (instance: string, name: string | undefined, o: { diskOnly?: boolean; external?: boolean; quiesce?: boolean }) => {
-      const r = await (await api()).create(instance, {
-        ...(name === undefined ? {} : { name }),
-        diskOnly: o.diskOnly === true,
-        external: o.external === true,
-        quiesce: o.quiesce === true,
-      });
+      const r = await (await api()).snapshots.create({ instance, ...(name === undefined ? {} : { name }), diskOnly: o.diskOnly === true, external: o.external === true, quiesce: o.quiesce === true });
       const s = r.snapshot;
       process.stdout.write(`Created ${s.kind} snapshot ${s.name} of ${instance}${s.memory ? ' with memory state' : ' (disks only)'}\n`);
       printNotes(r.notes);
@@ -83,7 +77,7 @@ export function registerSnapshotCommands(program: Command): void {
     .argument('<instance>')
     .option('--json', 'as JSON')
     .action(async (instance: string, o: { json?: boolean }) => {
-      const tree = snapshotTree(await (await api()).list(instance));
+      const tree = snapshotTree(await (await api()).snapshots.list({ instance }));
       if (o.json) {
         process.stdout.write(`${JSON.stringify(tree.map(snapshotView), null, 2)}\n`);
         return;
@@ -101,7 +95,7 @@ export function registerSnapshotCommands(program: Command): void {
     .argument('<instance>')
     .argument('<snapshot>')
     .action(async (instance: string, name: string) => {
-      const r = await (await api()).revert(instance, name);
+      const r = await (await api()).snapshots.revert({ instance, snap: name });
       process.stdout.write(`Reverted ${instance} to snapshot ${name}\n`);
       printNotes(r.notes);
     });
@@ -112,7 +106,7 @@ export function registerSnapshotCommands(program: Command): void {
     .argument('<instance>')
     .argument('<snapshot>')
     .action(async (instance: string, name: string) => {
-      const r = await (await api()).remove(instance, name);
+      const r = await (await api()).snapshots.delete({ instance, snap: name });
       process.stdout.write(`Deleted snapshot ${name} of ${instance}\n`);
       printNotes(r.notes);
     });

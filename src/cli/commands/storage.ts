@@ -1,15 +1,30 @@
 import { resolve } from 'node:path';
 import type { Command } from 'commander';
+import type { CallOptions } from '../../api/endpoint.ts';
 import { formatSize } from '../../lib/units.ts';
+import { api } from '../api.ts';
 import { keyValues, parseFormat, structured, table } from '../output.ts';
-
-const api = async () => (await import('../apis.ts')).storageApi();
+import { interruptible } from './image.ts';
 
 const size = (n: number | undefined) => (n === undefined ? '-' : formatSize(n));
 
 async function print(format: string | undefined, data: unknown, text: () => string): Promise<void> {
   const f = parseFormat(format);
   process.stdout.write(f === 'table' ? text() : await structured(data, f));
+}
+
+/** A copy (convert, import, export): Ctrl-C cancels it; its progress is shown to someone watching a terminal. */
+async function copying<T>(label: string, call: (options: CallOptions) => Promise<T>): Promise<T> {
+  const { signal, done } = interruptible();
+  const { progressReporter, transferTracker } = await import('../../images/pull/progress.ts');
+  const tracker = process.stderr.isTTY ? transferTracker(progressReporter(process.stderr, label)) : undefined;
+  try {
+    const result = await call({ signal, ...(tracker === undefined ? {} : { onTransfer: (bytes, total) => tracker.update(bytes, total) }) });
+    tracker?.finish();
+    return result;
+  } finally {
+    done();
+  }
 }
 
 export function registerStorageCommands(program: Command): void {
@@ -21,7 +36,7 @@ export function registerStorageCommands(program: Command): void {
     .argument('<name>', 'pool name (a DNS label)')
     .requiredOption('--path <dir>', 'absolute path of an existing directory (with --remote: on the daemon\'s host)')
     .action(async (name: string, o: { path: string }) => {
-      const p = await (await api()).createPool(name, o.path);
+      const p = await (await api()).pools.create({ name, path: o.path });
       process.stdout.write(`Created pool ${p.name} at ${p.path}\n`);
     });
 
@@ -31,7 +46,7 @@ export function registerStorageCommands(program: Command): void {
     .option('--format <format>', 'table, json or yaml', 'table')
     .action(async (o: { format?: string }) => {
       parseFormat(o.format);
-      const pools = await (await api()).listPools();
+      const pools = await (await api()).pools.list();
       await print(o.format, pools, () =>
         table(
           ['NAME', 'PATH', 'VOLUMES', 'VOLUME ALLOC', 'FS CAPACITY', 'FS ALLOCATION', 'FS AVAILABLE'],
@@ -49,7 +64,7 @@ export function registerStorageCommands(program: Command): void {
     .option('--format <format>', 'table, json or yaml', 'table')
     .action(async (name: string, o: { format?: string }) => {
       parseFormat(o.format);
-      const p = await (await api()).getPool(name);
+      const p = await (await api()).pools.get({ name });
       await print(o.format, p, () =>
         keyValues([
           ['Name', p.name],
@@ -70,7 +85,7 @@ export function registerStorageCommands(program: Command): void {
     .description('forget a pool (its directory stays); refused while it holds volumes')
     .argument('<name>')
     .action(async (name: string) => {
-      await (await api()).removePool(name);
+      await (await api()).pools.delete({ name });
       process.stdout.write(`Removed pool ${name}\n`);
     });
 
@@ -85,7 +100,7 @@ export function registerStorageCommands(program: Command): void {
     .option('--preallocate', 'reserve the space on the host now')
     .option('--pool <pool>', 'pool to create it in', 'default')
     .action(async (name: string, o: { size: string; format: string; preallocate?: boolean; pool: string }) => {
-      const v = await (await api()).createVolume({ name, size: o.size, format: o.format, preallocate: o.preallocate === true, pool: o.pool });
+      const v = await (await api()).volumes.create({ name, size: o.size, format: o.format, preallocate: o.preallocate === true, pool: o.pool });
       process.stdout.write(`Created volume ${v.name} (${v.format}, ${size(v.virtualSize)}) in pool ${v.pool}: ${v.path}\n`);
     });
 
@@ -97,9 +112,9 @@ export function registerStorageCommands(program: Command): void {
     .option('--format <format>', 'table, json or yaml', 'table')
     .action(async (o: { pool?: string; all?: boolean; format?: string }) => {
       parseFormat(o.format);
-      const storage = await api();
-      const volumes = await storage.listVolumes(o.pool === undefined ? {} : { pool: o.pool });
-      const disks = o.all ? await storage.listInstanceDisks() : [];
+      const client = await api();
+      const volumes = await client.volumes.list(o.pool === undefined ? {} : { pool: o.pool });
+      const disks = o.all ? await client.volumes.instanceDisks() : [];
       const rows = [
         ...volumes.map((v) => [v.name, v.pool, v.format, size(v.virtualSize), size(v.allocation), v.attachedTo ?? '-', v.problem ?? (v.overlay ? 'written through a snapshot overlay' : '')]),
         ...disks.map((d) => [`${d.instance}/${d.id}`, '(instance)', d.format, size(d.virtualSize), size(d.allocation), d.instance, d.path]),
@@ -114,7 +129,7 @@ export function registerStorageCommands(program: Command): void {
     .option('--format <format>', 'table, json or yaml', 'table')
     .action(async (name: string, o: { format?: string }) => {
       parseFormat(o.format);
-      const v = await (await api()).getVolume(name);
+      const v = await (await api()).volumes.get({ name });
       await print(o.format, v, () =>
         keyValues([
           ['Name', v.name],
@@ -140,7 +155,7 @@ export function registerStorageCommands(program: Command): void {
     .requiredOption('--size <size>', 'new virtual size')
     .option('--allow-shrink', 'allow a smaller size (data past the end is lost)')
     .action(async (name: string, o: { size: string; allowShrink?: boolean }) => {
-      const r = await (await api()).resizeVolume(name, o.size, { allowShrink: o.allowShrink === true });
+      const r = await (await api()).volumes.resize({ name, size: o.size, allowShrink: o.allowShrink === true });
       process.stdout.write(r.from === r.to ? `Volume ${name} is already ${formatSize(r.to)}\n` : `Resized volume ${name} from ${formatSize(r.from)} to ${formatSize(r.to)}${r.live ? ' (live)' : ''}\n`);
     });
 
@@ -150,7 +165,7 @@ export function registerStorageCommands(program: Command): void {
     .argument('<name>')
     .requiredOption('--format <format>', 'qcow2 or raw')
     .action(async (name: string, o: { format: string }) => {
-      const v = await (await api()).convertVolume(name, o.format);
+      const v = await copying(`volume ${name}`, async (options) => (await api()).volumes.convert({ name, format: o.format }, options));
       process.stdout.write(`Converted volume ${name} to ${v.format}: ${v.path}\n`);
     });
 
@@ -161,7 +176,7 @@ export function registerStorageCommands(program: Command): void {
     .option('--format <format>', 'table, json or yaml', 'table')
     .action(async (name: string, o: { format?: string }) => {
       parseFormat(o.format);
-      const r = await (await api()).checkVolume(name);
+      const r = await (await api()).volumes.check({ name });
       await print(o.format, r, () =>
         !r.supported
           ? `Volume ${name}: raw images have no metadata to check\n`
@@ -181,7 +196,8 @@ export function registerStorageCommands(program: Command): void {
     .option('--pool <pool>', 'pool', 'default')
     .option('--format <format>', 'qcow2 or raw (default: raw stays raw, anything else becomes qcow2)')
     .action(async (file: string, o: { name?: string; pool: string; format?: string }) => {
-      const v = await (await api()).importVolume(resolve(file), { pool: o.pool, ...(o.name === undefined ? {} : { name: o.name }), ...(o.format === undefined ? {} : { format: o.format }) });
+      const input = { file: resolve(file), pool: o.pool, ...(o.name === undefined ? {} : { name: o.name }), ...(o.format === undefined ? {} : { format: o.format }) };
+      const v = await copying(file, async (options) => (await api()).volumes.import(input, options));
       process.stdout.write(`Imported ${file} as volume ${v.name} (${v.format}) in pool ${v.pool}\n`);
     });
 
@@ -192,7 +208,8 @@ export function registerStorageCommands(program: Command): void {
     .argument('<file>', 'a new file (with --remote: on the daemon\'s host)')
     .option('--format <format>', 'qcow2 or raw (default: the volume\'s)')
     .action(async (name: string, file: string, o: { format?: string }) => {
-      const r = await (await api()).exportVolume(name, resolve(file), o.format === undefined ? {} : { format: o.format });
+      const input = { name, file: resolve(file), ...(o.format === undefined ? {} : { format: o.format }) };
+      const r = await copying(`volume ${name}`, async (options) => (await api()).volumes.export(input, options));
       process.stdout.write(`Exported volume ${name} to ${r.path} (${r.format})\n`);
     });
 
@@ -201,7 +218,7 @@ export function registerStorageCommands(program: Command): void {
     .description('delete a volume and its file; refused while attached')
     .argument('<name>')
     .action(async (name: string) => {
-      await (await api()).removeVolume(name);
+      await (await api()).volumes.delete({ name });
       process.stdout.write(`Removed volume ${name}\n`);
     });
 
@@ -213,7 +230,7 @@ export function registerStorageCommands(program: Command): void {
     .argument('<instance>')
     .argument('<volume>')
     .action(async (instance: string, vol: string) => {
-      const r = await (await api()).attachDisk(instance, vol);
+      const r = await (await api()).disks.attach({ name: instance, volume: vol });
       process.stdout.write(`Attached volume ${vol} to ${instance} as ${r.diskId}${r.live ? ' (hot-plugged)' : ' (from next start)'}\n`);
     });
 
@@ -223,7 +240,7 @@ export function registerStorageCommands(program: Command): void {
     .argument('<instance>')
     .argument('<volume>')
     .action(async (instance: string, vol: string) => {
-      const r = await (await api()).detachDisk(instance, vol);
+      const r = await (await api()).disks.detach({ name: instance, volume: vol });
       process.stdout.write(`Detached volume ${vol} from ${instance}${r.live ? ' (the guest released it)' : ''}\n`);
     });
 }

@@ -4,14 +4,11 @@ import type { Resource } from '../../app/resource.ts';
 import type { DaemonCore } from '../core.ts';
 import { mountResource } from '../route-table.ts';
 import { consoleLogRoutes } from './console-log.ts';
-import { deviceRoutes } from './devices.ts';
 import { eventRoutes } from './events.ts';
 import { hostRoutes } from './host.ts';
 import { imageRoutes } from './images.ts';
 import { metricsRoutes } from './metrics.ts';
 import { operationRoutes } from './operations.ts';
-import { snapshotRoutes } from './snapshots.ts';
-import { storageRoutes } from './storage.ts';
 
 export type RouteModule = (app: FastifyInstance, core: DaemonCore) => Promise<void>;
 
@@ -29,9 +26,6 @@ export const ROUTE_MODULES: readonly RouteModule[] = [
   imageRoutes,
   applicationRoutes,
   consoleLogRoutes,
-  storageRoutes,
-  deviceRoutes,
-  snapshotRoutes,
   operationRoutes,
   eventRoutes,
   metricsRoutes,

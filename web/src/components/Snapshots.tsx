@@ -1,13 +1,5 @@
 import { useEffect, useState } from 'preact/hooks';
-import { api, type Instance, type Operation, type Snapshot } from '../api.ts';
-
-/** Follows an operation to its end; a failed one throws the daemon's message. */
-async function finished(op: Operation): Promise<Operation> {
-  let current = op;
-  while (current.status === 'running') current = await api.operation(current.id, 30);
-  if (current.status !== 'succeeded') throw new Error(current.error?.message ?? `${current.kind} ${current.status}`);
-  return current;
-}
+import { api, type Instance, type Snapshot, type SnapshotInput } from '../api.ts';
 
 function describe(s: Snapshot): string {
   if (s.kind === 'external') return 'external (overlays)';
@@ -30,12 +22,11 @@ export function Snapshots({ instance, onError }: { instance: Instance; onError: 
   const refresh = () => api.snapshots(name).then(setSnapshots, (e: Error) => onError(e.message));
   useEffect(() => void refresh(), [name]);
 
-  const run = async (what: string, start: () => Promise<Operation>) => {
+  const run = async (what: string, work: () => Promise<{ notes: string[] }>) => {
     setBusy(what);
     setNotes([]);
     try {
-      const done = await finished(await start());
-      setNotes(((done.result as { notes?: string[] } | undefined)?.notes ?? []).slice());
+      setNotes((await work()).notes.slice());
     } catch (e) {
       onError(e instanceof Error ? e.message : String(e));
     } finally {
@@ -46,11 +37,11 @@ export function Snapshots({ instance, onError }: { instance: Instance; onError: 
 
   const create = (event: Event) => {
     event.preventDefault();
-    const body: Record<string, unknown> = {};
-    if (newName.trim() !== '') body['name'] = newName.trim();
-    if (variant === 'diskOnly' && running) body['diskOnly'] = true;
-    if (variant === 'external' && !running) body['external'] = true;
-    void run('create', () => api.createSnapshot(name, body)).then(() => setNewName(''));
+    const body: SnapshotInput = { instance: name };
+    if (newName.trim() !== '') body.name = newName.trim();
+    if (variant === 'diskOnly' && running) body.diskOnly = true;
+    if (variant === 'external' && !running) body.external = true;
+    void run('create', () => api.createSnapshot(body)).then(() => setNewName(''));
   };
   const revert = (snap: string) => {
     const question = running ? `Revert ${name} to ${snap}? Everything since is lost, and the instance may restart.` : `Revert ${name} to ${snap}? Everything since is lost.`;
