@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
+import type { OperationContext } from '../app/operations.ts';
 import { toVirtnodeError, VirtnodeError } from '../lib/errors.ts';
 import { isAlive, selfIdentity } from '../lib/proc.ts';
 import type { OperationStatus, OperationView } from '../api/views.ts';
@@ -8,15 +9,6 @@ import type { EventBus } from './events.ts';
 import { operationScope } from './operation-scope.ts';
 
 export type { OperationView } from '../api/views.ts';
-
-export interface OperationContext {
-  id: string;
-  signal: AbortSignal;
-  /** A named step (kept in `entries`, e.g. launch phases). */
-  phase(phase: string, detail: string): void;
-  /** Transfer progress (not kept as entries; published at most a few times a second). */
-  transfer(bytes: number, totalBytes: number | undefined): void;
-}
 
 interface Operation {
   view: OperationView;

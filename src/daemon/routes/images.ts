@@ -5,7 +5,7 @@ import { imageView } from '../../api/views.ts';
 import { instancesUsingImage, type StoreResult } from '../../images/store/index.ts';
 import { invalid } from '../../lib/errors.ts';
 import type { DaemonCore } from '../core.ts';
-import { transferProgress } from '../transfer-progress.ts';
+import { transferProgress } from '../../app/transfer-progress.ts';
 
 const StoreResultSchema = Type.Object(
   { image: Image, outcome: Type.String(), sharedWith: Type.Array(Type.String()) },

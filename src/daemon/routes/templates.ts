@@ -5,7 +5,7 @@ import { instanceView, sealView, templateView } from '../../api/views.ts';
 import { validateName } from '../../lib/ids.ts';
 import type { TemplateService } from '../../templates/service.ts';
 import type { DaemonCore } from '../core.ts';
-import { transferProgress } from '../transfer-progress.ts';
+import { transferProgress } from '../../app/transfer-progress.ts';
 
 type NameRequest = { Params: { name: string } };
 
