@@ -7,6 +7,8 @@ import { InstanceService } from '../instances/service.ts';
 import type { StatePaths } from '../lib/paths.ts';
 import { type Db, openDb } from '../store/db.ts';
 import { PolicyRepository } from '../store/policies.ts';
+import type { OperationLog } from './operation-log.ts';
+import { OperationTable } from './operation-table.ts';
 import type { StorageService } from '../storage/service.ts';
 
 export interface AppCore {
@@ -15,6 +17,8 @@ export interface AppCore {
   instances: InstanceService;
   images: ImageStore;
   policies: PolicyRepository;
+  /** The API's operations: the daemon's manager, which runs them; in a CLI process, the table it keeps. */
+  operations: OperationLog;
   /** The storage service (pools, volumes, disks, snapshots), made on first use. */
   storage(): Promise<StorageService>;
   /**
@@ -24,7 +28,7 @@ export interface AppCore {
   changed(): void;
 }
 
-export function createAppCore(paths: StatePaths, options: { db?: Db; changed?: () => void } = {}): AppCore {
+export function createAppCore(paths: StatePaths, options: { db?: Db; changed?: () => void; operations?: OperationLog } = {}): AppCore {
   const db = options.db ?? openDb(paths.db);
   const instances = new InstanceService(paths, db);
   let storage: Promise<StorageService> | undefined;
@@ -34,6 +38,7 @@ export function createAppCore(paths: StatePaths, options: { db?: Db; changed?: (
     instances,
     images: new ImageStore(paths, db),
     policies: new PolicyRepository(db),
+    operations: options.operations ?? new OperationTable(db),
     storage: () =>
       (storage ??= (async () => {
         const { StorageService } = await import('../storage/service.ts');

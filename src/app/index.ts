@@ -1,8 +1,10 @@
 /** The application layer: one implementation per resource of the API (src/api/contracts/index.ts). */
 import type { ApiTables } from '../api/contracts/index.ts';
 import { instances } from './instances.ts';
+import { operations } from './operations-resource.ts';
 import type { Resource } from './resource.ts';
 
 export const RESOURCES: { [K in keyof ApiTables]: Resource<ApiTables[K]> } = {
   instances,
+  operations,
 };

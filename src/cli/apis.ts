@@ -7,7 +7,6 @@ import type { HostApi } from '../client/host.ts';
 import type { ImageApi } from '../client/images.ts';
 import type { NetworkApi } from '../client/networks.ts';
 import type { NicApi } from '../client/nics.ts';
-import type { OperationApi } from '../client/operations.ts';
 import type { PortApi } from '../client/ports.ts';
 import type { SnapshotApi } from '../client/snapshots.ts';
 import type { StorageApi } from '../client/storage.ts';
@@ -61,12 +60,6 @@ export const templateApi = backendAccessor<TemplateApi>(
     return new LocalTemplates(new TemplateService(instances), instances);
   },
   async (client) => new (await import('../client/templates.ts')).RemoteTemplates(client),
-);
-
-/** Without a daemon, operations (which run only in one) are read from its table. */
-export const operationApi = backendAccessor<OperationApi>(
-  async () => new (await import('./local/operations.ts')).LocalOperations((await stateDb()).db),
-  async (client) => new (await import('../client/operations.ts')).RemoteOperations(client),
 );
 
 /** The host check: the daemon's host when one runs (or --remote), else this one. */

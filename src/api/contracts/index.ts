@@ -4,9 +4,11 @@
  */
 import type { Contract } from '../endpoint.ts';
 import { instanceEndpoints } from './instances.ts';
+import { operationEndpoints } from './operations.ts';
 
 export const API = {
   instances: instanceEndpoints,
+  operations: operationEndpoints,
 };
 
 export type ApiTables = typeof API;

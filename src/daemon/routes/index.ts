@@ -10,7 +10,6 @@ import { hostRoutes } from './host.ts';
 import { imageRoutes } from './images.ts';
 import { metricsRoutes } from './metrics.ts';
 import { networkRoutes } from './networks.ts';
-import { operationRoutes } from './operations.ts';
 import { snapshotRoutes } from './snapshots.ts';
 import { storageRoutes } from './storage.ts';
 import { templateRoutes } from './templates.ts';
@@ -36,7 +35,6 @@ export const ROUTE_MODULES: readonly RouteModule[] = [
   deviceRoutes,
   snapshotRoutes,
   templateRoutes,
-  operationRoutes,
   eventRoutes,
   metricsRoutes,
 ];
