@@ -301,7 +301,7 @@ export const ListOperationsQuery = Type.Object(
 export const OperationParams = Type.Object({ id: Type.String({ pattern: '^[0-9a-f-]{36}$' }) }, { additionalProperties: false });
 
 export const HostCheck = Type.Object(
-  { id: Type.String(), title: Type.String(), status: Type.String(), detail: Type.String(), hint: Type.Optional(Type.String()) },
+  { id: Type.String(), title: Type.String(), status: StringEnum(['PASS', 'WARN', 'FAIL']), detail: Type.String(), hint: Type.Optional(Type.String()) },
   { additionalProperties: false },
 );
 export const HostSummary = Type.Object(
@@ -321,10 +321,10 @@ export const HostSummary = Type.Object(
 );
 export const HostReport = Type.Object(
   {
-    status: Type.String(),
+    status: StringEnum(['PASS', 'WARN', 'FAIL']),
     checks: Type.Array(HostCheck),
-    accelerator: Type.Object({ chosen: Type.String(), reason: Type.String() }, { additionalProperties: false }),
     cpu: Type.Object({}, { additionalProperties: true }),
+    accelerator: Type.Object({ chosen: StringEnum(['kvm', 'tcg']), reason: Type.String() }, { additionalProperties: false }),
     kvm: Type.Object({}, { additionalProperties: true }),
     qemu: Type.Object({}, { additionalProperties: true }),
     kernel: Type.Object({ release: Type.String() }, { additionalProperties: false }),

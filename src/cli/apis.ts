@@ -3,7 +3,6 @@
  * --remote), else the core in this process. Both sides are imported only when first used, so a command loads
  * the code of its own group only.
  */
-import type { HostApi } from '../client/host.ts';
 import type { ImageApi } from '../client/images.ts';
 import type { NetworkApi } from '../client/networks.ts';
 import type { NicApi } from '../client/nics.ts';
@@ -60,10 +59,4 @@ export const templateApi = backendAccessor<TemplateApi>(
     return new LocalTemplates(new TemplateService(instances), instances);
   },
   async (client) => new (await import('../client/templates.ts')).RemoteTemplates(client),
-);
-
-/** The host check: the daemon's host when one runs (or --remote), else this one. */
-export const hostApi = backendAccessor<HostApi>(
-  async () => new (await import('./local/host.ts')).LocalHost((await import('../lib/paths.ts')).statePaths().hostCache),
-  async (client) => new (await import('../client/host.ts')).RemoteHost(client),
 );

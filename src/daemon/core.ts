@@ -1,6 +1,7 @@
 import type { Logger } from 'pino';
 import { type AppCore, createAppCore } from '../app/context.ts';
 import type { StatePaths } from '../lib/paths.ts';
+import { VERSION } from '../lib/version.ts';
 import { openDb } from '../store/db.ts';
 import { OperationRepository } from '../store/operations.ts';
 import { TokenRepository } from '../store/tokens.ts';
@@ -53,6 +54,6 @@ export function createCore(paths: StatePaths, log: Logger): DaemonCore {
     metrics: () => (metrics ??= import('./metrics.ts').then((m) => new m.MetricsCollector(instances))),
     supervisor,
     log,
-    version: '0.1.0',
+    version: VERSION,
   };
 }

@@ -3,12 +3,14 @@
  * and the in-process application are derived from it. Add a resource here and in src/app/index.ts.
  */
 import type { Contract } from '../endpoint.ts';
+import { hostEndpoints } from './host.ts';
 import { instanceEndpoints } from './instances.ts';
 import { operationEndpoints } from './operations.ts';
 
 export const API = {
   instances: instanceEndpoints,
   operations: operationEndpoints,
+  host: hostEndpoints,
 };
 
 export type ApiTables = typeof API;

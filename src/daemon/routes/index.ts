@@ -6,7 +6,6 @@ import { mountResource } from '../route-table.ts';
 import { consoleLogRoutes } from './console-log.ts';
 import { deviceRoutes } from './devices.ts';
 import { eventRoutes } from './events.ts';
-import { hostRoutes } from './host.ts';
 import { imageRoutes } from './images.ts';
 import { metricsRoutes } from './metrics.ts';
 import { networkRoutes } from './networks.ts';
@@ -26,7 +25,6 @@ const applicationRoutes: RouteModule = async (app, core) => {
  * through `core.operations.start`, and one line here.
  */
 export const ROUTE_MODULES: readonly RouteModule[] = [
-  hostRoutes,
   imageRoutes,
   applicationRoutes,
   consoleLogRoutes,
