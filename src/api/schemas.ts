@@ -179,6 +179,7 @@ export const Image = Type.Object(
   },
   { additionalProperties: false },
 );
+export type ImageView = Static<typeof Image>;
 
 export const ImportBody = Type.Object(
   { file: Type.String({ minLength: 1, maxLength: 4096, description: 'a qcow2 or raw image (or .xz/.gz of one) on the daemon host' }), name: Type.Optional(Name) },

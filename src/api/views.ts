@@ -16,9 +16,9 @@ import type { ChainLink, CheckResult } from '../storage/qemu-img.ts';
 import type { InstanceDiskView, VolumeView } from '../storage/volumes.ts';
 import type { Template } from '../templates/model.ts';
 import type { SealResult } from '../templates/seal.ts';
-import type { InstanceView } from './schemas.ts';
+import type { ImageView, InstanceView } from './schemas.ts';
 
-export type { InstanceView, OperationStatus, OperationView, ProgressEntry } from './schemas.ts';
+export type { ImageView, InstanceView, OperationStatus, OperationView, ProgressEntry } from './schemas.ts';
 
 
 /**
@@ -95,18 +95,6 @@ export function sshPort(view: InstanceView): number | undefined {
   return port === undefined ? undefined : Number(port);
 }
 
-export interface ImageView {
-  name: string;
-  format: string;
-  sha256: string;
-  virtualSize: number;
-  fileSize: number;
-  path: string;
-  source: string;
-  sourceSha256: string;
-  verifiedBy: string | null;
-  createdAt: string;
-}
 
 export function imageView(i: ImageRecord): ImageView {
   return {

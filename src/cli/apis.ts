@@ -3,7 +3,6 @@
  * --remote), else the core in this process. Both sides are imported only when first used, so a command loads
  * the code of its own group only.
  */
-import type { ImageApi } from '../client/images.ts';
 import type { NetworkApi } from '../client/networks.ts';
 import type { NicApi } from '../client/nics.ts';
 import type { PortApi } from '../client/ports.ts';
@@ -14,11 +13,6 @@ import { backendAccessor } from './backend.ts';
 
 const instanceService = async () => (await import('./load-service.ts')).loadInstanceService();
 const storageService = async () => (await import('./load-storage.ts')).loadStorageService();
-const stateDb = async () => {
-  const [{ statePaths }, { openDb }] = await Promise.all([import('../lib/paths.ts'), import('../store/db.ts')]);
-  const paths = statePaths();
-  return { paths, db: openDb(paths.db) };
-};
 
 export const networkApi = backendAccessor<NetworkApi>(
   async () => new (await import('./local/networks.ts')).LocalNetworks(await instanceService()),
@@ -43,14 +37,6 @@ export const storageApi = backendAccessor<StorageApi>(
 export const snapshotApi = backendAccessor<SnapshotApi>(
   async () => new (await import('./local/snapshots.ts')).LocalSnapshots(await storageService()),
   async (client) => new (await import('../client/snapshots.ts')).RemoteSnapshots(client),
-);
-
-export const imageApi = backendAccessor<ImageApi>(
-  async () => {
-    const [{ LocalImages }, { ImageStore, instancesUsingImage }, { paths, db }] = await Promise.all([import('./local/images.ts'), import('../images/store/index.ts'), stateDb()]);
-    return new LocalImages(new ImageStore(paths, db), instancesUsingImage(db));
-  },
-  async (client) => new (await import('../client/images.ts')).RemoteImages(client),
 );
 
 export const templateApi = backendAccessor<TemplateApi>(

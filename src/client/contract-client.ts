@@ -76,9 +76,10 @@ export async function followOperation(transport: Transport, started: OperationVi
   try {
     let shown = 0;
     for (;;) {
+      // Bytes first, then the entries: the order in which the work reported them.
+      if (op.progress.bytes !== undefined) options.onTransfer?.(op.progress.bytes, op.progress.totalBytes);
       for (const entry of op.progress.entries.slice(shown)) options.onPhase?.(entry.phase, entry.detail, entry.elapsedMs);
       shown = op.progress.entries.length;
-      if (op.progress.bytes !== undefined) options.onTransfer?.(op.progress.bytes, op.progress.totalBytes);
       if (op.status !== 'running') break;
       op = (await callEndpoint(transport, API.operations.wait, { id: op.id, timeout: WAIT_SLICE_S, progressAfter: shown })) as OperationView;
     }

@@ -1,6 +1,6 @@
 import { orderedInstanceView, type InstanceView, type SealView, type TemplateView } from '../api/views.ts';
 import type { ApiClient } from './http.ts';
-import { progressLines, signalOf, type ProgressSink } from './images.ts';
+import { progressLineWriter, type ProgressOutput } from '../images/pull/progress.ts';
 import { followOperation, type PhaseListener } from './operations.ts';
 
 export interface MadeTemplate {
@@ -18,7 +18,7 @@ export interface CloneOptions {
   /** Start the clone once it is made. */
   start?: boolean;
   /** Copy progress of a full clone (a line each 10% off a terminal). */
-  progress?: ProgressSink;
+  progress?: ProgressOutput;
   signal?: AbortSignal;
 }
 
@@ -101,7 +101,7 @@ export class RemoteTemplates implements TemplateApi {
 
   async create(instance: string, name: string | undefined, options: { onPhase?: PhaseListener; signal?: AbortSignal }): Promise<MadeTemplate> {
     const body = { instance, ...(name === undefined ? {} : { name }) };
-    const made = (await followOperation(this.client, 'POST', '/templates', body, options.onPhase, signalOf(options))) as MadeTemplate;
+    const made = (await followOperation(this.client, 'POST', '/templates', body, options.onPhase, options)) as MadeTemplate;
     return { template: orderedTemplateView(made.template), seal: made.seal };
   }
 
@@ -111,7 +111,7 @@ export class RemoteTemplates implements TemplateApi {
 
   async clone(source: string, name: string, options: CloneOptions): Promise<CloneOutcome> {
     const body = { name, ...(options.linked === true ? { linked: true } : {}) };
-    const made = (await followOperation(this.client, 'POST', `/instances/${enc(source)}/clone`, body, progressLines(options.progress), signalOf(options))) as CloneOutcome;
+    const made = (await followOperation(this.client, 'POST', `/instances/${enc(source)}/clone`, body, options.progress === undefined ? undefined : progressLineWriter(options.progress), options)) as CloneOutcome;
     if (options.start !== true) return orderedCloneOutcome(made);
     const started = (await this.client.request<InstanceView>('POST', `/instances/${enc(name)}/start`)).body;
     return orderedCloneOutcome({ ...made, instance: started });

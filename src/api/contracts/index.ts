@@ -4,6 +4,7 @@
  */
 import type { Contract } from '../endpoint.ts';
 import { hostEndpoints } from './host.ts';
+import { imageEndpoints } from './images.ts';
 import { instanceEndpoints } from './instances.ts';
 import { operationEndpoints } from './operations.ts';
 
@@ -11,6 +12,7 @@ export const API = {
   instances: instanceEndpoints,
   operations: operationEndpoints,
   host: hostEndpoints,
+  images: imageEndpoints,
 };
 
 export type ApiTables = typeof API;

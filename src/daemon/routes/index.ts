@@ -6,7 +6,6 @@ import { mountResource } from '../route-table.ts';
 import { consoleLogRoutes } from './console-log.ts';
 import { deviceRoutes } from './devices.ts';
 import { eventRoutes } from './events.ts';
-import { imageRoutes } from './images.ts';
 import { metricsRoutes } from './metrics.ts';
 import { networkRoutes } from './networks.ts';
 import { snapshotRoutes } from './snapshots.ts';
@@ -25,7 +24,6 @@ const applicationRoutes: RouteModule = async (app, core) => {
  * through `core.operations.start`, and one line here.
  */
 export const ROUTE_MODULES: readonly RouteModule[] = [
-  imageRoutes,
   applicationRoutes,
   consoleLogRoutes,
   networkRoutes,
