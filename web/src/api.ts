@@ -7,14 +7,8 @@ import type { Input } from '../../src/api/endpoint.ts';
 import type { OperationView as Operation } from '../../src/api/schemas.ts';
 import { remoteApi, startOperation, type Transport } from '../../src/client/contract-client.ts';
 
-export type { InstanceView as Instance, OperationView as Operation } from '../../src/api/schemas.ts';
+export type { ImageView as Image, InstanceView as Instance, OperationView as Operation } from '../../src/api/schemas.ts';
 export type { InstanceState } from '../../src/instances/model.ts';
-
-export interface Image {
-  name: string;
-  format: string;
-  virtualSize: number;
-}
 
 export interface Snapshot {
   name: string;
@@ -88,7 +82,7 @@ export type CreateInput = Input<typeof API.instances.create>;
 export const api = {
   instances: () => client.instances.list(),
   instance: (name: string) => client.instances.get({ name }),
-  images: () => request<Image[]>('GET', '/images'),
+  images: () => client.images.list(),
   create: (body: CreateInput) => client.instances.create(body),
   /** Starts the launch and answers with its operation; the page follows the instance through the events. */
   launch: (body: LaunchInput): Promise<Operation> => startOperation(transport, API.instances.launch, body),
@@ -96,7 +90,7 @@ export const api = {
   action: (name: string, action: 'start' | 'stop' | 'restart' | 'pause' | 'resume', body: { force?: boolean } = {}): Promise<unknown> =>
     action === 'stop' || action === 'restart' ? startOperation(transport, API.instances[action], { name, ...body }) : client.instances[action]({ name }),
   remove: (name: string, force: boolean) => client.instances.delete({ name, force }),
-  operation: (id: string, waitSeconds = 0) => request<Operation>('GET', `/operations/${id}?wait=${waitSeconds}`),
+  operation: (id: string, waitSeconds = 0) => client.operations.get({ id, wait: waitSeconds }),
   consoleTicket: (name: string, kind: 'serial' | 'vnc') => request<Ticket>('POST', `/instances/${encodeURIComponent(name)}/console-tickets`, { kind }),
   eventTicket: () => request<Ticket>('POST', '/events/tickets'),
   snapshots: (name: string) => request<Snapshot[]>('GET', `/instances/${encodeURIComponent(name)}/snapshots`),
