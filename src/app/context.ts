@@ -7,9 +7,9 @@ import { InstanceService } from '../instances/service.ts';
 import type { StatePaths } from '../lib/paths.ts';
 import { type Db, openDb } from '../store/db.ts';
 import { PolicyRepository } from '../store/policies.ts';
+import type { StorageService } from '../storage/service.ts';
 import type { OperationLog } from './operation-log.ts';
 import { OperationTable } from './operation-table.ts';
-import type { StorageService } from '../storage/service.ts';
 
 export interface AppCore {
   paths: StatePaths;

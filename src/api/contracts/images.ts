@@ -1,5 +1,5 @@
 /** The image store: `virtnode image ...`, `/images` in the REST API. */
-import Type from 'typebox';
+import Type, { type Static } from 'typebox';
 import { endpoints, type Contract } from '../endpoint.ts';
 import { BuildImageBody, Image, ImportBody, NameParams, PullBody, RemoveImageQuery } from '../schemas.ts';
 
@@ -11,6 +11,7 @@ const stored = {
 
 /** An image stored by import. */
 export const StoredImage = Type.Object(stored, { additionalProperties: false });
+export type StoredImageView = Static<typeof StoredImage>;
 export const PulledImage = Type.Object(
   {
     ...stored,

@@ -1,4 +1,5 @@
 import type { Command } from 'commander';
+import type { StoredImageView } from '../../api/contracts/images.ts';
 import type { ImageView } from '../../api/views.ts';
 import { formatSize } from '../../lib/units.ts';
 import { api } from '../api.ts';
@@ -24,7 +25,7 @@ function verification(i: ImageView): string {
   return /^https?:/.test(i.source) ? 'no (downloaded without a checksum)' : 'local file';
 }
 
-function stored(result: { image: ImageView; outcome: string; sharedWith: string[] }, verb: string): string {
+function stored(result: StoredImageView, verb: string): string {
   const i = result.image;
   const what = `${i.format}, ${formatSize(i.virtualSize)} virtual, ${formatSize(i.fileSize)} on disk, sha256 ${i.sha256}`;
   if (result.outcome === 'already-present') return `Image ${i.name} already holds this content (${what})\n`;

@@ -87,8 +87,7 @@ export function progressReporter(out: ProgressOutput, label: string): (p: Downlo
 
 /**
  * Prints progress that arrives as lines (label, line), such as the progress entries of an operation doing a
- * transfer (src/app/transfer-progress.ts): off a terminal as progressReporter prints them, on a terminal
- * redrawn on one line.
+ * transfer: off a terminal as progressReporter prints them, on a terminal redrawn on one line.
  */
 export function progressLineWriter(out: ProgressOutput): (label: string, line: string) => void {
   if (out.isTTY !== true) return (label, line) => out.write(`${label} ${line}\n`);
