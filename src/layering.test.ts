@@ -79,7 +79,6 @@ const TEMPORARY_ALLOWED: Array<{ from: string; to: string[] }> = [
     ],
   },
   // Per-resource REST clients; replaced by one generic client over the route table.
-  { from: 'src/client/host.ts', to: ['src/host/check-host.ts'] },
 ];
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');

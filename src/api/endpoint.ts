@@ -21,7 +21,7 @@ export interface EndpointSpec {
   /** For an operation: the schema of its result. */
   response: TSchema;
   /** The success status of a plain call (default 200). */
-  status?: 200 | 201;
+  status?: 200 | 201 | 202;
   /** Long work: answered 202 with an operation whose `result` has the shape of `response`. */
   operation?: true;
   /** The core validates the `:name` parameter itself (naming the field as the CLI does). */

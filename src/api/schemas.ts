@@ -179,6 +179,7 @@ export const Image = Type.Object(
   },
   { additionalProperties: false },
 );
+export type ImageView = Static<typeof Image>;
 
 export const ImportBody = Type.Object(
   { file: Type.String({ minLength: 1, maxLength: 4096, description: 'a qcow2 or raw image (or .xz/.gz of one) on the daemon host' }), name: Type.Optional(Name) },
@@ -305,7 +306,7 @@ export const ListOperationsQuery = Type.Object(
 export const OperationParams = Type.Object({ id: Type.String({ pattern: '^[0-9a-f-]{36}$' }) }, { additionalProperties: false });
 
 export const HostCheck = Type.Object(
-  { id: Type.String(), title: Type.String(), status: Type.String(), detail: Type.String(), hint: Type.Optional(Type.String()) },
+  { id: Type.String(), title: Type.String(), status: StringEnum(['PASS', 'WARN', 'FAIL']), detail: Type.String(), hint: Type.Optional(Type.String()) },
   { additionalProperties: false },
 );
 export const HostSummary = Type.Object(
@@ -325,10 +326,10 @@ export const HostSummary = Type.Object(
 );
 export const HostReport = Type.Object(
   {
-    status: Type.String(),
+    status: StringEnum(['PASS', 'WARN', 'FAIL']),
     checks: Type.Array(HostCheck),
-    accelerator: Type.Object({ chosen: Type.String(), reason: Type.String() }, { additionalProperties: false }),
     cpu: Type.Object({}, { additionalProperties: true }),
+    accelerator: Type.Object({ chosen: StringEnum(['kvm', 'tcg']), reason: Type.String() }, { additionalProperties: false }),
     kvm: Type.Object({}, { additionalProperties: true }),
     qemu: Type.Object({}, { additionalProperties: true }),
     kernel: Type.Object({ release: Type.String() }, { additionalProperties: false }),

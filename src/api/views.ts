@@ -17,9 +17,9 @@ import type { InstanceDiskView, VolumeView } from '../storage/volumes.ts';
 import type { Template } from '../templates/model.ts';
 import type { SealResult } from '../templates/seal.ts';
 import type { SealView } from './contracts/templates.ts';
-import type { InstanceDiskApiView, InstanceView, NetworkLeaseView, NetworkView, NicView, PoolApiView, PortForwardView, SnapshotApiView, TemplateView, VolumeApiView, VolumeCheckView } from './schemas.ts';
+import type { ImageView, InstanceDiskApiView, InstanceView, NetworkLeaseView, NetworkView, NicView, PoolApiView, PortForwardView, SnapshotApiView, TemplateView, VolumeApiView, VolumeCheckView } from './schemas.ts';
 
-export type { InstanceView, NetworkLeaseView, NetworkView, NicView, OperationStatus, OperationView, PortForwardView, ProgressEntry } from './schemas.ts';
+export type { ImageView, InstanceView, NetworkLeaseView, NetworkView, NicView, OperationStatus, OperationView, PortForwardView, ProgressEntry } from './schemas.ts';
 
 
 /**
@@ -96,18 +96,6 @@ export function sshPort(view: InstanceView): number | undefined {
   return port === undefined ? undefined : Number(port);
 }
 
-export interface ImageView {
-  name: string;
-  format: string;
-  sha256: string;
-  virtualSize: number;
-  fileSize: number;
-  path: string;
-  source: string;
-  sourceSha256: string;
-  verifiedBy: string | null;
-  createdAt: string;
-}
 
 export function imageView(i: ImageRecord): ImageView {
   return {

@@ -10,6 +10,8 @@ import type { Db } from '../store/db.ts';
 import type { PolicyRepository } from '../store/policies.ts';
 import type { StorageService } from '../storage/service.ts';
 import { reconcile } from './reconcile.ts';
+import type { OperationLog } from './operation-log.ts';
+import { OperationTable } from './operation-table.ts';
 
 export interface AppCore {
   /** What the core's services share (paths, database, repositories, locks, the reconcile gate). */
@@ -19,6 +21,8 @@ export interface AppCore {
   instances: InstanceService;
   images: ImageStore;
   policies: PolicyRepository;
+  /** The API's operations: the daemon's manager, which runs them; in a CLI process, the table it keeps. */
+  operations: OperationLog;
   /** The storage service (pools, volumes, disks, snapshots), made on first use. */
   storage(): Promise<StorageService>;
   /**
@@ -28,7 +32,7 @@ export interface AppCore {
   changed(): void;
 }
 
-export function createAppCore(paths: StatePaths, options: { db?: Db; changed?: () => void } = {}): AppCore {
+export function createAppCore(paths: StatePaths, options: { db?: Db; changed?: () => void; operations?: OperationLog } = {}): AppCore {
   const core = createCoreContext(paths, { reconcile, ...(options.db === undefined ? {} : { db: options.db }) });
   const db = core.db;
   const instances = new InstanceService(core);
@@ -40,6 +44,7 @@ export function createAppCore(paths: StatePaths, options: { db?: Db; changed?: (
     instances,
     images: new ImageStore(paths, db),
     policies: core.repos.policies,
+    operations: options.operations ?? new OperationTable(db),
     storage: () =>
       (storage ??= (async () => {
         const { StorageService } = await import('../storage/service.ts');

@@ -1,8 +1,11 @@
 /** The application layer: one implementation per resource of the API (src/api/contracts/index.ts). */
 import type { ApiTables } from '../api/contracts/index.ts';
+import { host } from './host.ts';
+import { images } from './images.ts';
 import { instances } from './instances.ts';
 import { networks } from './networks.ts';
 import { nics } from './nics.ts';
+import { operations } from './operations-resource.ts';
 import { ports } from './ports.ts';
 import type { Resource } from './resource.ts';
 import { storageResources } from './storage.ts';
@@ -14,5 +17,8 @@ export const RESOURCES: { [K in keyof ApiTables]: Resource<ApiTables[K]> } = {
   nics,
   ports,
   templates,
+  operations,
+  host,
+  images,
   ...storageResources,
 };

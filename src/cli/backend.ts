@@ -89,9 +89,3 @@ export async function chooseBackend<T extends object>(makeLocal: () => Promise<T
     },
   });
 }
-
-/** An accessor for one command group's API: chosen on first use, then the same object for the rest of the call. */
-export function backendAccessor<T extends object>(makeLocal: () => Promise<T>, makeRemote: (client: ApiClient) => T | Promise<T>): () => Promise<T> {
-  let chosen: Promise<T> | undefined;
-  return () => (chosen ??= chooseBackend(makeLocal, makeRemote));
-}

@@ -15,7 +15,8 @@ export interface Transport {
   request(method: HttpMethod, path: string, body?: unknown): Promise<unknown>;
 }
 
-const WAIT_SLICE_S = 30;
+/** How long one long-poll of an operation lasts at most. */
+export const WAIT_SLICE_S = 30;
 
 export function remoteApi(transport: Transport): Api {
   const api: Record<string, Record<string, unknown>> = {};
@@ -69,17 +70,18 @@ export function requestOf(spec: EndpointSpec, input: Record<string, unknown>): {
  */
 export async function followOperation(transport: Transport, started: OperationView, options: CallOptions = {}): Promise<unknown> {
   let op = started;
-  const cancel = () => void transport.request('DELETE', `/operations/${op.id}`).catch(() => {});
+  const cancel = () => void callEndpoint(transport, API.operations.cancel, { id: op.id }).catch(() => {});
   if (options.signal?.aborted === true) cancel();
   else options.signal?.addEventListener('abort', cancel, { once: true });
   try {
     let shown = 0;
     for (;;) {
+      // Bytes first, then the entries: the order in which the work reported them.
+      if (op.progress.bytes !== undefined) options.onTransfer?.(op.progress.bytes, op.progress.totalBytes);
       for (const entry of op.progress.entries.slice(shown)) options.onPhase?.(entry.phase, entry.detail, entry.elapsedMs);
       shown = op.progress.entries.length;
-      if (op.progress.bytes !== undefined) options.onTransfer?.(op.progress.bytes, op.progress.totalBytes);
       if (op.status !== 'running') break;
-      op = (await transport.request('GET', `/operations/${op.id}/wait?timeout=${WAIT_SLICE_S}&progressAfter=${shown}`)) as OperationView;
+      op = (await callEndpoint(transport, API.operations.wait, { id: op.id, timeout: WAIT_SLICE_S, progressAfter: shown })) as OperationView;
     }
   } finally {
     options.signal?.removeEventListener('abort', cancel);

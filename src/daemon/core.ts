@@ -1,6 +1,8 @@
 import type { Logger } from 'pino';
 import { type AppCore, createAppCore } from '../app/context.ts';
 import type { StatePaths } from '../lib/paths.ts';
+import { VERSION } from '../lib/version.ts';
+import { openDb } from '../store/db.ts';
 import { OperationRepository } from '../store/operations.ts';
 import { TokenRepository } from '../store/tokens.ts';
 import { ConsoleTickets } from './consoles/tickets.ts';
@@ -29,18 +31,19 @@ export interface DaemonCore extends AppCore {
 export function createCore(paths: StatePaths, log: Logger): DaemonCore {
   // The application layer's changes wake the supervisor, which is made over the same core.
   let wake = () => {};
-  const app = createAppCore(paths, { changed: () => wake() });
-  const { db, instances, policies } = app;
+  const db = openDb(paths.db);
   const events = new EventBus();
-  const supervisor = new Supervisor(instances, policies, events, log.child({ component: 'supervisor' }));
-  wake = () => supervisor.poke();
   const operations = new OperationManager(events, new OperationRepository(db), {
     log: log.child({ component: 'operations' }),
     onFinish: (op) => {
       log.info({ operation: op.id, kind: op.kind, target: op.target, status: op.status, error: op.error }, 'operation finished');
-      supervisor.poke();
+      wake();
     },
   });
+  const app = createAppCore(paths, { db, changed: () => wake(), operations });
+  const { instances, policies } = app;
+  const supervisor = new Supervisor(instances, policies, events, log.child({ component: 'supervisor' }));
+  wake = () => supervisor.poke();
   let metrics: Promise<MetricsCollector> | undefined;
   return {
     ...app,
@@ -51,6 +54,6 @@ export function createCore(paths: StatePaths, log: Logger): DaemonCore {
     metrics: () => (metrics ??= import('./metrics.ts').then((m) => new m.MetricsCollector(instances))),
     supervisor,
     log,
-    version: '0.1.0',
+    version: VERSION,
   };
 }

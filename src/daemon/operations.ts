@@ -1,5 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
+import { type OperationLog, operationNotFound } from '../app/operation-log.ts';
+import type { OperationContext } from '../app/operations.ts';
 import { toVirtnodeError, VirtnodeError } from '../lib/errors.ts';
 import { isAlive, selfIdentity } from '../lib/proc.ts';
 import type { OperationStatus, OperationView } from '../api/views.ts';
@@ -8,15 +10,6 @@ import type { EventBus } from './events.ts';
 import { operationScope } from './operation-scope.ts';
 
 export type { OperationView } from '../api/views.ts';
-
-export interface OperationContext {
-  id: string;
-  signal: AbortSignal;
-  /** A named step (kept in `entries`, e.g. launch phases). */
-  phase(phase: string, detail: string): void;
-  /** Transfer progress (not kept as entries; published at most a few times a second). */
-  transfer(bytes: number, totalBytes: number | undefined): void;
-}
 
 interface Operation {
   view: OperationView;
@@ -32,7 +25,6 @@ interface Operation {
 const PUBLISH_INTERVAL_MS = 250;
 /** Transfer progress reaches the database at most this often (phases and the outcome are written at once). */
 const SAVE_TRANSFER_INTERVAL_MS = 5_000;
-const LIST_DEFAULT_LIMIT = 100;
 
 export const INTERRUPTED_MESSAGE = 'the daemon stopped while this operation ran';
 
@@ -43,7 +35,7 @@ export const INTERRUPTED_MESSAGE = 'the daemon stopped while this operation ran'
  * and when it ends, so finished operations outlive the daemon, and one a dead daemon left `running` is marked
  * failed by the next (`recoverInterrupted`).
  */
-export class OperationManager {
+export class OperationManager implements OperationLog {
   private readonly running = new Map<string, Operation>();
   private readonly events: EventBus;
   private readonly repo: OperationRepository;
@@ -132,8 +124,8 @@ export class OperationManager {
   }
 
   /** Newest first; running ones with their latest progress. */
-  list(options: { limit?: number; status?: OperationStatus } = {}): OperationView[] {
-    return this.repo.list({ limit: options.limit ?? LIST_DEFAULT_LIMIT, ...(options.status === undefined ? {} : { status: options.status }) }).map((v) => this.running.get(v.id)?.view ?? v);
+  list(query: { limit: number; status?: OperationStatus }): OperationView[] {
+    return this.repo.list(query).map((v) => this.running.get(v.id)?.view ?? v);
   }
 
   /** Asks the operation to stop (the core honours the signal where it can); returns at once. */
@@ -203,7 +195,7 @@ export class OperationManager {
 
   private stored(id: string): OperationView {
     const view = this.repo.get(id);
-    if (view === undefined) throw new VirtnodeError('NOT_FOUND', `operation ${id} does not exist`, { hint: 'operations are kept for 7 days after they end (the last 1,000): see `virtnode operation ls`' });
+    if (view === undefined) throw operationNotFound(id);
     return view;
   }
 

@@ -7,14 +7,8 @@ import type { Input } from '../../src/api/endpoint.ts';
 import type { InstanceView, OperationView as Operation } from '../../src/api/schemas.ts';
 import { remoteApi, startOperation, type Transport } from '../../src/client/contract-client.ts';
 
-export type { InstanceView as Instance, OperationView as Operation, SnapshotApiView as Snapshot } from '../../src/api/schemas.ts';
+export type { ImageView as Image, InstanceView as Instance, OperationView as Operation, SnapshotApiView as Snapshot } from '../../src/api/schemas.ts';
 export type InstanceState = InstanceView['state'];
-
-export interface Image {
-  name: string;
-  format: string;
-  virtualSize: number;
-}
 
 export interface Ticket {
   ticket: string;
@@ -79,7 +73,7 @@ export type SnapshotInput = Input<typeof API.snapshots.create>;
 export const api = {
   instances: () => client.instances.list(),
   instance: (name: string) => client.instances.get({ name }),
-  images: () => request<Image[]>('GET', '/images'),
+  images: () => client.images.list(),
   create: (body: CreateInput) => client.instances.create(body),
   /** Starts the launch and answers with its operation; the page follows the instance through the events. */
   launch: (body: LaunchInput): Promise<Operation> => startOperation(transport, API.instances.launch, body),

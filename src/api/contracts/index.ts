@@ -3,9 +3,12 @@
  * and the in-process application are derived from it. Add a resource here and in src/app/index.ts.
  */
 import type { Contract } from '../endpoint.ts';
+import { hostEndpoints } from './host.ts';
+import { imageEndpoints } from './images.ts';
 import { instanceEndpoints } from './instances.ts';
 import { networkEndpoints } from './networks.ts';
 import { nicEndpoints } from './nics.ts';
+import { operationEndpoints } from './operations.ts';
 import { portEndpoints } from './ports.ts';
 import { storageEndpoints } from './storage.ts';
 import { templateEndpoints } from './templates.ts';
@@ -16,6 +19,9 @@ export const API = {
   nics: nicEndpoints,
   ports: portEndpoints,
   templates: templateEndpoints,
+  operations: operationEndpoints,
+  host: hostEndpoints,
+  images: imageEndpoints,
   ...storageEndpoints,
 };
 

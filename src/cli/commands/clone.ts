@@ -35,12 +35,12 @@ export function registerCloneCommands(program: Command): void {
       await checkedName('SRC', src);
       await checkedName('NEW', name);
       if (src === name) throw invalid('NEW', `"${name}" is the source's own name`, 'give the clone a new name');
-      const [{ interruptible }, { cloneAndStart }, { transferLines }] = await Promise.all([import('./image.ts'), import('../../app/clone-and-start.ts'), import('../progress.ts')]);
+      const [{ interruptible }, { cloneAndStart }, { transferOutput }] = await Promise.all([import('./image.ts'), import('../../app/clone-and-start.ts'), import('../progress.ts')]);
       const client = await api();
       const { signal, done } = interruptible();
       let outcome;
       try {
-        outcome = await cloneAndStart(client, { source: src, name, linked: o.linked === true, start: o.start === true }, { onPhase: transferLines(process.stderr), signal });
+        outcome = await cloneAndStart(client, { source: src, name, linked: o.linked === true, start: o.start === true }, { ...transferOutput(process.stderr, 'copying'), signal });
       } finally {
         done();
       }

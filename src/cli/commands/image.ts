@@ -1,11 +1,17 @@
 import type { Command } from 'commander';
+import type { StoredImageView } from '../../api/contracts/images.ts';
 import type { ImageView } from '../../api/views.ts';
-import type { StoredImage } from '../../client/images.ts';
 import { formatSize } from '../../lib/units.ts';
+import { api } from '../api.ts';
 import { keyValues, parseFormat, structured, table } from '../output.ts';
 
 async function images() {
-  return (await import('../apis.ts')).imageApi();
+  return (await api()).images;
+}
+
+/** Transfer progress as the work reports it, the same through a daemon or not (src/cli/progress.ts). */
+async function transferOutput(label: string) {
+  return (await import('../progress.ts')).transferOutput(process.stderr, label);
 }
 
 /** A name argument, checked before it is sent anywhere (the same message with or without a daemon). */
@@ -19,7 +25,7 @@ function verification(i: ImageView): string {
   return /^https?:/.test(i.source) ? 'no (downloaded without a checksum)' : 'local file';
 }
 
-function stored(result: StoredImage, verb: string): string {
+function stored(result: StoredImageView, verb: string): string {
   const i = result.image;
   const what = `${i.format}, ${formatSize(i.virtualSize)} virtual, ${formatSize(i.fileSize)} on disk, sha256 ${i.sha256}`;
   if (result.outcome === 'already-present') return `Image ${i.name} already holds this content (${what})\n`;
@@ -57,11 +63,12 @@ export function registerImageCommands(program: Command): void {
       if (o.name !== undefined) await checkedName('--name', o.name);
       // The daemon has another working directory (and over --remote, the path names a file on its host).
       const { resolve } = await import('node:path');
-      const api = await images();
+      const store = await images();
+      // Imports are local and usually quick: progress only for someone watching a terminal.
+      const progress = process.stderr.isTTY ? await transferOutput('Importing') : {};
       const { signal, done } = interruptible();
       try {
-        // Imports are local and usually quick: progress only for someone watching a terminal.
-        const result = await api.import(resolve(file), { ...(o.name === undefined ? {} : { name: o.name }), ...(process.stderr.isTTY ? { progress: process.stderr } : {}), signal });
+        const result = await store.import({ file: resolve(file), ...(o.name === undefined ? {} : { name: o.name }) }, { signal, ...progress });
         process.stdout.write(stored(result, 'Imported'));
       } finally {
         done();
@@ -84,10 +91,10 @@ export function registerImageCommands(program: Command): void {
       const extraPackages = (o.packages ?? '').split(',').map((p) => p.trim()).filter((p) => p !== '');
       for (const p of extraPackages) if (!/^[a-z0-9][a-z0-9+.-]+$/.test(p)) throw invalid('--packages', `"${p}" is not a Debian package name`);
       if (o.name !== undefined) await checkedName('--name', o.name);
-      const api = await images();
+      const store = await images();
       const { signal, done } = interruptible();
       try {
-        const built = await api.build(
+        const built = await store.build(
           { recipe, ...(o.name === undefined ? {} : { name: o.name }), size: o.size ?? '4G', ...(extraPackages.length === 0 ? {} : { packages: extraPackages }) },
           { signal, onPhase: (phase, detail, elapsedMs) => process.stderr.write(`[${(elapsedMs / 1000).toFixed(1).padStart(6)} s] ${phase}${detail === '' ? '' : ` ${detail}`}\n`) },
         );
@@ -108,12 +115,13 @@ export function registerImageCommands(program: Command): void {
     .action(async (url: string, o: { name?: string; sha256?: string; checksums?: string }) => {
       const { checkPullArguments } = await import('../../images/store/index.ts');
       checkPullArguments(url, { ...(o.name === undefined ? {} : { name: o.name }), ...(o.sha256 === undefined ? {} : { sha256: o.sha256 }), ...(o.checksums === undefined ? {} : { checksumsUrl: o.checksums }) });
-      const api = await images();
+      const store = await images();
+      const progress = await transferOutput('Downloading');
       const { signal, done } = interruptible();
       try {
-        const result = await api.pull(
+        const result = await store.pull(
           { url, ...(o.name === undefined ? {} : { name: o.name }), ...(o.sha256 === undefined ? {} : { sha256: o.sha256 }), ...(o.checksums === undefined ? {} : { checksumsUrl: o.checksums }) },
-          { progress: process.stderr, signal },
+          { signal, ...progress },
         );
         if (result.verifiedBy === null && result.outcome !== 'already-present') {
           process.stderr.write(`warning: the download is unverified (no --sha256 or --checksums); its sha256 is ${result.downloadSha256}\n`);
@@ -147,7 +155,7 @@ export function registerImageCommands(program: Command): void {
     .option('--format <format>', 'table, json or yaml', 'table')
     .action(async (name: string, o: { format?: string }) => {
       const format = parseFormat(o.format);
-      const i = await (await images()).get(await checkedName('NAME', name));
+      const i = await (await images()).get({ name: await checkedName('NAME', name) });
       if (format !== 'table') {
         process.stdout.write(await structured(i, format));
         return;
@@ -175,7 +183,7 @@ export function registerImageCommands(program: Command): void {
     .argument('<name>')
     .option('-f, --force', 'remove the name even if instances use it (their file stays until they are gone)')
     .action(async (name: string, o: { force?: boolean }) => {
-      const result = await (await images()).remove(await checkedName('NAME', name), { force: o.force === true });
+      const result = await (await images()).remove({ name: await checkedName('NAME', name), force: o.force === true });
       const kept: string[] = [];
       if (result.keptFor.instances.length > 0) kept.push(`used by instance ${result.keptFor.instances.join(', ')}`);
       if (result.keptFor.names.length > 0) kept.push(`same content as image ${result.keptFor.names.join(', ')}`);

@@ -23,9 +23,19 @@ function progressText(op: OperationView): string {
   return parts.length === 0 ? '-' : parts.join(' ');
 }
 
-async function api() {
-  const { operationApi } = await import('../apis.ts');
-  return operationApi();
+async function operations() {
+  return (await (await import('../api.ts')).api()).operations;
+}
+
+/** Waits in slices (one long-poll each through a daemon) until the operation ends or `timeoutMs` passes. */
+async function waitFor(id: string, timeoutMs: number): Promise<OperationView> {
+  const [ops, { WAIT_SLICE_S }] = await Promise.all([operations(), import('../../client/contract-client.ts')]);
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const left = Math.max(0, deadline - Date.now());
+    const op = await ops.wait({ id, timeout: Math.min(WAIT_SLICE_S, left / 1000) });
+    if (op.status !== 'running' || Date.now() >= deadline) return op;
+  }
 }
 
 async function printOperation(op: OperationView, format: string | undefined): Promise<void> {
@@ -68,7 +78,7 @@ export function registerOperationCommands(program: Command): void {
       const format = parseFormat(o.format);
       if (o.status !== undefined && !STATUSES.includes(o.status as OperationStatus)) throw invalid('--status', `"${o.status}" is not valid`, `use ${STATUSES.join(', ')}`);
       if (!/^\d+$/.test(o.limit) || Number(o.limit) < 1 || Number(o.limit) > 1000) throw invalid('--limit', `"${o.limit}" is not valid`, 'use a whole number from 1 to 1000');
-      const ops = await (await api()).list({ limit: Number(o.limit), ...(o.status === undefined ? {} : { status: o.status as OperationStatus }) });
+      const ops = await (await operations()).list({ limit: Number(o.limit), ...(o.status === undefined ? {} : { status: o.status as OperationStatus }) });
       if (format !== 'table') {
         process.stdout.write(await structured(ops, format));
         return;
@@ -84,7 +94,7 @@ export function registerOperationCommands(program: Command): void {
     .option('--format <format>', 'table, json or yaml', 'table')
     .action(async (id: string, o: { format?: string }) => {
       parseFormat(o.format);
-      await printOperation(await (await api()).get(checkId(id)), o.format);
+      await printOperation(await (await operations()).get({ id: checkId(id) }), o.format);
     });
 
   operation
@@ -96,10 +106,10 @@ export function registerOperationCommands(program: Command): void {
     .action(async (id: string, o: { timeout: string; format?: string }) => {
       parseFormat(o.format);
       const timeoutMs = parseDuration('--timeout', o.timeout);
-      const op = await (await api()).wait(checkId(id), timeoutMs);
+      const op = await waitFor(checkId(id), timeoutMs);
       if (op.status === 'running') throw new VirtnodeError('TIMEOUT', `operation ${op.id} is still running after ${o.timeout}`, { hint: 'wait again, or cancel it with `virtnode operation cancel ID`' });
       await printOperation(op, o.format);
-      const { operationError } = await import('../../client/operations.ts');
+      const { operationError } = await import('../../client/contract-client.ts');
       const error = operationError(op);
       if (error !== undefined) throw error;
     });
@@ -109,7 +119,7 @@ export function registerOperationCommands(program: Command): void {
     .description('ask a running operation to stop (the work honours it at its next step); see it end with `operation wait`')
     .argument('<id>')
     .action(async (id: string) => {
-      const op = await (await api()).cancel(checkId(id));
+      const op = await (await operations()).cancel({ id: checkId(id) });
       process.stdout.write(`Cancelling operation ${op.id} (${op.kind}${op.target === undefined ? '' : ` ${op.target}`})\n`);
     });
 }

@@ -5,10 +5,7 @@ import type { DaemonCore } from '../core.ts';
 import { mountResource } from '../route-table.ts';
 import { consoleLogRoutes } from './console-log.ts';
 import { eventRoutes } from './events.ts';
-import { hostRoutes } from './host.ts';
-import { imageRoutes } from './images.ts';
 import { metricsRoutes } from './metrics.ts';
-import { operationRoutes } from './operations.ts';
 
 export type RouteModule = (app: FastifyInstance, core: DaemonCore) => Promise<void>;
 
@@ -22,11 +19,8 @@ const applicationRoutes: RouteModule = async (app, core) => {
  * through `core.operations.start`, and one line here.
  */
 export const ROUTE_MODULES: readonly RouteModule[] = [
-  hostRoutes,
-  imageRoutes,
   applicationRoutes,
   consoleLogRoutes,
-  operationRoutes,
   eventRoutes,
   metricsRoutes,
 ];

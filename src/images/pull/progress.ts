@@ -86,6 +86,15 @@ export function progressReporter(out: ProgressOutput, label: string): (p: Downlo
 }
 
 /**
+ * Prints progress that arrives as lines (label, line), such as the progress entries of an operation doing a
+ * transfer: off a terminal as progressReporter prints them, on a terminal redrawn on one line.
+ */
+export function progressLineWriter(out: ProgressOutput): (label: string, line: string) => void {
+  if (out.isTTY !== true) return (label, line) => out.write(`${label} ${line}\n`);
+  return (label, line) => out.write(`\r\x1b[K${label} ${line}${/ {2}done( {2}|$)/.test(line) ? '\n' : ''}`);
+}
+
+/**
  * Turns "bytes done of a total" callbacks (copying, unpacking) into DownloadProgress reports with a rate and
  * an ETA; `finish` sends the final, done report.
  */

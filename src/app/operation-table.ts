@@ -1,9 +1,9 @@
-import type { OperationView } from '../../api/views.ts';
-import type { OperationApi, OperationQuery } from '../../client/operations.ts';
-import { VirtnodeError } from '../../lib/errors.ts';
-import { isAlive } from '../../lib/proc.ts';
-import type { Db } from '../../store/db.ts';
-import { OperationRepository } from '../../store/operations.ts';
+import type { OperationStatus, OperationView } from '../api/schemas.ts';
+import { VirtnodeError } from '../lib/errors.ts';
+import { isAlive } from '../lib/proc.ts';
+import type { Db } from '../store/db.ts';
+import { OperationRepository } from '../store/operations.ts';
+import { type OperationLog, operationNotFound } from './operation-log.ts';
 
 const POLL_MS = 250;
 
@@ -11,37 +11,36 @@ const POLL_MS = 250;
  * Operations without the daemon: they only run in a daemon, so here they are read from its table (finished ones,
  * and any it is running when this call was told to bypass it with VIRTNODE_NO_DAEMON=1).
  */
-export class LocalOperations implements OperationApi {
-  readonly via = 'local' as const;
+export class OperationTable implements OperationLog {
   private readonly repo: OperationRepository;
 
   constructor(db: Db) {
     this.repo = new OperationRepository(db);
   }
 
-  async list(query: OperationQuery): Promise<OperationView[]> {
-    return this.repo.list({ limit: query.limit ?? 100, ...(query.status === undefined ? {} : { status: query.status }) });
+  list(query: { limit: number; status?: OperationStatus }): OperationView[] {
+    return this.repo.list(query);
   }
 
-  async get(id: string): Promise<OperationView> {
+  get(id: string): OperationView {
     const view = this.repo.get(id);
-    if (view === undefined) throw new VirtnodeError('NOT_FOUND', `operation ${id} does not exist`, { hint: 'operations are kept for 7 days after they end (the last 1,000): see `virtnode operation ls`' });
+    if (view === undefined) throw operationNotFound(id);
     return view;
   }
 
-  async wait(id: string, timeoutMs: number): Promise<OperationView> {
+  async wait(id: string, timeoutMs: number, progressAfter?: number): Promise<OperationView> {
     const deadline = Date.now() + timeoutMs;
     for (;;) {
-      const view = await this.get(id);
-      if (view.status !== 'running') return view;
+      const view = this.get(id);
+      if (view.status !== 'running' || (progressAfter !== undefined && view.progress.entries.length > progressAfter)) return view;
       this.mustHaveDaemon(id);
       if (Date.now() >= deadline) return view;
       await new Promise((r) => setTimeout(r, Math.min(POLL_MS, deadline - Date.now())));
     }
   }
 
-  async cancel(id: string): Promise<OperationView> {
-    const view = await this.get(id);
+  cancel(id: string): OperationView {
+    const view = this.get(id);
     if (view.status !== 'running') throw new VirtnodeError('INVALID_STATE', `operation ${id} is already ${view.status}`);
     this.mustHaveDaemon(id);
     throw new VirtnodeError('INVALID_STATE', `operation ${id} runs in the daemon, and this call does not go through it`, { hint: 'unset VIRTNODE_NO_DAEMON to cancel it through the daemon' });

@@ -1,0 +1,30 @@
+/** The host contract, implemented once over the core: through a daemon, the host checked is the daemon's. */
+import { cpus, freemem, hostname, loadavg, release, totalmem, uptime } from 'node:os';
+import { hostEndpoints } from '../api/contracts/host.ts';
+import { VERSION } from '../lib/version.ts';
+import type { AppCore } from './context.ts';
+import { resource } from './resource.ts';
+
+export const host = resource('host', hostEndpoints, (core: AppCore) => ({
+  async summary() {
+    const instances: Record<string, number> = {};
+    for (const i of core.instances.repo.list()) instances[i.state] = (instances[i.state] ?? 0) + 1;
+    return {
+      hostname: hostname(),
+      kernel: release(),
+      cpus: cpus().length,
+      memoryBytes: totalmem(),
+      memoryAvailableBytes: freemem(),
+      loadAverage: loadavg(),
+      uptimeSeconds: uptime(),
+      stateDir: core.paths.root,
+      version: VERSION,
+      instances,
+    };
+  },
+
+  async check({ refresh, cpuinfo }) {
+    const { checkHost } = await import('../host/index.ts');
+    return checkHost({ cacheDir: core.paths.hostCache, refreshProbe: refresh === true, ...(cpuinfo === undefined ? {} : { cpuinfoPath: cpuinfo }) });
+  },
+}));

@@ -1,0 +1,71 @@
+/** The image contract, implemented once over the core's image store. */
+import { imageEndpoints } from '../api/contracts/images.ts';
+import { imageView } from '../api/views.ts';
+import { checkPullArguments, instancesUsingImage, type StoreResult } from '../images/store/index.ts';
+import { invalid } from '../lib/errors.ts';
+import type { AppCore } from './context.ts';
+import { job } from './operations.ts';
+import { resource } from './resource.ts';
+import { transferProgress } from './transfer-progress.ts';
+
+function stored(result: StoreResult) {
+  return { image: imageView(result.image), outcome: result.outcome, sharedWith: result.sharedWith };
+}
+
+/** Where built images and their cache live (on the host doing the build). */
+function imageDir(): string {
+  return process.env['VIRTNODE_IMAGE_DIR'] || '/var/cache/virtnode/images';
+}
+
+export const images = resource('images', imageEndpoints, (core: AppCore) => {
+  const store = core.images;
+  return {
+    async list() {
+      return store.list().map(imageView);
+    },
+
+    async get({ name }) {
+      return imageView(store.get(name));
+    },
+
+    async import({ file, name }) {
+      return job('image-import', name === undefined ? undefined : `images/${name}`, async (ctx) =>
+        stored(await store.import(file, { ...(name === undefined ? {} : { name }), signal: ctx.signal, onProgress: transferProgress(ctx, 'Importing') })),
+      );
+    },
+
+    async pull({ url, name, sha256, checksumsUrl }) {
+      const options = { ...(name === undefined ? {} : { name }), ...(sha256 === undefined ? {} : { sha256 }), ...(checksumsUrl === undefined ? {} : { checksumsUrl }) };
+      checkPullArguments(url, options); // bad arguments are refused now, not as a failed operation
+      return job('image-pull', name === undefined ? undefined : `images/${name}`, async (ctx) => {
+        const result = await store.pull(url, { ...options, signal: ctx.signal, onProgress: transferProgress(ctx, 'Downloading') });
+        return { ...stored(result), verifiedBy: result.verifiedBy ?? null, downloadSha256: result.downloadSha256 };
+      });
+    },
+
+    async build({ recipe, name, size, packages }) {
+      const [{ buildImage, isImageName, validateBuild, IMAGE_NAMES }, { parseSize }] = await Promise.all([import('../images/build/index.ts'), import('../lib/units.ts')]);
+      if (!isImageName(recipe)) throw invalid('recipe', `"${recipe}" is not a recipe virtnode knows`, `use ${IMAGE_NAMES.join(', ')}`);
+      const sizeBytes = parseSize('size', size ?? '4G');
+      validateBuild(recipe, sizeBytes, packages ?? []);
+      const outDir = imageDir();
+      return job('image-build', `images/${name ?? recipe}`, async (ctx) => {
+        const built = await buildImage(recipe, {
+          outDir,
+          cacheDir: `${outDir}/cache`,
+          sizeBytes,
+          extraPackages: packages ?? [],
+          signal: ctx.signal,
+          onProgress: (phase, detail) => ctx.phase(phase, detail ?? ''),
+        });
+        const result = await store.import(built.path, { name: name ?? recipe, signal: ctx.signal, onProgress: (p) => ctx.transfer(p.received, p.total) });
+        return { ...stored(result), cached: built.cached, recipeKey: built.recipeKey, path: built.path };
+      });
+    },
+
+    async remove({ name, force }) {
+      const result = store.remove(name, { force: force === true, usersOf: instancesUsingImage(core.db) });
+      return { image: imageView(result.image), fileDeleted: result.fileDeleted, keptFor: result.keptFor };
+    },
+  };
+});
