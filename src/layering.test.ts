@@ -56,31 +56,6 @@ const RANKS: Layer[][] = [
   ],
 ];
 
-/**
- * TEMPORARY: imports that break the rules today, in parts of the fronts and contracts that are being replaced
- * (issue 11: the application layer, one generic client, contracts from the schemas). An entry that no longer
- * breaks a rule fails the test, so this list only shrinks. Nothing of the core belongs here.
- */
-const TEMPORARY_ALLOWED: Array<{ from: string; to: string[] }> = [
-  // Hand-written views, mapped from the core's types; replaced by Static<> types of the schemas.
-  {
-    from: 'src/api/views.ts',
-    to: [
-      'src/images/store/index.ts',
-      'src/instances/addresses.ts',
-      'src/network/dnsmasq-config.ts',
-      'src/network/service.ts',
-      'src/storage/pools.ts',
-      'src/storage/qemu-img.ts',
-      'src/storage/volumes.ts',
-      'src/store/policies.ts',
-      'src/store/storage.ts',
-      'src/templates/seal.ts',
-    ],
-  },
-  // Per-resource REST clients; replaced by one generic client over the route table.
-];
-
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const SOURCE_DIRS = ['src', 'web/src'];
 const THIS_FILE = relative(ROOT, fileURLToPath(import.meta.url));
@@ -225,9 +200,7 @@ describe('layering', () => {
   });
 
   it('has no import from a lower layer into a higher one', () => {
-    const allowed = new Set(TEMPORARY_ALLOWED.flatMap(({ from, to }) => to.map((target) => `${from} → ${target}`)));
     const breaches: string[] = [];
-    const excused = new Set<string>();
     for (const [file, targets] of edges) {
       const from = placeOf(file);
       if (from === undefined) continue;
@@ -236,18 +209,10 @@ describe('layering', () => {
         const why = to === undefined ? undefined : breach(from, to);
         if (why === undefined) continue;
         const edge = `${file} → ${target}`;
-        if (allowed.has(edge)) excused.add(edge);
-        else breaches.push(`${edge}: ${why}`);
+        breaches.push(`${edge}: ${why}`);
       }
     }
     expect(breaches).toEqual([]);
-    // An allowance that no longer excuses anything goes, so the list only shrinks.
-    expect([...allowed].filter((edge) => !excused.has(edge)).map((edge) => `no longer needed in TEMPORARY_ALLOWED: ${edge}`)).toEqual([]);
-  });
-
-  it('keeps the core off the temporary allowances', () => {
-    const fronts = ['src/api/views.ts', 'src/client/', 'src/cli/local/', 'src/daemon/routes/', 'web/src/'];
-    expect(TEMPORARY_ALLOWED.map((a) => a.from).filter((from) => !fronts.some((f) => (f.endsWith('/') ? from.startsWith(f) : from === f)))).toEqual([]);
   });
 });
 

@@ -1,7 +1,7 @@
 /**
  * JSON Schemas (typebox) of the REST API: request validation, response serialization and the OpenAPI document
- * come from these. The shapes match src/api/views.ts; the API tests validate every response against them.
- * Imported by the daemon only (typebox stays out of the CLI's start-up).
+ * come from these, and every wire type is `Static<>` of one of them (no hand-written copy of a shape). Objects
+ * declare their properties in display order: answers are ordered by their schema (orderBySchema).
  */
 import Type, { type Static, type TSchema } from 'typebox';
 

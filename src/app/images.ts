@@ -1,6 +1,6 @@
 /** The image contract, implemented once over the core's image store. */
 import { imageEndpoints } from '../api/contracts/images.ts';
-import { imageView } from '../api/views.ts';
+import { imageView } from './views.ts';
 import { checkPullArguments, instancesUsingImage, type StoreResult } from '../images/store/index.ts';
 import { invalid } from '../lib/errors.ts';
 import type { AppCore } from './context.ts';

@@ -2,7 +2,7 @@
 import { isAbsolute } from 'node:path';
 import { instanceEndpoints } from '../api/contracts/instances.ts';
 import type { InstanceView } from '../api/schemas.ts';
-import { instanceView } from '../api/views.ts';
+import { instanceView } from './views.ts';
 import { nicAddresses } from '../instances/addresses.ts';
 import { launch } from '../instances/launch.ts';
 import { type LaunchRequest, validateLaunch } from '../instances/launch-validate.ts';

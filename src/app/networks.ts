@@ -1,6 +1,6 @@
 /** The network contract, implemented once over the core (the daemon's routes and the CLI both call this). */
 import { networkEndpoints } from '../api/contracts/networks.ts';
-import { networkLeaseView, networkView } from '../api/views.ts';
+import { networkLeaseView, networkView } from './views.ts';
 import { validateName } from '../lib/ids.ts';
 import type { NetworkService } from '../network/service.ts';
 import type { AppCore } from './context.ts';

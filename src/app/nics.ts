@@ -3,7 +3,7 @@
  * next start when it is stopped; each change takes the instance lock.
  */
 import { nicEndpoints } from '../api/contracts/nics.ts';
-import { attachedNicView } from '../api/views.ts';
+import { attachedNicView } from './views.ts';
 import { validateName } from '../lib/ids.ts';
 import type { AppCore } from './context.ts';
 import { resource } from './resource.ts';

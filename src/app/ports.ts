@@ -1,6 +1,6 @@
 /** The port-forward contract, implemented once over the core: live when the instance runs, kept for later starts. */
 import { portEndpoints } from '../api/contracts/ports.ts';
-import { portForwardView, portForwardViews } from '../api/views.ts';
+import { portForwardView, portForwardViews } from './views.ts';
 import { validateName } from '../lib/ids.ts';
 import type { AppCore } from './context.ts';
 import { resource } from './resource.ts';

@@ -3,7 +3,7 @@
  * missing instance or snapshot, a taken name or a wrong state are refused before the job starts.
  */
 import { snapshotEndpoints } from '../api/contracts/snapshots.ts';
-import { snapshotList, snapshotView } from '../api/views.ts';
+import { snapshotList, snapshotView } from './views.ts';
 import type { SnapshotResult } from '../storage/snapshots.ts';
 import type { AppCore } from './context.ts';
 import { job } from './operations.ts';

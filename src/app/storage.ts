@@ -5,7 +5,7 @@
  */
 import { isAbsolute } from 'node:path';
 import { diskEndpoints, poolEndpoints, volumeEndpoints } from '../api/contracts/storage.ts';
-import { instanceDiskView, poolView, volumeCheckView, volumeView } from '../api/views.ts';
+import { instanceDiskView, poolView, volumeCheckView, volumeView } from './views.ts';
 import { invalid } from '../lib/errors.ts';
 import type { StorageService } from '../storage/service.ts';
 import type { CopyOptions } from '../storage/volumes.ts';

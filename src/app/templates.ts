@@ -1,6 +1,6 @@
 /** The template and clone contract, implemented once over the core (the daemon's routes and the CLI both call this). */
 import { templateEndpoints } from '../api/contracts/templates.ts';
-import { instanceView, sealView, templateView } from '../api/views.ts';
+import { instanceView, sealView, templateView } from './views.ts';
 import { checkClone, cloneInstance } from '../clone/clone.ts';
 import { transferTracker } from '../images/pull/progress.ts';
 import { validateName } from '../lib/ids.ts';

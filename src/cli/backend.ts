@@ -59,7 +59,7 @@ export function connect(): Promise<Connection> {
 /**
  * One command group's API for this CLI call: the daemon when one answers on the local socket (or --remote was
  * given), else the core in this process. VIRTNODE_NO_DAEMON=1 forces the latter. Both sides return the same
- * views (src/api/views.ts), so the commands format the same output either way.
+ * views (the API's schemas), so the commands format the same output either way.
  *
  * A daemon that is not there to take a request (a socket left by a crash) is detected at connect time, before
  * anything was done; that call and every later one then run locally.

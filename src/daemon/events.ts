@@ -1,6 +1,6 @@
 import { EventEmitter } from 'node:events';
 import type { InstanceState } from '../instances/model.ts';
-import type { OperationView } from '../api/views.ts';
+import type { OperationView } from '../api/schemas.ts';
 
 /** An instance changed state (seen by the supervisor, whoever caused it: the API, the CLI or the guest). */
 export interface InstanceEvent {

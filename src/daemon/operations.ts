@@ -4,12 +4,12 @@ import { type OperationLog, operationNotFound } from '../app/operation-log.ts';
 import type { OperationContext } from '../app/operations.ts';
 import { toVirtnodeError, VirtnodeError } from '../lib/errors.ts';
 import { isAlive, selfIdentity } from '../lib/proc.ts';
-import type { OperationStatus, OperationView } from '../api/views.ts';
+import type { OperationStatus, OperationView } from '../api/schemas.ts';
 import type { OperationRepository } from '../store/operations.ts';
 import type { EventBus } from './events.ts';
 import { operationScope } from './operation-scope.ts';
 
-export type { OperationView } from '../api/views.ts';
+export type { OperationView } from '../api/schemas.ts';
 
 interface Operation {
   view: OperationView;

@@ -2,7 +2,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import type { OperationView } from '../api/views.ts';
+import type { OperationView } from '../api/schemas.ts';
 import { selfIdentity } from '../lib/proc.ts';
 import { openDb } from './db.ts';
 import { OperationRepository } from './operations.ts';

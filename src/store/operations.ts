@@ -1,4 +1,4 @@
-import type { OperationStatus, OperationView } from '../api/views.ts';
+import type { OperationStatus, OperationView } from '../api/schemas.ts';
 import type { ProcessIdentity } from '../lib/proc.ts';
 import type { Db } from './db.ts';
 

@@ -1,7 +1,7 @@
 import { connect } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import type { OperationView } from '../../src/api/views.ts';
+import type { OperationView } from '../../src/api/schemas.ts';
 import { tempHome, virtnode, waitForText } from '../helpers/cli.ts';
 import { eventually, type RunningDaemon, startDaemon } from '../helpers/daemon.ts';
 import { createQcow2, TestHttpServer } from '../helpers/http-server.ts';

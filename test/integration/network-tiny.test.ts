@@ -7,7 +7,7 @@ import { REPO_ROOT, tempHome, virtnode, waitForText } from '../helpers/cli.ts';
 import { createOutside, networkLeftovers, type Outside } from '../helpers/outside-ns.ts';
 import { SerialShell, UDHCPC_SCRIPT_SETUP } from '../helpers/serial-shell.ts';
 import { TEST_GUEST_READY_MARKER, testGuest } from '../helpers/test-guest.ts';
-import type { NetworkView } from '../../src/api/views.ts';
+import type { NetworkView } from '../../src/api/schemas.ts';
 
 const guest = testGuest();
 const bootArgs = ['--memory', '256M', '--kernel', guest.kernel, '--initrd', guest.initrd, '--cmdline', guest.cmdline];

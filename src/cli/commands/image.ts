@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import type { StoredImageView } from '../../api/contracts/images.ts';
-import type { ImageView } from '../../api/views.ts';
+import type { ImageView } from '../../api/schemas.ts';
 import { formatSize } from '../../lib/units.ts';
 import { api } from '../api.ts';
 import { keyValues, parseFormat, structured, table } from '../output.ts';

@@ -1,5 +1,6 @@
 import type { Command } from 'commander';
-import { shownNicAddress, sshPort, type InstanceView } from '../../api/views.ts';
+import { shownNicAddress, sshPort } from '../../api/instance-access.ts';
+import type { InstanceView } from '../../api/schemas.ts';
 import { invalid } from '../../lib/errors.ts';
 import { formatSize, MIB } from '../../lib/units.ts';
 import { keyValues, parseFormat, structured, table } from '../output.ts';
@@ -29,7 +30,6 @@ function parseTimeout(text: string | undefined): number | undefined {
   return Number(match[1]) * factor;
 }
 
-export { instanceView } from '../../api/views.ts';
 
 function nicLine(n: InstanceView['nics'][number]): string {
   const parts = [`${n.mac} (${n.network})`];

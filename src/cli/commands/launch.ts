@@ -27,7 +27,7 @@ export function registerLaunchCommands(program: Command): void {
     .option('--timeout <seconds>', 'how long to follow readiness before saying it is still provisioning', '900')
     .option('--no-wait', 'return as soon as the VM boots')
     .action(async (image: string, o: Record<string, unknown>) => {
-      const [{ api }, { sshPort }, { validateLaunch }] = await Promise.all([import('../api.ts'), import('../../api/views.ts'), import('../../instances/launch-validate.ts')]);
+      const [{ api }, { sshPort }, { validateLaunch }] = await Promise.all([import('../api.ts'), import('../../api/instance-access.ts'), import('../../instances/launch-validate.ts')]);
       const out = process.stderr;
       const text = (key: string) => (typeof o[key] === 'string' ? (o[key] as string) : undefined);
       // Files are read here (they are this user's files) and checked, with the same messages whoever does the

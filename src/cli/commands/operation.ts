@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import type { OperationStatus, OperationView } from '../../api/views.ts';
+import type { OperationStatus, OperationView } from '../../api/schemas.ts';
 import { invalid, VirtnodeError } from '../../lib/errors.ts';
 import { keyValues, parseFormat, structured, table } from '../output.ts';
 

@@ -1,7 +1,6 @@
 /**
- * The stable, documented views of virtnode's resources: what `--format json|yaml` prints and what the REST API
- * returns (src/api/schemas.ts describes the same shapes as JSON Schema). Plain functions, no heavy imports: the
- * CLI, the daemon, the client and the web UI all use them.
+ * The core's records as the API's views (the shapes of src/api/schemas.ts): what `--format json|yaml` prints and
+ * what the REST API returns. Mapping the core to the wire is the application layer's job.
  */
 import type { Instance, Nic, PortForwardSpec } from '../instances/model.ts';
 import type { Lease } from '../network/dnsmasq-config.ts';
@@ -16,10 +15,9 @@ import type { ChainLink, CheckResult } from '../storage/qemu-img.ts';
 import type { InstanceDiskView, VolumeView } from '../storage/volumes.ts';
 import type { Template } from '../templates/model.ts';
 import type { SealResult } from '../templates/seal.ts';
-import type { SealView } from './contracts/templates.ts';
-import type { ImageView, InstanceDiskApiView, InstanceView, NetworkLeaseView, NetworkView, NicView, PoolApiView, PortForwardView, SnapshotApiView, TemplateView, VolumeApiView, VolumeCheckView } from './schemas.ts';
+import type { SealView } from '../api/contracts/templates.ts';
+import type { ImageView, InstanceDiskApiView, InstanceView, NetworkLeaseView, NetworkView, NicView, PoolApiView, PortForwardView, SnapshotApiView, TemplateView, VolumeApiView, VolumeCheckView } from '../api/schemas.ts';
 
-export type { ImageView, InstanceView, NetworkLeaseView, NetworkView, NicView, OperationStatus, OperationView, PortForwardView, ProgressEntry } from './schemas.ts';
 
 
 /**
@@ -68,34 +66,6 @@ export function instanceView(i: Instance, policy?: InstancePolicy, addresses?: N
     updatedAt: i.updatedAt,
   };
 }
-
-const INSTANCE_VIEW_ORDER: ReadonlyArray<keyof InstanceView> = [
-  'name', 'state', 'reason', 'uuid', 'smbiosUuid', 'cpus', 'memoryMiB', 'accel', 'disks', 'nics', 'portForwards', 'boot', 'image', 'instanceId', 'ssh',
-  'readiness', 'autostart', 'restartPolicy', 'pid', 'createdAt', 'updatedAt',
-];
-
-/** The view with its fields in the documented order (JSON serializers may reorder them; printed output must not). */
-export function orderedInstanceView(view: InstanceView): InstanceView {
-  const ordered: Record<string, unknown> = {};
-  for (const key of INSTANCE_VIEW_ORDER) if (view[key] !== undefined) ordered[key] = view[key];
-  if (view.ssh !== undefined) {
-    const { user, address, hostKeyFingerprints } = view.ssh;
-    ordered['ssh'] = { user, ...(address === undefined ? {} : { address }), hostKeyFingerprints };
-  }
-  return ordered as unknown as InstanceView;
-}
-
-/** The best-known address of a NIC for a one-line display (as src/instances/addresses.ts shownAddress). */
-export function shownNicAddress(n: InstanceView['nics'][number]): string | undefined {
-  return n.guestAddresses?.[0]?.split('/')[0] ?? n.lease ?? n.address;
-}
-
-/** The SSH port on loopback of a launched instance, from its view. */
-export function sshPort(view: InstanceView): number | undefined {
-  const port = view.ssh?.address?.split(':')[1];
-  return port === undefined ? undefined : Number(port);
-}
-
 
 export function imageView(i: ImageRecord): ImageView {
   return {
