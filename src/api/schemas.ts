@@ -612,4 +612,5 @@ export const WebSocketTicket = Type.Object(
   { ticket: Type.String(), expiresAt: Type.String({ format: 'date-time' }), url: Type.String({ description: 'the WebSocket path with the ticket' }) },
   { additionalProperties: false },
 );
+export type TicketView = Static<typeof WebSocketTicket>;
 export const TicketQuery = Type.Object({ ticket: Type.Optional(Type.String({ maxLength: 64 })) }, { additionalProperties: false });

@@ -4,17 +4,11 @@
  */
 import { API } from '../../src/api/contracts/index.ts';
 import type { Input } from '../../src/api/endpoint.ts';
-import type { InstanceView, OperationView as Operation } from '../../src/api/schemas.ts';
+import type { InstanceView, OperationView as Operation, TicketView as Ticket } from '../../src/api/schemas.ts';
 import { remoteApi, startOperation, type Transport } from '../../src/client/contract-client.ts';
 
-export type { ImageView as Image, InstanceView as Instance, OperationView as Operation, SnapshotApiView as Snapshot } from '../../src/api/schemas.ts';
+export type { ImageView as Image, InstanceView as Instance, OperationView as Operation, SnapshotApiView as Snapshot, TicketView as Ticket } from '../../src/api/schemas.ts';
 export type InstanceState = InstanceView['state'];
-
-export interface Ticket {
-  ticket: string;
-  expiresAt: string;
-  url: string;
-}
 
 export class ApiError extends Error {
   readonly status: number;
