@@ -212,7 +212,8 @@ async function transcript(home: string, mode: 'daemon' | 'local'): Promise<Entry
   return out;
 }
 
-describe('pool, volume, disk and snapshot commands through the daemon and without it', { timeout: 300_000 }, () => {
+// About 320 CLI calls in two modes: each pays a process start, so this file's budget is per file, not per call.
+describe('pool, volume, disk and snapshot commands through the daemon and without it', { timeout: 600_000 }, () => {
   // Same-length prefixes: the two state directories' paths have the same length, so tables align alike.
   const viaDaemon = tempHome('virtnode-clsd-');
   const local = tempHome('virtnode-clsl-');
