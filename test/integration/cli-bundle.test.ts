@@ -1,9 +1,10 @@
 /**
  * The CLI as `npm run build` bundles it (dist/virtnode.js, run by bin/virtnode) still finds the files it runs or
- * serves at run time: the metadata responder QEMU starts for NoCloud over HTTP, and the web UI.
+ * serves at run time (the metadata responder QEMU starts for NoCloud over HTTP, the web UI), and a plain command
+ * loads that one file and nothing of the daemon.
  */
 import { spawnSync } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { request } from 'node:http';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -54,5 +55,29 @@ describe('the bundled CLI (dist/virtnode.js)', () => {
     const page = await get(daemon.socket, '/ui/');
     expect(page.status).toBe(200);
     expect(page.text).toBe(readFileSync(join(REPO_ROOT, 'dist', 'web-ui', 'index.html'), 'utf8'));
+  });
+
+  it('`virtnode list` reads one file, dist/virtnode.js, and loads no npm package, no TLS, no undici', async () => {
+    // Node's module hooks see every file and package loaded (import and require); its own list, the built-ins.
+    const hook = join(home, 'load-report.mjs');
+    writeFileSync(
+      hook,
+      [
+        "import { registerHooks } from 'node:module';",
+        "import { writeFileSync } from 'node:fs';",
+        'const loaded = [];',
+        'registerHooks({ load(url, context, next) { loaded.push(url); return next(url, context); } });',
+        "process.on('exit', () => writeFileSync(process.env.LOAD_REPORT, JSON.stringify({ loaded, builtins: process.moduleLoadList })));",
+      ].join('\n'),
+    );
+    expect(daemon, 'the daemon of the test before').toBeDefined();
+    for (const env of [{}, { VIRTNODE_NO_DAEMON: '1' }]) {
+      const report = join(home, 'load-report.json');
+      const r = await virtnode(home, ['list'], { env: { ...env, NODE_OPTIONS: `--import=${hook}`, LOAD_REPORT: report } });
+      expect(r.code, r.stderr).toBe(0);
+      const { loaded, builtins } = JSON.parse(readFileSync(report, 'utf8')) as { loaded: string[]; builtins: string[] };
+      expect(loaded.filter((url) => !url.startsWith('node:'))).toEqual([`file://${join(REPO_ROOT, 'dist', 'virtnode.js')}`]);
+      expect(builtins.filter((m) => /^NativeModule (https|tls|_tls_wrap)$|undici/.test(m)), JSON.stringify(env)).toEqual([]);
+    }
   });
 });
