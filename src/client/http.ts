@@ -1,11 +1,10 @@
 /**
  * A small HTTP client for the virtnode API: over the UNIX socket (no token) or HTTPS with a bearer token.
- * Uses node:http/https only, so the CLI stays quick to start. API errors come back as the VirtnodeError the
+ * Uses node:http/https only, so the CLI stays quick to start; node:https (and with it TLS) loads only for --remote. API errors come back as the VirtnodeError the
  * daemon raised (same code, message and hint), so the CLI prints and exits exactly as it would locally.
  */
 import { readFileSync } from 'node:fs';
 import { request as httpRequest, type IncomingMessage, type RequestOptions } from 'node:http';
-import { request as httpsRequest } from 'node:https';
 import { VirtnodeError, type ErrorCode } from '../lib/errors.ts';
 import type { Transport } from './contract-client.ts';
 
@@ -102,7 +101,7 @@ export class ApiClient {
     headers['authorization'] = `Bearer ${this.endpoint.token}`;
     return {
       opts: { host: base.hostname.replace(/^\[|\]$/g, ''), port: base.port || 443, path: `${base.pathname.replace(/\/$/, '')}${path}`, method, headers, ...(this.endpoint.ca === undefined ? {} : { ca: this.endpoint.ca }) } as RequestOptions,
-      send: httpsRequest as unknown as typeof httpRequest,
+      send: process.getBuiltinModule('node:https').request as unknown as typeof httpRequest,
     };
   }
 

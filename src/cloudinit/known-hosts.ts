@@ -96,7 +96,9 @@ function readLines(file: string): Line[] {
 }
 
 function writeLines(file: string, lines: Line[]): void {
-  writeFileAtomic(file, lines.map((l) => `${l.text}\n`).join(''), KNOWN_HOSTS_MODE);
+  // Not synced: every start of an instance writes its lines again from its record, and takes its port from any
+  // other line, so a change lost to a power cut is made good before the port is used again.
+  writeFileAtomic(file, lines.map((l) => `${l.text}\n`).join(''), KNOWN_HOSTS_MODE, { durable: false });
   chmodSync(file, KNOWN_HOSTS_MODE); // the umask may have narrowed it
 }
 

@@ -1,6 +1,6 @@
 import { existsSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
 import type { FastifyInstance, FastifyPluginAsync } from 'fastify';
+import { WEB_UI_DIR } from '../lib/install-paths.ts';
 import { type ConsoleCore, type ConsoleRoutesOptions, consoleRoutes, TICKET_AUTH } from './consoles/routes.ts';
 import { SerialHubs } from './consoles/serial-hub.ts';
 import { ConsoleTickets } from './consoles/tickets.ts';
@@ -8,8 +8,8 @@ import { ConsoleTickets } from './consoles/tickets.ts';
 export { TICKET_AUTH } from './consoles/routes.ts';
 export type { ConsoleCore } from './consoles/routes.ts';
 
-/** Where `npm run build` puts the web UI (dist/web-ui, from the sources or from dist/daemon/). */
-export const DEFAULT_ASSETS_DIR = fileURLToPath(new URL('../../dist/web-ui/', import.meta.url));
+/** Where `npm run build` puts the web UI (dist/web-ui). */
+export const DEFAULT_ASSETS_DIR = WEB_UI_DIR;
 export const UI_PREFIX = '/ui/';
 
 /** Keystrokes and VNC client messages are small; anything bigger is not a console client. */

@@ -2,7 +2,7 @@ import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node
 import { join } from 'node:path';
 import { buildSeed } from '../cloudinit/seed.ts';
 import { renderMetaData, renderNetworkConfig, renderUserData } from '../cloudinit/render.ts';
-import { generateHostKeys, generateUserKey } from '../cloudinit/ssh-host-keys.ts';
+import { type GeneratedKey, generateHostKeys, generateUserKey } from '../cloudinit/ssh-host-keys.ts';
 import type { CoreContext } from '../core/context.ts';
 import { VirtnodeError } from '../lib/errors.ts';
 import { createImage } from '../qemu/img.ts';
@@ -86,6 +86,45 @@ export function seedNetwork(core: CoreContext, instance: Instance, userConfig: s
   };
 }
 
+interface Identity {
+  instanceId: string;
+  hostKeys: GeneratedKey[];
+  /** The NoCloud seed as a read-only disk (--seed iso or vfat). */
+  seedDisk?: InstanceSpec['disks'][number];
+  /** Where the metadata responder serves the seed from instead (--seed http). */
+  httpSeedDir?: string;
+}
+
+/** The instance's identity in `dir`: a new instance-id, its SSH host keys, and the NoCloud seed that carries them. */
+async function makeIdentity(service: InstanceService, valid: ValidLaunch, clientPublicKey: string, dir: string): Promise<Identity> {
+  const instanceId = `i-${crypto.randomUUID()}`;
+  const hostKeys = await generateHostKeys(join(dir, 'ssh'), { comment: `${valid.name} host key (virtnode)` });
+  const seedRequest = {
+    instanceId,
+    hostname: valid.name,
+    defaultUser: {
+      name: valid.user,
+      sshAuthorizedKeys: [clientPublicKey, ...valid.sshAuthorizedKeys],
+      sudo: true,
+      ...(valid.passwordHash === undefined ? {} : { passwordHash: valid.passwordHash }),
+    },
+    ...(valid.timezone === undefined ? {} : { timezone: valid.timezone }),
+    hostKeys: hostKeys.map((k) => ({ type: k.type, privateKey: k.privateKey, publicKey: k.publicKey })),
+    ...(valid.userData === undefined ? {} : { userData: valid.userData }),
+    network: seedNetwork(service.core, service.repo.get(valid.name)!, valid.networkConfig),
+  };
+  const seedFiles = { 'meta-data': renderMetaData(seedRequest), 'user-data': renderUserData(seedRequest).text, 'network-config': renderNetworkConfig(seedRequest) };
+  if (valid.seedFormat === 'http') {
+    const httpSeedDir = join(dir, 'seed');
+    mkdirSync(httpSeedDir, { mode: 0o700 });
+    for (const [file, text] of Object.entries(seedFiles)) writeFileSync(join(httpSeedDir, file), text, { mode: 0o600 });
+    return { instanceId, hostKeys, httpSeedDir };
+  }
+  const seedPath = join(dir, valid.seedFormat === 'iso' ? 'seed.iso' : 'seed.img');
+  await buildSeed(seedPath, seedFiles, { format: valid.seedFormat });
+  return { instanceId, hostKeys, seedDisk: { id: 'seed', path: seedPath, format: 'raw', owned: true, readonly: true } };
+}
+
 /**
  * Launch: image → linked-clone disk → identity (instance-id, host keys) → NoCloud seed → boot → IP → SSH →
  * cloud-init finished, each phase reported with its elapsed time. Everything before the boot is undone on failure.
@@ -108,53 +147,35 @@ export async function launch(service: InstanceService, resolveImage: ImageResolv
   };
   const defined = await service.define(valid.name, draft, { nics: valid.nics, ...(options.signal ? { signal: options.signal } : {}) }, async (dir) => {
     const disk = join(dir, 'disk0.qcow2');
+    // The disk and the identity need nothing of each other, so they are made at the same time; the phases are
+    // still reported in their order.
     // A linked clone: constant time whatever the image size; the image itself is never written.
-    await createImage(disk, { format: 'qcow2', backing: { path: image.path, format: image.format }, ...(valid.diskSizeBytes === undefined ? {} : { sizeBytes: valid.diskSizeBytes }) });
-    phase('disk', `${disk} (overlay on ${image.name}${valid.diskSizeBytes === undefined ? '' : `, ${valid.diskSizeBytes} bytes`})`);
-
-    const instanceId = `i-${crypto.randomUUID()}`;
-    const hostKeys = await generateHostKeys(join(dir, 'ssh'), { comment: `${valid.name} host key (virtnode)` });
-    const current = service.repo.get(valid.name)!;
-    const seedRequest = {
-      instanceId,
-      hostname: valid.name,
-      defaultUser: {
-        name: valid.user,
-        sshAuthorizedKeys: [key.publicKey, ...valid.sshAuthorizedKeys],
-        sudo: true,
-        ...(valid.passwordHash === undefined ? {} : { passwordHash: valid.passwordHash }),
-      },
-      ...(valid.timezone === undefined ? {} : { timezone: valid.timezone }),
-      hostKeys: hostKeys.map((k) => ({ type: k.type, privateKey: k.privateKey, publicKey: k.publicKey })),
-      ...(valid.userData === undefined ? {} : { userData: valid.userData }),
-      network: seedNetwork(service.core, current, valid.networkConfig),
-    };
-    const seedFiles = { 'meta-data': renderMetaData(seedRequest), 'user-data': renderUserData(seedRequest).text, 'network-config': renderNetworkConfig(seedRequest) };
-    const disks: InstanceSpec['disks'] = [{ id: 'disk0', path: disk, format: 'qcow2', owned: true }];
-    let httpSeedDir: string | undefined;
-    if (valid.seedFormat === 'http') {
-      httpSeedDir = join(dir, 'seed');
-      mkdirSync(httpSeedDir, { mode: 0o700 });
-      for (const [file, text] of Object.entries(seedFiles)) writeFileSync(join(httpSeedDir, file), text, { mode: 0o600 });
-    } else {
-      const seedPath = join(dir, valid.seedFormat === 'iso' ? 'seed.iso' : 'seed.img');
-      await buildSeed(seedPath, seedFiles, { format: valid.seedFormat });
-      disks.push({ id: 'seed', path: seedPath, format: 'raw', owned: true, readonly: true });
+    const diskMade = createImage(disk, { format: 'qcow2', backing: { path: image.path, format: image.format }, ...(valid.diskSizeBytes === undefined ? {} : { sizeBytes: valid.diskSizeBytes }) });
+    const identityMade = makeIdentity(service, valid, key.publicKey, dir);
+    for (const made of [diskMade, identityMade]) made.catch(() => {}); // awaited below; a failure is not unhandled meanwhile
+    try {
+      await diskMade;
+      phase('disk', `${disk} (overlay on ${image.name}${valid.diskSizeBytes === undefined ? '' : `, ${valid.diskSizeBytes} bytes`})`);
+      const identity = await identityMade;
+      phase('seed', `NoCloud ${valid.seedFormat === 'http' ? 'over HTTP, for this guest only' : valid.seedFormat} (instance-id ${identity.instanceId})`);
+      return {
+        ...draft,
+        instanceId: identity.instanceId,
+        disks: [{ id: 'disk0', path: disk, format: 'qcow2', owned: true }, ...(identity.seedDisk === undefined ? [] : [identity.seedDisk])],
+        ...(identity.httpSeedDir === undefined ? {} : { httpSeedDir: identity.httpSeedDir }),
+        ssh: {
+          user: valid.user,
+          identityFile: key.identityFile,
+          guestPort: SSH_GUEST_PORT,
+          hostKeyFingerprints: identity.hostKeys.map((k) => k.fingerprint),
+          hostPublicKeys: identity.hostKeys.map((k) => k.publicKey),
+        },
+      };
+    } catch (e) {
+      // Neither may still be writing in the directory when it is removed.
+      await Promise.allSettled([diskMade, identityMade]);
+      throw e;
     }
-    phase('seed', `NoCloud ${valid.seedFormat === 'http' ? 'over HTTP, for this guest only' : valid.seedFormat} (instance-id ${instanceId})`);
-    return {
-      ...draft,
-      instanceId,
-      disks,
-      ...(httpSeedDir === undefined ? {} : { httpSeedDir }),
-      ssh: {
-        user: valid.user,
-        identityFile: key.identityFile,
-        guestPort: SSH_GUEST_PORT,
-        hostKeyFingerprints: hostKeys.map((k) => k.fingerprint),
-        hostPublicKeys: hostKeys.map((k) => k.publicKey),
-      },
-    };
   });
 
   let instance = await service.start(defined.name, options.signal ? { signal: options.signal } : {});

@@ -1,4 +1,4 @@
-import { fileURLToPath } from 'node:url';
+import { METADATA_RESPONDER } from '../lib/install-paths.ts';
 import { tapName } from '../network/names.ts';
 import type { GuestForward, PortForward, QemuNic, QemuSpec } from '../qemu/spec.ts';
 import { type Accel, type Instance, type Nic, USER_NETWORK } from './model.ts';
@@ -6,12 +6,6 @@ import { runtimePaths } from './runtime.ts';
 
 /** Where the guest finds its metadata when the seed is served over HTTP (inside its user-mode network). */
 export const METADATA_ADDRESS = '10.0.2.100';
-
-function responderPath(): string {
-  // dist/ runs the compiled .js; tests run the sources, which Node 24 executes directly.
-  const extension = import.meta.url.endsWith('.ts') ? '.ts' : '.js';
-  return fileURLToPath(new URL(`../cloudinit/metadata-responder${extension}`, import.meta.url));
-}
 
 function userNetworkExtras(instance: Instance): { forwards?: PortForward[]; guestForwards?: GuestForward[] } {
   const extras: { forwards?: PortForward[]; guestForwards?: GuestForward[] } = {};
@@ -21,7 +15,7 @@ function userNetworkExtras(instance: Instance): { forwards?: PortForward[]; gues
   for (const f of instance.spec.portForwards ?? []) forwards.push({ ...f });
   if (forwards.length > 0) extras.forwards = forwards;
   if (instance.spec.httpSeedDir !== undefined) {
-    extras.guestForwards = [{ address: METADATA_ADDRESS, port: 80, command: [process.execPath, responderPath(), instance.spec.httpSeedDir] }];
+    extras.guestForwards = [{ address: METADATA_ADDRESS, port: 80, command: [process.execPath, METADATA_RESPONDER, instance.spec.httpSeedDir] }];
   }
   return extras;
 }

@@ -1,5 +1,4 @@
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { validateName } from '../lib/ids.ts';
 import { type StatePaths, within } from '../lib/paths.ts';
 
@@ -33,10 +32,8 @@ export function applianceDir(paths: StatePaths, env: NodeJS.ProcessEnv = process
   return process.getuid?.() === 0 ? '/var/cache/virtnode/seal-appliance' : join(paths.cache, 'seal-appliance');
 }
 
-/** A file shipped with virtnode's sources (the same from src/ under Node's type stripping and from dist/). */
-export function repoFile(relative: string): string {
-  return fileURLToPath(new URL(`../../${relative}`, import.meta.url));
-}
+/** A file shipped with virtnode's sources (src/lib/install-paths.ts finds them from src/ and from dist/). */
+export { installFile as repoFile } from '../lib/install-paths.ts';
 
 /** The lock held while a base is made or bases are collected (not an instance name: it is no DNS label). */
 export const BASES_LOCK = '#bases';
