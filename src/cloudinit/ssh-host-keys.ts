@@ -1,14 +1,14 @@
 /**
- * SSH identities made by virtnode: an instance's host keys (injected through cloud-config `ssh_keys`, so the host
- * key is known before first contact) and virtnode's client key. They are made in this process, in OpenSSH's
- * own file formats (openssh-key.ts; the tests check them with ssh-keygen).
+ * SSH identities made by virtnode with OpenSSH's own ssh-keygen: an instance's host keys (injected through
+ * cloud-config `ssh_keys`, so the host key is known before first contact) and virtnode's client key.
  * Private keys are secrets: they are returned to the caller for the seed, never logged, and their files are 0600.
  */
-import { chmod, lstat, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { createHash } from 'node:crypto';
+import { chmod, lstat, mkdir, readFile, rm } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
+import { run } from '../exec/run.ts';
 import { VirtnodeError, invalid } from '../lib/errors.ts';
-import { generateOpenSshKey, publicKeyFingerprint } from './openssh-key.ts';
 import type { HostKeyType } from './render.ts';
 
 export type { HostKeyType } from './render.ts';
@@ -44,6 +44,9 @@ export const USER_KEY_FILE = 'id_ed25519';
 export const PRIVATE_KEY_MODE = 0o600;
 export const PUBLIC_KEY_MODE = 0o644;
 const KEY_DIR_MODE = 0o700;
+const RSA_KEY_BITS = 3072;
+const ECDSA_KEY_BITS = 256;
+const KEYGEN_TIMEOUT_MS = 60_000;
 const HOST_KEY_TYPES: readonly HostKeyType[] = ['ed25519', 'ecdsa', 'rsa'];
 
 /** OpenSSH's own file name for a host key of this type. */
@@ -51,46 +54,53 @@ export function hostKeyFileName(type: HostKeyType): string {
   return `ssh_host_${type}_key`;
 }
 
-/** `SHA256:...` of a public key file, as `ssh-keygen -l -E sha256` prints it. */
-export async function fingerprint(publicPath: string): Promise<string> {
-  try {
-    return publicKeyFingerprint(await readFile(publicPath, 'utf8'));
-  } catch (e) {
-    throw new VirtnodeError('INVALID', `${publicPath} is not an OpenSSH public key file`, { cause: e });
-  }
+function withSignal<T extends object>(opts: T, signal: AbortSignal | undefined): T & { signal?: AbortSignal } {
+  return signal === undefined ? opts : { ...opts, signal };
 }
 
-/** Writes a new file, never over an existing one (CONFLICT), with exactly this mode whatever the umask. */
-async function writeNew(path: string, content: string, mode: number): Promise<void> {
+async function exists(path: string): Promise<boolean> {
   try {
-    await writeFile(path, content, { mode, flag: 'wx' });
+    await lstat(path);
+    return true;
   } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === 'EEXIST') {
-      throw new VirtnodeError('CONFLICT', `${path} already exists; virtnode never overwrites a key`, { hint: 'remove it first if it really is to be replaced' });
-    }
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return false;
     throw e;
   }
-  await chmod(path, mode);
 }
 
-/** Makes one key pair at `privatePath` (and `.pub`), modes checked. */
+/**
+ * `SHA256:...` of a public key line, as `ssh-keygen -l -E sha256` prints it: the unpadded base64 of the SHA-256
+ * of the key blob. Computed here rather than by another ssh-keygen run per key (launch waits on it).
+ */
+export function publicKeyFingerprint(publicLine: string, source: string): string {
+  const blob = publicLine.trim().split(/\s+/)[1];
+  if (blob === undefined || !/^[A-Za-z0-9+/]+=*$/.test(blob)) throw new VirtnodeError('COMMAND_FAILED', `${source} is not an OpenSSH public key line`);
+  return `SHA256:${createHash('sha256').update(Buffer.from(blob, 'base64')).digest('base64').replace(/=+$/, '')}`;
+}
+
+/** Makes one key pair at `privatePath` (and `.pub`), modes checked, and reads it back. */
 async function generateKey(type: HostKeyType, privatePath: string, comment: string, signal: AbortSignal | undefined): Promise<GeneratedKey> {
   const publicPath = `${privatePath}.pub`;
-  const key = await generateOpenSshKey(type, comment);
-  signal?.throwIfAborted();
-  const written: string[] = [];
-  try {
-    for (const [path, content, mode] of [[privatePath, key.privateKey, PRIVATE_KEY_MODE], [publicPath, `${key.publicKey}\n`, PUBLIC_KEY_MODE]] as const) {
-      await writeNew(path, content, mode);
-      written.push(path);
+  for (const path of [privatePath, publicPath]) {
+    if (await exists(path)) {
+      throw new VirtnodeError('CONFLICT', `${path} already exists; virtnode never overwrites a key`, { hint: 'remove it first if it really is to be replaced' });
     }
+  }
+  const bits = type === 'rsa' ? ['-b', String(RSA_KEY_BITS)] : type === 'ecdsa' ? ['-b', String(ECDSA_KEY_BITS)] : [];
+  try {
+    await run(['ssh-keygen', '-q', '-t', type, ...bits, '-N', '', '-C', comment, '-f', privatePath], withSignal({ timeoutMs: KEYGEN_TIMEOUT_MS }, signal));
+    // ssh-keygen makes the private file 0600 itself; the public one follows the umask.
+    await chmod(privatePath, PRIVATE_KEY_MODE);
+    await chmod(publicPath, PUBLIC_KEY_MODE);
     const privateMode = (await lstat(privatePath)).mode & 0o777;
     if (privateMode !== PRIVATE_KEY_MODE) {
       throw new VirtnodeError('PERMISSION', `${privatePath} has mode ${privateMode.toString(8)}, not 600`, { hint: 'the file system may not support permissions' });
     }
-    return { ...key, privatePath, publicPath };
+    const [privateKey, publicText] = await Promise.all([readFile(privatePath, 'utf8'), readFile(publicPath, 'utf8')]);
+    return { type, privateKey, publicKey: publicText.trim(), fingerprint: publicKeyFingerprint(publicText, publicPath), privatePath, publicPath };
   } catch (error) {
-    for (const path of written) await rm(path, { force: true });
+    await rm(privatePath, { force: true });
+    await rm(publicPath, { force: true });
     throw error;
   }
 }
