@@ -93,17 +93,21 @@ export const api = {
 };
 
 /**
- * A console ticket, asked again for a while when the daemon answers 409: right after a start or restart the
- * page may see the instance running a moment before its console can be opened.
+ * A console ticket once the daemon itself says the instance runs. The page's state comes from events and may be
+ * ahead of or behind the daemon's record around a start or restart; asking the record first (GET, always 200)
+ * keeps the browser from a 409 that would be retried anyway. A 409 can still happen if the instance stops in
+ * between: it is retried the same way.
  */
-export async function consoleTicketWhenReady(name: string, kind: 'serial' | 'vnc', gaveUp: () => boolean, attempts = 10): Promise<Ticket> {
+export async function consoleTicketWhenReady(name: string, kind: 'serial' | 'vnc', gaveUp: () => boolean, attempts = 20): Promise<Ticket> {
   for (let attempt = 1; ; attempt++) {
     try {
-      return await api.consoleTicket(name, kind);
+      const { state } = await api.instance(name);
+      if (state === 'running' || state === 'paused') return await api.consoleTicket(name, kind);
+      if (attempt >= attempts || gaveUp()) throw new ApiError(409, 'INVALID_STATE', `instance ${name} is ${state}: its consoles exist only while it runs`);
     } catch (e) {
       if (!(e instanceof ApiError) || e.status !== 409 || attempt >= attempts || gaveUp()) throw e;
-      await new Promise((resolve) => setTimeout(resolve, 1_000));
     }
+    await new Promise((resolve) => setTimeout(resolve, 500));
   }
 }
 
