@@ -3,7 +3,7 @@
  * come from these, and every wire type is `Static<>` of one of them (no hand-written copy of a shape). Objects
  * declare their properties in display order: answers are ordered by their schema (orderBySchema).
  */
-import Type, { type Static, type TSchema } from 'typebox';
+import Type, { type Static, type TObject, type TObjectOptions, type TProperties, type TSchema } from 'typebox';
 
 /** The rule of src/lib/ids.ts validateName: a DNS label (so no `/`, `.` or `..` can reach a path). */
 export const NAME_PATTERN = '^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$';
@@ -16,10 +16,15 @@ export function StringEnum<const T extends readonly string[]>(values: T, options
   return Type.Unsafe<T[number]>({ type: 'string', enum: [...values], ...options });
 }
 
+/** An object that refuses properties it does not declare: a body with a typo is a 400, an answer carries only these. */
+export function Closed<T extends TProperties>(properties: T, options: TObjectOptions = {}): TObject<T> {
+  return Type.Object(properties, { ...options, additionalProperties: false });
+}
+
 // No minLength/maxLength: the pattern allows 1-63 characters already, and a length keyword failing first would
 // answer fastify's message instead of the CLI's (src/daemon/errors.ts maps a pattern failure to validateName's).
 export const Name = Type.String({ pattern: NAME_PATTERN, description: 'a DNS label: 1-63 lowercase letters, digits and hyphens' });
-export const NameParams = Type.Object({ name: Name }, { additionalProperties: false });
+export const NameParams = Closed({ name: Name });
 
 /**
  * A name in a path or body that the core validates itself (as a DNS label), so the error names the field as the
@@ -27,136 +32,112 @@ export const NameParams = Type.Object({ name: Name }, { additionalProperties: fa
  */
 export const CheckedName = Type.String({ description: 'a DNS label (1-63 lowercase letters, digits and hyphens), checked by virtnode' });
 
-export const ErrorBody = Type.Object(
-  {
-    error: Type.Object(
-      {
-        code: Type.String({ description: 'stable error code (INVALID, NOT_FOUND, CONFLICT, INVALID_STATE, BUSY, ...)' }),
-        message: Type.String(),
-        hint: Type.Optional(Type.String()),
-        field: Type.Optional(Type.String()),
-      },
-      { additionalProperties: false },
-    ),
-  },
-  { additionalProperties: false },
-);
+export const ErrorBody = Closed({
+  error: Closed({
+    code: Type.String({ description: 'stable error code (INVALID, NOT_FOUND, CONFLICT, INVALID_STATE, BUSY, ...)' }),
+    message: Type.String(),
+    hint: Type.Optional(Type.String()),
+    field: Type.Optional(Type.String()),
+  }),
+});
 export type ErrorBodyType = Static<typeof ErrorBody>;
 
 const InstanceState = StringEnum(['creating', 'defined', 'starting', 'running', 'paused', 'stopping', 'stopped', 'crashed', 'deleting']);
 export const RestartPolicy = StringEnum(['no', 'on-failure', 'always']);
 
-export const Instance = Type.Object(
-  {
-    name: Type.String(),
-    state: InstanceState,
-    reason: Type.Optional(Type.String()),
-    uuid: Type.String(),
-    smbiosUuid: Type.String(),
-    cpus: Type.Integer(),
-    memoryMiB: Type.Integer(),
-    accel: Type.String(),
-    disks: Type.Array(Type.Object({ id: Type.String(), path: Type.String(), format: Type.String() }, { additionalProperties: false })),
-    nics: Type.Array(
-      Type.Object(
-        {
-          index: Type.Integer(),
-          mac: Type.String(),
-          network: Type.String(),
-          address: Type.Optional(Type.String()),
-          staticAddress: Type.Optional(Type.Boolean()),
-          lease: Type.Optional(Type.String()),
-          guestAddresses: Type.Optional(Type.Array(Type.String())),
-        },
-        { additionalProperties: false },
-      ),
+export const Instance = Closed({
+  name: Type.String(),
+  state: InstanceState,
+  reason: Type.Optional(Type.String()),
+  uuid: Type.String(),
+  smbiosUuid: Type.String(),
+  cpus: Type.Integer(),
+  memoryMiB: Type.Integer(),
+  accel: Type.String(),
+  disks: Type.Array(Closed({ id: Type.String(), path: Type.String(), format: Type.String() })),
+  nics: Type.Array(
+    Closed({
+      index: Type.Integer(),
+      mac: Type.String(),
+      network: Type.String(),
+      address: Type.Optional(Type.String()),
+      staticAddress: Type.Optional(Type.Boolean()),
+      lease: Type.Optional(Type.String()),
+      guestAddresses: Type.Optional(Type.Array(Type.String())),
+    }),
+  ),
+  portForwards: Type.Optional(
+    Type.Array(
+      Closed({ protocol: StringEnum(['tcp', 'udp']), hostAddress: Type.String(), hostPort: Type.Integer(), guestPort: Type.Integer() }),
     ),
-    portForwards: Type.Optional(
-      Type.Array(
-        Type.Object({ protocol: StringEnum(['tcp', 'udp']), hostAddress: Type.String(), hostPort: Type.Integer(), guestPort: Type.Integer() }, { additionalProperties: false }),
-      ),
-    ),
-    boot: Type.Optional(
-      Type.Object({ kernel: Type.String(), initrd: Type.Optional(Type.String()), cmdline: Type.Optional(Type.String()) }, { additionalProperties: false }),
-    ),
-    image: Type.Optional(Type.Object({ name: Type.String(), sha256: Type.String() }, { additionalProperties: false })),
-    instanceId: Type.Optional(Type.String()),
-    ssh: Type.Optional(
-      Type.Object(
-        { user: Type.String(), address: Type.Optional(Type.String()), hostKeyFingerprints: Type.Array(Type.String()) },
-        { additionalProperties: false },
-      ),
-    ),
-    readiness: Type.Optional(Type.Object({ phase: Type.String(), detail: Type.String(), at: Type.String() }, { additionalProperties: false })),
-    autostart: Type.Optional(Type.Boolean()),
-    restartPolicy: Type.Optional(RestartPolicy),
-    pid: Type.Optional(Type.Integer()),
-    createdAt: Type.String(),
-    updatedAt: Type.String(),
-  },
-  { additionalProperties: false },
-);
+  ),
+  boot: Type.Optional(
+    Closed({ kernel: Type.String(), initrd: Type.Optional(Type.String()), cmdline: Type.Optional(Type.String()) }),
+  ),
+  image: Type.Optional(Closed({ name: Type.String(), sha256: Type.String() })),
+  instanceId: Type.Optional(Type.String()),
+  ssh: Type.Optional(
+    Closed({ user: Type.String(), address: Type.Optional(Type.String()), hostKeyFingerprints: Type.Array(Type.String()) }),
+  ),
+  readiness: Type.Optional(Closed({ phase: Type.String(), detail: Type.String(), at: Type.String() })),
+  autostart: Type.Optional(Type.Boolean()),
+  restartPolicy: Type.Optional(RestartPolicy),
+  pid: Type.Optional(Type.Integer()),
+  createdAt: Type.String(),
+  updatedAt: Type.String(),
+});
 
 /** POST /instances: the fields of `virtnode create` (paths are paths on the daemon's host). */
-export const CreateInstanceBody = Type.Object(
-  {
-    name: Name,
-    cpus: Type.Optional(Type.Integer({ minimum: 1, maximum: 1024 })),
-    memory: Type.Optional(Type.String({ maxLength: 32, description: 'e.g. 512M, 2G; a bare number is MiB' })),
-    disk: Type.Optional(Type.String({ maxLength: 4096, description: 'an existing qcow2 or raw image on the host' })),
-    diskSize: Type.Optional(Type.String({ maxLength: 32, description: 'a new empty qcow2 disk of this size' })),
-    kernel: Type.Optional(Type.String({ maxLength: 4096 })),
-    initrd: Type.Optional(Type.String({ maxLength: 4096 })),
-    cmdline: Type.Optional(Type.String({ maxLength: 4096 })),
-    accel: Type.Optional(StringEnum(['auto', 'kvm', 'tcg'])),
-    network: Type.Optional(
-      Type.Array(Type.String({ pattern: NAME_PATTERN, maxLength: 63 }), { minItems: 1, maxItems: 8, description: 'one NIC each: user, none, or a managed network' }),
-    ),
-    ip: Type.Optional(Type.Array(Type.String({ maxLength: 64 }), { maxItems: 8, description: 'static address on the i-th managed network (auto = DHCP)' })),
-    start: Type.Optional(Type.Boolean({ description: 'start it right away' })),
-    autostart: Type.Optional(Type.Boolean()),
-    restartPolicy: Type.Optional(RestartPolicy),
-  },
-  { additionalProperties: false },
-);
+export const CreateInstanceBody = Closed({
+  name: Name,
+  cpus: Type.Optional(Type.Integer({ minimum: 1, maximum: 1024 })),
+  memory: Type.Optional(Type.String({ maxLength: 32, description: 'e.g. 512M, 2G; a bare number is MiB' })),
+  disk: Type.Optional(Type.String({ maxLength: 4096, description: 'an existing qcow2 or raw image on the host' })),
+  diskSize: Type.Optional(Type.String({ maxLength: 32, description: 'a new empty qcow2 disk of this size' })),
+  kernel: Type.Optional(Type.String({ maxLength: 4096 })),
+  initrd: Type.Optional(Type.String({ maxLength: 4096 })),
+  cmdline: Type.Optional(Type.String({ maxLength: 4096 })),
+  accel: Type.Optional(StringEnum(['auto', 'kvm', 'tcg'])),
+  network: Type.Optional(
+    Type.Array(Type.String({ pattern: NAME_PATTERN, maxLength: 63 }), { minItems: 1, maxItems: 8, description: 'one NIC each: user, none, or a managed network' }),
+  ),
+  ip: Type.Optional(Type.Array(Type.String({ maxLength: 64 }), { maxItems: 8, description: 'static address on the i-th managed network (auto = DHCP)' })),
+  start: Type.Optional(Type.Boolean({ description: 'start it right away' })),
+  autostart: Type.Optional(Type.Boolean()),
+  restartPolicy: Type.Optional(RestartPolicy),
+});
 export type CreateInstanceBodyType = Static<typeof CreateInstanceBody>;
 export type InstanceView = Static<typeof Instance>;
 
 /** POST /instances/launch: the fields of `virtnode launch`, with file contents instead of file names. */
-export const LaunchBody = Type.Object(
-  {
-    image: Name,
-    name: Type.Optional(Name),
-    cpus: Type.Optional(Type.Integer({ minimum: 1, maximum: 1024 })),
-    memory: Type.Optional(Type.String({ maxLength: 32 })),
-    diskSize: Type.Optional(Type.String({ maxLength: 32 })),
-    sshAuthorizedKeys: Type.Optional(Type.Array(Type.String({ maxLength: 16_384 }), { maxItems: 64 })),
-    userData: Type.Optional(Type.String({ maxLength: 1024 * 1024, description: 'cloud-init user-data (#cloud-config or a script)' })),
-    networkConfig: Type.Optional(Type.String({ maxLength: 1024 * 1024 })),
-    timezone: Type.Optional(Type.String({ maxLength: 64 })),
-    passwordHash: Type.Optional(Type.String({ maxLength: 512 })),
-    user: Type.Optional(Type.String({ maxLength: 32 })),
-    accel: Type.Optional(StringEnum(['auto', 'kvm', 'tcg'])),
-    seed: Type.Optional(StringEnum(['iso', 'vfat', 'http'])),
-    networks: Type.Optional(Type.Array(Type.String({ pattern: NAME_PATTERN, maxLength: 63 }), { maxItems: 8, description: 'managed networks for NICs after NIC 0 (user-mode, for SSH)' })),
-    ips: Type.Optional(Type.Array(Type.String({ maxLength: 64 }), { maxItems: 8, description: 'static address on the i-th network (auto = DHCP)' })),
-    wait: Type.Optional(Type.Boolean({ description: 'follow readiness up to SSH and cloud-init (default true)' })),
-    timeoutSeconds: Type.Optional(Type.Integer({ minimum: 1, maximum: 86_400 })),
-  },
-  { additionalProperties: false },
-);
+export const LaunchBody = Closed({
+  image: Name,
+  name: Type.Optional(Name),
+  cpus: Type.Optional(Type.Integer({ minimum: 1, maximum: 1024 })),
+  memory: Type.Optional(Type.String({ maxLength: 32 })),
+  diskSize: Type.Optional(Type.String({ maxLength: 32 })),
+  sshAuthorizedKeys: Type.Optional(Type.Array(Type.String({ maxLength: 16_384 }), { maxItems: 64 })),
+  userData: Type.Optional(Type.String({ maxLength: 1024 * 1024, description: 'cloud-init user-data (#cloud-config or a script)' })),
+  networkConfig: Type.Optional(Type.String({ maxLength: 1024 * 1024 })),
+  timezone: Type.Optional(Type.String({ maxLength: 64 })),
+  passwordHash: Type.Optional(Type.String({ maxLength: 512 })),
+  user: Type.Optional(Type.String({ maxLength: 32 })),
+  accel: Type.Optional(StringEnum(['auto', 'kvm', 'tcg'])),
+  seed: Type.Optional(StringEnum(['iso', 'vfat', 'http'])),
+  networks: Type.Optional(Type.Array(Type.String({ pattern: NAME_PATTERN, maxLength: 63 }), { maxItems: 8, description: 'managed networks for NICs after NIC 0 (user-mode, for SSH)' })),
+  ips: Type.Optional(Type.Array(Type.String({ maxLength: 64 }), { maxItems: 8, description: 'static address on the i-th network (auto = DHCP)' })),
+  wait: Type.Optional(Type.Boolean({ description: 'follow readiness up to SSH and cloud-init (default true)' })),
+  timeoutSeconds: Type.Optional(Type.Integer({ minimum: 1, maximum: 86_400 })),
+});
 export type LaunchBodyType = Static<typeof LaunchBody>;
 
-export const StopBody = Type.Object(
-  {
-    force: Type.Optional(Type.Boolean({ description: 'power off at once, like pulling the plug' })),
-    timeoutSeconds: Type.Optional(Type.Integer({ minimum: 0, maximum: 86_400, description: 'how long the guest gets to power off (default 60)' })),
-  },
-  { additionalProperties: false },
-);
+export const StopBody = Closed({
+  force: Type.Optional(Type.Boolean({ description: 'power off at once, like pulling the plug' })),
+  timeoutSeconds: Type.Optional(Type.Integer({ minimum: 0, maximum: 86_400, description: 'how long the guest gets to power off (default 60)' })),
+});
 export type StopBodyType = Static<typeof StopBody>;
 
-export const DeleteQuery = Type.Object({ force: Type.Optional(Type.Boolean()) }, { additionalProperties: false });
+export const DeleteQuery = Closed({ force: Type.Optional(Type.Boolean()) });
 
 export const PolicyBody = Type.Object(
   { autostart: Type.Optional(Type.Boolean()), restartPolicy: Type.Optional(RestartPolicy) },
@@ -164,442 +145,325 @@ export const PolicyBody = Type.Object(
 );
 export type PolicyBodyType = Static<typeof PolicyBody>;
 
-export const Image = Type.Object(
-  {
-    name: Type.String(),
-    format: Type.String(),
-    sha256: Type.String(),
-    virtualSize: Type.Integer(),
-    fileSize: Type.Integer(),
-    path: Type.String(),
-    source: Type.String(),
-    sourceSha256: Type.String(),
-    verifiedBy: Type.Unsafe<string | null>({ type: 'string', nullable: true }),
-    createdAt: Type.String(),
-  },
-  { additionalProperties: false },
-);
+export const Image = Closed({
+  name: Type.String(),
+  format: Type.String(),
+  sha256: Type.String(),
+  virtualSize: Type.Integer(),
+  fileSize: Type.Integer(),
+  path: Type.String(),
+  source: Type.String(),
+  sourceSha256: Type.String(),
+  verifiedBy: Type.Unsafe<string | null>({ type: 'string', nullable: true }),
+  createdAt: Type.String(),
+});
 export type ImageView = Static<typeof Image>;
 
-export const ImportBody = Type.Object(
-  { file: Type.String({ minLength: 1, maxLength: 4096, description: 'a qcow2 or raw image (or .xz/.gz of one) on the daemon host' }), name: Type.Optional(Name) },
-  { additionalProperties: false },
-);
-export const PullBody = Type.Object(
-  {
-    url: Type.String({ minLength: 1, maxLength: 8192, pattern: '^https?://' }),
-    name: Type.Optional(Name),
-    sha256: Type.Optional(Type.String({ pattern: '^[0-9a-fA-F]{64}$' })),
-    checksumsUrl: Type.Optional(Type.String({ maxLength: 8192, pattern: '^https?://' })),
-  },
-  { additionalProperties: false },
-);
+export const ImportBody = Closed({ file: Type.String({ minLength: 1, maxLength: 4096, description: 'a qcow2 or raw image (or .xz/.gz of one) on the daemon host' }), name: Type.Optional(Name) });
+export const PullBody = Closed({
+  url: Type.String({ minLength: 1, maxLength: 8192, pattern: '^https?://' }),
+  name: Type.Optional(Name),
+  sha256: Type.Optional(Type.String({ pattern: '^[0-9a-fA-F]{64}$' })),
+  checksumsUrl: Type.Optional(Type.String({ maxLength: 8192, pattern: '^https?://' })),
+});
 /** POST /images/build: the arguments of `virtnode image build`. */
-export const BuildImageBody = Type.Object(
-  {
-    recipe: Type.String({ minLength: 1, maxLength: 63, description: 'a recipe virtnode knows: debian-12' }),
-    name: Type.Optional(Name),
-    size: Type.Optional(Type.String({ minLength: 1, maxLength: 32, description: 'virtual disk size, e.g. 4G (default)' })),
-    packages: Type.Optional(Type.Array(Type.String({ pattern: '^[a-z0-9][a-z0-9+.-]+$', maxLength: 100 }), { maxItems: 200, description: 'extra Debian packages' })),
-  },
-  { additionalProperties: false },
-);
+export const BuildImageBody = Closed({
+  recipe: Type.String({ minLength: 1, maxLength: 63, description: 'a recipe virtnode knows: debian-12' }),
+  name: Type.Optional(Name),
+  size: Type.Optional(Type.String({ minLength: 1, maxLength: 32, description: 'virtual disk size, e.g. 4G (default)' })),
+  packages: Type.Optional(Type.Array(Type.String({ pattern: '^[a-z0-9][a-z0-9+.-]+$', maxLength: 100 }), { maxItems: 200, description: 'extra Debian packages' })),
+});
 
 /** An instance's NIC with its addresses (`virtnode nic ls`). */
 // The NIC and port strings below have loose lengths on purpose: the core parses them and names the field the way
 // the CLI does, so a bad value gets the same message through the daemon as without it.
-export const InstanceNic = Type.Object(
-  {
-    index: Type.Integer(),
-    mac: Type.String(),
-    network: Type.String(),
-    reserved: Type.Optional(Type.String()),
-    staticAddress: Type.Optional(Type.Boolean()),
-    lease: Type.Optional(Type.String()),
-    guest: Type.Optional(Type.Array(Type.String())),
-  },
-  { additionalProperties: false },
-);
-export const AttachNicBody = Type.Object(
-  {
-    network: Type.String({ maxLength: 256, description: 'a managed network, or user' }),
-    ip: Type.Optional(Type.String({ maxLength: 256, description: 'static address on a nat/isolated network' })),
-  },
-  { additionalProperties: false },
-);
+export const InstanceNic = Closed({
+  index: Type.Integer(),
+  mac: Type.String(),
+  network: Type.String(),
+  reserved: Type.Optional(Type.String()),
+  staticAddress: Type.Optional(Type.Boolean()),
+  lease: Type.Optional(Type.String()),
+  guest: Type.Optional(Type.Array(Type.String())),
+});
+export const AttachNicBody = Closed({
+  network: Type.String({ maxLength: 256, description: 'a managed network, or user' }),
+  ip: Type.Optional(Type.String({ maxLength: 256, description: 'static address on a nat/isolated network' })),
+});
 /** A NIC as listed (attach and detach answer without `lease` and `guest`). */
 export type NicView = Static<typeof InstanceNic>;
-export const NicParams = Type.Object({ name: Name, nic: Type.String({ maxLength: 256, description: 'MAC address or NIC index' }) }, { additionalProperties: false });
+export const NicParams = Closed({ name: Name, nic: Type.String({ maxLength: 256, description: 'MAC address or NIC index' }) });
 
-export const PortForward = Type.Object(
-  { protocol: StringEnum(['tcp', 'udp']), hostAddress: Type.String(), hostPort: Type.Integer(), guestPort: Type.Integer(), owner: Type.Optional(StringEnum(['user', 'ssh'])) },
-  { additionalProperties: false },
-);
+export const PortForward = Closed({ protocol: StringEnum(['tcp', 'udp']), hostAddress: Type.String(), hostPort: Type.Integer(), guestPort: Type.Integer(), owner: Type.Optional(StringEnum(['user', 'ssh'])) });
 /** A user-mode port forward; `owner: ssh` is the SSH forward virtnode made for the instance. */
 export type PortForwardView = Static<typeof PortForward>;
-export const AddPortBody = Type.Object(
-  {
-    ports: Type.String({ maxLength: 256, description: 'HOST:GUEST[/tcp|udp], e.g. 8080:80' }),
-    address: Type.Optional(Type.String({ maxLength: 256, description: 'host address to bind (default 127.0.0.1)' })),
-  },
-  { additionalProperties: false },
-);
-export const PortParams = Type.Object({ name: Name, port: Type.String({ maxLength: 256, description: 'HOST[/tcp|udp], e.g. 8080 or 5353/udp' }) }, { additionalProperties: false });
+export const AddPortBody = Closed({
+  ports: Type.String({ maxLength: 256, description: 'HOST:GUEST[/tcp|udp], e.g. 8080:80' }),
+  address: Type.Optional(Type.String({ maxLength: 256, description: 'host address to bind (default 127.0.0.1)' })),
+});
+export const PortParams = Closed({ name: Name, port: Type.String({ maxLength: 256, description: 'HOST[/tcp|udp], e.g. 8080 or 5353/udp' }) });
 
-export const DiskChange = Type.Object({ instance: Type.String(), volume: Type.String(), diskId: Type.String(), live: Type.Boolean() }, { additionalProperties: false });
-export const AttachDiskBody = Type.Object({ volume: CheckedName }, { additionalProperties: false });
-export const DiskParams = Type.Object({ name: CheckedName, volume: CheckedName }, { additionalProperties: false });
+export const DiskChange = Closed({ instance: Type.String(), volume: Type.String(), diskId: Type.String(), live: Type.Boolean() });
+export const AttachDiskBody = Closed({ volume: CheckedName });
+export const DiskParams = Closed({ name: CheckedName, volume: CheckedName });
 
-export const RemoveImageQuery = Type.Object({ force: Type.Optional(Type.Boolean()) }, { additionalProperties: false });
+export const RemoveImageQuery = Closed({ force: Type.Optional(Type.Boolean()) });
 
-export const OperationError = Type.Object(
-  { code: Type.String(), message: Type.String(), hint: Type.Optional(Type.String()) },
-  { additionalProperties: false },
-);
+export const OperationError = Closed({ code: Type.String(), message: Type.String(), hint: Type.Optional(Type.String()) });
 
-export const Operation = Type.Object(
-  {
-    id: Type.String(),
-    kind: Type.String({ description: 'launch, stop, restart, image-pull, image-import, ...' }),
-    target: Type.Optional(Type.String({ description: 'the resource it works on, e.g. instances/web' })),
-    status: StringEnum(['running', 'succeeded', 'failed', 'cancelled']),
-    progress: Type.Object(
-      {
-        phase: Type.Optional(Type.String()),
-        detail: Type.Optional(Type.String()),
-        percent: Type.Optional(Type.Number()),
-        bytes: Type.Optional(Type.Number()),
-        totalBytes: Type.Optional(Type.Number()),
-        entries: Type.Array(Type.Object({ phase: Type.String(), detail: Type.String(), elapsedMs: Type.Number() }, { additionalProperties: false })),
-      },
-      { additionalProperties: false },
-    ),
-    result: Type.Optional(Type.Unknown()),
-    error: Type.Optional(OperationError),
-    createdAt: Type.String(),
-    finishedAt: Type.Optional(Type.String()),
-  },
-  { additionalProperties: false },
-);
+export const Operation = Closed({
+  id: Type.String(),
+  kind: Type.String({ description: 'launch, stop, restart, image-pull, image-import, ...' }),
+  target: Type.Optional(Type.String({ description: 'the resource it works on, e.g. instances/web' })),
+  status: StringEnum(['running', 'succeeded', 'failed', 'cancelled']),
+  progress: Closed({
+    phase: Type.Optional(Type.String()),
+    detail: Type.Optional(Type.String()),
+    percent: Type.Optional(Type.Number()),
+    bytes: Type.Optional(Type.Number()),
+    totalBytes: Type.Optional(Type.Number()),
+    entries: Type.Array(Closed({ phase: Type.String(), detail: Type.String(), elapsedMs: Type.Number() })),
+  }),
+  result: Type.Optional(Type.Unknown()),
+  error: Type.Optional(OperationError),
+  createdAt: Type.String(),
+  finishedAt: Type.Optional(Type.String()),
+});
 export type OperationView = Static<typeof Operation>;
 export type OperationStatus = OperationView['status'];
 export type ProgressEntry = OperationView['progress']['entries'][number];
 
-export const WaitQuery = Type.Object(
-  {
-    timeout: Type.Optional(Type.Number({ minimum: 0, maximum: 3600, description: 'seconds to wait at most' })),
-    progressAfter: Type.Optional(Type.Integer({ minimum: 0, description: 'also return when there are more progress entries than this' })),
-  },
-  { additionalProperties: false },
-);
-export const GetOperationQuery = Type.Object(
-  { wait: Type.Optional(Type.Number({ minimum: 0, maximum: 3600, description: 'wait up to this many seconds for it to finish' })) },
-  { additionalProperties: false },
-);
-export const ListOperationsQuery = Type.Object(
-  {
-    limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000, description: 'at most this many, newest first (default 100)' })),
-    status: Type.Optional(StringEnum(['running', 'succeeded', 'failed', 'cancelled'])),
-  },
-  { additionalProperties: false },
-);
-export const OperationParams = Type.Object({ id: Type.String({ pattern: '^[0-9a-f-]{36}$' }) }, { additionalProperties: false });
+export const WaitQuery = Closed({
+  timeout: Type.Optional(Type.Number({ minimum: 0, maximum: 3600, description: 'seconds to wait at most' })),
+  progressAfter: Type.Optional(Type.Integer({ minimum: 0, description: 'also return when there are more progress entries than this' })),
+});
+export const GetOperationQuery = Closed({ wait: Type.Optional(Type.Number({ minimum: 0, maximum: 3600, description: 'wait up to this many seconds for it to finish' })) });
+export const ListOperationsQuery = Closed({
+  limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000, description: 'at most this many, newest first (default 100)' })),
+  status: Type.Optional(StringEnum(['running', 'succeeded', 'failed', 'cancelled'])),
+});
+export const OperationParams = Closed({ id: Type.String({ pattern: '^[0-9a-f-]{36}$' }) });
 
-export const HostCheck = Type.Object(
-  { id: Type.String(), title: Type.String(), status: StringEnum(['PASS', 'WARN', 'FAIL']), detail: Type.String(), hint: Type.Optional(Type.String()) },
-  { additionalProperties: false },
-);
-export const HostSummary = Type.Object(
-  {
-    hostname: Type.String(),
-    kernel: Type.String(),
-    cpus: Type.Integer(),
-    memoryBytes: Type.Integer(),
-    memoryAvailableBytes: Type.Integer(),
-    loadAverage: Type.Array(Type.Number()),
-    uptimeSeconds: Type.Number(),
-    stateDir: Type.String(),
-    version: Type.String(),
-    instances: Type.Record(Type.String(), Type.Integer()),
-  },
-  { additionalProperties: false },
-);
-export const HostReport = Type.Object(
-  {
-    status: StringEnum(['PASS', 'WARN', 'FAIL']),
-    checks: Type.Array(HostCheck),
-    cpu: Type.Object({}, { additionalProperties: true }),
-    accelerator: Type.Object({ chosen: StringEnum(['kvm', 'tcg']), reason: Type.String() }, { additionalProperties: false }),
-    kvm: Type.Object({}, { additionalProperties: true }),
-    qemu: Type.Object({}, { additionalProperties: true }),
-    kernel: Type.Object({ release: Type.String() }, { additionalProperties: false }),
-    firmware: Type.Object({}, { additionalProperties: true }),
-    durationMs: Type.Number(),
-  },
-  { additionalProperties: false },
-);
-export const HostCheckQuery = Type.Object(
-  {
-    refresh: Type.Optional(Type.Boolean()),
-    cpuinfo: Type.Optional(Type.String({ minLength: 1, maxLength: 4096, description: 'judge the CPU from this captured /proc/cpuinfo (a file on the daemon host)' })),
-  },
-  { additionalProperties: false },
-);
+export const HostCheck = Closed({ id: Type.String(), title: Type.String(), status: StringEnum(['PASS', 'WARN', 'FAIL']), detail: Type.String(), hint: Type.Optional(Type.String()) });
+export const HostSummary = Closed({
+  hostname: Type.String(),
+  kernel: Type.String(),
+  cpus: Type.Integer(),
+  memoryBytes: Type.Integer(),
+  memoryAvailableBytes: Type.Integer(),
+  loadAverage: Type.Array(Type.Number()),
+  uptimeSeconds: Type.Number(),
+  stateDir: Type.String(),
+  version: Type.String(),
+  instances: Type.Record(Type.String(), Type.Integer()),
+});
+export const HostReport = Closed({
+  status: StringEnum(['PASS', 'WARN', 'FAIL']),
+  checks: Type.Array(HostCheck),
+  cpu: Type.Object({}, { additionalProperties: true }),
+  accelerator: Closed({ chosen: StringEnum(['kvm', 'tcg']), reason: Type.String() }),
+  kvm: Type.Object({}, { additionalProperties: true }),
+  qemu: Type.Object({}, { additionalProperties: true }),
+  kernel: Closed({ release: Type.String() }),
+  firmware: Type.Object({}, { additionalProperties: true }),
+  durationMs: Type.Number(),
+});
+export const HostCheckQuery = Closed({
+  refresh: Type.Optional(Type.Boolean()),
+  cpuinfo: Type.Optional(Type.String({ minLength: 1, maxLength: 4096, description: 'judge the CPU from this captured /proc/cpuinfo (a file on the daemon host)' })),
+});
 
-export const Network = Type.Object(
-  {
-    name: Type.String(),
-    mode: Type.String(),
-    bridge: Type.String(),
-    subnet: Type.Optional(Type.String()),
-    gateway: Type.Optional(Type.String()),
-    dhcpRange: Type.Optional(Type.String()),
-    domain: Type.Optional(Type.String()),
-    id: Type.String(),
-    up: Type.Optional(Type.Boolean()),
-    bridgeExists: Type.Optional(Type.Boolean({ description: 'the Linux bridge exists on the host' })),
-    dnsmasqPid: Type.Optional(Type.Integer()),
-    nftTable: Type.Optional(Type.String()),
-    nftTableExists: Type.Optional(Type.Boolean({ description: "virtnode's nftables table of the network exists (nat, isolated)" })),
-    instances: Type.Optional(Type.Array(Type.String(), { description: 'instances with a NIC on the network' })),
-    warnings: Type.Optional(Type.Array(Type.String())),
-    createdAt: Type.String(),
-  },
-  { additionalProperties: false },
-);
+export const Network = Closed({
+  name: Type.String(),
+  mode: Type.String(),
+  bridge: Type.String(),
+  subnet: Type.Optional(Type.String()),
+  gateway: Type.Optional(Type.String()),
+  dhcpRange: Type.Optional(Type.String()),
+  domain: Type.Optional(Type.String()),
+  id: Type.String(),
+  up: Type.Optional(Type.Boolean()),
+  bridgeExists: Type.Optional(Type.Boolean({ description: 'the Linux bridge exists on the host' })),
+  dnsmasqPid: Type.Optional(Type.Integer()),
+  nftTable: Type.Optional(Type.String()),
+  nftTableExists: Type.Optional(Type.Boolean({ description: "virtnode's nftables table of the network exists (nat, isolated)" })),
+  instances: Type.Optional(Type.Array(Type.String(), { description: 'instances with a NIC on the network' })),
+  warnings: Type.Optional(Type.Array(Type.String())),
+  createdAt: Type.String(),
+});
 
 export type NetworkView = Static<typeof Network>;
 
 /** POST /networks: the fields of `virtnode network create`. */
-export const CreateNetworkBody = Type.Object(
-  {
-    name: Name,
-    mode: Type.Optional(StringEnum(['nat', 'isolated', 'bridge'])),
-    // Loose lengths: the core checks each value and names the field the way the CLI does (the body limit caps them).
-    subnet: Type.Optional(Type.String({ maxLength: 1024, description: 'IPv4 CIDR, e.g. 10.77.0.0/24' })),
-    dhcpRange: Type.Optional(Type.String({ maxLength: 1024, description: 'FIRST-LAST inside the subnet' })),
-    domain: Type.Optional(Type.String({ maxLength: 1024, description: 'DNS domain (at most 253 characters)' })),
-    bridge: Type.Optional(Type.String({ maxLength: 1024, description: 'bridge mode: the existing bridge NICs join (at most 15 characters)' })),
-  },
-  { additionalProperties: false },
-);
+export const CreateNetworkBody = Closed({
+  name: Name,
+  mode: Type.Optional(StringEnum(['nat', 'isolated', 'bridge'])),
+  // Loose lengths: the core checks each value and names the field the way the CLI does (the body limit caps them).
+  subnet: Type.Optional(Type.String({ maxLength: 1024, description: 'IPv4 CIDR, e.g. 10.77.0.0/24' })),
+  dhcpRange: Type.Optional(Type.String({ maxLength: 1024, description: 'FIRST-LAST inside the subnet' })),
+  domain: Type.Optional(Type.String({ maxLength: 1024, description: 'DNS domain (at most 253 characters)' })),
+  bridge: Type.Optional(Type.String({ maxLength: 1024, description: 'bridge mode: the existing bridge NICs join (at most 15 characters)' })),
+});
 export type CreateNetworkBodyType = Static<typeof CreateNetworkBody>;
 
 /** A DHCP lease of a nat/isolated network (`virtnode network leases`), with the instance whose NIC has the MAC. */
-export const NetworkLease = Type.Object(
-  {
-    mac: Type.String(),
-    address: Type.String(),
-    hostname: Type.Optional(Type.String()),
-    instance: Type.Optional(Type.String()),
-    expires: Type.Optional(Type.String({ description: 'ISO 8601; absent for a lease that never expires' })),
-  },
-  { additionalProperties: false },
-);
+export const NetworkLease = Closed({
+  mac: Type.String(),
+  address: Type.String(),
+  hostname: Type.Optional(Type.String()),
+  instance: Type.Optional(Type.String()),
+  expires: Type.Optional(Type.String({ description: 'ISO 8601; absent for a lease that never expires' })),
+});
 export type NetworkLeaseView = Static<typeof NetworkLease>;
 
 /** A snapshot of an instance; `parent` is the snapshot it was taken from (the list is flat, oldest first). */
-export const Snapshot = Type.Object(
-  {
-    name: Type.String(),
-    kind: StringEnum(['internal', 'external']),
-    memory: Type.Boolean({ description: 'holds the guest\'s memory state (taken while it ran)' }),
-    current: Type.Boolean({ description: 'the instance\'s present state descends from it' }),
-    state: StringEnum(['creating', 'ready', 'deleting', 'reverting']),
-    parent: Type.Unsafe<string | null>({ type: 'string', nullable: true }),
-    disks: Type.Array(Type.Object({ id: Type.String(), file: Type.String(), format: Type.String() }, { additionalProperties: false })),
-    createdAt: Type.String(),
-  },
-  { additionalProperties: false },
-);
+export const Snapshot = Closed({
+  name: Type.String(),
+  kind: StringEnum(['internal', 'external']),
+  memory: Type.Boolean({ description: 'holds the guest\'s memory state (taken while it ran)' }),
+  current: Type.Boolean({ description: 'the instance\'s present state descends from it' }),
+  state: StringEnum(['creating', 'ready', 'deleting', 'reverting']),
+  parent: Type.Unsafe<string | null>({ type: 'string', nullable: true }),
+  disks: Type.Array(Closed({ id: Type.String(), file: Type.String(), format: Type.String() })),
+  createdAt: Type.String(),
+});
 export type SnapshotApiView = Static<typeof Snapshot>;
 
 /** POST /instances/{name}/snapshots: the options of `virtnode snapshot create`. */
-export const CreateSnapshotBody = Type.Object(
-  {
-    name: Type.Optional(CheckedName),
-    diskOnly: Type.Optional(Type.Boolean({ description: 'running instance: an external snapshot of the disks, no memory state' })),
-    external: Type.Optional(Type.Boolean({ description: 'stopped instance: an external snapshot (overlays) instead of an internal one' })),
-    quiesce: Type.Optional(Type.Boolean({ description: 'freeze the guest\'s filesystems through its agent during a diskOnly snapshot' })),
-  },
-  { additionalProperties: false },
-);
+export const CreateSnapshotBody = Closed({
+  name: Type.Optional(CheckedName),
+  diskOnly: Type.Optional(Type.Boolean({ description: 'running instance: an external snapshot of the disks, no memory state' })),
+  external: Type.Optional(Type.Boolean({ description: 'stopped instance: an external snapshot (overlays) instead of an internal one' })),
+  quiesce: Type.Optional(Type.Boolean({ description: 'freeze the guest\'s filesystems through its agent during a diskOnly snapshot' })),
+});
 
-export const Pool = Type.Object(
-  {
-    name: Type.String(),
-    path: Type.String(),
-    volumes: Type.Integer(),
-    volumeAllocation: Type.Integer({ description: 'bytes the pool\'s volumes take on the host' }),
-    capacity: Type.Integer({ description: 'of the filesystem holding the pool' }),
-    allocation: Type.Integer({ description: 'used on that filesystem (by anything)' }),
-    available: Type.Integer(),
-    volumeNames: Type.Optional(Type.Array(Type.String())),
-    otherFiles: Type.Optional(Type.Integer({ description: 'files in the directory that are no volume' })),
-    createdAt: Type.String(),
-  },
-  { additionalProperties: false },
-);
+export const Pool = Closed({
+  name: Type.String(),
+  path: Type.String(),
+  volumes: Type.Integer(),
+  volumeAllocation: Type.Integer({ description: 'bytes the pool\'s volumes take on the host' }),
+  capacity: Type.Integer({ description: 'of the filesystem holding the pool' }),
+  allocation: Type.Integer({ description: 'used on that filesystem (by anything)' }),
+  available: Type.Integer(),
+  volumeNames: Type.Optional(Type.Array(Type.String())),
+  otherFiles: Type.Optional(Type.Integer({ description: 'files in the directory that are no volume' })),
+  createdAt: Type.String(),
+});
 export type PoolApiView = Static<typeof Pool>;
 
-const InternalSnapshotInfo = Type.Object(
-  { id: Type.String(), name: Type.String(), vmStateSize: Type.Integer({ description: 'bytes of memory state (0: disks only)' }), date: Type.String() },
-  { additionalProperties: false },
-);
+const InternalSnapshotInfo = Closed({ id: Type.String(), name: Type.String(), vmStateSize: Type.Integer({ description: 'bytes of memory state (0: disks only)' }), date: Type.String() });
 
-const ChainLink = Type.Object(
-  {
-    path: Type.String(),
-    format: Type.String(),
-    virtualSize: Type.Integer(),
-    allocation: Type.Integer(),
-    backing: Type.Optional(Type.String()),
-    snapshots: Type.Optional(Type.Array(InternalSnapshotInfo, { description: 'internal (qcow2) snapshots inside this file' })),
-  },
-  { additionalProperties: false },
-);
+const ChainLink = Closed({
+  path: Type.String(),
+  format: Type.String(),
+  virtualSize: Type.Integer(),
+  allocation: Type.Integer(),
+  backing: Type.Optional(Type.String()),
+  snapshots: Type.Optional(Type.Array(InternalSnapshotInfo, { description: 'internal (qcow2) snapshots inside this file' })),
+});
 
-export const Volume = Type.Object(
-  {
-    name: Type.String(),
-    pool: Type.String(),
-    path: Type.String(),
-    format: StringEnum(['qcow2', 'raw']),
-    state: StringEnum(['creating', 'ready', 'deleting']),
-    virtualSize: Type.Optional(Type.Integer()),
-    allocation: Type.Optional(Type.Integer()),
-    attachedTo: Type.Optional(Type.String({ description: 'the instance using it as a disk' })),
-    overlay: Type.Optional(Type.String({ description: 'the snapshot overlay its instance writes through' })),
-    problem: Type.Optional(Type.String()),
-    chain: Type.Optional(Type.Array(ChainLink, { description: 'the file and its backing files, top first' })),
-    activeChain: Type.Optional(Type.Array(ChainLink, { description: 'the chain its instance writes through (from the snapshot overlay down)' })),
-    createdAt: Type.String(),
-  },
-  { additionalProperties: false },
-);
+export const Volume = Closed({
+  name: Type.String(),
+  pool: Type.String(),
+  path: Type.String(),
+  format: StringEnum(['qcow2', 'raw']),
+  state: StringEnum(['creating', 'ready', 'deleting']),
+  virtualSize: Type.Optional(Type.Integer()),
+  allocation: Type.Optional(Type.Integer()),
+  attachedTo: Type.Optional(Type.String({ description: 'the instance using it as a disk' })),
+  overlay: Type.Optional(Type.String({ description: 'the snapshot overlay its instance writes through' })),
+  problem: Type.Optional(Type.String()),
+  chain: Type.Optional(Type.Array(ChainLink, { description: 'the file and its backing files, top first' })),
+  activeChain: Type.Optional(Type.Array(ChainLink, { description: 'the chain its instance writes through (from the snapshot overlay down)' })),
+  createdAt: Type.String(),
+});
 export type VolumeApiView = Static<typeof Volume>;
 
-export const VolumesQuery = Type.Object({ pool: Type.Optional(CheckedName) }, { additionalProperties: false });
-export const CheckedNameParams = Type.Object({ name: CheckedName }, { additionalProperties: false });
+export const VolumesQuery = Closed({ pool: Type.Optional(CheckedName) });
+export const CheckedNameParams = Closed({ name: CheckedName });
 
 /** POST /pools: `virtnode pool create NAME --path DIR`. */
-export const CreatePoolBody = Type.Object(
-  { name: Name, path: Type.String({ description: 'absolute path of an existing directory on the daemon\'s host' }) },
-  { additionalProperties: false },
-);
+export const CreatePoolBody = Closed({ name: Name, path: Type.String({ description: 'absolute path of an existing directory on the daemon\'s host' }) });
 
 /** An instance's own disk (made by create/launch in its directory; not a volume). */
-export const InstanceDisk = Type.Object(
-  {
-    instance: Type.String(),
-    id: Type.String(),
-    path: Type.String(),
-    format: Type.String(),
-    virtualSize: Type.Optional(Type.Integer()),
-    allocation: Type.Optional(Type.Integer()),
-  },
-  { additionalProperties: false },
-);
+export const InstanceDisk = Closed({
+  instance: Type.String(),
+  id: Type.String(),
+  path: Type.String(),
+  format: Type.String(),
+  virtualSize: Type.Optional(Type.Integer()),
+  allocation: Type.Optional(Type.Integer()),
+});
 export type InstanceDiskApiView = Static<typeof InstanceDisk>;
 
-export const ResizeVolumeBody = Type.Object(
-  {
-    size: Type.String({ description: 'new virtual size: 512M, 10G, 1T' }),
-    allowShrink: Type.Optional(Type.Boolean({ description: 'allow a smaller size (data past the end is lost)' })),
-  },
-  { additionalProperties: false },
-);
-export const VolumeResize = Type.Object(
-  { volume: Type.String(), from: Type.Integer(), to: Type.Integer(), live: Type.Boolean({ description: 'resized in the running instance (block_resize)' }) },
-  { additionalProperties: false },
-);
-export const ConvertVolumeBody = Type.Object({ format: Type.String({ description: 'qcow2 or raw' }) }, { additionalProperties: false });
-export const VolumeCheck = Type.Object(
-  {
-    clean: Type.Boolean(),
-    supported: Type.Boolean({ description: 'false for raw images (no metadata to check)' }),
-    exitCode: Type.Integer({ description: 'qemu-img check: 0 clean, 1 check failed, 2 corruptions, 3 leaked clusters only' }),
-    corruptions: Type.Integer(),
-    leaks: Type.Integer(),
-    checkErrors: Type.Integer(),
-  },
-  { additionalProperties: false },
-);
+export const ResizeVolumeBody = Closed({
+  size: Type.String({ description: 'new virtual size: 512M, 10G, 1T' }),
+  allowShrink: Type.Optional(Type.Boolean({ description: 'allow a smaller size (data past the end is lost)' })),
+});
+export const VolumeResize = Closed({ volume: Type.String(), from: Type.Integer(), to: Type.Integer(), live: Type.Boolean({ description: 'resized in the running instance (block_resize)' }) });
+export const ConvertVolumeBody = Closed({ format: Type.String({ description: 'qcow2 or raw' }) });
+export const VolumeCheck = Closed({
+  clean: Type.Boolean(),
+  supported: Type.Boolean({ description: 'false for raw images (no metadata to check)' }),
+  exitCode: Type.Integer({ description: 'qemu-img check: 0 clean, 1 check failed, 2 corruptions, 3 leaked clusters only' }),
+  corruptions: Type.Integer(),
+  leaks: Type.Integer(),
+  checkErrors: Type.Integer(),
+});
 export type VolumeCheckView = Static<typeof VolumeCheck>;
-export const ImportVolumeBody = Type.Object(
-  {
-    file: Type.String({ description: 'absolute path of an image file on the daemon\'s host' }),
-    name: Type.Optional(Type.String({ description: 'volume name (default: from the file name)' })),
-    pool: Type.Optional(Type.String()),
-    format: Type.Optional(Type.String({ description: 'qcow2 or raw (default: raw stays raw, anything else becomes qcow2)' })),
-  },
-  { additionalProperties: false },
-);
-export const ExportVolumeBody = Type.Object(
-  {
-    file: Type.String({ description: 'absolute path of a new file on the daemon\'s host (never overwritten)' }),
-    format: Type.Optional(Type.String({ description: 'qcow2 or raw (default: the volume\'s)' })),
-  },
-  { additionalProperties: false },
-);
-export const VolumeExport = Type.Object({ path: Type.String(), format: StringEnum(['qcow2', 'raw']) }, { additionalProperties: false });
+export const ImportVolumeBody = Closed({
+  file: Type.String({ description: 'absolute path of an image file on the daemon\'s host' }),
+  name: Type.Optional(Type.String({ description: 'volume name (default: from the file name)' })),
+  pool: Type.Optional(Type.String()),
+  format: Type.Optional(Type.String({ description: 'qcow2 or raw (default: raw stays raw, anything else becomes qcow2)' })),
+});
+export const ExportVolumeBody = Closed({
+  file: Type.String({ description: 'absolute path of a new file on the daemon\'s host (never overwritten)' }),
+  format: Type.Optional(Type.String({ description: 'qcow2 or raw (default: the volume\'s)' })),
+});
+export const VolumeExport = Closed({ path: Type.String(), format: StringEnum(['qcow2', 'raw']) });
 
 /** POST /volumes: the fields of `virtnode volume create`. */
-export const CreateVolumeBody = Type.Object(
-  {
-    name: Name,
-    size: Type.String({ description: 'virtual size: 512M, 10G, 1T (checked by virtnode, which names the field as the CLI does)' }),
-    format: Type.Optional(Type.String({ description: 'qcow2 (default) or raw' })),
-    preallocate: Type.Optional(Type.Boolean({ description: 'reserve the space on the host now' })),
-    pool: Type.Optional(CheckedName),
-  },
-  { additionalProperties: false },
-);
+export const CreateVolumeBody = Closed({
+  name: Name,
+  size: Type.String({ description: 'virtual size: 512M, 10G, 1T (checked by virtnode, which names the field as the CLI does)' }),
+  format: Type.Optional(Type.String({ description: 'qcow2 (default) or raw' })),
+  preallocate: Type.Optional(Type.Boolean({ description: 'reserve the space on the host now' })),
+  pool: Type.Optional(CheckedName),
+});
 
-export const Template = Type.Object(
-  {
-    name: Type.String(),
-    source: Type.String({ description: 'the instance it was made of' }),
-    disk: Type.String(),
-    format: Type.String(),
-    virtualSize: Type.Integer(),
-    sha256: Type.String(),
-    image: Type.Optional(Type.Object({ name: Type.String(), sha256: Type.String() }, { additionalProperties: false })),
-    defaults: Type.Object(
-      {
-        cpus: Type.Integer(),
-        memoryMiB: Type.Integer(),
-        accel: Type.String(),
-        boot: Type.Optional(Type.Object({ kernel: Type.String(), initrd: Type.Optional(Type.String()), cmdline: Type.Optional(Type.String()) }, { additionalProperties: false })),
-        user: Type.Optional(Type.String()),
-        networks: Type.Array(Type.String()),
-      },
-      { additionalProperties: false },
-    ),
-    sealMethod: StringEnum(['guest-agent', 'offline']),
-    sealReport: Type.Array(Type.String()),
-    clones: Type.Array(Type.String({ description: 'instances whose disks sit on it' })),
-    createdAt: Type.String(),
-  },
-  { additionalProperties: false },
-);
+export const Template = Closed({
+  name: Type.String(),
+  source: Type.String({ description: 'the instance it was made of' }),
+  disk: Type.String(),
+  format: Type.String(),
+  virtualSize: Type.Integer(),
+  sha256: Type.String(),
+  image: Type.Optional(Closed({ name: Type.String(), sha256: Type.String() })),
+  defaults: Closed({
+    cpus: Type.Integer(),
+    memoryMiB: Type.Integer(),
+    accel: Type.String(),
+    boot: Type.Optional(Closed({ kernel: Type.String(), initrd: Type.Optional(Type.String()), cmdline: Type.Optional(Type.String()) })),
+    user: Type.Optional(Type.String()),
+    networks: Type.Array(Type.String()),
+  }),
+  sealMethod: StringEnum(['guest-agent', 'offline']),
+  sealReport: Type.Array(Type.String()),
+  clones: Type.Array(Type.String({ description: 'instances whose disks sit on it' })),
+  createdAt: Type.String(),
+});
 export type TemplateView = Static<typeof Template>;
 
 /** POST /templates: `virtnode template create INSTANCE [NAME]`. */
-export const CreateTemplateBody = Type.Object(
-  { instance: Name, name: Type.Optional(Name) },
-  { additionalProperties: false },
-);
+export const CreateTemplateBody = Closed({ instance: Name, name: Type.Optional(Name) });
 export type CreateTemplateBodyType = Static<typeof CreateTemplateBody>;
 
 /** POST /instances/{name}/clone: `virtnode clone NAME NEW [--linked]`. */
-export const CloneBody = Type.Object(
-  {
-    name: Name,
-    linked: Type.Optional(Type.Boolean({ description: 'a qcow2 overlay on the source disk (constant time) instead of a full copy' })),
-  },
-  { additionalProperties: false },
-);
+export const CloneBody = Closed({
+  name: Name,
+  linked: Type.Optional(Type.Boolean({ description: 'a qcow2 overlay on the source disk (constant time) instead of a full copy' })),
+});
 export type CloneBodyType = Static<typeof CloneBody>;
 
 /** Every route declares its error responses with this one shape. */
@@ -608,9 +472,6 @@ export function withErrors<T extends Record<number | string, TSchema>>(ok: T): T
 }
 
 /** A single-use ticket for one WebSocket (a browser cannot send the bearer token on one): open `url` within 30 s. */
-export const WebSocketTicket = Type.Object(
-  { ticket: Type.String(), expiresAt: Type.String({ format: 'date-time' }), url: Type.String({ description: 'the WebSocket path with the ticket' }) },
-  { additionalProperties: false },
-);
+export const WebSocketTicket = Closed({ ticket: Type.String(), expiresAt: Type.String({ format: 'date-time' }), url: Type.String({ description: 'the WebSocket path with the ticket' }) });
 export type TicketView = Static<typeof WebSocketTicket>;
-export const TicketQuery = Type.Object({ ticket: Type.Optional(Type.String({ maxLength: 64 })) }, { additionalProperties: false });
+export const TicketQuery = Closed({ ticket: Type.Optional(Type.String({ maxLength: 64 })) });

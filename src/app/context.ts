@@ -27,9 +27,10 @@ export interface AppCore {
   storage(): Promise<StorageService>;
   /**
    * Something changed that whoever watches the instances may act on (a start, a new restart policy): the daemon's
-   * supervisor looks again. In a CLI process nothing watches.
+   * supervisor looks again. In a CLI process nothing watches. Returns its argument, for `return core.changed(view)`.
    */
   changed(): void;
+  changed<T>(value: T): T;
 }
 
 export function createAppCore(paths: StatePaths, options: { db?: Db; changed?: () => void; operations?: OperationLog } = {}): AppCore {
@@ -52,6 +53,9 @@ export function createAppCore(paths: StatePaths, options: { db?: Db; changed?: (
         await instances.ensureReconciled();
         return service;
       })()),
-    changed: options.changed ?? (() => {}),
+    changed: <T>(value?: T) => {
+      options.changed?.();
+      return value;
+    },
   };
 }

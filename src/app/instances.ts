@@ -23,10 +23,6 @@ function absolute(field: string, path: string | undefined): void {
 export const instances = resource('instances', instanceEndpoints, (core: AppCore) => {
   const service = core.instances;
   const view = (i: Instance): InstanceView => instanceView(i, core.policies.get(i.name));
-  const changed = <T>(value: T): T => {
-    core.changed();
-    return value;
-  };
   const stopOptions = (input: { force?: boolean; timeoutSeconds?: number }) => ({
     force: input.force === true,
     ...(input.timeoutSeconds === undefined ? {} : { timeoutMs: input.timeoutSeconds * 1000 }),
@@ -53,7 +49,7 @@ export const instances = resource('instances', instanceEndpoints, (core: AppCore
         core.policies.set(instance.name, { autostart: autostart ?? false, restart: restartPolicy ?? 'no' });
       }
       if (start === true) instance = await service.start(instance.name);
-      return changed(view(instance));
+      return core.changed(view(instance));
     },
 
     async launch(input) {
@@ -99,7 +95,7 @@ export const instances = resource('instances', instanceEndpoints, (core: AppCore
     },
 
     async start({ name }) {
-      return changed(view(await service.start(name)));
+      return core.changed(view(await service.start(name)));
     },
 
     async stop(input) {
@@ -116,24 +112,24 @@ export const instances = resource('instances', instanceEndpoints, (core: AppCore
     },
 
     async pause({ name }) {
-      return changed(view(await service.pause(name)));
+      return core.changed(view(await service.pause(name)));
     },
 
     async resume({ name }) {
-      return changed(view(await service.resume(name)));
+      return core.changed(view(await service.resume(name)));
     },
 
     async setPolicy({ name, autostart, restartPolicy }) {
       const instance = await service.get(name);
       const current = core.policies.get(instance.name);
       core.policies.set(instance.name, { autostart: autostart ?? current.autostart, restart: restartPolicy ?? current.restart });
-      return changed(view(instance));
+      return core.changed(view(instance));
     },
 
     async delete({ name, force }) {
       validateName('name', name);
       await service.delete(name, { force: force === true });
-      return changed({ name, deleted: true });
+      return core.changed({ name, deleted: true });
     },
   };
 });

@@ -9,10 +9,6 @@ import type { AppCore } from './context.ts';
 import { resource } from './resource.ts';
 
 export const nics = resource('nics', nicEndpoints, (core: AppCore) => {
-  const changed = <T>(value: T): T => {
-    core.changed();
-    return value;
-  };
 
   return {
     async list({ name }) {
@@ -22,12 +18,12 @@ export const nics = resource('nics', nicEndpoints, (core: AppCore) => {
 
     async attach({ name, network, ip }) {
       const { attachNic } = await import('../instances/nics.ts');
-      return changed(attachedNicView(await attachNic(core.instances, validateName('name', name), network, ip)));
+      return core.changed(attachedNicView(await attachNic(core.instances, validateName('name', name), network, ip)));
     },
 
     async detach({ name, nic }) {
       const { detachNic } = await import('../instances/nics.ts');
-      return changed(attachedNicView(await detachNic(core.instances, validateName('name', name), nic)));
+      return core.changed(attachedNicView(await detachNic(core.instances, validateName('name', name), nic)));
     },
   };
 });

@@ -6,10 +6,6 @@ import type { AppCore } from './context.ts';
 import { resource } from './resource.ts';
 
 export const ports = resource('ports', portEndpoints, (core: AppCore) => {
-  const changed = <T>(value: T): T => {
-    core.changed();
-    return value;
-  };
 
   return {
     async list({ name }) {
@@ -18,12 +14,12 @@ export const ports = resource('ports', portEndpoints, (core: AppCore) => {
 
     async add({ name, ports, address }) {
       const { addPortForward } = await import('../instances/port-forward.ts');
-      return changed(portForwardView(await addPortForward(core.instances, validateName('name', name), ports, address ?? '127.0.0.1')));
+      return core.changed(portForwardView(await addPortForward(core.instances, validateName('name', name), ports, address ?? '127.0.0.1')));
     },
 
     async remove({ name, port }) {
       const { removePortForward } = await import('../instances/port-forward.ts');
-      return changed(portForwardView(await removePortForward(core.instances, validateName('name', name), port)));
+      return core.changed(portForwardView(await removePortForward(core.instances, validateName('name', name), port)));
     },
   };
 });

@@ -3,7 +3,7 @@
  * missing instance or snapshot, a taken name or a wrong state are refused before the job starts.
  */
 import { snapshotEndpoints } from '../api/contracts/snapshots.ts';
-import { snapshotList, snapshotView } from './views.ts';
+import { snapshotView } from './views.ts';
 import type { SnapshotResult } from '../storage/snapshots.ts';
 import type { AppCore } from './context.ts';
 import { job } from './operations.ts';
@@ -14,7 +14,7 @@ const outcome = (r: SnapshotResult) => ({ snapshot: snapshotView(r.snapshot), no
 
 export const snapshots = resource('snapshots', snapshotEndpoints, (core: AppCore) => ({
   async list({ instance }) {
-    return snapshotList(await (await work()).listSnapshots(await core.storage(), instance));
+    return (await (await work()).listSnapshots(await core.storage(), instance)).map(snapshotView);
   },
 
   async create({ instance, ...options }) {

@@ -219,19 +219,6 @@ export function volumeCheckView(r: CheckResult): VolumeCheckView {
   return { clean: r.clean, supported: r.supported, exitCode: r.exitCode, corruptions: r.corruptions, leaks: r.leaks, checkErrors: r.checkErrors };
 }
 
-/** An instance's snapshot tree as the API lists it: flat, oldest first, each naming its parent. */
-export function snapshotList<T extends Snapshot & { children: T[] }>(tree: T[]): SnapshotApiView[] {
-  const flat: SnapshotApiView[] = [];
-  const walk = (nodes: T[]) => {
-    for (const n of nodes) {
-      flat.push(snapshotView(n));
-      walk(n.children);
-    }
-  };
-  walk(tree);
-  return flat.sort((a, b) => a.createdAt.localeCompare(b.createdAt));
-}
-
 /** A template, with the instances whose disks sit on it (the same view as `template ls --format json`). */
 export function templateView(t: Template, clones: string[]): TemplateView {
   return {

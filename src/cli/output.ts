@@ -16,6 +16,17 @@ export async function structured(data: unknown, format: 'json' | 'yaml'): Promis
   return stringify(data);
 }
 
+/**
+ * The --format option, checked before any work is done; then prints an answer as JSON or YAML, or as the text
+ * `table()` renders from it.
+ */
+export function printer(format: string | undefined): (data: unknown, table: () => string) => Promise<void> {
+  const f = parseFormat(format);
+  return async (data, text) => {
+    process.stdout.write(f === 'table' ? text() : await structured(data, f));
+  };
+}
+
 /** A plain aligned table; no box drawing, so it greps and pipes well. */
 export function table(headers: string[], rows: string[][]): string {
   const widths = headers.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));

@@ -14,7 +14,7 @@
 export { checkSnapshotExists, type SnapshotResult } from './snapshots/common.ts';
 export { createSnapshot } from './snapshots/create.ts';
 export { deleteSnapshot } from './snapshots/delete.ts';
-export { listSnapshots, type SnapshotNode } from './snapshots/list.ts';
+export { listSnapshots } from './snapshots/list.ts';
 export { checkSnapshotCreate, type CreateSnapshotRequest } from './snapshots/plan.ts';
 export { repairSnapshots } from './snapshots/repair.ts';
 export { revertSnapshot } from './snapshots/revert.ts';

@@ -1,7 +1,7 @@
 /** The image store: `virtnode image ...`, `/images` in the REST API. */
 import Type, { type Static } from 'typebox';
 import { endpoints, type Contract } from '../endpoint.ts';
-import { BuildImageBody, Image, ImportBody, NameParams, PullBody, RemoveImageQuery } from '../schemas.ts';
+import { BuildImageBody, Closed, Image, ImportBody, NameParams, PullBody, RemoveImageQuery } from '../schemas.ts';
 
 const stored = {
   image: Image,
@@ -10,28 +10,19 @@ const stored = {
 };
 
 /** An image stored by import. */
-export const StoredImage = Type.Object(stored, { additionalProperties: false });
+export const StoredImage = Closed(stored);
 export type StoredImageView = Static<typeof StoredImage>;
-export const PulledImage = Type.Object(
-  {
-    ...stored,
-    verifiedBy: Type.Unsafe<string | null>({ type: 'string', nullable: true, description: 'sha256 or checksums; null when the download was not verified' }),
-    downloadSha256: Type.String(),
-  },
-  { additionalProperties: false },
-);
-export const BuiltImage = Type.Object(
-  { ...stored, cached: Type.Boolean(), recipeKey: Type.String(), path: Type.String({ description: 'the built file, on the host that built it' }) },
-  { additionalProperties: false },
-);
-export const RemovedImage = Type.Object(
-  {
-    image: Image,
-    fileDeleted: Type.Boolean(),
-    keptFor: Type.Object({ names: Type.Array(Type.String()), instances: Type.Array(Type.String()) }, { additionalProperties: false }),
-  },
-  { additionalProperties: false },
-);
+export const PulledImage = Closed({
+  ...stored,
+  verifiedBy: Type.Unsafe<string | null>({ type: 'string', nullable: true, description: 'sha256 or checksums; null when the download was not verified' }),
+  downloadSha256: Type.String(),
+});
+export const BuiltImage = Closed({ ...stored, cached: Type.Boolean(), recipeKey: Type.String(), path: Type.String({ description: 'the built file, on the host that built it' }) });
+export const RemovedImage = Closed({
+  image: Image,
+  fileDeleted: Type.Boolean(),
+  keptFor: Closed({ names: Type.Array(Type.String()), instances: Type.Array(Type.String()) }),
+});
 
 export const imageEndpoints = endpoints({
   list: { method: 'GET', path: '/images', summary: 'stored images', response: Type.Array(Image) },

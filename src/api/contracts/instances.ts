@@ -1,36 +1,30 @@
 /** The instance lifecycle: `virtnode create/launch/start/stop/...`, `/instances` in the REST API. */
 import Type from 'typebox';
 import { endpoints, type Contract } from '../endpoint.ts';
-import { CreateInstanceBody, DeleteQuery, Instance, LaunchBody, NameParams, PolicyBody, StopBody } from '../schemas.ts';
+import { Closed, CreateInstanceBody, DeleteQuery, Instance, LaunchBody, NameParams, PolicyBody, StopBody } from '../schemas.ts';
 
 const nullable = <T>(schema: object) => Type.Unsafe<T | null>({ ...schema, nullable: true });
 
-export const LaunchResult = Type.Object(
-  {
-    instance: Instance,
-    address: nullable<string>({ type: 'string', description: 'where SSH answers (host:port), once known' }),
-    cloudInit: nullable<{ status: string; datasource?: string | undefined; detail?: string | undefined }>({
-      type: 'object',
-      properties: { status: { type: 'string' }, datasource: { type: 'string' }, detail: { type: 'string' } },
-      required: ['status'],
-      additionalProperties: false,
-      description: "cloud-init's own result, when the launch waited for it",
-    }),
-    warnings: Type.Array(Type.String(), { description: 'what the user-data check found that does not stop the launch' }),
-    ssh: Type.Object(
-      { identityFile: nullable<string>({ type: 'string' }), knownHosts: Type.String() },
-      { additionalProperties: false, description: 'how to reach it: virtnode\'s key and known_hosts (the host keys are known before first contact)' },
-    ),
-  },
-  { additionalProperties: false },
-);
+export const LaunchResult = Closed({
+  instance: Instance,
+  address: nullable<string>({ type: 'string', description: 'where SSH answers (host:port), once known' }),
+  cloudInit: nullable<{ status: string; datasource?: string | undefined; detail?: string | undefined }>({
+    type: 'object',
+    properties: { status: { type: 'string' }, datasource: { type: 'string' }, detail: { type: 'string' } },
+    required: ['status'],
+    additionalProperties: false,
+    description: "cloud-init's own result, when the launch waited for it",
+  }),
+  warnings: Type.Array(Type.String(), { description: 'what the user-data check found that does not stop the launch' }),
+  ssh: Type.Object(
+    { identityFile: nullable<string>({ type: 'string' }), knownHosts: Type.String() },
+    { additionalProperties: false, description: 'how to reach it: virtnode\'s key and known_hosts (the host keys are known before first contact)' },
+  ),
+});
 
-export const StopResult = Type.Object(
-  { instance: Instance, method: Type.String({ description: 'acpi, forced or forced-after-timeout' }) },
-  { additionalProperties: false },
-);
-export const RestartResult = Type.Object({ instance: Instance }, { additionalProperties: false });
-export const Deleted = Type.Object({ name: Type.String(), deleted: Type.Boolean() }, { additionalProperties: false });
+export const StopResult = Closed({ instance: Instance, method: Type.String({ description: 'acpi, forced or forced-after-timeout' }) });
+export const RestartResult = Closed({ instance: Instance });
+export const Deleted = Closed({ name: Type.String(), deleted: Type.Boolean() });
 
 export const instanceEndpoints = endpoints({
   list: { method: 'GET', path: '/instances', summary: 'instances and their observed states', response: Type.Array(Instance), shared: true },

@@ -5,16 +5,13 @@
  */
 import Type from 'typebox';
 import { endpoints } from '../endpoint.ts';
-import { CheckedName, CreateSnapshotBody, Snapshot } from '../schemas.ts';
+import { CheckedName, Closed, CreateSnapshotBody, Snapshot } from '../schemas.ts';
 
-const InstanceParams = Type.Object({ instance: CheckedName }, { additionalProperties: false });
-const SnapshotParams = Type.Object({ instance: CheckedName, snap: CheckedName }, { additionalProperties: false });
+const InstanceParams = Closed({ instance: CheckedName });
+const SnapshotParams = Closed({ instance: CheckedName, snap: CheckedName });
 
 /** What create, revert and delete report: the snapshot, and what happened beyond the obvious (notes). */
-export const SnapshotOutcome = Type.Object(
-  { snapshot: Snapshot, notes: Type.Array(Type.String(), { description: 'what happened beyond the obvious (a restart, a merge)' }) },
-  { additionalProperties: false },
-);
+export const SnapshotOutcome = Closed({ snapshot: Snapshot, notes: Type.Array(Type.String(), { description: 'what happened beyond the obvious (a restart, a merge)' }) });
 
 export const snapshotEndpoints = endpoints({
   list: {

@@ -1,45 +1,36 @@
 /** Templates (`virtnode template ...`, `/templates`) and clones (`virtnode clone`, `/instances/{name}/clone`). */
 import Type, { type Static } from 'typebox';
 import { endpoints, type Contract } from '../endpoint.ts';
-import { CloneBody, CreateTemplateBody, Instance, Name, NameParams, StringEnum, Template } from '../schemas.ts';
+import { CloneBody, Closed, CreateTemplateBody, Instance, Name, NameParams, StringEnum, Template } from '../schemas.ts';
 import { Deleted } from './instances.ts';
 
 /** What sealing did (template create, clone of an instance). */
-export const Seal = Type.Object(
-  {
-    method: Type.String({ description: 'guest-agent or offline' }),
-    root: Type.Unsafe<string | null>({ type: 'string', nullable: true, description: 'the root filesystem sealed, when one was found' }),
-    changes: Type.Array(Type.String(), { description: 'what changed, one line each' }),
-    summary: Type.String(),
-  },
-  { additionalProperties: false },
-);
+export const Seal = Closed({
+  method: Type.String({ description: 'guest-agent or offline' }),
+  root: Type.Unsafe<string | null>({ type: 'string', nullable: true, description: 'the root filesystem sealed, when one was found' }),
+  changes: Type.Array(Type.String(), { description: 'what changed, one line each' }),
+  summary: Type.String(),
+});
 export type SealView = Static<typeof Seal>;
 
-export const TemplateMade = Type.Object({ template: Template, seal: Seal }, { additionalProperties: false });
+export const TemplateMade = Closed({ template: Template, seal: Seal });
 
-export const Cloned = Type.Object(
-  {
-    instance: Instance,
-    clone: Type.Object(
-      {
-        source: Type.String(),
-        from: StringEnum(['instance', 'template']),
-        mode: StringEnum(['full', 'linked']),
-        base: Type.Optional(Type.String({ description: 'the read-only base both the source instance and the clone now sit on (linked clone of an instance)' })),
-        seal: Type.Unsafe<SealView | null>({ ...Seal, nullable: true, description: 'null when the source is a template (sealed already)' }),
-      },
-      { additionalProperties: false },
-    ),
-  },
-  { additionalProperties: false },
-);
+export const Cloned = Closed({
+  instance: Instance,
+  clone: Closed({
+    source: Type.String(),
+    from: StringEnum(['instance', 'template']),
+    mode: StringEnum(['full', 'linked']),
+    base: Type.Optional(Type.String({ description: 'the read-only base both the source instance and the clone now sit on (linked clone of an instance)' })),
+    seal: Type.Unsafe<SealView | null>({ ...Seal, nullable: true, description: 'null when the source is a template (sealed already)' }),
+  }),
+});
 export type CloneOutcome = Static<typeof Cloned>;
 
-export const Verified = Type.Object({ name: Type.String(), sha256: Type.String(), unchanged: Type.Boolean() }, { additionalProperties: false });
+export const Verified = Closed({ name: Type.String(), sha256: Type.String(), unchanged: Type.Boolean() });
 
 /** The source of a clone: an instance or a template (the body's `name` is the new instance's). */
-const SourceParams = Type.Object({ source: Name }, { additionalProperties: false });
+const SourceParams = Closed({ source: Name });
 
 export const templateEndpoints = endpoints({
   list: { method: 'GET', path: '/templates', summary: 'templates, with the instances whose disks sit on each', response: Type.Array(Template) },

@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import { formatSize } from '../../lib/units.ts';
 import { api } from '../api.ts';
-import { keyValues, parseFormat, structured, table } from '../output.ts';
+import { keyValues, printer, table } from '../output.ts';
 
 async function templates() {
   return (await api()).templates;
@@ -30,7 +30,7 @@ export function registerCloneCommands(program: Command): void {
     .option('--format <format>', 'table, json or yaml')
     .addHelpText('after', '\nA running instance is never cloned (its disk is in use): stop it first, or make it a template.')
     .action(async (src: string, name: string, o: { linked?: boolean; start?: boolean; format?: string }) => {
-      if (o.format !== undefined) parseFormat(o.format);
+      const print = printer(o.format);
       const { invalid } = await import('../../lib/errors.ts');
       await checkedName('SRC', src);
       await checkedName('NEW', name);
@@ -45,12 +45,8 @@ export function registerCloneCommands(program: Command): void {
         done();
       }
       const { instance, clone: result } = outcome;
-      if (o.format !== undefined && o.format !== 'table') {
-        process.stdout.write(await structured({ ...instance, clone: result }, parseFormat(o.format) as 'json' | 'yaml'));
-        return;
-      }
       const how = result.mode === 'linked' ? `linked clone (overlay on ${result.base ?? `template ${src}`})` : 'full copy';
-      process.stdout.write(
+      await print({ ...instance, clone: result }, () =>
         [
           `Cloned ${result.from} ${src} into ${instance.name}${o.start ? ', running' : ''}: ${how}`,
           `  uuid:        ${instance.uuid} (SMBIOS ${instance.smbiosUuid})`,
@@ -93,14 +89,12 @@ export function registerCloneCommands(program: Command): void {
     .description('list templates')
     .option('--format <format>', 'table, json or yaml', 'table')
     .action(async (o: { format?: string }) => {
-      const format = parseFormat(o.format);
+      const print = printer(o.format);
       const all = await (await templates()).list();
-      if (format !== 'table') {
-        process.stdout.write(await structured(all, format));
-        return;
-      }
-      const rows = all.map((x) => [x.name, x.source, formatSize(x.virtualSize), x.sealMethod, String(x.clones.length), x.createdAt]);
-      process.stdout.write(table(['NAME', 'SOURCE', 'SIZE', 'SEALED', 'CLONES', 'CREATED'], rows));
+      await print(all, () => {
+        const rows = all.map((x) => [x.name, x.source, formatSize(x.virtualSize), x.sealMethod, String(x.clones.length), x.createdAt]);
+        return table(['NAME', 'SOURCE', 'SIZE', 'SEALED', 'CLONES', 'CREATED'], rows);
+      });
     });
 
   template
@@ -110,29 +104,25 @@ export function registerCloneCommands(program: Command): void {
     .option('--verify', 'recompute the disk checksum')
     .option('--format <format>', 'table, json or yaml', 'table')
     .action(async (name: string, o: { format?: string; verify?: boolean }) => {
-      const format = parseFormat(o.format);
+      const print = printer(o.format);
       const t = await templates();
       const x = await t.get({ name: await checkedName('NAME', name) });
       const verified = o.verify ? await t.verify({ name }) : undefined;
-      if (format !== 'table') {
-        const view = { ...x, ...(verified === undefined ? {} : { verified: { sha256: verified.sha256, unchanged: verified.unchanged } }) };
-        process.stdout.write(await structured(view, format));
-      } else {
-        process.stdout.write(
-          keyValues([
-            ['Name', x.name],
-            ['Source', x.source],
-            ['Disk', `${x.disk} (${x.format}, ${formatSize(x.virtualSize)}, read-only)`],
-            ['SHA256', x.sha256],
-            ['Verified', verified === undefined ? undefined : verified.unchanged ? 'unchanged' : `CHANGED: now ${verified.sha256}`],
-            ['Image', x.image === undefined ? undefined : `${x.image.name} (sha256 ${x.image.sha256.slice(0, 16)}…)`],
-            ['Defaults', `${x.defaults.cpus} CPU, ${formatSize(x.defaults.memoryMiB * 1024 * 1024)}, network ${x.defaults.networks.join(', ') || 'none'}${x.defaults.user ? `, user ${x.defaults.user}` : ''}`],
-            ['Sealed', x.sealReport[0] ?? x.sealMethod],
-            ['Clones', x.clones.join(', ') || 'none'],
-            ['Created', x.createdAt],
+      const view = { ...x, ...(verified === undefined ? {} : { verified: { sha256: verified.sha256, unchanged: verified.unchanged } }) };
+      await print(view, () =>
+        keyValues([
+          ['Name', x.name],
+          ['Source', x.source],
+          ['Disk', `${x.disk} (${x.format}, ${formatSize(x.virtualSize)}, read-only)`],
+          ['SHA256', x.sha256],
+          ['Verified', verified === undefined ? undefined : verified.unchanged ? 'unchanged' : `CHANGED: now ${verified.sha256}`],
+          ['Image', x.image === undefined ? undefined : `${x.image.name} (sha256 ${x.image.sha256.slice(0, 16)}…)`],
+          ['Defaults', `${x.defaults.cpus} CPU, ${formatSize(x.defaults.memoryMiB * 1024 * 1024)}, network ${x.defaults.networks.join(', ') || 'none'}${x.defaults.user ? `, user ${x.defaults.user}` : ''}`],
+          ['Sealed', x.sealReport[0] ?? x.sealMethod],
+          ['Clones', x.clones.join(', ') || 'none'],
+          ['Created', x.createdAt],
           ]),
-        );
-      }
+      );
       if (verified !== undefined && !verified.unchanged) process.exitCode = 9;
     });
 

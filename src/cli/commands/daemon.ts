@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { parseFormat, structured, table } from '../output.ts';
+import { printer, table } from '../output.ts';
 
 async function tokens() {
   const [{ statePaths }, { openDb }, { TokenRepository }] = await Promise.all([import('../../lib/paths.ts'), import('../../store/db.ts'), import('../../store/tokens.ts')]);
@@ -56,13 +56,9 @@ export function registerDaemonCommands(program: Command): void {
     .description('list tokens (names and dates; the tokens themselves are not stored)')
     .option('--format <format>', 'table, json or yaml', 'table')
     .action(async (o: { format?: string }) => {
-      const format = parseFormat(o.format);
+      const print = printer(o.format);
       const all = (await tokens()).list();
-      if (format !== 'table') {
-        process.stdout.write(await structured(all.map((t) => ({ name: t.name, createdAt: t.createdAt, lastUsedAt: t.lastUsedAt ?? null })), format));
-        return;
-      }
-      process.stdout.write(table(['NAME', 'CREATED', 'LAST USED'], all.map((t) => [t.name, t.createdAt, t.lastUsedAt ?? '-'])));
+      await print(all.map((t) => ({ name: t.name, createdAt: t.createdAt, lastUsedAt: t.lastUsedAt ?? null })), () => table(['NAME', 'CREATED', 'LAST USED'], all.map((t) => [t.name, t.createdAt, t.lastUsedAt ?? '-'])));
     });
   token
     .command('revoke')

@@ -3,7 +3,7 @@ import type { StoredImageView } from '../../api/contracts/images.ts';
 import type { ImageView } from '../../api/schemas.ts';
 import { formatSize } from '../../lib/units.ts';
 import { api } from '../api.ts';
-import { keyValues, parseFormat, structured, table } from '../output.ts';
+import { keyValues, printer, table } from '../output.ts';
 
 async function images() {
   return (await api()).images;
@@ -138,14 +138,12 @@ export function registerImageCommands(program: Command): void {
     .description('list stored images')
     .option('--format <format>', 'table, json or yaml', 'table')
     .action(async (o: { format?: string }) => {
-      const format = parseFormat(o.format);
+      const print = printer(o.format);
       const all = await (await images()).list();
-      if (format !== 'table') {
-        process.stdout.write(await structured(all, format));
-        return;
-      }
-      const rows = all.map((i) => [i.name, i.format, formatSize(i.virtualSize), formatSize(i.fileSize), i.sha256.slice(0, 12), i.source]);
-      process.stdout.write(table(['NAME', 'FORMAT', 'VIRTUAL', 'SIZE', 'SHA256', 'SOURCE'], rows));
+      await print(all, () => {
+        const rows = all.map((i) => [i.name, i.format, formatSize(i.virtualSize), formatSize(i.fileSize), i.sha256.slice(0, 12), i.source]);
+        return table(['NAME', 'FORMAT', 'VIRTUAL', 'SIZE', 'SHA256', 'SOURCE'], rows);
+      });
     });
 
   image
@@ -154,13 +152,9 @@ export function registerImageCommands(program: Command): void {
     .argument('<name>')
     .option('--format <format>', 'table, json or yaml', 'table')
     .action(async (name: string, o: { format?: string }) => {
-      const format = parseFormat(o.format);
+      const print = printer(o.format);
       const i = await (await images()).get({ name: await checkedName('NAME', name) });
-      if (format !== 'table') {
-        process.stdout.write(await structured(i, format));
-        return;
-      }
-      process.stdout.write(
+      await print(i, () =>
         keyValues([
           ['Name', i.name],
           ['Format', i.format],

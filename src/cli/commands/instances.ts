@@ -3,7 +3,7 @@ import { shownNicAddress, sshPort } from '../../api/instance-access.ts';
 import type { InstanceView } from '../../api/schemas.ts';
 import { invalid } from '../../lib/errors.ts';
 import { formatSize, MIB } from '../../lib/units.ts';
-import { keyValues, parseFormat, structured, table } from '../output.ts';
+import { keyValues, parseFormat, printer, table } from '../output.ts';
 import { api } from '../api.ts';
 import { cpusInput, restartPolicyInput } from '../inputs.ts';
 import { instances as service } from '../context.ts';
@@ -39,38 +39,31 @@ function nicLine(n: InstanceView['nics'][number]): string {
   return parts.join(', ');
 }
 
-async function printInstance(i: InstanceView, format: string | undefined): Promise<void> {
-  const f = parseFormat(format);
-  if (f !== 'table') {
-    process.stdout.write(await structured(i, f));
-    return;
-  }
+function instanceText(i: InstanceView): string {
   const port = sshPort(i);
-  process.stdout.write(
-    keyValues([
-      ['Name', i.name],
-      ['State', i.reason === undefined ? i.state : `${i.state} (${i.reason})`],
-      ['UUID', i.uuid],
-      ['SMBIOS UUID', i.smbiosUuid],
-      ['CPUs', i.cpus],
-      ['Memory', formatSize(i.memoryMiB * MIB)],
-      ['Accelerator', i.accel],
-      ...i.disks.map((d): [string, string] => [`Disk ${d.id}`, `${d.path} (${d.format})`]),
-      ...i.nics.map((n): [string, string] => [`NIC ${n.index}`, nicLine(n)]),
-      ...(i.portForwards ?? []).map((p, k): [string, string] => [k === 0 ? 'Ports' : '', `${p.hostAddress}:${p.hostPort} -> ${p.guestPort}/${p.protocol}`]),
-      ['Image', i.image === undefined ? undefined : `${i.image.name} (sha256 ${i.image.sha256.slice(0, 16)}…)`],
-      ['Instance-id', i.instanceId],
-      ['SSH', port === undefined ? undefined : `${i.ssh!.user}@127.0.0.1 port ${port} (virtnode shell ${i.name})`],
-      ...(i.ssh?.hostKeyFingerprints ?? []).map((f, n): [string, string] => [n === 0 ? 'Host keys' : '', f]),
-      ['Cloud-init', i.readiness === undefined ? undefined : `${i.readiness.detail} (at ${i.readiness.at})`],
-      ['Kernel', i.boot?.kernel],
-      ['Cmdline', i.boot?.cmdline],
-      ['Autostart', i.autostart === true ? 'yes' : undefined],
-      ['Restart', i.restartPolicy === undefined || i.restartPolicy === 'no' ? undefined : i.restartPolicy],
-      ['QEMU pid', i.pid],
-      ['Created', i.createdAt],
-    ]),
-  );
+  return keyValues([
+    ['Name', i.name],
+    ['State', i.reason === undefined ? i.state : `${i.state} (${i.reason})`],
+    ['UUID', i.uuid],
+    ['SMBIOS UUID', i.smbiosUuid],
+    ['CPUs', i.cpus],
+    ['Memory', formatSize(i.memoryMiB * MIB)],
+    ['Accelerator', i.accel],
+    ...i.disks.map((d): [string, string] => [`Disk ${d.id}`, `${d.path} (${d.format})`]),
+    ...i.nics.map((n): [string, string] => [`NIC ${n.index}`, nicLine(n)]),
+    ...(i.portForwards ?? []).map((p, k): [string, string] => [k === 0 ? 'Ports' : '', `${p.hostAddress}:${p.hostPort} -> ${p.guestPort}/${p.protocol}`]),
+    ['Image', i.image === undefined ? undefined : `${i.image.name} (sha256 ${i.image.sha256.slice(0, 16)}…)`],
+    ['Instance-id', i.instanceId],
+    ['SSH', port === undefined ? undefined : `${i.ssh!.user}@127.0.0.1 port ${port} (virtnode shell ${i.name})`],
+    ...(i.ssh?.hostKeyFingerprints ?? []).map((f, n): [string, string] => [n === 0 ? 'Host keys' : '', f]),
+    ['Cloud-init', i.readiness === undefined ? undefined : `${i.readiness.detail} (at ${i.readiness.at})`],
+    ['Kernel', i.boot?.kernel],
+    ['Cmdline', i.boot?.cmdline],
+    ['Autostart', i.autostart === true ? 'yes' : undefined],
+    ['Restart', i.restartPolicy === undefined || i.restartPolicy === 'no' ? undefined : i.restartPolicy],
+    ['QEMU pid', i.pid],
+    ['Created', i.createdAt],
+  ]);
 }
 
 export function registerInstanceCommands(program: Command): void {
@@ -93,7 +86,7 @@ export function registerInstanceCommands(program: Command): void {
     .option('--restart <policy>', 'what the daemon does when it ends: no, on-failure or always')
     .option('--format <format>', 'table, json or yaml')
     .action(async (name: string, o: Record<string, string | string[] | boolean | undefined>) => {
-      if (o['format'] !== undefined) parseFormat(o['format'] as string); // bad input is refused before anything is made
+      const print = o['format'] === undefined ? undefined : printer(o['format'] as string); // bad input is refused before anything is made
       const { resolve } = await import('node:path');
       const text = (key: string) => (typeof o[key] === 'string' ? (o[key] as string) : undefined);
       // Paths mean this shell's directory, also when the daemon does the work.
@@ -114,7 +107,7 @@ export function registerInstanceCommands(program: Command): void {
         restartPolicy: restartPolicyInput(text('restart')),
       };
       const instance = await (await api()).instances.create({ name, ...definedOnly(fields) });
-      if (o['format'] !== undefined) await printInstance(instance, o['format'] as string);
+      if (print !== undefined) await print(instance, () => instanceText(instance));
       else process.stdout.write(`Created instance ${instance.name}${o['start'] ? ', running' : ''} (uuid ${instance.uuid})\n`);
     });
 
@@ -185,22 +178,20 @@ export function registerInstanceCommands(program: Command): void {
     .description('list VMs and their states')
     .option('--format <format>', 'table, json or yaml', 'table')
     .action(async (o: { format?: string }) => {
-      const format = parseFormat(o.format);
+      const print = printer(o.format);
       const all = await (await api()).instances.list();
-      if (format !== 'table') {
-        process.stdout.write(await structured(all, format));
-        return;
-      }
-      const rows = all.map((i) => [
-        i.name,
-        i.state,
-        String(i.cpus),
-        formatSize(i.memoryMiB * MIB),
-        i.nics.map((n) => n.mac).join(',') || '-',
-        i.nics.map(shownNicAddress).filter((a) => a !== undefined).join(',') || '-',
-        i.reason ?? '',
-      ]);
-      process.stdout.write(table(['NAME', 'STATE', 'CPUS', 'MEMORY', 'MAC', 'ADDRESSES', 'REASON'], rows));
+      await print(all, () => {
+        const rows = all.map((i) => [
+          i.name,
+          i.state,
+          String(i.cpus),
+          formatSize(i.memoryMiB * MIB),
+          i.nics.map((n) => n.mac).join(',') || '-',
+          i.nics.map(shownNicAddress).filter((a) => a !== undefined).join(',') || '-',
+          i.reason ?? '',
+        ]);
+        return table(['NAME', 'STATE', 'CPUS', 'MEMORY', 'MAC', 'ADDRESSES', 'REASON'], rows);
+      });
     });
 
   program
@@ -209,7 +200,9 @@ export function registerInstanceCommands(program: Command): void {
     .argument('<name>')
     .option('--format <format>', 'table, json or yaml', 'table')
     .action(async (name: string, o: { format?: string }) => {
-      await printInstance(await (await api()).instances.get({ name }), o.format);
+      const print = printer(o.format);
+      const instance = await (await api()).instances.get({ name });
+      await print(instance, () => instanceText(instance));
     });
 
   program

@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import { invalid } from '../../lib/errors.ts';
 import { api } from '../api.ts';
-import { keyValues, parseFormat, structured, table } from '../output.ts';
+import { keyValues, printer, table } from '../output.ts';
 
 export function registerNetworkCommands(program: Command): void {
   const network = program.command('network').description('managed networks: NAT or isolated (bridge + DHCP + DNS), or an existing bridge (root)');
@@ -18,7 +18,7 @@ export function registerNetworkCommands(program: Command): void {
     .option('--domain <domain>', 'DNS domain: each instance resolves as NAME.DOMAIN (default NETWORK.internal)')
     .option('--format <format>', 'table, json or yaml')
     .action(async (name: string, o: Record<string, string | boolean | undefined>) => {
-      if (o['format'] !== undefined) parseFormat(o['format'] as string);
+      const print = printer(o['format'] as string | undefined);
       const modes = [o['nat'] && 'nat', o['isolated'] && 'isolated', o['bridge'] !== undefined && 'bridge'].filter(Boolean) as string[];
       if (modes.length > 1) throw invalid('mode', `--${modes.join(' and --')} exclude each other`, 'give one of --nat, --isolated, --bridge BRIDGE');
       const mode = modes[0] ?? 'nat';
@@ -31,12 +31,8 @@ export function registerNetworkCommands(program: Command): void {
         ...(typeof o['bridge'] === 'string' ? { bridge: o['bridge'] } : {}),
       });
       for (const w of created.warnings ?? []) process.stderr.write(`warning: ${w}\n`);
-      if (o['format'] !== undefined && o['format'] !== 'table') {
-        process.stdout.write(await structured(created, parseFormat(o['format'] as string) as 'json' | 'yaml'));
-        return;
-      }
       const detail = created.subnet === undefined ? `bridge ${created.bridge}` : `${created.subnet} on bridge ${created.bridge}, DHCP ${created.dhcpRange}, domain ${created.domain}`;
-      process.stdout.write(`Created network ${created.name} (${created.mode}: ${detail})\n`);
+      await print(created, () => `Created network ${created.name} (${created.mode}: ${detail})\n`);
     });
 
   network
@@ -45,14 +41,12 @@ export function registerNetworkCommands(program: Command): void {
     .description('list networks')
     .option('--format <format>', 'table, json or yaml', 'table')
     .action(async (o: { format?: string }) => {
-      const format = parseFormat(o.format);
+      const print = printer(o.format);
       const all = await (await api()).networks.list();
-      if (format !== 'table') {
-        process.stdout.write(await structured(all, format));
-        return;
-      }
-      const rows = all.map((n) => [n.name, n.mode, n.subnet ?? '-', n.bridge, n.domain ?? '-', String(n.instances?.length ?? 0)]);
-      process.stdout.write(table(['NAME', 'MODE', 'SUBNET', 'BRIDGE', 'DOMAIN', 'INSTANCES'], rows));
+      await print(all, () => {
+        const rows = all.map((n) => [n.name, n.mode, n.subnet ?? '-', n.bridge, n.domain ?? '-', String(n.instances?.length ?? 0)]);
+        return table(['NAME', 'MODE', 'SUBNET', 'BRIDGE', 'DOMAIN', 'INSTANCES'], rows);
+      });
     });
 
   network
@@ -61,13 +55,9 @@ export function registerNetworkCommands(program: Command): void {
     .argument('<name>')
     .option('--format <format>', 'table, json or yaml', 'table')
     .action(async (name: string, o: { format?: string }) => {
-      const format = parseFormat(o.format);
+      const print = printer(o.format);
       const n = await (await api()).networks.get({ name });
-      if (format !== 'table') {
-        process.stdout.write(await structured(n, format));
-        return;
-      }
-      process.stdout.write(
+      await print(n, () =>
         keyValues([
           ['Name', n.name],
           ['Mode', n.mode],
@@ -101,12 +91,8 @@ export function registerNetworkCommands(program: Command): void {
     .argument('<name>')
     .option('--format <format>', 'table, json or yaml', 'table')
     .action(async (name: string, o: { format?: string }) => {
-      const format = parseFormat(o.format);
+      const print = printer(o.format);
       const leases = await (await api()).networks.leases({ name });
-      if (format !== 'table') {
-        process.stdout.write(await structured(leases, format));
-        return;
-      }
-      process.stdout.write(table(['MAC', 'ADDRESS', 'HOSTNAME', 'INSTANCE', 'EXPIRES'], leases.map((l) => [l.mac, l.address, l.hostname ?? '-', l.instance ?? '-', l.expires ?? 'never'])));
+      await print(leases, () => table(['MAC', 'ADDRESS', 'HOSTNAME', 'INSTANCE', 'EXPIRES'], leases.map((l) => [l.mac, l.address, l.hostname ?? '-', l.instance ?? '-', l.expires ?? 'never'])));
     });
 }

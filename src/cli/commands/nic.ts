@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { parseFormat, structured, table } from '../output.ts';
+import { printer, table } from '../output.ts';
 import { api } from '../api.ts';
 
 export function registerNicCommands(program: Command): void {
@@ -32,13 +32,11 @@ export function registerNicCommands(program: Command): void {
     .argument('<name>', 'instance')
     .option('--format <format>', 'table, json or yaml', 'table')
     .action(async (name: string, o: { format?: string }) => {
-      const format = parseFormat(o.format);
+      const print = printer(o.format);
       const addresses = await (await api()).nics.list({ name });
-      if (format !== 'table') {
-        process.stdout.write(await structured(addresses, format));
-        return;
-      }
-      const rows = addresses.map((a) => [String(a.index), a.mac, a.network, a.reserved === undefined ? '-' : `${a.reserved}${a.staticAddress ? ' (static)' : ''}`, a.lease ?? '-', a.guest?.join(' ') ?? '-']);
-      process.stdout.write(table(['INDEX', 'MAC', 'NETWORK', 'RESERVED', 'LEASE', 'GUEST'], rows));
+      await print(addresses, () => {
+        const rows = addresses.map((a) => [String(a.index), a.mac, a.network, a.reserved === undefined ? '-' : `${a.reserved}${a.staticAddress ? ' (static)' : ''}`, a.lease ?? '-', a.guest?.join(' ') ?? '-']);
+        return table(['INDEX', 'MAC', 'NETWORK', 'RESERVED', 'LEASE', 'GUEST'], rows);
+      });
     });
 }

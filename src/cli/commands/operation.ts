@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import type { OperationStatus, OperationView } from '../../api/schemas.ts';
 import { invalid, VirtnodeError } from '../../lib/errors.ts';
-import { keyValues, parseFormat, structured, table } from '../output.ts';
+import { keyValues, printer, table } from '../output.ts';
 
 const ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 const STATUSES: readonly OperationStatus[] = ['running', 'succeeded', 'failed', 'cancelled'];
@@ -38,27 +38,20 @@ async function waitFor(id: string, timeoutMs: number): Promise<OperationView> {
   }
 }
 
-async function printOperation(op: OperationView, format: string | undefined): Promise<void> {
-  const f = parseFormat(format);
-  if (f !== 'table') {
-    process.stdout.write(await structured(op, f));
-    return;
-  }
-  process.stdout.write(
-    keyValues([
-      ['ID', op.id],
-      ['Kind', op.kind],
-      ['Target', op.target],
-      ['Status', op.status],
-      ['Progress', op.progress.detail === undefined ? progressText(op) : `${progressText(op)}: ${op.progress.detail}`],
-      ...op.progress.entries.map((e, n): [string, string] => [n === 0 ? 'Phases' : '', `${(e.elapsedMs / 1000).toFixed(1)}s ${e.phase}: ${e.detail}`]),
-      ['Error', op.error === undefined ? undefined : `${op.error.code}: ${op.error.message}`],
-      ['Hint', op.error?.hint],
-      ['Result', op.result === undefined ? undefined : JSON.stringify(op.result)],
-      ['Created', op.createdAt],
-      ['Finished', op.finishedAt],
-    ]),
-  );
+function operationText(op: OperationView): string {
+  return keyValues([
+    ['ID', op.id],
+    ['Kind', op.kind],
+    ['Target', op.target],
+    ['Status', op.status],
+    ['Progress', op.progress.detail === undefined ? progressText(op) : `${progressText(op)}: ${op.progress.detail}`],
+    ...op.progress.entries.map((e, n): [string, string] => [n === 0 ? 'Phases' : '', `${(e.elapsedMs / 1000).toFixed(1)}s ${e.phase}: ${e.detail}`]),
+    ['Error', op.error === undefined ? undefined : `${op.error.code}: ${op.error.message}`],
+    ['Hint', op.error?.hint],
+    ['Result', op.result === undefined ? undefined : JSON.stringify(op.result)],
+    ['Created', op.createdAt],
+    ['Finished', op.finishedAt],
+  ]);
 }
 
 export function registerOperationCommands(program: Command): void {
@@ -75,16 +68,14 @@ export function registerOperationCommands(program: Command): void {
     .option('--limit <n>', 'at most this many (1-1000)', '50')
     .option('--format <format>', 'table, json or yaml', 'table')
     .action(async (o: { status?: string; limit: string; format?: string }) => {
-      const format = parseFormat(o.format);
+      const print = printer(o.format);
       if (o.status !== undefined && !STATUSES.includes(o.status as OperationStatus)) throw invalid('--status', `"${o.status}" is not valid`, `use ${STATUSES.join(', ')}`);
       if (!/^\d+$/.test(o.limit) || Number(o.limit) < 1 || Number(o.limit) > 1000) throw invalid('--limit', `"${o.limit}" is not valid`, 'use a whole number from 1 to 1000');
       const ops = await (await operations()).list({ limit: Number(o.limit), ...(o.status === undefined ? {} : { status: o.status as OperationStatus }) });
-      if (format !== 'table') {
-        process.stdout.write(await structured(ops, format));
-        return;
-      }
-      const rows = ops.map((op) => [op.id, op.kind, op.target ?? '-', op.status, op.status === 'running' ? progressText(op) : (op.error?.code ?? '-'), op.createdAt]);
-      process.stdout.write(table(['ID', 'KIND', 'TARGET', 'STATUS', 'PROGRESS/ERROR', 'CREATED'], rows));
+      await print(ops, () => {
+        const rows = ops.map((op) => [op.id, op.kind, op.target ?? '-', op.status, op.status === 'running' ? progressText(op) : (op.error?.code ?? '-'), op.createdAt]);
+        return table(['ID', 'KIND', 'TARGET', 'STATUS', 'PROGRESS/ERROR', 'CREATED'], rows);
+      });
     });
 
   operation
@@ -93,8 +84,9 @@ export function registerOperationCommands(program: Command): void {
     .argument('<id>')
     .option('--format <format>', 'table, json or yaml', 'table')
     .action(async (id: string, o: { format?: string }) => {
-      parseFormat(o.format);
-      await printOperation(await (await operations()).get({ id: checkId(id) }), o.format);
+      const print = printer(o.format);
+      const op = await (await operations()).get({ id: checkId(id) });
+      await print(op, () => operationText(op));
     });
 
   operation
@@ -104,11 +96,11 @@ export function registerOperationCommands(program: Command): void {
     .option('--timeout <duration>', 'give up after this long (seconds, or 90s, 10m, 1h)', '10m')
     .option('--format <format>', 'table, json or yaml', 'table')
     .action(async (id: string, o: { timeout: string; format?: string }) => {
-      parseFormat(o.format);
+      const print = printer(o.format);
       const timeoutMs = parseDuration('--timeout', o.timeout);
       const op = await waitFor(checkId(id), timeoutMs);
       if (op.status === 'running') throw new VirtnodeError('TIMEOUT', `operation ${op.id} is still running after ${o.timeout}`, { hint: 'wait again, or cancel it with `virtnode operation cancel ID`' });
-      await printOperation(op, o.format);
+      await print(op, () => operationText(op));
       const { operationError } = await import('../../client/contract-client.ts');
       const error = operationError(op);
       if (error !== undefined) throw error;

@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { parseFormat, structured, table } from '../output.ts';
+import { printer, table } from '../output.ts';
 import { api } from '../api.ts';
 
 export function registerPortCommands(program: Command): void {
@@ -22,13 +22,9 @@ export function registerPortCommands(program: Command): void {
     .argument('<name>', 'instance')
     .option('--format <format>', 'table, json or yaml', 'table')
     .action(async (name: string, o: { format?: string }) => {
-      const format = parseFormat(o.format);
+      const print = printer(o.format);
       const rows = await (await api()).ports.list({ name });
-      if (format !== 'table') {
-        process.stdout.write(await structured(rows, format));
-        return;
-      }
-      process.stdout.write(table(['HOST', 'GUEST', 'PROTOCOL', 'BY'], rows.map((f) => [`${f.hostAddress}:${f.hostPort}`, String(f.guestPort), f.protocol, f.owner === 'ssh' ? 'ssh (virtnode)' : (f.owner ?? 'user')])));
+      await print(rows, () => table(['HOST', 'GUEST', 'PROTOCOL', 'BY'], rows.map((f) => [`${f.hostAddress}:${f.hostPort}`, String(f.guestPort), f.protocol, f.owner === 'ssh' ? 'ssh (virtnode)' : (f.owner ?? 'user')])));
     });
 
   port

@@ -3,15 +3,10 @@ import type { Command } from 'commander';
 import type { CallOptions } from '../../api/endpoint.ts';
 import { formatSize } from '../../lib/units.ts';
 import { api } from '../api.ts';
-import { keyValues, parseFormat, structured, table } from '../output.ts';
+import { keyValues, printer, table } from '../output.ts';
 import { interruptible } from './image.ts';
 
 const size = (n: number | undefined) => (n === undefined ? '-' : formatSize(n));
-
-async function print(format: string | undefined, data: unknown, text: () => string): Promise<void> {
-  const f = parseFormat(format);
-  process.stdout.write(f === 'table' ? text() : await structured(data, f));
-}
 
 /** A copy (convert, import, export): Ctrl-C cancels it; its progress is shown to someone watching a terminal. */
 async function copying<T>(label: string, call: (options: CallOptions) => Promise<T>): Promise<T> {
@@ -45,9 +40,9 @@ export function registerStorageCommands(program: Command): void {
     .description('pools with the size, use and free space of the filesystem holding each')
     .option('--format <format>', 'table, json or yaml', 'table')
     .action(async (o: { format?: string }) => {
-      parseFormat(o.format);
+      const print = printer(o.format);
       const pools = await (await api()).pools.list();
-      await print(o.format, pools, () =>
+      await print(pools, () =>
         table(
           ['NAME', 'PATH', 'VOLUMES', 'VOLUME ALLOC', 'FS CAPACITY', 'FS ALLOCATION', 'FS AVAILABLE'],
           pools.map((p) => [p.name, p.path, String(p.volumes), formatSize(p.volumeAllocation), formatSize(p.capacity), formatSize(p.allocation), formatSize(p.available)]),
@@ -63,9 +58,9 @@ export function registerStorageCommands(program: Command): void {
     .argument('<name>')
     .option('--format <format>', 'table, json or yaml', 'table')
     .action(async (name: string, o: { format?: string }) => {
-      parseFormat(o.format);
+      const print = printer(o.format);
       const p = await (await api()).pools.get({ name });
-      await print(o.format, p, () =>
+      await print(p, () =>
         keyValues([
           ['Name', p.name],
           ['Path', p.path],
@@ -111,7 +106,7 @@ export function registerStorageCommands(program: Command): void {
     .option('--all', 'also the instances\' own disks (made by create/launch in their directories)')
     .option('--format <format>', 'table, json or yaml', 'table')
     .action(async (o: { pool?: string; all?: boolean; format?: string }) => {
-      parseFormat(o.format);
+      const print = printer(o.format);
       const client = await api();
       const volumes = await client.volumes.list(o.pool === undefined ? {} : { pool: o.pool });
       const disks = o.all ? await client.volumes.instanceDisks() : [];
@@ -119,7 +114,7 @@ export function registerStorageCommands(program: Command): void {
         ...volumes.map((v) => [v.name, v.pool, v.format, size(v.virtualSize), size(v.allocation), v.attachedTo ?? '-', v.problem ?? (v.overlay ? 'written through a snapshot overlay' : '')]),
         ...disks.map((d) => [`${d.instance}/${d.id}`, '(instance)', d.format, size(d.virtualSize), size(d.allocation), d.instance, d.path]),
       ];
-      await print(o.format, o.all ? { volumes, instanceDisks: disks } : volumes, () => table(['NAME', 'POOL', 'FORMAT', 'SIZE', 'ALLOCATION', 'ATTACHED TO', 'NOTE'], rows));
+      await print(o.all ? { volumes, instanceDisks: disks } : volumes, () => table(['NAME', 'POOL', 'FORMAT', 'SIZE', 'ALLOCATION', 'ATTACHED TO', 'NOTE'], rows));
     });
 
   volume
@@ -128,9 +123,9 @@ export function registerStorageCommands(program: Command): void {
     .argument('<name>')
     .option('--format <format>', 'table, json or yaml', 'table')
     .action(async (name: string, o: { format?: string }) => {
-      parseFormat(o.format);
+      const print = printer(o.format);
       const v = await (await api()).volumes.get({ name });
-      await print(o.format, v, () =>
+      await print(v, () =>
         keyValues([
           ['Name', v.name],
           ['Pool', v.pool],
@@ -175,9 +170,9 @@ export function registerStorageCommands(program: Command): void {
     .argument('<name>')
     .option('--format <format>', 'table, json or yaml', 'table')
     .action(async (name: string, o: { format?: string }) => {
-      parseFormat(o.format);
+      const print = printer(o.format);
       const r = await (await api()).volumes.check({ name });
-      await print(o.format, r, () =>
+      await print(r, () =>
         !r.supported
           ? `Volume ${name}: raw images have no metadata to check\n`
           : r.clean
