@@ -119,7 +119,6 @@ export const CreateInstanceBody = Type.Object(
   },
   { additionalProperties: false },
 );
-export type CreateInstanceBodyType = Static<typeof CreateInstanceBody>;
 export type InstanceView = Static<typeof Instance>;
 
 /** POST /instances/launch: the fields of `virtnode launch`, with file contents instead of file names. */
@@ -145,7 +144,6 @@ export const LaunchBody = Type.Object(
   },
   { additionalProperties: false },
 );
-export type LaunchBodyType = Static<typeof LaunchBody>;
 
 export const StopBody = Type.Object(
   {
@@ -154,7 +152,6 @@ export const StopBody = Type.Object(
   },
   { additionalProperties: false },
 );
-export type StopBodyType = Static<typeof StopBody>;
 
 export const DeleteQuery = Type.Object({ force: Type.Optional(Type.Boolean()) }, { additionalProperties: false });
 
@@ -162,7 +159,6 @@ export const PolicyBody = Type.Object(
   { autostart: Type.Optional(Type.Boolean()), restartPolicy: Type.Optional(RestartPolicy) },
   { additionalProperties: false, minProperties: 1 },
 );
-export type PolicyBodyType = Static<typeof PolicyBody>;
 
 export const Image = Type.Object(
   {
@@ -283,7 +279,6 @@ export const Operation = Type.Object(
 );
 export type OperationView = Static<typeof Operation>;
 export type OperationStatus = OperationView['status'];
-export type ProgressEntry = OperationView['progress']['entries'][number];
 
 export const WaitQuery = Type.Object(
   {
@@ -383,7 +378,6 @@ export const CreateNetworkBody = Type.Object(
   },
   { additionalProperties: false },
 );
-export type CreateNetworkBodyType = Static<typeof CreateNetworkBody>;
 
 /** A DHCP lease of a nat/isolated network (`virtnode network leases`), with the instance whose NIC has the MAC. */
 export const NetworkLease = Type.Object(
@@ -590,7 +584,6 @@ export const CreateTemplateBody = Type.Object(
   { instance: Name, name: Type.Optional(Name) },
   { additionalProperties: false },
 );
-export type CreateTemplateBodyType = Static<typeof CreateTemplateBody>;
 
 /** POST /instances/{name}/clone: `virtnode clone NAME NEW [--linked]`. */
 export const CloneBody = Type.Object(
@@ -600,7 +593,6 @@ export const CloneBody = Type.Object(
   },
   { additionalProperties: false },
 );
-export type CloneBodyType = Static<typeof CloneBody>;
 
 /** Every route declares its error responses with this one shape. */
 export function withErrors<T extends Record<number | string, TSchema>>(ok: T): T & { '4xx': typeof ErrorBody; '5xx': typeof ErrorBody } {

@@ -1,6 +1,6 @@
 /** The image store: `virtnode image ...`, `/images` in the REST API. */
 import Type, { type Static } from 'typebox';
-import { endpoints, type Contract } from '../endpoint.ts';
+import { endpoints } from '../endpoint.ts';
 import { BuildImageBody, Image, ImportBody, NameParams, PullBody, RemoveImageQuery } from '../schemas.ts';
 
 const stored = {
@@ -70,5 +70,3 @@ export const imageEndpoints = endpoints({
     response: RemovedImage,
   },
 });
-
-export type ImageContract = Contract<typeof imageEndpoints>;
