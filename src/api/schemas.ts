@@ -106,7 +106,6 @@ export const CreateInstanceBody = Closed({
   autostart: Type.Optional(Type.Boolean()),
   restartPolicy: Type.Optional(RestartPolicy),
 });
-export type CreateInstanceBodyType = Static<typeof CreateInstanceBody>;
 export type InstanceView = Static<typeof Instance>;
 
 /** POST /instances/launch: the fields of `virtnode launch`, with file contents instead of file names. */
@@ -129,13 +128,11 @@ export const LaunchBody = Closed({
   wait: Type.Optional(Type.Boolean({ description: 'follow readiness up to SSH and cloud-init (default true)' })),
   timeoutSeconds: Type.Optional(Type.Integer({ minimum: 1, maximum: 86_400 })),
 });
-export type LaunchBodyType = Static<typeof LaunchBody>;
 
 export const StopBody = Closed({
   force: Type.Optional(Type.Boolean({ description: 'power off at once, like pulling the plug' })),
   timeoutSeconds: Type.Optional(Type.Integer({ minimum: 0, maximum: 86_400, description: 'how long the guest gets to power off (default 60)' })),
 });
-export type StopBodyType = Static<typeof StopBody>;
 
 export const DeleteQuery = Closed({ force: Type.Optional(Type.Boolean()) });
 
@@ -143,7 +140,6 @@ export const PolicyBody = Type.Object(
   { autostart: Type.Optional(Type.Boolean()), restartPolicy: Type.Optional(RestartPolicy) },
   { additionalProperties: false, minProperties: 1 },
 );
-export type PolicyBodyType = Static<typeof PolicyBody>;
 
 export const Image = Closed({
   name: Type.String(),
@@ -231,7 +227,6 @@ export const Operation = Closed({
 });
 export type OperationView = Static<typeof Operation>;
 export type OperationStatus = OperationView['status'];
-export type ProgressEntry = OperationView['progress']['entries'][number];
 
 export const WaitQuery = Closed({
   timeout: Type.Optional(Type.Number({ minimum: 0, maximum: 3600, description: 'seconds to wait at most' })),
@@ -304,7 +299,6 @@ export const CreateNetworkBody = Closed({
   domain: Type.Optional(Type.String({ maxLength: 1024, description: 'DNS domain (at most 253 characters)' })),
   bridge: Type.Optional(Type.String({ maxLength: 1024, description: 'bridge mode: the existing bridge NICs join (at most 15 characters)' })),
 });
-export type CreateNetworkBodyType = Static<typeof CreateNetworkBody>;
 
 /** A DHCP lease of a nat/isolated network (`virtnode network leases`), with the instance whose NIC has the MAC. */
 export const NetworkLease = Closed({
@@ -457,14 +451,12 @@ export type TemplateView = Static<typeof Template>;
 
 /** POST /templates: `virtnode template create INSTANCE [NAME]`. */
 export const CreateTemplateBody = Closed({ instance: Name, name: Type.Optional(Name) });
-export type CreateTemplateBodyType = Static<typeof CreateTemplateBody>;
 
 /** POST /instances/{name}/clone: `virtnode clone NAME NEW [--linked]`. */
 export const CloneBody = Closed({
   name: Name,
   linked: Type.Optional(Type.Boolean({ description: 'a qcow2 overlay on the source disk (constant time) instead of a full copy' })),
 });
-export type CloneBodyType = Static<typeof CloneBody>;
 
 /** Every route declares its error responses with this one shape. */
 export function withErrors<T extends Record<number | string, TSchema>>(ok: T): T & { '4xx': typeof ErrorBody; '5xx': typeof ErrorBody } {

@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os';
 import { basename, dirname, join } from 'node:path';
 import { run } from '../exec/run.ts';
 import { VirtnodeError, isVirtnodeError } from '../lib/errors.ts';
+import { withSignal } from '../lib/signal.ts';
 
 /** The files of a NoCloud seed; cloud-init reads them from a volume labelled `cidata`/`CIDATA`. */
 export interface SeedFiles {
@@ -95,8 +96,4 @@ async function buildVfat(
     ['mcopy', '-i', out, '-o', ...names.map((n) => join(stage, n)), '::/'],
     withSignal({ timeoutMs: SEED_TOOL_TIMEOUT_MS, env: { ...process.env, MTOOLS_SKIP_CHECK: '1' } }, signal),
   );
-}
-
-function withSignal<T extends object>(opts: T, signal: AbortSignal | undefined): T & { signal?: AbortSignal } {
-  return signal === undefined ? opts : { ...opts, signal };
 }

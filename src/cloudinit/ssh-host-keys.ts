@@ -9,6 +9,7 @@ import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { run } from '../exec/run.ts';
 import { VirtnodeError, invalid } from '../lib/errors.ts';
+import { withSignal } from '../lib/signal.ts';
 import type { HostKeyType } from './render.ts';
 
 export type { HostKeyType } from './render.ts';
@@ -52,10 +53,6 @@ const HOST_KEY_TYPES: readonly HostKeyType[] = ['ed25519', 'ecdsa', 'rsa'];
 /** OpenSSH's own file name for a host key of this type. */
 export function hostKeyFileName(type: HostKeyType): string {
   return `ssh_host_${type}_key`;
-}
-
-function withSignal<T extends object>(opts: T, signal: AbortSignal | undefined): T & { signal?: AbortSignal } {
-  return signal === undefined ? opts : { ...opts, signal };
 }
 
 async function exists(path: string): Promise<boolean> {

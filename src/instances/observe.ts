@@ -1,5 +1,5 @@
 import type { CoreContext } from '../core/context.ts';
-import { acquireLock } from '../store/locks.ts';
+import { withLockIfFree } from '../store/locks.ts';
 import type { InstanceDriver } from './driver.ts';
 import { driverFor } from './drivers/index.ts';
 import type { Instance } from './model.ts';
@@ -37,13 +37,8 @@ export async function observeInstance(core: CoreContext, instance: Instance): Pr
 
 /** The guest ended on its own: end its process and record why, if no operation is under way on it. */
 async function settleEndedGuest(core: CoreContext, driver: InstanceDriver, instance: Instance, state: 'stopped' | 'crashed', reason: string): Promise<void> {
-  let release: (() => void) | undefined;
-  try {
-    release = await acquireLock(core.db, instance.name, 'settle', { waitMs: 0 });
-  } catch {
-    return; // the lock holder is this process or another operation: it will see the same thing
-  }
-  try {
+  // Skipped if the lock is held: its holder (this process or another operation) will see the same thing.
+  await withLockIfFree(core.db, instance.name, 'settle', async () => {
     const current = core.repos.instances.get(instance.name);
     if (current?.state !== instance.state || current.pid !== instance.pid) return;
     await driver.kill(instance);
@@ -51,7 +46,5 @@ async function settleEndedGuest(core: CoreContext, driver: InstanceDriver, insta
     await core.networks.releaseInstance(instance).catch(() => {});
     core.repos.instances.setProcess(instance.name, undefined, undefined);
     core.repos.instances.setState(instance.name, state, reason);
-  } finally {
-    release();
-  }
+  });
 }

@@ -1,7 +1,7 @@
 import { readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import type { CoreContext } from '../core/context.ts';
-import { acquireLock, lockOwner } from '../store/locks.ts';
+import { lockOwner, withLockIfFree } from '../store/locks.ts';
 import { allDrivers } from './drivers/index.ts';
 import { ACTIVE_STATES, type Instance, TRANSITIONAL_STATES } from './model.ts';
 import { InstanceService } from './service.ts';
@@ -25,22 +25,14 @@ export async function repairInstances(core: CoreContext): Promise<{ repaired: st
     if (core.repos.instances.get(entry) !== undefined || lockOwner(core.db, entry) !== undefined) continue;
     // Decide again under the instance's lock: a concurrent create may have made its record and directory
     // between the two reads above, and released its lock between create and start.
-    let release: () => void;
-    try {
-      release = await acquireLock(core.db, entry, 'repair', { waitMs: 0 });
-    } catch {
-      continue;
-    }
-    try {
-      if (core.repos.instances.get(entry) !== undefined) continue;
+    await withLockIfFree(core.db, entry, 'repair', async () => {
+      if (core.repos.instances.get(entry) !== undefined) return;
       strays = true;
       const dir = join(core.paths.instances, entry);
       for (const driver of allDrivers(core.paths)) await driver.killOrphan(dir);
       rmSync(dir, { recursive: true, force: true });
       repaired.push(`${entry}: removed a directory with no instance record`);
-    } finally {
-      release();
-    }
+    });
   }
   return { repaired, strays };
 }
@@ -77,14 +69,9 @@ export async function repairNetworks(core: CoreContext): Promise<string[]> {
   return repaired;
 }
 
+/** What was done, if anything (nothing when someone else is repairing it right now). */
 async function repairInterrupted(service: InstanceService, instance: Instance): Promise<string | undefined> {
-  let release: () => void;
-  try {
-    release = await acquireLock(service.db, instance.name, 'repair', { waitMs: 0 });
-  } catch {
-    return undefined; // someone else is repairing it right now
-  }
-  try {
+  return withLockIfFree(service.db, instance.name, 'repair', async () => {
     const current = service.repo.get(instance.name);
     if (current === undefined || current.state !== instance.state) return undefined;
     const driver = service.driver(current);
@@ -113,8 +100,6 @@ async function repairInterrupted(service: InstanceService, instance: Instance): 
       default:
         return undefined;
     }
-  } finally {
-    release();
-  }
+  });
 }
 

@@ -17,7 +17,3 @@ export interface Network {
   domain?: string;
   createdAt: string;
 }
-
-export function isManagedBridge(network: Network): boolean {
-  return network.mode !== 'bridge';
-}

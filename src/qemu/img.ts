@@ -1,5 +1,6 @@
 import { run } from '../exec/run.ts';
 import { VirtnodeError } from '../lib/errors.ts';
+import { withSignal } from '../lib/signal.ts';
 import type { DiskFormat } from '../instances/model.ts';
 
 const QEMU_IMG_TIMEOUT_MS = 120_000;
@@ -27,7 +28,7 @@ export async function createImage(
   argv.push(path);
   if (options.sizeBytes !== undefined) argv.push(String(options.sizeBytes));
   else if (options.backing === undefined) throw new VirtnodeError('INTERNAL', 'createImage needs a size or a backing image');
-  await run(argv, options.signal === undefined ? { timeoutMs: QEMU_IMG_TIMEOUT_MS } : { timeoutMs: QEMU_IMG_TIMEOUT_MS, signal: options.signal });
+  await run(argv, withSignal({ timeoutMs: QEMU_IMG_TIMEOUT_MS }, options.signal));
 }
 
 /** The last "(45.01/100%)" in output of `qemu-img convert -p` (redrawn with \r), as a percentage. */

@@ -2,6 +2,7 @@ import { spawn } from 'node:child_process';
 import { closeSync, openSync, readFileSync } from 'node:fs';
 import { VirtnodeError } from '../lib/errors.ts';
 import { type ProcessIdentity, processCmdline, processStartTime } from '../lib/proc.ts';
+import { withSignal } from '../lib/signal.ts';
 import { installHint } from '../exec/run.ts';
 import { QmpConnection } from '../qmp/connection.ts';
 import { buildArgv } from './argv.ts';
@@ -45,7 +46,7 @@ export async function spawnQemu(spec: QemuSpec, options: { logPath: string; bina
   child.unref();
   try {
     const qmp = await Promise.race([
-      QmpConnection.connect(spec.paths.qmp, options.signal === undefined ? { timeoutMs: QMP_READY_TIMEOUT_MS } : { timeoutMs: QMP_READY_TIMEOUT_MS, signal: options.signal }),
+      QmpConnection.connect(spec.paths.qmp, withSignal({ timeoutMs: QMP_READY_TIMEOUT_MS }, options.signal)),
       exited,
     ]);
     const pid = child.pid!;

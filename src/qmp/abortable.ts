@@ -22,11 +22,6 @@ export function sleep(ms: number, signal: AbortSignal | undefined, what: string)
   });
 }
 
-/** `options` plus `signal` when there is one (exactOptionalPropertyTypes forbids `signal: undefined`). */
-export function withSignal<T extends object>(options: T, signal: AbortSignal | undefined): T & { signal?: AbortSignal } {
-  return signal === undefined ? options : { ...options, signal };
-}
-
 /**
  * Connects to a UNIX socket. Rejects with the raw errno error (callers map it to what it means for them) or,
  * when `signal` aborts, with `cancelled("connecting to WHAT at PATH")`; leaves no listener behind.

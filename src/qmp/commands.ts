@@ -73,9 +73,6 @@ export const GUEST_AGENT_COMMANDS = {
   shutdown: 'guest-shutdown',
 } as const;
 
-export type QmpCommandName = (typeof QMP_COMMANDS)[keyof typeof QMP_COMMANDS];
-export type QmpEventName = (typeof QMP_EVENTS)[keyof typeof QMP_EVENTS];
-
 /** QEMU's RunState. */
 export type RunState =
   | 'debug'

@@ -1,6 +1,7 @@
 import type { Socket } from 'node:net';
 import { VirtnodeError } from '../lib/errors.ts';
-import { cancelled, openUnixSocket, sleep, withSignal } from './abortable.ts';
+import { withSignal } from '../lib/signal.ts';
+import { cancelled, openUnixSocket, sleep } from './abortable.ts';
 import { LineFramer } from './framing.ts';
 
 export const QMP_CONNECT_TIMEOUT_MS = 10_000;

@@ -1,9 +1,10 @@
 import { randomInt } from 'node:crypto';
 import type { Socket } from 'node:net';
 import { isVirtnodeError, VirtnodeError } from '../lib/errors.ts';
+import { withSignal } from '../lib/signal.ts';
+import { cancelled, openUnixSocket, sleep } from './abortable.ts';
 import { GUEST_AGENT_COMMANDS as GA } from './commands.ts';
 import { QmpCommandError } from './connection.ts';
-import { cancelled, openUnixSocket, sleep, withSignal } from './abortable.ts';
 import { LineFramer } from './framing.ts';
 
 export const GUEST_AGENT_TIMEOUT_MS = 10_000;

@@ -1,5 +1,5 @@
 import type { CoreContext } from '../core/context.ts';
-import { acquireLock, lockOwner } from '../store/locks.ts';
+import { lockOwner, withLockIfFree } from '../store/locks.ts';
 import { StorageService } from './service.ts';
 import { repairSnapshots } from './snapshots.ts';
 import { repairVolumes } from './volumes.ts';
@@ -10,18 +10,10 @@ export async function repairStorage(core: CoreContext): Promise<string[]> {
   const repaired = repairVolumes(storage, (name) => lockOwner(core.db, name) !== undefined);
   for (const instance of core.repos.instances.list()) {
     if (lockOwner(core.db, instance.name) !== undefined) continue;
-    let release: () => void;
-    try {
-      release = await acquireLock(core.db, instance.name, 'repair', { waitMs: 0 });
-    } catch {
-      continue;
-    }
-    try {
+    await withLockIfFree(core.db, instance.name, 'repair', async () => {
       const current = core.repos.instances.get(instance.name);
       if (current !== undefined) repaired.push(...(await repairSnapshots(storage, await storage.instance(current.name))));
-    } finally {
-      release();
-    }
+    });
   }
   return repaired;
 }

@@ -1,4 +1,5 @@
 import type { Db } from './db.ts';
+import { NamedTable } from './named-table.ts';
 
 export type ImageFormat = 'qcow2' | 'raw';
 
@@ -47,20 +48,9 @@ function toImage(row: Row): ImageRow {
   };
 }
 
-export class ImageRepository {
-  private readonly db: Db;
-
+export class ImageRepository extends NamedTable<Row, ImageRow> {
   constructor(db: Db) {
-    this.db = db;
-  }
-
-  get(name: string): ImageRow | undefined {
-    const row = this.db.prepare('SELECT * FROM images WHERE name = ?').get(name) as Row | undefined;
-    return row === undefined ? undefined : toImage(row);
-  }
-
-  list(): ImageRow[] {
-    return (this.db.prepare('SELECT * FROM images ORDER BY name').all() as unknown as Row[]).map(toImage);
+    super(db, 'images', toImage);
   }
 
   /** Names that share one stored file. */
@@ -83,9 +73,5 @@ export class ImageRepository {
       )
       .run(image.name, image.sha256, image.format, image.virtualSize, image.fileSize, image.source, image.sourceSha256, image.verifiedBy ?? null, createdAt);
     return { ...image, createdAt };
-  }
-
-  delete(name: string): boolean {
-    return this.db.prepare('DELETE FROM images WHERE name = ?').run(name).changes === 1;
   }
 }

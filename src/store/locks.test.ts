@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { openDb } from './db.ts';
-import { acquireLock, lockOwner } from './locks.ts';
+import { acquireLock, lockOwner, withLockIfFree } from './locks.ts';
 import { MIGRATIONS } from './migrations.ts';
 
 describe('instance locks', () => {
@@ -30,6 +30,18 @@ describe('instance locks', () => {
     expect(lockOwner(d, 'a')?.operation).toBe('start');
     second();
     expect(lockOwner(d, 'a')).toBeUndefined();
+  });
+
+  it('withLockIfFree runs under a free lock, releasing it even on a throw, and skips a held one', async () => {
+    const d = db();
+    expect(await withLockIfFree(d, 'a', 'repair', () => lockOwner(d, 'a')?.operation)).toBe('repair');
+    await expect(withLockIfFree(d, 'a', 'repair', () => Promise.reject(new Error('boom')))).rejects.toThrow('boom');
+    expect(lockOwner(d, 'a')).toBeUndefined();
+    const release = await acquireLock(d, 'a', 'stop');
+    let ran = false;
+    expect(await withLockIfFree(d, 'a', 'repair', () => (ran = true))).toBeUndefined();
+    expect(ran).toBe(false);
+    release();
   });
 
   it('takes over a lock whose owner died', async () => {

@@ -58,3 +58,21 @@ export function lockOwner(db: Db, name: string): LockOwner | undefined {
   const row = db.prepare('SELECT * FROM locks WHERE name = ?').get(name) as LockOwner | undefined;
   return row !== undefined && isAlive({ pid: row.pid, start: row.pid_start }) ? row : undefined;
 }
+
+/**
+ * Runs `fn` under the lock `name` if it can be taken at once. When it cannot (another operation holds it and
+ * will deal with what `fn` would), does nothing and returns undefined.
+ */
+export async function withLockIfFree<T>(db: Db, name: string, operation: string, fn: () => T | Promise<T>): Promise<T | undefined> {
+  let release: () => void;
+  try {
+    release = await acquireLock(db, name, operation, { waitMs: 0 });
+  } catch {
+    return undefined;
+  }
+  try {
+    return await fn();
+  } finally {
+    release();
+  }
+}

@@ -16,8 +16,6 @@ interface OperationRow {
   finished_at: string | null;
 }
 
-export const OPERATION_STATUSES: readonly OperationStatus[] = ['running', 'succeeded', 'failed', 'cancelled'];
-
 /** How much finished history is kept: the newest KEEP_MAX, none older than KEEP_MS. */
 export const KEEP_FINISHED_MAX = 1_000;
 export const KEEP_FINISHED_MS = 7 * 24 * 60 * 60_000;

@@ -1,5 +1,6 @@
 import type { DiskFormat } from '../instances/model.ts';
 import type { Db } from './db.ts';
+import { NamedTable } from './named-table.ts';
 
 export interface Pool {
   name: string;
@@ -81,24 +82,26 @@ interface VolumeRow {
 }
 
 const toVolume = (r: VolumeRow): Volume => ({ name: r.name, pool: r.pool, path: r.path, format: r.format, state: r.state, createdAt: r.created_at });
+type PoolRow = { name: string; path: string; created_at: string };
+const toPool = (r: PoolRow): Pool => ({ name: r.name, path: r.path, createdAt: r.created_at });
 
 export class StorageRepository {
   private readonly db: Db;
+  private readonly poolTable: NamedTable<PoolRow, Pool>;
+  private readonly volumeTable: NamedTable<VolumeRow, Volume>;
 
   constructor(db: Db) {
     this.db = db;
+    this.poolTable = new NamedTable(db, 'pools', toPool);
+    this.volumeTable = new NamedTable(db, 'volumes', toVolume);
   }
 
   pools(): Pool[] {
-    return (this.db.prepare('SELECT * FROM pools ORDER BY name').all() as Array<{ name: string; path: string; created_at: string }>).map((r) => ({
-      name: r.name,
-      path: r.path,
-      createdAt: r.created_at,
-    }));
+    return this.poolTable.list();
   }
 
   pool(name: string): Pool | undefined {
-    return this.pools().find((p) => p.name === name);
+    return this.poolTable.get(name);
   }
 
   insertPool(name: string, path: string): void {
@@ -106,21 +109,16 @@ export class StorageRepository {
   }
 
   deletePool(name: string): void {
-    this.db.prepare('DELETE FROM pools WHERE name = ?').run(name);
+    this.poolTable.delete(name);
   }
 
   volumes(pool?: string): Volume[] {
-    const rows = (
-      pool === undefined
-        ? this.db.prepare('SELECT * FROM volumes ORDER BY name').all()
-        : this.db.prepare('SELECT * FROM volumes WHERE pool = ? ORDER BY name').all(pool)
-    ) as unknown as VolumeRow[];
-    return rows.map(toVolume);
+    if (pool === undefined) return this.volumeTable.list();
+    return (this.db.prepare('SELECT * FROM volumes WHERE pool = ? ORDER BY name').all(pool) as unknown as VolumeRow[]).map(toVolume);
   }
 
   volume(name: string): Volume | undefined {
-    const row = this.db.prepare('SELECT * FROM volumes WHERE name = ?').get(name) as VolumeRow | undefined;
-    return row === undefined ? undefined : toVolume(row);
+    return this.volumeTable.get(name);
   }
 
   insertVolume(v: Omit<Volume, 'createdAt'>): void {
@@ -138,7 +136,7 @@ export class StorageRepository {
   }
 
   deleteVolume(name: string): void {
-    this.db.prepare('DELETE FROM volumes WHERE name = ?').run(name);
+    this.volumeTable.delete(name);
   }
 
   snapshots(instance?: string): Snapshot[] {

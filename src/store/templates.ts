@@ -1,4 +1,5 @@
 import type { Db } from './db.ts';
+import { NamedTable } from './named-table.ts';
 import type { Template } from '../templates/model.ts';
 
 interface TemplateRow {
@@ -32,20 +33,9 @@ function toTemplate(row: TemplateRow): Template {
   };
 }
 
-export class TemplateRepository {
-  private readonly db: Db;
-
+export class TemplateRepository extends NamedTable<TemplateRow, Template> {
   constructor(db: Db) {
-    this.db = db;
-  }
-
-  get(name: string): Template | undefined {
-    const row = this.db.prepare('SELECT * FROM templates WHERE name = ?').get(name) as TemplateRow | undefined;
-    return row === undefined ? undefined : toTemplate(row);
-  }
-
-  list(): Template[] {
-    return (this.db.prepare('SELECT * FROM templates ORDER BY name').all() as unknown as TemplateRow[]).map(toTemplate);
+    super(db, 'templates', toTemplate);
   }
 
   insert(t: Omit<Template, 'createdAt'>): void {
@@ -56,9 +46,5 @@ export class TemplateRepository {
          VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
       )
       .run(t.name, t.diskPath, t.format, t.virtualSize, t.sha256, t.source, t.sealMethod, JSON.stringify(details), new Date().toISOString());
-  }
-
-  delete(name: string): void {
-    this.db.prepare('DELETE FROM templates WHERE name = ?').run(name);
   }
 }

@@ -2,7 +2,7 @@ import { existsSync, readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import type { CoreContext } from '../core/context.ts';
 import { backingChain } from '../storage/backing.ts';
-import { acquireLock, lockOwner } from '../store/locks.ts';
+import { lockOwner, withLockIfFree } from '../store/locks.ts';
 import { BASES_LOCK, basesDir, templatesDir } from './paths.ts';
 
 /**
@@ -17,31 +17,18 @@ export async function reconcileTemplatesAndBases(core: CoreContext): Promise<str
   const tdir = templatesDir(core.paths);
   for (const entry of existsSync(tdir) ? readdirSync(tdir) : []) {
     if (templates.get(entry) !== undefined || lockOwner(core.db, entry) !== undefined) continue;
-    let release: () => void;
-    try {
-      release = await acquireLock(core.db, entry, 'repair', { waitMs: 0 });
-    } catch {
-      continue;
-    }
-    try {
-      if (templates.get(entry) !== undefined) continue;
+    await withLockIfFree(core.db, entry, 'repair', () => {
+      if (templates.get(entry) !== undefined) return;
       rmSync(join(tdir, entry), { recursive: true, force: true });
       repaired.push(`template ${entry}: removed a directory with no template record`);
-    } finally {
-      release();
-    }
+    });
   }
 
   const bdir = basesDir(core.paths);
   const bases = existsSync(bdir) ? readdirSync(bdir) : [];
   if (bases.length === 0) return repaired;
-  let release: () => void;
-  try {
-    release = await acquireLock(core.db, BASES_LOCK, 'repair', { waitMs: 0 });
-  } catch {
-    return repaired; // a linked clone is making a base right now
-  }
-  try {
+  // Skipped while a linked clone is making a base (it holds the lock).
+  await withLockIfFree(core.db, BASES_LOCK, 'repair', () => {
     const inUse = new Set<string>();
     const tops = [...core.repos.instances.list().flatMap((i) => i.spec.disks.map((d) => d.path)), ...templates.list().map((t) => t.diskPath)];
     for (const top of tops) for (const file of backingChain(top)) inUse.add(file);
@@ -51,8 +38,6 @@ export async function reconcileTemplatesAndBases(core: CoreContext): Promise<str
       rmSync(path, { force: true });
       repaired.push(`removed the read-only base ${base}: no disk sits on it any more`);
     }
-  } finally {
-    release();
-  }
+  });
   return repaired;
 }

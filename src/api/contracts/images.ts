@@ -1,6 +1,6 @@
 /** The image store: `virtnode image ...`, `/images` in the REST API. */
 import Type, { type Static } from 'typebox';
-import { endpoints, type Contract } from '../endpoint.ts';
+import { endpoints } from '../endpoint.ts';
 import { BuildImageBody, Closed, Image, ImportBody, NameParams, PullBody, RemoveImageQuery } from '../schemas.ts';
 
 const stored = {
@@ -61,5 +61,3 @@ export const imageEndpoints = endpoints({
     response: RemovedImage,
   },
 });
-
-export type ImageContract = Contract<typeof imageEndpoints>;

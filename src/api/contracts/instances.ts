@@ -1,6 +1,6 @@
 /** The instance lifecycle: `virtnode create/launch/start/stop/...`, `/instances` in the REST API. */
 import Type from 'typebox';
-import { endpoints, type Contract } from '../endpoint.ts';
+import { endpoints } from '../endpoint.ts';
 import { Closed, CreateInstanceBody, DeleteQuery, Instance, LaunchBody, NameParams, PolicyBody, StopBody } from '../schemas.ts';
 
 const nullable = <T>(schema: object) => Type.Unsafe<T | null>({ ...schema, nullable: true });
@@ -85,5 +85,3 @@ export const instanceEndpoints = endpoints({
     response: Deleted,
   },
 });
-
-export type InstanceContract = Contract<typeof instanceEndpoints>;

@@ -1,6 +1,6 @@
 /** Managed networks: `virtnode network ...`, `/networks` in the REST API. */
 import Type from 'typebox';
-import { endpoints, type Contract } from '../endpoint.ts';
+import { endpoints } from '../endpoint.ts';
 import { CreateNetworkBody, NameParams, Network, NetworkLease } from '../schemas.ts';
 import { Deleted } from './instances.ts';
 
@@ -36,5 +36,3 @@ export const networkEndpoints = endpoints({
     response: Deleted,
   },
 });
-
-export type NetworkContract = Contract<typeof networkEndpoints>;

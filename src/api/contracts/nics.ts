@@ -1,6 +1,6 @@
 /** An instance's NICs: `virtnode nic ...`, `/instances/{name}/nics` in the REST API. */
 import Type from 'typebox';
-import { endpoints, type Contract } from '../endpoint.ts';
+import { endpoints } from '../endpoint.ts';
 import { AttachNicBody, InstanceNic, NameParams, NicParams } from '../schemas.ts';
 
 export const nicEndpoints = endpoints({
@@ -28,5 +28,3 @@ export const nicEndpoints = endpoints({
     response: InstanceNic,
   },
 });
-
-export type NicContract = Contract<typeof nicEndpoints>;

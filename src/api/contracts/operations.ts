@@ -1,6 +1,6 @@
 /** The operations of long work: `virtnode operation ls/info/wait/cancel`, `/operations` in the REST API. */
 import Type from 'typebox';
-import { endpoints, type Contract } from '../endpoint.ts';
+import { endpoints } from '../endpoint.ts';
 import { GetOperationQuery, ListOperationsQuery, Operation, OperationParams, WaitQuery } from '../schemas.ts';
 
 export const operationEndpoints = endpoints({
@@ -22,5 +22,3 @@ export const operationEndpoints = endpoints({
   },
   cancel: { method: 'DELETE', path: '/operations/:id', summary: 'cancel a running operation', params: OperationParams, response: Operation, status: 202 },
 });
-
-export type OperationContract = Contract<typeof operationEndpoints>;

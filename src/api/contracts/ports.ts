@@ -1,6 +1,6 @@
 /** An instance's user-mode port forwards: `virtnode port ...`, `/instances/{name}/ports` in the REST API. */
 import Type from 'typebox';
-import { endpoints, type Contract } from '../endpoint.ts';
+import { endpoints } from '../endpoint.ts';
 import { AddPortBody, NameParams, PortForward, PortParams } from '../schemas.ts';
 
 export const portEndpoints = endpoints({
@@ -28,5 +28,3 @@ export const portEndpoints = endpoints({
     response: PortForward,
   },
 });
-
-export type PortContract = Contract<typeof portEndpoints>;

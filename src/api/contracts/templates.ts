@@ -1,6 +1,6 @@
 /** Templates (`virtnode template ...`, `/templates`) and clones (`virtnode clone`, `/instances/{name}/clone`). */
 import Type, { type Static } from 'typebox';
-import { endpoints, type Contract } from '../endpoint.ts';
+import { endpoints } from '../endpoint.ts';
 import { CloneBody, Closed, CreateTemplateBody, Instance, Name, NameParams, StringEnum, Template } from '../schemas.ts';
 import { Deleted } from './instances.ts';
 
@@ -69,5 +69,3 @@ export const templateEndpoints = endpoints({
     operation: true,
   },
 });
-
-export type TemplateContract = Contract<typeof templateEndpoints>;

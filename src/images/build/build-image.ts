@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { mkdir, mkdtemp, open, readFile, rename, rm, stat, truncate, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { run, type RunOptions } from '../../exec/run.ts';
+import { run, type RunOptions, type RunResult } from '../../exec/run.ts';
 import { VirtnodeError } from '../../lib/errors.ts';
 import { Reverter } from '../../lib/reverter.ts';
 import { configureRoot, sealRoot } from './configure.ts';
@@ -193,18 +193,7 @@ export async function buildImage(name: string, options: BuildImageOptions): Prom
     progress('bootstrap', recipe.suite);
     const root = join(work, 'root');
     await mkdir(root, { mode: 0o755 });
-    await run(
-      [
-        'debootstrap',
-        `--variant=${recipe.variant}`,
-        `--include=${packages.join(',')}`,
-        `--unpack-tarball=${tarball}`,
-        recipe.suite,
-        root,
-        mirror,
-      ],
-      opts(DEBOOTSTRAP_TIMEOUT_MS, signal),
-    ).catch(async (error: unknown) => {
+    await debootstrap(recipe, packages, `--unpack-tarball=${tarball}`, root, mirror, signal).catch(async (error: unknown) => {
       throw await withDebootstrapLog(error, root);
     });
     await unmountAllUnder(root);
@@ -276,6 +265,19 @@ export async function buildImage(name: string, options: BuildImageOptions): Prom
   }
 }
 
+/** Runs debootstrap on the recipe's suite and packages; `tarballOption` is `--make-tarball=…` or `--unpack-tarball=…`. */
+function debootstrap(
+  recipe: ImageRecipe,
+  packages: readonly string[],
+  tarballOption: string,
+  target: string,
+  mirror: string,
+  signal: AbortSignal | undefined,
+): Promise<RunResult> {
+  const argv = ['debootstrap', `--variant=${recipe.variant}`, `--include=${packages.join(',')}`, tarballOption, recipe.suite, target, mirror];
+  return run(argv, opts(DEBOOTSTRAP_TIMEOUT_MS, signal));
+}
+
 /** debootstrap's own messages say only "see debootstrap.log": attach the log's error lines before it is deleted. */
 async function withDebootstrapLog(error: unknown, root: string): Promise<unknown> {
   const log = await readFile(join(root, 'debootstrap/debootstrap.log'), 'utf8').catch(() => '');
@@ -302,18 +304,7 @@ async function ensurePackageTarball(
   if (await fileExists(tarball)) return tarball;
   progress('download', mirror);
   const partial = join(work, 'packages.tgz');
-  await run(
-    [
-      'debootstrap',
-      `--variant=${recipe.variant}`,
-      `--include=${packages.join(',')}`,
-      `--make-tarball=${partial}`,
-      recipe.suite,
-      join(work, 'download'),
-      mirror,
-    ],
-    opts(DEBOOTSTRAP_TIMEOUT_MS, signal),
-  );
+  await debootstrap(recipe, packages, `--make-tarball=${partial}`, join(work, 'download'), mirror, signal);
   await rename(partial, tarball).catch(async () => {
     // outDir and cacheDir may be on different filesystems
     await run(['cp', partial, `${tarball}.tmp`], opts(DISK_TOOL_TIMEOUT_MS, signal));

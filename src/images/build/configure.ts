@@ -2,6 +2,7 @@ import { chmod, lstat, mkdir, readdir, rm, symlink, truncate, writeFile } from '
 import { join } from 'node:path';
 import { run } from '../../exec/run.ts';
 import { VirtnodeError } from '../../lib/errors.ts';
+import { withSignal } from '../../lib/signal.ts';
 import type { ImageRecipe } from './recipes.ts';
 
 const CHROOT_TIMEOUT_MS = 10 * 60_000;
@@ -19,7 +20,7 @@ export interface ConfigureOptions {
 
 function chrootRun(root: string, argv: readonly string[], signal: AbortSignal | undefined): Promise<unknown> {
   const env = { PATH: '/usr/sbin:/usr/bin:/sbin:/bin', LANG: 'C.UTF-8', DEBIAN_FRONTEND: 'noninteractive', HOME: '/root' };
-  return run(['chroot', root, ...argv], signal === undefined ? { timeoutMs: CHROOT_TIMEOUT_MS, env } : { timeoutMs: CHROOT_TIMEOUT_MS, env, signal });
+  return run(['chroot', root, ...argv], withSignal({ timeoutMs: CHROOT_TIMEOUT_MS, env }, signal));
 }
 
 export async function findKernel(root: string): Promise<InstalledKernel> {
