@@ -20,9 +20,11 @@ export function openDb(path: string): Db {
       hint: 'check the permissions of the state directory, or set VIRTNODE_HOME',
     });
   }
+  // Before the first write: SQLite gives the -wal and -shm files the database file's mode.
   chmodSync(path, 0o600);
-  // WAL: readers never block the writer, and a crash mid-transaction loses nothing committed.
-  db.exec('PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;');
+  // WAL: readers never block the writer. FULL: a commit is on disk (the WAL fsynced) before it returns, so a
+  // power loss does not undo what a command reported done.
+  db.exec('PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;');
   migrate(db);
   return db;
 }
