@@ -10,6 +10,8 @@ import { join } from 'node:path';
 
 const SEED_FILES = new Set(['meta-data', 'user-data', 'vendor-data', 'network-config']);
 const REQUEST_LIMIT_BYTES = 16 * 1024;
+/** A connection the guest opens and never finishes a request on does not keep a process on the host. */
+const CONNECTION_TIMEOUT_MS = Number(process.env['VIRTNODE_RESPONDER_TIMEOUT_MS'] ?? 10_000);
 
 function respond(status: string, body: Buffer): void {
   process.stdout.write(`HTTP/1.0 ${status}\r\nContent-Type: text/plain\r\nContent-Length: ${body.length}\r\nConnection: close\r\n\r\n`);
@@ -27,6 +29,7 @@ function main(): void {
   const seedDir = process.argv[2];
   if (seedDir === undefined) process.exit(2);
   let request = '';
+  setTimeout(() => respond('408 Request Timeout', Buffer.alloc(0)), CONNECTION_TIMEOUT_MS);
   process.stdin.setEncoding('latin1');
   process.stdin.on('data', (chunk: string) => {
     request += chunk;
