@@ -1,7 +1,7 @@
 import type { DiskSpec, Instance, InstanceState } from '../instances/model.ts';
-import { VirtnodeError } from '../lib/errors.ts';
+import { isVirtnodeError, VirtnodeError } from '../lib/errors.ts';
+import { delaypoint } from '../lib/failpoint.ts';
 import { validateName } from '../lib/ids.ts';
-import { isVirtnodeError } from '../lib/errors.ts';
 import { blockdevDel, deviceAdd } from '../qmp/commands.ts';
 import { addBlockNode, deviceId, freeHotplugPort, removeDevice } from './qmp-block.ts';
 import { isLive, type StorageService } from './service.ts';
@@ -33,42 +33,48 @@ export interface DiskChange {
  */
 export async function attachDisk(storage: StorageService, instanceName: string, volumeName: string): Promise<DiskChange> {
   validateName('instance', instanceName);
-  const volume = mustGetVolume(storage, volumeName);
-  return storage.instances.withLock(instanceName, 'disk attach', {}, async () => {
-    const instance = await storage.instance(instanceName);
-    assertAttachable(instance);
-    const user = storage.attachedTo(volume.name);
-    if (user !== undefined) {
-      throw new VirtnodeError('CONFLICT', `volume ${volume.name} is already attached to instance ${user.name}`, {
-        hint: user.name === instance.name ? 'nothing to do' : `two VMs writing one disk corrupt it; detach it there first: virtnode disk detach ${user.name} ${volume.name}`,
-      });
-    }
-    const memorySnapshots = storage.repo.snapshots(instance.name).filter((s) => s.memory);
-    if (memorySnapshots.length > 0 && volume.format === 'raw') {
-      throw new VirtnodeError('INVALID_STATE', `cannot attach raw volume ${volume.name}: ${instance.name} has snapshots with memory state (${memorySnapshots.map((s) => s.name).join(', ')})`, {
-        hint: 'reverting one would restore the guest\'s memory but not this disk; convert the volume to qcow2 (virtnode volume convert --format qcow2) or delete those snapshots',
-      });
-    }
-    const disk: DiskSpec = { id: nextDiskId(instance.spec.disks), path: volume.path, format: volume.format, owned: false, volume: volume.name };
-    const live = isLive(instance);
-    if (live) {
-      await storage.withQmp(instance, async (qmp) => {
-        const port = await freeHotplugPort(qmp);
-        if (port === undefined) {
-          throw new VirtnodeError('CONFLICT', `instance ${instance.name} has no free hotplug port left`, { hint: `stop it and attach offline: virtnode stop ${instance.name}` });
-        }
-        await addBlockNode(qmp, disk.id, disk.path, disk.format);
-        try {
-          await deviceAdd(qmp, { driver: 'virtio-blk-pci', id: deviceId(disk.id), drive: disk.id, bus: port });
-        } catch (e) {
-          await blockdevDel(qmp, { 'node-name': disk.id }).catch(() => {});
-          throw e;
-        }
-      });
-    }
-    storage.instances.repo.updateSpec(instance.name, { ...instance.spec, disks: [...instance.spec.disks, disk] });
-    return { instance: instance.name, volume: volume.name, diskId: disk.id, live };
-  });
+  mustGetVolume(storage, volumeName);
+  // The volume's lock too (taken after the instance's, as resize does): two attaches of one volume to two
+  // instances, or an attach against a delete or convert, run one after the other and the second sees the first.
+  return storage.instances.withLock(instanceName, 'disk attach', {}, () =>
+    storage.withVolumeLock(volumeName, 'attach', {}, async () => {
+      const volume = mustGetVolume(storage, volumeName);
+      const instance = await storage.instance(instanceName);
+      assertAttachable(instance);
+      const user = storage.attachedTo(volume.name);
+      if (user !== undefined) {
+        throw new VirtnodeError('CONFLICT', `volume ${volume.name} is already attached to instance ${user.name}`, {
+          hint: user.name === instance.name ? 'nothing to do' : `two VMs writing one disk corrupt it; detach it there first: virtnode disk detach ${user.name} ${volume.name}`,
+        });
+      }
+      await delaypoint('attach.after-check');
+      const memorySnapshots = storage.repo.snapshots(instance.name).filter((s) => s.memory);
+      if (memorySnapshots.length > 0 && volume.format === 'raw') {
+        throw new VirtnodeError('INVALID_STATE', `cannot attach raw volume ${volume.name}: ${instance.name} has snapshots with memory state (${memorySnapshots.map((s) => s.name).join(', ')})`, {
+          hint: 'reverting one would restore the guest\'s memory but not this disk; convert the volume to qcow2 (virtnode volume convert --format qcow2) or delete those snapshots',
+        });
+      }
+      const disk: DiskSpec = { id: nextDiskId(instance.spec.disks), path: volume.path, format: volume.format, owned: false, volume: volume.name };
+      const live = isLive(instance);
+      if (live) {
+        await storage.withQmp(instance, async (qmp) => {
+          const port = await freeHotplugPort(qmp);
+          if (port === undefined) {
+            throw new VirtnodeError('CONFLICT', `instance ${instance.name} has no free hotplug port left`, { hint: `stop it and attach offline: virtnode stop ${instance.name}` });
+          }
+          await addBlockNode(qmp, disk.id, disk.path, disk.format);
+          try {
+            await deviceAdd(qmp, { driver: 'virtio-blk-pci', id: deviceId(disk.id), drive: disk.id, bus: port });
+          } catch (e) {
+            await blockdevDel(qmp, { 'node-name': disk.id }).catch(() => {});
+            throw e;
+          }
+        });
+      }
+      storage.instances.repo.updateSpec(instance.name, { ...instance.spec, disks: [...instance.spec.disks, disk] });
+      return { instance: instance.name, volume: volume.name, diskId: disk.id, live };
+    }),
+  );
 }
 
 /**

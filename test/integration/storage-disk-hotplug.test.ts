@@ -93,4 +93,32 @@ describe('disk attach/detach of volumes, live and stopped (tiny guest, TCG)', { 
     // Deleting an instance never deletes a volume it used.
     await ok(['volume', 'rm', 'data']);
   });
+
+  it('two attaches of one volume to two instances, from two processes at once: one wins, the other is refused', async () => {
+    await ok(['create', 'race1', ...bootArgs]);
+    await ok(['create', 'race2', ...bootArgs]);
+    await ok(['volume', 'create', 'shared', '--size', '16M']);
+    // The first attach waits 2 s between its check and its record; the second one runs into that window.
+    const first = virtnode(home, ['disk', 'attach', 'race1', 'shared'], { env: { VIRTNODE_DELAYPOINT: 'attach.after-check:2000' } });
+    await new Promise((resolve) => setTimeout(resolve, 700));
+    const second = await virtnode(home, ['disk', 'attach', 'race2', 'shared']);
+    const won = await first;
+    expect(won.code, won.stderr).toBe(0);
+    expect(second.code, second.stdout).toBe(4);
+    expect(second.stderr).toContain('volume shared is already attached to instance race1');
+    const holds = async (name: string) => (JSON.parse(await ok(['info', name, '--format', 'json'])) as { disks: Array<{ path: string }> }).disks.some((d) => d.path.includes('/shared.'));
+    expect(await holds('race1')).toBe(true);
+    expect(await holds('race2')).toBe(false);
+    // A remove against an attach in its window waits too, and then refuses.
+    await ok(['disk', 'detach', 'race1', 'shared']);
+    const attaching = virtnode(home, ['disk', 'attach', 'race2', 'shared'], { env: { VIRTNODE_DELAYPOINT: 'attach.after-check:2000' } });
+    await new Promise((resolve) => setTimeout(resolve, 700));
+    const rm = await virtnode(home, ['volume', 'rm', 'shared']);
+    expect((await attaching).code).toBe(0);
+    expect(rm.code).toBe(4);
+    expect(rm.stderr).toContain('cannot remove volume shared: it is attached to instance race2');
+    await ok(['delete', 'race1']);
+    await ok(['delete', 'race2']);
+    await ok(['volume', 'rm', 'shared']);
+  });
 });
