@@ -68,8 +68,3 @@ async function agentAddresses(service: InstanceService, instance: Instance): Pro
   }
   return out;
 }
-
-/** The best-known address of a NIC for a one-line display. */
-export function shownAddress(a: NicAddresses): string | undefined {
-  return a.guest?.[0]?.split('/')[0] ?? a.lease ?? a.reserved;
-}

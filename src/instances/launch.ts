@@ -7,7 +7,7 @@ import type { CoreContext } from '../core/context.ts';
 import { VirtnodeError } from '../lib/errors.ts';
 import { createImage } from '../qemu/img.ts';
 import { acquireLock } from '../store/locks.ts';
-import { type DiskFormat, type ImageRef, type Instance, type InstanceSpec, type KernelBoot, USER_NETWORK } from './model.ts';
+import { type DiskFormat, type ImageRef, type Instance, type InstanceSpec, type KernelBoot, USER_MODE_GUEST_ADDRESS, USER_NETWORK } from './model.ts';
 import type { NetworkRequest, NicNetworkConfig } from '../cloudinit/render.ts';
 import { type LaunchRequest, type ValidLaunch, validateLaunch } from './launch-validate.ts';
 import { type CloudInitResult, guestAddress, type Phase, type PhaseListener, waitForCloudInit, waitForSshBanner } from './readiness.ts';
@@ -15,8 +15,6 @@ import type { InstanceService } from './service.ts';
 
 export const DEFAULT_READY_TIMEOUT_MS = 15 * 60_000;
 const SSH_GUEST_PORT = 22;
-/** QEMU's user-mode network gives the guest this address (and 10.0.2.2 as its gateway). */
-const USER_MODE_GUEST_ADDRESS = '10.0.2.15';
 
 export interface ResolvedImage extends ImageRef {
   format: DiskFormat;

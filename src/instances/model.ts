@@ -80,6 +80,8 @@ export interface InstanceSpec {
 export type NicNetwork = string;
 
 export const USER_NETWORK = 'user';
+/** QEMU's user-mode network gives each guest this address (its gateway, the host, is 10.0.2.2). */
+export const USER_MODE_GUEST_ADDRESS = '10.0.2.15';
 
 export interface Nic {
   index: number;
