@@ -20,6 +20,7 @@ import { VirtnodeError } from '../lib/errors.ts';
 import { validateName } from '../lib/ids.ts';
 import type { DaemonCore } from './core.ts';
 import { errorBody, errorHandler } from './errors.ts';
+import { refuseForeignBrowser } from './origin.ts';
 import { ROUTE_MODULES } from './routes/index.ts';
 
 export const DEFAULT_BODY_LIMIT = 2 * 1024 * 1024;
@@ -42,10 +43,14 @@ declare module 'fastify' {
     public?: boolean;
     /** The route's core function validates its `:name` (and names the field itself); the generic check stays out. */
     nameCheckedByCore?: boolean;
+    /** A POST that changes nothing (a ticket for the events stream): a read-only token may call it. */
+    reads?: boolean;
   }
   interface FastifyRequest {
     /** `socket` (the UNIX socket) or `token:NAME` (a valid bearer token); undefined on a public route reached without either. */
     authenticatedAs: string | undefined;
+    /** Sent with a read-only token: GET only, and no console (typing into a guest changes it). */
+    readOnly: boolean;
   }
 }
 
@@ -71,7 +76,9 @@ export async function buildApp(core: DaemonCore, options: AppOptions): Promise<F
     return payload;
   });
   app.addHook('onResponse', async (request, reply) => {
-    request.log.info({ req: { method: request.method, url: request.url }, status: reply.statusCode, ms: Math.round(reply.elapsedTime * 10) / 10 }, 'request');
+    // The route's pattern and the path, never the query string: it carries tickets.
+    const req = { method: request.method, url: request.url.split('?')[0] };
+    request.log.info({ req, route: request.routeOptions.url ?? '(none)', status: reply.statusCode, ms: Math.round(reply.elapsedTime * 10) / 10 }, 'request');
   });
 
   // Bodies are checked strictly (a string is not a number, unknown fields are refused, never dropped);
@@ -88,21 +95,27 @@ export async function buildApp(core: DaemonCore, options: AppOptions): Promise<F
   // declared `public` are reached without either; a WebSocket among them (events, consoles) then asks for a
   // ticket instead (see src/daemon/ws-auth.ts).
   app.decorateRequest('authenticatedAs', undefined);
+  app.decorateRequest('readOnly', false);
   app.addHook('onRequest', async (request) => {
+    refuseForeignBrowser(request.headers, options.auth === 'none' ? 'socket' : 'tcp');
     if (options.auth === 'none') {
       request.authenticatedAs = 'socket';
       return;
     }
     const header = request.headers.authorization;
     const match = /^Bearer (\S+)$/.exec(header ?? '');
-    const name = match === null ? undefined : core.tokens.verify(match[1]!);
-    if (name !== undefined) {
-      request.authenticatedAs = `token:${name}`;
-      request.log = request.log.child({ token: name });
+    const token = match === null ? undefined : core.tokens.verify(match[1]!);
+    if (token !== undefined) {
+      request.authenticatedAs = `token:${token.name}`;
+      request.readOnly = token.scope === 'read-only';
+      request.log = request.log.child({ token: token.name });
+      if (request.readOnly && !['GET', 'HEAD'].includes(request.method) && request.routeOptions.config.reads !== true) {
+        throw new VirtnodeError('PERMISSION', `token ${token.name} is read-only: ${request.method} changes things`, { hint: 'use a token made without --read-only' });
+      }
       return;
     }
     if (request.routeOptions.config.public === true) return;
-    throw new VirtnodeError('UNAUTHORIZED', match === null ? 'this API needs a bearer token' : 'the bearer token is not valid (unknown or revoked)', {
+    throw new VirtnodeError('UNAUTHORIZED', match === null ? 'this API needs a bearer token' : 'the bearer token is not valid (unknown, revoked or expired)', {
       hint: 'make one on the host with `virtnode token create NAME`, then send Authorization: Bearer TOKEN (VIRTNODE_TOKEN for the CLI)',
     });
   });

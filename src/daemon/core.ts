@@ -7,6 +7,7 @@ import { OperationRepository } from '../store/operations.ts';
 import { TokenRepository } from '../store/tokens.ts';
 import { ConsoleTickets } from './consoles/tickets.ts';
 import { EventBus } from './events.ts';
+import { OpenStreams } from './open-streams.ts';
 import type { MetricsCollector } from './metrics.ts';
 import { OperationManager } from './operations.ts';
 import { Supervisor } from './supervisor.ts';
@@ -20,6 +21,8 @@ export interface DaemonCore extends AppCore {
   events: EventBus;
   /** Single-use tickets for the WebSockets a browser opens (events, consoles), shared by every listener. */
   tickets: ConsoleTickets;
+  /** WebSockets and followed logs by the token that opened them, closed when it is revoked or expires. */
+  streams: OpenStreams;
   operations: OperationManager;
   /** Loaded on the first scrape (prom-client stays off the start-up path, which re-adoption waits for). */
   metrics: () => Promise<MetricsCollector>;
@@ -50,6 +53,7 @@ export function createCore(paths: StatePaths, log: Logger): DaemonCore {
     tokens: new TokenRepository(db),
     events,
     tickets: new ConsoleTickets(),
+    streams: new OpenStreams(),
     operations,
     metrics: () => (metrics ??= import('./metrics.ts').then((m) => new m.MetricsCollector(instances))),
     supervisor,

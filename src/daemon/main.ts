@@ -6,6 +6,7 @@ import { statePaths } from '../lib/paths.ts';
 import { defaultSocketPath } from '../lib/socket-path.ts';
 import { createCore } from './core.ts';
 import { groupId, listenUnix, parseListen } from './listen.ts';
+import { STREAM_CHECK_INTERVAL_MS } from './open-streams.ts';
 import { operationLogFields } from './operation-scope.ts';
 
 export interface DaemonOptions {
@@ -70,6 +71,10 @@ export async function runDaemon(options: DaemonOptions): Promise<void> {
   const local = await buildApp(core, { auth: 'none', plugins: DAEMON_PLUGINS });
   await listenUnix(local, socket, gid);
   servers.push(local);
+  const streamCheck = setInterval(() => {
+    const closed = core.streams.closeEnded((name) => core.tokens.valid(name));
+    if (closed > 0) log.info({ closed }, 'streams of revoked or expired tokens closed');
+  }, STREAM_CHECK_INTERVAL_MS);
   log.info({ socket, tcp: tcp === undefined ? undefined : `${tcp.host}:${tcp.port}`, stateDir: paths.root, adopted: report.adopted.length, interruptedOperations: interrupted.length, startupMs: report.durationMs }, 'virtnode daemon ready');
 
   let shuttingDown = false;
@@ -78,6 +83,7 @@ export async function runDaemon(options: DaemonOptions): Promise<void> {
     shuttingDown = true;
     log.info({ signal, stopGuests: options.stopGuestsOnShutdown === true }, 'daemon stopping');
     await core.supervisor.stop();
+    clearInterval(streamCheck);
     await Promise.allSettled(servers.map((s) => s.close()));
     await core.operations.shutdown();
     if (options.stopGuestsOnShutdown) await stopGuests(core.instances, options.shutdownTimeoutMs ?? 120_000, log);

@@ -146,4 +146,12 @@ export const MIGRATIONS: ReadonlyArray<{ version: number; sql: string }> = [
       CREATE INDEX operations_status ON operations (status, created_at);
     `,
   },
+  {
+    // Tokens that end, and tokens that may only read (GET), for dashboards and monitoring.
+    version: 8,
+    sql: `
+      ALTER TABLE api_tokens ADD COLUMN scope TEXT NOT NULL DEFAULT 'admin' CHECK (scope IN ('admin', 'read-only'));
+      ALTER TABLE api_tokens ADD COLUMN expires_at TEXT;
+    `,
+  },
 ];

@@ -122,12 +122,35 @@ describe('virtnode daemon as a process: socket, TLS and tokens, events, the CLI 
       expect(refused.code, refused.stderr).toBe(2);
       expect(refused.stderr).toContain(`error: --remote: \`virtnode ${args.slice(0, args[0] === 'token' ? 2 : 1).join(' ')}\` cannot go to the daemon at https://localhost:${port}`);
     }
+    // Streams opened with the token: the events WebSocket with the bearer header, and one with a ticket it asked for.
+    const opened = (url: string, headers: Record<string, string> = {}) =>
+      new Promise<{ ws: WebSocket; closed: Promise<number> }>((resolve, reject) => {
+        const ws = new WebSocket(url, { ca, headers });
+        const closed = new Promise<number>((done) => ws.once('close', (code) => done(code)));
+        ws.once('open', () => resolve({ ws, closed }));
+        ws.once('error', reject);
+      });
+    const bearerStream = await opened(`wss://localhost:${port}/events`, { authorization: `Bearer ${token}` });
+    const ticket = await new Promise<{ url: string }>((resolve, reject) => {
+      const req = httpsRequest({ host: '127.0.0.1', port, path: '/events/tickets', method: 'POST', ca, servername: 'localhost', headers: { authorization: `Bearer ${token}` } }, (res) => {
+        let text = '';
+        res.on('data', (d: Buffer) => (text += d.toString()));
+        res.on('end', () => resolve(JSON.parse(text)));
+      });
+      req.on('error', reject);
+      req.end();
+    });
+    const ticketStream = await opened(`wss://localhost:${port}${ticket.url}`);
     const listed = await virtnode(home, ['token', 'ls', '--format', 'json']);
-    expect(JSON.parse(listed.stdout)).toEqual([{ name: 'ci', createdAt: expect.any(String), lastUsedAt: expect.any(String) }]);
+    expect(JSON.parse(listed.stdout)).toEqual([{ name: 'ci', scope: 'admin', createdAt: expect.any(String), expiresAt: null, lastUsedAt: expect.any(String) }]);
     expect((await virtnode(home, ['token', 'revoke', 'ci'])).code).toBe(0);
+    // Revoked by the CLI, in the database: the daemon closes what the token opened within its check interval.
+    const deadline = (p: Promise<number>) => Promise.race([p, new Promise<string>((resolve) => setTimeout(() => resolve('still open after 6 s'), 6_000))]);
+    expect(await deadline(bearerStream.closed)).toBe(4001);
+    expect(await deadline(ticketStream.closed)).toBe(4001);
     const revoked = await virtnode(home, ['--remote', `https://localhost:${port}`, 'list'], { env });
     expect(revoked.code).toBe(13);
-    expect(revoked.stderr).toContain('error: the bearer token is not valid (unknown or revoked)');
+    expect(revoked.stderr).toContain('error: the bearer token is not valid (unknown, revoked or expired)');
     expect((await virtnode(home, ['token', 'revoke', 'ci'])).code).toBe(3);
   });
 

@@ -1,4 +1,5 @@
 import type { Command } from 'commander';
+import { invalid } from '../../lib/errors.ts';
 import { printer, table } from '../output.ts';
 
 async function tokens() {
@@ -43,12 +44,17 @@ export function registerDaemonCommands(program: Command): void {
     .command('create')
     .description('make a token and print it (only this once)')
     .argument('<name>', 'what the token is for, a DNS label (e.g. ci, grafana)')
-    .action(async (name: string) => {
-      const { validateName } = await import('../../lib/ids.ts');
+    .option('--read-only', 'it may only read (GET, the events stream): no change, no console')
+    .option('--expires <duration>', 'it ends after this long (e.g. 12h, 30d); default: when revoked')
+    .action(async (name: string, o: { readOnly?: boolean; expires?: string }) => {
+      const [{ validateName }, { parseDuration }] = await Promise.all([import('../../lib/ids.ts'), import('../duration.ts')]);
       validateName('name', name);
-      const { token: secret } = (await tokens()).create(name);
+      const validForMs = o.expires === undefined ? undefined : parseDuration('--expires', o.expires);
+      if (validForMs === 0) throw invalid('--expires', `"${o.expires}" would end the token at once`, 'give a duration above zero, e.g. 12h or 30d');
+      const { token: secret, info } = (await tokens()).create(name, { scope: o.readOnly === true ? 'read-only' : 'admin', ...(validForMs === undefined ? {} : { validForMs }) });
       process.stdout.write(`${secret}\n`);
-      process.stderr.write(`Created token ${name}. It is shown only now: keep it (e.g. VIRTNODE_TOKEN=...); revoke it with \`virtnode token revoke ${name}\`.\n`);
+      const limits = [info.scope === 'read-only' ? 'read-only' : '', info.expiresAt === undefined ? '' : `expires ${info.expiresAt}`].filter((x) => x !== '');
+      process.stderr.write(`Created token ${name}${limits.length === 0 ? '' : ` (${limits.join(', ')})`}. It is shown only now: keep it (e.g. VIRTNODE_TOKEN=...); revoke it with \`virtnode token revoke ${name}\`.\n`);
     });
   token
     .command('ls')
@@ -58,7 +64,8 @@ export function registerDaemonCommands(program: Command): void {
     .action(async (o: { format?: string }) => {
       const print = printer(o.format);
       const all = (await tokens()).list();
-      await print(all.map((t) => ({ name: t.name, createdAt: t.createdAt, lastUsedAt: t.lastUsedAt ?? null })), () => table(['NAME', 'CREATED', 'LAST USED'], all.map((t) => [t.name, t.createdAt, t.lastUsedAt ?? '-'])));
+      const rows = all.map((t) => ({ name: t.name, scope: t.scope, createdAt: t.createdAt, expiresAt: t.expiresAt ?? null, lastUsedAt: t.lastUsedAt ?? null }));
+      await print(rows, () => table(['NAME', 'SCOPE', 'CREATED', 'EXPIRES', 'LAST USED'], rows.map((t) => [t.name, t.scope, t.createdAt, t.expiresAt ?? 'never', t.lastUsedAt ?? '-'])));
     });
   token
     .command('revoke')

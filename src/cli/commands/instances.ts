@@ -3,6 +3,7 @@ import { shownNicAddress, sshPort } from '../../api/instance-access.ts';
 import type { InstanceView } from '../../api/schemas.ts';
 import { invalid } from '../../lib/errors.ts';
 import { formatSize, MIB } from '../../lib/units.ts';
+import { parseDuration } from '../duration.ts';
 import { keyValues, parseFormat, printer, table } from '../output.ts';
 import { api } from '../api.ts';
 import { cpusInput, restartPolicyInput } from '../inputs.ts';
@@ -23,11 +24,7 @@ function definedOnly<T extends Record<string, unknown>>(fields: T): { [K in keyo
 }
 
 function parseTimeout(text: string | undefined): number | undefined {
-  if (text === undefined) return undefined;
-  const match = /^(\d+)(ms|s|m)?$/.exec(text);
-  if (match === null) throw invalid('--timeout', `"${text}" is not a duration`, 'use seconds (60), or 90s, 2m, 500ms');
-  const factor = { ms: 1, s: 1000, m: 60_000 }[(match[2] ?? 's') as 'ms' | 's' | 'm'];
-  return Number(match[1]) * factor;
+  return text === undefined ? undefined : parseDuration('--timeout', text);
 }
 
 

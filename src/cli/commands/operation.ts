@@ -1,6 +1,7 @@
 import type { Command } from 'commander';
 import type { OperationStatus, OperationView } from '../../api/schemas.ts';
 import { invalid, VirtnodeError } from '../../lib/errors.ts';
+import { parseDuration } from '../duration.ts';
 import { keyValues, printer, table } from '../output.ts';
 
 const ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
@@ -9,12 +10,6 @@ const STATUSES: readonly OperationStatus[] = ['running', 'succeeded', 'failed', 
 function checkId(id: string): string {
   if (!ID.test(id)) throw invalid('id', `"${id}" is not an operation id`, 'ids look like 3f2b8c1e-...-...: see `virtnode operation ls`');
   return id;
-}
-
-function parseDuration(field: string, text: string): number {
-  const match = /^(\d+)(ms|s|m|h)?$/.exec(text);
-  if (match === null) throw invalid(field, `"${text}" is not a duration`, 'use seconds (60), or 90s, 10m, 1h');
-  return Number(match[1]) * { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }[(match[2] ?? 's') as 'ms' | 's' | 'm' | 'h'];
 }
 
 function progressText(op: OperationView): string {

@@ -7,6 +7,7 @@ import { SCROLLBACK_BYTES, SerialHubs } from './serial-hub.ts';
 import { authorizeWebSocket, TICKET_AUTH } from '../ws-auth.ts';
 import { CONSOLE_KINDS, type ConsoleKind, ConsoleTickets, consoleScope } from './tickets.ts';
 import { bridgeVnc } from './vnc-bridge.ts';
+import { type OpenStreams, TOKEN_ENDED_CLOSE_CODE } from '../open-streams.ts';
 
 /** What the console routes need from the core (the daemon's DaemonCore has all of it). */
 export interface ConsoleCore {
@@ -18,6 +19,8 @@ export interface ConsoleCore {
   };
   /** The daemon's tickets (shared by every listener); without them the console routes keep their own. */
   tickets?: ConsoleTickets;
+  /** The daemon's open streams: a console opened with a token closes when the token ends. */
+  streams?: OpenStreams;
 }
 
 export interface ConsoleRoutesOptions {
@@ -88,7 +91,7 @@ export async function consoleRoutes(app: FastifyInstance, core: ConsoleCore, opt
     async (request, reply) => {
       const kind = parseKind(request.body.kind);
       const name = await liveInstance(core, request.params.name);
-      const issued = tickets.issue(consoleScope(name, kind));
+      const issued = tickets.issue(consoleScope(name, kind), request.authenticatedAs);
       return reply.code(201).send({ ...issued, url: consoleUrl(name, kind, issued.ticket) });
     },
   );
@@ -97,6 +100,7 @@ export async function consoleRoutes(app: FastifyInstance, core: ConsoleCore, opt
   const authorize = async (request: FastifyRequest<{ Params: { name: string; kind: string }; Querystring: { ticket?: string; scrollback?: number } }>) => {
     const kind = parseKind(request.params.kind);
     const name = validateName('name', request.params.name);
+    if (request.readOnly) throw new VirtnodeError('PERMISSION', `console ${kind} of ${name}: a read-only token cannot type into a guest`, { hint: 'use a token made without --read-only' });
     authorizeWebSocket(request, tickets, consoleScope(name, kind), `console ${kind} of ${name}`, `/instances/${name}/console-tickets`);
     await liveInstance(core, name);
   };
@@ -129,6 +133,8 @@ export async function consoleRoutes(app: FastifyInstance, core: ConsoleCore, opt
         socket.close(1011, (e instanceof Error ? e.message : String(e)).slice(0, 120)); // deleted since the upgrade was authorized
         return;
       }
+      const untrack = core.streams?.add(request.authenticatedAs, () => socket.close(TOKEN_ENDED_CLOSE_CODE, 'the token was revoked or expired'));
+      if (untrack !== undefined) socket.on('close', untrack);
       if (request.params.kind === 'vnc') {
         bridgeVnc(socket, endpoints.vnc);
         return;

@@ -16,6 +16,8 @@ export interface ConsoleTicket {
 
 interface Entry {
   scope: string;
+  /** Who asked for it (`token:NAME`, `socket`): the stream it opens acts for them. */
+  owner: string | undefined;
   expiresAtMs: number;
 }
 
@@ -41,7 +43,7 @@ export class ConsoleTickets {
     this.now = options.now ?? Date.now;
   }
 
-  issue(scope: string): ConsoleTicket {
+  issue(scope: string, owner?: string): ConsoleTicket {
     this.purgeExpired();
     if (this.entries.size >= MAX_OUTSTANDING) {
       // The oldest ticket goes first (Map keeps insertion order).
@@ -50,18 +52,23 @@ export class ConsoleTickets {
     }
     const ticket = randomBytes(32).toString('base64url');
     const expiresAtMs = this.now() + this.ttlMs;
-    this.entries.set(ticket, { scope, expiresAtMs });
+    this.entries.set(ticket, { scope, owner, expiresAtMs });
     return { ticket, expiresAt: new Date(expiresAtMs).toISOString() };
   }
 
   /** Spends a ticket: true only once, only before it expires, only for the scope it was issued for. */
   redeem(ticket: string, scope: string): boolean {
-    if (typeof ticket !== 'string' || ticket.length !== 43) return false;
+    return this.spend(ticket, scope) !== undefined;
+  }
+
+  /** Spends a ticket as `redeem` does; returns who asked for it (`anonymous` if nobody), or undefined if refused. */
+  spend(ticket: string, scope: string): { owner: string | undefined } | undefined {
+    if (typeof ticket !== 'string' || ticket.length !== 43) return undefined;
     // 256 random bits: a hash lookup leaks nothing useful about tickets that cannot be guessed anyway.
     const entry = this.entries.get(ticket);
-    if (entry === undefined) return false;
+    if (entry === undefined) return undefined;
     this.entries.delete(ticket);
-    return entry.scope === scope && this.now() < entry.expiresAtMs;
+    return entry.scope === scope && this.now() < entry.expiresAtMs ? { owner: entry.owner } : undefined;
   }
 
   get size(): number {

@@ -27,7 +27,11 @@ export async function consoleLogRoutes(app: FastifyInstance, core: DaemonCore): 
       const path = runtimePaths(core.instances.paths.instanceDir(instance.name)).serialLog;
       const body = new PassThrough();
       const stop = new AbortController();
-      reply.raw.on('close', () => stop.abort()); // the client left (or the whole log was sent)
+      const untrack = core.streams.add(request.authenticatedAs, () => reply.raw.destroy());
+      reply.raw.on('close', () => {
+        stop.abort(); // the client left (or the whole log was sent)
+        untrack();
+      });
       void readConsoleLog(path, { follow: request.query.follow === true, signal: stop.signal, onData: (chunk) => body.write(chunk) }).finally(() => body.end());
       return reply.type('application/octet-stream').header('cache-control', 'no-store').send(body);
     },

@@ -1,6 +1,7 @@
 import type { FastifyInstance } from 'fastify';
 import { TicketQuery, WebSocketTicket, withErrors } from '../../api/schemas.ts';
 import { EVENTS_SCOPE } from '../consoles/tickets.ts';
+import { TOKEN_ENDED_CLOSE_CODE } from '../open-streams.ts';
 import type { DaemonCore } from '../core.ts';
 import { authorizeWebSocket, TICKET_AUTH } from '../ws-auth.ts';
 
@@ -16,9 +17,9 @@ export const EVENT_TICKETS_URL = '/events/tickets';
 export async function eventRoutes(app: FastifyInstance, core: DaemonCore): Promise<void> {
   app.post(
     EVENT_TICKETS_URL,
-    { schema: { tags: ['events'], summary: 'a single-use ticket (valid 30 s) for the events WebSocket, for clients that cannot send the bearer token on it (browsers)', response: withErrors({ 201: WebSocketTicket }) } },
-    async (_request, reply) => {
-      const issued = core.tickets.issue(EVENTS_SCOPE);
+    { config: { reads: true }, schema: { tags: ['events'], summary: 'a single-use ticket (valid 30 s) for the events WebSocket, for clients that cannot send the bearer token on it (browsers)', response: withErrors({ 201: WebSocketTicket }) } },
+    async (request, reply) => {
+      const issued = core.tickets.issue(EVENTS_SCOPE, request.authenticatedAs);
       return reply.code(201).send({ ...issued, url: `${EVENTS_URL}?ticket=${encodeURIComponent(issued.ticket)}` });
     },
   );
@@ -41,7 +42,11 @@ export async function eventRoutes(app: FastifyInstance, core: DaemonCore): Promi
       const unsubscribe = core.events.subscribe((event) => {
         if (socket.readyState === socket.OPEN) socket.send(JSON.stringify(event));
       });
-      socket.on('close', unsubscribe);
+      const untrack = core.streams.add(request.authenticatedAs, () => socket.close(TOKEN_ENDED_CLOSE_CODE, 'the token was revoked or expired'));
+      socket.on('close', () => {
+        unsubscribe();
+        untrack();
+      });
       socket.on('error', (e: Error) => request.log.info({ err: e }, 'events client went away'));
       socket.on('message', () => {}); // clients have nothing to say; messages are ignored
     },
