@@ -66,19 +66,11 @@ export const Instance = Closed({
       guestAddresses: Type.Optional(Type.Array(Type.String())),
     }),
   ),
-  portForwards: Type.Optional(
-    Type.Array(
-      Closed({ protocol: StringEnum(['tcp', 'udp']), hostAddress: Type.String(), hostPort: Type.Integer(), guestPort: Type.Integer() }),
-    ),
-  ),
-  boot: Type.Optional(
-    Closed({ kernel: Type.String(), initrd: Type.Optional(Type.String()), cmdline: Type.Optional(Type.String()) }),
-  ),
+  portForwards: Type.Optional(Type.Array(Closed({ protocol: StringEnum(['tcp', 'udp']), hostAddress: Type.String(), hostPort: Type.Integer(), guestPort: Type.Integer() }))),
+  boot: Type.Optional(Closed({ kernel: Type.String(), initrd: Type.Optional(Type.String()), cmdline: Type.Optional(Type.String()) })),
   image: Type.Optional(Closed({ name: Type.String(), sha256: Type.String() })),
   instanceId: Type.Optional(Type.String()),
-  ssh: Type.Optional(
-    Closed({ user: Type.String(), address: Type.Optional(Type.String()), hostKeyFingerprints: Type.Array(Type.String()) }),
-  ),
+  ssh: Type.Optional(Closed({ user: Type.String(), address: Type.Optional(Type.String()), hostKeyFingerprints: Type.Array(Type.String()) })),
   readiness: Type.Optional(Closed({ phase: Type.String(), detail: Type.String(), at: Type.String() })),
   autostart: Type.Optional(Type.Boolean()),
   restartPolicy: Type.Optional(RestartPolicy),

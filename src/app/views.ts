@@ -18,8 +18,6 @@ import type { SealResult } from '../templates/seal.ts';
 import type { SealView } from '../api/contracts/templates.ts';
 import type { ImageView, InstanceDiskApiView, InstanceView, NetworkLeaseView, NetworkView, NicView, PoolApiView, PortForwardView, SnapshotApiView, TemplateView, VolumeApiView, VolumeCheckView } from '../api/schemas.ts';
 
-
-
 /**
  * `policy`: autostart and restart policy (shown when given); `addresses`: what is known of each NIC's addresses
  * (reservation, DHCP lease, guest agent), from src/instances/addresses.ts.
@@ -81,8 +79,6 @@ export function imageView(i: ImageRecord): ImageView {
     createdAt: i.createdAt,
   };
 }
-
-/** A long operation of the API (launch, stop, image pull...): GET /operations/{id}. */
 
 /**
  * The stable view of a network (JSON/YAML output and the API); `status` adds what runs on the host, `instances`

@@ -35,16 +35,10 @@ export function registerCloneCommands(program: Command): void {
       await checkedName('SRC', src);
       await checkedName('NEW', name);
       if (src === name) throw invalid('NEW', `"${name}" is the source's own name`, 'give the clone a new name');
-      const [{ interruptible }, { cloneAndStart }, { transferOutput }] = await Promise.all([import('./image.ts'), import('../../app/clone-and-start.ts'), import('../progress.ts')]);
+      const [{ interruptibly }, { cloneAndStart }, { transferOutput }] = await Promise.all([import('../interrupt.ts'), import('../../app/clone-and-start.ts'), import('../progress.ts')]);
       const client = await api();
-      const { signal, done } = interruptible();
-      let outcome;
-      try {
-        outcome = await cloneAndStart(client, { source: src, name, linked: o.linked === true, start: o.start === true }, { ...transferOutput(process.stderr, 'copying'), signal });
-      } finally {
-        done();
-      }
-      const { instance, clone: result } = outcome;
+      const request = { source: src, name, linked: o.linked === true, start: o.start === true };
+      const { instance, clone: result } = await interruptibly((signal) => cloneAndStart(client, request, { ...transferOutput(process.stderr, 'copying'), signal }));
       const how = result.mode === 'linked' ? `linked clone (overlay on ${result.base ?? `template ${src}`})` : 'full copy';
       await print({ ...instance, clone: result }, () =>
         [
@@ -69,18 +63,15 @@ export function registerCloneCommands(program: Command): void {
     .action(async (instance: string, name: string | undefined) => {
       await checkedName('INSTANCE', instance);
       if (name !== undefined) await checkedName('NAME', name);
-      const { interruptible } = await import('./image.ts');
+      const { interruptibly } = await import('../interrupt.ts');
       const t = await templates();
-      const { signal, done } = interruptible();
-      try {
+      await interruptibly(async (signal) => {
         const result = await t.create({ instance, ...(name === undefined ? {} : { name }) }, {
           signal,
           onPhase: (phase, detail, elapsedMs) => process.stderr.write(`[${(elapsedMs / 1000).toFixed(1).padStart(6)} s] ${phase.padEnd(6)} ${detail}\n`),
         });
         process.stdout.write(`Template ${result.template.name} made of ${instance}; sealed ${result.seal.summary}\n`);
-      } finally {
-        done();
-      }
+      });
     });
 
   template
@@ -91,10 +82,7 @@ export function registerCloneCommands(program: Command): void {
     .action(async (o: { format?: string }) => {
       const print = printer(o.format);
       const all = await (await templates()).list();
-      await print(all, () => {
-        const rows = all.map((x) => [x.name, x.source, formatSize(x.virtualSize), x.sealMethod, String(x.clones.length), x.createdAt]);
-        return table(['NAME', 'SOURCE', 'SIZE', 'SEALED', 'CLONES', 'CREATED'], rows);
-      });
+      await print(all, () => table(['NAME', 'SOURCE', 'SIZE', 'SEALED', 'CLONES', 'CREATED'], all.map((x) => [x.name, x.source, formatSize(x.virtualSize), x.sealMethod, String(x.clones.length), x.createdAt])));
     });
 
   template

@@ -3,6 +3,7 @@ import type { StoredImageView } from '../../api/contracts/images.ts';
 import type { ImageView } from '../../api/schemas.ts';
 import { formatSize } from '../../lib/units.ts';
 import { api } from '../api.ts';
+import { interruptibly } from '../interrupt.ts';
 import { keyValues, printer, table } from '../output.ts';
 
 async function images() {
@@ -33,24 +34,6 @@ function stored(result: StoredImageView, verb: string): string {
   return `${verb} image ${i.name} (${what})${shared}\n`;
 }
 
-/** Ctrl-C aborts the operation cleanly (a pull keeps its partial file for the next attempt); a second one exits. */
-export function interruptible(): { signal: AbortSignal; done: () => void } {
-  const controller = new AbortController();
-  const onSignal = () => {
-    if (controller.signal.aborted) process.exit(130); // a second Ctrl-C: stop waiting for the clean-up
-    controller.abort();
-  };
-  process.on('SIGINT', onSignal);
-  process.on('SIGTERM', onSignal);
-  return {
-    signal: controller.signal,
-    done: () => {
-      process.off('SIGINT', onSignal);
-      process.off('SIGTERM', onSignal);
-    },
-  };
-}
-
 export function registerImageCommands(program: Command): void {
   const image = program.command('image').description('the image store: qcow2 and raw images, content-addressed by sha256');
 
@@ -66,13 +49,10 @@ export function registerImageCommands(program: Command): void {
       const store = await images();
       // Imports are local and usually quick: progress only for someone watching a terminal.
       const progress = process.stderr.isTTY ? await transferOutput('Importing') : {};
-      const { signal, done } = interruptible();
-      try {
+      await interruptibly(async (signal) => {
         const result = await store.import({ file: resolve(file), ...(o.name === undefined ? {} : { name: o.name }) }, { signal, ...progress });
         process.stdout.write(stored(result, 'Imported'));
-      } finally {
-        done();
-      }
+      });
     });
 
   image
@@ -83,7 +63,7 @@ export function registerImageCommands(program: Command): void {
     .option('--size <size>', 'virtual disk size', '4G')
     .option('--packages <list>', 'extra Debian packages, comma-separated')
     .action(async (recipe: string, o: { name?: string; size?: string; packages?: string }) => {
-      const { buildImage, isImageName, IMAGE_NAMES } = await import('../../images/build/index.ts');
+      const { isImageName, IMAGE_NAMES } = await import('../../images/build/index.ts');
       const { parseSize } = await import('../../lib/units.ts');
       const { invalid } = await import('../../lib/errors.ts');
       if (!isImageName(recipe)) throw invalid('<recipe>', `"${recipe}" is not a recipe virtnode knows`, `use ${IMAGE_NAMES.join(', ')}`);
@@ -92,17 +72,14 @@ export function registerImageCommands(program: Command): void {
       for (const p of extraPackages) if (!/^[a-z0-9][a-z0-9+.-]+$/.test(p)) throw invalid('--packages', `"${p}" is not a Debian package name`);
       if (o.name !== undefined) await checkedName('--name', o.name);
       const store = await images();
-      const { signal, done } = interruptible();
-      try {
+      await interruptibly(async (signal) => {
         const built = await store.build(
           { recipe, ...(o.name === undefined ? {} : { name: o.name }), size: o.size ?? '4G', ...(extraPackages.length === 0 ? {} : { packages: extraPackages }) },
           { signal, onPhase: (phase, detail, elapsedMs) => process.stderr.write(`[${(elapsedMs / 1000).toFixed(1).padStart(6)} s] ${phase}${detail === '' ? '' : ` ${detail}`}\n`) },
         );
         process.stderr.write(built.cached ? `Reusing the cached build ${built.path}\n` : `Built ${built.path}\n`);
         process.stdout.write(stored(built, 'Stored'));
-      } finally {
-        done();
-      }
+      });
     });
 
   image
@@ -117,8 +94,7 @@ export function registerImageCommands(program: Command): void {
       checkPullArguments(url, { ...(o.name === undefined ? {} : { name: o.name }), ...(o.sha256 === undefined ? {} : { sha256: o.sha256 }), ...(o.checksums === undefined ? {} : { checksumsUrl: o.checksums }) });
       const store = await images();
       const progress = await transferOutput('Downloading');
-      const { signal, done } = interruptible();
-      try {
+      await interruptibly(async (signal) => {
         const result = await store.pull(
           { url, ...(o.name === undefined ? {} : { name: o.name }), ...(o.sha256 === undefined ? {} : { sha256: o.sha256 }), ...(o.checksums === undefined ? {} : { checksumsUrl: o.checksums }) },
           { signal, ...progress },
@@ -127,9 +103,7 @@ export function registerImageCommands(program: Command): void {
           process.stderr.write(`warning: the download is unverified (no --sha256 or --checksums); its sha256 is ${result.downloadSha256}\n`);
         }
         process.stdout.write(stored(result, 'Pulled'));
-      } finally {
-        done();
-      }
+      });
     });
 
   image
@@ -140,10 +114,7 @@ export function registerImageCommands(program: Command): void {
     .action(async (o: { format?: string }) => {
       const print = printer(o.format);
       const all = await (await images()).list();
-      await print(all, () => {
-        const rows = all.map((i) => [i.name, i.format, formatSize(i.virtualSize), formatSize(i.fileSize), i.sha256.slice(0, 12), i.source]);
-        return table(['NAME', 'FORMAT', 'VIRTUAL', 'SIZE', 'SHA256', 'SOURCE'], rows);
-      });
+      await print(all, () => table(['NAME', 'FORMAT', 'VIRTUAL', 'SIZE', 'SHA256', 'SOURCE'], all.map((i) => [i.name, i.format, formatSize(i.virtualSize), formatSize(i.fileSize), i.sha256.slice(0, 12), i.source])));
     });
 
   image

@@ -4,7 +4,7 @@ import type { InstanceView } from '../../api/schemas.ts';
 import { invalid } from '../../lib/errors.ts';
 import { formatSize, MIB } from '../../lib/units.ts';
 import { parseDuration } from '../duration.ts';
-import { keyValues, parseFormat, printer, table } from '../output.ts';
+import { keyValues, printer, table } from '../output.ts';
 import { api } from '../api.ts';
 import { cpusInput, restartPolicyInput } from '../inputs.ts';
 import { instances as service } from '../context.ts';
@@ -14,19 +14,14 @@ function collect(value: string, previous: string[] = []): string[] {
 }
 
 /** The API's whole seconds for a --timeout (a started second counts). */
-function timeoutInput(timeoutMs: number | undefined): { timeoutSeconds?: number } {
-  return timeoutMs === undefined ? {} : { timeoutSeconds: Math.ceil(timeoutMs / 1000) };
+function timeoutInput(text: string | undefined): { timeoutSeconds?: number } {
+  return text === undefined ? {} : { timeoutSeconds: Math.ceil(parseDuration('--timeout', text) / 1000) };
 }
 
 /** Leaves out the options not given (the API's optional fields are absent, never undefined). */
 function definedOnly<T extends Record<string, unknown>>(fields: T): { [K in keyof T]?: Exclude<T[K], undefined> } {
   return Object.fromEntries(Object.entries(fields).filter(([, v]) => v !== undefined)) as { [K in keyof T]?: Exclude<T[K], undefined> };
 }
-
-function parseTimeout(text: string | undefined): number | undefined {
-  return text === undefined ? undefined : parseDuration('--timeout', text);
-}
-
 
 function nicLine(n: InstanceView['nics'][number]): string {
   const parts = [`${n.mac} (${n.network})`];
@@ -124,8 +119,8 @@ export function registerInstanceCommands(program: Command): void {
     .option('--timeout <duration>', 'how long the guest gets to power off (seconds, or 90s, 2m)', '60')
     .option('-f, --force', 'power off at once, like pulling the plug')
     .action(async (name: string, o: { timeout?: string; force?: boolean }) => {
-      const timeoutMs = parseTimeout(o.timeout);
-      const result = await (await api()).instances.stop({ name, force: o.force === true, ...timeoutInput(timeoutMs) });
+      const timeout = timeoutInput(o.timeout); // bad input is refused before anything runs
+      const result = await (await api()).instances.stop({ name, force: o.force === true, ...timeout });
       process.stdout.write(`Stopped ${name}: ${result.instance.reason}\n`);
     });
 
@@ -136,8 +131,8 @@ export function registerInstanceCommands(program: Command): void {
     .option('--timeout <duration>', 'how long the guest gets to power off', '60')
     .option('-f, --force', 'power off at once instead of asking the guest')
     .action(async (name: string, o: { timeout?: string; force?: boolean }) => {
-      const timeoutMs = parseTimeout(o.timeout);
-      const { instance: i } = await (await api()).instances.restart({ name, force: o.force === true, ...timeoutInput(timeoutMs) });
+      const timeout = timeoutInput(o.timeout); // bad input is refused before anything runs
+      const { instance: i } = await (await api()).instances.restart({ name, force: o.force === true, ...timeout });
       process.stdout.write(`Restarted ${i.name} (pid ${i.pid})\n`);
     });
 

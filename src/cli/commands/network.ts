@@ -43,10 +43,7 @@ export function registerNetworkCommands(program: Command): void {
     .action(async (o: { format?: string }) => {
       const print = printer(o.format);
       const all = await (await api()).networks.list();
-      await print(all, () => {
-        const rows = all.map((n) => [n.name, n.mode, n.subnet ?? '-', n.bridge, n.domain ?? '-', String(n.instances?.length ?? 0)]);
-        return table(['NAME', 'MODE', 'SUBNET', 'BRIDGE', 'DOMAIN', 'INSTANCES'], rows);
-      });
+      await print(all, () => table(['NAME', 'MODE', 'SUBNET', 'BRIDGE', 'DOMAIN', 'INSTANCES'], all.map((n) => [n.name, n.mode, n.subnet ?? '-', n.bridge, n.domain ?? '-', String(n.instances?.length ?? 0)])));
     });
 
   network

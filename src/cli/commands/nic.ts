@@ -34,9 +34,6 @@ export function registerNicCommands(program: Command): void {
     .action(async (name: string, o: { format?: string }) => {
       const print = printer(o.format);
       const addresses = await (await api()).nics.list({ name });
-      await print(addresses, () => {
-        const rows = addresses.map((a) => [String(a.index), a.mac, a.network, a.reserved === undefined ? '-' : `${a.reserved}${a.staticAddress ? ' (static)' : ''}`, a.lease ?? '-', a.guest?.join(' ') ?? '-']);
-        return table(['INDEX', 'MAC', 'NETWORK', 'RESERVED', 'LEASE', 'GUEST'], rows);
-      });
+      await print(addresses, () => table(['INDEX', 'MAC', 'NETWORK', 'RESERVED', 'LEASE', 'GUEST'], addresses.map((a) => [String(a.index), a.mac, a.network, a.reserved === undefined ? '-' : `${a.reserved}${a.staticAddress ? ' (static)' : ''}`, a.lease ?? '-', a.guest?.join(' ') ?? '-'])));
     });
 }

@@ -67,10 +67,7 @@ export function registerOperationCommands(program: Command): void {
       if (o.status !== undefined && !STATUSES.includes(o.status as OperationStatus)) throw invalid('--status', `"${o.status}" is not valid`, `use ${STATUSES.join(', ')}`);
       if (!/^\d+$/.test(o.limit) || Number(o.limit) < 1 || Number(o.limit) > 1000) throw invalid('--limit', `"${o.limit}" is not valid`, 'use a whole number from 1 to 1000');
       const ops = await (await operations()).list({ limit: Number(o.limit), ...(o.status === undefined ? {} : { status: o.status as OperationStatus }) });
-      await print(ops, () => {
-        const rows = ops.map((op) => [op.id, op.kind, op.target ?? '-', op.status, op.status === 'running' ? progressText(op) : (op.error?.code ?? '-'), op.createdAt]);
-        return table(['ID', 'KIND', 'TARGET', 'STATUS', 'PROGRESS/ERROR', 'CREATED'], rows);
-      });
+      await print(ops, () => table(['ID', 'KIND', 'TARGET', 'STATUS', 'PROGRESS/ERROR', 'CREATED'], ops.map((op) => [op.id, op.kind, op.target ?? '-', op.status, op.status === 'running' ? progressText(op) : (op.error?.code ?? '-'), op.createdAt])));
     });
 
   operation

@@ -4,22 +4,19 @@ import type { CallOptions } from '../../api/endpoint.ts';
 import { formatSize } from '../../lib/units.ts';
 import { api } from '../api.ts';
 import { keyValues, printer, table } from '../output.ts';
-import { interruptible } from './image.ts';
+import { interruptibly } from '../interrupt.ts';
 
 const size = (n: number | undefined) => (n === undefined ? '-' : formatSize(n));
 
 /** A copy (convert, import, export): Ctrl-C cancels it; its progress is shown to someone watching a terminal. */
 async function copying<T>(label: string, call: (options: CallOptions) => Promise<T>): Promise<T> {
-  const { signal, done } = interruptible();
   const { progressReporter, transferTracker } = await import('../../images/pull/progress.ts');
   const tracker = process.stderr.isTTY ? transferTracker(progressReporter(process.stderr, label)) : undefined;
-  try {
+  return interruptibly(async (signal) => {
     const result = await call({ signal, ...(tracker === undefined ? {} : { onTransfer: (bytes, total) => tracker.update(bytes, total) }) });
     tracker?.finish();
     return result;
-  } finally {
-    done();
-  }
+  });
 }
 
 export function registerStorageCommands(program: Command): void {

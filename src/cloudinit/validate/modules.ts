@@ -40,8 +40,6 @@ function passwordCheck(kind: 'plain' | 'maybe-hash'): Spec {
   });
 }
 
-const strList = (min?: number): Spec => arr(str(), min === undefined ? {} : { minItems: min });
-
 // ---------------------------------------------------------------------------------------------- users, groups
 
 const USER_PROPS: Record<string, Spec> = {

@@ -51,7 +51,7 @@ export async function createSnapshot(storage: StorageService, request: CreateSna
   const name = validateName('snapshot', request.name ?? defaultName());
   return storage.instances.withLock(instanceName, 'snapshot create', {}, async () => {
     const instance = await storage.instance(instanceName);
-    const { live, kind, memory, existing, disks } = planSnapshot(storage, instance, name, request);
+    const { kind, memory, existing, disks } = planSnapshot(storage, instance, name, request);
     const notes: string[] = [];
     const current = existing.find((s) => s.current)?.name;
     const snapshotDisks: SnapshotDisk[] = disks.map((d) => ({ id: d.id, file: d.path, format: d.format }));
