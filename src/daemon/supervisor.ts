@@ -2,6 +2,7 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import type { Instance, InstanceState } from '../instances/model.ts';
+import { rotateConsoleLog } from '../instances/console-log.ts';
 import { observeInstance } from '../instances/observe.ts';
 import type { InstanceService } from '../instances/service.ts';
 import { toVirtnodeError } from '../lib/errors.ts';
@@ -127,7 +128,13 @@ export class Supervisor {
         const brief = { name: row.name, state: row.state, stateReason: row.state_reason ?? undefined };
         if (row.state !== 'running' && row.state !== 'paused') return brief;
         const instance = this.service.repo.get(row.name);
-        return instance === undefined ? brief : observeInstance(this.service.core, instance).catch(() => instance);
+        if (instance === undefined) return brief;
+        try {
+          rotateConsoleLog(this.service.driver(instance).consoles(instance).serialLog);
+        } catch (e) {
+          this.log.warn({ instance: row.name, err: toVirtnodeError(e) }, 'could not rotate the console log');
+        }
+        return observeInstance(this.service.core, instance).catch(() => instance);
       }),
     );
     const seen = new Set<string>();

@@ -1,5 +1,31 @@
-import { closeSync, existsSync, openSync, readSync, statSync, watch } from 'node:fs';
+import { closeSync, copyFileSync, existsSync, openSync, readSync, statSync, truncateSync, watch } from 'node:fs';
 import { basename, dirname } from 'node:path';
+
+/** What an instance's console log may grow to before it is rotated (a guest printing in a loop must not fill the disk). */
+export const CONSOLE_LOG_MAX_BYTES = Number(process.env['VIRTNODE_CONSOLE_LOG_MAX_BYTES'] ?? 16 * 1024 * 1024);
+
+/**
+ * Rotates a console log over the cap: its bytes go to `console.log.1` (replacing the one before) and the log
+ * starts again empty. QEMU keeps writing through its O_APPEND descriptor, so its next bytes land at the start of
+ * the emptied file, and a follower reads it again from there. Checked at every start, and each second by the
+ * daemon while the instance runs; what the guest writes between the copy and the truncation is lost.
+ */
+export function rotateConsoleLog(path: string, maxBytes = CONSOLE_LOG_MAX_BYTES): boolean {
+  let size: number;
+  try {
+    size = statSync(path).size;
+  } catch {
+    return false; // no log yet
+  }
+  if (size <= maxBytes) return false;
+  try {
+    copyFileSync(path, `${path}.1`);
+  } catch {
+    // No room for the copy (the disk may be full of this very log): the log is emptied all the same.
+  }
+  truncateSync(path, 0);
+  return true;
+}
 
 /** The log is also polled, in case a file-system notification is missed (e.g. the file was re-created). */
 const POLL_MS = 500;

@@ -1,7 +1,10 @@
 import { spawn } from 'node:child_process';
+import { existsSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { tempHome, VIRTNODE_BIN, virtnode, waitForText } from '../helpers/cli.ts';
+import { eventually, startDaemon } from '../helpers/daemon.ts';
+import { guestRun, waitForBoot } from '../helpers/guest-shell.ts';
 import { TEST_GUEST_READY_MARKER, testGuest } from '../helpers/test-guest.ts';
 
 describe('virtnode logs --follow', () => {
@@ -30,5 +33,26 @@ describe('virtnode logs --follow', () => {
       expect(await exited).toBe(0);
     }
     expect((await virtnode(home, ['delete', '--force', 'f1'])).code).toBe(0);
+  });
+
+  it('keeps the console log under its cap while a guest floods it: the daemon rotates it to console.log.1, and the log goes on', async () => {
+    const g = testGuest();
+    const cap = 16 * 1024;
+    const daemon = await startDaemon(home, [], { env: { VIRTNODE_CONSOLE_LOG_MAX_BYTES: String(cap) } });
+    const log = join(home, 'instances', 'flood', 'console.log');
+    try {
+      expect((await virtnode(home, ['create', 'flood', '--memory', '128M', '--kernel', g.kernel, '--initrd', g.initrd, '--cmdline', g.cmdline, '--start'])).code).toBe(0);
+      await waitForBoot(home, 'flood');
+      await guestRun(home, 'flood', 'seq 100000 112000 >/dev/console; echo flooded', 120_000); // about 84 KB on the serial console
+      await eventually(() => (existsSync(`${log}.1`) && statSync(log).size <= cap * 2 ? true : undefined), 10_000, 'a rotated console log');
+      expect(statSync(`${log}.1`).size).toBeGreaterThan(cap);
+      // QEMU writes on into the emptied log (not past a hole where the old bytes were).
+      await guestRun(home, 'flood', 'echo after-$((20+1))');
+      await eventually(() => (readFileSync(log, 'latin1').includes('after-21') ? true : undefined), 10_000, 'output after the rotation');
+      expect(readFileSync(log, 'latin1').startsWith('\0')).toBe(false);
+      expect((await virtnode(home, ['delete', '--force', 'flood'])).code).toBe(0);
+    } finally {
+      await daemon.stop();
+    }
   });
 });

@@ -7,6 +7,7 @@ import { processCmdline, processStartTime, type ProcessIdentity } from '../../..
 import { isOurQemu, killQemu, lastLogLine, readPidfile, spawnQemu, waitForExit } from '../../../qemu/process.ts';
 import * as qmpCommand from '../../../qmp/commands.ts';
 import { QmpConnection } from '../../../qmp/connection.ts';
+import { rotateConsoleLog } from '../../console-log.ts';
 import type { ConsoleEndpoints, DriverSample, InstanceDriver, Observation, PreparedStart, StopMethod } from '../../driver.ts';
 import type { Accel, Instance } from '../../model.ts';
 import { toQemuSpec } from '../../qemu-spec.ts';
@@ -43,6 +44,7 @@ export class QemuDriver implements InstanceDriver {
 
   private async run(instance: Instance, accel: Accel, options: { signal?: AbortSignal; onProcess: (process: ProcessIdentity) => void }): Promise<void> {
     const dir = this.paths.instanceDir(instance.name);
+    rotateConsoleLog(runtimePaths(dir).serialLog);
     let spawned: Awaited<ReturnType<typeof spawnQemu>> | undefined;
     try {
       spawned = await spawnQemu(toQemuSpec(instance, dir, accel), { logPath: runtimePaths(dir).qemuLog, ...(options.signal ? { signal: options.signal } : {}) });
