@@ -459,3 +459,13 @@ export function withErrors<T extends Record<number | string, TSchema>>(ok: T): T
 export const WebSocketTicket = Closed({ ticket: Type.String(), expiresAt: Type.String({ format: 'date-time' }), url: Type.String({ description: 'the WebSocket path with the ticket' }) });
 export type TicketView = Static<typeof WebSocketTicket>;
 export const TicketQuery = Closed({ ticket: Type.Optional(Type.String({ maxLength: 64 })) });
+/** POST /ui-logins (the host's administrator, e.g. `virtnode ui`): a one-time login link for the web UI. */
+export const UiLogin = Closed({
+  url: Type.String({ description: 'opens the web UI logged in; the code in it works once, within its validity' }),
+  expiresAt: Type.String({ format: 'date-time' }),
+  tlsFingerprint256: Type.Optional(Type.String({ description: "SHA-256 of the daemon's own certificate, to check before trusting it" })),
+});
+export type UiLoginView = Static<typeof UiLogin>;
+export const UiLoginRedeemBody = Closed({ code: Type.String({ minLength: 1, maxLength: 64 }) });
+/** What the browser gets for a login code: a token of its own, for this tab, that ends by itself. */
+export const UiSession = Closed({ token: Type.String(), name: Type.String(), expiresAt: Type.String({ format: 'date-time' }) });

@@ -21,6 +21,10 @@ export interface DaemonCore extends AppCore {
   events: EventBus;
   /** Single-use tickets for the WebSockets a browser opens (events, consoles), shared by every listener. */
   tickets: ConsoleTickets;
+  /** One-time codes of web UI login links (`virtnode ui`), valid a few minutes. */
+  logins: ConsoleTickets;
+  /** Where the web UI is served (the TCP listener), once the daemon listens there. */
+  webUi?: { url: string; tlsFingerprint256?: string };
   /** WebSockets and followed logs by the token that opened them, closed when it is revoked or expires. */
   streams: OpenStreams;
   operations: OperationManager;
@@ -53,6 +57,7 @@ export function createCore(paths: StatePaths, log: Logger): DaemonCore {
     tokens: new TokenRepository(db),
     events,
     tickets: new ConsoleTickets(),
+    logins: new ConsoleTickets({ ttlMs: 5 * 60_000 }), // time to open the link it printed
     streams: new OpenStreams(),
     operations,
     metrics: () => (metrics ??= import('./metrics.ts').then((m) => new m.MetricsCollector(instances))),

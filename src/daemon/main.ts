@@ -1,4 +1,6 @@
 import { readFileSync } from 'node:fs';
+import { hostname } from 'node:os';
+import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { pino } from 'pino';
 import { invalid, toVirtnodeError } from '../lib/errors.ts';
@@ -8,6 +10,7 @@ import { createCore } from './core.ts';
 import { groupId, listenUnix, parseListen } from './listen.ts';
 import { STREAM_CHECK_INTERVAL_MS } from './open-streams.ts';
 import { operationLogFields } from './operation-scope.ts';
+import { selfSignedCertificate } from './self-signed.ts';
 
 export interface DaemonOptions {
   socket?: string;
@@ -19,6 +22,12 @@ export interface DaemonOptions {
   /** How long each guest gets to power off with --stop-guests-on-shutdown. */
   shutdownTimeoutMs?: number;
   logLevel?: string;
+}
+
+/** The host name a browser uses for the TCP listener: this host's name when it listens on every address. */
+function uiHost(listenHost: string): string {
+  if (listenHost === '0.0.0.0' || listenHost === '::') return hostname();
+  return listenHost.includes(':') ? `[${listenHost}]` : listenHost;
 }
 
 function readPem(field: string, path: string): string {
@@ -38,13 +47,19 @@ export async function runDaemon(options: DaemonOptions): Promise<void> {
   // Every option is checked before anything happens.
   const socket = options.socket ?? defaultSocketPath();
   const gid = options.group === undefined ? undefined : groupId(options.group);
-  let tcp: { host: string; port: number; cert: string; key: string } | undefined;
+  let tcp: { host: string; port: number; cert: string; key: string; fingerprint256?: string } | undefined;
   if (options.listen !== undefined) {
     const address = parseListen(options.listen);
-    if (options.tlsCert === undefined || options.tlsKey === undefined) {
-      throw invalid('--listen', 'TCP needs TLS: give --tls-cert FILE and --tls-key FILE', 'tokens must never cross a network in clear text; for local use the UNIX socket needs neither');
+    if ((options.tlsCert === undefined) !== (options.tlsKey === undefined)) {
+      throw invalid(options.tlsCert === undefined ? '--tls-cert' : '--tls-key', 'give both --tls-cert and --tls-key, or neither', 'without them the daemon makes a self-signed certificate of its own');
     }
-    tcp = { ...address, cert: readPem('--tls-cert', options.tlsCert), key: readPem('--tls-key', options.tlsKey) };
+    if (options.tlsCert !== undefined && options.tlsKey !== undefined) {
+      tcp = { ...address, cert: readPem('--tls-cert', options.tlsCert), key: readPem('--tls-key', options.tlsKey) };
+    } else {
+      // TLS always: without a certificate of the administrator's, one of its own (its fingerprint is logged).
+      const own = await selfSignedCertificate(join(statePaths().root, 'tls'), address.host);
+      tcp = { ...address, cert: own.cert, key: own.key, fingerprint256: own.fingerprint256 };
+    }
   } else if (options.tlsCert !== undefined || options.tlsKey !== undefined) {
     throw invalid('--tls-cert', '--tls-cert and --tls-key are for --listen', 'add --listen HOST:PORT');
   }
@@ -67,6 +82,7 @@ export async function runDaemon(options: DaemonOptions): Promise<void> {
     const remote = await buildApp(core, { auth: 'token', https: { cert: tcp.cert, key: tcp.key }, plugins: DAEMON_PLUGINS });
     await remote.listen({ host: tcp.host, port: tcp.port });
     servers.push(remote);
+    core.webUi = { url: `https://${uiHost(tcp.host)}:${tcp.port}`, ...(tcp.fingerprint256 === undefined ? {} : { tlsFingerprint256: tcp.fingerprint256 }) };
   }
   const local = await buildApp(core, { auth: 'none', plugins: DAEMON_PLUGINS });
   await listenUnix(local, socket, gid);
@@ -75,7 +91,7 @@ export async function runDaemon(options: DaemonOptions): Promise<void> {
     const closed = core.streams.closeEnded((name) => core.tokens.valid(name));
     if (closed > 0) log.info({ closed }, 'streams of revoked or expired tokens closed');
   }, STREAM_CHECK_INTERVAL_MS);
-  log.info({ socket, tcp: tcp === undefined ? undefined : `${tcp.host}:${tcp.port}`, stateDir: paths.root, adopted: report.adopted.length, interruptedOperations: interrupted.length, startupMs: report.durationMs }, 'virtnode daemon ready');
+  log.info({ socket, tcp: tcp === undefined ? undefined : `${tcp.host}:${tcp.port}`, tlsFingerprint256: tcp?.fingerprint256, stateDir: paths.root, adopted: report.adopted.length, interruptedOperations: interrupted.length, startupMs: report.durationMs }, 'virtnode daemon ready');
 
   let shuttingDown = false;
   const shutdown = async (signal: string) => {

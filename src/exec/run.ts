@@ -20,6 +20,7 @@ export const PROGRAM_PACKAGES: Record<string, string> = {
   extlinux: 'extlinux',
   cpio: 'cpio',
   'cloud-init': 'cloud-init',
+  openssl: 'openssl',
 };
 
 export function installHint(program: string): string {

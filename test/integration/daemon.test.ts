@@ -63,10 +63,10 @@ describe('virtnode daemon as a process: socket, TLS and tokens, events, the CLI 
     cleanup();
   });
 
-  it('refuses TCP without TLS, and bad options, before doing anything', async () => {
-    const noTls = await virtnode(home, ['daemon', '--listen', `127.0.0.1:${port}`]);
-    expect(noTls.code).toBe(2);
-    expect(noTls.stderr).toMatch(/--listen: TCP needs TLS: give --tls-cert FILE and --tls-key FILE/);
+  it('refuses half a TLS configuration, and bad options, before doing anything', async () => {
+    const halfTls = await virtnode(home, ['daemon', '--listen', `127.0.0.1:${port}`, '--tls-key', key]);
+    expect(halfTls.code).toBe(2);
+    expect(halfTls.stderr).toContain('--tls-cert: give both --tls-cert and --tls-key, or neither');
     const badGroup = await virtnode(home, ['daemon', '--group', 'no-such-group-here']);
     expect(badGroup.code).toBe(2);
     expect(badGroup.stderr).toContain('group "no-such-group-here" does not exist');

@@ -31,6 +31,23 @@ export const token = {
   clear: () => sessionStorage.removeItem(TOKEN_KEY),
 };
 
+/**
+ * A login link from `virtnode ui` (`/ui/#login=CODE`): the code is traded, once, for a session token of this tab,
+ * and taken out of the address bar and history. Resolves to an error message if the trade fails.
+ */
+export async function redeemLoginLink(): Promise<string | undefined> {
+  const match = /^#login=([A-Za-z0-9_-]+)$/.exec(location.hash);
+  if (match === null) return undefined;
+  history.replaceState(null, '', `${location.pathname}#/`);
+  try {
+    const session = await request<{ token: string }>('POST', '/ui-logins/redeem', { code: match[1] });
+    token.set(session.token);
+    return undefined;
+  } catch (e) {
+    return e instanceof Error ? e.message : String(e);
+  }
+}
+
 type Listener = () => void;
 const unauthorizedListeners = new Set<Listener>();
 /** Called when the daemon answers 401: the page shows the login form. */

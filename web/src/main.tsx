@@ -1,6 +1,6 @@
 import { render } from 'preact';
 import { useEffect, useState } from 'preact/hooks';
-import { onUnauthorized, token } from './api.ts';
+import { onUnauthorized, redeemLoginLink, token } from './api.ts';
 import { onConnection } from './events.ts';
 import { InstanceList } from './pages/InstanceList.tsx';
 import { InstancePage, type Tab } from './pages/InstancePage.tsx';
@@ -72,8 +72,22 @@ function Main() {
 
 function App() {
   const [needsLogin, setNeedsLogin] = useState(false);
+  // A login link is traded for a token before the page asks the daemon anything.
+  const [linking, setLinking] = useState(location.hash.startsWith('#login='));
+  const [linkError, setLinkError] = useState<string | undefined>();
   useEffect(() => onUnauthorized(() => setNeedsLogin(true)), []);
-  if (needsLogin) return <Login onLoggedIn={() => setNeedsLogin(false)} />;
+  useEffect(() => {
+    if (!linking) return;
+    void redeemLoginLink().then((error) => {
+      if (error !== undefined) {
+        setLinkError(error);
+        setNeedsLogin(true);
+      }
+      setLinking(false);
+    });
+  }, []);
+  if (linking) return <p class="muted">Logging in…</p>;
+  if (needsLogin) return <Login onLoggedIn={() => setNeedsLogin(false)} {...(linkError === undefined ? {} : { initialError: linkError })} />;
   return <Main />;
 }
 

@@ -1,4 +1,5 @@
 import type { Command } from 'commander';
+import type { UiLoginView } from '../../api/schemas.ts';
 import { invalid } from '../../lib/errors.ts';
 import { printer, table } from '../output.ts';
 
@@ -37,6 +38,22 @@ export function registerDaemonCommands(program: Command): void {
         shutdownTimeoutMs: timeout * 1000,
         logLevel: String(o['logLevel']),
       });
+    });
+
+  program
+    .command('ui')
+    .description('print a one-time link that opens the web UI logged in (the daemon must run with --listen)')
+    .action(async () => {
+      const { connect } = await import('../backend.ts');
+      const connection = await connect();
+      if (connection.kind === 'local') {
+        throw invalid('daemon', 'no daemon runs here: the web UI is served by `virtnode daemon --listen HOST:PORT`', 'start one, e.g. virtnode daemon --listen 127.0.0.1:8443 (it makes its own TLS certificate)');
+      }
+      const { body } = await connection.client.request<UiLoginView>('POST', '/ui-logins');
+      process.stdout.write(`${body.url}\n`);
+      const notes = [`The link works once, until ${body.expiresAt}; the browser then keeps its own session token for 12 hours.`];
+      if (body.tlsFingerprint256 !== undefined) notes.push(`The daemon's own certificate has the SHA-256 fingerprint ${body.tlsFingerprint256}: check it when the browser asks.`);
+      process.stderr.write(`${notes.join('\n')}\n`);
     });
 
   const token = program.command('token').description('bearer tokens for the API over TCP (stored hashed; shown once)');

@@ -6,6 +6,7 @@ import { mountResource } from '../route-table.ts';
 import { consoleLogRoutes } from './console-log.ts';
 import { eventRoutes } from './events.ts';
 import { metricsRoutes } from './metrics.ts';
+import { uiLoginRoutes } from './ui-login.ts';
 
 export type RouteModule = (app: FastifyInstance, core: DaemonCore) => Promise<void>;
 
@@ -23,4 +24,5 @@ export const ROUTE_MODULES: readonly RouteModule[] = [
   consoleLogRoutes,
   eventRoutes,
   metricsRoutes,
+  uiLoginRoutes,
 ];

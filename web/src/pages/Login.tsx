@@ -2,9 +2,9 @@ import { useState } from 'preact/hooks';
 import { api, token } from '../api.ts';
 
 /** Over TCP the daemon wants a bearer token (`virtnode token create NAME` on the host). */
-export function Login({ onLoggedIn }: { onLoggedIn: () => void }) {
+export function Login({ onLoggedIn, initialError }: { onLoggedIn: () => void; initialError?: string }) {
   const [value, setValue] = useState('');
-  const [error, setError] = useState<string | undefined>();
+  const [error, setError] = useState<string | undefined>(initialError);
   const submit = async (e: Event) => {
     e.preventDefault();
     token.set(value.trim());
@@ -25,7 +25,7 @@ export function Login({ onLoggedIn }: { onLoggedIn: () => void }) {
           <input type="password" name="token" autocomplete="off" value={value} onInput={(e) => setValue((e.target as HTMLInputElement).value)} />
         </label>
         <p class="muted">
-          Make one on the host with <code>virtnode token create NAME</code>. It is kept in this tab only.
+          Make one on the host with <code>virtnode token create NAME</code>, or open the link <code>virtnode ui</code> prints. It is kept in this tab only.
         </p>
         {error !== undefined && (
           <p class="error" role="alert">
