@@ -520,6 +520,27 @@ describe('REST API through inject(): every route, bad input refused with the err
     expect(r.body).toContain('# TYPE virtnode_host_cpus gauge');
   });
 
+  it('web UI login links: refused without a TCP listener; a code works once for a session token', async () => {
+    const without = await api.call('POST', '/ui-logins');
+    expect(without.status).toBe(409);
+    expect(without.body.error.message).toContain('this daemon does not listen on TCP');
+    api.core.webUi = { url: 'https://127.0.0.1:8443', tlsFingerprint256: 'AB:CD' };
+    try {
+      const link = await api.call('POST', '/ui-logins');
+      expect(link.status).toBe(201);
+      expect(link.body).toMatchObject({ url: expect.stringMatching(/^https:\/\/127\.0\.0\.1:8443\/ui\/#login=[A-Za-z0-9_-]{43}$/), tlsFingerprint256: 'AB:CD' });
+      const code = (link.body.url as string).split('#login=')[1];
+      const session = await api.call('POST', '/ui-logins/redeem', { code });
+      expect(session.status).toBe(201);
+      expect(session.body).toMatchObject({ token: expect.stringMatching(/^vn_/), name: expect.stringMatching(/^ui-/) });
+      expect((await api.call('POST', '/ui-logins/redeem', { code })).status).toBe(401);
+      expect((await api.call('POST', '/ui-logins/redeem', { code, extra: 1 })).status).toBe(400);
+      api.core.tokens.revoke(session.body.name);
+    } finally {
+      delete api.core.webUi;
+    }
+  });
+
   it('every route of the API was exercised by this file', () => {
     const routes = Object.entries(api.openapi().paths).flatMap(([path, methods]) => Object.keys(methods).map((m) => `${m.toUpperCase()} ${path.replace(/\{(\w+)\}/g, ':$1')}`));
     const missing = routes.filter((r) => !api.exercised.has(r) && r !== 'GET /events');

@@ -1,11 +1,13 @@
 import { createHash } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
-import { open, rm, stat, symlink } from 'node:fs/promises';
+import { open, rm, stat, statfs, symlink } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import { Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { createGunzip } from 'node:zlib';
 import { run } from '../../exec/run.ts';
+import { VirtnodeError } from '../../lib/errors.ts';
+import { formatSize } from '../../lib/units.ts';
 
 const XZ_MAGIC = Buffer.from([0xfd, 0x37, 0x7a, 0x58, 0x5a, 0x00]);
 const GZIP_MAGIC = Buffer.from([0x1f, 0x8b]);
@@ -89,6 +91,36 @@ export async function copyAndHash(from: string, to: string, options: FileOptions
   return hash.digest('hex');
 }
 
+/** Room left on the state directory's filesystem after a decompression, for the database and logs. */
+const FREE_SPACE_RESERVE_BYTES = 256 * 1024 * 1024;
+
+/** How far a decompression into `dir` may go: a small file that expands without end must not fill the disk. */
+async function decompressionLimit(dir: string): Promise<{ bytes: number; why: string }> {
+  // The most an image may decompress to, whatever its filesystem has room for.
+  const MAX_IMAGE_BYTES = Number(process.env['VIRTNODE_MAX_IMAGE_BYTES'] ?? 2 ** 40);
+  const fs = await statfs(dir);
+  const room = Math.max(0, fs.bavail * fs.bsize - FREE_SPACE_RESERVE_BYTES);
+  return room < MAX_IMAGE_BYTES
+    ? { bytes: room, why: `the free space of the state directory's filesystem (${formatSize(room)} after a reserve of ${formatSize(FREE_SPACE_RESERVE_BYTES)})` }
+    : { bytes: MAX_IMAGE_BYTES, why: `the largest image virtnode takes (${formatSize(MAX_IMAGE_BYTES)}, VIRTNODE_MAX_IMAGE_BYTES)` };
+}
+
+function tooLarge(limit: { bytes: number; why: string }, declared?: number): VirtnodeError {
+  const size = declared === undefined ? `more than ${formatSize(limit.bytes)}` : formatSize(declared);
+  return new VirtnodeError('INVALID', `it decompresses to ${size}, over ${limit.why}`, { hint: 'free space, or decompress it elsewhere and import the image itself' });
+}
+
+/** Passes bytes on until `limit` is passed, then fails the pipeline (its output is removed by the caller). */
+function capped(limit: { bytes: number; why: string }): Transform {
+  let seen = 0;
+  return new Transform({
+    transform(chunk: Buffer, _encoding, done) {
+      seen += chunk.length;
+      done(seen > limit.bytes ? tooLarge(limit) : null, chunk);
+    },
+  });
+}
+
 /** The uncompressed size an .xz file declares in its index (`xz --robot --list`), if it can be read. */
 async function xzUncompressedSize(path: string, options: FileOptions): Promise<number | undefined> {
   try {
@@ -113,31 +145,43 @@ export async function decompress(
   options: FileOptions = {},
 ): Promise<{ path: string; sha256: string; sourceSha256: string }> {
   const out = join(dir, 'decompressed');
+  const limit = await decompressionLimit(dir);
   if (compression === 'gzip') {
     const sourceHash = createHash('sha256');
     const hash = createHash('sha256');
     const total = await sizeOf(from);
     const onBytes = options.onProgress === undefined ? undefined : (done: number) => options.onProgress!(done, total);
-    await pipeline(createReadStream(from), tap(sourceHash, onBytes), createGunzip(), tap(hash), createWriteStream(out, { flags: 'wx', mode: 0o600 }), pipelineOptions(options));
+    await pipeline(createReadStream(from), tap(sourceHash, onBytes), createGunzip(), capped(limit), tap(hash), createWriteStream(out, { flags: 'wx', mode: 0o600 }), pipelineOptions(options));
     return { path: out, sha256: hash.digest('hex'), sourceSha256: sourceHash.digest('hex') };
   }
   const sourceSha256 = await sha256File(from, pipelineOptions(options));
-  const total = options.onProgress === undefined ? undefined : await xzUncompressedSize(from, options);
+  const total = await xzUncompressedSize(from, options);
+  if (total !== undefined && total > limit.bytes) throw tooLarge(limit, total);
   const link = `${out}.xz`;
   await symlink(from, link);
-  const poll =
-    options.onProgress === undefined
-      ? undefined
-      : setInterval(() => {
-          void sizeOf(out).then((size) => {
-            if (size !== undefined) options.onProgress!(size, total);
-          });
-        }, XZ_POLL_INTERVAL_MS);
+  // The index may lie: the output is watched too, and xz stopped once it passes the limit.
+  const stop = new AbortController();
+  const cancel = () => stop.abort();
+  options.signal?.addEventListener('abort', cancel, { once: true });
+  let overflow = false;
+  const poll = setInterval(() => {
+    void sizeOf(out).then((size) => {
+      if (size === undefined) return;
+      if (size > limit.bytes) {
+        overflow = true;
+        stop.abort();
+      }
+      options.onProgress?.(size, total);
+    });
+  }, XZ_POLL_INTERVAL_MS);
   try {
     // -f: follow the symlink; -k: leave it (and so the user's file) alone; output is `link` without ".xz".
-    await run(['xz', '-d', '-k', '-f', '-q', link], { timeoutMs: XZ_TIMEOUT_MS, ...pipelineOptions(options) });
+    await run(['xz', '-d', '-k', '-f', '-q', link], { timeoutMs: XZ_TIMEOUT_MS, signal: stop.signal });
+  } catch (e) {
+    throw overflow ? tooLarge(limit) : e;
   } finally {
     clearInterval(poll);
+    options.signal?.removeEventListener('abort', cancel);
     await rm(link, { force: true });
   }
   const size = await sizeOf(out);
