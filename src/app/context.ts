@@ -23,6 +23,8 @@ export interface AppCore {
   policies: PolicyRepository;
   /** The API's operations: the daemon's manager, which runs them; in a CLI process, the table it keeps. */
   operations: OperationLog;
+  /** The directories a client over TCP may name paths under (`virtnode daemon --allow-path`), links resolved. */
+  remotePaths: readonly string[];
   /** The storage service (pools, volumes, disks, snapshots), made on first use. */
   storage(): Promise<StorageService>;
   /**
@@ -33,7 +35,7 @@ export interface AppCore {
   changed<T>(value: T): T;
 }
 
-export function createAppCore(paths: StatePaths, options: { db?: Db; changed?: () => void; operations?: OperationLog } = {}): AppCore {
+export function createAppCore(paths: StatePaths, options: { db?: Db; changed?: () => void; operations?: OperationLog; remotePaths?: readonly string[] } = {}): AppCore {
   const core = createCoreContext(paths, { reconcile, ...(options.db === undefined ? {} : { db: options.db }) });
   const db = core.db;
   const instances = new InstanceService(core);
@@ -46,6 +48,7 @@ export function createAppCore(paths: StatePaths, options: { db?: Db; changed?: (
     images: new ImageStore(paths, db),
     policies: core.repos.policies,
     operations: options.operations ?? new OperationTable(db),
+    remotePaths: options.remotePaths ?? [],
     storage: () =>
       (storage ??= (async () => {
         const { StorageService } = await import('../storage/service.ts');

@@ -3,6 +3,7 @@ import { cpus, freemem, hostname, loadavg, release, totalmem, uptime } from 'nod
 import { hostEndpoints } from '../api/contracts/host.ts';
 import { VERSION } from '../lib/version.ts';
 import type { AppCore } from './context.ts';
+import { checkRequestPath } from './request-paths.ts';
 import { resource } from './resource.ts';
 
 export const host = resource('host', hostEndpoints, (core: AppCore) => ({
@@ -23,7 +24,8 @@ export const host = resource('host', hostEndpoints, (core: AppCore) => ({
     };
   },
 
-  async check({ refresh, cpuinfo }) {
+  async check({ refresh, cpuinfo }, caller) {
+    if (cpuinfo !== undefined) checkRequestPath(core.remotePaths, caller, 'cpuinfo', cpuinfo, 'file');
     const { checkHost } = await import('../host/index.ts');
     return checkHost({ cacheDir: core.paths.hostCache, refreshProbe: refresh === true, ...(cpuinfo === undefined ? {} : { cpuinfoPath: cpuinfo }) });
   },

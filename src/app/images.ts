@@ -5,6 +5,7 @@ import { checkPullArguments, instancesUsingImage, type StoreResult } from '../im
 import { invalid } from '../lib/errors.ts';
 import type { AppCore } from './context.ts';
 import { job } from './operations.ts';
+import { checkRequestPath } from './request-paths.ts';
 import { resource } from './resource.ts';
 import { transferProgress } from './transfer-progress.ts';
 
@@ -28,7 +29,8 @@ export const images = resource('images', imageEndpoints, (core: AppCore) => {
       return imageView(store.get(name));
     },
 
-    async import({ file, name }) {
+    async import({ file, name }, caller) {
+      checkRequestPath(core.remotePaths, caller, 'file', file, 'file');
       return job('image-import', name === undefined ? undefined : `images/${name}`, async (ctx) =>
         stored(await store.import(file, { ...(name === undefined ? {} : { name }), signal: ctx.signal, onProgress: transferProgress(ctx, 'Importing') })),
       );

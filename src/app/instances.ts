@@ -13,6 +13,7 @@ import { DEFAULT_POLICY } from '../store/policies.ts';
 import { launchSource } from '../templates/launch-source.ts';
 import type { AppCore } from './context.ts';
 import { job } from './operations.ts';
+import { checkRequestPath } from './request-paths.ts';
 import { resource } from './resource.ts';
 
 /** Paths in a request are paths on the host doing the work; relative ones would depend on its directory. */
@@ -42,8 +43,11 @@ export const instances = resource('instances', instanceEndpoints, (core: AppCore
       return instanceView(instance, core.policies.get(instance.name), await nicAddresses(service, instance, { agent: true }));
     },
 
-    async create({ start, autostart, restartPolicy, ...fields }) {
-      for (const f of ['disk', 'kernel', 'initrd'] as const) absolute(f, fields[f]);
+    async create({ start, autostart, restartPolicy, ...fields }, caller) {
+      for (const f of ['disk', 'kernel', 'initrd'] as const) {
+        absolute(f, fields[f]);
+        if (fields[f] !== undefined) checkRequestPath(core.remotePaths, caller, f, fields[f], 'file');
+      }
       let instance = await service.create(fields);
       if (autostart !== undefined || restartPolicy !== undefined) {
         core.policies.set(instance.name, { autostart: autostart ?? false, restart: restartPolicy ?? 'no' });

@@ -7,7 +7,17 @@ import type { EndpointSpec, EndpointTable, Input, Output } from '../api/endpoint
 import type { AppCore } from './context.ts';
 import type { Job } from './operations.ts';
 
-export type Handler<E extends EndpointSpec> = E['operation'] extends true ? (input: Input<E>) => Promise<Job<Output<E>>> : (input: Input<E>) => Promise<Output<E>>;
+/**
+ * Who asks, as the front that received the call knows it (never something a client sends): `remote`, a client
+ * over TCP, may name only some host paths (src/app/request-paths.ts). Absent: the host's own user.
+ */
+export interface Caller {
+  remote?: boolean;
+}
+
+export type Handler<E extends EndpointSpec> = E['operation'] extends true
+  ? (input: Input<E>, caller?: Caller) => Promise<Job<Output<E>>>
+  : (input: Input<E>, caller?: Caller) => Promise<Output<E>>;
 
 export type Implementation<T extends EndpointTable> = { [K in keyof T]: Handler<T[K]> };
 
@@ -24,7 +34,7 @@ export function resource<const T extends EndpointTable>(tag: string, endpoints: 
 }
 
 /** Calls a handler whatever its table entry (the fronts treat every endpoint alike). */
-export type AnyHandler = (input: Record<string, unknown>) => Promise<unknown>;
+export type AnyHandler = (input: Record<string, unknown>, caller?: Caller) => Promise<unknown>;
 export function handlerOf(impl: object, name: string): AnyHandler {
   return (impl as Record<string, AnyHandler>)[name]!.bind(impl);
 }

@@ -11,6 +11,7 @@ import type { StorageService } from '../storage/service.ts';
 import type { CopyOptions } from '../storage/volumes.ts';
 import type { AppCore } from './context.ts';
 import { job, type OperationContext } from './operations.ts';
+import { checkRequestPath } from './request-paths.ts';
 import { resource } from './resource.ts';
 import { snapshots } from './snapshots.ts';
 
@@ -34,7 +35,8 @@ export const poolResource = resource('storage', poolEndpoints, (core: AppCore) =
     return (await pools()).listPools(await core.storage()).map((p) => poolView(p));
   },
 
-  async create({ name, path }) {
+  async create({ name, path }, caller) {
+    checkRequestPath(core.remotePaths, caller, 'path', path, 'directory');
     const [{ createPool, poolInfo }, s] = await Promise.all([pools(), core.storage()]);
     return poolView(poolInfo(s, createPool(s, name, path).name));
   },
@@ -88,7 +90,8 @@ export const volumeResource = resource('storage', volumeEndpoints, (core: AppCor
     return volumeCheckView(await (await volumes()).checkVolume(await core.storage(), name));
   },
 
-  async import({ file, ...fields }) {
+  async import({ file, ...fields }, caller) {
+    checkRequestPath(core.remotePaths, caller, 'file', absoluteFile(file), 'file');
     const [{ checkImport, importVolume }, s] = await Promise.all([volumes(), core.storage()]);
     const request = {
       ...(fields.name === undefined ? {} : { name: fields.name }),
@@ -99,7 +102,8 @@ export const volumeResource = resource('storage', volumeEndpoints, (core: AppCor
     return job('volume-import', `volumes/${name}`, async (ctx) => volume(s, (await importVolume(s, file, request, copyOptions(ctx))).name));
   },
 
-  async export({ name, file, format }) {
+  async export({ name, file, format }, caller) {
+    checkRequestPath(core.remotePaths, caller, 'file', absoluteFile(file), 'new-file');
     const [{ checkExport, exportVolume }, s] = await Promise.all([volumes(), core.storage()]);
     const request = format === undefined ? {} : { format };
     checkExport(s, name, absoluteFile(file), request);

@@ -6,6 +6,7 @@ import { pino } from 'pino';
 import { invalid, toVirtnodeError } from '../lib/errors.ts';
 import { statePaths } from '../lib/paths.ts';
 import { defaultSocketPath } from '../lib/socket-path.ts';
+import { allowedRoots } from '../app/request-paths.ts';
 import { createCore } from './core.ts';
 import { groupId, listenUnix, parseListen } from './listen.ts';
 import { STREAM_CHECK_INTERVAL_MS } from './open-streams.ts';
@@ -18,6 +19,8 @@ export interface DaemonOptions {
   listen?: string;
   tlsCert?: string;
   tlsKey?: string;
+  /** Directories under which a client over TCP may name host paths. */
+  allowPaths?: string[];
   stopGuestsOnShutdown?: boolean;
   /** How long each guest gets to power off with --stop-guests-on-shutdown. */
   shutdownTimeoutMs?: number;
@@ -63,6 +66,7 @@ export async function runDaemon(options: DaemonOptions): Promise<void> {
   } else if (options.tlsCert !== undefined || options.tlsKey !== undefined) {
     throw invalid('--tls-cert', '--tls-cert and --tls-key are for --listen', 'add --listen HOST:PORT');
   }
+  const remotePaths = allowedRoots(options.allowPaths ?? []);
 
   // Lines logged while an operation's work runs carry its id (`operation`), wherever they come from.
   const log = pino({ level: options.logLevel ?? process.env['VIRTNODE_LOG_LEVEL'] ?? 'info', base: { pid: process.pid, service: 'virtnode' }, mixin: operationLogFields });
@@ -70,7 +74,7 @@ export async function runDaemon(options: DaemonOptions): Promise<void> {
   // The HTTP stack loads while the supervisor re-adopts the running guests: adoption needs none of it.
   const http = Promise.all([import('./app.ts'), import('./plugins.ts')]);
   http.catch(() => {});
-  const core = createCore(paths, log);
+  const core = createCore(paths, log, { remotePaths });
   const report = await core.supervisor.start({ autostartMarkerDir: paths.cache });
   // After reconcile: what a killed daemon left running is failed now, its instance already repaired.
   const interrupted = core.operations.recoverInterrupted();

@@ -21,7 +21,8 @@ export function mountResource(app: FastifyInstance, core: DaemonCore, res: Resou
     const handler = handlerOf(impl, name);
     const call = async (request: FastifyRequest): Promise<unknown> => {
       const body = (request.body ?? {}) as Record<string, unknown>;
-      return handler({ ...body, ...(request.query as object), ...(request.params as object) });
+      // Anyone but the UNIX socket's user is a remote client, whatever got them in.
+      return handler({ ...body, ...(request.query as object), ...(request.params as object) }, request.authenticatedAs === 'socket' ? {} : { remote: true });
     };
     const cache = spec.shared === true ? new ResponseCache(core.db, core.events, { maxAgeMs: SHARED_MAX_AGE_MS }) : undefined;
     app.route({

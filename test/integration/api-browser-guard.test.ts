@@ -1,3 +1,5 @@
+import { mkdirSync, readFileSync, realpathSync, symlinkSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import type { FastifyInstance } from 'fastify';
 import { pino } from 'pino';
@@ -116,5 +118,42 @@ describe('the API against browsers of other sites, with scoped tokens, and witho
     ]);
     expect(logLines.join('')).not.toContain(secret);
     expect(logLines.join('')).not.toContain(admin);
+  });
+
+  it('lets a client over TCP name host paths only under --allow-path, links resolved, regular files where files are read', async () => {
+    const admin = socketApi.core.tokens.create('paths').token;
+    const call = (method: 'GET' | 'POST', url: string, payload?: object) =>
+      tcp.inject({ method, url, headers: { authorization: `Bearer ${admin}` }, ...(payload === undefined ? {} : { payload }) });
+    const refusal = async (method: 'GET' | 'POST', url: string, payload?: object) => {
+      const r = await call(method, url, payload);
+      return { status: r.statusCode, message: r.json().error?.message as string | undefined };
+    };
+    // None allowed (the default): not even a file the daemon could read.
+    expect(await refusal('POST', '/images/import', { file: '/etc/shadow' })).toEqual({ status: 403, message: 'file: /etc/shadow is outside the directories a client over TCP may name' });
+    expect(await refusal('POST', '/instances', { name: 'shadow', kernel: '/etc/shadow', memory: '64M' })).toMatchObject({ status: 403, message: expect.stringContaining('kernel: /etc/shadow is outside') });
+    expect(await refusal('POST', '/pools', { name: 'root', path: '/' })).toMatchObject({ status: 403, message: 'path: / is outside the directories a client over TCP may name' });
+    expect(await refusal('GET', '/host/check?cpuinfo=/dev/zero')).toMatchObject({ status: 403, message: expect.stringContaining('cpuinfo: /dev/zero is outside') });
+
+    const allowed = join(home, 'shared');
+    mkdirSync(allowed);
+    writeFileSync(join(allowed, 'cpuinfo'), readFileSync('/proc/cpuinfo'));
+    symlinkSync('/etc/passwd', join(allowed, 'passwd-link'));
+    symlinkSync('/dev/zero', join(allowed, 'zero-link'));
+    mkdirSync(join(allowed, 'a-directory'));
+    (socketApi.core as { remotePaths: readonly string[] }).remotePaths = [realpathSync(allowed)];
+    try {
+      expect((await call('GET', `/host/check?cpuinfo=${join(allowed, 'cpuinfo')}`)).statusCode).toBe(200);
+      expect(await refusal('GET', `/host/check?cpuinfo=${join(allowed, 'zero-link')}`)).toMatchObject({ status: 403, message: expect.stringContaining('is outside') });
+      expect(await refusal('POST', '/images/import', { file: join(allowed, 'passwd-link') })).toMatchObject({ status: 403, message: expect.stringContaining('is outside') });
+      expect(await refusal('POST', '/images/import', { file: join(allowed, 'a-directory') })).toMatchObject({ status: 403, message: expect.stringContaining('is not a regular file') });
+      expect(await refusal('POST', '/images/import', { file: join(allowed, '..', 'shared', '..', 'virtnode.db') })).toMatchObject({ status: 403, message: expect.stringContaining('is outside') });
+      expect(await refusal('POST', '/volumes/none/export', { file: join(allowed, 'cpuinfo') })).toMatchObject({ status: 403, message: expect.stringContaining('already exists') });
+      // The host's own user (the socket) is not limited: the same file reaches the core, which judges it.
+      expect((await socketApi.call('GET', `/host/check?cpuinfo=${join(allowed, 'zero-link')}`)).status).not.toBe(403);
+    } finally {
+      (socketApi.core as { remotePaths: readonly string[] }).remotePaths = [];
+      socketApi.core.tokens.revoke('paths');
+    }
+    expect(await instanceNames()).toEqual([]);
   });
 });

@@ -277,7 +277,7 @@ describe('pool, volume, disk and snapshot commands through the daemon and withou
       const key = join(remote.home, 'key.pem');
       execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-keyout', key, '-out', cert, '-days', '1', '-subj', '/CN=localhost', '-addext', 'subjectAltName=DNS:localhost,IP:127.0.0.1'], { stdio: 'ignore' });
       const port = await freeLoopbackPort();
-      tls = await startDaemon(remote.home, ['--listen', `127.0.0.1:${port}`, '--tls-cert', cert, '--tls-key', key]);
+      tls = await startDaemon(remote.home, ['--listen', `127.0.0.1:${port}`, '--tls-cert', cert, '--tls-key', key, '--allow-path', remote.home]);
       const token = (await virtnode(remote.home, ['token', 'create', 'cli'])).stdout.trim();
       // The client has no state directory of its own and works in another directory than the daemon.
       const client = join(remote.home, 'client');

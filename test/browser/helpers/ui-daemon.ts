@@ -1,8 +1,9 @@
 import { execFileSync } from 'node:child_process';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { freeLoopbackPort } from '../../../src/lib/ports.ts';
 import { virtnode } from '../../helpers/cli.ts';
 import { type RunningDaemon, startDaemon } from '../../helpers/daemon.ts';
+import { testGuest } from '../../helpers/test-guest.ts';
 
 export interface UiDaemon {
   /** https://127.0.0.1:PORT (a self-signed certificate). */
@@ -23,7 +24,9 @@ export async function startUiDaemon(home: string): Promise<UiDaemon> {
   const created = await virtnode(home, ['token', 'create', 'browser']);
   if (created.code !== 0) throw new Error(`virtnode token create failed: ${created.stderr}`);
   const port = await freeLoopbackPort();
-  const daemon = await startDaemon(home, ['--listen', `127.0.0.1:${port}`, '--tls-cert', cert, '--tls-key', key, '--log-level', 'warn']);
+  // The launch form names the test guest's kernel and initrd: clients over TCP may name files there only.
+  const guestDir = dirname(testGuest().kernel);
+  const daemon = await startDaemon(home, ['--listen', `127.0.0.1:${port}`, '--tls-cert', cert, '--tls-key', key, '--log-level', 'warn', '--allow-path', guestDir]);
   return {
     url: `https://127.0.0.1:${port}`,
     token: created.stdout.trim(),
