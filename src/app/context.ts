@@ -25,6 +25,8 @@ export interface AppCore {
   operations: OperationLog;
   /** The directories a client over TCP may name paths under (`virtnode daemon --allow-path`), links resolved. */
   remotePaths: readonly string[];
+  /** Clients over TCP may pull from loopback, link-local and private addresses (`--allow-private-pulls`). */
+  allowPrivatePulls: boolean;
   /** The storage service (pools, volumes, disks, snapshots), made on first use. */
   storage(): Promise<StorageService>;
   /**
@@ -35,7 +37,10 @@ export interface AppCore {
   changed<T>(value: T): T;
 }
 
-export function createAppCore(paths: StatePaths, options: { db?: Db; changed?: () => void; operations?: OperationLog; remotePaths?: readonly string[] } = {}): AppCore {
+export function createAppCore(
+  paths: StatePaths,
+  options: { db?: Db; changed?: () => void; operations?: OperationLog; remotePaths?: readonly string[]; allowPrivatePulls?: boolean } = {},
+): AppCore {
   const core = createCoreContext(paths, { reconcile, ...(options.db === undefined ? {} : { db: options.db }) });
   const db = core.db;
   const instances = new InstanceService(core);
@@ -49,6 +54,7 @@ export function createAppCore(paths: StatePaths, options: { db?: Db; changed?: (
     policies: core.repos.policies,
     operations: options.operations ?? new OperationTable(db),
     remotePaths: options.remotePaths ?? [],
+    allowPrivatePulls: options.allowPrivatePulls ?? false,
     storage: () =>
       (storage ??= (async () => {
         const { StorageService } = await import('../storage/service.ts');

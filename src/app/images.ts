@@ -2,6 +2,7 @@
 import { imageEndpoints } from '../api/contracts/images.ts';
 import { imageView } from './views.ts';
 import { checkPullArguments, instancesUsingImage, type StoreResult } from '../images/store/index.ts';
+import { publicAddressesOnly } from '../images/pull/address-guard.ts';
 import { invalid } from '../lib/errors.ts';
 import type { AppCore } from './context.ts';
 import { job } from './operations.ts';
@@ -36,11 +37,14 @@ export const images = resource('images', imageEndpoints, (core: AppCore) => {
       );
     },
 
-    async pull({ url, name, sha256, checksumsUrl }) {
+    async pull({ url, name, sha256, checksumsUrl }, caller) {
       const options = { ...(name === undefined ? {} : { name }), ...(sha256 === undefined ? {} : { sha256 }), ...(checksumsUrl === undefined ? {} : { checksumsUrl }) };
       checkPullArguments(url, options); // bad arguments are refused now, not as a failed operation
+      // A client over TCP must not make the daemon fetch from the host's own services or private networks.
+      const guard = caller?.remote === true && !core.allowPrivatePulls ? publicAddressesOnly : undefined;
+      if (guard !== undefined) for (const u of [url, checksumsUrl]) if (u !== undefined) await guard(new URL(u));
       return job('image-pull', name === undefined ? undefined : `images/${name}`, async (ctx) => {
-        const result = await store.pull(url, { ...options, signal: ctx.signal, onProgress: transferProgress(ctx, 'Downloading') });
+        const result = await store.pull(url, { ...options, signal: ctx.signal, onProgress: transferProgress(ctx, 'Downloading'), ...(guard === undefined ? {} : { guard }) });
         return { ...stored(result), verifiedBy: result.verifiedBy ?? null, downloadSha256: result.downloadSha256 };
       });
     },

@@ -36,7 +36,7 @@ export const poolResource = resource('storage', poolEndpoints, (core: AppCore) =
   },
 
   async create({ name, path }, caller) {
-    checkRequestPath(core.remotePaths, caller, 'path', path, 'directory');
+    checkRequestPath(core.remotePaths, caller, '--path', path, 'directory'); // named as the core names it
     const [{ createPool, poolInfo }, s] = await Promise.all([pools(), core.storage()]);
     return poolView(poolInfo(s, createPool(s, name, path).name));
   },

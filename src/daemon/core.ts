@@ -35,7 +35,7 @@ export interface DaemonCore extends AppCore {
   version: string;
 }
 
-export function createCore(paths: StatePaths, log: Logger, options: { remotePaths?: readonly string[] } = {}): DaemonCore {
+export function createCore(paths: StatePaths, log: Logger, options: { remotePaths?: readonly string[]; allowPrivatePulls?: boolean } = {}): DaemonCore {
   // The application layer's changes wake the supervisor, which is made over the same core.
   let wake = () => {};
   const db = openDb(paths.db);
@@ -47,7 +47,7 @@ export function createCore(paths: StatePaths, log: Logger, options: { remotePath
       wake();
     },
   });
-  const app = createAppCore(paths, { db, changed: () => wake(), operations, ...(options.remotePaths === undefined ? {} : { remotePaths: options.remotePaths }) });
+  const app = createAppCore(paths, { db, changed: () => wake(), operations, ...options });
   const { instances, policies } = app;
   const supervisor = new Supervisor(instances, policies, events, log.child({ component: 'supervisor' }));
   wake = () => supervisor.poke();

@@ -21,6 +21,8 @@ export interface DaemonOptions {
   tlsKey?: string;
   /** Directories under which a client over TCP may name host paths. */
   allowPaths?: string[];
+  /** Clients over TCP may pull images from loopback, link-local and private addresses. */
+  allowPrivatePulls?: boolean;
   stopGuestsOnShutdown?: boolean;
   /** How long each guest gets to power off with --stop-guests-on-shutdown. */
   shutdownTimeoutMs?: number;
@@ -74,7 +76,7 @@ export async function runDaemon(options: DaemonOptions): Promise<void> {
   // The HTTP stack loads while the supervisor re-adopts the running guests: adoption needs none of it.
   const http = Promise.all([import('./app.ts'), import('./plugins.ts')]);
   http.catch(() => {});
-  const core = createCore(paths, log, { remotePaths });
+  const core = createCore(paths, log, { remotePaths, allowPrivatePulls: options.allowPrivatePulls === true });
   const report = await core.supervisor.start({ autostartMarkerDir: paths.cache });
   // After reconcile: what a killed daemon left running is failed now, its instance already repaired.
   const interrupted = core.operations.recoverInterrupted();

@@ -131,8 +131,13 @@ describe('the API against browsers of other sites, with scoped tokens, and witho
     // None allowed (the default): not even a file the daemon could read.
     expect(await refusal('POST', '/images/import', { file: '/etc/shadow' })).toEqual({ status: 403, message: 'file: /etc/shadow is outside the directories a client over TCP may name' });
     expect(await refusal('POST', '/instances', { name: 'shadow', kernel: '/etc/shadow', memory: '64M' })).toMatchObject({ status: 403, message: expect.stringContaining('kernel: /etc/shadow is outside') });
-    expect(await refusal('POST', '/pools', { name: 'root', path: '/' })).toMatchObject({ status: 403, message: 'path: / is outside the directories a client over TCP may name' });
+    expect(await refusal('POST', '/pools', { name: 'root', path: '/' })).toMatchObject({ status: 403, message: '--path: / is outside the directories a client over TCP may name' });
     expect(await refusal('GET', '/host/check?cpuinfo=/dev/zero')).toMatchObject({ status: 403, message: expect.stringContaining('cpuinfo: /dev/zero is outside') });
+    // Nor make the daemon fetch from this host's services or its link (cloud metadata), by address or by name.
+    for (const url of ['http://127.0.0.1:9/x.qcow2', 'http://169.254.169.254/x.qcow2', 'http://localhost:9/x.qcow2']) {
+      expect(await refusal('POST', '/images/pull', { url })).toMatchObject({ status: 403, message: expect.stringContaining('an address of this host or of a private network') });
+    }
+    expect(await refusal('POST', '/images/pull', { url: 'https://example.org/x.qcow2', checksumsUrl: 'http://10.0.0.1/SHA256SUMS' })).toMatchObject({ status: 403 });
 
     const allowed = join(home, 'shared');
     mkdirSync(allowed);

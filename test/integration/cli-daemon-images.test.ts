@@ -78,8 +78,9 @@ describe('image, template, clone and host commands through the daemon and withou
     // TLS on loopback too, so the same commands can run over --remote with a token.
     execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-keyout', join(fixtures, 'key.pem'), '-out', join(fixtures, 'cert.pem'), '-days', '1', '-subj', '/CN=localhost', '-addext', 'subjectAltName=DNS:localhost,IP:127.0.0.1'], { stdio: 'ignore' });
     port = await freeLoopbackPort();
-    // Clients over TCP may name files under the fixtures only (the images the remote steps import).
-    daemon = await startDaemon(home, ['--listen', `127.0.0.1:${port}`, '--tls-cert', join(fixtures, 'cert.pem'), '--tls-key', join(fixtures, 'key.pem'), '--allow-path', fixtures]);
+    // Clients over TCP may name files under the fixtures only (the images the remote steps import), and pull from
+    // the test's server on loopback.
+    daemon = await startDaemon(home, ['--listen', `127.0.0.1:${port}`, '--tls-cert', join(fixtures, 'cert.pem'), '--tls-key', join(fixtures, 'key.pem'), '--allow-path', fixtures, '--allow-private-pulls']);
   }, 60_000);
 
   afterAll(async () => {

@@ -17,6 +17,7 @@ export function registerDaemonCommands(program: Command): void {
     .option('--listen <host:port>', 'also serve HTTPS on TCP; every request then needs a token (`virtnode token create`)')
     .option('--tls-cert <file>', 'TLS certificate (PEM) for --listen')
     .option('--tls-key <file>', 'TLS private key (PEM) for --listen')
+    .option('--allow-private-pulls', 'clients over TCP may pull images from this host, its link and private networks')
     .option('--allow-path <dir>', 'a directory under which clients over TCP may name host files (disks, images, exports); repeatable; none by default', (dir: string, all: string[] = []) => [...all, dir])
     .option('--stop-guests-on-shutdown', 'on SIGTERM, power guests off (ACPI, then forced) instead of leaving them running')
     .option('--shutdown-timeout <seconds>', 'with --stop-guests-on-shutdown: how long guests get to power off', '120')
@@ -36,6 +37,7 @@ export function registerDaemonCommands(program: Command): void {
         ...pick('tlsCert'),
         ...pick('tlsKey'),
         ...(Array.isArray(o['allowPath']) ? { allowPaths: o['allowPath'] as string[] } : {}),
+        allowPrivatePulls: o['allowPrivatePulls'] === true,
         stopGuestsOnShutdown: o['stopGuestsOnShutdown'] === true,
         shutdownTimeoutMs: timeout * 1000,
         logLevel: String(o['logLevel']),

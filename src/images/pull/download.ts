@@ -6,7 +6,8 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { VirtnodeError, invalid } from '../../lib/errors.ts';
 import { formatSize } from '../../lib/units.ts';
 import type { DownloadProgress } from './progress.ts';
-import { requestError, statusError } from './http.ts';
+import type { AddressGuard } from './address-guard.ts';
+import { guardedFetch, requestError, statusError } from './http.ts';
 
 /** Retries of an interrupted transfer within one call, each resuming where the last stopped. */
 const DEFAULT_RETRIES = 3;
@@ -35,6 +36,8 @@ export interface DownloadOptions {
   retries?: number;
   /** A transfer that receives nothing for this long is cut (and retried if it had made progress). */
   stallTimeoutMs?: number;
+  /** Checks each host the download goes to, redirects included. */
+  guard?: AddressGuard;
 }
 
 /** A transfer cut short after some bytes arrived: worth resuming at once. */
@@ -142,7 +145,7 @@ async function downloadOnce(url: string, partial: string, options: DownloadOptio
   armStall();
   let response: Response;
   try {
-    response = await fetch(url, { headers, signal, redirect: 'follow' });
+    response = await guardedFetch(url, { headers, signal }, options.guard);
   } catch (e) {
     clearTimeout(stallTimer);
     if (options.signal?.aborted === true) throw interrupted(url, have, meta?.total);

@@ -1,4 +1,5 @@
 import { VirtnodeError, invalid } from '../../lib/errors.ts';
+import type { AddressGuard } from './address-guard.ts';
 
 /** Checks a URL given on the command line: http or https only. */
 export function parseHttpUrl(field: string, text: string): URL {
@@ -71,17 +72,16 @@ export function parseSha256Sums(text: string): Map<string, string> {
 }
 
 /** Fetches a SHA256SUMS file and returns the hash listed for `fileName`. */
-export async function fetchChecksum(checksumsUrl: string, fileName: string, options: { signal?: AbortSignal } = {}): Promise<string> {
+export async function fetchChecksum(checksumsUrl: string, fileName: string, options: { signal?: AbortSignal; guard?: AddressGuard } = {}): Promise<string> {
   let response: Response;
   try {
-    response = await fetch(checksumsUrl, { headers: { 'accept-encoding': 'identity' }, ...(options.signal === undefined ? {} : { signal: options.signal }) });
+    response = await guardedFetch(checksumsUrl, { headers: { 'accept-encoding': 'identity' }, ...(options.signal === undefined ? {} : { signal: options.signal }) }, options.guard);
   } catch (e) {
     if (options.signal?.aborted === true) throw new VirtnodeError('TIMEOUT', `fetching ${checksumsUrl} was interrupted`, { cause: e });
     throw requestError(checksumsUrl, e);
   }
   if (!response.ok) throw statusError(checksumsUrl, response);
-  const body = Buffer.from(await response.arrayBuffer());
-  if (body.length > CHECKSUMS_LIMIT_BYTES) throw invalid('--checksums', `${checksumsUrl} is too large for a SHA256SUMS file`);
+  const body = await readCapped(response, CHECKSUMS_LIMIT_BYTES, () => invalid('--checksums', `${checksumsUrl} is too large for a SHA256SUMS file`));
   const sums = parseSha256Sums(body.toString('utf8'));
   for (const [name, hash] of sums) {
     if (name === fileName || name.split('/').pop() === fileName) return hash;
@@ -92,4 +92,40 @@ export async function fetchChecksum(checksumsUrl: string, fileName: string, opti
     `${checksumsUrl} lists no sha256 for "${fileName}"`,
     sums.size === 0 ? 'it holds no sha256 lines; give the hash with --sha256' : `it lists: ${listed}${sums.size > 5 ? ', ...' : ''}`,
   );
+}
+
+const MAX_REDIRECTS = 5;
+
+/**
+ * fetch() following redirects itself when there is a guard, so each hop's host is checked before the request
+ * goes there (fetch's own `redirect: 'follow'` would go first and tell after).
+ */
+export async function guardedFetch(url: string, init: RequestInit, guard: AddressGuard | undefined): Promise<Response> {
+  if (guard === undefined) return fetch(url, { ...init, redirect: 'follow' });
+  let current = new URL(url);
+  for (let hop = 0; ; hop++) {
+    await guard(current);
+    const response = await fetch(current, { ...init, redirect: 'manual' });
+    const location = response.headers.get('location');
+    if (response.status < 300 || response.status >= 400 || location === null) return response;
+    await response.body?.cancel();
+    if (hop === MAX_REDIRECTS) throw new VirtnodeError('INVALID', `${url}: more than ${MAX_REDIRECTS} redirects`, { field: 'url' });
+    current = new URL(location, current);
+    if (current.protocol !== 'http:' && current.protocol !== 'https:') throw new VirtnodeError('INVALID', `${url} redirects to ${current.protocol} URL`, { field: 'url' });
+  }
+}
+
+/** A response body read only up to `limit` bytes: a server sending without end is cut, not buffered. */
+async function readCapped(response: Response, limit: number, tooLarge: () => Error): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of response.body ?? []) {
+    size += chunk.length;
+    if (size > limit) {
+      await response.body?.cancel().catch(() => {});
+      throw tooLarge();
+    }
+    chunks.push(Buffer.from(chunk));
+  }
+  return Buffer.concat(chunks);
 }

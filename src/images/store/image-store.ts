@@ -19,6 +19,7 @@ import { transferTracker } from '../pull/progress.ts';
 import type { DownloadProgress } from '../pull/progress.ts';
 import { copyAndHash, decompress, defaultImageName, detectCompression } from './files.ts';
 import type { Compression, FileOptions } from './files.ts';
+import type { AddressGuard } from '../pull/address-guard.ts';
 
 export type { ImageFormat, ImageVerification } from '../../store/images.ts';
 
@@ -98,6 +99,8 @@ export interface PullOptions {
   retries?: number;
   /** How long a transfer may receive nothing before it is cut (default 60 s). */
   stallTimeoutMs?: number;
+  /** Checks each host the pull goes to (the image, the checksums file, every redirect). */
+  guard?: AddressGuard;
 }
 
 const FORMATS: readonly string[] = ['qcow2', 'raw'];
@@ -267,7 +270,7 @@ export class ImageStore {
     let verifiedBy: ImageVerification | undefined;
     if (expected !== undefined) verifiedBy = 'sha256';
     else if (options.checksumsUrl !== undefined) {
-      expected = await fetchChecksum(options.checksumsUrl, fileName, signalOption(options.signal));
+      expected = await fetchChecksum(options.checksumsUrl, fileName, { ...signalOption(options.signal), ...(options.guard === undefined ? {} : { guard: options.guard }) });
       verifiedBy = 'checksums';
     }
     if (existing !== undefined) {
@@ -314,6 +317,7 @@ export class ImageStore {
       ...(options.onProgress === undefined ? {} : { onProgress: options.onProgress }),
       ...(options.retries === undefined ? {} : { retries: options.retries }),
       ...(options.stallTimeoutMs === undefined ? {} : { stallTimeoutMs: options.stallTimeoutMs }),
+      ...(options.guard === undefined ? {} : { guard: options.guard }),
     };
     const result = await download(url, partial, downloadOptions);
     if (expected !== undefined && result.sha256 !== expected) {
