@@ -1,4 +1,4 @@
-import { existsSync, renameSync, rmSync, statSync } from 'node:fs';
+import { existsSync, linkSync, mkdtempSync, renameSync, rmSync, statSync } from 'node:fs';
 import { basename, dirname, extname, join, resolve } from 'node:path';
 import type { DiskFormat, Instance } from '../instances/model.ts';
 import { invalid, VirtnodeError } from '../lib/errors.ts';
@@ -312,15 +312,23 @@ export async function exportVolume(
       });
     }
     const disk = user?.spec.disks.find((d) => d.volume === name);
-    // The present state: through the overlay of an external snapshot, if there is one.
-    const sourcePath = disk?.path ?? volume.path;
-    const partial = join(dirname(target), `.${basename(target)}.partial`);
+    // The present state: through the overlay of an external snapshot, if there is one. Its format is always
+    // told: probed, a raw volume whose guest wrote a qcow2 header naming a backing file would export a host file.
+    const source = disk === undefined ? { path: volume.path, format: volume.format } : { path: disk.path, format: disk.format };
+    // Written in a private directory beside the target, then linked to the target's name: link() never follows
+    // a link planted there and fails if the name was taken meanwhile.
+    const scratch = mkdtempSync(join(dirname(target), `.${basename(target)}.`));
     try {
-      await convertImage(sourcePath, partial, format, options);
-      renameSync(partial, target);
-    } catch (e) {
-      rmSync(partial, { force: true });
-      throw e;
+      const partial = join(scratch, 'export');
+      await convertImage(source.path, partial, format, { ...options, sourceFormat: source.format });
+      try {
+        linkSync(partial, target);
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code === 'EEXIST') throw new VirtnodeError('CONFLICT', `FILE: ${file} already exists`, { field: 'FILE', hint: 'choose a new file name; export never overwrites' });
+        throw e;
+      }
+    } finally {
+      rmSync(scratch, { recursive: true, force: true });
     }
     return { path: target, format };
   });

@@ -1,5 +1,5 @@
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, readdirSync, rmSync } from 'node:fs';
+import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { tempHome, virtnode } from '../helpers/cli.ts';
@@ -150,5 +150,31 @@ describe('pools and volumes from the CLI (qemu-img, no guest)', () => {
     expect(existsSync(join(home, 'pools', 'default', 'ghost.qcow2'))).toBe(false);
     expect((await volumes()).map((v) => v.name)).not.toContain('ghost');
     rmSync(join(home, 'data-export.raw'), { force: true });
+  });
+
+  it('exports what a raw volume holds, never a host file its guest named in a fake qcow2 header, and never through a planted link', async () => {
+    const secret = join(home, 'host-secret');
+    writeFileSync(secret, 'HOST-SECRET-CONTENT'.repeat(100));
+    await ok(['volume', 'create', 'guestraw', '--size', '1M', '--format', 'raw']);
+    // What a guest can write on its raw disk: a qcow2 header whose backing file is a file of the host.
+    const header = join(home, 'header.qcow2');
+    execFileSync('qemu-img', ['create', '-q', '-f', 'qcow2', '-b', secret, '-F', 'raw', header, '1M']);
+    const disk = openSync(join(home, 'pools', 'default', 'guestraw.raw'), 'r+');
+    writeSync(disk, readFileSync(header), 0, statSync(header).size, 0);
+    closeSync(disk);
+
+    const out = join(home, 'guestraw-export.raw');
+    const victim = join(home, 'victim');
+    writeFileSync(victim, 'untouched');
+    symlinkSync(victim, join(home, '.guestraw-export.raw.partial')); // the temporary name exports once used
+    await ok(['volume', 'export', 'guestraw', out, '--format', 'raw']);
+    const exported = readFileSync(out);
+    expect(exported.subarray(0, 4).toString('latin1')).toBe('QFI\xfb'); // the bytes of the volume, header and all
+    expect(exported.length).toBe(1024 * 1024);
+    expect(exported.includes('HOST-SECRET-CONTENT')).toBe(false);
+    expect(readFileSync(victim, 'utf8')).toBe('untouched');
+    expect(readdirSync(home).filter((f) => f.startsWith('.guestraw-export.raw.') && !f.endsWith('.partial'))).toEqual([]); // no scratch left
+    await ok(['volume', 'rm', 'guestraw']);
+    for (const f of [out, header, secret, victim, join(home, '.guestraw-export.raw.partial')]) rmSync(f, { force: true });
   });
 });
