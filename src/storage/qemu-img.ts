@@ -60,15 +60,21 @@ function opts(signal: AbortSignal | undefined, timeoutMs = QEMU_IMG_TIMEOUT_MS):
   return signal === undefined ? { timeoutMs } : { timeoutMs, signal };
 }
 
+/**
+ * `-f FORMAT` when the format is known: probed, a raw image whose guest wrote a qcow2 header would be read as
+ * qcow2, with a backing file of the guest's choosing on the host.
+ */
+const formatArgs = (format: string | undefined): string[] => (format === undefined ? [] : ['-f', format]);
+
 /** The image and every backing file under it, top first (`qemu-img info --backing-chain --output=json`). */
-export async function backingChain(path: string, options: { signal?: AbortSignal } = {}): Promise<ChainLink[]> {
-  const { stdout } = await run(['qemu-img', 'info', '-U', '--backing-chain', '--output=json', path], opts(options.signal));
+export async function backingChain(path: string, options: { signal?: AbortSignal; format?: string } = {}): Promise<ChainLink[]> {
+  const { stdout } = await run(['qemu-img', 'info', '-U', ...formatArgs(options.format), '--backing-chain', '--output=json', path], opts(options.signal));
   return (JSON.parse(stdout) as RawInfo[]).map(toLink);
 }
 
 /** One image, without its backing chain. */
-export async function imageLink(path: string, options: { signal?: AbortSignal } = {}): Promise<ChainLink> {
-  const { stdout } = await run(['qemu-img', 'info', '-U', '--output=json', path], opts(options.signal));
+export async function imageLink(path: string, options: { signal?: AbortSignal; format?: string } = {}): Promise<ChainLink> {
+  const { stdout } = await run(['qemu-img', 'info', '-U', ...formatArgs(options.format), '--output=json', path], opts(options.signal));
   return toLink(JSON.parse(stdout) as RawInfo);
 }
 
@@ -116,7 +122,7 @@ export async function convertImage(
   options: { sourceFormat?: string; signal?: AbortSignal; onProgress?: CopyProgress } = {},
 ): Promise<void> {
   const { onProgress } = options;
-  const total = onProgress === undefined ? 0 : (await imageLink(source, options.signal === undefined ? {} : { signal: options.signal })).virtualSize;
+  const total = onProgress === undefined ? 0 : (await imageLink(source, { ...(options.signal === undefined ? {} : { signal: options.signal }), ...(options.sourceFormat === undefined ? {} : { format: options.sourceFormat }) })).virtualSize;
   const argv = ['qemu-img', 'convert', onProgress === undefined ? '-q' : '-p'];
   if (options.sourceFormat !== undefined) argv.push('-f', options.sourceFormat);
   argv.push('-O', format, source, target);

@@ -109,7 +109,7 @@ async function view(storage: StorageService, volume: Volume): Promise<VolumeView
     problem: undefined,
   };
   try {
-    const link = await imageLink(volume.path);
+    const link = await imageLink(volume.path, { format: volume.format });
     return { ...base, virtualSize: link.virtualSize, allocation: link.allocation };
   } catch (e) {
     return { ...base, problem: existsSync(volume.path) ? `unreadable: ${e instanceof Error ? e.message : String(e)}` : 'file missing' };
@@ -140,7 +140,7 @@ export async function listInstanceDisks(storage: StorageService): Promise<Instan
       if (disk.volume !== undefined) continue;
       let link: ChainLink | undefined;
       try {
-        link = await imageLink(disk.path);
+        link = await imageLink(disk.path, { format: disk.format });
       } catch {
         link = undefined;
       }
@@ -153,8 +153,8 @@ export async function listInstanceDisks(storage: StorageService): Promise<Instan
 export async function volumeInfo(storage: StorageService, name: string): Promise<VolumeView & { chain: ChainLink[]; activeChain: ChainLink[] | undefined }> {
   const volume = mustGetVolume(storage, name);
   const v = await view(storage, volume);
-  const chain = await backingChain(volume.path);
-  const activeChain = v.overlay === undefined ? undefined : await backingChain(v.overlay);
+  const chain = await backingChain(volume.path, { format: volume.format });
+  const activeChain = v.overlay === undefined ? undefined : await backingChain(v.overlay, { format: 'qcow2' }); // virtnode's own overlay
   return { ...v, chain, activeChain };
 }
 

@@ -163,6 +163,11 @@ describe('pools and volumes from the CLI (qemu-img, no guest)', () => {
     writeSync(disk, readFileSync(header), 0, statSync(header).size, 0);
     closeSync(disk);
 
+    // Nor does its info follow that header: one raw link, no backing file.
+    const info = await ok(['volume', 'info', 'guestraw', '--format', 'json']);
+    expect(info).not.toContain('host-secret');
+    expect((JSON.parse(info) as { chain: Array<{ format: string }> }).chain.map((l) => l.format)).toEqual(['raw']);
+
     const out = join(home, 'guestraw-export.raw');
     const victim = join(home, 'victim');
     writeFileSync(victim, 'untouched');
