@@ -6,7 +6,7 @@
  * serialized list between changes, so this is the rebuild). Writes bench/results/api-latency.json.
  * Usage: node bench/api-latency.ts [instances=1000] [clients=50]
  */
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { Agent, request } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -17,6 +17,7 @@ import { createCoreContext } from '../src/core/context.ts';
 import { InstanceService } from '../src/instances/service.ts';
 import { startDaemon } from '../test/helpers/daemon.ts';
 import { testGuest } from '../test/helpers/test-guest.ts';
+import { writeResult } from './results.ts';
 
 const count = Number(process.argv[2] ?? 1000);
 const concurrency = Number(process.argv[3] ?? 50);
@@ -141,8 +142,7 @@ async function main(): Promise<void> {
       daemonMemory: { idleRssMiB: +(idleRssKiB / 1024).toFixed(1), afterLoadRssMiB: +(loadedRssKiB / 1024).toFixed(1), peakRssMiB: +(peakRssKiB / 1024).toFixed(1) },
       note: 'api: 50 concurrent clients, so p50/p99 include queueing behind the others (one thread serves them); oneClient: the same requests one at a time; list.oneClientRightAfterAChange: a list asked for right after a PATCH, so the daemon rebuilds it (the list is cached between changes); inProcess: the core called directly, one at a time (list: service.list() only, no views or JSON)',
     };
-    mkdirSync('bench/results', { recursive: true });
-    writeFileSync('bench/results/api-latency.json', `${JSON.stringify(result, null, 2)}\n`);
+    writeResult('api-latency', result);
     process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
   } finally {
     rmSync(home, { recursive: true, force: true });

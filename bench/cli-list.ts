@@ -7,13 +7,14 @@
  * Reports medians (wall), mean CPU, ratios, and whether the daemon path is under the 150 ms target.
  * Writes bench/results/cli-list.json. Usage (as root, in a network namespace): node bench/cli-list.ts [runs=15] [instances=1000]
  */
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { VIRTNODE_BIN } from '../test/helpers/cli.ts';
 import { startDaemon } from '../test/helpers/daemon.ts';
 import { testGuest } from '../test/helpers/test-guest.ts';
 import { cpuMsOf, median, type ProcessRun, round, runTimed } from './whole-process.ts';
+import { writeResult } from './results.ts';
 
 const runs = Number(process.argv[2] ?? 15);
 const count = Number(process.argv[3] ?? 1000);
@@ -92,8 +93,7 @@ async function main(): Promise<void> {
         'sqlite3Rows reads the same rows (instances with their NICs) from the state database with the sqlite3 CLI; ' +
         'daemonAnswerCurl is GET /instances on the daemon socket, without the CLI.',
     };
-    mkdirSync('bench/results', { recursive: true });
-    writeFileSync('bench/results/cli-list.json', `${JSON.stringify(result, null, 2)}\n`);
+    writeResult('cli-list', result);
     const { samplesWallMs: _samples, ...summary } = result;
     process.stdout.write(`${JSON.stringify(summary, null, 2)}\n`);
   } finally {

@@ -6,11 +6,12 @@
  * process; JSON with medians to bench/results/clone.json. Usage (as root): node bench/clone.ts [runs]
  */
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { killQemusUnder, virtnode } from '../test/helpers/cli.ts';
+import { writeResult } from './results.ts';
 
 const runs = Number(process.argv[2] ?? 5);
 const DATA_MIB = 768;
@@ -90,8 +91,7 @@ async function main(): Promise<void> {
     notes:
       'Each virtnode figure is one CLI process (Node start-up included; bareCli is `virtnode --version` alone) that also makes the clone\'s identity: instance record, MAC, SSH host keys (ssh-keygen), cloud-init seed ISO. A template is sealed already, so no clone here boots the sealing appliance.',
   };
-  mkdirSync('bench/results', { recursive: true });
-  writeFileSync('bench/results/clone.json', `${JSON.stringify(result, null, 2)}\n`);
+  writeResult('clone', result);
   console.log(JSON.stringify({ medianMs: result.medianMs, throughputMiBps: result.throughputMiBps, ratio: result.ratio }, null, 2));
 }
 

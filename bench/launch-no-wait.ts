@@ -13,7 +13,6 @@
  */
 import { spawn } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, realpathSync, rmSync, writeFileSync } from 'node:fs';
-import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -21,6 +20,8 @@ import { freeLoopbackPort } from '../src/lib/ports.ts';
 import { killQemusUnder, VIRTNODE_BIN, virtnode } from '../test/helpers/cli.ts';
 import { startDaemon } from '../test/helpers/daemon.ts';
 import { median, round, runTimed } from './whole-process.ts';
+import { qmpStartByHand } from './qmp-by-hand.ts';
+import { writeResult } from './results.ts';
 
 const runs = Number(process.argv[2] ?? 7);
 const TARGET_RATIO = 1.5;
@@ -29,31 +30,6 @@ const image = realpathSync(join(process.env['VIRTNODE_IMAGE_DIR'] ?? '/var/cache
 function run(argv: string[], env?: NodeJS.ProcessEnv): void {
   const r = runTimed(argv, env === undefined ? {} : { env });
   if (r.code !== 0) throw new Error(`${argv.join(' ')}: exit ${r.code}: ${r.stderr}`);
-}
-
-/** QMP on a fresh QEMU: connect as soon as it listens, capabilities, cont, then `running` from query-status. */
-function qmpToRunning(socketPath: string): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const attempt = () => {
-      const socket = connect(socketPath);
-      let buffer = '';
-      let step = 0;
-      socket.on('error', () => setTimeout(attempt, 2));
-      socket.on('data', (d) => {
-        buffer += d.toString();
-        const lines = buffer.split('\n');
-        buffer = lines.pop()!;
-        for (const line of lines) {
-          if (line.includes('"error"')) return reject(new Error(line));
-          if (step === 0 && line.includes('"QMP"')) (step = 1), socket.write('{"execute":"qmp_capabilities"}\n');
-          else if (step === 1 && line.includes('"return"')) (step = 2), socket.write('{"execute":"cont"}\n');
-          else if (step === 2 && line.includes('"return"')) (step = 3), socket.write('{"execute":"query-status"}\n');
-          else if (step === 3 && line.includes('"status": "running"')) (socket.destroy(), resolve());
-        }
-      });
-    };
-    attempt();
-  });
 }
 
 /**
@@ -82,7 +58,7 @@ async function byHand(dir: string, publicKey: string, qemuArgv?: string[]): Prom
     { stdio: 'ignore', detached: true },
   );
   qemu.unref();
-  await qmpToRunning(qmp);
+  await qmpStartByHand(qmp, 'running');
   const elapsed = performance.now() - t0;
   qemu.kill('SIGKILL');
   return elapsed;
@@ -186,8 +162,7 @@ async function main(): Promise<void> {
       'Runs interleaved, order rotating. phasesMedianMs: time since the launch began when virtnode reported each phase (0.1 s resolution, as printed). ' +
       'Instances are deleted between runs (not timed).',
   };
-  mkdirSync('bench/results', { recursive: true });
-  writeFileSync('bench/results/launch-no-wait.json', `${JSON.stringify(result, null, 2)}\n`);
+  writeResult('launch-no-wait', result);
   const { samplesWallMs: _s, ...summary } = result;
   process.stdout.write(`${JSON.stringify(summary, null, 2)}\n`);
 }

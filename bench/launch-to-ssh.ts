@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { freeLoopbackPort } from '../src/lib/ports.ts';
 import { killQemusUnder, virtnode } from '../test/helpers/cli.ts';
+import { writeResult } from './results.ts';
 
 const runs = Number(process.argv[2] ?? 3);
 const image = realpathSync(join(process.env['VIRTNODE_IMAGE_DIR'] ?? '/var/cache/virtnode/images', 'debian-12.qcow2'));
@@ -76,8 +77,7 @@ async function main(): Promise<void> {
     samplesMs: { byHand: hand, virtnodeLaunch: total, virtnodeControlPlane: controlPlane },
     notes: 'controlPlane: from the launch process start to QEMU running with the seed attached (the "booting" phase, as the CLI reports it; excludes Node start-up).',
   };
-  mkdirSync('bench/results', { recursive: true });
-  writeFileSync('bench/results/launch-to-ssh.json', `${JSON.stringify(result, null, 2)}\n`);
+  writeResult('launch-to-ssh', result);
   console.log(JSON.stringify({ medianMs: result.medianMs, ratio: result.ratio }, null, 2));
 }
 

@@ -4,8 +4,7 @@
  * ratios to bench/results/. Usage: node bench/start-to-qmp-ready.ts [runs]
  */
 import { spawn } from 'node:child_process';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { connect } from 'node:net';
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -17,6 +16,8 @@ import { InstanceService } from '../src/instances/service.ts';
 import { runtimePaths } from '../src/instances/runtime.ts';
 import { testGuest } from '../test/helpers/test-guest.ts';
 import { killQemusUnder, virtnode } from '../test/helpers/cli.ts';
+import { qmpStartByHand } from './qmp-by-hand.ts';
+import { writeResult } from './results.ts';
 
 const runs = Number(process.argv[2] ?? 10);
 const guest = testGuest();
@@ -37,26 +38,7 @@ async function byHand(dir: string): Promise<number> {
   const t0 = performance.now();
   const child = spawn('qemu-system-x86_64', argv, { detached: true, stdio: 'ignore' });
   child.unref();
-  await new Promise<void>((resolve, reject) => {
-    const attempt = () => {
-      const socket = connect(paths.qmp);
-      let buffer = '';
-      let step = 0;
-      socket.on('error', () => setTimeout(attempt, 2));
-      socket.on('data', (d) => {
-        buffer += d.toString();
-        const lines = buffer.split('\n');
-        buffer = lines.pop()!;
-        for (const line of lines) {
-          if (line.includes('"QMP"') && step === 0) { step = 1; socket.write('{"execute":"qmp_capabilities"}\n'); }
-          else if (line.includes('"return"') && step === 1) { step = 2; socket.write('{"execute":"cont"}\n'); }
-          else if (line.includes('"return"') && step === 2) { socket.destroy(); resolve(); }
-          else if (line.includes('"error"')) reject(new Error(line));
-        }
-      });
-    };
-    attempt();
-  });
+  await qmpStartByHand(paths.qmp, 'cont');
   const elapsed = performance.now() - t0;
   child.kill('SIGKILL');
   return elapsed;
@@ -121,8 +103,7 @@ async function main(): Promise<void> {
     samplesMs: { floorByHand: floor, virtnodeLibrary: library, virtnodeCli: cli, bareNodeStart: nodeStart },
     notes: 'virtnodeLibrary: InstanceService.create+start in-process (what the daemon does); virtnodeCli: one `virtnode create --start` process, including Node start-up.',
   };
-  mkdirSync('bench/results', { recursive: true });
-  writeFileSync('bench/results/start-to-qmp-ready.json', `${JSON.stringify(result, null, 2)}\n`);
+  writeResult('start-to-qmp-ready', result);
   console.log(JSON.stringify({ medianMs: result.medianMs, ratioToFloor: result.ratioToFloor }, null, 2));
 }
 
