@@ -68,6 +68,10 @@ describe('KVM checks', () => {
     expect(denied.status).toBe('WARN');
     expect(denied.detail).toBe('cannot open /dev/kvm read/write (EACCES)');
     expect(denied.hint).toContain('kvm group');
+    // A node with no driver behind it (a container's /dev, a module not loaded) is not a permission problem.
+    const driverless = checkKvmAccess({ path: '/dev/kvm', exists: true, openError: 'ENODEV' });
+    expect(driverless.detail).toBe('cannot open /dev/kvm read/write (ENODEV)');
+    expect(driverless.hint).toMatch(/^no kvm driver answers this device: load the module/);
   });
 
   it('functional: says KVM is present but does not run guests and that TCG will be used', () => {

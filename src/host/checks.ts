@@ -89,13 +89,14 @@ export function checkKvmAccess(kvm: DeviceFacts): HostCheck {
   const title = 'KVM device access';
   if (!kvm.exists) return check('kvm.access', title, 'WARN', `not checked: ${kvm.path} is absent`, 'see the KVM device check');
   if (kvm.openError === undefined) return check('kvm.access', title, 'PASS', `${kvm.path} opens read/write`);
-  return check(
-    'kvm.access',
-    title,
-    'WARN',
-    `cannot open ${kvm.path} read/write (${kvm.openError})`,
-    'add the user to the kvm group (usermod -aG kvm USER) and log in again',
-  );
+  return check('kvm.access', title, 'WARN', `cannot open ${kvm.path} read/write (${kvm.openError})`, kvmOpenHint(kvm.openError));
+}
+
+/** A permission problem has a user fix; a device node with no driver behind it needs the kvm module. */
+function kvmOpenHint(openError: string): string {
+  if (openError === 'EACCES' || openError === 'EPERM') return 'add the user to the kvm group (usermod -aG kvm USER) and log in again';
+  if (openError === 'ENODEV' || openError === 'ENXIO') return 'no kvm driver answers this device: load the module (modprobe kvm_intel or kvm_amd)';
+  return 'see the QEMU message in the KVM runs guests check';
 }
 
 export function checkKvmFunctional(probe: KvmProbe): HostCheck {

@@ -298,7 +298,7 @@ describe('pool, volume, disk and snapshot commands through the daemon and withou
       const listed = await run('volume', 'ls', '--format', 'json');
       expect((JSON.parse(listed.stdout) as Array<{ name: string }>).map((v) => v.name)).toEqual(['r1', 'r2']);
       const missing = await run('snapshot', 'ls', 'nope');
-      expect(missing.code).toBe(NOT_FOUND);
+      expect(missing.code, `${missing.stderr}\ndaemon: ${tls.output().slice(-4000)}`).toBe(NOT_FOUND);
       expect(missing.stderr).toBe('error: instance nope does not exist\nhint: see `virtnode list` for the instances there are\n');
       const relative = await run('pool', 'create', 'p', '--path', 'relative/dir');
       expect(relative.code).toBe(INVALID);
