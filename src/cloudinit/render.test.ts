@@ -235,6 +235,29 @@ describe('renderUserData: virtnode base', () => {
   });
 });
 
+describe('renderUserData without secrets (what a guest may still read after its first boot)', () => {
+  const secretsOf = (text: string) => [ED25519_PRIVATE.split('\n')[1]!, ECDSA_PRIVATE.split('\n')[1]!, SHA512_HASH].filter((secret) => text.includes(secret));
+
+  it('has no host private key and no password hash, and is otherwise the same', () => {
+    const withSecrets = yaml11(renderUserData({ ...full, userData: USER_CLOUD_CONFIG }).text) as Record<string, unknown>;
+    const { text } = renderUserData({ ...full, userData: USER_CLOUD_CONFIG }, { withSecrets: false });
+    expect(secretsOf(renderUserData({ ...full, userData: USER_CLOUD_CONFIG }).text)).toHaveLength(3);
+    expect(secretsOf(text)).toEqual([]);
+    const { ssh_keys: _keys, users, ...rest } = withSecrets;
+    const without = yaml11(text) as Record<string, unknown>;
+    expect(without).toEqual({ ...rest, users: expect.any(Array) });
+    const alice = (without['users'] as Array<Record<string, unknown>>).find((u) => u['name'] === 'alice');
+    expect(alice).toMatchObject({ lock_passwd: false, ssh_authorized_keys: [CLIENT_KEY, ALICE_KEY] });
+    expect(alice).not.toHaveProperty('hashed_passwd');
+  });
+
+  it('in a MIME multipart too: no host-keys part', async () => {
+    const { text } = renderUserData({ ...full, userData: SCRIPT }, { withSecrets: false });
+    expect(secretsOf(text)).toEqual([]);
+    expect((await cloudInitParts(text)).map((p) => p.filename)).toEqual(['user-script', 'virtnode.cfg']);
+  });
+});
+
 describe('renderUserData: merging the user cloud-config', () => {
   const merged = () => renderUserData({ ...full, userData: USER_CLOUD_CONFIG });
 

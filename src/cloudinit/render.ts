@@ -160,14 +160,14 @@ export function renderMetaData(req: SeedRequest): string {
 
 // ------------------------------------------------------------------------------------------------ user-data
 
-function defaultUserEntry(user: DefaultUser): Record<string, unknown> {
+function defaultUserEntry(user: DefaultUser, secrets: boolean): Record<string, unknown> {
   const entry: Record<string, unknown> = { name: user.name, shell: DEFAULT_USER_SHELL };
   if (user.sudo) entry['sudo'] = SUDO_ALL_NOPASSWD;
   if (user.passwordHash === undefined) {
     entry['lock_passwd'] = true;
   } else {
     entry['lock_passwd'] = false;
-    entry['hashed_passwd'] = user.passwordHash;
+    if (secrets) entry['hashed_passwd'] = user.passwordHash;
   }
   if (user.sshAuthorizedKeys.length > 0) entry['ssh_authorized_keys'] = [...user.sshAuthorizedKeys];
   return entry;
@@ -184,18 +184,18 @@ function sshKeysMapping(keys: HostKey[]): Record<string, string> {
   return out;
 }
 
-/** virtnode's own settings, in output order. */
-function baseEntries(req: SeedRequest): Array<[string, unknown]> {
+/** virtnode's own settings, in output order; without the host private keys and password hash unless `secrets`. */
+function baseEntries(req: SeedRequest, secrets: boolean): Array<[string, unknown]> {
   const entries: Array<[string, unknown]> = [['hostname', req.hostname]];
   if (req.fqdn !== undefined) entries.push(['fqdn', req.fqdn]);
   entries.push(['manage_etc_hosts', true]);
   if (req.timezone !== undefined) entries.push(['timezone', req.timezone]);
   entries.push(
-    ['users', [defaultUserEntry(req.defaultUser)]],
+    ['users', [defaultUserEntry(req.defaultUser, secrets)]],
     ['ssh_pwauth', false],
     ['ssh_deletekeys', true],
-    ['ssh_keys', sshKeysMapping(req.hostKeys)],
   );
+  if (secrets) entries.push(['ssh_keys', sshKeysMapping(req.hostKeys)]);
   return entries;
 }
 
@@ -225,8 +225,8 @@ function userNames(seq: YAMLSeq): Set<string> {
 }
 
 /** The user's `users` value with virtnode's default user added (see the merge rules at the top). */
-function mergeUsers(doc: Document, value: unknown, user: DefaultUser): unknown {
-  const ours = defaultUserEntry(user);
+function mergeUsers(doc: Document, value: unknown, user: DefaultUser, secrets: boolean): unknown {
+  const ours = defaultUserEntry(user, secrets);
   const resolved = isAlias(value) ? value.resolve(doc)?.clone() : value;
   if (resolved === null || resolved === undefined || (isScalar(resolved) && (resolved.value === null || resolved.value === ''))) {
     return doc.createNode([ours]);
@@ -258,8 +258,8 @@ function mergeUsers(doc: Document, value: unknown, user: DefaultUser): unknown {
 }
 
 /** virtnode's base cloud-config, or only some of its keys. */
-function renderBaseCloudConfig(req: SeedRequest, include: (key: string) => boolean = () => true): string {
-  const doc = new Document(Object.fromEntries(baseEntries(req).filter(([key]) => include(key))), { version: '1.1' });
+function renderBaseCloudConfig(req: SeedRequest, secrets: boolean, include: (key: string) => boolean = () => true): string {
+  const doc = new Document(Object.fromEntries(baseEntries(req, secrets).filter(([key]) => include(key))), { version: '1.1' });
   return `${CLOUD_CONFIG_HEADER_LINE}\n${doc.toString(STRINGIFY)}`;
 }
 
@@ -270,7 +270,7 @@ function cloudConfigBody(text: string): string {
   return nl === -1 ? '' : body.slice(nl + 1);
 }
 
-function mergeCloudConfig(req: SeedRequest, userText: string): string {
+function mergeCloudConfig(req: SeedRequest, userText: string, secrets: boolean): string {
   const doc = parseDocument(cloudConfigBody(userText), { version: '1.1', uniqueKeys: false, keepSourceTokens: false });
   if (doc.errors.length > 0) {
     throw invalid('userData', `the cloud-config is not valid YAML: ${doc.errors[0]?.message.split('\n')[0] ?? ''}`, 'run `virtnode cloud-init validate FILE`');
@@ -283,7 +283,7 @@ function mergeCloudConfig(req: SeedRequest, userText: string): string {
 
   const userKeys = new Set(userMap.items.map(pairKey).filter((k): k is string => k !== undefined));
   const basePairs: Pair[] = [];
-  for (const [key, value] of baseEntries(req)) {
+  for (const [key, value] of baseEntries(req, secrets)) {
     if (key === 'ssh_keys' || !userKeys.has(key)) basePairs.push(doc.createPair(key, value));
   }
   const userPairs: Pair[] = [];
@@ -291,7 +291,7 @@ function mergeCloudConfig(req: SeedRequest, userText: string): string {
     if (!isPair(pair)) continue;
     const key = pairKey(pair);
     if (key === 'ssh_keys') continue;
-    if (key === 'users') pair.value = mergeUsers(doc, pair.value, req.defaultUser);
+    if (key === 'users') pair.value = mergeUsers(doc, pair.value, req.defaultUser, secrets);
     userPairs.push(pair);
   }
   // The user's leading comment belongs to the user's first key, not to virtnode's block above it.
@@ -380,10 +380,10 @@ export const MIME_BASE_MERGE_TYPE = 'dict(no_replace,recurse_array)+list(append)
  * a cloud-config part of the user's sets some. This gives the same result as merging a plain cloud-config, except
  * that a user already named in the user's `users` gets virtnode's entry too (cloud-init applies it to that user).
  */
-function renderMime(req: SeedRequest, userText: string): string {
-  const base = renderBaseCloudConfig(req, (key) => key !== 'ssh_keys');
-  const hostKeys = renderBaseCloudConfig(req, (key) => key === 'ssh_keys');
-  const boundary = mimeBoundary(req.instanceId, [base, hostKeys, userText]);
+function renderMime(req: SeedRequest, userText: string, secrets: boolean): string {
+  const base = renderBaseCloudConfig(req, secrets, (key) => key !== 'ssh_keys');
+  const hostKeys = secrets ? renderBaseCloudConfig(req, secrets, (key) => key === 'ssh_keys') : undefined;
+  const boundary = mimeBoundary(req.instanceId, [base, hostKeys ?? '', userText]);
   const parts: string[] = [];
   if (userDataKind(userText) === 'mime') {
     // A whole MIME entity (its headers, a blank line, its body) nests as is.
@@ -395,8 +395,8 @@ function renderMime(req: SeedRequest, userText: string): string {
   }
   parts.push(
     mimePart({ contentType: 'text/cloud-config', filename: 'virtnode.cfg', mergeType: MIME_BASE_MERGE_TYPE, body: base }),
-    mimePart({ contentType: 'text/cloud-config', filename: 'virtnode-host-keys.cfg', body: hostKeys }),
   );
+  if (hostKeys !== undefined) parts.push(mimePart({ contentType: 'text/cloud-config', filename: 'virtnode-host-keys.cfg', body: hostKeys }));
   // The line break before each delimiter belongs to the delimiter (RFC 2046), so bodies keep their last newline.
   const head = `Content-Type: multipart/mixed; boundary="${boundary}"\nMIME-Version: 1.0\n\n`;
   return `${head}${parts.map((p) => `--${boundary}\n${p}\n`).join('')}--${boundary}--\n`;
@@ -405,13 +405,16 @@ function renderMime(req: SeedRequest, userText: string): string {
 /**
  * The instance's user-data: virtnode's base cloud-config, merged with the user's cloud-config, or packed with
  * the user's other user-data into a MIME multipart. See the merge rules at the top of this file.
+ * `withSecrets: false` leaves out the SSH host private keys and the password hash: the copy a guest may still read
+ * after its first boot (the modules that use them run once per instance).
  */
-export function renderUserData(req: SeedRequest): RenderedUserData {
+export function renderUserData(req: SeedRequest, options: { withSecrets?: boolean } = {}): RenderedUserData {
   checkRequest(req);
+  const secrets = options.withSecrets ?? true;
   const userText = req.userData;
-  if (userText === undefined || userText.trim() === '') return { text: renderBaseCloudConfig(req), kind: 'cloud-config' };
-  if (userDataKind(userText) === 'cloud-config') return { text: mergeCloudConfig(req, userText), kind: 'cloud-config' };
-  return { text: renderMime(req, userText), kind: 'mime' };
+  if (userText === undefined || userText.trim() === '') return { text: renderBaseCloudConfig(req, secrets), kind: 'cloud-config' };
+  if (userDataKind(userText) === 'cloud-config') return { text: mergeCloudConfig(req, userText, secrets), kind: 'cloud-config' };
+  return { text: renderMime(req, userText, secrets), kind: 'mime' };
 }
 
 // ------------------------------------------------------------------------------------------------ network-config

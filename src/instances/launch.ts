@@ -1,6 +1,7 @@
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { buildSeed } from '../cloudinit/seed.ts';
+import { USER_DATA_AFTER_FIRST_BOOT, markFirstBootDone, renderHttpSeedVendorData } from '../cloudinit/http-seed.ts';
 import { renderMetaData, renderNetworkConfig, renderUserData } from '../cloudinit/render.ts';
 import { type GeneratedKey, generateHostKeys, generateUserKey } from '../cloudinit/ssh-host-keys.ts';
 import type { CoreContext } from '../core/context.ts';
@@ -11,6 +12,7 @@ import { type DiskFormat, type ImageRef, type Instance, type InstanceSpec, type 
 import type { NetworkRequest, NicNetworkConfig } from '../cloudinit/render.ts';
 import { type LaunchRequest, type ValidLaunch, validateLaunch } from './launch-validate.ts';
 import { type CloudInitResult, guestAddress, type Phase, type PhaseListener, waitForCloudInit, waitForSshBanner } from './readiness.ts';
+import { METADATA_ADDRESS } from './qemu-spec.ts';
 import type { InstanceService } from './service.ts';
 
 export const DEFAULT_READY_TIMEOUT_MS = 15 * 60_000;
@@ -115,7 +117,12 @@ async function makeIdentity(service: InstanceService, valid: ValidLaunch, client
   if (valid.seedFormat === 'http') {
     const httpSeedDir = join(dir, 'seed');
     mkdirSync(httpSeedDir, { mode: 0o700 });
-    for (const [file, text] of Object.entries(seedFiles)) writeFileSync(join(httpSeedDir, file), text, { mode: 0o600 });
+    const httpFiles = {
+      ...seedFiles,
+      'vendor-data': renderHttpSeedVendorData(METADATA_ADDRESS),
+      [USER_DATA_AFTER_FIRST_BOOT]: renderUserData(seedRequest, { withSecrets: false }).text,
+    };
+    for (const [file, text] of Object.entries(httpFiles)) writeFileSync(join(httpSeedDir, file), text, { mode: 0o600 });
     return { instanceId, hostKeys, httpSeedDir };
   }
   const seedPath = join(dir, valid.seedFormat === 'iso' ? 'seed.iso' : 'seed.img');
@@ -199,6 +206,7 @@ export async function launch(service: InstanceService, resolveImage: ImageResolv
     const detail = `${cloudInit.status}${cloudInit.datasource ? ` (datasource ${cloudInit.datasource})` : ''}${cloudInit.detail ? `: ${cloudInit.detail}` : ''}`;
     phase('cloud-init', detail);
     service.recordReadiness(defined.name, 'cloud-init', detail);
+    if (instance.spec.httpSeedDir !== undefined) markFirstBootDone(instance.spec.httpSeedDir);
     if (cloudInit.datasource !== undefined && !cloudInit.datasource.startsWith('NoCloud')) {
       throw new VirtnodeError('COMMAND_FAILED', `cloud-init in ${defined.name} used DataSource${cloudInit.datasource}, not NoCloud: the seed was ignored`, {
         hint: 'the image may lack the isofs/vfat driver or have datasource_list set; see `virtnode logs NAME`',

@@ -3,7 +3,7 @@
  * verify over SSH with strict host key checking, identity per instance, and a restart that keeps identity.
  */
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -167,23 +167,40 @@ describe('virtnode launch on the real Debian image', () => {
     }
   });
 
-  it('a restart keeps the identity and does not re-run per-instance modules', async () => {
-    const before = { machineId: await vexec('alpha', 'cat', '/etc/machine-id') };
-    const restarted = await virtnode(home, ['restart', 'alpha'], { timeoutMs: 180_000 });
-    expect(restarted.code, restarted.stderr).toBe(0);
-    // Wait for SSH on the new forwarded port, verified against the same host key.
-    const after = await info('alpha');
-    const deadline = Date.now() + 300_000;
-    for (;;) {
-      const r = await virtnode(home, ['exec', 'alpha', '--', 'cloud-init', 'status', '--wait']);
-      if (r.code === 0) break;
-      if (Date.now() > deadline) throw new Error(`alpha did not come back: ${r.stderr}`);
-      await new Promise((res) => setTimeout(res, 3_000));
-    }
-    expect(await vexec('alpha', 'cat', '/etc/machine-id')).toBe(before.machineId);
-    expect(after.instanceId).toBe(infoA.instanceId);
-    expect(after.ssh.hostKeyFingerprints).toEqual(infoA.ssh.hostKeyFingerprints);
-    expect(await vexec('alpha', 'cat', '/var/tmp/runcmd-runs')).toBe('run\n'); // per instance: once
-    expect(await vexec('alpha', 'cat', '/var/tmp/bootcmd-runs')).toBe('boot\nboot\n'); // per boot: twice
-  }, 600_000);
+  it('after the first boot, the HTTP seed gives a user in the guest neither the host keys nor the password hash', async () => {
+    // The guest's cloud-init phoned home at the end of its first boot (launch marks it too).
+    expect(existsSync(join(home, 'instances', 'beta', 'seed', 'first-boot-done'))).toBe(true);
+    const get = (path: string) => vexec('beta', 'bash', '-c', `exec 3<>/dev/tcp/10.0.2.100/80; printf 'GET ${path} HTTP/1.0\\r\\n\\r\\n' >&3; cat <&3`);
+    const userData = await get('/user-data');
+    expect(userData).toMatch(/^HTTP\/1.0 200 OK\r\n/);
+    expect(userData).toContain('echo boot >> /var/tmp/bootcmd-runs'); // the user's settings are still there
+    expect(userData).not.toMatch(/PRIVATE KEY|ssh_keys|hashed_passwd/);
+    expect(await get('/meta-data')).toContain(`instance-id: ${infoB.instanceId}`);
+  });
+
+  it('a restart keeps the identity and does not re-run per-instance modules (ISO seed and HTTP seed)', async () => {
+    const names = ['alpha', 'beta'] as const;
+    const first = { alpha: infoA, beta: infoB };
+    const machineIds = await Promise.all(names.map((n) => vexec(n, 'cat', '/etc/machine-id')));
+    const restarted = await Promise.all(names.map((n) => virtnode(home, ['restart', n], { timeoutMs: 240_000 })));
+    for (const r of restarted) expect(r.code, r.stderr).toBe(0);
+    await Promise.all(
+      names.map(async (name, i) => {
+        // Wait for SSH on the new forwarded port, verified against the same host key.
+        const after = await info(name);
+        const deadline = Date.now() + 400_000;
+        for (;;) {
+          const r = await virtnode(home, ['exec', name, '--', 'cloud-init', 'status', '--wait']);
+          if (r.code === 0) break;
+          if (Date.now() > deadline) throw new Error(`${name} did not come back: ${r.stderr}`);
+          await new Promise((res) => setTimeout(res, 3_000));
+        }
+        expect(await vexec(name, 'cat', '/etc/machine-id')).toBe(machineIds[i]);
+        expect(after.instanceId).toBe(first[name].instanceId);
+        expect(after.ssh.hostKeyFingerprints).toEqual(first[name].ssh.hostKeyFingerprints);
+        expect(await vexec(name, 'cat', '/var/tmp/runcmd-runs')).toBe('run\n'); // per instance: once
+        expect(await vexec(name, 'cat', '/var/tmp/bootcmd-runs')).toBe('boot\nboot\n'); // per boot: twice
+      }),
+    );
+  }, 900_000);
 });
