@@ -1,7 +1,8 @@
+import { once } from 'node:events';
 import { connect } from 'node:net';
 import { VirtnodeError } from '../lib/errors.ts';
 import type { ApiClient } from '../client/http.ts';
-import { readConsoleLog } from '../instances/console-log.ts';
+import { DEFAULT_LOG_TAIL_LINES, readConsoleLog } from '../instances/console-log.ts';
 import type { InstanceService } from '../instances/service.ts';
 import { chooseBackend } from './backend.ts';
 
@@ -24,8 +25,11 @@ export interface ConsoleChannel {
  */
 export interface ConsoleApi {
   open(name: string): Promise<ConsoleChannel>;
-  log(name: string, options: { follow: boolean; onData: (chunk: Buffer) => void; signal: AbortSignal }): Promise<void>;
+  log(name: string, options: LogOptions): Promise<void>;
 }
+
+/** `lines` undefined: the whole log so far. */
+type LogOptions = { follow: boolean; lines?: number; onData: (chunk: Buffer) => void | Promise<void>; signal: AbortSignal };
 
 export function consoleNotRunning(name: string, state: string): VirtnodeError {
   return new VirtnodeError('INVALID_STATE', `instance ${name} is ${state}: its console exists only while it runs`, {
@@ -61,7 +65,7 @@ class LocalConsoles implements ConsoleApi {
     };
   }
 
-  async log(name: string, options: { follow: boolean; onData: (chunk: Buffer) => void; signal: AbortSignal }): Promise<void> {
+  async log(name: string, options: LogOptions): Promise<void> {
     const instance = await this.service.get(name); // NOT_FOUND for unknown instances
     await readConsoleLog(this.service.driver(instance).consoles(instance).serialLog, options);
   }
@@ -93,8 +97,13 @@ class RemoteConsoles implements ConsoleApi {
     };
   }
 
-  async log(name: string, options: { follow: boolean; onData: (chunk: Buffer) => void; signal: AbortSignal }): Promise<void> {
-    await this.client.stream(`/instances/${enc(name)}/console-log${options.follow ? '?follow=true' : ''}`, options.onData, options.signal);
+  async log(name: string, options: LogOptions): Promise<void> {
+    const query = new URLSearchParams();
+    if (options.follow) query.set('follow', 'true');
+    if (options.lines === undefined) query.set('all', 'true');
+    else if (options.lines !== DEFAULT_LOG_TAIL_LINES) query.set('lines', String(options.lines)); // the daemon's default otherwise
+    const search = query.size === 0 ? '' : `?${query.toString()}`;
+    await this.client.stream(`/instances/${enc(name)}/console-log${search}`, options.onData, options.signal);
   }
 }
 
@@ -156,12 +165,18 @@ export async function attachConsole(api: ConsoleApi, name: string): Promise<void
 }
 
 /** Prints the persistent console log; with `follow`, keeps printing what the guest writes next until Ctrl-C. */
-export async function printConsoleLog(api: ConsoleApi, name: string, options: { follow: boolean }): Promise<void> {
+export async function printConsoleLog(api: ConsoleApi, name: string, options: { follow: boolean; lines?: number }): Promise<void> {
   const stop = new AbortController();
   const interrupted = () => stop.abort();
   process.once('SIGINT', interrupted);
   try {
-    await api.log(name, { follow: options.follow, signal: stop.signal, onData: (chunk) => process.stdout.write(chunk) });
+    await api.log(name, {
+      ...options,
+      signal: stop.signal,
+      onData: async (chunk) => {
+        if (!process.stdout.write(chunk)) await once(process.stdout, 'drain', { signal: stop.signal });
+      },
+    });
   } finally {
     process.off('SIGINT', interrupted);
   }

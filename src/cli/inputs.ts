@@ -20,3 +20,12 @@ export function restartPolicyInput(text: string | undefined): RestartPolicy | un
   if (!(RESTART_POLICIES as readonly string[]).includes(text)) throw invalid('--restart', `"${text}" is not valid`, 'use no, on-failure or always');
   return text as RestartPolicy;
 }
+
+/** `logs --lines N` / `--all`: how much of the log so far; undefined lines means all of it. */
+export function logTailInput(o: { lines?: string; all?: boolean }, defaultLines: number): { lines?: number } {
+  if (o.all === true && o.lines !== undefined) throw invalid('--lines', 'cannot be given with --all', 'give one of them');
+  if (o.all === true) return {};
+  if (o.lines === undefined) return { lines: defaultLines };
+  if (!/^\d{1,8}$/.test(o.lines)) throw invalid('--lines', `"${o.lines}" is not a whole number`, 'e.g. --lines 50, or --all for the whole log');
+  return { lines: Number(o.lines) };
+}

@@ -74,7 +74,7 @@ export class ApiClient {
    * A GET whose body is passed on as it arrives (a log, possibly followed without end): resolves when the daemon
    * ends it, or when `signal` aborts it. An error status comes back as the daemon's VirtnodeError.
    */
-  async stream(path: string, onData: (chunk: Buffer) => void, signal?: AbortSignal): Promise<void> {
+  async stream(path: string, onData: (chunk: Buffer) => void | Promise<void>, signal?: AbortSignal): Promise<void> {
     const { opts, send } = this.requestOptions('GET', path, { accept: '*/*' });
     await new Promise<void>((resolve, reject) => {
       const req = send({ ...opts, ...(signal === undefined ? {} : { signal }) }, (res: IncomingMessage) => {
@@ -85,7 +85,13 @@ export class ApiClient {
           res.on('end', () => reject(errorFromBody(status, Buffer.concat(chunks).toString('utf8'))));
           return;
         }
-        res.on('data', onData);
+        res.on('data', (chunk: Buffer) => {
+          const room = onData(chunk);
+          if (room === undefined) return;
+          // A slow reader: stop reading from the socket until it has room, so TCP pushes back on the daemon.
+          res.pause();
+          room.then(() => res.resume(), () => res.destroy());
+        });
         res.on('end', resolve);
         res.on('error', (e) => (signal?.aborted ? resolve() : reject(e)));
         res.on('close', () => resolve());

@@ -30,39 +30,83 @@ export function rotateConsoleLog(path: string, maxBytes = CONSOLE_LOG_MAX_BYTES)
 /** The log is also polled, in case a file-system notification is missed (e.g. the file was re-created). */
 const POLL_MS = 500;
 const CHUNK_BYTES = 256 * 1024;
+/** What `virtnode logs` shows without --lines or --all: enough for a boot's last messages, not megabytes. */
+export const DEFAULT_LOG_TAIL_LINES = 200;
+
+export interface ReadConsoleLogOptions {
+  follow: boolean;
+  /** Only the last this many lines of what is in the log now; all of it when undefined. */
+  lines?: number;
+  /** Gets the log chunk by chunk; a returned promise holds the next read until it settles (backpressure). */
+  onData: (chunk: Buffer) => void | Promise<void>;
+  signal?: AbortSignal;
+}
+
+/** Where the last `lines` lines of the file begin (a last line without its newline counts as a line). */
+export function tailOffset(path: string, lines: number): number {
+  const size = statSync(path).size;
+  if (lines <= 0) return size;
+  const fd = openSync(path, 'r');
+  try {
+    let end = size;
+    let newlines = 0;
+    let first = true;
+    while (end > 0) {
+      const start = Math.max(0, end - CHUNK_BYTES);
+      const buffer = Buffer.alloc(end - start);
+      readSync(fd, buffer, 0, buffer.length, start);
+      for (let i = buffer.length - 1; i >= 0; i--) {
+        if (buffer[i] !== 0x0a) continue;
+        // The newline that ends the file ends the last line; it does not start one.
+        if (first && start + i === size - 1) continue;
+        if (++newlines === lines) return start + i + 1;
+      }
+      first = false;
+      end = start;
+    }
+    return 0;
+  } finally {
+    closeSync(fd);
+  }
+}
 
 /**
- * Passes an instance's console log to `onData`: all of it, then (with `follow`) what the guest writes next, until
- * `signal` aborts. A log that is truncated or re-created is read again from its start. The same function serves
- * `virtnode logs` in-process and the daemon's GET /instances/{name}/console-log, so both print the same bytes.
+ * Passes an instance's console log to `onData`: all of it or its last `lines` lines, then (with `follow`) what the
+ * guest writes next, until `signal` aborts. A log that is truncated or re-created is read again from its start.
+ * Reads wait for a slow reader instead of buffering the log in memory. The same function serves `virtnode logs`
+ * in-process and the daemon's GET /instances/{name}/console-log, so both print the same bytes.
  */
-export async function readConsoleLog(path: string, options: { follow: boolean; onData: (chunk: Buffer) => void; signal?: AbortSignal }): Promise<void> {
-  let offset = 0;
-  const pump = () => {
-    if (!existsSync(path)) return;
+export async function readConsoleLog(path: string, options: ReadConsoleLogOptions): Promise<void> {
+  let offset = options.lines === undefined || !existsSync(path) ? 0 : tailOffset(path, options.lines);
+  const readNew = async () => {
+    if (options.signal?.aborted || !existsSync(path)) return;
     const size = statSync(path).size;
     if (size < offset) offset = 0;
     if (size === offset) return;
     const fd = openSync(path, 'r');
     try {
-      while (offset < size) {
+      while (offset < size && options.signal?.aborted !== true) {
         const buffer = Buffer.alloc(Math.min(CHUNK_BYTES, size - offset));
         const n = readSync(fd, buffer, 0, buffer.length, offset);
         if (n === 0) break;
         offset += n;
-        options.onData(buffer.subarray(0, n));
+        await options.onData(buffer.subarray(0, n));
       }
     } finally {
       closeSync(fd);
     }
   };
-  pump();
+  // One read at a time: notifications and polls that arrive meanwhile queue behind it. A reader that went away
+  // (its wait for room was aborted) ends the reading, not the process.
+  let reading: Promise<void> = Promise.resolve();
+  const pump = () => (reading = reading.then(readNew).catch(() => {}));
+  await pump();
   if (!options.follow || options.signal?.aborted) return;
   const file = basename(path);
   const watcher = (() => {
     try {
       const w = watch(dirname(path), (_event, name) => {
-        if (name === null || name === file) pump();
+        if (name === null || name === file) void pump();
       });
       w.on('error', () => {});
       return w;
@@ -70,11 +114,12 @@ export async function readConsoleLog(path: string, options: { follow: boolean; o
       return undefined; // the poll still delivers
     }
   })();
-  const poll = setInterval(pump, POLL_MS);
+  const poll = setInterval(() => void pump(), POLL_MS);
   await new Promise<void>((resolve) => {
     if (options.signal === undefined) return; // followed until the process ends
     options.signal.addEventListener('abort', () => resolve(), { once: true });
   });
   clearInterval(poll);
   watcher?.close();
+  await reading;
 }

@@ -309,6 +309,13 @@ describe('REST API through inject(): every route, bad input refused with the err
     expect(log.status).toBe(200);
     expect(String(log.headers['content-type'])).toBe('application/octet-stream');
     expect(log.body).toContain(TEST_GUEST_READY_MARKER);
+    // The last lines by default, or as many as asked, or all of it; never both.
+    const whole = await api.call('GET', '/instances/evented/console-log?all=true');
+    const wholeLines = String(whole.body).split(/(?<=\n)/);
+    expect(String(log.body)).toBe(wholeLines.slice(-200).join(''));
+    expect((await api.call('GET', '/instances/evented/console-log?lines=2')).body).toBe(wholeLines.slice(-2).join(''));
+    expect((await api.call('GET', '/instances/evented/console-log?lines=2&all=true')).status).toBe(400);
+    expect((await api.call('GET', '/instances/evented/console-log?lines=-1')).status).toBe(400);
     expect((await api.call('GET', '/instances/nope/console-log')).status).toBe(404);
     expect((await api.call('GET', '/instances/evented/console-log?follow=perhaps')).status).toBe(400);
     expect((await api.call('GET', '/instances/..%2Fetc/console-log')).status).toBe(400);

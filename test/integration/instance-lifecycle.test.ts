@@ -113,6 +113,15 @@ describe('instance lifecycle on real QEMU (tiny guest, TCG)', () => {
     const logs = await virtnode(home, ['logs', 'vm3']);
     expect(logs.stdout).toContain(TEST_GUEST_READY_MARKER);
     expect(logs.stdout).toContain('answer-42');
+    const whole = await virtnode(home, ['logs', '--all', 'vm3']);
+    expect(whole.stdout.endsWith(logs.stdout)).toBe(true);
+    expect(logs.stdout.split('\n').length - 1).toBeLessThanOrEqual(200);
+    const last = await virtnode(home, ['logs', '-n', '1', 'vm3']);
+    expect(last.stdout).toBe(whole.stdout.slice(whole.stdout.lastIndexOf('\n', whole.stdout.length - 2) + 1));
+    const bad = await virtnode(home, ['logs', '--lines', 'ten', 'vm3']);
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toMatch(/^error: --lines: "ten" is not a whole number/);
+    expect((await virtnode(home, ['logs', '--lines', '5', '--all', 'vm3'])).code).toBe(2);
     expect((await virtnode(home, ['delete', '--force', 'vm3'])).code).toBe(0);
   });
 });

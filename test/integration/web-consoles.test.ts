@@ -301,7 +301,7 @@ describe('consoles: WebSocket bridges to the serial and VNC sockets of a real QE
     expect(logRequests.slice(before)).toContain('GET /instances/con/console-log');
 
     const follow = (mode: 'local' | 'daemon') => {
-      const child = spawn(VIRTNODE_BIN, ['logs', '-f', 'con'], { env: { ...process.env, VIRTNODE_HOME: home, ...(mode === 'local' ? { VIRTNODE_NO_DAEMON: '1' } : {}) } });
+      const child = spawn(VIRTNODE_BIN, ['logs', '-f', '--all', 'con'], { env: { ...process.env, VIRTNODE_HOME: home, ...(mode === 'local' ? { VIRTNODE_NO_DAEMON: '1' } : {}) } });
       let out = '';
       child.stdout.on('data', (d: Buffer) => (out += d.toString()));
       const exited = new Promise<number | null>((resolve) => child.on('close', (code) => resolve(code)));
@@ -320,7 +320,7 @@ describe('consoles: WebSocket bridges to the serial and VNC sockets of a real QE
       for (const f of followers) f.child.kill('SIGINT');
       expect(await Promise.all(followers.map((f) => f.exited))).toEqual([0, 0]);
       expect(followers[0]!.out()).toBe(followers[1]!.out());
-      expect(logRequests.slice(before)).toContain('GET /instances/con/console-log?follow=true');
+      expect(logRequests.slice(before)).toContain('GET /instances/con/console-log?follow=true&all=true');
     } finally {
       for (const f of followers) f.child.kill('SIGKILL');
     }

@@ -12,11 +12,18 @@ export function registerConsoleCommands(program: Command): void {
 
   program
     .command('logs')
-    .description("print a VM's serial console log (kept across restarts)")
+    .description("print the last lines of an instance's serial console log (kept across restarts)")
     .argument('<name>')
     .option('-f, --follow', 'keep printing new output')
-    .action(async (name: string, o: { follow?: boolean }) => {
-      const { consoleApi, printConsoleLog } = await import('../console.ts');
-      await printConsoleLog(await consoleApi(), name, { follow: o.follow === true });
+    .option('-n, --lines <n>', 'how many of the last lines to print (default 200)')
+    .option('--all', 'print the whole log')
+    .action(async (name: string, o: { follow?: boolean; lines?: string; all?: boolean }) => {
+      const [{ consoleApi, printConsoleLog }, { logTailInput }, { DEFAULT_LOG_TAIL_LINES }] = await Promise.all([
+        import('../console.ts'),
+        import('../inputs.ts'),
+        import('../../instances/console-log.ts'),
+      ]);
+      const tail = logTailInput(o, DEFAULT_LOG_TAIL_LINES);
+      await printConsoleLog(await consoleApi(), name, { follow: o.follow === true, ...tail });
     });
 }
