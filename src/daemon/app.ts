@@ -25,6 +25,18 @@ import { ROUTE_MODULES } from './routes/index.ts';
 
 export const DEFAULT_BODY_LIMIT = 2 * 1024 * 1024;
 
+/**
+ * Limits on what a client holds open. A request's headers must arrive within HEADERS_TIMEOUT_MS and the whole
+ * request within REQUEST_TIMEOUT_MS (a slow sender cannot hold a connection; answers, long polls, followed logs
+ * and WebSockets are not limited). Past MAX_CONNECTIONS a new connection is closed at once.
+ */
+export const SERVER_LIMITS = {
+  headersTimeoutMs: 15_000,
+  requestTimeoutMs: 60_000,
+  keepAliveTimeoutMs: 30_000,
+  maxConnections: Number(process.env['VIRTNODE_MAX_CONNECTIONS'] ?? 512),
+};
+
 export type DaemonPlugin = (app: FastifyInstance, core: DaemonCore) => Promise<void>;
 
 export interface AppOptions {
@@ -34,6 +46,8 @@ export interface AppOptions {
   /** A pino logger (JSON lines); default: the core's. `false`: silent (tests). */
   logger?: Logger | false;
   bodyLimit?: number;
+  /** SERVER_LIMITS unless given (tests use small ones). */
+  limits?: Partial<typeof SERVER_LIMITS>;
   plugins?: DaemonPlugin[];
 }
 
@@ -56,6 +70,7 @@ declare module 'fastify' {
 
 export async function buildApp(core: DaemonCore, options: AppOptions): Promise<FastifyInstance> {
   const bodyLimit = options.bodyLimit ?? DEFAULT_BODY_LIMIT;
+  const limits = { ...SERVER_LIMITS, ...options.limits };
   const logger = options.logger === undefined ? core.log : options.logger;
   const app: FastifyInstance = Fastify({
     ...(logger === false ? { logger: false } : { loggerInstance: logger }),
@@ -64,9 +79,13 @@ export async function buildApp(core: DaemonCore, options: AppOptions): Promise<F
     // Names are DNS labels: no route needs more, and a long URL is refused early.
     routerOptions: { maxParamLength: 253 },
     genReqId: () => crypto.randomUUID(),
+    requestTimeout: limits.requestTimeoutMs,
+    keepAliveTimeout: limits.keepAliveTimeoutMs,
     // One JSON line per request (below) instead of fastify's two.
     logController: new LogController({ disableRequestLogging: true }),
   }) as unknown as FastifyInstance;
+  app.server.headersTimeout = limits.headersTimeoutMs;
+  app.server.maxConnections = limits.maxConnections;
   // The request that started an operation (202) names it in its log line, like every line of the work does.
   app.addHook('preSerialization', async (request, reply, payload) => {
     const op = payload as { id?: unknown; kind?: unknown } | null;

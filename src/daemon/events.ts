@@ -36,4 +36,8 @@ export class EventBus {
     this.emitter.on('event', listener);
     return () => this.emitter.off('event', listener);
   }
+
+  subscribers(): number {
+    return this.emitter.listenerCount('event');
+  }
 }

@@ -28,6 +28,9 @@ const SAVE_TRANSFER_INTERVAL_MS = 5_000;
 
 export const INTERRUPTED_MESSAGE = 'the daemon stopped while this operation ran';
 
+/** How many operations of one kind (launch, image-pull...) a daemon runs at once; more are refused, not queued. */
+export const MAX_OPERATIONS_PER_KIND = Number(process.env['VIRTNODE_MAX_OPERATIONS_PER_KIND'] ?? 16);
+
 /**
  * Long operations of the API (launch, stop, image pull...): run in the background, reported as a resource with
  * status, progress and result, waited on by long-polling and cancelled through an AbortSignal into the core.
@@ -41,17 +44,25 @@ export class OperationManager implements OperationLog {
   private readonly repo: OperationRepository;
   private readonly log: Logger | undefined;
   private readonly onFinish: ((view: OperationView) => void) | undefined;
+  private readonly maxPerKind: number;
   private readonly owner = selfIdentity();
   private stopping = false;
 
-  constructor(events: EventBus, repo: OperationRepository, options: { onFinish?: (view: OperationView) => void; log?: Logger } = {}) {
+  constructor(events: EventBus, repo: OperationRepository, options: { onFinish?: (view: OperationView) => void; log?: Logger; maxPerKind?: number } = {}) {
     this.events = events;
     this.repo = repo;
     this.log = options.log;
     this.onFinish = options.onFinish;
+    this.maxPerKind = options.maxPerKind ?? MAX_OPERATIONS_PER_KIND;
   }
 
   start(kind: string, target: string | undefined, work: (ctx: OperationContext) => Promise<unknown>): OperationView {
+    const sameKind = [...this.running.values()].filter((op) => op.view.kind === kind).length;
+    if (sameKind >= this.maxPerKind) {
+      throw new VirtnodeError('BUSY', `${sameKind} ${kind} operations are running, as many as this daemon runs at once`, {
+        hint: 'wait for one to finish (`virtnode operation ls`), then try again',
+      });
+    }
     const id = randomUUID();
     const controller = new AbortController();
     const started = Date.now();

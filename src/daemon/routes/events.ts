@@ -5,6 +5,9 @@ import { TOKEN_ENDED_CLOSE_CODE } from '../open-streams.ts';
 import type { DaemonCore } from '../core.ts';
 import { authorizeWebSocket, TICKET_AUTH } from '../ws-auth.ts';
 
+/** Events a client has not taken yet; past this it is disconnected (it can reconnect and get a fresh hello). */
+export const MAX_EVENTS_BACKLOG_BYTES = Number(process.env['VIRTNODE_EVENTS_BACKLOG_BYTES'] ?? 4 * 1024 * 1024);
+
 export const EVENTS_URL = '/events';
 export const EVENT_TICKETS_URL = '/events/tickets';
 
@@ -40,7 +43,13 @@ export async function eventRoutes(app: FastifyInstance, core: DaemonCore): Promi
       const instances = core.instances.repo.list().map((i) => ({ name: i.name, state: i.state, ...(i.stateReason === undefined ? {} : { reason: i.stateReason }) }));
       socket.send(JSON.stringify({ type: 'hello', instances, at: new Date().toISOString() }));
       const unsubscribe = core.events.subscribe((event) => {
-        if (socket.readyState === socket.OPEN) socket.send(JSON.stringify(event));
+        if (socket.readyState !== socket.OPEN) return;
+        // Events are small; a client this far behind is not reading, and is dropped rather than buffered without end.
+        if (socket.bufferedAmount > MAX_EVENTS_BACKLOG_BYTES) {
+          socket.close(1008, 'the client does not keep up with the events');
+          return;
+        }
+        socket.send(JSON.stringify(event));
       });
       const untrack = core.streams.add(request.authenticatedAs, () => socket.close(TOKEN_ENDED_CLOSE_CODE, 'the token was revoked or expired'));
       socket.on('close', () => {

@@ -1,0 +1,46 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { VirtnodeError } from '../lib/errors.ts';
+import { openDb } from '../store/db.ts';
+import { OperationRepository } from '../store/operations.ts';
+import { EventBus } from './events.ts';
+import { OperationManager } from './operations.ts';
+
+describe('operations: a cap per kind', () => {
+  const dirs: string[] = [];
+  afterEach(() => {
+    for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
+  });
+
+  it('refuses one more of a kind at the cap with BUSY, takes other kinds, and takes it again once one ends', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'virtnode-ops-'));
+    dirs.push(dir);
+    const db = openDb(join(dir, 'state.db'));
+    const ops = new OperationManager(new EventBus(), new OperationRepository(db), { maxPerKind: 2 });
+    const finish: Array<() => void> = [];
+    const work = () => new Promise<void>((resolve) => finish.push(resolve));
+    try {
+      const first = ops.start('image-pull', 'a', work);
+      ops.start('image-pull', 'b', work);
+      let refused: unknown;
+      try {
+        ops.start('image-pull', 'c', work);
+      } catch (e) {
+        refused = e;
+      }
+      expect(refused).toBeInstanceOf(VirtnodeError);
+      expect(refused).toMatchObject({ code: 'BUSY', message: '2 image-pull operations are running, as many as this daemon runs at once' });
+      expect(ops.list({ limit: 10 }).map((o) => o.target).sort()).toEqual(['a', 'b']); // the refused one left no row
+      expect(ops.start('launch', 'x', work).status).toBe('running');
+      finish[0]!();
+      expect((await ops.wait(first.id, 5_000)).status).toBe('succeeded');
+      expect(ops.start('image-pull', 'c', work).status).toBe('running');
+    } finally {
+      for (const f of finish) f();
+      await ops.shutdown();
+      db.close();
+    }
+  });
+});
