@@ -108,7 +108,7 @@ describe('setHostKeys', () => {
   it('takes over the lock of a dead process', async () => {
     const file = join(tempDir(), 'known_hosts');
     // No process has this pid: the lock was left behind by a crashed writer.
-    writeFileSync(`${file}.lock`, '999999999 0\n');
+    writeFileSync(`${file}.lock`, JSON.stringify({ pid: 999999999, start: '0' }));
     const keys = await keysFor('web1');
     await setHostKeys(file, ['web1'], [keys[0]!.publicKey], { marker: 'web1' });
     expect(await lookup(file, 'web1')).toEqual([typeAndData(keys[0]!)]);

@@ -6,12 +6,10 @@
  * concurrent launches do not lose each other's lines.
  */
 import { chmodSync, existsSync, mkdirSync, readFileSync } from 'node:fs';
-import { open, readFile, rm, stat } from 'node:fs/promises';
 import { dirname } from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { VirtnodeError, invalid } from '../lib/errors.ts';
 import { writeFileAtomic } from '../lib/fs-atomic.ts';
-import { isAlive, selfIdentity } from '../lib/proc.ts';
+import { acquireFileLock } from '../lib/file-lock.ts';
 
 export interface SetHostKeysOptions {
   /** The instance the lines belong to (its name); written as the `virtnode:NAME` comment. */
@@ -27,8 +25,6 @@ export const KNOWN_HOSTS_MODE = 0o644;
 export const MARKER_PREFIX = 'virtnode:';
 const DIR_MODE = 0o700;
 const LOCK_WAIT_MS = 10_000;
-const LOCK_POLL_MS = 10;
-const EMPTY_LOCK_STALE_MS = 2_000;
 /** Key types OpenSSH writes in known_hosts. */
 const KEY_TYPES = new Set([
   'ssh-ed25519',
@@ -102,47 +98,18 @@ function writeLines(file: string, lines: Line[]): void {
   chmodSync(file, KNOWN_HOSTS_MODE); // the umask may have narrowed it
 }
 
-/** A lock file next to `file` (O_EXCL), shared by every virtnode process; a dead owner's lock is taken over. */
+/** A lock file next to `file`, shared by every virtnode process; a dead owner's lock is taken over atomically. */
 async function withLock<T>(file: string, signal: AbortSignal | undefined, body: () => T): Promise<T> {
   const lockPath = `${file}.lock`;
-  const me = selfIdentity();
-  const deadline = Date.now() + LOCK_WAIT_MS;
-  for (;;) {
-    signal?.throwIfAborted();
-    try {
-      const handle = await open(lockPath, 'wx', 0o600);
-      try {
-        await handle.writeFile(`${me.pid} ${me.start}\n`);
-      } finally {
-        await handle.close();
-      }
-      break;
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
-    }
-    const owner = await readFile(lockPath, 'utf8').catch(() => undefined);
-    if (owner === '') {
-      // Created by a writer that died before filling it in: stale once it is clearly not in progress.
-      const age = await stat(lockPath).then((s) => Date.now() - s.mtimeMs, () => 0);
-      if (age > EMPTY_LOCK_STALE_MS) await rm(lockPath, { force: true });
-    } else if (owner !== undefined) {
-      const [pid, start] = owner.trim().split(' ');
-      // Written but not yet filled in by a live writer: wait; otherwise a dead owner's lock is stale.
-      if (pid !== undefined && start !== undefined && !isAlive({ pid: Number(pid), start })) {
-        const again = await readFile(lockPath, 'utf8').catch(() => undefined);
-        if (again === owner) await rm(lockPath, { force: true });
-        continue;
-      }
-    }
-    if (Date.now() >= deadline) {
-      throw new VirtnodeError('BUSY', `${file} is locked by another virtnode process (${lockPath})`, { hint: 'retry; remove the lock file only if no virtnode process is running' });
-    }
-    await sleep(LOCK_POLL_MS);
-  }
+  const release = await acquireFileLock(lockPath, {
+    waitMs: LOCK_WAIT_MS,
+    ...(signal === undefined ? {} : { signal }),
+    busy: () => new VirtnodeError('BUSY', `${file} is locked by another virtnode process (${lockPath})`, { hint: 'retry; remove the lock file only if no virtnode process is running' }),
+  });
   try {
     return body();
   } finally {
-    await rm(lockPath, { force: true });
+    await release();
   }
 }
 
