@@ -6,6 +6,15 @@ import type { Instance } from './model.ts';
  * that runs an instance. QEMU runs VMs today (drivers/qemu); a system-container driver (LXC) is a second
  * implementation and one entry in drivers/index.ts. Nothing above the drivers branches on the instance type.
  */
+export interface StartOptions {
+  signal?: AbortSignal;
+  /**
+   * The instance has another way out (a NIC on a NAT or bridged network): its user-mode NIC then carries only
+   * its forwards (SSH, ports, the HTTP seed) and cannot reach the host's loopback services at 10.0.2.2.
+   */
+  restrictUserNetwork?: boolean;
+}
+
 export interface InstanceDriver {
   readonly name: DriverName;
   readonly capabilities: DriverCapabilities;
@@ -14,7 +23,7 @@ export interface InstanceDriver {
    * Host checks and choices for a start (e.g. the accelerator), made before anything changes: a failure here
    * leaves the instance's state as it was.
    */
-  prepareStart(instance: Instance, options: { signal?: AbortSignal }): Promise<PreparedStart>;
+  prepareStart(instance: Instance, options: StartOptions): Promise<PreparedStart>;
   /**
    * Graceful stop (the guest's own shutdown, up to `timeoutMs`), or forced with `force` or when the guest cannot
    * be asked. Returns once the process is gone; the caller records the state.

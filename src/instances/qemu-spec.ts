@@ -21,15 +21,16 @@ function userNetworkExtras(instance: Instance): { forwards?: PortForward[]; gues
 }
 
 /** The first user-mode NIC carries the SSH forward, the port forwards and the HTTP seed. */
-export function toQemuNic(instance: Instance, nic: Nic): QemuNic {
+export function toQemuNic(instance: Instance, nic: Nic, options: { restrictUserNetwork?: boolean } = {}): QemuNic {
   const id = `net${nic.index}`;
   if (nic.network !== USER_NETWORK) return { id, mac: nic.mac, backend: { kind: 'tap', ifname: tapName(instance.uuid, nic.index) } };
   const first = instance.nics.find((n) => n.network === USER_NETWORK);
-  return { id, mac: nic.mac, backend: { kind: 'user', ...(first?.index === nic.index ? userNetworkExtras(instance) : {}) } };
+  const restrict = options.restrictUserNetwork === true ? { restrict: true } : {};
+  return { id, mac: nic.mac, backend: { kind: 'user', ...restrict, ...(first?.index === nic.index ? userNetworkExtras(instance) : {}) } };
 }
 
 /** Resolves a stored instance into the QEMU spec for this start (accelerator already chosen). */
-export function toQemuSpec(instance: Instance, dir: string, accel: Accel): QemuSpec {
+export function toQemuSpec(instance: Instance, dir: string, accel: Accel, options: { restrictUserNetwork?: boolean } = {}): QemuSpec {
   const spec: QemuSpec = {
     name: instance.name,
     uuid: instance.uuid,
@@ -44,7 +45,7 @@ export function toQemuSpec(instance: Instance, dir: string, accel: Accel): QemuS
       readonly: d.readonly ?? false,
       ...(i === 0 && instance.spec.boot === undefined ? { bootIndex: 1 } : {}),
     })),
-    nics: instance.nics.map((n) => toQemuNic(instance, n)),
+    nics: instance.nics.map((n) => toQemuNic(instance, n, options)),
     paths: runtimePaths(dir),
   };
   if (instance.spec.httpSeedDir !== undefined) spec.smbiosSerial = `ds=nocloud-net;s=http://${METADATA_ADDRESS}/`;

@@ -229,7 +229,7 @@ export class InstanceService {
   async startLocked(instance: Instance, options: OperationOptions): Promise<void> {
     const driver = this.driver(instance);
     const signal = options.signal ? { signal: options.signal } : {};
-    const start = await driver.prepareStart(instance, signal);
+    const start = await driver.prepareStart(instance, { ...signal, restrictUserNetwork: this.networks.hasWayOut(instance) });
     driver.clearRuntime(instance);
     const previous = instance.state;
     if (instance.spec.ssh !== undefined) instance = await this.prepareSshForward(instance);

@@ -90,6 +90,14 @@ export class NetworkService {
     return this.repo.list();
   }
 
+  /** Does the instance have a NIC on a network that leads out of the host (NAT or bridged), besides user-mode? */
+  hasWayOut(instance: Instance): boolean {
+    return instance.nics.some((nic) => {
+      const mode = nic.network === USER_NETWORK ? undefined : this.repo.get(nic.network)?.mode;
+      return mode === 'nat' || mode === 'bridge';
+    });
+  }
+
   async create(request: NetworkCreateRequest): Promise<{ network: Network; warnings: string[] }> {
     const release = await acquireLock(this.db, NETWORKS_LOCK, 'network create', { waitMs: LOCK_WAIT_MS });
     try {

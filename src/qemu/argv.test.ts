@@ -65,6 +65,8 @@ describe('buildArgv', () => {
       ] } }],
     });
     expect(argv[argv.indexOf('-netdev') + 1]).toBe('user,id=net0,hostfwd=tcp:127.0.0.1:2222-:22,hostfwd=udp:127.0.0.1:5353-:53');
+    const restricted = buildArgv({ ...base, nics: [{ id: 'net0', mac: '52:54:00:12:34:56', backend: { kind: 'user', restrict: true, forwards: [{ protocol: 'tcp', hostAddress: '127.0.0.1', hostPort: 2222, guestPort: 22 }] } }] });
+    expect(restricted[restricted.indexOf('-netdev') + 1]).toBe('user,id=net0,restrict=on,hostfwd=tcp:127.0.0.1:2222-:22');
   });
 
   it('serves guest-only metadata through guestfwd and points cloud-init at it by SMBIOS serial', () => {

@@ -40,7 +40,7 @@ export function netdevOption(nic: QemuNic): string {
   const guestForwards = (backend.guestForwards ?? []).map(
     (g) => `guestfwd=${escapeOptionValue(`tcp:${g.address}:${g.port}-cmd:${g.command.map(glibShellQuote).join(' ')}`)}`,
   );
-  return [options('user', { id: nic.id }), ...forwards, ...guestForwards].join(',');
+  return [options('user', { id: nic.id, ...(backend.restrict === true ? { restrict: 'on' } : {}) }), ...forwards, ...guestForwards].join(',');
 }
 
 function unixSocketChardev(id: string, path: string, extra: Record<string, string | boolean> = {}): string[] {

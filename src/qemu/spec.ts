@@ -39,7 +39,8 @@ export interface QemuNic {
   id: string;
   mac: string;
   backend:
-    | { kind: 'user'; forwards?: PortForward[]; guestForwards?: GuestForward[] }
+    /** `restrict`: no traffic leaves through it (nor reaches the host's loopback at 10.0.2.2) but its forwards. */
+    | { kind: 'user'; restrict?: boolean; forwards?: PortForward[]; guestForwards?: GuestForward[] }
     /** A tap virtnode created and enslaved to a bridge beforehand; QEMU only opens it (no scripts run). */
     | { kind: 'tap'; ifname: string };
 }

@@ -1,5 +1,6 @@
 import { execFileSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
+import { createServer, connect } from 'node:net';
 import { Resolver } from 'node:dns/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -48,8 +49,8 @@ describe('managed networks on real QEMU (tiny guest)', { timeout: 300_000 }, () 
   afterAll(async () => {
     for (const s of shells) s.close();
     // Leave nothing behind even when a test failed half way: instances, then networks, through virtnode itself.
-    for (const name of ['vm1', 'vm2']) await virtnode(home, ['delete', '--force', name]).catch(() => {});
-    for (const name of ['lab', 'quiet']) await virtnode(home, ['network', 'rm', name]).catch(() => {});
+    for (const name of ['vm1', 'vm2', 'vm4', 'vm5']) await virtnode(home, ['delete', '--force', name]).catch(() => {});
+    for (const name of ['lab', 'quiet', 'wayout', 'island']) await virtnode(home, ['network', 'rm', name]).catch(() => {});
     outside?.remove();
     try {
       execFileSync('ip', ['route', 'del', 'blackhole', ROUTED]);
@@ -173,6 +174,44 @@ describe('managed networks on real QEMU (tiny guest)', { timeout: 300_000 }, () 
     expect(networkLeftovers(home, networkIds)).toEqual({ links: [], nftTables: [], dnsmasq: [] });
     expect(existsSync(join(home, 'networks', 'lab'))).toBe(false);
     expect(existsSync(join(home, 'networks', 'quiet'))).toBe(false);
+  }, 240_000);
+
+  it("a user-mode NIC cannot reach the host's loopback (10.0.2.2) when a NAT NIC is the way out; its forwards still work", async () => {
+    // A service on the host's loopback, as a daemon's TCP API would be.
+    const service = createServer((c) => c.end('host-service\n'));
+    await new Promise<void>((resolve) => service.listen(0, '127.0.0.1', resolve));
+    const servicePort = (service.address() as { port: number }).port;
+    try {
+      await run(['network', 'create', 'wayout', '--subnet', '10.91.2.0/24']);
+      await run(['network', 'create', 'island', '--isolated', '--subnet', '10.91.3.0/24']);
+      await run(['create', 'vm4', ...bootArgs, '--network', 'user', '--network', 'wayout', '--start']);
+      await run(['create', 'vm5', ...bootArgs, '--network', 'user', '--network', 'island', '--start']);
+      const [vm4, vm5] = await Promise.all([shellOf('vm4'), shellOf('vm5')]);
+      for (const shell of [vm4, vm5]) {
+        await shell.run(UDHCPC_SCRIPT_SETUP);
+        const dhcp = await shell.run('ip link set eth0 up && udhcpc -i eth0 -n -q -t 10 -T 3 -s /tmp/udhcpc.sh', 60_000);
+        expect(dhcp.status, dhcp.output).toBe(0);
+      }
+      const askHost = (shell: SerialShell) => shell.run(`echo hi | nc -w 3 10.0.2.2 ${servicePort}`, 30_000);
+      expect((await askHost(vm5)).output).toContain('host-service'); // user-mode is vm5's only way out: unrestricted
+      expect((await askHost(vm4)).output).not.toContain('host-service');
+
+      // The restricted NIC still carries its forwards: a port forward to a listener in vm4.
+      await run(['port', 'add', 'vm4', `${servicePort + 1}:7777`]);
+      await vm4.run('(echo from-guest | nc -l -p 7777 &) ; sleep 1');
+      const answer = await new Promise<string>((resolve, reject) => {
+        const c = connect(servicePort + 1, '127.0.0.1');
+        let got = '';
+        c.on('data', (d) => (got += d.toString()));
+        c.on('close', () => resolve(got));
+        c.on('error', reject);
+      });
+      expect(answer).toContain('from-guest');
+    } finally {
+      service.close();
+      for (const name of ['vm4', 'vm5']) await virtnode(home, ['delete', '--force', name]);
+      for (const name of ['wayout', 'island']) await virtnode(home, ['network', 'rm', name]);
+    }
   }, 240_000);
 });
 

@@ -8,7 +8,7 @@ import { isOurQemu, killQemu, lastLogLine, readPidfile, spawnQemu, waitForExit }
 import * as qmpCommand from '../../../qmp/commands.ts';
 import { QmpConnection } from '../../../qmp/connection.ts';
 import { rotateConsoleLog } from '../../console-log.ts';
-import type { ConsoleEndpoints, DriverSample, InstanceDriver, Observation, PreparedStart, StopMethod } from '../../driver.ts';
+import type { ConsoleEndpoints, DriverSample, InstanceDriver, Observation, PreparedStart, StartOptions, StopMethod } from '../../driver.ts';
 import type { Accel, Instance } from '../../model.ts';
 import { toQemuSpec } from '../../qemu-spec.ts';
 import { removeRuntimeFiles, runtimePaths } from '../../runtime.ts';
@@ -37,17 +37,18 @@ export class QemuDriver implements InstanceDriver {
     return runtimePaths(this.paths.instanceDir(instance.name));
   }
 
-  async prepareStart(instance: Instance, options: { signal?: AbortSignal }): Promise<PreparedStart> {
+  async prepareStart(instance: Instance, options: StartOptions): Promise<PreparedStart> {
     const { accel } = await resolveAccelerator(instance.spec.accel, { cacheDir: this.paths.hostCache, ...(options.signal ? { signal: options.signal } : {}) });
-    return { reason: `started with ${accel}`, run: (ready, runOptions) => this.run(ready, accel, runOptions) };
+    const restrictUserNetwork = options.restrictUserNetwork === true;
+    return { reason: `started with ${accel}`, run: (ready, runOptions) => this.run(ready, accel, restrictUserNetwork, runOptions) };
   }
 
-  private async run(instance: Instance, accel: Accel, options: { signal?: AbortSignal; onProcess: (process: ProcessIdentity) => void }): Promise<void> {
+  private async run(instance: Instance, accel: Accel, restrictUserNetwork: boolean, options: { signal?: AbortSignal; onProcess: (process: ProcessIdentity) => void }): Promise<void> {
     const dir = this.paths.instanceDir(instance.name);
     rotateConsoleLog(runtimePaths(dir).serialLog);
     let spawned: Awaited<ReturnType<typeof spawnQemu>> | undefined;
     try {
-      spawned = await spawnQemu(toQemuSpec(instance, dir, accel), { logPath: runtimePaths(dir).qemuLog, ...(options.signal ? { signal: options.signal } : {}) });
+      spawned = await spawnQemu(toQemuSpec(instance, dir, accel, { restrictUserNetwork }), { logPath: runtimePaths(dir).qemuLog, ...(options.signal ? { signal: options.signal } : {}) });
       options.onProcess(spawned.identity);
       await qmpCommand.cont(spawned.qmp);
     } catch (e) {
