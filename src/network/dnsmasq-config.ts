@@ -11,6 +11,8 @@ export interface DnsmasqFiles {
   /** addn-hosts: NAME.DOMAIN records (re-read on SIGHUP). */
   hosts: string;
   log: string;
+  /** The unprivileged user dnsmasq runs as once it has opened its sockets, lease file and log. */
+  user: string;
 }
 
 export interface Reservation {
@@ -25,8 +27,8 @@ const LEASE_TIME = '1h';
 /**
  * dnsmasq's configuration for a nat or isolated network: DHCP and DNS on the network's bridge only, nothing read
  * from the host's /etc/hosts or resolv.conf-derived state it does not need. Pure (golden-tested).
- * `user=root`: the reservation and hosts files live in virtnode's 0700 state directory and dnsmasq re-reads them
- * on SIGHUP, after it would have dropped privileges.
+ * dnsmasq drops root for `files.user` after start-up; the two files it re-reads on SIGHUP (reservations and host
+ * records) are in a directory only that user (and root) can read, outside virtnode's 0700 state directory.
  */
 export function renderDnsmasqConfig(network: Network, files: DnsmasqFiles): string {
   const ipv4 = network.ipv4!;
@@ -36,7 +38,7 @@ export function renderDnsmasqConfig(network: Network, files: DnsmasqFiles): stri
     `# virtnode network ${network.name} (${network.mode}); written by virtnode, do not edit`,
     `pid-file=${files.pidfile}`,
     `log-facility=${files.log}`,
-    'user=root',
+    `user=${files.user}`,
     'strict-order',
     'bind-interfaces',
     'except-interface=lo',

@@ -26,7 +26,7 @@ const nat: Network = {
   createdAt: '2026-01-01T00:00:00.000Z',
 };
 const isolated: Network = { ...nat, name: 'quiet', mode: 'isolated', ipv4: { ...nat.ipv4!, subnet: '10.78.0.0/24', gateway: '10.78.0.1', dhcpStart: '10.78.0.10', dhcpEnd: '10.78.0.20' }, domain: 'quiet.internal' };
-const files = { config: '/s/n/dnsmasq.conf', pidfile: '/s/n/dnsmasq.pid', leases: '/s/n/leases', dhcpHosts: '/s/n/dhcp-hosts', hosts: '/s/n/hosts', log: '/s/n/dnsmasq.log' };
+const files = { config: '/s/n/dnsmasq.conf', pidfile: '/s/n/dnsmasq.pid', leases: '/s/n/leases', dhcpHosts: '/run/d/dhcp-hosts', hosts: '/run/d/hosts', log: '/s/n/dnsmasq.log', user: 'dnsmasq' };
 
 describe('IPv4 and CIDR', () => {
   it('parses and formats addresses', () => {

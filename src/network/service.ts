@@ -11,6 +11,7 @@ import { acquireLock } from '../store/locks.ts';
 import { NetworkRepository } from '../store/networks.ts';
 import { type DnsmasqFiles, type Lease, parseLeases, renderDhcpHosts, renderDnsmasqConfig, renderHostsFile, type Reservation } from './dnsmasq-config.ts';
 import { dnsmasqPid, startOrReloadDnsmasq, stopDnsmasq } from './dnsmasq.ts';
+import { type SystemUser, dnsmasqReadableDir, dnsmasqUser, writeDnsmasqReadable } from './dnsmasq-user.ts';
 import { parseCidr } from './ipv4.ts';
 import { bridgeExists, deleteLink, ensureBridge, ensureTap, listLinks } from './links.ts';
 import type { Network } from './model.ts';
@@ -53,6 +54,7 @@ export class NetworkService {
   readonly repo: NetworkRepository;
   readonly instances: InstanceRepository;
   readonly tag: string;
+  private dnsmasqUser: SystemUser | undefined;
 
   constructor(paths: StatePaths, db: Db) {
     this.paths = paths;
@@ -68,13 +70,15 @@ export class NetworkService {
 
   files(network: Network): DnsmasqFiles {
     const dir = this.dir(network.name);
+    const readable = dnsmasqReadableDir(network.id);
     return {
       config: join(dir, 'dnsmasq.conf'),
       pidfile: join(dir, 'dnsmasq.pid'),
       leases: join(dir, 'dnsmasq.leases'),
-      dhcpHosts: join(dir, 'dhcp-hosts'),
-      hosts: join(dir, 'hosts'),
+      dhcpHosts: join(readable, 'dhcp-hosts'),
+      hosts: join(readable, 'hosts'),
       log: join(dir, 'dnsmasq.log'),
+      user: (this.dnsmasqUser ??= dnsmasqUser()).name,
     };
   }
 
@@ -142,14 +146,19 @@ export class NetworkService {
     return out;
   }
 
-  private writeFiles(network: Network): DnsmasqFiles {
+  /** Writes dnsmasq's files; `configChanged` when its configuration is new or differs (a SIGHUP does not re-read it). */
+  private writeFiles(network: Network): { files: DnsmasqFiles; configChanged: boolean } {
     const files = this.files(network);
     mkdirSync(this.dir(network.name), { recursive: true, mode: 0o700 });
     const reservations = this.reservations(network);
-    writeFileSync(files.config, renderDnsmasqConfig(network, files), { mode: 0o600 });
-    writeFileSync(files.dhcpHosts, renderDhcpHosts(reservations), { mode: 0o600 });
-    writeFileSync(files.hosts, renderHostsFile(reservations, network.domain!), { mode: 0o600 });
-    return files;
+    const config = renderDnsmasqConfig(network, files);
+    const configChanged = !existsSync(files.config) || readFileSync(files.config, 'utf8') !== config;
+    writeFileSync(files.config, config, { mode: 0o600 });
+    const readable = dnsmasqReadableDir(network.id);
+    const user = (this.dnsmasqUser ??= dnsmasqUser());
+    writeDnsmasqReadable(files.dhcpHosts, readable, renderDhcpHosts(reservations), user);
+    writeDnsmasqReadable(files.hosts, readable, renderHostsFile(reservations, network.domain!), user);
+    return { files, configChanged };
   }
 
   /** Brings a network up, whatever part of it exists (after a reboot: none). Safe to call any time. */
@@ -169,8 +178,8 @@ export class NetworkService {
       await ensureBridge(network.bridge, `${this.tag}:bridge:${network.name}`, `${ipv4.gateway}/${parseCidr('subnet', ipv4.subnet).prefix}`);
       if (network.mode === 'nat') writeFileSync('/proc/sys/net/ipv4/ip_forward', '1');
       await applyRuleset(network);
-      const files = this.writeFiles(network);
-      await startOrReloadDnsmasq(files);
+      const { files, configChanged } = this.writeFiles(network);
+      await startOrReloadDnsmasq(files, { restart: configChanged });
     } finally {
       release();
     }
@@ -187,8 +196,8 @@ export class NetworkService {
     if (network.mode === 'bridge') return;
     const release = await acquireLock(this.db, `#network:${network.name}`, 'network sync', { waitMs: LOCK_WAIT_MS });
     try {
-      const files = this.writeFiles(network);
-      if (dnsmasqPid(files) !== undefined) await startOrReloadDnsmasq(files);
+      const { files, configChanged } = this.writeFiles(network);
+      if (dnsmasqPid(files) !== undefined) await startOrReloadDnsmasq(files, { restart: configChanged });
     } finally {
       release();
     }
@@ -274,5 +283,6 @@ export class NetworkService {
     }
     const dir = this.dir(network.name);
     if (existsSync(dir)) rmSync(dir, { recursive: true, force: true });
+    rmSync(dnsmasqReadableDir(network.id), { recursive: true, force: true });
   }
 }

@@ -1,8 +1,9 @@
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { bridgeName, homeTag, nftTableName } from '../../src/network/names.ts';
+import { dnsmasqReadableDir } from '../../src/network/dnsmasq-user.ts';
 
 export interface Outside {
   /** The network namespace standing in for "the outside". */
@@ -77,7 +78,7 @@ export async function createOutside(options: { hostAddress: string; outsideAddre
  * (bridges, taps), the named bridges and nft tables of its networks, its dnsmasq processes. Other test files'
  * networks live in the same namespace, so only what belongs to `home` and `networkIds` is looked at.
  */
-export function networkLeftovers(home: string, networkIds: string[]): { links: string[]; nftTables: string[]; dnsmasq: number[] } {
+export function networkLeftovers(home: string, networkIds: string[]): { links: string[]; nftTables: string[]; dnsmasq: number[]; dnsmasqDirs?: string[] } {
   const tag = homeTag(home);
   const links = (JSON.parse(execFileSync('ip', ['-json', 'link', 'show'], { encoding: 'utf8' })) as Array<{ ifname: string; ifalias?: string }>)
     .filter((l) => (l.ifalias ?? '').startsWith(tag) || networkIds.some((id) => l.ifname === bridgeName(id)))
@@ -85,7 +86,8 @@ export function networkLeftovers(home: string, networkIds: string[]): { links: s
   const tables = JSON.parse(execFileSync('nft', ['-j', 'list', 'tables'], { encoding: 'utf8' }) || '{}') as { nftables?: Array<{ table?: { name: string } }> };
   const wanted = new Set(networkIds.map(nftTableName));
   const nftTables = (tables.nftables ?? []).map((e) => e.table?.name).filter((n): n is string => n !== undefined && wanted.has(n));
-  return { links, nftTables, dnsmasq: dnsmasqUnder(home) };
+  const dnsmasqDirs = networkIds.map(dnsmasqReadableDir).filter((d) => existsSync(d));
+  return { links, nftTables, dnsmasq: dnsmasqUnder(home), ...(dnsmasqDirs.length === 0 ? {} : { dnsmasqDirs }) };
 }
 
 function dnsmasqUnder(home: string): number[] {

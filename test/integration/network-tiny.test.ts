@@ -1,5 +1,5 @@
 import { execFileSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync, rmSync } from 'node:fs';
 import { createServer, connect } from 'node:net';
 import { Resolver } from 'node:dns/promises';
 import { join } from 'node:path';
@@ -9,6 +9,7 @@ import { createOutside, networkLeftovers, type Outside } from '../helpers/outsid
 import { SerialShell, UDHCPC_SCRIPT_SETUP } from '../helpers/serial-shell.ts';
 import { TEST_GUEST_READY_MARKER, testGuest } from '../helpers/test-guest.ts';
 import type { NetworkView } from '../../src/api/schemas.ts';
+import { dnsmasqReadableDir } from '../../src/network/dnsmasq-user.ts';
 
 const guest = testGuest();
 const bootArgs = ['--memory', '256M', '--kernel', guest.kernel, '--initrd', guest.initrd, '--cmdline', guest.cmdline];
@@ -117,6 +118,11 @@ describe('managed networks on real QEMU (tiny guest)', { timeout: 300_000 }, () 
     const listed = JSON.parse((await run(['list', '--format', 'json'])).stdout) as Array<{ name: string; nics: Array<{ lease?: string }> }>;
     expect(listed.find((i) => i.name === 'vm1')?.nics[0]?.lease).toBe('10.91.0.50');
 
+    // dnsmasq gave up root; it still re-reads the reservations (the isolated NIC below gets its reserved address).
+    const dnsmasqPid = readFileSync(join(home, 'networks', 'lab', 'dnsmasq.pid'), 'utf8').trim();
+    const uid = /^Uid:\s+(\d+)/m.exec(readFileSync(`/proc/${dnsmasqPid}/status`, 'utf8'))?.[1];
+    expect(uid).toBe(execFileSync('id', ['-u', 'dnsmasq'], { encoding: 'utf8' }).trim());
+
     // DNS: from the host (the gateway's dnsmasq) and from the other guest.
     const resolver = new Resolver();
     resolver.setServers(['10.91.0.1']);
@@ -182,8 +188,8 @@ describe('managed networks on real QEMU (tiny guest)', { timeout: 300_000 }, () 
     await new Promise<void>((resolve) => service.listen(0, '127.0.0.1', resolve));
     const servicePort = (service.address() as { port: number }).port;
     try {
-      await run(['network', 'create', 'wayout', '--subnet', '10.91.2.0/24']);
-      await run(['network', 'create', 'island', '--isolated', '--subnet', '10.91.3.0/24']);
+      await run(['network', 'create', 'wayout', '--subnet', '10.91.4.0/24']);
+      await run(['network', 'create', 'island', '--isolated', '--subnet', '10.91.5.0/24']);
       await run(['create', 'vm4', ...bootArgs, '--network', 'user', '--network', 'wayout', '--start']);
       await run(['create', 'vm5', ...bootArgs, '--network', 'user', '--network', 'island', '--start']);
       const [vm4, vm5] = await Promise.all([shellOf('vm4'), shellOf('vm5')]);
@@ -235,6 +241,7 @@ describe('managed networks come back; stale taps go', { timeout: 180_000 }, () =
     process.kill(net.dnsmasqPid, 'SIGKILL');
     execFileSync('ip', ['link', 'del', net.bridge]);
     execFileSync('nft', ['delete', 'table', 'ip', `virtnode_${net.id}`]);
+    rmSync(dnsmasqReadableDir(net.id), { recursive: true }); // /run is a tmpfs
     expect(networkLeftovers(home, [net.id])).toEqual({ links: [], nftTables: [], dnsmasq: [] });
     expect((await run(['reconcile'])).stdout).toContain('network boot: brought up again');
     const back = JSON.parse((await run(['network', 'info', 'boot', '--format', 'json'])).stdout) as NetworkJson;
