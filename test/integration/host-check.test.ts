@@ -358,10 +358,12 @@ describe('this machine, end to end: what its own evidence says', () => {
     expect(median(resolveTimes)).toBeLessThan(laterCallLimitMs());
   });
 
-  it("resolveAccelerator('kvm') gives KVM only where it runs guests, else HOST_UNSUPPORTED with the hint, quickly", async () => {
+  it("resolveAccelerator('kvm') gives KVM only where it runs guests, else HOST_UNSUPPORTED with the hint, without waiting for a probe again", async () => {
     const started = performance.now();
     await expectKvmRequest(evidence.verdict, { cacheDir });
-    expect(performance.now() - started).toBeLessThan(laterCallLimitMs());
+    // One call, timed on a busy machine: the bound only tells a cached verdict from a probe's deadline (the
+    // medians of 'later calls take milliseconds' hold the speed).
+    expect(performance.now() - started).toBeLessThan(DEFAULT_PROBE_TIMEOUT_MS);
     expect(await resolveAccelerator('tcg', { cacheDir })).toEqual({ accel: 'tcg', reason: 'TCG (software emulation) was requested' });
   });
 
