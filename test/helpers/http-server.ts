@@ -17,6 +17,8 @@ export interface ServedFile {
   hang?: boolean;
   /** Send this many body bytes, then go silent (the connection stays open). */
   stallAfter?: number;
+  /** No Content-Length: the body is sent chunked, its size unknown until it ends. */
+  noLength?: boolean;
 }
 
 export interface ServedRequest {
@@ -146,7 +148,7 @@ export class TestHttpServer {
       status = 206;
       headers['content-range'] = `bytes ${start}-${size - 1}/${size}`;
     }
-    headers['content-length'] = String(size - start);
+    if (file.noLength !== true) headers['content-length'] = String(size - start);
     record.status = status;
     res.writeHead(status, headers);
 

@@ -90,6 +90,7 @@ describe('virtnode image pull', () => {
     server.serve('/img/disk.vmdk', readFileSync(join(fixtures, 'disk.vmdk')));
     server.serve('/img/portal.qcow2', { body: Buffer.from('<html><body>Please log in</body></html>'), contentType: 'text/html; charset=utf-8' });
     server.serve('/img/no-ranges.qcow2', { body: variants.noRanges.body, ranges: false });
+    server.serve('/img/endless.qcow2', { body: Buffer.alloc(64 * 1024 * 1024, 7), noLength: true });
     server.serve('/img/unverified.qcow2', body);
     published = Buffer.from('the image as its publisher released it');
     corrupt = Buffer.concat([body.subarray(0, body.length - 1), Buffer.from([body[body.length - 1]! ^ 0xff])]);
@@ -290,6 +291,15 @@ describe('virtnode image pull', () => {
     expect(r.code).toBe(2);
     expect({ list: await list(), files: storedFiles(), partials: partials() }).toEqual(before);
     expect(readdirSync(join(imagesDir, '.tmp'))).toEqual([]);
+  });
+
+  it('a download is capped while it streams: a server that declares no size cannot fill the disk', async () => {
+    const before = { list: await list(), files: storedFiles(), partials: partials() };
+    const r = await virtnode(home, ['image', 'pull', server.url('/img/endless.qcow2')], { env: { VIRTNODE_MAX_IMAGE_BYTES: String(1024 * 1024) } });
+    expect(r.stderr).toMatch(/error: URL: cannot download .*\/img\/endless.qcow2: it is larger than the largest image virtnode takes \(1 MiB, VIRTNODE_MAX_IMAGE_BYTES\)\n/);
+    expect(r.code).toBe(2);
+    expect(server.requestsFor('/img/endless.qcow2').at(-1)!.bytesSent).toBeLessThan(64 * 1024 * 1024); // it stopped reading
+    expect({ list: await list(), files: storedFiles(), partials: partials() }).toEqual(before);
   });
 
   it('a server without byte ranges: a cut transfer starts again from zero and still completes', async () => {

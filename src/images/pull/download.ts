@@ -5,6 +5,7 @@ import { dirname } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { VirtnodeError, invalid } from '../../lib/errors.ts';
 import { formatSize } from '../../lib/units.ts';
+import { imageSizeLimit } from '../size-limit.ts';
 import type { DownloadProgress } from './progress.ts';
 import type { AddressGuard } from './address-guard.ts';
 import { guardedFetch, requestError, statusError } from './http.ts';
@@ -225,11 +226,23 @@ async function downloadOnce(url: string, partial: string, options: DownloadOptio
   };
   report(false);
 
+  // Counted as the bytes come: a server that declares no size, or sends more than it declared, stops here.
+  const limit = await imageSizeLimit(dirname(partial));
+  let overflow: VirtnodeError | undefined;
   const file = await open(partial, 'a');
   try {
     if (response.body === null) throw new VirtnodeError('COMMAND_FAILED', `cannot download ${url}: the response has no body`);
     for await (const chunk of response.body) {
       armStall();
+      if (received + chunk.length > limit.bytes) {
+        overflow = invalid('URL', `cannot download ${url}: it is larger than ${limit.why}`, 'free space, or pull a smaller image');
+      } else if (total !== undefined && received + chunk.length > total) {
+        overflow = new VirtnodeError('COMMAND_FAILED', `cannot download ${url}: the server sent more than the ${formatSize(total)} it declared`);
+      }
+      if (overflow !== undefined) {
+        await response.body.cancel().catch(() => {});
+        throw overflow;
+      }
       await file.write(chunk);
       hash.update(chunk);
       received += chunk.length;
@@ -243,6 +256,7 @@ async function downloadOnce(url: string, partial: string, options: DownloadOptio
   } finally {
     clearTimeout(stallTimer);
     await file.close();
+    if (overflow !== undefined) await discardPartial(partial); // nothing worth resuming
   }
   if (total !== undefined && received !== total) throw cutOff(url, received, total, received > offset, undefined);
   report(true);

@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
-import { open, rm, stat, statfs, symlink } from 'node:fs/promises';
+import { open, rm, stat, symlink } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import { Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -8,6 +8,7 @@ import { createGunzip } from 'node:zlib';
 import { run } from '../../exec/run.ts';
 import { VirtnodeError } from '../../lib/errors.ts';
 import { formatSize } from '../../lib/units.ts';
+import { type SizeLimit, imageSizeLimit } from '../size-limit.ts';
 
 const XZ_MAGIC = Buffer.from([0xfd, 0x37, 0x7a, 0x58, 0x5a, 0x00]);
 const GZIP_MAGIC = Buffer.from([0x1f, 0x8b]);
@@ -92,26 +93,13 @@ export async function copyAndHash(from: string, to: string, options: FileOptions
 }
 
 /** Room left on the state directory's filesystem after a decompression, for the database and logs. */
-const FREE_SPACE_RESERVE_BYTES = 256 * 1024 * 1024;
-
-/** How far a decompression into `dir` may go: a small file that expands without end must not fill the disk. */
-async function decompressionLimit(dir: string): Promise<{ bytes: number; why: string }> {
-  // The most an image may decompress to, whatever its filesystem has room for.
-  const MAX_IMAGE_BYTES = Number(process.env['VIRTNODE_MAX_IMAGE_BYTES'] ?? 2 ** 40);
-  const fs = await statfs(dir);
-  const room = Math.max(0, fs.bavail * fs.bsize - FREE_SPACE_RESERVE_BYTES);
-  return room < MAX_IMAGE_BYTES
-    ? { bytes: room, why: `the free space of the state directory's filesystem (${formatSize(room)} after a reserve of ${formatSize(FREE_SPACE_RESERVE_BYTES)})` }
-    : { bytes: MAX_IMAGE_BYTES, why: `the largest image virtnode takes (${formatSize(MAX_IMAGE_BYTES)}, VIRTNODE_MAX_IMAGE_BYTES)` };
-}
-
-function tooLarge(limit: { bytes: number; why: string }, declared?: number): VirtnodeError {
+function tooLarge(limit: SizeLimit, declared?: number): VirtnodeError {
   const size = declared === undefined ? `more than ${formatSize(limit.bytes)}` : formatSize(declared);
   return new VirtnodeError('INVALID', `it decompresses to ${size}, over ${limit.why}`, { hint: 'free space, or decompress it elsewhere and import the image itself' });
 }
 
 /** Passes bytes on until `limit` is passed, then fails the pipeline (its output is removed by the caller). */
-function capped(limit: { bytes: number; why: string }): Transform {
+function capped(limit: SizeLimit): Transform {
   let seen = 0;
   return new Transform({
     transform(chunk: Buffer, _encoding, done) {
@@ -145,7 +133,7 @@ export async function decompress(
   options: FileOptions = {},
 ): Promise<{ path: string; sha256: string; sourceSha256: string }> {
   const out = join(dir, 'decompressed');
-  const limit = await decompressionLimit(dir);
+  const limit = await imageSizeLimit(dir);
   if (compression === 'gzip') {
     const sourceHash = createHash('sha256');
     const hash = createHash('sha256');
