@@ -57,6 +57,7 @@ declare module 'fastify' {
 export async function buildApp(core: DaemonCore, options: AppOptions): Promise<FastifyInstance> {
   const bodyLimit = options.bodyLimit ?? DEFAULT_BODY_LIMIT;
   const logger = options.logger === undefined ? core.log : options.logger;
+  const handleError = errorHandler(bodyLimit);
   const app: FastifyInstance = Fastify({
     ...(logger === false ? { logger: false } : { loggerInstance: logger }),
     bodyLimit,
@@ -64,6 +65,9 @@ export async function buildApp(core: DaemonCore, options: AppOptions): Promise<F
     // Names are DNS labels: no route needs more, and a long URL is refused early.
     routerOptions: { maxParamLength: 253 },
     genReqId: () => crypto.randomUUID(),
+    // Errors the router meets before any route (a malformed %-escape, an over-long parameter) get the error
+    // shape too: fastify's own answer for them has none.
+    frameworkErrors: (error, request, reply) => handleError(error, request, reply),
     // One JSON line per request (below) instead of fastify's two.
     logController: new LogController({ disableRequestLogging: true }),
   }) as unknown as FastifyInstance;
@@ -86,7 +90,7 @@ export async function buildApp(core: DaemonCore, options: AppOptions): Promise<F
   const strict = new Ajv({ coerceTypes: false, removeAdditional: false, useDefaults: true, strict: false, verbose: true });
   const coercing = new Ajv({ coerceTypes: true, removeAdditional: false, useDefaults: true, strict: false, verbose: true });
   app.setValidatorCompiler(({ schema, httpPart }) => (httpPart === 'body' ? strict : coercing).compile(schema));
-  app.setErrorHandler(errorHandler(bodyLimit));
+  app.setErrorHandler(handleError);
   app.setNotFoundHandler((request, reply) => {
     void reply.status(404).send(errorBody(new VirtnodeError('NOT_FOUND', `no route ${request.method} ${request.url.split('?')[0]}`, { hint: 'see /openapi.json or /docs' })));
   });
