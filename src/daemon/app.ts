@@ -91,6 +91,9 @@ export async function buildApp(core: DaemonCore, options: AppOptions): Promise<F
   const coercing = new Ajv({ coerceTypes: true, removeAdditional: false, useDefaults: true, strict: false, verbose: true });
   app.setValidatorCompiler(({ schema, httpPart }) => (httpPart === 'body' ? strict : coercing).compile(schema));
   app.setErrorHandler(handleError);
+  // Bodies are JSON only (both clients send application/json). Fastify's default text/plain parser handed a
+  // text/plain body to routes that declare none, which then ran as if it were not there.
+  app.removeContentTypeParser('text/plain');
   app.setNotFoundHandler((request, reply) => {
     void reply.status(404).send(errorBody(new VirtnodeError('NOT_FOUND', `no route ${request.method} ${request.url.split('?')[0]}`, { hint: 'see /openapi.json or /docs' })));
   });

@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ApiHarness } from '../helpers/api.ts';
 import { tempHome } from '../helpers/cli.ts';
 
-describe('errors the router meets before any route have the error shape (found by the API fuzzer)', () => {
+describe('errors met before any handler have the error shape (found by the API fuzzer)', () => {
   const { home, cleanup } = tempHome('virtnode-router-');
   let api: ApiHarness;
   beforeAll(async () => {
@@ -21,5 +21,15 @@ describe('errors the router meets before any route have the error shape (found b
     const r = await api.app.inject({ method: 'GET', url });
     expect(r.statusCode).toBe(status);
     expect(r.json()).toEqual({ error: expect.objectContaining({ code: 'INVALID', message }) });
+  });
+
+  it('a body that is not declared JSON is refused (415), also where the route takes no body', async () => {
+    for (const [url, payload] of [['/events/tickets', '{}'], ['/instances', '{"name": "a"}']] as const) {
+      const r = await api.app.inject({ method: 'POST', url, payload, headers: { 'content-type': 'text/plain' } });
+      expect(r.statusCode).toBe(415);
+      expect(r.json()).toEqual({ error: { code: 'INVALID', message: 'the request body must be JSON', hint: 'send it with content-type: application/json' } });
+    }
+    expect((await api.app.inject({ method: 'POST', url: '/events/tickets' })).statusCode).toBe(201);
+    expect((await api.app.inject({ method: 'POST', url: '/events/tickets', payload: {} })).statusCode).toBe(201);
   });
 });
