@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ApiHarness } from '../helpers/api.ts';
 import { tempHome } from '../helpers/cli.ts';
 
-describe('errors met before any handler have the error shape (found by the API fuzzer)', () => {
+describe('bad requests refused before any work, in the error shape (found by the API fuzzer)', () => {
   const { home, cleanup } = tempHome('virtnode-router-');
   let api: ApiHarness;
   beforeAll(async () => {
@@ -31,5 +31,15 @@ describe('errors met before any handler have the error shape (found by the API f
     }
     expect((await api.app.inject({ method: 'POST', url: '/events/tickets' })).statusCode).toBe(201);
     expect((await api.app.inject({ method: 'POST', url: '/events/tickets', payload: {} })).statusCode).toBe(201);
+  });
+
+  it('an image import of a missing file or a name it cannot derive is refused at once, not as a failed operation', async () => {
+    const missing = await api.call('POST', '/images/import', { file: '/no/such/image.qcow2' });
+    expect(missing.status).toBe(400);
+    expect(missing.body.error.message).toBe('FILE: /no/such/image.qcow2 does not exist or is not a readable file');
+    const unnamed = await api.call('POST', '/images/import', { file: '/' });
+    expect(unnamed.status).toBe(400);
+    expect(unnamed.body.error.message).toMatch(/^--name: cannot make an image name from/);
+    expect((await api.call('GET', '/operations')).body).toEqual([]);
   });
 });
