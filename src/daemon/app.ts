@@ -14,7 +14,7 @@
  * listed in routes/index.ts).
  */
 import { Ajv } from 'ajv';
-import Fastify, { type FastifyInstance, LogController } from 'fastify';
+import Fastify, { type FastifyInstance, LogController, type RouteOptions } from 'fastify';
 import type { Logger } from 'pino';
 import { VirtnodeError } from '../lib/errors.ts';
 import { validateName } from '../lib/ids.ts';
@@ -35,6 +35,8 @@ export interface AppOptions {
   logger?: Logger | false;
   bodyLimit?: number;
   plugins?: DaemonPlugin[];
+  /** Sees every route as it is registered, plugins' included (tests: the fuzzer checks it covers them all). */
+  onRoute?: (route: RouteOptions) => void;
 }
 
 declare module 'fastify' {
@@ -90,6 +92,7 @@ export async function buildApp(core: DaemonCore, options: AppOptions): Promise<F
   const strict = new Ajv({ coerceTypes: false, removeAdditional: false, useDefaults: true, strict: false, verbose: true });
   const coercing = new Ajv({ coerceTypes: true, removeAdditional: false, useDefaults: true, strict: false, verbose: true });
   app.setValidatorCompiler(({ schema, httpPart }) => (httpPart === 'body' ? strict : coercing).compile(schema));
+  if (options.onRoute !== undefined) app.addHook('onRoute', options.onRoute);
   app.setErrorHandler(handleError);
   // Bodies are JSON only (both clients send application/json). Fastify's default text/plain parser handed a
   // text/plain body to routes that declare none, which then ran as if it were not there.
