@@ -32,6 +32,7 @@ export const images = resource('images', imageEndpoints, (core: AppCore) => {
 
     async import({ file, name }, caller) {
       checkRequestPath(core.remotePaths, caller, 'file', file, 'file');
+      store.importSource(file, name); // a missing file or an underivable name is refused now, not as a failed operation
       return job('image-import', name === undefined ? undefined : `images/${name}`, async (ctx) =>
         stored(await store.import(file, { ...(name === undefined ? {} : { name }), signal: ctx.signal, onProgress: transferProgress(ctx, 'Importing') })),
       );

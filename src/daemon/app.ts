@@ -14,7 +14,7 @@
  * listed in routes/index.ts).
  */
 import { Ajv } from 'ajv';
-import Fastify, { type FastifyInstance, LogController } from 'fastify';
+import Fastify, { type FastifyInstance, LogController, type RouteOptions } from 'fastify';
 import type { Logger } from 'pino';
 import { VirtnodeError } from '../lib/errors.ts';
 import { validateName } from '../lib/ids.ts';
@@ -49,6 +49,8 @@ export interface AppOptions {
   /** SERVER_LIMITS unless given (tests use small ones). */
   limits?: Partial<typeof SERVER_LIMITS>;
   plugins?: DaemonPlugin[];
+  /** Sees every route as it is registered, plugins' included (tests: the fuzzer checks it covers them all). */
+  onRoute?: (route: RouteOptions) => void;
 }
 
 declare module 'fastify' {
@@ -72,6 +74,7 @@ export async function buildApp(core: DaemonCore, options: AppOptions): Promise<F
   const bodyLimit = options.bodyLimit ?? DEFAULT_BODY_LIMIT;
   const limits = { ...SERVER_LIMITS, ...options.limits };
   const logger = options.logger === undefined ? core.log : options.logger;
+  const handleError = errorHandler(bodyLimit);
   const app: FastifyInstance = Fastify({
     ...(logger === false ? { logger: false } : { loggerInstance: logger }),
     bodyLimit,
@@ -81,6 +84,9 @@ export async function buildApp(core: DaemonCore, options: AppOptions): Promise<F
     genReqId: () => crypto.randomUUID(),
     requestTimeout: limits.requestTimeoutMs,
     keepAliveTimeout: limits.keepAliveTimeoutMs,
+    // Errors the router meets before any route (a malformed %-escape, an over-long parameter) get the error
+    // shape too: fastify's own answer for them has none.
+    frameworkErrors: (error, request, reply) => handleError(error, request, reply),
     // One JSON line per request (below) instead of fastify's two.
     logController: new LogController({ disableRequestLogging: true }),
   }) as unknown as FastifyInstance;
@@ -105,7 +111,11 @@ export async function buildApp(core: DaemonCore, options: AppOptions): Promise<F
   const strict = new Ajv({ coerceTypes: false, removeAdditional: false, useDefaults: true, strict: false, verbose: true });
   const coercing = new Ajv({ coerceTypes: true, removeAdditional: false, useDefaults: true, strict: false, verbose: true });
   app.setValidatorCompiler(({ schema, httpPart }) => (httpPart === 'body' ? strict : coercing).compile(schema));
-  app.setErrorHandler(errorHandler(bodyLimit));
+  if (options.onRoute !== undefined) app.addHook('onRoute', options.onRoute);
+  app.setErrorHandler(handleError);
+  // Bodies are JSON only (both clients send application/json). Fastify's default text/plain parser handed a
+  // text/plain body to routes that declare none, which then ran as if it were not there.
+  app.removeContentTypeParser('text/plain');
   app.setNotFoundHandler((request, reply) => {
     void reply.status(404).send(errorBody(new VirtnodeError('NOT_FOUND', `no route ${request.method} ${request.url.split('?')[0]}`, { hint: 'see /openapi.json or /docs' })));
   });

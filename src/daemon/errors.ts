@@ -34,6 +34,14 @@ function fromFramework(e: FastifyError, bodyLimit: number): { status: number; er
     if (first?.keyword === 'const' || first?.keyword === 'anyOf') message = `${message}: see the OpenAPI document at /openapi.json`;
     return { status: 400, error: new VirtnodeError('INVALID', `${where}: ${message}`, { field: where }) };
   }
+  // The router's own: their messages quote the whole path.
+  if (e.code === 'FST_ERR_MAX_PARAM_LENGTH') {
+    return { status: 414, error: new VirtnodeError('INVALID', 'a path parameter is longer than 253 characters', { hint: 'names are DNS labels: at most 63 characters' }) };
+  }
+  if (e.code === 'FST_ERR_BAD_URL') return { status: 400, error: new VirtnodeError('INVALID', 'the URL path is not valid: a %-escape is malformed') };
+  if (e.code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE') {
+    return { status: 415, error: new VirtnodeError('INVALID', 'the request body must be JSON', { hint: 'send it with content-type: application/json' }) };
+  }
   if (e.code === 'FST_ERR_CTP_BODY_TOO_LARGE') {
     return { status: 413, error: new VirtnodeError('INVALID', `the request body is larger than ${bodyLimit} bytes`, { hint: 'send smaller user-data or files by path' }) };
   }

@@ -1,4 +1,5 @@
-import { readFile } from 'node:fs/promises';
+import { constants } from 'node:fs';
+import { open, readFile } from 'node:fs/promises';
 import { release } from 'node:os';
 import { VirtnodeError } from '../lib/errors.ts';
 import { chooseAccelerator } from './accelerator.ts';
@@ -54,18 +55,49 @@ export interface CheckHostOptions extends KvmProbeTarget {
   refreshProbe?: boolean;
 }
 
+/** A captured /proc/cpuinfo is a few KiB per CPU: anything past this is not one (`/dev/zero` never ends). */
+export const MAX_CPUINFO_BYTES = 4 * 1024 * 1024;
+
 async function readCpuinfo(path: string | undefined): Promise<string> {
-  try {
-    return await readFile(path ?? PROC_CPUINFO, 'utf8');
-  } catch (e) {
-    if (path === undefined) {
+  if (path === undefined) {
+    try {
+      return await readFile(PROC_CPUINFO, 'utf8');
+    } catch (e) {
       throw new VirtnodeError('HOST_UNSUPPORTED', `cannot read ${PROC_CPUINFO}`, { hint: 'mount /proc', cause: e });
     }
-    throw new VirtnodeError('NOT_FOUND', `cannot read cpuinfo file ${path}`, {
-      field: '--cpuinfo',
-      hint: 'give a readable file captured from /proc/cpuinfo',
-      cause: e,
-    });
+  }
+  return readCapturedCpuinfo(path);
+}
+
+/**
+ * A cpuinfo file named by a caller: a regular file (not a device, FIFO or directory: a read of those may never
+ * end), read up to MAX_CPUINFO_BYTES. Files under /proc report size 0, so the limit is on what is read.
+ */
+export async function readCapturedCpuinfo(path: string): Promise<string> {
+  const hint = 'give a readable file captured from /proc/cpuinfo';
+  let handle;
+  try {
+    // O_NONBLOCK: opening a FIFO must not wait for a writer.
+    handle = await open(path, constants.O_RDONLY | constants.O_NONBLOCK);
+  } catch (e) {
+    throw new VirtnodeError('NOT_FOUND', `cannot read cpuinfo file ${path}`, { field: '--cpuinfo', hint, cause: e });
+  }
+  try {
+    if (!(await handle.stat()).isFile()) throw new VirtnodeError('INVALID', `--cpuinfo: ${path} is not a regular file`, { field: '--cpuinfo', hint });
+    const buffer = Buffer.alloc(MAX_CPUINFO_BYTES + 1);
+    let length = 0;
+    for (;;) {
+      const { bytesRead } = await handle.read(buffer, length, buffer.length - length, null);
+      if (bytesRead === 0) break;
+      length += bytesRead;
+      if (length > MAX_CPUINFO_BYTES) throw new VirtnodeError('INVALID', `--cpuinfo: ${path} is larger than ${MAX_CPUINFO_BYTES} bytes: not a captured cpuinfo`, { field: '--cpuinfo', hint });
+    }
+    return buffer.toString('utf8', 0, length);
+  } catch (e) {
+    if (e instanceof VirtnodeError) throw e;
+    throw new VirtnodeError('NOT_FOUND', `cannot read cpuinfo file ${path}`, { field: '--cpuinfo', hint, cause: e });
+  } finally {
+    await handle.close();
   }
 }
 

@@ -205,7 +205,8 @@ export class ImageStore {
   }
 
   /** Adds a local qcow2 or raw file (or an .xz/.gz of one) under `name` (default: from the file name). */
-  async import(file: string, options: ImportOptions = {}): Promise<StoreResult> {
+  /** What an import would read and the name it would store: checked before any work, so bad input starts none. */
+  importSource(file: string, givenName: string | undefined): { source: string; name: string } {
     const source = isAbsolute(file) ? file : resolve(file);
     let readable = false;
     try {
@@ -214,8 +215,13 @@ export class ImageStore {
     } catch {
       readable = false;
     }
-    const name = this.nameFor(options.name, basename(source));
+    const name = this.nameFor(givenName, basename(source));
     if (!readable) throw invalid('FILE', `${file} does not exist or is not a readable file`);
+    return { source, name };
+  }
+
+  async import(file: string, options: ImportOptions = {}): Promise<StoreResult> {
+    const { source, name } = this.importSource(file, options.name);
 
     await this.ensureDirs();
     const scratch = await this.newScratch('import');
