@@ -43,4 +43,21 @@ describe('operations: a cap per kind', () => {
       db.close();
     }
   });
+
+  it('shutdown aborts what runs and waits for it only so long: work that ignores the abort does not keep the daemon', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'virtnode-ops-'));
+    dirs.push(dir);
+    const db = openDb(join(dir, 'state.db'));
+    const ops = new OperationManager(new EventBus(), new OperationRepository(db));
+    let heeded = false;
+    ops.start('launch', 'polite', (ctx) => new Promise<void>((resolve) => ctx.signal.addEventListener('abort', () => ((heeded = true), resolve()))));
+    ops.start('launch', 'deaf', () => new Promise<void>(() => {}));
+    const started = Date.now();
+    await ops.shutdown(300);
+    expect(heeded).toBe(true);
+    expect(Date.now() - started).toBeGreaterThanOrEqual(290);
+    expect(Date.now() - started).toBeLessThan(5_000);
+    db.close();
+  });
 });
+

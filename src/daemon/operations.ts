@@ -28,6 +28,9 @@ const SAVE_TRANSFER_INTERVAL_MS = 5_000;
 
 export const INTERRUPTED_MESSAGE = 'the daemon stopped while this operation ran';
 
+/** How long a stopping daemon waits for aborted operations to wind up before it exits anyway. */
+const SHUTDOWN_GRACE_MS = 10_000;
+
 /** How many operations of one kind (launch, image-pull...) a daemon runs at once; more are refused, not queued. */
 export const MAX_OPERATIONS_PER_KIND = Number(process.env['VIRTNODE_MAX_OPERATIONS_PER_KIND'] ?? 16);
 
@@ -196,12 +199,18 @@ export class OperationManager implements OperationLog {
     return marked;
   }
 
-  /** Aborts everything still running (daemon shutdown) and waits for it to settle. */
-  async shutdown(): Promise<void> {
+  /**
+   * Aborts everything still running (daemon shutdown) and waits for it to settle, at most `graceMs`: work that
+   * does not heed the abort by then is left as it is; its row stays `running`, and the next daemon marks it failed.
+   */
+  async shutdown(graceMs = SHUTDOWN_GRACE_MS): Promise<void> {
     this.stopping = true;
     const running = [...this.running.values()];
     for (const op of running) op.controller.abort();
-    await Promise.allSettled(running.map((o) => o.done));
+    let timer: NodeJS.Timeout | undefined;
+    const grace = new Promise<void>((resolve) => (timer = setTimeout(resolve, graceMs)));
+    await Promise.race([Promise.allSettled(running.map((o) => o.done)), grace]);
+    clearTimeout(timer);
   }
 
   private stored(id: string): OperationView {

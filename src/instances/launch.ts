@@ -202,7 +202,7 @@ export async function launch(service: InstanceService, resolveImage: ImageResolv
     await waitForSshBanner(port, deadline, options.signal);
     phase('ssh', `127.0.0.1:${port}`);
     instance = await service.get(defined.name);
-    const cloudInit = await waitForCloudInit(service.paths, instance, Math.max(deadline - Date.now(), 1_000));
+    const cloudInit = await waitForCloudInit(service.paths, instance, Math.max(deadline - Date.now(), 1_000), options.signal);
     const detail = `${cloudInit.status}${cloudInit.datasource ? ` (datasource ${cloudInit.datasource})` : ''}${cloudInit.detail ? `: ${cloudInit.detail}` : ''}`;
     phase('cloud-init', detail);
     service.recordReadiness(defined.name, 'cloud-init', detail);

@@ -62,10 +62,10 @@ export async function guestAddress(paths: StatePaths, instance: Instance): Promi
 }
 
 /** Asks cloud-init in the guest, over verified SSH, to wait until it has finished, and returns its verdict. */
-export async function waitForCloudInit(paths: StatePaths, instance: Instance, timeoutMs: number): Promise<CloudInitResult> {
+export async function waitForCloudInit(paths: StatePaths, instance: Instance, timeoutMs: number, signal?: AbortSignal): Promise<CloudInitResult> {
   const argv = sshArgv(paths, instance, ['cloud-init', 'status', '--wait', '--long'], { tty: false });
   // cloud-init status exits 1 on error (and 2 on recoverable errors in newer releases): still a verdict.
-  const { stdout } = await run(argv, { timeoutMs, okCodes: [0, 1, 2] });
+  const { stdout } = await run(argv, { timeoutMs, okCodes: [0, 1, 2], ...(signal === undefined ? {} : { signal }) });
   return parseCloudInitStatus(stdout);
 }
 
