@@ -45,7 +45,7 @@ export interface CloneResult {
 
 /** A full, independent copy (no backing file), with progress. */
 export async function copyDisk(source: { path: string; format: DiskFormat }, target: string, options: CloneOptions = {}): Promise<void> {
-  const total = (await imageInfo(source.path)).virtualSize;
+  const total = (await imageInfo(source.path, { format: source.format })).virtualSize;
   const partial = `${target}.partial`;
   rmSync(partial, { force: true });
   try {

@@ -12,9 +12,14 @@ export interface ImageInfo {
   backingFile: string | undefined;
 }
 
-/** `qemu-img info --output=json`; `-U` so an image held open by a running QEMU can still be inspected. */
-export async function imageInfo(path: string, options: { signal?: AbortSignal } = {}): Promise<ImageInfo> {
-  const { stdout } = await run(['qemu-img', 'info', '-U', '--output=json', path], { timeoutMs: QEMU_IMG_TIMEOUT_MS, ...options });
+/**
+ * `qemu-img info --output=json`; `-U` so an image held open by a running QEMU can still be inspected. Give the
+ * `format` whenever virtnode knows it: probed, a raw disk whose guest wrote a qcow2 header reads as that qcow2.
+ */
+export async function imageInfo(path: string, options: { signal?: AbortSignal; format?: DiskFormat } = {}): Promise<ImageInfo> {
+  const { format, ...runOptions } = options;
+  const formatArgs = format === undefined ? [] : ['-f', format];
+  const { stdout } = await run(['qemu-img', 'info', '-U', ...formatArgs, '--output=json', path], { timeoutMs: QEMU_IMG_TIMEOUT_MS, ...runOptions });
   const info = JSON.parse(stdout) as { format: string; 'virtual-size': number; 'actual-size'?: number; 'backing-filename'?: string };
   return { format: info.format, virtualSize: info['virtual-size'], actualSize: info['actual-size'], backingFile: info['backing-filename'] };
 }

@@ -176,7 +176,7 @@ export class TemplateService {
     linkSync(disk.path, diskPath);
     chmodSync(diskPath, 0o444);
     failpoint('template.after-link');
-    const [sha256, info] = await Promise.all([sha256OfFile(diskPath, options.signal), imageInfo(diskPath)]);
+    const [sha256, info] = await Promise.all([sha256OfFile(diskPath, options.signal), imageInfo(diskPath, { format: disk.format })]);
     options.onPhase?.('store', `${diskPath} (sha256 ${sha256.slice(0, 16)}…)`);
     const template: Omit<Template, 'createdAt'> = {
       name,
