@@ -2,6 +2,7 @@ import { chmodSync, mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { DatabaseSync } from 'node:sqlite';
 import { VirtnodeError } from '../lib/errors.ts';
+import { mapNoSpaceSync } from '../lib/no-space.ts';
 import { MIGRATIONS } from './migrations.ts';
 
 const BUSY_TIMEOUT_MS = 10_000;
@@ -24,8 +25,11 @@ export function openDb(path: string): Db {
   chmodSync(path, 0o600);
   // WAL: readers never block the writer. FULL: a commit is on disk (the WAL fsynced) before it returns, so a
   // power loss does not undo what a command reported done.
-  db.exec('PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;');
-  migrate(db);
+  // On a full disk even reading fails here (WAL mode grows the -shm file first): say so, with where.
+  mapNoSpaceSync(`open the state database ${path}`, dirname(path), () => {
+    db.exec('PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;');
+    migrate(db);
+  });
   return db;
 }
 
@@ -54,7 +58,9 @@ export function transaction<T>(db: Db, fn: () => T): T {
     db.exec('COMMIT');
     return result;
   } catch (e) {
-    db.exec('ROLLBACK');
+    // SQLite has rolled back by itself after some errors (SQLITE_FULL, an I/O error): a second ROLLBACK would
+    // throw and hide the error that matters.
+    if (db.isTransaction) db.exec('ROLLBACK');
     throw e;
   }
 }
