@@ -2,11 +2,12 @@ import { createHash } from 'node:crypto';
 import { accessSync, chmodSync, closeSync, constants, existsSync, fsyncSync, openSync, renameSync, statSync, unlinkSync } from 'node:fs';
 import { mkdir, mkdtemp, readdir, rename, rm } from 'node:fs/promises';
 import { basename, isAbsolute, join, resolve } from 'node:path';
-import { VirtnodeError, invalid } from '../../lib/errors.ts';
+import { VirtnodeError, invalid, noSpaceCause } from '../../lib/errors.ts';
 import { validateName } from '../../lib/ids.ts';
 import type { StatePaths } from '../../lib/paths.ts';
 import { isAlive, selfIdentity } from '../../lib/proc.ts';
 import { Reverter } from '../../lib/reverter.ts';
+import { mapNoSpace, named } from '../../lib/no-space.ts';
 import { imageInfo } from '../../qemu/img.ts';
 import { transaction } from '../../store/db.ts';
 import type { Db } from '../../store/db.ts';
@@ -217,15 +218,17 @@ export class ImageStore {
     const name = this.nameFor(options.name, basename(source));
     if (!readable) throw invalid('FILE', `${file} does not exist or is not a readable file`);
 
-    await this.ensureDirs();
-    const scratch = await this.newScratch('import');
+    const scratch = await mapNoSpace(`import image ${file}`, this.dir, async () => {
+      await this.ensureDirs();
+      return this.newScratch('import');
+    });
     try {
       return await this.importInto(scratch, source, file, name, options);
     } catch (e) {
       if (options.signal?.aborted === true) {
         throw new VirtnodeError('TIMEOUT', `import of ${file} was interrupted; nothing was stored`, { cause: e });
       }
-      throw e;
+      throw named(e, `import image ${file}`, this.dir);
     } finally {
       await rm(scratch, { recursive: true, force: true });
     }
@@ -279,11 +282,17 @@ export class ImageStore {
       }
       throw this.nameTaken(name);
     }
-    await this.ensureDirs();
     const partial = this.partialPathOf(url);
-    const unlock = await lockPartial(partial, url);
+    const unlock = await mapNoSpace(`pull image ${url}`, this.dir, async () => {
+      await this.ensureDirs();
+      return lockPartial(partial, url);
+    });
     try {
       return await this.pullLocked(url, partial, name, expected, verifiedBy, options);
+    } catch (e) {
+      // A download that filled the disk is not kept for a resume: the space is what the user needs back.
+      if (noSpaceCause(e) !== undefined) await discardPartial(partial);
+      throw named(e, `pull image ${url}`, this.dir);
     } finally {
       await unlock();
     }
