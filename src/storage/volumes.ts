@@ -10,6 +10,7 @@ import { formatSize, parseSize } from '../lib/units.ts';
 import type { Pool, Volume } from '../store/storage.ts';
 import { mustGetPool, DEFAULT_POOL } from './pools.ts';
 import { backingChain, type ChainLink, checkImage, type CheckResult, convertImage, type CopyProgress, createVolumeImage, imageLink, resizeImage } from './qemu-img.ts';
+import { damagedImageError, imageDamage } from '../qemu/img.ts';
 import { blockResize } from '../qmp/commands.ts';
 import { diskNode } from './qmp-block.ts';
 import { isLive, type StorageService } from './service.ts';
@@ -271,7 +272,10 @@ export function checkImport(storage: StorageService, file: string, request: { na
   return { source, name, requested, pool };
 }
 
-/** Copies an image file (any format qemu-img reads, backing chain flattened) into a new volume. */
+/**
+ * Copies an image file (any format qemu-img reads, backing chain flattened) into a new volume. A file that
+ * `qemu-img check` finds damaged is refused before anything is made; leaked clusters alone are accepted.
+ */
 export async function importVolume(
   storage: StorageService,
   file: string,
@@ -285,6 +289,8 @@ export async function importVolume(
   } catch (e) {
     throw new VirtnodeError('INVALID', `FILE: ${file} is not an image qemu-img can read`, { field: 'FILE', cause: e });
   }
+  const damage = await imageDamage(source, link.format, options.signal === undefined ? {} : { signal: options.signal });
+  if (damage !== undefined) throw damagedImageError('FILE', file, link.format, damage);
   const format: DiskFormat = requested ?? (link.format === 'raw' ? 'raw' : 'qcow2');
   const path = volumePath(pool.path, name, format);
   return makeVolume(storage, `import ${file} as volume ${name}`, name, pool.name, path, format, () => convertImage(source, path, format, { ...options, sourceFormat: link.format }));

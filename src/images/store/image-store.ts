@@ -8,7 +8,7 @@ import type { StatePaths } from '../../lib/paths.ts';
 import { isAlive, selfIdentity } from '../../lib/proc.ts';
 import { Reverter } from '../../lib/reverter.ts';
 import { mapNoSpace, named } from '../../lib/no-space.ts';
-import { imageInfo } from '../../qemu/img.ts';
+import { damagedImageError, imageDamage, imageInfo } from '../../qemu/img.ts';
 import { transaction } from '../../store/db.ts';
 import type { Db } from '../../store/db.ts';
 import { ImageRepository } from '../../store/images.ts';
@@ -450,7 +450,7 @@ export class ImageStore {
     }
   }
 
-  /** qemu-img's view of a file; only self-contained qcow2 and raw images are accepted. */
+  /** qemu-img's view of a file; only self-contained, undamaged (qemu-img check) qcow2 and raw images are accepted. */
   private async inspect(path: string, field: string, shown: string, signal: AbortSignal | undefined): Promise<{ format: ImageFormat; virtualSize: number }> {
     const info = await imageInfo(path, signalOption(signal));
     if (!FORMATS.includes(info.format)) {
@@ -460,6 +460,8 @@ export class ImageStore {
       throw invalid(field, `${shown} is a qcow2 image with a backing file (${info.backingFile}); stored images must be self-contained`, 'flatten it first: qemu-img convert -O qcow2 FILE NEW.qcow2');
     }
     if (info.virtualSize <= 0) throw invalid(field, `${shown} is empty`);
+    const damage = await imageDamage(path, info.format, signalOption(signal));
+    if (damage !== undefined) throw damagedImageError(field, shown, info.format, damage);
     return { format: info.format as ImageFormat, virtualSize: info.virtualSize };
   }
 
