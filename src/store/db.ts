@@ -2,7 +2,7 @@ import { chmodSync, mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { DatabaseSync } from 'node:sqlite';
 import { VirtnodeError } from '../lib/errors.ts';
-import { mapNoSpaceSync } from '../lib/no-space.ts';
+import { mapNoSpaceSync, named } from '../lib/no-space.ts';
 import { MIGRATIONS } from './migrations.ts';
 
 const BUSY_TIMEOUT_MS = 10_000;
@@ -50,17 +50,25 @@ function migrate(db: Db): void {
   });
 }
 
-/** Runs `fn` in an IMMEDIATE transaction (takes the write lock up front, so read-then-write is atomic). */
+/**
+ * Runs `fn` in an IMMEDIATE transaction (takes the write lock up front, so read-then-write is atomic). On a
+ * full disk it is rolled back and NO_SPACE names the state directory.
+ */
 export function transaction<T>(db: Db, fn: () => T): T {
-  db.exec('BEGIN IMMEDIATE');
   try {
-    const result = fn();
-    db.exec('COMMIT');
-    return result;
+    db.exec('BEGIN IMMEDIATE');
+    try {
+      const result = fn();
+      db.exec('COMMIT');
+      return result;
+    } catch (e) {
+      // SQLite has rolled back by itself after some errors (SQLITE_FULL, an I/O error): a second ROLLBACK
+      // would throw and hide the error that matters.
+      if (db.isTransaction) db.exec('ROLLBACK');
+      throw e;
+    }
   } catch (e) {
-    // SQLite has rolled back by itself after some errors (SQLITE_FULL, an I/O error): a second ROLLBACK would
-    // throw and hide the error that matters.
-    if (db.isTransaction) db.exec('ROLLBACK');
-    throw e;
+    const file = db.location();
+    throw file === null ? e : named(e, 'write the state database', dirname(file));
   }
 }
