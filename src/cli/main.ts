@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 import { Command, CommanderError } from 'commander';
 import { EXIT_CODE, toVirtnodeError } from '../lib/errors.ts';
+import { stateDir } from '../lib/paths.ts';
 import { registerCloneCommands } from './commands/clone.ts';
 import { registerCloudInitCommands } from './commands/cloud-init.ts';
 import { registerConsoleCommands } from './commands/console.ts';
@@ -49,7 +50,7 @@ program.hook('preAction', async (_program, action) => {
 
 function printError(e: unknown): number {
   if (e instanceof CommanderError) return e.exitCode === 0 ? 0 : 2;
-  const error = toVirtnodeError(e);
+  const error = toVirtnodeError(e, { stateDir: stateDir() });
   process.stderr.write(`error: ${error.message}\n`);
   if (error.hint !== undefined) process.stderr.write(`hint: ${error.hint}\n`);
   if (program.opts()['debug']) {

@@ -57,13 +57,16 @@ export function isVirtnodeError(e: unknown, code?: ErrorCode): e is VirtnodeErro
 /**
  * Anything thrown becomes a VirtnodeError; unknown errors are INTERNAL and keep their cause. A full disk is
  * NO_SPACE wherever it surfaced, never INTERNAL: operations that know where they write name the directory
- * (lib/no-space.ts); this is the fallback for the rest.
+ * (lib/no-space.ts); this is the fallback for the rest (a database write), naming `stateDir` when given.
  */
-export function toVirtnodeError(e: unknown): VirtnodeError {
+export function toVirtnodeError(e: unknown, options: { stateDir?: string } = {}): VirtnodeError {
   const full = noSpaceCause(e);
   if (full !== undefined && !(e instanceof VirtnodeError && e.code === 'NO_SPACE' && e.hint !== undefined)) {
-    const message = e instanceof VirtnodeError ? e.message : `no space left on the filesystem${typeof full.path === 'string' ? ` (writing ${full.path})` : ''}`;
-    return new VirtnodeError('NO_SPACE', message, { cause: e, hint: 'free space on the filesystem of the state directory (df -h), then try again' });
+    const dir = options.stateDir;
+    const where = typeof full.path === 'string' ? ` (writing ${full.path})` : '';
+    const message = e instanceof VirtnodeError ? e.message : `no space left on the filesystem${dir === undefined ? '' : ` of ${dir}`}${where}`;
+    const hint = dir === undefined ? 'free space on the filesystem of the state directory (df -h), then try again' : `free space in ${dir} (df -h ${dir}), then try again`;
+    return new VirtnodeError('NO_SPACE', message, { cause: e, hint });
   }
   if (e instanceof VirtnodeError) return e;
   const message = e instanceof Error ? e.message : String(e);
