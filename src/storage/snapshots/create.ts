@@ -6,7 +6,7 @@ import type { Instance } from '../../instances/model.ts';
 import { runtimePaths } from '../../instances/runtime.ts';
 import { VirtnodeError } from '../../lib/errors.ts';
 import { failpoint } from '../../lib/failpoint.ts';
-import { named } from '../../lib/no-space.ts';
+import { mapNoSpace, named } from '../../lib/no-space.ts';
 import { validateName } from '../../lib/ids.ts';
 import { blockdevDel, QMP_COMMANDS, snapshotSave, transaction as qmpTransaction, type TransactionAction } from '../../qmp/commands.ts';
 import { GuestAgent } from '../../qmp/guest-agent.ts';
@@ -50,7 +50,8 @@ async function quiesced<T>(storage: StorageService, instance: Instance, notes: s
 export async function createSnapshot(storage: StorageService, request: CreateSnapshotRequest): Promise<SnapshotResult> {
   const instanceName = validateName('instance', request.instance);
   const name = validateName('snapshot', request.name ?? defaultName());
-  return storage.instances.withLock(instanceName, 'snapshot create', {}, async () => {
+  // The record and the lock on a full disk; the snapshot itself names the directory of the files it writes.
+  return mapNoSpace(`snapshot ${name} of ${instanceName}`, storage.paths.instanceDir(instanceName), () => storage.instances.withLock(instanceName, 'snapshot create', {}, async () => {
     const instance = await storage.instance(instanceName);
     const { kind, memory, existing, disks } = planSnapshot(storage, instance, name, request);
     const notes: string[] = [];
@@ -89,7 +90,7 @@ export async function createSnapshot(storage: StorageService, request: CreateSna
       storage.repo.setCurrentSnapshot(instance.name, name);
     });
     return { snapshot: storage.repo.snapshot(instance.name, name)!, notes };
-  });
+  }));
 }
 
 async function takeInternal(storage: StorageService, instance: Instance, name: string, disks: SnapshotDisk[], memory: boolean): Promise<void> {
