@@ -47,9 +47,11 @@ program.hook('preAction', async (_program, action) => {
   refuseRemote(path);
 });
 
-function printError(e: unknown): number {
+async function printError(e: unknown): Promise<number> {
   if (e instanceof CommanderError) return e.exitCode === 0 ? 0 : 2;
-  const error = toVirtnodeError(e);
+  // Loaded only here: every module main.ts imports statically is loaded (and run) by every command.
+  const { stateDir } = await import('../lib/paths.ts');
+  const error = toVirtnodeError(e, { stateDir: stateDir() });
   process.stderr.write(`error: ${error.message}\n`);
   if (error.hint !== undefined) process.stderr.write(`hint: ${error.hint}\n`);
   if (program.opts()['debug']) {
@@ -67,5 +69,5 @@ function printError(e: unknown): number {
 try {
   await program.parseAsync(process.argv);
 } catch (e) {
-  process.exitCode = printError(e);
+  process.exitCode = await printError(e);
 }

@@ -1,5 +1,6 @@
 import { spawn } from 'node:child_process';
 import { VirtnodeError } from '../lib/errors.ts';
+import { reportsNoSpace } from '../lib/no-space.ts';
 
 /** Debian package that provides each external program virtnode runs, for "missing program" hints. */
 export const PROGRAM_PACKAGES: Record<string, string> = {
@@ -47,6 +48,7 @@ export interface RunResult {
   code: number;
 }
 
+/** A program that failed for a full disk is NO_SPACE (lib/no-space.ts names the directory), else COMMAND_FAILED. */
 export class CommandError extends VirtnodeError {
   readonly argv: readonly string[];
   readonly exitCode: number | null;
@@ -54,7 +56,7 @@ export class CommandError extends VirtnodeError {
 
   constructor(argv: readonly string[], exitCode: number | null, stderr: string, reason: string) {
     const tail = stderr.trim().split('\n').slice(-3).join(' | ');
-    super('COMMAND_FAILED', `${argv[0]} ${reason}${tail ? `: ${tail}` : ''}`);
+    super(reportsNoSpace(stderr) ? 'NO_SPACE' : 'COMMAND_FAILED', `${argv[0]} ${reason}${tail ? `: ${tail}` : ''}`);
     this.argv = argv;
     this.exitCode = exitCode;
     this.stderr = stderr;

@@ -4,6 +4,7 @@ import { VirtnodeError } from '../lib/errors.ts';
 import { failpoint } from '../lib/failpoint.ts';
 import { newMac, newUuid } from '../lib/ids.ts';
 import type { StatePaths } from '../lib/paths.ts';
+import { named } from '../lib/no-space.ts';
 import { Reverter } from '../lib/reverter.ts';
 import { createImage, imageInfo } from '../qemu/img.ts';
 import type { CoreContext, LockOptions } from '../core/context.ts';
@@ -192,7 +193,7 @@ export class InstanceService {
         return this.mustGet(name);
       } catch (e) {
         await reverter.revert();
-        throw e;
+        throw named(e, `create instance ${name}`, this.paths.instances);
       }
     });
   }

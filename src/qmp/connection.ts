@@ -1,5 +1,6 @@
 import type { Socket } from 'node:net';
 import { VirtnodeError } from '../lib/errors.ts';
+import { reportsNoSpace } from '../lib/no-space.ts';
 import { withSignal } from '../lib/signal.ts';
 import { cancelled, openUnixSocket, sleep } from './abortable.ts';
 import { LineFramer } from './framing.ts';
@@ -56,7 +57,7 @@ export class QmpCommandError extends VirtnodeError {
   readonly desc: string;
 
   constructor(command: string, qmpClass: string, desc: string, options: { peer?: string; hint?: string } = {}) {
-    super('QMP_COMMAND', `${options.peer ?? 'QEMU'} refused ${command}: ${desc} (${qmpClass})`, options.hint === undefined ? {} : { hint: options.hint });
+    super(reportsNoSpace(desc) ? 'NO_SPACE' : 'QMP_COMMAND', `${options.peer ?? 'QEMU'} refused ${command}: ${desc} (${qmpClass})`, options.hint === undefined ? {} : { hint: options.hint });
     this.command = command;
     this.qmpClass = qmpClass;
     this.desc = desc;

@@ -5,6 +5,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { VirtnodeError } from '../lib/errors.ts';
+import { reportsNoSpace } from '../lib/no-space.ts';
 import { HOTPLUG_PORTS, hotplugPortId } from '../qemu/argv.ts';
 import { blockdevAdd, type BlockInfo, deviceDel, jobComplete, jobDismiss, type PciDeviceInfo, queryBlock, queryJobs, queryNamedBlockNodes, queryPci } from '../qmp/commands.ts';
 import type { QmpConnection, QmpEvent } from '../qmp/connection.ts';
@@ -120,7 +121,7 @@ export async function runJob(qmp: QmpConnection, jobId: string, start: () => Pro
   await concluded;
   const job = (await queryJobs(qmp)).find((j) => j.id === jobId);
   await jobDismiss(qmp, { id: jobId }).catch(() => {});
-  if (job?.error !== undefined) throw new VirtnodeError('QMP_COMMAND', `QEMU job ${jobId} failed: ${job.error}`);
+  if (job?.error !== undefined) throw new VirtnodeError(reportsNoSpace(job.error) ? 'NO_SPACE' : 'QMP_COMMAND', `QEMU job ${jobId} failed: ${job.error}`);
 }
 
 /**
@@ -150,7 +151,7 @@ export async function runBlockJob(qmp: QmpConnection, jobId: string, start: () =
     }
     if (event.event === 'BLOCK_JOB_CANCELLED') throw new VirtnodeError('QMP_COMMAND', `block job ${jobId} was cancelled`);
     const error = event.data?.['error'];
-    if (typeof error === 'string') throw new VirtnodeError('QMP_COMMAND', `block job ${jobId} failed: ${error}`);
+    if (typeof error === 'string') throw new VirtnodeError(reportsNoSpace(error) ? 'NO_SPACE' : 'QMP_COMMAND', `block job ${jobId} failed: ${error}`);
   } finally {
     off();
   }

@@ -3,12 +3,14 @@ import { basename, dirname, extname, join, resolve } from 'node:path';
 import type { DiskFormat, Instance } from '../instances/model.ts';
 import { invalid, VirtnodeError } from '../lib/errors.ts';
 import { failpoint } from '../lib/failpoint.ts';
+import { mapNoSpace, mapNoSpaceSync, named } from '../lib/no-space.ts';
 import { validateName } from '../lib/ids.ts';
 import { within } from '../lib/paths.ts';
 import { formatSize, parseSize } from '../lib/units.ts';
 import type { Pool, Volume } from '../store/storage.ts';
 import { mustGetPool, DEFAULT_POOL } from './pools.ts';
 import { backingChain, type ChainLink, checkImage, type CheckResult, convertImage, type CopyProgress, createVolumeImage, imageLink, resizeImage } from './qemu-img.ts';
+import { damagedImageError, imageDamage } from '../qemu/img.ts';
 import { blockResize } from '../qmp/commands.ts';
 import { diskNode } from './qmp-block.ts';
 import { isLive, type StorageService } from './service.ts';
@@ -51,9 +53,12 @@ function assertNewVolume(storage: StorageService, name: string, path: string): v
   }
 }
 
-/** Records the volume as `creating`, makes its file with `make`, then marks it ready; a failure undoes both. */
-async function makeVolume(storage: StorageService, name: string, pool: string, path: string, format: DiskFormat, make: () => Promise<void>): Promise<Volume> {
-  return storage.withVolumeLock(name, 'create', { lockWaitMs: 0 }, async () => {
+/**
+ * Records the volume as `creating`, makes its file with `make`, then marks it ready; a failure undoes both. A
+ * full disk is NO_SPACE naming `what` and the pool's directory.
+ */
+async function makeVolume(storage: StorageService, what: string, name: string, pool: string, path: string, format: DiskFormat, make: () => Promise<void>): Promise<Volume> {
+  const underLock = async () => {
     assertNewVolume(storage, name, path);
     storage.repo.insertVolume({ name, pool, path, format, state: 'creating' });
     try {
@@ -61,12 +66,13 @@ async function makeVolume(storage: StorageService, name: string, pool: string, p
       failpoint('volume.after-file');
       storage.repo.updateVolume(name, { state: 'ready' });
     } catch (e) {
-      rmSync(path, { force: true });
+      rmSync(path, { force: true }); // first: on a full disk, the record's delete needs the space back
       storage.repo.deleteVolume(name);
       throw e;
     }
     return storage.repo.volume(name)!;
-  });
+  };
+  return mapNoSpace(what, dirname(path), () => storage.withVolumeLock(name, 'create', { lockWaitMs: 0 }, underLock));
 }
 
 export interface CreateVolumeRequest {
@@ -84,7 +90,7 @@ export async function createVolume(storage: StorageService, request: CreateVolum
   const format = parseFormat('--format', request.format, 'qcow2');
   const pool = mustGetPool(storage, request.pool ?? DEFAULT_POOL);
   const path = volumePath(pool.path, name, format);
-  return makeVolume(storage, name, pool.name, path, format, () => createVolumeImage(path, { format, sizeBytes, preallocate: request.preallocate === true }));
+  return makeVolume(storage, `create volume ${name}`, name, pool.name, path, format, () => createVolumeImage(path, { format, sizeBytes, preallocate: request.preallocate === true }));
 }
 
 export interface VolumeView extends Volume {
@@ -243,7 +249,7 @@ export async function convertVolume(storage: StorageService, name: string, forma
       renameSync(partial, target);
     } catch (e) {
       rmSync(partial, { force: true });
-      throw e;
+      throw named(e, `convert volume ${name}`, pool.path);
     }
     storage.repo.updateVolume(name, { path: target, format });
     rmSync(volume.path, { force: true });
@@ -266,7 +272,10 @@ export function checkImport(storage: StorageService, file: string, request: { na
   return { source, name, requested, pool };
 }
 
-/** Copies an image file (any format qemu-img reads, backing chain flattened) into a new volume. */
+/**
+ * Copies an image file (any format qemu-img reads, backing chain flattened) into a new volume. A file that
+ * `qemu-img check` finds damaged is refused before anything is made; leaked clusters alone are accepted.
+ */
 export async function importVolume(
   storage: StorageService,
   file: string,
@@ -280,9 +289,11 @@ export async function importVolume(
   } catch (e) {
     throw new VirtnodeError('INVALID', `FILE: ${file} is not an image qemu-img can read`, { field: 'FILE', cause: e });
   }
+  const damage = await imageDamage(source, link.format, options.signal === undefined ? {} : { signal: options.signal });
+  if (damage !== undefined) throw damagedImageError('FILE', file, link.format, damage);
   const format: DiskFormat = requested ?? (link.format === 'raw' ? 'raw' : 'qcow2');
   const path = volumePath(pool.path, name, format);
-  return makeVolume(storage, name, pool.name, path, format, () => convertImage(source, path, format, { ...options, sourceFormat: link.format }));
+  return makeVolume(storage, `import ${file} as volume ${name}`, name, pool.name, path, format, () => convertImage(source, path, format, { ...options, sourceFormat: link.format }));
 }
 
 /** The checks of exportVolume before it takes the volume's lock (the API answers them at once). */
@@ -317,10 +328,10 @@ export async function exportVolume(
     const source = disk === undefined ? { path: volume.path, format: volume.format } : { path: disk.path, format: disk.format };
     // Written in a private directory beside the target, then linked to the target's name: link() never follows
     // a link planted there and fails if the name was taken meanwhile.
-    const scratch = mkdtempSync(join(dirname(target), `.${basename(target)}.`));
+    const scratch = mapNoSpaceSync(`export volume ${name} to ${target}`, dirname(target), () => mkdtempSync(join(dirname(target), `.${basename(target)}.`)));
     try {
       const partial = join(scratch, 'export');
-      await convertImage(source.path, partial, format, { ...options, sourceFormat: source.format });
+      await mapNoSpace(`export volume ${name} to ${target}`, dirname(target), () => convertImage(source.path, partial, format, { ...options, sourceFormat: source.format }));
       try {
         linkSync(partial, target);
       } catch (e) {

@@ -2,6 +2,7 @@ import { chmodSync, mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { DatabaseSync } from 'node:sqlite';
 import { VirtnodeError } from '../lib/errors.ts';
+import { mapNoSpaceSync, named } from '../lib/no-space.ts';
 import { MIGRATIONS } from './migrations.ts';
 
 const BUSY_TIMEOUT_MS = 10_000;
@@ -24,8 +25,11 @@ export function openDb(path: string): Db {
   chmodSync(path, 0o600);
   // WAL: readers never block the writer. FULL: a commit is on disk (the WAL fsynced) before it returns, so a
   // power loss does not undo what a command reported done.
-  db.exec('PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;');
-  migrate(db);
+  // On a full disk even reading fails here (WAL mode grows the -shm file first): say so, with where.
+  mapNoSpaceSync(`open the state database ${path}`, dirname(path), () => {
+    db.exec('PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;');
+    migrate(db);
+  });
   return db;
 }
 
@@ -46,15 +50,25 @@ function migrate(db: Db): void {
   });
 }
 
-/** Runs `fn` in an IMMEDIATE transaction (takes the write lock up front, so read-then-write is atomic). */
+/**
+ * Runs `fn` in an IMMEDIATE transaction (takes the write lock up front, so read-then-write is atomic). On a
+ * full disk it is rolled back and NO_SPACE names the state directory.
+ */
 export function transaction<T>(db: Db, fn: () => T): T {
-  db.exec('BEGIN IMMEDIATE');
   try {
-    const result = fn();
-    db.exec('COMMIT');
-    return result;
+    db.exec('BEGIN IMMEDIATE');
+    try {
+      const result = fn();
+      db.exec('COMMIT');
+      return result;
+    } catch (e) {
+      // SQLite has rolled back by itself after some errors (SQLITE_FULL, an I/O error): a second ROLLBACK
+      // would throw and hide the error that matters.
+      if (db.isTransaction) db.exec('ROLLBACK');
+      throw e;
+    }
   } catch (e) {
-    db.exec('ROLLBACK');
-    throw e;
+    const file = db.location();
+    throw file === null ? e : named(e, 'write the state database', dirname(file));
   }
 }

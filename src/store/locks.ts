@@ -39,17 +39,29 @@ export async function acquireLock(
       );
       return undefined;
     });
-    if (holder === undefined) {
-      return () => {
-        db.prepare('DELETE FROM locks WHERE name = ? AND pid = ? AND pid_start = ?').run(name, me.pid, me.start);
-      };
-    }
+    if (holder === undefined) return () => releaseLock(db, name, me);
     if (Date.now() >= deadline || options.signal?.aborted) {
       throw new VirtnodeError('BUSY', `instance ${name} is busy: ${holder.operation} by process ${holder.pid} since ${holder.acquired_at}`, {
         hint: 'wait for that operation to finish and retry',
       });
     }
     await sleep(POLL_MS);
+  }
+}
+
+const RELEASE_RETRY_MS = 1_000;
+
+/**
+ * Deletes this process's lock row. It never throws: a release that fails (a full disk: SQLite cannot write)
+ * must neither hide the error that ended the operation nor fail one that succeeded. The row names this live
+ * process, so it is retried until it goes; a CLI process ends first, and a dead owner's lock is taken over.
+ */
+function releaseLock(db: Db, name: string, me: { pid: number; start: string }): void {
+  try {
+    db.prepare('DELETE FROM locks WHERE name = ? AND pid = ? AND pid_start = ?').run(name, me.pid, me.start);
+  } catch {
+    if (!db.isOpen) return;
+    setTimeout(() => releaseLock(db, name, me), RELEASE_RETRY_MS).unref();
   }
 }
 

@@ -17,8 +17,8 @@ export interface ServedFile {
   hang?: boolean;
   /** Send this many body bytes, then go silent (the connection stays open). */
   stallAfter?: number;
-  /** No Content-Length: the body is sent chunked, its size unknown until it ends. */
-  noLength?: boolean;
+  /** No Content-Length (a chunked body): the client learns the size only at the end. */
+  lengthUnknown?: boolean;
 }
 
 export interface ServedRequest {
@@ -148,7 +148,7 @@ export class TestHttpServer {
       status = 206;
       headers['content-range'] = `bytes ${start}-${size - 1}/${size}`;
     }
-    if (file.noLength !== true) headers['content-length'] = String(size - start);
+    if (file.lengthUnknown !== true) headers['content-length'] = String(size - start);
     record.status = status;
     res.writeHead(status, headers);
 

@@ -90,7 +90,7 @@ describe('virtnode image pull', () => {
     server.serve('/img/disk.vmdk', readFileSync(join(fixtures, 'disk.vmdk')));
     server.serve('/img/portal.qcow2', { body: Buffer.from('<html><body>Please log in</body></html>'), contentType: 'text/html; charset=utf-8' });
     server.serve('/img/no-ranges.qcow2', { body: variants.noRanges.body, ranges: false });
-    server.serve('/img/endless.qcow2', { body: Buffer.alloc(64 * 1024 * 1024, 7), noLength: true });
+    server.serve('/img/endless.qcow2', { body: Buffer.alloc(64 * 1024 * 1024, 7), lengthUnknown: true });
     server.serve('/img/unverified.qcow2', body);
     published = Buffer.from('the image as its publisher released it');
     corrupt = Buffer.concat([body.subarray(0, body.length - 1), Buffer.from([body[body.length - 1]! ^ 0xff])]);

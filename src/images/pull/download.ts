@@ -3,7 +3,8 @@ import { createReadStream } from 'node:fs';
 import { open, readFile, rm, stat, statfs, truncate, writeFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { VirtnodeError, invalid } from '../../lib/errors.ts';
+import { VirtnodeError, invalid, noSpaceCause } from '../../lib/errors.ts';
+import { NoSpaceError } from '../../lib/no-space.ts';
 import { formatSize } from '../../lib/units.ts';
 import { imageSizeLimit } from '../size-limit.ts';
 import type { DownloadProgress } from './progress.ts';
@@ -252,6 +253,8 @@ async function downloadOnce(url: string, partial: string, options: DownloadOptio
   } catch (e) {
     if (options.signal?.aborted === true) throw interrupted(url, received, total);
     if (e instanceof VirtnodeError) throw e;
+    // A full disk is no cut-off: retrying at once or resuming later would only fill it again.
+    if (noSpaceCause(e) !== undefined) throw new NoSpaceError(`download of ${url} stopped after ${shownBytes(received, total)}`, dirname(partial), e);
     throw cutOff(url, received, total, received > offset, e);
   } finally {
     clearTimeout(stallTimer);

@@ -2,12 +2,13 @@ import { createHash } from 'node:crypto';
 import { accessSync, chmodSync, closeSync, constants, existsSync, fsyncSync, openSync, renameSync, statSync, unlinkSync } from 'node:fs';
 import { mkdir, mkdtemp, readdir, rename, rm } from 'node:fs/promises';
 import { basename, isAbsolute, join, resolve } from 'node:path';
-import { VirtnodeError, invalid } from '../../lib/errors.ts';
+import { VirtnodeError, invalid, noSpaceCause } from '../../lib/errors.ts';
 import { validateName } from '../../lib/ids.ts';
 import type { StatePaths } from '../../lib/paths.ts';
 import { isAlive, selfIdentity } from '../../lib/proc.ts';
 import { Reverter } from '../../lib/reverter.ts';
-import { imageInfo } from '../../qemu/img.ts';
+import { mapNoSpace, named } from '../../lib/no-space.ts';
+import { damagedImageError, imageDamage, imageInfo } from '../../qemu/img.ts';
 import { transaction } from '../../store/db.ts';
 import type { Db } from '../../store/db.ts';
 import { ImageRepository } from '../../store/images.ts';
@@ -223,15 +224,17 @@ export class ImageStore {
   async import(file: string, options: ImportOptions = {}): Promise<StoreResult> {
     const { source, name } = this.importSource(file, options.name);
 
-    await this.ensureDirs();
-    const scratch = await this.newScratch('import');
+    const scratch = await mapNoSpace(`import image ${file}`, this.dir, async () => {
+      await this.ensureDirs();
+      return this.newScratch('import');
+    });
     try {
       return await this.importInto(scratch, source, file, name, options);
     } catch (e) {
       if (options.signal?.aborted === true) {
         throw new VirtnodeError('TIMEOUT', `import of ${file} was interrupted; nothing was stored`, { cause: e });
       }
-      throw e;
+      throw named(e, `import image ${file}`, this.dir);
     } finally {
       await rm(scratch, { recursive: true, force: true });
     }
@@ -285,11 +288,17 @@ export class ImageStore {
       }
       throw this.nameTaken(name);
     }
-    await this.ensureDirs();
     const partial = this.partialPathOf(url);
-    const unlock = await lockPartial(partial, url);
+    const unlock = await mapNoSpace(`pull image ${url}`, this.dir, async () => {
+      await this.ensureDirs();
+      return lockPartial(partial, url);
+    });
     try {
       return await this.pullLocked(url, partial, name, expected, verifiedBy, options);
+    } catch (e) {
+      // A download that filled the disk is not kept for a resume: the space is what the user needs back.
+      if (noSpaceCause(e) !== undefined) await discardPartial(partial);
+      throw named(e, `pull image ${url}`, this.dir);
     } finally {
       await unlock();
     }
@@ -447,7 +456,7 @@ export class ImageStore {
     }
   }
 
-  /** qemu-img's view of a file; only self-contained qcow2 and raw images are accepted. */
+  /** qemu-img's view of a file; only self-contained, undamaged (qemu-img check) qcow2 and raw images are accepted. */
   private async inspect(path: string, field: string, shown: string, signal: AbortSignal | undefined): Promise<{ format: ImageFormat; virtualSize: number }> {
     const info = await imageInfo(path, signalOption(signal));
     if (!FORMATS.includes(info.format)) {
@@ -457,6 +466,8 @@ export class ImageStore {
       throw invalid(field, `${shown} is a qcow2 image with a backing file (${info.backingFile}); stored images must be self-contained`, 'flatten it first: qemu-img convert -O qcow2 FILE NEW.qcow2');
     }
     if (info.virtualSize <= 0) throw invalid(field, `${shown} is empty`);
+    const damage = await imageDamage(path, info.format, signalOption(signal));
+    if (damage !== undefined) throw damagedImageError(field, shown, info.format, damage);
     return { format: info.format as ImageFormat, virtualSize: info.virtualSize };
   }
 

@@ -1,11 +1,12 @@
 /** Taking a snapshot: internal (qcow2 snapshots inside each disk, with memory when live) or external (an overlay on every disk). */
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, rmSync } from 'node:fs';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import type { Instance } from '../../instances/model.ts';
 import { runtimePaths } from '../../instances/runtime.ts';
 import { VirtnodeError } from '../../lib/errors.ts';
 import { failpoint } from '../../lib/failpoint.ts';
+import { mapNoSpace, named } from '../../lib/no-space.ts';
 import { validateName } from '../../lib/ids.ts';
 import { blockdevDel, QMP_COMMANDS, snapshotSave, transaction as qmpTransaction, type TransactionAction } from '../../qmp/commands.ts';
 import { GuestAgent } from '../../qmp/guest-agent.ts';
@@ -49,7 +50,8 @@ async function quiesced<T>(storage: StorageService, instance: Instance, notes: s
 export async function createSnapshot(storage: StorageService, request: CreateSnapshotRequest): Promise<SnapshotResult> {
   const instanceName = validateName('instance', request.instance);
   const name = validateName('snapshot', request.name ?? defaultName());
-  return storage.instances.withLock(instanceName, 'snapshot create', {}, async () => {
+  // The record and the lock on a full disk; the snapshot itself names the directory of the files it writes.
+  return mapNoSpace(`snapshot ${name} of ${instanceName}`, storage.paths.instanceDir(instanceName), () => storage.instances.withLock(instanceName, 'snapshot create', {}, async () => {
     const instance = await storage.instance(instanceName);
     const { kind, memory, existing, disks } = planSnapshot(storage, instance, name, request);
     const notes: string[] = [];
@@ -70,8 +72,13 @@ export async function createSnapshot(storage: StorageService, request: CreateSna
       failpoint('snapshot.after-take');
     } catch (e) {
       for (const d of snapshotDisks) if (d.overlay !== undefined) rmSync(d.overlay, { force: true });
-      storage.repo.deleteSnapshot(instance.name, name);
-      throw e;
+      try {
+        storage.repo.deleteSnapshot(instance.name, name);
+      } catch {
+        // The disk is still full (a qcow2 file does not shrink): the record stays `creating`, which the next
+        // reconcile removes. The error to report is the one that ended the snapshot.
+      }
+      throw named(e, `snapshot ${name} of ${instance.name}`, kind === 'external' ? overlaysDir(storage, instance.name) : dirname(snapshotDisks[0]?.file ?? storage.paths.instanceDir(instance.name)));
     }
     transaction(storage.instances.db, () => {
       if (kind === 'external') {
@@ -83,7 +90,7 @@ export async function createSnapshot(storage: StorageService, request: CreateSna
       storage.repo.setCurrentSnapshot(instance.name, name);
     });
     return { snapshot: storage.repo.snapshot(instance.name, name)!, notes };
-  });
+  }));
 }
 
 async function takeInternal(storage: StorageService, instance: Instance, name: string, disks: SnapshotDisk[], memory: boolean): Promise<void> {
