@@ -236,7 +236,10 @@ async function downloadOnce(url: string, partial: string, options: DownloadOptio
     for await (const chunk of response.body) {
       armStall();
       if (received + chunk.length > limit.bytes) {
-        overflow = invalid('URL', `cannot download ${url}: it is larger than ${limit.why}`, 'free space, or pull a smaller image');
+        overflow =
+          limit.kind === 'space'
+            ? new NoSpaceError(`download of ${url} stopped after ${shownBytes(received, total)}, at ${limit.why}`, dirname(partial), undefined)
+            : invalid('URL', `cannot download ${url}: it is larger than ${limit.why}`, 'pull a smaller image');
       } else if (total !== undefined && received + chunk.length > total) {
         overflow = new VirtnodeError('COMMAND_FAILED', `cannot download ${url}: the server sent more than the ${formatSize(total)} it declared`);
       }
