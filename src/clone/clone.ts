@@ -82,7 +82,9 @@ async function makeReadOnlyBase(core: CoreContext, instance: Instance, disk: Dis
     const overlay = `${disk.path}.rebase`;
     rmSync(overlay, { force: true });
     await createImage(overlay, { format: 'qcow2', backing: { path: base, format: 'qcow2' } });
+    failpoint('clone.after-rebase-overlay');
     renameSync(overlay, disk.path);
+    failpoint('clone.after-rebase');
     return base;
   } finally {
     release();
@@ -175,6 +177,7 @@ async function cloneFrom(
     else await copyDisk(disk, path, options);
     failpoint('clone.after-disk');
     if (template === undefined) seal = await sealOffline(core.paths, { path, format: 'qcow2' }, signal);
+    failpoint('clone.after-seal');
     const identity = await makeCloneIdentity(core, dir, name, { user, ...signal });
     const spec: InstanceSpec = { ...draft, instanceId: identity.instanceId, disks: [{ id: 'disk0', path, format: 'qcow2', owned: true }, identity.seedDisk] };
     if (identity.ssh !== undefined) spec.ssh = identity.ssh;

@@ -5,6 +5,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { VirtnodeError } from '../lib/errors.ts';
+import { delaypoint } from '../lib/failpoint.ts';
 import { HOTPLUG_PORTS, hotplugPortId } from '../qemu/argv.ts';
 import { blockdevAdd, type BlockInfo, deviceDel, jobComplete, jobDismiss, type PciDeviceInfo, queryBlock, queryJobs, queryNamedBlockNodes, queryPci } from '../qmp/commands.ts';
 import type { QmpConnection, QmpEvent } from '../qmp/connection.ts';
@@ -145,6 +146,7 @@ export async function runBlockJob(qmp: QmpConnection, jobId: string, start: () =
         timeoutMs,
       });
       completed.catch(() => {});
+      await delaypoint('block-job.ready');
       await jobComplete(qmp, { id: jobId });
       event = await completed;
     }

@@ -319,14 +319,17 @@ export async function exportVolume(
     // a link planted there and fails if the name was taken meanwhile.
     const scratch = mkdtempSync(join(dirname(target), `.${basename(target)}.`));
     try {
+      failpoint('export.after-scratch');
       const partial = join(scratch, 'export');
       await convertImage(source.path, partial, format, { ...options, sourceFormat: source.format });
+      failpoint('export.after-copy');
       try {
         linkSync(partial, target);
       } catch (e) {
         if ((e as NodeJS.ErrnoException).code === 'EEXIST') throw new VirtnodeError('CONFLICT', `FILE: ${file} already exists`, { field: 'FILE', hint: 'choose a new file name; export never overwrites' });
         throw e;
       }
+      failpoint('export.after-link');
     } finally {
       rmSync(scratch, { recursive: true, force: true });
     }
