@@ -18,7 +18,7 @@ export const FAILPOINTS = {
     'launch.after-boot',
   ],
   /** `clone SRC NEW` of a stopped instance: a copy of its disk, sealed offline. */
-  'clone-full': ['create.after-record', 'create.after-mkdir', 'clone.after-disk', 'clone.after-seal', 'create.after-disk'],
+  'clone-full': ['create.after-record', 'create.after-mkdir', 'clone.after-disk', 'seal.appliance-running', 'clone.after-seal', 'create.after-disk'],
   /** `clone SRC NEW --linked` of a stopped instance: its disk becomes a read-only base under both. */
   'clone-linked': [
     'clone.after-base',
@@ -27,6 +27,7 @@ export const FAILPOINTS = {
     'create.after-record',
     'create.after-mkdir',
     'clone.after-disk',
+    'seal.appliance-running',
     'clone.after-seal',
     'create.after-disk',
   ],
@@ -42,7 +43,7 @@ export const FAILPOINTS = {
   'volume-create': ['volume.after-file'],
   'volume-export': ['export.after-scratch', 'export.after-copy', 'export.after-link'],
   /** `template create` of a stopped instance: sealed offline, then stored. */
-  'template-create': ['template.after-seal', 'template.after-mkdir', 'template.after-link', 'template.after-record'],
+  'template-create': ['seal.appliance-running', 'template.after-seal', 'template.after-mkdir', 'template.after-link', 'template.after-record'],
   delete: ['delete.after-mark'],
 } as const satisfies Record<string, readonly string[]>;
 
