@@ -23,6 +23,18 @@ export function newNodeName(diskId: string): string {
   return `${diskId.slice(0, 20)}-o${randomBytes(3).toString('hex')}`;
 }
 
+const NEW_NODE_NAME = /-o[0-9a-f]{6}$/;
+
+/**
+ * Nodes virtnode added (newNodeName) whose file no disk uses: an overlay opened for a snapshot by a process that
+ * crashed before the switch. Left in QEMU, such a node keeps the disk's node as its backing and blocks the next
+ * snapshot.
+ */
+export async function strayAddedNodes(qmp: QmpConnection, inUse: ReadonlySet<string>): Promise<string[]> {
+  const nodes = await queryNamedBlockNodes(qmp, { flat: true });
+  return nodes.filter((n) => NEW_NODE_NAME.test(n['node-name']) && n.drv !== 'file' && !inUse.has(n.file)).map((n) => n['node-name']);
+}
+
 export interface DiskNode {
   /** The node the device reads and writes (the top of the chain). */
   node: string;
