@@ -7,6 +7,7 @@ import { processCmdline, processStartTime, type ProcessIdentity } from '../../..
 import { isOurQemu, killQemu, lastLogLine, readPidfile, spawnQemu, waitForExit } from '../../../qemu/process.ts';
 import * as qmpCommand from '../../../qmp/commands.ts';
 import { QmpConnection } from '../../../qmp/connection.ts';
+import { connectMonitor, explainSilence } from '../../monitor.ts';
 import { rotateConsoleLog } from '../../console-log.ts';
 import type { ConsoleEndpoints, DriverSample, InstanceDriver, Observation, PreparedStart, StopMethod } from '../../driver.ts';
 import type { Accel, Instance } from '../../model.ts';
@@ -89,9 +90,11 @@ export class QemuDriver implements InstanceDriver {
   }
 
   private async withMonitor(instance: Instance, command: (qmp: QmpConnection) => Promise<void>): Promise<void> {
-    const qmp = await QmpConnection.connect(this.runtime(instance).qmp, { timeoutMs: QMP_CONNECT_TIMEOUT_MS });
+    const qmp = await connectMonitor(this.runtime(instance).qmp, instance, QMP_CONNECT_TIMEOUT_MS);
     try {
       await command(qmp);
+    } catch (e) {
+      throw explainSilence(e, instance);
     } finally {
       qmp.close();
     }
