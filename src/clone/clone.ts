@@ -12,7 +12,7 @@ import { InstanceService } from '../instances/service.ts';
 import { convertPercent, createImage, imageInfo } from '../qemu/img.ts';
 import { acquireLock } from '../store/locks.ts';
 import type { Template } from '../templates/model.ts';
-import { BASES_LOCK, basesDir } from '../templates/paths.ts';
+import { BASES_LOCK, basesDir, rebaseOverlayOf } from '../templates/paths.ts';
 import { type SealResult, sealOffline } from '../templates/seal.ts';
 import { chainInside } from '../storage/backing.ts';
 import { inheritedSpec, makeCloneIdentity } from './identity.ts';
@@ -79,10 +79,12 @@ async function makeReadOnlyBase(core: CoreContext, instance: Instance, disk: Dis
     linkSync(disk.path, base);
     chmodSync(base, 0o444);
     failpoint('clone.after-base');
-    const overlay = `${disk.path}.rebase`;
+    const overlay = rebaseOverlayOf(disk.path);
     rmSync(overlay, { force: true });
     await createImage(overlay, { format: 'qcow2', backing: { path: base, format: 'qcow2' } });
+    failpoint('clone.after-rebase-overlay');
     renameSync(overlay, disk.path);
+    failpoint('clone.after-rebase');
     return base;
   } finally {
     release();
@@ -175,6 +177,7 @@ async function cloneFrom(
     else await copyDisk(disk, path, options);
     failpoint('clone.after-disk');
     if (template === undefined) seal = await sealOffline(core.paths, { path, format: 'qcow2' }, signal);
+    failpoint('clone.after-seal');
     const identity = await makeCloneIdentity(core, dir, name, { user, ...signal });
     const spec: InstanceSpec = { ...draft, instanceId: identity.instanceId, disks: [{ id: 'disk0', path, format: 'qcow2', owned: true }, identity.seedDisk] };
     if (identity.ssh !== undefined) spec.ssh = identity.ssh;

@@ -6,6 +6,7 @@ import { renderMetaData, renderNetworkConfig, renderUserData } from '../cloudini
 import { type GeneratedKey, generateHostKeys, generateUserKey } from '../cloudinit/ssh-host-keys.ts';
 import type { CoreContext } from '../core/context.ts';
 import { VirtnodeError } from '../lib/errors.ts';
+import { failpoint } from '../lib/failpoint.ts';
 import { createImage } from '../qemu/img.ts';
 import { acquireLock } from '../store/locks.ts';
 import { type DiskFormat, type ImageRef, type Instance, type InstanceSpec, type KernelBoot, USER_MODE_GUEST_ADDRESS, USER_NETWORK } from './model.ts';
@@ -160,8 +161,10 @@ export async function launch(service: InstanceService, resolveImage: ImageResolv
     for (const made of [diskMade, identityMade]) made.catch(() => {}); // awaited below; a failure is not unhandled meanwhile
     try {
       await diskMade;
+      failpoint('launch.after-disk');
       phase('disk', `${disk} (overlay on ${image.name}${valid.diskSizeBytes === undefined ? '' : `, ${valid.diskSizeBytes} bytes`})`);
       const identity = await identityMade;
+      failpoint('launch.after-seed');
       phase('seed', `NoCloud ${valid.seedFormat === 'http' ? 'over HTTP, for this guest only' : valid.seedFormat} (instance-id ${identity.instanceId})`);
       return {
         ...draft,
@@ -183,9 +186,11 @@ export async function launch(service: InstanceService, resolveImage: ImageResolv
     }
   });
 
+  failpoint('launch.after-define');
   let instance = await service.start(defined.name, options.signal ? { signal: options.signal } : {});
   phase('booting', `QEMU pid ${instance.pid}`);
   if (options.noWait) return { instance, valid, address: undefined, cloudInit: undefined };
+  failpoint('launch.after-boot');
 
   const deadline = started + (options.timeoutMs ?? DEFAULT_READY_TIMEOUT_MS);
   const port = instance.spec.ssh!.hostPort!;

@@ -181,6 +181,7 @@ export class InstanceService {
         reverter.add('drop its address reservations', () => this.syncNetworks(networkNames));
         reverter.add('remove the instance record', () => this.repo.delete(name));
         await this.syncNetworks(networkNames);
+        failpoint('create.after-record');
         rmSync(dir, { recursive: true, force: true });
         mkdirSync(dir, { mode: 0o700 });
         reverter.add('remove the instance directory', () => rmSync(dir, { recursive: true, force: true }));
@@ -237,6 +238,7 @@ export class InstanceService {
     this.repo.setState(instance.name, 'starting');
     try {
       await this.networks.prepareInstance(instance);
+      failpoint('start.after-mark');
       await start.run(instance, {
         ...signal,
         onProcess: (process) => {

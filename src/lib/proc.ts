@@ -36,3 +36,14 @@ export function processCmdline(pid: number): string[] {
     return [];
   }
 }
+
+/** Is the process stopped (SIGSTOP, or held by a debugger)? It then answers nothing until it is continued. */
+export function processStopped(pid: number): boolean {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const state = stat.slice(stat.lastIndexOf(')') + 2).split(' ')[0];
+    return state === 'T' || state === 't';
+  } catch {
+    return false;
+  }
+}

@@ -5,6 +5,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { VirtnodeError } from '../lib/errors.ts';
+import { delaypoint } from '../lib/failpoint.ts';
 import { reportsNoSpace } from '../lib/no-space.ts';
 import { HOTPLUG_PORTS, hotplugPortId } from '../qemu/argv.ts';
 import { blockdevAdd, type BlockInfo, deviceDel, jobComplete, jobDismiss, type PciDeviceInfo, queryBlock, queryJobs, queryNamedBlockNodes, queryPci } from '../qmp/commands.ts';
@@ -21,6 +22,18 @@ export function deviceId(diskId: string): string {
 /** A node name unique within one QEMU run (node names are limited to 31 characters). */
 export function newNodeName(diskId: string): string {
   return `${diskId.slice(0, 20)}-o${randomBytes(3).toString('hex')}`;
+}
+
+const NEW_NODE_NAME = /-o[0-9a-f]{6}$/;
+
+/**
+ * Nodes virtnode added (newNodeName) whose file no disk uses: an overlay opened for a snapshot by a process that
+ * crashed before the switch. Left in QEMU, such a node keeps the disk's node as its backing and blocks the next
+ * snapshot.
+ */
+export async function strayAddedNodes(qmp: QmpConnection, inUse: ReadonlySet<string>): Promise<string[]> {
+  const nodes = await queryNamedBlockNodes(qmp, { flat: true });
+  return nodes.filter((n) => NEW_NODE_NAME.test(n['node-name']) && n.drv !== 'file' && !inUse.has(n.file)).map((n) => n['node-name']);
 }
 
 export interface DiskNode {
@@ -146,6 +159,7 @@ export async function runBlockJob(qmp: QmpConnection, jobId: string, start: () =
         timeoutMs,
       });
       completed.catch(() => {});
+      await delaypoint('block-job.ready');
       await jobComplete(qmp, { id: jobId });
       event = await completed;
     }

@@ -5,7 +5,8 @@ import type { Instance } from '../instances/model.ts';
 import { observeInstance } from '../instances/observe.ts';
 import { runtimePaths } from '../instances/runtime.ts';
 import { InstanceService, type OperationOptions } from '../instances/service.ts';
-import { QmpConnection } from '../qmp/connection.ts';
+import type { QmpConnection } from '../qmp/connection.ts';
+import { connectMonitor, explainSilence } from '../instances/monitor.ts';
 import type { StorageRepository } from '../store/storage.ts';
 
 const QMP_CONNECT_TIMEOUT_MS = 5_000;
@@ -52,13 +53,15 @@ export class StorageService {
 
   /** A QMP connection to the instance's operations monitor; the caller holds the instance lock and closes it. */
   async qmp(instance: Instance): Promise<QmpConnection> {
-    return QmpConnection.connect(runtimePaths(this.paths.instanceDir(instance.name)).qmp, { timeoutMs: QMP_CONNECT_TIMEOUT_MS });
+    return connectMonitor(runtimePaths(this.paths.instanceDir(instance.name)).qmp, instance, QMP_CONNECT_TIMEOUT_MS);
   }
 
   async withQmp<T>(instance: Instance, fn: (qmp: QmpConnection) => Promise<T>): Promise<T> {
     const qmp = await this.qmp(instance);
     try {
       return await fn(qmp);
+    } catch (e) {
+      throw explainSilence(e, instance);
     } finally {
       qmp.close();
     }

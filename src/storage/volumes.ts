@@ -1,9 +1,10 @@
-import { existsSync, linkSync, mkdtempSync, renameSync, rmSync, statSync } from 'node:fs';
+import { existsSync, linkSync, renameSync, rmSync, statSync } from 'node:fs';
 import { basename, dirname, extname, join, resolve } from 'node:path';
 import type { DiskFormat, Instance } from '../instances/model.ts';
 import { invalid, VirtnodeError } from '../lib/errors.ts';
 import { failpoint } from '../lib/failpoint.ts';
 import { mapNoSpace, mapNoSpaceSync, named } from '../lib/no-space.ts';
+import { makeScratchDir } from '../lib/scratch.ts';
 import { validateName } from '../lib/ids.ts';
 import { within } from '../lib/paths.ts';
 import { formatSize, parseSize } from '../lib/units.ts';
@@ -328,18 +329,22 @@ export async function exportVolume(
     const source = disk === undefined ? { path: volume.path, format: volume.format } : { path: disk.path, format: disk.format };
     // Written in a private directory beside the target, then linked to the target's name: link() never follows
     // a link planted there and fails if the name was taken meanwhile.
-    const scratch = mapNoSpaceSync(`export volume ${name} to ${target}`, dirname(target), () => mkdtempSync(join(dirname(target), `.${basename(target)}.`)));
+    // Recorded in the state directory, so the reconcile after a crash removes it.
+    const scratch = mapNoSpaceSync(`export volume ${name} to ${target}`, dirname(target), () => makeScratchDir(storage.paths.root, dirname(target), `.${basename(target)}.`));
     try {
-      const partial = join(scratch, 'export');
+      failpoint('export.after-scratch');
+      const partial = join(scratch.path, 'export');
       await mapNoSpace(`export volume ${name} to ${target}`, dirname(target), () => convertImage(source.path, partial, format, { ...options, sourceFormat: source.format }));
+      failpoint('export.after-copy');
       try {
         linkSync(partial, target);
       } catch (e) {
         if ((e as NodeJS.ErrnoException).code === 'EEXIST') throw new VirtnodeError('CONFLICT', `FILE: ${file} already exists`, { field: 'FILE', hint: 'choose a new file name; export never overwrites' });
         throw e;
       }
+      failpoint('export.after-link');
     } finally {
-      rmSync(scratch, { recursive: true, force: true });
+      scratch.remove();
     }
     return { path: target, format };
   });

@@ -22,6 +22,11 @@ export function basesDir(paths: StatePaths): string {
   return join(paths.root, 'bases');
 }
 
+/** The new overlay on a base, made beside the disk it then replaces by one rename. */
+export function rebaseOverlayOf(diskPath: string): string {
+  return `${diskPath}.rebase`;
+}
+
 /**
  * Where the sealing appliance is built: VIRTNODE_APPLIANCE_DIR, else /var/cache/virtnode/seal-appliance for root
  * (shared by every state directory on the machine), else the state directory's cache.

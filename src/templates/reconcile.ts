@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import type { CoreContext } from '../core/context.ts';
 import { backingChain } from '../storage/backing.ts';
 import { lockOwner, withLockIfFree } from '../store/locks.ts';
-import { BASES_LOCK, basesDir, templatesDir } from './paths.ts';
+import { BASES_LOCK, basesDir, rebaseOverlayOf, templatesDir } from './paths.ts';
 
 /**
  * The templates' and clones' part of reconciliation: a template directory with no record (a `template create`
@@ -29,6 +29,13 @@ export async function reconcileTemplatesAndBases(core: CoreContext): Promise<str
   if (bases.length === 0) return repaired;
   // Skipped while a linked clone is making a base (it holds the lock).
   await withLockIfFree(core.db, BASES_LOCK, 'repair', () => {
+    // The overlay a linked clone was about to rename over its source's disk (made under this lock).
+    for (const disk of core.repos.instances.list().flatMap((i) => i.spec.disks)) {
+      const overlay = rebaseOverlayOf(disk.path);
+      if (!existsSync(overlay)) continue;
+      rmSync(overlay, { force: true });
+      repaired.push(`removed ${overlay}, left by an interrupted linked clone`);
+    }
     const inUse = new Set<string>();
     const tops = [...core.repos.instances.list().flatMap((i) => i.spec.disks.map((d) => d.path)), ...templates.list().map((t) => t.diskPath)];
     for (const top of tops) for (const file of backingChain(top)) inUse.add(file);

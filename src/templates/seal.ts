@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import { run } from '../exec/run.ts';
 import { resolveAccelerator } from '../host/index.ts';
 import { VirtnodeError } from '../lib/errors.ts';
+import { failpoint } from '../lib/failpoint.ts';
 import type { StatePaths } from '../lib/paths.ts';
 import type { DiskFormat } from '../instances/model.ts';
 import { escapeOptionValue } from '../qemu/argv.ts';
@@ -64,7 +65,7 @@ export async function sealOffline(paths: StatePaths, disk: { path: string; forma
     '-append', readFileSync(join(dir, 'cmdline'), 'utf8').trim(),
     '-drive', `file=${escapeOptionValue(disk.path)},format=${disk.format},if=virtio`,
   ];
-  const { stdout } = await run(argv, { timeoutMs: APPLIANCE_RUN_TIMEOUT_MS, ...signal });
+  const { stdout } = await run(argv, { timeoutMs: APPLIANCE_RUN_TIMEOUT_MS, ...signal, onStdout: () => failpoint('seal.appliance-running') });
   const lines = stdout.split(/\r?\n/).map((l) => l.replace(/\r/g, '').trim());
   const rootLine = lines.find((l) => l.startsWith('VIRTNODE-SEAL-ROOT '));
   if (lines.includes('VIRTNODE-SEAL-NOROOT')) {

@@ -144,6 +144,7 @@ export class TemplateService {
       }
       const disk = this.templateDisk(instance);
       const seal = await this.stopAndSeal(instance, disk, options);
+      failpoint('template.after-seal');
       options.onPhase?.('seal', seal.summary);
       return { template: await this.store(instance, name, seal, options), seal };
     } finally {
@@ -171,6 +172,7 @@ export class TemplateService {
     mkdirSync(templatesDir(this.core.paths), { recursive: true, mode: 0o700 });
     rmSync(dir, { recursive: true, force: true });
     mkdirSync(dir, { mode: 0o700 });
+    failpoint('template.after-mkdir');
     const diskPath = join(dir, TEMPLATE_DISK_FILE);
     // A hard link: the same file, so nothing is copied, and the instance's disk stays whole until it is removed.
     linkSync(disk.path, diskPath);

@@ -62,6 +62,7 @@ export async function createSnapshot(storage: StorageService, request: CreateSna
       for (const d of snapshotDisks) d.overlay = join(overlaysDir(storage, instance.name), `${d.id}-${name}-${randomBytes(3).toString('hex')}.qcow2`);
     }
     storage.repo.insertSnapshot({ instance: instance.name, name, kind, memory, parent: current, state: 'creating', disks: snapshotDisks });
+    failpoint('snapshot.after-record');
     try {
       const take = async () => {
         if (kind === 'internal') await takeInternal(storage, instance, name, snapshotDisks, memory);
@@ -122,6 +123,7 @@ async function takeInternal(storage: StorageService, instance: Instance, name: s
 async function takeExternal(storage: StorageService, instance: Instance, disks: SnapshotDisk[]): Promise<void> {
   if (!isLive(instance)) {
     for (const d of disks) await createOverlay(d.overlay!, { path: d.file, format: d.format });
+    failpoint('snapshot.after-overlays');
     return;
   }
   await storage.withQmp(instance, async (qmp) => {
@@ -138,6 +140,7 @@ async function takeExternal(storage: StorageService, instance: Instance, disks: 
         added.push(node);
         actions.push({ type: QMP_COMMANDS.blockdevSnapshot, data: { node: top.node, overlay: node } });
       }
+      failpoint('snapshot.after-overlays');
       // All disks switch at the same instant, or none does.
       await qmpTransaction(qmp, { actions });
     } catch (e) {

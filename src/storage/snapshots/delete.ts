@@ -40,6 +40,7 @@ export async function deleteLocked(storage: StorageService, instance: Instance, 
     }
   } else {
     storage.repo.setSnapshotState(instance.name, snapshot.name, 'deleting');
+    failpoint('snapshot-rm.after-mark');
     if (live) {
       await storage.withQmp(instance, async (qmp) => {
         const nodes = await topNodes(qmp, snapshot.disks);
@@ -53,6 +54,7 @@ export async function deleteLocked(storage: StorageService, instance: Instance, 
       }
     }
   }
+  failpoint('snapshot-rm.after-disks');
   storage.repo.deleteSnapshot(instance.name, snapshot.name);
   if (snapshot.kind === 'external') removeUnreferencedOverlays(storage, instance.name, new Set());
   return { snapshot, notes };

@@ -1,7 +1,7 @@
 /** Merging an external snapshot's file with the one file above it (block-commit live, qemu-img commit offline). */
 import type { Instance } from '../../instances/model.ts';
 import { VirtnodeError } from '../../lib/errors.ts';
-import { blockCommit } from '../../qmp/commands.ts';
+import { blockCommit, blockdevDel } from '../../qmp/commands.ts';
 import { transaction } from '../../store/db.ts';
 import type { Snapshot, SnapshotDisk } from '../../store/storage.ts';
 import { commitImage, imageLink, rebaseImage } from '../qemu-img.ts';
@@ -61,6 +61,10 @@ export async function merge(storage: StorageService, instance: Instance, plan: M
       await runBlockJob(qmp, id, () =>
         blockCommit(qmp, { 'job-id': id, device: node.node, 'top-node': topNode, 'base-node': baseNode, 'auto-dismiss': true }),
       );
+      // A node opened by blockdev-add (a snapshot's overlay, or the disk given at start) outlives its removal from
+      // the chain, with the base as its backing, which then refuses the next snapshot ('Node is busy'). Closing it
+      // is tidying: the merge is done whatever QEMU answers (its file node may have gone with it).
+      for (const name of [topNode, `${topNode}-file`]) await blockdevDel(qmp, { 'node-name': name }).catch(() => {});
       notes.push(`disk ${plan.diskId}: merged ${child} into ${base.file} live (block-commit)`);
       return true;
     });

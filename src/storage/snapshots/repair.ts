@@ -1,11 +1,11 @@
 /** Finishing or undoing what a crash left of a snapshot operation. */
 import type { Instance } from '../../instances/model.ts';
 import { runtimePaths } from '../../instances/runtime.ts';
-import { jobComplete, queryBlockJobs } from '../../qmp/commands.ts';
+import { blockdevDel, jobComplete, queryBlockJobs } from '../../qmp/commands.ts';
 import type { QmpConnection } from '../../qmp/connection.ts';
 import { GuestAgent } from '../../qmp/guest-agent.ts';
 import { imageLink, internalSnapshot } from '../qemu-img.ts';
-import { diskNode } from '../qmp-block.ts';
+import { diskNode, strayAddedNodes } from '../qmp-block.ts';
 import { isLive, type StorageService } from '../service.ts';
 import { withTops, writableDisks } from './common.ts';
 import { deleteLocked } from './delete.ts';
@@ -36,6 +36,10 @@ export async function repairSnapshots(storage: StorageService, instance: Instanc
         if (tops.size > 0) {
           storage.instances.repo.updateSpec(instance.name, withTops(instance.spec, tops));
           repaired.push(`${instance.name}: disk chain updated to what QEMU uses (${[...tops.keys()].join(', ')})`);
+        }
+        for (const node of await strayAddedNodes(qmp, inUse)) {
+          await blockdevDel(qmp, { 'node-name': node });
+          repaired.push(`${instance.name}: closed block node ${node}, opened by an interrupted snapshot`);
         }
       });
     } catch {

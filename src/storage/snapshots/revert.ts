@@ -42,8 +42,10 @@ export async function revertSnapshot(storage: StorageService, instanceName: stri
     assertSameDisks(instance, snapshot);
     const notes: string[] = [];
     storage.repo.setSnapshotState(instance.name, name, 'reverting');
+    failpoint('revert.after-mark');
     try {
       await revertLocked(storage, instance, snapshot, notes);
+      failpoint('revert.after-apply');
     } catch (e) {
       storage.repo.setSnapshotState(instance.name, name, 'ready'); // failed before changing anything for good
       throw e;

@@ -3,10 +3,11 @@ import { join } from 'node:path';
 import { resolveAccelerator } from '../../../host/index.ts';
 import { VirtnodeError } from '../../../lib/errors.ts';
 import type { StatePaths } from '../../../lib/paths.ts';
-import { processCmdline, processStartTime, type ProcessIdentity } from '../../../lib/proc.ts';
+import { processCmdline, processStartTime, processStopped, type ProcessIdentity } from '../../../lib/proc.ts';
 import { isOurQemu, killQemu, lastLogLine, readPidfile, spawnQemu, waitForExit } from '../../../qemu/process.ts';
 import * as qmpCommand from '../../../qmp/commands.ts';
 import { QmpConnection } from '../../../qmp/connection.ts';
+import { connectMonitor, explainSilence } from '../../monitor.ts';
 import { rotateConsoleLog } from '../../console-log.ts';
 import type { ConsoleEndpoints, DriverSample, InstanceDriver, Observation, PreparedStart, StartOptions, StopMethod } from '../../driver.ts';
 import type { Accel, Instance } from '../../model.ts';
@@ -63,18 +64,23 @@ export class QemuDriver implements InstanceDriver {
     const identity = { pid: instance.pid!, start: instance.pidStart! };
     let method: StopMethod = options.force ? 'forced' : 'acpi';
     let qmp: QmpConnection | undefined;
-    try {
-      qmp = await QmpConnection.connect(this.runtime(instance).qmp, { timeoutMs: QMP_CONNECT_TIMEOUT_MS });
-    } catch {
-      method = options.force ? 'forced' : 'forced-after-timeout'; // an unresponsive QEMU can only be killed
+    // A stopped process (SIGSTOP) answers nothing: it is killed at once, without waiting on its monitor.
+    if (!processStopped(identity.pid)) {
+      try {
+        qmp = await QmpConnection.connect(this.runtime(instance).qmp, { timeoutMs: QMP_CONNECT_TIMEOUT_MS });
+      } catch {
+        /* unresponsive: it can only be killed */
+      }
     }
+    if (qmp === undefined && !options.force) method = 'forced-after-timeout';
     try {
       if (qmp !== undefined && method === 'acpi') {
         const poweredOff = await powerDown(qmp, instance, options.timeoutMs);
         if (!poweredOff) method = 'forced-after-timeout';
       }
       if (qmp !== undefined) await qmpCommand.quit(qmp).catch(() => {});
-      if (!(await waitForExit(identity, QUIT_TIMEOUT_MS))) await killQemu(identity);
+      // Without a monitor, no quit was sent: nothing to wait for.
+      if (qmp === undefined || !(await waitForExit(identity, QUIT_TIMEOUT_MS))) await killQemu(identity);
     } finally {
       qmp?.close();
     }
@@ -90,9 +96,11 @@ export class QemuDriver implements InstanceDriver {
   }
 
   private async withMonitor(instance: Instance, command: (qmp: QmpConnection) => Promise<void>): Promise<void> {
-    const qmp = await QmpConnection.connect(this.runtime(instance).qmp, { timeoutMs: QMP_CONNECT_TIMEOUT_MS });
+    const qmp = await connectMonitor(this.runtime(instance).qmp, instance, QMP_CONNECT_TIMEOUT_MS);
     try {
       await command(qmp);
+    } catch (e) {
+      throw explainSilence(e, instance);
     } finally {
       qmp.close();
     }
