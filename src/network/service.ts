@@ -68,6 +68,11 @@ export class NetworkService {
     return within(join(this.paths.root, 'networks'), validateName('name', name));
   }
 
+  /** Read from /etc/passwd once per service. */
+  private runsDnsmasqAs(): SystemUser {
+    return (this.dnsmasqUser ??= dnsmasqUser());
+  }
+
   files(network: Network): DnsmasqFiles {
     const dir = this.dir(network.name);
     const readable = dnsmasqReadableDir(network.id);
@@ -78,7 +83,7 @@ export class NetworkService {
       dhcpHosts: join(readable, 'dhcp-hosts'),
       hosts: join(readable, 'hosts'),
       log: join(dir, 'dnsmasq.log'),
-      user: (this.dnsmasqUser ??= dnsmasqUser()).name,
+      user: this.runsDnsmasqAs().name,
     };
   }
 
@@ -155,7 +160,7 @@ export class NetworkService {
     const configChanged = !existsSync(files.config) || readFileSync(files.config, 'utf8') !== config;
     writeFileSync(files.config, config, { mode: 0o600 });
     const readable = dnsmasqReadableDir(network.id);
-    const user = (this.dnsmasqUser ??= dnsmasqUser());
+    const user = this.runsDnsmasqAs();
     writeDnsmasqReadable(files.dhcpHosts, readable, renderDhcpHosts(reservations), user);
     writeDnsmasqReadable(files.hosts, readable, renderHostsFile(reservations, network.domain!), user);
     return { files, configChanged };
