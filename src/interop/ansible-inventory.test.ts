@@ -30,7 +30,7 @@ const OPTIONS = { host: 'Lab-Host.1', knownHosts: '/var/lib/virtnode/ssh/known_h
 const web = view('web', { nics: [{ index: 0, mac: '52:54:00:00:00:01', network: 'user' }, { index: 1, mac: '52:54:00:00:00:02', network: 'lab', lease: '10.77.0.20' }] });
 const db = view('db', { ssh: { user: 'admin', address: '127.0.0.1:40023', hostKeyFingerprints: [] }, image: { name: 'tmpl-db', sha256: 'cd' } });
 const stopped = view('old', { state: 'stopped' });
-const created = view('bare', { ssh: undefined, image: undefined });
+const { ssh: _ssh, image: _image, ...created } = view('bare');
 
 describe('buildInventory', () => {
   it('lists running launched instances with SSH vars and groups by network, image, host and state', () => {
