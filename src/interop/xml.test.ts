@@ -30,6 +30,9 @@ describe('parseXml', () => {
     expect(errorOf('<domain a=1/>')).toMatch(/line 1, column 11: the value of a must be quoted/);
     expect(errorOf('<domain a="1" a="2"/>')).toMatch(/line 1, column 15: attribute a appears twice/);
     expect(errorOf('<domain>&nbsp;</domain>')).toMatch(/line 1, column 9: unknown entity &nbsp;/);
+    expect(errorOf('<domain>&#x110000;</domain>')).toMatch(/line 1, column 9: &#x110000; is not a character/);
+    expect(errorOf('<domain a="&#x;"/>')).toMatch(/line 1, column 12: &#x; is not a character/);
+    expect(errorOf('<domain>a & b</domain>')).toMatch(/"&" must start an entity/);
     expect(errorOf('<domain/><other/>')).toMatch(/content after the root element/);
     expect(errorOf('<!DOCTYPE d [<!ENTITY x "y">]><domain/>')).toMatch(/DOCTYPE declarations are not accepted/);
     expect(errorOf('   ')).toMatch(/the document is empty/);

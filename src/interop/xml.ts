@@ -39,8 +39,11 @@ export function parseXml(source: string, field = 'xml'): XmlElement {
   const decode = (raw: string, start: number): string =>
     raw.replace(/&([^;&\s]{0,10});?/g, (all, ref: string, offset: number) => {
       if (!all.endsWith(';')) fail(`"&" must start an entity like &amp;`, start + offset);
-      if (ref.startsWith('#x')) return String.fromCodePoint(parseInt(ref.slice(2), 16));
-      if (ref.startsWith('#')) return String.fromCodePoint(parseInt(ref.slice(1), 10));
+      if (ref.startsWith('#')) {
+        const code = ref.startsWith('#x') ? (/^#x[0-9a-f]+$/i.test(ref) ? parseInt(ref.slice(2), 16) : NaN) : /^#[0-9]+$/.test(ref) ? parseInt(ref.slice(1), 10) : NaN;
+        if (!Number.isInteger(code) || code < 1 || code > 0x10ffff) fail(`&${ref}; is not a character`, start + offset);
+        return String.fromCodePoint(code);
+      }
       const value = ENTITIES[ref];
       if (value === undefined) fail(`unknown entity &${ref};`, start + offset);
       return value!;
