@@ -127,6 +127,7 @@ describe('launch --seed configdrive, and Ansible through virtnode inventory', ()
       env: ansibleEnv,
       okCodes: [4],
     });
-    expect(`${refused.stdout}${refused.stderr}`).toMatch(/cd1 \| UNREACHABLE.*Host key verification failed/);
+    expect(refused.stdout).toMatch(/^cd1 \| UNREACHABLE!/m);
+    expect(refused.stdout).toContain('Host key verification failed');
   });
 });
