@@ -13,6 +13,7 @@ DEBIAN_PACKAGES=(
   extlinux syslinux-common e2fsprogs fdisk
   dnsmasq-base nftables iproute2 openssh-client openssl
   cloud-init chromium
+  libvirt-clients virtinst libxml2-utils ansible-core
 )
 demo=0
 for arg in "$@"; do

@@ -114,7 +114,7 @@ export const LaunchBody = Closed({
   passwordHash: Type.Optional(Type.String({ maxLength: 512 })),
   user: Type.Optional(Type.String({ maxLength: 32 })),
   accel: Type.Optional(StringEnum(['auto', 'kvm', 'tcg'])),
-  seed: Type.Optional(StringEnum(['iso', 'vfat', 'http'])),
+  seed: Type.Optional(StringEnum(['iso', 'vfat', 'http', 'configdrive'])),
   networks: Type.Optional(Type.Array(Type.String({ pattern: NAME_PATTERN, maxLength: 63 }), { maxItems: 8, description: 'managed networks for NICs after NIC 0 (user-mode, for SSH)' })),
   ips: Type.Optional(Type.Array(Type.String({ maxLength: 64 }), { maxItems: 8, description: 'static address on the i-th network (auto = DHCP)' })),
   wait: Type.Optional(Type.Boolean({ description: 'follow readiness up to SSH and cloud-init (default true)' })),

@@ -3,6 +3,7 @@ import type { ApiTables } from '../api/contracts/index.ts';
 import { host } from './host.ts';
 import { images } from './images.ts';
 import { instances } from './instances.ts';
+import { interop } from './interop.ts';
 import { networks } from './networks.ts';
 import { nics } from './nics.ts';
 import { operations } from './operations-resource.ts';
@@ -21,4 +22,5 @@ export const RESOURCES: { [K in keyof ApiTables]: Resource<ApiTables[K]> } = {
   host,
   images,
   ...storageResources,
+  interop,
 };

@@ -22,6 +22,7 @@ const HOST_ONLY: Record<string, string> = {
   'token create': 'tokens are made where the daemon runs, by whoever may read its state directory',
   'token ls': 'tokens are listed where the daemon runs',
   'token revoke': 'tokens are revoked where the daemon runs',
+  inventory: "its SSH addresses are ports QEMU forwards on the loopback of the daemon's host",
 };
 
 /** Refuses a host-only command when --remote (or VIRTNODE_REMOTE) points at another daemon, before anything runs. */

@@ -8,6 +8,7 @@ import { registerDaemonCommands } from './commands/daemon.ts';
 import { registerHostCommands } from './commands/host.ts';
 import { registerImageCommands } from './commands/image.ts';
 import { registerInstanceCommands } from './commands/instances.ts';
+import { registerInteropCommands } from './commands/interop.ts';
 import { registerLaunchCommands } from './commands/launch.ts';
 import { registerNetworkCommands } from './commands/network.ts';
 import { registerNicCommands } from './commands/nic.ts';
@@ -39,6 +40,7 @@ registerSnapshotCommands(program);
 registerCloneCommands(program);
 registerDaemonCommands(program);
 registerOperationCommands(program);
+registerInteropCommands(program);
 program.hook('preAction', async (_program, action) => {
   const remote = program.opts()['remote'] as string | undefined;
   const { refuseRemote, setRemote } = await import('./backend.ts');

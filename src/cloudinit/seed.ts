@@ -1,4 +1,4 @@
-import { chmod, mkdtemp, rm, rename, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, mkdtemp, rm, rename, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { basename, dirname, join } from 'node:path';
 import { run } from '../exec/run.ts';
@@ -53,7 +53,7 @@ export async function buildSeed(outPath: string, files: SeedFiles, options: Buil
     }
     await rm(partial, { force: true });
     if (format === 'iso') {
-      await buildIso(partial, stage, names, signal);
+      await buildIso(partial, 'cidata', names.map((n) => join(stage, n)), signal);
     } else {
       await buildVfat(partial, stage, names, totalBytes, signal);
     }
@@ -67,8 +67,39 @@ export async function buildSeed(outPath: string, files: SeedFiles, options: Buil
   }
 }
 
-async function buildIso(out: string, stage: string, names: string[], signal: AbortSignal | undefined): Promise<void> {
-  const mkisofsArgs = ['-output', out, '-volid', 'cidata', '-joliet', '-rock', ...names.map((n) => join(stage, n))];
+/**
+ * Writes an OpenStack config drive to `outPath`: an ISO9660 volume labelled `config-2` holding `files` (paths
+ * relative to the drive's root, e.g. `openstack/latest/meta_data.json`; see config-drive.ts). Private and atomic
+ * like buildSeed.
+ */
+export async function buildConfigDrive(outPath: string, files: Record<string, string>, options: { signal?: AbortSignal } = {}): Promise<void> {
+  const { signal } = options;
+  signal?.throwIfAborted();
+  const stage = await mkdtemp(join(tmpdir(), 'virtnode-configdrive-'));
+  const partial = join(dirname(outPath), `.${basename(outPath)}.partial-${process.pid}`);
+  try {
+    await chmod(stage, 0o700);
+    const root = join(stage, 'root');
+    for (const [path, content] of Object.entries(files)) {
+      if (path.startsWith('/') || path.split('/').includes('..')) throw new VirtnodeError('INVALID', `config drive path ${path} is not relative`, { field: 'files' });
+      await mkdir(dirname(join(root, path)), { recursive: true, mode: 0o700 });
+      await writeFile(join(root, path), content, { mode: SECRET_FILE_MODE });
+    }
+    await rm(partial, { force: true });
+    await buildIso(partial, 'config-2', [root], signal);
+    await chmod(partial, SECRET_FILE_MODE);
+    await rename(partial, outPath);
+  } catch (error) {
+    await rm(partial, { force: true });
+    throw error;
+  } finally {
+    await rm(stage, { recursive: true, force: true });
+  }
+}
+
+/** `sources`: files, or a directory whose contents become the volume's root. */
+async function buildIso(out: string, volid: string, sources: string[], signal: AbortSignal | undefined): Promise<void> {
+  const mkisofsArgs = ['-output', out, '-volid', volid, '-joliet', '-rock', ...sources];
   // Create the output 0600 before the tool writes into it, so secrets are never world-readable.
   await writeFile(out, '', { mode: SECRET_FILE_MODE });
   // genisoimage first: it takes some 20 ms, where xorriso always waits 100 ms more for its writer to finish.

@@ -22,6 +22,12 @@ export const PROGRAM_PACKAGES: Record<string, string> = {
   cpio: 'cpio',
   'cloud-init': 'cloud-init',
   openssl: 'openssl',
+  virsh: 'libvirt-clients',
+  'virt-xml-validate': 'libvirt-clients',
+  'virt-install': 'virtinst',
+  xmllint: 'libxml2-utils',
+  'ansible-inventory': 'ansible-core',
+  ansible: 'ansible-core',
 };
 
 export function installHint(program: string): string {

@@ -48,7 +48,8 @@ export interface ValidLaunch {
   timezone: string | undefined;
   passwordHash: string | undefined;
   user: string;
-  seedFormat: 'iso' | 'vfat' | 'http';
+  /** NoCloud (iso, vfat, http) or an OpenStack config drive (configdrive). */
+  seedFormat: 'iso' | 'vfat' | 'http' | 'configdrive';
   /** NIC 0 is always user-mode (virtnode reaches SSH through it); these follow it. */
   nics: NicRequest[];
 }
@@ -144,7 +145,10 @@ export function validateLaunch(request: LaunchRequest, limits: HostLimits = host
   const user = request.user ?? 'virtnode';
   if (!USER_NAME.test(user)) throw invalid('--user', `"${user}" is not a valid user name`, 'lowercase letters, digits, _ and -, starting with a letter');
   const seed = request.seed ?? 'iso';
-  if (seed !== 'iso' && seed !== 'vfat' && seed !== 'http') throw invalid('--seed', `"${seed}" is not valid`, 'use iso (default), vfat, or http');
+  if (seed !== 'iso' && seed !== 'vfat' && seed !== 'http' && seed !== 'configdrive') throw invalid('--seed', `"${seed}" is not valid`, 'use iso (default), vfat, http, or configdrive');
+  if (seed === 'configdrive' && networkConfig !== undefined) {
+    throw invalid('--network-config', 'cannot be combined with --seed configdrive: a config drive carries OpenStack network_data.json', 'use --network/--ip, or a NoCloud seed (iso, vfat)');
+  }
 
   const extra = validateNicRequests(request.networks, request.ips, []);
   if (extra.some((n) => n.network === 'user')) throw invalid('--network', 'launch always gives NIC 0 the user-mode network (for SSH); name managed networks only');

@@ -1,6 +1,7 @@
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { buildSeed } from '../cloudinit/seed.ts';
+import { buildConfigDrive, buildSeed } from '../cloudinit/seed.ts';
+import { renderConfigDrive } from '../cloudinit/config-drive.ts';
 import { USER_DATA_AFTER_FIRST_BOOT, markFirstBootDone, renderHttpSeedVendorData } from '../cloudinit/http-seed.ts';
 import { renderMetaData, renderNetworkConfig, renderUserData } from '../cloudinit/render.ts';
 import { type GeneratedKey, generateHostKeys, generateUserKey } from '../cloudinit/ssh-host-keys.ts';
@@ -17,6 +18,13 @@ import { METADATA_ADDRESS } from './qemu-spec.ts';
 import type { InstanceService } from './service.ts';
 
 export const DEFAULT_READY_TIMEOUT_MS = 15 * 60_000;
+
+const SEED_DESCRIPTION: Record<ValidLaunch['seedFormat'], string> = {
+  iso: 'NoCloud iso',
+  vfat: 'NoCloud vfat',
+  http: 'NoCloud over HTTP, for this guest only',
+  configdrive: 'OpenStack config drive (config-2)',
+};
 const SSH_GUEST_PORT = 22;
 
 export interface ResolvedImage extends ImageRef {
@@ -126,6 +134,11 @@ async function makeIdentity(service: InstanceService, valid: ValidLaunch, client
     for (const [file, text] of Object.entries(httpFiles)) writeFileSync(join(httpSeedDir, file), text, { mode: 0o600 });
     return { instanceId, hostKeys, httpSeedDir };
   }
+  if (valid.seedFormat === 'configdrive') {
+    const drivePath = join(dir, 'configdrive.iso');
+    await buildConfigDrive(drivePath, renderConfigDrive(seedRequest));
+    return { instanceId, hostKeys, seedDisk: { id: 'seed', path: drivePath, format: 'raw', owned: true, readonly: true } };
+  }
   const seedPath = join(dir, valid.seedFormat === 'iso' ? 'seed.iso' : 'seed.img');
   await buildSeed(seedPath, seedFiles, { format: valid.seedFormat });
   return { instanceId, hostKeys, seedDisk: { id: 'seed', path: seedPath, format: 'raw', owned: true, readonly: true } };
@@ -165,7 +178,7 @@ export async function launch(service: InstanceService, resolveImage: ImageResolv
       phase('disk', `${disk} (overlay on ${image.name}${valid.diskSizeBytes === undefined ? '' : `, ${valid.diskSizeBytes} bytes`})`);
       const identity = await identityMade;
       failpoint('launch.after-seed');
-      phase('seed', `NoCloud ${valid.seedFormat === 'http' ? 'over HTTP, for this guest only' : valid.seedFormat} (instance-id ${identity.instanceId})`);
+      phase('seed', `${SEED_DESCRIPTION[valid.seedFormat]} (instance-id ${identity.instanceId})`);
       return {
         ...draft,
         instanceId: identity.instanceId,
@@ -212,8 +225,9 @@ export async function launch(service: InstanceService, resolveImage: ImageResolv
     phase('cloud-init', detail);
     service.recordReadiness(defined.name, 'cloud-init', detail);
     if (instance.spec.httpSeedDir !== undefined) markFirstBootDone(instance.spec.httpSeedDir);
-    if (cloudInit.datasource !== undefined && !cloudInit.datasource.startsWith('NoCloud')) {
-      throw new VirtnodeError('COMMAND_FAILED', `cloud-init in ${defined.name} used DataSource${cloudInit.datasource}, not NoCloud: the seed was ignored`, {
+    const expected = valid.seedFormat === 'configdrive' ? 'ConfigDrive' : 'NoCloud';
+    if (cloudInit.datasource !== undefined && !cloudInit.datasource.startsWith(expected)) {
+      throw new VirtnodeError('COMMAND_FAILED', `cloud-init in ${defined.name} used DataSource${cloudInit.datasource}, not ${expected}: the seed was ignored`, {
         hint: 'the image may lack the isofs/vfat driver or have datasource_list set; see `virtnode logs NAME`',
       });
     }

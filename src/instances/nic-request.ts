@@ -6,6 +6,8 @@ import { USER_NETWORK } from './model.ts';
 export interface NicRequest {
   network: string;
   ip?: string;
+  /** Keep this MAC (an imported definition's); otherwise a new unique one is made. */
+  mac?: string;
 }
 
 function list(value: string | string[] | undefined): string[] {

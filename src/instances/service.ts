@@ -156,7 +156,8 @@ export class InstanceService {
   async define(
     name: string,
     draft: InstanceSpec,
-    options: OperationOptions & { nics?: NicRequest[] },
+    /** `uuid`: keep this one (an imported definition's) instead of making a new one. */
+    options: OperationOptions & { nics?: NicRequest[]; uuid?: string },
     build: (dir: string, reverter: Reverter) => Promise<InstanceSpec>,
   ): Promise<Instance> {
     return this.locked(name, 'create', { ...options, lockWaitMs: 0 }, async () => {
@@ -173,9 +174,15 @@ export class InstanceService {
         transaction(this.db, () => {
           const nics: Nic[] = [];
           for (const [index, request] of requests.entries()) {
-            nics.push(resolveNic(this.repo, this.networks, request, { index, mac: this.uniqueMac(nics) }, `instance ${name}`, nics));
+            if (request.mac !== undefined && (this.repo.macInUse(request.mac) || nics.some((n) => n.mac === request.mac))) {
+              throw new VirtnodeError('CONFLICT', `NIC ${index}: MAC address ${request.mac} is already in use`, { field: 'mac', hint: 'two NICs with one MAC break both' });
+            }
+            nics.push(resolveNic(this.repo, this.networks, request, { index, mac: request.mac ?? this.uniqueMac(nics) }, `instance ${name}`, nics));
           }
-          this.repo.insert({ name, uuid: newUuid(), smbiosUuid: newUuid(), state: 'creating', stateReason: undefined, spec: draft, nics });
+          const uuid = options.uuid ?? newUuid();
+          const holder = options.uuid === undefined ? undefined : this.repo.list().find((i) => i.uuid === uuid);
+          if (holder !== undefined) throw new VirtnodeError('CONFLICT', `UUID ${uuid} is already instance ${holder.name}'s`, { field: 'uuid' });
+          this.repo.insert({ name, uuid, smbiosUuid: newUuid(), state: 'creating', stateReason: undefined, spec: draft, nics });
         });
         const networkNames = requests.map((r) => r.network);
         reverter.add('drop its address reservations', () => this.syncNetworks(networkNames));
@@ -207,7 +214,8 @@ export class InstanceService {
     throw new VirtnodeError('INTERNAL', 'could not find a free MAC address');
   }
 
-  private assertDiskUnused(path: string): void {
+  /** Two instances never write one disk. */
+  assertDiskUnused(path: string): void {
     const user = this.repo.list().find((i) => i.spec.disks.some((d) => d.path === path && !d.readonly));
     if (user !== undefined) {
       throw new VirtnodeError('CONFLICT', `--disk: ${path} is already the disk of instance ${user.name}`, {

@@ -57,14 +57,14 @@ describe('built Debian image (offline)', () => {
     expect(names(await debugfs('ls -p /var/lib/apt/lists'))).toEqual(['partial']);
   });
 
-  it('boots the way it says: EXTLINUX, fstab and kernel by label, serial console, NoCloud only', async () => {
+  it('boots the way it says: EXTLINUX, fstab and kernel by label, serial console, NoCloud then ConfigDrive', async () => {
     expect(await debugfs('ls /boot/extlinux')).toContain('ldlinux.sys');
     const conf = await debugfs('cat /boot/extlinux/extlinux.conf');
     expect(conf).toMatch(/LINUX \/boot\/vmlinuz-/);
     expect(conf).toMatch(/INITRD \/boot\/initrd\.img-/);
     expect(conf).toMatch(/root=LABEL=root .*console=ttyS0/);
     expect(await debugfs('cat /etc/fstab')).toMatch(/^LABEL=root \/ ext4 /m);
-    expect(await debugfs('cat /etc/cloud/cloud.cfg.d/90-virtnode.cfg')).toMatch(/datasource_list: \[NoCloud, None\]/);
+    expect(await debugfs('cat /etc/cloud/cloud.cfg.d/90-virtnode.cfg')).toMatch(/datasource_list: \[NoCloud, ConfigDrive, None\]/);
     expect(await debugfs('stats')).toMatch(/Filesystem volume name:\s+root/);
     const kver = /vmlinuz-(\S+)/.exec(conf)?.[1] ?? '';
     expect(await debugfs(`stat /lib/modules/${kver}/modules.dep`)).not.toMatch(/File not found/);

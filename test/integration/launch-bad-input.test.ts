@@ -34,7 +34,13 @@ describe('launch refuses bad input before making anything', () => {
     ['an unknown time zone', () => ['launch', 'img', '--timezone', 'Mars/Olympus'], 2, /--timezone: "Mars\/Olympus" is not a known time zone/],
     ['a time zone path escape', () => ['launch', 'img', '--timezone', '../../etc/passwd'], 2, /--timezone: .* is not a known time zone/],
     ['a plain password as --password-hash', () => ['launch', 'img', '--password-hash', 'hunter2'], 2, /--password-hash: that is not a crypt\(3\) hash\nhint: make one with: openssl passwd -6/],
-    ['an unknown seed format', () => ['launch', 'img', '--seed', 'floppy'], 2, /--seed: "floppy" is not valid/],
+    ['an unknown seed format', () => ['launch', 'img', '--seed', 'floppy'], 2, /--seed: "floppy" is not valid\nhint: use iso \(default\), vfat, http, or configdrive/],
+    [
+      'a network-config with a config drive',
+      () => ['launch', 'img', '--seed', 'configdrive', '--network-config', file('net2.yaml', 'version: 2\nethernets: {}\n')],
+      2,
+      /--network-config: cannot be combined with --seed configdrive/,
+    ],
     ['too much memory', () => ['launch', 'img', '--memory', '9999G'], 2, /--memory: 9999G is out of range/],
     ['an unknown image', () => ['launch', 'no-such-image'], 3, /no-such-image/],
   ];

@@ -6,6 +6,7 @@ import type { Contract } from '../endpoint.ts';
 import { hostEndpoints } from './host.ts';
 import { imageEndpoints } from './images.ts';
 import { instanceEndpoints } from './instances.ts';
+import { interopEndpoints } from './interop.ts';
 import { networkEndpoints } from './networks.ts';
 import { nicEndpoints } from './nics.ts';
 import { operationEndpoints } from './operations.ts';
@@ -23,6 +24,7 @@ export const API = {
   host: hostEndpoints,
   images: imageEndpoints,
   ...storageEndpoints,
+  interop: interopEndpoints,
 };
 
 export type ApiTables = typeof API;

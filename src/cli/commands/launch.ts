@@ -22,7 +22,7 @@ export function registerLaunchCommands(program: Command): void {
     .option('--ip <address>', 'static address on the i-th --network (repeatable; auto = DHCP)', collect)
     .option('--timezone <tz>', 'e.g. Europe/Paris')
     .option('--password-hash <hash>', 'crypt(3) hash for the default user (openssl passwd -6)')
-    .option('--seed <format>', 'NoCloud seed: iso (default), vfat, or http (served to this guest only, no seed disk)', 'iso')
+    .option('--seed <format>', 'identity seed: NoCloud iso (default), vfat, or http (served to this guest only, no seed disk); or configdrive (OpenStack config-2)', 'iso')
     .option('--accel <accel>', 'auto, kvm or tcg', 'auto')
     .option('--timeout <seconds>', 'how long to follow readiness before saying it is still provisioning', '900')
     .option('--no-wait', 'return as soon as the VM boots')

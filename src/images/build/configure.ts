@@ -77,8 +77,9 @@ export async function configureRoot(root: string, recipe: ImageRecipe, options: 
   await writeFile(
     join(root, 'etc/cloud/cloud.cfg.d/90-virtnode.cfg'),
     [
-      '# virtnode: identity comes from a NoCloud seed (cidata volume); without one, boot with no datasource.',
-      'datasource_list: [NoCloud, None]',
+      '# virtnode: identity comes from a NoCloud seed (cidata volume) or an OpenStack config drive (config-2);',
+      '# without either, boot with no datasource.',
+      `datasource_list: [${recipe.datasources.join(', ')}]`,
       'datasource:',
       '  NoCloud:',
       '    fs_label: cidata',

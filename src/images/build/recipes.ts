@@ -6,6 +6,11 @@ export interface ImageRecipe {
   packages: readonly string[];
   /** Kernel command line after `root=LABEL=root`. */
   kernelArgs: readonly string[];
+  /**
+   * cloud-init's datasource_list, in order: NoCloud (virtnode's cidata seed), ConfigDrive (`--seed configdrive`,
+   * a config-2 volume), then None. Part of the recipe, so changing it changes the key and the image is rebuilt.
+   */
+  datasources: readonly string[];
 }
 
 export type ImageName = 'debian-12';
@@ -46,6 +51,7 @@ export const RECIPES: Record<ImageName, ImageRecipe> = {
       'procps',
     ],
     kernelArgs: ['ro', 'console=tty0', 'console=ttyS0,115200n8', 'net.ifnames=0'],
+    datasources: ['NoCloud', 'ConfigDrive', 'None'],
   },
 };
 
