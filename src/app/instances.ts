@@ -73,6 +73,7 @@ export const instances = resource('instances', instanceEndpoints, (core: AppCore
         ...(input.seed === undefined ? {} : { seed: input.seed }),
         ...(input.networks === undefined ? {} : { networks: input.networks }),
         ...(input.ips === undefined ? {} : { ips: input.ips }),
+        ...(input.tuning === undefined ? {} : { tuning: input.tuning }),
       };
       // Bad input is refused now, not as a failed operation; the name is fixed here so the caller knows it.
       const valid = validateLaunch(request);

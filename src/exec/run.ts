@@ -22,6 +22,7 @@ export const PROGRAM_PACKAGES: Record<string, string> = {
   cpio: 'cpio',
   'cloud-init': 'cloud-init',
   openssl: 'openssl',
+  taskset: 'util-linux',
 };
 
 export function installHint(program: string): string {

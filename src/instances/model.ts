@@ -1,3 +1,5 @@
+import type { Tuning } from './tuning.ts';
+
 /** What the daemon does when an instance's guest stops or crashes on its own. */
 export type RestartPolicy = 'no' | 'on-failure' | 'always';
 
@@ -74,6 +76,8 @@ export interface InstanceSpec {
   readiness?: { phase: string; detail: string; at: string };
   /** User-mode port forwards (`virtnode port add`), on the first user-mode NIC. */
   portForwards?: PortForwardSpec[];
+  /** Performance knobs (CPU model, pinning, NUMA, huge pages, disk and NIC queues...), checked before each start. */
+  tuning?: Tuning;
 }
 
 /** `user` (QEMU's user-mode NAT, no root needed) or the name of a managed network (`virtnode network ls`). */
