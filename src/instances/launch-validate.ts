@@ -9,7 +9,8 @@ import { parseSize } from '../lib/units.ts';
 import { type NicRequest, validateNicRequests } from './nic-request.ts';
 import { type HostLimits, hostLimits } from '../host/limits.ts';
 import { validateAccel, validateCpus, validateMemory } from './validate.ts';
-import { type Tuning, validateTuning } from './tuning.ts';
+import { validateTuning } from './tuning.ts';
+import type { Tuning } from './model.ts';
 
 export interface LaunchRequest {
   image: string;

@@ -10,7 +10,7 @@ import { createImage, imageInfo } from '../qemu/img.ts';
 import type { CoreContext, LockOptions } from '../core/context.ts';
 import { type Db, transaction } from '../store/db.ts';
 import type { InstanceRepository } from '../store/instances.ts';
-import { type Accel, type AccelRequest, type DiskFormat, type Instance, type InstanceSpec, type InstanceState, type Nic, USER_NETWORK } from './model.ts';
+import { type Accel, type AccelRequest, type DiskFormat, type Instance, type Tuning, type InstanceSpec, type InstanceState, type Nic, USER_NETWORK } from './model.ts';
 import type { NetworkService } from '../network/service.ts';
 import type { ConsoleEndpoints, InstanceDriver, StopMethod } from './driver.ts';
 import { driverFor } from './drivers/index.ts';
@@ -21,7 +21,7 @@ import { removeHost, setHostKeys } from '../cloudinit/known-hosts.ts';
 import { observeInstance } from './observe.ts';
 import { volumeOverlays } from './volume-overlays.ts';
 import { type CreateRequest, validateCreate } from './validate.ts';
-import { checkTuningOnHost, type Tuning } from './tuning.ts';
+import { checkTuningOnHost } from './tuning.ts';
 import { tuningHostFacts } from '../host/tuning-facts.ts';
 import { resolveAccelerator } from '../host/index.ts';
 

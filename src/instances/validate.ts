@@ -4,9 +4,9 @@ import { type HostLimits, hostLimits } from '../host/limits.ts';
 import { invalid } from '../lib/errors.ts';
 import { validateName } from '../lib/ids.ts';
 import { MIB, formatSize, parseSize } from '../lib/units.ts';
-import type { AccelRequest } from './model.ts';
+import type { AccelRequest, Tuning } from './model.ts';
 import { type NicRequest, validateNicRequests } from './nic-request.ts';
-import { type Tuning, validateTuning } from './tuning.ts';
+import { validateTuning } from './tuning.ts';
 
 /** What a user asks for; strings as typed on the command line or sent over the API. */
 export interface CreateRequest {

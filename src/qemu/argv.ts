@@ -1,4 +1,4 @@
-import { usesDirectIo, type DiskCacheMode } from '../instances/tuning.ts';
+import { usesDirectIo, type DiskCacheMode } from '../instances/model.ts';
 import type { QemuDisk, QemuNic, QemuSpec } from './spec.ts';
 
 /** QEMU's option syntax uses commas as separators; a literal comma inside a value is written twice. */

@@ -1,5 +1,4 @@
-import type { Accel, DiskFormat } from '../instances/model.ts';
-import type { Tuning } from '../instances/tuning.ts';
+import type { Accel, DiskFormat, Tuning } from '../instances/model.ts';
 
 /** Files through which virtnode talks to one QEMU process; all live in the instance's directory. */
 export interface RuntimePaths {

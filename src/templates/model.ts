@@ -1,5 +1,4 @@
-import type { Tuning } from '../instances/tuning.ts';
-import type { AccelRequest, DiskFormat, ImageRef, KernelBoot } from '../instances/model.ts';
+import type { AccelRequest, DiskFormat, ImageRef, KernelBoot, Tuning } from '../instances/model.ts';
 
 export type SealMethod = 'guest-agent' | 'offline';
 

@@ -2,7 +2,7 @@ import { run } from '../../../exec/run.ts';
 import { queryCpusFast } from '../../../qmp/commands.ts';
 import type { QmpConnection } from '../../../qmp/connection.ts';
 import { formatCpuList } from '../../../lib/cpu-list.ts';
-import type { Tuning } from '../../tuning.ts';
+import type { Tuning } from '../../model.ts';
 
 const TASKSET_TIMEOUT_MS = 5_000;
 
