@@ -79,6 +79,7 @@ export const instances = resource('instances', instanceEndpoints, (core: AppCore
       const valid = validateLaunch(request);
       const resolveImage = launchSource(core.core);
       await resolveImage(valid.image);
+      if (valid.tuning !== undefined) await service.checkTuning(valid.tuning, { memoryMiB: valid.memoryMiB, accel: valid.accel, nics: valid.nics });
       return job('launch', `instances/${valid.name}`, async (ctx) => {
         const result = await launch(service, resolveImage, { ...request, name: valid.name }, {
           noWait: input.wait === false,
