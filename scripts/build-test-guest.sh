@@ -23,7 +23,7 @@ readonly CMDLINE='console=ttyS0 quiet panic=-1'
 # Modules the guest loads (with their dependencies, resolved at build time).
 readonly MODULES=(
   virtio_pci virtio_blk virtio_net virtio_console virtio_scsi sd_mod sr_mod
-  isofs vfat nls_cp437 nls_iso8859_1 nls_utf8 button evdev
+  isofs vfat nls_cp437 nls_iso8859_1 nls_utf8 button evdev virtio_balloon
 )
 
 require_host_tools acpid cttyhack setsid insmod poweroff

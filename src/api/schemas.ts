@@ -42,6 +42,22 @@ export const ErrorBody = Closed({
 });
 export type ErrorBodyType = Static<typeof ErrorBody>;
 
+/** Performance knobs of a VM (src/instances/tuning.ts checks them against the host before anything starts). */
+export const Tuning = Closed({
+  cpuModel: Type.Optional(Type.String({ maxLength: 64, description: 'a QEMU CPU model (qemu-system-x86_64 -cpu help); default host (KVM) or max (TCG)' })),
+  vcpuPins: Type.Optional(Type.Array(Type.Integer({ minimum: 0, maximum: 8191 }), { minItems: 1, maxItems: 1024, description: 'the host CPU of each vCPU, in vCPU order' })),
+  emulatorPins: Type.Optional(Type.Array(Type.Integer({ minimum: 0, maximum: 8191 }), { minItems: 1, maxItems: 1024, description: "host CPUs for QEMU's other threads" })),
+  numaNodes: Type.Optional(Type.Integer({ minimum: 1, maximum: 8, description: 'guest NUMA nodes; vCPUs and memory split evenly' })),
+  hugepages: Type.Optional(Type.Boolean({ description: "back guest memory with the host's free huge pages" })),
+  diskCache: Type.Optional(StringEnum(['none', 'writeback', 'writethrough', 'directsync', 'unsafe'])),
+  diskAio: Type.Optional(StringEnum(['threads', 'native', 'io_uring'])),
+  discard: Type.Optional(Type.Boolean({ description: "the guest's discard (TRIM) frees space in the disk file" })),
+  iothreads: Type.Optional(Type.Boolean({ description: 'one I/O thread per disk' })),
+  diskQueues: Type.Optional(Type.Integer({ minimum: 1, maximum: 16, description: 'virtio-blk queues per disk' })),
+  netQueues: Type.Optional(Type.Integer({ minimum: 1, maximum: 16, description: 'virtio-net queue pairs per NIC on a managed network' })),
+  freePageReporting: Type.Optional(Type.Boolean({ description: 'the guest returns freed memory to the host' })),
+});
+
 const InstanceState = StringEnum(['creating', 'defined', 'starting', 'running', 'paused', 'stopping', 'stopped', 'crashed', 'deleting']);
 export const RestartPolicy = StringEnum(['no', 'on-failure', 'always']);
 
@@ -67,6 +83,7 @@ export const Instance = Closed({
     }),
   ),
   portForwards: Type.Optional(Type.Array(Closed({ protocol: StringEnum(['tcp', 'udp']), hostAddress: Type.String(), hostPort: Type.Integer(), guestPort: Type.Integer() }))),
+  tuning: Type.Optional(Tuning),
   boot: Type.Optional(Closed({ kernel: Type.String(), initrd: Type.Optional(Type.String()), cmdline: Type.Optional(Type.String()) })),
   image: Type.Optional(Closed({ name: Type.String(), sha256: Type.String() })),
   instanceId: Type.Optional(Type.String()),
@@ -97,6 +114,7 @@ export const CreateInstanceBody = Closed({
   start: Type.Optional(Type.Boolean({ description: 'start it right away' })),
   autostart: Type.Optional(Type.Boolean()),
   restartPolicy: Type.Optional(RestartPolicy),
+  tuning: Type.Optional(Tuning),
 });
 export type InstanceView = Static<typeof Instance>;
 
@@ -117,6 +135,7 @@ export const LaunchBody = Closed({
   seed: Type.Optional(StringEnum(['iso', 'vfat', 'http', 'configdrive'])),
   networks: Type.Optional(Type.Array(Type.String({ pattern: NAME_PATTERN, maxLength: 63 }), { maxItems: 8, description: 'managed networks for NICs after NIC 0 (user-mode, for SSH)' })),
   ips: Type.Optional(Type.Array(Type.String({ maxLength: 64 }), { maxItems: 8, description: 'static address on the i-th network (auto = DHCP)' })),
+  tuning: Type.Optional(Tuning),
   wait: Type.Optional(Type.Boolean({ description: 'follow readiness up to SSH and cloud-init (default true)' })),
   timeoutSeconds: Type.Optional(Type.Integer({ minimum: 1, maximum: 86_400 })),
 });

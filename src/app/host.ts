@@ -27,6 +27,6 @@ export const host = resource('host', hostEndpoints, (core: AppCore) => ({
   async check({ refresh, cpuinfo }, caller) {
     if (cpuinfo !== undefined) checkRequestPath(core.remotePaths, caller, 'cpuinfo', cpuinfo, 'file');
     const { checkHost } = await import('../host/index.ts');
-    return checkHost({ cacheDir: core.paths.hostCache, refreshProbe: refresh === true, ...(cpuinfo === undefined ? {} : { cpuinfoPath: cpuinfo }) });
+    return checkHost({ cacheDir: core.paths.hostCache, stateDir: core.paths.root, refreshProbe: refresh === true, ...(cpuinfo === undefined ? {} : { cpuinfoPath: cpuinfo }) });
   },
 }));

@@ -73,11 +73,13 @@ export const instances = resource('instances', instanceEndpoints, (core: AppCore
         ...(input.seed === undefined ? {} : { seed: input.seed }),
         ...(input.networks === undefined ? {} : { networks: input.networks }),
         ...(input.ips === undefined ? {} : { ips: input.ips }),
+        ...(input.tuning === undefined ? {} : { tuning: input.tuning }),
       };
       // Bad input is refused now, not as a failed operation; the name is fixed here so the caller knows it.
       const valid = validateLaunch(request);
       const resolveImage = launchSource(core.core);
       await resolveImage(valid.image);
+      if (valid.tuning !== undefined) await service.checkTuning(valid.tuning, { memoryMiB: valid.memoryMiB, accel: valid.accel, nics: valid.nics });
       return job('launch', `instances/${valid.name}`, async (ctx) => {
         const result = await launch(service, resolveImage, { ...request, name: valid.name }, {
           noWait: input.wait === false,

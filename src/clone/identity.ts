@@ -55,6 +55,14 @@ export async function makeCloneIdentity(
 }
 
 /** The spec fields a clone takes over from its source (everything but identity and disks). */
-export function inheritedSpec(source: Pick<InstanceSpec, 'cpus' | 'memoryMiB' | 'accel' | 'boot'>): InstanceSpec {
-  return { cpus: source.cpus, memoryMiB: source.memoryMiB, accel: source.accel, disks: [], ...(source.boot === undefined ? {} : { boot: source.boot }) };
+export function inheritedSpec(source: Pick<InstanceSpec, 'cpus' | 'memoryMiB' | 'accel' | 'boot' | 'tuning'>): InstanceSpec {
+  return {
+    cpus: source.cpus,
+    memoryMiB: source.memoryMiB,
+    accel: source.accel,
+    disks: [],
+    ...(source.boot === undefined ? {} : { boot: source.boot }),
+    // Tuning is how the machine runs, not who it is: a clone runs like its source.
+    ...(source.tuning === undefined ? {} : { tuning: source.tuning }),
+  };
 }

@@ -20,6 +20,7 @@ interface InstanceSample {
   memoryConfiguredBytes: number;
   cpuSeconds?: number;
   rssBytes?: number;
+  overheadBytes?: number;
   balloonBytes?: number;
   block: BlockCounters[];
   nics: Array<NicCounters & { index: number; network: string; source: NicSource }>;
@@ -55,6 +56,12 @@ export class MetricsCollector {
       state: new Gauge({ name: 'virtnode_instance_state', help: 'The instance state: 1 for the current state', labelNames: ['instance', 'state'], registers: r }),
       cpu: new Counter({ name: 'virtnode_instance_cpu_seconds_total', help: 'CPU time used by the instance QEMU process (user + system)', labelNames: instanceLabel, registers: r }),
       rss: new Gauge({ name: 'virtnode_instance_memory_rss_bytes', help: 'Resident memory of the instance QEMU process', labelNames: instanceLabel, registers: r }),
+      overhead: new Gauge({
+        name: 'virtnode_instance_memory_overhead_bytes',
+        help: "QEMU's own private resident memory beyond the guest's RAM (RssAnon minus the guest-RAM mappings); under TCG it includes the JIT code buffer",
+        labelNames: instanceLabel,
+        registers: r,
+      }),
       balloon: new Gauge({ name: 'virtnode_instance_memory_balloon_bytes', help: 'Memory the guest has, as its virtio balloon reports it (QMP query-balloon); the configured memory unless the balloon was inflated', labelNames: instanceLabel, registers: r }),
       memory: new Gauge({ name: 'virtnode_instance_memory_configured_bytes', help: 'Memory given to the guest', labelNames: instanceLabel, registers: r }),
       rdBytes: new Counter({ name: 'virtnode_instance_block_read_bytes_total', help: 'Bytes read by the guest from a disk', labelNames: ['instance', 'device'], registers: r }),
@@ -109,6 +116,7 @@ export class MetricsCollector {
     }
     if (measured.cpuSeconds !== undefined) sample.cpuSeconds = measured.cpuSeconds;
     if (measured.rssBytes !== undefined) sample.rssBytes = measured.rssBytes;
+    if (measured.overheadBytes !== undefined) sample.overheadBytes = measured.overheadBytes;
     sample.block = measured.block;
     if (measured.balloonBytes !== undefined) sample.balloonBytes = measured.balloonBytes;
     return sample;
@@ -127,6 +135,7 @@ export class MetricsCollector {
       g.memory.set(l, s.memoryConfiguredBytes);
       if (s.cpuSeconds !== undefined) g.cpu.inc(l, s.cpuSeconds);
       if (s.rssBytes !== undefined) g.rss.set(l, s.rssBytes);
+      if (s.overheadBytes !== undefined) g.overhead.set(l, s.overheadBytes);
       if (s.balloonBytes !== undefined) g.balloon.set(l, s.balloonBytes);
       for (const b of s.block) {
         const bl = { instance: s.name, device: b.device };

@@ -28,6 +28,7 @@ export const PROGRAM_PACKAGES: Record<string, string> = {
   xmllint: 'libxml2-utils',
   'ansible-inventory': 'ansible-core',
   ansible: 'ansible-core',
+  taskset: 'util-linux',
 };
 
 export function installHint(program: string): string {

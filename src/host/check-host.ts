@@ -18,6 +18,8 @@ import {
   checkSeabios,
   checkTun,
   checkVhostNet,
+  checkKsm,
+  checkTuningSupport,
   worstStatus,
 } from './checks.ts';
 import type { CheckStatus, HostCheck } from './checks.ts';
@@ -27,6 +29,7 @@ import { cgroupFacts, deviceFacts, firmwareFacts, iommuFacts } from './host-fact
 import { DEFAULT_PROBE_TIMEOUT_MS, KVM_DEVICE, QEMU_SYSTEM, probeKvm } from './kvm-probe.ts';
 import type { Accel, KvmProbe, KvmProbeTarget } from './kvm-probe.ts';
 import { programVersion } from './programs.ts';
+import { ksmFacts, tuningHostFacts } from './tuning-facts.ts';
 
 const PROC_CPUINFO = '/proc/cpuinfo';
 
@@ -49,6 +52,8 @@ export interface CheckHostOptions extends KvmProbeTarget {
   cpuinfoPath?: string;
   /** Where the probe verdict and program versions are cached. */
   cacheDir: string;
+  /** The state directory: whether its filesystem takes direct I/O is reported (default: the cache directory). */
+  stateDir?: string;
   signal?: AbortSignal;
   probeTimeoutMs?: number;
   /** Boot the KVM test guest again and re-read program versions, ignoring the cache. */
@@ -147,6 +152,8 @@ export async function checkHost(options: CheckHostOptions): Promise<HostReport> 
     checkQemuImg(qemuImg),
     checkSeabios(firmware.seabios),
     checkOvmf(firmware.ovmf),
+    checkKsm(ksmFacts()),
+    ...checkTuningSupport(await tuningHostFacts(options.stateDir ?? options.cacheDir)),
   ];
 
   const choice = chooseAccelerator('auto', kvm);

@@ -6,6 +6,8 @@ import { kvmUnusableReason } from './accelerator.ts';
 import { hardwareVirtualization, hasFlag } from './cpuinfo.ts';
 import type { CpuInfo } from './cpuinfo.ts';
 import type { CgroupFacts, DeviceFacts, IommuFacts } from './host-facts.ts';
+import type { KsmFacts, TuningHostFacts } from './tuning-facts.ts';
+import { formatCpuList } from '../lib/cpu-list.ts';
 import type { KvmProbe } from './kvm-probe.ts';
 import type { ProgramState } from './programs.ts';
 
@@ -224,3 +226,32 @@ export function checkOvmf(files: readonly string[]): HostCheck {
   }
   return check('firmware.ovmf', title, 'WARN', 'no /usr/share/OVMF/OVMF_CODE*.fd; UEFI guests cannot boot', 'apt-get install ovmf');
 }
+
+/** KSM merges identical pages between guests: more guests per GiB, some CPU spent scanning. Reported, not judged. */
+export function checkKsm(facts: KsmFacts): HostCheck {
+  const title = 'KSM (same-page merging)';
+  if (facts.run === undefined) return check('tuning.ksm', title, 'PASS', 'not in this kernel (CONFIG_KSM)');
+  if (facts.run === 1) return check('tuning.ksm', title, 'PASS', `on, ${facts.pagesSharing} pages shared`);
+  return check('tuning.ksm', title, 'PASS', `off (echo 1 > /sys/kernel/mm/ksm/run merges identical guest pages)`);
+}
+
+/** What the tuning knobs can use here: CPUs to pin, huge pages, io_uring, CPU models. */
+export function checkTuningSupport(facts: TuningHostFacts): HostCheck[] {
+  const hp = facts.hugepages;
+  const hugepages =
+    hp.mount === undefined
+      ? check('tuning.hugepages', 'Huge pages (--hugepages)', 'PASS', `${hp.free} free ${hp.pageSizeKiB} KiB pages; no hugetlbfs mounted (mount -t hugetlbfs hugetlbfs /dev/hugepages to use them)`)
+      : check('tuning.hugepages', 'Huge pages (--hugepages)', 'PASS', `${hp.free} free ${hp.pageSizeKiB} KiB pages (${Math.floor((hp.free * hp.pageSizeKiB) / 1024)} MiB) at ${hp.mount}`);
+  const models = facts.cpuModels === undefined ? 'QEMU could not be asked' : `${facts.cpuModels.length} QEMU CPU models`;
+  return [
+    hugepages,
+    check('tuning.cpus', 'CPU pinning and models (--pin-vcpus, --cpu-model)', 'PASS', `online host CPUs ${formatCpuList(facts.onlineCpus)}; ${models}`),
+    check(
+      'tuning.disk-io',
+      'Disk I/O modes (--disk-cache, --disk-aio)',
+      'PASS',
+      `io_uring ${facts.ioUring ? 'available' : 'disabled'}; direct I/O ${facts.directIo ? 'works' : 'does not work'} in the state directory`,
+    ),
+  ];
+}
+

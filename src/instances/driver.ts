@@ -116,6 +116,8 @@ export interface BlockCounters {
 export interface DriverSample {
   cpuSeconds?: number;
   rssBytes?: number;
+  /** QEMU's own private memory beyond the guest's RAM (drivers/qemu/metrics.ts). */
+  overheadBytes?: number;
   /** Memory the guest has, as its balloon reports it. */
   balloonBytes?: number;
   block: BlockCounters[];

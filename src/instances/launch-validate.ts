@@ -9,6 +9,8 @@ import { parseSize } from '../lib/units.ts';
 import { type NicRequest, validateNicRequests } from './nic-request.ts';
 import { type HostLimits, hostLimits } from '../host/limits.ts';
 import { validateAccel, validateCpus, validateMemory } from './validate.ts';
+import { validateTuning } from './tuning.ts';
+import type { Tuning } from './model.ts';
 
 export interface LaunchRequest {
   image: string;
@@ -31,6 +33,7 @@ export interface LaunchRequest {
   /** Managed networks for NICs after the management NIC (user-mode, carries SSH). */
   networks?: string[];
   ips?: string[];
+  tuning?: Readonly<Record<string, unknown>>;
 }
 
 export interface ValidLaunch {
@@ -52,6 +55,7 @@ export interface ValidLaunch {
   seedFormat: 'iso' | 'vfat' | 'http' | 'configdrive';
   /** NIC 0 is always user-mode (virtnode reaches SSH through it); these follow it. */
   nics: NicRequest[];
+  tuning: Tuning | undefined;
 }
 
 const USER_DATA_LIMIT_BYTES = 1024 * 1024;
@@ -153,7 +157,9 @@ export function validateLaunch(request: LaunchRequest, limits: HostLimits = host
   const extra = validateNicRequests(request.networks, request.ips, []);
   if (extra.some((n) => n.network === 'user')) throw invalid('--network', 'launch always gives NIC 0 the user-mode network (for SSH); name managed networks only');
   if (extra.length > 0 && networkConfig !== undefined) throw invalid('--network-config', 'cannot be combined with --network: virtnode writes the network-config for managed networks');
+  const tuning = request.tuning === undefined ? undefined : validateTuning(request.tuning, { cpus, memoryMiB });
   return {
+    tuning,
     nics: [{ network: 'user' }, ...extra],
     image: request.image,
     name,

@@ -153,6 +153,7 @@ export async function launch(service: InstanceService, resolveImage: ImageResolv
   const phase = (p: Phase, detail: string) => options.onPhase?.(p, detail, Date.now() - started);
   const valid = validateLaunch(request);
   const image = await resolveImage(valid.image);
+  if (valid.tuning !== undefined) await service.checkTuning(valid.tuning, { memoryMiB: valid.memoryMiB, accel: valid.accel, nics: valid.nics });
   phase('image', `${image.name} (${image.format}, sha256 ${image.sha256.slice(0, 12)})`);
   const key = await clientKey(service.core);
 
@@ -163,6 +164,7 @@ export async function launch(service: InstanceService, resolveImage: ImageResolv
     disks: [],
     image: { name: image.name, sha256: image.sha256, path: image.path },
     ...(image.boot === undefined ? {} : { boot: image.boot }),
+    ...(valid.tuning === undefined ? {} : { tuning: valid.tuning }),
   };
   const defined = await service.define(valid.name, draft, { nics: valid.nics, ...(options.signal ? { signal: options.signal } : {}) }, async (dir) => {
     const disk = join(dir, 'disk0.qcow2');

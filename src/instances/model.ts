@@ -74,6 +74,8 @@ export interface InstanceSpec {
   readiness?: { phase: string; detail: string; at: string };
   /** User-mode port forwards (`virtnode port add`), on the first user-mode NIC. */
   portForwards?: PortForwardSpec[];
+  /** Performance knobs (CPU model, pinning, NUMA, huge pages, disk and NIC queues...), checked before each start. */
+  tuning?: Tuning;
 }
 
 /** `user` (QEMU's user-mode NAT, no root needed) or the name of a managed network (`virtnode network ls`). */
@@ -113,4 +115,40 @@ export interface Instance {
   pidStart: string | undefined;
   createdAt: string;
   updatedAt: string;
+}
+
+export const DISK_CACHE_MODES = ['none', 'writeback', 'writethrough', 'directsync', 'unsafe'] as const;
+export const DISK_AIO_MODES = ['threads', 'native', 'io_uring'] as const;
+export type DiskCacheMode = (typeof DISK_CACHE_MODES)[number];
+export type DiskAioMode = (typeof DISK_AIO_MODES)[number];
+
+/** The performance knobs of one VM. Every field is optional; an absent one keeps QEMU's (and virtnode's) default. */
+export interface Tuning {
+  /** A QEMU CPU model (`qemu-system-x86_64 -cpu help`), instead of `host` (KVM) or `max` (TCG). */
+  cpuModel?: string;
+  /** The host CPU each vCPU thread runs on, one per vCPU. */
+  vcpuPins?: number[];
+  /** The host CPUs QEMU's other threads (main loop, I/O workers) run on. */
+  emulatorPins?: number[];
+  /** Guest NUMA nodes: vCPUs and memory split evenly between them. */
+  numaNodes?: number;
+  /** Guest memory from the host's free huge pages (allocated at start, never swapped). */
+  hugepages?: boolean;
+  diskCache?: DiskCacheMode;
+  diskAio?: DiskAioMode;
+  /** The guest's discard (TRIM) frees space in the disk file. */
+  discard?: boolean;
+  /** One I/O thread per disk, so disk work leaves QEMU's main loop. */
+  iothreads?: boolean;
+  /** virtio-blk request queues per disk. */
+  diskQueues?: number;
+  /** virtio-net queue pairs per NIC on a managed network (tap). */
+  netQueues?: number;
+  /** The guest gives freed memory back to the host (virtio-balloon free page reporting). */
+  freePageReporting?: boolean;
+}
+
+/** Cache modes that open the disk file with O_DIRECT. */
+export function usesDirectIo(cache: DiskCacheMode | undefined): boolean {
+  return cache === 'none' || cache === 'directsync';
 }

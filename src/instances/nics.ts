@@ -1,5 +1,5 @@
 import { VirtnodeError, invalid } from '../lib/errors.ts';
-import { HOTPLUG_PORTS, hotplugPortId } from '../qemu/argv.ts';
+import { HOTPLUG_PORTS, hotplugPortId, nicQueueProps } from '../qemu/argv.ts';
 import { deviceAdd, deviceDel, netdevAdd, netdevDel, QMP_EVENTS } from '../qmp/commands.ts';
 import { QmpConnection } from '../qmp/connection.ts';
 import { transaction } from '../store/db.ts';
@@ -68,11 +68,12 @@ async function hotplug(service: InstanceService, instance: Instance, nic: Nic): 
   const qemuNic = toQemuNic(instance, nic);
   try {
     await withQmp(service, instance, async (qmp) => {
-      await netdevAdd(qmp, { type: 'tap', id: qemuNic.id, ifname: tapName(instance.uuid, nic.index), script: 'no', downscript: 'no' });
+      const queues = qemuNic.backend.kind === 'tap' && (qemuNic.backend.queues ?? 1) > 1 ? { queues: qemuNic.backend.queues! } : {};
+      await netdevAdd(qmp, { type: 'tap', id: qemuNic.id, ifname: tapName(instance.uuid, nic.index), script: 'no', downscript: 'no', ...queues });
       let lastError: unknown;
       for (let port = 0; port < HOTPLUG_PORTS; port++) {
         try {
-          await deviceAdd(qmp, { driver: 'virtio-net-pci', id: `${qemuNic.id}-dev`, netdev: qemuNic.id, mac: nic.mac, bus: hotplugPortId(port) });
+          await deviceAdd(qmp, { driver: 'virtio-net-pci', id: `${qemuNic.id}-dev`, netdev: qemuNic.id, mac: nic.mac, bus: hotplugPortId(port), ...nicQueueProps(qemuNic) });
           return;
         } catch (e) {
           lastError = e; // that root port holds another hot-plugged device: try the next

@@ -23,14 +23,17 @@ function userNetworkExtras(instance: Instance): { forwards?: PortForward[]; gues
 /** The first user-mode NIC carries the SSH forward, the port forwards and the HTTP seed. */
 export function toQemuNic(instance: Instance, nic: Nic, options: { restrictUserNetwork?: boolean } = {}): QemuNic {
   const id = `net${nic.index}`;
-  if (nic.network !== USER_NETWORK) return { id, mac: nic.mac, backend: { kind: 'tap', ifname: tapName(instance.uuid, nic.index) } };
+  if (nic.network !== USER_NETWORK) {
+    const queues = instance.spec.tuning?.netQueues;
+    return { id, mac: nic.mac, backend: { kind: 'tap', ifname: tapName(instance.uuid, nic.index), ...(queues === undefined ? {} : { queues }) } };
+  }
   const first = instance.nics.find((n) => n.network === USER_NETWORK);
   const restrict = options.restrictUserNetwork === true ? { restrict: true } : {};
   return { id, mac: nic.mac, backend: { kind: 'user', ...restrict, ...(first?.index === nic.index ? userNetworkExtras(instance) : {}) } };
 }
 
 /** Resolves a stored instance into the QEMU spec for this start (accelerator already chosen). */
-export function toQemuSpec(instance: Instance, dir: string, accel: Accel, options: { restrictUserNetwork?: boolean } = {}): QemuSpec {
+export function toQemuSpec(instance: Instance, dir: string, accel: Accel, options: { restrictUserNetwork?: boolean; hugepagePath?: string } = {}): QemuSpec {
   const spec: QemuSpec = {
     name: instance.name,
     uuid: instance.uuid,
@@ -48,6 +51,8 @@ export function toQemuSpec(instance: Instance, dir: string, accel: Accel, option
     nics: instance.nics.map((n) => toQemuNic(instance, n, options)),
     paths: runtimePaths(dir),
   };
+  if (instance.spec.tuning !== undefined) spec.tuning = instance.spec.tuning;
+  if (options.hugepagePath !== undefined) spec.hugepagePath = options.hugepagePath;
   if (instance.spec.httpSeedDir !== undefined) spec.smbiosSerial = `ds=nocloud-net;s=http://${METADATA_ADDRESS}/`;
   const boot = instance.spec.boot;
   if (boot !== undefined) {

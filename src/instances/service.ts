@@ -10,7 +10,7 @@ import { createImage, imageInfo } from '../qemu/img.ts';
 import type { CoreContext, LockOptions } from '../core/context.ts';
 import { type Db, transaction } from '../store/db.ts';
 import type { InstanceRepository } from '../store/instances.ts';
-import { type DiskFormat, type Instance, type InstanceSpec, type InstanceState, type Nic, USER_NETWORK } from './model.ts';
+import { type Accel, type AccelRequest, type DiskFormat, type Instance, type Tuning, type InstanceSpec, type InstanceState, type Nic, USER_NETWORK } from './model.ts';
 import type { NetworkService } from '../network/service.ts';
 import type { ConsoleEndpoints, InstanceDriver, StopMethod } from './driver.ts';
 import { driverFor } from './drivers/index.ts';
@@ -21,6 +21,9 @@ import { removeHost, setHostKeys } from '../cloudinit/known-hosts.ts';
 import { observeInstance } from './observe.ts';
 import { volumeOverlays } from './volume-overlays.ts';
 import { type CreateRequest, validateCreate } from './validate.ts';
+import { checkTuningOnHost } from './tuning.ts';
+import { tuningHostFacts } from '../host/tuning-facts.ts';
+import { resolveAccelerator } from '../host/index.ts';
 
 export const DEFAULT_STOP_TIMEOUT_MS = 60_000;
 
@@ -128,6 +131,10 @@ export class InstanceService {
   async create(request: CreateRequest, options: OperationOptions = {}): Promise<Instance> {
     const valid = validateCreate(request, this.core.limits);
     const spec: InstanceSpec = { cpus: valid.cpus, memoryMiB: valid.memoryMiB, accel: valid.accel, disks: [] };
+    if (valid.tuning !== undefined) {
+      await this.checkTuning(valid.tuning, { memoryMiB: valid.memoryMiB, accel: valid.accel, nics: valid.nics });
+      spec.tuning = valid.tuning;
+    }
     if (valid.boot !== undefined) spec.boot = valid.boot;
     return this.define(valid.name, spec, { nics: valid.nics, ...options }, async (dir) => {
       if (valid.disk !== undefined && 'sizeBytes' in valid.disk) {
@@ -147,6 +154,17 @@ export class InstanceService {
       }
       return spec;
     });
+  }
+
+  /**
+   * Checks tuning knobs against this host before an instance is defined (each start checks again). `host` as CPU
+   * model needs to know the accelerator a start would get, so only then is it resolved (the probe is cached).
+   */
+  async checkTuning(tuning: Tuning, instance: { memoryMiB: number; accel: AccelRequest; nics: readonly NicRequest[] }): Promise<void> {
+    let accel: Accel | undefined = instance.accel === 'auto' ? undefined : instance.accel;
+    if (tuning.cpuModel === 'host' && accel === undefined) accel = (await resolveAccelerator('auto', { cacheDir: this.paths.hostCache })).accel;
+    const tapNics = instance.nics.filter((n) => n.network !== USER_NETWORK && n.network !== 'none').length;
+    checkTuningOnHost(tuning, { memoryMiB: instance.memoryMiB, tapNics, ...(accel === undefined ? {} : { accel }) }, await tuningHostFacts(this.paths.root));
   }
 
   /**

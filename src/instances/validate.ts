@@ -4,8 +4,9 @@ import { type HostLimits, hostLimits } from '../host/limits.ts';
 import { invalid } from '../lib/errors.ts';
 import { validateName } from '../lib/ids.ts';
 import { MIB, formatSize, parseSize } from '../lib/units.ts';
-import type { AccelRequest } from './model.ts';
+import type { AccelRequest, Tuning } from './model.ts';
 import { type NicRequest, validateNicRequests } from './nic-request.ts';
+import { validateTuning } from './tuning.ts';
 
 /** What a user asks for; strings as typed on the command line or sent over the API. */
 export interface CreateRequest {
@@ -21,6 +22,7 @@ export interface CreateRequest {
   /** One or more: `user`, `none`, or managed network names. */
   network?: string | string[];
   ip?: string | string[];
+  tuning?: Readonly<Record<string, unknown>>;
 }
 
 export interface ValidCreate {
@@ -31,6 +33,7 @@ export interface ValidCreate {
   disk?: { path: string } | { sizeBytes: number };
   boot?: { kernel: string; initrd?: string; cmdline?: string };
   nics: NicRequest[];
+  tuning?: Tuning;
 }
 
 const MIN_MEMORY_MIB = 16;
@@ -105,6 +108,7 @@ export function validateCreate(request: CreateRequest, limits: HostLimits = host
   }
 
   const valid: ValidCreate = { name, cpus: cpuCount, memoryMiB, accel, nics };
+  if (request.tuning !== undefined) valid.tuning = validateTuning(request.tuning, { cpus: cpuCount, memoryMiB });
   if (disk !== undefined) valid.disk = disk;
   if (boot !== undefined) valid.boot = boot;
   return valid;

@@ -43,9 +43,24 @@ export async function ensureBridge(name: string, alias: string, addressCidr: str
   await ip(['link', 'set', 'dev', name, 'up']);
 }
 
-/** A persistent tap enslaved to `bridge`, up; QEMU opens it by name (`-netdev tap,ifname=...`). */
-export async function ensureTap(name: string, alias: string, bridge: string): Promise<void> {
-  if (!(await linkExists(name))) await ip(['tuntap', 'add', 'dev', name, 'mode', 'tap']);
+/** Whether an existing tap was made multi-queue (undefined: no such tap). */
+async function tapMultiQueue(name: string): Promise<boolean | undefined> {
+  if (!(await linkExists(name))) return undefined;
+  const { stdout } = await ip(['-json', '-details', 'link', 'show', 'dev', name]);
+  const [entry] = JSON.parse(stdout) as Array<{ linkinfo?: { info_data?: { multi_queue?: boolean } } }>;
+  return entry?.linkinfo?.info_data?.multi_queue === true;
+}
+
+/**
+ * A persistent tap enslaved to `bridge`, up; QEMU opens it by name (`-netdev tap,ifname=...`). A multi-queue NIC
+ * needs a multi-queue tap and a single-queue NIC a plain one (the kernel refuses a mismatch), so a stale tap of
+ * the other kind is made again.
+ */
+export async function ensureTap(name: string, alias: string, bridge: string, options: { multiQueue?: boolean } = {}): Promise<void> {
+  const multiQueue = options.multiQueue === true;
+  const existing = await tapMultiQueue(name);
+  if (existing !== undefined && existing !== multiQueue) await deleteLink(name);
+  if (existing !== multiQueue) await ip(['tuntap', 'add', 'dev', name, 'mode', 'tap', ...(multiQueue ? ['multi_queue'] : [])]);
   await ip(['link', 'set', 'dev', name, 'alias', alias]);
   await ip(['link', 'set', 'dev', name, 'master', bridge]);
   await ip(['link', 'set', 'dev', name, 'up']);

@@ -214,7 +214,8 @@ export class NetworkService {
       if (nic.network === USER_NETWORK) continue;
       const network = this.mustGet(nic.network);
       await this.ensureUp(network);
-      await ensureTap(tapName(instance.uuid, nic.index), `${this.tag}:tap:${instance.name}`, network.bridge);
+      const multiQueue = (instance.spec.tuning?.netQueues ?? 1) > 1;
+      await ensureTap(tapName(instance.uuid, nic.index), `${this.tag}:tap:${instance.name}`, network.bridge, { multiQueue });
     }
   }
 

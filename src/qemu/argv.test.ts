@@ -32,6 +32,40 @@ function golden(name: string, argv: string[]): void {
 }
 
 describe('buildArgv', () => {
+  it('applies every tuning knob: CPU model, NUMA on huge pages, disk I/O, multi-queue NIC, free page reporting (golden)', () => {
+    golden(
+      'tuned',
+      buildArgv({
+        ...base,
+        accel: 'kvm',
+        cpus: 4,
+        memoryMiB: 2048,
+        nics: [
+          { id: 'net0', mac: '52:54:00:12:34:56', backend: { kind: 'user' } },
+          { id: 'net1', mac: '52:54:00:12:34:57', backend: { kind: 'tap', ifname: 'vnt0123456789', queues: 4 } },
+        ],
+        tuning: { cpuModel: 'Skylake-Server-v4', numaNodes: 2, hugepages: true, diskCache: 'none', diskAio: 'native', discard: true, iothreads: true, diskQueues: 2, netQueues: 4, freePageReporting: true },
+        hugepagePath: '/dev/hugepages',
+      }),
+    );
+  });
+
+  it('backs memory with one huge-page backend when there is one NUMA node, and keeps max under TCG', () => {
+    const argv = buildArgv({ ...base, tuning: { hugepages: true, diskCache: 'writethrough' }, hugepagePath: '/mnt/huge' });
+    expect(argv).toContain('q35,accel=tcg,memory-backend=ram-node0');
+    expect(argv).toContain('memory-backend-file,id=ram-node0,size=1024M,mem-path=/mnt/huge,prealloc=on,share=off');
+    expect(argv).not.toContain('-numa');
+    expect(argv[argv.indexOf('-cpu') + 1]).toBe('max');
+    expect(argv.find((a) => a.startsWith('virtio-blk-pci'))).toContain('write-cache=off');
+  });
+
+  it('leaves the default machine untouched without tuning', () => {
+    const argv = buildArgv(base);
+    expect(argv).not.toContain('-object');
+    expect(argv).toContain('q35,accel=tcg');
+    expect(argv).toContain('virtio-balloon-pci,id=balloon0');
+  });
+
   it('builds a q35 VM with a disk and a user-mode NIC (golden)', () => {
     golden('disk-user-nic', buildArgv(base));
   });

@@ -1,4 +1,5 @@
-import type { QemuNic, QemuSpec } from './spec.ts';
+import { usesDirectIo, type DiskCacheMode } from '../instances/model.ts';
+import type { QemuDisk, QemuNic, QemuSpec } from './spec.ts';
 
 /** QEMU's option syntax uses commas as separators; a literal comma inside a value is written twice. */
 export function escapeOptionValue(value: string): string {
@@ -33,7 +34,10 @@ export function hotplugPortId(index: number): string {
 /** The `-netdev` value of a NIC (also what `netdev_add` takes for a hot-plugged one, as an object). */
 export function netdevOption(nic: QemuNic): string {
   const backend = nic.backend;
-  if (backend.kind === 'tap') return options('tap', { id: nic.id, ifname: backend.ifname, script: 'no', downscript: 'no' });
+  if (backend.kind === 'tap') {
+    const queues = backend.queues !== undefined && backend.queues > 1 ? { queues: backend.queues } : {};
+    return options('tap', { id: nic.id, ifname: backend.ifname, script: 'no', downscript: 'no', ...queues });
+  }
   const forwards = (backend.forwards ?? []).map(
     (f) => `hostfwd=${escapeOptionValue(`${f.protocol}:${f.hostAddress}:${f.hostPort}-:${f.guestPort}`)}`,
   );
@@ -58,8 +62,8 @@ export function buildArgv(spec: QemuSpec): string[] {
     '-name', options(`guest=${escapeOptionValue(spec.name)}`, { 'debug-threads': true }),
     '-uuid', spec.uuid,
     '-smbios', options('type=1', { uuid: spec.smbiosUuid, manufacturer: 'virtnode', product: 'virtnode VM', serial: spec.smbiosSerial }),
-    '-machine', options('q35', { accel: spec.accel }),
-    '-cpu', spec.accel === 'kvm' ? 'host' : 'max',
+    '-machine', options('q35', { accel: spec.accel, 'memory-backend': memoryNodes(spec).length === 1 ? memoryNodes(spec)[0]!.id : undefined }),
+    '-cpu', cpuOption(spec),
     '-smp', String(spec.cpus),
     '-m', `${spec.memoryMiB}M`,
     '-nodefaults',
@@ -82,27 +86,104 @@ export function buildArgv(spec: QemuSpec): string[] {
     '-vnc', `unix:${escapeOptionValue(paths.vnc)}`,
     '-device', 'virtio-rng-pci,id=rng0',
   ];
+  argv.push(...memoryArgv(spec));
   for (let i = 0; i < HOTPLUG_PORTS; i++) {
     argv.push('-device', options('pcie-root-port', { id: hotplugPortId(i), chassis: i + 1 }));
   }
-  for (const disk of spec.disks) {
-    argv.push(
-      '-blockdev',
-      options('driver=file', { 'node-name': `${disk.id}-file`, filename: disk.path, 'read-only': disk.readonly }),
-      '-blockdev',
-      options(`driver=${disk.format}`, { 'node-name': disk.id, file: `${disk.id}-file`, 'read-only': disk.readonly }),
-      '-device',
-      options('virtio-blk-pci', { id: `${disk.id}-dev`, drive: disk.id, bootindex: disk.bootIndex }),
-    );
-  }
-  for (const nic of spec.nics) argv.push('-netdev', netdevOption(nic), '-device', options('virtio-net-pci', { id: `${nic.id}-dev`, netdev: nic.id, mac: nic.mac }));
+  for (const disk of spec.disks) argv.push(...diskArgv(disk, spec.tuning));
+  for (const nic of spec.nics) argv.push('-netdev', netdevOption(nic), '-device', options('virtio-net-pci', { id: `${nic.id}-dev`, netdev: nic.id, mac: nic.mac, ...nicQueueProps(nic) }));
   // The balloon reports the guest's memory size (query-balloon, for /metrics). On the root bus, after every other
   // device, so it takes no hot-plug port and moves no existing device to another PCI address.
-  argv.push('-device', 'virtio-balloon-pci,id=balloon0');
+  argv.push('-device', options('virtio-balloon-pci', { id: 'balloon0', 'free-page-reporting': spec.tuning?.freePageReporting === true ? true : undefined }));
   if (spec.kernel !== undefined) {
     argv.push('-kernel', spec.kernel.path);
     if (spec.kernel.initrd !== undefined) argv.push('-initrd', spec.kernel.initrd);
     if (spec.kernel.cmdline !== undefined) argv.push('-append', spec.kernel.cmdline);
   }
   return argv;
+}
+
+/** `host` passes the host CPU through (KVM only), `max` is all TCG can emulate; a named model is checked by QEMU
+ * against the host under KVM (`enforce`: a missing feature refuses the start instead of silently dropping it). */
+function cpuOption(spec: QemuSpec): string {
+  const model = spec.tuning?.cpuModel;
+  if (model === undefined) return spec.accel === 'kvm' ? 'host' : 'max';
+  return spec.accel === 'kvm' && model !== 'host' && model !== 'max' ? `${escapeOptionValue(model)},enforce` : escapeOptionValue(model);
+}
+
+interface MemoryNode {
+  id: string;
+  sizeMiB: number;
+  cpus: string;
+}
+
+/** The guest's memory as explicit backends: one per NUMA node, or one for huge pages; none for the default. */
+function memoryNodes(spec: QemuSpec): MemoryNode[] {
+  const nodes = spec.tuning?.numaNodes ?? 1;
+  if (nodes === 1 && spec.tuning?.hugepages !== true) return [];
+  const cpusPerNode = spec.cpus / nodes;
+  return Array.from({ length: nodes }, (_, i) => {
+    const first = i * cpusPerNode;
+    const last = first + cpusPerNode - 1;
+    return { id: `ram-node${i}`, sizeMiB: spec.memoryMiB / nodes, cpus: first === last ? String(first) : `${first}-${last}` };
+  });
+}
+
+function memoryArgv(spec: QemuSpec): string[] {
+  const nodes = memoryNodes(spec);
+  const argv: string[] = [];
+  for (const [i, node] of nodes.entries()) {
+    const backend =
+      spec.tuning?.hugepages === true
+        ? // prealloc: a start without enough huge pages fails at once, not when the guest first touches its memory.
+          options('memory-backend-file', { id: node.id, size: `${node.sizeMiB}M`, 'mem-path': spec.hugepagePath, prealloc: true, share: false })
+        : options('memory-backend-ram', { id: node.id, size: `${node.sizeMiB}M` });
+    argv.push('-object', backend);
+    if (nodes.length > 1) argv.push('-numa', options('node', { nodeid: i, cpus: node.cpus, memdev: node.id }));
+  }
+  return argv;
+}
+
+/** QEMU's cache modes, as the three switches -blockdev and the device take. */
+function cacheSwitches(mode: DiskCacheMode | undefined): { direct?: boolean; noFlush?: boolean; writeCache?: boolean } {
+  if (mode === undefined) return {};
+  return {
+    direct: usesDirectIo(mode),
+    noFlush: mode === 'unsafe',
+    writeCache: mode !== 'writethrough' && mode !== 'directsync',
+  };
+}
+
+export function iothreadId(diskId: string): string {
+  return `io-${diskId}`;
+}
+
+function diskArgv(disk: QemuDisk, tuning: QemuSpec['tuning']): string[] {
+  const cache = cacheSwitches(tuning?.diskCache);
+  const cacheProps = { 'cache.direct': cache.direct, 'cache.no-flush': cache.noFlush };
+  const discard = tuning?.discard === true && !disk.readonly ? 'unmap' : undefined;
+  const argv: string[] = [];
+  if (tuning?.iothreads === true) argv.push('-object', options('iothread', { id: iothreadId(disk.id) }));
+  argv.push(
+    '-blockdev',
+    options('driver=file', { 'node-name': `${disk.id}-file`, filename: disk.path, 'read-only': disk.readonly, ...cacheProps, aio: tuning?.diskAio, discard }),
+    '-blockdev',
+    options(`driver=${disk.format}`, { 'node-name': disk.id, file: `${disk.id}-file`, 'read-only': disk.readonly, ...cacheProps, discard }),
+    '-device',
+    options('virtio-blk-pci', {
+      id: `${disk.id}-dev`,
+      drive: disk.id,
+      bootindex: disk.bootIndex,
+      'write-cache': cache.writeCache,
+      iothread: tuning?.iothreads === true ? iothreadId(disk.id) : undefined,
+      'num-queues': tuning?.diskQueues,
+    }),
+  );
+  return argv;
+}
+
+/** Multi-queue virtio-net: one interrupt vector per queue each way, plus config and control. */
+export function nicQueueProps(nic: QemuNic): Record<string, string | number | boolean> {
+  if (nic.backend.kind !== 'tap' || nic.backend.queues === undefined || nic.backend.queues < 2) return {};
+  return { mq: true, vectors: 2 * nic.backend.queues + 2 };
 }

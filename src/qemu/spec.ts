@@ -1,4 +1,4 @@
-import type { Accel, DiskFormat } from '../instances/model.ts';
+import type { Accel, DiskFormat, Tuning } from '../instances/model.ts';
 
 /** Files through which virtnode talks to one QEMU process; all live in the instance's directory. */
 export interface RuntimePaths {
@@ -42,7 +42,7 @@ export interface QemuNic {
     /** `restrict`: no traffic leaves through it (nor reaches the host's loopback at 10.0.2.2) but its forwards. */
     | { kind: 'user'; restrict?: boolean; forwards?: PortForward[]; guestForwards?: GuestForward[] }
     /** A tap virtnode created and enslaved to a bridge beforehand; QEMU only opens it (no scripts run). */
-    | { kind: 'tap'; ifname: string };
+    | { kind: 'tap'; ifname: string; queues?: number };
 }
 
 /** Everything needed to start one VM, already validated and resolved (accelerator chosen, paths absolute). */
@@ -58,5 +58,9 @@ export interface QemuSpec {
   kernel?: { path: string; initrd?: string; cmdline?: string };
   /** SMBIOS system serial; cloud-init reads `ds=nocloud-net;s=URL` from it. */
   smbiosSerial?: string;
+  /** Performance knobs (instances/tuning.ts), already checked against the host. Pinning is applied after spawn. */
+  tuning?: Tuning;
+  /** Where hugetlbfs is mounted, when `tuning.hugepages` backs the guest's memory with huge pages. */
+  hugepagePath?: string;
   paths: RuntimePaths;
 }

@@ -1,4 +1,4 @@
-import type { AccelRequest, DiskFormat, ImageRef, KernelBoot } from '../instances/model.ts';
+import type { AccelRequest, DiskFormat, ImageRef, KernelBoot, Tuning } from '../instances/model.ts';
 
 export type SealMethod = 'guest-agent' | 'offline';
 
@@ -8,6 +8,7 @@ export interface TemplateDefaults {
   memoryMiB: number;
   accel: AccelRequest;
   boot?: KernelBoot;
+  tuning?: Tuning;
   /** The default user of a launched instance (its SSH login), when the source had one. */
   user?: string;
   /** The networks of its NICs, in order (`user` or a managed network's name); clones get one NIC on each. */

@@ -193,6 +193,7 @@ export class TemplateService {
         memoryMiB: instance.spec.memoryMiB,
         accel: instance.spec.accel,
         ...(instance.spec.boot === undefined ? {} : { boot: instance.spec.boot }),
+        ...(instance.spec.tuning === undefined ? {} : { tuning: instance.spec.tuning }),
         ...(instance.spec.ssh === undefined ? {} : { user: instance.spec.ssh.user }),
         networks: instance.nics.map((n) => n.network),
       },

@@ -136,6 +136,10 @@ describe('daemon recovery: kill -9 and restart re-adopts running guests; restart
     expect(sampleValue(first, 'virtnode_instance_state', { instance: 'io', state: 'running' })).toBe(1);
     expect(sampleValue(first, 'virtnode_instance_cpu_seconds_total', { instance: 'io' })).toBeGreaterThan(0);
     expect(sampleValue(first, 'virtnode_instance_memory_rss_bytes', { instance: 'io' })).toBeGreaterThan(10 * 1024 * 1024);
+    // QEMU's own memory: some, and less than the whole process (the guest's RAM is not in it).
+    const overhead = sampleValue(first, 'virtnode_instance_memory_overhead_bytes', { instance: 'io' });
+    expect(overhead).toBeGreaterThan(1024 * 1024);
+    expect(overhead).toBeLessThan(sampleValue(first, 'virtnode_instance_memory_rss_bytes', { instance: 'io' })!);
     // Every VM has a virtio balloon; nobody inflated it, so it reports the configured memory.
     expect(sampleValue(first, 'virtnode_instance_memory_balloon_bytes', { instance: 'io' })).toBe(128 * 1024 * 1024);
     expect(sampleValue(first, 'virtnode_instance_memory_configured_bytes', { instance: 'io' })).toBe(128 * 1024 * 1024);

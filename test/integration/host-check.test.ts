@@ -34,6 +34,7 @@ const STAND_IN_DEVICE = '/dev/null';
 const CHECK_IDS = [
   'cpu.vendor', 'cpu.64bit', 'cpu.hwvirt', 'kvm.device', 'kvm.access', 'kvm.functional', 'dev.tun',
   'dev.vhost-net', 'cgroups', 'iommu', 'qemu', 'qemu-img', 'firmware.seabios', 'firmware.ovmf',
+  'tuning.ksm', 'tuning.hugepages', 'tuning.cpus', 'tuning.disk-io',
 ];
 
 async function probeDirs(): Promise<string[]> {

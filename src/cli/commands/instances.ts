@@ -7,6 +7,7 @@ import { parseDuration } from '../duration.ts';
 import { keyValues, printer, table } from '../output.ts';
 import { api } from '../api.ts';
 import { cpusInput, restartPolicyInput } from '../inputs.ts';
+import { addTuningOptions, tuningInput, tuningSummary } from '../tuning-flags.ts';
 import { instances as service } from '../context.ts';
 
 function collect(value: string, previous: string[] = []): string[] {
@@ -41,6 +42,7 @@ function instanceText(i: InstanceView): string {
     ['CPUs', i.cpus],
     ['Memory', formatSize(i.memoryMiB * MIB)],
     ['Accelerator', i.accel],
+    ['Tuning', tuningSummary(i.tuning)],
     ...i.disks.map((d): [string, string] => [`Disk ${d.id}`, `${d.path} (${d.format})`]),
     ...i.nics.map((n): [string, string] => [`NIC ${n.index}`, nicLine(n)]),
     ...(i.portForwards ?? []).map((p, k): [string, string] => [k === 0 ? 'Ports' : '', `${p.hostAddress}:${p.hostPort} -> ${p.guestPort}/${p.protocol}`]),
@@ -59,7 +61,7 @@ function instanceText(i: InstanceView): string {
 }
 
 export function registerInstanceCommands(program: Command): void {
-  program
+  const create = program
     .command('create')
     .description('define a new VM (it starts with `virtnode start`, or now with --start)')
     .argument('<name>', 'instance name: a DNS label (lowercase letters, digits, hyphens)')
@@ -76,7 +78,8 @@ export function registerInstanceCommands(program: Command): void {
     .option('--start', 'start it right away')
     .option('--autostart', 'the daemon starts it when it starts (see `virtnode set`)')
     .option('--restart <policy>', 'what the daemon does when it ends: no, on-failure or always')
-    .option('--format <format>', 'table, json or yaml')
+    .option('--format <format>', 'table, json or yaml');
+  addTuningOptions(create)
     .action(async (name: string, o: Record<string, string | string[] | boolean | undefined>) => {
       const print = o['format'] === undefined ? undefined : printer(o['format'] as string); // bad input is refused before anything is made
       const { resolve } = await import('node:path');
@@ -97,6 +100,7 @@ export function registerInstanceCommands(program: Command): void {
         start: o['start'] === true ? true : undefined,
         autostart: o['autostart'] === true ? true : undefined,
         restartPolicy: restartPolicyInput(text('restart')),
+        tuning: tuningInput(o),
       };
       const instance = await (await api()).instances.create({ name, ...definedOnly(fields) });
       if (print !== undefined) await print(instance, () => instanceText(instance));

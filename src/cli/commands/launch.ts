@@ -1,12 +1,13 @@
 import type { Command } from 'commander';
 import { instances as service } from '../context.ts';
+import { addTuningOptions, tuningInput } from '../tuning-flags.ts';
 
 function collect(value: string, previous: string[] = []): string[] {
   return [...previous, value];
 }
 
 export function registerLaunchCommands(program: Command): void {
-  program
+  const launch = program
     .command('launch')
     .description('create and boot a VM from an image, with its own identity through cloud-init, and wait until it is ready')
     .argument('<image>', 'an image name (see `virtnode image ls`)')
@@ -25,7 +26,8 @@ export function registerLaunchCommands(program: Command): void {
     .option('--seed <format>', 'identity seed: NoCloud iso (default), vfat, or http (served to this guest only, no seed disk); or configdrive (OpenStack config-2)', 'iso')
     .option('--accel <accel>', 'auto, kvm or tcg', 'auto')
     .option('--timeout <seconds>', 'how long to follow readiness before saying it is still provisioning', '900')
-    .option('--no-wait', 'return as soon as the VM boots')
+    .option('--no-wait', 'return as soon as the VM boots');
+  addTuningOptions(launch)
     .action(async (image: string, o: Record<string, unknown>) => {
       const [{ api }, { sshPort }, { validateLaunch }] = await Promise.all([import('../api.ts'), import('../../api/instance-access.ts'), import('../../instances/launch-validate.ts')]);
       const out = process.stderr;
@@ -48,6 +50,7 @@ export function registerLaunchCommands(program: Command): void {
         ...(o['network'] === undefined ? {} : { networks: o['network'] as string[] }),
         ...(o['ip'] === undefined ? {} : { ips: o['ip'] as string[] }),
         accel: o['accel'] as string,
+        ...(tuningInput(o) === undefined ? {} : { tuning: tuningInput(o)! }),
       });
       const timeoutS = Number(o['timeout']);
       const result = await (await api()).instances.launch(
@@ -67,6 +70,7 @@ export function registerLaunchCommands(program: Command): void {
           seed: valid.seedFormat,
           ...(o['network'] === undefined ? {} : { networks: o['network'] as string[] }),
           ...(o['ip'] === undefined ? {} : { ips: o['ip'] as string[] }),
+          ...(valid.tuning === undefined ? {} : { tuning: valid.tuning }),
           wait: o['wait'] !== false,
           timeoutSeconds: Number.isFinite(timeoutS) && timeoutS > 0 ? Math.ceil(timeoutS) : 900,
         },

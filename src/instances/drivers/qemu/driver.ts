@@ -10,7 +10,10 @@ import { QmpConnection } from '../../../qmp/connection.ts';
 import { connectMonitor, explainSilence } from '../../monitor.ts';
 import { rotateConsoleLog } from '../../console-log.ts';
 import type { ConsoleEndpoints, DriverSample, InstanceDriver, Observation, PreparedStart, StartOptions, StopMethod } from '../../driver.ts';
-import type { Accel, Instance } from '../../model.ts';
+import { type Accel, type Instance, USER_NETWORK } from '../../model.ts';
+import { checkTuningOnHost } from '../../tuning.ts';
+import { tuningHostFacts } from '../../../host/tuning-facts.ts';
+import { applyPinning } from './pinning.ts';
 import { toQemuSpec } from '../../qemu-spec.ts';
 import { removeRuntimeFiles, runtimePaths } from '../../runtime.ts';
 import { sampleQemu } from './metrics.ts';
@@ -40,17 +43,30 @@ export class QemuDriver implements InstanceDriver {
 
   async prepareStart(instance: Instance, options: StartOptions): Promise<PreparedStart> {
     const { accel } = await resolveAccelerator(instance.spec.accel, { cacheDir: this.paths.hostCache, ...(options.signal ? { signal: options.signal } : {}) });
-    const restrictUserNetwork = options.restrictUserNetwork === true;
-    return { reason: `started with ${accel}`, run: (ready, runOptions) => this.run(ready, accel, restrictUserNetwork, runOptions) };
+    const specOptions: { restrictUserNetwork: boolean; hugepagePath?: string } = { restrictUserNetwork: options.restrictUserNetwork === true };
+    const tuning = instance.spec.tuning;
+    if (tuning !== undefined) {
+      // The host can change between define and start (huge pages taken, CPUs offlined): checked again now.
+      const host = await tuningHostFacts(this.paths.root);
+      checkTuningOnHost(tuning, { memoryMiB: instance.spec.memoryMiB, tapNics: instance.nics.filter((n) => n.network !== USER_NETWORK).length, accel }, host);
+      if (tuning.hugepages === true && host.hugepages.mount !== undefined) specOptions.hugepagePath = host.hugepages.mount;
+    }
+    return { reason: `started with ${accel}`, run: (ready, runOptions) => this.run(ready, accel, specOptions, runOptions) };
   }
 
-  private async run(instance: Instance, accel: Accel, restrictUserNetwork: boolean, options: { signal?: AbortSignal; onProcess: (process: ProcessIdentity) => void }): Promise<void> {
+  private async run(
+    instance: Instance,
+    accel: Accel,
+    specOptions: { restrictUserNetwork: boolean; hugepagePath?: string },
+    options: { signal?: AbortSignal; onProcess: (process: ProcessIdentity) => void },
+  ): Promise<void> {
     const dir = this.paths.instanceDir(instance.name);
     rotateConsoleLog(runtimePaths(dir).serialLog);
     let spawned: Awaited<ReturnType<typeof spawnQemu>> | undefined;
     try {
-      spawned = await spawnQemu(toQemuSpec(instance, dir, accel, { restrictUserNetwork }), { logPath: runtimePaths(dir).qemuLog, ...(options.signal ? { signal: options.signal } : {}) });
+      spawned = await spawnQemu(toQemuSpec(instance, dir, accel, specOptions), { logPath: runtimePaths(dir).qemuLog, ...(options.signal ? { signal: options.signal } : {}) });
       options.onProcess(spawned.identity);
+      await applyPinning(spawned.qmp, spawned.identity.pid, instance.spec.tuning);
       await qmpCommand.cont(spawned.qmp);
     } catch (e) {
       if (spawned !== undefined) await killQemu(spawned.identity).catch(() => {});

@@ -23,6 +23,8 @@ export async function sampleQemu(instance: Instance, paths: RuntimePaths, option
   if (usage !== undefined) {
     sample.cpuSeconds = usage.cpuSeconds;
     sample.rssBytes = usage.rssBytes;
+    const overhead = qemuOverheadBytes(instance.pid!, usage.rssAnonBytes, instance.spec.memoryMiB, instance.spec.tuning?.numaNodes ?? 1);
+    if (overhead !== undefined) sample.overheadBytes = overhead;
   }
   const [qmp, guestNics] = await Promise.all([qmpStats(paths.qmpQuery), options.guestNics ? agentNicCounters(paths.guestAgent) : undefined]);
   sample.block = qmp.block;
@@ -31,18 +33,49 @@ export async function sampleQemu(instance: Instance, paths: RuntimePaths, option
   return sample;
 }
 
-/** CPU seconds (user + system, all QEMU threads) and RSS of a process, from /proc. */
-function processUsage(pid: number): { cpuSeconds: number; rssBytes: number } | undefined {
+/** CPU seconds (user + system, all QEMU threads), RSS and its anonymous part of a process, from /proc. */
+function processUsage(pid: number): { cpuSeconds: number; rssBytes: number; rssAnonBytes: number } | undefined {
   try {
     const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
     const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
     const ticks = Number(fields[11]) + Number(fields[12]); // utime, stime (fields 14 and 15 of the line)
     const status = readFileSync(`/proc/${pid}/status`, 'utf8');
-    const rssKiB = Number(/^VmRSS:\s+(\d+) kB/m.exec(status)?.[1] ?? 0);
-    return { cpuSeconds: ticks / CLOCK_TICKS_PER_SECOND, rssBytes: rssKiB * 1024 };
+    const kib = (key: string) => Number(new RegExp(`^${key}:\\s+(\\d+) kB`, 'm').exec(status)?.[1] ?? 0);
+    return { cpuSeconds: ticks / CLOCK_TICKS_PER_SECOND, rssBytes: kib('VmRSS') * 1024, rssAnonBytes: kib('RssAnon') * 1024 };
   } catch {
     return undefined; // it ended between the listing and now
   }
+}
+
+/**
+ * What QEMU itself costs in memory: its private anonymous resident memory minus the guest's RAM (the writable,
+ * non-executable mappings exactly the size of the guest's memory or of one NUMA node's share). File-backed pages
+ * (QEMU's binary, a -kernel image) are page cache, shared and reclaimable, and not counted.
+ */
+function qemuOverheadBytes(pid: number, rssAnonBytes: number, memoryMiB: number, numaNodes: number): number | undefined {
+  let smaps: string;
+  try {
+    smaps = readFileSync(`/proc/${pid}/smaps`, 'utf8');
+  } catch {
+    return undefined;
+  }
+  return Math.max(0, rssAnonBytes - guestRamResidentBytes(smaps, (memoryMiB * 1024) / numaNodes));
+}
+
+/** The resident bytes of the guest-RAM mappings in an smaps text (see qemuOverheadBytes). */
+export function guestRamResidentBytes(smaps: string, nodeSizeKiB: number): number {
+  let guestRam = false;
+  let total = 0;
+  for (const line of smaps.split('\n')) {
+    const header = /^[0-9a-f]+-[0-9a-f]+ (\S{4}) /.exec(line);
+    if (header !== null) {
+      guestRam = header[1]!.startsWith('rw') && header[1]![2] !== 'x';
+      continue;
+    }
+    if (line.startsWith('Size:')) guestRam &&= Number(/(\d+)/.exec(line)?.[1]) === nodeSizeKiB;
+    else if (line.startsWith('Rss:') && guestRam) total += Number(/(\d+)/.exec(line)?.[1] ?? 0) * 1024;
+  }
+  return total;
 }
 
 function blockCountersOf(reply: BlockStats[]): BlockCounters[] {
