@@ -12,7 +12,9 @@ import { buildInventory } from '../interop/ansible-inventory.ts';
 import { exportLibvirtDomain } from '../interop/libvirt-export.ts';
 import { type ImportedDomain, type ImportWarning, readLibvirtDomain } from '../interop/libvirt-import.ts';
 import { virshDumpXml } from '../interop/virsh.ts';
-import type { DiskSpec, InstanceSpec } from '../instances/model.ts';
+import type { DiskSpec, InstanceSpec, Tuning } from '../instances/model.ts';
+import { fitTuning } from '../instances/tuning.ts';
+import { tuningHostFacts } from '../host/tuning-facts.ts';
 import { USER_NETWORK } from '../instances/model.ts';
 import type { NicRequest } from '../instances/nic-request.ts';
 import { validateCpus, validateMemory } from '../instances/validate.ts';
@@ -60,6 +62,15 @@ function mapNics(core: AppCore, domain: ImportedDomain, warnings: ImportWarning[
   });
 }
 
+/** The domain's tuning that fits this instance and host; a knob that does not is left out with a warning. */
+async function fittedTuning(core: AppCore, domain: ImportedDomain, size: { cpus: number; memoryMiB: number; nics: NicRequest[] }, warnings: ImportWarning[]): Promise<Tuning> {
+  if (Object.keys(domain.tuning).length === 0) return {};
+  const tapNics = size.nics.filter((n) => n.network !== USER_NETWORK).length;
+  const { tuning, dropped } = fitTuning(domain.tuning, { cpus: size.cpus, memoryMiB: size.memoryMiB, tapNics, ...(domain.accel === 'tcg' ? { accel: 'tcg' as const } : {}) }, await tuningHostFacts(core.paths.root));
+  for (const d of dropped) warnings.push({ path: '/domain', message: `${d.knob} not kept: ${d.message}` });
+  return tuning;
+}
+
 export const interop = resource('interop', interopEndpoints, (core: AppCore) => {
   const instanceApi = instances.implement(core);
   return {
@@ -102,12 +113,14 @@ export const interop = resource('interop', interopEndpoints, (core: AppCore) => 
       }
       const disks = await checkDisks(core, domain, caller);
       const nics = mapNics(core, domain, warnings);
+      const tuning = await fittedTuning(core, domain, { cpus, memoryMiB, nics }, warnings);
       const spec: InstanceSpec = {
         cpus,
         memoryMiB,
         accel: domain.accel,
         disks: disks.map(({ location: _, ...d }) => d),
         ...(domain.boot === undefined ? {} : { boot: domain.boot }),
+        ...(Object.keys(tuning).length === 0 ? {} : { tuning }),
       };
       const instance = await core.instances.define(name, spec, { nics, ...(domain.uuid === undefined ? {} : { uuid: domain.uuid }) }, async () => spec);
       return core.changed({

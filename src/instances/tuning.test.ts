@@ -3,7 +3,7 @@ import type { TuningHostFacts } from '../host/tuning-facts.ts';
 import { parseCpuModels, hugetlbfsMount } from '../host/tuning-facts.ts';
 import { formatCpuList, parseCpuList } from '../lib/cpu-list.ts';
 import { isVirtnodeError } from '../lib/errors.ts';
-import { checkTuningOnHost, validateTuning } from './tuning.ts';
+import { checkTuningOnHost, fitTuning, validateTuning } from './tuning.ts';
 
 const host: TuningHostFacts = {
   onlineCpus: [0, 1, 2, 3],
@@ -87,5 +87,18 @@ describe('host facts parsers', () => {
     expect(parseCpuModels('Available CPUs:\nx86 486                   (alias configured by machine type)\nx86 Skylake-Server-v4  Intel Xeon\n\nRecognized CPUID flags:\n  3dnow')).toEqual(['486', 'Skylake-Server-v4']);
     expect(hugetlbfsMount('proc /proc proc rw 0 0\nhugetlbfs /mnt/huge1g hugetlbfs rw,pagesize=1024M 0 0\nhugetlbfs /dev/hugepages hugetlbfs rw,relatime 0 0\n')).toBe('/dev/hugepages');
     expect(hugetlbfsMount('proc /proc proc rw 0 0\n')).toBeUndefined();
+  });
+});
+
+describe('fitTuning', () => {
+  it('keeps what fits and leaves out, with the reason, each knob this host or instance cannot have', () => {
+    const { tuning, dropped } = fitTuning(
+      { vcpuPins: [6, 7], emulatorPins: [0], numaNodes: 2, hugepages: true, diskCache: 'none', netQueues: 4 },
+      { cpus: 2, memoryMiB: 2048, tapNics: 0 },
+      host,
+    );
+    expect(tuning).toEqual({ emulatorPins: [0], numaNodes: 2, diskCache: 'none' });
+    expect(dropped.map((d) => d.knob).sort()).toEqual(['hugepages', 'netQueues', 'vcpuPins']);
+    expect(dropped.find((d) => d.knob === 'vcpuPins')!.message).toContain('host CPU 6-7 is not online');
   });
 });

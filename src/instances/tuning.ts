@@ -124,3 +124,44 @@ export function checkTuningOnHost(tuning: Tuning, instance: { memoryMiB: number;
     throw invalid('--net-queues', 'multi-queue needs a NIC on a managed network (user-mode NICs have one queue)', 'add --network NAME, or leave --net-queues out');
   }
 }
+
+/** The flag each knob is named by in messages (`--pin-vcpus` for vcpuPins). */
+const KNOB_FLAGS: Record<keyof Tuning, string> = {
+  cpuModel: '--cpu-model',
+  vcpuPins: '--pin-vcpus',
+  emulatorPins: '--pin-emulator',
+  numaNodes: '--numa-nodes',
+  hugepages: '--hugepages',
+  diskCache: '--disk-cache',
+  diskAio: '--disk-aio',
+  discard: '--discard',
+  iothreads: '--iothreads',
+  diskQueues: '--disk-queues',
+  netQueues: '--net-queues',
+  freePageReporting: '--free-page-reporting',
+};
+
+/**
+ * The knobs of a tuning that this instance can have on this host, for settings brought from elsewhere (a libvirt
+ * domain from another host): each knob that fails validateTuning or checkTuningOnHost is left out and reported.
+ */
+export function fitTuning(
+  input: Tuning,
+  instance: { cpus: number; memoryMiB: number; tapNics: number; accel?: Accel },
+  host: TuningHostFacts,
+): { tuning: Tuning; dropped: Array<{ knob: keyof Tuning; message: string }> } {
+  let tuning: Tuning = { ...input };
+  const dropped: Array<{ knob: keyof Tuning; message: string }> = [];
+  for (;;) {
+    try {
+      tuning = validateTuning(tuning as Record<string, unknown>, instance);
+      checkTuningOnHost(tuning, instance, host);
+      return { tuning, dropped };
+    } catch (e) {
+      const knob = (Object.keys(KNOB_FLAGS) as Array<keyof Tuning>).find((k) => e instanceof VirtnodeError && KNOB_FLAGS[k] === e.field && tuning[k] !== undefined);
+      if (knob === undefined) throw e;
+      dropped.push({ knob, message: (e as VirtnodeError).message });
+      delete tuning[knob];
+    }
+  }
+}

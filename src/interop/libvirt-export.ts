@@ -7,6 +7,7 @@
 import type { Instance } from '../instances/model.ts';
 import { USER_NETWORK } from '../instances/model.ts';
 import type { NetworkMode } from '../network/model.ts';
+import { tuningXml } from './libvirt-tuning.ts';
 import { writeXml, type XmlNode } from './xml.ts';
 
 export interface ExportNetwork {
@@ -35,20 +36,22 @@ export function exportLibvirtDomain(instance: Instance, network: (name: string) 
   const { spec } = instance;
   const warnings: string[] = [];
   const kvm = spec.accel !== 'tcg';
+  const tune = tuningXml(spec.tuning, { cpus: spec.cpus, memoryMiB: spec.memoryMiB, disks: spec.disks.length });
   const disks: XmlNode[] = spec.disks.map((d, i) => ({
     name: 'disk',
     attrs: { type: 'file', device: 'disk' },
     children: [
-      { name: 'driver', attrs: { name: 'qemu', type: d.format, cache: 'writeback' } },
+      { name: 'driver', attrs: { name: 'qemu', type: d.format, cache: 'writeback', ...tune.diskDriver(i) } },
       { name: 'source', attrs: { file: d.path } },
       { name: 'target', attrs: { dev: diskTarget(i), bus: 'virtio' } },
       d.readonly === true ? { name: 'readonly' } : undefined,
     ],
   }));
   const nics: XmlNode[] = instance.nics.map((nic) => {
-    const common = [{ name: 'mac', attrs: { address: nic.mac } }, { name: 'model', attrs: { type: 'virtio' } }];
+    const common: XmlNode[] = [{ name: 'mac', attrs: { address: nic.mac } }, { name: 'model', attrs: { type: 'virtio' } }];
     if (nic.network === USER_NETWORK) return { name: 'interface', attrs: { type: 'user' }, children: common };
     const net = network(nic.network);
+    if (tune.nicDriver !== undefined) common.push(tune.nicDriver);
     if (net?.mode === 'bridge') return { name: 'interface', attrs: { type: 'bridge' }, children: [{ name: 'source', attrs: { bridge: net.bridge } }, ...common] };
     warnings.push(`NIC ${nic.index} (${nic.mac}) is on virtnode network ${nic.network}: libvirt needs a network of that name${net === undefined ? '' : ` (virtnode's uses bridge ${net.bridge})`}`);
     return { name: 'interface', attrs: { type: 'network' }, children: [{ name: 'source', attrs: { network: nic.network } }, ...common] };
@@ -80,10 +83,13 @@ export function exportLibvirtDomain(instance: Instance, network: (name: string) 
       { name: 'description', text: `exported by virtnode${spec.image === undefined ? '' : ` (image ${spec.image.name}, sha256 ${spec.image.sha256})`}` },
       { name: 'memory', attrs: { unit: 'MiB' }, text: String(spec.memoryMiB) },
       { name: 'currentMemory', attrs: { unit: 'MiB' }, text: String(spec.memoryMiB) },
-      { name: 'vcpu', text: String(spec.cpus) },
+      tune.domain.memoryBacking,
+      { name: 'vcpu', attrs: { placement: 'static' }, text: String(spec.cpus) },
+      tune.domain.iothreads,
+      tune.domain.cputune,
       os,
       { name: 'features', children: [{ name: 'acpi' }, { name: 'apic' }] },
-      { name: 'cpu', attrs: { mode: kvm ? 'host-passthrough' : 'maximum' } },
+      { name: 'cpu', attrs: { mode: tune.cpu.mode ?? (kvm ? 'host-passthrough' : 'maximum') }, children: tune.cpu.children },
       { name: 'clock', attrs: { offset: 'utc' } },
       { name: 'on_poweroff', text: 'destroy' },
       { name: 'on_reboot', text: 'restart' },
@@ -98,7 +104,7 @@ export function exportLibvirtDomain(instance: Instance, network: (name: string) 
           { name: 'channel', attrs: { type: 'unix' }, children: [{ name: 'target', attrs: { type: 'virtio', name: GUEST_AGENT_CHANNEL } }] },
           { name: 'graphics', attrs: { type: 'vnc', autoport: 'yes' } },
           { name: 'video', children: [{ name: 'model', attrs: { type: 'vga' } }] },
-          { name: 'memballoon', attrs: { model: 'virtio' } },
+          { name: 'memballoon', attrs: { model: 'virtio', ...tune.balloon } },
           { name: 'rng', attrs: { model: 'virtio' }, children: [{ name: 'backend', attrs: { model: 'random' }, text: '/dev/urandom' }] },
         ],
       },

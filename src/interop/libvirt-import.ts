@@ -5,8 +5,10 @@
  * Pure: the caller checks the disk files and the networks (src/app/libvirt.ts).
  */
 import { invalid } from '../lib/errors.ts';
-import type { DiskFormat, KernelBoot } from '../instances/model.ts';
+import type { DiskFormat, KernelBoot, Tuning } from '../instances/model.ts';
+import { mergeDeviceTuning, readBalloonTuning, readCpuTuning, readCputune, readDiskDriverTuning, readMemoryBacking, readNicDriverTuning } from './libvirt-tuning.ts';
 import { parseXml, type XmlElement } from './xml.ts';
+import { type ImportWarning, Tracker } from './xml-tracker.ts';
 
 export interface ImportedDisk {
   /** Where it was in the XML, e.g. `/domain/devices/disk[2]`. */
@@ -18,6 +20,8 @@ export interface ImportedDisk {
   cache?: string;
   device: 'disk' | 'cdrom';
   readonly: boolean;
+  /** Its driver's performance settings; the instance keeps those all its disks share. */
+  tuning: Tuning;
 }
 
 export interface ImportedNic {
@@ -25,6 +29,7 @@ export interface ImportedNic {
   mac?: string;
   model?: string;
   source: { kind: 'user' } | { kind: 'network' | 'bridge'; name: string };
+  tuning: Tuning;
 }
 
 export interface ImportedDomain {
@@ -42,13 +47,11 @@ export interface ImportedDomain {
   graphics: string[];
   serial: boolean;
   guestAgent: boolean;
+  /** libvirt's performance settings as virtnode's tuning knobs (src/interop/libvirt-tuning.ts). */
+  tuning: Tuning;
 }
 
-export interface ImportWarning {
-  /** XPath-like: `/domain/devices/disk[2]/driver/@io`. */
-  path: string;
-  message: string;
-}
+export type { ImportWarning } from './xml-tracker.ts';
 
 const UNIT_BYTES: Record<string, number> = {
   b: 1, bytes: 1, k: 1024, kib: 1024, kb: 1000, m: 1024 ** 2, mib: 1024 ** 2, mb: 1000 ** 2,
@@ -60,96 +63,6 @@ const GUEST_AGENT_CHANNEL = 'org.qemu.guest_agent.0';
 /** Machine types of virtnode's own chipset (it always runs q35). */
 const Q35 = /^(q35|pc-q35-.*)$/;
 const HOST_CPU_MODES = new Set(['host-passthrough', 'host-model', 'maximum']);
-
-/** Which elements and attributes the mapping used; the rest become warnings. */
-class Tracker {
-  private readonly used = new Set<XmlElement>();
-  private readonly usedAttrs = new Map<XmlElement, Set<string>>();
-  private readonly paths = new Map<XmlElement, string>();
-  readonly warnings: ImportWarning[] = [];
-  readonly root: XmlElement;
-
-  constructor(root: XmlElement) {
-    this.root = root;
-    const walk = (el: XmlElement, path: string) => {
-      this.paths.set(el, path);
-      const counts = new Map<string, number>();
-      for (const c of el.children) counts.set(c.name, (counts.get(c.name) ?? 0) + 1);
-      const seen = new Map<string, number>();
-      for (const c of el.children) {
-        const n = (seen.get(c.name) ?? 0) + 1;
-        seen.set(c.name, n);
-        walk(c, `${path}/${c.name}${counts.get(c.name)! > 1 ? `[${n}]` : ''}`);
-      }
-    };
-    walk(root, `/${root.name}`);
-  }
-
-  path(el: XmlElement): string {
-    return this.paths.get(el)!;
-  }
-
-  use(el: XmlElement): XmlElement {
-    this.used.add(el);
-    return el;
-  }
-
-  private useAll(el: XmlElement): void {
-    this.use(el);
-    this.usedAttrs.set(el, new Set(el.attributes.keys()));
-    el.children.forEach((c) => this.useAll(c));
-  }
-
-  /** Marks the element and returns the attribute (marking it too). */
-  attr(el: XmlElement, name: string): string | undefined {
-    this.use(el);
-    const value = el.attributes.get(name);
-    if (value !== undefined) {
-      const set = this.usedAttrs.get(el) ?? new Set();
-      set.add(name);
-      this.usedAttrs.set(el, set);
-    }
-    return value;
-  }
-
-  /** The element's children of this name (not marked). */
-  all(el: XmlElement, name: string): XmlElement[] {
-    return el.children.filter((c) => c.name === name);
-  }
-
-  one(el: XmlElement, name: string): XmlElement | undefined {
-    return el.children.find((c) => c.name === name);
-  }
-
-  /**
-   * Something virtnode does not keep, reported once: an attribute, or an element with everything inside it.
-   */
-  note(el: XmlElement, message: string, attribute?: string): void {
-    if (attribute !== undefined) this.attr(el, attribute);
-    else this.useAll(el);
-    this.warnings.push({ path: `${this.path(el)}${attribute === undefined ? '' : `/@${attribute}`}`, message });
-  }
-
-  /** Every element or attribute nothing used, in document order. */
-  unused(): ImportWarning[] {
-    const out: ImportWarning[] = [];
-    const walk = (el: XmlElement) => {
-      if (!this.used.has(el)) {
-        const attrs = [...el.attributes].map(([k, v]) => `${k}="${v}"`).join(' ');
-        out.push({ path: this.path(el), message: `not mapped: <${el.name}${attrs === '' ? '' : ` ${attrs}`}>${el.children.length > 0 ? ' and its contents' : ''}` });
-        return;
-      }
-      const usedAttrs = this.usedAttrs.get(el) ?? new Set();
-      for (const [k, v] of el.attributes) {
-        // Namespace declarations say nothing about the machine.
-        if (!usedAttrs.has(k) && !k.startsWith('xmlns')) out.push({ path: `${this.path(el)}/@${k}`, message: `not mapped: ${k}="${v}"` });
-      }
-      el.children.forEach(walk);
-    };
-    walk(this.root);
-    return out;
-  }
-}
 
 function memoryMiB(t: Tracker, el: XmlElement): number {
   const unit = (t.attr(el, 'unit') ?? 'KiB').toLowerCase();
@@ -215,6 +128,7 @@ function readDisk(t: Tracker, disk: XmlElement): ImportedDisk | undefined {
   const driver = t.one(disk, 'driver');
   let format: DiskFormat | undefined;
   let cache: string | undefined;
+  let tuning: Tuning = {};
   if (driver !== undefined) {
     const name = t.attr(driver, 'name');
     if (name !== undefined && name !== 'qemu') t.note(driver, `driver ${name}: virtnode drives disks with QEMU`, 'name');
@@ -224,9 +138,7 @@ function readDisk(t: Tracker, disk: XmlElement): ImportedDisk | undefined {
       format = f;
     }
     cache = t.attr(driver, 'cache');
-    if (cache !== undefined && cache !== 'writeback' && cache !== 'default') {
-      t.warnings.push({ path: `${location}/driver/@cache`, message: `cache=${cache}: virtnode's disks use QEMU's default (writeback) cache` });
-    }
+    tuning = readDiskDriverTuning(t, driver);
   }
   const target = t.one(disk, 'target');
   if (target !== undefined) t.attr(target, 'dev'); // virtnode names its disks itself
@@ -235,7 +147,7 @@ function readDisk(t: Tracker, disk: XmlElement): ImportedDisk | undefined {
   const ro = t.one(disk, 'readonly');
   if (ro !== undefined) t.use(ro);
   if (device === 'cdrom') t.warnings.push({ path: location, message: 'a cdrom becomes a read-only virtio disk' });
-  return { location, path, ...(format === undefined ? {} : { format }), bus, ...(cache === undefined ? {} : { cache }), device, readonly: ro !== undefined || device === 'cdrom' };
+  return { location, path, ...(format === undefined ? {} : { format }), bus, ...(cache === undefined ? {} : { cache }), device, readonly: ro !== undefined || device === 'cdrom', tuning };
 }
 
 function readNic(t: Tracker, nic: XmlElement): ImportedNic | undefined {
@@ -249,7 +161,7 @@ function readNic(t: Tracker, nic: XmlElement): ImportedNic | undefined {
     t.note(nic, `an interface of type ${type ?? '(none)'} is not imported: virtnode NICs are user-mode or on a managed network`);
     return undefined;
   }
-  const out: ImportedNic = { location, source: imported };
+  const out: ImportedNic = { location, source: imported, tuning: {} };
   const mac = t.one(nic, 'mac');
   if (mac !== undefined) {
     const address = t.attr(mac, 'address');
@@ -261,6 +173,8 @@ function readNic(t: Tracker, nic: XmlElement): ImportedNic | undefined {
     out.model = t.attr(model, 'type')!;
     if (out.model !== 'virtio') t.warnings.push({ path: `${t.path(model)}/@type`, message: `model ${out.model}: virtnode's NICs are virtio-net` });
   }
+  const driver = t.one(nic, 'driver');
+  if (driver !== undefined) out.tuning = readNicDriverTuning(t, driver);
   return out;
 }
 
@@ -348,6 +262,7 @@ function readDevices(t: Tracker, devices: XmlElement, out: ImportedDomain): void
         // virtnode always adds a virtio balloon and a virtio RNG (fed from the host's /dev/urandom).
         const model = t.attr(el, 'model');
         if (model !== 'virtio' && model !== 'none') t.note(el, `${el.name} model ${model ?? ''}: virtnode's is virtio`, 'model');
+        if (el.name === 'memballoon') readBalloonTuning(t, el, out.tuning);
         const backend = t.one(el, 'backend');
         if (backend !== undefined) t.attr(backend, 'model');
         break;
@@ -378,6 +293,7 @@ export function readLibvirtDomain(xml: string, options: { field?: string } = {})
     graphics: [],
     serial: false,
     guestAgent: false,
+    tuning: {},
   };
   if (type !== 'kvm' && type !== 'qemu') t.note(root, `domain type ${type ?? '(none)'}: virtnode runs QEMU, with KVM when it works`, 'type');
   const uuid = t.one(root, 'uuid');
@@ -407,14 +323,20 @@ export function readLibvirtDomain(xml: string, options: { field?: string } = {})
     t.use(features);
     for (const f of features.children) if (f.name === 'acpi' || f.name === 'apic') t.use(f); // virtnode's machines have both
   }
+  const cputune = t.one(root, 'cputune');
+  if (cputune !== undefined) readCputune(t, cputune, out.tuning, out.cpus);
+  const backing = t.one(root, 'memoryBacking');
+  if (backing !== undefined) readMemoryBacking(t, backing, out.tuning);
+  const iothreads = t.one(root, 'iothreads');
+  if (iothreads !== undefined) t.use(iothreads); // the disks' iothread attributes say which use one
   const cpu = t.one(root, 'cpu');
   if (cpu !== undefined) {
     const mode = t.attr(cpu, 'mode') ?? 'custom';
     out.cpuMode = mode;
+    readCpuTuning(t, cpu, out.tuning, out);
     if (!HOST_CPU_MODES.has(mode)) {
       const model = t.one(cpu, 'model');
-      t.note(cpu, `cpu mode ${mode}${model === undefined ? '' : ` (${model.text.trim()})`}: virtnode gives the guest the host's CPU (KVM) or QEMU's max (TCG)`);
-      if (model !== undefined) t.use(model);
+      if (model === undefined) t.note(cpu, `cpu mode ${mode} without a model: virtnode gives the guest the host's CPU (KVM) or QEMU's max (TCG)`);
       t.attr(cpu, 'match');
       t.attr(cpu, 'check');
     } else {
@@ -426,6 +348,9 @@ export function readLibvirtDomain(xml: string, options: { field?: string } = {})
   if (clock !== undefined && t.attr(clock, 'offset') !== 'utc') t.note(clock, "virtnode's guests keep their clock in UTC", 'offset');
   const devices = t.one(root, 'devices');
   if (devices !== undefined) readDevices(t, devices, out);
+  mergeDeviceTuning(t, out.disks, out.tuning);
+  // Queues are for NICs on managed networks (taps); user-mode NICs have one queue whatever they say.
+  mergeDeviceTuning(t, out.nics.filter((n) => n.source.kind !== 'user'), out.tuning);
   return { domain: out, warnings: [...t.warnings, ...t.unused()].sort((a, b) => order(root, t, a.path) - order(root, t, b.path)) };
 }
 

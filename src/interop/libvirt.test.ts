@@ -30,6 +30,7 @@ function asInstance(d: ImportedDomain): Instance {
       accel: d.accel,
       disks: d.disks.map((x, i) => ({ id: `disk${i}`, path: x.path, format: x.format ?? (x.path.endsWith('.qcow2') ? 'qcow2' : 'raw'), owned: false, ...(x.readonly ? { readonly: true } : {}) })),
       ...(d.boot === undefined ? {} : { boot: d.boot }),
+      ...(Object.keys(d.tuning).length === 0 ? {} : { tuning: d.tuning }),
     },
     nics: d.nics.map((n, index) => ({ index, mac: n.mac!, network: n.source.kind === 'user' ? 'user' : n.source.kind === 'bridge' ? 'lan' : n.source.name })),
     pid: undefined,
@@ -72,11 +73,13 @@ describe('readLibvirtDomain (virt-install --print-xml fixtures)', () => {
       cpus: 2,
       machine: 'q35',
       cpuMode: 'host-passthrough',
-      disks: [{ location: '/domain/devices/disk', path: '/VIRTNODE_FIXTURE_DIR/disk.qcow2', bus: 'virtio', cache: 'none', device: 'disk', readonly: false }],
-      nics: [{ location: '/domain/devices/interface', mac: '52:54:00:12:34:56', model: 'virtio', source: { kind: 'network', name: 'default' } }],
+      disks: [{ location: '/domain/devices/disk', path: '/VIRTNODE_FIXTURE_DIR/disk.qcow2', bus: 'virtio', cache: 'none', device: 'disk', readonly: false, tuning: { diskCache: 'none' } }],
+      nics: [{ location: '/domain/devices/interface', mac: '52:54:00:12:34:56', model: 'virtio', source: { kind: 'network', name: 'default' }, tuning: {} }],
       graphics: ['vnc'],
       serial: true,
       guestAgent: true,
+      // cache="none" is kept as the instance's disk cache mode (QEMU's none: direct I/O).
+      tuning: { diskCache: 'none' },
     });
     expect(warnings.map((w) => w.path)).toEqual([
       '/domain/metadata',
@@ -84,7 +87,6 @@ describe('readLibvirtDomain (virt-install --print-xml fixtures)', () => {
       '/domain/clock/timer[2]',
       '/domain/clock/timer[3]',
       '/domain/pm',
-      '/domain/devices/disk/driver/@cache',
       '/domain/devices/controller[1]',
       '/domain/devices/input',
     ]);
@@ -93,8 +95,8 @@ describe('readLibvirtDomain (virt-install --print-xml fixtures)', () => {
   it('reports a pc machine, a SATA disk, an e1000e NIC and a host-model CPU as mapped differently', () => {
     const { domain, warnings } = readLibvirtDomain(fixture('pc-sata-raw-bridge'));
     expect(domain).toMatchObject({ name: 'db1', machine: 'pc', cpuMode: 'host-model', cpus: 4, memoryMiB: 2048, graphics: [], serial: true, guestAgent: true });
-    expect(domain.disks).toEqual([{ location: '/domain/devices/disk', path: '/VIRTNODE_FIXTURE_DIR/disk.raw', bus: 'sata', cache: 'writeback', device: 'disk', readonly: false }]);
-    expect(domain.nics).toEqual([{ location: '/domain/devices/interface', mac: '52:54:00:ab:cd:01', model: 'e1000e', source: { kind: 'bridge', name: 'br0' } }]);
+    expect(domain.disks).toEqual([{ location: '/domain/devices/disk', path: '/VIRTNODE_FIXTURE_DIR/disk.raw', bus: 'sata', cache: 'writeback', device: 'disk', readonly: false, tuning: { diskCache: 'writeback' } }]);
+    expect(domain.nics).toEqual([{ location: '/domain/devices/interface', mac: '52:54:00:ab:cd:01', model: 'e1000e', source: { kind: 'bridge', name: 'br0' }, tuning: {} }]);
     const byPath = Object.fromEntries(warnings.map((w) => [w.path, w.message]));
     expect(byPath['/domain/os/type/@machine']).toMatch(/machine pc: virtnode's machines are q35/);
     expect(byPath['/domain/devices/disk/target/@bus']).toMatch(/bus sata: virtnode attaches disks as virtio-blk/);
@@ -102,7 +104,7 @@ describe('readLibvirtDomain (virt-install --print-xml fixtures)', () => {
     expect(byPath['/domain/devices/disk/driver/@cache']).toBeUndefined(); // writeback is virtnode's own
   });
 
-  it('maps kernel boot, two disks, network and user NICs; reports SPICE, sound, redirdevs and a custom CPU', () => {
+  it('maps kernel boot, two disks, network and user NICs and a custom CPU model; reports SPICE, sound and redirdevs', () => {
     const { domain, warnings } = readLibvirtDomain(fixture('q35-virtio-raw-kernel-spice'));
     expect(domain.boot).toEqual({ kernel: '/boot/vmlinuz-test', initrd: '/boot/initrd-test', cmdline: 'console=ttyS0 root=/dev/vda' });
     expect(domain.disks.map((d) => [d.path, d.bus, d.cache])).toEqual([
@@ -112,7 +114,11 @@ describe('readLibvirtDomain (virt-install --print-xml fixtures)', () => {
     expect(domain.nics.map((n) => n.source)).toEqual([{ kind: 'network', name: 'lab' }, { kind: 'user' }]);
     expect(domain.graphics).toEqual([]);
     const paths = warnings.map((w) => w.path);
-    for (const p of ['/domain/cpu', '/domain/features/vmport', '/domain/devices/graphics', '/domain/devices/sound', '/domain/devices/redirdev[1]', '/domain/devices/redirdev[2]', '/domain/devices/channel[2]', '/domain/devices/video/model/@type']) {
+    expect(domain.tuning.cpuModel).toBeDefined();
+    // Only the second disk asks for cache="unsafe": virtnode has one mode per instance, so the default stays.
+    expect(domain.tuning.diskCache).toBeUndefined();
+    expect(warnings.find((w) => /diskCache differs between devices/.test(w.message))?.path).toBe('/domain/devices/disk[2]');
+    for (const p of ['/domain/features/vmport', '/domain/devices/graphics', '/domain/devices/sound', '/domain/devices/redirdev[1]', '/domain/devices/redirdev[2]', '/domain/devices/channel[2]', '/domain/devices/video/model/@type']) {
       expect(paths).toContain(p);
     }
     // One warning for the SPICE display, not one more per attribute inside it.
@@ -120,12 +126,12 @@ describe('readLibvirtDomain (virt-install --print-xml fixtures)', () => {
   });
 
   it('reports an element or attribute it does not know instead of dropping it', () => {
-    const xml = fixture('q35-virtio-qcow2-network').replace('<vcpu>2</vcpu>', '<vcpu current="1">2</vcpu><iothreads>2</iothreads>').replace('<driver name="qemu" cache="none"/>', '<driver name="qemu" type="qcow2" io="native"/>');
+    const xml = fixture('q35-virtio-qcow2-network').replace('<vcpu>2</vcpu>', '<vcpu current="1">2</vcpu><iothreads>2</iothreads>').replace('<driver name="qemu" cache="none"/>', '<driver name="qemu" type="qcow2" io="native" copy_on_read="on"/>');
     const { domain, warnings } = readLibvirtDomain(xml);
     expect(domain.disks[0]!.format).toBe('qcow2');
     expect(warnings).toContainEqual({ path: '/domain/vcpu/@current', message: 'not mapped: current="1"' });
-    expect(warnings).toContainEqual({ path: '/domain/iothreads', message: 'not mapped: <iothreads>' });
-    expect(warnings).toContainEqual({ path: '/domain/devices/disk/driver/@io', message: 'not mapped: io="native"' });
+    expect(warnings).toContainEqual({ path: '/domain/devices/disk/driver/@copy_on_read', message: 'not mapped: copy_on_read="on"' });
+    expect(domain.tuning).toEqual({ diskAio: 'native' });
   });
 
   it('refuses bad XML and values virtnode cannot take, naming where', () => {
@@ -178,5 +184,44 @@ describe('exportLibvirtDomain', () => {
     expect(out.warnings.join('\n')).toMatch(/port forward/);
     expect(out.warnings.join('\n')).toMatch(/virtnode network default: libvirt needs a network of that name/);
     expect(out.warnings.join('\n')).toMatch(/SMBIOS UUID 6b1d2c1e/);
+  });
+});
+
+describe('tuning through libvirt XML', () => {
+  const tuning = {
+    cpuModel: 'Skylake-Server-v4',
+    vcpuPins: [3, 2, 1, 0],
+    emulatorPins: [0, 1],
+    numaNodes: 2,
+    hugepages: true,
+    diskCache: 'none' as const,
+    diskAio: 'native' as const,
+    discard: true,
+    iothreads: true,
+    diskQueues: 2,
+    netQueues: 4,
+    freePageReporting: true,
+  };
+
+  it("exports every knob in libvirt's words (validated and defined by libvirt) and reads them back the same", async () => {
+    const { domain } = readLibvirtDomain(fixture('q35-virtio-qcow2-network'));
+    const instance = asInstance({ ...domain, cpus: 4, memoryMiB: 2048 });
+    instance.spec.tuning = tuning;
+    const { xml } = exportLibvirtDomain(instance, (n) => NETWORKS[n]);
+    await libvirtAccepts(xml, 'tuned.xml');
+    const back = readLibvirtDomain(xml);
+    expect(back.domain.tuning).toEqual(tuning);
+    expect(back.warnings.filter((w) => /cputune|memoryBacking|numa|iothread|queues|freePageReporting|cache|@io/.test(w.path))).toEqual([]);
+  });
+
+  it('keeps what virtnode cannot express out, saying why', () => {
+    const xml = fixture('q35-virtio-qcow2-network')
+      .replace('<vcpu>2</vcpu>', '<vcpu>2</vcpu><cputune><vcpupin vcpu="0" cpuset="0-1"/><vcpupin vcpu="1" cpuset="1"/></cputune>')
+      .replace(/<\/devices>/, '<disk type="file" device="disk"><driver name="qemu" type="raw" cache="unsafe"/><source file="/x.raw"/><target dev="vdz" bus="virtio"/></disk></devices>');
+    const { domain, warnings } = readLibvirtDomain(xml);
+    expect(domain.tuning.vcpuPins).toBeUndefined();
+    expect(warnings.map((w) => w.message).join('\n')).toMatch(/vCPU 0 may run on 0-1: virtnode pins each vCPU to one host CPU/);
+    expect(domain.tuning.diskCache).toBeUndefined();
+    expect(warnings.map((w) => w.message).join('\n')).toMatch(/diskCache differs between devices \(\/domain\/devices\/disk\[1\]: none, \/domain\/devices\/disk\[2\]: unsafe\)/);
   });
 });
