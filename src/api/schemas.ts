@@ -243,6 +243,12 @@ export const HostSummary = Closed({
   stateDir: Type.String(),
   version: Type.String(),
   instances: Type.Record(Type.String(), Type.Integer()),
+  disk: Type.Optional(
+    Closed(
+      { capacityBytes: Type.Integer(), availableBytes: Type.Integer() },
+      { description: 'the filesystem holding the state directory (instances, images); absent if it cannot be read' },
+    ),
+  ),
 });
 export const HostReport = Closed({
   status: StringEnum(['PASS', 'WARN', 'FAIL']),
