@@ -64,7 +64,10 @@ function CreateNetwork({ onCreated }: { onCreated: (n: Network) => void }) {
   );
 }
 
-function NetworkDetails({ network, onRemoved }: { network: Network; onRemoved: () => void }) {
+/** One network as `get` tells it: with what runs for it on the host (bridge, dnsmasq, nftables). */
+function NetworkDetails({ listed, onRemoved }: { listed: Network; onRemoved: () => void }) {
+  const info = useResource(() => client.networks.get({ name: listed.name }), (e) => e.type === 'instance', [listed.name, (listed.instances ?? []).join(',')]);
+  const network = info.data ?? listed;
   const leases = useResource(() => (network.mode === 'bridge' ? Promise.resolve([]) : client.networks.leases({ name: network.name })), (e) => e.type === 'instance', [network.name]);
   const [error, setError] = useState<string | undefined>();
   const remove = () => {
@@ -201,7 +204,7 @@ export function NetworksPage({ selected }: { selected: string | undefined }) {
       )}
       {current !== undefined && (
         <NetworkDetails
-          network={current}
+          listed={current}
           onRemoved={() => {
             location.hash = '#/networks';
             void networks.reload();

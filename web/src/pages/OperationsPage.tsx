@@ -43,14 +43,14 @@ export function OperationsPage({ live }: { live: Live }) {
     <section>
       <header class="page-header">
         <h1>Operations</h1>
-        <label class="inline">
-          Show{' '}
-          <select name="status" value={status} onChange={(e) => setStatus((e.target as HTMLSelectElement).value as StatusFilter)}>
+        <span class="inline">
+          <label for="operation-status">Show</label>
+          <select id="operation-status" name="status" value={status} onChange={(e) => setStatus((e.target as HTMLSelectElement).value as StatusFilter)}>
             {STATUSES.map((s) => (
               <option value={s}>{s}</option>
             ))}
           </select>
-        </label>
+        </span>
       </header>
       <FormError error={error ?? recent.error} />
       {recent.data === undefined ? (
