@@ -216,6 +216,7 @@ export const Operation = Closed({
   error: Type.Optional(OperationError),
   createdAt: Type.String(),
   finishedAt: Type.Optional(Type.String()),
+  startedBy: Type.Optional(Type.String({ description: "who asked for it: socket (the host's UNIX socket) or token:NAME" })),
 });
 export type OperationView = Static<typeof Operation>;
 export type OperationStatus = OperationView['status'];

@@ -282,6 +282,9 @@ describe('web UI console: navigation, host, images, networks, operations, storag
     const row = page.locator(`tr[data-operation="${id}"]`);
     await expect.poll(() => row.getAttribute('data-status'), POLL).toBe('running');
     await expect.poll(() => row.innerText(), POLL).toMatch(/\d[\d.]* [KM]iB of 4 MiB \d+%/);
+    // Who started it: the token of the script; the pulls started in the page carry the browser's token.
+    expect(await row.getByTestId('started-by').innerText()).toBe('token browser');
+    expect(await page.locator('tr[data-kind=image-pull][data-status=succeeded]').getByTestId('started-by').innerText()).toBe('token browser');
     await checkPage('operations');
     await row.getByRole('button', { name: /^Cancel/ }).click();
     await expect.poll(() => row.getAttribute('data-status'), POLL).toBe('cancelled');

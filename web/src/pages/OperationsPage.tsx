@@ -67,6 +67,7 @@ export function OperationsPage({ live }: { live: Live }) {
               <th scope="col">Status</th>
               <th scope="col">Progress / result</th>
               <th scope="col">Ended</th>
+              <th scope="col">Started by</th>
               <th scope="col">
                 <span class="sr-only">Actions</span>
               </th>
@@ -92,6 +93,7 @@ export function OperationsPage({ live }: { live: Live }) {
                     )}
                   </td>
                   <td>{when(op.finishedAt)}</td>
+                  <td data-testid="started-by">{op.startedBy === undefined ? '–' : op.startedBy.replace(/^token:/, 'token ')}</td>
                   <td class="actions">
                     <button type="button" aria-expanded={open === op.id} aria-label={`Steps of ${op.kind} ${op.target ?? op.id}`} onClick={() => setOpen(open === op.id ? undefined : op.id)}>
                       Steps
@@ -105,7 +107,7 @@ export function OperationsPage({ live }: { live: Live }) {
                 </tr>
                 {open === op.id && (
                   <tr>
-                    <td colSpan={7}>
+                    <td colSpan={8}>
                       {op.progress.entries.length === 0 ? (
                         <p class="muted">No steps reported.</p>
                       ) : (

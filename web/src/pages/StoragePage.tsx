@@ -68,7 +68,7 @@ function CreateVolume({ pools, onCreated }: { pools: string[]; onCreated: () => 
       <Field id="volume-pool" label="Pool">
         {(p) => (
           <select {...p} {...form.bind('pool')} onChange={(e) => form.set('pool', (e.target as HTMLSelectElement).value)}>
-            <option value="">default</option>
+            <option value="">(the default pool)</option>
             {pools.map((name) => (
               <option value={name}>{name}</option>
             ))}
