@@ -8,7 +8,7 @@ export { API } from '../../src/api/contracts/index.ts';
 import type { InstanceView, OperationView as Operation, TicketView as Ticket } from '../../src/api/schemas.ts';
 import { remoteApi, startOperation, type Transport } from '../../src/client/contract-client.ts';
 
-export type { NetworkView as Network, NetworkLeaseView as Lease, PoolApiView as Pool, VolumeApiView as Volume, ImageView as Image, InstanceView as Instance, OperationView as Operation, SnapshotApiView as Snapshot, TicketView as Ticket } from '../../src/api/schemas.ts';
+export type { TemplateView as Template, NicView as Nic, PortForwardView as PortForward, NetworkView as Network, NetworkLeaseView as Lease, PoolApiView as Pool, VolumeApiView as Volume, ImageView as Image, InstanceView as Instance, OperationView as Operation, SnapshotApiView as Snapshot, TicketView as Ticket } from '../../src/api/schemas.ts';
 export type InstanceState = InstanceView['state'];
 
 export class ApiError extends Error {

@@ -11,6 +11,7 @@ import { ImagesPage } from './pages/ImagesPage.tsx';
 import { NetworksPage } from './pages/NetworksPage.tsx';
 import { OperationsPage } from './pages/OperationsPage.tsx';
 import { StoragePage } from './pages/StoragePage.tsx';
+import { TemplatesPage } from './pages/TemplatesPage.tsx';
 import { useLive } from './store.ts';
 import './style.css';
 
@@ -22,6 +23,7 @@ type Route =
   | { page: 'images' }
   | { page: 'networks'; name: string | undefined }
   | { page: 'storage' }
+  | { page: 'templates' }
   | { page: 'operations' };
 
 /** The console's sections, in the order of the navigation bar. */
@@ -31,13 +33,14 @@ const SECTIONS = [
   { href: '#/images', label: 'Images', pages: ['images'] },
   { href: '#/networks', label: 'Networks', pages: ['networks'] },
   { href: '#/storage', label: 'Storage', pages: ['storage'] },
+  { href: '#/templates', label: 'Templates', pages: ['templates'] },
   { href: '#/operations', label: 'Operations', pages: ['operations'] },
 ] as const;
 
 function parseRoute(hash: string): Route {
   const parts = hash.replace(/^#\/?/, '').split('/').filter((p) => p !== '').map(decodeURIComponent);
   if (parts[0] === 'launch') return { page: 'launch' };
-  if (parts[0] === 'host' || parts[0] === 'images' || parts[0] === 'storage' || parts[0] === 'operations') return { page: parts[0] };
+  if (parts[0] === 'host' || parts[0] === 'images' || parts[0] === 'storage' || parts[0] === 'templates' || parts[0] === 'operations') return { page: parts[0] };
   if (parts[0] === 'networks') return { page: 'networks', name: parts[1] };
   if (parts[0] === 'instances' && parts[1] !== undefined) return { page: 'instance', name: parts[1], tab: (parts[2] as Tab | undefined) ?? 'overview' };
   return { page: 'list' };
@@ -116,6 +119,7 @@ function Main() {
         {route.page === 'images' && <ImagesPage live={live} />}
         {route.page === 'networks' && <NetworksPage selected={route.name} />}
         {route.page === 'storage' && <StoragePage live={live} />}
+        {route.page === 'templates' && <TemplatesPage live={live} />}
         {route.page === 'operations' && <OperationsPage live={live} />}
       </main>
     </>

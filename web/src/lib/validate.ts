@@ -87,3 +87,14 @@ export function checkAll<K extends string>(values: Record<K, string>, checks: Pa
   }
   return errors;
 }
+
+/** HOST:GUEST[/tcp|udp], ports 1-65535 (as `virtnode port add`). */
+export const portForward: Check = (value) => {
+  const match = /^\s*(\d{1,5}):(\d{1,5})(?:\/(tcp|udp))?\s*$/.exec(value);
+  if (match === null) return 'HOST:GUEST, optionally /tcp or /udp, e.g. 8080:80';
+  for (const port of [match[1], match[2]]) if (Number(port) < 1 || Number(port) > 65535) return `${port} is not a port (1-65535)`;
+  return undefined;
+};
+
+/** An IPv4 address. */
+export const ipv4Address: Check = (value) => (ipv4(value.trim()) === undefined ? 'an IPv4 address, e.g. 10.77.0.10' : undefined);
