@@ -70,7 +70,6 @@ function Disks({ instance, onError }: { instance: Instance; onError: (m: string)
       </table>
       <form
         class="row-form"
-        aria-label="Attach a volume"
         onSubmit={(e) => {
           e.preventDefault();
           if (choice !== '') void change(client.disks.attach({ name: instance.name, volume: choice }));

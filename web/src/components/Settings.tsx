@@ -1,4 +1,4 @@
-import { useState } from 'preact/hooks';
+import { useEffect, useState } from 'preact/hooks';
 import { client, type Instance } from '../api.ts';
 import { message } from '../lib/format.ts';
 import { FormError } from './Field.tsx';
@@ -15,6 +15,11 @@ export function Settings({ instance }: { instance: Instance }) {
   const [policy, setPolicy] = useState<Policy>(instance.restartPolicy ?? 'no');
   const [error, setError] = useState<string | undefined>();
   const [saved, setSaved] = useState<string | undefined>();
+  // Changed elsewhere (another tab, the CLI): the form shows the stored values.
+  useEffect(() => {
+    setAutostart(instance.autostart === true);
+    setPolicy(instance.restartPolicy ?? 'no');
+  }, [instance.autostart, instance.restartPolicy]);
   const changed = autostart !== (instance.autostart === true) || policy !== (instance.restartPolicy ?? 'no');
   const save = (e: Event) => {
     e.preventDefault();
@@ -42,7 +47,10 @@ export function Settings({ instance }: { instance: Instance }) {
               <label for="setting-autostart">Start with the daemon</label>
             </th>
             <td>
-              <input id="setting-autostart" type="checkbox" name="autostart" checked={autostart} onChange={(e) => setAutostart((e.target as HTMLInputElement).checked)} />
+              <input id="setting-autostart" type="checkbox" name="autostart" checked={autostart} onChange={(e) => {
+                  setSaved(undefined);
+                  setAutostart((e.target as HTMLInputElement).checked);
+                }} />
             </td>
             <td data-testid="class-autostart">now (used when the host next boots)</td>
           </tr>
@@ -51,7 +59,10 @@ export function Settings({ instance }: { instance: Instance }) {
               <label for="setting-restart">Restart policy</label>
             </th>
             <td>
-              <select id="setting-restart" name="restartPolicy" value={policy} onChange={(e) => setPolicy((e.target as HTMLSelectElement).value as Policy)}>
+              <select id="setting-restart" name="restartPolicy" value={policy} onChange={(e) => {
+                  setSaved(undefined);
+                  setPolicy((e.target as HTMLSelectElement).value as Policy);
+                }}>
                 <option value="no">no: leave it stopped</option>
                 <option value="on-failure">on-failure: restart after a crash</option>
                 <option value="always">always: restart whenever it ends</option>
@@ -74,7 +85,7 @@ export function Settings({ instance }: { instance: Instance }) {
       <button type="submit" disabled={!changed}>
         Save settings
       </button>
-      {saved !== undefined && !changed && (
+      {saved !== undefined && (
         <p class="ok" role="status">
           {saved}
         </p>

@@ -140,7 +140,7 @@ export function InstancePage({ live, name, tab, onError }: { live: Live; name: s
       </nav>
       {tab === 'overview' && <Overview instance={instance} operations={operations} />}
       {tab === 'devices' && <Devices instance={instance} onError={onError} />}
-      {tab === 'settings' && <Settings key={`${instance.autostart}-${instance.restartPolicy}`} instance={instance} />}
+      {tab === 'settings' && <Settings instance={instance} />}
       {tab === 'metrics' && <Metrics name={name} />}
       {tab === 'serial' && (running ? <SerialConsole name={name} /> : <p class="muted">The console exists while the instance runs.</p>)}
       {tab === 'vnc' && (running ? <VncConsole name={name} /> : <p class="muted">The console exists while the instance runs.</p>)}

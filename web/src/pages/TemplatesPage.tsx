@@ -62,7 +62,7 @@ function CloneForm({ template, onStarted }: { template: Template; onStarted: (op
     );
   });
   return (
-    <form class="row-form" aria-label={`New instance from ${template.name}`} onSubmit={send} noValidate>
+    <form class="row-form" onSubmit={send} noValidate>
       <Field id={`${id}-name`} label={`New instance from ${template.name}`} error={form.shown('name')}>
         {(p) => <input {...p} {...form.bind('name')} size={14} />}
       </Field>
