@@ -1,5 +1,5 @@
 import { request as httpsRequest } from 'node:https';
-import { mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type { BrowserContext, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -343,6 +343,28 @@ describe('web UI console: navigation, host, images, networks, operations, storag
     page.once('dialog', (dialog) => void dialog.accept());
     await row.getByRole('button', { name: 'Delete volume vol1' }).click();
     await row.waitFor({ state: 'detached' });
+
+    // Copies in and out through files on the host (operations, shown as they go).
+    await page.getByLabel('Image file').fill('vimp.qcow2');
+    await page.getByRole('button', { name: 'Import volume' }).click();
+    await page.getByTestId('volume-import-file-error').waitFor();
+    await page.getByRole('button', { name: 'Export volume' }).click();
+    await page.getByTestId('volume-export-volume-error').waitFor();
+    await page.getByTestId('volume-export-file-error').waitFor();
+    expect(sentTo('POST', '/volumes/import')).toEqual([]);
+    await createQcow2(join(importDir, 'vimp.qcow2'), 0x44);
+    await page.getByLabel('Image file').fill(join(importDir, 'vimp.qcow2'));
+    await page.getByLabel('New volume').fill('vimp');
+    await page.getByRole('button', { name: 'Import volume' }).click();
+    await page.locator('tr[data-volume=vimp]').waitFor();
+    await page.getByLabel('Volume to export').selectOption('vimp');
+    await page.getByLabel('To the new file').fill(join(importDir, 'vimp-out.raw'));
+    await page.getByLabel('As', { exact: true }).selectOption('raw');
+    await page.getByRole('button', { name: 'Export volume' }).click();
+    await expect.poll(() => page.locator('.operation[data-status=succeeded]').count(), POLL).toBe(2);
+    expect(existsSync(join(importDir, 'vimp-out.raw'))).toBe(true);
+    await screenshot(page, 'console-storage-copies');
+    expect((await call('DELETE', '/volumes/vimp')).status).toBe(200);
     expect(problems).toEqual([]);
   });
 

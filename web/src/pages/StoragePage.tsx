@@ -1,5 +1,7 @@
 import { useState } from 'preact/hooks';
-import { client, type Volume } from '../api.ts';
+import { API, client, start, type Operation, type Volume } from '../api.ts';
+import { OperationProgress } from '../components/OperationProgress.tsx';
+import type { DaemonEvent } from '../events.ts';
 import { Field, FormError } from '../components/Field.tsx';
 import { bytes, message } from '../lib/format.ts';
 import { useForm } from '../lib/use-form.ts';
@@ -78,6 +80,76 @@ function CreateVolume({ pools, onCreated }: { pools: string[]; onCreated: () => 
       <button type="submit">Create volume</button>
       <FormError error={error} />
     </form>
+  );
+}
+
+/** Copies a file on the host into a new volume, or a volume out to a new file (both operations). */
+function CopyForms({ volumes, onStarted }: { volumes: string[]; onStarted: (op: Operation) => void }) {
+  const importing = useForm({ file: '', name: '' }, () => ({ file: v.absolutePath, name: v.optional(v.name) }));
+  const exporting = useForm({ volume: '', file: '', format: '' }, () => ({ volume: v.required('a volume'), file: v.absolutePath }));
+  const [importError, setImportError] = useState<string | undefined>();
+  const [exportError, setExportError] = useState<string | undefined>();
+  const sendImport = importing.submit((values) => {
+    setImportError(undefined);
+    start(API.volumes.import, { file: values.file.trim(), ...(values.name === '' ? {} : { name: values.name }) }).then(
+      (op) => {
+        importing.reset();
+        onStarted(op);
+      },
+      (e: unknown) => setImportError(message(e)),
+    );
+  });
+  const sendExport = exporting.submit((values) => {
+    setExportError(undefined);
+    start(API.volumes.export, { name: values.volume, file: values.file.trim(), ...(values.format === '' ? {} : { format: values.format }) }).then(
+      (op) => {
+        exporting.reset();
+        onStarted(op);
+      },
+      (e: unknown) => setExportError(message(e)),
+    );
+  });
+  return (
+    <div class="forms">
+      <form class="inline-form" aria-labelledby="import-volume-title" onSubmit={sendImport} noValidate>
+        <h3 id="import-volume-title">Import a volume</h3>
+        <Field id="volume-import-file" label="Image file" error={importing.shown('file')} hint="on the host; its backing chain is flattened">
+          {(p) => <input {...p} {...importing.bind('file')} size={30} />}
+        </Field>
+        <Field id="volume-import-name" label="New volume" error={importing.shown('name')} hint="default: from the file name">
+          {(p) => <input {...p} {...importing.bind('name')} />}
+        </Field>
+        <button type="submit">Import volume</button>
+        <FormError error={importError} />
+      </form>
+      <form class="inline-form" aria-labelledby="export-volume-title" onSubmit={sendExport} noValidate>
+        <h3 id="export-volume-title">Export a volume</h3>
+        <Field id="volume-export-volume" label="Volume to export" error={exporting.shown('volume')}>
+          {(p) => (
+            <select {...p} {...exporting.bind('volume')} onChange={(e) => exporting.set('volume', (e.target as HTMLSelectElement).value)}>
+              <option value="">choose…</option>
+              {volumes.map((name) => (
+                <option value={name}>{name}</option>
+              ))}
+            </select>
+          )}
+        </Field>
+        <Field id="volume-export-file" label="To the new file" error={exporting.shown('file')} hint="on the host; never overwritten">
+          {(p) => <input {...p} {...exporting.bind('file')} size={30} />}
+        </Field>
+        <Field id="volume-export-format" label="As">
+          {(p) => (
+            <select {...p} {...exporting.bind('format')} onChange={(e) => exporting.set('format', (e.target as HTMLSelectElement).value)}>
+              <option value="">its own format</option>
+              <option value="qcow2">qcow2</option>
+              <option value="raw">raw</option>
+            </select>
+          )}
+        </Field>
+        <button type="submit">Export volume</button>
+        <FormError error={exportError} />
+      </form>
+    </div>
   );
 }
 
@@ -172,11 +244,12 @@ function VolumeRow({ volume, instances, onChanged, onError }: { volume: Volume; 
 
 /** Storage pools and volumes: create, resize, attach/detach to instances, remove. */
 export function StoragePage({ live }: { live: Live }) {
-  const refresh = (e: { type: string }) => e.type === 'instance' || e.type === 'operation';
+  const refresh = (e: DaemonEvent) => e.type === 'instance' || (e.type === 'operation' && e.operation.status !== 'running');
   const pools = useResource(() => client.pools.list(), refresh);
   const volumes = useResource(() => client.volumes.list({}), refresh);
   const [error, setError] = useState<string | undefined>();
   const [note, setNote] = useState<string | undefined>();
+  const [started, setStarted] = useState<Operation[]>([]);
   const instances = [...live.instances.keys()].sort();
   const changed = (text: string) => {
     setError(undefined);
@@ -266,6 +339,16 @@ export function StoragePage({ live }: { live: Live }) {
         </table>
       )}
       <CreateVolume pools={(pools.data ?? []).map((p) => p.name)} onCreated={() => changed('Volume created.')} />
+      <CopyForms volumes={(volumes.data ?? []).map((vol) => vol.name)} onStarted={(op) => setStarted((list) => [op, ...list])} />
+      {started.length > 0 && (
+        <div aria-live="polite">
+          <h3>Copies</h3>
+          {started.map((op) => {
+            const current = live.operations.get(op.id) ?? op;
+            return <OperationProgress op={current} label={`${current.kind} ${current.target ?? ''}`.trim()} />;
+          })}
+        </div>
+      )}
     </section>
   );
 }
