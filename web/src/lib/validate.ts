@@ -34,7 +34,7 @@ export const absolutePath: Check = (value) => (value.trim().startsWith('/') ? un
 
 /** 512M, 10G, 1T, or a bare number of bytes (as the core's size parser). */
 export const size: Check = (value) => {
-  const match = /^\s*(\d+(?:\.\d+)?)\s*([KMGT]i?B?|B)?\s*$/i.exec(value);
+  const match = /^\s*(\d+(?:\.\d+)?)\s*([KMGT](?:i?B)?|B)?\s*$/i.exec(value);
   if (match === null) return 'a size such as 512M, 10G or 1T';
   return Number(match[1]) > 0 ? undefined : 'must be greater than zero';
 };
