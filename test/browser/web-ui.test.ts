@@ -207,6 +207,12 @@ describe('web UI in Chromium against the daemon: launch, live state, serial and 
       expect(await seriousViolations(page)).toEqual([]);
       await screenshot(page, '06-metrics');
 
+      // Its devices while it runs: a change applies live (hot-plug).
+      await page.getByRole('tab', { name: 'Disks & network' }).click();
+      await expect.poll(() => page.getByTestId('disk-change-class').innerText(), { timeout: 20_000 }).toBe('applies live (hot-plug) and is kept for the next start');
+      await expect.poll(() => page.getByTestId('nics').locator('tbody tr').count(), { timeout: 20_000 }).toBeGreaterThan(0);
+      expect(await seriousViolations(page)).toEqual([]);
+
       // Snapshots: one with the memory of the running guest, named in the form; the table shows it.
       await page.getByRole('tab', { name: 'Snapshots' }).click();
       await page.getByText('No snapshots.').waitFor();
