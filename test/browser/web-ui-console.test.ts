@@ -1,3 +1,4 @@
+import { execFileSync } from 'node:child_process';
 import { request as httpsRequest } from 'node:https';
 import { existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
@@ -84,7 +85,12 @@ describe('web UI console: navigation, host, images, networks, operations, storag
     await browser?.close();
     for (const name of ['imguser', 'netuser', 'diskuser', 'devuser', 'fromtpl', 'tplsrc']) await virtnode(home, ['delete', '--force', name]).catch(() => {});
     // Networks left by a failed test: their bridges and dnsmasq go with them.
-    for (const name of ['uinet', 'uiiso', 'devnet']) await call('DELETE', `/networks/${name}`).catch(() => {});
+    for (const name of ['uinet', 'uiiso', 'uibridged', 'devnet']) await call('DELETE', `/networks/${name}`).catch(() => {});
+    try {
+      execFileSync('ip', ['link', 'del', 'uibr0'], { stdio: 'ignore' });
+    } catch {
+      // not made, or already gone
+    }
     await daemon?.stop();
     await files?.close();
     cleanup();
@@ -264,6 +270,20 @@ describe('web UI console: navigation, host, images, networks, operations, storag
     page.once('dialog', (dialog) => void dialog.accept());
     await page.getByTestId('network-uiiso').getByRole('button', { name: 'Remove network' }).click();
     await page.getByTestId('network-uiiso').waitFor({ state: 'detached' });
+
+    // A bridged network joins a bridge that exists on the host (made here, in the test's own network namespace).
+    execFileSync('ip', ['link', 'add', 'uibr0', 'type', 'bridge']);
+    await page.getByLabel('Mode', { exact: true }).selectOption('bridge');
+    await name.fill('uibridged');
+    await page.getByLabel('Bridge', { exact: true }).fill('uibr0');
+    await page.getByRole('button', { name: 'Create network' }).click();
+    const bridged = page.getByTestId('network-uibridged');
+    await expect.poll(() => bridged.innerText(), POLL).toMatch(/Bridge\s+uibr0/);
+    expect(await bridged.innerText()).toMatch(/Mode\s+bridge/);
+    page.once('dialog', (dialog) => void dialog.accept());
+    await bridged.getByRole('button', { name: 'Remove network' }).click();
+    await bridged.waitFor({ state: 'detached' });
+    execFileSync('ip', ['link', 'del', 'uibr0']);
     expect(problems.filter((p) => !/DELETE \/networks\/uinet: HTTP 409/.test(p))).toEqual([]);
     problems.length = 0;
   });
