@@ -235,6 +235,7 @@ export const Operation = Closed({
   error: Type.Optional(OperationError),
   createdAt: Type.String(),
   finishedAt: Type.Optional(Type.String()),
+  startedBy: Type.Optional(Type.String({ description: "who asked for it: socket (the host's UNIX socket) or token:NAME" })),
 });
 export type OperationView = Static<typeof Operation>;
 export type OperationStatus = OperationView['status'];
@@ -262,6 +263,12 @@ export const HostSummary = Closed({
   stateDir: Type.String(),
   version: Type.String(),
   instances: Type.Record(Type.String(), Type.Integer()),
+  disk: Type.Optional(
+    Closed(
+      { capacityBytes: Type.Integer(), availableBytes: Type.Integer() },
+      { description: 'the filesystem holding the state directory (instances, images); absent if it cannot be read' },
+    ),
+  ),
 });
 export const HostReport = Closed({
   status: StringEnum(['PASS', 'WARN', 'FAIL']),

@@ -1,4 +1,5 @@
 /** The host contract, implemented once over the core: through a daemon, the host checked is the daemon's. */
+import { statfs } from 'node:fs/promises';
 import { cpus, freemem, hostname, loadavg, release, totalmem, uptime } from 'node:os';
 import { hostEndpoints } from '../api/contracts/host.ts';
 import { VERSION } from '../lib/version.ts';
@@ -21,6 +22,7 @@ export const host = resource('host', hostEndpoints, (core: AppCore) => ({
       stateDir: core.paths.root,
       version: VERSION,
       instances,
+      ...(await stateDisk(core.paths.root)),
     };
   },
 
@@ -30,3 +32,12 @@ export const host = resource('host', hostEndpoints, (core: AppCore) => ({
     return checkHost({ cacheDir: core.paths.hostCache, stateDir: core.paths.root, refreshProbe: refresh === true, ...(cpuinfo === undefined ? {} : { cpuinfoPath: cpuinfo }) });
   },
 }));
+
+async function stateDisk(dir: string): Promise<{ disk?: { capacityBytes: number; availableBytes: number } }> {
+  try {
+    const fs = await statfs(dir);
+    return { disk: { capacityBytes: fs.blocks * fs.bsize, availableBytes: fs.bavail * fs.bsize } };
+  } catch {
+    return {};
+  }
+}

@@ -59,7 +59,7 @@ export class OperationManager implements OperationLog {
     this.maxPerKind = options.maxPerKind ?? MAX_OPERATIONS_PER_KIND;
   }
 
-  start(kind: string, target: string | undefined, work: (ctx: OperationContext) => Promise<unknown>): OperationView {
+  start(kind: string, target: string | undefined, work: (ctx: OperationContext) => Promise<unknown>, options: { startedBy?: string } = {}): OperationView {
     const sameKind = [...this.running.values()].filter((op) => op.view.kind === kind).length;
     if (sameKind >= this.maxPerKind) {
       throw new VirtnodeError('BUSY', `${sameKind} ${kind} operations are running, as many as this daemon runs at once`, {
@@ -76,6 +76,7 @@ export class OperationManager implements OperationLog {
       status: 'running',
       progress: { entries: [] },
       createdAt: new Date(started).toISOString(),
+      ...(options.startedBy === undefined ? {} : { startedBy: options.startedBy }),
     };
     this.repo.insert(view, this.owner);
     const op: Operation = { view, controller, started, done: Promise.resolve(), waiters: new Set(), lastPublished: 0, lastSaved: started };

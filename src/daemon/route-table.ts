@@ -33,7 +33,7 @@ export function mountResource(app: FastifyInstance, core: DaemonCore, res: Resou
       handler: async (request: FastifyRequest, reply: FastifyReply) => {
         if (spec.operation === true) {
           const work = (await call(request)) as Job<unknown>;
-          const op = core.operations.start(work.kind, work.target, (ctx) => work.run(ctx));
+          const op = core.operations.start(work.kind, work.target, (ctx) => work.run(ctx), request.authenticatedAs === undefined ? {} : { startedBy: request.authenticatedAs });
           core.changed();
           return reply.status(202).send(op);
         }

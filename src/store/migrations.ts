@@ -154,4 +154,9 @@ export const MIGRATIONS: ReadonlyArray<{ version: number; sql: string }> = [
       ALTER TABLE api_tokens ADD COLUMN expires_at TEXT;
     `,
   },
+  {
+    // Who asked for each operation (the operations log shows it).
+    version: 9,
+    sql: `ALTER TABLE operations ADD COLUMN started_by TEXT;`,
+  },
 ];

@@ -26,6 +26,18 @@ describe('operation repository', () => {
     createdAt: at.toISOString(),
   });
 
+  it('keeps who started an operation, and nothing for one whose starter is unknown', () => {
+    const r = repo();
+    const a = { ...view(1, new Date()), startedBy: 'token:browser' };
+    const b = view(2, new Date());
+    r.insert(a, selfIdentity());
+    r.insert(b, selfIdentity());
+    r.finish({ ...a, status: 'succeeded', finishedAt: new Date().toISOString() });
+    expect(r.get(a.id)?.startedBy).toBe('token:browser');
+    expect(r.list({ limit: 10 }).find((o) => o.id === a.id)?.startedBy).toBe('token:browser');
+    expect(r.get(b.id)).not.toHaveProperty('startedBy');
+  });
+
   it('keeps progress, result and error as written, and lists newest first with a status filter', () => {
     const r = repo();
     const a = view(1, new Date(Date.now() - 2000));

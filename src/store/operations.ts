@@ -14,6 +14,7 @@ interface OperationRow {
   owner_start: string;
   created_at: string;
   finished_at: string | null;
+  started_by: string | null;
 }
 
 /** How much finished history is kept: the newest KEEP_MAX, none older than KEEP_MS. */
@@ -31,6 +32,7 @@ function toView(row: OperationRow): OperationView {
     ...(row.error === null ? {} : { error: JSON.parse(row.error) as NonNullable<OperationView['error']> }),
     createdAt: row.created_at,
     ...(row.finished_at === null ? {} : { finishedAt: row.finished_at }),
+    ...(row.started_by === null ? {} : { startedBy: row.started_by }),
   };
 }
 
@@ -48,8 +50,8 @@ export class OperationRepository {
 
   insert(view: OperationView, owner: ProcessIdentity): void {
     this.db
-      .prepare('INSERT INTO operations (id, kind, target, status, progress, owner_pid, owner_start, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)')
-      .run(view.id, view.kind, view.target ?? null, view.status, JSON.stringify(view.progress), owner.pid, owner.start, view.createdAt);
+      .prepare('INSERT INTO operations (id, kind, target, status, progress, owner_pid, owner_start, created_at, started_by) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)')
+      .run(view.id, view.kind, view.target ?? null, view.status, JSON.stringify(view.progress), owner.pid, owner.start, view.createdAt, view.startedBy ?? null);
   }
 
   saveProgress(id: string, progress: OperationView['progress']): void {

@@ -65,7 +65,9 @@ describe('the web UI without a hand-made certificate or a pasted token', () => {
     const fingerprint = new X509Certificate(cert).fingerprint256;
     expect(statSync(join(home, 'tls', 'daemon.key')).mode & 0o777).toBe(0o600);
     expect(new X509Certificate(cert).subjectAltName).toContain('IP Address:127.0.0.1');
-    expect(daemon.logLines().find((l) => l['msg'] === 'virtnode daemon ready')?.['tlsFingerprint256']).toBe(fingerprint);
+    // The daemon answers before its logger has written the line out (pino writes asynchronously): wait for it.
+    const started = daemon;
+    await expect.poll(() => started.logLines().find((l) => l['msg'] === 'virtnode daemon ready')?.['tlsFingerprint256'], { timeout: 15_000 }).toBe(fingerprint);
     await daemon.stop();
     daemon = await startDaemon(home, ['--listen', `127.0.0.1:${port}`]);
     expect(readFileSync(certPath, 'utf8')).toBe(cert);

@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import { qemuPidsUnder, tempHome, virtnode } from '../helpers/cli.ts';
 import { createQcow2 } from '../helpers/http-server.ts';
 import { TEST_GUEST_READY_MARKER, testGuest } from '../helpers/test-guest.ts';
+import { seriousViolations } from './helpers/axe.ts';
 import { launchBrowser, pageProblems, screenshot } from './helpers/browser.ts';
 import { startUiDaemon, type UiDaemon } from './helpers/ui-daemon.ts';
 
@@ -185,7 +186,32 @@ describe('web UI in Chromium against the daemon: launch, live state, serial and 
       await page.getByRole('tab', { name: 'Metrics' }).click();
       await expect.poll(() => page.getByTestId('chart-cpu').locator('strong').innerText(), { timeout: 20_000 }).toMatch(/^\d+ %$/);
       await expect.poll(() => page.getByTestId('chart-memory-rss-').locator('strong').innerText(), { timeout: 20_000 }).toMatch(/MiB$/);
+      // A time axis in clock times, the value under the pointer (or the arrow keys), and a wider time range.
+      const memory = page.getByTestId('chart-memory-rss-');
+      const axisSpan = async () => {
+        const labels = await memory.getByTestId('chart-axis').locator('span').allInnerTexts();
+        const seconds = (clock: string) => clock.split(':').reduce((total, part) => total * 60 + Number(part), 0);
+        return (seconds(labels.at(-1)!) - seconds(labels[0]!) + 86_400) % 86_400;
+      };
+      expect(await axisSpan()).toBe(120);
+      const box = (await memory.locator('svg').boundingBox())!;
+      await page.mouse.move(box.x + box.width - 2, box.y + box.height / 2);
+      await expect.poll(() => memory.getByTestId('chart-hover').innerText(), { timeout: 20_000 }).toMatch(/^\d\d:\d\d:\d\d: [\d.]+ MiB$/);
+      await page.mouse.move(0, 0);
+      await expect.poll(() => memory.getByTestId('chart-hover').innerText(), { timeout: 20_000 }).toBe('');
+      await memory.locator('svg').focus();
+      await page.keyboard.press('ArrowLeft');
+      await expect.poll(() => memory.getByTestId('chart-hover').innerText(), { timeout: 20_000 }).toMatch(/MiB$/);
+      await page.getByLabel('Time range').selectOption({ label: 'last 15 minutes' });
+      await expect.poll(axisSpan, { timeout: 20_000 }).toBe(900);
+      expect(await seriousViolations(page)).toEqual([]);
       await screenshot(page, '06-metrics');
+
+      // Its devices while it runs: a change applies live (hot-plug).
+      await page.getByRole('tab', { name: 'Disks & network' }).click();
+      await expect.poll(() => page.getByTestId('disk-change-class').innerText(), { timeout: 20_000 }).toBe('applies live (hot-plug) and is kept for the next start');
+      await expect.poll(() => page.getByTestId('nics').locator('tbody tr').count(), { timeout: 20_000 }).toBeGreaterThan(0);
+      expect(await seriousViolations(page)).toEqual([]);
 
       // Snapshots: one with the memory of the running guest, named in the form; the table shows it.
       await page.getByRole('tab', { name: 'Snapshots' }).click();

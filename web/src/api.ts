@@ -3,11 +3,12 @@
  * over `fetch`, with the types of the API's schemas.
  */
 import { API } from '../../src/api/contracts/index.ts';
-import type { Input } from '../../src/api/endpoint.ts';
+import type { EndpointSpec, Input } from '../../src/api/endpoint.ts';
+export { API } from '../../src/api/contracts/index.ts';
 import type { InstanceView, OperationView as Operation, TicketView as Ticket } from '../../src/api/schemas.ts';
 import { remoteApi, startOperation, type Transport } from '../../src/client/contract-client.ts';
 
-export type { ImageView as Image, InstanceView as Instance, OperationView as Operation, SnapshotApiView as Snapshot, TicketView as Ticket } from '../../src/api/schemas.ts';
+export type { TemplateView as Template, NicView as Nic, PortForwardView as PortForward, NetworkView as Network, NetworkLeaseView as Lease, PoolApiView as Pool, VolumeApiView as Volume, ImageView as Image, InstanceView as Instance, OperationView as Operation, SnapshotApiView as Snapshot, TicketView as Ticket } from '../../src/api/schemas.ts';
 export type InstanceState = InstanceView['state'];
 
 export class ApiError extends Error {
@@ -76,6 +77,11 @@ const transport: Transport = { request: (method, path, body) => request<unknown>
 
 /** The API's calls (long work is followed to its end). */
 export const client = remoteApi(transport);
+
+/** Starts long work and answers with its operation at once; the page follows it through the events stream. */
+export function start<E extends EndpointSpec>(spec: E, input: Input<E>): Promise<Operation> {
+  return startOperation(transport, spec, input as Record<string, unknown>);
+}
 
 export type LaunchInput = Input<typeof API.instances.launch>;
 export type CreateInput = Input<typeof API.instances.create>;

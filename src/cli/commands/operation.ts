@@ -46,6 +46,7 @@ function operationText(op: OperationView): string {
     ['Result', op.result === undefined ? undefined : JSON.stringify(op.result)],
     ['Created', op.createdAt],
     ['Finished', op.finishedAt],
+    ['Started by', op.startedBy],
   ]);
 }
 

@@ -1,14 +1,18 @@
 import { api, type Instance, type Operation } from '../api.ts';
 import { Actions } from '../components/Actions.tsx';
+import { Devices } from '../components/Devices.tsx';
 import { Metrics } from '../components/Metrics.tsx';
+import { Settings } from '../components/Settings.tsx';
 import { Snapshots } from '../components/Snapshots.tsx';
 import { SerialConsole } from '../components/SerialConsole.tsx';
 import { VncConsole } from '../components/VncConsole.tsx';
 import type { Live } from '../store.ts';
 
-export type Tab = 'overview' | 'metrics' | 'serial' | 'vnc' | 'snapshots';
+export type Tab = 'overview' | 'devices' | 'settings' | 'metrics' | 'serial' | 'vnc' | 'snapshots';
 const TABS: Array<[Tab, string]> = [
   ['overview', 'Overview'],
+  ['devices', 'Disks & network'],
+  ['settings', 'Settings'],
   ['metrics', 'Metrics'],
   ['serial', 'Serial console'],
   ['vnc', 'Graphical console'],
@@ -135,6 +139,8 @@ export function InstancePage({ live, name, tab, onError }: { live: Live; name: s
         ))}
       </nav>
       {tab === 'overview' && <Overview instance={instance} operations={operations} />}
+      {tab === 'devices' && <Devices instance={instance} onError={onError} />}
+      {tab === 'settings' && <Settings instance={instance} />}
       {tab === 'metrics' && <Metrics name={name} />}
       {tab === 'serial' && (running ? <SerialConsole name={name} /> : <p class="muted">The console exists while the instance runs.</p>)}
       {tab === 'vnc' && (running ? <VncConsole name={name} /> : <p class="muted">The console exists while the instance runs.</p>)}
