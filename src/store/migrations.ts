@@ -154,4 +154,20 @@ export const MIGRATIONS: ReadonlyArray<{ version: number; sql: string }> = [
       ALTER TABLE api_tokens ADD COLUMN expires_at TEXT;
     `,
   },
+  {
+    // `virtnode apply`: which stack manages an object, whether the stack made it (only those are pruned), and
+    // what of its document is not visible in the object itself (the user-data it was launched with).
+    version: 9,
+    sql: `
+      CREATE TABLE stack_objects (
+        kind       TEXT NOT NULL,
+        name       TEXT NOT NULL,
+        stack      TEXT NOT NULL,
+        created    INTEGER NOT NULL CHECK (created IN (0, 1)),
+        details    TEXT NOT NULL DEFAULT '{}',
+        updated_at TEXT NOT NULL,
+        PRIMARY KEY (kind, name)
+      );
+    `,
+  },
 ];
