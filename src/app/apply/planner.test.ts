@@ -9,7 +9,10 @@ const net = (name: string, subnet = '10.5.0.0/24'): DesiredNetwork => ({
   valid: { name, mode: 'nat', ipv4: { subnet, gateway: '10.5.0.1', dhcpStart: '10.5.0.2', dhcpEnd: '10.5.0.254' }, domain: `${name}.internal` },
 });
 const vol = (name: string, sizeBytes = 1 << 30): DesiredVolume => ({ kind: 'volume', name, size: `${sizeBytes}`, sizeBytes, format: 'qcow2', pool: 'default', preallocate: false });
-const inst = (name: string, extra: Partial<DesiredInstance> = {}): DesiredInstance => ({
+type Loose<T> = { [K in keyof T]?: T[K] | undefined };
+/** Defaults plus `extra`; an `undefined` in it removes the field. */
+const defined = <T extends object>(value: T): T => Object.fromEntries(Object.entries(value).filter(([, v]) => v !== undefined)) as T;
+const inst = (name: string, extra: Loose<DesiredInstance> = {}): DesiredInstance => defined({
   kind: 'instance',
   name,
   state: 'running',
@@ -21,8 +24,8 @@ const inst = (name: string, extra: Partial<DesiredInstance> = {}): DesiredInstan
   volumes: [],
   ports: [],
   ...extra,
-});
-const current = (i: Partial<CurrentInstance> & { name: string }): CurrentInstance => ({
+} as DesiredInstance);
+const current = (i: Loose<CurrentInstance> & { name: string }): CurrentInstance => defined({
   state: 'running',
   cpus: 1,
   memoryMiB: 512,
@@ -33,7 +36,7 @@ const current = (i: Partial<CurrentInstance> & { name: string }): CurrentInstanc
   ports: [],
   booted: true,
   ...i,
-});
+} as CurrentInstance);
 function state(parts: Partial<CurrentState> = {}): CurrentState {
   return { networks: new Map(), pools: new Map(), volumes: new Map(), instances: new Map(), owners: new Map(), ...parts };
 }
@@ -119,7 +122,7 @@ describe('plan', () => {
 
   it('prunes only what this stack created, instances before volumes before networks, and only with prune', () => {
     const cur = state({
-      networks: new Map([['n', { name: 'n', id: 'x', mode: 'nat', bridge: 'b' }]]),
+      networks: new Map([['n', { name: 'n', id: 'x', mode: 'nat', bridge: 'b', createdAt: '' }]]),
       volumes: new Map([['d', { name: 'd', pool: 'default', format: 'qcow2' }]]),
       instances: new Map([['a', current({ name: 'a' })], ['b', current({ name: 'b' })], ['c', current({ name: 'c' })]]),
       owners: new Map([

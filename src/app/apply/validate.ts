@@ -68,12 +68,13 @@ export function validateStack(docs: readonly LocatedDoc[], context: StackContext
 
   // 2. one object per kind and name
   const seen = new Map<string, LocatedDoc>();
-  for (const t of typed) {
+  for (const t of [...typed]) {
     const key = ownerKey(t.kind, String(t.value['name']));
     const first = seen.get(key);
     if (first !== undefined) {
       const at = first.at(['name']);
       issue(t.doc, ['name'], `${t.kind} ${String(t.value['name'])} is defined twice (first at ${first.file}:${at.line}:${at.column})`, 'each object once per stack');
+      typed.splice(typed.indexOf(t), 1);
     } else {
       seen.set(key, t.doc);
     }
