@@ -65,7 +65,7 @@ name: debian-12
 `);
     expect(r.desired).toEqual([]);
     expect(r.text.split('\n').filter((l) => !l.startsWith('  hint'))).toEqual([
-      'stack.yaml:4:7: instance web: cpus: must be integer, not string "two"',
+      'stack.yaml:4:7: instance web: cpus: must be an integer, not string "two"',
       'stack.yaml:5:1: instance web: unknown field "colour"',
       'stack.yaml:7:1: volume data: missing field "size"',
       'stack.yaml:10:7: unknown kind "lxc"',

@@ -6,7 +6,7 @@
 import { createHash } from 'node:crypto';
 import { isAbsolute } from 'node:path';
 import type { TSchema } from 'typebox';
-import { Value } from 'typebox/value';
+import { NAME_PATTERN } from '../../api/schemas.ts';
 import { DOCUMENT_SCHEMAS, type InstanceDoc, type NetworkDoc, type PoolDoc, SUPPORTED_KINDS, type StackKind, UNSUPPORTED_KINDS, type VolumeDoc } from '../../api/stack.ts';
 import type { HostLimits } from '../../host/limits.ts';
 import { validateAccel, validateMemory } from '../../instances/validate.ts';
@@ -19,6 +19,7 @@ import type { HostRoute } from '../../network/routes.ts';
 import { validateNetworkCreate } from '../../network/validate.ts';
 import { parseDiskSize, parseFormat } from '../../storage/volumes.ts';
 import type { LocatedDoc, Path, StackIssue } from './locate.ts';
+import { checkSchema, type SchemaNode } from './schema-check.ts';
 import { type Desired, type DesiredInstance, type DesiredNetwork, type Located, type Owner, ownerKey } from './model.ts';
 
 /** What the validator needs to know of the host. */
@@ -203,33 +204,21 @@ interface SchemaIssue {
 
 /** The schema's complaints about one document, each at the place it concerns, in words a user reads. */
 export function schemaErrors(schema: TSchema, value: unknown): SchemaIssue[] {
-  const out: SchemaIssue[] = [];
   const kind = String((value as Record<string, unknown>)['kind']);
   const name = (value as Record<string, unknown>)['name'];
-  const who = typeof name === 'string' ? `${kind} ${name}` : kind;
-  for (const e of Value.Errors(schema, value)) {
-    const path: Array<string | number> = e.instancePath
-      .split('/')
-      .slice(1)
-      .map((p) => p.replace(/~1/g, '/').replace(/~0/g, '~'))
-      .map((p) => (/^\d+$/.test(p) ? Number(p) : p));
-    const field = path.length === 0 ? '' : `${path.join('.')}: `;
-    const params = e.params as Record<string, unknown>;
-    if (e.keyword === 'boolean') continue; // reported once more as additionalProperties
+  const who = typeof name === 'string' && checkSchema({ type: 'string', pattern: NAME_PATTERN }, name).length === 0 ? `${kind} ${name}` : kind;
+  return checkSchema(schema as SchemaNode, value).map((e) => {
+    const parent = e.keyword === 'additionalProperties' ? e.path.slice(0, -1) : e.path;
+    const field = e.keyword === 'additionalProperties' || parent.length === 0 ? '' : `${parent.join('.')}: `;
     if (e.keyword === 'additionalProperties') {
-      for (const extra of (params['additionalProperties'] as string[] | undefined) ?? []) {
-        const known = Object.keys((schemaAt(schema, path) as { properties?: object }).properties ?? {});
-        out.push({ path: [...path, extra], key: true, message: `${who}: ${field}unknown field "${extra}"`, hint: `known fields: ${known.join(', ')}` });
-      }
-    } else if (e.keyword === 'required') {
-      for (const missing of (params['requiredProperties'] as string[] | undefined) ?? []) out.push({ path, message: `${who}: ${field}missing field "${missing}"` });
-    } else if (e.keyword === 'pattern' && path[path.length - 1] !== undefined) {
-      out.push({ path, message: `${who}: ${field}${JSON.stringify(valueAt(value, path))} is not a valid name`, hint: 'use 1-63 lowercase letters, digits and hyphens (a DNS label)' });
-    } else {
-      out.push({ path, message: `${who}: ${field}${e.message}${e.keyword === 'type' ? `, not ${describe(valueAt(value, path))}` : ''}` });
+      const known = Object.keys((schemaAt(schema, parent) as { properties?: object }).properties ?? {});
+      return { path: e.path, key: true, message: `${who}: ${parent.length === 0 ? '' : `${parent.join('.')}: `}${e.message}`, hint: `known fields: ${known.join(', ')}` };
     }
-  }
-  return out;
+    if (e.keyword === 'pattern') {
+      return { path: e.path, message: `${who}: ${field}${JSON.stringify(valueAt(value, e.path))} is not a valid name`, hint: 'use 1-63 lowercase letters, digits and hyphens (a DNS label)' };
+    }
+    return { path: e.path, message: `${who}: ${field}${e.message}${e.keyword === 'type' ? `, not ${describe(valueAt(value, e.path))}` : ''}` };
+  });
 }
 
 function valueAt(value: unknown, path: Path): unknown {
