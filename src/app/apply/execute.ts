@@ -160,7 +160,7 @@ export async function executePlan(core: AppCore, objects: PlannedObject[], optio
     }
     try {
       for (const step of object.steps) {
-        options.ctx?.phase(`${object.kind} ${object.name}`, step.op);
+        if (step.op !== 'own' && step.op !== 'disown') options.ctx?.phase(`${object.kind} ${object.name}`, step.op);
         await run(step);
       }
       done.push({ ...object, outcome: 'done' });
