@@ -26,16 +26,20 @@ subnet: ${SUBNET}
 kind: volume
 name: ap-data
 size: 64M
+---
+kind: volume
+name: ap-hot
+size: 32M
 `;
 
-const vmA = (memory: string) => `kind: instance
+const vmA = (memory: string, volumes = ['ap-data']) => `kind: instance
 name: ap-a
 ${boot}
 memory: ${memory}
 nics:
   - network: user
   - network: ap-net
-volumes: [ap-data]
+volumes: [${volumes.join(', ')}]
 `;
 const vmB = (nics: string[]) => `kind: instance
 name: ap-b
@@ -96,6 +100,7 @@ describe('virtnode apply/plan/diff: a stack of a network, two instances and a vo
       await run(['apply', '-f', dir, '--stack', 'stack', '--prune']);
       for (const name of ['ap-a', 'ap-b', 'ap-c', 'ap-d', 'ap-hand']) await run(['delete', '--force', name]);
       await run(['volume', 'rm', 'ap-data']);
+      await run(['volume', 'rm', 'ap-hot']);
       await run(['network', 'rm', 'ap-net']);
       await daemon.stop();
     }
@@ -109,11 +114,11 @@ describe('virtnode apply/plan/diff: a stack of a network, two instances and a vo
     const plan = await ok(['plan', '-f', dir]);
     expect(plan).toContain('+ network ap-net (create)');
     expect(plan).toContain('+ instance ap-a (create)');
-    expect(plan).toContain('Plan: 4 to create, 0 to update, 0 to replace, 0 to delete.');
+    expect(plan).toContain('Plan: 5 to create, 0 to update, 0 to replace, 0 to delete.');
     expect(await names()).toEqual([]); // a plan changes nothing
 
     const applied = await ok(['apply', '-f', dir]);
-    expect(applied).toContain('Applied: 4 objects changed (stack stack).');
+    expect(applied).toContain('Applied: 5 objects changed (stack stack).');
     first = { a: await info('ap-a'), b: await info('ap-b') };
     expect([first.a.state, first.b.state]).toEqual(['running', 'running']);
     expect(first.a.nics.map((n) => n.network)).toEqual(['user', 'ap-net']);
@@ -135,11 +140,14 @@ describe('virtnode apply/plan/diff: a stack of a network, two instances and a vo
     expect(r.code, r.stderr).toBe(2);
     const lines = r.stderr.split('\n');
     expect(lines[0]).toBe('error: the stack files have 5 problems; nothing was changed');
-    expect(lines).toContain(`${base}:9:9: network ap-clash: subnet: 10.149.7.128/25 overlaps network ap-net (${SUBNET})`);
-    expect(lines).toContain(`${vms}:14:7: instance ap-b: cpus: must be an integer, not string "many"`);
-    expect(lines).toContain(`${vms}:16:1: volume ap-x: missing field "size"`);
-    expect(lines).toContain(`${vms}:20:7: unknown kind "firewall"`);
-    expect(lines).toContain(`${vms}:24:8: instance ap-new: image: there is no image no-such-image`);
+    const problems = lines.filter((l) => l.startsWith('/'));
+    expect(problems, r.stderr).toEqual([
+      `${base}:16:9: network ap-clash: subnet: 10.149.7.128/25 overlaps network ap-net (${SUBNET})`,
+      `${vms}:17:7: instance ap-b: cpus: must be an integer, not string "many"`,
+      `${vms}:19:1: volume ap-x: missing field "size"`,
+      `${vms}:22:7: unknown kind "firewall"`,
+      `${vms}:27:8: instance ap-new: image: there is no image no-such-image`,
+    ]);
     expect(await snapshot()).toEqual(before);
   });
 
@@ -169,8 +177,13 @@ describe('virtnode apply/plan/diff: a stack of a network, two instances and a vo
     await ok(['apply', '-f', dir]);
     expect((await info('ap-b')).state).toBe('running');
 
+    // A volume added to a running instance is hot-plugged (on a PCIe root port, so it can also go away).
+    write({ '10-base.yaml': BASE, '20-vms.yaml': `${vmA('96M', ['ap-data', 'ap-hot'])}---\n${vmB(['user', 'ap-net'])}` });
+    expect(await ok(['plan', '-f', dir])).toContain('~ instance ap-a (update)\n    volumes: + ap-hot [live]  hot-plug');
+    await ok(['apply', '-f', dir]);
+    expect(await ok(['diff', '-f', dir])).toContain('No drift');
     const a = await info('ap-a');
-    const disk = a.disks.find((d) => d.path.includes('ap-data'))!;
+    const disk = a.disks.find((d) => d.path.includes('ap-hot'))!;
     await waitForBoot(home, 'ap-a', 2);
     const qmp = await QmpConnection.connect(join(home, 'instances', 'ap-a', 'qmp.sock'), { timeoutMs: 5_000 });
     try {
@@ -183,16 +196,16 @@ describe('virtnode apply/plan/diff: a stack of a network, two instances and a vo
       return r.stdout.includes('! drift') ? r : undefined;
     }, 30_000, 'the detached disk to show as drift');
     expect(drift.code).toBe(1);
-    expect(drift.stdout).toContain(`! drift: instance ap-a: disks.${disk.id}: recorded volume ap-data, live absent (detached behind virtnode's back)`);
-    expect(drift.stdout).toContain('volumes: + ap-data [live]  hot-plug');
+    expect(drift.stdout).toContain(`! drift: instance ap-a: disks.${disk.id}: recorded volume ap-hot, live absent (detached behind virtnode's back)`);
+    expect(drift.stdout).toContain('volumes: + ap-hot [live]  hot-plug');
   });
 
   it('a failure half-way keeps what was done and touches nothing after it; the next apply finishes', async () => {
     const port = await freeLoopbackPort();
     blocker = createServer();
     await new Promise<void>((resolve) => blocker!.listen(port, '127.0.0.1', resolve));
-    const more = `---\nkind: instance\nname: ap-c\n${boot}\nmemory: 64M\nports: ["${port}:80"]\n---\nkind: instance\nname: ap-d\n${boot}\nmemory: 64M\nstate: stopped\n`;
-    write({ '10-base.yaml': BASE, '20-vms.yaml': `${vmA('96M')}---\n${vmB(['user', 'ap-net'])}${more}` });
+    const more = `---\nkind: instance\nname: ap-c\n${boot}\nmemory: 128M\nports: ["${port}:80"]\n---\nkind: instance\nname: ap-d\n${boot}\nmemory: 128M\nstate: stopped\n`;
+    write({ '10-base.yaml': BASE, '20-vms.yaml': `${vmA('96M', ['ap-data', 'ap-hot'])}---\n${vmB(['user', 'ap-net'])}${more}` });
     const failed = await run(['apply', '-f', dir]);
     expect(failed.code, failed.stderr).not.toBe(0);
     expect(failed.stderr).toContain(`error: apply stopped at instance ap-c: 127.0.0.1:${port}/tcp is in use`);
@@ -213,12 +226,15 @@ describe('virtnode apply/plan/diff: a stack of a network, two instances and a vo
 
   it('--prune deletes only what this stack created and the files no longer hold', async () => {
     await ok(['create', 'ap-hand', '--memory', '64M', '--kernel', guest.kernel]);
-    write({ '10-base.yaml': BASE, '20-vms.yaml': vmA('96M') });
+    write({ '10-base.yaml': BASE, '20-vms.yaml': vmA('96M', ['ap-data', 'ap-hot']) });
     const without = await ok(['apply', '-f', dir]);
     expect(without).toContain('  instance ap-b\n    instance  not in the stack files any more: --prune deletes it');
     expect(without).not.toContain('ap-hand');
     expect(await names()).toEqual(['ap-a', 'ap-b', 'ap-c', 'ap-d', 'ap-hand']);
 
+    // Shut down gracefully: a guest that has not finished booting would miss the ACPI button (then forced after 60 s).
+    await waitForBoot(home, 'ap-b', 2);
+    await waitForBoot(home, 'ap-c');
     const plan = await ok(['plan', '-f', dir, '--prune']);
     expect(plan).toContain('- instance ap-b (delete)');
     expect(plan).toContain('Plan: 0 to create, 0 to update, 0 to replace, 3 to delete.');
