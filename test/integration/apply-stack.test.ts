@@ -228,7 +228,7 @@ describe('virtnode apply/plan/diff: a stack of a network, two instances and a vo
     await ok(['create', 'ap-hand', '--memory', '64M', '--kernel', guest.kernel]);
     write({ '10-base.yaml': BASE, '20-vms.yaml': vmA('96M', ['ap-data', 'ap-hot']) });
     const without = await ok(['apply', '-f', dir]);
-    expect(without).toContain('  instance ap-b\n    instance  not in the stack files any more: --prune deletes it');
+    expect(without).toContain('  instance ap-b\n    not in the stack files any more: --prune deletes it');
     expect(without).not.toContain('ap-hand');
     expect(await names()).toEqual(['ap-a', 'ap-b', 'ap-c', 'ap-d', 'ap-hand']);
 

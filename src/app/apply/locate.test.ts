@@ -48,6 +48,18 @@ describe('parseStackFiles', () => {
     expect(issues[1]!.message).toMatch(/unique/i);
   });
 
+  it('refuses an alias without its anchor and a document of too many aliases, as issues (never a crash)', () => {
+    const laughs = ['a: &a [x, x, x, x, x, x, x, x, x, x]', ...'bcdefgh'.split('').map((k, i) => `${k}: &${k} [${Array(10).fill(`*${'abcdefgh'[i]}`).join(', ')}]`)].join('\n');
+    const { docs, issues } = parseStackFiles([
+      { path: 'alias.yaml', text: 'kind: pool\nname: *nowhere\n' },
+      { path: 'laughs.yaml', text: `${laughs}\n` },
+    ]);
+    expect(docs).toEqual([]);
+    expect(issues.map((i) => `${i.file}:${i.line}:${i.column}`)).toEqual(['alias.yaml:1:1', 'laughs.yaml:1:1']);
+    expect(issues[0]!.message).toMatch(/^YAML: .*alias/i);
+    expect(issues[1]!.message).toMatch(/^YAML: .*alias/i);
+  });
+
   it('formats issues compiler-style, sorted by place', () => {
     const text = formatIssues([
       { file: 'b.yaml', line: 2, column: 1, message: 'second' },

@@ -46,7 +46,14 @@ export function parseStackFiles(files: ReadonlyArray<{ path: string; text: strin
       }
       if (doc.errors.length > 0) continue;
       if (doc.contents === null || (isScalar(doc.contents) && doc.contents.value === null)) continue; // an empty document (a trailing `---`)
-      docs.push(locatedDoc(file.path, index++, doc, lc));
+      try {
+        docs.push(locatedDoc(file.path, index, doc, lc));
+      } catch (e) {
+        // toJS refuses an alias without its anchor, and too many aliases (a "billion laughs" document).
+        const at = lc.linePos(doc.contents.range?.[0] ?? 0);
+        issues.push({ file: file.path, line: at.line, column: at.col, message: `YAML: ${e instanceof Error ? e.message : String(e)}` });
+      }
+      index++;
     }
   }
   return { docs, issues };

@@ -74,7 +74,7 @@ export function plan(desired: readonly Desired[], current: CurrentState, options
       const exists = kind === 'network' ? current.networks.has(name) : kind === 'pool' ? current.pools.has(name) : kind === 'volume' ? current.volumes.has(name) : current.instances.has(name);
       if (options.prune !== true || !owner.created) {
         const note = owner.created ? 'not in the stack files any more: --prune deletes it' : 'not in the stack files any more; it was adopted, so --prune leaves it';
-        out.push({ kind, name, action: 'none', changes: [{ field: kind, class: 'none', note }], steps: [] });
+        out.push({ kind, name, action: 'none', changes: [{ field: '', class: 'none', note }], steps: [] });
         continue;
       }
       const steps: Step[] = exists ? [{ op: `${kind}.delete` as 'network.delete', name }] : [];

@@ -62,7 +62,8 @@ export function renderPlan(plan: PlanView, options: { live?: boolean } = {}): st
     for (const c of o.changes) {
       const value = c.from !== undefined && c.to !== undefined ? `${c.from} → ${c.to}` : c.to !== undefined ? (o.action === 'create' ? c.to : `+ ${c.to}`) : c.from !== undefined ? `- ${c.from}` : '';
       const cls = o.action === 'create' || c.class === 'none' ? '' : ` [${c.class}]`;
-      lines.push(`    ${c.field}${value === '' ? '' : `: ${value}`}${cls}${c.note === undefined ? '' : `  ${c.note}`}`);
+      if (c.field === '') lines.push(`    ${c.note ?? ''}`);
+      else lines.push(`    ${c.field}${value === '' ? '' : `: ${value}`}${cls}${c.note === undefined ? '' : `  ${c.note}`}`);
     }
     if (o.blocked !== undefined) lines.push(`    ! ${o.blocked}`);
   }
