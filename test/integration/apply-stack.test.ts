@@ -116,6 +116,10 @@ describe('virtnode apply/plan/diff: a stack of a network, two instances and a vo
     expect(plan).toContain('+ instance ap-a (create)');
     expect(plan).toContain('Plan: 5 to create, 0 to update, 0 to replace, 0 to delete.');
     expect(await names()).toEqual([]); // a plan changes nothing
+    // The CLI without the daemon runs the same application layer and prints the same plan.
+    const local = await virtnode(home, ['plan', '-f', dir], { env: { VIRTNODE_NO_DAEMON: '1' } });
+    expect(local.code, local.stderr).toBe(0);
+    expect(local.stdout).toBe(plan);
 
     const applied = await ok(['apply', '-f', dir]);
     expect(applied).toContain('Applied: 5 objects changed (stack stack).');
@@ -126,6 +130,7 @@ describe('virtnode apply/plan/diff: a stack of a network, two instances and a vo
 
     const again = await ok(['apply', '-f', dir]);
     expect(again).toBe('No changes: the host matches the stack files (stack stack).\n');
+    expect((await virtnode(home, ['plan', '-f', dir], { env: { VIRTNODE_NO_DAEMON: '1' } })).stdout).toBe(again);
     expect(await info('ap-a')).toMatchObject({ uuid: first.a.uuid, nics: first.a.nics });
     expect(await ok(['diff', '-f', dir])).toBe('No drift: the live state matches the stack files (stack stack).\n');
   });

@@ -94,7 +94,7 @@ subnet: 10.30.0.0/24
 kind: instance
 name: web
 image: nope
-nics: [{network: user}, {network: ghost}]
+nics: [{network: user}, {network: ghost}, {network: old, ip: 10.9.0.1}, {network: b, ip: 10.21.0.5}]
 volumes: [missing]
 `);
     const lines = r.text.split('\n').filter((l) => !l.startsWith('  hint'));
@@ -104,6 +104,8 @@ volumes: [missing]
       'stack.yaml:14:7: network b is defined twice (first at stack.yaml:6:7)',
       'stack.yaml:19:8: instance web: image: there is no image nope',
       'stack.yaml:20:35: instance web: there is no network ghost',
+      'stack.yaml:20:62: instance web: ip: 10.9.0.1 is not a guest address of network old (10.9.0.0/24, gateway 10.9.0.1)',
+      'stack.yaml:20:90: instance web: ip: 10.21.0.5 is not a guest address of network b (10.20.0.0/24, gateway 10.20.0.1)',
       'stack.yaml:21:11: instance web: there is no volume missing',
     ]);
   });

@@ -13,7 +13,7 @@ import { validateAccel, validateMemory } from '../../instances/validate.ts';
 import { parsePortForward } from '../../instances/port-forward.ts';
 import { USER_NETWORK } from '../../instances/model.ts';
 import { invalid, isVirtnodeError } from '../../lib/errors.ts';
-import { parseIpv4 } from '../../network/ipv4.ts';
+import { isHostAddress, parseCidr, parseIpv4 } from '../../network/ipv4.ts';
 import type { Network } from '../../network/model.ts';
 import type { HostRoute } from '../../network/routes.ts';
 import { validateNetworkCreate } from '../../network/validate.ts';
@@ -159,8 +159,15 @@ export function validateStack(docs: readonly LocatedDoc[], context: StackContext
         nics.forEach((n, i) => {
           if (n.network === 'none') issue(t.doc, ['nics', i, 'network'], `instance ${v.name}: nics: leave nics out for the default NIC, or write nics: [] for none`);
           else if (n.network !== USER_NETWORK && !networks.has(n.network)) issue(t.doc, ['nics', i, 'network'], `instance ${v.name}: there is no network ${n.network}`, 'define it in the stack (kind: network) or create it first');
-          if (n.ip !== undefined && (n.network === USER_NETWORK || parseIpv4(n.ip) === undefined)) {
+          const address = n.ip === undefined ? undefined : parseIpv4(n.ip);
+          if (n.ip !== undefined && (n.network === USER_NETWORK || address === undefined)) {
             issue(t.doc, ['nics', i, 'ip'], `instance ${v.name}: ip: "${n.ip}" ${n.network === USER_NETWORK ? 'does not apply to user-mode networking' : 'is not an IPv4 address'}`);
+          } else if (address !== undefined) {
+            const ipv4 = [...fileNetworks, ...context.networks].find((x) => x.name === n.network)?.ipv4;
+            const subnet = ipv4 === undefined ? undefined : parseCidr('subnet', ipv4.subnet);
+            if (subnet !== undefined && (!isHostAddress(subnet, address) || n.ip === ipv4!.gateway)) {
+              issue(t.doc, ['nics', i, 'ip'], `instance ${v.name}: ip: ${n.ip} is not a guest address of network ${n.network} (${ipv4!.subnet}, gateway ${ipv4!.gateway})`);
+            }
           }
         });
         if (v.image !== undefined && nics[0]?.network !== USER_NETWORK) {
