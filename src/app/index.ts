@@ -1,5 +1,6 @@
 /** The application layer: one implementation per resource of the API (src/api/contracts/index.ts). */
 import type { ApiTables } from '../api/contracts/index.ts';
+import { apply } from './apply/resource.ts';
 import { host } from './host.ts';
 import { images } from './images.ts';
 import { instances } from './instances.ts';
@@ -23,4 +24,5 @@ export const RESOURCES: { [K in keyof ApiTables]: Resource<ApiTables[K]> } = {
   images,
   ...storageResources,
   interop,
+  apply,
 };

@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 import { Command, CommanderError } from 'commander';
 import { EXIT_CODE, toVirtnodeError } from '../lib/errors.ts';
+import { registerApplyCommands } from './commands/apply.ts';
 import { registerCloneCommands } from './commands/clone.ts';
 import { registerCloudInitCommands } from './commands/cloud-init.ts';
 import { registerConsoleCommands } from './commands/console.ts';
@@ -41,6 +42,7 @@ registerCloneCommands(program);
 registerDaemonCommands(program);
 registerOperationCommands(program);
 registerInteropCommands(program);
+registerApplyCommands(program);
 program.hook('preAction', async (_program, action) => {
   const remote = program.opts()['remote'] as string | undefined;
   const { refuseRemote, setRemote } = await import('./backend.ts');

@@ -54,6 +54,22 @@ export interface InstanceDriver {
   consoles(instance: Instance): ConsoleEndpoints;
   /** Usage counters of a running instance; a part the instance does not answer for this round is left out. */
   sample(instance: Instance, options: { guestNics: boolean }): Promise<DriverSample>;
+  /** What a running instance has now, asked of the program that runs it (for drift: `virtnode diff`). */
+  inspect?(instance: Instance): Promise<LiveDevices>;
+  /** Gives a running guest this much memory without a restart (at most what it booted with). */
+  setLiveMemory?(instance: Instance, memoryMiB: number): Promise<void>;
+}
+
+/** A running instance's resources as its process has them. */
+export interface LiveDevices {
+  cpus: number;
+  /** What it booted with: the most a live memory change can give it. */
+  bootMemoryMiB: number;
+  /** What the guest has now (after any balloon). */
+  memoryMiB: number;
+  /** Ids of the disks attached now (DiskSpec ids). */
+  disks: string[];
+  nicMacs: string[];
 }
 
 export type DriverName = 'qemu';

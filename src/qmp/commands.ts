@@ -42,6 +42,9 @@ export const QMP_COMMANDS = {
   snapshotLoad: 'snapshot-load',
   snapshotDelete: 'snapshot-delete',
   transaction: 'transaction',
+  balloon: 'balloon',
+  queryMemorySizeSummary: 'query-memory-size-summary',
+  queryRxFilter: 'query-rx-filter',
 } as const;
 
 /** QMP event names, verbatim. */
@@ -402,4 +405,19 @@ export async function snapshotDelete(qmp: QmpConnection, args: SnapshotDeleteArg
 /** Runs the actions atomically: all of them take effect, or none does. */
 export async function transaction(qmp: QmpConnection, args: { actions: TransactionAction[] }, options: QmpExecuteOptions = {}): Promise<void> {
   await qmp.execute(QMP_COMMANDS.transaction, args, options);
+}
+
+/** Asks the guest's balloon driver to leave the guest `value` bytes (at most the memory it booted with). */
+export async function balloon(qmp: QmpConnection, args: { value: number }, options: QmpExecuteOptions = {}): Promise<void> {
+  await qmp.execute(QMP_COMMANDS.balloon, args, options);
+}
+
+/** The memory the machine booted with (`base-memory`, bytes). */
+export function queryMemorySizeSummary(qmp: QmpConnection, options: QmpExecuteOptions = {}): Promise<{ 'base-memory': number }> {
+  return qmp.execute<{ 'base-memory': number }>(QMP_COMMANDS.queryMemorySizeSummary, undefined, options);
+}
+
+/** Each NIC's device name and MAC as QEMU has them now. */
+export function queryRxFilter(qmp: QmpConnection, options: QmpExecuteOptions = {}): Promise<Array<{ name: string; 'main-mac': string }>> {
+  return qmp.execute<Array<{ name: string; 'main-mac': string }>>(QMP_COMMANDS.queryRxFilter, undefined, options);
 }

@@ -159,4 +159,20 @@ export const MIGRATIONS: ReadonlyArray<{ version: number; sql: string }> = [
     version: 9,
     sql: `ALTER TABLE operations ADD COLUMN started_by TEXT;`,
   },
+  {
+    // `virtnode apply`: which stack manages an object, whether the stack made it (only those are pruned), and
+    // what of its document is not visible in the object itself (the user-data it was launched with).
+    version: 10,
+    sql: `
+      CREATE TABLE stack_objects (
+        kind       TEXT NOT NULL,
+        name       TEXT NOT NULL,
+        stack      TEXT NOT NULL,
+        created    INTEGER NOT NULL CHECK (created IN (0, 1)),
+        details    TEXT NOT NULL DEFAULT '{}',
+        updated_at TEXT NOT NULL,
+        PRIMARY KEY (kind, name)
+      );
+    `,
+  },
 ];

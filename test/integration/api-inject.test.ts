@@ -552,6 +552,40 @@ describe('REST API through inject(): every route, bad input refused with the err
     }
   });
 
+  it('apply: plan, apply (an operation), diff and the JSON Schema; bad files refused at file:line:column with nothing made', async () => {
+    const schema = await api.call('GET', '/schema/apply');
+    expect(schema.status).toBe(200);
+    expect(Object.keys(schema.body.definitions)).toEqual(['network', 'pool', 'volume', 'instance']);
+    const stack = (text: string, extra: Record<string, unknown> = {}) => ({ files: [{ path: 'api.yaml', text }], stack: 'apistack', ...extra });
+    const good = 'kind: volume\nname: apivol\nsize: 16M\n';
+
+    const before = await snapshot();
+    const bad = await api.call('POST', '/apply', stack('kind: volume\nname: apivol\nsize: [16M]\n'));
+    expect(bad.status).toBe(400);
+    expect(bad.body.error.message).toContain('api.yaml:3:7: volume apivol: size: must be a string, not a list');
+    expect((await api.call('POST', '/apply/plan', { files: [] })).status).toBe(400);
+    expect(await snapshot()).toEqual(before);
+
+    const plan = await api.call('POST', '/apply/plan', stack(good));
+    expect(plan.status).toBe(200);
+    expect(plan.body).toMatchObject({ stack: 'apistack', changed: true, applied: false, objects: [{ kind: 'volume', name: 'apivol', action: 'create' }] });
+    const dry = await api.call('POST', '/apply', stack(good, { dryRun: true }));
+    expect(dry.status).toBe(202);
+    expect((await waitOp(dry.body.id)).result).toMatchObject({ applied: false, changed: true });
+    expect((await api.call('GET', '/volumes/apivol')).status).toBe(404);
+
+    const op = await api.call('POST', '/apply', stack(good));
+    expect(op.status).toBe(202);
+    expect(await waitOp(op.body.id)).toMatchObject({ status: 'succeeded', result: { applied: true, objects: [{ name: 'apivol', outcome: 'done' }] } });
+    expect((await api.call('POST', '/apply/plan', stack(good))).body.changed).toBe(false);
+    const diff = await api.call('POST', '/apply/diff', stack(good));
+    expect(diff.body).toMatchObject({ changed: false, drift: [] });
+
+    const pruned = await api.call('POST', '/apply', stack('# empty\n', { prune: true }));
+    expect(await waitOp(pruned.body.id)).toMatchObject({ status: 'succeeded', result: { objects: [{ name: 'apivol', action: 'delete', outcome: 'done' }] } });
+    expect((await api.call('GET', '/volumes/apivol')).status).toBe(404);
+  });
+
   it('every route of the API was exercised by this file', () => {
     const routes = Object.entries(api.openapi().paths).flatMap(([path, methods]) => Object.keys(methods).map((m) => `${m.toUpperCase()} ${path.replace(/\{(\w+)\}/g, ':$1')}`));
     const missing = routes.filter((r) => !api.exercised.has(r) && r !== 'GET /events');

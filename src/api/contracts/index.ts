@@ -3,6 +3,7 @@
  * and the in-process application are derived from it. Add a resource here and in src/app/index.ts.
  */
 import type { Contract } from '../endpoint.ts';
+import { applyEndpoints } from './apply.ts';
 import { hostEndpoints } from './host.ts';
 import { imageEndpoints } from './images.ts';
 import { instanceEndpoints } from './instances.ts';
@@ -25,6 +26,7 @@ export const API = {
   images: imageEndpoints,
   ...storageEndpoints,
   interop: interopEndpoints,
+  apply: applyEndpoints,
 };
 
 export type ApiTables = typeof API;

@@ -9,13 +9,14 @@ import * as qmpCommand from '../../../qmp/commands.ts';
 import { QmpConnection } from '../../../qmp/connection.ts';
 import { connectMonitor, explainSilence } from '../../monitor.ts';
 import { rotateConsoleLog } from '../../console-log.ts';
-import type { ConsoleEndpoints, DriverSample, InstanceDriver, Observation, PreparedStart, StartOptions, StopMethod } from '../../driver.ts';
+import type { ConsoleEndpoints, DriverSample, InstanceDriver, LiveDevices, Observation, PreparedStart, StartOptions, StopMethod } from '../../driver.ts';
 import { type Accel, type Instance, USER_NETWORK } from '../../model.ts';
 import { checkTuningOnHost } from '../../tuning.ts';
 import { tuningHostFacts } from '../../../host/tuning-facts.ts';
 import { applyPinning } from './pinning.ts';
 import { toQemuSpec } from '../../qemu-spec.ts';
 import { removeRuntimeFiles, runtimePaths } from '../../runtime.ts';
+import { balloonQemu, inspectQemu } from './live.ts';
 import { sampleQemu } from './metrics.ts';
 
 const QMP_CONNECT_TIMEOUT_MS = 5_000;
@@ -199,6 +200,14 @@ export class QemuDriver implements InstanceDriver {
 
   sample(instance: Instance, options: { guestNics: boolean }): Promise<DriverSample> {
     return sampleQemu(instance, this.runtime(instance), options);
+  }
+
+  inspect(instance: Instance): Promise<LiveDevices> {
+    return inspectQemu(this.runtime(instance).qmpQuery);
+  }
+
+  setLiveMemory(instance: Instance, memoryMiB: number): Promise<void> {
+    return balloonQemu(this.runtime(instance).qmp, memoryMiB);
   }
 }
 

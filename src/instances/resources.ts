@@ -1,0 +1,44 @@
+/**
+ * Changes an instance's vCPUs, memory, accelerator and kernel boot in place (`virtnode apply`): recorded for the
+ * next boot, and memory also live through the driver (the balloon) when the guest runs and it fits in what the
+ * guest booted with. Under the instance lock, like every other change.
+ */
+import { VirtnodeError } from '../lib/errors.ts';
+import type { AccelRequest, InstanceSpec, KernelBoot } from './model.ts';
+import { observeInstance } from './observe.ts';
+import type { InstanceService } from './service.ts';
+
+export interface ResourceChange {
+  cpus?: number;
+  memoryMiB?: number;
+  accel?: AccelRequest;
+  /** null: no kernel boot any more. */
+  boot?: KernelBoot | null;
+}
+
+export async function changeResources(service: InstanceService, name: string, change: ResourceChange): Promise<{ liveMemory: boolean }> {
+  return service.locked(name, 'resources', {}, async () => {
+    const instance = await observeInstance(service.core, service.mustGet(name));
+    if (['creating', 'deleting', 'starting', 'stopping'].includes(instance.state)) {
+      throw new VirtnodeError('INVALID_STATE', `cannot change ${name}: it is ${instance.state}`, { hint: 'wait for the operation in progress to end' });
+    }
+    let liveMemory = false;
+    const driver = service.driver(instance);
+    const running = instance.state === 'running' || instance.state === 'paused';
+    if (change.memoryMiB !== undefined && running && driver.inspect !== undefined && driver.setLiveMemory !== undefined) {
+      const live = await driver.inspect(instance);
+      if (change.memoryMiB <= live.bootMemoryMiB) {
+        await driver.setLiveMemory(instance, change.memoryMiB);
+        liveMemory = true;
+      }
+    }
+    const spec: InstanceSpec = { ...instance.spec };
+    if (change.cpus !== undefined) spec.cpus = change.cpus;
+    if (change.memoryMiB !== undefined) spec.memoryMiB = change.memoryMiB;
+    if (change.accel !== undefined) spec.accel = change.accel;
+    if (change.boot === null) delete spec.boot;
+    else if (change.boot !== undefined) spec.boot = change.boot;
+    service.repo.updateSpec(name, spec);
+    return { liveMemory };
+  });
+}
