@@ -4,7 +4,7 @@
  * GET /schema/apply) is the one the daemon and the CLI check files against. No Node imports (the web UI may use it).
  */
 import Type, { type Static, type TSchema } from 'typebox';
-import { Closed, CreateNetworkBody, CreateVolumeBody, Name, NAME_PATTERN, StringEnum } from './schemas.ts';
+import { Closed, CreateNetworkBody, CreateVolumeBody, Name, NAME_PATTERN, StringEnum, Tuning } from './schemas.ts';
 
 /** Kinds `apply` manages; the other kinds of the issue (image, template) are refused by name. */
 export const SUPPORTED_KINDS = ['network', 'pool', 'volume', 'instance'] as const;
@@ -48,6 +48,7 @@ export const InstanceDocument = Closed(
     ports: Type.Optional(Type.Array(Type.String({ maxLength: 64 }), { maxItems: 64, description: 'user-mode port forwards HOST:GUEST[/tcp|udp] (bound to 127.0.0.1)' })),
     userData: Type.Optional(Type.String({ maxLength: 1024 * 1024, description: 'cloud-init user-data (image instances; runs at first boot only)' })),
     sshAuthorizedKeys: Type.Optional(Type.Array(Type.String({ maxLength: 16_384 }), { maxItems: 64 })),
+    tuning: Type.Optional(Tuning),
   },
   { description: 'a virtual machine' },
 );

@@ -4,7 +4,7 @@
  * guest booted with. Under the instance lock, like every other change.
  */
 import { VirtnodeError } from '../lib/errors.ts';
-import type { AccelRequest, InstanceSpec, KernelBoot } from './model.ts';
+import type { AccelRequest, InstanceSpec, KernelBoot, Tuning } from './model.ts';
 import { observeInstance } from './observe.ts';
 import type { InstanceService } from './service.ts';
 
@@ -14,6 +14,8 @@ export interface ResourceChange {
   accel?: AccelRequest;
   /** null: no kernel boot any more. */
   boot?: KernelBoot | null;
+  /** null: no tuning any more (QEMU's defaults). Checked against the host at the next start. */
+  tuning?: Tuning | null;
 }
 
 export async function changeResources(service: InstanceService, name: string, change: ResourceChange): Promise<{ liveMemory: boolean }> {
@@ -38,6 +40,8 @@ export async function changeResources(service: InstanceService, name: string, ch
     if (change.accel !== undefined) spec.accel = change.accel;
     if (change.boot === null) delete spec.boot;
     else if (change.boot !== undefined) spec.boot = change.boot;
+    if (change.tuning === null) delete spec.tuning;
+    else if (change.tuning !== undefined) spec.tuning = change.tuning;
     service.repo.updateSpec(name, spec);
     return { liveMemory };
   });

@@ -32,6 +32,7 @@ function fromRecord(i: Instance): CurrentInstance {
     accel: i.spec.accel,
     ...(i.spec.image === undefined ? {} : { image: i.spec.image.name }),
     ...(i.spec.boot === undefined ? {} : { boot: i.spec.boot }),
+    ...(i.spec.tuning === undefined || Object.keys(i.spec.tuning).length === 0 ? {} : { tuning: i.spec.tuning }),
     nics: i.nics.map((n) => ({ index: n.index, mac: n.mac, network: n.network, ...(n.address === undefined ? {} : { address: n.address }), ...(n.staticAddress === undefined ? {} : { staticAddress: n.staticAddress }) })),
     volumes: i.spec.disks.filter((d) => d.volume !== undefined).map((d) => d.volume!),
     ports: [...(i.spec.portForwards ?? [])],

@@ -48,6 +48,7 @@ export async function executePlan(core: AppCore, objects: PlannedObject[], optio
         networks: d.nics.slice(1).map((n) => n.network),
         ips: d.nics.slice(1).map((n) => n.ip ?? 'auto'),
         wait: false,
+        ...(d.tuning === undefined ? {} : { tuning: d.tuning }),
         ...(d.diskSize === undefined ? {} : { diskSize: d.diskSize }),
         ...(d.userData === undefined ? {} : { userData: d.userData }),
         ...(d.sshAuthorizedKeys === undefined ? {} : { sshAuthorizedKeys: d.sshAuthorizedKeys }),
@@ -68,6 +69,7 @@ export async function executePlan(core: AppCore, objects: PlannedObject[], optio
       ...(d.boot?.initrd === undefined ? {} : { initrd: d.boot.initrd }),
       ...(d.boot?.cmdline === undefined ? {} : { cmdline: d.boot.cmdline }),
       ...(d.diskSize === undefined ? {} : { diskSize: d.diskSize }),
+      ...(d.tuning === undefined ? {} : { tuning: d.tuning }),
     });
     owners.set({ kind: 'instance', name: d.name, stack: options.stack, created: true });
   };

@@ -2,7 +2,7 @@
  * The two sides the planner compares: what the stack files ask for (normalized: units parsed, defaults filled
  * in, so `memory: 0.5G` and an omitted memory are both 512 MiB) and what exists. Plain data, no services.
  */
-import type { AccelRequest, DiskFormat, KernelBoot, PortForwardSpec } from '../../instances/model.ts';
+import type { AccelRequest, DiskFormat, KernelBoot, PortForwardSpec, Tuning } from '../../instances/model.ts';
 import type { Network } from '../../network/model.ts';
 import type { LocatedDoc } from './locate.ts';
 
@@ -52,6 +52,7 @@ export interface DesiredInstance {
   userData?: string;
   userDataSha256?: string;
   sshAuthorizedKeys?: string[];
+  tuning?: Tuning;
 }
 
 export type Desired = DesiredNetwork | DesiredPool | DesiredVolume | DesiredInstance;
@@ -76,6 +77,7 @@ export interface CurrentInstance {
   booted: boolean;
   /** Running: the memory it booted with (a live change can give it at most this). */
   bootMemoryMiB?: number;
+  tuning?: Tuning;
 }
 
 export interface CurrentVolume {

@@ -83,6 +83,21 @@ describe('plan', () => {
     ]);
   });
 
+  it('tuning knobs are next boot, shown one by one; the same tuning is no change', () => {
+    const cur = state({ instances: new Map([['a', current({ name: 'a', tuning: { diskCache: 'none', discard: true } })]]), owners: owned('instance/a') });
+    const same = plan([inst('a', { tuning: { discard: true, diskCache: 'none' } })], cur, { stack: 's' })[0]!;
+    expect(same.action).toBe('none');
+    const p = plan([inst('a', { tuning: { diskCache: 'writeback', vcpuPins: [1] } })], cur, { stack: 's' })[0]!;
+    expect(p.changes.map((c) => [c.field, c.from, c.to, c.class])).toEqual([
+      ['tuning.diskCache', 'none', 'writeback', 'next-boot'],
+      ['tuning.discard', 'true', undefined, 'next-boot'],
+      ['tuning.vcpuPins', undefined, '1', 'next-boot'],
+    ].sort((x, y) => String(x[0]).localeCompare(String(y[0]))));
+    expect(p.steps).toEqual([{ op: 'instance.resources', name: 'a', change: { tuning: { diskCache: 'writeback', vcpuPins: [1] } } }]);
+    const cleared = plan([inst('a', {})], cur, { stack: 's' })[0]!;
+    expect(cleared.steps).toEqual([{ op: 'instance.resources', name: 'a', change: { tuning: null } }]);
+  });
+
   it('volumes and ports are attached and detached live on a running instance', () => {
     const cur = state({ instances: new Map([['a', current({ name: 'a', volumes: ['old'], ports: [{ protocol: 'tcp', hostAddress: '127.0.0.1', hostPort: 8080, guestPort: 80 }] })]]), owners: owned('instance/a') });
     const p = plan([inst('a', { volumes: ['new'], ports: [{ protocol: 'udp', hostAddress: '127.0.0.1', hostPort: 5353, guestPort: 53 }] })], cur, { stack: 's' })[0]!;

@@ -4,7 +4,7 @@
  * the defaults `create` would use, and values are compared normalized, so a default never shows as a change.
  */
 import type { ChangeClass, FieldChangeView, PlannedObjectView } from '../../api/stack.ts';
-import type { PortForwardSpec } from '../../instances/model.ts';
+import type { PortForwardSpec, Tuning } from '../../instances/model.ts';
 import type { ResourceChange } from '../../instances/resources.ts';
 import { formatSize } from '../../lib/units.ts';
 import type { CurrentInstance, CurrentState, Desired, DesiredInstance, DesiredNetwork, DesiredPool, DesiredVolume, Owner } from './model.ts';
@@ -194,6 +194,17 @@ function planInstance(d: DesiredInstance, current: CurrentState, owner: Owner | 
     changes.push(change('accel', cur.accel, d.accel, 'next-boot'));
     resources.accel = d.accel;
   }
+  // Tuning is how QEMU is started: every knob takes effect at the next boot.
+  const knobs = new Set([...Object.keys(cur.tuning ?? {}), ...Object.keys(d.tuning ?? {})] as Array<keyof Tuning>);
+  let tuningChanged = false;
+  for (const knob of [...knobs].sort()) {
+    const show = (t: Tuning | undefined) => (t?.[knob] === undefined ? undefined : Array.isArray(t[knob]) ? (t[knob] as number[]).join(',') : String(t[knob]));
+    if (show(cur.tuning) !== show(d.tuning)) {
+      changes.push(change(`tuning.${knob}`, show(cur.tuning), show(d.tuning), 'next-boot', running ? 'QEMU is started with it at the next boot' : undefined));
+      tuningChanged = true;
+    }
+  }
+  if (tuningChanged) resources.tuning = d.tuning ?? null;
   if (d.image === undefined && cur.image === undefined) {
     const b = (x: typeof d.boot) => (x === undefined ? undefined : JSON.stringify([x.kernel, x.initrd ?? '', x.cmdline ?? '']));
     if (b(cur.boot) !== b(d.boot)) {
@@ -282,6 +293,7 @@ function createInstance(d: DesiredInstance): PlannedObject {
     [d.image === undefined ? 'kernel' : 'image', d.image ?? d.boot?.kernel],
     ['cpus', d.cpus],
     ['memory', `${d.memoryMiB}M`],
+    ...Object.entries(d.tuning ?? {}).map(([k, v]): [string, unknown] => [`tuning.${k}`, Array.isArray(v) ? v.join(',') : v]),
     ...d.nics.map((n, i): [string, unknown] => [`nics[${i}]`, `${n.network}${n.ip === undefined ? '' : ` ${n.ip}`}`]),
     ...d.volumes.map((v): [string, unknown] => ['volumes', v]),
     ...d.ports.map((p): [string, unknown] => ['ports', portText(p)]),

@@ -10,6 +10,7 @@ import { NAME_PATTERN } from '../../api/schemas.ts';
 import { DOCUMENT_SCHEMAS, type InstanceDoc, type NetworkDoc, type PoolDoc, SUPPORTED_KINDS, type StackKind, UNSUPPORTED_KINDS, type VolumeDoc } from '../../api/stack.ts';
 import type { HostLimits } from '../../host/limits.ts';
 import { validateAccel, validateMemory } from '../../instances/validate.ts';
+import { validateTuning } from '../../instances/tuning.ts';
 import { parsePortForward } from '../../instances/port-forward.ts';
 import { USER_NETWORK } from '../../instances/model.ts';
 import { invalid, isVirtnodeError } from '../../lib/errors.ts';
@@ -137,6 +138,9 @@ export function validateStack(docs: readonly LocatedDoc[], context: StackContext
         });
         field(['memory'], () => (out.memoryMiB = validateMemory(v.memory ?? '512M', context.limits)));
         field(['accel'], () => (out.accel = validateAccel(v.accel)));
+        if (v.tuning !== undefined && Object.keys(v.tuning).length > 0) {
+          field(['tuning'], () => (out.tuning = validateTuning(v.tuning as Record<string, unknown>, { cpus: out.cpus ?? 1, memoryMiB: out.memoryMiB ?? 512 })));
+        }
         if (v.image !== undefined && v.kernel !== undefined) issue(t.doc, ['kernel'], `instance ${v.name}: give image or kernel, not both`);
         else if (v.image === undefined && v.kernel === undefined) issue(t.doc, ['name'], `instance ${v.name}: missing field "image" or "kernel"`, 'an instance boots an image (image: debian-12) or a kernel (kernel: /boot/vmlinuz)');
         if (v.image !== undefined) {
