@@ -156,12 +156,21 @@ describe('web UI in Chromium against the daemon: launch, live state, serial and 
     await page.getByLabel('Kernel command line').fill(CMDLINE);
     await page.getByLabel('Memory').fill('256M');
     await page.getByLabel('Disk size').fill('64M'); // a qcow2 disk, so the instance can be snapshotted
+    // Tuning: a pin list that does not match the vCPUs is refused as typed (Launch disabled), then fixed.
+    await page.getByText('Performance tuning').click();
+    await page.getByLabel('Pin vCPUs to host CPUs').fill('0,1');
+    await expect.poll(() => page.getByTestId('tuning-vcpuPins-error').innerText()).toBe('one host CPU per vCPU: 1 needed, 2 given');
+    expect(await page.getByRole('button', { name: 'Launch' }).isDisabled()).toBe(true);
+    await page.getByLabel('Pin vCPUs to host CPUs').fill('0');
+    await page.getByLabel('discard (TRIM frees disk space)').check();
     await screenshot(page, '02-launch-form');
     await page.getByRole('button', { name: 'Launch' }).click();
     try {
       await page.waitForURL(/#\/instances\/ui1/);
       await expect.poll(() => page.getByTestId('instance-state').innerText(), { timeout: 30_000 }).toBe('running');
       await expect.poll(() => page.getByTestId('addresses').innerText()).toMatch(/^user 52:54:00(:[0-9a-f]{2}){3}/);
+      await page.getByRole('tab', { name: 'Settings' }).click();
+      await expect.poll(() => page.getByTestId('tuning').innerText()).toBe('vcpuPins=0 discard');
 
       const row = watcher.getByTestId('instance-ui1');
       await expect.poll(() => row.getByTestId('state').innerText(), { timeout: 30_000 }).toBe('running');

@@ -80,6 +80,17 @@ export function Settings({ instance }: { instance: Instance }) {
             <td>{instance.memoryMiB} MiB</td>
             <td>fixed when the instance was made</td>
           </tr>
+          <tr>
+            <th scope="row">Tuning</th>
+            <td data-testid="tuning">
+              {instance.tuning === undefined
+                ? 'QEMU defaults'
+                : Object.entries(instance.tuning)
+                    .map(([k, v]) => (v === true ? k : `${k}=${Array.isArray(v) ? v.join(',') : String(v)}`))
+                    .join(' ')}
+            </td>
+            <td>each start (checked against the host then)</td>
+          </tr>
         </tbody>
       </table>
       <button type="submit" disabled={!changed}>

@@ -1,6 +1,7 @@
 import { useEffect, useState } from 'preact/hooks';
 import { api, type CreateInput, type Image, type LaunchInput } from '../api.ts';
 import { CloudConfigEditor, checkUserData } from '../components/CloudConfigEditor.tsx';
+import { EMPTY_TUNING, TuningFields, checkTuning, tuningBody } from '../components/TuningFields.tsx';
 
 type Source = 'image' | 'kernel';
 
@@ -10,6 +11,7 @@ export function Launch({ onLaunched }: { onLaunched: (name: string) => void }) {
   const [source, setSource] = useState<Source>('image');
   const [form, setForm] = useState({ name: '', image: '', cpus: '1', memory: '1G', diskSize: '', sshKeys: '', kernel: '', initrd: '', cmdline: '' });
   const [userData, setUserData] = useState('');
+  const [tuning, setTuning] = useState(EMPTY_TUNING);
   const [error, setError] = useState<string | undefined>();
   const [busy, setBusy] = useState(false);
 
@@ -30,6 +32,7 @@ export function Launch({ onLaunched }: { onLaunched: (name: string) => void }) {
     onInput: (e: Event) => setForm((f) => ({ ...f, [key]: (e.target as HTMLInputElement).value })),
   });
   const userDataErrors = checkUserData(userData).filter((i) => i.severity === 'error').length;
+  const tuningErrors = checkTuning(tuning, Number(form.cpus));
 
   const submit = async (e: Event) => {
     e.preventDefault();
@@ -48,6 +51,7 @@ export function Launch({ onLaunched }: { onLaunched: (name: string) => void }) {
           diskSize: optional(form.diskSize),
           sshAuthorizedKeys: keys.length > 0 ? keys : undefined,
           userData: optional(userData),
+          tuning: tuningBody(tuning),
         };
         const op = await api.launch(JSON.parse(JSON.stringify(body)) as LaunchInput);
         onLaunched(op.target?.replace(/^instances\//, '') ?? form.name);
@@ -60,6 +64,7 @@ export function Launch({ onLaunched }: { onLaunched: (name: string) => void }) {
           kernel: optional(form.kernel),
           initrd: optional(form.initrd),
           cmdline: optional(form.cmdline),
+          tuning: tuningBody(tuning),
           start: true,
         };
         const created = await api.create(JSON.parse(JSON.stringify(body)) as CreateInput);
@@ -133,12 +138,13 @@ export function Launch({ onLaunched }: { onLaunched: (name: string) => void }) {
             <CloudConfigEditor value={userData} onInput={setUserData} />
           </>
         )}
+        <TuningFields form={tuning} errors={tuningErrors} onChange={setTuning} />
         {error !== undefined && (
           <p class="error" role="alert">
             {error}
           </p>
         )}
-        <button type="submit" disabled={busy || (source === 'image' && userDataErrors > 0)}>
+        <button type="submit" disabled={busy || (source === 'image' && userDataErrors > 0) || Object.keys(tuningErrors).length > 0}>
           {busy ? 'Launching…' : 'Launch'}
         </button>
       </form>
