@@ -22,6 +22,13 @@ export const PROGRAM_PACKAGES: Record<string, string> = {
   cpio: 'cpio',
   'cloud-init': 'cloud-init',
   openssl: 'openssl',
+  'lxc-start': 'lxc',
+  'lxc-stop': 'lxc',
+  'lxc-info': 'lxc',
+  'lxc-attach': 'lxc',
+  'lxc-freeze': 'lxc',
+  'lxc-unfreeze': 'lxc',
+  tar: 'tar',
 };
 
 export function installHint(program: string): string {

@@ -54,9 +54,14 @@ export interface InstanceDriver {
   consoles(instance: Instance): ConsoleEndpoints;
   /** Usage counters of a running instance; a part the instance does not answer for this round is left out. */
   sample(instance: Instance, options: { guestNics: boolean }): Promise<DriverSample>;
+  /**
+   * The argv that runs `command` inside the running instance without SSH (as root, with its exit code), or
+   * undefined when the driver has no such door and `exec` goes through SSH.
+   */
+  execArgv(instance: Instance, command: string[]): string[] | undefined;
 }
 
-export type DriverName = 'qemu';
+export type DriverName = 'qemu' | 'lxc';
 
 export interface DriverCapabilities {
   /**
@@ -64,6 +69,8 @@ export interface DriverCapabilities {
    * QMP transactions and block jobs); a driver without them gets a clear error there.
    */
   snapshots: boolean;
+  /** The host side of a NIC on a managed network: a tap QEMU opens, or a veth pair whose peer LXC moves in. */
+  nicLink: 'tap' | 'veth';
 }
 
 export interface PreparedStart {

@@ -154,4 +154,11 @@ export const MIGRATIONS: ReadonlyArray<{ version: number; sql: string }> = [
       ALTER TABLE api_tokens ADD COLUMN expires_at TEXT;
     `,
   },
+  {
+    // System containers beside VMs: the instance type picks the driver (QEMU or LXC).
+    version: 9,
+    sql: `
+      ALTER TABLE instances ADD COLUMN type TEXT NOT NULL DEFAULT 'vm' CHECK (type IN ('vm', 'container'));
+    `,
+  },
 ];

@@ -27,7 +27,7 @@ const ADOPT_CONNECT_TIMEOUT_MS = 2_000;
  */
 export class QemuDriver implements InstanceDriver {
   readonly name = 'qemu';
-  readonly capabilities = { snapshots: true };
+  readonly capabilities = { snapshots: true, nicLink: 'tap' as const };
   private readonly paths: StatePaths;
 
   constructor(paths: StatePaths) {
@@ -183,6 +183,10 @@ export class QemuDriver implements InstanceDriver {
 
   sample(instance: Instance, options: { guestNics: boolean }): Promise<DriverSample> {
     return sampleQemu(instance, this.runtime(instance), options);
+  }
+
+  execArgv(): undefined {
+    return undefined; // commands reach a VM over SSH
   }
 }
 
