@@ -1,5 +1,5 @@
-import { chownSync, lchownSync, mkdirSync, symlinkSync, writeFileSync } from 'node:fs';
-import { dirname, join } from 'node:path';
+import { chmodSync, chownSync, lchownSync, mkdirSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { dirname, join, relative, sep } from 'node:path';
 import { setHostKeys } from '../cloudinit/known-hosts.ts';
 import { generateHostKeys } from '../cloudinit/ssh-host-keys.ts';
 import type { CoreContext } from '../core/context.ts';
@@ -46,6 +46,22 @@ export async function ensureDefaultNetwork(core: CoreContext): Promise<string> {
     hint: 'create it yourself: virtnode network create default --subnet CIDR, or pass --network',
     cause: last,
   });
+}
+
+/**
+ * An unprivileged container's root (a host uid that is nobody's) must pass through every directory above its
+ * layers: `search` permission for others on each directory from the state directory down (never `read`, so it
+ * lists nothing; the files inside keep their own modes).
+ */
+function allowTraversal(root: string, dir: string): void {
+  const rel = relative(root, dir);
+  if (rel.startsWith('..')) return;
+  let current = root;
+  for (const part of ['', ...rel.split(sep).filter((p) => p !== '')]) {
+    current = part === '' ? current : join(current, part);
+    const mode = statSync(current).mode & 0o7777;
+    if ((mode & 0o001) === 0) chmodSync(current, mode | 0o001);
+  }
 }
 
 /** Writes `text` at `rel` in the upper directory, making its parents, everything owned by the container's root. */
@@ -120,6 +136,7 @@ export async function launchContainer(service: InstanceService, resolveImage: Im
       mkdirSync(d, { mode: 0o755 });
       chownSync(d, owner, owner);
     }
+    if (idmapBase !== undefined) for (const d of [dir, lowerDir]) allowTraversal(service.paths.root, d);
     phase('disk', `overlay on the shared root filesystem of ${image.name} (${lowerDir})`);
     const instanceId = `i-${crypto.randomUUID()}`;
     const hostKeys = await generateHostKeys(join(dir, 'ssh'), { comment: `${valid.name} host key (virtnode)` });

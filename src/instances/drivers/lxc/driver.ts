@@ -1,4 +1,4 @@
-import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { hostCgroupVersion, subordinateIdsMissing } from '../../../host/cgroups.ts';
 import { VirtnodeError } from '../../../lib/errors.ts';
@@ -77,6 +77,7 @@ export class LxcDriver implements InstanceDriver {
       reason: `started with lxc (${privilege})`,
       run: async (ready, options) => {
         writeFileSync(files.config, config, { mode: 0o600 });
+        rmSync(files.lxcLog, { force: true }); // this start's errors only
         rotateConsoleLog(files.consoleLog);
         const t = this.target(ready);
         // A container of a start that crashed before its pid was recorded (no record names it): never two.
@@ -89,7 +90,9 @@ export class LxcDriver implements InstanceDriver {
           options.onProcess({ pid, start });
         } catch (e) {
           await lxcKill(t).catch(() => {});
-          throw e;
+          const why = lxcErrors(files.lxcLog);
+          if (why === undefined) throw e;
+          throw new VirtnodeError('COMMAND_FAILED', `container ${ready.name} did not start: ${why}`, { hint: `the whole log: ${files.lxcLog}`, cause: e });
         }
       },
     };
@@ -185,6 +188,15 @@ export class LxcDriver implements InstanceDriver {
   execArgv(instance: Instance, command: string[]): string[] {
     return lxcAttachArgv(this.target(instance), command);
   }
+}
+
+/** The last ERROR lines LXC logged, without their prefixes (the first one usually names the cause). */
+function lxcErrors(log: string): string | undefined {
+  const errors = readOrEmpty(log)
+    .split('\n')
+    .filter((l) => / ERROR /.test(l))
+    .map((l) => l.replace(/^.* ERROR\s+\S+ - \S+ - /, ''));
+  return errors[0];
 }
 
 function readOrEmpty(path: string): string {
