@@ -102,15 +102,23 @@ export class LxcDriver implements InstanceDriver {
     const t = this.target(instance);
     if (!options.force) {
       // A frozen container cannot see the halt signal.
-      if ((await lxcState(t)) === 'FROZEN') await lxcUnfreeze(t);
+      const state = await lxcState(t);
+      if (state === 'FROZEN' || state === 'FREEZING') await lxcUnfreeze(t);
       if (await lxcShutdown(t, Math.max(1, Math.ceil(options.timeoutMs / 1000)))) return 'acpi';
     }
     await lxcKill(t);
     return options.force ? 'forced' : 'forced-after-timeout';
   }
 
-  pause(instance: Instance): Promise<void> {
-    return lxcFreeze(this.target(instance));
+  async pause(instance: Instance): Promise<void> {
+    const t = this.target(instance);
+    try {
+      await lxcFreeze(t);
+    } catch (e) {
+      // Never leave it half frozen (FREEZING): the recorded state stays running, so it must run.
+      await lxcUnfreeze(t).catch(() => {});
+      throw e;
+    }
   }
 
   resume(instance: Instance): Promise<void> {
