@@ -1,5 +1,6 @@
 import type { ProcessIdentity } from '../lib/proc.ts';
 import type { Instance } from './model.ts';
+import { VirtnodeError } from '../lib/errors.ts';
 
 /**
  * The seam between the instance lifecycle (InstanceService: states, locks, networks, records) and the program
@@ -63,12 +64,21 @@ export interface InstanceDriver {
 
 export type DriverName = 'qemu' | 'lxc';
 
+/** The clear refusal of an operation a driver does not offer (the capabilities above say which). */
+export function notOffered(instance: { name: string }, driver: { name: string }, what: string): never {
+  throw new VirtnodeError('INVALID_STATE', `instance ${instance.name} cannot ${what}: its driver (${driver.name}) does not offer it yet`, {
+    hint: 'containers (lxc) offer start, stop, restart, pause, resume, exec, shell, logs and delete',
+  });
+}
+
 export interface DriverCapabilities {
   /**
    * Disk snapshots (storage/snapshots): written for QEMU's block layer (qcow2 internal snapshots and overlays,
    * QMP transactions and block jobs); a driver without them gets a clear error there.
    */
   snapshots: boolean;
+  /** Clones and templates: written for disk images (copies, overlays and offline sealing of a disk). */
+  clones: boolean;
   /** The host side of a NIC on a managed network: a tap QEMU opens, or a veth pair whose peer LXC moves in. */
   nicLink: 'tap' | 'veth';
 }

@@ -32,7 +32,7 @@ export function containerPaths(dir: string): { config: string; upper: string; wo
  */
 export class LxcDriver implements InstanceDriver {
   readonly name = 'lxc';
-  readonly capabilities = { snapshots: false, nicLink: 'veth' as const };
+  readonly capabilities = { snapshots: false, clones: false, nicLink: 'veth' as const };
   private readonly paths: StatePaths;
 
   constructor(paths: StatePaths) {
