@@ -146,11 +146,27 @@ export class LxcDriver implements InstanceDriver {
   }
 
   find(instance: Instance): ProcessIdentity | undefined {
-    // Only the recorded pid is known without asking LXC (find is synchronous): a container started just before
-    // a crash, before its pid was recorded, is found by findOrphans' monitor scan and ended by reconcile.
-    if (instance.pid === undefined) return undefined;
-    const start = processStartTime(instance.pid);
-    return start !== undefined && start === instance.pidStart ? { pid: instance.pid, start } : undefined;
+    if (instance.pid !== undefined) {
+      const start = processStartTime(instance.pid);
+      if (start !== undefined && start === instance.pidStart) return { pid: instance.pid, start };
+    }
+    // A crash may have come before the pid was recorded: the container's init is the child of its LXC monitor.
+    const monitor = this.monitors().find((m) => m.lxcpath === this.paths.instances && m.name === instance.name);
+    if (monitor === undefined) return undefined;
+    const child = readOrEmpty(`/proc/${monitor.pid}/task/${monitor.pid}/children`).trim().split(' ')[0];
+    const start = child === undefined || child === '' ? undefined : processStartTime(Number(child));
+    return start === undefined ? undefined : { pid: Number(child), start };
+  }
+
+  /** Every LXC monitor process on the host, with the container it runs. */
+  private monitors(): Array<LxcTarget & { pid: number }> {
+    const found: Array<LxcTarget & { pid: number }> = [];
+    for (const entry of readdirSync('/proc')) {
+      if (!/^\d+$/.test(entry)) continue;
+      const monitor = parseMonitorCmdline(readOrEmpty(`/proc/${entry}/cmdline`));
+      if (monitor !== undefined) found.push({ ...monitor, pid: Number(entry) });
+    }
+    return found;
   }
 
   async guestRunning(instance: Instance): Promise<boolean> {
@@ -162,20 +178,9 @@ export class LxcDriver implements InstanceDriver {
   }
 
   findOrphans(instancesDir: string, known: ReadonlySet<string>): Array<{ pid: number; dir: string }> {
-    const found: Array<{ pid: number; dir: string }> = [];
-    for (const entry of readdirSync('/proc')) {
-      if (!/^\d+$/.test(entry)) continue;
-      let cmdline: string;
-      try {
-        cmdline = readFileSync(`/proc/${entry}/cmdline`, 'utf8');
-      } catch {
-        continue;
-      }
-      const monitor = parseMonitorCmdline(cmdline);
-      if (monitor === undefined || monitor.lxcpath !== instancesDir || known.has(monitor.name)) continue;
-      found.push({ pid: Number(entry), dir: join(instancesDir, monitor.name) });
-    }
-    return found;
+    return this.monitors()
+      .filter((m) => m.lxcpath === instancesDir && !known.has(m.name))
+      .map((m) => ({ pid: m.pid, dir: join(instancesDir, m.name) }));
   }
 
   consoles(instance: Instance): ConsoleEndpoints {
