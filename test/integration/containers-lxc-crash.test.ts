@@ -12,17 +12,19 @@ import { debianImage } from '../helpers/debian-image.ts';
 
 const POINTS = ['create.after-mkdir', 'launch.after-seed', 'start.after-mark', 'start.after-spawn', 'start.after-cont'];
 
+/** LXC monitors of this state directory's containers (the container's init, before it execs, has the same command line). */
 function monitorsOf(lxcpath: string): string[] {
+  const read = (path: string) => {
+    try {
+      return readFileSync(path, 'utf8');
+    } catch {
+      return '';
+    }
+  };
   return readdirSync('/proc')
     .filter((e) => /^\d+$/.test(e))
-    .map((e) => {
-      try {
-        return readFileSync(`/proc/${e}/cmdline`, 'utf8');
-      } catch {
-        return '';
-      }
-    })
-    .filter((c) => c.startsWith(`[lxc monitor] ${lxcpath} `));
+    .filter((e) => read(`/proc/${e}/cmdline`).startsWith(`[lxc monitor] ${lxcpath} `))
+    .map((e) => `${read(`/proc/${e}/cmdline`)} comm=${read(`/proc/${e}/comm`).trim()} ppid=${/^PPid:\s+(\d+)/m.exec(read(`/proc/${e}/status`))?.[1]}`);
 }
 
 function links(): string[] {
@@ -64,8 +66,9 @@ describe('a container launch crashed at each step', { timeout: 900_000 }, () => 
         expect(monitors).toEqual([]);
       } else if (found.state === 'running') {
         // Adopted: the running container is the recorded one.
-        expect(monitors).toEqual([`[lxc monitor] ${lxcpath} ${name}\0`]);
-        const exec = await virtnode(home, ['exec', name, '--', 'hostname']);
+        expect(monitors.length, monitors.join('\n')).toBe(1);
+        expect(monitors[0]).toContain(`[lxc monitor] ${lxcpath} ${name}\0`);
+        const exec = await virtnode(home, ['exec', name, '--', 'sh', '-c', 'cloud-init status --wait >/dev/null; hostname'], { timeoutMs: 300_000 });
         expect(exec.stdout).toBe(`${name}\n`);
       } else {
         // Rolled back to a state it can start from, and nothing runs.
