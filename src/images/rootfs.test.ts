@@ -1,5 +1,8 @@
 import { describe, expect, it } from 'vitest';
-import { linuxPartition, rootfsDir } from './rootfs.ts';
+import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { linuxPartition, removeRootfs, rootfsDir } from './rootfs.ts';
 
 function mbr(entries: Array<{ type: number; start: number; sectors: number }>, signature = true): Buffer {
   const b = Buffer.alloc(512);
@@ -30,5 +33,21 @@ describe('root filesystem of an image', () => {
   it('keeps one tree per image and id shift', () => {
     expect(rootfsDir('/s/images', 'ab12', 100000)).toBe('/s/images/rootfs/ab12-u100000');
     expect(rootfsDir('/s/images', 'ab12', 0)).toBe('/s/images/rootfs/ab12-u0');
+  });
+});
+
+describe('removeRootfs', () => {
+  it('removes the trees of that image only', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'virtnode-rootfs-'));
+    try {
+      for (const tree of [rootfsDir(dir, 'aa', 0), rootfsDir(dir, 'aa', 100000), rootfsDir(dir, 'bb', 100000)]) mkdirSync(join(tree, 'etc'), { recursive: true });
+      writeFileSync(join(dir, 'rootfs', 'aa-u100000.lock'), '');
+      removeRootfs(dir, 'aa');
+      expect(existsSync(rootfsDir(dir, 'aa', 0))).toBe(false);
+      expect(existsSync(rootfsDir(dir, 'aa', 100000))).toBe(false);
+      expect(existsSync(rootfsDir(dir, 'bb', 100000))).toBe(true);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

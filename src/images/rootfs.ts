@@ -1,4 +1,4 @@
-import { closeSync, existsSync, mkdirSync, openSync, readSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { run } from '../exec/run.ts';
 import { VirtnodeError } from '../lib/errors.ts';
@@ -108,7 +108,11 @@ function readPartition(raw: string): { offset: number; size: number } | undefine
   }
 }
 
-/** Removes every unpacked tree of an image (when the image is deleted). */
-export function removeRootfs(imagesDir: string, sha256: string, shifts: number[]): void {
-  for (const shift of shifts) rmSync(rootfsDir(imagesDir, sha256, shift), { recursive: true, force: true });
+/** Removes every unpacked tree of an image (with the image file: no container uses it any more). */
+export function removeRootfs(imagesDir: string, sha256: string): void {
+  const parent = join(imagesDir, 'rootfs');
+  if (!existsSync(parent)) return;
+  for (const entry of readdirSync(parent)) {
+    if (entry.startsWith(`${sha256}-u`) && !entry.endsWith('.lock')) rmSync(join(parent, entry), { recursive: true, force: true });
+  }
 }

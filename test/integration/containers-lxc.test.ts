@@ -12,7 +12,7 @@ import { tempHome, virtnode } from '../helpers/cli.ts';
 import { debianImage } from '../helpers/debian-image.ts';
 
 const LAUNCH_TIMEOUT_MS = 600_000;
-const NAMES = ['ct-a', 'ct-b'];
+const NAMES = ['ct-a', 'ct-b', 'ct-p'];
 
 interface InfoJson {
   name: string;
@@ -86,8 +86,11 @@ describe('system containers (LXC) from the Debian image', { timeout: 600_000 }, 
         timeoutMs: LAUNCH_TIMEOUT_MS,
       }),
       virtnode(home, ['launch', 'debian-12', '--type', 'container', '--name', 'ct-b', '--memory', '512M', '--timeout', '500'], { timeoutMs: LAUNCH_TIMEOUT_MS }),
+      virtnode(home, ['launch', 'debian-12', '--container', '--privileged', '--name', 'ct-p', '--memory', '256M', '--no-wait'], { timeoutMs: LAUNCH_TIMEOUT_MS }),
     ]);
     for (const r of launched) expect(r.code, `${r.stdout}\n${r.stderr}`).toBe(0);
+    expect(launched[2]!.stderr).toContain('warning: --privileged: root in this container is root on the host');
+    expect(launched[0]!.stderr).not.toContain('--privileged');
     for (const name of NAMES) info[name] = await getInfo(name);
   }, LAUNCH_TIMEOUT_MS + 60_000);
 
@@ -110,6 +113,7 @@ describe('system containers (LXC) from the Debian image', { timeout: 600_000 }, 
     expect(list).toMatch(/ct-b\s+container\s+running/);
     for (const name of NAMES) {
       expect(info[name]!.type).toBe('container');
+      expect(list).toMatch(new RegExp(`${name}\\s+container\\s+running`));
       expect(info[name]!.nics.map((n) => n.network)).toEqual(['default']);
     }
     const network = JSON.parse((await run(['network', 'info', 'default', '--format', 'json'])).stdout) as { mode: string };
@@ -160,8 +164,11 @@ describe('system containers (LXC) from the Debian image', { timeout: 600_000 }, 
     expect(i.ssh.hostKeyFingerprints.some((f) => served.out.includes(f))).toBe(true);
   });
 
-  it('runs root in the container as host uid 100000 and up', async () => {
-    for (const name of NAMES) {
+  it('runs root in the container as host uid 100000 and up, or as host root when privileged', async () => {
+    const uidOf = (name: string) => Number(/^Uid:\s+(\d+)/m.exec(readFileSync(`/proc/${info[name]!.pid!}/status`, 'utf8'))![1]);
+    expect(uidOf('ct-p')).toBe(0);
+    expect((await getInfo('ct-p')).state).toBe('running');
+    for (const name of ['ct-a', 'ct-b']) {
       const pid = info[name]!.pid!;
       const uid = Number(/^Uid:\s+(\d+)/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))![1]);
       expect(uid).toBe(100000);
@@ -169,6 +176,11 @@ describe('system containers (LXC) from the Debian image', { timeout: 600_000 }, 
     // Files it writes are owned by that range on the host too (in its overlay's upper directory).
     await inside('ct-b', 'echo x > /root/owned');
     expect(statSync(join(home, 'instances', 'ct-b', 'upper', 'root', 'owned')).uid).toBe(100000);
+  });
+
+  it('reaches another container by its DNS name on the network', async () => {
+    const r = await inside('ct-a', "timeout 20 bash -c 'exec 3<>/dev/tcp/ct-b/22; head -c 7 <&3'");
+    expect(r.out).toBe('SSH-2.0');
   });
 
   it('returns the exit code of exec', async () => {
@@ -232,6 +244,7 @@ describe('system containers (LXC) from the Debian image', { timeout: 600_000 }, 
 
   it('deletes without a trace: links, mounts, cgroups, LXC config, overlay', async () => {
     await run(['delete', '--force', 'ct-a'], 0, 120_000);
+    await run(['delete', '--force', 'ct-p'], 0, 120_000);
     await run(['stop', 'ct-b', '--force']);
     expect((await getInfo('ct-b')).state).toBe('stopped');
     await run(['delete', 'ct-b']);
@@ -239,5 +252,10 @@ describe('system containers (LXC) from the Debian image', { timeout: 600_000 }, 
     for (const name of NAMES) expect(existsSync(join(home, 'instances', name))).toBe(false);
     expect((await run(['list'])).stdout).not.toContain('ct-');
     expect(hostSnapshot()).toEqual(before);
+    // The image's unpacked root filesystem goes with the image.
+    const rootfs = join(home, 'images', 'rootfs');
+    expect(readdirSync(rootfs).filter((e) => !e.endsWith('.lock'))).toHaveLength(2); // shifted and privileged
+    await run(['image', 'rm', 'debian-12']);
+    expect(readdirSync(rootfs).filter((e) => !e.endsWith('.lock'))).toEqual([]);
   });
 });
