@@ -28,6 +28,8 @@ describe('launch of a container', () => {
   });
 
   it('create sends containers to launch', () => {
-    expect(() => validateCreate({ name: 'c1', type: 'container' }, limits)).toThrow(/launch IMAGE --container/);
+    expect(() => validateCreate({ name: 'c1', type: 'container' }, limits)).toThrow(
+      expect.objectContaining({ field: '--type', message: '--type: a container is made from an image', hint: expect.stringContaining('virtnode launch IMAGE --container') }),
+    );
   });
 });
