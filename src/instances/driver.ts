@@ -64,6 +64,13 @@ export interface InstanceDriver {
 
 export type DriverName = 'qemu' | 'lxc';
 
+/** The refusal of a console an instance's driver does not have. */
+export function noConsole(name: string, kind: 'serial' | 'graphical'): VirtnodeError {
+  return new VirtnodeError('INVALID_STATE', `instance ${name} has no ${kind} console (its output is recorded: virtnode logs ${name})`, {
+    hint: `run commands with virtnode exec ${name} -- CMD, or log in with virtnode shell ${name}`,
+  });
+}
+
 /** The clear refusal of an operation a driver does not offer (the capabilities above say which). */
 export function notOffered(instance: { name: string }, driver: { name: string }, what: string): never {
   throw new VirtnodeError('INVALID_STATE', `instance ${instance.name} cannot ${what}: its driver (${driver.name}) does not offer it yet`, {
@@ -107,12 +114,12 @@ export type Observation =
   | { state: 'stopped' | 'crashed'; reason: string };
 
 export interface ConsoleEndpoints {
-  /** The serial console's stream socket (one client at a time). */
-  serial: string;
+  /** The serial console's stream socket (one client at a time); undefined: the driver has none (a container). */
+  serial: string | undefined;
   /** Everything the serial console printed, across restarts. */
   serialLog: string;
-  /** The graphical console (an RFB server on a UNIX socket). */
-  vnc: string;
+  /** The graphical console (an RFB server on a UNIX socket); undefined: the driver has none. */
+  vnc: string | undefined;
 }
 
 export interface NicCounters {

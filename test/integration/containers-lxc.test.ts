@@ -219,10 +219,13 @@ describe('system containers (LXC) from the Debian image', { timeout: 600_000 }, 
     expect(statSync(ticks).size).toBeGreaterThan(frozen);
   });
 
-  it('refuses snapshots and clones with a clear error', async () => {
+  it('refuses snapshots, clones and the serial console with a clear error', async () => {
     const snap = await virtnode(home, ['snapshot', 'create', 'ct-b', 's1']);
     expect(snap.code).not.toBe(0);
     expect(snap.stderr).toContain('its driver (lxc) does not offer');
+    const console = await virtnode(home, ['console', 'ct-b']);
+    expect(console.code).not.toBe(0);
+    expect(console.stderr).toContain('instance ct-b has no serial console (its output is recorded: virtnode logs ct-b)');
     const clone = await virtnode(home, ['clone', 'ct-b', 'ct-c']);
     expect(clone.code).not.toBe(0);
     expect(clone.stderr).toContain('cannot be cloned');

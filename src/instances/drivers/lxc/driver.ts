@@ -186,7 +186,7 @@ export class LxcDriver implements InstanceDriver {
   consoles(instance: Instance): ConsoleEndpoints {
     const dir = this.paths.instanceDir(instance.name);
     // The console is recorded (lxc.console.logfile); there is no serial socket or graphical console to attach to.
-    return { serial: join(dir, 'serial.sock'), serialLog: containerPaths(dir).consoleLog, vnc: join(dir, 'vnc.sock') };
+    return { serial: undefined, serialLog: containerPaths(dir).consoleLog, vnc: undefined };
   }
 
   async sample(instance: Instance): Promise<DriverSample> {
