@@ -8,7 +8,7 @@ import { hostCgroupVersion } from '../host/cgroups.ts';
 import { ensureRootfs } from '../images/rootfs.ts';
 import { isVirtnodeError, VirtnodeError } from '../lib/errors.ts';
 import { failpoint } from '../lib/failpoint.ts';
-import { containerPaths } from './drivers/lxc/driver.ts';
+import { assertSubordinateIds, containerPaths } from './drivers/lxc/driver.ts';
 import type { ImageResolver, LaunchOptions, LaunchResult } from './launch.ts';
 import { clientKey, DEFAULT_READY_TIMEOUT_MS, renderSeedFiles } from './launch.ts';
 import type { ValidLaunch } from './launch-validate.ts';
@@ -118,6 +118,7 @@ export async function launchContainer(service: InstanceService, resolveImage: Im
   phase('image', `${image.name} (${image.format}, sha256 ${image.sha256.slice(0, 12)})`);
   const idmapBase = valid.privileged ? undefined : CONTAINER_ID_BASE;
   const owner = idmapBase ?? 0;
+  if (idmapBase !== undefined) assertSubordinateIds(idmapBase); // before anything is unpacked or made
   const lowerDir = await ensureRootfs(service.paths.images, { path: image.path, sha256: image.sha256, format: image.format }, owner, signal);
   const key = await clientKey(service.core);
   const nics: NicRequest[] = valid.nics.length > 0 ? valid.nics : [{ network: await ensureDefaultNetwork(service.core) }];

@@ -49,14 +49,7 @@ export class LxcDriver implements InstanceDriver {
     if (!existsSync(container.lowerDir)) {
       throw new VirtnodeError('INVALID_STATE', `the root filesystem of ${instance.name} (${container.lowerDir}) is gone`, { hint: 'launch a new container from the image' });
     }
-    if (container.idmapBase !== undefined) {
-      const missing = subordinateIdsMissing(container.idmapBase, ID_COUNT, { subuid: readOrEmpty('/etc/subuid'), subgid: readOrEmpty('/etc/subgid') });
-      if (missing.length > 0) {
-        throw new VirtnodeError('HOST_UNSUPPORTED', `unprivileged containers need root:${container.idmapBase}:${ID_COUNT} in ${missing.map((f) => `/etc/${f}`).join(' and ')}`, {
-          hint: `add the line root:${container.idmapBase}:${ID_COUNT} to ${missing.map((f) => `/etc/${f}`).join(' and ')} (scripts/setup.sh does)`,
-        });
-      }
-    }
+    if (container.idmapBase !== undefined) assertSubordinateIds(container.idmapBase);
     const dir = this.paths.instanceDir(instance.name);
     const files = containerPaths(dir);
     const config = renderLxcConfig({
@@ -201,6 +194,16 @@ export class LxcDriver implements InstanceDriver {
   execArgv(instance: Instance, command: string[]): string[] {
     return lxcAttachArgv(this.target(instance), command);
   }
+}
+
+/** Unprivileged containers need the host to grant root their id range (LXC's idmap): says so clearly when it does not. */
+export function assertSubordinateIds(base: number): void {
+  const missing = subordinateIdsMissing(base, ID_COUNT, { subuid: readOrEmpty('/etc/subuid'), subgid: readOrEmpty('/etc/subgid') });
+  if (missing.length === 0) return;
+  const files = missing.map((f) => `/etc/${f}`).join(' and ');
+  throw new VirtnodeError('HOST_UNSUPPORTED', `unprivileged containers need root:${base}:${ID_COUNT} in ${files}`, {
+    hint: `add the line root:${base}:${ID_COUNT} to ${files} (scripts/setup.sh does), or launch with --privileged`,
+  });
 }
 
 /** The last ERROR lines LXC logged, without their prefixes (the first one usually names the cause). */
