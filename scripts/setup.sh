@@ -14,6 +14,7 @@ DEBIAN_PACKAGES=(
   dnsmasq-base nftables iproute2 openssh-client openssl
   cloud-init chromium
   libvirt-clients virtinst libxml2-utils ansible-core
+  lxc uidmap
 )
 demo=0
 for arg in "$@"; do
@@ -37,6 +38,12 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
 echo "all ${#DEBIAN_PACKAGES[@]} present"
+
+step "subordinate ids for unprivileged containers (root:100000:65536)"
+for f in /etc/subuid /etc/subgid; do
+  grep -qx 'root:100000:65536' "$f" 2>/dev/null || echo 'root:100000:65536' >>"$f"
+done
+echo "ok"
 
 step "Node $NODE_VERSION (pinned, in .tools/node24)"
 if [ "$(.tools/node24/bin/node --version 2>/dev/null)" != "v$NODE_VERSION" ]; then

@@ -61,8 +61,11 @@ export const Tuning = Closed({
 const InstanceState = StringEnum(['creating', 'defined', 'starting', 'running', 'paused', 'stopping', 'stopped', 'crashed', 'deleting']);
 export const RestartPolicy = StringEnum(['no', 'on-failure', 'always']);
 
+const InstanceType = StringEnum(['vm', 'container'], { description: 'a VM (QEMU) or a system container (LXC)' });
+
 export const Instance = Closed({
   name: Type.String(),
+  type: InstanceType,
   state: InstanceState,
   reason: Type.Optional(Type.String()),
   uuid: Type.String(),
@@ -99,6 +102,7 @@ export const Instance = Closed({
 /** POST /instances: the fields of `virtnode create` (paths are paths on the daemon's host). */
 export const CreateInstanceBody = Closed({
   name: Name,
+  type: Type.Optional(InstanceType),
   cpus: Type.Optional(Type.Integer({ minimum: 1, maximum: 1024 })),
   memory: Type.Optional(Type.String({ maxLength: 32, description: 'e.g. 512M, 2G; a bare number is MiB' })),
   disk: Type.Optional(Type.String({ maxLength: 4096, description: 'an existing qcow2 or raw image on the host' })),
@@ -121,6 +125,8 @@ export type InstanceView = Static<typeof Instance>;
 /** POST /instances/launch: the fields of `virtnode launch`, with file contents instead of file names. */
 export const LaunchBody = Closed({
   image: Name,
+  type: Type.Optional(InstanceType),
+  privileged: Type.Optional(Type.Boolean({ description: 'containers: root in the container is root on the host (default: an unprivileged uid range)' })),
   name: Type.Optional(Name),
   cpus: Type.Optional(Type.Integer({ minimum: 1, maximum: 1024 })),
   memory: Type.Optional(Type.String({ maxLength: 32 })),

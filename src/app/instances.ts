@@ -4,7 +4,7 @@ import { instanceEndpoints } from '../api/contracts/instances.ts';
 import type { InstanceView } from '../api/schemas.ts';
 import { instanceView } from './views.ts';
 import { nicAddresses } from '../instances/addresses.ts';
-import { launch } from '../instances/launch.ts';
+import { launchInstance } from '../instances/launch-instance.ts';
 import { type LaunchRequest, validateLaunch } from '../instances/launch-validate.ts';
 import type { Instance } from '../instances/model.ts';
 import { invalid } from '../lib/errors.ts';
@@ -59,6 +59,8 @@ export const instances = resource('instances', instanceEndpoints, (core: AppCore
     async launch(input) {
       const request: LaunchRequest = {
         image: input.image,
+        ...(input.type === undefined ? {} : { type: input.type }),
+        ...(input.privileged === undefined ? {} : { privileged: input.privileged }),
         ...(input.name === undefined ? {} : { name: input.name }),
         ...(input.cpus === undefined ? {} : { cpus: String(input.cpus) }),
         ...(input.memory === undefined ? {} : { memory: input.memory }),
@@ -81,7 +83,7 @@ export const instances = resource('instances', instanceEndpoints, (core: AppCore
       await resolveImage(valid.image);
       if (valid.tuning !== undefined) await service.checkTuning(valid.tuning, { memoryMiB: valid.memoryMiB, accel: valid.accel, nics: valid.nics });
       return job('launch', `instances/${valid.name}`, async (ctx) => {
-        const result = await launch(service, resolveImage, { ...request, name: valid.name }, {
+        const result = await launchInstance(service, resolveImage, { ...request, name: valid.name }, {
           noWait: input.wait === false,
           ...(input.timeoutSeconds === undefined ? {} : { timeoutMs: input.timeoutSeconds * 1000 }),
           signal: ctx.signal,

@@ -25,6 +25,7 @@ import type { ImageView, InstanceDiskApiView, InstanceView, NetworkLeaseView, Ne
 export function instanceView(i: Instance, policy?: InstancePolicy, addresses?: NicAddresses[]): InstanceView {
   return {
     name: i.name,
+    type: i.type,
     state: i.state,
     ...(i.stateReason === undefined ? {} : { reason: i.stateReason }),
     uuid: i.uuid,
@@ -54,7 +55,11 @@ export function instanceView(i: Instance, policy?: InstancePolicy, addresses?: N
       : {
           ssh: {
             user: i.spec.ssh.user,
-            ...(i.spec.ssh.hostPort === undefined ? {} : { address: `127.0.0.1:${i.spec.ssh.hostPort}` }),
+            ...(i.spec.ssh.address !== undefined
+              ? { address: `${i.spec.ssh.address}:${i.spec.ssh.guestPort}` }
+              : i.spec.ssh.hostPort === undefined
+                ? {}
+                : { address: `127.0.0.1:${i.spec.ssh.hostPort}` }),
             hostKeyFingerprints: i.spec.ssh.hostKeyFingerprints,
           },
         }),

@@ -5,6 +5,7 @@ import type { ApiClient } from '../client/http.ts';
 import { DEFAULT_LOG_TAIL_LINES, readConsoleLog } from '../instances/console-log.ts';
 import type { InstanceService } from '../instances/service.ts';
 import { chooseBackend } from './backend.ts';
+import { noConsole } from '../instances/driver.ts';
 
 const DETACH_BYTE = 0x1d; // Ctrl-]
 /** With piped input (`echo cmd | virtnode console vm`): detach once the guest has been quiet this long. */
@@ -49,7 +50,9 @@ class LocalConsoles implements ConsoleApi {
   async open(name: string): Promise<ConsoleChannel> {
     const instance = await this.service.get(name);
     if (!consoleLive(instance.state)) throw consoleNotRunning(name, instance.state);
-    const socket = connect(this.service.driver(instance).consoles(instance).serial);
+    const serial = this.service.driver(instance).consoles(instance).serial;
+    if (serial === undefined) throw noConsole(name, 'serial');
+    const socket = connect(serial);
     await new Promise<void>((resolve, reject) => {
       socket.once('connect', () => resolve());
       socket.once('error', (e) => reject(new VirtnodeError('COMMAND_FAILED', `cannot open the console of ${name}: ${e.message}`, { cause: e })));

@@ -9,6 +9,8 @@ import { validateName } from '../lib/ids.ts';
 import type { DiskFormat, DiskSpec, Instance, InstanceSpec, InstanceState } from '../instances/model.ts';
 import { observeInstance } from '../instances/observe.ts';
 import { InstanceService } from '../instances/service.ts';
+import { notOffered } from '../instances/driver.ts';
+import { driverFor } from '../instances/drivers/index.ts';
 import { convertPercent, createImage, imageInfo } from '../qemu/img.ts';
 import { acquireLock } from '../store/locks.ts';
 import type { Template } from '../templates/model.ts';
@@ -106,6 +108,11 @@ export async function checkClone(core: CoreContext, request: CloneRequest): Prom
   await core.ensureReconciled();
   const templates = core.repos.templates;
   if (templates.get(sourceName) === undefined && core.repos.instances.get(sourceName) === undefined) throw sourceNotFound(sourceName);
+  const sourceInstance = core.repos.instances.get(sourceName);
+  if (sourceInstance !== undefined) {
+    const driver = driverFor(core.paths, sourceInstance);
+    if (!driver.capabilities.clones) notOffered(sourceInstance, driver, 'be cloned');
+  }
   if (templates.get(name) !== undefined || core.repos.instances.get(name) !== undefined) {
     throw new VirtnodeError('CONFLICT', `NEW: ${name} already exists`, { field: 'NEW', hint: 'choose another name' });
   }

@@ -29,6 +29,13 @@ export const PROGRAM_PACKAGES: Record<string, string> = {
   'ansible-inventory': 'ansible-core',
   ansible: 'ansible-core',
   taskset: 'util-linux',
+  'lxc-start': 'lxc',
+  'lxc-stop': 'lxc',
+  'lxc-info': 'lxc',
+  'lxc-attach': 'lxc',
+  'lxc-freeze': 'lxc',
+  'lxc-unfreeze': 'lxc',
+  tar: 'tar',
 };
 
 export function installHint(program: string): string {

@@ -1,5 +1,6 @@
 import type { ProcessIdentity } from '../lib/proc.ts';
 import type { Instance } from './model.ts';
+import { VirtnodeError } from '../lib/errors.ts';
 
 /**
  * The seam between the instance lifecycle (InstanceService: states, locks, networks, records) and the program
@@ -58,6 +59,11 @@ export interface InstanceDriver {
   inspect?(instance: Instance): Promise<LiveDevices>;
   /** Gives a running guest this much memory without a restart (at most what it booted with). */
   setLiveMemory?(instance: Instance, memoryMiB: number): Promise<void>;
+  /**
+   * The argv that runs `command` inside the running instance without SSH (as root, with its exit code), or
+   * undefined when the driver has no such door and `exec` goes through SSH.
+   */
+  execArgv(instance: Instance, command: string[]): string[] | undefined;
 }
 
 /** A running instance's resources as its process has them. */
@@ -72,7 +78,21 @@ export interface LiveDevices {
   nicMacs: string[];
 }
 
-export type DriverName = 'qemu';
+export type DriverName = 'qemu' | 'lxc';
+
+/** The refusal of a console an instance's driver does not have. */
+export function noConsole(name: string, kind: 'serial' | 'graphical'): VirtnodeError {
+  return new VirtnodeError('INVALID_STATE', `instance ${name} has no ${kind} console (its output is recorded: virtnode logs ${name})`, {
+    hint: `run commands with virtnode exec ${name} -- CMD, or log in with virtnode shell ${name}`,
+  });
+}
+
+/** The clear refusal of an operation a driver does not offer (the capabilities above say which). */
+export function notOffered(instance: { name: string }, driver: { name: string }, what: string): never {
+  throw new VirtnodeError('INVALID_STATE', `instance ${instance.name} cannot ${what}: its driver (${driver.name}) does not offer it yet`, {
+    hint: 'containers (lxc) offer start, stop, restart, pause, resume, exec, shell, logs and delete',
+  });
+}
 
 export interface DriverCapabilities {
   /**
@@ -80,6 +100,10 @@ export interface DriverCapabilities {
    * QMP transactions and block jobs); a driver without them gets a clear error there.
    */
   snapshots: boolean;
+  /** Clones and templates: written for disk images (copies, overlays and offline sealing of a disk). */
+  clones: boolean;
+  /** The host side of a NIC on a managed network: a tap QEMU opens, or a veth pair whose peer LXC moves in. */
+  nicLink: 'tap' | 'veth';
 }
 
 export interface PreparedStart {
@@ -106,12 +130,12 @@ export type Observation =
   | { state: 'stopped' | 'crashed'; reason: string };
 
 export interface ConsoleEndpoints {
-  /** The serial console's stream socket (one client at a time). */
-  serial: string;
+  /** The serial console's stream socket (one client at a time); undefined: the driver has none (a container). */
+  serial: string | undefined;
   /** Everything the serial console printed, across restarts. */
   serialLog: string;
-  /** The graphical console (an RFB server on a UNIX socket). */
-  vnc: string;
+  /** The graphical console (an RFB server on a UNIX socket); undefined: the driver has none. */
+  vnc: string | undefined;
 }
 
 export interface NicCounters {

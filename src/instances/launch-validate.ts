@@ -11,9 +11,14 @@ import { type HostLimits, hostLimits } from '../host/limits.ts';
 import { validateAccel, validateCpus, validateMemory } from './validate.ts';
 import { validateTuning } from './tuning.ts';
 import type { Tuning } from './model.ts';
+import { INSTANCE_TYPES, type InstanceType } from './model.ts';
 
 export interface LaunchRequest {
   image: string;
+  /** `vm` (default) or `container` (a system container through LXC). */
+  type?: string;
+  /** Containers: root in the container is root on the host. */
+  privileged?: boolean;
   name?: string;
   cpus?: string;
   memory?: string;
@@ -38,6 +43,8 @@ export interface LaunchRequest {
 
 export interface ValidLaunch {
   image: string;
+  type: InstanceType;
+  privileged: boolean;
   name: string;
   cpus: number;
   memoryMiB: number;
@@ -154,13 +161,28 @@ export function validateLaunch(request: LaunchRequest, limits: HostLimits = host
     throw invalid('--network-config', 'cannot be combined with --seed configdrive: a config drive carries OpenStack network_data.json', 'use --network/--ip, or a NoCloud seed (iso, vfat)');
   }
 
+  const type = request.type ?? 'vm';
+  if (!INSTANCE_TYPES.includes(type as InstanceType)) throw invalid('--type', `"${type}" is not an instance type`, 'use vm (default) or container');
+  if (request.privileged === true && type !== 'container') throw invalid('--privileged', 'only containers can be privileged', 'add --container');
   const extra = validateNicRequests(request.networks, request.ips, []);
-  if (extra.some((n) => n.network === 'user')) throw invalid('--network', 'launch always gives NIC 0 the user-mode network (for SSH); name managed networks only');
+  if (extra.some((n) => n.network === 'user')) {
+    throw invalid('--network', type === 'container' ? 'containers have no user-mode network: name managed networks only' : 'launch always gives NIC 0 the user-mode network (for SSH); name managed networks only');
+  }
   if (extra.length > 0 && networkConfig !== undefined) throw invalid('--network-config', 'cannot be combined with --network: virtnode writes the network-config for managed networks');
+  if (type === 'container' && request.tuning !== undefined && Object.keys(request.tuning).length > 0) {
+    throw invalid('tuning', "the tuning knobs (--cpu-model, --pin-vcpus, --hugepages, --disk-cache...) set how QEMU runs a VM; a container runs on the host's kernel", 'leave them out for containers (--cpus and --memory still limit it)');
+  }
   const tuning = request.tuning === undefined ? undefined : validateTuning(request.tuning, { cpus, memoryMiB });
+  if (type === 'container' && request.seed !== undefined && request.seed !== 'iso') {
+    throw invalid('--seed', 'a container\'s NoCloud seed is written into its root filesystem', 'leave --seed out for containers');
+  }
+  if (type === 'container' && request.accel !== undefined && request.accel !== 'auto') throw invalid('--accel', 'containers run on the host kernel: there is no accelerator to choose');
   return {
     tuning,
-    nics: [{ network: 'user' }, ...extra],
+    // A VM's NIC 0 is user-mode (SSH through a forwarded port); a container's NICs are managed networks only.
+    nics: type === 'container' ? extra : [{ network: 'user' }, ...extra],
+    type: type as InstanceType,
+    privileged: request.privileged === true,
     image: request.image,
     name,
     cpus,

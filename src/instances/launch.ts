@@ -104,10 +104,8 @@ interface Identity {
   httpSeedDir?: string;
 }
 
-/** The instance's identity in `dir`: a new instance-id, its SSH host keys, and the NoCloud seed that carries them. */
-async function makeIdentity(service: InstanceService, valid: ValidLaunch, clientPublicKey: string, dir: string): Promise<Identity> {
-  const instanceId = `i-${crypto.randomUUID()}`;
-  const hostKeys = await generateHostKeys(join(dir, 'ssh'), { comment: `${valid.name} host key (virtnode)` });
+/** The NoCloud seed files of a new instance (meta-data, user-data, network-config), for a VM's seed or a container's rootfs. */
+export function renderSeedFiles(service: InstanceService, valid: ValidLaunch, clientPublicKey: string, instanceId: string, hostKeys: GeneratedKey[]) {
   const seedRequest = {
     instanceId,
     hostname: valid.name,
@@ -122,7 +120,15 @@ async function makeIdentity(service: InstanceService, valid: ValidLaunch, client
     ...(valid.userData === undefined ? {} : { userData: valid.userData }),
     network: seedNetwork(service.core, service.repo.get(valid.name)!, valid.networkConfig),
   };
-  const seedFiles = { 'meta-data': renderMetaData(seedRequest), 'user-data': renderUserData(seedRequest).text, 'network-config': renderNetworkConfig(seedRequest) };
+  const files = { 'meta-data': renderMetaData(seedRequest), 'user-data': renderUserData(seedRequest).text, 'network-config': renderNetworkConfig(seedRequest) };
+  return { request: seedRequest, files };
+}
+
+/** The instance's identity in `dir`: a new instance-id, its SSH host keys, and the NoCloud seed that carries them. */
+async function makeIdentity(service: InstanceService, valid: ValidLaunch, clientPublicKey: string, dir: string): Promise<Identity> {
+  const instanceId = `i-${crypto.randomUUID()}`;
+  const hostKeys = await generateHostKeys(join(dir, 'ssh'), { comment: `${valid.name} host key (virtnode)` });
+  const { request: seedRequest, files: seedFiles } = renderSeedFiles(service, valid, clientPublicKey, instanceId, hostKeys);
   if (valid.seedFormat === 'http') {
     const httpSeedDir = join(dir, 'seed');
     mkdirSync(httpSeedDir, { mode: 0o700 });

@@ -18,6 +18,10 @@ export const TRANSITIONAL_STATES: ReadonlySet<InstanceState> = new Set(['creatin
 /** States in which a QEMU process is expected to exist. */
 export const ACTIVE_STATES: ReadonlySet<InstanceState> = new Set(['starting', 'running', 'paused', 'stopping']);
 
+/** A VM (QEMU) or a system container (LXC): recorded with the instance, it picks the driver (drivers/index.ts). */
+export type InstanceType = 'vm' | 'container';
+export const INSTANCE_TYPES: readonly InstanceType[] = ['vm', 'container'];
+
 export type Accel = 'kvm' | 'tcg';
 export type AccelRequest = Accel | 'auto';
 export type DiskFormat = 'qcow2' | 'raw';
@@ -54,6 +58,8 @@ export interface SshAccess {
   guestPort: number;
   /** Allocated at each start; the known_hosts entry follows it. */
   hostPort?: number;
+  /** Reached directly at this address on a managed network (containers), not through a forwarded loopback port. */
+  address?: string;
   hostKeyFingerprints: string[];
   hostPublicKeys: string[];
 }
@@ -76,6 +82,17 @@ export interface InstanceSpec {
   portForwards?: PortForwardSpec[];
   /** Performance knobs (CPU model, pinning, NUMA, huge pages, disk and NIC queues...), checked before each start. */
   tuning?: Tuning;
+  /** System containers only: their root filesystem and what they may do. */
+  container?: ContainerSpec;
+}
+
+export interface ContainerSpec {
+  /** The image's unpacked root filesystem (read-only lower layer, shared by every container of that image). */
+  lowerDir: string;
+  /** Root in the container is this host uid/gid (65536 ids from it); undefined: privileged (host root). */
+  idmapBase: number | undefined;
+  /** The most processes (and threads) the container may have at once. */
+  maxProcesses: number;
 }
 
 /** `user` (QEMU's user-mode NAT, no root needed) or the name of a managed network (`virtnode network ls`). */
@@ -105,6 +122,7 @@ export interface PortForwardSpec {
 
 export interface Instance {
   name: string;
+  type: InstanceType;
   uuid: string;
   smbiosUuid: string;
   state: InstanceState;

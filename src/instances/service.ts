@@ -10,7 +10,7 @@ import { createImage, imageInfo } from '../qemu/img.ts';
 import type { CoreContext, LockOptions } from '../core/context.ts';
 import { type Db, transaction } from '../store/db.ts';
 import type { InstanceRepository } from '../store/instances.ts';
-import { type Accel, type AccelRequest, type DiskFormat, type Instance, type Tuning, type InstanceSpec, type InstanceState, type Nic, USER_NETWORK } from './model.ts';
+import { type Accel, type AccelRequest, type DiskFormat, type Instance, type InstanceSpec, type InstanceState, type InstanceType, type Nic, type Tuning, USER_NETWORK } from './model.ts';
 import type { NetworkService } from '../network/service.ts';
 import type { ConsoleEndpoints, InstanceDriver, StopMethod } from './driver.ts';
 import { driverFor } from './drivers/index.ts';
@@ -19,6 +19,7 @@ import type { NicRequest } from './nic-request.ts';
 import { freeLoopbackPort } from '../lib/ports.ts';
 import { removeHost, setHostKeys } from '../cloudinit/known-hosts.ts';
 import { observeInstance } from './observe.ts';
+import { sshArgv } from './ssh.ts';
 import { volumeOverlays } from './volume-overlays.ts';
 import { type CreateRequest, validateCreate } from './validate.ts';
 import { checkTuningOnHost } from './tuning.ts';
@@ -101,6 +102,18 @@ export class InstanceService {
     return driverFor(this.paths, instance);
   }
 
+  /**
+   * The argv that runs `command` in a running instance: the driver's own door (lxc-attach for a container), else
+   * SSH with the injected host key checked strictly.
+   */
+  async execArgv(name: string, command: string[], options: { tty?: boolean } = {}): Promise<string[]> {
+    const instance = await this.get(name);
+    if (instance.state !== 'running') {
+      throw new VirtnodeError('INVALID_STATE', `instance ${name} is ${instance.state}`, { hint: instance.state === 'paused' ? `resume it: virtnode resume ${name}` : `start it: virtnode start ${name}` });
+    }
+    return this.driver(instance).execArgv(instance, command) ?? sshArgv(this.paths, instance, command, options);
+  }
+
   /** Where a recorded instance's consoles are (they exist while it runs). */
   consoles(name: string): ConsoleEndpoints {
     const instance = this.mustGet(name);
@@ -175,7 +188,7 @@ export class InstanceService {
     name: string,
     draft: InstanceSpec,
     /** `uuid`: keep this one (an imported definition's) instead of making a new one. */
-    options: OperationOptions & { nics?: NicRequest[]; uuid?: string },
+    options: OperationOptions & { nics?: NicRequest[]; uuid?: string; type?: InstanceType },
     build: (dir: string, reverter: Reverter) => Promise<InstanceSpec>,
   ): Promise<Instance> {
     return this.locked(name, 'create', { ...options, lockWaitMs: 0 }, async () => {
@@ -200,7 +213,7 @@ export class InstanceService {
           const uuid = options.uuid ?? newUuid();
           const holder = options.uuid === undefined ? undefined : this.repo.list().find((i) => i.uuid === uuid);
           if (holder !== undefined) throw new VirtnodeError('CONFLICT', `UUID ${uuid} is already instance ${holder.name}'s`, { field: 'uuid' });
-          this.repo.insert({ name, uuid, smbiosUuid: newUuid(), state: 'creating', stateReason: undefined, spec: draft, nics });
+          this.repo.insert({ name, uuid, smbiosUuid: newUuid(), type: options.type ?? 'vm', state: 'creating', stateReason: undefined, spec: draft, nics });
         });
         const networkNames = requests.map((r) => r.network);
         reverter.add('drop its address reservations', () => this.syncNetworks(networkNames));
@@ -260,10 +273,10 @@ export class InstanceService {
     const start = await driver.prepareStart(instance, { ...signal, restrictUserNetwork: this.networks.hasWayOut(instance) });
     driver.clearRuntime(instance);
     const previous = instance.state;
-    if (instance.spec.ssh !== undefined) instance = await this.prepareSshForward(instance);
+    if (instance.spec.ssh !== undefined && instance.spec.ssh.address === undefined) instance = await this.prepareSshForward(instance);
     this.repo.setState(instance.name, 'starting');
     try {
-      await this.networks.prepareInstance(instance);
+      await this.networks.prepareInstance(instance, { link: driver.capabilities.nicLink });
       failpoint('start.after-mark');
       await start.run(instance, {
         ...signal,

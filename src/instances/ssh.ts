@@ -18,7 +18,7 @@ export function sshArgv(paths: StatePaths, instance: Instance, command: string[]
       hint: `use \`virtnode console ${instance.name}\``,
     });
   }
-  if (ssh.hostPort === undefined || (instance.state !== 'running' && instance.state !== 'paused')) {
+  if ((ssh.hostPort === undefined && ssh.address === undefined) || (instance.state !== 'running' && instance.state !== 'paused')) {
     throw new VirtnodeError('INVALID_STATE', `instance ${instance.name} is ${instance.state}`, { hint: `start it with \`virtnode start ${instance.name}\`` });
   }
   const argv = [
@@ -30,11 +30,11 @@ export function sshArgv(paths: StatePaths, instance: Instance, command: string[]
     '-o', 'GlobalKnownHostsFile=/dev/null',
     '-o', 'LogLevel=ERROR',
     '-o', `ConnectTimeout=${options.connectTimeoutS ?? 10}`,
-    '-p', String(ssh.hostPort),
+    '-p', String(ssh.address === undefined ? ssh.hostPort : ssh.guestPort),
   ];
   if (options.tty === true) argv.push('-t');
   if (options.tty === false) argv.push('-T');
-  argv.push(`${ssh.user}@127.0.0.1`);
+  argv.push(`${ssh.user}@${ssh.address ?? '127.0.0.1'}`);
   if (command.length > 0) argv.push('--', command.map(shellQuote).join(' '));
   return argv;
 }

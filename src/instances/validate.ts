@@ -23,6 +23,8 @@ export interface CreateRequest {
   network?: string | string[];
   ip?: string | string[];
   tuning?: Readonly<Record<string, unknown>>;
+  /** `vm` only: a container's root filesystem comes from an image, through launch. */
+  type?: string;
 }
 
 export interface ValidCreate {
@@ -80,6 +82,9 @@ export function validateAccel(value: string | undefined): AccelRequest {
 /** Checks every field before anything is created; the first problem is reported with its field. */
 export function validateCreate(request: CreateRequest, limits: HostLimits = hostLimits()): ValidCreate {
   const name = validateName('name', request.name);
+  if (request.type !== undefined && request.type !== 'vm') {
+    throw invalid('--type', request.type === 'container' ? 'a container is made from an image' : `"${request.type}" is not an instance type`, `use: virtnode launch IMAGE --container --name ${name} --no-wait`);
+  }
 
   const cpuCount = validateCpus(request.cpus, limits);
   const memoryMiB = validateMemory(request.memory ?? '512M', limits);

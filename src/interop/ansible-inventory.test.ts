@@ -9,6 +9,7 @@ import { buildInventory, groupName } from './ansible-inventory.ts';
 function view(name: string, over: Partial<InstanceView> = {}): InstanceView {
   return {
     name,
+    type: 'vm',
     state: 'running',
     uuid: `uuid-${name}`,
     smbiosUuid: `smbios-${name}`,

@@ -21,6 +21,7 @@ function asInstance(d: ImportedDomain): Instance {
   return {
     name: d.name,
     uuid: d.uuid!,
+    type: 'vm',
     smbiosUuid: '6b1d2c1e-0000-4000-8000-000000000001',
     state: 'defined',
     stateReason: undefined,

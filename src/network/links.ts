@@ -66,6 +66,24 @@ export async function ensureTap(name: string, alias: string, bridge: string, opt
   await ip(['link', 'set', 'dev', name, 'up']);
 }
 
+/**
+ * A veth pair for a system container: `name` stays on the host, enslaved to `bridge`; `peer` (with the NIC's MAC)
+ * is moved into the container by LXC (`lxc.net.N.type = phys`), which works inside any network namespace, and
+ * comes back when the container stops. Deleting either end deletes both.
+ */
+export async function ensureVeth(name: string, peer: string, mac: string, alias: string, bridge: string): Promise<void> {
+  const links = await listLinks();
+  if (!links.some((l) => l.ifname === name) || !links.some((l) => l.ifname === peer)) {
+    await deleteLink(name);
+    await deleteLink(peer);
+    await ip(['link', 'add', 'name', name, 'type', 'veth', 'peer', 'name', peer, 'address', mac]);
+  }
+  await ip(['link', 'set', 'dev', name, 'alias', alias]);
+  await ip(['link', 'set', 'dev', peer, 'alias', alias]);
+  await ip(['link', 'set', 'dev', name, 'master', bridge]);
+  await ip(['link', 'set', 'dev', name, 'up']);
+}
+
 /** Removes a link if it exists (taps, virtnode's own bridges); a link already gone is fine. */
 export async function deleteLink(name: string): Promise<void> {
   if (!(await linkExists(name))) return;

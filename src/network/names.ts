@@ -23,6 +23,11 @@ export function tapName(instanceUuid: string, nicIndex: number): string {
   return `vnt${createHash('sha256').update(`${instanceUuid}/${nicIndex}`).digest('hex').slice(0, 10)}`;
 }
 
+/** The container end of a NIC's veth pair (its host end has the tap's name); moved into the container by LXC. */
+export function vethPeerName(instanceUuid: string, nicIndex: number): string {
+  return `vnp${tapName(instanceUuid, nicIndex).slice(3)}`;
+}
+
 /** Marks links virtnode made (ip link alias), so reconcile finds its own taps and bridges and nothing else. */
 export function homeTag(stateRoot: string): string {
   return `virtnode:${createHash('sha256').update(stateRoot).digest('hex').slice(0, 12)}`;

@@ -13,14 +13,17 @@ import { type DnsmasqFiles, type Lease, parseLeases, renderDhcpHosts, renderDnsm
 import { dnsmasqPid, startOrReloadDnsmasq, stopDnsmasq } from './dnsmasq.ts';
 import { type SystemUser, dnsmasqReadableDir, dnsmasqUser, writeDnsmasqReadable } from './dnsmasq-user.ts';
 import { parseCidr } from './ipv4.ts';
-import { bridgeExists, deleteLink, ensureBridge, ensureTap, listLinks } from './links.ts';
+import { bridgeExists, deleteLink, ensureBridge, ensureTap, ensureVeth, listLinks } from './links.ts';
 import type { Network } from './model.ts';
-import { bridgeName, homeTag, newNetworkId, tapName } from './names.ts';
+import { bridgeName, homeTag, newNetworkId, tapName, vethPeerName } from './names.ts';
 import { type Instance, USER_NETWORK } from '../instances/model.ts';
 import { applyRuleset, deleteTable, foreignForwardDrops, tableExists } from './nft-apply.ts';
 import { forwardDropHint } from './nft.ts';
 import { hostRoutes } from './routes.ts';
 import { type NetworkCreateRequest, validateNetworkCreate } from './validate.ts';
+
+/** The host side of a NIC on a managed network: a tap for a VM, a veth pair for a container. */
+export type NicLink = 'tap' | 'veth';
 
 const NETWORKS_LOCK = '#networks';
 const LOCK_WAIT_MS = 60_000;
@@ -208,21 +211,28 @@ export class NetworkService {
     }
   }
 
-  /** Before an instance starts: its networks up (idempotent, so they come back after a reboot) and a tap per NIC. */
-  async prepareInstance(instance: Instance): Promise<void> {
+  /**
+   * Before an instance starts: its networks up (idempotent, so they come back after a reboot) and a host link per
+   * NIC on the network's bridge: a tap (QEMU opens it) or a veth pair (LXC moves its peer into the container).
+   */
+  async prepareInstance(instance: Instance, options: { link?: NicLink } = {}): Promise<void> {
     for (const nic of instance.nics) {
       if (nic.network === USER_NETWORK) continue;
       const network = this.mustGet(nic.network);
       await this.ensureUp(network);
+      const alias = `${this.tag}:tap:${instance.name}`;
       const multiQueue = (instance.spec.tuning?.netQueues ?? 1) > 1;
-      await ensureTap(tapName(instance.uuid, nic.index), `${this.tag}:tap:${instance.name}`, network.bridge, { multiQueue });
+      if (options.link === 'veth') await ensureVeth(tapName(instance.uuid, nic.index), vethPeerName(instance.uuid, nic.index), nic.mac, alias, network.bridge);
+      else await ensureTap(tapName(instance.uuid, nic.index), alias, network.bridge, { multiQueue });
     }
   }
 
-  /** After an instance's QEMU is gone: its taps go too. */
+  /** After an instance's process is gone: its taps (or veth pairs) go too. */
   async releaseInstance(instance: Instance): Promise<void> {
     for (const nic of instance.nics) {
-      if (nic.network !== USER_NETWORK) await deleteLink(tapName(instance.uuid, nic.index));
+      if (nic.network === USER_NETWORK) continue;
+      await deleteLink(tapName(instance.uuid, nic.index));
+      await deleteLink(vethPeerName(instance.uuid, nic.index));
     }
   }
 

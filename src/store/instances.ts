@@ -1,10 +1,11 @@
-import type { Instance, InstanceSpec, InstanceState, Nic, NicNetwork } from '../instances/model.ts';
+import type { Instance, InstanceSpec, InstanceState, InstanceType, Nic, NicNetwork } from '../instances/model.ts';
 import type { Db } from './db.ts';
 
 interface InstanceRow {
   name: string;
   uuid: string;
   smbios_uuid: string;
+  type: InstanceType;
   state: InstanceState;
   state_reason: string | null;
   spec: string;
@@ -28,6 +29,7 @@ function toInstance(row: InstanceRow, nics: NicRow[]): Instance {
     name: row.name,
     uuid: row.uuid,
     smbiosUuid: row.smbios_uuid,
+    type: row.type,
     state: row.state,
     stateReason: row.state_reason ?? undefined,
     spec: JSON.parse(row.spec) as InstanceSpec,
@@ -64,10 +66,10 @@ export class InstanceRepository {
     const now = new Date().toISOString();
     this.db
       .prepare(
-        `INSERT INTO instances (name, uuid, smbios_uuid, state, state_reason, spec, created_at, updated_at)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+        `INSERT INTO instances (name, uuid, smbios_uuid, type, state, state_reason, spec, created_at, updated_at)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
       )
-      .run(instance.name, instance.uuid, instance.smbiosUuid, instance.state, instance.stateReason ?? null, JSON.stringify(instance.spec), now, now);
+      .run(instance.name, instance.uuid, instance.smbiosUuid, instance.type, instance.state, instance.stateReason ?? null, JSON.stringify(instance.spec), now, now);
     for (const nic of instance.nics) this.insertNic(instance.name, nic);
   }
 

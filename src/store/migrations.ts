@@ -175,4 +175,11 @@ export const MIGRATIONS: ReadonlyArray<{ version: number; sql: string }> = [
       );
     `,
   },
+  {
+    // System containers beside VMs: the instance type picks the driver (QEMU or LXC).
+    version: 11,
+    sql: `
+      ALTER TABLE instances ADD COLUMN type TEXT NOT NULL DEFAULT 'vm' CHECK (type IN ('vm', 'container'));
+    `,
+  },
 ];

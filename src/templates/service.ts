@@ -12,6 +12,8 @@ import type { DiskFormat, DiskSpec, Instance, InstanceState } from '../instances
 import { observeInstance } from '../instances/observe.ts';
 import { runtimePaths } from '../instances/runtime.ts';
 import { InstanceService } from '../instances/service.ts';
+import { notOffered } from '../instances/driver.ts';
+import { driverFor } from '../instances/drivers/index.ts';
 import { imageInfo } from '../qemu/img.ts';
 import { transaction } from '../store/db.ts';
 import { acquireLock } from '../store/locks.ts';
@@ -138,6 +140,8 @@ export class TemplateService {
       if (name !== source) releases.push(await acquireLock(this.core.db, name, 'template create', { waitMs: 0 }));
       const recorded = this.core.repos.instances.get(source);
       if (recorded === undefined) throw new VirtnodeError('NOT_FOUND', `instance ${source} does not exist`);
+      const driver = driverFor(this.core.paths, recorded);
+      if (!driver.capabilities.clones) notOffered(recorded, driver, 'become a template');
       const instance = await observeInstance(this.core, recorded);
       if (!OFFLINE.includes(instance.state) && !ONLINE.includes(instance.state)) {
         throw new VirtnodeError('INVALID_STATE', `cannot make a template of ${source}: it is ${instance.state}`, { hint: 'wait for the operation under way to finish' });

@@ -183,6 +183,7 @@ describe('virtnode image import / ls / info / rm', () => {
     try {
       new InstanceRepository(db).insert({
         name: 'user-vm',
+        type: 'vm',
         uuid: '6f1c1e0a-0000-4000-8000-000000000001',
         smbiosUuid: '6f1c1e0a-0000-4000-8000-000000000002',
         state: 'stopped',

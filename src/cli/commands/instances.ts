@@ -36,6 +36,7 @@ function instanceText(i: InstanceView): string {
   const port = sshPort(i);
   return keyValues([
     ['Name', i.name],
+    ['Type', i.type],
     ['State', i.reason === undefined ? i.state : `${i.state} (${i.reason})`],
     ['UUID', i.uuid],
     ['SMBIOS UUID', i.smbiosUuid],
@@ -48,14 +49,14 @@ function instanceText(i: InstanceView): string {
     ...(i.portForwards ?? []).map((p, k): [string, string] => [k === 0 ? 'Ports' : '', `${p.hostAddress}:${p.hostPort} -> ${p.guestPort}/${p.protocol}`]),
     ['Image', i.image === undefined ? undefined : `${i.image.name} (sha256 ${i.image.sha256.slice(0, 16)}…)`],
     ['Instance-id', i.instanceId],
-    ['SSH', port === undefined ? undefined : `${i.ssh!.user}@127.0.0.1 port ${port} (virtnode shell ${i.name})`],
+    ['SSH', i.ssh?.address === undefined ? undefined : `${i.ssh.user}@${i.ssh.address.split(':')[0]} port ${port} (virtnode shell ${i.name})`],
     ...(i.ssh?.hostKeyFingerprints ?? []).map((f, n): [string, string] => [n === 0 ? 'Host keys' : '', f]),
     ['Cloud-init', i.readiness === undefined ? undefined : `${i.readiness.detail} (at ${i.readiness.at})`],
     ['Kernel', i.boot?.kernel],
     ['Cmdline', i.boot?.cmdline],
     ['Autostart', i.autostart === true ? 'yes' : undefined],
     ['Restart', i.restartPolicy === undefined || i.restartPolicy === 'no' ? undefined : i.restartPolicy],
-    ['QEMU pid', i.pid],
+    [i.type === 'container' ? 'Init pid' : 'QEMU pid', i.pid],
     ['Created', i.createdAt],
   ]);
 }
@@ -73,6 +74,7 @@ export function registerInstanceCommands(program: Command): void {
     .option('--initrd <file>', 'initramfs for --kernel')
     .option('--cmdline <text>', 'kernel command line for --kernel')
     .option('--accel <accel>', 'auto, kvm or tcg', 'auto')
+    .option('--type <type>', 'vm (containers are made from an image: virtnode launch IMAGE --container)')
     .option('--network <name>', 'user (NAT through QEMU, no root needed, the default), none, or a managed network; repeatable, one NIC each', collect)
     .option('--ip <address>', 'static address on the i-th managed --network (repeatable; auto = DHCP)', collect)
     .option('--start', 'start it right away')
@@ -87,6 +89,7 @@ export function registerInstanceCommands(program: Command): void {
       // Paths mean this shell's directory, also when the daemon does the work.
       const path = (key: string) => (text(key) === undefined ? undefined : resolve(text(key)!));
       const fields = {
+        type: text('type') as 'vm' | 'container' | undefined,
         cpus: cpusInput(text('cpus')),
         memory: text('memory'),
         disk: path('disk'),
@@ -179,6 +182,7 @@ export function registerInstanceCommands(program: Command): void {
       await print(all, () => {
         const rows = all.map((i) => [
           i.name,
+          i.type,
           i.state,
           String(i.cpus),
           formatSize(i.memoryMiB * MIB),
@@ -186,7 +190,7 @@ export function registerInstanceCommands(program: Command): void {
           i.nics.map(shownNicAddress).filter((a) => a !== undefined).join(',') || '-',
           i.reason ?? '',
         ]);
-        return table(['NAME', 'STATE', 'CPUS', 'MEMORY', 'MAC', 'ADDRESSES', 'REASON'], rows);
+        return table(['NAME', 'TYPE', 'STATE', 'CPUS', 'MEMORY', 'MAC', 'ADDRESSES', 'REASON'], rows);
       });
     });
 

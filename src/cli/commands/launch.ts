@@ -9,9 +9,12 @@ function collect(value: string, previous: string[] = []): string[] {
 export function registerLaunchCommands(program: Command): void {
   const launch = program
     .command('launch')
-    .description('create and boot a VM from an image, with its own identity through cloud-init, and wait until it is ready')
+    .description('create and boot a VM (or with --container a system container) from an image, with its own identity through cloud-init, and wait until it is ready')
     .argument('<image>', 'an image name (see `virtnode image ls`)')
     .option('--name <name>', 'instance name (default: the image name and a random suffix)')
+    .option('--container', 'a system container (LXC) instead of a VM: same image, same identity, starts in seconds')
+    .option('--type <type>', 'vm (default) or container')
+    .option('--privileged', 'containers: root in the container is root on the host (default: an unprivileged uid range)')
     .option('--cpus <n>', 'virtual CPUs', '1')
     .option('--memory <size>', 'memory, e.g. 1G', '1G')
     .option('--disk-size <size>', 'grow the disk to this size, e.g. 10G (default: the image size)')
@@ -34,8 +37,15 @@ export function registerLaunchCommands(program: Command): void {
       const text = (key: string) => (typeof o[key] === 'string' ? (o[key] as string) : undefined);
       // Files are read here (they are this user's files) and checked, with the same messages whoever does the
       // work; their contents are sent. The name is fixed here, so a default name is known before the work starts.
+      const type = o['container'] === true ? 'container' : text('type');
+      if (o['container'] === true && text('type') !== undefined && text('type') !== 'container') {
+        const { invalid } = await import('../../lib/errors.ts');
+        throw invalid('--type', `--container and --type ${text('type')} contradict each other`, 'give one of them');
+      }
       const valid = validateLaunch({
         image,
+        ...(type === undefined ? {} : { type }),
+        ...(o['privileged'] === true ? { privileged: true } : {}),
         ...(text('name') === undefined ? {} : { name: text('name')! }),
         cpus: o['cpus'] as string,
         memory: o['memory'] as string,
@@ -56,6 +66,8 @@ export function registerLaunchCommands(program: Command): void {
       const result = await (await api()).instances.launch(
         {
           image: valid.image,
+          type: valid.type,
+          ...(valid.privileged ? { privileged: true } : {}),
           name: valid.name,
           cpus: valid.cpus,
           memory: o['memory'] as string,
@@ -66,8 +78,7 @@ export function registerLaunchCommands(program: Command): void {
           ...(valid.timezone === undefined ? {} : { timezone: valid.timezone }),
           ...(valid.passwordHash === undefined ? {} : { passwordHash: valid.passwordHash }),
           user: valid.user,
-          accel: valid.accel,
-          seed: valid.seedFormat,
+          ...(valid.type === 'container' ? {} : { accel: valid.accel, seed: valid.seedFormat }),
           ...(o['network'] === undefined ? {} : { networks: o['network'] as string[] }),
           ...(o['ip'] === undefined ? {} : { ips: o['ip'] as string[] }),
           ...(valid.tuning === undefined ? {} : { tuning: valid.tuning }),
@@ -76,16 +87,22 @@ export function registerLaunchCommands(program: Command): void {
         },
         { onPhase: (phase, detail, ms) => out.write(`[${(ms / 1000).toFixed(1).padStart(6)} s] ${phase.padEnd(10)} ${detail}\n`) },
       );
+      if (valid.privileged) out.write('warning: --privileged: root in this container is root on the host; a process escaping it owns the host\n');
       for (const w of result.warnings) out.write(`warning: user-data: ${w}\n`);
       const i = result.instance;
       const ssh = i.ssh!;
       const port = sshPort(i);
+      const sshHost = ssh.address?.split(':')[0] ?? '127.0.0.1';
+      const reach =
+        i.type === 'container'
+          ? [`  address:     ${result.address ?? '(no managed network)'}`, `  exec:        virtnode exec ${i.name} -- CMD`]
+          : [`  address:     ${result.address ?? '10.0.2.15 (user-mode network)'}; SSH forwarded at 127.0.0.1:${port}`];
       process.stdout.write(
         [
           `${i.name} is ${result.cloudInit === null ? 'booting' : 'ready'}.`,
-          `  address:     ${result.address ?? '10.0.2.15 (user-mode network)'}; SSH forwarded at 127.0.0.1:${port}`,
+          ...reach,
           `  shell:       virtnode shell ${i.name}`,
-          `  ssh:         ssh -i ${result.ssh.identityFile} -o UserKnownHostsFile=${result.ssh.knownHosts} -p ${port} ${ssh.user}@127.0.0.1`,
+          `  ssh:         ssh -i ${result.ssh.identityFile} -o UserKnownHostsFile=${result.ssh.knownHosts} -p ${port} ${ssh.user}@${sshHost}`,
           ...ssh.hostKeyFingerprints.map((f, n) => `  ${n === 0 ? 'host keys:  ' : '            '} ${f}`),
           ...(result.cloudInit === null ? [] : [`  cloud-init:  ${result.cloudInit.status}${result.cloudInit.datasource ? ` (${result.cloudInit.datasource})` : ''}`]),
           '',
@@ -104,7 +121,7 @@ export function registerLaunchCommands(program: Command): void {
 
   program
     .command('exec')
-    .description('run a command in a launched VM over SSH and return its exit code')
+    .description('run a command in a launched instance and return its exit code (a VM over SSH, a container through lxc-attach as root)')
     .argument('<name>')
     .argument('<command...>', 'the command and its arguments (put -- before it)')
     .action(async (name: string, command: string[]) => {

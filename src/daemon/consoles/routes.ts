@@ -8,6 +8,7 @@ import { authorizeWebSocket, TICKET_AUTH } from '../ws-auth.ts';
 import { CONSOLE_KINDS, type ConsoleKind, ConsoleTickets, consoleScope } from './tickets.ts';
 import { bridgeVnc } from './vnc-bridge.ts';
 import { type OpenStreams, TOKEN_ENDED_CLOSE_CODE } from '../open-streams.ts';
+import { noConsole } from '../../instances/driver.ts';
 
 /** What the console routes need from the core (the daemon's DaemonCore has all of it). */
 export interface ConsoleCore {
@@ -135,14 +136,19 @@ export async function consoleRoutes(app: FastifyInstance, core: ConsoleCore, opt
       }
       const untrack = core.streams?.add(request.authenticatedAs, () => socket.close(TOKEN_ENDED_CLOSE_CODE, 'the token was revoked or expired'));
       if (untrack !== undefined) socket.on('close', untrack);
+      const wanted = request.params.kind === 'vnc' ? endpoints.vnc : endpoints.serial;
+      if (wanted === undefined) {
+        socket.close(1011, noConsole(name, request.params.kind === 'vnc' ? 'graphical' : 'serial').message.slice(0, 120));
+        return;
+      }
       if (request.params.kind === 'vnc') {
-        bridgeVnc(socket, endpoints.vnc);
+        bridgeVnc(socket, wanted);
         return;
       }
       // The first frame is always the scroll-back (possibly empty), so the terminal can replay it without
       // answering the queries in it (a stale `ESC [6n` would otherwise type a cursor report into the shell).
       let first = true;
-      const session = hubs.join(name, { socket: endpoints.serial, log: endpoints.serialLog }, request.query.scrollback ?? SCROLLBACK_BYTES, {
+      const session = hubs.join(name, { socket: wanted, log: endpoints.serialLog }, request.query.scrollback ?? SCROLLBACK_BYTES, {
         output: (data) => {
           if (socket.readyState !== socket.OPEN || (data.length === 0 && !first)) return;
           first = false;

@@ -21,6 +21,7 @@ import type { DownloadProgress } from '../pull/progress.ts';
 import { copyAndHash, decompress, defaultImageName, detectCompression } from './files.ts';
 import type { Compression, FileOptions } from './files.ts';
 import type { AddressGuard } from '../pull/address-guard.ts';
+import { removeRootfs } from '../rootfs.ts';
 
 export type { ImageFormat, ImageVerification } from '../../store/images.ts';
 
@@ -394,6 +395,7 @@ export class ImageStore {
         } catch (e) {
           if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
         }
+        removeRootfs(this.dir, image.sha256);
         fileDeleted = true;
       }
       return { image, fileDeleted, keptFor: { names, instances } };

@@ -21,6 +21,7 @@ function instance(name: string, fields: Partial<Instance> = {}): Instance {
   mkdirSync(paths.instanceDir(name), { recursive: true });
   return {
     name,
+    type: 'vm',
     uuid: '6f1d3c52-0000-4000-8000-000000000001',
     smbiosUuid: '6f1d3c52-0000-4000-8000-000000000002',
     state: 'running',

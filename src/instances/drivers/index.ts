@@ -1,16 +1,18 @@
 import type { StatePaths } from '../../lib/paths.ts';
 import type { DriverName, InstanceDriver } from '../driver.ts';
 import type { Instance } from '../model.ts';
+import { LxcDriver } from './lxc/driver.ts';
 import { QemuDriver } from './qemu/driver.ts';
 
 /** Every driver, by name: a second instance type (LXC system containers) is one more entry. */
 const DRIVERS: { readonly [N in DriverName]: (paths: StatePaths) => InstanceDriver } = {
   qemu: (paths) => new QemuDriver(paths),
+  lxc: (paths) => new LxcDriver(paths),
 };
 
-/** Which driver runs an instance. Every instance is a QEMU VM so far; a second type will be recorded with the instance. */
-export function driverName(_instance: Instance): DriverName {
-  return 'qemu';
+/** Which driver runs an instance: its recorded type (a VM runs in QEMU, a system container in LXC). */
+export function driverName(instance: Instance): DriverName {
+  return instance.type === 'container' ? 'lxc' : 'qemu';
 }
 
 export function driverFor(paths: StatePaths, instance: Instance): InstanceDriver {

@@ -31,7 +31,7 @@ const ADOPT_CONNECT_TIMEOUT_MS = 2_000;
  */
 export class QemuDriver implements InstanceDriver {
   readonly name = 'qemu';
-  readonly capabilities = { snapshots: true };
+  readonly capabilities = { snapshots: true, clones: true, nicLink: 'tap' as const };
   private readonly paths: StatePaths;
 
   constructor(paths: StatePaths) {
@@ -208,6 +208,10 @@ export class QemuDriver implements InstanceDriver {
 
   setLiveMemory(instance: Instance, memoryMiB: number): Promise<void> {
     return balloonQemu(this.runtime(instance).qmp, memoryMiB);
+  }
+
+  execArgv(): undefined {
+    return undefined; // commands reach a VM over SSH
   }
 }
 
