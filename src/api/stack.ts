@@ -6,16 +6,37 @@
 import Type, { type Static, type TSchema } from 'typebox';
 import { Closed, CreateNetworkBody, CreateVolumeBody, Name, NAME_PATTERN, StringEnum, Tuning } from './schemas.ts';
 
-/** Kinds `apply` manages; the other kinds of the issue (image, template) are refused by name. */
-export const SUPPORTED_KINDS = ['network', 'pool', 'volume', 'instance'] as const;
+/** Kinds `apply` manages, in the order it makes them (and deletes them in reverse). */
+export const SUPPORTED_KINDS = ['image', 'network', 'pool', 'volume', 'instance', 'template'] as const;
 export type StackKind = (typeof SUPPORTED_KINDS)[number];
 /** Kinds a stack file may one day hold that apply does not manage yet: refused with their own message. */
-export const UNSUPPORTED_KINDS = ['image', 'template'] as const;
+export const UNSUPPORTED_KINDS = [] as const;
 
 const Kind = <K extends StackKind>(kind: K) => Type.Literal(kind, { description: `the object is a ${kind}` });
 
 const { name: _n, ...networkFields } = CreateNetworkBody.properties;
 export const NetworkDocument = Closed({ kind: Kind('network'), name: Name, ...networkFields }, { description: 'a managed network (`virtnode network create`)' });
+
+export const ImageDocument = Closed(
+  {
+    kind: Kind('image'),
+    name: Name,
+    url: Type.Optional(Type.String({ minLength: 1, maxLength: 8192, pattern: '^https?://', description: 'pull it from here (`virtnode image pull`)' })),
+    sha256: Type.Optional(Type.String({ pattern: '^[0-9a-fA-F]{64}$', description: 'the digest it must have; another digest under this name is a replace' })),
+    checksumsUrl: Type.Optional(Type.String({ maxLength: 8192, pattern: '^https?://', description: 'a SHA256SUMS file to verify the pull against' })),
+    file: Type.Optional(Type.String({ minLength: 1, maxLength: 4096, description: 'or import this file on the host (`virtnode image import`)' })),
+  },
+  { description: 'an image, pulled or imported once (give url or file)' },
+);
+
+export const TemplateDocument = Closed(
+  {
+    kind: Kind('template'),
+    name: Name,
+    instance: Type.String({ pattern: NAME_PATTERN, maxLength: 63, description: 'the instance it is made from (`virtnode template create`), which becomes the template' }),
+  },
+  { description: 'a template, made once from an existing instance' },
+);
 
 export const PoolDocument = Closed(
   { kind: Kind('pool'), name: Name, path: Type.String({ minLength: 1, maxLength: 4096, description: 'absolute path of an existing directory on the host' }) },
@@ -57,9 +78,13 @@ export type NetworkDoc = Static<typeof NetworkDocument>;
 export type PoolDoc = Static<typeof PoolDocument>;
 export type VolumeDoc = Static<typeof VolumeDocument>;
 export type InstanceDoc = Static<typeof InstanceDocument>;
-export type StackDoc = NetworkDoc | PoolDoc | VolumeDoc | InstanceDoc;
+export type ImageDoc = Static<typeof ImageDocument>;
+export type TemplateDoc = Static<typeof TemplateDocument>;
+export type StackDoc = ImageDoc | NetworkDoc | PoolDoc | VolumeDoc | InstanceDoc | TemplateDoc;
 
 export const DOCUMENT_SCHEMAS: Record<StackKind, TSchema> = {
+  image: ImageDocument,
+  template: TemplateDocument,
   network: NetworkDocument,
   pool: PoolDocument,
   volume: VolumeDocument,

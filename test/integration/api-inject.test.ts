@@ -555,7 +555,7 @@ describe('REST API through inject(): every route, bad input refused with the err
   it('apply: plan, apply (an operation), diff and the JSON Schema; bad files refused at file:line:column with nothing made', async () => {
     const schema = await api.call('GET', '/schema/apply');
     expect(schema.status).toBe(200);
-    expect(Object.keys(schema.body.definitions)).toEqual(['network', 'pool', 'volume', 'instance']);
+    expect(Object.keys(schema.body.definitions)).toEqual(['image', 'network', 'pool', 'volume', 'instance', 'template']);
     const stack = (text: string, extra: Record<string, unknown> = {}) => ({ files: [{ path: 'api.yaml', text }], stack: 'apistack', ...extra });
     const good = 'kind: volume\nname: apivol\nsize: 16M\n';
 

@@ -82,6 +82,8 @@ export async function currentState(core: AppCore, options: { live?: boolean } = 
     instances.set(i.name, cur);
   }
   const state: CurrentState = {
+    images: new Map(core.images.list().map((i) => [i.name, { sha256: i.sha256 }])),
+    templates: new Set(core.core.repos.templates.list().map((t) => t.name)),
     networks: new Map(core.instances.networks.list().map((n) => [n.name, n])),
     pools: new Map(listPools(storage).map((p) => [p.name, { name: p.name, path: p.path }])),
     volumes: new Map(
@@ -108,6 +110,8 @@ export async function stackContext(core: AppCore, stack: string, state: CurrentS
     routes,
     bridgeExists: (n) => bridges.has(n),
     imageExists: (n) => images.has(n) || core.core.repos.templates.get(n) !== undefined,
+    templateExists: (n) => state.templates.has(n),
+    instanceExists: (n) => state.instances.has(n),
     fileReadable: (p) => {
       try {
         accessSync(p, constants.R_OK);

@@ -7,7 +7,9 @@
 import { VirtnodeError, toVirtnodeError } from '../../lib/errors.ts';
 import { StackObjectRepository } from '../../store/stack-objects.ts';
 import type { AppCore } from '../context.ts';
+import { images } from '../images.ts';
 import { instances } from '../instances.ts';
+import { templates } from '../templates.ts';
 import { networks } from '../networks.ts';
 import { nics } from '../nics.ts';
 import { type OperationContext, runInline } from '../operations.ts';
@@ -30,6 +32,8 @@ export async function executePlan(core: AppCore, objects: PlannedObject[], optio
     pools: poolResource.implement(core),
     volumes: volumeResource.implement(core),
     disks: diskResource.implement(core),
+    images: images.implement(core),
+    templates: templates.implement(core),
   };
   const owners = new StackObjectRepository(core.db);
   const stopOptions = { timeoutSeconds: 60 };
@@ -76,6 +80,23 @@ export async function executePlan(core: AppCore, objects: PlannedObject[], optio
 
   const run = async (step: Step): Promise<void> => {
     switch (step.op) {
+      case 'image.create': {
+        const d = step.desired;
+        const op = 'url' in d.source ? await api.images.pull({ name: d.name, ...d.source }) : await api.images.import({ name: d.name, file: d.source.file });
+        await runInline(op, inline);
+        owners.set({ kind: 'image', name: d.name, stack: options.stack, created: true });
+        return;
+      }
+      case 'image.delete':
+        await api.images.remove({ name: step.name });
+        return;
+      case 'template.create':
+        await runInline(await api.templates.create({ instance: step.desired.instance, name: step.desired.name }), inline);
+        owners.set({ kind: 'template', name: step.desired.name, stack: options.stack, created: true });
+        return;
+      case 'template.delete':
+        await api.templates.delete({ name: step.name });
+        return;
       case 'network.create':
         await api.networks.create(step.desired.request);
         owners.set({ kind: 'network', name: step.desired.name, stack: options.stack, created: true });

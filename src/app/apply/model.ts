@@ -15,6 +15,19 @@ export interface DesiredNetwork {
   valid: Omit<Network, 'id' | 'bridge' | 'createdAt'> & { bridge?: string };
 }
 
+export interface DesiredImage {
+  kind: 'image';
+  name: string;
+  source: { url: string; sha256?: string; checksumsUrl?: string } | { file: string };
+  sha256?: string;
+}
+
+export interface DesiredTemplate {
+  kind: 'template';
+  name: string;
+  instance: string;
+}
+
 export interface DesiredPool {
   kind: 'pool';
   name: string;
@@ -55,7 +68,7 @@ export interface DesiredInstance {
   tuning?: Tuning;
 }
 
-export type Desired = DesiredNetwork | DesiredPool | DesiredVolume | DesiredInstance;
+export type Desired = DesiredImage | DesiredNetwork | DesiredPool | DesiredVolume | DesiredInstance | DesiredTemplate;
 export type DesiredKind = Desired['kind'];
 
 /** A desired object with the document it came from (for messages). */
@@ -95,6 +108,9 @@ export interface Owner {
 }
 
 export interface CurrentState {
+  /** Images by name: their digest. */
+  images: Map<string, { sha256: string }>;
+  templates: Set<string>;
   networks: Map<string, Network>;
   pools: Map<string, { name: string; path: string }>;
   volumes: Map<string, CurrentVolume>;

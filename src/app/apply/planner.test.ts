@@ -38,7 +38,7 @@ const current = (i: Loose<CurrentInstance> & { name: string }): CurrentInstance 
   ...i,
 } as CurrentInstance);
 function state(parts: Partial<CurrentState> = {}): CurrentState {
-  return { networks: new Map(), pools: new Map(), volumes: new Map(), instances: new Map(), owners: new Map(), ...parts };
+  return { images: new Map(), templates: new Set(), networks: new Map(), pools: new Map(), volumes: new Map(), instances: new Map(), owners: new Map(), ...parts };
 }
 const owned = (...keys: string[]) => new Map(keys.map((k) => [k, { stack: 's', created: true }]));
 
@@ -179,5 +179,20 @@ describe('plan', () => {
     const shrink = plan([vol('d', 512 << 20)], cur, { stack: 's' })[0]!;
     expect(shrink.action).toBe('replace');
     expect(shrink.blocked).toBeDefined();
+  });
+
+  it('an image is made once and replaced only for another digest; a template is made once', () => {
+    const image = { kind: 'image' as const, name: 'base', source: { url: 'http://h/base.qcow2' }, sha256: 'aa' };
+    const absent = plan([image, { kind: 'template', name: 't', instance: 'src' }], state(), { stack: 's' });
+    expect(absent.map((p) => [p.kind, p.action])).toEqual([['image', 'create'], ['template', 'create']]);
+    expect(absent[0]!.steps[0]).toEqual({ op: 'image.create', desired: image });
+    const present = state({ images: new Map([['base', { sha256: 'aa' }]]), templates: new Set(['t']), owners: owned('image/base', 'template/t') });
+    expect(plan([image, { kind: 'template', name: 't', instance: 'src' }], present, { stack: 's' }).map((p) => p.action)).toEqual(['none', 'none']);
+    const other = plan([{ ...image, sha256: 'bb' }], present, { stack: 's' })[0]!;
+    expect(other).toMatchObject({ action: 'replace', blocked: expect.stringContaining('--allow-replace') });
+    expect(other.steps.map((s) => s.op)).toEqual(['image.delete', 'image.create']);
+    // Pruned in reverse order of making: the template before the image it may sit on.
+    const pruned = plan([], present, { stack: 's', prune: true });
+    expect(pruned.map((p) => `${p.kind}/${p.name}:${p.action}`)).toEqual(['template/t:delete', 'image/base:delete']);
   });
 });

@@ -7,10 +7,14 @@ import type { ChangeClass, FieldChangeView, PlannedObjectView } from '../../api/
 import type { PortForwardSpec, Tuning } from '../../instances/model.ts';
 import type { ResourceChange } from '../../instances/resources.ts';
 import { formatSize } from '../../lib/units.ts';
-import type { CurrentInstance, CurrentState, Desired, DesiredInstance, DesiredNetwork, DesiredPool, DesiredVolume, Owner } from './model.ts';
+import type { CurrentInstance, CurrentState, Desired, DesiredImage, DesiredInstance, DesiredNetwork, DesiredPool, DesiredTemplate, DesiredVolume, Owner } from './model.ts';
 import { ownerKey } from './model.ts';
 
 export type Step =
+  | { op: 'image.create'; desired: DesiredImage }
+  | { op: 'image.delete'; name: string }
+  | { op: 'template.create'; desired: DesiredTemplate }
+  | { op: 'template.delete'; name: string }
   | { op: 'network.create'; desired: DesiredNetwork }
   | { op: 'network.delete'; name: string }
   | { op: 'pool.create'; desired: DesiredPool }
@@ -44,7 +48,7 @@ export interface PlanOptions {
   reprovision?: boolean;
 }
 
-const KIND_ORDER = ['network', 'pool', 'volume', 'instance'] as const;
+const KIND_ORDER = ['image', 'network', 'pool', 'volume', 'instance', 'template'] as const;
 
 export function plan(desired: readonly Desired[], current: CurrentState, options: PlanOptions): PlannedObject[] {
   const out: PlannedObject[] = [];
@@ -52,7 +56,17 @@ export function plan(desired: readonly Desired[], current: CurrentState, options
     for (const d of desired.filter((x) => x.kind === kind)) {
       const owner = current.owners.get(ownerKey(d.kind, d.name));
       const planned =
-        d.kind === 'network' ? planNetwork(d, current, options) : d.kind === 'pool' ? planPool(d, current) : d.kind === 'volume' ? planVolume(d, current) : planInstance(d, current, owner, options);
+        d.kind === 'image'
+          ? planImage(d, current)
+          : d.kind === 'template'
+            ? planTemplate(d, current)
+            : d.kind === 'network'
+              ? planNetwork(d, current, options)
+              : d.kind === 'pool'
+                ? planPool(d, current)
+                : d.kind === 'volume'
+                  ? planVolume(d, current)
+                  : planInstance(d, current, owner, options);
       if (planned.action === 'create') planned.steps.push(own(d, options, true));
       else if (owner === undefined) {
         planned.changes.push({ field: 'owner', to: options.stack, class: 'none', note: 'adopted: it existed before, the stack manages it from now on (never pruned)' });
@@ -71,7 +85,14 @@ export function plan(desired: readonly Desired[], current: CurrentState, options
     for (const [key, owner] of current.owners) {
       const [k, name] = key.split('/') as [string, string];
       if (k !== kind || owner.stack !== options.stack || wanted.has(key)) continue;
-      const exists = kind === 'network' ? current.networks.has(name) : kind === 'pool' ? current.pools.has(name) : kind === 'volume' ? current.volumes.has(name) : current.instances.has(name);
+      const exists = {
+        image: () => current.images.has(name),
+        template: () => current.templates.has(name),
+        network: () => current.networks.has(name),
+        pool: () => current.pools.has(name),
+        volume: () => current.volumes.has(name),
+        instance: () => current.instances.has(name),
+      }[kind]();
       if (options.prune !== true || !owner.created) {
         const note = owner.created ? 'not in the stack files any more: --prune deletes it' : 'not in the stack files any more; it was adopted, so --prune leaves it';
         out.push({ kind, name, action: 'none', changes: [{ field: '', class: 'none', note }], steps: [] });
@@ -99,6 +120,27 @@ const change = (field: string, from: unknown, to: unknown, cls: ChangeClass, not
 
 function created(kind: string, name: string, steps: Step[], fields: Array<[string, unknown]>): PlannedObject {
   return { kind, name, action: 'create', changes: fields.filter(([, v]) => v !== undefined).map(([f, v]) => change(f, undefined, v, 'create')), steps };
+}
+
+/** An image is made once (pulled or imported); another digest under its name is a replace. */
+function planImage(d: DesiredImage, current: CurrentState): PlannedObject {
+  const cur = current.images.get(d.name);
+  const from = 'url' in d.source ? d.source.url : d.source.file;
+  if (cur === undefined) return created('image', d.name, [{ op: 'image.create', desired: d }], [['url' in d.source ? 'url' : 'file', from], ['sha256', d.sha256]]);
+  if (d.sha256 === undefined || d.sha256 === cur.sha256) return { kind: 'image', name: d.name, action: 'none', changes: [], steps: [] };
+  return {
+    kind: 'image',
+    name: d.name,
+    action: 'replace',
+    changes: [change('sha256', cur.sha256, d.sha256, 'replace', 'the image is removed (refused while instances use it) and fetched again')],
+    steps: [{ op: 'image.delete', name: d.name }, { op: 'image.create', desired: d }],
+  };
+}
+
+/** A template is made once from its instance (which it consumes): afterwards there is nothing to compare. */
+function planTemplate(d: DesiredTemplate, current: CurrentState): PlannedObject {
+  if (current.templates.has(d.name)) return { kind: 'template', name: d.name, action: 'none', changes: [], steps: [] };
+  return created('template', d.name, [{ op: 'template.create', desired: d }], [['instance', d.instance]]);
 }
 
 function planNetwork(d: DesiredNetwork, current: CurrentState, _options: PlanOptions): PlannedObject {

@@ -11,7 +11,9 @@ const context = (extra: Partial<StackContext> = {}): StackContext => ({
   routes: [],
   bridgeExists: () => false,
   imageExists: (n) => n === 'debian-12',
-  fileReadable: (p) => p === '/boot/k',
+  templateExists: (n) => n === 'tpl-old',
+  instanceExists: (n) => n === 'golden',
+  fileReadable: (p) => p === '/boot/k' || p === '/srv/disk.qcow2',
   pools: ['default'],
   volumes: [],
   owners: new Map(),
@@ -69,9 +71,9 @@ name: debian-12
       'stack.yaml:5:1: instance web: unknown field "colour"',
       'stack.yaml:7:1: volume data: missing field "size"',
       'stack.yaml:10:7: unknown kind "lxc"',
-      'stack.yaml:13:7: kind "image" is not managed by apply yet',
+      'stack.yaml:14:7: image debian-12: give url (to pull it) or file (to import it), one of the two',
     ]);
-    expect(r.text).toContain('hint: use one of network, pool, volume, instance');
+    expect(r.text).toContain('hint: use one of image, network, pool, volume, instance, template');
   });
 
   it('refuses overlapping subnets (with the host and within the file), duplicates and dangling references', () => {
@@ -114,5 +116,56 @@ volumes: [missing]
     const r = check('kind: instance\nname: web\nkernel: /boot/k\nmemory: 64G\n', context({ owners: new Map([['instance/web', { stack: 'other', created: true }]]) }));
     expect(r.text).toMatch(/^stack.yaml:2:7: instance web belongs to stack other/m);
     expect(r.text).toMatch(/^stack.yaml:4:9: instance web: memory: 64G is out of range/m);
+  });
+
+  it('images are pulled or imported, templates made from an instance outside the stack; references to a stack image hold', () => {
+    const ok = check(`kind: image
+name: base
+url: http://127.0.0.1:1/base.qcow2
+sha256: ${'AB'.repeat(32)}
+---
+kind: image
+name: local
+file: /srv/disk.qcow2
+---
+kind: instance
+name: web
+image: base
+---
+kind: template
+name: tpl
+instance: golden
+`);
+    expect(ok.text).toBe('');
+    expect(ok.desired.map((d) => `${d.kind}/${d.name}`)).toEqual(['image/base', 'image/local', 'instance/web', 'template/tpl']);
+    expect(ok.desired[0]).toMatchObject({ source: { url: 'http://127.0.0.1:1/base.qcow2', sha256: 'ab'.repeat(32) }, sha256: 'ab'.repeat(32) });
+    const bad = check(`kind: image
+name: both
+url: http://127.0.0.1:1/x.qcow2
+file: /srv/disk.qcow2
+---
+kind: image
+name: rel
+file: disk.qcow2
+---
+kind: template
+name: tpl
+instance: web
+---
+kind: template
+name: tpl2
+instance: ghost
+---
+kind: instance
+name: web
+kernel: /boot/k
+`);
+    expect(bad.desired.map((d) => `${d.kind}/${d.name}`)).toEqual(['instance/web']);
+    expect(bad.text.split('\n').filter((l) => !l.startsWith('  hint'))).toEqual([
+      'stack.yaml:2:7: image both: give url (to pull it) or file (to import it), one of the two',
+      'stack.yaml:8:7: image rel: file: "disk.qcow2" is not an absolute path',
+      'stack.yaml:12:11: template tpl: instance web is in this stack, but making a template consumes its instance',
+      'stack.yaml:16:11: template tpl2: there is no instance ghost to make it from',
+    ]);
   });
 });

@@ -7,7 +7,7 @@ import { createHash } from 'node:crypto';
 import { isAbsolute } from 'node:path';
 import type { TSchema } from 'typebox';
 import { NAME_PATTERN } from '../../api/schemas.ts';
-import { DOCUMENT_SCHEMAS, type InstanceDoc, type NetworkDoc, type PoolDoc, SUPPORTED_KINDS, type StackKind, UNSUPPORTED_KINDS, type VolumeDoc } from '../../api/stack.ts';
+import { DOCUMENT_SCHEMAS, type ImageDoc, type InstanceDoc, type TemplateDoc, type NetworkDoc, type PoolDoc, SUPPORTED_KINDS, type StackKind, UNSUPPORTED_KINDS, type VolumeDoc } from '../../api/stack.ts';
 import type { HostLimits } from '../../host/limits.ts';
 import { validateAccel, validateMemory } from '../../instances/validate.ts';
 import { validateTuning } from '../../instances/tuning.ts';
@@ -31,6 +31,8 @@ export interface StackContext {
   routes: HostRoute[];
   bridgeExists(name: string): boolean;
   imageExists(name: string): boolean;
+  templateExists(name: string): boolean;
+  instanceExists(name: string): boolean;
   fileReadable(path: string): boolean;
   pools: string[];
   volumes: string[];
@@ -94,7 +96,9 @@ export function validateStack(docs: readonly LocatedDoc[], context: StackContext
   const pools = new Set([...context.pools, ...names('pool')]);
   const volumes = new Set([...context.volumes, ...names('volume')]);
   const volumeUsers = new Map<string, string>();
-  const order: StackKind[] = ['network', 'pool', 'volume', 'instance'];
+  const order: StackKind[] = [...SUPPORTED_KINDS];
+  const fileImages = names('image');
+  const fileInstances = names('instance');
   for (const kind of order) {
     for (const t of typed.filter((x) => x.kind === kind)) {
       const field = (path: Path, fn: () => void) => {
@@ -105,7 +109,28 @@ export function validateStack(docs: readonly LocatedDoc[], context: StackContext
           issue(t.doc, path, `${kind} ${String(t.value['name'])}: ${path.join('.')}: ${e.message.replace(/^--?[a-z-]+: /, '')}`, e.hint);
         }
       };
-      if (kind === 'network') {
+      if (kind === 'image') {
+        const v = t.value as ImageDoc;
+        if ((v.url === undefined) === (v.file === undefined)) {
+          issue(t.doc, ['name'], `image ${v.name}: give url (to pull it) or file (to import it), one of the two`);
+        } else if (v.file !== undefined) {
+          if (!isAbsolute(v.file)) issue(t.doc, ['file'], `image ${v.name}: file: "${v.file}" is not an absolute path`);
+          else if (!context.fileReadable(v.file)) issue(t.doc, ['file'], `image ${v.name}: file: ${v.file} does not exist or is not a readable file`);
+          else desired.push({ kind: 'image', name: v.name, source: { file: v.file }, ...(v.sha256 === undefined ? {} : { sha256: v.sha256.toLowerCase() }), doc: t.doc });
+        } else {
+          const source = { url: v.url!, ...(v.sha256 === undefined ? {} : { sha256: v.sha256.toLowerCase() }), ...(v.checksumsUrl === undefined ? {} : { checksumsUrl: v.checksumsUrl }) };
+          desired.push({ kind: 'image', name: v.name, source, ...(v.sha256 === undefined ? {} : { sha256: v.sha256.toLowerCase() }), doc: t.doc });
+        }
+      } else if (kind === 'template') {
+        const v = t.value as TemplateDoc;
+        if (fileInstances.has(v.instance)) {
+          issue(t.doc, ['instance'], `template ${v.name}: instance ${v.instance} is in this stack, but making a template consumes its instance`, 'leave the instance out of the stack: the template is made from it once');
+        } else if (!context.templateExists(v.name) && !context.instanceExists(v.instance)) {
+          issue(t.doc, ['instance'], `template ${v.name}: there is no instance ${v.instance} to make it from`, 'see virtnode list');
+        } else {
+          desired.push({ kind: 'template', name: v.name, instance: v.instance, doc: t.doc });
+        }
+      } else if (kind === 'network') {
         const v = t.value as NetworkDoc;
         field(['subnet'], () => {
           const others = [...context.networks.filter((n) => n.name !== v.name), ...fileNetworks];
@@ -144,7 +169,7 @@ export function validateStack(docs: readonly LocatedDoc[], context: StackContext
         if (v.image !== undefined && v.kernel !== undefined) issue(t.doc, ['kernel'], `instance ${v.name}: give image or kernel, not both`);
         else if (v.image === undefined && v.kernel === undefined) issue(t.doc, ['name'], `instance ${v.name}: missing field "image" or "kernel"`, 'an instance boots an image (image: debian-12) or a kernel (kernel: /boot/vmlinuz)');
         if (v.image !== undefined) {
-          if (!context.imageExists(v.image)) issue(t.doc, ['image'], `instance ${v.name}: image: there is no image ${v.image}`, 'see virtnode image ls; pull or build it first');
+          if (!context.imageExists(v.image) && !fileImages.has(v.image)) issue(t.doc, ['image'], `instance ${v.name}: image: there is no image ${v.image}`, 'see virtnode image ls; pull or build it first');
           out.image = v.image;
         }
         if (v.kernel === undefined && (v.initrd !== undefined || v.cmdline !== undefined)) issue(t.doc, [v.initrd !== undefined ? 'initrd' : 'cmdline'], `instance ${v.name}: initrd and cmdline need kernel`);

@@ -92,7 +92,7 @@ export function registerApplyCommands(program: Command): void {
   fileOption(
     program
       .command('apply')
-      .description('make the host match stack files: networks, pools, volumes and instances (nothing changes if a file is bad)')
+      .description('make the host match stack files: images, networks, pools, volumes, instances and templates (nothing changes if a file is bad)')
       .option('--dry-run', 'print the plan only (as `virtnode plan`)')
       .option('--allow-replace', 'allow changes that delete and make an object again (instances shut down gracefully first)')
       .option('--prune', 'delete what this stack created that the files no longer hold')
