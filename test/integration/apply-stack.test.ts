@@ -252,7 +252,7 @@ describe('virtnode apply/plan/diff: a stack of a network, two instances and a vo
 
   it('prints the JSON Schema, the same as the daemon publishes', async () => {
     const printed = JSON.parse(await ok(['schema'])) as { definitions: Record<string, unknown> };
-    expect(Object.keys(printed.definitions)).toEqual(['network', 'pool', 'volume', 'instance']);
+    expect(Object.keys(printed.definitions)).toEqual(['image', 'network', 'pool', 'volume', 'instance', 'template']);
     const published = await daemon!.api.request('GET', '/schema/apply');
     expect(published.status).toBe(200);
     expect(published.body).toEqual(printed);
