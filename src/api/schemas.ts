@@ -158,6 +158,20 @@ export const PolicyBody = Type.Object(
   { additionalProperties: false, minProperties: 1 },
 );
 
+/** POST /instances/{name}/resources: vCPUs and memory of an existing instance (`virtnode set NAME cpus=2 memory=1G`). */
+export const ResourcesBody = Type.Object(
+  {
+    cpus: Type.Optional(Type.Integer({ minimum: 1, maximum: 1024 })),
+    memory: Type.Optional(Type.String({ maxLength: 32, description: 'e.g. 512M, 2G; a bare number is MiB' })),
+  },
+  { additionalProperties: false, minProperties: 1 },
+);
+export const ResourcesResult = Closed({
+  instance: Instance,
+  /** When each change takes effect: now (memory through the balloon, still the new size after a restart) or at the next boot. */
+  effect: Closed({ cpus: Type.Optional(StringEnum(['next-boot'])), memory: Type.Optional(StringEnum(['live', 'next-boot'])) }),
+});
+
 export const Image = Closed({
   name: Type.String(),
   format: Type.String(),

@@ -6,6 +6,8 @@ import { instanceView } from './views.ts';
 import { nicAddresses } from '../instances/addresses.ts';
 import { launchInstance } from '../instances/launch-instance.ts';
 import { type LaunchRequest, validateLaunch } from '../instances/launch-validate.ts';
+import { changeResources } from '../instances/resources.ts';
+import { validateCpus, validateMemory } from '../instances/validate.ts';
 import type { Instance } from '../instances/model.ts';
 import { invalid } from '../lib/errors.ts';
 import { validateName } from '../lib/ids.ts';
@@ -125,6 +127,21 @@ export const instances = resource('instances', instanceEndpoints, (core: AppCore
 
     async resume({ name }) {
       return core.changed(view(await service.resume(name)));
+    },
+
+    async resources({ name, cpus, memory }) {
+      // Checked like create's flags, before anything changes.
+      const change = {
+        ...(cpus === undefined ? {} : { cpus: validateCpus(cpus, core.core.limits) }),
+        ...(memory === undefined ? {} : { memoryMiB: validateMemory(memory, core.core.limits) }),
+      };
+      const before = await service.get(name);
+      const { liveMemory } = await changeResources(service, name, change);
+      const effect = {
+        ...(change.cpus === undefined || change.cpus === before.spec.cpus ? {} : { cpus: 'next-boot' as const }),
+        ...(change.memoryMiB === undefined || change.memoryMiB === before.spec.memoryMiB ? {} : { memory: liveMemory ? ('live' as const) : ('next-boot' as const) }),
+      };
+      return core.changed({ instance: view(await service.get(name)), effect });
     },
 
     async setPolicy({ name, autostart, restartPolicy }) {

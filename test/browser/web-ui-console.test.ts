@@ -433,17 +433,26 @@ describe('web UI console: navigation, host, images, networks, operations, storag
     await page.getByRole('button', { name: 'Detach volume vol2' }).click();
     await page.locator('tr[data-disk=vol2]').waitFor({ state: 'detached' });
 
-    // Settings: autostart and the restart policy apply now.
+    // Settings: vCPUs and memory at the next boot (the instance is stopped); autostart and the restart policy now.
     await page.getByRole('tab', { name: 'Settings' }).click();
     await page.getByRole('heading', { level: 2, name: 'Settings' }).waitFor();
     const save = page.getByRole('button', { name: 'Save settings' });
     expect(await save.isDisabled()).toBe(true);
+    await page.getByLabel('vCPUs').fill('zero');
+    await page.getByTestId('setting-cpus-error').waitFor();
+    await page.getByLabel('Memory').fill('12K');
+    await page.getByTestId('setting-memory-error').waitFor();
+    expect(await save.isDisabled()).toBe(true);
+    await page.getByLabel('vCPUs').fill('2');
+    await page.getByLabel('Memory').fill('96M');
+    expect(await page.getByTestId('class-cpus').innerText()).toBe('at the next boot');
+    expect(await page.getByTestId('class-memory').innerText()).toBe('at the next boot');
     await page.getByLabel('Start with the daemon').check();
     await page.getByLabel('Restart policy').selectOption('on-failure');
     await save.click();
-    await page.getByRole('status').getByText('Saved').waitFor();
-    const stored = (await call('GET', '/instances/devuser')).data as { autostart?: boolean; restartPolicy?: string };
-    expect(stored).toMatchObject({ autostart: true, restartPolicy: 'on-failure' });
+    await page.getByRole('status').getByText('Saved: vCPUs from the next boot, memory from the next boot, autostart and restart policy now.').waitFor();
+    const stored = (await call('GET', '/instances/devuser')).data as { autostart?: boolean; restartPolicy?: string; cpus: number; memoryMiB: number };
+    expect(stored).toMatchObject({ autostart: true, restartPolicy: 'on-failure', cpus: 2, memoryMiB: 96 });
     await checkPage('instance-settings');
     expect((await call('DELETE', '/networks/devnet')).status).toBe(200);
     expect(problems).toEqual([]);

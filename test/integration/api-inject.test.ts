@@ -101,6 +101,10 @@ describe('REST API through inject(): every route, bad input refused with the err
       ['PATCH', '/instances/nope', { autostart: true }, 404, /does not exist/],
       ['PATCH', '/instances/nope', { restartPolicy: 'sometimes' }, 400, /restartPolicy/],
       ['PATCH', '/instances/nope', {}, 400, /body/],
+      ['POST', '/instances/nope/resources', { cpus: 2 }, 404, /does not exist/],
+      ['POST', '/instances/nope/resources', {}, 400, /body/],
+      ['POST', '/instances/nope/resources', { cpus: 0 }, 400, /cpus/],
+      ['POST', '/instances/nope/resources', { memory: 'lots' }, 400, /memory/],
       ['DELETE', '/instances/nope', undefined, 404, /does not exist/],
       ['DELETE', '/instances/nope?force=maybe', undefined, 400, /force/],
       ['DELETE', '/instances/x?color=red', undefined, 400, /unknown field "color"/],
@@ -589,6 +593,9 @@ describe('REST API through inject(): every route, bad input refused with the err
   it('interop: an instance exported as libvirt XML, imported back (refused while its disk is in use), and the Ansible inventory', async () => {
     expect((await api.call('POST', '/instances', { name: 'xport', diskSize: '16M', tuning: { diskCache: 'writethrough', discard: true } })).status).toBe(201);
     try {
+      const resized = await api.call('POST', '/instances/xport/resources', { cpus: 2, memory: '256M' });
+      expect(resized.status).toBe(200);
+      expect(resized.body).toMatchObject({ instance: { cpus: 2, memoryMiB: 256 }, effect: { cpus: 'next-boot', memory: 'next-boot' } });
       const exported = await api.call('GET', '/instances/xport/export?format=libvirt');
       expect(exported.status).toBe(200);
       expect(exported.body.document).toMatch(/<domain type="(kvm|qemu)">/);

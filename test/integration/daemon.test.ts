@@ -201,6 +201,8 @@ describe('virtnode daemon as a process: socket, TLS and tokens, events, the CLI 
         ['delete', 'nope'],
         ['set', 'nope', 'autostart=true'],
         ['launch', 'no-such-image', '--name', 'l1'],
+        ['set', 'nope', 'cpus=2', 'memory=1G'],
+        ['set', 'nope', 'cpus=many'],
       ];
       const out: Array<{ code: number | null; stdout: string; stderr: string }> = [];
       for (const step of steps) {
@@ -218,7 +220,7 @@ describe('virtnode daemon as a process: socket, TLS and tokens, events, the CLI 
     const viaDaemon = await transcript('daemon');
     const local = await transcript('local');
     expect(viaDaemon).toEqual(local);
-    expect(viaDaemon.map((r) => r.code)).toEqual([0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2, 3, 2, 2, 3, 3, 3, 3]);
+    expect(viaDaemon.map((r) => r.code)).toEqual([0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2, 3, 2, 2, 3, 3, 3, 3, 3, 2]);
     const policyInfo = viaDaemon[11]!.stdout;
     expect(policyInfo).toMatch(/Autostart:\s+yes/);
     expect(policyInfo).toMatch(/Restart:\s+on-failure/);

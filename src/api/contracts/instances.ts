@@ -1,7 +1,7 @@
 /** The instance lifecycle: `virtnode create/launch/start/stop/...`, `/instances` in the REST API. */
 import Type from 'typebox';
 import { endpoints } from '../endpoint.ts';
-import { Closed, CreateInstanceBody, DeleteQuery, Instance, LaunchBody, NameParams, PolicyBody, StopBody } from '../schemas.ts';
+import { Closed, CreateInstanceBody, DeleteQuery, Instance, LaunchBody, NameParams, PolicyBody, ResourcesBody, ResourcesResult, StopBody } from '../schemas.ts';
 
 const nullable = <T>(schema: object) => Type.Unsafe<T | null>({ ...schema, nullable: true });
 
@@ -75,6 +75,14 @@ export const instanceEndpoints = endpoints({
     params: NameParams,
     body: PolicyBody,
     response: Instance,
+  },
+  resources: {
+    method: 'POST',
+    path: '/instances/:name/resources',
+    summary: 'change vCPUs and memory (`virtnode set NAME cpus=N memory=SIZE`): vCPUs at the next boot; less memory than the guest booted with at once (balloon), more at the next boot',
+    params: NameParams,
+    body: ResourcesBody,
+    response: ResourcesResult,
   },
   delete: {
     method: 'DELETE',
