@@ -4,6 +4,7 @@ import { existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type { BrowserContext, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { debianImage } from '../helpers/debian-image.ts';
 import { tempHome, virtnode } from '../helpers/cli.ts';
 import { createQcow2, TestHttpServer } from '../helpers/http-server.ts';
 import { testGuest } from '../helpers/test-guest.ts';
@@ -148,7 +149,7 @@ describe('web UI console: navigation, host, images, networks, operations, storag
     await checkPage('host');
   });
 
-  it('images: bad input sends nothing; a pull shows its bytes and is cancelled; pull and import; removal refused while an instance uses the image', { timeout: 120_000 }, async () => {
+  it('images: bad input sends nothing; a pull shows its bytes and is cancelled; pull, import and build; removal refused while an instance uses the image', { timeout: 120_000 }, async () => {
     await open('#/images', 'Images');
     await page.getByText('No images yet.').waitFor();
 
@@ -195,6 +196,19 @@ describe('web UI console: navigation, host, images, networks, operations, storag
     await page.getByRole('button', { name: 'Import' }).click();
     await page.locator('tr[data-image=imported]').waitFor();
     expect(await page.locator('.operation[data-status=succeeded]').count()).toBe(2);
+
+    // A build: a bad package name sends nothing; without extra packages the cached build is reused (seconds).
+    debianImage(); // fails with the command to run if setup has not built the image
+    await page.getByLabel('Extra packages').fill('Bad_Pkg!');
+    await page.getByRole('button', { name: 'Build' }).click();
+    await page.getByTestId('build-packages-error').waitFor();
+    expect(sentTo('POST', '/images/build')).toEqual([]);
+    await page.getByLabel('Extra packages').fill('');
+    await page.getByLabel('Image name').fill('built');
+    await page.getByRole('button', { name: 'Build' }).click();
+    await page.locator('tr[data-image=built]').waitFor({ timeout: 120_000 });
+    expect(sentTo('POST', '/images/build')).toHaveLength(1);
+    expect((await call('DELETE', '/images/built')).status).toBe(200);
 
     // An instance whose disk is the pulled image: removing the image is refused, naming it.
     const images = (await call('GET', '/images')).data as Array<{ name: string; path: string }>;

@@ -30,6 +30,12 @@ export const url: Check = (value) => (/^https?:\/\/[^\s/]+/.test(value.trim()) ?
 
 export const sha256: Check = (value) => (/^[0-9a-fA-F]{64}$/.test(value.trim()) ? undefined : '64 hexadecimal digits');
 
+/** Extra Debian packages, separated by spaces or commas (names as dpkg allows them). */
+export const packages: Check = (value) => {
+  const bad = value.split(/[\s,]+/).filter((p) => p !== '' && !/^[a-z0-9][a-z0-9+.-]+$/.test(p));
+  return bad.length === 0 ? undefined : `not a Debian package name: ${bad.join(' ')}`;
+};
+
 export const absolutePath: Check = (value) => (value.trim().startsWith('/') ? undefined : "an absolute path on the daemon's host, e.g. /srv/images/disk.qcow2");
 
 /** 512M, 10G, 1T, or a bare number of bytes (as the core's size parser). */

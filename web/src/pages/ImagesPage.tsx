@@ -40,6 +40,56 @@ function PullForm({ onStarted }: { onStarted: (op: Operation) => void }) {
   );
 }
 
+/** Recipes the image builder knows (src/images/build/recipes.ts). */
+const RECIPES = ['debian-12'];
+
+function BuildForm({ onStarted }: { onStarted: (op: Operation) => void }) {
+  const form = useForm({ recipe: RECIPES[0]!, name: '', size: '', packages: '' }, () => ({ name: v.optional(v.name), size: v.optional(v.size), packages: v.packages }));
+  const [error, setError] = useState<string | undefined>();
+  const send = form.submit((values) => {
+    setError(undefined);
+    const packages = values.packages.split(/[\s,]+/).filter((p) => p !== '');
+    const body = {
+      recipe: values.recipe,
+      ...(values.name === '' ? {} : { name: values.name }),
+      ...(values.size.trim() === '' ? {} : { size: values.size.trim() }),
+      ...(packages.length === 0 ? {} : { packages }),
+    };
+    start(API.images.build, body).then(
+      (op) => {
+        onStarted(op);
+        form.reset();
+      },
+      (e: unknown) => setError(message(e)),
+    );
+  });
+  return (
+    <form class="inline-form" aria-labelledby="build-title" onSubmit={send} noValidate>
+      <h2 id="build-title">Build an image from Debian packages</h2>
+      <Field id="build-recipe" label="Recipe">
+        {(p) => (
+          <select {...p} {...form.bind('recipe')}>
+            {RECIPES.map((r) => (
+              <option value={r}>{r}</option>
+            ))}
+          </select>
+        )}
+      </Field>
+      <Field id="build-name" label="Image name" error={form.shown('name')} hint="default: the recipe's name">
+        {(p) => <input {...p} {...form.bind('name')} />}
+      </Field>
+      <Field id="build-size" label="Disk size" error={form.shown('size')} hint="default 4G">
+        {(p) => <input {...p} {...form.bind('size')} size={6} />}
+      </Field>
+      <Field id="build-packages" label="Extra packages" error={form.shown('packages')} hint="space-separated; a build without extras is reused from the cache">
+        {(p) => <input {...p} {...form.bind('packages')} size={24} />}
+      </Field>
+      <button type="submit">Build</button>
+      <FormError error={error} />
+    </form>
+  );
+}
+
 function ImportForm({ onStarted }: { onStarted: (op: Operation) => void }) {
   const form = useForm({ file: '', name: '' }, () => ({ file: v.absolutePath, name: v.optional(v.name) }));
   const [error, setError] = useState<string | undefined>();
@@ -150,6 +200,7 @@ export function ImagesPage({ live }: { live: Live }) {
       <div class="forms">
         <PullForm onStarted={onStarted} />
         <ImportForm onStarted={onStarted} />
+        <BuildForm onStarted={onStarted} />
       </div>
     </section>
   );
