@@ -37,11 +37,7 @@ export async function buildSeed(outPath: string, files: SeedFiles, options: Buil
   if (format !== 'iso' && format !== 'vfat') {
     throw new VirtnodeError('INVALID', `seed format must be iso or vfat, not ${String(format)}`, { field: 'format' });
   }
-  signal?.throwIfAborted();
-  const stage = await mkdtemp(join(tmpdir(), 'virtnode-seed-'));
-  const partial = join(dirname(outPath), `.${basename(outPath)}.partial-${process.pid}`);
-  try {
-    await chmod(stage, 0o700);
+  await buildPrivateVolume(outPath, 'virtnode-seed-', signal, async (stage, partial) => {
     const names: string[] = [];
     let totalBytes = 0;
     for (const name of SEED_FILE_NAMES) {
@@ -51,20 +47,9 @@ export async function buildSeed(outPath: string, files: SeedFiles, options: Buil
       names.push(name);
       totalBytes += Buffer.byteLength(content);
     }
-    await rm(partial, { force: true });
-    if (format === 'iso') {
-      await buildIso(partial, 'cidata', names.map((n) => join(stage, n)), signal);
-    } else {
-      await buildVfat(partial, stage, names, totalBytes, signal);
-    }
-    await chmod(partial, SECRET_FILE_MODE);
-    await rename(partial, outPath);
-  } catch (error) {
-    await rm(partial, { force: true });
-    throw error;
-  } finally {
-    await rm(stage, { recursive: true, force: true });
-  }
+    if (format === 'iso') await buildIso(partial, 'cidata', names.map((n) => join(stage, n)), signal);
+    else await buildVfat(partial, stage, names, totalBytes, signal);
+  });
 }
 
 /**
@@ -74,19 +59,35 @@ export async function buildSeed(outPath: string, files: SeedFiles, options: Buil
  */
 export async function buildConfigDrive(outPath: string, files: Record<string, string>, options: { signal?: AbortSignal } = {}): Promise<void> {
   const { signal } = options;
-  signal?.throwIfAborted();
-  const stage = await mkdtemp(join(tmpdir(), 'virtnode-configdrive-'));
-  const partial = join(dirname(outPath), `.${basename(outPath)}.partial-${process.pid}`);
-  try {
-    await chmod(stage, 0o700);
+  await buildPrivateVolume(outPath, 'virtnode-configdrive-', signal, async (stage, partial) => {
     const root = join(stage, 'root');
     for (const [path, content] of Object.entries(files)) {
       if (path.startsWith('/') || path.split('/').includes('..')) throw new VirtnodeError('INVALID', `config drive path ${path} is not relative`, { field: 'files' });
       await mkdir(dirname(join(root, path)), { recursive: true, mode: 0o700 });
       await writeFile(join(root, path), content, { mode: SECRET_FILE_MODE });
     }
-    await rm(partial, { force: true });
     await buildIso(partial, 'config-2', [root], signal);
+  });
+}
+
+/**
+ * The part the seed and the config drive share: `fill` stages the files (secrets, so 0600) in a private temp dir,
+ * removed afterwards, and writes the volume to `partial` next to `outPath`; only a complete volume is renamed
+ * into place, 0600.
+ */
+async function buildPrivateVolume(
+  outPath: string,
+  stagePrefix: string,
+  signal: AbortSignal | undefined,
+  fill: (stage: string, partial: string) => Promise<void>,
+): Promise<void> {
+  signal?.throwIfAborted();
+  const stage = await mkdtemp(join(tmpdir(), stagePrefix));
+  const partial = join(dirname(outPath), `.${basename(outPath)}.partial-${process.pid}`);
+  try {
+    await chmod(stage, 0o700);
+    await rm(partial, { force: true });
+    await fill(stage, partial);
     await chmod(partial, SECRET_FILE_MODE);
     await rename(partial, outPath);
   } catch (error) {
