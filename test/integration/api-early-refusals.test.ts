@@ -33,13 +33,17 @@ describe('bad requests refused before any work, in the error shape (found by the
     expect((await api.app.inject({ method: 'POST', url: '/events/tickets', payload: {} })).statusCode).toBe(201);
   });
 
-  it('an image import of a missing file or a name it cannot derive is refused at once, not as a failed operation', async () => {
+  it('an image import of a missing or empty file or a name it cannot derive is refused at once, not as a failed operation', async () => {
     const missing = await api.call('POST', '/images/import', { file: '/no/such/image.qcow2' });
     expect(missing.status).toBe(400);
     expect(missing.body.error.message).toBe('FILE: /no/such/image.qcow2 does not exist or is not a readable file');
     const unnamed = await api.call('POST', '/images/import', { file: '/' });
     expect(unnamed.status).toBe(400);
     expect(unnamed.body.error.message).toMatch(/^--name: cannot make an image name from/);
+    // Found by the fuzzer: a file that says it is empty (as every file under /proc does) is no image.
+    const empty = await api.call('POST', '/images/import', { file: '/proc/self/environ', name: 'env' });
+    expect(empty.status).toBe(400);
+    expect(empty.body.error.message).toBe('FILE: /proc/self/environ is empty');
     expect((await api.call('GET', '/operations')).body).toEqual([]);
   });
 });

@@ -211,14 +211,19 @@ export class ImageStore {
   importSource(file: string, givenName: string | undefined): { source: string; name: string } {
     const source = isAbsolute(file) ? file : resolve(file);
     let readable = false;
+    let size = 0;
     try {
-      readable = statSync(source).isFile();
+      const stat = statSync(source);
+      readable = stat.isFile();
+      size = stat.size;
       accessSync(source, constants.R_OK);
     } catch {
       readable = false;
     }
     const name = this.nameFor(givenName, basename(source));
     if (!readable) throw invalid('FILE', `${file} does not exist or is not a readable file`);
+    // An image is never empty; files under /proc and /sys also say size 0 and are no images either.
+    if (size === 0) throw invalid('FILE', `${file} is empty`, 'give a qcow2 or raw image (or .xz/.gz of one)');
     return { source, name };
   }
 
