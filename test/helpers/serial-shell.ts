@@ -1,6 +1,8 @@
 import { readFileSync } from 'node:fs';
 import { connect, type Socket } from 'node:net';
 import { join } from 'node:path';
+import { waitForText } from './cli.ts';
+import { TEST_GUEST_READY_MARKER } from './test-guest.ts';
 
 /**
  * Drives the tiny test guest's root shell on its serial console (the instance's serial.sock), reading the answers
@@ -24,6 +26,14 @@ export class SerialShell {
     });
     socket.on('data', () => {}); // the console log is read instead
     return new SerialShell(socket, join(instanceDir, 'console.log'));
+  }
+
+  /** Waits until the guest printed its ready marker, then opens its shell and checks it answers. */
+  static async whenReady(instanceDir: string, timeoutMs: number): Promise<SerialShell> {
+    await waitForText(join(instanceDir, 'console.log'), TEST_GUEST_READY_MARKER, timeoutMs);
+    const shell = await SerialShell.open(instanceDir);
+    await shell.run('true');
+    return shell;
   }
 
   /** Runs a shell command line; resolves with its output and exit status. */

@@ -4,10 +4,10 @@ import { createServer, connect } from 'node:net';
 import { Resolver } from 'node:dns/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { REPO_ROOT, tempHome, virtnode, waitForText } from '../helpers/cli.ts';
+import { REPO_ROOT, tempHome, virtnode } from '../helpers/cli.ts';
 import { createOutside, networkLeftovers, type Outside } from '../helpers/outside-ns.ts';
 import { SerialShell, UDHCPC_SCRIPT_SETUP } from '../helpers/serial-shell.ts';
-import { TEST_GUEST_READY_MARKER, testGuest } from '../helpers/test-guest.ts';
+import { testGuest } from '../helpers/test-guest.ts';
 import type { NetworkView } from '../../src/api/schemas.ts';
 import { dnsmasqReadableDir } from '../../src/network/dnsmasq-user.ts';
 
@@ -33,10 +33,8 @@ describe('managed networks on real QEMU (tiny guest)', { timeout: 300_000 }, () 
   };
   const networkInfo = async (name: string) => JSON.parse((await run(['network', 'info', name, '--format', 'json'])).stdout) as NetworkJson;
   const shellOf = async (name: string) => {
-    await waitForText(join(home, 'instances', name, 'console.log'), TEST_GUEST_READY_MARKER, BOOT_TIMEOUT_MS);
-    const shell = await SerialShell.open(join(home, 'instances', name));
+    const shell = await SerialShell.whenReady(join(home, 'instances', name), BOOT_TIMEOUT_MS);
     shells.push(shell);
-    await shell.run('true');
     return shell;
   };
 

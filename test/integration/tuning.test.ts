@@ -3,9 +3,9 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { tempHome, virtnode, waitForText } from '../helpers/cli.ts';
+import { tempHome, virtnode } from '../helpers/cli.ts';
 import { SerialShell } from '../helpers/serial-shell.ts';
-import { TEST_GUEST_READY_MARKER, testGuest } from '../helpers/test-guest.ts';
+import { testGuest } from '../helpers/test-guest.ts';
 import { QmpConnection } from '../../src/qmp/connection.ts';
 import { parseCpuList } from '../../src/lib/cpu-list.ts';
 import type { InstanceView } from '../../src/api/schemas.ts';
@@ -39,10 +39,8 @@ describe('tuning knobs on real QEMU (tiny guest)', { timeout: 300_000 }, () => {
   };
   const info = async (name: string) => JSON.parse((await run(['info', name, '--format', 'json'])).stdout) as InstanceView;
   const shellOf = async (name: string) => {
-    await waitForText(join(home, 'instances', name, 'console.log'), TEST_GUEST_READY_MARKER, BOOT_TIMEOUT_MS);
-    const shell = await SerialShell.open(join(home, 'instances', name));
+    const shell = await SerialShell.whenReady(join(home, 'instances', name), BOOT_TIMEOUT_MS);
     shells.push(shell);
-    await shell.run('true');
     return shell;
   };
   const query = async <T>(name: string, command: string, args?: Record<string, unknown>): Promise<T> => {
