@@ -1,6 +1,7 @@
 import { useState } from 'preact/hooks';
 import { API, client, start, type Operation } from '../api.ts';
 import { Field, FormError } from '../components/Field.tsx';
+import { Listing } from '../components/Listing.tsx';
 import { OperationProgress } from '../components/OperationProgress.tsx';
 import { bytes, message, when } from '../lib/format.ts';
 import { useForm } from '../lib/use-form.ts';
@@ -148,46 +149,44 @@ export function ImagesPage({ live }: { live: Live }) {
           {note}
         </p>
       )}
-      {images.data === undefined ? (
-        <p class="muted">loading…</p>
-      ) : images.data.length === 0 ? (
-        <p class="muted">No images yet.</p>
-      ) : (
-        <table data-testid="images">
-          <thead>
-            <tr>
-              <th scope="col">Name</th>
-              <th scope="col">Format</th>
-              <th scope="col">Virtual size</th>
-              <th scope="col">On disk</th>
-              <th scope="col">Source</th>
-              <th scope="col">Verified</th>
-              <th scope="col">Added</th>
-              <th scope="col">
-                <span class="sr-only">Actions</span>
-              </th>
-            </tr>
-          </thead>
-          <tbody>
-            {images.data.map((i) => (
-              <tr data-image={i.name}>
-                <td>{i.name}</td>
-                <td>{i.format}</td>
-                <td>{bytes(i.virtualSize)}</td>
-                <td>{bytes(i.fileSize)}</td>
-                <td class="wrap">{i.source}</td>
-                <td>{i.verifiedBy ?? 'no'}</td>
-                <td>{when(i.createdAt)}</td>
-                <td>
-                  <button type="button" class="danger" aria-label={`Remove image ${i.name}`} onClick={() => remove(i.name)}>
-                    Remove
-                  </button>
-                </td>
+      <Listing items={images.data} empty="No images yet.">
+        {(items) => (
+          <table data-testid="images">
+            <thead>
+              <tr>
+                <th scope="col">Name</th>
+                <th scope="col">Format</th>
+                <th scope="col">Virtual size</th>
+                <th scope="col">On disk</th>
+                <th scope="col">Source</th>
+                <th scope="col">Verified</th>
+                <th scope="col">Added</th>
+                <th scope="col">
+                  <span class="sr-only">Actions</span>
+                </th>
               </tr>
-            ))}
-          </tbody>
-        </table>
-      )}
+            </thead>
+            <tbody>
+              {items.map((i) => (
+                <tr data-image={i.name}>
+                  <td>{i.name}</td>
+                  <td>{i.format}</td>
+                  <td>{bytes(i.virtualSize)}</td>
+                  <td>{bytes(i.fileSize)}</td>
+                  <td class="wrap">{i.source}</td>
+                  <td>{i.verifiedBy ?? 'no'}</td>
+                  <td>{when(i.createdAt)}</td>
+                  <td>
+                    <button type="button" class="danger" aria-label={`Remove image ${i.name}`} onClick={() => remove(i.name)}>
+                      Remove
+                    </button>
+                  </td>
+                </tr>
+              ))}
+            </tbody>
+          </table>
+        )}
+      </Listing>
       {started.length > 0 && (
         <div aria-live="polite">
           <h2>Transfers</h2>

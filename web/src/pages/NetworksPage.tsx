@@ -1,6 +1,7 @@
 import { useState } from 'preact/hooks';
 import { client, type Network } from '../api.ts';
 import { Field, FormError } from '../components/Field.tsx';
+import { Listing } from '../components/Listing.tsx';
 import { message, when } from '../lib/format.ts';
 import { useForm } from '../lib/use-form.ts';
 import { useResource } from '../lib/use-resource.ts';
@@ -170,38 +171,36 @@ export function NetworksPage({ selected }: { selected: string | undefined }) {
         <h1>Networks</h1>
       </header>
       <FormError error={networks.error} />
-      {networks.data === undefined ? (
-        <p class="muted">loading…</p>
-      ) : networks.data.length === 0 ? (
-        <p class="muted">No managed networks. Instances use QEMU's user-mode networking until you make one.</p>
-      ) : (
-        <table data-testid="networks">
-          <thead>
-            <tr>
-              <th scope="col">Name</th>
-              <th scope="col">Mode</th>
-              <th scope="col">Subnet</th>
-              <th scope="col">Bridge</th>
-              <th scope="col">State</th>
-              <th scope="col">Instances</th>
-            </tr>
-          </thead>
-          <tbody>
-            {networks.data.map((n) => (
-              <tr data-network={n.name} aria-current={n.name === selected ? 'true' : undefined}>
-                <td>
-                  <a href={`#/networks/${encodeURIComponent(n.name)}`}>{n.name}</a>
-                </td>
-                <td>{n.mode}</td>
-                <td>{n.subnet ?? '–'}</td>
-                <td>{n.bridge}</td>
-                <td>{n.up === undefined ? '–' : n.up ? 'up' : 'down'}</td>
-                <td>{(n.instances ?? []).length}</td>
+      <Listing items={networks.data} empty="No managed networks. Instances use QEMU's user-mode networking until you make one.">
+        {(items) => (
+          <table data-testid="networks">
+            <thead>
+              <tr>
+                <th scope="col">Name</th>
+                <th scope="col">Mode</th>
+                <th scope="col">Subnet</th>
+                <th scope="col">Bridge</th>
+                <th scope="col">State</th>
+                <th scope="col">Instances</th>
               </tr>
-            ))}
-          </tbody>
-        </table>
-      )}
+            </thead>
+            <tbody>
+              {items.map((n) => (
+                <tr data-network={n.name} aria-current={n.name === selected ? 'true' : undefined}>
+                  <td>
+                    <a href={`#/networks/${encodeURIComponent(n.name)}`}>{n.name}</a>
+                  </td>
+                  <td>{n.mode}</td>
+                  <td>{n.subnet ?? '–'}</td>
+                  <td>{n.bridge}</td>
+                  <td>{n.up === undefined ? '–' : n.up ? 'up' : 'down'}</td>
+                  <td>{(n.instances ?? []).length}</td>
+                </tr>
+              ))}
+            </tbody>
+          </table>
+        )}
+      </Listing>
       {current !== undefined && (
         <NetworkDetails
           listed={current}

@@ -3,6 +3,7 @@ import { API, client, start, type Operation, type Volume } from '../api.ts';
 import { OperationProgress } from '../components/OperationProgress.tsx';
 import type { DaemonEvent } from '../events.ts';
 import { Field, FormError } from '../components/Field.tsx';
+import { Listing } from '../components/Listing.tsx';
 import { bytes, message } from '../lib/format.ts';
 import { useForm } from '../lib/use-form.ts';
 import { useResource } from '../lib/use-resource.ts';
@@ -312,32 +313,30 @@ export function StoragePage({ live }: { live: Live }) {
       )}
       <CreatePool onCreated={() => changed('Pool added.')} />
       <h2>Volumes</h2>
-      {volumes.data === undefined ? (
-        <p class="muted">loading…</p>
-      ) : volumes.data.length === 0 ? (
-        <p class="muted">No volumes yet.</p>
-      ) : (
-        <table data-testid="volumes">
-          <thead>
-            <tr>
-              <th scope="col">Name</th>
-              <th scope="col">Pool</th>
-              <th scope="col">Format</th>
-              <th scope="col">Size</th>
-              <th scope="col">On disk</th>
-              <th scope="col">Attached to</th>
-              <th scope="col">
-                <span class="sr-only">Actions</span>
-              </th>
-            </tr>
-          </thead>
-          <tbody>
-            {volumes.data.map((vol) => (
-              <VolumeRow volume={vol} instances={instances} onChanged={changed} onError={(m) => setError(m)} />
-            ))}
-          </tbody>
-        </table>
-      )}
+      <Listing items={volumes.data} empty="No volumes yet.">
+        {(items) => (
+          <table data-testid="volumes">
+            <thead>
+              <tr>
+                <th scope="col">Name</th>
+                <th scope="col">Pool</th>
+                <th scope="col">Format</th>
+                <th scope="col">Size</th>
+                <th scope="col">On disk</th>
+                <th scope="col">Attached to</th>
+                <th scope="col">
+                  <span class="sr-only">Actions</span>
+                </th>
+              </tr>
+            </thead>
+            <tbody>
+              {items.map((vol) => (
+                <VolumeRow volume={vol} instances={instances} onChanged={changed} onError={(m) => setError(m)} />
+              ))}
+            </tbody>
+          </table>
+        )}
+      </Listing>
       <CreateVolume pools={(pools.data ?? []).map((p) => p.name)} onCreated={() => changed('Volume created.')} />
       <CopyForms volumes={(volumes.data ?? []).map((vol) => vol.name)} onStarted={(op) => setStarted((list) => [op, ...list])} />
       {started.length > 0 && (
