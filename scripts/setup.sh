@@ -15,6 +15,7 @@ DEBIAN_PACKAGES=(
   cloud-init chromium
   libvirt-clients virtinst libxml2-utils ansible-core
   lxc uidmap
+  etcd-server etcd-client nfs-ganesha nfs-ganesha-vfs rpcbind
 )
 demo=0
 for arg in "$@"; do
