@@ -1,5 +1,6 @@
 import { useEffect, useState } from 'preact/hooks';
 import { api, type Instance, type Snapshot, type SnapshotInput } from '../api.ts';
+import { Listing } from './Listing.tsx';
 
 function describe(s: Snapshot): string {
   if (s.kind === 'external') return 'external (overlays)';
@@ -72,45 +73,43 @@ export function Snapshots({ instance, onError }: { instance: Instance; onError: 
       {notes.map((n) => (
         <p class="muted">{n}</p>
       ))}
-      {snapshots === undefined ? (
-        <p class="muted">loading…</p>
-      ) : snapshots.length === 0 ? (
-        <p class="muted">No snapshots.</p>
-      ) : (
-        <table data-testid="snapshot-table">
-          <thead>
-            <tr>
-              <th>Name</th>
-              <th>Kind</th>
-              <th>Parent</th>
-              <th>Taken</th>
-              <th />
-            </tr>
-          </thead>
-          <tbody>
-            {snapshots.map((s) => (
-              <tr data-snapshot={s.name}>
-                <td>
-                  {s.name}
-                  {s.current ? ' (current)' : ''}
-                  {s.state === 'ready' ? '' : ` — ${s.state}`}
-                </td>
-                <td>{describe(s)}</td>
-                <td>{s.parent ?? '-'}</td>
-                <td>{s.createdAt}</td>
-                <td class="actions">
-                  <button type="button" disabled={busy !== undefined || s.state !== 'ready'} onClick={() => revert(s.name)}>
-                    Revert
-                  </button>
-                  <button type="button" class="danger" disabled={busy !== undefined || s.state !== 'ready'} onClick={() => remove(s.name)}>
-                    Delete
-                  </button>
-                </td>
+      <Listing items={snapshots} empty="No snapshots.">
+        {(items) => (
+          <table data-testid="snapshot-table">
+            <thead>
+              <tr>
+                <th>Name</th>
+                <th>Kind</th>
+                <th>Parent</th>
+                <th>Taken</th>
+                <th />
               </tr>
-            ))}
-          </tbody>
-        </table>
-      )}
+            </thead>
+            <tbody>
+              {items.map((s) => (
+                <tr data-snapshot={s.name}>
+                  <td>
+                    {s.name}
+                    {s.current ? ' (current)' : ''}
+                    {s.state === 'ready' ? '' : ` — ${s.state}`}
+                  </td>
+                  <td>{describe(s)}</td>
+                  <td>{s.parent ?? '-'}</td>
+                  <td>{s.createdAt}</td>
+                  <td class="actions">
+                    <button type="button" disabled={busy !== undefined || s.state !== 'ready'} onClick={() => revert(s.name)}>
+                      Revert
+                    </button>
+                    <button type="button" class="danger" disabled={busy !== undefined || s.state !== 'ready'} onClick={() => remove(s.name)}>
+                      Delete
+                    </button>
+                  </td>
+                </tr>
+              ))}
+            </tbody>
+          </table>
+        )}
+      </Listing>
     </div>
   );
 }

@@ -125,36 +125,32 @@ function NetworkDetails({ listed, onRemoved }: { listed: Network; onRemoved: () 
         <>
           <h3>DHCP leases</h3>
           {leases.error !== undefined && <p class="error">{leases.error}</p>}
-          {leases.data === undefined ? (
-            <p class="muted">loading…</p>
-          ) : leases.data.length === 0 ? (
-            <p class="muted" data-testid="no-leases">
-              No leases.
-            </p>
-          ) : (
-            <table data-testid="leases">
-              <thead>
-                <tr>
-                  <th scope="col">Address</th>
-                  <th scope="col">MAC</th>
-                  <th scope="col">Instance</th>
-                  <th scope="col">Host name</th>
-                  <th scope="col">Expires</th>
-                </tr>
-              </thead>
-              <tbody>
-                {leases.data.map((l) => (
+          <Listing items={leases.data} empty="No leases." emptyTestId="no-leases">
+            {(items) => (
+              <table data-testid="leases">
+                <thead>
                   <tr>
-                    <td>{l.address}</td>
-                    <td>{l.mac}</td>
-                    <td>{l.instance ?? '–'}</td>
-                    <td>{l.hostname ?? '–'}</td>
-                    <td>{l.expires === undefined ? 'never' : when(l.expires)}</td>
+                    <th scope="col">Address</th>
+                    <th scope="col">MAC</th>
+                    <th scope="col">Instance</th>
+                    <th scope="col">Host name</th>
+                    <th scope="col">Expires</th>
                   </tr>
-                ))}
-              </tbody>
-            </table>
-          )}
+                </thead>
+                <tbody>
+                  {items.map((l) => (
+                    <tr>
+                      <td>{l.address}</td>
+                      <td>{l.mac}</td>
+                      <td>{l.instance ?? '–'}</td>
+                      <td>{l.hostname ?? '–'}</td>
+                      <td>{l.expires === undefined ? 'never' : when(l.expires)}</td>
+                    </tr>
+                  ))}
+                </tbody>
+              </table>
+            )}
+          </Listing>
         </>
       )}
     </section>

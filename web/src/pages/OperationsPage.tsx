@@ -1,6 +1,7 @@
 import { useState } from 'preact/hooks';
 import { client, type Operation } from '../api.ts';
 import { FormError } from '../components/Field.tsx';
+import { Listing } from '../components/Listing.tsx';
 import { percentOf } from '../components/OperationProgress.tsx';
 import { bytes, message, when } from '../lib/format.ts';
 import { useResource } from '../lib/use-resource.ts';
@@ -53,81 +54,79 @@ export function OperationsPage({ live }: { live: Live }) {
         </span>
       </header>
       <FormError error={error ?? recent.error} />
-      {recent.data === undefined ? (
-        <p class="muted">loading…</p>
-      ) : ops.length === 0 ? (
-        <p class="muted">No operations.</p>
-      ) : (
-        <table data-testid="operations">
-          <thead>
-            <tr>
-              <th scope="col">Started</th>
-              <th scope="col">Kind</th>
-              <th scope="col">Target</th>
-              <th scope="col">Status</th>
-              <th scope="col">Progress / result</th>
-              <th scope="col">Ended</th>
-              <th scope="col">Started by</th>
-              <th scope="col">
-                <span class="sr-only">Actions</span>
-              </th>
-            </tr>
-          </thead>
-          <tbody>
-            {ops.map((op) => (
-              <>
-                <tr data-operation={op.id} data-kind={op.kind} data-status={op.status}>
-                  <td>{when(op.createdAt)}</td>
-                  <td>{op.kind}</td>
-                  <td class="wrap">{op.target ?? '–'}</td>
-                  <td>
-                    <span class={`status status-${op.status}`}>{op.status}</span>
-                  </td>
-                  <td class="wrap">
-                    {op.error !== undefined ? (
-                      <span class="error" data-testid="operation-error">
-                        {op.error.code}: {op.error.message}
-                      </span>
-                    ) : (
-                      <Progress op={op} />
-                    )}
-                  </td>
-                  <td>{when(op.finishedAt)}</td>
-                  <td data-testid="started-by">{op.startedBy === undefined ? '–' : op.startedBy.replace(/^token:/, 'token ')}</td>
-                  <td class="actions">
-                    <button type="button" aria-expanded={open === op.id} aria-label={`Steps of ${op.kind} ${op.target ?? op.id}`} onClick={() => setOpen(open === op.id ? undefined : op.id)}>
-                      Steps
-                    </button>
-                    {op.status === 'running' && (
-                      <button type="button" class="danger" aria-label={`Cancel ${op.kind} ${op.target ?? op.id}`} onClick={() => cancel(op)}>
-                        Cancel
-                      </button>
-                    )}
-                  </td>
-                </tr>
-                {open === op.id && (
-                  <tr>
-                    <td colSpan={8}>
-                      {op.progress.entries.length === 0 ? (
-                        <p class="muted">No steps reported.</p>
+      <Listing items={recent.data === undefined ? undefined : ops} empty="No operations.">
+        {(items) => (
+          <table data-testid="operations">
+            <thead>
+              <tr>
+                <th scope="col">Started</th>
+                <th scope="col">Kind</th>
+                <th scope="col">Target</th>
+                <th scope="col">Status</th>
+                <th scope="col">Progress / result</th>
+                <th scope="col">Ended</th>
+                <th scope="col">Started by</th>
+                <th scope="col">
+                  <span class="sr-only">Actions</span>
+                </th>
+              </tr>
+            </thead>
+            <tbody>
+              {items.map((op) => (
+                <>
+                  <tr data-operation={op.id} data-kind={op.kind} data-status={op.status}>
+                    <td>{when(op.createdAt)}</td>
+                    <td>{op.kind}</td>
+                    <td class="wrap">{op.target ?? '–'}</td>
+                    <td>
+                      <span class={`status status-${op.status}`}>{op.status}</span>
+                    </td>
+                    <td class="wrap">
+                      {op.error !== undefined ? (
+                        <span class="error" data-testid="operation-error">
+                          {op.error.code}: {op.error.message}
+                        </span>
                       ) : (
-                        <ol class="steps">
-                          {op.progress.entries.map((e) => (
-                            <li>
-                              {(e.elapsedMs / 1000).toFixed(1)} s — {e.phase}: {e.detail}
-                            </li>
-                          ))}
-                        </ol>
+                        <Progress op={op} />
                       )}
-                      {op.result !== undefined && <pre class="result" tabIndex={0} aria-label="result">{JSON.stringify(op.result, null, 2)}</pre>}
+                    </td>
+                    <td>{when(op.finishedAt)}</td>
+                    <td data-testid="started-by">{op.startedBy === undefined ? '–' : op.startedBy.replace(/^token:/, 'token ')}</td>
+                    <td class="actions">
+                      <button type="button" aria-expanded={open === op.id} aria-label={`Steps of ${op.kind} ${op.target ?? op.id}`} onClick={() => setOpen(open === op.id ? undefined : op.id)}>
+                        Steps
+                      </button>
+                      {op.status === 'running' && (
+                        <button type="button" class="danger" aria-label={`Cancel ${op.kind} ${op.target ?? op.id}`} onClick={() => cancel(op)}>
+                          Cancel
+                        </button>
+                      )}
                     </td>
                   </tr>
-                )}
-              </>
-            ))}
-          </tbody>
-        </table>
-      )}
+                  {open === op.id && (
+                    <tr>
+                      <td colSpan={8}>
+                        {op.progress.entries.length === 0 ? (
+                          <p class="muted">No steps reported.</p>
+                        ) : (
+                          <ol class="steps">
+                            {op.progress.entries.map((e) => (
+                              <li>
+                                {(e.elapsedMs / 1000).toFixed(1)} s — {e.phase}: {e.detail}
+                              </li>
+                            ))}
+                          </ol>
+                        )}
+                        {op.result !== undefined && <pre class="result" tabIndex={0} aria-label="result">{JSON.stringify(op.result, null, 2)}</pre>}
+                      </td>
+                    </tr>
+                  )}
+                </>
+              ))}
+            </tbody>
+          </table>
+        )}
+      </Listing>
     </section>
   );
 }

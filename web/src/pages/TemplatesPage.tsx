@@ -1,6 +1,7 @@
 import { useState } from 'preact/hooks';
 import { API, client, start, type Operation, type Template } from '../api.ts';
 import { Field, FormError } from '../components/Field.tsx';
+import { Listing } from '../components/Listing.tsx';
 import { OperationProgress } from '../components/OperationProgress.tsx';
 import { bytes, message, when } from '../lib/format.ts';
 import { useForm } from '../lib/use-form.ts';
@@ -98,64 +99,62 @@ export function TemplatesPage({ live }: { live: Live }) {
         <h1>Templates</h1>
       </header>
       <FormError error={error ?? templates.error} />
-      {templates.data === undefined ? (
-        <p class="muted">loading…</p>
-      ) : templates.data.length === 0 ? (
-        <p class="muted">No templates yet.</p>
-      ) : (
-        templates.data.map((t) => (
-          <section class="card" data-template={t.name} aria-labelledby={`template-${t.name}-title`}>
-            <header class="page-header">
-              <h2 id={`template-${t.name}-title`}>Template {t.name}</h2>
-              <button type="button" class="danger" aria-label={`Remove template ${t.name}`} onClick={() => remove(t.name)}>
-                Remove
-              </button>
-            </header>
-            <table class="facts">
-              <tbody>
-                <tr>
-                  <th scope="row">Made from</th>
-                  <td>{t.source}</td>
-                </tr>
-                <tr>
-                  <th scope="row">Disk</th>
-                  <td>
-                    {t.format}, {bytes(t.virtualSize)}
-                  </td>
-                </tr>
-                <tr>
-                  <th scope="row">Defaults</th>
-                  <td>
-                    {t.defaults.cpus} CPU, {t.defaults.memoryMiB} MiB, networks: {t.defaults.networks.join(', ') || 'user'}
-                  </td>
-                </tr>
-                <tr>
-                  <th scope="row">Sealed</th>
-                  <td>{t.sealMethod}</td>
-                </tr>
-                <tr>
-                  <th scope="row">Instances on it</th>
-                  <td data-testid="template-clones">
-                    {t.clones.length === 0
-                      ? 'none'
-                      : t.clones.map((c, n) => (
-                          <>
-                            {n > 0 && ', '}
-                            <a href={`#/instances/${encodeURIComponent(c)}`}>{c}</a>
-                          </>
-                        ))}
-                  </td>
-                </tr>
-                <tr>
-                  <th scope="row">Made</th>
-                  <td>{when(t.createdAt)}</td>
-                </tr>
-              </tbody>
-            </table>
-            <CloneForm template={t} onStarted={onStarted} />
-          </section>
-        ))
-      )}
+      <Listing items={templates.data} empty="No templates yet.">
+        {(items) =>
+          items.map((t) => (
+            <section class="card" data-template={t.name} aria-labelledby={`template-${t.name}-title`}>
+              <header class="page-header">
+                <h2 id={`template-${t.name}-title`}>Template {t.name}</h2>
+                <button type="button" class="danger" aria-label={`Remove template ${t.name}`} onClick={() => remove(t.name)}>
+                  Remove
+                </button>
+              </header>
+              <table class="facts">
+                <tbody>
+                  <tr>
+                    <th scope="row">Made from</th>
+                    <td>{t.source}</td>
+                  </tr>
+                  <tr>
+                    <th scope="row">Disk</th>
+                    <td>
+                      {t.format}, {bytes(t.virtualSize)}
+                    </td>
+                  </tr>
+                  <tr>
+                    <th scope="row">Defaults</th>
+                    <td>
+                      {t.defaults.cpus} CPU, {t.defaults.memoryMiB} MiB, networks: {t.defaults.networks.join(', ') || 'user'}
+                    </td>
+                  </tr>
+                  <tr>
+                    <th scope="row">Sealed</th>
+                    <td>{t.sealMethod}</td>
+                  </tr>
+                  <tr>
+                    <th scope="row">Instances on it</th>
+                    <td data-testid="template-clones">
+                      {t.clones.length === 0
+                        ? 'none'
+                        : t.clones.map((c, n) => (
+                            <>
+                              {n > 0 && ', '}
+                              <a href={`#/instances/${encodeURIComponent(c)}`}>{c}</a>
+                            </>
+                          ))}
+                    </td>
+                  </tr>
+                  <tr>
+                    <th scope="row">Made</th>
+                    <td>{when(t.createdAt)}</td>
+                  </tr>
+                </tbody>
+              </table>
+              <CloneForm template={t} onStarted={onStarted} />
+            </section>
+          ))
+        }
+      </Listing>
       {started.length > 0 && (
         <div aria-live="polite">
           <h2>Progress</h2>
