@@ -5,6 +5,7 @@ import { useForm } from '../lib/use-form.ts';
 import { useResource } from '../lib/use-resource.ts';
 import * as v from '../lib/validate.ts';
 import { Field, FormError } from './Field.tsx';
+import { TableHead } from './TableHead.tsx';
 
 const LIVE = ['running', 'paused'];
 
@@ -32,17 +33,7 @@ function Disks({ instance, onError }: { instance: Instance; onError: (m: string)
     <section aria-labelledby="disks-title">
       <h2 id="disks-title">Disks</h2>
       <table data-testid="disks">
-        <thead>
-          <tr>
-            <th scope="col">Disk</th>
-            <th scope="col">Kind</th>
-            <th scope="col">Format</th>
-            <th scope="col">Size</th>
-            <th scope="col">
-              <span class="sr-only">Actions</span>
-            </th>
-          </tr>
-        </thead>
+        <TableHead columns={['Disk', 'Kind', 'Format', 'Size']} actions />
         <tbody>
           {(own.data ?? []).filter((d) => d.instance === instance.name).map((d) => (
             <tr>
@@ -114,17 +105,7 @@ function Nics({ instance, onError }: { instance: Instance; onError: (m: string) 
     <section aria-labelledby="nics-title">
       <h2 id="nics-title">Network interfaces</h2>
       <table data-testid="nics">
-        <thead>
-          <tr>
-            <th scope="col">#</th>
-            <th scope="col">Network</th>
-            <th scope="col">MAC</th>
-            <th scope="col">Addresses</th>
-            <th scope="col">
-              <span class="sr-only">Actions</span>
-            </th>
-          </tr>
-        </thead>
+        <TableHead columns={['#', 'Network', 'MAC', 'Addresses']} actions />
         <tbody>
           {(nics.data ?? []).map((n) => (
             <tr data-nic={n.index}>
@@ -193,17 +174,7 @@ function Ports({ instance }: { instance: Instance }) {
         <p class="muted">No port forwards.</p>
       ) : (
         <table data-testid="ports">
-          <thead>
-            <tr>
-              <th scope="col">Host</th>
-              <th scope="col">Guest port</th>
-              <th scope="col">Protocol</th>
-              <th scope="col">Made by</th>
-              <th scope="col">
-                <span class="sr-only">Actions</span>
-              </th>
-            </tr>
-          </thead>
+          <TableHead columns={['Host', 'Guest port', 'Protocol', 'Made by']} actions />
           <tbody>
             {(ports.data ?? []).map((f) => (
               <tr data-port={`${f.hostPort}/${f.protocol}`}>

@@ -2,6 +2,7 @@ import { useEffect, useState } from 'preact/hooks';
 import { client, type Instance } from '../api.ts';
 import { message } from '../lib/format.ts';
 import { FormError } from './Field.tsx';
+import { TableHead } from './TableHead.tsx';
 
 type Policy = NonNullable<Instance['restartPolicy']>;
 
@@ -58,13 +59,7 @@ export function Settings({ instance }: { instance: Instance }) {
     <form class="settings" aria-labelledby="settings-title" onSubmit={(e) => void save(e)}>
       <h2 id="settings-title">Settings</h2>
       <table class="facts">
-        <thead>
-          <tr>
-            <th scope="col">Setting</th>
-            <th scope="col">Value</th>
-            <th scope="col">Takes effect</th>
-          </tr>
-        </thead>
+        <TableHead columns={['Setting', 'Value', 'Takes effect']} />
         <tbody>
           <tr>
             <th scope="row">

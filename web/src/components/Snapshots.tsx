@@ -1,6 +1,7 @@
 import { useEffect, useState } from 'preact/hooks';
 import { api, type Instance, type Snapshot, type SnapshotInput } from '../api.ts';
 import { Listing } from './Listing.tsx';
+import { TableHead } from './TableHead.tsx';
 
 function describe(s: Snapshot): string {
   if (s.kind === 'external') return 'external (overlays)';
@@ -76,15 +77,7 @@ export function Snapshots({ instance, onError }: { instance: Instance; onError: 
       <Listing items={snapshots} empty="No snapshots.">
         {(items) => (
           <table data-testid="snapshot-table">
-            <thead>
-              <tr>
-                <th>Name</th>
-                <th>Kind</th>
-                <th>Parent</th>
-                <th>Taken</th>
-                <th />
-              </tr>
-            </thead>
+            <TableHead columns={['Name', 'Kind', 'Parent', 'Taken']} actions />
             <tbody>
               {items.map((s) => (
                 <tr data-snapshot={s.name}>

@@ -1,6 +1,7 @@
 import { client } from '../api.ts';
 import { bytes, duration } from '../lib/format.ts';
 import { useResource } from '../lib/use-resource.ts';
+import { TableHead } from '../components/TableHead.tsx';
 
 /** A bar with its numbers in words (the bar is decoration; the text is what is read). */
 function Usage({ label, used, total, testid }: { label: string; used: number; total: number; testid: string }) {
@@ -98,13 +99,7 @@ export function HostPage() {
       <h2>Host check {c !== undefined && <span class={`status status-${c.status}`}>{c.status}</span>}</h2>
       {c !== undefined && (
         <table data-testid="host-checks">
-          <thead>
-            <tr>
-              <th scope="col">Check</th>
-              <th scope="col">Result</th>
-              <th scope="col">Detail</th>
-            </tr>
-          </thead>
+          <TableHead columns={['Check', 'Result', 'Detail']} />
           <tbody>
             {c.checks.map((check) => (
               <tr data-check={check.id}>

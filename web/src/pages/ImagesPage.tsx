@@ -8,6 +8,7 @@ import { useForm } from '../lib/use-form.ts';
 import { operationEnded, useResource } from '../lib/use-resource.ts';
 import * as v from '../lib/validate.ts';
 import type { Live } from '../store.ts';
+import { TableHead } from '../components/TableHead.tsx';
 
 function PullForm({ onStarted }: { onStarted: (op: Operation) => void }) {
   const form = useForm({ url: '', name: '', sha256: '' }, () => ({ url: v.url, name: v.optional(v.name), sha256: v.optional(v.sha256) }));
@@ -152,20 +153,7 @@ export function ImagesPage({ live }: { live: Live }) {
       <Listing items={images.data} empty="No images yet.">
         {(items) => (
           <table data-testid="images">
-            <thead>
-              <tr>
-                <th scope="col">Name</th>
-                <th scope="col">Format</th>
-                <th scope="col">Virtual size</th>
-                <th scope="col">On disk</th>
-                <th scope="col">Source</th>
-                <th scope="col">Verified</th>
-                <th scope="col">Added</th>
-                <th scope="col">
-                  <span class="sr-only">Actions</span>
-                </th>
-              </tr>
-            </thead>
+            <TableHead columns={['Name', 'Format', 'Virtual size', 'On disk', 'Source', 'Verified', 'Added']} actions />
             <tbody>
               {items.map((i) => (
                 <tr data-image={i.name}>

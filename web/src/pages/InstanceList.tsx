@@ -1,5 +1,6 @@
 import type { Live } from '../store.ts';
 import { Actions } from '../components/Actions.tsx';
+import { TableHead } from '../components/TableHead.tsx';
 
 export function InstanceList({ live, onError }: { live: Live; onError: (m: string) => void }) {
   const instances = [...live.instances.values()].sort((a, b) => a.name.localeCompare(b.name));
@@ -15,17 +16,7 @@ export function InstanceList({ live, onError }: { live: Live; onError: (m: strin
       {live.loaded && instances.length === 0 && <p class="muted">No instances yet.</p>}
       {instances.length > 0 && (
         <table class="instances">
-          <thead>
-            <tr>
-              <th>Name</th>
-              <th>State</th>
-              <th>CPUs</th>
-              <th>Memory</th>
-              <th>Image / kernel</th>
-              <th>SSH</th>
-              <th />
-            </tr>
-          </thead>
+          <TableHead columns={['Name', 'State', 'CPUs', 'Memory', 'Image / kernel', 'SSH']} actions />
           <tbody>
             {instances.map((i) => (
               <tr data-testid={`instance-${i.name}`}>

@@ -6,6 +6,7 @@ import { message, when } from '../lib/format.ts';
 import { useForm } from '../lib/use-form.ts';
 import { useResource } from '../lib/use-resource.ts';
 import * as v from '../lib/validate.ts';
+import { TableHead } from '../components/TableHead.tsx';
 
 type Mode = 'nat' | 'isolated' | 'bridge';
 
@@ -128,15 +129,7 @@ function NetworkDetails({ listed, onRemoved }: { listed: Network; onRemoved: () 
           <Listing items={leases.data} empty="No leases." emptyTestId="no-leases">
             {(items) => (
               <table data-testid="leases">
-                <thead>
-                  <tr>
-                    <th scope="col">Address</th>
-                    <th scope="col">MAC</th>
-                    <th scope="col">Instance</th>
-                    <th scope="col">Host name</th>
-                    <th scope="col">Expires</th>
-                  </tr>
-                </thead>
+                <TableHead columns={['Address', 'MAC', 'Instance', 'Host name', 'Expires']} />
                 <tbody>
                   {items.map((l) => (
                     <tr>
@@ -170,16 +163,7 @@ export function NetworksPage({ selected }: { selected: string | undefined }) {
       <Listing items={networks.data} empty="No managed networks. Instances use QEMU's user-mode networking until you make one.">
         {(items) => (
           <table data-testid="networks">
-            <thead>
-              <tr>
-                <th scope="col">Name</th>
-                <th scope="col">Mode</th>
-                <th scope="col">Subnet</th>
-                <th scope="col">Bridge</th>
-                <th scope="col">State</th>
-                <th scope="col">Instances</th>
-              </tr>
-            </thead>
+            <TableHead columns={['Name', 'Mode', 'Subnet', 'Bridge', 'State', 'Instances']} />
             <tbody>
               {items.map((n) => (
                 <tr data-network={n.name} aria-current={n.name === selected ? 'true' : undefined}>

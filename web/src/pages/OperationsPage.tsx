@@ -6,6 +6,7 @@ import { percentOf } from '../components/OperationProgress.tsx';
 import { bytes, message, when } from '../lib/format.ts';
 import { useResource } from '../lib/use-resource.ts';
 import type { Live } from '../store.ts';
+import { TableHead } from '../components/TableHead.tsx';
 
 const STATUSES = ['all', 'running', 'succeeded', 'failed', 'cancelled'] as const;
 type StatusFilter = (typeof STATUSES)[number];
@@ -57,20 +58,7 @@ export function OperationsPage({ live }: { live: Live }) {
       <Listing items={recent.data === undefined ? undefined : ops} empty="No operations.">
         {(items) => (
           <table data-testid="operations">
-            <thead>
-              <tr>
-                <th scope="col">Started</th>
-                <th scope="col">Kind</th>
-                <th scope="col">Target</th>
-                <th scope="col">Status</th>
-                <th scope="col">Progress / result</th>
-                <th scope="col">Ended</th>
-                <th scope="col">Started by</th>
-                <th scope="col">
-                  <span class="sr-only">Actions</span>
-                </th>
-              </tr>
-            </thead>
+            <TableHead columns={['Started', 'Kind', 'Target', 'Status', 'Progress / result', 'Ended', 'Started by']} actions />
             <tbody>
               {items.map((op) => (
                 <>

@@ -9,6 +9,7 @@ import { useForm } from '../lib/use-form.ts';
 import { useResource } from '../lib/use-resource.ts';
 import * as v from '../lib/validate.ts';
 import type { Live } from '../store.ts';
+import { TableHead } from '../components/TableHead.tsx';
 
 function CreatePool({ onCreated }: { onCreated: () => void }) {
   const form = useForm({ name: '', path: '' }, () => ({ name: v.name, path: v.absolutePath }));
@@ -272,18 +273,7 @@ export function StoragePage({ live }: { live: Live }) {
       <h2>Pools</h2>
       {pools.data !== undefined && (
         <table data-testid="pools">
-          <thead>
-            <tr>
-              <th scope="col">Name</th>
-              <th scope="col">Directory</th>
-              <th scope="col">Volumes</th>
-              <th scope="col">Used by volumes</th>
-              <th scope="col">Filesystem free</th>
-              <th scope="col">
-                <span class="sr-only">Actions</span>
-              </th>
-            </tr>
-          </thead>
+          <TableHead columns={['Name', 'Directory', 'Volumes', 'Used by volumes', 'Filesystem free']} actions />
           <tbody>
             {pools.data.map((p) => (
               <tr data-pool={p.name}>
@@ -316,19 +306,7 @@ export function StoragePage({ live }: { live: Live }) {
       <Listing items={volumes.data} empty="No volumes yet.">
         {(items) => (
           <table data-testid="volumes">
-            <thead>
-              <tr>
-                <th scope="col">Name</th>
-                <th scope="col">Pool</th>
-                <th scope="col">Format</th>
-                <th scope="col">Size</th>
-                <th scope="col">On disk</th>
-                <th scope="col">Attached to</th>
-                <th scope="col">
-                  <span class="sr-only">Actions</span>
-                </th>
-              </tr>
-            </thead>
+            <TableHead columns={['Name', 'Pool', 'Format', 'Size', 'On disk', 'Attached to']} actions />
             <tbody>
               {items.map((vol) => (
                 <VolumeRow volume={vol} instances={instances} onChanged={changed} onError={(m) => setError(m)} />
