@@ -150,7 +150,7 @@ export async function migrateOut(qmp: QmpConnection, offer: MigrationOffer, targ
           samples.length = 0;
         }
       }
-      await new Promise((r) => setTimeout(r, POLL_MS));
+      await nextMigrationEvent(qmp, POLL_MS);
     }
     if (resumed === undefined) resumed = await target.resume(q);
     for (const node of state.nbdNodes) await qmp.execute(QMP_COMMANDS.blockdevDel, { 'node-name': node }).catch(() => {});
@@ -179,6 +179,21 @@ export async function migrateOut(qmp: QmpConnection, offer: MigrationOffer, targ
   } finally {
     stopListener();
   }
+}
+
+/** Resolves at the next MIGRATION event (capability `events`) or after `ms`, whichever comes first. */
+function nextMigrationEvent(qmp: QmpConnection, ms: number): Promise<void> {
+  return new Promise((resolve) => {
+    const finish = () => {
+      clearTimeout(timer);
+      unsubscribe();
+      resolve();
+    };
+    const timer = setTimeout(finish, ms);
+    const unsubscribe = qmp.onEvent((e) => {
+      if (e.event === QMP_EVENTS.migration) finish();
+    });
+  });
 }
 
 /** A QMP event's own timestamp (QEMU's wall clock), ms. */
