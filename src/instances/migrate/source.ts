@@ -39,7 +39,7 @@ export interface MigrateOutOptions {
   maxBandwidth?: number;
   autoConverge?: boolean;
   postcopy?: PostcopyMode;
-  /** How long calc-dirty-rate samples, seconds (at least 1). */
+  /** How long calc-dirty-rate samples, seconds; 0 skips the measurement (the prediction then assumes an idle guest). */
   dirtyRateSeconds?: number;
   onProgress?: (progress: MigrationProgress) => void;
   signal?: AbortSignal;
@@ -79,7 +79,8 @@ export async function migrateOut(qmp: QmpConnection, offer: MigrationOffer, targ
   }
 
   report({ phase: 'measuring', ...idle });
-  const dirtyRateMiBps = await measureDirtyRate(qmp, Math.max(1, Math.round(options.dirtyRateSeconds ?? 1)), signal);
+  const dirtyRateSeconds = Math.round(options.dirtyRateSeconds ?? 1);
+  const dirtyRateMiBps = dirtyRateSeconds > 0 ? await measureDirtyRate(qmp, dirtyRateSeconds, signal) : 0;
   const memoryBytes = (await queryMemorySizeSummary(qmp, q))['base-memory'];
   const predictedMs = predictMigrationMs({ memoryBytes, dirtyBytesPerSecond: dirtyRateMiBps * MiB, bandwidthBytesPerSecond: maxBandwidth, downtimeLimitMs });
 
