@@ -32,6 +32,8 @@ export const DEFAULT_MAX_BANDWIDTH = 1024 * 1024 * 1024;
 const POLL_MS = 50;
 const MIRROR_READY_TIMEOUT_MS = 30 * 60_000;
 const MiB = 1024 * 1024;
+/** The NBD client nodes and mirror jobs a move adds on the source are named `migrate-DISK`. */
+const MIGRATE_NODE_PREFIX = 'migrate-';
 
 export interface MigrateOutOptions {
   downtimeLimitMs?: number;
@@ -235,7 +237,7 @@ async function mirrorDisks(
       if (disk.transfer.kind !== 'copy') continue;
       const exportName = nbd.exports[disk.id];
       if (exportName === undefined) throw new VirtnodeError('INTERNAL', `the target exports no NBD disk for ${disk.id}`);
-      const node = `migrate-${disk.id}`;
+      const node = `${MIGRATE_NODE_PREFIX}${disk.id}`;
       await qmp.execute(QMP_COMMANDS.blockdevAdd, { driver: 'nbd', 'node-name': node, server: { type: 'inet', host: nbd.host, port: String(nbd.port) }, export: exportName }, withSignal({}, signal));
       state.nbdNodes.push(node);
       state.mirrorJobs.push(node);
@@ -341,4 +343,30 @@ async function waitForJobsGone(qmp: QmpConnection, jobs: readonly string[]): Pro
     if (Date.now() > deadline) throw new VirtnodeError('TIMEOUT', 'the disk mirrors did not end within 30 s of their cancel');
     await new Promise((r) => setTimeout(r, 20));
   }
+}
+
+/**
+ * Puts a source back after the process that drove a move died mid-way (for the host's reconcile): cancels the
+ * migration and any disk mirror, removes the NBD client nodes, and resumes the guest if the move had stopped it.
+ * Only call it once the target is known not to have resumed the guest (a target aborts a move whose source went
+ * away before `resume`; the caller asks it, or the cluster's record of the move): otherwise two copies would run.
+ */
+export async function recoverSource(qmp: QmpConnection): Promise<{ cancelled: boolean; resumed: boolean }> {
+  const before = await queryMigrate(qmp);
+  const stoppedByMove = before.status === 'pre-switchover' || before.status === 'device' || before.status === 'completed';
+  const active = before.status !== undefined && !['none', 'completed', 'failed', 'cancelled'].includes(before.status);
+  if (active) await migrateCancel(qmp);
+  await waitForMigrationEnd(qmp);
+  const jobs = (await queryBlockJobs(qmp)).map((j) => j.device).filter((d) => d.startsWith(MIGRATE_NODE_PREFIX));
+  for (const job of jobs) await blockJobCancel(qmp, { device: job, force: true }).catch(ignoreMissingJob);
+  await waitForJobsGone(qmp, jobs);
+  const nodes = (await qmp.execute<Array<{ 'node-name': string }>>(QMP_COMMANDS.queryNamedBlockNodes, { flat: true }))
+    .map((n) => n['node-name'])
+    .filter((n) => n.startsWith(MIGRATE_NODE_PREFIX));
+  for (const node of nodes) await qmp.execute(QMP_COMMANDS.blockdevDel, { 'node-name': node });
+  await migrateSetCapabilities(qmp, { 'pause-before-switchover': false, 'postcopy-ram': false });
+  const { status } = await queryStatus(qmp);
+  const resume = status === 'postmigrate' || status === 'finish-migrate' || (status === 'paused' && stoppedByMove);
+  if (resume) await cont(qmp);
+  return { cancelled: active, resumed: resume };
 }
