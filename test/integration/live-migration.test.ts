@@ -157,6 +157,32 @@ describe('live migration between two hosts (network namespaces)', () => {
     console.log(`disk move: ${JSON.stringify(result)}`);
   }, 240_000);
 
+  it('switches to post-copy when pre-copy cannot converge (--postcopy auto), and the guest goes on at the target', async () => {
+    const { vm, shell } = await bootSource('postcopy');
+    // Rewrites 16 MiB of random bytes without pause: faster than the 32 MiB/s link below can follow.
+    await shell.run('dd if=/dev/urandom of=/run/seed bs=1M count=16 2>/dev/null; (while :; do cat /run/seed > /run/busy; done) &');
+    await shell.run(DIRTY_LOOP);
+    const sourceLog = runtimePaths(vm.dir).serialLog;
+    await waitForTicksAfter([sourceLog], 2, 30_000);
+    const target = targetFor('postcopy');
+    const offer = await buildOffer(vm.spec, { qemuVersion: (await queryVersion(vm.qmp)).qemu, transfers: {}, postcopy: true });
+    const phases = new Set<string>();
+    const result = await migrateOut(vm.qmp, offer, target, {
+      postcopy: 'auto',
+      autoConverge: false,
+      downtimeLimitMs: 5,
+      maxBandwidth: 32 * 1024 * 1024,
+      onProgress: (p) => phases.add(p.phase),
+    });
+    expect(result.postcopy).toBe(true);
+    expect([...phases]).toContain('postcopy');
+    const ticksAtMove = ticks(sourceLog).length;
+    const targetLog = join(hosts!.b.stateDir, 'instances', 'postcopy', 'console.log');
+    expectContiguous(await waitForTicksAfter([sourceLog, targetLog], ticksAtMove + 3, 60_000));
+    expect((await queryStatus(target.connection!)).status).toBe('running');
+    console.log(`post-copy move: ${JSON.stringify(result)}`);
+  }, 240_000);
+
   it('killing the destination QEMU mid-migration leaves the guest running on the source and nothing on the target', async () => {
     const { vm, shell } = await bootSource('survivor');
     await shell.run(DIRTY_LOOP);

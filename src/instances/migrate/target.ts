@@ -7,7 +7,7 @@
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { VirtnodeError } from '../../lib/errors.ts';
-import type { ProcessIdentity } from '../../lib/proc.ts';
+import { isAlive, type ProcessIdentity, selfIdentity } from '../../lib/proc.ts';
 import { Reverter } from '../../lib/reverter.ts';
 import { withSignal } from '../../lib/signal.ts';
 import { createImage } from '../../qemu/img.ts';
@@ -69,7 +69,8 @@ export class MigrationTarget implements TargetHost {
     try {
       mkdirSync(dir, { recursive: true, mode: 0o700 });
       this.undo.add(`remove ${dir}`, () => rmSync(dir, { recursive: true, force: true }));
-      writeFileSync(join(dir, INCOMING_MARKER), `${JSON.stringify({ id: offer.id, name: offer.vm.name, uuid: offer.vm.uuid })}\n`);
+      const owner = selfIdentity();
+      writeFileSync(join(dir, INCOMING_MARKER), `${JSON.stringify({ id: offer.id, name: offer.vm.name, uuid: offer.vm.uuid, owner })}\n`);
       const disks = await this.createDisks(offer, options.signal);
       const paths = runtimePaths(dir);
       const spec: QemuSpec = { ...offer.vm, disks, incoming: 'defer', paths };
@@ -77,7 +78,7 @@ export class MigrationTarget implements TargetHost {
       this.qmp = spawned.qmp;
       this.identity = spawned.identity;
       this.uuid = offer.vm.uuid;
-      writeFileSync(join(dir, INCOMING_MARKER), `${JSON.stringify({ id: offer.id, name: offer.vm.name, uuid: offer.vm.uuid, pid: spawned.identity.pid, start: spawned.identity.start })}\n`);
+      writeFileSync(join(dir, INCOMING_MARKER), `${JSON.stringify({ id: offer.id, name: offer.vm.name, uuid: offer.vm.uuid, owner, qemu: spawned.identity })}\n`);
       this.undo.add('stop the incoming QEMU', async () => {
         spawned.qmp.close();
         if (isOurQemu(spawned.identity, offer.vm.uuid)) await killQemu(spawned.identity);
@@ -123,11 +124,13 @@ export class MigrationTarget implements TargetHost {
       if (Date.now() > deadline) throw new VirtnodeError('TIMEOUT', `the migrated memory did not finish arriving within ${ARRIVAL_TIMEOUT_MS} ms`);
       await new Promise((r) => setTimeout(r, 5));
     }
+    // The marker goes first: a crash between the two leaves a paused QEMU to clean up by hand, never a running
+    // guest that a repair would kill while its source is already gone.
+    rmSync(join(this.options.dir, INCOMING_MARKER), { force: true });
     await cont(qmp, withSignal({}, options.signal));
     const resumedAt = Date.now();
     this.resumed = true;
     this.undo.success();
-    rmSync(join(this.options.dir, INCOMING_MARKER), { force: true });
     await this.stopNbd(qmp);
     return { pid: this.identity.pid, resumedAt };
   }
@@ -238,7 +241,8 @@ function checkQemuVersion(offer: MigrationOffer, own: { major: number; minor: nu
 
 /**
  * Removes the moves a crashed target never finished: directories under `instancesDir` that still hold the
- * marker (their QEMU, if still alive, is killed). Returns the directories removed. For the host's reconcile.
+ * marker and whose owner (the process that prepared them) is gone; their QEMU, if still alive, is killed.
+ * Returns the directories removed. For the host's reconcile.
  */
 export async function removeStaleIncoming(instancesDir: string): Promise<string[]> {
   const removed: string[] = [];
@@ -253,13 +257,11 @@ export async function removeStaleIncoming(instancesDir: string): Promise<string[
     const marker = join(dir, INCOMING_MARKER);
     if (!existsSync(marker)) continue;
     try {
-      const data = JSON.parse(readFileSync(marker, 'utf8')) as { uuid?: string; pid?: number; start?: string };
-      if (data.pid !== undefined && data.start !== undefined && data.uuid !== undefined) {
-        const identity = { pid: data.pid, start: data.start };
-        if (isOurQemu(identity, data.uuid)) await killQemu(identity);
-      }
+      const data = JSON.parse(readFileSync(marker, 'utf8')) as { uuid?: string; owner?: ProcessIdentity; qemu?: ProcessIdentity };
+      if (data.owner !== undefined && isAlive(data.owner)) continue; // a move still in progress
+      if (data.qemu !== undefined && data.uuid !== undefined && isOurQemu(data.qemu, data.uuid)) await killQemu(data.qemu);
     } catch {
-      /* an unreadable marker: its move never got as far as starting QEMU */
+      /* an unreadable marker: a write cut short before its QEMU started */
     }
     rmSync(dir, { recursive: true, force: true });
     removed.push(dir);
