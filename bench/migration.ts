@@ -6,7 +6,7 @@
  * downtime (source STOP event to the target running, both on this machine's clock), the migration time (`migrate`
  * to the target running) and the total time (virtnode: from the first step, its dirty-rate measurement included;
  * by hand: from spawning the target QEMU), and virtnode's prediction against its measured migration time.
- * Writes bench/results/migration.json. Usage (root, in a private network namespace):
+ * Writes bench/results/migration.json. Usage (root, in a private network namespace; BENCH_KINDS=idle for one kind):
  *   unshare --net -- bash -c 'ip link set lo up && node bench/migration.ts [rounds]'
  */
 import { spawn } from 'node:child_process';
@@ -164,10 +164,8 @@ async function byVirtnode(from: Placement, to: Host, dir: string): Promise<{ pla
   const result = await migrateOut(qmp, offer, target, {
     maxBandwidth: MAX_BANDWIDTH,
     downtimeLimitMs: DOWNTIME_LIMIT_MS,
-    ...(process.env['BENCH_SKIP_DIRTY'] ? { dirtyRateSeconds: 0 } : {}),
     onProgress: (p) => {
       if (p.phase === "preparing") preparingAt ??= p.elapsedMs;
-      if (process.env["BENCH_DEBUG"]) console.log(JSON.stringify(p));
     },
   });
   await quit(qmp);
@@ -193,6 +191,11 @@ try {
     shell.close();
     const virtnode: Array<Sample & { totalWithoutMeasureMs: number; predictedMs: number; qemuDowntimeMs: number | undefined; dirtyRateMiBps: number; bytesSent: number }> = [];
     const hand: Sample[] = [];
+    // A first move of a fresh guest is slower whoever makes it (QEMU first walks memory never touched): not counted.
+    const warmUp = await byHand(current, hosts.b, join(hosts.b.stateDir, 'instances', `${kind}-warm-up`));
+    rmSync(current.dir, { recursive: true, force: true });
+    current = warmUp.placement;
+    console.log(`${kind} warm-up by hand: ${JSON.stringify(warmUp.sample)}`);
     for (let i = 0; i < rounds * 2; i++) {
       // Alternate who goes first in each pair, so neither always moves the guest in the same direction.
       const useVirtnode = (i + Math.floor(i / 2)) % 2 === 0;
