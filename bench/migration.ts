@@ -189,7 +189,7 @@ try {
     const shell = await SerialShell.whenReady(vm.dir, 120_000);
     if (kind === 'busy') await shell.run(BUSY_LOOP);
     shell.close();
-    const virtnode: Array<Sample & { totalWithoutMeasureMs: number; predictedMs: number; qemuDowntimeMs: number | undefined; dirtyRateMiBps: number; bytesSent: number }> = [];
+    const virtnode: Array<Sample & { totalWithoutMeasureMs: number; predictedMs: number; refinedPredictedMs: number | undefined; qemuDowntimeMs: number | undefined; dirtyRateMiBps: number; bytesSent: number }> = [];
     const hand: Sample[] = [];
     // A first move of a fresh guest is slower whoever makes it (QEMU first walks memory never touched): not counted.
     const warmUp = await byHand(current, hosts.b, join(hosts.b.stateDir, 'instances', `${kind}-warm-up`));
@@ -204,7 +204,7 @@ try {
       const from = current;
       if (useVirtnode) {
         const r = await byVirtnode(from, to, dir);
-        virtnode.push({ ...r.sample, predictedMs: r.result.predictedMs, qemuDowntimeMs: r.result.qemuDowntimeMs, dirtyRateMiBps: r.result.dirtyRateMiBps, bytesSent: r.result.bytesSent });
+        virtnode.push({ ...r.sample, predictedMs: r.result.predictedMs, refinedPredictedMs: r.result.refinedPredictedMs, qemuDowntimeMs: r.result.qemuDowntimeMs, dirtyRateMiBps: r.result.dirtyRateMiBps, bytesSent: r.result.bytesSent });
         current = r.placement;
       } else {
         const r = await byHand(from, to, dir);
@@ -225,7 +225,7 @@ try {
         total: Math.round((v.totalMs / h.totalMs) * 100) / 100,
         totalWithoutDirtyRateMeasurement: Math.round((v.totalWithoutMeasureMs / h.totalMs) * 100) / 100,
       },
-      prediction: virtnode.map((s) => ({ predictedMs: s.predictedMs, measuredMigrationMs: s.migrationMs, dirtyRateMiBps: s.dirtyRateMiBps })),
+      prediction: virtnode.map((s) => ({ predictedMs: s.predictedMs, refinedPredictedMs: s.refinedPredictedMs, measuredMigrationMs: s.migrationMs, dirtyRateMiBps: s.dirtyRateMiBps })),
     };
     await killPlacement(current);
     current = undefined;

@@ -98,8 +98,13 @@ export interface MigrationProgress {
 export interface MigrationResult {
   /** The dirty rate measured before the move (calc-dirty-rate), MiB/s. */
   dirtyRateMiBps: number;
-  /** The move's expected duration from the dirty rate, the memory size and the bandwidth. */
+  /** The move's expected duration from the dirty rate, the memory size and the bandwidth (the cap), ms. */
   predictedMs: number;
+  /**
+   * The same from the rate the migration really went through memory in its first second (the whole expected
+   * duration from the start of `migrate`, ms); absent when the migration was over sooner.
+   */
+  refinedPredictedMs?: number;
   /** From the start of the memory migration to the guest running on the target. */
   migrationMs: number;
   /** From the first step (dirty rate) to the guest running on the target. */

@@ -30,6 +30,8 @@ import type { MigrationOffer, MigrationProgress, MigrationResult, PostcopyMode, 
 export const DEFAULT_DOWNTIME_LIMIT_MS = 300;
 export const DEFAULT_MAX_BANDWIDTH = 1024 * 1024 * 1024;
 const POLL_MS = 50;
+/** When the prediction is made again from the migration's own progress. */
+const REFINE_AFTER_MS = 1_000;
 const MIRROR_READY_TIMEOUT_MS = 30 * 60_000;
 const MiB = 1024 * 1024;
 /** The NBD client nodes and mirror jobs a move adds on the source are named `migrate-DISK`. */
@@ -119,6 +121,7 @@ export async function migrateOut(qmp: QmpConnection, offer: MigrationOffer, targ
     state.migrationStarted = true;
     await migrate(qmp, ready.migrationUri, q);
     const samples: ConvergenceSample[] = [];
+    let refinedPredictedMs: number | undefined;
     let info: MigrationInfo;
     for (;;) {
       if (signal?.aborted) throw new VirtnodeError('TIMEOUT', 'the move was cancelled', { cause: signal.reason });
@@ -146,7 +149,18 @@ export async function migrateOut(qmp: QmpConnection, offer: MigrationOffer, targ
         resumed = await target.resume(q);
       } else if (info.status === 'postcopy-paused' && target.recover !== undefined) {
         await migrateResume(qmp, await target.recover(q), q);
-      } else if (info.status === 'active' && offer.postcopy && ram !== undefined) {
+      }
+      const elapsedMs = Date.now() - migrationStartedAt;
+      if (refinedPredictedMs === undefined && info.status === 'active' && ram !== undefined && elapsedMs >= REFINE_AFTER_MS && ram.total > ram.remaining) {
+        // The rate QEMU really gets through memory (zero pages included: under load the scan, not the link, limits).
+        refinedPredictedMs = predictMigrationMs({
+          memoryBytes: ram.total,
+          dirtyBytesPerSecond: dirtyRateMiBps * MiB,
+          bandwidthBytesPerSecond: ((ram.total - ram.remaining) * 1000) / elapsedMs,
+          downtimeLimitMs,
+        });
+      }
+      if (info.status === 'active' && offer.postcopy && ram !== undefined) {
         samples.push({ syncCount: ram['dirty-sync-count'], remainingBytes: ram.remaining });
         if (preCopyStalled(samples)) {
           await migrateStartPostcopy(qmp, q);
@@ -161,6 +175,7 @@ export async function migrateOut(qmp: QmpConnection, offer: MigrationOffer, targ
     return {
       dirtyRateMiBps,
       predictedMs: predictedMs ?? Number.POSITIVE_INFINITY,
+      ...(refinedPredictedMs === undefined ? {} : { refinedPredictedMs }),
       migrationMs: resumed.resumedAt - migrationStartedAt,
       totalMs: resumed.resumedAt - startedAt,
       qemuDowntimeMs: info.downtime,

@@ -48,6 +48,8 @@ export class MigrationTarget implements TargetHost {
   private uuid: string | undefined;
   private exports: string[] = [];
   private resumed = false;
+  private readonly placed: Record<string, string> = {};
+  private readonly bases: Record<string, string> = {};
 
   constructor(options: MigrationTargetOptions) {
     this.options = options;
@@ -60,6 +62,16 @@ export class MigrationTarget implements TargetHost {
 
   get process(): ProcessIdentity | undefined {
     return this.identity;
+  }
+
+  /** The path of each disk this host created for the VM, by disk id (the record on this host names these). */
+  get placedDisks(): Readonly<Record<string, string>> {
+    return this.placed;
+  }
+
+  /** Where each base image is on this host, by sha256. */
+  get fetchedBases(): Readonly<Record<string, string>> {
+    return this.bases;
   }
 
   async prepare(offer: MigrationOffer, options: { signal?: AbortSignal } = {}): Promise<TargetReady> {
@@ -176,12 +188,14 @@ export class MigrationTarget implements TargetHost {
       if (base !== undefined) {
         if (disk.format !== 'qcow2') throw new VirtnodeError('INVALID', `disk ${disk.id}: only a qcow2 disk can be an overlay of a base image`, { field: 'disks' });
         const fetched = await this.options.fetchBase(base, withSignal({}, signal));
+        this.bases[base.sha256] = fetched.path;
         if (fetched.fetchedNow) this.undo.add(`remove the fetched base ${fetched.path}`, () => rmSync(fetched.path, { force: true }));
         await createImage(path, withSignal({ format: 'qcow2' as const, sizeBytes: disk.virtualSize, backing: { path: fetched.path, format: base.format } }, signal));
       } else {
         await createImage(path, withSignal({ format: disk.format, sizeBytes: disk.virtualSize }, signal));
       }
       disks.push({ ...common, path });
+      this.placed[disk.id] = path;
     }
     return disks;
   }
