@@ -122,6 +122,7 @@ export async function migrateOut(qmp: QmpConnection, offer: MigrationOffer, targ
     await migrate(qmp, ready.migrationUri, q);
     const samples: ConvergenceSample[] = [];
     let refinedPredictedMs: number | undefined;
+    let switchedOver = false;
     let info: MigrationInfo;
     for (;;) {
       if (signal?.aborted) throw new VirtnodeError('TIMEOUT', 'the move was cancelled', { cause: signal.reason });
@@ -141,7 +142,9 @@ export async function migrateOut(qmp: QmpConnection, offer: MigrationOffer, targ
       if (info.status === 'failed' || info.status === 'cancelled') {
         throw new VirtnodeError('COMMAND_FAILED', `the migration ${info.status}${info['error-desc'] === undefined ? '' : `: ${info['error-desc']}`}`);
       }
-      if (info.status === 'pre-switchover') {
+      if (info.status === 'pre-switchover' && !switchedOver) {
+        // Once only: a query right after migrate-continue may still see the pause.
+        switchedOver = true;
         await finishMirrors(qmp, state, signal);
         await migrateContinue(qmp, q);
       } else if (info.status === 'postcopy-active' && resumed === undefined) {
@@ -282,6 +285,7 @@ async function mirrorDisks(
  * so the source keeps its own disk (a fallback if the switch-over still fails) and the target's copy is complete.
  */
 async function finishMirrors(qmp: QmpConnection, state: SourceState, signal: AbortSignal | undefined): Promise<void> {
+  if (state.mirrorJobs.length === 0) return;
   const pending = new Set(state.mirrorJobs);
   const done = new Promise<void>((resolve, reject) => {
     const unsubscribe = qmp.onEvent((e) => {
