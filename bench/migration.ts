@@ -1,6 +1,6 @@
 /**
  * Benchmark: a live move of the tiny guest (1 GiB of memory) between two "hosts" (network namespaces joined by a
- * veth), idle and busy (a loop rewriting 64 MiB of tmpfs with random bytes without pause), by virtnode's migration engine and by
+ * veth), idle and busy (a loop rewriting 64 MiB of tmpfs with changing random bytes without pause), by virtnode's migration engine and by
  * hand (a second QEMU with the same command line and `-incoming tcp:`, raw QMP strings on both monitors), in one
  * run, interleaved: the guest goes back and forth, alternating who moves it. Reports medians and ratios of the
  * downtime (source STOP event to the target running, both on this machine's clock), the migration time (`migrate`
@@ -33,8 +33,13 @@ const rounds = Number(process.argv[2] ?? 3);
 const MEMORY_MIB = 1024;
 const MAX_BANDWIDTH = 1024 * 1024 * 1024;
 const DOWNTIME_LIMIT_MS = 300;
-/** 64 MiB of random bytes copied over and over: the guest rewrites that much memory, none of it zero pages. */
-const BUSY_LOOP = 'dd if=/dev/urandom of=/run/seed bs=1M count=64 2>/dev/null; (while :; do cat /run/seed > /run/busy; done) &';
+/**
+ * 64 MiB rewritten without pause, alternately from two different random sources: the pages change content (what
+ * calc-dirty-rate's sampling sees), none of them zero pages.
+ */
+const BUSY_LOOP =
+  'dd if=/dev/urandom of=/run/s1 bs=1M count=32 2>/dev/null; dd if=/dev/urandom of=/run/s2 bs=1M count=32 2>/dev/null; ' +
+  '(while :; do cat /run/s1 /run/s2 > /run/busy; cat /run/s2 /run/s1 > /run/busy; done) &';
 const median = (xs: number[]) => {
   const s = [...xs].sort((a, b) => a - b);
   const m = Math.floor(s.length / 2);
