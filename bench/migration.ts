@@ -1,11 +1,12 @@
 /**
  * Benchmark: a live move of the tiny guest (1 GiB of memory) between two "hosts" (network namespaces joined by a
- * veth), idle and busy (a loop rewriting 64 MiB of tmpfs with changing random bytes without pause), by virtnode's migration engine and by
- * hand (a second QEMU with the same command line and `-incoming tcp:`, raw QMP strings on both monitors), in one
- * run, interleaved: the guest goes back and forth, alternating who moves it. Reports medians and ratios of the
- * downtime (source STOP event to the target running, both on this machine's clock), the migration time (`migrate`
- * to the target running) and the total time (virtnode: from the first step, its dirty-rate measurement included;
- * by hand: from spawning the target QEMU), and virtnode's prediction against its measured migration time.
+ * veth), idle and busy (a loop rewriting 64 MiB of tmpfs with changing random bytes without pause), by virtnode's
+ * migration engine and by hand (a second QEMU with the same command line and `-incoming tcp:`, raw QMP strings on
+ * both monitors), in one run, interleaved: the guest goes back and forth, alternating who moves it. Reports
+ * medians and ratios of the downtime (source STOP event to the target running, both on this machine's clock), the
+ * migration time (`migrate` to the target running) and the total time (virtnode: from the first step, its
+ * dirty-rate measurement included; by hand: from spawning the target QEMU), and virtnode's predictions (from the
+ * bandwidth cap, and refined from the migration's first second) against its measured migration time.
  * Writes bench/results/migration.json. Usage (root, in a private network namespace; BENCH_KINDS=idle for one kind):
  *   unshare --net -- bash -c 'ip link set lo up && node bench/migration.ts [rounds]'
  */
