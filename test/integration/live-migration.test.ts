@@ -1,5 +1,5 @@
 import { execFileSync } from 'node:child_process';
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { copyingBaseFetcher } from '../../src/instances/migrate/base-fetch.ts';
@@ -113,14 +113,14 @@ describe('live migration between two hosts (network namespaces)', () => {
   it('moves a local qcow2 disk on a linked-clone base: the base is fetched, the overlay mirrored, the disks equal', async () => {
     hosts = createTwoHosts();
     const imagesA = join(hosts.a.stateDir, 'images');
-    execFileSync('mkdir', ['-p', imagesA, join(hosts.a.stateDir, 'instances', 'clone')]);
+    mkdirSync(join(hosts.a.stateDir, 'instances', 'clone'), { recursive: true });
+    mkdirSync(imagesA, { recursive: true });
     const base = join(imagesA, 'base.qcow2');
     execFileSync('qemu-img', ['create', '-q', '-f', 'qcow2', base, '64M']);
     execFileSync('qemu-io', ['-f', 'qcow2', '-c', 'write -P 0x5a 0 4M', base], { stdio: 'ignore' });
     const sha256 = execFileSync('sha256sum', [base], { encoding: 'utf8' }).split(' ')[0]!;
     const overlay = join(hosts.a.stateDir, 'instances', 'clone', 'disk0.qcow2');
     execFileSync('qemu-img', ['create', '-q', '-f', 'qcow2', '-b', base, '-F', 'qcow2', overlay]);
-    const savedHosts = hosts;
     const vm = await startSourceVm(hosts.a, { name: 'clone', disks: [{ id: 'disk0', path: overlay, format: 'qcow2', readonly: false }] });
     cleanups.push(() => vm.kill());
     const shell = await SerialShell.whenReady(vm.dir, BOOT_TIMEOUT_MS);
@@ -140,9 +140,9 @@ describe('live migration between two hosts (network namespaces)', () => {
     const result = await migrateOut(vm.qmp, offer, target, { maxBandwidth: 256 * 1024 * 1024 });
     expect(result.diskBytes).toBeGreaterThan(0);
 
-    const targetDir = join(savedHosts.b.stateDir, 'instances', 'clone');
+    const targetDir = join(hosts.b.stateDir, 'instances', 'clone');
     const targetDisk = join(targetDir, 'disk0.qcow2');
-    const fetchedBase = join(savedHosts.b.stateDir, 'images', `${sha256}.qcow2`);
+    const fetchedBase = join(hosts.b.stateDir, 'images', `${sha256}.qcow2`);
     expect(existsSync(fetchedBase)).toBe(true);
     const info = JSON.parse(execFileSync('qemu-img', ['info', '-U', '--output=json', targetDisk], { encoding: 'utf8' })) as { 'backing-filename'?: string };
     expect(info['backing-filename']).toBe(fetchedBase);
@@ -217,7 +217,7 @@ describe('live migration between two hosts (network namespaces)', () => {
   it('a cancel during the disk mirror puts everything back', async () => {
     hosts = createTwoHosts();
     const dirA = join(hosts.a.stateDir, 'instances', 'cancelled');
-    execFileSync('mkdir', ['-p', dirA]);
+    mkdirSync(dirA, { recursive: true });
     const disk = join(dirA, 'disk0.qcow2');
     execFileSync('qemu-img', ['create', '-q', '-f', 'qcow2', disk, '256M']);
     execFileSync('qemu-io', ['-f', 'qcow2', '-c', 'write 0 200M', disk], { stdio: 'ignore' });
