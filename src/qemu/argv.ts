@@ -100,6 +100,7 @@ export function buildArgv(spec: QemuSpec): string[] {
     if (spec.kernel.initrd !== undefined) argv.push('-initrd', spec.kernel.initrd);
     if (spec.kernel.cmdline !== undefined) argv.push('-append', spec.kernel.cmdline);
   }
+  if (spec.incoming !== undefined) argv.push('-incoming', spec.incoming);
   return argv;
 }
 

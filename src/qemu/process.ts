@@ -21,12 +21,17 @@ export interface SpawnedQemu {
  * its QMP monitor has negotiated capabilities. QEMU is still paused (-S): the caller sends `cont`.
  * If QEMU exits before QMP is ready, the error carries QEMU's own message from its log.
  */
-export async function spawnQemu(spec: QemuSpec, options: { logPath: string; binary?: string; signal?: AbortSignal }): Promise<SpawnedQemu> {
+export async function spawnQemu(
+  spec: QemuSpec,
+  options: { logPath: string; binary?: string; signal?: AbortSignal; launcher?: readonly string[] },
+): Promise<SpawnedQemu> {
   const binary = options.binary ?? QEMU_BINARY;
   const log = openSync(options.logPath, 'a', 0o600);
+  // A launcher execs QEMU in place (`ip netns exec NS`), so the child's pid is QEMU's own.
+  const [program, ...prefix] = [...(options.launcher ?? []), binary];
   let child;
   try {
-    child = spawn(binary, buildArgv(spec), { detached: true, stdio: ['ignore', log, log] });
+    child = spawn(program!, [...prefix, ...buildArgv(spec)], { detached: true, stdio: ['ignore', log, log] });
   } finally {
     closeSync(log);
   }

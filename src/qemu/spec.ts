@@ -62,5 +62,7 @@ export interface QemuSpec {
   tuning?: Tuning;
   /** Where hugetlbfs is mounted, when `tuning.hugepages` backs the guest's memory with huge pages. */
   hugepagePath?: string;
+  /** The destination of a live migration: QEMU waits for `migrate-incoming` instead of booting. */
+  incoming?: 'defer';
   paths: RuntimePaths;
 }

@@ -45,6 +45,24 @@ export const QMP_COMMANDS = {
   balloon: 'balloon',
   queryMemorySizeSummary: 'query-memory-size-summary',
   queryRxFilter: 'query-rx-filter',
+  migrate: 'migrate',
+  migrateIncoming: 'migrate-incoming',
+  migrateCancel: 'migrate_cancel',
+  migrateContinue: 'migrate-continue',
+  migrateRecover: 'migrate-recover',
+  migratePause: 'migrate-pause',
+  migrateStartPostcopy: 'migrate-start-postcopy',
+  migrateSetCapabilities: 'migrate-set-capabilities',
+  migrateSetParameters: 'migrate-set-parameters',
+  queryMigrate: 'query-migrate',
+  calcDirtyRate: 'calc-dirty-rate',
+  queryDirtyRate: 'query-dirty-rate',
+  nbdServerStart: 'nbd-server-start',
+  nbdServerStop: 'nbd-server-stop',
+  blockExportAdd: 'block-export-add',
+  blockExportDel: 'block-export-del',
+  blockdevMirror: 'blockdev-mirror',
+  blockJobCancel: 'block-job-cancel',
 } as const;
 
 /** QMP event names, verbatim. */
@@ -60,6 +78,10 @@ export const QMP_EVENTS = {
   deviceDeleted: 'DEVICE_DELETED',
   jobStatusChange: 'JOB_STATUS_CHANGE',
   blockJobCompleted: 'BLOCK_JOB_COMPLETED',
+  blockJobReady: 'BLOCK_JOB_READY',
+  blockJobError: 'BLOCK_JOB_ERROR',
+  blockJobCancelled: 'BLOCK_JOB_CANCELLED',
+  migration: 'MIGRATION',
 } as const;
 
 /** qemu-guest-agent command names, verbatim (the agent speaks the same framing, without a greeting). */

@@ -1,0 +1,249 @@
+/**
+ * Benchmark: a live move of the tiny guest (1 GiB of memory) between two "hosts" (network namespaces joined by a
+ * veth), idle and busy (a loop rewriting 64 MiB of tmpfs with changing random bytes without pause), by virtnode's
+ * migration engine and by hand (a second QEMU with the same command line and `-incoming tcp:`, raw QMP strings on
+ * both monitors), in one run, interleaved: the guest goes back and forth, alternating who moves it. Reports
+ * medians and ratios of the downtime (source STOP event to the target running, both on this machine's clock), the
+ * migration time (`migrate` to the target running) and the total time (virtnode: from the first step, its
+ * dirty-rate measurement included; by hand: from spawning the target QEMU), and virtnode's predictions (from the
+ * bandwidth cap, and refined from the migration's first second) against its measured migration time.
+ * Writes bench/results/migration.json. Usage (root, in a private network namespace; BENCH_KINDS=idle for one kind):
+ *   unshare --net -- bash -c 'ip link set lo up && node bench/migration.ts [rounds]'
+ */
+import { spawn } from 'node:child_process';
+import { mkdirSync, rmSync } from 'node:fs';
+import { connect, type Socket } from 'node:net';
+import { join } from 'node:path';
+import { copyingBaseFetcher } from '../src/instances/migrate/base-fetch.ts';
+import { buildOffer } from '../src/instances/migrate/offer.ts';
+import type { MigrationResult } from '../src/instances/migrate/protocol.ts';
+import { migrateOut } from '../src/instances/migrate/source.ts';
+import { MigrationTarget } from '../src/instances/migrate/target.ts';
+import { runtimePaths } from '../src/instances/runtime.ts';
+import { buildArgv } from '../src/qemu/argv.ts';
+import { killQemu } from '../src/qemu/process.ts';
+import type { QemuSpec } from '../src/qemu/spec.ts';
+import { queryVersion, quit } from '../src/qmp/commands.ts';
+import { QmpConnection } from '../src/qmp/connection.ts';
+import { processStartTime } from '../src/lib/proc.ts';
+import { SerialShell } from '../test/helpers/serial-shell.ts';
+import { createTwoHosts, type Host, startSourceVm } from '../test/helpers/two-hosts.ts';
+import { writeResult } from './results.ts';
+
+const rounds = Number(process.argv[2] ?? 3);
+const MEMORY_MIB = 1024;
+const MAX_BANDWIDTH = 1024 * 1024 * 1024;
+const DOWNTIME_LIMIT_MS = 300;
+/**
+ * 64 MiB rewritten without pause, alternately from two different random sources: the pages change content (what
+ * calc-dirty-rate's sampling sees), none of them zero pages.
+ */
+const BUSY_LOOP =
+  'dd if=/dev/urandom of=/run/s1 bs=1M count=32 2>/dev/null; dd if=/dev/urandom of=/run/s2 bs=1M count=32 2>/dev/null; ' +
+  '(while :; do cat /run/s1 /run/s2 > /run/busy; cat /run/s2 /run/s1 > /run/busy; done) &';
+const median = (xs: number[]) => {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = Math.floor(s.length / 2);
+  return s.length === 0 ? Number.NaN : s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+};
+
+/** A QMP monitor spoken to with raw strings: the floor pays nothing for virtnode's client. */
+class RawQmp {
+  private buffer = '';
+  private waiters: Array<(line: Record<string, unknown>) => boolean> = [];
+  private readonly socket: Socket;
+  private constructor(socket: Socket) {
+    this.socket = socket;
+    socket.on('data', (d) => {
+      this.buffer += d.toString();
+      const lines = this.buffer.split('\n');
+      this.buffer = lines.pop()!;
+      for (const line of lines) {
+        if (line.trim() === '') continue;
+        const message = JSON.parse(line) as Record<string, unknown>;
+        this.waiters = this.waiters.filter((w) => !w(message));
+      }
+    });
+  }
+
+  static async connect(path: string): Promise<RawQmp> {
+    for (let i = 0; ; i++) {
+      try {
+        const socket = await new Promise<Socket>((resolve, reject) => {
+          const s = connect(path);
+          s.once('connect', () => resolve(s));
+          s.once('error', reject);
+        });
+        const qmp = new RawQmp(socket);
+        await qmp.next((m) => 'QMP' in m);
+        await qmp.cmd('qmp_capabilities');
+        return qmp;
+      } catch (e) {
+        if (i > 2000) throw e;
+        await new Promise((r) => setTimeout(r, 5));
+      }
+    }
+  }
+
+  next(match: (m: Record<string, unknown>) => boolean): Promise<Record<string, unknown>> {
+    return new Promise((resolve) => {
+      this.waiters.push((m) => {
+        if (!match(m)) return false;
+        resolve(m);
+        return true;
+      });
+    });
+  }
+
+  async cmd(execute: string, args?: Record<string, unknown>): Promise<unknown> {
+    const reply = this.next((m) => 'return' in m || 'error' in m);
+    this.socket.write(`${JSON.stringify(args === undefined ? { execute } : { execute, arguments: args })}\n`);
+    const m = await reply;
+    if ('error' in m) throw new Error(`${execute}: ${JSON.stringify(m['error'])}`);
+    return m['return'];
+  }
+
+  close(): void {
+    this.socket.destroy();
+  }
+}
+
+interface Placement {
+  host: Host;
+  dir: string;
+  spec: QemuSpec;
+  pid: number;
+}
+
+interface Sample {
+  downtimeMs: number;
+  migrationMs: number;
+  totalMs: number;
+}
+
+async function byHand(from: Placement, to: Host, dir: string): Promise<{ placement: Placement; sample: Sample }> {
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  const spec: QemuSpec = { ...from.spec, paths: runtimePaths(dir) };
+  const uri = `tcp:${to.address}:${40000 + Math.floor(Math.random() * 9000)}`;
+  const t0 = performance.now() + performance.timeOrigin;
+  const child = spawn(to.launcher[0]!, [...to.launcher.slice(1), 'qemu-system-x86_64', ...buildArgv(spec), '-incoming', uri], { detached: true, stdio: 'ignore' });
+  child.unref();
+  const dest = await RawQmp.connect(spec.paths.qmp);
+  const src = await RawQmp.connect(from.spec.paths.qmp);
+  await src.cmd('migrate-set-capabilities', {
+    capabilities: [
+      { capability: 'events', state: true },
+      { capability: 'auto-converge', state: true },
+      { capability: 'pause-before-switchover', state: false },
+      { capability: 'postcopy-ram', state: false },
+    ],
+  });
+  await src.cmd('migrate-set-parameters', { 'downtime-limit': DOWNTIME_LIMIT_MS, 'max-bandwidth': MAX_BANDWIDTH });
+  const stopped = src.next((m) => m['event'] === 'STOP');
+  const ended = src.next((m) => m['event'] === 'MIGRATION' && ['completed', 'failed', 'cancelled'].includes(String((m['data'] as { status?: string })?.status)));
+  const tMigrate = Date.now();
+  await src.cmd('migrate', { uri });
+  const end = await ended;
+  if ((end['data'] as { status: string }).status !== 'completed') throw new Error(`by-hand migration ${JSON.stringify(end)}`);
+  for (;;) {
+    const status = (await dest.cmd('query-status')) as { status: string };
+    if (status.status !== 'inmigrate') break;
+    await new Promise((r) => setTimeout(r, 5));
+  }
+  await dest.cmd('cont');
+  const tRunning = Date.now();
+  const stop = (await stopped)['timestamp'] as { seconds: number; microseconds: number };
+  await src.cmd('quit').catch(() => {});
+  src.close();
+  dest.close();
+  return {
+    placement: { host: to, dir, spec, pid: child.pid! },
+    sample: { downtimeMs: tRunning - (stop.seconds * 1000 + stop.microseconds / 1000), migrationMs: tRunning - tMigrate, totalMs: tRunning - t0 },
+  };
+}
+
+async function byVirtnode(from: Placement, to: Host, dir: string): Promise<{ placement: Placement; sample: Sample & { totalWithoutMeasureMs: number }; result: MigrationResult }> {
+  const qmp = await QmpConnection.connect(from.spec.paths.qmp);
+  const target = new MigrationTarget({ dir, listenHost: to.address, launcher: to.launcher, fetchBase: copyingBaseFetcher(join(to.stateDir, 'images')) });
+  const offer = await buildOffer(from.spec, { qemuVersion: (await queryVersion(qmp)).qemu, transfers: {}, postcopy: false });
+  let preparingAt: number | undefined;
+  const result = await migrateOut(qmp, offer, target, {
+    maxBandwidth: MAX_BANDWIDTH,
+    downtimeLimitMs: DOWNTIME_LIMIT_MS,
+    onProgress: (p) => {
+      if (p.phase === "preparing") preparingAt ??= p.elapsedMs;
+    },
+  });
+  await quit(qmp);
+  qmp.close();
+  target.connection?.close();
+  return {
+    placement: { host: to, dir, spec: { ...from.spec, paths: runtimePaths(dir) }, pid: result.targetPid },
+    sample: { downtimeMs: result.downtimeMs ?? Number.NaN, migrationMs: result.migrationMs, totalMs: result.totalMs, totalWithoutMeasureMs: result.totalMs - (preparingAt ?? 0) },
+    result,
+  };
+}
+
+const hosts = createTwoHosts();
+const report: Record<string, unknown> = { rounds, memoryMiB: MEMORY_MIB, maxBandwidth: MAX_BANDWIDTH, downtimeLimitMs: DOWNTIME_LIMIT_MS };
+let current: Placement | undefined;
+try {
+  for (const kind of (process.env['BENCH_KINDS']?.split(',') ?? ['idle', 'busy']) as Array<'idle' | 'busy'>) {
+    const vm = await startSourceVm(hosts.a, { name: kind, memoryMiB: MEMORY_MIB });
+    vm.qmp.close();
+    current = { host: hosts.a, dir: vm.dir, spec: vm.spec, pid: vm.identity.pid };
+    const shell = await SerialShell.whenReady(vm.dir, 120_000);
+    if (kind === 'busy') await shell.run(BUSY_LOOP);
+    shell.close();
+    const virtnode: Array<Sample & { totalWithoutMeasureMs: number; predictedMs: number; refinedPredictedMs: number | undefined; qemuDowntimeMs: number | undefined; dirtyRateMiBps: number; bytesSent: number }> = [];
+    const hand: Sample[] = [];
+    // A first move of a fresh guest is slower whoever makes it (QEMU first walks memory never touched): not counted.
+    const warmUp = await byHand(current, hosts.b, join(hosts.b.stateDir, 'instances', `${kind}-warm-up`));
+    rmSync(current.dir, { recursive: true, force: true });
+    current = warmUp.placement;
+    console.log(`${kind} warm-up by hand: ${JSON.stringify(warmUp.sample)}`);
+    for (let i = 0; i < rounds * 2; i++) {
+      // Alternate who goes first in each pair, so neither always moves the guest in the same direction.
+      const useVirtnode = (i + Math.floor(i / 2)) % 2 === 0;
+      const to = current.host === hosts.a ? hosts.b : hosts.a;
+      const dir = join(to.stateDir, 'instances', `${kind}-${i}`);
+      const from = current;
+      if (useVirtnode) {
+        const r = await byVirtnode(from, to, dir);
+        virtnode.push({ ...r.sample, predictedMs: r.result.predictedMs, refinedPredictedMs: r.result.refinedPredictedMs, qemuDowntimeMs: r.result.qemuDowntimeMs, dirtyRateMiBps: r.result.dirtyRateMiBps, bytesSent: r.result.bytesSent });
+        current = r.placement;
+      } else {
+        const r = await byHand(from, to, dir);
+        hand.push(r.sample);
+        current = r.placement;
+      }
+      rmSync(from.dir, { recursive: true, force: true });
+      console.log(`${kind} #${i} ${useVirtnode ? 'virtnode' : 'by hand'}: ${JSON.stringify(useVirtnode ? virtnode.at(-1) : hand.at(-1))}`);
+    }
+    const v = { downtimeMs: median(virtnode.map((s) => s.downtimeMs)), migrationMs: median(virtnode.map((s) => s.migrationMs)), totalMs: median(virtnode.map((s) => s.totalMs)), totalWithoutMeasureMs: median(virtnode.map((s) => s.totalWithoutMeasureMs)) };
+    const h = { downtimeMs: median(hand.map((s) => s.downtimeMs)), migrationMs: median(hand.map((s) => s.migrationMs)), totalMs: median(hand.map((s) => s.totalMs)) };
+    report[kind] = {
+      virtnode: { ...v, qemuDowntimeMs: median(virtnode.map((s) => s.qemuDowntimeMs ?? Number.NaN)), samples: virtnode },
+      byHand: { ...h, samples: hand },
+      ratio: {
+        downtime: Math.round((v.downtimeMs / h.downtimeMs) * 100) / 100,
+        migration: Math.round((v.migrationMs / h.migrationMs) * 100) / 100,
+        total: Math.round((v.totalMs / h.totalMs) * 100) / 100,
+        totalWithoutDirtyRateMeasurement: Math.round((v.totalWithoutMeasureMs / h.totalMs) * 100) / 100,
+      },
+      prediction: virtnode.map((s) => ({ predictedMs: s.predictedMs, refinedPredictedMs: s.refinedPredictedMs, measuredMigrationMs: s.migrationMs, dirtyRateMiBps: s.dirtyRateMiBps })),
+    };
+    await killPlacement(current);
+    current = undefined;
+  }
+  writeResult('migration', report);
+  console.log(JSON.stringify(report, null, 2));
+} finally {
+  if (current !== undefined) await killPlacement(current);
+  hosts.remove();
+}
+
+async function killPlacement(p: Placement): Promise<void> {
+  const start = processStartTime(p.pid);
+  if (start !== undefined) await killQemu({ pid: p.pid, start }).catch(() => {});
+}

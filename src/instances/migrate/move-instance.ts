@@ -1,0 +1,147 @@
+/**
+ * Live moves at the level of instance records, for the cluster: the source host offers a running VM as its
+ * record describes it and, once the guest runs on the target, quits its QEMU and forgets it; the target host
+ * records the instance with the paths it gave its disks. What travels between the hosts is the protocol's
+ * steps plus the instance record (JSON), whatever the transport.
+ */
+import { existsSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { CoreContext, LockOptions } from '../../core/context.ts';
+import { VirtnodeError } from '../../lib/errors.ts';
+import { withSignal } from '../../lib/signal.ts';
+import { imageInfo } from '../../qemu/img.ts';
+import { queryKvm, queryVersion, quit } from '../../qmp/commands.ts';
+import { QmpConnection } from '../../qmp/connection.ts';
+import { type Instance, USER_NETWORK } from '../model.ts';
+import { toQemuSpec } from '../qemu-spec.ts';
+import { removeRuntimeFiles, runtimePaths } from '../runtime.ts';
+import { buildOffer } from './offer.ts';
+import type { DiskTransfer, MigrationResult, TargetHost } from './protocol.ts';
+import { migrateOut, type MigrateOutOptions, recoverSource } from './source.ts';
+import type { MigrationTarget } from './target.ts';
+
+/** Marks a source instance directory while a move is under way (a crash leaves it for `recoverOutgoing`). */
+export const OUTGOING_MARKER = 'outgoing.json';
+const QMP_CONNECT_TIMEOUT_MS = 5_000;
+
+/** The target host as the source sees it: the protocol's steps, then the record to keep. */
+export interface InstanceMoveTarget extends TargetHost {
+  /** After `resume`: the target records the instance (its own paths; running, with its QEMU's pid). */
+  adopt(instance: Instance, options?: { signal?: AbortSignal }): Promise<void>;
+}
+
+export interface MoveInstanceOptions extends MigrateOutOptions, LockOptions {
+  /** How each disk travels, by disk id, when not the default (owned disks are copied, nothing else is). */
+  transfers?: Record<string, DiskTransfer>;
+}
+
+/**
+ * Moves the running VM `name` to `target`. Under the instance's lock: refuses what cannot move yet, offers it,
+ * runs the move, has the target adopt the record, then quits the source QEMU and removes the source's record
+ * and directory. A failure before the target resumed leaves the instance as it was here.
+ */
+export async function moveInstanceOut(core: CoreContext, name: string, target: InstanceMoveTarget, options: MoveInstanceOptions = {}): Promise<MigrationResult> {
+  return core.withLock(name, 'move', options, async () => {
+    const instance = core.repos.instances.get(name);
+    if (instance === undefined) throw new VirtnodeError('NOT_FOUND', `no instance named "${name}"`, { field: 'name' });
+    if (instance.type !== 'vm') throw new VirtnodeError('INVALID', `${name} is a system container; only VMs move live`, { field: 'name' });
+    if (instance.state !== 'running') throw new VirtnodeError('INVALID_STATE', `${name} is ${instance.state}; only a running VM moves live`, { field: 'name' });
+    const managed = instance.nics.filter((n) => n.network !== USER_NETWORK);
+    if (managed.length > 0) {
+      throw new VirtnodeError('HOST_UNSUPPORTED', `${name} has a NIC on the managed network "${managed[0]!.network}"; only user-mode NICs move live for now`, {
+        hint: 'managed networks move with the cluster-wide networks',
+      });
+    }
+    const dir = core.paths.instanceDir(name);
+    const qmp = await QmpConnection.connect(runtimePaths(dir).qmp, withSignal({ timeoutMs: QMP_CONNECT_TIMEOUT_MS }, options.signal));
+    try {
+      const accel = (await queryKvm(qmp)).enabled ? 'kvm' : 'tcg';
+      const spec = toQemuSpec(instance, dir, accel, { restrictUserNetwork: core.networks.hasWayOut(instance) });
+      const transfers = { ...(await defaultTransfers(instance)), ...options.transfers };
+      const offer = await buildOffer(spec, withSignal({ qemuVersion: (await queryVersion(qmp)).qemu, transfers, postcopy: options.postcopy === 'auto' }, options.signal));
+      writeFileSync(join(dir, OUTGOING_MARKER), `${JSON.stringify({ id: offer.id })}\n`);
+      let result: MigrationResult;
+      try {
+        result = await migrateOut(qmp, offer, target, options);
+      } catch (e) {
+        rmSync(join(dir, OUTGOING_MARKER), { force: true });
+        throw e;
+      }
+      // The guest runs on the target from here on: nothing below may resume it here.
+      await target.adopt(instance, withSignal({}, options.signal));
+      await quit(qmp).catch(() => {});
+      core.repos.instances.delete(name);
+      removeRuntimeFiles(dir);
+      rmSync(dir, { recursive: true, force: true });
+      return result;
+    } finally {
+      qmp.close();
+    }
+  });
+}
+
+/** Owned disks are copied (a disk over the instance's image as a linked clone of it); others must be named. */
+async function defaultTransfers(instance: Instance): Promise<Record<string, DiskTransfer>> {
+  const transfers: Record<string, DiskTransfer> = {};
+  for (const disk of instance.spec.disks) {
+    if (!disk.owned) continue;
+    const image = instance.spec.image;
+    const backing = disk.format === 'qcow2' ? (await imageInfo(disk.path, { format: 'qcow2' })).backingFile : undefined;
+    if (backing !== undefined && image !== undefined && backing === image.path) {
+      transfers[disk.id] = { kind: 'copy', base: { sha256: image.sha256, format: 'qcow2', sourcePath: image.path } };
+    } else if (backing !== undefined) {
+      throw new VirtnodeError('HOST_UNSUPPORTED', `disk ${disk.id} is an overlay of ${backing}, which is not the instance's image`, { field: 'disks' });
+    } else {
+      transfers[disk.id] = { kind: 'copy' };
+    }
+  }
+  return transfers;
+}
+
+/**
+ * The target host's part after `resume`: the instance's record as it now is here (disk paths in this host's
+ * instance directory, the image base where it was fetched, running under the new QEMU), inserted in its store.
+ */
+export function adoptMovedInstance(core: CoreContext, instance: Instance, target: MigrationTarget): void {
+  const identity = target.process;
+  if (identity === undefined) throw new VirtnodeError('INVALID_STATE', 'the target has no QEMU running the moved instance');
+  const placed = target.placedDisks;
+  const disks = instance.spec.disks.map((d) => (placed[d.id] === undefined ? d : { ...d, path: placed[d.id]! }));
+  const image = instance.spec.image;
+  const base = image === undefined ? undefined : target.fetchedBases[image.sha256];
+  const spec = { ...instance.spec, disks, ...(image !== undefined && base !== undefined ? { image: { ...image, path: base } } : {}) };
+  const { pid: _pid, pidStart: _pidStart, createdAt: _created, updatedAt: _updated, ...record } = instance;
+  core.db.exec('BEGIN');
+  try {
+    core.repos.instances.insert({ ...record, spec, state: 'running', stateReason: 'moved here live' });
+    core.repos.instances.setProcess(instance.name, identity.pid, identity.start);
+    core.db.exec('COMMIT');
+  } catch (e) {
+    core.db.exec('ROLLBACK');
+    throw e;
+  }
+}
+
+/**
+ * The source host's repair after a crash during a move (the OUTGOING_MARKER is still there): the move is undone
+ * on the instance's QEMU (recoverSource) when the record still says it runs here. Returns the instances repaired.
+ * The caller must know the target did not resume the guest (a target aborts a move whose source went away).
+ */
+export async function recoverOutgoing(core: CoreContext): Promise<string[]> {
+  const repaired: string[] = [];
+  for (const instance of core.repos.instances.list()) {
+    const dir = core.paths.instanceDir(instance.name);
+    if (!existsSync(join(dir, OUTGOING_MARKER))) continue;
+    if (instance.state === 'running') {
+      const qmp = await QmpConnection.connect(runtimePaths(dir).qmp, { timeoutMs: QMP_CONNECT_TIMEOUT_MS });
+      try {
+        await recoverSource(qmp);
+      } finally {
+        qmp.close();
+      }
+    }
+    rmSync(join(dir, OUTGOING_MARKER), { force: true });
+    repaired.push(instance.name);
+  }
+  return repaired;
+}

@@ -1,0 +1,120 @@
+/**
+ * The steps of a live move between a source host and a target host, as plain JSON-able data, so any transport
+ * carries them: in-process today (tests, bench), the cluster's TLS API between daemons later. The source
+ * drives: it offers the VM, the target prepares (disks, paused QEMU, listening sockets) and answers where to
+ * send memory and disks; once the source saw the migration complete it tells the target to resume the guest.
+ * Until then the target may be aborted at any time, and it must then leave nothing behind.
+ */
+import type { DiskFormat } from '../model.ts';
+import type { QemuSpec } from '../../qemu/spec.ts';
+
+export type PostcopyMode = 'auto' | 'never';
+
+/** A read-only base image that a linked clone's disk is an overlay of; identical bytes on both hosts. */
+export interface BaseImage {
+  sha256: string;
+  format: DiskFormat;
+  /** Where the source host has it (the target fetches or copies it from there). */
+  sourcePath: string;
+}
+
+/** How one disk reaches the target. */
+export type DiskTransfer =
+  /** The target creates a disk of its own (an overlay of `base` if given) and the source mirrors into it over NBD. */
+  | { kind: 'copy'; base?: BaseImage }
+  /** Both hosts reach the same file (a shared pool, a read-only image): nothing is copied. */
+  | { kind: 'shared'; path: string };
+
+export interface OfferedDisk {
+  /** The block node name, identical on both sides (the device model refers to it). */
+  id: string;
+  format: DiskFormat;
+  virtualSize: number;
+  readonly: boolean;
+  bootIndex?: number;
+  transfer: DiskTransfer;
+}
+
+/** The device model of the VM, without what is local to a host (its runtime paths and disk files). */
+export type OfferedVm = Omit<QemuSpec, 'paths' | 'disks' | 'incoming' | 'hugepagePath'>;
+
+export interface MigrationOffer {
+  /** Unique per attempt; names the target's staging. */
+  id: string;
+  /** The source's QEMU version: the target must run the same machine type, so the same QEMU release. */
+  qemuVersion: { major: number; minor: number; micro: number };
+  /** The named CPU model the guest runs with; must be the VM's own (`tuning.cpuModel`) and offered by the target. */
+  cpuModel: string;
+  vm: OfferedVm;
+  disks: OfferedDisk[];
+  /** Post-copy may be used (the capability must be set on both sides before the migration starts). */
+  postcopy: boolean;
+}
+
+export interface TargetReady {
+  /** Where the source sends the memory (`tcp:HOST:PORT`). */
+  migrationUri: string;
+  /** The NBD server exporting the new disks, when any disk is copied; export names by disk id. */
+  nbd?: { host: string; port: number; exports: Record<string, string> };
+}
+
+export interface TargetResumed {
+  pid: number;
+  /** When the guest's vCPUs ran again on the target (ms since the epoch, the target's clock). */
+  resumedAt: number;
+}
+
+/** What the source needs from the target host; the cluster implements it over its host-to-host API. */
+export interface TargetHost {
+  prepare(offer: MigrationOffer, options?: { signal?: AbortSignal }): Promise<TargetReady>;
+  /** The source saw the migration complete (or switch to post-copy): run the guest on the target. */
+  resume(options?: { signal?: AbortSignal }): Promise<TargetResumed>;
+  /**
+   * Post-copy only: the link dropped while the guest already ran on the target (`postcopy-paused`); listen
+   * again (`migrate-recover`) and return where the source resumes the migration.
+   */
+  recover?(options?: { signal?: AbortSignal }): Promise<string>;
+  /** Stops whatever prepare made and removes it. Safe at any point, more than once. */
+  abort(reason: string): Promise<void>;
+}
+
+/** One progress report of a move. */
+export interface MigrationProgress {
+  phase: 'measuring' | 'preparing' | 'mirroring' | 'migrating' | 'postcopy' | 'switching' | 'completed';
+  /** Bytes of memory sent so far. */
+  bytesSent: number;
+  /** Bytes of memory still to send (QEMU's estimate). */
+  bytesRemaining: number;
+  /** Pages dirtied per second, as QEMU last measured during the migration. */
+  dirtyPagesPerSecond: number;
+  /** The expected time until the end, ms. */
+  expectedRemainingMs: number | undefined;
+  /** Disk mirror: bytes copied and total. */
+  diskBytesDone: number;
+  diskBytesTotal: number;
+  elapsedMs: number;
+}
+
+export interface MigrationResult {
+  /** The dirty rate measured before the move (calc-dirty-rate), MiB/s. */
+  dirtyRateMiBps: number;
+  /** The move's expected duration from the dirty rate, the memory size and the bandwidth (the cap), ms. */
+  predictedMs: number;
+  /**
+   * The same from the rate the migration really went through memory in its first second (the whole expected
+   * duration from the start of `migrate`, ms); absent when the migration was over sooner.
+   */
+  refinedPredictedMs?: number;
+  /** From the start of the memory migration to the guest running on the target. */
+  migrationMs: number;
+  /** From the first step (dirty rate) to the guest running on the target. */
+  totalMs: number;
+  /** QEMU's own downtime figure (source stop to completion). */
+  qemuDowntimeMs: number | undefined;
+  /** From the source's vCPUs stopping (its STOP event) to the target running them (its resume). */
+  downtimeMs: number | undefined;
+  bytesSent: number;
+  postcopy: boolean;
+  diskBytes: number;
+  targetPid: number;
+}

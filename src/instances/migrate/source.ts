@@ -1,0 +1,391 @@
+/**
+ * The source side of a live move, driven over the running VM's QMP: measure the dirty rate and predict the time,
+ * let the target prepare, mirror local disks into the target's NBD exports until they are in sync, migrate the
+ * memory (post-copy when pre-copy stalls, if allowed), finish the mirrors at the switch-over pause, and have
+ * the target resume the guest. Until the target resumes, any failure or a cancel puts everything back: the
+ * migration and mirrors are cancelled, the guest runs on here as before, and the target is told to abort.
+ */
+import { VirtnodeError, isVirtnodeError } from '../../lib/errors.ts';
+import { withSignal } from '../../lib/signal.ts';
+import { QMP_COMMANDS, QMP_EVENTS, cont, queryBlockJobs, queryMemorySizeSummary, queryStatus, queryVersion } from '../../qmp/commands.ts';
+import type { QmpConnection, QmpEvent } from '../../qmp/connection.ts';
+import {
+  blockdevMirror,
+  blockJobCancel,
+  calcDirtyRate,
+  type MigrationInfo,
+  migrate,
+  migrateCancel,
+  migrateContinue,
+  migrateResume,
+  migrateSetCapabilities,
+  migrateSetParameters,
+  migrateStartPostcopy,
+  queryDirtyRate,
+  queryMigrate,
+} from '../../qmp/migration.ts';
+import { type ConvergenceSample, predictMigrationMs, preCopyStalled } from './predict.ts';
+import type { MigrationOffer, MigrationProgress, MigrationResult, PostcopyMode, TargetHost, TargetReady } from './protocol.ts';
+
+export const DEFAULT_DOWNTIME_LIMIT_MS = 300;
+export const DEFAULT_MAX_BANDWIDTH = 1024 * 1024 * 1024;
+const POLL_MS = 50;
+/** When the prediction is made again from the migration's own progress. */
+const REFINE_AFTER_MS = 1_000;
+const MIRROR_READY_TIMEOUT_MS = 30 * 60_000;
+const MiB = 1024 * 1024;
+/** The NBD client nodes and mirror jobs a move adds on the source are named `migrate-DISK`. */
+const MIGRATE_NODE_PREFIX = 'migrate-';
+
+export interface MigrateOutOptions {
+  downtimeLimitMs?: number;
+  /** Bytes per second for memory (QEMU's cap); also the bandwidth the prediction assumes. */
+  maxBandwidth?: number;
+  autoConverge?: boolean;
+  postcopy?: PostcopyMode;
+  /** How long calc-dirty-rate samples, seconds; 0 skips the measurement (the prediction then assumes an idle guest). */
+  dirtyRateSeconds?: number;
+  onProgress?: (progress: MigrationProgress) => void;
+  signal?: AbortSignal;
+}
+
+/** Everything a move changed on the source that a rollback must undo. */
+interface SourceState {
+  migrationStarted: boolean;
+  mirrorJobs: string[];
+  nbdNodes: string[];
+  wasRunning: boolean;
+}
+
+/**
+ * Moves the VM behind `qmp` to `target`. Resolves once the guest runs on the target; the source QEMU is then
+ * stopped (`postmigrate`) and the caller quits it. Rejects with the guest still running here, unless post-copy had
+ * already started (the error then says the guest's state is split and cannot be rolled back).
+ */
+export async function migrateOut(qmp: QmpConnection, offer: MigrationOffer, target: TargetHost, options: MigrateOutOptions = {}): Promise<MigrationResult> {
+  const startedAt = Date.now();
+  const signal = options.signal;
+  const q = withSignal({}, signal);
+  const downtimeLimitMs = options.downtimeLimitMs ?? DEFAULT_DOWNTIME_LIMIT_MS;
+  const maxBandwidth = options.maxBandwidth ?? DEFAULT_MAX_BANDWIDTH;
+  const postcopyMode = options.postcopy ?? 'never';
+  if ((postcopyMode === 'auto') !== offer.postcopy) throw new VirtnodeError('INVALID', `postcopy: the offer says ${offer.postcopy}, the options say "${postcopyMode}"`, { field: 'postcopy' });
+  const report = (progress: Omit<MigrationProgress, 'elapsedMs'>) => options.onProgress?.({ ...progress, elapsedMs: Date.now() - startedAt });
+  const idle = { bytesSent: 0, bytesRemaining: 0, dirtyPagesPerSecond: 0, expectedRemainingMs: undefined, diskBytesDone: 0, diskBytesTotal: 0 };
+
+  const status = await queryStatus(qmp, q);
+  if (status.status !== 'running' && status.status !== 'paused') {
+    throw new VirtnodeError('INVALID_STATE', `the instance's QEMU is "${status.status}": only a running or paused VM can be moved live`);
+  }
+  const version = (await queryVersion(qmp, q)).qemu;
+  if (version.major !== offer.qemuVersion.major || version.minor !== offer.qemuVersion.minor) {
+    throw new VirtnodeError('INVALID', 'qemuVersion: the offer does not name the QEMU the instance runs on', { field: 'qemuVersion' });
+  }
+
+  report({ phase: 'measuring', ...idle });
+  const dirtyRateSeconds = Math.round(options.dirtyRateSeconds ?? 1);
+  const dirtyRateMiBps = dirtyRateSeconds > 0 ? await measureDirtyRate(qmp, dirtyRateSeconds, signal) : 0;
+  const memoryBytes = (await queryMemorySizeSummary(qmp, q))['base-memory'];
+  const predictedMs = predictMigrationMs({ memoryBytes, dirtyBytesPerSecond: dirtyRateMiBps * MiB, bandwidthBytesPerSecond: maxBandwidth, downtimeLimitMs });
+
+  const state: SourceState = { migrationStarted: false, mirrorJobs: [], nbdNodes: [], wasRunning: status.running };
+  let resumed: { pid: number; resumedAt: number } | undefined;
+  let postcopy = false;
+  let stopAt: number | undefined;
+  const stopListener = qmp.onEvent((e) => {
+    if (e.event === QMP_EVENTS.stop && state.migrationStarted && stopAt === undefined) stopAt = eventTime(e);
+  });
+  try {
+    report({ phase: 'preparing', ...idle });
+    let ready: TargetReady;
+    try {
+      ready = await target.prepare(offer, q);
+    } catch (e) {
+      throw new VirtnodeError(isVirtnodeError(e) ? e.code : 'INTERNAL', `the target could not prepare: ${(e as Error).message}`, { cause: e });
+    }
+    const copied = offer.disks.filter((d) => d.transfer.kind === 'copy');
+    await migrateSetCapabilities(
+      qmp,
+      { events: true, 'auto-converge': options.autoConverge ?? true, 'postcopy-ram': offer.postcopy, 'pause-before-switchover': copied.length > 0 },
+      q,
+    );
+    await migrateSetParameters(qmp, { 'downtime-limit': downtimeLimitMs, 'max-bandwidth': maxBandwidth }, q);
+
+    let diskBytesTotal = 0;
+    if (copied.length > 0) {
+      if (ready.nbd === undefined) throw new VirtnodeError('INTERNAL', 'the target exports no NBD disks for the disks to copy');
+      diskBytesTotal = await mirrorDisks(qmp, offer, ready.nbd, state, (done, total) => report({ phase: 'mirroring', ...idle, diskBytesDone: done, diskBytesTotal: total }), signal);
+    }
+
+    const migrationStartedAt = Date.now();
+    state.migrationStarted = true;
+    await migrate(qmp, ready.migrationUri, q);
+    const samples: ConvergenceSample[] = [];
+    let refinedPredictedMs: number | undefined;
+    let switchedOver = false;
+    let info: MigrationInfo;
+    for (;;) {
+      if (signal?.aborted) throw new VirtnodeError('TIMEOUT', 'the move was cancelled', { cause: signal.reason });
+      info = await queryMigrate(qmp, q);
+      const ram = info.ram;
+      const phase = info.status === 'postcopy-active' ? 'postcopy' : info.status === 'pre-switchover' || info.status === 'device' ? 'switching' : 'migrating';
+      report({
+        phase,
+        bytesSent: ram?.transferred ?? 0,
+        bytesRemaining: ram?.remaining ?? 0,
+        dirtyPagesPerSecond: ram?.['dirty-pages-rate'] ?? 0,
+        expectedRemainingMs: ram !== undefined && ram.mbps > 0 ? Math.round((ram.remaining * 8) / (ram.mbps * 1000)) : undefined,
+        diskBytesDone: diskBytesTotal,
+        diskBytesTotal,
+      });
+      if (info.status === 'completed') break;
+      if (info.status === 'failed' || info.status === 'cancelled') {
+        throw new VirtnodeError('COMMAND_FAILED', `the migration ${info.status}${info['error-desc'] === undefined ? '' : `: ${info['error-desc']}`}`);
+      }
+      if (info.status === 'pre-switchover' && !switchedOver) {
+        // Once only: a query right after migrate-continue may still see the pause.
+        switchedOver = true;
+        await finishMirrors(qmp, state, signal);
+        await migrateContinue(qmp, q);
+      } else if (info.status === 'postcopy-active' && resumed === undefined) {
+        postcopy = true;
+        resumed = await target.resume(q);
+      } else if (info.status === 'postcopy-paused' && target.recover !== undefined) {
+        await migrateResume(qmp, await target.recover(q), q);
+      }
+      const elapsedMs = Date.now() - migrationStartedAt;
+      if (refinedPredictedMs === undefined && info.status === 'active' && ram !== undefined && elapsedMs >= REFINE_AFTER_MS && ram.total > ram.remaining) {
+        // The rate QEMU really gets through memory (zero pages included: under load the scan, not the link, limits).
+        refinedPredictedMs = predictMigrationMs({
+          memoryBytes: ram.total,
+          dirtyBytesPerSecond: dirtyRateMiBps * MiB,
+          bandwidthBytesPerSecond: ((ram.total - ram.remaining) * 1000) / elapsedMs,
+          downtimeLimitMs,
+        });
+      }
+      if (info.status === 'active' && offer.postcopy && ram !== undefined) {
+        samples.push({ syncCount: ram['dirty-sync-count'], remainingBytes: ram.remaining });
+        if (preCopyStalled(samples)) {
+          await migrateStartPostcopy(qmp, q);
+          samples.length = 0;
+        }
+      }
+      await nextMigrationEvent(qmp, POLL_MS);
+    }
+    if (resumed === undefined) resumed = await target.resume(q);
+    for (const node of state.nbdNodes) await qmp.execute(QMP_COMMANDS.blockdevDel, { 'node-name': node }).catch(() => {});
+    report({ phase: 'completed', bytesSent: info.ram?.transferred ?? 0, bytesRemaining: 0, dirtyPagesPerSecond: 0, expectedRemainingMs: 0, diskBytesDone: diskBytesTotal, diskBytesTotal });
+    return {
+      dirtyRateMiBps,
+      predictedMs: predictedMs ?? Number.POSITIVE_INFINITY,
+      ...(refinedPredictedMs === undefined ? {} : { refinedPredictedMs }),
+      migrationMs: resumed.resumedAt - migrationStartedAt,
+      totalMs: resumed.resumedAt - startedAt,
+      qemuDowntimeMs: info.downtime,
+      downtimeMs: stopAt === undefined ? undefined : Math.max(0, resumed.resumedAt - stopAt),
+      bytesSent: info.ram?.transferred ?? 0,
+      postcopy,
+      diskBytes: diskBytesTotal,
+      targetPid: resumed.pid,
+    };
+  } catch (e) {
+    if (postcopy) {
+      throw new VirtnodeError('INTERNAL', `the move failed after the switch to post-copy; the guest's memory is split between the hosts and cannot be rolled back: ${(e as Error).message}`, { cause: e });
+    }
+    const failures = await rollBack(qmp, state, target);
+    if (failures.length > 0) {
+      throw new VirtnodeError(isVirtnodeError(e) ? e.code : 'INTERNAL', `${(e as Error).message} (and the rollback failed: ${failures.join('; ')})`, { cause: e });
+    }
+    throw e;
+  } finally {
+    stopListener();
+  }
+}
+
+/** Resolves at the next MIGRATION event (capability `events`) or after `ms`, whichever comes first. */
+function nextMigrationEvent(qmp: QmpConnection, ms: number): Promise<void> {
+  return new Promise((resolve) => {
+    const finish = () => {
+      clearTimeout(timer);
+      unsubscribe();
+      resolve();
+    };
+    const timer = setTimeout(finish, ms);
+    const unsubscribe = qmp.onEvent((e) => {
+      if (e.event === QMP_EVENTS.migration) finish();
+    });
+  });
+}
+
+/** A QMP event's own timestamp (QEMU's wall clock), ms. */
+function eventTime(e: QmpEvent): number {
+  return e.timestamp === undefined ? Date.now() : e.timestamp.seconds * 1000 + e.timestamp.microseconds / 1000;
+}
+
+async function measureDirtyRate(qmp: QmpConnection, seconds: number, signal: AbortSignal | undefined): Promise<number> {
+  await calcDirtyRate(qmp, seconds, withSignal({}, signal));
+  const deadline = Date.now() + seconds * 1000 + 10_000;
+  for (;;) {
+    await new Promise((r) => setTimeout(r, 100));
+    const info = await queryDirtyRate(qmp, withSignal({}, signal));
+    if (info.status === 'measured') return info['dirty-rate'] ?? 0;
+    if (Date.now() > deadline) throw new VirtnodeError('TIMEOUT', `calc-dirty-rate did not finish within ${seconds} s + 10 s`);
+  }
+}
+
+/** Starts one mirror job per copied disk into the target's NBD export and waits until all are in sync. */
+async function mirrorDisks(
+  qmp: QmpConnection,
+  offer: MigrationOffer,
+  nbd: NonNullable<TargetReady['nbd']>,
+  state: SourceState,
+  onProgress: (done: number, total: number) => void,
+  signal: AbortSignal | undefined,
+): Promise<number> {
+  const ready = new Set<string>();
+  let failed: string | undefined;
+  const unsubscribe = qmp.onEvent((e) => {
+    const device = typeof e.data?.['device'] === 'string' ? e.data['device'] : undefined;
+    if (device === undefined || !state.mirrorJobs.includes(device)) return;
+    if (e.event === QMP_EVENTS.blockJobReady) ready.add(device);
+    if (e.event === QMP_EVENTS.blockJobCompleted || e.event === QMP_EVENTS.blockJobCancelled) failed ??= `the disk mirror ${device} ended early${typeof e.data?.['error'] === 'string' ? `: ${e.data['error']}` : ''}`;
+  });
+  try {
+    for (const disk of offer.disks) {
+      if (disk.transfer.kind !== 'copy') continue;
+      const exportName = nbd.exports[disk.id];
+      if (exportName === undefined) throw new VirtnodeError('INTERNAL', `the target exports no NBD disk for ${disk.id}`);
+      const node = `${MIGRATE_NODE_PREFIX}${disk.id}`;
+      await qmp.execute(QMP_COMMANDS.blockdevAdd, { driver: 'nbd', 'node-name': node, server: { type: 'inet', host: nbd.host, port: String(nbd.port) }, export: exportName }, withSignal({}, signal));
+      state.nbdNodes.push(node);
+      state.mirrorJobs.push(node);
+      await blockdevMirror(qmp, { 'job-id': node, device: disk.id, target: node, sync: disk.transfer.base === undefined ? 'full' : 'top' }, withSignal({}, signal));
+    }
+    const deadline = Date.now() + MIRROR_READY_TIMEOUT_MS;
+    for (;;) {
+      if (failed !== undefined) throw new VirtnodeError('COMMAND_FAILED', failed);
+      if (signal?.aborted) throw new VirtnodeError('TIMEOUT', 'the move was cancelled', { cause: signal.reason });
+      const jobs = (await queryBlockJobs(qmp, withSignal({}, signal))) as Array<{ device: string; offset?: number; len?: number; ready: boolean }>;
+      const ours = jobs.filter((j) => state.mirrorJobs.includes(j.device));
+      onProgress(
+        ours.reduce((s, j) => s + (j.offset ?? 0), 0),
+        ours.reduce((s, j) => s + (j.len ?? 0), 0),
+      );
+      if (ready.size === state.mirrorJobs.length) return ours.reduce((s, j) => s + (j.len ?? 0), 0);
+      if (Date.now() > deadline) throw new VirtnodeError('TIMEOUT', `the disk mirrors were not in sync within ${MIRROR_READY_TIMEOUT_MS / 60_000} minutes`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  } finally {
+    unsubscribe();
+  }
+}
+
+/**
+ * At the switch-over pause (vCPUs stopped): a ready mirror that is cancelled finishes cleanly without pivoting,
+ * so the source keeps its own disk (a fallback if the switch-over still fails) and the target's copy is complete.
+ */
+async function finishMirrors(qmp: QmpConnection, state: SourceState, signal: AbortSignal | undefined): Promise<void> {
+  if (state.mirrorJobs.length === 0) return;
+  const pending = new Set(state.mirrorJobs);
+  const done = new Promise<void>((resolve, reject) => {
+    const unsubscribe = qmp.onEvent((e) => {
+      const device = e.data?.['device'];
+      if (e.event !== QMP_EVENTS.blockJobCompleted || typeof device !== 'string' || !pending.has(device)) return;
+      if (typeof e.data?.['error'] === 'string') {
+        unsubscribe();
+        reject(new VirtnodeError('COMMAND_FAILED', `the disk mirror ${device} failed at switch-over: ${e.data['error']}`));
+        return;
+      }
+      pending.delete(device);
+      if (pending.size === 0) {
+        unsubscribe();
+        resolve();
+      }
+    });
+  });
+  for (const job of state.mirrorJobs) await blockJobCancel(qmp, { device: job }, withSignal({}, signal));
+  await done;
+  state.mirrorJobs = [];
+}
+
+/** Undoes what the move did on the source, then aborts the target. Returns what could not be undone. */
+async function rollBack(qmp: QmpConnection, state: SourceState, target: TargetHost): Promise<string[]> {
+  const failures: string[] = [];
+  const attempt = async (what: string, fn: () => Promise<unknown>) => {
+    try {
+      await fn();
+    } catch (e) {
+      failures.push(`${what}: ${(e as Error).message}`);
+    }
+  };
+  if (qmp.error === undefined) {
+    if (state.migrationStarted) {
+      await attempt('cancel the migration', async () => {
+        const info = await queryMigrate(qmp);
+        if (info.status !== 'completed' && info.status !== 'failed' && info.status !== 'cancelled') await migrateCancel(qmp);
+        await waitForMigrationEnd(qmp);
+      });
+    }
+    for (const job of state.mirrorJobs) await attempt(`cancel the disk mirror ${job}`, () => blockJobCancel(qmp, { device: job, force: true }).catch(ignoreMissingJob));
+    await attempt('wait for the disk mirrors to end', () => waitForJobsGone(qmp, state.mirrorJobs));
+    for (const node of state.nbdNodes) await attempt(`remove ${node}`, () => qmp.execute(QMP_COMMANDS.blockdevDel, { 'node-name': node }));
+    await attempt('reset the switch-over pause', () => migrateSetCapabilities(qmp, { 'pause-before-switchover': false, 'postcopy-ram': false }));
+    if (state.wasRunning) {
+      await attempt('resume the guest on the source', async () => {
+        if (!(await queryStatus(qmp)).running) await cont(qmp);
+      });
+    }
+  } else {
+    failures.push(`the source's QMP connection is gone (${qmp.error.message})`);
+  }
+  await attempt('abort the target', () => target.abort('the move failed or was cancelled'));
+  return failures;
+}
+
+function ignoreMissingJob(e: unknown): void {
+  if (!isVirtnodeError(e, 'QMP_COMMAND')) throw e;
+}
+
+async function waitForMigrationEnd(qmp: QmpConnection): Promise<void> {
+  const deadline = Date.now() + 30_000;
+  for (;;) {
+    const info = await queryMigrate(qmp);
+    if (info.status === undefined || info.status === 'cancelled' || info.status === 'failed' || info.status === 'completed' || info.status === 'none') return;
+    if (Date.now() > deadline) throw new VirtnodeError('TIMEOUT', `the migration is still "${info.status}" 30 s after migrate_cancel`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+async function waitForJobsGone(qmp: QmpConnection, jobs: readonly string[]): Promise<void> {
+  const deadline = Date.now() + 30_000;
+  while ((await queryBlockJobs(qmp)).some((j) => jobs.includes(j.device))) {
+    if (Date.now() > deadline) throw new VirtnodeError('TIMEOUT', 'the disk mirrors did not end within 30 s of their cancel');
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+/**
+ * Puts a source back after the process that drove a move died mid-way (for the host's reconcile): cancels the
+ * migration and any disk mirror, removes the NBD client nodes, and resumes the guest if the move had stopped it.
+ * Only call it once the target is known not to have resumed the guest (a target aborts a move whose source went
+ * away before `resume`; the caller asks it, or the cluster's record of the move): otherwise two copies would run.
+ */
+export async function recoverSource(qmp: QmpConnection): Promise<{ cancelled: boolean; resumed: boolean }> {
+  const before = await queryMigrate(qmp);
+  const stoppedByMove = before.status === 'pre-switchover' || before.status === 'device' || before.status === 'completed';
+  const active = before.status !== undefined && !['none', 'completed', 'failed', 'cancelled'].includes(before.status);
+  if (active) await migrateCancel(qmp);
+  await waitForMigrationEnd(qmp);
+  const jobs = (await queryBlockJobs(qmp)).map((j) => j.device).filter((d) => d.startsWith(MIGRATE_NODE_PREFIX));
+  for (const job of jobs) await blockJobCancel(qmp, { device: job, force: true }).catch(ignoreMissingJob);
+  await waitForJobsGone(qmp, jobs);
+  const nodes = (await qmp.execute<Array<{ 'node-name': string }>>(QMP_COMMANDS.queryNamedBlockNodes, { flat: true }))
+    .map((n) => n['node-name'])
+    .filter((n) => n.startsWith(MIGRATE_NODE_PREFIX));
+  for (const node of nodes) await qmp.execute(QMP_COMMANDS.blockdevDel, { 'node-name': node });
+  await migrateSetCapabilities(qmp, { 'pause-before-switchover': false, 'postcopy-ram': false });
+  const { status } = await queryStatus(qmp);
+  const resume = status === 'postmigrate' || status === 'finish-migrate' || (status === 'paused' && stoppedByMove);
+  if (resume) await cont(qmp);
+  return { cancelled: active, resumed: resume };
+}
