@@ -60,6 +60,12 @@ export interface QemuSpec {
   smbiosSerial?: string;
   /** Performance knobs (instances/tuning.ts), already checked against the host. Pinning is applied after spawn. */
   tuning?: Tuning;
+  /** The machine type, resolved (`pc-q35-7.2`) where a memory state must load into the same one; default `q35`. */
+  machine?: string;
+  /** A VM generation ID device with this GUID (warm launches: a new GUID per restore makes the guest kernel reseed its RNG). */
+  vmgenid?: string;
+  /** Start waiting for a migration stream (`-incoming defer`, then QMP migrate-incoming) instead of booting. */
+  incoming?: boolean;
   /** Where hugetlbfs is mounted, when `tuning.hugepages` backs the guest's memory with huge pages. */
   hugepagePath?: string;
   paths: RuntimePaths;

@@ -1,0 +1,68 @@
+/**
+ * The identity of a warm-launched guest, given through its agent right after the load (the guest has no NIC
+ * address, no hostname, no keys of its own yet): its clock, then src/instances/warm-first-boot.py with a fresh
+ * machine-id, host entropy and the instance's NoCloud seed, which runs cloud-init's stages for the new instance.
+ */
+import { randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { VirtnodeError } from '../lib/errors.ts';
+import { installFile } from '../lib/install-paths.ts';
+import { GuestAgent } from '../qmp/guest-agent.ts';
+
+const AGENT_CONNECT_TIMEOUT_MS = 30_000;
+const AGENT_TRY_MS = 2_000;
+const FIRST_BOOT_TIMEOUT_MS = 10 * 60_000;
+const PYTHON = '/usr/bin/python3';
+
+export interface WarmFirstBoot {
+  /** meta-data, user-data, network-config: the same files a cold launch puts on its seed disk. */
+  seed: Record<string, string>;
+  signal?: AbortSignal;
+}
+
+export interface WarmFirstBootResult {
+  machineId: string;
+  /** cloud-init stages that reported errors (cloud-init's own verdict is read afterwards, as for cold launches). */
+  failedStages: string[];
+  ms: number;
+}
+
+async function connectAgent(path: string, signal?: AbortSignal): Promise<GuestAgent> {
+  const deadline = Date.now() + AGENT_CONNECT_TIMEOUT_MS;
+  for (;;) {
+    try {
+      return await GuestAgent.connect(path, { timeoutMs: AGENT_TRY_MS, ...(signal ? { signal } : {}) });
+    } catch (e) {
+      if (signal?.aborted || Date.now() > deadline) throw new VirtnodeError('TIMEOUT', 'the guest agent of the loaded warm state did not answer', { cause: e });
+    }
+  }
+}
+
+export async function warmFirstBoot(agentPath: string, job: WarmFirstBoot): Promise<WarmFirstBootResult> {
+  const started = Date.now();
+  const signal = job.signal === undefined ? {} : { signal: job.signal };
+  const machineId = randomBytes(16).toString('hex');
+  const agent = await connectAgent(agentPath, job.signal);
+  try {
+    // The guest's clock stopped when the state was saved.
+    await agent.setTime(BigInt(Date.now()) * 1_000_000n, signal);
+    const program = readFileSync(installFile('src/instances/warm-first-boot.py'), 'utf8');
+    const input = JSON.stringify({ machineId, entropy: randomBytes(64).toString('hex'), seed: job.seed });
+    const r = await agent.exec(PYTHON, ['-c', program], { input, timeoutMs: FIRST_BOOT_TIMEOUT_MS, ...signal });
+    const last = r.stdout.trim().split('\n').at(-1) ?? '';
+    let report: { failedStages: string[] } | undefined;
+    try {
+      report = JSON.parse(last) as { failedStages: string[] };
+    } catch {
+      report = undefined;
+    }
+    if (r.exitCode !== 0 || report === undefined) {
+      throw new VirtnodeError('COMMAND_FAILED', `the warm first boot failed in the guest (exit ${r.exitCode}): ${r.stderr.trim().split('\n').slice(-3).join(' | ')}`, {
+        hint: 'see /var/log/cloud-init.log in the guest; a cold launch (--cold) boots instead',
+      });
+    }
+    return { machineId, failedStages: report.failedStages, ms: Date.now() - started };
+  } finally {
+    agent.close();
+  }
+}
