@@ -1,18 +1,16 @@
 /**
  * The identity of a warm-launched guest, given through its agent right after the load (the guest has no NIC
- * address, no hostname, no keys of its own yet): its clock, then src/instances/warm-first-boot.py with a fresh
- * machine-id, host entropy and the instance's NoCloud seed, which runs cloud-init's stages for the new instance.
+ * address, no hostname, no keys of its own yet): its clock, then the job of src/instances/warm-first-boot.py
+ * (saved waiting in the warm state): a fresh machine-id, host entropy and the instance's NoCloud seed; it runs
+ * cloud-init's stages for the new instance.
  */
 import { randomBytes } from 'node:crypto';
-import { readFileSync } from 'node:fs';
 import { VirtnodeError } from '../lib/errors.ts';
-import { installFile } from '../lib/install-paths.ts';
 import { GuestAgent } from '../qmp/guest-agent.ts';
 
 const AGENT_CONNECT_TIMEOUT_MS = 30_000;
 const AGENT_TRY_MS = 2_000;
 const FIRST_BOOT_TIMEOUT_MS = 10 * 60_000;
-const PYTHON = '/usr/bin/python3';
 
 export interface WarmFirstBoot {
   /** meta-data, user-data, network-config: the same files a cold launch puts on its seed disk. */
@@ -38,6 +36,10 @@ async function connectAgent(path: string, signal?: AbortSignal): Promise<GuestAg
   }
 }
 
+/** Where the first-boot program, saved waiting in the warm state, takes its job and gives its report (FIFOs). */
+const JOB_FIFO = '/run/virtnode-warm/job';
+const RESULT_FIFO = '/run/virtnode-warm/result';
+
 export async function warmFirstBoot(agentPath: string, job: WarmFirstBoot): Promise<WarmFirstBootResult> {
   const started = Date.now();
   const signal = job.signal === undefined ? {} : { signal: job.signal };
@@ -46,22 +48,20 @@ export async function warmFirstBoot(agentPath: string, job: WarmFirstBoot): Prom
   try {
     // The guest's clock stopped when the state was saved.
     await agent.setTime(BigInt(Date.now()) * 1_000_000n, signal);
-    const program = readFileSync(installFile('src/instances/warm-first-boot.py'), 'utf8');
     const input = JSON.stringify({ machineId, entropy: randomBytes(64).toString('hex'), seed: job.seed });
-    const r = await agent.exec(PYTHON, ['-c', program], { input, timeoutMs: FIRST_BOOT_TIMEOUT_MS, ...signal });
-    const last = r.stdout.trim().split('\n').at(-1) ?? '';
-    let report: { failedStages: string[] } | undefined;
+    const r = await agent.exec('/bin/sh', ['-c', 'cat > "$1" && cat "$2"', 'sh', JOB_FIFO, RESULT_FIFO], { input, timeoutMs: FIRST_BOOT_TIMEOUT_MS, ...signal });
+    let report: { failedStages?: string[]; error?: string } | undefined;
     try {
-      report = JSON.parse(last) as { failedStages: string[] };
+      report = JSON.parse(r.stdout.trim()) as { failedStages: string[]; error?: string };
     } catch {
       report = undefined;
     }
-    if (r.exitCode !== 0 || report === undefined) {
-      throw new VirtnodeError('COMMAND_FAILED', `the warm first boot failed in the guest (exit ${r.exitCode}): ${r.stderr.trim().split('\n').slice(-3).join(' | ')}`, {
-        hint: 'see /var/log/cloud-init.log in the guest; a cold launch (--cold) boots instead',
+    if (r.exitCode !== 0 || report === undefined || report.error !== undefined) {
+      throw new VirtnodeError('COMMAND_FAILED', `the warm first boot failed in the guest: ${report?.error?.trim().split('\n').at(-1) ?? `exit ${r.exitCode}: ${r.stderr.trim()}`}`, {
+        hint: 'see journalctl -u virtnode-warm-first-boot and /var/log/cloud-init.log in the guest; a cold launch (--cold) boots instead',
       });
     }
-    return { machineId, failedStages: report.failedStages, ms: Date.now() - started };
+    return { machineId, failedStages: report.failedStages ?? [], ms: Date.now() - started };
   } finally {
     agent.close();
   }

@@ -1,15 +1,17 @@
 /**
  * `template create --warm`: boots the sealed template once, with no NIC and no seed (cloud-init finds no
- * datasource and stays off, so nothing per-instance happens), waits until the boot has settled and the guest
- * agent answers, warms the page cache with cloud-init's code, pauses the guest and saves its memory. Warm launches
+ * datasource and stays off, so nothing per-instance happens), waits until the guest agent answers and the boot
+ * has settled, starts the first-boot program (cloud-init's code loaded, waiting for a job), pauses the guest and
+ * saves its memory. Warm launches
  * load that state (instances/drivers/qemu/warm.ts) and finish the first boot through the agent.
  */
 import { randomUUID } from 'node:crypto';
-import { chmodSync, mkdirSync, rmSync, statSync } from 'node:fs';
+import { chmodSync, mkdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import type { CoreContext } from '../core/context.ts';
 import { resolveAccelerator } from '../host/index.ts';
 import { VirtnodeError } from '../lib/errors.ts';
+import { installFile } from '../lib/install-paths.ts';
 import { resolvedMachine, saveState, warmQemuSpec } from '../instances/drivers/qemu/warm.ts';
 import { removeRuntimeFiles, runtimePaths } from '../instances/runtime.ts';
 import { createImage } from '../qemu/img.ts';
@@ -26,17 +28,23 @@ const SAVE_TIMEOUT_MS = 5 * 60_000;
 const QUIT_TIMEOUT_MS = 10_000;
 export const WARM_DIR = 'warm';
 
+/** Waits for the boot's own jobs to end, so none is cut in the middle by the save. */
+const SETTLE_ARGV = ['/bin/sh', '-c', 'systemctl is-system-running --wait >/dev/null 2>&1; true'];
+/** The guest's side of a warm launch (src/instances/warm-first-boot.py), started now and saved waiting for its job. */
+const FIRST_BOOT_DIR = '/run/virtnode-warm';
 /**
- * Reads cloud-init's code (every config module) once, so a warm launch finds it in the page cache; and waits for
- * the boot's own jobs to end, so none is cut in the middle by the save.
+ * Makes the saved state small: QEMU sends a zero page as a flag, any other page whole, and memory the guest freed
+ * still holds its old bytes. So the page cache is dropped and the free memory written with zeros once (a file on
+ * /dev/shm, removed), leaving loaded code and live memory.
  */
-const PREPARE_ARGV = [
+const COMPACT_ARGV = [
   '/bin/sh',
   '-c',
-  'systemctl is-system-running --wait >/dev/null 2>&1; ' +
-    'python3 -c "import pkgutil, cloudinit.cmd.main as m, cloudinit.config as c; [__import__(\'cloudinit.config.\' + i.name) for i in pkgutil.iter_modules(c.__path__)]"; ' +
-    'sync',
+  'sync; echo 3 > /proc/sys/vm/drop_caches; n=$(awk \'/^MemFree:/ {print int($2 / 1024) - 96}\' /proc/meminfo); ' +
+    '[ "$n" -gt 0 ] && dd if=/dev/zero of=/dev/shm/virtnode-zero bs=1M count="$n" 2>/dev/null; rm -f /dev/shm/virtnode-zero; sync; true',
 ];
+const FIRST_BOOT_UNIT = 'virtnode-warm-first-boot';
+const READY_TIMEOUT_MS = 5 * 60_000;
 
 export interface CaptureOptions {
   signal?: AbortSignal;
@@ -57,6 +65,30 @@ async function waitForAgent(path: string, deadline: number, signal?: AbortSignal
       }
       await new Promise((r) => setTimeout(r, 1_000));
     }
+  }
+}
+
+async function guestRun(agent: GuestAgent, argv: string[], signal?: AbortSignal, input?: string): Promise<number> {
+  const r = await agent.exec(argv[0]!, argv.slice(1), { timeoutMs: SETTLE_TIMEOUT_MS, ...(signal ? { signal } : {}), ...(input === undefined ? {} : { input }) });
+  return r.exitCode;
+}
+
+/** Starts the first-boot program as a transient service and waits until it has loaded cloud-init and waits for its job. */
+async function startFirstBootProgram(agent: GuestAgent, signal?: AbortSignal): Promise<void> {
+  const program = `${FIRST_BOOT_DIR}/first-boot.py`;
+  const write = ['/bin/sh', '-c', 'umask 077 && mkdir -p "$1" && cat > "$2"', 'sh', FIRST_BOOT_DIR, program];
+  if ((await guestRun(agent, write, signal, readFileSync(installFile('src/instances/warm-first-boot.py'), 'utf8'))) !== 0) {
+    throw new VirtnodeError('COMMAND_FAILED', `could not write ${program} in the guest`);
+  }
+  if ((await guestRun(agent, ['systemd-run', `--unit=${FIRST_BOOT_UNIT}`, '--quiet', '/usr/bin/python3', program], signal)) !== 0) {
+    throw new VirtnodeError('COMMAND_FAILED', `could not start ${FIRST_BOOT_UNIT} in the guest (systemd-run)`);
+  }
+  const deadline = Date.now() + READY_TIMEOUT_MS;
+  while ((await guestRun(agent, ['test', '-e', `${FIRST_BOOT_DIR}/ready`], signal)) !== 0) {
+    if (Date.now() > deadline) {
+      throw new VirtnodeError('TIMEOUT', `the first-boot program did not get ready in the guest`, { hint: `see journalctl -u ${FIRST_BOOT_UNIT} in the guest` });
+    }
+    await new Promise((r) => setTimeout(r, 1_000));
   }
 }
 
@@ -94,8 +126,9 @@ export async function captureWarmState(core: CoreContext, template: Template, op
 
     agent = await waitForAgent(paths.guestAgent, Date.now() + BOOT_TIMEOUT_MS, options.signal);
     options.onPhase?.(`guest agent answered after ${Math.round((Date.now() - started) / 1000)} s`);
-    const prepared = await agent.exec(PREPARE_ARGV[0]!, PREPARE_ARGV.slice(1), { timeoutMs: SETTLE_TIMEOUT_MS, ...signal });
-    if (prepared.exitCode !== 0) throw new VirtnodeError('COMMAND_FAILED', `preparing the warm state in the guest failed: ${prepared.stderr.trim()}`);
+    await agent.exec(SETTLE_ARGV[0]!, SETTLE_ARGV.slice(1), { timeoutMs: SETTLE_TIMEOUT_MS, ...signal });
+    await startFirstBootProgram(agent, options.signal);
+    await guestRun(agent, COMPACT_ARGV, options.signal);
     const bootMs = Date.now() - started;
     agent.close();
     agent = undefined;
