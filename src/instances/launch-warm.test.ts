@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { chooseWarm, type WarmSource } from './launch-warm.ts';
 import { validateLaunch } from './launch-validate.ts';
+import { modulesToSkip } from './warm-first-boot.ts';
 
 const limits = { cpus: 4, memoryBytes: 8 * 2 ** 30 };
 const warm: WarmSource = {
@@ -40,5 +41,14 @@ describe('chooseWarm', () => {
 
   it('containers have no warm state', () => {
     expect(() => launch({ type: 'container', warm: true })).toThrow(expect.objectContaining({ field: '--warm' }));
+  });
+});
+
+describe('modulesToSkip', () => {
+  it("marks done the modules whose result the template carries, unless the user-data configures them", () => {
+    expect(modulesToSkip('#cloud-config\nhostname: w1\n')).toEqual(['growpart', 'resizefs', 'grub_dpkg', 'apt_configure']);
+    expect(modulesToSkip('#cloud-config\ngrowpart: {mode: auto}\napt: {preserve_sources_list: true}\n')).toEqual(['resizefs', 'grub_dpkg']);
+    expect(modulesToSkip('#!/bin/sh\necho hi\n')).toEqual(['growpart', 'resizefs', 'grub_dpkg', 'apt_configure']);
+    expect(modulesToSkip('Content-Type: multipart/mixed; boundary="x"\n')).toEqual([]);
   });
 });

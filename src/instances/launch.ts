@@ -182,6 +182,7 @@ export async function launch(service: InstanceService, resolveImage: ImageResolv
     ...(valid.tuning === undefined ? {} : { tuning: valid.tuning }),
   };
   let seedFiles: Record<string, string> | undefined;
+  let instanceId = '';
   const defined = await service.define(valid.name, draft, { nics: valid.nics, ...(options.signal ? { signal: options.signal } : {}) }, async (dir) => {
     const disk = join(dir, 'disk0.qcow2');
     // The disk and the identity need nothing of each other, so they are made at the same time; the phases are
@@ -198,6 +199,7 @@ export async function launch(service: InstanceService, resolveImage: ImageResolv
       const identity = await identityMade;
       failpoint('launch.after-seed');
       seedFiles = identity.seedFiles;
+      instanceId = identity.instanceId;
       phase('seed', `${warm === undefined ? SEED_DESCRIPTION[valid.seedFormat] : 'NoCloud, through the guest agent after the load'} (instance-id ${identity.instanceId})`);
       return {
         ...draft,
@@ -224,7 +226,7 @@ export async function launch(service: InstanceService, resolveImage: ImageResolv
   phase('booting', warm === undefined ? `QEMU pid ${instance.pid}` : `QEMU pid ${instance.pid} loaded the warm state of ${image.name}`);
   if (warm !== undefined) {
     // Before anything else sees the guest: until this is done it is the template, not this instance.
-    const first = await warmFirstBoot(runtimePaths(service.paths.instanceDir(defined.name)).guestAgent, { seed: seedFiles ?? {}, ...(options.signal ? { signal: options.signal } : {}) });
+    const first = await warmFirstBoot(runtimePaths(service.paths.instanceDir(defined.name)).guestAgent, { instanceId, seed: seedFiles ?? {}, ...(options.signal ? { signal: options.signal } : {}) });
     phase('booting', `first boot through the guest agent in ${(first.ms / 1000).toFixed(1)} s: clock, machine-id, entropy, cloud-init${first.failedStages.length > 0 ? ` (stages with errors: ${first.failedStages.join(', ')})` : ''}`);
   }
   if (options.noWait) return { instance, valid, address: undefined, cloudInit: undefined };

@@ -78,6 +78,14 @@ def first_boot():
     for name, text in job['seed'].items():
         write(os.path.join(seed_dir, name), text, 0o600)
 
+    # Modules whose result the template's disk already carries from its source's first boot (the disk was grown,
+    # grub's debconf and apt's sources written) run only when this instance's user-data configures them; the
+    # others are marked done for this instance, as cloud-init marks a module it ran (so no later boot runs them).
+    sem = os.path.join('/var/lib/cloud/instances', job['instanceId'], 'sem')
+    os.makedirs(sem, mode=0o755, exist_ok=True)
+    for module in job['skip']:
+        write(os.path.join(sem, 'config_' + module), '%d: %f\n' % (os.getpid(), time.time()))
+
     # The warm boot had no datasource, so cloud-init's generator turned it off for that boot: on again.
     os.makedirs('/run/cloud-init', exist_ok=True)
     if os.path.exists('/run/cloud-init/disabled'):

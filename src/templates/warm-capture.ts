@@ -28,19 +28,22 @@ const SAVE_TIMEOUT_MS = 5 * 60_000;
 const QUIT_TIMEOUT_MS = 10_000;
 export const WARM_DIR = 'warm';
 
-/** Waits for the boot's own jobs to end, so none is cut in the middle by the save. */
-const SETTLE_ARGV = ['/bin/sh', '-c', 'systemctl is-system-running --wait >/dev/null 2>&1; true'];
+/**
+ * Waits for the boot's own jobs to end, so none is cut in the middle by the save. sshd, which has no host keys
+ * yet (they come with the instance's seed), is stopped instead of being restarted in a loop meanwhile.
+ */
+const SETTLE_ARGV = ['/bin/sh', '-c', 'systemctl stop ssh.service; systemctl is-system-running --wait >/dev/null 2>&1; true'];
 /** The guest's side of a warm launch (src/instances/warm-first-boot.py), started now and saved waiting for its job. */
 const FIRST_BOOT_DIR = '/run/virtnode-warm';
 /**
- * Makes the saved state small: QEMU sends a zero page as a flag, any other page whole, and memory the guest freed
- * still holds its old bytes. So the page cache is dropped and the free memory written with zeros once (a file on
- * /dev/shm, removed), leaving loaded code and live memory.
+ * Makes the saved state smaller: QEMU sends a zero page as a flag, any other page whole, and memory the guest
+ * freed still holds its old bytes. So the free memory is written with zeros once (a file on /dev/shm, removed);
+ * the page cache stays (a warm launch reads what the boot read).
  */
 const COMPACT_ARGV = [
   '/bin/sh',
   '-c',
-  'sync; echo 3 > /proc/sys/vm/drop_caches; n=$(awk \'/^MemFree:/ {print int($2 / 1024) - 96}\' /proc/meminfo); ' +
+  'sync; n=$(awk \'/^MemFree:/ {print int($2 / 1024) - 96}\' /proc/meminfo); ' +
     '[ "$n" -gt 0 ] && dd if=/dev/zero of=/dev/shm/virtnode-zero bs=1M count="$n" 2>/dev/null; rm -f /dev/shm/virtnode-zero; sync; true',
 ];
 const FIRST_BOOT_UNIT = 'virtnode-warm-first-boot';
