@@ -47,6 +47,7 @@ export const QMP_COMMANDS = {
   queryRxFilter: 'query-rx-filter',
   migrate: 'migrate',
   migrateIncoming: 'migrate-incoming',
+  migrateSetParameters: 'migrate-set-parameters',
   queryMigrate: 'query-migrate',
   queryMachines: 'query-machines',
 } as const;
@@ -444,6 +445,10 @@ export interface MachineInfo {
 /** Starts an outgoing migration to `uri` (here `unix:PATH`: a socket virtnode listens on and writes to a file). */
 export async function migrate(qmp: QmpConnection, args: { uri: string }, options: QmpExecuteOptions = {}): Promise<void> {
   await qmp.execute(QMP_COMMANDS.migrate, args, options);
+}
+
+export async function migrateSetParameters(qmp: QmpConnection, args: { 'max-bandwidth'?: number }, options: QmpExecuteOptions = {}): Promise<void> {
+  await qmp.execute(QMP_COMMANDS.migrateSetParameters, args, options);
 }
 
 /** Starts the incoming side of a QEMU started with `-incoming defer`. */

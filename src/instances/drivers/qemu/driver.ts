@@ -97,6 +97,13 @@ export class QemuDriver implements InstanceDriver {
     try {
       spawned = await spawnQemu(spec, { logPath: paths.qemuLog, ...(options.signal ? { signal: options.signal } : {}) });
       options.onProcess(spawned.identity);
+      const v = spawned.qmp.greeting.version.qemu;
+      const version = `${v.major}.${v.minor}.${v.micro}`;
+      if (version !== warm.model.qemuVersion) {
+        throw new VirtnodeError('HOST_UNSUPPORTED', `the warm state was saved by QEMU ${warm.model.qemuVersion}, and this host runs ${version}`, {
+          hint: 'launch it cold (--cold), or make the warm state again (a new template with --warm)',
+        });
+      }
       await applyPinning(spawned.qmp, spawned.identity.pid, instance.spec.tuning);
       await loadState(spawned.qmp, warm.statePath, join(dir, 'incoming.sock'), WARM_LOAD_TIMEOUT_MS);
       await plugNics(spawned.qmp, instance.nics.map((n) => toQemuNic(instance, n, specOptions)));

@@ -86,7 +86,7 @@ export async function saveState(qmp: QmpConnection, statePath: string, socketPat
   received.catch(() => {});
   await new Promise<void>((resolve, reject) => server.listen(socketPath, resolve).once('error', reject));
   try {
-    await qmp.execute('migrate-set-parameters', { 'max-bandwidth': SAVE_BANDWIDTH_BYTES_PER_S });
+    await qmpCommand.migrateSetParameters(qmp, { 'max-bandwidth': SAVE_BANDWIDTH_BYTES_PER_S });
     await qmpCommand.migrate(qmp, { uri: `unix:${socketPath}` });
     await waitForMigration(qmp, Date.now() + timeoutMs, 'saving the memory state');
     return await received;
