@@ -10,7 +10,7 @@ import { chmodSync, mkdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import type { CoreContext } from '../core/context.ts';
 import { resolveAccelerator } from '../host/index.ts';
-import { VirtnodeError } from '../lib/errors.ts';
+import { isVirtnodeError, VirtnodeError } from '../lib/errors.ts';
 import { installFile } from '../lib/install-paths.ts';
 import { resolvedMachine, saveState, warmQemuSpec } from '../instances/drivers/qemu/warm.ts';
 import { removeRuntimeFiles, runtimePaths } from '../instances/runtime.ts';
@@ -129,7 +129,10 @@ export async function captureWarmState(core: CoreContext, template: Template, op
 
     agent = await waitForAgent(paths.guestAgent, Date.now() + BOOT_TIMEOUT_MS, options.signal);
     options.onPhase?.(`guest agent answered after ${Math.round((Date.now() - started) / 1000)} s`);
-    await agent.exec(SETTLE_ARGV[0]!, SETTLE_ARGV.slice(1), { timeoutMs: SETTLE_TIMEOUT_MS, ...signal });
+    // A boot that never settles (a unit stuck in a restart loop) is saved as it is after the wait, not refused.
+    await agent.exec(SETTLE_ARGV[0]!, SETTLE_ARGV.slice(1), { timeoutMs: SETTLE_TIMEOUT_MS, ...signal }).catch((e: unknown) => {
+      if (!isVirtnodeError(e, 'TIMEOUT') || options.signal?.aborted === true) throw e;
+    });
     await startFirstBootProgram(agent, options.signal);
     await guestRun(agent, COMPACT_ARGV, options.signal);
     const bootMs = Date.now() - started;
