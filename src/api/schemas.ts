@@ -142,6 +142,9 @@ export const LaunchBody = Closed({
   networks: Type.Optional(Type.Array(Type.String({ pattern: NAME_PATTERN, maxLength: 63 }), { maxItems: 8, description: 'managed networks for NICs after NIC 0 (user-mode, for SSH)' })),
   ips: Type.Optional(Type.Array(Type.String({ maxLength: 64 }), { maxItems: 8, description: 'static address on the i-th network (auto = DHCP)' })),
   tuning: Type.Optional(Tuning),
+  warm: Type.Optional(
+    Type.Boolean({ description: "load the template's warm state (true), boot cold (false); default: warm when the template has one and the request fits it" }),
+  ),
   wait: Type.Optional(Type.Boolean({ description: 'follow readiness up to SSH and cloud-init (default true)' })),
   timeoutSeconds: Type.Optional(Type.Integer({ minimum: 1, maximum: 86_400 })),
 });
@@ -482,13 +485,31 @@ export const Template = Closed({
   }),
   sealMethod: StringEnum(['guest-agent', 'offline']),
   sealReport: Type.Array(Type.String()),
+  warm: Type.Optional(
+    Closed(
+      {
+        state: Type.String({ description: 'the saved memory of the guest' }),
+        stateBytes: Type.Integer(),
+        disk: Type.String({ description: 'the disk as it was then (an overlay on the template disk)' }),
+        qemuVersion: Type.String(),
+        machine: Type.String(),
+        accel: Type.String(),
+        bootMs: Type.Integer({ description: 'how long the boot to the saved point took' }),
+      },
+      { description: 'present when launches can load a memory state instead of booting (`template create --warm`)' },
+    ),
+  ),
   clones: Type.Array(Type.String({ description: 'instances whose disks sit on it' })),
   createdAt: Type.String(),
 });
 export type TemplateView = Static<typeof Template>;
 
 /** POST /templates: `virtnode template create INSTANCE [NAME]`. */
-export const CreateTemplateBody = Closed({ instance: Name, name: Type.Optional(Name) });
+export const CreateTemplateBody = Closed({
+  instance: Name,
+  name: Type.Optional(Name),
+  warm: Type.Optional(Type.Boolean({ description: 'also save the template booted to just before its first boot, for warm launches' })),
+});
 
 /** POST /instances/{name}/clone: `virtnode clone NAME NEW [--linked]`. */
 export const CloneBody = Closed({

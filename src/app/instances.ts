@@ -78,6 +78,7 @@ export const instances = resource('instances', instanceEndpoints, (core: AppCore
         ...(input.networks === undefined ? {} : { networks: input.networks }),
         ...(input.ips === undefined ? {} : { ips: input.ips }),
         ...(input.tuning === undefined ? {} : { tuning: input.tuning }),
+        ...(input.warm === undefined ? {} : { warm: input.warm }),
       };
       // Bad input is refused now, not as a failed operation; the name is fixed here so the caller knows it.
       const valid = validateLaunch(request);

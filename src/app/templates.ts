@@ -41,7 +41,7 @@ export const templates = resource('templates', templateEndpoints, (core: AppCore
       // The core's own checks (and messages), so a refusal comes now, not as a failed operation.
       const { source, name } = await t.checkCreate(input.instance, input.name);
       return job('template-create', `instances/${source}`, async (ctx) => {
-        const r = await t.create(source, name, { signal: ctx.signal, onPhase: (phase, detail) => ctx.phase(phase, detail) });
+        const r = await t.create(source, name, { signal: ctx.signal, onPhase: (phase, detail) => ctx.phase(phase, detail), ...(input.warm === true ? { warm: true } : {}) });
         return { template: view(t, r.template), seal: sealView(r.seal) };
       });
     },

@@ -249,6 +249,9 @@ export function templateView(t: Template, clones: string[]): TemplateView {
     },
     sealMethod: t.sealMethod,
     sealReport: t.sealReport,
+    ...(t.warm === undefined
+      ? {}
+      : { warm: { state: t.warm.statePath, stateBytes: t.warm.stateBytes, disk: t.warm.diskPath, qemuVersion: t.warm.model.qemuVersion, machine: t.warm.model.machine, accel: t.warm.model.accel, bootMs: t.warm.bootMs } }),
     clones,
     createdAt: t.createdAt,
   };

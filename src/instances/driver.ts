@@ -1,12 +1,19 @@
 import type { ProcessIdentity } from '../lib/proc.ts';
 import type { Instance } from './model.ts';
 import { VirtnodeError } from '../lib/errors.ts';
+import type { WarmModel } from '../templates/model.ts';
 
 /**
  * The seam between the instance lifecycle (InstanceService: states, locks, networks, records) and the program
  * that runs an instance. QEMU runs VMs today (drivers/qemu); a system-container driver (LXC) is a second
  * implementation and one entry in drivers/index.ts. Nothing above the drivers branches on the instance type.
  */
+/** What a warm start loads: a template's saved guest and the device model it was saved from. */
+export interface WarmBoot {
+  statePath: string;
+  model: WarmModel;
+}
+
 export interface StartOptions {
   signal?: AbortSignal;
   /**
@@ -14,6 +21,8 @@ export interface StartOptions {
    * its forwards (SSH, ports, the HTTP seed) and cannot reach the host's loopback services at 10.0.2.2.
    */
   restrictUserNetwork?: boolean;
+  /** Load this saved guest instead of booting (a warm launch; QEMU driver only). */
+  warm?: WarmBoot;
 }
 
 export interface InstanceDriver {

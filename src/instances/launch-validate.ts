@@ -39,6 +39,8 @@ export interface LaunchRequest {
   networks?: string[];
   ips?: string[];
   tuning?: Readonly<Record<string, unknown>>;
+  /** Load the template's warm state (true) or boot (false); undefined: warm when there is one and the launch fits it. */
+  warm?: boolean;
 }
 
 export interface ValidLaunch {
@@ -63,6 +65,7 @@ export interface ValidLaunch {
   /** NIC 0 is always user-mode (virtnode reaches SSH through it); these follow it. */
   nics: NicRequest[];
   tuning: Tuning | undefined;
+  warm: boolean | undefined;
 }
 
 const USER_DATA_LIMIT_BYTES = 1024 * 1024;
@@ -177,7 +180,9 @@ export function validateLaunch(request: LaunchRequest, limits: HostLimits = host
     throw invalid('--seed', 'a container\'s NoCloud seed is written into its root filesystem', 'leave --seed out for containers');
   }
   if (type === 'container' && request.accel !== undefined && request.accel !== 'auto') throw invalid('--accel', 'containers run on the host kernel: there is no accelerator to choose');
+  if (type === 'container' && request.warm === true) throw invalid('--warm', "a container starts in seconds from its image: there is no warm state to load", 'leave --warm out for containers');
   return {
+    warm: request.warm,
     tuning,
     // A VM's NIC 0 is user-mode (SSH through a forwarded port); a container's NICs are managed networks only.
     nics: type === 'container' ? extra : [{ network: 'user' }, ...extra],

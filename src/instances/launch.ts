@@ -15,6 +15,9 @@ import type { NetworkRequest, NicNetworkConfig } from '../cloudinit/render.ts';
 import { type LaunchRequest, type ValidLaunch, validateLaunch } from './launch-validate.ts';
 import { type CloudInitResult, guestAddress, type Phase, type PhaseListener, waitForCloudInit, waitForSshBanner } from './readiness.ts';
 import { METADATA_ADDRESS } from './qemu-spec.ts';
+import { chooseWarm, type WarmSource } from './launch-warm.ts';
+import { runtimePaths } from './runtime.ts';
+import { warmFirstBoot } from './warm-first-boot.ts';
 import type { InstanceService } from './service.ts';
 
 export const DEFAULT_READY_TIMEOUT_MS = 15 * 60_000;
@@ -31,6 +34,8 @@ export interface ResolvedImage extends ImageRef {
   format: DiskFormat;
   /** A template made from a kernel-booted instance boots the same kernel. */
   boot?: KernelBoot;
+  /** A template's warm state (`template create --warm`). */
+  warm?: WarmSource;
 }
 
 export type ImageResolver = (nameOrPath: string) => Promise<ResolvedImage>;
@@ -102,6 +107,8 @@ interface Identity {
   seedDisk?: InstanceSpec['disks'][number];
   /** Where the metadata responder serves the seed from instead (--seed http). */
   httpSeedDir?: string;
+  /** A warm launch's seed, given to the loaded guest through its agent (no seed disk). */
+  seedFiles?: Record<string, string>;
 }
 
 /** The NoCloud seed files of a new instance (meta-data, user-data, network-config), for a VM's seed or a container's rootfs. */
@@ -125,10 +132,11 @@ export function renderSeedFiles(service: InstanceService, valid: ValidLaunch, cl
 }
 
 /** The instance's identity in `dir`: a new instance-id, its SSH host keys, and the NoCloud seed that carries them. */
-async function makeIdentity(service: InstanceService, valid: ValidLaunch, clientPublicKey: string, dir: string): Promise<Identity> {
+async function makeIdentity(service: InstanceService, valid: ValidLaunch, clientPublicKey: string, dir: string, warm: boolean): Promise<Identity> {
   const instanceId = `i-${crypto.randomUUID()}`;
   const hostKeys = await generateHostKeys(join(dir, 'ssh'), { comment: `${valid.name} host key (virtnode)` });
   const { request: seedRequest, files: seedFiles } = renderSeedFiles(service, valid, clientPublicKey, instanceId, hostKeys);
+  if (warm) return { instanceId, hostKeys, seedFiles };
   if (valid.seedFormat === 'http') {
     const httpSeedDir = join(dir, 'seed');
     mkdirSync(httpSeedDir, { mode: 0o700 });
@@ -159,8 +167,9 @@ export async function launch(service: InstanceService, resolveImage: ImageResolv
   const phase = (p: Phase, detail: string) => options.onPhase?.(p, detail, Date.now() - started);
   const valid = validateLaunch(request);
   const image = await resolveImage(valid.image);
+  const warm = chooseWarm(valid, image);
   if (valid.tuning !== undefined) await service.checkTuning(valid.tuning, { memoryMiB: valid.memoryMiB, accel: valid.accel, nics: valid.nics });
-  phase('image', `${image.name} (${image.format}, sha256 ${image.sha256.slice(0, 12)})`);
+  phase('image', `${image.name} (${image.format}, sha256 ${image.sha256.slice(0, 12)}${warm === undefined ? '' : ', warm state'})`);
   const key = await clientKey(service.core);
 
   const draft: InstanceSpec = {
@@ -172,13 +181,16 @@ export async function launch(service: InstanceService, resolveImage: ImageResolv
     ...(image.boot === undefined ? {} : { boot: image.boot }),
     ...(valid.tuning === undefined ? {} : { tuning: valid.tuning }),
   };
+  let seedFiles: Record<string, string> | undefined;
+  let instanceId = '';
   const defined = await service.define(valid.name, draft, { nics: valid.nics, ...(options.signal ? { signal: options.signal } : {}) }, async (dir) => {
     const disk = join(dir, 'disk0.qcow2');
     // The disk and the identity need nothing of each other, so they are made at the same time; the phases are
     // still reported in their order.
     // A linked clone: constant time whatever the image size; the image itself is never written.
-    const diskMade = createImage(disk, { format: 'qcow2', backing: { path: image.path, format: image.format }, ...(valid.diskSizeBytes === undefined ? {} : { sizeBytes: valid.diskSizeBytes }) });
-    const identityMade = makeIdentity(service, valid, key.publicKey, dir);
+    const backing = warm === undefined ? { path: image.path, format: image.format } : { path: warm.diskPath, format: 'qcow2' as const };
+    const diskMade = createImage(disk, { format: 'qcow2', backing, ...(valid.diskSizeBytes === undefined ? {} : { sizeBytes: valid.diskSizeBytes }) });
+    const identityMade = makeIdentity(service, valid, key.publicKey, dir, warm !== undefined);
     for (const made of [diskMade, identityMade]) made.catch(() => {}); // awaited below; a failure is not unhandled meanwhile
     try {
       await diskMade;
@@ -186,7 +198,9 @@ export async function launch(service: InstanceService, resolveImage: ImageResolv
       phase('disk', `${disk} (overlay on ${image.name}${valid.diskSizeBytes === undefined ? '' : `, ${valid.diskSizeBytes} bytes`})`);
       const identity = await identityMade;
       failpoint('launch.after-seed');
-      phase('seed', `${SEED_DESCRIPTION[valid.seedFormat]} (instance-id ${identity.instanceId})`);
+      seedFiles = identity.seedFiles;
+      instanceId = identity.instanceId;
+      phase('seed', `${warm === undefined ? SEED_DESCRIPTION[valid.seedFormat] : 'NoCloud, through the guest agent after the load'} (instance-id ${identity.instanceId})`);
       return {
         ...draft,
         instanceId: identity.instanceId,
@@ -208,8 +222,13 @@ export async function launch(service: InstanceService, resolveImage: ImageResolv
   });
 
   failpoint('launch.after-define');
-  let instance = await service.start(defined.name, options.signal ? { signal: options.signal } : {});
-  phase('booting', `QEMU pid ${instance.pid}`);
+  let instance = await service.start(defined.name, { ...(options.signal ? { signal: options.signal } : {}), ...(warm === undefined ? {} : { warm: { statePath: warm.statePath, model: warm.model } }) });
+  phase('booting', warm === undefined ? `QEMU pid ${instance.pid}` : `QEMU pid ${instance.pid} loaded the warm state of ${image.name}`);
+  if (warm !== undefined) {
+    // Before anything else sees the guest: until this is done it is the template, not this instance.
+    const first = await warmFirstBoot(runtimePaths(service.paths.instanceDir(defined.name)).guestAgent, { instanceId, seed: seedFiles ?? {}, ...(options.signal ? { signal: options.signal } : {}) });
+    phase('booting', `first boot through the guest agent in ${(first.ms / 1000).toFixed(1)} s: clock, machine-id, entropy, cloud-init${first.failedStages.length > 0 ? ` (stages with errors: ${first.failedStages.join(', ')})` : ''}`);
+  }
   if (options.noWait) return { instance, valid, address: undefined, cloudInit: undefined };
   failpoint('launch.after-boot');
 

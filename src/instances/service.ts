@@ -12,7 +12,7 @@ import { type Db, transaction } from '../store/db.ts';
 import type { InstanceRepository } from '../store/instances.ts';
 import { type Accel, type AccelRequest, type DiskFormat, type Instance, type InstanceSpec, type InstanceState, type InstanceType, type Nic, type Tuning, USER_NETWORK } from './model.ts';
 import type { NetworkService } from '../network/service.ts';
-import type { ConsoleEndpoints, InstanceDriver, StopMethod } from './driver.ts';
+import type { ConsoleEndpoints, InstanceDriver, StartOptions, StopMethod } from './driver.ts';
 import { driverFor } from './drivers/index.ts';
 import { resolveNic } from './nic-addresses.ts';
 import type { NicRequest } from './nic-request.ts';
@@ -256,7 +256,7 @@ export class InstanceService {
     }
   }
 
-  async start(name: string, options: OperationOptions = {}): Promise<Instance> {
+  async start(name: string, options: OperationOptions & Pick<StartOptions, 'warm'> = {}): Promise<Instance> {
     return this.locked(name, 'start', options, async () => {
       const instance = await observeInstance(this.core, this.mustGet(name));
       const startable: InstanceState[] = ['defined', 'stopped', 'crashed'];
@@ -267,10 +267,10 @@ export class InstanceService {
   }
 
   /** Starts a stopped instance; the caller holds its lock. */
-  async startLocked(instance: Instance, options: OperationOptions): Promise<void> {
+  async startLocked(instance: Instance, options: OperationOptions & Pick<StartOptions, 'warm'>): Promise<void> {
     const driver = this.driver(instance);
     const signal = options.signal ? { signal: options.signal } : {};
-    const start = await driver.prepareStart(instance, { ...signal, restrictUserNetwork: this.networks.hasWayOut(instance) });
+    const start = await driver.prepareStart(instance, { ...signal, restrictUserNetwork: this.networks.hasWayOut(instance), ...(options.warm ? { warm: options.warm } : {}) });
     driver.clearRuntime(instance);
     const previous = instance.state;
     if (instance.spec.ssh !== undefined && instance.spec.ssh.address === undefined) instance = await this.prepareSshForward(instance);

@@ -59,6 +59,13 @@ describe('buildArgv', () => {
     expect(argv.find((a) => a.startsWith('virtio-blk-pci'))).toContain('write-cache=off');
   });
 
+  it('a warm state: the resolved machine type, a VM generation ID, waiting for the state (-incoming defer)', () => {
+    const argv = buildArgv({ ...base, nics: [], machine: 'pc-q35-7.2', vmgenid: '8a6f0c1e-2b3d-4e5f-8a9b-0c1d2e3f4a5b', incoming: 'defer' });
+    expect(argv[argv.indexOf('-machine') + 1]).toBe('pc-q35-7.2,accel=tcg');
+    expect(argv.join(' ')).toContain('-device vmgenid,id=vmgenid0,guid=8a6f0c1e-2b3d-4e5f-8a9b-0c1d2e3f4a5b -incoming defer');
+    expect(argv).not.toContain('virtio-net-pci');
+  });
+
   it('leaves the default machine untouched without tuning', () => {
     const argv = buildArgv(base);
     expect(argv).not.toContain('-object');

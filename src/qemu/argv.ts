@@ -62,7 +62,7 @@ export function buildArgv(spec: QemuSpec): string[] {
     '-name', options(`guest=${escapeOptionValue(spec.name)}`, { 'debug-threads': true }),
     '-uuid', spec.uuid,
     '-smbios', options('type=1', { uuid: spec.smbiosUuid, manufacturer: 'virtnode', product: 'virtnode VM', serial: spec.smbiosSerial }),
-    '-machine', options('q35', { accel: spec.accel, 'memory-backend': memoryNodes(spec).length === 1 ? memoryNodes(spec)[0]!.id : undefined }),
+    '-machine', options(spec.machine ?? 'q35', { accel: spec.accel, 'memory-backend': memoryNodes(spec).length === 1 ? memoryNodes(spec)[0]!.id : undefined }),
     '-cpu', cpuOption(spec),
     '-smp', String(spec.cpus),
     '-m', `${spec.memoryMiB}M`,
@@ -95,6 +95,7 @@ export function buildArgv(spec: QemuSpec): string[] {
   // The balloon reports the guest's memory size (query-balloon, for /metrics). On the root bus, after every other
   // device, so it takes no hot-plug port and moves no existing device to another PCI address.
   argv.push('-device', options('virtio-balloon-pci', { id: 'balloon0', 'free-page-reporting': spec.tuning?.freePageReporting === true ? true : undefined }));
+  if (spec.vmgenid !== undefined) argv.push('-device', options('vmgenid', { id: 'vmgenid0', guid: spec.vmgenid }));
   if (spec.kernel !== undefined) {
     argv.push('-kernel', spec.kernel.path);
     if (spec.kernel.initrd !== undefined) argv.push('-initrd', spec.kernel.initrd);

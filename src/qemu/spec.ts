@@ -60,9 +60,13 @@ export interface QemuSpec {
   smbiosSerial?: string;
   /** Performance knobs (instances/tuning.ts), already checked against the host. Pinning is applied after spawn. */
   tuning?: Tuning;
+  /** The machine type, resolved (`pc-q35-7.2`) where a memory state must load into the same one; default `q35`. */
+  machine?: string;
+  /** A VM generation ID device with this GUID (warm launches: a new GUID per restore makes the guest kernel reseed its RNG). */
+  vmgenid?: string;
   /** Where hugetlbfs is mounted, when `tuning.hugepages` backs the guest's memory with huge pages. */
   hugepagePath?: string;
-  /** The destination of a live migration: QEMU waits for `migrate-incoming` instead of booting. */
+  /** Wait for a migration stream (a live move's destination, a warm launch's saved state): `-incoming defer`, then QMP `migrate-incoming`, instead of booting. */
   incoming?: 'defer';
   paths: RuntimePaths;
 }

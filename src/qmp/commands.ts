@@ -63,6 +63,7 @@ export const QMP_COMMANDS = {
   blockExportDel: 'block-export-del',
   blockdevMirror: 'blockdev-mirror',
   blockJobCancel: 'block-job-cancel',
+  queryMachines: 'query-machines',
 } as const;
 
 /** QMP event names, verbatim. */
@@ -96,6 +97,7 @@ export const GUEST_AGENT_COMMANDS = {
   fsfreezeThaw: 'guest-fsfreeze-thaw',
   fsfreezeStatus: 'guest-fsfreeze-status',
   shutdown: 'guest-shutdown',
+  setTime: 'guest-set-time',
 } as const;
 
 /** QEMU's RunState. */
@@ -254,7 +256,8 @@ export interface DeviceAddArgs {
 export interface NetdevAddArgs {
   type: string;
   id: string;
-  [option: string]: string | number | boolean | undefined;
+  /** user-mode `hostfwd`/`guestfwd` are lists of `{str}` (QAPI's String). */
+  [option: string]: string | number | boolean | Array<{ str: string }> | undefined;
 }
 
 export type BlockCommitArgs = {
@@ -442,4 +445,38 @@ export function queryMemorySizeSummary(qmp: QmpConnection, options: QmpExecuteOp
 /** Each NIC's device name and MAC as QEMU has them now. */
 export function queryRxFilter(qmp: QmpConnection, options: QmpExecuteOptions = {}): Promise<Array<{ name: string; 'main-mac': string }>> {
   return qmp.execute<Array<{ name: string; 'main-mac': string }>>(QMP_COMMANDS.queryRxFilter, undefined, options);
+}
+
+/** query-migrate: the status of the outgoing or incoming migration (only the fields read here). */
+export interface MigrationInfo {
+  status?: 'none' | 'setup' | 'cancelling' | 'cancelled' | 'active' | 'postcopy-active' | 'completed' | 'failed' | 'pre-switchover' | 'device' | 'wait-unplug';
+  'error-desc'?: string;
+  ram?: { transferred: number; total: number };
+}
+
+export interface MachineInfo {
+  name: string;
+  alias?: string;
+}
+
+/** Starts an outgoing migration to `uri` (here `unix:PATH`: a socket virtnode listens on and writes to a file). */
+export async function migrate(qmp: QmpConnection, args: { uri: string }, options: QmpExecuteOptions = {}): Promise<void> {
+  await qmp.execute(QMP_COMMANDS.migrate, args, options);
+}
+
+export async function migrateSetParameters(qmp: QmpConnection, args: { 'max-bandwidth'?: number }, options: QmpExecuteOptions = {}): Promise<void> {
+  await qmp.execute(QMP_COMMANDS.migrateSetParameters, args, options);
+}
+
+/** Starts the incoming side of a QEMU started with `-incoming defer`. */
+export async function migrateIncoming(qmp: QmpConnection, args: { uri: string }, options: QmpExecuteOptions = {}): Promise<void> {
+  await qmp.execute(QMP_COMMANDS.migrateIncoming, args, options);
+}
+
+export function queryMigrate(qmp: QmpConnection, options: QmpExecuteOptions = {}): Promise<MigrationInfo> {
+  return qmp.execute<MigrationInfo>(QMP_COMMANDS.queryMigrate, undefined, options);
+}
+
+export function queryMachines(qmp: QmpConnection, options: QmpExecuteOptions = {}): Promise<MachineInfo[]> {
+  return qmp.execute<MachineInfo[]>(QMP_COMMANDS.queryMachines, undefined, options);
 }

@@ -14,7 +14,7 @@ interface TemplateRow {
   created_at: string;
 }
 
-type Details = Pick<Template, 'defaults' | 'sealReport'> & { image?: Template['image'] };
+type Details = Pick<Template, 'defaults' | 'sealReport'> & { image?: Template['image']; warm?: Template['warm'] };
 
 function toTemplate(row: TemplateRow): Template {
   const details = JSON.parse(row.details) as Details;
@@ -29,6 +29,7 @@ function toTemplate(row: TemplateRow): Template {
     defaults: details.defaults,
     sealMethod: row.seal_method,
     sealReport: details.sealReport,
+    ...(details.warm === undefined ? {} : { warm: details.warm }),
     createdAt: row.created_at,
   };
 }
@@ -46,5 +47,15 @@ export class TemplateRepository extends NamedTable<TemplateRow, Template> {
          VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
       )
       .run(t.name, t.diskPath, t.format, t.virtualSize, t.sha256, t.source, t.sealMethod, JSON.stringify(details), new Date().toISOString());
+  }
+
+  /** Records (or, with undefined, forgets) a template's warm state; it lives in the details column, so no schema change. */
+  setWarm(name: string, warm: Template['warm']): void {
+    const row = this.db.prepare('SELECT details FROM templates WHERE name = ?').get(name) as { details: string } | undefined;
+    if (row === undefined) return;
+    const details = JSON.parse(row.details) as Details;
+    if (warm === undefined) delete details.warm;
+    else details.warm = warm;
+    this.db.prepare('UPDATE templates SET details = ? WHERE name = ?').run(JSON.stringify(details), name);
   }
 }

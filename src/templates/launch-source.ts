@@ -12,7 +12,14 @@ export function launchSource(core: CoreContext): ImageResolver {
   return async (nameOrPath) => {
     const template = core.repos.templates.get(nameOrPath);
     if (template !== undefined) {
-      return { name: template.name, sha256: template.sha256, path: template.diskPath, format: template.format, ...(template.defaults.boot === undefined ? {} : { boot: template.defaults.boot }) };
+      return {
+        name: template.name,
+        sha256: template.sha256,
+        path: template.diskPath,
+        format: template.format,
+        ...(template.defaults.boot === undefined ? {} : { boot: template.defaults.boot }),
+        ...(template.warm === undefined ? {} : { warm: { diskPath: template.warm.diskPath, statePath: template.warm.statePath, model: template.warm.model } }),
+      };
     }
     const { ImageStore } = await import('../images/store/index.ts');
     const store = new ImageStore(core.paths, core.db);

@@ -1,4 +1,4 @@
-import type { AccelRequest, DiskFormat, ImageRef, KernelBoot, Tuning } from '../instances/model.ts';
+import type { Accel, AccelRequest, DiskFormat, ImageRef, KernelBoot, Tuning } from '../instances/model.ts';
 
 export type SealMethod = 'guest-agent' | 'offline';
 
@@ -13,6 +13,37 @@ export interface TemplateDefaults {
   user?: string;
   /** The networks of its NICs, in order (`user` or a managed network's name); clones get one NIC on each. */
   networks: string[];
+}
+
+/**
+ * The device model a template's memory state was saved from. A warm launch starts exactly this (the same QEMU
+ * version, the resolved machine type, accelerator, CPUs, memory, boot and devices), else the state cannot load.
+ */
+export interface WarmModel {
+  qemuVersion: string;
+  /** The machine type `q35` resolved to when the state was saved (`pc-q35-7.2`). */
+  machine: string;
+  accel: Accel;
+  cpus: number;
+  memoryMiB: number;
+  boot?: KernelBoot;
+  tuning?: Tuning;
+}
+
+/**
+ * A template's warm state (`template create --warm`): the sealed template booted once, with no NIC and no seed,
+ * to a running guest agent with cloud-init's per-instance work not done, then paused and saved.
+ */
+export interface WarmState {
+  /** The disk as it was when the memory was saved: an overlay on the template's disk, read-only; warm launches' disks sit on it. */
+  diskPath: string;
+  /** QEMU's migration stream of the paused guest, read-only. */
+  statePath: string;
+  stateBytes: number;
+  model: WarmModel;
+  /** How long the boot to the saved point took, for `template info`. */
+  bootMs: number;
+  createdAt: string;
 }
 
 /**
@@ -34,5 +65,7 @@ export interface Template {
   sealMethod: SealMethod;
   /** What sealing changed, one line each (for `template info`). */
   sealReport: string[];
+  /** Present when the template keeps a memory state for warm launches. */
+  warm?: WarmState;
   createdAt: string;
 }

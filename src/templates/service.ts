@@ -21,6 +21,7 @@ import type { Template } from './model.ts';
 import { TEMPLATE_DISK_FILE, templateDir, templatesDir } from './paths.ts';
 import type { TemplateRepository } from '../store/templates.ts';
 import { type SealResult, sealOffline, sealThroughAgent } from './seal.ts';
+import { captureWarmState } from './warm-capture.ts';
 
 const LOCK_WAIT_MS = 10_000;
 const STOP_TIMEOUT_MS = 120_000;
@@ -29,7 +30,9 @@ const ONLINE: InstanceState[] = ['running', 'paused'];
 
 export interface CreateTemplateOptions {
   signal?: AbortSignal;
-  onPhase?: (phase: 'stop' | 'seal' | 'store', detail: string) => void;
+  onPhase?: (phase: 'stop' | 'seal' | 'store' | 'warm', detail: string) => void;
+  /** Also keep a memory state of the template booted to just before its first boot, for warm launches. */
+  warm?: boolean;
 }
 
 export interface CreateTemplateResult {
@@ -150,7 +153,18 @@ export class TemplateService {
       const seal = await this.stopAndSeal(instance, disk, options);
       failpoint('template.after-seal');
       options.onPhase?.('seal', seal.summary);
-      return { template: await this.store(instance, name, seal, options), seal };
+      let template = await this.store(instance, name, seal, options);
+      if (options.warm === true) {
+        const warm = await captureWarmState(this.core, template, { ...signal, onPhase: (detail) => options.onPhase?.('warm', detail) }).catch((e: unknown) => {
+          throw new VirtnodeError('COMMAND_FAILED', `template ${name} was made, but not its warm state: ${e instanceof Error ? e.message : String(e)}`, {
+            cause: e,
+            hint: 'its cold launches work; see the template directory\'s warm/qemu.log',
+          });
+        });
+        this.repo.setWarm(name, warm);
+        template = this.repo.get(name)!;
+      }
+      return { template, seal };
     } finally {
       for (const release of releases.reverse()) release();
     }

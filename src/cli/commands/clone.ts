@@ -60,13 +60,14 @@ export function registerCloneCommands(program: Command): void {
     .description('turn an instance into a template: stop it, seal its disk (through the guest agent if it runs one, else offline), keep the disk read-only, remove the instance')
     .argument('<instance>')
     .argument('[name]', 'the template name (default: the instance name)')
-    .action(async (instance: string, name: string | undefined) => {
+    .option('--warm', 'also boot it once and keep its memory just before the first boot: launches then load it instead of booting')
+    .action(async (instance: string, name: string | undefined, o: { warm?: boolean }) => {
       await checkedName('INSTANCE', instance);
       if (name !== undefined) await checkedName('NAME', name);
       const { interruptibly } = await import('../interrupt.ts');
       const t = await templates();
       await interruptibly(async (signal) => {
-        const result = await t.create({ instance, ...(name === undefined ? {} : { name }) }, {
+        const result = await t.create({ instance, ...(name === undefined ? {} : { name }), ...(o.warm === true ? { warm: true } : {}) }, {
           signal,
           onPhase: (phase, detail, elapsedMs) => process.stderr.write(`[${(elapsedMs / 1000).toFixed(1).padStart(6)} s] ${phase.padEnd(6)} ${detail}\n`),
         });
@@ -107,6 +108,7 @@ export function registerCloneCommands(program: Command): void {
           ['Image', x.image === undefined ? undefined : `${x.image.name} (sha256 ${x.image.sha256.slice(0, 16)}…)`],
           ['Defaults', `${x.defaults.cpus} CPU, ${formatSize(x.defaults.memoryMiB * 1024 * 1024)}, network ${x.defaults.networks.join(', ') || 'none'}${x.defaults.user ? `, user ${x.defaults.user}` : ''}`],
           ['Sealed', x.sealReport[0] ?? x.sealMethod],
+          ['Warm state', x.warm === undefined ? 'none (launches boot)' : `${x.warm.state} (${formatSize(x.warm.stateBytes)}, QEMU ${x.warm.qemuVersion} ${x.warm.machine}, ${x.warm.accel})`],
           ['Clones', x.clones.join(', ') || 'none'],
           ['Created', x.createdAt],
           ]),

@@ -29,6 +29,8 @@ export function registerLaunchCommands(program: Command): void {
     .option('--seed <format>', 'identity seed: NoCloud iso (default), vfat, or http (served to this guest only, no seed disk); or configdrive (OpenStack config-2)', 'iso')
     .option('--accel <accel>', 'auto, kvm or tcg', 'auto')
     .option('--timeout <seconds>', 'how long to follow readiness before saying it is still provisioning', '900')
+    .option('--warm', "load the template's warm state instead of booting (the default when it has one and the launch fits it)")
+    .option('--cold', 'boot, even when the template has a warm state')
     .option('--no-wait', 'return as soon as the VM boots');
   addTuningOptions(launch)
     .action(async (image: string, o: Record<string, unknown>) => {
@@ -42,6 +44,11 @@ export function registerLaunchCommands(program: Command): void {
         const { invalid } = await import('../../lib/errors.ts');
         throw invalid('--type', `--container and --type ${text('type')} contradict each other`, 'give one of them');
       }
+      if (o['warm'] === true && o['cold'] === true) {
+        const { invalid } = await import('../../lib/errors.ts');
+        throw invalid('--warm', '--warm and --cold contradict each other', 'give one of them');
+      }
+      const warm = o['warm'] === true ? true : o['cold'] === true ? false : undefined;
       const valid = validateLaunch({
         image,
         ...(type === undefined ? {} : { type }),
@@ -82,6 +89,7 @@ export function registerLaunchCommands(program: Command): void {
           ...(o['network'] === undefined ? {} : { networks: o['network'] as string[] }),
           ...(o['ip'] === undefined ? {} : { ips: o['ip'] as string[] }),
           ...(valid.tuning === undefined ? {} : { tuning: valid.tuning }),
+          ...(warm === undefined ? {} : { warm }),
           wait: o['wait'] !== false,
           timeoutSeconds: Number.isFinite(timeoutS) && timeoutS > 0 ? Math.ceil(timeoutS) : 900,
         },

@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { resolveAccelerator } from '../../../host/index.ts';
@@ -9,12 +10,13 @@ import * as qmpCommand from '../../../qmp/commands.ts';
 import { QmpConnection } from '../../../qmp/connection.ts';
 import { connectMonitor, explainSilence } from '../../monitor.ts';
 import { rotateConsoleLog } from '../../console-log.ts';
-import type { ConsoleEndpoints, DriverSample, InstanceDriver, LiveDevices, Observation, PreparedStart, StartOptions, StopMethod } from '../../driver.ts';
+import type { ConsoleEndpoints, DriverSample, InstanceDriver, LiveDevices, Observation, PreparedStart, StartOptions, StopMethod, WarmBoot } from '../../driver.ts';
 import { type Accel, type Instance, USER_NETWORK } from '../../model.ts';
 import { checkTuningOnHost } from '../../tuning.ts';
 import { tuningHostFacts } from '../../../host/tuning-facts.ts';
 import { applyPinning } from './pinning.ts';
-import { toQemuSpec } from '../../qemu-spec.ts';
+import { toQemuNic, toQemuSpec } from '../../qemu-spec.ts';
+import { loadState, plugNics, warmQemuSpec } from './warm.ts';
 import { removeRuntimeFiles, runtimePaths } from '../../runtime.ts';
 import { balloonQemu, inspectQemu } from './live.ts';
 import { sampleQemu } from './metrics.ts';
@@ -24,6 +26,7 @@ const QUIT_TIMEOUT_MS = 10_000;
 /** Observation uses the query monitor with a short timeout, so a long operation holding the main one never blocks it. */
 const QUERY_TIMEOUT_MS = 1_000;
 const ADOPT_CONNECT_TIMEOUT_MS = 2_000;
+const WARM_LOAD_TIMEOUT_MS = 120_000;
 
 /**
  * VMs: one detached QEMU process per running instance (started paused with -S, then `cont`), driven over its
@@ -52,7 +55,65 @@ export class QemuDriver implements InstanceDriver {
       checkTuningOnHost(tuning, { memoryMiB: instance.spec.memoryMiB, tapNics: instance.nics.filter((n) => n.network !== USER_NETWORK).length, accel }, host);
       if (tuning.hugepages === true && host.hugepages.mount !== undefined) specOptions.hugepagePath = host.hugepages.mount;
     }
+    const warm = options.warm;
+    if (warm !== undefined) {
+      if (warm.model.accel !== accel) {
+        throw new VirtnodeError('HOST_UNSUPPORTED', `the warm state was saved under ${warm.model.accel}, and this start would use ${accel}`, {
+          hint: 'launch it cold (--cold), or make the warm state again on this host',
+        });
+      }
+      return { reason: `loaded a warm state with ${accel}`, run: (ready, runOptions) => this.runWarm(ready, warm, specOptions, runOptions) };
+    }
     return { reason: `started with ${accel}`, run: (ready, runOptions) => this.run(ready, accel, specOptions, runOptions) };
+  }
+
+  /**
+   * A warm start: QEMU with the warm state's exact device model waits for the state (-incoming defer), loads it,
+   * gets the instance's NICs hot-plugged (their own MACs) and a new VM generation ID, then runs. What makes the
+   * guest this instance (hostname, machine-id, keys, cloud-init) is done through its agent afterwards.
+   */
+  private async runWarm(
+    instance: Instance,
+    warm: WarmBoot,
+    specOptions: { restrictUserNetwork: boolean; hugepagePath?: string },
+    options: { signal?: AbortSignal; onProcess: (process: ProcessIdentity) => void },
+  ): Promise<void> {
+    const dir = this.paths.instanceDir(instance.name);
+    const paths = runtimePaths(dir);
+    rotateConsoleLog(paths.serialLog);
+    const disk = instance.spec.disks[0];
+    if (disk === undefined) throw new VirtnodeError('INTERNAL', `${instance.name} has no disk to load its warm state with`);
+    const spec = warmQemuSpec(warm.model, {
+      name: instance.name,
+      uuid: instance.uuid,
+      smbiosUuid: instance.smbiosUuid,
+      diskPath: disk.path,
+      paths,
+      vmgenid: randomUUID(),
+      incoming: true,
+      ...(specOptions.hugepagePath === undefined ? {} : { hugepagePath: specOptions.hugepagePath }),
+    });
+    let spawned: Awaited<ReturnType<typeof spawnQemu>> | undefined;
+    try {
+      spawned = await spawnQemu(spec, { logPath: paths.qemuLog, ...(options.signal ? { signal: options.signal } : {}) });
+      options.onProcess(spawned.identity);
+      const v = spawned.qmp.greeting.version.qemu;
+      const version = `${v.major}.${v.minor}.${v.micro}`;
+      if (version !== warm.model.qemuVersion) {
+        throw new VirtnodeError('HOST_UNSUPPORTED', `the warm state was saved by QEMU ${warm.model.qemuVersion}, and this host runs ${version}`, {
+          hint: 'launch it cold (--cold), or make the warm state again (a new template with --warm)',
+        });
+      }
+      await applyPinning(spawned.qmp, spawned.identity.pid, instance.spec.tuning);
+      await loadState(spawned.qmp, warm.statePath, join(dir, 'incoming.sock'), WARM_LOAD_TIMEOUT_MS);
+      await plugNics(spawned.qmp, instance.nics.map((n) => toQemuNic(instance, n, specOptions)));
+      await qmpCommand.cont(spawned.qmp);
+    } catch (e) {
+      if (spawned !== undefined) await killQemu(spawned.identity).catch(() => {});
+      throw e;
+    } finally {
+      spawned?.qmp.close();
+    }
   }
 
   private async run(

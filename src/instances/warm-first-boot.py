@@ -1,0 +1,119 @@
+# virtnode: the first boot of a warm launch. `template create --warm` starts this program (a transient systemd
+# service) in the template's one warm boot: it imports cloud-init's code, says it is ready, and blocks on a FIFO;
+# the guest's memory is saved right then. Each warm launch loads that memory and writes its job into the FIFO
+# through the guest agent: machineId, entropy (hex, from the host), seed (NoCloud file name -> text). It then does
+# what a cold first boot does for a new instance: a fresh machine-id, fresh random state, then cloud-init's four
+# stages in this interpreter (its code is loaded already), the NIC brought up by ifupdown between the local and
+# the network stage as networking.service would, and writes a JSON report into the result FIFO.
+import json
+import os
+import pkgutil
+import random
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+
+import cloudinit.config
+from cloudinit.cmd import main
+
+for extra in ('cloudinit.distros.debian', 'cloudinit.sources.DataSourceNoCloud', 'cloudinit.net.eni', 'cloudinit.net.activators', 'cloudinit.net.netplan', 'cloudinit.net.networkd'):
+    try:
+        __import__(extra)
+    except Exception:
+        pass
+for module in pkgutil.iter_modules(cloudinit.config.__path__):
+    try:
+        __import__('cloudinit.config.' + module.name)
+    except Exception:
+        pass
+
+RUN = '/run/virtnode-warm'
+os.makedirs(RUN, mode=0o700, exist_ok=True)
+for fifo in ('job', 'result'):
+    if not os.path.exists(os.path.join(RUN, fifo)):
+        os.mkfifo(os.path.join(RUN, fifo), 0o600)
+open(os.path.join(RUN, 'ready'), 'w').close()
+
+# ---- the memory is saved while this waits; everything below runs in a warm-launched instance ----
+with open(os.path.join(RUN, 'job')) as f:
+    job = json.load(f)
+started = time.time()
+
+
+def write(path, text, mode=0o644):
+    tmp = path + '.virtnode'
+    with open(tmp, 'w') as f:
+        f.write(text)
+    os.chmod(tmp, mode)
+    os.replace(tmp, path)
+
+
+failed = []
+
+
+def stage(*args):
+    if main.main(['cloud-init', *args]):
+        failed.append(' '.join(args))
+
+
+def first_boot():
+    # The kernel reseeded itself at the new VM generation ID; the host's bytes are mixed in as well, the seed
+    # file the next boot credits is made new (every warm launch finds the same one on the template's disk), and
+    # this interpreter's own generators (seeded when the template was saved) are seeded again.
+    with open('/dev/urandom', 'w') as f:
+        f.write(job['entropy'])
+    with open('/var/lib/systemd/random-seed', 'wb') as f:
+        f.write(os.urandom(512))
+    random.seed(os.urandom(32))
+    tempfile._name_sequence = None
+
+    write('/etc/machine-id', job['machineId'] + '\n', 0o444)
+    if os.path.isfile('/var/lib/dbus/machine-id') and not os.path.islink('/var/lib/dbus/machine-id'):
+        write('/var/lib/dbus/machine-id', job['machineId'] + '\n', 0o444)
+
+    seed_dir = '/var/lib/cloud/seed/nocloud'
+    os.makedirs(seed_dir, mode=0o700, exist_ok=True)
+    for name, text in job['seed'].items():
+        write(os.path.join(seed_dir, name), text, 0o600)
+
+    # Modules whose result the template's disk already carries from its source's first boot (the disk was grown,
+    # grub's debconf and apt's sources written) run only when this instance's user-data configures them; the
+    # others are marked done for this instance, as cloud-init marks a module it ran (so no later boot runs them).
+    sem = os.path.join('/var/lib/cloud/instances', job['instanceId'], 'sem')
+    os.makedirs(sem, mode=0o755, exist_ok=True)
+    for module in job['skip']:
+        write(os.path.join(sem, 'config_' + module), '%d: %f\n' % (os.getpid(), time.time()))
+
+    # The warm boot had no datasource, so cloud-init's generator turned it off for that boot: on again.
+    os.makedirs('/run/cloud-init', exist_ok=True)
+    if os.path.exists('/run/cloud-init/disabled'):
+        os.remove('/run/cloud-init/disabled')
+    open('/run/cloud-init/enabled', 'w').close()
+
+    # The NICs were hot-plugged at the load: wait until the kernel has them.
+    deadline = time.time() + 30
+    while not os.path.exists('/sys/class/net/eth0') and time.time() < deadline:
+        time.sleep(0.05)
+
+    stage('init', '--local')
+    network = subprocess.Popen(['ifup', '-a'], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    stage('init')
+    # sshd failed at the warm boot (no host keys then); cloud-init has written virtnode's.
+    subprocess.run(['systemctl', 'reset-failed', 'ssh.service'], check=False)
+    subprocess.run(['systemctl', 'restart', '--no-block', 'ssh.service'], check=False)
+    stage('modules', '--mode=config')
+    stage('modules', '--mode=final')
+    return network.wait()
+
+
+report = {}
+try:
+    report['ifup'] = first_boot()
+except Exception:
+    report['error'] = traceback.format_exc()
+report['failedStages'] = failed
+report['seconds'] = round(time.time() - started, 2)
+with open(os.path.join(RUN, 'result'), 'w') as f:
+    f.write(json.dumps(report) + '\n')

@@ -1,0 +1,98 @@
+/**
+ * The identity of a warm-launched guest, given through its agent right after the load (the guest has no NIC
+ * address, no hostname, no keys of its own yet): its clock, then the job of src/instances/warm-first-boot.py
+ * (saved waiting in the warm state): a fresh machine-id, host entropy and the instance's NoCloud seed; it runs
+ * cloud-init's stages for the new instance.
+ */
+import { randomBytes } from 'node:crypto';
+import { parse } from 'yaml';
+import { VirtnodeError } from '../lib/errors.ts';
+import { GuestAgent } from '../qmp/guest-agent.ts';
+
+const AGENT_CONNECT_TIMEOUT_MS = 30_000;
+const AGENT_TRY_MS = 2_000;
+const FIRST_BOOT_TIMEOUT_MS = 10 * 60_000;
+
+/**
+ * Per-instance modules whose result is already on the template's disk (its source ran them at its first boot,
+ * and a warm launch keeps the disk size): run only when the instance's user-data has one of their keys.
+ */
+const CARRIED_MODULES: Record<string, string[]> = {
+  growpart: ['growpart'],
+  resizefs: ['resize_rootfs'],
+  grub_dpkg: ['grub_dpkg', 'grub-dpkg'],
+  apt_configure: ['apt', 'apt_preserve_sources_list', 'apt_mirror', 'apt_mirror_search', 'apt_mirror_search_dns', 'apt_sources', 'apt_proxy', 'apt_http_proxy', 'apt_ftp_proxy', 'apt_https_proxy', 'apt_config'],
+};
+
+/** The carried modules to mark done: all of them unless the user-data is a cloud-config that configures them (any other kind of user-data: none). */
+export function modulesToSkip(userData: string): string[] {
+  let keys: Set<string>;
+  if (userData.startsWith('#cloud-config')) {
+    const parsed = parse(userData) as unknown;
+    keys = new Set(parsed !== null && typeof parsed === 'object' ? Object.keys(parsed) : []);
+  } else if (userData.startsWith('#!')) {
+    keys = new Set();
+  } else {
+    return [];
+  }
+  return Object.entries(CARRIED_MODULES)
+    .filter(([, configKeys]) => !configKeys.some((k) => keys.has(k)))
+    .map(([module]) => module);
+}
+
+export interface WarmFirstBoot {
+  instanceId: string;
+  /** meta-data, user-data, network-config: the same files a cold launch puts on its seed disk. */
+  seed: Record<string, string>;
+  signal?: AbortSignal;
+}
+
+export interface WarmFirstBootResult {
+  machineId: string;
+  /** cloud-init stages that reported errors (cloud-init's own verdict is read afterwards, as for cold launches). */
+  failedStages: string[];
+  ms: number;
+}
+
+async function connectAgent(path: string, signal?: AbortSignal): Promise<GuestAgent> {
+  const deadline = Date.now() + AGENT_CONNECT_TIMEOUT_MS;
+  for (;;) {
+    try {
+      return await GuestAgent.connect(path, { timeoutMs: AGENT_TRY_MS, ...(signal ? { signal } : {}) });
+    } catch (e) {
+      if (signal?.aborted || Date.now() > deadline) throw new VirtnodeError('TIMEOUT', 'the guest agent of the loaded warm state did not answer', { cause: e });
+    }
+  }
+}
+
+/** Where the first-boot program, saved waiting in the warm state, takes its job and gives its report (FIFOs). */
+const JOB_FIFO = '/run/virtnode-warm/job';
+const RESULT_FIFO = '/run/virtnode-warm/result';
+
+export async function warmFirstBoot(agentPath: string, job: WarmFirstBoot): Promise<WarmFirstBootResult> {
+  const started = Date.now();
+  const signal = job.signal === undefined ? {} : { signal: job.signal };
+  const machineId = randomBytes(16).toString('hex');
+  const agent = await connectAgent(agentPath, job.signal);
+  try {
+    // The guest's clock stopped when the state was saved.
+    await agent.setTime(BigInt(Date.now()) * 1_000_000n, signal);
+    const skip = modulesToSkip(job.seed['user-data'] ?? '');
+    const input = JSON.stringify({ machineId, instanceId: job.instanceId, skip, entropy: randomBytes(64).toString('hex'), seed: job.seed });
+    const r = await agent.exec('/bin/sh', ['-c', 'cat > "$1" && cat "$2"', 'sh', JOB_FIFO, RESULT_FIFO], { input, timeoutMs: FIRST_BOOT_TIMEOUT_MS, ...signal });
+    let report: { failedStages?: string[]; error?: string } | undefined;
+    try {
+      report = JSON.parse(r.stdout.trim()) as { failedStages: string[]; error?: string };
+    } catch {
+      report = undefined;
+    }
+    if (r.exitCode !== 0 || report === undefined || report.error !== undefined) {
+      throw new VirtnodeError('COMMAND_FAILED', `the warm first boot failed in the guest: ${report?.error?.trim().split('\n').at(-1) ?? `exit ${r.exitCode}: ${r.stderr.trim()}`}`, {
+        hint: 'see journalctl -u virtnode-warm-first-boot and /var/log/cloud-init.log in the guest; a cold launch (--cold) boots instead',
+      });
+    }
+    return { machineId, failedStages: report.failedStages ?? [], ms: Date.now() - started };
+  } finally {
+    agent.close();
+  }
+}
