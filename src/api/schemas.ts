@@ -369,9 +369,16 @@ export const CreateSnapshotBody = Closed({
   quiesce: Type.Optional(Type.Boolean({ description: 'freeze the guest\'s filesystems through its agent during a diskOnly snapshot' })),
 });
 
+export const PoolType = Type.Union([Type.Literal('dir'), Type.Literal('shared-dir'), Type.Literal('nfs')], {
+  description: 'dir: a local directory; shared-dir: a directory mounted at the same path on every host; nfs: an export QEMU reaches itself (nfs://)',
+});
+
 export const Pool = Closed({
   name: Type.String(),
-  path: Type.String(),
+  type: PoolType,
+  path: Type.String({ description: 'the directory, or for nfs the nfs:// URL of the export' }),
+  source: Type.Optional(Type.String({ description: 'nfs: SERVER:/EXPORT' })),
+  shared: Type.Boolean({ description: 'other hosts can open its disks (shared-dir, nfs)' }),
   volumes: Type.Integer(),
   volumeAllocation: Type.Integer({ description: 'bytes the pool\'s volumes take on the host' }),
   capacity: Type.Integer({ description: 'of the filesystem holding the pool' }),
@@ -379,6 +386,7 @@ export const Pool = Closed({
   available: Type.Integer(),
   volumeNames: Type.Optional(Type.Array(Type.String())),
   otherFiles: Type.Optional(Type.Integer({ description: 'files in the directory that are no volume' })),
+  problem: Type.Optional(Type.String({ description: 'why the sizes are unknown (server unreachable, directory missing)' })),
   createdAt: Type.String(),
 });
 export type PoolApiView = Static<typeof Pool>;
@@ -415,7 +423,12 @@ export const VolumesQuery = Closed({ pool: Type.Optional(CheckedName) });
 export const CheckedNameParams = Closed({ name: CheckedName });
 
 /** POST /pools: `virtnode pool create NAME --path DIR`. */
-export const CreatePoolBody = Closed({ name: Name, path: Type.String({ description: 'absolute path of an existing directory on the daemon\'s host' }) });
+export const CreatePoolBody = Closed({
+  name: Name,
+  type: Type.Optional(Type.String({ description: 'dir (default), shared-dir or nfs' })),
+  path: Type.Optional(Type.String({ description: 'dir, shared-dir: absolute path of an existing directory on the daemon\'s host' })),
+  source: Type.Optional(Type.String({ description: 'nfs: SERVER:/EXPORT' })),
+});
 
 /** An instance's own disk (made by create/launch in its directory; not a volume). */
 export const InstanceDisk = Closed({
