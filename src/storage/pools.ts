@@ -110,7 +110,7 @@ async function nfsUsage(pool: Pool, volumePaths: Set<string>): Promise<{ capacit
   let volumeAllocation = 0;
   let otherFiles = 0;
   for (const e of entries) {
-    if (volumePaths.has(`${pool.path}/${e.name}`)) volumeAllocation += e.size;
+    if (volumePaths.has(`${pool.path}/${e.name}`)) volumeAllocation += e.used;
     else otherFiles++;
   }
   return { capacity: space.total, allocation: space.total - space.free, available: space.available, volumeAllocation, otherFiles };

@@ -98,6 +98,9 @@ export async function createVolume(storage: StorageService, request: CreateVolum
   const sizeBytes = parseDiskSize('--size', request.size);
   const format = parseFormat('--format', request.format, 'qcow2');
   const pool = mustGetPool(storage, request.pool ?? DEFAULT_POOL);
+  if (request.preallocate === true && pool.type === 'nfs') {
+    throw invalid('--preallocate', `QEMU's NFS client cannot preallocate (pool ${pool.name} is nfs)`, 'create it without --preallocate');
+  }
   const path = volumePath(pool, name, format);
   return makeVolume(storage, `create volume ${name}`, name, pool.name, path, format, () => createVolumeImage(path, { format, sizeBytes, preallocate: request.preallocate === true }));
 }

@@ -52,6 +52,8 @@ export function parseNfsUrl(url: string): (NfsSource & { file: string }) | undef
 export interface NfsEntry {
   name: string;
   size: number;
+  /** Bytes the server's file system holds for it. */
+  used: number;
 }
 
 function describe(source: NfsSource): string {
@@ -124,7 +126,7 @@ export class NfsExport {
     if (status !== NFS3_OK && status !== NFS3ERR_NOENT) throw nfsStatusError(this.source, `removing ${name}`, status);
   }
 
-  /** The top directory's entries except . and .., with their sizes. (READDIRPLUS) */
+  /** The top directory's entries except . and .., with their sizes and space used. (READDIRPLUS) */
   async list(): Promise<NfsEntry[]> {
     const out: NfsEntry[] = [];
     let cookie = 0n;
@@ -140,13 +142,15 @@ export class NfsExport {
         const name = r.string();
         cookie = r.hyper();
         let size = 0;
+        let used = 0;
         if (r.bool()) {
           r.skip(20); // type, mode, nlink, uid, gid
           size = Number(r.hyper());
-          r.skip(FATTR3_BYTES - 28);
+          used = Number(r.hyper());
+          r.skip(FATTR3_BYTES - 36);
         }
         if (r.bool()) r.opaque(); // handle
-        if (name !== '.' && name !== '..') out.push({ name, size });
+        if (name !== '.' && name !== '..') out.push({ name, size, used });
       }
       if (r.bool()) return out;
     }
