@@ -47,6 +47,7 @@ export const instances = resource('instances', instanceEndpoints, (core: AppCore
 
     async create({ start, autostart, restartPolicy, ...fields }, caller) {
       for (const f of ['disk', 'kernel', 'initrd'] as const) {
+        if (f === 'disk' && fields.disk?.startsWith('nfs://')) continue; // QEMU's to open, on the NFS server (checked by the core)
         absolute(f, fields[f]);
         if (fields[f] !== undefined) checkRequestPath(core.remotePaths, caller, f, fields[f], 'file');
       }
