@@ -137,6 +137,7 @@ describe('nfs and shared-dir pools (ganesha, QEMU over nfs://, tiny guest under 
     const { home } = hostA;
     await ok(home, ['start', 'a']);
     await waitForBoot(home, 'a', 2);
+    await refused(home, ['snapshot', 'create', 'a', 'ext', '--disk-only'], 5, 'cannot take an external snapshot of a: disk disk1 (volume v1) is on an NFS export');
     expect(await ok(home, ['snapshot', 'create', 'a', 'live'])).toContain('with memory state');
     await ok(home, ['stop', '--force', 'a']);
     expect(await ok(home, ['snapshot', 'create', 'a', 'stopped'])).toContain('(disks only)');
