@@ -19,6 +19,7 @@ import type { NicRequest } from './nic-request.ts';
 import { freeLoopbackPort } from '../lib/ports.ts';
 import { selfIdentity } from '../lib/proc.ts';
 import { claimDisks, handOverDisks, releaseDisks } from './disk-claims.ts';
+import { removeFile } from '../nfs/files.ts';
 import { removeHost, setHostKeys } from '../cloudinit/known-hosts.ts';
 import { observeInstance } from './observe.ts';
 import { sshArgv } from './ssh.ts';
@@ -400,7 +401,12 @@ export class InstanceService {
   async destroyLocked(instance: Instance): Promise<void> {
     await this.driver(instance).kill(instance);
     await this.networks.releaseInstance(instance);
-    rmSync(this.paths.instanceDir(instance.name), { recursive: true, force: true });
+    const dir = this.paths.instanceDir(instance.name);
+    for (const disk of instance.spec.disks) {
+      // Made in a pool by launch --pool (NAME.disk0.qcow2 there); nothing else an instance owns lies outside its directory.
+      if (disk.owned && !disk.path.startsWith(`${dir}/`) && disk.path.endsWith(`/${instance.name}.disk0.qcow2`)) await removeFile(disk.path);
+    }
+    rmSync(dir, { recursive: true, force: true });
     if (instance.spec.ssh !== undefined) await removeHost(this.paths.knownHosts, instance.name);
     this.repo.delete(instance.name);
     await this.syncNetworks(instance.nics.map((n) => n.network));

@@ -3,7 +3,7 @@ import { isAbsolute, join } from 'node:path';
 import { invalid, VirtnodeError } from '../lib/errors.ts';
 import { validateName } from '../lib/ids.ts';
 import type { Pool, PoolType } from '../store/storage.ts';
-import { NfsExport, nfsUrl, parseNfsSource } from './nfs/client.ts';
+import { NfsExport, nfsUrl, parseNfsSource } from '../nfs/client.ts';
 import type { StorageService } from './service.ts';
 
 export const POOL_TYPES: readonly PoolType[] = ['dir', 'shared-dir', 'nfs'];

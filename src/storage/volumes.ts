@@ -14,7 +14,7 @@ import { backingChain, type ChainLink, checkImage, type CheckResult, convertImag
 import { damagedImageError, imageDamage } from '../qemu/img.ts';
 import { blockResize } from '../qmp/commands.ts';
 import { diskNode } from './qmp-block.ts';
-import { fileExists, isNfsPath, removeFile } from './pool-files.ts';
+import { fileExists, isNfsPath, removeFile } from '../nfs/files.ts';
 import { isLive, type StorageService } from './service.ts';
 
 const FORMATS: readonly DiskFormat[] = ['qcow2', 'raw'];

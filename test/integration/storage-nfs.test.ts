@@ -42,7 +42,7 @@ describe('nfs and shared-dir pools (ganesha, QEMU over nfs://, tiny guest under 
   });
   afterAll(async () => {
     for (const home of [hostA.home, hostB.home]) {
-      for (const name of ['a', 'b', 'c', 'local', 'a2']) await run(home, ['delete', '--force', name]);
+      for (const name of ['a', 'b', 'c', 'l1', 'a2']) await run(home, ['delete', '--force', name]);
     }
     hostA.cleanup();
     hostB.cleanup();
@@ -131,6 +131,24 @@ describe('nfs and shared-dir pools (ganesha, QEMU over nfs://, tiny guest under 
     await refused(hostA.home, ['start', 'a'], 4, `in use by instance b of state directory ${hostB.home}`);
     await ok(hostB.home, ['stop', '--force', 'b']);
     await ok(hostB.home, ['delete', 'b']);
+  });
+
+  it('launch --pool makes the disk on the export (backing: the local image) and delete removes it there', async () => {
+    const { home } = hostA;
+    const blank = join(scratch, 'blank.qcow2');
+    execFileSync('qemu-img', ['create', '-q', '-f', 'qcow2', blank, '64M']);
+    await ok(home, ['image', 'import', blank, '--name', 'blank']);
+    await refused(home, ['launch', 'blank', '--name', 'l1', '--pool', 'nope', '--no-wait'], 3, 'pool nope does not exist');
+    expect((JSON.parse(await ok(home, ['list', '--format', 'json'])) as Array<{ name: string }>).map((i) => i.name)).toEqual(['a']);
+    await ok(home, ['launch', 'blank', '--name', 'l1', '--pool', 'nfs1', '--memory', '128M', '--no-wait']);
+    const info = JSON.parse(await ok(home, ['info', 'l1', '--format', 'json'])) as { disks: Array<{ path: string }>; pid: number };
+    expect(info.disks[0]!.path).toBe(`nfs://${nfs.address}${nfs.exportPath}/l1.disk0.qcow2`);
+    expect(readFileSync(`/proc/${info.pid}/cmdline`, 'utf8')).toContain(`path=${nfs.exportPath}/l1.disk0.qcow2`);
+    expect(exported()).toEqual(['l1.disk0.qcow2', 'v1.qcow2']);
+    const chain = execFileSync('qemu-img', ['info', '-U', '--output=json', info.disks[0]!.path], { encoding: 'utf8' });
+    expect((JSON.parse(chain) as { 'backing-filename': string })['backing-filename']).toMatch(/\/images\//);
+    await ok(home, ['delete', '--force', 'l1']);
+    expect(exported()).toEqual(['v1.qcow2']);
   });
 
   it('snapshots (internal, with memory) and a full clone of an instance whose disk is on the export', async () => {

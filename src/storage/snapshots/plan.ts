@@ -1,5 +1,5 @@
 /** The checks of a create request: what it will do (kind, memory), or the error it would end in. */
-import { isNfsPath } from '../pool-files.ts';
+import { isNfsPath } from '../../nfs/files.ts';
 import { driverFor } from '../../instances/drivers/index.ts';
 import type { DiskSpec, Instance } from '../../instances/model.ts';
 import { invalid, VirtnodeError } from '../../lib/errors.ts';

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { nfsUrl, parseNfsSource, parseNfsUrl } from './client.ts';
-import { diskKey, protocolNode } from '../../qemu/protocol-node.ts';
+import { diskKey, protocolNode } from '../qemu/protocol-node.ts';
 
 describe('NFS sources and URLs', () => {
   it('splits SERVER:/EXPORT and makes the URL QEMU opens', () => {

@@ -4,7 +4,7 @@
  * and the file system's size. Volumes live in the export's top directory, which is where libnfs (as QEMU uses
  * it) opens `nfs://SERVER/EXPORT/FILE`.
  */
-import { VirtnodeError } from '../../lib/errors.ts';
+import { VirtnodeError } from '../lib/errors.ts';
 import { RpcError, rpcCall, XdrReader, XdrWriter } from './rpc.ts';
 
 const PORTMAP = { program: 100000, version: 2, port: 111 };

@@ -4,7 +4,7 @@
  */
 import { existsSync, rmSync } from 'node:fs';
 import { VirtnodeError } from '../lib/errors.ts';
-import { NfsExport, parseNfsUrl } from './nfs/client.ts';
+import { NfsExport, parseNfsUrl } from './client.ts';
 
 export function isNfsPath(path: string): boolean {
   return path.startsWith('nfs://');
