@@ -1,6 +1,5 @@
 import { describe, expect, it } from 'vitest';
 import { nfsUrl, parseNfsSource, parseNfsUrl } from './client.ts';
-import { diskKey, protocolNode } from '../qemu/protocol-node.ts';
 
 describe('NFS sources and URLs', () => {
   it('splits SERVER:/EXPORT and makes the URL QEMU opens', () => {
@@ -21,11 +20,5 @@ describe('NFS sources and URLs', () => {
   ])('refuses %s naming --source', (text, message) => {
     expect(() => parseNfsSource('--source', text)).toThrow(message);
     expect(() => parseNfsSource('--source', text)).toThrow(/^--source: /);
-  });
-
-  it('gives QEMU an nfs protocol node for nfs:// paths and a file node otherwise; one key per disk', () => {
-    expect(protocolNode('nfs://h/srv/d.qcow2')).toEqual({ driver: 'nfs', server: { type: 'inet', host: 'h' }, path: '/srv/d.qcow2' });
-    expect(protocolNode('/var/lib/d.qcow2')).toEqual({ driver: 'file', filename: '/var/lib/d.qcow2' });
-    expect(diskKey('nfs://NFS1.example.org//srv//d.qcow2')).toBe('nfs://nfs1.example.org/srv/d.qcow2');
   });
 });

@@ -159,10 +159,10 @@ export function iothreadId(diskId: string): string {
   return `io-${diskId}`;
 }
 
-/** The disk's protocol node; `aio` is a property of host files only. */
+/** The disk's protocol node (node-name first, as golden files pin it); `aio` is a property of host files only. */
 function protocolBlockdev(disk: QemuDisk, props: Record<string, string | number | boolean | undefined>): string {
   const { driver, ...where } = protocolProps(disk.path);
-  return options(`driver=${driver}`, { ...where, ...props, ...(driver === 'file' ? {} : { aio: undefined }) });
+  return options(`driver=${driver}`, { 'node-name': `${disk.id}-file`, ...where, ...props, ...(driver === 'file' ? {} : { aio: undefined }) });
 }
 
 function diskArgv(disk: QemuDisk, tuning: QemuSpec['tuning']): string[] {
@@ -173,7 +173,7 @@ function diskArgv(disk: QemuDisk, tuning: QemuSpec['tuning']): string[] {
   if (tuning?.iothreads === true) argv.push('-object', options('iothread', { id: iothreadId(disk.id) }));
   argv.push(
     '-blockdev',
-    protocolBlockdev(disk, { 'node-name': `${disk.id}-file`, 'read-only': disk.readonly, ...cacheProps, aio: tuning?.diskAio, discard }),
+    protocolBlockdev(disk, { 'read-only': disk.readonly, ...cacheProps, aio: tuning?.diskAio, discard }),
     '-blockdev',
     options(`driver=${disk.format}`, { 'node-name': disk.id, file: `${disk.id}-file`, 'read-only': disk.readonly, ...cacheProps, discard }),
     '-device',
