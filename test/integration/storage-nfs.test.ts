@@ -114,7 +114,7 @@ describe('nfs and shared-dir pools (ganesha, QEMU over nfs://, tiny guest under 
     expect(await guestRun(hostA.home, 'a', writeSector('/dev/vda', 'WRITTEN-OVER-NFS'))).toBe('written');
     const url = `nfs://${nfs.address}${nfs.exportPath}/v1.qcow2`;
     const qemuArgs = readFileSync(`/proc/${(JSON.parse(await ok(hostA.home, ['info', 'a', '--format', 'json'])) as { pid: number }).pid}/cmdline`, 'utf8');
-    expect(qemuArgs).toContain(`driver=nfs,server.type=inet,server.host=${nfs.address},path=${nfs.exportPath}/v1.qcow2`);
+    expect(qemuArgs).toContain(`driver=nfs,node-name=disk1-file,server.type=inet,server.host=${nfs.address},path=${nfs.exportPath}/v1.qcow2`);
 
     // The same host: refused at define time, the disk being another instance's.
     await refused(hostA.home, ['create', 'c', ...bootArgs, '--disk', url], 4, `--disk: ${url} is already the disk of instance a`);
