@@ -15,7 +15,7 @@ DEBIAN_PACKAGES=(
   cloud-init chromium
   libvirt-clients virtinst libxml2-utils ansible-core
   lxc uidmap
-  etcd-server etcd-client nfs-ganesha nfs-ganesha-vfs rpcbind
+  etcd-server etcd-client nfs-ganesha nfs-ganesha-vfs rpcbind qemu-block-extra
 )
 demo=0
 for arg in "$@"; do

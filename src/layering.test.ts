@@ -34,6 +34,8 @@ const RANKS: Layer[][] = [
     { name: 'cloudinit', paths: ['src/cloudinit/'] },
     { name: 'host', paths: ['src/host/'] },
     { name: 'store', paths: ['src/store/'] },
+    // A small NFSv3 client for exports QEMU opens itself (nfs://): check, list, remove.
+    { name: 'nfs', paths: ['src/nfs/'], only: ['lib'] },
     // libvirt XML in and out, Ansible inventory: pure translations between virtnode's model and other tools'.
     { name: 'interop', paths: ['src/interop/'], only: ['lib', 'exec', 'model', 'api'] },
   ],

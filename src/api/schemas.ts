@@ -131,6 +131,7 @@ export const LaunchBody = Closed({
   cpus: Type.Optional(Type.Integer({ minimum: 1, maximum: 1024 })),
   memory: Type.Optional(Type.String({ maxLength: 32 })),
   diskSize: Type.Optional(Type.String({ maxLength: 32 })),
+  pool: Type.Optional(Type.String({ maxLength: 63, description: 'VMs: the pool that holds the disk (default: the instance directory); an nfs or shared-dir pool lets another host open it' })),
   sshAuthorizedKeys: Type.Optional(Type.Array(Type.String({ maxLength: 16_384 }), { maxItems: 64 })),
   userData: Type.Optional(Type.String({ maxLength: 1024 * 1024, description: 'cloud-init user-data (#cloud-config or a script)' })),
   networkConfig: Type.Optional(Type.String({ maxLength: 1024 * 1024 })),
@@ -372,9 +373,16 @@ export const CreateSnapshotBody = Closed({
   quiesce: Type.Optional(Type.Boolean({ description: 'freeze the guest\'s filesystems through its agent during a diskOnly snapshot' })),
 });
 
+export const PoolType = Type.Union([Type.Literal('dir'), Type.Literal('shared-dir'), Type.Literal('nfs')], {
+  description: 'dir: a local directory; shared-dir: a directory mounted at the same path on every host; nfs: an export QEMU reaches itself (nfs://)',
+});
+
 export const Pool = Closed({
   name: Type.String(),
-  path: Type.String(),
+  type: PoolType,
+  path: Type.String({ description: 'the directory, or for nfs the nfs:// URL of the export' }),
+  source: Type.Optional(Type.String({ description: 'nfs: SERVER:/EXPORT' })),
+  shared: Type.Boolean({ description: 'other hosts can open its disks (shared-dir, nfs)' }),
   volumes: Type.Integer(),
   volumeAllocation: Type.Integer({ description: 'bytes the pool\'s volumes take on the host' }),
   capacity: Type.Integer({ description: 'of the filesystem holding the pool' }),
@@ -382,6 +390,7 @@ export const Pool = Closed({
   available: Type.Integer(),
   volumeNames: Type.Optional(Type.Array(Type.String())),
   otherFiles: Type.Optional(Type.Integer({ description: 'files in the directory that are no volume' })),
+  problem: Type.Optional(Type.String({ description: 'why the sizes are unknown (server unreachable, directory missing)' })),
   createdAt: Type.String(),
 });
 export type PoolApiView = Static<typeof Pool>;
@@ -418,7 +427,12 @@ export const VolumesQuery = Closed({ pool: Type.Optional(CheckedName) });
 export const CheckedNameParams = Closed({ name: CheckedName });
 
 /** POST /pools: `virtnode pool create NAME --path DIR`. */
-export const CreatePoolBody = Closed({ name: Name, path: Type.String({ description: 'absolute path of an existing directory on the daemon\'s host' }) });
+export const CreatePoolBody = Closed({
+  name: Name,
+  type: Type.Optional(Type.String({ description: 'dir (default), shared-dir or nfs' })),
+  path: Type.Optional(Type.String({ description: 'dir, shared-dir: absolute path of an existing directory on the daemon\'s host' })),
+  source: Type.Optional(Type.String({ description: 'nfs: SERVER:/EXPORT' })),
+});
 
 /** An instance's own disk (made by create/launch in its directory; not a volume). */
 export const InstanceDisk = Closed({

@@ -18,6 +18,13 @@ import { job } from './operations.ts';
 import { checkRequestPath } from './request-paths.ts';
 import { resource } from './resource.ts';
 
+/** `launch --pool`: where the pool's files are (a directory or an nfs:// URL); only a VM has a disk to put there. */
+async function poolLocation(core: AppCore, pool: string, type: string | undefined): Promise<string> {
+  if (type === 'container') throw invalid('--pool', 'a container has no disk image to put in a pool', 'leave out --pool');
+  const [{ mustGetPool }, storage] = await Promise.all([import('../storage/pools.ts'), core.storage()]);
+  return mustGetPool(storage, validateName('--pool', pool)).path;
+}
+
 /** Paths in a request are paths on the host doing the work; relative ones would depend on its directory. */
 function absolute(field: string, path: string | undefined): void {
   if (path !== undefined && !isAbsolute(path)) throw invalid(field, `"${path}" is not an absolute path`, 'paths sent to virtnode must be absolute');
@@ -47,6 +54,7 @@ export const instances = resource('instances', instanceEndpoints, (core: AppCore
 
     async create({ start, autostart, restartPolicy, ...fields }, caller) {
       for (const f of ['disk', 'kernel', 'initrd'] as const) {
+        if (f === 'disk' && fields.disk?.startsWith('nfs://')) continue; // QEMU's to open, on the NFS server (checked by the core)
         absolute(f, fields[f]);
         if (fields[f] !== undefined) checkRequestPath(core.remotePaths, caller, f, fields[f], 'file');
       }
@@ -67,6 +75,7 @@ export const instances = resource('instances', instanceEndpoints, (core: AppCore
         ...(input.cpus === undefined ? {} : { cpus: String(input.cpus) }),
         ...(input.memory === undefined ? {} : { memory: input.memory }),
         ...(input.diskSize === undefined ? {} : { diskSize: input.diskSize }),
+        ...(input.pool === undefined ? {} : { diskLocation: await poolLocation(core, input.pool, input.type) }),
         ...(input.sshAuthorizedKeys === undefined ? {} : { sshAuthorizedKeys: input.sshAuthorizedKeys }),
         ...(input.userData === undefined ? {} : { userDataText: input.userData }),
         ...(input.networkConfig === undefined ? {} : { networkConfigText: input.networkConfig }),

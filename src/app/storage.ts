@@ -32,17 +32,18 @@ async function volume(s: StorageService, name: string) {
 
 export const poolResource = resource('storage', poolEndpoints, (core: AppCore) => ({
   async list() {
-    return (await pools()).listPools(await core.storage()).map((p) => poolView(p));
+    return (await (await pools()).listPools(await core.storage())).map((p) => poolView(p));
   },
 
-  async create({ name, path }, caller) {
-    checkRequestPath(core.remotePaths, caller, '--path', path, 'directory'); // named as the core names it
+  async create({ name, type, path, source }, caller) {
+    if (path !== undefined) checkRequestPath(core.remotePaths, caller, '--path', path, 'directory'); // named as the core names it
     const [{ createPool, poolInfo }, s] = await Promise.all([pools(), core.storage()]);
-    return poolView(poolInfo(s, createPool(s, name, path).name));
+    const request = { name, ...(type === undefined ? {} : { type }), ...(path === undefined ? {} : { path }), ...(source === undefined ? {} : { source }) };
+    return poolView(await poolInfo(s, (await createPool(s, request)).name));
   },
 
   async get({ name }) {
-    return poolView((await pools()).poolInfo(await core.storage(), name));
+    return poolView(await (await pools()).poolInfo(await core.storage(), name));
   },
 
   async delete({ name }) {

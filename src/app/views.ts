@@ -158,7 +158,10 @@ export function snapshotView(s: Snapshot): SnapshotApiView {
 export function poolView(p: PoolUsage & { volumeNames?: string[]; otherFiles?: number }): PoolApiView {
   return {
     name: p.name,
+    type: p.type,
     path: p.path,
+    ...(p.source === undefined ? {} : { source: p.source }),
+    shared: p.type !== 'dir',
     volumes: p.volumes,
     volumeAllocation: p.volumeAllocation,
     capacity: p.capacity,
@@ -166,6 +169,7 @@ export function poolView(p: PoolUsage & { volumeNames?: string[]; otherFiles?: n
     available: p.available,
     ...(p.volumeNames === undefined ? {} : { volumeNames: p.volumeNames }),
     ...(p.otherFiles === undefined ? {} : { otherFiles: p.otherFiles }),
+    ...(p.problem === undefined ? {} : { problem: p.problem }),
     createdAt: p.createdAt,
   };
 }

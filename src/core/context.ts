@@ -4,6 +4,7 @@ import type { StatePaths } from '../lib/paths.ts';
 import { NetworkService } from '../network/service.ts';
 import { type Db, openDb } from '../store/db.ts';
 import { InstanceRepository } from '../store/instances.ts';
+import type { DiskOwnership } from '../store/disk-ownership.ts';
 import { acquireLock } from '../store/locks.ts';
 import { PolicyRepository } from '../store/policies.ts';
 import { StorageRepository } from '../store/storage.ts';
@@ -42,6 +43,8 @@ export interface CoreContext {
    * reconciling once. Operations on one instance are serialized; different instances proceed in parallel.
    */
   withLock<T>(name: string, operation: string, options: LockOptions, fn: () => Promise<T>): Promise<T>;
+  /** One writer per disk; undefined: this host's local guard (src/instances/disk-claims.ts). A cluster sets its own. */
+  diskOwnership?: DiskOwnership;
 }
 
 export interface CoreOptions {

@@ -23,6 +23,8 @@ export interface LaunchRequest {
   cpus?: string;
   memory?: string;
   diskSize?: string;
+  /** Where the disk is made instead of the instance directory: a pool's directory or nfs:// URL (resolved above). */
+  diskLocation?: string;
   sshKeys?: string[];
   userData?: string;
   networkConfig?: string;

@@ -1,4 +1,5 @@
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { fileExists, removeFile } from '../nfs/files.ts';
 import { join } from 'node:path';
 import { buildConfigDrive, buildSeed } from '../cloudinit/seed.ts';
 import { renderConfigDrive } from '../cloudinit/config-drive.ts';
@@ -183,8 +184,13 @@ export async function launch(service: InstanceService, resolveImage: ImageResolv
   };
   let seedFiles: Record<string, string> | undefined;
   let instanceId = '';
-  const defined = await service.define(valid.name, draft, { nics: valid.nics, ...(options.signal ? { signal: options.signal } : {}) }, async (dir) => {
-    const disk = join(dir, 'disk0.qcow2');
+  const defined = await service.define(valid.name, draft, { nics: valid.nics, ...(options.signal ? { signal: options.signal } : {}) }, async (dir, reverter) => {
+    // In a pool: NAME.disk0.qcow2, a name no volume can have (volume names have no dot).
+    const disk = request.diskLocation === undefined ? join(dir, 'disk0.qcow2') : `${request.diskLocation}/${valid.name}.disk0.qcow2`;
+    if (request.diskLocation !== undefined) {
+      if (await fileExists(disk)) throw new VirtnodeError('CONFLICT', `--pool: ${disk} already exists`, { field: '--pool', hint: 'remove it, or launch under another name' });
+      reverter.add('remove the disk in the pool', () => removeFile(disk));
+    }
     // The disk and the identity need nothing of each other, so they are made at the same time; the phases are
     // still reported in their order.
     // A linked clone: constant time whatever the image size; the image itself is never written.

@@ -1,4 +1,5 @@
 import type { CoreContext } from '../core/context.ts';
+import { releaseDisks } from './disk-claims.ts';
 import { withLockIfFree } from '../store/locks.ts';
 import type { InstanceDriver } from './driver.ts';
 import { driverFor } from './drivers/index.ts';
@@ -44,6 +45,7 @@ async function settleEndedGuest(core: CoreContext, driver: InstanceDriver, insta
     await driver.kill(instance);
     driver.clearRuntime(instance);
     await core.networks.releaseInstance(instance).catch(() => {});
+    await releaseDisks(core, instance).catch(() => {});
     core.repos.instances.setProcess(instance.name, undefined, undefined);
     core.repos.instances.setState(instance.name, state, reason);
   });

@@ -17,6 +17,9 @@ import { driverFor } from './drivers/index.ts';
 import { resolveNic } from './nic-addresses.ts';
 import type { NicRequest } from './nic-request.ts';
 import { freeLoopbackPort } from '../lib/ports.ts';
+import { selfIdentity } from '../lib/proc.ts';
+import { claimDisks, handOverDisks, releaseDisks } from './disk-claims.ts';
+import { removeFile } from '../nfs/files.ts';
 import { removeHost, setHostKeys } from '../cloudinit/known-hosts.ts';
 import { observeInstance } from './observe.ts';
 import { sshArgv } from './ssh.ts';
@@ -274,21 +277,28 @@ export class InstanceService {
     driver.clearRuntime(instance);
     const previous = instance.state;
     if (instance.spec.ssh !== undefined && instance.spec.ssh.address === undefined) instance = await this.prepareSshForward(instance);
+    // Before anything is changed: a disk another live instance writes (here or on another host) refuses the start.
+    await claimDisks(this.core, instance, selfIdentity());
     this.repo.setState(instance.name, 'starting');
     try {
       await this.networks.prepareInstance(instance, { link: driver.capabilities.nicLink });
       failpoint('start.after-mark');
+      let handOver: Promise<void> = Promise.resolve();
       await start.run(instance, {
         ...signal,
         onProcess: (process) => {
           failpoint('start.after-spawn');
           this.repo.setProcess(instance.name, process.pid, process.start);
+          handOver = handOverDisks(this.core, instance, process);
+          handOver.catch(() => {}); // awaited after the start; not unhandled meanwhile
         },
       });
+      await handOver;
       failpoint('start.after-cont');
       this.repo.setState(instance.name, 'running', start.reason);
     } catch (e) {
       await this.networks.releaseInstance(instance).catch(() => {});
+      await releaseDisks(this.core, instance).catch(() => {});
       driver.clearRuntime(instance);
       this.repo.setProcess(instance.name, undefined, undefined);
       this.repo.setState(instance.name, previous, `start failed: ${e instanceof Error ? e.message : String(e)}`);
@@ -326,6 +336,7 @@ export class InstanceService {
     const method = await driver.stop(instance, { force: options.force ?? false, timeoutMs: options.timeoutMs ?? DEFAULT_STOP_TIMEOUT_MS });
     driver.clearRuntime(instance);
     await this.networks.releaseInstance(instance);
+    await releaseDisks(this.core, instance);
     this.repo.setProcess(instance.name, undefined, undefined);
     const reasons = { acpi: 'guest powered off (ACPI shutdown)', forced: 'stopped by force', 'forced-after-timeout': 'forced off: the guest did not power off in time' };
     this.repo.setState(instance.name, 'stopped', reasons[method]);
@@ -390,7 +401,12 @@ export class InstanceService {
   async destroyLocked(instance: Instance): Promise<void> {
     await this.driver(instance).kill(instance);
     await this.networks.releaseInstance(instance);
-    rmSync(this.paths.instanceDir(instance.name), { recursive: true, force: true });
+    const dir = this.paths.instanceDir(instance.name);
+    for (const disk of instance.spec.disks) {
+      // Made in a pool by launch --pool (NAME.disk0.qcow2 there); nothing else an instance owns lies outside its directory.
+      if (disk.owned && !disk.path.startsWith(`${dir}/`) && disk.path.endsWith(`/${instance.name}.disk0.qcow2`)) await removeFile(disk.path);
+    }
+    rmSync(dir, { recursive: true, force: true });
     if (instance.spec.ssh !== undefined) await removeHost(this.paths.knownHosts, instance.name);
     this.repo.delete(instance.name);
     await this.syncNetworks(instance.nics.map((n) => n.network));

@@ -1,4 +1,5 @@
 import { accessSync, constants, statSync } from 'node:fs';
+import { protocolNode } from '../qemu/protocol-node.ts';
 import { isAbsolute, resolve } from 'node:path';
 import { type HostLimits, hostLimits } from '../host/limits.ts';
 import { invalid } from '../lib/errors.ts';
@@ -40,6 +41,14 @@ export interface ValidCreate {
 
 const MIN_MEMORY_MIB = 16;
 const ACCELS: readonly AccelRequest[] = ['auto', 'kvm', 'tcg'];
+
+/** A file QEMU opens over NFS itself; whether it exists is asked of the server (qemu-img info) at create. */
+function nfsFile(field: string, url: string): string {
+  if (protocolNode(url).driver !== 'nfs' || /[\s?#]|\/\.\.?(\/|$)/.test(url)) {
+    throw invalid(field, `"${url}" is not an nfs://SERVER/EXPORT/FILE URL`, 'e.g. nfs://192.0.2.10/srv/vm-disks/disk.qcow2');
+  }
+  return url;
+}
 
 function existingFile(field: string, path: string): string {
   const absolute = isAbsolute(path) ? path : resolve(path);
@@ -96,7 +105,7 @@ export function validateCreate(request: CreateRequest, limits: HostLimits = host
     throw invalid('--disk', 'give either --disk PATH (an existing image) or --disk-size SIZE (a new empty disk), not both');
   }
   let disk: ValidCreate['disk'];
-  if (request.disk !== undefined) disk = { path: existingFile('--disk', request.disk) };
+  if (request.disk !== undefined) disk = { path: request.disk.startsWith('nfs://') ? nfsFile('--disk', request.disk) : existingFile('--disk', request.disk) };
   if (request.diskSize !== undefined) disk = { sizeBytes: parseSize('--disk-size', request.diskSize) };
 
   if (request.kernel === undefined && (request.initrd !== undefined || request.cmdline !== undefined)) {

@@ -32,6 +32,20 @@ function golden(name: string, argv: string[]): void {
 }
 
 describe('buildArgv', () => {
+  it('opens a disk on an NFS export with QEMU\'s own client (driver nfs, no aio) beside a host file (golden)', () => {
+    golden(
+      'nfs-disk',
+      buildArgv({
+        ...base,
+        tuning: { diskAio: 'threads' },
+        disks: [
+          { id: 'disk0', path: 'nfs://192.0.2.10/srv/vm-disks/web1.disk0.qcow2', format: 'qcow2', readonly: false, bootIndex: 1 },
+          { id: 'disk1', path: `${dir}/data.raw`, format: 'raw', readonly: false },
+        ],
+      }),
+    );
+  });
+
   it('applies every tuning knob: CPU model, NUMA on huge pages, disk I/O, multi-queue NIC, free page reporting (golden)', () => {
     golden(
       'tuned',

@@ -1,4 +1,5 @@
 import { usesDirectIo, type DiskCacheMode } from '../instances/model.ts';
+import { protocolProps } from './protocol-node.ts';
 import type { QemuDisk, QemuNic, QemuSpec } from './spec.ts';
 
 /** QEMU's option syntax uses commas as separators; a literal comma inside a value is written twice. */
@@ -160,6 +161,12 @@ export function iothreadId(diskId: string): string {
   return `io-${diskId}`;
 }
 
+/** The disk's protocol node (node-name first, as golden files pin it); `aio` is a property of host files only. */
+function protocolBlockdev(disk: QemuDisk, props: Record<string, string | number | boolean | undefined>): string {
+  const { driver, ...where } = protocolProps(disk.path);
+  return options(`driver=${driver}`, { 'node-name': `${disk.id}-file`, ...where, ...props, ...(driver === 'file' ? {} : { aio: undefined }) });
+}
+
 function diskArgv(disk: QemuDisk, tuning: QemuSpec['tuning']): string[] {
   const cache = cacheSwitches(tuning?.diskCache);
   const cacheProps = { 'cache.direct': cache.direct, 'cache.no-flush': cache.noFlush };
@@ -168,7 +175,7 @@ function diskArgv(disk: QemuDisk, tuning: QemuSpec['tuning']): string[] {
   if (tuning?.iothreads === true) argv.push('-object', options('iothread', { id: iothreadId(disk.id) }));
   argv.push(
     '-blockdev',
-    options('driver=file', { 'node-name': `${disk.id}-file`, filename: disk.path, 'read-only': disk.readonly, ...cacheProps, aio: tuning?.diskAio, discard }),
+    protocolBlockdev(disk, { 'read-only': disk.readonly, ...cacheProps, aio: tuning?.diskAio, discard }),
     '-blockdev',
     options(`driver=${disk.format}`, { 'node-name': disk.id, file: `${disk.id}-file`, 'read-only': disk.readonly, ...cacheProps, discard }),
     '-device',

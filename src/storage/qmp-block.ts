@@ -3,6 +3,7 @@
  * ports, hot-plugging a disk, and running jobs (snapshot-save/load/delete, block-commit/stream) to completion
  * by their events.
  */
+import { protocolNode } from '../qemu/protocol-node.ts';
 import { randomBytes } from 'node:crypto';
 import { VirtnodeError } from '../lib/errors.ts';
 import { delaypoint } from '../lib/failpoint.ts';
@@ -97,7 +98,7 @@ export async function addBlockNode(
   await blockdevAdd(qmp, {
     driver: format,
     'node-name': node,
-    file: { driver: 'file', filename: path, 'node-name': `${node}-file`, 'read-only': options.readOnly ?? false },
+    file: { ...protocolNode(path), 'node-name': `${node}-file`, 'read-only': options.readOnly ?? false },
     'read-only': options.readOnly ?? false,
     ...(options.backing === undefined ? {} : { backing: options.backing }),
   });

@@ -14,6 +14,7 @@ import { backingChain, type ChainLink, checkImage, type CheckResult, convertImag
 import { damagedImageError, imageDamage } from '../qemu/img.ts';
 import { blockResize } from '../qmp/commands.ts';
 import { diskNode } from './qmp-block.ts';
+import { fileExists, isNfsPath, removeFile } from '../nfs/files.ts';
 import { isLive, type StorageService } from './service.ts';
 
 const FORMATS: readonly DiskFormat[] = ['qcow2', 'raw'];
@@ -34,8 +35,15 @@ export function parseDiskSize(field: string, text: string): number {
   return bytes;
 }
 
-function volumePath(poolPath: string, name: string, format: DiskFormat): string {
-  return within(poolPath, `${name}.${format}`);
+function volumePath(pool: Pool, name: string, format: DiskFormat): string {
+  return pool.type === 'nfs' ? `${pool.path}/${name}.${format}` : within(pool.path, `${name}.${format}`);
+}
+
+/** Convert renames a finished copy into place, which only a local or mounted directory offers. */
+function assertDirectoryPool(pool: Pool, operation: string): void {
+  if (pool.type === 'nfs') {
+    throw new VirtnodeError('INVALID_STATE', `cannot ${operation} in nfs pool ${pool.name}`, { hint: 'export the volume to a file, then import it in the other format' });
+  }
 }
 
 export function mustGetVolume(storage: StorageService, name: string): Volume {
@@ -47,9 +55,9 @@ export function mustGetVolume(storage: StorageService, name: string): Volume {
   return volume;
 }
 
-function assertNewVolume(storage: StorageService, name: string, path: string): void {
+async function assertNewVolume(storage: StorageService, name: string, path: string): Promise<void> {
   if (storage.repo.volume(name) !== undefined) throw new VirtnodeError('CONFLICT', `volume ${name} already exists`, { field: 'name', hint: 'choose another name' });
-  if (existsSync(path)) {
+  if (await fileExists(path)) {
     throw new VirtnodeError('CONFLICT', `${path} already exists and is no volume of virtnode`, { field: 'name', hint: 'choose another name, or import it: virtnode volume import FILE' });
   }
 }
@@ -60,14 +68,14 @@ function assertNewVolume(storage: StorageService, name: string, path: string): v
  */
 async function makeVolume(storage: StorageService, what: string, name: string, pool: string, path: string, format: DiskFormat, make: () => Promise<void>): Promise<Volume> {
   const underLock = async () => {
-    assertNewVolume(storage, name, path);
+    await assertNewVolume(storage, name, path);
     storage.repo.insertVolume({ name, pool, path, format, state: 'creating' });
     try {
       await make();
       failpoint('volume.after-file');
       storage.repo.updateVolume(name, { state: 'ready' });
     } catch (e) {
-      rmSync(path, { force: true }); // first: on a full disk, the record's delete needs the space back
+      await removeFile(path).catch(() => {}); // first: on a full disk, the record's delete needs the space back
       storage.repo.deleteVolume(name);
       throw e;
     }
@@ -90,7 +98,10 @@ export async function createVolume(storage: StorageService, request: CreateVolum
   const sizeBytes = parseDiskSize('--size', request.size);
   const format = parseFormat('--format', request.format, 'qcow2');
   const pool = mustGetPool(storage, request.pool ?? DEFAULT_POOL);
-  const path = volumePath(pool.path, name, format);
+  if (request.preallocate === true && pool.type === 'nfs') {
+    throw invalid('--preallocate', `QEMU's NFS client cannot preallocate (pool ${pool.name} is nfs)`, 'create it without --preallocate');
+  }
+  const path = volumePath(pool, name, format);
   return makeVolume(storage, `create volume ${name}`, name, pool.name, path, format, () => createVolumeImage(path, { format, sizeBytes, preallocate: request.preallocate === true }));
 }
 
@@ -119,7 +130,7 @@ async function view(storage: StorageService, volume: Volume): Promise<VolumeView
     const link = await imageLink(volume.path, { format: volume.format });
     return { ...base, virtualSize: link.virtualSize, allocation: link.allocation };
   } catch (e) {
-    return { ...base, problem: existsSync(volume.path) ? `unreadable: ${e instanceof Error ? e.message : String(e)}` : 'file missing' };
+    return { ...base, problem: isNfsPath(volume.path) || existsSync(volume.path) ? `unreadable: ${e instanceof Error ? e.message : String(e)}` : 'file missing' };
   }
 }
 
@@ -228,7 +239,9 @@ export function checkConvert(storage: StorageService, name: string, formatText: 
   const volume = mustGetVolume(storage, name);
   assertDetached(storage, volume, 'convert');
   if (volume.format === format) throw invalid('--format', `volume ${name} is already ${format}`);
-  return { volume, format, pool: mustGetPool(storage, volume.pool) };
+  const pool = mustGetPool(storage, volume.pool);
+  assertDirectoryPool(pool, 'convert a volume');
+  return { volume, format, pool };
 }
 
 /** Copies (convert, import, export) can be cancelled and report the bytes copied. */
@@ -242,7 +255,7 @@ export async function convertVolume(storage: StorageService, name: string, forma
   const { volume, format, pool } = checkConvert(storage, name, formatText);
   return storage.withVolumeLock(name, 'convert', options, async () => {
     assertDetached(storage, volume, 'convert');
-    const target = volumePath(pool.path, name, format);
+    const target = volumePath(pool, name, format);
     if (existsSync(target)) throw new VirtnodeError('CONFLICT', `${target} already exists`, { hint: 'move it away first' });
     const partial = within(pool.path, `.${name}.${format}.partial`);
     try {
@@ -293,7 +306,7 @@ export async function importVolume(
   const damage = await imageDamage(source, link.format, options.signal === undefined ? {} : { signal: options.signal });
   if (damage !== undefined) throw damagedImageError('FILE', file, link.format, damage);
   const format: DiskFormat = requested ?? (link.format === 'raw' ? 'raw' : 'qcow2');
-  const path = volumePath(pool.path, name, format);
+  const path = volumePath(pool, name, format);
   return makeVolume(storage, `import ${file} as volume ${name}`, name, pool.name, path, format, () => convertImage(source, path, format, { ...options, sourceFormat: link.format }));
 }
 
@@ -356,7 +369,7 @@ export async function removeVolume(storage: StorageService, name: string): Promi
   await storage.withVolumeLock(name, 'remove', {}, async () => {
     assertDetached(storage, volume, 'remove');
     storage.repo.updateVolume(name, { state: 'deleting' });
-    rmSync(volume.path, { force: true });
+    await removeFile(volume.path);
     storage.repo.deleteVolume(name);
   });
 }
@@ -366,9 +379,11 @@ export function repairVolumes(storage: StorageService, ownerAlive: (lockName: st
   const repaired: string[] = [];
   for (const v of storage.repo.volumes()) {
     if (v.state === 'ready' || ownerAlive(`volume/${v.name}`)) continue;
-    rmSync(v.path, { force: true });
+    // The repair is synchronous; a half-made file on an NFS export is named for the administrator instead.
+    if (!isNfsPath(v.path)) rmSync(v.path, { force: true });
     storage.repo.deleteVolume(v.name);
-    repaired.push(`volume ${v.name}: removed after an interrupted ${v.state === 'creating' ? 'create' : 'remove'}`);
+    const left = isNfsPath(v.path) ? ` (its file ${v.path} may remain)` : '';
+    repaired.push(`volume ${v.name}: removed after an interrupted ${v.state === 'creating' ? 'create' : 'remove'}${left}`);
   }
   return repaired;
 }

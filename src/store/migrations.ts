@@ -182,4 +182,13 @@ export const MIGRATIONS: ReadonlyArray<{ version: number; sql: string }> = [
       ALTER TABLE instances ADD COLUMN type TEXT NOT NULL DEFAULT 'vm' CHECK (type IN ('vm', 'container'));
     `,
   },
+  {
+    // Shared storage: a pool is a local directory, a directory mounted on every host, or an NFS export that
+    // QEMU reaches itself (`source` SERVER:/EXPORT; `path` then is the nfs:// URL of its top directory).
+    version: 13,
+    sql: `
+      ALTER TABLE pools ADD COLUMN type TEXT NOT NULL DEFAULT 'dir' CHECK (type IN ('dir', 'shared-dir', 'nfs'));
+      ALTER TABLE pools ADD COLUMN source TEXT;
+    `,
+  },
 ];

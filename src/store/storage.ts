@@ -2,9 +2,16 @@ import type { DiskFormat } from '../instances/model.ts';
 import type { Db } from './db.ts';
 import { NamedTable } from './named-table.ts';
 
+/** dir: a local directory; shared-dir: a directory mounted at the same path on every host; nfs: an NFS export. */
+export type PoolType = 'dir' | 'shared-dir' | 'nfs';
+
 export interface Pool {
   name: string;
+  type: PoolType;
+  /** The directory, or for nfs the nfs:// URL of the export's top directory. */
   path: string;
+  /** nfs: SERVER:/EXPORT. */
+  source: string | undefined;
   createdAt: string;
 }
 
@@ -82,8 +89,8 @@ interface VolumeRow {
 }
 
 const toVolume = (r: VolumeRow): Volume => ({ name: r.name, pool: r.pool, path: r.path, format: r.format, state: r.state, createdAt: r.created_at });
-type PoolRow = { name: string; path: string; created_at: string };
-const toPool = (r: PoolRow): Pool => ({ name: r.name, path: r.path, createdAt: r.created_at });
+type PoolRow = { name: string; type: PoolType; path: string; source: string | null; created_at: string };
+const toPool = (r: PoolRow): Pool => ({ name: r.name, type: r.type, path: r.path, source: r.source ?? undefined, createdAt: r.created_at });
 
 export class StorageRepository {
   private readonly db: Db;
@@ -104,8 +111,10 @@ export class StorageRepository {
     return this.poolTable.get(name);
   }
 
-  insertPool(name: string, path: string): void {
-    this.db.prepare('INSERT INTO pools (name, path, created_at) VALUES (?, ?, ?)').run(name, path, new Date().toISOString());
+  insertPool(name: string, path: string, kind: { type: PoolType; source?: string } = { type: 'dir' }): void {
+    this.db
+      .prepare('INSERT INTO pools (name, type, path, source, created_at) VALUES (?, ?, ?, ?, ?)')
+      .run(name, kind.type, path, kind.source ?? null, new Date().toISOString());
   }
 
   deletePool(name: string): void {

@@ -85,7 +85,7 @@ export async function currentState(core: AppCore, options: { live?: boolean } = 
     images: new Map(core.images.list().map((i) => [i.name, { sha256: i.sha256 }])),
     templates: new Set(core.core.repos.templates.list().map((t) => t.name)),
     networks: new Map(core.instances.networks.list().map((n) => [n.name, n])),
-    pools: new Map(listPools(storage).map((p) => [p.name, { name: p.name, path: p.path }])),
+    pools: new Map((await listPools(storage)).map((p) => [p.name, { name: p.name, path: p.path }])),
     volumes: new Map(
       (await listVolumes(storage)).map((v) => [
         v.name,

@@ -68,7 +68,7 @@ export function registerInstanceCommands(program: Command): void {
     .argument('<name>', 'instance name: a DNS label (lowercase letters, digits, hyphens)')
     .option('--cpus <n>', 'virtual CPUs', '1')
     .option('--memory <size>', 'memory, e.g. 512M, 2G', '512M')
-    .option('--disk <path>', 'use an existing qcow2 or raw disk image')
+    .option('--disk <path>', 'use an existing qcow2 or raw disk image (a path, or nfs://SERVER/EXPORT/FILE)')
     .option('--disk-size <size>', 'create a new empty qcow2 disk of this size, e.g. 10G')
     .option('--kernel <file>', 'boot this kernel directly')
     .option('--initrd <file>', 'initramfs for --kernel')
@@ -92,7 +92,7 @@ export function registerInstanceCommands(program: Command): void {
         type: text('type') as 'vm' | 'container' | undefined,
         cpus: cpusInput(text('cpus')),
         memory: text('memory'),
-        disk: path('disk'),
+        disk: text('disk')?.startsWith('nfs://') ? text('disk') : path('disk'), // an NFS URL is QEMU's to open
         diskSize: text('diskSize'),
         kernel: path('kernel'),
         initrd: path('initrd'),

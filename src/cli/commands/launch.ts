@@ -18,6 +18,7 @@ export function registerLaunchCommands(program: Command): void {
     .option('--cpus <n>', 'virtual CPUs', '1')
     .option('--memory <size>', 'memory, e.g. 1G', '1G')
     .option('--disk-size <size>', 'grow the disk to this size, e.g. 10G (default: the image size)')
+    .option('--pool <pool>', 'make the disk in this pool (e.g. an nfs or shared-dir pool) instead of the instance directory')
     .option('--ssh-key <file>', 'an OpenSSH public key to authorize (repeatable)', collect)
     .option('--user <name>', 'the default user', 'virtnode')
     .option('--user-data <file>', 'cloud-init user-data (#cloud-config, or a script); checked before anything is made')
@@ -79,6 +80,7 @@ export function registerLaunchCommands(program: Command): void {
           cpus: valid.cpus,
           memory: o['memory'] as string,
           ...(text('diskSize') === undefined ? {} : { diskSize: text('diskSize')! }),
+          ...(text('pool') === undefined ? {} : { pool: text('pool')! }),
           sshAuthorizedKeys: valid.sshAuthorizedKeys,
           ...(valid.userData === undefined ? {} : { userData: valid.userData }),
           ...(valid.networkConfig === undefined ? {} : { networkConfig: valid.networkConfig }),

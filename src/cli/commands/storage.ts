@@ -20,16 +20,18 @@ async function copying<T>(label: string, call: (options: CallOptions) => Promise
 }
 
 export function registerStorageCommands(program: Command): void {
-  const pool = program.command('pool').description('storage pools: directories that hold volumes');
+  const pool = program.command('pool').description('storage pools: directories or NFS exports that hold volumes');
 
   pool
     .command('create')
-    .description('register an existing directory as a pool')
+    .description('register an existing directory (dir, shared-dir) or an NFS export (nfs) as a pool')
     .argument('<name>', 'pool name (a DNS label)')
-    .requiredOption('--path <dir>', 'absolute path of an existing directory (with --remote: on the daemon\'s host)')
-    .action(async (name: string, o: { path: string }) => {
-      const p = await (await api()).pools.create({ name, path: o.path });
-      process.stdout.write(`Created pool ${p.name} at ${p.path}\n`);
+    .option('--type <type>', 'dir (local), shared-dir (mounted at the same path on every host) or nfs (QEMU reaches the export itself)', 'dir')
+    .option('--path <dir>', 'dir, shared-dir: absolute path of an existing directory (with --remote: on the daemon\'s host)')
+    .option('--source <server:/export>', 'nfs: the NFS server and export, e.g. 192.0.2.10:/srv/vm-disks')
+    .action(async (name: string, o: { type: string; path?: string; source?: string }) => {
+      const p = await (await api()).pools.create({ name, type: o.type, ...(o.path === undefined ? {} : { path: o.path }), ...(o.source === undefined ? {} : { source: o.source }) });
+      process.stdout.write(`Created ${p.type === 'dir' ? '' : `${p.type} `}pool ${p.name} at ${p.path}\n`);
     });
 
   pool
@@ -41,8 +43,12 @@ export function registerStorageCommands(program: Command): void {
       const pools = await (await api()).pools.list();
       await print(pools, () =>
         table(
-          ['NAME', 'PATH', 'VOLUMES', 'VOLUME ALLOC', 'FS CAPACITY', 'FS ALLOCATION', 'FS AVAILABLE'],
-          pools.map((p) => [p.name, p.path, String(p.volumes), formatSize(p.volumeAllocation), formatSize(p.capacity), formatSize(p.allocation), formatSize(p.available)]),
+          ['NAME', 'TYPE', 'PATH', 'VOLUMES', 'VOLUME ALLOC', 'FS CAPACITY', 'FS ALLOCATION', 'FS AVAILABLE'],
+          pools.map((p) =>
+            p.problem === undefined
+              ? [p.name, p.type, p.path, String(p.volumes), formatSize(p.volumeAllocation), formatSize(p.capacity), formatSize(p.allocation), formatSize(p.available)]
+              : [p.name, p.type, p.path, String(p.volumes), '?', '?', '?', `? (${p.problem})`],
+          ),
         ) +
           'FS columns are of the filesystem holding the pool (shared with anything else on it). Instance disks made by\n' +
           'create/launch live in their instance directories, not in a pool: see `virtnode volume ls --all`.\n',
@@ -60,7 +66,10 @@ export function registerStorageCommands(program: Command): void {
       await print(p, () =>
         keyValues([
           ['Name', p.name],
+          ['Type', `${p.type}${p.shared ? ' (shared)' : ''}`],
           ['Path', p.path],
+          ...(p.source === undefined ? [] : [['Source', p.source] as [string, string]]),
+          ...(p.problem === undefined ? [] : [['Problem', p.problem] as [string, string]]),
           ['Volumes', (p.volumeNames ?? []).length === 0 ? '0' : `${p.volumeNames!.length} (${p.volumeNames!.join(', ')})`],
           ['Volume allocation', formatSize(p.volumeAllocation)],
           ['Other files', p.otherFiles],

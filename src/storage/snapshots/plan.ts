@@ -1,4 +1,5 @@
 /** The checks of a create request: what it will do (kind, memory), or the error it would end in. */
+import { isNfsPath } from '../../nfs/files.ts';
 import { driverFor } from '../../instances/drivers/index.ts';
 import type { DiskSpec, Instance } from '../../instances/model.ts';
 import { invalid, VirtnodeError } from '../../lib/errors.ts';
@@ -50,6 +51,14 @@ export function planSnapshot(storage: StorageService, instance: Instance, name: 
   }
   const disks = writableDisks(instance);
   if (disks.length === 0) throw new VirtnodeError('INVALID_STATE', `instance ${instance.name} has no writable disk to snapshot`);
+  const onNfs = disks.find((d) => isNfsPath(d.path));
+  if (kind === 'external' && onNfs !== undefined) {
+    // The overlays would sit in the instance's directory on this host (not on the export), and qemu-img cannot
+    // merge one back offline: libnfs will not reopen the backing file read-write.
+    throw new VirtnodeError('INVALID_STATE', `cannot take an external snapshot of ${instance.name}: ${describeDisk(onNfs)} is on an NFS export`, {
+      hint: 'take an internal snapshot (without --disk-only/--external): it stays inside the qcow2 file on the export',
+    });
+  }
   if (kind === 'internal') {
     const raw = disks.find((d) => d.format !== 'qcow2');
     if (raw !== undefined && memory) {

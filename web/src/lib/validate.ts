@@ -104,3 +104,6 @@ export const portForward: Check = (value) => {
 
 /** An IPv4 address. */
 export const ipv4Address: Check = (value) => (ipv4(value.trim()) === undefined ? 'an IPv4 address, e.g. 10.77.0.10' : undefined);
+
+/** SERVER:/EXPORT, as `virtnode pool create --type nfs --source` takes it. */
+export const nfsSource: Check = (value) => (/^[A-Za-z0-9.[\]:-]+:\/\S*$/.test(value.trim()) ? undefined : 'SERVER:/EXPORT, e.g. 192.0.2.10:/srv/vm-disks');

@@ -12,11 +12,14 @@ import type { Live } from '../store.ts';
 import { TableHead } from '../components/TableHead.tsx';
 
 function CreatePool({ onCreated }: { onCreated: () => void }) {
-  const form = useForm({ name: '', path: '' }, () => ({ name: v.name, path: v.absolutePath }));
+  const form = useForm({ name: '', type: 'dir', path: '', source: '' }, (values) =>
+    values.type === 'nfs' ? { name: v.name, source: v.nfsSource } : { name: v.name, path: v.absolutePath },
+  );
   const [error, setError] = useState<string | undefined>();
   const send = form.submit((values) => {
     setError(undefined);
-    client.pools.create({ name: values.name, path: values.path.trim() }).then(
+    const where = values.type === 'nfs' ? { source: values.source.trim() } : { path: values.path.trim() };
+    client.pools.create({ name: values.name, type: values.type, ...where }).then(
       () => {
         form.reset();
         onCreated();
@@ -30,9 +33,24 @@ function CreatePool({ onCreated }: { onCreated: () => void }) {
       <Field id="pool-name" label="Pool name" error={form.shown('name')}>
         {(p) => <input {...p} {...form.bind('name')} />}
       </Field>
-      <Field id="pool-path" label="Directory" error={form.shown('path')} hint="an existing directory on the host">
-        {(p) => <input {...p} {...form.bind('path')} size={30} />}
+      <Field id="pool-type" label="Type">
+        {(p) => (
+          <select {...p} {...form.bind('type')} onChange={(e) => form.set('type', (e.target as HTMLSelectElement).value)}>
+            <option value="dir">directory on this host</option>
+            <option value="shared-dir">shared directory (mounted on every host)</option>
+            <option value="nfs">NFS export (QEMU's own client)</option>
+          </select>
+        )}
       </Field>
+      {form.values.type === 'nfs' ? (
+        <Field id="pool-source" label="NFS source" error={form.shown('source')} hint="SERVER:/EXPORT">
+          {(p) => <input {...p} {...form.bind('source')} size={30} />}
+        </Field>
+      ) : (
+        <Field id="pool-path" label="Directory" error={form.shown('path')} hint="an existing directory on the host">
+          {(p) => <input {...p} {...form.bind('path')} size={30} />}
+        </Field>
+      )}
       <button type="submit">Add pool</button>
       <FormError error={error} />
     </form>
@@ -273,17 +291,16 @@ export function StoragePage({ live }: { live: Live }) {
       <h2>Pools</h2>
       {pools.data !== undefined && (
         <table data-testid="pools">
-          <TableHead columns={['Name', 'Directory', 'Volumes', 'Used by volumes', 'Filesystem free']} actions />
+          <TableHead columns={['Name', 'Type', 'Directory', 'Volumes', 'Used by volumes', 'Filesystem free']} actions />
           <tbody>
             {pools.data.map((p) => (
               <tr data-pool={p.name}>
                 <td>{p.name}</td>
+                <td>{p.type}</td>
                 <td class="wrap">{p.path}</td>
                 <td>{p.volumes}</td>
                 <td>{bytes(p.volumeAllocation)}</td>
-                <td>
-                  {bytes(p.available)} of {bytes(p.capacity)}
-                </td>
+                <td>{p.problem === undefined ? `${bytes(p.available)} of ${bytes(p.capacity)}` : `unknown: ${p.problem}`}</td>
                 <td>
                   <button
                     type="button"
