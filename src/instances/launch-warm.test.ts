@@ -25,6 +25,7 @@ describe('chooseWarm', () => {
     expect(chooseWarm(launch({ cpus: '2' }), { name: 't', warm })).toBeUndefined();
     expect(chooseWarm(launch({ seed: 'http' }), { name: 't', warm })).toBeUndefined();
     expect(chooseWarm(launch({ diskSize: '10G' }), { name: 't', warm })).toBeUndefined();
+    expect(chooseWarm(launch({}), { name: 't', warm }, true)).toBeUndefined();
   });
 
   it('with --warm, refuses what does not fit, naming the field', () => {
@@ -37,6 +38,7 @@ describe('chooseWarm', () => {
     refused({ seed: 'configdrive' }, '--seed');
     refused({ diskSize: '10G' }, '--disk-size');
     refused({ tuning: { diskCache: 'none' } }, 'tuning');
+    expect(() => chooseWarm(launch({ warm: true }), { name: 't', warm }, true)).toThrow(expect.objectContaining({ code: 'INVALID', field: '--pool' }));
   });
 
   it('containers have no warm state', () => {

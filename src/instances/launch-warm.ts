@@ -15,7 +15,7 @@ export interface WarmSource {
  * naming the field), refused (`--cold`), or by default whenever the template has one and the launch fits it.
  * A memory state fixes the machine: CPUs, memory, accelerator and devices are the saved ones.
  */
-export function chooseWarm(valid: ValidLaunch, image: { name: string; warm?: WarmSource }): WarmSource | undefined {
+export function chooseWarm(valid: ValidLaunch, image: { name: string; warm?: WarmSource }, diskInPool = false): WarmSource | undefined {
   if (valid.warm === false || valid.type === 'container') return undefined;
   const asked = valid.warm === true;
   const refuse = (field: string, message: string, hint: string): undefined => {
@@ -31,5 +31,6 @@ export function chooseWarm(valid: ValidLaunch, image: { name: string; warm?: War
   if (valid.seedFormat === 'http' || valid.seedFormat === 'configdrive') return refuse('--seed', `a warm launch gives the NoCloud seed through the guest agent, not as ${valid.seedFormat}`, 'leave --seed out, or --cold');
   if (valid.tuning !== undefined) return refuse('tuning', 'a warm state fixes how QEMU runs the guest: the tuning knobs cannot change it', 'leave them out, or --cold');
   if (valid.diskSizeBytes !== undefined) return refuse('--disk-size', 'a loaded guest keeps the disk size it was saved with', 'leave --disk-size out, or --cold');
+  if (diskInPool) return refuse('--pool', "a warm launch's disk is an overlay beside the template's saved disk", 'leave --pool out, or --cold');
   return warm;
 }

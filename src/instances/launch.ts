@@ -168,7 +168,7 @@ export async function launch(service: InstanceService, resolveImage: ImageResolv
   const phase = (p: Phase, detail: string) => options.onPhase?.(p, detail, Date.now() - started);
   const valid = validateLaunch(request);
   const image = await resolveImage(valid.image);
-  const warm = chooseWarm(valid, image);
+  const warm = chooseWarm(valid, image, request.diskLocation !== undefined);
   if (valid.tuning !== undefined) await service.checkTuning(valid.tuning, { memoryMiB: valid.memoryMiB, accel: valid.accel, nics: valid.nics });
   phase('image', `${image.name} (${image.format}, sha256 ${image.sha256.slice(0, 12)}${warm === undefined ? '' : ', warm state'})`);
   const key = await clientKey(service.core);
