@@ -38,6 +38,8 @@ export interface EtcdAdmin {
 
 const bytes = (s: string) => Buffer.from(s, 'utf8');
 
+const PASS_THROUGH = { execute: <T>(fn: () => Promise<T> | T) => Promise.resolve().then(fn) };
+
 function entryOf(kv: IKeyValue): KvEntry {
   return {
     key: kv.key.toString('utf8'),
@@ -78,6 +80,10 @@ export class EtcdKv implements Kv, EtcdAdmin {
       hosts: [...endpoints.urls],
       dialTimeout: this.timeoutMs,
       defaultCallOptions: (context) => (context.isStream ? {} : { deadline: Date.now() + this.timeoutMs }),
+      // No circuit breaker per member: after three failures (a member-add waiting for its new member, a leader
+      // election) it refused every call for 5 s, to the only member a client may know. Calls still retry on
+      // another member (the client's global policy); each has its deadline.
+      faultHandling: { host: () => PASS_THROUGH as unknown as NonNullable<NonNullable<IOptions['faultHandling']>['host']> extends (h: string) => infer P ? P : never },
     };
     if (endpoints.tls !== undefined) {
       options.credentials = {
