@@ -230,8 +230,8 @@ export class ClusterService {
   async init(input: { host?: string; address: string; apiPort?: number; labels?: Record<string, string>; etcd?: ExternalEtcd }): Promise<ClusterStatus> {
     this.requireServing('init');
     if (this.cfg !== undefined) throw new VirtnodeError('CONFLICT', `this host is in cluster ${this.cfg.clusterId} already (as ${this.cfg.host})`);
-    const host = checkHostName('host', input.host ?? hostname().split('.')[0]!.toLowerCase());
     const address = checkAddress(input.address);
+    const host = checkHostName('host', input.host ?? hostname().split('.')[0]!.toLowerCase());
     const apiPort = checkPort(input.apiPort);
     if (input.etcd !== undefined) for (const f of ['ca', 'cert', 'key'] as const) if (!existsSync(input.etcd[f])) throw invalid(`etcd-${f}`, `${input.etcd[f]} does not exist`);
     const clusterId = randomUUID();
