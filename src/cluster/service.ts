@@ -180,7 +180,22 @@ export class ClusterService {
       this.member = this.memberProcess(cfg);
       await this.member.start();
     }
-    await this.serve(cfg);
+    await this.learnEtcdUrls().catch((e: unknown) => this.o.log('warn', 'etcd members not listed', { err: String(e) }));
+    await this.serve(this.cfg ?? cfg);
+  }
+
+  /**
+   * Hosts that joined before later members did know only the members of their time: the client URLs of all
+   * members are recorded in cluster.json, so the shared state stays reachable while any member is.
+   */
+  private async learnEtcdUrls(): Promise<void> {
+    const cfg = this.cfg;
+    if (cfg === undefined || cfg.etcd.external) return;
+    const urls = [...new Set((await this.kv().members()).flatMap((m) => m.clientUrls))].sort();
+    if (urls.length === 0 || urls.join(',') === [...cfg.etcd.urls].sort().join(',')) return;
+    this.saveConfig({ ...cfg, etcd: { ...cfg.etcd, urls } });
+    await this.kvClient?.close();
+    this.kvClient = undefined;
   }
 
   private memberProcess(cfg: ClusterConfig): EtcdMemberProcess {
@@ -351,7 +366,8 @@ export class ClusterService {
         throw e;
       }
     }
-    const etcdUrls = cfg.etcd.external ? cfg.etcd.urls : [...new Set([...members.flatMap((m) => m.clientUrls), ...(member ? [clientUrl] : [])])];
+    const etcdUrls = cfg.etcd.external ? cfg.etcd.urls : [...new Set([...members.flatMap((m) => m.clientUrls), ...(member ? [clientUrl] : [])])].sort();
+    if (!cfg.etcd.external) this.saveConfig({ ...cfg, etcd: { ...cfg.etcd, urls: etcdUrls } });
     this.o.log('info', 'host joined the cluster', { host: r.host, address: r.address, etcdMember: member });
     return { clusterId: cfg.clusterId, cert, etcdUrls, external: cfg.etcd.external, ...(initialCluster === undefined ? {} : { member: { initialCluster } }) };
   }

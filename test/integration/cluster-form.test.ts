@@ -1,5 +1,5 @@
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ClusterStatusView } from '../../src/api/contracts/cluster.ts';
@@ -85,6 +85,9 @@ describe('forming a cluster of simulated hosts (netns + bridge, real daemons, re
     expect(s.hosts.map((x) => [x.name, x.etcdMember])).toEqual([['h1', true], ['h2', true], ['h3', true], ['h4', false]]);
     expect(s.etcd.members.map((m) => m.name).sort()).toEqual(['h1', 'h2', 'h3']);
     expect(s.etcd.members.filter((m) => m.leader)).toHaveLength(1);
+    // The first host learned the members that came after it (it reaches etcd while any member runs).
+    const h1Config = JSON.parse(readFileSync(join(h[0]!.home, 'cluster', 'cluster.json'), 'utf8')) as { etcd: { urls: string[] } };
+    expect(h1Config.etcd.urls).toEqual([h[0]!, h[1]!, h[2]!].map((x) => `https://${x.address}:2379`).sort());
     // Any host answers with the same view.
     expect((await status(h[1]!)).hosts.map((x) => x.name)).toEqual(['h1', 'h2', 'h3', 'h4']);
     const table = (await h[1]!.cli(['cluster', 'ls'])).stdout;
