@@ -49,6 +49,8 @@ const RANKS: Layer[][] = [
   [{ name: 'storage', paths: ['src/storage/'] }],
   [{ name: 'templates', paths: ['src/templates/'] }],
   [{ name: 'clone', paths: ['src/clone/'] }],
+  // Several hosts as one: the shared state (etcd), membership, leases, placement.
+  [{ name: 'cluster', paths: ['src/cluster/'] }],
   [{ name: 'app', paths: ['src/app/'] }],
   [
     { name: 'daemon', paths: ['src/daemon/'] },

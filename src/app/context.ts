@@ -29,6 +29,8 @@ export interface AppCore {
   allowPrivatePulls: boolean;
   /** The storage service (pools, volumes, disks, snapshots), made on first use. */
   storage(): Promise<StorageService>;
+  /** This host's part in a cluster (standalone: no cluster.json, nothing runs); made on first use. */
+  cluster(): Promise<import('../cluster/service.ts').ClusterService>;
   /**
    * Something changed that whoever watches the instances may act on (a start, a new restart policy): the daemon's
    * supervisor looks again. In a CLI process nothing watches. Returns its argument, for `return core.changed(view)`.
@@ -39,13 +41,15 @@ export interface AppCore {
 
 export function createAppCore(
   paths: StatePaths,
-  options: { db?: Db; changed?: () => void; operations?: OperationLog; remotePaths?: readonly string[]; allowPrivatePulls?: boolean } = {},
+  options: { db?: Db; changed?: () => void; clusterServing?: boolean; operations?: OperationLog; remotePaths?: readonly string[]; allowPrivatePulls?: boolean } = {},
 ): AppCore {
   const core = createCoreContext(paths, { reconcile, ...(options.db === undefined ? {} : { db: options.db }) });
   const db = core.db;
   const instances = new InstanceService(core);
   let storage: Promise<StorageService> | undefined;
-  return {
+  let cluster: Awaited<ReturnType<AppCore['cluster']>> | undefined;
+  let clusterLoad: ReturnType<AppCore['cluster']> | undefined;
+  const app: AppCore = {
     core,
     paths,
     db,
@@ -62,9 +66,12 @@ export function createAppCore(
         await instances.ensureReconciled();
         return service;
       })()),
+    cluster: () => (clusterLoad ??= import('./cluster-service.ts').then((m) => (cluster = m.clusterService(app, options.clusterServing === true)))),
     changed: <T>(value?: T) => {
       options.changed?.();
+      cluster?.changed();
       return value;
     },
-  };
+  } as AppCore;
+  return app;
 }

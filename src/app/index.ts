@@ -1,6 +1,7 @@
 /** The application layer: one implementation per resource of the API (src/api/contracts/index.ts). */
 import type { ApiTables } from '../api/contracts/index.ts';
 import { apply } from './apply/resource.ts';
+import { cluster } from './cluster.ts';
 import { host } from './host.ts';
 import { images } from './images.ts';
 import { instances } from './instances.ts';
@@ -25,4 +26,5 @@ export const RESOURCES: { [K in keyof ApiTables]: Resource<ApiTables[K]> } = {
   ...storageResources,
   interop,
   apply,
+  cluster,
 };

@@ -4,6 +4,7 @@ import { EXIT_CODE, toVirtnodeError } from '../lib/errors.ts';
 import { registerApplyCommands } from './commands/apply.ts';
 import { registerCloneCommands } from './commands/clone.ts';
 import { registerCloudInitCommands } from './commands/cloud-init.ts';
+import { registerClusterCommands } from './commands/cluster.ts';
 import { registerConsoleCommands } from './commands/console.ts';
 import { registerDaemonCommands } from './commands/daemon.ts';
 import { registerHostCommands } from './commands/host.ts';
@@ -43,6 +44,7 @@ registerDaemonCommands(program);
 registerOperationCommands(program);
 registerInteropCommands(program);
 registerApplyCommands(program);
+registerClusterCommands(program);
 program.hook('preAction', async (_program, action) => {
   const remote = program.opts()['remote'] as string | undefined;
   const { refuseRemote, setRemote } = await import('./backend.ts');

@@ -47,7 +47,7 @@ export function createCore(paths: StatePaths, log: Logger, options: { remotePath
       wake();
     },
   });
-  const app = createAppCore(paths, { db, changed: () => wake(), operations, ...options });
+  const app = createAppCore(paths, { db, changed: () => wake(), operations, clusterServing: true, ...options });
   const { instances, policies } = app;
   const supervisor = new Supervisor(instances, policies, events, log.child({ component: 'supervisor' }));
   wake = () => supervisor.poke();

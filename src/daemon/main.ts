@@ -1,4 +1,4 @@
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
@@ -97,6 +97,10 @@ export async function runDaemon(options: DaemonOptions): Promise<void> {
     const closed = core.streams.closeEnded((name) => core.tokens.valid(name));
     if (closed > 0) log.info({ closed }, 'streams of revoked or expired tokens closed');
   }, STREAM_CHECK_INTERVAL_MS);
+  // A cluster member brings up its etcd member, cluster API and lease in the background: a standalone host never
+  // loads any of it, and a member whose etcd peers are down still serves its own instances.
+  const clustered = existsSync(join(paths.root, 'cluster', 'cluster.json'));
+  if (clustered) void core.cluster().then((c) => c.start()).catch((e: unknown) => log.error({ err: toVirtnodeError(e) }, 'cluster membership did not start'));
   log.info({ socket, tcp: tcp === undefined ? undefined : `${tcp.host}:${tcp.port}`, tlsFingerprint256: tcp?.fingerprint256, stateDir: paths.root, adopted: report.adopted.length, interruptedOperations: interrupted.length, startupMs: report.durationMs }, 'virtnode daemon ready');
 
   let shuttingDown = false;
@@ -105,6 +109,7 @@ export async function runDaemon(options: DaemonOptions): Promise<void> {
     shuttingDown = true;
     log.info({ signal, stopGuests: options.stopGuestsOnShutdown === true }, 'daemon stopping');
     await core.supervisor.stop();
+    if (existsSync(join(paths.root, 'cluster', 'cluster.json'))) await (await core.cluster()).stop().catch(() => undefined);
     clearInterval(streamCheck);
     await Promise.allSettled(servers.map((s) => s.close()));
     await core.operations.shutdown();

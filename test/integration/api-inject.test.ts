@@ -616,6 +616,23 @@ describe('REST API through inject(): every route, bad input refused with the err
     }
   });
 
+  it('cluster routes on a standalone host: a status that says so, and clear refusals that change nothing', async () => {
+    const status = await api.call('GET', '/cluster');
+    expect(status.body).toEqual({ enabled: false, hosts: [], etcd: { external: false, members: [] } });
+    const badAddress = await api.call('POST', '/cluster/init', { address: '127.0.0.1' });
+    expect(badAddress.status).toBe(400);
+    expect(badAddress.body.error.message).toContain('address: "127.0.0.1" is not an address other hosts can reach');
+    const add = await api.call('POST', '/cluster/hosts', { host: 'h2' });
+    expect(add.status).toBe(409);
+    expect(add.body.error.message).toBe('this host is not in a cluster');
+    const join = await api.call('POST', '/cluster/join', { token: 'nope', address: '10.1.2.3' });
+    expect(join.status).toBe(400);
+    expect(join.body.error.message).toContain('token: not a virtnode join token');
+    expect((await api.call('DELETE', '/cluster/hosts/h2')).status).toBe(409);
+    expect((await api.call('GET', '/cluster')).body).toEqual(status.body);
+    expect(readdirSync(home)).not.toContain('cluster');
+  });
+
   it('every route of the API was exercised by this file', () => {
     const routes = Object.entries(api.openapi().paths).flatMap(([path, methods]) => Object.keys(methods).map((m) => `${m.toUpperCase()} ${path.replace(/\{(\w+)\}/g, ':$1')}`));
     const missing = routes.filter((r) => !api.exercised.has(r) && r !== 'GET /events');

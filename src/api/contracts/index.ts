@@ -4,6 +4,7 @@
  */
 import type { Contract } from '../endpoint.ts';
 import { applyEndpoints } from './apply.ts';
+import { clusterEndpoints } from './cluster.ts';
 import { hostEndpoints } from './host.ts';
 import { imageEndpoints } from './images.ts';
 import { instanceEndpoints } from './instances.ts';
@@ -27,6 +28,7 @@ export const API = {
   ...storageEndpoints,
   interop: interopEndpoints,
   apply: applyEndpoints,
+  cluster: clusterEndpoints,
 };
 
 export type ApiTables = typeof API;

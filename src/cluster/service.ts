@@ -1,0 +1,487 @@
+/**
+ * This host's part in a cluster: forming one (`init`), inviting (`add`), joining, listing, removing; and, in the
+ * daemon, running what membership needs (the etcd member on the first three hosts, the cluster API, the lease).
+ * Without STATE/cluster/cluster.json the host is standalone and none of this runs.
+ */
+import { randomUUID } from 'node:crypto';
+import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import type { Server } from 'node:https';
+import { isIP } from 'node:net';
+import { hostname } from 'node:os';
+import { join } from 'node:path';
+import { VirtnodeError, invalid } from '../lib/errors.ts';
+import { writeFileAtomic } from '../lib/fs-atomic.ts';
+import { EtcdKv, type EtcdMember } from './etcd-kv.ts';
+import { EtcdMemberProcess } from './etcd-member.ts';
+import { decodeJoinToken, encodeJoinToken, newTokenSecret, secretHash, secretMatches } from './join-token.ts';
+import { Liveness } from './liveness.ts';
+import {
+  type AliveRecord,
+  type ClusterConfig,
+  DEFAULT_API_PORT,
+  ETCD_CLIENT_PORT,
+  ETCD_PEER_PORT,
+  type HostCapacity,
+  type HostRecord,
+  type HostUse,
+  KEYS,
+  MAX_CLOCK_SKEW_MS,
+  MAX_ETCD_MEMBERS,
+  TOKEN_TTL_SECONDS,
+  type TokenRecord,
+} from './model.ts';
+import { fetchPinnedCa, peerCall, startPeerServer } from './peer-http.ts';
+import { caKeyPath, createCa, createKeyAndCsr, fingerprint, issueHostCert, signHostCsr, tlsFilesIn } from './pki.ts';
+
+export type HostState = 'online' | 'offline' | 'evacuated';
+
+export interface ClusterHostView {
+  name: string;
+  address: string;
+  state: HostState;
+  etcdMember: boolean;
+  labels: Record<string, string>;
+  capacity?: HostCapacity;
+  use?: HostUse;
+  /** When its live record was last written (absent while offline). */
+  updatedAt?: string;
+}
+
+export interface ClusterStatus {
+  enabled: boolean;
+  clusterId?: string;
+  host?: string;
+  hosts: ClusterHostView[];
+  etcd: { external: boolean; leader?: string; members: Array<{ name: string; id: string; clientUrls: string[]; leader: boolean }> };
+}
+
+export interface ExternalEtcd {
+  urls: string[];
+  ca: string;
+  cert: string;
+  key: string;
+}
+
+export interface ClusterServiceOptions {
+  /** STATE/cluster. */
+  dir: string;
+  publication: () => Promise<{ capacity: HostCapacity; use: HostUse }>;
+  log: (level: 'info' | 'warn' | 'error', message: string, fields?: Record<string, unknown>) => void;
+  /** The daemon runs the member, the cluster API and the lease; a CLI process only talks to etcd. */
+  serving: boolean;
+}
+
+interface JoinRequest {
+  id: string;
+  secret: string;
+  host: string;
+  address: string;
+  apiPort: number;
+  csr: string;
+  now: number;
+}
+
+interface JoinAnswer {
+  clusterId: string;
+  cert: string;
+  etcdUrls: string[];
+  external: boolean;
+  member?: { initialCluster: string };
+}
+
+const HOST_NAME = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/;
+
+export function checkHostName(field: string, name: string): string {
+  if (!HOST_NAME.test(name)) throw invalid(field, `"${name}" is not a host name (lower-case letters, digits and '-', at most 63, not starting or ending with '-')`);
+  return name;
+}
+
+function checkAddress(address: string): string {
+  if (isIP(address) === 0 || address === '0.0.0.0' || address === '::' || address.startsWith('127.')) {
+    throw invalid('address', `"${address}" is not an address other hosts can reach (give this host's IP address on the cluster network)`);
+  }
+  return address;
+}
+
+function checkPort(port: number | undefined): number {
+  const p = port ?? DEFAULT_API_PORT;
+  if (!Number.isInteger(p) || p < 1 || p > 65535) throw invalid('api-port', `${p} is not a TCP port (1-65535)`);
+  return p;
+}
+
+const urlHost = (address: string) => (address.includes(':') ? `[${address}]` : address);
+const envInt = (name: string) => {
+  const v = process.env[name];
+  return v === undefined || v === '' ? undefined : Number(v);
+};
+
+export class ClusterService {
+  private cfg: ClusterConfig | undefined;
+  private kvClient: EtcdKv | undefined;
+  private member: EtcdMemberProcess | undefined;
+  private server: Server | undefined;
+  private liveness: Liveness | undefined;
+  private readonly o: ClusterServiceOptions;
+
+  constructor(options: ClusterServiceOptions) {
+    this.o = options;
+    this.cfg = this.readConfig();
+  }
+
+  get configPath(): string {
+    return join(this.o.dir, 'cluster.json');
+  }
+
+  get config(): ClusterConfig | undefined {
+    return this.cfg;
+  }
+
+  private readConfig(): ClusterConfig | undefined {
+    if (!existsSync(this.configPath)) return undefined;
+    return JSON.parse(readFileSync(this.configPath, 'utf8')) as ClusterConfig;
+  }
+
+  private saveConfig(cfg: ClusterConfig): void {
+    writeFileAtomic(this.configPath, `${JSON.stringify(cfg, null, 2)}\n`, 0o600);
+    this.cfg = cfg;
+  }
+
+  private requireConfig(): ClusterConfig {
+    if (this.cfg === undefined) throw new VirtnodeError('INVALID_STATE', 'this host is not in a cluster', { hint: 'form one with `virtnode cluster init --address IP`, or join one with `virtnode cluster join TOKEN --address IP`' });
+    return this.cfg;
+  }
+
+  private requireServing(what: string): void {
+    if (!this.o.serving) {
+      throw new VirtnodeError('INVALID_STATE', `cluster ${what} needs the virtnode daemon on this host (it runs the etcd member, the cluster API and the host's lease)`, { hint: 'start it with `virtnode daemon`' });
+    }
+  }
+
+  /** The shared store (opened on first use). */
+  kv(): EtcdKv {
+    const cfg = this.requireConfig();
+    this.kvClient ??= new EtcdKv({ urls: cfg.etcd.urls, tls: cfg.etcd.tls });
+    return this.kvClient;
+  }
+
+  private get caDir(): string {
+    return join(this.o.dir, 'ca');
+  }
+
+  private get tlsDir(): string {
+    return join(this.o.dir, 'tls');
+  }
+
+  /** In the daemon: brings up this host's membership if it has one (member, cluster API, lease). */
+  async start(): Promise<void> {
+    const cfg = this.cfg;
+    if (cfg === undefined || !this.o.serving) return;
+    if (cfg.etcd.member !== undefined) {
+      this.member = this.memberProcess(cfg);
+      await this.member.start();
+    }
+    await this.learnEtcdUrls().catch((e: unknown) => this.o.log('warn', 'etcd members not listed', { err: String(e) }));
+    await this.serve(this.cfg ?? cfg);
+  }
+
+  /**
+   * Hosts that joined before later members did know only the members of their time: the client URLs of all
+   * members are recorded in cluster.json, so the shared state stays reachable while any member is.
+   */
+  private async learnEtcdUrls(): Promise<void> {
+    const cfg = this.cfg;
+    if (cfg === undefined || cfg.etcd.external) return;
+    const urls = [...new Set((await this.kv().members()).flatMap((m) => m.clientUrls))].sort();
+    if (urls.length === 0 || urls.join(',') === [...cfg.etcd.urls].sort().join(',')) return;
+    this.saveConfig({ ...cfg, etcd: { ...cfg.etcd, urls } });
+    await this.kvClient?.close();
+    this.kvClient = undefined;
+  }
+
+  private memberProcess(cfg: ClusterConfig): EtcdMemberProcess {
+    const m = cfg.etcd.member!;
+    const election = envInt('VIRTNODE_ETCD_ELECTION_MS');
+    return new EtcdMemberProcess(
+      { name: cfg.host, dir: join(this.o.dir, 'etcd'), clientUrl: m.clientUrl, peerUrl: m.peerUrl, initialCluster: m.initialCluster, initialState: m.initialState, clusterToken: cfg.clusterId, tls: cfg.etcd.tls, ...(election === undefined ? {} : { electionTimeoutMs: election }) },
+      {
+        onExit: (code, signal) => this.o.log('warn', 'etcd member exited', { code, signal }),
+        onRestart: (attempt) => this.o.log('info', 'etcd member restarted', { attempt }),
+      },
+    );
+  }
+
+  private async serve(cfg: ClusterConfig): Promise<void> {
+    const tls = tlsFilesIn(this.tlsDir);
+    this.server = await startPeerServer({
+      host: cfg.address,
+      port: cfg.apiPort,
+      tls,
+      routes: {
+        '/v1/join': { anonymous: true, handle: (body) => this.admit(body) },
+        '/v1/ping': { handle: async (_body, caller) => ({ host: cfg.host, caller: caller.host }) },
+      },
+    });
+    this.liveness = new Liveness({ kv: this.kv(), host: cfg.host, ttlSeconds: cfg.leaseTtlSeconds, labels: cfg.labels, publication: this.o.publication, log: this.o.log });
+    await this.liveness.start();
+  }
+
+  /** Publish capacity and use again now (an instance started or stopped). */
+  changed(): void {
+    void this.liveness?.publish().catch(() => undefined);
+  }
+
+  async stop(): Promise<void> {
+    await this.liveness?.stop();
+    this.liveness = undefined;
+    const server = this.server;
+    this.server = undefined;
+    if (server !== undefined) await new Promise<void>((r) => server.close(() => r()));
+    await this.kvClient?.close();
+    this.kvClient = undefined;
+    await this.member?.stop();
+    this.member = undefined;
+  }
+
+  async init(input: { host?: string; address: string; apiPort?: number; labels?: Record<string, string>; etcd?: ExternalEtcd }): Promise<ClusterStatus> {
+    this.requireServing('init');
+    if (this.cfg !== undefined) throw new VirtnodeError('CONFLICT', `this host is in cluster ${this.cfg.clusterId} already (as ${this.cfg.host})`);
+    const address = checkAddress(input.address);
+    const host = checkHostName('host', input.host ?? hostname().split('.')[0]!.toLowerCase());
+    const apiPort = checkPort(input.apiPort);
+    if (input.etcd !== undefined) for (const f of ['ca', 'cert', 'key'] as const) if (!existsSync(input.etcd[f])) throw invalid(`etcd-${f}`, `${input.etcd[f]} does not exist`);
+    const clusterId = randomUUID();
+    mkdirSync(this.o.dir, { recursive: true, mode: 0o700 });
+    try {
+      await createCa(this.caDir, clusterId);
+      const tls = await issueHostCert(this.caDir, this.tlsDir, host, address);
+      const peerUrl = `https://${urlHost(address)}:${ETCD_PEER_PORT}`;
+      const clientUrl = `https://${urlHost(address)}:${ETCD_CLIENT_PORT}`;
+      const cfg: ClusterConfig = {
+        clusterId,
+        host,
+        address,
+        apiPort,
+        labels: input.labels ?? {},
+        etcd:
+          input.etcd === undefined
+            ? { urls: [clientUrl], tls, member: { clientUrl, peerUrl, initialCluster: `${host}=${peerUrl}`, initialState: 'new' }, external: false }
+            : { urls: input.etcd.urls, tls: { ca: input.etcd.ca, cert: input.etcd.cert, key: input.etcd.key }, external: true },
+        leaseTtlSeconds: envInt('VIRTNODE_CLUSTER_LEASE_TTL') ?? 10,
+      };
+      this.cfg = cfg;
+      if (cfg.etcd.member !== undefined) {
+        this.member = this.memberProcess(cfg);
+        await this.member.start();
+      }
+      const record: HostRecord = { name: host, address, apiUrl: `https://${urlHost(address)}:${apiPort}`, etcdMember: !cfg.etcd.external, ...(cfg.etcd.external ? {} : { etcdClientUrl: clientUrl }), joinedAt: new Date().toISOString() };
+      const won = await this.kv().txn(
+        [{ key: KEYS.meta, modRevision: 0 }],
+        [
+          { put: KEYS.meta, value: JSON.stringify({ clusterId, createdAt: record.joinedAt, createdBy: host }) },
+          { put: KEYS.host(host), value: JSON.stringify(record) },
+        ],
+      );
+      if (!won.won) throw new VirtnodeError('CONFLICT', `the etcd at ${cfg.etcd.urls.join(',')} holds a virtnode cluster already`, { hint: 'join it with a token from one of its hosts (`virtnode cluster add`)' });
+      this.saveConfig(cfg);
+      await this.serve(cfg);
+    } catch (e) {
+      await this.stop();
+      this.cfg = undefined;
+      for (const d of ['ca', 'tls', 'etcd', 'cluster.json']) rmSync(join(this.o.dir, d), { recursive: true, force: true });
+      throw e;
+    }
+    return this.status();
+  }
+
+  /** A single-use token for HOST to join with, valid TOKEN_TTL_SECONDS. */
+  async add(name: string): Promise<{ host: string; token: string; expiresAt: string }> {
+    const cfg = this.requireConfig();
+    const host = checkHostName('host', name);
+    if (!existsSync(caKeyPath(this.caDir))) throw new VirtnodeError('INVALID_STATE', 'this host does not hold the cluster CA key', { hint: 'run `virtnode cluster add` on the host that ran `cluster init`' });
+    const kv = this.kv();
+    if ((await kv.get(KEYS.host(host))) !== undefined) throw new VirtnodeError('CONFLICT', `host ${host} is in the cluster already`, { field: 'host' });
+    const { id, secret } = newTokenSecret();
+    const ttl = envInt('VIRTNODE_CLUSTER_TOKEN_TTL') ?? TOKEN_TTL_SECONDS;
+    const expiresAt = new Date(Date.now() + ttl * 1000).toISOString();
+    const record: TokenRecord = { host, secretSha256: secretHash(secret), expiresAt, issuedBy: cfg.host };
+    // The record goes with a lease that nobody renews: etcd deletes it when the token expires.
+    const lease = await kv.lease(ttl, () => undefined);
+    lease.release();
+    await kv.txn([], [{ put: KEYS.token(id), value: JSON.stringify(record), lease }]);
+    const caPem = readFileSync(join(this.caDir, 'ca.crt'), 'utf8');
+    const token = encodeJoinToken({ clusterId: cfg.clusterId, id, secret, host, caFingerprint: fingerprint(caPem), apiUrl: `https://${urlHost(cfg.address)}:${cfg.apiPort}`, expiresAt });
+    return { host, token, expiresAt };
+  }
+
+  /** On the issuing host: checks a join request and, if it holds, admits the host (certificate, etcd member). */
+  private async admit(body: unknown): Promise<JoinAnswer> {
+    const cfg = this.requireConfig();
+    const req = body as Partial<JoinRequest>;
+    for (const k of ['id', 'secret', 'host', 'address', 'csr'] as const) if (typeof req[k] !== 'string') throw invalid(k, 'missing');
+    if (typeof req.now !== 'number' || typeof req.apiPort !== 'number') throw invalid('now', 'missing');
+    const r = req as JoinRequest;
+    const skew = r.now - Date.now();
+    if (Math.abs(skew) > MAX_CLOCK_SKEW_MS) {
+      throw new VirtnodeError('INVALID', `clock: the joining host's clock is ${Math.round(skew / 1000)} s off ${cfg.host}'s (at most ${MAX_CLOCK_SKEW_MS / 1000} s allowed)`, {
+        field: 'clock',
+        hint: 'set the clock right (NTP) and join again; the token is still valid',
+      });
+    }
+    checkHostName('host', r.host);
+    checkAddress(r.address);
+    const kv = this.kv();
+    const tokenEntry = await kv.get(KEYS.token(r.id));
+    const unknown = new VirtnodeError('UNAUTHORIZED', 'token: the join token is unknown, used or expired', { field: 'token', hint: 'print a new one with `virtnode cluster add HOSTNAME`' });
+    if (tokenEntry === undefined) throw unknown;
+    const tok = JSON.parse(tokenEntry.value) as TokenRecord;
+    if (!secretMatches(r.secret, tok.secretSha256) || tok.host !== r.host) throw new VirtnodeError('UNAUTHORIZED', 'token: the join token is forged (its secret does not match)', { field: 'token' });
+    if (Date.parse(tok.expiresAt) < Date.now()) throw new VirtnodeError('UNAUTHORIZED', `token: the join token expired at ${tok.expiresAt}`, { field: 'token', hint: 'print a new one with `virtnode cluster add HOSTNAME`' });
+    const hostKey = KEYS.host(r.host);
+    if ((await kv.get(hostKey)) !== undefined) throw new VirtnodeError('CONFLICT', `host ${r.host} is in the cluster already`);
+    const hosts = (await kv.list(KEYS.hosts)).entries.map((e) => JSON.parse(e.value) as HostRecord);
+    const member = !cfg.etcd.external && hosts.filter((h) => h.etcdMember).length < MAX_ETCD_MEMBERS;
+    const cert = await signHostCsr(this.caDir, r.csr, r.host, r.address);
+    const clientUrl = `https://${urlHost(r.address)}:${ETCD_CLIENT_PORT}`;
+    const peerUrl = `https://${urlHost(r.address)}:${ETCD_PEER_PORT}`;
+    const record: HostRecord = { name: r.host, address: r.address, apiUrl: `https://${urlHost(r.address)}:${r.apiPort}`, etcdMember: member, ...(member ? { etcdClientUrl: clientUrl } : {}), joinedAt: new Date().toISOString() };
+    // Consumed and recorded at once, only if nobody used the token or took the name in between.
+    const taken = await kv.txn(
+      [
+        { key: KEYS.token(r.id), modRevision: tokenEntry.modRevision },
+        { key: hostKey, modRevision: 0 },
+      ],
+      [{ delete: KEYS.token(r.id) }, { put: hostKey, value: JSON.stringify(record) }],
+    );
+    if (!taken.won) throw unknown;
+    let members: EtcdMember[] = await kv.members();
+    let initialCluster: string | undefined;
+    if (member) {
+      try {
+        const added = await this.addMemberWhenHealthy(kv, peerUrl);
+        members = added.members;
+        initialCluster = members.map((m) => `${m.id === added.member.id || m.name === '' ? r.host : m.name}=${m.peerUrls[0]}`).join(',');
+      } catch (e) {
+        // Put things back as they were: the token usable again, the host not recorded.
+        await kv.txn([], [{ delete: hostKey }, { put: KEYS.token(r.id), value: tokenEntry.value }]).catch(() => undefined);
+        throw e;
+      }
+    }
+    const etcdUrls = cfg.etcd.external ? cfg.etcd.urls : [...new Set([...members.flatMap((m) => m.clientUrls), ...(member ? [clientUrl] : [])])].sort();
+    if (!cfg.etcd.external) this.saveConfig({ ...cfg, etcd: { ...cfg.etcd, urls: etcdUrls } });
+    this.o.log('info', 'host joined the cluster', { host: r.host, address: r.address, etcdMember: member });
+    return { clusterId: cfg.clusterId, cert, etcdUrls, external: cfg.etcd.external, ...(initialCluster === undefined ? {} : { member: { initialCluster } }) };
+  }
+
+  /**
+   * etcd refuses a new member until every member has been connected for a few seconds (its strict reconfiguration
+   * check: "unhealthy cluster"), as right after the previous join. That passes by itself: try again for a while.
+   */
+  private async addMemberWhenHealthy(kv: EtcdKv, peerUrl: string): Promise<{ member: EtcdMember; members: EtcdMember[] }> {
+    const deadline = Date.now() + 30_000;
+    for (;;) {
+      try {
+        return await kv.addMember(peerUrl);
+      } catch (e) {
+        if (!String((e as Error).message).includes('unhealthy cluster') || Date.now() > deadline) throw e;
+        await new Promise((r) => setTimeout(r, 1000));
+      }
+    }
+  }
+
+  /** On the new host: joins with a token from `cluster add`. Any refusal leaves this host as it was. */
+  async join(input: { token: string; address: string; apiPort?: number; labels?: Record<string, string>; etcd?: Omit<ExternalEtcd, 'urls'> }): Promise<ClusterStatus> {
+    this.requireServing('join');
+    if (this.cfg !== undefined) throw new VirtnodeError('CONFLICT', `this host is in cluster ${this.cfg.clusterId} already (as ${this.cfg.host})`);
+    const token = decodeJoinToken(input.token);
+    const address = checkAddress(input.address);
+    const apiPort = checkPort(input.apiPort);
+    const caPem = await fetchPinnedCa(token.apiUrl, token.caFingerprint);
+    mkdirSync(this.o.dir, { recursive: true, mode: 0o700 });
+    const staging = join(this.o.dir, 'tls.joining');
+    rmSync(staging, { recursive: true, force: true });
+    try {
+      const csr = await createKeyAndCsr(staging, token.host);
+      const answer = await peerCall<JoinAnswer>(token.apiUrl, '/v1/join', { id: token.id, secret: token.secret, host: token.host, address, apiPort, csr, now: Date.now() } satisfies JoinRequest, { ca: caPem });
+      if (answer.external && input.etcd === undefined) {
+        throw new VirtnodeError('INVALID', 'etcd-cert: this cluster uses an external etcd: give --etcd-ca, --etcd-cert and --etcd-key for it', { field: 'etcd-cert' });
+      }
+      const files = tlsFilesIn(staging);
+      writeFileSync(files.ca, caPem, { mode: 0o644 });
+      writeFileSync(files.cert, answer.cert, { mode: 0o644 });
+      rmSync(this.tlsDir, { recursive: true, force: true });
+      renameSync(staging, this.tlsDir);
+      const tls = tlsFilesIn(this.tlsDir);
+      const clientUrl = `https://${urlHost(address)}:${ETCD_CLIENT_PORT}`;
+      const peerUrl = `https://${urlHost(address)}:${ETCD_PEER_PORT}`;
+      const cfg: ClusterConfig = {
+        clusterId: answer.clusterId,
+        host: token.host,
+        address,
+        apiPort,
+        labels: input.labels ?? {},
+        etcd: answer.external
+          ? { urls: answer.etcdUrls, tls: { ca: input.etcd!.ca, cert: input.etcd!.cert, key: input.etcd!.key }, external: true }
+          : { urls: answer.etcdUrls, tls, external: false, ...(answer.member === undefined ? {} : { member: { clientUrl, peerUrl, initialCluster: answer.member.initialCluster, initialState: 'existing' as const } }) },
+        leaseTtlSeconds: envInt('VIRTNODE_CLUSTER_LEASE_TTL') ?? 10,
+      };
+      this.saveConfig(cfg);
+      await this.start();
+    } catch (e) {
+      rmSync(staging, { recursive: true, force: true });
+      throw e;
+    }
+    return this.status();
+  }
+
+  async status(): Promise<ClusterStatus> {
+    const cfg = this.cfg;
+    if (cfg === undefined) return { enabled: false, hosts: [], etcd: { external: false, members: [] } };
+    const kv = this.kv();
+    const [hosts, alive, members, leaderId] = await Promise.all([kv.list(KEYS.hosts), kv.list(KEYS.alives), kv.members(), kv.leader()]);
+    const aliveByName = new Map(alive.entries.map((e) => [e.key.slice(KEYS.alives.length), JSON.parse(e.value) as AliveRecord]));
+    const views: ClusterHostView[] = hosts.entries.map((e) => {
+      const h = JSON.parse(e.value) as HostRecord;
+      const a = aliveByName.get(h.name);
+      const state: HostState = h.evacuated === true ? 'evacuated' : a === undefined ? 'offline' : 'online';
+      return { name: h.name, address: h.address, state, etcdMember: h.etcdMember, labels: a?.labels ?? {}, ...(a === undefined ? {} : { capacity: a.capacity, use: a.use, updatedAt: a.updatedAt }) };
+    });
+    const leader = members.find((m) => m.id === leaderId);
+    return {
+      enabled: true,
+      clusterId: cfg.clusterId,
+      host: cfg.host,
+      hosts: views,
+      etcd: {
+        external: cfg.etcd.external,
+        ...(leader === undefined ? {} : { leader: leader.name }),
+        members: members.map((m) => ({ name: m.name, id: m.id, clientUrls: m.clientUrls, leader: m.id === leaderId })),
+      },
+    };
+  }
+
+  /**
+   * Forgets a host: its record, its live record, and its etcd member. An online host is refused unless `force`
+   * (its daemon would publish itself again); a host gone for good is removed with `force` while it is offline too,
+   * which is how its etcd member leaves the quorum.
+   */
+  async remove(name: string, force: boolean): Promise<ClusterStatus> {
+    const cfg = this.requireConfig();
+    const host = checkHostName('host', name);
+    if (host === cfg.host) throw invalid('host', `${host} is this host: remove it from another host of the cluster`);
+    const kv = this.kv();
+    const entry = await kv.get(KEYS.host(host));
+    if (entry === undefined) throw new VirtnodeError('NOT_FOUND', `no host ${host} in the cluster`, { field: 'host', hint: 'see `virtnode cluster ls`' });
+    const alive = await kv.get(KEYS.alive(host));
+    if (alive !== undefined && !force) throw new VirtnodeError('CONFLICT', `host ${host} is online: stop its daemon first, or give --force`, { field: 'host' });
+    const record = JSON.parse(entry.value) as HostRecord;
+    if (record.etcdMember && !cfg.etcd.external) {
+      const members = await kv.members();
+      const m = members.find((x) => x.name === host || (record.etcdClientUrl !== undefined && x.clientUrls.includes(record.etcdClientUrl)));
+      if (m !== undefined) await kv.removeMember(m.id);
+    }
+    const done = await kv.txn([{ key: KEYS.host(host), modRevision: entry.modRevision }], [{ delete: KEYS.host(host) }, { delete: KEYS.alive(host) }]);
+    if (!done.won) throw new VirtnodeError('CONFLICT', `host ${host} changed while it was being removed: try again`);
+    this.o.log('info', 'host removed from the cluster', { host });
+    return this.status();
+  }
+}

@@ -1,0 +1,129 @@
+import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { daemonAnswers } from '../../src/client/http.ts';
+import { type CliResult, VIRTNODE_BIN, virtnode } from './cli.ts';
+
+/**
+ * Simulated hosts for cluster tests: each a network namespace with its own state directory and `virtnode daemon`,
+ * joined by a veth to one bridge in a "switch" namespace (one L2 segment, 10.N.0.0/24). The test's own namespace
+ * reaches each daemon through its UNIX socket. `destroy` removes everything, whatever state it is in.
+ */
+export interface SimHost {
+  name: string;
+  netns: string;
+  address: string;
+  home: string;
+  daemon: ChildProcess | undefined;
+  output: () => string;
+  /** The CLI against this host's daemon. */
+  cli: (args: string[], options?: { timeoutMs?: number }) => Promise<CliResult>;
+  startDaemon: () => Promise<void>;
+  stopDaemon: (signal?: NodeJS.Signals) => Promise<void>;
+  /** The etcd member's pid, from its pidfile. */
+  etcdPid: () => number | undefined;
+}
+
+export interface SimCluster {
+  hosts: SimHost[];
+  destroy: () => Promise<void>;
+}
+
+const ip = (...args: string[]) => execFileSync('ip', args, { stdio: ['ignore', 'ignore', 'pipe'] });
+const quiet = (f: () => void) => {
+  try {
+    f();
+  } catch {
+    /* gone already */
+  }
+};
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+export async function createSimHosts(count: number, options: { subnet?: number; env?: Record<string, string> } = {}): Promise<SimCluster> {
+  const id = `${process.pid.toString(36)}${Math.floor(Math.random() * 36 ** 2).toString(36)}`;
+  const net = options.subnet ?? 60 + Math.floor(Math.random() * 100);
+  const sw = `vnsw-${id}`;
+  const hosts: SimHost[] = [];
+  const destroy = async () => {
+    for (const h of hosts) await h.stopDaemon('SIGTERM').catch(() => undefined);
+    for (const h of hosts) {
+      const pid = h.etcdPid();
+      if (pid !== undefined && alive(pid)) process.kill(pid, 'SIGKILL');
+      quiet(() => ip('netns', 'del', h.netns));
+      rmSync(h.home, { recursive: true, force: true });
+    }
+    quiet(() => ip('netns', 'del', sw));
+  };
+  try {
+    ip('netns', 'add', sw);
+    ip('-n', sw, 'link', 'add', 'br0', 'type', 'bridge');
+    ip('-n', sw, 'link', 'set', 'br0', 'up');
+    for (let i = 0; i < count; i++) {
+      const name = `h${i + 1}`;
+      const netns = `vnh-${id}-${i + 1}`;
+      const address = `10.${net}.0.${11 + i}`;
+      const home = mkdtempSync(join(tmpdir(), `virtnode-${name}-`));
+      ip('netns', 'add', netns);
+      ip('-n', netns, 'link', 'set', 'lo', 'up');
+      ip('-n', netns, 'link', 'add', 'eth0', 'type', 'veth', 'peer', 'name', `p${i + 1}`, 'netns', sw);
+      ip('-n', netns, 'addr', 'add', `${address}/24`, 'dev', 'eth0');
+      ip('-n', netns, 'link', 'set', 'eth0', 'up');
+      ip('-n', sw, 'link', 'set', `p${i + 1}`, 'master', 'br0');
+      ip('-n', sw, 'link', 'set', `p${i + 1}`, 'up');
+      let out = '';
+      const host: SimHost = {
+        name,
+        netns,
+        address,
+        home,
+        daemon: undefined,
+        output: () => out,
+        cli: (args, o = {}) => virtnode(home, args, { ...(o.timeoutMs === undefined ? {} : { timeoutMs: o.timeoutMs }) }),
+        startDaemon: async () => {
+          const socket = join(home, 'virtnode.sock');
+          const child = spawn('ip', ['netns', 'exec', netns, VIRTNODE_BIN, 'daemon'], {
+            env: { ...process.env, VIRTNODE_HOME: home, VIRTNODE_CLUSTER_LEASE_TTL: '3', VIRTNODE_ETCD_ELECTION_MS: '500', ...options.env },
+            stdio: ['ignore', 'pipe', 'pipe'],
+          });
+          host.daemon = child;
+          child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+          child.stderr!.on('data', (d: Buffer) => (out += d.toString()));
+          const deadline = Date.now() + 30_000;
+          while (!(await daemonAnswers(socket, 500))) {
+            if (child.exitCode !== null) throw new Error(`daemon of ${name} exited: ${out}`);
+            if (Date.now() > deadline) throw new Error(`daemon of ${name} did not answer: ${out}`);
+            await new Promise((r) => setTimeout(r, 50));
+          }
+        },
+        stopDaemon: async (signal = 'SIGTERM') => {
+          const child = host.daemon;
+          host.daemon = undefined;
+          if (child === undefined || child.exitCode !== null || child.signalCode !== null) return;
+          const exited = new Promise<void>((r) => child.once('exit', () => r()));
+          child.kill(signal);
+          const timer = setTimeout(() => child.kill('SIGKILL'), 15_000);
+          await exited;
+          clearTimeout(timer);
+        },
+        etcdPid: () => {
+          const f = join(home, 'cluster', 'etcd', 'etcd.pid');
+          return existsSync(f) ? Number(readFileSync(f, 'utf8').trim()) : undefined;
+        },
+      };
+      hosts.push(host);
+    }
+  } catch (e) {
+    await destroy();
+    throw e;
+  }
+  return { hosts, destroy };
+}
