@@ -18,7 +18,7 @@ export function hostPublication(instances: InstanceService, storage: () => Promi
       readFile('/proc/cpuinfo', 'utf8').catch(() => ''),
       programVersion('qemu-system-x86_64', { cacheDir }).catch(() => undefined),
     ]);
-    const pools = listPools(s).map((p) => ({ name: p.name, capacityBytes: p.capacity, availableBytes: p.available }));
+    const pools = (await listPools(s)).map((p) => ({ name: p.name, capacityBytes: p.capacity, availableBytes: p.available }));
     const all = instances.repo.list();
     const running = all.filter((i) => i.state === 'running' || i.state === 'paused' || i.state === 'starting');
     const capacity: HostCapacity = {
