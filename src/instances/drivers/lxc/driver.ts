@@ -9,7 +9,7 @@ import { rotateConsoleLog } from '../../console-log.ts';
 import type { ConsoleEndpoints, DriverSample, InstanceDriver, Observation, PreparedStart, StartOptions, StopMethod } from '../../driver.ts';
 import { type Instance, USER_NETWORK } from '../../model.ts';
 import { ID_COUNT, renderLxcConfig } from './config.ts';
-import { type LxcTarget, lxcAttachArgv, lxcFreeze, lxcInitPid, lxcKill, lxcShutdown, lxcStart, lxcState, lxcStats, lxcUnfreeze, parseMonitorCmdline } from './tools.ts';
+import { type LxcTarget, lxcAttachArgv, lxcDeviceAdd, lxcFreeze, lxcInitPid, lxcKill, lxcShutdown, lxcStart, lxcState, lxcStats, lxcUnfreeze, parseMonitorCmdline } from './tools.ts';
 
 const START_TIMEOUT_MS = 60_000;
 
@@ -32,7 +32,7 @@ export function containerPaths(dir: string): { config: string; upper: string; wo
  */
 export class LxcDriver implements InstanceDriver {
   readonly name = 'lxc';
-  readonly capabilities = { snapshots: false, clones: false, nicLink: 'veth' as const };
+  readonly capabilities = { snapshots: true, clones: true, nicLink: 'veth' as const, storage: 'upper-dir' as const };
   private readonly paths: StatePaths;
 
   constructor(paths: StatePaths) {
@@ -160,6 +160,10 @@ export class LxcDriver implements InstanceDriver {
       if (monitor !== undefined) found.push({ ...monitor, pid: Number(entry) });
     }
     return found;
+  }
+
+  plugLink(instance: Instance, link: string, ifname: string): Promise<void> {
+    return lxcDeviceAdd(this.target(instance), link, ifname);
   }
 
   async guestRunning(instance: Instance): Promise<boolean> {

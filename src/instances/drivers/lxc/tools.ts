@@ -58,6 +58,11 @@ export async function lxcKill(t: LxcTarget): Promise<void> {
   await run(['lxc-stop', ...target(t), '-k'], { timeoutMs: QUICK_MS, okCodes: [0, 1, 2] });
 }
 
+/** Moves a host network interface into the running container's network namespace, named `ifname` there. */
+export async function lxcDeviceAdd(t: LxcTarget, link: string, ifname: string): Promise<void> {
+  await run(['lxc-device', ...target(t), 'add', link, ifname], { timeoutMs: QUICK_MS });
+}
+
 export async function lxcFreeze(t: LxcTarget): Promise<void> {
   await run(['lxc-freeze', ...target(t)], { timeoutMs: QUICK_MS });
 }

@@ -31,7 +31,7 @@ const ADOPT_CONNECT_TIMEOUT_MS = 2_000;
  */
 export class QemuDriver implements InstanceDriver {
   readonly name = 'qemu';
-  readonly capabilities = { snapshots: true, clones: true, nicLink: 'tap' as const };
+  readonly capabilities = { snapshots: true, clones: true, nicLink: 'tap' as const, storage: 'disks' as const };
   private readonly paths: StatePaths;
 
   constructor(paths: StatePaths) {
