@@ -136,6 +136,8 @@ export type Observation =
 export interface ConsoleEndpoints {
   /** The serial console's stream socket (one client at a time); undefined: the driver has none (a container). */
   serial: string | undefined;
+  /** Without a serial socket: a command whose stdin and stdout are the console (a container's lxc-console). */
+  serialCommand?: string[];
   /** Everything the serial console printed, across restarts. */
   serialLog: string;
   /** The graphical console (an RFB server on a UNIX socket); undefined: the driver has none. */

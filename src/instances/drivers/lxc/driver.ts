@@ -9,7 +9,7 @@ import { rotateConsoleLog } from '../../console-log.ts';
 import type { ConsoleEndpoints, DriverSample, InstanceDriver, Observation, PreparedStart, StartOptions, StopMethod } from '../../driver.ts';
 import { type Instance, USER_NETWORK } from '../../model.ts';
 import { ID_COUNT, renderLxcConfig } from './config.ts';
-import { type LxcTarget, lxcAttachArgv, lxcDeviceAdd, lxcFreeze, lxcInitPid, lxcKill, lxcShutdown, lxcStart, lxcState, lxcStats, lxcUnfreeze, parseMonitorCmdline } from './tools.ts';
+import { type LxcTarget, lxcAttachArgv, lxcConsoleArgv, lxcDeviceAdd, lxcFreeze, lxcInitPid, lxcKill, lxcShutdown, lxcStart, lxcState, lxcStats, lxcUnfreeze, parseMonitorCmdline } from './tools.ts';
 
 const START_TIMEOUT_MS = 60_000;
 
@@ -182,8 +182,8 @@ export class LxcDriver implements InstanceDriver {
 
   consoles(instance: Instance): ConsoleEndpoints {
     const dir = this.paths.instanceDir(instance.name);
-    // The console is recorded (lxc.console.logfile); there is no serial socket or graphical console to attach to.
-    return { serial: undefined, serialLog: containerPaths(dir).consoleLog, vnc: undefined };
+    // The console is recorded (lxc.console.logfile) and shared: lxc-console attaches to the same pty, as a client.
+    return { serial: undefined, serialCommand: lxcConsoleArgv(this.target(instance)), serialLog: containerPaths(dir).consoleLog, vnc: undefined };
   }
 
   async sample(instance: Instance): Promise<DriverSample> {

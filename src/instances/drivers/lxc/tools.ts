@@ -76,6 +76,11 @@ export function lxcAttachArgv(t: LxcTarget, command: string[]): string[] {
   return ['lxc-attach', ...target(t), '--clear-env', '--set-var', 'PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin', '--', ...command];
 }
 
+/** argv attached to the container's console (/dev/console in it, tty 0); stdin and stdout are the console. */
+export function lxcConsoleArgv(t: LxcTarget): string[] {
+  return ['lxc-console', ...target(t), '-t', '0'];
+}
+
 /** The monitor process of a running container: its command line is `[lxc monitor] LXCPATH NAME`. */
 export function parseMonitorCmdline(cmdline: string): LxcTarget | undefined {
   const m = /^\[lxc monitor\] (.+) ([^ ]+)$/.exec(cmdline.replace(/\0+$/, ''));
