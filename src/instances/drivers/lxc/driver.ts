@@ -9,7 +9,7 @@ import { rotateConsoleLog } from '../../console-log.ts';
 import type { ConsoleEndpoints, DriverSample, InstanceDriver, Observation, PreparedStart, StartOptions, StopMethod } from '../../driver.ts';
 import { type Instance, USER_NETWORK } from '../../model.ts';
 import { ID_COUNT, renderLxcConfig } from './config.ts';
-import { type LxcTarget, lxcAttachArgv, lxcConsoleArgv, lxcDeviceAdd, lxcFreeze, lxcInitPid, lxcKill, lxcShutdown, lxcStart, lxcState, lxcStats, lxcUnfreeze, parseMonitorCmdline } from './tools.ts';
+import { type LxcTarget, lxcAttachArgv, lxcConsoleArgv, moveLinkIntoNetns, lxcFreeze, lxcInitPid, lxcKill, lxcShutdown, lxcStart, lxcState, lxcStats, lxcUnfreeze, parseMonitorCmdline } from './tools.ts';
 
 const START_TIMEOUT_MS = 60_000;
 
@@ -162,8 +162,10 @@ export class LxcDriver implements InstanceDriver {
     return found;
   }
 
-  plugLink(instance: Instance, link: string, ifname: string): Promise<void> {
-    return lxcDeviceAdd(this.target(instance), link, ifname);
+  async plugLink(instance: Instance, link: string, ifname: string): Promise<void> {
+    const live = this.find(instance);
+    if (live === undefined) throw new VirtnodeError('INVALID_STATE', `container ${instance.name} is not running: its NIC is added at its next start`);
+    await moveLinkIntoNetns(live.pid, link, ifname);
   }
 
   async guestRunning(instance: Instance): Promise<boolean> {

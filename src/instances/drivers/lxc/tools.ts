@@ -58,9 +58,15 @@ export async function lxcKill(t: LxcTarget): Promise<void> {
   await run(['lxc-stop', ...target(t), '-k'], { timeoutMs: QUICK_MS, okCodes: [0, 1, 2] });
 }
 
-/** Moves a host network interface into the running container's network namespace, named `ifname` there. */
-export async function lxcDeviceAdd(t: LxcTarget, link: string, ifname: string): Promise<void> {
-  await run(['lxc-device', ...target(t), 'add', link, ifname], { timeoutMs: QUICK_MS });
+/**
+ * Moves a host network interface into the network namespace of the container whose init is `initPid`, named
+ * `ifname` there and up. (lxc-device cannot do it for an unprivileged container: it enters the namespace from
+ * inside the container's user namespace, where /proc/1/ns/net is not its to open.)
+ */
+export async function moveLinkIntoNetns(initPid: number, link: string, ifname: string): Promise<void> {
+  await run(['ip', 'link', 'set', 'dev', link, 'netns', String(initPid)], { timeoutMs: QUICK_MS });
+  await run(['nsenter', '-t', String(initPid), '-n', 'ip', 'link', 'set', 'dev', link, 'name', ifname], { timeoutMs: QUICK_MS });
+  await run(['nsenter', '-t', String(initPid), '-n', 'ip', 'link', 'set', 'dev', ifname, 'up'], { timeoutMs: QUICK_MS });
 }
 
 export async function lxcFreeze(t: LxcTarget): Promise<void> {
