@@ -19,6 +19,7 @@ import { type SealResult, sealOffline } from '../templates/seal.ts';
 import { chainInside } from '../storage/backing.ts';
 import { inheritedSpec, makeCloneIdentity } from './identity.ts';
 import { cloneContainer } from './container.ts';
+import type { CloneOptions, CloneResult } from './types.ts';
 
 const CONVERT_TIMEOUT_MS = 6 * 60 * 60_000;
 const SOURCE_LOCK_WAIT_MS = 10_000;
@@ -30,21 +31,7 @@ export interface CloneRequest {
   linked?: boolean;
 }
 
-export interface CloneOptions {
-  signal?: AbortSignal;
-  /** Bytes copied of the source's virtual size (full clones). */
-  onProgress?: (done: number, total: number) => void;
-}
-
-export interface CloneResult {
-  instance: Instance;
-  mode: 'full' | 'linked';
-  from: 'instance' | 'template';
-  /** The read-only base both the source and the clone now sit on (linked clone of an instance). */
-  base?: string;
-  /** Undefined when the source is a template (already sealed). */
-  seal: SealResult | undefined;
-}
+export type { CloneOptions, CloneResult } from './types.ts';
 
 /** A full, independent copy (no backing file), with progress. */
 export async function copyDisk(source: { path: string; format: DiskFormat }, target: string, options: CloneOptions = {}): Promise<void> {

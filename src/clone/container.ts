@@ -10,7 +10,7 @@ import type { ContainerSpec, ImageRef, Instance, InstanceSpec } from '../instanc
 import { InstanceService } from '../instances/service.ts';
 import type { Template } from '../templates/model.ts';
 import type { SealResult } from '../templates/seal.ts';
-import type { CloneOptions, CloneResult } from './clone.ts';
+import type { CloneOptions, CloneResult } from './types.ts';
 import { inheritedSpec, makeCloneSeed } from './identity.ts';
 
 /**

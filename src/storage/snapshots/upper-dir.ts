@@ -16,9 +16,11 @@ import { transaction } from '../../store/db.ts';
 import type { Snapshot } from '../../store/storage.ts';
 import { isLive, type StorageService } from '../service.ts';
 import type { SnapshotResult } from './common.ts';
-import type { CreateSnapshotRequest } from './plan.ts';
 
 const UPPER_DISK_ID = 'upper';
+
+/** The QEMU-only flags of a snapshot request (plan.ts's CreateSnapshotRequest), refused for containers. */
+type SnapshotFlags = { diskOnly?: boolean; external?: boolean; quiesce?: boolean };
 
 export function usesUpperDir(storage: StorageService, instance: Instance): boolean {
   return driverFor(storage.paths, instance).capabilities.storage === 'upper-dir';
@@ -29,7 +31,7 @@ function snapshotsDir(storage: StorageService, instance: string): string {
 }
 
 /** The checks of a container snapshot: no QEMU-only flags, a free name. */
-export function planUpperSnapshot(storage: StorageService, instance: Instance, name: string, request: CreateSnapshotRequest): void {
+export function planUpperSnapshot(storage: StorageService, instance: Instance, name: string, request: SnapshotFlags): void {
   for (const [flag, set] of [['--disk-only', request.diskOnly], ['--external', request.external], ['--quiesce', request.quiesce]] as const) {
     if (set === true) throw invalid(flag, `${instance.name} is a container: its snapshots are copies of its files taken while it is frozen, with no memory state and no disk images`, `snapshot it without ${flag}`);
   }
@@ -38,7 +40,7 @@ export function planUpperSnapshot(storage: StorageService, instance: Instance, n
   }
 }
 
-export async function createUpperSnapshot(storage: StorageService, instance: Instance, name: string, request: CreateSnapshotRequest): Promise<SnapshotResult> {
+export async function createUpperSnapshot(storage: StorageService, instance: Instance, name: string, request: SnapshotFlags): Promise<SnapshotResult> {
   planUpperSnapshot(storage, instance, name, request);
   const driver = driverFor(storage.paths, instance);
   const upper = containerPaths(storage.paths.instanceDir(instance.name)).upper;
