@@ -48,11 +48,18 @@ async function main(): Promise<void> {
     const imported = await virtnode(home, ['image', 'import', debianImage(), '--name', 'debian-12'], { timeoutMs: 600_000 });
     if (imported.code !== 0) throw new Error(imported.stderr);
     // The first container launch unpacks the image's root filesystem (once per image): timed on its own.
+    const partial: Record<string, unknown> = { benchmark: 'system containers against VMs, same Debian image, same run (partial: stages so far)', at: new Date().toISOString() };
+    const save = (key: string, value: unknown) => {
+      partial[key] = value;
+      writeResult('containers', partial); // after each stage, so a stage that fails keeps the ones before it
+    };
     const firstContainerS = await timed(home, ['launch', 'debian-12', '--container', '--name', 'ct-first', '--memory', '256M', '--timeout', '900']);
     names.push('ct-first');
     const containerS = await timed(home, ['launch', 'debian-12', '--container', '--name', 'ct-one', '--memory', '256M', '--timeout', '900']);
     names.push('ct-one');
+    save('containers', { firstContainerS, containerS });
     const vmS = await timed(home, ['launch', 'debian-12', '--name', 'vm-one', '--memory', '512M', '--timeout', '1500']);
+    save('launchToCloudInitDone', { firstContainerS, containerS, vmS, vmOverContainer: vmS / containerS });
     await virtnode(home, ['delete', '--force', 'vm-one'], { timeoutMs: 300_000 });
 
     const t0 = performance.now();
@@ -60,15 +67,30 @@ async function main(): Promise<void> {
     const each = await Promise.all(parallel.map((n) => timed(home, ['launch', 'debian-12', '--container', '--name', n, '--memory', '256M', '--timeout', '1500'])));
     const parallelS = (performance.now() - t0) / 1000;
     names.push(...parallel);
+    save('parallelLaunch', { count: PARALLEL, allDoneS: parallelS, medianEachS: median(each), slowestS: Math.max(...each) });
 
     // Idle containers: launched in batches (without waiting for cloud-init) until the target or the budget.
     const memBefore = memAvailableBytes();
     const started = performance.now();
     let n = 0;
+    const failed: Array<{ name: string; error: string }> = [];
     while (names.length < idleTarget && performance.now() - started < budgetMs) {
       const batch = Array.from({ length: Math.min(PARALLEL, idleTarget - names.length) }, () => `ct-i${n++}`);
-      await Promise.all(batch.map((b) => timed(home, ['launch', 'debian-12', '--container', '--name', b, '--memory', '256M', '--no-wait'])));
-      names.push(...batch);
+      const outcomes = await Promise.allSettled(batch.map((b) => timed(home, ['launch', 'debian-12', '--container', '--name', b, '--memory', '256M', '--no-wait'])));
+      for (const [k, o] of outcomes.entries()) {
+        if (o.status === 'fulfilled') names.push(batch[k]!);
+        else {
+          let log = '';
+          try {
+            log = readFileSync(join(home, 'instances', batch[k]!, 'lxc.log'), 'utf8').split('\n').filter((l) => / ERROR /.test(l)).slice(0, 3).join(' | ');
+          } catch {
+            // no log
+          }
+          failed.push({ name: batch[k]!, error: `${String(o.reason).split('\n').slice(-3).join(' ')} ${log}`.slice(0, 600) });
+          names.push(batch[k]!); // deleted with the others
+        }
+      }
+      if (failed.length > 0) break;
     }
     await new Promise((r) => setTimeout(r, 60_000)); // let the last ones settle into idle
     const perContainer = names.map(containerMemoryBytes).filter((b): b is number => b !== undefined);
@@ -82,7 +104,8 @@ async function main(): Promise<void> {
       parallelLaunch: { count: PARALLEL, allDoneS: parallelS, medianEachS: median(each), slowestS: Math.max(...each) },
       idle: {
         target: idleTarget,
-        reached: names.length,
+        reached: names.length - failed.length,
+        failed,
         instanceDirs: running,
         cgroupMemoryTotalMiB: perContainer.reduce((a, b) => a + b, 0) / 2 ** 20,
         cgroupMemoryMedianMiB: median(perContainer) / 2 ** 20,
