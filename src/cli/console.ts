@@ -6,6 +6,7 @@ import { DEFAULT_LOG_TAIL_LINES, readConsoleLog } from '../instances/console-log
 import type { InstanceService } from '../instances/service.ts';
 import { chooseBackend } from './backend.ts';
 import { noConsole } from '../instances/driver.ts';
+import { openConsoleStream } from '../instances/console-stream.ts';
 
 const DETACH_BYTE = 0x1d; // Ctrl-]
 /** With piped input (`echo cmd | virtnode console vm`): detach once the guest has been quiet this long. */
@@ -50,8 +51,14 @@ class LocalConsoles implements ConsoleApi {
   async open(name: string): Promise<ConsoleChannel> {
     const instance = await this.service.get(name);
     if (!consoleLive(instance.state)) throw consoleNotRunning(name, instance.state);
-    const serial = this.service.driver(instance).consoles(instance).serial;
-    if (serial === undefined) throw noConsole(name, 'serial');
+    const endpoints = this.service.driver(instance).consoles(instance);
+    const serial = endpoints.serial;
+    if (serial === undefined) {
+      // A container: its console through lxc-console (the same pty the console log records).
+      const stream = openConsoleStream(endpoints);
+      if (stream === undefined) throw noConsole(name, 'serial');
+      return stream;
+    }
     const socket = connect(serial);
     await new Promise<void>((resolve, reject) => {
       socket.once('connect', () => resolve());

@@ -18,6 +18,8 @@ import { BASES_LOCK, basesDir, rebaseOverlayOf } from '../templates/paths.ts';
 import { type SealResult, sealOffline } from '../templates/seal.ts';
 import { chainInside } from '../storage/backing.ts';
 import { inheritedSpec, makeCloneIdentity } from './identity.ts';
+import { cloneContainer } from './container.ts';
+import type { CloneOptions, CloneResult } from './types.ts';
 
 const CONVERT_TIMEOUT_MS = 6 * 60 * 60_000;
 const SOURCE_LOCK_WAIT_MS = 10_000;
@@ -29,21 +31,7 @@ export interface CloneRequest {
   linked?: boolean;
 }
 
-export interface CloneOptions {
-  signal?: AbortSignal;
-  /** Bytes copied of the source's virtual size (full clones). */
-  onProgress?: (done: number, total: number) => void;
-}
-
-export interface CloneResult {
-  instance: Instance;
-  mode: 'full' | 'linked';
-  from: 'instance' | 'template';
-  /** The read-only base both the source and the clone now sit on (linked clone of an instance). */
-  base?: string;
-  /** Undefined when the source is a template (already sealed). */
-  seal: SealResult | undefined;
-}
+export type { CloneOptions, CloneResult } from './types.ts';
 
 /** A full, independent copy (no backing file), with progress. */
 export async function copyDisk(source: { path: string; format: DiskFormat }, target: string, options: CloneOptions = {}): Promise<void> {
@@ -112,6 +100,9 @@ export async function checkClone(core: CoreContext, request: CloneRequest): Prom
   if (sourceInstance !== undefined) {
     const driver = driverFor(core.paths, sourceInstance);
     if (!driver.capabilities.clones) notOffered(sourceInstance, driver, 'be cloned');
+    if (request.linked === true && driver.capabilities.storage === 'upper-dir') {
+      throw invalid('--linked', `${sourceName} is a container: its clones are copies of its upper directory on the image's shared tree (already copy-on-write)`, 'clone without --linked');
+    }
   }
   if (templates.get(name) !== undefined || core.repos.instances.get(name) !== undefined) {
     throw new VirtnodeError('CONFLICT', `NEW: ${name} already exists`, { field: 'NEW', hint: 'choose another name' });
@@ -143,6 +134,10 @@ export async function cloneInstance(core: CoreContext, request: CloneRequest, op
           hint: `a disk in use is never copied: stop it first (virtnode stop ${sourceName}), or make it a template (virtnode template create ${sourceName})`,
         });
       }
+    }
+    if ((template?.defaults.container ?? source?.spec.container) !== undefined) {
+      if (request.linked === true) throw invalid('--linked', `${sourceName} is a container template: container clones are always copies of its upper directory`, 'clone without --linked');
+      return await cloneContainer(core, name, { template, source }, options);
     }
     const disk = template === undefined ? source!.spec.disks[0] : { id: 'disk0', path: template.diskPath, format: template.format, owned: true };
     if (disk === undefined) throw invalid('SRC', `instance ${sourceName} has no disk to clone`);

@@ -1,7 +1,7 @@
 import { join } from 'node:path';
 import type { CoreContext } from '../core/context.ts';
 import { renderMetaData, renderNetworkConfig, renderUserData } from '../cloudinit/render.ts';
-import { buildSeed } from '../cloudinit/seed.ts';
+import { buildSeed, type SeedFiles } from '../cloudinit/seed.ts';
 import { generateHostKeys } from '../cloudinit/ssh-host-keys.ts';
 import { clientKey, seedNetwork } from '../instances/launch.ts';
 import type { DiskSpec, InstanceSpec, SshAccess } from '../instances/model.ts';
@@ -27,6 +27,19 @@ export async function makeCloneIdentity(
   name: string,
   options: { user: string | undefined; signal?: AbortSignal },
 ): Promise<CloneIdentity> {
+  const seed = await makeCloneSeed(core, dir, name, options);
+  const seedPath = join(dir, 'seed.iso');
+  await buildSeed(seedPath, seed.files, { format: 'iso' });
+  return { instanceId: seed.instanceId, seedDisk: { id: 'seed', path: seedPath, format: 'raw', owned: true, readonly: true }, ssh: seed.ssh };
+}
+
+/** The NoCloud files of a clone's new identity (host keys made in `dir`/ssh), and its SSH access. */
+export async function makeCloneSeed(
+  core: CoreContext,
+  dir: string,
+  name: string,
+  options: { user: string | undefined; signal?: AbortSignal },
+): Promise<{ instanceId: string; files: SeedFiles; ssh: SshAccess | undefined; hostPublicKeys: string[] }> {
   const instanceId = `i-${crypto.randomUUID()}`;
   const hostKeys = await generateHostKeys(join(dir, 'ssh'), { comment: `${name} host key (virtnode)`, ...(options.signal ? { signal: options.signal } : {}) });
   const current = core.repos.instances.get(name)!;
@@ -39,8 +52,7 @@ export async function makeCloneIdentity(
     hostKeys: hostKeys.map((k) => ({ type: k.type, privateKey: k.privateKey, publicKey: k.publicKey })),
     network: seedNetwork(core, current, undefined),
   };
-  const seedPath = join(dir, 'seed.iso');
-  await buildSeed(seedPath, { 'meta-data': renderMetaData(request), 'user-data': renderUserData(request).text, 'network-config': renderNetworkConfig(request) }, { format: 'iso' });
+  const files = { 'meta-data': renderMetaData(request), 'user-data': renderUserData(request).text, 'network-config': renderNetworkConfig(request) };
   const ssh: SshAccess | undefined =
     options.user === undefined
       ? undefined
@@ -51,7 +63,7 @@ export async function makeCloneIdentity(
           hostKeyFingerprints: hostKeys.map((k) => k.fingerprint),
           hostPublicKeys: hostKeys.map((k) => k.publicKey),
         };
-  return { instanceId, seedDisk: { id: 'seed', path: seedPath, format: 'raw', owned: true, readonly: true }, ssh };
+  return { instanceId, files, ssh, hostPublicKeys: hostKeys.map((k) => k.publicKey) };
 }
 
 /** The spec fields a clone takes over from its source (everything but identity and disks). */

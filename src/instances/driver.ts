@@ -73,6 +73,8 @@ export interface InstanceDriver {
    * undefined when the driver has no such door and `exec` goes through SSH.
    */
   execArgv(instance: Instance, command: string[]): string[] | undefined;
+  /** Moves a host link (the container end of a veth pair) into the running instance as `ifname` (nicLink veth). */
+  plugLink?(instance: Instance, link: string, ifname: string): Promise<void>;
 }
 
 /** A running instance's resources as its process has them. */
@@ -99,7 +101,7 @@ export function noConsole(name: string, kind: 'serial' | 'graphical'): VirtnodeE
 /** The clear refusal of an operation a driver does not offer (the capabilities above say which). */
 export function notOffered(instance: { name: string }, driver: { name: string }, what: string): never {
   throw new VirtnodeError('INVALID_STATE', `instance ${instance.name} cannot ${what}: its driver (${driver.name}) does not offer it yet`, {
-    hint: 'containers (lxc) offer start, stop, restart, pause, resume, exec, shell, logs and delete',
+    hint: 'containers (lxc) offer every lifecycle verb, exec, shell, console, logs, snapshots, clones, templates, port forwards and NIC attach/detach; not volumes, tuning or live memory',
   });
 }
 
@@ -113,6 +115,8 @@ export interface DriverCapabilities {
   clones: boolean;
   /** The host side of a NIC on a managed network: a tap QEMU opens, or a veth pair whose peer LXC moves in. */
   nicLink: 'tap' | 'veth';
+  /** Where the instance's own data is: disk images (QEMU), or an overlay's upper directory (LXC). */
+  storage: 'disks' | 'upper-dir';
 }
 
 export interface PreparedStart {
@@ -141,6 +145,8 @@ export type Observation =
 export interface ConsoleEndpoints {
   /** The serial console's stream socket (one client at a time); undefined: the driver has none (a container). */
   serial: string | undefined;
+  /** Without a serial socket: a command whose stdin and stdout are the console (a container's lxc-console). */
+  serialCommand?: string[];
   /** Everything the serial console printed, across restarts. */
   serialLog: string;
   /** The graphical console (an RFB server on a UNIX socket); undefined: the driver has none. */

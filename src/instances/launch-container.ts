@@ -1,4 +1,4 @@
-import { chmodSync, chownSync, lchownSync, mkdirSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, lchownSync, mkdirSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { dirname, join, relative, sep } from 'node:path';
 import { setHostKeys } from '../cloudinit/known-hosts.ts';
 import { generateHostKeys } from '../cloudinit/ssh-host-keys.ts';
@@ -53,7 +53,7 @@ export async function ensureDefaultNetwork(core: CoreContext): Promise<string> {
  * layers: `search` permission for others on each directory from the state directory down (never `read`, so it
  * lists nothing; the files inside keep their own modes).
  */
-function allowTraversal(root: string, dir: string): void {
+export function allowTraversal(root: string, dir: string): void {
   const rel = relative(root, dir);
   if (rel.startsWith('..')) return;
   let current = root;
@@ -97,6 +97,7 @@ export function writeContainerFirstBoot(upper: string, seed: Record<string, stri
   makeParents(upper, 'etc/systemd/system', owner);
   for (const unit of MASKED_UNITS) {
     const link = join(upper, 'etc/systemd/system', unit);
+    rmSync(link, { force: true }); // a clone's copy has them already
     symlinkSync('/dev/null', link);
     lchownSync(link, owner, owner);
   }

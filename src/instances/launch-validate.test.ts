@@ -26,6 +26,7 @@ describe('launch of a container', () => {
     refused({ image: 'debian-12', type: 'container', seed: 'vfat' }, '--seed');
     refused({ image: 'debian-12', type: 'container', accel: 'kvm' }, '--accel');
     refused({ image: 'debian-12', type: 'container', tuning: { hugepages: true } }, 'tuning');
+    refused({ image: 'debian-12', type: 'container', diskSize: '2G' }, '--disk-size');
   });
 
   it('create sends containers to launch', () => {

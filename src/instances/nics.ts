@@ -4,7 +4,8 @@ import { deviceAdd, deviceDel, netdevAdd, netdevDel, QMP_EVENTS } from '../qmp/c
 import { QmpConnection } from '../qmp/connection.ts';
 import { transaction } from '../store/db.ts';
 import { deleteLink } from '../network/links.ts';
-import { tapName } from '../network/names.ts';
+import { tapName, vethPeerName } from '../network/names.ts';
+import { driverFor } from './drivers/index.ts';
 import { type Instance, type Nic, USER_NETWORK } from './model.ts';
 import { resolveNic } from './nic-addresses.ts';
 import { validateNicRequests } from './nic-request.ts';
@@ -64,6 +65,8 @@ async function hotplug(service: InstanceService, instance: Instance, nic: Nic): 
   if (nic.network === USER_NETWORK) {
     throw invalid('network', 'a user-mode NIC cannot be hot-plugged here', 'stop the instance and attach it then, or use a managed network');
   }
+  const driver = driverFor(service.paths, instance);
+  if (driver.capabilities.nicLink === 'veth') return plugVeth(service, instance, nic);
   await service.networks.prepareInstance({ ...instance, nics: [nic] });
   const qemuNic = toQemuNic(instance, nic);
   try {
@@ -91,6 +94,19 @@ async function hotplug(service: InstanceService, instance: Instance, nic: Nic): 
   }
 }
 
+/** A container's new NIC: a veth pair on the network's bridge, its peer (with the NIC's MAC) moved in as ethN. */
+async function plugVeth(service: InstanceService, instance: Instance, nic: Nic): Promise<void> {
+  const driver = driverFor(service.paths, instance);
+  if (driver.plugLink === undefined) throw new VirtnodeError('INTERNAL', `driver ${driver.name} has veth NICs but cannot move one in`);
+  await service.networks.prepareInstance({ ...instance, nics: [nic] }, { link: 'veth' });
+  try {
+    await driver.plugLink(instance, vethPeerName(instance.uuid, nic.index), `eth${nic.index}`);
+  } catch (e) {
+    await deleteLink(tapName(instance.uuid, nic.index)).catch(() => {}); // both ends go with it
+    throw e;
+  }
+}
+
 /** Finds a NIC by MAC or index. */
 export function findNic(instance: Instance, which: string): Nic {
   const nic = /^\d+$/.test(which) ? instance.nics.find((n) => n.index === Number(which)) : instance.nics.find((n) => n.mac === which.toLowerCase());
@@ -114,7 +130,10 @@ export async function detachNic(service: InstanceService, name: string, which: s
     if (['creating', 'deleting', 'starting', 'stopping'].includes(instance.state)) {
       throw new VirtnodeError('INVALID_STATE', `cannot detach a NIC from ${name}: it is ${instance.state}`);
     }
-    if (live(instance)) {
+    if (live(instance) && driverFor(service.paths, instance).capabilities.nicLink === 'veth') {
+      // Deleting the host end of a veth pair removes the end inside the container too.
+      if (nic.network !== USER_NETWORK) await deleteLink(tapName(instance.uuid, nic.index));
+    } else if (live(instance)) {
       const id = `net${nic.index}`;
       await withQmp(service, instance, async (qmp) => {
         const deleted = qmp.waitForEvent((e) => e.event === QMP_EVENTS.deviceDeleted && e.data?.['device'] === `${id}-dev`, { timeoutMs: DEVICE_DELETED_TIMEOUT_MS });

@@ -82,12 +82,16 @@ async function checkFree(service: InstanceService, instance: Instance, f: PortFo
   }
 }
 
-function userNicId(instance: Instance): string {
+/** QEMU's user-mode netdev, which forwards itself; undefined: forwards are DNAT to the instance's managed address. */
+function userNicId(instance: Instance): string | undefined {
   const nic = instance.nics.find((n) => n.network === USER_NETWORK);
   if (nic === undefined) {
-    throw new VirtnodeError('INVALID_STATE', `instance ${instance.name} has no user-mode NIC to forward ports to`, {
-      hint: 'port forwards are for the user-mode network; on a managed network reach the guest at its address',
-    });
+    if (!instance.nics.some((n) => n.address !== undefined)) {
+      throw new VirtnodeError('INVALID_STATE', `instance ${instance.name} has no user-mode NIC and no address on a managed network to forward ports to`, {
+        hint: 'attach a NIC on a nat network (virtnode nic attach NAME NETWORK), or a user-mode NIC to a VM',
+      });
+    }
+    return undefined;
   }
   return `net${nic.index}`;
 }
@@ -110,10 +114,12 @@ export async function addPortForward(service: InstanceService, name: string, tex
     const instance = await observeInstance(service.core, service.mustGet(name));
     const netdev = userNicId(instance);
     await checkFree(service, instance, forward);
+    const spec = { ...instance.spec, portForwards: [...(instance.spec.portForwards ?? []), forward] };
     if (instance.state === 'running' || instance.state === 'paused') {
-      await hmp(service, instance, `hostfwd_add ${netdev} ${forward.protocol}:${forward.hostAddress}:${forward.hostPort}-:${forward.guestPort}`, (out) => out === '');
+      if (netdev === undefined) await service.networks.syncPortForwards({ ...instance, spec });
+      else await hmp(service, instance, `hostfwd_add ${netdev} ${forward.protocol}:${forward.hostAddress}:${forward.hostPort}-:${forward.guestPort}`, (out) => out === '');
     }
-    service.repo.updateSpec(name, { ...instance.spec, portForwards: [...(instance.spec.portForwards ?? []), forward] });
+    service.repo.updateSpec(name, spec);
     return forward;
   });
 }
@@ -131,10 +137,13 @@ export async function removePortForward(service: InstanceService, name: string, 
     if (forward === undefined) {
       throw new VirtnodeError('NOT_FOUND', `instance ${name} forwards no host port ${hostPort}/${protocol}`, { field: 'ports', hint: `see \`virtnode port ls ${name}\`` });
     }
+    const spec = { ...instance.spec, portForwards: forwards.filter((f) => f !== forward) };
     if (instance.state === 'running' || instance.state === 'paused') {
-      await hmp(service, instance, `hostfwd_remove ${userNicId(instance)} ${forward.protocol}:${forward.hostAddress}:${forward.hostPort}`, (out) => out === '' || /removed/.test(out));
+      const netdev = userNicId(instance);
+      if (netdev === undefined) await service.networks.syncPortForwards({ ...instance, spec });
+      else await hmp(service, instance, `hostfwd_remove ${netdev} ${forward.protocol}:${forward.hostAddress}:${forward.hostPort}`, (out) => out === '' || /removed/.test(out));
     }
-    service.repo.updateSpec(name, { ...instance.spec, portForwards: forwards.filter((f) => f !== forward) });
+    service.repo.updateSpec(name, spec);
     return forward;
   });
 }

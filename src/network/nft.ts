@@ -19,6 +19,8 @@ export function renderRuleset(network: Network): string {
           `    iifname ${br} oifname ${br} accept`,
           `    iifname ${br} ip saddr ${subnet} accept`,
           `    oifname ${br} ip daddr ${subnet} ct state established,related accept`,
+          // Port forwards of instances without a user-mode NIC (port-forward-nft.ts) are DNATed to their address.
+          `    oifname ${br} ip daddr ${subnet} ct status dnat accept`,
           `    iifname ${br} drop`,
           `    oifname ${br} drop`,
           '  }',

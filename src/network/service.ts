@@ -19,6 +19,7 @@ import { bridgeName, homeTag, newNetworkId, tapName, vethPeerName } from './name
 import { type Instance, USER_NETWORK } from '../instances/model.ts';
 import { applyRuleset, deleteTable, foreignForwardDrops, tableExists } from './nft-apply.ts';
 import { forwardDropHint } from './nft.ts';
+import { applyPortForwards, deletePortForwards, portForwardTable } from './port-forward-nft.ts';
 import { hostRoutes } from './routes.ts';
 import { type NetworkCreateRequest, validateNetworkCreate } from './validate.ts';
 
@@ -225,10 +226,24 @@ export class NetworkService {
       if (options.link === 'veth') await ensureVeth(tapName(instance.uuid, nic.index), vethPeerName(instance.uuid, nic.index), nic.mac, alias, network.bridge);
       else await ensureTap(tapName(instance.uuid, nic.index), alias, network.bridge, { multiQueue });
     }
+    await this.syncPortForwards(instance);
+  }
+
+  /**
+   * The port forwards of an instance without a user-mode NIC (QEMU forwards those itself), as DNAT to its first
+   * address on a managed network; none: its table goes.
+   */
+  async syncPortForwards(instance: Instance): Promise<void> {
+    const table = portForwardTable(instance.uuid);
+    const nic = instance.nics.find((n) => n.network !== USER_NETWORK && n.address !== undefined);
+    if (instance.nics.some((n) => n.network === USER_NETWORK) || nic === undefined) return deletePortForwards(table);
+    const forwards = (instance.spec.portForwards ?? []).map((f) => ({ ...f, guestAddress: nic.address! }));
+    await applyPortForwards(table, forwards, [this.mustGet(nic.network).bridge]);
   }
 
   /** After an instance's process is gone: its taps (or veth pairs) go too. */
   async releaseInstance(instance: Instance): Promise<void> {
+    await deletePortForwards(portForwardTable(instance.uuid));
     for (const nic of instance.nics) {
       if (nic.network === USER_NETWORK) continue;
       await deleteLink(tapName(instance.uuid, nic.index));

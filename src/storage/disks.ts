@@ -1,4 +1,5 @@
 import type { DiskSpec, Instance, InstanceState } from '../instances/model.ts';
+import { driverFor } from '../instances/drivers/index.ts';
 import { isVirtnodeError, VirtnodeError } from '../lib/errors.ts';
 import { delaypoint } from '../lib/failpoint.ts';
 import { validateName } from '../lib/ids.ts';
@@ -14,7 +15,12 @@ function nextDiskId(disks: DiskSpec[]): string {
   for (let i = 1; ; i++) if (!taken.has(`disk${i}`)) return `disk${i}`;
 }
 
-function assertAttachable(instance: Instance): void {
+function assertAttachable(storage: StorageService, instance: Instance): void {
+  if (driverFor(storage.paths, instance).capabilities.storage === 'upper-dir') {
+    throw new VirtnodeError('INVALID_STATE', `cannot attach or detach volumes on ${instance.name}: it is a container, which has no block devices (its files are an overlay on its image)`, {
+      hint: 'containers offer NIC attach/detach (live too), snapshots, clones and templates; volumes are for VMs',
+    });
+  }
   if (!OFFLINE.includes(instance.state) && !isLive(instance)) {
     throw new VirtnodeError('INVALID_STATE', `cannot change the disks of ${instance.name}: it is ${instance.state}`, { hint: 'wait for the operation in progress to end' });
   }
@@ -40,7 +46,7 @@ export async function attachDisk(storage: StorageService, instanceName: string, 
     storage.withVolumeLock(volumeName, 'attach', {}, async () => {
       const volume = mustGetVolume(storage, volumeName);
       const instance = await storage.instance(instanceName);
-      assertAttachable(instance);
+      assertAttachable(storage, instance);
       const user = storage.attachedTo(volume.name);
       if (user !== undefined) {
         throw new VirtnodeError('CONFLICT', `volume ${volume.name} is already attached to instance ${user.name}`, {
@@ -86,7 +92,7 @@ export async function detachDisk(storage: StorageService, instanceName: string, 
   validateName('volume', volumeName);
   return storage.instances.withLock(instanceName, 'disk detach', {}, async () => {
     const instance = await storage.instance(instanceName);
-    assertAttachable(instance);
+    assertAttachable(storage, instance);
     const disk = instance.spec.disks.find((d) => d.volume === volumeName);
     if (disk === undefined) {
       throw new VirtnodeError('NOT_FOUND', `volume ${volumeName} is not attached to instance ${instance.name}`, { hint: `see its disks: virtnode info ${instance.name}` });

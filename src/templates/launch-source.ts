@@ -11,6 +11,12 @@ import type { ImageResolver } from '../instances/launch.ts';
 export function launchSource(core: CoreContext): ImageResolver {
   return async (nameOrPath) => {
     const template = core.repos.templates.get(nameOrPath);
+    if (template?.defaults.container !== undefined) {
+      throw new VirtnodeError('INVALID', `IMAGE: ${template.name} is a container template (a container's files, not a disk)`, {
+        field: 'IMAGE',
+        hint: `make containers of it with virtnode clone ${template.name} NEW`,
+      });
+    }
     if (template !== undefined) {
       return {
         name: template.name,

@@ -1,4 +1,4 @@
-import type { Accel, AccelRequest, DiskFormat, ImageRef, KernelBoot, Tuning } from '../instances/model.ts';
+import type { Accel, AccelRequest, ContainerSpec, DiskFormat, ImageRef, KernelBoot, Tuning } from '../instances/model.ts';
 
 export type SealMethod = 'guest-agent' | 'offline';
 
@@ -13,6 +13,8 @@ export interface TemplateDefaults {
   user?: string;
   /** The networks of its NICs, in order (`user` or a managed network's name); clones get one NIC on each. */
   networks: string[];
+  /** A container's template: its disk is a tar of the sealed upper directory, on this lower tree. */
+  container?: ContainerSpec;
 }
 
 /**

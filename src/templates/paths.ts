@@ -12,6 +12,8 @@ export function templateDir(paths: StatePaths, name: string): string {
 }
 
 export const TEMPLATE_DISK_FILE = 'disk.qcow2';
+/** A container template's sealed upper directory, as one tar file. */
+export const CONTAINER_TEMPLATE_FILE = 'upper.tar';
 
 /**
  * `<state>/bases/`: read-only disks that linked clones of an instance share. When an instance is cloned linked,

@@ -1,6 +1,6 @@
 import { assertNoSnapshots } from '../storage/snapshot-guard.ts';
 import { createHash } from 'node:crypto';
-import { createReadStream, chmodSync, linkSync, mkdirSync, rmSync } from 'node:fs';
+import { createReadStream, chmodSync, linkSync, mkdirSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { backingChain, chainInside } from '../storage/backing.ts';
@@ -14,11 +14,13 @@ import { runtimePaths } from '../instances/runtime.ts';
 import { InstanceService } from '../instances/service.ts';
 import { notOffered } from '../instances/driver.ts';
 import { driverFor } from '../instances/drivers/index.ts';
+import { containerPaths } from '../instances/drivers/lxc/driver.ts';
+import { archiveUpper, IDENTITY_PATHS } from '../instances/drivers/lxc/upper.ts';
 import { imageInfo } from '../qemu/img.ts';
 import { transaction } from '../store/db.ts';
 import { acquireLock } from '../store/locks.ts';
 import type { Template } from './model.ts';
-import { TEMPLATE_DISK_FILE, templateDir, templatesDir } from './paths.ts';
+import { CONTAINER_TEMPLATE_FILE, TEMPLATE_DISK_FILE, templateDir, templatesDir } from './paths.ts';
 import type { TemplateRepository } from '../store/templates.ts';
 import { type SealResult, sealOffline, sealThroughAgent } from './seal.ts';
 import { captureWarmState } from './warm-capture.ts';
@@ -109,7 +111,8 @@ export class TemplateService {
     if (recorded === undefined) {
       throw new VirtnodeError('NOT_FOUND', `instance ${source} does not exist`, { hint: 'see `virtnode list` for the instances there are' });
     }
-    this.templateDisk(recorded);
+    if (recorded.spec.container !== undefined) assertNoSnapshots(this.core.db, source, 'make a template of');
+    else this.templateDisk(recorded);
     return { source, name };
   }
 
@@ -149,6 +152,7 @@ export class TemplateService {
       if (!OFFLINE.includes(instance.state) && !ONLINE.includes(instance.state)) {
         throw new VirtnodeError('INVALID_STATE', `cannot make a template of ${source}: it is ${instance.state}`, { hint: 'wait for the operation under way to finish' });
       }
+      if (driver.capabilities.storage === 'upper-dir') return await this.storeContainer(instance, name, options);
       const disk = this.templateDisk(instance);
       const seal = await this.stopAndSeal(instance, disk, options);
       failpoint('template.after-seal');
@@ -225,6 +229,62 @@ export class TemplateService {
     failpoint('template.after-record');
     await this.instances.destroyLocked(this.core.repos.instances.get(instance.name)!);
     return this.repo.get(name)!;
+  }
+
+  /**
+   * A container's template: the container stopped, its upper directory archived without its identity files
+   * (upper.tar, read-only, checksummed like a disk), then the container removed. Clones unpack the tar onto the
+   * same shared lower tree.
+   */
+  private async storeContainer(instance: Instance, name: string, options: CreateTemplateOptions): Promise<CreateTemplateResult> {
+    if (ONLINE.includes(instance.state)) {
+      const method = await this.instances.stopLocked(instance, { timeoutMs: STOP_TIMEOUT_MS });
+      options.onPhase?.('stop', `${instance.name} stopped (${method})`);
+    }
+    const dir = templateDir(this.core.paths, name);
+    mkdirSync(templatesDir(this.core.paths), { recursive: true, mode: 0o700 });
+    rmSync(dir, { recursive: true, force: true });
+    mkdirSync(dir, { mode: 0o700 });
+    failpoint('template.after-mkdir');
+    const diskPath = join(dir, CONTAINER_TEMPLATE_FILE);
+    const upper = containerPaths(this.core.paths.instanceDir(instance.name)).upper;
+    await archiveUpper(upper, diskPath, options.signal === undefined ? {} : { signal: options.signal });
+    chmodSync(diskPath, 0o444);
+    const seal: SealResult = {
+      method: 'offline',
+      root: upper,
+      changes: [...IDENTITY_PATHS, 'etc/ssh/ssh_host_*', 'etc/systemd/network/10-cloud-init-*'].map((p) => `left out /${p}`),
+      summary: `archived the upper directory of ${instance.name} without its identity (machine-id, host keys, cloud-init state, leases)`,
+    };
+    options.onPhase?.('seal', seal.summary);
+    const sha256 = await sha256OfFile(diskPath, options.signal);
+    options.onPhase?.('store', `${diskPath} (sha256 ${sha256.slice(0, 16)}…)`);
+    const template: Omit<Template, 'createdAt'> = {
+      name,
+      diskPath,
+      format: 'raw',
+      virtualSize: statSync(diskPath).size,
+      sha256,
+      source: instance.name,
+      ...(instance.spec.image === undefined ? {} : { image: instance.spec.image }),
+      defaults: {
+        cpus: instance.spec.cpus,
+        memoryMiB: instance.spec.memoryMiB,
+        accel: instance.spec.accel,
+        ...(instance.spec.ssh === undefined ? {} : { user: instance.spec.ssh.user }),
+        networks: instance.nics.map((n) => n.network),
+        container: instance.spec.container!,
+      },
+      sealMethod: seal.method,
+      sealReport: [seal.summary, ...seal.changes],
+    };
+    transaction(this.core.db, () => {
+      this.repo.insert(template);
+      this.core.repos.instances.setState(instance.name, 'deleting', `became template ${name}`);
+    });
+    failpoint('template.after-record');
+    await this.instances.destroyLocked(this.core.repos.instances.get(instance.name)!);
+    return { template: this.repo.get(name)!, seal };
   }
 
   /** Removes a template, refused while instances sit on its disk. */

@@ -229,16 +229,13 @@ describe('system containers (LXC) from the Debian image', { timeout: 600_000 }, 
     expect(statSync(ticks).size).toBeGreaterThan(frozen);
   });
 
-  it('refuses snapshots, clones and the serial console with a clear error', async () => {
-    const snap = await virtnode(home, ['snapshot', 'create', 'ct-b', 's1']);
-    expect(snap.code).not.toBe(0);
-    expect(snap.stderr).toContain('its driver (lxc) does not offer');
-    const console = await virtnode(home, ['console', 'ct-b']);
-    expect(console.code).not.toBe(0);
-    expect(console.stderr).toContain('instance ct-b has no serial console (its output is recorded: virtnode logs ct-b)');
+  it('refuses a clone of a running container and a disk size, naming why', async () => {
     const clone = await virtnode(home, ['clone', 'ct-b', 'ct-c']);
     expect(clone.code).not.toBe(0);
-    expect(clone.stderr).toContain('cannot be cloned');
+    expect(clone.stderr).toContain('cannot clone instance ct-b: it is running');
+    const sized = await virtnode(home, ['launch', 'debian-12', '--container', '--name', 'ct-s', '--disk-size', '2G']);
+    expect(sized.code).toBe(2);
+    expect(sized.stderr).toContain('--disk-size: containers cannot have a disk size limit yet');
   });
 
   it('stops cleanly, starts again with the same identity, and restarts', async () => {

@@ -137,18 +137,18 @@ export async function consoleRoutes(app: FastifyInstance, core: ConsoleCore, opt
       const untrack = core.streams?.add(request.authenticatedAs, () => socket.close(TOKEN_ENDED_CLOSE_CODE, 'the token was revoked or expired'));
       if (untrack !== undefined) socket.on('close', untrack);
       const wanted = request.params.kind === 'vnc' ? endpoints.vnc : endpoints.serial;
-      if (wanted === undefined) {
+      if (wanted === undefined && (request.params.kind === 'vnc' || endpoints.serialCommand === undefined)) {
         socket.close(1011, noConsole(name, request.params.kind === 'vnc' ? 'graphical' : 'serial').message.slice(0, 120));
         return;
       }
       if (request.params.kind === 'vnc') {
-        bridgeVnc(socket, wanted);
+        bridgeVnc(socket, wanted!);
         return;
       }
       // The first frame is always the scroll-back (possibly empty), so the terminal can replay it without
       // answering the queries in it (a stale `ESC [6n` would otherwise type a cursor report into the shell).
       let first = true;
-      const session = hubs.join(name, { socket: wanted, log: endpoints.serialLog }, request.query.scrollback ?? SCROLLBACK_BYTES, {
+      const session = hubs.join(name, { socket: wanted, ...(endpoints.serialCommand === undefined ? {} : { command: endpoints.serialCommand }), log: endpoints.serialLog }, request.query.scrollback ?? SCROLLBACK_BYTES, {
         output: (data) => {
           if (socket.readyState !== socket.OPEN || (data.length === 0 && !first)) return;
           first = false;

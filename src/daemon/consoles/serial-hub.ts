@@ -1,5 +1,5 @@
 import { closeSync, type FSWatcher, openSync, readSync, statSync, watch } from 'node:fs';
-import { connect, type Socket } from 'node:net';
+import { type ConsoleStream, openConsoleStream } from '../../instances/console-stream.ts';
 import { basename, dirname } from 'node:path';
 
 /** How much of the console log a viewer gets when it joins (the terminal's scroll-back). */
@@ -23,7 +23,9 @@ export interface SerialSession {
 
 export interface SerialPaths {
   /** QEMU's serial chardev socket (server, one client at a time). */
-  socket: string;
+  socket: string | undefined;
+  /** Without a socket: a command whose stdin is the console (a container's lxc-console). */
+  command?: string[];
   /** The chardev's log file: everything the guest printed, across restarts. */
   log: string;
 }
@@ -64,7 +66,7 @@ export class SerialHub {
   private readonly viewers = new Set<SerialViewer>();
   private readonly onEmpty: () => void;
   private offset = 0;
-  private socket: Socket | undefined;
+  private socket: ConsoleStream | undefined;
   private watcher: FSWatcher | undefined;
   private poll: NodeJS.Timeout | undefined;
   private ended = false;
@@ -83,7 +85,7 @@ export class SerialHub {
     let left = false;
     return {
       input: (data) => {
-        if (!left && this.socket !== undefined && !this.socket.destroyed) this.socket.write(data);
+        if (!left) this.socket?.write(data);
       },
       leave: () => {
         if (left) return;
@@ -109,13 +111,13 @@ export class SerialHub {
 
   private open(): void {
     this.offset = fileSize(this.paths.log);
-    const socket = connect(this.paths.socket);
+    const socket = openConsoleStream({ serial: this.paths.socket, ...(this.paths.command === undefined ? {} : { serialCommand: this.paths.command }), serialLog: this.paths.log, vnc: undefined });
+    if (socket === undefined) throw new Error('a serial hub needs a socket or a command');
     this.socket = socket;
-    socket.on('data', () => {
+    socket.onData(() => {
       // Drained so QEMU never blocks on us; the same bytes reach the log, which is where output is read.
     });
-    socket.on('error', () => {});
-    socket.on('close', () => {
+    socket.onClose(() => {
       if (this.socket !== socket) return;
       this.pump(); // the guest's last words
       this.end('the console closed (the instance is no longer running)');
@@ -161,7 +163,7 @@ export class SerialHub {
     this.watcher?.close();
     const socket = this.socket;
     this.socket = undefined;
-    socket?.destroy();
+    socket?.close();
     this.onEmpty();
   }
 }

@@ -15,7 +15,8 @@ import type { SnapshotDisk } from '../../store/storage.ts';
 import { createOverlay, imageLink, internalSnapshot } from '../qemu-img.ts';
 import { addBlockNode, deviceId, deviceSlots, diskNode, newNodeName, runJob } from '../qmp-block.ts';
 import { isLive, type StorageService } from '../service.ts';
-import { jobId, type SnapshotResult, topNodes, withTops } from './common.ts';
+import { createUpperSnapshot, usesUpperDir } from './upper-dir.ts';
+import { assertSettled, jobId, type SnapshotResult, topNodes, withTops } from './common.ts';
 import { overlaysDir } from './overlays.ts';
 import { type CreateSnapshotRequest, defaultName, planSnapshot } from './plan.ts';
 
@@ -53,6 +54,10 @@ export async function createSnapshot(storage: StorageService, request: CreateSna
   // The record and the lock on a full disk; the snapshot itself names the directory of the files it writes.
   return mapNoSpace(`snapshot ${name} of ${instanceName}`, storage.paths.instanceDir(instanceName), () => storage.instances.withLock(instanceName, 'snapshot create', {}, async () => {
     const instance = await storage.instance(instanceName);
+    if (usesUpperDir(storage, instance)) {
+      assertSettled(instance, 'snapshot');
+      return createUpperSnapshot(storage, instance, name, request);
+    }
     const { kind, memory, existing, disks } = planSnapshot(storage, instance, name, request);
     const notes: string[] = [];
     const current = existing.find((s) => s.current)?.name;

@@ -9,6 +9,7 @@ import { runJob } from '../qmp-block.ts';
 import { isLive, type StorageService } from '../service.ts';
 import { assertSettled, jobId, mustGetSnapshot, type SnapshotResult, topNodes } from './common.ts';
 import { merge, mergePlan } from './merge.ts';
+import { deleteUpperSnapshot, usesUpperDir } from './upper-dir.ts';
 import { removeUnreferencedOverlays } from './overlays.ts';
 
 /** Deletes a snapshot; an external one's file is merged with the one file above it. */
@@ -24,6 +25,7 @@ export async function deleteSnapshot(storage: StorageService, instanceName: stri
 }
 
 export async function deleteLocked(storage: StorageService, instance: Instance, snapshot: Snapshot): Promise<SnapshotResult> {
+  if (usesUpperDir(storage, instance)) return deleteUpperSnapshot(storage, instance, snapshot);
   const notes: string[] = [];
   const live = isLive(instance);
   if (snapshot.kind === 'external') {

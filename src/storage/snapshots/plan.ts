@@ -5,6 +5,7 @@ import type { DiskSpec, Instance } from '../../instances/model.ts';
 import { invalid, VirtnodeError } from '../../lib/errors.ts';
 import { validateName } from '../../lib/ids.ts';
 import { isLive, type StorageService } from '../service.ts';
+import { planUpperSnapshot, usesUpperDir } from './upper-dir.ts';
 import { assertSettled, SETTLED, writableDisks } from './common.ts';
 
 export interface CreateSnapshotRequest {
@@ -85,5 +86,6 @@ export async function checkSnapshotCreate(storage: StorageService, request: Crea
   const instance = await storage.instance(instanceName);
   // Another operation holds it now (starting, stopping...): createSnapshot decides once it has the lock.
   if (!SETTLED.includes(instance.state)) return;
+  if (usesUpperDir(storage, instance)) return planUpperSnapshot(storage, instance, name, request);
   planSnapshot(storage, instance, name, request);
 }

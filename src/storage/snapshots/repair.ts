@@ -9,6 +9,7 @@ import { diskNode, strayAddedNodes } from '../qmp-block.ts';
 import { isLive, type StorageService } from '../service.ts';
 import { withTops, writableDisks } from './common.ts';
 import { deleteLocked } from './delete.ts';
+import { repairUpperSnapshots, usesUpperDir } from './upper-dir.ts';
 import { removeUnreferencedOverlays } from './overlays.ts';
 
 /**
@@ -16,6 +17,7 @@ import { removeUnreferencedOverlays } from './overlays.ts';
  * an interrupted delete is run again, the spec follows the files QEMU has open, and no overlay file is orphaned.
  */
 export async function repairSnapshots(storage: StorageService, instance: Instance): Promise<string[]> {
+  if (usesUpperDir(storage, instance)) return repairUpperSnapshots(storage, instance);
   const repaired: string[] = [];
   const live = isLive(instance);
   const inUse = new Set<string>();

@@ -13,6 +13,7 @@ import { createOverlay, internalSnapshot } from '../qemu-img.ts';
 import { deviceId, deviceSlots, runJob } from '../qmp-block.ts';
 import { isLive, type StorageService } from '../service.ts';
 import { assertSettled, jobId, mustGetSnapshot, type SnapshotResult, topNodes, withTops, writableDisks } from './common.ts';
+import { revertUpperSnapshot, usesUpperDir } from './upper-dir.ts';
 import { overlaysDir, removeUnreferencedOverlays } from './overlays.ts';
 
 function assertSameDisks(instance: Instance, snapshot: Snapshot): void {
@@ -39,12 +40,14 @@ export async function revertSnapshot(storage: StorageService, instanceName: stri
     assertSettled(instance, 'revert a snapshot');
     const snapshot = mustGetSnapshot(storage, instance.name, name);
     if (snapshot.state !== 'ready') throw new VirtnodeError('INVALID_STATE', `snapshot ${name} is ${snapshot.state}`, { hint: 'run `virtnode reconcile`' });
-    assertSameDisks(instance, snapshot);
+    const upperDir = usesUpperDir(storage, instance);
+    if (!upperDir) assertSameDisks(instance, snapshot);
     const notes: string[] = [];
     storage.repo.setSnapshotState(instance.name, name, 'reverting');
     failpoint('revert.after-mark');
     try {
-      await revertLocked(storage, instance, snapshot, notes);
+      if (upperDir) await revertUpperSnapshot(storage, instance, snapshot, notes);
+      else await revertLocked(storage, instance, snapshot, notes);
       failpoint('revert.after-apply');
     } catch (e) {
       storage.repo.setSnapshotState(instance.name, name, 'ready'); // failed before changing anything for good

@@ -9,7 +9,7 @@ import { rotateConsoleLog } from '../../console-log.ts';
 import type { ConsoleEndpoints, DriverSample, InstanceDriver, Observation, PreparedStart, StartOptions, StopMethod } from '../../driver.ts';
 import { type Instance, USER_NETWORK } from '../../model.ts';
 import { ID_COUNT, renderLxcConfig } from './config.ts';
-import { type LxcTarget, lxcAttachArgv, lxcFreeze, lxcInitPid, lxcKill, lxcShutdown, lxcStart, lxcState, lxcStats, lxcUnfreeze, parseMonitorCmdline } from './tools.ts';
+import { type LxcTarget, lxcAttachArgv, lxcConsoleArgv, moveLinkIntoNetns, lxcFreeze, lxcInitPid, lxcKill, lxcShutdown, lxcStart, lxcState, lxcStats, lxcUnfreeze, parseMonitorCmdline } from './tools.ts';
 
 const START_TIMEOUT_MS = 60_000;
 
@@ -32,7 +32,7 @@ export function containerPaths(dir: string): { config: string; upper: string; wo
  */
 export class LxcDriver implements InstanceDriver {
   readonly name = 'lxc';
-  readonly capabilities = { snapshots: false, clones: false, nicLink: 'veth' as const };
+  readonly capabilities = { snapshots: true, clones: true, nicLink: 'veth' as const, storage: 'upper-dir' as const };
   private readonly paths: StatePaths;
 
   constructor(paths: StatePaths) {
@@ -162,6 +162,12 @@ export class LxcDriver implements InstanceDriver {
     return found;
   }
 
+  async plugLink(instance: Instance, link: string, ifname: string): Promise<void> {
+    const live = this.find(instance);
+    if (live === undefined) throw new VirtnodeError('INVALID_STATE', `container ${instance.name} is not running: its NIC is added at its next start`);
+    await moveLinkIntoNetns(live.pid, link, ifname);
+  }
+
   async guestRunning(instance: Instance): Promise<boolean> {
     return (await lxcState(this.target(instance))) === 'RUNNING';
   }
@@ -178,8 +184,8 @@ export class LxcDriver implements InstanceDriver {
 
   consoles(instance: Instance): ConsoleEndpoints {
     const dir = this.paths.instanceDir(instance.name);
-    // The console is recorded (lxc.console.logfile); there is no serial socket or graphical console to attach to.
-    return { serial: undefined, serialLog: containerPaths(dir).consoleLog, vnc: undefined };
+    // The console is recorded (lxc.console.logfile) and shared: lxc-console attaches to the same pty, as a client.
+    return { serial: undefined, serialCommand: lxcConsoleArgv(this.target(instance)), serialLog: containerPaths(dir).consoleLog, vnc: undefined };
   }
 
   async sample(instance: Instance): Promise<DriverSample> {

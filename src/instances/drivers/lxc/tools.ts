@@ -58,6 +58,17 @@ export async function lxcKill(t: LxcTarget): Promise<void> {
   await run(['lxc-stop', ...target(t), '-k'], { timeoutMs: QUICK_MS, okCodes: [0, 1, 2] });
 }
 
+/**
+ * Moves a host network interface into the network namespace of the container whose init is `initPid`, named
+ * `ifname` there and up. (lxc-device cannot do it for an unprivileged container: it enters the namespace from
+ * inside the container's user namespace, where /proc/1/ns/net is not its to open.)
+ */
+export async function moveLinkIntoNetns(initPid: number, link: string, ifname: string): Promise<void> {
+  await run(['ip', 'link', 'set', 'dev', link, 'netns', String(initPid)], { timeoutMs: QUICK_MS });
+  await run(['nsenter', '-t', String(initPid), '-n', 'ip', 'link', 'set', 'dev', link, 'name', ifname], { timeoutMs: QUICK_MS });
+  await run(['nsenter', '-t', String(initPid), '-n', 'ip', 'link', 'set', 'dev', ifname, 'up'], { timeoutMs: QUICK_MS });
+}
+
 export async function lxcFreeze(t: LxcTarget): Promise<void> {
   await run(['lxc-freeze', ...target(t)], { timeoutMs: QUICK_MS });
 }
@@ -69,6 +80,11 @@ export async function lxcUnfreeze(t: LxcTarget): Promise<void> {
 /** argv that runs `command` in the container as root, with its exit code (the container's environment cleared). */
 export function lxcAttachArgv(t: LxcTarget, command: string[]): string[] {
   return ['lxc-attach', ...target(t), '--clear-env', '--set-var', 'PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin', '--', ...command];
+}
+
+/** argv attached to the container's console (/dev/console in it, tty 0); stdin and stdout are the console. */
+export function lxcConsoleArgv(t: LxcTarget): string[] {
+  return ['lxc-console', ...target(t), '-t', '0'];
 }
 
 /** The monitor process of a running container: its command line is `[lxc monitor] LXCPATH NAME`. */

@@ -34,7 +34,7 @@ const WARM_LOAD_TIMEOUT_MS = 120_000;
  */
 export class QemuDriver implements InstanceDriver {
   readonly name = 'qemu';
-  readonly capabilities = { snapshots: true, clones: true, nicLink: 'tap' as const };
+  readonly capabilities = { snapshots: true, clones: true, nicLink: 'tap' as const, storage: 'disks' as const };
   private readonly paths: StatePaths;
 
   constructor(paths: StatePaths) {
