@@ -36,11 +36,12 @@ const MAX_BANDWIDTH = 1024 * 1024 * 1024;
 const DOWNTIME_LIMIT_MS = 300;
 /**
  * 64 MiB rewritten without pause, alternately from two different random sources: the pages change content (what
- * calc-dirty-rate's sampling sees), none of them zero pages.
+ * calc-dirty-rate's sampling sees), none of them zero pages. In a session of its own, off the console: a
+ * `( ... ) &` job of the console's interactive shell is stopped by job control and dirties nothing.
  */
 const BUSY_LOOP =
   'dd if=/dev/urandom of=/run/s1 bs=1M count=32 2>/dev/null; dd if=/dev/urandom of=/run/s2 bs=1M count=32 2>/dev/null; ' +
-  '(while :; do cat /run/s1 /run/s2 > /run/busy; cat /run/s2 /run/s1 > /run/busy; done) &';
+  "setsid sh -c 'while :; do cat /run/s1 /run/s2 > /run/busy; cat /run/s2 /run/s1 > /run/busy; done' </dev/null >/dev/null 2>&1 &";
 const median = (xs: number[]) => {
   const s = [...xs].sort((a, b) => a - b);
   const m = Math.floor(s.length / 2);
@@ -119,6 +120,20 @@ interface Sample {
   downtimeMs: number;
   migrationMs: number;
   totalMs: number;
+  /** Source STOP to the source's MIGRATION completed event (QEMU's clocks). */
+  stopToSourceCompletedMs: number;
+  /** The source's completed event to the destination's (the destination still loading). */
+  sourceToDestCompletedMs: number;
+  /** The destination's completed event to the guest running there (the control path: polling, cont). */
+  destCompletedToRunningMs: number;
+}
+
+type Timestamp = { seconds: number; microseconds: number };
+const ms = (t: Timestamp) => t.seconds * 1000 + t.microseconds / 1000;
+const isCompleted = (m: Record<string, unknown>) => m['event'] === 'MIGRATION' && (m['data'] as { status?: string })?.status === 'completed';
+
+function breakdown(stop: number, sourceCompleted: number, destCompleted: number, running: number) {
+  return { stopToSourceCompletedMs: sourceCompleted - stop, sourceToDestCompletedMs: destCompleted - sourceCompleted, destCompletedToRunningMs: running - destCompleted };
 }
 
 async function byHand(from: Placement, to: Host, dir: string): Promise<{ placement: Placement; sample: Sample }> {
@@ -129,6 +144,8 @@ async function byHand(from: Placement, to: Host, dir: string): Promise<{ placeme
   const child = spawn(to.launcher[0]!, [...to.launcher.slice(1), 'qemu-system-x86_64', ...buildArgv(spec), '-incoming', uri], { detached: true, stdio: 'ignore' });
   child.unref();
   const dest = await RawQmp.connect(spec.paths.qmp);
+  await dest.cmd('migrate-set-capabilities', { capabilities: [{ capability: 'events', state: true }] });
+  const destCompleted = dest.next(isCompleted);
   const src = await RawQmp.connect(from.spec.paths.qmp);
   await src.cmd('migrate-set-capabilities', {
     capabilities: [
@@ -152,19 +169,35 @@ async function byHand(from: Placement, to: Host, dir: string): Promise<{ placeme
   }
   await dest.cmd('cont');
   const tRunning = Date.now();
-  const stop = (await stopped)['timestamp'] as { seconds: number; microseconds: number };
+  const stop = ms((await stopped)['timestamp'] as Timestamp);
+  const destLoaded = ms((await destCompleted)['timestamp'] as Timestamp);
   await src.cmd('quit').catch(() => {});
   src.close();
   dest.close();
   return {
     placement: { host: to, dir, spec, pid: child.pid! },
-    sample: { downtimeMs: tRunning - (stop.seconds * 1000 + stop.microseconds / 1000), migrationMs: tRunning - tMigrate, totalMs: tRunning - t0 },
+    sample: { downtimeMs: tRunning - stop, migrationMs: tRunning - tMigrate, totalMs: tRunning - t0, ...breakdown(stop, ms(end['timestamp'] as Timestamp), destLoaded, tRunning) },
   };
 }
 
 async function byVirtnode(from: Placement, to: Host, dir: string): Promise<{ placement: Placement; sample: Sample & { totalWithoutMeasureMs: number }; result: MigrationResult }> {
   const qmp = await QmpConnection.connect(from.spec.paths.qmp);
+  const events: Record<string, number> = {};
+  const stopSource = qmp.onEvent((e) => {
+    if (e.timestamp === undefined) return;
+    if (e.event === 'STOP') events['stop'] ??= ms(e.timestamp);
+    if (e.event === 'MIGRATION' && e.data?.['status'] === 'completed') events['sourceCompleted'] = ms(e.timestamp);
+  });
   const target = new MigrationTarget({ dir, listenHost: to.address, launcher: to.launcher, fetchBase: copyingBaseFetcher(join(to.stateDir, 'images')) });
+  // The destination's own completed event, seen through the target's QMP once it is prepared.
+  const prepare = target.prepare.bind(target);
+  target.prepare = async (...args) => {
+    const ready = await prepare(...args);
+    target.connection?.onEvent((e) => {
+      if (e.event === 'MIGRATION' && e.data?.['status'] === 'completed' && e.timestamp !== undefined) events['destCompleted'] = ms(e.timestamp);
+    });
+    return ready;
+  };
   const offer = await buildOffer(from.spec, { qemuVersion: (await queryVersion(qmp)).qemu, transfers: {}, postcopy: false });
   let preparingAt: number | undefined;
   const result = await migrateOut(qmp, offer, target, {
@@ -174,12 +207,19 @@ async function byVirtnode(from: Placement, to: Host, dir: string): Promise<{ pla
       if (p.phase === "preparing") preparingAt ??= p.elapsedMs;
     },
   });
+  stopSource();
   await quit(qmp);
   qmp.close();
   target.connection?.close();
   return {
     placement: { host: to, dir, spec: { ...from.spec, paths: runtimePaths(dir) }, pid: result.targetPid },
-    sample: { downtimeMs: result.downtimeMs ?? Number.NaN, migrationMs: result.migrationMs, totalMs: result.totalMs, totalWithoutMeasureMs: result.totalMs - (preparingAt ?? 0) },
+    sample: {
+      downtimeMs: result.downtimeMs ?? Number.NaN,
+      migrationMs: result.migrationMs,
+      totalMs: result.totalMs,
+      totalWithoutMeasureMs: result.totalMs - (preparingAt ?? 0),
+      ...breakdown(events['stop'] ?? Number.NaN, events['sourceCompleted'] ?? Number.NaN, events['destCompleted'] ?? Number.NaN, (events['stop'] ?? Number.NaN) + (result.downtimeMs ?? Number.NaN)),
+    },
     result,
   };
 }
@@ -193,7 +233,11 @@ try {
     vm.qmp.close();
     current = { host: hosts.a, dir: vm.dir, spec: vm.spec, pid: vm.identity.pid };
     const shell = await SerialShell.whenReady(vm.dir, 120_000);
-    if (kind === 'busy') await shell.run(BUSY_LOOP);
+    if (kind === 'busy') {
+      await shell.run(BUSY_LOOP);
+      const running = await shell.run('pgrep -f "cat /run/s"');
+      if (running.status !== 0) throw new Error(`the busy loop is not running: ${running.output}`);
+    }
     shell.close();
     const virtnode: Array<Sample & { totalWithoutMeasureMs: number; predictedMs: number; refinedPredictedMs: number | undefined; qemuDowntimeMs: number | undefined; dirtyRateMiBps: number; bytesSent: number }> = [];
     const hand: Sample[] = [];
