@@ -235,7 +235,7 @@ try {
     const shell = await SerialShell.whenReady(vm.dir, 120_000);
     if (kind === 'busy') {
       await shell.run(BUSY_LOOP);
-      const running = await shell.run('pgrep -f "cat /run/s"');
+      const running = await shell.run('ps | grep -q "[c]at /run/s"');
       if (running.status !== 0) throw new Error(`the busy loop is not running: ${running.output}`);
     }
     shell.close();
