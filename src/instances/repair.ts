@@ -1,8 +1,9 @@
-import { readdirSync, rmSync } from 'node:fs';
+import { existsSync, readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import type { CoreContext } from '../core/context.ts';
 import { lockOwner, withLockIfFree } from '../store/locks.ts';
 import { allDrivers } from './drivers/index.ts';
+import { INCOMING_MARKER } from './migrate/stale-incoming.ts';
 import { ACTIVE_STATES, type Instance, TRANSITIONAL_STATES } from './model.ts';
 import { InstanceService } from './service.ts';
 
@@ -23,6 +24,8 @@ export async function repairInstances(core: CoreContext): Promise<{ repaired: st
   let strays = false;
   for (const entry of readdirSync(core.paths.instances)) {
     if (core.repos.instances.get(entry) !== undefined || lockOwner(core.db, entry) !== undefined) continue;
+    // An incoming live move has no record until the guest runs here: removeStaleIncoming decides by its owner.
+    if (existsSync(join(core.paths.instances, entry, INCOMING_MARKER))) continue;
     // Decide again under the instance's lock: a concurrent create may have made its record and directory
     // between the two reads above, and released its lock between create and start.
     await withLockIfFree(core.db, entry, 'repair', async () => {

@@ -82,11 +82,15 @@ export async function migrateOut(qmp: QmpConnection, offer: MigrationOffer, targ
     throw new VirtnodeError('INVALID', 'qemuVersion: the offer does not name the QEMU the instance runs on', { field: 'qemuVersion' });
   }
 
+  const memoryBytes = (await queryMemorySizeSummary(qmp, q))['base-memory'];
   report({ phase: 'measuring', ...idle });
   const dirtyRateSeconds = Math.round(options.dirtyRateSeconds ?? 1);
-  const dirtyRateMiBps = dirtyRateSeconds > 0 ? await measureDirtyRate(qmp, dirtyRateSeconds, signal) : 0;
-  const memoryBytes = (await queryMemorySizeSummary(qmp, q))['base-memory'];
-  const predictedMs = predictMigrationMs({ memoryBytes, dirtyBytesPerSecond: dirtyRateMiBps * MiB, bandwidthBytesPerSecond: maxBandwidth, downtimeLimitMs });
+  // The measurement (on the source) and the target's preparation are independent: they run at the same time, so
+  // the measurement costs the move nothing when the target needs as long to get ready.
+  const measuring = dirtyRateSeconds > 0 ? measureDirtyRate(qmp, dirtyRateSeconds, signal) : Promise.resolve(0);
+  measuring.catch(() => {}); // awaited below, on every path
+  let dirtyRateMiBps = 0;
+  let predictedMs = Number.POSITIVE_INFINITY;
 
   const state: SourceState = { migrationStarted: false, mirrorJobs: [], nbdNodes: [], wasRunning: status.running };
   let resumed: { pid: number; resumedAt: number } | undefined;
@@ -101,8 +105,11 @@ export async function migrateOut(qmp: QmpConnection, offer: MigrationOffer, targ
     try {
       ready = await target.prepare(offer, q);
     } catch (e) {
+      await measuring.catch(() => {});
       throw new VirtnodeError(isVirtnodeError(e) ? e.code : 'INTERNAL', `the target could not prepare: ${(e as Error).message}`, { cause: e });
     }
+    dirtyRateMiBps = await measuring;
+    predictedMs = predictMigrationMs({ memoryBytes, dirtyBytesPerSecond: dirtyRateMiBps * MiB, bandwidthBytesPerSecond: maxBandwidth, downtimeLimitMs }) ?? Number.POSITIVE_INFINITY;
     const copied = offer.disks.filter((d) => d.transfer.kind === 'copy');
     await migrateSetCapabilities(
       qmp,
@@ -177,7 +184,7 @@ export async function migrateOut(qmp: QmpConnection, offer: MigrationOffer, targ
     report({ phase: 'completed', bytesSent: info.ram?.transferred ?? 0, bytesRemaining: 0, dirtyPagesPerSecond: 0, expectedRemainingMs: 0, diskBytesDone: diskBytesTotal, diskBytesTotal });
     return {
       dirtyRateMiBps,
-      predictedMs: predictedMs ?? Number.POSITIVE_INFINITY,
+      predictedMs,
       ...(refinedPredictedMs === undefined ? {} : { refinedPredictedMs }),
       migrationMs: resumed.resumedAt - migrationStartedAt,
       totalMs: resumed.resumedAt - startedAt,
@@ -225,8 +232,10 @@ function eventTime(e: QmpEvent): number {
 async function measureDirtyRate(qmp: QmpConnection, seconds: number, signal: AbortSignal | undefined): Promise<number> {
   await calcDirtyRate(qmp, seconds, withSignal({}, signal));
   const deadline = Date.now() + seconds * 1000 + 10_000;
+  // Nothing to ask before the sampling period is over; then often, so the result is not late by a poll interval.
+  await new Promise((r) => setTimeout(r, seconds * 1000));
   for (;;) {
-    await new Promise((r) => setTimeout(r, 100));
+    await new Promise((r) => setTimeout(r, 20));
     const info = await queryDirtyRate(qmp, withSignal({}, signal));
     if (info.status === 'measured') return info['dirty-rate'] ?? 0;
     if (Date.now() > deadline) throw new VirtnodeError('TIMEOUT', `calc-dirty-rate did not finish within ${seconds} s + 10 s`);

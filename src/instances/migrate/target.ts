@@ -4,10 +4,10 @@
  * the new disks to the source's mirror jobs, and the `cont` once the source says the move is complete.
  * Everything is staged in one directory the target owns; `abort` kills the QEMU and removes the directory.
  */
-import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { VirtnodeError } from '../../lib/errors.ts';
-import { isAlive, type ProcessIdentity, selfIdentity } from '../../lib/proc.ts';
+import { type ProcessIdentity, selfIdentity } from '../../lib/proc.ts';
 import { Reverter } from '../../lib/reverter.ts';
 import { withSignal } from '../../lib/signal.ts';
 import { createImage } from '../../qemu/img.ts';
@@ -18,9 +18,8 @@ import type { QmpConnection } from '../../qmp/connection.ts';
 import { blockExportAddNbd, blockExportDel, migrateIncoming, migrateRecover, migrateSetCapabilities, nbdServerStart, nbdServerStop, queryMigrate } from '../../qmp/migration.ts';
 import { runtimePaths } from '../runtime.ts';
 import type { BaseImage, MigrationOffer, TargetHost, TargetReady, TargetResumed } from './protocol.ts';
+import { INCOMING_MARKER } from './stale-incoming.ts';
 
-/** The file that marks a directory as a move in progress (removed once the guest runs on the target). */
-export const INCOMING_MARKER = 'incoming.json';
 /** How long the target waits for the last memory to arrive after the source reported completion. */
 const ARRIVAL_TIMEOUT_MS = 60_000;
 const NBD_PORT_TRIES = 20;
@@ -251,34 +250,4 @@ function checkQemuVersion(offer: MigrationOffer, own: { major: number; minor: nu
       hint: 'install the same QEMU release on both hosts',
     });
   }
-}
-
-/**
- * Removes the moves a crashed target never finished: directories under `instancesDir` that still hold the
- * marker and whose owner (the process that prepared them) is gone; their QEMU, if still alive, is killed.
- * Returns the directories removed. For the host's reconcile.
- */
-export async function removeStaleIncoming(instancesDir: string): Promise<string[]> {
-  const removed: string[] = [];
-  let names: string[];
-  try {
-    names = readdirSync(instancesDir);
-  } catch {
-    return removed;
-  }
-  for (const name of names) {
-    const dir = join(instancesDir, name);
-    const marker = join(dir, INCOMING_MARKER);
-    if (!existsSync(marker)) continue;
-    try {
-      const data = JSON.parse(readFileSync(marker, 'utf8')) as { uuid?: string; owner?: ProcessIdentity; qemu?: ProcessIdentity };
-      if (data.owner !== undefined && isAlive(data.owner)) continue; // a move still in progress
-      if (data.qemu !== undefined && data.uuid !== undefined && isOurQemu(data.qemu, data.uuid)) await killQemu(data.qemu);
-    } catch {
-      /* an unreadable marker: a write cut short before its QEMU started */
-    }
-    rmSync(dir, { recursive: true, force: true });
-    removed.push(dir);
-  }
-  return removed;
 }

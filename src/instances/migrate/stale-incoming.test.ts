@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { selfIdentity } from '../../lib/proc.ts';
-import { INCOMING_MARKER, removeStaleIncoming } from './target.ts';
+import { INCOMING_MARKER, removeStaleIncoming } from './stale-incoming.ts';
 
 let root: string | undefined;
 afterEach(() => {
