@@ -59,7 +59,10 @@ async function waitForTicksAfter(logs: string[], count: number, timeoutMs: numbe
   for (;;) {
     const seen = ticks(...logs);
     if (seen.length >= count) return seen;
-    if (Date.now() > deadline) throw new Error(`only ${seen.length} of ${count} ticks within ${timeoutMs} ms`);
+    if (Date.now() > deadline) {
+      const tails = logs.map((log) => `--- ${log}:\n${existsSync(log) ? readConsole(log).slice(-600) : "(no file)"}`).join('\n');
+      throw new Error(`only ${seen.length} of ${count} ticks within ${timeoutMs} ms\n${tails}`);
+    }
     await new Promise((r) => setTimeout(r, 200));
   }
 }
@@ -95,6 +98,9 @@ describe('live migration between two hosts (network namespaces)', () => {
     expect((await queryStatus(target.connection!)).status).toBe('running');
     expect(existsSync(join(hosts!.b.stateDir, 'instances', 'mover', 'incoming.json'))).toBe(false);
 
+    // The console follows the instance: a reader attaches to the target's serial socket, as the daemon's hub does.
+    const targetShell = await SerialShell.open(join(hosts!.b.stateDir, 'instances', 'mover'));
+    cleanups.push(() => targetShell.close());
     // The counter goes on at the target, continuing the source's sequence.
     const targetLog = join(hosts!.b.stateDir, 'instances', 'mover', 'console.log');
     const seen = await waitForTicksAfter([sourceLog, targetLog], ticksAtMove + 5, 60_000);
@@ -103,8 +109,6 @@ describe('live migration between two hosts (network namespaces)', () => {
     expect(readConsole(targetLog)).not.toContain(TEST_GUEST_READY_MARKER); // no reboot
     await quit(vm.qmp);
 
-    const targetShell = await SerialShell.open(join(hosts!.b.stateDir, 'instances', 'mover'));
-    cleanups.push(() => targetShell.close());
     const after = await targetShell.run('md5sum /run/fixed');
     expect(after.output).toContain(checksum!);
     console.log(`live move: ${JSON.stringify(result)}`);
