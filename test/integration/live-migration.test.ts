@@ -60,7 +60,7 @@ async function waitForTicksAfter(logs: string[], count: number, timeoutMs: numbe
     const seen = ticks(...logs);
     if (seen.length >= count) return seen;
     if (Date.now() > deadline) {
-      const tails = logs.map((log) => `--- ${log}:\n${existsSync(log) ? readConsole(log).slice(-600) : "(no file)"}`).join('\n');
+      const tails = logs.map((log) => `--- ${log}:\n${existsSync(log) ? readConsole(log).slice(-600) : '(no file)'}`).join('\n');
       throw new Error(`only ${seen.length} of ${count} ticks within ${timeoutMs} ms\n${tails}`);
     }
     await new Promise((r) => setTimeout(r, 200));
