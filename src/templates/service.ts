@@ -222,13 +222,7 @@ export class TemplateService {
       sealMethod: seal.method,
       sealReport: [seal.summary, ...seal.changes],
     };
-    transaction(this.core.db, () => {
-      this.repo.insert(template);
-      this.core.repos.instances.setState(instance.name, 'deleting', `became template ${name}`);
-    });
-    failpoint('template.after-record');
-    await this.instances.destroyLocked(this.core.repos.instances.get(instance.name)!);
-    return this.repo.get(name)!;
+    return this.recordConsuming(template, instance);
   }
 
   /**
@@ -278,13 +272,18 @@ export class TemplateService {
       sealMethod: seal.method,
       sealReport: [seal.summary, ...seal.changes],
     };
+    return { template: await this.recordConsuming(template, instance), seal };
+  }
+
+  /** Records the template and consumes the instance it was made from: one transaction, then the instance's removal. */
+  private async recordConsuming(template: Omit<Template, 'createdAt'>, instance: Instance): Promise<Template> {
     transaction(this.core.db, () => {
       this.repo.insert(template);
-      this.core.repos.instances.setState(instance.name, 'deleting', `became template ${name}`);
+      this.core.repos.instances.setState(instance.name, 'deleting', `became template ${template.name}`);
     });
     failpoint('template.after-record');
     await this.instances.destroyLocked(this.core.repos.instances.get(instance.name)!);
-    return { template: this.repo.get(name)!, seal };
+    return this.repo.get(template.name)!;
   }
 
   /** Removes a template, refused while instances sit on its disk. */
