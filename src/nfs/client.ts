@@ -134,7 +134,7 @@ export class NfsExport {
     for (;;) {
       const r = await this.nfs(17, new XdrWriter().opaque(this.root).hyper(cookie).fixed(verifier).uint(8192).uint(65536).bytes());
       const status = r.uint();
-      if (r.bool()) r.skip(FATTR3_BYTES);
+      if (r.bool()) r.skipBytes(FATTR3_BYTES);
       if (status !== NFS3_OK) throw nfsStatusError(this.source, 'listing the export', status);
       verifier = Buffer.from(r.fixed(8));
       while (r.bool()) {
@@ -144,10 +144,10 @@ export class NfsExport {
         let size = 0;
         let used = 0;
         if (r.bool()) {
-          r.skip(20); // type, mode, nlink, uid, gid
+          r.skipBytes(20); // type, mode, nlink, uid, gid
           size = Number(r.hyper());
           used = Number(r.hyper());
-          r.skip(FATTR3_BYTES - 36);
+          r.skipBytes(FATTR3_BYTES - 36);
         }
         if (r.bool()) r.opaque(); // handle
         if (name !== '.' && name !== '..') out.push({ name, size, used });
@@ -160,7 +160,7 @@ export class NfsExport {
   async capacity(): Promise<{ total: number; free: number; available: number }> {
     const r = await this.nfs(18, new XdrWriter().opaque(this.root).bytes());
     const status = r.uint();
-    if (r.bool()) r.skip(FATTR3_BYTES);
+    if (r.bool()) r.skipBytes(FATTR3_BYTES);
     if (status !== NFS3_OK) throw nfsStatusError(this.source, 'asking for its size', status);
     return { total: Number(r.hyper()), free: Number(r.hyper()), available: Number(r.hyper()) };
   }

@@ -82,7 +82,7 @@ export class XdrReader {
     return this.opaque().toString('utf8');
   }
 
-  skip(bytes: number): void {
+  skipBytes(bytes: number): void {
     this.offset += bytes;
   }
 }
