@@ -15,16 +15,25 @@ export function useLive(): Live {
 
   useEffect(() => {
     let stopped = false;
-    const refreshAll = () =>
+    // One list request at a time; events during it ask for one more afterwards. The list (not GET /instances/:name)
+    // because an instance may be gone by the time its event is handled, and a list never answers 404 for that.
+    let loading = false;
+    let again = false;
+    const refreshAll = (): void => {
+      if (loading) {
+        again = true;
+        return;
+      }
+      loading = true;
+      again = false;
       api.instances().then(
         (list) => !stopped && setLive((l) => ({ ...l, instances: new Map(list.map((i) => [i.name, i])), loaded: true, error: undefined })),
         (e: Error) => !stopped && setLive((l) => ({ ...l, loaded: true, error: e.message })),
-      );
-    const refreshOne = (name: string) =>
-      api.instance(name).then(
-        (instance) => !stopped && setLive((l) => ({ ...l, instances: new Map(l.instances).set(name, instance) })),
-        () => {},
-      );
+      ).finally(() => {
+        loading = false;
+        if (again && !stopped) refreshAll();
+      });
+    };
     const setState = (name: string, state: InstanceState, reason: string | undefined) =>
       setLive((l) => {
         const current = l.instances.get(name);
@@ -35,10 +44,10 @@ export function useLive(): Live {
         return { ...l, instances: new Map(l.instances).set(name, next) };
       });
 
-    void refreshAll();
+    refreshAll();
     const unsubscribe = subscribe((event) => {
       if (event.type === 'hello') {
-        void refreshAll(); // after a reconnect, catch up on anything missed
+        refreshAll(); // after a reconnect, catch up on anything missed
       } else if (event.type === 'instance') {
         if (event.state === 'deleted') {
           setLive((l) => {
@@ -46,9 +55,10 @@ export function useLive(): Live {
             instances.delete(event.name);
             return { ...l, instances };
           });
+          if (loading) again = true; // a list requested before the deletion must not bring it back
         } else {
           setState(event.name, event.state, event.reason);
-          void refreshOne(event.name); // addresses, pid, readiness may have changed with the state
+          refreshAll(); // addresses, pid, readiness may have changed with the state
         }
       } else if (event.type === 'operation') {
         setLive((l) => ({ ...l, operations: new Map(l.operations).set(event.operation.id, event.operation) }));
