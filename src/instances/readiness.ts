@@ -1,6 +1,6 @@
 import { connect } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { run } from '../exec/run.ts';
+import { CommandError, run } from '../exec/run.ts';
 import { VirtnodeError } from '../lib/errors.ts';
 import type { StatePaths } from '../lib/paths.ts';
 import { GuestAgent } from '../qmp/guest-agent.ts';
@@ -64,10 +64,23 @@ export async function guestAddress(paths: StatePaths, instance: Instance): Promi
 /** Asks cloud-init in the guest, over verified SSH, to wait until it has finished, and returns its verdict. */
 export async function waitForCloudInit(paths: StatePaths, instance: Instance, timeoutMs: number, signal?: AbortSignal): Promise<CloudInitResult> {
   const argv = sshArgv(paths, instance, ['cloud-init', 'status', '--wait', '--long'], { tty: false });
-  // cloud-init status exits 1 on error (and 2 on recoverable errors in newer releases): still a verdict.
-  const { stdout } = await run(argv, { timeoutMs, okCodes: [0, 1, 2], ...(signal === undefined ? {} : { signal }) });
-  return parseCloudInitStatus(stdout);
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    try {
+      // cloud-init status exits 1 on error (and 2 on recoverable errors in newer releases): still a verdict.
+      const { stdout } = await run(argv, { timeoutMs: Math.max(deadline - Date.now(), 1_000), okCodes: [0, 1, 2], ...(signal === undefined ? {} : { signal }) });
+      return parseCloudInitStatus(stdout);
+    } catch (e) {
+      // 255 is ssh's own failure, not the command's: early in boot sshd answers before cloud-init has written the
+      // user's key, or restarts under it. Asked again until the deadline; the last failure is what is reported.
+      const sshFailed = e instanceof CommandError && e.exitCode === 255;
+      if (!sshFailed || signal?.aborted || Date.now() + SSH_RETRY_MS >= deadline) throw e;
+      await sleep(SSH_RETRY_MS);
+    }
+  }
 }
+
+const SSH_RETRY_MS = 2_000;
 
 export function parseCloudInitStatus(text: string): CloudInitResult {
   const field = (name: string) => new RegExp(`^${name}:\\s*(.*)$`, 'm').exec(text)?.[1]?.trim();
