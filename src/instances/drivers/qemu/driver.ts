@@ -5,8 +5,9 @@ import { resolveAccelerator } from '../../../host/index.ts';
 import { VirtnodeError } from '../../../lib/errors.ts';
 import type { StatePaths } from '../../../lib/paths.ts';
 import { processCmdline, processStartTime, processStopped, type ProcessIdentity } from '../../../lib/proc.ts';
-import { isOurQemu, killQemu, lastLogLine, readPidfile, spawnQemu, waitForExit } from '../../../qemu/process.ts';
+import { isOurQemu, killQemu, lastLogLine, readPidfile, spawnQemu, waitForExit, type SpawnedQemu } from '../../../qemu/process.ts';
 import * as qmpCommand from '../../../qmp/commands.ts';
+import type { QemuSpec } from '../../../qemu/spec.ts';
 import { QmpConnection } from '../../../qmp/connection.ts';
 import { connectMonitor, explainSilence } from '../../monitor.ts';
 import { rotateConsoleLog } from '../../console-log.ts';
@@ -93,10 +94,7 @@ export class QemuDriver implements InstanceDriver {
       incoming: true,
       ...(specOptions.hugepagePath === undefined ? {} : { hugepagePath: specOptions.hugepagePath }),
     });
-    let spawned: Awaited<ReturnType<typeof spawnQemu>> | undefined;
-    try {
-      spawned = await spawnQemu(spec, { logPath: paths.qemuLog, ...(options.signal ? { signal: options.signal } : {}) });
-      options.onProcess(spawned.identity);
+    await this.startAndContinue(spec, paths.qemuLog, options, async (spawned) => {
       const v = spawned.qmp.greeting.version.qemu;
       const version = `${v.major}.${v.minor}.${v.micro}`;
       if (version !== warm.model.qemuVersion) {
@@ -107,13 +105,7 @@ export class QemuDriver implements InstanceDriver {
       await applyPinning(spawned.qmp, spawned.identity.pid, instance.spec.tuning);
       await loadState(spawned.qmp, warm.statePath, join(dir, 'incoming.sock'), WARM_LOAD_TIMEOUT_MS);
       await plugNics(spawned.qmp, instance.nics.map((n) => toQemuNic(instance, n, specOptions)));
-      await qmpCommand.cont(spawned.qmp);
-    } catch (e) {
-      if (spawned !== undefined) await killQemu(spawned.identity).catch(() => {});
-      throw e;
-    } finally {
-      spawned?.qmp.close();
-    }
+    });
   }
 
   private async run(
@@ -124,11 +116,26 @@ export class QemuDriver implements InstanceDriver {
   ): Promise<void> {
     const dir = this.paths.instanceDir(instance.name);
     rotateConsoleLog(runtimePaths(dir).serialLog);
-    let spawned: Awaited<ReturnType<typeof spawnQemu>> | undefined;
+    await this.startAndContinue(toQemuSpec(instance, dir, accel, specOptions), runtimePaths(dir).qemuLog, options, (spawned) =>
+      applyPinning(spawned.qmp, spawned.identity.pid, instance.spec.tuning),
+    );
+  }
+
+  /**
+   * Spawns QEMU paused, reports its process, runs `prepare` over QMP, then lets the guest run. Any failure before
+   * that kills the QEMU it spawned, so a failed start leaves no process behind.
+   */
+  private async startAndContinue(
+    spec: QemuSpec,
+    logPath: string,
+    options: { signal?: AbortSignal; onProcess: (process: ProcessIdentity) => void },
+    prepare: (spawned: SpawnedQemu) => Promise<void>,
+  ): Promise<void> {
+    let spawned: SpawnedQemu | undefined;
     try {
-      spawned = await spawnQemu(toQemuSpec(instance, dir, accel, specOptions), { logPath: runtimePaths(dir).qemuLog, ...(options.signal ? { signal: options.signal } : {}) });
+      spawned = await spawnQemu(spec, { logPath, ...(options.signal ? { signal: options.signal } : {}) });
       options.onProcess(spawned.identity);
-      await applyPinning(spawned.qmp, spawned.identity.pid, instance.spec.tuning);
+      await prepare(spawned);
       await qmpCommand.cont(spawned.qmp);
     } catch (e) {
       if (spawned !== undefined) await killQemu(spawned.identity).catch(() => {});
@@ -137,6 +144,7 @@ export class QemuDriver implements InstanceDriver {
       spawned?.qmp.close();
     }
   }
+
 
   async stop(instance: Instance, options: { force: boolean; timeoutMs: number }): Promise<StopMethod> {
     const identity = { pid: instance.pid!, start: instance.pidStart! };
