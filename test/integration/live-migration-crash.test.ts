@@ -3,62 +3,35 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { afterEach, describe, expect, it } from 'vitest';
-import { copyingBaseFetcher } from '../../src/instances/migrate/base-fetch.ts';
 import { buildOffer } from '../../src/instances/migrate/offer.ts';
 import { recoverSource } from '../../src/instances/migrate/source.ts';
-import { MigrationTarget } from '../../src/instances/migrate/target.ts';
 import { runtimePaths } from '../../src/instances/runtime.ts';
-import { killQemu } from '../../src/qemu/process.ts';
 import { queryStatus, queryVersion } from '../../src/qmp/commands.ts';
 import { queryMigrate } from '../../src/qmp/migration.ts';
-import { SerialShell } from '../helpers/serial-shell.ts';
-import { createTwoHosts, qemuPidsFor, startSourceVm, ticks, type TwoHosts } from '../helpers/two-hosts.ts';
+import { DIRTY_LOOP, MigrationFixture, waitForTicks } from '../helpers/migration-fixture.ts';
+import { qemuPidsFor, ticks } from '../helpers/two-hosts.ts';
 
-const DIRTY_LOOP = '(i=0; while :; do i=$((i+1)); dd if=/dev/urandom of=/run/busy bs=1M count=2 conv=notrunc 2>/dev/null; echo "TICK $i end"; usleep 200000; done) &';
 const CHILD = join(import.meta.dirname, '../helpers/migrate-source-child.ts');
 
-let hosts: TwoHosts | undefined;
-const cleanups: Array<() => Promise<void> | void> = [];
-
-afterEach(async () => {
-  while (cleanups.length > 0) await cleanups.pop()!();
-  hosts?.remove();
-  hosts = undefined;
-});
-
-async function waitForTicks(log: string, count: number): Promise<number[]> {
-  const deadline = Date.now() + 60_000;
-  for (;;) {
-    const seen = ticks(log);
-    if (seen.length >= count) return seen;
-    if (Date.now() > deadline) throw new Error(`only ${seen.length} of ${count} ticks`);
-    await new Promise((r) => setTimeout(r, 200));
-  }
-}
+const fx = new MigrationFixture();
+afterEach(() => fx.cleanUp());
 
 /**
  * The source's driver process dies mid-move (SIGKILL); the target, having lost its source, aborts; the source
  * host's repair (recoverSource) puts the guest back. `killWhen` picks the moment from the child's reports.
  */
 async function killDriverWhen(name: string, maxBandwidth: number, killWhen: (event: { event: string; phase?: string; bytesSent?: number }) => boolean) {
-  hosts = createTwoHosts();
-  const vm = await startSourceVm(hosts.a, { name });
-  cleanups.push(() => vm.kill());
-  const shell = await SerialShell.whenReady(vm.dir, 90_000);
-  cleanups.push(() => shell.close());
+  const hosts = fx.twoHosts;
+  const { vm, shell } = await fx.bootSource(name);
   await shell.run(DIRTY_LOOP);
   const sourceLog = runtimePaths(vm.dir).serialLog;
-  await waitForTicks(sourceLog, 2);
+  await waitForTicks([sourceLog], 2, 60_000);
 
-  const target = new MigrationTarget({ dir: join(hosts.b.stateDir, 'instances', name), listenHost: hosts.b.address, launcher: hosts.b.launcher, fetchBase: copyingBaseFetcher(join(hosts.b.stateDir, 'images')) });
-  cleanups.push(async () => {
-    target.connection?.close();
-    if (target.process !== undefined) await killQemu(target.process).catch(() => {});
-  });
+  const target = fx.targetFor(name);
   const offer = await buildOffer(vm.spec, { qemuVersion: (await queryVersion(vm.qmp)).qemu, transfers: {}, postcopy: false });
   const ready = await target.prepare(offer);
   const child: ChildProcess = spawn(process.execPath, [CHILD, JSON.stringify({ qmpPath: vm.spec.paths.qmpQuery, offer, ready, maxBandwidth })], { stdio: ['ignore', 'pipe', 'inherit'] });
-  cleanups.push(() => {
+  fx.onCleanUp(() => {
     if (child.exitCode === null) child.kill('SIGKILL');
   });
   const events: string[] = [];
@@ -83,7 +56,7 @@ async function killDriverWhen(name: string, maxBandwidth: number, killWhen: (eve
   expect(qemuPidsFor(vm.spec.uuid)).toEqual([vm.identity.pid]);
   expect(existsSync(join(hosts.b.stateDir, 'instances', name))).toBe(false);
   const seen = ticks(sourceLog).length;
-  const after = await waitForTicks(sourceLog, seen + 3);
+  const after = await waitForTicks([sourceLog], seen + 3, 60_000);
   expect(after).toEqual(after.map((_, i) => i + 1));
   return { recovered, statusAtKill };
 }

@@ -2,70 +2,20 @@ import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { copyingBaseFetcher } from '../../src/instances/migrate/base-fetch.ts';
 import { buildOffer } from '../../src/instances/migrate/offer.ts';
 import type { MigrationProgress } from '../../src/instances/migrate/protocol.ts';
 import { migrateOut } from '../../src/instances/migrate/source.ts';
-import { MigrationTarget } from '../../src/instances/migrate/target.ts';
 import { runtimePaths } from '../../src/instances/runtime.ts';
 import { isVirtnodeError } from '../../src/lib/errors.ts';
-import { killQemu } from '../../src/qemu/process.ts';
 import { queryStatus, queryVersion, quit } from '../../src/qmp/commands.ts';
 import { waitForText } from '../helpers/cli.ts';
 import { SerialShell } from '../helpers/serial-shell.ts';
 import { TEST_GUEST_READY_MARKER } from '../helpers/test-guest.ts';
-import { createTwoHosts, qemuPidsFor, type SourceVm, startSourceVm, ticks, type TwoHosts } from '../helpers/two-hosts.ts';
+import { BOOT_TIMEOUT_MS, DIRTY_LOOP, MigrationFixture, waitForTicks } from '../helpers/migration-fixture.ts';
+import { qemuPidsFor, startSourceVm, ticks } from '../helpers/two-hosts.ts';
 
-const BOOT_TIMEOUT_MS = 90_000;
-/** A loop in the guest that rewrites 2 MiB of tmpfs memory and prints a running counter, about 5 times a second. */
-const DIRTY_LOOP = '(i=0; while :; do i=$((i+1)); dd if=/dev/urandom of=/run/busy bs=1M count=2 conv=notrunc 2>/dev/null; echo "TICK $i end"; usleep 200000; done) &';
-
-let hosts: TwoHosts | undefined;
-const cleanups: Array<() => Promise<void> | void> = [];
-
-afterEach(async () => {
-  while (cleanups.length > 0) await cleanups.pop()!();
-  hosts?.remove();
-  hosts = undefined;
-});
-
-async function bootSource(name: string): Promise<{ vm: SourceVm; shell: SerialShell }> {
-  hosts = createTwoHosts();
-  const vm = await startSourceVm(hosts.a, { name });
-  cleanups.push(() => vm.kill());
-  const shell = await SerialShell.whenReady(vm.dir, BOOT_TIMEOUT_MS);
-  cleanups.push(() => shell.close());
-  return { vm, shell };
-}
-
-function targetFor(name: string): MigrationTarget {
-  const b = hosts!.b;
-  const target = new MigrationTarget({
-    dir: join(b.stateDir, 'instances', name),
-    listenHost: b.address,
-    launcher: b.launcher,
-    fetchBase: copyingBaseFetcher(join(b.stateDir, 'images')),
-  });
-  cleanups.push(async () => {
-    const identity = target.process;
-    target.connection?.close();
-    if (identity !== undefined) await killQemu(identity).catch(() => {});
-  });
-  return target;
-}
-
-async function waitForTicksAfter(logs: string[], count: number, timeoutMs: number): Promise<number[]> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const seen = ticks(...logs);
-    if (seen.length >= count) return seen;
-    if (Date.now() > deadline) {
-      const tails = logs.map((log) => `--- ${log}:\n${existsSync(log) ? readConsole(log).slice(-600) : '(no file)'}`).join('\n');
-      throw new Error(`only ${seen.length} of ${count} ticks within ${timeoutMs} ms\n${tails}`);
-    }
-    await new Promise((r) => setTimeout(r, 200));
-  }
-}
+const fx = new MigrationFixture();
+afterEach(() => fx.cleanUp());
 
 function expectContiguous(seen: number[]): void {
   expect(seen[0]).toBe(1);
@@ -74,15 +24,15 @@ function expectContiguous(seen: number[]): void {
 
 describe('live migration between two hosts (network namespaces)', () => {
   it('moves a guest that dirties memory: its counter goes on without a gap or reset, its memory is intact', async () => {
-    const { vm, shell } = await bootSource('mover');
+    const { vm, shell } = await fx.bootSource('mover');
     const before = await shell.run('dd if=/dev/urandom of=/run/fixed bs=1M count=8 2>/dev/null; md5sum /run/fixed');
     const checksum = /([0-9a-f]{32})/.exec(before.output)?.[1];
     expect(checksum).toBeDefined();
     await shell.run(DIRTY_LOOP);
     const sourceLog = runtimePaths(vm.dir).serialLog;
-    await waitForTicksAfter([sourceLog], 3, 30_000);
+    await waitForTicks([sourceLog], 3, 30_000);
 
-    const target = targetFor('mover');
+    const target = fx.targetFor('mover');
     const offer = await buildOffer(vm.spec, { qemuVersion: (await queryVersion(vm.qmp)).qemu, transfers: {}, postcopy: false });
     const progress: MigrationProgress[] = [];
     const result = await migrateOut(vm.qmp, offer, target, { onProgress: (p) => progress.push(p), maxBandwidth: 256 * 1024 * 1024 });
@@ -96,17 +46,17 @@ describe('live migration between two hosts (network namespaces)', () => {
     expect(result.predictedMs).toBeGreaterThan(0);
     expect((await queryStatus(vm.qmp)).status).toBe('postmigrate');
     expect((await queryStatus(target.connection!)).status).toBe('running');
-    expect(existsSync(join(hosts!.b.stateDir, 'instances', 'mover', 'incoming.json'))).toBe(false);
+    expect(existsSync(join(fx.hosts!.b.stateDir, 'instances', 'mover', 'incoming.json'))).toBe(false);
 
     // The console follows the instance: a reader attaches to the target's serial socket, as the daemon's hub does.
-    const targetShell = await SerialShell.open(join(hosts!.b.stateDir, 'instances', 'mover'));
-    cleanups.push(() => targetShell.close());
+    const targetShell = await SerialShell.open(join(fx.hosts!.b.stateDir, 'instances', 'mover'));
+    fx.onCleanUp(() => targetShell.close());
     // The counter goes on at the target, continuing the source's sequence.
-    const targetLog = join(hosts!.b.stateDir, 'instances', 'mover', 'console.log');
-    const seen = await waitForTicksAfter([sourceLog, targetLog], ticksAtMove + 5, 60_000);
+    const targetLog = join(fx.hosts!.b.stateDir, 'instances', 'mover', 'console.log');
+    const seen = await waitForTicks([sourceLog, targetLog], ticksAtMove + 5, 60_000);
     expectContiguous(seen);
     expect(ticks(targetLog).length).toBeGreaterThanOrEqual(5);
-    expect(readConsole(targetLog)).not.toContain(TEST_GUEST_READY_MARKER); // no reboot
+    expect(readFileSync(targetLog, 'utf8')).not.toContain(TEST_GUEST_READY_MARKER); // no reboot
     await quit(vm.qmp);
 
     const after = await targetShell.run('md5sum /run/fixed');
@@ -115,7 +65,7 @@ describe('live migration between two hosts (network namespaces)', () => {
   }, 240_000);
 
   it('moves a local qcow2 disk on a linked-clone base: the base is fetched, the overlay mirrored, the disks equal', async () => {
-    hosts = createTwoHosts();
+    const hosts = fx.twoHosts;
     const imagesA = join(hosts.a.stateDir, 'images');
     mkdirSync(join(hosts.a.stateDir, 'instances', 'clone'), { recursive: true });
     mkdirSync(imagesA, { recursive: true });
@@ -126,16 +76,16 @@ describe('live migration between two hosts (network namespaces)', () => {
     const overlay = join(hosts.a.stateDir, 'instances', 'clone', 'disk0.qcow2');
     execFileSync('qemu-img', ['create', '-q', '-f', 'qcow2', '-b', base, '-F', 'qcow2', overlay]);
     const vm = await startSourceVm(hosts.a, { name: 'clone', disks: [{ id: 'disk0', path: overlay, format: 'qcow2', readonly: false }] });
-    cleanups.push(() => vm.kill());
+    fx.onCleanUp(() => vm.kill());
     const shell = await SerialShell.whenReady(vm.dir, BOOT_TIMEOUT_MS);
-    cleanups.push(() => shell.close());
+    fx.onCleanUp(() => shell.close());
     // The guest writes into its overlay (over part of the base's pattern) while running.
     await shell.run('dd if=/dev/urandom of=/dev/vda bs=1M seek=2 count=3 conv=fsync 2>/dev/null');
     const before = await shell.run('dd if=/dev/vda bs=1M count=8 2>/dev/null | md5sum');
     const checksum = /([0-9a-f]{32})/.exec(before.output)?.[1];
     expect(checksum).toBeDefined();
 
-    const target = targetFor('clone');
+    const target = fx.targetFor('clone');
     const offer = await buildOffer(vm.spec, {
       qemuVersion: (await queryVersion(vm.qmp)).qemu,
       transfers: { disk0: { kind: 'copy', base: { sha256, format: 'qcow2', sourcePath: base } } },
@@ -155,20 +105,20 @@ describe('live migration between two hosts (network namespaces)', () => {
     await quit(vm.qmp);
 
     const targetShell = await SerialShell.open(targetDir);
-    cleanups.push(() => targetShell.close());
+    fx.onCleanUp(() => targetShell.close());
     const after = await targetShell.run('echo 3 > /proc/sys/vm/drop_caches; dd if=/dev/vda bs=1M count=8 2>/dev/null | md5sum');
     expect(after.output).toContain(checksum!);
     console.log(`disk move: ${JSON.stringify(result)}`);
   }, 240_000);
 
   it('switches to post-copy when pre-copy cannot converge (--postcopy auto), and the guest goes on at the target', async () => {
-    const { vm, shell } = await bootSource('postcopy');
+    const { vm, shell } = await fx.bootSource('postcopy');
     // Rewrites 16 MiB of random bytes without pause: faster than the 32 MiB/s link below can follow.
     await shell.run('dd if=/dev/urandom of=/run/seed bs=1M count=16 2>/dev/null; (while :; do cat /run/seed > /run/busy; done) &');
     await shell.run(DIRTY_LOOP);
     const sourceLog = runtimePaths(vm.dir).serialLog;
-    await waitForTicksAfter([sourceLog], 2, 30_000);
-    const target = targetFor('postcopy');
+    await waitForTicks([sourceLog], 2, 30_000);
+    const target = fx.targetFor('postcopy');
     const offer = await buildOffer(vm.spec, { qemuVersion: (await queryVersion(vm.qmp)).qemu, transfers: {}, postcopy: true });
     const phases = new Set<string>();
     const result = await migrateOut(vm.qmp, offer, target, {
@@ -181,18 +131,18 @@ describe('live migration between two hosts (network namespaces)', () => {
     expect(result.postcopy).toBe(true);
     expect([...phases]).toContain('postcopy');
     const ticksAtMove = ticks(sourceLog).length;
-    const targetLog = join(hosts!.b.stateDir, 'instances', 'postcopy', 'console.log');
-    expectContiguous(await waitForTicksAfter([sourceLog, targetLog], ticksAtMove + 3, 60_000));
+    const targetLog = join(fx.hosts!.b.stateDir, 'instances', 'postcopy', 'console.log');
+    expectContiguous(await waitForTicks([sourceLog, targetLog], ticksAtMove + 3, 60_000));
     expect((await queryStatus(target.connection!)).status).toBe('running');
     console.log(`post-copy move: ${JSON.stringify(result)}`);
   }, 240_000);
 
   it('killing the destination QEMU mid-migration leaves the guest running on the source and nothing on the target', async () => {
-    const { vm, shell } = await bootSource('survivor');
+    const { vm, shell } = await fx.bootSource('survivor');
     await shell.run(DIRTY_LOOP);
     const sourceLog = runtimePaths(vm.dir).serialLog;
-    await waitForTicksAfter([sourceLog], 2, 30_000);
-    const target = targetFor('survivor');
+    await waitForTicks([sourceLog], 2, 30_000);
+    const target = fx.targetFor('survivor');
     const offer = await buildOffer(vm.spec, { qemuVersion: (await queryVersion(vm.qmp)).qemu, transfers: {}, postcopy: false });
     let killed = false;
     // 4 MiB/s for a 256 MiB guest: the memory takes long enough to be caught mid-way.
@@ -213,22 +163,22 @@ describe('live migration between two hosts (network namespaces)', () => {
     expect(isVirtnodeError(error)).toBe(true);
     expect((await queryStatus(vm.qmp)).status).toBe('running');
     expect(qemuPidsFor(vm.spec.uuid)).toEqual([vm.identity.pid]);
-    expect(existsSync(join(hosts!.b.stateDir, 'instances', 'survivor'))).toBe(false);
+    expect(existsSync(join(fx.hosts!.b.stateDir, 'instances', 'survivor'))).toBe(false);
     const ticksAtFailure = ticks(sourceLog).length;
-    expectContiguous(await waitForTicksAfter([sourceLog], ticksAtFailure + 3, 30_000));
+    expectContiguous(await waitForTicks([sourceLog], ticksAtFailure + 3, 30_000));
   }, 240_000);
 
   it('a cancel during the disk mirror puts everything back', async () => {
-    hosts = createTwoHosts();
+    const hosts = fx.twoHosts;
     const dirA = join(hosts.a.stateDir, 'instances', 'cancelled');
     mkdirSync(dirA, { recursive: true });
     const disk = join(dirA, 'disk0.qcow2');
     execFileSync('qemu-img', ['create', '-q', '-f', 'qcow2', disk, '256M']);
     execFileSync('qemu-io', ['-f', 'qcow2', '-c', 'write 0 200M', disk], { stdio: 'ignore' });
     const vm = await startSourceVm(hosts.a, { name: 'cancelled', disks: [{ id: 'disk0', path: disk, format: 'qcow2', readonly: false }] });
-    cleanups.push(() => vm.kill());
+    fx.onCleanUp(() => vm.kill());
     await waitForText(runtimePaths(vm.dir).serialLog, TEST_GUEST_READY_MARKER, BOOT_TIMEOUT_MS);
-    const target = targetFor('cancelled');
+    const target = fx.targetFor('cancelled');
     const offer = await buildOffer(vm.spec, { qemuVersion: (await queryVersion(vm.qmp)).qemu, transfers: { disk0: { kind: 'copy' } }, postcopy: false });
     const controller = new AbortController();
     const phases: string[] = [];
@@ -254,8 +204,8 @@ describe('live migration between two hosts (network namespaces)', () => {
   }, 240_000);
 
   it('refuses a CPU model that is not a named one or not the instance\'s, before the target starts anything', async () => {
-    const { vm } = await bootSource('cpu');
-    const target = targetFor('cpu');
+    const { vm } = await fx.bootSource('cpu');
+    const target = fx.targetFor('cpu');
     const offer = await buildOffer(vm.spec, { qemuVersion: (await queryVersion(vm.qmp)).qemu, transfers: {}, postcopy: false });
     for (const [cpuModel, message] of [
       ['max', /named CPU model/],
@@ -268,11 +218,7 @@ describe('live migration between two hosts (network namespaces)', () => {
       expect(isVirtnodeError(error, 'INVALID')).toBe(true);
       expect((error as Error).message).toMatch(message);
     }
-    expect(readdirSync(join(hosts!.b.stateDir))).toEqual([]);
+    expect(readdirSync(join(fx.hosts!.b.stateDir))).toEqual([]);
     expect((await queryStatus(vm.qmp)).status).toBe('running');
   }, 240_000);
 });
-
-function readConsole(path: string): string {
-  return readFileSync(path, 'utf8');
-}
