@@ -14,6 +14,7 @@ import type { EndpointSpec } from '../api/endpoint.ts';
 import type { InstanceView } from '../api/schemas.ts';
 import type { PeerRoute } from '../cluster/peer-http.ts';
 import type { ClusterService } from '../cluster/service.ts';
+import type { HostLimits } from '../host/limits.ts';
 import { validateLaunch } from '../instances/launch-validate.ts';
 import { VirtnodeError, invalid, isVirtnodeError } from '../lib/errors.ts';
 import { validateName } from '../lib/ids.ts';
@@ -36,6 +37,7 @@ interface PeerRequest {
 
 const isOperation = (op: Op): boolean => (instanceEndpoints[op] as EndpointSpec).operation === true;
 
+const UNBOUNDED: HostLimits = { cpus: 1024, memoryBytes: Number.MAX_SAFE_INTEGER };
 const SHORT_MS = 60_000;
 const LIST_MS = 15_000;
 const MIB = 1024 * 1024;
@@ -176,7 +178,8 @@ export function clustered(core: AppCore, here: Impl): Impl {
         return here.launch(rest, caller);
       }
       c.refuseWhileFenced('launch');
-      // What placement needs, checked as the owner will check it (the owner checks the rest: image, networks...).
+      // What placement needs, in the owner's words; this host's own CPUs and memory are no limit (placement and
+      // then the owner check against the chosen host's), nor are image, networks... (the owner checks them).
       const valid = validateLaunch({
         image: input.image,
         ...(input.name === undefined ? {} : { name: input.name }),
@@ -184,7 +187,7 @@ export function clustered(core: AppCore, here: Impl): Impl {
         ...(input.memory === undefined ? {} : { memory: input.memory }),
         ...(input.diskSize === undefined ? {} : { diskSize: input.diskSize }),
         ...(input.type === undefined ? {} : { type: input.type }),
-      });
+      }, UNBOUNDED);
       const owned = { ...rest, name: valid.name };
       const { KEYS } = await import('../cluster/model.ts');
       const { DEFAULT_OVERCOMMIT, place, releaseClaim } = await import('../cluster/placement.ts');
