@@ -77,20 +77,14 @@ function ratios(defaults: { cpu: number; memory: number }): { cpu: number; memor
 
 /** What this host does with its own instances, whoever asked (a front here, or another host). */
 export function ownedHere(core: AppCore, local: Impl): Impl {
-  const wrap = <K extends Op>(op: K, before?: (c: ClusterService, input: Parameters<Impl[K]>[0]) => void, after?: (c: ClusterService, input: Parameters<Impl[K]>[0]) => Promise<void>) =>
+  const wrap = <K extends Op>(op: K, before?: (c: ClusterService) => void) =>
     (async (input: Parameters<Impl[K]>[0], caller?: Caller) => {
       const c = await clusterOf(core);
       const call = handlerOf(local, op);
       if (c === undefined) return call(input as Record<string, unknown>, caller);
-      before?.(c, input);
+      before?.(c);
       const out = await call(input as Record<string, unknown>, caller);
-      const host = c.host!;
-      if (isOperation(op)) {
-        const work = out as Job<unknown>;
-        return markJob({ ...work, run: async (ctx) => { const r = await work.run(ctx); await after?.(c, input); return r; } }, host);
-      }
-      await after?.(c, input);
-      return mark(out, host);
+      return isOperation(op) ? markJob(out as Job<unknown>, c.host!) : mark(out, c.host!);
     }) as unknown as Impl[K];
   const fenced = (what: string) => (c: ClusterService) => c.refuseWhileFenced(what);
   const impl = {} as Record<Op, unknown>;
@@ -102,10 +96,23 @@ export function ownedHere(core: AppCore, local: Impl): Impl {
     start: wrap('start', fenced('start')),
     restart: wrap('restart', fenced('restart')),
     resume: wrap('resume', fenced('resume')),
-    delete: wrap('delete', undefined, async (c, input) => {
-      const { releaseClaim } = await import('../cluster/placement.ts');
-      await releaseClaim(c.kv(), input.name);
-    }),
+    delete: async (input, caller) => {
+      const c = await clusterOf(core);
+      if (c === undefined) return local.delete(input, caller);
+      const { ownerOf, releaseClaim } = await import('../cluster/placement.ts');
+      // A claim left behind (etcd did not answer when its instance was deleted): deleting again gives it back.
+      if (core.instances.repo.get(validateName('name', input.name)) === undefined && (await ownerOf(c.kv(), input.name)) === c.host) {
+        await releaseClaim(c.kv(), input.name);
+        return mark({ name: input.name, deleted: true }, c.host!);
+      }
+      const out = await local.delete(input, caller);
+      await releaseClaim(c.kv(), input.name).catch((e: unknown) => {
+        throw new VirtnodeError('INVALID_STATE', `${input.name} was deleted, but its placement claim was not given back to the cluster: ${e instanceof Error ? e.message : String(e)}`, {
+          hint: `run \`virtnode delete ${input.name}\` again once etcd answers`,
+        });
+      });
+      return out;
+    },
   };
 }
 
