@@ -65,6 +65,7 @@ const InstanceType = StringEnum(['vm', 'container'], { description: 'a VM (QEMU)
 
 export const Instance = Closed({
   name: Type.String(),
+  host: Type.Optional(Type.String({ description: 'in a cluster: the host that runs it (requests about it are forwarded there)' })),
   type: InstanceType,
   state: InstanceState,
   reason: Type.Optional(Type.String()),
@@ -148,6 +149,8 @@ export const LaunchBody = Closed({
   ),
   wait: Type.Optional(Type.Boolean({ description: 'follow readiness up to SSH and cloud-init (default true)' })),
   timeoutSeconds: Type.Optional(Type.Integer({ minimum: 1, maximum: 86_400 })),
+  target: Type.Optional(Type.String({ maxLength: 63, description: 'in a cluster: the host to run it on (default: the scheduler chooses)' })),
+  group: Type.Optional(Type.String({ pattern: NAME_PATTERN, maxLength: 63, description: 'in a cluster: an anti-affinity group; its members go to different hosts while possible' })),
 });
 
 export const StopBody = Closed({

@@ -1,13 +1,16 @@
 import { join } from 'node:path';
 import { ClusterService } from '../cluster/service.ts';
 import { hostPublication } from './cluster-publication.ts';
-import type { InstanceService } from '../instances/service.ts';
-import type { StatePaths } from '../lib/paths.ts';
-import type { StorageService } from '../storage/service.ts';
+import type { AppCore } from './context.ts';
+import { INSTANCES_PEER_PATH, instancesPeerRoute, ownedHere } from './instances-cluster.ts';
+import { localInstances } from './instances.ts';
 
-/** The core's ClusterService: STATE/cluster, publishing this host's capacity and use; `serving` in the daemon. */
-export function clusterService(app: { paths: StatePaths; instances: InstanceService; storage: () => Promise<StorageService> }, serving: boolean): ClusterService {
-  return new ClusterService({
+/**
+ * The core's ClusterService: STATE/cluster, publishing this host's capacity and use; `serving` in the daemon,
+ * where other hosts reach this host's instances through its cluster API.
+ */
+export function clusterService(app: AppCore, serving: boolean): ClusterService {
+  const service = new ClusterService({
     dir: join(app.paths.root, 'cluster'),
     serving,
     publication: hostPublication(app.instances, () => app.storage(), app.paths.hostCache),
@@ -15,4 +18,7 @@ export function clusterService(app: { paths: StatePaths; instances: InstanceServ
       if (serving || level !== 'info') process.stderr.write(`${JSON.stringify({ level, msg: message, component: 'cluster', ...fields })}\n`);
     },
   });
+  let here: ReturnType<typeof ownedHere> | undefined;
+  service.route(INSTANCES_PEER_PATH, instancesPeerRoute(() => (here ??= ownedHere(app, localInstances(app)))));
+  return service;
 }

@@ -16,7 +16,8 @@ import { launchSource } from '../templates/launch-source.ts';
 import type { AppCore } from './context.ts';
 import { job } from './operations.ts';
 import { checkRequestPath } from './request-paths.ts';
-import { resource } from './resource.ts';
+import { clustered, ownedHere } from './instances-cluster.ts';
+import { type Implementation, resource } from './resource.ts';
 
 /** `launch --pool`: where the pool's files are (a directory or an nfs:// URL); only a VM has a disk to put there. */
 async function poolLocation(core: AppCore, pool: string, type: string | undefined): Promise<string> {
@@ -30,7 +31,8 @@ function absolute(field: string, path: string | undefined): void {
   if (path !== undefined && !isAbsolute(path)) throw invalid(field, `"${path}" is not an absolute path`, 'paths sent to virtnode must be absolute');
 }
 
-export const instances = resource('instances', instanceEndpoints, (core: AppCore) => {
+/** What this host itself does with instances; `instances` below adds the cluster (src/app/instances-cluster.ts). */
+export function localInstances(core: AppCore): Implementation<typeof instanceEndpoints> {
   const service = core.instances;
   const view = (i: Instance): InstanceView => instanceView(i, core.policies.get(i.name));
   const stopOptions = (input: { force?: boolean; timeoutSeconds?: number }) => ({
@@ -167,4 +169,6 @@ export const instances = resource('instances', instanceEndpoints, (core: AppCore
       return core.changed({ name, deleted: true });
     },
   };
-});
+}
+
+export const instances = resource('instances', instanceEndpoints, (core: AppCore) => clustered(core, ownedHere(core, localInstances(core))));

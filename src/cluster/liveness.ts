@@ -15,6 +15,10 @@ export interface LivenessOptions {
   /** How often capacity and use are published again (default 15 s). */
   refreshMs?: number;
   log: (level: 'info' | 'warn', message: string, fields?: Record<string, unknown>) => void;
+  /** The lease could not be renewed in time: from now on other hosts may see this one offline. */
+  onLost?: (reason: string) => void;
+  /** A lease is held and this host's record was published under it (called after every publication). */
+  onPublished?: () => void;
 }
 
 export class Liveness {
@@ -59,6 +63,7 @@ export class Liveness {
       if (this.lease !== lease) return;
       this.lease = undefined;
       this.o.log('warn', 'cluster lease lost: this host shows offline until etcd answers again', { reason });
+      this.o.onLost?.(reason);
       this.schedule(1000);
     });
     if (this.stopped) {
@@ -78,6 +83,7 @@ export class Liveness {
     const { capacity, use } = await this.o.publication();
     const record: AliveRecord = { name: this.o.host, since: this.since, updatedAt: new Date().toISOString(), capacity, use, labels: this.o.labels };
     await this.o.kv.txn([], [{ put: KEYS.alive(this.o.host), value: JSON.stringify(record), lease }]);
+    if (this.lease === lease) this.o.onPublished?.();
     this.schedule(this.o.refreshMs ?? 15_000);
   }
 

@@ -47,7 +47,7 @@ function readBody(req: IncomingMessage): Promise<unknown> {
   });
 }
 
-const STATUS: Partial<Record<ErrorCode, number>> = { INVALID: 400, UNAUTHORIZED: 401, PERMISSION: 403, NOT_FOUND: 404, CONFLICT: 409, INVALID_STATE: 409, TIMEOUT: 503 };
+const STATUS: Partial<Record<ErrorCode, number>> = { INVALID: 400, UNAUTHORIZED: 401, PERMISSION: 403, NOT_FOUND: 404, CONFLICT: 409, INVALID_STATE: 409, BUSY: 503, TIMEOUT: 503 };
 
 export function startPeerServer(options: { host: string; port: number; tls: { ca: string; cert: string; key: string }; routes: Record<string, PeerRoute> }): Promise<Server> {
   const ca = readFileSync(options.tls.ca, 'utf8');
@@ -74,7 +74,7 @@ export function startPeerServer(options: { host: string; port: number; tls: { ca
           send(200, await route.handle(await readBody(req), caller));
         } catch (e) {
           const err = toVirtnodeError(e);
-          send(STATUS[err.code] ?? 500, { code: err.code, message: err.message, ...(err.hint === undefined ? {} : { hint: err.hint }) });
+          send(STATUS[err.code] ?? 500, { code: err.code, message: err.message, ...(err.hint === undefined ? {} : { hint: err.hint }), ...(err.field === undefined ? {} : { field: err.field }) });
         }
       })();
     },
@@ -144,8 +144,8 @@ export function peerCall<T>(apiUrl: string, path: string, body: unknown, tls: { 
           }
           if (res.statusCode === 200) resolve(value as T);
           else {
-            const e = value as { code?: ErrorCode; message?: string; hint?: string };
-            reject(new VirtnodeError(e.code ?? 'INTERNAL', e.message ?? `the cluster host at ${apiUrl} answered ${res.statusCode}`, e.hint === undefined ? {} : { hint: e.hint }));
+            const e = value as { code?: ErrorCode; message?: string; hint?: string; field?: string };
+            reject(new VirtnodeError(e.code ?? 'INTERNAL', e.message ?? `the cluster host at ${apiUrl} answered ${res.statusCode}`, { ...(e.hint === undefined ? {} : { hint: e.hint }), ...(e.field === undefined ? {} : { field: e.field }) }));
           }
         });
       },

@@ -236,3 +236,9 @@ export async function releaseClaim(kv: Kv, instance: string): Promise<boolean> {
     if (r.won) return true;
   }
 }
+
+/** The host an instance was placed on: its claim is the cluster's record of who runs it. */
+export async function ownerOf(kv: Kv, instance: string): Promise<string | undefined> {
+  const entry = await kv.get(PLACEMENT_KEYS.claim(instance));
+  return entry === undefined ? undefined : (JSON.parse(entry.value) as Claim).host;
+}

@@ -30,7 +30,7 @@ import {
   TOKEN_TTL_SECONDS,
   type TokenRecord,
 } from './model.ts';
-import { fetchPinnedCa, peerCall, startPeerServer } from './peer-http.ts';
+import { type PeerRoute, fetchPinnedCa, peerCall, startPeerServer } from './peer-http.ts';
 import { caKeyPath, createCa, createKeyAndCsr, fingerprint, issueHostCert, signHostCsr, tlsFilesIn } from './pki.ts';
 
 export type HostState = 'online' | 'offline' | 'evacuated';
@@ -47,10 +47,17 @@ export interface ClusterHostView {
   updatedAt?: string;
 }
 
+/** This host lost its lease: it takes no new work until it holds one again (see `fence` in ClusterService). */
+export interface FenceView {
+  since: string;
+  reason: string;
+}
+
 export interface ClusterStatus {
   enabled: boolean;
   clusterId?: string;
   host?: string;
+  fenced?: FenceView;
   hosts: ClusterHostView[];
   etcd: { external: boolean; leader?: string; members: Array<{ name: string; id: string; clientUrls: string[]; leader: boolean }> };
 }
@@ -121,6 +128,8 @@ export class ClusterService {
   private member: EtcdMemberProcess | undefined;
   private server: Server | undefined;
   private liveness: Liveness | undefined;
+  private fence: FenceView | undefined;
+  private readonly routes = new Map<string, PeerRoute>();
   private readonly o: ClusterServiceOptions;
 
   constructor(options: ClusterServiceOptions) {
@@ -134,6 +143,49 @@ export class ClusterService {
 
   get config(): ClusterConfig | undefined {
     return this.cfg;
+  }
+
+  /** This host's name in its cluster; undefined when standalone. */
+  get host(): string | undefined {
+    return this.cfg?.host;
+  }
+
+  /** Set while this host holds no lease (see `refuseWhileFenced`). */
+  get fenced(): FenceView | undefined {
+    return this.fence;
+  }
+
+  /**
+   * Self-fencing. Once this host cannot renew its lease, the others will see it offline and may place work
+   * elsewhere on the strength of that: it must not take new work itself (launches, starts, work forwarded to it)
+   * until a lease is held and published again. Running guests are left running (see docs/cluster.md).
+   */
+  refuseWhileFenced(what: string): void {
+    const f = this.fence;
+    if (f === undefined) return;
+    throw new VirtnodeError('INVALID_STATE', `${what}: host ${this.cfg?.host ?? '?'} is fenced since ${f.since} (${f.reason}): it takes no new work until it holds its cluster lease again`, {
+      hint: 'check that this host reaches the etcd members (`virtnode cluster ls` on another host shows it offline meanwhile)',
+    });
+  }
+
+  /** A route of this host's cluster API for other hosts (registered before the daemon starts serving). */
+  route(path: string, route: PeerRoute): void {
+    this.routes.set(path, route);
+  }
+
+  /** A host's record, or a clear error naming `field` when the cluster has no such host. */
+  async hostRecord(name: string, field = 'host'): Promise<HostRecord> {
+    const entry = await this.kv().get(KEYS.host(name));
+    if (entry === undefined) throw new VirtnodeError('NOT_FOUND', `${field}: no host ${name} in the cluster`, { field, hint: 'see `virtnode cluster ls`' });
+    return JSON.parse(entry.value) as HostRecord;
+  }
+
+  /** Calls another host's cluster API with this host's certificate (mutual TLS, cluster CA only). */
+  async peer<T>(host: string | HostRecord, path: string, body: unknown, timeoutMs?: number): Promise<T> {
+    const record = typeof host === 'string' ? await this.hostRecord(host) : host;
+    const files = tlsFilesIn(this.tlsDir);
+    const tls = { ca: readFileSync(files.ca, 'utf8'), cert: readFileSync(files.cert, 'utf8'), key: readFileSync(files.key, 'utf8') };
+    return peerCall<T>(record.apiUrl, path, body, tls, timeoutMs);
   }
 
   private readConfig(): ClusterConfig | undefined {
@@ -219,9 +271,26 @@ export class ClusterService {
       routes: {
         '/v1/join': { anonymous: true, handle: (body) => this.admit(body) },
         '/v1/ping': { handle: async (_body, caller) => ({ host: cfg.host, caller: caller.host }) },
+        ...Object.fromEntries(this.routes),
       },
     });
-    this.liveness = new Liveness({ kv: this.kv(), host: cfg.host, ttlSeconds: cfg.leaseTtlSeconds, labels: cfg.labels, publication: this.o.publication, log: this.o.log });
+    this.liveness = new Liveness({
+      kv: this.kv(),
+      host: cfg.host,
+      ttlSeconds: cfg.leaseTtlSeconds,
+      labels: cfg.labels,
+      publication: this.o.publication,
+      log: this.o.log,
+      onLost: (reason) => {
+        this.fence ??= { since: new Date().toISOString(), reason };
+        this.o.log('error', 'fenced: cluster lease lost; this host takes no new work until it holds a lease again (running guests keep running)', { reason });
+      },
+      onPublished: () => {
+        if (this.fence === undefined) return;
+        this.o.log('info', 'fence lifted: cluster lease held and published again', { fencedSince: this.fence.since });
+        this.fence = undefined;
+      },
+    });
     await this.liveness.start();
   }
 
@@ -437,7 +506,12 @@ export class ClusterService {
     const cfg = this.cfg;
     if (cfg === undefined) return { enabled: false, hosts: [], etcd: { external: false, members: [] } };
     const kv = this.kv();
-    const [hosts, alive, members, leaderId] = await Promise.all([kv.list(KEYS.hosts), kv.list(KEYS.alives), kv.members(), kv.leader()]);
+    const fenced = this.fence;
+    const read = Promise.all([kv.list(KEYS.hosts), kv.list(KEYS.alives), kv.members(), kv.leader()]);
+    // A fenced host most likely does not reach etcd: it says what it knows, that it is fenced, rather than fail.
+    const got = fenced === undefined ? await read : await read.catch(() => undefined);
+    if (got === undefined) return { enabled: true, clusterId: cfg.clusterId, host: cfg.host, ...(fenced === undefined ? {} : { fenced }), hosts: [], etcd: { external: cfg.etcd.external, members: [] } };
+    const [hosts, alive, members, leaderId] = got;
     const aliveByName = new Map(alive.entries.map((e) => [e.key.slice(KEYS.alives.length), JSON.parse(e.value) as AliveRecord]));
     const views: ClusterHostView[] = hosts.entries.map((e) => {
       const h = JSON.parse(e.value) as HostRecord;
@@ -450,6 +524,7 @@ export class ClusterService {
       enabled: true,
       clusterId: cfg.clusterId,
       host: cfg.host,
+      ...(fenced === undefined ? {} : { fenced }),
       hosts: views,
       etcd: {
         external: cfg.etcd.external,

@@ -3,7 +3,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { daemonAnswers } from '../../src/client/http.ts';
-import { type CliResult, VIRTNODE_BIN, virtnode } from './cli.ts';
+import { type CliResult, VIRTNODE_BIN, qemuPidsUnder, virtnode } from './cli.ts';
 
 /**
  * Simulated hosts for cluster tests: each a network namespace with its own state directory and `virtnode daemon`,
@@ -56,6 +56,8 @@ export async function createSimHosts(count: number, options: { subnet?: number; 
   const destroy = async () => {
     for (const h of hosts) await h.stopDaemon('SIGTERM').catch(() => undefined);
     for (const h of hosts) {
+      // Guests outlive their daemon (as on a real host); here they go with the simulated host.
+      for (const q of qemuPidsUnder(h.home)) quiet(() => process.kill(q, 'SIGKILL'));
       const pid = h.etcdPid();
       if (pid !== undefined && alive(pid)) process.kill(pid, 'SIGKILL');
       quiet(() => ip('netns', 'del', h.netns));

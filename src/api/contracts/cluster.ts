@@ -29,6 +29,12 @@ export const ClusterStatus = Closed({
   enabled: Type.Boolean({ description: 'false: a standalone host' }),
   clusterId: Type.Optional(Type.String()),
   host: Type.Optional(Type.String({ description: 'the answering host' })),
+  fenced: Type.Optional(
+    Closed(
+      { since: Type.String(), reason: Type.String() },
+      { description: 'the answering host lost its cluster lease: it takes no new work until it holds one again (hosts and etcd are then empty when etcd does not answer)' },
+    ),
+  ),
   hosts: Type.Array(ClusterHost),
   etcd: Closed({
     external: Type.Boolean(),

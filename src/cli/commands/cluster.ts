@@ -112,6 +112,7 @@ export function registerClusterCommands(program: Command): void {
       const s = await (await api()).cluster.status();
       await print(s, () => {
         if (!s.enabled) return 'This host is standalone (not in a cluster).\n';
+        const fence = s.fenced === undefined ? '' : `${s.host} is FENCED since ${s.fenced.since} (${s.fenced.reason}): it takes no new work until it holds its lease again\n`;
         const hosts = table(
           ['HOST', 'ADDRESS', 'STATE', 'ETCD', 'CPUS', 'MEMORY', 'INSTANCES', 'LABELS'],
           s.hosts.map((h) => [
@@ -126,7 +127,7 @@ export function registerClusterCommands(program: Command): void {
           ]),
         );
         const members = s.etcd.members.map((m) => `${m.name || '(starting)'}${m.leader ? ' (leader)' : ''}`).join(', ');
-        return `${hosts}etcd: ${s.etcd.external ? 'external, ' : ''}${s.etcd.members.length} member(s): ${members}\n`;
+        return `${fence}${hosts}etcd: ${s.etcd.external ? 'external, ' : ''}${s.etcd.members.length} member(s): ${members}\n`;
       });
     });
 

@@ -36,6 +36,7 @@ function instanceText(i: InstanceView): string {
   const port = sshPort(i);
   return keyValues([
     ['Name', i.name],
+    ...(i.host === undefined ? [] : [['Host', i.host] as [string, string]]),
     ['Type', i.type],
     ['State', i.reason === undefined ? i.state : `${i.state} (${i.reason})`],
     ['UUID', i.uuid],
@@ -180,8 +181,11 @@ export function registerInstanceCommands(program: Command): void {
       const print = printer(o.format);
       const all = await (await api()).instances.list();
       await print(all, () => {
+        // In a cluster every instance says which host runs it; a standalone host's table is as it always was.
+        const hosts = all.some((i) => i.host !== undefined);
         const rows = all.map((i) => [
           i.name,
+          ...(hosts ? [i.host ?? '-'] : []),
           i.type,
           i.state,
           String(i.cpus),
@@ -190,7 +194,7 @@ export function registerInstanceCommands(program: Command): void {
           i.nics.map(shownNicAddress).filter((a) => a !== undefined).join(',') || '-',
           i.reason ?? '',
         ]);
-        return table(['NAME', 'TYPE', 'STATE', 'CPUS', 'MEMORY', 'MAC', 'ADDRESSES', 'REASON'], rows);
+        return table(['NAME', ...(hosts ? ['HOST'] : []), 'TYPE', 'STATE', 'CPUS', 'MEMORY', 'MAC', 'ADDRESSES', 'REASON'], rows);
       });
     });
 

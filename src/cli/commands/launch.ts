@@ -32,6 +32,8 @@ export function registerLaunchCommands(program: Command): void {
     .option('--timeout <seconds>', 'how long to follow readiness before saying it is still provisioning', '900')
     .option('--warm', "load the template's warm state instead of booting (the default when it has one and the launch fits it)")
     .option('--cold', 'boot, even when the template has a warm state')
+    .option('--target <host>', 'in a cluster: the host to run it on (default: the scheduler chooses one with room)')
+    .option('--group <name>', 'in a cluster: an anti-affinity group; its members go to different hosts while possible')
     .option('--no-wait', 'return as soon as the VM boots');
   addTuningOptions(launch)
     .action(async (image: string, o: Record<string, unknown>) => {
@@ -92,6 +94,8 @@ export function registerLaunchCommands(program: Command): void {
           ...(o['ip'] === undefined ? {} : { ips: o['ip'] as string[] }),
           ...(valid.tuning === undefined ? {} : { tuning: valid.tuning }),
           ...(warm === undefined ? {} : { warm }),
+          ...(text('target') === undefined ? {} : { target: text('target')! }),
+          ...(text('group') === undefined ? {} : { group: text('group')! }),
           wait: o['wait'] !== false,
           timeoutSeconds: Number.isFinite(timeoutS) && timeoutS > 0 ? Math.ceil(timeoutS) : 900,
         },
@@ -110,6 +114,7 @@ export function registerLaunchCommands(program: Command): void {
       process.stdout.write(
         [
           `${i.name} is ${result.cloudInit === null ? 'booting' : 'ready'}.`,
+          ...(i.host === undefined ? [] : [`  host:        ${i.host}`]),
           ...reach,
           `  shell:       virtnode shell ${i.name}`,
           `  ssh:         ssh -i ${result.ssh.identityFile} -o UserKnownHostsFile=${result.ssh.knownHosts} -p ${port} ${ssh.user}@${sshHost}`,

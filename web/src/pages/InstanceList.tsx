@@ -4,6 +4,8 @@ import { TableHead } from '../components/TableHead.tsx';
 
 export function InstanceList({ live, onError }: { live: Live; onError: (m: string) => void }) {
   const instances = [...live.instances.values()].sort((a, b) => a.name.localeCompare(b.name));
+  // In a cluster the list spans its hosts: say which one runs each instance.
+  const hosts = instances.some((i) => i.host !== undefined);
   return (
     <section>
       <header class="page-header">
@@ -16,13 +18,14 @@ export function InstanceList({ live, onError }: { live: Live; onError: (m: strin
       {live.loaded && instances.length === 0 && <p class="muted">No instances yet.</p>}
       {instances.length > 0 && (
         <table class="instances">
-          <TableHead columns={['Name', 'State', 'CPUs', 'Memory', 'Image / kernel', 'SSH']} actions />
+          <TableHead columns={['Name', ...(hosts ? ['Host'] : []), 'State', 'CPUs', 'Memory', 'Image / kernel', 'SSH']} actions />
           <tbody>
             {instances.map((i) => (
               <tr data-testid={`instance-${i.name}`}>
                 <td>
                   <a href={`#/instances/${i.name}`}>{i.name}</a>
                 </td>
+                {hosts && <td data-testid="host">{i.host ?? '–'}</td>}
                 <td>
                   <span class={`state state-${i.state}`} data-testid="state" title={i.reason ?? ''}>
                     {i.state}

@@ -1,0 +1,266 @@
+/**
+ * Instances across a cluster. The instance contract's implementation on one host (`local`) is wrapped twice:
+ * `ownedHere` is what this host does with an instance it runs (refuse new work while fenced, give a deleted
+ * instance's claim back, say which host answers); `clustered` is what any host does with a request: a launch is
+ * placed by the scheduler (a revision-guarded claim in etcd, which is also the record of the instance's owner) and
+ * runs on the chosen host; a request about an instance this host does not have goes to its owner; a list spans
+ * every online host. Other hosts reach `ownedHere` through the cluster API (mutual TLS, INSTANCES_PEER_PATH).
+ * A standalone host (no cluster.json) never loads the cluster code and behaves as before.
+ */
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { instanceEndpoints } from '../api/contracts/instances.ts';
+import type { EndpointSpec } from '../api/endpoint.ts';
+import type { InstanceView } from '../api/schemas.ts';
+import type { PeerRoute } from '../cluster/peer-http.ts';
+import type { ClusterService } from '../cluster/service.ts';
+import type { HostLimits } from '../host/limits.ts';
+import { validateLaunch } from '../instances/launch-validate.ts';
+import { VirtnodeError, invalid, isVirtnodeError } from '../lib/errors.ts';
+import { validateName } from '../lib/ids.ts';
+import type { AppCore } from './context.ts';
+import { type Job, job, runInline } from './operations.ts';
+import { type Caller, type Implementation, handlerOf } from './resource.ts';
+
+type Impl = Implementation<typeof instanceEndpoints>;
+type Op = keyof typeof instanceEndpoints;
+
+/** The cluster API route through which hosts ask each other about their instances. */
+export const INSTANCES_PEER_PATH = '/v1/instances';
+
+interface PeerRequest {
+  op: Op;
+  input: Record<string, unknown>;
+  /** Long work: check the input (and refuse as the owner would) without doing it. */
+  validateOnly?: boolean;
+}
+
+const isOperation = (op: Op): boolean => (instanceEndpoints[op] as EndpointSpec).operation === true;
+
+const UNBOUNDED: HostLimits = { cpus: 1024, memoryBytes: Number.MAX_SAFE_INTEGER };
+const SHORT_MS = 60_000;
+const LIST_MS = 15_000;
+const MIB = 1024 * 1024;
+
+/** The cluster this host is in, or undefined (standalone: the cluster code is not even loaded). */
+async function clusterOf(core: AppCore): Promise<ClusterService | undefined> {
+  if (!existsSync(join(core.paths.root, 'cluster', 'cluster.json'))) return undefined;
+  const c = await core.cluster();
+  return c.config === undefined ? undefined : c;
+}
+
+/** Instance views (alone, in a list, or as `{instance}` in a result) get the answering host. */
+function mark<T>(value: T, host: string): T {
+  if (Array.isArray(value)) return value.map((v: unknown) => mark(v, host)) as T;
+  if (value === null || typeof value !== 'object') return value;
+  const o = value as Record<string, unknown>;
+  if (typeof o['uuid'] === 'string' && typeof o['smbiosUuid'] === 'string') return { ...o, host } as T;
+  if (o['instance'] !== null && typeof o['instance'] === 'object') return { ...o, instance: mark(o['instance'], host) } as T;
+  return value;
+}
+
+function markJob<T>(work: Job<T>, host: string): Job<T> {
+  return { ...work, run: async (ctx) => mark(await work.run(ctx), host) };
+}
+
+/** Overcommit ratios of placement (env: VIRTNODE_CLUSTER_CPU_OVERCOMMIT, VIRTNODE_CLUSTER_MEMORY_OVERCOMMIT). */
+function ratios(defaults: { cpu: number; memory: number }): { cpu: number; memory: number } {
+  const read = (name: string, fallback: number) => {
+    const v = process.env[name];
+    if (v === undefined || v === '') return fallback;
+    const n = Number(v);
+    if (!Number.isFinite(n) || n <= 0) throw new VirtnodeError('INVALID', `${name}: "${v}" is not a positive ratio`, { field: name });
+    return n;
+  };
+  return { cpu: read('VIRTNODE_CLUSTER_CPU_OVERCOMMIT', defaults.cpu), memory: read('VIRTNODE_CLUSTER_MEMORY_OVERCOMMIT', defaults.memory) };
+}
+
+/** What this host does with its own instances, whoever asked (a front here, or another host). */
+export function ownedHere(core: AppCore, local: Impl): Impl {
+  const wrap = <K extends Op>(op: K, before?: (c: ClusterService) => void) =>
+    (async (input: Parameters<Impl[K]>[0], caller?: Caller) => {
+      const c = await clusterOf(core);
+      const call = handlerOf(local, op);
+      if (c === undefined) return call(input as Record<string, unknown>, caller);
+      before?.(c);
+      const out = await call(input as Record<string, unknown>, caller);
+      return isOperation(op) ? markJob(out as Job<unknown>, c.host!) : mark(out, c.host!);
+    }) as unknown as Impl[K];
+  const fenced = (what: string) => (c: ClusterService) => c.refuseWhileFenced(what);
+  const impl = {} as Record<Op, unknown>;
+  for (const op of Object.keys(instanceEndpoints) as Op[]) impl[op] = wrap(op);
+  return {
+    ...(impl as Impl),
+    launch: wrap('launch', fenced('launch')),
+    create: wrap('create', fenced('create')),
+    start: wrap('start', fenced('start')),
+    restart: wrap('restart', fenced('restart')),
+    resume: wrap('resume', fenced('resume')),
+    delete: async (input, caller) => {
+      const c = await clusterOf(core);
+      if (c === undefined) return local.delete(input, caller);
+      const { ownerOf, releaseClaim } = await import('../cluster/placement.ts');
+      // A claim left behind (etcd did not answer when its instance was deleted): deleting again gives it back.
+      if (core.instances.repo.get(validateName('name', input.name)) === undefined && (await ownerOf(c.kv(), input.name)) === c.host) {
+        await releaseClaim(c.kv(), input.name);
+        return mark({ name: input.name, deleted: true }, c.host!);
+      }
+      const out = await local.delete(input, caller);
+      await releaseClaim(c.kv(), input.name).catch((e: unknown) => {
+        throw new VirtnodeError('INVALID_STATE', `${input.name} was deleted, but its placement claim was not given back to the cluster: ${e instanceof Error ? e.message : String(e)}`, {
+          hint: `run \`virtnode delete ${input.name}\` again once etcd answers`,
+        });
+      });
+      return out;
+    },
+  };
+}
+
+/** This host's cluster API route for other hosts' requests about instances it runs. */
+export function instancesPeerRoute(here: () => Impl): PeerRoute {
+  return {
+    handle: async (body) => {
+      const req = body as Partial<PeerRequest>;
+      if (typeof req.op !== 'string' || !Object.hasOwn(instanceEndpoints, req.op) || req.input === null || typeof req.input !== 'object') throw invalid('op', 'not an instance request');
+      // A peer acts for someone on its own host: paths in its request are not this host's user's to name.
+      const out = await handlerOf(here(), req.op)(req.input, { remote: true });
+      if (!isOperation(req.op)) return out;
+      return req.validateOnly === true ? {} : runInline(out as Job<unknown>);
+    },
+  };
+}
+
+/** Any host's answer to the instance contract in a cluster (see the top of this file). */
+export function clustered(core: AppCore, here: Impl): Impl {
+  const forward = <T>(c: ClusterService, owner: string, op: Op, input: object, timeoutMs: number, validateOnly = false) =>
+    c.peer<T>(owner, INSTANCES_PEER_PATH, { op, input: input as Record<string, unknown>, ...(validateOnly ? { validateOnly } : {}) } satisfies PeerRequest, timeoutMs);
+
+  /** The host that runs NAME when it is not this one (its claim in etcd says), else undefined. */
+  async function remoteOwner(c: ClusterService, name: string): Promise<string | undefined> {
+    validateName('name', name);
+    if (core.instances.repo.get(name) !== undefined) return undefined;
+    const { ownerOf } = await import('../cluster/placement.ts');
+    const owner = await ownerOf(c.kv(), name);
+    return owner !== undefined && owner !== c.host ? owner : undefined;
+  }
+
+  const byName = <K extends Op>(op: K) =>
+    (async (input: { name: string }, caller?: Caller) => {
+      const c = await clusterOf(core);
+      const owner = c === undefined ? undefined : await remoteOwner(c, input.name);
+      if (c === undefined || owner === undefined) return handlerOf(here, op)(input, caller);
+      if (!isOperation(op)) return forward(c, owner, op, input, SHORT_MS);
+      await forward(c, owner, op, input, SHORT_MS, true);
+      const timeoutMs = (((input as { timeoutSeconds?: number }).timeoutSeconds ?? 60) + 120) * 1000;
+      return job(op, `instances/${input.name}`, async (ctx) => {
+        ctx.phase('forwarded', `to ${owner}`);
+        return forward(c, owner, op, input, timeoutMs);
+      });
+    }) as unknown as Impl[K];
+
+  const named = {} as Record<Op, unknown>;
+  for (const [op, spec] of Object.entries(instanceEndpoints) as Array<[Op, (typeof instanceEndpoints)[Op]]>) if ('params' in spec) named[op] = byName(op);
+
+  return {
+    ...here,
+    ...(named as Partial<Impl>),
+
+    async list(input, caller) {
+      const c = await clusterOf(core);
+      const mine = await here.list(input, caller);
+      if (c === undefined) return mine;
+      const { readCandidates } = await import('../cluster/placement.ts');
+      const others = (await readCandidates(c.kv())).filter((h) => h.host.name !== c.host && h.alive !== undefined);
+      // A host that stops answering between its lease's renewals is left out rather than failing the whole list.
+      const theirs = await Promise.all(others.map((h) => c.peer<InstanceView[]>(h.host, INSTANCES_PEER_PATH, { op: 'list', input: {} } satisfies PeerRequest, LIST_MS).catch(() => [])));
+      return [...mine, ...theirs.flat()].sort((a, b) => a.name.localeCompare(b.name) || (a.host ?? '').localeCompare(b.host ?? ''));
+    },
+
+    async launch(input, caller) {
+      const c = await clusterOf(core);
+      const { target, group, ...rest } = input;
+      if (c === undefined) {
+        if (target !== undefined) throw invalid('target', `this host is not in a cluster: there is no host ${target} to launch on`, 'leave out --target, or form a cluster (`virtnode cluster init`)');
+        if (group !== undefined) throw invalid('group', 'anti-affinity groups place instances on hosts of a cluster, and this host is not in one', 'leave out --group');
+        return here.launch(rest, caller);
+      }
+      c.refuseWhileFenced('launch');
+      // What placement needs, in the owner's words; this host's own CPUs and memory are no limit (placement and
+      // then the owner check against the chosen host's), nor are image, networks... (the owner checks them).
+      const valid = validateLaunch({
+        image: input.image,
+        ...(input.name === undefined ? {} : { name: input.name }),
+        ...(input.cpus === undefined ? {} : { cpus: String(input.cpus) }),
+        ...(input.memory === undefined ? {} : { memory: input.memory }),
+        ...(input.diskSize === undefined ? {} : { diskSize: input.diskSize }),
+        ...(input.type === undefined ? {} : { type: input.type }),
+      }, UNBOUNDED);
+      const owned = { ...rest, name: valid.name };
+      const { KEYS } = await import('../cluster/model.ts');
+      const { DEFAULT_OVERCOMMIT, place, releaseClaim } = await import('../cluster/placement.ts');
+      const kv = c.kv();
+      if (target !== undefined) {
+        const record = await c.hostRecord(target, 'target');
+        const hint = 'see `virtnode cluster ls`; choose another --target, or none';
+        if (record.evacuated === true) throw new VirtnodeError('CONFLICT', `target: host ${target} is evacuated (out of placement)`, { field: 'target', hint });
+        if ((await kv.get(KEYS.alive(target))) === undefined) throw new VirtnodeError('CONFLICT', `target: host ${target} is offline (it holds no cluster lease)`, { field: 'target', hint });
+      }
+      const claim = await place(
+        kv,
+        {
+          instance: valid.name,
+          cpus: valid.cpus,
+          memoryBytes: valid.memoryMiB * MIB,
+          diskBytes: valid.diskSizeBytes ?? 0,
+          ...(input.pool === undefined ? {} : { pool: input.pool }),
+          ...(target === undefined ? {} : { target }),
+          ...(group === undefined ? {} : { group }),
+        },
+        ratios(DEFAULT_OVERCOMMIT),
+      ).catch((e: unknown) => {
+        if (target !== undefined && isVirtnodeError(e, 'CONFLICT') && e.message.startsWith('no host has room')) {
+          throw new VirtnodeError('CONFLICT', `target: ${e.message}`, { field: 'target', hint: 'choose another --target, or none' });
+        }
+        throw e;
+      });
+      const release = () => releaseClaim(kv, valid.name).then(() => undefined);
+      const placed = `on ${claim.host}${target === undefined ? ' (chosen by the scheduler)' : ' (--target)'}`;
+
+      if (claim.host === c.host) {
+        const work = await here.launch(owned, caller).catch(async (e: unknown) => {
+          await release();
+          throw e;
+        });
+        return job(work.kind, work.target, async (ctx) => {
+          ctx.phase('placed', placed);
+          try {
+            return await work.run(ctx);
+          } catch (e) {
+            if (core.instances.repo.get(valid.name) === undefined) await release();
+            throw e;
+          }
+        });
+      }
+      // The owner checks the request now (a bad image there is refused here, before any operation starts).
+      await forward(c, claim.host, 'launch', owned, SHORT_MS, true).catch(async (e: unknown) => {
+        await release();
+        throw e;
+      });
+      const timeoutMs = ((input.timeoutSeconds ?? 900) + 120) * 1000;
+      return job('launch', `instances/${valid.name}`, async (ctx) => {
+        ctx.phase('placed', placed);
+        try {
+          return await forward(c, claim.host, 'launch', owned, timeoutMs);
+        } catch (e) {
+          // Give the room back only when the owner surely has no such instance.
+          const gone = await forward(c, claim.host, 'get', { name: valid.name }, SHORT_MS).then(
+            () => false,
+            (x: unknown) => isVirtnodeError(x, 'NOT_FOUND'),
+          );
+          if (gone) await release();
+          throw e;
+        }
+      });
+    },
+  };
+}
