@@ -10,6 +10,7 @@ import { rotateConsoleLog } from '../../console-log.ts';
 import type { ConsoleEndpoints, DriverSample, InstanceDriver, Observation, PreparedStart, StartOptions, StopMethod } from '../../driver.ts';
 import { type Instance, USER_NETWORK } from '../../model.ts';
 import { ID_COUNT, renderLxcConfig } from './config.ts';
+import { bringUpHotplugNic, removeHotplugStanza, writeHotplugStanza } from './hotplug-nic.ts';
 import { initFailureFromConsole } from './init-failure.ts';
 import { type LxcTarget, lxcAttachArgv, lxcConsoleArgv, moveLinkIntoNetns, lxcFreeze, lxcInitPid, lxcKill, lxcShutdown, lxcStart, lxcState, lxcStats, lxcUnfreeze, parseMonitorCmdline } from './tools.ts';
 
@@ -179,7 +180,14 @@ export class LxcDriver implements InstanceDriver {
   async plugLink(instance: Instance, link: string, ifname: string): Promise<void> {
     const live = this.find(instance);
     if (live === undefined) throw new VirtnodeError('INVALID_STATE', `container ${instance.name} is not running: its NIC is added at its next start`);
+    const t = this.target(instance);
+    const ifupdown = await writeHotplugStanza(t, ifname);
     await moveLinkIntoNetns(live.pid, link, ifname);
+    if (ifupdown) await bringUpHotplugNic(t, ifname);
+  }
+
+  async unplugLink(instance: Instance, ifname: string): Promise<void> {
+    await removeHotplugStanza(this.target(instance), ifname);
   }
 
   async guestRunning(instance: Instance): Promise<boolean> {
