@@ -107,6 +107,8 @@ async function main(): Promise<void> {
         reached: names.length - failed.length,
         failed,
         instanceDirs: running,
+        // A container whose init exited after a --no-wait launch has no memory cgroup left: this is how many ran at the end.
+        withMemoryCgroup: perContainer.length,
         cgroupMemoryTotalMiB: perContainer.reduce((a, b) => a + b, 0) / 2 ** 20,
         cgroupMemoryMedianMiB: median(perContainer) / 2 ** 20,
         hostMemAvailableDropMiB: (memBefore - memAfter) / 2 ** 20,

@@ -75,6 +75,8 @@ export interface InstanceDriver {
   execArgv(instance: Instance, command: string[]): string[] | undefined;
   /** Moves a host link (the container end of a veth pair) into the running instance as `ifname` (nicLink veth). */
   plugLink?(instance: Instance, link: string, ifname: string): Promise<void>;
+  /** Before a plugged link is deleted from the running instance: forget what plugLink configured in the guest for it. */
+  unplugLink?(instance: Instance, ifname: string): Promise<void>;
 }
 
 /** A running instance's resources as its process has them. */

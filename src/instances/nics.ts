@@ -132,6 +132,7 @@ export async function detachNic(service: InstanceService, name: string, which: s
     }
     if (live(instance) && driverFor(service.paths, instance).capabilities.nicLink === 'veth') {
       // Deleting the host end of a veth pair removes the end inside the container too.
+      await driverFor(service.paths, instance).unplugLink?.(instance, `eth${nic.index}`);
       if (nic.network !== USER_NETWORK) await deleteLink(tapName(instance.uuid, nic.index));
     } else if (live(instance)) {
       const id = `net${nic.index}`;

@@ -1,6 +1,7 @@
 import { existsSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { hostCgroupVersion, subordinateIdsMissing } from '../../../host/cgroups.ts';
+import { ensureInotifyInstances } from '../../../host/inotify.ts';
 import { VirtnodeError } from '../../../lib/errors.ts';
 import type { StatePaths } from '../../../lib/paths.ts';
 import { processStartTime, type ProcessIdentity } from '../../../lib/proc.ts';
@@ -9,6 +10,8 @@ import { rotateConsoleLog } from '../../console-log.ts';
 import type { ConsoleEndpoints, DriverSample, InstanceDriver, Observation, PreparedStart, StartOptions, StopMethod } from '../../driver.ts';
 import { type Instance, USER_NETWORK } from '../../model.ts';
 import { ID_COUNT, renderLxcConfig } from './config.ts';
+import { bringUpHotplugNic, removeHotplugStanza, writeHotplugStanza } from './hotplug-nic.ts';
+import { initFailureFromConsole } from './init-failure.ts';
 import { type LxcTarget, lxcAttachArgv, lxcConsoleArgv, moveLinkIntoNetns, lxcFreeze, lxcInitPid, lxcKill, lxcShutdown, lxcStart, lxcState, lxcStats, lxcUnfreeze, parseMonitorCmdline } from './tools.ts';
 
 const START_TIMEOUT_MS = 60_000;
@@ -66,8 +69,12 @@ export class LxcDriver implements InstanceDriver {
       lxcLog: files.lxcLog,
     });
     const privilege = container.idmapBase === undefined ? 'privileged' : `unprivileged, root is host uid ${container.idmapBase}`;
+    // The default (128) runs out at about 14 containers; below the floor and not writable, the start goes on and a
+    // container whose init dies of it says so (initFailureFromConsole).
+    const inotify = ensureInotifyInstances();
+    const raised = inotify.raisedFrom === undefined ? '' : `; raised fs.inotify.max_user_instances from ${inotify.raisedFrom} to ${inotify.limit}`;
     return {
-      reason: `started with lxc (${privilege})`,
+      reason: `started with lxc (${privilege}${raised})`,
       run: async (ready, options) => {
         writeFileSync(files.config, config, { mode: 0o600 });
         rmSync(files.lxcLog, { force: true }); // this start's errors only
@@ -83,6 +90,12 @@ export class LxcDriver implements InstanceDriver {
           options.onProcess({ pid, start });
         } catch (e) {
           await lxcKill(t).catch(() => {});
+          // An init that exits at once makes lxc-info fail on the closing monitor ("Failed to receive file
+          // descriptors for command get_init_pid"): the console says why.
+          const init = initFailureFromConsole(files.consoleLog);
+          if (init !== undefined) {
+            throw new VirtnodeError(init.hostLimit ? 'HOST_UNSUPPORTED' : 'COMMAND_FAILED', `container ${ready.name} did not start: ${init.message}`, { hint: init.hint, cause: e });
+          }
           const why = lxcErrors(files.lxcLog);
           if (why === undefined) throw e;
           throw new VirtnodeError('COMMAND_FAILED', `container ${ready.name} did not start: ${why}`, { hint: `the whole log: ${files.lxcLog}`, cause: e });
@@ -130,6 +143,8 @@ export class LxcDriver implements InstanceDriver {
   async observe(instance: Instance): Promise<Observation> {
     const identity = { pid: instance.pid ?? -1, start: instance.pidStart ?? '' };
     if (processStartTime(identity.pid) !== identity.start) {
+      const init = initFailureFromConsole(containerPaths(this.paths.instanceDir(instance.name)).consoleLog);
+      if (init !== undefined) return { state: 'stopped', reason: `${init.message} (${init.hint})` };
       return { state: 'stopped', reason: `the container's init (pid ${identity.pid}) ended: it was shut down from inside, or killed` };
     }
     const state = await lxcState(this.target(instance));
@@ -165,7 +180,14 @@ export class LxcDriver implements InstanceDriver {
   async plugLink(instance: Instance, link: string, ifname: string): Promise<void> {
     const live = this.find(instance);
     if (live === undefined) throw new VirtnodeError('INVALID_STATE', `container ${instance.name} is not running: its NIC is added at its next start`);
+    const t = this.target(instance);
+    const ifupdown = await writeHotplugStanza(t, ifname);
     await moveLinkIntoNetns(live.pid, link, ifname);
+    if (ifupdown) await bringUpHotplugNic(t, ifname);
+  }
+
+  async unplugLink(instance: Instance, ifname: string): Promise<void> {
+    await removeHotplugStanza(this.target(instance), ifname);
   }
 
   async guestRunning(instance: Instance): Promise<boolean> {

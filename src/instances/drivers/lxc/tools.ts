@@ -64,8 +64,8 @@ export async function lxcKill(t: LxcTarget): Promise<void> {
  * inside the container's user namespace, where /proc/1/ns/net is not its to open.)
  */
 export async function moveLinkIntoNetns(initPid: number, link: string, ifname: string): Promise<void> {
-  await run(['ip', 'link', 'set', 'dev', link, 'netns', String(initPid)], { timeoutMs: QUICK_MS });
-  await run(['nsenter', '-t', String(initPid), '-n', 'ip', 'link', 'set', 'dev', link, 'name', ifname], { timeoutMs: QUICK_MS });
+  // Moved and renamed in one request: the container's udev sees the NIC appear as `ifname` (its hotplug rules match that name).
+  await run(['ip', 'link', 'set', 'dev', link, 'netns', String(initPid), 'name', ifname], { timeoutMs: QUICK_MS });
   await run(['nsenter', '-t', String(initPid), '-n', 'ip', 'link', 'set', 'dev', ifname, 'up'], { timeoutMs: QUICK_MS });
 }
 
