@@ -31,6 +31,11 @@ export interface ResolvedImage extends ImageRef {
   format: DiskFormat;
   /** A template made from a kernel-booted instance boots the same kernel. */
   boot?: KernelBoot;
+  /**
+   * The image's own kernel, initramfs and command line, read out of it at import: a VM boots them directly
+   * (faster than firmware + boot loader under TCG); a container has no use for them.
+   */
+  ownKernel?: KernelBoot;
 }
 
 export type ImageResolver = (nameOrPath: string) => Promise<ResolvedImage>;
@@ -169,7 +174,7 @@ export async function launch(service: InstanceService, resolveImage: ImageResolv
     accel: valid.accel,
     disks: [],
     image: { name: image.name, sha256: image.sha256, path: image.path },
-    ...(image.boot === undefined ? {} : { boot: image.boot }),
+    ...(image.boot === undefined ? (image.ownKernel === undefined ? {} : { boot: image.ownKernel }) : { boot: image.boot }),
     ...(valid.tuning === undefined ? {} : { tuning: valid.tuning }),
   };
   const defined = await service.define(valid.name, draft, { nics: valid.nics, ...(options.signal ? { signal: options.signal } : {}) }, async (dir) => {

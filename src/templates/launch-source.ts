@@ -23,6 +23,7 @@ export function launchSource(core: CoreContext): ImageResolver {
       });
     }
     const image = await store.resolve(nameOrPath);
-    return { name: image.name, sha256: image.sha256, path: image.path, format: image.format };
+    // An image whose own kernel was read out at import boots it directly (no firmware, no boot loader).
+    return { name: image.name, sha256: image.sha256, path: image.path, format: image.format, ...(image.boot === undefined ? {} : { ownKernel: image.boot }) };
   };
 }
