@@ -214,7 +214,7 @@ export async function launch(service: InstanceService, resolveImage: ImageResolv
 
   failpoint('launch.after-define');
   let instance = await service.start(defined.name, options.signal ? { signal: options.signal } : {});
-  phase('booting', `QEMU pid ${instance.pid}`);
+  phase('booting', `QEMU pid ${instance.pid}${image.boot === undefined && image.ownKernel !== undefined ? ", the image's own kernel booted directly" : ''}`);
   if (options.noWait) return { instance, valid, address: undefined, cloudInit: undefined };
   failpoint('launch.after-boot');
 
