@@ -66,13 +66,14 @@ async function byHandFirmware(dir: string, key: string): Promise<number> {
 /** A libvirt session daemon for `nobody`, in `dir` (its HOME and runtime directory); stopped by the returned function. */
 async function startLibvirt(dir: string): Promise<{ env: NodeJS.ProcessEnv; stop: () => void }> {
   const env = { PATH: process.env['PATH'] ?? '/usr/bin:/bin', HOME: join(dir, 'home'), XDG_RUNTIME_DIR: join(dir, 'run'), LANG: 'C.UTF-8' };
+  mkdirSync(dir, { mode: 0o755 });
   for (const d of [env.HOME, env.XDG_RUNTIME_DIR]) {
     mkdirSync(d, { recursive: true, mode: 0o700 });
     chownSync(d, NOBODY, NOBODY);
   }
   const daemon = spawn('libvirtd', [], { env, uid: NOBODY, gid: NOBODY, stdio: ['ignore', 'ignore', 'ignore'], detached: true });
   daemon.unref();
-  for (let i = 0; i < 100; i++) {
+  for (let i = 0; i < 300; i++) {
     if (spawnSync('virsh', ['-c', 'qemu:///session', 'version'], { env, uid: NOBODY, gid: NOBODY, stdio: 'ignore' }).status === 0) {
       return { env, stop: () => daemon.kill('SIGTERM') };
     }
@@ -115,11 +116,12 @@ async function main(): Promise<void> {
   const home = join(root, 'home');
   const key = join(root, 'id_ed25519');
   execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', key]);
-  const libvirt = await startLibvirt(join(root, 'libvirt'));
+  let libvirt: { env: NodeJS.ProcessEnv; stop: () => void } | undefined;
   const samples = { virtnode: [] as number[], byHandFirmware: [] as number[], virtInstall: [] as number[] };
   const phases: Array<Array<{ atS: number; phase: string; detail: string }>> = [];
   let directBoot = false;
   try {
+    libvirt = await startLibvirt(join(root, 'libvirt'));
     const imported = await virtnode(home, ['image', 'import', image, '--name', 'debian-12']);
     if (imported.code !== 0) throw new Error(imported.stderr);
     for (let i = 0; i < runs; i++) {
@@ -139,7 +141,7 @@ async function main(): Promise<void> {
       console.error(`run ${i + 1}/${runs}: ${JSON.stringify({ virtnode: samples.virtnode[i], byHandFirmware: samples.byHandFirmware[i], virtInstall: samples.virtInstall[i] })}`);
     }
   } finally {
-    libvirt.stop();
+    libvirt?.stop();
     killQemusUnder(root);
     await sleep(500);
     rmSync(root, { recursive: true, force: true });
