@@ -98,9 +98,10 @@ async function virtInstall(dir: string, key: string, name: string, libvirt: { en
     '--import', '--disk', `path=${disk},format=qcow2,bus=virtio`,
     '--cloud-init', `user-data=${join(dir, 'user-data')},meta-data=${join(dir, 'meta-data')}`,
     // User-mode networking with the SSH forward (libvirt's own user networking forwards ports only through passt).
-    '--network', 'none', '--qemu-commandline', `-netdev user,id=hn0,hostfwd=tcp:127.0.0.1:${port}-:22 -device virtio-net-pci,netdev=hn0`,
+    // One argv word with "=": a separate value starting with "-" would be taken for an option.
+    '--network', 'none', `--qemu-commandline=-netdev user,id=hn0,hostfwd=tcp:127.0.0.1:${port}-:22 -device virtio-net-pci,netdev=hn0`,
     '--graphics', 'none', '--serial', `file,path=${join(dir, 'serial.log')}`, '--noautoconsole', '--wait', '0',
-  ], { ...as, stdio: 'ignore' });
+  ], { ...as, stdio: ['ignore', 'ignore', 'pipe'] });
   try {
     await waitCloudInit(port, key, t0);
     return performance.now() - t0;
@@ -129,6 +130,7 @@ async function main(): Promise<void> {
       const launched = await virtnode(home, ['launch', 'debian-12', '--name', `c${i}`, '--cpus', String(cpus), '--memory', `${MEMORY_MIB / 1024}G`], { timeoutMs: READY_TIMEOUT_MS });
       samples.virtnode.push(performance.now() - t0);
       if (launched.code !== 0) throw new Error(launched.stderr);
+      console.error(`virtnode: ${samples.virtnode.at(-1)} ms`);
       phases.push([...launched.stderr.matchAll(/^\[\s*([\d.]+) s\] (\S+)\s+(.*)$/gm)].map((m) => ({ atS: Number(m[1]), phase: m[2]!, detail: m[3]! })));
       directBoot = /booted directly/.test(launched.stderr);
       await virtnode(home, ['delete', '--force', `c${i}`]);
@@ -136,6 +138,7 @@ async function main(): Promise<void> {
       const handDir = join(root, `hand${i}`);
       mkdirSync(handDir);
       samples.byHandFirmware.push(await byHandFirmware(handDir, key));
+      console.error(`by hand (firmware): ${samples.byHandFirmware.at(-1)} ms`);
 
       samples.virtInstall.push(await virtInstall(join(root, `vi${i}`), key, `vi${i}`, libvirt));
       console.error(`run ${i + 1}/${runs}: ${JSON.stringify({ virtnode: samples.virtnode[i], byHandFirmware: samples.byHandFirmware[i], virtInstall: samples.virtInstall[i] })}`);
