@@ -3,6 +3,7 @@ import { basename } from 'node:path';
 import type { CoreContext } from '../core/context.ts';
 import { VirtnodeError } from '../lib/errors.ts';
 import type { ImageResolver } from '../instances/launch.ts';
+import { isImageKernel } from '../images/boot/extract.ts';
 
 /**
  * What `launch NAME` boots from, for the CLI and the daemon alike: a template (its sealed disk, and the kernel
@@ -12,7 +13,11 @@ export function launchSource(core: CoreContext): ImageResolver {
   return async (nameOrPath) => {
     const template = core.repos.templates.get(nameOrPath);
     if (template !== undefined) {
-      return { name: template.name, sha256: template.sha256, path: template.diskPath, format: template.format, ...(template.defaults.boot === undefined ? {} : { boot: template.defaults.boot }) };
+      const boot = template.defaults.boot;
+      // A source that booted its image's own kernel directly passes that on as the same optional speed-up (a
+      // container can still be made from the template); a kernel the user chose is what the template boots.
+      const kernel = boot === undefined ? {} : isImageKernel(core.paths.images, boot.kernel) ? { ownKernel: boot } : { boot };
+      return { name: template.name, sha256: template.sha256, path: template.diskPath, format: template.format, ...kernel };
     }
     const { ImageStore } = await import('../images/store/index.ts');
     const store = new ImageStore(core.paths, core.db);

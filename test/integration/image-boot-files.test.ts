@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { run } from '../../src/exec/run.ts';
-import { bootFilesDir } from '../../src/images/boot/extract.ts';
+import { bootFilesDir, isImageKernel } from '../../src/images/boot/extract.ts';
 import { ImageStore } from '../../src/images/store/index.ts';
 import { statePaths } from '../../src/lib/paths.ts';
 import { openDb, type Db } from '../../src/store/db.ts';
@@ -107,7 +107,18 @@ describe('boot files read out of images at import', () => {
     const source = await launchSource({ repos: { templates: { get: () => undefined } }, paths: statePaths(join(root, 'state')), db } as never)('cloud');
     expect(source.ownKernel).toEqual(resolved.boot);
     expect(source.boot).toBeUndefined();
+    expect(isImageKernel(store.dir, resolved.boot!.kernel)).toBe(true);
+    expect(isImageKernel(store.dir, join(root, 'vmlinuz'))).toBe(false);
     expect(readdirNames(join(store.dir, '.tmp'))).toEqual([]);
+  });
+
+  it("a template whose source booted its image's kernel passes it on as optional; a user's kernel stays the template's boot", async () => {
+    const imageKernel = store.resolve('cloud').boot!;
+    const userKernel = { kernel: join(root, 'vmlinuz'), cmdline: 'console=ttyS0' };
+    const template = (boot: object) => ({ name: 'golden', sha256: 'f'.repeat(64), diskPath: join(root, 'golden.qcow2'), format: 'qcow2', defaults: { boot } });
+    const core = (boot: object) => ({ repos: { templates: { get: (n: string) => (n === 'golden' ? template(boot) : undefined) } }, paths: statePaths(join(root, 'state')), db }) as never;
+    expect(await launchSource(core(imageKernel))('golden')).toMatchObject({ ownKernel: imageKernel, boot: undefined });
+    expect(await launchSource(core(userKernel))('golden')).toMatchObject({ boot: userKernel, ownKernel: undefined });
   });
 
   it('a second name for the same content shares the boot files; they go with the file, not with a name', async () => {

@@ -1,6 +1,6 @@
 import { closeSync, existsSync, openSync, readFileSync, readSync, statSync } from 'node:fs';
 import { mkdir, rm, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { basename, dirname, join } from 'node:path';
 import { run } from '../../exec/run.ts';
 import { linuxPartition } from '../rootfs.ts';
 import { directBootCmdline, EXTLINUX_CONFIG_PATHS, parseExtlinux } from './extlinux.ts';
@@ -33,6 +33,12 @@ const SECTOR = 512;
 
 export function bootFilesDir(imagesDir: string, sha256: string): string {
   return join(imagesDir, `${sha256}.boot`);
+}
+
+/** Whether `kernel` is an image's own kernel kept by the image store (not one a user gave with --kernel). */
+export function isImageKernel(imagesDir: string, kernel: string): boolean {
+  const dir = dirname(kernel);
+  return basename(kernel) === KERNEL_FILE && dirname(dir) === imagesDir && /^[0-9a-f]{64}\.boot$/.test(basename(dir));
 }
 
 /** The boot files stored for an image, or undefined (none were found at import: it boots through its firmware). */
