@@ -114,7 +114,7 @@ async function virtInstall(dir: string, key: string, name: string, libvirt: { en
     '--cloud-init', `user-data=${join(dir, 'user-data')},meta-data=${join(dir, 'meta-data')}`,
     // User-mode networking with the SSH forward (libvirt's own user networking forwards ports only through passt).
     // One argv word with "=": a separate value starting with "-" would be taken for an option.
-    '--network', 'none', `--qemu-commandline=-netdev user,id=hn0,hostfwd=tcp:127.0.0.1:${port}-:22 -device virtio-net-pci,netdev=hn0`,
+    '--network', 'none', `--qemu-commandline=-netdev user,id=hn0,hostfwd=tcp:127.0.0.1:${port}-:22 -device virtio-net-pci,netdev=hn0,bus=pcie.0,addr=0x18`,
     '--graphics', 'none', '--serial', `file,path=${join(dir, 'serial.log')}`, '--noautoconsole', '--wait', '0',
   ], { ...as, stdio: ['ignore', 'ignore', 'pipe'] });
   try {
