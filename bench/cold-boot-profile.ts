@@ -3,13 +3,15 @@
  * phases virtnode reports: image, disk, seed, booting, address, SSH, cloud-init), then asks the guest itself:
  * `systemd-analyze` (firmware, loader, kernel, initrd, userspace), the slowest units (`systemd-analyze blame`),
  * the critical chain, and cloud-init's own stages (`cloud-init analyze show`). Writes
- * bench/results/cold-boot-profile.json. Usage (as root, inside a network namespace): node bench/cold-boot-profile.ts [cpus]
+ * bench/results/cold-boot-profile-<cpus>cpu.json. Usage (as root, inside a network namespace):
+ * node bench/cold-boot-profile.ts [cpus] [image.qcow2 (default: the built debian-12)]
  */
 import { tempHome, virtnode } from '../test/helpers/cli.ts';
 import { debianImage } from '../test/helpers/debian-image.ts';
 import { writeResult } from './results.ts';
 
 const cpus = process.argv[2] ?? '1';
+const imageFile = process.argv[3] ?? debianImage();
 
 async function inGuest(home: string, command: string[]): Promise<string> {
   const r = await virtnode(home, ['exec', 'prof', '--', ...command], { timeoutMs: 120_000 });
@@ -32,7 +34,7 @@ function parseStartup(text: string): Record<string, number> {
 async function main(): Promise<void> {
   const { home, cleanup } = tempHome('virtnode-bench-profile-');
   try {
-    const imported = await virtnode(home, ['image', 'import', debianImage(), '--name', 'debian-12']);
+    const imported = await virtnode(home, ['image', 'import', imageFile, '--name', 'debian-12']);
     if (imported.code !== 0) throw new Error(imported.stderr);
     const t0 = performance.now();
     const launched = await virtnode(home, ['launch', 'debian-12', '--name', 'prof', '--cpus', cpus, '--memory', '1G'], { timeoutMs: 900_000 });
@@ -47,6 +49,7 @@ async function main(): Promise<void> {
       benchmark: 'cold launch of debian-12: where the time goes',
       at: new Date().toISOString(),
       cpus: Number(cpus),
+      image: imageFile,
       launchToCloudInitDoneS: totalS,
       virtnodePhases: phases,
       guestStartupS: parseStartup(startup),

@@ -14,6 +14,7 @@ DEBIAN_PACKAGES=(
   dnsmasq-base nftables iproute2 openssh-client openssl
   cloud-init chromium
   libvirt-clients virtinst libxml2-utils ansible-core
+  libvirt-daemon libvirt-daemon-driver-qemu
   lxc uidmap
   etcd-server etcd-client nfs-ganesha nfs-ganesha-vfs rpcbind qemu-block-extra
 )

@@ -37,6 +37,11 @@ export interface ResolvedImage extends ImageRef {
   boot?: KernelBoot;
   /** A template's warm state (`template create --warm`). */
   warm?: WarmSource;
+  /**
+   * The image's own kernel, initramfs and command line, read out of it at import: a VM boots them directly
+   * (faster than firmware + boot loader under TCG); a container has no use for them.
+   */
+  ownKernel?: KernelBoot;
 }
 
 export type ImageResolver = (nameOrPath: string) => Promise<ResolvedImage>;
@@ -179,7 +184,7 @@ export async function launch(service: InstanceService, resolveImage: ImageResolv
     accel: valid.accel,
     disks: [],
     image: { name: image.name, sha256: image.sha256, path: image.path },
-    ...(image.boot === undefined ? {} : { boot: image.boot }),
+    ...(image.boot === undefined ? (image.ownKernel === undefined ? {} : { boot: image.ownKernel }) : { boot: image.boot }),
     ...(valid.tuning === undefined ? {} : { tuning: valid.tuning }),
   };
   let seedFiles: Record<string, string> | undefined;
@@ -229,7 +234,8 @@ export async function launch(service: InstanceService, resolveImage: ImageResolv
 
   failpoint('launch.after-define');
   let instance = await service.start(defined.name, { ...(options.signal ? { signal: options.signal } : {}), ...(warm === undefined ? {} : { warm: { statePath: warm.statePath, model: warm.model } }) });
-  phase('booting', warm === undefined ? `QEMU pid ${instance.pid}` : `QEMU pid ${instance.pid} loaded the warm state of ${image.name}`);
+  const directBoot = image.boot === undefined && image.ownKernel !== undefined ? ", the image's own kernel booted directly" : '';
+  phase('booting', warm === undefined ? `QEMU pid ${instance.pid}${directBoot}` : `QEMU pid ${instance.pid} loaded the warm state of ${image.name}`);
   if (warm !== undefined) {
     // Before anything else sees the guest: until this is done it is the template, not this instance.
     const first = await warmFirstBoot(runtimePaths(service.paths.instanceDir(defined.name)).guestAgent, { instanceId, seed: seedFiles ?? {}, ...(options.signal ? { signal: options.signal } : {}) });

@@ -3,6 +3,7 @@ import { basename } from 'node:path';
 import type { CoreContext } from '../core/context.ts';
 import { VirtnodeError } from '../lib/errors.ts';
 import type { ImageResolver } from '../instances/launch.ts';
+import { isImageKernel } from '../images/boot/extract.ts';
 
 /**
  * What `launch NAME` boots from, for the CLI and the daemon alike: a template (its sealed disk, and the kernel
@@ -18,12 +19,16 @@ export function launchSource(core: CoreContext): ImageResolver {
       });
     }
     if (template !== undefined) {
+      const boot = template.defaults.boot;
+      // A source that booted its image's own kernel directly passes that on as the same optional speed-up (a
+      // container can still be made from the template); a kernel the user chose is what the template boots.
+      const kernel = boot === undefined ? {} : isImageKernel(core.paths.images, boot.kernel) ? { ownKernel: boot } : { boot };
       return {
         name: template.name,
         sha256: template.sha256,
         path: template.diskPath,
         format: template.format,
-        ...(template.defaults.boot === undefined ? {} : { boot: template.defaults.boot }),
+        ...kernel,
         ...(template.warm === undefined ? {} : { warm: { diskPath: template.warm.diskPath, statePath: template.warm.statePath, model: template.warm.model } }),
       };
     }
@@ -36,6 +41,7 @@ export function launchSource(core: CoreContext): ImageResolver {
       });
     }
     const image = await store.resolve(nameOrPath);
-    return { name: image.name, sha256: image.sha256, path: image.path, format: image.format };
+    // An image whose own kernel was read out at import boots it directly (no firmware, no boot loader).
+    return { name: image.name, sha256: image.sha256, path: image.path, format: image.format, ...(image.boot === undefined ? {} : { ownKernel: image.boot }) };
   };
 }

@@ -1,4 +1,4 @@
-import { chmod, lstat, mkdir, readdir, rm, symlink, truncate, writeFile } from 'node:fs/promises';
+import { appendFile, chmod, lstat, mkdir, readdir, rm, symlink, truncate, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { run } from '../../exec/run.ts';
 import { VirtnodeError } from '../../lib/errors.ts';
@@ -56,7 +56,9 @@ export async function configureRoot(root: string, recipe: ImageRecipe, options: 
     await chrootRun(root, ['update-initramfs', '-c', '-k', k.version], signal);
   }
 
-  await writeFile(join(root, 'etc/fstab'), 'LABEL=root / ext4 defaults,errors=remount-ro 0 1\n');
+  // fsck pass 0: no fsck of the root at boot (neither in the initramfs nor systemd-fsck-root). ext4's journal
+  // makes a crashed guest's filesystem consistent again on mount; the check cost seconds per boot under TCG.
+  await writeFile(join(root, 'etc/fstab'), 'LABEL=root / ext4 defaults,errors=remount-ro 0 0\n');
   await writeFile(join(root, 'etc/hostname'), 'localhost\n');
   await writeFile(
     join(root, 'etc/hosts'),
@@ -87,6 +89,13 @@ export async function configureRoot(root: string, recipe: ImageRecipe, options: 
     ].join('\n'),
   );
 
+  await writeFile(join(root, 'etc/cloud/cloud.cfg.d/91-virtnode-modules.cfg'), cloudInitModulesConfig(recipe));
+  // cloud-init restarts sshd when ssh_pwauth (false in every virtnode seed) changes sshd_config; with the value
+  // already there it has nothing to change, and the first SSH login does not race a restart.
+  const sshdConfig = join(root, 'etc/ssh/sshd_config');
+  await appendFile(sshdConfig, '\n# virtnode: cloud-init sets this from ssh_pwauth; the image starts with the value virtnode seeds.\nPasswordAuthentication no\n');
+  await maskUnits(root, recipe.maskedUnits);
+
   // Serial console: a getty on ttyS0 even when the kernel console is elsewhere.
   const wants = join(root, 'etc/systemd/system/getty.target.wants');
   await mkdir(wants, { recursive: true });
@@ -114,6 +123,32 @@ export async function configureRoot(root: string, recipe: ImageRecipe, options: 
   );
   await chrootRun(root, ['apt-get', 'clean'], signal);
   return k;
+}
+
+function cloudInitModulesConfig(recipe: ImageRecipe): string {
+  const list = (key: string, modules: readonly string[]) => [`${key}:`, ...modules.map((m) => ` - ${m}`)];
+  const { init, config, final } = recipe.cloudInitModules;
+  return [
+    '# virtnode: only the modules a virtnode guest can use (no snaps, GRUB, other clouds\' agents, key dumps to the console).',
+    ...list('cloud_init_modules', init),
+    ...list('cloud_config_modules', config),
+    ...list('cloud_final_modules', final),
+    '',
+  ].join('\n');
+}
+
+/** `systemctl mask` done by hand: a link to /dev/null in /etc/systemd/system, and no `.wants` link left to it. */
+async function maskUnits(root: string, units: readonly string[]): Promise<void> {
+  const etc = join(root, 'etc/systemd/system');
+  await mkdir(etc, { recursive: true });
+  for (const entry of await readdir(etc, { withFileTypes: true })) {
+    if (!entry.isDirectory() || !entry.name.endsWith('.wants')) continue;
+    for (const unit of units) await rm(join(etc, entry.name, unit), { force: true });
+  }
+  for (const unit of units) {
+    await rm(join(etc, unit), { force: true });
+    await symlink('/dev/null', join(etc, unit));
+  }
 }
 
 /** Files removed by sealing, relative to the root; globs are expanded by hand (no shell). */

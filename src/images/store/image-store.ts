@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { accessSync, chmodSync, closeSync, constants, existsSync, fsyncSync, openSync, renameSync, statSync, unlinkSync } from 'node:fs';
+import { accessSync, chmodSync, closeSync, constants, existsSync, fsyncSync, openSync, renameSync, rmSync, statSync, unlinkSync } from 'node:fs';
 import { mkdir, mkdtemp, readdir, rename, rm } from 'node:fs/promises';
 import { basename, isAbsolute, join, resolve } from 'node:path';
 import { VirtnodeError, invalid, noSpaceCause } from '../../lib/errors.ts';
@@ -22,6 +22,7 @@ import { copyAndHash, decompress, defaultImageName, detectCompression } from './
 import type { Compression, FileOptions } from './files.ts';
 import type { AddressGuard } from '../pull/address-guard.ts';
 import { removeRootfs } from '../rootfs.ts';
+import { type BootFiles, bootFilesDir, extractBootFiles, readBootFiles } from '../boot/extract.ts';
 
 export type { ImageFormat, ImageVerification } from '../../store/images.ts';
 
@@ -36,6 +37,8 @@ export interface ResolvedImage {
   format: ImageFormat;
   sha256: string;
   name: string;
+  /** The image's own kernel, initramfs and command line, when they were found at import (direct kernel boot). */
+  boot?: BootFiles;
 }
 
 /**
@@ -114,6 +117,8 @@ interface Ingested {
   sha256: string;
   format: ImageFormat;
   virtualSize: number;
+  /** The image's boot files, read out of it in the scratch directory (see boot/extract.ts). */
+  bootDir?: string;
 }
 
 function signalOption(signal: AbortSignal | undefined): { signal?: AbortSignal } {
@@ -187,14 +192,14 @@ export class ImageStore {
     const looksLikePath = nameOrPath.includes('/') || nameOrPath.startsWith('.');
     if (!looksLikePath) {
       const image = this.get(nameOrPath);
-      return { path: image.path, format: image.format, sha256: image.sha256, name: image.name };
+      return this.withBoot({ path: image.path, format: image.format, sha256: image.sha256, name: image.name });
     }
     const path = isAbsolute(nameOrPath) ? nameOrPath : resolve(nameOrPath);
     const stored = /^([0-9a-f]{64})\.(qcow2|raw)$/.exec(basename(path));
     if (stored !== null && resolve(path, '..') === this.dir) {
       const names = this.repo.namesWithSha256(stored[1]!);
       const row = names[0] === undefined ? undefined : this.repo.get(names[0]);
-      if (row !== undefined && row.format === stored[2]) return { path: this.pathOf(row), format: row.format, sha256: row.sha256, name: row.name };
+      if (row !== undefined && row.format === stored[2]) return this.withBoot({ path: this.pathOf(row), format: row.format, sha256: row.sha256, name: row.name });
     }
     let isFile = false;
     try {
@@ -204,6 +209,19 @@ export class ImageStore {
     }
     if (!isFile) throw invalid('IMAGE', `${nameOrPath} does not exist`, 'give an image name (see `virtnode image ls`)');
     throw invalid('IMAGE', `${nameOrPath} is a file, not a stored image`, `import it first: virtnode image import ${nameOrPath} --name NAME`);
+  }
+
+  private withBoot(image: ResolvedImage): ResolvedImage {
+    const boot = readBootFiles(this.dir, image.sha256);
+    return boot === undefined ? image : { ...image, boot };
+  }
+
+  /** Where the boot files of a newly stored image are read to (nothing when that content already has them). */
+  private async withBootFiles(ingested: Ingested, scratch: string, signal: AbortSignal | undefined): Promise<Ingested> {
+    if (existsSync(bootFilesDir(this.dir, ingested.sha256))) return ingested;
+    const bootDir = join(scratch, 'boot');
+    const found = await extractBootFiles({ path: ingested.path, format: ingested.format }, bootDir, scratch, signalOption(signal));
+    return found ? { ...ingested, bootDir } : ingested;
   }
 
   /** Adds a local qcow2 or raw file (or an .xz/.gz of one) under `name` (default: from the file name). */
@@ -265,6 +283,7 @@ export class ImageStore {
       sourceSha256 = unpacked.sourceSha256;
       ingested = unpacked;
     }
+    ingested = await this.withBootFiles(ingested, scratch, signal);
     return this.commit(name, ingested, { source, sourceSha256, verifiedBy: undefined });
   }
 
@@ -355,10 +374,13 @@ export class ImageStore {
     try {
       await rename(partial, downloaded);
       const compression = await detectCompression(downloaded);
-      const ingested =
+      const ingested = await this.withBootFiles(
         compression === undefined
           ? await this.ingestPlain(downloaded, result.sha256, 'URL', url, options.signal)
-          : await this.ingestCompressed(downloaded, compression, scratch, 'URL', url, signalOption(options.signal));
+          : await this.ingestCompressed(downloaded, compression, scratch, 'URL', url, signalOption(options.signal)),
+        scratch,
+        options.signal,
+      );
       const stored = await this.commit(name, ingested, { source: url, sourceSha256: result.sha256, verifiedBy });
       await rm(metaPath(partial), { force: true });
       return { ...stored, verifiedBy, downloadSha256: result.sha256, bytes: result.bytes, resumedFrom: result.resumedFrom };
@@ -401,6 +423,7 @@ export class ImageStore {
           if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
         }
         removeRootfs(this.dir, image.sha256);
+        rmSync(bootFilesDir(this.dir, image.sha256), { recursive: true, force: true });
         fileDeleted = true;
       }
       return { image, fileDeleted, keptFor: { names, instances } };
@@ -521,6 +544,11 @@ export class ImageStore {
           renameSync(ingested.path, target);
           created = true;
           reverter.add(`remove ${target}`, () => unlinkSync(target));
+        }
+        const bootTarget = bootFilesDir(this.dir, ingested.sha256);
+        if (ingested.bootDir !== undefined && !existsSync(bootTarget)) {
+          renameSync(ingested.bootDir, bootTarget);
+          reverter.add(`remove ${bootTarget}`, () => rmSync(bootTarget, { recursive: true, force: true }));
         }
         const row = this.repo.insert({
           name,
