@@ -69,6 +69,24 @@ export async function waitForCloudInit(paths: StatePaths, instance: Instance, ti
   return parseCloudInitStatus(stdout);
 }
 
+/**
+ * Runs `true` in the guest over SSH with strict host key checking against virtnode's known_hosts: the guest
+ * answers with the host key virtnode made for it and takes virtnode's client key. ssh's own failure (255: the
+ * connection dropped while sshd restarts) is tried again until the deadline; a key mismatch fails the same way,
+ * so the last error is reported.
+ */
+export async function verifySsh(paths: StatePaths, instance: Instance, deadline: number, signal?: AbortSignal): Promise<void> {
+  const argv = sshArgv(paths, instance, ['true'], { tty: false });
+  for (;;) {
+    const r = await run(argv, { timeoutMs: Math.max(deadline - Date.now(), 1_000), okCodes: [0, 255], ...(signal === undefined ? {} : { signal }) });
+    if (r.code === 0) return;
+    if (Date.now() > deadline || signal?.aborted === true) {
+      throw new VirtnodeError('TIMEOUT', `SSH to ${instance.name} with its recorded host key did not succeed: ${r.stderr.trim().split('\n').at(-1) ?? ''}`);
+    }
+    await sleep(1_000);
+  }
+}
+
 export function parseCloudInitStatus(text: string): CloudInitResult {
   const field = (name: string) => new RegExp(`^${name}:\\s*(.*)$`, 'm').exec(text)?.[1]?.trim();
   const status = field('status');

@@ -8,6 +8,7 @@ import { randomBytes } from 'node:crypto';
 import { parse } from 'yaml';
 import { VirtnodeError } from '../lib/errors.ts';
 import { GuestAgent } from '../qmp/guest-agent.ts';
+import { type CloudInitResult, parseCloudInitStatus } from './readiness.ts';
 
 const AGENT_CONNECT_TIMEOUT_MS = 30_000;
 const AGENT_TRY_MS = 2_000;
@@ -49,9 +50,26 @@ export interface WarmFirstBoot {
 
 export interface WarmFirstBootResult {
   machineId: string;
-  /** cloud-init stages that reported errors (cloud-init's own verdict is read afterwards, as for cold launches). */
+  /** cloud-init stages that reported errors. */
   failedStages: string[];
+  /**
+   * cloud-init's verdict once its stages ended, read in the guest as `cloud-init status --long` reads it;
+   * undefined from a warm state saved before first-boot programs reported it (then it is asked over SSH).
+   */
+  cloudInit: CloudInitResult | undefined;
+  /** Seconds of each step of the first boot in the guest (prepare, init-local, init-network, modules-config, ...). */
+  steps: Record<string, number>;
+  /** This boot's slowest cloud-init events, from cloud-init's own log: [name, seconds]. */
+  slowest: Array<[string, number]>;
   ms: number;
+}
+
+interface Report {
+  failedStages?: string[];
+  error?: string;
+  cloudInitStatus?: string;
+  steps?: Record<string, number>;
+  slowest?: Array<[string, number]>;
 }
 
 async function connectAgent(path: string, signal?: AbortSignal): Promise<GuestAgent> {
@@ -80,9 +98,9 @@ export async function warmFirstBoot(agentPath: string, job: WarmFirstBoot): Prom
     const skip = modulesToSkip(job.seed['user-data'] ?? '');
     const input = JSON.stringify({ machineId, instanceId: job.instanceId, skip, entropy: randomBytes(64).toString('hex'), seed: job.seed });
     const r = await agent.exec('/bin/sh', ['-c', 'cat > "$1" && cat "$2"', 'sh', JOB_FIFO, RESULT_FIFO], { input, timeoutMs: FIRST_BOOT_TIMEOUT_MS, ...signal });
-    let report: { failedStages?: string[]; error?: string } | undefined;
+    let report: Report | undefined;
     try {
-      report = JSON.parse(r.stdout.trim()) as { failedStages: string[]; error?: string };
+      report = JSON.parse(r.stdout.trim()) as Report;
     } catch {
       report = undefined;
     }
@@ -91,8 +109,28 @@ export async function warmFirstBoot(agentPath: string, job: WarmFirstBoot): Prom
         hint: 'see journalctl -u virtnode-warm-first-boot and /var/log/cloud-init.log in the guest; a cold launch (--cold) boots instead',
       });
     }
-    return { machineId, failedStages: report.failedStages ?? [], ms: Date.now() - started };
+    return {
+      machineId,
+      failedStages: report.failedStages ?? [],
+      cloudInit: report.cloudInitStatus === undefined ? undefined : parseCloudInitStatus(report.cloudInitStatus),
+      steps: report.steps ?? {},
+      slowest: report.slowest ?? [],
+      ms: Date.now() - started,
+    };
   } finally {
     agent.close();
   }
+}
+
+/** The launch's `booting` line for a warm first boot: its steps and cloud-init's slowest modules, in seconds. */
+export function describeFirstBoot(first: WarmFirstBootResult): string {
+  const s = (seconds: number) => `${seconds.toFixed(1)} s`;
+  const steps = Object.entries(first.steps).map(([name, seconds]) => `${name} ${s(seconds)}`);
+  const slowest = first.slowest.slice(0, 5).map(([name, seconds]) => `${name} ${s(seconds)}`);
+  return [
+    `first boot through the guest agent in ${s(first.ms / 1000)}: clock, machine-id, entropy, cloud-init`,
+    steps.length > 0 ? ` (${steps.join(', ')})` : '',
+    slowest.length > 0 ? `; slowest: ${slowest.join(', ')}` : '',
+    first.failedStages.length > 0 ? `; stages with errors: ${first.failedStages.join(', ')}` : '',
+  ].join('');
 }
