@@ -15,17 +15,21 @@ const AGENT_TRY_MS = 2_000;
 const FIRST_BOOT_TIMEOUT_MS = 10 * 60_000;
 
 /**
- * Per-instance modules whose result is already on the template's disk (its source ran them at its first boot,
- * and a warm launch keeps the disk size): run only when the instance's user-data has one of their keys.
+ * Modules a warm first boot leaves out unless the instance's user-data has one of their keys (a cold first boot
+ * runs them): growpart, resizefs, grub_dpkg and apt_configure, whose result is already on the template's disk (its
+ * source ran them at its first boot, and a warm launch keeps the disk size), and keys_to_console, which sets
+ * nothing: it prints the host keys' fingerprints on the console (virtnode recorded those keys and checks them on
+ * every SSH connection). Each costs seconds under TCG.
  */
-const CARRIED_MODULES: Record<string, string[]> = {
+const SKIPPED_MODULES: Record<string, string[]> = {
   growpart: ['growpart'],
   resizefs: ['resize_rootfs'],
   grub_dpkg: ['grub_dpkg', 'grub-dpkg'],
   apt_configure: ['apt', 'apt_preserve_sources_list', 'apt_mirror', 'apt_mirror_search', 'apt_mirror_search_dns', 'apt_sources', 'apt_proxy', 'apt_http_proxy', 'apt_ftp_proxy', 'apt_https_proxy', 'apt_config'],
+  keys_to_console: ['ssh', 'no_ssh_fingerprints', 'ssh_fp_console_blacklist', 'ssh_key_console_blacklist'],
 };
 
-/** The carried modules to mark done: all of them unless the user-data is a cloud-config that configures them (any other kind of user-data: none). */
+/** The modules to leave out: all of them unless the user-data is a cloud-config that configures them (any other kind of user-data: none). */
 export function modulesToSkip(userData: string): string[] {
   let keys: Set<string>;
   if (userData.startsWith('#cloud-config')) {
@@ -36,7 +40,7 @@ export function modulesToSkip(userData: string): string[] {
   } else {
     return [];
   }
-  return Object.entries(CARRIED_MODULES)
+  return Object.entries(SKIPPED_MODULES)
     .filter(([, configKeys]) => !configKeys.some((k) => keys.has(k)))
     .map(([module]) => module);
 }
