@@ -72,14 +72,19 @@ export async function waitForCloudInit(paths: StatePaths, instance: Instance, ti
 /**
  * Runs `true` in the guest over SSH with strict host key checking against virtnode's known_hosts: the guest
  * answers with the host key virtnode made for it and takes virtnode's client key. ssh's own failure (255: the
- * connection dropped while sshd restarts) is tried again until the deadline; a key mismatch fails the same way,
- * so the last error is reported.
+ * connection dropped while sshd restarts) is tried again until the deadline, except a host key that is not the
+ * recorded one.
  */
 export async function verifySsh(paths: StatePaths, instance: Instance, deadline: number, signal?: AbortSignal): Promise<void> {
   const argv = sshArgv(paths, instance, ['true'], { tty: false });
   for (;;) {
     const r = await run(argv, { timeoutMs: Math.max(deadline - Date.now(), 1_000), okCodes: [0, 255], ...(signal === undefined ? {} : { signal }) });
     if (r.code === 0) return;
+    if (r.stderr.includes('Host key verification failed')) {
+      throw new VirtnodeError('COMMAND_FAILED', `${instance.name} answered SSH with a host key that is not the one virtnode generated for it`, {
+        hint: 'the guest is not the instance virtnode launched (or its keys were not written): delete it and launch again',
+      });
+    }
     if (Date.now() > deadline || signal?.aborted === true) {
       throw new VirtnodeError('TIMEOUT', `SSH to ${instance.name} with its recorded host key did not succeed: ${r.stderr.trim().split('\n').at(-1) ?? ''}`);
     }
