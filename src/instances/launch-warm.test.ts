@@ -47,10 +47,11 @@ describe('chooseWarm', () => {
 });
 
 describe('modulesToSkip', () => {
-  it("marks done the modules whose result the template carries, unless the user-data configures them", () => {
-    expect(modulesToSkip('#cloud-config\nhostname: w1\n')).toEqual(['growpart', 'resizefs', 'grub_dpkg', 'apt_configure']);
-    expect(modulesToSkip('#cloud-config\ngrowpart: {mode: auto}\napt: {preserve_sources_list: true}\n')).toEqual(['resizefs', 'grub_dpkg']);
-    expect(modulesToSkip('#!/bin/sh\necho hi\n')).toEqual(['growpart', 'resizefs', 'grub_dpkg', 'apt_configure']);
+  it("leaves out the modules whose result the template carries or that only print, unless the user-data configures them", () => {
+    expect(modulesToSkip('#cloud-config\nhostname: w1\n')).toEqual(['growpart', 'resizefs', 'grub_dpkg', 'apt_configure', 'keys_to_console']);
+    expect(modulesToSkip('#cloud-config\ngrowpart: {mode: auto}\napt: {preserve_sources_list: true}\n')).toEqual(['resizefs', 'grub_dpkg', 'keys_to_console']);
+    expect(modulesToSkip('#cloud-config\nssh: {emit_keys_to_console: true}\nresize_rootfs: true\n')).toEqual(['growpart', 'grub_dpkg', 'apt_configure']);
+    expect(modulesToSkip('#!/bin/sh\necho hi\n')).toEqual(['growpart', 'resizefs', 'grub_dpkg', 'apt_configure', 'keys_to_console']);
     expect(modulesToSkip('Content-Type: multipart/mixed; boundary="x"\n')).toEqual([]);
   });
 });

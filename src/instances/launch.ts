@@ -14,11 +14,11 @@ import { acquireLock } from '../store/locks.ts';
 import { type DiskFormat, type ImageRef, type Instance, type InstanceSpec, type KernelBoot, USER_MODE_GUEST_ADDRESS, USER_NETWORK } from './model.ts';
 import type { NetworkRequest, NicNetworkConfig } from '../cloudinit/render.ts';
 import { type LaunchRequest, type ValidLaunch, validateLaunch } from './launch-validate.ts';
-import { type CloudInitResult, guestAddress, type Phase, type PhaseListener, waitForCloudInit, waitForSshBanner } from './readiness.ts';
+import { type CloudInitResult, guestAddress, type Phase, type PhaseListener, verifySsh, waitForCloudInit, waitForSshBanner } from './readiness.ts';
 import { METADATA_ADDRESS } from './qemu-spec.ts';
 import { chooseWarm, type WarmSource } from './launch-warm.ts';
 import { runtimePaths } from './runtime.ts';
-import { warmFirstBoot } from './warm-first-boot.ts';
+import { describeFirstBoot, warmFirstBoot } from './warm-first-boot.ts';
 import type { InstanceService } from './service.ts';
 
 export const DEFAULT_READY_TIMEOUT_MS = 15 * 60_000;
@@ -236,10 +236,13 @@ export async function launch(service: InstanceService, resolveImage: ImageResolv
   let instance = await service.start(defined.name, { ...(options.signal ? { signal: options.signal } : {}), ...(warm === undefined ? {} : { warm: { statePath: warm.statePath, model: warm.model } }) });
   const directBoot = image.boot === undefined && image.ownKernel !== undefined ? ", the image's own kernel booted directly" : '';
   phase('booting', warm === undefined ? `QEMU pid ${instance.pid}${directBoot}` : `QEMU pid ${instance.pid} loaded the warm state of ${image.name}`);
+  // A warm launch's first boot reports cloud-init's verdict itself: the SSH check below only verifies the guest.
+  let reported: CloudInitResult | undefined;
   if (warm !== undefined) {
     // Before anything else sees the guest: until this is done it is the template, not this instance.
     const first = await warmFirstBoot(runtimePaths(service.paths.instanceDir(defined.name)).guestAgent, { instanceId, seed: seedFiles ?? {}, ...(options.signal ? { signal: options.signal } : {}) });
-    phase('booting', `first boot through the guest agent in ${(first.ms / 1000).toFixed(1)} s: clock, machine-id, entropy, cloud-init${first.failedStages.length > 0 ? ` (stages with errors: ${first.failedStages.join(', ')})` : ''}`);
+    phase('booting', describeFirstBoot(first));
+    reported = first.cloudInit;
   }
   if (options.noWait) return { instance, valid, address: undefined, cloudInit: undefined };
   failpoint('launch.after-boot');
@@ -257,9 +260,16 @@ export async function launch(service: InstanceService, resolveImage: ImageResolv
   })();
   try {
     await waitForSshBanner(port, deadline, options.signal);
-    phase('ssh', `127.0.0.1:${port}`);
     instance = await service.get(defined.name);
-    const cloudInit = await waitForCloudInit(service.paths, instance, Math.max(deadline - Date.now(), 1_000), options.signal);
+    let cloudInit: CloudInitResult;
+    if (reported === undefined) {
+      phase('ssh', `127.0.0.1:${port}`);
+      cloudInit = await waitForCloudInit(service.paths, instance, Math.max(deadline - Date.now(), 1_000), options.signal);
+    } else {
+      await verifySsh(service.paths, instance, deadline, options.signal);
+      phase('ssh', `127.0.0.1:${port} (host key verified)`);
+      cloudInit = reported;
+    }
     const detail = `${cloudInit.status}${cloudInit.datasource ? ` (datasource ${cloudInit.datasource})` : ''}${cloudInit.detail ? `: ${cloudInit.detail}` : ''}`;
     phase('cloud-init', detail);
     service.recordReadiness(defined.name, 'cloud-init', detail);

@@ -86,7 +86,7 @@ export async function waitForCloudInit(paths: StatePaths, instance: Instance, ti
     } catch (e) {
       // 255 is ssh's own failure, not the command's: early in boot sshd answers before cloud-init has written the
       // user's key, or restarts under it. Asked again until the deadline; the last failure is what is reported.
-      const sshFailed = e instanceof CommandError && e.exitCode === 255;
+      const sshFailed = e instanceof CommandError && e.exitCode === 255 && !e.stderr.includes('Host key verification failed');
       if (!sshFailed || signal?.aborted || Date.now() + SSH_RETRY_MS >= deadline) throw e;
       await sleep(SSH_RETRY_MS);
     }
@@ -112,6 +112,29 @@ export function parseCloudInitResult(text: string): CloudInitResult {
 }
 
 const SSH_RETRY_MS = 2_000;
+
+/**
+ * Runs `true` in the guest over SSH with strict host key checking against virtnode's known_hosts: the guest
+ * answers with the host key virtnode made for it and takes virtnode's client key. ssh's own failure (255: the
+ * connection dropped while sshd restarts) is tried again until the deadline, except a host key that is not the
+ * recorded one.
+ */
+export async function verifySsh(paths: StatePaths, instance: Instance, deadline: number, signal?: AbortSignal): Promise<void> {
+  const argv = sshArgv(paths, instance, ['true'], { tty: false });
+  for (;;) {
+    const r = await run(argv, { timeoutMs: Math.max(deadline - Date.now(), 1_000), okCodes: [0, 255], ...(signal === undefined ? {} : { signal }) });
+    if (r.code === 0) return;
+    if (r.stderr.includes('Host key verification failed')) {
+      throw new VirtnodeError('COMMAND_FAILED', `${instance.name} answered SSH with a host key that is not the one virtnode generated for it`, {
+        hint: 'the guest is not the instance virtnode launched (or its keys were not written): delete it and launch again',
+      });
+    }
+    if (Date.now() > deadline || signal?.aborted === true) {
+      throw new VirtnodeError('TIMEOUT', `SSH to ${instance.name} with its recorded host key did not succeed: ${r.stderr.trim().split('\n').at(-1) ?? ''}`);
+    }
+    await sleep(1_000);
+  }
+}
 
 export function parseCloudInitStatus(text: string): CloudInitResult {
   const field = (name: string) => new RegExp(`^${name}:\\s*(.*)$`, 'm').exec(text)?.[1]?.trim();

@@ -4,7 +4,9 @@
 # through the guest agent: machineId, entropy (hex, from the host), seed (NoCloud file name -> text). It then does
 # what a cold first boot does for a new instance: a fresh machine-id, fresh random state, then cloud-init's four
 # stages in this interpreter (its code is loaded already), the NIC brought up by ifupdown between the local and
-# the network stage as networking.service would, and writes a JSON report into the result FIFO.
+# the network stage as networking.service would, and writes a JSON report into the result FIFO: cloud-init's own
+# verdict (what `cloud-init status --long` prints, so the host needs no SSH round trip for it), how long each step
+# took and cloud-init's slowest modules of this boot (its own timings, as `cloud-init analyze blame` reads them).
 import json
 import os
 import pkgutil
@@ -15,8 +17,15 @@ import tempfile
 import time
 import traceback
 
+import copy
+import glob
+
 import cloudinit.config
+from cloudinit import safeyaml
+from cloudinit.analyze import dump as analyze_dump
+from cloudinit.analyze import show as analyze_show
 from cloudinit.cmd import main
+from cloudinit.cmd import status as ci_status
 
 for extra in ('cloudinit.distros.debian', 'cloudinit.sources.DataSourceNoCloud', 'cloudinit.net.eni', 'cloudinit.net.activators', 'cloudinit.net.netplan', 'cloudinit.net.networkd'):
     try:
@@ -26,6 +35,29 @@ for extra in ('cloudinit.distros.debian', 'cloudinit.sources.DataSourceNoCloud',
 for module in pkgutil.iter_modules(cloudinit.config.__path__):
     try:
         __import__('cloudinit.config.' + module.name)
+    except Exception:
+        pass
+
+# cloud-init parses its configuration (/etc/cloud/cloud.cfg and cloud.cfg.d) with pure-Python YAML again at every
+# stage and module run, about a second each under TCG. Parsing is a function of the text, so each text is parsed
+# once in this process (the configuration already before the save) and every caller gets its own copy.
+parse_yaml = safeyaml.load
+parsed = {}
+
+
+def load_yaml_once(blob):
+    if not isinstance(blob, str):
+        return parse_yaml(blob)
+    if blob not in parsed:
+        parsed[blob] = parse_yaml(blob)
+    return copy.deepcopy(parsed[blob])
+
+
+safeyaml.load = load_yaml_once
+for path in ['/etc/cloud/cloud.cfg', *sorted(glob.glob('/etc/cloud/cloud.cfg.d/*.cfg'))]:
+    try:
+        with open(path) as f:
+            load_yaml_once(f.read())
     except Exception:
         pass
 
@@ -40,6 +72,16 @@ open(os.path.join(RUN, 'ready'), 'w').close()
 with open(os.path.join(RUN, 'job')) as f:
     job = json.load(f)
 started = time.time()
+CLOUD_INIT_LOG = '/var/log/cloud-init.log'
+steps = {}
+
+
+def timed(name, fn, *args):
+    t = time.monotonic()
+    try:
+        return fn(*args)
+    finally:
+        steps[name] = round(time.monotonic() - t, 2)
 
 
 def write(path, text, mode=0o644):
@@ -53,8 +95,14 @@ def write(path, text, mode=0o644):
 failed = []
 
 
+# growpart and resizefs run at every boot, so a semaphore does not leave them out: their own settings turn them
+# off for this boot's stages (a configuration file given with --file).
+PER_BOOT_OFF = {'growpart': {'growpart': {'mode': 'off'}}, 'resizefs': {'resize_rootfs': False}}
+OFF_CFG = os.path.join(RUN, 'off.cfg')
+
+
 def stage(*args):
-    if main.main(['cloud-init', *args]):
+    if main.main(['cloud-init', '--file', OFF_CFG, *args]):
         failed.append(' '.join(args))
 
 
@@ -79,12 +127,16 @@ def first_boot():
         write(os.path.join(seed_dir, name), text, 0o600)
 
     # Modules whose result the template's disk already carries from its source's first boot (the disk was grown,
-    # grub's debconf and apt's sources written) run only when this instance's user-data configures them; the
-    # others are marked done for this instance, as cloud-init marks a module it ran (so no later boot runs them).
+    # grub's debconf and apt's sources written), and keys_to_console (it only prints), run only when this
+    # instance's user-data configures them; the others are marked done for this instance, as cloud-init marks a
+    # module it ran (so no later boot runs the per-instance ones).
     sem = os.path.join('/var/lib/cloud/instances', job['instanceId'], 'sem')
     os.makedirs(sem, mode=0o755, exist_ok=True)
+    off = {}
     for module in job['skip']:
         write(os.path.join(sem, 'config_' + module), '%d: %f\n' % (os.getpid(), time.time()))
+        off.update(PER_BOOT_OFF.get(module, {}))
+    write(OFF_CFG, json.dumps(off) + '\n', 0o600)
 
     # The warm boot had no datasource, so cloud-init's generator turned it off for that boot: on again.
     os.makedirs('/run/cloud-init', exist_ok=True)
@@ -97,23 +149,62 @@ def first_boot():
     while not os.path.exists('/sys/class/net/eth0') and time.time() < deadline:
         time.sleep(0.05)
 
-    stage('init', '--local')
+    steps['prepare'] = round(time.time() - started, 2)
+    timed('init-local', stage, 'init', '--local')
     network = subprocess.Popen(['ifup', '-a'], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    stage('init')
+    timed('init-network', stage, 'init')
     # sshd failed at the warm boot (no host keys then); cloud-init has written virtnode's.
     subprocess.run(['systemctl', 'reset-failed', 'ssh.service'], check=False)
     subprocess.run(['systemctl', 'restart', '--no-block', 'ssh.service'], check=False)
-    stage('modules', '--mode=config')
-    stage('modules', '--mode=final')
-    return network.wait()
+    timed('modules-config', stage, 'modules', '--mode=config')
+    timed('modules-final', stage, 'modules', '--mode=final')
+    return timed('ifup-wait', network.wait)
+
+
+def verdict():
+    """What `cloud-init status --long` prints, from the same function it uses."""
+    d = ci_status.get_status_details()
+    lines = ['status: ' + d.status.value, 'boot_status_code: ' + d.boot_status_code.value]
+    if d.last_update:
+        lines.append('last_update: ' + d.last_update)
+    lines += ['detail:', d.description]
+    if d.errors:
+        lines += ['errors:'] + ['\t- ' + e.replace('\n', ' ') for e in d.errors]
+    return '\n'.join(lines) + '\n'
+
+
+def slowest(log_offset, count=15):
+    """This boot's slowest cloud-init events (module runs, datasource steps), seconds each, from its log."""
+    with open(CLOUD_INIT_LOG) as f:
+        f.seek(log_offset)
+        events, _ = analyze_dump.dump_events(rawdata=f.read())
+    timed_events = []
+    for record in analyze_show.show_events(events, '%d %n'):
+        for line in record:
+            seconds, _, name = line.partition(' ')
+            try:
+                timed_events.append([name, round(float(seconds), 2)])
+            except ValueError:
+                pass
+    return sorted(timed_events, key=lambda e: -e[1])[:count]
 
 
 report = {}
 try:
+    log_offset = os.path.getsize(CLOUD_INIT_LOG)
+except OSError:
+    log_offset = 0
+try:
     report['ifup'] = first_boot()
+    report['cloudInitStatus'] = verdict()
 except Exception:
     report['error'] = traceback.format_exc()
 report['failedStages'] = failed
+report['steps'] = steps
+try:
+    report['slowest'] = timed('report', slowest, log_offset)
+except Exception:
+    report['slowest'] = []
 report['seconds'] = round(time.time() - started, 2)
 with open(os.path.join(RUN, 'result'), 'w') as f:
     f.write(json.dumps(report) + '\n')

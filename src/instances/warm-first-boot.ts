@@ -8,23 +8,28 @@ import { randomBytes } from 'node:crypto';
 import { parse } from 'yaml';
 import { VirtnodeError } from '../lib/errors.ts';
 import { GuestAgent } from '../qmp/guest-agent.ts';
+import { type CloudInitResult, parseCloudInitStatus } from './readiness.ts';
 
 const AGENT_CONNECT_TIMEOUT_MS = 30_000;
 const AGENT_TRY_MS = 2_000;
 const FIRST_BOOT_TIMEOUT_MS = 10 * 60_000;
 
 /**
- * Per-instance modules whose result is already on the template's disk (its source ran them at its first boot,
- * and a warm launch keeps the disk size): run only when the instance's user-data has one of their keys.
+ * Modules a warm first boot leaves out unless the instance's user-data has one of their keys (a cold first boot
+ * runs them): growpart, resizefs, grub_dpkg and apt_configure, whose result is already on the template's disk (its
+ * source ran them at its first boot, and a warm launch keeps the disk size), and keys_to_console, which sets
+ * nothing: it prints the host keys' fingerprints on the console (virtnode recorded those keys and checks them on
+ * every SSH connection). Each costs seconds under TCG.
  */
-const CARRIED_MODULES: Record<string, string[]> = {
+const SKIPPED_MODULES: Record<string, string[]> = {
   growpart: ['growpart'],
   resizefs: ['resize_rootfs'],
   grub_dpkg: ['grub_dpkg', 'grub-dpkg'],
   apt_configure: ['apt', 'apt_preserve_sources_list', 'apt_mirror', 'apt_mirror_search', 'apt_mirror_search_dns', 'apt_sources', 'apt_proxy', 'apt_http_proxy', 'apt_ftp_proxy', 'apt_https_proxy', 'apt_config'],
+  keys_to_console: ['ssh', 'no_ssh_fingerprints', 'ssh_fp_console_blacklist', 'ssh_key_console_blacklist'],
 };
 
-/** The carried modules to mark done: all of them unless the user-data is a cloud-config that configures them (any other kind of user-data: none). */
+/** The modules to leave out: all of them unless the user-data is a cloud-config that configures them (any other kind of user-data: none). */
 export function modulesToSkip(userData: string): string[] {
   let keys: Set<string>;
   if (userData.startsWith('#cloud-config')) {
@@ -35,7 +40,7 @@ export function modulesToSkip(userData: string): string[] {
   } else {
     return [];
   }
-  return Object.entries(CARRIED_MODULES)
+  return Object.entries(SKIPPED_MODULES)
     .filter(([, configKeys]) => !configKeys.some((k) => keys.has(k)))
     .map(([module]) => module);
 }
@@ -49,9 +54,26 @@ export interface WarmFirstBoot {
 
 export interface WarmFirstBootResult {
   machineId: string;
-  /** cloud-init stages that reported errors (cloud-init's own verdict is read afterwards, as for cold launches). */
+  /** cloud-init stages that reported errors. */
   failedStages: string[];
+  /**
+   * cloud-init's verdict once its stages ended, read in the guest as `cloud-init status --long` reads it;
+   * undefined from a warm state saved before first-boot programs reported it (then it is asked over SSH).
+   */
+  cloudInit: CloudInitResult | undefined;
+  /** Seconds of each step of the first boot in the guest (prepare, init-local, init-network, modules-config, ...). */
+  steps: Record<string, number>;
+  /** This boot's slowest cloud-init events, from cloud-init's own log: [name, seconds]. */
+  slowest: Array<[string, number]>;
   ms: number;
+}
+
+interface Report {
+  failedStages?: string[];
+  error?: string;
+  cloudInitStatus?: string;
+  steps?: Record<string, number>;
+  slowest?: Array<[string, number]>;
 }
 
 async function connectAgent(path: string, signal?: AbortSignal): Promise<GuestAgent> {
@@ -80,9 +102,9 @@ export async function warmFirstBoot(agentPath: string, job: WarmFirstBoot): Prom
     const skip = modulesToSkip(job.seed['user-data'] ?? '');
     const input = JSON.stringify({ machineId, instanceId: job.instanceId, skip, entropy: randomBytes(64).toString('hex'), seed: job.seed });
     const r = await agent.exec('/bin/sh', ['-c', 'cat > "$1" && cat "$2"', 'sh', JOB_FIFO, RESULT_FIFO], { input, timeoutMs: FIRST_BOOT_TIMEOUT_MS, ...signal });
-    let report: { failedStages?: string[]; error?: string } | undefined;
+    let report: Report | undefined;
     try {
-      report = JSON.parse(r.stdout.trim()) as { failedStages: string[]; error?: string };
+      report = JSON.parse(r.stdout.trim()) as Report;
     } catch {
       report = undefined;
     }
@@ -91,8 +113,28 @@ export async function warmFirstBoot(agentPath: string, job: WarmFirstBoot): Prom
         hint: 'see journalctl -u virtnode-warm-first-boot and /var/log/cloud-init.log in the guest; a cold launch (--cold) boots instead',
       });
     }
-    return { machineId, failedStages: report.failedStages ?? [], ms: Date.now() - started };
+    return {
+      machineId,
+      failedStages: report.failedStages ?? [],
+      cloudInit: report.cloudInitStatus === undefined ? undefined : parseCloudInitStatus(report.cloudInitStatus),
+      steps: report.steps ?? {},
+      slowest: report.slowest ?? [],
+      ms: Date.now() - started,
+    };
   } finally {
     agent.close();
   }
+}
+
+/** The launch's `booting` line for a warm first boot: its steps and cloud-init's slowest modules, in seconds. */
+export function describeFirstBoot(first: WarmFirstBootResult): string {
+  const s = (seconds: number) => `${seconds.toFixed(1)} s`;
+  const steps = Object.entries(first.steps).map(([name, seconds]) => `${name} ${s(seconds)}`);
+  const slowest = first.slowest.slice(0, 5).map(([name, seconds]) => `${name} ${s(seconds)}`);
+  return [
+    `first boot through the guest agent in ${s(first.ms / 1000)}: clock, machine-id, entropy, cloud-init`,
+    steps.length > 0 ? ` (${steps.join(', ')})` : '',
+    slowest.length > 0 ? `; slowest: ${slowest.join(', ')}` : '',
+    first.failedStages.length > 0 ? `; stages with errors: ${first.failedStages.join(', ')}` : '',
+  ].join('');
 }

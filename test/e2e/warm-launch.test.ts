@@ -112,6 +112,9 @@ describe('three warm launches of one template share no identity and no random st
 
   it("cloud-init's per-instance work is done, from the NoCloud seed, as in a cold launch", () => {
     for (const n of WARM) {
+      // The launch took cloud-init's verdict from the first boot's report, and checked SSH against the recorded host key.
+      expect(observed[n]!.launchOutput).toMatch(/ssh +127\.0\.0\.1:\d+ \(host key verified\)/);
+      expect(observed[n]!.launchOutput).toMatch(/cloud-init +done \(datasource NoCloud\)/);
       expect(observed[n]!.cloudInit).toContain('status: done');
       expect(observed[n]!.cloudInit).toContain('DataSourceNoCloud');
     }
