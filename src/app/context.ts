@@ -2,16 +2,14 @@
  * The core the application layer works on: built once per process (the daemon, or a CLI call without a daemon)
  * over the state directory, and shared by every resource's implementation.
  */
-import { type CoreContext, createCoreContext } from '../core/context.ts';
-import { ImageStore } from '../images/store/index.ts';
-import { InstanceService } from '../instances/service.ts';
+import type { CoreContext } from '../core/context.ts';
+import type { ImageStore } from '../images/store/index.ts';
+import type { InstanceService } from '../instances/service.ts';
 import type { StatePaths } from '../lib/paths.ts';
 import type { Db } from '../store/db.ts';
 import type { PolicyRepository } from '../store/policies.ts';
 import type { StorageService } from '../storage/service.ts';
-import { reconcile } from './reconcile.ts';
 import type { OperationLog } from './operation-log.ts';
-import { OperationTable } from './operation-table.ts';
 
 export interface AppCore {
   /** What the core's services share (paths, database, repositories, locks, the reconcile gate). */
@@ -37,41 +35,4 @@ export interface AppCore {
    */
   changed(): void;
   changed<T>(value: T): T;
-}
-
-export function createAppCore(
-  paths: StatePaths,
-  options: { db?: Db; changed?: () => void; clusterServing?: boolean; operations?: OperationLog; remotePaths?: readonly string[]; allowPrivatePulls?: boolean } = {},
-): AppCore {
-  const core = createCoreContext(paths, { reconcile, ...(options.db === undefined ? {} : { db: options.db }) });
-  const db = core.db;
-  const instances = new InstanceService(core);
-  let storage: Promise<StorageService> | undefined;
-  let cluster: Awaited<ReturnType<AppCore['cluster']>> | undefined;
-  let clusterLoad: ReturnType<AppCore['cluster']> | undefined;
-  const app: AppCore = {
-    core,
-    paths,
-    db,
-    instances,
-    images: new ImageStore(paths, db),
-    policies: core.repos.policies,
-    operations: options.operations ?? new OperationTable(db),
-    remotePaths: options.remotePaths ?? [],
-    allowPrivatePulls: options.allowPrivatePulls ?? false,
-    storage: () =>
-      (storage ??= (async () => {
-        const { StorageService } = await import('../storage/service.ts');
-        const service = new StorageService(core);
-        await instances.ensureReconciled();
-        return service;
-      })()),
-    cluster: () => (clusterLoad ??= import('./cluster-service.ts').then((m) => (cluster = m.clusterService(app, options.clusterServing === true)))),
-    changed: <T>(value?: T) => {
-      options.changed?.();
-      cluster?.changed();
-      return value;
-    },
-  } as AppCore;
-  return app;
 }

@@ -1,4 +1,5 @@
-import { type AppCore, createAppCore } from '../app/context.ts';
+import type { AppCore } from '../app/context.ts';
+import { createAppCore } from '../app/create-app-core.ts';
 import type { InstanceService } from '../instances/service.ts';
 import { statePaths } from '../lib/paths.ts';
 

@@ -1,5 +1,6 @@
 import type { Logger } from 'pino';
-import { type AppCore, createAppCore } from '../app/context.ts';
+import type { AppCore } from '../app/context.ts';
+import { createAppCore } from '../app/create-app-core.ts';
 import type { StatePaths } from '../lib/paths.ts';
 import { VERSION } from '../lib/version.ts';
 import { openDb } from '../store/db.ts';
