@@ -5,13 +5,13 @@
  * identity (machine-id, host keys, hostname, MAC, address). Delete leaves nothing of this file's own.
  */
 import { execFileSync } from 'node:child_process';
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { connect } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { tempHome, virtnode } from '../helpers/cli.ts';
+import { type ContainerFootprint, containerFootprint } from '../helpers/container-footprint.ts';
 import { debianImage } from '../helpers/debian-image.ts';
-import { homeTag } from '../../src/network/names.ts';
 import { freeLoopbackPort } from '../../src/lib/ports.ts';
 
 const LAUNCH_TIMEOUT_MS = 600_000;
@@ -26,31 +26,9 @@ interface InfoJson {
   instanceId: string;
 }
 
-function hostSnapshot(home: string): { links: string[]; mounts: string[]; cgroups: string[]; nft: string[] } {
-  const tag = `${homeTag(home)}:`;
-  const links = (JSON.parse(execFileSync('ip', ['-json', '-details', 'link', 'show'], { encoding: 'utf8' })) as Array<{ ifname: string; ifalias?: string }>)
-    .filter((l) => l.ifalias?.startsWith(tag) === true)
-    .map((l) => l.ifname)
-    .sort();
-  const mounts = readFileSync('/proc/self/mountinfo', 'utf8')
-    .split('\n')
-    .map((l) => l.split(' ')[4] ?? '')
-    .filter((p) => p.startsWith(home) || NAMES.some((n) => p.includes(`/${n}`)))
-    .sort();
-  const cgroups: string[] = [];
-  for (const controller of readdirSync('/sys/fs/cgroup')) {
-    try {
-      for (const entry of readdirSync(join('/sys/fs/cgroup', controller))) if (NAMES.some((n) => entry.includes(`.${n}`))) cgroups.push(`${controller}/${entry}`);
-    } catch {
-      // not a directory
-    }
-  }
-  return { links, mounts, cgroups: cgroups.sort(), nft: [] };
-}
-
 describe('container snapshots, port forwards, NICs, console, templates and clones', { timeout: 900_000 }, () => {
   const { home, cleanup } = tempHome('virtnode-lxcclone-');
-  let before: ReturnType<typeof hostSnapshot>;
+  let before: ContainerFootprint;
   let uuids: Record<string, string> = {};
 
   const run = async (args: string[], code = 0, timeoutMs = 300_000) => {
@@ -67,7 +45,7 @@ describe('container snapshots, port forwards, NICs, console, templates and clone
   const pfTable = (uuid: string) => `virtnode_pf_${uuid.replace(/-/g, '').slice(0, 16)}`;
 
   beforeAll(async () => {
-    before = hostSnapshot(home);
+    before = containerFootprint(home, NAMES);
     await run(['image', 'import', debianImage(), '--name', 'debian-12'], 0, 300_000);
     await run(['launch', 'debian-12', '--container', '--name', 'cl-base', '--memory', '256M', '--timeout', '500'], 0, LAUNCH_TIMEOUT_MS);
   }, LAUNCH_TIMEOUT_MS + 60_000);
@@ -199,7 +177,7 @@ describe('container snapshots, port forwards, NICs, console, templates and clone
     await run(['network', 'rm', 'default']);
     for (const name of NAMES) expect(existsSync(join(home, 'instances', name))).toBe(false);
     expect(existsSync(join(home, 'templates', 'cl-tmpl'))).toBe(false);
-    expect(hostSnapshot(home)).toEqual(before);
+    expect(containerFootprint(home, NAMES)).toEqual(before);
     expect(nftTables()).not.toContain(pfTable(uuids['cl-base']!));
   });
 });

@@ -3,47 +3,23 @@
  * charged to root) and its default, 128, ends at about 14 Debian containers, whose systemd then exits at start:
  * a container start raises it to virtnode's floor and says so in the instance's reason.
  */
-import { execFileSync } from 'node:child_process';
-import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { INOTIFY_INSTANCES_FLOOR, MAX_USER_INSTANCES_PATH } from '../../src/host/inotify.ts';
-import { homeTag } from '../../src/network/names.ts';
 import { tempHome, virtnode } from '../helpers/cli.ts';
+import { type ContainerFootprint, containerFootprint } from '../helpers/container-footprint.ts';
 import { debianImage } from '../helpers/debian-image.ts';
 
 const NAME = 'ct-lim';
 
-/** This state directory's links, mounts and LXC cgroups, to compare before and after. */
-function hostSnapshot(home: string): { links: string[]; mounts: string[]; cgroups: string[] } {
-  const tag = `${homeTag(home)}:`;
-  const links = (JSON.parse(execFileSync('ip', ['-json', '-details', 'link', 'show'], { encoding: 'utf8' })) as Array<{ ifname: string; ifalias?: string }>)
-    .filter((l) => l.ifalias?.startsWith(tag) === true)
-    .map((l) => l.ifname)
-    .sort();
-  const mounts = readFileSync('/proc/self/mountinfo', 'utf8')
-    .split('\n')
-    .map((l) => l.split(' ')[4] ?? '')
-    .filter((p) => p.startsWith(home) || p.includes(`/${NAME}`))
-    .sort();
-  const cgroups: string[] = [];
-  for (const controller of readdirSync('/sys/fs/cgroup')) {
-    try {
-      for (const entry of readdirSync(join('/sys/fs/cgroup', controller))) if (entry.includes(`.${NAME}`)) cgroups.push(`${controller}/${entry}`);
-    } catch {
-      // not a directory
-    }
-  }
-  return { links, mounts, cgroups: cgroups.sort() };
-}
-
 describe('container starts and host limits', { timeout: 600_000 }, () => {
   const { home, cleanup } = tempHome('virtnode-lxc-limits-');
   const original = readFileSync(MAX_USER_INSTANCES_PATH, 'utf8').trim();
-  let before: ReturnType<typeof hostSnapshot>;
+  let before: ContainerFootprint;
 
   beforeAll(async () => {
-    before = hostSnapshot(home);
+    before = containerFootprint(home, [NAME]);
     const r = await virtnode(home, ['image', 'import', debianImage(), '--name', 'debian-12'], { timeoutMs: 300_000 });
     expect(r.code, r.stderr).toBe(0);
   }, 400_000);
@@ -72,6 +48,6 @@ describe('container starts and host limits', { timeout: 600_000 }, () => {
     expect(deleted.code, deleted.stderr).toBe(0);
     expect((await virtnode(home, ['network', 'rm', 'default'])).code).toBe(0);
     expect(existsSync(join(home, 'instances', NAME))).toBe(false);
-    expect(hostSnapshot(home)).toEqual(before);
+    expect(containerFootprint(home, [NAME])).toEqual(before);
   });
 });

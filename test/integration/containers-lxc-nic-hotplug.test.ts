@@ -3,41 +3,18 @@
  * stanza virtnode writes before the NIC appears), keeps getting one after a restart, and its stanza goes with it
  * on detach. Delete then leaves no link, mount or cgroup of this state directory.
  */
-import { execFileSync } from 'node:child_process';
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { homeTag } from '../../src/network/names.ts';
 import { tempHome, virtnode } from '../helpers/cli.ts';
+import { type ContainerFootprint, containerFootprint } from '../helpers/container-footprint.ts';
 import { debianImage } from '../helpers/debian-image.ts';
 
 const NAME = 'ct-hot';
 
-function hostSnapshot(home: string): { links: string[]; mounts: string[]; cgroups: string[] } {
-  const tag = `${homeTag(home)}:`;
-  const links = (JSON.parse(execFileSync('ip', ['-json', '-details', 'link', 'show'], { encoding: 'utf8' })) as Array<{ ifname: string; ifalias?: string }>)
-    .filter((l) => l.ifalias?.startsWith(tag) === true)
-    .map((l) => l.ifname)
-    .sort();
-  const mounts = readFileSync('/proc/self/mountinfo', 'utf8')
-    .split('\n')
-    .map((l) => l.split(' ')[4] ?? '')
-    .filter((p) => p.startsWith(home) || p.includes(`/${NAME}`))
-    .sort();
-  const cgroups: string[] = [];
-  for (const controller of readdirSync('/sys/fs/cgroup')) {
-    try {
-      for (const entry of readdirSync(join('/sys/fs/cgroup', controller))) if (entry.includes(`.${NAME}`)) cgroups.push(`${controller}/${entry}`);
-    } catch {
-      // not a directory
-    }
-  }
-  return { links, mounts, cgroups: cgroups.sort() };
-}
-
 describe('a NIC attached to a running container', { timeout: 900_000 }, () => {
   const { home, cleanup } = tempHome('virtnode-lxc-hotplug-');
-  let before: ReturnType<typeof hostSnapshot>;
+  let before: ContainerFootprint;
 
   const run = async (args: string[], timeoutMs = 120_000) => {
     const r = await virtnode(home, args, { timeoutMs });
@@ -49,7 +26,7 @@ describe('a NIC attached to a running container', { timeout: 900_000 }, () => {
   const eth1Address = async () => (await inside('for i in $(seq 90); do a=$(ip -4 -o addr show dev eth1 | awk \'{print $4}\'); [ -n "$a" ] && break; sleep 1; done; echo "$a"')).trim();
 
   beforeAll(async () => {
-    before = hostSnapshot(home);
+    before = containerFootprint(home, [NAME]);
     await run(['image', 'import', debianImage(), '--name', 'debian-12'], 300_000);
     await run(['network', 'create', 'default', '--subnet', '10.94.0.0/24']);
     await run(['network', 'create', 'second', '--subnet', '10.95.0.0/24']);
@@ -77,6 +54,6 @@ describe('a NIC attached to a running container', { timeout: 900_000 }, () => {
     await run(['delete', '--force', NAME]);
     for (const n of ['second', 'default']) await run(['network', 'rm', n]);
     expect(existsSync(join(home, 'instances', NAME))).toBe(false);
-    expect(hostSnapshot(home)).toEqual(before);
+    expect(containerFootprint(home, [NAME])).toEqual(before);
   });
 });

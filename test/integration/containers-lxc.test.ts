@@ -9,8 +9,8 @@ import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { tempHome, virtnode } from '../helpers/cli.ts';
+import { type ContainerFootprint, containerFootprint } from '../helpers/container-footprint.ts';
 import { debianImage } from '../helpers/debian-image.ts';
-import { homeTag } from '../../src/network/names.ts';
 
 const LAUNCH_TIMEOUT_MS = 600_000;
 const NAMES = ['ct-a', 'ct-b', 'ct-p'];
@@ -40,36 +40,9 @@ runcmd:
   - [sh, -c, 'echo runcmd-ran > /var/tmp/runcmd-marker']
 `;
 
-/**
- * The links, mounts and LXC cgroups of this file's state directory, to compare before and after. Only its own:
- * other test files run at the same time in the same namespace and make links and mounts of their own.
- */
-function hostSnapshot(home: string): { links: string[]; mounts: string[]; cgroups: string[] } {
-  const tag = `${homeTag(home)}:`;
-  const links = (JSON.parse(execFileSync('ip', ['-json', '-details', 'link', 'show'], { encoding: 'utf8' })) as Array<{ ifname: string; ifalias?: string }>)
-    .filter((l) => l.ifalias?.startsWith(tag) === true)
-    .map((l) => l.ifname)
-    .sort();
-  const mounts = readFileSync('/proc/self/mountinfo', 'utf8')
-    .split('\n')
-    .map((l) => l.split(' ')[4] ?? '')
-    .filter((p) => p.startsWith(home) || NAMES.some((n) => p.includes(`/${n}`)))
-    .sort();
-  const cgroups: string[] = [];
-  for (const controller of readdirSync('/sys/fs/cgroup')) {
-    const dir = join('/sys/fs/cgroup', controller);
-    try {
-      for (const entry of readdirSync(dir)) if (NAMES.some((n) => entry.includes(`.${n}`))) cgroups.push(`${controller}/${entry}`);
-    } catch {
-      // not a directory
-    }
-  }
-  return { links, mounts, cgroups: cgroups.sort() };
-}
-
 describe('system containers (LXC) from the Debian image', { timeout: 600_000 }, () => {
   const { home, cleanup } = tempHome('virtnode-lxc-');
-  let before: ReturnType<typeof hostSnapshot>;
+  let before: ContainerFootprint;
   const info: Record<string, InfoJson> = {};
 
   const run = async (args: string[], code = 0, timeoutMs?: number) => {
@@ -84,7 +57,7 @@ describe('system containers (LXC) from the Debian image', { timeout: 600_000 }, 
   const getInfo = async (name: string) => JSON.parse((await run(['info', name, '--format', 'json'])).stdout) as InfoJson;
 
   beforeAll(async () => {
-    before = hostSnapshot(home);
+    before = containerFootprint(home, NAMES);
     const image = debianImage();
     await run(['image', 'import', image, '--name', 'debian-12'], 0, 300_000);
     const { writeFileSync } = await import('node:fs');
@@ -101,7 +74,7 @@ describe('system containers (LXC) from the Debian image', { timeout: 600_000 }, 
     expect(launched[0]!.stderr).not.toContain('--privileged');
     for (const name of NAMES) info[name] = await getInfo(name);
     // What the end of this file checks is gone is there now: the default network's bridge and a veth per container.
-    expect(hostSnapshot(home).links.length).toBeGreaterThanOrEqual(1 + NAMES.length);
+    expect(containerFootprint(home, NAMES).links.length).toBeGreaterThanOrEqual(1 + NAMES.length);
   }, LAUNCH_TIMEOUT_MS + 60_000);
 
   afterAll(async () => {
@@ -261,7 +234,7 @@ describe('system containers (LXC) from the Debian image', { timeout: 600_000 }, 
     await run(['network', 'rm', 'default']);
     for (const name of NAMES) expect(existsSync(join(home, 'instances', name))).toBe(false);
     expect((await run(['list'])).stdout).not.toContain('ct-');
-    expect(hostSnapshot(home)).toEqual(before);
+    expect(containerFootprint(home, NAMES)).toEqual(before);
     // The image's unpacked root filesystem goes with the image.
     const rootfs = join(home, 'images', 'rootfs');
     expect(readdirSync(rootfs).filter((e) => !e.endsWith('.lock'))).toHaveLength(2); // shifted and privileged
