@@ -40,6 +40,18 @@ export interface OvercommitRatios {
 
 export const DEFAULT_OVERCOMMIT: OvercommitRatios = { cpu: 4, memory: 1 };
 
+/** Overcommit ratios of placement (env: VIRTNODE_CLUSTER_CPU_OVERCOMMIT, VIRTNODE_CLUSTER_MEMORY_OVERCOMMIT). */
+export function overcommitRatios(defaults: OvercommitRatios = DEFAULT_OVERCOMMIT): OvercommitRatios {
+  const read = (name: string, fallback: number) => {
+    const v = process.env[name];
+    if (v === undefined || v === '') return fallback;
+    const n = Number(v);
+    if (!Number.isFinite(n) || n <= 0) throw new VirtnodeError('INVALID', `${name}: "${v}" is not a positive ratio`, { field: name });
+    return n;
+  };
+  return { cpu: read('VIRTNODE_CLUSTER_CPU_OVERCOMMIT', defaults.cpu), memory: read('VIRTNODE_CLUSTER_MEMORY_OVERCOMMIT', defaults.memory) };
+}
+
 /** What the cluster has claimed on one host (the usage record). */
 export interface HostUsage {
   cpus: number;
