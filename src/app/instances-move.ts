@@ -4,7 +4,8 @@
  * a MigrationTarget's steps and adopts the record. Once the guest runs on the target, the instance's claim in
  * etcd names the target (its room goes with it) before the source quits its QEMU and forgets the instance.
  */
-import { existsSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import type { InstanceView } from '../api/schemas.ts';
 import { KEYS } from '../cluster/model.ts';
 import type { PeerRoute } from '../cluster/peer-http.ts';
@@ -29,9 +30,16 @@ interface NeededBase {
   sha256: string;
 }
 
+/** The NoCloud seed served over HTTP lives in the instance's directory: it goes with the instance. */
+interface CarriedSeed {
+  /** Where the source has it (its QEMU's metadata responder names this directory). */
+  from: string;
+  files: Record<string, string>;
+}
+
 type Step =
   | { step: 'check'; name: string; bases: NeededBase[] }
-  | { step: 'prepare'; name: string; offer: MigrationOffer }
+  | { step: 'prepare'; name: string; offer: MigrationOffer; seed?: CarriedSeed }
   | { step: 'resume' | 'recover'; id: string }
   | { step: 'abort'; id: string; reason: string }
   | { step: 'adopt'; id: string; instance: Instance };
@@ -85,6 +93,24 @@ function checkIncoming(app: AppCore, c: ClusterService, name: string, bases: Nee
   }
 }
 
+/** The offer with the metadata responder serving `to` instead of the source's seed directory `from`. */
+function withSeedDir(offer: MigrationOffer, from: string, to: string): MigrationOffer {
+  const nics = offer.vm.nics.map((n) => {
+    if (n.backend.kind !== 'user' || n.backend.guestForwards === undefined) return n;
+    const guestForwards = n.backend.guestForwards.map((g) => ({ ...g, command: g.command.map((arg) => (arg === from ? to : arg)) }));
+    return { ...n, backend: { ...n.backend, guestForwards } };
+  });
+  return { ...offer, vm: { ...offer.vm, nics } };
+}
+
+/** The files of an instance's HTTP seed (small text files), to carry to the target. */
+function readSeed(dir: string | undefined): CarriedSeed | undefined {
+  if (dir === undefined || !existsSync(dir)) return undefined;
+  const files: Record<string, string> = {};
+  for (const f of readdirSync(dir, { withFileTypes: true })) if (f.isFile()) files[f.name] = readFileSync(join(dir, f.name), 'utf8');
+  return { from: dir, files };
+}
+
 /** The target host's side: the protocol's steps for moves coming here, and the adoption of their records. */
 export function movesPeerRoute(app: AppCore, cluster: () => ClusterService): PeerRoute {
   const incoming = new Map<string, { target: MigrationTarget; timer: NodeJS.Timeout }>();
@@ -116,7 +142,18 @@ export function movesPeerRoute(app: AppCore, cluster: () => ClusterService): Pee
               return { path, fetchedNow: false };
             },
           });
-          const ready: TargetReady = await target.prepare(req.offer);
+          const seedDir = join(app.paths.instanceDir(req.name), 'seed');
+          const offer = req.seed === undefined ? req.offer : withSeedDir(req.offer, req.seed.from, seedDir);
+          const ready: TargetReady = await target.prepare(offer);
+          if (req.seed !== undefined) {
+            try {
+              mkdirSync(seedDir, { mode: 0o700 });
+              for (const [file, text] of Object.entries(req.seed.files)) writeFileSync(join(seedDir, file), text, { mode: 0o600 });
+            } catch (e) {
+              await target.abort('the seed could not be written');
+              throw e;
+            }
+          }
           const timer = setTimeout(() => {
             incoming.delete(req.offer.id);
             void target.abort('the source did not finish the move').catch(() => undefined);
@@ -138,7 +175,8 @@ export function movesPeerRoute(app: AppCore, cluster: () => ClusterService): Pee
         }
         case 'adopt': {
           const { target } = under(req.id);
-          adoptMovedInstance(app.core, req.instance, target);
+          const seeded = req.instance.spec.httpSeedDir === undefined ? req.instance : { ...req.instance, spec: { ...req.instance.spec, httpSeedDir: join(app.paths.instanceDir(req.instance.name), 'seed') } };
+          adoptMovedInstance(app.core, seeded, target);
           target.connection?.close();
           forget(req.id);
           app.changed();
@@ -152,7 +190,7 @@ export function movesPeerRoute(app: AppCore, cluster: () => ClusterService): Pee
 }
 
 /** The source's view of the target host: each step a call to its cluster API; adopting also moves the claim. */
-function peerTarget(c: ClusterService, to: string, name: string, claimMoved: (error?: unknown) => void): InstanceMoveTarget {
+function peerTarget(c: ClusterService, to: string, name: string, seed: CarriedSeed | undefined, claimMoved: (error?: unknown) => void): InstanceMoveTarget {
   let id: string | undefined;
   const call = <T>(step: Step, timeoutMs = STEP_MS) => c.peer<T>(to, MOVES_PEER_PATH, step, timeoutMs);
   const current = () => {
@@ -162,7 +200,7 @@ function peerTarget(c: ClusterService, to: string, name: string, claimMoved: (er
   return {
     prepare: (offer) => {
       id = offer.id;
-      return call<TargetReady>({ step: 'prepare', name, offer }, PREPARE_MS);
+      return call<TargetReady>({ step: 'prepare', name, offer, ...(seed === undefined ? {} : { seed }) }, PREPARE_MS);
     },
     resume: () => call<TargetResumed>({ step: 'resume', id: current() }, 2 * STEP_MS),
     recover: async () => (await call<{ uri: string }>({ step: 'recover', id: current() })).uri,
@@ -230,7 +268,7 @@ export async function moveOwned(app: AppCore, c: ClusterService, input: MoveInpu
   const timeoutMs = (input.timeoutSeconds ?? DEFAULT_TIMEOUT_S) * 1000;
   return job('move', `instances/${name}`, async (ctx) => {
     let claimError: unknown;
-    const target = peerTarget(c, to, name, (e) => (claimError = e));
+    const target = peerTarget(c, to, name, readSeed(instance.spec.httpSeedDir), (e) => (claimError = e));
     let phase: string | undefined;
     const result = await moveInstanceOut(app.core, name, target, {
       signal: AbortSignal.any([ctx.signal, AbortSignal.timeout(timeoutMs)]),
