@@ -3,13 +3,9 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { request } from 'node:http';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { ClusterStatusView } from '../../src/api/contracts/cluster.ts';
 import type { InstanceView } from '../../src/api/schemas.ts';
-import { statePaths } from '../../src/lib/paths.ts';
-import { openDb } from '../../src/store/db.ts';
-import { TemplateRepository } from '../../src/store/templates.ts';
 import { REPO_ROOT, qemuPidsUnder } from '../helpers/cli.ts';
-import { type SimCluster, type SimHost, createSimHosts } from '../helpers/cluster-hosts.ts';
+import { type SimCluster, type SimHost, createSimHosts, installTinyTemplate, listOn as list, ok, statusOn as status } from '../helpers/cluster-hosts.ts';
 import { eventually } from '../helpers/daemon.ts';
 import { testGuest } from '../helpers/test-guest.ts';
 
@@ -18,43 +14,6 @@ import { testGuest } from '../helpers/test-guest.ts';
  * and the scheduler, the instance made on the chosen host, requests about it forwarded from any host, bad
  * targets refused with nothing changed, and a host that loses its lease fencing itself.
  */
-
-async function ok(h: SimHost, args: string[]): Promise<string> {
-  const r = await h.cli(args, { timeoutMs: 180_000 });
-  if (r.code !== 0) throw new Error(`${h.name}: virtnode ${args.join(' ')}: exit ${r.code}: ${r.stderr}`);
-  return r.stdout;
-}
-
-async function status(h: SimHost): Promise<ClusterStatusView> {
-  return JSON.parse(await ok(h, ['cluster', 'ls', '--format', 'json'])) as ClusterStatusView;
-}
-
-async function list(h: SimHost): Promise<InstanceView[]> {
-  return JSON.parse(await ok(h, ['list', '--format', 'json'])) as InstanceView[];
-}
-
-/** A template on a host whose boot is the tiny test guest (kernel + initramfs) over a small empty disk. */
-function installTinyTemplate(h: SimHost): void {
-  const guest = testGuest();
-  const disk = join(h.home, 'tiny.qcow2');
-  execFileSync('qemu-img', ['create', '-q', '-f', 'qcow2', disk, '16M']);
-  const db = openDb(statePaths(h.home).db);
-  try {
-    new TemplateRepository(db).insert({
-      name: 'tiny',
-      diskPath: disk,
-      format: 'qcow2',
-      virtualSize: 16 * 1024 * 1024,
-      sha256: '0'.repeat(64),
-      source: 'test',
-      defaults: { cpus: 1, memoryMiB: 128, accel: 'tcg', boot: { kernel: guest.kernel, initrd: guest.initrd, cmdline: guest.cmdline }, networks: ['user'] },
-      sealMethod: 'offline',
-      sealReport: [],
-    });
-  } finally {
-    db.close();
-  }
-}
 
 const LAUNCH = ['--memory', '128M', '--seed', 'http', '--no-wait'];
 
