@@ -15,6 +15,7 @@ import { adoptMovedInstance, checkMovable, defaultTransfers, type InstanceMoveTa
 import type { MigrationOffer, MigrationProgress, TargetReady, TargetResumed } from '../instances/migrate/protocol.ts';
 import { MigrationTarget } from '../instances/migrate/target.ts';
 import type { Instance } from '../instances/model.ts';
+import type { InstancePolicy } from '../store/policies.ts';
 import { VirtnodeError, invalid } from '../lib/errors.ts';
 import { validateName } from '../lib/ids.ts';
 import type { AppCore } from './context.ts';
@@ -42,7 +43,7 @@ type Step =
   | { step: 'prepare'; name: string; offer: MigrationOffer; seed?: CarriedSeed }
   | { step: 'resume' | 'recover'; id: string }
   | { step: 'abort'; id: string; reason: string }
-  | { step: 'adopt'; id: string; instance: Instance };
+  | { step: 'adopt'; id: string; instance: Instance; policy: InstancePolicy };
 
 export interface MoveInput {
   name: string;
@@ -177,6 +178,7 @@ export function movesPeerRoute(app: AppCore, cluster: () => ClusterService): Pee
           const { target } = under(req.id);
           const seeded = req.instance.spec.httpSeedDir === undefined ? req.instance : { ...req.instance, spec: { ...req.instance.spec, httpSeedDir: join(app.paths.instanceDir(req.instance.name), 'seed') } };
           adoptMovedInstance(app.core, seeded, target);
+          if (req.policy !== undefined) app.policies.set(req.instance.name, req.policy);
           target.connection?.close();
           forget(req.id);
           app.changed();
@@ -190,7 +192,8 @@ export function movesPeerRoute(app: AppCore, cluster: () => ClusterService): Pee
 }
 
 /** The source's view of the target host: each step a call to its cluster API; adopting also moves the claim. */
-function peerTarget(c: ClusterService, to: string, name: string, seed: CarriedSeed | undefined, claimMoved: (error?: unknown) => void): InstanceMoveTarget {
+function peerTarget(c: ClusterService, to: string, name: string, carried: { seed: CarriedSeed | undefined; policy: InstancePolicy }, claimMoved: (error?: unknown) => void): InstanceMoveTarget {
+  const { seed, policy } = carried;
   let id: string | undefined;
   const call = <T>(step: Step, timeoutMs = STEP_MS) => c.peer<T>(to, MOVES_PEER_PATH, step, timeoutMs);
   const current = () => {
@@ -209,7 +212,7 @@ function peerTarget(c: ClusterService, to: string, name: string, seed: CarriedSe
     },
     // No signal: once the guest runs on the target, its record must get there whatever the caller wants.
     adopt: async (instance) => {
-      await call({ step: 'adopt', id: current(), instance });
+      await call({ step: 'adopt', id: current(), instance, policy });
       try {
         await moveClaim(c.kv(), name, c.host!, to);
         claimMoved();
@@ -268,7 +271,7 @@ export async function moveOwned(app: AppCore, c: ClusterService, input: MoveInpu
   const timeoutMs = (input.timeoutSeconds ?? DEFAULT_TIMEOUT_S) * 1000;
   return job('move', `instances/${name}`, async (ctx) => {
     let claimError: unknown;
-    const target = peerTarget(c, to, name, readSeed(instance.spec.httpSeedDir), (e) => (claimError = e));
+    const target = peerTarget(c, to, name, { seed: readSeed(instance.spec.httpSeedDir), policy: app.policies.get(name) }, (e) => (claimError = e));
     let phase: string | undefined;
     const result = await moveInstanceOut(app.core, name, target, {
       signal: AbortSignal.any([ctx.signal, AbortSignal.timeout(timeoutMs)]),

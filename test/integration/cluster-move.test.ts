@@ -106,6 +106,7 @@ describe('moving running instances between the hosts of a cluster (netns, real d
     const [uptimeBefore, countBefore] = before.output.trim().split(/\s+/).filter((x) => /^\d+(\.\d+)?$/.test(x)).map(Number);
     const uuid = (await listOn(h1)).find((i) => i.name === 'm1')!.uuid;
     const usage1 = etcdGet<HostUsage>(h1, '/virtnode/usage/h1')!;
+    await ok(h1, ['set', 'm1', 'autostart=true']);
 
     const started = Date.now();
     const out = await ok(h3, ['move', 'm1', '--to', 'h2']);
@@ -122,7 +123,7 @@ describe('moving running instances between the hosts of a cluster (netns, real d
     // Every host lists it on h2, running, the same VM.
     for (const x of h) {
       const m1 = (await listOn(x)).find((i) => i.name === 'm1');
-      expect([m1?.host, m1?.state, m1?.uuid]).toEqual(['h2', 'running', uuid]);
+      expect([m1?.host, m1?.state, m1?.uuid, m1?.autostart]).toEqual(['h2', 'running', uuid, true]);
     }
     const claim = etcdGet<Claim>(h1, '/virtnode/claims/m1')!;
     expect(claim.host).toBe('h2');
