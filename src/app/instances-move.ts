@@ -4,7 +4,7 @@
  * a MigrationTarget's steps and adopts the record. Once the guest runs on the target, the instance's claim in
  * etcd names the target (its room goes with it) before the source quits its QEMU and forgets the instance.
  */
-import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { InstanceView } from '../api/schemas.ts';
 import { KEYS } from '../cluster/model.ts';
@@ -14,6 +14,7 @@ import { type ClusterService, checkHostName } from '../cluster/service.ts';
 import { adoptMovedInstance, checkMovable, defaultTransfers, type InstanceMoveTarget, moveInstanceOut } from '../instances/migrate/move-instance.ts';
 import type { MigrationOffer, MigrationProgress, TargetReady, TargetResumed } from '../instances/migrate/protocol.ts';
 import { MigrationTarget } from '../instances/migrate/target.ts';
+import { type CarriedSeed, readSeed, withSeedDir } from '../instances/migrate/carried-seed.ts';
 import type { Instance } from '../instances/model.ts';
 import type { InstancePolicy } from '../store/policies.ts';
 import { VirtnodeError, invalid } from '../lib/errors.ts';
@@ -29,13 +30,6 @@ interface NeededBase {
   disk: string;
   image: string;
   sha256: string;
-}
-
-/** The NoCloud seed served over HTTP lives in the instance's directory: it goes with the instance. */
-interface CarriedSeed {
-  /** Where the source has it (its QEMU's metadata responder names this directory). */
-  from: string;
-  files: Record<string, string>;
 }
 
 type Step =
@@ -92,24 +86,6 @@ function checkIncoming(app: AppCore, c: ClusterService, name: string, bases: Nee
       });
     }
   }
-}
-
-/** The offer with the metadata responder serving `to` instead of the source's seed directory `from`. */
-function withSeedDir(offer: MigrationOffer, from: string, to: string): MigrationOffer {
-  const nics = offer.vm.nics.map((n) => {
-    if (n.backend.kind !== 'user' || n.backend.guestForwards === undefined) return n;
-    const guestForwards = n.backend.guestForwards.map((g) => ({ ...g, command: g.command.map((arg) => (arg === from ? to : arg)) }));
-    return { ...n, backend: { ...n.backend, guestForwards } };
-  });
-  return { ...offer, vm: { ...offer.vm, nics } };
-}
-
-/** The files of an instance's HTTP seed (small text files), to carry to the target. */
-function readSeed(dir: string | undefined): CarriedSeed | undefined {
-  if (dir === undefined || !existsSync(dir)) return undefined;
-  const files: Record<string, string> = {};
-  for (const f of readdirSync(dir, { withFileTypes: true })) if (f.isFile()) files[f.name] = readFileSync(join(dir, f.name), 'utf8');
-  return { from: dir, files };
 }
 
 /** The target host's side: the protocol's steps for moves coming here, and the adoption of their records. */
