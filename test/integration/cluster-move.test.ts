@@ -45,6 +45,8 @@ describe('moving running instances between the hosts of a cluster (netns, real d
   let sim: SimCluster;
   let h: SimHost[];
   const shells: SerialShell[] = [];
+  /** The guest's console on the host it runs on (the console socket takes one client at a time). */
+  let console2: SerialShell | undefined;
   beforeAll(async () => {
     // One vCPU per host CPU: a host's room runs out with one guest as large as the host.
     sim = await createSimHosts(3, { env: { VIRTNODE_CLUSTER_CPU_OVERCOMMIT: '1' } });
@@ -135,6 +137,7 @@ describe('moving running instances between the hosts of a cluster (netns, real d
     // The guest did not reboot: its uptime and its counter went on, its memory is the same.
     const there = await SerialShell.open(dirOf(h2, 'm1'));
     shells.push(there);
+    console2 = there;
     const afterMove = await there.run('cat /proc/uptime /tmp/count /tmp/marker');
     expect(afterMove.output).toContain('moved-with-me');
     const [uptimeAfter, countAfter] = afterMove.output.trim().split(/\s+/).filter((x) => /^\d+(\.\d+)?$/.test(x)).map(Number);
@@ -156,6 +159,8 @@ describe('moving running instances between the hosts of a cluster (netns, real d
     while (killed === undefined && Date.now() < deadline) {
       const [incoming] = qemuPidsUnder(h1.home);
       if (incoming !== undefined) {
+        // Once the move is under way (the target prepared, the source measuring or sending), not at its start-up.
+        await new Promise((r) => setTimeout(r, 700));
         process.kill(incoming, 'SIGKILL');
         killed = incoming;
       } else await new Promise((r) => setTimeout(r, 20));
@@ -169,9 +174,7 @@ describe('moving running instances between the hosts of a cluster (netns, real d
     await eventually(() => (qemuPidsUnder(h1.home).length === 0 && !existsSync(dirOf(h1, 'm1')) ? true : undefined), 15_000, 'nothing left on h1');
     expect(localRecord(h1, 'm1')).toBeUndefined();
     expect(etcdGet<Claim>(h1, '/virtnode/claims/m1')?.host).toBe('h2');
-    const shell = await SerialShell.open(dirOf(h2, 'm1'));
-    shells.push(shell);
-    const still = await shell.run('cat /tmp/marker');
+    const still = await console2!.run('cat /tmp/marker');
     expect(still.output).toContain('moved-with-me');
     expect((await listOn(h1)).find((i) => i.name === 'm1')).toMatchObject({ host: 'h2', state: 'running' });
   }, 240_000);
