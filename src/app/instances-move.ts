@@ -17,7 +17,7 @@ import { MigrationTarget } from '../instances/migrate/target.ts';
 import { type CarriedSeed, readSeed, withSeedDir } from '../instances/migrate/carried-seed.ts';
 import type { Instance } from '../instances/model.ts';
 import type { InstancePolicy } from '../store/policies.ts';
-import { VirtnodeError, invalid } from '../lib/errors.ts';
+import { VirtnodeError, invalid, toVirtnodeError } from '../lib/errors.ts';
 import { validateName } from '../lib/ids.ts';
 import type { AppCore } from './context.ts';
 import { type Job, job } from './operations.ts';
@@ -256,6 +256,15 @@ export async function moveOwned(app: AppCore, c: ClusterService, input: MoveInpu
         if (p.phase === 'migrating' || p.phase === 'postcopy') ctx.transfer(p.bytesSent, p.bytesSent + p.bytesRemaining);
         else if (p.phase === 'mirroring') ctx.transfer(p.diskBytesDone, p.diskBytesTotal);
       },
+    }).catch((e: unknown) => {
+      // Said plainly when the engine undid the move: the guest runs where it was.
+      if (app.core.repos.instances.get(name)?.state !== 'running') throw e;
+      const err = toVirtnodeError(e);
+      throw new VirtnodeError(err.code, `the move of ${name} to ${to} failed${phase === undefined ? '' : ` while ${phase}`}; ${name} keeps running on ${from}: ${err.message}`, {
+        cause: e,
+        ...(err.hint === undefined ? {} : { hint: err.hint }),
+        ...(err.field === undefined ? {} : { field: err.field }),
+      });
     });
     app.changed();
     if (claimError !== undefined) {

@@ -1,5 +1,6 @@
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { request } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { ClusterStatusView } from '../../src/api/contracts/cluster.ts';
@@ -183,4 +184,24 @@ export function installTinyTemplate(h: SimHost): void {
   } finally {
     db.close();
   }
+}
+
+export interface RestAnswer {
+  status: number;
+  body: { id?: string; state?: string; error?: { code: string; message: string; field?: string }; [k: string]: unknown };
+}
+
+/** A request over the host daemon's UNIX socket: status and parsed body. */
+export function requestOn(h: SimHost, method: string, path: string, body?: unknown): Promise<RestAnswer> {
+  return new Promise((resolve, reject) => {
+    const payload = body === undefined ? '' : JSON.stringify(body);
+    const headers = body === undefined ? {} : { 'content-type': 'application/json', 'content-length': Buffer.byteLength(payload) };
+    const req = request({ socketPath: join(h.home, 'virtnode.sock'), path, method, headers }, (res) => {
+      let text = '';
+      res.on('data', (d: Buffer) => (text += d.toString()));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body: JSON.parse(text) as RestAnswer['body'] }));
+    });
+    req.on('error', reject);
+    req.end(payload);
+  });
 }

@@ -1,11 +1,10 @@
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
-import { request } from 'node:http';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { InstanceView } from '../../src/api/schemas.ts';
 import { REPO_ROOT, qemuPidsUnder } from '../helpers/cli.ts';
-import { type SimCluster, type SimHost, createSimHosts, installTinyTemplate, listOn as list, ok, statusOn as status } from '../helpers/cluster-hosts.ts';
+import { type SimCluster, type SimHost, createSimHosts, installTinyTemplate, listOn as list, ok, requestOn, statusOn as status } from '../helpers/cluster-hosts.ts';
 import { eventually } from '../helpers/daemon.ts';
 import { testGuest } from '../helpers/test-guest.ts';
 
@@ -16,20 +15,6 @@ import { testGuest } from '../helpers/test-guest.ts';
  */
 
 const LAUNCH = ['--memory', '128M', '--seed', 'http', '--no-wait'];
-
-/** POST over the host daemon's UNIX socket: status and parsed body. */
-function post(h: SimHost, path: string, body: unknown): Promise<{ status: number; body: { error?: { code: string; message: string; field?: string } } }> {
-  return new Promise((resolve, reject) => {
-    const payload = JSON.stringify(body);
-    const req = request({ socketPath: join(h.home, 'virtnode.sock'), path, method: 'POST', headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(payload) } }, (res) => {
-      let text = '';
-      res.on('data', (d: Buffer) => (text += d.toString()));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, body: JSON.parse(text) as never }));
-    });
-    req.on('error', reject);
-    req.end(payload);
-  });
-}
 
 describe('launching across a cluster of simulated hosts (netns, real daemons and etcd, the tiny guest)', () => {
   let sim: SimCluster;
@@ -104,7 +89,7 @@ describe('launching across a cluster of simulated hosts (netns, real daemons and
     const full = await h[0]!.cli(['launch', 'tiny', '--name', 'b1', ...LAUNCH, '--cpus', '2', '--target', 'h2']);
     expect(full.code).toBe(4);
     expect(full.stderr).toContain('error: target: no host has room for b1 (2 CPU(s), 128 MiB): h2 (CPUs: 1 free of 2)');
-    const rest = await post(h[2]!, '/instances/launch', { image: 'tiny', name: 'b1', memory: '128M', seed: 'http', wait: false, target: 'h9' });
+    const rest = await requestOn(h[2]!, 'POST', '/instances/launch', { image: 'tiny', name: 'b1', memory: '128M', seed: 'http', wait: false, target: 'h9' });
     expect(rest.status).toBe(404);
     expect(rest.body.error).toMatchObject({ code: 'NOT_FOUND', field: 'target' });
     // A bad image on the chosen host is refused before any operation starts, and the room is given back.

@@ -8,7 +8,7 @@ import { statePaths } from '../../src/lib/paths.ts';
 import { openDb } from '../../src/store/db.ts';
 import { InstanceRepository } from '../../src/store/instances.ts';
 import { REPO_ROOT, qemuPidsUnder } from '../helpers/cli.ts';
-import { type SimCluster, type SimHost, createSimHosts, formCluster, installTinyTemplate, listOn, ok, statusOn } from '../helpers/cluster-hosts.ts';
+import { type SimCluster, type SimHost, createSimHosts, formCluster, installTinyTemplate, listOn, ok, requestOn, statusOn } from '../helpers/cluster-hosts.ts';
 import { eventually } from '../helpers/daemon.ts';
 import { SerialShell } from '../helpers/serial-shell.ts';
 
@@ -169,7 +169,7 @@ describe('moving running instances between the hosts of a cluster (netns, real d
     const r = await move;
     expect(r.code).not.toBe(0);
     console.log(`failed move: exit ${r.code}: ${r.stderr.trim()}`);
-    expect(r.stderr).toMatch(/^error: /m);
+    expect(r.stderr).toMatch(/^error: the move of m1 to h1 failed while \w+; m1 keeps running on h2: /m);
     expect(qemuPidsUnder(h2.home)).toEqual([pid]);
     await eventually(() => (qemuPidsUnder(h1.home).length === 0 && !existsSync(dirOf(h1, 'm1')) ? true : undefined), 15_000, 'nothing left on h1');
     expect(localRecord(h1, 'm1')).toBeUndefined();
@@ -178,6 +178,26 @@ describe('moving running instances between the hosts of a cluster (netns, real d
     expect(still.output).toContain('moved-with-me');
     expect((await listOn(h1)).find((i) => i.name === 'm1')).toMatchObject({ host: 'h2', state: 'running' });
   }, 240_000);
+
+  it('over REST on the owner: a bad host is a 4xx naming the field; a started move, cancelled, leaves the guest where it was', async () => {
+    const [h1, h2] = h as [SimHost, SimHost];
+    const [pid] = qemuPidsUnder(h2.home);
+    const bad = await requestOn(h2, 'POST', '/instances/m1/move', { host: 'h9' });
+    expect(bad.status).toBe(404);
+    expect(bad.body.error).toMatchObject({ code: 'NOT_FOUND', field: 'host', message: 'host: no host h9 in the cluster' });
+    const started = await requestOn(h2, 'POST', '/instances/m1/move', { host: 'h1' });
+    expect(started.status).toBe(202);
+    expect(started.body).toMatchObject({ kind: 'move', target: 'instances/m1' });
+    const cancel = await requestOn(h2, 'DELETE', `/operations/${started.body.id}`);
+    expect(cancel.status).toBe(202);
+    const done = await requestOn(h2, 'GET', `/operations/${started.body.id}/wait?timeout=60`);
+    console.log(`cancelled move: ${JSON.stringify(done.body['error'] ?? done.body['status'])}`);
+    expect(done.body['status']).toBe('cancelled');
+    expect(qemuPidsUnder(h2.home)).toEqual([pid]);
+    await eventually(() => (qemuPidsUnder(h1.home).length === 0 && !existsSync(dirOf(h1, 'm1')) ? true : undefined), 15_000, 'nothing left on h1');
+    expect(etcdGet<Claim>(h1, '/virtnode/claims/m1')?.host).toBe('h2');
+    expect((await console2!.run('cat /tmp/marker')).output).toContain('moved-with-me');
+  }, 120_000);
 
   it('an offline target is refused; stop and delete from the old owner go to the new one', async () => {
     const [h1, h2, h3] = h as [SimHost, SimHost, SimHost];
