@@ -260,7 +260,7 @@ export async function moveOwned(app: AppCore, c: ClusterService, input: MoveInpu
       // Said plainly when the engine undid the move: the guest runs where it was.
       if (app.core.repos.instances.get(name)?.state !== 'running') throw e;
       const err = toVirtnodeError(e);
-      throw new VirtnodeError(err.code, `the move of ${name} to ${to} failed${phase === undefined ? '' : ` while ${phase}`}; ${name} keeps running on ${from}: ${err.message}`, {
+      throw new VirtnodeError(err.code, `the move of ${name} to ${to} ${ctx.signal.aborted ? 'was cancelled' : 'failed'}${phase === undefined ? '' : ` while ${phase}`}; ${name} keeps running on ${from}: ${err.message}`, {
         cause: e,
         ...(err.hint === undefined ? {} : { hint: err.hint }),
         ...(err.field === undefined ? {} : { field: err.field }),

@@ -193,6 +193,7 @@ describe('moving running instances between the hosts of a cluster (netns, real d
     const done = await requestOn(h2, 'GET', `/operations/${started.body.id}/wait?timeout=60`);
     console.log(`cancelled move: ${JSON.stringify(done.body['error'] ?? done.body['status'])}`);
     expect(done.body['status']).toBe('cancelled');
+    expect((done.body['error'] as { message: string }).message).toMatch(/^the move of m1 to h1 was cancelled( while \w+)?; m1 keeps running on h2: /);
     expect(qemuPidsUnder(h2.home)).toEqual([pid]);
     await eventually(() => (qemuPidsUnder(h1.home).length === 0 && !existsSync(dirOf(h1, 'm1')) ? true : undefined), 15_000, 'nothing left on h1');
     expect(etcdGet<Claim>(h1, '/virtnode/claims/m1')?.host).toBe('h2');
