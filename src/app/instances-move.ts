@@ -7,7 +7,7 @@
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { InstanceView } from '../api/schemas.ts';
-import { KEYS } from '../cluster/model.ts';
+import { type HostRecord, KEYS } from '../cluster/model.ts';
 import type { PeerRoute } from '../cluster/peer-http.ts';
 import { PLACEMENT_KEYS, type Claim, moveClaim, overcommitRatios, readCandidates, unfit } from '../cluster/placement.ts';
 import { type ClusterService, checkHostName } from '../cluster/service.ts';
@@ -168,7 +168,7 @@ export function movesPeerRoute(app: AppCore, cluster: () => ClusterService): Pee
 }
 
 /** The source's view of the target host: each step a call to its cluster API; adopting also moves the claim. */
-function peerTarget(c: ClusterService, to: string, name: string, carried: { seed: CarriedSeed | undefined; policy: InstancePolicy }, claimMoved: (error?: unknown) => void): InstanceMoveTarget {
+function peerTarget(c: ClusterService, to: HostRecord, name: string, carried: { seed: CarriedSeed | undefined; policy: InstancePolicy }, claimMoved: (error?: unknown) => void): InstanceMoveTarget {
   const { seed, policy } = carried;
   let id: string | undefined;
   const call = <T>(step: Step, timeoutMs = STEP_MS) => c.peer<T>(to, MOVES_PEER_PATH, step, timeoutMs);
@@ -190,7 +190,7 @@ function peerTarget(c: ClusterService, to: string, name: string, carried: { seed
     adopt: async (instance) => {
       await call({ step: 'adopt', id: current(), instance, policy });
       try {
-        await moveClaim(c.kv(), name, c.host!, to);
+        await moveClaim(c.kv(), name, c.host!, to.name);
         claimMoved();
       } catch (e) {
         claimMoved(e);
@@ -247,7 +247,8 @@ export async function moveOwned(app: AppCore, c: ClusterService, input: MoveInpu
   const timeoutMs = (input.timeoutSeconds ?? DEFAULT_TIMEOUT_S) * 1000;
   return job('move', `instances/${name}`, async (ctx) => {
     let claimError: unknown;
-    const target = peerTarget(c, to, name, { seed: readSeed(instance.spec.httpSeedDir), policy: app.policies.get(name) }, (e) => (claimError = e));
+    // The record, not the name: no etcd read in each step (the resume step is in the guest's downtime).
+    const target = peerTarget(c, record, name, { seed: readSeed(instance.spec.httpSeedDir), policy: app.policies.get(name) }, (e) => (claimError = e));
     let phase: string | undefined;
     const result = await moveInstanceOut(app.core, name, target, {
       signal: AbortSignal.any([ctx.signal, AbortSignal.timeout(timeoutMs)]),
