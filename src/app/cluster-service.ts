@@ -3,6 +3,7 @@ import { ClusterService } from '../cluster/service.ts';
 import { hostPublication } from './cluster-publication.ts';
 import type { AppCore } from './context.ts';
 import { INSTANCES_PEER_PATH, instancesPeerRoute, ownedHere } from './instances-cluster.ts';
+import { MOVES_PEER_PATH, movesPeerRoute } from './instances-move.ts';
 import { localInstances } from './instances.ts';
 
 /**
@@ -20,5 +21,6 @@ export function clusterService(app: AppCore, serving: boolean): ClusterService {
   });
   let here: ReturnType<typeof ownedHere> | undefined;
   service.route(INSTANCES_PEER_PATH, instancesPeerRoute(() => (here ??= ownedHere(app, localInstances(app)))));
+  service.route(MOVES_PEER_PATH, movesPeerRoute(app, () => service));
   return service;
 }

@@ -63,18 +63,6 @@ function markJob<T>(work: Job<T>, host: string): Job<T> {
   return { ...work, run: async (ctx) => mark(await work.run(ctx), host) };
 }
 
-/** Overcommit ratios of placement (env: VIRTNODE_CLUSTER_CPU_OVERCOMMIT, VIRTNODE_CLUSTER_MEMORY_OVERCOMMIT). */
-function ratios(defaults: { cpu: number; memory: number }): { cpu: number; memory: number } {
-  const read = (name: string, fallback: number) => {
-    const v = process.env[name];
-    if (v === undefined || v === '') return fallback;
-    const n = Number(v);
-    if (!Number.isFinite(n) || n <= 0) throw new VirtnodeError('INVALID', `${name}: "${v}" is not a positive ratio`, { field: name });
-    return n;
-  };
-  return { cpu: read('VIRTNODE_CLUSTER_CPU_OVERCOMMIT', defaults.cpu), memory: read('VIRTNODE_CLUSTER_MEMORY_OVERCOMMIT', defaults.memory) };
-}
-
 /** What this host does with its own instances, whoever asked (a front here, or another host). */
 export function ownedHere(core: AppCore, local: Impl): Impl {
   const wrap = <K extends Op>(op: K, before?: (c: ClusterService) => void) =>
@@ -96,6 +84,12 @@ export function ownedHere(core: AppCore, local: Impl): Impl {
     start: wrap('start', fenced('start')),
     restart: wrap('restart', fenced('restart')),
     resume: wrap('resume', fenced('resume')),
+    move: async (input, caller) => {
+      const c = await clusterOf(core);
+      if (c === undefined) return local.move(input, caller);
+      const { moveOwned } = await import('./instances-move.ts');
+      return moveOwned(core, c, input, (host, name) => c.peer<InstanceView>(host, INSTANCES_PEER_PATH, { op: 'get', input: { name } } satisfies PeerRequest, SHORT_MS));
+    },
     delete: async (input, caller) => {
       const c = await clusterOf(core);
       if (c === undefined) return local.delete(input, caller);
@@ -197,7 +191,7 @@ export function clustered(core: AppCore, here: Impl): Impl {
       }, UNBOUNDED);
       const owned = { ...rest, name: valid.name };
       const { KEYS } = await import('../cluster/model.ts');
-      const { DEFAULT_OVERCOMMIT, place, releaseClaim } = await import('../cluster/placement.ts');
+      const { overcommitRatios, place, releaseClaim } = await import('../cluster/placement.ts');
       const kv = c.kv();
       if (target !== undefined) {
         const record = await c.hostRecord(target, 'target');
@@ -216,7 +210,7 @@ export function clustered(core: AppCore, here: Impl): Impl {
           ...(target === undefined ? {} : { target }),
           ...(group === undefined ? {} : { group }),
         },
-        ratios(DEFAULT_OVERCOMMIT),
+        overcommitRatios(),
       ).catch((e: unknown) => {
         if (target !== undefined && isVirtnodeError(e, 'CONFLICT') && e.message.startsWith('no host has room')) {
           throw new VirtnodeError('CONFLICT', `target: ${e.message}`, { field: 'target', hint: 'choose another --target, or none' });

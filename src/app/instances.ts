@@ -133,6 +133,11 @@ export function localInstances(core: AppCore): Implementation<typeof instanceEnd
       return job('restart', `instances/${instance.name}`, async (ctx) => ({ instance: view(await service.restart(input.name, { ...stopOptions(input), signal: ctx.signal })) }));
     },
 
+    // In a cluster, ownedHere (instances-cluster.ts) does the move; a standalone host has nowhere to move to.
+    async move({ host }) {
+      throw invalid('host', `this host is not in a cluster: there is no host ${host} to move to`, 'form a cluster (`virtnode cluster init`) and join the other host to it');
+    },
+
     async pause({ name }) {
       return core.changed(view(await service.pause(name)));
     },

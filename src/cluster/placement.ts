@@ -40,6 +40,18 @@ export interface OvercommitRatios {
 
 export const DEFAULT_OVERCOMMIT: OvercommitRatios = { cpu: 4, memory: 1 };
 
+/** Overcommit ratios of placement (env: VIRTNODE_CLUSTER_CPU_OVERCOMMIT, VIRTNODE_CLUSTER_MEMORY_OVERCOMMIT). */
+export function overcommitRatios(defaults: OvercommitRatios = DEFAULT_OVERCOMMIT): OvercommitRatios {
+  const read = (name: string, fallback: number) => {
+    const v = process.env[name];
+    if (v === undefined || v === '') return fallback;
+    const n = Number(v);
+    if (!Number.isFinite(n) || n <= 0) throw new VirtnodeError('INVALID', `${name}: "${v}" is not a positive ratio`, { field: name });
+    return n;
+  };
+  return { cpu: read('VIRTNODE_CLUSTER_CPU_OVERCOMMIT', defaults.cpu), memory: read('VIRTNODE_CLUSTER_MEMORY_OVERCOMMIT', defaults.memory) };
+}
+
 /** What the cluster has claimed on one host (the usage record). */
 export interface HostUsage {
   cpus: number;
@@ -241,4 +253,44 @@ export async function releaseClaim(kv: Kv, instance: string): Promise<boolean> {
 export async function ownerOf(kv: Kv, instance: string): Promise<string | undefined> {
   const entry = await kv.get(PLACEMENT_KEYS.claim(instance));
   return entry === undefined ? undefined : (JSON.parse(entry.value) as Claim).host;
+}
+
+/**
+ * Hands an instance's claim from host `from` to host `to` (a live move): the claim names the new owner and its
+ * room moves from one usage record to the other, in one transaction guarded by the revisions of all three.
+ * Refused when the claim does not name `from` (someone else moved or deleted it meanwhile).
+ */
+export async function moveClaim(kv: Kv, instance: string, from: string, to: string): Promise<Claim> {
+  const claimKey = PLACEMENT_KEYS.claim(instance);
+  for (;;) {
+    const claimEntry = await kv.get(claimKey);
+    if (claimEntry === undefined) throw new VirtnodeError('INVALID_STATE', `instance ${instance} has no placement claim in the cluster`, { field: 'name' });
+    const claim = JSON.parse(claimEntry.value) as Claim;
+    if (claim.host !== from) throw new VirtnodeError('CONFLICT', `instance ${instance} is placed on ${claim.host}, not on ${from}`, { field: 'name' });
+    const [fromEntry, toEntry] = await Promise.all([kv.get(PLACEMENT_KEYS.usage(from)), kv.get(PLACEMENT_KEYS.usage(to))]);
+    const source = fromEntry === undefined ? EMPTY_USAGE : (JSON.parse(fromEntry.value) as HostUsage);
+    const target = toEntry === undefined ? EMPTY_USAGE : (JSON.parse(toEntry.value) as HostUsage);
+    const group = (u: HostUsage, delta: number) => (claim.group === undefined ? u.groups : { ...u.groups, [claim.group]: Math.max(0, (u.groups[claim.group] ?? 0) + delta) });
+    const shift = (u: HostUsage, sign: 1 | -1): HostUsage => ({
+      cpus: Math.max(0, u.cpus + sign * claim.cpus),
+      memoryBytes: Math.max(0, u.memoryBytes + sign * claim.memoryBytes),
+      diskBytes: { ...u.diskBytes, [claim.pool]: Math.max(0, (u.diskBytes[claim.pool] ?? 0) + sign * claim.diskBytes) },
+      instances: Math.max(0, u.instances + sign),
+      groups: group(u, sign),
+    });
+    const moved: Claim = { ...claim, host: to, claimedAt: new Date().toISOString() };
+    const r = await kv.txn(
+      [
+        { key: claimKey, modRevision: claimEntry.modRevision },
+        { key: PLACEMENT_KEYS.usage(from), modRevision: fromEntry?.modRevision ?? 0 },
+        { key: PLACEMENT_KEYS.usage(to), modRevision: toEntry?.modRevision ?? 0 },
+      ],
+      [
+        { put: claimKey, value: JSON.stringify(moved) },
+        { put: PLACEMENT_KEYS.usage(from), value: JSON.stringify(shift(source, -1)) },
+        { put: PLACEMENT_KEYS.usage(to), value: JSON.stringify(shift(target, 1)) },
+      ],
+    );
+    if (r.won) return moved;
+  }
 }

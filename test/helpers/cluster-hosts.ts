@@ -1,9 +1,17 @@
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { request } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import type { ClusterStatusView } from '../../src/api/contracts/cluster.ts';
+import type { InstanceView } from '../../src/api/schemas.ts';
 import { daemonAnswers } from '../../src/client/http.ts';
+import { statePaths } from '../../src/lib/paths.ts';
+import { openDb } from '../../src/store/db.ts';
+import { TemplateRepository } from '../../src/store/templates.ts';
 import { type CliResult, VIRTNODE_BIN, qemuPidsUnder, virtnode } from './cli.ts';
+import { eventually } from './daemon.ts';
+import { testGuest } from './test-guest.ts';
 
 /**
  * Simulated hosts for cluster tests: each a network namespace with its own state directory and `virtnode daemon`,
@@ -128,4 +136,72 @@ export async function createSimHosts(count: number, options: { subnet?: number; 
     throw e;
   }
   return { hosts, destroy };
+}
+
+/** The CLI on a host, which must succeed: its stdout. */
+export async function ok(h: SimHost, args: string[]): Promise<string> {
+  const r = await h.cli(args, { timeoutMs: 180_000 });
+  if (r.code !== 0) throw new Error(`${h.name}: virtnode ${args.join(' ')}: exit ${r.code}: ${r.stderr}`);
+  return r.stdout;
+}
+
+export async function statusOn(h: SimHost): Promise<ClusterStatusView> {
+  return JSON.parse(await ok(h, ['cluster', 'ls', '--format', 'json'])) as ClusterStatusView;
+}
+
+export async function listOn(h: SimHost): Promise<InstanceView[]> {
+  return JSON.parse(await ok(h, ['list', '--format', 'json'])) as InstanceView[];
+}
+
+/** The first host forms a cluster, the others join it (as h2, h3...); resolves once all are online. */
+export async function formCluster(hosts: SimHost[]): Promise<void> {
+  await ok(hosts[0]!, ['cluster', 'init', '--address', hosts[0]!.address, '--name', hosts[0]!.name]);
+  for (const h of hosts.slice(1)) {
+    const token = (await ok(hosts[0]!, ['cluster', 'add', h.name])).trim();
+    await ok(h, ['cluster', 'join', token, '--address', h.address]);
+  }
+  await eventually(async () => ((await statusOn(hosts.at(-1)!)).hosts.filter((x) => x.state === 'online').length === hosts.length ? true : undefined), 20_000, 'all hosts online');
+}
+
+/** A template on a host whose boot is the tiny test guest (kernel + initramfs) over a small empty disk. */
+export function installTinyTemplate(h: SimHost): void {
+  const guest = testGuest();
+  const disk = join(h.home, 'tiny.qcow2');
+  execFileSync('qemu-img', ['create', '-q', '-f', 'qcow2', disk, '16M']);
+  const db = openDb(statePaths(h.home).db);
+  try {
+    new TemplateRepository(db).insert({
+      name: 'tiny',
+      diskPath: disk,
+      format: 'qcow2',
+      virtualSize: 16 * 1024 * 1024,
+      sha256: '0'.repeat(64),
+      source: 'test',
+      defaults: { cpus: 1, memoryMiB: 128, accel: 'tcg', boot: { kernel: guest.kernel, initrd: guest.initrd, cmdline: guest.cmdline }, networks: ['user'] },
+      sealMethod: 'offline',
+      sealReport: [],
+    });
+  } finally {
+    db.close();
+  }
+}
+
+export interface RestAnswer {
+  status: number;
+  body: { id?: string; state?: string; error?: { code: string; message: string; field?: string }; [k: string]: unknown };
+}
+
+/** A request over the host daemon's UNIX socket: status and parsed body. */
+export function requestOn(h: SimHost, method: string, path: string, body?: unknown): Promise<RestAnswer> {
+  return new Promise((resolve, reject) => {
+    const payload = body === undefined ? '' : JSON.stringify(body);
+    const headers = body === undefined ? {} : { 'content-type': 'application/json', 'content-length': Buffer.byteLength(payload) };
+    const req = request({ socketPath: join(h.home, 'virtnode.sock'), path, method, headers }, (res) => {
+      let text = '';
+      res.on('data', (d: Buffer) => (text += d.toString()));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body: JSON.parse(text) as RestAnswer['body'] }));
+    });
+    req.on('error', reject);
+    req.end(payload);
+  });
 }

@@ -105,6 +105,8 @@ describe('REST API through inject(): every route, bad input refused with the err
       ['POST', '/instances/nope/resources', {}, 400, /body/],
       ['POST', '/instances/nope/resources', { cpus: 0 }, 400, /cpus/],
       ['POST', '/instances/nope/resources', { memory: 'lots' }, 400, /memory/],
+      ['POST', '/instances/nope/move', { host: 'h2' }, 400, /host: this host is not in a cluster: there is no host h2 to move to/],
+      ['POST', '/instances/nope/move', {}, 400, /host/],
       ['DELETE', '/instances/nope', undefined, 404, /does not exist/],
       ['DELETE', '/instances/nope?force=maybe', undefined, 400, /force/],
       ['DELETE', '/instances/x?color=red', undefined, 400, /unknown field "color"/],

@@ -1,15 +1,10 @@
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
-import { request } from 'node:http';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { ClusterStatusView } from '../../src/api/contracts/cluster.ts';
 import type { InstanceView } from '../../src/api/schemas.ts';
-import { statePaths } from '../../src/lib/paths.ts';
-import { openDb } from '../../src/store/db.ts';
-import { TemplateRepository } from '../../src/store/templates.ts';
 import { REPO_ROOT, qemuPidsUnder } from '../helpers/cli.ts';
-import { type SimCluster, type SimHost, createSimHosts } from '../helpers/cluster-hosts.ts';
+import { type SimCluster, type SimHost, createSimHosts, installTinyTemplate, listOn as list, ok, requestOn, statusOn as status } from '../helpers/cluster-hosts.ts';
 import { eventually } from '../helpers/daemon.ts';
 import { testGuest } from '../helpers/test-guest.ts';
 
@@ -19,58 +14,7 @@ import { testGuest } from '../helpers/test-guest.ts';
  * targets refused with nothing changed, and a host that loses its lease fencing itself.
  */
 
-async function ok(h: SimHost, args: string[]): Promise<string> {
-  const r = await h.cli(args, { timeoutMs: 180_000 });
-  if (r.code !== 0) throw new Error(`${h.name}: virtnode ${args.join(' ')}: exit ${r.code}: ${r.stderr}`);
-  return r.stdout;
-}
-
-async function status(h: SimHost): Promise<ClusterStatusView> {
-  return JSON.parse(await ok(h, ['cluster', 'ls', '--format', 'json'])) as ClusterStatusView;
-}
-
-async function list(h: SimHost): Promise<InstanceView[]> {
-  return JSON.parse(await ok(h, ['list', '--format', 'json'])) as InstanceView[];
-}
-
-/** A template on a host whose boot is the tiny test guest (kernel + initramfs) over a small empty disk. */
-function installTinyTemplate(h: SimHost): void {
-  const guest = testGuest();
-  const disk = join(h.home, 'tiny.qcow2');
-  execFileSync('qemu-img', ['create', '-q', '-f', 'qcow2', disk, '16M']);
-  const db = openDb(statePaths(h.home).db);
-  try {
-    new TemplateRepository(db).insert({
-      name: 'tiny',
-      diskPath: disk,
-      format: 'qcow2',
-      virtualSize: 16 * 1024 * 1024,
-      sha256: '0'.repeat(64),
-      source: 'test',
-      defaults: { cpus: 1, memoryMiB: 128, accel: 'tcg', boot: { kernel: guest.kernel, initrd: guest.initrd, cmdline: guest.cmdline }, networks: ['user'] },
-      sealMethod: 'offline',
-      sealReport: [],
-    });
-  } finally {
-    db.close();
-  }
-}
-
 const LAUNCH = ['--memory', '128M', '--seed', 'http', '--no-wait'];
-
-/** POST over the host daemon's UNIX socket: status and parsed body. */
-function post(h: SimHost, path: string, body: unknown): Promise<{ status: number; body: { error?: { code: string; message: string; field?: string } } }> {
-  return new Promise((resolve, reject) => {
-    const payload = JSON.stringify(body);
-    const req = request({ socketPath: join(h.home, 'virtnode.sock'), path, method: 'POST', headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(payload) } }, (res) => {
-      let text = '';
-      res.on('data', (d: Buffer) => (text += d.toString()));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, body: JSON.parse(text) as never }));
-    });
-    req.on('error', reject);
-    req.end(payload);
-  });
-}
 
 describe('launching across a cluster of simulated hosts (netns, real daemons and etcd, the tiny guest)', () => {
   let sim: SimCluster;
@@ -145,7 +89,7 @@ describe('launching across a cluster of simulated hosts (netns, real daemons and
     const full = await h[0]!.cli(['launch', 'tiny', '--name', 'b1', ...LAUNCH, '--cpus', '2', '--target', 'h2']);
     expect(full.code).toBe(4);
     expect(full.stderr).toContain('error: target: no host has room for b1 (2 CPU(s), 128 MiB): h2 (CPUs: 1 free of 2)');
-    const rest = await post(h[2]!, '/instances/launch', { image: 'tiny', name: 'b1', memory: '128M', seed: 'http', wait: false, target: 'h9' });
+    const rest = await requestOn(h[2]!, 'POST', '/instances/launch', { image: 'tiny', name: 'b1', memory: '128M', seed: 'http', wait: false, target: 'h9' });
     expect(rest.status).toBe(404);
     expect(rest.body.error).toMatchObject({ code: 'NOT_FOUND', field: 'target' });
     // A bad image on the chosen host is refused before any operation starts, and the room is given back.

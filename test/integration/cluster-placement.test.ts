@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { EtcdKv } from '../../src/cluster/etcd-kv.ts';
 import { type AliveRecord, type HostRecord, KEYS } from '../../src/cluster/model.ts';
-import { type Claim, type HostUsage, PLACEMENT_KEYS, place, releaseClaim } from '../../src/cluster/placement.ts';
+import { type Claim, type HostUsage, PLACEMENT_KEYS, moveClaim, place, releaseClaim } from '../../src/cluster/placement.ts';
 import { isVirtnodeError } from '../../src/lib/errors.ts';
 import { startTestEtcd, type TestEtcd } from '../helpers/etcd.ts';
 
@@ -126,5 +126,25 @@ describe('placement claims: revision-guarded transactions on real etcd (3 member
     expect((await place(kv, { instance: 'b2', cpus: 1, memoryBytes: 64 * MIB, diskBytes: 0, labels: { zone: 'b' } }, RATIOS)).host).toBe('h3');
     const bad = await place(kv, { instance: 'z', cpus: 0, memoryBytes: 1, diskBytes: 0 }, RATIOS).catch((e: Error) => e);
     expect((bad as Error).message).toBe('cpus: 0 is not a whole number of at least 1');
+  });
+
+  it('a moved claim names the new host and its room goes with it; concurrent moves of one claim: one wins', async () => {
+    const kv = kvs[0]!;
+    await place(kv, { instance: 'm1', cpus: 1, memoryBytes: 64 * MIB, diskBytes: 5 * MIB, target: 'h1', group: 'g' }, RATIOS);
+    const moved = await moveClaim(kv, 'm1', 'h1', 'h2');
+    expect(moved).toMatchObject({ instance: 'm1', host: 'h2', cpus: 1, memoryBytes: 64 * MIB, group: 'g' });
+    const usage = async (h: string) => JSON.parse((await kv.get(PLACEMENT_KEYS.usage(h)))!.value) as HostUsage;
+    expect(await usage('h1')).toMatchObject({ cpus: 0, memoryBytes: 0, instances: 0, diskBytes: { default: 0 }, groups: { g: 0 } });
+    expect(await usage('h2')).toMatchObject({ cpus: 1, memoryBytes: 64 * MIB, instances: 1, diskBytes: { default: 5 * MIB }, groups: { g: 1 } });
+    await consistent();
+    const stale = await moveClaim(kv, 'm1', 'h1', 'h3').catch((e: unknown) => e);
+    expect(isVirtnodeError(stale, 'CONFLICT')).toBe(true);
+    expect((stale as Error).message).toBe('instance m1 is placed on h2, not on h1');
+    // Five daemons move it away from h2 at once: exactly one of them does it, the others are refused.
+    const all = await Promise.allSettled(kvs.map((k, i) => moveClaim(k, 'm1', 'h2', i % 2 === 0 ? 'h1' : 'h3')));
+    expect(all.filter((r) => r.status === 'fulfilled')).toHaveLength(1);
+    await consistent();
+    const none = await moveClaim(kv, 'nothere', 'h1', 'h2').catch((e: unknown) => e);
+    expect(isVirtnodeError(none, 'INVALID_STATE')).toBe(true);
   });
 });

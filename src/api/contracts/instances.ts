@@ -26,6 +26,22 @@ export const StopResult = Closed({ instance: Instance, method: Type.String({ des
 export const RestartResult = Closed({ instance: Instance });
 export const Deleted = Closed({ name: Type.String(), deleted: Type.Boolean() });
 
+/** POST /instances/{name}/move: the cluster host to move a running instance to (live). */
+export const MoveBody = Closed({
+  host: Type.String({ maxLength: 63, description: 'the cluster host to move it to (`virtnode cluster ls`)' }),
+  timeoutSeconds: Type.Optional(Type.Integer({ minimum: 1, maximum: 86_400, description: 'the move is given up (and undone) after this long (default 600)' })),
+});
+export const MoveResult = Closed({
+  instance: Instance,
+  from: Type.String({ description: 'the host it ran on' }),
+  to: Type.String({ description: 'the host it runs on now' }),
+  totalMs: Type.Integer({ description: 'from the first step to the guest running on the new host' }),
+  migrationMs: Type.Integer({ description: 'the memory migration, from its start to the guest running on the new host' }),
+  downtimeMs: nullable<number>({ type: 'integer', description: "from the source's vCPUs stopping to the target running them" }),
+  bytesSent: Type.Integer({ description: 'memory bytes sent' }),
+  diskBytes: Type.Integer({ description: 'disk bytes copied' }),
+});
+
 export const instanceEndpoints = endpoints({
   list: { method: 'GET', path: '/instances', summary: 'instances and their observed states', response: Type.Array(Instance), shared: true },
   get: { method: 'GET', path: '/instances/:name', summary: 'one instance (with the addresses its guest agent reports)', params: NameParams, response: Instance },
@@ -83,6 +99,15 @@ export const instanceEndpoints = endpoints({
     params: NameParams,
     body: ResourcesBody,
     response: ResourcesResult,
+  },
+  move: {
+    method: 'POST',
+    path: '/instances/:name/move',
+    summary: 'in a cluster: move a running instance live to another host (an operation; progress entries are the move\'s phases; result: {instance, from, to, totalMs, migrationMs, downtimeMs, bytesSent, diskBytes})',
+    params: NameParams,
+    body: MoveBody,
+    response: MoveResult,
+    operation: true,
   },
   delete: {
     method: 'DELETE',

@@ -44,14 +44,7 @@ export async function moveInstanceOut(core: CoreContext, name: string, target: I
   return core.withLock(name, 'move', options, async () => {
     const instance = core.repos.instances.get(name);
     if (instance === undefined) throw new VirtnodeError('NOT_FOUND', `no instance named "${name}"`, { field: 'name' });
-    if (instance.type !== 'vm') throw new VirtnodeError('INVALID', `${name} is a system container; only VMs move live`, { field: 'name' });
-    if (instance.state !== 'running') throw new VirtnodeError('INVALID_STATE', `${name} is ${instance.state}; only a running VM moves live`, { field: 'name' });
-    const managed = instance.nics.filter((n) => n.network !== USER_NETWORK);
-    if (managed.length > 0) {
-      throw new VirtnodeError('HOST_UNSUPPORTED', `${name} has a NIC on the managed network "${managed[0]!.network}"; only user-mode NICs move live for now`, {
-        hint: 'managed networks move with the cluster-wide networks',
-      });
-    }
+    checkMovable(instance, options.transfers);
     const dir = core.paths.instanceDir(name);
     const qmp = await QmpConnection.connect(runtimePaths(dir).qmp, withSignal({ timeoutMs: QMP_CONNECT_TIMEOUT_MS }, options.signal));
     try {
@@ -80,8 +73,34 @@ export async function moveInstanceOut(core: CoreContext, name: string, target: I
   });
 }
 
+/** What keeps an instance from moving live, whatever the target: refused naming the field. */
+export function checkMovable(instance: Instance, transfers: Record<string, DiskTransfer> = {}): void {
+  const name = instance.name;
+  if (instance.type !== 'vm') throw new VirtnodeError('INVALID', `${name} is a system container; only VMs move live`, { field: 'name' });
+  if (instance.state !== 'running') throw new VirtnodeError('INVALID_STATE', `${name} is ${instance.state}; only a running VM moves live`, { field: 'name' });
+  const managed = instance.nics.filter((n) => n.network !== USER_NETWORK);
+  if (managed.length > 0) {
+    throw new VirtnodeError('HOST_UNSUPPORTED', `${name} has a NIC on the managed network "${managed[0]!.network}"; only user-mode NICs move live for now`, {
+      hint: 'managed networks move with the cluster-wide networks',
+    });
+  }
+  if (instance.spec.tuning?.cpuModel === undefined) {
+    throw new VirtnodeError('INVALID', `cpuModel: ${name} runs with QEMU's default CPU (host or max), which differs from host to host`, {
+      field: 'cpuModel',
+      hint: 'start it with a named baseline CPU model (--cpu-model) to move it live',
+    });
+  }
+  const foreign = instance.spec.disks.filter((d) => !d.owned && transfers[d.id] === undefined);
+  if (foreign.length > 0) {
+    throw new VirtnodeError('HOST_UNSUPPORTED', `disks: ${foreign.map((d) => `${d.id} (${d.path})`).join(', ')} ${foreign.length === 1 ? 'is' : 'are'} not ${name}'s own; only the disks virtnode made for it move`, {
+      field: 'disks',
+      hint: 'detach the attached volume(s) first',
+    });
+  }
+}
+
 /** Owned disks are copied (a disk over the instance's image as a linked clone of it); others must be named. */
-async function defaultTransfers(instance: Instance): Promise<Record<string, DiskTransfer>> {
+export async function defaultTransfers(instance: Instance): Promise<Record<string, DiskTransfer>> {
   const transfers: Record<string, DiskTransfer> = {};
   for (const disk of instance.spec.disks) {
     if (!disk.owned) continue;

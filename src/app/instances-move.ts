@@ -1,0 +1,288 @@
+/**
+ * Live moves between the hosts of a cluster (`virtnode move NAME --to HOST`). The owner runs the engine
+ * (src/instances/migrate/move-instance.ts) against the target host's cluster API route MOVES_PEER_PATH, which runs
+ * a MigrationTarget's steps and adopts the record. Once the guest runs on the target, the instance's claim in
+ * etcd names the target (its room goes with it) before the source quits its QEMU and forgets the instance.
+ */
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { InstanceView } from '../api/schemas.ts';
+import { type HostRecord, KEYS } from '../cluster/model.ts';
+import type { PeerRoute } from '../cluster/peer-http.ts';
+import { PLACEMENT_KEYS, type Claim, moveClaim, overcommitRatios, readCandidates, unfit } from '../cluster/placement.ts';
+import { type ClusterService, checkHostName } from '../cluster/service.ts';
+import { adoptMovedInstance, checkMovable, defaultTransfers, type InstanceMoveTarget, moveInstanceOut } from '../instances/migrate/move-instance.ts';
+import type { MigrationOffer, MigrationProgress, TargetReady, TargetResumed } from '../instances/migrate/protocol.ts';
+import { MigrationTarget } from '../instances/migrate/target.ts';
+import { type CarriedSeed, readSeed, withSeedDir } from '../instances/migrate/carried-seed.ts';
+import type { Instance } from '../instances/model.ts';
+import type { InstancePolicy } from '../store/policies.ts';
+import { VirtnodeError, invalid, toVirtnodeError } from '../lib/errors.ts';
+import { validateName } from '../lib/ids.ts';
+import type { AppCore } from './context.ts';
+import { type Job, job } from './operations.ts';
+
+/** The cluster API route through which a source host drives the target's side of a move. */
+export const MOVES_PEER_PATH = '/v1/moves';
+
+/** A base image a disk sits on, which the target must have (by digest) before anything starts. */
+interface NeededBase {
+  disk: string;
+  image: string;
+  sha256: string;
+}
+
+type Step =
+  | { step: 'check'; name: string; bases: NeededBase[] }
+  | { step: 'prepare'; name: string; offer: MigrationOffer; seed?: CarriedSeed }
+  | { step: 'resume' | 'recover'; id: string }
+  | { step: 'abort'; id: string; reason: string }
+  | { step: 'adopt'; id: string; instance: Instance; policy: InstancePolicy };
+
+export interface MoveInput {
+  name: string;
+  host: string;
+  timeoutSeconds?: number;
+}
+
+export interface MoveOutcome {
+  instance: InstanceView;
+  from: string;
+  to: string;
+  totalMs: number;
+  migrationMs: number;
+  downtimeMs: number | null;
+  bytesSent: number;
+  diskBytes: number;
+}
+
+const MIB = 1024 * 1024;
+const DEFAULT_TIMEOUT_S = 600;
+const STEP_MS = 60_000;
+/** The target's prepare creates disks (and may wait for a base): longer than a plain step. */
+const PREPARE_MS = 300_000;
+/** A prepared target whose source never came back (crashed, cut off) gives up after this long. */
+const ABANDONED_MS = 30 * 60_000;
+
+/** Where a base image is on this host: an image or a template with that digest, if its file is there. */
+function localBase(app: AppCore, sha256: string): string | undefined {
+  const image = app.images.list().find((i) => i.sha256 === sha256 && existsSync(i.path));
+  if (image !== undefined) return image.path;
+  return app.core.repos.templates.list().find((t) => t.sha256 === sha256 && existsSync(t.diskPath))?.diskPath;
+}
+
+/** What the target refuses before anything is made: fenced, the name taken here, a base it does not have. */
+function checkIncoming(app: AppCore, c: ClusterService, name: string, bases: NeededBase[]): void {
+  c.refuseWhileFenced('move');
+  validateName('name', name);
+  if (app.core.repos.instances.get(name) !== undefined || existsSync(app.paths.instanceDir(name))) {
+    throw new VirtnodeError('CONFLICT', `host: ${c.host} has an instance (or an unfinished move) named ${name} already`, { field: 'host' });
+  }
+  for (const b of bases) {
+    if (localBase(app, b.sha256) === undefined) {
+      throw new VirtnodeError('HOST_UNSUPPORTED', `disks: ${b.disk} is a linked clone of image ${b.image} (sha256 ${b.sha256.slice(0, 12)}...), which host ${c.host} does not have`, {
+        field: 'disks',
+        hint: `pull or import the same image on ${c.host} first`,
+      });
+    }
+  }
+}
+
+/** The target host's side: the protocol's steps for moves coming here, and the adoption of their records. */
+export function movesPeerRoute(app: AppCore, cluster: () => ClusterService): PeerRoute {
+  const incoming = new Map<string, { target: MigrationTarget; timer: NodeJS.Timeout }>();
+  const under = (id: unknown) => {
+    const m = typeof id === 'string' ? incoming.get(id) : undefined;
+    if (m === undefined) throw new VirtnodeError('NOT_FOUND', `no move ${String(id)} is under way on host ${cluster().host}`);
+    return m;
+  };
+  const forget = (id: string) => {
+    clearTimeout(incoming.get(id)?.timer);
+    incoming.delete(id);
+  };
+  return {
+    handle: async (body) => {
+      const req = body as Step;
+      const c = cluster();
+      switch (req.step) {
+        case 'check':
+          checkIncoming(app, c, req.name, req.bases);
+          return {};
+        case 'prepare': {
+          checkIncoming(app, c, req.name, []);
+          const target = new MigrationTarget({
+            dir: app.paths.instanceDir(req.name),
+            listenHost: c.config!.address,
+            fetchBase: async (base) => {
+              const path = localBase(app, base.sha256);
+              if (path === undefined) throw new VirtnodeError('HOST_UNSUPPORTED', `disks: host ${c.host} has no image with sha256 ${base.sha256}`, { field: 'disks' });
+              return { path, fetchedNow: false };
+            },
+          });
+          const seedDir = join(app.paths.instanceDir(req.name), 'seed');
+          const offer = req.seed === undefined ? req.offer : withSeedDir(req.offer, req.seed.from, seedDir);
+          const ready: TargetReady = await target.prepare(offer);
+          if (req.seed !== undefined) {
+            try {
+              mkdirSync(seedDir, { mode: 0o700 });
+              for (const [file, text] of Object.entries(req.seed.files)) writeFileSync(join(seedDir, file), text, { mode: 0o600 });
+            } catch (e) {
+              await target.abort('the seed could not be written');
+              throw e;
+            }
+          }
+          const timer = setTimeout(() => {
+            incoming.delete(req.offer.id);
+            void target.abort('the source did not finish the move').catch(() => undefined);
+          }, ABANDONED_MS);
+          timer.unref();
+          incoming.set(req.offer.id, { target, timer });
+          return ready;
+        }
+        case 'resume':
+          return under(req.id).target.resume() satisfies Promise<TargetResumed>;
+        case 'recover':
+          return { uri: await under(req.id).target.recover() };
+        case 'abort': {
+          const m = incoming.get(req.id);
+          if (m === undefined) return {};
+          forget(req.id);
+          await m.target.abort(req.reason);
+          return {};
+        }
+        case 'adopt': {
+          const { target } = under(req.id);
+          const seeded = req.instance.spec.httpSeedDir === undefined ? req.instance : { ...req.instance, spec: { ...req.instance.spec, httpSeedDir: join(app.paths.instanceDir(req.instance.name), 'seed') } };
+          adoptMovedInstance(app.core, seeded, target);
+          if (req.policy !== undefined) app.policies.set(req.instance.name, req.policy);
+          target.connection?.close();
+          forget(req.id);
+          app.changed();
+          return {};
+        }
+        default:
+          throw invalid('step', 'not a step of a move');
+      }
+    },
+  };
+}
+
+/** The source's view of the target host: each step a call to its cluster API; adopting also moves the claim. */
+function peerTarget(c: ClusterService, to: HostRecord, name: string, carried: { seed: CarriedSeed | undefined; policy: InstancePolicy }, claimMoved: (error?: unknown) => void): InstanceMoveTarget {
+  const { seed, policy } = carried;
+  let id: string | undefined;
+  const call = <T>(step: Step, timeoutMs = STEP_MS) => c.peer<T>(to, MOVES_PEER_PATH, step, timeoutMs);
+  const current = () => {
+    if (id === undefined) throw new VirtnodeError('INVALID_STATE', 'the target was not prepared');
+    return id;
+  };
+  return {
+    prepare: (offer) => {
+      id = offer.id;
+      return call<TargetReady>({ step: 'prepare', name, offer, ...(seed === undefined ? {} : { seed }) }, PREPARE_MS);
+    },
+    resume: () => call<TargetResumed>({ step: 'resume', id: current() }, 2 * STEP_MS),
+    recover: async () => (await call<{ uri: string }>({ step: 'recover', id: current() })).uri,
+    abort: async (reason) => {
+      if (id !== undefined) await call({ step: 'abort', id, reason });
+    },
+    // No signal: once the guest runs on the target, its record must get there whatever the caller wants.
+    adopt: async (instance) => {
+      await call({ step: 'adopt', id: current(), instance, policy });
+      try {
+        await moveClaim(c.kv(), name, c.host!, to.name);
+        claimMoved();
+      } catch (e) {
+        claimMoved(e);
+      }
+    },
+  };
+}
+
+function progressDetail(p: MigrationProgress, to: string): string {
+  const mib = (n: number) => `${Math.round(n / MIB)} MiB`;
+  switch (p.phase) {
+    case 'preparing':
+      return `on ${to}`;
+    case 'mirroring':
+      return `disks: ${mib(p.diskBytesDone)} of ${mib(p.diskBytesTotal)}`;
+    case 'migrating':
+    case 'postcopy':
+      return `memory: ${mib(p.bytesSent)} sent, ${mib(p.bytesRemaining)} left, ${Math.round(p.dirtyPagesPerSecond)} pages/s dirtied`;
+    default:
+      return '';
+  }
+}
+
+/**
+ * The move of an instance this host runs, checked now (each refusal names its field and changes nothing), then
+ * done as an operation whose phases are the engine's. `viewOn` asks a host for the instance's view.
+ */
+export async function moveOwned(app: AppCore, c: ClusterService, input: MoveInput, viewOn: (host: string, name: string) => Promise<InstanceView>): Promise<Job<MoveOutcome>> {
+  c.refuseWhileFenced('move');
+  const instance = await app.instances.get(input.name);
+  const name = instance.name;
+  const from = c.host!;
+  const to = checkHostName('host', input.host);
+  if (to === from) throw invalid('host', `${name} runs on ${to} already`, 'choose another host of the cluster (`virtnode cluster ls`)');
+  const record = await c.hostRecord(to, 'host');
+  const hint = 'see `virtnode cluster ls`; choose another host';
+  if (record.evacuated === true) throw new VirtnodeError('CONFLICT', `host: ${to} is evacuated (out of placement)`, { field: 'host', hint });
+  const kv = c.kv();
+  if ((await kv.get(KEYS.alive(to))) === undefined) throw new VirtnodeError('CONFLICT', `host: ${to} is offline (it holds no cluster lease)`, { field: 'host', hint });
+  checkMovable(instance);
+  const transfers = await defaultTransfers(instance);
+  const claimEntry = await kv.get(PLACEMENT_KEYS.claim(name));
+  if (claimEntry === undefined) throw new VirtnodeError('INVALID_STATE', `${name} has no placement claim in the cluster (it was not launched in it)`, { field: 'name' });
+  const claim = JSON.parse(claimEntry.value) as Claim;
+  const candidate = (await readCandidates(kv)).find((x) => x.host.name === to);
+  const why = candidate === undefined ? 'not in the cluster' : unfit(candidate, { instance: name, cpus: claim.cpus, memoryBytes: claim.memoryBytes, diskBytes: claim.diskBytes, pool: claim.pool }, overcommitRatios());
+  if (why !== undefined) {
+    throw new VirtnodeError('CONFLICT', `host: ${to} has no room for ${name} (${claim.cpus} CPU(s), ${Math.round(claim.memoryBytes / MIB)} MiB): ${why}`, { field: 'host', hint });
+  }
+  const bases: NeededBase[] = [];
+  for (const [disk, t] of Object.entries(transfers)) if (t.kind === 'copy' && t.base !== undefined) bases.push({ disk, image: instance.spec.image?.name ?? '?', sha256: t.base.sha256 });
+  await c.peer(record, MOVES_PEER_PATH, { step: 'check', name, bases } satisfies Step, STEP_MS);
+
+  const timeoutMs = (input.timeoutSeconds ?? DEFAULT_TIMEOUT_S) * 1000;
+  return job('move', `instances/${name}`, async (ctx) => {
+    let claimError: unknown;
+    // The record, not the name: no etcd read in each step (the resume step is in the guest's downtime).
+    const target = peerTarget(c, record, name, { seed: readSeed(instance.spec.httpSeedDir), policy: app.policies.get(name) }, (e) => (claimError = e));
+    let phase: string | undefined;
+    const result = await moveInstanceOut(app.core, name, target, {
+      signal: AbortSignal.any([ctx.signal, AbortSignal.timeout(timeoutMs)]),
+      onProgress: (p) => {
+        if (p.phase !== phase) ctx.phase((phase = p.phase), progressDetail(p, to));
+        if (p.phase === 'migrating' || p.phase === 'postcopy') ctx.transfer(p.bytesSent, p.bytesSent + p.bytesRemaining);
+        else if (p.phase === 'mirroring') ctx.transfer(p.diskBytesDone, p.diskBytesTotal);
+      },
+    }).catch((e: unknown) => {
+      // Said plainly when the engine undid the move: the guest runs where it was.
+      if (app.core.repos.instances.get(name)?.state !== 'running') throw e;
+      const err = toVirtnodeError(e);
+      throw new VirtnodeError(err.code, `the move of ${name} to ${to} ${ctx.signal.aborted ? 'was cancelled' : 'failed'}${phase === undefined ? '' : ` while ${phase}`}; ${name} keeps running on ${from}: ${err.message}`, {
+        cause: e,
+        ...(err.hint === undefined ? {} : { hint: err.hint }),
+        ...(err.field === undefined ? {} : { field: err.field }),
+      });
+    });
+    app.changed();
+    if (claimError !== undefined) {
+      throw new VirtnodeError('INVALID_STATE', `${name} runs on ${to} now, but its placement claim still names ${from}: ${claimError instanceof Error ? claimError.message : String(claimError)}`, {
+        hint: 'requests about it go to the host its claim names: fix the claim in etcd once it answers',
+      });
+    }
+    ctx.phase('moved', `runs on ${to}; downtime ${result.downtimeMs ?? '?'} ms, ${Math.round(result.totalMs)} ms in all`);
+    return {
+      instance: await viewOn(to, name),
+      from,
+      to,
+      totalMs: Math.round(result.totalMs),
+      migrationMs: Math.round(result.migrationMs),
+      downtimeMs: result.downtimeMs === undefined ? null : Math.round(result.downtimeMs),
+      bytesSent: result.bytesSent,
+      diskBytes: result.diskBytes,
+    };
+  });
+}
