@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import { VirtnodeError } from '../lib/errors.ts';
 import { validateName } from '../lib/ids.ts';
 import { type StatePaths, within } from '../lib/paths.ts';
+import { acquireNetnsLock } from '../lib/netns-lock.ts';
 import { Reverter } from '../lib/reverter.ts';
 import type { Db } from '../store/db.ts';
 import { transaction } from '../store/db.ts';
@@ -113,6 +114,11 @@ export class NetworkService {
 
   async create(request: NetworkCreateRequest): Promise<{ network: Network; warnings: string[] }> {
     const release = await acquireLock(this.db, NETWORKS_LOCK, 'network create', { waitMs: LOCK_WAIT_MS });
+    // The routes checked below are the host's, shared with other state directories: held until this one's are up.
+    const releaseHost = await acquireNetnsLock('network-create', 'network create', LOCK_WAIT_MS).catch((e: unknown) => {
+      release();
+      throw e;
+    });
     try {
       const bridges = new Set((await listLinks()).filter((l) => l.kind === 'bridge').map((l) => l.ifname));
       const valid = validateNetworkCreate(request, { existing: this.repo.list(), routes: await hostRoutes(), bridgeExists: (n) => bridges.has(n) });
@@ -132,6 +138,7 @@ export class NetworkService {
       }
       return { network, warnings: await this.warnings(network) };
     } finally {
+      await releaseHost();
       release();
     }
   }
