@@ -38,7 +38,9 @@ describe('container starts and host limits', { timeout: 600_000 }, () => {
     expect(Number(readFileSync(MAX_USER_INSTANCES_PATH, 'utf8'))).toBe(INOTIFY_INSTANCES_FLOOR);
     const info = JSON.parse((await virtnode(home, ['info', NAME, '--format', 'json'])).stdout) as { state: string; reason: string };
     expect(info.state).toBe('running');
-    expect(info.reason).toContain(`raised fs.inotify.max_user_instances from 128 to ${INOTIFY_INSTANCES_FLOOR}`);
+    // The limit is the host's: a container start in another test file at the same moment may be the one that
+    // raised it, and then this start's reason says nothing of it (src/host/inotify.test.ts covers the reporting).
+    expect(info.reason).toMatch(new RegExp(`^started with lxc \\(unprivileged, root is host uid \\d+(; raised fs\\.inotify\\.max_user_instances from 128 to ${INOTIFY_INSTANCES_FLOOR})?\\)$`));
     // A limit already above the floor is left alone.
     const restarted = await virtnode(home, ['restart', NAME, '--force'], { timeoutMs: 180_000 });
     expect(restarted.code, restarted.stderr).toBe(0);
