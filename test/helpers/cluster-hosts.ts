@@ -1,5 +1,5 @@
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { request } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -9,7 +9,7 @@ import { daemonAnswers } from '../../src/client/http.ts';
 import { statePaths } from '../../src/lib/paths.ts';
 import { openDb } from '../../src/store/db.ts';
 import { TemplateRepository } from '../../src/store/templates.ts';
-import { type CliResult, VIRTNODE_BIN, qemuPidsUnder, virtnode } from './cli.ts';
+import { type CliResult, REPO_ROOT, VIRTNODE_BIN, qemuPidsUnder, virtnode } from './cli.ts';
 import { eventually } from './daemon.ts';
 import { testGuest } from './test-guest.ts';
 
@@ -204,4 +204,23 @@ export function requestOn(h: SimHost, method: string, path: string, body?: unkno
     req.on('error', reject);
     req.end(payload);
   });
+}
+
+/**
+ * `count` hosts with their daemons running and the tiny guest installed as a template on each. One vCPU per host
+ * CPU (no overcommit), so that a host's room runs out after a few small guests.
+ */
+export async function tinyGuestHosts(count: number): Promise<SimCluster> {
+  const sim = await createSimHosts(count, { env: { VIRTNODE_CLUSTER_CPU_OVERCOMMIT: '1' } });
+  await Promise.all(sim.hosts.map((x) => x.startDaemon()));
+  for (const x of sim.hosts) installTinyTemplate(x);
+  return sim;
+}
+
+/** Keeps each host's daemon output as test-results/<label>-<host>.log, then removes the hosts. */
+export async function destroyKeepingLogs(sim: SimCluster | undefined, label: string): Promise<void> {
+  if (sim === undefined) return;
+  mkdirSync(join(REPO_ROOT, 'test-results'), { recursive: true });
+  for (const x of sim.hosts) writeFileSync(join(REPO_ROOT, 'test-results', `${label}-${x.name}.log`), x.output());
+  await sim.destroy();
 }

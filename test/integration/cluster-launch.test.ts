@@ -1,10 +1,9 @@
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { InstanceView } from '../../src/api/schemas.ts';
-import { REPO_ROOT, qemuPidsUnder } from '../helpers/cli.ts';
-import { type SimCluster, type SimHost, createSimHosts, installTinyTemplate, listOn as list, ok, requestOn, statusOn as status } from '../helpers/cluster-hosts.ts';
+import { qemuPidsUnder } from '../helpers/cli.ts';
+import { type SimCluster, type SimHost, destroyKeepingLogs, listOn as list, ok, requestOn, statusOn as status, tinyGuestHosts } from '../helpers/cluster-hosts.ts';
 import { eventually } from '../helpers/daemon.ts';
 import { testGuest } from '../helpers/test-guest.ts';
 
@@ -20,16 +19,11 @@ describe('launching across a cluster of simulated hosts (netns, real daemons and
   let sim: SimCluster;
   let h: SimHost[];
   beforeAll(async () => {
-    // One vCPU per host CPU: a host's room runs out after a few small guests.
-    sim = await createSimHosts(3, { env: { VIRTNODE_CLUSTER_CPU_OVERCOMMIT: '1' } });
+    sim = await tinyGuestHosts(3);
     h = sim.hosts;
-    await Promise.all(h.map((x) => x.startDaemon()));
-    for (const x of h) installTinyTemplate(x);
   }, 120_000);
   afterAll(async () => {
-    mkdirSync(join(REPO_ROOT, 'test-results'), { recursive: true });
-    for (const x of h ?? []) writeFileSync(join(REPO_ROOT, 'test-results', `cluster-launch-${x.name}.log`), x.output());
-    await sim?.destroy();
+    await destroyKeepingLogs(sim, 'cluster-launch');
   });
 
   it('standalone, --target is refused naming the field and the host lists without a HOST column', async () => {

@@ -1,5 +1,5 @@
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ClusterConfig } from '../../src/cluster/model.ts';
@@ -7,8 +7,8 @@ import type { Claim, HostUsage } from '../../src/cluster/placement.ts';
 import { statePaths } from '../../src/lib/paths.ts';
 import { openDb } from '../../src/store/db.ts';
 import { InstanceRepository } from '../../src/store/instances.ts';
-import { REPO_ROOT, qemuPidsUnder } from '../helpers/cli.ts';
-import { type SimCluster, type SimHost, createSimHosts, formCluster, installTinyTemplate, listOn, ok, requestOn, statusOn } from '../helpers/cluster-hosts.ts';
+import { qemuPidsUnder } from '../helpers/cli.ts';
+import { type SimCluster, type SimHost, destroyKeepingLogs, formCluster, listOn, ok, requestOn, statusOn, tinyGuestHosts } from '../helpers/cluster-hosts.ts';
 import { eventually } from '../helpers/daemon.ts';
 import { SerialShell } from '../helpers/serial-shell.ts';
 
@@ -48,17 +48,12 @@ describe('moving running instances between the hosts of a cluster (netns, real d
   /** The guest's console on the host it runs on (the console socket takes one client at a time). */
   let console2: SerialShell | undefined;
   beforeAll(async () => {
-    // One vCPU per host CPU: a host's room runs out with one guest as large as the host.
-    sim = await createSimHosts(3, { env: { VIRTNODE_CLUSTER_CPU_OVERCOMMIT: '1' } });
+    sim = await tinyGuestHosts(3);
     h = sim.hosts;
-    await Promise.all(h.map((x) => x.startDaemon()));
-    for (const x of h) installTinyTemplate(x);
   }, 120_000);
   afterAll(async () => {
     for (const s of shells) s.close();
-    mkdirSync(join(REPO_ROOT, 'test-results'), { recursive: true });
-    for (const x of h ?? []) writeFileSync(join(REPO_ROOT, 'test-results', `cluster-move-${x.name}.log`), x.output());
-    await sim?.destroy();
+    await destroyKeepingLogs(sim, 'cluster-move');
   });
 
   it('standalone, move is refused naming the field; then the cluster forms', async () => {
