@@ -190,15 +190,9 @@ export function clustered(core: AppCore, here: Impl): Impl {
         ...(input.type === undefined ? {} : { type: input.type }),
       }, UNBOUNDED);
       const owned = { ...rest, name: valid.name };
-      const { KEYS } = await import('../cluster/model.ts');
       const { overcommitRatios, place, releaseClaim } = await import('../cluster/placement.ts');
       const kv = c.kv();
-      if (target !== undefined) {
-        const record = await c.hostRecord(target, 'target');
-        const hint = 'see `virtnode cluster ls`; choose another --target, or none';
-        if (record.evacuated === true) throw new VirtnodeError('CONFLICT', `target: host ${target} is evacuated (out of placement)`, { field: 'target', hint });
-        if ((await kv.get(KEYS.alive(target))) === undefined) throw new VirtnodeError('CONFLICT', `target: host ${target} is offline (it holds no cluster lease)`, { field: 'target', hint });
-      }
+      if (target !== undefined) await c.usableHostRecord(target, 'target', 'see `virtnode cluster ls`; choose another --target, or none');
       const claim = await place(
         kv,
         {

@@ -7,7 +7,7 @@
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { InstanceView } from '../api/schemas.ts';
-import { type HostRecord, KEYS } from '../cluster/model.ts';
+import type { HostRecord } from '../cluster/model.ts';
 import type { PeerRoute } from '../cluster/peer-http.ts';
 import { PLACEMENT_KEYS, type Claim, moveClaim, overcommitRatios, readCandidates, unfit } from '../cluster/placement.ts';
 import { type ClusterService, checkHostName } from '../cluster/service.ts';
@@ -225,11 +225,9 @@ export async function moveOwned(app: AppCore, c: ClusterService, input: MoveInpu
   const from = c.host!;
   const to = checkHostName('host', input.host);
   if (to === from) throw invalid('host', `${name} runs on ${to} already`, 'choose another host of the cluster (`virtnode cluster ls`)');
-  const record = await c.hostRecord(to, 'host');
   const hint = 'see `virtnode cluster ls`; choose another host';
-  if (record.evacuated === true) throw new VirtnodeError('CONFLICT', `host: ${to} is evacuated (out of placement)`, { field: 'host', hint });
+  const record = await c.usableHostRecord(to, 'host', hint);
   const kv = c.kv();
-  if ((await kv.get(KEYS.alive(to))) === undefined) throw new VirtnodeError('CONFLICT', `host: ${to} is offline (it holds no cluster lease)`, { field: 'host', hint });
   checkMovable(instance);
   const transfers = await defaultTransfers(instance);
   const claimEntry = await kv.get(PLACEMENT_KEYS.claim(name));

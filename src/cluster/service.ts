@@ -180,6 +180,18 @@ export class ClusterService {
     return JSON.parse(entry.value) as HostRecord;
   }
 
+  /**
+   * A host new work may go to: known, not evacuated, and alive (holding its lease). Each refusal names `field`
+   * (`target` for a launch, `host` for a move) and carries `hint`.
+   */
+  async usableHostRecord(name: string, field: string, hint: string): Promise<HostRecord> {
+    const record = await this.hostRecord(name, field);
+    const host = field === 'host' ? name : `host ${name}`;
+    if (record.evacuated === true) throw new VirtnodeError('CONFLICT', `${field}: ${host} is evacuated (out of placement)`, { field, hint });
+    if ((await this.kv().get(KEYS.alive(name))) === undefined) throw new VirtnodeError('CONFLICT', `${field}: ${host} is offline (it holds no cluster lease)`, { field, hint });
+    return record;
+  }
+
   /** Calls another host's cluster API with this host's certificate (mutual TLS, cluster CA only). */
   async peer<T>(host: string | HostRecord, path: string, body: unknown, timeoutMs?: number): Promise<T> {
     const record = typeof host === 'string' ? await this.hostRecord(host) : host;
