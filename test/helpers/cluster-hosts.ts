@@ -27,7 +27,8 @@ export interface SimHost {
   output: () => string;
   /** The CLI against this host's daemon. */
   cli: (args: string[], options?: { timeoutMs?: number }) => Promise<CliResult>;
-  startDaemon: () => Promise<void>;
+  /** Starts `virtnode daemon` in the host's namespace, with `args` added (e.g. a TCP listener). */
+  startDaemon: (args?: string[]) => Promise<void>;
   stopDaemon: (signal?: NodeJS.Signals) => Promise<void>;
   /** The etcd member's pid, from its pidfile. */
   etcdPid: () => number | undefined;
@@ -35,6 +36,11 @@ export interface SimHost {
 
 export interface SimCluster {
   hosts: SimHost[];
+  /**
+   * Puts the test's own namespace on the hosts' segment (a veth to the switch, gone with it) so that a client
+   * here, such as a browser, reaches the hosts' addresses. Answers the address it got.
+   */
+  attachTester: () => string;
   destroy: () => Promise<void>;
 }
 
@@ -98,9 +104,9 @@ export async function createSimHosts(count: number, options: { subnet?: number; 
         daemon: undefined,
         output: () => out,
         cli: (args, o = {}) => virtnode(home, args, { ...(o.timeoutMs === undefined ? {} : { timeoutMs: o.timeoutMs }) }),
-        startDaemon: async () => {
+        startDaemon: async (args = []) => {
           const socket = join(home, 'virtnode.sock');
-          const child = spawn('ip', ['netns', 'exec', netns, VIRTNODE_BIN, 'daemon'], {
+          const child = spawn('ip', ['netns', 'exec', netns, VIRTNODE_BIN, 'daemon', ...args], {
             env: { ...process.env, VIRTNODE_HOME: home, VIRTNODE_CLUSTER_LEASE_TTL: '3', VIRTNODE_ETCD_ELECTION_MS: '500', ...options.env },
             stdio: ['ignore', 'pipe', 'pipe'],
           });
@@ -135,7 +141,17 @@ export async function createSimHosts(count: number, options: { subnet?: number; 
     await destroy();
     throw e;
   }
-  return { hosts, destroy };
+  const attachTester = () => {
+    const address = `10.${net}.0.254`;
+    const link = `vt-${id}`;
+    ip('link', 'add', link, 'type', 'veth', 'peer', 'name', 'tester', 'netns', sw);
+    ip('-n', sw, 'link', 'set', 'tester', 'master', 'br0');
+    ip('-n', sw, 'link', 'set', 'tester', 'up');
+    ip('addr', 'add', `${address}/24`, 'dev', link);
+    ip('link', 'set', link, 'up');
+    return address;
+  };
+  return { hosts, attachTester, destroy };
 }
 
 /** The CLI on a host, which must succeed: its stdout. */
@@ -210,8 +226,8 @@ export function requestOn(h: SimHost, method: string, path: string, body?: unkno
  * `count` hosts with their daemons running and the tiny guest installed as a template on each. One vCPU per host
  * CPU (no overcommit), so that a host's room runs out after a few small guests.
  */
-export async function tinyGuestHosts(count: number): Promise<SimCluster> {
-  const sim = await createSimHosts(count, { env: { VIRTNODE_CLUSTER_CPU_OVERCOMMIT: '1' } });
+export async function tinyGuestHosts(count: number, options: { subnet?: number } = {}): Promise<SimCluster> {
+  const sim = await createSimHosts(count, { ...options, env: { VIRTNODE_CLUSTER_CPU_OVERCOMMIT: '1' } });
   await Promise.all(sim.hosts.map((x) => x.startDaemon()));
   for (const x of sim.hosts) installTinyTemplate(x);
   return sim;

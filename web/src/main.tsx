@@ -6,6 +6,7 @@ import { InstanceList } from './pages/InstanceList.tsx';
 import { InstancePage, type Tab } from './pages/InstancePage.tsx';
 import { Launch } from './pages/Launch.tsx';
 import { Login } from './pages/Login.tsx';
+import { ClusterPage } from './pages/ClusterPage.tsx';
 import { HostPage } from './pages/HostPage.tsx';
 import { ImagesPage } from './pages/ImagesPage.tsx';
 import { NetworksPage } from './pages/NetworksPage.tsx';
@@ -20,6 +21,7 @@ type Route =
   | { page: 'launch' }
   | { page: 'instance'; name: string; tab: Tab }
   | { page: 'host' }
+  | { page: 'cluster' }
   | { page: 'images' }
   | { page: 'networks'; name: string | undefined }
   | { page: 'storage' }
@@ -30,6 +32,7 @@ type Route =
 const SECTIONS = [
   { href: '#/', label: 'Instances', pages: ['list', 'launch', 'instance'] },
   { href: '#/host', label: 'Host', pages: ['host'] },
+  { href: '#/cluster', label: 'Cluster', pages: ['cluster'] },
   { href: '#/images', label: 'Images', pages: ['images'] },
   { href: '#/networks', label: 'Networks', pages: ['networks'] },
   { href: '#/storage', label: 'Storage', pages: ['storage'] },
@@ -40,7 +43,7 @@ const SECTIONS = [
 function parseRoute(hash: string): Route {
   const parts = hash.replace(/^#\/?/, '').split('/').filter((p) => p !== '').map(decodeURIComponent);
   if (parts[0] === 'launch') return { page: 'launch' };
-  if (parts[0] === 'host' || parts[0] === 'images' || parts[0] === 'storage' || parts[0] === 'templates' || parts[0] === 'operations') return { page: parts[0] };
+  if (parts[0] === 'host' || parts[0] === 'cluster' || parts[0] === 'images' || parts[0] === 'storage' || parts[0] === 'templates' || parts[0] === 'operations') return { page: parts[0] };
   if (parts[0] === 'networks') return { page: 'networks', name: parts[1] };
   if (parts[0] === 'instances' && parts[1] !== undefined) return { page: 'instance', name: parts[1], tab: (parts[2] as Tab | undefined) ?? 'overview' };
   return { page: 'list' };
@@ -116,6 +119,7 @@ function Main() {
         {route.page === 'launch' && <Launch onLaunched={(name) => (location.hash = `#/instances/${encodeURIComponent(name)}`)} />}
         {route.page === 'instance' && <InstancePage live={live} name={route.name} tab={route.tab} onError={setError} />}
         {route.page === 'host' && <HostPage />}
+        {route.page === 'cluster' && <ClusterPage />}
         {route.page === 'images' && <ImagesPage live={live} />}
         {route.page === 'networks' && <NetworksPage selected={route.name} />}
         {route.page === 'storage' && <StoragePage live={live} />}

@@ -55,7 +55,9 @@ export function useLive(): Live {
             instances.delete(event.name);
             return { ...l, instances };
           });
-          if (loading) again = true; // a list requested before the deletion must not bring it back
+          // A list requested before the deletion must not bring it back (refreshAll asks again after it). In a
+          // cluster, an instance that moved away is deleted here but listed again with its new host.
+          refreshAll();
         } else {
           setState(event.name, event.state, event.reason);
           refreshAll(); // addresses, pid, readiness may have changed with the state

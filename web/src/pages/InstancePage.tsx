@@ -2,6 +2,7 @@ import { api, type Instance, type Operation } from '../api.ts';
 import { Actions } from '../components/Actions.tsx';
 import { Devices } from '../components/Devices.tsx';
 import { Metrics } from '../components/Metrics.tsx';
+import { MoveForm } from '../components/MoveForm.tsx';
 import { Settings } from '../components/Settings.tsx';
 import { Snapshots } from '../components/Snapshots.tsx';
 import { SerialConsole } from '../components/SerialConsole.tsx';
@@ -89,8 +90,10 @@ function Overview({ instance, operations }: { instance: Instance; operations: Op
           <Row label="Cloud-init">{instance.readiness !== undefined ? `${instance.readiness.phase}: ${instance.readiness.detail} (${instance.readiness.at})` : '–'}</Row>
           <Row label="Disks">{instance.disks.map((d) => `${d.id} ${d.format} ${d.path}`).join(', ') || '–'}</Row>
           <Row label="QEMU pid">{instance.pid ?? '–'}</Row>
+          {instance.host !== undefined && <Row label="Host">{instance.host}</Row>}
         </tbody>
       </table>
+      {instance.host !== undefined && <MoveForm instance={instance} operations={operations} />}
       {operations.length > 0 && (
         <div class="operations">
           <h2>Operations</h2>
