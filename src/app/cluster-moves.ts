@@ -44,8 +44,7 @@ async function requireCluster(core: AppCore, what: string): Promise<ClusterServi
  * A host whose instances move live (away, or back to it): known (404 naming `host`), and online, since a live
  * move needs its daemon (409).
  */
-async function movingHost(c: ClusterService, name: string, what: string): Promise<string> {
-  const host = checkHostName('host', name);
+async function movingHost(c: ClusterService, host: string, what: string): Promise<string> {
   await c.hostRecord(host, 'host');
   if ((await c.kv().get(KEYS.alive(host))) === undefined) {
     throw new VirtnodeError('CONFLICT', `host: ${host} is offline (it holds no cluster lease): ${what} moves instances live, which needs its daemon`, {
@@ -86,8 +85,9 @@ function notMovable(v: InstanceView): string | undefined {
 }
 
 export async function evacuate(core: AppCore, input: { host: string }): Promise<Job<EvacuationOutcome>> {
+  const name = checkHostName('host', input.host);
   const c = await requireCluster(core, 'evacuate');
-  const host = await movingHost(c, input.host, 'an evacuation');
+  const host = await movingHost(c, name, 'an evacuation');
   const kv = c.kv();
   return job('evacuate', `cluster/hosts/${host}`, async (ctx) => {
     const { changed } = await setEvacuated(kv, host, true);
@@ -126,8 +126,9 @@ export async function evacuate(core: AppCore, input: { host: string }): Promise<
 }
 
 export async function restore(core: AppCore, input: { host: string }): Promise<Job<EvacuationOutcome>> {
+  const name = checkHostName('host', input.host);
   const c = await requireCluster(core, 'restore');
-  const host = await movingHost(c, input.host, 'a restore');
+  const host = await movingHost(c, name, 'a restore');
   const kv = c.kv();
   const impl = instances.implement(core);
   return job('restore', `cluster/hosts/${host}`, async (ctx) => {
@@ -170,9 +171,9 @@ export async function restore(core: AppCore, input: { host: string }): Promise<J
 }
 
 export async function rebalance(core: AppCore, input: { dryRun?: boolean; threshold?: number }): Promise<Job<Rebalanced>> {
-  const c = await requireCluster(core, 'rebalance');
   const threshold = input.threshold;
   if (threshold !== undefined && (!Number.isInteger(threshold) || threshold < 1 || threshold > 100)) throw invalid('threshold', `${threshold} is not a whole percentage from 1 to 100`);
+  const c = await requireCluster(core, 'rebalance');
   const kv = c.kv();
   const impl = instances.implement(core);
   const dryRun = input.dryRun === true;
