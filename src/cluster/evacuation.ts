@@ -15,8 +15,9 @@ export async function setEvacuated(kv: Kv, host: string, evacuated: boolean): Pr
     if (entry === undefined) throw new VirtnodeError('NOT_FOUND', `host: no host ${host} in the cluster`, { field: 'host', hint: 'see `virtnode cluster ls`' });
     const record = JSON.parse(entry.value) as HostRecord;
     if ((record.evacuated === true) === evacuated) return { record, changed: false };
-    const { evacuated: _was, ...rest } = record;
-    const next: HostRecord = evacuated ? { ...rest, evacuated: true } : rest;
+    const next: HostRecord = { ...record };
+    if (evacuated) next.evacuated = true;
+    else delete next.evacuated;
     const r = await kv.txn([{ key: KEYS.host(host), modRevision: entry.modRevision }], [{ put: KEYS.host(host), value: JSON.stringify(next) }]);
     if (r.won) return { record: next, changed: true };
   }
@@ -36,9 +37,11 @@ export async function markEvacuatedFrom(kv: Kv, instance: string, from: string |
   for (;;) {
     const entry = await kv.get(key);
     if (entry === undefined) return false;
-    const { evacuatedFrom: _was, ...claim } = JSON.parse(entry.value) as Claim;
-    if (_was === from) return true;
-    const next: Claim = from === undefined ? claim : { ...claim, evacuatedFrom: from };
+    const claim = JSON.parse(entry.value) as Claim;
+    if (claim.evacuatedFrom === from) return true;
+    const next: Claim = { ...claim };
+    if (from === undefined) delete next.evacuatedFrom;
+    else next.evacuatedFrom = from;
     const r = await kv.txn([{ key, modRevision: entry.modRevision }], [{ put: key, value: JSON.stringify(next) }]);
     if (r.won) return true;
   }
