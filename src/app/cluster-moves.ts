@@ -68,6 +68,16 @@ async function moveOne(core: AppCore, ctx: OperationContext, name: string, to: s
   return { name, from: r.from, to: r.to, result: 'moved', ...(r.downtimeMs === null ? {} : { downtimeMs: r.downtimeMs }) };
 }
 
+/**
+ * Before each move: a cancelled operation stops here, saying what moved so far. (A move forwarded to another
+ * host goes on to its end there whatever happens here, so the check cannot be left to the move itself.)
+ */
+function stopIfCancelled(ctx: OperationContext, what: string, reports: Report[]): void {
+  if (!ctx.signal.aborted) return;
+  const moved = reports.filter((r) => r.result === 'moved').map((r) => `${r.name} to ${r.to}`);
+  throw new VirtnodeError('INTERRUPTED', `${what} was cancelled; moved so far: ${moved.join(', ') || 'none'}`);
+}
+
 /** A report of a move that did not happen; a cancelled operation stops at once. */
 function failed(ctx: OperationContext, base: { name: string; from: string; to?: string }, e: unknown): Report {
   if (ctx.signal.aborted) throw e;
@@ -111,6 +121,7 @@ export async function evacuate(core: AppCore, input: { host: string }): Promise<
         continue;
       }
       const to = chosen.host.name;
+      stopIfCancelled(ctx, `the evacuation of ${host}`, reports);
       ctx.phase('moving', `${v.name} to ${to} (chosen by the scheduler)`);
       try {
         const report = await moveOne(core, ctx, v.name, to);
@@ -156,6 +167,7 @@ export async function restore(core: AppCore, input: { host: string }): Promise<J
         reports.push({ ...base, result: 'stays', reason: why });
         continue;
       }
+      stopIfCancelled(ctx, `the restore of ${host}`, reports);
       ctx.phase('moving', `${name} back from ${claim.host}`);
       try {
         const report = await moveOne(core, ctx, name, host);
@@ -192,6 +204,7 @@ export async function rebalance(core: AppCore, input: { dryRun?: boolean; thresh
         moves.push({ name: m.name, from: m.from, to: m.to, result: 'planned', reason: m.why });
         continue;
       }
+      stopIfCancelled(ctx, 'the rebalance', moves);
       ctx.phase('moving', `${m.name} from ${m.from} to ${m.to}`);
       try {
         moves.push({ ...(await moveOne(core, ctx, m.name, m.to)), reason: m.why });
