@@ -165,7 +165,17 @@ describe('evacuating, restoring and rebalancing hosts of a cluster (netns, real 
     expect(qemuPidsUnder(h1.home).sort()).toEqual(pids);
     expect(await placement(h3)).toEqual(before);
 
-    const made = JSON.parse(await ok(h3, ['cluster', 'rebalance', '--format', 'json'])) as Rebalance;
+    // Made over REST this time: an operation whose progress names each move.
+    const started = await requestOn(h3, 'POST', '/cluster/rebalance', {});
+    expect([started.status, started.body['kind'], started.body['target']]).toEqual([202, 'rebalance', 'cluster']);
+    let done = await requestOn(h3, 'GET', `/operations/${started.body.id}/wait?timeout=60`);
+    for (let i = 0; i < 4 && done.body['status'] === 'running'; i++) done = await requestOn(h3, 'GET', `/operations/${started.body.id}/wait?timeout=60`);
+    expect(done.body['status']).toBe('succeeded');
+    const entries = (done.body['progress'] as { entries: Array<{ phase: string; detail: string }> }).entries;
+    expect(entries.filter((e) => e.phase === 'moving').map((e) => e.detail)).toEqual(['m1 from h1 to h2', 'm2 from h1 to h3']);
+    // Asked on h3, each move runs on h1, its owner (the move's own phases stay there).
+    expect(entries.filter((e) => e.phase === 'forwarded').map((e) => e.detail)).toEqual(['m1: to h1', 'm2: to h1']);
+    const made = done.body['result'] as Rebalance;
     expect(made.moves.map((m) => [m.name, m.from, m.to, m.result])).toEqual([
       ['m1', 'h1', 'h2', 'moved'],
       ['m2', 'h1', 'h3', 'moved'],
