@@ -11,7 +11,7 @@ import type { Static } from 'typebox';
 import type { InstanceView } from '../api/schemas.ts';
 import { listClaims, markEvacuatedFrom, setEvacuated } from '../cluster/evacuation.ts';
 import { KEYS } from '../cluster/model.ts';
-import { type Claim, choose, overcommitRatios, readCandidates } from '../cluster/placement.ts';
+import { type Claim, PLACEMENT_KEYS, choose, overcommitRatios, readCandidates } from '../cluster/placement.ts';
 import { type BalanceInstance, planRebalance } from '../cluster/rebalance.ts';
 import { type ClusterService, checkHostName } from '../cluster/service.ts';
 import { USER_NETWORK } from '../instances/model.ts';
@@ -78,6 +78,16 @@ function stopIfCancelled(ctx: OperationContext, what: string, reports: Report[])
   throw new VirtnodeError('INTERRUPTED', `${what} was cancelled; moved so far: ${moved.join(', ') || 'none'}`);
 }
 
+/** A made move's report once its claim's evacuation mark is written; a mark etcd did not take is said in it. */
+async function remembered(report: Report, mark: () => Promise<unknown>, consequence: string): Promise<Report> {
+  try {
+    await mark();
+    return report;
+  } catch (e) {
+    return { ...report, reason: `moved, but ${consequence} (${toVirtnodeError(e).message})` };
+  }
+}
+
 /** A report of a move that did not happen; a cancelled operation stops at once. */
 function failed(ctx: OperationContext, base: { name: string; from: string; to?: string }, e: unknown): Report {
   if (ctx.signal.aborted) throw e;
@@ -109,7 +119,8 @@ export async function evacuate(core: AppCore, input: { host: string }): Promise<
         reports.push({ name: v.name, from: host, result: 'stays', reason: why });
         continue;
       }
-      const claim = (await listClaims(kv)).find((x) => x.instance === v.name);
+      const entry = await kv.get(PLACEMENT_KEYS.claim(v.name));
+      const claim = entry === undefined ? undefined : (JSON.parse(entry.value) as Claim);
       if (claim === undefined) {
         reports.push({ name: v.name, from: host, result: 'failed', reason: 'it has no placement claim in the cluster (it was not launched in it)' });
         continue;
@@ -123,14 +134,15 @@ export async function evacuate(core: AppCore, input: { host: string }): Promise<
       const to = chosen.host.name;
       stopIfCancelled(ctx, `the evacuation of ${host}`, reports);
       ctx.phase('moving', `${v.name} to ${to} (chosen by the scheduler)`);
+      let report: Report;
       try {
-        const report = await moveOne(core, ctx, v.name, to);
-        await markEvacuatedFrom(kv, v.name, host);
-        reports.push(report);
-        ctx.phase('moved', `${v.name} runs on ${to}`);
+        report = await moveOne(core, ctx, v.name, to);
       } catch (e) {
         reports.push(failed(ctx, { name: v.name, from: host, to }, e));
+        continue;
       }
+      reports.push(await remembered(report, () => markEvacuatedFrom(kv, v.name, host), `${host} is not recorded on its claim: \`cluster restore ${host}\` will not bring it back`));
+      ctx.phase('moved', `${v.name} runs on ${to}`);
     }
     return { host, evacuated: true, instances: reports };
   });
@@ -169,14 +181,15 @@ export async function restore(core: AppCore, input: { host: string }): Promise<J
       }
       stopIfCancelled(ctx, `the restore of ${host}`, reports);
       ctx.phase('moving', `${name} back from ${claim.host}`);
+      let report: Report;
       try {
-        const report = await moveOne(core, ctx, name, host);
-        await markEvacuatedFrom(kv, name, undefined);
-        reports.push(report);
-        ctx.phase('moved', `${name} runs on ${host}`);
+        report = await moveOne(core, ctx, name, host);
       } catch (e) {
         reports.push(failed(ctx, base, e));
+        continue;
       }
+      reports.push(await remembered(report, () => markEvacuatedFrom(kv, name, undefined), `its claim still says it was evacuated from ${host} (harmless: a restore finds it there)`));
+      ctx.phase('moved', `${name} runs on ${host}`);
     }
     return { host, evacuated: false, instances: reports };
   });
