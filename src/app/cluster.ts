@@ -58,4 +58,16 @@ export const cluster = resource('cluster', clusterEndpoints, (core: AppCore) => 
   async remove({ host, force }) {
     return (await core.cluster()).remove(host, force === true);
   },
+
+  async evacuate({ host }) {
+    return (await import('./cluster-moves.ts')).evacuate(core, { host });
+  },
+
+  async restore({ host }) {
+    return (await import('./cluster-moves.ts')).restore(core, { host });
+  },
+
+  async rebalance(input) {
+    return (await import('./cluster-moves.ts')).rebalance(core, input ?? {});
+  },
 }));

@@ -12,6 +12,7 @@ import { join } from 'node:path';
 import { instanceEndpoints } from '../api/contracts/instances.ts';
 import type { EndpointSpec } from '../api/endpoint.ts';
 import type { InstanceView } from '../api/schemas.ts';
+import type { HostRecord } from '../cluster/model.ts';
 import type { PeerRoute } from '../cluster/peer-http.ts';
 import type { ClusterService } from '../cluster/service.ts';
 import type { HostLimits } from '../host/limits.ts';
@@ -43,10 +44,15 @@ const LIST_MS = 15_000;
 const MIB = 1024 * 1024;
 
 /** The cluster this host is in, or undefined (standalone: the cluster code is not even loaded). */
-async function clusterOf(core: AppCore): Promise<ClusterService | undefined> {
+export async function clusterOf(core: AppCore): Promise<ClusterService | undefined> {
   if (!existsSync(join(core.paths.root, 'cluster', 'cluster.json'))) return undefined;
   const c = await core.cluster();
   return c.config === undefined ? undefined : c;
+}
+
+/** An instance request to another host's `ownedHere` (long work runs there to its end before it answers). */
+export function askHost<T>(c: ClusterService, host: string | HostRecord, op: Op, input: object, timeoutMs: number, validateOnly = false): Promise<T> {
+  return c.peer<T>(host, INSTANCES_PEER_PATH, { op, input: input as Record<string, unknown>, ...(validateOnly ? { validateOnly } : {}) } satisfies PeerRequest, timeoutMs);
 }
 
 /** Instance views (alone, in a list, or as `{instance}` in a result) get the answering host. */
@@ -88,7 +94,7 @@ export function ownedHere(core: AppCore, local: Impl): Impl {
       const c = await clusterOf(core);
       if (c === undefined) return local.move(input, caller);
       const { moveOwned } = await import('./instances-move.ts');
-      return moveOwned(core, c, input, (host, name) => c.peer<InstanceView>(host, INSTANCES_PEER_PATH, { op: 'get', input: { name } } satisfies PeerRequest, SHORT_MS));
+      return moveOwned(core, c, input, (host, name) => askHost<InstanceView>(c, host, 'get', { name }, SHORT_MS));
     },
     delete: async (input, caller) => {
       const c = await clusterOf(core);
@@ -126,8 +132,7 @@ export function instancesPeerRoute(here: () => Impl): PeerRoute {
 
 /** Any host's answer to the instance contract in a cluster (see the top of this file). */
 export function clustered(core: AppCore, here: Impl): Impl {
-  const forward = <T>(c: ClusterService, owner: string, op: Op, input: object, timeoutMs: number, validateOnly = false) =>
-    c.peer<T>(owner, INSTANCES_PEER_PATH, { op, input: input as Record<string, unknown>, ...(validateOnly ? { validateOnly } : {}) } satisfies PeerRequest, timeoutMs);
+  const forward = askHost;
 
   /** The host that runs NAME when it is not this one (its claim in etcd says), else undefined. */
   async function remoteOwner(c: ClusterService, name: string): Promise<string | undefined> {
@@ -166,7 +171,7 @@ export function clustered(core: AppCore, here: Impl): Impl {
       const { readCandidates } = await import('../cluster/placement.ts');
       const others = (await readCandidates(c.kv())).filter((h) => h.host.name !== c.host && h.alive !== undefined);
       // A host that stops answering between its lease's renewals is left out rather than failing the whole list.
-      const theirs = await Promise.all(others.map((h) => c.peer<InstanceView[]>(h.host, INSTANCES_PEER_PATH, { op: 'list', input: {} } satisfies PeerRequest, LIST_MS).catch(() => [])));
+      const theirs = await Promise.all(others.map((h) => askHost<InstanceView[]>(c, h.host, 'list', {}, LIST_MS).catch(() => [])));
       return [...mine, ...theirs.flat()].sort((a, b) => a.name.localeCompare(b.name) || (a.host ?? '').localeCompare(b.host ?? ''));
     },
 

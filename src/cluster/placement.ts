@@ -69,6 +69,8 @@ export interface Claim {
   diskBytes: number;
   pool: string;
   group?: string;
+  /** The host a `cluster evacuate` moved it away from, where `cluster restore` brings it back (evacuation.ts). */
+  evacuatedFrom?: string;
   /** Unique per attempt: tells our own committed claim from another's after an ambiguous answer. */
   nonce: string;
   claimedAt: string;

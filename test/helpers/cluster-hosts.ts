@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { ClusterStatusView } from '../../src/api/contracts/cluster.ts';
 import type { InstanceView } from '../../src/api/schemas.ts';
+import type { ClusterConfig } from '../../src/cluster/model.ts';
 import { daemonAnswers } from '../../src/client/http.ts';
 import { statePaths } from '../../src/lib/paths.ts';
 import { openDb } from '../../src/store/db.ts';
@@ -222,12 +223,20 @@ export function requestOn(h: SimHost, method: string, path: string, body?: unkno
   });
 }
 
+/** A key of the cluster's etcd, read with etcdctl inside a host's namespace and with its client certificate. */
+export function etcdGet<T>(h: SimHost, key: string): T | undefined {
+  const cfg = JSON.parse(readFileSync(join(h.home, 'cluster', 'cluster.json'), 'utf8')) as ClusterConfig;
+  const { ca, cert, key: tlsKey } = cfg.etcd.tls;
+  const out = execFileSync('ip', ['netns', 'exec', h.netns, 'etcdctl', `--endpoints=${cfg.etcd.urls.join(',')}`, '--cacert', ca, '--cert', cert, '--key', tlsKey, 'get', key, '--print-value-only'], { encoding: 'utf8' }).trim();
+  return out === '' ? undefined : (JSON.parse(out) as T);
+}
+
 /**
  * `count` hosts with their daemons running and the tiny guest installed as a template on each. One vCPU per host
- * CPU (no overcommit), so that a host's room runs out after a few small guests.
+ * CPU unless told (no overcommit), so that a host's room runs out after a few small guests.
  */
-export async function tinyGuestHosts(count: number, options: { subnet?: number } = {}): Promise<SimCluster> {
-  const sim = await createSimHosts(count, { ...options, env: { VIRTNODE_CLUSTER_CPU_OVERCOMMIT: '1' } });
+export async function tinyGuestHosts(count: number, options: { cpuOvercommit?: number } = {}): Promise<SimCluster> {
+  const sim = await createSimHosts(count, { env: { VIRTNODE_CLUSTER_CPU_OVERCOMMIT: String(options.cpuOvercommit ?? 1) } });
   await Promise.all(sim.hosts.map((x) => x.startDaemon()));
   for (const x of sim.hosts) installTinyTemplate(x);
   return sim;

@@ -631,6 +631,15 @@ describe('REST API through inject(): every route, bad input refused with the err
     expect(join.status).toBe(400);
     expect(join.body.error.message).toContain('token: not a virtnode join token');
     expect((await api.call('DELETE', '/cluster/hosts/h2')).status).toBe(409);
+    const evacuate = await api.call('POST', '/cluster/hosts/h2/evacuate');
+    expect([evacuate.status, evacuate.body.error.message]).toEqual([409, 'evacuate: this host is not in a cluster']);
+    const badHost = await api.call('POST', '/cluster/hosts/H_2/restore');
+    expect([badHost.status, badHost.body.error.field]).toEqual([400, 'host']);
+    const restore = await api.call('POST', '/cluster/hosts/h2/restore');
+    expect([restore.status, restore.body.error.message]).toEqual([409, 'restore: this host is not in a cluster']);
+    const rebalance = await api.call('POST', '/cluster/rebalance', { dryRun: true });
+    expect([rebalance.status, rebalance.body.error.message]).toEqual([409, 'rebalance: this host is not in a cluster']);
+    expect((await api.call('POST', '/cluster/rebalance', { threshold: 0 })).status).toBe(400);
     expect((await api.call('GET', '/cluster')).body).toEqual(status.body);
     expect(readdirSync(home)).not.toContain('cluster');
   });

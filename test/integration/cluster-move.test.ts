@@ -1,14 +1,11 @@
-import { execFileSync } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { existsSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { ClusterConfig } from '../../src/cluster/model.ts';
 import type { Claim, HostUsage } from '../../src/cluster/placement.ts';
 import { statePaths } from '../../src/lib/paths.ts';
 import { openDb } from '../../src/store/db.ts';
 import { InstanceRepository } from '../../src/store/instances.ts';
 import { qemuPidsUnder } from '../helpers/cli.ts';
-import { type SimCluster, type SimHost, destroyKeepingLogs, formCluster, listOn, ok, requestOn, statusOn, tinyGuestHosts } from '../helpers/cluster-hosts.ts';
+import { type SimCluster, type SimHost, destroyKeepingLogs, etcdGet, formCluster, listOn, ok, requestOn, statusOn, tinyGuestHosts } from '../helpers/cluster-hosts.ts';
 import { eventually } from '../helpers/daemon.ts';
 import { SerialShell } from '../helpers/serial-shell.ts';
 
@@ -20,14 +17,6 @@ import { SerialShell } from '../helpers/serial-shell.ts';
  */
 
 const LAUNCH = ['--memory', '128M', '--seed', 'http', '--no-wait', '--cpu-model', 'qemu64'];
-
-/** A key of the cluster's etcd, read with etcdctl inside a host's namespace and with its client certificate. */
-function etcdGet<T>(h: SimHost, key: string): T | undefined {
-  const cfg = JSON.parse(readFileSync(join(h.home, 'cluster', 'cluster.json'), 'utf8')) as ClusterConfig;
-  const { ca, cert, key: tlsKey } = cfg.etcd.tls;
-  const out = execFileSync('ip', ['netns', 'exec', h.netns, 'etcdctl', `--endpoints=${cfg.etcd.urls.join(',')}`, '--cacert', ca, '--cert', cert, '--key', tlsKey, 'get', key, '--print-value-only'], { encoding: 'utf8' }).trim();
-  return out === '' ? undefined : (JSON.parse(out) as T);
-}
 
 /** The record in a host's own store (not the cluster's view). */
 function localRecord(h: SimHost, name: string): unknown {

@@ -69,6 +69,40 @@ export const ClusterJoinBody = Closed({
 
 export const JoinTokenIssued = Closed({ host: Type.String(), token: Type.String(), expiresAt: Type.String() });
 
+const HostParams = Closed({ host: CheckedName });
+
+/** What became of one instance in an evacuation, a restore or a rebalance. */
+export const InstanceMoveReport = Closed({
+  name: Type.String(),
+  from: Type.String({ description: 'the host it ran on' }),
+  to: Type.Optional(Type.String({ description: 'where it was to go (moved: where it runs now)' })),
+  result: StringEnum(['moved', 'stays', 'failed', 'planned']),
+  reason: Type.Optional(Type.String({ description: 'why it stays or failed; for a rebalance, why the move was chosen' })),
+  downtimeMs: Type.Optional(Type.Integer()),
+});
+
+export const EvacuationResult = Closed({
+  host: Type.String(),
+  evacuated: Type.Boolean({ description: 'whether the host is out of placement now' }),
+  instances: Type.Array(InstanceMoveReport),
+});
+
+export const RebalanceBody = Closed({
+  dryRun: Type.Optional(Type.Boolean({ description: 'only say what would move, change nothing' })),
+  threshold: Type.Optional(Type.Integer({ minimum: 1, maximum: 100, description: 'percent: hosts whose loads differ by no more than this are balanced (default 10)' })),
+});
+
+export const RebalanceResult = Closed({
+  dryRun: Type.Boolean(),
+  thresholdPercent: Type.Integer(),
+  spreadBeforePercent: Type.Number({ description: 'the busiest host\'s load minus the idlest\'s (load: the larger of claimed CPUs and memory over what the host may hold)' }),
+  spreadAfterPercent: Type.Number({ description: 'the same once the planned moves are made' }),
+  balanced: Type.Boolean({ description: 'within the threshold already: nothing moves' }),
+  note: Type.String(),
+  hosts: Type.Array(Closed({ name: Type.String(), cpuPercent: Type.Number(), memoryPercent: Type.Number(), loadPercent: Type.Number() })),
+  moves: Type.Array(InstanceMoveReport),
+});
+
 export const clusterEndpoints = endpoints({
   status: { method: 'GET', path: '/cluster', summary: 'the cluster: hosts, their state, capacity and use, the etcd members and leader', response: ClusterStatus },
   init: { method: 'POST', path: '/cluster/init', summary: 'form a cluster with this host as its first member', body: ClusterInitBody, response: ClusterStatus },
@@ -78,8 +112,33 @@ export const clusterEndpoints = endpoints({
     method: 'DELETE',
     path: '/cluster/hosts/:host',
     summary: 'forget a host (and its etcd member); --force for one that is online or gone for good',
-    params: Closed({ host: CheckedName }),
+    params: HostParams,
     query: Closed({ force: Type.Optional(Type.Boolean()) }),
     response: ClusterStatus,
+  },
+  evacuate: {
+    method: 'POST',
+    path: '/cluster/hosts/:host/evacuate',
+    summary: 'take a host out of placement and move its running instances live to hosts the scheduler picks (an operation; result: per instance, where it went or why not)',
+    params: HostParams,
+    response: EvacuationResult,
+    operation: true,
+  },
+  restore: {
+    method: 'POST',
+    path: '/cluster/hosts/:host/restore',
+    summary: 'put an evacuated host back into placement and move the instances its evacuation moved away back to it (an operation)',
+    params: HostParams,
+    response: EvacuationResult,
+    operation: true,
+  },
+  rebalance: {
+    method: 'POST',
+    path: '/cluster/rebalance',
+    summary: 'even out CPU and memory use across the online hosts by moving running instances live; dryRun: the plan only (an operation)',
+    body: RebalanceBody,
+    bodyOptional: true,
+    response: RebalanceResult,
+    operation: true,
   },
 });

@@ -1,6 +1,7 @@
 import type { Command } from 'commander';
 import { invalid } from '../../lib/errors.ts';
 import { api } from '../api.ts';
+import type { CallOptions } from '../../api/endpoint.ts';
 import { printer, table } from '../output.ts';
 
 const collect = (value: string, previous: string[] = []) => [...previous, value];
@@ -34,6 +35,38 @@ const etcdFiles = (o: EtcdOptions, resolve: (p: string) => string) => ({
   ...(o.etcdCert === undefined ? {} : { etcdCert: resolve(o.etcdCert) }),
   ...(o.etcdKey === undefined ? {} : { etcdKey: resolve(o.etcdKey) }),
 });
+
+interface MoveReport {
+  name: string;
+  from: string;
+  to?: string | undefined;
+  result: string;
+  reason?: string | undefined;
+  downtimeMs?: number | undefined;
+}
+
+/** Per instance: where it went (or was to go) and why not, as a table. */
+function reportTable(reports: MoveReport[], withFrom: boolean): string {
+  const detail = (r: MoveReport) => [r.downtimeMs === undefined ? '' : `downtime ${r.downtimeMs} ms`, r.reason ?? ''].filter((x) => x !== '').join('; ') || '-';
+  return table(
+    ['INSTANCE', ...(withFrom ? ['FROM'] : []), 'TO', 'RESULT', 'DETAIL'],
+    reports.map((r) => [r.name, ...(withFrom ? [r.from] : []), r.to ?? '-', r.result, detail(r)]),
+  );
+}
+
+/** A line per progress entry on stderr, as `virtnode move` prints them. */
+const progress = (signal: AbortSignal): CallOptions => ({
+  signal,
+  onPhase: (phase, detail, ms) => process.stderr.write(`[${(ms / 1000).toFixed(1).padStart(6)} s] ${phase.padEnd(10)} ${detail}\n`),
+});
+
+/** Instances that should have moved but did not make the command fail (exit 1) once everything is printed. */
+function failIfAny(reports: MoveReport[]): void {
+  const failed = reports.filter((r) => r.result === 'failed').length;
+  if (failed === 0) return;
+  process.stderr.write(`error: ${failed} instance(s) could not be moved (see DETAIL above)\n`);
+  process.exitCode = 1;
+}
 
 const GIB = 1024 ** 3;
 const gib = (n: number) => `${(n / GIB).toFixed(1)}G`;
@@ -140,5 +173,48 @@ export function registerClusterCommands(program: Command): void {
     .action(async (host: string, o: { force?: boolean }) => {
       await (await api()).cluster.remove({ host, ...(o.force === true ? { force: true } : {}) });
       process.stdout.write(`Removed host ${host} from the cluster\n`);
+    });
+
+  for (const [verb, description] of [
+    ['evacuate', 'take a host out of placement and move its running instances live to hosts the scheduler picks'],
+    ['restore', 'put an evacuated host back into placement and move the instances its evacuation moved away back'],
+  ] as const) {
+    cluster
+      .command(verb)
+      .description(description)
+      .argument('<host>', 'the host')
+      .option('--format <format>', 'table, json or yaml', 'table')
+      .action(async (host: string, o: { format?: string }) => {
+        const print = printer(o.format);
+        const { interruptibly } = await import('../interrupt.ts');
+        const client = await api();
+        const r = await interruptibly((signal) => client.cluster[verb]({ host }, progress(signal)));
+        const counts = ['moved', 'stays', 'failed'].map((k) => `${r.instances.filter((i) => i.result === k).length} ${k === 'stays' ? 'stay' : k}`).join(', ');
+        const head = verb === 'evacuate' ? `Evacuated ${r.host} (out of placement): ${counts}` : `Restored ${r.host} (in placement again): ${counts}`;
+        await print(r, () => (r.instances.length === 0 ? `${head}; no instances ${verb === 'evacuate' ? 'on it' : 'to bring back'}\n` : `${head}\n${reportTable(r.instances, verb === 'restore')}`));
+        failIfAny(r.instances);
+      });
+  }
+
+  cluster
+    .command('rebalance')
+    .description('even out CPU and memory use across the online hosts by moving running instances live')
+    .option('--dry-run', 'print the plan (instance, from, to, why) and change nothing')
+    .option('--threshold <percent>', 'hosts whose loads differ by no more than this are balanced', '10')
+    .option('--format <format>', 'table, json or yaml', 'table')
+    .action(async (o: { dryRun?: boolean; threshold: string; format?: string }) => {
+      if (!/^\d{1,3}$/.test(o.threshold) || Number(o.threshold) < 1 || Number(o.threshold) > 100) throw invalid('threshold', `"${o.threshold}" is not a whole percentage from 1 to 100`);
+      const print = printer(o.format);
+      const { interruptibly } = await import('../interrupt.ts');
+      const client = await api();
+      const r = await interruptibly((signal) => client.cluster.rebalance({ dryRun: o.dryRun === true, threshold: Number(o.threshold) }, progress(signal)));
+      await print(r, () => {
+        const loads = r.hosts.map((h) => `${h.name} ${h.loadPercent}% (CPU ${h.cpuPercent}%, memory ${h.memoryPercent}%)`).join(', ');
+        const head = `Loads: ${loads}; spread ${r.spreadBeforePercent}%, threshold ${r.thresholdPercent}%\n`;
+        if (r.moves.length === 0) return `${head}No moves: ${r.note}\n`;
+        const what = r.dryRun ? `Plan (dry run, nothing changed): ${r.moves.length} move(s), spread ${r.spreadBeforePercent}% -> ${r.spreadAfterPercent}%` : `Rebalanced: ${r.moves.filter((m) => m.result === 'moved').length} of ${r.moves.length} move(s) made, spread ${r.spreadBeforePercent}% -> ${r.spreadAfterPercent}% as planned`;
+        return `${head}${what}\n${table(['INSTANCE', 'FROM', 'TO', 'RESULT', 'WHY'], r.moves.map((m) => [m.name, m.from, m.to ?? '-', m.result, [m.downtimeMs === undefined ? '' : `downtime ${m.downtimeMs} ms`, m.reason ?? ''].filter((x) => x !== '').join('; ')]))}`;
+      });
+      failIfAny(r.moves);
     });
 }
