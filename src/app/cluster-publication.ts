@@ -1,8 +1,8 @@
 /** What this host publishes to the cluster under its lease: capacity (CPUs, memory, pools, QEMU) and use. */
-import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { cpus, totalmem } from 'node:os';
 import type { HostCapacity, HostUse } from '../cluster/model.ts';
+import { resolveAccelerator } from '../host/accelerator.ts';
 import { parseCpuinfo } from '../host/cpuinfo.ts';
 import { programVersion } from '../host/programs.ts';
 import type { InstanceService } from '../instances/service.ts';
@@ -12,11 +12,14 @@ const MIB = 1024 * 1024;
 
 export function hostPublication(instances: InstanceService, storage: () => Promise<StorageService>, cacheDir: string): () => Promise<{ capacity: HostCapacity; use: HostUse }> {
   return async () => {
-    const [{ listPools }, s, cpuinfo, qemu] = await Promise.all([
+    const [{ listPools }, s, cpuinfo, qemu, accelerator] = await Promise.all([
       import('../storage/pools.ts'),
       storage(),
       readFile('/proc/cpuinfo', 'utf8').catch(() => ''),
       programVersion('qemu-system-x86_64', { cacheDir }).catch(() => undefined),
+      // What this host's guests would run with: /dev/kvm can exist and still hang every guest (the probe's
+      // verdict is cached, so this is a few stat() calls after the first time).
+      resolveAccelerator('auto', { cacheDir }).then((c) => c.accel, () => 'tcg' as const),
     ]);
     const pools = (await listPools(s)).map((p) => ({ name: p.name, capacityBytes: p.capacity, availableBytes: p.available }));
     const all = instances.repo.list();
@@ -25,7 +28,7 @@ export function hostPublication(instances: InstanceService, storage: () => Promi
       cpus: cpus().length,
       memoryBytes: totalmem(),
       pools,
-      accelerator: existsSync('/dev/kvm') ? 'kvm' : 'tcg',
+      accelerator,
       ...(qemu?.state === 'ok' ? { qemuVersion: qemu.version } : {}),
       cpuFlags: parseCpuinfo(cpuinfo).flags,
     };

@@ -10,7 +10,8 @@ import { launchBrowser, pageProblems, screenshot } from './helpers/browser.ts';
 /**
  * The web UI of a cluster (two simulated hosts: netns, real daemons and etcd members, the tiny guest), served by
  * h1 over TLS on its cluster address and reached by Chromium from the test's namespace: the Cluster page lists
- * both hosts and the etcd members, and the instance page moves a running guest live from h1 to h2.
+ * both hosts and the etcd members, the instance page moves a running guest live from h1 to h2, and the Cluster
+ * page evacuates a host and restores it.
  */
 
 const LAUNCH = ['--memory', '128M', '--seed', 'http', '--no-wait', '--cpu-model', 'qemu64'];
@@ -86,7 +87,42 @@ describe('web UI in Chromium against a cluster: the Cluster page and a live move
     expect(qemuPidsUnder(h1.home)).toEqual([]);
     expect(qemuPidsUnder(h2.home)).toHaveLength(1);
     for (const h of sim.hosts) expect((await listOn(h)).find((i) => i.name === 'm1')).toMatchObject({ host: 'h2', state: 'running' });
-    await ok(h1, ['delete', '--force', 'm1']);
-    expect(qemuPidsUnder(h2.home)).toEqual([]);
   }, 240_000);
+
+  it('the Cluster page evacuates h2 (its guest moves to h1, h2 is out of placement) and restores it (the guest comes back)', async () => {
+    const page = await browser!.context.newPage();
+    const problems = pageProblems(page);
+    page.on('dialog', (d) => void d.accept());
+    await page.addInitScript(`sessionStorage.setItem('virtnode.token', ${JSON.stringify(token)})`);
+    await page.goto(`${url}/ui/#/cluster`);
+    const row = (name: string) => page.getByTestId(`cluster-host-${name}`);
+    const work = page.getByTestId('host-work');
+    // The newest of these operations is shown: wait for this one's label, then for its end.
+    const finished = async (label: string) => {
+      await expect.poll(() => work.locator('.operation-head').innerText().catch(() => ''), { timeout: 20_000 }).toContain(label);
+      await expect.poll(() => work.getByTestId('operation-status').innerText().catch(() => ''), { timeout: 120_000 }).toMatch(/succeeded|failed|cancelled/);
+      expect(await work.getByTestId('operation-status').innerText(), await work.innerText()).toBe('succeeded');
+    };
+
+    await row('h2').getByRole('button', { name: 'Evacuate' }).click();
+    await finished('Evacuate of h2');
+    expect(await work.getByTestId('work-result').innerText()).toMatch(/m1\s+h2\s+h1\s+moved/);
+    await expect.poll(() => row('h2').getByTestId('host-state').innerText(), { timeout: 20_000 }).toBe('evacuated');
+    expect(qemuPidsUnder(h2.home)).toEqual([]);
+    expect((await listOn(h2)).find((i) => i.name === 'm1')).toMatchObject({ host: 'h1', state: 'running' });
+    expect(await seriousViolations(page)).toEqual([]);
+    await screenshot(page, 'cluster-evacuated');
+
+    await row('h2').getByRole('button', { name: 'Restore' }).click();
+    await finished('Restore of h2');
+    expect(await work.getByTestId('work-result').innerText()).toMatch(/m1\s+h1\s+h2\s+moved/);
+    await expect.poll(() => row('h2').getByTestId('host-state').innerText(), { timeout: 20_000 }).toBe('online');
+    expect((await listOn(h1)).find((i) => i.name === 'm1')).toMatchObject({ host: 'h2', state: 'running' });
+    expect(problems).toEqual([]);
+    await page.close();
+
+    await ok(h1, ['delete', '--force', 'm1']);
+    expect(qemuPidsUnder(h1.home)).toEqual([]);
+    expect(qemuPidsUnder(h2.home)).toEqual([]);
+  }, 300_000);
 });

@@ -119,7 +119,7 @@ function Main() {
         {route.page === 'launch' && <Launch onLaunched={(name) => (location.hash = `#/instances/${encodeURIComponent(name)}`)} />}
         {route.page === 'instance' && <InstancePage live={live} name={route.name} tab={route.tab} onError={setError} />}
         {route.page === 'host' && <HostPage />}
-        {route.page === 'cluster' && <ClusterPage />}
+        {route.page === 'cluster' && <ClusterPage live={live} />}
         {route.page === 'images' && <ImagesPage live={live} />}
         {route.page === 'networks' && <NetworksPage selected={route.name} />}
         {route.page === 'storage' && <StoragePage live={live} />}

@@ -1,26 +1,84 @@
-import { useEffect } from 'preact/hooks';
-import { client } from '../api.ts';
+import { useEffect, useState } from 'preact/hooks';
+import { API, client, start, type Operation } from '../api.ts';
+import { OperationProgress } from '../components/OperationProgress.tsx';
 import { TableHead } from '../components/TableHead.tsx';
-import { bytes } from '../lib/format.ts';
-import { useResource } from '../lib/use-resource.ts';
+import { bytes, message } from '../lib/format.ts';
+import { operationEnded, useResource } from '../lib/use-resource.ts';
+import type { Live } from '../store.ts';
 
 /** Host liveness lives in etcd, not in this daemon's events: the page asks again this often while it is open. */
 const REFRESH_MS = 5_000;
 
-/** The cluster as `virtnode cluster ls` shows it: hosts with their state, capacity and use, and the etcd members. */
-export function ClusterPage() {
-  const status = useResource(() => client.cluster.status(), (e) => e.type === 'instance');
+const HOST_WORK = ['evacuate', 'restore', 'rebalance'];
+
+interface MoveReport {
+  name: string;
+  from: string;
+  to?: string;
+  result: string;
+  reason?: string;
+}
+
+/** What an evacuation, restore or rebalance did (or plans), one row per instance. */
+function MoveReports({ op }: { op: Operation }) {
+  const result = op.result as { instances?: MoveReport[]; moves?: MoveReport[]; note?: string } | undefined;
+  const rows = result?.instances ?? result?.moves ?? [];
+  return (
+    <>
+      {result?.note !== undefined && <p data-testid="work-note">{result.note}</p>}
+      {rows.length > 0 && (
+        <table data-testid="work-result">
+          <caption class="sr-only">What became of each instance</caption>
+          <TableHead columns={['Instance', 'From', 'To', 'Result', 'Why']} />
+          <tbody>
+            {rows.map((r) => (
+              <tr>
+                <td>{r.name}</td>
+                <td>{r.from}</td>
+                <td>{r.to ?? '–'}</td>
+                <td>{r.result}</td>
+                <td>{r.reason ?? ''}</td>
+              </tr>
+            ))}
+          </tbody>
+        </table>
+      )}
+    </>
+  );
+}
+
+/**
+ * The cluster as `virtnode cluster ls` shows it: hosts with their state, capacity and use, and the etcd members;
+ * evacuating and restoring a host, and rebalancing, as on the CLI (operations followed here).
+ */
+export function ClusterPage({ live }: { live: Live }) {
+  const status = useResource(() => client.cluster.status(), (e) => e.type === 'instance' || operationEnded(...HOST_WORK)(e));
+  const [error, setError] = useState<string | undefined>();
   useEffect(() => {
     const timer = setInterval(() => void status.reload(), REFRESH_MS);
     return () => clearInterval(timer);
   }, []);
   const s = status.data;
+  const work = [...live.operations.values()].filter((o) => HOST_WORK.includes(o.kind)).at(-1);
+  const busy = work?.status === 'running';
+  const run = (begin: () => Promise<Operation>) => {
+    setError(undefined);
+    begin().catch((e: unknown) => setError(message(e)));
+  };
+  const evacuate = (host: string) => {
+    if (window.confirm(`Take ${host} out of placement and move its running instances live to other hosts?`)) run(() => start(API.cluster.evacuate, { host }));
+  };
   return (
     <section>
       <header class="page-header">
         <h1>Cluster</h1>
       </header>
       {status.error !== undefined && <p class="error" role="alert">{status.error}</p>}
+      {error !== undefined && (
+        <p class="error" role="alert">
+          {error}
+        </p>
+      )}
       {s === undefined && status.error === undefined && <p class="muted">loading…</p>}
       {s !== undefined && !s.enabled && (
         <p data-testid="standalone">
@@ -40,7 +98,7 @@ export function ClusterPage() {
           )}
           <table data-testid="cluster-hosts">
             <caption class="sr-only">Hosts</caption>
-            <TableHead columns={['Host', 'State', 'Address', 'Instances', 'CPUs used', 'Memory used', 'Accelerator', 'Labels']} />
+            <TableHead columns={['Host', 'State', 'Address', 'Instances', 'CPUs used', 'Memory used', 'Accelerator', 'Labels']} actions />
             <tbody>
               {s.hosts.map((h) => (
                 <tr data-testid={`cluster-host-${h.name}`}>
@@ -63,10 +121,36 @@ export function ClusterPage() {
                       .map(([k, v]) => `${k}=${v}`)
                       .join(', ') || '–'}
                   </td>
+                  <td>
+                    {h.state === 'online' && (
+                      <button type="button" class="danger" disabled={busy} onClick={() => evacuate(h.name)}>
+                        Evacuate
+                      </button>
+                    )}
+                    {h.state === 'evacuated' && (
+                      <button type="button" disabled={busy} onClick={() => run(() => start(API.cluster.restore, { host: h.name }))}>
+                        Restore
+                      </button>
+                    )}
+                  </td>
                 </tr>
               ))}
             </tbody>
           </table>
+          <div class="actions" role="group" aria-label="rebalance the cluster">
+            <button type="button" disabled={busy} onClick={() => run(() => start(API.cluster.rebalance, { dryRun: true }))}>
+              Plan a rebalance
+            </button>
+            <button type="button" disabled={busy} onClick={() => run(() => start(API.cluster.rebalance, {}))}>
+              Rebalance
+            </button>
+          </div>
+          {work !== undefined && (
+            <div data-testid="host-work">
+              <OperationProgress op={work} label={`${work.kind[0]!.toUpperCase()}${work.kind.slice(1)}${work.target?.startsWith('cluster/hosts/') ? ` of ${work.target.slice('cluster/hosts/'.length)}` : ''}`} />
+              {work.status === 'succeeded' && <MoveReports op={work} />}
+            </div>
+          )}
           <h2>etcd</h2>
           <p data-testid="etcd-summary">
             {s.etcd.external ? 'An existing etcd cluster' : 'Members run by virtnode'}: {s.etcd.members.length} member{s.etcd.members.length === 1 ? '' : 's'}, leader{' '}
