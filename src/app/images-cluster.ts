@@ -7,6 +7,7 @@
  */
 import type { PeerFileRoute } from '../cluster/peer-http.ts';
 import type { ClusterService } from '../cluster/service.ts';
+import type { DownloadProgress } from '../images/pull/progress.ts';
 import type { ImageStore } from '../images/store/index.ts';
 import { VirtnodeError } from '../lib/errors.ts';
 import { clusterOf } from './cluster-of.ts';
@@ -20,6 +21,7 @@ export const IMAGES_PEER_PREFIX = '/v1/images/';
 const FETCH_LOCK_WAIT_MS = 60 * 60_000;
 
 const short = (sha256: string) => sha256.slice(0, 12);
+const MIB = 1024 * 1024;
 
 /** What this host's store holds, one entry per content. */
 function heldImages(store: ImageStore) {
@@ -118,6 +120,9 @@ async function fetchFromPeers(core: AppCore, c: ClusterService, name: string, sh
     try {
       const record = await c.hostRecord(host);
       ctx.phase('image', `fetching ${name} (sha256 ${short(sha256)}) from ${host}`);
+      const started = Date.now();
+      const progress = transferProgress(ctx, 'Fetching');
+      let transferred: DownloadProgress | undefined;
       const result = await core.images.pull(new URL(`${IMAGES_PEER_PREFIX}${sha256}`, record.apiUrl).href, {
         name,
         sha256,
@@ -125,10 +130,15 @@ async function fetchFromPeers(core: AppCore, c: ClusterService, name: string, sh
         fetcher: (url, init) => peerGet(url, init, tls),
         lockWaitMs: FETCH_LOCK_WAIT_MS,
         signal: ctx.signal,
-        onProgress: transferProgress(ctx, 'Fetching'),
+        onProgress: (p) => {
+          progress(p);
+          if (p.done) transferred = p;
+        },
       });
+      const seconds = (Date.now() - started) / 1000;
+      const rate = transferred === undefined ? '' : ` (transfer ${(transferred.bytesPerSecond / MIB).toFixed(1)} MiB/s)`;
       const resumed = result.resumedFrom > 0 ? `, resumed at ${result.resumedFrom} bytes` : '';
-      ctx.phase('image', `${name} (sha256 ${short(sha256)}) fetched from ${host}: ${result.bytes} bytes, verified${resumed}`);
+      ctx.phase('image', `${name} (sha256 ${short(sha256)}) fetched from ${host}: ${result.bytes} bytes in ${seconds.toFixed(1)} s${rate}, verified${resumed}`);
       await publishHeldImages(core);
       return;
     } catch (e) {
@@ -140,11 +150,14 @@ async function fetchFromPeers(core: AppCore, c: ClusterService, name: string, sh
               hint: `remove the image on ${host} and import it there again`,
               cause: e,
             })
-          : e instanceof VirtnodeError
-            ? e
-            : new VirtnodeError('COMMAND_FAILED', `image: fetching ${name} from ${host} failed: ${String(e)}`, { cause: e });
+          : new VirtnodeError(e instanceof VirtnodeError ? e.code : 'COMMAND_FAILED', `image: fetching ${name} from ${host} failed: ${e instanceof Error ? e.message : String(e)}`, {
+              field: 'image',
+              hint: e instanceof VirtnodeError && e.hint !== undefined ? e.hint : 'launch again: the fetch resumes where it stopped',
+              cause: e,
+            });
       errors.push(err);
     }
   }
-  throw errors.find((e) => e.field === 'image') ?? errors.at(-1)!;
+  // A damaged copy says more than a host that did not answer.
+  throw errors.find((e) => e.cause instanceof ChecksumMismatch) ?? errors.at(-1)!;
 }
