@@ -1,5 +1,6 @@
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, readdirSync, statSync, writeFileSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { existsSync, mkdirSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import { open } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -146,6 +147,36 @@ describe('images across a cluster of simulated hosts (netns, real daemons and et
     expect(partials(h[1]!).size).toBe(0);
     expect(scratch(h[1]!)).toEqual([]);
   }, 300_000);
+
+  it("the cluster API serves an image's bytes by digest only, with a client certificate, and honours Range", async () => {
+    const tls = join(h[1]!.home, 'cluster', 'tls');
+    const url = (path: string) => `https://${h[0]!.address}:7443${path}`;
+    /** curl inside h2's namespace: [status, body]. */
+    const curl = (path: string, ...args: string[]): [number, Buffer] => {
+      const out = execFileSync('ip', ['netns', 'exec', h[1]!.netns, 'curl', '-sS', '--path-as-is', '--cacert', join(tls, 'ca.crt'), '-o', '-', '-w', '\n%{http_code}', ...args, url(path)], { maxBuffer: 64 * MIB });
+      const cut = out.lastIndexOf(0x0a);
+      return [Number(out.subarray(cut + 1).toString()), out.subarray(0, cut)];
+    };
+    const withCert = ['--cert', join(tls, 'host.crt'), '--key', join(tls, 'host.key')];
+    const file = readFileSync(join(h[0]!.home, 'images', `${tinySha}.qcow2`));
+
+    const [anonymous, refusal] = curl(`/v1/images/${tinySha}`);
+    expect(anonymous).toBe(401);
+    expect(JSON.parse(refusal.toString())).toMatchObject({ code: 'UNAUTHORIZED' });
+    const [part, bytes] = curl(`/v1/images/${tinySha}`, ...withCert, '-r', '65536-65635');
+    expect(part).toBe(206);
+    expect(bytes.equals(file.subarray(65536, 65636))).toBe(true);
+    const [whole, all] = curl(`/v1/images/${tinySha}`, ...withCert);
+    expect(whole).toBe(200);
+    expect(createHash('sha256').update(all).digest('hex')).toBe(tinySha);
+    expect(curl(`/v1/images/${tinySha}`, ...withCert, '-r', `${file.length}-`)[0]).toBe(416);
+    const [unknown, why] = curl(`/v1/images/${'c'.repeat(64)}`, ...withCert);
+    expect(unknown).toBe(404);
+    expect(JSON.parse(why.toString())).toMatchObject({ code: 'NOT_FOUND', field: 'sha256' });
+    for (const path of ['/v1/images/../../../etc/passwd', '/v1/images/..%2f..%2fvirtnode.db', '/v1/images/', `/v1/images/${tinySha}.qcow2`, '/v1/images/not-a-digest']) {
+      expect([path, curl(path, ...withCert)[0]]).toEqual([path, path === '/v1/images/not-a-digest' ? 400 : 404]);
+    }
+  }, 60_000);
 
   it('a launch from another host carries the digest; a host that got the image serves it in turn (h1 no longer has it)', async () => {
     await ok(h[0]!, ['image', 'rm', 'tiny-img']);
