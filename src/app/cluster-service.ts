@@ -2,6 +2,7 @@ import { join } from 'node:path';
 import { ClusterService } from '../cluster/service.ts';
 import { hostPublication } from './cluster-publication.ts';
 import type { AppCore } from './context.ts';
+import { IMAGE_FETCH_PEER_PATH, fetchProgressPeerRoute } from './image-fetch-progress.ts';
 import { IMAGES_PEER_PREFIX, imagesFileRoute, publishHeldImages } from './images-cluster.ts';
 import { INSTANCES_PEER_PATH, instancesPeerRoute, ownedHere } from './instances-cluster.ts';
 import { MOVES_PEER_PATH, movesPeerRoute } from './instances-move.ts';
@@ -25,5 +26,6 @@ export function clusterService(app: AppCore, serving: boolean): ClusterService {
   service.route(INSTANCES_PEER_PATH, instancesPeerRoute(() => (here ??= ownedHere(app, localInstances(app)))));
   service.route(MOVES_PEER_PATH, movesPeerRoute(app, () => service));
   service.fileRoute(IMAGES_PEER_PREFIX, imagesFileRoute(app));
+  service.route(IMAGE_FETCH_PEER_PATH, fetchProgressPeerRoute());
   return service;
 }

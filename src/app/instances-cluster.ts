@@ -18,6 +18,7 @@ import { VirtnodeError, invalid, isVirtnodeError } from '../lib/errors.ts';
 import { validateName } from '../lib/ids.ts';
 import { clusterOf } from './cluster-of.ts';
 import type { AppCore } from './context.ts';
+import { followFetch } from './image-fetch-progress.ts';
 import { launchDigest } from './images-cluster.ts';
 import { type Job, job, runInline } from './operations.ts';
 import { type Caller, type Implementation, handlerOf } from './resource.ts';
@@ -232,6 +233,8 @@ export function clustered(core: AppCore, here: Impl): Impl {
       const timeoutMs = ((input.timeoutSeconds ?? 900) + 120) * 1000;
       return job('launch', `instances/${valid.name}`, async (ctx) => {
         ctx.phase('placed', placed);
+        // The owner may first fetch the image from another host: its progress is shown here as it goes.
+        const stopFollowing = imageSha256 === undefined ? undefined : followFetch(c, claim.host, valid.name, ctx);
         try {
           return await forward(c, claim.host, 'launch', owned, timeoutMs);
         } catch (e) {
@@ -242,6 +245,8 @@ export function clustered(core: AppCore, here: Impl): Impl {
           );
           if (gone) await release();
           throw e;
+        } finally {
+          await stopFollowing?.();
         }
       });
     },

@@ -181,9 +181,13 @@ describe('images across a cluster of simulated hosts (netns, real daemons and et
   it('a launch from another host carries the digest; a host that got the image serves it in turn (h1 no longer has it)', async () => {
     await ok(h[0]!, ['image', 'rm', 'tiny-img']);
     expect(await imagesOn(h[0]!)).toEqual([]);
-    const out = await ok(h[0]!, ['launch', 'tiny-img', '--name', 'p2', ...LAUNCH, '--target', 'h3']);
-    expect(out).toContain('p2 is booting.');
-    expect(out).toContain('  host:        h3\n');
+    const r = await h[0]!.cli(['launch', 'tiny-img', '--name', 'p2', ...LAUNCH, '--target', 'h3'], { timeoutMs: 180_000 });
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toContain('p2 is booting.');
+    expect(r.stdout).toContain('  host:        h3\n');
+    // The launch was forwarded to h3; h1's operation shows h3's fetch as it goes.
+    expect(r.stderr).toMatch(new RegExp(`image\\s+fetching tiny-img \\(sha256 ${tinySha.slice(0, 12)}\\) from h2 \\(on h3\\)\n`));
+    expect(r.stderr).toMatch(/image\s+tiny-img \(sha256 [0-9a-f]{12}\) fetched from h2: \d+ bytes in [\d.]+ s .*, verified \(on h3\)\n/);
     expect(qemuPidsUnder(h[2]!.home)).toHaveLength(1);
     // It came from h2, the only online host holding it.
     expect((await imagesOn(h[2]!)).map((i) => [i.name, i.sha256, i.source])).toEqual([['tiny-img', tinySha, `https://${h[1]!.address}:7443/v1/images/${tinySha}`]]);
