@@ -52,7 +52,7 @@ export async function listHolders(kv: Kv, prefix: string = IMAGE_KEYS.prefix): P
 }
 
 /** The online hosts that hold the image with this sha256. */
-export function holdersOf(kv: Kv, sha256: string): Promise<ImageHolder[]> {
+export async function holdersOf(kv: Kv, sha256: string): Promise<ImageHolder[]> {
   return listHolders(kv, `${IMAGE_KEYS.prefix}${checkSha256('sha256', sha256)}/hosts/`);
 }
 
