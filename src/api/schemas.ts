@@ -196,6 +196,7 @@ export const Image = Closed({
   sourceSha256: Type.String(),
   verifiedBy: Type.Unsafe<string | null>({ type: 'string', nullable: true }),
   createdAt: Type.String(),
+  hosts: Type.Optional(Type.Array(Type.String(), { description: 'in a cluster (image ls): the online hosts that hold this content (its sha256), this one included' })),
 });
 export type ImageView = Static<typeof Image>;
 

@@ -51,6 +51,21 @@ export async function publishHeldImages(core: AppCore): Promise<void> {
   }
 }
 
+/**
+ * In a cluster: sha256 → the online hosts holding it (sorted), for `image ls`; undefined when standalone, or when
+ * etcd does not answer (the list then says nothing of other hosts rather than fail).
+ */
+export async function holdingHosts(core: AppCore): Promise<Map<string, string[]> | undefined> {
+  const c = await clusterOf(core);
+  if (c === undefined) return undefined;
+  const { listHolders } = await import('../cluster/image-index.ts');
+  const holders = await listHolders(c.kv()).catch(() => undefined);
+  if (holders === undefined) return undefined;
+  const out = new Map<string, string[]>();
+  for (const h of holders) out.set(h.sha256, [...(out.get(h.sha256) ?? []), h.host].sort());
+  return out;
+}
+
 /** The cluster API route serving this host's images by digest: only what the store holds, never a path. */
 export function imagesFileRoute(core: AppCore): PeerFileRoute {
   return {

@@ -8,7 +8,7 @@ import type { AppCore } from './context.ts';
 import { job } from './operations.ts';
 import { checkRequestPath } from './request-paths.ts';
 import { resource } from './resource.ts';
-import { publishHeldImages } from './images-cluster.ts';
+import { holdingHosts, publishHeldImages } from './images-cluster.ts';
 import { transferProgress } from './transfer-progress.ts';
 
 function stored(result: StoreResult) {
@@ -29,7 +29,9 @@ export const images = resource('images', imageEndpoints, (core: AppCore) => {
   };
   return {
     async list() {
-      return store.list().map(imageView);
+      const all = store.list().map(imageView);
+      const where = await holdingHosts(core);
+      return where === undefined ? all : all.map((i) => ({ ...i, hosts: where.get(i.sha256) ?? [] }));
     },
 
     async get({ name }) {

@@ -143,7 +143,8 @@ describe('images across a cluster of simulated hosts (netns, real daemons and et
     expect(qemuPidsUnder(h[1]!.home)).toHaveLength(1);
     expect((await list(h[0]!)).map((i) => [i.name, i.host, i.state])).toEqual([['p1', 'h2', 'running']]);
     // h2 holds it now, with the same digest, and nothing half-done is left.
-    expect((await imagesOn(h[1]!)).map((i) => [i.name, i.sha256, i.fileSize])).toEqual([['tiny-img', tinySha, mine!.fileSize]]);
+    expect((await imagesOn(h[1]!)).map((i) => [i.name, i.sha256, i.fileSize, i.hosts])).toEqual([['tiny-img', tinySha, mine!.fileSize, ['h1', 'h2']]]);
+    expect(await ok(h[0]!, ['image', 'ls'])).toMatch(new RegExp(`^NAME\\s+FORMAT\\s+VIRTUAL\\s+SIZE\\s+SHA256\\s+HOSTS\\s+SOURCE\\ntiny-img\\s+qcow2\\s+.*${tinySha.slice(0, 12)}\\s+h1,h2\\s+`));
     expect(partials(h[1]!).size).toBe(0);
     expect(scratch(h[1]!)).toEqual([]);
   }, 300_000);
@@ -190,7 +191,7 @@ describe('images across a cluster of simulated hosts (netns, real daemons and et
     expect(r.stderr).toMatch(/image\s+tiny-img \(sha256 [0-9a-f]{12}\) fetched from h2: \d+ bytes in [\d.]+ s .*, verified \(on h3\)\n/);
     expect(qemuPidsUnder(h[2]!.home)).toHaveLength(1);
     // It came from h2, the only online host holding it.
-    expect((await imagesOn(h[2]!)).map((i) => [i.name, i.sha256, i.source])).toEqual([['tiny-img', tinySha, `https://${h[1]!.address}:7443/v1/images/${tinySha}`]]);
+    expect((await imagesOn(h[2]!)).map((i) => [i.name, i.sha256, i.source, i.hosts])).toEqual([['tiny-img', tinySha, `https://${h[1]!.address}:7443/v1/images/${tinySha}`, ['h2', 'h3']]]);
     for (const name of ['p1', 'p2']) await ok(h[0]!, ['delete', '--force', name]);
   }, 180_000);
 
