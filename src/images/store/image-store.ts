@@ -122,7 +122,7 @@ export class ChecksumMismatch extends VirtnodeError {
   readonly expected: string;
   readonly got: string;
   constructor(field: string, message: string, hint: string, expected: string, got: string) {
-    super('INVALID', message, { field, hint });
+    super('INVALID', `${field}: ${message}`, { field, hint });
     this.expected = expected;
     this.got = got;
   }
