@@ -126,6 +126,12 @@ export type InstanceView = Static<typeof Instance>;
 /** POST /instances/launch: the fields of `virtnode launch`, with file contents instead of file names. */
 export const LaunchBody = Closed({
   image: Name,
+  imageSha256: Type.Optional(
+    Type.String({
+      pattern: '^[0-9a-f]{64}$',
+      description: "the image's sha256: the host that runs the instance refuses an image of that name with other content, and in a cluster fetches it from a host that holds it when it has none (default: the launching host fills it in)",
+    }),
+  ),
   type: Type.Optional(InstanceType),
   privileged: Type.Optional(Type.Boolean({ description: 'containers: root in the container is root on the host (default: an unprivileged uid range)' })),
   name: Type.Optional(Name),
@@ -190,6 +196,7 @@ export const Image = Closed({
   sourceSha256: Type.String(),
   verifiedBy: Type.Unsafe<string | null>({ type: 'string', nullable: true }),
   createdAt: Type.String(),
+  hosts: Type.Optional(Type.Array(Type.String(), { description: 'in a cluster (image ls): the online hosts that hold this content (its sha256), this one included' })),
 });
 export type ImageView = Static<typeof Image>;
 

@@ -17,7 +17,8 @@ import { type ClusterService, checkHostName } from '../cluster/service.ts';
 import { USER_NETWORK } from '../instances/model.ts';
 import { VirtnodeError, invalid, toVirtnodeError } from '../lib/errors.ts';
 import type { AppCore } from './context.ts';
-import { askHost, clusterOf, ownedHere } from './instances-cluster.ts';
+import { clusterOf } from './cluster-of.ts';
+import { askHost, ownedHere } from './instances-cluster.ts';
 import { instances, localInstances } from './instances.ts';
 import { type Job, type OperationContext, job, runInline } from './operations.ts';
 

@@ -8,6 +8,7 @@ import type { AppCore } from './context.ts';
 import { job } from './operations.ts';
 import { checkRequestPath } from './request-paths.ts';
 import { resource } from './resource.ts';
+import { holdingHosts, publishHeldImages } from './images-cluster.ts';
 import { transferProgress } from './transfer-progress.ts';
 
 function stored(result: StoreResult) {
@@ -21,9 +22,16 @@ function imageDir(): string {
 
 export const images = resource('images', imageEndpoints, (core: AppCore) => {
   const store = core.images;
+  /** In a cluster, the other hosts learn what this host's store holds now. */
+  const published = async <T>(value: T): Promise<T> => {
+    await publishHeldImages(core);
+    return value;
+  };
   return {
     async list() {
-      return store.list().map(imageView);
+      const all = store.list().map(imageView);
+      const where = await holdingHosts(core);
+      return where === undefined ? all : all.map((i) => ({ ...i, hosts: where.get(i.sha256) ?? [] }));
     },
 
     async get({ name }) {
@@ -34,7 +42,7 @@ export const images = resource('images', imageEndpoints, (core: AppCore) => {
       checkRequestPath(core.remotePaths, caller, 'file', file, 'file');
       store.importSource(file, name); // a missing file or an underivable name is refused now, not as a failed operation
       return job('image-import', name === undefined ? undefined : `images/${name}`, async (ctx) =>
-        stored(await store.import(file, { ...(name === undefined ? {} : { name }), signal: ctx.signal, onProgress: transferProgress(ctx, 'Importing') })),
+        published(stored(await store.import(file, { ...(name === undefined ? {} : { name }), signal: ctx.signal, onProgress: transferProgress(ctx, 'Importing') }))),
       );
     },
 
@@ -46,7 +54,7 @@ export const images = resource('images', imageEndpoints, (core: AppCore) => {
       if (guard !== undefined) for (const u of [url, checksumsUrl]) if (u !== undefined) await guard(new URL(u));
       return job('image-pull', name === undefined ? undefined : `images/${name}`, async (ctx) => {
         const result = await store.pull(url, { ...options, signal: ctx.signal, onProgress: transferProgress(ctx, 'Downloading'), ...(guard === undefined ? {} : { guard }) });
-        return { ...stored(result), verifiedBy: result.verifiedBy ?? null, downloadSha256: result.downloadSha256 };
+        return published({ ...stored(result), verifiedBy: result.verifiedBy ?? null, downloadSha256: result.downloadSha256 });
       });
     },
 
@@ -66,13 +74,13 @@ export const images = resource('images', imageEndpoints, (core: AppCore) => {
           onProgress: (phase, detail) => ctx.phase(phase, detail ?? ''),
         });
         const result = await store.import(built.path, { name: name ?? recipe, signal: ctx.signal, onProgress: (p) => ctx.transfer(p.received, p.total) });
-        return { ...stored(result), cached: built.cached, recipeKey: built.recipeKey, path: built.path };
+        return published({ ...stored(result), cached: built.cached, recipeKey: built.recipeKey, path: built.path });
       });
     },
 
     async remove({ name, force }) {
       const result = store.remove(name, { force: force === true, usersOf: instancesUsingImage(core.db) });
-      return { image: imageView(result.image), fileDeleted: result.fileDeleted, keptFor: result.keptFor };
+      return published({ image: imageView(result.image), fileDeleted: result.fileDeleted, keptFor: result.keptFor });
     },
   };
 });

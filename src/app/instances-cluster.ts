@@ -7,8 +7,6 @@
  * every online host. Other hosts reach `ownedHere` through the cluster API (mutual TLS, INSTANCES_PEER_PATH).
  * A standalone host (no cluster.json) never loads the cluster code and behaves as before.
  */
-import { existsSync } from 'node:fs';
-import { join } from 'node:path';
 import { instanceEndpoints } from '../api/contracts/instances.ts';
 import type { EndpointSpec } from '../api/endpoint.ts';
 import type { InstanceView } from '../api/schemas.ts';
@@ -19,7 +17,10 @@ import type { HostLimits } from '../host/limits.ts';
 import { validateLaunch } from '../instances/launch-validate.ts';
 import { VirtnodeError, invalid, isVirtnodeError } from '../lib/errors.ts';
 import { validateName } from '../lib/ids.ts';
+import { clusterOf } from './cluster-of.ts';
 import type { AppCore } from './context.ts';
+import { followFetch } from './image-fetch-progress.ts';
+import { launchDigest } from './images-cluster.ts';
 import { type Job, job, runInline } from './operations.ts';
 import { type Caller, type Implementation, handlerOf } from './resource.ts';
 
@@ -42,13 +43,6 @@ const UNBOUNDED: HostLimits = { cpus: 1024, memoryBytes: Number.MAX_SAFE_INTEGER
 const SHORT_MS = 60_000;
 const LIST_MS = 15_000;
 const MIB = 1024 * 1024;
-
-/** The cluster this host is in, or undefined (standalone: the cluster code is not even loaded). */
-export async function clusterOf(core: AppCore): Promise<ClusterService | undefined> {
-  if (!existsSync(join(core.paths.root, 'cluster', 'cluster.json'))) return undefined;
-  const c = await core.cluster();
-  return c.config === undefined ? undefined : c;
-}
 
 /** An instance request to another host's `ownedHere` (long work runs there to its end before it answers). */
 export function askHost<T>(c: ClusterService, host: string | HostRecord, op: Op, input: object, timeoutMs: number, validateOnly = false): Promise<T> {
@@ -194,7 +188,9 @@ export function clustered(core: AppCore, here: Impl): Impl {
         ...(input.diskSize === undefined ? {} : { diskSize: input.diskSize }),
         ...(input.type === undefined ? {} : { type: input.type }),
       }, UNBOUNDED);
-      const owned = { ...rest, name: valid.name };
+      // The image travels by its sha256, so a host without it can fetch it from one that has it.
+      const imageSha256 = input.imageSha256 ?? (await launchDigest(core, c, input.image));
+      const owned = { ...rest, name: valid.name, ...(imageSha256 === undefined ? {} : { imageSha256 }) };
       const { overcommitRatios, place, releaseClaim } = await import('../cluster/placement.ts');
       const kv = c.kv();
       if (target !== undefined) await c.usableHostRecord(target, 'target', 'see `virtnode cluster ls`; choose another --target, or none');
@@ -242,6 +238,8 @@ export function clustered(core: AppCore, here: Impl): Impl {
       const timeoutMs = ((input.timeoutSeconds ?? 900) + 120) * 1000;
       return job('launch', `instances/${valid.name}`, async (ctx) => {
         ctx.phase('placed', placed);
+        // The owner may first fetch the image from another host: its progress is shown here as it goes.
+        const stopFollowing = imageSha256 === undefined ? undefined : followFetch(c, claim.host, valid.name, ctx);
         try {
           return await forward(c, claim.host, 'launch', owned, timeoutMs);
         } catch (e) {
@@ -252,6 +250,8 @@ export function clustered(core: AppCore, here: Impl): Impl {
           );
           if (gone) await release();
           throw e;
+        } finally {
+          await stopFollowing?.();
         }
       });
     },

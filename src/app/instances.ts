@@ -16,6 +16,7 @@ import { launchSource } from '../templates/launch-source.ts';
 import type { AppCore } from './context.ts';
 import { job } from './operations.ts';
 import { checkRequestPath } from './request-paths.ts';
+import { imageFetchPlan } from './images-cluster.ts';
 import { clustered, ownedHere } from './instances-cluster.ts';
 import { type Implementation, resource } from './resource.ts';
 
@@ -94,9 +95,12 @@ export function localInstances(core: AppCore): Implementation<typeof instanceEnd
       // Bad input is refused now, not as a failed operation; the name is fixed here so the caller knows it.
       const valid = validateLaunch(request);
       const resolveImage = launchSource(core.core);
-      await resolveImage(valid.image);
+      // With its sha256, an image this host lacks may come from another host of the cluster (first in the job).
+      const fetch = input.imageSha256 === undefined ? undefined : await imageFetchPlan(core, valid.image, input.imageSha256, valid.name);
+      if (fetch === undefined) await resolveImage(valid.image);
       if (valid.tuning !== undefined) await service.checkTuning(valid.tuning, { memoryMiB: valid.memoryMiB, accel: valid.accel, nics: valid.nics });
       return job('launch', `instances/${valid.name}`, async (ctx) => {
+        await fetch?.run(ctx);
         const result = await launchInstance(service, resolveImage, { ...request, name: valid.name }, {
           noWait: input.wait === false,
           ...(input.timeoutSeconds === undefined ? {} : { timeoutMs: input.timeoutSeconds * 1000 }),

@@ -11,6 +11,9 @@ import { type Server, createServer, request } from 'node:https';
 import type { TLSSocket } from 'node:tls';
 import { connect } from 'node:tls';
 import { type ErrorCode, VirtnodeError, toVirtnodeError } from '../lib/errors.ts';
+import { type PeerFile, sendFile } from './peer-files.ts';
+
+export type { PeerFile } from './peer-files.ts';
 
 export interface PeerCaller {
   /** The CN of a client certificate the cluster CA signed; undefined for an anonymous caller. */
@@ -21,6 +24,15 @@ export interface PeerRoute {
   /** Callers without a cluster certificate may call it (joining). */
   anonymous?: boolean;
   handle(body: unknown, caller: PeerCaller): Promise<unknown>;
+}
+
+/**
+ * A GET route under a prefix for a file's bytes, named by one path segment (`PREFIX<id>`). The route turns the id
+ * into a file it serves (never a path from the request); the bytes go with HTTP Range support. Always needs a
+ * client certificate of the cluster CA.
+ */
+export interface PeerFileRoute {
+  resolve(id: string, caller: PeerCaller): Promise<PeerFile>;
 }
 
 const MAX_BODY = 1024 * 1024;
@@ -49,7 +61,7 @@ function readBody(req: IncomingMessage): Promise<unknown> {
 
 const STATUS: Partial<Record<ErrorCode, number>> = { INVALID: 400, UNAUTHORIZED: 401, PERMISSION: 403, NOT_FOUND: 404, CONFLICT: 409, INVALID_STATE: 409, BUSY: 503, TIMEOUT: 503 };
 
-export function startPeerServer(options: { host: string; port: number; tls: { ca: string; cert: string; key: string }; routes: Record<string, PeerRoute> }): Promise<Server> {
+export function startPeerServer(options: { host: string; port: number; tls: { ca: string; cert: string; key: string }; routes: Record<string, PeerRoute>; files?: Record<string, PeerFileRoute> }): Promise<Server> {
   const ca = readFileSync(options.tls.ca, 'utf8');
   const server = createServer(
     // The chain includes the CA, so a joining host can check it against the fingerprint its token pins.
@@ -62,18 +74,31 @@ export function startPeerServer(options: { host: string; port: number; tls: { ca
         };
         try {
           const path = (req.url ?? '/').split('?')[0]!;
-          const route = req.method === 'POST' ? options.routes[path] : undefined;
-          if (route === undefined) throw new VirtnodeError('NOT_FOUND', `no cluster API route ${req.method} ${path}`);
           const socket = req.socket as TLSSocket;
           const caller: PeerCaller = {};
           if (socket.authorized) {
             const cn = socket.getPeerCertificate().subject?.CN;
             if (typeof cn === 'string') caller.host = cn;
           }
-          if (route.anonymous !== true && caller.host === undefined) throw new VirtnodeError('UNAUTHORIZED', 'this cluster API route needs a client certificate of the cluster CA');
+          const needCert = () => new VirtnodeError('UNAUTHORIZED', 'this cluster API route needs a client certificate of the cluster CA');
+          if (req.method === 'GET' || req.method === 'HEAD') {
+            const prefix = Object.keys(options.files ?? {}).find((p) => path.startsWith(p));
+            const id = prefix === undefined ? undefined : path.slice(prefix.length);
+            if (prefix === undefined || id === undefined || !/^[A-Za-z0-9_-]{1,128}$/.test(id)) throw new VirtnodeError('NOT_FOUND', `no cluster API route ${req.method} ${path}`);
+            if (caller.host === undefined) throw needCert();
+            await sendFile(req, res, await options.files![prefix]!.resolve(id, caller));
+            return;
+          }
+          const route = req.method === 'POST' ? options.routes[path] : undefined;
+          if (route === undefined) throw new VirtnodeError('NOT_FOUND', `no cluster API route ${req.method} ${path}`);
+          if (route.anonymous !== true && caller.host === undefined) throw needCert();
           send(200, await route.handle(await readBody(req), caller));
         } catch (e) {
           const err = toVirtnodeError(e);
+          if (res.headersSent) {
+            res.destroy(err);
+            return;
+          }
           send(STATUS[err.code] ?? 500, { code: err.code, message: err.message, ...(err.hint === undefined ? {} : { hint: err.hint }), ...(err.field === undefined ? {} : { field: err.field }) });
         }
       })();

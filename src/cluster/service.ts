@@ -30,7 +30,9 @@ import {
   TOKEN_TTL_SECONDS,
   type TokenRecord,
 } from './model.ts';
-import { type PeerRoute, fetchPinnedCa, peerCall, startPeerServer } from './peer-http.ts';
+import { forgetHeldImages } from './image-index.ts';
+import type { PeerTls } from './peer-files.ts';
+import { type PeerFileRoute, type PeerRoute, fetchPinnedCa, peerCall, startPeerServer } from './peer-http.ts';
 import { caKeyPath, createCa, createKeyAndCsr, fingerprint, issueHostCert, signHostCsr, tlsFilesIn } from './pki.ts';
 
 export type HostState = 'online' | 'offline' | 'evacuated';
@@ -76,6 +78,8 @@ export interface ClusterServiceOptions {
   log: (level: 'info' | 'warn' | 'error', message: string, fields?: Record<string, unknown>) => void;
   /** The daemon runs the member, the cluster API and the lease; a CLI process only talks to etcd. */
   serving: boolean;
+  /** Called each time this host's membership is up (daemon start, init, join): publish what it holds. */
+  started?: () => void;
 }
 
 interface JoinRequest {
@@ -130,6 +134,7 @@ export class ClusterService {
   private liveness: Liveness | undefined;
   private fence: FenceView | undefined;
   private readonly routes = new Map<string, PeerRoute>();
+  private readonly files = new Map<string, PeerFileRoute>();
   private readonly o: ClusterServiceOptions;
 
   constructor(options: ClusterServiceOptions) {
@@ -173,6 +178,17 @@ export class ClusterService {
     this.routes.set(path, route);
   }
 
+  /** A GET route of this host's cluster API serving files named by one path segment after `prefix`. */
+  fileRoute(prefix: string, route: PeerFileRoute): void {
+    this.files.set(prefix, route);
+  }
+
+  /** This host's certificate and key and the cluster CA, for calls to other hosts. */
+  peerTls(): PeerTls {
+    const files = tlsFilesIn(this.tlsDir);
+    return { ca: readFileSync(files.ca, 'utf8'), cert: readFileSync(files.cert, 'utf8'), key: readFileSync(files.key, 'utf8') };
+  }
+
   /** A host's record, or a clear error naming `field` when the cluster has no such host. */
   async hostRecord(name: string, field = 'host'): Promise<HostRecord> {
     const entry = await this.kv().get(KEYS.host(name));
@@ -195,9 +211,7 @@ export class ClusterService {
   /** Calls another host's cluster API with this host's certificate (mutual TLS, cluster CA only). */
   async peer<T>(host: string | HostRecord, path: string, body: unknown, timeoutMs?: number): Promise<T> {
     const record = typeof host === 'string' ? await this.hostRecord(host) : host;
-    const files = tlsFilesIn(this.tlsDir);
-    const tls = { ca: readFileSync(files.ca, 'utf8'), cert: readFileSync(files.cert, 'utf8'), key: readFileSync(files.key, 'utf8') };
-    return peerCall<T>(record.apiUrl, path, body, tls, timeoutMs);
+    return peerCall<T>(record.apiUrl, path, body, this.peerTls(), timeoutMs);
   }
 
   private readConfig(): ClusterConfig | undefined {
@@ -285,6 +299,7 @@ export class ClusterService {
         '/v1/ping': { handle: async (_body, caller) => ({ host: cfg.host, caller: caller.host }) },
         ...Object.fromEntries(this.routes),
       },
+      files: Object.fromEntries(this.files),
     });
     this.liveness = new Liveness({
       kv: this.kv(),
@@ -304,6 +319,7 @@ export class ClusterService {
       },
     });
     await this.liveness.start();
+    this.o.started?.();
   }
 
   /** Publish capacity and use again now (an instance started or stopped). */
@@ -568,6 +584,7 @@ export class ClusterService {
     }
     const done = await kv.txn([{ key: KEYS.host(host), modRevision: entry.modRevision }], [{ delete: KEYS.host(host) }, { delete: KEYS.alive(host) }]);
     if (!done.won) throw new VirtnodeError('CONFLICT', `host ${host} changed while it was being removed: try again`);
+    await forgetHeldImages(kv, host);
     this.o.log('info', 'host removed from the cluster', { host });
     return this.status();
   }

@@ -114,7 +114,14 @@ export function registerImageCommands(program: Command): void {
     .action(async (o: { format?: string }) => {
       const print = printer(o.format);
       const all = await (await images()).list();
-      await print(all, () => table(['NAME', 'FORMAT', 'VIRTUAL', 'SIZE', 'SHA256', 'SOURCE'], all.map((i) => [i.name, i.format, formatSize(i.virtualSize), formatSize(i.fileSize), i.sha256.slice(0, 12), i.source])));
+      // In a cluster, a HOSTS column says which online hosts hold the same content.
+      const clustered = all.some((i) => i.hosts !== undefined);
+      await print(all, () =>
+        table(
+          ['NAME', 'FORMAT', 'VIRTUAL', 'SIZE', 'SHA256', ...(clustered ? ['HOSTS'] : []), 'SOURCE'],
+          all.map((i) => [i.name, i.format, formatSize(i.virtualSize), formatSize(i.fileSize), i.sha256.slice(0, 12), ...(clustered ? [(i.hosts ?? []).join(',')] : []), i.source]),
+        ),
+      );
     });
 
   image

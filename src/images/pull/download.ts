@@ -40,7 +40,13 @@ export interface DownloadOptions {
   stallTimeoutMs?: number;
   /** Checks each host the download goes to, redirects included. */
   guard?: AddressGuard;
+  /** Makes the requests instead of fetch() (e.g. over the cluster API with client certificates). */
+  fetcher?: Fetcher;
+  /** What the partial file is of, for resuming it (default the URL); another URL with the same identity resumes it. */
+  identity?: string;
 }
+
+export type Fetcher = (url: string, init: { headers: Record<string, string>; signal: AbortSignal }) => Promise<Response>;
 
 /** A transfer cut short after some bytes arrived: worth resuming at once. */
 class CutOff extends VirtnodeError {}
@@ -110,8 +116,9 @@ export async function download(url: string, partial: string, options: DownloadOp
 
 async function downloadOnce(url: string, partial: string, options: DownloadOptions): Promise<DownloadResult> {
   const meta = await readMeta(partial);
+  const identity = options.identity ?? url;
   let have = await sizeOf(partial);
-  const canResume = have > 0 && meta !== undefined && meta.url === url && meta.validator !== undefined;
+  const canResume = have > 0 && meta !== undefined && meta.url === identity && meta.validator !== undefined;
   if (!canResume && have > 0) {
     await discardPartial(partial);
     have = 0;
@@ -147,7 +154,7 @@ async function downloadOnce(url: string, partial: string, options: DownloadOptio
   armStall();
   let response: Response;
   try {
-    response = await guardedFetch(url, { headers, signal }, options.guard);
+    response = options.fetcher === undefined ? await guardedFetch(url, { headers, signal }, options.guard) : await options.fetcher(url, { headers, signal });
   } catch (e) {
     clearTimeout(stallTimer);
     if (options.signal?.aborted === true) throw interrupted(url, have, meta?.total);
@@ -209,7 +216,7 @@ async function downloadOnce(url: string, partial: string, options: DownloadOptio
   }
 
   const resumable = response.headers.get('accept-ranges') === 'bytes' || response.status === 206;
-  const next: PartialMeta = { url, validator: resumable ? validatorOf(response) : undefined, total };
+  const next: PartialMeta = { url: identity, validator: resumable ? validatorOf(response) : undefined, total };
   await writeFile(metaPath(partial), JSON.stringify(next), { mode: 0o600 });
   if (offset === 0) await writeFile(partial, '', { mode: 0o600 });
   else await truncate(partial, offset);

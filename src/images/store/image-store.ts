@@ -13,7 +13,7 @@ import { transaction } from '../../store/db.ts';
 import type { Db } from '../../store/db.ts';
 import { ImageRepository } from '../../store/images.ts';
 import type { ImageFormat, ImageRow, ImageVerification } from '../../store/images.ts';
-import { download, discardPartial, metaPath } from '../pull/download.ts';
+import { type Fetcher, download, discardPartial, metaPath } from '../pull/download.ts';
 import { lockPartial } from '../pull/lock.ts';
 import { fetchChecksum, parseHttpUrl, urlFileName } from '../pull/http.ts';
 import { transferTracker } from '../pull/progress.ts';
@@ -106,6 +106,26 @@ export interface PullOptions {
   stallTimeoutMs?: number;
   /** Checks each host the pull goes to (the image, the checksums file, every redirect). */
   guard?: AddressGuard;
+  /** Makes the requests instead of fetch() (see download.ts). */
+  fetcher?: Fetcher;
+  /**
+   * What the download is of, instead of its URL: the partial file is kept under it, so a later pull of the same
+   * thing from another URL resumes it (e.g. an image by its digest, from any host of a cluster).
+   */
+  identity?: string;
+  /** Waits this long for another pull of the same thing to finish instead of refusing at once (default 0). */
+  lockWaitMs?: number;
+}
+
+/** The downloaded bytes are not the ones expected (`--sha256`, `--checksums`); nothing was kept. */
+export class ChecksumMismatch extends VirtnodeError {
+  readonly expected: string;
+  readonly got: string;
+  constructor(field: string, message: string, hint: string, expected: string, got: string) {
+    super('INVALID', `${field}: ${message}`, { field, hint });
+    this.expected = expected;
+    this.got = got;
+  }
 }
 
 const FORMATS: readonly string[] = ['qcow2', 'raw'];
@@ -182,6 +202,13 @@ export class ImageStore {
       });
     }
     return this.record(row);
+  }
+
+  /** A stored image with this content (sha256 of its file), under any of its names; undefined when none. */
+  byDigest(sha256: string): ImageRecord | undefined {
+    const name = this.repo.namesWithSha256(sha256)[0];
+    const row = name === undefined ? undefined : this.repo.get(name);
+    return row === undefined || !existsSync(this.pathOf(row)) ? undefined : this.record(row);
   }
 
   /**
@@ -313,10 +340,10 @@ export class ImageStore {
       }
       throw this.nameTaken(name);
     }
-    const partial = this.partialPathOf(url);
+    const partial = this.partialPathOf(options.identity ?? url);
     const unlock = await mapNoSpace(`pull image ${url}`, this.dir, async () => {
       await this.ensureDirs();
-      return lockPartial(partial, url);
+      return lockPartial(partial, options.identity ?? url, options.lockWaitMs ?? 0);
     });
     try {
       return await this.pullLocked(url, partial, name, expected, verifiedBy, options);
@@ -358,14 +385,18 @@ export class ImageStore {
       ...(options.retries === undefined ? {} : { retries: options.retries }),
       ...(options.stallTimeoutMs === undefined ? {} : { stallTimeoutMs: options.stallTimeoutMs }),
       ...(options.guard === undefined ? {} : { guard: options.guard }),
+      ...(options.fetcher === undefined ? {} : { fetcher: options.fetcher }),
+      ...(options.identity === undefined ? {} : { identity: options.identity }),
     };
     const result = await download(url, partial, downloadOptions);
     if (expected !== undefined && result.sha256 !== expected) {
       await discardPartial(partial);
-      throw invalid(
+      throw new ChecksumMismatch(
         verifiedBy === 'checksums' ? '--checksums' : '--sha256',
         `the download of ${url} does not match its checksum: expected sha256 ${expected}, got ${result.sha256}`,
         'the file was corrupted in transit or changed on the server; the download was deleted, check the checksum and pull again',
+        expected,
+        result.sha256,
       );
     }
 
