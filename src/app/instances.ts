@@ -4,7 +4,7 @@ import { instanceEndpoints } from '../api/contracts/instances.ts';
 import type { InstanceView } from '../api/schemas.ts';
 import { instanceView } from './views.ts';
 import { nicAddresses } from '../instances/addresses.ts';
-import { launchInstance } from '../instances/launch-instance.ts';
+import { checkLaunchOnHost, launchInstance } from '../instances/launch-instance.ts';
 import { type LaunchRequest, validateLaunch } from '../instances/launch-validate.ts';
 import { changeResources } from '../instances/resources.ts';
 import { validateCpus, validateMemory } from '../instances/validate.ts';
@@ -93,6 +93,7 @@ export function localInstances(core: AppCore): Implementation<typeof instanceEnd
       };
       // Bad input is refused now, not as a failed operation; the name is fixed here so the caller knows it.
       const valid = validateLaunch(request);
+      checkLaunchOnHost(service, valid);
       const resolveImage = launchSource(core.core);
       await resolveImage(valid.image);
       if (valid.tuning !== undefined) await service.checkTuning(valid.tuning, { memoryMiB: valid.memoryMiB, accel: valid.accel, nics: valid.nics });

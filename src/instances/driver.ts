@@ -53,6 +53,11 @@ export interface InstanceDriver {
   /** Whether its guest runs (not paused, not shut down): a process found after a crash is adopted only then. */
   guestRunning(instance: Instance): Promise<boolean>;
   /**
+   * Undoes what the instance's storage holds on the host outside its files (a container's loop-mounted layer),
+   * so that its directory (`dir`) can be removed; called after its process is gone. Idempotent.
+   */
+  releaseStorage(dir: string): Promise<void>;
+  /**
    * Ends the process of a directory that has no instance record: `pid` (from findOrphans) or the one its runtime
    * files name, and only if that process really is this directory's.
    */
