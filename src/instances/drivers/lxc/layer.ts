@@ -12,9 +12,10 @@
  * templates) asks `ensureLayer` for it.
  */
 import { chownSync, closeSync, existsSync, ftruncateSync, mkdirSync, openSync, renameSync, rmSync, statfsSync } from 'node:fs';
+import { readdir, readFile, readlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { run } from '../../../exec/run.ts';
-import { mountsUnder, unmountAllUnder } from '../../../images/build/mounts.ts';
+import { unmountAllUnder } from '../../../images/build/mounts.ts';
 import { invalid, VirtnodeError } from '../../../lib/errors.ts';
 import { failpoint } from '../../../lib/failpoint.ts';
 import { formatSize, MIB } from '../../../lib/units.ts';
@@ -65,7 +66,7 @@ export function assertLayerSize(field: string, sizeBytes: number, instancesDir: 
 }
 
 async function isMounted(point: string): Promise<boolean> {
-  return (await mountsUnder(point)).includes(point);
+  return mountPointsUnder(await readFile('/proc/self/mountinfo', 'utf8'), point).includes(point);
 }
 
 function makeOwnedDirs(dirs: LayerDirs, owner: number): void {
@@ -130,11 +131,52 @@ async function loopsUnder(dir: string): Promise<string[]> {
 }
 
 /**
+ * Mount points at or below `dir` in mount namespaces other than ours, one process of each. Whoever makes a mount
+ * namespace (`unshare -m`, a service's private /tmp) while an image is mounted gets a copy of that mount, and a
+ * private copy does not follow our unmount: it keeps the filesystem and its loop device alive until it goes.
+ */
+async function foreignMounts(dir: string): Promise<Array<{ pid: string; points: string[] }>> {
+  const seen = new Set([await readlink('/proc/self/ns/mnt')]);
+  const found: Array<{ pid: string; points: string[] }> = [];
+  for (const pid of (await readdir('/proc')).filter((e) => /^\d+$/.test(e))) {
+    const ns = await readlink(`/proc/${pid}/ns/mnt`).catch(() => undefined);
+    if (ns === undefined || seen.has(ns)) continue;
+    seen.add(ns);
+    const text = await readFile(`/proc/${pid}/mountinfo`, 'utf8').catch(() => '');
+    const points = mountPointsUnder(text, dir);
+    if (points.length > 0) found.push({ pid, points });
+  }
+  return found;
+}
+
+/** The mount points of a mountinfo text at or below `dir`, deepest first. */
+export function mountPointsUnder(mountinfo: string, dir: string): string[] {
+  const points = mountinfo
+    .split('\n')
+    .map((line) => line.split(' ')[4])
+    .filter((p): p is string => p !== undefined)
+    .map((p) => p.replace(/\\([0-7]{3})/g, (_, oct: string) => String.fromCharCode(parseInt(oct, 8))))
+    .filter((p) => p === dir || p.startsWith(`${dir}/`));
+  return [...new Set(points)].sort((a, b) => b.length - a.length);
+}
+
+/**
+ * Unmounts everything at or below `dir`: here, and the copies other mount namespaces took of it (a lazy unmount
+ * inside each; only paths under `dir`, which are virtnode's own).
+ */
+async function unmountEverywhere(dir: string): Promise<void> {
+  await unmountAllUnder(dir);
+  for (const { pid, points } of await foreignMounts(dir)) {
+    for (const point of points) await run(['nsenter', `--mount=/proc/${pid}/ns/mnt`, '--', 'umount', '-l', point], { timeoutMs: TOOL_TIMEOUT_MS }).catch(() => {});
+  }
+}
+
+/**
  * Unmounts whatever is mounted under an instance directory and detaches the loop devices of its images, so that
  * the directory can be removed without reaching into a mounted filesystem. A no-op for plain layers.
  */
 export async function releaseLayer(dir: string): Promise<void> {
-  await unmountAllUnder(dir);
+  await unmountEverywhere(dir);
   // Autoclear detaches at unmount; a device left by a crash between losetup and mount is detached here. A
   // container's mount namespace may hold the filesystem for a moment after its init is gone.
   const deadline = Date.now() + LOOP_SETTLE_MS;
@@ -176,10 +218,10 @@ export async function replaceLayer(dir: string, spec: LayerSpec, owner: number, 
   const dirs = dirsIn(next.mount);
   makeOwnedDirs(dirs, owner);
   await copyUpper(from, dirs.upper, signal);
-  await unmountAllUnder(next.mount);
+  await unmountEverywhere(next.mount);
   rmSync(next.mount, { recursive: true, force: true });
   failpoint('revert.after-overlay');
-  await unmountAllUnder(current.mount);
+  await unmountEverywhere(current.mount);
   renameSync(current.image, `${current.image}.old`);
   renameSync(next.image, current.image);
   rmSync(`${current.image}.old`, { force: true });
@@ -187,7 +229,7 @@ export async function replaceLayer(dir: string, spec: LayerSpec, owner: number, 
 }
 
 async function dropImage(files: { image: string; mount: string }): Promise<void> {
-  await unmountAllUnder(files.mount);
+  await unmountEverywhere(files.mount);
   rmSync(files.mount, { recursive: true, force: true });
   rmSync(files.image, { force: true });
 }
@@ -204,7 +246,7 @@ export async function repairLayer(dir: string, spec: LayerSpec): Promise<string[
     const current = imageFiles(dir);
     const next = imageFiles(dir, '.new');
     if (!existsSync(current.image) && existsSync(`${current.image}.old`)) renameSync(`${current.image}.old`, current.image);
-    await unmountAllUnder(next.mount);
+    await unmountEverywhere(next.mount);
     leftovers.push(next.mount, next.image, `${current.image}.old`);
   }
   for (const leftover of leftovers) {
