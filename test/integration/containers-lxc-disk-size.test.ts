@@ -1,7 +1,7 @@
 /**
  * `launch --container --disk-size`: the container's writable layer is a loop-mounted ext4 image of that size, so a
  * container that fills it gets ENOSPC (it and the host stay up) and `df` inside shows the size. Snapshots, revert,
- * clones (their own image of the same size) and a start after the mount is gone (a host reboot) go through it; a
+ * clones and a template's clones (their own image of the same size) and a start after the mount is gone (a host reboot) go through it; a
  * launch that crashed with its image mounted is repaired; delete leaves no loop device, mount or file; bad sizes
  * are refused naming the field, with nothing made.
  */
@@ -14,7 +14,7 @@ import { type ContainerFootprint, containerFootprint } from '../helpers/containe
 import { debianImage } from '../helpers/debian-image.ts';
 
 const LAUNCH_TIMEOUT_MS = 600_000;
-const NAMES = ['ds-a', 'ds-b', 'ds-crash', 'ds-bad'];
+const NAMES = ['ds-a', 'ds-b', 'ds-c', 'ds-crash', 'ds-bad'];
 const SIZE_BYTES = 256 * 1024 * 1024;
 
 /** Loop devices whose backing file lies under `dir`. */
@@ -62,6 +62,7 @@ describe('containers with a disk size', { timeout: 1_200_000 }, () => {
 
   afterAll(async () => {
     for (const name of NAMES) await virtnode(home, ['delete', '--force', name]).catch(() => {});
+    await virtnode(home, ['template', 'rm', 'ds-tmpl']).catch(() => {});
     await virtnode(home, ['network', 'rm', 'default']).catch(() => {});
     // Never remove a tree that still has a filesystem mounted in it (a failed test's).
     for (const point of mountsUnder(home).reverse()) execFileSync('umount', ['-l', point]);
@@ -143,6 +144,20 @@ describe('containers with a disk size', { timeout: 1_200_000 }, () => {
     expect((await inside('ds-b', 'cat /root/state')).out).toBe('clone\n');
   });
 
+  it('makes a template of it whose clones have layers of the same size', async () => {
+    await run(['template', 'create', 'ds-b', 'ds-tmpl'], 0, 300_000);
+    // The template consumed ds-b: its image is unmounted, detached and gone.
+    expect(existsSync(join(instances, 'ds-b'))).toBe(false);
+    expect(loopsUnder(home).filter((l) => l.includes('/ds-b/'))).toEqual([]);
+    await run(['clone', 'ds-tmpl', 'ds-c'], 0, 300_000);
+    expect(existsSync(join(instances, 'ds-c', 'disk.ext4'))).toBe(true);
+    await run(['start', 'ds-c'], 0, 120_000);
+    const seen = await inside('ds-c', 'cloud-init status --wait >/dev/null; hostname; cat /root/state');
+    expect(seen.out).toBe('ds-c\nclone\n');
+    expect(await dfSize('ds-c')).toBeGreaterThan(SIZE_BYTES * 0.8);
+    await run(['template', 'rm', 'ds-tmpl']);
+  });
+
   it('repairs a launch that crashed with its image mounted: no loop device or mount left', async () => {
     const crashed = await virtnode(home, ['launch', 'debian-12', '--container', '--name', 'ds-crash', '--disk-size', '256M', '--no-wait'], {
       env: { VIRTNODE_FAILPOINT: 'launch.after-seed' },
@@ -159,7 +174,7 @@ describe('containers with a disk size', { timeout: 1_200_000 }, () => {
 
   it('deletes without a trace: no loop device, mount, image or directory', async () => {
     await run(['delete', '--force', 'ds-a'], 0, 120_000);
-    await run(['delete', '--force', 'ds-b'], 0, 120_000);
+    await run(['delete', '--force', 'ds-c'], 0, 120_000);
     await run(['network', 'rm', 'default']);
     for (const name of NAMES) expect(existsSync(join(instances, name))).toBe(false);
     expect(loopsUnder(home)).toEqual([]);
