@@ -170,13 +170,14 @@ export const ResourcesBody = Type.Object(
   {
     cpus: Type.Optional(Type.Integer({ minimum: 1, maximum: 1024 })),
     memory: Type.Optional(Type.String({ maxLength: 32, description: 'e.g. 512M, 2G; a bare number is MiB' })),
+    disk: Type.Optional(Type.String({ maxLength: 32, description: 'containers launched with a disk size, stopped: grow it to this, e.g. 4G' })),
   },
   { additionalProperties: false, minProperties: 1 },
 );
 export const ResourcesResult = Closed({
   instance: Instance,
   /** When each change takes effect: now (memory through the balloon, still the new size after a restart) or at the next boot. */
-  effect: Closed({ cpus: Type.Optional(StringEnum(['next-boot'])), memory: Type.Optional(StringEnum(['live', 'next-boot'])) }),
+  effect: Closed({ cpus: Type.Optional(StringEnum(['next-boot'])), memory: Type.Optional(StringEnum(['live', 'next-boot'])), disk: Type.Optional(StringEnum(['now'])) }),
 });
 
 export const Image = Closed({

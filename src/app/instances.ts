@@ -11,6 +11,7 @@ import { validateCpus, validateMemory } from '../instances/validate.ts';
 import type { Instance } from '../instances/model.ts';
 import { invalid } from '../lib/errors.ts';
 import { validateName } from '../lib/ids.ts';
+import { parseSize } from '../lib/units.ts';
 import { DEFAULT_POLICY } from '../store/policies.ts';
 import { launchSource } from '../templates/launch-source.ts';
 import type { AppCore } from './context.ts';
@@ -147,17 +148,19 @@ export function localInstances(core: AppCore): Implementation<typeof instanceEnd
       return core.changed(view(await service.resume(name)));
     },
 
-    async resources({ name, cpus, memory }) {
+    async resources({ name, cpus, memory, disk }) {
       // Checked like create's flags, before anything changes.
       const change = {
         ...(cpus === undefined ? {} : { cpus: validateCpus(cpus, core.core.limits) }),
         ...(memory === undefined ? {} : { memoryMiB: validateMemory(memory, core.core.limits) }),
+        ...(disk === undefined ? {} : { diskSizeBytes: parseSize('disk', disk) }),
       };
       const before = await service.get(name);
       const { liveMemory } = await changeResources(service, name, change);
       const effect = {
         ...(change.cpus === undefined || change.cpus === before.spec.cpus ? {} : { cpus: 'next-boot' as const }),
         ...(change.memoryMiB === undefined || change.memoryMiB === before.spec.memoryMiB ? {} : { memory: liveMemory ? ('live' as const) : ('next-boot' as const) }),
+        ...(change.diskSizeBytes === undefined || change.diskSizeBytes === before.spec.container?.diskSizeBytes ? {} : { disk: 'now' as const }),
       };
       return core.changed({ instance: view(await service.get(name)), effect });
     },

@@ -1,7 +1,7 @@
 /**
  * `launch --container --disk-size`: the container's writable layer is a loop-mounted ext4 image of that size, so a
  * container that fills it gets ENOSPC (it and the host stay up) and `df` inside shows the size. Snapshots, revert,
- * clones and a template's clones (their own image of the same size) and a start after the mount is gone (a host reboot) go through it; a
+ * clones and a template's clones (their own image of the same size), growing a stopped one's layer and a start after the mount is gone (a host reboot) go through it; a
  * launch that crashed with its image mounted is repaired; delete leaves no loop device, mount or file; bad sizes
  * are refused naming the field, with nothing made.
  */
@@ -73,7 +73,7 @@ describe('containers with a disk size', { timeout: 1_200_000 }, () => {
   it('refuses a size too small, larger than the free space, or not a size, naming the field, with nothing made', async () => {
     for (const [size, message] of [
       ['1M', "--disk-size: 1 MiB is too small for a container's writable layer"],
-      ['100T', `--disk-size: 100 TiB is more than the`],
+      ['100T', `--disk-size: 100 TiB needs more than the`],
       ['lots', '--disk-size: "lots" is not a size'],
     ] as const) {
       const r = await virtnode(home, ['launch', 'debian-12', '--container', '--name', 'ds-bad', '--disk-size', size], { timeoutMs: 120_000 });
@@ -134,6 +134,23 @@ describe('containers with a disk size', { timeout: 1_200_000 }, () => {
     await run(['start', 'ds-a'], 0, 120_000);
     expect((await inside('ds-a', 'cat /root/state')).out).toBe('before\n');
     expect(loopsUnder(home)).toHaveLength(2);
+  });
+
+  it('grows the layer of a stopped container (set disk=SIZE), never shrinks it', async () => {
+    const running = await virtnode(home, ['set', 'ds-a', 'disk=384M']);
+    expect(running.code).not.toBe(0);
+    expect(running.stderr).toContain('cannot grow the disk of ds-a: it is running');
+    await run(['stop', 'ds-a', '--timeout', '60'], 0, 120_000);
+    const shrink = await virtnode(home, ['set', 'ds-a', 'disk=200M']);
+    expect(shrink.code).toBe(2);
+    expect(shrink.stderr).toContain("disk: 200 MiB is less than its 256 MiB: a container's layer only grows");
+    const grown = await run(['set', 'ds-a', 'disk=384M'], 0, 180_000);
+    expect(grown.stdout).toContain('disk grown to 384M');
+    await run(['start', 'ds-a'], 0, 120_000);
+    const size = await dfSize('ds-a');
+    expect(size).toBeGreaterThan(SIZE_BYTES);
+    expect(size).toBeLessThanOrEqual(384 * 1024 * 1024);
+    expect((await inside('ds-a', 'cat /root/state')).out).toBe('before\n');
   });
 
   it('mounts its image again at start when the mount is gone (as after a host reboot)', async () => {

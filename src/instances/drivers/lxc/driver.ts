@@ -12,7 +12,7 @@ import { type Instance, USER_NETWORK } from '../../model.ts';
 import { ID_COUNT, renderLxcConfig } from './config.ts';
 import { bringUpHotplugNic, removeHotplugStanza, writeHotplugStanza } from './hotplug-nic.ts';
 import { initFailureFromConsole } from './init-failure.ts';
-import { ensureLayer, layerDirs, releaseLayer } from './layer.ts';
+import { ensureLayer, growLayer, layerDirs, releaseLayer } from './layer.ts';
 import { type LxcTarget, lxcAttachArgv, lxcConsoleArgv, moveLinkIntoNetns, lxcFreeze, lxcInitPid, lxcKill, lxcShutdown, lxcStart, lxcState, lxcStats, lxcUnfreeze, parseMonitorCmdline } from './tools.ts';
 
 const START_TIMEOUT_MS = 60_000;
@@ -193,6 +193,13 @@ export class LxcDriver implements InstanceDriver {
 
   async guestRunning(instance: Instance): Promise<boolean> {
     return (await lxcState(this.target(instance))) === 'RUNNING';
+  }
+
+  async growStorage(instance: Instance, sizeBytes: number): Promise<Instance['spec']> {
+    const container = instance.spec.container;
+    if (container === undefined) throw new VirtnodeError('INTERNAL', `instance ${instance.name} is a container without a container spec`);
+    await growLayer(this.paths.instanceDir(instance.name), container, sizeBytes, 'disk', this.paths.instances);
+    return { ...instance.spec, container: { ...container, diskSizeBytes: sizeBytes } };
   }
 
   releaseStorage(dir: string): Promise<void> {

@@ -56,12 +56,13 @@ export function assertLayerMinimum(field: string, sizeBytes: number): void {
 }
 
 /** A disk size the instances' filesystem can hold, or an error naming the field. Checked before anything is made. */
-export function assertLayerSize(field: string, sizeBytes: number, instancesDir: string): void {
+export function assertLayerSize(field: string, sizeBytes: number, instancesDir: string, currentBytes = 0): void {
   assertLayerMinimum(field, sizeBytes);
   const stats = statfsSync(instancesDir);
   const free = stats.bavail * stats.bsize;
-  if (sizeBytes > free) {
-    throw invalid(field, `${formatSize(sizeBytes)} is more than the ${formatSize(free)} free on the filesystem of ${instancesDir}`, `give at most ${formatSize(free)}, or free space first`);
+  if (sizeBytes - currentBytes > free) {
+    const most = currentBytes + free;
+    throw invalid(field, `${formatSize(sizeBytes)} needs more than the ${formatSize(free)} free on the filesystem of ${instancesDir}`, `give at most ${formatSize(most)}, or free space first`);
   }
 }
 
@@ -226,6 +227,32 @@ export async function replaceLayer(dir: string, spec: LayerSpec, owner: number, 
   renameSync(next.image, current.image);
   rmSync(`${current.image}.old`, { force: true });
   await ensureLayer(dir, spec);
+}
+
+/**
+ * A stopped container's layer grown to `sizeBytes` (never shrunk): the image unmounted, made longer (sparse),
+ * checked (e2fsck, which resize2fs asks for) and its filesystem grown with resize2fs, then mounted again.
+ */
+export async function growLayer(dir: string, spec: LayerSpec, sizeBytes: number, field: string, instancesDir: string): Promise<void> {
+  const current = spec.diskSizeBytes;
+  if (current === undefined) {
+    throw invalid(field, 'this container was launched without --disk-size: its files are a plain directory with no size to grow', 'launch a new container with --disk-size, or clone it from a template of one');
+  }
+  if (sizeBytes < current) throw invalid(field, `${formatSize(sizeBytes)} is less than its ${formatSize(current)}: a container's layer only grows`, `give more than ${formatSize(current)}`);
+  if (sizeBytes === current) return;
+  assertLayerSize(field, sizeBytes, instancesDir, current);
+  const files = imageFiles(dir);
+  await unmountEverywhere(files.mount);
+  const fd = openSync(files.image, 'r+');
+  try {
+    ftruncateSync(fd, sizeBytes);
+  } finally {
+    closeSync(fd);
+  }
+  // e2fsck exits 1 when it fixed something (nothing is expected on a cleanly unmounted image).
+  await run(['e2fsck', '-f', '-p', files.image], { timeoutMs: TOOL_TIMEOUT_MS, okCodes: [0, 1] });
+  await run(['resize2fs', files.image], { timeoutMs: TOOL_TIMEOUT_MS });
+  await ensureLayer(dir, { diskSizeBytes: sizeBytes });
 }
 
 async function dropImage(files: { image: string; mount: string }): Promise<void> {
