@@ -18,6 +18,8 @@ export const PROGRAM_PACKAGES: Record<string, string> = {
   'ssh-keygen': 'openssh-client',
   ssh: 'openssh-client',
   'mkfs.ext4': 'e2fsprogs',
+  e2fsck: 'e2fsprogs',
+  resize2fs: 'e2fsprogs',
   extlinux: 'extlinux',
   cpio: 'cpio',
   'cloud-init': 'cloud-init',
