@@ -137,7 +137,7 @@ export const LaunchBody = Closed({
   name: Type.Optional(Name),
   cpus: Type.Optional(Type.Integer({ minimum: 1, maximum: 1024 })),
   memory: Type.Optional(Type.String({ maxLength: 32 })),
-  diskSize: Type.Optional(Type.String({ maxLength: 32 })),
+  diskSize: Type.Optional(Type.String({ maxLength: 32, description: "VMs: the disk grown to this size; containers: the most the container may write (an ext4 image of this size, at least 128M), e.g. 2G" })),
   pool: Type.Optional(Type.String({ maxLength: 63, description: 'VMs: the pool that holds the disk (default: the instance directory); an nfs or shared-dir pool lets another host open it' })),
   sshAuthorizedKeys: Type.Optional(Type.Array(Type.String({ maxLength: 16_384 }), { maxItems: 64 })),
   userData: Type.Optional(Type.String({ maxLength: 1024 * 1024, description: 'cloud-init user-data (#cloud-config or a script)' })),
@@ -176,13 +176,14 @@ export const ResourcesBody = Type.Object(
   {
     cpus: Type.Optional(Type.Integer({ minimum: 1, maximum: 1024 })),
     memory: Type.Optional(Type.String({ maxLength: 32, description: 'e.g. 512M, 2G; a bare number is MiB' })),
+    disk: Type.Optional(Type.String({ maxLength: 32, description: 'containers launched with a disk size, stopped: grow it to this, e.g. 4G' })),
   },
   { additionalProperties: false, minProperties: 1 },
 );
 export const ResourcesResult = Closed({
   instance: Instance,
   /** When each change takes effect: now (memory through the balloon, still the new size after a restart) or at the next boot. */
-  effect: Closed({ cpus: Type.Optional(StringEnum(['next-boot'])), memory: Type.Optional(StringEnum(['live', 'next-boot'])) }),
+  effect: Closed({ cpus: Type.Optional(StringEnum(['next-boot'])), memory: Type.Optional(StringEnum(['live', 'next-boot'])), disk: Type.Optional(StringEnum(['now'])) }),
 });
 
 export const Image = Closed({

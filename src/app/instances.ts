@@ -4,13 +4,14 @@ import { instanceEndpoints } from '../api/contracts/instances.ts';
 import type { InstanceView } from '../api/schemas.ts';
 import { instanceView } from './views.ts';
 import { nicAddresses } from '../instances/addresses.ts';
-import { launchInstance } from '../instances/launch-instance.ts';
+import { checkLaunchOnHost, launchInstance } from '../instances/launch-instance.ts';
 import { type LaunchRequest, validateLaunch } from '../instances/launch-validate.ts';
 import { changeResources } from '../instances/resources.ts';
 import { validateCpus, validateMemory } from '../instances/validate.ts';
 import type { Instance } from '../instances/model.ts';
 import { invalid } from '../lib/errors.ts';
 import { validateName } from '../lib/ids.ts';
+import { parseSize } from '../lib/units.ts';
 import { DEFAULT_POLICY } from '../store/policies.ts';
 import { launchSource } from '../templates/launch-source.ts';
 import type { AppCore } from './context.ts';
@@ -94,6 +95,7 @@ export function localInstances(core: AppCore): Implementation<typeof instanceEnd
       };
       // Bad input is refused now, not as a failed operation; the name is fixed here so the caller knows it.
       const valid = validateLaunch(request);
+      checkLaunchOnHost(service, valid);
       const resolveImage = launchSource(core.core);
       // With its sha256, an image this host lacks may come from another host of the cluster (first in the job).
       const fetch = input.imageSha256 === undefined ? undefined : await imageFetchPlan(core, valid.image, input.imageSha256, valid.name);
@@ -150,17 +152,19 @@ export function localInstances(core: AppCore): Implementation<typeof instanceEnd
       return core.changed(view(await service.resume(name)));
     },
 
-    async resources({ name, cpus, memory }) {
+    async resources({ name, cpus, memory, disk }) {
       // Checked like create's flags, before anything changes.
       const change = {
         ...(cpus === undefined ? {} : { cpus: validateCpus(cpus, core.core.limits) }),
         ...(memory === undefined ? {} : { memoryMiB: validateMemory(memory, core.core.limits) }),
+        ...(disk === undefined ? {} : { diskSizeBytes: parseSize('disk', disk) }),
       };
       const before = await service.get(name);
       const { liveMemory } = await changeResources(service, name, change);
       const effect = {
         ...(change.cpus === undefined || change.cpus === before.spec.cpus ? {} : { cpus: 'next-boot' as const }),
         ...(change.memoryMiB === undefined || change.memoryMiB === before.spec.memoryMiB ? {} : { memory: liveMemory ? ('live' as const) : ('next-boot' as const) }),
+        ...(change.diskSizeBytes === undefined || change.diskSizeBytes === before.spec.container?.diskSizeBytes ? {} : { disk: 'now' as const }),
       };
       return core.changed({ instance: view(await service.get(name)), effect });
     },

@@ -1,9 +1,9 @@
-import { chownSync, mkdirSync, statSync } from 'node:fs';
+import { statSync } from 'node:fs';
 import { setHostKeys } from '../cloudinit/known-hosts.ts';
 import type { CoreContext } from '../core/context.ts';
 import { VirtnodeError } from '../lib/errors.ts';
 import { failpoint } from '../lib/failpoint.ts';
-import { containerPaths } from '../instances/drivers/lxc/driver.ts';
+import { createLayer, ensureLayer } from '../instances/drivers/lxc/layer.ts';
 import { copyUpper, extractUpper, sealUpper } from '../instances/drivers/lxc/upper.ts';
 import { allowTraversal, writeContainerFirstBoot } from '../instances/launch-container.ts';
 import type { ContainerSpec, ImageRef, Instance, InstanceSpec } from '../instances/model.ts';
@@ -14,7 +14,8 @@ import type { CloneOptions, CloneResult } from './types.ts';
 import { inheritedSpec, makeCloneSeed } from './identity.ts';
 
 /**
- * A container's clone: a copy of the source's upper directory (or the template's sealed tar) on the same shared
+ * A container's clone: a copy of the source's upper directory (or the template's sealed tar) in a writable layer of
+ * its own (an ext4 image of the same size when the source has a disk size), on the same shared
  * lower tree, its identity files removed, and a new NoCloud seed written in: new instance-id, hostname, host keys,
  * and (from `define`) new MACs and addresses. systemd fills the emptied machine-id at first boot.
  */
@@ -30,17 +31,15 @@ export async function cloneContainer(core: CoreContext, name: string, from: { te
   const draft: InstanceSpec = { ...inheritedSpec(defaults), container, ...(image === undefined ? {} : { image }) };
   const nics = defaults.networks.map((network) => ({ network }));
   let seal: SealResult | undefined;
-  const instance = await new InstanceService(core).define(name, draft, { nics, type: 'container', ...signal }, async (dir) => {
-    const files = containerPaths(dir);
+  const instance = await new InstanceService(core).define(name, draft, { nics, type: 'container', ...signal }, async (dir, reverter) => {
+    // Its own layer, of the source's size when it has one: the files are copied, never shared.
+    const files = await createLayer(dir, container, owner, { reverter, ...signal });
     if (template !== undefined) {
-      mkdirSync(files.upper, { mode: 0o755 });
-      chownSync(files.upper, owner, owner);
       await extractUpper(template.diskPath, files.upper, signal);
     } else {
-      await copyUpper(containerPaths(core.paths.instanceDir(source!.name)).upper, files.upper, signal);
+      const from = await ensureLayer(core.paths.instanceDir(source!.name), source!.spec.container!);
+      await copyUpper(from.upper, files.upper, signal);
     }
-    mkdirSync(files.work, { mode: 0o755 });
-    chownSync(files.work, owner, owner);
     const upperOwner = statSync(files.upper).uid;
     if (upperOwner !== owner) throw new VirtnodeError('INTERNAL', `the copied root of ${name} is owned by uid ${upperOwner}, not ${owner}`);
     if (container.idmapBase !== undefined) allowTraversal(core.paths.root, dir);

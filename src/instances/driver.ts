@@ -53,6 +53,11 @@ export interface InstanceDriver {
   /** Whether its guest runs (not paused, not shut down): a process found after a crash is adopted only then. */
   guestRunning(instance: Instance): Promise<boolean>;
   /**
+   * Undoes what the instance's storage holds on the host outside its files (a container's loop-mounted layer),
+   * so that its directory (`dir`) can be removed; called after its process is gone. Idempotent.
+   */
+  releaseStorage(dir: string): Promise<void>;
+  /**
    * Ends the process of a directory that has no instance record: `pid` (from findOrphans) or the one its runtime
    * files name, and only if that process really is this directory's.
    */
@@ -73,6 +78,11 @@ export interface InstanceDriver {
    * undefined when the driver has no such door and `exec` goes through SSH.
    */
   execArgv(instance: Instance, command: string[]): string[] | undefined;
+  /**
+   * Grows the instance's own storage while it is stopped (a container's writable layer) to `sizeBytes`; returns
+   * its spec with the new size. Absent: the driver's instances grow their disks as volumes.
+   */
+  growStorage?(instance: Instance, sizeBytes: number): Promise<Instance['spec']>;
   /** Moves a host link (the container end of a veth pair) into the running instance as `ifname` (nicLink veth). */
   plugLink?(instance: Instance, link: string, ifname: string): Promise<void>;
   /** Before a plugged link is deleted from the running instance: forget what plugLink configured in the guest for it. */

@@ -8,7 +8,9 @@ import { hostCgroupVersion } from '../host/cgroups.ts';
 import { ensureRootfs } from '../images/rootfs.ts';
 import { isVirtnodeError, VirtnodeError } from '../lib/errors.ts';
 import { failpoint } from '../lib/failpoint.ts';
-import { assertSubordinateIds, containerPaths } from './drivers/lxc/driver.ts';
+import { formatSize } from '../lib/units.ts';
+import { assertSubordinateIds } from './drivers/lxc/driver.ts';
+import { assertLayerSize, createLayer } from './drivers/lxc/layer.ts';
 import type { ImageResolver, LaunchOptions, LaunchResult } from './launch.ts';
 import { clientKey, DEFAULT_READY_TIMEOUT_MS, renderSeedFiles } from './launch.ts';
 import type { ValidLaunch } from './launch-validate.ts';
@@ -103,6 +105,11 @@ export function writeContainerFirstBoot(upper: string, seed: Record<string, stri
   }
 }
 
+/** The checks of a launch that need this host: a container's disk size its filesystem can hold. */
+export function checkLaunchOnHost(service: InstanceService, valid: ValidLaunch): void {
+  if (valid.type === 'container' && valid.diskSizeBytes !== undefined) assertLayerSize('--disk-size', valid.diskSizeBytes, service.paths.instances);
+}
+
 /**
  * Launch of a system container: image → its root filesystem (unpacked once per image, shared read-only) →
  * identity (instance-id, host keys) → NoCloud seed in the container's overlay → start → cloud-init finished
@@ -112,6 +119,7 @@ export async function launchContainer(service: InstanceService, resolveImage: Im
   const started = Date.now();
   const phase = (p: Phase, detail: string) => options.onPhase?.(p, detail, Date.now() - started);
   const signal = options.signal ? { signal: options.signal } : {};
+  checkLaunchOnHost(service, valid); // before anything is made
   const image = await resolveImage(valid.image);
   if (image.boot !== undefined) {
     throw new VirtnodeError('INVALID', `image ${image.name} boots its own kernel (a template of a kernel-booted VM): it cannot be a container's root filesystem`, { field: 'IMAGE' });
@@ -130,20 +138,17 @@ export async function launchContainer(service: InstanceService, resolveImage: Im
     accel: 'auto',
     disks: [],
     image: { name: image.name, sha256: image.sha256, path: image.path },
-    container: { lowerDir, idmapBase, maxProcesses: DEFAULT_MAX_PROCESSES },
+    container: { lowerDir, idmapBase, maxProcesses: DEFAULT_MAX_PROCESSES, ...(valid.diskSizeBytes === undefined ? {} : { diskSizeBytes: valid.diskSizeBytes }) },
   };
-  const defined = await service.define(valid.name, draft, { nics, type: 'container', ...signal }, async (dir) => {
-    const files = containerPaths(dir);
-    for (const d of [files.upper, files.work]) {
-      mkdirSync(d, { mode: 0o755 });
-      chownSync(d, owner, owner);
-    }
+  const defined = await service.define(valid.name, draft, { nics, type: 'container', ...signal }, async (dir, reverter) => {
+    const layer = await createLayer(dir, draft.container!, owner, { reverter, ...signal });
     if (idmapBase !== undefined) for (const d of [dir, lowerDir]) allowTraversal(service.paths.root, d);
-    phase('disk', `overlay on the shared root filesystem of ${image.name} (${lowerDir})`);
+    const sized = valid.diskSizeBytes === undefined ? '' : `; its writes in a ${formatSize(valid.diskSizeBytes)} ext4 image`;
+    phase('disk', `overlay on the shared root filesystem of ${image.name} (${lowerDir})${sized}`);
     const instanceId = `i-${crypto.randomUUID()}`;
     const hostKeys = await generateHostKeys(join(dir, 'ssh'), { comment: `${valid.name} host key (virtnode)` });
     const seed = renderSeedFiles(service, valid, key.publicKey, instanceId, hostKeys);
-    writeContainerFirstBoot(files.upper, seed.files, owner);
+    writeContainerFirstBoot(layer.upper, seed.files, owner);
     failpoint('launch.after-seed');
     phase('seed', `NoCloud in the root filesystem (instance-id ${instanceId})`);
     const address = service.repo.get(valid.name)!.nics.find((n) => n.address !== undefined)?.address;

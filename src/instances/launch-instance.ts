@@ -1,4 +1,6 @@
 import { launchContainer } from './launch-container.ts';
+
+export { checkLaunchOnHost } from './launch-container.ts';
 import { type ImageResolver, launch, type LaunchOptions, type LaunchResult } from './launch.ts';
 import { type LaunchRequest, validateLaunch } from './launch-validate.ts';
 import type { InstanceService } from './service.ts';

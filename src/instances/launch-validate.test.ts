@@ -26,7 +26,14 @@ describe('launch of a container', () => {
     refused({ image: 'debian-12', type: 'container', seed: 'vfat' }, '--seed');
     refused({ image: 'debian-12', type: 'container', accel: 'kvm' }, '--accel');
     refused({ image: 'debian-12', type: 'container', tuning: { hugepages: true } }, 'tuning');
-    refused({ image: 'debian-12', type: 'container', diskSize: '2G' }, '--disk-size');
+    refused({ image: 'debian-12', type: 'container', diskSize: '16M' }, '--disk-size');
+  });
+
+  it('takes a disk size for a container (its writable layer), at least the minimum', () => {
+    expect(validateLaunch({ image: 'debian-12', name: 'c1', type: 'container', diskSize: '2G' }, limits)).toMatchObject({ diskSizeBytes: 2 * 2 ** 30 });
+    expect(() => validateLaunch({ image: 'debian-12', name: 'c1', type: 'container', diskSize: '127M' }, limits)).toThrow(
+      expect.objectContaining({ field: '--disk-size', message: expect.stringContaining('127 MiB is too small'), hint: expect.stringContaining('at least 128 MiB') }),
+    );
   });
 
   it('create sends containers to launch', () => {

@@ -6,6 +6,7 @@ import { validateName } from '../lib/ids.ts';
 import { formatIssues, userDataKind, validateCloudConfig } from '../cloudinit/validate.ts';
 import type { ValidationIssue } from '../cloudinit/validate.ts';
 import { parseSize } from '../lib/units.ts';
+import { assertLayerMinimum } from './drivers/lxc/layer.ts';
 import { type NicRequest, validateNicRequests } from './nic-request.ts';
 import { type HostLimits, hostLimits } from '../host/limits.ts';
 import { validateAccel, validateCpus, validateMemory } from './validate.ts';
@@ -181,11 +182,8 @@ export function validateLaunch(request: LaunchRequest, limits: HostLimits = host
   if (type === 'container' && request.seed !== undefined && request.seed !== 'iso') {
     throw invalid('--seed', 'a container\'s NoCloud seed is written into its root filesystem', 'leave --seed out for containers');
   }
-  if (type === 'container' && diskSizeBytes !== undefined) {
-    // Never silently ignored: a container's files are an overlay upper directory on the host's filesystem, which
-    // here (ext4 without the project-quota feature) cannot cap one directory.
-    throw invalid('--disk-size', 'containers cannot have a disk size limit yet: their files are a directory on the host filesystem, and this host has no project quotas to cap it', 'leave --disk-size out for containers (memory, CPUs and processes are limited)');
-  }
+  // A container's writes then go to an ext4 image of that size (drivers/lxc/layer.ts); free space is checked on the host.
+  if (type === 'container' && diskSizeBytes !== undefined) assertLayerMinimum('--disk-size', diskSizeBytes);
   if (type === 'container' && request.accel !== undefined && request.accel !== 'auto') throw invalid('--accel', 'containers run on the host kernel: there is no accelerator to choose');
   if (type === 'container' && request.warm === true) throw invalid('--warm', "a container starts in seconds from its image: there is no warm state to load", 'leave --warm out for containers');
   return {

@@ -93,6 +93,11 @@ export interface ContainerSpec {
   idmapBase: number | undefined;
   /** The most processes (and threads) the container may have at once. */
   maxProcesses: number;
+  /**
+   * The most its own files may take (`--disk-size`): its writable layer is then an ext4 image of this size
+   * (drivers/lxc/layer.ts); undefined: a plain directory on the host's filesystem, with no limit.
+   */
+  diskSizeBytes?: number;
 }
 
 /** `user` (QEMU's user-mode NAT, no root needed) or the name of a managed network (`virtnode network ls`). */

@@ -32,7 +32,10 @@ export async function repairInstances(core: CoreContext): Promise<{ repaired: st
       if (core.repos.instances.get(entry) !== undefined) return;
       strays = true;
       const dir = join(core.paths.instances, entry);
-      for (const driver of allDrivers(core.paths)) await driver.killOrphan(dir);
+      for (const driver of allDrivers(core.paths)) {
+        await driver.killOrphan(dir);
+        await driver.releaseStorage(dir);
+      }
       rmSync(dir, { recursive: true, force: true });
       repaired.push(`${entry}: removed a directory with no instance record`);
     });

@@ -3,7 +3,7 @@
  * next boot, and memory also live through the driver (the balloon) when the guest runs and it fits in what the
  * guest booted with. Under the instance lock, like every other change.
  */
-import { VirtnodeError } from '../lib/errors.ts';
+import { invalid, VirtnodeError } from '../lib/errors.ts';
 import type { AccelRequest, InstanceSpec, KernelBoot, Tuning } from './model.ts';
 import { observeInstance } from './observe.ts';
 import type { InstanceService } from './service.ts';
@@ -16,6 +16,8 @@ export interface ResourceChange {
   boot?: KernelBoot | null;
   /** null: no tuning any more (QEMU's defaults). Checked against the host at the next start. */
   tuning?: Tuning | null;
+  /** A container's writable layer grown to this (stopped only; drivers without growStorage refuse). */
+  diskSizeBytes?: number;
 }
 
 export async function changeResources(service: InstanceService, name: string, change: ResourceChange): Promise<{ liveMemory: boolean }> {
@@ -34,7 +36,14 @@ export async function changeResources(service: InstanceService, name: string, ch
         liveMemory = true;
       }
     }
-    const spec: InstanceSpec = { ...instance.spec };
+    let spec: InstanceSpec = { ...instance.spec };
+    if (change.diskSizeBytes !== undefined) {
+      if (driver.growStorage === undefined) throw invalid('disk', `${name} is a VM: its disks are volumes`, 'grow them with virtnode volume resize');
+      if (!['defined', 'stopped', 'crashed'].includes(instance.state)) {
+        throw new VirtnodeError('INVALID_STATE', `cannot grow the disk of ${name}: it is ${instance.state}`, { field: 'disk', hint: `stop it first: virtnode stop ${name}` });
+      }
+      spec = await driver.growStorage(instance, change.diskSizeBytes);
+    }
     if (change.cpus !== undefined) spec.cpus = change.cpus;
     if (change.memoryMiB !== undefined) spec.memoryMiB = change.memoryMiB;
     if (change.accel !== undefined) spec.accel = change.accel;

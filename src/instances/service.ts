@@ -399,9 +399,11 @@ export class InstanceService {
 
   /** Kills any process of the instance, removes its directory and finally its record (used by delete and repair). */
   async destroyLocked(instance: Instance): Promise<void> {
-    await this.driver(instance).kill(instance);
+    const driver = this.driver(instance);
+    await driver.kill(instance);
     await this.networks.releaseInstance(instance);
     const dir = this.paths.instanceDir(instance.name);
+    await driver.releaseStorage(dir);
     for (const disk of instance.spec.disks) {
       // Made in a pool by launch --pool (NAME.disk0.qcow2 there); nothing else an instance owns lies outside its directory.
       if (disk.owned && !disk.path.startsWith(`${dir}/`) && disk.path.endsWith(`/${instance.name}.disk0.qcow2`)) await removeFile(disk.path);

@@ -14,7 +14,7 @@ import { runtimePaths } from '../instances/runtime.ts';
 import { InstanceService } from '../instances/service.ts';
 import { notOffered } from '../instances/driver.ts';
 import { driverFor } from '../instances/drivers/index.ts';
-import { containerPaths } from '../instances/drivers/lxc/driver.ts';
+import { ensureLayer } from '../instances/drivers/lxc/layer.ts';
 import { archiveUpper, IDENTITY_PATHS } from '../instances/drivers/lxc/upper.ts';
 import { imageInfo } from '../qemu/img.ts';
 import { transaction } from '../store/db.ts';
@@ -241,7 +241,7 @@ export class TemplateService {
     mkdirSync(dir, { mode: 0o700 });
     failpoint('template.after-mkdir');
     const diskPath = join(dir, CONTAINER_TEMPLATE_FILE);
-    const upper = containerPaths(this.core.paths.instanceDir(instance.name)).upper;
+    const { upper } = await ensureLayer(this.core.paths.instanceDir(instance.name), instance.spec.container!);
     await archiveUpper(upper, diskPath, options.signal === undefined ? {} : { signal: options.signal });
     chmodSync(diskPath, 0o444);
     const seal: SealResult = {

@@ -598,6 +598,10 @@ describe('REST API through inject(): every route, bad input refused with the err
       const resized = await api.call('POST', '/instances/xport/resources', { cpus: 2, memory: '256M' });
       expect(resized.status).toBe(200);
       expect(resized.body).toMatchObject({ instance: { cpus: 2, memoryMiB: 256 }, effect: { cpus: 'next-boot', memory: 'next-boot' } });
+      // A VM's disks are volumes: `disk` is for containers' layers.
+      const grown = await api.call('POST', '/instances/xport/resources', { disk: '1G' });
+      expect(grown.status).toBe(400);
+      expect(grown.body.error.message).toContain('disk: xport is a VM');
       const exported = await api.call('GET', '/instances/xport/export?format=libvirt');
       expect(exported.status).toBe(200);
       expect(exported.body.document).toMatch(/<domain type="(kvm|qemu)">/);

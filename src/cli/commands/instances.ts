@@ -231,28 +231,30 @@ export function registerInstanceCommands(program: Command): void {
 
   program
     .command('set')
-    .description('change a VM: cpus=N memory=SIZE (vCPUs at the next boot; less memory at once through the balloon), autostart=true|false restart=no|on-failure|always')
+    .description('change an instance: cpus=N memory=SIZE (vCPUs at the next boot; less memory at once through the balloon), disk=SIZE (a stopped container launched with --disk-size: grown now), autostart=true|false restart=no|on-failure|always')
     .argument('<name>')
-    .argument('<settings...>', 'KEY=VALUE pairs: cpus=N, memory=SIZE, autostart=true|false, restart=no|on-failure|always')
+    .argument('<settings...>', 'KEY=VALUE pairs: cpus=N, memory=SIZE, disk=SIZE, autostart=true|false, restart=no|on-failure|always')
     .action(async (name: string, settings: string[]) => {
       const policy: { autostart?: boolean; restartPolicy?: 'no' | 'on-failure' | 'always' } = {};
-      const resources: { cpus?: number; memory?: string } = {};
+      const resources: { cpus?: number; memory?: string; disk?: string } = {};
       for (const setting of settings) {
         const [key, value, ...rest] = setting.split('=');
         if (key === 'autostart' && (value === 'true' || value === 'false') && rest.length === 0) policy.autostart = value === 'true';
         else if (key === 'restart' && (value === 'no' || value === 'on-failure' || value === 'always') && rest.length === 0) policy.restartPolicy = value;
         else if (key === 'cpus' && value !== undefined && /^\d+$/.test(value) && rest.length === 0) resources.cpus = Number(value);
         else if (key === 'memory' && value !== undefined && value !== '' && rest.length === 0) resources.memory = value;
+        else if (key === 'disk' && value !== undefined && value !== '' && rest.length === 0) resources.disk = value;
         else if (key === 'autostart' || key === 'restart' || key === 'cpus') {
           const hint = { autostart: 'use autostart=true or autostart=false', restart: 'use restart=no, restart=on-failure or restart=always', cpus: 'use cpus=N, a whole number' }[key];
           throw invalid(key, `"${value}" is not valid`, hint);
-        } else throw invalid('<settings>', `"${setting}" is not a setting virtnode knows`, 'use cpus=N, memory=SIZE, autostart=true|false and restart=no|on-failure|always');
+        } else throw invalid('<settings>', `"${setting}" is not a setting virtnode knows`, 'use cpus=N, memory=SIZE, disk=SIZE, autostart=true|false and restart=no|on-failure|always');
       }
       const client = await api();
       if (Object.keys(resources).length > 0) {
         const r = await client.instances.resources({ name, ...resources });
         const when = (what: string, effect: string | undefined) => (effect === undefined ? `${what} unchanged` : `${what} ${effect === 'live' ? 'changed now (and from the next boot)' : 'from the next boot'}`);
         process.stdout.write(`${r.instance.name}: ${r.instance.cpus} vCPUs, ${r.instance.memoryMiB} MiB (${when('vCPUs', r.effect.cpus)}; ${when('memory', r.effect.memory)})\n`);
+        if (r.effect.disk !== undefined) process.stdout.write(`${r.instance.name}: disk grown to ${resources.disk}\n`);
       }
       if (Object.keys(policy).length > 0) {
         const i = await client.instances.setPolicy({ name, ...policy });

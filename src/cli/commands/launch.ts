@@ -17,7 +17,7 @@ export function registerLaunchCommands(program: Command): void {
     .option('--privileged', 'containers: root in the container is root on the host (default: an unprivileged uid range)')
     .option('--cpus <n>', 'virtual CPUs', '1')
     .option('--memory <size>', 'memory, e.g. 1G', '1G')
-    .option('--disk-size <size>', 'grow the disk to this size, e.g. 10G (default: the image size)')
+    .option('--disk-size <size>', 'grow the disk to this size, e.g. 10G (default: the image size); containers: the most it may write (an ext4 image, at least 128M)')
     .option('--pool <pool>', 'make the disk in this pool (e.g. an nfs or shared-dir pool) instead of the instance directory')
     .option('--ssh-key <file>', 'an OpenSSH public key to authorize (repeatable)', collect)
     .option('--user <name>', 'the default user', 'virtnode')

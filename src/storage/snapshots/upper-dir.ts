@@ -1,15 +1,15 @@
 /**
  * Snapshots of a container: a copy of its overlay's upper directory (everything the container wrote; the image's
  * tree below never changes) in `<instance>/snapshots/NAME`. A running container is frozen (cgroup freezer) while
- * its directory is copied, so the copy is of one moment. Revert swaps the upper directory for a copy of the
- * snapshot's (a running container is stopped and started again: there is no memory state).
+ * its directory is copied, so the copy is of one moment. Revert swaps the writable layer for a copy of the
+ * snapshot's (drivers/lxc/layer.ts) (a running container is stopped and started again: there is no memory state).
  */
-import { existsSync, mkdirSync, renameSync, rmSync } from 'node:fs';
+import { mkdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { driverFor } from '../../instances/drivers/index.ts';
-import { containerPaths } from '../../instances/drivers/lxc/driver.ts';
+import { ensureLayer, repairLayer, replaceLayer } from '../../instances/drivers/lxc/layer.ts';
 import { copyUpper } from '../../instances/drivers/lxc/upper.ts';
-import type { Instance } from '../../instances/model.ts';
+import type { ContainerSpec, Instance } from '../../instances/model.ts';
 import { invalid, VirtnodeError } from '../../lib/errors.ts';
 import { failpoint } from '../../lib/failpoint.ts';
 import { transaction } from '../../store/db.ts';
@@ -24,6 +24,11 @@ type SnapshotFlags = { diskOnly?: boolean; external?: boolean; quiesce?: boolean
 
 export function usesUpperDir(storage: StorageService, instance: Instance): boolean {
   return driverFor(storage.paths, instance).capabilities.storage === 'upper-dir';
+}
+
+function mustContainer(instance: Instance): ContainerSpec {
+  if (instance.spec.container === undefined) throw new VirtnodeError('INTERNAL', `instance ${instance.name} is a container without a container spec`);
+  return instance.spec.container;
 }
 
 function snapshotsDir(storage: StorageService, instance: string): string {
@@ -43,7 +48,7 @@ export function planUpperSnapshot(storage: StorageService, instance: Instance, n
 export async function createUpperSnapshot(storage: StorageService, instance: Instance, name: string, request: SnapshotFlags): Promise<SnapshotResult> {
   planUpperSnapshot(storage, instance, name, request);
   const driver = driverFor(storage.paths, instance);
-  const upper = containerPaths(storage.paths.instanceDir(instance.name)).upper;
+  const { upper } = await ensureLayer(storage.paths.instanceDir(instance.name), mustContainer(instance));
   const dir = join(snapshotsDir(storage, instance.name), name);
   const current = storage.repo.snapshots(instance.name).find((s) => s.current)?.name;
   storage.repo.insertSnapshot({ instance: instance.name, name, kind: 'internal', memory: false, parent: current, state: 'creating', disks: [{ id: UPPER_DISK_ID, file: dir, format: 'dir' }] });
@@ -76,20 +81,15 @@ export async function createUpperSnapshot(storage: StorageService, instance: Ins
   return { snapshot: storage.repo.snapshot(instance.name, name)!, notes };
 }
 
-/** Swaps the upper directory for a copy of the snapshot's; `upper.new` and `upper.old` make it crash-safe (repair). */
+/** Swaps the writable layer for a copy of the snapshot's, crash-safe (replaceLayer; repairLayer finishes it). */
 export async function revertUpperSnapshot(storage: StorageService, instance: Instance, snapshot: Snapshot, notes: string[]): Promise<void> {
   const live = isLive(instance);
   if (live) {
     await storage.instances.stopLocked(instance, { force: true });
     notes.push('the container was restarted: its snapshots hold files, not memory');
   }
-  const { upper } = containerPaths(storage.paths.instanceDir(instance.name));
-  rmSync(`${upper}.new`, { recursive: true, force: true });
-  await copyUpper(snapshot.disks[0]!.file, `${upper}.new`);
-  failpoint('revert.after-overlay');
-  renameSync(upper, `${upper}.old`);
-  renameSync(`${upper}.new`, upper);
-  rmSync(`${upper}.old`, { recursive: true, force: true });
+  const container = mustContainer(instance);
+  await replaceLayer(storage.paths.instanceDir(instance.name), container, container.idmapBase ?? 0, snapshot.disks[0]!.file);
   if (live) await storage.instances.startLocked(storage.instances.repo.get(instance.name)!, {});
 }
 
@@ -102,16 +102,8 @@ export function deleteUpperSnapshot(storage: StorageService, instance: Instance,
 }
 
 /** What a crash left: a half copy is removed, a half delete finished, a half revert put back or finished. */
-export function repairUpperSnapshots(storage: StorageService, instance: Instance): string[] {
-  const repaired: string[] = [];
-  const { upper } = containerPaths(storage.paths.instanceDir(instance.name));
-  if (!existsSync(upper) && existsSync(`${upper}.old`)) renameSync(`${upper}.old`, upper);
-  for (const leftover of [`${upper}.new`, `${upper}.old`]) {
-    if (existsSync(leftover)) {
-      rmSync(leftover, { recursive: true, force: true });
-      repaired.push(`${instance.name}: removed ${leftover}, left by an interrupted revert`);
-    }
-  }
+export async function repairUpperSnapshots(storage: StorageService, instance: Instance): Promise<string[]> {
+  const repaired = (await repairLayer(storage.paths.instanceDir(instance.name), mustContainer(instance))).map((r) => `${instance.name}: ${r}`);
   for (const s of storage.repo.snapshots(instance.name)) {
     if (s.state === 'creating' || s.state === 'deleting') {
       rmSync(s.disks[0]!.file, { recursive: true, force: true });

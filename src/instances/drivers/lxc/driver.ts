@@ -12,17 +12,16 @@ import { type Instance, USER_NETWORK } from '../../model.ts';
 import { ID_COUNT, renderLxcConfig } from './config.ts';
 import { bringUpHotplugNic, removeHotplugStanza, writeHotplugStanza } from './hotplug-nic.ts';
 import { initFailureFromConsole } from './init-failure.ts';
+import { ensureLayer, growLayer, layerDirs, releaseLayer } from './layer.ts';
 import { type LxcTarget, lxcAttachArgv, lxcConsoleArgv, moveLinkIntoNetns, lxcFreeze, lxcInitPid, lxcKill, lxcShutdown, lxcStart, lxcState, lxcStats, lxcUnfreeze, parseMonitorCmdline } from './tools.ts';
 
 const START_TIMEOUT_MS = 60_000;
 
 /** The files of a container in its instance directory (which is also its LXC container directory). */
-export function containerPaths(dir: string): { config: string; upper: string; work: string; consoleLog: string; lxcLog: string } {
+export function containerPaths(dir: string): { config: string; consoleLog: string; lxcLog: string } {
+  // Its writable layer (overlay upper and work directories) is layer.ts's.
   return {
     config: join(dir, 'config'),
-    // LXC's overlay backend puts its work directory beside the upper one, named `work`.
-    upper: join(dir, 'upper'),
-    work: join(dir, 'work'),
     consoleLog: join(dir, 'console.log'),
     lxcLog: join(dir, 'lxc.log'),
   };
@@ -58,7 +57,7 @@ export class LxcDriver implements InstanceDriver {
     const config = renderLxcConfig({
       hostname: instance.name,
       lowerDir: container.lowerDir,
-      upperDir: files.upper,
+      upperDir: layerDirs(dir, container).upper,
       idmapBase: container.idmapBase,
       nics: instance.nics.filter((n) => n.network !== USER_NETWORK).map((n) => ({ index: n.index, link: vethPeerName(instance.uuid, n.index), mac: n.mac })),
       cpus: instance.spec.cpus,
@@ -77,6 +76,8 @@ export class LxcDriver implements InstanceDriver {
       reason: `started with lxc (${privilege}${raised})`,
       run: async (ready, options) => {
         writeFileSync(files.config, config, { mode: 0o600 });
+        // A sized layer's image is mounted again after a host reboot (idempotent otherwise).
+        await ensureLayer(dir, container);
         rmSync(files.lxcLog, { force: true }); // this start's errors only
         rotateConsoleLog(files.consoleLog);
         const t = this.target(ready);
@@ -192,6 +193,17 @@ export class LxcDriver implements InstanceDriver {
 
   async guestRunning(instance: Instance): Promise<boolean> {
     return (await lxcState(this.target(instance))) === 'RUNNING';
+  }
+
+  async growStorage(instance: Instance, sizeBytes: number): Promise<Instance['spec']> {
+    const container = instance.spec.container;
+    if (container === undefined) throw new VirtnodeError('INTERNAL', `instance ${instance.name} is a container without a container spec`);
+    await growLayer(this.paths.instanceDir(instance.name), container, sizeBytes, 'disk', this.paths.instances);
+    return { ...instance.spec, container: { ...container, diskSizeBytes: sizeBytes } };
+  }
+
+  releaseStorage(dir: string): Promise<void> {
+    return releaseLayer(dir);
   }
 
   async killOrphan(dir: string, _pid?: number): Promise<void> {

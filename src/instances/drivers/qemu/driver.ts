@@ -238,6 +238,10 @@ export class QemuDriver implements InstanceDriver {
     }
   }
 
+  async releaseStorage(_dir: string): Promise<void> {
+    // A VM's disks are files QEMU opens itself: nothing is mounted on the host.
+  }
+
   async killOrphan(dir: string, pid = readPidfile(runtimePaths(dir).pidfile)): Promise<void> {
     if (pid !== undefined) await killIfQemuOf(pid, dir);
   }
