@@ -2,7 +2,9 @@ import { join } from 'node:path';
 import { EtcdDiskOwnership, SplitDiskOwnership } from '../cluster/disk-ownership-etcd.ts';
 import { ClusterService } from '../cluster/service.ts';
 import { diskOwnership } from '../instances/disk-claims.ts';
+import { failoverLoop, fenceCandidates } from './cluster-failover.ts';
 import { hostPublication } from './cluster-publication.ts';
+import { isSharedDisk } from './cluster-shared-disks.ts';
 import type { AppCore } from './context.ts';
 import { INSTANCES_PEER_PATH, instancesPeerRoute, ownedHere } from './instances-cluster.ts';
 import { MOVES_PEER_PATH, movesPeerRoute } from './instances-move.ts';
@@ -13,10 +15,23 @@ import { localInstances } from './instances.ts';
  * where other hosts reach this host's instances through its cluster API.
  */
 export function clusterService(app: AppCore, serving: boolean): ClusterService {
-  const service = new ClusterService({
+  let failover: ReturnType<typeof failoverLoop> | undefined;
+  const service: ClusterService = new ClusterService({
     dir: join(app.paths.root, 'cluster'),
     serving,
     publication: hostPublication(app.instances, () => app.storage(), app.paths.hostCache),
+    onFenced: (reason) => fenceCandidates(app, service, reason),
+    background: () => {
+      const loop = failoverLoop(app, service);
+      failover = loop;
+      return {
+        stop: async () => {
+          failover = undefined;
+          await loop.stop();
+        },
+      };
+    },
+    onChanged: () => failover?.poke(),
     log: (level, message, fields) => {
       if (serving || level !== 'info') process.stderr.write(`${JSON.stringify({ level, msg: message, component: 'cluster', ...fields })}\n`);
     },
@@ -29,7 +44,7 @@ export function clusterService(app: AppCore, serving: boolean): ClusterService {
     () => {
       const host = service.host;
       if (host === undefined) return undefined;
-      if (shared?.host !== host) shared = { host, store: new EtcdDiskOwnership(() => service.kv(), host) };
+      if (shared?.host !== host) shared = { host, store: new EtcdDiskOwnership(() => service.localKv(), host) };
       return shared.store;
     },
     (disk) => isSharedDisk(app, disk),
@@ -38,10 +53,4 @@ export function clusterService(app: AppCore, serving: boolean): ClusterService {
   service.route(INSTANCES_PEER_PATH, instancesPeerRoute(() => (here ??= ownedHere(app, localInstances(app)))));
   service.route(MOVES_PEER_PATH, movesPeerRoute(app, () => service));
   return service;
-}
-
-/** A disk on a shared pool: over nfs://, or a file in a shared-dir pool's directory (the same path on every host). */
-export function isSharedDisk(app: AppCore, disk: string): boolean {
-  if (disk.startsWith('nfs://')) return true;
-  return app.core.repos.storage.pools().some((p) => p.type === 'shared-dir' && disk.startsWith(`${p.path.replace(/\/+$/, '')}/`));
 }

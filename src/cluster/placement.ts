@@ -269,7 +269,7 @@ export async function moveClaim(
   from: string,
   to: string,
   extra: (moved: Claim) => { guards: KvGuard[]; writes: KvWrite[] } = () => ({ guards: [], writes: [] }),
-  options: { expectRevision?: number } = {},
+  options: { once?: boolean } = {},
 ): Promise<Claim> {
   const claimKey = PLACEMENT_KEYS.claim(instance);
   for (;;) {
@@ -277,9 +277,6 @@ export async function moveClaim(
     if (claimEntry === undefined) throw new VirtnodeError('INVALID_STATE', `instance ${instance} has no placement claim in the cluster`, { field: 'name' });
     const claim = JSON.parse(claimEntry.value) as Claim;
     if (claim.host !== from) throw new VirtnodeError('CONFLICT', `instance ${instance} is placed on ${claim.host}, not on ${from}`, { field: 'name' });
-    if (options.expectRevision !== undefined && claimEntry.modRevision !== options.expectRevision) {
-      throw new VirtnodeError('CONFLICT', `instance ${instance}: its claim changed since it was read`, { field: 'name' });
-    }
     const [fromEntry, toEntry, disks] = await Promise.all([kv.get(PLACEMENT_KEYS.usage(from)), kv.get(PLACEMENT_KEYS.usage(to)), disksHeldBy(kv, from, instance)]);
     const source = fromEntry === undefined ? EMPTY_USAGE : (JSON.parse(fromEntry.value) as HostUsage);
     const target = toEntry === undefined ? EMPTY_USAGE : (JSON.parse(toEntry.value) as HostUsage);
@@ -313,5 +310,6 @@ export async function moveClaim(
       ],
     );
     if (r.won) return moved;
+    if (options.once === true) throw new VirtnodeError('CONFLICT', `instance ${instance}: its claim or records changed while it was moved to ${to}`, { field: 'name' });
   }
 }

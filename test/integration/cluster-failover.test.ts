@@ -1,0 +1,176 @@
+import { execFileSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type DiskOwnerRecord, DISK_KEYS } from '../../src/cluster/disk-ownership-etcd.ts';
+import { EtcdKv } from '../../src/cluster/etcd-kv.ts';
+import { tlsFilesIn } from '../../src/cluster/pki.ts';
+import { FAILOVER_KEYS, type FailoverRecord } from '../../src/app/cluster-failover.ts';
+import { qemuPidsUnder } from '../helpers/cli.ts';
+import { type SimCluster, type SimHost, destroyKeepingLogs, formCluster, listOn, ok, tinyGuestHosts } from '../helpers/cluster-hosts.ts';
+import { eventually } from '../helpers/daemon.ts';
+import { testGuest } from '../helpers/test-guest.ts';
+
+/**
+ * Surviving a dead host, on three simulated hosts (netns, real daemons and etcd members, the tiny guest under TCG)
+ * sharing a shared-dir pool (one directory all hosts see: the namespaces share the machine's filesystem). An
+ * on-failure instance with its disk there: a host cut off from the others fences itself and ends it before its
+ * lease can expire, and another host runs it; a host killed outright (daemon, QEMUs, etcd member) loses it to
+ * another host within about the lease TTL. Never two QEMUs, and the disk's owner in etcd follows the instance.
+ */
+
+const TTL_S = 3; // VIRTNODE_CLUSTER_LEASE_TTL in the simulated hosts
+const LAUNCH = ['--memory', '128M', '--seed', 'http', '--no-wait'];
+const guest = testGuest();
+
+describe('failover of an on-failure instance on a shared pool (3 netns hosts, real etcd, tiny guest)', () => {
+  let sim: SimCluster;
+  let h: SimHost[];
+  let kv: EtcdKv;
+  const shared = mkdtempSync(join(tmpdir(), 'virtnode-failover-'));
+  const pool = join(shared, 'pool');
+  const disk = join(pool, 'f1.disk0.qcow2');
+  // Every 100 ms: how many QEMUs run the instance across all hosts (never more than one).
+  let most = 0;
+  let sampler: NodeJS.Timeout | undefined;
+  const copies = () => h.reduce((n, x) => n + qemuPidsUnder(x.home).length, 0);
+  /** The host (other than `not`) that `x` lists f1 running on. */
+  const runningOn = async (x: SimHost, not: string) => (await listOn(x)).find((i) => i.name === 'f1' && i.state === 'running' && i.host !== not)?.host;
+  /** When each host's live record went (its lease expired or was cut), as etcd's watch saw it. */
+  const offlineAt = new Map<string, number>();
+  const record = async () => {
+    const e = await kv.get(FAILOVER_KEYS.record('f1'));
+    return e === undefined ? undefined : (JSON.parse(e.value) as FailoverRecord);
+  };
+  const diskOwner = async () => {
+    const e = await kv.get(DISK_KEYS.disk(disk));
+    return e === undefined ? undefined : (JSON.parse(e.value) as DiskOwnerRecord);
+  };
+
+  beforeAll(async () => {
+    mkdirSync(pool);
+    mkdirSync(join(shared, 'base'));
+    sim = await tinyGuestHosts(3, { templateDisk: join(shared, 'base', 'tiny.qcow2') });
+    h = sim.hosts;
+    await formCluster(h);
+    sim.attachTester();
+    kv = new EtcdKv({ urls: h.map((x) => `https://${x.address}:2379`), tls: tlsFilesIn(join(h[0]!.home, 'cluster', 'tls')) });
+    for (const x of h) await ok(x, ['pool', 'create', 'shared', '--type', 'shared-dir', '--path', pool]);
+    await kv.watch('/virtnode/alive/', (e) => {
+      if (e.type === 'delete') offlineAt.set(e.key.slice('/virtnode/alive/'.length), Date.now());
+    });
+    sampler = setInterval(() => (most = Math.max(most, copies())), 100);
+  }, 180_000);
+
+  afterAll(async () => {
+    clearInterval(sampler);
+    await kv?.close();
+    await destroyKeepingLogs(sim, 'cluster-failover');
+    rmSync(shared, { recursive: true, force: true });
+  });
+
+  it('an on-failure VM on the shared pool is a failover candidate: its record and its disk owner are in etcd; a second writer is refused', async () => {
+    await ok(h[0]!, ['launch', 'tiny', '--name', 'f1', ...LAUNCH, '--target', 'h1', '--pool', 'shared']);
+    await ok(h[1]!, ['set', 'f1', 'restart=on-failure']);
+    expect(qemuPidsUnder(h[0]!.home)).toHaveLength(1);
+    const r = await eventually(async () => {
+      const x = await record();
+      return x?.policy.restart === 'on-failure' && x.running ? x : undefined;
+    }, 15_000, 'failover record of f1');
+    expect(r).toMatchObject({ host: 'h1', disks: [disk], instance: { name: 'f1' } });
+    expect(r.seed?.files).toBeDefined();
+    expect(await diskOwner()).toMatchObject({ host: 'h1', instance: 'f1' });
+
+    // Another host's instance on the same disk: refused before QEMU opens it, naming the disk and the holder.
+    await ok(h[1]!, ['create', 'thief', '--memory', '128M', '--kernel', guest.kernel, '--initrd', guest.initrd, '--cmdline', guest.cmdline, '--disk', disk]);
+    const refused = await h[1]!.cli(['start', 'thief']);
+    expect(refused.code).toBe(4);
+    expect(refused.stderr).toContain(`disk ${disk} is in use by instance f1 of state directory ${h[0]!.home} on host h1`);
+    expect(qemuPidsUnder(h[1]!.home)).toEqual([]);
+
+    // A standalone-style instance (restart policy no) has no record.
+    await ok(h[1]!, ['set', 'f1', 'restart=no']);
+    await eventually(async () => ((await record()) === undefined ? true : undefined), 15_000, 'record removed with the policy');
+    await ok(h[1]!, ['set', 'f1', 'restart=on-failure']);
+    await eventually(async () => ((await record())?.host === 'h1' ? true : undefined), 15_000, 'record back');
+  }, 240_000);
+
+  it('a host cut off from the others ends its candidate before its lease can expire, and another host runs it', async () => {
+    const h1 = h[0]!;
+    const [qemu] = qemuPidsUnder(h1.home);
+    expect(qemu).toBeDefined();
+    execFileSync('ip', ['-n', h1.netns, 'link', 'set', 'eth0', 'down']);
+    const cut = Date.now();
+    let restored = false;
+    try {
+      await eventually(() => (qemuPidsUnder(h1.home).length === 0 ? true : undefined), 10_000, 'h1 ends its candidate');
+      const ended = Date.now() - cut;
+      console.log(`fenced host ended its candidate ${ended} ms after its link went down (lease TTL ${TTL_S} s)`);
+      expect(ended).toBeLessThan(TTL_S * 1000);
+      const where = await eventually(async () => runningOn(h[1]!, 'h1'), 30_000, 'f1 running on another host');
+      const back = Date.now() - cut;
+      console.log(`f1 running on ${where} ${back} ms after h1's link went down, ${Date.now() - (offlineAt.get('h1') ?? NaN)} ms after its live record went (lease TTL ${TTL_S} s)`);
+      expect(['h2', 'h3']).toContain(where);
+      expect(h1.output()).toContain('"msg":"fenced: failover candidates stopped before the lease can expire"');
+      expect(await diskOwner()).toMatchObject({ host: where, instance: 'f1' });
+      execFileSync('ip', ['-n', h1.netns, 'link', 'set', 'eth0', 'up']);
+      restored = true;
+      // Back online, h1 forgets its stopped copy (the instance is the other host's now) and runs nothing.
+      await eventually(async () => ((await listOn(h1)).filter((i) => i.name === 'f1').map((i) => i.host).join() === where ? true : undefined), 40_000, 'h1 forgets its copy');
+      expect(qemuPidsUnder(h1.home)).toEqual([]);
+      expect(most).toBe(1);
+    } finally {
+      if (!restored) execFileSync('ip', ['-n', h1.netns, 'link', 'set', 'eth0', 'up']);
+    }
+  }, 240_000);
+
+  it('SIGKILL of a whole host (daemon, QEMUs, etcd member): its candidate runs again on another host within about the lease TTL', async () => {
+    const owner = await eventually(async () => {
+      const r = await record();
+      if (r === undefined || r.failover !== undefined || !r.running) return undefined;
+      return qemuPidsUnder(h.find((x) => x.name === r.host)!.home).length === 1 ? r.host : undefined;
+    }, 30_000, 'record settled, f1 running on its owner');
+    const dead = h.find((x) => x.name === owner)!;
+    const survivors = h.filter((x) => x !== dead);
+    expect(qemuPidsUnder(dead.home)).toHaveLength(1);
+    const etcd = dead.etcdPid();
+    const killedAt = Date.now();
+    await dead.stopDaemon('SIGKILL');
+    for (const pid of qemuPidsUnder(dead.home)) process.kill(pid, 'SIGKILL');
+    if (etcd !== undefined) process.kill(etcd, 'SIGKILL');
+    const where = await eventually(async () => runningOn(survivors[0]!, owner), 60_000, 'f1 running on a survivor');
+    const took = Date.now() - killedAt;
+    console.log(`f1 running on ${where} ${took} ms after ${owner} was killed, ${Date.now() - (offlineAt.get(owner) ?? NaN)} ms after its live record went (lease TTL ${TTL_S} s)`);
+    expect(survivors.map((x) => x.name)).toContain(where);
+    expect(took).toBeLessThan((TTL_S + 15) * 1000);
+    const ls = await ok(survivors[1]!, ['list']);
+    expect(ls).toMatch(new RegExp(`^f1\\s+${where}\\s+vm\\s+running`, 'm'));
+    expect(await diskOwner()).toMatchObject({ host: where, instance: 'f1' });
+    expect(most).toBe(1);
+
+    // The disk is never open twice: a second start on the other survivor is refused by the ownership in etcd...
+    const other = survivors.find((x) => x.name !== where)!;
+    await ok(other, ['create', 'thief2', '--memory', '128M', '--kernel', guest.kernel, '--initrd', guest.initrd, '--cmdline', guest.cmdline, '--disk', disk]);
+    const again = await other.cli(['start', 'thief2']);
+    expect(again.code).toBe(4);
+    expect(again.stderr).toContain(`disk ${disk} is in use by instance f1`);
+    expect(again.stderr).toContain(`on host ${where}`);
+    // ...and QEMU's image lock is the second guard.
+    const lock = (() => {
+      try {
+        execFileSync('qemu-img', ['check', disk], { stdio: ['ignore', 'pipe', 'pipe'] });
+        return '';
+      } catch (e) {
+        return String((e as { stderr?: Buffer }).stderr);
+      }
+    })();
+    expect(lock).toContain('lock');
+    const winner = survivors.find((x) => x.name === where)!;
+    await ok(winner, ['delete', '--force', 'f1']);
+    await ok(other, ['delete', '--force', 'thief2']);
+    if (dead !== h[1]) await ok(h[1]!, ['delete', '--force', 'thief']);
+    expect(survivors.flatMap((x) => qemuPidsUnder(x.home))).toEqual([]);
+    expect(await record()).toBeUndefined();
+  }, 240_000);
+});
