@@ -229,9 +229,9 @@ export function requestOn(h: SimHost, method: string, path: string, body?: unkno
  * `count` hosts with their daemons running and the tiny guest installed as a template on each. One vCPU per host
  * CPU (no overcommit), so that a host's room runs out after a few small guests.
  */
-export async function tinyGuestHosts(count: number, options: { subnet?: number; templateDisk?: string } = {}): Promise<SimCluster> {
-  const { templateDisk, ...rest } = options;
-  const sim = await createSimHosts(count, { ...rest, env: { VIRTNODE_CLUSTER_CPU_OVERCOMMIT: '1' } });
+export async function tinyGuestHosts(count: number, options: { subnet?: number; templateDisk?: string; env?: Record<string, string> } = {}): Promise<SimCluster> {
+  const { templateDisk, env, ...rest } = options;
+  const sim = await createSimHosts(count, { ...rest, env: { VIRTNODE_CLUSTER_CPU_OVERCOMMIT: '1', ...env } });
   await Promise.all(sim.hosts.map((x) => x.startDaemon()));
   for (const x of sim.hosts) installTinyTemplate(x, templateDisk === undefined ? {} : { disk: templateDisk });
   return sim;

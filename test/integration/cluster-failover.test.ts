@@ -20,7 +20,9 @@ import { testGuest } from '../helpers/test-guest.ts';
  * another host within about the lease TTL. Never two QEMUs, and the disk's owner in etcd follows the instance.
  */
 
-const TTL_S = 3; // VIRTNODE_CLUSTER_LEASE_TTL in the simulated hosts
+// The lease TTL of the simulated hosts: long enough that an etcd leader election (the cut host may be the leader)
+// never costs the healthy hosts their leases (fenced at 2/3 of it), short enough for a quick test.
+const TTL_S = 6;
 const LAUNCH = ['--memory', '128M', '--seed', 'http', '--no-wait'];
 const guest = testGuest();
 
@@ -51,7 +53,7 @@ describe('failover of an on-failure instance on a shared pool (3 netns hosts, re
   beforeAll(async () => {
     mkdirSync(pool);
     mkdirSync(join(shared, 'base'));
-    sim = await tinyGuestHosts(3, { templateDisk: join(shared, 'base', 'tiny.qcow2') });
+    sim = await tinyGuestHosts(3, { templateDisk: join(shared, 'base', 'tiny.qcow2'), env: { VIRTNODE_CLUSTER_LEASE_TTL: String(TTL_S) } });
     h = sim.hosts;
     await formCluster(h);
     sim.attachTester();
@@ -108,9 +110,20 @@ describe('failover of an on-failure instance on a shared pool (3 netns hosts, re
       const ended = Date.now() - cut;
       console.log(`fenced host ended its candidate ${ended} ms after its link went down (lease TTL ${TTL_S} s)`);
       expect(ended).toBeLessThan(TTL_S * 1000);
-      const where = await eventually(async () => runningOn(h[1]!, 'h1'), 30_000, 'f1 running on another host');
+      // Timed by the QEMU appearing (a list waits on the cut host until its lease is gone).
+      const to = await eventually(() => h.slice(1).find((x) => qemuPidsUnder(x.home).length === 1), 60_000, 'f1 started on another host');
       const back = Date.now() - cut;
-      console.log(`f1 running on ${where} ${back} ms after h1's link went down, ${Date.now() - (offlineAt.get('h1') ?? NaN)} ms after its live record went (lease TTL ${TTL_S} s)`);
+      const lost = offlineAt.get('h1');
+      console.log(`f1 started on ${to.name} ${back} ms after h1's link went down, ${lost === undefined ? '?' : Date.now() - lost} ms after h1's live record went (lease TTL ${TTL_S} s)`);
+      // h1 ended it before its lease expired (etcd deleted its live record), as its own log says when.
+      const killedAt = Date.parse(/"msg":"fenced: failover candidates stopped before the lease can expire".*?"at":"([^"]+)"/.exec(h1.output())?.[1] ?? '');
+      expect(lost).toBeDefined();
+      expect(killedAt).toBeLessThan(lost!);
+      console.log(`h1 ended f1 ${lost! - killedAt} ms before etcd expired its lease`);
+      // The healthy hosts kept their leases (the cut host may have been the etcd leader).
+      for (const x of h.slice(1)) expect(x.output()).not.toContain('"msg":"fenced');
+      const where = await eventually(async () => runningOn(h[2]!, 'h1'), 60_000, 'f1 listed running on another host');
+      expect(where).toBe(to.name);
       expect(['h2', 'h3']).toContain(where);
       expect(h1.output()).toContain('"msg":"fenced: failover candidates stopped before the lease can expire"');
       expect(await diskOwner()).toMatchObject({ host: where, instance: 'f1' });
@@ -139,11 +152,14 @@ describe('failover of an on-failure instance on a shared pool (3 netns hosts, re
     await dead.stopDaemon('SIGKILL');
     for (const pid of qemuPidsUnder(dead.home)) process.kill(pid, 'SIGKILL');
     if (etcd !== undefined) process.kill(etcd, 'SIGKILL');
-    const where = await eventually(async () => runningOn(survivors[0]!, owner), 60_000, 'f1 running on a survivor');
+    const to = await eventually(() => survivors.find((x) => qemuPidsUnder(x.home).length === 1), 60_000, 'f1 started on a survivor');
     const took = Date.now() - killedAt;
-    console.log(`f1 running on ${where} ${took} ms after ${owner} was killed, ${Date.now() - (offlineAt.get(owner) ?? NaN)} ms after its live record went (lease TTL ${TTL_S} s)`);
+    const lost = offlineAt.get(owner);
+    console.log(`f1 started on ${to.name} ${took} ms after ${owner} was killed, ${lost === undefined ? '?' : Date.now() - lost} ms after its live record went (lease TTL ${TTL_S} s)`);
+    const where = await eventually(async () => runningOn(survivors[0]!, owner), 60_000, 'f1 listed running on a survivor');
+    expect(where).toBe(to.name);
     expect(survivors.map((x) => x.name)).toContain(where);
-    expect(took).toBeLessThan((TTL_S + 15) * 1000);
+    expect(took).toBeLessThan((TTL_S + 10) * 1000);
     const ls = await ok(survivors[1]!, ['list']);
     expect(ls).toMatch(new RegExp(`^f1\\s+${where}\\s+vm\\s+running`, 'm'));
     expect(await diskOwner()).toMatchObject({ host: where, instance: 'f1' });
