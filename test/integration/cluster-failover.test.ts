@@ -1,5 +1,5 @@
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -10,11 +10,14 @@ import { FAILOVER_KEYS, type FailoverRecord } from '../../src/app/cluster-failov
 import { qemuPidsUnder } from '../helpers/cli.ts';
 import { type SimCluster, type SimHost, destroyKeepingLogs, formCluster, listOn, ok, tinyGuestHosts } from '../helpers/cluster-hosts.ts';
 import { eventually } from '../helpers/daemon.ts';
+import { type NfsServer, startNfsServer } from '../helpers/nfs-server.ts';
 import { testGuest } from '../helpers/test-guest.ts';
 
 /**
  * Surviving a dead host, on three simulated hosts (netns, real daemons and etcd members, the tiny guest under TCG)
- * sharing a shared-dir pool (one directory all hosts see: the namespaces share the machine's filesystem). An
+ * sharing a pool: an nfs pool on a real nfs-ganesha (in its own namespace, routed to the hosts' segment through
+ * the test's namespace; QEMU's own NFS client), or a shared-dir pool (one directory all hosts see: the namespaces
+ * share the machine's filesystem). An
  * on-failure instance with its disk there: a host cut off from the others fences itself and ends it before its
  * lease can expire, and another host runs it; a host killed outright (daemon, QEMUs, etcd member) loses it to
  * another host within about the lease TTL. Never two QEMUs, and the disk's owner in etcd follows the instance.
@@ -26,13 +29,19 @@ const TTL_S = 6;
 const LAUNCH = ['--memory', '128M', '--seed', 'http', '--no-wait'];
 const guest = testGuest();
 
-describe('failover of an on-failure instance on a shared pool (3 netns hosts, real etcd, tiny guest)', () => {
+describe.each([['nfs'], ['shared-dir']] as const)('failover of an on-failure instance on a shared pool (%s; 3 netns hosts, real etcd, tiny guest)', (poolType) => {
   let sim: SimCluster;
   let h: SimHost[];
   let kv: EtcdKv;
+  let nfs: NfsServer | undefined;
+  let tester = '';
+  /** A host's route to the NFS server (through the test's namespace); gone with its link when that goes down. */
+  const routeToNfs = (x: SimHost) => {
+    if (nfs !== undefined) execFileSync('ip', ['-n', x.netns, 'route', 'replace', '10.231.8.0/24', 'via', tester]);
+  };
   const shared = mkdtempSync(join(tmpdir(), 'virtnode-failover-'));
-  const pool = join(shared, 'pool');
-  const disk = join(pool, 'f1.disk0.qcow2');
+  let pool = join(shared, 'pool');
+  let disk = join(pool, 'f1.disk0.qcow2');
   // Every 100 ms: how many QEMUs run the instance across all hosts (never more than one).
   let most = 0;
   let sampler: NodeJS.Timeout | undefined;
@@ -56,10 +65,19 @@ describe('failover of an on-failure instance on a shared pool (3 netns hosts, re
     sim = await tinyGuestHosts(3, { templateDisk: join(shared, 'base', 'tiny.qcow2'), env: { VIRTNODE_CLUSTER_LEASE_TTL: String(TTL_S) } });
     h = sim.hosts;
     await formCluster(h);
-    sim.attachTester();
+    tester = sim.attachTester();
+    if (poolType === 'nfs') {
+      // ganesha's namespace hangs off the test's; the test's namespace routes between it and the hosts' segment.
+      nfs = await startNfsServer({ hostAddress: '10.231.8.1', serverAddress: '10.231.8.2' });
+      writeFileSync('/proc/sys/net/ipv4/ip_forward', '1');
+      execFileSync('ip', ['-n', nfs.netns, 'route', 'add', `${h[0]!.address.split('.').slice(0, 3).join('.')}.0/24`, 'via', '10.231.8.1']);
+      for (const x of h) routeToNfs(x);
+      pool = `nfs://${nfs.address}${nfs.exportPath}`;
+      disk = `${pool}/f1.disk0.qcow2`;
+    }
     // Through h2's and h3's members: a watch on the member of the host cut off would stall without an error.
     kv = new EtcdKv({ urls: h.slice(1).map((x) => `https://${x.address}:2379`), tls: tlsFilesIn(join(h[0]!.home, 'cluster', 'tls')) });
-    for (const x of h) await ok(x, ['pool', 'create', 'shared', '--type', 'shared-dir', '--path', pool]);
+    for (const x of h) await ok(x, ['pool', 'create', 'shared', '--type', poolType, ...(nfs === undefined ? ['--path', pool] : ['--source', nfs.source])]);
     await kv.watch('/virtnode/alive/', (e) => {
       if (e.type === 'delete') offlineAt.set(e.key.slice('/virtnode/alive/'.length), Date.now());
     });
@@ -69,7 +87,8 @@ describe('failover of an on-failure instance on a shared pool (3 netns hosts, re
   afterAll(async () => {
     clearInterval(sampler);
     await kv?.close();
-    await destroyKeepingLogs(sim, 'cluster-failover');
+    await destroyKeepingLogs(sim, `cluster-failover-${poolType}`);
+    await nfs?.stop();
     rmSync(shared, { recursive: true, force: true });
   });
 
@@ -130,13 +149,17 @@ describe('failover of an on-failure instance on a shared pool (3 netns hosts, re
       expect(h1.output()).toContain('"msg":"fenced: failover candidates stopped before the lease can expire"');
       expect(await diskOwner()).toMatchObject({ host: where, instance: 'f1' });
       execFileSync('ip', ['-n', h1.netns, 'link', 'set', 'eth0', 'up']);
+      routeToNfs(h1);
       restored = true;
       // Back online, h1 forgets its stopped copy (the instance is the other host's now) and runs nothing.
       await eventually(async () => ((await listOn(h1)).filter((i) => i.name === 'f1').map((i) => i.host).join() === where ? true : undefined), 40_000, 'h1 forgets its copy');
       expect(qemuPidsUnder(h1.home)).toEqual([]);
       expect(most).toBe(1);
     } finally {
-      if (!restored) execFileSync('ip', ['-n', h1.netns, 'link', 'set', 'eth0', 'up']);
+      if (!restored) {
+        execFileSync('ip', ['-n', h1.netns, 'link', 'set', 'eth0', 'up']);
+        routeToNfs(h1);
+      }
     }
   }, 240_000);
 
@@ -174,16 +197,19 @@ describe('failover of an on-failure instance on a shared pool (3 netns hosts, re
     expect(again.code).toBe(4);
     expect(again.stderr).toContain(`disk ${disk} is in use by instance f1`);
     expect(again.stderr).toContain(`on host ${where}`);
-    // ...and QEMU's image lock is the second guard.
-    const lock = (() => {
-      try {
-        execFileSync('qemu-img', ['check', disk], { stdio: ['ignore', 'pipe', 'pipe'] });
-        return '';
-      } catch (e) {
-        return String((e as { stderr?: Buffer }).stderr);
-      }
-    })();
-    expect(lock).toContain('lock');
+    // ...and on a shared directory QEMU's image lock is the second guard (over nfs:// it has none: the ownership in
+    // etcd is the only one there).
+    if (poolType === 'shared-dir') {
+      const lock = (() => {
+        try {
+          execFileSync('qemu-img', ['check', disk], { stdio: ['ignore', 'pipe', 'pipe'] });
+          return '';
+        } catch (e) {
+          return String((e as { stderr?: Buffer }).stderr);
+        }
+      })();
+      expect(lock).toContain('lock');
+    }
     const winner = survivors.find((x) => x.name === where)!;
     await ok(winner, ['delete', '--force', 'f1']);
     await ok(other, ['delete', '--force', 'thief2']);
