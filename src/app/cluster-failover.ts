@@ -212,7 +212,7 @@ async function failOverDeadHosts(app: AppCore, c: ClusterService): Promise<void>
           ],
           writes: [{ put: entry.key, value: JSON.stringify(moved) }],
         }),
-        { once: true },
+        { once: true, disks: 'move' },
       );
       log(c, 'info', 'failover: instance placed on a live host (claim, disk ownership and record moved in one transaction)', { instance: name, from: r.host, to, disks: r.disks.map(DISK_KEYS.disk) });
     } catch (e) {

@@ -260,8 +260,9 @@ export async function ownerOf(kv: Kv, instance: string): Promise<string | undefi
  * Hands an instance's claim from host `from` to host `to` (a live move): the claim names the new owner and its
  * room moves from one usage record to the other, in one transaction guarded by the revisions of all three.
  * Refused when the claim does not name `from` (someone else moved or deleted it meanwhile). The ownership of the
- * instance's disks on shared pools (held by `from`) moves in the same transaction; `extra` adds guards and writes
- * of the caller's (a failover's record).
+ * instance's disks on shared pools (held by `from`) changes in the same transaction: `disks: 'move'` hands it to
+ * `to` (a failover: the same disks, reserved for the start there), `'release'` gives it back (a live move, which
+ * copied the disks to the target). `extra` adds guards and writes of the caller's (a failover's record).
  */
 export async function moveClaim(
   kv: Kv,
@@ -269,7 +270,7 @@ export async function moveClaim(
   from: string,
   to: string,
   extra: (moved: Claim) => { guards: KvGuard[]; writes: KvWrite[] } = () => ({ guards: [], writes: [] }),
-  options: { once?: boolean } = {},
+  options: { once?: boolean; disks?: 'move' | 'release' } = {},
 ): Promise<Claim> {
   const claimKey = PLACEMENT_KEYS.claim(instance);
   for (;;) {
@@ -292,7 +293,9 @@ export async function moveClaim(
     const more = extra(moved);
     const at = new Date().toISOString();
     // The new holder's process is not known yet (pid 0): its start takes the claim as its own.
-    const diskWrites = disks.map(({ record }) => diskOwnerWrite({ ...record, host: to, process: { pid: 0, start: '' }, at } satisfies DiskOwnerRecord));
+    const diskWrites: KvWrite[] = disks.map(({ entry, record }) =>
+      options.disks === 'move' ? diskOwnerWrite({ ...record, host: to, process: { pid: 0, start: '' }, at } satisfies DiskOwnerRecord) : { delete: entry.key },
+    );
     const r = await kv.txn(
       [
         { key: claimKey, modRevision: claimEntry.modRevision },

@@ -82,7 +82,7 @@ describe('disk ownership in etcd (real etcd)', () => {
     ]);
     const targets = ['y1', 'y2', 'y3', 'y4', 'y5'];
     const results = await Promise.allSettled(
-      targets.map((to) => moveClaim(kv, 'f', 'x1', to, () => ({ guards: [{ key: KEYS.alive('x1'), modRevision: 0 }], writes: [] }), { once: true })),
+      targets.map((to) => moveClaim(kv, 'f', 'x1', to, () => ({ guards: [{ key: KEYS.alive('x1'), modRevision: 0 }], writes: [] }), { once: true, disks: 'move' })),
     );
     const won = results.flatMap((r, i) => (r.status === 'fulfilled' ? [targets[i]!] : []));
     expect(won).toHaveLength(1);
