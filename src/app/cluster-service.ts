@@ -1,6 +1,10 @@
 import { join } from 'node:path';
+import { EtcdDiskOwnership, SplitDiskOwnership } from '../cluster/disk-ownership-etcd.ts';
 import { ClusterService } from '../cluster/service.ts';
+import { diskOwnership } from '../instances/disk-claims.ts';
+import { failoverLoop, fenceCandidates } from './cluster-failover.ts';
 import { hostPublication } from './cluster-publication.ts';
+import { isSharedDisk } from './cluster-shared-disks.ts';
 import type { AppCore } from './context.ts';
 import { IMAGE_FETCH_PEER_PATH, fetchProgressPeerRoute } from './image-fetch-progress.ts';
 import { IMAGES_PEER_PREFIX, imagesFileRoute, publishHeldImages } from './images-cluster.ts';
@@ -13,15 +17,41 @@ import { localInstances } from './instances.ts';
  * where other hosts reach this host's instances through its cluster API.
  */
 export function clusterService(app: AppCore, serving: boolean): ClusterService {
-  const service = new ClusterService({
+  let failover: ReturnType<typeof failoverLoop> | undefined;
+  const service: ClusterService = new ClusterService({
     dir: join(app.paths.root, 'cluster'),
     serving,
     started: () => void publishHeldImages(app),
     publication: hostPublication(app.instances, () => app.storage(), app.paths.hostCache),
+    onFenced: (reason) => fenceCandidates(app, service, reason),
+    background: () => {
+      const loop = failoverLoop(app, service);
+      failover = loop;
+      return {
+        stop: async () => {
+          failover = undefined;
+          await loop.stop();
+        },
+      };
+    },
+    onChanged: () => failover?.poke(),
     log: (level, message, fields) => {
       if (serving || level !== 'info') process.stderr.write(`${JSON.stringify({ level, msg: message, component: 'cluster', ...fields })}\n`);
     },
   });
+  // Disks on shared pools: one writer cluster-wide, recorded in etcd before QEMU opens them (the others: this host's guard).
+  const local = diskOwnership(app.core);
+  let shared: { host: string; store: EtcdDiskOwnership } | undefined;
+  app.core.diskOwnership = new SplitDiskOwnership(
+    local,
+    () => {
+      const host = service.host;
+      if (host === undefined) return undefined;
+      if (shared?.host !== host) shared = { host, store: new EtcdDiskOwnership(() => service.localKv(), host) };
+      return shared.store;
+    },
+    (disk) => isSharedDisk(app, disk),
+  );
   let here: ReturnType<typeof ownedHere> | undefined;
   service.route(INSTANCES_PEER_PATH, instancesPeerRoute(() => (here ??= ownedHere(app, localInstances(app)))));
   service.route(MOVES_PEER_PATH, movesPeerRoute(app, () => service));

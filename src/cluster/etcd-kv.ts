@@ -152,8 +152,27 @@ export class EtcdKv implements Kv, EtcdAdmin {
     lease.on('keepaliveSucceeded', () => (lastAcked = lastFired));
     lease.on('lost', (err) => end(`lease ${id} lost: ${err.message}`, true));
     const limitMs = (ttlSeconds * 1000 * 2) / 3;
+    // The keepalive stream renews one request at a time: one forwarded to a leader that just died blocks it until
+    // etcd's request timeout (seconds), long after a new leader was elected. A renewal missed is probed again on
+    // a fresh call (which reaches the new leader), so a healthy host keeps its lease through an election.
+    const probeAfterMs = (ttlSeconds * 1000) / 3 + 500;
+    let probing = false;
+    const probe = () => {
+      if (probing || ended) return;
+      probing = true;
+      const sent = Date.now();
+      lease
+        .keepaliveOnce({ deadline: sent + Math.min(2000, limitMs / 2) })
+        .then(
+          () => (lastAcked = Math.max(lastAcked, sent)),
+          () => undefined,
+        )
+        .finally(() => (probing = false));
+    };
     const watchdog = setInterval(() => {
-      if (Date.now() - lastAcked > limitMs) end(`lease ${id}: no renewal acknowledged for ${Math.round((Date.now() - lastAcked) / 100) / 10} s (TTL ${ttlSeconds} s)`, true);
+      const since = Date.now() - lastAcked;
+      if (since > limitMs) end(`lease ${id}: no renewal acknowledged for ${Math.round(since / 100) / 10} s (TTL ${ttlSeconds} s)`, true);
+      else if (since > probeAfterMs) probe();
     }, 250);
     watchdog.unref();
     return {

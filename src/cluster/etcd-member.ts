@@ -50,6 +50,9 @@ export function etcdArgv(c: EtcdMemberConfig): string[] {
     `--peer-key-file=${c.tls.key}`,
     '--log-level=warn',
     '--logger=zap',
+    // A member cut off and back (higher term) must not depose a healthy leader: that would stall every host's
+    // lease renewal for an election and could fence healthy hosts.
+    '--pre-vote=true',
   ];
   if (c.electionTimeoutMs !== undefined) argv.push(`--election-timeout=${c.electionTimeoutMs}`, `--heartbeat-interval=${Math.max(10, Math.round(c.electionTimeoutMs / 10))}`);
   return argv;

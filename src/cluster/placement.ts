@@ -6,7 +6,8 @@
  */
 import { randomBytes } from 'node:crypto';
 import { VirtnodeError } from '../lib/errors.ts';
-import type { Kv, KvEntry } from './kv.ts';
+import { type DiskOwnerRecord, disksHeldBy, diskOwnerWrite } from './disk-ownership-etcd.ts';
+import type { Kv, KvEntry, KvGuard, KvWrite } from './kv.ts';
 import { type AliveRecord, type HostRecord, KEYS } from './model.ts';
 
 export const PLACEMENT_KEYS = {
@@ -260,16 +261,26 @@ export async function ownerOf(kv: Kv, instance: string): Promise<string | undefi
 /**
  * Hands an instance's claim from host `from` to host `to` (a live move): the claim names the new owner and its
  * room moves from one usage record to the other, in one transaction guarded by the revisions of all three.
- * Refused when the claim does not name `from` (someone else moved or deleted it meanwhile).
+ * Refused when the claim does not name `from` (someone else moved or deleted it meanwhile). The ownership of the
+ * instance's disks on shared pools (held by `from`) changes in the same transaction: `disks: 'move'` hands it to
+ * `to` (a failover: the same disks, reserved for the start there), `'release'` gives it back (a live move, which
+ * copied the disks to the target). `extra` adds guards and writes of the caller's (a failover's record).
  */
-export async function moveClaim(kv: Kv, instance: string, from: string, to: string): Promise<Claim> {
+export async function moveClaim(
+  kv: Kv,
+  instance: string,
+  from: string,
+  to: string,
+  extra: (moved: Claim) => { guards: KvGuard[]; writes: KvWrite[] } = () => ({ guards: [], writes: [] }),
+  options: { once?: boolean; disks?: 'move' | 'release' } = {},
+): Promise<Claim> {
   const claimKey = PLACEMENT_KEYS.claim(instance);
   for (;;) {
     const claimEntry = await kv.get(claimKey);
     if (claimEntry === undefined) throw new VirtnodeError('INVALID_STATE', `instance ${instance} has no placement claim in the cluster`, { field: 'name' });
     const claim = JSON.parse(claimEntry.value) as Claim;
     if (claim.host !== from) throw new VirtnodeError('CONFLICT', `instance ${instance} is placed on ${claim.host}, not on ${from}`, { field: 'name' });
-    const [fromEntry, toEntry] = await Promise.all([kv.get(PLACEMENT_KEYS.usage(from)), kv.get(PLACEMENT_KEYS.usage(to))]);
+    const [fromEntry, toEntry, disks] = await Promise.all([kv.get(PLACEMENT_KEYS.usage(from)), kv.get(PLACEMENT_KEYS.usage(to)), disksHeldBy(kv, from, instance)]);
     const source = fromEntry === undefined ? EMPTY_USAGE : (JSON.parse(fromEntry.value) as HostUsage);
     const target = toEntry === undefined ? EMPTY_USAGE : (JSON.parse(toEntry.value) as HostUsage);
     const group = (u: HostUsage, delta: number) => (claim.group === undefined ? u.groups : { ...u.groups, [claim.group]: Math.max(0, (u.groups[claim.group] ?? 0) + delta) });
@@ -281,18 +292,29 @@ export async function moveClaim(kv: Kv, instance: string, from: string, to: stri
       groups: group(u, sign),
     });
     const moved: Claim = { ...claim, host: to, claimedAt: new Date().toISOString() };
+    const more = extra(moved);
+    const at = new Date().toISOString();
+    // The new holder's process is not known yet (pid 0): its start takes the claim as its own.
+    const diskWrites: KvWrite[] = disks.map(({ entry, record }) =>
+      options.disks === 'move' ? diskOwnerWrite({ ...record, host: to, process: { pid: 0, start: '' }, at } satisfies DiskOwnerRecord) : { delete: entry.key },
+    );
     const r = await kv.txn(
       [
         { key: claimKey, modRevision: claimEntry.modRevision },
         { key: PLACEMENT_KEYS.usage(from), modRevision: fromEntry?.modRevision ?? 0 },
         { key: PLACEMENT_KEYS.usage(to), modRevision: toEntry?.modRevision ?? 0 },
+        ...disks.map(({ entry }) => ({ key: entry.key, modRevision: entry.modRevision })),
+        ...more.guards,
       ],
       [
         { put: claimKey, value: JSON.stringify(moved) },
         { put: PLACEMENT_KEYS.usage(from), value: JSON.stringify(shift(source, -1)) },
         { put: PLACEMENT_KEYS.usage(to), value: JSON.stringify(shift(target, 1)) },
+        ...diskWrites,
+        ...more.writes,
       ],
     );
     if (r.won) return moved;
+    if (options.once === true) throw new VirtnodeError('CONFLICT', `instance ${instance}: its claim or records changed while it was moved to ${to}`, { field: 'name' });
   }
 }

@@ -80,6 +80,15 @@ export interface ClusterServiceOptions {
   serving: boolean;
   /** Called each time this host's membership is up (daemon start, init, join): publish what it holds. */
   started?: () => void;
+  /**
+   * Called at once (synchronously) when this host fences itself, before its lease can expire: the host's part
+   * in failover (its failover candidates' guests are ended, see src/app/cluster-failover.ts).
+   */
+  onFenced?: (reason: string) => void;
+  /** Work that runs while this host serves its membership (started after the lease, stopped before it ends). */
+  background?: () => { stop: () => Promise<void> };
+  /** Something about this host's instances changed (see `changed`). */
+  onChanged?: () => void;
 }
 
 interface JoinRequest {
@@ -129,10 +138,12 @@ const envInt = (name: string) => {
 export class ClusterService {
   private cfg: ClusterConfig | undefined;
   private kvClient: EtcdKv | undefined;
+  private localKvClient: EtcdKv | undefined;
   private member: EtcdMemberProcess | undefined;
   private server: Server | undefined;
   private liveness: Liveness | undefined;
   private fence: FenceView | undefined;
+  private running: { stop: () => Promise<void> } | undefined;
   private readonly routes = new Map<string, PeerRoute>();
   private readonly files = new Map<string, PeerFileRoute>();
   private readonly o: ClusterServiceOptions;
@@ -163,7 +174,8 @@ export class ClusterService {
   /**
    * Self-fencing. Once this host cannot renew its lease, the others will see it offline and may place work
    * elsewhere on the strength of that: it must not take new work itself (launches, starts, work forwarded to it)
-   * until a lease is held and published again. Running guests are left running (see docs/cluster.md).
+   * until a lease is held and published again. Its failover candidates' guests are ended at once (`onFenced`),
+   * so that another host may start them once the lease has expired; other guests are left running.
    */
   refuseWhileFenced(what: string): void {
     const f = this.fence;
@@ -242,6 +254,19 @@ export class ClusterService {
     return this.kvClient;
   }
 
+  /**
+   * The shared store through this host's own etcd member when it runs one (else as `kv`). The lease is kept alive
+   * through it, so a host holds its lease exactly while its member is in the quorum: a client spreading its calls
+   * over all members would lose its lease whenever another host's member is cut off, and fence a healthy host.
+   * The daemon's cluster work (failover, disk ownership) goes through it too, never waiting on a cut-off member.
+   */
+  localKv(): EtcdKv {
+    const cfg = this.requireConfig();
+    if (cfg.etcd.member === undefined || !this.o.serving) return this.kv();
+    this.localKvClient ??= new EtcdKv({ urls: [cfg.etcd.member.clientUrl], tls: cfg.etcd.tls });
+    return this.localKvClient;
+  }
+
   private get caDir(): string {
     return join(this.o.dir, 'ca');
   }
@@ -302,7 +327,7 @@ export class ClusterService {
       files: Object.fromEntries(this.files),
     });
     this.liveness = new Liveness({
-      kv: this.kv(),
+      kv: this.localKv(),
       host: cfg.host,
       ttlSeconds: cfg.leaseTtlSeconds,
       labels: cfg.labels,
@@ -310,7 +335,12 @@ export class ClusterService {
       log: this.o.log,
       onLost: (reason) => {
         this.fence ??= { since: new Date().toISOString(), reason };
-        this.o.log('error', 'fenced: cluster lease lost; this host takes no new work until it holds a lease again (running guests keep running)', { reason });
+        try {
+          this.o.onFenced?.(reason);
+        } catch (e) {
+          this.o.log('error', 'fencing: ending the failover candidates failed', { err: String(e) });
+        }
+        this.o.log('error', 'fenced: cluster lease lost; this host takes no new work until it holds a lease again (failover candidates were stopped, other guests keep running)', { reason });
       },
       onPublished: () => {
         if (this.fence === undefined) return;
@@ -320,14 +350,18 @@ export class ClusterService {
     });
     await this.liveness.start();
     this.o.started?.();
+    this.running = this.o.background?.();
   }
 
   /** Publish capacity and use again now (an instance started or stopped). */
   changed(): void {
     void this.liveness?.publish().catch(() => undefined);
+    if (this.liveness !== undefined) this.o.onChanged?.();
   }
 
   async stop(): Promise<void> {
+    await this.running?.stop();
+    this.running = undefined;
     await this.liveness?.stop();
     this.liveness = undefined;
     const server = this.server;
@@ -335,6 +369,8 @@ export class ClusterService {
     if (server !== undefined) await new Promise<void>((r) => server.close(() => r()));
     await this.kvClient?.close();
     this.kvClient = undefined;
+    await this.localKvClient?.close();
+    this.localKvClient = undefined;
     await this.member?.stop();
     this.member = undefined;
   }

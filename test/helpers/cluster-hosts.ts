@@ -180,11 +180,14 @@ export async function formCluster(hosts: SimHost[]): Promise<void> {
   await eventually(async () => ((await statusOn(hosts.at(-1)!)).hosts.filter((x) => x.state === 'online').length === hosts.length ? true : undefined), 20_000, 'all hosts online');
 }
 
-/** A template on a host whose boot is the tiny test guest (kernel + initramfs) over a small empty disk. */
-export function installTinyTemplate(h: SimHost): void {
+/**
+ * A template on a host whose boot is the tiny test guest (kernel + initramfs) over a small empty disk: the host's
+ * own, or `disk` (made if absent), which several hosts may share as shared storage would hold it.
+ */
+export function installTinyTemplate(h: SimHost, options: { disk?: string } = {}): void {
   const guest = testGuest();
-  const disk = join(h.home, 'tiny.qcow2');
-  execFileSync('qemu-img', ['create', '-q', '-f', 'qcow2', disk, '16M']);
+  const disk = options.disk ?? join(h.home, 'tiny.qcow2');
+  if (!existsSync(disk)) execFileSync('qemu-img', ['create', '-q', '-f', 'qcow2', disk, '16M']);
   const db = openDb(statePaths(h.home).db);
   try {
     new TemplateRepository(db).insert({
@@ -235,10 +238,11 @@ export function etcdGet<T>(h: SimHost, key: string): T | undefined {
  * `count` hosts with their daemons running and the tiny guest installed as a template on each. One vCPU per host
  * CPU unless told (no overcommit), so that a host's room runs out after a few small guests.
  */
-export async function tinyGuestHosts(count: number, options: { cpuOvercommit?: number } = {}): Promise<SimCluster> {
-  const sim = await createSimHosts(count, { env: { VIRTNODE_CLUSTER_CPU_OVERCOMMIT: String(options.cpuOvercommit ?? 1) } });
+export async function tinyGuestHosts(count: number, options: { cpuOvercommit?: number; subnet?: number; templateDisk?: string; env?: Record<string, string> } = {}): Promise<SimCluster> {
+  const { templateDisk, env, cpuOvercommit, ...rest } = options;
+  const sim = await createSimHosts(count, { ...rest, env: { VIRTNODE_CLUSTER_CPU_OVERCOMMIT: String(cpuOvercommit ?? 1), ...env } });
   await Promise.all(sim.hosts.map((x) => x.startDaemon()));
-  for (const x of sim.hosts) installTinyTemplate(x);
+  for (const x of sim.hosts) installTinyTemplate(x, templateDisk === undefined ? {} : { disk: templateDisk });
   return sim;
 }
 

@@ -1,0 +1,313 @@
+/**
+ * Surviving a dead host. A failover candidate is a VM whose restart policy is on-failure or always and whose disks
+ * are all on shared pools. Its owner publishes its record (what a live move's adopt step sends: the instance, its
+ * policy, its HTTP seed) under `/virtnode/failover/NAME` and keeps it current. A host that fences itself (its lease
+ * not renewed for 2/3 of the TTL) ends its candidates' QEMUs at once, before the lease can expire. Every daemon
+ * watches the hosts' leases: when a host's lease is gone, its running candidates are placed on a live host, and
+ * the claim, the disk ownership and the record move to it in one revision-guarded transaction (of all daemons
+ * racing, one wins); the chosen host sees the record name it, adopts the instance and starts it from the shared
+ * disk. The disk ownership in etcd (src/cluster/disk-ownership-etcd.ts) keeps a second copy from opening the disk.
+ */
+import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { DISK_KEYS } from '../cluster/disk-ownership-etcd.ts';
+import type { KvEntry } from '../cluster/kv.ts';
+import { KEYS } from '../cluster/model.ts';
+import { type Claim, PLACEMENT_KEYS, choose, moveClaim, overcommitRatios, readCandidates } from '../cluster/placement.ts';
+import type { ClusterService } from '../cluster/service.ts';
+import { releaseDisks } from '../instances/disk-claims.ts';
+import { type CarriedSeed, readSeed } from '../instances/migrate/carried-seed.ts';
+import type { Instance } from '../instances/model.ts';
+import { toVirtnodeError } from '../lib/errors.ts';
+import { isAlive } from '../lib/proc.ts';
+import { diskKey } from '../qemu/protocol-node.ts';
+import type { InstancePolicy } from '../store/policies.ts';
+import { isSharedDisk } from './cluster-shared-disks.ts';
+import type { AppCore } from './context.ts';
+
+export const FAILOVER_KEYS = {
+  record: (name: string) => `/virtnode/failover/${name}`,
+  records: '/virtnode/failover/',
+} as const;
+
+/** What `/virtnode/failover/NAME` holds. */
+export interface FailoverRecord {
+  /** The host that owns the instance (after a failover: the host chosen to run it). */
+  host: string;
+  instance: Instance;
+  policy: InstancePolicy;
+  seed?: CarriedSeed;
+  /** It ran (or was starting) on its owner: only such instances are started elsewhere when the owner dies. */
+  running: boolean;
+  /** The ids (diskKey) of its disks, all on shared pools. */
+  disks: string[];
+  /** Set by the failover transaction: `host` is to adopt and start it. */
+  failover?: { from: string; at: string };
+}
+
+export const FENCED_REASON = 'killed by self-fencing';
+const LOOP_MS = 1000;
+const SYNC_MS = 5000;
+
+const RUNNING_STATES = new Set(['running', 'paused', 'starting']);
+
+/** Whether `instance` fails over to another host when its own dies (restart policy, VM, every disk shared). */
+export function isCandidate(app: AppCore, instance: Instance, policy: InstancePolicy): boolean {
+  if (policy.restart === 'no' || instance.type !== 'vm' || instance.spec.disks.length === 0) return false;
+  return instance.spec.disks.every((d) => isSharedDisk(app, diskKey(d.path)));
+}
+
+function recordOf(app: AppCore, host: string, instance: Instance, policy: InstancePolicy): FailoverRecord {
+  const { pid: _pid, pidStart: _start, updatedAt: _updated, ...rest } = instance;
+  const seed = readSeed(instance.spec.httpSeedDir);
+  return {
+    host,
+    instance: { ...rest, pid: undefined, pidStart: undefined, updatedAt: instance.createdAt } as Instance,
+    policy,
+    ...(seed === undefined ? {} : { seed }),
+    running: RUNNING_STATES.has(instance.state),
+    disks: instance.spec.disks.map((d) => diskKey(d.path)),
+  };
+}
+
+const parse = (e: KvEntry) => JSON.parse(e.value) as FailoverRecord;
+const log = (c: ClusterService, level: 'info' | 'warn' | 'error', msg: string, fields: Record<string, unknown> = {}) =>
+  process.stderr.write(`${JSON.stringify({ level, msg, component: 'failover', host: c.host, at: new Date().toISOString(), ...fields })}\n`);
+
+/**
+ * Self-fencing's part: ends the QEMU of every running failover candidate here and records why, synchronously (no
+ * await between the kill and the record, so the supervisor never sees a crash to restart). Others keep running.
+ */
+export function fenceCandidates(app: AppCore, c: ClusterService, reason: string): string[] {
+  const ended: string[] = [];
+  const policies = app.policies.all();
+  for (const instance of app.instances.repo.list()) {
+    const policy = policies.get(instance.name);
+    if (policy === undefined || !RUNNING_STATES.has(instance.state) || !isCandidate(app, instance, policy)) continue;
+    if (instance.pid !== undefined && instance.pidStart !== undefined && isAlive({ pid: instance.pid, start: instance.pidStart })) {
+      try {
+        process.kill(instance.pid, 'SIGKILL');
+      } catch {
+        /* ended meanwhile */
+      }
+    }
+    app.instances.repo.setProcess(instance.name, undefined, undefined);
+    app.instances.repo.setState(instance.name, 'stopped', `${FENCED_REASON}: ${reason} (another host may run it now)`);
+    ended.push(instance.name);
+  }
+  if (ended.length > 0) log(c, 'error', 'fenced: failover candidates stopped before the lease can expire', { instances: ended, reason });
+  // Tidy up afterwards (runtime files, NICs, this host's disk guard); etcd may not answer, which changes nothing.
+  for (const name of ended) {
+    const instance = app.instances.repo.get(name);
+    if (instance === undefined) continue;
+    void (async () => {
+      const driver = app.instances.driver(instance);
+      await driver.kill(instance).catch(() => undefined);
+      driver.clearRuntime(instance);
+      await app.core.networks.releaseInstance(instance).catch(() => undefined);
+      await releaseDisks(app.core, instance).catch(() => undefined);
+    })();
+  }
+  return ended;
+}
+
+/** Keeps this host's failover records as its instances are: put candidates, remove the rest (never another host's). */
+export async function syncFailoverRecords(app: AppCore, c: ClusterService): Promise<void> {
+  const host = c.host;
+  if (host === undefined || c.fenced !== undefined) return;
+  const kv = c.localKv();
+  const { entries } = await kv.list(FAILOVER_KEYS.records);
+  const existing = new Map(entries.map((e) => [e.key.slice(FAILOVER_KEYS.records.length), e]));
+  const policies = app.policies.all();
+  const mine = new Set<string>();
+  for (const instance of app.instances.repo.list()) {
+    const entry = existing.get(instance.name);
+    const current = entry === undefined ? undefined : parse(entry);
+    if (current !== undefined && current.host !== host) {
+      await forgetFailedOver(app, c, instance, current);
+      continue;
+    }
+    const policy = policies.get(instance.name);
+    if (policy === undefined || !isCandidate(app, instance, policy)) continue;
+    mine.add(instance.name);
+    if (instance.stateReason?.startsWith(FENCED_REASON) === true && !RUNNING_STATES.has(instance.state)) {
+      // Fenced and ended here, and no other host took it over meanwhile (the record still names this host).
+      await restartAfterFence(app, c, instance.name);
+      continue;
+    }
+    const record = recordOf(app, host, instance, policy);
+    if (current !== undefined && current.failover === undefined && JSON.stringify(current) === JSON.stringify(record)) continue;
+    await kv.txn([{ key: FAILOVER_KEYS.record(instance.name), modRevision: entry?.modRevision ?? 0 }], [{ put: FAILOVER_KEYS.record(instance.name), value: JSON.stringify(record) }]);
+  }
+  for (const [name, entry] of existing) {
+    const r = parse(entry);
+    // A record being failed over to this host has no local instance yet: the loop adopts it.
+    if (r.host !== host || mine.has(name) || r.failover !== undefined) continue;
+    await kv.txn([{ key: entry.key, modRevision: entry.modRevision }], [{ delete: entry.key }]);
+  }
+}
+
+/** The fence is lifted and the claim still names this host: its restart policy applies again. */
+async function restartAfterFence(app: AppCore, c: ClusterService, name: string): Promise<void> {
+  const claim = await c.localKv().get(PLACEMENT_KEYS.claim(name));
+  if (claim === undefined || (JSON.parse(claim.value) as Claim).host !== c.host) return;
+  try {
+    await app.instances.start(name, { lockWaitMs: 30_000 });
+    log(c, 'info', 'instance started again after the fence was lifted (no other host took it over)', { instance: name });
+  } catch (e) {
+    log(c, 'error', 'instance ended by the fence did not start again', { instance: name, err: toVirtnodeError(e).message });
+  }
+}
+
+/**
+ * This host fenced itself and ended `instance`; meanwhile another host took it over. The local record (a stopped
+ * copy) is forgotten; its disks are on shared pools and now the other host's, so nothing else is removed.
+ */
+async function forgetFailedOver(app: AppCore, c: ClusterService, instance: Instance, current: FailoverRecord): Promise<void> {
+  if (instance.stateReason?.startsWith(FENCED_REASON) !== true || RUNNING_STATES.has(instance.state)) return;
+  const claim = await c.localKv().get(PLACEMENT_KEYS.claim(instance.name));
+  if (claim === undefined || (JSON.parse(claim.value) as Claim).host === c.host) return;
+  await app.core.withLock(instance.name, 'forget', { lockWaitMs: 1000 }, async () => {
+    app.instances.repo.delete(instance.name);
+    rmSync(app.paths.instanceDir(instance.name), { recursive: true, force: true });
+  });
+  log(c, 'info', 'instance forgotten here: it failed over to another host while this one was fenced', { instance: instance.name, now: current.host });
+  app.changed();
+}
+
+/** Moves the running candidates of dead hosts: one transaction each, of which one daemon wins. */
+async function failOverDeadHosts(app: AppCore, c: ClusterService): Promise<void> {
+  const kv = c.localKv();
+  const [alive, records] = await Promise.all([kv.list(KEYS.alives), kv.list(FAILOVER_KEYS.records)]);
+  const live = new Set(alive.entries.map((e) => e.key.slice(KEYS.alives.length)));
+  for (const entry of records.entries) {
+    const r = parse(entry);
+    if (live.has(r.host) || !r.running) continue;
+    const name = r.instance.name;
+    const claimEntry = await kv.get(PLACEMENT_KEYS.claim(name));
+    if (claimEntry === undefined) continue;
+    const claim = JSON.parse(claimEntry.value) as Claim;
+    if (claim.host !== r.host) continue;
+    const candidates = (await readCandidates(kv)).filter((x) => x.host.name !== r.host);
+    // The disks are on the shared pool already: no room in a pool is needed, only CPUs and memory.
+    const { chosen, refusals } = choose(candidates, { instance: name, cpus: claim.cpus, memoryBytes: claim.memoryBytes, diskBytes: 0 }, overcommitRatios());
+    if (chosen === undefined) {
+      log(c, 'warn', 'failover: no live host has room', { instance: name, from: r.host, refusals });
+      continue;
+    }
+    const to = chosen.host.name;
+    const at = new Date().toISOString();
+    const moved: FailoverRecord = { ...r, host: to, failover: { from: r.host, at } };
+    try {
+      await moveClaim(
+        kv,
+        name,
+        r.host,
+        to,
+        () => ({
+          guards: [
+            { key: entry.key, modRevision: entry.modRevision },
+            // The dead host still holds no lease when this commits.
+            { key: KEYS.alive(r.host), modRevision: 0 },
+          ],
+          writes: [{ put: entry.key, value: JSON.stringify(moved) }],
+        }),
+        { once: true, disks: 'move' },
+      );
+      log(c, 'info', 'failover: instance placed on a live host (claim, disk ownership and record moved in one transaction)', { instance: name, from: r.host, to, disks: r.disks.map(DISK_KEYS.disk) });
+    } catch (e) {
+      log(c, 'info', 'failover: another host won the transaction, or it changed', { instance: name, err: toVirtnodeError(e).message });
+    }
+  }
+}
+
+/** On the chosen host: adopts each record failed over to it and starts the instance from its shared disks. */
+async function adoptFailedOver(app: AppCore, c: ClusterService): Promise<void> {
+  const kv = c.localKv();
+  const { entries } = await kv.list(FAILOVER_KEYS.records);
+  for (const entry of entries) {
+    const r = parse(entry);
+    if (r.host !== c.host || r.failover === undefined) continue;
+    const name = r.instance.name;
+    if (app.instances.repo.get(name) === undefined) {
+      const dir = app.paths.instanceDir(name);
+      mkdirSync(dir, { recursive: true, mode: 0o700 });
+      let spec = r.instance.spec;
+      if (r.seed !== undefined) {
+        const seedDir = join(dir, 'seed');
+        mkdirSync(seedDir, { recursive: true, mode: 0o700 });
+        for (const [file, text] of Object.entries(r.seed.files)) writeFileSync(join(seedDir, file), text, { mode: 0o600 });
+        spec = { ...spec, httpSeedDir: seedDir };
+      }
+      const { pid: _pid, pidStart: _start, createdAt: _created, updatedAt: _updated, ...record } = r.instance;
+      app.instances.repo.insert({ ...record, spec, state: 'stopped', stateReason: `failed over from ${r.failover.from} (its lease expired)` });
+      app.policies.set(name, r.policy);
+      log(c, 'info', 'failover: instance adopted', { instance: name, from: r.failover.from });
+    }
+    let started = false;
+    try {
+      c.refuseWhileFenced('failover start');
+      await app.instances.start(name, { lockWaitMs: 30_000 });
+      started = true;
+      log(c, 'info', 'failover: instance started here', { instance: name, from: r.failover.from, failedOverAt: r.failover.at });
+    } catch (e) {
+      log(c, 'error', 'failover: the adopted instance did not start', { instance: name, err: toVirtnodeError(e).message });
+    }
+    const now = app.instances.repo.get(name);
+    if (now === undefined) continue;
+    const done: FailoverRecord = { ...recordOf(app, c.host!, now, r.policy), running: started || r.running };
+    await kv.txn([{ key: entry.key, modRevision: entry.modRevision }], [{ put: entry.key, value: JSON.stringify(done) }]);
+    app.changed();
+  }
+}
+
+/** The daemon's failover work while it serves its membership: a loop, poked by etcd watches, and the record sync. */
+export function failoverLoop(app: AppCore, c: ClusterService): { stop: () => Promise<void>; poke: () => void } {
+  let stopped = false;
+  let running: Promise<void> | undefined;
+  let again = false;
+  let lastSync = 0;
+  const pass = async () => {
+    if (c.fenced !== undefined) return;
+    await adoptFailedOver(app, c);
+    await failOverDeadHosts(app, c);
+    if (Date.now() - lastSync > SYNC_MS) {
+      lastSync = Date.now();
+      await syncFailoverRecords(app, c);
+    }
+  };
+  const poke = () => {
+    if (stopped) return;
+    if (running !== undefined) {
+      again = true;
+      return;
+    }
+    running = pass()
+      .catch((e: unknown) => {
+        log(c, 'warn', 'failover pass failed', { err: toVirtnodeError(e).message });
+      })
+      .finally(() => {
+        running = undefined;
+        if (again) {
+          again = false;
+          poke();
+        }
+      });
+  };
+  const timer = setInterval(poke, LOOP_MS);
+  timer.unref();
+  const watches = Promise.all([KEYS.alives, FAILOVER_KEYS.records].map((prefix) => c.localKv().watch(prefix, () => poke()))).catch(() => []);
+  poke();
+  return {
+    poke: () => {
+      lastSync = 0;
+      poke();
+    },
+    stop: async () => {
+      stopped = true;
+      clearInterval(timer);
+      for (const w of await watches) await w.cancel().catch(() => undefined);
+      await running;
+    },
+  };
+}
