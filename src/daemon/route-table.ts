@@ -7,6 +7,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import Type, { type TSchema } from 'typebox';
 import type { EndpointSpec } from '../api/endpoint.ts';
 import { Operation, withErrors } from '../api/schemas.ts';
+import { inCluster } from '../app/cluster-of.ts';
 import type { Job } from '../app/operations.ts';
 import { handlerOf, type Resource } from '../app/resource.ts';
 import type { DaemonCore } from './core.ts';
@@ -37,7 +38,8 @@ export function mountResource(app: FastifyInstance, core: DaemonCore, res: Resou
           core.changed();
           return reply.status(202).send(op);
         }
-        if (cache !== undefined) {
+        // In a cluster a list spans the other hosts, whose changes this host's database does not see: no cache.
+        if (cache !== undefined && !inCluster(core.paths.root)) {
           // Many clients share one serialized answer until something changes (see list-cache.ts).
           const body = await cache.get(async () => Buffer.from(reply.serialize(await call(request)) as string));
           return reply.type('application/json; charset=utf-8').send(body);
