@@ -88,6 +88,13 @@ export const Instance = Closed({
   ),
   portForwards: Type.Optional(Type.Array(Closed({ protocol: StringEnum(['tcp', 'udp']), hostAddress: Type.String(), hostPort: Type.Integer(), guestPort: Type.Integer() }))),
   tuning: Type.Optional(Tuning),
+  container: Type.Optional(
+    Closed({
+      privileged: Type.Boolean({ description: 'root in the container is root on the host (false: an unprivileged uid range)' }),
+      maxProcesses: Type.Integer(),
+      diskSizeBytes: Type.Optional(Type.Integer({ description: 'the most its own files may take (`--disk-size`); absent: no limit' })),
+    }),
+  ),
   boot: Type.Optional(Closed({ kernel: Type.String(), initrd: Type.Optional(Type.String()), cmdline: Type.Optional(Type.String()) })),
   image: Type.Optional(Closed({ name: Type.String(), sha256: Type.String() })),
   instanceId: Type.Optional(Type.String()),

@@ -47,6 +47,15 @@ export function instanceView(i: Instance, policy?: InstancePolicy, addresses?: N
     }),
     ...((i.spec.portForwards ?? []).length === 0 ? {} : { portForwards: i.spec.portForwards! }),
     ...(i.spec.tuning === undefined || Object.keys(i.spec.tuning).length === 0 ? {} : { tuning: i.spec.tuning }),
+    ...(i.spec.container === undefined
+      ? {}
+      : {
+          container: {
+            privileged: i.spec.container.idmapBase === undefined,
+            maxProcesses: i.spec.container.maxProcesses,
+            ...(i.spec.container.diskSizeBytes === undefined ? {} : { diskSizeBytes: i.spec.container.diskSizeBytes }),
+          },
+        }),
     ...(i.spec.boot === undefined ? {} : { boot: i.spec.boot }),
     ...(i.spec.image === undefined ? {} : { image: { name: i.spec.image.name, sha256: i.spec.image.sha256 } }),
     ...(i.spec.instanceId === undefined ? {} : { instanceId: i.spec.instanceId }),

@@ -45,6 +45,8 @@ function instanceText(i: InstanceView): string {
     ['Memory', formatSize(i.memoryMiB * MIB)],
     ['Accelerator', i.accel],
     ['Tuning', tuningSummary(i.tuning)],
+    ['Root', i.container === undefined ? undefined : i.container.privileged ? 'privileged (root on the host)' : 'unprivileged (a uid range on the host)'],
+    ['Disk limit', i.container === undefined ? undefined : i.container.diskSizeBytes === undefined ? 'none' : formatSize(i.container.diskSizeBytes)],
     ...i.disks.map((d): [string, string] => [`Disk ${d.id}`, `${d.path} (${d.format})`]),
     ...i.nics.map((n): [string, string] => [`NIC ${n.index}`, nicLine(n)]),
     ...(i.portForwards ?? []).map((p, k): [string, string] => [k === 0 ? 'Ports' : '', `${p.hostAddress}:${p.hostPort} -> ${p.guestPort}/${p.protocol}`]),

@@ -1,4 +1,5 @@
 import { api, type Instance, type Operation } from '../api.ts';
+import { bytes } from '../lib/format.ts';
 import { Actions } from '../components/Actions.tsx';
 import { Devices } from '../components/Devices.tsx';
 import { Metrics } from '../components/Metrics.tsx';
@@ -50,6 +51,12 @@ function Overview({ instance, operations }: { instance: Instance; operations: Op
           <Row label="CPUs / memory">
             {instance.cpus} / {instance.memoryMiB} MiB ({instance.accel})
           </Row>
+          {instance.container !== undefined && (
+            <Row label="Container">
+              {instance.container.privileged ? 'privileged (root on the host)' : 'unprivileged'}, at most {instance.container.maxProcesses} processes, disk{' '}
+              {instance.container.diskSizeBytes === undefined ? 'without a limit' : `limited to ${bytes(instance.container.diskSizeBytes)}`}
+            </Row>
+          )}
           <Row label="Source">{instance.image !== undefined ? `image ${instance.image.name}` : instance.boot !== undefined ? `kernel ${instance.boot.kernel}` : '–'}</Row>
           <Row label="SSH">
             {instance.ssh?.address !== undefined ? `${instance.ssh.user}@${instance.ssh.address.replace(/:(\d+)$/, ' port $1')} (virtnode shell ${instance.name})` : '–'}

@@ -4,11 +4,15 @@ import { CloudConfigEditor, checkUserData } from '../components/CloudConfigEdito
 import { EMPTY_TUNING, TuningFields, checkTuning, tuningBody } from '../components/TuningFields.tsx';
 
 type Source = 'image' | 'kernel';
+type Kind = 'vm' | 'container';
 
 /** The launch form: from an image (cloud-init identity, an operation) or a kernel on the host (create + start). */
 export function Launch({ onLaunched }: { onLaunched: (name: string) => void }) {
   const [images, setImages] = useState<Image[]>([]);
   const [source, setSource] = useState<Source>('image');
+  // A system container boots the same image (its root filesystem over overlayfs, through LXC).
+  const [kind, setKind] = useState<Kind>('vm');
+  const container = source === 'image' && kind === 'container';
   const [form, setForm] = useState({ name: '', image: '', cpus: '1', memory: '1G', diskSize: '', sshKeys: '', kernel: '', initrd: '', cmdline: '' });
   const [userData, setUserData] = useState('');
   const [tuning, setTuning] = useState(EMPTY_TUNING);
@@ -32,7 +36,8 @@ export function Launch({ onLaunched }: { onLaunched: (name: string) => void }) {
     onInput: (e: Event) => setForm((f) => ({ ...f, [key]: (e.target as HTMLInputElement).value })),
   });
   const userDataErrors = checkUserData(userData).filter((i) => i.severity === 'error').length;
-  const tuningErrors = checkTuning(tuning, Number(form.cpus));
+  // The tuning knobs are QEMU's: a container has none of them.
+  const tuningErrors = container ? {} : checkTuning(tuning, Number(form.cpus));
 
   const submit = async (e: Event) => {
     e.preventDefault();
@@ -45,13 +50,14 @@ export function Launch({ onLaunched }: { onLaunched: (name: string) => void }) {
         const keys = form.sshKeys.split('\n').map((k) => k.trim()).filter((k) => k !== '');
         const body = {
           image: form.image,
+          type: container ? 'container' : undefined,
           name: optional(form.name),
           cpus,
           memory: optional(form.memory),
           diskSize: optional(form.diskSize),
           sshAuthorizedKeys: keys.length > 0 ? keys : undefined,
           userData: optional(userData),
-          tuning: tuningBody(tuning),
+          tuning: container ? undefined : tuningBody(tuning),
         };
         const op = await api.launch(JSON.parse(JSON.stringify(body)) as LaunchInput);
         onLaunched(op.target?.replace(/^instances\//, '') ?? form.name);
@@ -95,6 +101,17 @@ export function Launch({ onLaunched }: { onLaunched: (name: string) => void }) {
         <label>
           Name <input {...field('name')} placeholder={source === 'image' ? 'generated if empty' : 'web1'} pattern={'[a-z0-9]([a-z0-9\\-]{0,61}[a-z0-9])?'} />
         </label>
+        {source === 'image' && (
+          <fieldset class="source">
+            <legend>Kind</legend>
+            <label>
+              <input type="radio" name="kind" value="vm" checked={kind === 'vm'} onChange={() => setKind('vm')} /> a virtual machine
+            </label>
+            <label>
+              <input type="radio" name="kind" value="container" checked={kind === 'container'} onChange={() => setKind('container')} /> a system container (LXC)
+            </label>
+          </fieldset>
+        )}
         {source === 'image' ? (
           <label>
             Image
@@ -125,7 +142,7 @@ export function Launch({ onLaunched }: { onLaunched: (name: string) => void }) {
             Memory <input {...field('memory')} placeholder="1G" />
           </label>
           <label>
-            Disk size <input {...field('diskSize')} placeholder={source === 'image' ? 'the image size' : 'none'} />
+            Disk size <input {...field('diskSize')} placeholder={container ? 'no limit' : source === 'image' ? 'the image size' : 'none'} />
           </label>
         </div>
         {source === 'image' && (
@@ -138,7 +155,7 @@ export function Launch({ onLaunched }: { onLaunched: (name: string) => void }) {
             <CloudConfigEditor value={userData} onInput={setUserData} />
           </>
         )}
-        <TuningFields form={tuning} errors={tuningErrors} onChange={setTuning} />
+        {!container && <TuningFields form={tuning} errors={tuningErrors} onChange={setTuning} />}
         {error !== undefined && (
           <p class="error" role="alert">
             {error}
