@@ -101,7 +101,7 @@ describe('web UI console: navigation, host, images, networks, operations, storag
     await open('#/', 'Instances');
     const nav = page.getByRole('navigation', { name: 'Sections' });
     const links = nav.getByRole('link');
-    expect(await links.allInnerTexts()).toEqual(['Instances', 'Host', 'Images', 'Networks', 'Storage', 'Templates', 'Operations']);
+    expect(await links.allInnerTexts()).toEqual(['Instances', 'Host', 'Cluster', 'Images', 'Networks', 'Storage', 'Templates', 'Operations']);
     expect(await nav.getByRole('link', { name: 'Instances' }).getAttribute('aria-current')).toBe('page');
 
     // Enter on a focused link opens its section; Tab moves to the next one.
@@ -111,14 +111,17 @@ describe('web UI console: navigation, host, images, networks, operations, storag
     expect(await nav.getByRole('link', { name: 'Host' }).getAttribute('aria-current')).toBe('page');
     expect(await page.title()).toBe('Host · virtnode');
     await page.keyboard.press('Tab');
-    expect(await page.evaluate('document.activeElement.textContent')).toBe('Images');
+    expect(await page.evaluate('document.activeElement.textContent')).toBe('Cluster');
     await page.keyboard.press('Enter');
-    await page.getByRole('heading', { level: 1, name: 'Images' }).waitFor();
+    await page.getByRole('heading', { level: 1, name: 'Cluster' }).waitFor();
     expect(await nav.getByRole('link', { name: 'Host' }).getAttribute('aria-current')).toBeNull();
+    // A standalone host says how to form a cluster.
+    expect(await page.getByTestId('standalone').innerText()).toMatch(/standalone host.*virtnode cluster init --address IP/);
+    await checkPage('cluster');
 
     // The skip link is the first stop of the keyboard and moves the focus to the page.
     await page.reload();
-    await page.getByRole('heading', { level: 1, name: 'Images' }).waitFor();
+    await page.getByRole('heading', { level: 1, name: 'Cluster' }).waitFor();
     await page.keyboard.press('Tab');
     expect(await page.evaluate('document.activeElement.textContent')).toBe('Skip to content');
     await page.keyboard.press('Enter');
@@ -127,7 +130,7 @@ describe('web UI console: navigation, host, images, networks, operations, storag
     const background = () => page.evaluate('getComputedStyle(document.body).backgroundColor');
     await page.emulateMedia({ colorScheme: 'dark' });
     expect(await background()).toBe('rgb(21, 24, 30)');
-    await screenshot(page, 'console-images-dark');
+    await screenshot(page, 'console-cluster-dark');
     await page.emulateMedia({ colorScheme: 'light' });
     expect(await background()).toBe('rgb(246, 247, 249)');
 
