@@ -131,9 +131,13 @@ export async function migrateOut(qmp: QmpConnection, offer: MigrationOffer, targ
     let refinedPredictedMs: number | undefined;
     let switchedOver = false;
     let info: MigrationInfo;
+    // Once post-copy is asked for, a cancel or timeout no longer applies: the guest is about to run on the target
+    // with part of its memory still here, so the move goes on to its end (or to recovery).
+    let postcopyAsked = false;
     for (;;) {
-      if (signal?.aborted) throw new VirtnodeError('TIMEOUT', 'the move was cancelled', { cause: signal.reason });
-      info = await queryMigrate(qmp, q);
+      if (signal?.aborted && !postcopyAsked) throw new VirtnodeError('TIMEOUT', 'the move was cancelled', { cause: signal.reason });
+      const lq = postcopyAsked ? {} : q;
+      info = await queryMigrate(qmp, lq);
       const ram = info.ram;
       const phase = info.status === 'postcopy-active' ? 'postcopy' : info.status === 'pre-switchover' || info.status === 'device' ? 'switching' : 'migrating';
       report({
@@ -153,12 +157,12 @@ export async function migrateOut(qmp: QmpConnection, offer: MigrationOffer, targ
         // Once only: a query right after migrate-continue may still see the pause.
         switchedOver = true;
         await finishMirrors(qmp, state, signal);
-        await migrateContinue(qmp, q);
+        await migrateContinue(qmp, lq);
       } else if (info.status === 'postcopy-active' && resumed === undefined) {
         postcopy = true;
-        resumed = await target.resume(q);
+        resumed = await target.resume(lq);
       } else if (info.status === 'postcopy-paused' && target.recover !== undefined) {
-        await migrateResume(qmp, await target.recover(q), q);
+        await migrateResume(qmp, await target.recover(lq), lq);
       }
       const elapsedMs = Date.now() - migrationStartedAt;
       if (refinedPredictedMs === undefined && info.status === 'active' && ram !== undefined && elapsedMs >= REFINE_AFTER_MS && ram.total > ram.remaining) {
@@ -173,7 +177,8 @@ export async function migrateOut(qmp: QmpConnection, offer: MigrationOffer, targ
       if (info.status === 'active' && offer.postcopy && ram !== undefined) {
         samples.push({ syncCount: ram['dirty-sync-count'], remainingBytes: ram.remaining });
         if (preCopyStalled(samples)) {
-          await migrateStartPostcopy(qmp, q);
+          postcopyAsked = true;
+          await migrateStartPostcopy(qmp, {});
           samples.length = 0;
         }
       }
