@@ -241,15 +241,19 @@ export async function moveOwned(app: AppCore, c: ClusterService, input: MoveInpu
   for (const [disk, t] of Object.entries(transfers)) if (t.kind === 'copy' && t.base !== undefined) bases.push({ disk, image: instance.spec.image?.name ?? '?', sha256: t.base.sha256 });
   await c.peer(record, MOVES_PEER_PATH, { step: 'check', name, bases } satisfies Step, STEP_MS);
 
-  const timeoutMs = (input.timeoutSeconds ?? DEFAULT_TIMEOUT_S) * 1000;
+  const timeoutS = input.timeoutSeconds ?? DEFAULT_TIMEOUT_S;
   return job('move', `instances/${name}`, async (ctx) => {
     let claimError: unknown;
     // The record, not the name: no etcd read in each step (the resume step is in the guest's downtime).
     const target = peerTarget(c, record, name, { seed: readSeed(instance.spec.httpSeedDir), policy: app.policies.get(name) }, (e) => (claimError = e));
     let phase: string | undefined;
+    const timeout = AbortSignal.timeout(timeoutS * 1000);
     const result = await moveInstanceOut(app.core, name, target, {
-      signal: AbortSignal.any([ctx.signal, AbortSignal.timeout(timeoutMs)]),
+      signal: AbortSignal.any([ctx.signal, timeout]),
       postcopy: input.postcopy ?? 'never',
+      // Allowed post-copy replaces auto-converge: rather than throttle the guest's vCPUs round after round (which
+      // may still not converge), the move switches to post-copy once pre-copy stalls.
+      autoConverge: input.postcopy !== 'auto',
       ...(input.bandwidthMiBs === undefined ? {} : { maxBandwidth: input.bandwidthMiBs * MIB }),
       onProgress: (p) => {
         if (p.phase !== phase) ctx.phase((phase = p.phase), progressDetail(p, to));
@@ -261,7 +265,7 @@ export async function moveOwned(app: AppCore, c: ClusterService, input: MoveInpu
       // post-copy: the guest ran on the target then, and the engine's error says what became of it.)
       if (phase === 'postcopy' || app.core.repos.instances.get(name)?.state !== 'running') throw e;
       const err = toVirtnodeError(e);
-      throw new VirtnodeError(err.code, `the move of ${name} to ${to} ${ctx.signal.aborted ? 'was cancelled' : 'failed'}${phase === undefined ? '' : ` while ${phase}`}; ${name} keeps running on ${from}: ${err.message}`, {
+      throw new VirtnodeError(err.code, `the move of ${name} to ${to} ${ctx.signal.aborted ? 'was cancelled' : timeout.aborted ? `was given up after ${timeoutS} s (the timeout)` : 'failed'}${phase === undefined ? '' : ` while ${phase}`}; ${name} keeps running on ${from}: ${err.message}`, {
         cause: e,
         ...(err.hint === undefined ? {} : { hint: err.hint }),
         ...(err.field === undefined ? {} : { field: err.field }),

@@ -32,7 +32,7 @@ export const MoveBody = Closed({
   timeoutSeconds: Type.Optional(Type.Integer({ minimum: 1, maximum: 86_400, description: 'the move is given up (and undone) after this long (default 600); not once post-copy has started' })),
   postcopy: Type.Optional(
     StringEnum(['auto', 'never'], {
-      description: "auto: switch to post-copy when pre-copy cannot converge (the guest then runs on the target while its memory follows; it is lost if the target or the link dies before the end and recovery fails); never (the default): pre-copy only, which can always be undone",
+      description: "auto: switch to post-copy when pre-copy cannot converge, instead of slowing the guest down (auto-converge) (the guest then runs on the target while its memory follows; it is lost if the target or the link dies before the end and recovery fails); never (the default): pre-copy only, which can always be undone",
     }),
   ),
   bandwidthMiBs: Type.Optional(Type.Integer({ minimum: 1, maximum: 1_048_576, description: 'the memory migration\'s bandwidth cap, MiB/s (default 1024)' })),

@@ -139,7 +139,8 @@ export async function migrateOut(qmp: QmpConnection, offer: MigrationOffer, targ
       const lq = postcopyAsked ? {} : q;
       info = await queryMigrate(qmp, lq);
       const ram = info.ram;
-      const phase = info.status === 'postcopy-active' ? 'postcopy' : info.status === 'pre-switchover' || info.status === 'device' ? 'switching' : 'migrating';
+      // After the switch to post-copy, every look (its end included) is post-copy's.
+      const phase = info.status === 'postcopy-active' || postcopy ? 'postcopy' : info.status === 'pre-switchover' || info.status === 'device' ? 'switching' : 'migrating';
       report({
         phase,
         bytesSent: ram?.transferred ?? 0,
