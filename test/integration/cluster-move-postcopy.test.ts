@@ -124,8 +124,29 @@ describe('post-copy and a bandwidth cap for live moves (netns, real daemons and 
     console.log(`guest uptime ${uptimeBefore} s -> ${uptimeAfter} s, counter ${countBefore} -> ${countAfter}`);
     await new Promise((r) => setTimeout(r, 1_500));
     expect((await uptimeAndCount(there))[1]).toBeGreaterThan(countAfter);
+  }, 360_000);
 
-    await ok(h1, ['delete', '--force', 'busy']);
+  it('asked on another host, the move is forwarded to the owner with its options: back to h1 in post-copy', async () => {
+    for (const s of shells.splice(0)) s.close();
+    const source = await SerialShell.open(dirOf(h2, 'busy'));
+    const [, countBefore] = await uptimeAndCount(source);
+    source.close();
+
+    const r = await h1.cli(['move', 'busy', '--to', 'h1', '--postcopy', 'auto', '--bandwidth', '8M'], { timeoutMs: 300_000 });
+    console.log(`forwarded --postcopy auto: exit ${r.code}\n${r.stderr}${r.stdout}`);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stderr).toMatch(/\] forwarded +to h2\n/);
+    expect(r.stdout).toMatch(/^Moved busy from h2 to h1 in \d+\.\d s(, downtime \d+ ms)? \(switched to post-copy\)\n$/);
+    // The owner runs a forwarded move inline (no operation of its own there): its result says post-copy, which
+    // only the forwarded option allows (without it: pre-copy with auto-converge).
+    expect(qemuPidsUnder(h2.home)).toEqual([]);
+    expect(qemuPidsUnder(h1.home)).toHaveLength(1);
+    const back = await SerialShell.open(dirOf(h1, 'busy'));
+    shells.push(back);
+    await new Promise((r) => setTimeout(r, 1_500));
+    expect((await uptimeAndCount(back))[1]).toBeGreaterThan(countBefore);
+
+    await ok(h2, ['delete', '--force', 'busy']);
     expect(sim.hosts.flatMap((x) => qemuPidsUnder(x.home))).toEqual([]);
   }, 360_000);
 });
