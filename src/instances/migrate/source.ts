@@ -98,6 +98,8 @@ export async function migrateOut(qmp: QmpConnection, offer: MigrationOffer, targ
   let stopAt: number | undefined;
   const stopListener = qmp.onEvent((e) => {
     if (e.event === QMP_EVENTS.stop && state.migrationStarted && stopAt === undefined) stopAt = eventTime(e);
+    // A short post-copy may be over before the loop below looks: QEMU's event says it happened.
+    if (e.event === QMP_EVENTS.migration && e.data?.['status'] === 'postcopy-active') postcopy = true;
   });
   try {
     report({ phase: 'preparing', ...idle });
