@@ -6,6 +6,8 @@
  */
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import type { Static } from 'typebox';
+import type { MoveBody } from '../api/contracts/instances.ts';
 import type { InstanceView } from '../api/schemas.ts';
 import type { HostRecord } from '../cluster/model.ts';
 import type { PeerRoute } from '../cluster/peer-http.ts';
@@ -39,11 +41,7 @@ type Step =
   | { step: 'abort'; id: string; reason: string }
   | { step: 'adopt'; id: string; instance: Instance; policy: InstancePolicy };
 
-export interface MoveInput {
-  name: string;
-  host: string;
-  timeoutSeconds?: number;
-}
+export type MoveInput = { name: string } & Static<typeof MoveBody>;
 
 export interface MoveOutcome {
   instance: InstanceView;
@@ -54,6 +52,7 @@ export interface MoveOutcome {
   downtimeMs: number | null;
   bytesSent: number;
   diskBytes: number;
+  postcopy: boolean;
 }
 
 const MIB = 1024 * 1024;
@@ -242,24 +241,31 @@ export async function moveOwned(app: AppCore, c: ClusterService, input: MoveInpu
   for (const [disk, t] of Object.entries(transfers)) if (t.kind === 'copy' && t.base !== undefined) bases.push({ disk, image: instance.spec.image?.name ?? '?', sha256: t.base.sha256 });
   await c.peer(record, MOVES_PEER_PATH, { step: 'check', name, bases } satisfies Step, STEP_MS);
 
-  const timeoutMs = (input.timeoutSeconds ?? DEFAULT_TIMEOUT_S) * 1000;
+  const timeoutS = input.timeoutSeconds ?? DEFAULT_TIMEOUT_S;
   return job('move', `instances/${name}`, async (ctx) => {
     let claimError: unknown;
     // The record, not the name: no etcd read in each step (the resume step is in the guest's downtime).
     const target = peerTarget(c, record, name, { seed: readSeed(instance.spec.httpSeedDir), policy: app.policies.get(name) }, (e) => (claimError = e));
     let phase: string | undefined;
+    const timeout = AbortSignal.timeout(timeoutS * 1000);
     const result = await moveInstanceOut(app.core, name, target, {
-      signal: AbortSignal.any([ctx.signal, AbortSignal.timeout(timeoutMs)]),
+      signal: AbortSignal.any([ctx.signal, timeout]),
+      postcopy: input.postcopy ?? 'never',
+      // Allowed post-copy replaces auto-converge: rather than throttle the guest's vCPUs round after round (which
+      // may still not converge), the move switches to post-copy once pre-copy stalls.
+      autoConverge: input.postcopy !== 'auto',
+      ...(input.bandwidthMiBs === undefined ? {} : { maxBandwidth: input.bandwidthMiBs * MIB }),
       onProgress: (p) => {
         if (p.phase !== phase) ctx.phase((phase = p.phase), progressDetail(p, to));
         if (p.phase === 'migrating' || p.phase === 'postcopy') ctx.transfer(p.bytesSent, p.bytesSent + p.bytesRemaining);
         else if (p.phase === 'mirroring') ctx.transfer(p.diskBytesDone, p.diskBytesTotal);
       },
     }).catch((e: unknown) => {
-      // Said plainly when the engine undid the move: the guest runs where it was.
-      if (app.core.repos.instances.get(name)?.state !== 'running') throw e;
+      // Said plainly when the engine undid the move: the guest runs where it was. (Not after the switch to
+      // post-copy: the guest ran on the target then, and the engine's error says what became of it.)
+      if (phase === 'postcopy' || app.core.repos.instances.get(name)?.state !== 'running') throw e;
       const err = toVirtnodeError(e);
-      throw new VirtnodeError(err.code, `the move of ${name} to ${to} ${ctx.signal.aborted ? 'was cancelled' : 'failed'}${phase === undefined ? '' : ` while ${phase}`}; ${name} keeps running on ${from}: ${err.message}`, {
+      throw new VirtnodeError(err.code, `the move of ${name} to ${to} ${ctx.signal.aborted ? 'was cancelled' : timeout.aborted ? `was given up after ${timeoutS} s (the timeout)` : 'failed'}${phase === undefined ? '' : ` while ${phase}`}; ${name} keeps running on ${from}: ${err.message}`, {
         cause: e,
         ...(err.hint === undefined ? {} : { hint: err.hint }),
         ...(err.field === undefined ? {} : { field: err.field }),
@@ -271,7 +277,7 @@ export async function moveOwned(app: AppCore, c: ClusterService, input: MoveInpu
         hint: 'requests about it go to the host its claim names: fix the claim in etcd once it answers',
       });
     }
-    ctx.phase('moved', `runs on ${to}; downtime ${result.downtimeMs === undefined ? '?' : Math.round(result.downtimeMs)} ms, ${Math.round(result.totalMs)} ms in all`);
+    ctx.phase('moved', `runs on ${to}${result.postcopy ? ' (switched to post-copy)' : ''}; downtime ${result.downtimeMs === undefined ? '?' : Math.round(result.downtimeMs)} ms, ${Math.round(result.totalMs)} ms in all`);
     return {
       instance: await viewOn(to, name),
       from,
@@ -281,6 +287,7 @@ export async function moveOwned(app: AppCore, c: ClusterService, input: MoveInpu
       downtimeMs: result.downtimeMs === undefined ? null : Math.round(result.downtimeMs),
       bytesSent: result.bytesSent,
       diskBytes: result.diskBytes,
+      postcopy: result.postcopy,
     };
   });
 }

@@ -3,6 +3,7 @@ import { hostLimits } from '../host/limits.ts';
 import { validateCpus } from '../instances/validate.ts';
 import type { RestartPolicy } from '../instances/model.ts';
 import { invalid } from '../lib/errors.ts';
+import { MIB, parseSize } from '../lib/units.ts';
 import { RESTART_POLICIES } from '../store/policies.ts';
 
 /** API limit on vCPUs (src/api/schemas.ts); beyond it, or below 1, the core's message explains. */
@@ -28,4 +29,20 @@ export function logTailInput(o: { lines?: string; all?: boolean }, defaultLines:
   if (o.lines === undefined) return { lines: defaultLines };
   if (!/^\d{1,8}$/.test(o.lines)) throw invalid('--lines', `"${o.lines}" is not a whole number`, 'e.g. --lines 50, or --all for the whole log');
   return { lines: Number(o.lines) };
+}
+
+/** `move --postcopy auto|never`. */
+export function postcopyInput(text: string | undefined): 'auto' | 'never' | undefined {
+  if (text === undefined) return undefined;
+  if (text !== 'auto' && text !== 'never') throw invalid('--postcopy', `"${text}" is not valid`, 'use auto (switch to post-copy when pre-copy cannot converge) or never');
+  return text;
+}
+
+/** `move --bandwidth RATE`: a size per second (50M, 1G; a bare number is MiB) as the API's whole MiB/s. */
+export function bandwidthInput(text: string | undefined): number | undefined {
+  if (text === undefined) return undefined;
+  const hint = 'use a rate in MiB/s or GiB/s, such as 50M or 1G (per second)';
+  const bytes = /^\s*-/.test(text) ? 0 : parseSize('--bandwidth', text.replace(/\/s$/i, ''), 'M');
+  if (bytes < MIB || bytes % MIB !== 0) throw invalid('--bandwidth', `"${text}" is not a whole number of MiB/s of at least 1`, hint);
+  return bytes / MIB;
 }

@@ -1,7 +1,7 @@
 /** The instance lifecycle: `virtnode create/launch/start/stop/...`, `/instances` in the REST API. */
 import Type from 'typebox';
 import { endpoints } from '../endpoint.ts';
-import { Closed, CreateInstanceBody, DeleteQuery, Instance, LaunchBody, NameParams, PolicyBody, ResourcesBody, ResourcesResult, StopBody } from '../schemas.ts';
+import { Closed, CreateInstanceBody, StringEnum, DeleteQuery, Instance, LaunchBody, NameParams, PolicyBody, ResourcesBody, ResourcesResult, StopBody } from '../schemas.ts';
 
 const nullable = <T>(schema: object) => Type.Unsafe<T | null>({ ...schema, nullable: true });
 
@@ -29,7 +29,13 @@ export const Deleted = Closed({ name: Type.String(), deleted: Type.Boolean() });
 /** POST /instances/{name}/move: the cluster host to move a running instance to (live). */
 export const MoveBody = Closed({
   host: Type.String({ maxLength: 63, description: 'the cluster host to move it to (`virtnode cluster ls`)' }),
-  timeoutSeconds: Type.Optional(Type.Integer({ minimum: 1, maximum: 86_400, description: 'the move is given up (and undone) after this long (default 600)' })),
+  timeoutSeconds: Type.Optional(Type.Integer({ minimum: 1, maximum: 86_400, description: 'the move is given up (and undone) after this long (default 600); not once post-copy has started' })),
+  postcopy: Type.Optional(
+    StringEnum(['auto', 'never'], {
+      description: "auto: switch to post-copy when pre-copy cannot converge, instead of slowing the guest down (auto-converge) (the guest then runs on the target while its memory follows; it is lost if the target or the link dies before the end and recovery fails); never (the default): pre-copy only, which can always be undone",
+    }),
+  ),
+  bandwidthMiBs: Type.Optional(Type.Integer({ minimum: 1, maximum: 1_048_576, description: 'the memory migration\'s bandwidth cap, MiB/s (default 1024)' })),
 });
 export const MoveResult = Closed({
   instance: Instance,
@@ -40,6 +46,7 @@ export const MoveResult = Closed({
   downtimeMs: nullable<number>({ type: 'integer', description: "from the source's vCPUs stopping to the target running them" }),
   bytesSent: Type.Integer({ description: 'memory bytes sent' }),
   diskBytes: Type.Integer({ description: 'disk bytes copied' }),
+  postcopy: Type.Boolean({ description: 'the move switched to post-copy' }),
 });
 
 export const instanceEndpoints = endpoints({
@@ -103,7 +110,7 @@ export const instanceEndpoints = endpoints({
   move: {
     method: 'POST',
     path: '/instances/:name/move',
-    summary: 'in a cluster: move a running instance live to another host (an operation; progress entries are the move\'s phases; result: {instance, from, to, totalMs, migrationMs, downtimeMs, bytesSent, diskBytes})',
+    summary: 'in a cluster: move a running instance live to another host (an operation; progress entries are the move\'s phases; result: {instance, from, to, totalMs, migrationMs, downtimeMs, bytesSent, diskBytes, postcopy})',
     params: NameParams,
     body: MoveBody,
     response: MoveResult,

@@ -6,7 +6,7 @@ import { formatSize, MIB } from '../../lib/units.ts';
 import { parseDuration } from '../duration.ts';
 import { keyValues, printer, table } from '../output.ts';
 import { api } from '../api.ts';
-import { cpusInput, restartPolicyInput } from '../inputs.ts';
+import { bandwidthInput, cpusInput, postcopyInput, restartPolicyInput } from '../inputs.ts';
 import { addTuningOptions, tuningInput, tuningSummary } from '../tuning-flags.ts';
 import { instances as service } from '../context.ts';
 
@@ -151,18 +151,21 @@ export function registerInstanceCommands(program: Command): void {
     .description('in a cluster: move a running VM live to another host (user-mode NICs only)')
     .argument('<name>')
     .requiredOption('--to <host>', 'the cluster host to move it to')
-    .option('--timeout <duration>', 'give the move up (and undo it) after this long', '10m')
-    .action(async (name: string, o: { to: string; timeout?: string }) => {
-      const timeout = timeoutInput(o.timeout); // bad input is refused before anything runs
+    .option('--timeout <duration>', 'give the move up (and undo it) after this long (not once post-copy has started)', '10m')
+    .option('--postcopy <mode>', 'auto: switch to post-copy when pre-copy cannot converge; never (the default): pre-copy only')
+    .option('--bandwidth <rate>', 'cap the memory migration at this rate per second, e.g. 50M (MiB/s), 1G')
+    .action(async (name: string, o: { to: string; timeout?: string; postcopy?: string; bandwidth?: string }) => {
+      // Bad input is refused before anything runs.
+      const options = { ...timeoutInput(o.timeout), ...definedOnly({ postcopy: postcopyInput(o.postcopy), bandwidthMiBs: bandwidthInput(o.bandwidth) }) };
       const { interruptibly } = await import('../interrupt.ts');
       const client = await api();
       await interruptibly(async (signal) => {
-        const r = await client.instances.move({ name, host: o.to, ...timeout }, {
+        const r = await client.instances.move({ name, host: o.to, ...options }, {
           signal,
           onPhase: (phase, detail, ms) => process.stderr.write(`[${(ms / 1000).toFixed(1).padStart(6)} s] ${phase.padEnd(10)} ${detail}\n`),
         });
         const downtime = r.downtimeMs === null ? '' : `, downtime ${r.downtimeMs} ms`;
-        process.stdout.write(`Moved ${r.instance.name} from ${r.from} to ${r.to} in ${(r.totalMs / 1000).toFixed(1)} s${downtime}\n`);
+        process.stdout.write(`Moved ${r.instance.name} from ${r.from} to ${r.to} in ${(r.totalMs / 1000).toFixed(1)} s${downtime}${r.postcopy ? ' (switched to post-copy)' : ''}\n`);
       });
     });
 

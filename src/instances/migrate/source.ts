@@ -98,6 +98,8 @@ export async function migrateOut(qmp: QmpConnection, offer: MigrationOffer, targ
   let stopAt: number | undefined;
   const stopListener = qmp.onEvent((e) => {
     if (e.event === QMP_EVENTS.stop && state.migrationStarted && stopAt === undefined) stopAt = eventTime(e);
+    // A short post-copy may be over before the loop below looks: QEMU's event says it happened.
+    if (e.event === QMP_EVENTS.migration && e.data?.['status'] === 'postcopy-active') postcopy = true;
   });
   try {
     report({ phase: 'preparing', ...idle });
@@ -131,11 +133,16 @@ export async function migrateOut(qmp: QmpConnection, offer: MigrationOffer, targ
     let refinedPredictedMs: number | undefined;
     let switchedOver = false;
     let info: MigrationInfo;
+    // Once post-copy is asked for, a cancel or timeout no longer applies: the guest is about to run on the target
+    // with part of its memory still here, so the move goes on to its end (or to recovery).
+    let postcopyAsked = false;
     for (;;) {
-      if (signal?.aborted) throw new VirtnodeError('TIMEOUT', 'the move was cancelled', { cause: signal.reason });
-      info = await queryMigrate(qmp, q);
+      if (signal?.aborted && !postcopyAsked) throw new VirtnodeError('TIMEOUT', 'the move was cancelled', { cause: signal.reason });
+      const lq = postcopyAsked ? {} : q;
+      info = await queryMigrate(qmp, lq);
       const ram = info.ram;
-      const phase = info.status === 'postcopy-active' ? 'postcopy' : info.status === 'pre-switchover' || info.status === 'device' ? 'switching' : 'migrating';
+      // After the switch to post-copy, every look (its end included) is post-copy's.
+      const phase = info.status === 'postcopy-active' || postcopy ? 'postcopy' : info.status === 'pre-switchover' || info.status === 'device' ? 'switching' : 'migrating';
       report({
         phase,
         bytesSent: ram?.transferred ?? 0,
@@ -153,12 +160,12 @@ export async function migrateOut(qmp: QmpConnection, offer: MigrationOffer, targ
         // Once only: a query right after migrate-continue may still see the pause.
         switchedOver = true;
         await finishMirrors(qmp, state, signal);
-        await migrateContinue(qmp, q);
+        await migrateContinue(qmp, lq);
       } else if (info.status === 'postcopy-active' && resumed === undefined) {
         postcopy = true;
-        resumed = await target.resume(q);
+        resumed = await target.resume(lq);
       } else if (info.status === 'postcopy-paused' && target.recover !== undefined) {
-        await migrateResume(qmp, await target.recover(q), q);
+        await migrateResume(qmp, await target.recover(lq), lq);
       }
       const elapsedMs = Date.now() - migrationStartedAt;
       if (refinedPredictedMs === undefined && info.status === 'active' && ram !== undefined && elapsedMs >= REFINE_AFTER_MS && ram.total > ram.remaining) {
@@ -173,7 +180,8 @@ export async function migrateOut(qmp: QmpConnection, offer: MigrationOffer, targ
       if (info.status === 'active' && offer.postcopy && ram !== undefined) {
         samples.push({ syncCount: ram['dirty-sync-count'], remainingBytes: ram.remaining });
         if (preCopyStalled(samples)) {
-          await migrateStartPostcopy(qmp, q);
+          postcopyAsked = true;
+          await migrateStartPostcopy(qmp, {});
           samples.length = 0;
         }
       }

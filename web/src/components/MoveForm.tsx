@@ -11,6 +11,7 @@ import { OperationProgress } from './OperationProgress.tsx';
 export function MoveForm({ instance, operations }: { instance: Instance; operations: Operation[] }) {
   const cluster = useResource(() => client.cluster.status());
   const [target, setTarget] = useState('');
+  const [postcopy, setPostcopy] = useState(false);
   const [pending, setPending] = useState(false);
   const [error, setError] = useState<string | undefined>();
   const targets = (cluster.data?.hosts ?? []).filter((h) => h.state === 'online' && h.name !== instance.host);
@@ -23,7 +24,7 @@ export function MoveForm({ instance, operations }: { instance: Instance; operati
     e.preventDefault();
     setError(undefined);
     setPending(true);
-    start(API.instances.move, { name: instance.name, host: chosen })
+    start(API.instances.move, { name: instance.name, host: chosen, postcopy: postcopy ? 'auto' : 'never' })
       .catch((err: unknown) => setError(message(err)))
       .finally(() => setPending(false));
   };
@@ -45,6 +46,9 @@ export function MoveForm({ instance, operations }: { instance: Instance; operati
                 </option>
               ))}
             </select>
+          </label>{' '}
+          <label title="when pre-copy cannot catch up with a busy guest, it runs on the target while its memory follows; it is lost if the target fails before the end (a dropped link is recovered)">
+            <input type="checkbox" checked={postcopy} onChange={(e) => setPostcopy((e.target as HTMLInputElement).checked)} disabled={moving} /> allow post-copy
           </label>{' '}
           <button type="submit" disabled={moving || chosen === ''}>
             Move
