@@ -20,13 +20,14 @@ import type { InstancePolicy } from '../store/policies.ts';
 import { VirtnodeError, invalid, toVirtnodeError } from '../lib/errors.ts';
 import { validateName } from '../lib/ids.ts';
 import type { AppCore } from './context.ts';
+import { OFFLINE_MOVABLE_STATES } from './offline-states.ts';
 import { type Job, job } from './operations.ts';
 
 /** The cluster API route through which a source host drives the target's side of a move. */
 export const MOVES_PEER_PATH = '/v1/moves';
 
 /** A base image a disk sits on, which the target must have (by digest) before anything starts. */
-interface NeededBase {
+export interface NeededBase {
   disk: string;
   image: string;
   sha256: string;
@@ -43,6 +44,8 @@ export interface MoveInput {
   name: string;
   host: string;
   timeoutSeconds?: number;
+  /** Only an offline move (of a stopped VM); a running one is refused, not stopped. */
+  offline?: boolean;
 }
 
 export interface MoveOutcome {
@@ -54,6 +57,8 @@ export interface MoveOutcome {
   downtimeMs: number | null;
   bytesSent: number;
   diskBytes: number;
+  /** Moved stopped (its disks copied), not live. */
+  offline: boolean;
 }
 
 const MIB = 1024 * 1024;
@@ -65,14 +70,14 @@ const PREPARE_MS = 300_000;
 const ABANDONED_MS = 30 * 60_000;
 
 /** Where a base image is on this host: an image or a template with that digest, if its file is there. */
-function localBase(app: AppCore, sha256: string): string | undefined {
+export function localBase(app: AppCore, sha256: string): string | undefined {
   const image = app.images.list().find((i) => i.sha256 === sha256 && existsSync(i.path));
   if (image !== undefined) return image.path;
   return app.core.repos.templates.list().find((t) => t.sha256 === sha256 && existsSync(t.diskPath))?.diskPath;
 }
 
 /** What the target refuses before anything is made: fenced, the name taken here, a base it does not have. */
-function checkIncoming(app: AppCore, c: ClusterService, name: string, bases: NeededBase[]): void {
+export function checkIncoming(app: AppCore, c: ClusterService, name: string, bases: NeededBase[]): void {
   c.refuseWhileFenced('move');
   validateName('name', name);
   if (app.core.repos.instances.get(name) !== undefined || existsSync(app.paths.instanceDir(name))) {
@@ -228,8 +233,14 @@ export async function moveOwned(app: AppCore, c: ClusterService, input: MoveInpu
   const hint = 'see `virtnode cluster ls`; choose another host';
   const record = await c.usableHostRecord(to, 'host', hint);
   const kv = c.kv();
-  checkMovable(instance);
-  const transfers = await defaultTransfers(instance);
+  const offline = instance.state !== 'running' && OFFLINE_MOVABLE_STATES.has(instance.state);
+  if (input.offline === true && !offline) {
+    throw new VirtnodeError('INVALID_STATE', `${name} is ${instance.state}; --offline moves only a stopped, defined or crashed VM`, {
+      field: 'offline',
+      hint: `stop it first (\`virtnode stop ${name}\`), or move it live without --offline`,
+    });
+  }
+  if (!offline) checkMovable(instance);
   const claimEntry = await kv.get(PLACEMENT_KEYS.claim(name));
   if (claimEntry === undefined) throw new VirtnodeError('INVALID_STATE', `${name} has no placement claim in the cluster (it was not launched in it)`, { field: 'name' });
   const claim = JSON.parse(claimEntry.value) as Claim;
@@ -238,6 +249,11 @@ export async function moveOwned(app: AppCore, c: ClusterService, input: MoveInpu
   if (why !== undefined) {
     throw new VirtnodeError('CONFLICT', `host: ${to} has no room for ${name} (${claim.cpus} CPU(s), ${Math.round(claim.memoryBytes / MIB)} MiB): ${why}`, { field: 'host', hint });
   }
+  if (offline) {
+    const { moveOffline } = await import('./instances-move-offline.ts');
+    return moveOffline(app, c, instance, input, record, viewOn);
+  }
+  const transfers = await defaultTransfers(instance);
   const bases: NeededBase[] = [];
   for (const [disk, t] of Object.entries(transfers)) if (t.kind === 'copy' && t.base !== undefined) bases.push({ disk, image: instance.spec.image?.name ?? '?', sha256: t.base.sha256 });
   await c.peer(record, MOVES_PEER_PATH, { step: 'check', name, bases } satisfies Step, STEP_MS);
@@ -281,6 +297,7 @@ export async function moveOwned(app: AppCore, c: ClusterService, input: MoveInpu
       downtimeMs: result.downtimeMs === undefined ? null : Math.round(result.downtimeMs),
       bytesSent: result.bytesSent,
       diskBytes: result.diskBytes,
+      offline: false,
     };
   });
 }

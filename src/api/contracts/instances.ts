@@ -30,6 +30,7 @@ export const Deleted = Closed({ name: Type.String(), deleted: Type.Boolean() });
 export const MoveBody = Closed({
   host: Type.String({ maxLength: 63, description: 'the cluster host to move it to (`virtnode cluster ls`)' }),
   timeoutSeconds: Type.Optional(Type.Integer({ minimum: 1, maximum: 86_400, description: 'the move is given up (and undone) after this long (default 600)' })),
+  offline: Type.Optional(Type.Boolean({ description: 'only an offline move: a stopped VM (its disks copied); a running one is refused. A stopped VM moves offline without it too' })),
 });
 export const MoveResult = Closed({
   instance: Instance,
@@ -40,6 +41,7 @@ export const MoveResult = Closed({
   downtimeMs: nullable<number>({ type: 'integer', description: "from the source's vCPUs stopping to the target running them" }),
   bytesSent: Type.Integer({ description: 'memory bytes sent' }),
   diskBytes: Type.Integer({ description: 'disk bytes copied' }),
+  offline: Type.Boolean({ description: 'moved stopped (its disks copied), not live' }),
 });
 
 export const instanceEndpoints = endpoints({
@@ -103,7 +105,7 @@ export const instanceEndpoints = endpoints({
   move: {
     method: 'POST',
     path: '/instances/:name/move',
-    summary: 'in a cluster: move a running instance live to another host (an operation; progress entries are the move\'s phases; result: {instance, from, to, totalMs, migrationMs, downtimeMs, bytesSent, diskBytes})',
+    summary: 'in a cluster: move a running instance live, or a stopped VM offline (its disks copied), to another host (an operation; progress entries are the move\'s phases; result: {instance, from, to, totalMs, migrationMs, downtimeMs, bytesSent, diskBytes})',
     params: NameParams,
     body: MoveBody,
     response: MoveResult,

@@ -148,20 +148,21 @@ export function registerInstanceCommands(program: Command): void {
 
   program
     .command('move')
-    .description('in a cluster: move a running VM live to another host (user-mode NICs only)')
+    .description('in a cluster: move a VM to another host: live when it runs, offline (its disks copied) when stopped (user-mode NICs only)')
     .argument('<name>')
     .requiredOption('--to <host>', 'the cluster host to move it to')
+    .option('--offline', 'only an offline move: refused when the VM runs (stop it first)')
     .option('--timeout <duration>', 'give the move up (and undo it) after this long', '10m')
-    .action(async (name: string, o: { to: string; timeout?: string }) => {
+    .action(async (name: string, o: { to: string; timeout?: string; offline?: boolean }) => {
       const timeout = timeoutInput(o.timeout); // bad input is refused before anything runs
       const { interruptibly } = await import('../interrupt.ts');
       const client = await api();
       await interruptibly(async (signal) => {
-        const r = await client.instances.move({ name, host: o.to, ...timeout }, {
+        const r = await client.instances.move({ name, host: o.to, ...timeout, ...(o.offline === true ? { offline: true } : {}) }, {
           signal,
           onPhase: (phase, detail, ms) => process.stderr.write(`[${(ms / 1000).toFixed(1).padStart(6)} s] ${phase.padEnd(10)} ${detail}\n`),
         });
-        const downtime = r.downtimeMs === null ? '' : `, downtime ${r.downtimeMs} ms`;
+        const downtime = r.offline ? `, offline (${Math.round(r.diskBytes / 1048576)} MiB of disks copied)` : r.downtimeMs === null ? '' : `, downtime ${r.downtimeMs} ms`;
         process.stdout.write(`Moved ${r.instance.name} from ${r.from} to ${r.to} in ${(r.totalMs / 1000).toFixed(1)} s${downtime}\n`);
       });
     });
