@@ -92,8 +92,8 @@ describe('moving stopped instances between the hosts of a cluster (netns, real d
   }, 300_000);
 
   it('a target whose daemon dies mid-copy: the source keeps the instance and its claim, the target no partial files once back', async () => {
-    const [h1, h2] = h as [SimHost, SimHost];
-    const move = h1.cli(['move', 'o1', '--to', 'h1'], { timeoutMs: 180_000 });
+    const [h1, h2, h3] = h as [SimHost, SimHost, SimHost];
+    const move = h3.cli(['move', 'o1', '--to', 'h1'], { timeoutMs: 180_000 });
     // Kill h1's daemon (the target) as soon as its incoming directory appears.
     const deadline = Date.now() + 60_000;
     let killed = false;
@@ -107,11 +107,14 @@ describe('moving stopped instances between the hosts of a cluster (netns, real d
     const r = await move;
     console.log(`failed offline move: exit ${r.code}: ${r.stderr.trim()}`);
     expect(r.code).not.toBe(0);
+    expect(r.stderr).toMatch(/^error: the move of o1 to h1 failed while copying; o1 stays on h2, unchanged: /m);
+    // The killed target left its incoming directory behind (the partial copy)...
+    expect(existsSync(dirOf(h1, 'o1'))).toBe(true);
     // The source still has it, stopped, with its disk; its claim is unchanged.
     expect(localRecord(h2, 'o1')).toMatchObject({ name: 'o1', state: 'stopped' });
     expect(existsSync(dirOf(h2, 'o1'))).toBe(true);
     expect(etcdGet<Claim>(h2, '/virtnode/claims/o1')?.host).toBe('h2');
-    // Once the target is back, its partial copy is gone.
+    // ...which is gone once the target is back.
     await h1.startDaemon();
     await ok(h1, ['list']);
     await eventually(() => (existsSync(dirOf(h1, 'o1')) ? undefined : true), 30_000, 'nothing of o1 left on h1');
