@@ -13,7 +13,7 @@ import type { InstanceView } from '../api/schemas.ts';
 import type { HostRecord } from '../cluster/model.ts';
 import { fileSha256, peerDownloadVerified } from '../cluster/peer-files.ts';
 import type { PeerFileRoute, PeerRoute } from '../cluster/peer-http.ts';
-import { moveClaim } from '../cluster/placement.ts';
+import { moveClaim, ownerOf } from '../cluster/placement.ts';
 import type { ClusterService } from '../cluster/service.ts';
 import { defaultTransfers } from '../instances/migrate/move-instance.ts';
 import { type CarriedSeed, readSeed } from '../instances/migrate/carried-seed.ts';
@@ -28,7 +28,7 @@ import type { InstancePolicy } from '../store/policies.ts';
 import { isSharedDisk } from './cluster-shared-disks.ts';
 import type { AppCore } from './context.ts';
 import { imageFetchPlan } from './images-cluster.ts';
-import { checkIncoming, localBase, type MoveInput, type MoveOutcome } from './instances-move.ts';
+import { checkIncoming, localBase, type MoveInput, type MoveOutcome } from './move-common.ts';
 import { OFFLINE_MOVABLE_STATES } from './offline-states.ts';
 import { type Job, job } from './operations.ts';
 
@@ -55,6 +55,8 @@ type Step =
   | { step: 'abort' | 'done'; id: string; name: string };
 
 const STEP_MS = 60_000;
+/** How long a target keeps a copy (or a record) whose source never finished the move. */
+const ABANDONED_MS = 30 * 60_000;
 const DEFAULT_TIMEOUT_S = 600;
 const MIB = 1024 * 1024;
 const FILE_RE = /^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$/;
@@ -111,6 +113,24 @@ export function offlineMovesPeerRoute(app: AppCore, cluster: () => ClusterServic
   const adopted = new Map<string, string>();
   /** What `receive` placed, by move id, for `adopt`: the disks' paths here and the base's. */
   const placedBy = new Map<string, { disks: Record<string, string>; imagePath?: string }>();
+  /**
+   * A source that never comes back (crashed, cut off) after `receive` or `adopt`: after ABANDONED_MS the copy is
+   * removed, and an adopted record too unless the instance's claim names this host (the source moved it).
+   */
+  const abandon = (id: string, name: string) =>
+    setTimeout(() => {
+      void (async () => {
+        const dir = app.paths.instanceDir(name);
+        if (placedBy.delete(id) && markerOf(dir)?.id === id) rmSync(dir, { recursive: true, force: true });
+        if (adopted.get(id) !== name) return;
+        const c = cluster();
+        if ((await ownerOf(c.kv(), name)) === c.host) return void adopted.delete(id);
+        adopted.delete(id);
+        app.core.repos.instances.delete(name);
+        rmSync(dir, { recursive: true, force: true });
+        app.changed();
+      })().catch(() => undefined);
+    }, ABANDONED_MS).unref();
   return {
     handle: async (body, caller) => {
       const req = body as Step;
@@ -154,6 +174,7 @@ export function offlineMovesPeerRoute(app: AppCore, cluster: () => ClusterServic
               }
             }
             placedBy.set(req.id, { disks: placed, ...(imagePath === undefined ? {} : { imagePath }) });
+            abandon(req.id, req.name);
             return {};
           } catch (e) {
             rmSync(dir, { recursive: true, force: true });
@@ -178,6 +199,7 @@ export function offlineMovesPeerRoute(app: AppCore, cluster: () => ClusterServic
           app.core.repos.instances.insert({ ...record, spec, state: record.state === 'crashed' ? 'stopped' : record.state, stateReason: `moved here offline from ${caller.host ?? '?'}` });
           if (req.policy !== undefined) app.policies.set(name, req.policy);
           adopted.set(req.id, name);
+          abandon(req.id, name);
           rmSync(join(dir, INCOMING_MARKER), { force: true });
           app.changed();
           return {};

@@ -4,7 +4,7 @@
  * a MigrationTarget's steps and adopts the record. Once the guest runs on the target, the instance's claim in
  * etcd names the target (its room goes with it) before the source quits its QEMU and forgets the instance.
  */
-import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { InstanceView } from '../api/schemas.ts';
 import type { HostRecord } from '../cluster/model.ts';
@@ -18,20 +18,16 @@ import { type CarriedSeed, readSeed, withSeedDir } from '../instances/migrate/ca
 import type { Instance } from '../instances/model.ts';
 import type { InstancePolicy } from '../store/policies.ts';
 import { VirtnodeError, invalid, toVirtnodeError } from '../lib/errors.ts';
-import { validateName } from '../lib/ids.ts';
 import type { AppCore } from './context.ts';
+import { checkIncoming, localBase, type MoveInput, type MoveOutcome, type NeededBase } from './move-common.ts';
+
+export type { MoveInput, MoveOutcome } from './move-common.ts';
 import { OFFLINE_MOVABLE_STATES } from './offline-states.ts';
 import { type Job, job } from './operations.ts';
 
 /** The cluster API route through which a source host drives the target's side of a move. */
 export const MOVES_PEER_PATH = '/v1/moves';
 
-/** A base image a disk sits on, which the target must have (by digest) before anything starts. */
-export interface NeededBase {
-  disk: string;
-  image: string;
-  sha256: string;
-}
 
 type Step =
   | { step: 'check'; name: string; bases: NeededBase[] }
@@ -40,26 +36,7 @@ type Step =
   | { step: 'abort'; id: string; reason: string }
   | { step: 'adopt'; id: string; instance: Instance; policy: InstancePolicy };
 
-export interface MoveInput {
-  name: string;
-  host: string;
-  timeoutSeconds?: number;
-  /** Only an offline move (of a stopped VM); a running one is refused, not stopped. */
-  offline?: boolean;
-}
 
-export interface MoveOutcome {
-  instance: InstanceView;
-  from: string;
-  to: string;
-  totalMs: number;
-  migrationMs: number;
-  downtimeMs: number | null;
-  bytesSent: number;
-  diskBytes: number;
-  /** Moved stopped (its disks copied), not live. */
-  offline: boolean;
-}
 
 const MIB = 1024 * 1024;
 const DEFAULT_TIMEOUT_S = 600;
@@ -69,29 +46,7 @@ const PREPARE_MS = 300_000;
 /** A prepared target whose source never came back (crashed, cut off) gives up after this long. */
 const ABANDONED_MS = 30 * 60_000;
 
-/** Where a base image is on this host: an image or a template with that digest, if its file is there. */
-export function localBase(app: AppCore, sha256: string): string | undefined {
-  const image = app.images.list().find((i) => i.sha256 === sha256 && existsSync(i.path));
-  if (image !== undefined) return image.path;
-  return app.core.repos.templates.list().find((t) => t.sha256 === sha256 && existsSync(t.diskPath))?.diskPath;
-}
 
-/** What the target refuses before anything is made: fenced, the name taken here, a base it does not have. */
-export function checkIncoming(app: AppCore, c: ClusterService, name: string, bases: NeededBase[]): void {
-  c.refuseWhileFenced('move');
-  validateName('name', name);
-  if (app.core.repos.instances.get(name) !== undefined || existsSync(app.paths.instanceDir(name))) {
-    throw new VirtnodeError('CONFLICT', `host: ${c.host} has an instance (or an unfinished move) named ${name} already`, { field: 'host' });
-  }
-  for (const b of bases) {
-    if (localBase(app, b.sha256) === undefined) {
-      throw new VirtnodeError('HOST_UNSUPPORTED', `disks: ${b.disk} is a linked clone of image ${b.image} (sha256 ${b.sha256.slice(0, 12)}...), which host ${c.host} does not have`, {
-        field: 'disks',
-        hint: `pull or import the same image on ${c.host} first`,
-      });
-    }
-  }
-}
 
 /** The target host's side: the protocol's steps for moves coming here, and the adoption of their records. */
 export function movesPeerRoute(app: AppCore, cluster: () => ClusterService): PeerRoute {

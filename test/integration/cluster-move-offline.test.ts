@@ -1,4 +1,7 @@
-import { existsSync, readdirSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Claim } from '../../src/cluster/placement.ts';
 import { statePaths } from '../../src/lib/paths.ts';
@@ -32,6 +35,7 @@ const instanceDirs = (h: SimHost) => (existsSync(statePaths(h.home).instances) ?
 describe('moving stopped instances between the hosts of a cluster (netns, real daemons and etcd, the tiny guest)', () => {
   let sim: SimCluster;
   let h: SimHost[];
+  const work = mkdtempSync(join(tmpdir(), 'virtnode-move-offline-'));
   beforeAll(async () => {
     sim = await tinyGuestHosts(3, { cpuOvercommit: 4 });
     h = sim.hosts;
@@ -39,6 +43,7 @@ describe('moving stopped instances between the hosts of a cluster (netns, real d
   }, 180_000);
   afterAll(async () => {
     await destroyKeepingLogs(sim, 'cluster-move-offline');
+    rmSync(work, { recursive: true, force: true });
   });
 
   it('a running VM with --offline is refused naming the field and changes nothing', async () => {
@@ -124,5 +129,32 @@ describe('moving stopped instances between the hosts of a cluster (netns, real d
     expect(qemuPidsUnder(h2.home)).toHaveLength(1);
     await ok(h2, ['delete', '--force', 'o1']);
     expect(h.flatMap((x) => qemuPidsUnder(x.home))).toEqual([]);
+  }, 300_000);
+  it('a linked clone of an image the target lacks: only the overlay is copied, the target fetches the image by digest and rebases onto it', async () => {
+    const [h1, h2, h3] = h as [SimHost, SimHost, SimHost];
+    const raw = join(work, 'base.raw');
+    execFileSync('dd', ['if=/dev/urandom', `of=${raw}`, 'bs=1M', 'count=8', 'status=none']);
+    const file = join(work, 'base.qcow2');
+    execFileSync('qemu-img', ['convert', '-f', 'raw', '-O', 'qcow2', raw, file]);
+    await ok(h1, ['image', 'import', file, '--name', 'base']);
+    const [image] = JSON.parse(await ok(h1, ['image', 'ls', '--format', 'json'])) as Array<{ name: string; sha256: string }>;
+    expect(JSON.parse(await ok(h2, ['image', 'ls', '--format', 'json']))).toEqual([]);
+    // It boots through the firmware, which finds nothing: enough for a disk to move.
+    await ok(h1, ['launch', 'base', '--name', 'o2', ...LAUNCH, '--target', 'h1']);
+    await ok(h1, ['stop', '--force', 'o2']);
+
+    const out = await ok(h3, ['move', 'o2', '--to', 'h2']);
+    console.log(`offline move of a linked clone whose image h2 fetched: ${out.trim()}`);
+    // The overlay only (under 1 MiB), not the 8 MiB base.
+    expect(out).toMatch(/^Moved o2 from h1 to h2 in \d+\.\d s, offline \(0 MiB of disks copied\)\n$/);
+    const there = JSON.parse(await ok(h2, ['image', 'ls', '--format', 'json'])) as Array<{ name: string; sha256: string; path?: string }>;
+    expect(there.map((i) => [i.name, i.sha256])).toEqual([['base', image!.sha256]]);
+    const disk = readdirSync(dirOf(h2, 'o2')).find((f) => f.endsWith('.qcow2'))!;
+    const info = JSON.parse(execFileSync('qemu-img', ['info', '--output=json', '-U', join(dirOf(h2, 'o2'), disk)], { encoding: 'utf8' })) as { 'backing-filename'?: string };
+    expect(info['backing-filename']?.startsWith(h2.home)).toBe(true);
+    expect(existsSync(dirOf(h1, 'o2'))).toBe(false);
+    expect(etcdGet<Claim>(h1, '/virtnode/claims/o2')?.host).toBe('h2');
+    await ok(h2, ['delete', '--force', 'o2']);
+    for (const x of [h1, h2]) await ok(x, ['image', 'rm', 'base']);
   }, 300_000);
 });
