@@ -3,6 +3,7 @@
  * (src/instances/migrate/move-instance.ts) against the target host's cluster API route MOVES_PEER_PATH, which runs
  * a MigrationTarget's steps and adopts the record. Once the guest runs on the target, the instance's claim in
  * etcd names the target (its room goes with it) before the source quits its QEMU and forgets the instance.
+ * A stopped VM moves offline instead (instances-move-offline.ts).
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';

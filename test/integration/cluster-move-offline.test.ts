@@ -8,7 +8,7 @@ import { statePaths } from '../../src/lib/paths.ts';
 import { openDb } from '../../src/store/db.ts';
 import { InstanceRepository } from '../../src/store/instances.ts';
 import { qemuPidsUnder } from '../helpers/cli.ts';
-import { type SimCluster, type SimHost, destroyKeepingLogs, etcdGet, formCluster, listOn, ok, tinyGuestHosts } from '../helpers/cluster-hosts.ts';
+import { type SimCluster, type SimHost, destroyKeepingLogs, etcdGet, formCluster, listOn, ok, statusOn, tinyGuestHosts } from '../helpers/cluster-hosts.ts';
 import { eventually } from '../helpers/daemon.ts';
 import { SerialShell } from '../helpers/serial-shell.ts';
 
@@ -96,40 +96,6 @@ describe('moving stopped instances between the hosts of a cluster (netns, real d
     await ok(h2, ['stop', '--force', 'o1']);
   }, 300_000);
 
-  it('a target whose daemon dies mid-copy: the source keeps the instance and its claim, the target no partial files once back', async () => {
-    const [h1, h2, h3] = h as [SimHost, SimHost, SimHost];
-    const move = h3.cli(['move', 'o1', '--to', 'h1'], { timeoutMs: 180_000 });
-    // Kill h1's daemon (the target) as soon as its incoming directory appears.
-    const deadline = Date.now() + 60_000;
-    let killed = false;
-    while (!killed && Date.now() < deadline) {
-      if (existsSync(dirOf(h1, 'o1'))) {
-        await h1.stopDaemon('SIGKILL');
-        killed = true;
-      } else await new Promise((r) => setTimeout(r, 5));
-    }
-    expect(killed).toBe(true);
-    const r = await move;
-    console.log(`failed offline move: exit ${r.code}: ${r.stderr.trim()}`);
-    expect(r.code).not.toBe(0);
-    expect(r.stderr).toMatch(/^error: the move of o1 to h1 failed while copying; o1 stays on h2, unchanged: /m);
-    // The killed target left its incoming directory behind (the partial copy)...
-    expect(existsSync(dirOf(h1, 'o1'))).toBe(true);
-    // The source still has it, stopped, with its disk; its claim is unchanged.
-    expect(localRecord(h2, 'o1')).toMatchObject({ name: 'o1', state: 'stopped' });
-    expect(existsSync(dirOf(h2, 'o1'))).toBe(true);
-    expect(etcdGet<Claim>(h2, '/virtnode/claims/o1')?.host).toBe('h2');
-    // ...which is gone once the target is back.
-    await h1.startDaemon();
-    await ok(h1, ['list']);
-    await eventually(() => (existsSync(dirOf(h1, 'o1')) ? undefined : true), 30_000, 'nothing of o1 left on h1');
-    expect(localRecord(h1, 'o1')).toBeUndefined();
-    // And the instance still starts where it was.
-    await ok(h2, ['start', 'o1']);
-    expect(qemuPidsUnder(h2.home)).toHaveLength(1);
-    await ok(h2, ['delete', '--force', 'o1']);
-    expect(h.flatMap((x) => qemuPidsUnder(x.home))).toEqual([]);
-  }, 300_000);
   it('a linked clone of an image the target lacks: only the overlay is copied, the target fetches the image by digest and rebases onto it', async () => {
     const [h1, h2, h3] = h as [SimHost, SimHost, SimHost];
     const raw = join(work, 'base.raw');
@@ -156,5 +122,40 @@ describe('moving stopped instances between the hosts of a cluster (netns, real d
     expect(etcdGet<Claim>(h1, '/virtnode/claims/o2')?.host).toBe('h2');
     await ok(h2, ['delete', '--force', 'o2']);
     for (const x of [h1, h2]) await ok(x, ['image', 'rm', 'base']);
+  }, 300_000);
+
+  it('a target whose daemon dies mid-copy: the source keeps the instance and its claim, the target no partial files once back', async () => {
+    const [h1, h2, h3] = h as [SimHost, SimHost, SimHost];
+    const move = h3.cli(['move', 'o1', '--to', 'h1'], { timeoutMs: 180_000 });
+    // Kill h1's daemon (the target) as soon as its incoming directory appears.
+    const deadline = Date.now() + 60_000;
+    let killed = false;
+    while (!killed && Date.now() < deadline) {
+      if (existsSync(dirOf(h1, 'o1'))) {
+        await h1.stopDaemon('SIGKILL');
+        killed = true;
+      } else await new Promise((r) => setTimeout(r, 5));
+    }
+    expect(killed).toBe(true);
+    const r = await move;
+    console.log(`failed offline move: exit ${r.code}: ${r.stderr.trim()}`);
+    expect(r.code).not.toBe(0);
+    expect(r.stderr).toMatch(/^error: the move of o1 to h1 failed while copying; o1 stays on h2, unchanged: /m);
+    // The killed target left its incoming directory behind (the partial copy)...
+    expect(existsSync(dirOf(h1, 'o1'))).toBe(true);
+    // The source still has it, stopped, with its disk; its claim is unchanged.
+    expect(localRecord(h2, 'o1')).toMatchObject({ name: 'o1', state: 'stopped' });
+    expect(existsSync(dirOf(h2, 'o1'))).toBe(true);
+    expect(etcdGet<Claim>(h2, '/virtnode/claims/o1')?.host).toBe('h2');
+    // ...which is gone once the target is back.
+    await h1.startDaemon();
+    await eventually(async () => ((await statusOn(h2)).hosts.find((x) => x.name === 'h1')?.state === 'online' ? true : undefined), 30_000, 'h1 online again');
+    await eventually(() => (existsSync(dirOf(h1, 'o1')) ? undefined : true), 30_000, 'nothing of o1 left on h1');
+    expect(localRecord(h1, 'o1')).toBeUndefined();
+    // And the instance still starts where it was.
+    await ok(h2, ['start', 'o1']);
+    expect(qemuPidsUnder(h2.home)).toHaveLength(1);
+    await ok(h2, ['delete', '--force', 'o1']);
+    expect(h.flatMap((x) => qemuPidsUnder(x.home))).toEqual([]);
   }, 300_000);
 });
