@@ -235,8 +235,8 @@ function checkOfflineMovable(instance: Instance): void {
   if (managed.length > 0) throw new VirtnodeError('HOST_UNSUPPORTED', `${name} has a NIC on the managed network "${managed[0]!.network}"; only user-mode NICs move for now`, { field: 'name' });
 }
 
-/** The disks of a stopped VM as they travel: copied files (with their digests) and shared disks (not copied). */
-async function disksToCopy(app: AppCore, instance: Instance, signal: AbortSignal): Promise<Array<CopiedDisk & { path: string }>> {
+/** Attached volumes (neither the instance's own nor on a shared pool) do not move: refused naming the field. */
+function refuseForeignDisks(app: AppCore, instance: Instance): void {
   const shared = (path: string) => isSharedDisk(app, diskKey(path));
   const foreign = instance.spec.disks.filter((d) => !d.owned && !shared(d.path));
   if (foreign.length > 0) {
@@ -245,6 +245,12 @@ async function disksToCopy(app: AppCore, instance: Instance, signal: AbortSignal
       hint: 'detach the attached volume(s) first',
     });
   }
+}
+
+/** The disks of a stopped VM that are copied (with their sizes and digests); those on shared pools are not. */
+async function disksToCopy(app: AppCore, instance: Instance, signal: AbortSignal): Promise<Array<CopiedDisk & { path: string }>> {
+  const shared = (path: string) => isSharedDisk(app, diskKey(path));
+  refuseForeignDisks(app, instance);
   const transfers = await defaultTransfers(instance);
   const out: Array<CopiedDisk & { path: string }> = [];
   for (const d of instance.spec.disks) {
@@ -259,13 +265,14 @@ async function disksToCopy(app: AppCore, instance: Instance, signal: AbortSignal
 
 /**
  * The offline move of a stopped VM this host owns, checked now (each refusal names its field and changes nothing),
- * then done as an operation (phases copying, adopting, moved). A failure at any step before the claim moved leaves
+ * then done as an operation (phases hashing, copying, adopting, claiming, moved). A failure at any step before the claim moved leaves
  * the instance here as it was and nothing on the target.
  */
 export async function moveOffline(app: AppCore, c: ClusterService, instance: Instance, input: MoveInput, to: HostRecord, viewOn: (host: string, name: string) => Promise<InstanceView>): Promise<Job<MoveOutcome>> {
   const name = instance.name;
   const from = c.host!;
   checkOfflineMovable(instance);
+  refuseForeignDisks(app, instance);
   const transfers = await defaultTransfers(instance);
   const bases = Object.values(transfers).flatMap((t) => (t.kind === 'copy' && t.base !== undefined ? [{ sha256: t.base.sha256, image: instance.spec.image?.name ?? '?' }] : []));
   await c.peer(to, OFFLINE_MOVES_PEER_PATH, { step: 'check', name, bases } satisfies Step, STEP_MS);
