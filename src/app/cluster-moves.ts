@@ -1,6 +1,6 @@
 /**
  * Moves of many instances at once, over the live move of one (instances-move.ts): `cluster evacuate HOST` takes a
- * host out of placement and moves its running instances to hosts the scheduler picks; `cluster restore HOST` puts
+ * host out of placement and moves its instances (running ones live, stopped ones offline) to hosts the scheduler picks; `cluster restore HOST` puts
  * it back and moves those instances home; `cluster rebalance` evens out the hosts' loads. Each is an operation
  * that reports per instance where it went or why not. Asked on any host: each move goes through the instance
  * contract as any `virtnode move` does, so it runs on the instance's owner (forwarded there when that is another
@@ -14,6 +14,7 @@ import { KEYS } from '../cluster/model.ts';
 import { type Claim, PLACEMENT_KEYS, choose, overcommitRatios, readCandidates } from '../cluster/placement.ts';
 import { type BalanceInstance, planRebalance } from '../cluster/rebalance.ts';
 import { type ClusterService, checkHostName } from '../cluster/service.ts';
+import { OFFLINE_MOVABLE_STATES } from './offline-states.ts';
 import { USER_NETWORK } from '../instances/model.ts';
 import { VirtnodeError, invalid, toVirtnodeError } from '../lib/errors.ts';
 import type { AppCore } from './context.ts';
@@ -95,13 +96,16 @@ function failed(ctx: OperationContext, base: { name: string; from: string; to?: 
   return { ...base, result: 'failed', reason: toVirtnodeError(e).message };
 }
 
-/** Why a running instance cannot move live, or undefined (the move's own pre-checks, as far as a view tells). */
-function notMovable(v: InstanceView): string | undefined {
-  if (v.state === 'stopped') return 'stopped, offline move not supported yet';
-  if (v.state !== 'running') return `${v.state}; only a running VM moves live`;
-  if (v.type !== 'vm') return 'a system container; only VMs move live';
-  if (v.nics.some((n) => n.network !== USER_NETWORK)) return 'a NIC on a managed network; only user-mode NICs move live for now';
-  if (v.tuning?.cpuModel === undefined) return "runs with QEMU's default CPU (host or max), which differs from host to host; launch it with --cpu-model";
+/**
+ * Why an instance cannot move, or undefined (the move's own pre-checks, as far as a view tells): a running VM moves
+ * live; a stopped, defined or crashed one offline (its disks copied) unless `liveOnly`.
+ */
+function notMovable(v: InstanceView, options: { liveOnly?: boolean } = {}): string | undefined {
+  const offline = options.liveOnly !== true && OFFLINE_MOVABLE_STATES.has(v.state);
+  if (v.state !== 'running' && !offline) return `${v.state}; only a running VM moves live${options.liveOnly === true ? '' : ', a stopped one offline'}`;
+  if (v.type !== 'vm') return `a system container; only VMs move${offline ? '' : ' live'}`;
+  if (v.nics.some((n) => n.network !== USER_NETWORK)) return `a NIC on a managed network; only user-mode NICs move${offline ? '' : ' live'} for now`;
+  if (!offline && v.tuning?.cpuModel === undefined) return "runs with QEMU's default CPU (host or max), which differs from host to host; launch it with --cpu-model";
   return undefined;
 }
 
@@ -143,7 +147,7 @@ export async function evacuate(core: AppCore, input: { host: string }): Promise<
         continue;
       }
       reports.push(await remembered(report, () => markEvacuatedFrom(kv, v.name, host), `${host} is not recorded on its claim: \`cluster restore ${host}\` will not bring it back`));
-      ctx.phase('moved', `${v.name} runs on ${to}`);
+      ctx.phase('moved', `${v.name} ${v.state === 'running' ? 'runs' : 'is'} on ${to}`);
     }
     return { host, evacuated: true, instances: reports };
   });
@@ -190,7 +194,7 @@ export async function restore(core: AppCore, input: { host: string }): Promise<J
         continue;
       }
       reports.push(await remembered(report, () => markEvacuatedFrom(kv, name, undefined), `its claim still says it was evacuated from ${host} (harmless: a restore finds it there)`));
-      ctx.phase('moved', `${name} runs on ${host}`);
+      ctx.phase('moved', `${name} is on ${host}`);
     }
     return { host, evacuated: false, instances: reports };
   });
@@ -208,7 +212,7 @@ export async function rebalance(core: AppCore, input: { dryRun?: boolean; thresh
     const viewOf = new Map(views.map((v) => [`${v.host}/${v.name}`, v]));
     const members: BalanceInstance[] = claims.map((x) => {
       const v = viewOf.get(`${x.host}/${x.instance}`);
-      return { name: x.instance, host: x.host, cpus: x.cpus, memoryBytes: x.memoryBytes, diskBytes: x.diskBytes, pool: x.pool, ...(x.group === undefined ? {} : { group: x.group }), movable: v !== undefined && notMovable(v) === undefined };
+      return { name: x.instance, host: x.host, cpus: x.cpus, memoryBytes: x.memoryBytes, diskBytes: x.diskBytes, pool: x.pool, ...(x.group === undefined ? {} : { group: x.group }), movable: v !== undefined && notMovable(v, { liveOnly: true }) === undefined };
     });
     const plan = planRebalance(candidates, members, overcommitRatios(), threshold === undefined ? {} : { thresholdPercent: threshold });
     ctx.phase('planned', `${plan.moves.length} move(s): ${plan.note}`);

@@ -10,6 +10,7 @@ import { IMAGE_FETCH_PEER_PATH, fetchProgressPeerRoute } from './image-fetch-pro
 import { IMAGES_PEER_PREFIX, imagesFileRoute, publishHeldImages } from './images-cluster.ts';
 import { INSTANCES_PEER_PATH, instancesPeerRoute, ownedHere } from './instances-cluster.ts';
 import { MOVES_PEER_PATH, movesPeerRoute } from './instances-move.ts';
+import { MOVE_DISKS_PEER_PREFIX, OFFLINE_MOVES_PEER_PATH, moveDisksFileRoute, offlineMovesPeerRoute } from './instances-move-offline.ts';
 import { localInstances } from './instances.ts';
 
 /**
@@ -55,6 +56,8 @@ export function clusterService(app: AppCore, serving: boolean): ClusterService {
   let here: ReturnType<typeof ownedHere> | undefined;
   service.route(INSTANCES_PEER_PATH, instancesPeerRoute(() => (here ??= ownedHere(app, localInstances(app)))));
   service.route(MOVES_PEER_PATH, movesPeerRoute(app, () => service));
+  service.route(OFFLINE_MOVES_PEER_PATH, offlineMovesPeerRoute(app, () => service));
+  service.fileRoute(MOVE_DISKS_PEER_PREFIX, moveDisksFileRoute());
   service.fileRoute(IMAGES_PEER_PREFIX, imagesFileRoute(app));
   service.route(IMAGE_FETCH_PEER_PATH, fetchProgressPeerRoute());
   return service;

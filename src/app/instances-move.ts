@@ -3,8 +3,9 @@
  * (src/instances/migrate/move-instance.ts) against the target host's cluster API route MOVES_PEER_PATH, which runs
  * a MigrationTarget's steps and adopts the record. Once the guest runs on the target, the instance's claim in
  * etcd names the target (its room goes with it) before the source quits its QEMU and forgets the instance.
+ * A stopped VM moves offline instead (instances-move-offline.ts).
  */
-import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Static } from 'typebox';
 import type { MoveBody } from '../api/contracts/instances.ts';
@@ -20,19 +21,16 @@ import { type CarriedSeed, readSeed, withSeedDir } from '../instances/migrate/ca
 import type { Instance } from '../instances/model.ts';
 import type { InstancePolicy } from '../store/policies.ts';
 import { VirtnodeError, invalid, toVirtnodeError } from '../lib/errors.ts';
-import { validateName } from '../lib/ids.ts';
 import type { AppCore } from './context.ts';
+import { checkIncoming, localBase, type MoveInput, type MoveOutcome, type NeededBase } from './move-common.ts';
+
+export type { MoveInput, MoveOutcome } from './move-common.ts';
+import { OFFLINE_MOVABLE_STATES } from './offline-states.ts';
 import { type Job, job } from './operations.ts';
 
 /** The cluster API route through which a source host drives the target's side of a move. */
 export const MOVES_PEER_PATH = '/v1/moves';
 
-/** A base image a disk sits on, which the target must have (by digest) before anything starts. */
-interface NeededBase {
-  disk: string;
-  image: string;
-  sha256: string;
-}
 
 type Step =
   | { step: 'check'; name: string; bases: NeededBase[] }
@@ -40,20 +38,6 @@ type Step =
   | { step: 'resume' | 'recover'; id: string }
   | { step: 'abort'; id: string; reason: string }
   | { step: 'adopt'; id: string; instance: Instance; policy: InstancePolicy };
-
-export type MoveInput = { name: string } & Static<typeof MoveBody>;
-
-export interface MoveOutcome {
-  instance: InstanceView;
-  from: string;
-  to: string;
-  totalMs: number;
-  migrationMs: number;
-  downtimeMs: number | null;
-  bytesSent: number;
-  diskBytes: number;
-  postcopy: boolean;
-}
 
 const MIB = 1024 * 1024;
 const DEFAULT_TIMEOUT_S = 600;
@@ -63,29 +47,7 @@ const PREPARE_MS = 300_000;
 /** A prepared target whose source never came back (crashed, cut off) gives up after this long. */
 const ABANDONED_MS = 30 * 60_000;
 
-/** Where a base image is on this host: an image or a template with that digest, if its file is there. */
-function localBase(app: AppCore, sha256: string): string | undefined {
-  const image = app.images.list().find((i) => i.sha256 === sha256 && existsSync(i.path));
-  if (image !== undefined) return image.path;
-  return app.core.repos.templates.list().find((t) => t.sha256 === sha256 && existsSync(t.diskPath))?.diskPath;
-}
 
-/** What the target refuses before anything is made: fenced, the name taken here, a base it does not have. */
-function checkIncoming(app: AppCore, c: ClusterService, name: string, bases: NeededBase[]): void {
-  c.refuseWhileFenced('move');
-  validateName('name', name);
-  if (app.core.repos.instances.get(name) !== undefined || existsSync(app.paths.instanceDir(name))) {
-    throw new VirtnodeError('CONFLICT', `host: ${c.host} has an instance (or an unfinished move) named ${name} already`, { field: 'host' });
-  }
-  for (const b of bases) {
-    if (localBase(app, b.sha256) === undefined) {
-      throw new VirtnodeError('HOST_UNSUPPORTED', `disks: ${b.disk} is a linked clone of image ${b.image} (sha256 ${b.sha256.slice(0, 12)}...), which host ${c.host} does not have`, {
-        field: 'disks',
-        hint: `pull or import the same image on ${c.host} first`,
-      });
-    }
-  }
-}
 
 /** The target host's side: the protocol's steps for moves coming here, and the adoption of their records. */
 export function movesPeerRoute(app: AppCore, cluster: () => ClusterService): PeerRoute {
@@ -227,8 +189,14 @@ export async function moveOwned(app: AppCore, c: ClusterService, input: MoveInpu
   const hint = 'see `virtnode cluster ls`; choose another host';
   const record = await c.usableHostRecord(to, 'host', hint);
   const kv = c.kv();
-  checkMovable(instance);
-  const transfers = await defaultTransfers(instance);
+  const offline = instance.state !== 'running' && OFFLINE_MOVABLE_STATES.has(instance.state);
+  if (input.offline === true && !offline) {
+    throw new VirtnodeError('INVALID_STATE', `${name} is ${instance.state}; --offline moves only a stopped, defined or crashed VM`, {
+      field: 'offline',
+      hint: `stop it first (\`virtnode stop ${name}\`), or move it live without --offline`,
+    });
+  }
+  if (!offline) checkMovable(instance);
   const claimEntry = await kv.get(PLACEMENT_KEYS.claim(name));
   if (claimEntry === undefined) throw new VirtnodeError('INVALID_STATE', `${name} has no placement claim in the cluster (it was not launched in it)`, { field: 'name' });
   const claim = JSON.parse(claimEntry.value) as Claim;
@@ -237,6 +205,11 @@ export async function moveOwned(app: AppCore, c: ClusterService, input: MoveInpu
   if (why !== undefined) {
     throw new VirtnodeError('CONFLICT', `host: ${to} has no room for ${name} (${claim.cpus} CPU(s), ${Math.round(claim.memoryBytes / MIB)} MiB): ${why}`, { field: 'host', hint });
   }
+  if (offline) {
+    const { moveOffline } = await import('./instances-move-offline.ts');
+    return moveOffline(app, c, instance, input, record, viewOn);
+  }
+  const transfers = await defaultTransfers(instance);
   const bases: NeededBase[] = [];
   for (const [disk, t] of Object.entries(transfers)) if (t.kind === 'copy' && t.base !== undefined) bases.push({ disk, image: instance.spec.image?.name ?? '?', sha256: t.base.sha256 });
   await c.peer(record, MOVES_PEER_PATH, { step: 'check', name, bases } satisfies Step, STEP_MS);
@@ -288,6 +261,7 @@ export async function moveOwned(app: AppCore, c: ClusterService, input: MoveInpu
       bytesSent: result.bytesSent,
       diskBytes: result.diskBytes,
       postcopy: result.postcopy,
+      offline: false,
     };
   });
 }

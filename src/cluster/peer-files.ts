@@ -2,11 +2,13 @@
  * Files over the cluster API: the serving side of a GET with HTTP Range (so an interrupted transfer resumes), and
  * the client, which returns a fetch() `Response` so the image store's resumable download reads it like any other.
  */
-import { createReadStream } from 'node:fs';
-import { stat } from 'node:fs/promises';
+import { createHash } from 'node:crypto';
+import { createReadStream, createWriteStream } from 'node:fs';
+import { rename, rm, stat } from 'node:fs/promises';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { request } from 'node:https';
 import { Readable } from 'node:stream';
+import type { ReadableStream as WebReadableStream } from 'node:stream/web';
 import { pipeline } from 'node:stream/promises';
 import { type ErrorCode, VirtnodeError } from '../lib/errors.ts';
 
@@ -87,4 +89,38 @@ export function peerGet(url: string, init: { headers?: Record<string, string>; s
     req.on('error', reject);
     req.end();
   });
+}
+
+/** The sha256 (hex) of a file's bytes, streamed. */
+export async function fileSha256(path: string, signal?: AbortSignal): Promise<string> {
+  const hash = createHash('sha256');
+  await pipeline(createReadStream(path), hash, ...(signal === undefined ? [] : [{ signal }]));
+  return hash.digest('hex');
+}
+
+/**
+ * GETs `url` (a PeerFileRoute) into `dest` through `dest.part`, checks its size and sha256, and renames it into
+ * place only if both match; a failure leaves neither file.
+ */
+export async function peerDownloadVerified(url: string, dest: string, expect: { size: number; sha256: string }, tls: PeerTls, signal?: AbortSignal): Promise<void> {
+  const part = `${dest}.part`;
+  try {
+    const res = await peerGet(url, signal === undefined ? {} : { signal }, tls);
+    if (res.status !== 200 || res.body === null) throw new VirtnodeError('COMMAND_FAILED', `${url} answered ${res.status}`);
+    const hash = createHash('sha256');
+    let size = 0;
+    const counted = Readable.fromWeb(res.body as WebReadableStream<Uint8Array>).on('data', (d: Buffer) => {
+      size += d.length;
+      hash.update(d);
+    });
+    await pipeline(counted, createWriteStream(part, { mode: 0o600 }), ...(signal === undefined ? [] : [{ signal }]));
+    const sha256 = hash.digest('hex');
+    if (size !== expect.size || sha256 !== expect.sha256) {
+      throw new VirtnodeError('COMMAND_FAILED', `the copy of ${url} has ${size} bytes with sha256 ${sha256}, not ${expect.size} bytes with sha256 ${expect.sha256}`);
+    }
+    await rename(part, dest);
+  } catch (e) {
+    await rm(part, { force: true });
+    throw e;
+  }
 }

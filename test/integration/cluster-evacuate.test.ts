@@ -1,3 +1,4 @@
+import { existsSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ClusterStatusView, EvacuationResult, RebalanceResult } from '../../src/api/contracts/cluster.ts';
 import type { Claim } from '../../src/cluster/placement.ts';
@@ -87,7 +88,7 @@ describe('evacuating, restoring and rebalancing hosts of a cluster (netns, real 
     expect(etcdGet<HostRecord>(h1, '/virtnode/hosts/h1')?.evacuated).toBeUndefined();
   }, 240_000);
 
-  it('evacuates h1 when asked on h2: the running guests go live to h2 and h3, the stopped one stays, h1 is out of placement', async () => {
+  it('evacuates h1 when asked on h2: the running guests go live to h2 and h3, the stopped one offline, h1 is out of placement', async () => {
     const [h1, h2, h3] = h as [SimHost, SimHost, SimHost];
     for (const name of RUNNING) uptimes.set(name, await uptime(h1, name, false));
 
@@ -96,8 +97,9 @@ describe('evacuating, restoring and rebalancing hosts of a cluster (netns, real 
     console.log(`evacuate h1 (3 running guests, asked on h2): ${Date.now() - started} ms`);
     const r = JSON.parse(out) as Evacuation;
     expect(r).toMatchObject({ host: 'h1', evacuated: true });
-    expect(r.instances.map((i) => [i.name, i.result])).toEqual([['m1', 'moved'], ['m2', 'moved'], ['m3', 'moved'], ['s1', 'stays']]);
-    expect(r.instances.find((i) => i.name === 's1')!.reason).toBe('stopped, offline move not supported yet');
+    expect(r.instances.map((i) => [i.name, i.result])).toEqual([['m1', 'moved'], ['m2', 'moved'], ['m3', 'moved'], ['s1', 'moved']]);
+    const s1 = r.instances.find((i) => i.name === 's1')!;
+    expect(s1.downtimeMs).toBeUndefined();
     // The scheduler spreads them over both hosts that can take them.
     const targets = r.instances.filter((i) => i.result === 'moved').map((i) => i.to);
     expect(new Set(targets)).toEqual(new Set(['h2', 'h3']));
@@ -105,7 +107,7 @@ describe('evacuating, restoring and rebalancing hosts of a cluster (netns, real 
     // h1 runs no QEMU; every guest runs where the report says, as another host sees it; none rebooted.
     expect(qemuPidsUnder(h1.home)).toEqual([]);
     const seen = await placement(h3);
-    for (const i of r.instances.filter((x) => x.result === 'moved')) {
+    for (const i of r.instances.filter((x) => x.result === 'moved' && x.name !== 's1')) {
       expect(seen[i.name]).toBe(`${i.to}:running`);
       const host = h.find((x) => x.name === i.to)!;
       const now = await uptime(host, i.name);
@@ -113,25 +115,27 @@ describe('evacuating, restoring and rebalancing hosts of a cluster (netns, real 
       uptimes.set(i.name, now);
       expect(etcdGet<Claim>(h1, `/virtnode/claims/${i.name}`)).toMatchObject({ host: i.to, evacuatedFrom: 'h1' });
     }
-    expect(seen['s1']).toBe('h1:stopped');
+    // The stopped one moved offline: stopped on its new host, nothing of it left on h1.
+    expect(seen['s1']).toBe(`${s1.to}:stopped`);
+    expect(etcdGet<Claim>(h1, '/virtnode/claims/s1')).toMatchObject({ host: s1.to, evacuatedFrom: 'h1' });
+    expect(existsSync(dirOf(h1, 's1'))).toBe(false);
 
     expect(hostState(await statusOn(h3), 'h1')).toBe('evacuated');
     const refused = await h3.cli(['launch', ...LAUNCH, '--name', 'late', '--target', 'h1']);
     expect([refused.code, refused.stderr]).toEqual([4, expect.stringContaining('error: target: host h1 is evacuated (out of placement)')]);
     expect((await listOn(h2)).some((i) => i.name === 'late')).toBe(false);
 
-    // A second evacuation is fine: nothing left to move, the stopped guest still stays.
+    // A second evacuation is fine: nothing left to move.
     const again = await ok(h1, ['cluster', 'evacuate', 'h1']);
-    expect(again).toContain('Evacuated h1 (out of placement): 0 moved, 1 stay, 0 failed');
-    expect(again).toMatch(/s1 +- +stays +stopped, offline move not supported yet/);
+    expect(again).toContain('Evacuated h1 (out of placement): 0 moved, 0 stay, 0 failed');
     expect(qemuPidsUnder(h1.home)).toEqual([]);
   }, 300_000);
 
-  it('restores h1 when asked on h3: the guests its evacuation moved come back live, h1 takes work again', async () => {
+  it('restores h1 when asked on h3: the guests its evacuation moved come back (live, the stopped one offline), h1 takes work again', async () => {
     const [h1, h2, h3] = h as [SimHost, SimHost, SimHost];
     const out = await ok(h3, ['cluster', 'restore', 'h1']);
     console.log(out.trim());
-    expect(out).toContain('Restored h1 (in placement again): 3 moved, 0 stay, 0 failed');
+    expect(out).toContain('Restored h1 (in placement again): 4 moved, 0 stay, 0 failed');
     expect(qemuPidsUnder(h1.home)).toHaveLength(3);
     expect([...qemuPidsUnder(h2.home), ...qemuPidsUnder(h3.home)]).toEqual([]);
     const seen = await placement(h2);
@@ -142,6 +146,8 @@ describe('evacuating, restoring and rebalancing hosts of a cluster (netns, real 
       const claim = etcdGet<Claim>(h1, `/virtnode/claims/${name}`)!;
       expect([claim.host, claim.evacuatedFrom]).toEqual(['h1', undefined]);
     }
+    expect(seen['s1']).toBe('h1:stopped');
+    expect(etcdGet<Claim>(h1, '/virtnode/claims/s1')).toMatchObject({ host: 'h1' });
     expect(hostState(await statusOn(h2), 'h1')).toBe('online');
     // Restoring again: nothing to bring back.
     expect(await ok(h1, ['cluster', 'restore', 'h1'])).toBe('Restored h1 (in placement again): 0 moved, 0 stay, 0 failed; no instances to bring back\n');

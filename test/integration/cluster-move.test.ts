@@ -52,7 +52,7 @@ describe('moving running instances between the hosts of a cluster (netns, real d
     await formCluster(h);
   }, 120_000);
 
-  it('refusals name the field and change nothing: the owner itself, an unknown host, no room, not running', async () => {
+  it('refusals name the field and change nothing: the owner itself, an unknown host, no room, --offline of a running VM', async () => {
     await ok(h[0]!, ['launch', 'tiny', '--name', 'm1', ...LAUNCH, '--target', 'h1']);
     const [pid] = qemuPidsUnder(h[0]!.home);
     expect(pid).toBeDefined();
@@ -70,9 +70,9 @@ describe('moving running instances between the hosts of a cluster (netns, real d
     const full = await h[2]!.cli(['move', 'm1', '--to', 'h2']);
     expect(full.code).toBe(4);
     expect(full.stderr).toContain(`error: host: h2 has no room for m1 (1 CPU(s), 128 MiB): CPUs: 0 free of ${h2cpus}`);
-    const stopped = await h[0]!.cli(['move', 'big', '--to', 'h3']);
-    expect(stopped.code).toBe(5);
-    expect(stopped.stderr).toContain('error: big is stopped; only a running VM moves live');
+    const running = await h[0]!.cli(['move', 'm1', '--to', 'h3', '--offline']);
+    expect(running.code).toBe(5);
+    expect(running.stderr).toContain('error: m1 is running; --offline moves only a stopped, defined or crashed VM');
     const badTimeout = await h[0]!.cli(['move', 'm1', '--to', 'h3', '--timeout', 'soon']);
     expect(badTimeout.code).toBe(2);
 

@@ -26,7 +26,7 @@ export const StopResult = Closed({ instance: Instance, method: Type.String({ des
 export const RestartResult = Closed({ instance: Instance });
 export const Deleted = Closed({ name: Type.String(), deleted: Type.Boolean() });
 
-/** POST /instances/{name}/move: the cluster host to move a running instance to (live). */
+/** POST /instances/{name}/move: the cluster host to move an instance to (live when it runs, offline when stopped). */
 export const MoveBody = Closed({
   host: Type.String({ maxLength: 63, description: 'the cluster host to move it to (`virtnode cluster ls`)' }),
   timeoutSeconds: Type.Optional(Type.Integer({ minimum: 1, maximum: 86_400, description: 'the move is given up (and undone) after this long (default 600); not once post-copy has started' })),
@@ -36,6 +36,7 @@ export const MoveBody = Closed({
     }),
   ),
   bandwidthMiBs: Type.Optional(Type.Integer({ minimum: 1, maximum: 1_048_576, description: 'the memory migration\'s bandwidth cap, MiB/s (default 1024)' })),
+  offline: Type.Optional(Type.Boolean({ description: 'only an offline move: a stopped VM (its disks copied); a running one is refused. A stopped VM moves offline without it too' })),
 });
 export const MoveResult = Closed({
   instance: Instance,
@@ -47,6 +48,7 @@ export const MoveResult = Closed({
   bytesSent: Type.Integer({ description: 'memory bytes sent' }),
   diskBytes: Type.Integer({ description: 'disk bytes copied' }),
   postcopy: Type.Boolean({ description: 'the move switched to post-copy' }),
+  offline: Type.Boolean({ description: 'moved stopped (its disks copied), not live' }),
 });
 
 export const instanceEndpoints = endpoints({
@@ -110,7 +112,7 @@ export const instanceEndpoints = endpoints({
   move: {
     method: 'POST',
     path: '/instances/:name/move',
-    summary: 'in a cluster: move a running instance live to another host (an operation; progress entries are the move\'s phases; result: {instance, from, to, totalMs, migrationMs, downtimeMs, bytesSent, diskBytes, postcopy})',
+    summary: 'in a cluster: move a running instance live, or a stopped VM offline (its disks copied), to another host (an operation; progress entries are the move\'s phases; result: {instance, from, to, totalMs, migrationMs, downtimeMs, bytesSent, diskBytes, postcopy, offline})',
     params: NameParams,
     body: MoveBody,
     response: MoveResult,

@@ -148,15 +148,20 @@ export function registerInstanceCommands(program: Command): void {
 
   program
     .command('move')
-    .description('in a cluster: move a running VM live to another host (user-mode NICs only)')
+    .description('in a cluster: move a VM to another host: live when it runs, offline (its disks copied) when stopped (user-mode NICs only)')
     .argument('<name>')
     .requiredOption('--to <host>', 'the cluster host to move it to')
+    .option('--offline', 'only an offline move: refused when the VM runs (stop it first)')
     .option('--timeout <duration>', 'give the move up (and undo it) after this long (not once post-copy has started)', '10m')
     .option('--postcopy <mode>', 'auto: switch to post-copy when pre-copy cannot converge; never (the default): pre-copy only')
     .option('--bandwidth <rate>', 'cap the memory migration at this rate per second, e.g. 50M (MiB/s), 1G')
-    .action(async (name: string, o: { to: string; timeout?: string; postcopy?: string; bandwidth?: string }) => {
+    .action(async (name: string, o: { to: string; timeout?: string; offline?: boolean; postcopy?: string; bandwidth?: string }) => {
       // Bad input is refused before anything runs.
-      const options = { ...timeoutInput(o.timeout), ...definedOnly({ postcopy: postcopyInput(o.postcopy), bandwidthMiBs: bandwidthInput(o.bandwidth) }) };
+      const options = {
+        ...timeoutInput(o.timeout),
+        ...definedOnly({ postcopy: postcopyInput(o.postcopy), bandwidthMiBs: bandwidthInput(o.bandwidth) }),
+        ...(o.offline === true ? { offline: true } : {}),
+      };
       const { interruptibly } = await import('../interrupt.ts');
       const client = await api();
       await interruptibly(async (signal) => {
@@ -164,7 +169,7 @@ export function registerInstanceCommands(program: Command): void {
           signal,
           onPhase: (phase, detail, ms) => process.stderr.write(`[${(ms / 1000).toFixed(1).padStart(6)} s] ${phase.padEnd(10)} ${detail}\n`),
         });
-        const downtime = r.downtimeMs === null ? '' : `, downtime ${r.downtimeMs} ms`;
+        const downtime = r.offline ? `, offline (${Math.round(r.diskBytes / 1048576)} MiB of disks copied)` : r.downtimeMs === null ? '' : `, downtime ${r.downtimeMs} ms`;
         process.stdout.write(`Moved ${r.instance.name} from ${r.from} to ${r.to} in ${(r.totalMs / 1000).toFixed(1)} s${downtime}${r.postcopy ? ' (switched to post-copy)' : ''}\n`);
       });
     });

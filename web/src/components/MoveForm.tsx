@@ -5,9 +5,13 @@ import { useResource } from '../lib/use-resource.ts';
 import { OperationProgress } from './OperationProgress.tsx';
 
 /**
- * In a cluster: move a running instance live to another host (`virtnode move NAME --to HOST`). The hosts offered
+ * In a cluster: move an instance to another host (`virtnode move NAME --to HOST`): live when it runs, offline (its
+ * disks copied) when it is a stopped, defined or crashed VM. The hosts offered
  * are the online ones other than its own; the daemon checks again (capacity, lease, fencing) and says why not.
  */
+/** States in which a VM moves offline (as src/app/offline-states.ts; the web UI imports only api/ and client/). */
+const OFFLINE: ReadonlySet<string> = new Set(['stopped', 'defined', 'crashed']);
+
 export function MoveForm({ instance, operations }: { instance: Instance; operations: Operation[] }) {
   const cluster = useResource(() => client.cluster.status());
   const [target, setTarget] = useState('');
@@ -31,8 +35,8 @@ export function MoveForm({ instance, operations }: { instance: Instance; operati
   return (
     <div class="move" data-testid="move">
       <h2>Move to another host</h2>
-      {instance.state !== 'running' ? (
-        <p class="muted">A live move needs the instance running.</p>
+      {instance.state !== 'running' && !OFFLINE.has(instance.state) ? (
+        <p class="muted">A move needs the instance running (live) or stopped (offline).</p>
       ) : targets.length === 0 ? (
         <p class="muted">{cluster.data === undefined ? 'loading hosts…' : 'No other host is online.'}</p>
       ) : (
@@ -53,6 +57,7 @@ export function MoveForm({ instance, operations }: { instance: Instance; operati
           <button type="submit" disabled={moving || chosen === ''}>
             Move
           </button>
+          {instance.state !== 'running' && <span class="muted"> offline: its disks are copied</span>}
         </form>
       )}
       {error !== undefined && (

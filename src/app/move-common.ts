@@ -1,0 +1,60 @@
+/**
+ * What the live and the offline move share: their input and outcome, and the target host's checks before it makes
+ * anything (the name free here, the bases of linked clones found by digest).
+ */
+import { existsSync } from 'node:fs';
+import type { Static } from 'typebox';
+import type { MoveBody } from '../api/contracts/instances.ts';
+import type { InstanceView } from '../api/schemas.ts';
+import type { ClusterService } from '../cluster/service.ts';
+import { VirtnodeError } from '../lib/errors.ts';
+import { validateName } from '../lib/ids.ts';
+import type { AppCore } from './context.ts';
+
+/** A base image a disk sits on, which the target must have (by digest) before anything starts. */
+export interface NeededBase {
+  disk: string;
+  image: string;
+  sha256: string;
+}
+
+export type MoveInput = { name: string } & Static<typeof MoveBody>;
+
+export interface MoveOutcome {
+  instance: InstanceView;
+  from: string;
+  to: string;
+  totalMs: number;
+  migrationMs: number;
+  downtimeMs: number | null;
+  bytesSent: number;
+  diskBytes: number;
+  /** Moved stopped (its disks copied), not live. */
+  offline: boolean;
+  /** A live move that switched to post-copy. */
+  postcopy: boolean;
+}
+
+/** Where a base image is on this host: an image or a template with that digest, if its file is there. */
+export function localBase(app: AppCore, sha256: string): string | undefined {
+  const image = app.images.list().find((i) => i.sha256 === sha256 && existsSync(i.path));
+  if (image !== undefined) return image.path;
+  return app.core.repos.templates.list().find((t) => t.sha256 === sha256 && existsSync(t.diskPath))?.diskPath;
+}
+
+/** What the target refuses before anything is made: fenced, the name taken here, a base it does not have. */
+export function checkIncoming(app: AppCore, c: ClusterService, name: string, bases: NeededBase[]): void {
+  c.refuseWhileFenced('move');
+  validateName('name', name);
+  if (app.core.repos.instances.get(name) !== undefined || existsSync(app.paths.instanceDir(name))) {
+    throw new VirtnodeError('CONFLICT', `host: ${c.host} has an instance (or an unfinished move) named ${name} already`, { field: 'host' });
+  }
+  for (const b of bases) {
+    if (localBase(app, b.sha256) === undefined) {
+      throw new VirtnodeError('HOST_UNSUPPORTED', `disks: ${b.disk} is a linked clone of image ${b.image} (sha256 ${b.sha256.slice(0, 12)}...), which host ${c.host} does not have`, {
+        field: 'disks',
+        hint: `pull or import the same image on ${c.host} first`,
+      });
+    }
+  }
+}
