@@ -7,19 +7,14 @@
  * groups never made worse), choosing the instance that leaves the smallest spread; a move must make the spread
  * smaller, and no instance moves twice.
  */
-import { type Candidate, type HostUsage, type OvercommitRatios, unfit } from './placement.ts';
+import { type Candidate, type Claim, type HostUsage, type OvercommitRatios, unfit } from './placement.ts';
 
-export interface BalanceInstance {
+/** An instance as its claim weighs it on its host. */
+export type BalanceInstance = Pick<Claim, 'host' | 'cpus' | 'memoryBytes' | 'diskBytes' | 'pool' | 'group'> & {
   name: string;
-  host: string;
-  cpus: number;
-  memoryBytes: number;
-  diskBytes: number;
-  pool: string;
-  group?: string;
   /** A running VM that can move live; others weigh on their host but stay. */
   movable: boolean;
-}
+};
 
 export interface HostLoad {
   name: string;

@@ -9,6 +9,7 @@ import type { ClusterConfig } from '../../src/cluster/model.ts';
 import { daemonAnswers } from '../../src/client/http.ts';
 import { statePaths } from '../../src/lib/paths.ts';
 import { openDb } from '../../src/store/db.ts';
+import { InstanceRepository } from '../../src/store/instances.ts';
 import { TemplateRepository } from '../../src/store/templates.ts';
 import { type CliResult, REPO_ROOT, VIRTNODE_BIN, qemuPidsUnder, virtnode } from './cli.ts';
 import { eventually } from './daemon.ts';
@@ -253,3 +254,16 @@ export async function destroyKeepingLogs(sim: SimCluster | undefined, label: str
   for (const x of sim.hosts) writeFileSync(join(REPO_ROOT, 'test-results', `${label}-${x.name}.log`), x.output());
   await sim.destroy();
 }
+
+/** The record in a host's own store (not the cluster's view). */
+export function localRecord(h: SimHost, name: string): unknown {
+  const db = openDb(statePaths(h.home).db);
+  try {
+    return new InstanceRepository(db).get(name);
+  } finally {
+    db.close();
+  }
+}
+
+/** An instance's directory on a host. */
+export const instanceDirOn = (h: SimHost, name: string): string => statePaths(h.home).instanceDir(name);

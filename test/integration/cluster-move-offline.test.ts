@@ -5,10 +5,8 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Claim } from '../../src/cluster/placement.ts';
 import { statePaths } from '../../src/lib/paths.ts';
-import { openDb } from '../../src/store/db.ts';
-import { InstanceRepository } from '../../src/store/instances.ts';
 import { qemuPidsUnder } from '../helpers/cli.ts';
-import { type SimCluster, type SimHost, destroyKeepingLogs, etcdGet, formCluster, listOn, ok, statusOn, tinyGuestHosts } from '../helpers/cluster-hosts.ts';
+import { type SimCluster, type SimHost, destroyKeepingLogs, etcdGet, formCluster, instanceDirOn, listOn, localRecord, ok, statusOn, tinyGuestHosts } from '../helpers/cluster-hosts.ts';
 import { eventually } from '../helpers/daemon.ts';
 import { SerialShell } from '../helpers/serial-shell.ts';
 
@@ -20,16 +18,6 @@ import { SerialShell } from '../helpers/serial-shell.ts';
 
 const LAUNCH = ['--memory', '128M', '--seed', 'http', '--no-wait'];
 
-function localRecord(h: SimHost, name: string): unknown {
-  const db = openDb(statePaths(h.home).db);
-  try {
-    return new InstanceRepository(db).get(name);
-  } finally {
-    db.close();
-  }
-}
-
-const dirOf = (h: SimHost, name: string) => statePaths(h.home).instanceDir(name);
 const instanceDirs = (h: SimHost) => (existsSync(statePaths(h.home).instances) ? readdirSync(statePaths(h.home).instances) : []);
 
 describe('moving stopped instances between the hosts of a cluster (netns, real daemons and etcd, the tiny guest)', () => {
@@ -54,14 +42,14 @@ describe('moving stopped instances between the hosts of a cluster (netns, real d
     expect(r.code).toBe(5);
     expect(r.stderr).toContain('error: o1 is running; --offline moves only a stopped, defined or crashed VM');
     expect(qemuPidsUnder(h1.home)).toEqual([pid]);
-    expect(existsSync(dirOf(h2, 'o1'))).toBe(false);
+    expect(existsSync(instanceDirOn(h2, 'o1'))).toBe(false);
     expect(etcdGet<Claim>(h1, '/virtnode/claims/o1')?.host).toBe('h1');
   }, 180_000);
 
   it('moves a stopped VM from h1 to h2 when asked on h3: its disk data goes with it, h1 keeps nothing, the claim names h2', async () => {
     const [h1, h2, h3] = h as [SimHost, SimHost, SimHost];
     // A marker on its disk, written while it runs, flushed before it stops.
-    const shell = await SerialShell.whenReady(dirOf(h1, 'o1'), 120_000);
+    const shell = await SerialShell.whenReady(instanceDirOn(h1, 'o1'), 120_000);
     // 12 MiB of random data after it, so that the copy takes long enough to be cut short below.
     await shell.run('printf moved-offline-marker > /dev/vda && dd if=/dev/urandom of=/dev/vda bs=1M count=12 seek=1 2>/dev/null; sync', 120_000);
     shell.close();
@@ -73,7 +61,7 @@ describe('moving stopped instances between the hosts of a cluster (netns, real d
     console.log(`offline move h1 -> h2 (asked on h3): ${Date.now() - started} ms wall: ${out.trim()}`);
     expect(out).toMatch(/^Moved o1 from h1 to h2 in \d+\.\d s, offline \(\d+ MiB of disks copied\)\n$/);
 
-    expect(existsSync(dirOf(h1, 'o1'))).toBe(false);
+    expect(existsSync(instanceDirOn(h1, 'o1'))).toBe(false);
     expect(localRecord(h1, 'o1')).toBeUndefined();
     expect(etcdGet<Claim>(h1, '/virtnode/claims/o1')?.host).toBe('h2');
     expect(instanceDirs(h2).filter((f) => f.includes('.part'))).toEqual([]);
@@ -86,7 +74,7 @@ describe('moving stopped instances between the hosts of a cluster (netns, real d
     await ok(h3, ['start', 'o1']);
     expect(qemuPidsUnder(h2.home)).toHaveLength(1);
     expect(qemuPidsUnder(h1.home)).toEqual([]);
-    const there = await SerialShell.whenReady(dirOf(h2, 'o1'), 120_000);
+    const there = await SerialShell.whenReady(instanceDirOn(h2, 'o1'), 120_000);
     try {
       const read = await there.run('head -c 20 /dev/vda; echo');
       expect(read.output).toContain('moved-offline-marker');
@@ -115,10 +103,10 @@ describe('moving stopped instances between the hosts of a cluster (netns, real d
     expect(out).toMatch(/^Moved o2 from h1 to h2 in \d+\.\d s, offline \(0 MiB of disks copied\)\n$/);
     const there = JSON.parse(await ok(h2, ['image', 'ls', '--format', 'json'])) as Array<{ name: string; sha256: string; path?: string }>;
     expect(there.map((i) => [i.name, i.sha256])).toEqual([['base', image!.sha256]]);
-    const disk = readdirSync(dirOf(h2, 'o2')).find((f) => f.endsWith('.qcow2'))!;
-    const info = JSON.parse(execFileSync('qemu-img', ['info', '--output=json', '-U', join(dirOf(h2, 'o2'), disk)], { encoding: 'utf8' })) as { 'backing-filename'?: string };
+    const disk = readdirSync(instanceDirOn(h2, 'o2')).find((f) => f.endsWith('.qcow2'))!;
+    const info = JSON.parse(execFileSync('qemu-img', ['info', '--output=json', '-U', join(instanceDirOn(h2, 'o2'), disk)], { encoding: 'utf8' })) as { 'backing-filename'?: string };
     expect(info['backing-filename']?.startsWith(h2.home)).toBe(true);
-    expect(existsSync(dirOf(h1, 'o2'))).toBe(false);
+    expect(existsSync(instanceDirOn(h1, 'o2'))).toBe(false);
     expect(etcdGet<Claim>(h1, '/virtnode/claims/o2')?.host).toBe('h2');
     await ok(h2, ['delete', '--force', 'o2']);
     for (const x of [h1, h2]) await ok(x, ['image', 'rm', 'base']);
@@ -131,7 +119,7 @@ describe('moving stopped instances between the hosts of a cluster (netns, real d
     const deadline = Date.now() + 60_000;
     let killed = false;
     while (!killed && Date.now() < deadline) {
-      if (existsSync(dirOf(h1, 'o1'))) {
+      if (existsSync(instanceDirOn(h1, 'o1'))) {
         await h1.stopDaemon('SIGKILL');
         killed = true;
       } else await new Promise((r) => setTimeout(r, 5));
@@ -142,15 +130,15 @@ describe('moving stopped instances between the hosts of a cluster (netns, real d
     expect(r.code).not.toBe(0);
     expect(r.stderr).toMatch(/^error: the move of o1 to h1 failed while copying; o1 stays on h2, unchanged: /m);
     // The killed target left its incoming directory behind (the partial copy)...
-    expect(existsSync(dirOf(h1, 'o1'))).toBe(true);
+    expect(existsSync(instanceDirOn(h1, 'o1'))).toBe(true);
     // The source still has it, stopped, with its disk; its claim is unchanged.
     expect(localRecord(h2, 'o1')).toMatchObject({ name: 'o1', state: 'stopped' });
-    expect(existsSync(dirOf(h2, 'o1'))).toBe(true);
+    expect(existsSync(instanceDirOn(h2, 'o1'))).toBe(true);
     expect(etcdGet<Claim>(h2, '/virtnode/claims/o1')?.host).toBe('h2');
     // ...which is gone once the target is back.
     await h1.startDaemon();
     await eventually(async () => ((await statusOn(h2)).hosts.find((x) => x.name === 'h1')?.state === 'online' ? true : undefined), 30_000, 'h1 online again');
-    await eventually(() => (existsSync(dirOf(h1, 'o1')) ? undefined : true), 30_000, 'nothing of o1 left on h1');
+    await eventually(() => (existsSync(instanceDirOn(h1, 'o1')) ? undefined : true), 30_000, 'nothing of o1 left on h1');
     expect(localRecord(h1, 'o1')).toBeUndefined();
     // And the instance still starts where it was.
     await ok(h2, ['start', 'o1']);

@@ -1,11 +1,8 @@
 import { existsSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Claim, HostUsage } from '../../src/cluster/placement.ts';
-import { statePaths } from '../../src/lib/paths.ts';
-import { openDb } from '../../src/store/db.ts';
-import { InstanceRepository } from '../../src/store/instances.ts';
 import { qemuPidsUnder } from '../helpers/cli.ts';
-import { type SimCluster, type SimHost, destroyKeepingLogs, etcdGet, formCluster, listOn, ok, requestOn, statusOn, tinyGuestHosts } from '../helpers/cluster-hosts.ts';
+import { type SimCluster, type SimHost, destroyKeepingLogs, etcdGet, formCluster, instanceDirOn, listOn, localRecord, ok, requestOn, statusOn, tinyGuestHosts } from '../helpers/cluster-hosts.ts';
 import { eventually } from '../helpers/daemon.ts';
 import { SerialShell } from '../helpers/serial-shell.ts';
 
@@ -18,17 +15,6 @@ import { SerialShell } from '../helpers/serial-shell.ts';
 
 const LAUNCH = ['--memory', '128M', '--seed', 'http', '--no-wait', '--cpu-model', 'qemu64'];
 
-/** The record in a host's own store (not the cluster's view). */
-function localRecord(h: SimHost, name: string): unknown {
-  const db = openDb(statePaths(h.home).db);
-  try {
-    return new InstanceRepository(db).get(name);
-  } finally {
-    db.close();
-  }
-}
-
-const dirOf = (h: SimHost, name: string) => statePaths(h.home).instanceDir(name);
 
 describe('moving running instances between the hosts of a cluster (netns, real daemons and etcd, the tiny guest)', () => {
   let sim: SimCluster;
@@ -77,14 +63,14 @@ describe('moving running instances between the hosts of a cluster (netns, real d
     expect(badTimeout.code).toBe(2);
 
     expect(qemuPidsUnder(h[0]!.home)).toEqual([pid]);
-    for (const x of [h[1]!, h[2]!]) expect(existsSync(dirOf(x, 'm1'))).toBe(false);
+    for (const x of [h[1]!, h[2]!]) expect(existsSync(instanceDirOn(x, 'm1'))).toBe(false);
     expect(etcdGet<Claim>(h[0]!, '/virtnode/claims/m1')?.host).toBe('h1');
     await ok(h[2]!, ['delete', '--force', 'big']);
   }, 240_000);
 
   it('moves a running guest live from h1 to h2 when asked on h3: no reboot, the claim and its room follow, nothing left on h1', async () => {
     const [h1, h2, h3] = h as [SimHost, SimHost, SimHost];
-    const shell = await SerialShell.whenReady(dirOf(h1, 'm1'), 120_000);
+    const shell = await SerialShell.whenReady(instanceDirOn(h1, 'm1'), 120_000);
     shells.push(shell);
     await shell.run('echo moved-with-me > /tmp/marker; (i=0; while true; do i=$((i+1)); echo $i > /tmp/count; sleep 1; done) &');
     await new Promise((r) => setTimeout(r, 2_500));
@@ -103,7 +89,7 @@ describe('moving running instances between the hosts of a cluster (netns, real d
 
     // The source has nothing left: no QEMU, no directory, no record.
     expect(qemuPidsUnder(h1.home)).toEqual([]);
-    expect(existsSync(dirOf(h1, 'm1'))).toBe(false);
+    expect(existsSync(instanceDirOn(h1, 'm1'))).toBe(false);
     expect(localRecord(h1, 'm1')).toBeUndefined();
     expect(qemuPidsUnder(h2.home)).toHaveLength(1);
     // Every host lists it on h2, running, the same VM.
@@ -119,7 +105,7 @@ describe('moving running instances between the hosts of a cluster (netns, real d
     expect(after2).toMatchObject({ cpus: 1, memoryBytes: 128 * 1024 * 1024, instances: 1 });
 
     // The guest did not reboot: its uptime and its counter went on, its memory is the same.
-    const there = await SerialShell.open(dirOf(h2, 'm1'));
+    const there = await SerialShell.open(instanceDirOn(h2, 'm1'));
     shells.push(there);
     console2 = there;
     const afterMove = await there.run('cat /proc/uptime /tmp/count /tmp/marker');
@@ -155,7 +141,7 @@ describe('moving running instances between the hosts of a cluster (netns, real d
     console.log(`failed move: exit ${r.code}: ${r.stderr.trim()}`);
     expect(r.stderr).toMatch(/^error: the move of m1 to h1 failed while \w+; m1 keeps running on h2: /m);
     expect(qemuPidsUnder(h2.home)).toEqual([pid]);
-    await eventually(() => (qemuPidsUnder(h1.home).length === 0 && !existsSync(dirOf(h1, 'm1')) ? true : undefined), 15_000, 'nothing left on h1');
+    await eventually(() => (qemuPidsUnder(h1.home).length === 0 && !existsSync(instanceDirOn(h1, 'm1')) ? true : undefined), 15_000, 'nothing left on h1');
     expect(localRecord(h1, 'm1')).toBeUndefined();
     expect(etcdGet<Claim>(h1, '/virtnode/claims/m1')?.host).toBe('h2');
     const still = await console2!.run('cat /tmp/marker');
@@ -179,7 +165,7 @@ describe('moving running instances between the hosts of a cluster (netns, real d
     expect(done.body['status']).toBe('cancelled');
     expect((done.body['error'] as { message: string }).message).toMatch(/^the move of m1 to h1 was cancelled( while \w+)?; m1 keeps running on h2: /);
     expect(qemuPidsUnder(h2.home)).toEqual([pid]);
-    await eventually(() => (qemuPidsUnder(h1.home).length === 0 && !existsSync(dirOf(h1, 'm1')) ? true : undefined), 15_000, 'nothing left on h1');
+    await eventually(() => (qemuPidsUnder(h1.home).length === 0 && !existsSync(instanceDirOn(h1, 'm1')) ? true : undefined), 15_000, 'nothing left on h1');
     expect(etcdGet<Claim>(h1, '/virtnode/claims/m1')?.host).toBe('h2');
     expect((await console2!.run('cat /tmp/marker')).output).toContain('moved-with-me');
   }, 120_000);
