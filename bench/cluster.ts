@@ -22,7 +22,7 @@ import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { FAILOVER_KEYS, type FailoverRecord } from '../src/app/cluster-failover.ts';
 import { qemuPidsUnder } from '../test/helpers/cli.ts';
-import { type SimCluster, type SimHost, etcdGet, formCluster, instanceDirOn, listOn, ok, tinyGuestHosts } from '../test/helpers/cluster-hosts.ts';
+import { crashHost, type SimCluster, type SimHost, etcdGet, formCluster, instanceDirOn, listOn, ok, tinyGuestHosts } from '../test/helpers/cluster-hosts.ts';
 import { eventually } from '../test/helpers/daemon.ts';
 import { SerialShell } from '../test/helpers/serial-shell.ts';
 import { writeResult } from './results.ts';
@@ -131,11 +131,8 @@ try {
   const sampler = setInterval(() => (most = Math.max(most, cluster.reduce((n, x) => n + qemuPidsUnder(x.home).length, 0))), 100);
   let failover;
   try {
-    const etcd = h1.etcdPid();
     const killedAt = performance.now();
-    await h1.stopDaemon('SIGKILL');
-    for (const pid of qemuPidsUnder(h1.home)) process.kill(pid, 'SIGKILL');
-    if (etcd !== undefined) process.kill(etcd, 'SIGKILL');
+    await crashHost(h1);
     const to = await eventually(() => survivors.find((x) => qemuPidsUnder(x.home).length === 1), 60_000, 'f1 started on a survivor');
     const qemuMs = performance.now() - killedAt;
     await eventually(async () => ((await listOn(h2)).find((i) => i.name === 'f1' && i.state === 'running' && i.host === to.name) ? true : undefined), 60_000, 'f1 listed running');

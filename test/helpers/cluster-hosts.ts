@@ -267,3 +267,11 @@ export function localRecord(h: SimHost, name: string): unknown {
 
 /** An instance's directory on a host. */
 export const instanceDirOn = (h: SimHost, name: string): string => statePaths(h.home).instanceDir(name);
+
+/** A whole simulated host dies at once: its daemon, its guests' QEMUs and its etcd member, all SIGKILLed. */
+export async function crashHost(h: SimHost): Promise<void> {
+  const etcd = h.etcdPid();
+  await h.stopDaemon('SIGKILL');
+  for (const pid of qemuPidsUnder(h.home)) process.kill(pid, 'SIGKILL');
+  if (etcd !== undefined) process.kill(etcd, 'SIGKILL');
+}
