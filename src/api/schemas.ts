@@ -58,7 +58,9 @@ export const Tuning = Closed({
   freePageReporting: Type.Optional(Type.Boolean({ description: 'the guest returns freed memory to the host' })),
 });
 
-const InstanceState = StringEnum(['creating', 'defined', 'starting', 'running', 'paused', 'stopping', 'stopped', 'crashed', 'deleting']);
+const InstanceState = StringEnum(['creating', 'defined', 'starting', 'running', 'paused', 'stopping', 'stopped', 'crashed', 'deleting', 'unknown'], {
+  description: "unknown: in a cluster, its host is offline or did not answer (what is shown comes from the cluster's records in etcd)",
+});
 export const RestartPolicy = StringEnum(['no', 'on-failure', 'always']);
 
 const InstanceType = StringEnum(['vm', 'container'], { description: 'a VM (QEMU) or a system container (LXC)' });

@@ -11,7 +11,7 @@
 import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { DISK_KEYS } from '../cluster/disk-ownership-etcd.ts';
-import type { KvEntry } from '../cluster/kv.ts';
+import type { KvEntry, KvGuard } from '../cluster/kv.ts';
 import { KEYS } from '../cluster/model.ts';
 import { type Claim, PLACEMENT_KEYS, choose, moveClaim, overcommitRatios, readCandidates } from '../cluster/placement.ts';
 import type { ClusterService } from '../cluster/service.ts';
@@ -28,7 +28,16 @@ import type { AppCore } from './context.ts';
 export const FAILOVER_KEYS = {
   record: (name: string) => `/virtnode/failover/${name}`,
   records: '/virtnode/failover/',
+  /** Left behind on HOST: the instance failed over away from it; its copy there (stopped) is to be forgotten. */
+  left: (host: string, name: string) => `/virtnode/failover-left/${host}/${name}`,
+  leftOn: (host: string) => `/virtnode/failover-left/${host}/`,
 } as const;
+
+/** What `/virtnode/failover-left/HOST/NAME` holds. */
+export interface LeftRecord {
+  to: string;
+  at: string;
+}
 
 /** What `/virtnode/failover/NAME` holds. */
 export interface FailoverRecord {
@@ -41,8 +50,11 @@ export interface FailoverRecord {
   running: boolean;
   /** The ids (diskKey) of its disks, all on shared pools. */
   disks: string[];
-  /** Set by the failover transaction: `host` is to adopt and start it. */
-  failover?: { from: string; at: string };
+  /**
+   * Set by the failover transaction: `host` is to adopt it, and start it if it was running (`running`). `tried`:
+   * hosts that adopted it and could not start it (each passed it on), which are not chosen again.
+   */
+  failover?: { from: string; at: string; tried?: string[] };
 }
 
 export const FENCED_REASON = 'killed by self-fencing';
@@ -116,6 +128,7 @@ export async function syncFailoverRecords(app: AppCore, c: ClusterService): Prom
   const host = c.host;
   if (host === undefined || c.fenced !== undefined) return;
   const kv = c.localKv();
+  await forgetLeftBehind(app, c);
   const { entries } = await kv.list(FAILOVER_KEYS.records);
   const existing = new Map(entries.map((e) => [e.key.slice(FAILOVER_KEYS.records.length), e]));
   const policies = app.policies.all();
@@ -175,14 +188,76 @@ async function forgetFailedOver(app: AppCore, c: ClusterService, instance: Insta
   app.changed();
 }
 
-/** Moves the running candidates of dead hosts: one transaction each, of which one daemon wins. */
+/**
+ * Copies left on this host by a failover (it was offline, or it adopted an instance it could not start and passed
+ * it on): each is forgotten when it is not running, the instance being the other host's now; then the mark goes.
+ */
+async function forgetLeftBehind(app: AppCore, c: ClusterService): Promise<void> {
+  const kv = c.localKv();
+  const { entries } = await kv.list(FAILOVER_KEYS.leftOn(c.host!));
+  for (const entry of entries) {
+    const name = entry.key.slice(FAILOVER_KEYS.leftOn(c.host!).length);
+    const left = JSON.parse(entry.value) as LeftRecord;
+    const claim = await kv.get(PLACEMENT_KEYS.claim(name));
+    if (claim !== undefined && (JSON.parse(claim.value) as Claim).host === c.host) {
+      // It came back here since (a move, a restore): the mark is stale.
+      await kv.txn([{ key: entry.key, modRevision: entry.modRevision }], [{ delete: entry.key }]);
+      continue;
+    }
+    const instance = app.instances.repo.get(name);
+    if (instance !== undefined) {
+      if (RUNNING_STATES.has(instance.state)) {
+        log(c, 'error', 'a copy of an instance that failed over to another host runs here: it is left alone, stop it (its disks are the other host’s now)', { instance: name, now: left.to });
+        continue;
+      }
+      const gone = await app.core
+        .withLock(name, 'forget', { lockWaitMs: 1000 }, async () => {
+          const now = app.instances.repo.get(name);
+          if (now === undefined || RUNNING_STATES.has(now.state)) return false;
+          app.instances.repo.delete(name);
+          rmSync(app.paths.instanceDir(name), { recursive: true, force: true });
+          return true;
+        })
+        .catch(() => false);
+      if (!gone) continue;
+      log(c, 'info', 'instance forgotten here: it failed over to another host', { instance: name, now: left.to, at: left.at });
+      app.changed();
+    }
+    await kv.txn([{ key: entry.key, modRevision: entry.modRevision }], [{ delete: entry.key }]);
+  }
+}
+
+/**
+ * The failover transaction: the claim, the disk ownership and the record of `name` move from `from` to `to`, and a
+ * mark is left for `from` (its copy is to be forgotten), guarded by the record's revision and `guards`.
+ */
+async function handOver(c: ClusterService, entry: KvEntry, from: string, moved: FailoverRecord, guards: KvGuard[]): Promise<void> {
+  const name = moved.instance.name;
+  const left: LeftRecord = { to: moved.host, at: new Date().toISOString() };
+  await moveClaim(
+    c.localKv(),
+    name,
+    from,
+    moved.host,
+    () => ({
+      guards: [{ key: entry.key, modRevision: entry.modRevision }, ...guards],
+      writes: [
+        { put: entry.key, value: JSON.stringify(moved) },
+        { put: FAILOVER_KEYS.left(from, name), value: JSON.stringify(left) },
+      ],
+    }),
+    { once: true, disks: 'move' },
+  );
+}
+
+/** Moves the candidates of dead hosts (running or not): one transaction each, of which one daemon wins. */
 async function failOverDeadHosts(app: AppCore, c: ClusterService): Promise<void> {
   const kv = c.localKv();
   const [alive, records] = await Promise.all([kv.list(KEYS.alives), kv.list(FAILOVER_KEYS.records)]);
   const live = new Set(alive.entries.map((e) => e.key.slice(KEYS.alives.length)));
   for (const entry of records.entries) {
     const r = parse(entry);
-    if (live.has(r.host) || !r.running) continue;
+    if (live.has(r.host)) continue;
     const name = r.instance.name;
     const claimEntry = await kv.get(PLACEMENT_KEYS.claim(name));
     if (claimEntry === undefined) continue;
@@ -199,22 +274,9 @@ async function failOverDeadHosts(app: AppCore, c: ClusterService): Promise<void>
     const at = new Date().toISOString();
     const moved: FailoverRecord = { ...r, host: to, failover: { from: r.host, at } };
     try {
-      await moveClaim(
-        kv,
-        name,
-        r.host,
-        to,
-        () => ({
-          guards: [
-            { key: entry.key, modRevision: entry.modRevision },
-            // The dead host still holds no lease when this commits.
-            { key: KEYS.alive(r.host), modRevision: 0 },
-          ],
-          writes: [{ put: entry.key, value: JSON.stringify(moved) }],
-        }),
-        { once: true, disks: 'move' },
-      );
-      log(c, 'info', 'failover: instance placed on a live host (claim, disk ownership and record moved in one transaction)', { instance: name, from: r.host, to, disks: r.disks.map(DISK_KEYS.disk) });
+      // The dead host still holds no lease when this commits.
+      await handOver(c, entry, r.host, moved, [{ key: KEYS.alive(r.host), modRevision: 0 }]);
+      log(c, 'info', 'failover: instance placed on a live host (claim, disk ownership and record moved in one transaction)', { instance: name, from: r.host, to, running: r.running, disks: r.disks.map(DISK_KEYS.disk) });
     } catch (e) {
       log(c, 'info', 'failover: another host won the transaction, or it changed', { instance: name, err: toVirtnodeError(e).message });
     }
@@ -240,18 +302,23 @@ async function adoptFailedOver(app: AppCore, c: ClusterService): Promise<void> {
         spec = { ...spec, httpSeedDir: seedDir };
       }
       const { pid: _pid, pidStart: _start, createdAt: _created, updatedAt: _updated, ...record } = r.instance;
-      app.instances.repo.insert({ ...record, spec, state: 'stopped', stateReason: `failed over from ${r.failover.from} (its lease expired)` });
+      const reason = r.running ? `failed over from ${r.failover.from} (its lease expired)` : `moved from ${r.failover.from} while stopped (its lease expired): start it here when wanted`;
+      app.instances.repo.insert({ ...record, spec, state: 'stopped', stateReason: reason });
       app.policies.set(name, r.policy);
-      log(c, 'info', 'failover: instance adopted', { instance: name, from: r.failover.from });
+      log(c, 'info', 'failover: instance adopted', { instance: name, from: r.failover.from, running: r.running });
     }
     let started = false;
-    try {
-      c.refuseWhileFenced('failover start');
-      await app.instances.start(name, { lockWaitMs: 30_000 });
-      started = true;
-      log(c, 'info', 'failover: instance started here', { instance: name, from: r.failover.from, failedOverAt: r.failover.at });
-    } catch (e) {
-      log(c, 'error', 'failover: the adopted instance did not start', { instance: name, err: toVirtnodeError(e).message });
+    if (r.running) {
+      try {
+        c.refuseWhileFenced('failover start');
+        await app.instances.start(name, { lockWaitMs: 30_000 });
+        started = true;
+        log(c, 'info', 'failover: instance started here', { instance: name, from: r.failover.from, failedOverAt: r.failover.at });
+      } catch (e) {
+        const err = toVirtnodeError(e).message;
+        log(c, 'error', 'failover: the adopted instance did not start', { instance: name, err });
+        if (await passOn(app, c, entry, r, err)) continue;
+      }
     }
     const now = app.instances.repo.get(name);
     if (now === undefined) continue;
@@ -259,6 +326,38 @@ async function adoptFailedOver(app: AppCore, c: ClusterService): Promise<void> {
     await kv.txn([{ key: entry.key, modRevision: entry.modRevision }], [{ put: entry.key, value: JSON.stringify(done) }]);
     app.changed();
   }
+}
+
+/**
+ * This host adopted a failed-over instance and could not start it: it goes on to another live host with room
+ * (neither the dead host nor any that tried already), in the failover transaction, guarded by this host's lease;
+ * the copy here is forgotten. Answers false when no other host can take it (it stays here, stopped, with why).
+ */
+async function passOn(app: AppCore, c: ClusterService, entry: KvEntry, r: FailoverRecord, err: string): Promise<boolean> {
+  const kv = c.localKv();
+  const name = r.instance.name;
+  const tried = [...(r.failover?.tried ?? []), c.host!];
+  const claimEntry = await kv.get(PLACEMENT_KEYS.claim(name));
+  if (claimEntry === undefined) return false;
+  const claim = JSON.parse(claimEntry.value) as Claim;
+  const candidates = (await readCandidates(kv)).filter((x) => x.host.name !== r.failover?.from && !tried.includes(x.host.name));
+  const { chosen, refusals } = choose(candidates, { instance: name, cpus: claim.cpus, memoryBytes: claim.memoryBytes, diskBytes: 0 }, overcommitRatios());
+  if (chosen === undefined) {
+    log(c, 'warn', 'failover: no other live host can take the instance this host could not start: it stays here, stopped', { instance: name, tried, refusals });
+    app.instances.repo.setState(name, 'stopped', `failed over from ${r.failover?.from ?? '?'}, but it did not start on ${tried.join(', ')} (here: ${err}) and no other host has room`);
+    return false;
+  }
+  const to = chosen.host.name;
+  const moved: FailoverRecord = { ...r, host: to, failover: { from: r.failover?.from ?? c.host!, at: r.failover?.at ?? new Date().toISOString(), tried } };
+  try {
+    await handOver(c, entry, c.host!, moved, []);
+  } catch (e) {
+    log(c, 'warn', 'failover: passing the instance on failed', { instance: name, to, err: toVirtnodeError(e).message });
+    return false;
+  }
+  log(c, 'info', 'failover: instance passed on to another host (it did not start here)', { instance: name, to, tried, err });
+  await forgetLeftBehind(app, c);
+  return true;
 }
 
 /** The daemon's failover work while it serves its membership: a loop, poked by etcd watches, and the record sync. */

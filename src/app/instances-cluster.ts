@@ -137,11 +137,29 @@ export function clustered(core: AppCore, here: Impl): Impl {
     return owner !== undefined && owner !== c.host ? owner : undefined;
   }
 
+  /**
+   * A request about an instance whose host is offline: `get` answers what etcd knows of it (state `unknown`);
+   * anything else is refused, since only its host can act on it.
+   */
+  async function ownerOffline(c: ClusterService, op: Op, name: string, owner: string): Promise<never | InstanceView> {
+    const { offlineHostReason, unreachableInstance } = await import('./instances-unreachable.ts');
+    const why = offlineHostReason(owner);
+    if (op === 'get') {
+      const view = await unreachableInstance(c.kv(), name, owner, why);
+      if (view !== undefined) return view;
+    }
+    throw new VirtnodeError('CONFLICT', `${name}: its ${why}: only that host can act on it`, {
+      field: 'name',
+      hint: `wait until ${owner} is back (\`virtnode cluster ls\`); a failover candidate (restart on-failure or always, disks on shared pools) moves to a live host by itself`,
+    });
+  }
+
   const byName = <K extends Op>(op: K) =>
     (async (input: { name: string }, caller?: Caller) => {
       const c = await clusterOf(core);
       const owner = c === undefined ? undefined : await remoteOwner(c, input.name);
       if (c === undefined || owner === undefined) return handlerOf(here, op)(input, caller);
+      if (!(await c.isOnline(owner))) return ownerOffline(c, op, input.name, owner);
       if (!isOperation(op)) return forward(c, owner, op, input, SHORT_MS);
       await forward(c, owner, op, input, SHORT_MS, true);
       const timeoutMs = (((input as { timeoutSeconds?: number }).timeoutSeconds ?? 60) + 120) * 1000;
@@ -163,10 +181,24 @@ export function clustered(core: AppCore, here: Impl): Impl {
       const mine = await here.list(input, caller);
       if (c === undefined) return mine;
       const { readCandidates } = await import('../cluster/placement.ts');
-      const others = (await readCandidates(c.kv())).filter((h) => h.host.name !== c.host && h.alive !== undefined);
-      // A host that stops answering between its lease's renewals is left out rather than failing the whole list.
-      const theirs = await Promise.all(others.map((h) => askHost<InstanceView[]>(c, h.host, 'list', {}, LIST_MS).catch(() => [])));
-      return [...mine, ...theirs.flat()].sort((a, b) => a.name.localeCompare(b.name) || (a.host ?? '').localeCompare(b.host ?? ''));
+      const { offlineHostReason, unreachableInstances } = await import('./instances-unreachable.ts');
+      const others = (await readCandidates(c.kv())).filter((h) => h.host.name !== c.host);
+      // Instances of a host that is offline, or does not answer, are shown from etcd's records (state unknown).
+      const unreachable = new Map(others.filter((h) => h.alive === undefined).map((h) => [h.host.name, offlineHostReason(h.host.name)]));
+      const theirs = await Promise.all(
+        others
+          .filter((h) => h.alive !== undefined)
+          .map((h) =>
+            askHost<InstanceView[]>(c, h.host, 'list', {}, LIST_MS).catch((e: unknown) => {
+              unreachable.set(h.host.name, `host ${h.host.name} did not answer: ${e instanceof Error ? e.message : String(e)}`);
+              return [];
+            }),
+          ),
+      );
+      const known = [...mine, ...theirs.flat()];
+      const listed = new Set(known.map((i) => i.name));
+      const unknown = (await unreachableInstances(c.kv(), unreachable)).filter((i) => !listed.has(i.name));
+      return [...known, ...unknown].sort((a, b) => a.name.localeCompare(b.name) || (a.host ?? '').localeCompare(b.host ?? ''));
     },
 
     async launch(input, caller) {
@@ -204,6 +236,7 @@ export function clustered(core: AppCore, here: Impl): Impl {
           ...(input.pool === undefined ? {} : { pool: input.pool }),
           ...(target === undefined ? {} : { target }),
           ...(group === undefined ? {} : { group }),
+          type: valid.type,
         },
         overcommitRatios(),
       ).catch((e: unknown) => {

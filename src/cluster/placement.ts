@@ -30,6 +30,8 @@ export interface PlacementRequest {
   labels?: Record<string, string>;
   /** Anti-affinity: members of one group go to different hosts while there are hosts without one. */
   group?: string;
+  /** What the instance is (kept in the claim, so that a list shows it while its host is offline). */
+  type?: 'vm' | 'container';
 }
 
 export interface OvercommitRatios {
@@ -70,6 +72,8 @@ export interface Claim {
   diskBytes: number;
   pool: string;
   group?: string;
+  /** What the instance is (absent in claims made before it was recorded: then a VM). */
+  type?: 'vm' | 'container';
   /** The host a `cluster evacuate` moved it away from, where `cluster restore` brings it back (evacuation.ts). */
   evacuatedFrom?: string;
   /** Unique per attempt: tells our own committed claim from another's after an ambiguous answer. */
@@ -186,6 +190,7 @@ export async function place(kv: Kv, request: PlacementRequest, ratios: Overcommi
       diskBytes: request.diskBytes,
       pool,
       ...(request.group === undefined ? {} : { group: request.group }),
+      ...(request.type === undefined ? {} : { type: request.type }),
       nonce: randomBytes(8).toString('hex'),
       claimedAt: new Date().toISOString(),
     };

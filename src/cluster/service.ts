@@ -220,6 +220,11 @@ export class ClusterService {
     return record;
   }
 
+  /** Whether a host holds its lease now. */
+  async isOnline(name: string): Promise<boolean> {
+    return (await this.kv().get(KEYS.alive(name))) !== undefined;
+  }
+
   /** Calls another host's cluster API with this host's certificate (mutual TLS, cluster CA only). */
   async peer<T>(host: string | HostRecord, path: string, body: unknown, timeoutMs?: number): Promise<T> {
     const record = typeof host === 'string' ? await this.hostRecord(host) : host;
