@@ -27,6 +27,8 @@ export interface EtcdMemberConfig {
   tls: EtcdTls;
   /** Faster elections for tests (ms); etcd's defaults otherwise. */
   electionTimeoutMs?: number;
+  /** Revoked certificates (a CRL, read by etcd on each new client and peer connection; it must exist). */
+  crlFile?: string;
 }
 
 export function etcdArgv(c: EtcdMemberConfig): string[] {
@@ -54,6 +56,7 @@ export function etcdArgv(c: EtcdMemberConfig): string[] {
     // lease renewal for an election and could fence healthy hosts.
     '--pre-vote=true',
   ];
+  if (c.crlFile !== undefined) argv.push(`--client-crl-file=${c.crlFile}`, `--peer-crl-file=${c.crlFile}`);
   if (c.electionTimeoutMs !== undefined) argv.push(`--election-timeout=${c.electionTimeoutMs}`, `--heartbeat-interval=${Math.max(10, Math.round(c.electionTimeoutMs / 10))}`);
   return argv;
 }

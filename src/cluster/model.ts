@@ -31,6 +31,8 @@ export interface HostRecord {
   joinedAt: string;
   /** Taken out of placement by the administrator (its instances moved away or to be). */
   evacuated?: boolean;
+  /** Its certificate's serial number (hex), revoked when the host is removed (absent for hosts of older versions). */
+  certSerial?: string;
 }
 
 export interface PoolCapacity {

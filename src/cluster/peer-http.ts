@@ -61,7 +61,15 @@ function readBody(req: IncomingMessage): Promise<unknown> {
 
 const STATUS: Partial<Record<ErrorCode, number>> = { INVALID: 400, UNAUTHORIZED: 401, PERMISSION: 403, NOT_FOUND: 404, CONFLICT: 409, INVALID_STATE: 409, BUSY: 503, TIMEOUT: 503 };
 
-export function startPeerServer(options: { host: string; port: number; tls: { ca: string; cert: string; key: string }; routes: Record<string, PeerRoute>; files?: Record<string, PeerFileRoute> }): Promise<Server> {
+export function startPeerServer(options: {
+  host: string;
+  port: number;
+  tls: { ca: string; cert: string; key: string };
+  routes: Record<string, PeerRoute>;
+  files?: Record<string, PeerFileRoute>;
+  /** Why a client certificate (by serial number, hex) is refused although the CA signed it (revoked), if it is. */
+  refused?: (serial: string) => string | undefined;
+}): Promise<Server> {
   const ca = readFileSync(options.tls.ca, 'utf8');
   const server = createServer(
     // The chain includes the CA, so a joining host can check it against the fingerprint its token pins.
@@ -77,7 +85,10 @@ export function startPeerServer(options: { host: string; port: number; tls: { ca
           const socket = req.socket as TLSSocket;
           const caller: PeerCaller = {};
           if (socket.authorized) {
-            const cn = socket.getPeerCertificate().subject?.CN;
+            const cert = socket.getPeerCertificate();
+            const why = options.refused?.(cert.serialNumber);
+            if (why !== undefined) throw new VirtnodeError('UNAUTHORIZED', `the client certificate (serial ${cert.serialNumber}) is refused: ${why}`);
+            const cn = cert.subject?.CN;
             if (typeof cn === 'string') caller.host = cn;
           }
           const needCert = () => new VirtnodeError('UNAUTHORIZED', 'this cluster API route needs a client certificate of the cluster CA');

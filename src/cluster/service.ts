@@ -34,6 +34,7 @@ import { forgetHeldImages } from './image-index.ts';
 import type { PeerTls } from './peer-files.ts';
 import { type PeerFileRoute, type PeerRoute, fetchPinnedCa, peerCall, startPeerServer } from './peer-http.ts';
 import { caKeyPath, createCa, createKeyAndCsr, fingerprint, issueHostCert, signHostCsr, tlsFilesIn } from './pki.ts';
+import { type Revocation, RevocationList, certSerial, ensureCrl, revocationWrite, writeCrl } from './revocation.ts';
 
 export type HostState = 'online' | 'offline' | 'evacuated';
 
@@ -144,6 +145,7 @@ export class ClusterService {
   private liveness: Liveness | undefined;
   private fence: FenceView | undefined;
   private running: { stop: () => Promise<void> } | undefined;
+  private readonly revocations = new RevocationList();
   private readonly routes = new Map<string, PeerRoute>();
   private readonly files = new Map<string, PeerFileRoute>();
   private readonly o: ClusterServiceOptions;
@@ -285,6 +287,7 @@ export class ClusterService {
     const cfg = this.cfg;
     if (cfg === undefined || !this.o.serving) return;
     if (cfg.etcd.member !== undefined) {
+      await ensureCrl(this.crlFile, tlsFilesIn(this.tlsDir));
       this.member = this.memberProcess(cfg);
       await this.member.start();
     }
@@ -306,11 +309,27 @@ export class ClusterService {
     this.kvClient = undefined;
   }
 
+  /** The revoked certificates as a CRL file, for this host's etcd member. */
+  private get crlFile(): string {
+    return join(this.o.dir, 'revoked.crl');
+  }
+
   private memberProcess(cfg: ClusterConfig): EtcdMemberProcess {
     const m = cfg.etcd.member!;
     const election = envInt('VIRTNODE_ETCD_ELECTION_MS');
     return new EtcdMemberProcess(
-      { name: cfg.host, dir: join(this.o.dir, 'etcd'), clientUrl: m.clientUrl, peerUrl: m.peerUrl, initialCluster: m.initialCluster, initialState: m.initialState, clusterToken: cfg.clusterId, tls: cfg.etcd.tls, ...(election === undefined ? {} : { electionTimeoutMs: election }) },
+      {
+        name: cfg.host,
+        dir: join(this.o.dir, 'etcd'),
+        clientUrl: m.clientUrl,
+        peerUrl: m.peerUrl,
+        initialCluster: m.initialCluster,
+        initialState: m.initialState,
+        clusterToken: cfg.clusterId,
+        tls: cfg.etcd.tls,
+        crlFile: this.crlFile,
+        ...(election === undefined ? {} : { electionTimeoutMs: election }),
+      },
       {
         onExit: (code, signal) => this.o.log('warn', 'etcd member exited', { code, signal }),
         onRestart: (attempt) => this.o.log('info', 'etcd member restarted', { attempt }),
@@ -320,7 +339,17 @@ export class ClusterService {
 
   private async serve(cfg: ClusterConfig): Promise<void> {
     const tls = tlsFilesIn(this.tlsDir);
+    // The revoked certificates: refused by the cluster API, and by this host's etcd member through its CRL file.
+    await this.revocations
+      .start(this.localKv(), async (all: Revocation[]) => {
+        if (cfg.etcd.member !== undefined) await writeCrl(this.crlFile, tls, all);
+      })
+      .catch((e: unknown) => this.o.log('warn', 'revoked certificates not read (etcd did not answer)', { err: String(e) }));
     this.server = await startPeerServer({
+      refused: (serial) => {
+        const r = this.revocations.has(serial);
+        return r === undefined ? undefined : `it was revoked at ${r.revokedAt}, when host ${r.host} was removed from the cluster`;
+      },
       host: cfg.address,
       port: cfg.apiPort,
       tls,
@@ -369,6 +398,7 @@ export class ClusterService {
     this.running = undefined;
     await this.liveness?.stop();
     this.liveness = undefined;
+    await this.revocations.stop();
     const server = this.server;
     this.server = undefined;
     if (server !== undefined) await new Promise<void>((r) => server.close(() => r()));
@@ -408,10 +438,19 @@ export class ClusterService {
       };
       this.cfg = cfg;
       if (cfg.etcd.member !== undefined) {
+        await ensureCrl(this.crlFile, tls);
         this.member = this.memberProcess(cfg);
         await this.member.start();
       }
-      const record: HostRecord = { name: host, address, apiUrl: `https://${urlHost(address)}:${apiPort}`, etcdMember: !cfg.etcd.external, ...(cfg.etcd.external ? {} : { etcdClientUrl: clientUrl }), joinedAt: new Date().toISOString() };
+      const record: HostRecord = {
+        name: host,
+        address,
+        apiUrl: `https://${urlHost(address)}:${apiPort}`,
+        etcdMember: !cfg.etcd.external,
+        ...(cfg.etcd.external ? {} : { etcdClientUrl: clientUrl }),
+        joinedAt: new Date().toISOString(),
+        certSerial: certSerial(readFileSync(tls.cert, 'utf8')),
+      };
       const won = await this.kv().txn(
         [{ key: KEYS.meta, modRevision: 0 }],
         [
@@ -425,7 +464,7 @@ export class ClusterService {
     } catch (e) {
       await this.stop();
       this.cfg = undefined;
-      for (const d of ['ca', 'tls', 'etcd', 'cluster.json']) rmSync(join(this.o.dir, d), { recursive: true, force: true });
+      for (const d of ['ca', 'tls', 'etcd', 'cluster.json', 'revoked.crl']) rmSync(join(this.o.dir, d), { recursive: true, force: true });
       throw e;
     }
     return this.status();
@@ -481,7 +520,15 @@ export class ClusterService {
     const cert = await signHostCsr(this.caDir, r.csr, r.host, r.address);
     const clientUrl = `https://${urlHost(r.address)}:${ETCD_CLIENT_PORT}`;
     const peerUrl = `https://${urlHost(r.address)}:${ETCD_PEER_PORT}`;
-    const record: HostRecord = { name: r.host, address: r.address, apiUrl: `https://${urlHost(r.address)}:${r.apiPort}`, etcdMember: member, ...(member ? { etcdClientUrl: clientUrl } : {}), joinedAt: new Date().toISOString() };
+    const record: HostRecord = {
+      name: r.host,
+      address: r.address,
+      apiUrl: `https://${urlHost(r.address)}:${r.apiPort}`,
+      etcdMember: member,
+      ...(member ? { etcdClientUrl: clientUrl } : {}),
+      joinedAt: new Date().toISOString(),
+      certSerial: certSerial(cert),
+    };
     // Consumed and recorded at once, only if nobody used the token or took the name in between.
     const taken = await kv.txn(
       [
@@ -623,10 +670,16 @@ export class ClusterService {
       const m = members.find((x) => x.name === host || (record.etcdClientUrl !== undefined && x.clientUrls.includes(record.etcdClientUrl)));
       if (m !== undefined) await kv.removeMember(m.id);
     }
-    const done = await kv.txn([{ key: KEYS.host(host), modRevision: entry.modRevision }], [{ delete: KEYS.host(host) }, { delete: KEYS.alive(host) }]);
+    // Its certificate is revoked in the same transaction: the cluster API and etcd refuse it from then on.
+    const revocation: Revocation | undefined = record.certSerial === undefined ? undefined : { serial: record.certSerial, host, revokedAt: new Date().toISOString(), by: cfg.host };
+    const done = await kv.txn(
+      [{ key: KEYS.host(host), modRevision: entry.modRevision }],
+      [{ delete: KEYS.host(host) }, { delete: KEYS.alive(host) }, ...(revocation === undefined ? [] : [revocationWrite(revocation)])],
+    );
     if (!done.won) throw new VirtnodeError('CONFLICT', `host ${host} changed while it was being removed: try again`);
     await forgetHeldImages(kv, host);
-    this.o.log('info', 'host removed from the cluster', { host });
+    if (revocation === undefined) this.o.log('warn', 'host removed, but its certificate is not known (it joined with an older virtnode): it was not revoked', { host });
+    this.o.log('info', 'host removed from the cluster', { host, ...(revocation === undefined ? {} : { revokedSerial: revocation.serial }) });
     return this.status();
   }
 }
