@@ -3,6 +3,7 @@ import { existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'no
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ClusterStatusView } from '../../src/api/contracts/cluster.ts';
+import { certSerial } from '../../src/cluster/revocation.ts';
 import { resolveAccelerator } from '../../src/host/accelerator.ts';
 import { statePaths } from '../../src/lib/paths.ts';
 import { REPO_ROOT } from '../helpers/cli.ts';
@@ -158,5 +159,48 @@ describe('forming a cluster of simulated hosts (netns + bridge, real daemons, re
     const s = await status(h[1]!);
     expect(s.hosts.map((x) => x.name)).toEqual(['h1', 'h2']);
     expect(s.etcd.members.map((m) => m.name).sort()).toEqual(['h1', 'h2']);
+  });
+
+  it("remove revokes the host's certificate: the cluster API and etcd refuse it afterwards, other hosts' still work", async () => {
+    const tlsOf = (x: SimHost) => join(x.home, 'cluster', 'tls');
+    /** A request with `x`'s certificate, from `from`'s namespace (h4's and h3's daemons are stopped). */
+    const api = (from: SimHost, x: SimHost, to: SimHost) => {
+      try {
+        const out = execFileSync('ip', ['netns', 'exec', from.netns, 'curl', '-sS', '--max-time', '5', '--cacert', join(tlsOf(x), 'ca.crt'), '--cert', join(tlsOf(x), 'host.crt'), '--key', join(tlsOf(x), 'host.key'),
+          '-X', 'POST', '-H', 'content-type: application/json', '--data', '{}', `https://${to.address}:7443/v1/ping`], { encoding: 'utf8' });
+        return JSON.parse(out) as { host?: string; caller?: string; code?: string; message?: string };
+      } catch (e) {
+        return { code: 'CURL', message: String((e as { stderr?: string }).stderr) };
+      }
+    };
+    const etcd = (from: SimHost, x: SimHost, to: SimHost) => {
+      try {
+        execFileSync('ip', ['netns', 'exec', from.netns, 'etcdctl', `--endpoints=https://${to.address}:2379`, '--dial-timeout=3s', '--command-timeout=5s', '--cacert', join(tlsOf(x), 'ca.crt'), '--cert', join(tlsOf(x), 'host.crt'), '--key', join(tlsOf(x), 'host.key'), 'get', '/virtnode/meta', '--print-value-only'], { stdio: ['ignore', 'pipe', 'pipe'] });
+        return 'answered';
+      } catch (e) {
+        return `refused: ${String((e as { stderr?: Buffer }).stderr)}`;
+      }
+    };
+    const [h1, h2, h3, h4] = h as [SimHost, SimHost, SimHost, SimHost];
+    // The revocations are in etcd, by serial, for both removed hosts.
+    for (const x of [h3, h4]) {
+      const serial = certSerial(readFileSync(join(tlsOf(x), 'host.crt'), 'utf8'));
+      expect(h1.output()).toContain(`"revokedSerial":"${serial}"`);
+    }
+    // A kept host's certificate works; a removed host's is refused by the cluster API of both hosts...
+    expect(api(h2, h2, h1)).toEqual({ host: 'h1', caller: 'h2' });
+    for (const x of [h3, h4]) {
+      for (const to of [h1, h2]) {
+        const r = api(x, x, to);
+        expect(r.code).toBe('UNAUTHORIZED');
+        expect(r.message).toMatch(new RegExp(`the client certificate \\(serial [0-9A-F]+\\) is refused: it was revoked at .*, when host ${x.name} was removed from the cluster`));
+      }
+    }
+    // ...and by both etcd members (their CRL files follow the list in etcd).
+    expect(etcd(h2, h2, h1)).toBe('answered');
+    for (const x of [h3, h4]) {
+      for (const to of [h1, h2]) await eventually(() => (etcd(x, x, to).startsWith('refused') ? true : undefined), 15_000, `etcd on ${to.name} refuses ${x.name}'s certificate`);
+    }
+    expect(etcd(h1, h1, h2)).toBe('answered');
   });
 });

@@ -75,7 +75,7 @@ describe('instances of a dead host (3 netns hosts, real etcd, shared-dir pool, t
     // info says the host is offline (not a 404); REST too; an action is refused naming the host.
     const info = await h3.cli(['info', 'plain']);
     expect(info.code).toBe(0);
-    expect(info.stdout).toMatch(/State\s+unknown \(host h1 is offline \(it holds no cluster lease\)\)/);
+    expect(info.stdout).toMatch(/State:\s+unknown \(host h1 is offline \(it holds no cluster lease\)\)/);
     const got = await requestOn(h2, 'GET', '/instances/plain');
     expect(got.status).toBe(200);
     expect(got.body).toMatchObject({ name: 'plain', host: 'h1', state: 'unknown' });
