@@ -59,6 +59,10 @@ export const cluster = resource('cluster', clusterEndpoints, (core: AppCore) => 
     return (await core.cluster()).remove(host, force === true);
   },
 
+  async recover() {
+    return (await core.cluster()).recover();
+  },
+
   async evacuate({ host }) {
     return (await import('./cluster-moves.ts')).evacuate(core, { host });
   },

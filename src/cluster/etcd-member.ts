@@ -29,6 +29,8 @@ export interface EtcdMemberConfig {
   electionTimeoutMs?: number;
   /** Revoked certificates (a CRL, read by etcd on each new client and peer connection; it must exist). */
   crlFile?: string;
+  /** Quorum-loss recovery: start as a one-member cluster on the existing data (`--force-new-cluster`). */
+  forceNewCluster?: boolean;
 }
 
 export function etcdArgv(c: EtcdMemberConfig): string[] {
@@ -56,6 +58,7 @@ export function etcdArgv(c: EtcdMemberConfig): string[] {
     // lease renewal for an election and could fence healthy hosts.
     '--pre-vote=true',
   ];
+  if (c.forceNewCluster === true) argv.push('--force-new-cluster');
   if (c.crlFile !== undefined) argv.push(`--client-crl-file=${c.crlFile}`, `--peer-crl-file=${c.crlFile}`);
   if (c.electionTimeoutMs !== undefined) argv.push(`--election-timeout=${c.electionTimeoutMs}`, `--heartbeat-interval=${Math.max(10, Math.round(c.electionTimeoutMs / 10))}`);
   return argv;

@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { VirtnodeError, invalid } from '../lib/errors.ts';
 import { writeFileAtomic } from '../lib/fs-atomic.ts';
 import { EtcdKv, type EtcdMember } from './etcd-kv.ts';
-import { EtcdMemberProcess } from './etcd-member.ts';
+import { EtcdMemberProcess, etcdHealthy } from './etcd-member.ts';
 import { decodeJoinToken, encodeJoinToken, newTokenSecret, secretHash, secretMatches } from './join-token.ts';
 import { Liveness } from './liveness.ts';
 import {
@@ -648,6 +648,52 @@ export class ClusterService {
         members: members.map((m) => ({ name: m.name, id: m.id, clientUrls: m.clientUrls, leader: m.id === leaderId })),
       },
     };
+  }
+
+  /**
+   * Quorum-loss recovery, on the last surviving etcd member's host: its member is started once with
+   * `--force-new-cluster` (a one-member cluster on its own data: every key as this member last had it), then again
+   * as usual; this host's cluster.json names only it. Refused while etcd has its quorum (that would split the
+   * cluster in two). The lost hosts stay recorded (offline) until `cluster remove`; one that comes back must be
+   * removed and join again, its etcd member being no longer of this cluster.
+   */
+  async recover(): Promise<ClusterStatus> {
+    this.requireServing('recover');
+    const cfg = this.requireConfig();
+    const m = cfg.etcd.member;
+    if (cfg.etcd.external || m === undefined || this.member === undefined) {
+      throw new VirtnodeError('INVALID_STATE', `recover: this host (${cfg.host}) runs no etcd member of the cluster`, {
+        hint: cfg.etcd.external ? 'an external etcd is recovered with its own tools' : 'run it on the host whose etcd member survived',
+      });
+    }
+    // Healthy once in 5 s (an election takes less): the quorum stands.
+    const deadline = Date.now() + 5000;
+    while (Date.now() < deadline) {
+      if (await etcdHealthy(m.clientUrl, cfg.etcd.tls, 1000)) {
+        throw new VirtnodeError('CONFLICT', 'recover: etcd has its quorum: there is nothing to recover (forcing a new cluster now would split it in two)', {
+          hint: 'a host gone for good is removed with `virtnode cluster remove HOST --force`',
+        });
+      }
+      await new Promise((r) => setTimeout(r, 250));
+    }
+    this.o.log('warn', 'quorum-loss recovery: restarting this etcd member as a one-member cluster (--force-new-cluster)', { host: cfg.host });
+    await this.member.stop();
+    const forced = new EtcdMemberProcess({ ...this.member.config, forceNewCluster: true });
+    try {
+      await forced.start(60_000);
+    } finally {
+      await forced.stop();
+    }
+    const member = { ...m, initialCluster: `${cfg.host}=${m.peerUrl}`, initialState: 'existing' as const };
+    this.saveConfig({ ...cfg, etcd: { ...cfg.etcd, urls: [m.clientUrl], member } });
+    this.member = this.memberProcess(this.cfg!);
+    await this.member.start(60_000);
+    // The shared client knew the lost members' URLs; the lease and the rest go through this host's own member.
+    const old = this.kvClient;
+    this.kvClient = undefined;
+    await old?.close().catch(() => undefined);
+    this.o.log('info', 'quorum-loss recovery done: this host runs the cluster\'s only etcd member', { host: cfg.host });
+    return this.status();
   }
 
   /**

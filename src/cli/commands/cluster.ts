@@ -175,6 +175,15 @@ export function registerClusterCommands(program: Command): void {
       process.stdout.write(`Removed host ${host} from the cluster\n`);
     });
 
+  cluster
+    .command('recover')
+    .description("quorum-loss recovery, on the host whose etcd member survived: it becomes a one-member etcd cluster on its own data (refused while etcd has its quorum)")
+    .action(async () => {
+      const s = await (await api()).cluster.recover();
+      const lost = s.hosts.filter((h) => h.etcdMember && h.name !== s.host).map((h) => h.name);
+      process.stdout.write(`Recovered: ${s.host} runs the cluster's only etcd member now${lost.length === 0 ? '' : `; remove the lost hosts with \`virtnode cluster remove HOST\` (${lost.join(', ')})`}\n`);
+    });
+
   for (const [verb, description] of [
     ['evacuate', 'take a host out of placement and move its running instances live to hosts the scheduler picks'],
     ['restore', 'put an evacuated host back into placement and move the instances its evacuation moved away back'],
