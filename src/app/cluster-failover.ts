@@ -29,8 +29,8 @@ export const FAILOVER_KEYS = {
   record: (name: string) => `/virtnode/failover/${name}`,
   records: '/virtnode/failover/',
   /** Left behind on HOST: the instance failed over away from it; its copy there (stopped) is to be forgotten. */
-  left: (host: string, name: string) => `/virtnode/failover-left/${host}/${name}`,
-  leftOn: (host: string) => `/virtnode/failover-left/${host}/`,
+  left: KEYS.leftBehind,
+  leftOn: KEYS.leftBehindOn,
 } as const;
 
 /** What `/virtnode/failover-left/HOST/NAME` holds. */

@@ -7,6 +7,9 @@ export const KEYS = {
   alive: (name: string) => `/virtnode/alive/${name}`,
   alives: '/virtnode/alive/',
   token: (id: string) => `/virtnode/tokens/${id}`,
+  /** Left behind on HOST by a failover: its copy of NAME is to be forgotten (src/app/cluster-failover.ts). */
+  leftBehind: (host: string, name: string) => `/virtnode/failover-left/${host}/${name}`,
+  leftBehindOn: (host: string) => `/virtnode/failover-left/${host}/`,
   meta: '/virtnode/meta',
 } as const;
 

@@ -724,6 +724,9 @@ export class ClusterService {
     );
     if (!done.won) throw new VirtnodeError('CONFLICT', `host ${host} changed while it was being removed: try again`);
     await forgetHeldImages(kv, host);
+    // Failover's marks for the host (copies it was to forget when back) go with it.
+    const marks = (await kv.list(KEYS.leftBehindOn(host))).entries;
+    if (marks.length > 0) await kv.txn([], marks.map((e) => ({ delete: e.key })));
     if (revocation === undefined) this.o.log('warn', 'host removed, but its certificate is not known (it joined with an older virtnode): it was not revoked', { host });
     this.o.log('info', 'host removed from the cluster', { host, ...(revocation === undefined ? {} : { revokedSerial: revocation.serial }) });
     return this.status();
