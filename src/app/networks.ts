@@ -3,13 +3,18 @@ import { networkEndpoints } from '../api/contracts/networks.ts';
 import { networkLeaseView, networkView } from './views.ts';
 import { validateName } from '../lib/ids.ts';
 import type { NetworkService } from '../network/service.ts';
+import { clusterOf } from './cluster-of.ts';
 import type { AppCore } from './context.ts';
 import { resource } from './resource.ts';
 
 export const networks = resource('networks', networkEndpoints, (core: AppCore) => {
-  /** The network service after reconcile, which brings networks back after a reboot. */
+  /**
+   * The network service after reconcile, which brings networks back after a reboot; in a cluster, with the
+   * cluster's network definitions recorded here (each host's daemon also keeps them up to date as they change).
+   */
   const service = async (): Promise<NetworkService> => {
     await core.instances.ensureReconciled();
+    if ((await clusterOf(core)) !== undefined) await core.instances.networks.pullCluster();
     return core.instances.networks;
   };
   const instancesOn = (s: NetworkService, name: string) => [...new Set(s.instances.nicsOn(name).map((x) => x.instance))];

@@ -27,6 +27,7 @@ export function resolveNic(repo: InstanceRepository, networks: NetworkService, r
   }
   const taken = new Map<string, string>([[network.ipv4.gateway, 'the host (gateway)']]);
   for (const n of repo.nicsOn(network.name)) if (n.address !== undefined) taken.set(n.address, `instance ${n.instance}`);
+  for (const [address, owner] of networks.takenElsewhere(network.name)) taken.set(address, owner);
   for (const n of pending) if (n.network === network.name && n.address !== undefined) taken.set(n.address, `${owner} (another of its NICs)`);
   if (request.ip !== undefined) {
     return { ...nic, network: network.name, address: validateStaticAddress('--ip', network, request.ip, taken), staticAddress: true };
