@@ -334,6 +334,11 @@ export class NetworkService {
     const wanted = names.filter((n) => n !== USER_NETWORK);
     if (c === undefined || wanted.length === 0) return;
     if (wanted.some((n) => this.repo.get(n) === undefined)) await this.pullCluster();
+    // A bridged cluster network's bridge must exist on the host its instance is made on: refused before anything is.
+    for (const name of wanted) {
+      const network = this.repo.get(name);
+      if (network?.cluster !== undefined && network.mode === 'bridge') await this.ensureUp(network);
+    }
     await c.span.refreshTaken(wanted.filter((n) => this.repo.get(n)?.cluster !== undefined));
   }
 

@@ -57,7 +57,7 @@ describe('networks across a cluster of simulated hosts (VXLAN, one DHCP host, th
     sim = await tinyGuestHosts(3, { cpuOvercommit: 4 });
     h = sim.hosts;
     // The guests' subnet: next to the hosts' own segment, so nothing else in their namespaces routes it.
-    prefix = `10.${Number(h[0]!.address.split('.')[1]) + 100}.0`;
+    prefix = `10.${h[0]!.address.split('.')[1]}.100`;
     subnet = `${prefix}.0/24`;
     await formCluster(h);
   }, 180_000);
@@ -136,11 +136,13 @@ describe('networks across a cluster of simulated hosts (VXLAN, one DHCP host, th
       const shell = await SerialShell.whenReady(instanceDirOn(g.host, g.name), BOOT_TIMEOUT_MS);
       shells.push(shell);
       await shell.run(UDHCPC_SCRIPT_SETUP);
-      const dev = (await shell.run(`for d in /sys/class/net/*; do grep -qi ${nic.mac} $d/address && basename $d; done`)).output.trim().split('\n').at(-1)!.trim();
+      const found = await shell.run(`for d in /sys/class/net/*; do grep -qi ${nic.mac} $d/address && echo "IF=$(basename $d)"; done`);
+      const dev = /IF=(eth\d+)/.exec(found.output)?.[1];
+      expect(dev, found.output).toBeDefined();
       const dhcp = await shell.run(`ip link set ${dev} up && udhcpc -i ${dev} -n -q -t 10 -T 3 -s /tmp/udhcpc.sh`, 90_000);
       expect(dhcp.status, dhcp.output).toBe(0);
       const got = /inet (\d+\.\d+\.\d+\.\d+)\/24/.exec((await shell.run(`ip -4 addr show ${dev}`)).output)?.[1];
-      expect(got, `${g.name} on ${g.host.name}`).toBe(nic.reserved);
+      expect(got, `${g.name} on ${g.host.name}`).toBe(nic.address);
       addresses.push(got!);
     }
     expect(new Set(addresses).size).toBe(2);
