@@ -114,7 +114,9 @@ export class EtcdNetworks implements NetworkSpan {
         if (nic.address === undefined) continue;
         const h = held.get(nic.address);
         const record: AddressRecord = { host: me, mac: nic.mac, hostname: nic.hostname };
-        if (h !== undefined && h.record.host !== me) {
+        // The same NIC (MAC and instance) recorded by another host: the instance moved here, and its address with it.
+        const moved = h !== undefined && h.record.mac === nic.mac && h.record.hostname === nic.hostname;
+        if (h !== undefined && h.record.host !== me && !moved) {
           throw new VirtnodeError('CONFLICT', `--ip: ${nic.address} is already taken on network ${name} by instance ${h.record.hostname} on host ${h.record.host}`, {
             field: '--ip',
             hint: 'choose another address, or leave --ip out to get a free one',
@@ -134,7 +136,9 @@ export class EtcdNetworks implements NetworkSpan {
         writes.push(nics.length === 0 ? { delete: NETWORK_KEYS.nicsOf(name, me) } : { put: NETWORK_KEYS.nicsOf(name, me), value });
       }
       if (writes.length > 0 && !(await kv.txn(guards, writes)).won) continue;
-      return (await kv.list(NETWORK_KEYS.nics(name))).entries.flatMap((e) => JSON.parse(e.value) as SpanNic[]);
+      // A moved NIC may be listed by its old host too until that host forgets it: one reservation per MAC.
+      const all = (await kv.list(NETWORK_KEYS.nics(name))).entries.flatMap((e) => JSON.parse(e.value) as SpanNic[]);
+      return [...new Map(all.map((n) => [n.mac, n])).values()];
     }
     throw new VirtnodeError('CONFLICT', `network ${name}: its records kept changing while this host's NICs were recorded: try again`, { field: '--network' });
   }
