@@ -171,3 +171,13 @@ export class EtcdNetworks implements NetworkSpan {
     }
   }
 }
+
+/** A host removed from the cluster: its NICs on cluster networks and the addresses they held are forgotten. */
+export async function forgetHostNetworkRecords(kv: Kv, host: string): Promise<void> {
+  const [nics, addresses] = await Promise.all([kv.list(NETWORK_KEYS.nicsAll), kv.list('/virtnode/network-addresses/')]);
+  const writes: KvWrite[] = [
+    ...nics.entries.filter((e) => e.key.endsWith(`/${host}`)).map((e) => ({ delete: e.key })),
+    ...addresses.entries.filter((e) => (JSON.parse(e.value) as AddressRecord).host === host).map((e) => ({ delete: e.key })),
+  ];
+  if (writes.length > 0) await kv.txn([], writes);
+}

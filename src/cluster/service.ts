@@ -31,6 +31,7 @@ import {
   type TokenRecord,
 } from './model.ts';
 import { forgetHeldImages } from './image-index.ts';
+import { forgetHostNetworkRecords } from './networks-etcd.ts';
 import type { PeerTls } from './peer-files.ts';
 import { type PeerFileRoute, type PeerRoute, fetchPinnedCa, peerCall, startPeerServer } from './peer-http.ts';
 import { caKeyPath, createCa, createKeyAndCsr, fingerprint, issueHostCert, signHostCsr, tlsFilesIn } from './pki.ts';
@@ -621,6 +622,7 @@ export class ClusterService {
     const done = await kv.txn([{ key: KEYS.host(host), modRevision: entry.modRevision }], [{ delete: KEYS.host(host) }, { delete: KEYS.alive(host) }]);
     if (!done.won) throw new VirtnodeError('CONFLICT', `host ${host} changed while it was being removed: try again`);
     await forgetHeldImages(kv, host);
+    await forgetHostNetworkRecords(kv, host);
     this.o.log('info', 'host removed from the cluster', { host });
     return this.status();
   }
