@@ -255,6 +255,8 @@ export class NetworkService {
     }
     const release = await acquireLock(this.db, `#network:${network.name}`, 'network up', { waitMs: LOCK_WAIT_MS });
     try {
+      // Removed meanwhile (a cluster network another host removed, torn down here while this waited): not again.
+      if (this.repo.get(network.name)?.id !== network.id) return;
       const ipv4 = network.ipv4!;
       const dhcpHere = this.dhcpHere(network);
       const alias = `${this.tag}:bridge:${network.name}`;
@@ -301,8 +303,13 @@ export class NetworkService {
         notes.push(`network ${local.name}: gone from the cluster, kept here while ${users(local.name).join(', ')} use it`);
         continue;
       }
-      if (process.getuid?.() === 0) await this.teardown(local);
-      this.repo.delete(local.name);
+      const releaseNet = await acquireLock(this.db, `#network:${local.name}`, 'network gone', { waitMs: LOCK_WAIT_MS });
+      try {
+        this.repo.delete(local.name);
+        if (process.getuid?.() === 0) await this.teardown(local);
+      } finally {
+        releaseNet();
+      }
       notes.push(`network ${local.name}: gone from the cluster, removed here`);
     }
     for (const def of defs.values()) {
@@ -366,6 +373,7 @@ export class NetworkService {
     }
     const release = await acquireLock(this.db, `#network:${network.name}`, 'network sync', { waitMs: LOCK_WAIT_MS });
     try {
+      if (this.repo.get(network.name)?.id !== network.id) return;
       const reservations = await this.allReservations(network);
       if (!this.dhcpHere(network)) return;
       const { files, configChanged } = this.writeFiles(network, reservations);
