@@ -476,8 +476,14 @@ export class NetworkService {
       requireRoot('network rm');
       // The other hosts tear their part down when they see the definition go (their daemons watch it).
       if (c !== undefined) await c.span.undefine(network);
-      await this.teardown(network);
-      this.repo.delete(name);
+      // Under the network's own lock, record first: a bring-up waiting on it (the cluster loop's) then does nothing.
+      const releaseNet = await acquireLock(this.db, `#network:${name}`, 'network rm', { waitMs: LOCK_WAIT_MS });
+      try {
+        this.repo.delete(name);
+        await this.teardown(network);
+      } finally {
+        releaseNet();
+      }
     } finally {
       release();
     }
