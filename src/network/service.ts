@@ -305,8 +305,8 @@ export class NetworkService {
       }
       const releaseNet = await acquireLock(this.db, `#network:${local.name}`, 'network gone', { waitMs: LOCK_WAIT_MS });
       try {
-        this.repo.delete(local.name);
         if (process.getuid?.() === 0) await this.teardown(local);
+        this.repo.delete(local.name);
       } finally {
         releaseNet();
       }
@@ -476,11 +476,11 @@ export class NetworkService {
       requireRoot('network rm');
       // The other hosts tear their part down when they see the definition go (their daemons watch it).
       if (c !== undefined) await c.span.undefine(network);
-      // Under the network's own lock, record first: a bring-up waiting on it (the cluster loop's) then does nothing.
+      // Under the network's own lock: a bring-up waiting on it (the cluster loop's) then finds no record, does nothing.
       const releaseNet = await acquireLock(this.db, `#network:${name}`, 'network rm', { waitMs: LOCK_WAIT_MS });
       try {
-        this.repo.delete(name);
         await this.teardown(network);
+        this.repo.delete(name);
       } finally {
         releaseNet();
       }
