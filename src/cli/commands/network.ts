@@ -61,6 +61,8 @@ export function registerNetworkCommands(program: Command): void {
     .action(async (name: string, o: { format?: string }) => {
       const print = printer(o.format);
       const n = await (await api()).networks.get({ name });
+      // A cluster network whose DHCP host is another: no dnsmasq and no nftables table here, by design.
+      const otherHostsDhcp = n.dhcpHost !== undefined && n.dnsmasqPid === undefined && n.nftTableExists !== true;
       await print(n, () =>
         keyValues([
           ['Name', n.name],
@@ -70,8 +72,8 @@ export function registerNetworkCommands(program: Command): void {
           ['Gateway', n.gateway],
           ['DHCP range', n.dhcpRange],
           ['Domain', n.domain],
-          ['dnsmasq', n.mode === 'bridge' ? undefined : n.dnsmasqPid === undefined ? 'not running' : `pid ${n.dnsmasqPid}`],
-          ['nftables', n.nftTable === undefined || n.cluster === true && n.dhcpHost !== undefined && n.dnsmasqPid === undefined && !n.nftTableExists ? undefined : `table ${n.nftTable}${n.nftTableExists ? '' : ' (missing)'}`],
+          ['dnsmasq', n.mode === 'bridge' ? undefined : otherHostsDhcp ? `on host ${n.dhcpHost}` : n.dnsmasqPid === undefined ? 'not running' : `pid ${n.dnsmasqPid}`],
+          ['nftables', n.nftTable === undefined || otherHostsDhcp ? undefined : `table ${n.nftTable}${n.nftTableExists ? '' : ' (missing)'}`],
           ['Cluster', n.cluster === true ? (n.vni === undefined ? 'cluster-wide (the bridge on each host)' : `cluster-wide: VXLAN ${n.vni}${n.vxlanExists === false ? ' (missing here)' : ''}, DHCP/DNS and gateway on ${n.dhcpHost}`) : undefined],
           ['Instances', n.instances?.join(', ') || '-'],
           ...(n.warnings ?? []).map((w, k): [string, string] => [k === 0 ? 'Warning' : '', w]),
