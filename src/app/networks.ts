@@ -2,6 +2,7 @@
 import { networkEndpoints } from '../api/contracts/networks.ts';
 import { networkLeaseView, networkView } from './views.ts';
 import { validateName } from '../lib/ids.ts';
+import type { Network } from '../network/model.ts';
 import type { NetworkService } from '../network/service.ts';
 import { clusterOf } from './cluster-of.ts';
 import type { AppCore } from './context.ts';
@@ -17,18 +18,20 @@ export const networks = resource('networks', networkEndpoints, (core: AppCore) =
     if ((await clusterOf(core)) !== undefined) await core.instances.networks.pullCluster();
     return core.instances.networks;
   };
-  const instancesOn = (s: NetworkService, name: string) => [...new Set(s.instances.nicsOn(name).map((x) => x.instance))];
+  /** Its instances here and, for a cluster network, on the other hosts (as etcd records them). */
+  const instancesOn = async (s: NetworkService, n: Network) => [...new Set([...s.instances.nicsOn(n.name).map((x) => x.instance), ...(await s.usersElsewhere(n))])];
 
   return {
     async list() {
       const s = await service();
-      return s.list().map((n) => networkView(n, undefined, instancesOn(s, n.name)));
+      return Promise.all(s.list().map(async (n) => networkView(n, undefined, await instancesOn(s, n))));
     },
 
     async get({ name }) {
       const s = await service();
       const n = s.mustGet(validateName('name', name));
-      return networkView(n, await s.status(n));
+      const status = await s.status(n);
+      return networkView(n, { ...status, instances: await instancesOn(s, n) });
     },
 
     async create(request) {

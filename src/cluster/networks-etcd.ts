@@ -143,15 +143,16 @@ export class EtcdNetworks implements NetworkSpan {
     throw new VirtnodeError('CONFLICT', `network ${name}: its records kept changing while this host's NICs were recorded: try again`, { field: '--network' });
   }
 
-  async usersElsewhere(network: string): Promise<string[]> {
+  async usersElsewhere(network: string): Promise<Array<{ instance: string; host: string }>> {
     const me = this.host();
-    const out: string[] = [];
+    const out: Array<{ instance: string; host: string }> = [];
     for (const e of (await this.kv().list(NETWORK_KEYS.nics(network))).entries) {
       const host = e.key.slice(NETWORK_KEYS.nics(network).length);
       if (host === me) continue;
-      for (const n of new Set((JSON.parse(e.value) as SpanNic[]).map((x) => x.hostname))) out.push(`instance ${n} on host ${host}`);
+      // NAME-nicN is a second NIC of NAME (see the network service's DNS names): one user.
+      for (const n of new Set((JSON.parse(e.value) as SpanNic[]).map((x) => x.hostname.replace(/-nic\d+$/, '')))) out.push({ instance: n, host });
     }
-    return out;
+    return out.sort((a, b) => a.instance.localeCompare(b.instance));
   }
 
   takenElsewhere(network: string): Map<string, string> {

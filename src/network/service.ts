@@ -349,6 +349,13 @@ export class NetworkService {
     await c.span.refreshTaken(wanted.filter((n) => this.repo.get(n)?.cluster !== undefined));
   }
 
+  /** The instances on other hosts with a NIC on a cluster network (none for a local network or standalone). */
+  async usersElsewhere(network: Network): Promise<string[]> {
+    const c = this.clustered();
+    if (network.cluster === undefined || c === undefined) return [];
+    return (await c.span.usersElsewhere(network.name)).map((u) => u.instance);
+  }
+
   /** Addresses of a cluster network held on other hosts (address -> who), as read by `beforeNics`. */
   takenElsewhere(name: string): Map<string, string> {
     return this.span?.takenElsewhere(name) ?? new Map();
@@ -466,7 +473,8 @@ export class NetworkService {
       const network = this.mustGet(name);
       const users = [...new Set(this.instances.nicsOn(name).map((n) => n.instance))];
       const c = network.cluster === undefined ? undefined : this.spanOf(network);
-      const all = [...users.map((u) => `instance ${u}${c === undefined ? '' : ` on host ${c.host}`}`), ...(c === undefined ? [] : await c.span.usersElsewhere(name))];
+      const elsewhere = c === undefined ? [] : (await c.span.usersElsewhere(name)).map((u) => `instance ${u.instance} on host ${u.host}`);
+      const all = [...users.map((u) => `instance ${u}${c === undefined ? '' : ` on host ${c.host}`}`), ...elsewhere];
       if (all.length > 0) {
         throw new VirtnodeError('INVALID_STATE', `network ${name} is used by ${all.join(', ')}`, {
           field: 'name',

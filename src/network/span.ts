@@ -29,8 +29,8 @@ export interface NetworkSpan {
    * one) and answers every host's, for the DHCP host's reservations and DNS records.
    */
   publish(network: Network, nics: SpanNic[]): Promise<SpanNic[]>;
-  /** "instance X on host H" for each NIC other hosts have on the network. */
-  usersElsewhere(network: string): Promise<string[]>;
+  /** The instances other hosts have a NIC on the network for, with their host (sorted). */
+  usersElsewhere(network: string): Promise<Array<{ instance: string; host: string }>>;
   /** Addresses other hosts hold on the network (address -> who), as last read by `refreshTaken`. */
   takenElsewhere(network: string): Map<string, string>;
   refreshTaken(networks: readonly string[]): Promise<void>;

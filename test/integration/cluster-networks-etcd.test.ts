@@ -85,7 +85,7 @@ describe('cluster network records on real etcd', () => {
       message: '--ip: 10.77.0.2 is already taken on network lab by instance a on host h1',
     });
     expect((await kv.get(NETWORK_KEYS.nicsOf('lab', 'h2')))!.value).not.toContain('52:54:00:00:00:03');
-    expect(await h1.usersElsewhere('lab')).toEqual(['instance b on host h2']);
+    expect(await h1.usersElsewhere('lab')).toEqual([{ instance: 'b', host: 'h2' }]);
     // b moves to h1: h1 records the same NIC (MAC and instance) and takes its address over.
     await h1.publish(lab, [
       { mac: '52:54:00:00:00:01', address: '10.77.0.2', hostname: 'a' },

@@ -147,6 +147,9 @@ describe('networks across a cluster of simulated hosts (VXLAN, one DHCP host, th
     }
     expect(new Set(addresses).size).toBe(2);
     for (const a of addresses) expect(a.startsWith(`${prefix}.`)).toBe(true);
+    // Any host lists both as users of the network.
+    expect((JSON.parse(await ok(h[2]!, ['network', 'info', 'lab', '--format', 'json'])) as NetworkView).instances?.sort()).toEqual(['g1', 'g2']);
+    expect((await networksOn(h[0]!)).find((n) => n.name === 'lab')?.instances?.sort()).toEqual(['g1', 'g2']);
     // Both leases are the one dnsmasq's, on h1.
     const leases = JSON.parse(await ok(h[0]!, ['network', 'leases', 'lab', '--format', 'json'])) as Array<{ address: string; hostname?: string }>;
     expect(leases.map((l) => l.address).sort()).toEqual([...addresses].sort());
