@@ -13,6 +13,7 @@ import { INSTANCES_PEER_PATH, instancesPeerRoute, ownedHere } from './instances-
 import { MOVES_PEER_PATH, movesPeerRoute } from './instances-move.ts';
 import { MOVE_DISKS_PEER_PREFIX, OFFLINE_MOVES_PEER_PATH, moveDisksFileRoute, offlineMovesPeerRoute } from './instances-move-offline.ts';
 import { localInstances } from './instances.ts';
+import { NETWORK_LEASES_PEER_PATH, networkLeasesPeerRoute } from './networks.ts';
 
 /**
  * The core's ClusterService: STATE/cluster, publishing this host's capacity and use; `serving` in the daemon,
@@ -58,6 +59,7 @@ export function clusterService(app: AppCore, serving: boolean): ClusterService {
   // Networks defined cluster-wide (standalone until this host is in a cluster: the span answers no `self`).
   attachNetworkSpan(app, service);
   let here: ReturnType<typeof ownedHere> | undefined;
+  service.route(NETWORK_LEASES_PEER_PATH, networkLeasesPeerRoute(app));
   service.route(INSTANCES_PEER_PATH, instancesPeerRoute(() => (here ??= ownedHere(app, localInstances(app)))));
   service.route(MOVES_PEER_PATH, movesPeerRoute(app, () => service));
   service.route(OFFLINE_MOVES_PEER_PATH, offlineMovesPeerRoute(app, () => service));

@@ -2,11 +2,33 @@
 import { networkEndpoints } from '../api/contracts/networks.ts';
 import { networkLeaseView, networkView } from './views.ts';
 import { validateName } from '../lib/ids.ts';
+import type { NetworkLeaseView } from '../api/schemas.ts';
+import type { PeerRoute } from '../cluster/peer-http.ts';
 import type { Network } from '../network/model.ts';
 import type { NetworkService } from '../network/service.ts';
 import { clusterOf } from './cluster-of.ts';
 import type { AppCore } from './context.ts';
 import { resource } from './resource.ts';
+
+/** Where a cluster network's DHCP host answers its leases to the other hosts. */
+export const NETWORK_LEASES_PEER_PATH = '/v1/network-leases';
+
+/** This host's dnsmasq's leases of the network, each with the instance (of any host) whose NIC has the MAC. */
+async function localLeases(s: NetworkService, network: Network): Promise<NetworkLeaseView[]> {
+  const byMac = new Map(s.instances.nicsOn(network.name).map((n) => [n.mac, n.instance]));
+  if (network.cluster !== undefined) for (const n of await s.clusterNics(network)) if (!byMac.has(n.mac)) byMac.set(n.mac, n.hostname.replace(/-nic\d+$/, ''));
+  return s.leases(network.name).map((l) => networkLeaseView(l, byMac.get(l.mac)));
+}
+
+/** The cluster API route answering a cluster network's leases on its DHCP host. */
+export function networkLeasesPeerRoute(core: AppCore): PeerRoute {
+  return {
+    handle: async (body) => {
+      const name = validateName('name', String((body as { name?: unknown } | null)?.name ?? ''));
+      return localLeases(core.instances.networks, core.instances.networks.mustGet(name));
+    },
+  };
+}
 
 export const networks = resource('networks', networkEndpoints, (core: AppCore) => {
   /**
@@ -42,8 +64,13 @@ export const networks = resource('networks', networkEndpoints, (core: AppCore) =
 
     async leases({ name }) {
       const s = await service();
-      const byMac = new Map(s.instances.nicsOn(validateName('name', name)).map((n) => [n.mac, n.instance]));
-      return s.leases(name).map((l) => networkLeaseView(l, byMac.get(l.mac)));
+      const network = s.mustGet(validateName('name', name));
+      // A cluster network's leases are its DHCP host's: asked there (it names the instances of every host).
+      const c = network.cluster?.vni === undefined ? undefined : await clusterOf(core);
+      if (c !== undefined && network.cluster!.createdOn !== c.host) {
+        return c.peer<NetworkLeaseView[]>(network.cluster!.createdOn, NETWORK_LEASES_PEER_PATH, { name: network.name });
+      }
+      return localLeases(s, network);
     },
 
     async delete({ name }) {

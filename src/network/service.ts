@@ -356,6 +356,12 @@ export class NetworkService {
     return (await c.span.usersElsewhere(network.name)).map((u) => u.instance);
   }
 
+  /** Every host's NICs on a cluster network, as recorded in the cluster (none for a local network). */
+  async clusterNics(network: Network): Promise<SpanNic[]> {
+    if (network.cluster === undefined) return [];
+    return this.spanOf(network).span.publish(network, this.localNics(network));
+  }
+
   /** Addresses of a cluster network held on other hosts (address -> who), as read by `beforeNics`. */
   takenElsewhere(name: string): Map<string, string> {
     return this.span?.takenElsewhere(name) ?? new Map();

@@ -151,8 +151,10 @@ describe('networks across a cluster of simulated hosts (VXLAN, one DHCP host, th
     expect((JSON.parse(await ok(h[2]!, ['network', 'info', 'lab', '--format', 'json'])) as NetworkView).instances?.sort()).toEqual(['g1', 'g2']);
     expect((await networksOn(h[0]!)).find((n) => n.name === 'lab')?.instances?.sort()).toEqual(['g1', 'g2']);
     // Both leases are the one dnsmasq's, on h1.
-    const leases = JSON.parse(await ok(h[0]!, ['network', 'leases', 'lab', '--format', 'json'])) as Array<{ address: string; hostname?: string }>;
-    expect(leases.map((l) => l.address).sort()).toEqual([...addresses].sort());
+    const leases = JSON.parse(await ok(h[0]!, ['network', 'leases', 'lab', '--format', 'json'])) as Array<{ address: string; instance?: string }>;
+    expect(leases.map((l) => [l.instance, l.address]).sort()).toEqual([['g1', addresses[0]], ['g2', addresses[1]]]);
+    // Asked on another host, the DHCP host answers.
+    expect(JSON.parse(await ok(h[2]!, ['network', 'leases', 'lab', '--format', 'json']))).toEqual(leases);
     const [g1, g2] = shells.slice(-2) as [SerialShell, SerialShell];
     const ping = await g1.run(`ping -c 2 -W 5 ${addresses[1]}`, 30_000);
     expect(ping.status, ping.output).toBe(0);
