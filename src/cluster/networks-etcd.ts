@@ -30,7 +30,7 @@ interface AddressRecord {
 const ATTEMPTS = 5;
 
 export class EtcdNetworks implements NetworkSpan {
-  private readonly taken = new Map<string, Map<string, string>>();
+  private readonly taken = new Map<string, Map<string, { owner: string; mac: string }>>();
   private readonly kv: () => Kv;
   private readonly me: () => { host: string; address: string } | undefined;
 
@@ -155,7 +155,7 @@ export class EtcdNetworks implements NetworkSpan {
     return out.sort((a, b) => a.instance.localeCompare(b.instance));
   }
 
-  takenElsewhere(network: string): Map<string, string> {
+  takenElsewhere(network: string): Map<string, { owner: string; mac: string }> {
     return this.taken.get(network) ?? new Map();
   }
 
@@ -163,10 +163,10 @@ export class EtcdNetworks implements NetworkSpan {
     const me = this.host();
     for (const name of new Set(networks)) {
       const list = await this.kv().list(NETWORK_KEYS.addresses(name));
-      const held = new Map<string, string>();
+      const held = new Map<string, { owner: string; mac: string }>();
       for (const e of list.entries) {
         const r = JSON.parse(e.value) as AddressRecord;
-        if (r.host !== me) held.set(e.key.slice(NETWORK_KEYS.addresses(name).length), `instance ${r.hostname} on host ${r.host}`);
+        if (r.host !== me) held.set(e.key.slice(NETWORK_KEYS.addresses(name).length), { owner: `instance ${r.hostname} on host ${r.host}`, mac: r.mac });
       }
       this.taken.set(name, held);
     }

@@ -362,8 +362,8 @@ export class NetworkService {
     return this.spanOf(network).span.publish(network, this.localNics(network));
   }
 
-  /** Addresses of a cluster network held on other hosts (address -> who), as read by `beforeNics`. */
-  takenElsewhere(name: string): Map<string, string> {
+  /** Addresses of a cluster network held on other hosts (address -> who, and the MAC), as read by `beforeNics`. */
+  takenElsewhere(name: string): Map<string, { owner: string; mac: string }> {
     return this.span?.takenElsewhere(name) ?? new Map();
   }
 

@@ -31,7 +31,7 @@ export interface NetworkSpan {
   publish(network: Network, nics: SpanNic[]): Promise<SpanNic[]>;
   /** The instances other hosts have a NIC on the network for, with their host (sorted). */
   usersElsewhere(network: string): Promise<Array<{ instance: string; host: string }>>;
-  /** Addresses other hosts hold on the network (address -> who), as last read by `refreshTaken`. */
-  takenElsewhere(network: string): Map<string, string>;
+  /** Addresses other hosts hold on the network (address -> who, and the MAC), as last read by `refreshTaken`. */
+  takenElsewhere(network: string): Map<string, { owner: string; mac: string }>;
   refreshTaken(networks: readonly string[]): Promise<void>;
 }

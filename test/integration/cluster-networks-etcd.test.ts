@@ -77,7 +77,7 @@ describe('cluster network records on real etcd', () => {
     const all = await h2.publish(lab, [{ mac: '52:54:00:00:00:02', address: '10.77.0.3', hostname: 'b' }]);
     expect(all.map((n) => [n.hostname, n.address]).sort()).toEqual([['a', '10.77.0.2'], ['b', '10.77.0.3']]);
     await h2.refreshTaken(['lab']);
-    expect([...h2.takenElsewhere('lab')]).toEqual([['10.77.0.2', 'instance a on host h1']]);
+    expect([...h2.takenElsewhere('lab')]).toEqual([['10.77.0.2', { owner: 'instance a on host h1', mac: '52:54:00:00:00:01' }]]);
     // Another NIC on an address h1 holds: refused naming --ip and the holder; nothing of it recorded.
     expect(await refusal(h2.publish(lab, [{ mac: '52:54:00:00:00:02', address: '10.77.0.3', hostname: 'b' }, { mac: '52:54:00:00:00:03', address: '10.77.0.2', hostname: 'c' }]))).toMatchObject({
       code: 'CONFLICT',
