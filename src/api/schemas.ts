@@ -344,6 +344,10 @@ export const Network = Closed({
   dnsmasqPid: Type.Optional(Type.Integer()),
   nftTable: Type.Optional(Type.String()),
   nftTableExists: Type.Optional(Type.Boolean({ description: "virtnode's nftables table of the network exists (nat, isolated)" })),
+  cluster: Type.Optional(Type.Boolean({ description: 'defined cluster-wide: every host of the cluster has it' })),
+  dhcpHost: Type.Optional(Type.String({ description: 'cluster nat/isolated: the host that runs its DHCP/DNS and gateway (the host that created it)' })),
+  vni: Type.Optional(Type.Integer({ description: 'cluster nat/isolated: the VXLAN network identifier joining the hosts\' bridges' })),
+  vxlanExists: Type.Optional(Type.Boolean({ description: "cluster nat/isolated: this host's VXLAN device of the network exists" })),
   instances: Type.Optional(Type.Array(Type.String(), { description: 'instances with a NIC on the network' })),
   warnings: Type.Optional(Type.Array(Type.String())),
   createdAt: Type.String(),
@@ -360,6 +364,7 @@ export const CreateNetworkBody = Closed({
   dhcpRange: Type.Optional(Type.String({ maxLength: 1024, description: 'FIRST-LAST inside the subnet' })),
   domain: Type.Optional(Type.String({ maxLength: 1024, description: 'DNS domain (at most 253 characters)' })),
   bridge: Type.Optional(Type.String({ maxLength: 1024, description: 'bridge mode: the existing bridge NICs join (at most 15 characters)' })),
+  vni: Type.Optional(Type.Integer({ description: 'in a cluster, nat/isolated: the VXLAN network identifier (1-16777215; default: a free one)' })),
 });
 
 /** A DHCP lease of a nat/isolated network (`virtnode network leases`), with the instance whose NIC has the MAC. */

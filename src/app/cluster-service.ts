@@ -3,6 +3,7 @@ import { EtcdDiskOwnership, SplitDiskOwnership } from '../cluster/disk-ownership
 import { ClusterService } from '../cluster/service.ts';
 import { diskOwnership } from '../instances/disk-claims.ts';
 import { failoverLoop, fenceCandidates } from './cluster-failover.ts';
+import { attachNetworkSpan, networksLoop } from './cluster-networks.ts';
 import { hostPublication } from './cluster-publication.ts';
 import { isSharedDisk } from './cluster-shared-disks.ts';
 import type { AppCore } from './context.ts';
@@ -12,6 +13,7 @@ import { INSTANCES_PEER_PATH, instancesPeerRoute, ownedHere } from './instances-
 import { MOVES_PEER_PATH, movesPeerRoute } from './instances-move.ts';
 import { MOVE_DISKS_PEER_PREFIX, OFFLINE_MOVES_PEER_PATH, moveDisksFileRoute, offlineMovesPeerRoute } from './instances-move-offline.ts';
 import { localInstances } from './instances.ts';
+import { NETWORK_LEASES_PEER_PATH, networkLeasesPeerRoute } from './networks.ts';
 
 /**
  * The core's ClusterService: STATE/cluster, publishing this host's capacity and use; `serving` in the daemon,
@@ -27,11 +29,12 @@ export function clusterService(app: AppCore, serving: boolean): ClusterService {
     onFenced: (reason) => fenceCandidates(app, service, reason),
     background: () => {
       const loop = failoverLoop(app, service);
+      const networks = networksLoop(app, service);
       failover = loop;
       return {
         stop: async () => {
           failover = undefined;
-          await loop.stop();
+          await Promise.all([loop.stop(), networks.stop()]);
         },
       };
     },
@@ -53,7 +56,10 @@ export function clusterService(app: AppCore, serving: boolean): ClusterService {
     },
     (disk) => isSharedDisk(app, disk),
   );
+  // Networks defined cluster-wide (standalone until this host is in a cluster: the span answers no `self`).
+  attachNetworkSpan(app, service);
   let here: ReturnType<typeof ownedHere> | undefined;
+  service.route(NETWORK_LEASES_PEER_PATH, networkLeasesPeerRoute(app));
   service.route(INSTANCES_PEER_PATH, instancesPeerRoute(() => (here ??= ownedHere(app, localInstances(app)))));
   service.route(MOVES_PEER_PATH, movesPeerRoute(app, () => service));
   service.route(OFFLINE_MOVES_PEER_PATH, offlineMovesPeerRoute(app, () => service));

@@ -2,28 +2,58 @@
 import { networkEndpoints } from '../api/contracts/networks.ts';
 import { networkLeaseView, networkView } from './views.ts';
 import { validateName } from '../lib/ids.ts';
+import type { NetworkLeaseView } from '../api/schemas.ts';
+import type { PeerRoute } from '../cluster/peer-http.ts';
+import type { Network } from '../network/model.ts';
 import type { NetworkService } from '../network/service.ts';
+import { clusterOf } from './cluster-of.ts';
 import type { AppCore } from './context.ts';
 import { resource } from './resource.ts';
 
+/** Where a cluster network's DHCP host answers its leases to the other hosts. */
+export const NETWORK_LEASES_PEER_PATH = '/v1/network-leases';
+
+/** This host's dnsmasq's leases of the network, each with the instance (of any host) whose NIC has the MAC. */
+async function localLeases(s: NetworkService, network: Network): Promise<NetworkLeaseView[]> {
+  const byMac = new Map(s.instances.nicsOn(network.name).map((n) => [n.mac, n.instance]));
+  if (network.cluster !== undefined) for (const n of await s.clusterNics(network)) if (!byMac.has(n.mac)) byMac.set(n.mac, n.hostname.replace(/-nic\d+$/, ''));
+  return s.leases(network.name).map((l) => networkLeaseView(l, byMac.get(l.mac)));
+}
+
+/** The cluster API route answering a cluster network's leases on its DHCP host. */
+export function networkLeasesPeerRoute(core: AppCore): PeerRoute {
+  return {
+    handle: async (body) => {
+      const name = validateName('name', String((body as { name?: unknown } | null)?.name ?? ''));
+      return localLeases(core.instances.networks, core.instances.networks.mustGet(name));
+    },
+  };
+}
+
 export const networks = resource('networks', networkEndpoints, (core: AppCore) => {
-  /** The network service after reconcile, which brings networks back after a reboot. */
+  /**
+   * The network service after reconcile, which brings networks back after a reboot; in a cluster, with the
+   * cluster's network definitions recorded here (each host's daemon also keeps them up to date as they change).
+   */
   const service = async (): Promise<NetworkService> => {
     await core.instances.ensureReconciled();
+    if ((await clusterOf(core)) !== undefined) await core.instances.networks.pullCluster();
     return core.instances.networks;
   };
-  const instancesOn = (s: NetworkService, name: string) => [...new Set(s.instances.nicsOn(name).map((x) => x.instance))];
+  /** Its instances here and, for a cluster network, on the other hosts (as etcd records them). */
+  const instancesOn = async (s: NetworkService, n: Network) => [...new Set([...s.instances.nicsOn(n.name).map((x) => x.instance), ...(await s.usersElsewhere(n))])];
 
   return {
     async list() {
       const s = await service();
-      return s.list().map((n) => networkView(n, undefined, instancesOn(s, n.name)));
+      return Promise.all(s.list().map(async (n) => networkView(n, undefined, await instancesOn(s, n))));
     },
 
     async get({ name }) {
       const s = await service();
       const n = s.mustGet(validateName('name', name));
-      return networkView(n, await s.status(n));
+      const status = await s.status(n);
+      return networkView(n, { ...status, instances: await instancesOn(s, n) });
     },
 
     async create(request) {
@@ -34,8 +64,13 @@ export const networks = resource('networks', networkEndpoints, (core: AppCore) =
 
     async leases({ name }) {
       const s = await service();
-      const byMac = new Map(s.instances.nicsOn(validateName('name', name)).map((n) => [n.mac, n.instance]));
-      return s.leases(name).map((l) => networkLeaseView(l, byMac.get(l.mac)));
+      const network = s.mustGet(validateName('name', name));
+      // A cluster network's leases are its DHCP host's: asked there (it names the instances of every host).
+      const c = network.cluster?.vni === undefined ? undefined : await clusterOf(core);
+      if (c !== undefined && network.cluster!.createdOn !== c.host) {
+        return c.peer<NetworkLeaseView[]>(network.cluster!.createdOn, NETWORK_LEASES_PEER_PATH, { name: network.name });
+      }
+      return localLeases(s, network);
     },
 
     async delete({ name }) {

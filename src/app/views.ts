@@ -111,11 +111,13 @@ export function networkView(n: Network, status?: NetworkStatus, instances?: stri
     ...(status === undefined
       ? {}
       : {
-          up: status.bridge && (n.mode === 'bridge' || (status.dnsmasqPid !== undefined && status.nftTable)),
+          up: status.bridge && status.vxlan !== false && (n.mode === 'bridge' || !status.servesDhcp || (status.dnsmasqPid !== undefined && status.nftTable)),
           bridgeExists: status.bridge,
           ...(status.dnsmasqPid === undefined ? {} : { dnsmasqPid: status.dnsmasqPid }),
           ...(n.mode === 'bridge' ? {} : { nftTable: `ip virtnode_${n.id}`, nftTableExists: status.nftTable }),
+          ...(status.vxlan === undefined ? {} : { vxlanExists: status.vxlan }),
         }),
+    ...(n.cluster === undefined ? {} : { cluster: true, ...(n.cluster.vni === undefined ? {} : { vni: n.cluster.vni, dhcpHost: n.cluster.createdOn }) }),
     ...(names === undefined ? {} : { instances: names }),
     ...(status === undefined ? {} : { warnings: status.warnings }),
     createdAt: n.createdAt,

@@ -31,6 +31,7 @@ import {
   type TokenRecord,
 } from './model.ts';
 import { forgetHeldImages } from './image-index.ts';
+import { forgetHostNetworkRecords } from './networks-etcd.ts';
 import type { PeerTls } from './peer-files.ts';
 import { type PeerFileRoute, type PeerRoute, fetchPinnedCa, peerCall, startPeerServer } from './peer-http.ts';
 import { caKeyPath, createCa, createKeyAndCsr, fingerprint, issueHostCert, signHostCsr, tlsFilesIn } from './pki.ts';
@@ -728,6 +729,7 @@ export class ClusterService {
     const marks = (await kv.list(KEYS.leftBehindOn(host))).entries;
     if (marks.length > 0) await kv.txn([], marks.map((e) => ({ delete: e.key })));
     if (revocation === undefined) this.o.log('warn', 'host removed, but its certificate is not known (it joined with an older virtnode): it was not revoked', { host });
+    await forgetHostNetworkRecords(kv, host);
     this.o.log('info', 'host removed from the cluster', { host, ...(revocation === undefined ? {} : { revokedSerial: revocation.serial }) });
     return this.status();
   }

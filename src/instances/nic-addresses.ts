@@ -27,6 +27,8 @@ export function resolveNic(repo: InstanceRepository, networks: NetworkService, r
   }
   const taken = new Map<string, string>([[network.ipv4.gateway, 'the host (gateway)']]);
   for (const n of repo.nicsOn(network.name)) if (n.address !== undefined) taken.set(n.address, `instance ${n.instance}`);
+  // Held on another host by the same MAC: the NIC itself, arriving here (a move), keeps its address.
+  for (const [address, held] of networks.takenElsewhere(network.name)) if (held.mac !== request.mac) taken.set(address, held.owner);
   for (const n of pending) if (n.network === network.name && n.address !== undefined) taken.set(n.address, `${owner} (another of its NICs)`);
   if (request.ip !== undefined) {
     return { ...nic, network: network.name, address: validateStaticAddress('--ip', network, request.ip, taken), staticAddress: true };

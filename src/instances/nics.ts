@@ -43,6 +43,7 @@ export async function attachNic(service: InstanceService, name: string, network:
     if (['creating', 'deleting', 'starting', 'stopping'].includes(instance.state)) {
       throw new VirtnodeError('INVALID_STATE', `cannot attach a NIC to ${name}: it is ${instance.state}`);
     }
+    await service.networks.beforeNics([request.network]);
     const nic = transaction(service.db, () => {
       const index = Math.max(-1, ...instance.nics.map((n) => n.index)) + 1;
       const resolved = resolveNic(service.repo, service.networks, request, { index, mac: service.uniqueMac() }, `instance ${name}`, []);

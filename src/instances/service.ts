@@ -205,6 +205,8 @@ export class InstanceService {
       const reverter = new Reverter();
       try {
         const requests = options.nics ?? [{ network: USER_NETWORK }];
+        // In a cluster: its networks' definitions here, and the addresses other hosts hold, before any is chosen.
+        await this.networks.beforeNics(requests.map((r) => r.network));
         transaction(this.db, () => {
           const nics: Nic[] = [];
           for (const [index, request] of requests.entries()) {

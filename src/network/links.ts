@@ -33,13 +33,16 @@ export async function bridgeExists(name: string): Promise<boolean> {
   return (await listLinks()).some((l) => l.ifname === name && l.kind === 'bridge');
 }
 
-/** A bridge with the gateway address, up. Idempotent: an existing bridge is kept and completed. */
-export async function ensureBridge(name: string, alias: string, addressCidr: string): Promise<void> {
+/**
+ * A bridge with the gateway address, up. Idempotent: an existing bridge is kept and completed. Without an address:
+ * a cluster network's bridge on a host other than its DHCP host (the gateway is that host's).
+ */
+export async function ensureBridge(name: string, alias: string, addressCidr: string | undefined): Promise<void> {
   if (!(await bridgeExists(name))) {
     await ip(['link', 'add', 'name', name, 'type', 'bridge', 'stp_state', '0']);
   }
   await ip(['link', 'set', 'dev', name, 'alias', alias]);
-  await ip(['addr', 'replace', addressCidr, 'dev', name]);
+  if (addressCidr !== undefined) await ip(['addr', 'replace', addressCidr, 'dev', name]);
   await ip(['link', 'set', 'dev', name, 'up']);
 }
 

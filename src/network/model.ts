@@ -15,5 +15,10 @@ export interface Network {
     dhcpEnd: string;
   };
   domain?: string;
+  /**
+   * Set for a network defined cluster-wide (etcd `/virtnode/networks/NAME`): every host realizes it. `createdOn`
+   * also runs its DHCP/DNS (nat, isolated); `vni` joins the hosts' bridges by VXLAN (nat, isolated only).
+   */
+  cluster?: { createdOn: string; vni?: number };
   createdAt: string;
 }

@@ -107,6 +107,15 @@ describe('network create validation', () => {
     expect(() => validateNetworkCreate({ name: 'x' }, context({ routes }))).toThrow(/--subnet: 10.77.0.0\/24 collides with the host route to 10.77.0.0\/16 \(dev eth1\)/);
     expect(validateNetworkCreate({ name: 'x', subnet: '10.99.0.0/24' }, context({ routes })).ipv4?.subnet).toBe('10.99.0.0/24');
   });
+  it('takes a VNI in a cluster only, in range, not another network\'s, and never for --bridge', () => {
+    const clustered = { clustered: true };
+    expect(validateNetworkCreate({ name: 'x', subnet: '10.99.0.0/24', vni: 5000 }, context(clustered)).vni).toBe(5000);
+    expect(() => validateNetworkCreate({ name: 'x', vni: 5000 }, context())).toThrow(/vni: applies only in a cluster/);
+    for (const vni of [0, 16_777_216, 1.5]) expect(() => validateNetworkCreate({ name: 'x', vni }, context(clustered))).toThrow(/vni: .* is out of range/);
+    const spanning: Network = { ...nat, cluster: { createdOn: 'h1', vni: 5000 } };
+    expect(() => validateNetworkCreate({ name: 'x', subnet: '10.99.0.0/24', vni: 5000 }, context({ ...clustered, existing: [spanning] }))).toThrow(/vni: VXLAN 5000 is network lab's already/);
+    expect(() => validateNetworkCreate({ name: 'lan', mode: 'bridge', bridge: 'br0', vni: 7 }, context({ ...clustered, bridgeExists: () => true }))).toThrow(/vni: does not apply to --bridge/);
+  });
   it('accepts an existing bridge', () => {
     expect(validateNetworkCreate({ name: 'lan', mode: 'bridge', bridge: 'br0' }, context({ bridgeExists: (n) => n === 'br0' }))).toEqual({ name: 'lan', mode: 'bridge', bridge: 'br0' });
   });

@@ -14,7 +14,7 @@ import { type DnsmasqFiles, type Lease, parseLeases, renderDhcpHosts, renderDnsm
 import { dnsmasqPid, startOrReloadDnsmasq, stopDnsmasq } from './dnsmasq.ts';
 import { type SystemUser, dnsmasqReadableDir, dnsmasqUser, writeDnsmasqReadable } from './dnsmasq-user.ts';
 import { parseCidr } from './ipv4.ts';
-import { bridgeExists, deleteLink, ensureBridge, ensureTap, ensureVeth, listLinks } from './links.ts';
+import { bridgeExists, deleteLink, ensureBridge, ensureTap, ensureVeth, linkExists, listLinks } from './links.ts';
 import type { Network } from './model.ts';
 import { bridgeName, homeTag, newNetworkId, tapName, vethPeerName } from './names.ts';
 import { type Instance, USER_NETWORK } from '../instances/model.ts';
@@ -22,7 +22,19 @@ import { applyRuleset, deleteTable, foreignForwardDrops, tableExists } from './n
 import { forwardDropHint } from './nft.ts';
 import { applyPortForwards, deletePortForwards, portForwardTable } from './port-forward-nft.ts';
 import { hostRoutes } from './routes.ts';
-import { type NetworkCreateRequest, validateNetworkCreate } from './validate.ts';
+import type { NetworkSpan, SpanNic } from './span.ts';
+import { MAX_VNI, type NetworkCreateRequest, validateNetworkCreate } from './validate.ts';
+import { ensureVxlan, setFloodPeers, vxlanName } from './vxlan.ts';
+
+const toReservations = (nics: SpanNic[]): Reservation[] => nics.flatMap((n) => (n.address === undefined ? [] : [{ mac: n.mac, address: n.address, hostname: n.hostname }]));
+
+/** A free VNI for a new cluster network: from its random id, the next one up when taken. */
+function defaultVni(id: string, existing: Network[]): number {
+  const taken = new Set(existing.map((n) => n.cluster?.vni));
+  let vni = 4096 + (Number.parseInt(id, 16) % (MAX_VNI - 4096));
+  while (taken.has(vni)) vni = vni >= MAX_VNI ? 4096 : vni + 1;
+  return vni;
+}
 
 /** The host side of a NIC on a managed network: a tap for a VM, a veth pair for a container. */
 export type NicLink = 'tap' | 'veth';
@@ -34,6 +46,10 @@ export interface NetworkStatus {
   bridge: boolean;
   dnsmasqPid: number | undefined;
   nftTable: boolean;
+  /** Cluster nat/isolated: this host's VXLAN device of the network exists. */
+  vxlan?: boolean;
+  /** This host runs the network's DHCP/DNS and gateway (false: a cluster network whose DHCP host is another). */
+  servesDhcp: boolean;
   /** Instances with a NIC on the network. */
   instances: string[];
   warnings: string[];
@@ -60,6 +76,8 @@ export class NetworkService {
   readonly instances: InstanceRepository;
   readonly tag: string;
   private dnsmasqUser: SystemUser | undefined;
+  /** Set by the application layer while this host is in a cluster: networks are then defined cluster-wide. */
+  span: NetworkSpan | undefined;
 
   constructor(paths: StatePaths, db: Db) {
     this.paths = paths;
@@ -71,6 +89,28 @@ export class NetworkService {
 
   dir(name: string): string {
     return within(join(this.paths.root, 'networks'), validateName('name', name));
+  }
+
+  /** The cluster this host is in, with its name and address; undefined when standalone. */
+  private clustered(): { span: NetworkSpan; host: string; address: string } | undefined {
+    const self = this.span?.self();
+    return self === undefined ? undefined : { span: this.span!, ...self };
+  }
+
+  /** A cluster network's span: only a process that runs the cluster (the daemon) realizes one. */
+  private spanOf(network: Network): { span: NetworkSpan; host: string; address: string } {
+    const c = this.clustered();
+    if (c === undefined) {
+      throw new VirtnodeError('INVALID_STATE', `network ${network.name} is a cluster network: this process is not serving the cluster`, {
+        hint: 'run it through the virtnode daemon of a cluster host',
+      });
+    }
+    return c;
+  }
+
+  /** Does this host run the network's DHCP/DNS and gateway (every local network; a cluster one on its creator)? */
+  private dhcpHere(network: Network): boolean {
+    return network.cluster === undefined || network.cluster.createdOn === this.span?.self()?.host;
   }
 
   /** Read from /etc/passwd once per service. */
@@ -121,12 +161,22 @@ export class NetworkService {
     });
     try {
       const bridges = new Set((await listLinks()).filter((l) => l.kind === 'bridge').map((l) => l.ifname));
-      const valid = validateNetworkCreate(request, { existing: this.repo.list(), routes: await hostRoutes(), bridgeExists: (n) => bridges.has(n) });
+      const c = this.clustered();
+      if (c !== undefined) await this.pullLocked(c);
+      const existing = this.repo.list();
+      const valid = validateNetworkCreate(request, { existing, routes: await hostRoutes(), bridgeExists: (n) => bridges.has(n), clustered: c !== undefined });
       requireRoot('network create');
       const id = newNetworkId();
-      const network: Network = { ...valid, id, bridge: valid.bridge ?? bridgeName(id), createdAt: new Date().toISOString() };
+      const { vni, ...rest } = valid;
+      const cluster = c === undefined ? undefined : { createdOn: c.host, ...(valid.mode === 'bridge' ? {} : { vni: vni ?? defaultVni(id, existing) }) };
+      const network: Network = { ...rest, id, bridge: valid.bridge ?? bridgeName(id), ...(cluster === undefined ? {} : { cluster }), createdAt: new Date().toISOString() };
       const reverter = new Reverter();
       try {
+        // In a cluster the definition goes to etcd first: of two hosts creating one name at once, one wins.
+        if (c !== undefined) {
+          await c.span.define(network);
+          reverter.add('remove the cluster definition', () => c.span.undefine(network));
+        }
         transaction(this.db, () => this.repo.insert(network));
         reverter.add('remove the network record', () => this.repo.delete(network.name));
         reverter.add('remove what was set up', () => this.teardown(network));
@@ -150,23 +200,35 @@ export class NetworkService {
     return drops.length === 0 ? [] : [forwardDropHint(drops, network)];
   }
 
-  reservations(network: Network): Reservation[] {
+  /** This host's NICs on the network, each with its DNS name (the instance's; NAME-nicN for a second NIC). */
+  private localNics(network: Network): SpanNic[] {
     const seen = new Set<string>();
-    const out: Reservation[] = [];
+    const out: SpanNic[] = [];
     for (const nic of this.instances.nicsOn(network.name)) {
-      if (nic.address === undefined) continue;
       const hostname = seen.has(nic.instance) ? `${nic.instance}-nic${nic.index}` : nic.instance;
       seen.add(nic.instance);
-      out.push({ mac: nic.mac, address: nic.address, hostname });
+      out.push({ mac: nic.mac, hostname, ...(nic.address === undefined ? {} : { address: nic.address }) });
     }
     return out;
   }
 
+  reservations(network: Network): Reservation[] {
+    return toReservations(this.localNics(network));
+  }
+
+  /**
+   * The reservations dnsmasq hands out: this host's NICs, and for a cluster network every host's (this host's
+   * published first, their addresses claimed cluster-wide).
+   */
+  private async allReservations(network: Network): Promise<Reservation[]> {
+    if (network.cluster === undefined) return this.reservations(network);
+    return toReservations(await this.spanOf(network).span.publish(network, this.localNics(network)));
+  }
+
   /** Writes dnsmasq's files; `configChanged` when its configuration is new or differs (a SIGHUP does not re-read it). */
-  private writeFiles(network: Network): { files: DnsmasqFiles; configChanged: boolean } {
+  private writeFiles(network: Network, reservations: Reservation[]): { files: DnsmasqFiles; configChanged: boolean } {
     const files = this.files(network);
     mkdirSync(this.dir(network.name), { recursive: true, mode: 0o700 });
-    const reservations = this.reservations(network);
     const config = renderDnsmasqConfig(network, files);
     const configChanged = !existsSync(files.config) || readFileSync(files.config, 'utf8') !== config;
     writeFileSync(files.config, config, { mode: 0o600 });
@@ -180,39 +242,154 @@ export class NetworkService {
   /** Brings a network up, whatever part of it exists (after a reboot: none). Safe to call any time. */
   async ensureUp(network: Network): Promise<void> {
     requireRoot(`network ${network.name}`);
+    const c = network.cluster === undefined ? undefined : this.spanOf(network);
     if (network.mode === 'bridge') {
       if (!(await bridgeExists(network.bridge))) {
-        throw new VirtnodeError('NOT_FOUND', `network ${network.name}: the bridge ${network.bridge} does not exist (any more)`, {
-          hint: `create it again (ip link add ${network.bridge} type bridge), or remove the network`,
+        const where = c === undefined ? '' : ` on host ${c.host}`;
+        throw new VirtnodeError('NOT_FOUND', `network ${network.name}: the bridge ${network.bridge} does not exist${c === undefined ? ' (any more)' : where}`, {
+          field: '--network',
+          hint: c === undefined ? `create it again (ip link add ${network.bridge} type bridge), or remove the network` : `a bridged cluster network needs the bridge ${network.bridge} on each host its instances run on: create it on ${c.host}, or run the instance on a host that has it`,
         });
       }
       return;
     }
     const release = await acquireLock(this.db, `#network:${network.name}`, 'network up', { waitMs: LOCK_WAIT_MS });
     try {
+      // Removed meanwhile (a cluster network another host removed, torn down here while this waited): not again.
+      if (this.repo.get(network.name)?.id !== network.id) return;
       const ipv4 = network.ipv4!;
-      await ensureBridge(network.bridge, `${this.tag}:bridge:${network.name}`, `${ipv4.gateway}/${parseCidr('subnet', ipv4.subnet).prefix}`);
+      const dhcpHere = this.dhcpHere(network);
+      const alias = `${this.tag}:bridge:${network.name}`;
+      // Only the DHCP host's bridge has the gateway address (one gateway on the shared L2).
+      await ensureBridge(network.bridge, alias, dhcpHere ? `${ipv4.gateway}/${parseCidr('subnet', ipv4.subnet).prefix}` : undefined);
+      if (c !== undefined && network.cluster?.vni !== undefined) {
+        const vx = vxlanName(network.id);
+        await ensureVxlan(vx, network.cluster.vni, c.address, network.bridge, alias);
+        await setFloodPeers(vx, await c.span.peers());
+      }
+      const reservations = await this.allReservations(network);
+      if (!dhcpHere) return;
       if (network.mode === 'nat') writeFileSync('/proc/sys/net/ipv4/ip_forward', '1');
       await applyRuleset(network);
-      const { files, configChanged } = this.writeFiles(network);
+      const { files, configChanged } = this.writeFiles(network, reservations);
       await startOrReloadDnsmasq(files, { restart: configChanged });
     } finally {
       release();
     }
   }
 
+  /**
+   * In a cluster: the cluster's network definitions recorded here (new ones added; removed ones torn down and
+   * forgotten unless an instance here still has a NIC on one). Answers what changed, for the log.
+   */
+  async pullCluster(): Promise<string[]> {
+    const c = this.clustered();
+    if (c === undefined) return [];
+    const release = await acquireLock(this.db, NETWORKS_LOCK, 'network pull', { waitMs: LOCK_WAIT_MS });
+    try {
+      return await this.pullLocked(c);
+    } finally {
+      release();
+    }
+  }
+
+  private async pullLocked(c: { span: NetworkSpan }): Promise<string[]> {
+    const defs = new Map((await c.span.definitions()).map((d) => [d.name, d]));
+    const notes: string[] = [];
+    const users = (name: string) => [...new Set(this.instances.nicsOn(name).map((n) => n.instance))];
+    for (const local of this.repo.list()) {
+      if (local.cluster === undefined || defs.get(local.name)?.id === local.id) continue;
+      if (users(local.name).length > 0) {
+        notes.push(`network ${local.name}: gone from the cluster, kept here while ${users(local.name).join(', ')} use it`);
+        continue;
+      }
+      const releaseNet = await acquireLock(this.db, `#network:${local.name}`, 'network gone', { waitMs: LOCK_WAIT_MS });
+      try {
+        if (process.getuid?.() === 0) await this.teardown(local);
+        this.repo.delete(local.name);
+      } finally {
+        releaseNet();
+      }
+      notes.push(`network ${local.name}: gone from the cluster, removed here`);
+    }
+    for (const def of defs.values()) {
+      const local = this.repo.get(def.name);
+      if (local === undefined) {
+        transaction(this.db, () => this.repo.insert(def));
+        notes.push(`network ${def.name}: defined by host ${def.cluster?.createdOn ?? '?'}`);
+      } else if (local.cluster === undefined) {
+        notes.push(`network ${def.name}: this host's own network of that name hides the cluster's`);
+      }
+    }
+    return notes;
+  }
+
+  /** In a cluster (the daemon): every cluster nat/isolated network up here, its VXLAN flooding to the online hosts. */
+  async realizeCluster(): Promise<string[]> {
+    if (this.clustered() === undefined) return [];
+    const errors: string[] = [];
+    for (const network of this.repo.list()) {
+      if (network.cluster === undefined || network.mode === 'bridge') continue;
+      await this.ensureUp(network).catch((e: unknown) => errors.push(`network ${network.name}: ${e instanceof Error ? e.message : String(e)}`));
+    }
+    return errors;
+  }
+
+  /** Before NICs are resolved (launch, nic attach): in a cluster, its networks known here and the addresses taken elsewhere. */
+  async beforeNics(names: readonly string[]): Promise<void> {
+    const c = this.clustered();
+    const wanted = names.filter((n) => n !== USER_NETWORK);
+    if (c === undefined || wanted.length === 0) return;
+    if (wanted.some((n) => this.repo.get(n) === undefined)) await this.pullCluster();
+    // A bridged cluster network's bridge must exist on the host its instance is made on: refused before anything is.
+    for (const name of wanted) {
+      const network = this.repo.get(name);
+      if (network?.cluster !== undefined && network.mode === 'bridge') await this.ensureUp(network);
+    }
+    await c.span.refreshTaken(wanted.filter((n) => this.repo.get(n)?.cluster !== undefined));
+  }
+
+  /** The instances on other hosts with a NIC on a cluster network (none for a local network or standalone). */
+  async usersElsewhere(network: Network): Promise<string[]> {
+    const c = this.clustered();
+    if (network.cluster === undefined || c === undefined) return [];
+    return (await c.span.usersElsewhere(network.name)).map((u) => u.instance);
+  }
+
+  /** Every host's NICs on a cluster network, as recorded in the cluster (none for a local network). */
+  async clusterNics(network: Network): Promise<SpanNic[]> {
+    if (network.cluster === undefined) return [];
+    return this.spanOf(network).span.publish(network, this.localNics(network));
+  }
+
+  /** Addresses of a cluster network held on other hosts (address -> who, and the MAC), as read by `beforeNics`. */
+  takenElsewhere(name: string): Map<string, { owner: string; mac: string }> {
+    return this.span?.takenElsewhere(name) ?? new Map();
+  }
+
   /** Cheap check used by reconcile: is anything of a managed network missing? */
   async isUp(network: Network): Promise<boolean> {
     if (network.mode === 'bridge') return true;
+    // A cluster network is the cluster's to bring up (the daemon's loop); nothing to repair without it.
+    if (network.cluster !== undefined && this.clustered() === undefined) return true;
+    if (network.cluster?.vni !== undefined && !(await linkExists(vxlanName(network.id)))) return false;
+    if (!this.dhcpHere(network)) return bridgeExists(network.bridge);
     return dnsmasqPid(this.files(network)) !== undefined && (await bridgeExists(network.bridge));
   }
 
   /** Rewrites the reservations and host records and has dnsmasq re-read them (after NICs change). */
   async syncReservations(network: Network): Promise<void> {
-    if (network.mode === 'bridge') return;
+    if (network.mode === 'bridge') {
+      // A bridged cluster network: its NICs are recorded all the same (so that `network rm` sees them).
+      if (network.cluster !== undefined) await this.spanOf(network).span.publish(network, this.localNics(network));
+      return;
+    }
     const release = await acquireLock(this.db, `#network:${network.name}`, 'network sync', { waitMs: LOCK_WAIT_MS });
     try {
-      const { files, configChanged } = this.writeFiles(network);
+      if (this.repo.get(network.name)?.id !== network.id) return;
+      const reservations = await this.allReservations(network);
+      if (!this.dhcpHere(network)) return;
+      const { files, configChanged } = this.writeFiles(network, reservations);
       if (dnsmasqPid(files) !== undefined) await startOrReloadDnsmasq(files, { restart: configChanged });
     } finally {
       release();
@@ -272,11 +449,13 @@ export class NetworkService {
 
   async status(network: Network): Promise<NetworkStatus> {
     const instances = [...new Set(this.instances.nicsOn(network.name).map((n) => n.instance))];
-    if (network.mode === 'bridge') return { bridge: await bridgeExists(network.bridge), dnsmasqPid: undefined, nftTable: false, instances, warnings: [] };
+    if (network.mode === 'bridge') return { bridge: await bridgeExists(network.bridge), dnsmasqPid: undefined, nftTable: false, servesDhcp: false, instances, warnings: [] };
     return {
+      servesDhcp: this.dhcpHere(network),
       bridge: await bridgeExists(network.bridge),
       dnsmasqPid: dnsmasqPid(this.files(network)),
       nftTable: process.getuid?.() === 0 ? await tableExists(network).catch(() => false) : false,
+      ...(network.cluster?.vni === undefined ? {} : { vxlan: await linkExists(vxlanName(network.id)) }),
       instances,
       warnings: await this.warnings(network),
     };
@@ -299,14 +478,26 @@ export class NetworkService {
     try {
       const network = this.mustGet(name);
       const users = [...new Set(this.instances.nicsOn(name).map((n) => n.instance))];
-      if (users.length > 0) {
-        throw new VirtnodeError('INVALID_STATE', `network ${name} is used by ${users.map((u) => `instance ${u}`).join(', ')}`, {
+      const c = network.cluster === undefined ? undefined : this.spanOf(network);
+      const elsewhere = c === undefined ? [] : (await c.span.usersElsewhere(name)).map((u) => `instance ${u.instance} on host ${u.host}`);
+      const all = [...users.map((u) => `instance ${u}${c === undefined ? '' : ` on host ${c.host}`}`), ...elsewhere];
+      if (all.length > 0) {
+        throw new VirtnodeError('INVALID_STATE', `network ${name} is used by ${all.join(', ')}`, {
+          field: 'name',
           hint: 'detach their NICs (virtnode nic detach) or delete them first',
         });
       }
       requireRoot('network rm');
-      await this.teardown(network);
-      this.repo.delete(name);
+      // The other hosts tear their part down when they see the definition go (their daemons watch it).
+      if (c !== undefined) await c.span.undefine(network);
+      // Under the network's own lock: a bring-up waiting on it (the cluster loop's) then finds no record, does nothing.
+      const releaseNet = await acquireLock(this.db, `#network:${name}`, 'network rm', { waitMs: LOCK_WAIT_MS });
+      try {
+        await this.teardown(network);
+        this.repo.delete(name);
+      } finally {
+        releaseNet();
+      }
     } finally {
       release();
     }
@@ -314,13 +505,16 @@ export class NetworkService {
 
   /** Removes everything of a network from the host: dnsmasq, nft table, bridge (virtnode's own only), files. */
   async teardown(network: Network): Promise<void> {
+    const ranDhcp = network.cluster === undefined || existsSync(this.files(network).config);
     if (network.mode !== 'bridge') {
       await stopDnsmasq(this.files(network));
       await deleteTable(network);
+      if (network.cluster?.vni !== undefined) await deleteLink(vxlanName(network.id));
       await deleteLink(network.bridge);
     }
     const dir = this.dir(network.name);
     if (existsSync(dir)) rmSync(dir, { recursive: true, force: true });
-    rmSync(dnsmasqReadableDir(network.id), { recursive: true, force: true });
+    // A cluster network's files dnsmasq reads are its DHCP host's (hosts simulated on one machine share /run).
+    if (ranDhcp) rmSync(dnsmasqReadableDir(network.id), { recursive: true, force: true });
   }
 }

@@ -14,6 +14,8 @@ export interface NetworkCreateRequest {
   domain?: string;
   /** bridge mode: the existing bridge. */
   bridge?: string;
+  /** In a cluster, nat/isolated: the VXLAN network identifier. */
+  vni?: number;
 }
 
 export interface NetworkCreateContext {
@@ -21,9 +23,25 @@ export interface NetworkCreateContext {
   routes: HostRoute[];
   /** Whether a Linux bridge of that name exists on the host. */
   bridgeExists: (name: string) => boolean;
+  /** The host is in a cluster: the network is defined cluster-wide. */
+  clustered?: boolean;
 }
 
-export type ValidNetwork = Omit<Network, 'id' | 'bridge' | 'createdAt'> & { bridge?: string };
+export type ValidNetwork = Omit<Network, 'id' | 'bridge' | 'createdAt' | 'cluster'> & { bridge?: string; vni?: number };
+
+/** VXLAN network identifiers are 24 bits; 0 is not used. */
+export const MAX_VNI = 16_777_215;
+
+function validateVni(request: NetworkCreateRequest, mode: NetworkMode, context: NetworkCreateContext): number | undefined {
+  const vni = request.vni;
+  if (vni === undefined) return undefined;
+  if (context.clustered !== true) throw invalid('vni', 'applies only in a cluster (a VXLAN joins the hosts\' bridges); this host is standalone', 'leave --vni out');
+  if (mode === 'bridge') throw invalid('vni', 'does not apply to --bridge (the existing bridge is the shared L2)');
+  if (!Number.isInteger(vni) || vni < 1 || vni > MAX_VNI) throw invalid('vni', `${vni} is out of range`, `use 1-${MAX_VNI}`);
+  const holder = context.existing.find((n) => n.cluster?.vni === vni);
+  if (holder !== undefined) throw new VirtnodeError('CONFLICT', `vni: VXLAN ${vni} is network ${holder.name}'s already`, { field: 'vni', hint: 'choose another, or leave --vni out to get a free one' });
+  return vni;
+}
 
 const DEFAULT_SUBNET = '10.77.0.0/24';
 /** The smallest subnet that still holds a gateway and two guests. */
@@ -74,6 +92,7 @@ export function validateNetworkCreate(request: NetworkCreateRequest, context: Ne
         hint: `create it first (ip link add ${bridge} type bridge), or see \`ip -br link show type bridge\``,
       });
     }
+    validateVni(request, mode, context);
     return { name, mode, bridge };
   }
   if (request.bridge !== undefined) throw invalid('--bridge', 'cannot be combined with --nat or --isolated');
@@ -83,6 +102,7 @@ export function validateNetworkCreate(request: NetworkCreateRequest, context: Ne
     throw invalid('--subnet', `/${subnet.prefix} is out of range`, `use a prefix from /${MIN_PREFIX} to /${MAX_PREFIX}, e.g. 10.77.0.0/24`);
   }
   subnetConflict(subnet, context);
+  const vni = validateVni(request, mode, context);
   const gateway = subnet.network + 1;
   let start = subnet.network + 2;
   let end = subnet.network + 2 ** (32 - subnet.prefix) - 2;
@@ -107,6 +127,7 @@ export function validateNetworkCreate(request: NetworkCreateRequest, context: Ne
     mode,
     ipv4: { subnet: formatCidr(subnet), gateway: formatIpv4(gateway), dhcpStart: formatIpv4(start), dhcpEnd: formatIpv4(end) },
     domain,
+    ...(vni === undefined ? {} : { vni }),
   };
 }
 

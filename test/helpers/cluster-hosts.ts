@@ -55,6 +55,14 @@ const quiet = (f: () => void) => {
   }
 };
 
+function dnsmasqPidsUnder(home: string): number[] {
+  try {
+    return execFileSync('pgrep', ['-f', '--', `dnsmasq --conf-file=${home}/`], { encoding: 'utf8' }).split('\n').filter((l) => l.trim() !== '').map(Number);
+  } catch {
+    return []; // pgrep exits 1 when nothing matches
+  }
+}
+
 function alive(pid: number): boolean {
   try {
     process.kill(pid, 0);
@@ -74,6 +82,8 @@ export async function createSimHosts(count: number, options: { subnet?: number; 
     for (const h of hosts) {
       // Guests outlive their daemon (as on a real host); here they go with the simulated host.
       for (const q of qemuPidsUnder(h.home)) quiet(() => process.kill(q, 'SIGKILL'));
+      // So do the dnsmasqs of its networks (they would keep the namespace alive).
+      for (const d of dnsmasqPidsUnder(h.home)) quiet(() => process.kill(d, 'SIGKILL'));
       const pid = h.etcdPid();
       if (pid !== undefined && alive(pid)) process.kill(pid, 'SIGKILL');
       quiet(() => ip('netns', 'del', h.netns));

@@ -3,6 +3,11 @@ import { invalid } from '../../lib/errors.ts';
 import { api } from '../api.ts';
 import { keyValues, printer, table } from '../output.ts';
 
+function vniOption(text: string): number {
+  if (!/^\d{1,8}$/.test(text)) throw invalid('vni', `"${text}" is not a number`, 'use 1-16777215');
+  return Number(text);
+}
+
 export function registerNetworkCommands(program: Command): void {
   const network = program.command('network').description('managed networks: NAT or isolated (bridge + DHCP + DNS), or an existing bridge (root)');
 
@@ -16,6 +21,7 @@ export function registerNetworkCommands(program: Command): void {
     .option('--bridge <bridge>', 'NICs join this existing Linux bridge')
     .option('--dhcp-range <first-last>', 'addresses DHCP hands out (default: the whole subnet after the gateway)')
     .option('--domain <domain>', 'DNS domain: each instance resolves as NAME.DOMAIN (default NETWORK.internal)')
+    .option('--vni <n>', 'in a cluster, --nat/--isolated: the VXLAN network identifier joining the hosts (default: a free one)')
     .option('--format <format>', 'table, json or yaml')
     .action(async (name: string, o: Record<string, string | boolean | undefined>) => {
       const print = printer(o['format'] as string | undefined);
@@ -29,6 +35,7 @@ export function registerNetworkCommands(program: Command): void {
         ...(typeof o['dhcpRange'] === 'string' ? { dhcpRange: o['dhcpRange'] } : {}),
         ...(typeof o['domain'] === 'string' ? { domain: o['domain'] } : {}),
         ...(typeof o['bridge'] === 'string' ? { bridge: o['bridge'] } : {}),
+        ...(typeof o['vni'] === 'string' ? { vni: vniOption(o['vni']) } : {}),
       });
       for (const w of created.warnings ?? []) process.stderr.write(`warning: ${w}\n`);
       const detail = created.subnet === undefined ? `bridge ${created.bridge}` : `${created.subnet} on bridge ${created.bridge}, DHCP ${created.dhcpRange}, domain ${created.domain}`;
@@ -54,6 +61,8 @@ export function registerNetworkCommands(program: Command): void {
     .action(async (name: string, o: { format?: string }) => {
       const print = printer(o.format);
       const n = await (await api()).networks.get({ name });
+      // A cluster network whose DHCP host is another: no dnsmasq and no nftables table here, by design.
+      const otherHostsDhcp = n.dhcpHost !== undefined && n.dnsmasqPid === undefined && n.nftTableExists !== true;
       await print(n, () =>
         keyValues([
           ['Name', n.name],
@@ -63,8 +72,9 @@ export function registerNetworkCommands(program: Command): void {
           ['Gateway', n.gateway],
           ['DHCP range', n.dhcpRange],
           ['Domain', n.domain],
-          ['dnsmasq', n.mode === 'bridge' ? undefined : n.dnsmasqPid === undefined ? 'not running' : `pid ${n.dnsmasqPid}`],
-          ['nftables', n.nftTable === undefined ? undefined : `table ${n.nftTable}${n.nftTableExists ? '' : ' (missing)'}`],
+          ['dnsmasq', n.mode === 'bridge' ? undefined : otherHostsDhcp ? `on host ${n.dhcpHost}` : n.dnsmasqPid === undefined ? 'not running' : `pid ${n.dnsmasqPid}`],
+          ['nftables', n.nftTable === undefined || otherHostsDhcp ? undefined : `table ${n.nftTable}${n.nftTableExists ? '' : ' (missing)'}`],
+          ['Cluster', n.cluster === true ? (n.vni === undefined ? 'cluster-wide (the bridge on each host)' : `cluster-wide: VXLAN ${n.vni}${n.vxlanExists === false ? ' (missing here)' : ''}, DHCP/DNS and gateway on ${n.dhcpHost}`) : undefined],
           ['Instances', n.instances?.join(', ') || '-'],
           ...(n.warnings ?? []).map((w, k): [string, string] => [k === 0 ? 'Warning' : '', w]),
           ['Created', n.createdAt],

@@ -85,7 +85,8 @@ function NetworkDetails({ listed, onRemoved }: { listed: Network; onRemoved: () 
     ['DHCP range', network.dhcpRange ?? '–'],
     ['Domain', network.domain ?? '–'],
     ['State', network.up === undefined ? '–' : network.up ? 'up' : 'down'],
-    ['DHCP server', network.dnsmasqPid === undefined ? '–' : `dnsmasq, pid ${network.dnsmasqPid}`],
+    ['DHCP server', network.dnsmasqPid === undefined ? (network.dhcpHost === undefined ? '–' : `on host ${network.dhcpHost}`) : `dnsmasq, pid ${network.dnsmasqPid}`],
+    ['Cluster', network.cluster !== true ? '–' : network.vni === undefined ? 'cluster-wide (the bridge on each host)' : `cluster-wide, VXLAN ${network.vni}${network.vxlanExists === false ? ' (missing here)' : ''}`],
     ['Firewall', network.nftTable === undefined ? '–' : `${network.nftTable}${network.nftTableExists === false ? ' (missing)' : ''}`],
     ['Created', when(network.createdAt)],
   ];

@@ -1,0 +1,184 @@
+/**
+ * Cluster-wide networks in the shared store. A definition is created if absent, with its VNI claimed in the same
+ * transaction, so two hosts creating one name (or one VNI) at once: one wins. Each host records its NICs on a
+ * network under its own key, and each address under the network's address key, created only if absent: two hosts
+ * never reserve one address, and the DHCP host reads every host's reservations from here.
+ */
+import { VirtnodeError } from '../lib/errors.ts';
+import type { Network } from '../network/model.ts';
+import type { NetworkSpan, SpanNic } from '../network/span.ts';
+import type { Kv, KvGuard, KvWrite } from './kv.ts';
+import { type HostRecord, KEYS } from './model.ts';
+
+export const NETWORK_KEYS = {
+  networks: '/virtnode/networks/',
+  network: (name: string) => `/virtnode/networks/${name}`,
+  vni: (vni: number) => `/virtnode/network-vnis/${vni}`,
+  nicsAll: '/virtnode/network-nics/',
+  nics: (network: string) => `/virtnode/network-nics/${network}/`,
+  nicsOf: (network: string, host: string) => `/virtnode/network-nics/${network}/${host}`,
+  addresses: (network: string) => `/virtnode/network-addresses/${network}/`,
+  address: (network: string, address: string) => `/virtnode/network-addresses/${network}/${address}`,
+} as const;
+
+interface AddressRecord {
+  host: string;
+  mac: string;
+  hostname: string;
+}
+
+const ATTEMPTS = 5;
+
+export class EtcdNetworks implements NetworkSpan {
+  private readonly taken = new Map<string, Map<string, { owner: string; mac: string }>>();
+  private readonly kv: () => Kv;
+  private readonly me: () => { host: string; address: string } | undefined;
+
+  constructor(kv: () => Kv, me: () => { host: string; address: string } | undefined) {
+    this.kv = kv;
+    this.me = me;
+  }
+
+  self(): { host: string; address: string } | undefined {
+    return this.me();
+  }
+
+  private host(): string {
+    const me = this.me();
+    if (me === undefined) throw new VirtnodeError('INVALID_STATE', 'this host is not in a cluster');
+    return me.host;
+  }
+
+  async definitions(): Promise<Network[]> {
+    return (await this.kv().list(NETWORK_KEYS.networks)).entries.map((e) => JSON.parse(e.value) as Network);
+  }
+
+  async define(network: Network): Promise<void> {
+    const kv = this.kv();
+    const vni = network.cluster?.vni;
+    const guards: KvGuard[] = [{ key: NETWORK_KEYS.network(network.name), modRevision: 0 }];
+    const writes: KvWrite[] = [{ put: NETWORK_KEYS.network(network.name), value: JSON.stringify(network) }];
+    if (vni !== undefined) {
+      guards.push({ key: NETWORK_KEYS.vni(vni), modRevision: 0 });
+      writes.push({ put: NETWORK_KEYS.vni(vni), value: network.name });
+    }
+    if ((await kv.txn(guards, writes)).won) return;
+    const holder = await kv.get(NETWORK_KEYS.network(network.name));
+    if (holder !== undefined) {
+      const by = (JSON.parse(holder.value) as Network).cluster?.createdOn;
+      throw new VirtnodeError('CONFLICT', `network ${network.name} already exists in the cluster${by === undefined ? '' : ` (created on host ${by})`}`, {
+        field: 'name',
+        hint: 'choose another name, or remove it first',
+      });
+    }
+    const other = vni === undefined ? undefined : await kv.get(NETWORK_KEYS.vni(vni));
+    throw new VirtnodeError('CONFLICT', `vni: VXLAN ${vni} is network ${other?.value ?? '?'}'s already`, { field: 'vni', hint: 'choose another, or leave --vni out to get a free one' });
+  }
+
+  async undefine(network: Network): Promise<void> {
+    const kv = this.kv();
+    for (let attempt = 0; attempt < ATTEMPTS; attempt++) {
+      const entry = await kv.get(NETWORK_KEYS.network(network.name));
+      if (entry === undefined || (JSON.parse(entry.value) as Network).id !== network.id) return;
+      const [nics, addresses] = await Promise.all([kv.list(NETWORK_KEYS.nics(network.name)), kv.list(NETWORK_KEYS.addresses(network.name))]);
+      const writes: KvWrite[] = [{ delete: entry.key }, ...[...nics.entries, ...addresses.entries].map((e) => ({ delete: e.key }))];
+      if (network.cluster?.vni !== undefined) writes.push({ delete: NETWORK_KEYS.vni(network.cluster.vni) });
+      if ((await kv.txn([{ key: entry.key, modRevision: entry.modRevision }], writes)).won) return;
+    }
+    throw new VirtnodeError('CONFLICT', `network ${network.name} kept changing while it was being removed: try again`, { field: 'name' });
+  }
+
+  async peers(): Promise<string[]> {
+    const kv = this.kv();
+    const me = this.host();
+    const [hosts, alive] = await Promise.all([kv.list(KEYS.hosts), kv.list(KEYS.alives)]);
+    const online = new Set(alive.entries.map((e) => e.key.slice(KEYS.alives.length)));
+    return hosts.entries
+      .map((e) => JSON.parse(e.value) as HostRecord)
+      .filter((h) => h.name !== me && online.has(h.name))
+      .map((h) => h.address)
+      .sort();
+  }
+
+  async publish(network: Network, nics: SpanNic[]): Promise<SpanNic[]> {
+    const kv = this.kv();
+    const me = this.host();
+    const name = network.name;
+    const value = JSON.stringify([...nics].sort((a, b) => a.mac.localeCompare(b.mac)));
+    for (let attempt = 0; attempt < ATTEMPTS; attempt++) {
+      const [mine, addresses] = await Promise.all([kv.get(NETWORK_KEYS.nicsOf(name, me)), kv.list(NETWORK_KEYS.addresses(name))]);
+      const held = new Map(addresses.entries.map((e) => [e.key.slice(NETWORK_KEYS.addresses(name).length), { entry: e, record: JSON.parse(e.value) as AddressRecord }]));
+      const guards: KvGuard[] = [];
+      const writes: KvWrite[] = [];
+      for (const nic of nics) {
+        if (nic.address === undefined) continue;
+        const h = held.get(nic.address);
+        const record: AddressRecord = { host: me, mac: nic.mac, hostname: nic.hostname };
+        // The same NIC (MAC and instance) recorded by another host: the instance moved here, and its address with it.
+        const moved = h !== undefined && h.record.mac === nic.mac && h.record.hostname === nic.hostname;
+        if (h !== undefined && h.record.host !== me && !moved) {
+          throw new VirtnodeError('CONFLICT', `--ip: ${nic.address} is already taken on network ${name} by instance ${h.record.hostname} on host ${h.record.host}`, {
+            field: '--ip',
+            hint: 'choose another address, or leave --ip out to get a free one',
+          });
+        }
+        if (h !== undefined && JSON.stringify(h.record) === JSON.stringify(record)) continue;
+        guards.push({ key: NETWORK_KEYS.address(name, nic.address), modRevision: h?.entry.modRevision ?? 0 });
+        writes.push({ put: NETWORK_KEYS.address(name, nic.address), value: JSON.stringify(record) });
+      }
+      for (const [address, h] of held) {
+        if (h.record.host !== me || nics.some((n) => n.address === address)) continue;
+        guards.push({ key: h.entry.key, modRevision: h.entry.modRevision });
+        writes.push({ delete: h.entry.key });
+      }
+      if ((mine?.value ?? '[]') !== value) {
+        guards.push({ key: NETWORK_KEYS.nicsOf(name, me), modRevision: mine?.modRevision ?? 0 });
+        writes.push(nics.length === 0 ? { delete: NETWORK_KEYS.nicsOf(name, me) } : { put: NETWORK_KEYS.nicsOf(name, me), value });
+      }
+      if (writes.length > 0 && !(await kv.txn(guards, writes)).won) continue;
+      // A moved NIC may be listed by its old host too until that host forgets it: one reservation per MAC.
+      const all = (await kv.list(NETWORK_KEYS.nics(name))).entries.flatMap((e) => JSON.parse(e.value) as SpanNic[]);
+      return [...new Map(all.map((n) => [n.mac, n])).values()];
+    }
+    throw new VirtnodeError('CONFLICT', `network ${name}: its records kept changing while this host's NICs were recorded: try again`, { field: '--network' });
+  }
+
+  async usersElsewhere(network: string): Promise<Array<{ instance: string; host: string }>> {
+    const me = this.host();
+    const out: Array<{ instance: string; host: string }> = [];
+    for (const e of (await this.kv().list(NETWORK_KEYS.nics(network))).entries) {
+      const host = e.key.slice(NETWORK_KEYS.nics(network).length);
+      if (host === me) continue;
+      // NAME-nicN is a second NIC of NAME (see the network service's DNS names): one user.
+      for (const n of new Set((JSON.parse(e.value) as SpanNic[]).map((x) => x.hostname.replace(/-nic\d+$/, '')))) out.push({ instance: n, host });
+    }
+    return out.sort((a, b) => a.instance.localeCompare(b.instance));
+  }
+
+  takenElsewhere(network: string): Map<string, { owner: string; mac: string }> {
+    return this.taken.get(network) ?? new Map();
+  }
+
+  async refreshTaken(networks: readonly string[]): Promise<void> {
+    const me = this.host();
+    for (const name of new Set(networks)) {
+      const list = await this.kv().list(NETWORK_KEYS.addresses(name));
+      const held = new Map<string, { owner: string; mac: string }>();
+      for (const e of list.entries) {
+        const r = JSON.parse(e.value) as AddressRecord;
+        if (r.host !== me) held.set(e.key.slice(NETWORK_KEYS.addresses(name).length), { owner: `instance ${r.hostname} on host ${r.host}`, mac: r.mac });
+      }
+      this.taken.set(name, held);
+    }
+  }
+}
+
+/** A host removed from the cluster: its NICs on cluster networks and the addresses they held are forgotten. */
+export async function forgetHostNetworkRecords(kv: Kv, host: string): Promise<void> {
+  const [nics, addresses] = await Promise.all([kv.list(NETWORK_KEYS.nicsAll), kv.list('/virtnode/network-addresses/')]);
+  const writes: KvWrite[] = [
+    ...nics.entries.filter((e) => e.key.endsWith(`/${host}`)).map((e) => ({ delete: e.key })),
+    ...addresses.entries.filter((e) => (JSON.parse(e.value) as AddressRecord).host === host).map((e) => ({ delete: e.key })),
+  ];
+  if (writes.length > 0) await kv.txn([], writes);
+}
