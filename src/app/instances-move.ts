@@ -19,6 +19,7 @@ import type { MigrationOffer, MigrationProgress, TargetReady, TargetResumed } fr
 import { MigrationTarget } from '../instances/migrate/target.ts';
 import { type CarriedSeed, readSeed, withSeedDir } from '../instances/migrate/carried-seed.ts';
 import type { Instance } from '../instances/model.ts';
+import { type MovingNic, movingNics } from '../network/movable.ts';
 import type { InstancePolicy } from '../store/policies.ts';
 import { VirtnodeError, invalid, toVirtnodeError } from '../lib/errors.ts';
 import type { AppCore } from './context.ts';
@@ -33,8 +34,8 @@ export const MOVES_PEER_PATH = '/v1/moves';
 
 
 type Step =
-  | { step: 'check'; name: string; bases: NeededBase[] }
-  | { step: 'prepare'; name: string; offer: MigrationOffer; seed?: CarriedSeed }
+  | { step: 'check'; name: string; bases: NeededBase[]; nics?: MovingNic[] }
+  | { step: 'prepare'; name: string; offer: MigrationOffer; seed?: CarriedSeed; nics?: MovingNic[] }
   | { step: 'resume' | 'recover'; id: string }
   | { step: 'abort'; id: string; reason: string }
   | { step: 'adopt'; id: string; instance: Instance; policy: InstancePolicy };
@@ -67,13 +68,16 @@ export function movesPeerRoute(app: AppCore, cluster: () => ClusterService): Pee
       const c = cluster();
       switch (req.step) {
         case 'check':
-          checkIncoming(app, c, req.name, req.bases);
+          checkIncoming(app, c, req.name, req.bases, req.nics);
           return {};
         case 'prepare': {
-          checkIncoming(app, c, req.name, []);
+          const nics = req.nics ?? [];
+          checkIncoming(app, c, req.name, [], nics);
           const target = new MigrationTarget({
             dir: app.paths.instanceDir(req.name),
             listenHost: c.config!.address,
+            // The taps of its NICs on bridged networks, on this host's bridges, before its QEMU opens them.
+            ...(nics.length === 0 ? {} : { prepareHost: (offer: MigrationOffer) => app.core.networks.prepareArrivingTaps({ name: req.name, uuid: offer.vm.uuid }, nics, { multiQueue: multiQueueTaps(offer) }) }),
             fetchBase: async (base) => {
               const path = localBase(app, base.sha256);
               if (path === undefined) throw new VirtnodeError('HOST_UNSUPPORTED', `disks: host ${c.host} has no image with sha256 ${base.sha256}`, { field: 'disks' });
@@ -128,9 +132,14 @@ export function movesPeerRoute(app: AppCore, cluster: () => ClusterService): Pee
   };
 }
 
+/** The guest's NICs are multi-queue (their taps must be too). */
+function multiQueueTaps(offer: MigrationOffer): boolean {
+  return offer.vm.nics.some((n) => n.backend.kind === 'tap' && (n.backend.queues ?? 1) > 1);
+}
+
 /** The source's view of the target host: each step a call to its cluster API; adopting also moves the claim. */
-function peerTarget(c: ClusterService, to: HostRecord, name: string, carried: { seed: CarriedSeed | undefined; policy: InstancePolicy }, claimMoved: (error?: unknown) => void): InstanceMoveTarget {
-  const { seed, policy } = carried;
+function peerTarget(c: ClusterService, to: HostRecord, name: string, carried: { seed: CarriedSeed | undefined; policy: InstancePolicy; nics: MovingNic[] }, claimMoved: (error?: unknown) => void): InstanceMoveTarget {
+  const { seed, policy, nics } = carried;
   let id: string | undefined;
   const call = <T>(step: Step, timeoutMs = STEP_MS) => c.peer<T>(to, MOVES_PEER_PATH, step, timeoutMs);
   const current = () => {
@@ -140,7 +149,7 @@ function peerTarget(c: ClusterService, to: HostRecord, name: string, carried: { 
   return {
     prepare: (offer) => {
       id = offer.id;
-      return call<TargetReady>({ step: 'prepare', name, offer, ...(seed === undefined ? {} : { seed }) }, PREPARE_MS);
+      return call<TargetReady>({ step: 'prepare', name, offer, ...(seed === undefined ? {} : { seed }), ...(nics.length === 0 ? {} : { nics }) }, PREPARE_MS);
     },
     resume: () => call<TargetResumed>({ step: 'resume', id: current() }, 2 * STEP_MS),
     recover: async () => (await call<{ uri: string }>({ step: 'recover', id: current() })).uri,
@@ -196,7 +205,8 @@ export async function moveOwned(app: AppCore, c: ClusterService, input: MoveInpu
       hint: `stop it first (\`virtnode stop ${name}\`), or move it live without --offline`,
     });
   }
-  if (!offline) checkMovable(instance);
+  const nics = movingNics(instance.nics, (n) => app.core.networks.mustGet(n));
+  if (!offline) checkMovable(instance, nics);
   const claimEntry = await kv.get(PLACEMENT_KEYS.claim(name));
   if (claimEntry === undefined) throw new VirtnodeError('INVALID_STATE', `${name} has no placement claim in the cluster (it was not launched in it)`, { field: 'name' });
   const claim = JSON.parse(claimEntry.value) as Claim;
@@ -212,13 +222,13 @@ export async function moveOwned(app: AppCore, c: ClusterService, input: MoveInpu
   const transfers = await defaultTransfers(instance);
   const bases: NeededBase[] = [];
   for (const [disk, t] of Object.entries(transfers)) if (t.kind === 'copy' && t.base !== undefined) bases.push({ disk, image: instance.spec.image?.name ?? '?', sha256: t.base.sha256 });
-  await c.peer(record, MOVES_PEER_PATH, { step: 'check', name, bases } satisfies Step, STEP_MS);
+  await c.peer(record, MOVES_PEER_PATH, { step: 'check', name, bases, ...(nics.length === 0 ? {} : { nics }) } satisfies Step, STEP_MS);
 
   const timeoutS = input.timeoutSeconds ?? DEFAULT_TIMEOUT_S;
   return job('move', `instances/${name}`, async (ctx) => {
     let claimError: unknown;
     // The record, not the name: no etcd read in each step (the resume step is in the guest's downtime).
-    const target = peerTarget(c, record, name, { seed: readSeed(instance.spec.httpSeedDir), policy: app.policies.get(name) }, (e) => (claimError = e));
+    const target = peerTarget(c, record, name, { seed: readSeed(instance.spec.httpSeedDir), policy: app.policies.get(name), nics }, (e) => (claimError = e));
     let phase: string | undefined;
     const timeout = AbortSignal.timeout(timeoutS * 1000);
     const result = await moveInstanceOut(app.core, name, target, {

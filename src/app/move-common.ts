@@ -1,6 +1,6 @@
 /**
  * What the live and the offline move share: their input and outcome, and the target host's checks before it makes
- * anything (the name free here, the bases of linked clones found by digest).
+ * anything (the name free here, the bases of linked clones found by digest, the networks of its NICs).
  */
 import { existsSync } from 'node:fs';
 import type { Static } from 'typebox';
@@ -9,6 +9,7 @@ import type { InstanceView } from '../api/schemas.ts';
 import type { ClusterService } from '../cluster/service.ts';
 import { VirtnodeError } from '../lib/errors.ts';
 import { validateName } from '../lib/ids.ts';
+import { checkNicsArrive, type MovingNic } from '../network/movable.ts';
 import type { AppCore } from './context.ts';
 
 /** A base image a disk sits on, which the target must have (by digest) before anything starts. */
@@ -42,13 +43,17 @@ export function localBase(app: AppCore, sha256: string): string | undefined {
   return app.core.repos.templates.list().find((t) => t.sha256 === sha256 && existsSync(t.diskPath))?.diskPath;
 }
 
-/** What the target refuses before anything is made: fenced, the name taken here, a base it does not have. */
-export function checkIncoming(app: AppCore, c: ClusterService, name: string, bases: NeededBase[]): void {
+/**
+ * What the target refuses before anything is made: fenced, the name taken here, a base it does not have, a NIC
+ * whose network it lacks or has otherwise (`nics`: the instance's NICs on managed networks, as the source has them).
+ */
+export function checkIncoming(app: AppCore, c: ClusterService, name: string, bases: NeededBase[], nics: readonly MovingNic[] = []): void {
   c.refuseWhileFenced('move');
   validateName('name', name);
   if (app.core.repos.instances.get(name) !== undefined || existsSync(app.paths.instanceDir(name))) {
     throw new VirtnodeError('CONFLICT', `host: ${c.host} has an instance (or an unfinished move) named ${name} already`, { field: 'host' });
   }
+  checkNicsArrive(nics, (n) => app.core.networks.repo.get(n), c.host ?? 'this host');
   for (const b of bases) {
     if (localBase(app, b.sha256) === undefined) {
       throw new VirtnodeError('HOST_UNSUPPORTED', `disks: ${b.disk} is a linked clone of image ${b.image} (sha256 ${b.sha256.slice(0, 12)}...), which host ${c.host} does not have`, {

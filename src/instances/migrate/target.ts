@@ -33,6 +33,11 @@ export interface MigrationTargetOptions {
   cpuModels?: readonly string[];
   /** Returns the path of `base` on this host, fetching it first if needed (`fetchedNow`: undo removes it). */
   fetchBase: (base: BaseImage, options: { signal?: AbortSignal }) => Promise<{ path: string; fetchedNow: boolean }>;
+  /**
+   * What the host must have before the incoming QEMU starts besides disks (the taps of NICs on bridged networks):
+   * made after the disks, before the QEMU; answers its removal, which an abort runs after stopping the QEMU.
+   */
+  prepareHost?: (offer: MigrationOffer, options: { signal?: AbortSignal }) => Promise<() => Promise<void>>;
   /** Runs QEMU in place through this program (`ip netns exec NS` in tests). */
   launcher?: readonly string[];
   /** This host's QEMU version (default: asked from the started QEMU before anything else). */
@@ -83,6 +88,10 @@ export class MigrationTarget implements TargetHost {
       const owner = selfIdentity();
       writeFileSync(join(dir, INCOMING_MARKER), `${JSON.stringify({ id: offer.id, name: offer.vm.name, uuid: offer.vm.uuid, owner })}\n`);
       const disks = await this.createDisks(offer, options.signal);
+      if (this.options.prepareHost !== undefined) {
+        const undoHost = await this.options.prepareHost(offer, withSignal({}, options.signal));
+        this.undo.add('remove what the host prepared (taps)', undoHost);
+      }
       const paths = runtimePaths(dir);
       const spec: QemuSpec = { ...offer.vm, disks, incoming: 'defer', paths };
       const spawned = await spawnQemu(spec, withSignal({ logPath: paths.qemuLog, ...(this.options.launcher === undefined ? {} : { launcher: this.options.launcher }) }, options.signal));
