@@ -34,7 +34,7 @@ export function nicMoveRefusal(from: MovingNic, there: Pick<Network, 'mode' | 'b
   if (stays !== undefined) return stays;
   if (there === undefined) return `NIC ${from.index} is on network ${from.network}, which host ${host} does not have (create it there: \`network create ${from.network} --bridge ${from.bridge}\`)`;
   if (there.mode !== from.mode || there.bridge !== from.bridge) {
-    const theirs = there.mode === 'bridge' ? `bridged to ${there.bridge}` : `a ${there.mode} network`;
+    const theirs = there.mode === 'bridge' ? `bridged to ${there.bridge}` : there.mode === 'nat' ? 'a NAT network' : 'an isolated network';
     return `NIC ${from.index} is on network ${from.network}, bridged to ${from.bridge}; on host ${host} that network is ${theirs}`;
   }
   return undefined;
