@@ -5,7 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Claim } from '../../src/cluster/placement.ts';
 import { tapName } from '../../src/network/names.ts';
 import { qemuPidsUnder } from '../helpers/cli.ts';
-import { type SimCluster, type SimHost, destroyKeepingLogs, etcdGet, formCluster, instanceDirOn, listOn, localRecord, ok, tinyGuestHosts } from '../helpers/cluster-hosts.ts';
+import { type SimCluster, type SimHost, destroyKeepingLogs, etcdGet, formCluster, instanceDirOn, listOn, localRecord, ok, requestOn, tinyGuestHosts } from '../helpers/cluster-hosts.ts';
 import { eventually } from '../helpers/daemon.ts';
 import { SerialShell } from '../helpers/serial-shell.ts';
 
@@ -14,7 +14,8 @@ import { SerialShell } from '../helpers/serial-shell.ts';
  * whose bridges lan0 share the switch's L2 segment: a TCP connection from the switch's segment to a listener in
  * the guest stays open and loses nothing across a move whose target QEMU is killed and then across a live move;
  * the target gets a tap on the same bridge with the same MAC, the source's tap goes, the switch learns the new
- * port; a host whose network of that name is on another bridge is refused naming nics. Then an offline move.
+ * port (also with no traffic at all: QEMU announces the guest); a host whose network of that name is on another
+ * bridge is refused naming nics. Then an offline move.
  */
 
 const LAUNCH = ['--memory', '128M', '--seed', 'http', '--no-wait', '--cpu-model', 'qemu64', '--network', 'lan'];
@@ -188,6 +189,22 @@ describe('moving a VM on a bridged network between simulated hosts (netns, real 
     expect(stream!.errors).toEqual([]);
   }, 240_000);
 
+  it('a move cancelled over REST once the target made its tap leaves no tap there; the connection goes on', async () => {
+    const [h1, h2] = h as [SimHost, SimHost];
+    const started = await requestOn(h1, 'POST', '/instances/web/move', { host: 'h2' });
+    expect(started.status).toBe(202);
+    await eventually(() => (linksOf(h2.netns).some((l) => l.ifname === tapOf()) ? true : undefined), 30_000, 'the tap on h2');
+    expect((await requestOn(h1, 'DELETE', `/operations/${started.body.id}`)).status).toBe(202);
+    const done = await requestOn(h1, 'GET', `/operations/${started.body.id}/wait?timeout=60`);
+    expect(done.body['status']).toBe('cancelled');
+    await eventually(() => (qemuPidsUnder(h2.home).length === 0 && !existsSync(instanceDirOn(h2, 'web')) ? true : undefined), 15_000, 'nothing left on h2');
+    expect(linksOf(h2.netns).some((l) => l.ifname === tapOf())).toBe(false);
+    expect(linksOf(h1.netns).find((l) => l.ifname === tapOf())?.master).toBe('lan0');
+    const before = stream!.received;
+    await new Promise((r) => setTimeout(r, 1_000));
+    expect([stream!.received > before, stream!.errors]).toEqual([true, []]);
+  }, 120_000);
+
   it('moves live from h1 to h2: the TCP connection loses nothing, the tap is on h2 with the same MAC behind it, none on h1, the switch learns the new port', async () => {
     const [h1, h2] = h as [SimHost, SimHost];
     const before = stream!.received;
@@ -217,22 +234,34 @@ describe('moving a VM on a bridged network between simulated hosts (netns, real 
     expect((await there.run(`cat /sys/class/net/*/address`)).output).toContain(mac);
   }, 240_000);
 
-  it('moves offline back to h1 once stopped: refused to h3 naming nics, then the tap is made on h1 at its start, none left on h2', async () => {
-    const [h1, h2, h3] = h as [SimHost, SimHost, SimHost];
+  it('moves live back to h1 with no traffic at all: the switch learns h1 from QEMU announcing the guest', async () => {
+    const [h1, h2] = h as [SimHost, SimHost];
     stream!.close();
     stream = undefined;
-    await ok(h1, ['stop', '--force', 'web']);
+    expect(switchPortOf(sim, mac)).toBe('uh2');
+    expect(await ok(h2, ['move', 'web', '--to', 'h1'])).toMatch(/^Moved web from h2 to h1 in /);
+    const movedAt = Date.now();
+    // Nothing talks to the guest and the tiny guest sends nothing by itself: only the announcement tells the switch.
+    await eventually(() => (switchPortOf(sim, mac) === 'uh1' ? true : undefined), 3_000, 'the switch learning h1');
+    console.log(`switch on uh1 ${Date.now() - movedAt} ms after the move returned, with no traffic`);
     expect(linksOf(h2.netns).some((l) => l.ifname === tapOf())).toBe(false);
+    expect(linksOf(h1.netns).find((l) => l.ifname === tapOf())?.master).toBe('lan0');
+  }, 120_000);
+
+  it('moves offline once stopped: refused to h3 naming nics, then the tap is made on h2 at its start, none left on h1', async () => {
+    const [h1, h2, h3] = h as [SimHost, SimHost, SimHost];
+    await ok(h1, ['stop', '--force', 'web']);
+    expect(linksOf(h1.netns).some((l) => l.ifname === tapOf())).toBe(false);
     const refused = await h3.cli(['move', 'web', '--to', 'h3']);
     expect(refused.code).toBe(11);
     expect(refused.stderr).toContain('error: nics: NIC 1 is on network lan, bridged to lan0; on host h3 that network is bridged to lan1');
-    expect(await ok(h2, ['move', 'web', '--to', 'h1'])).toMatch(/^Moved web from h2 to h1/);
-    expect(localRecord(h2, 'web')).toBeUndefined();
-    await ok(h1, ['start', 'web']);
-    expect(linksOf(h1.netns).find((l) => l.ifname === tapOf())?.master).toBe('lan0');
-    expect(linksOf(h2.netns).some((l) => l.ifname === tapOf())).toBe(false);
-    await ok(h1, ['delete', '--force', 'web']);
+    expect(await ok(h1, ['move', 'web', '--to', 'h2'])).toMatch(/^Moved web from h1 to h2 in \d+\.\d s, offline/);
+    expect(localRecord(h1, 'web')).toBeUndefined();
+    await ok(h2, ['start', 'web']);
+    expect(linksOf(h2.netns).find((l) => l.ifname === tapOf())?.master).toBe('lan0');
     expect(linksOf(h1.netns).some((l) => l.ifname === tapOf())).toBe(false);
+    await ok(h2, ['delete', '--force', 'web']);
+    expect(linksOf(h2.netns).some((l) => l.ifname === tapOf())).toBe(false);
     expect(h.flatMap((x) => qemuPidsUnder(x.home))).toEqual([]);
   }, 240_000);
 });
