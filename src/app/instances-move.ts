@@ -45,6 +45,9 @@ const DEFAULT_TIMEOUT_S = 600;
 const STEP_MS = 60_000;
 /** The target's prepare creates disks (and may wait for a base): longer than a plain step. */
 const PREPARE_MS = 300_000;
+/** How long a post-copy whose link dropped keeps asking the target to recover; each try's own limit. */
+const RECOVER_MS = 10 * 60_000;
+const RECOVER_TRY_MS = 10_000;
 /** A prepared target whose source never came back (crashed, cut off) gives up after this long. */
 const ABANDONED_MS = 30 * 60_000;
 
@@ -152,7 +155,18 @@ function peerTarget(c: ClusterService, to: HostRecord, name: string, carried: { 
       return call<TargetReady>({ step: 'prepare', name, offer, ...(seed === undefined ? {} : { seed }), ...(nics.length === 0 ? {} : { nics }) }, PREPARE_MS);
     },
     resume: () => call<TargetResumed>({ step: 'resume', id: current() }, 2 * STEP_MS),
-    recover: async () => (await call<{ uri: string }>({ step: 'recover', id: current() })).uri,
+    // The link to the target has just dropped: asked again until it answers (post-copy cannot be undone).
+    recover: async () => {
+      const deadline = Date.now() + RECOVER_MS;
+      for (;;) {
+        try {
+          return (await call<{ uri: string }>({ step: 'recover', id: current() }, RECOVER_TRY_MS)).uri;
+        } catch (e) {
+          if (Date.now() > deadline) throw e;
+          await new Promise((r) => setTimeout(r, 1_000));
+        }
+      }
+    },
     abort: async (reason) => {
       if (id !== undefined) await call({ step: 'abort', id, reason });
     },
@@ -176,6 +190,8 @@ function progressDetail(p: MigrationProgress, to: string): string {
       return `on ${to}`;
     case 'mirroring':
       return `disks: ${mib(p.diskBytesDone)} of ${mib(p.diskBytesTotal)}`;
+    case 'recovering':
+      return `the link to ${to} dropped during post-copy; both sides paused until ${to} answers again`;
     case 'migrating':
     case 'postcopy':
       return `memory: ${mib(p.bytesSent)} sent, ${mib(p.bytesRemaining)} left, ${Math.round(p.dirtyPagesPerSecond)} pages/s dirtied`;
@@ -246,7 +262,7 @@ export async function moveOwned(app: AppCore, c: ClusterService, input: MoveInpu
     }).catch((e: unknown) => {
       // Said plainly when the engine undid the move: the guest runs where it was. (Not after the switch to
       // post-copy: the guest ran on the target then, and the engine's error says what became of it.)
-      if (phase === 'postcopy' || app.core.repos.instances.get(name)?.state !== 'running') throw e;
+      if (phase === 'postcopy' || phase === 'recovering' || app.core.repos.instances.get(name)?.state !== 'running') throw e;
       const err = toVirtnodeError(e);
       throw new VirtnodeError(err.code, `the move of ${name} to ${to} ${ctx.signal.aborted ? 'was cancelled' : timeout.aborted ? `was given up after ${timeoutS} s (the timeout)` : 'failed'}${phase === undefined ? '' : ` while ${phase}`}; ${name} keeps running on ${from}: ${err.message}`, {
         cause: e,

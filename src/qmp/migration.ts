@@ -108,6 +108,14 @@ export async function migrateRecover(qmp: QmpConnection, uri: string, options: Q
   await qmp.execute(QMP_COMMANDS.migrateRecover, { uri }, options);
 }
 
+/**
+ * Post-copy only, on either side: drops the migration channel so that QEMU enters `postcopy-paused` at once (a
+ * link that went silent leaves TCP retrying for many minutes), ready for recovery.
+ */
+export async function migratePause(qmp: QmpConnection, options: QmpExecuteOptions = {}): Promise<void> {
+  await qmp.execute(QMP_COMMANDS.migratePause, undefined, options);
+}
+
 /** On the source after a post-copy link dropped: reconnect to the destination's recovery address. */
 export async function migrateResume(qmp: QmpConnection, uri: string, options: QmpExecuteOptions = {}): Promise<void> {
   await qmp.execute(QMP_COMMANDS.migrate, { uri, resume: true }, options);

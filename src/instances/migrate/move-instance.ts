@@ -10,6 +10,7 @@ import type { CoreContext, LockOptions } from '../../core/context.ts';
 import { VirtnodeError } from '../../lib/errors.ts';
 import { withSignal } from '../../lib/signal.ts';
 import { imageInfo } from '../../qemu/img.ts';
+import { isOurQemu, killQemu, waitForExit } from '../../qemu/process.ts';
 import { queryKvm, queryVersion, quit } from '../../qmp/commands.ts';
 import { QmpConnection } from '../../qmp/connection.ts';
 import type { Instance } from '../model.ts';
@@ -24,6 +25,7 @@ import type { MigrationTarget } from './target.ts';
 /** Marks a source instance directory while a move is under way (a crash leaves it for `recoverOutgoing`). */
 export const OUTGOING_MARKER = 'outgoing.json';
 const QMP_CONNECT_TIMEOUT_MS = 5_000;
+const QUIT_WAIT_MS = 10_000;
 
 /** The target host as the source sees it: the protocol's steps, then the record to keep. */
 export interface InstanceMoveTarget extends TargetHost {
@@ -65,6 +67,7 @@ export async function moveInstanceOut(core: CoreContext, name: string, target: I
       // The guest runs on the target from here on: nothing below may resume it here.
       await target.adopt(instance, withSignal({}, options.signal));
       await quit(qmp).catch(() => {});
+      await sourceQemuGone(instance);
       // Its taps go once its QEMU is gone (a failure here leaves a tap the host's reconcile removes: no record).
       if (nics.length > 0) await core.networks.releaseInstance(instance).catch(() => {});
       core.repos.instances.delete(name);
@@ -75,6 +78,14 @@ export async function moveInstanceOut(core: CoreContext, name: string, target: I
       qmp.close();
     }
   });
+}
+
+/** The source's QEMU, told to quit, has exited (a large guest takes a moment to free its memory), or is killed. */
+async function sourceQemuGone(instance: Instance): Promise<void> {
+  if (instance.pid === undefined || instance.pidStart === undefined) return;
+  const identity = { pid: instance.pid, start: instance.pidStart };
+  if (await waitForExit(identity, QUIT_WAIT_MS)) return;
+  if (isOurQemu(identity, instance.uuid)) await killQemu(identity).catch(() => undefined);
 }
 
 /**

@@ -15,7 +15,7 @@ import { isOurQemu, killQemu, spawnQemu } from '../../qemu/process.ts';
 import type { QemuDisk, QemuSpec } from '../../qemu/spec.ts';
 import { cont, queryStatus, queryVersion } from '../../qmp/commands.ts';
 import type { QmpConnection } from '../../qmp/connection.ts';
-import { blockExportAddNbd, blockExportDel, migrateIncoming, migrateRecover, migrateSetCapabilities, nbdServerStart, nbdServerStop, queryMigrate } from '../../qmp/migration.ts';
+import { blockExportAddNbd, blockExportDel, migrateIncoming, migratePause, migrateRecover, migrateSetCapabilities, nbdServerStart, nbdServerStop, queryMigrate } from '../../qmp/migration.ts';
 import { runtimePaths } from '../runtime.ts';
 import type { BaseImage, MigrationOffer, TargetHost, TargetReady, TargetResumed } from './protocol.ts';
 import { INCOMING_MARKER } from './stale-incoming.ts';
@@ -23,6 +23,8 @@ import { INCOMING_MARKER } from './stale-incoming.ts';
 /** How long the target waits for the last memory to arrive after the source reported completion. */
 const ARRIVAL_TIMEOUT_MS = 60_000;
 const NBD_PORT_TRIES = 20;
+/** How long a post-copy being recovered may take to pause on this side. */
+const PAUSE_TIMEOUT_MS = 10_000;
 
 export interface MigrationTargetOptions {
   /** The instance directory on this host; it must not exist yet. */
@@ -158,6 +160,16 @@ export class MigrationTarget implements TargetHost {
   async recover(options: { signal?: AbortSignal } = {}): Promise<string> {
     const qmp = this.qmp;
     if (qmp === undefined) throw new VirtnodeError('INVALID_STATE', 'the target was not prepared');
+    // The source saw the link stall and paused its side; this side may still wait on the dead connection.
+    const q = withSignal({}, options.signal);
+    if ((await queryMigrate(qmp, q)).status === 'postcopy-active') await migratePause(qmp, q).catch(() => undefined);
+    const deadline = Date.now() + PAUSE_TIMEOUT_MS;
+    for (;;) {
+      const { status } = await queryMigrate(qmp, q);
+      if (status === 'postcopy-paused') break;
+      if (Date.now() > deadline) throw new VirtnodeError('INVALID_STATE', `the incoming migration is "${status}", not paused for recovery`);
+      await new Promise((r) => setTimeout(r, 20));
+    }
     let lastError: unknown;
     for (let i = 0; i < NBD_PORT_TRIES; i++) {
       const uri = `tcp:${uriHost(this.options.listenHost)}:${49152 + Math.floor(Math.random() * 16000)}`;
