@@ -56,6 +56,8 @@ export interface MigrationParameters {
   'downtime-limit'?: number;
   /** Bytes per second. */
   'max-bandwidth'?: number;
+  /** Bytes per second once in post-copy (QEMU's default: unlimited, whatever max-bandwidth says). */
+  'max-postcopy-bandwidth'?: number;
   'cpu-throttle-initial'?: number;
   'cpu-throttle-increment'?: number;
 }

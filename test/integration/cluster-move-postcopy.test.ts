@@ -156,7 +156,7 @@ describe('post-copy and a bandwidth cap for live moves (netns, real daemons and 
     const [uptimeBefore, countBefore] = await uptimeAndCount(source);
     source.close();
 
-    const started = await requestOn(h1, 'POST', '/instances/busy/move', { host: 'h2', postcopy: 'auto', bandwidthMiBs: 8 });
+    const started = await requestOn(h1, 'POST', '/instances/busy/move', { host: 'h2', postcopy: 'auto', bandwidthMiBs: 4 });
     expect(started.status).toBe(202);
     const id = String(started.body.id);
     await eventually(async () => {

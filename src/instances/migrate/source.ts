@@ -125,7 +125,8 @@ export async function migrateOut(qmp: QmpConnection, offer: MigrationOffer, targ
       { events: true, 'auto-converge': options.autoConverge ?? true, 'postcopy-ram': offer.postcopy, 'pause-before-switchover': copied.length > 0 },
       q,
     );
-    await migrateSetParameters(qmp, { 'downtime-limit': downtimeLimitMs, 'max-bandwidth': maxBandwidth }, q);
+    // The cap holds in post-copy too (QEMU's own default there is no cap at all).
+    await migrateSetParameters(qmp, { 'downtime-limit': downtimeLimitMs, 'max-bandwidth': maxBandwidth, ...(offer.postcopy ? { 'max-postcopy-bandwidth': maxBandwidth } : {}) }, q);
 
     let diskBytesTotal = 0;
     if (copied.length > 0) {
