@@ -29,7 +29,7 @@ import type { InstancePolicy } from '../store/policies.ts';
 import { isSharedDisk } from './cluster-shared-disks.ts';
 import type { AppCore } from './context.ts';
 import { imageFetchPlan } from './images-cluster.ts';
-import { checkIncoming, localBase, type MoveInput, type MoveOutcome } from './move-common.ts';
+import { checkIncoming, localBase, type MoveInput, type MoveOutcome, withBootFilesHere } from './move-common.ts';
 import { OFFLINE_MOVABLE_STATES } from './offline-states.ts';
 import { type Job, job } from './operations.ts';
 
@@ -188,7 +188,7 @@ export function offlineMovesPeerRoute(app: AppCore, cluster: () => ClusterServic
           const placed = placedBy.get(req.id);
           if (placed === undefined || markerOf(dir)?.id !== req.id) throw new VirtnodeError('NOT_FOUND', `no offline move ${req.id} of ${name} is under way on host ${c.host}`);
           placedBy.delete(req.id);
-          const { pid: _pid, pidStart: _pidStart, createdAt: _created, updatedAt: _updated, ...record } = req.instance;
+          const { pid: _pid, pidStart: _pidStart, createdAt: _created, updatedAt: _updated, ...record } = withBootFilesHere(app, req.instance);
           // This host's paths: the copied disks, its own base, its seed directory; shared disks stay where they are.
           const image = record.spec.image;
           const spec = {

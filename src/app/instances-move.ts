@@ -23,7 +23,7 @@ import { type MovingNic, movingNics } from '../network/movable.ts';
 import type { InstancePolicy } from '../store/policies.ts';
 import { VirtnodeError, invalid, toVirtnodeError } from '../lib/errors.ts';
 import type { AppCore } from './context.ts';
-import { checkIncoming, localBase, type MoveInput, type MoveOutcome, type NeededBase } from './move-common.ts';
+import { checkIncoming, localBase, type MoveInput, type MoveOutcome, type NeededBase, offerWithBootFilesHere, withBootFilesHere } from './move-common.ts';
 
 export type { MoveInput, MoveOutcome } from './move-common.ts';
 import { OFFLINE_MOVABLE_STATES } from './offline-states.ts';
@@ -88,7 +88,8 @@ export function movesPeerRoute(app: AppCore, cluster: () => ClusterService): Pee
             },
           });
           const seedDir = join(app.paths.instanceDir(req.name), 'seed');
-          const offer = req.seed === undefined ? req.offer : withSeedDir(req.offer, req.seed.from, seedDir);
+          const offered = offerWithBootFilesHere(app, req.offer);
+          const offer = req.seed === undefined ? offered : withSeedDir(offered, req.seed.from, seedDir);
           const ready: TargetReady = await target.prepare(offer);
           if (req.seed !== undefined) {
             try {
@@ -120,7 +121,8 @@ export function movesPeerRoute(app: AppCore, cluster: () => ClusterService): Pee
         }
         case 'adopt': {
           const { target } = under(req.id);
-          const seeded = req.instance.spec.httpSeedDir === undefined ? req.instance : { ...req.instance, spec: { ...req.instance.spec, httpSeedDir: join(app.paths.instanceDir(req.instance.name), 'seed') } };
+          const here = withBootFilesHere(app, req.instance);
+          const seeded = here.spec.httpSeedDir === undefined ? here : { ...here, spec: { ...here.spec, httpSeedDir: join(app.paths.instanceDir(here.name), 'seed') } };
           adoptMovedInstance(app.core, seeded, target);
           if (req.policy !== undefined) app.policies.set(req.instance.name, req.policy);
           target.connection?.close();

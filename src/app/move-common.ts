@@ -10,6 +10,9 @@ import type { ClusterService } from '../cluster/service.ts';
 import { VirtnodeError } from '../lib/errors.ts';
 import { validateName } from '../lib/ids.ts';
 import { checkNicsArrive, type MovingNic } from '../network/movable.ts';
+import type { MigrationOffer } from '../instances/migrate/protocol.ts';
+import type { Instance } from '../instances/model.ts';
+import { bootFileHere } from '../images/boot/extract.ts';
 import type { AppCore } from './context.ts';
 
 /** A base image a disk sits on, which the target must have (by digest) before anything starts. */
@@ -62,4 +65,20 @@ export function checkIncoming(app: AppCore, c: ClusterService, name: string, bas
       });
     }
   }
+}
+
+/** A moving instance's record with this host's paths of its image's boot files (kernel, initrd). */
+export function withBootFilesHere(app: AppCore, instance: Instance): Instance {
+  const boot = instance.spec.boot;
+  if (boot === undefined) return instance;
+  const here = (p: string) => bootFileHere(app.paths.images, p);
+  return { ...instance, spec: { ...instance.spec, boot: { ...boot, kernel: here(boot.kernel), ...(boot.initrd === undefined ? {} : { initrd: here(boot.initrd) }) } } };
+}
+
+/** An offer whose QEMU boots an image's kernel: this host's copy of it (the source named its own). */
+export function offerWithBootFilesHere(app: AppCore, offer: MigrationOffer): MigrationOffer {
+  const kernel = offer.vm.kernel;
+  if (kernel === undefined) return offer;
+  const here = (p: string) => bootFileHere(app.paths.images, p);
+  return { ...offer, vm: { ...offer.vm, kernel: { ...kernel, path: here(kernel.path), ...(kernel.initrd === undefined ? {} : { initrd: here(kernel.initrd) }) } } };
 }

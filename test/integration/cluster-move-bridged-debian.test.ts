@@ -104,7 +104,10 @@ describe('a Debian guest on a bridged network keeps a TCP connection from the sw
     expect(stream.errors).toEqual([]);
     expect(stream.received).toBe(stream.sent);
 
+    // No QEMU names anything of h1: the target boots the image's kernel from its own copy (same digest), not h1's.
     expect(qemuPidsUnder(h1.home)).toEqual([]);
+    const record = localRecord(h2, 'deb') as { spec: { boot?: { kernel: string; initrd?: string } } };
+    expect(record.spec.boot?.kernel.startsWith(`${h2.home}/`), record.spec.boot?.kernel).toBe(true);
     expect(existsSync(instanceDirOn(h1, 'deb'))).toBe(false);
     expect(localRecord(h1, 'deb')).toBeUndefined();
     expect(linksOf(h1.netns).some((l) => l.ifname === tap)).toBe(false);
