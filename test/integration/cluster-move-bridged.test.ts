@@ -48,8 +48,17 @@ describe('moving a VM on a bridged network between simulated hosts (netns, real 
     await destroyKeepingLogs(sim, 'cluster-move-bridged');
   });
 
-  it('a guest on the bridged network answers TCP from the switch segment; a host with lan on another bridge is refused naming nics, nothing made there', async () => {
-    const [h1, , h3] = h as [SimHost, SimHost, SimHost];
+  it('an isolated network\'s NIC is refused naming nics; a guest on the bridged network answers TCP from the switch segment; a host with lan on another bridge is refused naming nics, nothing made there', async () => {
+    const [h1, h2, h3] = h as [SimHost, SimHost, SimHost];
+    // An isolated network is this host's own (its subnet, DHCP, DNS): its NICs never move, whatever the target has.
+    await ok(h1, ['network', 'create', 'quiet', '--isolated', '--subnet', '192.168.77.0/24']);
+    await ok(h1, ['launch', 'tiny', '--name', 'iso', ...LAUNCH.slice(0, -2), '--network', 'quiet', '--target', 'h1']);
+    const iso = await h3.cli(['move', 'iso', '--to', 'h2']);
+    expect([iso.code, iso.stderr]).toEqual([11, expect.stringContaining('error: nics: NIC 1 is on the isolated network quiet, whose addresses, DHCP and segment belong to this host; only NICs on bridged networks move')]);
+    expect([existsSync(instanceDirOn(h2, 'iso')), qemuPidsUnder(h2.home)]).toEqual([false, []]);
+    await ok(h1, ['delete', '--force', 'iso']);
+    await ok(h1, ['network', 'rm', 'quiet']);
+
     await ok(h1, ['launch', 'tiny', '--name', 'web', ...LAUNCH, '--target', 'h1']);
     const view = (await listOn(h1)).find((i) => i.name === 'web')!;
     uuid = view.uuid;
