@@ -164,8 +164,9 @@ describe('post-copy and a bandwidth cap for live moves (netns, real daemons and 
       if (op.status !== 'running') throw new Error(`the move ended before post-copy: ${JSON.stringify(op.error ?? op.result)}`);
       return op.progress.phase === 'postcopy' ? true : undefined;
     }, 120_000, 'post-copy');
-    // The guest runs on h2 now (or is about to: the target's resume step may be on the wire), part of its memory
-    // still on h1. h1's only link goes down (its veth to the switch).
+    // A moment for the target's resume step (one call over the same link) to be answered: the guest runs on h2
+    // now, part of its memory still on h1. Then h1's only link goes down (its veth to the switch).
+    await new Promise((r) => setTimeout(r, 1_000));
     const link = (state: 'up' | 'down') => execFileSync('ip', ['-n', h1.netns, 'link', 'set', 'eth0', state]);
     const cutAt = Date.now();
     link('down');

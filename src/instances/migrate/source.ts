@@ -40,7 +40,6 @@ const MIRROR_READY_TIMEOUT_MS = 30 * 60_000;
  * listens again, the source resumes to it).
  */
 export const POSTCOPY_STALL_MS = 5_000;
-const STALL_POLL_MS = 500;
 const MiB = 1024 * 1024;
 /** The NBD client nodes and mirror jobs a move adds on the source are named `migrate-DISK`. */
 const MIGRATE_NODE_PREFIX = 'migrate-';
@@ -104,7 +103,6 @@ export async function migrateOut(qmp: QmpConnection, offer: MigrationOffer, targ
   let resumed: { pid: number; resumedAt: number } | undefined;
   let postcopy = false;
   let stopAt: number | undefined;
-  let stopWatch = () => {};
   const stopListener = qmp.onEvent((e) => {
     if (e.event === QMP_EVENTS.stop && state.migrationStarted && stopAt === undefined) stopAt = eventTime(e);
     // A short post-copy may be over before the loop below looks: QEMU's event says it happened.
@@ -138,8 +136,6 @@ export async function migrateOut(qmp: QmpConnection, offer: MigrationOffer, targ
 
     const migrationStartedAt = Date.now();
     state.migrationStarted = true;
-    // Apart from the loop below, which may itself be waiting on the dropped link (the target's resume step).
-    if (offer.postcopy) stopWatch = watchPostcopyStall(qmp);
     await migrate(qmp, ready.migrationUri, q);
     const samples: ConvergenceSample[] = [];
     let refinedPredictedMs: number | undefined;
@@ -148,6 +144,8 @@ export async function migrateOut(qmp: QmpConnection, offer: MigrationOffer, targ
     // Once post-copy is asked for, a cancel or timeout no longer applies: the guest is about to run on the target
     // with part of its memory still here, so the move goes on to its end (or to recovery).
     let postcopyAsked = false;
+    /** Post-copy's last progress: bytes sent, and when they last changed. */
+    let progress = { bytes: -1, at: Date.now() };
     for (;;) {
       if (signal?.aborted && !postcopyAsked) throw new VirtnodeError('TIMEOUT', 'the move was cancelled', { cause: signal.reason });
       const lq = postcopyAsked ? {} : q;
@@ -178,6 +176,14 @@ export async function migrateOut(qmp: QmpConnection, offer: MigrationOffer, targ
         resumed = await target.resume(lq);
       } else if (info.status === 'postcopy-paused' && target.recover !== undefined) {
         await migrateResume(qmp, await target.recover(lq), lq);
+        progress = { bytes: -1, at: Date.now() };
+      }
+      if (info.status === 'postcopy-active' && ram !== undefined && ram.remaining > 0) {
+        if (ram.transferred !== progress.bytes) progress = { bytes: ram.transferred, at: Date.now() };
+        else if (Date.now() - progress.at > POSTCOPY_STALL_MS) {
+          await migratePause(qmp, lq).catch(() => undefined);
+          progress = { bytes: -1, at: Date.now() };
+        }
       }
       const elapsedMs = Date.now() - migrationStartedAt;
       if (refinedPredictedMs === undefined && info.status === 'active' && ram !== undefined && elapsedMs >= REFINE_AFTER_MS && ram.total > ram.remaining) {
@@ -226,35 +232,7 @@ export async function migrateOut(qmp: QmpConnection, offer: MigrationOffer, targ
     throw e;
   } finally {
     stopListener();
-    stopWatch();
   }
-}
-
-/**
- * Watches a post-copy migration: one that sends nothing for POSTCOPY_STALL_MS while memory is left is paused
- * (`migrate-pause`), which the move's loop then recovers. Answers the stop of the watch.
- */
-function watchPostcopyStall(qmp: QmpConnection): () => void {
-  let last = { bytes: -1, at: Date.now() };
-  let busy = false;
-  const timer = setInterval(() => {
-    if (busy) return;
-    busy = true;
-    void (async () => {
-      const info = await queryMigrate(qmp, { timeoutMs: POSTCOPY_STALL_MS });
-      const ram = info.ram;
-      if (info.status !== 'postcopy-active' || ram === undefined || ram.remaining === 0) last = { bytes: -1, at: Date.now() };
-      else if (ram.transferred !== last.bytes) last = { bytes: ram.transferred, at: Date.now() };
-      else if (Date.now() - last.at > POSTCOPY_STALL_MS) {
-        await migratePause(qmp);
-        last = { bytes: -1, at: Date.now() };
-      }
-    })()
-      .catch(() => undefined)
-      .finally(() => (busy = false));
-  }, STALL_POLL_MS);
-  timer.unref();
-  return () => clearInterval(timer);
 }
 
 /** Resolves at the next MIGRATION event (capability `events`) or after `ms`, whichever comes first. */
