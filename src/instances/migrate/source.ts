@@ -178,7 +178,10 @@ export async function migrateOut(qmp: QmpConnection, offer: MigrationOffer, targ
         await migrateResume(qmp, await target.recover(lq), lq);
         progress = { bytes: -1, at: Date.now() };
       }
-      if (info.status === 'postcopy-active' && ram !== undefined && ram.remaining > 0) {
+      // Only once the target's resume step was answered: a pause before it leaves the target's `cont` hanging and
+      // the move failing with the memory split (seen when the watch ran apart from this loop). A link that drops
+      // while that step is on the wire is left to TCP, which carries the migration on once it is back.
+      if (info.status === 'postcopy-active' && resumed !== undefined && ram !== undefined && ram.remaining > 0) {
         if (ram.transferred !== progress.bytes) progress = { bytes: ram.transferred, at: Date.now() };
         else if (Date.now() - progress.at > POSTCOPY_STALL_MS) {
           await migratePause(qmp, lq).catch(() => undefined);
