@@ -104,7 +104,9 @@ function notMovable(v: InstanceView, options: { liveOnly?: boolean } = {}): stri
   const offline = options.liveOnly !== true && OFFLINE_MOVABLE_STATES.has(v.state);
   if (v.state !== 'running' && !offline) return `${v.state}; only a running VM moves live${options.liveOnly === true ? '' : ', a stopped one offline'}`;
   if (v.type !== 'vm') return `a system container; only VMs move${offline ? '' : ' live'}`;
-  if (v.nics.some((n) => n.network !== USER_NETWORK)) return `a NIC on a managed network; only user-mode NICs move${offline ? '' : ' live'} for now`;
+  // A NIC with a reserved address is on a NAT or isolated network, which is per host (network/movable.ts); one on
+  // a bridged network moves where the same network is (the move's own check, per target).
+  if (v.nics.some((n) => n.network !== USER_NETWORK && n.address !== undefined)) return 'a NIC on a NAT or isolated network, which belongs to its host; only NICs on bridged networks move';
   if (!offline && v.tuning?.cpuModel === undefined) return "runs with QEMU's default CPU (host or max), which differs from host to host; launch it with --cpu-model";
   return undefined;
 }

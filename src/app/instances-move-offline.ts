@@ -18,17 +18,18 @@ import type { ClusterService } from '../cluster/service.ts';
 import { defaultTransfers } from '../instances/migrate/move-instance.ts';
 import { type CarriedSeed, readSeed } from '../instances/migrate/carried-seed.ts';
 import { INCOMING_MARKER } from '../instances/migrate/stale-incoming.ts';
-import { type Instance, USER_NETWORK } from '../instances/model.ts';
+import type { Instance } from '../instances/model.ts';
 import { VirtnodeError, invalid, toVirtnodeError } from '../lib/errors.ts';
 import { validateName } from '../lib/ids.ts';
 import { selfIdentity } from '../lib/proc.ts';
 import { diskKey } from '../qemu/protocol-node.ts';
 import { rebaseImage } from '../storage/qemu-img.ts';
+import { checkNicsLeave, type MovingNic, movingNics } from '../network/movable.ts';
 import type { InstancePolicy } from '../store/policies.ts';
 import { isSharedDisk } from './cluster-shared-disks.ts';
 import type { AppCore } from './context.ts';
 import { imageFetchPlan } from './images-cluster.ts';
-import { checkIncoming, localBase, type MoveInput, type MoveOutcome } from './move-common.ts';
+import { checkIncoming, localBase, type MoveInput, type MoveOutcome, withBootFilesHere } from './move-common.ts';
 import { OFFLINE_MOVABLE_STATES } from './offline-states.ts';
 import { type Job, job } from './operations.ts';
 
@@ -49,7 +50,7 @@ interface CopiedDisk {
 }
 
 type Step =
-  | { step: 'check'; name: string; bases: Array<{ sha256: string; image: string }> }
+  | { step: 'check'; name: string; bases: Array<{ sha256: string; image: string }>; nics?: MovingNic[] }
   | { step: 'receive'; id: string; name: string; disks: CopiedDisk[]; seed?: CarriedSeed }
   | { step: 'adopt'; id: string; instance: Instance; policy: InstancePolicy }
   | { step: 'abort' | 'done'; id: string; name: string };
@@ -137,7 +138,7 @@ export function offlineMovesPeerRoute(app: AppCore, cluster: () => ClusterServic
       const c = cluster();
       switch (req.step) {
         case 'check': {
-          checkIncoming(app, c, req.name, []);
+          checkIncoming(app, c, req.name, [], req.nics);
           // A base this host lacks must be one it can fetch (imageFetchPlan refuses otherwise).
           for (const b of req.bases) if (localBase(app, b.sha256) === undefined) await imageFetchPlan(app, b.image, b.sha256, req.name);
           return {};
@@ -187,7 +188,7 @@ export function offlineMovesPeerRoute(app: AppCore, cluster: () => ClusterServic
           const placed = placedBy.get(req.id);
           if (placed === undefined || markerOf(dir)?.id !== req.id) throw new VirtnodeError('NOT_FOUND', `no offline move ${req.id} of ${name} is under way on host ${c.host}`);
           placedBy.delete(req.id);
-          const { pid: _pid, pidStart: _pidStart, createdAt: _created, updatedAt: _updated, ...record } = req.instance;
+          const { pid: _pid, pidStart: _pidStart, createdAt: _created, updatedAt: _updated, ...record } = withBootFilesHere(app, req.instance);
           // This host's paths: the copied disks, its own base, its seed directory; shared disks stay where they are.
           const image = record.spec.image;
           const spec = {
@@ -226,13 +227,14 @@ export function offlineMovesPeerRoute(app: AppCore, cluster: () => ClusterServic
   };
 }
 
-/** What keeps a VM from moving offline, whatever the target: refused naming the field. */
-function checkOfflineMovable(instance: Instance): void {
+/** What keeps a VM from moving offline, whatever the target: refused naming the field. Answers its NICs on managed networks. */
+function checkOfflineMovable(app: AppCore, instance: Instance): MovingNic[] {
   const name = instance.name;
   if (instance.type !== 'vm') throw new VirtnodeError('INVALID', `${name} is a system container; only VMs move`, { field: 'name' });
   if (!OFFLINE_MOVABLE_STATES.has(instance.state)) throw new VirtnodeError('INVALID_STATE', `${name} is ${instance.state}; only a stopped, defined or crashed VM moves offline (stop it first)`, { field: 'name' });
-  const managed = instance.nics.filter((n) => n.network !== USER_NETWORK);
-  if (managed.length > 0) throw new VirtnodeError('HOST_UNSUPPORTED', `${name} has a NIC on the managed network "${managed[0]!.network}"; only user-mode NICs move for now`, { field: 'name' });
+  const nics = movingNics(instance.nics, (n) => app.core.networks.mustGet(n));
+  checkNicsLeave(nics);
+  return nics;
 }
 
 /** Attached volumes (neither the instance's own nor on a shared pool) do not move: refused naming the field. */
@@ -271,11 +273,11 @@ async function disksToCopy(app: AppCore, instance: Instance, signal: AbortSignal
 export async function moveOffline(app: AppCore, c: ClusterService, instance: Instance, input: MoveInput, to: HostRecord, viewOn: (host: string, name: string) => Promise<InstanceView>): Promise<Job<MoveOutcome>> {
   const name = instance.name;
   const from = c.host!;
-  checkOfflineMovable(instance);
+  const nics = checkOfflineMovable(app, instance);
   refuseForeignDisks(app, instance);
   const transfers = await defaultTransfers(instance);
   const bases = Object.values(transfers).flatMap((t) => (t.kind === 'copy' && t.base !== undefined ? [{ sha256: t.base.sha256, image: instance.spec.image?.name ?? '?' }] : []));
-  await c.peer(to, OFFLINE_MOVES_PEER_PATH, { step: 'check', name, bases } satisfies Step, STEP_MS);
+  await c.peer(to, OFFLINE_MOVES_PEER_PATH, { step: 'check', name, bases, ...(nics.length === 0 ? {} : { nics }) } satisfies Step, STEP_MS);
   const timeoutMs = (input.timeoutSeconds ?? DEFAULT_TIMEOUT_S) * 1000;
   return job('move', `instances/${name}`, async (ctx) => {
     const started = performance.now();
@@ -291,7 +293,7 @@ export async function moveOffline(app: AppCore, c: ClusterService, instance: Ins
       if (current === undefined) throw new VirtnodeError('NOT_FOUND', `no instance named "${name}"`, { field: 'name' });
       let claimMoved = false;
       try {
-        checkOfflineMovable(current);
+        checkOfflineMovable(app, current);
         ctx.phase((phase = 'hashing'), `the disks of ${name}`);
         const disks = await disksToCopy(app, current, signal);
         diskBytes = disks.reduce((n, d) => n + d.size, 0);

@@ -19,10 +19,11 @@ import type { MigrationOffer, MigrationProgress, TargetReady, TargetResumed } fr
 import { MigrationTarget } from '../instances/migrate/target.ts';
 import { type CarriedSeed, readSeed, withSeedDir } from '../instances/migrate/carried-seed.ts';
 import type { Instance } from '../instances/model.ts';
+import { type MovingNic, movingNics } from '../network/movable.ts';
 import type { InstancePolicy } from '../store/policies.ts';
 import { VirtnodeError, invalid, toVirtnodeError } from '../lib/errors.ts';
 import type { AppCore } from './context.ts';
-import { checkIncoming, localBase, type MoveInput, type MoveOutcome, type NeededBase } from './move-common.ts';
+import { checkIncoming, localBase, type MoveInput, type MoveOutcome, type NeededBase, offerWithBootFilesHere, withBootFilesHere } from './move-common.ts';
 
 export type { MoveInput, MoveOutcome } from './move-common.ts';
 import { OFFLINE_MOVABLE_STATES } from './offline-states.ts';
@@ -33,8 +34,8 @@ export const MOVES_PEER_PATH = '/v1/moves';
 
 
 type Step =
-  | { step: 'check'; name: string; bases: NeededBase[] }
-  | { step: 'prepare'; name: string; offer: MigrationOffer; seed?: CarriedSeed }
+  | { step: 'check'; name: string; bases: NeededBase[]; nics?: MovingNic[] }
+  | { step: 'prepare'; name: string; offer: MigrationOffer; seed?: CarriedSeed; nics?: MovingNic[] }
   | { step: 'resume' | 'recover'; id: string }
   | { step: 'abort'; id: string; reason: string }
   | { step: 'adopt'; id: string; instance: Instance; policy: InstancePolicy };
@@ -44,6 +45,9 @@ const DEFAULT_TIMEOUT_S = 600;
 const STEP_MS = 60_000;
 /** The target's prepare creates disks (and may wait for a base): longer than a plain step. */
 const PREPARE_MS = 300_000;
+/** How long a post-copy whose link dropped keeps asking the target to recover; each try's own limit. */
+const RECOVER_MS = 10 * 60_000;
+const RECOVER_TRY_MS = 10_000;
 /** A prepared target whose source never came back (crashed, cut off) gives up after this long. */
 const ABANDONED_MS = 30 * 60_000;
 
@@ -67,13 +71,16 @@ export function movesPeerRoute(app: AppCore, cluster: () => ClusterService): Pee
       const c = cluster();
       switch (req.step) {
         case 'check':
-          checkIncoming(app, c, req.name, req.bases);
+          checkIncoming(app, c, req.name, req.bases, req.nics);
           return {};
         case 'prepare': {
-          checkIncoming(app, c, req.name, []);
+          const nics = req.nics ?? [];
+          checkIncoming(app, c, req.name, [], nics);
           const target = new MigrationTarget({
             dir: app.paths.instanceDir(req.name),
             listenHost: c.config!.address,
+            // The taps of its NICs on bridged networks, on this host's bridges, before its QEMU opens them.
+            ...(nics.length === 0 ? {} : { prepareHost: (offer: MigrationOffer) => app.core.networks.prepareArrivingTaps({ name: req.name, uuid: offer.vm.uuid }, nics, { multiQueue: multiQueueTaps(offer) }) }),
             fetchBase: async (base) => {
               const path = localBase(app, base.sha256);
               if (path === undefined) throw new VirtnodeError('HOST_UNSUPPORTED', `disks: host ${c.host} has no image with sha256 ${base.sha256}`, { field: 'disks' });
@@ -81,7 +88,8 @@ export function movesPeerRoute(app: AppCore, cluster: () => ClusterService): Pee
             },
           });
           const seedDir = join(app.paths.instanceDir(req.name), 'seed');
-          const offer = req.seed === undefined ? req.offer : withSeedDir(req.offer, req.seed.from, seedDir);
+          const offered = offerWithBootFilesHere(app, req.offer);
+          const offer = req.seed === undefined ? offered : withSeedDir(offered, req.seed.from, seedDir);
           const ready: TargetReady = await target.prepare(offer);
           if (req.seed !== undefined) {
             try {
@@ -113,7 +121,8 @@ export function movesPeerRoute(app: AppCore, cluster: () => ClusterService): Pee
         }
         case 'adopt': {
           const { target } = under(req.id);
-          const seeded = req.instance.spec.httpSeedDir === undefined ? req.instance : { ...req.instance, spec: { ...req.instance.spec, httpSeedDir: join(app.paths.instanceDir(req.instance.name), 'seed') } };
+          const here = withBootFilesHere(app, req.instance);
+          const seeded = here.spec.httpSeedDir === undefined ? here : { ...here, spec: { ...here.spec, httpSeedDir: join(app.paths.instanceDir(here.name), 'seed') } };
           adoptMovedInstance(app.core, seeded, target);
           if (req.policy !== undefined) app.policies.set(req.instance.name, req.policy);
           target.connection?.close();
@@ -128,9 +137,14 @@ export function movesPeerRoute(app: AppCore, cluster: () => ClusterService): Pee
   };
 }
 
+/** The guest's NICs are multi-queue (their taps must be too). */
+function multiQueueTaps(offer: MigrationOffer): boolean {
+  return offer.vm.nics.some((n) => n.backend.kind === 'tap' && (n.backend.queues ?? 1) > 1);
+}
+
 /** The source's view of the target host: each step a call to its cluster API; adopting also moves the claim. */
-function peerTarget(c: ClusterService, to: HostRecord, name: string, carried: { seed: CarriedSeed | undefined; policy: InstancePolicy }, claimMoved: (error?: unknown) => void): InstanceMoveTarget {
-  const { seed, policy } = carried;
+function peerTarget(c: ClusterService, to: HostRecord, name: string, carried: { seed: CarriedSeed | undefined; policy: InstancePolicy; nics: MovingNic[] }, claimMoved: (error?: unknown) => void): InstanceMoveTarget {
+  const { seed, policy, nics } = carried;
   let id: string | undefined;
   const call = <T>(step: Step, timeoutMs = STEP_MS) => c.peer<T>(to, MOVES_PEER_PATH, step, timeoutMs);
   const current = () => {
@@ -140,10 +154,21 @@ function peerTarget(c: ClusterService, to: HostRecord, name: string, carried: { 
   return {
     prepare: (offer) => {
       id = offer.id;
-      return call<TargetReady>({ step: 'prepare', name, offer, ...(seed === undefined ? {} : { seed }) }, PREPARE_MS);
+      return call<TargetReady>({ step: 'prepare', name, offer, ...(seed === undefined ? {} : { seed }), ...(nics.length === 0 ? {} : { nics }) }, PREPARE_MS);
     },
     resume: () => call<TargetResumed>({ step: 'resume', id: current() }, 2 * STEP_MS),
-    recover: async () => (await call<{ uri: string }>({ step: 'recover', id: current() })).uri,
+    // The link to the target has just dropped: asked again until it answers (post-copy cannot be undone).
+    recover: async () => {
+      const deadline = Date.now() + RECOVER_MS;
+      for (;;) {
+        try {
+          return (await call<{ uri: string }>({ step: 'recover', id: current() }, RECOVER_TRY_MS)).uri;
+        } catch (e) {
+          if (Date.now() > deadline) throw e;
+          await new Promise((r) => setTimeout(r, 1_000));
+        }
+      }
+    },
     abort: async (reason) => {
       if (id !== undefined) await call({ step: 'abort', id, reason });
     },
@@ -167,6 +192,8 @@ function progressDetail(p: MigrationProgress, to: string): string {
       return `on ${to}`;
     case 'mirroring':
       return `disks: ${mib(p.diskBytesDone)} of ${mib(p.diskBytesTotal)}`;
+    case 'recovering':
+      return `the link to ${to} dropped during post-copy; both sides paused until ${to} answers again`;
     case 'migrating':
     case 'postcopy':
       return `memory: ${mib(p.bytesSent)} sent, ${mib(p.bytesRemaining)} left, ${Math.round(p.dirtyPagesPerSecond)} pages/s dirtied`;
@@ -196,7 +223,8 @@ export async function moveOwned(app: AppCore, c: ClusterService, input: MoveInpu
       hint: `stop it first (\`virtnode stop ${name}\`), or move it live without --offline`,
     });
   }
-  if (!offline) checkMovable(instance);
+  const nics = movingNics(instance.nics, (n) => app.core.networks.mustGet(n));
+  if (!offline) checkMovable(instance, nics);
   const claimEntry = await kv.get(PLACEMENT_KEYS.claim(name));
   if (claimEntry === undefined) throw new VirtnodeError('INVALID_STATE', `${name} has no placement claim in the cluster (it was not launched in it)`, { field: 'name' });
   const claim = JSON.parse(claimEntry.value) as Claim;
@@ -212,13 +240,13 @@ export async function moveOwned(app: AppCore, c: ClusterService, input: MoveInpu
   const transfers = await defaultTransfers(instance);
   const bases: NeededBase[] = [];
   for (const [disk, t] of Object.entries(transfers)) if (t.kind === 'copy' && t.base !== undefined) bases.push({ disk, image: instance.spec.image?.name ?? '?', sha256: t.base.sha256 });
-  await c.peer(record, MOVES_PEER_PATH, { step: 'check', name, bases } satisfies Step, STEP_MS);
+  await c.peer(record, MOVES_PEER_PATH, { step: 'check', name, bases, ...(nics.length === 0 ? {} : { nics }) } satisfies Step, STEP_MS);
 
   const timeoutS = input.timeoutSeconds ?? DEFAULT_TIMEOUT_S;
   return job('move', `instances/${name}`, async (ctx) => {
     let claimError: unknown;
     // The record, not the name: no etcd read in each step (the resume step is in the guest's downtime).
-    const target = peerTarget(c, record, name, { seed: readSeed(instance.spec.httpSeedDir), policy: app.policies.get(name) }, (e) => (claimError = e));
+    const target = peerTarget(c, record, name, { seed: readSeed(instance.spec.httpSeedDir), policy: app.policies.get(name), nics }, (e) => (claimError = e));
     let phase: string | undefined;
     const timeout = AbortSignal.timeout(timeoutS * 1000);
     const result = await moveInstanceOut(app.core, name, target, {
@@ -236,7 +264,7 @@ export async function moveOwned(app: AppCore, c: ClusterService, input: MoveInpu
     }).catch((e: unknown) => {
       // Said plainly when the engine undid the move: the guest runs where it was. (Not after the switch to
       // post-copy: the guest ran on the target then, and the engine's error says what became of it.)
-      if (phase === 'postcopy' || app.core.repos.instances.get(name)?.state !== 'running') throw e;
+      if (phase === 'postcopy' || phase === 'recovering' || app.core.repos.instances.get(name)?.state !== 'running') throw e;
       const err = toVirtnodeError(e);
       throw new VirtnodeError(err.code, `the move of ${name} to ${to} ${ctx.signal.aborted ? 'was cancelled' : timeout.aborted ? `was given up after ${timeoutS} s (the timeout)` : 'failed'}${phase === undefined ? '' : ` while ${phase}`}; ${name} keeps running on ${from}: ${err.message}`, {
         cause: e,

@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import type { CoreContext } from '../core/context.ts';
 import { lockOwner, withLockIfFree } from '../store/locks.ts';
 import { allDrivers } from './drivers/index.ts';
-import { INCOMING_MARKER } from './migrate/stale-incoming.ts';
+import { INCOMING_MARKER, incomingMoves } from './migrate/stale-incoming.ts';
 import { ACTIVE_STATES, type Instance, TRANSITIONAL_STATES } from './model.ts';
 import { InstanceService } from './service.ts';
 
@@ -71,6 +71,8 @@ export async function repairNetworks(core: CoreContext): Promise<string[]> {
     }
   }
   const active = new Set(core.repos.instances.list().filter((i) => ACTIVE_STATES.has(i.state)).map((i) => i.name));
+  // An incoming live move still under way (its marker outlived removeStaleIncoming) has taps and no record yet.
+  for (const name of incomingMoves(core.paths.instances)) active.add(name);
   for (const tap of await core.networks.removeStaleTaps((name) => active.has(name))) repaired.push(`removed stale tap ${tap}`);
   return repaired;
 }

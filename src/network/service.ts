@@ -16,6 +16,7 @@ import { type SystemUser, dnsmasqReadableDir, dnsmasqUser, writeDnsmasqReadable 
 import { parseCidr } from './ipv4.ts';
 import { bridgeExists, deleteLink, ensureBridge, ensureTap, ensureVeth, linkExists, listLinks } from './links.ts';
 import type { Network } from './model.ts';
+import type { MovingNic } from './movable.ts';
 import { bridgeName, homeTag, newNetworkId, tapName, vethPeerName } from './names.ts';
 import { type Instance, USER_NETWORK } from '../instances/model.ts';
 import { applyRuleset, deleteTable, foreignForwardDrops, tableExists } from './nft-apply.ts';
@@ -405,12 +406,40 @@ export class NetworkService {
       if (nic.network === USER_NETWORK) continue;
       const network = this.mustGet(nic.network);
       await this.ensureUp(network);
-      const alias = `${this.tag}:tap:${instance.name}`;
       const multiQueue = (instance.spec.tuning?.netQueues ?? 1) > 1;
-      if (options.link === 'veth') await ensureVeth(tapName(instance.uuid, nic.index), vethPeerName(instance.uuid, nic.index), nic.mac, alias, network.bridge);
-      else await ensureTap(tapName(instance.uuid, nic.index), alias, network.bridge, { multiQueue });
+      if (options.link === 'veth') await ensureVeth(tapName(instance.uuid, nic.index), vethPeerName(instance.uuid, nic.index), nic.mac, this.linkAlias(instance.name), network.bridge);
+      else await ensureTap(tapName(instance.uuid, nic.index), this.linkAlias(instance.name), network.bridge, { multiQueue });
     }
     await this.syncPortForwards(instance);
+  }
+
+  /** The alias of an instance's host links (removeStaleTaps finds them by it). */
+  private linkAlias(instance: string): string {
+    return `${this.tag}:tap:${instance}`;
+  }
+
+  /**
+   * The taps of a VM moving here live, on this host's networks of the same names (the caller checked them: checkNicsArrive), made
+   * before its incoming QEMU opens them. Answers their removal (for a move that fails or is cancelled).
+   */
+  async prepareArrivingTaps(instance: { name: string; uuid: string }, nics: readonly MovingNic[], options: { multiQueue?: boolean } = {}): Promise<() => Promise<void>> {
+    const made: string[] = [];
+    const remove = async () => {
+      for (const tap of made.splice(0)) await deleteLink(tap);
+    };
+    try {
+      for (const nic of nics) {
+        const network = this.mustGet(nic.network);
+        await this.ensureUp(network);
+        const tap = tapName(instance.uuid, nic.index);
+        made.push(tap);
+        await ensureTap(tap, this.linkAlias(instance.name), network.bridge, { multiQueue: options.multiQueue === true });
+      }
+    } catch (e) {
+      await remove();
+      throw e;
+    }
+    return remove;
   }
 
   /**

@@ -56,6 +56,8 @@ export interface MigrationParameters {
   'downtime-limit'?: number;
   /** Bytes per second. */
   'max-bandwidth'?: number;
+  /** Bytes per second once in post-copy (QEMU's default: unlimited, whatever max-bandwidth says). */
+  'max-postcopy-bandwidth'?: number;
   'cpu-throttle-initial'?: number;
   'cpu-throttle-increment'?: number;
 }
@@ -106,6 +108,14 @@ export async function migrateStartPostcopy(qmp: QmpConnection, options: QmpExecu
 /** On a destination whose post-copy link dropped (`postcopy-paused`): listen again on `uri`. */
 export async function migrateRecover(qmp: QmpConnection, uri: string, options: QmpExecuteOptions = {}): Promise<void> {
   await qmp.execute(QMP_COMMANDS.migrateRecover, { uri }, options);
+}
+
+/**
+ * Post-copy only, on either side: drops the migration channel so that QEMU enters `postcopy-paused` at once (a
+ * link that went silent leaves TCP retrying for many minutes), ready for recovery.
+ */
+export async function migratePause(qmp: QmpConnection, options: QmpExecuteOptions = {}): Promise<void> {
+  await qmp.execute(QMP_COMMANDS.migratePause, undefined, options);
 }
 
 /** On the source after a post-copy link dropped: reconnect to the destination's recovery address. */

@@ -43,6 +43,15 @@ export interface SimCluster {
    * here, such as a browser, reaches the hosts' addresses. Answers the address it got.
    */
   attachTester: () => string;
+  /**
+   * Gives a host a bridge `bridge` on the switch's segment (a second veth, `up0` in the host, enslaved to it), as a
+   * host's bridge over its uplink would be: guests on that bridge on any host share one L2 with the switch.
+   */
+  bridgeOnSwitch: (h: SimHost, bridge: string) => void;
+  /** The switch's namespace (its bridge is br0). */
+  switchNetns: string;
+  /** The first three octets of the segment's addresses (10.N.0): hosts are .11 and up, the tester .254. */
+  segment: string;
   destroy: () => Promise<void>;
 }
 
@@ -163,7 +172,17 @@ export async function createSimHosts(count: number, options: { subnet?: number; 
     ip('link', 'set', link, 'up');
     return address;
   };
-  return { hosts, attachTester, destroy };
+  const bridgeOnSwitch = (h: SimHost, bridge: string) => {
+    const port = `u${h.name}`;
+    ip('-n', h.netns, 'link', 'add', bridge, 'type', 'bridge');
+    ip('-n', h.netns, 'link', 'set', bridge, 'up');
+    ip('-n', h.netns, 'link', 'add', 'up0', 'type', 'veth', 'peer', 'name', port, 'netns', sw);
+    ip('-n', h.netns, 'link', 'set', 'up0', 'master', bridge);
+    ip('-n', h.netns, 'link', 'set', 'up0', 'up');
+    ip('-n', sw, 'link', 'set', port, 'master', 'br0');
+    ip('-n', sw, 'link', 'set', port, 'up');
+  };
+  return { hosts, attachTester, bridgeOnSwitch, switchNetns: sw, segment: `10.${net}.0`, destroy };
 }
 
 /** The CLI on a host, which must succeed: its stdout. */

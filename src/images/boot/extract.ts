@@ -35,6 +35,15 @@ export function bootFilesDir(imagesDir: string, sha256: string): string {
   return join(imagesDir, `${sha256}.boot`);
 }
 
+/**
+ * An image's boot file as another host names it (`<its images dir>/<sha256>.boot/FILE`) where this host keeps it
+ * (under `imagesDir`); any other path (a user's own --kernel) unchanged. For instances moving between hosts.
+ */
+export function bootFileHere(imagesDir: string, path: string): string {
+  const sha = /^([0-9a-f]{64})\.boot$/.exec(basename(dirname(path)))?.[1];
+  return sha === undefined ? path : join(bootFilesDir(imagesDir, sha), basename(path));
+}
+
 /** Whether `kernel` is an image's own kernel kept by the image store (not one a user gave with --kernel). */
 export function isImageKernel(imagesDir: string, kernel: string): boolean {
   const dir = dirname(kernel);

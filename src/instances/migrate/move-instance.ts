@@ -10,9 +10,11 @@ import type { CoreContext, LockOptions } from '../../core/context.ts';
 import { VirtnodeError } from '../../lib/errors.ts';
 import { withSignal } from '../../lib/signal.ts';
 import { imageInfo } from '../../qemu/img.ts';
+import { isOurQemu, killQemu, waitForExit } from '../../qemu/process.ts';
 import { queryKvm, queryVersion, quit } from '../../qmp/commands.ts';
 import { QmpConnection } from '../../qmp/connection.ts';
-import { type Instance, USER_NETWORK } from '../model.ts';
+import type { Instance } from '../model.ts';
+import { checkNicsLeave, type MovingNic, movingNics } from '../../network/movable.ts';
 import { toQemuSpec } from '../qemu-spec.ts';
 import { removeRuntimeFiles, runtimePaths } from '../runtime.ts';
 import { buildOffer } from './offer.ts';
@@ -23,6 +25,7 @@ import type { MigrationTarget } from './target.ts';
 /** Marks a source instance directory while a move is under way (a crash leaves it for `recoverOutgoing`). */
 export const OUTGOING_MARKER = 'outgoing.json';
 const QMP_CONNECT_TIMEOUT_MS = 5_000;
+const QUIT_WAIT_MS = 10_000;
 
 /** The target host as the source sees it: the protocol's steps, then the record to keep. */
 export interface InstanceMoveTarget extends TargetHost {
@@ -44,7 +47,8 @@ export async function moveInstanceOut(core: CoreContext, name: string, target: I
   return core.withLock(name, 'move', options, async () => {
     const instance = core.repos.instances.get(name);
     if (instance === undefined) throw new VirtnodeError('NOT_FOUND', `no instance named "${name}"`, { field: 'name' });
-    checkMovable(instance, options.transfers);
+    const nics = movingNics(instance.nics, (n) => core.networks.mustGet(n));
+    checkMovable(instance, nics, options.transfers);
     const dir = core.paths.instanceDir(name);
     const qmp = await QmpConnection.connect(runtimePaths(dir).qmp, withSignal({ timeoutMs: QMP_CONNECT_TIMEOUT_MS }, options.signal));
     try {
@@ -63,6 +67,9 @@ export async function moveInstanceOut(core: CoreContext, name: string, target: I
       // The guest runs on the target from here on: nothing below may resume it here.
       await target.adopt(instance, withSignal({}, options.signal));
       await quit(qmp).catch(() => {});
+      await sourceQemuGone(instance);
+      // Its taps go once its QEMU is gone (a failure here leaves a tap the host's reconcile removes: no record).
+      if (nics.length > 0) await core.networks.releaseInstance(instance).catch(() => {});
       core.repos.instances.delete(name);
       removeRuntimeFiles(dir);
       rmSync(dir, { recursive: true, force: true });
@@ -73,17 +80,23 @@ export async function moveInstanceOut(core: CoreContext, name: string, target: I
   });
 }
 
-/** What keeps an instance from moving live, whatever the target: refused naming the field. */
-export function checkMovable(instance: Instance, transfers: Record<string, DiskTransfer> = {}): void {
+/** The source's QEMU, told to quit, has exited (a large guest takes a moment to free its memory), or is killed. */
+async function sourceQemuGone(instance: Instance): Promise<void> {
+  if (instance.pid === undefined || instance.pidStart === undefined) return;
+  const identity = { pid: instance.pid, start: instance.pidStart };
+  if (await waitForExit(identity, QUIT_WAIT_MS)) return;
+  if (isOurQemu(identity, instance.uuid)) await killQemu(identity).catch(() => undefined);
+}
+
+/**
+ * What keeps an instance from moving live, whatever the target: refused naming the field. `nics`: its NICs on
+ * managed networks (movingNics); the target checks that it has their networks.
+ */
+export function checkMovable(instance: Instance, nics: readonly MovingNic[], transfers: Record<string, DiskTransfer> = {}): void {
   const name = instance.name;
   if (instance.type !== 'vm') throw new VirtnodeError('INVALID', `${name} is a system container; only VMs move live`, { field: 'name' });
   if (instance.state !== 'running') throw new VirtnodeError('INVALID_STATE', `${name} is ${instance.state}; only a running VM moves live`, { field: 'name' });
-  const managed = instance.nics.filter((n) => n.network !== USER_NETWORK);
-  if (managed.length > 0) {
-    throw new VirtnodeError('HOST_UNSUPPORTED', `${name} has a NIC on the managed network "${managed[0]!.network}"; only user-mode NICs move live for now`, {
-      hint: 'managed networks move with the cluster-wide networks',
-    });
-  }
+  checkNicsLeave(nics);
   if (instance.spec.tuning?.cpuModel === undefined) {
     throw new VirtnodeError('INVALID', `cpuModel: ${name} runs with QEMU's default CPU (host or max), which differs from host to host`, {
       field: 'cpuModel',

@@ -80,7 +80,8 @@ export interface TargetHost {
 
 /** One progress report of a move. */
 export interface MigrationProgress {
-  phase: 'measuring' | 'preparing' | 'mirroring' | 'migrating' | 'postcopy' | 'switching' | 'completed';
+  /** `recovering`: the link dropped during post-copy; both sides are paused until the target listens again. */
+  phase: 'measuring' | 'preparing' | 'mirroring' | 'migrating' | 'postcopy' | 'recovering' | 'switching' | 'completed';
   /** Bytes of memory sent so far. */
   bytesSent: number;
   /** Bytes of memory still to send (QEMU's estimate). */

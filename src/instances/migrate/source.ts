@@ -17,6 +17,7 @@ import {
   migrate,
   migrateCancel,
   migrateContinue,
+  migratePause,
   migrateResume,
   migrateSetCapabilities,
   migrateSetParameters,
@@ -33,6 +34,12 @@ const POLL_MS = 50;
 /** When the prediction is made again from the migration's own progress. */
 const REFINE_AFTER_MS = 1_000;
 const MIRROR_READY_TIMEOUT_MS = 30 * 60_000;
+/**
+ * Post-copy that sends nothing for this long while memory is left is taken for a dropped link: the source pauses
+ * it (`migrate-pause`) rather than let TCP retry for many minutes, and recovery begins (the target pauses too and
+ * listens again, the source resumes to it).
+ */
+export const POSTCOPY_STALL_MS = 5_000;
 const MiB = 1024 * 1024;
 /** The NBD client nodes and mirror jobs a move adds on the source are named `migrate-DISK`. */
 const MIGRATE_NODE_PREFIX = 'migrate-';
@@ -118,7 +125,8 @@ export async function migrateOut(qmp: QmpConnection, offer: MigrationOffer, targ
       { events: true, 'auto-converge': options.autoConverge ?? true, 'postcopy-ram': offer.postcopy, 'pause-before-switchover': copied.length > 0 },
       q,
     );
-    await migrateSetParameters(qmp, { 'downtime-limit': downtimeLimitMs, 'max-bandwidth': maxBandwidth }, q);
+    // The cap holds in post-copy too (QEMU's own default there is no cap at all).
+    await migrateSetParameters(qmp, { 'downtime-limit': downtimeLimitMs, 'max-bandwidth': maxBandwidth, ...(offer.postcopy ? { 'max-postcopy-bandwidth': maxBandwidth } : {}) }, q);
 
     let diskBytesTotal = 0;
     if (copied.length > 0) {
@@ -136,13 +144,15 @@ export async function migrateOut(qmp: QmpConnection, offer: MigrationOffer, targ
     // Once post-copy is asked for, a cancel or timeout no longer applies: the guest is about to run on the target
     // with part of its memory still here, so the move goes on to its end (or to recovery).
     let postcopyAsked = false;
+    /** Post-copy's last progress: bytes sent, and when they last changed. */
+    let progress = { bytes: -1, at: Date.now() };
     for (;;) {
       if (signal?.aborted && !postcopyAsked) throw new VirtnodeError('TIMEOUT', 'the move was cancelled', { cause: signal.reason });
       const lq = postcopyAsked ? {} : q;
       info = await queryMigrate(qmp, lq);
       const ram = info.ram;
       // After the switch to post-copy, every look (its end included) is post-copy's.
-      const phase = info.status === 'postcopy-active' || postcopy ? 'postcopy' : info.status === 'pre-switchover' || info.status === 'device' ? 'switching' : 'migrating';
+      const phase = info.status === 'postcopy-paused' || info.status === 'postcopy-recover' ? 'recovering' : info.status === 'postcopy-active' || postcopy ? 'postcopy' : info.status === 'pre-switchover' || info.status === 'device' ? 'switching' : 'migrating';
       report({
         phase,
         bytesSent: ram?.transferred ?? 0,
@@ -166,6 +176,17 @@ export async function migrateOut(qmp: QmpConnection, offer: MigrationOffer, targ
         resumed = await target.resume(lq);
       } else if (info.status === 'postcopy-paused' && target.recover !== undefined) {
         await migrateResume(qmp, await target.recover(lq), lq);
+        progress = { bytes: -1, at: Date.now() };
+      }
+      // Only once the target's resume step was answered: a pause before it leaves the target's `cont` hanging and
+      // the move failing with the memory split (seen when the watch ran apart from this loop). A link that drops
+      // while that step is on the wire is left to TCP, which carries the migration on once it is back.
+      if (info.status === 'postcopy-active' && resumed !== undefined && ram !== undefined && ram.remaining > 0) {
+        if (ram.transferred !== progress.bytes) progress = { bytes: ram.transferred, at: Date.now() };
+        else if (Date.now() - progress.at > POSTCOPY_STALL_MS) {
+          await migratePause(qmp, lq).catch(() => undefined);
+          progress = { bytes: -1, at: Date.now() };
+        }
       }
       const elapsedMs = Date.now() - migrationStartedAt;
       if (refinedPredictedMs === undefined && info.status === 'active' && ram !== undefined && elapsedMs >= REFINE_AFTER_MS && ram.total > ram.remaining) {

@@ -39,3 +39,12 @@ export async function removeStaleIncoming(instancesDir: string): Promise<string[
   }
   return removed;
 }
+
+/** The names of the instance directories under `instancesDir` that hold an incoming move's marker. */
+export function incomingMoves(instancesDir: string): string[] {
+  try {
+    return readdirSync(instancesDir).filter((name) => existsSync(join(instancesDir, name, INCOMING_MARKER)));
+  } catch {
+    return [];
+  }
+}

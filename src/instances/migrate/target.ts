@@ -15,7 +15,7 @@ import { isOurQemu, killQemu, spawnQemu } from '../../qemu/process.ts';
 import type { QemuDisk, QemuSpec } from '../../qemu/spec.ts';
 import { cont, queryStatus, queryVersion } from '../../qmp/commands.ts';
 import type { QmpConnection } from '../../qmp/connection.ts';
-import { blockExportAddNbd, blockExportDel, migrateIncoming, migrateRecover, migrateSetCapabilities, nbdServerStart, nbdServerStop, queryMigrate } from '../../qmp/migration.ts';
+import { blockExportAddNbd, blockExportDel, migrateIncoming, migratePause, migrateRecover, migrateSetCapabilities, nbdServerStart, nbdServerStop, queryMigrate } from '../../qmp/migration.ts';
 import { runtimePaths } from '../runtime.ts';
 import type { BaseImage, MigrationOffer, TargetHost, TargetReady, TargetResumed } from './protocol.ts';
 import { INCOMING_MARKER } from './stale-incoming.ts';
@@ -23,6 +23,8 @@ import { INCOMING_MARKER } from './stale-incoming.ts';
 /** How long the target waits for the last memory to arrive after the source reported completion. */
 const ARRIVAL_TIMEOUT_MS = 60_000;
 const NBD_PORT_TRIES = 20;
+/** How long a post-copy being recovered may take to pause on this side. */
+const PAUSE_TIMEOUT_MS = 10_000;
 
 export interface MigrationTargetOptions {
   /** The instance directory on this host; it must not exist yet. */
@@ -33,6 +35,11 @@ export interface MigrationTargetOptions {
   cpuModels?: readonly string[];
   /** Returns the path of `base` on this host, fetching it first if needed (`fetchedNow`: undo removes it). */
   fetchBase: (base: BaseImage, options: { signal?: AbortSignal }) => Promise<{ path: string; fetchedNow: boolean }>;
+  /**
+   * What the host must have before the incoming QEMU starts besides disks (the taps of NICs on bridged networks):
+   * made after the disks, before the QEMU; answers its removal, which an abort runs after stopping the QEMU.
+   */
+  prepareHost?: (offer: MigrationOffer, options: { signal?: AbortSignal }) => Promise<() => Promise<void>>;
   /** Runs QEMU in place through this program (`ip netns exec NS` in tests). */
   launcher?: readonly string[];
   /** This host's QEMU version (default: asked from the started QEMU before anything else). */
@@ -83,6 +90,10 @@ export class MigrationTarget implements TargetHost {
       const owner = selfIdentity();
       writeFileSync(join(dir, INCOMING_MARKER), `${JSON.stringify({ id: offer.id, name: offer.vm.name, uuid: offer.vm.uuid, owner })}\n`);
       const disks = await this.createDisks(offer, options.signal);
+      if (this.options.prepareHost !== undefined) {
+        const undoHost = await this.options.prepareHost(offer, withSignal({}, options.signal));
+        this.undo.add('remove what the host prepared (taps)', undoHost);
+      }
       const paths = runtimePaths(dir);
       const spec: QemuSpec = { ...offer.vm, disks, incoming: 'defer', paths };
       const spawned = await spawnQemu(spec, withSignal({ logPath: paths.qemuLog, ...(this.options.launcher === undefined ? {} : { launcher: this.options.launcher }) }, options.signal));
@@ -149,6 +160,16 @@ export class MigrationTarget implements TargetHost {
   async recover(options: { signal?: AbortSignal } = {}): Promise<string> {
     const qmp = this.qmp;
     if (qmp === undefined) throw new VirtnodeError('INVALID_STATE', 'the target was not prepared');
+    // The source saw the link stall and paused its side; this side may still wait on the dead connection.
+    const q = withSignal({}, options.signal);
+    if ((await queryMigrate(qmp, q)).status === 'postcopy-active') await migratePause(qmp, q).catch(() => undefined);
+    const deadline = Date.now() + PAUSE_TIMEOUT_MS;
+    for (;;) {
+      const { status } = await queryMigrate(qmp, q);
+      if (status === 'postcopy-paused') break;
+      if (Date.now() > deadline) throw new VirtnodeError('INVALID_STATE', `the incoming migration is "${status}", not paused for recovery`);
+      await new Promise((r) => setTimeout(r, 20));
+    }
     let lastError: unknown;
     for (let i = 0; i < NBD_PORT_TRIES; i++) {
       const uri = `tcp:${uriHost(this.options.listenHost)}:${49152 + Math.floor(Math.random() * 16000)}`;
