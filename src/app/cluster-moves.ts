@@ -100,13 +100,17 @@ function failed(ctx: OperationContext, base: { name: string; from: string; to?: 
  * Why an instance cannot move, or undefined (the move's own pre-checks, as far as a view tells): a running VM moves
  * live; a stopped, defined or crashed one offline (its disks copied) unless `liveOnly`.
  */
-function notMovable(v: InstanceView, options: { liveOnly?: boolean } = {}): string | undefined {
+function notMovable(core: AppCore, v: InstanceView, options: { liveOnly?: boolean } = {}): string | undefined {
   const offline = options.liveOnly !== true && OFFLINE_MOVABLE_STATES.has(v.state);
   if (v.state !== 'running' && !offline) return `${v.state}; only a running VM moves live${options.liveOnly === true ? '' : ', a stopped one offline'}`;
   if (v.type !== 'vm') return `a system container; only VMs move${offline ? '' : ' live'}`;
-  // A NIC with a reserved address is on a NAT or isolated network, which is per host (network/movable.ts); one on
-  // a bridged network moves where the same network is (the move's own check, per target).
-  if (v.nics.some((n) => n.network !== USER_NETWORK && n.address !== undefined)) return 'a NIC on a NAT or isolated network, which belongs to its host; only NICs on bridged networks move';
+  // A NIC with a reserved address is on a NAT or isolated network, which stays on its host unless the network is
+  // the whole cluster's (network/movable.ts); one on a bridged network moves where the same network is (the move's
+  // own check, per target).
+  const local = (network: string) => core.core.networks.repo.get(network)?.cluster === undefined;
+  if (v.nics.some((n) => n.network !== USER_NETWORK && n.address !== undefined && local(n.network))) {
+    return 'a NIC on a NAT or isolated network of its host; only NICs on bridged networks and on networks of the whole cluster move';
+  }
   if (!offline && v.tuning?.cpuModel === undefined) return "runs with QEMU's default CPU (host or max), which differs from host to host; launch it with --cpu-model";
   return undefined;
 }
@@ -121,7 +125,7 @@ export async function evacuate(core: AppCore, input: { host: string }): Promise<
     ctx.phase('evacuated', `${host} is out of placement${changed ? '' : ' (it was already)'}`);
     const reports: Report[] = [];
     for (const v of await instancesOn(core, c, host)) {
-      const why = notMovable(v);
+      const why = notMovable(core, v);
       if (why !== undefined) {
         reports.push({ name: v.name, from: host, result: 'stays', reason: why });
         continue;
@@ -176,7 +180,7 @@ export async function restore(core: AppCore, input: { host: string }): Promise<J
       }
       let why: string | undefined;
       try {
-        why = notMovable(await impl.get({ name }));
+        why = notMovable(core, await impl.get({ name }));
       } catch (e) {
         reports.push(failed(ctx, base, e));
         continue;
@@ -214,7 +218,7 @@ export async function rebalance(core: AppCore, input: { dryRun?: boolean; thresh
     const viewOf = new Map(views.map((v) => [`${v.host}/${v.name}`, v]));
     const members: BalanceInstance[] = claims.map((x) => {
       const v = viewOf.get(`${x.host}/${x.instance}`);
-      return { name: x.instance, host: x.host, cpus: x.cpus, memoryBytes: x.memoryBytes, diskBytes: x.diskBytes, pool: x.pool, ...(x.group === undefined ? {} : { group: x.group }), movable: v !== undefined && notMovable(v, { liveOnly: true }) === undefined };
+      return { name: x.instance, host: x.host, cpus: x.cpus, memoryBytes: x.memoryBytes, diskBytes: x.diskBytes, pool: x.pool, ...(x.group === undefined ? {} : { group: x.group }), movable: v !== undefined && notMovable(core, v, { liveOnly: true }) === undefined };
     });
     const plan = planRebalance(candidates, members, overcommitRatios(), threshold === undefined ? {} : { thresholdPercent: threshold });
     ctx.phase('planned', `${plan.moves.length} move(s): ${plan.note}`);

@@ -199,6 +199,7 @@ export function offlineMovesPeerRoute(app: AppCore, cluster: () => ClusterServic
           };
           app.core.repos.instances.insert({ ...record, spec, state: record.state === 'crashed' ? 'stopped' : record.state, stateReason: `moved here offline from ${caller.host ?? '?'}` });
           if (req.policy !== undefined) app.policies.set(name, req.policy);
+          await app.core.networks.syncReservationsOf(record.nics.map((n) => n.network)).catch(() => {});
           adopted.set(req.id, name);
           abandon(req.id, name);
           rmSync(join(dir, INCOMING_MARKER), { force: true });
@@ -326,6 +327,7 @@ export async function moveOffline(app: AppCore, c: ClusterService, instance: Ins
       // The instance is the target's now: this host forgets it.
       app.core.repos.instances.delete(name);
       rmSync(app.paths.instanceDir(name), { recursive: true, force: true });
+      await app.core.networks.syncReservationsOf(instance.nics.map((n) => n.network)).catch(() => {});
     });
     await call({ step: 'done', id, name }).catch(() => undefined);
     app.changed();

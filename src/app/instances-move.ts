@@ -124,6 +124,7 @@ export function movesPeerRoute(app: AppCore, cluster: () => ClusterService): Pee
           const here = withBootFilesHere(app, req.instance);
           const seeded = here.spec.httpSeedDir === undefined ? here : { ...here, spec: { ...here.spec, httpSeedDir: join(app.paths.instanceDir(here.name), 'seed') } };
           adoptMovedInstance(app.core, seeded, target);
+          await app.core.networks.syncReservationsOf(seeded.nics.map((n) => n.network)).catch(() => {});
           if (req.policy !== undefined) app.policies.set(req.instance.name, req.policy);
           target.connection?.close();
           forget(req.id);

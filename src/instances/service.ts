@@ -418,11 +418,7 @@ export class InstanceService {
 
   /** Rewrites the DHCP reservations and DNS records of these managed networks (after NICs came or went). */
   async syncNetworks(names: string[]): Promise<void> {
-    for (const name of new Set(names)) {
-      if (name === USER_NETWORK) continue;
-      const network = this.networks.repo.get(name);
-      if (network !== undefined) await this.networks.syncReservations(network);
-    }
+    await this.networks.syncReservationsOf(names);
   }
 
   /** Keeps the last readiness verdict (cloud-init's result) with the instance, for `info`. */

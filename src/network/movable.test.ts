@@ -24,6 +24,16 @@ describe('which NICs follow an instance to another host', () => {
     expect(nicMoveRefusal(nat, { mode: 'nat', bridge: 'vnb1234' }, 'h2')).toBe(staysOnItsHost(nat));
   });
 
+  it('a NIC on a NAT network of the whole cluster moves to a host that has the cluster definition, not a local namesake', () => {
+    const spanning = { ...nat, clusterWide: true };
+    const clusterNat = { mode: 'nat' as const, bridge: 'vnb1234', cluster: { createdOn: 'h1', vni: 42 } };
+    expect(staysOnItsHost(spanning)).toBeUndefined();
+    expect(nicMoveRefusal(spanning, clusterNat, 'h2')).toBeUndefined();
+    expect(nicMoveRefusal(spanning, { mode: 'nat', bridge: 'vnb9999' }, 'h2')).toBe("NIC 2 is on the cluster network default, which host h2 does not have as the cluster's (a network of its own by that name)");
+    expect(nicMoveRefusal(spanning, undefined, 'h2')).toContain('(none of that name)');
+    expect(movingNics([{ index: 2, network: 'default' }], () => ({ name: 'default', id: 'y', mode: 'nat', bridge: 'vnb1234', createdAt: '', cluster: { createdOn: 'h1' } }))).toEqual([spanning]);
+  });
+
   it('the checks throw one error naming the field nics, with every refusal; user-mode NICs are not theirs', () => {
     const leave = (() => {
       try {

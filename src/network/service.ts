@@ -378,6 +378,15 @@ export class NetworkService {
     return dnsmasqPid(this.files(network)) !== undefined && (await bridgeExists(network.bridge));
   }
 
+  /** syncReservations of the managed networks named (an instance's NICs came or went, or moved to another host). */
+  async syncReservationsOf(names: readonly string[]): Promise<void> {
+    for (const name of new Set(names)) {
+      if (name === USER_NETWORK) continue;
+      const network = this.repo.get(name);
+      if (network !== undefined) await this.syncReservations(network);
+    }
+  }
+
   /** Rewrites the reservations and host records and has dnsmasq re-read them (after NICs change). */
   async syncReservations(network: Network): Promise<void> {
     if (network.mode === 'bridge') {

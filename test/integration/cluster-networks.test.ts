@@ -3,7 +3,7 @@ import { existsSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { InstanceView, NetworkView } from '../../src/api/schemas.ts';
 import { dnsmasqReadableDir } from '../../src/network/dnsmasq-user.ts';
-import { bridgeName, nftTableName } from '../../src/network/names.ts';
+import { bridgeName, nftTableName, tapName } from '../../src/network/names.ts';
 import { vxlanName } from '../../src/network/vxlan.ts';
 import { type SimCluster, type SimHost, destroyKeepingLogs, formCluster, instanceDirOn, ok, requestOn, tinyGuestHosts } from '../helpers/cluster-hosts.ts';
 import { eventually } from '../helpers/daemon.ts';
@@ -123,7 +123,8 @@ describe('networks across a cluster of simulated hosts (VXLAN, one DHCP host, th
   }, 120_000);
 
   it('tiny guests on h1 and h2 get distinct addresses from the one dnsmasq and reach each other across the VXLAN, by name too', async () => {
-    await ok(h[2]!, ['launch', 'tiny', '--name', 'g1', ...LAUNCH, '--target', 'h1', '--network', 'lab']);
+    // g1 has a named CPU model: a later test moves it live.
+    await ok(h[2]!, ['launch', 'tiny', '--name', 'g1', ...LAUNCH, '--cpu-model', 'qemu64', '--target', 'h1', '--network', 'lab']);
     await ok(h[2]!, ['launch', 'tiny', '--name', 'g2', ...LAUNCH, '--target', 'h2', '--network', 'lab']);
     const guests = [
       { name: 'g1', host: h[0]! },
@@ -200,6 +201,33 @@ describe('networks across a cluster of simulated hosts (VXLAN, one DHCP host, th
     await h[2]!.startDaemon();
     await eventually(async () => (floodOf(h[0]!, vx).join() === [h[1]!.address, h[2]!.address].sort().join() ? true : undefined), 30_000, 'h3 back in h1 flood list');
   }, 120_000);
+
+  it('a guest on the cluster network moves live to h3 with its MAC and address: g2 still reaches it, its lease and record follow', async () => {
+    const before = JSON.parse(await ok(h[1]!, ['info', 'g1', '--format', 'json'])) as InstanceView;
+    const nic = before.nics.find((n) => n.network === 'lab')!;
+    const g2 = shells[1]!;
+    await ok(h[1]!, ['move', 'g1', '--to', 'h3']);
+    const after = JSON.parse(await ok(h[0]!, ['info', 'g1', '--format', 'json'])) as InstanceView;
+    expect(after.host).toBe('h3');
+    expect(after.nics.find((n) => n.network === 'lab')).toMatchObject({ mac: nic.mac, address: nic.address });
+    // Its tap went with it; h3 had no DHCP of its own to give (h1 keeps serving the lease).
+    const tap = tapName(before.uuid, nic.index);
+    expect(linksOf(h[0]!)).not.toContain(tap);
+    expect(linksOf(h[2]!)).toContain(tap);
+    const ping = await g2.run(`ping -c 3 -W 5 ${nic.address}`, 30_000);
+    expect(ping.status, ping.output).toBe(0);
+    // h1 dropped its record of the NIC and h3 holds it: the network's users and leases are unchanged.
+    await eventually(async () => {
+      const info = JSON.parse(await ok(h[0]!, ['network', 'info', 'lab', '--format', 'json'])) as NetworkView;
+      return info.instances?.sort().join() === 'g1,g2' ? true : undefined;
+    }, 30_000, 'lab still lists g1 and g2');
+    const leases = JSON.parse(await ok(h[2]!, ['network', 'leases', 'lab', '--format', 'json'])) as Array<{ address: string; instance?: string }>;
+    expect(leases.find((l) => l.instance === 'g1')?.address).toBe(nic.address);
+    // A static address g1 holds is still refused on another host: the claim moved, it did not vanish.
+    const taken = await h[0]!.cli(['launch', 'tiny', '--name', 'g4', ...LAUNCH, '--target', 'h1', '--network', 'lab', '--ip', nic.address!]);
+    expect(taken.code).not.toBe(0);
+    expect(taken.stderr).toContain(`--ip: ${nic.address} is already taken on network lab by instance g1`);
+  }, 240_000);
 
   it('deleting the guests and the network (from a host that is not its DHCP host) leaves nothing on any host', async () => {
     for (const s of shells) s.close();

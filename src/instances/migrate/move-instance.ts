@@ -71,6 +71,8 @@ export async function moveInstanceOut(core: CoreContext, name: string, target: I
       // Its taps go once its QEMU is gone (a failure here leaves a tap the host's reconcile removes: no record).
       if (nics.length > 0) await core.networks.releaseInstance(instance).catch(() => {});
       core.repos.instances.delete(name);
+      // A cluster network's record of this host's NICs drops it (the target records it as its own).
+      if (nics.length > 0) await core.networks.syncReservationsOf(nics.map((n) => n.network)).catch(() => {});
       removeRuntimeFiles(dir);
       rmSync(dir, { recursive: true, force: true });
       return result;
