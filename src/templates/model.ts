@@ -36,6 +36,11 @@ export interface WarmModel {
    * the migration stream. Absent in warm states saved before (their stream holds the RAM).
    */
   ramFile?: string;
+  /**
+   * The saved first-boot program sets the guest's clock itself from the job's host time (then no guest-set-time,
+   * whose `hwclock -w` costs the guest seconds under TCG). Absent in warm states saved before.
+   */
+  clockFromJob?: boolean;
 }
 
 /**

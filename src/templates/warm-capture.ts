@@ -124,6 +124,7 @@ export async function captureWarmState(core: CoreContext, template: Template, op
       ...(template.defaults.tuning === undefined ? {} : { tuning: template.defaults.tuning }),
     };
     if (ramInFile(model)) model.ramFile = RAM_FILE;
+    model.clockFromJob = true;
     const spec = warmQemuSpec(model, { name: `${template.name}-warm`, uuid: randomUUID(), smbiosUuid: randomUUID(), diskPath, paths, vmgenid: randomUUID(), incoming: false, ramPath });
     spawned = await spawnQemu(spec, { logPath: paths.qemuLog, ...signal });
     const version = await qmpCommand.queryVersion(spawned.qmp);
