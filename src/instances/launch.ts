@@ -240,7 +240,7 @@ export async function launch(service: InstanceService, resolveImage: ImageResolv
   let reported: CloudInitResult | undefined;
   if (warm !== undefined) {
     // Before anything else sees the guest: until this is done it is the template, not this instance.
-    const first = await warmFirstBoot(runtimePaths(service.paths.instanceDir(defined.name)).guestAgent, { instanceId, seed: seedFiles ?? {}, ...(options.signal ? { signal: options.signal } : {}) });
+    const first = await warmFirstBoot(runtimePaths(service.paths.instanceDir(defined.name)).guestAgent, { instanceId, seed: seedFiles ?? {}, clockFromJob: warm.model.clockFromJob === true, ...(options.signal ? { signal: options.signal } : {}) });
     phase('booting', describeFirstBoot(first));
     reported = first.cloudInit;
   }

@@ -49,6 +49,8 @@ export interface WarmFirstBoot {
   instanceId: string;
   /** meta-data, user-data, network-config: the same files a cold launch puts on its seed disk. */
   seed: Record<string, string>;
+  /** The saved program sets the clock from the job (WarmModel.clockFromJob); otherwise guest-set-time first. */
+  clockFromJob?: boolean;
   signal?: AbortSignal;
 }
 
@@ -97,10 +99,12 @@ export async function warmFirstBoot(agentPath: string, job: WarmFirstBoot): Prom
   const machineId = randomBytes(16).toString('hex');
   const agent = await connectAgent(agentPath, job.signal);
   try {
-    // The guest's clock stopped when the state was saved.
-    await agent.setTime(BigInt(Date.now()) * 1_000_000n, signal);
+    // The guest's clock stopped when the state was saved. The program sets it from the job's time, first thing
+    // (the hardware clock needs nothing: QEMU's RTC follows the host's clock across the save); a program saved
+    // before it did that gets guest-set-time, which also runs `hwclock -w` in the guest (3 s under TCG).
+    if (job.clockFromJob !== true) await agent.setTime(BigInt(Date.now()) * 1_000_000n, signal);
     const skip = modulesToSkip(job.seed['user-data'] ?? '');
-    const input = JSON.stringify({ machineId, instanceId: job.instanceId, skip, entropy: randomBytes(64).toString('hex'), seed: job.seed });
+    const input = JSON.stringify({ timeNs: String(BigInt(Date.now()) * 1_000_000n), machineId, instanceId: job.instanceId, skip, entropy: randomBytes(64).toString('hex'), seed: job.seed });
     const r = await agent.exec('/bin/sh', ['-c', 'cat > "$1" && cat "$2"', 'sh', JOB_FIFO, RESULT_FIFO], { input, timeoutMs: FIRST_BOOT_TIMEOUT_MS, ...signal });
     let report: Report | undefined;
     try {

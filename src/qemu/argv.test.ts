@@ -80,6 +80,15 @@ describe('buildArgv', () => {
     expect(argv).not.toContain('virtio-net-pci');
   });
 
+  it("a warm state's RAM file: shared for the boot that saves it, private (copy-on-write) for every load", () => {
+    for (const share of [true, false]) {
+      const argv = buildArgv({ ...base, nics: [], memoryFile: { path: '/var/lib/virtnode/templates/t/warm/memory.ram', share } });
+      expect(argv).toContain('q35,accel=tcg,memory-backend=ram-node0');
+      expect(argv).toContain(`memory-backend-file,id=ram-node0,size=1024M,mem-path=/var/lib/virtnode/templates/t/warm/memory.ram,share=${share ? 'on' : 'off'}`);
+      expect(argv).not.toContain('-numa');
+    }
+  });
+
   it('leaves the default machine untouched without tuning', () => {
     const argv = buildArgv(base);
     expect(argv).not.toContain('-object');

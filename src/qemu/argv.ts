@@ -123,7 +123,7 @@ interface MemoryNode {
 /** The guest's memory as explicit backends: one per NUMA node, or one for huge pages; none for the default. */
 function memoryNodes(spec: QemuSpec): MemoryNode[] {
   const nodes = spec.tuning?.numaNodes ?? 1;
-  if (nodes === 1 && spec.tuning?.hugepages !== true) return [];
+  if (nodes === 1 && spec.tuning?.hugepages !== true && spec.memoryFile === undefined) return [];
   const cpusPerNode = spec.cpus / nodes;
   return Array.from({ length: nodes }, (_, i) => {
     const first = i * cpusPerNode;
@@ -136,8 +136,11 @@ function memoryArgv(spec: QemuSpec): string[] {
   const nodes = memoryNodes(spec);
   const argv: string[] = [];
   for (const [i, node] of nodes.entries()) {
+    const file = spec.memoryFile;
     const backend =
-      spec.tuning?.hugepages === true
+      file !== undefined
+        ? options('memory-backend-file', { id: node.id, size: `${node.sizeMiB}M`, 'mem-path': file.path, share: file.share })
+        : spec.tuning?.hugepages === true
         ? // prealloc: a start without enough huge pages fails at once, not when the guest first touches its memory.
           options('memory-backend-file', { id: node.id, size: `${node.sizeMiB}M`, 'mem-path': spec.hugepagePath, prealloc: true, share: false })
         : options('memory-backend-ram', { id: node.id, size: `${node.sizeMiB}M` });

@@ -64,6 +64,12 @@ export interface QemuSpec {
   machine?: string;
   /** A VM generation ID device with this GUID (warm launches: a new GUID per restore makes the guest kernel reseed its RNG). */
   vmgenid?: string;
+  /**
+   * The guest's RAM as a file (a warm state's, templates/NAME/warm/memory.ram): mapped shared (`share: true`, the
+   * boot that saves it: the guest's memory is the file) or private (a warm launch: copy-on-write, the file is
+   * never written and its unchanged pages stay shared between the instances in the page cache).
+   */
+  memoryFile?: { path: string; share: boolean };
   /** Where hugetlbfs is mounted, when `tuning.hugepages` backs the guest's memory with huge pages. */
   hugepagePath?: string;
   /** Wait for a migration stream (a live move's destination, a warm launch's saved state): `-incoming defer`, then QMP `migrate-incoming`, instead of booting. */

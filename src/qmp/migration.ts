@@ -49,7 +49,7 @@ export interface MigrationInfo {
 }
 
 /** The migration capabilities virtnode sets. */
-export type MigrationCapability = 'events' | 'auto-converge' | 'postcopy-ram' | 'pause-before-switchover';
+export type MigrationCapability = 'events' | 'auto-converge' | 'postcopy-ram' | 'pause-before-switchover' | 'x-ignore-shared';
 
 export interface MigrationParameters {
   /** Longest acceptable pause at switch-over, ms. */

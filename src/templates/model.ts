@@ -30,6 +30,17 @@ export interface WarmModel {
   memoryMiB: number;
   boot?: KernelBoot;
   tuning?: Tuning;
+  /**
+   * The guest's RAM is a file beside the state (its name in the warm directory), and the state holds only the
+   * devices (QEMU's `x-ignore-shared`): a launch maps the file copy-on-write instead of reading the RAM through
+   * the migration stream. Absent in warm states saved before (their stream holds the RAM).
+   */
+  ramFile?: string;
+  /**
+   * The saved first-boot program sets the guest's clock itself from the job's host time (then no guest-set-time,
+   * whose `hwclock -w` costs the guest seconds under TCG). Absent in warm states saved before.
+   */
+  clockFromJob?: boolean;
 }
 
 /**

@@ -18,6 +18,8 @@ function usedRoot(): string {
     'var/lib/cloud/instances/i-1/x': 'x',
     'var/lib/cloud/data/result.json': '{}',
     'var/lib/cloud/sem/config_x': 'x',
+    'var/lib/cloud/seed/nocloud/meta-data': 'instance-id: i-1\n',
+    'var/lib/cloud/seed/nocloud-net/user-data': '#cloud-config\n',
     'var/lib/cloud/scripts/per-boot/keep.sh': 'keep',
     'var/lib/dhcp/dhclient.eth0.leases': 'lease',
     'var/lib/NetworkManager/internal.lease': 'lease',
@@ -63,7 +65,7 @@ describe('the sealing script (src/templates/seal.sh) on a root tree', () => {
     expect(statSync(join(root, 'etc/machine-id')).mode & 0o777).toBe(0o444);
     const gone = [
       'var/lib/dbus/machine-id', 'etc/ssh/ssh_host_rsa_key', 'etc/ssh/ssh_host_rsa_key.pub', 'var/lib/cloud/instances', 'var/lib/cloud/data',
-      'var/lib/cloud/sem', 'var/lib/dhcp/dhclient.eth0.leases', 'var/lib/NetworkManager/internal.lease', 'etc/udev/rules.d/70-persistent-net.rules',
+      'var/lib/cloud/sem', 'var/lib/cloud/seed/nocloud', 'var/lib/cloud/seed/nocloud-net', 'var/lib/dhcp/dhclient.eth0.leases', 'var/lib/NetworkManager/internal.lease', 'etc/udev/rules.d/70-persistent-net.rules',
       'var/lib/systemd/random-seed', 'var/log/syslog.1', 'var/log/apt/history.log.1.gz', 'var/log/journal/aaaabbbbccccddddeeeeffff00001111',
       'root/.bash_history', 'home/ada/.bash_history', 'tmp/junk', 'tmp/.hidden', 'var/tmp/junk', 'run/stale',
     ];

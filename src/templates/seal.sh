@@ -30,6 +30,10 @@ remove "$R/var/lib/dbus/machine-id"
 remove "$R"/etc/ssh/ssh_host_*
 # cloud-init clean --logs: a new instance-id then runs every per-instance module again.
 remove "$R/var/lib/cloud/instances" "$R/var/lib/cloud/instance" "$R/var/lib/cloud/data" "$R/var/lib/cloud/sem"
+# The NoCloud seed a warm launch (nocloud) or a container (nocloud-net) got on its disk: the instance's own
+# meta-data, user-data and SSH host private keys. Kept, cloud-init would find it at the next boot of every clone
+# and give each the old instance's identity.
+remove "$R/var/lib/cloud/seed/nocloud" "$R/var/lib/cloud/seed/nocloud-net"
 # DHCP leases (dhclient, dhcpcd, NetworkManager, systemd-networkd) and persistent NIC names bound to old MACs.
 remove "$R"/var/lib/dhcp/* "$R"/var/lib/dhclient/* "$R"/var/lib/dhcpcd/* "$R"/var/lib/NetworkManager/* "$R"/var/lib/systemd/network/*
 remove "$R"/etc/udev/rules.d/70-persistent-*.rules "$R/var/lib/systemd/random-seed"

@@ -12,7 +12,8 @@ import type { CoreContext } from '../core/context.ts';
 import { resolveAccelerator } from '../host/index.ts';
 import { isVirtnodeError, VirtnodeError } from '../lib/errors.ts';
 import { installFile } from '../lib/install-paths.ts';
-import { resolvedMachine, saveState, warmQemuSpec } from '../instances/drivers/qemu/warm.ts';
+import { ramInFile, resolvedMachine, saveState, warmQemuSpec } from '../instances/drivers/qemu/warm.ts';
+import { run } from '../exec/run.ts';
 import { removeRuntimeFiles, runtimePaths } from '../instances/runtime.ts';
 import { createImage } from '../qemu/img.ts';
 import { killQemu, spawnQemu, waitForExit } from '../qemu/process.ts';
@@ -27,6 +28,8 @@ const SETTLE_TIMEOUT_MS = 5 * 60_000;
 const SAVE_TIMEOUT_MS = 5 * 60_000;
 const QUIT_TIMEOUT_MS = 10_000;
 export const WARM_DIR = 'warm';
+/** The guest's RAM at the save, mapped copy-on-write by every warm launch (see WarmModel.ramFile). */
+const RAM_FILE = 'memory.ram';
 
 /**
  * Waits for the boot's own jobs to end, so none is cut in the middle by the save. sshd, which has no host keys
@@ -104,6 +107,7 @@ export async function captureWarmState(core: CoreContext, template: Template, op
   mkdirSync(dir, { mode: 0o700 });
   const diskPath = join(dir, 'disk.qcow2');
   const statePath = join(dir, 'memory.state');
+  const ramPath = join(dir, RAM_FILE);
   const paths = runtimePaths(dir);
   let spawned: Awaited<ReturnType<typeof spawnQemu>> | undefined;
   let agent: GuestAgent | undefined;
@@ -119,7 +123,9 @@ export async function captureWarmState(core: CoreContext, template: Template, op
       ...(template.defaults.boot === undefined ? {} : { boot: template.defaults.boot }),
       ...(template.defaults.tuning === undefined ? {} : { tuning: template.defaults.tuning }),
     };
-    const spec = warmQemuSpec(model, { name: `${template.name}-warm`, uuid: randomUUID(), smbiosUuid: randomUUID(), diskPath, paths, vmgenid: randomUUID(), incoming: false });
+    if (ramInFile(model)) model.ramFile = RAM_FILE;
+    model.clockFromJob = true;
+    const spec = warmQemuSpec(model, { name: `${template.name}-warm`, uuid: randomUUID(), smbiosUuid: randomUUID(), diskPath, paths, vmgenid: randomUUID(), incoming: false, ramPath });
     spawned = await spawnQemu(spec, { logPath: paths.qemuLog, ...signal });
     const version = await qmpCommand.queryVersion(spawned.qmp);
     model.qemuVersion = `${version.qemu.major}.${version.qemu.minor}.${version.qemu.micro}`;
@@ -140,15 +146,24 @@ export async function captureWarmState(core: CoreContext, template: Template, op
     agent = undefined;
 
     await qmpCommand.stop(spawned.qmp);
-    const stateBytes = await saveState(spawned.qmp, statePath, join(dir, 'outgoing.sock'), SAVE_TIMEOUT_MS);
+    const stateBytes = await saveState(spawned.qmp, statePath, join(dir, 'outgoing.sock'), SAVE_TIMEOUT_MS, { ramInFile: model.ramFile !== undefined });
     await qmpCommand.quit(spawned.qmp).catch(() => {});
     if (!(await waitForExit(spawned.identity, QUIT_TIMEOUT_MS))) await killQemu(spawned.identity);
     spawned.qmp.close();
     spawned = undefined;
     chmodSync(diskPath, 0o444);
     chmodSync(statePath, 0o444);
+    if (model.ramFile !== undefined) {
+      // The free memory was zeroed: those ranges become holes (no disk space; they read as zeros).
+      await run(['fallocate', '--dig-holes', ramPath], { timeoutMs: SAVE_TIMEOUT_MS, ...signal });
+      chmodSync(ramPath, 0o444);
+    }
     removeRuntimeFiles(dir);
-    options.onPhase?.(`memory state saved: ${statSync(statePath).size} bytes`);
+    options.onPhase?.(
+      model.ramFile === undefined
+        ? `memory state saved: ${statSync(statePath).size} bytes`
+        : `memory state saved: devices ${statSync(statePath).size} bytes, RAM in ${RAM_FILE} (${statSync(ramPath).blocks * 512} bytes allocated)`,
+    );
     return { diskPath, statePath, stateBytes, model, bootMs, createdAt: new Date().toISOString() };
   } catch (e) {
     agent?.close();

@@ -5,6 +5,8 @@
  * are pairwise distinct; every check goes through SSH with strict host key checking (virtnode exec), against the
  * host keys virtnode generated and recorded before the launch.
  */
+import { readFileSync, statSync } from 'node:fs';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { tempHome, virtnode } from '../helpers/cli.ts';
 import { debianImage } from '../helpers/debian-image.ts';
@@ -29,6 +31,10 @@ interface Observed {
   hostKey: string;
   cloudInit: string;
   kernelLog: string;
+  /** The guest's clock minus the host's, in seconds, right after the launch. */
+  clockSkewS: number;
+  /** QEMU's command line (NUL-separated arguments joined by spaces). */
+  qemuCmdline: string;
 }
 
 function pairwiseDistinct(values: string[]): void {
@@ -57,6 +63,11 @@ describe('three warm launches of one template share no identity and no random st
       const launched = await ok(['launch', 'warmtpl', '--name', name, '--warm'], LAUNCH_TIMEOUT_MS);
       // Read first, before anything else runs in the guest.
       const urandom = await vexec(name, 'sh', '-c', 'head -c 64 /dev/urandom | od -An -tx1 | tr -d " \\n"');
+      const hostBefore = Date.now() / 1000;
+      const guestNow = Number(await vexec(name, 'date', '+%s.%N'));
+      const clockSkewS = guestNow - (hostBefore + Date.now() / 1000) / 2;
+      const pid = readFileSync(join(home, 'instances', name, 'qemu.pid'), 'utf8').trim();
+      const qemuCmdline = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').join(' ');
       observed[name] = {
         info: JSON.parse((await ok(['info', name, '--format', 'json'])).stdout) as Info,
         launchOutput: launched.stderr,
@@ -68,6 +79,8 @@ describe('three warm launches of one template share no identity and no random st
         hostKey: (await vexec(name, 'sudo', '-n', 'ssh-keygen', '-l', '-E', 'sha256', '-f', '/etc/ssh/ssh_host_ed25519_key.pub')).split(' ')[1]!,
         cloudInit: await vexec(name, 'cloud-init', 'status', '--long'),
         kernelLog: await vexec(name, 'sudo', '-n', 'dmesg'),
+        clockSkewS,
+        qemuCmdline,
       };
     }
   }, 3 * LAUNCH_TIMEOUT_MS);
@@ -82,6 +95,17 @@ describe('three warm launches of one template share no identity and no random st
     expect(templateInfo.warm?.machine).toMatch(/^pc-q35-/);
     expect(templateInfo.warm?.stateBytes).toBeGreaterThan(0);
     for (const name of WARM) expect(observed[name]!.launchOutput).toContain('loaded the warm state of warmtpl');
+  });
+
+  it("each launch maps the template's saved RAM copy-on-write, and the state file holds only the devices", () => {
+    const ram = join(home, 'templates', 'warmtpl', 'warm', 'memory.ram');
+    expect(statSync(ram).size).toBe(1024 * 1024 ** 2);
+    expect(templateInfo.warm?.stateBytes).toBeLessThan(16 * 1024 ** 2);
+    for (const name of WARM) expect(observed[name]!.qemuCmdline).toContain(`mem-path=${ram},share=off`);
+  });
+
+  it("the guest's clock was set from the host's at the launch (it stood still since the save)", () => {
+    for (const name of WARM) expect(Math.abs(observed[name]!.clockSkewS), name).toBeLessThan(5);
   });
 
   it('the guest kernel saw a new VM generation ID and reseeded its random number generator', () => {

@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { readdirSync, readFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { resolveAccelerator } from '../../../host/index.ts';
 import { VirtnodeError } from '../../../lib/errors.ts';
 import type { StatePaths } from '../../../lib/paths.ts';
@@ -92,6 +92,7 @@ export class QemuDriver implements InstanceDriver {
       paths,
       vmgenid: randomUUID(),
       incoming: true,
+      ...(warm.model.ramFile === undefined ? {} : { ramPath: join(dirname(warm.statePath), warm.model.ramFile) }),
       ...(specOptions.hugepagePath === undefined ? {} : { hugepagePath: specOptions.hugepagePath }),
     });
     await this.startAndContinue(spec, paths.qemuLog, options, async (spawned) => {
@@ -103,7 +104,7 @@ export class QemuDriver implements InstanceDriver {
         });
       }
       await applyPinning(spawned.qmp, spawned.identity.pid, instance.spec.tuning);
-      await loadState(spawned.qmp, warm.statePath, join(dir, 'incoming.sock'), WARM_LOAD_TIMEOUT_MS);
+      await loadState(spawned.qmp, warm.statePath, join(dir, 'incoming.sock'), WARM_LOAD_TIMEOUT_MS, { ramInFile: warm.model.ramFile !== undefined });
       await plugNics(spawned.qmp, instance.nics.map((n) => toQemuNic(instance, n, specOptions)));
     });
   }

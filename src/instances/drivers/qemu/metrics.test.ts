@@ -24,6 +24,15 @@ describe('guestRamResidentBytes', () => {
     expect(guestRamResidentBytes(SMAPS, 131072)).toBe(73728 * 1024);
   });
 
+  it("counts only the changed (anonymous) pages of a warm launch's private mapping of the template's RAM file", () => {
+    const warm = `7f5d97e00000-7f5d9fe00000 rw-p 00000000 fe:00 4242                       /var/lib/virtnode/templates/t/warm/memory.ram
+Size:             131072 kB
+Rss:               90000 kB
+Anonymous:         12000 kB
+`;
+    expect(guestRamResidentBytes(warm, 131072)).toBe(12000 * 1024);
+  });
+
   it('counts nothing when no mapping has that size', () => {
     expect(guestRamResidentBytes(SMAPS, 65536)).toBe(0);
   });

@@ -62,19 +62,34 @@ function qemuOverheadBytes(pid: number, rssAnonBytes: number, memoryMiB: number,
   return Math.max(0, rssAnonBytes - guestRamResidentBytes(smaps, (memoryMiB * 1024) / numaNodes));
 }
 
-/** The resident bytes of the guest-RAM mappings in an smaps text (see qemuOverheadBytes). */
+/**
+ * The resident anonymous bytes of the guest-RAM mappings in an smaps text (see qemuOverheadBytes): a mapping's
+ * `Anonymous:` when smaps gives it, else its `Rss:` (the same for anonymous memory). A warm launch's RAM is a
+ * private mapping of the template's RAM file: its pages still shared with the file are resident but not
+ * anonymous (not in RssAnon either), so only the pages the guest changed count.
+ */
 export function guestRamResidentBytes(smaps: string, nodeSizeKiB: number): number {
   let guestRam = false;
   let total = 0;
+  let rss: number | undefined;
+  let anonymous: number | undefined;
+  const close = () => {
+    if (guestRam) total += (anonymous ?? rss ?? 0) * 1024;
+    rss = anonymous = undefined;
+  };
+  const kib = (line: string) => Number(/(\d+)/.exec(line)?.[1] ?? 0);
   for (const line of smaps.split('\n')) {
     const header = /^[0-9a-f]+-[0-9a-f]+ (\S{4}) /.exec(line);
     if (header !== null) {
+      close();
       guestRam = header[1]!.startsWith('rw') && header[1]![2] !== 'x';
       continue;
     }
-    if (line.startsWith('Size:')) guestRam &&= Number(/(\d+)/.exec(line)?.[1]) === nodeSizeKiB;
-    else if (line.startsWith('Rss:') && guestRam) total += Number(/(\d+)/.exec(line)?.[1] ?? 0) * 1024;
+    if (line.startsWith('Size:')) guestRam &&= kib(line) === nodeSizeKiB;
+    else if (line.startsWith('Rss:')) rss = kib(line);
+    else if (line.startsWith('Anonymous:')) anonymous = kib(line);
   }
+  close();
   return total;
 }
 

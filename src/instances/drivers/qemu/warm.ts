@@ -12,6 +12,7 @@ import { HOTPLUG_PORTS, hotplugPortId, nicQueueProps } from '../../../qemu/argv.
 import type { QemuNic, QemuSpec, RuntimePaths } from '../../../qemu/spec.ts';
 import * as qmpCommand from '../../../qmp/commands.ts';
 import type { QmpConnection } from '../../../qmp/connection.ts';
+import { migrateSetCapabilities } from '../../../qmp/migration.ts';
 
 const POLL_MS = 20;
 /** No throttle while saving: the stream goes to a local file (QEMU's default is 32 MiB/s). */
@@ -24,7 +25,7 @@ const SAVE_BANDWIDTH_BYTES_PER_S = 64 * 1024 ** 3;
  */
 export function warmQemuSpec(
   model: WarmModel,
-  p: { name: string; uuid: string; smbiosUuid: string; diskPath: string; paths: RuntimePaths; vmgenid: string; incoming: boolean; hugepagePath?: string },
+  p: { name: string; uuid: string; smbiosUuid: string; diskPath: string; paths: RuntimePaths; vmgenid: string; incoming: boolean; hugepagePath?: string; ramPath?: string },
 ): QemuSpec {
   const spec: QemuSpec = {
     name: p.name,
@@ -42,12 +43,19 @@ export function warmQemuSpec(
   };
   if (model.tuning !== undefined) spec.tuning = model.tuning;
   if (p.hugepagePath !== undefined) spec.hugepagePath = p.hugepagePath;
+  // The boot that saves the state writes its RAM into the file; a load maps it copy-on-write.
+  if (model.ramFile !== undefined && p.ramPath !== undefined) spec.memoryFile = { path: p.ramPath, share: !p.incoming };
   if (model.boot !== undefined) {
     spec.kernel = { path: model.boot.kernel };
     if (model.boot.initrd !== undefined) spec.kernel.initrd = model.boot.initrd;
     if (model.boot.cmdline !== undefined) spec.kernel.cmdline = model.boot.cmdline;
   }
   return spec;
+}
+
+/** Whether a warm state of this model keeps the guest's RAM in a file: not with tuning (huge pages, NUMA nodes and free page reporting decide how the RAM is backed and given back). */
+export function ramInFile(model: Pick<WarmModel, 'tuning'>): boolean {
+  return model.tuning === undefined;
 }
 
 /** The machine type `q35` stands for in this QEMU (`pc-q35-7.2`): a state loads only into the same one. */
@@ -72,7 +80,7 @@ async function waitForMigration(qmp: QmpConnection, deadline: number, what: stri
  * Saves the paused guest's state to `statePath` (QEMU writes its migration stream to `socketPath`, where this
  * process listens and copies it to the file). Returns the state's size in bytes.
  */
-export async function saveState(qmp: QmpConnection, statePath: string, socketPath: string, timeoutMs: number): Promise<number> {
+export async function saveState(qmp: QmpConnection, statePath: string, socketPath: string, timeoutMs: number, options: { ramInFile?: boolean } = {}): Promise<number> {
   rmSync(socketPath, { force: true });
   const server = createServer();
   const received = new Promise<number>((resolve, reject) => {
@@ -87,6 +95,8 @@ export async function saveState(qmp: QmpConnection, statePath: string, socketPat
   await new Promise<void>((resolve, reject) => server.listen(socketPath, resolve).once('error', reject));
   try {
     await qmpCommand.migrateSetParameters(qmp, { 'max-bandwidth': SAVE_BANDWIDTH_BYTES_PER_S });
+    // The RAM is in its own file (shared mapping): the stream carries the devices (and the small ROM/VGA blocks) only.
+    if (options.ramInFile === true) await migrateSetCapabilities(qmp, { 'x-ignore-shared': true });
     await qmpCommand.migrate(qmp, { uri: `unix:${socketPath}` });
     await waitForMigration(qmp, Date.now() + timeoutMs, 'saving the memory state');
     return await received;
@@ -100,8 +110,10 @@ export async function saveState(qmp: QmpConnection, statePath: string, socketPat
  * Loads a state into a QEMU started with `-incoming defer`: QEMU listens on `socketPath`, this process streams the
  * file into it. Returns once the guest is loaded (still paused: the caller plugs NICs, then sends `cont`).
  */
-export async function loadState(qmp: QmpConnection, statePath: string, socketPath: string, timeoutMs: number): Promise<void> {
+export async function loadState(qmp: QmpConnection, statePath: string, socketPath: string, timeoutMs: number, options: { ramInFile?: boolean } = {}): Promise<void> {
   rmSync(socketPath, { force: true });
+  // A stream saved with x-ignore-shared is read with it; the RAM is already there (the file, mapped privately).
+  if (options.ramInFile === true) await migrateSetCapabilities(qmp, { 'x-ignore-shared': true });
   await qmpCommand.migrateIncoming(qmp, { uri: `unix:${socketPath}` });
   const socket = await new Promise<Socket>((resolve, reject) => {
     const s = connect(socketPath, () => resolve(s));
