@@ -644,6 +644,8 @@ describe('REST API through inject(): every route, bad input refused with the err
     const rebalance = await api.call('POST', '/cluster/rebalance', { dryRun: true });
     expect([rebalance.status, rebalance.body.error.message]).toEqual([409, 'rebalance: this host is not in a cluster']);
     expect((await api.call('POST', '/cluster/rebalance', { threshold: 0 })).status).toBe(400);
+    const recover = await api.call('POST', '/cluster/recover');
+    expect([recover.status, recover.body.error.message]).toEqual([409, 'this host is not in a cluster']);
     expect((await api.call('GET', '/cluster')).body).toEqual(status.body);
     expect(readdirSync(home)).not.toContain('cluster');
   });

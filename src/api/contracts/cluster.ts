@@ -120,8 +120,6 @@ export const clusterEndpoints = endpoints({
     method: 'POST',
     path: '/cluster/recover',
     summary: "quorum-loss recovery on the last surviving etcd member's host: its member becomes a one-member cluster on its own data (--force-new-cluster); refused while etcd has its quorum",
-    bodyOptional: true,
-    body: Closed({}),
     response: ClusterStatus,
   },
   evacuate: {
