@@ -57,7 +57,7 @@ describe('a launch forwarded to another host: its phases followed and its cancel
   };
 
   it('the asking host shows every phase of the launch on h2 as a local launch does, as they come', async () => {
-    const local = await launched(h[1]!, ['--name', 'l1']);
+    const local = await launched(h[1]!, ['--name', 'l1', '--target', 'h2']);
     expect(phasesIn(local)).toEqual(PHASES);
     const forwarded = await launched(h[0]!, ['--name', 'f1', '--target', 'h2']);
     expect(phasesIn(forwarded)).toEqual(PHASES);
