@@ -75,8 +75,8 @@ export function registerLaunchCommands(program: Command): void {
       });
       const timeoutS = Number(o['timeout']);
       const client = await api();
-      // Ctrl-C cancels the launch (on the host that runs it, also when another host was asked): before its guest
-      // boots nothing is left of it; once it booted, it stays and only the wait for it ends.
+      // Ctrl-C cancels the launch (on the host that runs it, also when another host was asked): until its disk and
+      // seed are made nothing is left of it; once it is defined, it stays and only the wait for it ends.
       const result = await interruptibly((signal) => client.instances.launch(
         {
           image: valid.image,
