@@ -7,7 +7,7 @@ import { attachNetworkSpan, networksLoop } from './cluster-networks.ts';
 import { hostPublication } from './cluster-publication.ts';
 import { isSharedDisk } from './cluster-shared-disks.ts';
 import type { AppCore } from './context.ts';
-import { IMAGE_FETCH_PEER_PATH, fetchProgressPeerRoute } from './image-fetch-progress.ts';
+import { FORWARDED_JOBS_PEER_PATH, forwardedJobsPeerRoute } from './forwarded-jobs.ts';
 import { IMAGES_PEER_PREFIX, imagesFileRoute, publishHeldImages } from './images-cluster.ts';
 import { INSTANCES_PEER_PATH, instancesPeerRoute, ownedHere } from './instances-cluster.ts';
 import { MOVES_PEER_PATH, movesPeerRoute } from './instances-move.ts';
@@ -65,6 +65,6 @@ export function clusterService(app: AppCore, serving: boolean): ClusterService {
   service.route(OFFLINE_MOVES_PEER_PATH, offlineMovesPeerRoute(app, () => service));
   service.fileRoute(MOVE_DISKS_PEER_PREFIX, moveDisksFileRoute());
   service.fileRoute(IMAGES_PEER_PREFIX, imagesFileRoute(app));
-  service.route(IMAGE_FETCH_PEER_PATH, fetchProgressPeerRoute());
+  service.route(FORWARDED_JOBS_PEER_PATH, forwardedJobsPeerRoute());
   return service;
 }

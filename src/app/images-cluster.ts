@@ -12,7 +12,6 @@ import type { ImageStore } from '../images/store/index.ts';
 import { VirtnodeError } from '../lib/errors.ts';
 import { clusterOf } from './cluster-of.ts';
 import type { AppCore } from './context.ts';
-import { recordingContext, resetFetchProgress } from './image-fetch-progress.ts';
 import type { OperationContext } from './operations.ts';
 import { transferProgress } from './transfer-progress.ts';
 
@@ -98,12 +97,11 @@ export interface ImageFetch {
 }
 
 /**
- * What a launch (of instance `instance`) of image `name` with content `sha256` needs on this host first: nothing (it holds it, or a
+ * What a launch of image `name` with content `sha256` needs on this host first: nothing (it holds it, or a
  * template of that name is what launches here), a fetch from the cluster, or a refusal (this host's image of that
  * name is other content; nobody online holds the digest). Checked before the launch's operation starts.
  */
-export async function imageFetchPlan(core: AppCore, name: string, sha256: string, instance: string): Promise<ImageFetch | undefined> {
-  resetFetchProgress(instance);
+export async function imageFetchPlan(core: AppCore, name: string, sha256: string): Promise<ImageFetch | undefined> {
   if (core.core.repos.templates.get(name) !== undefined) return undefined;
   const here = core.images.list().find((i) => i.name === name);
   const c = await clusterOf(core);
@@ -125,7 +123,7 @@ export async function imageFetchPlan(core: AppCore, name: string, sha256: string
     });
   }
   const from = holders.map((h) => h.host);
-  return { from, run: (ctx) => fetchFromPeers(core, c!, name, sha256, from, recordingContext(ctx, instance)) };
+  return { from, run: (ctx) => fetchFromPeers(core, c!, name, sha256, from, ctx) };
 }
 
 async function fetchFromPeers(core: AppCore, c: ClusterService, name: string, sha256: string, from: string[], ctx: OperationContext): Promise<void> {

@@ -19,9 +19,9 @@ import { VirtnodeError, invalid, isVirtnodeError } from '../lib/errors.ts';
 import { validateName } from '../lib/ids.ts';
 import { clusterOf } from './cluster-of.ts';
 import type { AppCore } from './context.ts';
-import { followFetch } from './image-fetch-progress.ts';
+import { followRemote, runFollowed } from './forwarded-jobs.ts';
 import { launchDigest } from './images-cluster.ts';
-import { type Job, job, runInline } from './operations.ts';
+import { type Job, type OperationContext, job, runInline } from './operations.ts';
 import { type Caller, type Implementation, handlerOf } from './resource.ts';
 
 type Impl = Implementation<typeof instanceEndpoints>;
@@ -35,6 +35,8 @@ interface PeerRequest {
   input: Record<string, unknown>;
   /** Long work: check the input (and refuse as the owner would) without doing it. */
   validateOnly?: boolean;
+  /** Long work: the asker's id for it, under which it can follow and cancel it (forwarded-jobs.ts). */
+  follow?: string;
 }
 
 const isOperation = (op: Op): boolean => (instanceEndpoints[op] as EndpointSpec).operation === true;
@@ -45,8 +47,22 @@ const LIST_MS = 15_000;
 const MIB = 1024 * 1024;
 
 /** An instance request to another host's `ownedHere` (long work runs there to its end before it answers). */
-export function askHost<T>(c: ClusterService, host: string | HostRecord, op: Op, input: object, timeoutMs: number, validateOnly = false): Promise<T> {
-  return c.peer<T>(host, INSTANCES_PEER_PATH, { op, input: input as Record<string, unknown>, ...(validateOnly ? { validateOnly } : {}) } satisfies PeerRequest, timeoutMs);
+export function askHost<T>(c: ClusterService, host: string | HostRecord, op: Op, input: object, timeoutMs: number, options: { validateOnly?: boolean; follow?: string } = {}): Promise<T> {
+  const { validateOnly, follow } = options;
+  return c.peer<T>(host, INSTANCES_PEER_PATH, { op, input: input as Record<string, unknown>, ...(validateOnly === true ? { validateOnly } : {}), ...(follow === undefined ? {} : { follow }) } satisfies PeerRequest, timeoutMs);
+}
+
+/**
+ * Long work forwarded to `host`, run there to its end while this host's operation shows its phases as they come
+ * and cancels it there when cancelled (forwarded-jobs.ts).
+ */
+async function forwardFollowed<T>(c: ClusterService, host: string, op: Op, input: object, timeoutMs: number, ctx: OperationContext): Promise<T> {
+  const stopFollowing = followRemote(c, host, ctx.id, ctx);
+  try {
+    return await askHost<T>(c, host, op, input, timeoutMs, { follow: ctx.id });
+  } finally {
+    await stopFollowing();
+  }
 }
 
 /** Instance views (alone, in a list, or as `{instance}` in a result) get the answering host. */
@@ -119,7 +135,8 @@ export function instancesPeerRoute(here: () => Impl): PeerRoute {
       // A peer acts for someone on its own host: paths in its request are not this host's user's to name.
       const out = await handlerOf(here(), req.op)(req.input, { remote: true });
       if (!isOperation(req.op)) return out;
-      return req.validateOnly === true ? {} : runInline(out as Job<unknown>);
+      if (req.validateOnly === true) return {};
+      return typeof req.follow === 'string' ? runFollowed(out as Job<unknown>, req.follow) : runInline(out as Job<unknown>);
     },
   };
 }
@@ -161,11 +178,11 @@ export function clustered(core: AppCore, here: Impl): Impl {
       if (c === undefined || owner === undefined) return handlerOf(here, op)(input, caller);
       if (!(await c.isOnline(owner))) return ownerOffline(c, op, input.name, owner);
       if (!isOperation(op)) return forward(c, owner, op, input, SHORT_MS);
-      await forward(c, owner, op, input, SHORT_MS, true);
+      await forward(c, owner, op, input, SHORT_MS, { validateOnly: true });
       const timeoutMs = (((input as { timeoutSeconds?: number }).timeoutSeconds ?? 60) + 120) * 1000;
       return job(op, `instances/${input.name}`, async (ctx) => {
         ctx.phase('forwarded', `to ${owner}`);
-        return forward(c, owner, op, input, timeoutMs);
+        return forwardFollowed(c, owner, op, input, timeoutMs, ctx);
       });
     }) as unknown as Impl[K];
 
@@ -264,17 +281,17 @@ export function clustered(core: AppCore, here: Impl): Impl {
         });
       }
       // The owner checks the request now (a bad image there is refused here, before any operation starts).
-      await forward(c, claim.host, 'launch', owned, SHORT_MS, true).catch(async (e: unknown) => {
+      await forward(c, claim.host, 'launch', owned, SHORT_MS, { validateOnly: true }).catch(async (e: unknown) => {
         await release();
         throw e;
       });
       const timeoutMs = ((input.timeoutSeconds ?? 900) + 120) * 1000;
       return job('launch', `instances/${valid.name}`, async (ctx) => {
         ctx.phase('placed', placed);
-        // The owner may first fetch the image from another host: its progress is shown here as it goes.
-        const stopFollowing = imageSha256 === undefined ? undefined : followFetch(c, claim.host, valid.name, ctx);
+        // Its phases there (an image fetched from another host first, disk, seed, booting...) are shown here as
+        // they come, and a cancel here cancels it there.
         try {
-          return await forward(c, claim.host, 'launch', owned, timeoutMs);
+          return await forwardFollowed(c, claim.host, 'launch', owned, timeoutMs, ctx);
         } catch (e) {
           // Give the room back only when the owner surely has no such instance.
           const gone = await forward(c, claim.host, 'get', { name: valid.name }, SHORT_MS).then(
@@ -283,8 +300,6 @@ export function clustered(core: AppCore, here: Impl): Impl {
           );
           if (gone) await release();
           throw e;
-        } finally {
-          await stopFollowing?.();
         }
       });
     },

@@ -101,7 +101,7 @@ function markerOf(dir: string): { id?: string } | undefined {
 async function baseHere(app: AppCore, base: { sha256: string; image: string }, instance: string, signal?: AbortSignal): Promise<string> {
   const path = localBase(app, base.sha256);
   if (path !== undefined) return path;
-  const fetch = await imageFetchPlan(app, base.image, base.sha256, instance);
+  const fetch = await imageFetchPlan(app, base.image, base.sha256);
   if (fetch !== undefined) await fetch.run({ id: `move-${instance}`, signal: signal ?? new AbortController().signal, phase: () => undefined, transfer: () => undefined });
   const fetched = localBase(app, base.sha256);
   if (fetched === undefined) throw new VirtnodeError('HOST_UNSUPPORTED', `disks: this host has no image with sha256 ${base.sha256}`, { field: 'disks' });
@@ -140,7 +140,7 @@ export function offlineMovesPeerRoute(app: AppCore, cluster: () => ClusterServic
         case 'check': {
           checkIncoming(app, c, req.name, [], req.nics);
           // A base this host lacks must be one it can fetch (imageFetchPlan refuses otherwise).
-          for (const b of req.bases) if (localBase(app, b.sha256) === undefined) await imageFetchPlan(app, b.image, b.sha256, req.name);
+          for (const b of req.bases) if (localBase(app, b.sha256) === undefined) await imageFetchPlan(app, b.image, b.sha256);
           return {};
         }
         case 'receive': {

@@ -98,7 +98,7 @@ export function localInstances(core: AppCore): Implementation<typeof instanceEnd
       checkLaunchOnHost(service, valid);
       const resolveImage = launchSource(core.core);
       // With its sha256, an image this host lacks may come from another host of the cluster (first in the job).
-      const fetch = input.imageSha256 === undefined ? undefined : await imageFetchPlan(core, valid.image, input.imageSha256, valid.name);
+      const fetch = input.imageSha256 === undefined ? undefined : await imageFetchPlan(core, valid.image, input.imageSha256);
       if (fetch === undefined) await resolveImage(valid.image);
       if (valid.tuning !== undefined) await service.checkTuning(valid.tuning, { memoryMiB: valid.memoryMiB, accel: valid.accel, nics: valid.nics });
       return job('launch', `instances/${valid.name}`, async (ctx) => {

@@ -132,6 +132,11 @@ function checkPort(port: number | undefined): number {
 }
 
 const urlHost = (address: string) => (address.includes(':') ? `[${address}]` : address);
+/** How often a daemon lists the etcd members to learn their client URLs. */
+const ETCD_URLS_LEARN_MS = 10_000;
+/** A kv client replaced by one with other member URLs is closed this long after. */
+const RETIRED_KV_CLOSE_MS = 30_000;
+
 const envInt = (name: string) => {
   const v = process.env[name];
   return v === undefined || v === '' ? undefined : Number(v);
@@ -140,6 +145,9 @@ const envInt = (name: string) => {
 export class ClusterService {
   private cfg: ClusterConfig | undefined;
   private kvClient: EtcdKv | undefined;
+  /** The member URLs `kvClient` was made with. */
+  private kvUrls = '';
+  private learnTimer: NodeJS.Timeout | undefined;
   private localKvClient: EtcdKv | undefined;
   private member: EtcdMemberProcess | undefined;
   private server: Server | undefined;
@@ -255,9 +263,17 @@ export class ClusterService {
     }
   }
 
-  /** The shared store (opened on first use). */
+  /** The shared store (opened on first use; made again when the members' URLs changed, see learnEtcdUrls). */
   kv(): EtcdKv {
     const cfg = this.requireConfig();
+    const urls = cfg.etcd.urls.join(',');
+    if (this.kvClient !== undefined && this.kvUrls !== urls) {
+      // Calls still under way on the old client finish there; it is closed once they surely have.
+      const old = this.kvClient;
+      this.kvClient = undefined;
+      setTimeout(() => void old.close().catch(() => undefined), RETIRED_KV_CLOSE_MS).unref();
+    }
+    this.kvUrls = urls;
     this.kvClient ??= new EtcdKv({ urls: cfg.etcd.urls, tls: cfg.etcd.tls });
     return this.kvClient;
   }
@@ -298,16 +314,18 @@ export class ClusterService {
 
   /**
    * Hosts that joined before later members did know only the members of their time: the client URLs of all
-   * members are recorded in cluster.json, so the shared state stays reachable while any member is.
+   * members are recorded in cluster.json (at start, and every ETCD_URLS_LEARN_MS while the daemon runs, since
+   * members join through any host), so the shared state stays reachable while any member is, not only this
+   * host's own (the first host knew only its own: its member's death cut it off from a healthy quorum).
    */
   private async learnEtcdUrls(): Promise<void> {
     const cfg = this.cfg;
     if (cfg === undefined || cfg.etcd.external) return;
     const urls = [...new Set((await this.kv().members()).flatMap((m) => m.clientUrls))].sort();
-    if (urls.length === 0 || urls.join(',') === [...cfg.etcd.urls].sort().join(',')) return;
-    this.saveConfig({ ...cfg, etcd: { ...cfg.etcd, urls } });
-    await this.kvClient?.close();
-    this.kvClient = undefined;
+    const now = this.cfg;
+    if (now === undefined || urls.length === 0 || urls.join(',') === [...now.etcd.urls].sort().join(',')) return;
+    this.saveConfig({ ...now, etcd: { ...now.etcd, urls } });
+    this.o.log('info', 'etcd member URLs learnt', { urls });
   }
 
   /** The revoked certificates as a CRL file, for this host's etcd member. */
@@ -384,6 +402,9 @@ export class ClusterService {
       },
     });
     await this.liveness.start();
+    clearInterval(this.learnTimer);
+    this.learnTimer = setInterval(() => void this.learnEtcdUrls().catch(() => undefined), ETCD_URLS_LEARN_MS);
+    this.learnTimer.unref();
     this.o.started?.();
     this.running = this.o.background?.();
   }
@@ -395,6 +416,8 @@ export class ClusterService {
   }
 
   async stop(): Promise<void> {
+    clearInterval(this.learnTimer);
+    this.learnTimer = undefined;
     await this.running?.stop();
     this.running = undefined;
     await this.liveness?.stop();

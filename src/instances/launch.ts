@@ -8,7 +8,7 @@ import { renderMetaData, renderNetworkConfig, renderUserData } from '../cloudini
 import { type GeneratedKey, generateHostKeys, generateUserKey } from '../cloudinit/ssh-host-keys.ts';
 import type { CoreContext } from '../core/context.ts';
 import { VirtnodeError } from '../lib/errors.ts';
-import { failpoint } from '../lib/failpoint.ts';
+import { delaypoint, failpoint } from '../lib/failpoint.ts';
 import { createImage } from '../qemu/img.ts';
 import { acquireLock } from '../store/locks.ts';
 import { type DiskFormat, type ImageRef, type Instance, type InstanceSpec, type KernelBoot, USER_MODE_GUEST_ADDRESS, USER_NETWORK } from './model.ts';
@@ -212,6 +212,7 @@ export async function launch(service: InstanceService, resolveImage: ImageResolv
       seedFiles = identity.seedFiles;
       instanceId = identity.instanceId;
       phase('seed', `${warm === undefined ? SEED_DESCRIPTION[valid.seedFormat] : 'NoCloud, through the guest agent after the load'} (instance-id ${identity.instanceId})`);
+      await delaypoint('launch.after-seed', options.signal);
       return {
         ...draft,
         instanceId: identity.instanceId,

@@ -4,6 +4,8 @@
  * of its points: a new step gets its point here, and is then tried for real. A point shared by several operations
  * (a step of `define`, of `start`) is listed in each.
  */
+import { setTimeout as sleep } from 'node:timers/promises';
+
 export const FAILPOINTS = {
   launch: [
     'create.after-record',
@@ -59,13 +61,13 @@ export function failpoint(name: FailpointName): void {
 }
 
 /** Points where a test holds an operation for a while (VIRTNODE_DELAYPOINT) to act in that window. */
-export type DelaypointName = 'attach.after-check' | 'block-job.ready';
+export type DelaypointName = 'attach.after-check' | 'block-job.ready' | 'launch.after-seed';
 
 /**
  * Race injection for tests: when VIRTNODE_DELAYPOINT is `NAME:MS`, the operation waits here that long, so a test
  * can run a second operation into the window deterministically.
  */
-export async function delaypoint(name: DelaypointName): Promise<void> {
+export async function delaypoint(name: DelaypointName, signal?: AbortSignal): Promise<void> {
   const [point, ms] = (process.env['VIRTNODE_DELAYPOINT'] ?? '').split(':');
-  if (point === name) await new Promise((resolve) => setTimeout(resolve, Number(ms)));
+  if (point === name) await sleep(Number(ms), undefined, signal === undefined ? {} : { signal });
 }

@@ -1,5 +1,6 @@
 import type { Command } from 'commander';
 import { instances as service } from '../context.ts';
+import { interruptibly } from '../interrupt.ts';
 import { addTuningOptions, tuningInput } from '../tuning-flags.ts';
 
 function collect(value: string, previous: string[] = []): string[] {
@@ -73,7 +74,10 @@ export function registerLaunchCommands(program: Command): void {
         ...(tuningInput(o) === undefined ? {} : { tuning: tuningInput(o)! }),
       });
       const timeoutS = Number(o['timeout']);
-      const result = await (await api()).instances.launch(
+      const client = await api();
+      // Ctrl-C cancels the launch (on the host that runs it, also when another host was asked): until its disk and
+      // seed are made nothing is left of it; once it is defined, it stays and only the wait for it ends.
+      const result = await interruptibly((signal) => client.instances.launch(
         {
           image: valid.image,
           type: valid.type,
@@ -99,8 +103,8 @@ export function registerLaunchCommands(program: Command): void {
           wait: o['wait'] !== false,
           timeoutSeconds: Number.isFinite(timeoutS) && timeoutS > 0 ? Math.ceil(timeoutS) : 900,
         },
-        { onPhase: (phase, detail, ms) => out.write(`[${(ms / 1000).toFixed(1).padStart(6)} s] ${phase.padEnd(10)} ${detail}\n`) },
-      );
+        { signal, onPhase: (phase, detail, ms) => out.write(`[${(ms / 1000).toFixed(1).padStart(6)} s] ${phase.padEnd(10)} ${detail}\n`) },
+      ));
       if (valid.privileged) out.write('warning: --privileged: root in this container is root on the host; a process escaping it owns the host\n');
       for (const w of result.warnings) out.write(`warning: user-data: ${w}\n`);
       const i = result.instance;
