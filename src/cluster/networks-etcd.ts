@@ -70,6 +70,26 @@ export class EtcdNetworks implements NetworkSpan {
     const vni = network.cluster?.vni;
     const subnet = network.ipv4 === undefined ? undefined : parseCidr('subnet', network.ipv4.subnet);
     for (let attempt = 0; attempt < ATTEMPTS; attempt++) {
+      // The serial key is read before the definitions: a create that commits after this read changes its
+      // revision, and this one's transaction fails (and checks again).
+      const serial = subnet === undefined ? undefined : await kv.get(NETWORK_KEYS.subnets);
+      const [defs, vniHolder] = await Promise.all([this.definitions(), vni === undefined ? undefined : kv.get(NETWORK_KEYS.vni(vni))]);
+      const same = defs.find((d) => d.name === network.name);
+      if (same !== undefined) {
+        const by = same.cluster?.createdOn;
+        throw new VirtnodeError('CONFLICT', `network ${network.name} already exists in the cluster${by === undefined ? '' : ` (created on host ${by})`}`, {
+          field: 'name',
+          hint: 'choose another name, or remove it first',
+        });
+      }
+      if (vniHolder !== undefined) throw new VirtnodeError('CONFLICT', `vni: VXLAN ${vni} is network ${vniHolder.value}'s already`, { field: 'vni', hint: 'choose another, or leave --vni out to get a free one' });
+      const other = subnet === undefined ? undefined : defs.find((d) => d.ipv4 !== undefined && overlaps(subnet, parseCidr('subnet', d.ipv4.subnet)));
+      if (other !== undefined) {
+        throw new VirtnodeError('CONFLICT', `--subnet: ${network.ipv4!.subnet} overlaps network ${other.name} (${other.ipv4!.subnet}${other.cluster === undefined ? '' : `, created on host ${other.cluster.createdOn}`})`, {
+          field: '--subnet',
+          hint: 'choose a subnet no other network of the cluster uses (see `virtnode network ls`)',
+        });
+      }
       const guards: KvGuard[] = [{ key: NETWORK_KEYS.network(network.name), modRevision: 0 }];
       const writes: KvWrite[] = [{ put: NETWORK_KEYS.network(network.name), value: JSON.stringify(network) }];
       if (vni !== undefined) {
@@ -77,30 +97,11 @@ export class EtcdNetworks implements NetworkSpan {
         writes.push({ put: NETWORK_KEYS.vni(vni), value: network.name });
       }
       if (subnet !== undefined) {
-        // Read before the definitions: a create that commits after this read changes its revision, and ours fails.
-        const serial = await kv.get(NETWORK_KEYS.subnets);
-        const other = (await this.definitions()).find((d) => d.name !== network.name && d.ipv4 !== undefined && overlaps(subnet, parseCidr('subnet', d.ipv4.subnet)));
-        if (other !== undefined) {
-          throw new VirtnodeError('CONFLICT', `subnet: ${network.ipv4!.subnet} overlaps network ${other.name} (${other.ipv4!.subnet}${other.cluster === undefined ? '' : `, created on host ${other.cluster.createdOn}`})`, {
-            field: 'subnet',
-            hint: 'choose a subnet no other network of the cluster uses (see `virtnode network ls`)',
-          });
-        }
         guards.push({ key: NETWORK_KEYS.subnets, modRevision: serial?.modRevision ?? 0 });
         writes.push({ put: NETWORK_KEYS.subnets, value: network.name });
       }
       if ((await kv.txn(guards, writes)).won) return;
-      const holder = await kv.get(NETWORK_KEYS.network(network.name));
-      if (holder !== undefined) {
-        const by = (JSON.parse(holder.value) as Network).cluster?.createdOn;
-        throw new VirtnodeError('CONFLICT', `network ${network.name} already exists in the cluster${by === undefined ? '' : ` (created on host ${by})`}`, {
-          field: 'name',
-          hint: 'choose another name, or remove it first',
-        });
-      }
-      const other = vni === undefined ? undefined : await kv.get(NETWORK_KEYS.vni(vni));
-      if (other !== undefined) throw new VirtnodeError('CONFLICT', `vni: VXLAN ${vni} is network ${other.value}'s already`, { field: 'vni', hint: 'choose another, or leave --vni out to get a free one' });
-      // Another network was created meanwhile: check the subnets again.
+      // Another create won meanwhile: the checks again, against what it made.
     }
     throw new VirtnodeError('CONFLICT', `network ${network.name}: the cluster's networks kept changing while it was being created: try again`, { field: 'name' });
   }

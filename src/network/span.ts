@@ -21,7 +21,7 @@ export interface NetworkSpan {
   /** One network's definition as the cluster has it now (undefined: gone). */
   definition(name: string): Promise<Network | undefined>;
   /**
-   * Records a new definition: refused (CONFLICT naming `name`, `vni` or `subnet`) if the name or the VNI is taken,
+   * Records a new definition: refused (CONFLICT naming `name`, `vni` or `--subnet`, as the host's own checks do) if the name or the VNI is taken,
    * or its subnet overlaps another network's.
    */
   define(network: Network): Promise<void>;
