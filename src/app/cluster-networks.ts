@@ -22,7 +22,18 @@ export function attachNetworkSpan(app: AppCore, c: ClusterService): void {
   app.core.networks.span = new EtcdNetworks(
     () => c.localKv(),
     () => (c.config === undefined ? undefined : { host: c.config.host, address: c.config.address }),
+    () => c.fenced !== undefined,
   );
+}
+
+/** This host fenced itself: the DHCP/DNS and gateway roles it holds are dropped at once (see dropDhcpRoles). */
+export function dropNetworkRolesOnFence(app: AppCore, c: ClusterService): void {
+  app.core.networks
+    .dropDhcpRoles()
+    .then((names) => {
+      if (names.length > 0) log(c, 'warn', 'fenced: DHCP/DNS and gateway dropped before the lease can expire', { networks: names });
+    })
+    .catch((e: unknown) => log(c, 'warn', 'fenced: DHCP/DNS and gateway not dropped', { err: e instanceof Error ? e.message : String(e) }));
 }
 
 /** The daemon's loop realizing the cluster's networks here (see the top of this file). */

@@ -40,14 +40,21 @@ export class EtcdNetworks implements NetworkSpan {
   private readonly taken = new Map<string, Map<string, { owner: string; mac: string }>>();
   private readonly kv: () => Kv;
   private readonly me: () => { host: string; address: string } | undefined;
+  private readonly fenced: () => boolean;
 
-  constructor(kv: () => Kv, me: () => { host: string; address: string } | undefined) {
+  /** `fenced`: whether this host lost its cluster lease (it then serves no network's DHCP). */
+  constructor(kv: () => Kv, me: () => { host: string; address: string } | undefined, fenced: () => boolean = () => false) {
     this.kv = kv;
     this.me = me;
+    this.fenced = fenced;
   }
 
   self(): { host: string; address: string } | undefined {
     return this.me();
+  }
+
+  holdsLease(): boolean {
+    return !this.fenced();
   }
 
   private host(): string {
@@ -115,7 +122,7 @@ export class EtcdNetworks implements NetworkSpan {
       const network = JSON.parse(entry.value) as Network;
       const online = new Set(alive.entries.map((e) => e.key.slice(KEYS.alives.length)));
       const holder = dhcpHostOf(network);
-      if (network.cluster === undefined || holder === undefined || online.has(holder) || !online.has(me)) return network;
+      if (network.cluster === undefined || holder === undefined || online.has(holder) || !online.has(me) || this.fenced()) return network;
       const taken: Network = { ...network, cluster: { ...network.cluster, dhcpHost: me } };
       // Only while the definition is the one read and the old DHCP host's live key is still gone.
       const guards: KvGuard[] = [

@@ -42,6 +42,7 @@ export type NicLink = 'tap' | 'veth';
 
 const NETWORKS_LOCK = '#networks';
 const LOCK_WAIT_MS = 60_000;
+const FENCE_LOCK_WAIT_MS = 2_000;
 
 export interface NetworkStatus {
   bridge: boolean;
@@ -286,7 +287,8 @@ export class NetworkService {
       // over while it was offline never brings its gateway back.
       network = await this.current(network);
       const ipv4 = network.ipv4!;
-      const dhcpHere = this.dhcpHere(network);
+      // A fenced host (its lease lost) serves nothing: another host may take the role over once its lease expires.
+      const dhcpHere = this.dhcpHere(network) && (c === undefined || c.span.holdsLease());
       if (!dhcpHere) await this.dropDhcp(network);
       const alias = `${this.tag}:bridge:${network.name}`;
       // Only the DHCP host's bridge has the gateway address (one gateway on the shared L2).
@@ -378,6 +380,27 @@ export class NetworkService {
       }
     }
     return { notes, errors };
+  }
+
+  /**
+   * This host fenced itself (its cluster lease lost): the cluster networks it serves DHCP/DNS and gateway for drop
+   * them at once, from the local records (etcd may be out of reach), before its lease can expire and another host
+   * takes them over. The daemon's loop brings them back if the host holds its lease again and is still named.
+   */
+  async dropDhcpRoles(): Promise<string[]> {
+    const dropped: string[] = [];
+    for (const network of this.repo.list()) {
+      if (network.cluster === undefined || network.mode === 'bridge' || !this.dhcpHere(network)) continue;
+      // A bring-up under way is waited for briefly; the drop happens either way (it sees the fence after).
+      const release = await acquireLock(this.db, `#network:${network.name}`, 'network fenced', { waitMs: FENCE_LOCK_WAIT_MS }).catch(() => undefined);
+      try {
+        await this.dropDhcp(network);
+        dropped.push(network.name);
+      } finally {
+        release?.();
+      }
+    }
+    return dropped;
   }
 
   /** Before NICs are resolved (launch, nic attach): in a cluster, its networks known here and the addresses taken elsewhere. */

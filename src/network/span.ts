@@ -16,6 +16,8 @@ export interface SpanNic {
 export interface NetworkSpan {
   /** This host's name and cluster address (the VXLAN's local end); undefined while the host is in no cluster. */
   self(): { host: string; address: string } | undefined;
+  /** False while this host is fenced (it lost its cluster lease): it then serves no network's DHCP/DNS and gateway. */
+  holdsLease(): boolean;
   /** Every cluster network's definition. */
   definitions(): Promise<Network[]>;
   /** One network's definition as the cluster has it now (undefined: gone). */

@@ -3,7 +3,7 @@ import type { InstanceView, NetworkView } from '../../src/api/schemas.ts';
 import { bridgeName, nftTableName } from '../../src/network/names.ts';
 import { vxlanName } from '../../src/network/vxlan.ts';
 import { type SimCluster, type SimHost, crashHost, destroyKeepingLogs, formCluster, instanceDirOn, ok, tinyGuestHosts } from '../helpers/cluster-hosts.ts';
-import { addressesOn, dhcpIn, dnsmasqOf, floodOf, guestDevice, leftovers, networksOn, nftTablesOf } from '../helpers/cluster-networks.ts';
+import { addressesOn, dhcpIn, dnsmasqOf, floodOf, guestDevice, inNs, leftovers, networksOn, nftTablesOf } from '../helpers/cluster-networks.ts';
 import { eventually } from '../helpers/daemon.ts';
 import { SerialShell } from '../helpers/serial-shell.ts';
 
@@ -12,7 +12,8 @@ import { SerialShell } from '../helpers/serial-shell.ts';
  * VXLAN, nftables, dnsmasq), a network created on h1 (its DHCP/DNS and gateway host), tiny guests on h2 and h3.
  * h1 dies whole: one of h2 and h3 takes the role over (the definition names it), the guests renew their leases
  * and keep their addresses, reach the gateway and each other by name; h1 comes back and brings nothing of the
- * role back (no gateway address, dnsmasq or nftables table).
+ * role back (no gateway address, dnsmasq or nftables table). Then the new DHCP host is cut off from the others:
+ * fenced, it drops the role before its lease expires, another host takes it, and it does not take it back.
  */
 
 const LAUNCH = ['--memory', '128M', '--seed', 'http', '--no-wait'];
@@ -120,6 +121,42 @@ describe('a cluster network whose DHCP host dies: another host takes its DHCP/DN
     expect(back.dnsmasqPid).toBeUndefined();
     const ping = await shells.get('g2')!.shell.run(`ping -c 2 -W 5 ${gateway}`, 30_000);
     expect(ping.status, ping.output).toBe(0);
+  }, 180_000);
+
+  it('the DHCP host cut off: it drops the role before its lease expires, another host takes it, and it does not take it back', async () => {
+    const cut = taker;
+    const guestElsewhere = [...shells].find(([name]) => name !== (cut === h[1] ? 'g2' : 'g3'))![1];
+    inNs(cut, ['ip', 'link', 'set', 'eth0', 'down']);
+    const t0 = Date.now();
+    let restored = false;
+    try {
+      await eventually(async () => (JSON.stringify(role(cut)) === JSON.stringify(NONE) ? true : undefined), 15_000, `${cut.name} drops the role`);
+      console.log(`${cut.name} dropped the DHCP/DNS and gateway ${Date.now() - t0} ms after its link went down (lease TTL 3 s)`);
+      expect(cut.output()).toContain('"msg":"fenced: DHCP/DNS and gateway dropped before the lease can expire"');
+      const asker = h.find((x) => x !== cut)!;
+      const next = await eventually(async () => {
+        const seen = await info(asker);
+        return seen.dhcpHost !== cut.name ? seen.dhcpHost : undefined;
+      }, 30_000, 'another DHCP host for ha');
+      taker = h.find((x) => x.name === next)!;
+      await eventually(async () => (JSON.stringify(role(taker)) === JSON.stringify(ALL) ? true : undefined), 20_000, `the role up on ${taker.name}`);
+      // The guest on a host still connected keeps its address and reaches the gateway.
+      expect(await dhcpIn(guestElsewhere.shell, guestElsewhere.dev, { requested: guestElsewhere.address })).toBe(guestElsewhere.address);
+      const ping = await guestElsewhere.shell.run(`ok=1; for i in 1 2 3 4 5 6 7 8 9 10; do if ping -c 1 -W 3 ${gateway} >/dev/null; then ok=0; break; fi; done; [ $ok = 0 ]`, 60_000);
+      expect(ping.status, ping.output).toBe(0);
+      inNs(cut, ['ip', 'link', 'set', 'eth0', 'up']);
+      restored = true;
+      await eventually(async () => (cut.output().includes('"msg":"fence lifted') ? true : undefined), 40_000, `${cut.name} holds its lease again`);
+      const vx = vxlanName(ha.id);
+      const others = h.filter((x) => x !== cut).map((x) => x.address).sort().join();
+      await eventually(async () => (floodOf(cut, vx).join() === others ? true : undefined), 30_000, `${cut.name} floods to the others again`);
+      await new Promise((r) => setTimeout(r, 5_000));
+      expect(role(cut)).toEqual(NONE);
+      expect(role(taker)).toEqual(ALL);
+      expect((await info(cut)).dhcpHost).toBe(taker.name);
+    } finally {
+      if (!restored) inNs(cut, ['ip', 'link', 'set', 'eth0', 'up']);
+    }
   }, 180_000);
 
   it('deleting the guests and the network leaves nothing on any host', async () => {
