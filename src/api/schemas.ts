@@ -345,7 +345,7 @@ export const Network = Closed({
   nftTable: Type.Optional(Type.String()),
   nftTableExists: Type.Optional(Type.Boolean({ description: "virtnode's nftables table of the network exists (nat, isolated)" })),
   cluster: Type.Optional(Type.Boolean({ description: 'defined cluster-wide: every host of the cluster has it' })),
-  dhcpHost: Type.Optional(Type.String({ description: 'cluster nat/isolated: the host that runs its DHCP/DNS and gateway (the host that created it)' })),
+  dhcpHost: Type.Optional(Type.String({ description: 'cluster nat/isolated: the host that runs its DHCP/DNS and gateway (the host that created it, or the host that took the role over while it was offline)' })),
   vni: Type.Optional(Type.Integer({ description: 'cluster nat/isolated: the VXLAN network identifier joining the hosts\' bridges' })),
   vxlanExists: Type.Optional(Type.Boolean({ description: "cluster nat/isolated: this host's VXLAN device of the network exists" })),
   instances: Type.Optional(Type.Array(Type.String(), { description: 'instances with a NIC on the network' })),

@@ -3,7 +3,8 @@
  * host by its daemon. A loop watches the definitions, the hosts' NIC records and which hosts are online, and on
  * each change records new definitions here, tears removed ones down, and brings every cluster nat/isolated network
  * up: its bridge, its VXLAN flooding to the online hosts, and on its DHCP host dnsmasq with every host's
- * reservations. A periodic pass repairs what a missed event or a failed step left.
+ * reservations. A network whose DHCP host went offline is taken over by one online host (a host going offline is
+ * one of the changes watched); a host that lost the role drops it before anything of it comes up again. A periodic pass repairs what a missed event or a failed step left.
  */
 import { EtcdNetworks, NETWORK_KEYS } from '../cluster/networks-etcd.ts';
 import { KEYS } from '../cluster/model.ts';
@@ -21,7 +22,18 @@ export function attachNetworkSpan(app: AppCore, c: ClusterService): void {
   app.core.networks.span = new EtcdNetworks(
     () => c.localKv(),
     () => (c.config === undefined ? undefined : { host: c.config.host, address: c.config.address }),
+    () => c.fenced !== undefined,
   );
+}
+
+/** This host fenced itself: the DHCP/DNS and gateway roles it holds are dropped at once (see dropDhcpRoles). */
+export function dropNetworkRolesOnFence(app: AppCore, c: ClusterService): void {
+  app.core.networks
+    .dropDhcpRoles()
+    .then((names) => {
+      if (names.length > 0) log(c, 'warn', 'fenced: DHCP/DNS and gateway dropped before the lease can expire', { networks: names });
+    })
+    .catch((e: unknown) => log(c, 'warn', 'fenced: DHCP/DNS and gateway not dropped', { err: e instanceof Error ? e.message : String(e) }));
 }
 
 /** The daemon's loop realizing the cluster's networks here (see the top of this file). */
@@ -33,7 +45,9 @@ export function networksLoop(app: AppCore, c: ClusterService): { stop: () => Pro
   const pass = async () => {
     const networks = app.core.networks;
     for (const note of await networks.pullCluster()) log(c, 'info', note);
-    for (const err of await networks.realizeCluster()) log(c, 'warn', 'cluster network not realized here', { err });
+    const { notes, errors } = await networks.realizeCluster();
+    for (const note of notes) log(c, 'info', note);
+    for (const err of errors) log(c, 'warn', 'cluster network not realized here', { err });
   };
   const run = () => {
     if (stopped) return;

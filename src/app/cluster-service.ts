@@ -3,7 +3,7 @@ import { EtcdDiskOwnership, SplitDiskOwnership } from '../cluster/disk-ownership
 import { ClusterService } from '../cluster/service.ts';
 import { diskOwnership } from '../instances/disk-claims.ts';
 import { failoverLoop, fenceCandidates } from './cluster-failover.ts';
-import { attachNetworkSpan, networksLoop } from './cluster-networks.ts';
+import { attachNetworkSpan, dropNetworkRolesOnFence, networksLoop } from './cluster-networks.ts';
 import { hostPublication } from './cluster-publication.ts';
 import { isSharedDisk } from './cluster-shared-disks.ts';
 import type { AppCore } from './context.ts';
@@ -26,7 +26,10 @@ export function clusterService(app: AppCore, serving: boolean): ClusterService {
     serving,
     started: () => void publishHeldImages(app),
     publication: hostPublication(app.instances, () => app.storage(), app.paths.hostCache),
-    onFenced: (reason) => fenceCandidates(app, service, reason),
+    onFenced: (reason) => {
+      fenceCandidates(app, service, reason);
+      dropNetworkRolesOnFence(app, service);
+    },
     background: () => {
       const loop = failoverLoop(app, service);
       const networks = networksLoop(app, service);

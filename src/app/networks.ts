@@ -4,7 +4,7 @@ import { networkLeaseView, networkView } from './views.ts';
 import { validateName } from '../lib/ids.ts';
 import type { NetworkLeaseView } from '../api/schemas.ts';
 import type { PeerRoute } from '../cluster/peer-http.ts';
-import type { Network } from '../network/model.ts';
+import { dhcpHostOf, type Network } from '../network/model.ts';
 import type { NetworkService } from '../network/service.ts';
 import { clusterOf } from './cluster-of.ts';
 import type { AppCore } from './context.ts';
@@ -67,8 +67,9 @@ export const networks = resource('networks', networkEndpoints, (core: AppCore) =
       const network = s.mustGet(validateName('name', name));
       // A cluster network's leases are its DHCP host's: asked there (it names the instances of every host).
       const c = network.cluster?.vni === undefined ? undefined : await clusterOf(core);
-      if (c !== undefined && network.cluster!.createdOn !== c.host) {
-        return c.peer<NetworkLeaseView[]>(network.cluster!.createdOn, NETWORK_LEASES_PEER_PATH, { name: network.name });
+      const dhcpHost = dhcpHostOf(network);
+      if (c !== undefined && dhcpHost !== undefined && dhcpHost !== c.host) {
+        return c.peer<NetworkLeaseView[]>(dhcpHost, NETWORK_LEASES_PEER_PATH, { name: network.name });
       }
       return localLeases(s, network);
     },

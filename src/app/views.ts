@@ -6,7 +6,7 @@ import type { Instance, Nic, PortForwardSpec } from '../instances/model.ts';
 import type { Lease } from '../network/dnsmasq-config.ts';
 import type { ImageRecord } from '../images/store/index.ts';
 import type { NicAddresses } from '../instances/addresses.ts';
-import type { Network } from '../network/model.ts';
+import { dhcpHostOf, type Network } from '../network/model.ts';
 import type { NetworkStatus } from '../network/service.ts';
 import type { InstancePolicy } from '../store/policies.ts';
 import type { Snapshot } from '../store/storage.ts';
@@ -117,7 +117,7 @@ export function networkView(n: Network, status?: NetworkStatus, instances?: stri
           ...(n.mode === 'bridge' ? {} : { nftTable: `ip virtnode_${n.id}`, nftTableExists: status.nftTable }),
           ...(status.vxlan === undefined ? {} : { vxlanExists: status.vxlan }),
         }),
-    ...(n.cluster === undefined ? {} : { cluster: true, ...(n.cluster.vni === undefined ? {} : { vni: n.cluster.vni, dhcpHost: n.cluster.createdOn }) }),
+    ...(n.cluster === undefined ? {} : { cluster: true, ...(n.cluster.vni === undefined ? {} : { vni: n.cluster.vni, dhcpHost: dhcpHostOf(n)! }) }),
     ...(names === undefined ? {} : { instances: names }),
     ...(status === undefined ? {} : { warnings: status.warnings }),
     createdAt: n.createdAt,

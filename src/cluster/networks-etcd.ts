@@ -1,11 +1,16 @@
 /**
  * Cluster-wide networks in the shared store. A definition is created if absent, with its VNI claimed in the same
- * transaction, so two hosts creating one name (or one VNI) at once: one wins. Each host records its NICs on a
- * network under its own key, and each address under the network's address key, created only if absent: two hosts
- * never reserve one address, and the DHCP host reads every host's reservations from here.
+ * transaction, so two hosts creating one name (or one VNI) at once: one wins. Creates of networks with a subnet
+ * are serialized by one key every such create rewrites (guarded by its revision): each checks the subnets of the
+ * definitions it read after that key, so two overlapping subnets created at once: one wins. Each host records its
+ * NICs on a network under its own key, and each address under the network's address key, created only if absent:
+ * two hosts never reserve one address, and the DHCP host reads every host's reservations from here. When a
+ * network's DHCP host is offline (its lease expired), an online host takes the role over by rewriting the
+ * definition, guarded by its revision and by the old host's live key being absent: one host wins.
  */
 import { VirtnodeError } from '../lib/errors.ts';
-import type { Network } from '../network/model.ts';
+import { overlaps, parseCidr } from '../network/ipv4.ts';
+import { dhcpHostOf, type Network } from '../network/model.ts';
 import type { NetworkSpan, SpanNic } from '../network/span.ts';
 import type { Kv, KvGuard, KvWrite } from './kv.ts';
 import { type HostRecord, KEYS } from './model.ts';
@@ -14,6 +19,8 @@ export const NETWORK_KEYS = {
   networks: '/virtnode/networks/',
   network: (name: string) => `/virtnode/networks/${name}`,
   vni: (vni: number) => `/virtnode/network-vnis/${vni}`,
+  /** Rewritten by every create of a network with a subnet (the last one's name): its revision serializes them. */
+  subnets: '/virtnode/network-subnets',
   nicsAll: '/virtnode/network-nics/',
   nics: (network: string) => `/virtnode/network-nics/${network}/`,
   nicsOf: (network: string, host: string) => `/virtnode/network-nics/${network}/${host}`,
@@ -33,14 +40,21 @@ export class EtcdNetworks implements NetworkSpan {
   private readonly taken = new Map<string, Map<string, { owner: string; mac: string }>>();
   private readonly kv: () => Kv;
   private readonly me: () => { host: string; address: string } | undefined;
+  private readonly fenced: () => boolean;
 
-  constructor(kv: () => Kv, me: () => { host: string; address: string } | undefined) {
+  /** `fenced`: whether this host lost its cluster lease (it then serves no network's DHCP). */
+  constructor(kv: () => Kv, me: () => { host: string; address: string } | undefined, fenced: () => boolean = () => false) {
     this.kv = kv;
     this.me = me;
+    this.fenced = fenced;
   }
 
   self(): { host: string; address: string } | undefined {
     return this.me();
+  }
+
+  holdsLease(): boolean {
+    return !this.fenced();
   }
 
   private host(): string {
@@ -53,26 +67,71 @@ export class EtcdNetworks implements NetworkSpan {
     return (await this.kv().list(NETWORK_KEYS.networks)).entries.map((e) => JSON.parse(e.value) as Network);
   }
 
+  async definition(name: string): Promise<Network | undefined> {
+    const entry = await this.kv().get(NETWORK_KEYS.network(name));
+    return entry === undefined ? undefined : (JSON.parse(entry.value) as Network);
+  }
+
   async define(network: Network): Promise<void> {
     const kv = this.kv();
     const vni = network.cluster?.vni;
-    const guards: KvGuard[] = [{ key: NETWORK_KEYS.network(network.name), modRevision: 0 }];
-    const writes: KvWrite[] = [{ put: NETWORK_KEYS.network(network.name), value: JSON.stringify(network) }];
-    if (vni !== undefined) {
-      guards.push({ key: NETWORK_KEYS.vni(vni), modRevision: 0 });
-      writes.push({ put: NETWORK_KEYS.vni(vni), value: network.name });
+    const subnet = network.ipv4 === undefined ? undefined : parseCidr('subnet', network.ipv4.subnet);
+    for (let attempt = 0; attempt < ATTEMPTS; attempt++) {
+      // The serial key is read before the definitions: a create that commits after this read changes its
+      // revision, and this one's transaction fails (and checks again).
+      const serial = subnet === undefined ? undefined : await kv.get(NETWORK_KEYS.subnets);
+      const [defs, vniHolder] = await Promise.all([this.definitions(), vni === undefined ? undefined : kv.get(NETWORK_KEYS.vni(vni))]);
+      const same = defs.find((d) => d.name === network.name);
+      if (same !== undefined) {
+        const by = same.cluster?.createdOn;
+        throw new VirtnodeError('CONFLICT', `network ${network.name} already exists in the cluster${by === undefined ? '' : ` (created on host ${by})`}`, {
+          field: 'name',
+          hint: 'choose another name, or remove it first',
+        });
+      }
+      if (vniHolder !== undefined) throw new VirtnodeError('CONFLICT', `vni: VXLAN ${vni} is network ${vniHolder.value}'s already`, { field: 'vni', hint: 'choose another, or leave --vni out to get a free one' });
+      const other = subnet === undefined ? undefined : defs.find((d) => d.ipv4 !== undefined && overlaps(subnet, parseCidr('subnet', d.ipv4.subnet)));
+      if (other !== undefined) {
+        throw new VirtnodeError('CONFLICT', `--subnet: ${network.ipv4!.subnet} overlaps network ${other.name} (${other.ipv4!.subnet}${other.cluster === undefined ? '' : `, created on host ${other.cluster.createdOn}`})`, {
+          field: '--subnet',
+          hint: 'choose a subnet no other network of the cluster uses (see `virtnode network ls`)',
+        });
+      }
+      const guards: KvGuard[] = [{ key: NETWORK_KEYS.network(network.name), modRevision: 0 }];
+      const writes: KvWrite[] = [{ put: NETWORK_KEYS.network(network.name), value: JSON.stringify(network) }];
+      if (vni !== undefined) {
+        guards.push({ key: NETWORK_KEYS.vni(vni), modRevision: 0 });
+        writes.push({ put: NETWORK_KEYS.vni(vni), value: network.name });
+      }
+      if (subnet !== undefined) {
+        guards.push({ key: NETWORK_KEYS.subnets, modRevision: serial?.modRevision ?? 0 });
+        writes.push({ put: NETWORK_KEYS.subnets, value: network.name });
+      }
+      if ((await kv.txn(guards, writes)).won) return;
+      // Another create won meanwhile: the checks again, against what it made.
     }
-    if ((await kv.txn(guards, writes)).won) return;
-    const holder = await kv.get(NETWORK_KEYS.network(network.name));
-    if (holder !== undefined) {
-      const by = (JSON.parse(holder.value) as Network).cluster?.createdOn;
-      throw new VirtnodeError('CONFLICT', `network ${network.name} already exists in the cluster${by === undefined ? '' : ` (created on host ${by})`}`, {
-        field: 'name',
-        hint: 'choose another name, or remove it first',
-      });
+    throw new VirtnodeError('CONFLICT', `network ${network.name}: the cluster's networks kept changing while it was being created: try again`, { field: 'name' });
+  }
+
+  async takeOverDhcp(name: string): Promise<Network | undefined> {
+    const kv = this.kv();
+    const me = this.host();
+    for (let attempt = 0; attempt < ATTEMPTS; attempt++) {
+      const [entry, alive] = await Promise.all([kv.get(NETWORK_KEYS.network(name)), kv.list(KEYS.alives)]);
+      if (entry === undefined) return undefined;
+      const network = JSON.parse(entry.value) as Network;
+      const online = new Set(alive.entries.map((e) => e.key.slice(KEYS.alives.length)));
+      const holder = dhcpHostOf(network);
+      if (network.cluster === undefined || holder === undefined || online.has(holder) || !online.has(me) || this.fenced()) return network;
+      const taken: Network = { ...network, cluster: { ...network.cluster, dhcpHost: me } };
+      // Only while the definition is the one read and the old DHCP host's live key is still gone.
+      const guards: KvGuard[] = [
+        { key: entry.key, modRevision: entry.modRevision },
+        { key: KEYS.alive(holder), modRevision: 0 },
+      ];
+      if ((await kv.txn(guards, [{ put: entry.key, value: JSON.stringify(taken) }])).won) return taken;
     }
-    const other = vni === undefined ? undefined : await kv.get(NETWORK_KEYS.vni(vni));
-    throw new VirtnodeError('CONFLICT', `vni: VXLAN ${vni} is network ${other?.value ?? '?'}'s already`, { field: 'vni', hint: 'choose another, or leave --vni out to get a free one' });
+    return this.definition(name);
   }
 
   async undefine(network: Network): Promise<void> {

@@ -46,6 +46,15 @@ export async function ensureBridge(name: string, alias: string, addressCidr: str
   await ip(['link', 'set', 'dev', name, 'up']);
 }
 
+/** Removes an IPv4 address (`A.B.C.D/N`) from a link, if the link exists and has it. */
+export async function removeAddress(dev: string, addressCidr: string): Promise<void> {
+  if (!(await linkExists(dev))) return;
+  const { stdout } = await ip(['-json', '-4', 'addr', 'show', 'dev', dev]);
+  const [entry] = JSON.parse(stdout === '' ? '[]' : stdout) as Array<{ addr_info?: Array<{ local: string; prefixlen: number }> }>;
+  if (!(entry?.addr_info ?? []).some((a) => `${a.local}/${a.prefixlen}` === addressCidr)) return;
+  await ip(['addr', 'del', addressCidr, 'dev', dev]);
+}
+
 /** Whether an existing tap was made multi-queue (undefined: no such tap). */
 async function tapMultiQueue(name: string): Promise<boolean | undefined> {
   if (!(await linkExists(name))) return undefined;

@@ -16,9 +16,15 @@ export interface Network {
   };
   domain?: string;
   /**
-   * Set for a network defined cluster-wide (etcd `/virtnode/networks/NAME`): every host realizes it. `createdOn`
-   * also runs its DHCP/DNS (nat, isolated); `vni` joins the hosts' bridges by VXLAN (nat, isolated only).
+   * Set for a network defined cluster-wide (etcd `/virtnode/networks/NAME`): every host realizes it. `dhcpHost`
+   * (absent: `createdOn`) runs its DHCP/DNS and gateway (nat, isolated); another host takes that role over when it
+   * is offline. `vni` joins the hosts' bridges by VXLAN (nat, isolated only).
    */
-  cluster?: { createdOn: string; vni?: number };
+  cluster?: { createdOn: string; vni?: number; dhcpHost?: string };
   createdAt: string;
+}
+
+/** The host that runs a cluster network's DHCP/DNS and gateway (undefined for a local network). */
+export function dhcpHostOf(network: Network): string | undefined {
+  return network.cluster === undefined ? undefined : (network.cluster.dhcpHost ?? network.cluster.createdOn);
 }

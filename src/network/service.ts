@@ -14,8 +14,8 @@ import { type DnsmasqFiles, type Lease, parseLeases, renderDhcpHosts, renderDnsm
 import { dnsmasqPid, startOrReloadDnsmasq, stopDnsmasq } from './dnsmasq.ts';
 import { type SystemUser, dnsmasqReadableDir, dnsmasqUser, writeDnsmasqReadable } from './dnsmasq-user.ts';
 import { parseCidr } from './ipv4.ts';
-import { bridgeExists, deleteLink, ensureBridge, ensureTap, ensureVeth, linkExists, listLinks } from './links.ts';
-import type { Network } from './model.ts';
+import { bridgeExists, deleteLink, ensureBridge, ensureTap, ensureVeth, linkExists, listLinks, removeAddress } from './links.ts';
+import { dhcpHostOf, type Network } from './model.ts';
 import type { MovingNic } from './movable.ts';
 import { bridgeName, homeTag, newNetworkId, tapName, vethPeerName } from './names.ts';
 import { type Instance, USER_NETWORK } from '../instances/model.ts';
@@ -42,6 +42,7 @@ export type NicLink = 'tap' | 'veth';
 
 const NETWORKS_LOCK = '#networks';
 const LOCK_WAIT_MS = 60_000;
+const FENCE_LOCK_WAIT_MS = 2_000;
 
 export interface NetworkStatus {
   bridge: boolean;
@@ -109,9 +110,32 @@ export class NetworkService {
     return c;
   }
 
-  /** Does this host run the network's DHCP/DNS and gateway (every local network; a cluster one on its creator)? */
+  /** Does this host run the network's DHCP/DNS and gateway (every local network; a cluster one on its DHCP host)? */
   private dhcpHere(network: Network): boolean {
-    return network.cluster === undefined || network.cluster.createdOn === this.span?.self()?.host;
+    return network.cluster === undefined || dhcpHostOf(network) === this.span?.self()?.host;
+  }
+
+  /**
+   * A cluster network as the cluster defines it now (its DHCP host may have changed: recorded here too); the
+   * local record when the definition is gone (kept here while instances use it) or for a local network.
+   */
+  private async current(network: Network): Promise<Network> {
+    if (network.cluster === undefined) return network;
+    const def = await this.spanOf(network).span.definition(network.name);
+    if (def?.id !== network.id) return network;
+    if (JSON.stringify(def.cluster) !== JSON.stringify(network.cluster)) this.repo.updateSpec({ ...network, cluster: def.cluster! });
+    return { ...network, cluster: def.cluster! };
+  }
+
+  /** A host that is not (or no longer) a cluster network's DHCP host: no dnsmasq, nftables table or gateway here. */
+  private async dropDhcp(network: Network): Promise<void> {
+    const files = this.files(network);
+    await stopDnsmasq(files);
+    await deleteTable(network);
+    await removeAddress(network.bridge, `${network.ipv4!.gateway}/${parseCidr('subnet', network.ipv4!.subnet).prefix}`);
+    // Its readable files stay (the DHCP host's, were hosts to share /run): teardown then leaves them to that host.
+    rmSync(files.config, { force: true });
+    rmSync(files.leases, { force: true });
   }
 
   /** Read from /etc/passwd once per service. */
@@ -241,8 +265,9 @@ export class NetworkService {
   }
 
   /** Brings a network up, whatever part of it exists (after a reboot: none). Safe to call any time. */
-  async ensureUp(network: Network): Promise<void> {
-    requireRoot(`network ${network.name}`);
+  async ensureUp(recorded: Network): Promise<void> {
+    requireRoot(`network ${recorded.name}`);
+    let network = recorded;
     const c = network.cluster === undefined ? undefined : this.spanOf(network);
     if (network.mode === 'bridge') {
       if (!(await bridgeExists(network.bridge))) {
@@ -258,8 +283,13 @@ export class NetworkService {
     try {
       // Removed meanwhile (a cluster network another host removed, torn down here while this waited): not again.
       if (this.repo.get(network.name)?.id !== network.id) return;
+      // The DHCP host as the cluster has it now, before anything is brought up: a host whose role another took
+      // over while it was offline never brings its gateway back.
+      network = await this.current(network);
       const ipv4 = network.ipv4!;
-      const dhcpHere = this.dhcpHere(network);
+      // A fenced host (its lease lost) serves nothing: another host may take the role over once its lease expires.
+      const dhcpHere = this.dhcpHere(network) && (c === undefined || c.span.holdsLease());
+      if (!dhcpHere) await this.dropDhcp(network);
       const alias = `${this.tag}:bridge:${network.name}`;
       // Only the DHCP host's bridge has the gateway address (one gateway on the shared L2).
       await ensureBridge(network.bridge, alias, dhcpHere ? `${ipv4.gateway}/${parseCidr('subnet', ipv4.subnet).prefix}` : undefined);
@@ -320,20 +350,57 @@ export class NetworkService {
         notes.push(`network ${def.name}: defined by host ${def.cluster?.createdOn ?? '?'}`);
       } else if (local.cluster === undefined) {
         notes.push(`network ${def.name}: this host's own network of that name hides the cluster's`);
+      } else if (local.id === def.id && JSON.stringify(local.cluster) !== JSON.stringify(def.cluster)) {
+        this.repo.updateSpec({ ...local, cluster: def.cluster! });
+        if (dhcpHostOf(local) !== dhcpHostOf(def)) notes.push(`network ${def.name}: its DHCP host is now ${dhcpHostOf(def)} (was ${dhcpHostOf(local)})`);
       }
     }
     return notes;
   }
 
-  /** In a cluster (the daemon): every cluster nat/isolated network up here, its VXLAN flooding to the online hosts. */
-  async realizeCluster(): Promise<string[]> {
-    if (this.clustered() === undefined) return [];
+  /**
+   * In a cluster (the daemon): every cluster nat/isolated network up here, its VXLAN flooding to the online hosts;
+   * one whose DHCP host is offline: this host tries to take that role over (one host wins).
+   */
+  async realizeCluster(): Promise<{ notes: string[]; errors: string[] }> {
+    const c = this.clustered();
+    if (c === undefined) return { notes: [], errors: [] };
+    const notes: string[] = [];
     const errors: string[] = [];
     for (const network of this.repo.list()) {
       if (network.cluster === undefined || network.mode === 'bridge') continue;
-      await this.ensureUp(network).catch((e: unknown) => errors.push(`network ${network.name}: ${e instanceof Error ? e.message : String(e)}`));
+      try {
+        const def = await c.span.takeOverDhcp(network.name);
+        if (def?.id === network.id && dhcpHostOf(def) === c.host && dhcpHostOf(network) !== c.host) {
+          notes.push(`network ${network.name}: its DHCP host ${dhcpHostOf(network)} is offline: this host took its DHCP/DNS and gateway over`);
+        }
+        await this.ensureUp(network);
+      } catch (e) {
+        errors.push(`network ${network.name}: ${e instanceof Error ? e.message : String(e)}`);
+      }
     }
-    return errors;
+    return { notes, errors };
+  }
+
+  /**
+   * This host fenced itself (its cluster lease lost): the cluster networks it serves DHCP/DNS and gateway for drop
+   * them at once, from the local records (etcd may be out of reach), before its lease can expire and another host
+   * takes them over. The daemon's loop brings them back if the host holds its lease again and is still named.
+   */
+  async dropDhcpRoles(): Promise<string[]> {
+    const dropped: string[] = [];
+    for (const network of this.repo.list()) {
+      if (network.cluster === undefined || network.mode === 'bridge' || !this.dhcpHere(network)) continue;
+      // A bring-up under way is waited for briefly; the drop happens either way (it sees the fence after).
+      const release = await acquireLock(this.db, `#network:${network.name}`, 'network fenced', { waitMs: FENCE_LOCK_WAIT_MS }).catch(() => undefined);
+      try {
+        await this.dropDhcp(network);
+        dropped.push(network.name);
+      } finally {
+        release?.();
+      }
+    }
+    return dropped;
   }
 
   /** Before NICs are resolved (launch, nic attach): in a cluster, its networks known here and the addresses taken elsewhere. */
@@ -388,7 +455,8 @@ export class NetworkService {
   }
 
   /** Rewrites the reservations and host records and has dnsmasq re-read them (after NICs change). */
-  async syncReservations(network: Network): Promise<void> {
+  async syncReservations(recorded: Network): Promise<void> {
+    let network = recorded;
     if (network.mode === 'bridge') {
       // A bridged cluster network: its NICs are recorded all the same (so that `network rm` sees them).
       if (network.cluster !== undefined) await this.spanOf(network).span.publish(network, this.localNics(network));
@@ -397,6 +465,7 @@ export class NetworkService {
     const release = await acquireLock(this.db, `#network:${network.name}`, 'network sync', { waitMs: LOCK_WAIT_MS });
     try {
       if (this.repo.get(network.name)?.id !== network.id) return;
+      network = await this.current(network);
       const reservations = await this.allReservations(network);
       if (!this.dhcpHere(network)) return;
       const { files, configChanged } = this.writeFiles(network, reservations);

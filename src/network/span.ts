@@ -16,12 +16,24 @@ export interface SpanNic {
 export interface NetworkSpan {
   /** This host's name and cluster address (the VXLAN's local end); undefined while the host is in no cluster. */
   self(): { host: string; address: string } | undefined;
+  /** False while this host is fenced (it lost its cluster lease): it then serves no network's DHCP/DNS and gateway. */
+  holdsLease(): boolean;
   /** Every cluster network's definition. */
   definitions(): Promise<Network[]>;
-  /** Records a new definition: refused (CONFLICT naming `name` or `vni`) if the name or the VNI is taken. */
+  /** One network's definition as the cluster has it now (undefined: gone). */
+  definition(name: string): Promise<Network | undefined>;
+  /**
+   * Records a new definition: refused (CONFLICT naming `name`, `vni` or `--subnet`, as the host's own checks do) if the name or the VNI is taken,
+   * or its subnet overlaps another network's.
+   */
   define(network: Network): Promise<void>;
   /** Removes a definition and every record of it. */
   undefine(network: Network): Promise<void>;
+  /**
+   * When the network's DHCP host is offline and this host online: this host takes the role over (one host wins).
+   * Answers the definition as it is then (undefined: gone).
+   */
+  takeOverDhcp(name: string): Promise<Network | undefined>;
   /** The addresses of the online peer hosts (the VXLAN's flood list). */
   peers(): Promise<string[]>;
   /**

@@ -24,4 +24,10 @@ export class NetworkRepository extends NamedTable<NetworkRow, Network> {
     const { name, id, createdAt, ...spec } = network;
     this.db.prepare('INSERT INTO networks (name, id, spec, created_at) VALUES (?, ?, ?, ?)').run(name, id, JSON.stringify(spec), createdAt);
   }
+
+  /** The record of the same network (name and id) with a new spec (a cluster network's DHCP host changed). */
+  updateSpec(network: Network): void {
+    const { name, id, createdAt: _, ...spec } = network;
+    this.db.prepare('UPDATE networks SET spec = ? WHERE name = ? AND id = ?').run(JSON.stringify(spec), name, id);
+  }
 }

@@ -271,8 +271,14 @@ export function etcdGet<T>(h: SimHost, key: string): T | undefined {
 export async function tinyGuestHosts(count: number, options: { cpuOvercommit?: number; subnet?: number; templateDisk?: string; env?: Record<string, string> } = {}): Promise<SimCluster> {
   const { templateDisk, env, cpuOvercommit, ...rest } = options;
   const sim = await createSimHosts(count, { ...rest, env: { VIRTNODE_CLUSTER_CPU_OVERCOMMIT: String(cpuOvercommit ?? 1), ...env } });
-  await Promise.all(sim.hosts.map((x) => x.startDaemon()));
-  for (const x of sim.hosts) installTinyTemplate(x, templateDisk === undefined ? {} : { disk: templateDisk });
+  try {
+    await Promise.all(sim.hosts.map((x) => x.startDaemon()));
+    for (const x of sim.hosts) installTinyTemplate(x, templateDisk === undefined ? {} : { disk: templateDisk });
+  } catch (e) {
+    // The caller gets no cluster to destroy: nothing of it is left behind.
+    await sim.destroy();
+    throw e;
+  }
   return sim;
 }
 

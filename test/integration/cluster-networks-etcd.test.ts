@@ -7,16 +7,17 @@ import type { Network } from '../../src/network/model.ts';
 import { startTestEtcd, type TestEtcd } from '../helpers/etcd.ts';
 
 /**
- * The records of cluster-wide networks on a real etcd: definitions created once (name and VNI), NICs and their
- * addresses claimed per host, a moved NIC's address following it, everything gone with the definition or the host.
+ * The records of cluster-wide networks on a real etcd: definitions created once (name, VNI and overlapping
+ * subnets), NICs and their addresses claimed per host, a moved NIC's address following it, everything gone with
+ * the definition or the host; the DHCP role taken over by one host when its host is offline.
  */
 
-const net = (name: string, vni: number, id = `${vni.toString(16).padStart(8, '0')}`): Network => ({
+const net = (name: string, vni: number, id = `${vni.toString(16).padStart(8, '0')}`, subnet = '10.77.0.0/24'): Network => ({
   name,
   id,
   mode: 'nat',
   bridge: `vnb${id}`,
-  ipv4: { subnet: '10.77.0.0/24', gateway: '10.77.0.1', dhcpStart: '10.77.0.2', dhcpEnd: '10.77.0.254' },
+  ipv4: { subnet, gateway: subnet.replace(/\.0\/\d+$/, '.1'), dhcpStart: subnet.replace(/\.0\/\d+$/, '.2'), dhcpEnd: subnet.replace(/\.0\/\d+$/, '.100') },
   domain: `${name}.internal`,
   cluster: { createdOn: 'h1', vni },
   createdAt: new Date(0).toISOString(),
@@ -105,5 +106,45 @@ describe('cluster network records on real etcd', () => {
     for (const prefix of [NETWORK_KEYS.networks, '/virtnode/network-vnis/', NETWORK_KEYS.nicsAll, '/virtnode/network-addresses/']) {
       expect((await kv.list(prefix)).entries, prefix).toEqual([]);
     }
+  });
+
+  it('two hosts defining different names with overlapping subnets at once: one wins, the other is refused naming `--subnet` and the winner', async () => {
+    for (let round = 0; round < 5; round++) {
+      const a = { ...net('wide', 200 + round, `cccc000${round}`, '10.78.0.0/16'), cluster: { createdOn: 'h1', vni: 200 + round } };
+      const b = { ...net('narrow', 300 + round, `dddd000${round}`, '10.78.5.0/24'), cluster: { createdOn: 'h2', vni: 300 + round } };
+      const results = await Promise.allSettled([span('h1', '10.1.0.11').define(a), span('h2', '10.1.0.12').define(b)]);
+      expect(results.filter((r) => r.status === 'fulfilled'), `round ${round}`).toHaveLength(1);
+      const [winner, loser] = results[0]!.status === 'fulfilled' ? [a, b] : [b, a];
+      const lost = results.find((r) => r.status === 'rejected') as PromiseRejectedResult;
+      expect(lost.reason).toMatchObject({ code: 'CONFLICT', field: '--subnet' });
+      expect(String(lost.reason.message)).toBe(`--subnet: ${loser.ipv4!.subnet} overlaps network ${winner.name} (${winner.ipv4!.subnet}, created on host ${winner.cluster.createdOn})`);
+      // Nothing of the loser recorded: neither its definition nor its VNI.
+      expect((await span('h3', '10.1.0.13').definitions()).map((d) => d.name)).toEqual([winner.name]);
+      expect(await kv.get(NETWORK_KEYS.vni(loser.cluster.vni))).toBeUndefined();
+      await span('h1', '10.1.0.11').undefine(winner);
+    }
+    // A subnet apart from every other is still defined.
+    await span('h1', '10.1.0.11').define(net('apart', 400, 'eeee0001', '10.79.0.0/24'));
+    await span('h1', '10.1.0.11').undefine(net('apart', 400, 'eeee0001', '10.79.0.0/24'));
+  });
+
+  it('a DHCP host offline: of two online hosts taking the role at once one wins; an online DHCP host keeps it; an offline host takes nothing', async () => {
+    // h3 has no live key (offline); h1 and h2 are online.
+    const lab = { ...net('ha', 500, 'ffff0001', '10.80.0.0/24'), cluster: { createdOn: 'h3', vni: 500 } };
+    await span('h3', '10.1.0.13').define(lab);
+    expect((await span('h3', '10.1.0.13').takeOverDhcp('ha'))!.cluster).toEqual({ createdOn: 'h3', vni: 500 });
+    const [x, y] = await Promise.all([span('h1', '10.1.0.11').takeOverDhcp('ha'), span('h2', '10.1.0.12').takeOverDhcp('ha')]);
+    const winner = x!.cluster!.dhcpHost!;
+    expect(['h1', 'h2']).toContain(winner);
+    expect(y!.cluster).toEqual({ createdOn: 'h3', vni: 500, dhcpHost: winner });
+    expect((await span('h3', '10.1.0.13').definition('ha'))!.cluster).toEqual({ createdOn: 'h3', vni: 500, dhcpHost: winner });
+    // h3 comes back online: the role stays with the winner (online), h3 takes nothing back.
+    await kv.txn([], [{ put: KEYS.alive('h3'), value: '{}' }]);
+    expect((await span('h3', '10.1.0.13').takeOverDhcp('ha'))!.cluster!.dhcpHost).toBe(winner);
+    const other = winner === 'h1' ? span('h2', '10.1.0.12') : span('h1', '10.1.0.11');
+    expect((await other.takeOverDhcp('ha'))!.cluster!.dhcpHost).toBe(winner);
+    expect(await other.takeOverDhcp('nosuch')).toBeUndefined();
+    await kv.txn([], [{ delete: KEYS.alive('h3') }]);
+    await span('h1', '10.1.0.11').undefine(lab);
   });
 });

@@ -1,13 +1,11 @@
-import { execFileSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { InstanceView, NetworkView } from '../../src/api/schemas.ts';
-import { dnsmasqReadableDir } from '../../src/network/dnsmasq-user.ts';
-import { bridgeName, nftTableName, tapName } from '../../src/network/names.ts';
+import { bridgeName, tapName } from '../../src/network/names.ts';
 import { vxlanName } from '../../src/network/vxlan.ts';
 import { type SimCluster, type SimHost, destroyKeepingLogs, formCluster, instanceDirOn, ok, requestOn, tinyGuestHosts } from '../helpers/cluster-hosts.ts';
+import { dhcpIn, dnsmasqOf, floodOf, guestDevice, inNs, leftovers, linksOf, networksOn } from '../helpers/cluster-networks.ts';
 import { eventually } from '../helpers/daemon.ts';
-import { SerialShell, UDHCPC_SCRIPT_SETUP } from '../helpers/serial-shell.ts';
+import { SerialShell } from '../helpers/serial-shell.ts';
 
 /**
  * Networks across a cluster of three simulated hosts (netns, real daemons and etcd members, real bridges, VXLAN,
@@ -18,32 +16,6 @@ import { SerialShell, UDHCPC_SCRIPT_SETUP } from '../helpers/serial-shell.ts';
 
 const LAUNCH = ['--memory', '128M', '--seed', 'http', '--no-wait'];
 const BOOT_TIMEOUT_MS = 120_000;
-
-const inNs = (h: SimHost, args: string[]) => execFileSync('ip', ['netns', 'exec', h.netns, ...args], { encoding: 'utf8' });
-const linksOf = (h: SimHost) => (JSON.parse(inNs(h, ['ip', '-json', 'link', 'show'])) as Array<{ ifname: string }>).map((l) => l.ifname);
-const floodOf = (h: SimHost, dev: string) =>
-  (JSON.parse(inNs(h, ['bridge', '-json', 'fdb', 'show', 'dev', dev])) as Array<{ mac: string; dst?: string }>)
-    .filter((e) => e.mac === '00:00:00:00:00:00' && e.dst !== undefined)
-    .map((e) => e.dst!)
-    .sort();
-const nftTablesOf = (h: SimHost) => (JSON.parse(inNs(h, ['nft', '-j', 'list', 'tables']) || '{}') as { nftables?: Array<{ table?: { name: string } }> }).nftables?.flatMap((e) => (e.table === undefined ? [] : [e.table.name])) ?? [];
-const dnsmasqOf = (h: SimHost) => {
-  try {
-    return execFileSync('pgrep', ['-f', '--', `--conf-file=${h.home}/`], { encoding: 'utf8' }).trim().split('\n').filter(Boolean);
-  } catch {
-    return [];
-  }
-};
-const networksOn = async (h: SimHost) => JSON.parse(await ok(h, ['network', 'ls', '--format', 'json'])) as NetworkView[];
-
-/** What a network left on a host: its links, its nft table, a dnsmasq, its dnsmasq-readable directory. */
-function leftovers(h: SimHost, id: string): string[] {
-  const out = linksOf(h).filter((l) => l === bridgeName(id) || l === vxlanName(id));
-  if (nftTablesOf(h).includes(nftTableName(id))) out.push(`nft ${nftTableName(id)}`);
-  out.push(...dnsmasqOf(h).map((p) => `dnsmasq ${p}`));
-  if (existsSync(dnsmasqReadableDir(id))) out.push(dnsmasqReadableDir(id));
-  return out;
-}
 
 describe('networks across a cluster of simulated hosts (VXLAN, one DHCP host, the tiny guest)', { timeout: 300_000 }, () => {
   let sim: SimCluster | undefined;
@@ -116,6 +88,17 @@ describe('networks across a cluster of simulated hosts (VXLAN, one DHCP host, th
     expect(loser.body.error?.message).toContain('network race already exists');
     const winner = a.status === 201 ? h[0]! : h[1]!;
     await ok(winner, ['network', 'rm', 'race']);
+    // Two hosts create different names with overlapping subnets at once: one wins, the other gets a 409 naming
+    // --subnet and the winner (from etcd, or from its own check if it had already seen the winner's definition).
+    const [wide, narrow] = await Promise.all([
+      requestOn(h[0]!, 'POST', '/networks', { name: 'wide', subnet: '10.250.0.0/16' }),
+      requestOn(h[1]!, 'POST', '/networks', { name: 'narrow', subnet: '10.250.5.0/24' }),
+    ]);
+    expect([wide.status, narrow.status].sort()).toEqual([201, 409]);
+    const [won, lost] = wide.status === 201 ? [{ host: h[0]!, name: 'wide' }, narrow] : [{ host: h[1]!, name: 'narrow' }, wide];
+    expect(lost.body.error).toMatchObject({ code: 'CONFLICT', field: '--subnet' });
+    expect(lost.body.error?.message).toContain(`overlaps network ${won.name}`);
+    await ok(won.host, ['network', 'rm', won.name]);
     for (const [i, x] of h.entries()) {
       await eventually(async () => ((await networksOn(x)).map((n) => n.name).join() === before[i]!.map((n) => n.name).join() ? true : undefined), 20_000, `networks of ${x.name} as before`);
       expect(linksOf(x).filter((l) => l.startsWith('vnb') || l.startsWith('vnx')).sort()).toEqual([bridgeName(lab.id), vxlanName(lab.id)].sort());
@@ -136,13 +119,8 @@ describe('networks across a cluster of simulated hosts (VXLAN, one DHCP host, th
       const nic = info.nics.find((n) => n.network === 'lab')!;
       const shell = await SerialShell.whenReady(instanceDirOn(g.host, g.name), BOOT_TIMEOUT_MS);
       shells.push(shell);
-      await shell.run(UDHCPC_SCRIPT_SETUP);
-      const found = await shell.run(`for d in /sys/class/net/*; do grep -qi ${nic.mac} $d/address && echo "IF=$(basename $d)"; done`);
-      const dev = /IF=(eth\d+)/.exec(found.output)?.[1];
-      expect(dev, found.output).toBeDefined();
-      const dhcp = await shell.run(`ip link set ${dev} up && udhcpc -i ${dev} -n -q -t 10 -T 3 -s /tmp/udhcpc.sh`, 90_000);
-      expect(dhcp.status, dhcp.output).toBe(0);
-      const got = /inet (\d+\.\d+\.\d+\.\d+)\/24/.exec((await shell.run(`ip -4 addr show ${dev}`)).output)?.[1];
+      const dev = await guestDevice(shell, nic.mac);
+      const got = await dhcpIn(shell, dev);
       expect(got, `${g.name} on ${g.host.name}`).toBe(nic.address);
       addresses.push(got!);
     }
