@@ -22,6 +22,7 @@ import { toVirtnodeError } from '../lib/errors.ts';
 import { isAlive } from '../lib/proc.ts';
 import { diskKey } from '../qemu/protocol-node.ts';
 import type { InstancePolicy } from '../store/policies.ts';
+import { serialPasses } from '../lib/serial-passes.ts';
 import { isSharedDisk } from './cluster-shared-disks.ts';
 import type { AppCore } from './context.ts';
 
@@ -362,37 +363,20 @@ async function passOn(app: AppCore, c: ClusterService, entry: KvEntry, r: Failov
 
 /** The daemon's failover work while it serves its membership: a loop, poked by etcd watches, and the record sync. */
 export function failoverLoop(app: AppCore, c: ClusterService): { stop: () => Promise<void>; poke: () => void } {
-  let stopped = false;
-  let running: Promise<void> | undefined;
-  let again = false;
   let lastSync = 0;
-  const pass = async () => {
-    if (c.fenced !== undefined) return;
-    await adoptFailedOver(app, c);
-    await failOverDeadHosts(app, c);
-    if (Date.now() - lastSync > SYNC_MS) {
-      lastSync = Date.now();
-      await syncFailoverRecords(app, c);
-    }
-  };
-  const poke = () => {
-    if (stopped) return;
-    if (running !== undefined) {
-      again = true;
-      return;
-    }
-    running = pass()
-      .catch((e: unknown) => {
-        log(c, 'warn', 'failover pass failed', { err: toVirtnodeError(e).message });
-      })
-      .finally(() => {
-        running = undefined;
-        if (again) {
-          again = false;
-          poke();
-        }
-      });
-  };
+  const passes = serialPasses(
+    async () => {
+      if (c.fenced !== undefined) return;
+      await adoptFailedOver(app, c);
+      await failOverDeadHosts(app, c);
+      if (Date.now() - lastSync > SYNC_MS) {
+        lastSync = Date.now();
+        await syncFailoverRecords(app, c);
+      }
+    },
+    (e: unknown) => log(c, 'warn', 'failover pass failed', { err: toVirtnodeError(e).message }),
+  );
+  const poke = () => passes.request();
   const timer = setInterval(poke, LOOP_MS);
   timer.unref();
   const watches = Promise.all([KEYS.alives, FAILOVER_KEYS.records].map((prefix) => c.localKv().watch(prefix, () => poke()))).catch(() => []);
@@ -403,10 +387,9 @@ export function failoverLoop(app: AppCore, c: ClusterService): { stop: () => Pro
       poke();
     },
     stop: async () => {
-      stopped = true;
       clearInterval(timer);
       for (const w of await watches) await w.cancel().catch(() => undefined);
-      await running;
+      await passes.stop();
     },
   };
 }

@@ -9,6 +9,7 @@
 import { EtcdNetworks, NETWORK_KEYS } from '../cluster/networks-etcd.ts';
 import { KEYS } from '../cluster/model.ts';
 import type { ClusterService } from '../cluster/service.ts';
+import { serialPasses } from '../lib/serial-passes.ts';
 import type { AppCore } from './context.ts';
 
 const REPAIR_MS = 30_000;
@@ -39,34 +40,18 @@ export function dropNetworkRolesOnFence(app: AppCore, c: ClusterService): void {
 /** The daemon's loop realizing the cluster's networks here (see the top of this file). */
 export function networksLoop(app: AppCore, c: ClusterService): { stop: () => Promise<void> } {
   let stopped = false;
-  let running: Promise<void> | undefined;
-  let again = false;
   let timer: NodeJS.Timeout | undefined;
-  const pass = async () => {
-    const networks = app.core.networks;
-    for (const note of await networks.pullCluster()) log(c, 'info', note);
-    const { notes, errors } = await networks.realizeCluster();
-    for (const note of notes) log(c, 'info', note);
-    for (const err of errors) log(c, 'warn', 'cluster network not realized here', { err });
-  };
-  const run = () => {
-    if (stopped) return;
-    if (running !== undefined) {
-      again = true;
-      return;
-    }
-    running = pass()
-      .catch((e: unknown) => {
-        log(c, 'warn', 'cluster networks pass failed', { err: e instanceof Error ? e.message : String(e) });
-      })
-      .finally(() => {
-        running = undefined;
-        if (again) {
-          again = false;
-          run();
-        }
-      });
-  };
+  const passes = serialPasses(
+    async () => {
+      const networks = app.core.networks;
+      for (const note of await networks.pullCluster()) log(c, 'info', note);
+      const { notes, errors } = await networks.realizeCluster();
+      for (const note of notes) log(c, 'info', note);
+      for (const err of errors) log(c, 'warn', 'cluster network not realized here', { err });
+    },
+    (e: unknown) => log(c, 'warn', 'cluster networks pass failed', { err: e instanceof Error ? e.message : String(e) }),
+  );
+  const run = () => passes.request();
   const poke = () => {
     if (stopped || timer !== undefined) return;
     timer = setTimeout(() => {
@@ -106,7 +91,7 @@ export function networksLoop(app: AppCore, c: ClusterService): { stop: () => Pro
       clearInterval(repair);
       if (timer !== undefined) clearTimeout(timer);
       for (const w of await watches) await w.cancel().catch(() => undefined);
-      await running;
+      await passes.stop();
     },
   };
 }
