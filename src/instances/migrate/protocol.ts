@@ -2,7 +2,7 @@
  * The steps of a live move between a source host and a target host, as plain JSON-able data, so any transport
  * carries them: in-process today (tests, bench), the cluster's TLS API between daemons later. The source
  * drives: it offers the VM, the target prepares (disks, paused QEMU, listening sockets) and answers where to
- * send memory and disks; once the source saw the migration complete it tells the target to resume the guest.
+ * send memory and disks; once the switch-over begins it tells the target to resume the guest when the memory is in.
  * Until then the target may be aborted at any time, and it must then leave nothing behind.
  */
 import type { DiskFormat } from '../model.ts';
@@ -67,7 +67,12 @@ export interface TargetResumed {
 /** What the source needs from the target host; the cluster implements it over its host-to-host API. */
 export interface TargetHost {
   prepare(offer: MigrationOffer, options?: { signal?: AbortSignal }): Promise<TargetReady>;
-  /** The source saw the migration complete (or switch to post-copy): run the guest on the target. */
+  /**
+   * The switch-over began (the source's vCPUs stopped for the last pages and the devices' state, or post-copy
+   * began): run the guest on the target as soon as its memory has arrived, and answer then. Asked while the last
+   * of the stream is still on the way, so the request's own trip is not in the guest's downtime. `abort` before
+   * the guest runs wins; after, it is refused.
+   */
   resume(options?: { signal?: AbortSignal }): Promise<TargetResumed>;
   /**
    * Post-copy only: the link dropped while the guest already ran on the target (`postcopy-paused`); listen
@@ -97,10 +102,10 @@ export interface MigrationProgress {
 }
 
 export interface MigrationResult {
-  /** The dirty rate measured before the move (calc-dirty-rate), MiB/s. */
-  dirtyRateMiBps: number;
+  /** The dirty rate measured at the start of the move (calc-dirty-rate, 1 s), MiB/s; absent when the move was over sooner. */
+  dirtyRateMiBps?: number;
   /** The move's expected duration from the dirty rate, the memory size and the bandwidth (the cap), ms. */
-  predictedMs: number;
+  predictedMs?: number;
   /**
    * The same from the rate the migration really went through memory in its first second (the whole expected
    * duration from the start of `migrate`, ms); absent when the migration was over sooner.
