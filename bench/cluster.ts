@@ -82,16 +82,16 @@ try {
         if (runsOn === undefined || qemuPidsUnder(runsOn.home).length !== 1) throw new Error(`${name}: no QEMU on ${host} after the launch answered`);
         await ok(on, ['delete', '--force', name]);
       }
-  }
-  placement = {
-    what: 'virtnode launch tiny --no-wait (128 MiB, seed http) as a CLI process through a daemon, to its answer: QEMU running the guest on the chosen host',
-    targetedForwarded: stats(times.targeted),
-    scheduled: { ...stats(times.scheduled), chosenHosts: scheduledTo },
-    standalone: stats(times.standalone),
-    ratioTargetedToStandalone: +(median(times.targeted) / median(times.standalone)).toFixed(2),
-    ratioScheduledToStandalone: +(median(times.scheduled) / median(times.standalone)).toFixed(2),
-  };
-  console.log(JSON.stringify({ placement }, null, 2));
+    }
+    placement = {
+      what: 'virtnode launch tiny --no-wait (128 MiB, seed http) as a CLI process through a daemon, to its answer: QEMU running the guest on the chosen host',
+      targetedForwarded: stats(times.targeted),
+      scheduled: { ...stats(times.scheduled), chosenHosts: scheduledTo },
+      standalone: stats(times.standalone),
+      ratioTargetedToStandalone: +(median(times.targeted) / median(times.standalone)).toFixed(2),
+      ratioScheduledToStandalone: +(median(times.scheduled) / median(times.standalone)).toFixed(2),
+    };
+    console.log(JSON.stringify({ placement }, null, 2));
   }
 
   // 2. Live moves of an idle, booted guest back and forth.
@@ -113,17 +113,17 @@ try {
       if (qemuPidsUnder(to.home).length !== 1 || qemuPidsUnder(from.home).length !== 0) throw new Error(`move ${from.name} -> ${to.name}: QEMUs not where expected`);
       from = to;
       await new Promise((r) => setTimeout(r, 1000));
-  }
-  await ok(h1, ['delete', '--force', 'm1']);
-  move = {
-    what: 'virtnode move m1 --to HOST, live, idle tiny guest (128 MiB, booted), asked on the source host; total and downtime as virtnode reports them (total to 0.1 s)',
-    byHandComparison: 'bench/migration.ts (the migration engine against the same move by hand with two QEMUs and raw QMP, same machine)',
-    downtime: { n: moves.length, medianMs: median(moves.map((x) => x.downtimeMs)) },
-    total: { n: moves.length, medianMs: median(moves.map((x) => x.totalMs)) },
-    cliWall: stats(moves.map((x) => x.wallMs)),
-    moves,
-  };
-  console.log(JSON.stringify({ move }, null, 2));
+    }
+    await ok(h1, ['delete', '--force', 'm1']);
+    move = {
+      what: 'virtnode move m1 --to HOST, live, idle tiny guest (128 MiB, booted), asked on the source host; total and downtime as virtnode reports them (total to 0.1 s)',
+      byHandComparison: 'bench/migration.ts (the migration engine against the same move by hand with two QEMUs and raw QMP, same machine)',
+      downtime: { n: moves.length, medianMs: median(moves.map((x) => x.downtimeMs)) },
+      total: { n: moves.length, medianMs: median(moves.map((x) => x.totalMs)) },
+      cliWall: stats(moves.map((x) => x.wallMs)),
+      moves,
+    };
+    console.log(JSON.stringify({ move }, null, 2));
   }
 
   // 3. Failover of an on-failure guest on the shared-dir pool when its host dies.
@@ -160,9 +160,9 @@ try {
       };
     } finally {
       clearInterval(sampler);
-  }
-  etcdSurvivors = etcdRss(survivors);
-  console.log(JSON.stringify({ failover }, null, 2));
+    }
+    etcdSurvivors = etcdRss(survivors);
+    console.log(JSON.stringify({ failover }, null, 2));
   }
 
   const result = {
