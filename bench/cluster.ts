@@ -100,7 +100,7 @@ try {
     await ok(h1, ['launch', 'tiny', '--name', 'm1', ...LAUNCH, '--target', 'h1']);
     (await SerialShell.whenReady(instanceDirOn(h1, 'm1'), 120_000)).close();
     await new Promise((r) => setTimeout(r, 2000));
-    const moves: { from: string; to: string; wallMs: number; totalMs: number; downtimeMs: number }[] = [];
+    const moves: { from: string; to: string; wallMs: number; totalMs: number; downtimeMs: number; switchover?: Record<string, number> }[] = [];
     let from = h1;
     for (let r = 0; r < rounds; r++) {
       const to = from === h1 ? h2 : h1;
@@ -109,7 +109,10 @@ try {
       const wallMs = performance.now() - t0;
       const m = /^Moved m1 from (\S+) to (\S+) in (\d+(?:\.\d+)?) s, downtime (\d+) ms$/m.exec(out);
       if (m === null) throw new Error(`move: unexpected answer: ${out}`);
-      moves.push({ from: m[1]!, to: m[2]!, wallMs: Math.round(wallMs), totalMs: Math.round(Number(m[3]) * 1000), downtimeMs: Number(m[4]) });
+      // Where the downtime went, as `move` prints it: "switch-over after the source stopped: source done 20 ms, ...".
+      const steps = /switch-over after the source stopped: (.*)$/m.exec(out)?.[1];
+      const switchover = steps === undefined ? undefined : Object.fromEntries([...steps.matchAll(/([a-z ]+) (\d+) ms/g)].map((x) => [x[1]!.trim(), Number(x[2])]));
+      moves.push({ from: m[1]!, to: m[2]!, wallMs: Math.round(wallMs), totalMs: Math.round(Number(m[3]) * 1000), downtimeMs: Number(m[4]), ...(switchover === undefined ? {} : { switchover }) });
       if (qemuPidsUnder(to.home).length !== 1 || qemuPidsUnder(from.home).length !== 0) throw new Error(`move ${from.name} -> ${to.name}: QEMUs not where expected`);
       from = to;
       await new Promise((r) => setTimeout(r, 1000));

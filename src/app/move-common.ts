@@ -37,6 +37,8 @@ export interface MoveOutcome {
   offline: boolean;
   /** A live move that switched to post-copy. */
   postcopy: boolean;
+  /** A live move: where the downtime went (MigrationResult's `switchover`). */
+  switchover?: { sourceCompletedMs?: number; resumeAskedMs?: number; arrivedMs?: number; runningMs: number };
 }
 
 /** Where a base image is on this host: an image or a template with that digest, if its file is there. */

@@ -60,6 +60,10 @@ export interface TargetReady {
 
 export interface TargetResumed {
   pid: number;
+  /** When the target was asked to resume (ms since the epoch, the target's clock). */
+  askedAt?: number;
+  /** When the target saw the last of the memory loaded, just before its `cont` (same clock). */
+  arrivedAt?: number;
   /** When the guest's vCPUs ran again on the target (ms since the epoch, the target's clock). */
   resumedAt: number;
 }
@@ -119,6 +123,12 @@ export interface MigrationResult {
   qemuDowntimeMs: number | undefined;
   /** From the source's vCPUs stopping (its STOP event) to the target running them (its resume). */
   downtimeMs: number | undefined;
+  /**
+   * Where the downtime went, ms from the source's STOP (same machine's clock on a host pair in one machine, else
+   * as far as the hosts' clocks agree): the source's MIGRATION `completed` (QEMU sent the rest), the target asked
+   * to resume, the memory loaded there, the guest running there.
+   */
+  switchover?: { sourceCompletedMs?: number; resumeAskedMs?: number; arrivedMs?: number; runningMs: number };
   bytesSent: number;
   postcopy: boolean;
   diskBytes: number;

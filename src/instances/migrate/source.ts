@@ -126,10 +126,12 @@ export async function migrateOut(qmp: QmpConnection, offer: MigrationOffer, targ
   };
   let postcopy = false;
   let stopAt: number | undefined;
+  let completedAt: number | undefined;
   const stopListener = qmp.onEvent((e) => {
     if (e.event === QMP_EVENTS.stop && state.migrationStarted && stopAt === undefined) stopAt = eventTime(e);
     if (e.event !== QMP_EVENTS.migration || !state.migrationStarted) return;
     const status = e.data?.['status'];
+    if (status === 'completed') completedAt = eventTime(e);
     // A short post-copy may be over before the loop below looks: QEMU's event says it happened.
     if (status === 'postcopy-active') postcopy = true;
     if (status === 'device' || status === 'postcopy-active') void armResume();
@@ -242,6 +244,7 @@ export async function migrateOut(qmp: QmpConnection, offer: MigrationOffer, targ
       totalMs: resumed.resumedAt - startedAt,
       qemuDowntimeMs: info.downtime,
       downtimeMs: stopAt === undefined ? undefined : Math.max(0, resumed.resumedAt - stopAt),
+      ...(stopAt === undefined ? {} : { switchover: switchoverTimes(stopAt, completedAt, resumed) }),
       bytesSent: info.ram?.transferred ?? 0,
       postcopy,
       diskBytes: diskBytesTotal,
@@ -259,6 +262,16 @@ export async function migrateOut(qmp: QmpConnection, offer: MigrationOffer, targ
   } finally {
     stopListener();
   }
+}
+
+function switchoverTimes(stopAt: number, completedAt: number | undefined, resumed: TargetResumed): NonNullable<MigrationResult['switchover']> {
+  const since = (t: number) => Math.round(t - stopAt);
+  return {
+    runningMs: since(resumed.resumedAt),
+    ...(completedAt === undefined ? {} : { sourceCompletedMs: since(completedAt) }),
+    ...(resumed.askedAt === undefined ? {} : { resumeAskedMs: since(resumed.askedAt) }),
+    ...(resumed.arrivedAt === undefined ? {} : { arrivedMs: since(resumed.arrivedAt) }),
+  };
 }
 
 /** Resolves at the next MIGRATION event (capability `events`) or after `ms`, whichever comes first. */

@@ -148,7 +148,8 @@ export class MigrationTarget implements TargetHost {
   async resume(options: { signal?: AbortSignal } = {}): Promise<TargetResumed> {
     const qmp = this.qmp;
     if (qmp === undefined || this.identity === undefined) throw new VirtnodeError('INVALID_STATE', 'the target was not prepared');
-    const deadline = Date.now() + ARRIVAL_TIMEOUT_MS;
+    const askedAt = Date.now();
+    const deadline = askedAt + ARRIVAL_TIMEOUT_MS;
     // Subscribed before the first look, so an event between the look and the wait is not missed.
     let wake: (() => void) | undefined;
     let failed: string | undefined;
@@ -190,6 +191,7 @@ export class MigrationTarget implements TargetHost {
     if (this.aborting) throw new VirtnodeError('INVALID_STATE', 'the move was aborted on the target');
     // From here an abort is refused: the guest may be running here.
     this.resuming = true;
+    const arrivedAt = Date.now();
     // The marker goes first: a crash between the two leaves a paused QEMU to clean up by hand, never a running
     // guest that a repair would kill while its source is already gone.
     rmSync(join(this.options.dir, INCOMING_MARKER), { force: true });
@@ -198,7 +200,7 @@ export class MigrationTarget implements TargetHost {
     this.resumed = true;
     this.undo.success();
     await this.stopNbd(qmp);
-    return { pid: this.identity.pid, resumedAt };
+    return { pid: this.identity.pid, resumedAt, askedAt, arrivedAt };
   }
 
   async recover(options: { signal?: AbortSignal } = {}): Promise<string> {
