@@ -7,6 +7,7 @@ import type { Static } from 'typebox';
 import type { MoveBody } from '../api/contracts/instances.ts';
 import type { InstanceView } from '../api/schemas.ts';
 import type { ClusterService } from '../cluster/service.ts';
+import type { SwitchoverTimes } from '../instances/migrate/protocol.ts';
 import { VirtnodeError } from '../lib/errors.ts';
 import { validateName } from '../lib/ids.ts';
 import { checkNicsArrive, type MovingNic } from '../network/movable.ts';
@@ -38,7 +39,7 @@ export interface MoveOutcome {
   /** A live move that switched to post-copy. */
   postcopy: boolean;
   /** A live move: where the downtime went (MigrationResult's `switchover`). */
-  switchover?: { sourceCompletedMs?: number; resumeAskedMs?: number; arrivedMs?: number; runningMs: number };
+  switchover?: SwitchoverTimes;
 }
 
 /** Where a base image is on this host: an image or a template with that digest, if its file is there. */

@@ -52,6 +52,8 @@ export const MoveResult = Closed({
   switchover: Type.Optional(
     Closed(
       {
+        pausedMs: Type.Optional(Type.Integer({ description: 'with copied disks: the source paused before the switch-over' })),
+        continuedMs: Type.Optional(Type.Integer({ description: 'with copied disks: the disk mirrors finished, the migration went on' })),
         sourceCompletedMs: Type.Optional(Type.Integer({ description: "the source's QEMU had sent the rest (its MIGRATION completed)" })),
         resumeAskedMs: Type.Optional(Type.Integer({ description: 'the target was asked to resume the guest' })),
         arrivedMs: Type.Optional(Type.Integer({ description: 'the target had the memory loaded' })),

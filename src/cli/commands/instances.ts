@@ -174,7 +174,7 @@ export function registerInstanceCommands(program: Command): void {
         const s = r.switchover;
         if (s !== undefined) {
           const at = (what: string, ms: number | undefined) => (ms === undefined ? [] : [`${what} ${ms} ms`]);
-          const steps = [...at('source done', s.sourceCompletedMs), ...at('target asked', s.resumeAskedMs), ...at('memory loaded', s.arrivedMs), `running ${s.runningMs} ms`];
+          const steps = [...at('paused', s.pausedMs), ...at('disks done', s.continuedMs), ...at('source done', s.sourceCompletedMs), ...at('target asked', s.resumeAskedMs), ...at('memory loaded', s.arrivedMs), `running ${s.runningMs} ms`];
           process.stdout.write(`  switch-over after the source stopped: ${steps.join(', ')}\n`);
         }
       });

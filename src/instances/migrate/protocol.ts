@@ -105,6 +105,22 @@ export interface MigrationProgress {
   elapsedMs: number;
 }
 
+/** Where a live move's downtime went, ms from the source's STOP. */
+export interface SwitchoverTimes {
+  /** With copied disks: the source paused before the switch-over (QEMU's MIGRATION `pre-switchover`). */
+  pausedMs?: number;
+  /** With copied disks: the disk mirrors finished and `migrate-continue` answered. */
+  continuedMs?: number;
+  /** The source's QEMU had sent the rest (its MIGRATION `completed`). */
+  sourceCompletedMs?: number;
+  /** The target was asked to resume the guest. */
+  resumeAskedMs?: number;
+  /** The target had the memory loaded. */
+  arrivedMs?: number;
+  /** The guest ran on the target (the downtime). */
+  runningMs: number;
+}
+
 export interface MigrationResult {
   /** The dirty rate measured at the start of the move (calc-dirty-rate, 1 s), MiB/s; absent when the move was over sooner. */
   dirtyRateMiBps?: number;
@@ -128,7 +144,7 @@ export interface MigrationResult {
    * as far as the hosts' clocks agree): the source's MIGRATION `completed` (QEMU sent the rest), the target asked
    * to resume, the memory loaded there, the guest running there.
    */
-  switchover?: { sourceCompletedMs?: number; resumeAskedMs?: number; arrivedMs?: number; runningMs: number };
+  switchover?: SwitchoverTimes;
   bytesSent: number;
   postcopy: boolean;
   diskBytes: number;

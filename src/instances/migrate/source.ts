@@ -28,7 +28,7 @@ import {
   queryMigrate,
 } from '../../qmp/migration.ts';
 import { type ConvergenceSample, predictMigrationMs, preCopyStalled } from './predict.ts';
-import type { MigrationOffer, MigrationProgress, MigrationResult, PostcopyMode, TargetHost, TargetReady, TargetResumed } from './protocol.ts';
+import type { MigrationOffer, MigrationProgress, MigrationResult, PostcopyMode, SwitchoverTimes, TargetHost, TargetReady, TargetResumed } from './protocol.ts';
 
 export const DEFAULT_DOWNTIME_LIMIT_MS = 300;
 export const DEFAULT_MAX_BANDWIDTH = 1024 * 1024 * 1024;
@@ -127,11 +127,14 @@ export async function migrateOut(qmp: QmpConnection, offer: MigrationOffer, targ
   let postcopy = false;
   let stopAt: number | undefined;
   let completedAt: number | undefined;
+  let pausedAt: number | undefined;
+  let continuedAt: number | undefined;
   const stopListener = qmp.onEvent((e) => {
     if (e.event === QMP_EVENTS.stop && state.migrationStarted && stopAt === undefined) stopAt = eventTime(e);
     if (e.event !== QMP_EVENTS.migration || !state.migrationStarted) return;
     const status = e.data?.['status'];
     if (status === 'completed') completedAt = eventTime(e);
+    if (status === 'pre-switchover') pausedAt = eventTime(e);
     // A short post-copy may be over before the loop below looks: QEMU's event says it happened.
     if (status === 'postcopy-active') postcopy = true;
     if (status === 'device' || status === 'postcopy-active') void armResume();
@@ -196,6 +199,7 @@ export async function migrateOut(qmp: QmpConnection, offer: MigrationOffer, targ
         switchedOver = true;
         await finishMirrors(qmp, state, signal);
         await migrateContinue(qmp, lq);
+        continuedAt = Date.now();
       } else if (info.status === 'postcopy-active' && resumed === undefined) {
         postcopy = true;
         resumed = await armResume();
@@ -244,7 +248,7 @@ export async function migrateOut(qmp: QmpConnection, offer: MigrationOffer, targ
       totalMs: resumed.resumedAt - startedAt,
       qemuDowntimeMs: info.downtime,
       downtimeMs: stopAt === undefined ? undefined : Math.max(0, resumed.resumedAt - stopAt),
-      ...(stopAt === undefined ? {} : { switchover: switchoverTimes(stopAt, completedAt, resumed) }),
+      ...(stopAt === undefined ? {} : { switchover: switchoverTimes(stopAt, { pausedAt, continuedAt, completedAt }, resumed) }),
       bytesSent: info.ram?.transferred ?? 0,
       postcopy,
       diskBytes: diskBytesTotal,
@@ -264,10 +268,13 @@ export async function migrateOut(qmp: QmpConnection, offer: MigrationOffer, targ
   }
 }
 
-function switchoverTimes(stopAt: number, completedAt: number | undefined, resumed: TargetResumed): NonNullable<MigrationResult['switchover']> {
+function switchoverTimes(stopAt: number, source: { pausedAt?: number | undefined; continuedAt?: number | undefined; completedAt?: number | undefined }, resumed: TargetResumed): SwitchoverTimes {
   const since = (t: number) => Math.round(t - stopAt);
+  const { pausedAt, continuedAt, completedAt } = source;
   return {
     runningMs: since(resumed.resumedAt),
+    ...(pausedAt === undefined ? {} : { pausedMs: since(pausedAt) }),
+    ...(continuedAt === undefined ? {} : { continuedMs: since(continuedAt) }),
     ...(completedAt === undefined ? {} : { sourceCompletedMs: since(completedAt) }),
     ...(resumed.askedAt === undefined ? {} : { resumeAskedMs: since(resumed.askedAt) }),
     ...(resumed.arrivedAt === undefined ? {} : { arrivedMs: since(resumed.arrivedAt) }),
