@@ -15,6 +15,7 @@
  * Writes bench/results/cluster.json. Usage (root, in a private network namespace; needs `ip netns` and the tiny
  * guest, VIRTNODE_TEST_GUEST_DIR):
  *   unshare --net -- bash -c 'ip link set lo up && node bench/cluster.ts [rounds=5]'
+ * BENCH_PARTS=move (or placement,move,failover; default all) runs only those parts.
  */
 import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -30,6 +31,7 @@ import { writeResult } from './results.ts';
 const rounds = Number(process.argv[2] ?? 5);
 if (!Number.isInteger(rounds) || rounds < 1) throw new Error(`rounds: expected a whole number of at least 1, got ${process.argv[2]}`);
 const TTL_S = 6;
+const PARTS = new Set((process.env['BENCH_PARTS'] ?? 'placement,move,failover').split(','));
 const LAUNCH = ['--memory', '128M', '--seed', 'http', '--no-wait', '--cpu-model', 'qemu64'];
 const median = (xs: number[]) => {
   const s = [...xs].sort((a, b) => a - b);
@@ -56,102 +58,115 @@ try {
   const etcdIdle = etcdRss(cluster);
 
   // 1. Placement latency, interleaved with the standalone launch.
-  const kinds = {
-    targeted: { on: h1, args: ['--target', 'h2'] },
-    scheduled: { on: h1, args: [] as string[] },
-    standalone: { on: alone, args: [] as string[] },
-  } as const;
-  const times: Record<keyof typeof kinds, number[]> = { targeted: [], scheduled: [], standalone: [] };
-  const scheduledTo: string[] = [];
-  const order = Object.keys(kinds) as (keyof typeof kinds)[];
-  for (let r = 0; r < rounds; r++) {
-    for (let k = 0; k < order.length; k++) {
-      const kind = order[(r + k) % order.length]!;
-      const { on, args } = kinds[kind];
-      const name = `p${kind[0]}${r}`;
-      const t0 = performance.now();
-      await ok(on, ['launch', 'tiny', '--name', name, ...LAUNCH, ...args]);
-      times[kind].push(performance.now() - t0);
-      const host = kind === 'standalone' ? alone.name : kind === 'targeted' ? 'h2' : (await listOn(h1)).find((i) => i.name === name)?.host;
-      if (kind === 'scheduled') scheduledTo.push(host ?? '?');
-      const runsOn = sim.hosts.find((x) => x.name === host);
-      if (runsOn === undefined || qemuPidsUnder(runsOn.home).length !== 1) throw new Error(`${name}: no QEMU on ${host} after the launch answered`);
-      await ok(on, ['delete', '--force', name]);
+  let placement;
+  if (PARTS.has('placement')) {
+    const kinds = {
+      targeted: { on: h1, args: ['--target', 'h2'] },
+      scheduled: { on: h1, args: [] as string[] },
+      standalone: { on: alone, args: [] as string[] },
+    } as const;
+    const times: Record<keyof typeof kinds, number[]> = { targeted: [], scheduled: [], standalone: [] };
+    const scheduledTo: string[] = [];
+    const order = Object.keys(kinds) as (keyof typeof kinds)[];
+    for (let r = 0; r < rounds; r++) {
+      for (let k = 0; k < order.length; k++) {
+        const kind = order[(r + k) % order.length]!;
+        const { on, args } = kinds[kind];
+        const name = `p${kind[0]}${r}`;
+        const t0 = performance.now();
+        await ok(on, ['launch', 'tiny', '--name', name, ...LAUNCH, ...args]);
+        times[kind].push(performance.now() - t0);
+        const host = kind === 'standalone' ? alone.name : kind === 'targeted' ? 'h2' : (await listOn(h1)).find((i) => i.name === name)?.host;
+        if (kind === 'scheduled') scheduledTo.push(host ?? '?');
+        const runsOn = sim.hosts.find((x) => x.name === host);
+        if (runsOn === undefined || qemuPidsUnder(runsOn.home).length !== 1) throw new Error(`${name}: no QEMU on ${host} after the launch answered`);
+        await ok(on, ['delete', '--force', name]);
+      }
     }
+    placement = {
+      what: 'virtnode launch tiny --no-wait (128 MiB, seed http) as a CLI process through a daemon, to its answer: QEMU running the guest on the chosen host',
+      targetedForwarded: stats(times.targeted),
+      scheduled: { ...stats(times.scheduled), chosenHosts: scheduledTo },
+      standalone: stats(times.standalone),
+      ratioTargetedToStandalone: +(median(times.targeted) / median(times.standalone)).toFixed(2),
+      ratioScheduledToStandalone: +(median(times.scheduled) / median(times.standalone)).toFixed(2),
+    };
+    console.log(JSON.stringify({ placement }, null, 2));
   }
-  const placement = {
-    what: 'virtnode launch tiny --no-wait (128 MiB, seed http) as a CLI process through a daemon, to its answer: QEMU running the guest on the chosen host',
-    targetedForwarded: stats(times.targeted),
-    scheduled: { ...stats(times.scheduled), chosenHosts: scheduledTo },
-    standalone: stats(times.standalone),
-    ratioTargetedToStandalone: +(median(times.targeted) / median(times.standalone)).toFixed(2),
-    ratioScheduledToStandalone: +(median(times.scheduled) / median(times.standalone)).toFixed(2),
-  };
-  console.log(JSON.stringify({ placement }, null, 2));
 
   // 2. Live moves of an idle, booted guest back and forth.
-  await ok(h1, ['launch', 'tiny', '--name', 'm1', ...LAUNCH, '--target', 'h1']);
-  (await SerialShell.whenReady(instanceDirOn(h1, 'm1'), 120_000)).close();
-  await new Promise((r) => setTimeout(r, 2000));
-  const moves: { from: string; to: string; wallMs: number; totalMs: number; downtimeMs: number }[] = [];
-  let from = h1;
-  for (let r = 0; r < rounds; r++) {
-    const to = from === h1 ? h2 : h1;
-    const t0 = performance.now();
-    const out = await ok(from, ['move', 'm1', '--to', to.name]);
-    const wallMs = performance.now() - t0;
-    const m = /^Moved m1 from (\S+) to (\S+) in (\d+(?:\.\d+)?) s, downtime (\d+) ms$/m.exec(out);
-    if (m === null) throw new Error(`move: unexpected answer: ${out}`);
-    moves.push({ from: m[1]!, to: m[2]!, wallMs: Math.round(wallMs), totalMs: Math.round(Number(m[3]) * 1000), downtimeMs: Number(m[4]) });
-    if (qemuPidsUnder(to.home).length !== 1 || qemuPidsUnder(from.home).length !== 0) throw new Error(`move ${from.name} -> ${to.name}: QEMUs not where expected`);
-    from = to;
-    await new Promise((r) => setTimeout(r, 1000));
+  let move;
+  if (PARTS.has('move')) {
+    await ok(h1, ['launch', 'tiny', '--name', 'm1', ...LAUNCH, '--target', 'h1']);
+    (await SerialShell.whenReady(instanceDirOn(h1, 'm1'), 120_000)).close();
+    await new Promise((r) => setTimeout(r, 2000));
+    const moves: { from: string; to: string; wallMs: number; totalMs: number; downtimeMs: number; switchover?: Record<string, number> }[] = [];
+    let from = h1;
+    for (let r = 0; r < rounds; r++) {
+      const to = from === h1 ? h2 : h1;
+      const t0 = performance.now();
+      const out = await ok(from, ['move', 'm1', '--to', to.name]);
+      const wallMs = performance.now() - t0;
+      const m = /^Moved m1 from (\S+) to (\S+) in (\d+(?:\.\d+)?) s, downtime (\d+) ms$/m.exec(out);
+      if (m === null) throw new Error(`move: unexpected answer: ${out}`);
+      // Where the downtime went, as `move` prints it: "switch-over after the source stopped: source done 20 ms, ...".
+      const steps = /switch-over after the source stopped: (.*)$/m.exec(out)?.[1];
+      const switchover = steps === undefined ? undefined : Object.fromEntries([...steps.matchAll(/([a-z ]+) (\d+) ms/g)].map((x) => [x[1]!.trim(), Number(x[2])]));
+      moves.push({ from: m[1]!, to: m[2]!, wallMs: Math.round(wallMs), totalMs: Math.round(Number(m[3]) * 1000), downtimeMs: Number(m[4]), ...(switchover === undefined ? {} : { switchover }) });
+      if (qemuPidsUnder(to.home).length !== 1 || qemuPidsUnder(from.home).length !== 0) throw new Error(`move ${from.name} -> ${to.name}: QEMUs not where expected`);
+      from = to;
+      await new Promise((r) => setTimeout(r, 1000));
+    }
+    await ok(h1, ['delete', '--force', 'm1']);
+    move = {
+      what: 'virtnode move m1 --to HOST, live, idle tiny guest (128 MiB, booted), asked on the source host; total and downtime as virtnode reports them (total to 0.1 s)',
+      byHandComparison: 'bench/migration.ts (the migration engine against the same move by hand with two QEMUs and raw QMP, same machine)',
+      downtime: { n: moves.length, medianMs: median(moves.map((x) => x.downtimeMs)) },
+      total: { n: moves.length, medianMs: median(moves.map((x) => x.totalMs)) },
+      cliWall: stats(moves.map((x) => x.wallMs)),
+      moves,
+    };
+    console.log(JSON.stringify({ move }, null, 2));
   }
-  await ok(h1, ['delete', '--force', 'm1']);
-  const move = {
-    what: 'virtnode move m1 --to HOST, live, idle tiny guest (128 MiB, booted), asked on the source host; total and downtime as virtnode reports them (total to 0.1 s)',
-    byHandComparison: 'bench/migration.ts (the migration engine against the same move by hand with two QEMUs and raw QMP, same machine)',
-    downtime: { n: moves.length, medianMs: median(moves.map((x) => x.downtimeMs)) },
-    total: { n: moves.length, medianMs: median(moves.map((x) => x.totalMs)) },
-    cliWall: stats(moves.map((x) => x.wallMs)),
-    moves,
-  };
-  console.log(JSON.stringify({ move }, null, 2));
 
   // 3. Failover of an on-failure guest on the shared-dir pool when its host dies.
-  await ok(h1, ['launch', 'tiny', '--name', 'f1', ...LAUNCH, '--target', 'h1', '--pool', 'shared']);
-  await ok(h1, ['set', 'f1', 'restart=on-failure']);
-  await eventually(() => {
-    const rec = etcdGet<FailoverRecord>(h2, FAILOVER_KEYS.record('f1'));
-    return rec?.host === 'h1' && rec.running && rec.failover === undefined && qemuPidsUnder(h1.home).length === 1 ? true : undefined;
-  }, 30_000, 'failover record of f1 on h1');
-  const etcdBeforeKill = etcdRss(cluster);
-  const survivors = [h2, h3];
-  let most = 0;
-  const sampler = setInterval(() => (most = Math.max(most, cluster.reduce((n, x) => n + qemuPidsUnder(x.home).length, 0))), 100);
   let failover;
-  try {
-    const killedAt = performance.now();
-    await crashHost(h1);
-    const to = await eventually(() => survivors.find((x) => qemuPidsUnder(x.home).length === 1), 60_000, 'f1 started on a survivor');
-    const qemuMs = performance.now() - killedAt;
-    await eventually(async () => ((await listOn(h2)).find((i) => i.name === 'f1' && i.state === 'running' && i.host === to.name) ? true : undefined), 60_000, 'f1 listed running');
-    const listedMs = performance.now() - killedAt;
-    failover = {
-      what: 'SIGKILL of h1 (daemon, QEMUs, etcd member) to the on-failure guest (shared-dir pool) running on another host',
-      rounds: 1,
-      leaseTtlMs: TTL_S * 1000,
-      toHost: to.name,
-      killToQemuMs: Math.round(qemuMs),
-      killToListedRunningMs: Math.round(listedMs),
-      ratioToLeaseTtl: +(qemuMs / (TTL_S * 1000)).toFixed(2),
-      mostQemusAtOnce: Math.max(most, 1),
-    };
-  } finally {
-    clearInterval(sampler);
+  let etcdBeforeKill;
+  let etcdSurvivors;
+  if (PARTS.has('failover')) {
+    await ok(h1, ['launch', 'tiny', '--name', 'f1', ...LAUNCH, '--target', 'h1', '--pool', 'shared']);
+    await ok(h1, ['set', 'f1', 'restart=on-failure']);
+    await eventually(() => {
+      const rec = etcdGet<FailoverRecord>(h2, FAILOVER_KEYS.record('f1'));
+      return rec?.host === 'h1' && rec.running && rec.failover === undefined && qemuPidsUnder(h1.home).length === 1 ? true : undefined;
+    }, 30_000, 'failover record of f1 on h1');
+    etcdBeforeKill = etcdRss(cluster);
+    const survivors = [h2, h3];
+    let most = 0;
+    const sampler = setInterval(() => (most = Math.max(most, cluster.reduce((n, x) => n + qemuPidsUnder(x.home).length, 0))), 100);
+    try {
+      const killedAt = performance.now();
+      await crashHost(h1);
+      const to = await eventually(() => survivors.find((x) => qemuPidsUnder(x.home).length === 1), 60_000, 'f1 started on a survivor');
+      const qemuMs = performance.now() - killedAt;
+      await eventually(async () => ((await listOn(h2)).find((i) => i.name === 'f1' && i.state === 'running' && i.host === to.name) ? true : undefined), 60_000, 'f1 listed running');
+      const listedMs = performance.now() - killedAt;
+      failover = {
+        what: 'SIGKILL of h1 (daemon, QEMUs, etcd member) to the on-failure guest (shared-dir pool) running on another host',
+        rounds: 1,
+        leaseTtlMs: TTL_S * 1000,
+        toHost: to.name,
+        killToQemuMs: Math.round(qemuMs),
+        killToListedRunningMs: Math.round(listedMs),
+        ratioToLeaseTtl: +(qemuMs / (TTL_S * 1000)).toFixed(2),
+        mostQemusAtOnce: Math.max(most, 1),
+      };
+    } finally {
+      clearInterval(sampler);
+    }
+    etcdSurvivors = etcdRss(survivors);
+    console.log(JSON.stringify({ failover }, null, 2));
   }
-  const etcdSurvivors = etcdRss(survivors);
-  console.log(JSON.stringify({ failover }, null, 2));
 
   const result = {
     date: new Date().toISOString(),

@@ -9,6 +9,8 @@
  * target QEMU), where the downtime goes (source stop to its completion, the destination still loading, the
  * control path to `cont`), and virtnode's predictions (from the
  * bandwidth cap, and refined from the migration's first second) against its measured migration time.
+ * BENCH_BASELINE=DIR adds a third contender in the same run: the engine of another checkout of virtnode (e.g. a
+ * `git worktree` of the previous commit), so a change to the engine is measured before/after side by side.
  * Writes bench/results/migration.json. Usage (root, in a private network namespace; BENCH_KINDS=idle for one kind):
  *   unshare --net -- bash -c 'ip link set lo up && node bench/migration.ts [rounds]'
  */
@@ -19,7 +21,7 @@ import { join } from 'node:path';
 import { copyingBaseFetcher } from '../src/instances/migrate/base-fetch.ts';
 import { buildOffer } from '../src/instances/migrate/offer.ts';
 import type { MigrationResult } from '../src/instances/migrate/protocol.ts';
-import { migrateOut } from '../src/instances/migrate/source.ts';
+import { DEFAULT_DOWNTIME_LIMIT_MS, migrateOut } from '../src/instances/migrate/source.ts';
 import { MigrationTarget } from '../src/instances/migrate/target.ts';
 import { runtimePaths } from '../src/instances/runtime.ts';
 import { buildArgv } from '../src/qemu/argv.ts';
@@ -35,7 +37,26 @@ import { writeResult } from './results.ts';
 const rounds = Number(process.argv[2] ?? 3);
 const MEMORY_MIB = 1024;
 const MAX_BANDWIDTH = 1024 * 1024 * 1024;
-const DOWNTIME_LIMIT_MS = 300;
+const DOWNTIME_LIMIT_MS = Number(process.env['BENCH_DOWNTIME_LIMIT_MS'] ?? DEFAULT_DOWNTIME_LIMIT_MS);
+const BASELINE = process.env['BENCH_BASELINE'];
+
+/** A migration engine: this checkout's, or the baseline's (another checkout's modules, loaded as they are there). */
+interface Engine {
+  migrateOut: typeof migrateOut;
+  MigrationTarget: typeof MigrationTarget;
+  /** Its own downtime limit (default DOWNTIME_LIMIT_MS, as by hand). */
+  downtimeLimitMs?: number;
+}
+const engines: Record<string, Engine> = { virtnode: { migrateOut, MigrationTarget } };
+// BENCH_ALSO_LIMIT_MS=N: this checkout's engine once more with downtime-limit N, in the same run.
+const alsoLimit = process.env['BENCH_ALSO_LIMIT_MS'];
+if (alsoLimit !== undefined) engines[`virtnode-limit-${alsoLimit}`] = { migrateOut, MigrationTarget, downtimeLimitMs: Number(alsoLimit) };
+if (BASELINE !== undefined) {
+  engines['baseline'] = {
+    migrateOut: ((await import(join(BASELINE, 'src/instances/migrate/source.ts'))) as { migrateOut: typeof migrateOut }).migrateOut,
+    MigrationTarget: ((await import(join(BASELINE, 'src/instances/migrate/target.ts'))) as { MigrationTarget: typeof MigrationTarget }).MigrationTarget,
+  };
+}
 /**
  * 64 MiB rewritten without pause, alternately from two different random sources: the pages change content (what
  * calc-dirty-rate's sampling sees), none of them zero pages. In a session of its own, off the console: a
@@ -128,6 +149,8 @@ interface Sample {
   sourceToDestCompletedMs: number;
   /** The destination's completed event to the guest running there (the control path: polling, cont). */
   destCompletedToRunningMs: number;
+  /** QEMU's own figure (query-migrate `downtime` on the source). */
+  qemuDowntimeMs: number | undefined;
 }
 
 type Timestamp = { seconds: number; microseconds: number };
@@ -173,16 +196,17 @@ async function byHand(from: Placement, to: Host, dir: string): Promise<{ placeme
   const tRunning = Date.now();
   const stop = ms((await stopped)['timestamp'] as Timestamp);
   const destLoaded = ms((await destCompleted)['timestamp'] as Timestamp);
+  const qemuDowntimeMs = ((await src.cmd('query-migrate')) as { downtime?: number }).downtime;
   await src.cmd('quit').catch(() => {});
   src.close();
   dest.close();
   return {
     placement: { host: to, dir, spec, pid: child.pid! },
-    sample: { downtimeMs: tRunning - stop, migrationMs: tRunning - tMigrate, totalMs: tRunning - t0, ...breakdown(stop, ms(end['timestamp'] as Timestamp), destLoaded, tRunning) },
+    sample: { downtimeMs: tRunning - stop, migrationMs: tRunning - tMigrate, totalMs: tRunning - t0, qemuDowntimeMs, ...breakdown(stop, ms(end['timestamp'] as Timestamp), destLoaded, tRunning) },
   };
 }
 
-async function byVirtnode(from: Placement, to: Host, dir: string): Promise<{ placement: Placement; sample: Sample; result: MigrationResult }> {
+async function byVirtnode(engine: Engine, from: Placement, to: Host, dir: string): Promise<{ placement: Placement; sample: Sample; result: MigrationResult }> {
   const qmp = await QmpConnection.connect(from.spec.paths.qmp);
   const events: Record<string, number> = {};
   const stopSource = qmp.onEvent((e) => {
@@ -190,7 +214,7 @@ async function byVirtnode(from: Placement, to: Host, dir: string): Promise<{ pla
     if (e.event === 'STOP') events['stop'] ??= ms(e.timestamp);
     if (e.event === 'MIGRATION' && e.data?.['status'] === 'completed') events['sourceCompleted'] = ms(e.timestamp);
   });
-  const target = new MigrationTarget({ dir, listenHost: to.address, launcher: to.launcher, fetchBase: copyingBaseFetcher(join(to.stateDir, 'images')) });
+  const target = new engine.MigrationTarget({ dir, listenHost: to.address, launcher: to.launcher, fetchBase: copyingBaseFetcher(join(to.stateDir, 'images')) });
   // The destination's own completed event, seen through the target's QMP once it is prepared.
   const prepare = target.prepare.bind(target);
   target.prepare = async (...args) => {
@@ -201,9 +225,9 @@ async function byVirtnode(from: Placement, to: Host, dir: string): Promise<{ pla
     return ready;
   };
   const offer = await buildOffer(from.spec, { qemuVersion: (await queryVersion(qmp)).qemu, transfers: {}, postcopy: false });
-  const result = await migrateOut(qmp, offer, target, {
+  const result = await engine.migrateOut(qmp, offer, target, {
     maxBandwidth: MAX_BANDWIDTH,
-    downtimeLimitMs: DOWNTIME_LIMIT_MS,
+    downtimeLimitMs: engine.downtimeLimitMs ?? DOWNTIME_LIMIT_MS,
   });
   stopSource();
   await quit(qmp);
@@ -215,6 +239,7 @@ async function byVirtnode(from: Placement, to: Host, dir: string): Promise<{ pla
       downtimeMs: result.downtimeMs ?? Number.NaN,
       migrationMs: result.migrationMs,
       totalMs: result.totalMs,
+      qemuDowntimeMs: result.qemuDowntimeMs,
       ...breakdown(events['stop'] ?? Number.NaN, events['sourceCompleted'] ?? Number.NaN, events['destCompleted'] ?? Number.NaN, (events['stop'] ?? Number.NaN) + (result.downtimeMs ?? Number.NaN)),
     },
     result,
@@ -222,7 +247,7 @@ async function byVirtnode(from: Placement, to: Host, dir: string): Promise<{ pla
 }
 
 const hosts = createTwoHosts();
-const report: Record<string, unknown> = { rounds, memoryMiB: MEMORY_MIB, maxBandwidth: MAX_BANDWIDTH, downtimeLimitMs: DOWNTIME_LIMIT_MS };
+const report: Record<string, unknown> = { rounds, memoryMiB: MEMORY_MIB, maxBandwidth: MAX_BANDWIDTH, downtimeLimitMs: DOWNTIME_LIMIT_MS, ...(BASELINE === undefined ? {} : { baseline: BASELINE }) };
 let current: Placement | undefined;
 try {
   for (const kind of (process.env['BENCH_KINDS']?.split(',') ?? ['idle', 'busy']) as Array<'idle' | 'busy'>) {
@@ -236,46 +261,67 @@ try {
       if (running.status !== 0) throw new Error(`the busy loop is not running: ${running.output}`);
     }
     shell.close();
-    const virtnode: Array<Sample & { predictedMs: number; refinedPredictedMs: number | undefined; qemuDowntimeMs: number | undefined; dirtyRateMiBps: number; bytesSent: number }> = [];
+    type EngineSample = Sample & { predictedMs: number; refinedPredictedMs: number | undefined; dirtyRateMiBps: number; bytesSent: number };
+    const byEngine: Record<string, EngineSample[]> = Object.fromEntries(Object.keys(engines).map((k) => [k, []]));
     const hand: Sample[] = [];
     // A first move of a fresh guest is slower whoever makes it (QEMU first walks memory never touched): not counted.
     const warmUp = await byHand(current, hosts.b, join(hosts.b.stateDir, 'instances', `${kind}-warm-up`));
     rmSync(current.dir, { recursive: true, force: true });
     current = warmUp.placement;
     console.log(`${kind} warm-up by hand: ${JSON.stringify(warmUp.sample)}`);
-    for (let i = 0; i < rounds * 2; i++) {
-      // Alternate who goes first in each pair, so neither always moves the guest in the same direction.
-      const useVirtnode = (i + Math.floor(i / 2)) % 2 === 0;
+    const contenders = [...Object.keys(engines), 'by hand'];
+    const n = contenders.length;
+    for (let i = 0; i < rounds * n; i++) {
+      // Rotate who goes first in each round, so no one always moves the guest in the same direction.
+      const who = contenders[(i + Math.floor(i / n)) % n]!;
       const to = current.host === hosts.a ? hosts.b : hosts.a;
       const dir = join(to.stateDir, 'instances', `${kind}-${i}`);
       const from = current;
-      if (useVirtnode) {
-        const r = await byVirtnode(from, to, dir);
-        virtnode.push({ ...r.sample, predictedMs: r.result.predictedMs, refinedPredictedMs: r.result.refinedPredictedMs, qemuDowntimeMs: r.result.qemuDowntimeMs, dirtyRateMiBps: r.result.dirtyRateMiBps, bytesSent: r.result.bytesSent });
+      let sample: Sample;
+      if (who !== 'by hand') {
+        const r = await byVirtnode(engines[who]!, from, to, dir);
+        sample = { ...r.sample, predictedMs: r.result.predictedMs, refinedPredictedMs: r.result.refinedPredictedMs, dirtyRateMiBps: r.result.dirtyRateMiBps, bytesSent: r.result.bytesSent } as EngineSample;
+        byEngine[who]!.push(sample as EngineSample);
         current = r.placement;
       } else {
         const r = await byHand(from, to, dir);
-        hand.push(r.sample);
+        sample = r.sample;
+        hand.push(sample);
         current = r.placement;
       }
       rmSync(from.dir, { recursive: true, force: true });
-      console.log(`${kind} #${i} ${useVirtnode ? 'virtnode' : 'by hand'}: ${JSON.stringify(useVirtnode ? virtnode.at(-1) : hand.at(-1))}`);
+      console.log(`${kind} #${i} ${who}: ${JSON.stringify(sample)}`);
     }
-    const v = { downtimeMs: median(virtnode.map((s) => s.downtimeMs)), migrationMs: median(virtnode.map((s) => s.migrationMs)), totalMs: median(virtnode.map((s) => s.totalMs)) };
-    const h = { downtimeMs: median(hand.map((s) => s.downtimeMs)), migrationMs: median(hand.map((s) => s.migrationMs)), totalMs: median(hand.map((s) => s.totalMs)) };
-    report[kind] = {
-      virtnode: { ...v, qemuDowntimeMs: median(virtnode.map((s) => s.qemuDowntimeMs ?? Number.NaN)), samples: virtnode },
-      byHand: { ...h, samples: hand },
-      ratio: {
-        downtime: Math.round((v.downtimeMs / h.downtimeMs) * 100) / 100,
-        migration: Math.round((v.migrationMs / h.migrationMs) * 100) / 100,
-        total: Math.round((v.totalMs / h.totalMs) * 100) / 100,
-        // Before `migrate`: virtnode's dirty-rate measurement (1 s, QEMU 7.2's shortest) alongside the target's
-        // preparation, against spawning the target by hand.
-        beforeMigration: Math.round(((v.totalMs - v.migrationMs) / (h.totalMs - h.migrationMs)) * 100) / 100,
-      },
-      prediction: virtnode.map((s) => ({ predictedMs: s.predictedMs, refinedPredictedMs: s.refinedPredictedMs, measuredMigrationMs: s.migrationMs, dirtyRateMiBps: s.dirtyRateMiBps })),
-    };
+    const medians = (xs: Sample[]) => ({
+      downtimeMs: median(xs.map((s) => s.downtimeMs)),
+      migrationMs: median(xs.map((s) => s.migrationMs)),
+      totalMs: median(xs.map((s) => s.totalMs)),
+      qemuDowntimeMs: median(xs.map((s) => s.qemuDowntimeMs ?? Number.NaN)),
+      stopToSourceCompletedMs: median(xs.map((s) => s.stopToSourceCompletedMs)),
+      sourceToDestCompletedMs: median(xs.map((s) => s.sourceToDestCompletedMs)),
+      destCompletedToRunningMs: median(xs.map((s) => s.destCompletedToRunningMs)),
+    });
+    const h = medians(hand);
+    const r2 = (x: number) => Math.round(x * 100) / 100;
+    const result: Record<string, unknown> = { byHand: { ...h, samples: hand } };
+    for (const [name, samples] of Object.entries(byEngine)) {
+      const v = medians(samples);
+      result[name] = {
+        ...v,
+        samples,
+        ratioToByHand: {
+          downtime: r2(v.downtimeMs / h.downtimeMs),
+          migration: r2(v.migrationMs / h.migrationMs),
+          total: r2(v.totalMs / h.totalMs),
+          // Before `migrate`: virtnode's dirty-rate measurement (1 s, QEMU 7.2's shortest) alongside the target's
+          // preparation, against spawning the target by hand.
+          beforeMigration: r2((v.totalMs - v.migrationMs) / (h.totalMs - h.migrationMs)),
+        },
+        prediction: samples.map((s) => ({ predictedMs: s.predictedMs, refinedPredictedMs: s.refinedPredictedMs, measuredMigrationMs: s.migrationMs, dirtyRateMiBps: s.dirtyRateMiBps })),
+      };
+    }
+    report[kind] = result;
+    console.log(`${kind} medians: ${JSON.stringify(Object.fromEntries(Object.entries(result).map(([k, v]) => [k, { ...(v as Record<string, unknown>), samples: undefined, prediction: undefined }])))}`);
     await killPlacement(current);
     current = undefined;
   }

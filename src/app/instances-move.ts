@@ -291,6 +291,7 @@ export async function moveOwned(app: AppCore, c: ClusterService, input: MoveInpu
       diskBytes: result.diskBytes,
       postcopy: result.postcopy,
       offline: false,
+      ...(result.switchover === undefined ? {} : { switchover: result.switchover }),
     };
   });
 }

@@ -7,6 +7,7 @@ import type { Static } from 'typebox';
 import type { MoveBody } from '../api/contracts/instances.ts';
 import type { InstanceView } from '../api/schemas.ts';
 import type { ClusterService } from '../cluster/service.ts';
+import type { SwitchoverTimes } from '../instances/migrate/protocol.ts';
 import { VirtnodeError } from '../lib/errors.ts';
 import { validateName } from '../lib/ids.ts';
 import { checkNicsArrive, type MovingNic } from '../network/movable.ts';
@@ -37,6 +38,8 @@ export interface MoveOutcome {
   offline: boolean;
   /** A live move that switched to post-copy. */
   postcopy: boolean;
+  /** A live move: where the downtime went (MigrationResult's `switchover`). */
+  switchover?: SwitchoverTimes;
 }
 
 /** Where a base image is on this host: an image or a template with that digest, if its file is there. */

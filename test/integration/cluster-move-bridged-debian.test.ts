@@ -95,7 +95,7 @@ describe('a Debian guest on a bridged network keeps a TCP connection from the sw
 
     const before = stream.received;
     const out = await ok(h1, ['move', 'deb', '--to', 'h2', '--timeout', '600']);
-    const match = /^Moved deb from h1 to h2 in (\d+\.\d) s, downtime (\d+) ms\n$/.exec(out);
+    const match = /^Moved deb from h1 to h2 in (\d+\.\d) s, downtime (\d+) ms\n  switch-over after the source stopped: [^\n]*running \d+ ms\n$/.exec(out);
     expect(match, out).not.toBeNull();
     await eventually(() => (switchPortOf(sim, mac) === 'uh2' ? true : undefined), 5_000, 'the switch learning h2');
     await new Promise((r) => setTimeout(r, 3_000));

@@ -137,7 +137,7 @@ describe('moving a VM on a bridged network between simulated hosts (netns, real 
     const before = stream!.received;
     const started = Date.now();
     const out = await ok(h1, ['move', 'web', '--to', 'h2']);
-    const match = /^Moved web from h1 to h2 in (\d+\.\d) s, downtime (\d+) ms\n$/.exec(out);
+    const match = /^Moved web from h1 to h2 in (\d+\.\d) s, downtime (\d+) ms\n  switch-over after the source stopped: [^\n]*running \d+ ms\n$/.exec(out);
     expect(match, out).not.toBeNull();
     const movedAt = Date.now();
     // The switch knows the guest's MAC behind h2's port at once (QEMU announces the guest after the switch-over).

@@ -83,7 +83,7 @@ describe('moving running instances between the hosts of a cluster (netns, real d
     const started = Date.now();
     const out = await ok(h3, ['move', 'm1', '--to', 'h2']);
     const wallMs = Date.now() - started;
-    const match = /^Moved m1 from h1 to h2 in (\d+\.\d) s, downtime (\d+) ms\n$/.exec(out);
+    const match = /^Moved m1 from h1 to h2 in (\d+\.\d) s, downtime (\d+) ms\n  switch-over after the source stopped: [^\n]*running \d+ ms\n$/.exec(out);
     expect(match, out).not.toBeNull();
     console.log(`move h1 -> h2 (asked on h3): ${wallMs} ms wall, ${match![1]} s by the engine, downtime ${match![2]} ms`);
 
@@ -123,7 +123,8 @@ describe('moving running instances between the hosts of a cluster (netns, real d
   it("a move whose target QEMU is killed leaves the guest running on its source, the claim unchanged, nothing on the target", async () => {
     const [h1, h2] = h as [SimHost, SimHost];
     const [pid] = qemuPidsUnder(h2.home);
-    const move = h2.cli(['move', 'm1', '--to', 'h1'], { timeoutMs: 180_000 });
+    // Slowed down (1 MiB/s for the memory): an idle tiny guest's whole move takes less than a second otherwise.
+    const move = h2.cli(['move', 'm1', '--to', 'h1', '--bandwidth', '1M'], { timeoutMs: 180_000 });
     let killed: number | undefined;
     const deadline = Date.now() + 60_000;
     while (killed === undefined && Date.now() < deadline) {
@@ -155,7 +156,8 @@ describe('moving running instances between the hosts of a cluster (netns, real d
     const bad = await requestOn(h2, 'POST', '/instances/m1/move', { host: 'h9' });
     expect(bad.status).toBe(404);
     expect(bad.body.error).toMatchObject({ code: 'NOT_FOUND', field: 'host', message: 'host: no host h9 in the cluster' });
-    const started = await requestOn(h2, 'POST', '/instances/m1/move', { host: 'h1' });
+    // Slowed down, so the cancel comes before the switch-over (from then on a cancel is too late).
+    const started = await requestOn(h2, 'POST', '/instances/m1/move', { host: 'h1', bandwidthMiBs: 1 });
     expect(started.status).toBe(202);
     expect(started.body).toMatchObject({ kind: 'move', target: 'instances/m1' });
     const cancel = await requestOn(h2, 'DELETE', `/operations/${started.body.id}`);

@@ -49,6 +49,19 @@ export const MoveResult = Closed({
   diskBytes: Type.Integer({ description: 'disk bytes copied' }),
   postcopy: Type.Boolean({ description: 'the move switched to post-copy' }),
   offline: Type.Boolean({ description: 'moved stopped (its disks copied), not live' }),
+  switchover: Type.Optional(
+    Closed(
+      {
+        pausedMs: Type.Optional(Type.Integer({ description: 'with copied disks: the source paused before the switch-over' })),
+        continuedMs: Type.Optional(Type.Integer({ description: 'with copied disks: the disk mirrors finished, the migration went on' })),
+        sourceCompletedMs: Type.Optional(Type.Integer({ description: "the source's QEMU had sent the rest (its MIGRATION completed)" })),
+        resumeAskedMs: Type.Optional(Type.Integer({ description: 'the target was asked to resume the guest' })),
+        arrivedMs: Type.Optional(Type.Integer({ description: 'the target had the memory loaded' })),
+        runningMs: Type.Integer({ description: 'the guest ran on the target (the downtime)' }),
+      },
+      { description: "a live move: where the downtime went, ms from the source's vCPUs stopping" },
+    ),
+  ),
 });
 
 export const instanceEndpoints = endpoints({

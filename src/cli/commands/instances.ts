@@ -171,6 +171,12 @@ export function registerInstanceCommands(program: Command): void {
         });
         const downtime = r.offline ? `, offline (${Math.round(r.diskBytes / 1048576)} MiB of disks copied)` : r.downtimeMs === null ? '' : `, downtime ${r.downtimeMs} ms`;
         process.stdout.write(`Moved ${r.instance.name} from ${r.from} to ${r.to} in ${(r.totalMs / 1000).toFixed(1)} s${downtime}${r.postcopy ? ' (switched to post-copy)' : ''}\n`);
+        const s = r.switchover;
+        if (s !== undefined) {
+          const at = (what: string, ms: number | undefined) => (ms === undefined ? [] : [`${what} ${ms} ms`]);
+          const steps = [...at('paused', s.pausedMs), ...at('disks done', s.continuedMs), ...at('source done', s.sourceCompletedMs), ...at('target asked', s.resumeAskedMs), ...at('memory loaded', s.arrivedMs), `running ${s.runningMs} ms`];
+          process.stdout.write(`  switch-over after the source stopped: ${steps.join(', ')}\n`);
+        }
       });
     });
 

@@ -2,7 +2,7 @@
  * The steps of a live move between a source host and a target host, as plain JSON-able data, so any transport
  * carries them: in-process today (tests, bench), the cluster's TLS API between daemons later. The source
  * drives: it offers the VM, the target prepares (disks, paused QEMU, listening sockets) and answers where to
- * send memory and disks; once the source saw the migration complete it tells the target to resume the guest.
+ * send memory and disks; once the switch-over begins it tells the target to resume the guest when the memory is in.
  * Until then the target may be aborted at any time, and it must then leave nothing behind.
  */
 import type { DiskFormat } from '../model.ts';
@@ -60,6 +60,10 @@ export interface TargetReady {
 
 export interface TargetResumed {
   pid: number;
+  /** When the target was asked to resume (ms since the epoch, the target's clock). */
+  askedAt?: number;
+  /** When the target saw the last of the memory loaded, just before its `cont` (same clock). */
+  arrivedAt?: number;
   /** When the guest's vCPUs ran again on the target (ms since the epoch, the target's clock). */
   resumedAt: number;
 }
@@ -67,7 +71,12 @@ export interface TargetResumed {
 /** What the source needs from the target host; the cluster implements it over its host-to-host API. */
 export interface TargetHost {
   prepare(offer: MigrationOffer, options?: { signal?: AbortSignal }): Promise<TargetReady>;
-  /** The source saw the migration complete (or switch to post-copy): run the guest on the target. */
+  /**
+   * The switch-over began (the source's vCPUs stopped for the last pages and the devices' state, or post-copy
+   * began): run the guest on the target as soon as its memory has arrived, and answer then. Asked while the last
+   * of the stream is still on the way, so the request's own trip is not in the guest's downtime. `abort` before
+   * the guest runs wins; after, it is refused.
+   */
   resume(options?: { signal?: AbortSignal }): Promise<TargetResumed>;
   /**
    * Post-copy only: the link dropped while the guest already ran on the target (`postcopy-paused`); listen
@@ -96,11 +105,27 @@ export interface MigrationProgress {
   elapsedMs: number;
 }
 
+/** Where a live move's downtime went, ms from the source's STOP. */
+export interface SwitchoverTimes {
+  /** With copied disks: the source paused before the switch-over (QEMU's MIGRATION `pre-switchover`). */
+  pausedMs?: number;
+  /** With copied disks: the disk mirrors finished and `migrate-continue` answered. */
+  continuedMs?: number;
+  /** The source's QEMU had sent the rest (its MIGRATION `completed`). */
+  sourceCompletedMs?: number;
+  /** The target was asked to resume the guest. */
+  resumeAskedMs?: number;
+  /** The target had the memory loaded. */
+  arrivedMs?: number;
+  /** The guest ran on the target (the downtime). */
+  runningMs: number;
+}
+
 export interface MigrationResult {
-  /** The dirty rate measured before the move (calc-dirty-rate), MiB/s. */
-  dirtyRateMiBps: number;
+  /** The dirty rate measured at the start of the move (calc-dirty-rate, 1 s), MiB/s; absent when the move was over sooner. */
+  dirtyRateMiBps?: number;
   /** The move's expected duration from the dirty rate, the memory size and the bandwidth (the cap), ms. */
-  predictedMs: number;
+  predictedMs?: number;
   /**
    * The same from the rate the migration really went through memory in its first second (the whole expected
    * duration from the start of `migrate`, ms); absent when the migration was over sooner.
@@ -114,6 +139,12 @@ export interface MigrationResult {
   qemuDowntimeMs: number | undefined;
   /** From the source's vCPUs stopping (its STOP event) to the target running them (its resume). */
   downtimeMs: number | undefined;
+  /**
+   * Where the downtime went, ms from the source's STOP (same machine's clock on a host pair in one machine, else
+   * as far as the hosts' clocks agree): the source's MIGRATION `completed` (QEMU sent the rest), the target asked
+   * to resume, the memory loaded there, the guest running there.
+   */
+  switchover?: SwitchoverTimes;
   bytesSent: number;
   postcopy: boolean;
   diskBytes: number;

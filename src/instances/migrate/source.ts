@@ -1,9 +1,11 @@
 /**
- * The source side of a live move, driven over the running VM's QMP: measure the dirty rate and predict the time,
- * let the target prepare, mirror local disks into the target's NBD exports until they are in sync, migrate the
- * memory (post-copy when pre-copy stalls, if allowed), finish the mirrors at the switch-over pause, and have
- * the target resume the guest. Until the target resumes, any failure or a cancel puts everything back: the
- * migration and mirrors are cancelled, the guest runs on here as before, and the target is told to abort.
+ * The source side of a live move, driven over the running VM's QMP: measure the dirty rate and predict the time
+ * (alongside the rest), let the target prepare, mirror local disks into the target's NBD exports until they are
+ * in sync, migrate the memory (post-copy when pre-copy stalls, if allowed), finish the mirrors at the switch-over
+ * pause, and have the target resume the guest the moment the switch-over begins (it waits there for the last of
+ * the memory). Until then, any failure or a cancel puts everything back: the migration and mirrors are
+ * cancelled, the guest runs on here as before, and the target is told to abort. After it, a failure runs the
+ * guest here again only once the target's abort succeeded (it is refused once the guest runs there).
  */
 import { VirtnodeError, isVirtnodeError } from '../../lib/errors.ts';
 import { withSignal } from '../../lib/signal.ts';
@@ -26,9 +28,15 @@ import {
   queryMigrate,
 } from '../../qmp/migration.ts';
 import { type ConvergenceSample, predictMigrationMs, preCopyStalled } from './predict.ts';
-import type { MigrationOffer, MigrationProgress, MigrationResult, PostcopyMode, TargetHost, TargetReady } from './protocol.ts';
+import type { MigrationOffer, MigrationProgress, MigrationResult, PostcopyMode, SwitchoverTimes, TargetHost, TargetReady, TargetResumed } from './protocol.ts';
 
-export const DEFAULT_DOWNTIME_LIMIT_MS = 300;
+/**
+ * QEMU's `downtime-limit`: it stops the guest for the last round once what is left fits this time at the bandwidth
+ * it measured. QEMU's own default (300 ms) let an idle guest's last round take 100-300 ms on a loaded host; 30 ms
+ * costs an idle guest one more cheap round (measured: downtime 11-42 ms against 15-189 ms, total time the same,
+ * bench/README.md); a busy guest is slowed down (auto-converge) or switched to post-copy a little sooner.
+ */
+export const DEFAULT_DOWNTIME_LIMIT_MS = 30;
 export const DEFAULT_MAX_BANDWIDTH = 1024 * 1024 * 1024;
 const POLL_MS = 50;
 /** When the prediction is made again from the migration's own progress. */
@@ -92,21 +100,50 @@ export async function migrateOut(qmp: QmpConnection, offer: MigrationOffer, targ
   const memoryBytes = (await queryMemorySizeSummary(qmp, q))['base-memory'];
   report({ phase: 'measuring', ...idle });
   const dirtyRateSeconds = Math.round(options.dirtyRateSeconds ?? 1);
-  // The measurement (on the source) and the target's preparation are independent: they run at the same time, so
-  // the measurement costs the move nothing when the target needs as long to get ready.
+  // The measurement runs alongside the target's preparation and then the migration itself, never before it: it
+  // samples page contents (page-sampling), which the migration's reads do not change, and QEMU 7.2 samples for
+  // at least 1 s, longer than a small guest's whole move. The prediction is made once it is in; a move over
+  // sooner reports none (the refined prediction and the progress's expected time come from QEMU's own figures).
+  let measured: { dirtyRateMiBps: number; predictedMs: number } | undefined;
   const measuring = dirtyRateSeconds > 0 ? measureDirtyRate(qmp, dirtyRateSeconds, signal) : Promise.resolve(0);
-  measuring.catch(() => {}); // awaited below, on every path
-  let dirtyRateMiBps = 0;
-  let predictedMs = Number.POSITIVE_INFINITY;
+  measuring.then(
+    (dirtyRateMiBps) => {
+      const predictedMs = predictMigrationMs({ memoryBytes, dirtyBytesPerSecond: dirtyRateMiBps * MiB, bandwidthBytesPerSecond: maxBandwidth, downtimeLimitMs }) ?? Number.POSITIVE_INFINITY;
+      measured = { dirtyRateMiBps, predictedMs };
+    },
+    () => {}, // a failed measurement only costs the prediction
+  );
 
   const state: SourceState = { migrationStarted: false, mirrorJobs: [], nbdNodes: [], wasRunning: status.running };
-  let resumed: { pid: number; resumedAt: number } | undefined;
+  let resumed: TargetResumed | undefined;
+  /**
+   * The target's resume, asked the moment the switch-over begins (MIGRATION `device`, or `postcopy-active`): the
+   * request travels and the target waits for the last of the memory while QEMU still sends it, so no round trip
+   * to the target is left in the guest's downtime. From then on the move goes to its end: a cancel no longer
+   * applies, and a rollback first makes sure the target is gone before the guest may run here again.
+   */
+  let resuming: Promise<TargetResumed> | undefined;
+  const armResume = (): Promise<TargetResumed> => {
+    if (resuming === undefined) {
+      resuming = target.resume({});
+      resuming.catch(() => {}); // awaited below, on every path that goes on
+    }
+    return resuming;
+  };
   let postcopy = false;
   let stopAt: number | undefined;
+  let completedAt: number | undefined;
+  let pausedAt: number | undefined;
+  let continuedAt: number | undefined;
   const stopListener = qmp.onEvent((e) => {
     if (e.event === QMP_EVENTS.stop && state.migrationStarted && stopAt === undefined) stopAt = eventTime(e);
+    if (e.event !== QMP_EVENTS.migration || !state.migrationStarted) return;
+    const status = e.data?.['status'];
+    if (status === 'completed') completedAt = eventTime(e);
+    if (status === 'pre-switchover') pausedAt = eventTime(e);
     // A short post-copy may be over before the loop below looks: QEMU's event says it happened.
-    if (e.event === QMP_EVENTS.migration && e.data?.['status'] === 'postcopy-active') postcopy = true;
+    if (status === 'postcopy-active') postcopy = true;
+    if (status === 'device' || status === 'postcopy-active') void armResume();
   });
   try {
     report({ phase: 'preparing', ...idle });
@@ -114,11 +151,8 @@ export async function migrateOut(qmp: QmpConnection, offer: MigrationOffer, targ
     try {
       ready = await target.prepare(offer, q);
     } catch (e) {
-      await measuring.catch(() => {});
       throw new VirtnodeError(isVirtnodeError(e) ? e.code : 'INTERNAL', `the target could not prepare: ${(e as Error).message}`, { cause: e });
     }
-    dirtyRateMiBps = await measuring;
-    predictedMs = predictMigrationMs({ memoryBytes, dirtyBytesPerSecond: dirtyRateMiBps * MiB, bandwidthBytesPerSecond: maxBandwidth, downtimeLimitMs }) ?? Number.POSITIVE_INFINITY;
     const copied = offer.disks.filter((d) => d.transfer.kind === 'copy');
     await migrateSetCapabilities(
       qmp,
@@ -147,8 +181,8 @@ export async function migrateOut(qmp: QmpConnection, offer: MigrationOffer, targ
     /** Post-copy's last progress: bytes sent, and when they last changed. */
     let progress = { bytes: -1, at: Date.now() };
     for (;;) {
-      if (signal?.aborted && !postcopyAsked) throw new VirtnodeError('TIMEOUT', 'the move was cancelled', { cause: signal.reason });
-      const lq = postcopyAsked ? {} : q;
+      if (signal?.aborted && !postcopyAsked && resuming === undefined) throw new VirtnodeError('TIMEOUT', 'the move was cancelled', { cause: signal.reason });
+      const lq = postcopyAsked || resuming !== undefined ? {} : q;
       info = await queryMigrate(qmp, lq);
       const ram = info.ram;
       // After the switch to post-copy, every look (its end included) is post-copy's.
@@ -171,9 +205,10 @@ export async function migrateOut(qmp: QmpConnection, offer: MigrationOffer, targ
         switchedOver = true;
         await finishMirrors(qmp, state, signal);
         await migrateContinue(qmp, lq);
+        continuedAt = Date.now();
       } else if (info.status === 'postcopy-active' && resumed === undefined) {
         postcopy = true;
-        resumed = await target.resume(lq);
+        resumed = await armResume();
       } else if (info.status === 'postcopy-paused' && target.recover !== undefined) {
         await migrateResume(qmp, await target.recover(lq), lq);
         progress = { bytes: -1, at: Date.now() };
@@ -193,7 +228,7 @@ export async function migrateOut(qmp: QmpConnection, offer: MigrationOffer, targ
         // The rate QEMU really gets through memory (zero pages included: under load the scan, not the link, limits).
         refinedPredictedMs = predictMigrationMs({
           memoryBytes: ram.total,
-          dirtyBytesPerSecond: dirtyRateMiBps * MiB,
+          dirtyBytesPerSecond: (measured?.dirtyRateMiBps ?? 0) * MiB,
           bandwidthBytesPerSecond: ((ram.total - ram.remaining) * 1000) / elapsedMs,
           downtimeLimitMs,
         });
@@ -208,17 +243,18 @@ export async function migrateOut(qmp: QmpConnection, offer: MigrationOffer, targ
       }
       await nextMigrationEvent(qmp, POLL_MS);
     }
-    if (resumed === undefined) resumed = await target.resume(q);
+    // Asked at the `device` event already (QEMU sends it before `completed`); asked here only if it was missed.
+    if (resumed === undefined) resumed = await armResume();
     for (const node of state.nbdNodes) await qmp.execute(QMP_COMMANDS.blockdevDel, { 'node-name': node }).catch(() => {});
     report({ phase: 'completed', bytesSent: info.ram?.transferred ?? 0, bytesRemaining: 0, dirtyPagesPerSecond: 0, expectedRemainingMs: 0, diskBytesDone: diskBytesTotal, diskBytesTotal });
     return {
-      dirtyRateMiBps,
-      predictedMs,
+      ...measured,
       ...(refinedPredictedMs === undefined ? {} : { refinedPredictedMs }),
       migrationMs: resumed.resumedAt - migrationStartedAt,
       totalMs: resumed.resumedAt - startedAt,
       qemuDowntimeMs: info.downtime,
       downtimeMs: stopAt === undefined ? undefined : Math.max(0, resumed.resumedAt - stopAt),
+      ...(stopAt === undefined ? {} : { switchover: switchoverTimes(stopAt, { pausedAt, continuedAt, completedAt }, resumed) }),
       bytesSent: info.ram?.transferred ?? 0,
       postcopy,
       diskBytes: diskBytesTotal,
@@ -228,7 +264,7 @@ export async function migrateOut(qmp: QmpConnection, offer: MigrationOffer, targ
     if (postcopy) {
       throw new VirtnodeError('INTERNAL', `the move failed after the switch to post-copy; the guest's memory is split between the hosts and cannot be rolled back: ${(e as Error).message}`, { cause: e });
     }
-    const failures = await rollBack(qmp, state, target);
+    const failures = await rollBack(qmp, state, target, resuming !== undefined);
     if (failures.length > 0) {
       throw new VirtnodeError(isVirtnodeError(e) ? e.code : 'INTERNAL', `${(e as Error).message} (and the rollback failed: ${failures.join('; ')})`, { cause: e });
     }
@@ -236,6 +272,19 @@ export async function migrateOut(qmp: QmpConnection, offer: MigrationOffer, targ
   } finally {
     stopListener();
   }
+}
+
+function switchoverTimes(stopAt: number, source: { pausedAt?: number | undefined; continuedAt?: number | undefined; completedAt?: number | undefined }, resumed: TargetResumed): SwitchoverTimes {
+  const since = (t: number) => Math.round(t - stopAt);
+  const { pausedAt, continuedAt, completedAt } = source;
+  return {
+    runningMs: since(resumed.resumedAt),
+    ...(pausedAt === undefined ? {} : { pausedMs: since(pausedAt) }),
+    ...(continuedAt === undefined ? {} : { continuedMs: since(continuedAt) }),
+    ...(completedAt === undefined ? {} : { sourceCompletedMs: since(completedAt) }),
+    ...(resumed.askedAt === undefined ? {} : { resumeAskedMs: since(resumed.askedAt) }),
+    ...(resumed.arrivedAt === undefined ? {} : { arrivedMs: since(resumed.arrivedAt) }),
+  };
 }
 
 /** Resolves at the next MIGRATION event (capability `events`) or after `ms`, whichever comes first. */
@@ -346,16 +395,25 @@ async function finishMirrors(qmp: QmpConnection, state: SourceState, signal: Abo
   state.mirrorJobs = [];
 }
 
-/** Undoes what the move did on the source, then aborts the target. Returns what could not be undone. */
-async function rollBack(qmp: QmpConnection, state: SourceState, target: TargetHost): Promise<string[]> {
+/**
+ * Undoes what the move did on the source, then aborts the target. Returns what could not be undone. `armed`: the
+ * target was already asked to resume the guest; it is aborted first (its abort is refused once the guest runs
+ * there), and unless that succeeded the guest is not resumed here: never two running copies.
+ */
+async function rollBack(qmp: QmpConnection, state: SourceState, target: TargetHost, armed: boolean): Promise<string[]> {
   const failures: string[] = [];
   const attempt = async (what: string, fn: () => Promise<unknown>) => {
     try {
       await fn();
+      return true;
     } catch (e) {
       failures.push(`${what}: ${(e as Error).message}`);
+      return false;
     }
   };
+  if (armed && !(await attempt('abort the target, which may already run the guest (so it is not resumed on the source)', () => target.abort('the move failed at the switch-over')))) {
+    return failures;
+  }
   if (qmp.error === undefined) {
     if (state.migrationStarted) {
       await attempt('cancel the migration', async () => {
@@ -376,7 +434,7 @@ async function rollBack(qmp: QmpConnection, state: SourceState, target: TargetHo
   } else {
     failures.push(`the source's QMP connection is gone (${qmp.error.message})`);
   }
-  await attempt('abort the target', () => target.abort('the move failed or was cancelled'));
+  if (!armed) await attempt('abort the target', () => target.abort('the move failed or was cancelled'));
   return failures;
 }
 

@@ -13,7 +13,7 @@ import { withSignal } from '../../lib/signal.ts';
 import { createImage } from '../../qemu/img.ts';
 import { isOurQemu, killQemu, spawnQemu } from '../../qemu/process.ts';
 import type { QemuDisk, QemuSpec } from '../../qemu/spec.ts';
-import { cont, queryStatus, queryVersion } from '../../qmp/commands.ts';
+import { QMP_EVENTS, cont, queryStatus, queryVersion } from '../../qmp/commands.ts';
 import type { QmpConnection } from '../../qmp/connection.ts';
 import { blockExportAddNbd, blockExportDel, migrateIncoming, migratePause, migrateRecover, migrateSetCapabilities, nbdServerStart, nbdServerStop, queryMigrate } from '../../qmp/migration.ts';
 import { runtimePaths } from '../runtime.ts';
@@ -23,6 +23,9 @@ import { INCOMING_MARKER } from './stale-incoming.ts';
 /** How long the target waits for the last memory to arrive after the source reported completion. */
 const ARRIVAL_TIMEOUT_MS = 60_000;
 const NBD_PORT_TRIES = 20;
+/** While the memory arrives, how long `resume` waits for a MIGRATION event before it looks at the status again. */
+const RESUME_LOOK_MS = 50;
+const POSTCOPY_LOOK_MS = 5;
 /** How long a post-copy being recovered may take to pause on this side. */
 const PAUSE_TIMEOUT_MS = 10_000;
 
@@ -54,6 +57,10 @@ export class MigrationTarget implements TargetHost {
   private uuid: string | undefined;
   private exports: string[] = [];
   private resumed = false;
+  /** `cont` was decided (or sent): an abort is refused from then on. */
+  private resuming = false;
+  /** An abort began: a resume waiting for the memory gives up rather than run the guest. */
+  private aborting = false;
   private readonly placed: Record<string, string> = {};
   private readonly bases: Record<string, string> = {};
 
@@ -132,20 +139,59 @@ export class MigrationTarget implements TargetHost {
     }
   }
 
+  /**
+   * Runs the guest here once its memory has arrived. The source asks as soon as its vCPUs stop for the switch
+   * (or post-copy begins), while the last pages and the devices' state are still on the way: this waits for the
+   * incoming QEMU's own MIGRATION events (no polling round trips in the guest's downtime) and issues `cont` the
+   * moment it leaves `inmigrate`. An `abort` before that wins: the guest never runs here.
+   */
   async resume(options: { signal?: AbortSignal } = {}): Promise<TargetResumed> {
     const qmp = this.qmp;
     if (qmp === undefined || this.identity === undefined) throw new VirtnodeError('INVALID_STATE', 'the target was not prepared');
-    const deadline = Date.now() + ARRIVAL_TIMEOUT_MS;
-    // `inmigrate` until the last of the memory is loaded (or the post-copy switch made the guest runnable).
-    for (;;) {
-      const { status } = await queryStatus(qmp, withSignal({}, options.signal));
-      if (status !== 'inmigrate') {
-        if (status !== 'paused' && status !== 'running') throw new VirtnodeError('INVALID_STATE', `the incoming QEMU is "${status}", not ready to run the guest`);
-        break;
+    const askedAt = Date.now();
+    const deadline = askedAt + ARRIVAL_TIMEOUT_MS;
+    // Subscribed before the first look, so an event between the look and the wait is not missed.
+    let wake: (() => void) | undefined;
+    let failed: string | undefined;
+    let lookMs = RESUME_LOOK_MS;
+    const unsubscribe = qmp.onEvent((e) => {
+      if (e.event !== QMP_EVENTS.migration) return;
+      const status = e.data?.['status'];
+      if (status === 'failed' || status === 'cancelled') failed = String(status);
+      // Post-copy's switch makes the guest runnable shortly after this event, with no event of its own.
+      if (status === 'postcopy-active') lookMs = POSTCOPY_LOOK_MS;
+      wake?.();
+    });
+    try {
+      // `inmigrate` until the last of the memory is loaded (or the post-copy switch made the guest runnable).
+      for (;;) {
+        if (this.aborting) throw new VirtnodeError('INVALID_STATE', 'the move was aborted on the target');
+        const { status } = await queryStatus(qmp, withSignal({}, options.signal));
+        if (status !== 'inmigrate') {
+          if (status !== 'paused' && status !== 'running') throw new VirtnodeError('INVALID_STATE', `the incoming QEMU is "${status}", not ready to run the guest`);
+          break;
+        }
+        if (failed !== undefined) throw new VirtnodeError('COMMAND_FAILED', `the incoming migration ${failed}`);
+        if (Date.now() > deadline) throw new VirtnodeError('TIMEOUT', `the migrated memory did not finish arriving within ${ARRIVAL_TIMEOUT_MS} ms`);
+        // The next MIGRATION event (completed; post-copy's run comes shortly after its postcopy-active), or a look
+        // again after a while in case an event is not sent.
+        await new Promise<void>((resolve) => {
+          const timer = setTimeout(done, lookMs);
+          function done() {
+            clearTimeout(timer);
+            wake = undefined;
+            resolve();
+          }
+          wake = done;
+        });
       }
-      if (Date.now() > deadline) throw new VirtnodeError('TIMEOUT', `the migrated memory did not finish arriving within ${ARRIVAL_TIMEOUT_MS} ms`);
-      await new Promise((r) => setTimeout(r, 5));
+    } finally {
+      unsubscribe();
     }
+    if (this.aborting) throw new VirtnodeError('INVALID_STATE', 'the move was aborted on the target');
+    // From here an abort is refused: the guest may be running here.
+    this.resuming = true;
+    const arrivedAt = Date.now();
     // The marker goes first: a crash between the two leaves a paused QEMU to clean up by hand, never a running
     // guest that a repair would kill while its source is already gone.
     rmSync(join(this.options.dir, INCOMING_MARKER), { force: true });
@@ -154,7 +200,7 @@ export class MigrationTarget implements TargetHost {
     this.resumed = true;
     this.undo.success();
     await this.stopNbd(qmp);
-    return { pid: this.identity.pid, resumedAt };
+    return { pid: this.identity.pid, resumedAt, askedAt, arrivedAt };
   }
 
   async recover(options: { signal?: AbortSignal } = {}): Promise<string> {
@@ -184,7 +230,8 @@ export class MigrationTarget implements TargetHost {
   }
 
   async abort(_reason: string): Promise<void> {
-    if (this.resumed) throw new VirtnodeError('INVALID_STATE', 'the guest already runs on the target; it cannot be aborted');
+    if (this.resumed || this.resuming) throw new VirtnodeError('INVALID_STATE', 'the guest already runs on the target; it cannot be aborted');
+    this.aborting = true;
     this.exports = [];
     const failures = await this.undo.revert();
     this.qmp = undefined;
