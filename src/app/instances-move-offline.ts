@@ -138,13 +138,13 @@ export function offlineMovesPeerRoute(app: AppCore, cluster: () => ClusterServic
       const c = cluster();
       switch (req.step) {
         case 'check': {
-          checkIncoming(app, c, req.name, [], req.nics);
+          await checkIncoming(app, c, req.name, [], req.nics);
           // A base this host lacks must be one it can fetch (imageFetchPlan refuses otherwise).
           for (const b of req.bases) if (localBase(app, b.sha256) === undefined) await imageFetchPlan(app, b.image, b.sha256);
           return {};
         }
         case 'receive': {
-          checkIncoming(app, c, req.name, []);
+          await checkIncoming(app, c, req.name, []);
           const from = await c.hostRecord(caller.host ?? '', 'host');
           const dir = app.paths.instanceDir(req.name);
           const files = new Set<string>();

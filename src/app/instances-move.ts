@@ -71,11 +71,11 @@ export function movesPeerRoute(app: AppCore, cluster: () => ClusterService): Pee
       const c = cluster();
       switch (req.step) {
         case 'check':
-          checkIncoming(app, c, req.name, req.bases, req.nics);
+          await checkIncoming(app, c, req.name, req.bases, req.nics);
           return {};
         case 'prepare': {
           const nics = req.nics ?? [];
-          checkIncoming(app, c, req.name, [], nics);
+          await checkIncoming(app, c, req.name, [], nics);
           const target = new MigrationTarget({
             dir: app.paths.instanceDir(req.name),
             listenHost: c.config!.address,

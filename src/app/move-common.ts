@@ -10,6 +10,7 @@ import type { ClusterService } from '../cluster/service.ts';
 import type { SwitchoverTimes } from '../instances/migrate/protocol.ts';
 import { VirtnodeError } from '../lib/errors.ts';
 import { validateName } from '../lib/ids.ts';
+import { listLinks } from '../network/links.ts';
 import { checkNicsArrive, type MovingNic } from '../network/movable.ts';
 import type { MigrationOffer } from '../instances/migrate/protocol.ts';
 import type { Instance } from '../instances/model.ts';
@@ -53,13 +54,14 @@ export function localBase(app: AppCore, sha256: string): string | undefined {
  * What the target refuses before anything is made: fenced, the name taken here, a base it does not have, a NIC
  * whose network it lacks or has otherwise (`nics`: the instance's NICs on managed networks, as the source has them).
  */
-export function checkIncoming(app: AppCore, c: ClusterService, name: string, bases: NeededBase[], nics: readonly MovingNic[] = []): void {
+export async function checkIncoming(app: AppCore, c: ClusterService, name: string, bases: NeededBase[], nics: readonly MovingNic[] = []): Promise<void> {
   c.refuseWhileFenced('move');
   validateName('name', name);
   if (app.core.repos.instances.get(name) !== undefined || existsSync(app.paths.instanceDir(name))) {
     throw new VirtnodeError('CONFLICT', `host: ${c.host} has an instance (or an unfinished move) named ${name} already`, { field: 'host' });
   }
-  checkNicsArrive(nics, (n) => app.core.networks.repo.get(n), c.host ?? 'this host');
+  const bridges = nics.some((n) => n.mode === 'bridge') ? new Set((await listLinks()).filter((l) => l.kind === 'bridge').map((l) => l.ifname)) : new Set<string>();
+  checkNicsArrive(nics, (n) => app.core.networks.repo.get(n), c.host ?? 'this host', (b) => bridges.has(b));
   for (const b of bases) {
     if (localBase(app, b.sha256) === undefined) {
       throw new VirtnodeError('HOST_UNSUPPORTED', `disks: ${b.disk} is a linked clone of image ${b.image} (sha256 ${b.sha256.slice(0, 12)}...), which host ${c.host} does not have`, {

@@ -19,6 +19,11 @@ describe('which NICs follow an instance to another host', () => {
     expect(nicMoveRefusal(lan, net('isolated', 'lan0'), 'h2')).toBe('NIC 1 is on network lan, bridged to lan0; on host h2 that network is an isolated network');
   });
 
+  it('refuses a host that has the network but not its bridge (a bridged network of the whole cluster)', () => {
+    expect(nicMoveRefusal(lan, net('bridge', 'lan0'), 'h3', (b) => b === 'lan1')).toBe('NIC 1 is on network lan, bridged to lan0, which does not exist on host h3');
+    expect(nicMoveRefusal(lan, net('bridge', 'lan0'), 'h3', (b) => b === 'lan0')).toBeUndefined();
+  });
+
   it('NAT and isolated networks stay on their host, whatever the target has', () => {
     expect(staysOnItsHost(nat)).toContain('NIC 2 is on the nat network default, whose addresses, DHCP and NAT belong to this host');
     expect(nicMoveRefusal(nat, { mode: 'nat', bridge: 'vnb1234' }, 'h2')).toBe(staysOnItsHost(nat));

@@ -32,7 +32,12 @@ export function staysOnItsHost(from: MovingNic): string | undefined {
  * Why the NIC `from` cannot move to `host`, whose network of the same name is `there` (undefined: none), or
  * undefined when it can.
  */
-export function nicMoveRefusal(from: MovingNic, there: Pick<Network, 'mode' | 'bridge' | 'cluster'> | undefined, host: string): string | undefined {
+export function nicMoveRefusal(
+  from: MovingNic,
+  there: Pick<Network, 'mode' | 'bridge' | 'cluster'> | undefined,
+  host: string,
+  hasBridge: (bridge: string) => boolean = () => true,
+): string | undefined {
   const stays = staysOnItsHost(from);
   if (stays !== undefined) return stays;
   if (from.clusterWide === true && from.mode !== 'bridge') {
@@ -47,6 +52,8 @@ export function nicMoveRefusal(from: MovingNic, there: Pick<Network, 'mode' | 'b
     const theirs = there.mode === 'bridge' ? `bridged to ${there.bridge}` : there.mode === 'nat' ? 'a NAT network' : 'an isolated network';
     return `NIC ${from.index} is on network ${from.network}, bridged to ${from.bridge}; on host ${host} that network is ${theirs}`;
   }
+  // A bridged network is the administrator's bridge: defined for the whole cluster, it may still be missing here.
+  if (!hasBridge(from.bridge)) return `NIC ${from.index} is on network ${from.network}, bridged to ${from.bridge}, which does not exist on host ${host}`;
   return undefined;
 }
 
@@ -68,7 +75,13 @@ export function checkNicsLeave(nics: readonly MovingNic[]): void {
   refused(nics.map(staysOnItsHost).filter((r) => r !== undefined), 'detach the NIC (`nic detach`) or move it onto a bridged or cluster-wide network first');
 }
 
-/** The target's check before it makes anything: each NIC finds its network here (`network` looks one up by name). */
-export function checkNicsArrive(nics: readonly MovingNic[], network: (name: string) => Network | undefined, host: string): void {
-  refused(nics.map((n) => nicMoveRefusal(n, network(n.network), host)).filter((r) => r !== undefined), `define the same bridged networks on ${host} (\`virtnode network ls\` on both hosts)`);
+/**
+ * The target's check before it makes anything: each NIC finds its network here (`network` looks one up by name),
+ * and a bridged one its bridge (`hasBridge`: the bridges of this host).
+ */
+export function checkNicsArrive(nics: readonly MovingNic[], network: (name: string) => Network | undefined, host: string, hasBridge?: (bridge: string) => boolean): void {
+  refused(
+    nics.map((n) => nicMoveRefusal(n, network(n.network), host, hasBridge)).filter((r) => r !== undefined),
+    `give ${host} the same bridged networks and their bridges (\`virtnode network ls\` on both hosts)`,
+  );
 }

@@ -65,8 +65,10 @@ describe('a Debian guest on a bridged network keeps a TCP connection from the sw
     for (const x of h) sim.bridgeOnSwitch(x, 'lan0');
     sim.attachTester();
     await formCluster(h);
+    // In a cluster a network is defined once, for every host.
+    await ok(h[0]!, ['network', 'create', 'lan', '--bridge', 'lan0']);
     for (const x of h) {
-      await ok(x, ['network', 'create', 'lan', '--bridge', 'lan0']);
+      await eventually(async () => ((await ok(x, ['network', 'ls'])).includes('lan') ? true : undefined), 20_000, `lan defined on ${x.name}`);
       await ok(x, ['image', 'import', image, '--name', 'debian-12']);
     }
   }, 300_000);
