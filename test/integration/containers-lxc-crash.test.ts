@@ -3,11 +3,11 @@
  * it like a VM's (a half-made container undone, a started one adopted, never lost or left running unrecorded),
  * and delete then leaves no LXC monitor, veth, cgroup or directory.
  */
-import { execFileSync } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { tempHome, virtnode } from '../helpers/cli.ts';
+import { containerFootprint } from '../helpers/container-footprint.ts';
 import { debianImage } from '../helpers/debian-image.ts';
 
 const POINTS = ['create.after-mkdir', 'launch.after-seed', 'start.after-mark', 'start.after-spawn', 'start.after-cont'];
@@ -27,14 +27,13 @@ function monitorsOf(lxcpath: string): string[] {
     .map((e) => `${read(`/proc/${e}/cmdline`)} comm=${read(`/proc/${e}/comm`).trim()} ppid=${/^PPid:\s+(\d+)/m.exec(read(`/proc/${e}/status`))?.[1]}`);
 }
 
-function links(): string[] {
-  return (JSON.parse(execFileSync('ip', ['-json', 'link', 'show'], { encoding: 'utf8' })) as Array<{ ifname: string }>).map((l) => l.ifname).sort();
-}
 
 describe('a container launch crashed at each step', { timeout: 900_000 }, () => {
   const { home, cleanup } = tempHome('virtnode-lxc-crash-');
   const lxcpath = join(home, 'instances');
   let linksBefore: string[];
+  // This state directory's links only: other test files make and remove links of their own at the same time.
+  const links = () => containerFootprint(home, POINTS).links;
 
   beforeAll(async () => {
     const r = await virtnode(home, ['image', 'import', debianImage(), '--name', 'debian-12'], { timeoutMs: 300_000 });
