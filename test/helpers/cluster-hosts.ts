@@ -310,3 +310,20 @@ export async function crashHost(h: SimHost): Promise<void> {
   for (const pid of qemuPidsUnder(h.home)) process.kill(pid, 'SIGKILL');
   if (etcd !== undefined) process.kill(etcd, 'SIGKILL');
 }
+
+/**
+ * Three tiny-guest hosts around `shared`, a directory every host sees at the same path (a shared-dir pool's mount):
+ * the template disk in `shared/base`, an empty `shared/pool`, leases of `ttlSeconds`; the cluster formed.
+ */
+export async function sharedDirCluster(shared: string, ttlSeconds: number): Promise<SimCluster> {
+  mkdirSync(join(shared, 'pool'));
+  mkdirSync(join(shared, 'base'));
+  const sim = await tinyGuestHosts(3, { templateDisk: join(shared, 'base', 'tiny.qcow2'), env: { VIRTNODE_CLUSTER_LEASE_TTL: String(ttlSeconds) } });
+  try {
+    await formCluster(sim.hosts);
+  } catch (e) {
+    await sim.destroy();
+    throw e;
+  }
+  return sim;
+}

@@ -1,5 +1,5 @@
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -8,7 +8,7 @@ import { EtcdKv } from '../../src/cluster/etcd-kv.ts';
 import { tlsFilesIn } from '../../src/cluster/pki.ts';
 import { FAILOVER_KEYS, type FailoverRecord } from '../../src/app/cluster-failover.ts';
 import { qemuPidsUnder } from '../helpers/cli.ts';
-import { crashHost, type SimCluster, type SimHost, destroyKeepingLogs, formCluster, listOn, ok, tinyGuestHosts } from '../helpers/cluster-hosts.ts';
+import { crashHost, type SimCluster, type SimHost, destroyKeepingLogs, listOn, ok, sharedDirCluster } from '../helpers/cluster-hosts.ts';
 import { eventually } from '../helpers/daemon.ts';
 import { type NfsServer, startNfsServer } from '../helpers/nfs-server.ts';
 import { testGuest } from '../helpers/test-guest.ts';
@@ -60,11 +60,8 @@ describe.each([['nfs'], ['shared-dir']] as const)('failover of an on-failure ins
   };
 
   beforeAll(async () => {
-    mkdirSync(pool);
-    mkdirSync(join(shared, 'base'));
-    sim = await tinyGuestHosts(3, { templateDisk: join(shared, 'base', 'tiny.qcow2'), env: { VIRTNODE_CLUSTER_LEASE_TTL: String(TTL_S) } });
+    sim = await sharedDirCluster(shared, TTL_S);
     h = sim.hosts;
-    await formCluster(h);
     tester = sim.attachTester();
     if (poolType === 'nfs') {
       // ganesha's namespace hangs off the test's; the test's namespace routes between it and the hosts' segment.

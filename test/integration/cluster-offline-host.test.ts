@@ -1,5 +1,5 @@
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -10,14 +10,13 @@ import {
   crashHost,
   destroyKeepingLogs,
   etcdGet,
-  formCluster,
   listOn,
   localRecord,
   ok,
   requestOn,
   type SimCluster,
   type SimHost,
-  tinyGuestHosts,
+  sharedDirCluster,
 } from '../helpers/cluster-hosts.ts';
 import { eventually } from '../helpers/daemon.ts';
 
@@ -40,11 +39,8 @@ describe('instances of a dead host (3 netns hosts, real etcd, shared-dir pool, t
   const byName = async (x: SimHost, name: string) => (await listOn(x)).filter((i) => i.name === name);
 
   beforeAll(async () => {
-    mkdirSync(pool);
-    mkdirSync(join(shared, 'base'));
-    sim = await tinyGuestHosts(3, { templateDisk: join(shared, 'base', 'tiny.qcow2'), env: { VIRTNODE_CLUSTER_LEASE_TTL: String(TTL_S) } });
+    sim = await sharedDirCluster(shared, TTL_S);
     h = sim.hosts;
-    await formCluster(h);
     for (const x of h) await ok(x, ['pool', 'create', 'shared', '--type', 'shared-dir', '--path', pool]);
   }, 180_000);
 
