@@ -11,6 +11,8 @@ import { FORWARDED_JOBS_PEER_PATH, forwardedJobsPeerRoute } from './forwarded-jo
 import { IMAGES_PEER_PREFIX, imagesFileRoute, publishHeldImages } from './images-cluster.ts';
 import { INSTANCES_PEER_PATH, instancesPeerRoute, ownedHere } from './instances-cluster.ts';
 import { MOVES_PEER_PATH, movesPeerRoute } from './instances-move.ts';
+import { IncomingMoves } from './move-arrivals.ts';
+import { moveSettleLoop } from './move-settle-loop.ts';
 import { MOVE_DISKS_PEER_PREFIX, OFFLINE_MOVES_PEER_PATH, moveDisksFileRoute, offlineMovesPeerRoute } from './instances-move-offline.ts';
 import { localInstances } from './instances.ts';
 import { NETWORK_LEASES_PEER_PATH, networkLeasesPeerRoute } from './networks.ts';
@@ -21,6 +23,8 @@ import { NETWORK_LEASES_PEER_PATH, networkLeasesPeerRoute } from './networks.ts'
  */
 export function clusterService(app: AppCore, serving: boolean): ClusterService {
   let failover: ReturnType<typeof failoverLoop> | undefined;
+  // The live moves coming here: their steps (the route) and their adoption when the source does not come back.
+  const incomingMoves = new IncomingMoves();
   const service: ClusterService = new ClusterService({
     dir: join(app.paths.root, 'cluster'),
     serving,
@@ -33,11 +37,12 @@ export function clusterService(app: AppCore, serving: boolean): ClusterService {
     background: () => {
       const loop = failoverLoop(app, service);
       const networks = networksLoop(app, service);
+      const moves = moveSettleLoop(app, service, incomingMoves);
       failover = loop;
       return {
         stop: async () => {
           failover = undefined;
-          await Promise.all([loop.stop(), networks.stop()]);
+          await Promise.all([loop.stop(), networks.stop(), moves.stop()]);
         },
       };
     },
@@ -64,7 +69,7 @@ export function clusterService(app: AppCore, serving: boolean): ClusterService {
   let here: ReturnType<typeof ownedHere> | undefined;
   service.route(NETWORK_LEASES_PEER_PATH, networkLeasesPeerRoute(app));
   service.route(INSTANCES_PEER_PATH, instancesPeerRoute(() => (here ??= ownedHere(app, localInstances(app)))));
-  service.route(MOVES_PEER_PATH, movesPeerRoute(app, () => service));
+  service.route(MOVES_PEER_PATH, movesPeerRoute(app, () => service, incomingMoves));
   service.route(OFFLINE_MOVES_PEER_PATH, offlineMovesPeerRoute(app, () => service));
   service.fileRoute(MOVE_DISKS_PEER_PREFIX, moveDisksFileRoute());
   service.fileRoute(IMAGES_PEER_PREFIX, imagesFileRoute(app));

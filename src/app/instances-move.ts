@@ -12,18 +12,21 @@ import type { MoveBody } from '../api/contracts/instances.ts';
 import type { InstanceView } from '../api/schemas.ts';
 import type { HostRecord } from '../cluster/model.ts';
 import type { PeerRoute } from '../cluster/peer-http.ts';
-import { PLACEMENT_KEYS, type Claim, moveClaim, overcommitRatios, readCandidates, unfit } from '../cluster/placement.ts';
+import { PLACEMENT_KEYS, type Claim, overcommitRatios, readCandidates, unfit } from '../cluster/placement.ts';
 import { type ClusterService, checkHostName } from '../cluster/service.ts';
-import { adoptMovedInstance, checkMovable, defaultTransfers, type InstanceMoveTarget, moveInstanceOut } from '../instances/migrate/move-instance.ts';
+import { checkMovable, defaultTransfers, type InstanceMoveTarget, moveInstanceOut } from '../instances/migrate/move-instance.ts';
 import type { MigrationOffer, MigrationProgress, TargetReady, TargetResumed } from '../instances/migrate/protocol.ts';
 import { MigrationTarget } from '../instances/migrate/target.ts';
 import { type CarriedSeed, readSeed, withSeedDir } from '../instances/migrate/carried-seed.ts';
 import type { Instance } from '../instances/model.ts';
 import { type MovingNic, movingNics } from '../network/movable.ts';
 import type { InstancePolicy } from '../store/policies.ts';
-import { VirtnodeError, invalid, toVirtnodeError } from '../lib/errors.ts';
+import { VirtnodeError, invalid, isVirtnodeError, toVirtnodeError } from '../lib/errors.ts';
+import { failpoint } from '../lib/failpoint.ts';
 import type { AppCore } from './context.ts';
-import { checkIncoming, localBase, type MoveInput, type MoveOutcome, type NeededBase, offerWithBootFilesHere, withBootFilesHere } from './move-common.ts';
+import { checkIncoming, localBase, type MoveInput, type MoveOutcome, type NeededBase, offerWithBootFilesHere } from './move-common.ts';
+import { IncomingMoves, adoptArrival, arrivedHere, readArrival, statusWaitMs, writeArrival } from './move-arrivals.ts';
+import type { MoveStatus } from './move-settle.ts';
 
 export type { MoveInput, MoveOutcome } from './move-common.ts';
 import { OFFLINE_MOVABLE_STATES } from './offline-states.ts';
@@ -35,9 +38,11 @@ export const MOVES_PEER_PATH = '/v1/moves';
 
 type Step =
   | { step: 'check'; name: string; bases: NeededBase[]; nics?: MovingNic[] }
-  | { step: 'prepare'; name: string; offer: MigrationOffer; seed?: CarriedSeed; nics?: MovingNic[] }
+  // `from`, `instance`, `policy`: what the target needs to adopt the guest on its own once it runs there.
+  | { step: 'prepare'; name: string; offer: MigrationOffer; seed?: CarriedSeed; nics?: MovingNic[]; from: string; instance: Instance; policy: InstancePolicy }
   | { step: 'resume' | 'recover'; id: string }
-  | { step: 'abort'; id: string; reason: string }
+  | { step: 'status'; id: string; name: string; uuid: string }
+  | { step: 'abort'; id: string; name?: string; reason: string }
   | { step: 'adopt'; id: string; instance: Instance; policy: InstancePolicy };
 
 const MIB = 1024 * 1024;
@@ -48,22 +53,21 @@ const PREPARE_MS = 300_000;
 /** How long a post-copy whose link dropped keeps asking the target to recover; each try's own limit. */
 const RECOVER_MS = 10 * 60_000;
 const RECOVER_TRY_MS = 10_000;
-/** A prepared target whose source never came back (crashed, cut off) gives up after this long. */
+/** Each `status` call's own limit (the target answers from memory or its instance directory). */
+const STATUS_TRY_MS = 10_000;
+/** A prepared target whose source never came back (crashed, cut off) gives up after this long, unless the guest ran there. */
 const ABANDONED_MS = 30 * 60_000;
 
-
-
-/** The target host's side: the protocol's steps for moves coming here, and the adoption of their records. */
-export function movesPeerRoute(app: AppCore, cluster: () => ClusterService): PeerRoute {
-  const incoming = new Map<string, { target: MigrationTarget; timer: NodeJS.Timeout }>();
+/**
+ * The target host's side: the protocol's steps for moves coming here, and the adoption of their records. Once the
+ * guest runs here the move is never aborted; its adoption is the source's adopt step or this host's own
+ * (src/app/move-arrivals.ts).
+ */
+export function movesPeerRoute(app: AppCore, cluster: () => ClusterService, incoming: IncomingMoves = new IncomingMoves()): PeerRoute {
   const under = (id: unknown) => {
-    const m = typeof id === 'string' ? incoming.get(id) : undefined;
+    const m = incoming.get(id);
     if (m === undefined) throw new VirtnodeError('NOT_FOUND', `no move ${String(id)} is under way on host ${cluster().host}`);
     return m;
-  };
-  const forget = (id: string) => {
-    clearTimeout(incoming.get(id)?.timer);
-    incoming.delete(id);
   };
   return {
     handle: async (body) => {
@@ -91,45 +95,82 @@ export function movesPeerRoute(app: AppCore, cluster: () => ClusterService): Pee
           const offered = offerWithBootFilesHere(app, req.offer);
           const offer = req.seed === undefined ? offered : withSeedDir(offered, req.seed.from, seedDir);
           const ready: TargetReady = await target.prepare(offer);
-          if (req.seed !== undefined) {
-            try {
+          try {
+            if (req.seed !== undefined) {
               mkdirSync(seedDir, { mode: 0o700 });
               for (const [file, text] of Object.entries(req.seed.files)) writeFileSync(join(seedDir, file), text, { mode: 0o600 });
-            } catch (e) {
-              await target.abort('the seed could not be written');
-              throw e;
             }
+            writeArrival(app, { id: req.offer.id, name: req.name, from: req.from, instance: req.instance, policy: req.policy, process: target.process!, placedDisks: { ...target.placedDisks }, fetchedBases: { ...target.fetchedBases } });
+          } catch (e) {
+            await target.abort('the seed or the arrival record could not be written');
+            throw e;
           }
           const timer = setTimeout(() => {
-            incoming.delete(req.offer.id);
+            const m = incoming.get(req.offer.id);
+            if (m === undefined || m.resuming || m.resumed !== undefined) return;
+            incoming.forget(req.offer.id);
             void target.abort('the source did not finish the move').catch(() => undefined);
           }, ABANDONED_MS);
           timer.unref();
-          incoming.set(req.offer.id, { target, timer });
+          incoming.set(req.offer.id, { target, name: req.name, timer, resuming: false });
           return ready;
         }
-        case 'resume':
-          return under(req.id).target.resume() satisfies Promise<TargetResumed>;
+        case 'resume': {
+          const m = under(req.id);
+          m.resuming = true;
+          let resumed: TargetResumed;
+          try {
+            resumed = await m.target.resume();
+          } finally {
+            m.resuming = false;
+          }
+          // The guest runs here: this host adopts it if the source does not come back (move-arrivals.ts).
+          m.resumed = resumed;
+          clearTimeout(m.timer);
+          const arrival = readArrival(app, m.name);
+          if (arrival !== undefined) {
+            try {
+              writeArrival(app, { ...arrival, resumed });
+            } catch {
+              /* the arrival without its times is as good for the adoption */
+            }
+          }
+          failpoint('move.target-after-resume');
+          return resumed;
+        }
         case 'recover':
           return { uri: await under(req.id).target.recover() };
+        case 'status':
+          return moveStatus(app, incoming, req.id, req.name, req.uuid);
         case 'abort': {
           const m = incoming.get(req.id);
-          if (m === undefined) return {};
-          forget(req.id);
-          await m.target.abort(req.reason);
+          if (m === undefined) {
+            if (req.name !== undefined && arrivedHere(app, req.id, req.name) !== undefined) {
+              throw new VirtnodeError('INVALID_STATE', 'the guest already runs on the target; it cannot be aborted');
+            }
+            return {};
+          }
+          try {
+            await m.target.abort(req.reason);
+          } catch (e) {
+            // Refused: the guest runs here (or is being resumed); the move stays, for its adoption.
+            if (m.resuming || m.resumed !== undefined || isVirtnodeError(e, 'INVALID_STATE')) throw e;
+            incoming.forget(req.id);
+            throw e;
+          }
+          incoming.forget(req.id);
           return {};
         }
         case 'adopt': {
-          const { target } = under(req.id);
-          const here = withBootFilesHere(app, req.instance);
-          const seeded = here.spec.httpSeedDir === undefined ? here : { ...here, spec: { ...here.spec, httpSeedDir: join(app.paths.instanceDir(here.name), 'seed') } };
-          adoptMovedInstance(app.core, seeded, target);
-          await app.core.networks.syncReservationsOf(seeded.nics.map((n) => n.network)).catch(() => {});
-          if (req.policy !== undefined) app.policies.set(req.instance.name, req.policy);
-          target.connection?.close();
-          forget(req.id);
-          app.changed();
-          return {};
+          const name = req.instance.name;
+          const arrival = readArrival(app, name);
+          if (arrival?.id !== req.id) {
+            // Adopted already (by this host on its own): the record is here.
+            if (app.core.repos.instances.get(name)?.uuid === req.instance.uuid) return {};
+            throw new VirtnodeError('NOT_FOUND', `no move ${req.id} is under way on host ${c.host}`);
+          }
+          incoming.forget(req.id);
+          return adoptArrival(app, c, { ...arrival, instance: req.instance, policy: req.policy });
         }
         default:
           throw invalid('step', 'not a step of a move');
@@ -138,14 +179,34 @@ export function movesPeerRoute(app: AppCore, cluster: () => ClusterService): Pee
   };
 }
 
+/** The `status` step: what became of move `id` here, from this daemon's memory, else the instance directory. */
+function moveStatus(app: AppCore, incoming: IncomingMoves, id: string, name: string, uuid: string): MoveStatus {
+  const m = incoming.get(id);
+  if (m !== undefined) {
+    if (m.resumed !== undefined) return { state: 'running', resumed: m.resumed };
+    return { state: m.resuming ? 'resuming' : 'prepared' };
+  }
+  const arrival = arrivedHere(app, id, name);
+  if (arrival !== undefined) return { state: 'running', resumed: arrival.resumed ?? { pid: arrival.process.pid, resumedAt: Date.now() } };
+  const record = app.core.repos.instances.get(name);
+  if (record?.uuid === uuid && record.pid !== undefined) return { state: 'running', resumed: { pid: record.pid, resumedAt: Date.now() } };
+  return { state: 'unknown' };
+}
+
 /** The guest's NICs are multi-queue (their taps must be too). */
 function multiQueueTaps(offer: MigrationOffer): boolean {
   return offer.vm.nics.some((n) => n.backend.kind === 'tap' && (n.backend.queues ?? 1) > 1);
 }
 
 /** The source's view of the target host: each step a call to its cluster API; adopting also moves the claim. */
-function peerTarget(c: ClusterService, to: HostRecord, name: string, carried: { seed: CarriedSeed | undefined; policy: InstancePolicy; nics: MovingNic[] }, claimMoved: (error?: unknown) => void): InstanceMoveTarget {
-  const { seed, policy, nics } = carried;
+function peerTarget(
+  c: ClusterService,
+  to: HostRecord,
+  name: string,
+  carried: { seed: CarriedSeed | undefined; policy: InstancePolicy; nics: MovingNic[]; record: () => Instance },
+  claimMoved: (error?: unknown) => void,
+): InstanceMoveTarget {
+  const { seed, policy, nics, record } = carried;
   let id: string | undefined;
   const call = <T>(step: Step, timeoutMs = STEP_MS) => c.peer<T>(to, MOVES_PEER_PATH, step, timeoutMs);
   const current = () => {
@@ -155,9 +216,19 @@ function peerTarget(c: ClusterService, to: HostRecord, name: string, carried: { 
   return {
     prepare: (offer) => {
       id = offer.id;
-      return call<TargetReady>({ step: 'prepare', name, offer, ...(seed === undefined ? {} : { seed }), ...(nics.length === 0 ? {} : { nics }) }, PREPARE_MS);
+      return call<TargetReady>(
+        { step: 'prepare', name, offer, from: c.host!, instance: record(), policy, ...(seed === undefined ? {} : { seed }), ...(nics.length === 0 ? {} : { nics }) },
+        PREPARE_MS,
+      );
     },
-    resume: () => call<TargetResumed>({ step: 'resume', id: current() }, 2 * STEP_MS),
+    // No answer (a timeout, a reset): the guest may run on the target or not. Not guessed: asked.
+    resume: async () => {
+      try {
+        return await call<TargetResumed>({ step: 'resume', id: current() }, 2 * STEP_MS);
+      } catch (e) {
+        return resumedAfterAll(e, (step) => call<MoveStatus>(step, STATUS_TRY_MS), { step: 'status', id: current(), name, uuid: record().uuid });
+      }
+    },
     // The link to the target has just dropped: asked again until it answers (post-copy cannot be undone).
     recover: async () => {
       const deadline = Date.now() + RECOVER_MS;
@@ -171,19 +242,41 @@ function peerTarget(c: ClusterService, to: HostRecord, name: string, carried: { 
       }
     },
     abort: async (reason) => {
-      if (id !== undefined) await call({ step: 'abort', id, reason });
+      if (id !== undefined) await call({ step: 'abort', id, name, reason });
     },
-    // No signal: once the guest runs on the target, its record must get there whatever the caller wants.
+    // No signal: once the guest runs on the target, its record must get there whatever the caller wants. The
+    // target records it and moves its claim from this host (as it would on its own if this host died now).
     adopt: async (instance) => {
-      await call({ step: 'adopt', id: current(), instance, policy });
-      try {
-        await moveClaim(c.kv(), name, c.host!, to.name);
-        claimMoved();
-      } catch (e) {
-        claimMoved(e);
-      }
+      const r = await call<{ claimError?: string }>({ step: 'adopt', id: current(), instance, policy });
+      claimMoved(r.claimError === undefined ? undefined : new Error(r.claimError));
     },
   };
+}
+
+/**
+ * The resume step got no answer (`error`): asks the target what became of the move, again and again within the
+ * status wait. Answers how the guest was resumed if it runs there; throws `error` once the target said it does
+ * not (the engine then aborts the target and resumes the guest here); throws after the wait when the target never
+ * said (the engine's abort fails too, and the guest stays paused here: the target adopts it on its own if it runs
+ * there, and this host's settling of moves finds out later).
+ */
+async function resumedAfterAll(error: unknown, ask: (step: Step) => Promise<MoveStatus>, step: Step): Promise<TargetResumed> {
+  const deadline = Date.now() + statusWaitMs();
+  let last = error;
+  for (;;) {
+    try {
+      const status = await ask(step);
+      if (status.state === 'running') return status.resumed;
+      if (status.state === 'prepared' || status.state === 'unknown') throw error;
+    } catch (e) {
+      if (e === error) throw e;
+      last = e;
+    }
+    if (Date.now() > deadline) {
+      throw new VirtnodeError('TIMEOUT', `the target did not say whether the guest runs there (${toVirtnodeError(last).message}); the guest stays paused on this host until it does`, { cause: error });
+    }
+    await new Promise((r) => setTimeout(r, 1_000));
+  }
 }
 
 function progressDetail(p: MigrationProgress, to: string): string {
@@ -247,10 +340,16 @@ export async function moveOwned(app: AppCore, c: ClusterService, input: MoveInpu
   return job('move', `instances/${name}`, async (ctx) => {
     let claimError: unknown;
     // The record, not the name: no etcd read in each step (the resume step is in the guest's downtime).
-    const target = peerTarget(c, record, name, { seed: readSeed(instance.spec.httpSeedDir), policy: app.policies.get(name), nics }, (e) => (claimError = e));
+    const current = () => {
+      const r = app.core.repos.instances.get(name);
+      if (r === undefined) throw new VirtnodeError('NOT_FOUND', `no instance named "${name}"`, { field: 'name' });
+      return r;
+    };
+    const target = peerTarget(c, record, name, { seed: readSeed(instance.spec.httpSeedDir), policy: app.policies.get(name), nics, record: current }, (e) => (claimError = e));
     let phase: string | undefined;
     const timeout = AbortSignal.timeout(timeoutS * 1000);
     const result = await moveInstanceOut(app.core, name, target, {
+      to,
       signal: AbortSignal.any([ctx.signal, timeout]),
       postcopy: input.postcopy ?? 'never',
       // Allowed post-copy replaces auto-converge: rather than throttle the guest's vCPUs round after round (which

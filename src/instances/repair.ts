@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import type { CoreContext } from '../core/context.ts';
 import { lockOwner, withLockIfFree } from '../store/locks.ts';
 import { allDrivers } from './drivers/index.ts';
-import { INCOMING_MARKER, incomingMoves } from './migrate/stale-incoming.ts';
+import { ARRIVAL_FILE, INCOMING_MARKER, incomingMoves, pendingArrivals } from './migrate/stale-incoming.ts';
 import { ACTIVE_STATES, type Instance, TRANSITIONAL_STATES } from './model.ts';
 import { InstanceService } from './service.ts';
 
@@ -26,6 +26,8 @@ export async function repairInstances(core: CoreContext): Promise<{ repaired: st
     if (core.repos.instances.get(entry) !== undefined || lockOwner(core.db, entry) !== undefined) continue;
     // An incoming live move has no record until the guest runs here: removeStaleIncoming decides by its owner.
     if (existsSync(join(core.paths.instances, entry, INCOMING_MARKER))) continue;
+    // A moved guest that runs here before its record is written: the cluster adopts it (never a stray to kill).
+    if (existsSync(join(core.paths.instances, entry, ARRIVAL_FILE))) continue;
     // Decide again under the instance's lock: a concurrent create may have made its record and directory
     // between the two reads above, and released its lock between create and start.
     await withLockIfFree(core.db, entry, 'repair', async () => {
@@ -47,6 +49,8 @@ export async function repairInstances(core: CoreContext): Promise<{ repaired: st
 export async function killUnrecordedQemus(core: CoreContext): Promise<string[]> {
   const repaired: string[] = [];
   const known = new Set(core.repos.instances.list().map((i) => i.name));
+  // A moved guest still to adopt (it runs here, its record comes with the adoption).
+  for (const name of pendingArrivals(core.paths.instances)) known.add(name);
   for (const driver of allDrivers(core.paths)) {
     for (const orphan of driver.findOrphans(core.paths.instances, known)) {
       await driver.killOrphan(orphan.dir, orphan.pid);
@@ -73,6 +77,7 @@ export async function repairNetworks(core: CoreContext): Promise<string[]> {
   const active = new Set(core.repos.instances.list().filter((i) => ACTIVE_STATES.has(i.state)).map((i) => i.name));
   // An incoming live move still under way (its marker outlived removeStaleIncoming) has taps and no record yet.
   for (const name of incomingMoves(core.paths.instances)) active.add(name);
+  for (const name of pendingArrivals(core.paths.instances)) active.add(name);
   for (const tap of await core.networks.removeStaleTaps((name) => active.has(name))) repaired.push(`removed stale tap ${tap}`);
   return repaired;
 }

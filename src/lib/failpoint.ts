@@ -49,8 +49,18 @@ export const FAILPOINTS = {
   delete: ['delete.after-mark'],
 } as const satisfies Record<string, readonly string[]>;
 
+/**
+ * Points of operations between the hosts of a cluster, where a daemon (not the CLI) dies: tried by the cluster
+ * tests (test/integration/cluster-move-crash.test.ts), as the single-host fault tier cannot. `move.after-resume`:
+ * the source, once the target answered that the guest runs there, before its adopt step;
+ * `move.target-after-resume`: the target, once the guest runs there, before it answers the source.
+ */
+export const CLUSTER_FAILPOINTS = {
+  move: ['move.after-resume', 'move.target-after-resume'],
+} as const satisfies Record<string, readonly string[]>;
+
 export type FailpointOperation = keyof typeof FAILPOINTS;
-export type FailpointName = (typeof FAILPOINTS)[FailpointOperation][number];
+export type FailpointName = (typeof FAILPOINTS)[FailpointOperation][number] | (typeof CLUSTER_FAILPOINTS)[keyof typeof CLUSTER_FAILPOINTS][number];
 
 /**
  * Crash injection for tests: when VIRTNODE_FAILPOINT names this point, the process kills itself with SIGKILL

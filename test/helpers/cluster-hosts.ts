@@ -29,8 +29,8 @@ export interface SimHost {
   output: () => string;
   /** The CLI against this host's daemon. */
   cli: (args: string[], options?: { timeoutMs?: number }) => Promise<CliResult>;
-  /** Starts `virtnode daemon` in the host's namespace, with `args` added (e.g. a TCP listener). */
-  startDaemon: (args?: string[]) => Promise<void>;
+  /** Starts `virtnode daemon` in the host's namespace, with `args` added (e.g. a TCP listener) and `env` over the cluster's. */
+  startDaemon: (args?: string[], env?: Record<string, string>) => Promise<void>;
   stopDaemon: (signal?: NodeJS.Signals) => Promise<void>;
   /** The etcd member's pid, from its pidfile. */
   etcdPid: () => number | undefined;
@@ -125,10 +125,10 @@ export async function createSimHosts(count: number, options: { subnet?: number; 
         daemon: undefined,
         output: () => out,
         cli: (args, o = {}) => virtnode(home, args, { ...(o.timeoutMs === undefined ? {} : { timeoutMs: o.timeoutMs }) }),
-        startDaemon: async (args = []) => {
+        startDaemon: async (args = [], env = {}) => {
           const socket = join(home, 'virtnode.sock');
           const child = spawn('ip', ['netns', 'exec', netns, VIRTNODE_BIN, 'daemon', ...args], {
-            env: { ...process.env, VIRTNODE_HOME: home, VIRTNODE_CLUSTER_LEASE_TTL: '3', VIRTNODE_ETCD_ELECTION_MS: '500', ...options.env },
+            env: { ...process.env, VIRTNODE_HOME: home, VIRTNODE_CLUSTER_LEASE_TTL: '3', VIRTNODE_ETCD_ELECTION_MS: '500', ...options.env, ...env },
             stdio: ['ignore', 'pipe', 'pipe'],
           });
           host.daemon = child;

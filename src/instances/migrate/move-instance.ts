@@ -4,14 +4,15 @@
  * records the instance with the paths it gave its disks. What travels between the hosts is the protocol's
  * steps plus the instance record (JSON), whatever the transport.
  */
-import { existsSync, rmSync, writeFileSync } from 'node:fs';
+import { rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { CoreContext, LockOptions } from '../../core/context.ts';
 import { VirtnodeError } from '../../lib/errors.ts';
+import { failpoint } from '../../lib/failpoint.ts';
 import { withSignal } from '../../lib/signal.ts';
 import { imageInfo } from '../../qemu/img.ts';
 import { isOurQemu, killQemu, waitForExit } from '../../qemu/process.ts';
-import { queryKvm, queryVersion, quit } from '../../qmp/commands.ts';
+import { queryKvm, queryStatus, queryVersion, quit } from '../../qmp/commands.ts';
 import { QmpConnection } from '../../qmp/connection.ts';
 import type { Instance } from '../model.ts';
 import { checkNicsLeave, type MovingNic, movingNics } from '../../network/movable.ts';
@@ -20,10 +21,18 @@ import { removeRuntimeFiles, runtimePaths } from '../runtime.ts';
 import { buildOffer } from './offer.ts';
 import type { DiskTransfer, MigrationResult, TargetHost } from './protocol.ts';
 import { migrateOut, type MigrateOutOptions, recoverSource } from './source.ts';
-import type { MigrationTarget } from './target.ts';
 
-/** Marks a source instance directory while a move is under way (a crash leaves it for `recoverOutgoing`). */
+/**
+ * Marks a source instance directory while a move is under way: `{ id, to? }`. A crash (or a move whose outcome
+ * the target never told) leaves it, and the cluster's settling of moves (src/app/move-settle.ts) decides then.
+ */
 export const OUTGOING_MARKER = 'outgoing.json';
+
+export interface OutgoingMarker {
+  id: string;
+  /** The target host's name (absent when the engine was driven without one). */
+  to?: string;
+}
 const QMP_CONNECT_TIMEOUT_MS = 5_000;
 const QUIT_WAIT_MS = 10_000;
 
@@ -36,6 +45,15 @@ export interface InstanceMoveTarget extends TargetHost {
 export interface MoveInstanceOptions extends MigrateOutOptions, LockOptions {
   /** How each disk travels, by disk id, when not the default (owned disks are copied, nothing else is). */
   transfers?: Record<string, DiskTransfer>;
+  /** The target host's name, kept in the OUTGOING_MARKER for the repair after a crash. */
+  to?: string;
+}
+
+/** What the target host made for an arriving guest: its QEMU, its disks and the bases they are overlays of. */
+export interface Arrival {
+  readonly process: { pid: number; start: string } | undefined;
+  readonly placedDisks: Readonly<Record<string, string>>;
+  readonly fetchedBases: Readonly<Record<string, string>>;
 }
 
 /**
@@ -56,30 +74,52 @@ export async function moveInstanceOut(core: CoreContext, name: string, target: I
       const spec = toQemuSpec(instance, dir, accel, { restrictUserNetwork: core.networks.hasWayOut(instance) });
       const transfers = { ...(await defaultTransfers(instance)), ...options.transfers };
       const offer = await buildOffer(spec, withSignal({ qemuVersion: (await queryVersion(qmp)).qemu, transfers, postcopy: options.postcopy === 'auto' }, options.signal));
-      writeFileSync(join(dir, OUTGOING_MARKER), `${JSON.stringify({ id: offer.id })}\n`);
+      const marker: OutgoingMarker = { id: offer.id, ...(options.to === undefined ? {} : { to: options.to }) };
+      writeFileSync(join(dir, OUTGOING_MARKER), `${JSON.stringify(marker)}\n`);
       let result: MigrationResult;
       try {
         result = await migrateOut(qmp, offer, target, options);
       } catch (e) {
-        rmSync(join(dir, OUTGOING_MARKER), { force: true });
+        // Only once the guest runs here again: otherwise the target may run it (its answer to `resume` was lost
+        // and it never said), and the marker tells the settling of moves to find out.
+        if ((await queryStatus(qmp).catch(() => undefined))?.running === true) rmSync(join(dir, OUTGOING_MARKER), { force: true });
         throw e;
       }
+      failpoint('move.after-resume');
       // The guest runs on the target from here on: nothing below may resume it here.
       await target.adopt(instance, withSignal({}, options.signal));
-      await quit(qmp).catch(() => {});
-      await sourceQemuGone(instance);
-      // Its taps go once its QEMU is gone (a failure here leaves a tap the host's reconcile removes: no record).
-      if (nics.length > 0) await core.networks.releaseInstance(instance).catch(() => {});
-      core.repos.instances.delete(name);
-      // A cluster network's record of this host's NICs drops it (the target records it as its own).
-      if (nics.length > 0) await core.networks.syncReservationsOf(nics.map((n) => n.network)).catch(() => {});
-      removeRuntimeFiles(dir);
-      rmSync(dir, { recursive: true, force: true });
+      await leaveSource(core, instance, qmp);
       return result;
     } finally {
       qmp.close();
     }
   });
+}
+
+/**
+ * The source's part once the target runs the guest and has its record: quits the source's QEMU (paused since the
+ * switch-over), releases its taps, and removes its record and directory. Under the instance's lock. `qmp`: the
+ * caller's connection to the QEMU, if it has one.
+ */
+export async function leaveSource(core: CoreContext, instance: Instance, qmp?: QmpConnection): Promise<void> {
+  const name = instance.name;
+  const dir = core.paths.instanceDir(name);
+  const nics = movingNics(instance.nics, (n) => core.networks.mustGet(n));
+  const own = qmp === undefined ? await QmpConnection.connect(runtimePaths(dir).qmp, { timeoutMs: QMP_CONNECT_TIMEOUT_MS }).catch(() => undefined) : undefined;
+  try {
+    const conn = qmp ?? own;
+    if (conn !== undefined) await quit(conn).catch(() => {});
+  } finally {
+    own?.close();
+  }
+  await sourceQemuGone(instance);
+  // Its taps go once its QEMU is gone (a failure here leaves a tap the host's reconcile removes: no record).
+  if (nics.length > 0) await core.networks.releaseInstance(instance).catch(() => {});
+  core.repos.instances.delete(name);
+  // A cluster network's record of this host's NICs drops it (the target records it as its own).
+  if (nics.length > 0) await core.networks.syncReservationsOf(nics.map((n) => n.network)).catch(() => {});
+  removeRuntimeFiles(dir);
+  rmSync(dir, { recursive: true, force: true });
 }
 
 /** The source's QEMU, told to quit, has exited (a large guest takes a moment to free its memory), or is killed. */
@@ -136,7 +176,7 @@ export async function defaultTransfers(instance: Instance): Promise<Record<strin
  * The target host's part after `resume`: the instance's record as it now is here (disk paths in this host's
  * instance directory, the image base where it was fetched, running under the new QEMU), inserted in its store.
  */
-export function adoptMovedInstance(core: CoreContext, instance: Instance, target: MigrationTarget): void {
+export function adoptMovedInstance(core: CoreContext, instance: Instance, target: Arrival): void {
   const identity = target.process;
   if (identity === undefined) throw new VirtnodeError('INVALID_STATE', 'the target has no QEMU running the moved instance');
   const placed = target.placedDisks;
@@ -157,25 +197,17 @@ export function adoptMovedInstance(core: CoreContext, instance: Instance, target
 }
 
 /**
- * The source host's repair after a crash during a move (the OUTGOING_MARKER is still there): the move is undone
- * on the instance's QEMU (recoverSource) when the record still says it runs here. Returns the instances repaired.
- * The caller must know the target did not resume the guest (a target aborts a move whose source went away).
+ * The source host's repair of a move the target is known not to run (it aborted it, or never resumed the guest):
+ * the migration is undone on the instance's QEMU (recoverSource: the guest runs here again) and the marker goes.
+ * Under the instance's lock.
  */
-export async function recoverOutgoing(core: CoreContext): Promise<string[]> {
-  const repaired: string[] = [];
-  for (const instance of core.repos.instances.list()) {
-    const dir = core.paths.instanceDir(instance.name);
-    if (!existsSync(join(dir, OUTGOING_MARKER))) continue;
-    if (instance.state === 'running') {
-      const qmp = await QmpConnection.connect(runtimePaths(dir).qmp, { timeoutMs: QMP_CONNECT_TIMEOUT_MS });
-      try {
-        await recoverSource(qmp);
-      } finally {
-        qmp.close();
-      }
-    }
-    rmSync(join(dir, OUTGOING_MARKER), { force: true });
-    repaired.push(instance.name);
+export async function undoOutgoing(core: CoreContext, instance: Instance): Promise<void> {
+  const dir = core.paths.instanceDir(instance.name);
+  const qmp = await QmpConnection.connect(runtimePaths(dir).qmp, { timeoutMs: QMP_CONNECT_TIMEOUT_MS });
+  try {
+    await recoverSource(qmp);
+  } finally {
+    qmp.close();
   }
-  return repaired;
+  rmSync(join(dir, OUTGOING_MARKER), { force: true });
 }

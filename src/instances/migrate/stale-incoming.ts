@@ -11,6 +11,13 @@ import { isOurQemu, killQemu } from '../../qemu/process.ts';
 export const INCOMING_MARKER = 'incoming.json';
 
 /**
+ * What the target needs to adopt an arriving guest on its own (its record, its policy, the source host, its QEMU),
+ * written (0600) when the move is prepared. Without the INCOMING_MARKER beside it the guest may run here: the
+ * directory is the cluster's to adopt (src/app/move-arrivals.ts), never a stray for the host's reconcile.
+ */
+export const ARRIVAL_FILE = 'arrival.json';
+
+/**
  * Removes the moves a crashed target never finished: directories under `instancesDir` that still hold the
  * marker and whose owner (the process that prepared them) is gone; their QEMU, if still alive, is killed.
  * Returns the directories removed. For the host's reconcile.
@@ -44,6 +51,15 @@ export async function removeStaleIncoming(instancesDir: string): Promise<string[
 export function incomingMoves(instancesDir: string): string[] {
   try {
     return readdirSync(instancesDir).filter((name) => existsSync(join(instancesDir, name, INCOMING_MARKER)));
+  } catch {
+    return [];
+  }
+}
+
+/** The names of the instance directories that hold an arrival to adopt (a guest that may run here, no marker). */
+export function pendingArrivals(instancesDir: string): string[] {
+  try {
+    return readdirSync(instancesDir).filter((name) => existsSync(join(instancesDir, name, ARRIVAL_FILE)) && !existsSync(join(instancesDir, name, INCOMING_MARKER)));
   } catch {
     return [];
   }
