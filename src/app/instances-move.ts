@@ -5,7 +5,7 @@
  * etcd names the target (its room goes with it) before the source quits its QEMU and forgets the instance.
  * A stopped VM moves offline instead (instances-move-offline.ts).
  */
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Static } from 'typebox';
 import type { MoveBody } from '../api/contracts/instances.ts';
@@ -14,7 +14,7 @@ import type { HostRecord } from '../cluster/model.ts';
 import type { PeerRoute } from '../cluster/peer-http.ts';
 import { PLACEMENT_KEYS, type Claim, overcommitRatios, readCandidates, unfit } from '../cluster/placement.ts';
 import { type ClusterService, checkHostName } from '../cluster/service.ts';
-import { checkMovable, defaultTransfers, type InstanceMoveTarget, moveInstanceOut } from '../instances/migrate/move-instance.ts';
+import { checkMovable, defaultTransfers, type InstanceMoveTarget, moveInstanceOut, OUTGOING_MARKER } from '../instances/migrate/move-instance.ts';
 import type { MigrationOffer, MigrationProgress, TargetReady, TargetResumed } from '../instances/migrate/protocol.ts';
 import { MigrationTarget } from '../instances/migrate/target.ts';
 import { type CarriedSeed, readSeed, withSeedDir } from '../instances/migrate/carried-seed.ts';
@@ -366,6 +366,13 @@ export async function moveOwned(app: AppCore, c: ClusterService, input: MoveInpu
       // post-copy: the guest ran on the target then, and the engine's error says what became of it.)
       if (phase === 'postcopy' || phase === 'recovering' || app.core.repos.instances.get(name)?.state !== 'running') throw e;
       const err = toVirtnodeError(e);
+      // The engine kept its marker: the target never said whether the guest runs there (src/app/move-settle.ts).
+      if (existsSync(join(app.paths.instanceDir(name), OUTGOING_MARKER))) {
+        throw new VirtnodeError(err.code, `the move of ${name} to ${to} did not end clearly: ${err.message}; ${name} stays paused on ${from} until ${to} answers, then runs on whichever host has it (never on both)`, {
+          cause: e,
+          hint: `\`virtnode list\` shows where it runs; ${to} adopts it on its own if it runs there`,
+        });
+      }
       throw new VirtnodeError(err.code, `the move of ${name} to ${to} ${ctx.signal.aborted ? 'was cancelled' : timeout.aborted ? `was given up after ${timeoutS} s (the timeout)` : 'failed'}${phase === undefined ? '' : ` while ${phase}`}; ${name} keeps running on ${from}: ${err.message}`, {
         cause: e,
         ...(err.hint === undefined ? {} : { hint: err.hint }),
