@@ -26,7 +26,7 @@ import { failpoint } from '../lib/failpoint.ts';
 import type { AppCore } from './context.ts';
 import { checkIncoming, localBase, type MoveInput, type MoveOutcome, type NeededBase, offerWithBootFilesHere } from './move-common.ts';
 import { IncomingMoves, adoptArrival, arrivedHere, readArrival, statusWaitMs, writeArrival } from './move-arrivals.ts';
-import type { MoveStatus } from './move-settle.ts';
+import { type MoveStatus, resumedAfterAll } from './move-settle.ts';
 
 export type { MoveInput, MoveOutcome } from './move-common.ts';
 import { OFFLINE_MOVABLE_STATES } from './offline-states.ts';
@@ -226,7 +226,8 @@ function peerTarget(
       try {
         return await call<TargetResumed>({ step: 'resume', id: current() }, 2 * STEP_MS);
       } catch (e) {
-        return resumedAfterAll(e, (step) => call<MoveStatus>(step, STATUS_TRY_MS), { step: 'status', id: current(), name, uuid: record().uuid });
+        const step: Step = { step: 'status', id: current(), name, uuid: record().uuid };
+        return resumedAfterAll(e, () => call<MoveStatus>(step, STATUS_TRY_MS), statusWaitMs());
       }
     },
     // The link to the target has just dropped: asked again until it answers (post-copy cannot be undone).
@@ -251,32 +252,6 @@ function peerTarget(
       claimMoved(r.claimError === undefined ? undefined : new Error(r.claimError));
     },
   };
-}
-
-/**
- * The resume step got no answer (`error`): asks the target what became of the move, again and again within the
- * status wait. Answers how the guest was resumed if it runs there; throws `error` once the target said it does
- * not (the engine then aborts the target and resumes the guest here); throws after the wait when the target never
- * said (the engine's abort fails too, and the guest stays paused here: the target adopts it on its own if it runs
- * there, and this host's settling of moves finds out later).
- */
-async function resumedAfterAll(error: unknown, ask: (step: Step) => Promise<MoveStatus>, step: Step): Promise<TargetResumed> {
-  const deadline = Date.now() + statusWaitMs();
-  let last = error;
-  for (;;) {
-    try {
-      const status = await ask(step);
-      if (status.state === 'running') return status.resumed;
-      if (status.state === 'prepared' || status.state === 'unknown') throw error;
-    } catch (e) {
-      if (e === error) throw e;
-      last = e;
-    }
-    if (Date.now() > deadline) {
-      throw new VirtnodeError('TIMEOUT', `the target did not say whether the guest runs there (${toVirtnodeError(last).message}); the guest stays paused on this host until it does`, { cause: error });
-    }
-    await new Promise((r) => setTimeout(r, 1_000));
-  }
 }
 
 function progressDetail(p: MigrationProgress, to: string): string {

@@ -17,6 +17,7 @@ import type { ClusterService } from '../cluster/service.ts';
 import { leaveSource, OUTGOING_MARKER, type OutgoingMarker, undoOutgoing } from '../instances/migrate/move-instance.ts';
 import type { TargetResumed } from '../instances/migrate/protocol.ts';
 import type { Instance } from '../instances/model.ts';
+import { VirtnodeError, toVirtnodeError } from '../lib/errors.ts';
 import { withLockIfFree } from '../store/locks.ts';
 import type { InstancePolicy } from '../store/policies.ts';
 import type { AppCore } from './context.ts';
@@ -106,5 +107,31 @@ async function settleOne(app: AppCore, c: ClusterService, steps: SettleSteps, in
       return;
     case 'resuming':
       return;
+  }
+}
+
+/**
+ * The resume step got no answer (`error`): asks the target what became of the move (`ask`), again and again for
+ * `waitMs`. Answers how the guest was resumed if it runs there; throws `error` once the target said it does not
+ * (the engine then aborts the target and resumes the guest here); throws after the wait when the target never said
+ * (the engine's abort fails too, and the guest stays paused here: the target adopts it on its own if it runs there,
+ * and the settling of moves finds out later).
+ */
+export async function resumedAfterAll(error: unknown, ask: () => Promise<MoveStatus>, waitMs: number, pauseMs = 1_000): Promise<TargetResumed> {
+  const deadline = Date.now() + waitMs;
+  let last = error;
+  for (;;) {
+    let status: MoveStatus | undefined;
+    try {
+      status = await ask();
+    } catch (e) {
+      last = e;
+    }
+    if (status?.state === 'running') return status.resumed;
+    if (status?.state === 'prepared' || status?.state === 'unknown') throw error;
+    if (Date.now() > deadline) {
+      throw new VirtnodeError('TIMEOUT', `the target did not say whether the guest runs there (${toVirtnodeError(last).message}); the guest stays paused on this host until it does`, { cause: error });
+    }
+    await new Promise((r) => setTimeout(r, pauseMs));
   }
 }

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { selfIdentity } from '../../lib/proc.ts';
-import { INCOMING_MARKER, removeStaleIncoming } from './stale-incoming.ts';
+import { ARRIVAL_FILE, INCOMING_MARKER, pendingArrivals, removeStaleIncoming } from './stale-incoming.ts';
 
 let root: string | undefined;
 afterEach(() => {
@@ -28,5 +28,25 @@ describe('removeStaleIncoming', () => {
     expect(existsSync(join(root, 'in-progress'))).toBe(true);
     expect(existsSync(join(root, 'instance'))).toBe(true);
     expect(await removeStaleIncoming(join(root, 'missing'))).toEqual([]);
+  });
+});
+
+describe('pendingArrivals', () => {
+  it('names the directories with an arrival past the incoming marker (the guest may run there), not those still prepared', async () => {
+    root = mkdtempSync(join(tmpdir(), 'virtnode-arrivals-'));
+    for (const [name, files] of [
+      ['arrived', [ARRIVAL_FILE]],
+      ['prepared', [ARRIVAL_FILE, INCOMING_MARKER]],
+      ['instance', []],
+    ] as const) {
+      mkdirSync(join(root, name));
+      for (const f of files) writeFileSync(join(root, name, f), '{}');
+    }
+    expect(pendingArrivals(root)).toEqual(['arrived']);
+    // A dead preparation goes with its arrival record (the guest never ran there).
+    writeFileSync(join(root, 'prepared', INCOMING_MARKER), JSON.stringify({ uuid: 'u', owner: { pid: 999_999_999, start: '1' } }));
+    await removeStaleIncoming(root);
+    expect(existsSync(join(root, 'prepared'))).toBe(false);
+    expect(pendingArrivals(join(root, 'missing'))).toEqual([]);
   });
 });
