@@ -12,7 +12,8 @@ import { SerialShell } from '../helpers/serial-shell.ts';
  * - the source's daemon after the target answered `resume` and before its adopt step: the target adopts the guest
  *   on its own; the restarted source keeps nothing of it;
  * - the target's daemon after it resumed the guest and before it answered (the source's `resume` gets no answer):
- *   the source asks the target what became of the move; the restarted target has the guest, and the move ends.
+ *   the source asks the target what became of the move; the restarted target has the guest, and the move ends;
+ * - the source's daemon again, back before the target adopts on its own: the source sends the adopt step itself.
  * Each time the guest runs once, on the target, recorded there, its claim naming it, its counter going on.
  */
 
@@ -123,10 +124,29 @@ describe('live moves whose source or target daemon dies once the guest runs on t
     await eventually(() => (qemuPidsUnder(h2.home).length === 0 && !existsSync(instanceDirOn(h2, 'c1')) ? true : undefined), 30_000, 'h2 to keep nothing of c1');
     await runsOnceOn(h1);
     await counterGoesOn(h1);
+  }, 420_000);
+
+  it('the source daemon dies after resume and comes back before the target adopts on its own: the source sends the adopt step itself', async () => {
+    const [h1, h2] = h as [SimHost, SimHost];
+    // h2 (the target now) waits 10 minutes for an adopt step; h1 (the source) dies after `resume` again.
+    await h2.stopDaemon();
+    await h2.startDaemon([], { VIRTNODE_MOVE_ADOPT_WAIT_MS: '600000' });
+    await h1.stopDaemon();
+    await h1.startDaemon([], { VIRTNODE_FAILPOINT: 'move.after-resume' });
+    await eventually(async () => ((await statusOn(h[2]!)).hosts.every((x) => x.state === 'online') ? true : undefined), 30_000, 'every host online again');
+    for (const s of shells.splice(0)) s.close();
+    const move = h1.cli(['move', 'c1', '--to', 'h2'], { timeoutMs: 180_000 });
+    await diedAtFailpoint(h1);
+    expect((await move).code).not.toBe(0);
+    await h1.startDaemon();
+    await eventually(() => (qemuPidsUnder(h1.home).length === 0 && !existsSync(instanceDirOn(h1, 'c1')) ? true : undefined), 60_000, 'h1 to settle the move');
+    expect(h1.output()).toContain('move settled: the guest runs on the target, which adopted it now');
+    await runsOnceOn(h2);
+    await counterGoesOn(h2);
     // Gone for good from every host, with nothing left.
     for (const s of shells.splice(0)) s.close();
-    await ok(h2, ['delete', '--force', 'c1']);
-    expect(etcdGet(h2, '/virtnode/claims/c1')).toBeUndefined();
+    await ok(h1, ['delete', '--force', 'c1']);
+    expect(etcdGet(h1, '/virtnode/claims/c1')).toBeUndefined();
     expect(h.flatMap((x) => qemuPidsUnder(x.home))).toEqual([]);
     for (const x of h) expect(existsSync(instanceDirOn(x, 'c1'))).toBe(false);
   }, 420_000);
