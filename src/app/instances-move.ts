@@ -1,9 +1,11 @@
 /**
  * Live moves between the hosts of a cluster (`virtnode move NAME --to HOST`). The owner runs the engine
  * (src/instances/migrate/move-instance.ts) against the target host's cluster API route MOVES_PEER_PATH, which runs
- * a MigrationTarget's steps and adopts the record. Once the guest runs on the target, the instance's claim in
- * etcd names the target (its room goes with it) before the source quits its QEMU and forgets the instance.
- * A stopped VM moves offline instead (instances-move-offline.ts).
+ * a MigrationTarget's steps and adopts the record. Once the guest runs on the target, the target records it and
+ * moves its claim in etcd (its room goes with it) before the source quits its QEMU and forgets the instance. A
+ * crash on either side after the switch is survived: the target adopts on its own (move-arrivals.ts), the source
+ * asks what it did not hear and settles what it did not finish (move-settle.ts). A stopped VM moves offline
+ * instead (instances-move-offline.ts).
  */
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
