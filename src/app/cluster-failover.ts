@@ -7,6 +7,13 @@
  * the claim, the disk ownership and the record move to it in one revision-guarded transaction (of all daemons
  * racing, one wins); the chosen host sees the record name it, adopts the instance and starts it from the shared
  * disk. The disk ownership in etcd (src/cluster/disk-ownership-etcd.ts) keeps a second copy from opening the disk.
+ *
+ * A live move in progress marks the claim "moving to TARGET" (src/cluster/move-mark.ts): the guest may run on the
+ * target any moment (it adopts it on its own when its source is gone, src/app/move-arrivals.ts). Such an instance
+ * is not failed over while the target holds its lease and runs the guest, is resuming it, or does not answer; a
+ * move the target only prepared is aborted there first. Only once the target has no copy, or has no lease either
+ * (then its own fencing ended the arrived guest, as it ends its candidates, before its lease could expire), does
+ * the failover go ahead, guarded by both hosts holding no lease.
  */
 import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -20,6 +27,11 @@ import { type CarriedSeed, readSeed } from '../instances/migrate/carried-seed.ts
 import type { Instance } from '../instances/model.ts';
 import { toVirtnodeError } from '../lib/errors.ts';
 import { isAlive } from '../lib/proc.ts';
+import { isOurQemu } from '../qemu/process.ts';
+import { pendingArrivals } from '../instances/migrate/stale-incoming.ts';
+import { MOVES_PEER_PATH } from './instances-move.ts';
+import { readArrival } from './move-arrivals.ts';
+import type { MoveStatus } from './move-settle.ts';
 import { diskKey } from '../qemu/protocol-node.ts';
 import type { InstancePolicy } from '../store/policies.ts';
 import { serialPasses } from '../lib/serial-passes.ts';
@@ -60,6 +72,8 @@ export interface FailoverRecord {
 
 export const FENCED_REASON = 'killed by self-fencing';
 const LOOP_MS = 1000;
+/** Each call to a live move's target (its `status`, its `abort`). */
+const STATUS_MS = 5000;
 const SYNC_MS = 5000;
 
 const RUNNING_STATES = new Set(['running', 'paused', 'starting']);
@@ -108,6 +122,20 @@ export function fenceCandidates(app: AppCore, c: ClusterService, reason: string)
     app.instances.repo.setState(instance.name, 'stopped', `${FENCED_REASON}: ${reason} (another host may run it now)`);
     ended.push(instance.name);
   }
+  // Guests arriving here by a live move (not recorded yet): another host may run a candidate once this lease is
+  // gone, so its arrived copy ends too. Its source keeps its own, or fails it over (move-settle.ts, failover).
+  const arrivals: string[] = [];
+  for (const name of pendingArrivals(app.paths.instances)) {
+    const a = readArrival(app, name);
+    if (a === undefined || app.instances.repo.get(name) !== undefined || !isCandidate(app, a.instance, a.policy) || !isOurQemu(a.process, a.instance.uuid)) continue;
+    try {
+      process.kill(a.process.pid, 'SIGKILL');
+      arrivals.push(name);
+    } catch {
+      /* ended meanwhile */
+    }
+  }
+  if (arrivals.length > 0) log(c, 'error', 'fenced: guests arriving by a live move stopped before the lease can expire', { instances: arrivals, reason });
   if (ended.length > 0) log(c, 'error', 'fenced: failover candidates stopped before the lease can expire', { instances: ended, reason });
   // Tidy up afterwards (runtime files, NICs, this host's disk guard); etcd may not answer, which changes nothing.
   for (const name of ended) {
@@ -138,8 +166,11 @@ export async function syncFailoverRecords(app: AppCore, c: ClusterService): Prom
     const entry = existing.get(instance.name);
     const current = entry === undefined ? undefined : parse(entry);
     if (current !== undefined && current.host !== host) {
-      await forgetFailedOver(app, c, instance, current);
-      continue;
+      // Moved here live while its source was gone (the source never dropped its record): this host's now.
+      if (current.failover !== undefined || !(await claimedHere(c, instance.name))) {
+        await forgetFailedOver(app, c, instance, current);
+        continue;
+      }
     }
     const policy = policies.get(instance.name);
     if (policy === undefined || !isCandidate(app, instance, policy)) continue;
@@ -159,6 +190,11 @@ export async function syncFailoverRecords(app: AppCore, c: ClusterService): Prom
     if (r.host !== host || mine.has(name) || r.failover !== undefined) continue;
     await kv.txn([{ key: entry.key, modRevision: entry.modRevision }], [{ delete: entry.key }]);
   }
+}
+
+async function claimedHere(c: ClusterService, name: string): Promise<boolean> {
+  const claim = await c.localKv().get(PLACEMENT_KEYS.claim(name));
+  return claim !== undefined && (JSON.parse(claim.value) as Claim).host === c.host;
 }
 
 /** The fence is lifted and the claim still names this host: its restart policy applies again. */
@@ -251,6 +287,35 @@ async function handOver(c: ClusterService, entry: KvEntry, from: string, moved: 
   );
 }
 
+/**
+ * A live move of a dead host's candidate to `claim.moving.to`, a live host: whether the target has no copy of the
+ * guest (so failover may go ahead). Running, resuming there, or no answer: not (the target adopts the guest on its
+ * own and moves the claim). Only prepared there: aborted first (a refused abort means it resumed it).
+ */
+async function moveLeftNoCopy(c: ClusterService, claim: Claim, uuid: string): Promise<boolean> {
+  const mark = claim.moving!;
+  const fields = { instance: claim.instance, from: claim.host, to: mark.to, move: mark.id };
+  let status: MoveStatus;
+  try {
+    status = await c.peer<MoveStatus>(mark.to, MOVES_PEER_PATH, { step: 'status', id: mark.id, name: claim.instance, uuid }, STATUS_MS);
+  } catch (e) {
+    log(c, 'warn', 'failover held: a live move of the instance to a live host is under way, and that host does not answer', { ...fields, err: toVirtnodeError(e).message });
+    return false;
+  }
+  if (status.state === 'prepared') {
+    try {
+      await c.peer(mark.to, MOVES_PEER_PATH, { step: 'abort', id: mark.id, name: claim.instance, reason: 'its source host lost its lease; the instance fails over' }, STATUS_MS);
+    } catch (e) {
+      log(c, 'warn', 'failover held: the move\'s target did not abort it', { ...fields, err: toVirtnodeError(e).message });
+      return false;
+    }
+    return true;
+  }
+  if (status.state === 'unknown') return true;
+  log(c, 'info', 'failover held: the guest runs (or is resuming) on the target of its live move, which adopts it', { ...fields, state: status.state });
+  return false;
+}
+
 /** Moves the candidates of dead hosts (running or not): one transaction each, of which one daemon wins. */
 async function failOverDeadHosts(app: AppCore, c: ClusterService): Promise<void> {
   const kv = c.localKv();
@@ -264,7 +329,17 @@ async function failOverDeadHosts(app: AppCore, c: ClusterService): Promise<void>
     if (claimEntry === undefined) continue;
     const claim = JSON.parse(claimEntry.value) as Claim;
     if (claim.host !== r.host) continue;
-    const candidates = (await readCandidates(kv)).filter((x) => x.host.name !== r.host);
+    const guards: KvGuard[] = [{ key: KEYS.alive(r.host), modRevision: 0 }];
+    if (claim.moving !== undefined) {
+      const mark = claim.moving;
+      if (live.has(mark.to)) {
+        if (!(await moveLeftNoCopy(c, claim, r.instance.uuid))) continue;
+      } else {
+        // Neither host holds a lease: each ended its copy (fencing) before it could expire. Guarded by both.
+        guards.push({ key: KEYS.alive(mark.to), modRevision: 0 });
+      }
+    }
+    const candidates = (await readCandidates(kv)).filter((x) => x.host.name !== r.host && x.host.name !== claim.moving?.to);
     // The disks are on the shared pool already: no room in a pool is needed, only CPUs and memory.
     const { chosen, refusals } = choose(candidates, { instance: name, cpus: claim.cpus, memoryBytes: claim.memoryBytes, diskBytes: 0 }, overcommitRatios());
     if (chosen === undefined) {
@@ -275,8 +350,9 @@ async function failOverDeadHosts(app: AppCore, c: ClusterService): Promise<void>
     const at = new Date().toISOString();
     const moved: FailoverRecord = { ...r, host: to, failover: { from: r.host, at } };
     try {
-      // The dead host still holds no lease when this commits.
-      await handOver(c, entry, r.host, moved, [{ key: KEYS.alive(r.host), modRevision: 0 }]);
+      // The dead host (and a marked move's target without a lease) still holds no lease when this commits; the
+      // claim's revision guards the rest (a target's adoption moves it).
+      await handOver(c, entry, r.host, moved, guards);
       log(c, 'info', 'failover: instance placed on a live host (claim, disk ownership and record moved in one transaction)', { instance: name, from: r.host, to, running: r.running, disks: r.disks.map(DISK_KEYS.disk) });
     } catch (e) {
       log(c, 'info', 'failover: another host won the transaction, or it changed', { instance: name, err: toVirtnodeError(e).message });

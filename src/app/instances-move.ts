@@ -15,6 +15,7 @@ import type { InstanceView } from '../api/schemas.ts';
 import type { HostRecord } from '../cluster/model.ts';
 import type { PeerRoute } from '../cluster/peer-http.ts';
 import { PLACEMENT_KEYS, type Claim, overcommitRatios, readCandidates, unfit } from '../cluster/placement.ts';
+import { markMoving, unmarkMoving } from '../cluster/move-mark.ts';
 import { type ClusterService, checkHostName } from '../cluster/service.ts';
 import { checkMovable, defaultTransfers, type InstanceMoveTarget, moveInstanceOut, OUTGOING_MARKER } from '../instances/migrate/move-instance.ts';
 import type { MigrationOffer, MigrationProgress, TargetReady, TargetResumed } from '../instances/migrate/protocol.ts';
@@ -172,7 +173,9 @@ export function movesPeerRoute(app: AppCore, cluster: () => ClusterService, inco
             throw new VirtnodeError('NOT_FOUND', `no move ${req.id} is under way on host ${c.host}`);
           }
           incoming.forget(req.id);
-          return adoptArrival(app, c, { ...arrival, instance: req.instance, policy: req.policy });
+          const r = await adoptArrival(app, c, { ...arrival, instance: req.instance, policy: req.policy });
+          incoming.remember(req.id, r.resumed ?? arrival.resumed);
+          return r;
         }
         default:
           throw invalid('step', 'not a step of a move');
@@ -181,17 +184,21 @@ export function movesPeerRoute(app: AppCore, cluster: () => ClusterService, inco
   };
 }
 
-/** The `status` step: what became of move `id` here, from this daemon's memory, else the instance directory. */
-function moveStatus(app: AppCore, incoming: IncomingMoves, id: string, name: string, uuid: string): MoveStatus {
+/**
+ * The `status` step: what became of move `id` here, from this daemon's memory, else the instance directory. The
+ * guest's resume time is this host's own (its resume step's, or its adoption's when that resumed it); when this
+ * daemon no longer knows it (it restarted), it is left out: the source reports the downtime as unknown.
+ */
+export function moveStatus(app: AppCore, incoming: IncomingMoves, id: string, name: string, uuid: string): MoveStatus {
   const m = incoming.get(id);
   if (m !== undefined) {
     if (m.resumed !== undefined) return { state: 'running', resumed: m.resumed };
     return { state: m.resuming ? 'resuming' : 'prepared' };
   }
   const arrival = arrivedHere(app, id, name);
-  if (arrival !== undefined) return { state: 'running', resumed: arrival.resumed ?? { pid: arrival.process.pid, resumedAt: Date.now() } };
+  if (arrival !== undefined) return { state: 'running', resumed: arrival.resumed ?? incoming.resumedOf(id) ?? { pid: arrival.process.pid } };
   const record = app.core.repos.instances.get(name);
-  if (record?.uuid === uuid && record.pid !== undefined) return { state: 'running', resumed: { pid: record.pid, resumedAt: Date.now() } };
+  if (record?.uuid === uuid && record.pid !== undefined) return { state: 'running', resumed: incoming.resumedOf(id) ?? { pid: record.pid } };
   return { state: 'unknown' };
 }
 
@@ -205,10 +212,10 @@ function peerTarget(
   c: ClusterService,
   to: HostRecord,
   name: string,
-  carried: { seed: CarriedSeed | undefined; policy: InstancePolicy; nics: MovingNic[]; record: () => Instance },
+  carried: { seed: CarriedSeed | undefined; policy: InstancePolicy; nics: MovingNic[]; record: () => Instance; mark: (id: string) => Promise<void> },
   claimMoved: (error?: unknown) => void,
 ): InstanceMoveTarget {
-  const { seed, policy, nics, record } = carried;
+  const { seed, policy, nics, record, mark } = carried;
   let id: string | undefined;
   const call = <T>(step: Step, timeoutMs = STEP_MS) => c.peer<T>(to, MOVES_PEER_PATH, step, timeoutMs);
   const current = () => {
@@ -216,8 +223,10 @@ function peerTarget(
     return id;
   };
   return {
-    prepare: (offer) => {
+    // The claim is marked "moving to the target" first: from then on failover leaves the instance to the move.
+    prepare: async (offer) => {
       id = offer.id;
+      await mark(offer.id);
       return call<TargetReady>(
         { step: 'prepare', name, offer, from: c.host!, instance: record(), policy, ...(seed === undefined ? {} : { seed }), ...(nics.length === 0 ? {} : { nics }) },
         PREPARE_MS,
@@ -322,7 +331,12 @@ export async function moveOwned(app: AppCore, c: ClusterService, input: MoveInpu
       if (r === undefined) throw new VirtnodeError('NOT_FOUND', `no instance named "${name}"`, { field: 'name' });
       return r;
     };
-    const target = peerTarget(c, record, name, { seed: readSeed(instance.spec.httpSeedDir), policy: app.policies.get(name), nics, record: current }, (e) => (claimError = e));
+    let marked: string | undefined;
+    const mark = async (id: string) => {
+      await markMoving(kv, name, from, to, id);
+      marked = id;
+    };
+    const target = peerTarget(c, record, name, { seed: readSeed(instance.spec.httpSeedDir), policy: app.policies.get(name), nics, record: current, mark }, (e) => (claimError = e));
     let phase: string | undefined;
     const timeout = AbortSignal.timeout(timeoutS * 1000);
     const result = await moveInstanceOut(app.core, name, target, {
@@ -338,7 +352,12 @@ export async function moveOwned(app: AppCore, c: ClusterService, input: MoveInpu
         if (p.phase === 'migrating' || p.phase === 'postcopy') ctx.transfer(p.bytesSent, p.bytesSent + p.bytesRemaining);
         else if (p.phase === 'mirroring') ctx.transfer(p.diskBytesDone, p.diskBytesTotal);
       },
-    }).catch((e: unknown) => {
+    }).catch(async (e: unknown) => {
+      // Undone (the guest runs here, the engine removed its marker): the claim's mark goes. Kept while the outcome
+      // is unknown (the settling of moves removes it when it undoes the move).
+      if (marked !== undefined && !existsSync(join(app.paths.instanceDir(name), OUTGOING_MARKER)) && app.core.repos.instances.get(name)?.state === 'running') {
+        await unmarkMoving(kv, name, marked).catch(() => undefined);
+      }
       // Said plainly when the engine undid the move: the guest runs where it was. (Not after the switch to
       // post-copy: the guest ran on the target then, and the engine's error says what became of it.)
       if (phase === 'postcopy' || phase === 'recovering' || app.core.repos.instances.get(name)?.state !== 'running') throw e;

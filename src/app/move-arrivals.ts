@@ -5,7 +5,9 @@
  * move is prepared. The source's adopt step normally finishes the move; if it does not come within the adopt wait
  * after the guest ran here (the source daemon died, the link did), or this daemon restarted meanwhile, this host
  * adopts the guest itself: its record here, then its claim moved from the source in one guarded transaction.
- * A guest that ran here is never aborted.
+ * A guest that ran here is never aborted. A guest whose QEMU is still paused when it is adopted (this daemon died
+ * between removing the incoming marker and its `cont`) is resumed then: past that marker the target refuses every
+ * abort, so the source can no longer run its copy (it runs it again only once the target confirmed its abort).
  */
 import { existsSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
@@ -20,6 +22,9 @@ import { VirtnodeError, toVirtnodeError } from '../lib/errors.ts';
 import { writeFileAtomic } from '../lib/fs-atomic.ts';
 import type { ProcessIdentity } from '../lib/proc.ts';
 import { isOurQemu } from '../qemu/process.ts';
+import { cont, queryStatus } from '../qmp/commands.ts';
+import { QmpConnection } from '../qmp/connection.ts';
+import { runtimePaths } from '../instances/runtime.ts';
 import type { InstancePolicy } from '../store/policies.ts';
 import type { AppCore } from './context.ts';
 import { withBootFilesHere } from './move-common.ts';
@@ -50,9 +55,27 @@ export interface IncomingMove {
   resumed?: TargetResumed;
 }
 
+/** How many adopted moves' resume times a daemon remembers (for a source that asks after a lost answer). */
+const REMEMBERED = 64;
+
 /** The moves this daemon is the target of, shared by the cluster API route and the settling loop. */
 export class IncomingMoves {
   private readonly moves = new Map<string, IncomingMove>();
+  private readonly adopted = new Map<string, TargetResumed>();
+
+  /** Move `id` was adopted here: how its guest was resumed, for the `status` step (while this daemon runs). */
+  remember(id: string, resumed: TargetResumed | undefined): void {
+    if (resumed === undefined) return;
+    this.adopted.set(id, resumed);
+    for (const old of this.adopted.keys()) {
+      if (this.adopted.size <= REMEMBERED) break;
+      this.adopted.delete(old);
+    }
+  }
+
+  resumedOf(id: string): TargetResumed | undefined {
+    return this.adopted.get(id);
+  }
 
   get(id: unknown): IncomingMove | undefined {
     return typeof id === 'string' ? this.moves.get(id) : undefined;
@@ -109,13 +132,16 @@ export function arrivedHere(app: AppCore, id: string, name: string): ArrivalReco
 /**
  * Adopts an arrived guest: its record here (once), then its claim moved from the source to this host (guarded by
  * the claim naming the source; nothing to do when it names this host already). The arrival file goes only once
- * both are done, so a failed claim move is tried again. Answers the claim's failure, if any.
+ * both are done, so a failed claim move is tried again. Answers the claim's failure, if any, and when it resumed
+ * a guest the move had left paused here, when.
  */
-export async function adoptArrival(app: AppCore, c: ClusterService, a: ArrivalRecord): Promise<{ claimError?: string }> {
+export async function adoptArrival(app: AppCore, c: ClusterService, a: ArrivalRecord): Promise<{ claimError?: string; resumed?: TargetResumed }> {
   return app.core.withLock(a.name, 'adopt', { lockWaitMs: 30_000 }, async () => {
     const existing = app.core.repos.instances.get(a.name);
+    let resumed: TargetResumed | undefined;
     if (existing === undefined) {
       if (!isOurQemu(a.process, a.instance.uuid)) throw new VirtnodeError('INVALID_STATE', `the QEMU of ${a.name}, moved here, is gone`);
+      if (await runIfPaused(app, a.name)) resumed = { pid: a.process.pid, resumedAt: Date.now() };
       const here = withBootFilesHere(app, a.instance);
       const seeded = here.spec.httpSeedDir === undefined ? here : { ...here, spec: { ...here.spec, httpSeedDir: join(app.paths.instanceDir(here.name), 'seed') } };
       adoptMovedInstance(app.core, seeded, a);
@@ -128,11 +154,32 @@ export async function adoptArrival(app: AppCore, c: ClusterService, a: ArrivalRe
     try {
       if ((await ownerOf(c.kv(), a.name)) !== c.host) await moveClaim(c.kv(), a.name, a.from, c.host!);
     } catch (e) {
-      return { claimError: toVirtnodeError(e).message };
+      return { claimError: toVirtnodeError(e).message, ...(resumed === undefined ? {} : { resumed }) };
     }
     rmSync(arrivalPath(app, a.name), { force: true });
-    return {};
+    return resumed === undefined ? {} : { resumed };
   });
+}
+
+/** Whether an arrived QEMU must be resumed at its adoption: only one the move left paused (never one paused later). */
+export function pausedByMove(status: string): boolean {
+  return status === 'paused' || status === 'prelaunch';
+}
+
+/**
+ * The arrived guest's QEMU is still paused (the daemon died between removing the incoming marker and `cont`): it is
+ * resumed now. Called only for an arrival past its incoming marker, before the guest is recorded here (nobody else
+ * paused it). Answers whether it resumed it.
+ */
+async function runIfPaused(app: AppCore, name: string): Promise<boolean> {
+  const qmp = await QmpConnection.connect(runtimePaths(app.paths.instanceDir(name)).qmp, { timeoutMs: 5_000 });
+  try {
+    if (!pausedByMove((await queryStatus(qmp)).status)) return false;
+    await cont(qmp);
+    return true;
+  } finally {
+    qmp.close();
+  }
 }
 
 /**
@@ -145,7 +192,7 @@ export async function settleArrivals(app: AppCore, c: ClusterService, incoming: 
     const a = readArrival(app, name);
     if (a === undefined) continue;
     const m = incoming.get(a.id);
-    if (m !== undefined && (m.resumed === undefined || Date.now() - m.resumed.resumedAt < adoptWaitMs())) continue;
+    if (m !== undefined && (m.resumed === undefined || Date.now() - (m.resumed.resumedAt ?? 0) < adoptWaitMs())) continue;
     if (app.core.repos.instances.get(name) === undefined && !isOurQemu(a.process, a.instance.uuid)) {
       incoming.forget(a.id);
       rmSync(app.paths.instanceDir(name), { recursive: true, force: true });
@@ -154,6 +201,7 @@ export async function settleArrivals(app: AppCore, c: ClusterService, incoming: 
     }
     incoming.forget(a.id);
     const r = await adoptArrival(app, c, a);
-    log(r.claimError === undefined ? 'info' : 'warn', 'move: the guest runs here and its source did not adopt it: adopted here', { instance: name, from: a.from, ...r });
+    incoming.remember(a.id, r.resumed ?? a.resumed);
+    log(r.claimError === undefined ? 'info' : 'warn', 'move: the guest runs here and its source did not adopt it: adopted here', { instance: name, from: a.from, ...(r.claimError === undefined ? {} : { claimError: r.claimError }), ...(r.resumed === undefined ? {} : { resumedNow: 'its QEMU was still paused (the daemon died before its cont): resumed' }) });
   }
 }

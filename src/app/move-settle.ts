@@ -12,6 +12,7 @@
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { unmarkMoving } from '../cluster/move-mark.ts';
 import { ownerOf } from '../cluster/placement.ts';
 import type { ClusterService } from '../cluster/service.ts';
 import { leaveSource, OUTGOING_MARKER, type OutgoingMarker, undoOutgoing } from '../instances/migrate/move-instance.ts';
@@ -99,10 +100,12 @@ async function settleOne(app: AppCore, c: ClusterService, steps: SettleSteps, in
     case 'prepared':
       await steps.abort(marker.to, marker.id, name, 'the source settled the move after a crash');
       await undoOutgoing(app.core, instance);
+      await unmarkMoving(c.kv(), name, marker.id);
       log('info', 'move settled: undone; the guest runs here again (the target had not run it)', fields);
       return;
     case 'unknown':
       await undoOutgoing(app.core, instance);
+      await unmarkMoving(c.kv(), name, marker.id);
       log('info', 'move settled: undone; the guest runs here again (the target has no copy of it)', fields);
       return;
     case 'resuming':

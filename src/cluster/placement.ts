@@ -76,9 +76,21 @@ export interface Claim {
   type?: 'vm' | 'container';
   /** The host a `cluster evacuate` moved it away from, where `cluster restore` brings it back (evacuation.ts). */
   evacuatedFrom?: string;
+  /**
+   * A live move of it is under way (src/cluster/move-mark.ts): the guest may run on `to` any moment. Failover does
+   * not restart it elsewhere while this is set. Gone when the claim moves, or when the move is undone.
+   */
+  moving?: MovingMark;
   /** Unique per attempt: tells our own committed claim from another's after an ambiguous answer. */
   nonce: string;
   claimedAt: string;
+}
+
+export interface MovingMark {
+  to: string;
+  /** The move's id (its offer's). */
+  id: string;
+  at: string;
 }
 
 export interface Candidate {
@@ -296,7 +308,9 @@ export async function moveClaim(
       instances: Math.max(0, u.instances + sign),
       groups: group(u, sign),
     });
-    const moved: Claim = { ...claim, host: to, claimedAt: new Date().toISOString() };
+    // A live move's mark goes with the move of the claim: the move is over.
+    const { moving: _moving, ...kept } = claim;
+    const moved: Claim = { ...kept, host: to, claimedAt: new Date().toISOString() };
     const more = extra(moved);
     const at = new Date().toISOString();
     // The new holder's process is not known yet (pid 0): its start takes the claim as its own.

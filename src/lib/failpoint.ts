@@ -53,10 +53,11 @@ export const FAILPOINTS = {
  * Points of operations between the hosts of a cluster, where a daemon (not the CLI) dies: tried by the cluster
  * tests (test/integration/cluster-move-crash.test.ts), as the single-host fault tier cannot. `move.after-resume`:
  * the source, once the target answered that the guest runs there, before its adopt step;
- * `move.target-after-resume`: the target, once the guest runs there, before it answers the source.
+ * `move.target-after-resume`: the target, once the guest runs there, before it answers the source;
+ * `move.target-before-cont`: the target, its incoming marker removed (no abort accepted now), before its `cont`.
  */
 export const CLUSTER_FAILPOINTS = {
-  move: ['move.after-resume', 'move.target-after-resume'],
+  move: ['move.target-before-cont', 'move.after-resume', 'move.target-after-resume'],
 } as const satisfies Record<string, readonly string[]>;
 
 export type FailpointOperation = keyof typeof FAILPOINTS;

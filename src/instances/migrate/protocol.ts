@@ -64,8 +64,11 @@ export interface TargetResumed {
   askedAt?: number;
   /** When the target saw the last of the memory loaded, just before its `cont` (same clock). */
   arrivedAt?: number;
-  /** When the guest's vCPUs ran again on the target (ms since the epoch, the target's clock). */
-  resumedAt: number;
+  /**
+   * When the guest's vCPUs ran again on the target (ms since the epoch, the target's clock). Absent when the target
+   * no longer knows (its daemon restarted after it adopted the guest): the move's downtime is then unknown.
+   */
+  resumedAt?: number;
 }
 
 /** What the source needs from the target host; the cluster implements it over its host-to-host API. */

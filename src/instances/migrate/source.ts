@@ -250,11 +250,13 @@ export async function migrateOut(qmp: QmpConnection, offer: MigrationOffer, targ
     return {
       ...measured,
       ...(refinedPredictedMs === undefined ? {} : { refinedPredictedMs }),
-      migrationMs: resumed.resumedAt - migrationStartedAt,
-      totalMs: resumed.resumedAt - startedAt,
+      // The target's own resume time; when it no longer knows it (its answer was lost and its daemon restarted),
+      // the times end now, and the downtime is unknown rather than a guess.
+      migrationMs: (resumed.resumedAt ?? Date.now()) - migrationStartedAt,
+      totalMs: (resumed.resumedAt ?? Date.now()) - startedAt,
       qemuDowntimeMs: info.downtime,
-      downtimeMs: stopAt === undefined ? undefined : Math.max(0, resumed.resumedAt - stopAt),
-      ...(stopAt === undefined ? {} : { switchover: switchoverTimes(stopAt, { pausedAt, continuedAt, completedAt }, resumed) }),
+      downtimeMs: stopAt === undefined || resumed.resumedAt === undefined ? undefined : Math.max(0, resumed.resumedAt - stopAt),
+      ...(stopAt === undefined || resumed.resumedAt === undefined ? {} : { switchover: switchoverTimes(stopAt, { pausedAt, continuedAt, completedAt }, { ...resumed, resumedAt: resumed.resumedAt }) }),
       bytesSent: info.ram?.transferred ?? 0,
       postcopy,
       diskBytes: diskBytesTotal,
@@ -274,7 +276,7 @@ export async function migrateOut(qmp: QmpConnection, offer: MigrationOffer, targ
   }
 }
 
-function switchoverTimes(stopAt: number, source: { pausedAt?: number | undefined; continuedAt?: number | undefined; completedAt?: number | undefined }, resumed: TargetResumed): SwitchoverTimes {
+function switchoverTimes(stopAt: number, source: { pausedAt?: number | undefined; continuedAt?: number | undefined; completedAt?: number | undefined }, resumed: TargetResumed & { resumedAt: number }): SwitchoverTimes {
   const since = (t: number) => Math.round(t - stopAt);
   const { pausedAt, continuedAt, completedAt } = source;
   return {

@@ -7,6 +7,7 @@
 import { existsSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { VirtnodeError } from '../../lib/errors.ts';
+import { failpoint } from '../../lib/failpoint.ts';
 import { type ProcessIdentity, selfIdentity } from '../../lib/proc.ts';
 import { Reverter } from '../../lib/reverter.ts';
 import { withSignal } from '../../lib/signal.ts';
@@ -195,6 +196,7 @@ export class MigrationTarget implements TargetHost {
     // The marker goes first: a crash between the two leaves a paused QEMU to clean up by hand, never a running
     // guest that a repair would kill while its source is already gone.
     rmSync(join(this.options.dir, INCOMING_MARKER), { force: true });
+    failpoint('move.target-before-cont');
     await cont(qmp, withSignal({}, options.signal));
     const resumedAt = Date.now();
     this.resumed = true;
