@@ -171,6 +171,12 @@ export async function syncFailoverRecords(app: AppCore, c: ClusterService): Prom
         await forgetFailedOver(app, c, instance, current);
         continue;
       }
+      const policy = policies.get(instance.name);
+      if (policy === undefined || !isCandidate(app, instance, policy)) {
+        // Not a candidate here (its disks were copied to this host's own pool): the source's stale record goes.
+        await kv.txn([{ key: entry!.key, modRevision: entry!.modRevision }], [{ delete: entry!.key }]);
+        continue;
+      }
     }
     const policy = policies.get(instance.name);
     if (policy === undefined || !isCandidate(app, instance, policy)) continue;

@@ -381,7 +381,7 @@ export async function moveOwned(app: AppCore, c: ClusterService, input: MoveInpu
         hint: 'requests about it go to the host its claim names: fix the claim in etcd once it answers',
       });
     }
-    ctx.phase('moved', `runs on ${to}${result.postcopy ? ' (switched to post-copy)' : ''}; downtime ${result.downtimeMs === undefined ? '?' : Math.round(result.downtimeMs)} ms, ${Math.round(result.totalMs)} ms in all`);
+    ctx.phase('moved', `runs on ${to}${result.postcopy ? ' (switched to post-copy)' : ''}; downtime ${result.downtimeMs === undefined ? 'unknown' : `${Math.round(result.downtimeMs)} ms`}, ${Math.round(result.totalMs)} ms in all`);
     return {
       instance: await viewOn(to, name),
       from,

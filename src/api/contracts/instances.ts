@@ -44,7 +44,7 @@ export const MoveResult = Closed({
   to: Type.String({ description: 'the host it runs on now' }),
   totalMs: Type.Integer({ description: 'from the first step to the guest running on the new host' }),
   migrationMs: Type.Integer({ description: 'the memory migration, from its start to the guest running on the new host' }),
-  downtimeMs: nullable<number>({ type: 'integer', description: "from the source's vCPUs stopping to the target running them" }),
+  downtimeMs: nullable<number>({ type: 'integer', description: "from the source's vCPUs stopping to the target running them; null offline, or when the target no longer knew when it ran them (its answer to resume was lost and its daemon restarted)" }),
   bytesSent: Type.Integer({ description: 'memory bytes sent' }),
   diskBytes: Type.Integer({ description: 'disk bytes copied' }),
   postcopy: Type.Boolean({ description: 'the move switched to post-copy' }),

@@ -169,7 +169,7 @@ export function registerInstanceCommands(program: Command): void {
           signal,
           onPhase: (phase, detail, ms) => process.stderr.write(`[${(ms / 1000).toFixed(1).padStart(6)} s] ${phase.padEnd(10)} ${detail}\n`),
         });
-        const downtime = r.offline ? `, offline (${Math.round(r.diskBytes / 1048576)} MiB of disks copied)` : r.downtimeMs === null ? '' : `, downtime ${r.downtimeMs} ms`;
+        const downtime = r.offline ? `, offline (${Math.round(r.diskBytes / 1048576)} MiB of disks copied)` : r.downtimeMs === null ? ', downtime unknown' : `, downtime ${r.downtimeMs} ms`;
         process.stdout.write(`Moved ${r.instance.name} from ${r.from} to ${r.to} in ${(r.totalMs / 1000).toFixed(1)} s${downtime}${r.postcopy ? ' (switched to post-copy)' : ''}\n`);
         const s = r.switchover;
         if (s !== undefined) {
