@@ -83,6 +83,11 @@ describe('live moves of a failover candidate whose source or target daemon dies 
 
   it('the source daemon dies after the guest runs on the target and its lease expires: failover holds (the claim is marked moving); the target adopts it; never a third copy', async () => {
     const [h1, h2, h3] = h as [SimHost, SimHost, SimHost];
+    // h1's daemon dies, from now on, once a target answered `resume`. Restarted before c1 is a candidate: a daemon
+    // that stops gives up its lease, which fails its candidates over.
+    await h1.stopDaemon();
+    await h1.startDaemon([], { VIRTNODE_FAILPOINT: 'move.after-resume' });
+    await everyHostOnline(h2);
     await ok(h1, ['launch', 'tiny', '--name', 'c1', ...LAUNCH, '--target', 'h1']);
     await ok(h1, ['set', 'c1', 'restart=on-failure']);
     uuid = (await listOn(h1)).find((i) => i.name === 'c1')!.uuid;
@@ -97,9 +102,6 @@ describe('live moves of a failover candidate whose source or target daemon dies 
     count = numbers((await shell.run('cat /tmp/count')).output)[0]!;
     expect(count).toBeGreaterThan(0);
 
-    await h1.stopDaemon();
-    await h1.startDaemon([], { VIRTNODE_FAILPOINT: 'move.after-resume' });
-    await everyHostOnline(h2);
     let third = 0;
     sampler = setInterval(() => (third = Math.max(third, qemuPidsUnder(h3.home).length)), 100);
     for (const s of shells.splice(0)) s.close();
