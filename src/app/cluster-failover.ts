@@ -98,6 +98,8 @@ function recordOf(app: AppCore, host: string, instance: Instance, policy: Instan
 }
 
 const parse = (e: KvEntry) => JSON.parse(e.value) as FailoverRecord;
+/** What failover last said about each instance it holds for a live move (so it is said once). */
+const held = new Map<string, string>();
 const log = (c: ClusterService, level: 'info' | 'warn' | 'error', msg: string, fields: Record<string, unknown> = {}) =>
   process.stderr.write(`${JSON.stringify({ level, msg, component: 'failover', host: c.host, at: new Date().toISOString(), ...fields })}\n`);
 
@@ -301,24 +303,31 @@ async function handOver(c: ClusterService, entry: KvEntry, from: string, moved: 
 async function moveLeftNoCopy(c: ClusterService, claim: Claim, uuid: string): Promise<boolean> {
   const mark = claim.moving!;
   const fields = { instance: claim.instance, from: claim.host, to: mark.to, move: mark.id };
+  // Said once per move and answer, not on every pass.
+  const say = (level: 'info' | 'warn', msg: string, more: Record<string, unknown>) => {
+    const said = `${mark.id} ${msg}`;
+    if (held.get(claim.instance) === said) return;
+    held.set(claim.instance, said);
+    log(c, level, msg, more);
+  };
   let status: MoveStatus;
   try {
     status = await c.peer<MoveStatus>(mark.to, MOVES_PEER_PATH, { step: 'status', id: mark.id, name: claim.instance, uuid }, STATUS_MS);
   } catch (e) {
-    log(c, 'warn', 'failover held: a live move of the instance to a live host is under way, and that host does not answer', { ...fields, err: toVirtnodeError(e).message });
+    say('warn', 'failover held: a live move of the instance to a live host is under way, and that host does not answer', { ...fields, err: toVirtnodeError(e).message });
     return false;
   }
   if (status.state === 'prepared') {
     try {
       await c.peer(mark.to, MOVES_PEER_PATH, { step: 'abort', id: mark.id, name: claim.instance, reason: 'its source host lost its lease; the instance fails over' }, STATUS_MS);
     } catch (e) {
-      log(c, 'warn', 'failover held: the move\'s target did not abort it', { ...fields, err: toVirtnodeError(e).message });
+      say('warn', 'failover held: the move\'s target did not abort it', { ...fields, err: toVirtnodeError(e).message });
       return false;
     }
     return true;
   }
   if (status.state === 'unknown') return true;
-  log(c, 'info', 'failover held: the guest runs (or is resuming) on the target of its live move, which adopts it', { ...fields, state: status.state });
+  say('info', 'failover held: the guest runs (or is resuming) on the target of its live move, which adopts it', { ...fields, state: status.state });
   return false;
 }
 
