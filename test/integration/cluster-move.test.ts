@@ -99,6 +99,8 @@ describe('moving running instances between the hosts of a cluster (netns, real d
     }
     const claim = etcdGet<Claim>(h1, '/virtnode/claims/m1')!;
     expect(claim.host).toBe('h2');
+    // The move's mark on the claim (failover leaves a marked instance to its move) went with the claim's move.
+    expect(claim.moving).toBeUndefined();
     const [after1, after2] = [etcdGet<HostUsage>(h1, '/virtnode/usage/h1')!, etcdGet<HostUsage>(h1, '/virtnode/usage/h2')!];
     expect(after1.cpus).toBe(usage1.cpus - 1);
     expect(after1.memoryBytes).toBe(usage1.memoryBytes - 128 * 1024 * 1024);
@@ -144,7 +146,9 @@ describe('moving running instances between the hosts of a cluster (netns, real d
     expect(qemuPidsUnder(h2.home)).toEqual([pid]);
     await eventually(() => (qemuPidsUnder(h1.home).length === 0 && !existsSync(instanceDirOn(h1, 'm1')) ? true : undefined), 15_000, 'nothing left on h1');
     expect(localRecord(h1, 'm1')).toBeUndefined();
-    expect(etcdGet<Claim>(h1, '/virtnode/claims/m1')?.host).toBe('h2');
+    // The claim unchanged, the move's mark gone with the move's undoing.
+    const kept = etcdGet<Claim>(h1, '/virtnode/claims/m1');
+    expect([kept?.host, kept?.moving]).toEqual(['h2', undefined]);
     const still = await console2!.run('cat /tmp/marker');
     expect(still.output).toContain('moved-with-me');
     expect((await listOn(h1)).find((i) => i.name === 'm1')).toMatchObject({ host: 'h2', state: 'running' });
@@ -168,7 +172,8 @@ describe('moving running instances between the hosts of a cluster (netns, real d
     expect((done.body['error'] as { message: string }).message).toMatch(/^the move of m1 to h1 was cancelled( while \w+)?; m1 keeps running on h2: /);
     expect(qemuPidsUnder(h2.home)).toEqual([pid]);
     await eventually(() => (qemuPidsUnder(h1.home).length === 0 && !existsSync(instanceDirOn(h1, 'm1')) ? true : undefined), 15_000, 'nothing left on h1');
-    expect(etcdGet<Claim>(h1, '/virtnode/claims/m1')?.host).toBe('h2');
+    const kept = etcdGet<Claim>(h1, '/virtnode/claims/m1');
+    expect([kept?.host, kept?.moving]).toEqual(['h2', undefined]);
     expect((await console2!.run('cat /tmp/marker')).output).toContain('moved-with-me');
   }, 120_000);
 
