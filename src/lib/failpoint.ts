@@ -51,7 +51,8 @@ export const FAILPOINTS = {
 
 /**
  * Points of operations between the hosts of a cluster, where a daemon (not the CLI) dies: tried by the cluster
- * tests (test/integration/cluster-move-crash.test.ts), as the single-host fault tier cannot. `move.after-resume`:
+ * tests (test/integration/cluster-move-crash.test.ts, cluster-move-failover.test.ts), as the single-host fault tier
+ * cannot. `move.after-resume`:
  * the source, once the target answered that the guest runs there, before its adopt step;
  * `move.target-after-resume`: the target, once the guest runs there, before it answers the source;
  * `move.target-before-cont`: the target, its incoming marker removed (no abort accepted now), before its `cont`.
