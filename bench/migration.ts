@@ -17,6 +17,7 @@
 import { spawn } from 'node:child_process';
 import { mkdirSync, rmSync } from 'node:fs';
 import { connect, type Socket } from 'node:net';
+import { loadavg } from 'node:os';
 import { join } from 'node:path';
 import { copyingBaseFetcher } from '../src/instances/migrate/base-fetch.ts';
 import { buildOffer } from '../src/instances/migrate/offer.ts';
@@ -46,11 +47,16 @@ interface Engine {
   MigrationTarget: typeof MigrationTarget;
   /** Its own downtime limit (default DOWNTIME_LIMIT_MS, as by hand). */
   downtimeLimitMs?: number;
+  /** Its own calc-dirty-rate length, s (default: the engine's own). */
+  dirtyRateSeconds?: number;
 }
 const engines: Record<string, Engine> = { virtnode: { migrateOut, MigrationTarget } };
 // BENCH_ALSO_LIMIT_MS=N: this checkout's engine once more with downtime-limit N, in the same run.
 const alsoLimit = process.env['BENCH_ALSO_LIMIT_MS'];
 if (alsoLimit !== undefined) engines[`virtnode-limit-${alsoLimit}`] = { migrateOut, MigrationTarget, downtimeLimitMs: Number(alsoLimit) };
+// BENCH_ALSO_DIRTY_RATE_S=N: this checkout's engine once more with calc-dirty-rate for N s (0: none), same run.
+const alsoDirty = process.env['BENCH_ALSO_DIRTY_RATE_S'];
+if (alsoDirty !== undefined) engines[`virtnode-dirty-rate-${alsoDirty}s`] = { migrateOut, MigrationTarget, dirtyRateSeconds: Number(alsoDirty) };
 if (BASELINE !== undefined) {
   engines['baseline'] = {
     migrateOut: ((await import(join(BASELINE, 'src/instances/migrate/source.ts'))) as { migrateOut: typeof migrateOut }).migrateOut,
@@ -151,6 +157,8 @@ interface Sample {
   destCompletedToRunningMs: number;
   /** QEMU's own figure (query-migrate `downtime` on the source). */
   qemuDowntimeMs: number | undefined;
+  /** The host's 1-minute load average after the move. */
+  loadAverage?: number;
 }
 
 type Timestamp = { seconds: number; microseconds: number };
@@ -228,6 +236,7 @@ async function byVirtnode(engine: Engine, from: Placement, to: Host, dir: string
   const result = await engine.migrateOut(qmp, offer, target, {
     maxBandwidth: MAX_BANDWIDTH,
     downtimeLimitMs: engine.downtimeLimitMs ?? DOWNTIME_LIMIT_MS,
+    ...(engine.dirtyRateSeconds === undefined ? {} : { dirtyRateSeconds: engine.dirtyRateSeconds }),
   });
   stopSource();
   await quit(qmp);
@@ -290,6 +299,7 @@ try {
         current = r.placement;
       }
       rmSync(from.dir, { recursive: true, force: true });
+      sample.loadAverage = loadavg()[0]!;
       console.log(`${kind} #${i} ${who}: ${JSON.stringify(sample)}`);
     }
     const medians = (xs: Sample[]) => ({
@@ -317,6 +327,13 @@ try {
           // preparation, against spawning the target by hand.
           beforeMigration: r2((v.totalMs - v.migrationMs) / (h.totalMs - h.migrationMs)),
         },
+        // Each round has one move of every contender, back to back: the ratio within a round sees the same load.
+        pairRatios: Object.fromEntries(
+          (['totalMs', 'migrationMs', 'downtimeMs'] as const).map((k) => {
+            const xs = samples.map((s, r) => r2(s[k] / hand[r]![k]));
+            return [k.replace(/Ms$/, ''), { median: r2(median(xs)), min: Math.min(...xs), max: Math.max(...xs), all: xs }];
+          }),
+        ),
         prediction: samples.map((s) => ({ predictedMs: s.predictedMs, refinedPredictedMs: s.refinedPredictedMs, measuredMigrationMs: s.migrationMs, dirtyRateMiBps: s.dirtyRateMiBps })),
       };
     }
@@ -325,7 +342,7 @@ try {
     await killPlacement(current);
     current = undefined;
   }
-  writeResult('migration', report);
+  writeResult(process.env['BENCH_RESULT'] ?? 'migration', report);
   console.log(JSON.stringify(report, null, 2));
 } finally {
   if (current !== undefined) await killPlacement(current);
