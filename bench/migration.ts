@@ -10,8 +10,14 @@
  * control path to `cont`), and virtnode's predictions (from the
  * bandwidth cap, and refined from the migration's first second) against its measured migration time.
  * BENCH_BASELINE=DIR adds a third contender in the same run: the engine of another checkout of virtnode (e.g. a
- * `git worktree` of the previous commit), so a change to the engine is measured before/after side by side.
- * Writes bench/results/migration.json. Usage (root, in a private network namespace; BENCH_KINDS=idle for one kind):
+ * `git worktree` of the previous commit), so a change to the engine is measured before/after side by side;
+ * BENCH_ALSO_LIMIT_MS=N and BENCH_ALSO_DIRTY_RATE_S=N add this engine with another downtime-limit or dirty-rate
+ * sample (0: none). Every contender moves the guest once per round, back to back, in an order that rotates each
+ * round; besides the medians, each round's ratio to by hand (`pairRatios`: median, min, max) compares moves made
+ * under the same load. By hand sets the same migration parameters as the engine: capabilities `events`,
+ * `auto-converge`, no `postcopy-ram`, no `pause-before-switchover` (no disk is copied), `downtime-limit` and
+ * `max-bandwidth` (BENCH_BANDWIDTH_MIB, default 1024); neither uses multifd, compression or a dirty limit.
+ * Writes bench/results/migration.json (BENCH_RESULT=NAME: NAME.json). Usage (root, in a private network namespace; BENCH_KINDS=idle for one kind):
  *   unshare --net -- bash -c 'ip link set lo up && node bench/migration.ts [rounds]'
  */
 import { spawn } from 'node:child_process';
@@ -37,7 +43,8 @@ import { writeResult } from './results.ts';
 
 const rounds = Number(process.argv[2] ?? 3);
 const MEMORY_MIB = 1024;
-const MAX_BANDWIDTH = 1024 * 1024 * 1024;
+// BENCH_BANDWIDTH_MIB=N: every contender's max-bandwidth (default 1 GiB/s): slower moves let the 1 s dirty-rate sample finish first.
+const MAX_BANDWIDTH = Number(process.env['BENCH_BANDWIDTH_MIB'] ?? 1024) * 1024 * 1024;
 const DOWNTIME_LIMIT_MS = Number(process.env['BENCH_DOWNTIME_LIMIT_MS'] ?? DEFAULT_DOWNTIME_LIMIT_MS);
 const BASELINE = process.env['BENCH_BASELINE'];
 
