@@ -47,6 +47,14 @@ const MEMORY_MIB = 1024;
 const MAX_BANDWIDTH = Number(process.env['BENCH_BANDWIDTH_MIB'] ?? 1024) * 1024 * 1024;
 const DOWNTIME_LIMIT_MS = Number(process.env['BENCH_DOWNTIME_LIMIT_MS'] ?? DEFAULT_DOWNTIME_LIMIT_MS);
 const BASELINE = process.env['BENCH_BASELINE'];
+/**
+ * BENCH_FRESH=1: every move is the first move of a freshly booted guest. Under TCG (QEMU 7.2) the busy guest's
+ * kernel oopses after its first live move, by hand as by virtnode (see bench/README.md), so without this only
+ * the first move of a busy guest moves a busy guest.
+ */
+const FRESH = process.env['BENCH_FRESH'] === '1';
+/** BENCH_AUTO_CONVERGE=0: neither side sets auto-converge (default: both do, as virtnode's `--postcopy never`). */
+const AUTO_CONVERGE = process.env['BENCH_AUTO_CONVERGE'] !== '0';
 
 /** A migration engine: this checkout's, or the baseline's (another checkout's modules, loaded as they are there). */
 interface Engine {
@@ -166,6 +174,8 @@ interface Sample {
   qemuDowntimeMs: number | undefined;
   /** The host's 1-minute load average after the move. */
   loadAverage?: number;
+  /** After the move (untimed): the guest's console answered, and (busy) its loop still ran. */
+  guestAfter?: 'ok' | 'no answer' | 'loop gone';
 }
 
 type Timestamp = { seconds: number; microseconds: number };
@@ -190,7 +200,7 @@ async function byHand(from: Placement, to: Host, dir: string): Promise<{ placeme
   await src.cmd('migrate-set-capabilities', {
     capabilities: [
       { capability: 'events', state: true },
-      { capability: 'auto-converge', state: true },
+      { capability: 'auto-converge', state: AUTO_CONVERGE },
       { capability: 'pause-before-switchover', state: false },
       { capability: 'postcopy-ram', state: false },
     ],
@@ -243,6 +253,7 @@ async function byVirtnode(engine: Engine, from: Placement, to: Host, dir: string
   const result = await engine.migrateOut(qmp, offer, target, {
     maxBandwidth: MAX_BANDWIDTH,
     downtimeLimitMs: engine.downtimeLimitMs ?? DOWNTIME_LIMIT_MS,
+    autoConverge: AUTO_CONVERGE,
     ...(engine.dirtyRateSeconds === undefined ? {} : { dirtyRateSeconds: engine.dirtyRateSeconds }),
   });
   stopSource();
@@ -263,36 +274,49 @@ async function byVirtnode(engine: Engine, from: Placement, to: Host, dir: string
 }
 
 const hosts = createTwoHosts();
-const report: Record<string, unknown> = { rounds, memoryMiB: MEMORY_MIB, maxBandwidth: MAX_BANDWIDTH, downtimeLimitMs: DOWNTIME_LIMIT_MS, ...(BASELINE === undefined ? {} : { baseline: BASELINE }) };
+const report: Record<string, unknown> = { fresh: FRESH, autoConverge: AUTO_CONVERGE, rounds, memoryMiB: MEMORY_MIB, maxBandwidth: MAX_BANDWIDTH, downtimeLimitMs: DOWNTIME_LIMIT_MS, ...(BASELINE === undefined ? {} : { baseline: BASELINE }) };
 let current: Placement | undefined;
 try {
   for (const kind of (process.env['BENCH_KINDS']?.split(',') ?? ['idle', 'busy']) as Array<'idle' | 'busy'>) {
-    const vm = await startSourceVm(hosts.a, { name: kind, memoryMiB: MEMORY_MIB });
-    vm.qmp.close();
-    current = { host: hosts.a, dir: vm.dir, spec: vm.spec, pid: vm.identity.pid };
-    const shell = await SerialShell.whenReady(vm.dir, 120_000);
-    if (kind === 'busy') {
-      await shell.run(BUSY_LOOP);
-      const running = await shell.run('ps | grep -q "[c]at /run/s"');
-      if (running.status !== 0) throw new Error(`the busy loop is not running: ${running.output}`);
-    }
-    shell.close();
+    /** A guest booted on host a (busy: its loop started), placed there. */
+    const bootGuest = async (name: string): Promise<Placement> => {
+      const vm = await startSourceVm(hosts.a, { name, memoryMiB: MEMORY_MIB });
+      vm.qmp.close();
+      const placement = { host: hosts.a, dir: vm.dir, spec: vm.spec, pid: vm.identity.pid };
+      current = placement;
+      const shell = await SerialShell.whenReady(vm.dir, 120_000);
+      if (kind === 'busy') {
+        await shell.run(BUSY_LOOP);
+        const running = await shell.run('ps | grep -q "[c]at /run/s"');
+        if (running.status !== 0) throw new Error(`the busy loop is not running: ${running.output}`);
+      }
+      shell.close();
+      return placement;
+    };
     type EngineSample = Sample & { predictedMs: number; refinedPredictedMs: number | undefined; dirtyRateMiBps: number; bytesSent: number };
     const byEngine: Record<string, EngineSample[]> = Object.fromEntries(Object.keys(engines).map((k) => [k, []]));
     const hand: Sample[] = [];
-    // A first move of a fresh guest is slower whoever makes it (QEMU first walks memory never touched): not counted.
-    const warmUp = await byHand(current, hosts.b, join(hosts.b.stateDir, 'instances', `${kind}-warm-up`));
-    rmSync(current.dir, { recursive: true, force: true });
-    current = warmUp.placement;
-    console.log(`${kind} warm-up by hand: ${JSON.stringify(warmUp.sample)}`);
+    if (!FRESH) {
+      await bootGuest(kind);
+      // A first move of a fresh guest is slower whoever makes it (QEMU first walks memory never touched): not counted.
+      const warmUp = await byHand(current!, hosts.b, join(hosts.b.stateDir, 'instances', `${kind}-warm-up`));
+      rmSync(current!.dir, { recursive: true, force: true });
+      current = warmUp.placement;
+      console.log(`${kind} warm-up by hand: ${JSON.stringify(warmUp.sample)}, guest after it: ${await guestAfterMove(current.dir, kind)}`);
+    }
     const contenders = [...Object.keys(engines), 'by hand'];
     const n = contenders.length;
     for (let i = 0; i < rounds * n; i++) {
       // Rotate who goes first in each round, so no one always moves the guest in the same direction.
       const who = contenders[(i + Math.floor(i / n)) % n]!;
-      const to = current.host === hosts.a ? hosts.b : hosts.a;
+      if (FRESH) {
+        // Each move from a guest of its own, booted for it (the previous one is killed first).
+        if (current !== undefined) await killPlacement(current);
+        await bootGuest(`${kind}-src-${i}`);
+      }
+      const to = current!.host === hosts.a ? hosts.b : hosts.a;
       const dir = join(to.stateDir, 'instances', `${kind}-${i}`);
-      const from = current;
+      const from = current!;
       let sample: Sample;
       if (who !== 'by hand') {
         const r = await byVirtnode(engines[who]!, from, to, dir);
@@ -307,6 +331,7 @@ try {
       }
       rmSync(from.dir, { recursive: true, force: true });
       sample.loadAverage = loadavg()[0]!;
+      sample.guestAfter = await guestAfterMove(current.dir, kind);
       console.log(`${kind} #${i} ${who}: ${JSON.stringify(sample)}`);
     }
     const medians = (xs: Sample[]) => ({
@@ -320,11 +345,13 @@ try {
     });
     const h = medians(hand);
     const r2 = (x: number) => Math.round(x * 100) / 100;
-    const result: Record<string, unknown> = { byHand: { ...h, samples: hand } };
+    const guestAfter = (xs: Sample[]) => Object.fromEntries(['ok', 'no answer', 'loop gone'].map((k) => [k, xs.filter((x) => x.guestAfter === k).length]));
+    const result: Record<string, unknown> = { byHand: { ...h, guestAfter: guestAfter(hand), samples: hand } };
     for (const [name, samples] of Object.entries(byEngine)) {
       const v = medians(samples);
       result[name] = {
         ...v,
+        guestAfter: guestAfter(samples),
         samples,
         ratioToByHand: {
           downtime: r2(v.downtimeMs / h.downtimeMs),
@@ -346,7 +373,7 @@ try {
     }
     report[kind] = result;
     console.log(`${kind} medians: ${JSON.stringify(Object.fromEntries(Object.entries(result).map(([k, v]) => [k, { ...(v as Record<string, unknown>), samples: undefined, prediction: undefined }])))}`);
-    await killPlacement(current);
+    if (current !== undefined) await killPlacement(current);
     current = undefined;
   }
   writeResult(process.env['BENCH_RESULT'] ?? 'migration', report);
@@ -354,6 +381,22 @@ try {
 } finally {
   if (current !== undefined) await killPlacement(current);
   hosts.remove();
+}
+
+/**
+ * Whether the guest still works where it now runs: its console answers a command, and the busy loop is still
+ * there. A guest that stopped after a move would make the next moves look like moves of an idle guest.
+ */
+async function guestAfterMove(dir: string, kind: 'idle' | 'busy'): Promise<'ok' | 'no answer' | 'loop gone'> {
+  const shell = await SerialShell.open(dir);
+  try {
+    const r = await shell.run(kind === 'busy' ? 'ps | grep -q "[c]at /run/s"' : 'true', 20_000);
+    return r.status === 0 ? 'ok' : 'loop gone';
+  } catch {
+    return 'no answer';
+  } finally {
+    shell.close();
+  }
 }
 
 async function killPlacement(p: Placement): Promise<void> {
