@@ -174,6 +174,8 @@ interface Sample {
   qemuDowntimeMs: number | undefined;
   /** The host's 1-minute load average after the move. */
   loadAverage?: number;
+  /** virtnode: when each of the engine's phases began, ms after its start. */
+  phasesMs?: Record<string, number>;
   /** After the move (untimed): the guest's console answered, and (busy) its loop still ran. */
   guestAfter?: 'ok' | 'no answer' | 'loop gone';
 }
@@ -250,10 +252,15 @@ async function byVirtnode(engine: Engine, from: Placement, to: Host, dir: string
     return ready;
   };
   const offer = await buildOffer(from.spec, { qemuVersion: (await queryVersion(qmp)).qemu, transfers: {}, postcopy: false });
+  const phasesMs: Record<string, number> = {};
   const result = await engine.migrateOut(qmp, offer, target, {
     maxBandwidth: MAX_BANDWIDTH,
     downtimeLimitMs: engine.downtimeLimitMs ?? DOWNTIME_LIMIT_MS,
     autoConverge: AUTO_CONVERGE,
+    // When each phase began, ms from the start (what the time before `migrate` goes to).
+    onProgress: (p) => {
+      phasesMs[p.phase] ??= p.elapsedMs;
+    },
     ...(engine.dirtyRateSeconds === undefined ? {} : { dirtyRateSeconds: engine.dirtyRateSeconds }),
   });
   stopSource();
@@ -267,6 +274,7 @@ async function byVirtnode(engine: Engine, from: Placement, to: Host, dir: string
       migrationMs: result.migrationMs,
       totalMs: result.totalMs,
       qemuDowntimeMs: result.qemuDowntimeMs,
+      phasesMs,
       ...breakdown(events['stop'] ?? Number.NaN, events['sourceCompleted'] ?? Number.NaN, events['destCompleted'] ?? Number.NaN, (events['stop'] ?? Number.NaN) + (result.downtimeMs ?? Number.NaN)),
     },
     result,
