@@ -10,13 +10,20 @@
  * control path to `cont`), and virtnode's predictions (from the
  * bandwidth cap, and refined from the migration's first second) against its measured migration time.
  * BENCH_BASELINE=DIR adds a third contender in the same run: the engine of another checkout of virtnode (e.g. a
- * `git worktree` of the previous commit), so a change to the engine is measured before/after side by side.
- * Writes bench/results/migration.json. Usage (root, in a private network namespace; BENCH_KINDS=idle for one kind):
+ * `git worktree` of the previous commit), so a change to the engine is measured before/after side by side;
+ * BENCH_ALSO_LIMIT_MS=N and BENCH_ALSO_DIRTY_RATE_S=N add this engine with another downtime-limit or dirty-rate
+ * sample (0: none). Every contender moves the guest once per round, back to back, in an order that rotates each
+ * round; besides the medians, each round's ratio to by hand (`pairRatios`: median, min, max) compares moves made
+ * under the same load. By hand sets the same migration parameters as the engine: capabilities `events`,
+ * `auto-converge`, no `postcopy-ram`, no `pause-before-switchover` (no disk is copied), `downtime-limit` and
+ * `max-bandwidth` (BENCH_BANDWIDTH_MIB, default 1024); neither uses multifd, compression or a dirty limit.
+ * Writes bench/results/migration.json (BENCH_RESULT=NAME: NAME.json). Usage (root, in a private network namespace; BENCH_KINDS=idle for one kind):
  *   unshare --net -- bash -c 'ip link set lo up && node bench/migration.ts [rounds]'
  */
 import { spawn } from 'node:child_process';
 import { mkdirSync, rmSync } from 'node:fs';
 import { connect, type Socket } from 'node:net';
+import { loadavg } from 'node:os';
 import { join } from 'node:path';
 import { copyingBaseFetcher } from '../src/instances/migrate/base-fetch.ts';
 import { buildOffer } from '../src/instances/migrate/offer.ts';
@@ -36,9 +43,18 @@ import { writeResult } from './results.ts';
 
 const rounds = Number(process.argv[2] ?? 3);
 const MEMORY_MIB = 1024;
-const MAX_BANDWIDTH = 1024 * 1024 * 1024;
+// BENCH_BANDWIDTH_MIB=N: every contender's max-bandwidth (default 1 GiB/s): slower moves let the 1 s dirty-rate sample finish first.
+const MAX_BANDWIDTH = Number(process.env['BENCH_BANDWIDTH_MIB'] ?? 1024) * 1024 * 1024;
 const DOWNTIME_LIMIT_MS = Number(process.env['BENCH_DOWNTIME_LIMIT_MS'] ?? DEFAULT_DOWNTIME_LIMIT_MS);
 const BASELINE = process.env['BENCH_BASELINE'];
+/**
+ * BENCH_FRESH=1: every move is the first move of a freshly booted guest. Under TCG (QEMU 7.2) the busy guest's
+ * kernel oopses after its first live move, by hand as by virtnode (see bench/README.md), so without this only
+ * the first move of a busy guest moves a busy guest.
+ */
+const FRESH = process.env['BENCH_FRESH'] === '1';
+/** BENCH_AUTO_CONVERGE=0: neither side sets auto-converge (default: both do, as virtnode's `--postcopy never`). */
+const AUTO_CONVERGE = process.env['BENCH_AUTO_CONVERGE'] !== '0';
 
 /** A migration engine: this checkout's, or the baseline's (another checkout's modules, loaded as they are there). */
 interface Engine {
@@ -46,11 +62,16 @@ interface Engine {
   MigrationTarget: typeof MigrationTarget;
   /** Its own downtime limit (default DOWNTIME_LIMIT_MS, as by hand). */
   downtimeLimitMs?: number;
+  /** Its own calc-dirty-rate length, s (default: the engine's own). */
+  dirtyRateSeconds?: number;
 }
 const engines: Record<string, Engine> = { virtnode: { migrateOut, MigrationTarget } };
 // BENCH_ALSO_LIMIT_MS=N: this checkout's engine once more with downtime-limit N, in the same run.
 const alsoLimit = process.env['BENCH_ALSO_LIMIT_MS'];
 if (alsoLimit !== undefined) engines[`virtnode-limit-${alsoLimit}`] = { migrateOut, MigrationTarget, downtimeLimitMs: Number(alsoLimit) };
+// BENCH_ALSO_DIRTY_RATE_S=N: this checkout's engine once more with calc-dirty-rate for N s (0: none), same run.
+const alsoDirty = process.env['BENCH_ALSO_DIRTY_RATE_S'];
+if (alsoDirty !== undefined) engines[`virtnode-dirty-rate-${alsoDirty}s`] = { migrateOut, MigrationTarget, dirtyRateSeconds: Number(alsoDirty) };
 if (BASELINE !== undefined) {
   engines['baseline'] = {
     migrateOut: ((await import(join(BASELINE, 'src/instances/migrate/source.ts'))) as { migrateOut: typeof migrateOut }).migrateOut,
@@ -151,6 +172,12 @@ interface Sample {
   destCompletedToRunningMs: number;
   /** QEMU's own figure (query-migrate `downtime` on the source). */
   qemuDowntimeMs: number | undefined;
+  /** The host's 1-minute load average after the move. */
+  loadAverage?: number;
+  /** virtnode: when each of the engine's phases began, ms after its start. */
+  phasesMs?: Record<string, number>;
+  /** After the move (untimed): the guest's console answered, and (busy) its loop still ran. */
+  guestAfter?: 'ok' | 'no answer' | 'loop gone';
 }
 
 type Timestamp = { seconds: number; microseconds: number };
@@ -175,7 +202,7 @@ async function byHand(from: Placement, to: Host, dir: string): Promise<{ placeme
   await src.cmd('migrate-set-capabilities', {
     capabilities: [
       { capability: 'events', state: true },
-      { capability: 'auto-converge', state: true },
+      { capability: 'auto-converge', state: AUTO_CONVERGE },
       { capability: 'pause-before-switchover', state: false },
       { capability: 'postcopy-ram', state: false },
     ],
@@ -225,9 +252,16 @@ async function byVirtnode(engine: Engine, from: Placement, to: Host, dir: string
     return ready;
   };
   const offer = await buildOffer(from.spec, { qemuVersion: (await queryVersion(qmp)).qemu, transfers: {}, postcopy: false });
+  const phasesMs: Record<string, number> = {};
   const result = await engine.migrateOut(qmp, offer, target, {
     maxBandwidth: MAX_BANDWIDTH,
     downtimeLimitMs: engine.downtimeLimitMs ?? DOWNTIME_LIMIT_MS,
+    autoConverge: AUTO_CONVERGE,
+    // When each phase began, ms from the start (what the time before `migrate` goes to).
+    onProgress: (p) => {
+      phasesMs[p.phase] ??= p.elapsedMs;
+    },
+    ...(engine.dirtyRateSeconds === undefined ? {} : { dirtyRateSeconds: engine.dirtyRateSeconds }),
   });
   stopSource();
   await quit(qmp);
@@ -240,6 +274,7 @@ async function byVirtnode(engine: Engine, from: Placement, to: Host, dir: string
       migrationMs: result.migrationMs,
       totalMs: result.totalMs,
       qemuDowntimeMs: result.qemuDowntimeMs,
+      phasesMs,
       ...breakdown(events['stop'] ?? Number.NaN, events['sourceCompleted'] ?? Number.NaN, events['destCompleted'] ?? Number.NaN, (events['stop'] ?? Number.NaN) + (result.downtimeMs ?? Number.NaN)),
     },
     result,
@@ -247,36 +282,49 @@ async function byVirtnode(engine: Engine, from: Placement, to: Host, dir: string
 }
 
 const hosts = createTwoHosts();
-const report: Record<string, unknown> = { rounds, memoryMiB: MEMORY_MIB, maxBandwidth: MAX_BANDWIDTH, downtimeLimitMs: DOWNTIME_LIMIT_MS, ...(BASELINE === undefined ? {} : { baseline: BASELINE }) };
+const report: Record<string, unknown> = { fresh: FRESH, autoConverge: AUTO_CONVERGE, rounds, memoryMiB: MEMORY_MIB, maxBandwidth: MAX_BANDWIDTH, downtimeLimitMs: DOWNTIME_LIMIT_MS, ...(BASELINE === undefined ? {} : { baseline: BASELINE }) };
 let current: Placement | undefined;
 try {
   for (const kind of (process.env['BENCH_KINDS']?.split(',') ?? ['idle', 'busy']) as Array<'idle' | 'busy'>) {
-    const vm = await startSourceVm(hosts.a, { name: kind, memoryMiB: MEMORY_MIB });
-    vm.qmp.close();
-    current = { host: hosts.a, dir: vm.dir, spec: vm.spec, pid: vm.identity.pid };
-    const shell = await SerialShell.whenReady(vm.dir, 120_000);
-    if (kind === 'busy') {
-      await shell.run(BUSY_LOOP);
-      const running = await shell.run('ps | grep -q "[c]at /run/s"');
-      if (running.status !== 0) throw new Error(`the busy loop is not running: ${running.output}`);
-    }
-    shell.close();
+    /** A guest booted on host a (busy: its loop started), placed there. */
+    const bootGuest = async (name: string): Promise<Placement> => {
+      const vm = await startSourceVm(hosts.a, { name, memoryMiB: MEMORY_MIB });
+      vm.qmp.close();
+      const placement = { host: hosts.a, dir: vm.dir, spec: vm.spec, pid: vm.identity.pid };
+      current = placement;
+      const shell = await SerialShell.whenReady(vm.dir, 120_000);
+      if (kind === 'busy') {
+        await shell.run(BUSY_LOOP);
+        const running = await shell.run('ps | grep -q "[c]at /run/s"');
+        if (running.status !== 0) throw new Error(`the busy loop is not running: ${running.output}`);
+      }
+      shell.close();
+      return placement;
+    };
     type EngineSample = Sample & { predictedMs: number; refinedPredictedMs: number | undefined; dirtyRateMiBps: number; bytesSent: number };
     const byEngine: Record<string, EngineSample[]> = Object.fromEntries(Object.keys(engines).map((k) => [k, []]));
     const hand: Sample[] = [];
-    // A first move of a fresh guest is slower whoever makes it (QEMU first walks memory never touched): not counted.
-    const warmUp = await byHand(current, hosts.b, join(hosts.b.stateDir, 'instances', `${kind}-warm-up`));
-    rmSync(current.dir, { recursive: true, force: true });
-    current = warmUp.placement;
-    console.log(`${kind} warm-up by hand: ${JSON.stringify(warmUp.sample)}`);
+    if (!FRESH) {
+      await bootGuest(kind);
+      // A first move of a fresh guest is slower whoever makes it (QEMU first walks memory never touched): not counted.
+      const warmUp = await byHand(current!, hosts.b, join(hosts.b.stateDir, 'instances', `${kind}-warm-up`));
+      rmSync(current!.dir, { recursive: true, force: true });
+      current = warmUp.placement;
+      console.log(`${kind} warm-up by hand: ${JSON.stringify(warmUp.sample)}, guest after it: ${await guestAfterMove(current.dir, kind)}`);
+    }
     const contenders = [...Object.keys(engines), 'by hand'];
     const n = contenders.length;
     for (let i = 0; i < rounds * n; i++) {
       // Rotate who goes first in each round, so no one always moves the guest in the same direction.
       const who = contenders[(i + Math.floor(i / n)) % n]!;
-      const to = current.host === hosts.a ? hosts.b : hosts.a;
+      if (FRESH) {
+        // Each move from a guest of its own, booted for it (the previous one is killed first).
+        if (current !== undefined) await killPlacement(current);
+        await bootGuest(`${kind}-src-${i}`);
+      }
+      const to = current!.host === hosts.a ? hosts.b : hosts.a;
       const dir = join(to.stateDir, 'instances', `${kind}-${i}`);
-      const from = current;
+      const from = current!;
       let sample: Sample;
       if (who !== 'by hand') {
         const r = await byVirtnode(engines[who]!, from, to, dir);
@@ -290,6 +338,8 @@ try {
         current = r.placement;
       }
       rmSync(from.dir, { recursive: true, force: true });
+      sample.loadAverage = loadavg()[0]!;
+      sample.guestAfter = await guestAfterMove(current.dir, kind);
       console.log(`${kind} #${i} ${who}: ${JSON.stringify(sample)}`);
     }
     const medians = (xs: Sample[]) => ({
@@ -303,11 +353,13 @@ try {
     });
     const h = medians(hand);
     const r2 = (x: number) => Math.round(x * 100) / 100;
-    const result: Record<string, unknown> = { byHand: { ...h, samples: hand } };
+    const guestAfter = (xs: Sample[]) => Object.fromEntries(['ok', 'no answer', 'loop gone'].map((k) => [k, xs.filter((x) => x.guestAfter === k).length]));
+    const result: Record<string, unknown> = { byHand: { ...h, guestAfter: guestAfter(hand), samples: hand } };
     for (const [name, samples] of Object.entries(byEngine)) {
       const v = medians(samples);
       result[name] = {
         ...v,
+        guestAfter: guestAfter(samples),
         samples,
         ratioToByHand: {
           downtime: r2(v.downtimeMs / h.downtimeMs),
@@ -317,19 +369,42 @@ try {
           // preparation, against spawning the target by hand.
           beforeMigration: r2((v.totalMs - v.migrationMs) / (h.totalMs - h.migrationMs)),
         },
+        // Each round has one move of every contender, back to back: the ratio within a round sees the same load.
+        pairRatios: Object.fromEntries(
+          (['totalMs', 'migrationMs', 'downtimeMs'] as const).map((k) => {
+            const xs = samples.map((s, r) => r2(s[k] / hand[r]![k]));
+            return [k.replace(/Ms$/, ''), { median: r2(median(xs)), min: Math.min(...xs), max: Math.max(...xs), all: xs }];
+          }),
+        ),
         prediction: samples.map((s) => ({ predictedMs: s.predictedMs, refinedPredictedMs: s.refinedPredictedMs, measuredMigrationMs: s.migrationMs, dirtyRateMiBps: s.dirtyRateMiBps })),
       };
     }
     report[kind] = result;
     console.log(`${kind} medians: ${JSON.stringify(Object.fromEntries(Object.entries(result).map(([k, v]) => [k, { ...(v as Record<string, unknown>), samples: undefined, prediction: undefined }])))}`);
-    await killPlacement(current);
+    if (current !== undefined) await killPlacement(current);
     current = undefined;
   }
-  writeResult('migration', report);
+  writeResult(process.env['BENCH_RESULT'] ?? 'migration', report);
   console.log(JSON.stringify(report, null, 2));
 } finally {
   if (current !== undefined) await killPlacement(current);
   hosts.remove();
+}
+
+/**
+ * Whether the guest still works where it now runs: its console answers a command, and the busy loop is still
+ * there. A guest that stopped after a move would make the next moves look like moves of an idle guest.
+ */
+async function guestAfterMove(dir: string, kind: 'idle' | 'busy'): Promise<'ok' | 'no answer' | 'loop gone'> {
+  const shell = await SerialShell.open(dir);
+  try {
+    const r = await shell.run(kind === 'busy' ? 'ps | grep -q "[c]at /run/s"' : 'true', 20_000);
+    return r.status === 0 ? 'ok' : 'loop gone';
+  } catch {
+    return 'no answer';
+  } finally {
+    shell.close();
+  }
 }
 
 async function killPlacement(p: Placement): Promise<void> {

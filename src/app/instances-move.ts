@@ -347,6 +347,7 @@ export async function moveOwned(app: AppCore, c: ClusterService, input: MoveInpu
       // may still not converge), the move switches to post-copy once pre-copy stalls.
       autoConverge: input.postcopy !== 'auto',
       ...(input.bandwidthMiBs === undefined ? {} : { maxBandwidth: input.bandwidthMiBs * MIB }),
+      ...(input.downtimeLimitMs === undefined ? {} : { downtimeLimitMs: input.downtimeLimitMs }),
       onProgress: (p) => {
         if (p.phase !== phase) ctx.phase((phase = p.phase), progressDetail(p, to));
         if (p.phase === 'migrating' || p.phase === 'postcopy') ctx.transfer(p.bytesSent, p.bytesSent + p.bytesRemaining);

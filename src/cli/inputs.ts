@@ -1,4 +1,5 @@
 /** Turning command-line text into the API's typed input, with the messages the core gives for the same mistakes. */
+import { MOVE_DOWNTIME_LIMIT_MS } from '../api/contracts/instances.ts';
 import { hostLimits } from '../host/limits.ts';
 import { validateCpus } from '../instances/validate.ts';
 import type { RestartPolicy } from '../instances/model.ts';
@@ -45,4 +46,13 @@ export function bandwidthInput(text: string | undefined): number | undefined {
   const bytes = /^\s*-/.test(text) ? 0 : parseSize('--bandwidth', text.replace(/\/s$/i, ''), 'M');
   if (bytes < MIB || bytes % MIB !== 0) throw invalid('--bandwidth', `"${text}" is not a whole number of MiB/s of at least 1`, hint);
   return bytes / MIB;
+}
+
+/** `move --downtime-limit MS`: whole milliseconds in the API's range. */
+export function downtimeLimitInput(text: string | undefined): number | undefined {
+  if (text === undefined) return undefined;
+  const { min, max } = MOVE_DOWNTIME_LIMIT_MS;
+  const n = /^\d{1,9}$/.test(text.trim()) ? Number(text.trim()) : Number.NaN;
+  if (!(n >= min && n <= max)) throw invalid('--downtime-limit', `"${text}" is not a whole number of milliseconds from ${min} to ${max}`, `e.g. --downtime-limit 300 (default ${MOVE_DOWNTIME_LIMIT_MS.default})`);
+  return n;
 }

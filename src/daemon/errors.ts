@@ -31,6 +31,11 @@ function fromFramework(e: FastifyError, bodyLimit: number): { status: number; er
     }
     if (first?.keyword === 'additionalProperties') message = `unknown field "${(first.params as { additionalProperty: string }).additionalProperty}"`;
     if (first?.keyword === 'enum') message = `"${String((first as { data?: unknown }).data)}" is not valid: use ${((first.params as { allowedValues: unknown[] }).allowedValues ?? []).join(', ')}`;
+    if (first?.keyword === 'minimum' || first?.keyword === 'maximum') {
+      // Both ends of the range, not only the one crossed.
+      const { minimum, maximum } = (first as { parentSchema?: { minimum?: number; maximum?: number } }).parentSchema ?? {};
+      if (minimum !== undefined && maximum !== undefined) message = `${String((first as { data?: unknown }).data)} is out of range: use ${minimum} to ${maximum}`;
+    }
     if (first?.keyword === 'const' || first?.keyword === 'anyOf') message = `${message}: see the OpenAPI document at /openapi.json`;
     return { status: 400, error: new VirtnodeError('INVALID', `${where}: ${message}`, { field: where }) };
   }

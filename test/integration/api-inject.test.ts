@@ -107,6 +107,8 @@ describe('REST API through inject(): every route, bad input refused with the err
       ['POST', '/instances/nope/resources', { memory: 'lots' }, 400, /memory/],
       ['POST', '/instances/nope/move', { host: 'h2' }, 400, /host: this host is not in a cluster: there is no host h2 to move to/],
       ['POST', '/instances/nope/move', {}, 400, /host/],
+      ['POST', '/instances/nope/move', { host: 'h2', downtimeLimitMs: 0 }, 400, /^body\/downtimeLimitMs: 0 is out of range: use 1 to 60000$/],
+      ['POST', '/instances/nope/move', { host: 'h2', downtimeLimitMs: 2.5 }, 400, /^body\/downtimeLimitMs: must be integer$/],
       ['DELETE', '/instances/nope', undefined, 404, /does not exist/],
       ['DELETE', '/instances/nope?force=maybe', undefined, 400, /force/],
       ['DELETE', '/instances/x?color=red', undefined, 400, /unknown field "color"/],

@@ -1,6 +1,9 @@
 import { existsSync } from 'node:fs';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Claim, HostUsage } from '../../src/cluster/placement.ts';
+import { QmpConnection } from '../../src/qmp/connection.ts';
+import { queryMigrate } from '../../src/qmp/migration.ts';
 import { qemuPidsUnder } from '../helpers/cli.ts';
 import { type SimCluster, type SimHost, destroyKeepingLogs, etcdGet, formCluster, instanceDirOn, listOn, localRecord, ok, requestOn, statusOn, tinyGuestHosts } from '../helpers/cluster-hosts.ts';
 import { eventually } from '../helpers/daemon.ts';
@@ -61,6 +64,11 @@ describe('moving running instances between the hosts of a cluster (netns, real d
     expect(running.stderr).toContain('error: m1 is running; --offline moves only a stopped, defined or crashed VM');
     const badTimeout = await h[0]!.cli(['move', 'm1', '--to', 'h3', '--timeout', 'soon']);
     expect(badTimeout.code).toBe(2);
+    for (const limit of ['0', '60001', '2.5', 'fast']) {
+      const badLimit = await h[0]!.cli(['move', 'm1', '--to', 'h3', '--downtime-limit', limit]);
+      expect(badLimit.code).toBe(2);
+      expect(badLimit.stderr).toContain(`error: --downtime-limit: "${limit}" is not a whole number of milliseconds from 1 to 60000`);
+    }
 
     expect(qemuPidsUnder(h[0]!.home)).toEqual([pid]);
     for (const x of [h[1]!, h[2]!]) expect(existsSync(instanceDirOn(x, 'm1'))).toBe(false);
@@ -81,7 +89,7 @@ describe('moving running instances between the hosts of a cluster (netns, real d
     await ok(h1, ['set', 'm1', 'autostart=true']);
 
     const started = Date.now();
-    const out = await ok(h3, ['move', 'm1', '--to', 'h2']);
+    const out = await ok(h3, ['move', 'm1', '--to', 'h2', '--downtime-limit', '100']);
     const wallMs = Date.now() - started;
     const match = /^Moved m1 from h1 to h2 in (\d+\.\d) s, downtime (\d+) ms\n  switch-over after the source stopped: [^\n]*running \d+ ms\n$/.exec(out);
     expect(match, out).not.toBeNull();
@@ -160,10 +168,27 @@ describe('moving running instances between the hosts of a cluster (netns, real d
     const bad = await requestOn(h2, 'POST', '/instances/m1/move', { host: 'h9' });
     expect(bad.status).toBe(404);
     expect(bad.body.error).toMatchObject({ code: 'NOT_FOUND', field: 'host', message: 'host: no host h9 in the cluster' });
+    for (const downtimeLimitMs of [0, 60_001]) {
+      const badLimit = await requestOn(h2, 'POST', '/instances/m1/move', { host: 'h1', downtimeLimitMs });
+      expect(badLimit.status).toBe(400);
+      expect(badLimit.body.error).toMatchObject({ code: 'INVALID', field: 'body/downtimeLimitMs', message: `body/downtimeLimitMs: ${downtimeLimitMs} is out of range: use 1 to 60000` });
+    }
+    expect(qemuPidsUnder(h2.home)).toEqual([pid]);
     // Slowed down, so the cancel comes before the switch-over (from then on a cancel is too late).
-    const started = await requestOn(h2, 'POST', '/instances/m1/move', { host: 'h1', bandwidthMiBs: 1 });
+    const started = await requestOn(h2, 'POST', '/instances/m1/move', { host: 'h1', bandwidthMiBs: 1, downtimeLimitMs: 700 });
     expect(started.status).toBe(202);
     expect(started.body).toMatchObject({ kind: 'move', target: 'instances/m1' });
+    // The limit asked for is QEMU's own for this migration (read on the source's second monitor).
+    const parameters = await eventually(async () => {
+      const qmp = await QmpConnection.connect(join(instanceDirOn(h2, 'm1'), 'qmp-query.sock'), { timeoutMs: 5_000 });
+      try {
+        const [migration, params] = [await queryMigrate(qmp), await qmp.execute<{ 'downtime-limit': number; 'max-bandwidth': number }>('query-migrate-parameters')];
+        return migration.status === 'active' ? params : undefined;
+      } finally {
+        qmp.close();
+      }
+    }, 30_000, 'the migration active on h2');
+    expect([parameters['downtime-limit'], parameters['max-bandwidth']]).toEqual([700, 1024 * 1024]);
     const cancel = await requestOn(h2, 'DELETE', `/operations/${started.body.id}`);
     expect(cancel.status).toBe(202);
     const done = await requestOn(h2, 'GET', `/operations/${started.body.id}/wait?timeout=60`);

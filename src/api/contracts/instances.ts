@@ -26,6 +26,9 @@ export const StopResult = Closed({ instance: Instance, method: Type.String({ des
 export const RestartResult = Closed({ instance: Instance });
 export const Deleted = Closed({ name: Type.String(), deleted: Type.Boolean() });
 
+/** A live move's `downtimeLimitMs`: the range accepted, and the default (QEMU's `downtime-limit`). */
+export const MOVE_DOWNTIME_LIMIT_MS = { min: 1, max: 60_000, default: 30 } as const;
+
 /** POST /instances/{name}/move: the cluster host to move an instance to (live when it runs, offline when stopped). */
 export const MoveBody = Closed({
   host: Type.String({ maxLength: 63, description: 'the cluster host to move it to (`virtnode cluster ls`)' }),
@@ -36,6 +39,13 @@ export const MoveBody = Closed({
     }),
   ),
   bandwidthMiBs: Type.Optional(Type.Integer({ minimum: 1, maximum: 1_048_576, description: 'the memory migration\'s bandwidth cap, MiB/s (default 1024)' })),
+  downtimeLimitMs: Type.Optional(
+    Type.Integer({
+      minimum: MOVE_DOWNTIME_LIMIT_MS.min,
+      maximum: MOVE_DOWNTIME_LIMIT_MS.max,
+      description: `a live move: the longest the guest may stay stopped for the last round of memory, ms (QEMU's downtime-limit; default ${MOVE_DOWNTIME_LIMIT_MS.default}). Higher ends a busy guest's move sooner with a longer pause`,
+    }),
+  ),
   offline: Type.Optional(Type.Boolean({ description: 'only an offline move: a stopped VM (its disks copied); a running one is refused. A stopped VM moves offline without it too' })),
 });
 export const MoveResult = Closed({

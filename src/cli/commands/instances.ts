@@ -6,7 +6,7 @@ import { formatSize, MIB } from '../../lib/units.ts';
 import { parseDuration } from '../duration.ts';
 import { keyValues, printer, table } from '../output.ts';
 import { api } from '../api.ts';
-import { bandwidthInput, cpusInput, postcopyInput, restartPolicyInput } from '../inputs.ts';
+import { bandwidthInput, cpusInput, downtimeLimitInput, postcopyInput, restartPolicyInput } from '../inputs.ts';
 import { addTuningOptions, tuningInput, tuningSummary } from '../tuning-flags.ts';
 import { instances as service } from '../context.ts';
 
@@ -155,11 +155,12 @@ export function registerInstanceCommands(program: Command): void {
     .option('--timeout <duration>', 'give the move up (and undo it) after this long (not once post-copy has started)', '10m')
     .option('--postcopy <mode>', 'auto: switch to post-copy when pre-copy cannot converge; never (the default): pre-copy only')
     .option('--bandwidth <rate>', 'cap the memory migration at this rate per second, e.g. 50M (MiB/s), 1G')
-    .action(async (name: string, o: { to: string; timeout?: string; offline?: boolean; postcopy?: string; bandwidth?: string }) => {
+    .option('--downtime-limit <ms>', 'the longest the guest may stay stopped for the last round of memory, 1 to 60000 ms (default 30)')
+    .action(async (name: string, o: { to: string; timeout?: string; offline?: boolean; postcopy?: string; bandwidth?: string; downtimeLimit?: string }) => {
       // Bad input is refused before anything runs.
       const options = {
         ...timeoutInput(o.timeout),
-        ...definedOnly({ postcopy: postcopyInput(o.postcopy), bandwidthMiBs: bandwidthInput(o.bandwidth) }),
+        ...definedOnly({ postcopy: postcopyInput(o.postcopy), bandwidthMiBs: bandwidthInput(o.bandwidth), downtimeLimitMs: downtimeLimitInput(o.downtimeLimit) }),
         ...(o.offline === true ? { offline: true } : {}),
       };
       const { interruptibly } = await import('../interrupt.ts');
