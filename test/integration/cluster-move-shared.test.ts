@@ -22,6 +22,8 @@ import { SerialShell } from '../helpers/serial-shell.ts';
 const TTL_S = 6;
 const LAUNCH = ['--memory', '128M', '--seed', 'http', '--no-wait', '--cpu-model', 'qemu64', '--pool', 'shared'];
 const MIB = 1024 * 1024;
+// 12 MiB into the guest's 16 MiB disk, past the marker at 1 MiB.
+const WRITE_12M = 'dd if=/dev/urandom of=/dev/vda bs=1048576 seek=2 count=12 conv=fsync 2>&1; echo rc=$?';
 
 const numbers = (out: string) => out.trim().split(/\s+/).filter((x) => /^\d+$/.test(x)).map(Number);
 
@@ -107,6 +109,8 @@ describe('live move of an instance on a shared pool: only its memory moves (3 ne
     // The guest still writes its disk (its image is active again on h1).
     const w = await shells[0]!.run('echo still-mine | dd of=/dev/vda bs=512 seek=2048 conv=fsync 2>&1; echo rc=$?');
     expect(w.output).toContain('rc=0');
+    // 12 MiB written, as the local-pool instance below does (whose move mirrors them).
+    expect((await shells[0]!.run(WRITE_12M)).output).toContain('rc=0');
   }, 180_000);
 
   it('a live move h1 -> h2 moves only memory: the same disk file, its claim and the failover record name h2, nothing left on h1', async () => {
@@ -142,13 +146,39 @@ describe('live move of an instance on a shared pool: only its memory moves (3 ne
     expect(read.output).toContain('still-mine');
   }, 240_000);
 
+  it('for comparison, in the same run: an instance on a local pool copies its disk (mirror)', async () => {
+    const [h1, h2] = h as [SimHost, SimHost];
+    await ok(h1, ['launch', 'tiny', '--name', 'l1', '--memory', '128M', '--seed', 'http', '--no-wait', '--cpu-model', 'qemu64', '--target', 'h1']);
+    const shell = await SerialShell.whenReady(instanceDirOn(h1, 'l1'), 120_000);
+    try {
+      expect((await shell.run(WRITE_12M)).output).toContain('rc=0');
+    } finally {
+      shell.close();
+    }
+    try {
+      const started = await requestOn(h1, 'POST', '/instances/l1/move', { host: 'h2' });
+      const done = await requestOn(h1, 'GET', `/operations/${started.body.id}/wait?timeout=180`);
+      expect(done.body['status'], JSON.stringify(done.body)).toBe('succeeded');
+      const result = done.body['result'] as { totalMs: number; downtimeMs: number | null; bytesSent: number; diskBytes: number };
+      console.log(`local-pool move h1 -> h2: ${result.totalMs} ms in all, downtime ${result.downtimeMs} ms, memory ${Math.round(result.bytesSent / MIB)} MiB, disks ${Math.round(result.diskBytes / MIB)} MiB mirrored`);
+      expect(result.diskBytes).toBeGreaterThanOrEqual(12 * MIB);
+    } finally {
+      // Wherever it is (its owner answers a delete asked on any host).
+      await ok(h2, ['delete', 'l1', '--force']);
+    }
+  }, 240_000);
+
   it('still a failover candidate: h2 crashes, s1 runs again on another host with the same disk', async () => {
     const h2 = h[1]!;
     const survivors = h.filter((x) => x !== h2);
     for (const s of shells.splice(0)) s.close();
     await crashHost(h2);
-    const to = await eventually(() => survivors.find((x) => qemuPidsUnder(x.home).length === 1), 60_000, 's1 started on a survivor');
-    await eventually(() => (etcdGet<DiskOwnerRecord>(to, diskKey)?.host === to.name ? true : undefined), 30_000, 'the disk claim names the survivor');
+    // The survivor whose QEMU holds the disk claim (pid 0 until its start hands the claim to its QEMU).
+    const to = await eventually(() => {
+      const owner = etcdGet<DiskOwnerRecord>(survivors[0]!, diskKey);
+      const x = survivors.find((y) => y.name === owner?.host);
+      return x !== undefined && owner!.process.pid !== 0 && qemuPidsUnder(x.home).includes(owner!.process.pid) ? x : undefined;
+    }, 60_000, 's1 started on a survivor, holding its disk claim');
     const listed = await eventually(async () => (await listOn(to)).find((i) => i.name === 's1' && i.state === 'running'), 60_000, 's1 listed running');
     expect(listed.host).toBe(to.name);
     console.log(`after the move, h2's crash failed s1 over to ${to.name}`);
