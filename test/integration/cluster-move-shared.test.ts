@@ -74,7 +74,7 @@ describe('live move of an instance on a shared pool: only its memory moves (3 ne
     expect(count).toBeGreaterThan(0);
 
     const refused = await h1.cli(['move', 's1', '--to', 'h3']);
-    expect(refused.code).not.toBe(0);
+    expect(refused.code).toBe(11);
     expect(refused.stderr).toContain(`disks: disk0 (${disk}) is on no shared pool of this host`);
     const rest = await requestOn(h1, 'POST', '/instances/s1/move', { host: 'h3' });
     expect(rest.status).toBe(501);
