@@ -30,6 +30,7 @@ import type { AppCore } from './context.ts';
 import { checkIncoming, localBase, type MoveInput, type MoveOutcome, type NeededBase, offerWithBootFilesHere } from './move-common.ts';
 import { IncomingMoves, adoptArrival, arrivedHere, readArrival, statusWaitMs, writeArrival } from './move-arrivals.ts';
 import { type MoveStatus, resumedAfterAll } from './move-settle.ts';
+import { checkSharedHere, type SharedDisk, sharedDisksOf, sharedTransfers } from './move-shared-disks.ts';
 
 export type { MoveInput, MoveOutcome } from './move-common.ts';
 import { OFFLINE_MOVABLE_STATES } from './offline-states.ts';
@@ -40,7 +41,7 @@ export const MOVES_PEER_PATH = '/v1/moves';
 
 
 type Step =
-  | { step: 'check'; name: string; bases: NeededBase[]; nics?: MovingNic[] }
+  | { step: 'check'; name: string; bases: NeededBase[]; nics?: MovingNic[]; shared?: SharedDisk[] }
   // `from`, `instance`, `policy`: what the target needs to adopt the guest on its own once it runs there.
   | { step: 'prepare'; name: string; offer: MigrationOffer; seed?: CarriedSeed; nics?: MovingNic[]; from: string; instance: Instance; policy: InstancePolicy }
   | { step: 'resume' | 'recover'; id: string }
@@ -79,6 +80,7 @@ export function movesPeerRoute(app: AppCore, cluster: () => ClusterService, inco
       switch (req.step) {
         case 'check':
           await checkIncoming(app, c, req.name, req.bases, req.nics);
+          checkSharedHere(app, c, req.shared ?? []);
           return {};
         case 'prepare': {
           const nics = req.nics ?? [];
@@ -317,10 +319,12 @@ export async function moveOwned(app: AppCore, c: ClusterService, input: MoveInpu
     const { moveOffline } = await import('./instances-move-offline.ts');
     return moveOffline(app, c, instance, input, record, viewOn);
   }
-  const transfers = await defaultTransfers(instance);
+  // Disks on shared pools stay where they are (the target opens the same file); the others are mirrored.
+  const shared = await sharedDisksOf(app, instance);
+  const transfers = { ...(await defaultTransfers(instance, sharedTransfers(shared))), ...sharedTransfers(shared) };
   const bases: NeededBase[] = [];
   for (const [disk, t] of Object.entries(transfers)) if (t.kind === 'copy' && t.base !== undefined) bases.push({ disk, image: instance.spec.image?.name ?? '?', sha256: t.base.sha256 });
-  await c.peer(record, MOVES_PEER_PATH, { step: 'check', name, bases, ...(nics.length === 0 ? {} : { nics }) } satisfies Step, STEP_MS);
+  await c.peer(record, MOVES_PEER_PATH, { step: 'check', name, bases, ...(nics.length === 0 ? {} : { nics }), ...(shared.length === 0 ? {} : { shared }) } satisfies Step, STEP_MS);
 
   const timeoutS = input.timeoutSeconds ?? DEFAULT_TIMEOUT_S;
   return job('move', `instances/${name}`, async (ctx) => {
@@ -341,6 +345,7 @@ export async function moveOwned(app: AppCore, c: ClusterService, input: MoveInpu
     const timeout = AbortSignal.timeout(timeoutS * 1000);
     const result = await moveInstanceOut(app.core, name, target, {
       to,
+      transfers: sharedTransfers(shared),
       signal: AbortSignal.any([ctx.signal, timeout]),
       postcopy: input.postcopy ?? 'never',
       // Allowed post-copy replaces auto-converge: rather than throttle the guest's vCPUs round after round (which

@@ -152,7 +152,8 @@ export async function adoptArrival(app: AppCore, c: ClusterService, a: ArrivalRe
       throw new VirtnodeError('CONFLICT', `another instance named ${a.name} is recorded here`, { field: 'name' });
     }
     try {
-      if ((await ownerOf(c.kv(), a.name)) !== c.host) await moveClaim(c.kv(), a.name, a.from, c.host!);
+      // Its disks on shared pools (the same files) are this host's QEMU's from now on, in the same transaction.
+      if ((await ownerOf(c.kv(), a.name)) !== c.host) await moveClaim(c.kv(), a.name, a.from, c.host!, undefined, { disks: 'move', diskHolder: { process: a.process, stateDir: app.core.paths.root } });
     } catch (e) {
       return { claimError: toVirtnodeError(e).message, ...(resumed === undefined ? {} : { resumed }) };
     }

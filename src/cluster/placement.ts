@@ -6,6 +6,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { VirtnodeError } from '../lib/errors.ts';
+import type { ProcessIdentity } from '../lib/proc.ts';
 import { type DiskOwnerRecord, disksHeldBy, diskOwnerWrite } from './disk-ownership-etcd.ts';
 import type { Kv, KvEntry, KvGuard, KvWrite } from './kv.ts';
 import { type AliveRecord, type HostRecord, KEYS } from './model.ts';
@@ -280,8 +281,9 @@ export async function ownerOf(kv: Kv, instance: string): Promise<string | undefi
  * room moves from one usage record to the other, in one transaction guarded by the revisions of all three.
  * Refused when the claim does not name `from` (someone else moved or deleted it meanwhile). The ownership of the
  * instance's disks on shared pools (held by `from`) changes in the same transaction: `disks: 'move'` hands it to
- * `to` (a failover: the same disks, reserved for the start there), `'release'` gives it back (a live move, which
- * copied the disks to the target). `extra` adds guards and writes of the caller's (a failover's record).
+ * `to` (a failover: the same disks, reserved for the start there, or a live move of an instance on a shared pool:
+ * `diskHolder` names the target's QEMU, which runs it already), `'release'` gives it back (a move whose disks were
+ * copied to the target). `extra` adds guards and writes of the caller's (a failover's record).
  */
 export async function moveClaim(
   kv: Kv,
@@ -289,7 +291,7 @@ export async function moveClaim(
   from: string,
   to: string,
   extra: (moved: Claim) => { guards: KvGuard[]; writes: KvWrite[] } = () => ({ guards: [], writes: [] }),
-  options: { once?: boolean; disks?: 'move' | 'release' } = {},
+  options: { once?: boolean; disks?: 'move' | 'release'; diskHolder?: { process: ProcessIdentity; stateDir: string } } = {},
 ): Promise<Claim> {
   const claimKey = PLACEMENT_KEYS.claim(instance);
   for (;;) {
@@ -313,9 +315,11 @@ export async function moveClaim(
     const moved: Claim = { ...kept, host: to, claimedAt: new Date().toISOString() };
     const more = extra(moved);
     const at = new Date().toISOString();
-    // The new holder's process is not known yet (pid 0): its start takes the claim as its own.
+    // Moved disk claims name the new holder's process (a live move's QEMU, running there already) or, when it is not
+    // known yet, pid 0: its start takes the claim as its own.
+    const holder = options.diskHolder ?? { process: { pid: 0, start: '' } };
     const diskWrites: KvWrite[] = disks.map(({ entry, record }) =>
-      options.disks === 'move' ? diskOwnerWrite({ ...record, host: to, process: { pid: 0, start: '' }, at } satisfies DiskOwnerRecord) : { delete: entry.key },
+      options.disks === 'move' ? diskOwnerWrite({ ...record, host: to, ...holder, at } satisfies DiskOwnerRecord) : { delete: entry.key },
     );
     const r = await kv.txn(
       [

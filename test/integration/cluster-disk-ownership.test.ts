@@ -99,4 +99,28 @@ describe('disk ownership in etcd (real etcd)', () => {
     await new EtcdDiskOwnership(() => kv, winner).acquire([disk], holder(winner, 'f'), me);
     expect(await owner(disk)).toMatchObject({ host: winner, instance: 'f', process: me });
   });
+
+  it("a live move of an instance on a shared pool: its disk's owner becomes the target's running QEMU with the claim; the source's release is then a no-op", async () => {
+    await Promise.all([alive('m1'), alive('m2')]);
+    const claim: Claim = { instance: 'mv', host: 'm1', cpus: 1, memoryBytes: 128 << 20, diskBytes: 0, pool: 'shared', nonce: 'n', claimedAt: new Date().toISOString() };
+    const usage: HostUsage = { cpus: 1, memoryBytes: 128 << 20, diskBytes: {}, instances: 1, groups: {} };
+    const disk = '/shared/mv.qcow2';
+    await kv.txn([], [
+      { put: PLACEMENT_KEYS.claim('mv'), value: JSON.stringify(claim) },
+      { put: PLACEMENT_KEYS.usage('m1'), value: JSON.stringify(usage) },
+    ]);
+    const source = new EtcdDiskOwnership(() => kv, 'm1');
+    await source.acquire([disk], holder('m1', 'mv'), { pid: 1, start: '1' });
+    await moveClaim(kv, 'mv', 'm1', 'm2', undefined, { disks: 'move', diskHolder: { process: me, stateDir: '/state/m2' } });
+    expect((JSON.parse((await kv.get(PLACEMENT_KEYS.claim('mv')))!.value) as Claim).host).toBe('m2');
+    expect(await owner(disk)).toMatchObject({ disk, host: 'm2', instance: 'mv', stateDir: '/state/m2', process: me });
+    // The source's QEMU, quitting, gives back nothing it no longer holds; another instance is refused.
+    await source.release([disk], holder('m1', 'mv'));
+    expect(await owner(disk)).toMatchObject({ host: 'm2', process: me });
+    const refused = await new EtcdDiskOwnership(() => kv, 'm1').acquire([disk], holder('m1', 'other'), me).catch((e: unknown) => e);
+    expect(isVirtnodeError(refused, 'CONFLICT')).toBe(true);
+    // The target's stop gives it back.
+    await new EtcdDiskOwnership(() => kv, 'm2').release([disk], holder('m2', 'mv'));
+    expect(await owner(disk)).toBeUndefined();
+  });
 });

@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { FailoverRecord } from '../../src/app/cluster-failover.ts';
+import type { DiskOwnerRecord } from '../../src/cluster/disk-ownership-etcd.ts';
 import type { Claim } from '../../src/cluster/placement.ts';
 import { qemuPidsUnder } from '../helpers/cli.ts';
 import { type SimCluster, type SimHost, destroyKeepingLogs, etcdGet, instanceDirOn, listOn, localRecord, ok, sharedDirCluster, statusOn } from '../helpers/cluster-hosts.ts';
@@ -60,6 +61,10 @@ describe('live moves of a failover candidate whose source or target daemon dies 
     const claim = etcdGet<Claim>(where, '/virtnode/claims/c1');
     expect(claim?.host).toBe(where.name);
     expect(claim?.moving).toBeUndefined();
+    // Its disk stays on the shared pool, and its owner in etcd moved with the claim (to the QEMU that runs it).
+    const disk = join(shared, 'pool', 'c1.disk0.qcow2');
+    expect((localRecord(where, 'c1') as { spec: { disks: Array<{ path: string }> } }).spec.disks.map((d) => d.path)).toEqual([disk]);
+    expect(etcdGet<DiskOwnerRecord>(where, `/virtnode/disks/${encodeURIComponent(disk)}`)).toMatchObject({ host: where.name, instance: 'c1', process: { pid: qemuPidsUnder(where.home)[0] } });
     expect(localRecord(where, 'c1')).toBeDefined();
     expect(h.map((x) => qemuPidsUnder(x.home).length)).toEqual(h.map((x) => (x === where ? 1 : 0)));
     for (const x of h) if (x !== where) expect([x.name, existsSync(instanceDirOn(x, 'c1')), localRecord(x, 'c1')]).toEqual([x.name, false, undefined]);

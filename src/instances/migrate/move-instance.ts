@@ -72,7 +72,7 @@ export async function moveInstanceOut(core: CoreContext, name: string, target: I
     try {
       const accel = (await queryKvm(qmp)).enabled ? 'kvm' : 'tcg';
       const spec = toQemuSpec(instance, dir, accel, { restrictUserNetwork: core.networks.hasWayOut(instance) });
-      const transfers = { ...(await defaultTransfers(instance)), ...options.transfers };
+      const transfers = { ...(await defaultTransfers(instance, options.transfers)), ...options.transfers };
       const offer = await buildOffer(spec, withSignal({ qemuVersion: (await queryVersion(qmp)).qemu, transfers, postcopy: options.postcopy === 'auto' }, options.signal));
       const marker: OutgoingMarker = { id: offer.id, ...(options.to === undefined ? {} : { to: options.to }) };
       writeFileSync(join(dir, OUTGOING_MARKER), `${JSON.stringify(marker)}\n`);
@@ -154,11 +154,14 @@ export function checkMovable(instance: Instance, nics: readonly MovingNic[], tra
   }
 }
 
-/** Owned disks are copied (a disk over the instance's image as a linked clone of it); others must be named. */
-export async function defaultTransfers(instance: Instance): Promise<Record<string, DiskTransfer>> {
+/**
+ * Owned disks are copied (a disk over the instance's image as a linked clone of it); others must be named. Those
+ * in `named` (the caller's own transfers) are left out.
+ */
+export async function defaultTransfers(instance: Instance, named: Record<string, DiskTransfer> = {}): Promise<Record<string, DiskTransfer>> {
   const transfers: Record<string, DiskTransfer> = {};
   for (const disk of instance.spec.disks) {
-    if (!disk.owned) continue;
+    if (!disk.owned || named[disk.id] !== undefined) continue;
     const image = instance.spec.image;
     const backing = disk.format === 'qcow2' ? (await imageInfo(disk.path, { format: 'qcow2' })).backingFile : undefined;
     if (backing !== undefined && image !== undefined && backing === image.path) {
