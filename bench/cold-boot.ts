@@ -9,7 +9,8 @@
  * `cloud-init status --wait`. JSON with medians and ratios, plus virtnode's phases.
  * Usage (as root, inside a network namespace): node bench/cold-boot.ts [runs] [cpus] [image.qcow2]
  * BENCH_BASELINE_IMAGE=other.qcow2 adds two contenders to the same run, interleaved: virtnode and virt-install
- * booting that image (an image built from the previous recipe: before/after of an image change).
+ * booting that image (an image built from the previous recipe: before/after of an image change). With
+ * BENCH_VIRTNODE_ONLY=1 only the two virtnode contenders run: more rounds of an image's before/after in the same time.
  */
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { chmodSync, chownSync, mkdirSync, mkdtempSync, readFileSync, realpathSync, rmSync, writeFileSync } from 'node:fs';
@@ -24,10 +25,11 @@ const runs = Number(process.argv[2] ?? 1);
 const cpus = Number(process.argv[3] ?? 1);
 const image = realpathSync(process.argv[4] ?? join(process.env['VIRTNODE_IMAGE_DIR'] ?? '/var/cache/virtnode/images', 'debian-12.qcow2'));
 const baselineImage = process.env['BENCH_BASELINE_IMAGE'] ? realpathSync(process.env['BENCH_BASELINE_IMAGE']) : undefined;
+const virtnodeOnly = process.env['BENCH_VIRTNODE_ONLY'] === '1';
 const MEMORY_MIB = 1024;
 const READY_TIMEOUT_MS = 15 * 60_000;
 const NOBODY = 65534;
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+const median = (xs: number[]) => (xs.length === 0 ? Number.NaN : [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!);
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /**
@@ -166,6 +168,10 @@ async function main(): Promise<void> {
       phases.push([...stderr.matchAll(/^\[\s*([\d.]+) s\] (\S+)\s+(.*)$/gm)].map((m) => ({ atS: Number(m[1]), phase: m[2]!, detail: m[3]! })));
       directBoot = /booted directly/.test(stderr);
 
+      if (virtnodeOnly) {
+        if (baselineImage !== undefined) await launch('baseline', `b${i}`, samples.virtnodeBaseline);
+        continue;
+      }
       const handDir = join(root, `hand${i}`);
       mkdirSync(handDir);
       samples.byHandFirmware.push(await byHandFirmware(handDir, key, image));

@@ -25,8 +25,8 @@ export interface ImageRecipe {
   /**
    * The initramfs holds only these modules (and what they depend on), not initramfs-tools' `MODULES=most`: the
    * drivers a root disk can sit behind (virtio-blk, virtio-scsi, NVMe, SATA, IDE) and ext4, and the CD-ROM driver:
-   * a seed on a SATA CD-ROM (virt-install's `--cloud-init`) must be there when cloud-init's generator looks for it
-   * (without sr_mod such a boot waited about a minute longer). A smaller initramfs is unpacked and probed faster.
+   * a seed on a SATA CD-ROM (virt-install's `--cloud-init`) is then there as early as with `MODULES=most`, when
+   * cloud-init's generator looks for a datasource. A smaller initramfs is unpacked and probed faster.
    */
   initramfsModules: readonly string[];
 }
