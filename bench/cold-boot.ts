@@ -8,6 +8,9 @@
  * Every guest gets the same vCPUs and memory; the by-hand and virt-install guests are polled over SSH with
  * `cloud-init status --wait`. JSON with medians and ratios, plus virtnode's phases.
  * Usage (as root, inside a network namespace): node bench/cold-boot.ts [runs] [cpus] [image.qcow2]
+ * BENCH_BASELINE_IMAGE=other.qcow2 adds two contenders to the same run, interleaved: virtnode and virt-install
+ * booting that image (an image built from the previous recipe: before/after of an image change). With
+ * BENCH_VIRTNODE_ONLY=1 only the two virtnode contenders run: more rounds of an image's before/after in the same time.
  */
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { chmodSync, chownSync, mkdirSync, mkdtempSync, readFileSync, realpathSync, rmSync, writeFileSync } from 'node:fs';
@@ -21,10 +24,12 @@ import { writeResult } from './results.ts';
 const runs = Number(process.argv[2] ?? 1);
 const cpus = Number(process.argv[3] ?? 1);
 const image = realpathSync(process.argv[4] ?? join(process.env['VIRTNODE_IMAGE_DIR'] ?? '/var/cache/virtnode/images', 'debian-12.qcow2'));
+const baselineImage = process.env['BENCH_BASELINE_IMAGE'] ? realpathSync(process.env['BENCH_BASELINE_IMAGE']) : undefined;
+const virtnodeOnly = process.env['BENCH_VIRTNODE_ONLY'] === '1';
 const MEMORY_MIB = 1024;
 const READY_TIMEOUT_MS = 15 * 60_000;
 const NOBODY = 65534;
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+const median = (xs: number[]) => (xs.length === 0 ? Number.NaN : [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!);
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /**
@@ -56,7 +61,7 @@ async function waitCloudInit(port: number, key: string, started: number): Promis
   }
 }
 
-async function byHandFirmware(dir: string, key: string): Promise<Sample> {
+async function byHandFirmware(dir: string, key: string, image: string): Promise<Sample> {
   const t0 = performance.now();
   execFileSync('qemu-img', ['create', '-q', '-f', 'qcow2', '-F', 'qcow2', '-b', image, join(dir, 'disk.qcow2')]);
   writeFileSync(join(dir, 'meta-data'), `instance-id: i-${crypto.randomUUID()}\nlocal-hostname: byhand\n`);
@@ -98,7 +103,7 @@ async function startLibvirt(dir: string): Promise<{ env: NodeJS.ProcessEnv; stop
   throw new Error('libvirtd (session, as nobody) did not answer: is libvirt-daemon-driver-qemu installed? apt-get install libvirt-daemon libvirt-daemon-driver-qemu');
 }
 
-async function virtInstall(dir: string, key: string, name: string, libvirt: { env: NodeJS.ProcessEnv }): Promise<Sample> {
+async function virtInstall(dir: string, key: string, name: string, libvirt: { env: NodeJS.ProcessEnv }, image: string): Promise<Sample> {
   const as = { env: libvirt.env, uid: NOBODY, gid: NOBODY };
   mkdirSync(dir, { recursive: true });
   chownSync(dir, NOBODY, NOBODY);
@@ -136,7 +141,7 @@ async function main(): Promise<void> {
   execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', key]);
   let libvirt: { env: NodeJS.ProcessEnv; stop: () => void } | undefined;
   let libvirtDir: string | undefined;
-  const samples = { virtnode: [] as Sample[], byHandFirmware: [] as Sample[], virtInstall: [] as Sample[] };
+  const samples = { virtnode: [] as Sample[], byHandFirmware: [] as Sample[], virtInstall: [] as Sample[], virtnodeBaseline: [] as Sample[], virtInstallBaseline: [] as Sample[] };
   const phases: Array<Array<{ atS: number; phase: string; detail: string }>> = [];
   let directBoot = false;
   try {
@@ -144,26 +149,41 @@ async function main(): Promise<void> {
     libvirtDir = mkdtempSync('/tmp/vl-');
     chmodSync(libvirtDir, 0o755);
     libvirt = await startLibvirt(join(libvirtDir, 'l'));
-    const imported = await virtnode(home, ['image', 'import', image, '--name', 'debian-12']);
-    if (imported.code !== 0) throw new Error(imported.stderr);
-    for (let i = 0; i < runs; i++) {
+    for (const [file, name] of [[image, 'debian-12'], ...(baselineImage === undefined ? [] : [[baselineImage, 'baseline']])] as const) {
+      const imported = await virtnode(home, ['image', 'import', file, '--name', name]);
+      if (imported.code !== 0) throw new Error(imported.stderr);
+    }
+    const launch = async (imageName: string, name: string, into: Sample[]): Promise<string> => {
       const t0 = performance.now();
-      const launched = await virtnode(home, ['launch', 'debian-12', '--name', `c${i}`, '--cpus', String(cpus), '--memory', `${MEMORY_MIB / 1024}G`], { timeoutMs: READY_TIMEOUT_MS });
+      const launched = await virtnode(home, ['launch', imageName, '--name', name, '--cpus', String(cpus), '--memory', `${MEMORY_MIB / 1024}G`], { timeoutMs: READY_TIMEOUT_MS });
       const wallMs = performance.now() - t0;
       if (launched.code !== 0) throw new Error(launched.stderr);
-      samples.virtnode.push({ wallMs, qemuCpuS: qemuCpuSeconds(Number(/booting\s+QEMU pid (\d+)/.exec(launched.stderr)?.[1])) });
-      console.error(`virtnode: ${JSON.stringify(samples.virtnode.at(-1))}`);
-      phases.push([...launched.stderr.matchAll(/^\[\s*([\d.]+) s\] (\S+)\s+(.*)$/gm)].map((m) => ({ atS: Number(m[1]), phase: m[2]!, detail: m[3]! })));
-      directBoot = /booted directly/.test(launched.stderr);
-      await virtnode(home, ['delete', '--force', `c${i}`]);
+      into.push({ wallMs, qemuCpuS: qemuCpuSeconds(Number(/booting\s+QEMU pid (\d+)/.exec(launched.stderr)?.[1])) });
+      console.error(`virtnode ${imageName}: ${JSON.stringify(into.at(-1))}`);
+      await virtnode(home, ['delete', '--force', name]);
+      return launched.stderr;
+    };
+    for (let i = 0; i < runs; i++) {
+      const stderr = await launch('debian-12', `c${i}`, samples.virtnode);
+      phases.push([...stderr.matchAll(/^\[\s*([\d.]+) s\] (\S+)\s+(.*)$/gm)].map((m) => ({ atS: Number(m[1]), phase: m[2]!, detail: m[3]! })));
+      directBoot = /booted directly/.test(stderr);
 
+      if (virtnodeOnly) {
+        if (baselineImage !== undefined) await launch('baseline', `b${i}`, samples.virtnodeBaseline);
+        continue;
+      }
       const handDir = join(root, `hand${i}`);
       mkdirSync(handDir);
-      samples.byHandFirmware.push(await byHandFirmware(handDir, key));
+      samples.byHandFirmware.push(await byHandFirmware(handDir, key, image));
       console.error(`by hand (firmware): ${JSON.stringify(samples.byHandFirmware.at(-1))}`);
 
-      samples.virtInstall.push(await virtInstall(join(root, `vi${i}`), key, `vi${i}`, libvirt));
+      samples.virtInstall.push(await virtInstall(join(root, `vi${i}`), key, `vi${i}`, libvirt, image));
       console.error(`virt-install: ${JSON.stringify(samples.virtInstall.at(-1))}`);
+      if (baselineImage !== undefined) {
+        await launch('baseline', `b${i}`, samples.virtnodeBaseline);
+        samples.virtInstallBaseline.push(await virtInstall(join(root, `vb${i}`), key, `vb${i}`, libvirt, baselineImage));
+        console.error(`virt-install baseline: ${JSON.stringify(samples.virtInstallBaseline.at(-1))}`);
+      }
     }
   } finally {
     libvirt?.stop();
@@ -174,21 +194,33 @@ async function main(): Promise<void> {
     if (libvirtDir !== undefined) rmSync(libvirtDir, { recursive: true, force: true });
   }
   const of = (k: keyof typeof samples, f: keyof Sample) => median(samples[k].map((x) => x[f]));
-  const medianMs = { virtnode: of('virtnode', 'wallMs'), byHandFirmware: of('byHandFirmware', 'wallMs'), virtInstall: of('virtInstall', 'wallMs') };
-  const medianQemuCpuS = { virtnode: of('virtnode', 'qemuCpuS'), byHandFirmware: of('byHandFirmware', 'qemuCpuS'), virtInstall: of('virtInstall', 'qemuCpuS') };
+  const medians = (f: keyof Sample) => ({
+    virtnode: of('virtnode', f),
+    byHandFirmware: of('byHandFirmware', f),
+    virtInstall: of('virtInstall', f),
+    ...(baselineImage === undefined ? {} : { virtnodeBaseline: of('virtnodeBaseline', f), virtInstallBaseline: of('virtInstallBaseline', f) }),
+  });
+  const medianMs = medians('wallMs');
+  const medianQemuCpuS = medians('qemuCpuS');
+  const baselineRatios = (m: typeof medianMs) =>
+    m.virtnodeBaseline === undefined || m.virtInstallBaseline === undefined
+      ? {}
+      : { virtnodeToVirtnodeBaseline: m.virtnode / m.virtnodeBaseline, virtnodeToVirtInstallBaseline: m.virtnode / m.virtInstallBaseline, virtnodeBaselineToVirtInstallBaseline: m.virtnodeBaseline / m.virtInstallBaseline };
   const result = {
     benchmark: `cold launch to SSH login + cloud-init done (Debian 12 image, TCG, ${cpus} vCPU, ${MEMORY_MIB} MiB)`,
     runs,
     cpus,
     image,
+    ...(baselineImage === undefined ? {} : { baselineImage }),
     virtnodeDirectKernelBoot: directBoot,
     at: new Date().toISOString(),
     medianMs,
     medianQemuCpuS,
-    ratio: { virtnodeToVirtInstall: medianMs.virtnode / medianMs.virtInstall, virtnodeToByHandFirmware: medianMs.virtnode / medianMs.byHandFirmware },
+    ratio: { virtnodeToVirtInstall: medianMs.virtnode / medianMs.virtInstall, virtnodeToByHandFirmware: medianMs.virtnode / medianMs.byHandFirmware, ...baselineRatios(medianMs) },
     qemuCpuRatio: {
       virtnodeToVirtInstall: medianQemuCpuS.virtnode / medianQemuCpuS.virtInstall,
       virtnodeToByHandFirmware: medianQemuCpuS.virtnode / medianQemuCpuS.byHandFirmware,
+      ...baselineRatios(medianQemuCpuS),
     },
     samples,
     virtnodePhases: phases,

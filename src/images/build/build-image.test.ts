@@ -35,6 +35,19 @@ describe('recipeKey', () => {
     }
     expect(RECIPES['debian-12'].kernelArgs.join(' ')).toMatch(/console=ttyS0/);
   });
+
+  it('is lean without dropping what a seed needs: the config stage folded into final, in order; root disk drivers in the initramfs', () => {
+    const r = RECIPES['debian-12'];
+    // Every seed mode virtnode offers: NoCloud (cidata disk, HTTP seed) and ConfigDrive (--seed configdrive).
+    expect(r.datasources).toEqual(expect.arrayContaining(['NoCloud', 'ConfigDrive']));
+    expect(r.maskedUnits).toContain('cloud-config.service');
+    expect(r.cloudInitModules.config).toEqual([]);
+    const final = r.cloudInitModules.final;
+    for (const m of ['locale', 'set-passwords', 'apt-configure', 'ntp', 'timezone', 'runcmd']) expect(final).toContain(m);
+    expect(final.indexOf('apt-configure')).toBeLessThan(final.indexOf('package-update-upgrade-install'));
+    expect(final.indexOf('runcmd')).toBeLessThan(final.indexOf('scripts-user'));
+    for (const m of ['virtio_pci', 'virtio_blk', 'ext4']) expect(r.initramfsModules).toContain(m);
+  });
 });
 
 describe('buildImage', () => {

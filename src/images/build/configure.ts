@@ -1,4 +1,4 @@
-import { appendFile, chmod, lstat, mkdir, readdir, rm, symlink, truncate, writeFile } from 'node:fs/promises';
+import { chmod, lstat, mkdir, readdir, rm, symlink, truncate, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { run } from '../../exec/run.ts';
 import { VirtnodeError } from '../../lib/errors.ts';
@@ -52,9 +52,12 @@ export async function configureRoot(root: string, recipe: ImageRecipe, options: 
   const k = await findKernel(root);
   // Module index for the installed kernel: without it modprobe finds neither isofs nor virtio drivers.
   await chrootRun(root, ['depmod', '-a', k.version], signal);
-  if (!(await exists(join(root, k.initrd)))) {
-    await chrootRun(root, ['update-initramfs', '-c', '-k', k.version], signal);
-  }
+  // The initramfs with only the root disk's drivers (`MODULES=list`; `dep` would look at the build host's disks).
+  await mkdir(join(root, 'etc/initramfs-tools/conf.d'), { recursive: true });
+  await writeFile(join(root, 'etc/initramfs-tools/conf.d/virtnode.conf'), '# virtnode: only the modules listed in /etc/initramfs-tools/modules\nMODULES=list\n');
+  await writeFile(join(root, 'etc/initramfs-tools/modules'), `# virtnode: drivers a root disk can sit behind, and its filesystem\n${recipe.initramfsModules.join('\n')}\n`);
+  const initrdExists = await exists(join(root, k.initrd));
+  await chrootRun(root, ['update-initramfs', initrdExists ? '-u' : '-c', '-k', k.version], signal);
 
   // fsck pass 0: no fsck of the root at boot (neither in the initramfs nor systemd-fsck-root). ext4's journal
   // makes a crashed guest's filesystem consistent again on mount; the check cost seconds per boot under TCG.
@@ -90,10 +93,13 @@ export async function configureRoot(root: string, recipe: ImageRecipe, options: 
   );
 
   await writeFile(join(root, 'etc/cloud/cloud.cfg.d/91-virtnode-modules.cfg'), cloudInitModulesConfig(recipe));
-  // cloud-init restarts sshd when ssh_pwauth (false in every virtnode seed) changes sshd_config; with the value
-  // already there it has nothing to change, and the first SSH login does not race a restart.
-  const sshdConfig = join(root, 'etc/ssh/sshd_config');
-  await appendFile(sshdConfig, '\n# virtnode: cloud-init sets this from ssh_pwauth; the image starts with the value virtnode seeds.\nPasswordAuthentication no\n');
+  // cloud-init restarts sshd when ssh_pwauth (false in every virtnode seed) changes the SSH configuration; with the
+  // value already there it has nothing to change, and the first SSH login does not race a restart. Debian's
+  // sshd_config includes sshd_config.d/*.conf, so cloud-init writes its file there (50-cloud-init.conf, 0600).
+  const sshdDropIn = join(root, 'etc/ssh/sshd_config.d/50-cloud-init.conf');
+  await mkdir(join(root, 'etc/ssh/sshd_config.d'), { recursive: true });
+  await writeFile(sshdDropIn, 'PasswordAuthentication no\n', { mode: 0o600 });
+  await chmod(sshdDropIn, 0o600);
   await maskUnits(root, recipe.maskedUnits);
 
   // Serial console: a getty on ttyS0 even when the kernel console is elsewhere.
