@@ -303,6 +303,14 @@ export function localRecord(h: SimHost, name: string): unknown {
 /** An instance's directory on a host. */
 export const instanceDirOn = (h: SimHost, name: string): string => statePaths(h.home).instanceDir(name);
 
+/** Waits until `x`'s daemon has died of a fail point's SIGKILL (VIRTNODE_FAILPOINT, src/lib/failpoint.ts). */
+export async function diedAtFailpoint(x: SimHost): Promise<void> {
+  const child = x.daemon!;
+  await eventually(() => (child.exitCode !== null || child.signalCode !== null ? true : undefined), 120_000, `${x.name}'s daemon to die at the fail point`);
+  if (child.signalCode !== 'SIGKILL') throw new Error(`${x.name}'s daemon ended with ${child.signalCode ?? `exit ${child.exitCode}`}, not the fail point's SIGKILL`);
+  x.daemon = undefined;
+}
+
 /** A whole simulated host dies at once: its daemon, its guests' QEMUs and its etcd member, all SIGKILLed. */
 export async function crashHost(h: SimHost): Promise<void> {
   const etcd = h.etcdPid();

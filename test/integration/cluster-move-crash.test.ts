@@ -2,9 +2,9 @@ import { existsSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Claim } from '../../src/cluster/placement.ts';
 import { qemuPidsUnder } from '../helpers/cli.ts';
-import { type SimCluster, type SimHost, destroyKeepingLogs, etcdGet, formCluster, instanceDirOn, listOn, localRecord, ok, statusOn, tinyGuestHosts } from '../helpers/cluster-hosts.ts';
+import { type SimCluster, type SimHost, destroyKeepingLogs, diedAtFailpoint, etcdGet, formCluster, instanceDirOn, listOn, localRecord, ok, statusOn, tinyGuestHosts } from '../helpers/cluster-hosts.ts';
 import { eventually } from '../helpers/daemon.ts';
-import { SerialShell } from '../helpers/serial-shell.ts';
+import { ConsoleCounter } from '../helpers/console-counter.ts';
 
 /**
  * Live moves that a daemon's death interrupts once the guest runs on the target (netns, real daemons and etcd, the
@@ -21,15 +21,11 @@ const LAUNCH = ['--memory', '128M', '--seed', 'http', '--no-wait', '--cpu-model'
 /** The target adopts on its own this soon after the guest ran there (20 s unless told). */
 const ADOPT_WAIT_MS = 2_000;
 
-/** The numbers in a shell command's output (e.g. the guest's /tmp/count). */
-const numbers = (out: string) => out.trim().split(/\s+/).filter((x) => /^\d+$/.test(x)).map(Number);
-
 describe('live moves whose source or target daemon dies once the guest runs on the target (netns, real daemons and etcd, the tiny guest)', () => {
   let sim: SimCluster;
   let h: SimHost[];
-  const shells: SerialShell[] = [];
+  const counter = new ConsoleCounter();
   let uuid = '';
-  let count = 0;
 
   beforeAll(async () => {
     sim = await tinyGuestHosts(3, { env: { VIRTNODE_MOVE_ADOPT_WAIT_MS: String(ADOPT_WAIT_MS), VIRTNODE_MOVE_STATUS_MS: '120000' } });
@@ -37,7 +33,7 @@ describe('live moves whose source or target daemon dies once the guest runs on t
     await formCluster(h);
   }, 180_000);
   afterAll(async () => {
-    for (const s of shells) s.close();
+    counter.release();
     await destroyKeepingLogs(sim, 'cluster-move-crash');
   });
 
@@ -53,34 +49,11 @@ describe('live moves whose source or target daemon dies once the guest runs on t
     for (const x of h) if (x !== where) expect([x.name, existsSync(instanceDirOn(x, 'c1')), localRecord(x, 'c1')]).toEqual([x.name, false, undefined]);
   }
 
-  /** The guest's counter, read on its console on `where`: it went on from the last reading. */
-  async function counterGoesOn(where: SimHost): Promise<void> {
-    for (const s of shells.splice(0)) s.close();
-    const shell = await SerialShell.open(instanceDirOn(where, 'c1'));
-    shells.push(shell);
-    const [now] = numbers((await shell.run('cat /tmp/count')).output);
-    expect(now).toBeGreaterThan(count);
-    count = now!;
-  }
-
-  /** Waits until `x`'s daemon has died (of the fail point's SIGKILL). */
-  async function diedAtFailpoint(x: SimHost): Promise<void> {
-    const child = x.daemon!;
-    await eventually(() => (child.exitCode !== null || child.signalCode !== null ? true : undefined), 120_000, `${x.name}'s daemon to die at the fail point`);
-    expect(child.signalCode).toBe('SIGKILL');
-    x.daemon = undefined;
-  }
-
   it('the source daemon dies after the target resumed the guest, before adopt: the target adopts it on its own; the restarted source keeps nothing', async () => {
     const [h1, h2] = h as [SimHost, SimHost];
     await ok(h1, ['launch', 'tiny', '--name', 'c1', ...LAUNCH, '--target', 'h1']);
     uuid = (await listOn(h1)).find((i) => i.name === 'c1')!.uuid;
-    const shell = await SerialShell.whenReady(instanceDirOn(h1, 'c1'), 120_000);
-    shells.push(shell);
-    await shell.run('(i=0; while true; do i=$((i+1)); echo $i > /tmp/count; sleep 1; done) &');
-    await new Promise((r) => setTimeout(r, 2_500));
-    count = numbers((await shell.run('cat /tmp/count')).output)[0]!;
-    expect(count).toBeGreaterThan(0);
+    await counter.start(instanceDirOn(h1, 'c1'));
 
     // h1's daemon again, now dying right after the target answered `resume`.
     await h1.stopDaemon();
@@ -98,19 +71,19 @@ describe('live moves whose source or target daemon dies once the guest runs on t
       const listed = (await listOn(x)).filter((i) => i.name === 'c1');
       expect(listed.map((i) => [i.host, i.state, i.uuid])).toEqual([['h2', 'running', uuid]]);
     }
-    await counterGoesOn(h2);
+    await counter.goesOn(instanceDirOn(h2, 'c1'));
 
     // The source comes back (dying, from now on, where a target answers `resume`: the next test's point).
     await h1.startDaemon([], { VIRTNODE_FAILPOINT: 'move.target-after-resume' });
     await eventually(() => (qemuPidsUnder(h1.home).length === 0 && !existsSync(instanceDirOn(h1, 'c1')) && localRecord(h1, 'c1') === undefined ? true : undefined), 60_000, 'h1 to forget c1');
     await runsOnceOn(h2);
-    await counterGoesOn(h2);
+    await counter.goesOn(instanceDirOn(h2, 'c1'));
   }, 420_000);
 
   it('the target daemon dies after it resumed the guest, before it answered: the source asks, the restarted target has it; it runs once, on the target', async () => {
     const [h1, h2] = h as [SimHost, SimHost];
     await eventually(async () => ((await statusOn(h2)).hosts.every((x) => x.state === 'online') ? true : undefined), 30_000, 'every host online');
-    for (const s of shells.splice(0)) s.close();
+    counter.release();
     const move = h2.cli(['move', 'c1', '--to', 'h1'], { timeoutMs: 240_000 });
     await diedAtFailpoint(h1);
     // Both copies are there now: the guest running on h1 (no record, no daemon), paused on h2.
@@ -128,7 +101,7 @@ describe('live moves whose source or target daemon dies once the guest runs on t
     expect(Number(downtime)).toBeLessThan(2_000);
     await eventually(() => (qemuPidsUnder(h2.home).length === 0 && !existsSync(instanceDirOn(h2, 'c1')) ? true : undefined), 30_000, 'h2 to keep nothing of c1');
     await runsOnceOn(h1);
-    await counterGoesOn(h1);
+    await counter.goesOn(instanceDirOn(h1, 'c1'));
   }, 420_000);
 
   it('the source daemon dies after resume and comes back before the target adopts on its own: the source sends the adopt step itself', async () => {
@@ -139,7 +112,7 @@ describe('live moves whose source or target daemon dies once the guest runs on t
     await h1.stopDaemon();
     await h1.startDaemon([], { VIRTNODE_FAILPOINT: 'move.after-resume' });
     await eventually(async () => ((await statusOn(h[2]!)).hosts.every((x) => x.state === 'online') ? true : undefined), 30_000, 'every host online again');
-    for (const s of shells.splice(0)) s.close();
+    counter.release();
     const move = h1.cli(['move', 'c1', '--to', 'h2'], { timeoutMs: 180_000 });
     await diedAtFailpoint(h1);
     expect((await move).code).not.toBe(0);
@@ -147,9 +120,9 @@ describe('live moves whose source or target daemon dies once the guest runs on t
     await eventually(() => (qemuPidsUnder(h1.home).length === 0 && !existsSync(instanceDirOn(h1, 'c1')) ? true : undefined), 60_000, 'h1 to settle the move');
     expect(h1.output()).toContain('move settled: the guest runs on the target, which adopted it now');
     await runsOnceOn(h2);
-    await counterGoesOn(h2);
+    await counter.goesOn(instanceDirOn(h2, 'c1'));
     // Gone for good from every host, with nothing left.
-    for (const s of shells.splice(0)) s.close();
+    counter.release();
     await ok(h1, ['delete', '--force', 'c1']);
     expect(etcdGet(h1, '/virtnode/claims/c1')).toBeUndefined();
     expect(h.flatMap((x) => qemuPidsUnder(x.home))).toEqual([]);

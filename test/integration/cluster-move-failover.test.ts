@@ -6,9 +6,9 @@ import type { FailoverRecord } from '../../src/app/cluster-failover.ts';
 import type { DiskOwnerRecord } from '../../src/cluster/disk-ownership-etcd.ts';
 import type { Claim } from '../../src/cluster/placement.ts';
 import { qemuPidsUnder } from '../helpers/cli.ts';
-import { type SimCluster, type SimHost, destroyKeepingLogs, etcdGet, instanceDirOn, listOn, localRecord, ok, sharedDirCluster, statusOn } from '../helpers/cluster-hosts.ts';
+import { type SimCluster, type SimHost, destroyKeepingLogs, diedAtFailpoint, etcdGet, instanceDirOn, listOn, localRecord, ok, sharedDirCluster, statusOn } from '../helpers/cluster-hosts.ts';
 import { eventually } from '../helpers/daemon.ts';
-import { SerialShell } from '../helpers/serial-shell.ts';
+import { ConsoleCounter } from '../helpers/console-counter.ts';
 
 /**
  * Live moves of a failover candidate (restart on-failure, its disk on a shared-dir pool) that a daemon's death
@@ -26,15 +26,13 @@ import { SerialShell } from '../helpers/serial-shell.ts';
 const TTL_S = 6;
 const LAUNCH = ['--memory', '128M', '--seed', 'http', '--no-wait', '--cpu-model', 'qemu64', '--pool', 'shared'];
 
-const numbers = (out: string) => out.trim().split(/\s+/).filter((x) => /^\d+$/.test(x)).map(Number);
 
 describe('live moves of a failover candidate whose source or target daemon dies (3 netns hosts, shared-dir pool, tiny guest)', () => {
   let sim: SimCluster;
   let h: SimHost[];
-  const shells: SerialShell[] = [];
+  const counter = new ConsoleCounter();
   const shared = mkdtempSync(join(tmpdir(), 'virtnode-move-failover-'));
   let uuid = '';
-  let count = 0;
   // Every 100 ms: the most QEMUs seen at once on the host that is neither source nor target of the move.
   let sampler: NodeJS.Timeout | undefined;
 
@@ -45,7 +43,7 @@ describe('live moves of a failover candidate whose source or target daemon dies 
   }, 180_000);
   afterAll(async () => {
     clearInterval(sampler);
-    for (const s of shells) s.close();
+    counter.release();
     await destroyKeepingLogs(sim, 'cluster-move-failover');
     rmSync(shared, { recursive: true, force: true });
   });
@@ -70,22 +68,6 @@ describe('live moves of a failover candidate whose source or target daemon dies 
     for (const x of h) if (x !== where) expect([x.name, existsSync(instanceDirOn(x, 'c1')), localRecord(x, 'c1')]).toEqual([x.name, false, undefined]);
   }
 
-  async function counterGoesOn(where: SimHost): Promise<void> {
-    for (const s of shells.splice(0)) s.close();
-    const shell = await SerialShell.open(instanceDirOn(where, 'c1'));
-    shells.push(shell);
-    const [now] = numbers((await shell.run('cat /tmp/count')).output);
-    expect(now).toBeGreaterThan(count);
-    count = now!;
-  }
-
-  async function diedAtFailpoint(x: SimHost): Promise<void> {
-    const child = x.daemon!;
-    await eventually(() => (child.exitCode !== null || child.signalCode !== null ? true : undefined), 120_000, `${x.name}'s daemon to die at the fail point`);
-    expect(child.signalCode).toBe('SIGKILL');
-    x.daemon = undefined;
-  }
-
   it('the source daemon dies after the guest runs on the target and its lease expires: failover holds (the claim is marked moving); the target adopts it; never a third copy', async () => {
     const [h1, h2, h3] = h as [SimHost, SimHost, SimHost];
     // h1's daemon dies, from now on, once a target answered `resume`. Restarted before c1 is a candidate: a daemon
@@ -100,16 +82,11 @@ describe('live moves of a failover candidate whose source or target daemon dies 
       const r = etcdGet<FailoverRecord>(h2, '/virtnode/failover/c1');
       return r?.host === 'h1' && r.running ? true : undefined;
     }, 30_000, 'c1 a failover candidate of h1');
-    const shell = await SerialShell.whenReady(instanceDirOn(h1, 'c1'), 120_000);
-    shells.push(shell);
-    await shell.run('(i=0; while true; do i=$((i+1)); echo $i > /tmp/count; sleep 1; done) &');
-    await new Promise((r) => setTimeout(r, 2_500));
-    count = numbers((await shell.run('cat /tmp/count')).output)[0]!;
-    expect(count).toBeGreaterThan(0);
+    await counter.start(instanceDirOn(h1, 'c1'));
 
     let third = 0;
     sampler = setInterval(() => (third = Math.max(third, qemuPidsUnder(h3.home).length)), 100);
-    for (const s of shells.splice(0)) s.close();
+    counter.release();
     const move = h1.cli(['move', 'c1', '--to', 'h2'], { timeoutMs: 180_000 });
     await diedAtFailpoint(h1);
     const diedAt = Date.now();
@@ -128,13 +105,13 @@ describe('live moves of a failover candidate whose source or target daemon dies 
     clearInterval(sampler);
     expect(third).toBe(0);
     expect(h.every((x) => !x.output().includes('failover: instance placed on a live host'))).toBe(true);
-    await counterGoesOn(h2);
+    await counter.goesOn(instanceDirOn(h2, 'c1'));
 
     await h1.startDaemon();
     await eventually(() => (qemuPidsUnder(h1.home).length === 0 && !existsSync(instanceDirOn(h1, 'c1')) && localRecord(h1, 'c1') === undefined ? true : undefined), 60_000, 'h1 to forget c1');
     await everyHostOnline(h1);
     await runsOnceOn(h2);
-    await counterGoesOn(h2);
+    await counter.goesOn(instanceDirOn(h2, 'c1'));
   }, 420_000);
 
   it('the target daemon dies between removing its incoming marker and its cont: its restarted daemon adopts the paused guest and resumes it; the move ends', async () => {
@@ -142,7 +119,7 @@ describe('live moves of a failover candidate whose source or target daemon dies 
     await h3.stopDaemon();
     await h3.startDaemon([], { VIRTNODE_FAILPOINT: 'move.target-before-cont' });
     await everyHostOnline(h2);
-    for (const s of shells.splice(0)) s.close();
+    counter.release();
     const move = h2.cli(['move', 'c1', '--to', 'h3'], { timeoutMs: 240_000 });
     await diedAtFailpoint(h3);
     // The guest is paused on both hosts now: on h2 (the switch), on h3 (no cont yet, no daemon).
@@ -156,10 +133,10 @@ describe('live moves of a failover candidate whose source or target daemon dies 
     expect(h3.output()).toContain('its QEMU was still paused (the daemon died before its cont): resumed');
     await eventually(() => (qemuPidsUnder(h2.home).length === 0 && !existsSync(instanceDirOn(h2, 'c1')) ? true : undefined), 30_000, 'h2 to keep nothing of c1');
     await runsOnceOn(h3);
-    await counterGoesOn(h3);
+    await counter.goesOn(instanceDirOn(h3, 'c1'));
     if (downtime !== undefined) console.log(`reported downtime ${downtime} ms (the guest was paused until h3's daemon came back and resumed it)`);
 
-    for (const s of shells.splice(0)) s.close();
+    counter.release();
     await ok(h3, ['delete', '--force', 'c1']);
     expect(etcdGet(h3, '/virtnode/claims/c1')).toBeUndefined();
     expect(h.flatMap((x) => qemuPidsUnder(x.home))).toEqual([]);

@@ -8,6 +8,7 @@ import type { Claim } from '../../src/cluster/placement.ts';
 import { qemuPidsUnder } from '../helpers/cli.ts';
 import { crashHost, type SimCluster, type SimHost, destroyKeepingLogs, etcdGet, instanceDirOn, listOn, localRecord, ok, requestOn, sharedDirCluster } from '../helpers/cluster-hosts.ts';
 import { eventually } from '../helpers/daemon.ts';
+import { ConsoleCounter } from '../helpers/console-counter.ts';
 import { SerialShell } from '../helpers/serial-shell.ts';
 
 /**
@@ -25,17 +26,15 @@ const MIB = 1024 * 1024;
 // 12 MiB into the guest's 16 MiB disk, past the marker at 1 MiB.
 const WRITE_12M = 'dd if=/dev/urandom of=/dev/vda bs=1048576 seek=2 count=12 conv=fsync 2>&1; echo rc=$?';
 
-const numbers = (out: string) => out.trim().split(/\s+/).filter((x) => /^\d+$/.test(x)).map(Number);
 
 describe('live move of an instance on a shared pool: only its memory moves (3 netns hosts, shared-dir pool, tiny guest)', () => {
   let sim: SimCluster;
   let h: SimHost[];
-  const shells: SerialShell[] = [];
+  const counter = new ConsoleCounter();
   const shared = mkdtempSync(join(tmpdir(), 'virtnode-move-shared-'));
   const pool = join(shared, 'pool');
   const disk = join(pool, 's1.disk0.qcow2');
   const diskKey = `/virtnode/disks/${encodeURIComponent(disk)}`;
-  let count = 0;
 
   beforeAll(async () => {
     sim = await sharedDirCluster(shared, TTL_S);
@@ -44,21 +43,10 @@ describe('live move of an instance on a shared pool: only its memory moves (3 ne
     for (const x of h.slice(0, 2)) await ok(x, ['pool', 'create', 'shared', '--type', 'shared-dir', '--path', pool]);
   }, 180_000);
   afterAll(async () => {
-    for (const s of shells) s.close();
+    counter.release();
     await destroyKeepingLogs(sim, 'cluster-move-shared');
     rmSync(shared, { recursive: true, force: true });
   });
-
-  async function counterGoesOn(where: SimHost): Promise<void> {
-    for (const s of shells.splice(0)) s.close();
-    const shell = await SerialShell.open(instanceDirOn(where, 's1'));
-    shells.push(shell);
-    // The counter ticks once a second.
-    await new Promise((r) => setTimeout(r, 1_500));
-    const [now] = numbers((await shell.run('cat /tmp/count')).output);
-    expect(now).toBeGreaterThan(count);
-    count = now!;
-  }
 
   it('a target without the shared pool is refused naming disks, nothing changed', async () => {
     const [h1, h2, h3] = h as [SimHost, SimHost, SimHost];
@@ -66,12 +54,7 @@ describe('live move of an instance on a shared pool: only its memory moves (3 ne
     await ok(h1, ['set', 's1', 'restart=on-failure']);
     await eventually(() => (etcdGet<FailoverRecord>(h2, '/virtnode/failover/s1')?.running === true ? true : undefined), 30_000, 's1 a failover candidate of h1');
     expect(etcdGet<DiskOwnerRecord>(h1, diskKey)).toMatchObject({ host: 'h1', instance: 's1' });
-    const shell = await SerialShell.whenReady(instanceDirOn(h1, 's1'), 120_000);
-    shells.push(shell);
-    await shell.run('(i=0; while true; do i=$((i+1)); echo $i > /tmp/count; sleep 1; done) &');
-    await new Promise((r) => setTimeout(r, 2_000));
-    count = numbers((await shell.run('cat /tmp/count')).output)[0]!;
-    expect(count).toBeGreaterThan(0);
+    await counter.start(instanceDirOn(h1, 's1'));
 
     const refused = await h1.cli(['move', 's1', '--to', 'h3']);
     expect(refused.code).toBe(11);
@@ -105,17 +88,17 @@ describe('live move of an instance on a shared pool: only its memory moves (3 ne
     expect(etcdGet<DiskOwnerRecord>(h1, diskKey)).toEqual(owner);
     expect(etcdGet<Claim>(h1, '/virtnode/claims/s1')).toMatchObject({ host: 'h1' });
     expect(etcdGet<Claim>(h1, '/virtnode/claims/s1')?.moving).toBeUndefined();
-    await counterGoesOn(h1);
+    await counter.goesOn(instanceDirOn(h1, 's1'));
     // The guest still writes its disk (its image is active again on h1).
-    const w = await shells[0]!.run('echo still-mine | dd of=/dev/vda bs=512 seek=2048 conv=fsync 2>&1; echo rc=$?');
+    const w = await counter.shell.run('echo still-mine | dd of=/dev/vda bs=512 seek=2048 conv=fsync 2>&1; echo rc=$?');
     expect(w.output).toContain('rc=0');
     // 12 MiB written, as the local-pool instance below does (whose move mirrors them).
-    expect((await shells[0]!.run(WRITE_12M)).output).toContain('rc=0');
+    expect((await counter.shell.run(WRITE_12M)).output).toContain('rc=0');
   }, 180_000);
 
   it('a live move h1 -> h2 moves only memory: the same disk file, its claim and the failover record name h2, nothing left on h1', async () => {
     const [h1, h2] = h as [SimHost, SimHost];
-    for (const s of shells.splice(0)) s.close();
+    counter.release();
     const before = statSync(disk);
     const started = await requestOn(h1, 'POST', '/instances/s1/move', { host: 'h2' });
     expect(started.status).toBe(202);
@@ -141,8 +124,8 @@ describe('live move of an instance on a shared pool: only its memory moves (3 ne
       const r = etcdGet<FailoverRecord>(h1, '/virtnode/failover/s1');
       return r?.host === 'h2' && r.running && r.disks.join() === disk ? true : undefined;
     }, 30_000, 's1 a failover candidate of h2');
-    await counterGoesOn(h2);
-    const read = await shells[0]!.run('dd if=/dev/vda bs=512 skip=2048 count=1 2>/dev/null | head -c 10; echo');
+    await counter.goesOn(instanceDirOn(h2, 's1'));
+    const read = await counter.shell.run('dd if=/dev/vda bs=512 skip=2048 count=1 2>/dev/null | head -c 10; echo');
     expect(read.output).toContain('still-mine');
   }, 240_000);
 
@@ -171,7 +154,7 @@ describe('live move of an instance on a shared pool: only its memory moves (3 ne
   it('still a failover candidate: h2 crashes, s1 runs again on another host with the same disk', async () => {
     const h2 = h[1]!;
     const survivors = h.filter((x) => x !== h2);
-    for (const s of shells.splice(0)) s.close();
+    counter.release();
     await crashHost(h2);
     // The survivor whose QEMU holds the disk claim (pid 0 until its start hands the claim to its QEMU).
     const to = await eventually(() => {
