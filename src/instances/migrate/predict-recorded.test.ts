@@ -1,7 +1,8 @@
 /**
  * The expected time left against real moves: query-migrate as QEMU 7.2 (TCG) answered it during live moves of a
  * 1 GiB tiny guest, idle and busy (64 MiB rewritten without pause), recorded by bench/migration.ts (BENCH_FRESH=1).
- * Each move's `endMs` is when its migration completed, ms since `migrate`.
+ * Each move's `endMs` is when its migration completed, ms since `migrate` (moves whose polls all fell before 50% of
+ * memory, a poll every 100 ms, are left out).
  */
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
@@ -22,7 +23,8 @@ const MiB = 1024 * 1024;
 /** The estimate at the first poll past `fraction` of memory covered, and the real time left then. */
 function at(move: RecordedMove, fraction: number): { estimateMs: number | undefined; formerMs: number | undefined; realMs: number } {
   const i = move.polls.findIndex((p) => p.ram.remaining <= (1 - fraction) * p.ram.total);
-  const now = move.polls[i]!;
+  const now = move.polls[i];
+  if (now === undefined) throw new Error(`${move.name}: no poll past ${fraction * 100}%`);
   const e = estimateRemaining({
     polls: move.polls.slice(0, i + 1),
     downtimeLimitMs: move.downtimeLimitMs,
@@ -41,8 +43,8 @@ const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.len
 
 describe('estimateRemaining on recorded moves', () => {
   it('has moves of both kinds to go by', () => {
-    expect(moves.filter((m) => m.name.startsWith('idle')).length).toBeGreaterThanOrEqual(3);
-    expect(moves.filter((m) => m.name.startsWith('busy')).length).toBeGreaterThanOrEqual(3);
+    expect(moves.filter((m) => m.name.includes('idle')).length).toBeGreaterThanOrEqual(3);
+    expect(moves.filter((m) => m.name.includes('busy')).length).toBeGreaterThanOrEqual(3);
   });
 
   for (const fraction of [0.25, 0.5]) {
@@ -56,7 +58,7 @@ describe('estimateRemaining on recorded moves', () => {
   }
 
   it('takes the rest of an idle first pass at the pace of its zero pages, not its used ones', () => {
-    for (const m of moves.filter((x) => x.name.startsWith('idle'))) {
+    for (const m of moves.filter((x) => x.name.includes('idle'))) {
       const { estimateMs, realMs } = at(m, 0.5);
       // Never the seconds the used pages' pace would give (a 1 GiB idle move takes a few hundred ms here).
       expect(estimateMs).toBeLessThan(Math.max(3 * realMs, 400));
@@ -64,7 +66,7 @@ describe('estimateRemaining on recorded moves', () => {
   });
 
   it('once QEMU has its own dirty rate (second sync), is within 3x of the real time left', () => {
-    for (const m of moves.filter((x) => x.name.startsWith('busy'))) {
+    for (const m of moves.filter((x) => x.name.includes('busy'))) {
       const i = m.polls.findIndex((p) => p.ram['dirty-sync-count'] >= 2 && p.ram['dirty-pages-rate'] > 0);
       if (i < 0) continue;
       const e = estimateRemaining({ polls: m.polls.slice(0, i + 1), downtimeLimitMs: m.downtimeLimitMs });
