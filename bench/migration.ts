@@ -35,6 +35,7 @@ import { buildArgv } from '../src/qemu/argv.ts';
 import { killQemu } from '../src/qemu/process.ts';
 import type { QemuSpec } from '../src/qemu/spec.ts';
 import { queryVersion, quit } from '../src/qmp/commands.ts';
+import { type MigrationInfo, queryMigrate } from '../src/qmp/migration.ts';
 import { QmpConnection } from '../src/qmp/connection.ts';
 import { processStartTime } from '../src/lib/proc.ts';
 import { SerialShell } from '../test/helpers/serial-shell.ts';
@@ -253,6 +254,21 @@ async function byVirtnode(engine: Engine, from: Placement, to: Host, dir: string
   };
   const offer = await buildOffer(from.spec, { qemuVersion: (await queryVersion(qmp)).qemu, transfers: {}, postcopy: false });
   const phasesMs: Record<string, number> = {};
+  /** The engine's expected time left when the first pass had covered 25% and 50% of memory (ms from the start). */
+  const at: Record<'25' | '50', { elapsedMs: number; expectedRemainingMs: number | undefined; converging: boolean | undefined } | undefined> = { '25': undefined, '50': undefined };
+  const memoryBytes = MEMORY_MIB * 1024 * 1024;
+  // QEMU's own figures while it migrates (test data for src/instances/migrate/predict.test.ts), polled beside the engine.
+  const trace: Array<Pick<MigrationInfo, 'status' | 'ram' | 'total-time' | 'setup-time' | 'expected-downtime'>> = [];
+  let tracing = true;
+  const pick = (i: MigrationInfo) => Object.fromEntries((['total-time', 'setup-time', 'expected-downtime'] as const).filter((k) => i[k] !== undefined).map((k) => [k, i[k]]));
+  const tracer = (async () => {
+    while (tracing) {
+      const i = await queryMigrate(qmp).catch(() => undefined);
+      if (i?.ram !== undefined && (i.status === 'active' || i.status === 'device' || i.status === 'completed')) trace.push({ status: i.status, ram: i.ram, ...pick(i) });
+      if (i?.status === 'completed') break;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  })();
   const result = await engine.migrateOut(qmp, offer, target, {
     maxBandwidth: MAX_BANDWIDTH,
     downtimeLimitMs: engine.downtimeLimitMs ?? DOWNTIME_LIMIT_MS,
@@ -260,9 +276,15 @@ async function byVirtnode(engine: Engine, from: Placement, to: Host, dir: string
     // When each phase began, ms from the start (what the time before `migrate` goes to).
     onProgress: (p) => {
       phasesMs[p.phase] ??= p.elapsedMs;
+      if (p.phase !== 'migrating' || p.bytesSent === 0) return;
+      for (const k of ['25', '50'] as const) {
+        if (at[k] === undefined && p.bytesRemaining <= (1 - Number(k) / 100) * memoryBytes) at[k] = { elapsedMs: p.elapsedMs, expectedRemainingMs: p.expectedRemainingMs, converging: p.converging };
+      }
     },
     ...(engine.dirtyRateSeconds === undefined ? {} : { dirtyRateSeconds: engine.dirtyRateSeconds }),
   });
+  tracing = false;
+  await tracer;
   stopSource();
   await quit(qmp);
   qmp.close();
@@ -277,8 +299,28 @@ async function byVirtnode(engine: Engine, from: Placement, to: Host, dir: string
       phasesMs,
       ...breakdown(events['stop'] ?? Number.NaN, events['sourceCompleted'] ?? Number.NaN, events['destCompleted'] ?? Number.NaN, (events['stop'] ?? Number.NaN) + (result.downtimeMs ?? Number.NaN)),
     },
-    result,
+    result: { ...result, at, trace } as MigrationResult,
   };
+}
+
+/**
+ * Absolute % errors of a move's estimates of the time left: `after25`/`after50` the engine's progress at 25%/50% of
+ * the first pass (against the real time left then); `oldProgress*` the progress's former figure at the same point
+ * (what is left at QEMU's current `mbps`, from the trace); `oldWhole`/`oldRefinedWhole` the former whole-move
+ * predictions (calc-dirty-rate at the bandwidth cap; the scan rate after 1 s) against the migration's time.
+ */
+function predictionErrors(s: { totalMs: number; migrationMs: number; predictedMs?: number; refinedPredictedMs?: number | undefined; at?: Record<'25' | '50', { elapsedMs: number; expectedRemainingMs: number | undefined } | undefined>; trace?: Array<Pick<MigrationInfo, 'ram' | 'total-time'>> }) {
+  const pct = (estimate: number | undefined, real: number) => (estimate === undefined || !Number.isFinite(estimate) || real <= 0 ? undefined : Math.round((Math.abs(estimate - real) / real) * 100));
+  const live = (k: '25' | '50') => {
+    const a = s.at?.[k];
+    return a === undefined ? undefined : pct(a.expectedRemainingMs, s.totalMs - a.elapsedMs);
+  };
+  const old = (k: '25' | '50') => {
+    const t = s.trace?.find((x) => x.ram !== undefined && x.ram.remaining <= (1 - Number(k) / 100) * x.ram.total);
+    if (t?.ram === undefined || t['total-time'] === undefined || t.ram.mbps <= 0) return undefined;
+    return pct((t.ram.remaining * 8) / (t.ram.mbps * 1000), s.migrationMs - t['total-time']);
+  };
+  return { after25: live('25'), after50: live('50'), oldProgress25: old('25'), oldProgress50: old('50'), oldWhole: pct(s.predictedMs, s.migrationMs), oldRefinedWhole: pct(s.refinedPredictedMs, s.migrationMs) };
 }
 
 const hosts = createTwoHosts();
@@ -301,7 +343,8 @@ try {
       shell.close();
       return placement;
     };
-    type EngineSample = Sample & { predictedMs: number; refinedPredictedMs: number | undefined; dirtyRateMiBps: number; bytesSent: number };
+    type At = { elapsedMs: number; expectedRemainingMs: number | undefined; converging: boolean | undefined } | undefined;
+    type EngineSample = Sample & { predictedMs: number; refinedPredictedMs: number | undefined; dirtyRateMiBps: number; bytesSent: number; at: Record<'25' | '50', At>; trace: Array<Pick<MigrationInfo, 'ram' | 'total-time'>> };
     const byEngine: Record<string, EngineSample[]> = Object.fromEntries(Object.keys(engines).map((k) => [k, []]));
     const hand: Sample[] = [];
     if (!FRESH) {
@@ -328,7 +371,7 @@ try {
       let sample: Sample;
       if (who !== 'by hand') {
         const r = await byVirtnode(engines[who]!, from, to, dir);
-        sample = { ...r.sample, predictedMs: r.result.predictedMs, refinedPredictedMs: r.result.refinedPredictedMs, dirtyRateMiBps: r.result.dirtyRateMiBps, bytesSent: r.result.bytesSent } as EngineSample;
+        sample = { ...r.sample, predictedMs: r.result.predictedMs, refinedPredictedMs: r.result.refinedPredictedMs, dirtyRateMiBps: r.result.dirtyRateMiBps, bytesSent: r.result.bytesSent, ...(r.result as unknown as Pick<EngineSample, 'at' | 'trace'>) } as EngineSample;
         byEngine[who]!.push(sample as EngineSample);
         current = r.placement;
       } else {
@@ -376,7 +419,14 @@ try {
             return [k.replace(/Ms$/, ''), { median: r2(median(xs)), min: Math.min(...xs), max: Math.max(...xs), all: xs }];
           }),
         ),
-        prediction: samples.map((s) => ({ predictedMs: s.predictedMs, refinedPredictedMs: s.refinedPredictedMs, measuredMigrationMs: s.migrationMs, dirtyRateMiBps: s.dirtyRateMiBps })),
+        prediction: samples.map((s) => ({ predictedMs: s.predictedMs, refinedPredictedMs: s.refinedPredictedMs, measuredMigrationMs: s.migrationMs, dirtyRateMiBps: s.dirtyRateMiBps, ...predictionErrors(s) })),
+        // Median absolute % error of each estimate of the time left against the real time left.
+        predictionError: Object.fromEntries(
+          (['after25', 'after50', 'oldProgress25', 'oldProgress50', 'oldWhole', 'oldRefinedWhole'] as const).map((k) => {
+            const xs = samples.map((s) => predictionErrors(s)[k]).filter((x): x is number => x !== undefined);
+            return [k, { medianAbsPct: Math.round(median(xs)), n: xs.length, of: samples.length }];
+          }),
+        ),
       };
     }
     report[kind] = result;

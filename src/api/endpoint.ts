@@ -54,8 +54,8 @@ export function endpoints<const T extends EndpointTable>(table: T): T {
 export interface CallOptions {
   /** A named step (launch phases, snapshot steps), with the time since the work began. */
   onPhase?: (phase: string, detail: string, elapsedMs: number) => void;
-  /** Bytes moved so far (pulls, copies); `totalBytes` when known. */
-  onTransfer?: (bytes: number, totalBytes: number | undefined) => void;
+  /** Bytes moved so far (pulls, copies); `totalBytes` when known; the work's own estimate of the time left when it has one. */
+  onTransfer?: (bytes: number, totalBytes: number | undefined, expectedRemainingSeconds?: number) => void;
   /** Aborting cancels the work (Ctrl-C). */
   signal?: AbortSignal;
 }

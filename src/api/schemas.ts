@@ -273,6 +273,7 @@ export const Operation = Closed({
     percent: Type.Optional(Type.Number()),
     bytes: Type.Optional(Type.Number()),
     totalBytes: Type.Optional(Type.Number()),
+    expectedRemainingSeconds: Type.Optional(Type.Number({ description: "the work's own estimate of the time left (a live move's, from QEMU's figures), when it has one" })),
     entries: Type.Array(Closed({ phase: Type.String(), detail: Type.String(), elapsedMs: Type.Number() })),
   }),
   result: Type.Optional(Type.Unknown()),

@@ -22,6 +22,7 @@ interface Progress {
   phases: Array<{ phase: string; detail: string }>;
   bytes: number;
   totalBytes?: number;
+  expectedRemainingSeconds?: number;
 }
 
 interface Followed {
@@ -50,10 +51,12 @@ export async function runFollowed<T>(work: Job<T>, id: string): Promise<T> {
       id,
       signal: controller.signal,
       phase: (phase, detail) => void progress.phases.push({ phase, detail }),
-      transfer: (bytes, totalBytes) => {
+      transfer: (bytes, totalBytes, expectedRemainingSeconds) => {
         progress.bytes = bytes;
         if (totalBytes === undefined) delete progress.totalBytes;
         else progress.totalBytes = totalBytes;
+        if (expectedRemainingSeconds === undefined) delete progress.expectedRemainingSeconds;
+        else progress.expectedRemainingSeconds = expectedRemainingSeconds;
       },
     });
   } finally {
@@ -97,7 +100,7 @@ export function followRemote(c: ClusterService, host: string, id: string, ctx: O
     shown = Math.max(shown, p.phases.length);
     if (p.bytes !== bytes && p.bytes > 0) {
       bytes = p.bytes;
-      ctx.transfer(p.bytes, p.totalBytes);
+      ctx.transfer(p.bytes, p.totalBytes, p.expectedRemainingSeconds);
     }
   };
   const pollOnce = async () => {

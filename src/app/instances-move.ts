@@ -267,6 +267,10 @@ function peerTarget(
   };
 }
 
+function notConvergingDetail(postcopy: boolean): string {
+  return `memory: not converging at this rate (the guest dirties memory as fast as it is sent); ${postcopy ? 'post-copy takes over once pre-copy stalls' : "auto-converge slows the guest's vCPUs until it does"}`;
+}
+
 function progressDetail(p: MigrationProgress, to: string): string {
   const mib = (n: number) => `${Math.round(n / MIB)} MiB`;
   switch (p.phase) {
@@ -342,6 +346,7 @@ export async function moveOwned(app: AppCore, c: ClusterService, input: MoveInpu
     };
     const target = peerTarget(c, record, name, { seed: readSeed(instance.spec.httpSeedDir), policy: app.policies.get(name), nics, record: current, mark }, (e) => (claimError = e));
     let phase: string | undefined;
+    let notConverging = false;
     const timeout = AbortSignal.timeout(timeoutS * 1000);
     const result = await moveInstanceOut(app.core, name, target, {
       to,
@@ -355,7 +360,10 @@ export async function moveOwned(app: AppCore, c: ClusterService, input: MoveInpu
       ...(input.downtimeLimitMs === undefined ? {} : { downtimeLimitMs: input.downtimeLimitMs }),
       onProgress: (p) => {
         if (p.phase !== phase) ctx.phase((phase = p.phase), progressDetail(p, to));
-        if (p.phase === 'migrating' || p.phase === 'postcopy') ctx.transfer(p.bytesSent, p.bytesSent + p.bytesRemaining);
+        // Said once per spell: the guest dirties memory as fast as it is sent, so no time left can be given.
+        if (p.phase === 'migrating' && p.converging === false && !notConverging) ctx.phase(p.phase, notConvergingDetail(input.postcopy === 'auto'));
+        notConverging = p.converging === false;
+        if (p.phase === 'migrating' || p.phase === 'postcopy') ctx.transfer(p.bytesSent, p.bytesSent + p.bytesRemaining, p.expectedRemainingMs === undefined ? undefined : Math.round(p.expectedRemainingMs / 100) / 10);
         else if (p.phase === 'mirroring') ctx.transfer(p.diskBytesDone, p.diskBytesTotal);
       },
     }).catch(async (e: unknown) => {

@@ -12,8 +12,11 @@ export interface OperationContext {
   signal: AbortSignal;
   /** A named step (kept in the operation's `entries`, e.g. launch phases). */
   phase(phase: string, detail: string): void;
-  /** Transfer progress (published at most a few times a second). */
-  transfer(bytes: number, totalBytes: number | undefined): void;
+  /**
+   * Transfer progress (published at most a few times a second); `expectedRemainingSeconds` when the work has its own
+   * estimate of the time left (a live move's), rather than the rate so far.
+   */
+  transfer(bytes: number, totalBytes: number | undefined, expectedRemainingSeconds?: number): void;
 }
 
 export interface Job<T> {
@@ -39,7 +42,7 @@ export async function runInline<T>(work: Job<T>, options: CallOptions = {}): Pro
       id: crypto.randomUUID(),
       signal: controller.signal,
       phase: (phase, detail) => options.onPhase?.(phase, detail, Date.now() - started),
-      transfer: (bytes, totalBytes) => options.onTransfer?.(bytes, totalBytes),
+      transfer: (bytes, totalBytes, expectedRemainingSeconds) => options.onTransfer?.(bytes, totalBytes, expectedRemainingSeconds),
     });
   } finally {
     options.signal?.removeEventListener('abort', abort);

@@ -14,16 +14,17 @@ export function transferOutput(out: ProgressOutput, label: string): Pick<CallOpt
   const started = Date.now();
   let last: { bytes: number; total: number | undefined } | undefined;
   let finished = false;
-  const report = (bytes: number, total: number | undefined, seconds: number, done: boolean) => {
+  const report = (bytes: number, total: number | undefined, seconds: number, done: boolean, expectedSeconds?: number) => {
     const bytesPerSecond = seconds > 0 ? bytes / seconds : 0;
-    const etaSeconds = !done && total !== undefined && bytesPerSecond > 0 ? Math.max(0, total - bytes) / bytesPerSecond : undefined;
+    // The work's own estimate (a live move's) over the rate so far, which knows nothing of rounds or zero pages.
+    const etaSeconds = done ? undefined : (expectedSeconds ?? (total !== undefined && bytesPerSecond > 0 ? Math.max(0, total - bytes) / bytesPerSecond : undefined));
     draw({ received: bytes, total, resumedFrom: 0, bytesPerSecond, etaSeconds, done });
   };
   return {
-    onTransfer: (bytes, total) => {
+    onTransfer: (bytes, total, expectedSeconds) => {
       if (finished) return;
       last = { bytes, total };
-      report(bytes, total, (Date.now() - started) / 1000, false);
+      report(bytes, total, (Date.now() - started) / 1000, false, expectedSeconds);
     },
     onPhase: (phase, detail, elapsedMs) => {
       if (finished || last === undefined || phase !== label || !DONE_LINE.test(detail)) return;

@@ -77,7 +77,7 @@ export async function followOperation(transport: Transport, started: OperationVi
     let shown = 0;
     for (;;) {
       // Bytes first, then the entries: the order in which the work reported them.
-      if (op.progress.bytes !== undefined) options.onTransfer?.(op.progress.bytes, op.progress.totalBytes);
+      if (op.progress.bytes !== undefined) options.onTransfer?.(op.progress.bytes, op.progress.totalBytes, op.progress.expectedRemainingSeconds);
       for (const entry of op.progress.entries.slice(shown)) options.onPhase?.(entry.phase, entry.detail, entry.elapsedMs);
       shown = op.progress.entries.length;
       if (op.status !== 'running') break;

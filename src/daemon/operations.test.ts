@@ -44,6 +44,28 @@ describe('operations: a cap per kind', () => {
     }
   });
 
+  it("keeps a transfer's expected time left while the work gives one, and drops it when it gives none", async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'virtnode-ops-'));
+    dirs.push(dir);
+    const db = openDb(join(dir, 'state.db'));
+    const ops = new OperationManager(new EventBus(), new OperationRepository(db));
+    let finish = () => {};
+    let ctx: Parameters<Parameters<OperationManager['start']>[2]>[0] | undefined;
+    try {
+      const op = ops.start('instance-move', 'web', (c) => ((ctx = c), new Promise<void>((resolve) => (finish = resolve))));
+      ctx!.transfer(100, 1000, 2.5);
+      expect(ops.get(op.id).progress).toMatchObject({ bytes: 100, totalBytes: 1000, percent: 10, expectedRemainingSeconds: 2.5 });
+      ctx!.transfer(200, 1000);
+      expect(ops.get(op.id).progress.expectedRemainingSeconds).toBeUndefined();
+      finish();
+      expect((await ops.wait(op.id, 5_000)).status).toBe('succeeded');
+    } finally {
+      finish();
+      await ops.shutdown();
+      db.close();
+    }
+  });
+
   it('shutdown aborts what runs and waits for it only so long: work that ignores the abort does not keep the daemon', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'virtnode-ops-'));
     dirs.push(dir);

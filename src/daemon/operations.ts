@@ -91,8 +91,10 @@ export class OperationManager implements OperationLog {
         this.save(op);
         this.changed(op, true);
       },
-      transfer: (bytes, totalBytes) => {
+      transfer: (bytes, totalBytes, expectedRemainingSeconds) => {
         view.progress.bytes = bytes;
+        if (expectedRemainingSeconds === undefined) delete view.progress.expectedRemainingSeconds;
+        else view.progress.expectedRemainingSeconds = expectedRemainingSeconds;
         if (totalBytes !== undefined && totalBytes > 0) {
           view.progress.totalBytes = totalBytes;
           view.progress.percent = Math.min(100, Math.round((bytes / totalBytes) * 1000) / 10);

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { predictMigrationMs, preCopyStalled } from './predict.ts';
+import { estimateRemaining, predictMigrationMs, preCopyStalled, type RamProgress } from './predict.ts';
 
 const MiB = 1024 * 1024;
 
@@ -39,5 +39,50 @@ describe('preCopyStalled', () => {
       { syncCount: 6, remainingBytes: 400 },
     ];
     expect(preCopyStalled(samples)).toBe(false);
+  });
+});
+
+describe('estimateRemaining', () => {
+  const ram = (r: Partial<RamProgress>): RamProgress => ({
+    transferred: 0,
+    remaining: 1024 * MiB,
+    total: 1024 * MiB,
+    duplicate: 0,
+    normal: 0,
+    mbps: 0,
+    'dirty-pages-rate': 0,
+    'dirty-sync-count': 1,
+    'page-size': 4096,
+    ...r,
+  });
+
+  it('has nothing to go by before QEMU has sent anything', () => {
+    expect(estimateRemaining({ polls: [], downtimeLimitMs: 30 })).toBeUndefined();
+    expect(estimateRemaining({ polls: [{ elapsedMs: 10, ram: ram({}) }], downtimeLimitMs: 30 })).toBeUndefined();
+  });
+
+  it('takes the rest of the first pass at its recent pace, then the switch-over', () => {
+    // 200 MiB in the last 200 ms (the first 100 MiB took 400 ms): 724 MiB left is 724 ms, an idle guest, + 30 ms.
+    const polls = [
+      { elapsedMs: 400, ram: ram({ transferred: 90 * MiB, remaining: 924 * MiB, mbps: 1800 }) },
+      { elapsedMs: 600, ram: ram({ transferred: 92 * MiB, remaining: 724 * MiB, mbps: 100 }) },
+    ];
+    expect(estimateRemaining({ polls, downtimeLimitMs: 30 })).toMatchObject({ converging: true, remainingMs: 754 });
+  });
+
+  it("prefers QEMU's own dirty rate once it has one over the sample", () => {
+    // Second pass: 100 MiB left at 800 Mbit/s (100 MB/s): 1049 ms; QEMU's 2,560 pages/s (10 MiB/s) dirty 10.5 MiB
+    // meanwhile: 110 ms more (over the 3 MB that 30 ms carry); what that dirties (1.1 MiB) fits; then the 30 ms.
+    const polls = [{ elapsedMs: 2000, ram: ram({ transferred: 100 * MiB, remaining: 100 * MiB, mbps: 800, 'dirty-sync-count': 2, 'dirty-pages-rate': 2560 }) }];
+    const e = estimateRemaining({ polls, downtimeLimitMs: 30, sampledDirtyBytesPerSecond: 500 * MiB });
+    expect(e).toMatchObject({ converging: true, dirtyBytesPerSecond: 10 * MiB });
+    expect(e?.converging === true && e.remainingMs).toBeLessThan(1049 + 110 + 30 + 20);
+    expect(e?.converging === true && e.remainingMs).toBeGreaterThan(1049 + 110 + 30 - 20);
+  });
+
+  it('says not converging when the guest dirties memory as fast as it is sent', () => {
+    // 40,000 pages/s is 164 MB/s, over the 100 MB/s sent.
+    const polls = [{ elapsedMs: 2000, ram: ram({ transferred: 100 * MiB, remaining: 100 * MiB, mbps: 800, 'dirty-sync-count': 3, 'dirty-pages-rate': 40_000 }) }];
+    expect(estimateRemaining({ polls, downtimeLimitMs: 30 })).toMatchObject({ converging: false });
   });
 });

@@ -100,8 +100,14 @@ export interface MigrationProgress {
   bytesRemaining: number;
   /** Pages dirtied per second, as QEMU last measured during the migration. */
   dirtyPagesPerSecond: number;
-  /** The expected time until the end, ms. */
+  /**
+   * The expected time until the end, ms: in pre-copy from QEMU's figures at this poll (src/instances/migrate/predict.ts
+   * `estimateRemaining`), in post-copy the rest at QEMU's measured rate; `undefined` while there is nothing to go by
+   * or while pre-copy does not converge.
+   */
   expectedRemainingMs: number | undefined;
+  /** `false`: the guest dirties memory as fast as it is sent (auto-converge throttles it, or post-copy takes over). */
+  converging: boolean | undefined;
   /** Disk mirror: bytes copied and total. */
   diskBytesDone: number;
   diskBytesTotal: number;

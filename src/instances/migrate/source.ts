@@ -27,7 +27,7 @@ import {
   queryDirtyRate,
   queryMigrate,
 } from '../../qmp/migration.ts';
-import { type ConvergenceSample, predictMigrationMs, preCopyStalled } from './predict.ts';
+import { type ConvergenceSample, estimateRemaining, type MigrationPoll, predictMigrationMs, preCopyStalled } from './predict.ts';
 import type { MigrationOffer, MigrationProgress, MigrationResult, PostcopyMode, SwitchoverTimes, TargetHost, TargetReady, TargetResumed } from './protocol.ts';
 
 /**
@@ -39,6 +39,8 @@ import type { MigrationOffer, MigrationProgress, MigrationResult, PostcopyMode, 
 export const DEFAULT_DOWNTIME_LIMIT_MS = 30;
 export const DEFAULT_MAX_BANDWIDTH = 1024 * 1024 * 1024;
 const POLL_MS = 50;
+/** The polls the expected time is estimated from (the peak throughput is taken over these): about two minutes. */
+const MAX_POLLS_KEPT = 2_400;
 /** When the prediction is made again from the migration's own progress. */
 const REFINE_AFTER_MS = 1_000;
 const MIRROR_READY_TIMEOUT_MS = 30 * 60_000;
@@ -86,7 +88,7 @@ export async function migrateOut(qmp: QmpConnection, offer: MigrationOffer, targ
   const postcopyMode = options.postcopy ?? 'never';
   if ((postcopyMode === 'auto') !== offer.postcopy) throw new VirtnodeError('INVALID', `postcopy: the offer says ${offer.postcopy}, the options say "${postcopyMode}"`, { field: 'postcopy' });
   const report = (progress: Omit<MigrationProgress, 'elapsedMs'>) => options.onProgress?.({ ...progress, elapsedMs: Date.now() - startedAt });
-  const idle = { bytesSent: 0, bytesRemaining: 0, dirtyPagesPerSecond: 0, expectedRemainingMs: undefined, diskBytesDone: 0, diskBytesTotal: 0 };
+  const idle = { bytesSent: 0, bytesRemaining: 0, dirtyPagesPerSecond: 0, expectedRemainingMs: undefined, converging: undefined, diskBytesDone: 0, diskBytesTotal: 0 };
 
   const status = await queryStatus(qmp, q);
   if (status.status !== 'running' && status.status !== 'paused') {
@@ -180,6 +182,18 @@ export async function migrateOut(qmp: QmpConnection, offer: MigrationOffer, targ
     let postcopyAsked = false;
     /** Post-copy's last progress: bytes sent, and when they last changed. */
     let progress = { bytes: -1, at: Date.now() };
+    const polls: MigrationPoll[] = [];
+    /** The expected time left, from QEMU's own figures at this poll (pre-copy only: post-copy's end is the rest at the link's rate). */
+    const expectation = (phase: MigrationProgress['phase'], ram: MigrationInfo['ram']): Pick<MigrationProgress, 'expectedRemainingMs' | 'converging'> => {
+      if (ram === undefined) return { expectedRemainingMs: undefined, converging: undefined };
+      if (phase !== 'migrating') return { expectedRemainingMs: ram.mbps > 0 ? Math.round((ram.remaining * 8) / (ram.mbps * 1000)) : undefined, converging: undefined };
+      const sampled = measured === undefined ? undefined : measured.dirtyRateMiBps * MiB;
+      polls.push({ elapsedMs: Date.now() - migrationStartedAt, ram });
+      if (polls.length > MAX_POLLS_KEPT) polls.shift();
+      const e = estimateRemaining({ polls, downtimeLimitMs, sampledDirtyBytesPerSecond: sampled });
+      if (e === undefined) return { expectedRemainingMs: undefined, converging: undefined };
+      return e.converging ? { expectedRemainingMs: e.remainingMs, converging: true } : { expectedRemainingMs: undefined, converging: false };
+    };
     for (;;) {
       if (signal?.aborted && !postcopyAsked && resuming === undefined) throw new VirtnodeError('TIMEOUT', 'the move was cancelled', { cause: signal.reason });
       const lq = postcopyAsked || resuming !== undefined ? {} : q;
@@ -192,7 +206,7 @@ export async function migrateOut(qmp: QmpConnection, offer: MigrationOffer, targ
         bytesSent: ram?.transferred ?? 0,
         bytesRemaining: ram?.remaining ?? 0,
         dirtyPagesPerSecond: ram?.['dirty-pages-rate'] ?? 0,
-        expectedRemainingMs: ram !== undefined && ram.mbps > 0 ? Math.round((ram.remaining * 8) / (ram.mbps * 1000)) : undefined,
+        ...expectation(phase, ram),
         diskBytesDone: diskBytesTotal,
         diskBytesTotal,
       });
@@ -246,7 +260,7 @@ export async function migrateOut(qmp: QmpConnection, offer: MigrationOffer, targ
     // Asked at the `device` event already (QEMU sends it before `completed`); asked here only if it was missed.
     if (resumed === undefined) resumed = await armResume();
     for (const node of state.nbdNodes) await qmp.execute(QMP_COMMANDS.blockdevDel, { 'node-name': node }).catch(() => {});
-    report({ phase: 'completed', bytesSent: info.ram?.transferred ?? 0, bytesRemaining: 0, dirtyPagesPerSecond: 0, expectedRemainingMs: 0, diskBytesDone: diskBytesTotal, diskBytesTotal });
+    report({ phase: 'completed', bytesSent: info.ram?.transferred ?? 0, bytesRemaining: 0, dirtyPagesPerSecond: 0, expectedRemainingMs: 0, converging: true, diskBytesDone: diskBytesTotal, diskBytesTotal });
     return {
       ...measured,
       ...(refinedPredictedMs === undefined ? {} : { refinedPredictedMs }),
