@@ -10,6 +10,11 @@ export function percentOf(op: Operation): number | undefined {
   return undefined;
 }
 
+/** The work's own estimate of the time it still needs (a live move's, from QEMU's figures). */
+function remaining(seconds: number): string {
+  return seconds < 60 ? `${Math.max(1, Math.round(seconds))} s` : `${Math.round(seconds / 60)} min`;
+}
+
 /** One operation's progress as it moves (from the events stream), with a Cancel button while it runs. */
 export function OperationProgress({ op, label }: { op: Operation; label: string }) {
   const [error, setError] = useState<string | undefined>();
@@ -41,6 +46,7 @@ export function OperationProgress({ op, label }: { op: Operation; label: string 
       <p class="muted" data-testid="operation-detail">
         {op.progress.bytes !== undefined && `${bytes(op.progress.bytes)}${op.progress.totalBytes === undefined ? '' : ` of ${bytes(op.progress.totalBytes)}`} `}
         {percent !== undefined && `(${Math.round(percent)}%) `}
+        {op.status === 'running' && op.progress.expectedRemainingSeconds !== undefined && `about ${remaining(op.progress.expectedRemainingSeconds)} left; `}
         {last !== undefined && `${last.phase}: ${last.detail}`}
       </p>
       {op.error !== undefined && (
