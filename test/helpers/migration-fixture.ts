@@ -34,8 +34,8 @@ export class MigrationFixture {
     this.hosts = undefined;
   }
 
-  async bootSource(name: string): Promise<{ vm: SourceVm; shell: SerialShell }> {
-    const vm = await startSourceVm(this.twoHosts.a, { name });
+  async bootSource(name: string, options: { memoryMiB?: number } = {}): Promise<{ vm: SourceVm; shell: SerialShell }> {
+    const vm = await startSourceVm(this.twoHosts.a, { name, ...options });
     this.onCleanUp(() => vm.kill());
     const shell = await SerialShell.whenReady(vm.dir, BOOT_TIMEOUT_MS);
     this.onCleanUp(() => shell.close());
