@@ -2,9 +2,11 @@
 # service) in the template's one warm boot: it imports cloud-init's code, says it is ready, and blocks on a FIFO;
 # the guest's memory is saved right then. Each warm launch loads that memory and writes its job into the FIFO
 # through the guest agent: machineId, entropy (hex, from the host), seed (NoCloud file name -> text). It then does
-# what a cold first boot does for a new instance: a fresh machine-id, fresh random state, then cloud-init's four
-# stages in this interpreter (its code is loaded already), the NIC brought up by ifupdown between the local and
-# the network stage as networking.service would, and writes a JSON report into the result FIFO: cloud-init's own
+# what a cold first boot does for a new instance: a fresh machine-id, fresh random state, then cloud-init's stages
+# in this interpreter (its code is loaded already): the ones the image's systemd would run at a boot (local,
+# network, config, final; not a stage whose unit the image masks, as virtnode's image masks cloud-config.service
+# and runs those modules in final), the NIC brought up by ifupdown between the local and the network stage as
+# networking.service would, and writes a JSON report into the result FIFO: cloud-init's own
 # verdict (what `cloud-init status --long` prints, so the host needs no SSH round trip for it), how long each step
 # took and cloud-init's slowest modules of this boot (its own timings, as `cloud-init analyze blame` reads them).
 import json
@@ -23,6 +25,7 @@ import glob
 
 import cloudinit.config
 from cloudinit import safeyaml
+from cloudinit import util as ci_util
 from cloudinit.analyze import dump as analyze_dump
 from cloudinit.analyze import show as analyze_show
 from cloudinit.cmd import main
@@ -61,6 +64,25 @@ for path in ['/etc/cloud/cloud.cfg', *sorted(glob.glob('/etc/cloud/cloud.cfg.d/*
             load_yaml_once(f.read())
     except Exception:
         pass
+
+# Each stage sends its output to `output` of cloud.cfg (`| tee -a /var/log/cloud-init-output.log`): a new shell
+# and tee, forked from this large process (a preexec_fn rules out vfork), at every stage, each replacing the last.
+# In one process the same redirection is made once; the next stages write into the same pipe (and log file).
+redirect_output = ci_util.redirect_output
+redirected = set()
+
+
+def redirect_output_once(outfmt, errfmt, o_out=None, o_err=None):
+    if o_out is not None or o_err is not None:
+        return redirect_output(outfmt, errfmt, o_out, o_err)
+    if (outfmt, errfmt) in redirected:
+        return None
+    redirected.clear()
+    redirected.add((outfmt, errfmt))
+    return redirect_output(outfmt, errfmt)
+
+
+ci_util.redirect_output = redirect_output_once
 
 RUN = '/run/virtnode-warm'
 os.makedirs(RUN, mode=0o700, exist_ok=True)
@@ -109,6 +131,22 @@ failed = []
 # off for this boot's stages (a configuration file given with --file).
 PER_BOOT_OFF = {'growpart': {'growpart': {'mode': 'off'}}, 'resizefs': {'resize_rootfs': False}}
 OFF_CFG = os.path.join(RUN, 'off.cfg')
+# A warm launch has no seed device (the seed is in the seed directory): NoCloud need not probe every block device
+# for a `cidata` label (five blkid runs under TCG) after it has found the seed directory.
+NO_SEED_DEVICE = {'datasource': {'NoCloud': {'fs_label': None}}}
+
+# cloud-init's stages in boot order, each with the systemd unit that runs it at a cold boot.
+STAGES = [
+    ('init-local', 'cloud-init-local.service', ['init', '--local']),
+    ('init-network', 'cloud-init.service', ['init']),
+    ('modules-config', 'cloud-config.service', ['modules', '--mode=config']),
+    ('modules-final', 'cloud-final.service', ['modules', '--mode=final']),
+]
+
+
+def masked(unit):
+    """Whether the image masks `unit` (a link to /dev/null): a cold boot of it does not run that stage."""
+    return any(os.path.realpath(os.path.join(d, unit)) == '/dev/null' for d in ('/etc/systemd/system', '/run/systemd/system'))
 
 
 def stage(*args):
@@ -142,7 +180,7 @@ def first_boot():
     # module it ran (so no later boot runs the per-instance ones).
     sem = os.path.join('/var/lib/cloud/instances', job['instanceId'], 'sem')
     os.makedirs(sem, mode=0o755, exist_ok=True)
-    off = {}
+    off = copy.deepcopy(NO_SEED_DEVICE)
     for module in job['skip']:
         write(os.path.join(sem, 'config_' + module), '%d: %f\n' % (os.getpid(), time.time()))
         off.update(PER_BOOT_OFF.get(module, {}))
@@ -160,15 +198,18 @@ def first_boot():
         time.sleep(0.05)
 
     steps['prepare'] = round(time.time() - started, 2)
-    timed('init-local', stage, 'init', '--local')
-    network = subprocess.Popen(['ifup', '-a'], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    timed('init-network', stage, 'init')
-    # sshd failed at the warm boot (no host keys then); cloud-init has written virtnode's.
-    subprocess.run(['systemctl', 'reset-failed', 'ssh.service'], check=False)
-    subprocess.run(['systemctl', 'restart', '--no-block', 'ssh.service'], check=False)
-    timed('modules-config', stage, 'modules', '--mode=config')
-    timed('modules-final', stage, 'modules', '--mode=final')
-    return timed('ifup-wait', network.wait)
+    network = None
+    for name, unit, args in STAGES:
+        if masked(unit):
+            continue
+        timed(name, stage, *args)
+        if name == 'init-local':
+            network = subprocess.Popen(['ifup', '-a'], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        elif name == 'init-network':
+            # sshd was stopped (its failed state reset) before the save: it had no host keys then; cloud-init has
+            # written virtnode's now.
+            subprocess.run(['systemctl', 'restart', '--no-block', 'ssh.service'], check=False)
+    return timed('ifup-wait', network.wait) if network is not None else None
 
 
 def verdict():
