@@ -69,7 +69,15 @@ export interface WarmFirstBootResult {
   steps: Record<string, number>;
   /** This boot's slowest cloud-init events, from cloud-init's own log: [name, seconds]. */
   slowest: Array<[string, number]>;
+  /** The programs cloud-init ran (its subp): how many, their seconds in all, the slowest ([program and first argument, seconds]). */
+  commands?: Commands;
   ms: number;
+}
+
+interface Commands {
+  count: number;
+  seconds: number;
+  slowest: Array<[string, number]>;
 }
 
 interface Report {
@@ -78,6 +86,7 @@ interface Report {
   cloudInitStatus?: string;
   steps?: Record<string, number>;
   slowest?: Array<[string, number]>;
+  commands?: Commands;
 }
 
 async function connectAgent(path: string, signal?: AbortSignal): Promise<GuestAgent> {
@@ -125,6 +134,7 @@ export async function warmFirstBoot(agentPath: string, job: WarmFirstBoot): Prom
       cloudInit: report.cloudInitStatus === undefined ? undefined : parseCloudInitStatus(report.cloudInitStatus),
       steps: report.steps ?? {},
       slowest: report.slowest ?? [],
+      ...(report.commands === undefined ? {} : { commands: report.commands }),
       ms: Date.now() - started,
     };
   } finally {
@@ -137,10 +147,14 @@ export function describeFirstBoot(first: WarmFirstBootResult): string {
   const s = (seconds: number) => `${seconds.toFixed(1)} s`;
   const steps = Object.entries(first.steps).map(([name, seconds]) => `${name} ${s(seconds)}`);
   const slowest = first.slowest.slice(0, 5).map(([name, seconds]) => `${name} ${s(seconds)}`);
+  const commands = first.commands;
   return [
     `first boot through the guest agent in ${s(first.ms / 1000)}: clock, machine-id, entropy, cloud-init`,
     steps.length > 0 ? ` (${steps.join(', ')})` : '',
     slowest.length > 0 ? `; slowest: ${slowest.join(', ')}` : '',
+    commands === undefined
+      ? ''
+      : `; ${commands.count} commands in ${s(commands.seconds)}${commands.slowest.length > 0 ? ` (${commands.slowest.slice(0, 5).map(([name, seconds]) => `${name} ${s(seconds)}`).join(', ')})` : ''}`,
     first.failedStages.length > 0 ? `; stages with errors: ${first.failedStages.join(', ')}` : '',
   ].join('');
 }
