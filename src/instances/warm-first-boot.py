@@ -8,13 +8,13 @@
 # and runs those modules in final), the NIC brought up by ifupdown between the local and the network stage as
 # networking.service would, and writes a JSON report into the result FIFO: cloud-init's own
 # verdict (what `cloud-init status --long` prints, so the host needs no SSH round trip for it), how long each step
-# took and cloud-init's slowest modules of this boot (its own timings, as `cloud-init analyze blame` reads them).
+# took and cloud-init's slowest modules of this boot (its own events' timings, which `cloud-init analyze blame`
+# reads back from its log: here they are taken as cloud-init reports them, with no log to parse at the end).
 import json
 import os
 import pkgutil
 import random
 import subprocess
-import sys
 import tempfile
 import time
 import traceback
@@ -27,8 +27,8 @@ import cloudinit.config
 from cloudinit import safeyaml
 from cloudinit import subp as ci_subp
 from cloudinit import util as ci_util
-from cloudinit.analyze import dump as analyze_dump
-from cloudinit.analyze import show as analyze_show
+from cloudinit.reporting import handlers as ci_reporting_handlers
+from cloudinit.reporting import instantiated_handler_registry
 from cloudinit.cmd import main
 from cloudinit.cmd import status as ci_status
 
@@ -101,6 +101,25 @@ def timed_command(args, *rest, **options):
 
 ci_subp.subp = timed_command
 
+
+
+class EventTimings(ci_reporting_handlers.ReportingHandler):
+    """cloud-init's reporting events (stages, datasource steps, module runs) as they happen: [name, seconds]."""
+
+    def __init__(self):
+        super().__init__()
+        self.starts = {}
+        self.seconds = []
+
+    def publish_event(self, event):
+        if event.event_type == 'start':
+            self.starts[event.name] = event.timestamp
+        elif event.event_type == 'finish' and event.name in self.starts:
+            self.seconds.append([event.name, round(event.timestamp - self.starts.pop(event.name), 2)])
+
+
+event_timings = EventTimings()
+
 RUN = '/run/virtnode-warm'
 os.makedirs(RUN, mode=0o700, exist_ok=True)
 for fifo in ('job', 'result'):
@@ -121,7 +140,9 @@ with open(os.path.join(RUN, 'job')) as f:
 if 'timeNs' in job:
     time.clock_settime_ns(time.CLOCK_REALTIME, int(job['timeNs']))
 started = time.time()
-CLOUD_INIT_LOG = '/var/log/cloud-init.log'
+# A handler of its own beside cloud-init's (which keep logging the events): reporting configuration changes
+# replace only the handlers they name.
+instantiated_handler_registry.register_item('virtnode-warm-timings', event_timings)
 steps = {}
 
 
@@ -241,27 +262,12 @@ def verdict():
     return '\n'.join(lines) + '\n'
 
 
-def slowest(log_offset, count=15):
-    """This boot's slowest cloud-init events (module runs, datasource steps), seconds each, from its log."""
-    with open(CLOUD_INIT_LOG) as f:
-        f.seek(log_offset)
-        events, _ = analyze_dump.dump_events(rawdata=f.read())
-    timed_events = []
-    for record in analyze_show.show_events(events, '%d %n'):
-        for line in record:
-            seconds, _, name = line.partition(' ')
-            try:
-                timed_events.append([name, round(float(seconds), 2)])
-            except ValueError:
-                pass
-    return sorted(timed_events, key=lambda e: -e[1])[:count]
+def slowest(count=15):
+    """This boot's slowest cloud-init events (stages, module runs, datasource steps), seconds each."""
+    return sorted(event_timings.seconds, key=lambda e: -e[1])[:count]
 
 
 report = {}
-try:
-    log_offset = os.path.getsize(CLOUD_INIT_LOG)
-except OSError:
-    log_offset = 0
 try:
     report['ifup'] = first_boot()
     report['cloudInitStatus'] = verdict()
@@ -270,7 +276,7 @@ except Exception:
 report['failedStages'] = failed
 report['steps'] = steps
 try:
-    report['slowest'] = timed('report', slowest, log_offset)
+    report['slowest'] = slowest()
 except Exception:
     report['slowest'] = []
 report['commands'] = {'count': len(commands), 'seconds': round(sum(c[1] for c in commands), 2), 'slowest': sorted(commands, key=lambda c: -c[1])[:8]}
