@@ -182,6 +182,13 @@ STAGES = [
 ]
 
 
+# `ifup -a` in a unit of its own, as networking.service runs it at a cold boot (a oneshot that stays active): the
+# DHCP client it leaves running lives in that unit, not in this program's, which systemd stops with everything in
+# it when this program exits (the lease would then never be renewed, and the address expire with it).
+# systemd-run returns when ifup has.
+IFUP = ['systemd-run', '--unit=virtnode-warm-ifup', '--service-type=oneshot', '--remain-after-exit', '--quiet', '/sbin/ifup', '-a']
+
+
 def masked(unit):
     """Whether the image masks `unit` (a link to /dev/null): a cold boot of it does not run that stage."""
     return any(os.path.realpath(os.path.join(d, unit)) == '/dev/null' for d in ('/etc/systemd/system', '/run/systemd/system'))
@@ -242,7 +249,7 @@ def first_boot():
             continue
         timed(name, stage, *args)
         if name == 'init-local':
-            network = subprocess.Popen(['ifup', '-a'], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            network = subprocess.Popen(IFUP, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         elif name == 'init-network':
             # sshd was stopped (its failed state reset) before the save: it had no host keys then; cloud-init has
             # written virtnode's now.
