@@ -102,9 +102,8 @@ def timed_command(args, *rest, **options):
 ci_subp.subp = timed_command
 
 
-
 class EventTimings(ci_reporting_handlers.ReportingHandler):
-    """cloud-init's reporting events (stages, datasource steps, module runs) as they happen: [name, seconds]."""
+    """cloud-init's reporting events within its stages (datasource steps, module runs) as they happen: [name, seconds]."""
 
     def __init__(self):
         super().__init__()
@@ -114,7 +113,7 @@ class EventTimings(ci_reporting_handlers.ReportingHandler):
     def publish_event(self, event):
         if event.event_type == 'start':
             self.starts[event.name] = event.timestamp
-        elif event.event_type == 'finish' and event.name in self.starts:
+        elif event.event_type == 'finish' and event.name in self.starts and '/' in event.name:
             self.seconds.append([event.name, round(event.timestamp - self.starts.pop(event.name), 2)])
 
 
@@ -270,7 +269,7 @@ def verdict():
 
 
 def slowest(count=15):
-    """This boot's slowest cloud-init events (stages, module runs, datasource steps), seconds each."""
+    """This boot's slowest cloud-init events (module runs, datasource steps; the stages are in steps), seconds each."""
     return sorted(event_timings.seconds, key=lambda e: -e[1])[:count]
 
 
