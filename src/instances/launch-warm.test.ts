@@ -48,10 +48,12 @@ describe('chooseWarm', () => {
 
 describe('modulesToSkip', () => {
   it("leaves out the modules whose result the template carries or that only print, unless the user-data configures them", () => {
-    expect(modulesToSkip('#cloud-config\nhostname: w1\n')).toEqual(['growpart', 'resizefs', 'grub_dpkg', 'apt_configure', 'keys_to_console']);
-    expect(modulesToSkip('#cloud-config\ngrowpart: {mode: auto}\napt: {preserve_sources_list: true}\n')).toEqual(['resizefs', 'grub_dpkg', 'keys_to_console']);
-    expect(modulesToSkip('#cloud-config\nssh: {emit_keys_to_console: true}\nresize_rootfs: true\n')).toEqual(['growpart', 'grub_dpkg', 'apt_configure']);
-    expect(modulesToSkip('#!/bin/sh\necho hi\n')).toEqual(['growpart', 'resizefs', 'grub_dpkg', 'apt_configure', 'keys_to_console']);
+    expect(modulesToSkip('#cloud-config\nhostname: w1\n')).toEqual(['growpart', 'resizefs', 'grub_dpkg', 'apt_configure', 'keys_to_console', 'ssh_authkey_fingerprints']);
+    expect(modulesToSkip('#cloud-config\ngrowpart: {mode: auto}\napt: {preserve_sources_list: true}\n')).toEqual(['resizefs', 'grub_dpkg', 'keys_to_console', 'ssh_authkey_fingerprints']);
+    expect(modulesToSkip('#cloud-config\nssh: {emit_keys_to_console: true}\nresize_rootfs: true\n')).toEqual(['growpart', 'grub_dpkg', 'apt_configure', 'ssh_authkey_fingerprints']);
+    expect(modulesToSkip('#cloud-config\nauthkey_hash: sha512\n')).toEqual(['growpart', 'resizefs', 'grub_dpkg', 'apt_configure', 'keys_to_console']);
+    expect(modulesToSkip('#cloud-config\nno_ssh_fingerprints: true\n')).toEqual(['growpart', 'resizefs', 'grub_dpkg', 'apt_configure']);
+    expect(modulesToSkip('#!/bin/sh\necho hi\n')).toEqual(['growpart', 'resizefs', 'grub_dpkg', 'apt_configure', 'keys_to_console', 'ssh_authkey_fingerprints']);
     expect(modulesToSkip('Content-Type: multipart/mixed; boundary="x"\n')).toEqual([]);
   });
 });

@@ -14,7 +14,7 @@ import { acquireLock } from '../store/locks.ts';
 import { type DiskFormat, type ImageRef, type Instance, type InstanceSpec, type KernelBoot, USER_MODE_GUEST_ADDRESS, USER_NETWORK } from './model.ts';
 import type { NetworkRequest, NicNetworkConfig } from '../cloudinit/render.ts';
 import { type LaunchRequest, type ValidLaunch, validateLaunch } from './launch-validate.ts';
-import { type CloudInitResult, guestAddress, type Phase, type PhaseListener, verifySsh, waitForCloudInit, waitForSshBanner } from './readiness.ts';
+import { type CloudInitResult, guestAddress, type Phase, type PhaseListener, verifySshWhenUp, waitForCloudInit, waitForSshBanner } from './readiness.ts';
 import { METADATA_ADDRESS } from './qemu-spec.ts';
 import { chooseWarm, type WarmSource } from './launch-warm.ts';
 import { runtimePaths } from './runtime.ts';
@@ -237,18 +237,32 @@ export async function launch(service: InstanceService, resolveImage: ImageResolv
   let instance = await service.start(defined.name, { ...(options.signal ? { signal: options.signal } : {}), ...(warm === undefined ? {} : { warm: { statePath: warm.statePath, model: warm.model } }) });
   const directBoot = image.boot === undefined && image.ownKernel !== undefined ? ", the image's own kernel booted directly" : '';
   phase('booting', warm === undefined ? `QEMU pid ${instance.pid}${directBoot}` : `QEMU pid ${instance.pid} loaded the warm state of ${image.name}`);
-  // A warm launch's first boot reports cloud-init's verdict itself: the SSH check below only verifies the guest.
+  const deadline = started + (options.timeoutMs ?? DEFAULT_READY_TIMEOUT_MS);
+  // A warm launch's first boot reports cloud-init's verdict itself: the SSH check only verifies the guest, and runs
+  // beside the end of the first boot (from when sshd answers, with the instance's own host key only).
   let reported: CloudInitResult | undefined;
+  let sshChecked: Promise<void> | undefined;
+  const sshCheck = new AbortController();
   if (warm !== undefined) {
-    // Before anything else sees the guest: until this is done it is the template, not this instance.
-    const first = await warmFirstBoot(runtimePaths(service.paths.instanceDir(defined.name)).guestAgent, { instanceId, seed: seedFiles ?? {}, clockFromJob: warm.model.clockFromJob === true, ...(options.signal ? { signal: options.signal } : {}) });
-    phase('booting', describeFirstBoot(first));
-    reported = first.cloudInit;
+    if (options.noWait !== true) {
+      sshChecked = verifySshWhenUp(service.paths, instance, deadline, options.signal === undefined ? sshCheck.signal : AbortSignal.any([options.signal, sshCheck.signal]));
+      sshChecked.catch(() => {}); // awaited below; a failure is not unhandled meanwhile
+    }
+    try {
+      // Before anything else sees the guest (but the strictly verified SSH check): until this is done it is the
+      // template, not this instance.
+      const first = await warmFirstBoot(runtimePaths(service.paths.instanceDir(defined.name)).guestAgent, { instanceId, seed: seedFiles ?? {}, clockFromJob: warm.model.clockFromJob === true, ...(options.signal ? { signal: options.signal } : {}) });
+      phase('booting', describeFirstBoot(first));
+      reported = first.cloudInit;
+    } catch (e) {
+      sshCheck.abort();
+      await sshChecked?.catch(() => {});
+      throw e;
+    }
   }
   if (options.noWait) return { instance, valid, address: undefined, cloudInit: undefined };
   failpoint('launch.after-boot');
 
-  const deadline = started + (options.timeoutMs ?? DEFAULT_READY_TIMEOUT_MS);
   const port = instance.spec.ssh!.hostPort!;
   let address: string | undefined;
   let watching = true;
@@ -260,14 +274,14 @@ export async function launch(service: InstanceService, resolveImage: ImageResolv
     }
   })();
   try {
-    await waitForSshBanner(port, deadline, options.signal);
+    if (sshChecked === undefined) await waitForSshBanner(port, deadline, options.signal);
+    else await sshChecked;
     instance = await service.get(defined.name);
     let cloudInit: CloudInitResult;
     if (reported === undefined) {
-      phase('ssh', `127.0.0.1:${port}`);
+      phase('ssh', `127.0.0.1:${port}${sshChecked === undefined ? '' : ' (host key verified)'}`);
       cloudInit = await waitForCloudInit(service.paths, instance, Math.max(deadline - Date.now(), 1_000), options.signal);
     } else {
-      await verifySsh(service.paths, instance, deadline, options.signal);
       phase('ssh', `127.0.0.1:${port} (host key verified)`);
       cloudInit = reported;
     }
@@ -292,6 +306,7 @@ export async function launch(service: InstanceService, resolveImage: ImageResolv
     throw e;
   } finally {
     watching = false;
-    await addressWatch.catch(() => {});
+    sshCheck.abort();
+    await Promise.allSettled([addressWatch, sshChecked]);
   }
 }

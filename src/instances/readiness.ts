@@ -18,7 +18,7 @@ export interface CloudInitResult {
 }
 
 /** Resolves when the forwarded port answers with an SSH banner (slirp accepts TCP before the guest listens). */
-export async function waitForSshBanner(port: number, deadline: number, signal?: AbortSignal): Promise<void> {
+export async function waitForSshBanner(port: number, deadline: number, signal?: AbortSignal, pollMs = 1_000): Promise<void> {
   while (Date.now() < deadline) {
     if (signal?.aborted) throw new VirtnodeError('TIMEOUT', 'cancelled');
     const banner = await new Promise<string>((resolve) => {
@@ -37,7 +37,7 @@ export async function waitForSshBanner(port: number, deadline: number, signal?: 
       socket.on('close', done);
     });
     if (banner.startsWith('SSH-')) return;
-    await sleep(1_000);
+    await sleep(pollMs);
   }
   throw new VirtnodeError('TIMEOUT', 'SSH did not answer yet');
 }
@@ -134,6 +134,19 @@ export async function verifySsh(paths: StatePaths, instance: Instance, deadline:
     }
     await sleep(1_000);
   }
+}
+
+/** How often a warm launch's SSH check looks for sshd while the first boot is still running (a TCP connect each). */
+const WARM_BANNER_POLL_MS = 200;
+
+/**
+ * verifySsh as soon as sshd answers: a warm launch starts this beside the rest of its first boot. sshd starts once
+ * cloud-init has written the instance's host keys and user, and strict host key checking accepts only the key
+ * virtnode generated for this instance, never the template's (whose sshd is stopped and has no keys).
+ */
+export async function verifySshWhenUp(paths: StatePaths, instance: Instance, deadline: number, signal?: AbortSignal): Promise<void> {
+  await waitForSshBanner(instance.spec.ssh!.hostPort!, deadline, signal, WARM_BANNER_POLL_MS);
+  await verifySsh(paths, instance, deadline, signal);
 }
 
 export function parseCloudInitStatus(text: string): CloudInitResult {

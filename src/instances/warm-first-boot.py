@@ -2,17 +2,19 @@
 # service) in the template's one warm boot: it imports cloud-init's code, says it is ready, and blocks on a FIFO;
 # the guest's memory is saved right then. Each warm launch loads that memory and writes its job into the FIFO
 # through the guest agent: machineId, entropy (hex, from the host), seed (NoCloud file name -> text). It then does
-# what a cold first boot does for a new instance: a fresh machine-id, fresh random state, then cloud-init's four
-# stages in this interpreter (its code is loaded already), the NIC brought up by ifupdown between the local and
-# the network stage as networking.service would, and writes a JSON report into the result FIFO: cloud-init's own
+# what a cold first boot does for a new instance: a fresh machine-id, fresh random state, then cloud-init's stages
+# in this interpreter (its code is loaded already): the ones the image's systemd would run at a boot (local,
+# network, config, final; not a stage whose unit the image masks, as virtnode's image masks cloud-config.service
+# and runs those modules in final), the NIC brought up by ifupdown between the local and the network stage as
+# networking.service would, and writes a JSON report into the result FIFO: cloud-init's own
 # verdict (what `cloud-init status --long` prints, so the host needs no SSH round trip for it), how long each step
-# took and cloud-init's slowest modules of this boot (its own timings, as `cloud-init analyze blame` reads them).
+# took and cloud-init's slowest modules of this boot (its own events' timings, which `cloud-init analyze blame`
+# reads back from its log: here they are taken as cloud-init reports them, with no log to parse at the end).
 import json
 import os
 import pkgutil
 import random
 import subprocess
-import sys
 import tempfile
 import time
 import traceback
@@ -23,8 +25,11 @@ import glob
 
 import cloudinit.config
 from cloudinit import safeyaml
-from cloudinit.analyze import dump as analyze_dump
-from cloudinit.analyze import show as analyze_show
+from cloudinit import subp as ci_subp
+from cloudinit import netinfo as ci_netinfo
+from cloudinit import util as ci_util
+from cloudinit.reporting import handlers as ci_reporting_handlers
+from cloudinit.reporting import instantiated_handler_registry
 from cloudinit.cmd import main
 from cloudinit.cmd import status as ci_status
 
@@ -62,6 +67,71 @@ for path in ['/etc/cloud/cloud.cfg', *sorted(glob.glob('/etc/cloud/cloud.cfg.d/*
     except Exception:
         pass
 
+# Each stage sends its output to `output` of cloud.cfg (`| tee -a /var/log/cloud-init-output.log`): a new shell
+# and tee, forked from this large process (a preexec_fn rules out vfork), at every stage, each replacing the last.
+# In one process the same redirection is made once; the next stages write into the same pipe (and log file).
+redirect_output = ci_util.redirect_output
+redirected = set()
+
+
+def redirect_output_once(outfmt, errfmt, o_out=None, o_err=None):
+    if o_out is not None or o_err is not None:
+        return redirect_output(outfmt, errfmt, o_out, o_err)
+    if (outfmt, errfmt) in redirected:
+        return None
+    redirected.clear()
+    redirected.add((outfmt, errfmt))
+    return redirect_output(outfmt, errfmt)
+
+
+ci_util.redirect_output = redirect_output_once
+
+# Every command cloud-init runs (subp), timed for the report: under TCG each start of a program costs the guest.
+commands = []
+run_command = ci_subp.subp
+
+
+def timed_command(args, *rest, **options):
+    t = time.monotonic()
+    try:
+        return run_command(args, *rest, **options)
+    finally:
+        name = ' '.join(str(a) for a in args[:2]) if isinstance(args, (list, tuple)) else str(args)
+        commands.append([name[:60], round(time.monotonic() - t, 2)])
+
+
+ci_subp.subp = timed_command
+
+
+class EventTimings(ci_reporting_handlers.ReportingHandler):
+    """cloud-init's reporting events within its stages (datasource steps, module runs) as they happen: [name, seconds]."""
+
+    def __init__(self):
+        super().__init__()
+        self.starts = {}
+        self.seconds = []
+
+    def publish_event(self, event):
+        if event.event_type == 'start':
+            self.starts[event.name] = event.timestamp
+        elif event.event_type == 'finish' and event.name in self.starts and '/' in event.name:
+            self.seconds.append([event.name, round(event.timestamp - self.starts.pop(event.name), 2)])
+
+
+event_timings = EventTimings()
+
+# Whether this is a container (systemd-detect-virt, 0.3-0.5 s under TCG): asked once now, cached by cloud-init for
+# this process. Every load of this memory is the same virtual machine model, never a container.
+ci_util.is_container()
+
+# The network stage prints tables of the interfaces and routes on the console and in cloud-init-output.log, for
+# reading only: four `ip` runs, 1-1.5 s under TCG. A warm launch prints one line instead (`ip addr` shows them).
+def network_tables(prefix='ci-info: '):
+    return prefix + 'interfaces and routes not listed at a warm launch (ip addr, ip route)'
+
+
+ci_netinfo.debug_info = network_tables
+
 RUN = '/run/virtnode-warm'
 os.makedirs(RUN, mode=0o700, exist_ok=True)
 for fifo in ('job', 'result'):
@@ -82,7 +152,9 @@ with open(os.path.join(RUN, 'job')) as f:
 if 'timeNs' in job:
     time.clock_settime_ns(time.CLOCK_REALTIME, int(job['timeNs']))
 started = time.time()
-CLOUD_INIT_LOG = '/var/log/cloud-init.log'
+# A handler of its own beside cloud-init's (which keep logging the events): reporting configuration changes
+# replace only the handlers they name.
+instantiated_handler_registry.register_item('virtnode-warm-timings', event_timings)
 steps = {}
 
 
@@ -109,6 +181,29 @@ failed = []
 # off for this boot's stages (a configuration file given with --file).
 PER_BOOT_OFF = {'growpart': {'growpart': {'mode': 'off'}}, 'resizefs': {'resize_rootfs': False}}
 OFF_CFG = os.path.join(RUN, 'off.cfg')
+# A warm launch has no seed device (the seed is in the seed directory): NoCloud need not probe every block device
+# for a `cidata` label (five blkid runs under TCG) after it has found the seed directory.
+NO_SEED_DEVICE = {'datasource': {'NoCloud': {'fs_label': None}}}
+
+# cloud-init's stages in boot order, each with the systemd unit that runs it at a cold boot.
+STAGES = [
+    ('init-local', 'cloud-init-local.service', ['init', '--local']),
+    ('init-network', 'cloud-init.service', ['init']),
+    ('modules-config', 'cloud-config.service', ['modules', '--mode=config']),
+    ('modules-final', 'cloud-final.service', ['modules', '--mode=final']),
+]
+
+
+# `ifup -a` in a unit of its own, as networking.service runs it at a cold boot (a oneshot that stays active): the
+# DHCP client it leaves running lives in that unit, not in this program's, which systemd stops with everything in
+# it when this program exits (the lease would then never be renewed, and the address expire with it).
+# systemd-run returns when ifup has.
+IFUP = ['systemd-run', '--unit=virtnode-warm-ifup', '--service-type=oneshot', '--remain-after-exit', '--quiet', '/sbin/ifup', '-a']
+
+
+def masked(unit):
+    """Whether the image masks `unit` (a link to /dev/null): a cold boot of it does not run that stage."""
+    return any(os.path.realpath(os.path.join(d, unit)) == '/dev/null' for d in ('/etc/systemd/system', '/run/systemd/system'))
 
 
 def stage(*args):
@@ -142,7 +237,7 @@ def first_boot():
     # module it ran (so no later boot runs the per-instance ones).
     sem = os.path.join('/var/lib/cloud/instances', job['instanceId'], 'sem')
     os.makedirs(sem, mode=0o755, exist_ok=True)
-    off = {}
+    off = copy.deepcopy(NO_SEED_DEVICE)
     for module in job['skip']:
         write(os.path.join(sem, 'config_' + module), '%d: %f\n' % (os.getpid(), time.time()))
         off.update(PER_BOOT_OFF.get(module, {}))
@@ -160,15 +255,18 @@ def first_boot():
         time.sleep(0.05)
 
     steps['prepare'] = round(time.time() - started, 2)
-    timed('init-local', stage, 'init', '--local')
-    network = subprocess.Popen(['ifup', '-a'], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    timed('init-network', stage, 'init')
-    # sshd failed at the warm boot (no host keys then); cloud-init has written virtnode's.
-    subprocess.run(['systemctl', 'reset-failed', 'ssh.service'], check=False)
-    subprocess.run(['systemctl', 'restart', '--no-block', 'ssh.service'], check=False)
-    timed('modules-config', stage, 'modules', '--mode=config')
-    timed('modules-final', stage, 'modules', '--mode=final')
-    return timed('ifup-wait', network.wait)
+    network = None
+    for name, unit, args in STAGES:
+        if masked(unit):
+            continue
+        timed(name, stage, *args)
+        if name == 'init-local':
+            network = subprocess.Popen(IFUP, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        elif name == 'init-network':
+            # sshd was stopped (its failed state reset) before the save: it had no host keys then; cloud-init has
+            # written virtnode's now.
+            subprocess.run(['systemctl', 'restart', '--no-block', 'ssh.service'], check=False)
+    return timed('ifup-wait', network.wait) if network is not None else None
 
 
 def verdict():
@@ -183,27 +281,12 @@ def verdict():
     return '\n'.join(lines) + '\n'
 
 
-def slowest(log_offset, count=15):
-    """This boot's slowest cloud-init events (module runs, datasource steps), seconds each, from its log."""
-    with open(CLOUD_INIT_LOG) as f:
-        f.seek(log_offset)
-        events, _ = analyze_dump.dump_events(rawdata=f.read())
-    timed_events = []
-    for record in analyze_show.show_events(events, '%d %n'):
-        for line in record:
-            seconds, _, name = line.partition(' ')
-            try:
-                timed_events.append([name, round(float(seconds), 2)])
-            except ValueError:
-                pass
-    return sorted(timed_events, key=lambda e: -e[1])[:count]
+def slowest(count=15):
+    """This boot's slowest cloud-init events (module runs, datasource steps; the stages are in steps), seconds each."""
+    return sorted(event_timings.seconds, key=lambda e: -e[1])[:count]
 
 
 report = {}
-try:
-    log_offset = os.path.getsize(CLOUD_INIT_LOG)
-except OSError:
-    log_offset = 0
 try:
     report['ifup'] = first_boot()
     report['cloudInitStatus'] = verdict()
@@ -212,9 +295,10 @@ except Exception:
 report['failedStages'] = failed
 report['steps'] = steps
 try:
-    report['slowest'] = timed('report', slowest, log_offset)
+    report['slowest'] = slowest()
 except Exception:
     report['slowest'] = []
+report['commands'] = {'count': len(commands), 'seconds': round(sum(c[1] for c in commands), 2), 'slowest': sorted(commands, key=lambda c: -c[1])[:8]}
 report['seconds'] = round(time.time() - started, 2)
 with open(os.path.join(RUN, 'result'), 'w') as f:
     f.write(json.dumps(report) + '\n')

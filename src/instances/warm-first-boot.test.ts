@@ -31,6 +31,9 @@ describe("the warm first boot's report", () => {
       'first boot through the guest agent in 21.3 s: clock, machine-id, entropy, cloud-init (prepare 0.4 s, init-local 3.3 s, modules-config 10.0 s); ' +
         'slowest: modules-config/config-set-passwords 6.5 s, init-network/config-users-groups 2.0 s',
     );
+    expect(describeFirstBoot({ ...first, steps: { prepare: 0.4 }, slowest: [], commands: { count: 12, seconds: 1.84, slowest: [['useradd virtnode', 0.42], ['hostname w1', 0.1]] } })).toBe(
+      'first boot through the guest agent in 21.3 s: clock, machine-id, entropy, cloud-init (prepare 0.4 s); 12 commands in 1.8 s (useradd virtnode 0.4 s, hostname w1 0.1 s)',
+    );
     expect(describeFirstBoot({ ...first, steps: {}, slowest: [], failedStages: ['modules --mode=final'] })).toBe(
       'first boot through the guest agent in 21.3 s: clock, machine-id, entropy, cloud-init; stages with errors: modules --mode=final',
     );

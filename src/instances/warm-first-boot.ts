@@ -17,9 +17,10 @@ const FIRST_BOOT_TIMEOUT_MS = 10 * 60_000;
 /**
  * Modules a warm first boot leaves out unless the instance's user-data has one of their keys (a cold first boot
  * runs them): growpart, resizefs, grub_dpkg and apt_configure, whose result is already on the template's disk (its
- * source ran them at its first boot, and a warm launch keeps the disk size), and keys_to_console, which sets
- * nothing: it prints the host keys' fingerprints on the console (virtnode recorded those keys and checks them on
- * every SSH connection). Each costs seconds under TCG.
+ * source ran them at its first boot, and a warm launch keeps the disk size), and keys_to_console and
+ * ssh_authkey_fingerprints, which set nothing: they print the host keys' and the authorized keys' fingerprints on
+ * the console (virtnode recorded the host keys and checks them on every SSH connection; the authorized keys are
+ * the ones the launch gave). Each costs time under TCG.
  */
 const SKIPPED_MODULES: Record<string, string[]> = {
   growpart: ['growpart'],
@@ -27,6 +28,7 @@ const SKIPPED_MODULES: Record<string, string[]> = {
   grub_dpkg: ['grub_dpkg', 'grub-dpkg'],
   apt_configure: ['apt', 'apt_preserve_sources_list', 'apt_mirror', 'apt_mirror_search', 'apt_mirror_search_dns', 'apt_sources', 'apt_proxy', 'apt_http_proxy', 'apt_ftp_proxy', 'apt_https_proxy', 'apt_config'],
   keys_to_console: ['ssh', 'no_ssh_fingerprints', 'ssh_fp_console_blacklist', 'ssh_key_console_blacklist'],
+  ssh_authkey_fingerprints: ['no_ssh_fingerprints', 'authkey_hash'],
 };
 
 /** The modules to leave out: all of them unless the user-data is a cloud-config that configures them (any other kind of user-data: none). */
@@ -67,7 +69,15 @@ export interface WarmFirstBootResult {
   steps: Record<string, number>;
   /** This boot's slowest cloud-init events, from cloud-init's own log: [name, seconds]. */
   slowest: Array<[string, number]>;
+  /** The programs cloud-init ran (its subp): how many, their seconds in all, the slowest ([program and first argument, seconds]). */
+  commands?: Commands;
   ms: number;
+}
+
+interface Commands {
+  count: number;
+  seconds: number;
+  slowest: Array<[string, number]>;
 }
 
 interface Report {
@@ -76,6 +86,7 @@ interface Report {
   cloudInitStatus?: string;
   steps?: Record<string, number>;
   slowest?: Array<[string, number]>;
+  commands?: Commands;
 }
 
 async function connectAgent(path: string, signal?: AbortSignal): Promise<GuestAgent> {
@@ -123,6 +134,7 @@ export async function warmFirstBoot(agentPath: string, job: WarmFirstBoot): Prom
       cloudInit: report.cloudInitStatus === undefined ? undefined : parseCloudInitStatus(report.cloudInitStatus),
       steps: report.steps ?? {},
       slowest: report.slowest ?? [],
+      ...(report.commands === undefined ? {} : { commands: report.commands }),
       ms: Date.now() - started,
     };
   } finally {
@@ -135,10 +147,14 @@ export function describeFirstBoot(first: WarmFirstBootResult): string {
   const s = (seconds: number) => `${seconds.toFixed(1)} s`;
   const steps = Object.entries(first.steps).map(([name, seconds]) => `${name} ${s(seconds)}`);
   const slowest = first.slowest.slice(0, 5).map(([name, seconds]) => `${name} ${s(seconds)}`);
+  const commands = first.commands;
   return [
     `first boot through the guest agent in ${s(first.ms / 1000)}: clock, machine-id, entropy, cloud-init`,
     steps.length > 0 ? ` (${steps.join(', ')})` : '',
     slowest.length > 0 ? `; slowest: ${slowest.join(', ')}` : '',
+    commands === undefined
+      ? ''
+      : `; ${commands.count} commands in ${s(commands.seconds)}${commands.slowest.length > 0 ? ` (${commands.slowest.slice(0, 5).map(([name, seconds]) => `${name} ${s(seconds)}`).join(', ')})` : ''}`,
     first.failedStages.length > 0 ? `; stages with errors: ${first.failedStages.join(', ')}` : '',
   ].join('');
 }

@@ -33,9 +33,11 @@ const RAM_FILE = 'memory.ram';
 
 /**
  * Waits for the boot's own jobs to end, so none is cut in the middle by the save. sshd, which has no host keys
- * yet (they come with the instance's seed), is stopped instead of being restarted in a loop meanwhile.
+ * yet (they come with the instance's seed), is stopped instead of being restarted in a loop meanwhile, and its
+ * failed state and start counter are reset, so that a warm launch starts it with one `systemctl` once
+ * cloud-init has written the instance's keys.
  */
-const SETTLE_ARGV = ['/bin/sh', '-c', 'systemctl stop ssh.service; systemctl is-system-running --wait >/dev/null 2>&1; true'];
+const SETTLE_ARGV = ['/bin/sh', '-c', 'systemctl stop ssh.service; systemctl is-system-running --wait >/dev/null 2>&1; systemctl reset-failed ssh.service; true'];
 /** The guest's side of a warm launch (src/instances/warm-first-boot.py), started now and saved waiting for its job. */
 const FIRST_BOOT_DIR = '/run/virtnode-warm';
 /**

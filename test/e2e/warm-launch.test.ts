@@ -35,6 +35,8 @@ interface Observed {
   clockSkewS: number;
   /** QEMU's command line (NUL-separated arguments joined by spaces). */
   qemuCmdline: string;
+  /** PIDs of the guest's DHCP clients once the launch is done. */
+  dhcpClients: string;
 }
 
 function pairwiseDistinct(values: string[]): void {
@@ -81,6 +83,7 @@ describe('three warm launches of one template share no identity and no random st
         kernelLog: await vexec(name, 'sudo', '-n', 'dmesg'),
         clockSkewS,
         qemuCmdline,
+        dhcpClients: (await virtnode(home, ['exec', name, '--', 'pgrep', '-x', 'dhclient'])).stdout.trim(),
       };
     }
   }, 3 * LAUNCH_TIMEOUT_MS);
@@ -106,6 +109,10 @@ describe('three warm launches of one template share no identity and no random st
 
   it("the guest's clock was set from the host's at the launch (it stood still since the save)", () => {
     for (const name of WARM) expect(Math.abs(observed[name]!.clockSkewS), name).toBeLessThan(5);
+  });
+
+  it("the DHCP client ifupdown started keeps running after the first boot's program has ended (it renews the lease)", () => {
+    for (const name of WARM) expect(observed[name]!.dhcpClients, name).toMatch(/^\d+$/m);
   });
 
   it('the guest kernel saw a new VM generation ID and reseeded its random number generator', () => {
