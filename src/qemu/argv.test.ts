@@ -89,6 +89,36 @@ describe('buildArgv', () => {
     }
   });
 
+  it('pads the guest RAM by 8 KiB where asked (TCG, QEMU < 9.0): -m in K, no memory backend needed (golden)', () => {
+    const argv = buildArgv({ ...base, memoryPadKiB: 8 });
+    golden('padded-ram', argv);
+    expect(argv[argv.indexOf('-m') + 1]).toBe('1048584K');
+    expect(argv).not.toContain('-object');
+  });
+
+  it('pads each NUMA node\'s backend, and -m by their sum (golden)', () => {
+    const argv = buildArgv({ ...base, cpus: 4, memoryMiB: 2048, memoryPadKiB: 8, tuning: { cpuModel: 'qemu64', numaNodes: 2 } });
+    golden('padded-numa', argv);
+    expect(argv[argv.indexOf('-m') + 1]).toBe(`${2048 * 1024 + 16}K`);
+    expect(argv).toContain('memory-backend-ram,id=ram-node0,size=1048584K');
+    expect(argv).toContain('memory-backend-ram,id=ram-node1,size=1048584K');
+  });
+
+  it("pads a warm state's RAM file backend and -m alike", () => {
+    const argv = buildArgv({ ...base, nics: [], memoryPadKiB: 8, memoryFile: { path: '/var/lib/virtnode/templates/t/warm/memory.ram', share: false } });
+    expect(argv[argv.indexOf('-m') + 1]).toBe('1048584K');
+    expect(argv).toContain('memory-backend-file,id=ram-node0,size=1048584K,mem-path=/var/lib/virtnode/templates/t/warm/memory.ram,share=off');
+  });
+
+  it('keeps whole MiB without padding (KVM, QEMU 9.0+, huge pages: memoryPadKiB 0 or absent)', () => {
+    for (const memoryPadKiB of [undefined, 0]) {
+      const plain = buildArgv({ ...base, ...(memoryPadKiB === undefined ? {} : { memoryPadKiB }) });
+      expect(plain[plain.indexOf('-m') + 1]).toBe('1024M');
+      const huge = buildArgv({ ...base, ...(memoryPadKiB === undefined ? {} : { memoryPadKiB }), tuning: { hugepages: true }, hugepagePath: '/mnt/huge' });
+      expect(huge).toContain('memory-backend-file,id=ram-node0,size=1024M,mem-path=/mnt/huge,prealloc=on,share=off');
+    }
+  });
+
   it('leaves the default machine untouched without tuning', () => {
     const argv = buildArgv(base);
     expect(argv).not.toContain('-object');

@@ -66,7 +66,7 @@ export function buildArgv(spec: QemuSpec): string[] {
     '-machine', options(spec.machine ?? 'q35', { accel: spec.accel, 'memory-backend': memoryNodes(spec).length === 1 ? memoryNodes(spec)[0]!.id : undefined }),
     '-cpu', cpuOption(spec),
     '-smp', String(spec.cpus),
-    '-m', `${spec.memoryMiB}M`,
+    '-m', memorySize(spec.memoryMiB, spec.memoryPadKiB, memoryNodes(spec).length || 1),
     '-nodefaults',
     '-no-user-config',
     '-S',
@@ -120,6 +120,12 @@ interface MemoryNode {
   cpus: string;
 }
 
+/** `mib` MiB, or in KiB with `padKiB` more per RAM block (`blocks` of them) where padded: `1048584K`. */
+function memorySize(mib: number, padKiB: number | undefined, blocks = 1): string {
+  if (padKiB === undefined || padKiB === 0) return `${mib}M`;
+  return `${mib * 1024 + padKiB * blocks}K`;
+}
+
 /** The guest's memory as explicit backends: one per NUMA node, or one for huge pages; none for the default. */
 function memoryNodes(spec: QemuSpec): MemoryNode[] {
   const nodes = spec.tuning?.numaNodes ?? 1;
@@ -139,11 +145,11 @@ function memoryArgv(spec: QemuSpec): string[] {
     const file = spec.memoryFile;
     const backend =
       file !== undefined
-        ? options('memory-backend-file', { id: node.id, size: `${node.sizeMiB}M`, 'mem-path': file.path, share: file.share })
+        ? options('memory-backend-file', { id: node.id, size: memorySize(node.sizeMiB, spec.memoryPadKiB), 'mem-path': file.path, share: file.share })
         : spec.tuning?.hugepages === true
         ? // prealloc: a start without enough huge pages fails at once, not when the guest first touches its memory.
-          options('memory-backend-file', { id: node.id, size: `${node.sizeMiB}M`, 'mem-path': spec.hugepagePath, prealloc: true, share: false })
-        : options('memory-backend-ram', { id: node.id, size: `${node.sizeMiB}M` });
+          options('memory-backend-file', { id: node.id, size: memorySize(node.sizeMiB, spec.memoryPadKiB), 'mem-path': spec.hugepagePath, prealloc: true, share: false })
+        : options('memory-backend-ram', { id: node.id, size: memorySize(node.sizeMiB, spec.memoryPadKiB) });
     argv.push('-object', backend);
     if (nodes.length > 1) argv.push('-numa', options('node', { nodeid: i, cpus: node.cpus, memdev: node.id }));
   }

@@ -53,6 +53,12 @@ export interface QemuSpec {
   accel: Accel;
   cpus: number;
   memoryMiB: number;
+  /**
+   * KiB added to each guest RAM block beyond `memoryMiB` (the whole RAM, or each NUMA node's share): sizes are then
+   * not multiples of 256 KiB, against QEMU < 9.0's TCG dirty-bitmap bug (qemu/ram-pad.ts). Part of the guest's
+   * layout: a live move's target and every load of a warm state use the same. Absent: none.
+   */
+  memoryPadKiB?: number;
   disks: QemuDisk[];
   nics: QemuNic[];
   kernel?: { path: string; initrd?: string; cmdline?: string };
