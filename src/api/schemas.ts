@@ -105,6 +105,15 @@ export const Instance = Closed({
   autostart: Type.Optional(Type.Boolean()),
   restartPolicy: Type.Optional(RestartPolicy),
   pid: Type.Optional(Type.Integer()),
+  runtime: Type.Optional(
+    Closed({
+      accel: StringEnum(['kvm', 'tcg']),
+      qemuVersion: Type.String({ description: 'the QEMU release it was started with' }),
+      memoryPadKiB: Type.Optional(
+        Type.Integer({ description: 'KiB each guest RAM block has beyond memoryMiB (under TCG with QEMU before 9.0, so a live move keeps what the guest writes); absent: none' }),
+      ),
+    }),
+  ),
   createdAt: Type.String(),
   updatedAt: Type.String(),
 });

@@ -16,6 +16,7 @@ import { type BalanceInstance, planRebalance } from '../cluster/rebalance.ts';
 import { type ClusterService, checkHostName } from '../cluster/service.ts';
 import { OFFLINE_MOVABLE_STATES } from './offline-states.ts';
 import { USER_NETWORK } from '../instances/model.ts';
+import { unsafeLiveMove } from '../qemu/ram-pad.ts';
 import { VirtnodeError, invalid, toVirtnodeError } from '../lib/errors.ts';
 import type { AppCore } from './context.ts';
 import { clusterOf } from './cluster-of.ts';
@@ -112,6 +113,10 @@ function notMovable(core: AppCore, v: InstanceView, options: { liveOnly?: boolea
     return 'a NIC on a NAT or isolated network of its host; only NICs on bridged networks and on networks of the whole cluster move';
   }
   if (!offline && v.tuning?.cpuModel === undefined) return "runs with QEMU's default CPU (host or max), which differs from host to host; launch it with --cpu-model";
+  // The move's memory pre-check (checkLiveMoveMemory); a view without `runtime` (started before virtnode recorded
+  // it) is left to the move itself, which asks its QEMU.
+  const unsafe = !offline && v.runtime !== undefined ? unsafeLiveMove(v.runtime) : undefined;
+  if (unsafe !== undefined) return `cannot move live: ${unsafe}; move it stopped, or restart it so virtnode pads its memory`;
   return undefined;
 }
 

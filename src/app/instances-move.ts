@@ -17,7 +17,7 @@ import type { PeerRoute } from '../cluster/peer-http.ts';
 import { PLACEMENT_KEYS, type Claim, overcommitRatios, readCandidates, unfit } from '../cluster/placement.ts';
 import { markMoving, unmarkMoving } from '../cluster/move-mark.ts';
 import { type ClusterService, checkHostName } from '../cluster/service.ts';
-import { checkMovable, defaultTransfers, type InstanceMoveTarget, moveInstanceOut, OUTGOING_MARKER } from '../instances/migrate/move-instance.ts';
+import { checkMemoryMovesLive, checkMovable, defaultTransfers, type InstanceMoveTarget, moveInstanceOut, OUTGOING_MARKER } from '../instances/migrate/move-instance.ts';
 import type { MigrationOffer, MigrationProgress, TargetReady, TargetResumed } from '../instances/migrate/protocol.ts';
 import { MigrationTarget } from '../instances/migrate/target.ts';
 import { type CarriedSeed, readSeed, withSeedDir } from '../instances/migrate/carried-seed.ts';
@@ -310,7 +310,10 @@ export async function moveOwned(app: AppCore, c: ClusterService, input: MoveInpu
     });
   }
   const nics = movingNics(instance.nics, (n) => app.core.networks.mustGet(n));
-  if (!offline) checkMovable(instance, nics);
+  if (!offline) {
+    checkMovable(instance, nics);
+    await checkMemoryMovesLive(instance, app.paths.instanceDir(instance.name));
+  }
   const claimEntry = await kv.get(PLACEMENT_KEYS.claim(name));
   if (claimEntry === undefined) throw new VirtnodeError('INVALID_STATE', `${name} has no placement claim in the cluster (it was not launched in it)`, { field: 'name' });
   const claim = JSON.parse(claimEntry.value) as Claim;

@@ -75,6 +75,8 @@ export function instanceView(i: Instance, policy?: InstancePolicy, addresses?: N
     ...(i.spec.readiness === undefined ? {} : { readiness: i.spec.readiness }),
     ...(policy === undefined ? {} : { autostart: policy.autostart, restartPolicy: policy.restart }),
     ...(i.pid === undefined ? {} : { pid: i.pid }),
+    // While it runs: how its QEMU runs (the record keeps the last start's after a stop).
+    ...(i.pid === undefined || i.spec.runtime === undefined ? {} : { runtime: i.spec.runtime }),
     createdAt: i.createdAt,
     updatedAt: i.updatedAt,
   };

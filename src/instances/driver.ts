@@ -1,5 +1,5 @@
 import type { ProcessIdentity } from '../lib/proc.ts';
-import type { Instance } from './model.ts';
+import type { Instance, InstanceRuntime } from './model.ts';
 import { VirtnodeError } from '../lib/errors.ts';
 import type { WarmModel } from '../templates/model.ts';
 
@@ -134,6 +134,8 @@ export interface DriverCapabilities {
 export interface PreparedStart {
   /** The reason recorded with the state `running`, e.g. "started with kvm". */
   readonly reason: string;
+  /** How the process will run (a VM's QEMU), recorded with the instance before it starts (InstanceSpec `runtime`). */
+  readonly runtime?: InstanceRuntime;
   /**
    * Starts the instance. `onProcess` records the new process before the guest runs, so a crash after it never
    * loses a running guest; if anything fails (`onProcess` included), the process is ended before the error returns.

@@ -84,6 +84,24 @@ export interface InstanceSpec {
   tuning?: Tuning;
   /** System containers only: their root filesystem and what they may do. */
   container?: ContainerSpec;
+  /**
+   * VMs: how its QEMU runs now, recorded at each start (not configuration): a live move's target starts its QEMU
+   * with the same layout, and the record goes with the guest. Absent: started before virtnode recorded it.
+   */
+  runtime?: InstanceRuntime;
+}
+
+/** How a VM's running QEMU was started, where it matters beyond this host (qemu/ram-pad.ts). */
+export interface InstanceRuntime {
+  accel: Accel;
+  /** The QEMU release it was started with (`7.2.22`); empty when unknown. */
+  qemuVersion: string;
+  /**
+   * KiB added to each guest RAM block beyond the configured memory (the whole RAM, or each NUMA node's share),
+   * against QEMU < 9.0's TCG dirty-bitmap bug; absent: none. The guest sees this much more RAM; everything virtnode
+   * reports keeps the configured size.
+   */
+  memoryPadKiB?: number;
 }
 
 export interface ContainerSpec {

@@ -52,6 +52,9 @@ export function toQemuSpec(instance: Instance, dir: string, accel: Accel, option
     paths: runtimePaths(dir),
   };
   if (instance.spec.tuning !== undefined) spec.tuning = instance.spec.tuning;
+  // The running guest's layout (recorded at its start, carried by a live move): never decided again here.
+  const pad = instance.spec.runtime?.memoryPadKiB;
+  if (pad !== undefined && pad > 0) spec.memoryPadKiB = pad;
   if (options.hugepagePath !== undefined) spec.hugepagePath = options.hugepagePath;
   if (instance.spec.httpSeedDir !== undefined) spec.smbiosSerial = `ds=nocloud-net;s=http://${METADATA_ADDRESS}/`;
   const boot = instance.spec.boot;

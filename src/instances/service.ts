@@ -10,7 +10,7 @@ import { createImage, imageInfo } from '../qemu/img.ts';
 import type { CoreContext, LockOptions } from '../core/context.ts';
 import { type Db, transaction } from '../store/db.ts';
 import type { InstanceRepository } from '../store/instances.ts';
-import { type Accel, type AccelRequest, type DiskFormat, type Instance, type InstanceSpec, type InstanceState, type InstanceType, type Nic, type Tuning, USER_NETWORK } from './model.ts';
+import { type Accel, type AccelRequest, type DiskFormat, type Instance, type InstanceRuntime, type InstanceSpec, type InstanceState, type InstanceType, type Nic, type Tuning, USER_NETWORK } from './model.ts';
 import type { NetworkService } from '../network/service.ts';
 import type { ConsoleEndpoints, InstanceDriver, StartOptions, StopMethod } from './driver.ts';
 import { driverFor } from './drivers/index.ts';
@@ -279,6 +279,7 @@ export class InstanceService {
     driver.clearRuntime(instance);
     const previous = instance.state;
     if (instance.spec.ssh !== undefined && instance.spec.ssh.address === undefined) instance = await this.prepareSshForward(instance);
+    instance = this.recordRuntime(instance, start.runtime);
     // Before anything is changed: a disk another live instance writes (here or on another host) refuses the start.
     await claimDisks(this.core, instance, selfIdentity());
     this.repo.setState(instance.name, 'starting');
@@ -306,6 +307,14 @@ export class InstanceService {
       this.repo.setState(instance.name, previous, `start failed: ${e instanceof Error ? e.message : String(e)}`);
       throw e;
     }
+  }
+
+  /** How this start runs the instance (its QEMU's accelerator, release, RAM padding), in its record before it runs. */
+  private recordRuntime(instance: Instance, runtime: InstanceRuntime | undefined): Instance {
+    const { runtime: _previous, ...rest } = instance.spec;
+    const spec: InstanceSpec = runtime === undefined ? rest : { ...rest, runtime };
+    this.repo.updateSpec(instance.name, spec);
+    return { ...instance, spec };
   }
 
   /** A free loopback port for the guest's SSH, and the known_hosts entry that follows it. */

@@ -7,22 +7,13 @@
  * correct. virtnode's memory sizes are whole MiB, so it gives each guest RAM block 8 KiB more there (QEMU rounds RAM
  * to 8 KiB: the smallest step). This module decides it, and what a live move refuses without it.
  */
-import type { Accel } from '../instances/model.ts';
+import type { Accel, InstanceRuntime } from '../instances/model.ts';
 
 /** What each guest RAM block gets beyond its configured size where the bug applies. */
 export const TCG_RAM_PAD_KIB = 8;
 
 /** The QEMU release where the dirty bitmap's fast path was fixed. */
 const FIXED_IN = { major: 9, minor: 0 };
-
-/** How a running guest's QEMU was started, as recorded with the instance (InstanceSpec `runtime`). */
-export interface RamLayout {
-  accel: Accel;
-  /** `7.2.22`; empty when unknown. */
-  qemuVersion: string;
-  /** KiB added to each guest RAM block (the whole RAM, or each NUMA node's); absent: none. */
-  memoryPadKiB?: number;
-}
 
 /** Whether `accel` on QEMU `version` (`7.2.22`) has the bug; an unknown version counts as affected. */
 export function hasTcgDirtyBitmapBug(accel: Accel, version: string): boolean {
@@ -45,7 +36,7 @@ export function tcgRamPadKiB(facts: { accel: Accel; qemuVersion: string; hugepag
  * Why a live move would lose the guest's writes (its QEMU has the bug and its RAM blocks are whole multiples of
  * 256 KiB: not padded), or undefined when it is safe.
  */
-export function unsafeLiveMove(layout: RamLayout): string | undefined {
+export function unsafeLiveMove(layout: InstanceRuntime): string | undefined {
   if (!hasTcgDirtyBitmapBug(layout.accel, layout.qemuVersion)) return undefined;
   if ((layout.memoryPadKiB ?? 0) % 256 !== 0) return undefined;
   return `it runs under TCG on QEMU ${layout.qemuVersion || '(unknown version)'} (before 9.0) with memory in whole multiples of 256 KiB, where QEMU loses the guest's writes during a live move`;

@@ -37,6 +37,11 @@ export interface WarmModel {
    */
   ramFile?: string;
   /**
+   * KiB each guest RAM block had beyond `memoryMiB` when the state was saved (qemu/ram-pad.ts: TCG on QEMU < 9.0);
+   * every load uses the same, whatever the host would choose now. Absent (states saved before): none.
+   */
+  memoryPadKiB?: number;
+  /**
    * The saved first-boot program sets the guest's clock itself from the job's host time (then no guest-set-time,
    * whose `hwclock -w` costs the guest seconds under TCG). Absent in warm states saved before.
    */

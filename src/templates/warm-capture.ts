@@ -16,7 +16,9 @@ import { ramInFile, resolvedMachine, saveState, warmQemuSpec } from '../instance
 import { run } from '../exec/run.ts';
 import { removeRuntimeFiles, runtimePaths } from '../instances/runtime.ts';
 import { createImage } from '../qemu/img.ts';
-import { killQemu, spawnQemu, waitForExit } from '../qemu/process.ts';
+import { QEMU_BINARY, killQemu, spawnQemu, waitForExit } from '../qemu/process.ts';
+import { tcgRamPadKiB } from '../qemu/ram-pad.ts';
+import { programVersion } from '../host/programs.ts';
 import * as qmpCommand from '../qmp/commands.ts';
 import { GuestAgent } from '../qmp/guest-agent.ts';
 import type { Template, WarmModel, WarmState } from './model.ts';
@@ -126,6 +128,10 @@ export async function captureWarmState(core: CoreContext, template: Template, op
       ...(template.defaults.tuning === undefined ? {} : { tuning: template.defaults.tuning }),
     };
     if (ramInFile(model)) model.ramFile = RAM_FILE;
+    // Decided once, here: every launch from this state loads it into the same RAM sizes.
+    const installed = await programVersion(QEMU_BINARY, { cacheDir: core.paths.hostCache, ...signal });
+    const pad = tcgRamPadKiB({ accel, qemuVersion: installed.state === 'ok' ? installed.version : '', hugepages: template.defaults.tuning?.hugepages === true });
+    if (pad > 0) model.memoryPadKiB = pad;
     model.clockFromJob = true;
     const spec = warmQemuSpec(model, { name: `${template.name}-warm`, uuid: randomUUID(), smbiosUuid: randomUUID(), diskPath, paths, vmgenid: randomUUID(), incoming: false, ramPath });
     spawned = await spawnQemu(spec, { logPath: paths.qemuLog, ...signal });

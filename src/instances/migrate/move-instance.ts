@@ -14,7 +14,8 @@ import { imageInfo } from '../../qemu/img.ts';
 import { isOurQemu, killQemu, waitForExit } from '../../qemu/process.ts';
 import { queryKvm, queryStatus, queryVersion, quit } from '../../qmp/commands.ts';
 import { QmpConnection } from '../../qmp/connection.ts';
-import type { Instance } from '../model.ts';
+import type { Instance, InstanceRuntime } from '../model.ts';
+import { unsafeLiveMove } from '../../qemu/ram-pad.ts';
 import { checkNicsLeave, type MovingNic, movingNics } from '../../network/movable.ts';
 import { toQemuSpec } from '../qemu-spec.ts';
 import { removeRuntimeFiles, runtimePaths } from '../runtime.ts';
@@ -70,10 +71,11 @@ export async function moveInstanceOut(core: CoreContext, name: string, target: I
     const dir = core.paths.instanceDir(name);
     const qmp = await QmpConnection.connect(runtimePaths(dir).qmp, withSignal({ timeoutMs: QMP_CONNECT_TIMEOUT_MS }, options.signal));
     try {
-      const accel = (await queryKvm(qmp)).enabled ? 'kvm' : 'tcg';
-      const spec = toQemuSpec(instance, dir, accel, { restrictUserNetwork: core.networks.hasWayOut(instance) });
+      const layout = await runningLayout(instance, qmp);
+      checkLiveMoveMemory(instance, layout.runtime);
+      const spec = toQemuSpec(instance, dir, layout.runtime.accel, { restrictUserNetwork: core.networks.hasWayOut(instance) });
       const transfers = { ...(await defaultTransfers(instance, options.transfers)), ...options.transfers };
-      const offer = await buildOffer(spec, withSignal({ qemuVersion: (await queryVersion(qmp)).qemu, transfers, postcopy: options.postcopy === 'auto' }, options.signal));
+      const offer = await buildOffer(spec, withSignal({ qemuVersion: layout.qemuVersion, transfers, postcopy: options.postcopy === 'auto' }, options.signal));
       const marker: OutgoingMarker = { id: offer.id, ...(options.to === undefined ? {} : { to: options.to }) };
       writeFileSync(join(dir, OUTGOING_MARKER), `${JSON.stringify(marker)}\n`);
       let result: MigrationResult;
@@ -128,6 +130,44 @@ async function sourceQemuGone(instance: Instance): Promise<void> {
   const identity = { pid: instance.pid, start: instance.pidStart };
   if (await waitForExit(identity, QUIT_WAIT_MS)) return;
   if (isOurQemu(identity, instance.uuid)) await killQemu(identity).catch(() => undefined);
+}
+
+/**
+ * The running QEMU's layout as far as a live move goes: its accelerator and release asked of the QEMU itself, its
+ * RAM padding from the record (absent: started unpadded, before virtnode recorded it).
+ */
+export async function runningLayout(instance: Instance, qmp: QmpConnection): Promise<{ runtime: InstanceRuntime; qemuVersion: { major: number; minor: number; micro: number } }> {
+  const accel = (await queryKvm(qmp)).enabled ? 'kvm' : 'tcg';
+  const v = (await queryVersion(qmp)).qemu;
+  const pad = instance.spec.runtime?.memoryPadKiB;
+  return { runtime: { accel, qemuVersion: `${v.major}.${v.minor}.${v.micro}`, ...(pad === undefined ? {} : { memoryPadKiB: pad }) }, qemuVersion: v };
+}
+
+/**
+ * The live move's pre-check of the guest's memory layout: under TCG, QEMU before 9.0 loses what the guest writes
+ * during the move unless its RAM blocks are padded (qemu/ram-pad.ts). Refused naming `offline` (the move's choice
+ * between live and stopped), saying why and what to do.
+ */
+export function checkLiveMoveMemory(instance: Instance, runtime: InstanceRuntime): void {
+  const why = unsafeLiveMove(runtime);
+  if (why === undefined) return;
+  const hugepages = instance.spec.tuning?.hugepages === true;
+  throw new VirtnodeError('INVALID_STATE', `offline: ${instance.name} cannot move live: ${why}`, {
+    field: 'offline',
+    hint: hugepages
+      ? 'its memory is on huge pages, which virtnode cannot pad: move it stopped (--offline), or run QEMU 9.0 or later on both hosts'
+      : `move it stopped (--offline), or restart it (\`virtnode restart ${instance.name}\`) so virtnode pads its memory by 8 KiB, or run QEMU 9.0 or later on both hosts`,
+  });
+}
+
+/** checkLiveMoveMemory before a move begins, asked of the instance's QEMU (in `dir`) over its query monitor. */
+export async function checkMemoryMovesLive(instance: Instance, dir: string): Promise<void> {
+  const qmp = await QmpConnection.connect(runtimePaths(dir).qmpQuery, { timeoutMs: QMP_CONNECT_TIMEOUT_MS });
+  try {
+    checkLiveMoveMemory(instance, (await runningLayout(instance, qmp)).runtime);
+  } finally {
+    qmp.close();
+  }
 }
 
 /**

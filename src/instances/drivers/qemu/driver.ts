@@ -5,7 +5,9 @@ import { resolveAccelerator } from '../../../host/index.ts';
 import { VirtnodeError } from '../../../lib/errors.ts';
 import type { StatePaths } from '../../../lib/paths.ts';
 import { processCmdline, processStartTime, processStopped, type ProcessIdentity } from '../../../lib/proc.ts';
-import { isOurQemu, killQemu, lastLogLine, readPidfile, spawnQemu, waitForExit, type SpawnedQemu } from '../../../qemu/process.ts';
+import { QEMU_BINARY, isOurQemu, killQemu, lastLogLine, readPidfile, spawnQemu, waitForExit, type SpawnedQemu } from '../../../qemu/process.ts';
+import { tcgRamPadKiB } from '../../../qemu/ram-pad.ts';
+import { programVersion } from '../../../host/programs.ts';
 import * as qmpCommand from '../../../qmp/commands.ts';
 import type { QemuSpec } from '../../../qemu/spec.ts';
 import { QmpConnection } from '../../../qmp/connection.ts';
@@ -63,9 +65,20 @@ export class QemuDriver implements InstanceDriver {
           hint: 'launch it cold (--cold), or make the warm state again on this host',
         });
       }
-      return { reason: `loaded a warm state with ${accel}`, run: (ready, runOptions) => this.runWarm(ready, warm, specOptions, runOptions) };
+      // The saved layout, whatever this host would choose now (a state loads only into the same RAM sizes).
+      const runtime = { accel, qemuVersion: warm.model.qemuVersion, ...(warm.model.memoryPadKiB === undefined ? {} : { memoryPadKiB: warm.model.memoryPadKiB }) };
+      return { reason: `loaded a warm state with ${accel}`, runtime, run: (ready, runOptions) => this.runWarm(ready, warm, specOptions, runOptions) };
     }
-    return { reason: `started with ${accel}`, run: (ready, runOptions) => this.run(ready, accel, specOptions, runOptions) };
+    const qemuVersion = await this.qemuVersion(options.signal);
+    const pad = tcgRamPadKiB({ accel, qemuVersion, hugepages: tuning?.hugepages === true });
+    const runtime = { accel, qemuVersion, ...(pad === 0 ? {} : { memoryPadKiB: pad }) };
+    return { reason: `started with ${accel}`, runtime, run: (ready, runOptions) => this.run(ready, accel, specOptions, runOptions) };
+  }
+
+  /** The installed QEMU's release (`7.2.22`; cached per binary), or empty when it cannot be read (its start then says why). */
+  private async qemuVersion(signal: AbortSignal | undefined): Promise<string> {
+    const qemu = await programVersion(QEMU_BINARY, { cacheDir: this.paths.hostCache, ...(signal === undefined ? {} : { signal }) });
+    return qemu.state === 'ok' ? qemu.version : '';
   }
 
   /**

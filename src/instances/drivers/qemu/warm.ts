@@ -42,6 +42,7 @@ export function warmQemuSpec(
     paths: p.paths,
   };
   if (model.tuning !== undefined) spec.tuning = model.tuning;
+  if (model.memoryPadKiB !== undefined && model.memoryPadKiB > 0) spec.memoryPadKiB = model.memoryPadKiB;
   if (p.hugepagePath !== undefined) spec.hugepagePath = p.hugepagePath;
   // The boot that saves the state writes its RAM into the file; a load maps it copy-on-write.
   if (model.ramFile !== undefined && p.ramPath !== undefined) spec.memoryFile = { path: p.ramPath, share: !p.incoming };
