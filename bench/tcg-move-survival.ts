@@ -22,7 +22,9 @@ import { buildOffer } from '../src/instances/migrate/offer.ts';
 import { migrateOut } from '../src/instances/migrate/source.ts';
 import { MigrationTarget } from '../src/instances/migrate/target.ts';
 import { processStartTime } from '../src/lib/proc.ts';
-import { killQemu } from '../src/qemu/process.ts';
+import { programVersion } from '../src/host/programs.ts';
+import { QEMU_BINARY, killQemu } from '../src/qemu/process.ts';
+import { tcgRamPadKiB } from '../src/qemu/ram-pad.ts';
 import { queryVersion, quit } from '../src/qmp/commands.ts';
 import { SerialShell } from '../test/helpers/serial-shell.ts';
 import { createTwoHosts, startSourceVm, tcgMoveSafeMiB } from '../test/helpers/two-hosts.ts';
@@ -40,6 +42,8 @@ const LOOP_RUNS = { cat: 'ps | grep -q "[c]at /run/s"', dd: 'ps | grep -q "[d]d 
 
 interface Variant {
   memoryMiB: number;
+  /** The padding virtnode's own start chooses here (qemu/ram-pad.ts, this host's QEMU, TCG), carried by the offer. */
+  virtnodePad?: boolean;
   cpuModel: string;
   append?: string;
   workload: 'cat' | 'dd';
@@ -48,6 +52,7 @@ interface Variant {
 const VARIANTS: Record<string, Variant> = {
   '1g': { memoryMiB: 1024, cpuModel: 'qemu64', workload: 'cat', busyMiB: 64 },
   '1g+8k': { memoryMiB: tcgMoveSafeMiB(1024), cpuModel: 'qemu64', workload: 'cat', busyMiB: 64 },
+  '1g-virtnode': { memoryMiB: 1024, virtnodePad: true, cpuModel: 'qemu64', workload: 'cat', busyMiB: 64 },
   '128m': { memoryMiB: 128, cpuModel: 'qemu64', workload: 'cat', busyMiB: 32 },
   '128m+8k': { memoryMiB: tcgMoveSafeMiB(128), cpuModel: 'qemu64', workload: 'cat', busyMiB: 32 },
   '1g-pti': { memoryMiB: 1024, cpuModel: 'qemu64', append: 'pti=on', workload: 'cat', busyMiB: 64 },
@@ -62,6 +67,8 @@ for (const n of names) if (VARIANTS[n] === undefined) throw new Error(`VARIANTS:
 type Outcome = 'ok' | 'oops' | 'no answer' | 'loop gone' | 'move failed';
 const OOPS = /Oops|BUG:|general protection|Kernel panic|segfault|exited with irqs disabled|invalid opcode/;
 
+const installed = await programVersion(QEMU_BINARY);
+const installedQemu = installed.state === 'ok' ? installed.version : '';
 const hosts = createTwoHosts();
 const results: Record<string, Array<{ outcome: Outcome; oops?: string; migrationMs?: number; bytesSent?: number; error?: string }>> = Object.fromEntries(names.map((n) => [n, []]));
 const pids: number[] = [];
@@ -76,7 +83,8 @@ try {
     for (const name of names) {
       const v = VARIANTS[name]!;
       const id = `${name.replace(/[^a-z0-9]/g, '')}-${t}`;
-      const vm = await startSourceVm(hosts.a, { name: id, memoryMiB: v.memoryMiB, cpuModel: v.cpuModel, ...(v.append === undefined ? {} : { append: v.append }) });
+      const pad = v.virtnodePad === true ? { memoryPadKiB: tcgRamPadKiB({ accel: 'tcg', qemuVersion: installedQemu, hugepages: false }) } : {};
+      const vm = await startSourceVm(hosts.a, { name: id, memoryMiB: v.memoryMiB, ...pad, cpuModel: v.cpuModel, ...(v.append === undefined ? {} : { append: v.append }) });
       pids.push(vm.identity.pid);
       const record: (typeof results)[string][number] = { outcome: 'move failed' };
       try {

@@ -34,7 +34,7 @@ export class MigrationFixture {
     this.hosts = undefined;
   }
 
-  async bootSource(name: string, options: { memoryMiB?: number } = {}): Promise<{ vm: SourceVm; shell: SerialShell }> {
+  async bootSource(name: string, options: { memoryMiB?: number; memoryPadKiB?: number } = {}): Promise<{ vm: SourceVm; shell: SerialShell }> {
     const vm = await startSourceVm(this.twoHosts.a, { name, ...options });
     this.onCleanUp(() => vm.kill());
     const shell = await SerialShell.whenReady(vm.dir, BOOT_TIMEOUT_MS);

@@ -23,12 +23,13 @@ export async function sampleQemu(instance: Instance, paths: RuntimePaths, option
   if (usage !== undefined) {
     sample.cpuSeconds = usage.cpuSeconds;
     sample.rssBytes = usage.rssBytes;
-    const overhead = qemuOverheadBytes(instance.pid!, usage.rssAnonBytes, instance.spec.memoryMiB, instance.spec.tuning?.numaNodes ?? 1);
+    const overhead = qemuOverheadBytes(instance.pid!, usage.rssAnonBytes, instance.spec.memoryMiB, instance.spec.tuning?.numaNodes ?? 1, instance.spec.runtime?.memoryPadKiB ?? 0);
     if (overhead !== undefined) sample.overheadBytes = overhead;
   }
   const [qmp, guestNics] = await Promise.all([qmpStats(paths.qmpQuery), options.guestNics ? agentNicCounters(paths.guestAgent) : undefined]);
   sample.block = qmp.block;
-  if (qmp.balloonBytes !== undefined) sample.balloonBytes = qmp.balloonBytes;
+  // A padded guest's balloon starts at the configured size plus the padding: reported as configured (at most).
+  if (qmp.balloonBytes !== undefined) sample.balloonBytes = instance.spec.runtime?.memoryPadKiB === undefined ? qmp.balloonBytes : Math.min(qmp.balloonBytes, instance.spec.memoryMiB * 1024 * 1024);
   if (guestNics !== undefined) sample.guestNics = guestNics;
   return sample;
 }
@@ -52,14 +53,15 @@ function processUsage(pid: number): { cpuSeconds: number; rssBytes: number; rssA
  * non-executable mappings exactly the size of the guest's memory or of one NUMA node's share). File-backed pages
  * (QEMU's binary, a -kernel image) are page cache, shared and reclaimable, and not counted.
  */
-function qemuOverheadBytes(pid: number, rssAnonBytes: number, memoryMiB: number, numaNodes: number): number | undefined {
+function qemuOverheadBytes(pid: number, rssAnonBytes: number, memoryMiB: number, numaNodes: number, padKiB: number): number | undefined {
   let smaps: string;
   try {
     smaps = readFileSync(`/proc/${pid}/smaps`, 'utf8');
   } catch {
     return undefined;
   }
-  return Math.max(0, rssAnonBytes - guestRamResidentBytes(smaps, (memoryMiB * 1024) / numaNodes));
+  // Each RAM block's mapping is its share of the memory plus the padding (qemu/ram-pad.ts).
+  return Math.max(0, rssAnonBytes - guestRamResidentBytes(smaps, (memoryMiB * 1024) / numaNodes + padKiB));
 }
 
 /**
