@@ -544,6 +544,9 @@ export const Template = Closed({
         machine: Type.String(),
         accel: Type.String(),
         bootMs: Type.Integer({ description: 'how long the boot to the saved point took' }),
+        memoryPadKiB: Type.Optional(
+          Type.Integer({ description: 'KiB each guest RAM block had beyond the memory when the state was saved (TCG, QEMU before 9.0); every warm launch uses the same; absent: none' }),
+        ),
       },
       { description: 'present when launches can load a memory state instead of booting (`template create --warm`)' },
     ),

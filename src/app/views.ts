@@ -268,7 +268,7 @@ export function templateView(t: Template, clones: string[]): TemplateView {
     sealReport: t.sealReport,
     ...(t.warm === undefined
       ? {}
-      : { warm: { state: t.warm.statePath, stateBytes: t.warm.stateBytes, disk: t.warm.diskPath, qemuVersion: t.warm.model.qemuVersion, machine: t.warm.model.machine, accel: t.warm.model.accel, bootMs: t.warm.bootMs } }),
+      : { warm: { state: t.warm.statePath, stateBytes: t.warm.stateBytes, disk: t.warm.diskPath, qemuVersion: t.warm.model.qemuVersion, machine: t.warm.model.machine, accel: t.warm.model.accel, bootMs: t.warm.bootMs, ...(t.warm.model.memoryPadKiB === undefined ? {} : { memoryPadKiB: t.warm.model.memoryPadKiB }) } }),
     clones,
     createdAt: t.createdAt,
   };
