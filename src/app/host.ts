@@ -3,6 +3,7 @@ import { statfs } from 'node:fs/promises';
 import { cpus, freemem, hostname, loadavg, release, totalmem, uptime } from 'node:os';
 import { hostEndpoints } from '../api/contracts/host.ts';
 import { VERSION } from '../lib/version.ts';
+import { ramPadNote } from '../qemu/ram-pad.ts';
 import type { AppCore } from './context.ts';
 import { checkRequestPath } from './request-paths.ts';
 import { resource } from './resource.ts';
@@ -29,7 +30,10 @@ export const host = resource('host', hostEndpoints, (core: AppCore) => ({
   async check({ refresh, cpuinfo }, caller) {
     if (cpuinfo !== undefined) checkRequestPath(core.remotePaths, caller, 'cpuinfo', cpuinfo, 'file');
     const { checkHost } = await import('../host/index.ts');
-    return checkHost({ cacheDir: core.paths.hostCache, stateDir: core.paths.root, refreshProbe: refresh === true, ...(cpuinfo === undefined ? {} : { cpuinfoPath: cpuinfo }) });
+    const report = await checkHost({ cacheDir: core.paths.hostCache, stateDir: core.paths.root, refreshProbe: refresh === true, ...(cpuinfo === undefined ? {} : { cpuinfoPath: cpuinfo }) });
+    // The QEMU line says what virtnode does about QEMU < 9.0's TCG migration bug (qemu/ram-pad.ts).
+    const note = report.qemu.version === undefined ? undefined : ramPadNote(report.qemu.version);
+    return note === undefined ? report : { ...report, checks: report.checks.map((c) => (c.id === 'qemu' && c.status === 'PASS' ? { ...c, detail: `${c.detail}; ${note}` } : c)) };
   },
 }));
 

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { TCG_RAM_PAD_KIB, hasTcgDirtyBitmapBug, tcgRamPadKiB, unsafeLiveMove } from './ram-pad.ts';
+import { TCG_RAM_PAD_KIB, hasTcgDirtyBitmapBug, ramPadNote, tcgRamPadKiB, unsafeLiveMove } from './ram-pad.ts';
 
 describe('tcgRamPadKiB: 8 KiB more RAM per block under TCG with QEMU before 9.0, unless huge pages', () => {
   it('pads under TCG on QEMU 7.2 and 8.x (and an unknown version)', () => {
@@ -27,5 +27,12 @@ describe('unsafeLiveMove', () => {
     expect(unsafeLiveMove({ accel: 'tcg', qemuVersion: '7.2.22', memoryPadKiB: 8 })).toBeUndefined();
     expect(unsafeLiveMove({ accel: 'kvm', qemuVersion: '7.2.22' })).toBeUndefined();
     expect(unsafeLiveMove({ accel: 'tcg', qemuVersion: '9.1.0' })).toBeUndefined();
+  });
+});
+
+describe('ramPadNote', () => {
+  it('says what virtnode does on QEMU before 9.0, nothing after', () => {
+    expect(ramPadNote('7.2.22')).toBe('before 9.0: VMs under TCG get 8 KiB more RAM per block, so that live moves keep what the guest writes');
+    expect(ramPadNote('9.0.0')).toBeUndefined();
   });
 });

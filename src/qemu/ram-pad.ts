@@ -41,3 +41,9 @@ export function unsafeLiveMove(layout: InstanceRuntime): string | undefined {
   if ((layout.memoryPadKiB ?? 0) % 256 !== 0) return undefined;
   return `it runs under TCG on QEMU ${layout.qemuVersion || '(unknown version)'} (before 9.0) with memory in whole multiples of 256 KiB, where QEMU loses the guest's writes during a live move`;
 }
+
+/** For `virtnode host check`'s QEMU line: what virtnode does about the bug on this QEMU, or undefined (9.0+). */
+export function ramPadNote(qemuVersion: string): string | undefined {
+  if (!hasTcgDirtyBitmapBug('tcg', qemuVersion)) return undefined;
+  return `before 9.0: VMs under TCG get ${TCG_RAM_PAD_KIB} KiB more RAM per block, so that live moves keep what the guest writes`;
+}
