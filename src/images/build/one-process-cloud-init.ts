@@ -26,9 +26,12 @@ export const CLOUD_INIT_UNITS = ['cloud-init-local.service', 'cloud-init.service
 const RUN = '/run/virtnode-cloud-init';
 const FLAG = `ConditionKernelCommandLine=${ONE_PROCESS_CLOUD_INIT_FLAG}`;
 
-/** An asking unit's program: names its stage, waits for its exit status, exits with it (dash, no Python start). */
+/**
+ * An asking unit's program: names its stage, waits for its exit status, exits with it (dash, no Python start).
+ * `$$` is systemd's escape for the shell's `$`.
+ */
 function ask(stage: string): string {
-  return `ExecStart=/bin/sh -c 'echo ${stage} > ${RUN}/request && read code < ${RUN}/${stage}.done && exit "$code"'`;
+  return `ExecStart=/bin/sh -c 'echo ${stage} > ${RUN}/request && read code < ${RUN}/${stage}.done && exit "$$code"'`;
 }
 
 /** The units' text, by file name. Orderings copied from cloud-init 22.4's units (Debian 12) they stand in for. */
