@@ -70,7 +70,8 @@ export async function guestAddress(paths: StatePaths, instance: Instance): Promi
  */
 const CLOUD_INIT_WAIT = [
   'command -v cloud-init >/dev/null || exit 127',
-  'units="cloud-init-local.service cloud-init.service cloud-config.service cloud-final.service"',
+  // cloud-init's units, and those that run its stages in one process when virtnode boots an image it built.
+  'units="cloud-init-local.service cloud-init.service cloud-config.service cloud-final.service virtnode-cloud-init.service virtnode-cloud-init-network.service virtnode-cloud-final.service"',
   'while [ ! -e /run/cloud-init/result.json ] && [ ! -e /run/cloud-init/disabled ] && ! systemctl -q is-failed $units 2>/dev/null; do sleep 1; done',
   'if [ -e /run/cloud-init/result.json ]; then echo result.json; cat /run/cloud-init/result.json; else exec cloud-init status --wait --long; fi',
 ].join('\n');

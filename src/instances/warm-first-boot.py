@@ -12,7 +12,6 @@
 # reads back from its log: here they are taken as cloud-init reports them, with no log to parse at the end).
 import json
 import os
-import pkgutil
 import random
 import subprocess
 import tempfile
@@ -21,116 +20,16 @@ import traceback
 
 import copy
 import gc
-import glob
 
-import cloudinit.config
-from cloudinit import safeyaml
-from cloudinit import subp as ci_subp
-from cloudinit import netinfo as ci_netinfo
-from cloudinit import util as ci_util
-from cloudinit.reporting import handlers as ci_reporting_handlers
 from cloudinit.reporting import instantiated_handler_registry
-from cloudinit.cmd import main
-from cloudinit.cmd import status as ci_status
 
-for extra in ('cloudinit.distros.debian', 'cloudinit.sources.DataSourceNoCloud', 'cloudinit.net.eni', 'cloudinit.net.activators', 'cloudinit.net.netplan', 'cloudinit.net.networkd'):
-    try:
-        __import__(extra)
-    except Exception:
-        pass
-for module in pkgutil.iter_modules(cloudinit.config.__path__):
-    try:
-        __import__('cloudinit.config.' + module.name)
-    except Exception:
-        pass
+# Shared with the cold first boot of virtnode's images (cold-first-boot.py): the configuration parsed once, the
+# output redirected once, commands timed, the network tables left out, the container question asked once.
+import first_boot_common as common
+from first_boot_common import STAGES, event_timings, masked, slowest, verdict
 
-# cloud-init parses its configuration (/etc/cloud/cloud.cfg and cloud.cfg.d) with pure-Python YAML again at every
-# stage and module run, about a second each under TCG. Parsing is a function of the text, so each text is parsed
-# once in this process (the configuration already before the save) and every caller gets its own copy.
-parse_yaml = safeyaml.load
-parsed = {}
-
-
-def load_yaml_once(blob):
-    if not isinstance(blob, str):
-        return parse_yaml(blob)
-    if blob not in parsed:
-        parsed[blob] = parse_yaml(blob)
-    return copy.deepcopy(parsed[blob])
-
-
-safeyaml.load = load_yaml_once
-for path in ['/etc/cloud/cloud.cfg', *sorted(glob.glob('/etc/cloud/cloud.cfg.d/*.cfg'))]:
-    try:
-        with open(path) as f:
-            load_yaml_once(f.read())
-    except Exception:
-        pass
-
-# Each stage sends its output to `output` of cloud.cfg (`| tee -a /var/log/cloud-init-output.log`): a new shell
-# and tee, forked from this large process (a preexec_fn rules out vfork), at every stage, each replacing the last.
-# In one process the same redirection is made once; the next stages write into the same pipe (and log file).
-redirect_output = ci_util.redirect_output
-redirected = set()
-
-
-def redirect_output_once(outfmt, errfmt, o_out=None, o_err=None):
-    if o_out is not None or o_err is not None:
-        return redirect_output(outfmt, errfmt, o_out, o_err)
-    if (outfmt, errfmt) in redirected:
-        return None
-    redirected.clear()
-    redirected.add((outfmt, errfmt))
-    return redirect_output(outfmt, errfmt)
-
-
-ci_util.redirect_output = redirect_output_once
-
-# Every command cloud-init runs (subp), timed for the report: under TCG each start of a program costs the guest.
-commands = []
-run_command = ci_subp.subp
-
-
-def timed_command(args, *rest, **options):
-    t = time.monotonic()
-    try:
-        return run_command(args, *rest, **options)
-    finally:
-        name = ' '.join(str(a) for a in args[:2]) if isinstance(args, (list, tuple)) else str(args)
-        commands.append([name[:60], round(time.monotonic() - t, 2)])
-
-
-ci_subp.subp = timed_command
-
-
-class EventTimings(ci_reporting_handlers.ReportingHandler):
-    """cloud-init's reporting events within its stages (datasource steps, module runs) as they happen: [name, seconds]."""
-
-    def __init__(self):
-        super().__init__()
-        self.starts = {}
-        self.seconds = []
-
-    def publish_event(self, event):
-        if event.event_type == 'start':
-            self.starts[event.name] = event.timestamp
-        elif event.event_type == 'finish' and event.name in self.starts and '/' in event.name:
-            self.seconds.append([event.name, round(event.timestamp - self.starts.pop(event.name), 2)])
-
-
-event_timings = EventTimings()
-
-# Whether this is a container (systemd-detect-virt, 0.3-0.5 s under TCG): asked once now, cached by cloud-init for
-# this process. Every load of this memory is the same virtual machine model, never a container.
-ci_util.is_container()
-
-# The network stage prints tables of the interfaces and routes on the console and in cloud-init-output.log, for
-# reading only: four `ip` runs, 1-1.5 s under TCG. A warm launch prints one line instead (`ip addr` shows them).
-def network_tables(prefix='ci-info: '):
-    return prefix + 'interfaces and routes not listed at a warm launch (ip addr, ip route)'
-
-
-ci_netinfo.debug_info = network_tables
+common.preload_modules()
+common.one_process()
 
 RUN = '/run/virtnode-warm'
 os.makedirs(RUN, mode=0o700, exist_ok=True)
@@ -185,15 +84,6 @@ OFF_CFG = os.path.join(RUN, 'off.cfg')
 # for a `cidata` label (five blkid runs under TCG) after it has found the seed directory.
 NO_SEED_DEVICE = {'datasource': {'NoCloud': {'fs_label': None}}}
 
-# cloud-init's stages in boot order, each with the systemd unit that runs it at a cold boot.
-STAGES = [
-    ('init-local', 'cloud-init-local.service', ['init', '--local']),
-    ('init-network', 'cloud-init.service', ['init']),
-    ('modules-config', 'cloud-config.service', ['modules', '--mode=config']),
-    ('modules-final', 'cloud-final.service', ['modules', '--mode=final']),
-]
-
-
 # `ifup -a` in a unit of its own, as networking.service runs it at a cold boot (a oneshot that stays active): the
 # DHCP client it leaves running lives in that unit, not in this program's, which systemd stops with everything in
 # it when this program exits (the lease would then never be renewed, and the address expire with it).
@@ -201,14 +91,8 @@ STAGES = [
 IFUP = ['systemd-run', '--unit=virtnode-warm-ifup', '--service-type=oneshot', '--remain-after-exit', '--quiet', '/sbin/ifup', '-a']
 
 
-def masked(unit):
-    """Whether the image masks `unit` (a link to /dev/null): a cold boot of it does not run that stage."""
-    return any(os.path.realpath(os.path.join(d, unit)) == '/dev/null' for d in ('/etc/systemd/system', '/run/systemd/system'))
-
-
 def stage(*args):
-    if main.main(['cloud-init', '--file', OFF_CFG, *args]):
-        failed.append(' '.join(args))
+    common.run_stage(args, failed, [OFF_CFG])
 
 
 def first_boot():
@@ -269,23 +153,6 @@ def first_boot():
     return timed('ifup-wait', network.wait) if network is not None else None
 
 
-def verdict():
-    """What `cloud-init status --long` prints, from the same function it uses."""
-    d = ci_status.get_status_details()
-    lines = ['status: ' + d.status.value, 'boot_status_code: ' + d.boot_status_code.value]
-    if d.last_update:
-        lines.append('last_update: ' + d.last_update)
-    lines += ['detail:', d.description]
-    if d.errors:
-        lines += ['errors:'] + ['\t- ' + e.replace('\n', ' ') for e in d.errors]
-    return '\n'.join(lines) + '\n'
-
-
-def slowest(count=15):
-    """This boot's slowest cloud-init events (module runs, datasource steps; the stages are in steps), seconds each."""
-    return sorted(event_timings.seconds, key=lambda e: -e[1])[:count]
-
-
 report = {}
 try:
     report['ifup'] = first_boot()
@@ -298,6 +165,7 @@ try:
     report['slowest'] = slowest()
 except Exception:
     report['slowest'] = []
+commands = common.commands
 report['commands'] = {'count': len(commands), 'seconds': round(sum(c[1] for c in commands), 2), 'slowest': sorted(commands, key=lambda c: -c[1])[:8]}
 report['seconds'] = round(time.time() - started, 2)
 with open(os.path.join(RUN, 'result'), 'w') as f:

@@ -54,6 +54,8 @@ const COMPACT_ARGV = [
     '[ "$n" -gt 0 ] && dd if=/dev/zero of=/dev/shm/virtnode-zero bs=1M count="$n" 2>/dev/null; rm -f /dev/shm/virtnode-zero; sync; true',
 ];
 const FIRST_BOOT_UNIT = 'virtnode-warm-first-boot';
+/** What warm-first-boot.py imports (src/instances/first_boot_common.py), written next to it. */
+const FIRST_BOOT_COMMON = 'first_boot_common.py';
 const READY_TIMEOUT_MS = 5 * 60_000;
 
 export interface CaptureOptions {
@@ -86,9 +88,16 @@ async function guestRun(agent: GuestAgent, argv: string[], signal?: AbortSignal,
 /** Starts the first-boot program as a transient service and waits until it has loaded cloud-init and waits for its job. */
 async function startFirstBootProgram(agent: GuestAgent, signal?: AbortSignal): Promise<void> {
   const program = `${FIRST_BOOT_DIR}/first-boot.py`;
-  const write = ['/bin/sh', '-c', 'umask 077 && mkdir -p "$1" && cat > "$2"', 'sh', FIRST_BOOT_DIR, program];
-  if ((await guestRun(agent, write, signal, readFileSync(installFile('src/instances/warm-first-boot.py'), 'utf8'))) !== 0) {
-    throw new VirtnodeError('COMMAND_FAILED', `could not write ${program} in the guest`);
+  // The program and the module it shares with the cold first boot of virtnode's images, side by side.
+  const files: Array<[string, string]> = [
+    [`${FIRST_BOOT_DIR}/${FIRST_BOOT_COMMON}`, `src/instances/${FIRST_BOOT_COMMON}`],
+    [program, 'src/instances/warm-first-boot.py'],
+  ];
+  for (const [guestPath, source] of files) {
+    const write = ['/bin/sh', '-c', 'umask 077 && mkdir -p "$1" && cat > "$2"', 'sh', FIRST_BOOT_DIR, guestPath];
+    if ((await guestRun(agent, write, signal, readFileSync(installFile(source), 'utf8'))) !== 0) {
+      throw new VirtnodeError('COMMAND_FAILED', `could not write ${guestPath} in the guest`);
+    }
   }
   if ((await guestRun(agent, ['systemd-run', `--unit=${FIRST_BOOT_UNIT}`, '--quiet', '/usr/bin/python3', program], signal)) !== 0) {
     throw new VirtnodeError('COMMAND_FAILED', `could not start ${FIRST_BOOT_UNIT} in the guest (systemd-run)`);

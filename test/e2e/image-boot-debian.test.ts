@@ -69,6 +69,16 @@ describe('Debian 12 image, firmware boot with a NoCloud seed', () => {
     expect(result.v1.datasource).toMatch(/DataSourceNoCloud/);
   });
 
+  it("booted by its boot loader (no virtnode flag), it ran cloud-init's own units, not the one-process ones", async () => {
+    expect((await ssh('cat /proc/cmdline')).stdout).not.toContain('virtnode.cloud_init');
+    for (const unit of ['cloud-init-local', 'cloud-init', 'cloud-final']) {
+      expect((await ssh(`systemctl show -p ConditionResult,ActiveState ${unit}.service`)).stdout.trim().split('\n').sort()).toEqual(['ActiveState=active', 'ConditionResult=yes']);
+    }
+    for (const unit of ['virtnode-cloud-init', 'virtnode-cloud-init-network', 'virtnode-cloud-final']) {
+      expect((await ssh(`systemctl show -p ConditionResult ${unit}.service`)).stdout.trim()).toBe('ConditionResult=no');
+    }
+  });
+
   it('got a fresh machine-id and its own SSH host keys', async () => {
     expect((await ssh('cat /etc/machine-id')).stdout.trim()).toMatch(/^[0-9a-f]{32}$/);
     expect((await ssh('ls /etc/ssh')).stdout).toMatch(/ssh_host_ed25519_key\.pub/);

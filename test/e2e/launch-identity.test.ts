@@ -122,6 +122,22 @@ describe('virtnode launch on the real Debian image', () => {
     expect((await vexec('beta', 'ls', '/sys/block')).split(/\s+/).filter((d) => d.startsWith('vd'))).toEqual(['vda']);
   });
 
+  it("virtnode booted the image with its one-process flag: cloud-init's stages ran in one Python process, its own units were skipped", async () => {
+    expect(await vexec('alpha', 'cat', '/proc/cmdline')).toContain('virtnode.cloud_init=one_process');
+    const state = async (unit: string) =>
+      Object.fromEntries((await vexec('alpha', 'systemctl', 'show', '-p', 'ActiveState,ConditionResult,ExecMainStatus', unit)).trim().split('\n').map((l) => l.split('=', 2)));
+    for (const unit of ['virtnode-cloud-init.service', 'virtnode-cloud-init-network.service', 'virtnode-cloud-final.service']) {
+      expect(await state(unit)).toEqual({ ActiveState: 'active', ConditionResult: 'yes', ExecMainStatus: '0' });
+    }
+    for (const unit of ['cloud-init-local.service', 'cloud-init.service', 'cloud-final.service']) {
+      expect(await state(unit)).toMatchObject({ ConditionResult: 'no' });
+    }
+    // Every stage of this boot announced itself in that one unit's output (its process and the tee of its output).
+    const journal = await vexec('alpha', 'sudo', '-n', 'journalctl', '-b', '-o', 'cat', '--no-pager', '-u', 'virtnode-cloud-init.service');
+    const stages = [...journal.matchAll(/Cloud-init v\. \S+ running '([^']+)'/g)].map((m) => m[1]);
+    expect(stages).toEqual(['init-local', 'init', 'modules:final']);
+  });
+
   // cloud-init 22.4 writes injected public host keys 0600, hence sudo.
   it("the guest's SSH host key is the one virtnode generated (strict checking already proved the match)", async () => {
     const fingerprint = (await vexec('alpha', 'sudo', '-n', 'ssh-keygen', '-l', '-E', 'sha256', '-f', '/etc/ssh/ssh_host_ed25519_key.pub')).split(' ')[1];

@@ -100,7 +100,7 @@ describe('boot files read out of images at import', () => {
     const { image } = await store.import(withExtlinux, { name: 'cloud' });
     const resolved = store.resolve('cloud');
     const dir = bootFilesDir(store.dir, image.sha256);
-    expect(resolved.boot).toEqual({ kernel: join(dir, 'vmlinuz'), initrd: join(dir, 'initrd.img'), cmdline: 'root=LABEL=root ro net.ifnames=0 console=ttyS0,115200n8' });
+    expect(resolved.boot).toEqual({ kernel: join(dir, 'vmlinuz'), initrd: join(dir, 'initrd.img'), cmdline: 'root=LABEL=root ro net.ifnames=0 console=ttyS0,115200n8 virtnode.cloud_init=one_process' });
     expect(readFileSync(resolved.boot!.kernel)).toEqual(fakeKernel(0x11));
     expect(readFileSync(resolved.boot!.initrd!)).toEqual(Buffer.alloc(4096, 0x22));
     // launch boots it directly, as the image's own kernel (a container would ignore it).

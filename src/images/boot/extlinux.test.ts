@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { directBootCmdline, parseExtlinux } from './extlinux.ts';
+import { directBootCmdline, ONE_PROCESS_CLOUD_INIT_FLAG, parseExtlinux } from './extlinux.ts';
 
 const VIRTNODE_IMAGE = [
   'DEFAULT linux',
@@ -42,10 +42,19 @@ describe('parseExtlinux', () => {
 
 describe('directBootCmdline', () => {
   it("keeps the entry's own command line when it has the serial console", () => {
-    expect(directBootCmdline('root=LABEL=root ro console=ttyS0,115200n8 net.ifnames=0')).toBe('root=LABEL=root ro console=ttyS0,115200n8 net.ifnames=0');
+    expect(directBootCmdline('root=LABEL=root ro console=ttyS0,115200n8 net.ifnames=0')).toBe(`root=LABEL=root ro console=ttyS0,115200n8 net.ifnames=0 ${ONE_PROCESS_CLOUD_INIT_FLAG}`);
   });
 
   it('adds the serial console virtnode logs, and drops initrd= (QEMU passes -initrd)', () => {
-    expect(directBootCmdline('root=UUID=1  initrd=/boot/initrd.img quiet')).toBe('root=UUID=1 quiet console=ttyS0,115200n8');
+    expect(directBootCmdline('root=UUID=1  initrd=/boot/initrd.img quiet')).toBe(`root=UUID=1 quiet console=ttyS0,115200n8 ${ONE_PROCESS_CLOUD_INIT_FLAG}`);
+  });
+
+  it('tells the image that virtnode boots it (one-process cloud-init), once, as a module parameter the kernel ignores', () => {
+    expect(ONE_PROCESS_CLOUD_INIT_FLAG).toBe('virtnode.cloud_init=one_process');
+    // A dotted word is a module parameter: the kernel neither complains nor passes it to init.
+    expect(ONE_PROCESS_CLOUD_INIT_FLAG.split('=')[0]).toContain('.');
+    const once = directBootCmdline(`root=LABEL=root ro ${ONE_PROCESS_CLOUD_INIT_FLAG} console=ttyS0`);
+    expect(once.split(' ').filter((w) => w === ONE_PROCESS_CLOUD_INIT_FLAG)).toHaveLength(1);
+    expect(directBootCmdline(directBootCmdline('root=LABEL=root'))).toBe(directBootCmdline('root=LABEL=root'));
   });
 });

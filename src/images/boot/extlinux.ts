@@ -61,9 +61,21 @@ export function parseExtlinux(text: string, configPath: string): BootEntry | und
   return { kernel, initrd, append };
 }
 
-/** The kernel command line for a direct boot: the entry's own, with the serial console virtnode logs. */
+/**
+ * Tells an image virtnode built that virtnode boots it (directly, with this command line): its units then run
+ * cloud-init's stages in one Python process (src/instances/cold-first-boot.py) instead of one per unit. Booted
+ * by its own boot loader (EXTLINUX's APPEND has no such word) the image runs cloud-init's units as always. Any
+ * other kernel ignores it (a word with a dot is a module parameter, and no module is called `virtnode`).
+ */
+export const ONE_PROCESS_CLOUD_INIT_FLAG = 'virtnode.cloud_init=one_process';
+
+/**
+ * The kernel command line for a direct boot: the entry's own, with the serial console virtnode logs and
+ * ONE_PROCESS_CLOUD_INIT_FLAG.
+ */
 export function directBootCmdline(append: string): string {
   const words = append.split(/\s+/).filter((w) => w !== '' && !w.startsWith('initrd=') && w !== 'BOOT_IMAGE');
   if (!words.some((w) => w.startsWith('console=ttyS0'))) words.push('console=ttyS0,115200n8');
+  if (!words.includes(ONE_PROCESS_CLOUD_INIT_FLAG)) words.push(ONE_PROCESS_CLOUD_INIT_FLAG);
   return words.join(' ');
 }

@@ -7,6 +7,7 @@ import { VirtnodeError } from '../../lib/errors.ts';
 import { Reverter } from '../../lib/reverter.ts';
 import { configureRoot, sealRoot } from './configure.ts';
 import { killProcessesRootedUnder, unmountAllUnder } from './mounts.ts';
+import { guestProgramsDigest } from './one-process-cloud-init.ts';
 import { DEFAULT_DEBIAN_MIRROR, RECIPES, isImageName, type ImageName, type ImageRecipe } from './recipes.ts';
 
 /** Bumped whenever the builder's output changes for the same recipe; part of the recipe key. */
@@ -98,6 +99,8 @@ export function recipeKey(name: ImageName, options: { sizeBytes?: number; extraP
       packages: packagesFor(recipe, options.extraPackages ?? []),
       mirror: options.mirror ?? DEFAULT_DEBIAN_MIRROR,
       sizeBytes: options.sizeBytes ?? DEFAULT_IMAGE_SIZE_BYTES,
+      // The programs copied into the image: a change to them is a new image.
+      ...(recipe.oneProcessCloudInit ? { guestPrograms: guestProgramsDigest() } : {}),
     }),
   );
 }

@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import { run } from '../../exec/run.ts';
 import { VirtnodeError } from '../../lib/errors.ts';
 import { withSignal } from '../../lib/signal.ts';
+import { installOneProcessCloudInit } from './one-process-cloud-init.ts';
 import type { ImageRecipe } from './recipes.ts';
 
 const CHROOT_TIMEOUT_MS = 10 * 60_000;
@@ -101,6 +102,7 @@ export async function configureRoot(root: string, recipe: ImageRecipe, options: 
   await writeFile(sshdDropIn, 'PasswordAuthentication no\n', { mode: 0o600 });
   await chmod(sshdDropIn, 0o600);
   await maskUnits(root, recipe.maskedUnits);
+  if (recipe.oneProcessCloudInit) await installOneProcessCloudInit(root);
 
   // Serial console: a getty on ttyS0 even when the kernel console is elsewhere.
   const wants = join(root, 'etc/systemd/system/getty.target.wants');
