@@ -10,8 +10,11 @@
 # verdict (what `cloud-init status --long` prints, so the host needs no SSH round trip for it), how long each step
 # took and cloud-init's slowest modules of this boot (its own events' timings, which `cloud-init analyze blame`
 # reads back from its log: here they are taken as cloud-init reports them, with no log to parse at the end).
+import argparse
+import functools
 import json
 import os
+import sys
 import pkgutil
 import random
 import subprocess
@@ -28,6 +31,12 @@ from cloudinit import safeyaml
 from cloudinit import subp as ci_subp
 from cloudinit import netinfo as ci_netinfo
 from cloudinit import util as ci_util
+from cloudinit import importer as ci_importer
+from cloudinit import settings as ci_settings
+from cloudinit import stages as ci_stages
+from cloudinit import helpers as ci_helpers
+from cloudinit.config import schema as ci_schema
+from cloudinit import net as ci_net
 from cloudinit import distros as ci_distros
 from cloudinit import ssh_util as ci_ssh_util
 from cloudinit.config import cc_set_passwords as ci_set_passwords
@@ -187,6 +196,120 @@ def ssh_pwauth_unless_set(pw_auth, distro):
 
 ci_set_passwords.handle_ssh_pwauth = ssh_pwauth_unless_set
 
+# Interface renaming (network config that names NICs by MAC, as virtnode's does) asks `ip` twice for the NICs'
+# addresses (whether a NIC may be taken down to rename it) before it looks whether any NIC needs a new name. When
+# every NIC has its name already there is nothing to do either way: that is looked at first, from /sys.
+rename_interfaces = ci_net._rename_interfaces
+
+
+def named_already(info, rename):
+    mac, new_name, driver, device_id = rename
+    mac = mac.lower() if mac else mac
+    if not mac:
+        return False
+    matches = [
+        d for d in info.values()
+        if d['mac'] == mac and (not driver or d['driver'] == driver) and (not (driver and device_id) or d['device_id'] == device_id)
+    ]
+    return len(matches) == 1 and matches[0]['name'] == new_name
+
+
+def rename_interfaces_when_needed(renames, strict_present=True, strict_busy=True, current_info=None):
+    if renames and current_info is None:
+        info = ci_net._get_current_rename_info(check_downable=False)
+        if all(named_already(info, r) for r in renames):
+            ci_net.LOG.debug('no work necessary for renaming of %s', renames)
+            return None
+    return rename_interfaces(renames, strict_present, strict_busy, current_info)
+
+
+ci_net._rename_interfaces = rename_interfaces_when_needed
+
+# The user-data's check against cloud-init's schema (the init-network stage): the schema is read from its JSON
+# file and jsonschema's validator class built anew at each call. Both depend on the installed cloud-init only,
+# so they are made once, before the save; the check of each instance's configuration still runs in full.
+full_schema = ci_schema.get_schema()
+schema_validator = ci_schema.get_jsonschema_validator()
+ci_schema.get_schema = lambda: full_schema
+ci_schema.get_jsonschema_validator = lambda: schema_validator
+
+# Where cloud-init looks for a module by name (each module of a section, each merger, the datasources, at every
+# stage): importlib's search of every sys.path directory for names that are not there. The answers depend on the
+# installed Python code only, so each question is asked once in this process (while sys.path is the one it had
+# at the save: a user's part-handler directory on it is searched as cloud-init would).
+find_module = ci_importer.find_module
+found_modules = {}
+SYS_PATH = tuple(sys.path)
+
+
+def find_module_once(base_name, search_paths, required_attrs=None):
+    if tuple(sys.path) != SYS_PATH:
+        return find_module(base_name, search_paths, required_attrs)
+    key = (base_name, tuple(search_paths), tuple(required_attrs or ()))
+    if key not in found_modules:
+        found_modules[key] = find_module(base_name, search_paths, required_attrs)
+    found, looked = found_modules[key]
+    return (list(found), list(looked))
+
+
+ci_importer.find_module = find_module_once
+
+# Each stage builds cloud-init's command line parser anew; argparse translates every help text through gettext,
+# which looks for message catalogs on disk each time. The translation of a text does not change in this process.
+argparse._ = functools.lru_cache(maxsize=None)(argparse._)
+
+# The base configuration (cloud-init's built-in one, /etc/cloud/cloud.cfg and cloud.cfg.d, /run/cloud-init/cloud.cfg,
+# the kernel command line) is read and merged anew a dozen times in the stages. It is made again only when one of
+# those files changed (a stage's write_files may add one), never cached when one of them is a jinja template (its
+# result depends on the instance's data).
+fetch_base_config = ci_stages.fetch_base_config
+base_configs = {}
+
+
+def config_files_state():
+    files = [ci_settings.CLOUD_CONFIG, ci_settings.RUN_CLOUD_CONFIG]
+    confd = ci_settings.CLOUD_CONFIG + '.d'
+    if os.path.isdir(confd):
+        files += [os.path.join(confd, f) for f in sorted(os.listdir(confd))]
+    state = []
+    for path in files:
+        try:
+            st = os.stat(path)
+            state.append((path, st.st_mtime_ns, st.st_size, st.st_ino))
+        except OSError:
+            state.append((path, None))
+    return tuple(state)
+
+
+def templated(state):
+    for entry in state:
+        if entry[1] is None or not entry[0].endswith('.cfg'):
+            continue
+        try:
+            with open(entry[0], 'rb') as f:
+                if f.read(64).lstrip().startswith(b'## template'):
+                    return True
+        except OSError:
+            return True
+    return False
+
+
+def fetch_base_config_once(*, instance_data_file=None):
+    state = config_files_state()
+    key = (instance_data_file, state)
+    if key not in base_configs:
+        cfg = fetch_base_config(instance_data_file=instance_data_file)
+        if 'conf_d' in cfg or templated(state):
+            return cfg
+        base_configs.clear()
+        base_configs[key] = cfg
+    return copy.deepcopy(base_configs[key])
+
+
+ci_stages.fetch_base_config = fetch_base_config_once
+# Made now, before the save, with the file every stage passes (the instance's data it would render templates with).
+fetch_base_config_once(instance_data_file=ci_helpers.Paths({}).get_runpath('instance_data_sensitive'))
+
 RUN = '/run/virtnode-warm'
 os.makedirs(RUN, mode=0o700, exist_ok=True)
 for fifo in ('job', 'result'):
@@ -201,6 +324,8 @@ open(os.path.join(RUN, 'ready'), 'w').close()
 # ---- the memory is saved while this waits; everything below runs in a warm-launched instance ----
 with open(os.path.join(RUN, 'job')) as f:
     job = json.load(f)
+# Only this boot's commands are reported (not the ones run before the save, like systemd-detect-virt above).
+commands.clear()
 # The clock stood still from the save until now: the host's time when it sent the job (off by the time the job
 # took to get here, a fraction of a second; a cold boot reads the RTC to the second). The hardware clock is right
 # already (QEMU's RTC follows the host's clock), so no `hwclock -w`, which costs seconds under TCG.
