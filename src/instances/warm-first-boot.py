@@ -21,6 +21,7 @@ import subprocess
 import tempfile
 import time
 import traceback
+import types
 
 import copy
 import gc
@@ -35,6 +36,10 @@ from cloudinit import importer as ci_importer
 from cloudinit import settings as ci_settings
 from cloudinit import stages as ci_stages
 from cloudinit import helpers as ci_helpers
+from cloudinit import log as ci_log
+from cloudinit import templater as ci_templater
+from cloudinit.config import modules as ci_config_modules
+from cloudinit.config import cc_final_message as ci_final_message
 from cloudinit.config import schema as ci_schema
 from cloudinit import net as ci_net
 from cloudinit import distros as ci_distros
@@ -309,6 +314,75 @@ def fetch_base_config_once(*, instance_data_file=None):
 ci_stages.fetch_base_config = fetch_base_config_once
 # Made now, before the save, with the file every stage passes (the instance's data it would render templates with).
 fetch_base_config_once(instance_data_file=ci_helpers.Paths({}).get_runpath('instance_data_sensitive'))
+
+# cloud-init hands out a deep copy of its merged configuration at every look (each module's run, each stage's
+# sections: about sixty), through copy.deepcopy, whose bookkeeping per object (memo, ids, keep-alive list) costs
+# more than the copying under TCG. The configuration is YAML and JSON data (dicts, lists, strings, numbers): those
+# are copied directly, anything else still by copy.deepcopy. (A YAML alias then becomes two equal copies instead
+# of one object seen twice; nothing in cloud-init tells them apart.)
+ATOMS = (str, int, float, bool, type(None), bytes)
+
+
+def plain_copy(value, memo=None):
+    t = type(value)
+    if t is dict:
+        return {k: plain_copy(v) for k, v in value.items()}
+    if t is list:
+        return [plain_copy(v) for v in value]
+    if t in ATOMS:
+        return value
+    return copy.deepcopy(value, memo)
+
+
+ci_config_modules.copy = ci_stages.copy = types.SimpleNamespace(deepcopy=plain_copy, copy=copy.copy)
+
+# Each stage configures logging from the same configuration again (logging.config.fileConfig: new handlers, and
+# every one of cloud-init's hundred loggers reset, each reset walking all of them). With the configuration
+# unchanged since the last time it is left as it is.
+setup_logging = ci_log.setupLogging
+logging_set_up = []
+
+
+def setup_logging_once(cfg=None):
+    key = repr(((cfg or {}).get('logcfg'), (cfg or {}).get('log_cfgs'), (cfg or {}).get('log_basic', True)))
+    if logging_set_up == [key]:
+        return None
+    logging_set_up[:] = [key]
+    return setup_logging(cfg)
+
+
+ci_log.setupLogging = setup_logging_once
+
+# Jinja templates cloud-init renders (/etc/hosts from hosts.debian.tmpl, the final message) are compiled to Python
+# at each use. A compiled template renders any parameters; it is kept by its text and options, and the ones every
+# instance renders are compiled now, before the save.
+jinja_template = ci_templater.JTemplate
+compiled_templates = {}
+
+
+def jinja_template_once(source, **options):
+    key = (source, tuple(sorted((k, repr(v)) for k, v in options.items())))
+    if key not in compiled_templates:
+        compiled_templates[key] = jinja_template(source, **options)
+    return compiled_templates[key]
+
+
+def precompile(text):
+    kind, _render, rest = ci_templater.detect_template(text)
+    if kind == 'jinja':
+        jinja_template_once(rest, undefined=ci_templater.UndefinedJinjaVariable, trim_blocks=True, extensions=['jinja2.ext.do'])
+
+
+if ci_templater.JINJA_AVAILABLE:
+    ci_templater.JTemplate = jinja_template_once
+    for text in [ci_final_message.FINAL_MESSAGE_DEF]:
+        precompile(text)
+    for path in glob.glob('/etc/cloud/templates/hosts.debian.tmpl'):
+        try:
+            with open(path) as f:
+                precompile(f.read())
+        except Exception:
+            pass
 
 RUN = '/run/virtnode-warm'
 os.makedirs(RUN, mode=0o700, exist_ok=True)
