@@ -26,7 +26,7 @@ async function cli(home: string, args: string[], env: Record<string, string> = {
 
 /** The guest's journal of the SSH check's login and the first boot's units, from `since` (epoch seconds) on. */
 const LOGIN_JOURNAL = (since: number) =>
-  `journalctl --no-pager -o short-precise --since @${since} | grep -Ei "sshd|logind|user@|session|pam|ssh|virtnode|startup" | tail -80`;
+  `sudo -n journalctl --no-pager -o short-precise --since @${since} | grep -Ei "sshd|logind|user@|session|pam|ssh|virtnode|startup" | tail -80`;
 
 async function launchOnce(home: string, name: string, env: Record<string, string>): Promise<{ ms: number; execMs: number; phases: string[] }> {
   const t0 = performance.now();
