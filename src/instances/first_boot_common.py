@@ -130,6 +130,8 @@ def one_process():
     # Whether this is a container (systemd-detect-virt, 0.3-0.5 s under TCG): asked once, cached by cloud-init
     # for this process.
     ci_util.is_container()
+    # cloud-init's other repeated work, made once (importing the module installs it).
+    import first_boot_caches  # noqa: F401  (imported for what importing it does)
 
 
 def masked(unit):

@@ -5,6 +5,8 @@
  * cloud-init's stages for the new instance.
  */
 import { randomBytes } from 'node:crypto';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { parse } from 'yaml';
 import { VirtnodeError } from '../lib/errors.ts';
 import { GuestAgent } from '../qmp/guest-agent.ts';
@@ -87,6 +89,15 @@ interface Report {
   steps?: Record<string, number>;
   slowest?: Array<[string, number]>;
   commands?: Commands;
+  profile?: string;
+}
+
+/**
+ * A directory to profile warm first boots into (for bench/ and by hand): each one's cloud-init stages then run
+ * under cProfile in the guest (slower: only for finding hot spots), its pstats text written as INSTANCE-ID.txt.
+ */
+function profileDir(): string | undefined {
+  return process.env['VIRTNODE_WARM_PROFILE'] || undefined;
 }
 
 async function connectAgent(path: string, signal?: AbortSignal): Promise<GuestAgent> {
@@ -115,7 +126,16 @@ export async function warmFirstBoot(agentPath: string, job: WarmFirstBoot): Prom
     // before it did that gets guest-set-time, which also runs `hwclock -w` in the guest (3 s under TCG).
     if (job.clockFromJob !== true) await agent.setTime(BigInt(Date.now()) * 1_000_000n, signal);
     const skip = modulesToSkip(job.seed['user-data'] ?? '');
-    const input = JSON.stringify({ timeNs: String(BigInt(Date.now()) * 1_000_000n), machineId, instanceId: job.instanceId, skip, entropy: randomBytes(64).toString('hex'), seed: job.seed });
+    const profile = profileDir();
+    const input = JSON.stringify({
+      timeNs: String(BigInt(Date.now()) * 1_000_000n),
+      machineId,
+      instanceId: job.instanceId,
+      skip,
+      entropy: randomBytes(64).toString('hex'),
+      seed: job.seed,
+      ...(profile === undefined ? {} : { profile: true }),
+    });
     const r = await agent.exec('/bin/sh', ['-c', 'cat > "$1" && cat "$2"', 'sh', JOB_FIFO, RESULT_FIFO], { input, timeoutMs: FIRST_BOOT_TIMEOUT_MS, ...signal });
     let report: Report | undefined;
     try {
@@ -127,6 +147,10 @@ export async function warmFirstBoot(agentPath: string, job: WarmFirstBoot): Prom
       throw new VirtnodeError('COMMAND_FAILED', `the warm first boot failed in the guest: ${report?.error?.trim().split('\n').at(-1) ?? `exit ${r.exitCode}: ${r.stderr.trim()}`}`, {
         hint: 'see journalctl -u virtnode-warm-first-boot and /var/log/cloud-init.log in the guest; a cold launch (--cold) boots instead',
       });
+    }
+    if (profile !== undefined && report.profile !== undefined) {
+      mkdirSync(profile, { recursive: true });
+      writeFileSync(join(profile, `${job.instanceId}.txt`), report.profile, { mode: 0o600 });
     }
     return {
       machineId,

@@ -54,8 +54,8 @@ const COMPACT_ARGV = [
     '[ "$n" -gt 0 ] && dd if=/dev/zero of=/dev/shm/virtnode-zero bs=1M count="$n" 2>/dev/null; rm -f /dev/shm/virtnode-zero; sync; true',
 ];
 const FIRST_BOOT_UNIT = 'virtnode-warm-first-boot';
-/** What warm-first-boot.py imports (src/instances/first_boot_common.py), written next to it. */
-const FIRST_BOOT_COMMON = 'first_boot_common.py';
+/** What warm-first-boot.py imports (src/instances/), written next to it. */
+const FIRST_BOOT_MODULES = ['first_boot_common.py', 'first_boot_caches.py'];
 const READY_TIMEOUT_MS = 5 * 60_000;
 
 export interface CaptureOptions {
@@ -88,9 +88,9 @@ async function guestRun(agent: GuestAgent, argv: string[], signal?: AbortSignal,
 /** Starts the first-boot program as a transient service and waits until it has loaded cloud-init and waits for its job. */
 async function startFirstBootProgram(agent: GuestAgent, signal?: AbortSignal): Promise<void> {
   const program = `${FIRST_BOOT_DIR}/first-boot.py`;
-  // The program and the module it shares with the cold first boot of virtnode's images, side by side.
+  // The program and the modules it shares with the cold first boot of virtnode's images, side by side.
   const files: Array<[string, string]> = [
-    [`${FIRST_BOOT_DIR}/${FIRST_BOOT_COMMON}`, `src/instances/${FIRST_BOOT_COMMON}`],
+    ...FIRST_BOOT_MODULES.map((m): [string, string] => [`${FIRST_BOOT_DIR}/${m}`, `src/instances/${m}`]),
     [program, 'src/instances/warm-first-boot.py'],
   ];
   for (const [guestPath, source] of files) {

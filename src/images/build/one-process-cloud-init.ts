@@ -14,10 +14,10 @@ import { ONE_PROCESS_CLOUD_INIT_FLAG } from '../boot/extlinux.ts';
  * by its boot loader (virt-install, by hand) the image runs them as always.
  */
 
-/** Where the programs go in the image (cold-first-boot.py imports first_boot_common.py from its own directory). */
+/** Where the programs go in the image (cold-first-boot.py imports first_boot_common.py and first_boot_caches.py from its own directory). */
 export const GUEST_PROGRAM_DIR = '/usr/lib/virtnode';
 /** Repository files copied into GUEST_PROGRAM_DIR, under their own names. */
-export const GUEST_PROGRAMS = ['src/instances/cold-first-boot.py', 'src/instances/first_boot_common.py'] as const;
+export const GUEST_PROGRAMS = ['src/instances/cold-first-boot.py', 'src/instances/first_boot_common.py', 'src/instances/first_boot_caches.py'] as const;
 
 export const ONE_PROCESS_UNITS = ['virtnode-cloud-init.service', 'virtnode-cloud-init-network.service', 'virtnode-cloud-final.service'] as const;
 /** cloud-init's own units, each given `ConditionKernelCommandLine=!FLAG` (cloud-config.service too, masked or not). */
