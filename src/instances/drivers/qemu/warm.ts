@@ -184,6 +184,8 @@ export async function loadState(qmp: QmpConnection, statePath: string, socketPat
       await new Promise((r) => setTimeout(r, POLL_MS));
     }
     await sent;
+    // The loaded QEMU keeps its capabilities: left as a cold start's, so its later migrations (a live move) are plain.
+    if (options.ramInFile === true) await migrateSetCapabilities(qmp, { 'x-ignore-shared': false });
   } finally {
     socket.destroy();
     rmSync(socketPath, { force: true });
