@@ -5,6 +5,7 @@
  * steps plus the instance record (JSON), whatever the transport.
  */
 import { rmSync, writeFileSync } from 'node:fs';
+import { removeHost } from '../../cloudinit/known-hosts.ts';
 import { join } from 'node:path';
 import type { CoreContext, LockOptions } from '../../core/context.ts';
 import { VirtnodeError } from '../../lib/errors.ts';
@@ -122,6 +123,7 @@ export async function leaveSource(core: CoreContext, instance: Instance, qmp?: Q
   core.repos.instances.delete(name);
   // A cluster network's record of this host's NICs drops it (the target records it as its own).
   if (nics.length > 0) await core.networks.syncReservationsOf(nics.map((n) => n.network)).catch(() => {});
+  if (instance.spec.ssh !== undefined) await removeHost(core.paths.knownHosts, name).catch(() => {});
   removeRuntimeFiles(dir);
   rmSync(dir, { recursive: true, force: true });
 }
