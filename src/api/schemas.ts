@@ -112,6 +112,16 @@ export const Instance = Closed({
       memoryPadKiB: Type.Optional(
         Type.Integer({ description: 'KiB each guest RAM block has beyond memoryMiB (under TCG with QEMU before 9.0, so a live move keeps what the guest writes); absent: none' }),
       ),
+      warm: Type.Optional(
+        Closed(
+          {
+            machine: Type.String({ description: 'the machine type the warm state was saved with' }),
+            vmgenid: Type.String({ description: "the VM generation ID given at the load (kept by a live move)" }),
+            ramBackend: Type.Optional(Type.Boolean({ description: "the guest's RAM is the backend ram-node0 (the warm state's RAM file)" })),
+          },
+          { description: 'started warm (a saved guest loaded): the device model a live move keeps; absent: a cold start' },
+        ),
+      ),
     }),
   ),
   createdAt: Type.String(),

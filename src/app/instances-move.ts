@@ -328,7 +328,7 @@ export async function moveOwned(app: AppCore, c: ClusterService, input: MoveInpu
   }
   // Disks on shared pools stay where they are (the target opens the same file); the others are mirrored.
   const shared = await sharedDisksOf(app, instance);
-  const transfers = { ...(await defaultTransfers(instance, sharedTransfers(shared))), ...sharedTransfers(shared) };
+  const transfers = { ...(await defaultTransfers(instance, sharedTransfers(shared), { live: true })), ...sharedTransfers(shared) };
   const bases: NeededBase[] = [];
   for (const [disk, t] of Object.entries(transfers)) if (t.kind === 'copy' && t.base !== undefined) bases.push({ disk, image: instance.spec.image?.name ?? '?', sha256: t.base.sha256 });
   await c.peer(record, MOVES_PEER_PATH, { step: 'check', name, bases, ...(nics.length === 0 ? {} : { nics }), ...(shared.length === 0 ? {} : { shared }) } satisfies Step, STEP_MS);

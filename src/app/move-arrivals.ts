@@ -14,6 +14,7 @@ import { join } from 'node:path';
 import { moveClaim, ownerOf } from '../cluster/placement.ts';
 import type { ClusterService } from '../cluster/service.ts';
 import { adoptMovedInstance } from '../instances/migrate/move-instance.ts';
+import { setHostKeys } from '../cloudinit/known-hosts.ts';
 import type { TargetResumed } from '../instances/migrate/protocol.ts';
 import { ARRIVAL_FILE, INCOMING_MARKER, pendingArrivals } from '../instances/migrate/stale-incoming.ts';
 import type { MigrationTarget } from '../instances/migrate/target.ts';
@@ -145,6 +146,11 @@ export async function adoptArrival(app: AppCore, c: ClusterService, a: ArrivalRe
       const here = withBootFilesHere(app, a.instance);
       const seeded = here.spec.httpSeedDir === undefined ? here : { ...here, spec: { ...here.spec, httpSeedDir: join(app.paths.instanceDir(here.name), 'seed') } };
       adoptMovedInstance(app.core, seeded, a);
+      // Its SSH forward is the same loopback port here: this host's known_hosts gets the guest's keys for it.
+      const ssh = seeded.spec.ssh;
+      if (ssh?.hostPort !== undefined && ssh.address === undefined) {
+        await setHostKeys(app.paths.knownHosts, [`[127.0.0.1]:${ssh.hostPort}`], ssh.hostPublicKeys, { marker: seeded.name }).catch(() => {});
+      }
       await app.core.networks.syncReservationsOf(seeded.nics.map((n) => n.network)).catch(() => {});
       app.policies.set(a.name, a.policy);
       app.changed();

@@ -185,7 +185,8 @@ export async function launch(service: InstanceService, resolveImage: ImageResolv
     disks: [],
     image: { name: image.name, sha256: image.sha256, path: image.path },
     ...(image.boot === undefined ? (image.ownKernel === undefined ? {} : { boot: image.ownKernel }) : { boot: image.boot }),
-    ...(valid.tuning === undefined ? {} : { tuning: valid.tuning }),
+    // A warm launch runs with the saved state's knobs (its CPU model, say): the record says so (a live move needs it).
+    ...(valid.tuning === undefined ? (warm?.model.tuning === undefined ? {} : { tuning: warm.model.tuning }) : { tuning: valid.tuning }),
   };
   let seedFiles: Record<string, string> | undefined;
   let instanceId = '';

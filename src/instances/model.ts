@@ -102,6 +102,21 @@ export interface InstanceRuntime {
    * reports keeps the configured size.
    */
   memoryPadKiB?: number;
+  /** Started warm (a template's saved guest loaded): the device model a live move's target must build; absent: a cold start. */
+  warm?: WarmRuntime;
+}
+
+/**
+ * What a warm start's QEMU has beyond a cold start's (drivers/qemu/warm.ts): kept until the next (cold) start, so
+ * a live move's target builds the same device model and the guest sees no new generation.
+ */
+export interface WarmRuntime {
+  /** The resolved machine type the state was saved with (`pc-q35-7.2`). */
+  machine: string;
+  /** The VM generation ID device's GUID given at the load (a move keeps it: it is not a clone). */
+  vmgenid: string;
+  /** The RAM is the backend `ram-node0` (the warm state's RAM file), not QEMU's default `pc.ram`. */
+  ramBackend?: boolean;
 }
 
 export interface ContainerSpec {

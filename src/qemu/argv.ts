@@ -92,7 +92,7 @@ export function buildArgv(spec: QemuSpec): string[] {
     argv.push('-device', options('pcie-root-port', { id: hotplugPortId(i), chassis: i + 1 }));
   }
   for (const disk of spec.disks) argv.push(...diskArgv(disk, spec.tuning));
-  for (const nic of spec.nics) argv.push('-netdev', netdevOption(nic), '-device', options('virtio-net-pci', { id: `${nic.id}-dev`, netdev: nic.id, mac: nic.mac, ...nicQueueProps(nic) }));
+  for (const nic of spec.nics) argv.push('-netdev', netdevOption(nic), '-device', options('virtio-net-pci', { id: `${nic.id}-dev`, netdev: nic.id, mac: nic.mac, bus: nic.bus, ...nicQueueProps(nic) }));
   // The balloon reports the guest's memory size (query-balloon, for /metrics). On the root bus, after every other
   // device, so it takes no hot-plug port and moves no existing device to another PCI address.
   argv.push('-device', options('virtio-balloon-pci', { id: 'balloon0', 'free-page-reporting': spec.tuning?.freePageReporting === true ? true : undefined }));
@@ -129,7 +129,7 @@ function memorySize(mib: number, padKiB: number | undefined, blocks = 1): string
 /** The guest's memory as explicit backends: one per NUMA node, or one for huge pages; none for the default. */
 function memoryNodes(spec: QemuSpec): MemoryNode[] {
   const nodes = spec.tuning?.numaNodes ?? 1;
-  if (nodes === 1 && spec.tuning?.hugepages !== true && spec.memoryFile === undefined) return [];
+  if (nodes === 1 && spec.tuning?.hugepages !== true && spec.memoryFile === undefined && spec.ramBackend !== true) return [];
   const cpusPerNode = spec.cpus / nodes;
   return Array.from({ length: nodes }, (_, i) => {
     const first = i * cpusPerNode;

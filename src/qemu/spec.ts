@@ -38,6 +38,8 @@ export interface GuestForward {
 export interface QemuNic {
   id: string;
   mac: string;
+  /** The PCIe port it sits on (`hotplug0`: a warm start plugs its NICs there); absent: QEMU's choice on the root bus. */
+  bus?: string;
   backend:
     /** `restrict`: no traffic leaves through it (nor reaches the host's loopback at 10.0.2.2) but its forwards. */
     | { kind: 'user'; restrict?: boolean; forwards?: PortForward[]; guestForwards?: GuestForward[] }
@@ -76,6 +78,11 @@ export interface QemuSpec {
    * never written and its unchanged pages stay shared between the instances in the page cache).
    */
   memoryFile?: { path: string; share: boolean };
+  /**
+   * The RAM as the backend `ram-node0` (memory-backend-ram) even with one node and no file: the RAM block of a
+   * warm-started guest, whose live move's target has no RAM file.
+   */
+  ramBackend?: boolean;
   /** Where hugetlbfs is mounted, when `tuning.hugepages` backs the guest's memory with huge pages. */
   hugepagePath?: string;
   /** Wait for a migration stream (a live move's destination, a warm launch's saved state): `-incoming defer`, then QMP `migrate-incoming`, instead of booting. */

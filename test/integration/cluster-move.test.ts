@@ -1,4 +1,4 @@
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Claim, HostUsage } from '../../src/cluster/placement.ts';
@@ -100,6 +100,11 @@ describe('moving running instances between the hosts of a cluster (netns, real d
     expect(existsSync(instanceDirOn(h1, 'm1'))).toBe(false);
     expect(localRecord(h1, 'm1')).toBeUndefined();
     expect(qemuPidsUnder(h2.home)).toHaveLength(1);
+    // The guest's SSH host keys (for exec and shell) are known on h2 at its forwarded port, no longer on h1.
+    const knownHosts = (x: SimHost) => (existsSync(join(x.home, 'ssh', 'known_hosts')) ? readFileSync(join(x.home, 'ssh', 'known_hosts'), 'utf8') : '');
+    const sshPort = (localRecord(h2, 'm1') as { spec: { ssh?: { hostPort?: number } } }).spec.ssh?.hostPort;
+    expect(knownHosts(h2)).toMatch(new RegExp(`^\\[127\\.0\\.0\\.1\\]:${sshPort} .* virtnode:m1$`, 'm'));
+    expect(knownHosts(h1)).not.toContain('virtnode:m1');
     // Every host lists it on h2, running, the same VM.
     for (const x of h) {
       const m1 = (await listOn(x)).find((i) => i.name === 'm1');

@@ -5,6 +5,7 @@
  * steps plus the instance record (JSON), whatever the transport.
  */
 import { rmSync, writeFileSync } from 'node:fs';
+import { removeHost } from '../../cloudinit/known-hosts.ts';
 import { join } from 'node:path';
 import type { CoreContext, LockOptions } from '../../core/context.ts';
 import { VirtnodeError } from '../../lib/errors.ts';
@@ -14,10 +15,12 @@ import { imageInfo } from '../../qemu/img.ts';
 import { isOurQemu, killQemu, waitForExit } from '../../qemu/process.ts';
 import { queryKvm, queryStatus, queryVersion, quit } from '../../qmp/commands.ts';
 import { QmpConnection } from '../../qmp/connection.ts';
-import type { Instance, InstanceRuntime } from '../model.ts';
+import type { Accel, Instance, InstanceRuntime } from '../model.ts';
 import { unsafeLiveMove } from '../../qemu/ram-pad.ts';
 import { checkNicsLeave, type MovingNic, movingNics } from '../../network/movable.ts';
-import { toQemuSpec } from '../qemu-spec.ts';
+import { toQemuNic, toQemuSpec } from '../qemu-spec.ts';
+import { warmRunningSpec } from '../drivers/qemu/warm.ts';
+import type { QemuSpec } from '../../qemu/spec.ts';
 import { removeRuntimeFiles, runtimePaths } from '../runtime.ts';
 import { buildOffer } from './offer.ts';
 import type { DiskTransfer, MigrationResult, TargetHost } from './protocol.ts';
@@ -73,8 +76,8 @@ export async function moveInstanceOut(core: CoreContext, name: string, target: I
     try {
       const layout = await runningLayout(instance, qmp);
       checkLiveMoveMemory(instance, layout.runtime);
-      const spec = toQemuSpec(instance, dir, layout.runtime.accel, { restrictUserNetwork: core.networks.hasWayOut(instance) });
-      const transfers = { ...(await defaultTransfers(instance, options.transfers)), ...options.transfers };
+      const spec = runningQemuSpec(instance, dir, layout.runtime.accel, { restrictUserNetwork: core.networks.hasWayOut(instance) });
+      const transfers = { ...(await defaultTransfers(instance, options.transfers, { live: true })), ...options.transfers };
       const offer = await buildOffer(spec, withSignal({ qemuVersion: layout.qemuVersion, transfers, postcopy: options.postcopy === 'auto' }, options.signal));
       const marker: OutgoingMarker = { id: offer.id, ...(options.to === undefined ? {} : { to: options.to }) };
       writeFileSync(join(dir, OUTGOING_MARKER), `${JSON.stringify(marker)}\n`);
@@ -120,6 +123,7 @@ export async function leaveSource(core: CoreContext, instance: Instance, qmp?: Q
   core.repos.instances.delete(name);
   // A cluster network's record of this host's NICs drops it (the target records it as its own).
   if (nics.length > 0) await core.networks.syncReservationsOf(nics.map((n) => n.network)).catch(() => {});
+  if (instance.spec.ssh !== undefined) await removeHost(core.paths.knownHosts, name).catch(() => {});
   removeRuntimeFiles(dir);
   rmSync(dir, { recursive: true, force: true });
 }
@@ -130,6 +134,16 @@ async function sourceQemuGone(instance: Instance): Promise<void> {
   const identity = { pid: instance.pid, start: instance.pidStart };
   if (await waitForExit(identity, QUIT_WAIT_MS)) return;
   if (isOurQemu(identity, instance.uuid)) await killQemu(identity).catch(() => undefined);
+}
+
+/**
+ * The device model the instance's QEMU was started with, for a live move's target: a warm start's (its runtime
+ * record's `warm`: machine, RAM block, generation ID, NIC ports), else a cold start's.
+ */
+export function runningQemuSpec(instance: Instance, dir: string, accel: Accel, options: { restrictUserNetwork?: boolean } = {}): QemuSpec {
+  const warm = instance.spec.runtime?.warm;
+  if (warm === undefined) return toQemuSpec(instance, dir, accel, options);
+  return warmRunningSpec(instance, warm, { accel, paths: runtimePaths(dir), nics: instance.nics.map((n) => toQemuNic(instance, n, options)) });
 }
 
 /**
@@ -196,9 +210,10 @@ export function checkMovable(instance: Instance, nics: readonly MovingNic[], tra
 
 /**
  * Owned disks are copied (a disk over the instance's image as a linked clone of it); others must be named. Those
- * in `named` (the caller's own transfers) are left out.
+ * in `named` (the caller's own transfers) are left out. `live`: a disk two layers above the image (a warm
+ * launch's) is copied whole; an offline move, which copies the files, refuses it.
  */
-export async function defaultTransfers(instance: Instance, named: Record<string, DiskTransfer> = {}): Promise<Record<string, DiskTransfer>> {
+export async function defaultTransfers(instance: Instance, named: Record<string, DiskTransfer> = {}, options: { live?: boolean } = {}): Promise<Record<string, DiskTransfer>> {
   const transfers: Record<string, DiskTransfer> = {};
   for (const disk of instance.spec.disks) {
     if (!disk.owned || named[disk.id] !== undefined) continue;
@@ -206,6 +221,10 @@ export async function defaultTransfers(instance: Instance, named: Record<string,
     const backing = disk.format === 'qcow2' ? (await imageInfo(disk.path, { format: 'qcow2' })).backingFile : undefined;
     if (backing !== undefined && image !== undefined && backing === image.path) {
       transfers[disk.id] = { kind: 'copy', base: { sha256: image.sha256, format: 'qcow2', sourcePath: image.path } };
+    } else if (options.live === true && backing !== undefined && image !== undefined && (await imageInfo(backing, { format: 'qcow2' })).backingFile === image.path) {
+      // A warm launch's disk: an overlay on the template's saved disk (itself an overlay on the template), which
+      // the target does not have. A live move mirrors it whole (the mirror flattens the chain).
+      transfers[disk.id] = { kind: 'copy' };
     } else if (backing !== undefined) {
       throw new VirtnodeError('HOST_UNSUPPORTED', `disk ${disk.id} is an overlay of ${backing}, which is not the instance's image`, { field: 'disks' });
     } else {

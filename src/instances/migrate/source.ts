@@ -158,7 +158,9 @@ export async function migrateOut(qmp: QmpConnection, offer: MigrationOffer, targ
     const copied = offer.disks.filter((d) => d.transfer.kind === 'copy');
     await migrateSetCapabilities(
       qmp,
-      { events: true, 'auto-converge': options.autoConverge ?? true, 'postcopy-ram': offer.postcopy, 'pause-before-switchover': copied.length > 0 },
+      // x-ignore-shared off: a warm start loaded its state with it (and a QEMU keeps its capabilities), and a
+      // stream saved with it is one the target, which has no such RAM file, refuses.
+      { events: true, 'auto-converge': options.autoConverge ?? true, 'postcopy-ram': offer.postcopy, 'pause-before-switchover': copied.length > 0, 'x-ignore-shared': false },
       q,
     );
     // The cap holds in post-copy too (QEMU's own default there is no cap at all).

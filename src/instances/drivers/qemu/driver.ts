@@ -14,7 +14,7 @@ import { QmpConnection } from '../../../qmp/connection.ts';
 import { connectMonitor, explainSilence } from '../../monitor.ts';
 import { rotateConsoleLog } from '../../console-log.ts';
 import type { ConsoleEndpoints, DriverSample, InstanceDriver, LiveDevices, Observation, PreparedStart, StartOptions, StopMethod, WarmBoot } from '../../driver.ts';
-import { type Accel, type Instance, USER_NETWORK } from '../../model.ts';
+import { type Accel, type Instance, USER_NETWORK, type WarmRuntime } from '../../model.ts';
 import { checkTuningOnHost } from '../../tuning.ts';
 import { tuningHostFacts } from '../../../host/tuning-facts.ts';
 import { applyPinning } from './pinning.ts';
@@ -66,8 +66,10 @@ export class QemuDriver implements InstanceDriver {
         });
       }
       // The saved layout, whatever this host would choose now (a state loads only into the same RAM sizes).
-      const runtime = { accel, qemuVersion: warm.model.qemuVersion, ...(warm.model.memoryPadKiB === undefined ? {} : { memoryPadKiB: warm.model.memoryPadKiB }) };
-      return { reason: `loaded a warm state with ${accel}`, runtime, run: (ready, runOptions) => this.runWarm(ready, warm, specOptions, runOptions) };
+      // And what a live move's target needs to build the same (warmRunningSpec): kept until the next, cold, start.
+      const warmRuntime: WarmRuntime = { machine: warm.model.machine, vmgenid: randomUUID(), ...(warm.model.ramFile === undefined ? {} : { ramBackend: true }) };
+      const runtime = { accel, qemuVersion: warm.model.qemuVersion, ...(warm.model.memoryPadKiB === undefined ? {} : { memoryPadKiB: warm.model.memoryPadKiB }), warm: warmRuntime };
+      return { reason: `loaded a warm state with ${accel}`, runtime, run: (ready, runOptions) => this.runWarm(ready, warm, warmRuntime, specOptions, runOptions) };
     }
     const qemuVersion = await this.qemuVersion(options.signal);
     const pad = tcgRamPadKiB({ accel, qemuVersion, hugepages: tuning?.hugepages === true });
@@ -89,6 +91,7 @@ export class QemuDriver implements InstanceDriver {
   private async runWarm(
     instance: Instance,
     warm: WarmBoot,
+    warmRuntime: WarmRuntime,
     specOptions: { restrictUserNetwork: boolean; hugepagePath?: string },
     options: { signal?: AbortSignal; onProcess: (process: ProcessIdentity) => void },
   ): Promise<void> {
@@ -103,7 +106,7 @@ export class QemuDriver implements InstanceDriver {
       smbiosUuid: instance.smbiosUuid,
       diskPath: disk.path,
       paths,
-      vmgenid: randomUUID(),
+      vmgenid: warmRuntime.vmgenid,
       incoming: true,
       ...(warm.model.ramFile === undefined ? {} : { ramPath: join(dirname(warm.statePath), warm.model.ramFile) }),
       ...(specOptions.hugepagePath === undefined ? {} : { hugepagePath: specOptions.hugepagePath }),

@@ -8,6 +8,7 @@ import { connect, createServer, type Socket } from 'node:net';
 import { pipeline } from 'node:stream/promises';
 import { VirtnodeError } from '../../../lib/errors.ts';
 import type { WarmModel } from '../../../templates/model.ts';
+import type { Accel, Instance, WarmRuntime } from '../../model.ts';
 import { HOTPLUG_PORTS, hotplugPortId, nicQueueProps } from '../../../qemu/argv.ts';
 import type { QemuNic, QemuSpec, RuntimePaths } from '../../../qemu/spec.ts';
 import * as qmpCommand from '../../../qmp/commands.ts';
@@ -24,8 +25,8 @@ const SAVE_BANDWIDTH_BYTES_PER_S = 64 * 1024 ** 3;
  * own MAC) and a VM generation ID device (each load gets a new GUID).
  */
 export function warmQemuSpec(
-  model: WarmModel,
-  p: { name: string; uuid: string; smbiosUuid: string; diskPath: string; paths: RuntimePaths; vmgenid: string; incoming: boolean; hugepagePath?: string; ramPath?: string },
+  model: WarmLayout,
+  p: { name: string; uuid: string; smbiosUuid: string; diskPath: string; paths: RuntimePaths; vmgenid: string; incoming: boolean; hugepagePath?: string; ramPath?: string; ramBackend?: boolean },
 ): QemuSpec {
   const spec: QemuSpec = {
     name: p.name,
@@ -46,6 +47,8 @@ export function warmQemuSpec(
   if (p.hugepagePath !== undefined) spec.hugepagePath = p.hugepagePath;
   // The boot that saves the state writes its RAM into the file; a load maps it copy-on-write.
   if (model.ramFile !== undefined && p.ramPath !== undefined) spec.memoryFile = { path: p.ramPath, share: !p.incoming };
+  // A live move's target: the same RAM block (`ram-node0`), without the file (the memory comes over the move).
+  else if (p.ramBackend === true) spec.ramBackend = true;
   if (model.boot !== undefined) {
     spec.kernel = { path: model.boot.kernel };
     if (model.boot.initrd !== undefined) spec.kernel.initrd = model.boot.initrd;
@@ -54,9 +57,58 @@ export function warmQemuSpec(
   return spec;
 }
 
-/** Whether a warm state of this model keeps the guest's RAM in a file: not with tuning (huge pages, NUMA nodes and free page reporting decide how the RAM is backed and given back). */
+/** What of a warm state's device model its QEMU spec is made of (a live move rebuilds it from the instance's record). */
+export type WarmLayout = Pick<WarmModel, 'machine' | 'accel' | 'cpus' | 'memoryMiB' | 'boot' | 'tuning' | 'memoryPadKiB' | 'ramFile'>;
+
+/**
+ * The QEMU spec a warm-started instance runs with, rebuilt from its record (runtime `warm`, recorded at the load)
+ * for a live move's target: the same machine, RAM block, padding, generation ID, disk and NIC ports as the
+ * source, so the migration stream finds the same device model; the guest sees no new generation.
+ */
+export function warmRunningSpec(instance: Instance, warm: WarmRuntime, p: { accel: Accel; paths: RuntimePaths; nics: QemuNic[] }): QemuSpec {
+  const [disk0, ...more] = instance.spec.disks;
+  if (disk0 === undefined) throw new VirtnodeError('INTERNAL', `${instance.name} has no disk to run its warm layout with`);
+  const layout: WarmLayout = {
+    machine: warm.machine,
+    accel: p.accel,
+    cpus: instance.spec.cpus,
+    memoryMiB: instance.spec.memoryMiB,
+    ...(instance.spec.boot === undefined ? {} : { boot: instance.spec.boot }),
+    ...(instance.spec.tuning === undefined ? {} : { tuning: instance.spec.tuning }),
+    ...(instance.spec.runtime?.memoryPadKiB === undefined ? {} : { memoryPadKiB: instance.spec.runtime.memoryPadKiB }),
+  };
+  const spec = warmQemuSpec(layout, {
+    name: instance.name,
+    uuid: instance.uuid,
+    smbiosUuid: instance.smbiosUuid,
+    diskPath: disk0.path,
+    paths: p.paths,
+    vmgenid: warm.vmgenid,
+    incoming: false,
+    ...(warm.ramBackend === true ? { ramBackend: true } : {}),
+  });
+  // Disks attached since the load (none at a warm launch) as a cold start has them.
+  spec.disks.push(...more.map((d) => ({ id: d.id, path: d.path, format: d.format, readonly: d.readonly ?? false })));
+  spec.nics = onHotplugPorts(p.nics);
+  return spec;
+}
+
+/** A warm start's NICs, each on its own PCIe root port in order (where plugNics plugs them after the load). */
+export function onHotplugPorts(nics: QemuNic[]): QemuNic[] {
+  if (nics.length > HOTPLUG_PORTS) {
+    throw new VirtnodeError('INVALID', `a warm launch can plug at most ${HOTPLUG_PORTS} NICs (it asked for ${nics.length})`, { field: 'networks' });
+  }
+  return nics.map((nic, port) => ({ ...nic, bus: hotplugPortId(port) }));
+}
+
+/**
+ * Whether a warm state of this model keeps the guest's RAM in a file: not with huge pages, NUMA nodes or free page
+ * reporting (they decide how the RAM is backed and given back); other knobs (a CPU model, which a live move needs,
+ * pinning, queues, caches) leave the RAM as it is.
+ */
 export function ramInFile(model: Pick<WarmModel, 'tuning'>): boolean {
-  return model.tuning === undefined;
+  const t = model.tuning;
+  return t === undefined || (t.hugepages !== true && (t.numaNodes ?? 1) === 1 && t.freePageReporting !== true);
 }
 
 /** The machine type `q35` stands for in this QEMU (`pc-q35-7.2`): a state loads only into the same one. */
@@ -132,6 +184,8 @@ export async function loadState(qmp: QmpConnection, statePath: string, socketPat
       await new Promise((r) => setTimeout(r, POLL_MS));
     }
     await sent;
+    // The loaded QEMU keeps its capabilities: left as a cold start's, so its later migrations (a live move) are plain.
+    if (options.ramInFile === true) await migrateSetCapabilities(qmp, { 'x-ignore-shared': false });
   } finally {
     socket.destroy();
     rmSync(socketPath, { force: true });
@@ -151,11 +205,8 @@ export function netdevArgs(nic: QemuNic): qmpCommand.NetdevAddArgs {
 
 /** Plugs the instance's NICs, one PCIe root port each, into a loaded (paused) guest: new MACs, seen at `cont`. */
 export async function plugNics(qmp: QmpConnection, nics: QemuNic[]): Promise<void> {
-  if (nics.length > HOTPLUG_PORTS) {
-    throw new VirtnodeError('INVALID', `a warm launch can plug at most ${HOTPLUG_PORTS} NICs (it asked for ${nics.length})`, { field: 'networks' });
-  }
-  for (const [port, nic] of nics.entries()) {
+  for (const nic of onHotplugPorts(nics)) {
     await qmpCommand.netdevAdd(qmp, netdevArgs(nic));
-    await qmpCommand.deviceAdd(qmp, { driver: 'virtio-net-pci', id: `${nic.id}-dev`, netdev: nic.id, mac: nic.mac, bus: hotplugPortId(port), ...nicQueueProps(nic) });
+    await qmpCommand.deviceAdd(qmp, { driver: 'virtio-net-pci', id: `${nic.id}-dev`, netdev: nic.id, mac: nic.mac, bus: nic.bus!, ...nicQueueProps(nic) });
   }
 }
