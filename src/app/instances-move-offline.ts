@@ -17,6 +17,7 @@ import { moveClaim, ownerOf } from '../cluster/placement.ts';
 import type { ClusterService } from '../cluster/service.ts';
 import { defaultTransfers } from '../instances/migrate/move-instance.ts';
 import { type CarriedSeed, readSeed } from '../instances/migrate/carried-seed.ts';
+import { foldOnto } from '../instances/migrate/offline-chain.ts';
 import { INCOMING_MARKER } from '../instances/migrate/stale-incoming.ts';
 import type { Instance } from '../instances/model.ts';
 import { VirtnodeError, invalid, toVirtnodeError } from '../lib/errors.ts';
@@ -191,8 +192,11 @@ export function offlineMovesPeerRoute(app: AppCore, cluster: () => ClusterServic
           const { pid: _pid, pidStart: _pidStart, createdAt: _created, updatedAt: _updated, ...record } = withBootFilesHere(app, req.instance);
           // This host's paths: the copied disks, its own base, its seed directory; shared disks stay where they are.
           const image = record.spec.image;
+          // It starts cold here (a warm launch's layers were folded into its disk): no warm runtime record.
+          const runtime = record.spec.runtime === undefined ? undefined : (({ warm: _warm, ...r }) => r)(record.spec.runtime);
           const spec = {
             ...record.spec,
+            ...(runtime === undefined ? {} : { runtime }),
             disks: record.spec.disks.map((d) => (placed.disks[d.id] === undefined ? d : { ...d, path: placed.disks[d.id]! })),
             ...(image !== undefined && placed.imagePath !== undefined ? { image: { ...image, path: placed.imagePath } } : {}),
             ...(record.spec.httpSeedDir === undefined ? {} : { httpSeedDir: join(dir, 'seed') }),
@@ -250,7 +254,14 @@ function refuseForeignDisks(app: AppCore, instance: Instance): void {
   }
 }
 
-/** The disks of a stopped VM that are copied (with their sizes and digests); those on shared pools are not. */
+/** The file an offline move sends for a disk whose chain is folded onto its image (in the instance's directory). */
+const foldedFile = (dir: string, diskId: string) => join(dir, `moving-${diskId}.qcow2`);
+
+/**
+ * The disks of a stopped VM that are copied (with their sizes and digests); those on shared pools are not. A disk
+ * whose chain has layers above the image (a warm launch's) is sent as a new file, one overlay of the image with
+ * those layers folded in (foldedFile; the caller removes it): the instance's own files are only read.
+ */
 async function disksToCopy(app: AppCore, instance: Instance, signal: AbortSignal): Promise<Array<CopiedDisk & { path: string }>> {
   const shared = (path: string) => isSharedDisk(app, diskKey(path));
   refuseForeignDisks(app, instance);
@@ -259,11 +270,22 @@ async function disksToCopy(app: AppCore, instance: Instance, signal: AbortSignal
   for (const d of instance.spec.disks) {
     const t = transfers[d.id];
     if (t === undefined || t.kind !== 'copy' || shared(d.path)) continue;
-    const { size } = statSync(d.path);
+    let path = d.path;
+    if (t.fold !== undefined && t.base !== undefined) {
+      path = foldedFile(app.paths.instanceDir(instance.name), d.id);
+      rmSync(path, { force: true });
+      await foldOnto(d.path, { path: t.base.sourcePath, format: t.base.format }, path, { signal });
+    }
+    const { size } = statSync(path);
     const base = t.base === undefined ? undefined : { sha256: t.base.sha256, image: instance.spec.image?.name ?? '?' };
-    out.push({ id: d.id, file: basename(d.path), path: d.path, size, sha256: await fileSha256(d.path, signal), ...(base === undefined ? {} : { base }) });
+    out.push({ id: d.id, file: basename(d.path), path, size, sha256: await fileSha256(path, signal), ...(base === undefined ? {} : { base }) });
   }
   return out;
+}
+
+/** Removes the folded files disksToCopy made for `instance`'s disks. */
+function removeFolded(app: AppCore, instance: Instance): void {
+  for (const d of instance.spec.disks) rmSync(foldedFile(app.paths.instanceDir(instance.name), d.id), { force: true });
 }
 
 /**
@@ -308,6 +330,7 @@ export async function moveOffline(app: AppCore, c: ClusterService, instance: Ins
         );
         copyMs = performance.now() - copyStart;
         outgoing.delete(name);
+        removeFolded(app, current);
         signal.throwIfAborted();
         ctx.phase((phase = 'adopting'), `on ${to.name}`);
         await call({ step: 'adopt', id, instance: current, policy: app.policies.get(name) });
@@ -316,6 +339,7 @@ export async function moveOffline(app: AppCore, c: ClusterService, instance: Ins
         claimMoved = true;
       } catch (e) {
         outgoing.delete(name);
+        removeFolded(app, current);
         if (!claimMoved) await call({ step: 'abort', id, name }).catch(() => undefined);
         const err = toVirtnodeError(e);
         throw new VirtnodeError(err.code, `the move of ${name} to ${to.name} ${ctx.signal.aborted ? 'was cancelled' : 'failed'} while ${phase}; ${name} stays on ${from}, unchanged: ${err.message}`, {

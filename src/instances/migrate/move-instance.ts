@@ -23,6 +23,7 @@ import { warmRunningSpec } from '../drivers/qemu/warm.ts';
 import type { QemuSpec } from '../../qemu/spec.ts';
 import { removeRuntimeFiles, runtimePaths } from '../runtime.ts';
 import { buildOffer } from './offer.ts';
+import { planChain } from './offline-chain.ts';
 import type { DiskTransfer, MigrationResult, TargetHost } from './protocol.ts';
 import { migrateOut, type MigrateOutOptions, recoverSource } from './source.ts';
 
@@ -210,28 +211,39 @@ export function checkMovable(instance: Instance, nics: readonly MovingNic[], tra
 
 /**
  * Owned disks are copied (a disk over the instance's image as a linked clone of it); others must be named. Those
- * in `named` (the caller's own transfers) are left out. `live`: a disk two layers above the image (a warm
- * launch's) is copied whole; an offline move, which copies the files, refuses it.
+ * in `named` (the caller's own transfers) are left out. A disk more layers above the image (a warm launch's, over
+ * the template's saved disk) is copied whole when `live` (the mirror flattens the chain); offline, it travels as
+ * one overlay of the image with those layers folded in (`fold`, offline-chain.ts).
  */
 export async function defaultTransfers(instance: Instance, named: Record<string, DiskTransfer> = {}, options: { live?: boolean } = {}): Promise<Record<string, DiskTransfer>> {
   const transfers: Record<string, DiskTransfer> = {};
   for (const disk of instance.spec.disks) {
     if (!disk.owned || named[disk.id] !== undefined) continue;
     const image = instance.spec.image;
-    const backing = disk.format === 'qcow2' ? (await imageInfo(disk.path, { format: 'qcow2' })).backingFile : undefined;
-    if (backing !== undefined && image !== undefined && backing === image.path) {
-      transfers[disk.id] = { kind: 'copy', base: { sha256: image.sha256, format: 'qcow2', sourcePath: image.path } };
-    } else if (options.live === true && backing !== undefined && image !== undefined && (await imageInfo(backing, { format: 'qcow2' })).backingFile === image.path) {
-      // A warm launch's disk: an overlay on the template's saved disk (itself an overlay on the template), which
-      // the target does not have. A live move mirrors it whole (the mirror flattens the chain).
-      transfers[disk.id] = { kind: 'copy' };
-    } else if (backing !== undefined) {
-      throw new VirtnodeError('HOST_UNSUPPORTED', `disk ${disk.id} is an overlay of ${backing}, which is not the instance's image`, { field: 'disks' });
-    } else {
-      transfers[disk.id] = { kind: 'copy' };
+    const plan = planChain(disk.id, disk.format === 'qcow2' ? await chainUpTo(disk.path, image?.path) : [disk.path], image?.path);
+    if (plan.kind === 'whole' || image === undefined) transfers[disk.id] = { kind: 'copy' };
+    else if (plan.fold.length > 0 && options.live === true) transfers[disk.id] = { kind: 'copy' };
+    else {
+      const base = { sha256: image.sha256, format: 'qcow2' as const, sourcePath: image.path };
+      transfers[disk.id] = { kind: 'copy', base, ...(plan.fold.length > 0 ? { fold: plan.fold } : {}) };
     }
   }
   return transfers;
+}
+
+/** The most layers followed under a disk looking for its image. */
+const MAX_CHAIN = 8;
+
+/** A qcow2 disk's file and its backing files, top first, down to `image` (or the end of the chain). */
+async function chainUpTo(path: string, image: string | undefined): Promise<string[]> {
+  const chain = [path];
+  let backing = (await imageInfo(path, { format: 'qcow2' })).backingFile;
+  while (backing !== undefined && chain.length < MAX_CHAIN) {
+    chain.push(backing);
+    if (backing === image) break;
+    backing = (await imageInfo(backing, { format: 'qcow2' })).backingFile;
+  }
+  return chain;
 }
 
 /**

@@ -21,7 +21,15 @@ export interface BaseImage {
 /** How one disk reaches the target. */
 export type DiskTransfer =
   /** The target creates a disk of its own (an overlay of `base` if given) and the source mirrors into it over NBD. */
-  | { kind: 'copy'; base?: BaseImage }
+  | {
+      kind: 'copy';
+      base?: BaseImage;
+      /**
+       * Offline moves only: the layers between the disk and `base` (top first; a warm launch's template disk) that
+       * the source folds into the one overlay of `base` it sends. Never in a live move's offer.
+       */
+      fold?: string[];
+    }
   /** Both hosts reach the same file (a shared pool, a read-only image): nothing is copied. */
   | { kind: 'shared'; path: string };
 
