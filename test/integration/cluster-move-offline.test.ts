@@ -1,10 +1,14 @@
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Claim } from '../../src/cluster/placement.ts';
+import type { Instance } from '../../src/instances/model.ts';
 import { statePaths } from '../../src/lib/paths.ts';
+import { openDb } from '../../src/store/db.ts';
+import { InstanceRepository } from '../../src/store/instances.ts';
 import { qemuPidsUnder } from '../helpers/cli.ts';
 import { type SimCluster, type SimHost, destroyKeepingLogs, etcdGet, formCluster, instanceDirOn, listOn, localRecord, ok, statusOn, tinyGuestHosts } from '../helpers/cluster-hosts.ts';
 import { eventually } from '../helpers/daemon.ts';
@@ -13,10 +17,13 @@ import { SerialShell } from '../helpers/serial-shell.ts';
 /**
  * The offline move of a stopped VM across a cluster of three simulated hosts (netns, real daemons and etcd members,
  * the tiny guest): data written on its disk goes with it; the source keeps nothing; the claim follows; a running VM
- * with --offline is refused; a target whose daemon dies mid-copy leaves the source intact and no partial files.
+ * with --offline is refused; a warm launch's chain arrives as one overlay of the image; a target whose daemon dies
+ * mid-copy leaves the source intact and no partial files.
  */
 
 const LAUNCH = ['--memory', '128M', '--seed', 'http', '--no-wait'];
+const MIB = 1024 * 1024;
+const sha256 = (path: string) => createHash('sha256').update(readFileSync(path)).digest('hex');
 
 const instanceDirs = (h: SimHost) => (existsSync(statePaths(h.home).instances) ? readdirSync(statePaths(h.home).instances) : []);
 
@@ -110,6 +117,52 @@ describe('moving stopped instances between the hosts of a cluster (netns, real d
     expect(etcdGet<Claim>(h1, '/virtnode/claims/o2')?.host).toBe('h2');
     await ok(h2, ['delete', '--force', 'o2']);
     for (const x of [h1, h2]) await ok(x, ['image', 'rm', 'base']);
+  }, 300_000);
+
+  it("a warm launch's chain (image ← warm layer ← overlay): one overlay of the image goes with the warm layer folded in, the source's files unchanged, and it arrives cold", async () => {
+    const [h1, h2, h3] = h as [SimHost, SimHost, SimHost];
+    const raw = join(work, 'wbase.raw');
+    execFileSync('dd', ['if=/dev/urandom', `of=${raw}`, 'bs=1M', 'count=8', 'status=none']);
+    const file = join(work, 'wbase.qcow2');
+    execFileSync('qemu-img', ['convert', '-f', 'raw', '-O', 'qcow2', raw, file]);
+    await ok(h1, ['image', 'import', file, '--name', 'wbase']);
+    await ok(h1, ['launch', 'wbase', '--name', 'o3', ...LAUNCH, '--target', 'h1']);
+    await ok(h1, ['stop', '--force', 'o3']);
+    // Made as a warm launch leaves it: its disk over a layer with data of its own (the template's saved disk) over
+    // the image, writes of its own over part of that layer's, and a warm runtime record.
+    const rec = localRecord(h1, 'o3') as Instance;
+    const disk = rec.spec.disks[0]!.path;
+    const warm = join(work, 'warm-disk.qcow2');
+    execFileSync('qemu-img', ['create', '-q', '-f', 'qcow2', '-b', rec.spec.image!.path, '-F', 'qcow2', warm]);
+    execFileSync('qemu-io', ['-f', 'qcow2', '-c', `write -P 0x5a ${1 * MIB} ${2 * MIB}`, warm]);
+    execFileSync('qemu-img', ['rebase', '-q', '-f', 'qcow2', '-u', '-b', warm, '-F', 'qcow2', disk]);
+    execFileSync('qemu-io', ['-f', 'qcow2', '-c', `write -P 0x3c ${2 * MIB} ${1 * MIB}`, disk]);
+    const db = openDb(statePaths(h1.home).db);
+    try {
+      new InstanceRepository(db).updateSpec('o3', { ...rec.spec, runtime: { accel: 'tcg', qemuVersion: '7.2.22', warm: { machine: 'pc-q35-7.2', vmgenid: crypto.randomUUID() } } });
+    } finally {
+      db.close();
+    }
+    const expected = join(work, 'o3-expected.raw');
+    execFileSync('qemu-img', ['convert', '-f', 'qcow2', '-O', 'raw', disk, expected]);
+    const warmSum = sha256(warm);
+
+    const out = await ok(h3, ['move', 'o3', '--to', 'h2']);
+    console.log(`offline move of a warm-launch-like chain: ${out.trim()}`);
+    expect(out).toMatch(/^Moved o3 from h1 to h2 in \d+\.\d s, offline \(\d+ MiB of disks copied\)\n$/);
+    const moved = localRecord(h2, 'o3') as Instance;
+    expect(moved.spec.runtime?.warm).toBeUndefined();
+    const placed = moved.spec.disks[0]!.path;
+    const chain = JSON.parse(execFileSync('qemu-img', ['info', '--output=json', '-U', '--backing-chain', placed], { encoding: 'utf8' })) as Array<{ filename: string }>;
+    expect(chain.map((l) => l.filename)).toEqual([placed, moved.spec.image!.path]);
+    expect(moved.spec.image!.path.startsWith(h2.home)).toBe(true);
+    // It reads as it did on h1 (qemu-img compare exits non-zero otherwise).
+    execFileSync('qemu-img', ['compare', '-f', 'raw', '-F', 'qcow2', '-U', expected, placed]);
+    expect(sha256(warm)).toBe(warmSum);
+    expect(existsSync(instanceDirOn(h1, 'o3'))).toBe(false);
+    expect(readdirSync(instanceDirOn(h2, 'o3')).filter((f) => f.includes('moving') || f.includes('.part'))).toEqual([]);
+    await ok(h2, ['delete', '--force', 'o3']);
+    for (const x of [h1, h2]) await ok(x, ['image', 'rm', 'wbase']);
   }, 300_000);
 
   it('a target whose daemon dies mid-copy: the source keeps the instance and its claim, the target no partial files once back', async () => {
