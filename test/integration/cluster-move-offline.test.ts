@@ -122,7 +122,7 @@ describe('moving stopped instances between the hosts of a cluster (netns, real d
   it("a warm launch's chain (image ← warm layer ← overlay): one overlay of the image goes with the warm layer folded in, the source's files unchanged, and it arrives cold", async () => {
     const [h1, h2, h3] = h as [SimHost, SimHost, SimHost];
     const raw = join(work, 'wbase.raw');
-    execFileSync('dd', ['if=/dev/urandom', `of=${raw}`, 'bs=1M', 'count=8', 'status=none']);
+    execFileSync('dd', ['if=/dev/urandom', `of=${raw}`, 'bs=1M', 'count=32', 'status=none']);
     const file = join(work, 'wbase.qcow2');
     execFileSync('qemu-img', ['convert', '-f', 'raw', '-O', 'qcow2', raw, file]);
     await ok(h1, ['image', 'import', file, '--name', 'wbase']);
@@ -134,7 +134,8 @@ describe('moving stopped instances between the hosts of a cluster (netns, real d
     const disk = rec.spec.disks[0]!.path;
     const warm = join(work, 'warm-disk.qcow2');
     execFileSync('qemu-img', ['create', '-q', '-f', 'qcow2', '-b', rec.spec.image!.path, '-F', 'qcow2', warm]);
-    execFileSync('qemu-io', ['-f', 'qcow2', '-c', `write -P 0x5a ${1 * MIB} ${2 * MIB}`, warm]);
+    // 24 MiB in the layer, so that the copy takes long enough to be cut short below.
+    execFileSync('qemu-io', ['-f', 'qcow2', '-c', `write -P 0x5a ${1 * MIB} ${24 * MIB}`, warm]);
     execFileSync('qemu-img', ['rebase', '-q', '-f', 'qcow2', '-u', '-b', warm, '-F', 'qcow2', disk]);
     execFileSync('qemu-io', ['-f', 'qcow2', '-c', `write -P 0x3c ${2 * MIB} ${1 * MIB}`, disk]);
     const db = openDb(statePaths(h1.home).db);
@@ -145,7 +146,31 @@ describe('moving stopped instances between the hosts of a cluster (netns, real d
     }
     const expected = join(work, 'o3-expected.raw');
     execFileSync('qemu-img', ['convert', '-f', 'qcow2', '-O', 'raw', disk, expected]);
-    const warmSum = sha256(warm);
+    const sums = () => [sha256(warm), sha256(disk)];
+    const before = sums();
+
+    // A target (h3, asked on the owner) whose daemon dies mid-copy: the source keeps its files as they were and no
+    // folded copy.
+    const failed = h1.cli(['move', 'o3', '--to', 'h3'], { timeoutMs: 180_000 });
+    const deadline = Date.now() + 60_000;
+    let killed = false;
+    while (!killed && Date.now() < deadline) {
+      if (existsSync(instanceDirOn(h3, 'o3'))) {
+        await h3.stopDaemon('SIGKILL');
+        killed = true;
+      } else await new Promise((r) => setTimeout(r, 5));
+    }
+    expect(killed).toBe(true);
+    const r = await failed;
+    expect(r.code).not.toBe(0);
+    expect(r.stderr).toMatch(/^error: the move of o3 to h3 failed while copying; o3 stays on h1, unchanged: /m);
+    expect(sums()).toEqual(before);
+    expect(readdirSync(instanceDirOn(h1, 'o3')).filter((f) => f.startsWith('moving-'))).toEqual([]);
+    expect((localRecord(h1, 'o3') as Instance).spec.runtime?.warm).toBeDefined();
+    expect(etcdGet<Claim>(h1, '/virtnode/claims/o3')?.host).toBe('h1');
+    await h3.startDaemon();
+    await eventually(async () => ((await statusOn(h1)).hosts.find((x) => x.name === 'h3')?.state === 'online' ? true : undefined), 30_000, 'h3 online again');
+    await eventually(() => (existsSync(instanceDirOn(h3, 'o3')) ? undefined : true), 30_000, 'nothing of o3 left on h3');
 
     const out = await ok(h3, ['move', 'o3', '--to', 'h2']);
     console.log(`offline move of a warm-launch-like chain: ${out.trim()}`);
@@ -158,7 +183,7 @@ describe('moving stopped instances between the hosts of a cluster (netns, real d
     expect(moved.spec.image!.path.startsWith(h2.home)).toBe(true);
     // It reads as it did on h1 (qemu-img compare exits non-zero otherwise).
     execFileSync('qemu-img', ['compare', '-f', 'raw', '-F', 'qcow2', '-U', expected, placed]);
-    expect(sha256(warm)).toBe(warmSum);
+    expect(sha256(warm)).toBe(before[0]);
     expect(existsSync(instanceDirOn(h1, 'o3'))).toBe(false);
     expect(readdirSync(instanceDirOn(h2, 'o3')).filter((f) => f.includes('moving') || f.includes('.part'))).toEqual([]);
     await ok(h2, ['delete', '--force', 'o3']);
