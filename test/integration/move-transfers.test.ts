@@ -44,6 +44,12 @@ describe("a live move's transfers of an instance's own disks", () => {
     await createImage(onOther, { format: 'qcow2', backing: { path: other, format: 'qcow2' } });
     await expect(defaultTransfers(instanceWith(onOther, image), {}, { live: true })).rejects.toMatchObject({ code: 'HOST_UNSUPPORTED', field: 'disks' });
     await expect(defaultTransfers(instanceWith(onOther, image))).rejects.toMatchObject({ code: 'HOST_UNSUPPORTED', field: 'disks' });
+    // An overlay of a raw file that is not the image: refused naming the disk, not a qemu-img error.
+    const rawOther = join(dir, 'other.raw');
+    await createImage(rawOther, { format: 'raw', sizeBytes: 64 * 1024 * 1024 });
+    const onRaw = join(dir, 'on-raw.qcow2');
+    await createImage(onRaw, { format: 'qcow2', backing: { path: rawOther, format: 'raw' } });
+    await expect(defaultTransfers(instanceWith(onRaw, image))).rejects.toMatchObject({ code: 'HOST_UNSUPPORTED', field: 'disks', message: expect.stringContaining(`disk disk0 is an overlay of ${rawOther}`) });
   });
 });
 

@@ -234,14 +234,17 @@ export async function defaultTransfers(instance: Instance, named: Record<string,
 /** The most layers followed under a disk looking for its image. */
 const MAX_CHAIN = 8;
 
-/** A qcow2 disk's file and its backing files, top first, down to `image` (or the end of the chain). */
+/**
+ * A qcow2 disk's file and its backing files, top first, down to `image` (or as far as qcow2 layers go: a backing
+ * file that is not one ends the walk, and planChain refuses the chain).
+ */
 async function chainUpTo(path: string, image: string | undefined): Promise<string[]> {
   const chain = [path];
   let backing = (await imageInfo(path, { format: 'qcow2' })).backingFile;
   while (backing !== undefined && chain.length < MAX_CHAIN) {
     chain.push(backing);
-    if (backing === image) break;
-    backing = (await imageInfo(backing, { format: 'qcow2' })).backingFile;
+    if (backing === image || image === undefined) break;
+    backing = (await imageInfo(backing, { format: 'qcow2' }).catch(() => undefined))?.backingFile;
   }
   return chain;
 }
