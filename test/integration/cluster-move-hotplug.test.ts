@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { devicePlacement } from '../../src/qemu/placement.ts';
+import { qomGet } from '../../src/qmp/commands.ts';
 import { QmpConnection } from '../../src/qmp/connection.ts';
 import { qemuPidsUnder } from '../helpers/cli.ts';
 import { type SimCluster, type SimHost, destroyKeepingLogs, instanceDirOn, listOn, localRecord, ok, sharedDirCluster } from '../helpers/cluster-hosts.ts';
@@ -20,9 +21,10 @@ const LAUNCH = ['--memory', '128M', '--seed', 'http', '--no-wait', '--cpu-model'
 
 /** Each device's bus in the QEMU of the instance in `dir` (its query monitor). */
 async function placementIn(dir: string): Promise<Map<string, string>> {
+  // `bus:devfn`
   const qmp = await QmpConnection.connect(join(dir, 'qmp-query.sock'), { timeoutMs: 5_000 });
   try {
-    return await devicePlacement(qmp);
+    return new Map([...(await devicePlacement(qmp))].map(([id, p]) => [id, `${p.bus}:${p.devfn}`]));
   } finally {
     qmp.close();
   }
@@ -31,7 +33,7 @@ async function placementIn(dir: string): Promise<Map<string, string>> {
 async function macIn(dir: string, device: string): Promise<string> {
   const qmp = await QmpConnection.connect(join(dir, 'qmp-query.sock'), { timeoutMs: 5_000 });
   try {
-    return await qmp.execute<string>('qom-get', { path: device, property: 'mac' });
+    return await qomGet<string>(qmp, { path: device, property: 'mac' });
   } finally {
     qmp.close();
   }
@@ -73,7 +75,7 @@ describe('live move of a VM with hot-plugged NICs and a volume (netns hosts, bri
     expect(await ok(h1, ['disk', 'attach', 'hp', 'data'])).toContain('as disk1 (hot-plugged)');
     await ok(h1, ['nic', 'detach', 'hp', '1']);
     const before = await placementIn(instanceDirOn(h1, 'hp'));
-    expect([before.get('net2-dev'), before.get('disk1-dev'), before.get('net0-dev'), before.has('net1-dev')]).toEqual(['hotplug1', 'hotplug2', 'pcie.0', false]);
+    expect([before.get('net2-dev'), before.get('disk1-dev'), before.get('net0-dev'), before.has('net1-dev')]).toEqual(['hotplug1:0', 'hotplug2:0', expect.stringMatching(/^pcie\.0:\d+$/), false]);
 
     const out = await ok(h1, ['move', 'hp', '--to', 'h2']);
     expect(out).toMatch(/^Moved hp from h1 to h2 in /);
