@@ -77,10 +77,10 @@ async function hotplug(service: InstanceService, instance: Instance, nic: Nic): 
       let lastError: unknown;
       for (let port = 0; port < HOTPLUG_PORTS; port++) {
         try {
-          await deviceAdd(qmp, { driver: 'virtio-net-pci', id: `${qemuNic.id}-dev`, netdev: qemuNic.id, mac: nic.mac, bus: hotplugPortId(port), ...nicQueueProps(qemuNic) });
+          await deviceAdd(qmp, { driver: 'virtio-net-pci', id: `${qemuNic.id}-dev`, netdev: qemuNic.id, mac: nic.mac, bus: hotplugPortId(port), addr: '0', ...nicQueueProps(qemuNic) });
           return;
         } catch (e) {
-          lastError = e; // that root port holds another hot-plugged device: try the next
+          lastError = e; // that root port holds another hot-plugged device (slot 0 taken; QEMU would put it at slot 1, unseen by the guest): try the next
         }
       }
       await netdevDel(qmp, { id: qemuNic.id }).catch(() => {});

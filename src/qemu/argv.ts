@@ -191,6 +191,7 @@ function diskArgv(disk: QemuDisk, tuning: QemuSpec['tuning']): string[] {
     options('virtio-blk-pci', {
       id: `${disk.id}-dev`,
       drive: disk.id,
+      bus: disk.bus,
       bootindex: disk.bootIndex,
       'write-cache': cache.writeCache,
       iothread: tuning?.iothreads === true ? iothreadId(disk.id) : undefined,

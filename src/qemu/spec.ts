@@ -19,6 +19,8 @@ export interface QemuDisk {
   format: DiskFormat;
   readonly: boolean;
   bootIndex?: number;
+  /** The PCIe port it sits on (`hotplug1`: it was attached live there); absent: QEMU's choice on the root bus. */
+  bus?: string;
 }
 
 export interface PortForward {

@@ -23,6 +23,8 @@ export const QMP_COMMANDS = {
   queryChardev: 'query-chardev',
   queryBalloon: 'query-balloon',
   queryPci: 'query-pci',
+  qomList: 'qom-list',
+  qomGet: 'qom-get',
   queryNamedBlockNodes: 'query-named-block-nodes',
   queryJobs: 'query-jobs',
   queryBlockJobs: 'query-block-jobs',
@@ -358,6 +360,16 @@ export function queryBalloon(qmp: QmpConnection, options: QmpExecuteOptions = {}
 
 export function queryPci(qmp: QmpConnection, options: QmpExecuteOptions = {}): Promise<PciInfo[]> {
   return qmp.execute<PciInfo[]>(QMP_COMMANDS.queryPci, undefined, options);
+}
+
+/** A QOM object's properties (`child<TYPE>` for the objects under it). */
+export function qomList(qmp: QmpConnection, args: { path: string }, options: QmpExecuteOptions = {}): Promise<Array<{ name: string; type: string }>> {
+  return qmp.execute<Array<{ name: string; type: string }>>(QMP_COMMANDS.qomList, args, options);
+}
+
+/** One property of a QOM object (a link's value is the linked object's path). */
+export function qomGet<T>(qmp: QmpConnection, args: { path: string; property: string }, options: QmpExecuteOptions = {}): Promise<T> {
+  return qmp.execute<T>(QMP_COMMANDS.qomGet, args, options);
 }
 
 export function queryNamedBlockNodes(qmp: QmpConnection, args: { flat?: boolean } = {}, options: QmpExecuteOptions = {}): Promise<BlockDeviceInfoFlat[]> {

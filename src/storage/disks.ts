@@ -70,7 +70,7 @@ export async function attachDisk(storage: StorageService, instanceName: string, 
           }
           await addBlockNode(qmp, disk.id, disk.path, disk.format);
           try {
-            await deviceAdd(qmp, { driver: 'virtio-blk-pci', id: deviceId(disk.id), drive: disk.id, bus: port });
+            await deviceAdd(qmp, { driver: 'virtio-blk-pci', id: deviceId(disk.id), drive: disk.id, bus: port, addr: '0' });
           } catch (e) {
             await blockdevDel(qmp, { 'node-name': disk.id }).catch(() => {});
             throw e;

@@ -21,6 +21,7 @@ import { checkNicsLeave, type MovingNic, movingNics } from '../../network/movabl
 import { toQemuNic, toQemuSpec } from '../qemu-spec.ts';
 import { warmRunningSpec } from '../drivers/qemu/warm.ts';
 import type { QemuSpec } from '../../qemu/spec.ts';
+import { devicePlacement, placedAsRunning } from '../../qemu/placement.ts';
 import { removeRuntimeFiles, runtimePaths } from '../runtime.ts';
 import { buildOffer } from './offer.ts';
 import { planChain } from './offline-chain.ts';
@@ -77,7 +78,8 @@ export async function moveInstanceOut(core: CoreContext, name: string, target: I
     try {
       const layout = await runningLayout(instance, qmp);
       checkLiveMoveMemory(instance, layout.runtime);
-      const spec = runningQemuSpec(instance, dir, layout.runtime.accel, { restrictUserNetwork: core.networks.hasWayOut(instance) });
+      // Disks and NICs where the running QEMU has them (a device attached live sits on a hot-plug port).
+      const spec = placedAsRunning(runningQemuSpec(instance, dir, layout.runtime.accel, { restrictUserNetwork: core.networks.hasWayOut(instance) }), await devicePlacement(qmp));
       const transfers = { ...(await defaultTransfers(instance, options.transfers, { live: true })), ...options.transfers };
       const offer = await buildOffer(spec, withSignal({ qemuVersion: layout.qemuVersion, transfers, postcopy: options.postcopy === 'auto' }, options.signal));
       const marker: OutgoingMarker = { id: offer.id, ...(options.to === undefined ? {} : { to: options.to }) };

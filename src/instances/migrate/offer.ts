@@ -30,6 +30,7 @@ export async function buildOffer(
       virtualSize: info.virtualSize,
       readonly: disk.readonly,
       ...(disk.bootIndex === undefined ? {} : { bootIndex: disk.bootIndex }),
+      ...(disk.bus === undefined ? {} : { bus: disk.bus }),
       transfer,
     });
   }

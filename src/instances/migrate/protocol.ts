@@ -40,6 +40,8 @@ export interface OfferedDisk {
   virtualSize: number;
   readonly: boolean;
   bootIndex?: number;
+  /** The hot-plug port it sits on in the source's QEMU (absent: the root bus). */
+  bus?: string;
   transfer: DiskTransfer;
 }
 

@@ -246,7 +246,7 @@ export class MigrationTarget implements TargetHost {
   private async createDisks(offer: MigrationOffer, signal: AbortSignal | undefined): Promise<QemuDisk[]> {
     const disks: QemuDisk[] = [];
     for (const disk of offer.disks) {
-      const common = { id: disk.id, format: disk.format, readonly: disk.readonly, ...(disk.bootIndex === undefined ? {} : { bootIndex: disk.bootIndex }) };
+      const common = { id: disk.id, format: disk.format, readonly: disk.readonly, ...(disk.bootIndex === undefined ? {} : { bootIndex: disk.bootIndex }), ...(disk.bus === undefined ? {} : { bus: disk.bus }) };
       if (disk.transfer.kind === 'shared') {
         disks.push({ ...common, path: disk.transfer.path });
         continue;
