@@ -137,7 +137,7 @@ describe('boot files read out of images at import', () => {
   it('reads a bare filesystem in place: a relative kernel path, no initramfs', async () => {
     const { image } = await store.import(bareFs, { name: 'bare' });
     const dir = bootFilesDir(store.dir, image.sha256);
-    expect(store.resolve('bare').boot).toEqual({ kernel: join(dir, 'vmlinuz'), cmdline: 'root=/dev/vda console=ttyS0' });
+    expect(store.resolve('bare').boot).toEqual({ kernel: join(dir, 'vmlinuz'), cmdline: 'root=/dev/vda console=ttyS0 virtnode.cloud_init=one_process' });
   });
 
   it('images without an EXTLINUX entry, or whose entry names no Linux kernel, get none and boot through their firmware', async () => {
