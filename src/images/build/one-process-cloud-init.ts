@@ -34,6 +34,11 @@ function ask(stage: string): string {
   return `ExecStart=/bin/sh -c 'echo ${stage} > ${RUN}/request && read code < ${RUN}/${stage}.done && exit "$$code"'`;
 }
 
+/** The [Service] and [Install] sections of a unit that asks the running process for `stage`. */
+function askingService(stage: string): string[] {
+  return ['[Service]', 'Type=oneshot', ask(stage), 'RemainAfterExit=yes', 'TimeoutSec=0', 'StandardOutput=journal+console', '', '[Install]', 'WantedBy=cloud-init.target', ''];
+}
+
 /** The units' text, by file name. Orderings copied from cloud-init 22.4's units (Debian 12) they stand in for. */
 export function oneProcessUnits(): Record<(typeof ONE_PROCESS_UNITS)[number], string> {
   return {
@@ -77,16 +82,7 @@ export function oneProcessUnits(): Record<(typeof ONE_PROCESS_UNITS)[number], st
       'Before=network-online.target chronyd.service sshd-keygen.service sshd.service sysinit.target shutdown.target systemd-user-sessions.service',
       'Conflicts=shutdown.target',
       '',
-      '[Service]',
-      'Type=oneshot',
-      ask('network'),
-      'RemainAfterExit=yes',
-      'TimeoutSec=0',
-      'StandardOutput=journal+console',
-      '',
-      '[Install]',
-      'WantedBy=cloud-init.target',
-      '',
+      ...askingService('network'),
     ].join('\n'),
     'virtnode-cloud-final.service': [
       "# virtnode: cloud-final.service's place when virtnode boots this image; the stage runs in virtnode-cloud-init.service.",
@@ -100,16 +96,7 @@ export function oneProcessUnits(): Record<(typeof ONE_PROCESS_UNITS)[number], st
       'Before=apt-daily.service',
       'Wants=network-online.target',
       '',
-      '[Service]',
-      'Type=oneshot',
-      ask('final'),
-      'RemainAfterExit=yes',
-      'TimeoutSec=0',
-      'StandardOutput=journal+console',
-      '',
-      '[Install]',
-      'WantedBy=cloud-init.target',
-      '',
+      ...askingService('final'),
     ].join('\n'),
   };
 }
