@@ -9,6 +9,7 @@ import { VirtnodeError } from '../lib/errors.ts';
 import { delaypoint } from '../lib/failpoint.ts';
 import { reportsNoSpace } from '../lib/no-space.ts';
 import { HOTPLUG_PORTS, hotplugPortId } from '../qemu/argv.ts';
+import { devicePlacement } from '../qemu/placement.ts';
 import { blockdevAdd, type BlockInfo, deviceDel, jobComplete, jobDismiss, type PciDeviceInfo, queryBlock, queryJobs, queryNamedBlockNodes, queryPci } from '../qmp/commands.ts';
 import type { QmpConnection, QmpEvent } from '../qmp/connection.ts';
 
@@ -78,11 +79,12 @@ export async function deviceSlots(qmp: QmpConnection): Promise<Map<string, strin
 
 /** The first empty PCIe root port for hot-plugging, or undefined when all are taken. */
 export async function freeHotplugPort(qmp: QmpConnection): Promise<string | undefined> {
-  const buses = await queryPci(qmp);
-  const ports = new Map(buses.flatMap((b) => b.devices).map((d) => [d.qdev_id, d]));
+  // Asked of QOM as a move asks it (devicePlacement): which ports exist, and which have a device behind them.
+  const placement = await devicePlacement(qmp);
+  const taken = new Set([...placement.values()].map((p) => p.bus));
   for (let i = 0; i < HOTPLUG_PORTS; i++) {
-    const port = ports.get(hotplugPortId(i));
-    if (port !== undefined && (port.pci_bridge?.devices ?? []).length === 0) return hotplugPortId(i);
+    const port = hotplugPortId(i);
+    if (placement.has(port) && !taken.has(port)) return port;
   }
   return undefined;
 }
