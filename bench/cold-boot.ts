@@ -11,6 +11,8 @@
  * BENCH_BASELINE_IMAGE=other.qcow2 adds two contenders to the same run, interleaved: virtnode and virt-install
  * booting that image (an image built from the previous recipe: before/after of an image change). With
  * BENCH_VIRTNODE_ONLY=1 only the two virtnode contenders run: more rounds of an image's before/after in the same time.
+ * BENCH_BASELINE=DIR (another checkout, built) makes that checkout's virtnode the baseline contender instead, booting
+ * the same image: before/after of a change in virtnode itself (with BENCH_VIRTNODE_ONLY=1, only the two virtnodes).
  */
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { chmodSync, chownSync, mkdirSync, mkdtempSync, readFileSync, realpathSync, rmSync, writeFileSync } from 'node:fs';
@@ -26,6 +28,9 @@ const cpus = Number(process.argv[3] ?? 1);
 const image = realpathSync(process.argv[4] ?? join(process.env['VIRTNODE_IMAGE_DIR'] ?? '/var/cache/virtnode/images', 'debian-12.qcow2'));
 const baselineImage = process.env['BENCH_BASELINE_IMAGE'] ? realpathSync(process.env['BENCH_BASELINE_IMAGE']) : undefined;
 const virtnodeOnly = process.env['BENCH_VIRTNODE_ONLY'] === '1';
+const baselineCheckout = process.env['BENCH_BASELINE'] ? realpathSync(process.env['BENCH_BASELINE']) : undefined;
+/** The baseline contender: another image (booted by this checkout's virtnode) or another checkout's virtnode. */
+const baseline = baselineCheckout !== undefined ? { image: 'debian-12', bin: join(baselineCheckout, 'bin', 'virtnode') } : baselineImage !== undefined ? { image: 'baseline' } : undefined;
 const MEMORY_MIB = 1024;
 const READY_TIMEOUT_MS = 15 * 60_000;
 const NOBODY = 65534;
@@ -149,17 +154,17 @@ async function main(): Promise<void> {
     libvirtDir = mkdtempSync('/tmp/vl-');
     chmodSync(libvirtDir, 0o755);
     libvirt = await startLibvirt(join(libvirtDir, 'l'));
-    for (const [file, name] of [[image, 'debian-12'], ...(baselineImage === undefined ? [] : [[baselineImage, 'baseline']])] as const) {
+    for (const [file, name] of [[image, 'debian-12'], ...(baselineImage === undefined || baselineCheckout !== undefined ? [] : [[baselineImage, 'baseline']])] as const) {
       const imported = await virtnode(home, ['image', 'import', file, '--name', name]);
       if (imported.code !== 0) throw new Error(imported.stderr);
     }
-    const launch = async (imageName: string, name: string, into: Sample[]): Promise<string> => {
+    const launch = async (imageName: string, name: string, into: Sample[], bin?: string): Promise<string> => {
       const t0 = performance.now();
-      const launched = await virtnode(home, ['launch', imageName, '--name', name, '--cpus', String(cpus), '--memory', `${MEMORY_MIB / 1024}G`], { timeoutMs: READY_TIMEOUT_MS });
+      const launched = await virtnode(home, ['launch', imageName, '--name', name, '--cpus', String(cpus), '--memory', `${MEMORY_MIB / 1024}G`], { timeoutMs: READY_TIMEOUT_MS, ...(bin === undefined ? {} : { bin }) });
       const wallMs = performance.now() - t0;
       if (launched.code !== 0) throw new Error(launched.stderr);
       into.push({ wallMs, qemuCpuS: qemuCpuSeconds(Number(/booting\s+QEMU pid (\d+)/.exec(launched.stderr)?.[1])) });
-      console.error(`virtnode ${imageName}: ${JSON.stringify(into.at(-1))}`);
+      console.error(`virtnode${bin === undefined ? '' : ' baseline'} ${imageName}: ${JSON.stringify(into.at(-1))}`);
       await virtnode(home, ['delete', '--force', name]);
       return launched.stderr;
     };
@@ -169,7 +174,7 @@ async function main(): Promise<void> {
       directBoot = /booted directly/.test(stderr);
 
       if (virtnodeOnly) {
-        if (baselineImage !== undefined) await launch('baseline', `b${i}`, samples.virtnodeBaseline);
+        if (baseline !== undefined) await launch(baseline.image, `b${i}`, samples.virtnodeBaseline, baseline.bin);
         continue;
       }
       const handDir = join(root, `hand${i}`);
@@ -179,8 +184,8 @@ async function main(): Promise<void> {
 
       samples.virtInstall.push(await virtInstall(join(root, `vi${i}`), key, `vi${i}`, libvirt, image));
       console.error(`virt-install: ${JSON.stringify(samples.virtInstall.at(-1))}`);
-      if (baselineImage !== undefined) {
-        await launch('baseline', `b${i}`, samples.virtnodeBaseline);
+      if (baseline !== undefined) await launch(baseline.image, `b${i}`, samples.virtnodeBaseline, baseline.bin);
+      if (baselineImage !== undefined && baselineCheckout === undefined) {
         samples.virtInstallBaseline.push(await virtInstall(join(root, `vb${i}`), key, `vb${i}`, libvirt, baselineImage));
         console.error(`virt-install baseline: ${JSON.stringify(samples.virtInstallBaseline.at(-1))}`);
       }
@@ -198,20 +203,24 @@ async function main(): Promise<void> {
     virtnode: of('virtnode', f),
     byHandFirmware: of('byHandFirmware', f),
     virtInstall: of('virtInstall', f),
-    ...(baselineImage === undefined ? {} : { virtnodeBaseline: of('virtnodeBaseline', f), virtInstallBaseline: of('virtInstallBaseline', f) }),
+    ...(baseline === undefined ? {} : { virtnodeBaseline: of('virtnodeBaseline', f) }),
+    ...(baselineImage === undefined || baselineCheckout !== undefined ? {} : { virtInstallBaseline: of('virtInstallBaseline', f) }),
   });
   const medianMs = medians('wallMs');
   const medianQemuCpuS = medians('qemuCpuS');
-  const baselineRatios = (m: typeof medianMs) =>
-    m.virtnodeBaseline === undefined || m.virtInstallBaseline === undefined
+  const baselineRatios = (m: typeof medianMs) => ({
+    ...(m.virtnodeBaseline === undefined ? {} : { virtnodeToVirtnodeBaseline: m.virtnode / m.virtnodeBaseline, virtnodeBaselineToVirtInstall: m.virtnodeBaseline / m.virtInstall }),
+    ...(m.virtnodeBaseline === undefined || m.virtInstallBaseline === undefined
       ? {}
-      : { virtnodeToVirtnodeBaseline: m.virtnode / m.virtnodeBaseline, virtnodeToVirtInstallBaseline: m.virtnode / m.virtInstallBaseline, virtnodeBaselineToVirtInstallBaseline: m.virtnodeBaseline / m.virtInstallBaseline };
+      : { virtnodeToVirtInstallBaseline: m.virtnode / m.virtInstallBaseline, virtnodeBaselineToVirtInstallBaseline: m.virtnodeBaseline / m.virtInstallBaseline }),
+  });
   const result = {
     benchmark: `cold launch to SSH login + cloud-init done (Debian 12 image, TCG, ${cpus} vCPU, ${MEMORY_MIB} MiB)`,
     runs,
     cpus,
     image,
-    ...(baselineImage === undefined ? {} : { baselineImage }),
+    ...(baselineImage === undefined || baselineCheckout !== undefined ? {} : { baselineImage }),
+    ...(baselineCheckout === undefined ? {} : { baselineCheckout }),
     virtnodeDirectKernelBoot: directBoot,
     at: new Date().toISOString(),
     medianMs,

@@ -3,6 +3,7 @@ import { tapName } from '../network/names.ts';
 import type { GuestForward, PortForward, QemuNic, QemuSpec } from '../qemu/spec.ts';
 import { type Accel, type Instance, type Nic, USER_NETWORK } from './model.ts';
 import { runtimePaths } from './runtime.ts';
+import { bootCmdlineFor } from './tcg-boot.ts';
 
 /** Where the guest finds its metadata when the seed is served over HTTP (inside its user-mode network). */
 export const METADATA_ADDRESS = '10.0.2.100';
@@ -61,7 +62,7 @@ export function toQemuSpec(instance: Instance, dir: string, accel: Accel, option
   if (boot !== undefined) {
     spec.kernel = { path: boot.kernel };
     if (boot.initrd !== undefined) spec.kernel.initrd = boot.initrd;
-    if (boot.cmdline !== undefined) spec.kernel.cmdline = boot.cmdline;
+    if (boot.cmdline !== undefined) spec.kernel.cmdline = bootCmdlineFor(boot.cmdline, accel);
   }
   return spec;
 }

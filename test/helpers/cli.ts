@@ -19,10 +19,10 @@ export interface CliResult {
 export function virtnode(
   home: string,
   args: string[],
-  options: { env?: Record<string, string>; input?: string; timeoutMs?: number; cwd?: string } = {},
+  options: { env?: Record<string, string>; input?: string; timeoutMs?: number; cwd?: string; bin?: string } = {},
 ): Promise<CliResult> {
   return new Promise((resolve, reject) => {
-    const child = spawn(VIRTNODE_BIN, args, {
+    const child = spawn(options.bin ?? VIRTNODE_BIN, args, {
       env: { ...process.env, VIRTNODE_HOME: home, ...options.env },
       ...(options.cwd === undefined ? {} : { cwd: options.cwd }),
       stdio: ['pipe', 'pipe', 'pipe'],
