@@ -132,10 +132,15 @@ describe('virtnode launch on the real Debian image', () => {
     for (const unit of ['cloud-init-local.service', 'cloud-init.service', 'cloud-final.service']) {
       expect(await state(unit)).toMatchObject({ ConditionResult: 'no' });
     }
+    // virtnode's own modules came compiled in the image, not compiled at this boot.
+    const [compiledAt, now, uptime] = (await vexec('alpha', 'sh', '-c', 'stat -c %Y /usr/lib/virtnode/__pycache__/first_boot_common.*.pyc; date +%s; cut -d" " -f1 /proc/uptime')).trim().split('\n').map(Number);
+    expect(compiledAt!).toBeLessThan(now! - uptime!);
     // Every stage of this boot announced itself in that one unit's output (its process and the tee of its output).
     const journal = await vexec('alpha', 'sudo', '-n', 'journalctl', '-b', '-o', 'cat', '--no-pager', '-u', 'virtnode-cloud-init.service');
     const stages = [...journal.matchAll(/Cloud-init v\. \S+ running '([^']+)'/g)].map((m) => m[1]);
     expect(stages).toEqual(['init-local', 'init', 'modules:final']);
+    // The image's configuration with virtnode's seed passes cloud-init's schema check (it warned at every boot).
+    expect(await vexec('alpha', 'sudo', '-n', 'cat', '/var/log/cloud-init.log')).not.toContain('Invalid cloud-config');
   });
 
   // cloud-init 22.4 writes injected public host keys 0600, hence sudo.

@@ -11,7 +11,7 @@ import { guestProgramsDigest } from './one-process-cloud-init.ts';
 import { DEFAULT_DEBIAN_MIRROR, RECIPES, isImageName, type ImageName, type ImageRecipe } from './recipes.ts';
 
 /** Bumped whenever the builder's output changes for the same recipe; part of the recipe key. */
-export const BUILDER_VERSION = 3;
+export const BUILDER_VERSION = 4;
 
 const MIB = 1024 * 1024;
 const GIB = 1024 * MIB;

@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { run } from '../../exec/run.ts';
 import { VirtnodeError } from '../../lib/errors.ts';
 import { withSignal } from '../../lib/signal.ts';
-import { installOneProcessCloudInit } from './one-process-cloud-init.ts';
+import { installOneProcessCloudInit, COMPILE_GUEST_PROGRAMS } from './one-process-cloud-init.ts';
 import type { ImageRecipe } from './recipes.ts';
 
 const CHROOT_TIMEOUT_MS = 10 * 60_000;
@@ -102,7 +102,10 @@ export async function configureRoot(root: string, recipe: ImageRecipe, options: 
   await writeFile(sshdDropIn, 'PasswordAuthentication no\n', { mode: 0o600 });
   await chmod(sshdDropIn, 0o600);
   await maskUnits(root, recipe.maskedUnits);
-  if (recipe.oneProcessCloudInit) await installOneProcessCloudInit(root);
+  if (recipe.oneProcessCloudInit) {
+    await installOneProcessCloudInit(root);
+    await chrootRun(root, COMPILE_GUEST_PROGRAMS, signal);
+  }
 
   // Serial console: a getty on ttyS0 even when the kernel console is elsewhere.
   const wants = join(root, 'etc/systemd/system/getty.target.wants');
@@ -133,8 +136,9 @@ export async function configureRoot(root: string, recipe: ImageRecipe, options: 
   return k;
 }
 
-function cloudInitModulesConfig(recipe: ImageRecipe): string {
-  const list = (key: string, modules: readonly string[]) => [`${key}:`, ...modules.map((m) => ` - ${m}`)];
+/** cloud.cfg.d's module lists; an empty stage is `[]` (a bare `key:` is null, which cloud-init's schema rejects). */
+export function cloudInitModulesConfig(recipe: ImageRecipe): string {
+  const list = (key: string, modules: readonly string[]) => (modules.length === 0 ? [`${key}: []`] : [`${key}:`, ...modules.map((m) => ` - ${m}`)]);
   const { init, config, final } = recipe.cloudInitModules;
   return [
     '# virtnode: only the modules a virtnode guest can use (no snaps, GRUB, other clouds\' agents, key dumps to the console).',

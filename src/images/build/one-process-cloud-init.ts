@@ -19,6 +19,12 @@ export const GUEST_PROGRAM_DIR = '/usr/lib/virtnode';
 /** Repository files copied into GUEST_PROGRAM_DIR, under their own names. */
 export const GUEST_PROGRAMS = ['src/instances/cold-first-boot.py', 'src/instances/first_boot_common.py', 'src/instances/first_boot_caches.py'] as const;
 
+/**
+ * Compiles the programs' modules when the image is built (run in its root), as Debian compiles its packages'
+ * modules at install: otherwise every instance's first boot compiles them again under emulation.
+ */
+export const COMPILE_GUEST_PROGRAMS = ['python3', '-m', 'compileall', '-q', GUEST_PROGRAM_DIR] as const;
+
 export const ONE_PROCESS_UNITS = ['virtnode-cloud-init.service', 'virtnode-cloud-init-network.service', 'virtnode-cloud-final.service'] as const;
 /** cloud-init's own units, each given `ConditionKernelCommandLine=!FLAG` (cloud-config.service too, masked or not). */
 export const CLOUD_INIT_UNITS = ['cloud-init-local.service', 'cloud-init.service', 'cloud-config.service', 'cloud-final.service'] as const;
