@@ -56,7 +56,10 @@ export async function configureRoot(root: string, recipe: ImageRecipe, options: 
   // The initramfs with only the root disk's drivers (`MODULES=list`; `dep` would look at the build host's disks).
   await mkdir(join(root, 'etc/initramfs-tools/conf.d'), { recursive: true });
   await writeFile(join(root, 'etc/initramfs-tools/conf.d/virtnode.conf'), '# virtnode: only the modules listed in /etc/initramfs-tools/modules\nMODULES=list\n');
-  await writeFile(join(root, 'etc/initramfs-tools/modules'), `# virtnode: drivers a root disk can sit behind, and its filesystem\n${recipe.initramfsModules.join('\n')}\n`);
+  await writeFile(join(root, 'etc/initramfs-tools/modules'), `# virtnode: the root disk's driver and filesystem, loaded at every boot\n${recipe.initramfsBootModules.join('\n')}\n`);
+  await mkdir(join(root, 'etc/initramfs-tools/hooks'), { recursive: true });
+  await writeFile(join(root, INITRAMFS_HOOK), initramfsHook(recipe), { mode: 0o755 });
+  await chmod(join(root, INITRAMFS_HOOK), 0o755);
   const initrdExists = await exists(join(root, k.initrd));
   await chrootRun(root, ['update-initramfs', initrdExists ? '-u' : '-c', '-k', k.version], signal);
 
@@ -134,6 +137,26 @@ export async function configureRoot(root: string, recipe: ImageRecipe, options: 
   );
   await chrootRun(root, ['apt-get', 'clean'], signal);
   return k;
+}
+
+const INITRAMFS_HOOK = 'etc/initramfs-tools/hooks/virtnode-drivers';
+
+/**
+ * An initramfs-tools hook that puts the recipe's other drivers into the initramfs without loading them: udev
+ * loads each one there when its hardware shows up (modules.alias), as it does in the running system.
+ */
+export function initramfsHook(recipe: ImageRecipe): string {
+  const onDemand = recipe.initramfsModules.filter((m) => !recipe.initramfsBootModules.includes(m));
+  return [
+    '#!/bin/sh',
+    '# virtnode: drivers a root disk or a seed CD-ROM can sit behind, loaded by udev only when that hardware is there.',
+    'PREREQ=""',
+    'prereqs() { echo "$PREREQ"; }',
+    'case "$1" in prereqs) prereqs; exit 0 ;; esac',
+    '. /usr/share/initramfs-tools/hook-functions',
+    ...onDemand.map((m) => `manual_add_modules ${m}`),
+    '',
+  ].join('\n');
 }
 
 /** cloud.cfg.d's module lists; an empty stage is `[]` (a bare `key:` is null, which cloud-init's schema rejects). */
