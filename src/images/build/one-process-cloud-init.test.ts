@@ -8,7 +8,6 @@ import {
   CLOUD_INIT_UNITS,
   GUEST_PROGRAM_DIR,
   GUEST_PROGRAMS,
-  COMPILE_GUEST_PROGRAMS,
   guestProgramsDigest,
   installOneProcessCloudInit,
   ONE_PROCESS_UNITS,
@@ -47,10 +46,6 @@ describe('one-process cloud-init units', () => {
     expect(server.get('DefaultDependencies')).toEqual(['no']);
     expect(server.get('Before')).toEqual(expect.arrayContaining(['network-pre.target', 'sysinit.target']));
     expect(server.get('ExecStart')).toEqual([`/usr/bin/python3 ${GUEST_PROGRAM_DIR}/cold-first-boot.py`]);
-  });
-
-  it("compiles the programs' modules into the image (the first boot would otherwise compile them under emulation)", () => {
-    expect(COMPILE_GUEST_PROGRAMS).toEqual(['python3', '-m', 'compileall', '-q', GUEST_PROGRAM_DIR]);
   });
 
   it('the network stage after ifupdown and before sshd (which needs the host keys it writes), asked of the one process', () => {
