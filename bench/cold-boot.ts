@@ -50,6 +50,18 @@ function qemuCpuSeconds(pid: number): number {
 interface Sample {
   wallMs: number;
   qemuCpuS: number;
+  /** virtnode only: the TCP connections the guest's sshd took in this boot (its children), the launch's login included. */
+  sshdConnections?: number;
+}
+
+/**
+ * Each connection sshd takes is logged with its client's port ("Connection closed by 10.0.2.2 port 51234
+ * [preauth]", "Accepted publickey for ... port 51236"): the distinct ports, read after the launch.
+ */
+async function sshdConnections(home: string, name: string, bin: string | undefined): Promise<number> {
+  const log = await virtnode(home, ['exec', name, '--', 'journalctl', '-b', '-u', 'ssh.service', '-o', 'cat', '--no-pager'], bin === undefined ? {} : { bin });
+  if (log.code !== 0) throw new Error(log.stderr);
+  return new Set([...log.stdout.matchAll(/ port (\d+)/g)].map((m) => m[1])).size;
 }
 
 function userData(publicKey: string): string {
@@ -163,7 +175,8 @@ async function main(): Promise<void> {
       const launched = await virtnode(home, ['launch', imageName, '--name', name, '--cpus', String(cpus), '--memory', `${MEMORY_MIB / 1024}G`], { timeoutMs: READY_TIMEOUT_MS, ...(bin === undefined ? {} : { bin }) });
       const wallMs = performance.now() - t0;
       if (launched.code !== 0) throw new Error(launched.stderr);
-      into.push({ wallMs, qemuCpuS: qemuCpuSeconds(Number(/booting\s+QEMU pid (\d+)/.exec(launched.stderr)?.[1])) });
+      const qemuCpuS = qemuCpuSeconds(Number(/booting\s+QEMU pid (\d+)/.exec(launched.stderr)?.[1]));
+      into.push({ wallMs, qemuCpuS, sshdConnections: await sshdConnections(home, name, bin) });
       console.error(`virtnode${bin === undefined ? '' : ' baseline'} ${imageName}: ${JSON.stringify(into.at(-1))}`);
       await virtnode(home, ['delete', '--force', name]);
       return launched.stderr;
@@ -198,8 +211,8 @@ async function main(): Promise<void> {
     rmSync(root, { recursive: true, force: true });
     if (libvirtDir !== undefined) rmSync(libvirtDir, { recursive: true, force: true });
   }
-  const of = (k: keyof typeof samples, f: keyof Sample) => median(samples[k].map((x) => x[f]));
-  const medians = (f: keyof Sample) => ({
+  const of = (k: keyof typeof samples, f: 'wallMs' | 'qemuCpuS') => median(samples[k].map((x) => x[f]));
+  const medians = (f: 'wallMs' | 'qemuCpuS') => ({
     virtnode: of('virtnode', f),
     byHandFirmware: of('byHandFirmware', f),
     virtInstall: of('virtInstall', f),

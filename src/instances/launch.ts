@@ -1,4 +1,5 @@
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { fileExists, removeFile } from '../nfs/files.ts';
 import { join } from 'node:path';
 import { buildConfigDrive, buildSeed } from '../cloudinit/seed.ts';
@@ -14,7 +15,7 @@ import { acquireLock } from '../store/locks.ts';
 import { type DiskFormat, type ImageRef, type Instance, type InstanceSpec, type KernelBoot, USER_MODE_GUEST_ADDRESS, USER_NETWORK } from './model.ts';
 import type { NetworkRequest, NicNetworkConfig } from '../cloudinit/render.ts';
 import { type LaunchRequest, type ValidLaunch, validateLaunch } from './launch-validate.ts';
-import { type CloudInitResult, guestAddress, type Phase, type PhaseListener, verifySshWhenUp, waitForCloudInit, waitForSshBanner } from './readiness.ts';
+import { type CloudInitResult, guestNetwork, type Phase, type PhaseListener, type SshProbeMode, verifySshWhenUp, waitForCloudInit, waitForSshBanner } from './readiness.ts';
 import { METADATA_ADDRESS } from './qemu-spec.ts';
 import { chooseWarm, type WarmSource } from './launch-warm.ts';
 import { runtimePaths } from './runtime.ts';
@@ -30,6 +31,10 @@ const SEED_DESCRIPTION: Record<ValidLaunch['seedFormat'], string> = {
   configdrive: 'OpenStack config drive (config-2)',
 };
 const SSH_GUEST_PORT = 22;
+/** How often a launch asks the guest agent for the guest's addresses. */
+const ADDRESS_POLL_MS = 1_000;
+/** How long after the agent first answers a launch waits for the SSH forward's NIC to get its address before it probes blind. */
+const AGENT_ADDRESS_GRACE_MS = 60_000;
 
 export interface ResolvedImage extends ImageRef {
   format: DiskFormat;
@@ -265,17 +270,32 @@ export async function launch(service: InstanceService, resolveImage: ImageResolv
   failpoint('launch.after-boot');
 
   const port = instance.spec.ssh!.hostPort!;
+  const sshNic = instance.nics.find((n) => n.network === USER_NETWORK);
   let address: string | undefined;
+  let sshNicUp = false;
+  let agentSince: number | undefined;
   let watching = true;
+  // The guest agent says when the SSH forward's NIC has its address; until then the SSH wait does not probe.
   const addressWatch = (async () => {
-    while (watching && address === undefined && Date.now() < deadline) {
-      address = await guestAddress(service.paths, instance);
-      if (address !== undefined) phase('ip', address);
-      else await new Promise((r) => setTimeout(r, 2_000));
+    while (watching && !(address !== undefined && sshNicUp) && Date.now() < deadline) {
+      const view = await guestNetwork(service.paths, instance, sshNic?.mac);
+      if (view.agent) agentSince ??= Date.now();
+      if (address === undefined && view.address !== undefined) {
+        address = view.address;
+        phase('ip', address);
+      }
+      sshNicUp ||= view.nicUp;
+      if (!(address !== undefined && sshNicUp)) await sleep(ADDRESS_POLL_MS);
     }
   })();
+  const probeMode = (): SshProbeMode => {
+    if (sshNicUp) return 'hold';
+    // Images whose network the agent does not show (another interface name, a static address elsewhere) still get
+    // the blind probes after a while.
+    return agentSince !== undefined && Date.now() - agentSince < AGENT_ADDRESS_GRACE_MS ? 'wait' : 'blind';
+  };
   try {
-    if (sshChecked === undefined) await waitForSshBanner(port, deadline, options.signal);
+    if (sshChecked === undefined) await waitForSshBanner(port, deadline, { mode: probeMode, ...(options.signal === undefined ? {} : { signal: options.signal }) });
     else await sshChecked;
     instance = await service.get(defined.name);
     let cloudInit: CloudInitResult;

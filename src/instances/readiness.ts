@@ -17,45 +17,87 @@ export interface CloudInitResult {
   detail: string;
 }
 
-/** Resolves when the forwarded port answers with an SSH banner (slirp accepts TCP before the guest listens). */
-export async function waitForSshBanner(port: number, deadline: number, signal?: AbortSignal, pollMs = 1_000): Promise<void> {
+/**
+ * How the SSH wait may probe the forwarded port now:
+ * - `blind`: nothing is known about the guest's network; a probe that has no banner after a few seconds is dropped
+ *   and made again (slirp accepts the host's connection before the guest has an address).
+ * - `wait`: the guest agent answers but the NIC carrying the forward has no address yet: no probe (a connection
+ *   abandoned now can still reach sshd later, queued in its listen backlog, and costs the guest a whole sshd start).
+ * - `hold`: that NIC has its address: a probe's connection reaches the guest at once, so it is kept until sshd
+ *   answers or the guest refuses it, never abandoned.
+ */
+export type SshProbeMode = 'blind' | 'wait' | 'hold';
+
+export interface SshBannerWait {
+  /** Between probes, and how often `wait` is looked at again. */
+  pollMs?: number;
+  /** How long a blind probe waits for the banner before it is dropped. */
+  blindTimeoutMs?: number;
+  mode?: () => SshProbeMode;
+  signal?: AbortSignal;
+}
+
+const BLIND_PROBE_TIMEOUT_MS = 3_000;
+
+/** Resolves when the forwarded port answers with an SSH banner. */
+export async function waitForSshBanner(port: number, deadline: number, options: SshBannerWait = {}): Promise<void> {
+  const pollMs = options.pollMs ?? 1_000;
   while (Date.now() < deadline) {
-    if (signal?.aborted) throw new VirtnodeError('TIMEOUT', 'cancelled');
-    const banner = await new Promise<string>((resolve) => {
-      const socket = connect(port, '127.0.0.1');
-      let data = '';
-      const done = () => {
-        socket.destroy();
-        resolve(data);
-      };
-      socket.setTimeout(3_000, done);
-      socket.on('data', (d) => {
-        data += d.toString('latin1');
-        if (data.includes('\n')) done();
-      });
-      socket.on('error', done);
-      socket.on('close', done);
-    });
-    if (banner.startsWith('SSH-')) return;
+    if (options.signal?.aborted) throw new VirtnodeError('TIMEOUT', 'cancelled');
+    const mode = options.mode?.() ?? 'blind';
+    if (mode !== 'wait') {
+      const timeoutMs = mode === 'hold' ? Math.max(deadline - Date.now(), 1) : (options.blindTimeoutMs ?? BLIND_PROBE_TIMEOUT_MS);
+      if ((await readBanner(port, timeoutMs, options.signal)).startsWith('SSH-')) return;
+    }
     await sleep(pollMs);
   }
   throw new VirtnodeError('TIMEOUT', 'SSH did not answer yet');
 }
 
-/** The guest's first IPv4 address on a non-loopback interface, from the guest agent, when it answers. */
-export async function guestAddress(paths: StatePaths, instance: Instance): Promise<string | undefined> {
+/** The first line a connection to the port gets, or what came before it closed, timed out or was cancelled. */
+function readBanner(port: number, timeoutMs: number, signal?: AbortSignal): Promise<string> {
+  return new Promise<string>((resolve) => {
+    const socket = connect(port, '127.0.0.1');
+    let data = '';
+    const done = () => {
+      signal?.removeEventListener('abort', done);
+      socket.destroy();
+      resolve(data);
+    };
+    signal?.addEventListener('abort', done);
+    socket.setTimeout(timeoutMs, done);
+    socket.on('data', (d) => {
+      data += d.toString('latin1');
+      if (data.includes('\n')) done();
+    });
+    socket.on('error', done);
+    socket.on('close', done);
+  });
+}
+
+/** What the guest agent tells about the guest's network; `agent` is false while it does not answer. */
+export interface GuestNetworkView {
+  agent: boolean;
+  /** The first IPv4 address on a non-loopback interface. */
+  address: string | undefined;
+  /** Whether the NIC with this MAC has an IPv4 address (for the SSH forward: the first user-mode NIC). */
+  nicUp: boolean;
+}
+
+export async function guestNetwork(paths: StatePaths, instance: Instance, nicMac: string | undefined): Promise<GuestNetworkView> {
   let agent: GuestAgent | undefined;
   try {
     agent = await GuestAgent.connect(runtimePaths(paths.instanceDir(instance.name)).guestAgent, { timeoutMs: 2_000 });
-    const interfaces = await agent.networkGetInterfaces();
-    for (const i of interfaces) {
-      if (i.name === 'lo') continue;
-      const v4 = i.ipAddresses.find((a) => a.type === 'ipv4');
-      if (v4 !== undefined) return v4.address;
-    }
-    return undefined;
+    const interfaces = (await agent.networkGetInterfaces()).filter((i) => i.name !== 'lo');
+    const v4 = (i: (typeof interfaces)[number]) => i.ipAddresses.find((a) => a.type === 'ipv4')?.address;
+    const mac = nicMac?.toLowerCase();
+    return {
+      agent: true,
+      address: interfaces.map(v4).find((a) => a !== undefined),
+      nicUp: mac !== undefined && interfaces.some((i) => i.hardwareAddress?.toLowerCase() === mac && v4(i) !== undefined),
+    };
   } catch {
-    return undefined;
+    return { agent: false, address: undefined, nicUp: false };
   } finally {
     agent?.close();
   }
@@ -146,7 +188,7 @@ const WARM_BANNER_POLL_MS = 200;
  * virtnode generated for this instance, never the template's (whose sshd is stopped and has no keys).
  */
 export async function verifySshWhenUp(paths: StatePaths, instance: Instance, deadline: number, signal?: AbortSignal): Promise<void> {
-  await waitForSshBanner(instance.spec.ssh!.hostPort!, deadline, signal, WARM_BANNER_POLL_MS);
+  await waitForSshBanner(instance.spec.ssh!.hostPort!, deadline, { pollMs: WARM_BANNER_POLL_MS, ...(signal === undefined ? {} : { signal }) });
   await verifySsh(paths, instance, deadline, signal);
 }
 
