@@ -59,7 +59,7 @@ interface Sample {
  * [preauth]", "Accepted publickey for ... port 51236"): the distinct ports, read after the launch.
  */
 async function sshdConnections(home: string, name: string, bin: string | undefined): Promise<number> {
-  const log = await virtnode(home, ['exec', name, '--', 'journalctl', '-b', '-u', 'ssh.service', '-o', 'cat', '--no-pager'], bin === undefined ? {} : { bin });
+  const log = await virtnode(home, ['exec', name, '--', 'sudo', '-n', 'journalctl', '-b', '-u', 'ssh.service', '-o', 'cat', '--no-pager'], bin === undefined ? {} : { bin });
   if (log.code !== 0) throw new Error(log.stderr);
   return new Set([...log.stdout.matchAll(/ port (\d+)/g)].map((m) => m[1])).size;
 }

@@ -15,7 +15,8 @@ import { acquireLock } from '../store/locks.ts';
 import { type DiskFormat, type ImageRef, type Instance, type InstanceSpec, type KernelBoot, USER_MODE_GUEST_ADDRESS, USER_NETWORK } from './model.ts';
 import type { NetworkRequest, NicNetworkConfig } from '../cloudinit/render.ts';
 import { type LaunchRequest, type ValidLaunch, validateLaunch } from './launch-validate.ts';
-import { type CloudInitResult, guestNetwork, type Phase, type PhaseListener, type SshProbeMode, verifySshWhenUp, waitForCloudInit, waitForSshBanner } from './readiness.ts';
+import { type CloudInitResult, guestNetwork, type Phase, type PhaseListener, verifySshWhenUp, waitForCloudInit } from './readiness.ts';
+import { ConsoleNetworkWatch, type SshProbeMode, waitForSshBanner } from './ssh-probe.ts';
 import { METADATA_ADDRESS } from './qemu-spec.ts';
 import { chooseWarm, type WarmSource } from './launch-warm.ts';
 import { runtimePaths } from './runtime.ts';
@@ -33,8 +34,8 @@ const SEED_DESCRIPTION: Record<ValidLaunch['seedFormat'], string> = {
 const SSH_GUEST_PORT = 22;
 /** How often a launch asks the guest agent for the guest's addresses. */
 const ADDRESS_POLL_MS = 1_000;
-/** How long after the agent first answers a launch waits for the SSH forward's NIC to get its address before it probes blind. */
-const AGENT_ADDRESS_GRACE_MS = 60_000;
+/** How long a launch waits for the guest to show its network is up before it probes SSH blind. */
+const BLIND_PROBES_AFTER_MS = 60_000;
 
 export interface ResolvedImage extends ImageRef {
   format: DiskFormat;
@@ -273,13 +274,10 @@ export async function launch(service: InstanceService, resolveImage: ImageResolv
   const sshNic = instance.nics.find((n) => n.network === USER_NETWORK);
   let address: string | undefined;
   let sshNicUp = false;
-  let agentSince: number | undefined;
   let watching = true;
-  // The guest agent says when the SSH forward's NIC has its address; until then the SSH wait does not probe.
   const addressWatch = (async () => {
     while (watching && !(address !== undefined && sshNicUp) && Date.now() < deadline) {
       const view = await guestNetwork(service.paths, instance, sshNic?.mac);
-      if (view.agent) agentSince ??= Date.now();
       if (address === undefined && view.address !== undefined) {
         address = view.address;
         phase('ip', address);
@@ -288,11 +286,16 @@ export async function launch(service: InstanceService, resolveImage: ImageResolv
       if (!(address !== undefined && sshNicUp)) await sleep(ADDRESS_POLL_MS);
     }
   })();
+  // SSH is probed once the guest shows its network is up: the agent sees the forward's NIC with an address, or the
+  // console shows cloud-init's network stage or a login prompt. A probe made earlier is a connection user-mode
+  // networking keeps trying to open after virtnode has given up on it: it reaches sshd once the network is up, and
+  // each costs the guest a whole sshd start (three to five per cold launch under TCG). Images that show neither
+  // are probed blind after a while.
+  const consoleWatch = new ConsoleNetworkWatch(runtimePaths(service.paths.instanceDir(defined.name)).serialLog);
+  const waitingSince = Date.now();
   const probeMode = (): SshProbeMode => {
-    if (sshNicUp) return 'hold';
-    // Images whose network the agent does not show (another interface name, a static address elsewhere) still get
-    // the blind probes after a while.
-    return agentSince !== undefined && Date.now() - agentSince < AGENT_ADDRESS_GRACE_MS ? 'wait' : 'blind';
+    if (sshNicUp || consoleWatch.networkUp()) return 'hold';
+    return Date.now() - waitingSince < BLIND_PROBES_AFTER_MS ? 'wait' : 'blind';
   };
   try {
     if (sshChecked === undefined) await waitForSshBanner(port, deadline, { mode: probeMode, ...(options.signal === undefined ? {} : { signal: options.signal }) });

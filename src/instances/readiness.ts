@@ -1,4 +1,3 @@
-import { connect } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { CommandError, run } from '../exec/run.ts';
 import { VirtnodeError } from '../lib/errors.ts';
@@ -7,6 +6,7 @@ import { GuestAgent } from '../qmp/guest-agent.ts';
 import type { Instance } from './model.ts';
 import { runtimePaths } from './runtime.ts';
 import { sshArgv } from './ssh.ts';
+import { waitForSshBanner } from './ssh-probe.ts';
 
 export type Phase = 'image' | 'disk' | 'seed' | 'booting' | 'ip' | 'ssh' | 'cloud-init' | 'ready';
 export type PhaseListener = (phase: Phase, detail: string, elapsedMs: number) => void;
@@ -15,64 +15,6 @@ export interface CloudInitResult {
   status: 'done' | 'error' | 'running' | 'unknown';
   datasource: string | undefined;
   detail: string;
-}
-
-/**
- * How the SSH wait may probe the forwarded port now:
- * - `blind`: nothing is known about the guest's network; a probe that has no banner after a few seconds is dropped
- *   and made again (slirp accepts the host's connection before the guest has an address).
- * - `wait`: the guest agent answers but the NIC carrying the forward has no address yet: no probe (a connection
- *   abandoned now can still reach sshd later, queued in its listen backlog, and costs the guest a whole sshd start).
- * - `hold`: that NIC has its address: a probe's connection reaches the guest at once, so it is kept until sshd
- *   answers or the guest refuses it, never abandoned.
- */
-export type SshProbeMode = 'blind' | 'wait' | 'hold';
-
-export interface SshBannerWait {
-  /** Between probes, and how often `wait` is looked at again. */
-  pollMs?: number;
-  /** How long a blind probe waits for the banner before it is dropped. */
-  blindTimeoutMs?: number;
-  mode?: () => SshProbeMode;
-  signal?: AbortSignal;
-}
-
-const BLIND_PROBE_TIMEOUT_MS = 3_000;
-
-/** Resolves when the forwarded port answers with an SSH banner. */
-export async function waitForSshBanner(port: number, deadline: number, options: SshBannerWait = {}): Promise<void> {
-  const pollMs = options.pollMs ?? 1_000;
-  while (Date.now() < deadline) {
-    if (options.signal?.aborted) throw new VirtnodeError('TIMEOUT', 'cancelled');
-    const mode = options.mode?.() ?? 'blind';
-    if (mode !== 'wait') {
-      const timeoutMs = mode === 'hold' ? Math.max(deadline - Date.now(), 1) : (options.blindTimeoutMs ?? BLIND_PROBE_TIMEOUT_MS);
-      if ((await readBanner(port, timeoutMs, options.signal)).startsWith('SSH-')) return;
-    }
-    await sleep(pollMs);
-  }
-  throw new VirtnodeError('TIMEOUT', 'SSH did not answer yet');
-}
-
-/** The first line a connection to the port gets, or what came before it closed, timed out or was cancelled. */
-function readBanner(port: number, timeoutMs: number, signal?: AbortSignal): Promise<string> {
-  return new Promise<string>((resolve) => {
-    const socket = connect(port, '127.0.0.1');
-    let data = '';
-    const done = () => {
-      signal?.removeEventListener('abort', done);
-      socket.destroy();
-      resolve(data);
-    };
-    signal?.addEventListener('abort', done);
-    socket.setTimeout(timeoutMs, done);
-    socket.on('data', (d) => {
-      data += d.toString('latin1');
-      if (data.includes('\n')) done();
-    });
-    socket.on('error', done);
-    socket.on('close', done);
-  });
 }
 
 /** What the guest agent tells about the guest's network; `agent` is false while it does not answer. */
