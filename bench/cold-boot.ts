@@ -61,7 +61,7 @@ interface Sample {
 async function sshdConnections(home: string, name: string, bin: string | undefined): Promise<number> {
   const log = await virtnode(home, ['exec', name, '--', 'sudo', '-n', 'journalctl', '-b', '-u', 'ssh.service', '-o', 'cat', '--no-pager'], bin === undefined ? {} : { bin });
   if (log.code !== 0) throw new Error(log.stderr);
-  return new Set([...log.stdout.matchAll(/ port (\d+)/g)].map((m) => m[1])).size;
+  return new Set([...log.stdout.matchAll(/ (?:from|by) \S+ port (\d+)/g)].map((m) => m[1])).size;
 }
 
 function userData(publicKey: string): string {

@@ -250,15 +250,21 @@ export async function launch(service: InstanceService, resolveImage: ImageResolv
   let reported: CloudInitResult | undefined;
   let sshChecked: Promise<void> | undefined;
   const sshCheck = new AbortController();
+  let firstBootEnded = false;
   if (warm !== undefined) {
     if (options.noWait !== true) {
-      sshChecked = verifySshWhenUp(service.paths, instance, deadline, options.signal === undefined ? sshCheck.signal : AbortSignal.any([options.signal, sshCheck.signal]));
+      // Probed from when the first boot says the network is up (a line on the console), or has ended (templates
+      // made before it printed that line).
+      const networkShown = new ConsoleNetworkWatch(runtimePaths(service.paths.instanceDir(defined.name)).serialLog);
+      const mode = (): SshProbeMode => (firstBootEnded || networkShown.networkUp() ? 'hold' : 'wait');
+      sshChecked = verifySshWhenUp(service.paths, instance, deadline, mode, options.signal === undefined ? sshCheck.signal : AbortSignal.any([options.signal, sshCheck.signal]));
       sshChecked.catch(() => {}); // awaited below; a failure is not unhandled meanwhile
     }
     try {
       // Before anything else sees the guest (but the strictly verified SSH check): until this is done it is the
       // template, not this instance.
       const first = await warmFirstBoot(runtimePaths(service.paths.instanceDir(defined.name)).guestAgent, { instanceId, seed: seedFiles ?? {}, clockFromJob: warm.model.clockFromJob === true, ...(options.signal ? { signal: options.signal } : {}) });
+      firstBootEnded = true;
       phase('booting', describeFirstBoot(first));
       reported = first.cloudInit;
     } catch (e) {

@@ -6,7 +6,7 @@ import { GuestAgent } from '../qmp/guest-agent.ts';
 import type { Instance } from './model.ts';
 import { runtimePaths } from './runtime.ts';
 import { sshArgv } from './ssh.ts';
-import { waitForSshBanner } from './ssh-probe.ts';
+import { type SshProbeMode, waitForSshBanner } from './ssh-probe.ts';
 
 export type Phase = 'image' | 'disk' | 'seed' | 'booting' | 'ip' | 'ssh' | 'cloud-init' | 'ready';
 export type PhaseListener = (phase: Phase, detail: string, elapsedMs: number) => void;
@@ -125,12 +125,13 @@ export async function verifySsh(paths: StatePaths, instance: Instance, deadline:
 const WARM_BANNER_POLL_MS = 200;
 
 /**
- * verifySsh as soon as sshd answers: a warm launch starts this beside the rest of its first boot. sshd starts once
+ * verifySsh as soon as sshd answers: a warm launch starts this beside the rest of its first boot, probing as `mode`
+ * says (from when the guest has its address). sshd starts once
  * cloud-init has written the instance's host keys and user, and strict host key checking accepts only the key
  * virtnode generated for this instance, never the template's (whose sshd is stopped and has no keys).
  */
-export async function verifySshWhenUp(paths: StatePaths, instance: Instance, deadline: number, signal?: AbortSignal): Promise<void> {
-  await waitForSshBanner(instance.spec.ssh!.hostPort!, deadline, { pollMs: WARM_BANNER_POLL_MS, ...(signal === undefined ? {} : { signal }) });
+export async function verifySshWhenUp(paths: StatePaths, instance: Instance, deadline: number, mode: () => SshProbeMode, signal?: AbortSignal): Promise<void> {
+  await waitForSshBanner(instance.spec.ssh!.hostPort!, deadline, { pollMs: WARM_BANNER_POLL_MS, mode, ...(signal === undefined ? {} : { signal }) });
   await verifySsh(paths, instance, deadline, signal);
 }
 

@@ -69,9 +69,10 @@ function readBanner(port: number, timeoutMs: number, signal?: AbortSignal): Prom
 
 /**
  * Console lines that mean the guest's network is configured: cloud-init starting its network stage (ordered after
- * the network is up), cloud-init's table of the NICs, a login prompt at the end of the boot.
+ * the network is up), cloud-init's table of the NICs, a login prompt at the end of the boot, and the line a warm
+ * launch's first boot prints when ifup is done (warm-first-boot.py).
  */
-const NETWORK_UP_ON_CONSOLE = /Cloud-init v\. \S+ running 'init' at|ci-info: \++ Net device info|^\S+ login: /m;
+const NETWORK_UP_ON_CONSOLE = /Cloud-init v\. \S+ running 'init' at|ci-info: \++ Net device info|^\S+ login: |^virtnode-first-boot: network up/m;
 /** A line may be split between two reads: this much of the previous read is looked at again. */
 const CARRY_CHARS = 256;
 

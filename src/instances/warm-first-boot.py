@@ -15,6 +15,7 @@ import os
 import random
 import subprocess
 import tempfile
+import threading
 import time
 import traceback
 
@@ -97,6 +98,20 @@ def stage(*args):
     common.run_stage(args, failed, [OFF_CFG])
 
 
+# Printed on the console as soon as ifup is done: the host probes SSH only from then on (a connection it opened
+# before the guest had an address would reach sshd later and cost the guest a whole sshd start).
+NETWORK_UP_LINE = 'virtnode-first-boot: network up\n'
+
+
+def announce_network(ifup):
+    ifup.wait()
+    try:
+        with open('/dev/console', 'w') as console:
+            console.write(NETWORK_UP_LINE)
+    except OSError:
+        pass
+
+
 def first_boot():
     # The kernel reseeded itself at the new VM generation ID; the host's bytes are mixed in as well, the seed
     # file the next boot credits is made new (every warm launch finds the same one on the template's disk), and
@@ -148,6 +163,7 @@ def first_boot():
         timed(name, stage, *args)
         if name == 'init-local':
             network = subprocess.Popen(IFUP, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            threading.Thread(target=announce_network, args=(network,), daemon=True).start()
         elif name == 'init-network':
             # sshd was stopped (its failed state reset) before the save: it had no host keys then; cloud-init has
             # written virtnode's now.
