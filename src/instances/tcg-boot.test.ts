@@ -1,12 +1,13 @@
 import { describe, expect, it } from 'vitest';
 import { ONE_PROCESS_CLOUD_INIT_FLAG } from '../images/boot/extlinux.ts';
-import { bootCmdlineFor, TCG_UNUSED_DRIVERS } from './tcg-boot.ts';
+import { bootCmdlineFor, TCG_KERNEL_ARGS, TCG_UNUSED_DRIVERS } from './tcg-boot.ts';
 
 const image = `root=LABEL=root ro console=ttyS0,115200n8 ${ONE_PROCESS_CLOUD_INIT_FLAG}`;
 
 describe('the boot command line under TCG', () => {
-  it("an image's command line tells kmod to leave the unused drivers alone under TCG", () => {
-    expect(bootCmdlineFor(image, 'tcg')).toBe(`${image} modprobe.blacklist=${TCG_UNUSED_DRIVERS.join(',')}`);
+  it("an image's command line tells kmod to leave the unused drivers alone under TCG, and turns the mitigations off", () => {
+    expect(bootCmdlineFor(image, 'tcg')).toBe(`${image} mitigations=off modprobe.blacklist=${TCG_UNUSED_DRIVERS.join(',')}`);
+    expect(TCG_KERNEL_ARGS).toEqual(['mitigations=off']);
     expect(TCG_UNUSED_DRIVERS).toEqual(expect.arrayContaining(['kvm_amd', 'kvm_intel', 'bochs']));
   });
 
@@ -16,10 +17,10 @@ describe('the boot command line under TCG', () => {
     }
   });
 
-  it('leaves KVM boots, command lines the user wrote and an existing blacklist as they are', () => {
+  it('leaves KVM boots, command lines the user wrote, and what the image says itself, as they are', () => {
     expect(bootCmdlineFor(image, 'kvm')).toBe(image);
     expect(bootCmdlineFor('root=/dev/vda console=ttyS0', 'tcg')).toBe('root=/dev/vda console=ttyS0');
-    const own = `${image} modprobe.blacklist=floppy`;
+    const own = `${image} modprobe.blacklist=floppy mitigations=auto`;
     expect(bootCmdlineFor(own, 'tcg')).toBe(own);
   });
 });

@@ -31,13 +31,20 @@ export const TCG_UNUSED_DRIVERS = [
 ] as const;
 
 /**
+ * Speculative-execution mitigations off: an emulated CPU does not speculate, so retpolines, return-stack filling
+ * and the other mitigations protect nothing under TCG and only add work to every indirect call and context switch.
+ */
+export const TCG_KERNEL_ARGS = ['mitigations=off'] as const;
+
+/**
  * The kernel command line of a direct boot for this start: under TCG, an image's command line (the one virtnode
  * composed, marked by ONE_PROCESS_CLOUD_INIT_FLAG) also tells kmod not to load TCG_UNUSED_DRIVERS by alias (udev's
- * coldplug); `modprobe NAME` still loads one. A command line the user wrote, and every KVM boot, is left as it is.
+ * coldplug; `modprobe NAME` still loads one) and gets TCG_KERNEL_ARGS. A command line the user wrote, and every KVM
+ * boot, is left as it is.
  */
 export function bootCmdlineFor(cmdline: string, accel: Accel): string {
   const words = cmdline.split(/\s+/).filter((w) => w !== '');
   if (accel !== 'tcg' || !words.includes(ONE_PROCESS_CLOUD_INIT_FLAG)) return cmdline;
-  if (words.some((w) => w.startsWith('modprobe.blacklist='))) return cmdline;
-  return [...words, `modprobe.blacklist=${TCG_UNUSED_DRIVERS.join(',')}`].join(' ');
+  const added = [...TCG_KERNEL_ARGS, `modprobe.blacklist=${TCG_UNUSED_DRIVERS.join(',')}`].filter((arg) => !words.some((w) => w.split('=')[0] === arg.split('=')[0]));
+  return [...words, ...added].join(' ');
 }

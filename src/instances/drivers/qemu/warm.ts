@@ -9,6 +9,7 @@ import { pipeline } from 'node:stream/promises';
 import { VirtnodeError } from '../../../lib/errors.ts';
 import type { WarmModel } from '../../../templates/model.ts';
 import type { Accel, Instance, WarmRuntime } from '../../model.ts';
+import { bootCmdlineFor } from '../../tcg-boot.ts';
 import { HOTPLUG_PORTS, hotplugPortId, nicQueueProps } from '../../../qemu/argv.ts';
 import type { QemuNic, QemuSpec, RuntimePaths } from '../../../qemu/spec.ts';
 import * as qmpCommand from '../../../qmp/commands.ts';
@@ -52,7 +53,7 @@ export function warmQemuSpec(
   if (model.boot !== undefined) {
     spec.kernel = { path: model.boot.kernel };
     if (model.boot.initrd !== undefined) spec.kernel.initrd = model.boot.initrd;
-    if (model.boot.cmdline !== undefined) spec.kernel.cmdline = model.boot.cmdline;
+    if (model.boot.cmdline !== undefined) spec.kernel.cmdline = bootCmdlineFor(model.boot.cmdline, model.accel);
   }
   return spec;
 }
