@@ -251,12 +251,13 @@ export async function launch(service: InstanceService, resolveImage: ImageResolv
   let sshChecked: Promise<void> | undefined;
   const sshCheck = new AbortController();
   let firstBootEnded = false;
+  // Whether the guest's console shows its network is up (cloud-init's network stage, a login prompt, or the line a
+  // warm first boot prints when its DHCP is done): SSH is probed only from then on, or once the agent says so.
+  const consoleWatch = new ConsoleNetworkWatch(runtimePaths(service.paths.instanceDir(defined.name)).serialLog);
   if (warm !== undefined) {
     if (options.noWait !== true) {
-      // Probed from when the first boot says the network is up (a line on the console), or has ended (templates
-      // made before it printed that line).
-      const networkShown = new ConsoleNetworkWatch(runtimePaths(service.paths.instanceDir(defined.name)).serialLog);
-      const mode = (): SshProbeMode => (firstBootEnded || networkShown.networkUp() ? 'hold' : 'wait');
+      // Templates made before the first boot printed its line: from the end of the first boot.
+      const mode = (): SshProbeMode => (firstBootEnded || consoleWatch.networkUp() ? 'hold' : 'wait');
       sshChecked = verifySshWhenUp(service.paths, instance, deadline, mode, options.signal === undefined ? sshCheck.signal : AbortSignal.any([options.signal, sshCheck.signal]));
       sshChecked.catch(() => {}); // awaited below; a failure is not unhandled meanwhile
     }
@@ -292,12 +293,9 @@ export async function launch(service: InstanceService, resolveImage: ImageResolv
       if (!(address !== undefined && sshNicUp)) await sleep(ADDRESS_POLL_MS);
     }
   })();
-  // SSH is probed once the guest shows its network is up: the agent sees the forward's NIC with an address, or the
-  // console shows cloud-init's network stage or a login prompt. A probe made earlier is a connection user-mode
-  // networking keeps trying to open after virtnode has given up on it: it reaches sshd once the network is up, and
-  // each costs the guest a whole sshd start (three to five per cold launch under TCG). Images that show neither
-  // are probed blind after a while.
-  const consoleWatch = new ConsoleNetworkWatch(runtimePaths(service.paths.instanceDir(defined.name)).serialLog);
+  // A probe made before the network is up is a connection user-mode networking keeps trying to open after
+  // virtnode has given up on it: it reaches sshd once the network is up, and each costs the guest a whole sshd start
+  // (one to five per cold launch under TCG). Images that show neither signal are probed blind after a while.
   const waitingSince = Date.now();
   const probeMode = (): SshProbeMode => {
     if (sshNicUp || consoleWatch.networkUp()) return 'hold';

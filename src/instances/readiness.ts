@@ -17,9 +17,8 @@ export interface CloudInitResult {
   detail: string;
 }
 
-/** What the guest agent tells about the guest's network; `agent` is false while it does not answer. */
+/** What the guest agent tells about the guest's network (nothing while it does not answer). */
 export interface GuestNetworkView {
-  agent: boolean;
   /** The first IPv4 address on a non-loopback interface. */
   address: string | undefined;
   /** Whether the NIC with this MAC has an IPv4 address (for the SSH forward: the first user-mode NIC). */
@@ -34,12 +33,11 @@ export async function guestNetwork(paths: StatePaths, instance: Instance, nicMac
     const v4 = (i: (typeof interfaces)[number]) => i.ipAddresses.find((a) => a.type === 'ipv4')?.address;
     const mac = nicMac?.toLowerCase();
     return {
-      agent: true,
       address: interfaces.map(v4).find((a) => a !== undefined),
       nicUp: mac !== undefined && interfaces.some((i) => i.hardwareAddress?.toLowerCase() === mac && v4(i) !== undefined),
     };
   } catch {
-    return { agent: false, address: undefined, nicUp: false };
+    return { address: undefined, nicUp: false };
   } finally {
     agent?.close();
   }
