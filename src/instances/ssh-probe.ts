@@ -7,10 +7,10 @@ import { VirtnodeError } from '../lib/errors.ts';
  * How the SSH wait may probe the forwarded port now:
  * - `blind`: nothing is known about the guest's network; a probe that has no banner after a few seconds is dropped
  *   and made again (slirp accepts the host's connection before the guest has an address).
- * - `wait`: the guest agent answers but the NIC carrying the forward has no address yet: no probe (a connection
- *   abandoned now can still reach sshd later, queued in its listen backlog, and costs the guest a whole sshd start).
- * - `hold`: that NIC has its address: a probe's connection reaches the guest at once, so it is kept until sshd
- *   answers or the guest refuses it, never abandoned.
+ * - `wait`: the guest has not shown yet that its network is up: no probe (user-mode networking keeps retrying a
+ *   dropped probe's SYN, which reaches sshd once the network is up and costs the guest a whole sshd start).
+ * - `hold`: the guest has shown its network is up (the agent, or its console): a probe's connection reaches the guest
+ *   at once, so it is kept until sshd answers or the guest refuses it.
  */
 export type SshProbeMode = 'blind' | 'wait' | 'hold';
 
