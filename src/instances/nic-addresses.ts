@@ -1,5 +1,6 @@
 import { VirtnodeError } from '../lib/errors.ts';
 import { allocateAddress } from '../network/allocate.ts';
+import type { Lease } from '../network/dnsmasq-config.ts';
 import type { NetworkService } from '../network/service.ts';
 import { validateStaticAddress } from '../network/validate.ts';
 import type { InstanceRepository } from '../store/instances.ts';
@@ -8,9 +9,9 @@ import type { NicRequest } from './nic-request.ts';
 
 /**
  * A NIC record for a request: on a nat or isolated network it gets an address, the one asked for (checked: inside
- * the subnet, not the gateway, not taken) or the lowest free one of the DHCP range, which dnsmasq then reserves for
- * its MAC. Call inside an IMMEDIATE transaction, so two concurrent creates never get the same address.
- * `pending` holds NICs resolved earlier in the same request, not yet stored.
+ * the subnet, not the gateway, not taken) or the lowest free one of the DHCP range (nor leased to another MAC),
+ * which dnsmasq then reserves for its MAC. Call inside an IMMEDIATE transaction, so two concurrent creates never get
+ * the same address. `pending` holds NICs resolved earlier in the same request, not yet stored.
  */
 export function resolveNic(repo: InstanceRepository, networks: NetworkService, request: NicRequest, nic: { index: number; mac: string }, owner: string, pending: Nic[]): Nic {
   if (request.network === USER_NETWORK) return { ...nic, network: USER_NETWORK };
@@ -33,12 +34,20 @@ export function resolveNic(repo: InstanceRepository, networks: NetworkService, r
   if (request.ip !== undefined) {
     return { ...nic, network: network.name, address: validateStaticAddress('--ip', network, request.ip, taken), staticAddress: true };
   }
-  const address = allocateAddress(network.ipv4.dhcpStart, network.ipv4.dhcpEnd, taken.keys());
+  // dnsmasq does not hand out a reserved address while another MAC's lease on it runs (a guest killed without a
+  // DHCP release, an unmanaged client): "not using configured address ... because it is leased to ...".
+  const leasedToOthers = unexpiredLeases(networks, network.name).filter((l) => l.mac !== nic.mac.toLowerCase());
+  const address = allocateAddress(network.ipv4.dhcpStart, network.ipv4.dhcpEnd, [...taken.keys(), ...leasedToOthers.map((l) => l.address)]);
   if (address === undefined) {
     throw new VirtnodeError('CONFLICT', `--network: network ${network.name} has no free address left in ${network.ipv4.dhcpStart}-${network.ipv4.dhcpEnd}`, {
       field: '--network',
-      hint: 'remove instances from it, or create a larger network',
+      hint: 'remove instances from it (a lease of a removed one frees its address when it ends, within an hour), or create a larger network',
     });
   }
   return { ...nic, network: network.name, address };
+}
+
+function unexpiredLeases(networks: NetworkService, name: string): Lease[] {
+  const now = Date.now();
+  return networks.leases(name).filter((l) => l.expires === undefined || l.expires.getTime() > now);
 }
