@@ -336,7 +336,7 @@ try {
   for (const kind of (process.env['BENCH_KINDS']?.split(',') ?? ['idle', 'busy']) as Array<'idle' | 'busy'>) {
     /** A guest booted on host a (busy: its loop started), placed there. */
     const bootGuest = async (name: string): Promise<Placement> => {
-      const vm = await startSourceVm(hosts.a, { name, memoryMiB: MEMORY_MIB });
+      const vm = await startSourceVm(hosts.a, { name, memoryMiB: MEMORY_MIB, memoryPadKiB: 0 });
       vm.qmp.close();
       const placement = { host: hosts.a, dir: vm.dir, spec: vm.spec, pid: vm.identity.pid };
       current = placement;

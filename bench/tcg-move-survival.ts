@@ -83,7 +83,7 @@ try {
     for (const name of names) {
       const v = VARIANTS[name]!;
       const id = `${name.replace(/[^a-z0-9]/g, '')}-${t}`;
-      const pad = v.virtnodePad === true ? { memoryPadKiB: tcgRamPadKiB({ accel: 'tcg', qemuVersion: installedQemu, hugepages: false }) } : {};
+      const pad = { memoryPadKiB: v.virtnodePad === true ? tcgRamPadKiB({ accel: 'tcg', qemuVersion: installedQemu, hugepages: false }) : 0 };
       const vm = await startSourceVm(hosts.a, { name: id, memoryMiB: v.memoryMiB, ...pad, cpuModel: v.cpuModel, ...(v.append === undefined ? {} : { append: v.append }) });
       pids.push(vm.identity.pid);
       const record: (typeof results)[string][number] = { outcome: 'move failed' };
