@@ -27,6 +27,11 @@ export interface SimHost {
   home: string;
   daemon: ChildProcess | undefined;
   output: () => string;
+  /**
+   * Waits until the daemon's output has `text` (10 s by default). A daemon logs what it did after doing it, so a
+   * test that saw the effect may still be a moment ahead of the line.
+   */
+  logged: (text: string, timeoutMs?: number) => Promise<void>;
   /** The CLI against this host's daemon. */
   cli: (args: string[], options?: { timeoutMs?: number }) => Promise<CliResult>;
   /** Starts `virtnode daemon` in the host's namespace, with `args` added (e.g. a TCP listener) and `env` over the cluster's. */
@@ -124,6 +129,9 @@ export async function createSimHosts(count: number, options: { subnet?: number; 
         home,
         daemon: undefined,
         output: () => out,
+        logged: async (text, timeoutMs = 10_000) => {
+          await eventually(() => (out.includes(text) ? true : undefined), timeoutMs, `${name} to log ${text}`);
+        },
         cli: (args, o = {}) => virtnode(home, args, { ...(o.timeoutMs === undefined ? {} : { timeoutMs: o.timeoutMs }) }),
         startDaemon: async (args = [], env = {}) => {
           const socket = join(home, 'virtnode.sock');

@@ -133,6 +133,7 @@ describe.each([['nfs'], ['shared-dir']] as const)('failover of an on-failure ins
       const lost = offlineAt.get('h1');
       console.log(`f1 started on ${to.name} ${back} ms after h1's link went down, ${lost === undefined ? '?' : Date.now() - lost} ms after h1's live record went (lease TTL ${TTL_S} s)`);
       // h1 ended it before its lease expired (etcd deleted its live record), as its own log says when.
+      await h1.logged('"msg":"fenced: failover candidates stopped before the lease can expire"');
       const killedAt = Date.parse(/"msg":"fenced: failover candidates stopped before the lease can expire".*?"at":"([^"]+)"/.exec(h1.output())?.[1] ?? '');
       expect(lost).toBeDefined();
       // (`lost` is when the watch told this test, a little after etcd expired it.)
@@ -143,7 +144,6 @@ describe.each([['nfs'], ['shared-dir']] as const)('failover of an on-failure ins
       const where = await eventually(async () => runningOn(h[2]!, 'h1'), 60_000, 'f1 listed running on another host');
       expect(where).toBe(to.name);
       expect(['h2', 'h3']).toContain(where);
-      expect(h1.output()).toContain('"msg":"fenced: failover candidates stopped before the lease can expire"');
       expect(await diskOwner()).toMatchObject({ host: where, instance: 'f1' });
       execFileSync('ip', ['-n', h1.netns, 'link', 'set', 'eth0', 'up']);
       routeToNfs(h1);

@@ -117,9 +117,8 @@ describe('live moves whose source or target daemon dies once the guest runs on t
     await diedAtFailpoint(h1);
     expect((await move).code).not.toBe(0);
     await h1.startDaemon();
-    // The settling logs after it removed the paused copy and its directory: wait for the line, not only for those.
-    const settled = 'move settled: the guest runs on the target, which adopted it now';
-    await eventually(() => (qemuPidsUnder(h1.home).length === 0 && !existsSync(instanceDirOn(h1, 'c1')) && h1.output().includes(settled) ? true : undefined), 60_000, 'h1 to settle the move');
+    await eventually(() => (qemuPidsUnder(h1.home).length === 0 && !existsSync(instanceDirOn(h1, 'c1')) ? true : undefined), 60_000, 'h1 to settle the move');
+    await h1.logged('move settled: the guest runs on the target, which adopted it now');
     await runsOnceOn(h2);
     await counter.goesOn(instanceDirOn(h2, 'c1'));
     // Gone for good from every host, with nothing left.

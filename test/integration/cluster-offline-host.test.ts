@@ -124,8 +124,8 @@ describe('instances of a dead host (3 netns hosts, real etcd, shared-dir pool, t
       await crashHost(h1);
       const to = await eventually(() => (qemuPidsUnder(h3.home).length === 1 ? true : undefined), 60_000, 'f2 started on h3');
       expect(to).toBe(true);
-      expect(h2.output()).toContain('"msg":"failover: the adopted instance did not start"');
-      expect(h2.output()).toContain('"msg":"failover: instance passed on to another host (it did not start here)"');
+      await h2.logged('"msg":"failover: the adopted instance did not start"');
+      await h2.logged('"msg":"failover: instance passed on to another host (it did not start here)"');
       await eventually(() => (localRecord(h2, 'f2') === undefined ? true : undefined), 20_000, 'h2 forgets its copy');
       expect(etcdGet<Claim>(h3, '/virtnode/claims/f2')?.host).toBe('h3');
       const listed = await eventually(async () => (await byName(h2, 'f2')).find((i) => i.state === 'running'), 30_000, 'f2 listed running');
