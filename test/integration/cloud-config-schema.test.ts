@@ -9,7 +9,7 @@
  * cloud-init must be installed on the test host, without it ever acting on the host:
  *   mkdir -p /etc/cloud && touch /etc/cloud/cloud-init.disabled && apt-get install -y cloud-init
  */
-import { readFileSync, readdirSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { run } from '../../src/exec/run.ts';
@@ -22,7 +22,6 @@ const DIR = join(import.meta.dirname, '../fixtures/cloud-config');
 const INSTALL_HINT =
   'install cloud-init without letting it act on this host: ' +
   'mkdir -p /etc/cloud && touch /etc/cloud/cloud-init.disabled && apt-get install -y cloud-init';
-const CONCURRENCY = 2;
 const PER_FILE_TIMEOUT_MS = 20_000;
 
 type Verdict = 'valid' | 'invalid';
@@ -69,24 +68,34 @@ async function findSchemaCommand(): Promise<string[]> {
 }
 
 /**
- * cloud-init's verdict. Exit 0 with "Valid cloud-config" is valid; exit 1 with one of its error reports is
- * invalid. Anything else (a crash, an unexpected message) fails the test instead of counting as a verdict.
+ * cloud-init's verdict on every file, from one Python process running cloud-init's own command line once per file
+ * (test/helpers/cloud-init-schema-batch.py: the same code and output as `cloud-init schema --config-file F`, one
+ * interpreter start instead of one per file). Exit 0 with "Valid cloud-config" is valid; exit 1 with one of its
+ * error reports is invalid. Anything else (a crash, an unexpected message) fails the test instead of counting as a
+ * verdict.
  */
-async function referenceVerdict(file: string): Promise<Reference> {
-  const r = await run([...schemaArgv, '--config-file', join(DIR, file)], { timeoutMs: PER_FILE_TIMEOUT_MS, okCodes: [0, 1] });
-  const output = `${r.stdout}\n${r.stderr}`;
-  if (r.code === 0 && /Valid cloud-config/.test(output)) return { verdict: 'valid', output };
-  if (r.code === 1 && /schema errors|not a YAML dict|needs to begin with|not valid yaml/i.test(output)) return { verdict: 'invalid', output };
-  throw new Error(`unexpected result from ${schemaArgv.join(' ')} on ${file}: exit ${r.code}: ${output.trim()}`);
+async function referenceVerdicts(): Promise<void> {
+  // The interpreter cloud-init's own command runs with (its #! line).
+  const command = (process.env['PATH'] ?? '').split(':').map((dir) => join(dir, 'cloud-init')).find((path) => existsSync(path));
+  if (command === undefined) throw new Error(`cloud-init is not on PATH; ${INSTALL_HINT}`);
+  const python = /^#!\s*(\S+)/.exec(readFileSync(command, 'utf8').split('\n', 1)[0]!)?.[1];
+  if (python === undefined) throw new Error(`${command} has no #! line naming its Python`);
+  const batch = join(import.meta.dirname, '../helpers/cloud-init-schema-batch.py');
+  const r = await run([python, batch, JSON.stringify(schemaArgv.slice(1)), ...files.map((f) => join(DIR, f))], { timeoutMs: files.length * PER_FILE_TIMEOUT_MS });
+  for (const line of r.stdout.trim().split('\n')) {
+    const answer = JSON.parse(line) as { file: string; code: number; stdout: string; stderr: string };
+    const file = answer.file.slice(DIR.length + 1);
+    const output = `${answer.stdout}\n${answer.stderr}`;
+    if (answer.code === 0 && /Valid cloud-config/.test(output)) reference.set(file, { verdict: 'valid', output });
+    else if (answer.code === 1 && /schema errors|not a YAML dict|needs to begin with|not valid yaml/i.test(output)) reference.set(file, { verdict: 'invalid', output });
+    else throw new Error(`unexpected result from ${schemaArgv.join(' ')} on ${file}: exit ${answer.code}: ${output.trim()}`);
+  }
+  expect([...reference.keys()].sort()).toEqual(files);
 }
 
 beforeAll(async () => {
   schemaArgv = await findSchemaCommand();
-  const queue = [...files];
-  const worker = async (): Promise<void> => {
-    for (let f = queue.shift(); f !== undefined; f = queue.shift()) reference.set(f, await referenceVerdict(f));
-  };
-  await Promise.all(Array.from({ length: CONCURRENCY }, worker));
+  await referenceVerdicts();
 }, 120_000);
 
 function ours(file: string): ValidationResult {
