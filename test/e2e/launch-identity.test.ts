@@ -1,17 +1,20 @@
 /**
  * End to end on the Debian image virtnode builds, under TCG, with real cloud-init: launch through the CLI,
  * verify over SSH with strict host key checking, identity per instance, and a restart that keeps identity.
+ * On the same guests: `snapshot create --disk-only --quiesce`, whose freeze goes through the image's
+ * qemu-guest-agent (the tiny test guest has no agent, and qemu-ga on the host would freeze the host's filesystems).
  */
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { pino } from 'pino';
 import { createCore } from '../../src/daemon/core.ts';
+import { GuestAgent } from '../../src/qmp/guest-agent.ts';
 import { statePaths } from '../../src/lib/paths.ts';
 import { tempHome, virtnode } from '../helpers/cli.ts';
-import { debianImage } from '../helpers/debian-image.ts';
+import { DEBIAN_IMAGE_PARTITION_OFFSET_BYTES, debianImage } from '../helpers/debian-image.ts';
 import { parsePrometheusText, sampleValue } from '../helpers/prometheus.ts';
 
 const LAUNCH_TIMEOUT_MS = 600_000;
@@ -53,6 +56,7 @@ describe('virtnode launch on the real Debian image', () => {
   const userKey = join(work, 'id_ed25519');
   let infoA: Info;
   let infoB: Info;
+  let loop: string | undefined;
 
   const info = async (name: string): Promise<Info> => JSON.parse((await virtnode(home, ['info', name, '--format', 'json'])).stdout) as Info;
   /** Runs a command as `ada` with the user's own key and virtnode's known_hosts, strictly verified. */
@@ -91,6 +95,7 @@ describe('virtnode launch on the real Debian image', () => {
   }, LAUNCH_TIMEOUT_MS + 60_000);
 
   afterAll(async () => {
+    if (loop !== undefined) spawnSync('losetup', ['-d', loop]);
     for (const name of ['alpha', 'beta']) await virtnode(home, ['delete', '--force', name]);
     cleanup();
     rmSync(work, { recursive: true, force: true });
@@ -197,6 +202,45 @@ describe('virtnode launch on the real Debian image', () => {
     expect(userData).toContain('echo boot >> /var/tmp/bootcmd-runs'); // the user's settings are still there
     expect(userData).not.toMatch(/PRIVATE KEY|ssh_keys|hashed_passwd/);
     expect(await get('/meta-data')).toContain(`instance-id: ${infoB.instanceId}`);
+  });
+
+  it('snapshot --quiesce freezes through the guest agent, snapshots and thaws; the snapshot holds a clean filesystem', async () => {
+    const ok = async (args: string[]) => {
+      const r = await virtnode(home, args, { timeoutMs: 120_000 });
+      expect(r.code, `${args.join(' ')}: ${r.stderr}`).toBe(0);
+      return r.stdout;
+    };
+    await vexec('alpha', 'sh', '-c', 'echo before-quiesce | sudo tee /var/tmp/quiesce-marker >/dev/null');
+    const out = await ok(['snapshot', 'create', 'alpha', 'qs', '--disk-only', '--quiesce']);
+    expect(out).toContain('Created external snapshot qs of alpha (disks only)');
+    const frozen = /froze (\d+) guest filesystem\(s\) through the guest agent, thawed after/.exec(out);
+    expect(frozen, out).not.toBeNull();
+    expect(Number(frozen![1])).toBeGreaterThanOrEqual(1);
+
+    // Thawed: the agent says so, and the guest writes again.
+    const agent = await GuestAgent.connect(join(home, 'instances', 'alpha', 'qga.sock'));
+    try {
+      expect(await agent.fsfreezeStatus()).toBe('thawed');
+    } finally {
+      agent.close();
+    }
+    await vexec('alpha', 'sh', '-c', 'echo after | sudo tee /var/tmp/after-quiesce >/dev/null');
+
+    // The frozen file (the disk under the new overlay) holds an ext4 that needs no journal recovery.
+    const snapshots = JSON.parse(await ok(['snapshot', 'ls', 'alpha', '--json'])) as Array<{ disks: Array<{ file: string }> }>;
+    const raw = join(work, 'snapshot.raw');
+    execFileSync('qemu-img', ['convert', '-U', '-O', 'raw', snapshots[0]!.disks[0]!.file, raw], { timeout: 300_000 });
+    try {
+      loop = execFileSync('losetup', ['--find', '--show', '--read-only', '--offset', String(DEBIAN_IMAGE_PARTITION_OFFSET_BYTES), raw], { encoding: 'utf8' }).trim();
+      const fsck = spawnSync('e2fsck', ['-fn', loop], { encoding: 'utf8' });
+      expect(fsck.status, `${fsck.stdout}${fsck.stderr}`).toBe(0);
+      const debugfs = execFileSync('debugfs', ['-R', 'cat /var/tmp/quiesce-marker', loop], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] });
+      expect(debugfs).toBe('before-quiesce\n');
+    } finally {
+      if (loop !== undefined) spawnSync('losetup', ['-d', loop]);
+      loop = undefined;
+      rmSync(raw, { force: true });
+    }
   });
 
   it('a restart keeps the identity and does not re-run per-instance modules (ISO seed and HTTP seed)', async () => {

@@ -3,13 +3,18 @@
  * linked clones of it at once on one managed NAT network; they boot, carry the customization, and share no
  * identity: machine-id, SSH host keys, MACs, IP addresses, DHCP client identities, hostnames, instance-ids. The
  * template's disk is unchanged (sha256 before and after).
+ *
+ * Sealing both ways, on the same boots: the running source is sealed through qemu-guest-agent, a second one,
+ * stopped, offline in the sealing appliance. Each template's disk is then read offline (debugfs on its flattened
+ * raw form): no identity left, the customization kept.
  */
 import { execFileSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { tempHome, virtnode } from '../helpers/cli.ts';
-import { debianImage } from '../helpers/debian-image.ts';
+import { DEBIAN_IMAGE_PARTITION_OFFSET_BYTES, debianImage } from '../helpers/debian-image.ts';
 
 const LAUNCH_TIMEOUT_MS = 900_000;
 const CLONES = ['clone-a', 'clone-b', 'clone-c'] as const;
@@ -42,8 +47,11 @@ function pairwiseDistinct(values: string[]): void {
   expect(new Set(values).size, values.join(', ')).toBe(values.length);
 }
 
-describe('three linked clones of one template share no identity', () => {
+describe('templates sealed live and offline; three linked clones of one share no identity', () => {
   const { home, cleanup } = tempHome('virtnode-e2e-identity-');
+  const work = mkdtempSync(join(tmpdir(), 'virtnode-e2e-seal-work-'));
+  /** The two templates: `golden` sealed through the agent (the clones' base), `offline` sealed in the appliance. */
+  const sealed: Record<string, { stdout: string; raw: string; machineId: string }> = {};
   let templateDisk = '';
   let sumBefore = '';
   let templateMachineId = '';
@@ -56,14 +64,39 @@ describe('three linked clones of one template share no identity', () => {
   };
   const vexec = async (name: string, ...command: string[]) => (await ok(['exec', name, '--', ...command])).trim();
   const sha256 = (path: string) => execFileSync('sha256sum', [path], { encoding: 'utf8' }).split(' ')[0]!;
+  const debugfs = (raw: string, request: string): string =>
+    execFileSync('debugfs', ['-R', request, `${raw}?offset=${DEBIAN_IMAGE_PARTITION_OFFSET_BYTES}`], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+  const exists = (raw: string, path: string) => debugfs(raw, `stat ${path}`).includes('Inode:');
+  /** Names in a directory listing (`ls -p`), without . and .. */
+  const entries = (raw: string, dir: string) =>
+    debugfs(raw, `ls -p ${dir}`)
+      .split('\n')
+      .filter((l) => l.startsWith('/'))
+      .map((l) => l.split('/')[5] ?? '')
+      .filter((n) => n !== '' && n !== '.' && n !== '..');
 
   beforeAll(async () => {
     await ok(['image', 'import', debianImage(), '--name', 'debian-12']);
     await ok(['network', 'create', NETWORK, '--nat', '--subnet', SUBNET]);
-    await ok(['launch', 'debian-12', '--name', 'golden-src', '--memory', '1G'], LAUNCH_TIMEOUT_MS);
-    await vexec('golden-src', 'sudo', 'sh', '-c', 'echo "made before the template" > /etc/virtnode-customization');
-    templateMachineId = await vexec('golden-src', 'cat', '/etc/machine-id');
-    await ok(['template', 'create', 'golden-src', 'golden']);
+    const sources = { 'golden-src': 'golden', 'offline-src': 'offline' } as const;
+    const launchedSources = await Promise.all(Object.keys(sources).map((name) => virtnode(home, ['launch', 'debian-12', '--name', name, '--memory', '1G'], { timeoutMs: LAUNCH_TIMEOUT_MS })));
+    for (const r of launchedSources) expect(r.code, `${r.stdout}\n${r.stderr}`).toBe(0);
+    const machineIds: Record<string, string> = {};
+    for (const name of Object.keys(sources)) {
+      // A used guest: a customization, shell histories, junk in /tmp, besides what first boot made.
+      await vexec(name, 'sh', '-c', 'echo hist > ~/.bash_history && sudo sh -c "echo \'made before the template\' > /etc/virtnode-customization && echo secret > /root/.bash_history && echo junk > /tmp/junk"');
+      machineIds[name] = await vexec(name, 'cat', '/etc/machine-id');
+      expect(machineIds[name]).toMatch(/^[0-9a-f]{32}$/);
+    }
+    templateMachineId = machineIds['golden-src']!;
+    await ok(['stop', 'offline-src']);
+    const made = await Promise.all([ok(['template', 'create', 'golden-src', 'golden']), ok(['template', 'create', 'offline-src', 'offline'])]);
+    for (const [i, [source, template]] of Object.entries(sources).entries()) {
+      const disk = (JSON.parse(await ok(['template', 'info', template, '--format', 'json'])) as { disk: string }).disk;
+      const raw = join(work, `${template}.raw`);
+      execFileSync('qemu-img', ['convert', '-O', 'raw', disk, raw]);
+      sealed[template] = { stdout: made[i]!, raw, machineId: machineIds[source]! };
+    }
     templateDisk = (JSON.parse(await ok(['template', 'info', 'golden', '--format', 'json'])) as { disk: string }).disk;
     sumBefore = sha256(templateDisk);
 
@@ -87,10 +120,52 @@ describe('three linked clones of one template share no identity', () => {
   }, 2 * LAUNCH_TIMEOUT_MS);
 
   afterAll(async () => {
-    for (const name of [...CLONES, 'golden-src']) await virtnode(home, ['delete', '--force', name]);
-    await virtnode(home, ['template', 'rm', 'golden']);
+    for (const name of [...CLONES, 'golden-src', 'offline-src']) await virtnode(home, ['delete', '--force', name]);
+    for (const name of ['golden', 'offline']) await virtnode(home, ['template', 'rm', name]);
     await virtnode(home, ['network', 'rm', NETWORK]);
     cleanup();
+    rmSync(work, { recursive: true, force: true });
+  });
+
+  it('a running guest with qemu-guest-agent is sealed through the agent, a stopped one offline; the output says which', () => {
+    expect(sealed['golden']!.stdout).toMatch(/^Template golden made of golden-src; sealed through the guest agent \(in the running guest and again at the end of its shutdown\): \d+ changes$/m);
+    expect(sealed['offline']!.stdout).toMatch(/^Template offline made of offline-src; sealed offline \(sealing appliance, root \/dev\/vda1 ext4\): \d+ changes$/m);
+  });
+
+  it.each(['golden', 'offline'])('%s: no machine-id, host keys, cloud-init state, leases, random seed, logs, histories or /tmp; the customization stays', (name) => {
+    const { raw, machineId } = sealed[name]!;
+    expect(debugfs(raw, 'stat /etc/machine-id')).toMatch(/Size: 0\b/);
+    expect(exists(raw, '/var/lib/dbus/machine-id')).toBe(false);
+    expect(entries(raw, '/etc/ssh').filter((n) => n.startsWith('ssh_host_'))).toEqual([]);
+    expect(entries(raw, '/etc/ssh')).toContain('sshd_config');
+    const cloud = entries(raw, '/var/lib/cloud');
+    for (const state of ['instances', 'instance', 'data', 'sem']) expect(cloud).not.toContain(state);
+    expect(entries(raw, '/var/lib/dhcp')).toEqual([]);
+    expect(exists(raw, '/var/lib/systemd/random-seed')).toBe(false);
+    expect(entries(raw, '/var/log/journal')).toEqual([]);
+    expect(exists(raw, `/var/log/journal/${machineId}`)).toBe(false);
+    const logFiles = debugfs(raw, 'ls -p /var/log')
+      .split('\n')
+      .filter((l) => /^\/\d+\/10/.test(l)) // regular files (mode 10xxxx): /inode/mode/uid/gid/name/size/
+      .map((l) => l.split('/'));
+    expect(logFiles.length).toBeGreaterThan(0);
+    for (const f of logFiles) expect(`${f[5]}: ${f[6]}`).toBe(`${f[5]}: 0`);
+    expect(exists(raw, '/root/.bash_history')).toBe(false);
+    expect(exists(raw, '/home/virtnode/.bash_history')).toBe(false);
+    expect(entries(raw, '/tmp')).toEqual([]);
+    expect(debugfs(raw, 'cat /etc/virtnode-customization')).toBe('made before the template\n');
+  });
+
+  it('the templates are read-only and unstartable; their source instances are gone', async () => {
+    const names = (JSON.parse(await ok(['list', '--format', 'json'])) as Array<{ name: string }>).map((i) => i.name);
+    expect(names.sort()).toEqual([...CLONES]);
+    for (const name of ['golden', 'offline']) {
+      const r = await virtnode(home, ['start', name]);
+      expect(r.code).toBe(5);
+      expect(r.stderr).toContain(`${name} is a template`);
+      const verify = JSON.parse(await ok(['template', 'info', name, '--verify', '--format', 'json'])) as { verified: { unchanged: boolean } };
+      expect(verify.verified.unchanged).toBe(true);
+    }
   });
 
   it('the clones are linked clones of the template and carry its customization', () => {
