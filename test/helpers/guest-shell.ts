@@ -3,12 +3,20 @@ import { connect } from 'node:net';
 import { join } from 'node:path';
 import { TEST_GUEST_READY_MARKER } from './test-guest.ts';
 
-function consoleLog(home: string, name: string): string {
+function consoleLog(home: string, name: string, file = 'console.log'): string {
   try {
-    return readFileSync(join(home, 'instances', name, 'console.log'), 'utf8');
+    return readFileSync(join(home, 'instances', name, file), 'utf8');
   } catch {
     return '';
   }
+}
+
+/**
+ * The console log after the part a daemon rotated out of it (`console.log.1`, over the log's size cap): a rotation
+ * between the command and the read moves the guest's answer there.
+ */
+function consoleOutput(home: string, name: string): string {
+  return consoleLog(home, name, 'console.log.1') + consoleLog(home, name);
 }
 
 let counter = 0;
@@ -34,9 +42,9 @@ export async function guestRun(home: string, name: string, command: string, time
     socket.write(line);
     const deadline = Date.now() + timeoutMs;
     for (;;) {
-      const match = pattern.exec(consoleLog(home, name));
+      const match = pattern.exec(consoleOutput(home, name));
       if (match !== null) return match[1]!;
-      if (Date.now() > deadline) throw new Error(`no answer to \`${command}\` from ${name} within ${timeoutMs} ms; console ends with:\n${consoleLog(home, name).slice(-1500)}`);
+      if (Date.now() > deadline) throw new Error(`no answer to \`${command}\` from ${name} within ${timeoutMs} ms; console ends with:\n${consoleOutput(home, name).slice(-1500)}`);
       await new Promise((r) => setTimeout(r, 100));
     }
   } finally {
