@@ -28,7 +28,8 @@ import { join } from 'node:path';
 import { copyingBaseFetcher } from '../src/instances/migrate/base-fetch.ts';
 import { buildOffer } from '../src/instances/migrate/offer.ts';
 import type { MigrationResult } from '../src/instances/migrate/protocol.ts';
-import { DEFAULT_DOWNTIME_LIMIT_MS, migrateOut } from '../src/instances/migrate/source.ts';
+import { MOVE_DOWNTIME_LIMIT_MS } from '../src/instances/model.ts';
+import { migrateOut } from '../src/instances/migrate/source.ts';
 import { MigrationTarget } from '../src/instances/migrate/target.ts';
 import { runtimePaths } from '../src/instances/runtime.ts';
 import { buildArgv } from '../src/qemu/argv.ts';
@@ -52,7 +53,7 @@ const rounds = Number(process.argv[2] ?? 3);
 const MEMORY_MIB = process.env['BENCH_EXACT_GIB'] === '1' ? 1024 : tcgMoveSafeMiB(1024);
 // BENCH_BANDWIDTH_MIB=N: every contender's max-bandwidth (default 1 GiB/s): slower moves let the 1 s dirty-rate sample finish first.
 const MAX_BANDWIDTH = Number(process.env['BENCH_BANDWIDTH_MIB'] ?? 1024) * 1024 * 1024;
-const DOWNTIME_LIMIT_MS = Number(process.env['BENCH_DOWNTIME_LIMIT_MS'] ?? DEFAULT_DOWNTIME_LIMIT_MS);
+const DOWNTIME_LIMIT_MS = Number(process.env['BENCH_DOWNTIME_LIMIT_MS'] ?? MOVE_DOWNTIME_LIMIT_MS.default);
 const BASELINE = process.env['BENCH_BASELINE'];
 /**
  * BENCH_FRESH=1: every move is the first move of a freshly booted guest (with BENCH_EXACT_GIB=1, the busy guest's

@@ -7,7 +7,7 @@ import { nicAddresses } from '../instances/addresses.ts';
 import { checkLaunchOnHost, launchInstance } from '../instances/launch-instance.ts';
 import { type LaunchRequest, validateLaunch } from '../instances/launch-validate.ts';
 import { changeResources } from '../instances/resources.ts';
-import { validateCpus, validateMemory } from '../instances/validate.ts';
+import { validateCpus, validateMemory } from '../host/limits.ts';
 import type { Instance } from '../instances/model.ts';
 import { invalid } from '../lib/errors.ts';
 import { validateName } from '../lib/ids.ts';

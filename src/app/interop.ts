@@ -17,7 +17,7 @@ import { fitTuning } from '../instances/tuning.ts';
 import { tuningHostFacts } from '../host/tuning-facts.ts';
 import { USER_NETWORK } from '../instances/model.ts';
 import type { NicRequest } from '../instances/nic-request.ts';
-import { validateCpus, validateMemory } from '../instances/validate.ts';
+import { validateCpus, validateMemory } from '../host/limits.ts';
 import { invalid, VirtnodeError } from '../lib/errors.ts';
 import { validateName } from '../lib/ids.ts';
 import { imageInfo } from '../qemu/img.ts';

@@ -1,8 +1,6 @@
 /** Turning command-line text into the API's typed input, with the messages the core gives for the same mistakes. */
-import { MOVE_DOWNTIME_LIMIT_MS } from '../api/contracts/instances.ts';
-import { hostLimits } from '../host/limits.ts';
-import { validateCpus } from '../instances/validate.ts';
-import type { RestartPolicy } from '../instances/model.ts';
+import { hostLimits, validateCpus } from '../host/limits.ts';
+import { MOVE_DOWNTIME_LIMIT_MS, type RestartPolicy } from '../instances/model.ts';
 import { invalid } from '../lib/errors.ts';
 import { MIB, parseSize } from '../lib/units.ts';
 import { RESTART_POLICIES } from '../store/policies.ts';

@@ -1,10 +1,10 @@
 import { accessSync, constants, statSync } from 'node:fs';
 import { protocolNode } from '../qemu/protocol-node.ts';
 import { isAbsolute, resolve } from 'node:path';
-import { type HostLimits, hostLimits } from '../host/limits.ts';
+import { type HostLimits, hostLimits, validateCpus, validateMemory } from '../host/limits.ts';
 import { invalid } from '../lib/errors.ts';
 import { validateName } from '../lib/ids.ts';
-import { MIB, formatSize, parseSize } from '../lib/units.ts';
+import { parseSize } from '../lib/units.ts';
 import type { AccelRequest, Tuning } from './model.ts';
 import { type NicRequest, validateNicRequests } from './nic-request.ts';
 import { validateTuning } from './tuning.ts';
@@ -39,7 +39,6 @@ export interface ValidCreate {
   tuning?: Tuning;
 }
 
-const MIN_MEMORY_MIB = 16;
 const ACCELS: readonly AccelRequest[] = ['auto', 'kvm', 'tcg'];
 
 /** A file QEMU opens over NFS itself; whether it exists is asked of the server (qemu-img info) at create. */
@@ -61,25 +60,6 @@ function existingFile(field: string, path: string): string {
   }
   if (!ok) throw invalid(field, `${path} does not exist or is not a readable file`);
   return absolute;
-}
-
-export function validateCpus(value: number | string | undefined, limits: HostLimits): number {
-  const cpuText = String(value ?? '1');
-  const cpuCount = /^\d+$/.test(cpuText) ? Number(cpuText) : Number.NaN;
-  if (!Number.isInteger(cpuCount) || cpuCount < 1 || cpuCount > limits.cpus) {
-    throw invalid('--cpus', `"${cpuText}" is not valid`, `use a whole number from 1 to ${limits.cpus} (this host's logical CPUs)`);
-  }
-  return cpuCount;
-}
-
-/** Memory in MiB; a bare number means MiB. */
-export function validateMemory(text: string, limits: HostLimits): number {
-  const memoryBytes = parseSize('--memory', text, 'M');
-  const memoryMiB = Math.floor(memoryBytes / MIB);
-  if (memoryMiB < MIN_MEMORY_MIB || memoryBytes > limits.memoryBytes) {
-    throw invalid('--memory', `${text} is out of range`, `use ${MIN_MEMORY_MIB}M to ${formatSize(limits.memoryBytes)} (this host's memory)`);
-  }
-  return memoryMiB;
 }
 
 export function validateAccel(value: string | undefined): AccelRequest {

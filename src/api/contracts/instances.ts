@@ -2,6 +2,7 @@
 import Type from 'typebox';
 import { endpoints } from '../endpoint.ts';
 import { Closed, CreateInstanceBody, StringEnum, DeleteQuery, Instance, LaunchBody, NameParams, PolicyBody, ResourcesBody, ResourcesResult, StopBody } from '../schemas.ts';
+import { MOVE_DOWNTIME_LIMIT_MS } from '../../instances/model.ts';
 
 const nullable = <T>(schema: object) => Type.Unsafe<T | null>({ ...schema, nullable: true });
 
@@ -25,9 +26,6 @@ export const LaunchResult = Closed({
 export const StopResult = Closed({ instance: Instance, method: Type.String({ description: 'acpi, forced or forced-after-timeout' }) });
 export const RestartResult = Closed({ instance: Instance });
 export const Deleted = Closed({ name: Type.String(), deleted: Type.Boolean() });
-
-/** A live move's `downtimeLimitMs`: the range accepted, and the default (QEMU's `downtime-limit`). */
-export const MOVE_DOWNTIME_LIMIT_MS = { min: 1, max: 60_000, default: 30 } as const;
 
 /** POST /instances/{name}/move: the cluster host to move an instance to (live when it runs, offline when stopped). */
 export const MoveBody = Closed({

@@ -8,7 +8,6 @@ import { keyValues, printer, table } from '../output.ts';
 import { api } from '../api.ts';
 import { bandwidthInput, cpusInput, downtimeLimitInput, postcopyInput, restartPolicyInput } from '../inputs.ts';
 import { addTuningOptions, tuningInput, tuningSummary } from '../tuning-flags.ts';
-import { instances as service } from '../context.ts';
 
 function collect(value: string, previous: string[] = []): string[] {
   return [...previous, value];
@@ -283,8 +282,8 @@ export function registerInstanceCommands(program: Command): void {
     .command('reconcile')
     .description('repair what an interrupted virtnode left behind (also done automatically)')
     .action(async () => {
-      const { reconcile } = await import('../../app/reconcile.ts');
-      const report = await reconcile(service().core, { deep: true });
+      const [{ reconcile }, { instances }] = await Promise.all([import('../../app/reconcile.ts'), import('../context.ts')]);
+      const report = await reconcile(instances().core, { deep: true });
       process.stdout.write(report.repaired.length === 0 ? 'Nothing to repair\n' : `${report.repaired.join('\n')}\n`);
     });
 }

@@ -1,5 +1,4 @@
 import type { Command } from 'commander';
-import { instances as service } from '../context.ts';
 import { interruptibly } from '../interrupt.ts';
 import { addTuningOptions, tuningInput } from '../tuning-flags.ts';
 
@@ -134,8 +133,8 @@ export function registerLaunchCommands(program: Command): void {
     .description('open an SSH session in a launched VM (host key verified strictly)')
     .argument('<name>')
     .action(async (name: string) => {
-      const { runInteractive } = await import('../ssh-session.ts');
-      process.exitCode = await runInteractive(service(), name, [], { tty: true });
+      const [{ runInteractive }, { instances }] = await Promise.all([import('../ssh-session.ts'), import('../context.ts')]);
+      process.exitCode = await runInteractive(instances(), name, [], { tty: true });
     });
 
   program
@@ -144,7 +143,7 @@ export function registerLaunchCommands(program: Command): void {
     .argument('<name>')
     .argument('<command...>', 'the command and its arguments (put -- before it)')
     .action(async (name: string, command: string[]) => {
-      const { runInteractive } = await import('../ssh-session.ts');
-      process.exitCode = await runInteractive(service(), name, command, { tty: false });
+      const [{ runInteractive }, { instances }] = await Promise.all([import('../ssh-session.ts'), import('../context.ts')]);
+      process.exitCode = await runInteractive(instances(), name, command, { tty: false });
     });
 }

@@ -27,16 +27,10 @@ import {
   queryDirtyRate,
   queryMigrate,
 } from '../../qmp/migration.ts';
+import { MOVE_DOWNTIME_LIMIT_MS } from '../model.ts';
 import { type ConvergenceSample, estimateRemaining, type MigrationPoll, predictMigrationMs, preCopyStalled } from './predict.ts';
 import type { MigrationOffer, MigrationProgress, MigrationResult, PostcopyMode, SwitchoverTimes, TargetHost, TargetReady, TargetResumed } from './protocol.ts';
 
-/**
- * QEMU's `downtime-limit`: it stops the guest for the last round once what is left fits this time at the bandwidth
- * it measured. QEMU's own default (300 ms) let an idle guest's last round take 100-300 ms on a loaded host; 30 ms
- * costs an idle guest one more cheap round (measured: downtime 11-42 ms against 15-189 ms, total time the same,
- * bench/README.md); a busy guest is slowed down (auto-converge) or switched to post-copy a little sooner.
- */
-export const DEFAULT_DOWNTIME_LIMIT_MS = 30;
 export const DEFAULT_MAX_BANDWIDTH = 1024 * 1024 * 1024;
 const POLL_MS = 50;
 /** The polls the expected time is estimated from (the peak throughput is taken over these): about two minutes. */
@@ -83,7 +77,7 @@ export async function migrateOut(qmp: QmpConnection, offer: MigrationOffer, targ
   const startedAt = Date.now();
   const signal = options.signal;
   const q = withSignal({}, signal);
-  const downtimeLimitMs = options.downtimeLimitMs ?? DEFAULT_DOWNTIME_LIMIT_MS;
+  const downtimeLimitMs = options.downtimeLimitMs ?? MOVE_DOWNTIME_LIMIT_MS.default;
   const maxBandwidth = options.maxBandwidth ?? DEFAULT_MAX_BANDWIDTH;
   const postcopyMode = options.postcopy ?? 'never';
   if ((postcopyMode === 'auto') !== offer.postcopy) throw new VirtnodeError('INVALID', `postcopy: the offer says ${offer.postcopy}, the options say "${postcopyMode}"`, { field: 'postcopy' });
