@@ -16,7 +16,7 @@ import type { ClusterService } from '../cluster/service.ts';
 import type { HostLimits } from '../host/limits.ts';
 import { validateLaunch } from '../instances/launch-validate.ts';
 import { VirtnodeError, invalid, isVirtnodeError } from '../lib/errors.ts';
-import { validateName } from '../lib/ids.ts';
+import { validateName } from '../lib/names.ts';
 import { clusterOf } from './cluster-of.ts';
 import type { AppCore } from './context.ts';
 import { followRemote, runFollowed } from './forwarded-jobs.ts';

@@ -21,7 +21,7 @@ import { foldOnto } from '../instances/migrate/offline-chain.ts';
 import { INCOMING_MARKER } from '../instances/migrate/stale-incoming.ts';
 import type { Instance } from '../instances/model.ts';
 import { VirtnodeError, invalid, toVirtnodeError } from '../lib/errors.ts';
-import { validateName } from '../lib/ids.ts';
+import { validateName } from '../lib/names.ts';
 import { selfIdentity } from '../lib/proc.ts';
 import { diskKey } from '../qemu/protocol-node.ts';
 import { rebaseImage } from '../storage/qemu-img.ts';

@@ -10,7 +10,7 @@ import { changeResources } from '../instances/resources.ts';
 import { validateCpus, validateMemory } from '../host/limits.ts';
 import type { Instance } from '../instances/model.ts';
 import { invalid } from '../lib/errors.ts';
-import { validateName } from '../lib/ids.ts';
+import { validateName } from '../lib/names.ts';
 import { parseSize } from '../lib/units.ts';
 import { DEFAULT_POLICY } from '../store/policies.ts';
 import { launchSource } from '../templates/launch-source.ts';

@@ -19,7 +19,7 @@ import { USER_NETWORK } from '../instances/model.ts';
 import type { NicRequest } from '../instances/nic-request.ts';
 import { validateCpus, validateMemory } from '../host/limits.ts';
 import { invalid, VirtnodeError } from '../lib/errors.ts';
-import { validateName } from '../lib/ids.ts';
+import { validateName } from '../lib/names.ts';
 import { imageInfo } from '../qemu/img.ts';
 import type { AppCore } from './context.ts';
 import { instances } from './instances.ts';

@@ -9,7 +9,7 @@ import type { InstanceView } from '../api/schemas.ts';
 import type { ClusterService } from '../cluster/service.ts';
 import type { SwitchoverTimes } from '../instances/migrate/protocol.ts';
 import { VirtnodeError } from '../lib/errors.ts';
-import { validateName } from '../lib/ids.ts';
+import { validateName } from '../lib/names.ts';
 import { listLinks } from '../network/links.ts';
 import { checkNicsArrive, type MovingNic } from '../network/movable.ts';
 import type { MigrationOffer } from '../instances/migrate/protocol.ts';

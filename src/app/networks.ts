@@ -1,7 +1,7 @@
 /** The network contract, implemented once over the core (the daemon's routes and the CLI both call this). */
 import { networkEndpoints } from '../api/contracts/networks.ts';
 import { networkLeaseView, networkView } from './views.ts';
-import { validateName } from '../lib/ids.ts';
+import { validateName } from '../lib/names.ts';
 import type { NetworkLeaseView } from '../api/schemas.ts';
 import type { PeerRoute } from '../cluster/peer-http.ts';
 import { dhcpHostOf, type Network } from '../network/model.ts';

@@ -4,7 +4,7 @@
  */
 import { nicEndpoints } from '../api/contracts/nics.ts';
 import { attachedNicView } from './views.ts';
-import { validateName } from '../lib/ids.ts';
+import { validateName } from '../lib/names.ts';
 import type { AppCore } from './context.ts';
 import { resource } from './resource.ts';
 

@@ -1,7 +1,7 @@
 /** The port-forward contract, implemented once over the core: live when the instance runs, kept for later starts. */
 import { portEndpoints } from '../api/contracts/ports.ts';
 import { portForwardView, portForwardViews } from './views.ts';
-import { validateName } from '../lib/ids.ts';
+import { validateName } from '../lib/names.ts';
 import type { AppCore } from './context.ts';
 import { resource } from './resource.ts';
 

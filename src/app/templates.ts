@@ -3,7 +3,7 @@ import { templateEndpoints } from '../api/contracts/templates.ts';
 import { instanceView, sealView, templateView } from './views.ts';
 import { checkClone, cloneInstance } from '../clone/clone.ts';
 import { transferTracker } from '../images/pull/progress.ts';
-import { validateName } from '../lib/ids.ts';
+import { validateName } from '../lib/names.ts';
 import type { Template } from '../templates/model.ts';
 import { TemplateService } from '../templates/service.ts';
 import type { AppCore } from './context.ts';

@@ -5,7 +5,7 @@ import { run } from '../exec/run.ts';
 import type { CoreContext } from '../core/context.ts';
 import { VirtnodeError, invalid } from '../lib/errors.ts';
 import { failpoint } from '../lib/failpoint.ts';
-import { validateName } from '../lib/ids.ts';
+import { validateName } from '../lib/names.ts';
 import type { DiskFormat, DiskSpec, Instance, InstanceSpec, InstanceState } from '../instances/model.ts';
 import { observeInstance } from '../instances/observe.ts';
 import { InstanceService } from '../instances/service.ts';

@@ -17,7 +17,7 @@ import { Ajv } from 'ajv';
 import Fastify, { type FastifyInstance, LogController, type RouteOptions } from 'fastify';
 import type { Logger } from 'pino';
 import { VirtnodeError } from '../lib/errors.ts';
-import { validateName } from '../lib/ids.ts';
+import { validateName } from '../lib/names.ts';
 import type { DaemonCore } from './core.ts';
 import { errorBody, errorHandler } from './errors.ts';
 import { refuseForeignBrowser } from './origin.ts';

@@ -1,7 +1,7 @@
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
 import { HTTP_STATUS, toVirtnodeError, VirtnodeError } from '../lib/errors.ts';
 import { NAME_PATTERN, type ErrorBodyType } from '../api/schemas.ts';
-import { validateName } from '../lib/ids.ts';
+import { validateName } from '../lib/names.ts';
 
 export function errorBody(error: VirtnodeError): ErrorBodyType {
   return {

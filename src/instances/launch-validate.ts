@@ -2,7 +2,7 @@ import { existsSync, readFileSync, statSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { parse } from 'yaml';
 import { invalid, VirtnodeError } from '../lib/errors.ts';
-import { validateName } from '../lib/ids.ts';
+import { validateName } from '../lib/names.ts';
 import { formatIssues, userDataKind, validateCloudConfig } from '../cloudinit/validate.ts';
 import type { ValidationIssue } from '../cloudinit/validate.ts';
 import { parseSize } from '../lib/units.ts';

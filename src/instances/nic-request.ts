@@ -1,5 +1,5 @@
 import { invalid } from '../lib/errors.ts';
-import { validateName } from '../lib/ids.ts';
+import { validateName } from '../lib/names.ts';
 import { USER_NETWORK } from './model.ts';
 
 /** One NIC as asked for: the user-mode network, or a managed network with an optional static address. */

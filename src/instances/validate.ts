@@ -3,7 +3,7 @@ import { protocolNode } from '../qemu/protocol-node.ts';
 import { isAbsolute, resolve } from 'node:path';
 import { type HostLimits, hostLimits, validateCpus, validateMemory } from '../host/limits.ts';
 import { invalid } from '../lib/errors.ts';
-import { validateName } from '../lib/ids.ts';
+import { validateName } from '../lib/names.ts';
 import { parseSize } from '../lib/units.ts';
 import type { AccelRequest, Tuning } from './model.ts';
 import { type NicRequest, validateNicRequests } from './nic-request.ts';

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { newMac, validateMac, validateName } from './ids.ts';
+import { newMac } from './ids.ts';
+import { validateMac, validateName } from './names.ts';
 import { statePaths, within } from './paths.ts';
 
 describe('names', () => {

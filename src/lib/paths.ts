@@ -1,7 +1,7 @@
 import { homedir } from 'node:os';
 import { isAbsolute, join, relative, resolve } from 'node:path';
 import { VirtnodeError } from './errors.ts';
-import { validateName } from './ids.ts';
+import { validateName } from './names.ts';
 
 /** The state directory: VIRTNODE_HOME, else /var/lib/virtnode for root, else ~/.local/share/virtnode. */
 export function stateDir(env: NodeJS.ProcessEnv = process.env): string {

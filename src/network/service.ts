@@ -1,7 +1,7 @@
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { VirtnodeError } from '../lib/errors.ts';
-import { validateName } from '../lib/ids.ts';
+import { validateName } from '../lib/names.ts';
 import { type StatePaths, within } from '../lib/paths.ts';
 import { acquireNetnsLock } from '../lib/netns-lock.ts';
 import { Reverter } from '../lib/reverter.ts';

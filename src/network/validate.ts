@@ -1,5 +1,5 @@
 import { invalid, VirtnodeError } from '../lib/errors.ts';
-import { validateName } from '../lib/ids.ts';
+import { validateName } from '../lib/names.ts';
 import { validateInterfaceName } from './interface-name.ts';
 import { type Cidr, formatCidr, formatIpv4, isHostAddress, overlaps, parseCidr, parseIpv4 } from './ipv4.ts';
 import type { Network, NetworkMode } from './model.ts';

@@ -2,7 +2,7 @@ import type { DiskSpec, Instance, InstanceState } from '../instances/model.ts';
 import { driverFor } from '../instances/drivers/index.ts';
 import { isVirtnodeError, VirtnodeError } from '../lib/errors.ts';
 import { delaypoint } from '../lib/failpoint.ts';
-import { validateName } from '../lib/ids.ts';
+import { validateName } from '../lib/names.ts';
 import { blockdevDel, deviceAdd } from '../qmp/commands.ts';
 import { addBlockNode, deviceId, freeHotplugPort, removeDevice } from './qmp-block.ts';
 import { isLive, type StorageService } from './service.ts';

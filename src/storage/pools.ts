@@ -1,7 +1,7 @@
 import { existsSync, mkdirSync, readdirSync, realpathSync, statfsSync, statSync } from 'node:fs';
 import { isAbsolute, join } from 'node:path';
 import { invalid, VirtnodeError } from '../lib/errors.ts';
-import { validateName } from '../lib/ids.ts';
+import { validateName } from '../lib/names.ts';
 import type { Pool, PoolType } from '../store/storage.ts';
 import { NfsExport, nfsUrl, parseNfsSource } from '../nfs/client.ts';
 import type { StorageService } from './service.ts';

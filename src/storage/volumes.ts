@@ -5,7 +5,7 @@ import { invalid, VirtnodeError } from '../lib/errors.ts';
 import { failpoint } from '../lib/failpoint.ts';
 import { mapNoSpace, mapNoSpaceSync, named } from '../lib/no-space.ts';
 import { makeScratchDir } from '../lib/scratch.ts';
-import { validateName } from '../lib/ids.ts';
+import { validateName } from '../lib/names.ts';
 import { within } from '../lib/paths.ts';
 import { formatSize, parseSize } from '../lib/units.ts';
 import type { Pool, Volume } from '../store/storage.ts';

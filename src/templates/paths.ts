@@ -1,5 +1,5 @@
 import { join } from 'node:path';
-import { validateName } from '../lib/ids.ts';
+import { validateName } from '../lib/names.ts';
 import { type StatePaths, within } from '../lib/paths.ts';
 
 /** `<state>/templates/NAME/`: a template's sealed disk, mode 0444, never written again. */

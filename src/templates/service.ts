@@ -7,7 +7,7 @@ import { backingChain, chainInside } from '../storage/backing.ts';
 import type { CoreContext } from '../core/context.ts';
 import { VirtnodeError, invalid } from '../lib/errors.ts';
 import { failpoint } from '../lib/failpoint.ts';
-import { validateName } from '../lib/ids.ts';
+import { validateName } from '../lib/names.ts';
 import type { DiskFormat, DiskSpec, Instance, InstanceState } from '../instances/model.ts';
 import { observeInstance } from '../instances/observe.ts';
 import { runtimePaths } from '../instances/runtime.ts';

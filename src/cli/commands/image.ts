@@ -17,7 +17,7 @@ async function transferOutput(label: string) {
 
 /** A name argument, checked before it is sent anywhere (the same message with or without a daemon). */
 async function checkedName(field: string, name: string): Promise<string> {
-  return (await import('../../lib/ids.ts')).validateName(field, name);
+  return (await import('../../lib/names.ts')).validateName(field, name);
 }
 
 function verification(i: ImageView): string {

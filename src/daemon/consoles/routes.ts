@@ -1,7 +1,7 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { WebSocket } from 'ws';
 import { VirtnodeError, invalid } from '../../lib/errors.ts';
-import { validateName } from '../../lib/ids.ts';
+import { validateName } from '../../lib/names.ts';
 import type { ConsoleEndpoints } from '../../instances/driver.ts';
 import { SCROLLBACK_BYTES, SerialHubs } from './serial-hub.ts';
 import { authorizeWebSocket, TICKET_AUTH } from '../ws-auth.ts';

@@ -3,7 +3,7 @@ import { accessSync, chmodSync, closeSync, constants, existsSync, fsyncSync, ope
 import { mkdir, mkdtemp, readdir, rename, rm } from 'node:fs/promises';
 import { basename, isAbsolute, join, resolve } from 'node:path';
 import { VirtnodeError, invalid, noSpaceCause } from '../../lib/errors.ts';
-import { validateName } from '../../lib/ids.ts';
+import { validateName } from '../../lib/names.ts';
 import type { StatePaths } from '../../lib/paths.ts';
 import { isAlive, selfIdentity } from '../../lib/proc.ts';
 import { Reverter } from '../../lib/reverter.ts';

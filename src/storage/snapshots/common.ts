@@ -2,7 +2,7 @@
 import { randomBytes } from 'node:crypto';
 import type { DiskSpec, Instance, InstanceSpec } from '../../instances/model.ts';
 import { VirtnodeError } from '../../lib/errors.ts';
-import { validateName } from '../../lib/ids.ts';
+import { validateName } from '../../lib/names.ts';
 import type { QmpConnection } from '../../qmp/connection.ts';
 import type { Snapshot, SnapshotDisk } from '../../store/storage.ts';
 import { diskNode } from '../qmp-block.ts';

@@ -7,7 +7,7 @@ import { runtimePaths } from '../../instances/runtime.ts';
 import { VirtnodeError } from '../../lib/errors.ts';
 import { failpoint } from '../../lib/failpoint.ts';
 import { mapNoSpace, named } from '../../lib/no-space.ts';
-import { validateName } from '../../lib/ids.ts';
+import { validateName } from '../../lib/names.ts';
 import { blockdevDel, QMP_COMMANDS, snapshotSave, transaction as qmpTransaction, type TransactionAction } from '../../qmp/commands.ts';
 import { GuestAgent } from '../../qmp/guest-agent.ts';
 import { transaction } from '../../store/db.ts';

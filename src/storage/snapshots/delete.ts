@@ -1,7 +1,7 @@
 /** Deleting a snapshot: internal ones from each disk, external ones by merging their file with the one above it. */
 import type { Instance } from '../../instances/model.ts';
 import { failpoint } from '../../lib/failpoint.ts';
-import { validateName } from '../../lib/ids.ts';
+import { validateName } from '../../lib/names.ts';
 import { snapshotDelete } from '../../qmp/commands.ts';
 import type { Snapshot } from '../../store/storage.ts';
 import { imageLink, internalSnapshot } from '../qemu-img.ts';

@@ -1,5 +1,5 @@
 /** An instance's snapshots. */
-import { validateName } from '../../lib/ids.ts';
+import { validateName } from '../../lib/names.ts';
 import type { Snapshot } from '../../store/storage.ts';
 import type { StorageService } from '../service.ts';
 

@@ -3,7 +3,7 @@ import { isNfsPath } from '../../nfs/files.ts';
 import { driverFor } from '../../instances/drivers/index.ts';
 import type { DiskSpec, Instance } from '../../instances/model.ts';
 import { invalid, VirtnodeError } from '../../lib/errors.ts';
-import { validateName } from '../../lib/ids.ts';
+import { validateName } from '../../lib/names.ts';
 import { isLive, type StorageService } from '../service.ts';
 import { planUpperSnapshot, usesUpperDir } from './upper-dir.ts';
 import { assertSettled, SETTLED, writableDisks } from './common.ts';

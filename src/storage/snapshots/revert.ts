@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import type { Instance } from '../../instances/model.ts';
 import { VirtnodeError } from '../../lib/errors.ts';
 import { failpoint } from '../../lib/failpoint.ts';
-import { validateName } from '../../lib/ids.ts';
+import { validateName } from '../../lib/names.ts';
 import { snapshotLoad } from '../../qmp/commands.ts';
 import { transaction } from '../../store/db.ts';
 import type { Snapshot } from '../../store/storage.ts';
