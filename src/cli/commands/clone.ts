@@ -1,15 +1,11 @@
 import type { Command } from 'commander';
+import { validateName } from '../../lib/names.ts';
 import { formatSize } from '../../lib/units.ts';
 import { api } from '../api.ts';
 import { keyValues, printer, table } from '../output.ts';
 
 async function templates() {
   return (await api()).templates;
-}
-
-/** A name argument, checked before it is sent anywhere (the same message with or without a daemon). */
-async function checkedName(field: string, name: string): Promise<string> {
-  return (await import('../../lib/names.ts')).validateName(field, name);
 }
 
 const LINKED_HELP = [
@@ -32,8 +28,8 @@ export function registerCloneCommands(program: Command): void {
     .action(async (src: string, name: string, o: { linked?: boolean; start?: boolean; format?: string }) => {
       const print = printer(o.format);
       const { invalid } = await import('../../lib/errors.ts');
-      await checkedName('SRC', src);
-      await checkedName('NEW', name);
+      validateName('SRC', src);
+      validateName('NEW', name);
       if (src === name) throw invalid('NEW', `"${name}" is the source's own name`, 'give the clone a new name');
       const [{ interruptibly }, { cloneAndStart }, { transferOutput }] = await Promise.all([import('../interrupt.ts'), import('../../app/clone-and-start.ts'), import('../progress.ts')]);
       const client = await api();
@@ -62,8 +58,8 @@ export function registerCloneCommands(program: Command): void {
     .argument('[name]', 'the template name (default: the instance name)')
     .option('--warm', 'also boot it once and keep its memory just before the first boot: launches then load it instead of booting')
     .action(async (instance: string, name: string | undefined, o: { warm?: boolean }) => {
-      await checkedName('INSTANCE', instance);
-      if (name !== undefined) await checkedName('NAME', name);
+      validateName('INSTANCE', instance);
+      if (name !== undefined) validateName('NAME', name);
       const { interruptibly } = await import('../interrupt.ts');
       const t = await templates();
       await interruptibly(async (signal) => {
@@ -95,7 +91,7 @@ export function registerCloneCommands(program: Command): void {
     .action(async (name: string, o: { format?: string; verify?: boolean }) => {
       const print = printer(o.format);
       const t = await templates();
-      const x = await t.get({ name: await checkedName('NAME', name) });
+      const x = await t.get({ name: validateName('NAME', name) });
       const verified = o.verify ? await t.verify({ name }) : undefined;
       const view = { ...x, ...(verified === undefined ? {} : { verified: { sha256: verified.sha256, unchanged: verified.unchanged } }) };
       await print(view, () =>
@@ -122,7 +118,7 @@ export function registerCloneCommands(program: Command): void {
     .description('remove a template (refused while instances sit on it)')
     .argument('<name>')
     .action(async (name: string) => {
-      await (await templates()).delete({ name: await checkedName('NAME', name) });
+      await (await templates()).delete({ name: validateName('NAME', name) });
       process.stdout.write(`Removed template ${name}\n`);
     });
 }

@@ -1,6 +1,7 @@
 import type { Command } from 'commander';
 import type { UiLoginView } from '../../api/schemas.ts';
 import { invalid } from '../../lib/errors.ts';
+import { validateName } from '../../lib/names.ts';
 import { printer, table } from '../output.ts';
 
 async function tokens() {
@@ -68,7 +69,7 @@ export function registerDaemonCommands(program: Command): void {
     .option('--read-only', 'it may only read (GET, the events stream): no change, no console')
     .option('--expires <duration>', 'it ends after this long (e.g. 12h, 30d); default: when revoked')
     .action(async (name: string, o: { readOnly?: boolean; expires?: string }) => {
-      const [{ validateName }, { parseDuration }] = await Promise.all([import('../../lib/names.ts'), import('../duration.ts')]);
+      const { parseDuration } = await import('../duration.ts');
       validateName('name', name);
       const validForMs = o.expires === undefined ? undefined : parseDuration('--expires', o.expires);
       if (validForMs === 0) throw invalid('--expires', `"${o.expires}" would end the token at once`, 'give a duration above zero, e.g. 12h or 30d');

@@ -1,6 +1,7 @@
 import type { Command } from 'commander';
 import type { StoredImageView } from '../../api/contracts/images.ts';
 import type { ImageView } from '../../api/schemas.ts';
+import { validateName } from '../../lib/names.ts';
 import { formatSize } from '../../lib/units.ts';
 import { api } from '../api.ts';
 import { interruptibly } from '../interrupt.ts';
@@ -13,11 +14,6 @@ async function images() {
 /** Transfer progress as the work reports it, the same through a daemon or not (src/cli/progress.ts). */
 async function transferOutput(label: string) {
   return (await import('../progress.ts')).transferOutput(process.stderr, label);
-}
-
-/** A name argument, checked before it is sent anywhere (the same message with or without a daemon). */
-async function checkedName(field: string, name: string): Promise<string> {
-  return (await import('../../lib/names.ts')).validateName(field, name);
 }
 
 function verification(i: ImageView): string {
@@ -43,7 +39,7 @@ export function registerImageCommands(program: Command): void {
     .argument('<file>', 'the image file')
     .option('--name <name>', 'image name (default: from the file name)')
     .action(async (file: string, o: { name?: string }) => {
-      if (o.name !== undefined) await checkedName('--name', o.name);
+      if (o.name !== undefined) validateName('--name', o.name);
       // The daemon has another working directory (and over --remote, the path names a file on its host).
       const { resolve } = await import('node:path');
       const store = await images();
@@ -70,7 +66,7 @@ export function registerImageCommands(program: Command): void {
       parseSize('--size', o.size ?? '4G');
       const extraPackages = (o.packages ?? '').split(',').map((p) => p.trim()).filter((p) => p !== '');
       for (const p of extraPackages) if (!/^[a-z0-9][a-z0-9+.-]+$/.test(p)) throw invalid('--packages', `"${p}" is not a Debian package name`);
-      if (o.name !== undefined) await checkedName('--name', o.name);
+      if (o.name !== undefined) validateName('--name', o.name);
       const store = await images();
       await interruptibly(async (signal) => {
         const built = await store.build(
@@ -131,7 +127,7 @@ export function registerImageCommands(program: Command): void {
     .option('--format <format>', 'table, json or yaml', 'table')
     .action(async (name: string, o: { format?: string }) => {
       const print = printer(o.format);
-      const i = await (await images()).get({ name: await checkedName('NAME', name) });
+      const i = await (await images()).get({ name: validateName('NAME', name) });
       await print(i, () =>
         keyValues([
           ['Name', i.name],
@@ -155,7 +151,7 @@ export function registerImageCommands(program: Command): void {
     .argument('<name>')
     .option('-f, --force', 'remove the name even if instances use it (their file stays until they are gone)')
     .action(async (name: string, o: { force?: boolean }) => {
-      const result = await (await images()).remove({ name: await checkedName('NAME', name), force: o.force === true });
+      const result = await (await images()).remove({ name: validateName('NAME', name), force: o.force === true });
       const kept: string[] = [];
       if (result.keptFor.instances.length > 0) kept.push(`used by instance ${result.keptFor.instances.join(', ')}`);
       if (result.keptFor.names.length > 0) kept.push(`same content as image ${result.keptFor.names.join(', ')}`);
