@@ -1,4 +1,4 @@
-import { existsSync, readdirSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { qemuPidsUnder, tempHome, virtnode, waitForText } from '../helpers/cli.ts';
@@ -79,6 +79,20 @@ describe('instance lifecycle on real QEMU (tiny guest, TCG)', () => {
     expect(gone.code).toBe(3);
     expect(gone.stderr).toContain('instance vm1 does not exist');
     expect(readdirSync(join(home, 'instances'))).toEqual([]);
+  });
+
+  it('a stop right after start, the guest still booting (its first power button press lost), is a clean ACPI power-off', async () => {
+    expect((await virtnode(home, ['create', 'early', ...bootArgs, '--start'])).code).toBe(0);
+    expect(readFileSync(consoleLog('early'), 'utf8')).not.toContain(TEST_GUEST_READY_MARKER); // nothing listens yet
+    const began = Date.now();
+    const stopped = await virtnode(home, ['stop', 'early', '--timeout', '45']);
+    expect(stopped.code, stopped.stderr).toBe(0);
+    expect((await info('early')).reason).toBe('guest powered off (ACPI shutdown)');
+    expect(Date.now() - began).toBeLessThan(45_000);
+    // It had booted meanwhile: a later press reached the guest's acpid, which powered it off.
+    expect(readFileSync(consoleLog('early'), 'utf8')).toContain(TEST_GUEST_READY_MARKER);
+    expect(qemuPidsUnder(home)).toEqual([]);
+    expect((await virtnode(home, ['delete', 'early'])).code).toBe(0);
   });
 
   it('a VM outlives the CLI and is re-attached by later commands; kill -9 of QEMU shows as crashed', async () => {

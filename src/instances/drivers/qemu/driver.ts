@@ -305,7 +305,14 @@ export class QemuDriver implements InstanceDriver {
   }
 }
 
-/** ACPI power button, then wait for the guest's own SHUTDOWN. Returns false if it did not come in time. */
+/**
+ * How often the ACPI power button is pressed again while the guest has not powered off. A press is an event, not
+ * a state: one that comes while the guest is still booting, before anything in it listens (logind, acpid), is lost,
+ * and the guest would be forced off at the timeout although it could have shut down cleanly seconds later.
+ */
+export const POWER_BUTTON_REPEAT_MS = 3_000;
+
+/** ACPI power button, pressed again until the guest's own SHUTDOWN. Returns false if it did not come in time. */
 async function powerDown(qmp: QmpConnection, instance: Instance, timeoutMs: number): Promise<boolean> {
   const status = await qmpCommand.queryStatus(qmp);
   if (status.status === 'shutdown') return true;
@@ -313,12 +320,15 @@ async function powerDown(qmp: QmpConnection, instance: Instance, timeoutMs: numb
   shutdown.catch(() => {});
   if (instance.state === 'paused') await qmpCommand.cont(qmp); // a paused guest cannot see the power button
   await qmpCommand.systemPowerdown(qmp);
+  const pressAgain = setInterval(() => qmpCommand.systemPowerdown(qmp).catch(() => {}), POWER_BUTTON_REPEAT_MS);
   try {
     await shutdown;
     return true;
   } catch (e) {
     if (e instanceof VirtnodeError && (e.code === 'QMP_TIMEOUT' || e.code === 'TIMEOUT')) return false;
     throw e;
+  } finally {
+    clearInterval(pressAgain);
   }
 }
 
