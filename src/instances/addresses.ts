@@ -1,5 +1,6 @@
 import { existsSync } from 'node:fs';
 import { GuestAgent } from '../qmp/guest-agent.ts';
+import { agentPortOpen } from './agent-port.ts';
 import type { Instance } from './model.ts';
 import { USER_NETWORK } from './model.ts';
 import { runtimePaths } from './runtime.ts';
@@ -52,8 +53,10 @@ export async function nicAddresses(
 
 async function agentAddresses(service: InstanceService, instance: Instance): Promise<Map<string, string[]>> {
   const out = new Map<string, string[]>();
-  const socket = runtimePaths(service.paths.instanceDir(instance.name)).guestAgent;
+  const paths = runtimePaths(service.paths.instanceDir(instance.name));
+  const socket = paths.guestAgent;
   if (!existsSync(socket)) return out;
+  if ((await agentPortOpen(paths.qmpQuery, AGENT_TIMEOUT_MS)) === false) return out; // no agent running in the guest
   let agent: GuestAgent | undefined;
   try {
     agent = await GuestAgent.connect(socket, { timeoutMs: AGENT_TIMEOUT_MS });

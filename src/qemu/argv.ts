@@ -1,6 +1,6 @@
 import { usesDirectIo, type DiskCacheMode } from '../instances/model.ts';
 import { protocolProps } from './protocol-node.ts';
-import type { QemuDisk, QemuNic, QemuSpec } from './spec.ts';
+import { GUEST_AGENT_CHARDEV, type QemuDisk, type QemuNic, type QemuSpec } from './spec.ts';
 
 /** QEMU's option syntax uses commas as separators; a literal comma inside a value is written twice. */
 export function escapeOptionValue(value: string): string {
@@ -81,8 +81,8 @@ export function buildArgv(spec: QemuSpec): string[] {
     ...unixSocketChardev('serial0', paths.serial, { logfile: paths.serialLog, logappend: true }),
     '-serial', 'chardev:serial0',
     '-device', 'virtio-serial-pci,id=virtio-serial0',
-    ...unixSocketChardev('qga0', paths.guestAgent),
-    '-device', 'virtserialport,bus=virtio-serial0.0,chardev=qga0,name=org.qemu.guest_agent.0',
+    ...unixSocketChardev(GUEST_AGENT_CHARDEV, paths.guestAgent),
+    '-device', `virtserialport,bus=virtio-serial0.0,chardev=${GUEST_AGENT_CHARDEV},name=org.qemu.guest_agent.0`,
     '-device', 'VGA,id=video0',
     '-vnc', `unix:${escapeOptionValue(paths.vnc)}`,
     '-device', 'virtio-rng-pci,id=rng0',

@@ -1,6 +1,9 @@
 import type { Accel, DiskFormat, Tuning } from '../instances/model.ts';
 
 /** Files through which virtnode talks to one QEMU process; all live in the instance's directory. */
+/** The chardev of the guest agent's virtio-serial port on QEMU's command line. */
+export const GUEST_AGENT_CHARDEV = 'qga0';
+
 export interface RuntimePaths {
   /** QMP for operations (held under the instance lock). */
   qmp: string;

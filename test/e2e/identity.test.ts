@@ -19,6 +19,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { pino } from 'pino';
 import { createCore } from '../../src/daemon/core.ts';
+import { agentPortOpen } from '../../src/instances/agent-port.ts';
 import { GuestAgent } from '../../src/qmp/guest-agent.ts';
 import { statePaths } from '../../src/lib/paths.ts';
 import { tempHome, virtnode } from '../helpers/cli.ts';
@@ -218,7 +219,9 @@ describe('identity on the real Debian image: two launches, then templates of the
       try {
         const metrics = await core.metrics();
         const scrape = async () => parsePrometheusText(await metrics.text());
-        const labels = { instance: 'beta', nic: '0', network: 'user', source: 'guest-agent' };
+        // qemu-ga holds its port open, as QEMU reports it (without it, the agent is not asked at all).
+      expect(await agentPortOpen(join(home, 'instances', 'beta', 'qmp-query.sock'), 5_000)).toBe(true);
+      const labels = { instance: 'beta', nic: '0', network: 'user', source: 'guest-agent' };
         const first = await scrape();
         const rx = sampleValue(first, 'virtnode_instance_network_receive_bytes_total', labels);
         const tx = sampleValue(first, 'virtnode_instance_network_transmit_bytes_total', labels);

@@ -1,6 +1,7 @@
 import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { agentPortOpen } from '../../src/instances/agent-port.ts';
 import { qemuPidsUnder, tempHome, virtnode, waitForText } from '../helpers/cli.ts';
 import { TEST_GUEST_READY_MARKER, testGuest } from '../helpers/test-guest.ts';
 
@@ -48,6 +49,9 @@ describe('instance lifecycle on real QEMU (tiny guest, TCG)', () => {
     // The guest sees the identity virtnode gave it.
     expect(log).toContain(`uuid=${running.smbiosUuid}`);
     expect(log).toContain(`macs=${running.nics[0]!.mac}`);
+
+    // No guest agent in the tiny guest: QEMU says its port is closed, so info does not wait for one to answer.
+    expect(await agentPortOpen(join(home, 'instances', 'vm1', 'qmp-query.sock'), 5_000)).toBe(false);
 
     expect((await virtnode(home, ['pause', 'vm1'])).code).toBe(0);
     expect((await info('vm1')).state).toBe('paused');

@@ -3,6 +3,7 @@ import type { RuntimePaths } from '../../../qemu/spec.ts';
 import { type BlockStats, queryBalloon, queryBlockstats } from '../../../qmp/commands.ts';
 import { QmpConnection } from '../../../qmp/connection.ts';
 import { GuestAgent } from '../../../qmp/guest-agent.ts';
+import { agentPortOpenOn } from '../../agent-port.ts';
 import type { BlockCounters, DriverSample, NicCounters } from '../../driver.ts';
 import type { Instance } from '../../model.ts';
 
@@ -26,7 +27,8 @@ export async function sampleQemu(instance: Instance, paths: RuntimePaths, option
     const overhead = qemuOverheadBytes(instance.pid!, usage.rssAnonBytes, instance.spec.memoryMiB, instance.spec.tuning?.numaNodes ?? 1, instance.spec.runtime?.memoryPadKiB ?? 0);
     if (overhead !== undefined) sample.overheadBytes = overhead;
   }
-  const [qmp, guestNics] = await Promise.all([qmpStats(paths.qmpQuery), options.guestNics ? agentNicCounters(paths.guestAgent) : undefined]);
+  const qmp = await qmpStats(paths.qmpQuery);
+  const guestNics = options.guestNics && qmp.agentPortOpen !== false ? await agentNicCounters(paths.guestAgent) : undefined;
   sample.block = qmp.block;
   // A padded guest's balloon starts at the configured size plus the padding: reported as configured (at most).
   if (qmp.balloonBytes !== undefined) sample.balloonBytes = instance.spec.runtime?.memoryPadKiB === undefined ? qmp.balloonBytes : Math.min(qmp.balloonBytes, instance.spec.memoryMiB * 1024 * 1024);
@@ -106,17 +108,19 @@ function blockCountersOf(reply: BlockStats[]): BlockCounters[] {
   }));
 }
 
-/** Block statistics and the balloon's size over one QMP connection. */
-async function qmpStats(socket: string): Promise<{ block: BlockCounters[]; balloonBytes?: number }> {
+/** Block statistics, the balloon's size and whether the guest agent's port is open, over one QMP connection. */
+async function qmpStats(socket: string): Promise<{ block: BlockCounters[]; balloonBytes?: number; agentPortOpen?: boolean }> {
   let qmp: QmpConnection | undefined;
   try {
     qmp = await QmpConnection.connect(socket, { timeoutMs: QMP_TIMEOUT_MS });
     const block = blockCountersOf(await queryBlockstats(qmp, { timeoutMs: QMP_TIMEOUT_MS }));
+    const open = await agentPortOpenOn(qmp, QMP_TIMEOUT_MS);
+    const agent = open === undefined ? {} : { agentPortOpen: open };
     try {
       const balloon = await queryBalloon(qmp, { timeoutMs: QMP_TIMEOUT_MS });
-      return typeof balloon.actual === 'number' ? { block, balloonBytes: balloon.actual } : { block };
+      return typeof balloon.actual === 'number' ? { block, balloonBytes: balloon.actual, ...agent } : { block, ...agent };
     } catch {
-      return { block }; // a QEMU started before instances had a balloon: "No balloon device has been activated"
+      return { block, ...agent }; // a QEMU started before instances had a balloon: "No balloon device has been activated"
     }
   } catch {
     return { block: [] }; // busy or going away: no QMP numbers this round
