@@ -310,7 +310,7 @@ export class QemuDriver implements InstanceDriver {
  * a state: one that comes while the guest is still booting, before anything in it listens (logind, acpid), is lost,
  * and the guest would be forced off at the timeout although it could have shut down cleanly seconds later.
  */
-export const POWER_BUTTON_REPEAT_MS = 3_000;
+const POWER_BUTTON_REPEAT_MS = 3_000;
 
 /** ACPI power button, pressed again until the guest's own SHUTDOWN. Returns false if it did not come in time. */
 async function powerDown(qmp: QmpConnection, instance: Instance, timeoutMs: number): Promise<boolean> {

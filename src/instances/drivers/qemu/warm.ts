@@ -178,13 +178,20 @@ export async function loadState(qmp: QmpConnection, statePath: string, socketPat
   try {
     const deadline = Date.now() + timeoutMs;
     // The incoming side reports `inmigrate` until the whole state is in; then the guest is paused (-S).
+    let status: string;
     for (;;) {
-      const status = await qmpCommand.queryStatus(qmp);
-      if (status.status !== 'inmigrate') break;
+      status = (await qmpCommand.queryStatus(qmp)).status;
+      if (status !== 'inmigrate') break;
       if (Date.now() > deadline) throw new VirtnodeError('TIMEOUT', `loading the memory state from ${statePath} did not finish in time`);
       await new Promise((r) => setTimeout(r, POLL_MS));
     }
-    await sent;
+    // QEMU closes the connection once it has read the state's end marker, which can come before this side has
+    // written (or seen the end of) the rest of the file: the stream then fails (a premature close, a broken pipe)
+    // although the whole state is in. QEMU's word decides: loaded and paused. A load that fails ends its process.
+    const loaded = status === 'paused' || status === 'prelaunch';
+    await sent.catch((e: unknown) => {
+      if (!loaded) throw e;
+    });
     // The loaded QEMU keeps its capabilities: left as a cold start's, so its later migrations (a live move) are plain.
     if (options.ramInFile === true) await migrateSetCapabilities(qmp, { 'x-ignore-shared': false });
   } finally {
