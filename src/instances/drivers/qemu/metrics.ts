@@ -27,7 +27,7 @@ export async function sampleQemu(instance: Instance, paths: RuntimePaths, option
     const overhead = qemuOverheadBytes(instance.pid!, usage.rssAnonBytes, instance.spec.memoryMiB, instance.spec.tuning?.numaNodes ?? 1, instance.spec.runtime?.memoryPadKiB ?? 0);
     if (overhead !== undefined) sample.overheadBytes = overhead;
   }
-  const qmp = await qmpStats(paths.qmpQuery);
+  const qmp = await qmpStats(paths.qmpQuery, options.guestNics);
   const guestNics = options.guestNics && qmp.agentPortOpen !== false ? await agentNicCounters(paths.guestAgent) : undefined;
   sample.block = qmp.block;
   // A padded guest's balloon starts at the configured size plus the padding: reported as configured (at most).
@@ -108,13 +108,13 @@ function blockCountersOf(reply: BlockStats[]): BlockCounters[] {
   }));
 }
 
-/** Block statistics, the balloon's size and whether the guest agent's port is open, over one QMP connection. */
-async function qmpStats(socket: string): Promise<{ block: BlockCounters[]; balloonBytes?: number; agentPortOpen?: boolean }> {
+/** Block statistics, the balloon's size and (with `agentPort`) whether the guest agent's port is open, over one QMP connection. */
+async function qmpStats(socket: string, agentPort: boolean): Promise<{ block: BlockCounters[]; balloonBytes?: number; agentPortOpen?: boolean }> {
   let qmp: QmpConnection | undefined;
   try {
     qmp = await QmpConnection.connect(socket, { timeoutMs: QMP_TIMEOUT_MS });
     const block = blockCountersOf(await queryBlockstats(qmp, { timeoutMs: QMP_TIMEOUT_MS }));
-    const open = await agentPortOpenOn(qmp, QMP_TIMEOUT_MS);
+    const open = agentPort ? await agentPortOpenOn(qmp, QMP_TIMEOUT_MS) : undefined;
     const agent = open === undefined ? {} : { agentPortOpen: open };
     try {
       const balloon = await queryBalloon(qmp, { timeoutMs: QMP_TIMEOUT_MS });
