@@ -137,7 +137,6 @@ export class EtcdKv implements Kv, EtcdAdmin {
     // etcd3 reports a loss only after twice the TTL without contact; by then etcd has long expired the lease and
     // another host may act on that. Here "lost" comes before the expiry etcd sees: no renewal acknowledged for
     // 2/3 of the TTL, counted from when the last acknowledged renewal was sent.
-    let lastFired = Date.now();
     let lastAcked = Date.now();
     let ended = false;
     const end = (reason: string, notify: boolean) => {
@@ -148,26 +147,31 @@ export class EtcdKv implements Kv, EtcdAdmin {
       lease.release();
       if (notify) onLost(reason);
     };
-    lease.on('keepaliveFired', () => (lastFired = Date.now()));
-    lease.on('keepaliveSucceeded', () => (lastAcked = lastFired));
+    // The stream answers its renewals in order: an answer acknowledges the oldest renewal not yet answered (one
+    // held up on a dead leader is answered late, and must not count as the newest).
+    let unanswered: number[] = [];
+    lease.on('keepaliveEstablished', () => (unanswered = []));
+    lease.on('keepaliveFired', () => unanswered.push(Date.now()));
+    lease.on('keepaliveSucceeded', () => (lastAcked = Math.max(lastAcked, unanswered.shift() ?? lastAcked)));
     lease.on('lost', (err) => end(`lease ${id} lost: ${err.message}`, true));
     const limitMs = (ttlSeconds * 1000 * 2) / 3;
     // The keepalive stream renews one request at a time: one forwarded to a leader that just died blocks it until
     // etcd's request timeout (seconds), long after a new leader was elected. A renewal missed is probed again on
-    // a fresh call (which reaches the new leader), so a healthy host keeps its lease through an election.
+    // fresh calls (which reach the new leader), so a healthy host keeps its lease through an election. Probes
+    // overlap: one sent before the election ended hangs on the dead leader until its deadline, and waiting for it
+    // before sending the next could use up the little time left before the watchdog's limit.
     const probeAfterMs = (ttlSeconds * 1000) / 3 + 500;
-    let probing = false;
+    const probeEveryMs = 500;
+    const probeDeadlineMs = Math.min(1500, limitMs / 2);
+    let lastProbe = 0;
     const probe = () => {
-      if (probing || ended) return;
-      probing = true;
       const sent = Date.now();
-      lease
-        .keepaliveOnce({ deadline: sent + Math.min(2000, limitMs / 2) })
-        .then(
-          () => (lastAcked = Math.max(lastAcked, sent)),
-          () => undefined,
-        )
-        .finally(() => (probing = false));
+      if (ended || sent - lastProbe < probeEveryMs) return;
+      lastProbe = sent;
+      lease.keepaliveOnce({ deadline: sent + probeDeadlineMs }).then(
+        () => (lastAcked = Math.max(lastAcked, sent)),
+        () => undefined,
+      );
     };
     const watchdog = setInterval(() => {
       const since = Date.now() - lastAcked;
