@@ -80,6 +80,7 @@ export const images = resource('images', imageEndpoints, (core: AppCore) => {
 
     async remove({ name, force }) {
       const result = store.remove(name, { force: force === true, usersOf: instancesUsingImage(core.db) });
+      await store.deleteRetired();
       return published({ image: imageView(result.image), fileDeleted: result.fileDeleted, keptFor: result.keptFor });
     },
   };

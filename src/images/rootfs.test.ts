@@ -1,8 +1,8 @@
 import { describe, expect, it } from 'vitest';
-import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { linuxPartition, removeRootfs, rootfsDir } from './rootfs.ts';
+import { deleteRetiredRootfs, linuxPartition, retireRootfs, rootfsDir } from './rootfs.ts';
 
 function mbr(entries: Array<{ type: number; start: number; sectors: number }>, signature = true): Buffer {
   const b = Buffer.alloc(512);
@@ -36,15 +36,18 @@ describe('root filesystem of an image', () => {
   });
 });
 
-describe('removeRootfs', () => {
-  it('removes the trees of that image only', () => {
+describe('retireRootfs and deleteRetiredRootfs', () => {
+  it('take the trees of that image out of use at once, then delete them; other images keep theirs', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'virtnode-rootfs-'));
     try {
       for (const tree of [rootfsDir(dir, 'aa', 0), rootfsDir(dir, 'aa', 100000), rootfsDir(dir, 'bb', 100000)]) mkdirSync(join(tree, 'etc'), { recursive: true });
       writeFileSync(join(dir, 'rootfs', 'aa-u100000.lock'), '');
-      removeRootfs(dir, 'aa');
+      retireRootfs(dir, 'aa');
       expect(existsSync(rootfsDir(dir, 'aa', 0))).toBe(false);
       expect(existsSync(rootfsDir(dir, 'aa', 100000))).toBe(false);
+      expect(readdirSync(join(dir, 'rootfs')).filter((e) => e.startsWith('.retired-aa-u'))).toHaveLength(2);
+      await deleteRetiredRootfs(dir);
+      expect(readdirSync(join(dir, 'rootfs')).sort()).toEqual(['aa-u100000.lock', 'bb-u100000']);
       expect(existsSync(rootfsDir(dir, 'bb', 100000))).toBe(true);
     } finally {
       rmSync(dir, { recursive: true, force: true });

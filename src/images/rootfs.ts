@@ -1,4 +1,6 @@
 import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { randomUUID } from 'node:crypto';
+import { readdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { run } from '../exec/run.ts';
 import { VirtnodeError } from '../lib/errors.ts';
@@ -108,11 +110,24 @@ function readPartition(raw: string): { offset: number; size: number } | undefine
   }
 }
 
-/** Removes every unpacked tree of an image (with the image file: no container uses it any more). */
-export function removeRootfs(imagesDir: string, sha256: string): void {
+const RETIRED_PREFIX = '.retired-';
+
+/**
+ * Takes every unpacked tree of an image out of use (with the image file: no container uses it any more): each is
+ * renamed aside at once, and deleted by `deleteRetiredRootfs`, which does not hold up the caller's process (a tree
+ * is tens of thousands of files).
+ */
+export function retireRootfs(imagesDir: string, sha256: string): void {
   const parent = join(imagesDir, 'rootfs');
   if (!existsSync(parent)) return;
   for (const entry of readdirSync(parent)) {
-    if (entry.startsWith(`${sha256}-u`) && !entry.endsWith('.lock')) rmSync(join(parent, entry), { recursive: true, force: true });
+    if (entry.startsWith(`${sha256}-u`) && !entry.endsWith('.lock')) renameSync(join(parent, entry), join(parent, `${RETIRED_PREFIX}${entry}-${randomUUID()}`));
   }
+}
+
+/** Deletes the retired trees, those of an earlier process that stopped before it could too. */
+export async function deleteRetiredRootfs(imagesDir: string): Promise<void> {
+  const parent = join(imagesDir, 'rootfs');
+  const entries = await readdir(parent).catch(() => [] as string[]);
+  await Promise.all(entries.filter((e) => e.startsWith(RETIRED_PREFIX)).map((e) => rm(join(parent, e), { recursive: true, force: true })));
 }

@@ -21,7 +21,7 @@ import type { DownloadProgress } from '../pull/progress.ts';
 import { copyAndHash, decompress, defaultImageName, detectCompression } from './files.ts';
 import type { Compression, FileOptions } from './files.ts';
 import type { AddressGuard } from '../pull/address-guard.ts';
-import { removeRootfs } from '../rootfs.ts';
+import { deleteRetiredRootfs, retireRootfs } from '../rootfs.ts';
 import { type BootFiles, bootFilesDir, extractBootFiles, readBootFiles } from '../boot/extract.ts';
 
 export type { ImageFormat, ImageVerification } from '../../store/images.ts';
@@ -453,12 +453,17 @@ export class ImageStore {
         } catch (e) {
           if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
         }
-        removeRootfs(this.dir, image.sha256);
+        retireRootfs(this.dir, image.sha256);
         rmSync(bootFilesDir(this.dir, image.sha256), { recursive: true, force: true });
         fileDeleted = true;
       }
       return { image, fileDeleted, keptFor: { names, instances } };
     });
+  }
+
+  /** Deletes the unpacked trees `remove` took out of use (asynchronously: a daemon keeps answering meanwhile). */
+  deleteRetired(): Promise<void> {
+    return deleteRetiredRootfs(this.dir);
   }
 
   private nameFor(given: string | undefined, fileName: string): string {
