@@ -1,5 +1,5 @@
-import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { randomUUID } from 'node:crypto';
+import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { readdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { run } from '../exec/run.ts';
@@ -125,7 +125,7 @@ export function retireRootfs(imagesDir: string, sha256: string): void {
   }
 }
 
-/** Deletes the retired trees, those of an earlier process that stopped before it could too. */
+/** Deletes the retired trees, including any that a process stopped before it could delete them. */
 export async function deleteRetiredRootfs(imagesDir: string): Promise<void> {
   const parent = join(imagesDir, 'rootfs');
   const entries = await readdir(parent).catch(() => [] as string[]);
