@@ -19,7 +19,10 @@ BUILDER=build-test-guest
 # shellcheck source=lib/guest-initramfs.sh
 . "$repo/scripts/lib/guest-initramfs.sh"
 
-readonly CMDLINE='console=ttyS0 quiet panic=-1'
+# cryptomgr.notests: the kernel self-tests each crypto algorithm as it registers it, at boot and when a
+# module below registers one (the CRC modules of sd_mod): under TCG the test guest's boot to its marker
+# took 3.20 s of QEMU CPU with them, 2.59 s without (medians of 6 interleaved boots).
+readonly CMDLINE='console=ttyS0 quiet panic=-1 cryptomgr.notests'
 # Modules the guest loads (with their dependencies, resolved at build time).
 readonly MODULES=(
   virtio_pci virtio_blk virtio_net virtio_console virtio_scsi sd_mod sr_mod
