@@ -11,7 +11,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { tempHome, virtnode } from '../test/helpers/cli.ts';
-import { TEST_GUEST_READY_MARKER } from '../test/helpers/test-guest.ts';
+import { TEST_GUEST_READY_MARKER, type TestGuest, testGuest } from '../test/helpers/test-guest.ts';
 import { writeResult } from './results.ts';
 import { cpuMsOf, median, round } from './whole-process.ts';
 
@@ -24,26 +24,14 @@ if (!Number.isInteger(runs) || runs < 1 || dirs.length === 0) {
 const BOOT_TIMEOUT_MS = 60_000;
 const POLL_MS = 20;
 
-interface Build {
-  dir: string;
-  kernel: string;
-  initrd: string;
-  cmdline: string;
-}
-
-function buildIn(dir: string): Build {
-  const kernel = existsSync(join(dir, 'vmlinux')) ? join(dir, 'vmlinux') : join(dir, 'vmlinuz');
-  return { dir, kernel, initrd: join(dir, 'initramfs.img'), cmdline: readFileSync(join(dir, 'cmdline'), 'utf8').trim() };
-}
-
-async function bootOnce(home: string, name: string, build: Build): Promise<{ wallMs: number; qemuCpuMs: number }> {
+async function bootOnce(home: string, name: string, build: TestGuest): Promise<{ wallMs: number; qemuCpuMs: number }> {
   const t0 = performance.now();
   const created = await virtnode(home, ['create', name, '--memory', '128M', '--kernel', build.kernel, '--initrd', build.initrd, '--cmdline', build.cmdline, '--start']);
   if (created.code !== 0) throw new Error(`virtnode create ${name}: ${created.stderr}`);
-  const console = join(home, 'instances', name, 'console.log');
+  const consoleLog = join(home, 'instances', name, 'console.log');
   const pid = Number(readFileSync(join(home, 'instances', name, 'qemu.pid'), 'utf8').trim());
   for (;;) {
-    if (existsSync(console) && readFileSync(console, 'utf8').includes(TEST_GUEST_READY_MARKER)) break;
+    if (existsSync(consoleLog) && readFileSync(consoleLog, 'utf8').includes(TEST_GUEST_READY_MARKER)) break;
     if (performance.now() - t0 > BOOT_TIMEOUT_MS) throw new Error(`${name}: no ready marker within ${BOOT_TIMEOUT_MS} ms`);
     await new Promise((r) => setTimeout(r, POLL_MS));
   }
@@ -54,7 +42,7 @@ async function bootOnce(home: string, name: string, build: Build): Promise<{ wal
 }
 
 async function main(): Promise<void> {
-  const builds = dirs.map(buildIn);
+  const builds = dirs.map((dir) => testGuest(dir));
   const { home, cleanup } = tempHome('virtnode-bench-tg-');
   try {
     await bootOnce(home, 'warmup', builds[0]!); // page cache, the KVM probe's cached verdict, the CLI's compile cache

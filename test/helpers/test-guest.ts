@@ -26,10 +26,10 @@ const DEFAULT_DIR = fileURLToPath(new URL('../../.cache/test-guest', import.meta
 
 /**
  * Locates the tiny test guest built by scripts/build-test-guest.sh (env VIRTNODE_TEST_GUEST_DIR overrides the
- * default `<repo>/.cache/test-guest`). Throws when it has not been built: a test that needs it fails, never skips.
+ * default `<repo>/.cache/test-guest`; a benchmark may name another build's `dir`). Throws when it has not been
+ * built: a test that needs it fails, never skips.
  */
-export function testGuest(): TestGuest {
-  const dir = process.env['VIRTNODE_TEST_GUEST_DIR'] || DEFAULT_DIR;
+export function testGuest(dir = process.env['VIRTNODE_TEST_GUEST_DIR'] || DEFAULT_DIR): TestGuest {
   const vmlinuz = join(dir, 'vmlinuz');
   const vmlinux = join(dir, 'vmlinux');
   const initrd = join(dir, 'initramfs.img');
