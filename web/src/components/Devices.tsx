@@ -32,6 +32,7 @@ function Disks({ instance, onError }: { instance: Instance; onError: (m: string)
   return (
     <section aria-labelledby="disks-title">
       <h2 id="disks-title">Disks</h2>
+      <FormError error={own.error ?? volumes.error} />
       <table data-testid="disks">
         <TableHead columns={['Disk', 'Kind', 'Format', 'Size']} actions />
         <tbody>
@@ -104,6 +105,7 @@ function Nics({ instance, onError }: { instance: Instance; onError: (m: string) 
   return (
     <section aria-labelledby="nics-title">
       <h2 id="nics-title">Network interfaces</h2>
+      <FormError error={nics.error ?? networks.error} />
       <table data-testid="nics">
         <TableHead columns={['#', 'Network', 'MAC', 'Addresses']} actions />
         <tbody>
@@ -170,6 +172,7 @@ function Ports({ instance }: { instance: Instance }) {
   return (
     <section aria-labelledby="ports-title">
       <h2 id="ports-title">Port forwards</h2>
+      <FormError error={ports.error} />
       {(ports.data ?? []).length === 0 ? (
         <p class="muted">No port forwards.</p>
       ) : (

@@ -1,6 +1,8 @@
 import { useCallback, useEffect, useRef, useState } from 'preact/hooks';
+import { ApiError } from '../api.ts';
 import { subscribe, type DaemonEvent } from '../events.ts';
 import { message } from './format.ts';
+import { reloader, type Reloader, type RetryPolicy } from './reloader.ts';
 
 export interface Loaded<T> {
   data: T | undefined;
@@ -8,39 +10,44 @@ export interface Loaded<T> {
   reload: () => Promise<void>;
 }
 
+/** A load that failed on the way (no answer, a 5xx, too many requests) is tried again; a 4xx answer is final. */
+const RETRY: RetryPolicy = {
+  retryable: (e) => !(e instanceof ApiError) || e.status >= 500 || e.status === 429,
+  firstPauseMs: 1_000,
+  maxPauseMs: 30_000,
+};
+
 /**
  * Data a page shows, loaded once and again whenever the events stream says something it depends on changed
- * (`refreshOn`): no polling. A failed load keeps the last data and says why.
+ * (`refreshOn`): no polling. A failed load keeps the last data, says why, and is tried again if it may pass.
  */
 export function useResource<T>(load: () => Promise<T>, refreshOn: (event: DaemonEvent) => boolean = () => false, deps: unknown[] = []): Loaded<T> {
   const [data, setData] = useState<T | undefined>();
   const [error, setError] = useState<string | undefined>();
-  const alive = useRef(true);
-  const reload = useCallback(
-    () =>
-      load().then(
-        (value) => {
-          if (!alive.current) return;
+  const current = useRef<Reloader | undefined>();
+  useEffect(() => {
+    const loader = reloader(
+      load,
+      {
+        loaded: (value) => {
           setData(value);
           setError(undefined);
         },
-        (e: unknown) => {
-          if (alive.current) setError(message(e));
-        },
-      ),
-    deps,
-  );
-  useEffect(() => {
-    alive.current = true;
-    void reload();
+        failed: (e) => setError(message(e)),
+      },
+      RETRY,
+    );
+    current.current = loader;
+    void loader.reload();
     const unsubscribe = subscribe((event) => {
-      if (event.type === 'hello' || refreshOn(event)) void reload();
+      if (event.type === 'hello' || refreshOn(event)) void loader.reload();
     });
     return () => {
-      alive.current = false;
+      loader.stop();
       unsubscribe();
     };
   }, deps);
+  const reload = useCallback(() => current.current?.reload() ?? Promise.resolve(), []);
   return { data, error, reload };
 }
 
