@@ -5,7 +5,7 @@ import type { BrowserContext } from 'playwright-core';
 import { qemuPidsUnder } from '../helpers/cli.ts';
 import { type SimCluster, type SimHost, createSimHosts, destroyKeepingLogs, formCluster, installTinyTemplate, listOn, ok } from '../helpers/cluster-hosts.ts';
 import { seriousViolations } from './helpers/axe.ts';
-import { launchBrowser, pageProblems, screenshot } from './helpers/browser.ts';
+import { launchBrowser, explainOnFailure, pageProblems, screenshot } from './helpers/browser.ts';
 
 /**
  * The web UI of a cluster (two simulated hosts: netns, real daemons and etcd members, the tiny guest), served by
@@ -50,6 +50,7 @@ describe('web UI in Chromium against a cluster: the Cluster page and a live move
     await ok(h1, ['launch', 'tiny', '--name', 'm1', ...LAUNCH, '--target', 'h1']);
     const page = await browser!.context.newPage();
     const problems = pageProblems(page);
+    explainOnFailure(problems);
     await page.addInitScript(`sessionStorage.setItem('virtnode.token', ${JSON.stringify(token)})`);
     await page.goto(`${url}/ui/#/cluster`);
     const hosts = page.getByTestId('cluster-hosts');
@@ -66,6 +67,7 @@ describe('web UI in Chromium against a cluster: the Cluster page and a live move
   it('the instance page moves a running guest live from h1 to h2: the page follows it, h1 keeps no QEMU', async () => {
     const page = await browser!.context.newPage();
     const problems = pageProblems(page);
+    explainOnFailure(problems);
     await page.addInitScript(`sessionStorage.setItem('virtnode.token', ${JSON.stringify(token)})`);
     await page.goto(`${url}/ui/#/instances/m1`);
     await expect.poll(() => page.getByTestId('instance-state').innerText(), { timeout: 30_000 }).toBe('running');
@@ -92,6 +94,7 @@ describe('web UI in Chromium against a cluster: the Cluster page and a live move
   it('the Cluster page evacuates h2 (its guest moves to h1, h2 is out of placement) and restores it (the guest comes back)', async () => {
     const page = await browser!.context.newPage();
     const problems = pageProblems(page);
+    explainOnFailure(problems);
     page.on('dialog', (d) => void d.accept());
     await page.addInitScript(`sessionStorage.setItem('virtnode.token', ${JSON.stringify(token)})`);
     await page.goto(`${url}/ui/#/cluster`);

@@ -3,13 +3,13 @@ import { request as httpsRequest } from 'node:https';
 import { existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type { BrowserContext, Page } from 'playwright-core';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { debianImage } from '../helpers/debian-image.ts';
 import { tempHome, virtnode } from '../helpers/cli.ts';
 import { createQcow2, TestHttpServer } from '../helpers/http-server.ts';
 import { testGuest } from '../helpers/test-guest.ts';
 import { seriousViolations } from './helpers/axe.ts';
-import { launchBrowser, pageProblems, screenshot } from './helpers/browser.ts';
+import { launchBrowser, explainOnFailure, pageProblems, screenshot } from './helpers/browser.ts';
 import { startUiDaemon, type UiDaemon } from './helpers/ui-daemon.ts';
 
 /**
@@ -81,6 +81,8 @@ describe('web UI console: navigation, host, images, networks, operations, storag
     });
     await page.addInitScript(`sessionStorage.setItem('virtnode.token', ${JSON.stringify(daemon.token)})`);
   }, 60_000);
+
+  beforeEach(() => explainOnFailure(problems));
 
   afterAll(async () => {
     await browser?.close();

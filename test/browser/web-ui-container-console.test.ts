@@ -8,7 +8,7 @@ import type { BrowserContext, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { tempHome, virtnode } from '../helpers/cli.ts';
 import { debianImage } from '../helpers/debian-image.ts';
-import { launchBrowser, pageProblems, screenshot } from './helpers/browser.ts';
+import { launchBrowser, explainOnFailure, pageProblems, screenshot } from './helpers/browser.ts';
 import { startUiDaemon, type UiDaemon } from './helpers/ui-daemon.ts';
 
 const terminalText = (page: Page) => page.locator('.xterm-rows').innerText();
@@ -40,6 +40,7 @@ describe('web UI: a container launched from the form, and its serial console', {
     await run(['image', 'import', debianImage(), '--name', 'debian-12']);
     const page = await browser.context.newPage();
     const problems = pageProblems(page);
+    explainOnFailure(problems);
     await page.addInitScript(`sessionStorage.setItem('virtnode.token', ${JSON.stringify(daemon.token)})`);
     await page.goto(`${daemon.url}/ui/#/launch`);
     await expect.poll(() => page.locator('select[name=image]').inputValue()).toBe('debian-12');

@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { freeLoopbackPort } from '../../src/lib/ports.ts';
 import { tempHome, virtnode } from '../helpers/cli.ts';
 import { type RunningDaemon, startDaemon } from '../helpers/daemon.ts';
-import { launchBrowser, pageProblems, screenshot } from './helpers/browser.ts';
+import { launchBrowser, explainOnFailure, pageProblems, screenshot } from './helpers/browser.ts';
 
 function post(url: string, ca: string, body: unknown, token?: string): Promise<{ status: number; body: any }> {
   const payload = JSON.stringify(body);
@@ -86,6 +86,7 @@ describe('the web UI without a hand-made certificate or a pasted token', () => {
 
     const page = await browser.context.newPage();
     const problems = pageProblems(page);
+    explainOnFailure(problems);
     await page.goto(url);
     await page.getByText('No instances yet.').waitFor();
     expect(new URL(page.url()).hash).toBe('#/'); // the code left the address bar (and the history entry)

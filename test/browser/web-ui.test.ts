@@ -8,7 +8,7 @@ import { qemuPidsUnder, tempHome, virtnode } from '../helpers/cli.ts';
 import { createQcow2 } from '../helpers/http-server.ts';
 import { TEST_GUEST_READY_MARKER, testGuest } from '../helpers/test-guest.ts';
 import { seriousViolations } from './helpers/axe.ts';
-import { launchBrowser, pageProblems, screenshot } from './helpers/browser.ts';
+import { launchBrowser, explainOnFailure, pageProblems, screenshot } from './helpers/browser.ts';
 import { startUiDaemon, type UiDaemon } from './helpers/ui-daemon.ts';
 
 const guest = testGuest();
@@ -71,6 +71,7 @@ describe('web UI in Chromium against the daemon: launch, live state, serial and 
 
     const page = await browser.context.newPage();
     const problems = pageProblems(page);
+    explainOnFailure(problems);
     await page.goto(`${daemon.url}/ui/`);
     await page.getByLabel('API token').fill('wrong-token');
     await page.getByRole('button', { name: 'Log in' }).click();
@@ -92,6 +93,7 @@ describe('web UI in Chromium against the daemon: launch, live state, serial and 
 
     const page = await browser.context.newPage();
     const problems = pageProblems(page);
+    explainOnFailure(problems);
     await page.addInitScript(`sessionStorage.setItem('virtnode.token', ${JSON.stringify(daemon.token)})`);
     await page.goto(`${daemon.url}/ui/#/launch`);
     await expect.poll(() => page.locator('select[name=image]').inputValue()).toBe('tiny');
@@ -138,6 +140,7 @@ describe('web UI in Chromium against the daemon: launch, live state, serial and 
     const watcher = await browser.context.newPage(); // a second tab on the list: it must follow without reloads
     const page = await browser.context.newPage();
     const problems = pageProblems(page);
+    explainOnFailure(problems);
     for (const p of [watcher, page]) {
       // As after the login of the first test: the token in the tab's session storage.
       await p.addInitScript(`sessionStorage.setItem('virtnode.token', ${JSON.stringify(daemon.token)})`);

@@ -2,6 +2,7 @@ import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { chromium, type BrowserContext, type Page } from 'playwright-core';
+import { onTestFailed } from 'vitest';
 import { REPO_ROOT } from '../../helpers/cli.ts';
 
 export const CHROMIUM = process.env['VIRTNODE_CHROMIUM'] || '/usr/bin/chromium';
@@ -50,7 +51,11 @@ export async function screenshot(page: Page, name: string): Promise<string> {
   return path;
 }
 
-/** Collects what the page reports as errors (CSP violations among them), to assert there were none. */
+/**
+ * Collects what the page reports as errors (CSP violations among them), to assert there were none: console
+ * errors, answers of 400 and above, and requests that got no answer at all (a dropped connection; not the ones
+ * a navigation aborts).
+ */
 export function pageProblems(page: Page): string[] {
   const problems: string[] = [];
   page.on('console', (message) => {
@@ -60,6 +65,17 @@ export function pageProblems(page: Page): string[] {
   page.on('response', (response) => {
     if (response.status() >= 400) problems.push(`${response.request().method()} ${new URL(response.url()).pathname}: HTTP ${response.status()}`);
   });
+  page.on('requestfailed', (request) => {
+    const failure = request.failure()?.errorText ?? 'failed';
+    if (failure !== 'net::ERR_ABORTED') problems.push(`${request.method()} ${new URL(request.url()).pathname}: ${failure}`);
+  });
   page.on('pageerror', (error) => problems.push(error.message));
   return problems;
+}
+
+/** When the running test fails, prints what the page reported so far: the failed step alone rarely says why. */
+export function explainOnFailure(problems: readonly string[]): void {
+  onTestFailed(() => {
+    if (problems.length > 0) console.error(`the page reported:\n  ${problems.join('\n  ')}`);
+  });
 }
