@@ -380,7 +380,7 @@ export const CreateNetworkBody = Closed({
   name: Name,
   mode: Type.Optional(StringEnum(['nat', 'isolated', 'bridge'])),
   // Loose lengths: the core checks each value and names the field the way the CLI does (the body limit caps them).
-  subnet: Type.Optional(Type.String({ maxLength: 1024, description: 'IPv4 CIDR, e.g. 10.77.0.0/24' })),
+  subnet: Type.Optional(Type.String({ maxLength: 1024, description: 'IPv4 CIDR, e.g. 10.77.0.0/24; left out: the first /24 of 10.77.0.0/16, then 172.31.0.0/16, that no network or host route uses' })),
   dhcpRange: Type.Optional(Type.String({ maxLength: 1024, description: 'FIRST-LAST inside the subnet' })),
   domain: Type.Optional(Type.String({ maxLength: 1024, description: 'DNS domain (at most 253 characters)' })),
   bridge: Type.Optional(Type.String({ maxLength: 1024, description: 'bridge mode: the existing bridge NICs join (at most 15 characters)' })),

@@ -24,30 +24,20 @@ export const CONTAINER_ID_BASE = 100_000;
 export const DEFAULT_MAX_PROCESSES = 4096;
 /** The network a container without --network joins, made on first use (the role lxdbr0 or virbr0 play). */
 export const DEFAULT_CONTAINER_NETWORK = 'default';
-const DEFAULT_SUBNETS = ['10.77.0.0/24', '10.78.0.0/24', '10.79.0.0/24', '10.176.0.0/24', '172.31.254.0/24'];
 const SSH_GUEST_PORT = 22;
 const NOCLOUD_DIR = 'var/lib/cloud/seed/nocloud-net';
 /** A container has no serial device, disk label or kernel debugfs: these units would only wait or fail. */
 const MASKED_UNITS = ['serial-getty@ttyS0.service', 'sys-kernel-debug.mount'];
 
-/** The default NAT network, made now if it does not exist (on a subnet no route or network uses yet). */
+/** The default NAT network, made now if it does not exist (on the first subnet no route or network uses). */
 export async function ensureDefaultNetwork(core: CoreContext): Promise<string> {
   if (core.networks.repo.get(DEFAULT_CONTAINER_NETWORK) !== undefined) return DEFAULT_CONTAINER_NETWORK;
-  let last: unknown;
-  for (const subnet of DEFAULT_SUBNETS) {
-    try {
-      await core.networks.create({ name: DEFAULT_CONTAINER_NETWORK, mode: 'nat', subnet });
-      return DEFAULT_CONTAINER_NETWORK;
-    } catch (e) {
-      if (!isVirtnodeError(e, 'CONFLICT')) throw e;
-      if (core.networks.repo.get(DEFAULT_CONTAINER_NETWORK) !== undefined) return DEFAULT_CONTAINER_NETWORK; // made meanwhile
-      last = e;
-    }
+  try {
+    await core.networks.create({ name: DEFAULT_CONTAINER_NETWORK, mode: 'nat' });
+  } catch (e) {
+    if (!isVirtnodeError(e, 'CONFLICT') || core.networks.repo.get(DEFAULT_CONTAINER_NETWORK) === undefined) throw e; // else made meanwhile
   }
-  throw new VirtnodeError('CONFLICT', `no free subnet for the default container network (tried ${DEFAULT_SUBNETS.join(', ')})`, {
-    hint: 'create it yourself: virtnode network create default --subnet CIDR, or pass --network',
-    cause: last,
-  });
+  return DEFAULT_CONTAINER_NETWORK;
 }
 
 /**

@@ -104,8 +104,21 @@ describe('network create validation', () => {
     expect(() => validateNetworkCreate({ name: 'two', subnet: '10.77.0.128/25' }, context({ existing: [nat] }))).toThrow(/--subnet: 10.77.0.128\/25 overlaps network lab \(10.77.0.0\/24\)/);
     expect(() => validateNetworkCreate({ name: 'lab' }, context({ existing: [nat] }))).toThrow(/network lab already exists/);
     const routes = parseRoutes(JSON.stringify([{ dst: 'default', dev: 'eth0' }, { dst: '10.77.0.0/16', dev: 'eth1' }]));
-    expect(() => validateNetworkCreate({ name: 'x' }, context({ routes }))).toThrow(/--subnet: 10.77.0.0\/24 collides with the host route to 10.77.0.0\/16 \(dev eth1\)/);
+    expect(() => validateNetworkCreate({ name: 'x', subnet: '10.77.0.0/24' }, context({ routes }))).toThrow(/--subnet: 10.77.0.0\/24 collides with the host route to 10.77.0.0\/16 \(dev eth1\)/);
     expect(validateNetworkCreate({ name: 'x', subnet: '10.99.0.0/24' }, context({ routes })).ipv4?.subnet).toBe('10.99.0.0/24');
+  });
+  it('without --subnet: the first /24 of 10.77.0.0/16 that no network or host route uses, then of 172.31.0.0/16; says so when none is left', () => {
+    const other = (name: string, subnet: string): Network => ({ ...nat, name, ipv4: { ...nat.ipv4!, subnet } });
+    const existing = [nat, other('b', '10.77.1.0/25'), other('c', '10.77.3.0/24')];
+    const routes = parseRoutes(JSON.stringify([{ dst: '10.77.2.7', dev: 'eth1' }]));
+    expect(validateNetworkCreate({ name: 'x', mode: 'isolated' }, context({ existing, routes }))).toMatchObject({
+      mode: 'isolated',
+      ipv4: { subnet: '10.77.4.0/24', gateway: '10.77.4.1', dhcpStart: '10.77.4.2', dhcpEnd: '10.77.4.254' },
+    });
+    const wide = parseRoutes(JSON.stringify([{ dst: '10.0.0.0/8', dev: 'vpn0' }]));
+    expect(validateNetworkCreate({ name: 'x' }, context({ routes: wide })).ipv4?.subnet).toBe('172.31.0.0/24');
+    const full = parseRoutes(JSON.stringify([{ dst: '10.0.0.0/8', dev: 'vpn0' }, { dst: '172.16.0.0/12', dev: 'vpn0' }]));
+    expect(() => validateNetworkCreate({ name: 'x' }, context({ routes: full }))).toThrow(/--subnet: every \/24 of 10.77.0.0\/16 and 172.31.0.0\/16 is used by a network or a host route/);
   });
   it('takes a VNI in a cluster only, in range, not another network\'s, and never for --bridge', () => {
     const clustered = { clustered: true };

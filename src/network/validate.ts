@@ -43,7 +43,9 @@ function validateVni(request: NetworkCreateRequest, mode: NetworkMode, context: 
   return vni;
 }
 
-const DEFAULT_SUBNET = '10.77.0.0/24';
+/** Where a network without --subnet goes: the first /24 of these that no network or host route uses. */
+const AUTO_SUBNET_RANGES = ['10.77.0.0/16', '172.31.0.0/16'];
+const AUTO_PREFIX = 24;
 /** The smallest subnet that still holds a gateway and two guests. */
 const MAX_PREFIX = 29;
 /** Larger subnets mean huge DHCP ranges; nobody needs more than a /16 per virtual network. */
@@ -51,24 +53,40 @@ const MIN_PREFIX = 16;
 const DOMAIN = /^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$/;
 const RESERVED_NAMES = new Set(['user', 'none']);
 
-function subnetConflict(subnet: Cidr, context: NetworkCreateContext): void {
+/** Why `subnet` cannot be used here (another network or a host route has it), or undefined when it is free. */
+function subnetTaken(subnet: Cidr, context: NetworkCreateContext): VirtnodeError | undefined {
   for (const other of context.existing) {
     if (other.ipv4 === undefined) continue;
     if (overlaps(subnet, parseCidr('subnet', other.ipv4.subnet))) {
-      throw new VirtnodeError('CONFLICT', `--subnet: ${formatCidr(subnet)} overlaps network ${other.name} (${other.ipv4.subnet})`, {
+      return new VirtnodeError('CONFLICT', `--subnet: ${formatCidr(subnet)} overlaps network ${other.name} (${other.ipv4.subnet})`, {
         field: '--subnet',
-        hint: 'choose a subnet no other network uses (see `virtnode network ls`)',
+        hint: 'choose a subnet no other network uses (see `virtnode network ls`), or leave --subnet out to get a free one',
       });
     }
   }
   for (const route of context.routes) {
     if (overlaps(subnet, route.dst)) {
-      throw new VirtnodeError('CONFLICT', `--subnet: ${formatCidr(subnet)} collides with the host route to ${route.text}${route.dev ? ` (dev ${route.dev})` : ''}`, {
+      return new VirtnodeError('CONFLICT', `--subnet: ${formatCidr(subnet)} collides with the host route to ${route.text}${route.dev ? ` (dev ${route.dev})` : ''}`, {
         field: '--subnet',
-        hint: 'guests on it could not reach those hosts; choose a free range (see `ip route`)',
+        hint: 'guests on it could not reach those hosts; choose a free range (see `ip route`), or leave --subnet out to get a free one',
       });
     }
   }
+  return undefined;
+}
+
+function firstFreeSubnet(context: NetworkCreateContext): Cidr {
+  for (const text of AUTO_SUBNET_RANGES) {
+    const range = parseCidr('subnet', text);
+    for (let network = range.network; network < range.network + 2 ** (32 - range.prefix); network += 2 ** (32 - AUTO_PREFIX)) {
+      const candidate = { network, prefix: AUTO_PREFIX };
+      if (subnetTaken(candidate, context) === undefined) return candidate;
+    }
+  }
+  throw new VirtnodeError('CONFLICT', `--subnet: every /${AUTO_PREFIX} of ${AUTO_SUBNET_RANGES.join(' and ')} is used by a network or a host route`, {
+    field: '--subnet',
+    hint: 'choose one with --subnet CIDR (see `virtnode network ls` and `ip route`)',
+  });
 }
 
 /** Validates `network create` completely, before anything is made. */
@@ -97,11 +115,12 @@ export function validateNetworkCreate(request: NetworkCreateRequest, context: Ne
   }
   if (request.bridge !== undefined) throw invalid('--bridge', 'cannot be combined with --nat or --isolated');
 
-  const subnet = parseCidr('--subnet', request.subnet ?? DEFAULT_SUBNET, { strict: true });
+  const subnet = request.subnet === undefined ? firstFreeSubnet(context) : parseCidr('--subnet', request.subnet, { strict: true });
   if (subnet.prefix < MIN_PREFIX || subnet.prefix > MAX_PREFIX) {
     throw invalid('--subnet', `/${subnet.prefix} is out of range`, `use a prefix from /${MIN_PREFIX} to /${MAX_PREFIX}, e.g. 10.77.0.0/24`);
   }
-  subnetConflict(subnet, context);
+  const taken = subnetTaken(subnet, context);
+  if (taken !== undefined) throw taken;
   const vni = validateVni(request, mode, context);
   const gateway = subnet.network + 1;
   let start = subnet.network + 2;

@@ -49,6 +49,22 @@ ports: ["8080:80"]
     expect(r.desired.find((d) => d.name === 'data')).toMatchObject({ sizeBytes: 2 ** 30, format: 'qcow2', pool: 'default' });
   });
 
+  it('a network without a subnet: one that exists keeps its own; new ones get distinct free ones, planned now and created as planned', () => {
+    const r = check(`kind: network
+name: old
+---
+kind: network
+name: a
+---
+kind: network
+name: b
+mode: isolated
+`, context({ networks: [{ ...existing, ipv4: { ...existing.ipv4!, subnet: '10.77.0.0/24' } }] }));
+    expect(r.text).toBe('');
+    const subnets = Object.fromEntries(r.desired.filter((d) => d.kind === 'network').map((d) => [d.name, [d.request.subnet, d.valid.ipv4?.subnet]]));
+    expect(subnets).toEqual({ old: ['10.77.0.0/24', '10.77.0.0/24'], a: ['10.77.1.0/24', '10.77.1.0/24'], b: ['10.77.2.0/24', '10.77.2.0/24'] });
+  });
+
   it('points at the line and column of a missing field, a wrong type, an unknown field and an unknown kind', () => {
     const r = check(`kind: instance
 name: web

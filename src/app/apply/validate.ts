@@ -135,8 +135,12 @@ export function validateStack(docs: readonly LocatedDoc[], context: StackContext
         const v = t.value as NetworkDoc;
         field(['subnet'], () => {
           const others = [...context.networks.filter((n) => n.name !== v.name), ...fileNetworks];
-          const request = { name: v.name, ...pick(v, ['mode', 'subnet', 'dhcpRange', 'domain', 'bridge']) };
-          const valid = validateNetworkCreate(request, { existing: others, routes: context.networks.some((n) => n.name === v.name) ? [] : context.routes, bridgeExists: context.bridgeExists });
+          const current = context.networks.find((n) => n.name === v.name);
+          const request: DesiredNetwork['request'] = { name: v.name, ...pick(v, ['mode', 'subnet', 'dhcpRange', 'domain', 'bridge']) };
+          // No subnet in the file means any: a network that exists keeps its own, a new one is made on the free one planned here.
+          if (request.subnet === undefined && request.mode !== 'bridge' && current?.ipv4 !== undefined) request.subnet = current.ipv4.subnet;
+          const valid = validateNetworkCreate(request, { existing: others, routes: current === undefined ? context.routes : [], bridgeExists: context.bridgeExists });
+          if (request.subnet === undefined && valid.ipv4 !== undefined) request.subnet = valid.ipv4.subnet;
           fileNetworks.push({ ...valid, id: '', bridge: valid.bridge ?? '', createdAt: '' });
           desired.push({ kind: 'network', name: v.name, request, valid, doc: t.doc } satisfies Located<DesiredNetwork>);
         });

@@ -15,7 +15,7 @@ export function registerNetworkCommands(program: Command): void {
     .command('create')
     .description('create a network: --nat (default), --isolated (no route out) or --bridge EXISTING_BRIDGE')
     .argument('<name>', 'network name: a DNS label')
-    .option('--subnet <cidr>', 'IPv4 subnet for --nat/--isolated (default 10.77.0.0/24); the host takes its first address')
+    .option('--subnet <cidr>', 'IPv4 subnet for --nat/--isolated (default: the first /24 of 10.77.0.0/16, then 172.31.0.0/16, that no network or route uses); the host takes its first address')
     .option('--nat', 'guests reach the outside through masquerade (default)')
     .option('--isolated', 'guests reach each other and the host, nothing else')
     .option('--bridge <bridge>', 'NICs join this existing Linux bridge')
