@@ -8,6 +8,7 @@ export type DaemonEvent =
 type Listener = (event: DaemonEvent) => void;
 const listeners = new Set<Listener>();
 let socket: WebSocket | undefined;
+let connecting = false;
 let retry: ReturnType<typeof setTimeout> | undefined;
 let connected = false;
 const statusListeners = new Set<(connected: boolean) => void>();
@@ -17,11 +18,16 @@ function setConnected(value: boolean): void {
   for (const listener of statusListeners) listener(value);
 }
 
-/** One events WebSocket per page (a fresh ticket each time it connects), reconnecting after a drop. */
+/**
+ * One events WebSocket per page (a fresh ticket each time it connects), reconnecting after a drop. Parts of a page
+ * that subscribe while the ticket is on its way share the socket it opens.
+ */
 async function connect(): Promise<void> {
-  if (socket !== undefined) return;
+  if (socket !== undefined || connecting) return;
+  connecting = true;
   try {
     const { url } = await api.eventTicket();
+    if (listeners.size === 0) return;
     const ws = new WebSocket(wsUrl(url));
     socket = ws;
     ws.onopen = () => setConnected(true);
@@ -30,13 +36,15 @@ async function connect(): Promise<void> {
       for (const listener of listeners) listener(event);
     };
     ws.onclose = () => {
+      if (socket !== ws) return; // closed by the last unsubscribe
       socket = undefined;
       setConnected(false);
       if (listeners.size > 0) retry = setTimeout(() => void connect(), 2_000);
     };
   } catch {
-    socket = undefined;
     if (listeners.size > 0) retry = setTimeout(() => void connect(), 2_000);
+  } finally {
+    connecting = false;
   }
 }
 
@@ -47,8 +55,10 @@ export function subscribe(listener: Listener): () => void {
     listeners.delete(listener);
     if (listeners.size === 0) {
       clearTimeout(retry);
-      socket?.close();
+      const closing = socket;
       socket = undefined;
+      closing?.close();
+      setConnected(false);
     }
   };
 }
