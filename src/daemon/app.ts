@@ -20,6 +20,7 @@ import { VirtnodeError } from '../lib/errors.ts';
 import { validateName } from '../lib/names.ts';
 import type { DaemonCore } from './core.ts';
 import { errorBody, errorHandler } from './errors.ts';
+import { replayRepeatedChanges } from './idempotency.ts';
 import { refuseForeignBrowser } from './origin.ts';
 import { ROUTE_MODULES } from './routes/index.ts';
 
@@ -148,6 +149,8 @@ export async function buildApp(core: DaemonCore, options: AppOptions): Promise<F
       hint: 'make one on the host with `virtnode token create NAME`, then send Authorization: Bearer TOKEN (VIRTNODE_TOKEN for the CLI)',
     });
   });
+
+  replayRepeatedChanges(app);
 
   // The same name rule (and message) as the CLI, before the schema's pattern: `..`, `/` or `%2F` never reach a path.
   // Routes whose core function validates its names itself (naming the field as the CLI does: `volume`, `instance`)

@@ -5,7 +5,7 @@ import type { BrowserContext } from 'playwright-core';
 import { qemuPidsUnder } from '../helpers/cli.ts';
 import { type SimCluster, type SimHost, createSimHosts, destroyKeepingLogs, formCluster, installTinyTemplate, listOn, ok } from '../helpers/cluster-hosts.ts';
 import { seriousViolations } from './helpers/axe.ts';
-import { launchBrowser, explainOnFailure, pageProblems, screenshot } from './helpers/browser.ts';
+import { explainOnFailure, launchBrowser, pageProblems, screenshot } from './helpers/browser.ts';
 
 /**
  * The web UI of a cluster (two simulated hosts: netns, real daemons and etcd members, the tiny guest), served by

@@ -8,7 +8,7 @@ import type { BrowserContext, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { tempHome, virtnode } from '../helpers/cli.ts';
 import { debianImage } from '../helpers/debian-image.ts';
-import { launchBrowser, explainOnFailure, pageProblems, screenshot } from './helpers/browser.ts';
+import { explainOnFailure, launchBrowser, pageProblems, screenshot } from './helpers/browser.ts';
 import { startUiDaemon, type UiDaemon } from './helpers/ui-daemon.ts';
 
 const terminalText = (page: Page) => page.locator('.xterm-rows').innerText();

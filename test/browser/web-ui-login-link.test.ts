@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { freeLoopbackPort } from '../../src/lib/ports.ts';
 import { tempHome, virtnode } from '../helpers/cli.ts';
 import { type RunningDaemon, startDaemon } from '../helpers/daemon.ts';
-import { launchBrowser, explainOnFailure, pageProblems, screenshot } from './helpers/browser.ts';
+import { explainOnFailure, launchBrowser, pageProblems, screenshot } from './helpers/browser.ts';
 
 function post(url: string, ca: string, body: unknown, token?: string): Promise<{ status: number; body: any }> {
   const payload = JSON.stringify(body);

@@ -8,7 +8,7 @@ import { qemuPidsUnder, tempHome, virtnode } from '../helpers/cli.ts';
 import { createQcow2 } from '../helpers/http-server.ts';
 import { TEST_GUEST_READY_MARKER, testGuest } from '../helpers/test-guest.ts';
 import { seriousViolations } from './helpers/axe.ts';
-import { launchBrowser, explainOnFailure, pageProblems, screenshot } from './helpers/browser.ts';
+import { explainOnFailure, launchBrowser, pageProblems, screenshot } from './helpers/browser.ts';
 import { startUiDaemon, type UiDaemon } from './helpers/ui-daemon.ts';
 
 const guest = testGuest();

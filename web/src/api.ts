@@ -57,12 +57,36 @@ export function onUnauthorized(listener: Listener): () => void {
   return () => unauthorizedListeners.delete(listener);
 }
 
+/**
+ * How often a request that got no answer at all is sent again, and the pause before each. A browser on the
+ * daemon's host loses requests in flight whenever the host's links change (Chromium: net::ERR_NETWORK_CHANGED),
+ * which is what making a network, starting an instance or attaching a NIC does.
+ */
+const RESENDS = 2;
+const RESEND_PAUSE_MS = 250;
+
+/** A fresh key for one change: sent again with it, the change is done once (the daemon replays its answer). */
+function idempotencyKey(): string {
+  return Array.from(crypto.getRandomValues(new Uint8Array(16)), (b) => b.toString(16).padStart(2, '0')).join('');
+}
+
 export async function request<T>(method: string, path: string, body?: unknown): Promise<T> {
   const headers: Record<string, string> = { accept: 'application/json' };
   const bearer = token.get();
   if (bearer !== null) headers['authorization'] = `Bearer ${bearer}`;
   if (body !== undefined) headers['content-type'] = 'application/json';
-  const response = await fetch(path, { method, headers, ...(body === undefined ? {} : { body: JSON.stringify(body) }) });
+  if (method !== 'GET') headers['idempotency-key'] = idempotencyKey();
+  const init: RequestInit = { method, headers, ...(body === undefined ? {} : { body: JSON.stringify(body) }) };
+  let response: Response;
+  for (let attempt = 1; ; attempt++) {
+    try {
+      response = await fetch(path, init);
+      break;
+    } catch (e) {
+      if (attempt > RESENDS) throw e;
+      await new Promise((resolve) => setTimeout(resolve, RESEND_PAUSE_MS * attempt));
+    }
+  }
   const text = await response.text();
   const data: unknown = text === '' ? undefined : JSON.parse(text);
   if (!response.ok) {

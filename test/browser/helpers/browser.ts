@@ -52,9 +52,15 @@ export async function screenshot(page: Page, name: string): Promise<string> {
 }
 
 /**
+ * Requests that fail by design: a navigation aborts those in flight, and Chromium drops them when the host's
+ * links change (a network's bridge, an instance's tap, made by the test in the namespace the browser shares):
+ * the page loads them again (web/src/lib/reloader.ts).
+ */
+const EXPECTED_FAILURES = new Set(['net::ERR_ABORTED', 'net::ERR_NETWORK_CHANGED']);
+
+/**
  * Collects what the page reports as errors (CSP violations among them), to assert there were none: console
- * errors, answers of 400 and above, and requests that got no answer at all (a dropped connection; not the ones
- * a navigation aborts).
+ * errors, answers of 400 and above, and requests that got no answer at all (a dropped connection).
  */
 export function pageProblems(page: Page): string[] {
   const problems: string[] = [];
@@ -67,7 +73,7 @@ export function pageProblems(page: Page): string[] {
   });
   page.on('requestfailed', (request) => {
     const failure = request.failure()?.errorText ?? 'failed';
-    if (failure !== 'net::ERR_ABORTED') problems.push(`${request.method()} ${new URL(request.url()).pathname}: ${failure}`);
+    if (!EXPECTED_FAILURES.has(failure)) problems.push(`${request.method()} ${new URL(request.url()).pathname}: ${failure}`);
   });
   page.on('pageerror', (error) => problems.push(error.message));
   return problems;
