@@ -165,7 +165,12 @@ export async function buildApp(core: DaemonCore, options: AppOptions): Promise<F
   await app.register(swagger, {
     openapi: {
       openapi: '3.0.3',
-      info: { title: 'virtnode API', version: core.version, description: 'VMs on QEMU over QMP: instances, images, operations, events, metrics.' },
+      info: {
+        title: 'virtnode API',
+        version: core.version,
+        description:
+          'VMs on QEMU over QMP: instances, images, operations, events, metrics. A change sent with an `Idempotency-Key` header is done once: sent again with the same key, it gets the first answer (header `Idempotent-Replayed: true`).',
+      },
       components: options.auth === 'token' ? { securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } } } : {},
       ...(options.auth === 'token' ? { security: [{ bearer: [] }] } : {}),
     },
