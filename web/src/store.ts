@@ -1,6 +1,9 @@
 import { useEffect, useState } from 'preact/hooks';
 import { api, type Instance, type InstanceState, type Operation } from './api.ts';
 import { subscribe } from './events.ts';
+import { message } from './lib/format.ts';
+import { reloader } from './lib/reloader.ts';
+import { RETRY } from './lib/use-resource.ts';
 
 /** The page's view of the instances, kept current by the events stream (no reloads, no polling). */
 export interface Live {
@@ -14,26 +17,17 @@ export function useLive(): Live {
   const [live, setLive] = useState<Live>({ instances: new Map(), operations: new Map(), loaded: false, error: undefined });
 
   useEffect(() => {
-    let stopped = false;
-    // One list request at a time; events during it ask for one more afterwards. The list (not GET /instances/:name)
-    // because an instance may be gone by the time its event is handled, and a list never answers 404 for that.
-    let loading = false;
-    let again = false;
-    const refreshAll = (): void => {
-      if (loading) {
-        again = true;
-        return;
-      }
-      loading = true;
-      again = false;
-      api.instances().then(
-        (list) => !stopped && setLive((l) => ({ ...l, instances: new Map(list.map((i) => [i.name, i])), loaded: true, error: undefined })),
-        (e: Error) => !stopped && setLive((l) => ({ ...l, loaded: true, error: e.message })),
-      ).finally(() => {
-        loading = false;
-        if (again && !stopped) refreshAll();
-      });
-    };
+    // The list (not GET /instances/:name) because an instance may be gone by the time its event is handled, and a
+    // list never answers 404 for that. One list request at a time: events during it ask for one more afterwards.
+    const list = reloader(
+      api.instances,
+      {
+        loaded: (instances) => setLive((l) => ({ ...l, instances: new Map(instances.map((i) => [i.name, i])), loaded: true, error: undefined })),
+        failed: (e) => setLive((l) => ({ ...l, loaded: true, error: message(e) })),
+      },
+      RETRY,
+    );
+    const refreshAll = (): void => void list.reload();
     const setState = (name: string, state: InstanceState, reason: string | undefined) =>
       setLive((l) => {
         const current = l.instances.get(name);
@@ -67,7 +61,7 @@ export function useLive(): Live {
       }
     });
     return () => {
-      stopped = true;
+      list.stop();
       unsubscribe();
     };
   }, []);

@@ -11,7 +11,7 @@ export interface Loaded<T> {
 }
 
 /** A load that failed on the way (no answer, a 5xx, too many requests) is tried again; a 4xx answer is final. */
-const RETRY: RetryPolicy = {
+export const RETRY: RetryPolicy = {
   retryable: (e) => !(e instanceof ApiError) || e.status >= 500 || e.status === 429,
   firstPauseMs: 1_000,
   maxPauseMs: 30_000,
