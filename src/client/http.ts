@@ -16,6 +16,7 @@ export interface ApiResponse<T> {
 }
 
 const REQUEST_TIMEOUT_MS = 10 * 60_000;
+const RESEND_PAUSE_MS = 250;
 
 export class ApiClient {
   readonly endpoint: Endpoint;
@@ -45,21 +46,10 @@ export class ApiClient {
       headers['content-type'] = 'application/json';
       headers['content-length'] = payload.length;
     }
+    // Sent again with this key, a change is done once: the daemon answers a repeat with its first answer.
+    if (method !== 'GET') headers['idempotency-key'] = crypto.randomUUID();
     const { opts, send } = this.requestOptions(method, path, headers);
-    const response = await new Promise<{ status: number; text: string }>((resolve, reject) => {
-      const req = send(opts, (res: IncomingMessage) => {
-        const chunks: Buffer[] = [];
-        res.on('data', (c: Buffer) => chunks.push(c));
-        res.on('end', () => resolve({ status: res.statusCode ?? 0, text: Buffer.concat(chunks).toString('utf8') }));
-        res.on('error', reject);
-      });
-      req.setTimeout(options.timeoutMs ?? REQUEST_TIMEOUT_MS, () => req.destroy(new VirtnodeError('TIMEOUT', `the daemon did not answer ${method} ${path} in time`)));
-      req.on('error', (e: NodeJS.ErrnoException) => {
-        if (e instanceof VirtnodeError) return reject(e);
-        reject(this.connectError(e));
-      });
-      req.end(payload);
-    });
+    const response = await sentAgainIfUnanswered(() => this.exchange(send, opts, method, path, payload, options.timeoutMs));
     let parsed: unknown;
     try {
       parsed = response.text === '' ? undefined : JSON.parse(response.text);
@@ -68,6 +58,23 @@ export class ApiClient {
     }
     if (response.status >= 400) throw errorFromBody(response.status, response.text);
     return { status: response.status, body: parsed as T };
+  }
+
+  private exchange(send: typeof httpRequest, opts: RequestOptions, method: string, path: string, payload: Buffer | undefined, timeoutMs: number | undefined): Promise<{ status: number; text: string }> {
+    return new Promise<{ status: number; text: string }>((resolve, reject) => {
+      const req = send(opts, (res: IncomingMessage) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, text: Buffer.concat(chunks).toString('utf8') }));
+        res.on('error', reject);
+      });
+      req.setTimeout(timeoutMs ?? REQUEST_TIMEOUT_MS, () => req.destroy(new VirtnodeError('TIMEOUT', `the daemon did not answer ${method} ${path} in time`)));
+      req.on('error', (e: NodeJS.ErrnoException) => {
+        if (e instanceof VirtnodeError) return reject(e);
+        reject(this.connectError(e));
+      });
+      req.end(payload);
+    });
   }
 
   /**
@@ -139,6 +146,22 @@ export function errorFromBody(status: number, text: string): VirtnodeError {
     ...(error?.hint === undefined ? {} : { hint: error.hint }),
     ...(error?.field === undefined ? {} : { field: error.field }),
   });
+}
+
+/**
+ * Sends once more a request whose connection broke after it was sent (ECONNRESET, EPIPE: a kept-alive connection
+ * the daemon closed just then, a network that dropped it): a change carries its idempotency key, so the daemon
+ * does it once and answers the repeat with its first answer.
+ */
+async function sentAgainIfUnanswered<T>(exchange: () => Promise<T>): Promise<T> {
+  try {
+    return await exchange();
+  } catch (e) {
+    const code = (e instanceof VirtnodeError ? (e.cause as NodeJS.ErrnoException | undefined) : undefined)?.code;
+    if (e instanceof DaemonUnreachable || (code !== 'ECONNRESET' && code !== 'EPIPE')) throw e;
+    await new Promise((resolve) => setTimeout(resolve, RESEND_PAUSE_MS));
+    return exchange();
+  }
 }
 
 /** The daemon was not there to take the request (nothing was done). */
