@@ -54,6 +54,14 @@ describe('the CLI talking to the daemon when a connection breaks after the reque
     ]);
   });
 
+  it('a daemon that went away after the request was sent is not taken for one that was never there', async () => {
+    await daemon(1);
+    server!.on('request', () => server!.close());
+    const error = await new ApiClient({ kind: 'unix', socket }).request('POST', '/networks', {}).catch((e: unknown) => e);
+    expect(error).not.toBeInstanceOf(DaemonUnreachable);
+    expect(String(error)).toMatch(/cannot reach the virtnode daemon .*socket hang up/);
+  });
+
   it('no daemon at all: refused at once, not sent again (the caller may do the work itself)', async () => {
     const started = Date.now();
     await expect(new ApiClient({ kind: 'unix', socket: join(dir, 'none.sock') }).request('POST', '/networks', {})).rejects.toBeInstanceOf(DaemonUnreachable);

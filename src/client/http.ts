@@ -160,7 +160,12 @@ async function sentAgainIfUnanswered<T>(exchange: () => Promise<T>): Promise<T> 
     const code = (e instanceof VirtnodeError ? (e.cause as NodeJS.ErrnoException | undefined) : undefined)?.code;
     if (e instanceof DaemonUnreachable || (code !== 'ECONNRESET' && code !== 'EPIPE')) throw e;
     await new Promise((resolve) => setTimeout(resolve, RESEND_PAUSE_MS));
-    return exchange();
+    try {
+      return await exchange();
+    } catch (again) {
+      // A daemon gone since may have done part of the work: never let the caller take it for one that was never there.
+      throw again instanceof DaemonUnreachable ? e : again;
+    }
   }
 }
 
