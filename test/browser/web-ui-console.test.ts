@@ -2,7 +2,7 @@ import { execFileSync } from 'node:child_process';
 import { request as httpsRequest } from 'node:https';
 import { existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import type { BrowserContext, Page, WebSocket } from 'playwright-core';
+import type { BrowserContext, Page } from 'playwright-core';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { debianImage } from '../helpers/debian-image.ts';
 import { tempHome, virtnode } from '../helpers/cli.ts';
@@ -32,7 +32,6 @@ describe('web UI console: navigation, host, images, networks, operations, storag
   let problems: string[];
   /** Every request the page sent that changes something (method and path). */
   const sent: string[] = [];
-  const eventSockets: WebSocket[] = [];
 
   /** The daemon's API as a script would call it (the test's own set-up and clean-up, not the page's). */
   function call(method: string, path: string, body?: unknown): Promise<{ status: number; data: unknown }> {
@@ -77,9 +76,6 @@ describe('web UI console: navigation, host, images, networks, operations, storag
     page = await browser.context.newPage();
     await page.setViewportSize({ width: WIDTH, height: 800 });
     problems = pageProblems(page);
-    page.on('websocket', (ws) => {
-      if (new URL(ws.url()).pathname === '/events') eventSockets.push(ws);
-    });
     page.on('request', (r) => {
       if (r.method() !== 'GET') sent.push(`${r.method()} ${new URL(r.url()).pathname}`);
     });
@@ -126,10 +122,12 @@ describe('web UI console: navigation, host, images, networks, operations, storag
     await checkPage('cluster');
 
     // The skip link is the first stop of the keyboard and moves the focus to the page.
+    const ticketsBefore = sentTo('POST', '/events/tickets').length;
     await page.reload();
     await page.getByRole('heading', { level: 1, name: 'Cluster' }).waitFor();
-    // However many parts of a page subscribe at once, it keeps one events stream open.
-    await expect.poll(() => eventSockets.filter((ws) => !ws.isClosed()).length, POLL).toBe(1);
+    // However many parts of a page subscribe at once, it opens one events stream (one ticket).
+    await page.getByTestId('live').getByText('live').waitFor();
+    expect(sentTo('POST', '/events/tickets').length - ticketsBefore).toBe(1);
     await page.keyboard.press('Tab');
     expect(await page.evaluate('document.activeElement.textContent')).toBe('Skip to content');
     await page.keyboard.press('Enter');
