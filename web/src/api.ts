@@ -7,6 +7,7 @@ import type { EndpointSpec, Input } from '../../src/api/endpoint.ts';
 export { API } from '../../src/api/contracts/index.ts';
 import type { InstanceView, OperationView as Operation, TicketView as Ticket } from '../../src/api/schemas.ts';
 import { remoteApi, startOperation, type Transport } from '../../src/client/contract-client.ts';
+import type { RetryPolicy } from './lib/reloader.ts';
 
 export type { TemplateView as Template, NicView as Nic, PortForwardView as PortForward, NetworkView as Network, NetworkLeaseView as Lease, PoolApiView as Pool, VolumeApiView as Volume, ImageView as Image, InstanceView as Instance, OperationView as Operation, SnapshotApiView as Snapshot, TicketView as Ticket } from '../../src/api/schemas.ts';
 export type InstanceState = InstanceView['state'];
@@ -96,6 +97,13 @@ export async function request<T>(method: string, path: string, body?: unknown): 
   }
   return data as T;
 }
+
+/** A load that failed on the way (no answer, a 5xx, too many requests) is worth another try; a 4xx answer is final. */
+export const LOAD_RETRY: RetryPolicy = {
+  retryable: (e) => !(e instanceof ApiError) || e.status >= 500 || e.status === 429,
+  firstPauseMs: 1_000,
+  maxPauseMs: 30_000,
+};
 
 const transport: Transport = { request: (method, path, body) => request<unknown>(method, path, body) };
 

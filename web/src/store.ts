@@ -1,9 +1,8 @@
 import { useEffect, useState } from 'preact/hooks';
-import { api, type Instance, type InstanceState, type Operation } from './api.ts';
+import { api, LOAD_RETRY, type Instance, type InstanceState, type Operation } from './api.ts';
 import { subscribe } from './events.ts';
 import { message } from './lib/format.ts';
 import { reloader } from './lib/reloader.ts';
-import { RETRY } from './lib/use-resource.ts';
 
 /** The page's view of the instances, kept current by the events stream (no reloads, no polling). */
 export interface Live {
@@ -25,7 +24,7 @@ export function useLive(): Live {
         loaded: (instances) => setLive((l) => ({ ...l, instances: new Map(instances.map((i) => [i.name, i])), loaded: true, error: undefined })),
         failed: (e) => setLive((l) => ({ ...l, loaded: true, error: message(e) })),
       },
-      RETRY,
+      LOAD_RETRY,
     );
     const refreshAll = (): void => void list.reload();
     const setState = (name: string, state: InstanceState, reason: string | undefined) =>

@@ -54,7 +54,7 @@ export async function screenshot(page: Page, name: string): Promise<string> {
 /**
  * Requests that fail by design: a navigation aborts those in flight, and Chromium drops them when the host's
  * links change (a network's bridge, an instance's tap, made by the test in the namespace the browser shares):
- * the page loads them again (web/src/lib/reloader.ts).
+ * the page sends them again (web/src/api.ts).
  */
 const EXPECTED_FAILURES = new Set(['net::ERR_ABORTED', 'net::ERR_NETWORK_CHANGED']);
 

@@ -1,21 +1,14 @@
 import { useCallback, useEffect, useRef, useState } from 'preact/hooks';
-import { ApiError } from '../api.ts';
+import { LOAD_RETRY } from '../api.ts';
 import { subscribe, type DaemonEvent } from '../events.ts';
 import { message } from './format.ts';
-import { reloader, type Reloader, type RetryPolicy } from './reloader.ts';
+import { reloader, type Reloader } from './reloader.ts';
 
 export interface Loaded<T> {
   data: T | undefined;
   error: string | undefined;
   reload: () => Promise<void>;
 }
-
-/** A load that failed on the way (no answer, a 5xx, too many requests) is tried again; a 4xx answer is final. */
-export const RETRY: RetryPolicy = {
-  retryable: (e) => !(e instanceof ApiError) || e.status >= 500 || e.status === 429,
-  firstPauseMs: 1_000,
-  maxPauseMs: 30_000,
-};
 
 /**
  * Data a page shows, loaded once and again whenever the events stream says something it depends on changed
@@ -35,7 +28,7 @@ export function useResource<T>(load: () => Promise<T>, refreshOn: (event: Daemon
         },
         failed: (e) => setError(message(e)),
       },
-      RETRY,
+      LOAD_RETRY,
     );
     current.current = loader;
     void loader.reload();
