@@ -9,6 +9,7 @@ import type { DiskFormat } from '../instances/model.ts';
 import { escapeOptionValue } from '../qemu/argv.ts';
 import { GuestAgent } from '../qmp/guest-agent.ts';
 import type { SealMethod } from './model.ts';
+import { changesOf, readApplianceConsole } from './seal-output.ts';
 import { applianceDir, repoFile } from './paths.ts';
 
 const APPLIANCE_BUILD_TIMEOUT_MS = 5 * 60_000;
@@ -30,10 +31,6 @@ export interface SealResult {
 /** The sealing script: the same file runs in the guest (through the agent) and in the appliance. */
 export function sealScript(): string {
   return readFileSync(repoFile('src/templates/seal.sh'), 'utf8');
-}
-
-function changesOf(lines: string[]): string[] {
-  return lines.filter((l) => /^(removed|emptied) /.test(l));
 }
 
 /**
@@ -66,19 +63,16 @@ export async function sealOffline(paths: StatePaths, disk: { path: string; forma
     '-drive', `file=${escapeOptionValue(disk.path)},format=${disk.format},if=virtio`,
   ];
   const { stdout } = await run(argv, { timeoutMs: APPLIANCE_RUN_TIMEOUT_MS, ...signal, onStdout: () => failpoint('seal.appliance-running') });
-  const lines = stdout.split(/\r?\n/).map((l) => l.replace(/\r/g, '').trim());
-  const rootLine = lines.find((l) => l.startsWith('VIRTNODE-SEAL-ROOT '));
-  if (lines.includes('VIRTNODE-SEAL-NOROOT')) {
+  const outcome = readApplianceConsole(stdout);
+  if (outcome.kind === 'no-root') {
     return { method: 'offline', root: undefined, changes: [], summary: 'offline (sealing appliance): the disk holds no Linux root filesystem, nothing to seal' };
   }
-  if (!lines.includes('VIRTNODE-SEAL-DONE') || !lines.includes('SEAL-OK')) {
-    const error = lines.find((l) => l.startsWith('VIRTNODE-SEAL-ERROR'));
-    throw new VirtnodeError('COMMAND_FAILED', `sealing ${disk.path} offline failed: ${error?.slice('VIRTNODE-SEAL-ERROR '.length) ?? 'the appliance ended without a result'}`, {
-      hint: `its console said: ${lines.filter((l) => l !== '').slice(-5).join(' | ')}`,
+  if (outcome.kind === 'failed') {
+    throw new VirtnodeError('COMMAND_FAILED', `sealing ${disk.path} offline failed: ${outcome.error ?? 'the appliance ended without a result'}`, {
+      hint: `its console said: ${outcome.tail.join(' | ')}`,
     });
   }
-  const root = rootLine?.slice('VIRTNODE-SEAL-ROOT '.length);
-  const changes = changesOf(lines);
+  const { root, changes } = outcome;
   return { method: 'offline', root, changes, summary: `offline (sealing appliance, root ${root}): ${changes.length} changes` };
 }
 

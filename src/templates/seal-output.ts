@@ -1,0 +1,32 @@
+/**
+ * What the sealing script reported: one line per change (`removed /etc/ssh/ssh_host_ed25519_key`), then SEAL-OK.
+ */
+const CHANGE = /^(removed|emptied) \//;
+
+export function changesOf(lines: string[]): string[] {
+  return lines.filter((l) => CHANGE.test(l));
+}
+
+/**
+ * Reads what the sealing appliance (scripts/seal-appliance/init running src/templates/seal.sh) printed on its
+ * serial console. Under emulation a byte of the console's CR LF is now and then lost on its way from the guest's
+ * UART to QEMU's stdout (seen in CI: `removed /var/lib/cloud/semSEAL-OK`), so a lone CR or LF ends a line too, and
+ * the markers that end a line are found at the end of the line they were glued to.
+ */
+export type ApplianceOutcome =
+  | { kind: 'sealed'; root: string | undefined; changes: string[] }
+  | { kind: 'no-root' }
+  | { kind: 'failed'; error: string | undefined; tail: string[] };
+
+export function readApplianceConsole(stdout: string): ApplianceOutcome {
+  const lines = stdout.split(/[\r\n]+/).map((l) => l.trim()).filter((l) => l !== '');
+  const endsWith = (marker: string) => lines.some((l) => l === marker || l.endsWith(marker));
+  if (endsWith('VIRTNODE-SEAL-NOROOT')) return { kind: 'no-root' };
+  if (endsWith('VIRTNODE-SEAL-DONE') && endsWith('SEAL-OK')) {
+    const root = lines.find((l) => l.startsWith('VIRTNODE-SEAL-ROOT '))?.slice('VIRTNODE-SEAL-ROOT '.length);
+    const changes = changesOf(lines).map((l) => l.replace(/(VIRTNODE-SEAL-DONE|SEAL-OK)$/, ''));
+    return { kind: 'sealed', root, changes };
+  }
+  const error = lines.find((l) => l.includes('VIRTNODE-SEAL-ERROR '));
+  return { kind: 'failed', error: error?.slice(error.indexOf('VIRTNODE-SEAL-ERROR ') + 'VIRTNODE-SEAL-ERROR '.length), tail: lines.slice(-5) };
+}
