@@ -11,7 +11,7 @@ DEBIAN_PACKAGES=(
   xorriso genisoimage dosfstools mtools
   debootstrap linux-image-amd64 busybox-static cpio kmod
   extlinux syslinux-common e2fsprogs fdisk
-  dnsmasq-base nftables iproute2 openssh-client openssl
+  dnsmasq-base nftables iproute2 openssh-client openssl util-linux
   cloud-init chromium
   libvirt-clients virtinst libxml2-utils ansible-core
   libvirt-daemon libvirt-daemon-driver-qemu

@@ -6,6 +6,7 @@ import { reportsNoSpace } from '../lib/no-space.ts';
 export const PROGRAM_PACKAGES: Record<string, string> = {
   'qemu-system-x86_64': 'qemu-system-x86',
   'qemu-img': 'qemu-utils',
+  setpriv: 'util-linux',
   'qemu-ga': 'qemu-guest-agent',
   xorriso: 'xorriso',
   genisoimage: 'genisoimage',
@@ -60,6 +61,8 @@ export interface RunOptions {
   okCodes?: number[];
   /** Sees the child's standard output as it comes (progress); it is still collected as well. */
   onStdout?: (chunk: string) => void;
+  /** Called once the program runs (it was found and started). */
+  onSpawn?: () => void;
 }
 
 export interface RunResult {
@@ -117,6 +120,7 @@ export function run(argv: readonly string[], options: RunOptions = {}): Promise<
     child.stdout.on('data', collect(out));
     if (options.onStdout !== undefined) child.stdout.on('data', (chunk: Buffer) => options.onStdout!(chunk.toString('utf8')));
     child.stderr.on('data', collect(err));
+    if (options.onSpawn !== undefined) child.once('spawn', options.onSpawn);
     child.stdin.on('error', () => {}); // the child may exit before reading its input
     child.stdin.end(options.input ?? '');
     child.on('error', (e: NodeJS.ErrnoException) => {

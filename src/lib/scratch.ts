@@ -5,7 +5,7 @@ import { isAlive, selfIdentity } from './proc.ts';
 
 /**
  * Scratch directories outside the state directory (an export is written beside its target, so it can be linked
- * to its name): each is recorded in `<state>/scratch/` with its owner process before it is made, so that the
+ * to its name; the sealing appliance's console goes to a temporary file): each is recorded in `<state>/scratch/` with its owner process before it is made, so that the
  * reconcile after a crash of that process finds it and removes it.
  */
 function recordsDir(stateRoot: string): string {
@@ -60,7 +60,7 @@ export function removeAbandonedScratch(stateRoot: string): string[] {
     const path = readFileSync(record, 'utf8');
     if (isAbsolute(path)) {
       rmSync(path, { recursive: true, force: true });
-      removed.push(`removed ${path}, left by an interrupted export`);
+      removed.push(`removed ${path}, left by an interrupted operation`);
     }
     rmSync(record, { force: true });
   }

@@ -9,9 +9,9 @@ export function changesOf(lines: string[]): string[] {
 
 /**
  * Reads what the sealing appliance (scripts/seal-appliance/init running src/templates/seal.sh) printed on its
- * serial console. Under emulation a byte of the console's CR LF is now and then lost on its way from the guest's
- * UART to QEMU's stdout (seen in CI: `removed /var/lib/cloud/semSEAL-OK`), so a lone CR or LF ends a line too, and
- * the markers that end a line are found at the end of the line they were glued to.
+ * serial console. QEMU's UART drops a byte it cannot pass on (seen in CI when the console was a pipe: `removed
+ * /var/lib/cloud/semSEAL-OK`); the console now goes to a file, and the reading still takes a lone CR or LF as a
+ * line end and finds a marker at the end of the line it was glued to.
  */
 export type ApplianceOutcome =
   | { kind: 'sealed'; root: string | undefined; changes: string[] }

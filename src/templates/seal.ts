@@ -1,9 +1,12 @@
 import { existsSync, readFileSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { run } from '../exec/run.ts';
 import { resolveAccelerator } from '../host/index.ts';
 import { VirtnodeError } from '../lib/errors.ts';
 import { failpoint } from '../lib/failpoint.ts';
+import { makeScratchDir } from '../lib/scratch.ts';
 import type { StatePaths } from '../lib/paths.ts';
 import type { DiskFormat } from '../instances/model.ts';
 import { escapeOptionValue } from '../qemu/argv.ts';
@@ -34,6 +37,27 @@ export function sealScript(): string {
 }
 
 /**
+ * The appliance's QEMU, under setpriv so that it is killed when virtnode dies (a crash, kill -9) and never holds
+ * the disk's lock for a seal nobody waits for: QEMU itself goes on when the process that started it is gone.
+ */
+function applianceArgv(dir: string, accel: string, consoleFile: string, disk: { path: string; format: DiskFormat }): string[] {
+  const kernel = existsSync(join(dir, 'vmlinux')) ? join(dir, 'vmlinux') : join(dir, 'vmlinuz');
+  return [
+    'setpriv', '--pdeathsig', 'KILL', '--',
+    'qemu-system-x86_64',
+    '-machine', `q35,accel=${accel}`,
+    '-cpu', accel === 'kvm' ? 'host' : 'max',
+    '-m', `${APPLIANCE_MEMORY_MIB}M`,
+    '-nodefaults', '-no-user-config', '-display', 'none', '-no-reboot',
+    '-chardev', `file,id=console,path=${escapeOptionValue(consoleFile)}`, '-serial', 'chardev:console',
+    '-kernel', kernel,
+    '-initrd', join(dir, 'initramfs.img'),
+    '-append', readFileSync(join(dir, 'cmdline'), 'utf8').trim(),
+    '-drive', `file=${escapeOptionValue(disk.path)},format=${disk.format},if=virtio`,
+  ];
+}
+
+/**
  * Seals a disk that no VM is using, offline: boots the sealing appliance (a Debian kernel and a busybox
  * initramfs, built on first use by scripts/build-seal-appliance.sh) with the disk as its only drive; it mounts
  * the root filesystem, runs the sealing script and powers off, reporting on its serial console. No nbd module
@@ -48,22 +72,20 @@ export async function sealOffline(paths: StatePaths, disk: { path: string; forma
       hint: 'it needs linux-image-amd64, busybox-static, kmod and cpio: run scripts/setup.sh',
     });
   });
-  const kernel = existsSync(join(dir, 'vmlinux')) ? join(dir, 'vmlinux') : join(dir, 'vmlinuz');
   const { accel } = await resolveAccelerator('auto', { cacheDir: paths.hostCache, ...signal });
-  const argv = [
-    'qemu-system-x86_64',
-    '-machine', `q35,accel=${accel}`,
-    '-cpu', accel === 'kvm' ? 'host' : 'max',
-    '-m', `${APPLIANCE_MEMORY_MIB}M`,
-    '-nodefaults', '-no-user-config', '-display', 'none', '-no-reboot',
-    '-serial', 'stdio',
-    '-kernel', kernel,
-    '-initrd', join(dir, 'initramfs.img'),
-    '-append', readFileSync(join(dir, 'cmdline'), 'utf8').trim(),
-    '-drive', `file=${escapeOptionValue(disk.path)},format=${disk.format},if=virtio`,
-  ];
-  const { stdout } = await run(argv, { timeoutMs: APPLIANCE_RUN_TIMEOUT_MS, ...signal, onStdout: () => failpoint('seal.appliance-running') });
-  const outcome = readApplianceConsole(stdout);
+  // The console goes to a file, not to a pipe: QEMU's UART drops a byte it could not write after a few tries,
+  // which a pipe whose reader is slow on a loaded host can cause, and a file never refuses a write.
+  // A scratch directory is recorded: the reconcile after a crash removes it.
+  const scratch = makeScratchDir(paths.root, tmpdir(), 'virtnode-seal-');
+  let consoleText: string;
+  try {
+    const consoleFile = join(scratch.path, 'console.log');
+    await run(applianceArgv(dir, accel, consoleFile, disk), { timeoutMs: APPLIANCE_RUN_TIMEOUT_MS, ...signal, onSpawn: () => failpoint('seal.appliance-running') });
+    consoleText = await readFile(consoleFile, 'utf8');
+  } finally {
+    scratch.remove();
+  }
+  const outcome = readApplianceConsole(consoleText);
   if (outcome.kind === 'no-root') {
     return { method: 'offline', root: undefined, changes: [], summary: 'offline (sealing appliance): the disk holds no Linux root filesystem, nothing to seal' };
   }
