@@ -63,6 +63,11 @@ export interface RunOptions {
   onStdout?: (chunk: string) => void;
   /** Called once the program runs (it was found and started). */
   onSpawn?: () => void;
+  /**
+   * Kill the program when virtnode dies (a crash, kill -9), through setpriv --pdeathsig: for a helper VM that
+   * would otherwise go on holding a disk's lock for nobody, or never end (a guest hung under a broken KVM).
+   */
+  diesWithVirtnode?: boolean;
 }
 
 export interface RunResult {
@@ -87,16 +92,20 @@ export class CommandError extends VirtnodeError {
 }
 
 const OUTPUT_LIMIT_BYTES = 64 * 1024 * 1024;
+const PARENT_DEATH_KILLS = ['setpriv', '--pdeathsig', 'KILL', '--'];
+/** setpriv's status when it could not execute the program (as a shell's 127). */
+const SETPRIV_EXEC_FAILED = 127;
 
 /**
  * The one door to external programs: an argument array, never a shell. A missing program is a MISSING_PROGRAM
  * error naming the Debian package; a non-zero exit is a CommandError carrying argv, exit code and stderr.
  */
 export function run(argv: readonly string[], options: RunOptions = {}): Promise<RunResult> {
-  const [program, ...args] = argv;
+  const program = argv[0];
   if (program === undefined) throw new VirtnodeError('INTERNAL', 'run() needs a program');
+  const [spawned, ...args] = options.diesWithVirtnode === true ? [...PARENT_DEATH_KILLS, ...argv] : argv;
   return new Promise((resolve, reject) => {
-    const child = spawn(program, args, {
+    const child = spawn(spawned!, args, {
       stdio: ['pipe', 'pipe', 'pipe'],
       env: options.env ?? process.env,
       cwd: options.cwd,
@@ -126,7 +135,7 @@ export function run(argv: readonly string[], options: RunOptions = {}): Promise<
     child.on('error', (e: NodeJS.ErrnoException) => {
       clearTimeout(timer);
       if (e.code === 'ENOENT') {
-        reject(new VirtnodeError('MISSING_PROGRAM', `${program} is not installed`, { hint: installHint(program) }));
+        reject(new VirtnodeError('MISSING_PROGRAM', `${spawned} is not installed`, { hint: installHint(spawned!) }));
       } else if (e.name === 'AbortError') {
         reject(new VirtnodeError('TIMEOUT', `${program} was cancelled`, { cause: e }));
       } else {
@@ -139,6 +148,8 @@ export function run(argv: readonly string[], options: RunOptions = {}): Promise<
       const stderr = Buffer.concat(err).toString('utf8');
       if (timedOut) {
         reject(new CommandError(argv, null, stderr, `timed out after ${options.timeoutMs} ms`));
+      } else if (options.diesWithVirtnode === true && code === SETPRIV_EXEC_FAILED && stderr.startsWith('setpriv: failed to execute')) {
+        reject(new VirtnodeError('MISSING_PROGRAM', `${program} is not installed`, { hint: installHint(program) }));
       } else if (code === null) {
         reject(new CommandError(argv, null, stderr, `was killed by ${signal}`));
       } else if (!(options.okCodes ?? [0]).includes(code)) {

@@ -133,6 +133,7 @@ export async function runProbeGuest(
       const result = await run(argv, {
         timeoutMs,
         okCodes: ALL_EXIT_STATUSES,
+        diesWithVirtnode: true,
         ...(options.signal === undefined ? {} : { signal: options.signal }),
       });
       return classifyProbe({ accel, exitStatus: result.code, stderr: result.stderr, elapsedMs: elapsed(), timeoutMs });

@@ -36,14 +36,10 @@ export function sealScript(): string {
   return readFileSync(repoFile('src/templates/seal.sh'), 'utf8');
 }
 
-/**
- * The appliance's QEMU, under setpriv so that it is killed when virtnode dies (a crash, kill -9) and never holds
- * the disk's lock for a seal nobody waits for: QEMU itself goes on when the process that started it is gone.
- */
+/** The appliance's QEMU, its console written to `consoleFile`. */
 function applianceArgv(dir: string, accel: string, consoleFile: string, disk: { path: string; format: DiskFormat }): string[] {
   const kernel = existsSync(join(dir, 'vmlinux')) ? join(dir, 'vmlinux') : join(dir, 'vmlinuz');
   return [
-    'setpriv', '--pdeathsig', 'KILL', '--',
     'qemu-system-x86_64',
     '-machine', `q35,accel=${accel}`,
     '-cpu', accel === 'kvm' ? 'host' : 'max',
@@ -80,7 +76,7 @@ export async function sealOffline(paths: StatePaths, disk: { path: string; forma
   let consoleText: string;
   try {
     const consoleFile = join(scratch.path, 'console.log');
-    await run(applianceArgv(dir, accel, consoleFile, disk), { timeoutMs: APPLIANCE_RUN_TIMEOUT_MS, ...signal, onSpawn: () => failpoint('seal.appliance-running') });
+    await run(applianceArgv(dir, accel, consoleFile, disk), { timeoutMs: APPLIANCE_RUN_TIMEOUT_MS, diesWithVirtnode: true, ...signal, onSpawn: () => failpoint('seal.appliance-running') });
     consoleText = await readFile(consoleFile, 'utf8');
   } finally {
     scratch.remove();
