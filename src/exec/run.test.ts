@@ -53,6 +53,8 @@ describe('run', () => {
     for (const diesWithVirtnode of [false, true]) {
       await expect(run(['qemu-img-not-here', 'info'], { diesWithVirtnode })).rejects.toMatchObject({ code: 'MISSING_PROGRAM', message: 'qemu-img-not-here is not installed' });
     }
+    // There, but not a program (a directory): a failure of its own, not a missing program.
+    await expect(run(['/etc'], { diesWithVirtnode: true })).rejects.toMatchObject({ code: 'COMMAND_FAILED', exitCode: 126 });
   });
 
   it('diesWithVirtnode keeps the program\'s own exit code and output', async () => {

@@ -148,7 +148,7 @@ export function run(argv: readonly string[], options: RunOptions = {}): Promise<
       const stderr = Buffer.concat(err).toString('utf8');
       if (timedOut) {
         reject(new CommandError(argv, null, stderr, `timed out after ${options.timeoutMs} ms`));
-      } else if (options.diesWithVirtnode === true && code === SETPRIV_EXEC_FAILED && stderr.startsWith('setpriv: failed to execute')) {
+      } else if (options.diesWithVirtnode === true && code === SETPRIV_EXEC_FAILED && /^setpriv: failed to execute .*: No such file or directory$/m.test(stderr)) {
         reject(new VirtnodeError('MISSING_PROGRAM', `${program} is not installed`, { hint: installHint(program) }));
       } else if (code === null) {
         reject(new CommandError(argv, null, stderr, `was killed by ${signal}`));
