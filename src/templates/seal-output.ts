@@ -20,7 +20,7 @@ export type ApplianceOutcome =
 
 export function readApplianceConsole(stdout: string): ApplianceOutcome {
   const lines = stdout.split(/[\r\n]+/).map((l) => l.trim()).filter((l) => l !== '');
-  const endsWith = (marker: string) => lines.some((l) => l === marker || l.endsWith(marker));
+  const endsWith = (marker: string) => lines.some((l) => l.endsWith(marker));
   if (endsWith('VIRTNODE-SEAL-NOROOT')) return { kind: 'no-root' };
   if (endsWith('VIRTNODE-SEAL-DONE') && endsWith('SEAL-OK')) {
     const root = lines.find((l) => l.startsWith('VIRTNODE-SEAL-ROOT '))?.slice('VIRTNODE-SEAL-ROOT '.length);
