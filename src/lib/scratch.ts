@@ -5,8 +5,9 @@ import { isAlive, selfIdentity } from './proc.ts';
 
 /**
  * Scratch directories outside the state directory (an export is written beside its target, so it can be linked
- * to its name; the sealing appliance's console goes to a temporary file): each is recorded in `<state>/scratch/` with its owner process before it is made, so that the
- * reconcile after a crash of that process finds it and removes it.
+ * to its name; the sealing appliance's console goes to a temporary file): each is recorded in `<state>/scratch/`
+ * with its owner process before it is made, so that the reconcile after a crash of that process finds it and
+ * removes it.
  */
 function recordsDir(stateRoot: string): string {
   return join(stateRoot, 'scratch');

@@ -7,19 +7,19 @@ export function changesOf(lines: string[]): string[] {
   return lines.filter((l) => CHANGE.test(l));
 }
 
+export type ApplianceOutcome =
+  | { kind: 'sealed'; root: string | undefined; changes: string[] }
+  | { kind: 'no-root' }
+  | { kind: 'failed'; error: string | undefined; tail: string[] };
+
 /**
  * Reads what the sealing appliance (scripts/seal-appliance/init running src/templates/seal.sh) printed on its
  * serial console. QEMU's UART drops a byte it cannot pass on (seen in CI when the console was a pipe: `removed
  * /var/lib/cloud/semSEAL-OK`); the console now goes to a file, and the reading still takes a lone CR or LF as a
  * line end and finds a marker at the end of the line it was glued to.
  */
-export type ApplianceOutcome =
-  | { kind: 'sealed'; root: string | undefined; changes: string[] }
-  | { kind: 'no-root' }
-  | { kind: 'failed'; error: string | undefined; tail: string[] };
-
-export function readApplianceConsole(stdout: string): ApplianceOutcome {
-  const lines = stdout.split(/[\r\n]+/).map((l) => l.trim()).filter((l) => l !== '');
+export function readApplianceConsole(consoleText: string): ApplianceOutcome {
+  const lines = consoleText.split(/[\r\n]+/).map((l) => l.trim()).filter((l) => l !== '');
   const endsWith = (marker: string) => lines.some((l) => l.endsWith(marker));
   if (endsWith('VIRTNODE-SEAL-NOROOT')) return { kind: 'no-root' };
   if (endsWith('VIRTNODE-SEAL-DONE') && endsWith('SEAL-OK')) {
