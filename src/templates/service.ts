@@ -52,6 +52,37 @@ function notATemplate(name: string): VirtnodeError {
   return new VirtnodeError('NOT_FOUND', `template ${name} does not exist`, { hint: 'see `virtnode template ls`' });
 }
 
+/** The stored disk of a new template, as its record names it. */
+interface StoredDisk {
+  name: string;
+  diskPath: string;
+  format: Template['format'];
+  virtualSize: number;
+  sha256: string;
+}
+
+/** A new template's record: its stored disk, how it was sealed, and what launches and clones of it start from (its source's settings). */
+function templateRecord(instance: Instance, seal: SealResult, disk: StoredDisk): Omit<Template, 'createdAt'> {
+  const { spec } = instance;
+  return {
+    ...disk,
+    source: instance.name,
+    ...(spec.image === undefined ? {} : { image: spec.image }),
+    defaults: {
+      cpus: spec.cpus,
+      memoryMiB: spec.memoryMiB,
+      accel: spec.accel,
+      ...(spec.boot === undefined ? {} : { boot: spec.boot }),
+      ...(spec.tuning === undefined ? {} : { tuning: spec.tuning }),
+      ...(spec.ssh === undefined ? {} : { user: spec.ssh.user }),
+      networks: instance.nics.map((n) => n.network),
+      ...(spec.container === undefined ? {} : { container: spec.container }),
+    },
+    sealMethod: seal.method,
+    sealReport: [seal.summary, ...seal.changes],
+  };
+}
+
 /** Templates: sealed, read-only disks that clones and launches sit on. */
 export class TemplateService {
   readonly core: CoreContext;
@@ -190,39 +221,13 @@ export class TemplateService {
 
   private async store(instance: Instance, name: string, seal: SealResult, options: CreateTemplateOptions): Promise<Template> {
     const disk = instance.spec.disks[0]!;
-    const dir = templateDir(this.core.paths, name);
-    mkdirSync(templatesDir(this.core.paths), { recursive: true, mode: 0o700 });
-    rmSync(dir, { recursive: true, force: true });
-    mkdirSync(dir, { mode: 0o700 });
-    failpoint('template.after-mkdir');
-    const diskPath = join(dir, TEMPLATE_DISK_FILE);
+    const diskPath = join(this.freshTemplateDir(name), TEMPLATE_DISK_FILE);
     // A hard link: the same file, so nothing is copied, and the instance's disk stays whole until it is removed.
     linkSync(disk.path, diskPath);
     chmodSync(diskPath, 0o444);
     failpoint('template.after-link');
-    const [sha256, info] = await Promise.all([sha256OfFile(diskPath, options.signal), imageInfo(diskPath, { format: disk.format })]);
-    options.onPhase?.('store', `${diskPath} (sha256 ${sha256.slice(0, 16)}…)`);
-    const template: Omit<Template, 'createdAt'> = {
-      name,
-      diskPath,
-      format: 'qcow2',
-      virtualSize: info.virtualSize,
-      sha256,
-      source: instance.name,
-      ...(instance.spec.image === undefined ? {} : { image: instance.spec.image }),
-      defaults: {
-        cpus: instance.spec.cpus,
-        memoryMiB: instance.spec.memoryMiB,
-        accel: instance.spec.accel,
-        ...(instance.spec.boot === undefined ? {} : { boot: instance.spec.boot }),
-        ...(instance.spec.tuning === undefined ? {} : { tuning: instance.spec.tuning }),
-        ...(instance.spec.ssh === undefined ? {} : { user: instance.spec.ssh.user }),
-        networks: instance.nics.map((n) => n.network),
-      },
-      sealMethod: seal.method,
-      sealReport: [seal.summary, ...seal.changes],
-    };
-    return this.recordConsuming(template, instance);
+    const [sha256, info] = await Promise.all([this.checksumStored(diskPath, options), imageInfo(diskPath, { format: disk.format })]);
+    return this.recordConsuming(templateRecord(instance, seal, { name, diskPath, format: 'qcow2', virtualSize: info.virtualSize, sha256 }), instance);
   }
 
   /**
@@ -235,12 +240,7 @@ export class TemplateService {
       const method = await this.instances.stopLocked(instance, { timeoutMs: STOP_TIMEOUT_MS });
       options.onPhase?.('stop', `${instance.name} stopped (${method})`);
     }
-    const dir = templateDir(this.core.paths, name);
-    mkdirSync(templatesDir(this.core.paths), { recursive: true, mode: 0o700 });
-    rmSync(dir, { recursive: true, force: true });
-    mkdirSync(dir, { mode: 0o700 });
-    failpoint('template.after-mkdir');
-    const diskPath = join(dir, CONTAINER_TEMPLATE_FILE);
+    const diskPath = join(this.freshTemplateDir(name), CONTAINER_TEMPLATE_FILE);
     const { upper } = await ensureLayer(this.core.paths.instanceDir(instance.name), instance.spec.container!);
     await archiveUpper(upper, diskPath, options.signal === undefined ? {} : { signal: options.signal });
     chmodSync(diskPath, 0o444);
@@ -251,28 +251,26 @@ export class TemplateService {
       summary: `archived the upper directory of ${instance.name} without its identity (machine-id, host keys, cloud-init state, leases)`,
     };
     options.onPhase?.('seal', seal.summary);
+    const sha256 = await this.checksumStored(diskPath, options);
+    const template = templateRecord(instance, seal, { name, diskPath, format: 'raw', virtualSize: statSync(diskPath).size, sha256 });
+    return { template: await this.recordConsuming(template, instance), seal };
+  }
+
+  /** The template's directory, new and empty (whatever an interrupted create left there is gone). */
+  private freshTemplateDir(name: string): string {
+    const dir = templateDir(this.core.paths, name);
+    mkdirSync(templatesDir(this.core.paths), { recursive: true, mode: 0o700 });
+    rmSync(dir, { recursive: true, force: true });
+    mkdirSync(dir, { mode: 0o700 });
+    failpoint('template.after-mkdir');
+    return dir;
+  }
+
+  /** The stored disk's sha256, reported as the `store` phase. */
+  private async checksumStored(diskPath: string, options: CreateTemplateOptions): Promise<string> {
     const sha256 = await sha256OfFile(diskPath, options.signal);
     options.onPhase?.('store', `${diskPath} (sha256 ${sha256.slice(0, 16)}…)`);
-    const template: Omit<Template, 'createdAt'> = {
-      name,
-      diskPath,
-      format: 'raw',
-      virtualSize: statSync(diskPath).size,
-      sha256,
-      source: instance.name,
-      ...(instance.spec.image === undefined ? {} : { image: instance.spec.image }),
-      defaults: {
-        cpus: instance.spec.cpus,
-        memoryMiB: instance.spec.memoryMiB,
-        accel: instance.spec.accel,
-        ...(instance.spec.ssh === undefined ? {} : { user: instance.spec.ssh.user }),
-        networks: instance.nics.map((n) => n.network),
-        container: instance.spec.container!,
-      },
-      sealMethod: seal.method,
-      sealReport: [seal.summary, ...seal.changes],
-    };
-    return { template: await this.recordConsuming(template, instance), seal };
+    return sha256;
   }
 
   /** Records the template and consumes the instance it was made from: one transaction, then the instance's removal. */
