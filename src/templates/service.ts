@@ -54,7 +54,6 @@ function notATemplate(name: string): VirtnodeError {
 
 /** The stored disk of a new template, as its record names it. */
 interface StoredDisk {
-  name: string;
   diskPath: string;
   format: Template['format'];
   virtualSize: number;
@@ -62,9 +61,10 @@ interface StoredDisk {
 }
 
 /** A new template's record: its stored disk, how it was sealed, and what launches and clones of it start from (its source's settings). */
-function templateRecord(instance: Instance, seal: SealResult, disk: StoredDisk): Omit<Template, 'createdAt'> {
+function templateRecord(name: string, instance: Instance, seal: SealResult, disk: StoredDisk): Omit<Template, 'createdAt'> {
   const { spec } = instance;
   return {
+    name,
     ...disk,
     source: instance.name,
     ...(spec.image === undefined ? {} : { image: spec.image }),
@@ -227,7 +227,7 @@ export class TemplateService {
     chmodSync(diskPath, 0o444);
     failpoint('template.after-link');
     const [sha256, info] = await Promise.all([this.checksumStored(diskPath, options), imageInfo(diskPath, { format: disk.format })]);
-    return this.recordConsuming(templateRecord(instance, seal, { name, diskPath, format: 'qcow2', virtualSize: info.virtualSize, sha256 }), instance);
+    return this.recordConsuming(templateRecord(name, instance, seal, { diskPath, format: 'qcow2', virtualSize: info.virtualSize, sha256 }), instance);
   }
 
   /**
@@ -252,7 +252,7 @@ export class TemplateService {
     };
     options.onPhase?.('seal', seal.summary);
     const sha256 = await this.checksumStored(diskPath, options);
-    const template = templateRecord(instance, seal, { name, diskPath, format: 'raw', virtualSize: statSync(diskPath).size, sha256 });
+    const template = templateRecord(name, instance, seal, { diskPath, format: 'raw', virtualSize: statSync(diskPath).size, sha256 });
     return { template: await this.recordConsuming(template, instance), seal };
   }
 
