@@ -216,6 +216,8 @@ function peerTarget(
   name: string,
   carried: { seed: CarriedSeed | undefined; policy: InstancePolicy; nics: MovingNic[]; record: () => Instance; mark: (id: string) => Promise<void> },
   claimMoved: (error?: unknown) => void,
+  /** Why a try at recovery failed, each time the reason changes (the move waits on it, so it is said). */
+  recoveryRetry: (reason: string) => void,
 ): InstanceMoveTarget {
   const { seed, policy, nics, record, mark } = carried;
   let id: string | undefined;
@@ -246,11 +248,14 @@ function peerTarget(
     // The link to the target has just dropped: asked again until it answers (post-copy cannot be undone).
     recover: async () => {
       const deadline = Date.now() + RECOVER_MS;
+      let lastReason: string | undefined;
       for (;;) {
         try {
           return (await call<{ uri: string }>({ step: 'recover', id: current() }, RECOVER_TRY_MS)).uri;
         } catch (e) {
           if (Date.now() > deadline) throw e;
+          const reason = (e as Error).message;
+          if (reason !== lastReason) recoveryRetry((lastReason = reason));
           await new Promise((r) => setTimeout(r, 1_000));
         }
       }
@@ -347,7 +352,14 @@ export async function moveOwned(app: AppCore, c: ClusterService, input: MoveInpu
       await markMoving(kv, name, from, to, id);
       marked = id;
     };
-    const target = peerTarget(c, record, name, { seed: readSeed(instance.spec.httpSeedDir), policy: app.policies.get(name), nics, record: current, mark }, (e) => (claimError = e));
+    const target = peerTarget(
+      c,
+      record,
+      name,
+      { seed: readSeed(instance.spec.httpSeedDir), policy: app.policies.get(name), nics, record: current, mark },
+      (e) => (claimError = e),
+      (reason) => ctx.phase('recovering', `${to} could not listen again yet, asked again each second: ${reason}`),
+    );
     let phase: string | undefined;
     let notConverging = false;
     const timeout = AbortSignal.timeout(timeoutS * 1000);
