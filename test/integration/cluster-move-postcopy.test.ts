@@ -207,6 +207,8 @@ describe('post-copy and a bandwidth cap for live moves (netns, real daemons and 
     expect(done.result).toMatchObject({ from: 'h1', to: 'h2', postcopy: true });
     // Recovered, not carried through by TCP alone: the move went through its recovering phase (both sides paused).
     expect(done.progress.entries.map((e) => e.phase)).toContain('recovering');
+    // Asked while h1's link was still down, the target could not answer: the progress said why, then went on.
+    expect(done.progress.entries.find((e) => e.phase === 'recovering' && e.detail.startsWith('h2 could not listen again yet'))?.detail).toMatch(/asked again each second: cannot reach the cluster host at https:\/\/\S+: /);
     expect(qemuPidsUnder(h1.home)).toEqual([]);
     expect(qemuPidsUnder(h2.home)).toHaveLength(1);
     await eventually(async () => (etcdGet<Claim>(h1, '/virtnode/claims/busy')?.host === 'h2' ? true : undefined), 30_000, 'the claim on h2');
