@@ -10,6 +10,11 @@ export interface RunningDaemon {
   /** Everything it logged (JSON lines on stdout) and printed on stderr. */
   output: () => string;
   logLines: () => Array<Record<string, unknown>>;
+  /**
+   * Resolves once `logLines()` holds every request the daemon answered before this call: it logs a request after
+   * answering it, so a client can have its answer (and a test count the log) before the line is there.
+   */
+  logCaughtUp: () => Promise<void>;
   /** Milliseconds from spawn until the socket answered. */
   readyMs: number;
   stop: (signal?: NodeJS.Signals) => Promise<number | null>;
@@ -37,16 +42,26 @@ export async function startDaemon(home: string, args: string[] = [], options: { 
     await new Promise((r) => setTimeout(r, 20));
   }
   const readyMs = performance.now() - started;
+  const api = new ApiClient({ kind: 'unix', socket });
+  let marks = 0;
   return {
     child,
     socket,
-    api: new ApiClient({ kind: 'unix', socket }),
+    api,
     output: () => out,
+    // Whole lines only: the last may still be arriving.
     logLines: () =>
       out
+        .slice(0, out.lastIndexOf('\n') + 1)
         .split('\n')
         .filter((l) => l.startsWith('{'))
         .map((l) => JSON.parse(l) as Record<string, unknown>),
+    logCaughtUp: async () => {
+      // A request of its own (an unknown path: 404, logged like any other), logged after everything before it.
+      const mark = `/log-caught-up/${++marks}`;
+      await api.request('GET', mark).catch(() => undefined);
+      await eventually(() => (out.includes(`"url":"${mark}"`) ? true : undefined), 10_000, `the daemon's log line of GET ${mark}`);
+    },
     readyMs,
     stop: async (signal = 'SIGTERM') => {
       if (child.exitCode !== null || child.signalCode !== null) return child.exitCode;

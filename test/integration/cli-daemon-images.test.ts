@@ -50,9 +50,11 @@ describe('image, template, clone and host commands through the daemon and withou
   const bothModes = async (steps: string[][], count: () => number) => {
     const before = count();
     const viaDaemon = await transcript('daemon', home, steps, normalize);
+    await daemon!.logCaughtUp();
     const afterDaemon = count();
     const local = await transcript('local', home, steps, normalize);
     keep(steps[0]!.slice(0, 2).join('-'), viaDaemon);
+    await daemon!.logCaughtUp();
     return { viaDaemon, local, daemonRequests: afterDaemon - before, localRequests: count() - afterDaemon };
   };
   /** The daemon-mode transcript as a test artifact, to read what the commands print. */

@@ -152,6 +152,7 @@ describe('network, nic and port commands: the same through the daemon as without
       ok('network', 'ls', '--format', 'json'),
     ];
     const viaDaemon = await transcript('daemon', steps);
+    await daemon!.logCaughtUp();
     const worked = daemonWork();
     expect(requestsTo(daemon!, 'POST', '/networks')).toBeGreaterThanOrEqual(4);
     expect(requestsTo(daemon!, 'GET', '/networks/cn-nat/leases')).toBe(2);
@@ -160,6 +161,7 @@ describe('network, nic and port commands: the same through the daemon as without
     expect([requestsTo(daemon!, 'GET', '/networks/nope'), requestsTo(daemon!, 'GET', '/networks/Bad_Name'), requestsTo(daemon!, 'DELETE', '/networks/..%2Fx')]).toEqual([1, 1, 1]);
     const local = await transcript('local', steps);
     expect(viaDaemon).toEqual(local);
+    await daemon!.logCaughtUp();
     expect(daemonWork()).toBe(worked); // the second run did not go through the daemon
     expect(viaDaemon.at(-1)!.stdout).toBe('[]\n');
     expect(viaDaemon[4]!.stdout).toMatch(/^NAME +MODE +SUBNET +BRIDGE +DOMAIN +INSTANCES\n/);
@@ -271,6 +273,7 @@ describe('network, nic and port commands: the same through the daemon as without
       ok('network', 'rm', 'cn-lan'),
     ];
     const viaDaemon = await transcript('daemon', steps('daemon'));
+    await daemon!.logCaughtUp();
     const worked = daemonWork();
     const counts = [
       requestsTo(daemon!, 'POST', '/instances/cn-vm/nics'),
@@ -281,6 +284,7 @@ describe('network, nic and port commands: the same through the daemon as without
     const local = await transcript('local', steps('local'));
     expect(viaDaemon).toEqual(local);
     expect(counts).toEqual([11, 2, 12, 2]);
+    await daemon!.logCaughtUp();
     expect(daemonWork()).toBe(worked);
     // the lease was really there, with its instance
     const leases = JSON.parse(viaDaemon.find((s) => s.args.join(' ') === 'network leases cn-lan --format json')!.stdout) as Array<{ address: string; instance?: string }>;

@@ -250,6 +250,7 @@ describe('system containers (LXC) from the Debian image', { timeout: 600_000 }, 
         await new Promise((r) => setTimeout(r, 50));
       }
       await removal;
+      await daemon.logCaughtUp();
       expect(requestsTo(daemon, 'DELETE', /^\/images\/debian-12/)).toBe(1);
       expect(readdirSync(rootfs).filter((e) => !e.endsWith('.lock'))).toEqual([]);
       console.log(`GET /instances during image rm: ${answerMs.length} answers, slowest ${Math.round(Math.max(...answerMs))} ms`);
