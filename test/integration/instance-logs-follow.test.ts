@@ -64,5 +64,6 @@ describe('virtnode logs --follow', () => {
     } finally {
       await daemon.stop();
     }
-  });
+    // Longer than its steps' own limits (the flood's 120 s), so a stuck step fails with its own message.
+  }, 240_000);
 });
