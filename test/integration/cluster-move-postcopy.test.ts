@@ -6,6 +6,7 @@ import type { Claim } from '../../src/cluster/placement.ts';
 import { runtimePaths } from '../../src/instances/runtime.ts';
 import { statePaths } from '../../src/lib/paths.ts';
 import { QmpConnection } from '../../src/qmp/connection.ts';
+import { queryMigrate } from '../../src/qmp/migration.ts';
 import { qemuPidsUnder } from '../helpers/cli.ts';
 import { type SimCluster, type SimHost, destroyKeepingLogs, etcdGet, formCluster, listOn, ok, requestOn, tinyGuestHosts } from '../helpers/cluster-hosts.ts';
 import { eventually } from '../helpers/daemon.ts';
@@ -40,7 +41,7 @@ async function migrationStates(hosts: SimHost[]): Promise<string> {
     try {
       const qmp = await QmpConnection.connect(paths.qmpQuery, { timeoutMs: 5_000 });
       try {
-        status = JSON.stringify(await qmp.execute('query-migrate', undefined, { timeoutMs: 5_000 }));
+        status = JSON.stringify(await queryMigrate(qmp, { timeoutMs: 5_000 }));
       } finally {
         qmp.close();
       }
