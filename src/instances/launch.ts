@@ -246,7 +246,7 @@ export async function launch(service: InstanceService, resolveImage: ImageResolv
   phase('booting', warm === undefined ? `QEMU pid ${instance.pid}${directBoot}` : `QEMU pid ${instance.pid} loaded the warm state of ${image.name}`);
   const deadline = started + (options.timeoutMs ?? DEFAULT_READY_TIMEOUT_MS);
   // A warm launch's first boot reports cloud-init's verdict itself: the SSH check only verifies the guest, and runs
-  // beside the end of the first boot (from when sshd answers, with the instance's own host key only).
+  // beside the end of the first boot (from when its network is up, with the instance's own host key only).
   let reported: CloudInitResult | undefined;
   let sshChecked: Promise<void> | undefined;
   const sshCheck = new AbortController();

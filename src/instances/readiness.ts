@@ -6,7 +6,7 @@ import { GuestAgent } from '../qmp/guest-agent.ts';
 import type { Instance } from './model.ts';
 import { runtimePaths } from './runtime.ts';
 import { sshArgv } from './ssh.ts';
-import { type SshProbeMode, waitForSshBanner } from './ssh-probe.ts';
+import type { SshProbeMode } from './ssh-probe.ts';
 
 export type Phase = 'image' | 'disk' | 'seed' | 'booting' | 'ip' | 'ssh' | 'cloud-init' | 'ready';
 export type PhaseListener = (phase: Phase, detail: string, elapsedMs: number) => void;
@@ -98,11 +98,11 @@ const SSH_RETRY_MS = 2_000;
 
 /**
  * Runs `true` in the guest over SSH with strict host key checking against virtnode's known_hosts: the guest
- * answers with the host key virtnode made for it and takes virtnode's client key. ssh's own failure (255: the
- * connection dropped while sshd restarts) is tried again until the deadline, except a host key that is not the
- * recorded one.
+ * answers with the host key virtnode made for it and takes virtnode's client key. ssh's own failure (255: sshd not
+ * listening yet, or the connection dropped while it restarts) is tried again every `retryMs` until the deadline,
+ * except a host key that is not the recorded one.
  */
-export async function verifySsh(paths: StatePaths, instance: Instance, deadline: number, signal?: AbortSignal): Promise<void> {
+export async function verifySsh(paths: StatePaths, instance: Instance, deadline: number, signal?: AbortSignal, retryMs = 1_000): Promise<void> {
   const argv = sshArgv(paths, instance, ['true'], { tty: false });
   for (;;) {
     const r = await run(argv, { timeoutMs: Math.max(deadline - Date.now(), 1_000), okCodes: [0, 255], ...(signal === undefined ? {} : { signal }) });
@@ -115,22 +115,29 @@ export async function verifySsh(paths: StatePaths, instance: Instance, deadline:
     if (Date.now() > deadline || signal?.aborted === true) {
       throw new VirtnodeError('TIMEOUT', `SSH to ${instance.name} with its recorded host key did not succeed: ${r.stderr.trim().split('\n').at(-1) ?? ''}`);
     }
-    await sleep(1_000);
+    await sleep(retryMs);
   }
 }
 
-/** How often a warm launch's SSH check looks for sshd while the first boot is still running (a TCP connect each). */
-const WARM_BANNER_POLL_MS = 200;
+/** How often a warm launch's SSH check looks whether the guest shows its network up (the console log: no connection). */
+const WARM_NETWORK_POLL_MS = 100;
+/** Between a warm launch's SSH tries once the network is up: a try made before sshd listens is refused at once. */
+const WARM_SSH_RETRY_MS = 250;
 
 /**
- * verifySsh as soon as sshd answers: a warm launch starts this beside the rest of its first boot, probing as `mode`
- * says (from when the guest has its address). sshd starts once
- * cloud-init has written the instance's host keys and user, and strict host key checking accepts only the key
- * virtnode generated for this instance, never the template's (whose sshd is stopped and has no keys).
+ * verifySsh as soon as the guest's network is up: a warm launch starts this beside the rest of its first boot,
+ * and `mode` says when the guest has its address. The login is its own probe: a banner probe before it would cost
+ * the guest a whole sshd start of its own (a few tenths of a second under TCG). sshd starts once cloud-init has
+ * written the instance's host keys and user, and strict host key checking accepts only the key virtnode generated
+ * for this instance, never the template's (whose sshd is stopped and has no keys).
  */
 export async function verifySshWhenUp(paths: StatePaths, instance: Instance, deadline: number, mode: () => SshProbeMode, signal?: AbortSignal): Promise<void> {
-  await waitForSshBanner(instance.spec.ssh!.hostPort!, deadline, { pollMs: WARM_BANNER_POLL_MS, mode, ...(signal === undefined ? {} : { signal }) });
-  await verifySsh(paths, instance, deadline, signal);
+  while (mode() === 'wait') {
+    if (signal?.aborted === true) throw new VirtnodeError('TIMEOUT', 'cancelled');
+    if (Date.now() > deadline) throw new VirtnodeError('TIMEOUT', `${instance.name} did not show its network up`);
+    await sleep(WARM_NETWORK_POLL_MS);
+  }
+  await verifySsh(paths, instance, deadline, signal, WARM_SSH_RETRY_MS);
 }
 
 export function parseCloudInitStatus(text: string): CloudInitResult {
