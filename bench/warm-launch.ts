@@ -6,7 +6,8 @@
  * the identity (machine-id, hostname, MAC, ed25519 host key, 64 bytes of /dev/urandom). The time counted ends
  * when that SSH answer is in and checked (the host key virtnode generated, the MAC it recorded, the hostname);
  * warm identities must be pairwise distinct. JSON with medians and the cold/warm ratio to
- * bench/results/warm-launch.json. Usage (as root, in a network namespace): node bench/warm-launch.ts [runs]
+ * bench/results/warm-launch.json. Usage (as root, in a network namespace): node bench/warm-launch.ts [runs] [cpus]
+ * (the template's vCPUs, default 1; every launch of the run has as many).
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -17,6 +18,7 @@ import { debianImage } from '../test/helpers/debian-image.ts';
 import { writeResult } from './results.ts';
 
 const runs = Number(process.argv[2] ?? 1);
+const cpus = String(Number(process.argv[3] ?? 1));
 const TIMEOUT_MS = 1_800_000;
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 
@@ -41,7 +43,7 @@ const IDENTITY_SCRIPT =
 /** Launches `name` and reads its identity over SSH (strict host key checking), checked against virtnode's record. */
 async function launchToVerifiedSsh(home: string, name: string, mode: '--warm' | '--cold'): Promise<{ ms: number; phases: string[]; identity: Identity }> {
   const t0 = performance.now();
-  const launched = await cli(home, ['launch', 'bench-tpl', '--name', name, mode]);
+  const launched = await cli(home, ['launch', 'bench-tpl', '--name', name, mode, '--cpus', cpus]);
   const out = (await cli(home, ['exec', name, '--', 'sh', '-c', IDENTITY_SCRIPT])).stdout.trim().split('\n');
   const ms = performance.now() - t0;
   const [machineId, hostname, mac, hostKey, urandom] = out as [string, string, string, string, string];
@@ -58,7 +60,7 @@ async function main(): Promise<void> {
   try {
     await cli(home, ['image', 'import', debianImage(), '--name', 'debian-12']);
     const s0 = performance.now();
-    await cli(home, ['launch', 'debian-12', '--name', 'bench-src', '--memory', '1G']);
+    await cli(home, ['launch', 'debian-12', '--name', 'bench-src', '--memory', '1G', '--cpus', cpus]);
     const sourceLaunchMs = performance.now() - s0;
     const t0 = performance.now();
     const made = await cli(home, ['template', 'create', 'bench-src', 'bench-tpl', '--warm']);
@@ -85,6 +87,7 @@ async function main(): Promise<void> {
     }
     const result = {
       runs,
+      cpus: Number(cpus),
       note: 'launch to verified SSH: one `virtnode launch` to cloud-init done, then one `virtnode exec` (SSH, strict host key) reading the identity',
       warmLaunchMs: { median: Math.round(median(warm)), samples: warm.map(Math.round) },
       coldLaunchMs: { median: Math.round(median(cold)), samples: cold.map(Math.round) },
