@@ -264,7 +264,7 @@ export async function launch(service: InstanceService, resolveImage: ImageResolv
     try {
       // Before anything else sees the guest (but the strictly verified SSH check): until this is done it is the
       // template, not this instance.
-      const first = await warmFirstBoot(runtimePaths(service.paths.instanceDir(defined.name)).guestAgent, { instanceId, seed: seedFiles ?? {}, clockFromJob: warm.model.clockFromJob === true, ...(options.signal ? { signal: options.signal } : {}) });
+      const first = await warmFirstBoot(runtimePaths(service.paths.instanceDir(defined.name)).guestAgent, { instanceId, seed: seedFiles ?? {}, clockFromJob: warm.model.clockFromJob === true, jobInFiles: warm.model.jobInFiles === true, ...(options.signal ? { signal: options.signal } : {}) });
       firstBootEnded = true;
       phase('booting', describeFirstBoot(first));
       reported = first.cloudInit;

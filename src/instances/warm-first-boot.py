@@ -1,12 +1,13 @@
 # virtnode: the first boot of a warm launch. `template create --warm` starts this program (a transient systemd
 # service) in the template's one warm boot: it imports cloud-init's code, says it is ready, and blocks on a FIFO;
-# the guest's memory is saved right then. Each warm launch loads that memory and writes its job into the FIFO
-# through the guest agent: machineId, entropy (hex, from the host), seed (NoCloud file name -> text). It then does
+# the guest's memory is saved right then. Each warm launch loads that memory and gives its job through the guest
+# agent (job.json, then the FIFO opened to wake this): machineId, entropy (hex, from the host), seed (NoCloud file
+# name -> text). It then does
 # what a cold first boot does for a new instance: a fresh machine-id, fresh random state, then cloud-init's stages
 # in this interpreter (its code is loaded already): the ones the image's systemd would run at a boot (local,
 # network, config, final; not a stage whose unit the image masks, as virtnode's image masks cloud-config.service
 # and runs those modules in final), the NIC brought up by ifupdown between the local and the network stage as
-# networking.service would, and writes a JSON report into the result FIFO: cloud-init's own
+# networking.service would, and writes a JSON report into report.json: cloud-init's own
 # verdict (what `cloud-init status --long` prints, so the host needs no SSH round trip for it), how long each step
 # took and cloud-init's slowest modules of this boot (its own events' timings, which `cloud-init analyze blame`
 # reads back from its log: here they are taken as cloud-init reports them, with no log to parse at the end).
@@ -34,9 +35,8 @@ common.one_process()
 
 RUN = '/run/virtnode-warm'
 os.makedirs(RUN, mode=0o700, exist_ok=True)
-for fifo in ('job', 'result'):
-    if not os.path.exists(os.path.join(RUN, fifo)):
-        os.mkfifo(os.path.join(RUN, fifo), 0o600)
+if not os.path.exists(os.path.join(RUN, 'job')):
+    os.mkfifo(os.path.join(RUN, 'job'), 0o600)
 # Everything loaded so far lives as long as this program: the garbage collector need not walk it again at every
 # full collection during the stages (under TCG each walk of cloud-init's objects costs the guest time).
 gc.collect()
@@ -44,8 +44,16 @@ gc.freeze()
 open(os.path.join(RUN, 'ready'), 'w').close()
 
 # ---- the memory is saved while this waits; everything below runs in a warm-launched instance ----
+# The host writes the job into job.json with the guest agent's file commands, then opens the FIFO to wake this
+# program: no process is started in the guest for it (each costs a fraction of a second under TCG). A job written
+# into the FIFO itself (virtnode before that, through a shell in the guest) is taken as well.
 with open(os.path.join(RUN, 'job')) as f:
-    job = json.load(f)
+    text = f.read()
+if not text.strip():
+    with open(os.path.join(RUN, 'job.json')) as f:
+        text = f.read()
+    os.remove(os.path.join(RUN, 'job.json'))
+job = json.loads(text)
 # Only this boot's commands are reported (not the ones run before the save, like systemd-detect-virt above).
 common.commands.clear()
 # The clock stood still from the save until now: the host's time when it sent the job (off by the time the job
@@ -205,5 +213,5 @@ except Exception:
 commands = common.commands
 report['commands'] = {'count': len(commands), 'seconds': round(sum(c[1] for c in commands), 2), 'slowest': sorted(commands, key=lambda c: -c[1])[:8]}
 report['seconds'] = round(time.time() - started, 2)
-with open(os.path.join(RUN, 'result'), 'w') as f:
-    f.write(json.dumps(report) + '\n')
+# The host reads report.json once it is there (written whole, then renamed into place).
+write(os.path.join(RUN, 'report.json'), json.dumps(report) + '\n', 0o600)

@@ -9,6 +9,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parse } from 'yaml';
 import { VirtnodeError } from '../lib/errors.ts';
+import { sleep } from '../qmp/abortable.ts';
 import { GuestAgent } from '../qmp/guest-agent.ts';
 import { type CloudInitResult, parseCloudInitStatus } from './readiness.ts';
 
@@ -55,6 +56,8 @@ export interface WarmFirstBoot {
   seed: Record<string, string>;
   /** The saved program sets the clock from the job (WarmModel.clockFromJob); otherwise guest-set-time first. */
   clockFromJob?: boolean;
+  /** The saved program takes its job and gives its report in files (WarmModel.jobInFiles); otherwise through a shell. */
+  jobInFiles?: boolean;
   signal?: AbortSignal;
 }
 
@@ -111,9 +114,44 @@ async function connectAgent(path: string, signal?: AbortSignal): Promise<GuestAg
   }
 }
 
-/** Where the first-boot program, saved waiting in the warm state, takes its job and gives its report (FIFOs). */
-const JOB_FIFO = '/run/virtnode-warm/job';
-const RESULT_FIFO = '/run/virtnode-warm/result';
+/** Where the first-boot program, saved waiting in the warm state, takes its job and gives its report. */
+const RUN_DIR = '/run/virtnode-warm';
+/** The program waits on this FIFO; opening it for writing wakes it. */
+const JOB_FIFO = `${RUN_DIR}/job`;
+const JOB_FILE = `${RUN_DIR}/job.json`;
+const REPORT_FILE = `${RUN_DIR}/report.json`;
+/** Programs saved before they took their job from a file report into this FIFO. */
+const RESULT_FIFO = `${RUN_DIR}/result`;
+const REPORT_POLL_MS = 100;
+
+/**
+ * Gives the job and waits for the report with the agent's file commands: nothing is started in the guest for
+ * either (a shell and two `cat`s cost the guest a few tenths of a second under TCG, every launch).
+ */
+async function runThroughFiles(agent: GuestAgent, input: string, signal?: AbortSignal): Promise<string> {
+  const options = signal === undefined ? {} : { signal };
+  await agent.writeFile(JOB_FILE, input, options);
+  // The agent opens without blocking: a FIFO nobody reads is refused at once (ENXIO) instead of hanging.
+  await agent.writeFile(JOB_FIFO, '\n', options).catch((e: unknown) => {
+    throw new VirtnodeError('COMMAND_FAILED', `the first-boot program of the warm state is not waiting in the guest`, { hint: FIRST_BOOT_HINT, cause: e });
+  });
+  const deadline = Date.now() + FIRST_BOOT_TIMEOUT_MS;
+  for (;;) {
+    const report = await agent.readFile(REPORT_FILE, options);
+    if (report !== undefined) return report.toString('utf8');
+    if (Date.now() > deadline) throw new VirtnodeError('TIMEOUT', `the warm first boot did not report within ${FIRST_BOOT_TIMEOUT_MS / 60_000} minutes`, { hint: FIRST_BOOT_HINT });
+    await sleep(REPORT_POLL_MS, signal, 'waiting for the warm first boot');
+  }
+}
+
+/** The same through a shell in the guest, for programs saved before they took their job from a file. */
+async function runThroughShell(agent: GuestAgent, input: string, signal?: AbortSignal): Promise<string> {
+  const r = await agent.exec('/bin/sh', ['-c', 'cat > "$1" && cat "$2"', 'sh', JOB_FIFO, RESULT_FIFO], { input, timeoutMs: FIRST_BOOT_TIMEOUT_MS, ...(signal === undefined ? {} : { signal }) });
+  if (r.exitCode !== 0) throw new VirtnodeError('COMMAND_FAILED', `the warm first boot failed in the guest: exit ${r.exitCode}: ${r.stderr.trim()}`, { hint: FIRST_BOOT_HINT });
+  return r.stdout;
+}
+
+const FIRST_BOOT_HINT = 'see journalctl -u virtnode-warm-first-boot and /var/log/cloud-init.log in the guest; a cold launch (--cold) boots instead';
 
 export async function warmFirstBoot(agentPath: string, job: WarmFirstBoot): Promise<WarmFirstBootResult> {
   const started = Date.now();
@@ -136,17 +174,15 @@ export async function warmFirstBoot(agentPath: string, job: WarmFirstBoot): Prom
       seed: job.seed,
       ...(profile === undefined ? {} : { profile: true }),
     });
-    const r = await agent.exec('/bin/sh', ['-c', 'cat > "$1" && cat "$2"', 'sh', JOB_FIFO, RESULT_FIFO], { input, timeoutMs: FIRST_BOOT_TIMEOUT_MS, ...signal });
+    const text = await (job.jobInFiles === true ? runThroughFiles : runThroughShell)(agent, input, job.signal);
     let report: Report | undefined;
     try {
-      report = JSON.parse(r.stdout.trim()) as Report;
+      report = JSON.parse(text.trim()) as Report;
     } catch {
       report = undefined;
     }
-    if (r.exitCode !== 0 || report === undefined || report.error !== undefined) {
-      throw new VirtnodeError('COMMAND_FAILED', `the warm first boot failed in the guest: ${report?.error?.trim().split('\n').at(-1) ?? `exit ${r.exitCode}: ${r.stderr.trim()}`}`, {
-        hint: 'see journalctl -u virtnode-warm-first-boot and /var/log/cloud-init.log in the guest; a cold launch (--cold) boots instead',
-      });
+    if (report === undefined || report.error !== undefined) {
+      throw new VirtnodeError('COMMAND_FAILED', `the warm first boot failed in the guest: ${report?.error?.trim().split('\n').at(-1) ?? `an unreadable report: ${text.slice(0, 200)}`}`, { hint: FIRST_BOOT_HINT });
     }
     if (profile !== undefined && report.profile !== undefined) {
       mkdirSync(profile, { recursive: true });

@@ -100,6 +100,10 @@ export const GUEST_AGENT_COMMANDS = {
   fsfreezeStatus: 'guest-fsfreeze-status',
   shutdown: 'guest-shutdown',
   setTime: 'guest-set-time',
+  fileOpen: 'guest-file-open',
+  fileRead: 'guest-file-read',
+  fileWrite: 'guest-file-write',
+  fileClose: 'guest-file-close',
 } as const;
 
 /** QEMU's RunState. */

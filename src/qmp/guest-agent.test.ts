@@ -362,6 +362,52 @@ describe('GuestAgent exec', () => {
   });
 });
 
+describe('GuestAgent files', () => {
+  it('writes a file: open for writing, the bytes base64, close; a short write is an error', async () => {
+    let count: number | undefined;
+    const fake = await FakeAgent.start((request, peer) => {
+      if (request.execute === 'guest-sync-delimited') return peer.syncReply(request);
+      if (request.execute === 'guest-file-open') return peer.reply(request, 1000);
+      if (request.execute === 'guest-file-write') return peer.reply(request, { count: count ?? Buffer.from(String(request.arguments?.['buf-b64']), 'base64').length, eof: false });
+      if (request.execute === 'guest-file-close') return peer.reply(request, {});
+    });
+    const agent = await connect(fake.path);
+    await agent.writeFile('/run/x/job.json', '{"é": 1}');
+    expect(fake.received.filter((r) => r.execute !== 'guest-sync-delimited').map((r) => [r.execute, r.arguments])).toEqual([
+      ['guest-file-open', { path: '/run/x/job.json', mode: 'w' }],
+      ['guest-file-write', { handle: 1000, 'buf-b64': Buffer.from('{"é": 1}').toString('base64') }],
+      ['guest-file-close', { handle: 1000 }],
+    ]);
+    count = 3;
+    expect(await rejection(agent.writeFile('/run/x/job.json', 'four'))).toMatchObject({ code: 'COMMAND_FAILED', message: expect.stringContaining('wrote 3 of 4 bytes to /run/x/job.json') });
+    expect(fake.commandNames.at(-1)).toBe('guest-file-close');
+  });
+
+  it('reads a whole file in chunks until its end; a missing file is undefined, any other refusal an error', async () => {
+    const chunks = ['first part, ', 'second part'];
+    const fake = await FakeAgent.start((request, peer) => {
+      if (request.execute === 'guest-sync-delimited') return peer.syncReply(request);
+      if (request.execute === 'guest-file-open') {
+        const path = request.arguments?.['path'];
+        if (path === '/missing') return peer.error(request, 'GenericError', "failed to open file '/missing' (mode: 'r'): No such file or directory");
+        if (path === '/denied') return peer.error(request, 'GenericError', "failed to open file '/denied' (mode: 'r'): Permission denied");
+        return peer.reply(request, 7);
+      }
+      if (request.execute === 'guest-file-read') {
+        const chunk = chunks.shift() ?? '';
+        return peer.reply(request, { count: Buffer.byteLength(chunk), 'buf-b64': Buffer.from(chunk).toString('base64'), eof: chunks.length === 0 });
+      }
+      if (request.execute === 'guest-file-close') return peer.reply(request, {});
+    });
+    const agent = await connect(fake.path);
+    expect((await agent.readFile('/run/x/report.json'))?.toString()).toBe('first part, second part');
+    expect(fake.received.filter((r) => r.execute === 'guest-file-read').every((r) => r.arguments?.['handle'] === 7)).toBe(true);
+    expect(fake.commandNames.at(-1)).toBe('guest-file-close');
+    expect(await agent.readFile('/missing')).toBeUndefined();
+    expect(await rejection(agent.readFile('/denied'))).toMatchObject({ code: 'QMP_COMMAND', message: expect.stringContaining('Permission denied') });
+  });
+});
+
 describe('GuestAgent shutdown', () => {
   it('resolves when the agent sends nothing back (success), and resyncs before the next request', async () => {
     const fake = await FakeAgent.start((request, peer) => {

@@ -14,6 +14,8 @@ export const GUEST_FSFREEZE_TIMEOUT_MS = 60_000;
 export const GUEST_SHUTDOWN_GRACE_MS = 1_000;
 const EXEC_POLL_START_MS = 5;
 const EXEC_POLL_MAX_MS = 100;
+/** Bytes asked for per guest-file-read (the agent caps a read at 48 MB). */
+const FILE_READ_CHUNK = 1024 * 1024;
 /** The agent writes this byte before its reply to guest-sync-delimited; a client sends it to flush a stale partial request. */
 const SYNC_SENTINEL = 0xff;
 const MAX_SYNC_ID = 2 ** 31 - 1;
@@ -223,6 +225,46 @@ export class GuestAgent {
   async setTime(ns: bigint, options: GuestAgentOptions = {}): Promise<void> {
     // A JSON number: 2^63 ns fits no double exactly, but microsecond precision is plenty for a clock.
     await this.call(GA.setTime, { time: Number(ns) }, options);
+  }
+
+  /**
+   * Writes `data` into a file in the guest, created when missing (with mode 0666, as the agent creates files: keep
+   * secrets in a directory only root can enter). The agent opens without blocking: a FIFO with no reader is refused.
+   */
+  async writeFile(path: string, data: string | Buffer, options: GuestAgentOptions = {}): Promise<void> {
+    const bytes = Buffer.from(data);
+    const handle = await this.call<number>(GA.fileOpen, { path, mode: 'w' }, options);
+    let written: { count: number };
+    try {
+      written = await this.call<{ count: number }>(GA.fileWrite, { handle, 'buf-b64': bytes.toString('base64') }, options);
+    } catch (e) {
+      await this.call(GA.fileClose, { handle }, options).catch(() => {});
+      throw e;
+    }
+    // Closing flushes what the agent buffered: its failure is the write's.
+    await this.call(GA.fileClose, { handle }, options);
+    if (written.count !== bytes.length) throw new VirtnodeError('COMMAND_FAILED', `the guest agent wrote ${written.count} of ${bytes.length} bytes to ${path}`);
+  }
+
+  /** A file's content in the guest, or undefined when there is no such file. */
+  async readFile(path: string, options: GuestAgentOptions = {}): Promise<Buffer | undefined> {
+    let handle: number;
+    try {
+      handle = await this.call<number>(GA.fileOpen, { path, mode: 'r' }, options);
+    } catch (e) {
+      if (e instanceof QmpCommandError && /no such file/i.test(e.desc)) return undefined;
+      throw e;
+    }
+    try {
+      const chunks: Buffer[] = [];
+      for (;;) {
+        const read = await this.call<{ count: number; 'buf-b64': string; eof: boolean }>(GA.fileRead, { handle, count: FILE_READ_CHUNK }, options);
+        chunks.push(Buffer.from(read['buf-b64'], 'base64'));
+        if (read.eof || read.count === 0) return Buffer.concat(chunks);
+      }
+    } finally {
+      await this.call(GA.fileClose, { handle }, options).catch(() => {});
+    }
   }
 
   /** Freezes the guest's filesystems (for a consistent disk snapshot); returns how many were frozen. */

@@ -46,6 +46,12 @@ export interface WarmModel {
    * whose `hwclock -w` costs the guest seconds under TCG). Absent in warm states saved before.
    */
   clockFromJob?: boolean;
+  /**
+   * The saved first-boot program takes its job from a file and leaves its report in one, both written and read
+   * through the guest agent's file commands (nothing is started in the guest for them). Absent in warm states
+   * saved before: a shell in the guest relays both through FIFOs.
+   */
+  jobInFiles?: boolean;
 }
 
 /**

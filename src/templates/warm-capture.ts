@@ -142,6 +142,7 @@ export async function captureWarmState(core: CoreContext, template: Template, op
     const pad = tcgRamPadKiB({ accel, qemuVersion: installed.state === 'ok' ? installed.version : '', hugepages: template.defaults.tuning?.hugepages === true });
     if (pad > 0) model.memoryPadKiB = pad;
     model.clockFromJob = true;
+    model.jobInFiles = true;
     const spec = warmQemuSpec(model, { name: `${template.name}-warm`, uuid: randomUUID(), smbiosUuid: randomUUID(), diskPath, paths, vmgenid: randomUUID(), incoming: false, ramPath });
     spawned = await spawnQemu(spec, { logPath: paths.qemuLog, ...signal });
     const version = await qmpCommand.queryVersion(spawned.qmp);
