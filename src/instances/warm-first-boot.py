@@ -45,8 +45,8 @@ open(os.path.join(RUN, 'ready'), 'w').close()
 
 # ---- the memory is saved while this waits; everything below runs in a warm-launched instance ----
 # The host writes the job into job.json with the guest agent's file commands, then opens the FIFO to wake this
-# program: no process is started in the guest for it (each costs a fraction of a second under TCG). A job written
-# into the FIFO itself (virtnode before that, through a shell in the guest) is taken as well.
+# program: no process is started in the guest for it (each costs a fraction of a second under TCG). The FIFO is
+# only the wake-up; should a job be written into it whole, that is taken instead.
 with open(os.path.join(RUN, 'job')) as f:
     text = f.read()
 if not text.strip():

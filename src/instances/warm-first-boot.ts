@@ -123,6 +123,7 @@ const REPORT_FILE = `${RUN_DIR}/report.json`;
 /** Programs saved before they took their job from a file report into this FIFO. */
 const RESULT_FIFO = `${RUN_DIR}/result`;
 const REPORT_POLL_MS = 100;
+const FIRST_BOOT_HINT = 'see journalctl -u virtnode-warm-first-boot and /var/log/cloud-init.log in the guest; a cold launch (--cold) boots instead';
 
 /**
  * Gives the job and waits for the report with the agent's file commands: nothing is started in the guest for
@@ -150,8 +151,6 @@ async function runThroughShell(agent: GuestAgent, input: string, signal?: AbortS
   if (r.exitCode !== 0) throw new VirtnodeError('COMMAND_FAILED', `the warm first boot failed in the guest: exit ${r.exitCode}: ${r.stderr.trim()}`, { hint: FIRST_BOOT_HINT });
   return r.stdout;
 }
-
-const FIRST_BOOT_HINT = 'see journalctl -u virtnode-warm-first-boot and /var/log/cloud-init.log in the guest; a cold launch (--cold) boots instead';
 
 export async function warmFirstBoot(agentPath: string, job: WarmFirstBoot): Promise<WarmFirstBootResult> {
   const started = Date.now();
